@@ -1,0 +1,28 @@
+# Shared build helpers: warning flags per target and the test registration helper.
+
+function(farmhand_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor)
+  if(FARMHAND_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+  if(FARMHAND_SANITIZE)
+    target_compile_options(${target} PRIVATE -fsanitize=${FARMHAND_SANITIZE} -fno-omit-frame-pointer)
+    target_link_options(${target} PRIVATE -fsanitize=${FARMHAND_SANITIZE})
+  endif()
+  target_compile_features(${target} PUBLIC cxx_std_20)
+endfunction()
+
+# farmhand_add_test(NAME n SOURCES s... LIBS l... LABELS unit|e2e [TIMEOUT seconds])
+function(farmhand_add_test)
+  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 120)
+  endif()
+  add_executable(${T_NAME} ${T_SOURCES})
+  farmhand_warnings(${T_NAME})
+  target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main GTest::gmock)
+  target_include_directories(${T_NAME} PRIVATE ${PROJECT_SOURCE_DIR})
+  add_test(NAME ${T_NAME} COMMAND ${T_NAME})
+  set_tests_properties(${T_NAME} PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT}
+    ENVIRONMENT "FARMHAND_BIN_DIR=${PROJECT_BINARY_DIR}/bin;FARMHAND_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+endfunction()

@@ -1,0 +1,49 @@
+#include "common/result.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace farmhand {
+
+namespace {
+
+struct CodeName {
+  ErrorCode code;
+  std::string_view name;
+};
+
+constexpr CodeName kCodeNames[] = {
+    {ErrorCode::kInvalidArgument, "invalid_argument"},
+    {ErrorCode::kNotFound, "not_found"},
+    {ErrorCode::kCorrupt, "corrupt"},
+    {ErrorCode::kIo, "io"},
+    {ErrorCode::kTimeout, "timeout"},
+    {ErrorCode::kCrashed, "crashed"},
+    {ErrorCode::kCancelled, "cancelled"},
+    {ErrorCode::kUnavailable, "unavailable"},
+    {ErrorCode::kInternal, "internal"},
+};
+
+}  // namespace
+
+std::string_view error_code_name(ErrorCode code) {
+  for (const auto& entry : kCodeNames) {
+    if (entry.code == code) return entry.name;
+  }
+  return "internal";
+}
+
+ErrorCode error_code_from_name(std::string_view name) {
+  for (const auto& entry : kCodeNames) {
+    if (entry.name == name) return entry.code;
+  }
+  return ErrorCode::kInternal;
+}
+
+void check_failed(const char* expr, const char* file, int line) {
+  std::fprintf(stderr, "farmhand: invariant broken: %s at %s:%d\n", expr, file, line);
+  std::fflush(stderr);
+  std::abort();
+}
+
+}  // namespace farmhand

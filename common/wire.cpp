@@ -1,0 +1,88 @@
+#include "common/wire.h"
+
+#include <fmt/format.h>
+
+namespace farmhand::common {
+
+Result<void> parse_message(const void* data, size_t size, size_t max_bytes,
+                           google::protobuf::MessageLite& msg) {
+  if (size > max_bytes) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("message of {} bytes over the {}-byte limit", size, max_bytes));
+  }
+  if (size > static_cast<size_t>(INT32_MAX) || !msg.ParseFromArray(data, static_cast<int>(size))) {
+    return fail(ErrorCode::kCorrupt, fmt::format("malformed message ({} bytes)", size));
+  }
+  return {};
+}
+
+zmq::message_t to_zmq(const google::protobuf::MessageLite& msg) {
+  zmq::message_t out(msg.ByteSizeLong());
+  msg.SerializeToArray(out.data(), static_cast<int>(out.size()));
+  return out;
+}
+
+namespace {
+
+bool send_pair(zmq::socket_t& router, const void* id, size_t id_size,
+               const google::protobuf::MessageLite& msg) {
+  try {
+    zmq::message_t id_frame(id, id_size);
+    if (!router.send(id_frame, zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return false;
+    return router.send(to_zmq(msg), zmq::send_flags::dontwait).has_value();
+  } catch (const zmq::error_t&) {
+    // EHOSTUNREACH with ROUTER_MANDATORY, or a closed context during shutdown.
+    return false;
+  }
+}
+
+}  // namespace
+
+bool send_routed(zmq::socket_t& router, const zmq::message_t& routing_id,
+                 const google::protobuf::MessageLite& msg) {
+  return send_pair(router, routing_id.data(), routing_id.size(), msg);
+}
+
+bool send_routed(zmq::socket_t& router, const std::string& routing_id,
+                 const google::protobuf::MessageLite& msg) {
+  return send_pair(router, routing_id.data(), routing_id.size(), msg);
+}
+
+bool send_one(zmq::socket_t& dealer, const google::protobuf::MessageLite& msg) {
+  try {
+    return dealer.send(to_zmq(msg), zmq::send_flags::dontwait).has_value();
+  } catch (const zmq::error_t&) {
+    return false;
+  }
+}
+
+Result<void> request_reply(zmq::context_t& ctx, const std::string& endpoint,
+                           const google::protobuf::MessageLite& request,
+                           google::protobuf::MessageLite& reply,
+                           std::chrono::milliseconds timeout, size_t max_reply_bytes) {
+  try {
+    zmq::socket_t sock(ctx, zmq::socket_type::dealer);
+    sock.set(zmq::sockopt::linger, 0);
+    sock.connect(endpoint);
+    if (!sock.send(to_zmq(request), zmq::send_flags::none)) {
+      return fail(ErrorCode::kUnavailable, fmt::format("cannot send to broker at {}", endpoint));
+    }
+    zmq::pollitem_t items[] = {{sock.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 1, timeout);
+    if (!(items[0].revents & ZMQ_POLLIN)) {
+      return fail(ErrorCode::kUnavailable,
+                  fmt::format("broker unreachable at {} (no reply within {} s)", endpoint,
+                              (timeout.count() + 999) / 1000));
+    }
+    zmq::message_t msg;
+    if (!sock.recv(msg, zmq::recv_flags::none)) {
+      return fail(ErrorCode::kUnavailable, fmt::format("no reply from broker at {}", endpoint));
+    }
+    return parse_message(msg.data(), msg.size(), max_reply_bytes, reply);
+  } catch (const zmq::error_t& e) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("cannot reach broker at {}: {}", endpoint, e.what()));
+  }
+}
+
+}  // namespace farmhand::common

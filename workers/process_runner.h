@@ -1,0 +1,88 @@
+// ProcessRunner: runs one task's command invocations as child process groups.
+//
+// Each invocation is started with fork/execvp as the leader of a new process
+// group (setpgid), never through a shell, with stdin from /dev/null and
+// stdout+stderr appended to the task's log file. Killing a task signals the
+// whole group (SIGTERM, then SIGKILL after a grace period), so grandchildren a
+// renderer spawned die too. The child asks for SIGKILL if the worker dies
+// (PR_SET_PDEATHSIG).
+//
+// Non-blocking and single-threaded: the worker's event loop calls poll() when
+// a SIGCHLD arrives or a deadline passes; poll() reaps children with
+// waitpid(WNOHANG), starts the next invocation and reports finished runs.
+// Not thread-safe; owned by the worker loop.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace farmhand::worker {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+struct RunSpec {
+  uint64_t id = 0;  // caller's key for this run (unique among live runs)
+  std::vector<std::vector<std::string>> commands;  // run in order, each must exit 0
+  std::map<std::string, std::string> env;           // added to the worker's environment
+  std::string log_path;                             // stdout+stderr, appended
+  std::chrono::seconds timeout{0};                  // whole run; 0 = none
+};
+
+struct RunOutcome {
+  uint64_t id = 0;
+  bool succeeded = false;
+  // Failure reason, one line: "exit code 3 from /bin/false",
+  // "killed by signal SIGSEGV running render", "timed out after 10 s",
+  // "cannot start 'nosuch': No such file or directory", "cancelled".
+  std::optional<Error> error;
+  std::chrono::milliseconds elapsed{0};
+};
+
+class ProcessRunner {
+ public:
+  explicit ProcessRunner(std::chrono::milliseconds kill_grace = std::chrono::seconds(2));
+  ~ProcessRunner();  // kills every live group (SIGKILL) and reaps
+
+  ProcessRunner(const ProcessRunner&) = delete;
+  ProcessRunner& operator=(const ProcessRunner&) = delete;
+
+  // Starts the first invocation of a run. A start failure (exec of a missing
+  // program) is reported by a later poll() as a failed outcome, not here;
+  // errors here are for bad specs (empty commands, duplicate id, log file unopenable).
+  [[nodiscard]] Result<void> start(RunSpec spec, SteadyTime now);
+
+  // Kills the run's process group; its outcome (error kCancelled, "cancelled")
+  // is reported by poll() once the group leader is reaped.
+  void cancel(uint64_t id, SteadyTime now);
+
+  // Reaps children, enforces timeouts and kill grace periods, starts next
+  // invocations. Returns runs that finished since the last call.
+  std::vector<RunOutcome> poll(SteadyTime now);
+
+  // The earliest time poll() must be called even without SIGCHLD (a timeout or
+  // a SIGKILL escalation), if any.
+  std::optional<SteadyTime> next_deadline() const;
+
+  size_t running() const;
+
+  // The pid of the run's current process-group leader (tests use it).
+  std::optional<pid_t> leader_pid(uint64_t id) const;
+
+ private:
+  struct Run;
+  std::map<uint64_t, Run*> runs_;
+  std::chrono::milliseconds kill_grace_;
+};
+
+// The last `max_bytes` of a file, cut to start at a line boundary when possible.
+std::string read_log_tail(const std::string& path, size_t max_bytes);
+
+}  // namespace farmhand::worker
