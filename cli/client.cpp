@@ -1,1 +1,152 @@
-// placeholder
+#include "cli/client.h"
+
+#include <algorithm>
+#include <thread>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "common/wire.h"
+
+namespace farmhand::cli {
+
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+// Resend no sooner than this: a live broker answers in milliseconds, while one
+// that restarts (systemd, supervisor) is back within a second or two.
+constexpr milliseconds kMinResendAfter{1000};
+// Pause after a try that failed at once, so a broken endpoint is not hammered.
+constexpr milliseconds kMinTry{100};
+
+std::string body_name(wire::ClientReply::BodyCase body) {
+  const auto* field = wire::ClientReply::descriptor()->FindFieldByNumber(static_cast<int>(body));
+  return field != nullptr ? field->name() : "no";
+}
+
+// Unwraps the body a request kind expects; a reply with another body means the
+// broker and this client disagree about the protocol.
+template <typename Body>
+Result<Body> body_of(Result<wire::ClientReply> reply, wire::ClientReply::BodyCase expected,
+                     const Body& (wire::ClientReply::*get)() const) {
+  if (!reply) return fail(std::move(reply.error()));
+  if (reply->body_case() != expected) {
+    return fail(ErrorCode::kCorrupt,
+                fmt::format("unexpected reply from broker ({} body for a {} request)",
+                            body_name(reply->body_case()), body_name(expected)));
+  }
+  return ((*reply).*get)();
+}
+
+}  // namespace
+
+Client::Client(std::string endpoint, std::chrono::milliseconds timeout)
+    : ctx_(1), endpoint_(std::move(endpoint)), timeout_(timeout), rng_(std::random_device{}()) {}
+
+std::string Client::random_key() {
+  std::random_device device;
+  std::string key;
+  for (int i = 0; i < 4; ++i) key += fmt::format("{:08x}", static_cast<uint32_t>(device()));
+  return key;
+}
+
+std::string Client::unreachable_reason(milliseconds waited) const {
+  // {:g}: "5 s" for the default, "1.5 s" rather than a rounded "2 s".
+  return fmt::format("broker unreachable at {} (no reply within {:g} s)", endpoint_,
+                     static_cast<double>(waited.count()) / 1000);
+}
+
+Result<wire::ClientReply> Client::call(wire::ClientRequest& request, milliseconds timeout,
+                                       Resend resend) {
+  request.set_version(common::kProtocolVersion);
+  // Zero would look like an unset field on the wire.
+  uint64_t id = 0;
+  while (id == 0) id = rng_();
+  request.set_request_id(id);
+
+  // Two tries within the timeout when resending; a broker that needs more than
+  // half of it to answer is answered by the resend instead (dedup or a re-read).
+  const milliseconds per_try =
+      resend == Resend::kYes ? std::max(kMinResendAfter, timeout / 2) : timeout;
+  const auto deadline = Clock::now() + timeout;
+  wire::ClientReply reply;
+  while (true) {
+    const auto started = Clock::now();
+    const auto remaining = std::chrono::duration_cast<milliseconds>(deadline - started);
+    if (remaining <= milliseconds(0))
+      return fail(ErrorCode::kUnavailable, unreachable_reason(timeout));
+    reply.Clear();
+    auto done =
+        common::request_reply(ctx_, endpoint_, request, reply, std::min(remaining, per_try));
+    if (done) break;
+    if (done.error().code != ErrorCode::kUnavailable) return fail(std::move(done.error()));
+    if (resend == Resend::kNo) return fail(ErrorCode::kUnavailable, unreachable_reason(timeout));
+    // A try that failed without waiting (no send) must not spin until the deadline.
+    if (Clock::now() - started < kMinTry) std::this_thread::sleep_for(kMinTry);
+  }
+
+  if (reply.request_id() != id) {
+    return fail(ErrorCode::kCorrupt,
+                fmt::format("broker answered request {} instead of {}", reply.request_id(), id));
+  }
+  if (!reply.ok()) {
+    std::string reason = reply.error().empty() ? "broker refused the request" : reply.error();
+    return fail(error_code_from_name(reply.error_code()), std::move(reason));
+  }
+  return reply;
+}
+
+Result<wire::SubmitReply> Client::submit(wire::JobSpec spec) {
+  const bool own_key = spec.idempotency_key().empty();
+  if (own_key) spec.set_idempotency_key(random_key());
+  wire::ClientRequest request;
+  *request.mutable_submit()->mutable_spec() = std::move(spec);
+  auto reply = body_of(call(request, timeout_, Resend::kYes), wire::ClientReply::kSubmit,
+                       &wire::ClientReply::submit);
+  // A fresh random key can only have been seen in our own earlier try: for the
+  // user this job is new.
+  if (reply && own_key) reply->set_duplicate(false);
+  return reply;
+}
+
+Result<wire::StatusReply> Client::status(const wire::StatusRequest& status,
+                                         std::optional<std::chrono::milliseconds> timeout) {
+  wire::ClientRequest request;
+  *request.mutable_status() = status;
+  return body_of(call(request, timeout.value_or(timeout_), Resend::kYes),
+                 wire::ClientReply::kStatus, &wire::ClientReply::status);
+}
+
+Result<wire::ListReply> Client::list(const wire::ListRequest& list) {
+  wire::ClientRequest request;
+  *request.mutable_list() = list;
+  return body_of(call(request, timeout_, Resend::kYes), wire::ClientReply::kList,
+                 &wire::ClientReply::list);
+}
+
+Result<wire::JobActionReply> Client::act(uint64_t job_id, wire::JobActionRequest::Action action) {
+  wire::ClientRequest request;
+  request.mutable_action()->set_job_id(job_id);
+  request.mutable_action()->set_action(action);
+  return body_of(call(request, timeout_, Resend::kNo), wire::ClientReply::kAction,
+                 &wire::ClientReply::action);
+}
+
+Result<wire::WorkersReply> Client::workers() {
+  wire::ClientRequest request;
+  request.mutable_workers();
+  return body_of(call(request, timeout_, Resend::kYes), wire::ClientReply::kWorkers,
+                 &wire::ClientReply::workers);
+}
+
+Result<wire::LogsReply> Client::logs(uint64_t job_id, std::optional<uint64_t> task) {
+  wire::ClientRequest request;
+  request.mutable_logs()->set_job_id(job_id);
+  request.mutable_logs()->set_task(task ? static_cast<int64_t>(*task) : -1);
+  return body_of(call(request, timeout_, Resend::kYes), wire::ClientReply::kLogs,
+                 &wire::ClientReply::logs);
+}
+
+}  // namespace farmhand::cli

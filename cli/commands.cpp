@@ -1,1 +1,604 @@
-// placeholder
+#include "cli/commands.h"
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <memory>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "cli/output.h"
+#include "common/frame_set.h"
+
+namespace farmhand::cli {
+
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kDefaultBroker = "tcp://127.0.0.1:7600";
+constexpr double kDefaultTimeoutS = 5;
+// A day: long enough for any broker, short enough that the milliseconds fit.
+constexpr double kMaxTimeoutS = 86'400;
+// watch polls the status request; a push stream would need a subscription protocol.
+constexpr milliseconds kPollInterval{250};
+
+// ---------------------------------------------------------------- errors
+
+void print_error(std::ostream& err, std::string_view reason) {
+  err << "farmhand: " << single_line(reason) << '\n' << std::flush;
+}
+
+int exit_code_for(const Error& error) {
+  return error.code == ErrorCode::kUnavailable ? kExitUnreachable : kExitFailed;
+}
+
+int report(Context& ctx, const Error& error) {
+  print_error(ctx.err, error.reason);
+  return exit_code_for(error);
+}
+
+void write_json(Context& ctx, const Json& json) {
+  ctx.out << dump_json(json) << '\n';
+}
+
+// ---------------------------------------------------------------- settings
+
+struct Settings {
+  std::string endpoint;
+  milliseconds timeout;
+};
+
+Result<double> timeout_from_env() {
+  const char* text = std::getenv("FARMHAND_TIMEOUT");
+  if (text == nullptr || *text == '\0') return kDefaultTimeoutS;
+  char* end = nullptr;
+  const double seconds = std::strtod(text, &end);
+  if (*end != '\0' || !std::isfinite(seconds) || seconds <= 0 || seconds > kMaxTimeoutS) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("FARMHAND_TIMEOUT '{}' is not a number of seconds in (0, {}]", text,
+                            kMaxTimeoutS));
+  }
+  return seconds;
+}
+
+Result<Settings> resolve(const GlobalOptions& globals) {
+  Settings settings;
+  settings.endpoint = globals.broker;
+  if (settings.endpoint.empty()) {
+    const char* env = std::getenv("FARMHAND_BROKER");
+    settings.endpoint = env != nullptr && *env != '\0' ? env : kDefaultBroker;
+  }
+  double seconds = globals.timeout_s;
+  if (seconds <= 0) {
+    auto from_env = timeout_from_env();
+    if (!from_env) return fail(std::move(from_env.error()));
+    seconds = *from_env;
+  }
+  settings.timeout = milliseconds(std::max<long long>(1, std::llround(seconds * 1000)));
+  return settings;
+}
+
+// ---------------------------------------------------------------- option helpers
+
+// `--timeout` names the job's task timeout on submit, so there the reply timeout
+// is only `--reply-timeout` (or given before the subcommand).
+void add_global_options(CLI::App& cmd, GlobalOptions& globals, bool timeout_taken = false) {
+  cmd.add_option("--broker", globals.broker,
+                 "broker endpoint (default $FARMHAND_BROKER, else tcp://127.0.0.1:7600)");
+  cmd.add_flag("--json", globals.json, "machine-readable JSON output");
+  cmd.add_option(timeout_taken ? "--reply-timeout" : "--timeout,--reply-timeout", globals.timeout_s,
+                 "seconds to wait for the broker (default $FARMHAND_TIMEOUT, else 5)")
+      ->type_name("SECONDS")
+      ->check(CLI::Range(0.001, kMaxTimeoutS));
+}
+
+// A subcommand that runs something: it takes the global options too.
+CLI::App* add_leaf(CLI::App& parent, Invocation& inv, const std::string& name,
+                   const std::string& description, bool timeout_taken = false) {
+  CLI::App* cmd = parent.add_subcommand(name, description);
+  add_global_options(*cmd, inv.globals, timeout_taken);
+  return cmd;
+}
+
+// Binds `run(ctx, *options)` as the command to run when `cmd` is chosen.
+template <typename Options, typename Run>
+void bind(CLI::App* cmd, Invocation& inv, std::shared_ptr<Options> options, Run run) {
+  cmd->callback([&inv, options, run] {
+    inv.command = [options, run](Context& ctx) { return run(ctx, *options); };
+  });
+}
+
+// Whole decimal numbers in [min, max], rewritten in canonical form: CLI11 converts
+// with base 0, so "010" would otherwise be 8 and "0x10" 16. Its own range checks
+// print the limits of a double, hence these.
+template <typename Int>
+CLI::Validator whole_number(Int min, Int max = std::numeric_limits<Int>::max()) {
+  return CLI::Validator(
+      [min, max](std::string& text) -> std::string {
+        Int value{};
+        const char* end = text.data() + text.size();
+        auto [ptr, ec] = std::from_chars(text.data(), end, value);
+        if (text.empty() || ec == std::errc::invalid_argument || ptr != end) {
+          return fmt::format("'{}' is not a whole number", text);
+        }
+        if (ec == std::errc::result_out_of_range || value < min || value > max) {
+          return fmt::format("{} is not in [{}, {}]", text, min, max);
+        }
+        text = std::to_string(value);
+        return "";
+      },
+      "");
+}
+
+const CLI::Validator kPositive = whole_number<uint64_t>(1);
+const CLI::Validator kNonNegative = whole_number<uint64_t>(0);
+const CLI::Validator kPositive32 = whole_number<uint32_t>(1);
+
+CLI::Validator key_value_check() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        const auto eq = text.find('=');
+        if (eq == std::string::npos || eq == 0) return "expected key=value, got '" + text + "'";
+        return "";
+      },
+      "");
+}
+
+// Frame sets are checked here as well as by the broker, so a typo is a usage error
+// before anything is sent.
+CLI::Validator frame_set_check() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        auto frames = common::FrameSet::parse(text);
+        return frames ? "" : frames.error().reason;
+      },
+      "");
+}
+
+const CLI::Validator kNotEmpty(
+    [](std::string& text) -> std::string { return text.empty() ? "must not be empty" : ""; }, "");
+
+template <typename Map>
+void put_key_values(const std::vector<std::string>& pairs, Map& map) {
+  for (const auto& pair : pairs) {
+    const auto eq = pair.find('=');
+    map[pair.substr(0, eq)] = pair.substr(eq + 1);
+  }
+}
+
+// ---------------------------------------------------------------- watch
+
+// Columns of the terminal on stdout, asked at each draw so a resize is followed. A
+// bar that wrapped would break the \r redraw, which returns to its last row only.
+size_t terminal_columns() {
+  winsize size{};
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0) return size.ws_col;
+  return 80;
+}
+
+// Follows a job until it is final, polling status. Returns 0 iff it succeeded.
+int follow_job(Context& ctx, uint64_t job_id) {
+  wire::StatusRequest request;
+  request.set_job_id(job_id);
+  const milliseconds timeout = ctx.client.timeout();
+  // The broker may restart while we watch: keep asking until it has been silent
+  // for the whole timeout since its last reply.
+  auto deadline = Clock::now() + timeout;
+  std::string last_line;
+  bool bar_open = false;  // a bar is drawn and its line not yet ended
+
+  while (true) {
+    const auto remaining = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    auto status = ctx.client.status(request, std::max(remaining, milliseconds(1)));
+    if (!status) {
+      Error error = std::move(status.error());
+      if (error.code == ErrorCode::kUnavailable) {
+        if (Clock::now() + kPollInterval < deadline) {
+          std::this_thread::sleep_for(kPollInterval);
+          continue;
+        }
+        error.reason = ctx.client.unreachable_reason(timeout);
+      }
+      if (bar_open) ctx.out << '\n' << std::flush;
+      return report(ctx, error);
+    }
+    deadline = Clock::now() + timeout;
+
+    const auto& job = status->job();
+    const bool final = job_state_is_final(job.state());
+    if (!ctx.json) {
+      std::string line = ctx.tty ? progress_bar_line(job) : progress_plain_line(job);
+      if (ctx.tty && line != last_line) {
+        // One column spare: some terminals wrap on writing the last one.
+        ctx.out << "\r\33[2K" << line.substr(0, terminal_columns() - 1) << std::flush;
+        bar_open = true;
+      } else if (!ctx.tty && line != last_line && !final) {
+        ctx.out << line << '\n' << std::flush;
+      }
+      last_line = std::move(line);
+    }
+    if (!final) {
+      std::this_thread::sleep_for(kPollInterval);
+      continue;
+    }
+
+    const std::string last_error =
+        job.state() == wire::JOB_FAILED ? last_error_text(*status) : std::string();
+    if (ctx.json) {
+      write_json(ctx, to_json(*status));
+    } else {
+      if (bar_open) ctx.out << '\n';
+      ctx.out << progress_plain_line(job)
+              << (last_error.empty() ? "" : "; last error: " + last_error) << '\n'
+              << std::flush;
+    }
+    if (job.state() == wire::JOB_SUCCEEDED) return kExitOk;
+    print_error(ctx.err, fmt::format("job {} {}{}", job_id, job_state_name(job.state()),
+                                     last_error.empty() ? "" : ": " + last_error));
+    return kExitFailed;
+  }
+}
+
+// ---------------------------------------------------------------- submit
+
+// Options every submit kind shares.
+struct SubmitOptions {
+  int32_t priority = 0;
+  std::string pool;
+  std::vector<uint64_t> after;
+  uint64_t after_frames = 0;
+  uint32_t max_attempts = 0;
+  uint32_t timeout_s = 0;
+  std::vector<std::string> labels;
+  std::string key;
+  std::string name;
+  bool wait = false;
+};
+
+void add_submit_options(CLI::App& cmd, SubmitOptions& o) {
+  cmd.add_option("--priority", o.priority, "higher runs first (default 0)")
+      ->transform(whole_number<int32_t>(std::numeric_limits<int32_t>::min()));
+  cmd.add_option("--pool", o.pool, "run only on workers tagged with this pool");
+  cmd.add_option("--after", o.after, "start after this whole job succeeded (repeatable)")
+      ->type_name("JOB_ID")
+      ->allow_extra_args(false)
+      ->transform(kPositive);
+  cmd.add_option("--after-frames", o.after_frames,
+                 "each task waits for the tasks of this job covering its frames")
+      ->type_name("JOB_ID")
+      ->transform(kPositive);
+  cmd.add_option("--max-attempts", o.max_attempts, "attempts per task (default: broker's)")
+      ->transform(kPositive32);
+  cmd.add_option("--timeout", o.timeout_s, "seconds a task attempt may run (default: none)")
+      ->type_name("SECONDS")
+      ->transform(kPositive32);
+  cmd.add_option("--label", o.labels, "job label (repeatable)")
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false)
+      ->check(key_value_check());
+  cmd.add_option("--key", o.key, "idempotency key: a repeated key returns the first job")
+      ->type_name("IDEMPOTENCY_KEY")
+      ->check(kNotEmpty);
+  cmd.add_option("--name", o.name, "display name (default: from kind and template)");
+  cmd.add_flag("--wait", o.wait, "follow the job like `watch`; exit 0 only if it succeeded");
+}
+
+wire::JobSpec base_spec(const SubmitOptions& o, const std::string& kind) {
+  wire::JobSpec spec;
+  spec.set_kind(kind);
+  spec.set_name(o.name);
+  spec.set_chunk(1);
+  spec.set_priority(o.priority);
+  spec.set_pool(o.pool);
+  for (uint64_t id : o.after) spec.add_after(id);
+  spec.set_after_frames(o.after_frames);
+  spec.set_max_attempts(o.max_attempts);
+  spec.set_timeout_s(o.timeout_s);
+  put_key_values(o.labels, *spec.mutable_labels());
+  // Empty: Client::submit generates one, so its resends cannot create a second job.
+  spec.set_idempotency_key(o.key);
+  return spec;
+}
+
+int run_submit(Context& ctx, const SubmitOptions& o, wire::JobSpec spec) {
+  auto reply = ctx.client.submit(std::move(spec));
+  if (!reply) return report(ctx, reply.error());
+  if (!o.wait || !ctx.json) {
+    if (ctx.json) {
+      write_json(ctx, Json{{"job_id", reply->job_id()},
+                           {"duplicate", reply->duplicate()},
+                           {"tasks", reply->task_count()}});
+    } else {
+      ctx.out << reply->job_id() << '\n' << std::flush;
+    }
+  }
+  return o.wait ? follow_job(ctx, reply->job_id()) : kExitOk;
+}
+
+struct NoopOptions {
+  SubmitOptions common;
+  uint64_t tasks = 0;
+  std::string frames;
+  uint32_t chunk = 1;
+};
+
+void add_submit_noop(CLI::App& submit, Invocation& inv) {
+  auto o = std::make_shared<NoopOptions>();
+  CLI::App* cmd = add_leaf(submit, inv, "noop",
+                           "a job whose tasks do nothing (dispatch benchmark, health check)",
+                           /*timeout_taken=*/true);
+  auto* tasks = cmd->add_option("--tasks", o->tasks, "number of tasks (frames 1-N, chunk 1)")
+                    ->transform(kPositive);
+  auto* frames =
+      cmd->add_option("--frames", o->frames, "frame set instead of --tasks, e.g. 1-100x2")
+          ->type_name("FRAMES")
+          ->check(frame_set_check());
+  auto* chunk = cmd->add_option("--chunk", o->chunk, "frames per task with --frames (default 1)")
+                    ->transform(kPositive32);
+  tasks->excludes(frames)->excludes(chunk);
+  add_submit_options(*cmd, o->common);
+  cmd->callback([&inv, o, tasks, frames] {
+    if (tasks->count() == 0 && frames->count() == 0) {
+      throw CLI::RequiredError("--tasks or --frames");
+    }
+    inv.command = [o](Context& ctx) {
+      wire::JobSpec spec = base_spec(o->common, "noop");
+      if (o->frames.empty()) {
+        spec.set_tasks(o->tasks);
+      } else {
+        spec.set_frames(o->frames);
+        spec.set_chunk(o->chunk);
+      }
+      return run_submit(ctx, o->common, std::move(spec));
+    };
+  });
+}
+
+struct CommandOptions {
+  SubmitOptions common;
+  std::string command_template;
+  std::string frames;
+  uint32_t chunk = 1;
+  std::vector<std::string> params;
+};
+
+void add_submit_command(CLI::App& submit, Invocation& inv) {
+  auto o = std::make_shared<CommandOptions>();
+  CLI::App* cmd = add_leaf(submit, inv, "command", "run a command template named in the config",
+                           /*timeout_taken=*/true);
+  cmd->add_option("TEMPLATE", o->command_template, "command template name")
+      ->required()
+      ->check(kNotEmpty);
+  cmd->add_option("--frames", o->frames, "frame set, e.g. 1-100")
+      ->type_name("FRAMES")
+      ->required()
+      ->check(frame_set_check());
+  cmd->add_option("--chunk", o->chunk, "frames per task (default 1)")->transform(kPositive32);
+  cmd->add_option("--param", o->params, "template parameter (repeatable)")
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false)
+      ->check(key_value_check());
+  add_submit_options(*cmd, o->common);
+  bind(cmd, inv, o, [](Context& ctx, const CommandOptions& opts) {
+    wire::JobSpec spec = base_spec(opts.common, "command");
+    spec.set_command_template(opts.command_template);
+    spec.set_frames(opts.frames);
+    spec.set_chunk(opts.chunk);
+    put_key_values(opts.params, *spec.mutable_params());
+    return run_submit(ctx, opts.common, std::move(spec));
+  });
+}
+
+// ---------------------------------------------------------------- status, ls, watch
+
+struct StatusOptions {
+  uint64_t job_id = 0;
+  bool tasks = false;
+  uint64_t offset = 0;
+  uint32_t limit = 0;
+  std::string state;
+};
+
+CLI::Option* add_job_id(CLI::App& cmd, uint64_t& job_id) {
+  return cmd.add_option("JOB_ID", job_id, "job id")->required()->transform(kPositive);
+}
+
+void add_status(CLI::App& app, Invocation& inv) {
+  auto o = std::make_shared<StatusOptions>();
+  CLI::App* cmd = add_leaf(app, inv, "status", "a job's state, progress, running tasks and errors");
+  add_job_id(*cmd, o->job_id);
+  cmd->add_flag("--tasks", o->tasks, "also list a page of tasks");
+  cmd->add_option("--offset", o->offset, "first task of the page (implies --tasks)")
+      ->transform(kNonNegative);
+  cmd->add_option("--limit", o->limit, "tasks in the page, default 100 (implies --tasks)")
+      ->transform(whole_number<uint32_t>(1, 10'000));
+  cmd->add_option("--state", o->state, "only tasks in this state (implies --tasks)")
+      ->transform(CLI::IsMember(task_state_names(), CLI::ignore_case));
+  bind(cmd, inv, o, [](Context& ctx, const StatusOptions& opts) {
+    wire::StatusRequest request;
+    request.set_job_id(opts.job_id);
+    request.set_tasks(opts.tasks || opts.offset != 0 || opts.limit != 0 || !opts.state.empty());
+    request.set_tasks_offset(opts.offset);
+    request.set_tasks_limit(opts.limit);
+    request.set_tasks_state(
+        task_state_from_name(opts.state).value_or(wire::TASK_STATE_UNSPECIFIED));
+    auto reply = ctx.client.status(request);
+    if (!reply) return report(ctx, reply.error());
+    if (ctx.json) {
+      write_json(ctx, to_json(*reply));
+    } else {
+      write_status(ctx.out, *reply, request.tasks());
+    }
+    return kExitOk;
+  });
+}
+
+struct ListOptions {
+  std::string state;
+  uint32_t limit = 0;
+};
+
+void add_ls(CLI::App& app, Invocation& inv) {
+  auto o = std::make_shared<ListOptions>();
+  CLI::App* cmd = add_leaf(app, inv, "ls", "list jobs");
+  cmd->add_option("--state", o->state, "only jobs in this state")
+      ->transform(CLI::IsMember(job_state_names(), CLI::ignore_case));
+  cmd->add_option("--limit", o->limit, "at most this many jobs (default 1000)")
+      ->transform(kPositive32);
+  bind(cmd, inv, o, [](Context& ctx, const ListOptions& opts) {
+    wire::ListRequest request;
+    request.set_state(job_state_from_name(opts.state).value_or(wire::JOB_STATE_UNSPECIFIED));
+    request.set_limit(opts.limit);
+    auto reply = ctx.client.list(request);
+    if (!reply) return report(ctx, reply.error());
+    if (ctx.json) {
+      Json jobs = Json::array();
+      for (const auto& job : reply->jobs()) jobs.push_back(to_json(job));
+      write_json(ctx, jobs);
+    } else {
+      write_jobs(ctx.out, *reply);
+    }
+    return kExitOk;
+  });
+}
+
+struct JobOptions {
+  uint64_t job_id = 0;
+};
+
+void add_watch(CLI::App& app, Invocation& inv) {
+  auto o = std::make_shared<JobOptions>();
+  CLI::App* cmd =
+      add_leaf(app, inv, "watch", "follow a job's progress; exit 0 only if it succeeds");
+  add_job_id(*cmd, o->job_id);
+  bind(cmd, inv, o,
+       [](Context& ctx, const JobOptions& opts) { return follow_job(ctx, opts.job_id); });
+}
+
+// ---------------------------------------------------------------- job actions
+
+void add_action(CLI::App& app, Invocation& inv, const std::string& name,
+                wire::JobActionRequest::Action action, const std::string& description) {
+  auto o = std::make_shared<JobOptions>();
+  CLI::App* cmd = add_leaf(app, inv, name, description);
+  add_job_id(*cmd, o->job_id);
+  bind(cmd, inv, o, [action](Context& ctx, const JobOptions& opts) {
+    auto reply = ctx.client.act(opts.job_id, action);
+    if (!reply) return report(ctx, reply.error());
+    const std::string state = job_state_name(reply->state());
+    if (ctx.json) {
+      write_json(ctx, Json{{"job_id", opts.job_id},
+                           {"state", state},
+                           {"tasks_changed", reply->tasks_changed()}});
+    } else {
+      ctx.out << fmt::format("job {} {} ({} task{} changed)\n", opts.job_id, state,
+                             reply->tasks_changed(), reply->tasks_changed() == 1 ? "" : "s");
+    }
+    return kExitOk;
+  });
+}
+
+// ---------------------------------------------------------------- workers, logs
+
+void add_workers(CLI::App& app, Invocation& inv) {
+  struct NoOptions {};
+
+  CLI::App* cmd = add_leaf(app, inv, "workers", "list workers and what they run");
+  bind(cmd, inv, std::make_shared<NoOptions>(), [](Context& ctx, const NoOptions&) {
+    auto reply = ctx.client.workers();
+    if (!reply) return report(ctx, reply.error());
+    if (ctx.json) {
+      Json workers = Json::array();
+      for (const auto& worker : reply->workers()) workers.push_back(to_json(worker));
+      write_json(ctx, workers);
+    } else {
+      write_workers(ctx.out, *reply);
+    }
+    return kExitOk;
+  });
+}
+
+struct LogsOptions {
+  uint64_t job_id = 0;
+  int64_t task = -1;
+};
+
+void add_logs(CLI::App& app, Invocation& inv) {
+  auto o = std::make_shared<LogsOptions>();
+  CLI::App* cmd = add_leaf(app, inv, "logs", "task logs of a job");
+  add_job_id(*cmd, o->job_id);
+  cmd->add_option("--task", o->task, "only this task (default: every task with a log)")
+      ->type_name("N")
+      ->transform(whole_number<int64_t>(0));
+  bind(cmd, inv, o, [](Context& ctx, const LogsOptions& opts) {
+    std::optional<uint64_t> task;
+    if (opts.task >= 0) task = static_cast<uint64_t>(opts.task);
+    auto reply = ctx.client.logs(opts.job_id, task);
+    if (!reply) return report(ctx, reply.error());
+    if (ctx.json) {
+      Json logs = Json::array();
+      for (const auto& log : reply->logs()) logs.push_back(to_json(log));
+      write_json(ctx, logs);
+    } else if (reply->logs().empty()) {
+      ctx.out << fmt::format("job {} has no task logs\n", opts.job_id);
+    } else {
+      write_logs(ctx.out, *reply);
+    }
+    return kExitOk;
+  });
+}
+
+}  // namespace
+
+void add_commands(CLI::App& app, Invocation& inv) {
+  // Options given after a subcommand that it does not know go to its parent, so
+  // `farmhand submit --json noop ...` works as well as `farmhand --json submit ...`.
+  app.fallthrough();
+  app.require_subcommand(1);
+  add_global_options(app, inv.globals);
+
+  CLI::App* submit = app.add_subcommand("submit", "submit a job and print its id");
+  submit->require_subcommand(1);
+  add_submit_noop(*submit, inv);
+  add_submit_command(*submit, inv);
+
+  add_status(app, inv);
+  add_ls(app, inv);
+  add_watch(app, inv);
+  add_action(app, inv, "cancel", wire::JobActionRequest::CANCEL,
+             "cancel a job; running tasks are stopped");
+  add_action(app, inv, "retry", wire::JobActionRequest::RETRY,
+             "run a job's dead, failed and cancelled tasks again");
+  add_action(app, inv, "pause", wire::JobActionRequest::PAUSE,
+             "dispatch no more tasks of a job; running ones finish");
+  add_action(app, inv, "resume", wire::JobActionRequest::RESUME, "dispatch a paused job again");
+  add_workers(app, inv);
+  add_logs(app, inv);
+}
+
+int run(const Invocation& invocation, std::ostream& out, std::ostream& err, bool tty) {
+  if (!invocation.command) {
+    print_error(err, "no command given (see farmhand --help)");
+    return kExitUsage;
+  }
+  auto settings = resolve(invocation.globals);
+  if (!settings) {
+    print_error(err, settings.error().reason);
+    return kExitUsage;
+  }
+  Client client(settings->endpoint, settings->timeout);
+  Context ctx{client, invocation.globals.json, tty, out, err};
+  return invocation.command(ctx);
+}
+
+}  // namespace farmhand::cli

@@ -1,1 +1,628 @@
-// placeholder
+#include "common/config.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <set>
+#include <string_view>
+#include <utility>
+
+#include <yaml-cpp/yaml.h>
+
+#include "common/command_template.h"
+
+namespace farmhand::common {
+
+namespace {
+
+// A file of pure garbage can produce thousands of problems; the first hundred
+// are enough to act on and keep --check-config readable.
+constexpr std::size_t kMaxProblems = 100;
+
+// Longest duration accepted, in seconds: a year. Anything longer is a typo
+// (milliseconds given as seconds), and the bound keeps ms arithmetic far from overflow.
+constexpr double kMaxDurationS = 365.0 * 24 * 3600;
+
+constexpr std::string_view kEndpointSchemes[] = {"tcp://", "ipc://", "inproc://"};
+constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
+constexpr std::string_view kSqliteSynchronous[] = {"full", "normal", "off"};
+
+struct Problem {
+  int line = 0;  // 1-based; 0 when unknown
+  std::string message;
+};
+
+// One entry of a YAML mapping being read.
+struct Entry {
+  std::string path;  // dotted, for messages: "broker.lease_ttl_s"
+  YAML::Node value;
+  int key_line = 0;
+  // The value's line, or the key's when the value is empty: yaml-cpp marks an empty
+  // value at the next token, often on the next line.
+  int line = 0;
+};
+
+int line_of(const YAML::Node& node) {
+  const YAML::Mark mark = node.Mark();
+  return mark.is_null() ? 0 : mark.line + 1;
+}
+
+// User text quoted in a message: one line, not too long.
+std::string printable(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  constexpr std::size_t kMaxBytes = 80;
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (i == kMaxBytes) {
+      out += "...";
+      break;
+    }
+    const auto byte = static_cast<unsigned char>(text[i]);
+    if (byte < 0x20 || byte == 0x7f) {
+      out += "\\x";
+      out += kHex[byte >> 4];
+      out += kHex[byte & 0xf];
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+template <std::size_t N>
+bool one_of(std::string_view value, const std::string_view (&choices)[N]) {
+  return std::find(std::begin(choices), std::end(choices), value) != std::end(choices);
+}
+
+template <std::size_t N>
+std::string choice_list(const std::string_view (&choices)[N]) {
+  std::string out;
+  for (std::size_t i = 0; i < N; ++i) {
+    if (i > 0) out += i + 1 == N ? " or " : ", ";
+    out += choices[i];
+  }
+  return out;
+}
+
+std::string lower(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) {
+    return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  });
+  return text;
+}
+
+bool is_identifier(std::string_view name) {
+  if (name.empty() || (name[0] >= '0' && name[0] <= '9')) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
+bool is_command_name(std::string_view name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+  });
+}
+
+// Tags travel as "--tags a,b" to farmhand-worker, so commas and spaces are out.
+bool is_tag(std::string_view tag) {
+  return !tag.empty() && std::all_of(tag.begin(), tag.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+  });
+}
+
+bool is_builtin(std::string_view name) {
+  return std::find(std::begin(kBuiltinPlaceholders), std::end(kBuiltinPlaceholders), name) !=
+         std::end(kBuiltinPlaceholders);
+}
+
+// Walks a parsed document into a Config, collecting every problem instead of
+// stopping at the first: a user fixing a config wants the whole list at once.
+class Reader {
+ public:
+  std::vector<Problem>& problems() { return problems_; }
+
+  void problem(int line, std::string message) {
+    problems_.push_back(Problem{line, std::move(message)});
+  }
+
+  void read_root(const YAML::Node& root, Config& config) {
+    if (root.IsNull()) return;
+    if (!root.IsMap()) {
+      problem(line_of(root), "config must be a mapping");
+      return;
+    }
+    for_each_entry(root, "", [&](const std::string& key, const Entry& entry) {
+      if (key == "log_level") {
+        if (auto level = read_choice(entry, kLogLevels)) config.log_level = *level;
+      } else if (key == "broker") {
+        read_broker(entry, config.broker);
+      } else if (key == "local_workers") {
+        read_local_workers(entry, config.local_workers);
+      } else if (key == "commands") {
+        read_commands(entry, config.commands);
+      } else {
+        unknown_key(key, entry, "");
+      }
+    });
+  }
+
+ private:
+  std::vector<Problem> problems_;
+
+  static std::string child_path(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+  }
+
+  void unknown_key(const std::string& key, const Entry& entry, const std::string& parent) {
+    problem(entry.key_line, "unknown key '" + printable(key) + "'" +
+                                (parent.empty() ? std::string(" at top level") : " in " + parent));
+  }
+
+  // Calls visit(key, entry) for each entry of `map`, in document order. Keys must
+  // be scalars and unique: yaml-cpp keeps both copies of a repeated key, and
+  // silently using one of them would hide a mistake.
+  void for_each_entry(const YAML::Node& map, const std::string& path,
+                      const std::function<void(const std::string&, const Entry&)>& visit) {
+    std::set<std::string> seen;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      const YAML::Node key_node = it->first;
+      if (!key_node.IsScalar()) {
+        problem(line_of(key_node),
+                "keys must be strings" + (path.empty() ? std::string() : " in " + path));
+        continue;
+      }
+      const std::string key = key_node.Scalar();
+      Entry entry;
+      entry.path = child_path(path, key);
+      entry.value = it->second;
+      entry.key_line = line_of(key_node);
+      entry.line = entry.value.IsNull() ? entry.key_line : line_of(entry.value);
+      if (entry.line == 0) entry.line = entry.key_line;
+      if (!seen.insert(key).second) {
+        problem(entry.key_line, "duplicate key '" + printable(key) + "'" +
+                                    (path.empty() ? std::string() : " in " + path));
+        continue;
+      }
+      visit(key, entry);
+    }
+  }
+
+  // An empty value (`broker:`) reads as an empty mapping: every default applies.
+  bool expect_map(const Entry& entry) {
+    if (entry.value.IsNull()) return false;
+    if (entry.value.IsMap()) return true;
+    problem(entry.line, entry.path + " must be a mapping");
+    return false;
+  }
+
+  std::optional<std::string> read_string(const Entry& entry, bool empty_allowed = true) {
+    std::optional<std::string> text;
+    if (entry.value.IsNull()) {
+      text = "";
+    } else if (entry.value.IsScalar()) {
+      text = entry.value.Scalar();
+    } else {
+      problem(entry.line, entry.path + " must be a string");
+      return std::nullopt;
+    }
+    if (!empty_allowed && text->empty()) {
+      problem(entry.line, entry.path + " must not be empty");
+      return std::nullopt;
+    }
+    if (text->find('\0') != std::string::npos) {
+      problem(entry.line, entry.path + " must not contain a nul byte");
+      return std::nullopt;
+    }
+    return text;
+  }
+
+  template <std::size_t N>
+  std::optional<std::string> read_choice(const Entry& entry, const std::string_view (&choices)[N]) {
+    auto text = read_string(entry);
+    if (!text) return std::nullopt;
+    std::string value = lower(*text);
+    if (!one_of(value, choices)) {
+      problem(entry.line, entry.path + " must be one of " + choice_list(choices) + ", not '" +
+                              printable(*text) + "'");
+      return std::nullopt;
+    }
+    return value;
+  }
+
+  std::optional<double> read_number(const Entry& entry) {
+    if (entry.value.IsScalar()) {
+      const std::string& text = entry.value.Scalar();
+      double value = 0;
+      const char* end = text.data() + text.size();
+      auto [ptr, ec] = std::from_chars(text.data(), end, value);
+      if (ec == std::errc() && ptr == end && std::isfinite(value)) return value;
+    }
+    problem(entry.line, entry.path + " must be a number");
+    return std::nullopt;
+  }
+
+  std::optional<int64_t> read_integer(const Entry& entry, int64_t min, int64_t max) {
+    if (entry.value.IsScalar()) {
+      const std::string& text = entry.value.Scalar();
+      int64_t value = 0;
+      const char* end = text.data() + text.size();
+      auto [ptr, ec] = std::from_chars(text.data(), end, value);
+      if (ec == std::errc() && ptr == end) {
+        if (value < min) {
+          problem(entry.line, entry.path + " must be at least " + std::to_string(min));
+          return std::nullopt;
+        }
+        if (value > max) {
+          problem(entry.line, entry.path + " must be at most " + std::to_string(max));
+          return std::nullopt;
+        }
+        return value;
+      }
+      if (ec == std::errc::result_out_of_range) {
+        problem(entry.line, entry.path + " is out of range");
+        return std::nullopt;
+      }
+    }
+    problem(entry.line, entry.path + " must be an integer");
+    return std::nullopt;
+  }
+
+  // Durations are written in (possibly fractional) seconds: "0.5" is 500 ms.
+  std::optional<std::chrono::milliseconds> read_duration(const Entry& entry) {
+    auto seconds = read_number(entry);
+    if (!seconds) return std::nullopt;
+    if (*seconds <= 0) {
+      problem(entry.line, entry.path + " must be positive");
+      return std::nullopt;
+    }
+    if (*seconds > kMaxDurationS) {
+      problem(entry.line, entry.path + " must be at most " +
+                              std::to_string(static_cast<int64_t>(kMaxDurationS)));
+      return std::nullopt;
+    }
+    const auto ms = static_cast<int64_t>(std::llround(*seconds * 1000.0));
+    if (ms < 1) {
+      problem(entry.line, entry.path + " must be at least 0.001 (one millisecond)");
+      return std::nullopt;
+    }
+    return std::chrono::milliseconds(ms);
+  }
+
+  std::optional<std::string> read_endpoint(const Entry& entry) {
+    auto text = read_string(entry);
+    if (!text) return std::nullopt;
+    for (std::string_view scheme : kEndpointSchemes) {
+      if (text->rfind(scheme, 0) != 0) continue;
+      if (text->size() == scheme.size()) {
+        problem(entry.line, entry.path + " '" + printable(*text) + "' has no address");
+        return std::nullopt;
+      }
+      return text;
+    }
+    problem(entry.line, entry.path + " '" + printable(*text) + "' must start with " +
+                            choice_list(kEndpointSchemes));
+    return std::nullopt;
+  }
+
+  template <typename T>
+  void assign(std::optional<T> value, T& field) {
+    if (value) field = std::move(*value);
+  }
+
+  template <typename Int>
+  void assign_integer(const Entry& entry, int64_t min, Int& field) {
+    const auto max = static_cast<int64_t>(
+        std::min<uint64_t>(std::numeric_limits<Int>::max(), std::numeric_limits<int64_t>::max()));
+    if (auto value = read_integer(entry, min, max)) field = static_cast<Int>(*value);
+  }
+
+  void read_broker(const Entry& section, BrokerConfig& broker) {
+    if (!expect_map(section)) return;
+    int client_line = 0;
+    int worker_line = 0;
+    int backoff_base_line = 0;
+    int backoff_max_line = 0;
+    for_each_entry(section.value, section.path, [&](const std::string& key, const Entry& entry) {
+      if (key == "client_endpoint") {
+        assign(read_endpoint(entry), broker.client_endpoint);
+        client_line = entry.line;
+      } else if (key == "worker_endpoint") {
+        assign(read_endpoint(entry), broker.worker_endpoint);
+        worker_line = entry.line;
+      } else if (key == "state_dir") {
+        assign(read_string(entry), broker.state_dir);
+      } else if (key == "lease_ttl_s") {
+        assign(read_duration(entry), broker.lease_ttl);
+      } else if (key == "heartbeat_interval_s") {
+        assign(read_duration(entry), broker.heartbeat_interval);
+      } else if (key == "heartbeat_liveness") {
+        assign_integer(entry, 1, broker.heartbeat_liveness);
+      } else if (key == "retry_backoff_base_s") {
+        assign(read_duration(entry), broker.retry_backoff_base);
+        backoff_base_line = entry.line;
+      } else if (key == "retry_backoff_max_s") {
+        assign(read_duration(entry), broker.retry_backoff_max);
+        backoff_max_line = entry.line;
+      } else if (key == "default_max_attempts") {
+        assign_integer(entry, 1, broker.default_max_attempts);
+      } else if (key == "max_client_message_bytes") {
+        assign_integer(entry, 1, broker.max_client_message_bytes);
+      } else if (key == "max_worker_message_bytes") {
+        assign_integer(entry, 1, broker.max_worker_message_bytes);
+      } else if (key == "sqlite_synchronous") {
+        assign(read_choice(entry, kSqliteSynchronous), broker.sqlite_synchronous);
+      } else {
+        unknown_key(key, entry, section.path);
+      }
+    });
+    // Both sockets are bound by one broker: the same address would fail at bind time.
+    if ((client_line != 0 || worker_line != 0) &&
+        broker.client_endpoint == broker.worker_endpoint) {
+      problem(std::max(client_line, worker_line),
+              "broker.client_endpoint and broker.worker_endpoint must differ");
+    }
+    if ((backoff_base_line != 0 || backoff_max_line != 0) &&
+        broker.retry_backoff_max < broker.retry_backoff_base) {
+      problem(std::max(backoff_base_line, backoff_max_line),
+              "broker.retry_backoff_max_s must not be less than broker.retry_backoff_base_s");
+    }
+  }
+
+  void read_local_workers(const Entry& section, LocalWorkersConfig& workers) {
+    if (!expect_map(section)) return;
+    for_each_entry(section.value, section.path, [&](const std::string& key, const Entry& entry) {
+      if (key == "count") {
+        assign_integer(entry, -1, workers.count);
+      } else if (key == "slots") {
+        assign_integer(entry, 1, workers.slots);
+      } else if (key == "tags") {
+        read_tags(entry, workers.tags);
+      } else if (key == "worker_binary") {
+        assign(read_string(entry), workers.worker_binary);
+      } else {
+        unknown_key(key, entry, section.path);
+      }
+    });
+  }
+
+  void read_tags(const Entry& entry, std::vector<std::string>& tags) {
+    if (entry.value.IsNull()) return;
+    if (!entry.value.IsSequence()) {
+      problem(entry.line, entry.path + " must be a list of strings");
+      return;
+    }
+    tags.clear();
+    for (std::size_t i = 0; i < entry.value.size(); ++i) {
+      const YAML::Node item = entry.value[i];
+      const std::string path = entry.path + "[" + std::to_string(i) + "]";
+      if (!item.IsScalar()) {
+        problem(line_of(item) ? line_of(item) : entry.line, path + " must be a string");
+        continue;
+      }
+      if (!is_tag(item.Scalar())) {
+        problem(line_of(item),
+                path + " '" + printable(item.Scalar()) + "' must match ^[A-Za-z0-9_.-]+$");
+        continue;
+      }
+      if (std::find(tags.begin(), tags.end(), item.Scalar()) == tags.end()) {
+        tags.push_back(item.Scalar());
+      }
+    }
+  }
+
+  void read_commands(const Entry& section, std::map<std::string, CommandTemplate>& commands) {
+    if (!expect_map(section)) return;
+    for_each_entry(section.value, section.path, [&](const std::string& name, const Entry& entry) {
+      if (!is_command_name(name)) {
+        problem(entry.key_line,
+                "command name '" + printable(name) + "' must match ^[A-Za-z0-9_-]+$");
+      }
+      CommandTemplate tmpl;
+      tmpl.name = name;
+      read_command(entry, tmpl);
+      commands[name] = std::move(tmpl);
+    });
+  }
+
+  void read_command(const Entry& command, CommandTemplate& tmpl) {
+    if (command.value.IsNull()) {
+      problem(command.line, command.path + ".argv is required");
+      return;
+    }
+    if (!expect_map(command)) return;
+    // Words are checked after the whole command is read: params may follow argv.
+    std::vector<std::pair<std::string, int>> words;
+    bool has_argv = false;
+    for_each_entry(command.value, command.path, [&](const std::string& key, const Entry& entry) {
+      if (key == "argv") {
+        has_argv = true;
+        read_argv(entry, tmpl, words);
+      } else if (key == "params") {
+        read_params(entry, tmpl);
+      } else if (key == "env") {
+        read_env(entry, tmpl);
+      } else {
+        unknown_key(key, entry, command.path);
+      }
+    });
+    if (!has_argv) problem(command.key_line, command.path + ".argv is required");
+    for (const auto& [word, line] : words) {
+      auto checked = check_argv_word(tmpl, word);
+      if (!checked) problem(line, checked.error().reason);
+    }
+  }
+
+  void read_argv(const Entry& entry, CommandTemplate& tmpl,
+                 std::vector<std::pair<std::string, int>>& words) {
+    if (!entry.value.IsSequence()) {
+      problem(entry.line, entry.path + " must be a list of strings");
+      return;
+    }
+    if (entry.value.size() == 0) {
+      problem(entry.line, entry.path + " must not be empty");
+      return;
+    }
+    for (std::size_t i = 0; i < entry.value.size(); ++i) {
+      const YAML::Node item = entry.value[i];
+      const std::string path = entry.path + "[" + std::to_string(i) + "]";
+      const int line = line_of(item) != 0 && !item.IsNull() ? line_of(item) : entry.line;
+      if (!item.IsScalar()) {
+        problem(line, path + " must be a string");
+        continue;
+      }
+      const std::string& word = item.Scalar();
+      if (i == 0 && word.empty()) {
+        problem(line, path + " (the program) must not be empty");
+        continue;
+      }
+      if (word.find('\0') != std::string::npos) {
+        problem(line, path + " must not contain a nul byte");
+        continue;
+      }
+      tmpl.argv.push_back(word);
+      words.emplace_back(word, line);
+    }
+  }
+
+  void read_params(const Entry& section, CommandTemplate& tmpl) {
+    if (!expect_map(section)) return;
+    for_each_entry(section.value, section.path, [&](const std::string& name, const Entry& entry) {
+      if (!is_identifier(name)) {
+        problem(entry.key_line, "param name '" + printable(name) + "' in command '" + tmpl.name +
+                                    "' must match ^[A-Za-z_][A-Za-z0-9_]*$");
+        return;
+      }
+      if (is_builtin(name)) {
+        problem(entry.key_line, "param '" + name + "' in command '" + tmpl.name +
+                                    "' shadows the built-in placeholder {" + name + "}");
+        return;
+      }
+      ParamSpec spec;
+      read_param_spec(entry, name, spec);
+      // Declared even when its spec has problems, so argv words that use it are
+      // not reported a second time as unknown placeholders.
+      tmpl.params[name] = std::move(spec);
+    });
+  }
+
+  void read_param_spec(const Entry& param, const std::string& name, ParamSpec& spec) {
+    if (!expect_map(param)) return;
+    int default_line = 0;
+    bool pattern_ok = true;
+    for_each_entry(param.value, param.path, [&](const std::string& key, const Entry& entry) {
+      if (key == "pattern") {
+        auto pattern = read_string(entry);
+        if (!pattern) {
+          pattern_ok = false;
+          return;
+        }
+        auto compiled = check_pattern(*pattern);
+        if (!compiled) {
+          problem(entry.line, entry.path + ": " + compiled.error().reason);
+          pattern_ok = false;
+          return;
+        }
+        spec.pattern = *pattern;
+      } else if (key == "default") {
+        if (!entry.value.IsScalar()) {
+          problem(entry.line, entry.path + " must be a string");
+          return;
+        }
+        spec.default_value = entry.value.Scalar();
+        default_line = entry.line;
+      } else {
+        unknown_key(key, entry, param.path);
+      }
+    });
+    // A default that its own pattern refuses would fail every job that relies on it.
+    if (spec.default_value && pattern_ok) {
+      auto checked = check_param_value(name, spec, *spec.default_value);
+      if (!checked) problem(default_line, param.path + ".default: " + checked.error().reason);
+    }
+  }
+
+  void read_env(const Entry& section, CommandTemplate& tmpl) {
+    if (!expect_map(section)) return;
+    for_each_entry(section.value, section.path, [&](const std::string& name, const Entry& entry) {
+      if (!is_identifier(name)) {
+        problem(entry.key_line, "env name '" + printable(name) + "' in command '" + tmpl.name +
+                                    "' must match ^[A-Za-z_][A-Za-z0-9_]*$");
+        return;
+      }
+      if (auto value = read_string(entry)) tmpl.env[name] = *value;
+    });
+  }
+};
+
+std::string format_problems(std::vector<Problem> problems, const std::string& origin) {
+  std::stable_sort(problems.begin(), problems.end(),
+                   [](const Problem& a, const Problem& b) { return a.line < b.line; });
+  std::string out;
+  for (std::size_t i = 0; i < problems.size() && i < kMaxProblems; ++i) {
+    if (i > 0) out += '\n';
+    out += origin;
+    if (problems[i].line > 0) out += ":" + std::to_string(problems[i].line);
+    out += ": " + problems[i].message;
+  }
+  if (problems.size() > kMaxProblems) {
+    out += "\n" + origin + ": " + std::to_string(problems.size() - kMaxProblems) +
+           " more problems not shown";
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<Config> load_config_text(const std::string& text, const std::string& origin) {
+  Reader reader;
+  Config config;
+  try {
+    std::vector<YAML::Node> documents = YAML::LoadAll(text);
+    if (documents.size() > 1) {
+      reader.problem(line_of(documents[1]), "more than one yaml document");
+    } else if (documents.size() == 1) {
+      reader.read_root(documents[0], config);
+    }
+  } catch (const YAML::Exception& e) {
+    // ParserException and the rest: each carries the mark of the offending text.
+    const int line = e.mark.is_null() ? 0 : e.mark.line + 1;
+    reader.problem(line, "yaml syntax error: " + e.msg);
+  } catch (const std::exception& e) {
+    reader.problem(0, std::string("cannot read config: ") + e.what());
+  }
+  if (!reader.problems().empty()) {
+    return fail(ErrorCode::kInvalidArgument, format_problems(std::move(reader.problems()), origin));
+  }
+  return config;
+}
+
+Result<Config> load_config_file(const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    const int err = errno;
+    return fail(err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo,
+                "cannot read config " + path + ": " + std::strerror(err));
+  }
+  std::string text;
+  char buffer[1 << 16];
+  std::size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof buffer, file)) > 0) text.append(buffer, n);
+  // A directory opens fine and fails on the first read (EISDIR).
+  const bool failed = std::ferror(file) != 0;
+  const int err = errno;
+  std::fclose(file);
+  if (failed) {
+    return fail(ErrorCode::kIo, "cannot read config " + path + ": " + std::strerror(err));
+  }
+  return load_config_text(text, path);
+}
+
+}  // namespace farmhand::common

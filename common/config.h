@@ -2,7 +2,8 @@
 //
 // Every field has an embedded default, so `farmhandd` runs with no file at all.
 // Loading never throws: yaml-cpp exceptions are caught here and returned as one
-// Error per problem, each naming its line ("line 12: unknown key 'slotz' in broker").
+// Error listing every problem, each naming its line
+// ("farmhand.yaml:12: unknown key 'slotz' in broker").
 // Value type; safe to share const between threads.
 #pragma once
 

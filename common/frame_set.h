@@ -82,7 +82,13 @@ class FrameSet {
   std::vector<uint64_t> offsets_;    // offsets_[i] = index of ranges_[i].first
   std::vector<uint32_t> by_min_;     // range indices sorted by their smallest frame
   std::vector<int64_t> prefix_max_;  // running max of largest frame over by_min_
+  // Max tree of largest frames over by_min_ (leaves from max_tree_.size() / 2); built only when
+  // range spans overlap, so index_of can skip ranges a wide one shadows in prefix_max_.
+  std::vector<int64_t> max_tree_;
   uint64_t size_ = 0;
+
+  // Takes ranges already in canonical form (see RangeBuilder in frame_set.cpp) and indexes them.
+  static FrameSet adopt(std::vector<FrameRange> ranges);
 
   void rebuild_index();
 };

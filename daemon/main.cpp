@@ -1,1 +1,101 @@
-int main() { return 0; }
+// farmhandd: the broker. Parses flags, loads the config, wires the Broker, runs.
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/logging.h"
+#include "daemon/broker.h"
+
+namespace {
+
+// The durable default: the system state dir for root (the service), else the
+// user's XDG state dir. FARMHAND_STATE_DIR overrides both.
+std::string default_state_dir() {
+  if (const char* env = std::getenv("FARMHAND_STATE_DIR"); env && *env) return env;
+  if (geteuid() == 0) return "/var/lib/farmhand";
+  if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg && *xdg) {
+    return std::string(xdg) + "/farmhand";
+  }
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : "/tmp") + "/.local/state/farmhand";
+}
+
+std::string sibling_binary(const std::string& name) {
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return name;
+  return (self.parent_path() / name).string();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"farmhandd: the farmhand broker"};
+  std::string config_path;
+  std::string check_config;
+  std::string state_dir;
+  int local_workers = -2;
+  std::string log_level;
+  app.add_option("--config", config_path, "config file (default: embedded defaults)");
+  app.add_option("--check-config", check_config, "validate a config file and exit");
+  app.add_option("--state-dir", state_dir, "where the SQLite state lives");
+  app.add_option("--local-workers", local_workers,
+                 "local workers to spawn and supervise (default: number of cores)")
+      ->check(CLI::Range(0, 1024));
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  CLI11_PARSE(app, argc, argv);
+
+  using farmhand::common::load_config_file;
+  if (!check_config.empty()) {
+    auto config = load_config_file(check_config);
+    if (!config) {
+      std::fprintf(stderr, "%s\n", config.error().reason.c_str());
+      return 1;
+    }
+    std::printf("%s: ok\n", check_config.c_str());
+    return 0;
+  }
+  farmhand::common::Config config;
+  if (!config_path.empty()) {
+    auto loaded = load_config_file(config_path);
+    if (!loaded) {
+      std::fprintf(stderr, "farmhandd: %s\n", loaded.error().reason.c_str());
+      return 1;
+    }
+    config = std::move(*loaded);
+  }
+  if (!log_level.empty()) config.log_level = log_level;
+  farmhand::common::setup_logging(config.log_level);
+
+  farmhand::daemon::Broker::Options options;
+  options.state_dir = !state_dir.empty()                 ? state_dir
+                      : !config.broker.state_dir.empty() ? config.broker.state_dir
+                                                         : default_state_dir();
+  int count = local_workers != -2 ? local_workers : config.local_workers.count;
+  if (count < 0) count = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  options.local_workers = count;
+  options.worker_binary = config.local_workers.worker_binary.empty()
+                              ? sibling_binary("farmhand-worker")
+                              : config.local_workers.worker_binary;
+  options.config = std::move(config);
+  try {
+    farmhand::daemon::Broker broker(std::move(options));
+    if (auto ok = broker.start(); !ok) {
+      std::fprintf(stderr, "farmhandd: %s\n", ok.error().reason.c_str());
+      return 1;
+    }
+    if (auto ok = broker.run(); !ok) {
+      std::fprintf(stderr, "farmhandd: %s\n", ok.error().reason.c_str());
+      return 1;
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "farmhandd: fatal: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

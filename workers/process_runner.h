@@ -4,8 +4,10 @@
 // group (setpgid), never through a shell, with stdin from /dev/null and
 // stdout+stderr appended to the task's log file. Killing a task signals the
 // whole group (SIGTERM, then SIGKILL after a grace period), so grandchildren a
-// renderer spawned die too. The child asks for SIGKILL if the worker dies
-// (PR_SET_PDEATHSIG).
+// renderer spawned die too; once a leader is reaped, whatever is left of its
+// group is SIGKILLed, so nothing outlives its invocation. The child asks for
+// SIGKILL if the worker dies (PR_SET_PDEATHSIG). A grandchild that moves to
+// its own session or group escapes all of this (that needs cgroups).
 //
 // Non-blocking and single-threaded: the worker's event loop calls poll() when
 // a SIGCHLD arrives or a deadline passes; poll() reaps children with
@@ -13,14 +15,15 @@
 // Not thread-safe; owned by the worker loop.
 #pragma once
 
-#include <sys/types.h>
-
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <sys/types.h>
 
 #include "common/result.h"
 
@@ -31,9 +34,9 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 struct RunSpec {
   uint64_t id = 0;  // caller's key for this run (unique among live runs)
   std::vector<std::vector<std::string>> commands;  // run in order, each must exit 0
-  std::map<std::string, std::string> env;           // added to the worker's environment
-  std::string log_path;                             // stdout+stderr, appended
-  std::chrono::seconds timeout{0};                  // whole run; 0 = none
+  std::map<std::string, std::string> env;          // added to the worker's environment
+  std::string log_path;                            // stdout+stderr, appended
+  std::chrono::seconds timeout{0};                 // whole run; 0 = none
 };
 
 struct RunOutcome {
@@ -42,6 +45,8 @@ struct RunOutcome {
   // Failure reason, one line: "exit code 3 from /bin/false",
   // "killed by signal SIGSEGV running render", "timed out after 10 s",
   // "cannot start 'nosuch': No such file or directory", "cancelled".
+  // Codes: kInternal for a non-zero exit or a failed fork/exec (kNotFound when
+  // the program does not exist), kCrashed for death by signal, kTimeout, kCancelled.
   std::optional<Error> error;
   std::chrono::milliseconds elapsed{0};
 };
@@ -78,7 +83,15 @@ class ProcessRunner {
 
  private:
   struct Run;
-  std::map<uint64_t, Run*> runs_;
+
+  // Forks and execs the run's current command; a failure is stored in the run.
+  void spawn(Run& run);
+  // SIGTERM to the run's group now, SIGKILL at now + kill_grace_.
+  void begin_kill(Run& run, Error reason, SteadyTime now);
+  // Reaps and advances one run; returns its outcome once it has finished.
+  std::optional<RunOutcome> advance(Run& run, SteadyTime now);
+
+  std::map<uint64_t, std::unique_ptr<Run>> runs_;
   std::chrono::milliseconds kill_grace_;
 };
 

@@ -1,1 +1,316 @@
-// placeholder
+#include "workers/worker.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "common/logging.h"
+#include "common/wire.h"
+
+namespace farmhand::worker {
+
+namespace {
+
+constexpr size_t kLogTailBytes = 64 * 1024;
+// Results kept for an absent broker; beyond this the oldest are dropped (the
+// broker then reruns those tasks: at least once, never lost silently).
+constexpr size_t kMaxUnackedResults = 100'000;
+constexpr auto kMaxReconnectDelay = std::chrono::seconds(30);
+// Broker messages are small; a bigger one is not from our broker.
+constexpr int64_t kMaxBrokerMessageBytes = 16 << 20;
+
+std::string hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
+  return buf;
+}
+
+}  // namespace
+
+Worker::Worker(Options options)
+    : options_(std::move(options)),
+      log_(common::logger("worker")),
+      context_(1),
+      heartbeat_interval_(options_.heartbeat_interval) {}
+
+Worker::~Worker() {
+  if (signal_fd_ >= 0) close(signal_fd_);
+}
+
+void Worker::connect() {
+  socket_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
+  socket_->set(zmq::sockopt::linger, 0);
+  // Queue nothing for a broker that is not there: Ready and results are sent
+  // again after the reconnect anyway, and stale heartbeats would only pile up.
+  socket_->set(zmq::sockopt::immediate, 1);
+  socket_->set(zmq::sockopt::maxmsgsize, kMaxBrokerMessageBytes);
+  socket_->set(zmq::sockopt::reconnect_ivl, 100);
+  socket_->set(zmq::sockopt::reconnect_ivl_max, 2000);
+  socket_->connect(options_.broker);
+}
+
+void Worker::send(const wire::WorkerMessage& msg) {
+  if (socket_) common::send_one(*socket_, msg);
+}
+
+void Worker::send_ready() {
+  wire::WorkerMessage msg;
+  auto* ready = msg.mutable_ready();
+  ready->set_version(common::kProtocolVersion);
+  ready->set_name(options_.name);
+  ready->set_slots(options_.slots);
+  for (const auto& tag : options_.tags) ready->add_tags(tag);
+  for (const auto& [id, task] : runs_) *ready->add_running() = task.ref;
+  ready->set_host(hostname());
+  ready->set_pid(static_cast<uint32_t>(getpid()));
+  send(msg);
+}
+
+Result<void> Worker::run() {
+  std::error_code ec;
+  std::filesystem::create_directories(options_.work_dir, ec);
+  if (ec) {
+    return fail(ErrorCode::kIo,
+                fmt::format("cannot create work dir {}: {}", options_.work_dir, ec.message()));
+  }
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int s : {SIGTERM, SIGINT, SIGCHLD}) sigaddset(&signals, s);
+  sigprocmask(SIG_BLOCK, &signals, nullptr);
+  signal_fd_ = signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (signal_fd_ < 0) return fail(ErrorCode::kInternal, "cannot create signalfd");
+  signal(SIGPIPE, SIG_IGN);
+
+  try {
+    connect();
+  } catch (const zmq::error_t& e) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("cannot connect to {}: {}", options_.broker, e.what()));
+  }
+  auto now = Clock::now();
+  broker_seen_ = now;
+  send_ready();
+  log_->info("worker started worker={} broker={} slots={}", options_.name, options_.broker,
+             options_.slots);
+
+  while (!stopping_) {
+    now = Clock::now();
+    zmq::pollitem_t items[] = {
+        {socket_->handle(), 0, ZMQ_POLLIN, 0},
+        {nullptr, signal_fd_, ZMQ_POLLIN, 0},
+    };
+    try {
+      zmq::poll(items, 2, poll_timeout(now));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) return fail(ErrorCode::kInternal, e.what());
+    }
+    now = Clock::now();
+    if (items[1].revents & ZMQ_POLLIN) {
+      signalfd_siginfo info;
+      while (read(signal_fd_, &info, sizeof(info)) == sizeof(info)) {
+        if (info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT) stopping_ = true;
+      }
+    }
+    // Drain everything waiting: a burst of assignments is one wake-up.
+    for (int n = 0; n < 10'000; ++n) {
+      zmq::message_t frame;
+      try {
+        if (!socket_->recv(frame, zmq::recv_flags::dontwait)) break;
+      } catch (const zmq::error_t&) {
+        break;
+      }
+      broker_seen_ = now;
+      reconnect_delay_ = std::chrono::seconds(1);
+      wire::BrokerMessage msg;
+      if (auto ok = common::parse_message(frame.data(), frame.size(), kMaxBrokerMessageBytes, msg);
+          !ok) {
+        log_->warn("bad message dropped reason=\"{}\"", ok.error().reason);
+        continue;
+      }
+      handle(msg, now);
+    }
+    for (const auto& outcome : runner_.poll(Clock::now())) {
+      finish(outcome.id, outcome.succeeded, outcome.error, outcome.elapsed);
+    }
+    now = Clock::now();
+    if (now - broker_seen_ > heartbeat_interval_ * options_.liveness && now >= reconnect_at_) {
+      // The broker went quiet: start over on a fresh socket, as Paranoid Pirate does.
+      log_->warn("broker lost broker={} reconnect_in_ms={}", options_.broker,
+                 reconnect_delay_.count());
+      connect();
+      send_ready();
+      broker_seen_ = now;
+      reconnect_at_ = now + reconnect_delay_;
+      reconnect_delay_ =
+          std::min<std::chrono::milliseconds>(reconnect_delay_ * 2, kMaxReconnectDelay);
+    }
+    if (now - last_beat_ >= heartbeat_interval_) {
+      last_beat_ = now;
+      wire::WorkerMessage beat;
+      beat.mutable_heartbeat();
+      send(beat);
+    }
+    if (!runs_.empty() && now - last_renew_ >= lease_ttl_ / 3) {
+      last_renew_ = now;
+      renew_leases();
+    }
+  }
+  shutdown();
+  return {};
+}
+
+std::chrono::milliseconds Worker::poll_timeout(Clock::time_point now) const {
+  auto next = std::min(last_beat_ + heartbeat_interval_,
+                       broker_seen_ + heartbeat_interval_ * options_.liveness);
+  if (!runs_.empty()) next = std::min(next, last_renew_ + lease_ttl_ / 3);
+  if (auto deadline = runner_.next_deadline()) next = std::min(next, *deadline);
+  auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(next - now);
+  return std::clamp(timeout, std::chrono::milliseconds(0), std::chrono::milliseconds(1000));
+}
+
+void Worker::handle(const wire::BrokerMessage& msg, Clock::time_point now) {
+  switch (msg.body_case()) {
+    case wire::BrokerMessage::kWelcome:
+      if (msg.welcome().heartbeat_ms() > 0) {
+        heartbeat_interval_ = std::chrono::milliseconds(msg.welcome().heartbeat_ms());
+      }
+      if (msg.welcome().lease_ttl_ms() > 0) {
+        lease_ttl_ = std::chrono::milliseconds(msg.welcome().lease_ttl_ms());
+      }
+      log_->info("worker registered worker={} broker={} unacked_results={}", options_.name,
+                 options_.broker, unacked_.size());
+      for (const auto& [key, result] : unacked_) {
+        wire::WorkerMessage out;
+        *out.mutable_result() = result;
+        send(out);
+      }
+      break;
+    case wire::BrokerMessage::kHeartbeat:
+      break;
+    case wire::BrokerMessage::kReconnect:
+      send_ready();
+      break;
+    case wire::BrokerMessage::kAssign:
+      start_task(msg.assign(), now);
+      break;
+    case wire::BrokerMessage::kCancel: {
+      const auto& ref = msg.cancel().ref();
+      for (const auto& [id, task] : runs_) {
+        if (task.ref.job_id() == ref.job_id() && task.ref.task() == ref.task() &&
+            task.ref.lease() == ref.lease()) {
+          log_->info("task cancel job={} task={} reason=\"{}\"", ref.job_id(), ref.task(),
+                     msg.cancel().reason());
+          runner_.cancel(id, now);
+          break;
+        }
+      }
+      break;
+    }
+    case wire::BrokerMessage::kAck:
+      for (const auto& ref : msg.ack().tasks()) {
+        Key key{ref.job_id(), ref.task(), ref.lease()};
+        unacked_.erase(key);
+        if (auto it = logs_to_remove_.find(key); it != logs_to_remove_.end()) {
+          std::error_code ec;
+          std::filesystem::remove(it->second, ec);
+          logs_to_remove_.erase(it);
+        }
+      }
+      break;
+    default:
+      log_->warn("bad message dropped reason=\"unknown body\"");
+  }
+}
+
+void Worker::start_task(const wire::Assign& assign, Clock::time_point now) {
+  if (assign.kind() == "noop") {
+    uint64_t id = next_run_id_++;
+    runs_[id] = Task{assign.ref(), assign.attempt(), {}};
+    finish(id, true, std::nullopt, std::chrono::milliseconds(0));
+    return;
+  }
+  uint64_t id = next_run_id_++;
+  Task task{assign.ref(), assign.attempt(),
+            fmt::format("{}/job{}-task{}-attempt{}.log", options_.work_dir, assign.ref().job_id(),
+                        assign.ref().task(), assign.attempt())};
+  runs_[id] = task;
+  if (assign.kind() != "command" || assign.commands_size() == 0) {
+    finish(id, false,
+           Error{ErrorCode::kInvalidArgument,
+                 fmt::format("this worker cannot run '{}' tasks", assign.kind())},
+           std::chrono::milliseconds(0));
+    return;
+  }
+  RunSpec spec;
+  spec.id = id;
+  for (const auto& argv : assign.commands()) {
+    spec.commands.emplace_back(argv.args().begin(), argv.args().end());
+  }
+  spec.env.insert(assign.env().begin(), assign.env().end());
+  spec.log_path = task.log_path;
+  spec.timeout = std::chrono::seconds(assign.timeout_s());
+  log_->debug("task started job={} task={} attempt={}", assign.ref().job_id(), assign.ref().task(),
+              assign.attempt());
+  if (auto ok = runner_.start(std::move(spec), now); !ok) {
+    finish(id, false, ok.error(), std::chrono::milliseconds(0));
+  }
+  if (runs_.size() == 1) last_renew_ = now;
+}
+
+void Worker::finish(uint64_t run_id, bool succeeded, const std::optional<Error>& error,
+                    std::chrono::milliseconds elapsed) {
+  auto it = runs_.find(run_id);
+  if (it == runs_.end()) return;
+  Task task = std::move(it->second);
+  runs_.erase(it);
+  wire::WorkerMessage msg;
+  auto* result = msg.mutable_result();
+  *result->mutable_ref() = task.ref;
+  result->set_attempt(task.attempt);
+  result->set_succeeded(succeeded);
+  if (error) {
+    result->set_error(error->reason);
+    result->set_error_code(std::string(error_code_name(error->code)));
+  }
+  if (!task.log_path.empty()) result->set_log_tail(read_log_tail(task.log_path, kLogTailBytes));
+  result->set_elapsed_s(static_cast<double>(elapsed.count()) / 1000.0);
+  if (!succeeded) {
+    log_->info("task failed job={} task={} attempt={} reason=\"{}\"", task.ref.job_id(),
+               task.ref.task(), task.attempt, error ? error->reason : "");
+  }
+  Key key{task.ref.job_id(), task.ref.task(), task.ref.lease()};
+  if (unacked_.size() >= kMaxUnackedResults) unacked_.erase(unacked_.begin());
+  unacked_[key] = *result;
+  if (!task.log_path.empty()) logs_to_remove_[key] = task.log_path;
+  send(msg);
+}
+
+void Worker::renew_leases() {
+  wire::WorkerMessage msg;
+  for (const auto& [id, task] : runs_) *msg.mutable_renew()->add_tasks() = task.ref;
+  send(msg);
+}
+
+void Worker::shutdown() {
+  log_->info("worker stopping worker={} running={}", options_.name, runs_.size());
+  auto now = Clock::now();
+  for (const auto& [id, task] : runs_) runner_.cancel(id, now);
+  auto deadline = now + std::chrono::seconds(5);
+  while (runner_.running() > 0 && Clock::now() < deadline) {
+    runner_.poll(Clock::now());
+    // Children die within the kill grace; poll the runner until they are reaped.
+    usleep(10'000);
+  }
+  wire::WorkerMessage bye;
+  bye.mutable_disconnect();
+  send(bye);
+  // Give the goodbye a moment to leave the socket before the context closes it.
+  socket_->set(zmq::sockopt::linger, 500);
+  socket_.reset();
+}
+
+}  // namespace farmhand::worker

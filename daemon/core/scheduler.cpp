@@ -1,1 +1,1077 @@
-// placeholder
+#include "daemon/core/scheduler.h"
+
+#include <algorithm>
+#include <limits>
+
+#include <fmt/format.h>
+
+namespace farmhand::core {
+
+namespace {
+
+// A job bigger than this is refused: the scheduler keeps a few bytes per task.
+constexpr uint64_t kMaxTasksPerJob = 10'000'000;
+// Attempt counts live in one byte per task.
+constexpr uint32_t kMaxAttemptsLimit = 100;
+constexpr size_t kLastErrorsKept = 10;
+// A lost worker with nothing leased is forgotten after this many liveness periods.
+constexpr uint32_t kForgetLostWorkerPeriods = 100;
+// Restore marks rows it did not see with this value until finish_restore derives them.
+constexpr auto kUntouched = static_cast<TaskState>(0xff);
+
+TaskState reported(TaskState s) {
+  return s == TaskState::kBackoff ? TaskState::kQueued : s;
+}
+
+bool is_broken(TaskState s) {
+  return s == TaskState::kFailed || s == TaskState::kDead || s == TaskState::kCancelled;
+}
+
+}  // namespace
+
+std::string_view task_state_name(TaskState state) {
+  switch (state) {
+    case TaskState::kWaiting:
+      return "waiting";
+    case TaskState::kQueued:
+    case TaskState::kBackoff:
+      return "queued";
+    case TaskState::kRunning:
+      return "running";
+    case TaskState::kSucceeded:
+      return "succeeded";
+    case TaskState::kFailed:
+      return "failed";
+    case TaskState::kDead:
+      return "dead";
+    case TaskState::kCancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+std::string_view job_state_name(JobState state) {
+  switch (state) {
+    case JobState::kQueued:
+      return "queued";
+    case JobState::kRunning:
+      return "running";
+    case JobState::kPaused:
+      return "paused";
+    case JobState::kSucceeded:
+      return "succeeded";
+    case JobState::kFailed:
+      return "failed";
+    case JobState::kCancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+bool is_terminal(TaskState state) {
+  return state == TaskState::kSucceeded || is_broken(state);
+}
+
+struct Scheduler::Job {
+  JobId id = 0;
+  JobSpec spec;
+  uint64_t task_count = 0;
+  std::vector<TaskState> state;
+  std::vector<uint8_t> attempts;
+  std::vector<uint32_t> unmet;  // --after-frames: upstream tasks each task still waits for
+  uint32_t after_unmet = 0;     // --after: upstream jobs not yet succeeded
+  std::string after_broken;     // --after: why the whole-job dependency can never be met
+  std::deque<TaskIndex> ready;  // queued tasks behind the cursor (retries, released waits)
+  uint64_t cursor = 0;          // tasks from here on are scanned in order
+  std::array<uint64_t, kTaskStateCount> counts{};
+  bool paused = false;
+  bool cancelled = false;
+  JobState job_state = JobState::kQueued;
+  std::vector<JobId> after_dependants;
+  std::vector<JobId> frame_dependants;
+  std::unordered_map<TaskIndex, std::string> errors;
+  std::deque<TaskIndex> last_errors;  // most recent first
+  std::optional<std::tuple<int64_t, uint64_t, JobId>> runnable_key;
+
+  uint64_t count(TaskState s) const { return counts[static_cast<size_t>(s)]; }
+
+  uint64_t terminal() const {
+    return count(TaskState::kSucceeded) + count(TaskState::kFailed) + count(TaskState::kDead) +
+           count(TaskState::kCancelled);
+  }
+
+  uint64_t broken() const {
+    return count(TaskState::kFailed) + count(TaskState::kDead) + count(TaskState::kCancelled);
+  }
+
+  uint32_t max_attempts() const { return spec.max_attempts; }
+
+  // Positions [first, last) of the task's frames in the job's frame set.
+  std::pair<uint64_t, uint64_t> span(TaskIndex task) const {
+    uint64_t first = uint64_t{task} * spec.chunk;
+    return {first, std::min<uint64_t>(first + spec.chunk, spec.frames.size())};
+  }
+
+  std::optional<TaskIndex> task_of(int64_t frame) const {
+    auto index = spec.frames.index_of(frame);
+    if (!index) return std::nullopt;
+    return static_cast<TaskIndex>(*index / spec.chunk);
+  }
+
+  int64_t first_frame(TaskIndex task) const { return spec.frames.frame_at(span(task).first); }
+};
+
+Scheduler::Scheduler(Options options) : options_(options), rng_(options.seed) {}
+
+Scheduler::~Scheduler() = default;
+
+// ------------------------------------------------------------------ jobs
+
+Scheduler::Job* Scheduler::find_job(JobId id) {
+  auto it = jobs_.find(id);
+  return it == jobs_.end() ? nullptr : it->second.get();
+}
+
+const Scheduler::Job* Scheduler::find_job(JobId id) const {
+  auto it = jobs_.find(id);
+  return it == jobs_.end() ? nullptr : it->second.get();
+}
+
+Result<void> Scheduler::check_dependencies(const JobSpec& spec) const {
+  for (JobId up : spec.after) {
+    if (!find_job(up)) return fail(ErrorCode::kNotFound, fmt::format("unknown job {}", up));
+  }
+  if (spec.after_frames != 0 && !find_job(spec.after_frames)) {
+    return fail(ErrorCode::kNotFound, fmt::format("unknown job {}", spec.after_frames));
+  }
+  return {};
+}
+
+Result<JobId> Scheduler::submit(JobSpec spec, Millis now) {
+  if (spec.kind.empty()) return fail(ErrorCode::kInvalidArgument, "job kind is empty");
+  if (spec.frames.empty()) return fail(ErrorCode::kInvalidArgument, "empty frame set");
+  if (spec.chunk == 0) return fail(ErrorCode::kInvalidArgument, "chunk must be at least 1");
+  uint64_t tasks = (spec.frames.size() + spec.chunk - 1) / spec.chunk;
+  if (tasks > kMaxTasksPerJob) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("job of {} tasks over the limit of {}; use a larger chunk", tasks,
+                            kMaxTasksPerJob));
+  }
+  if (spec.max_attempts > kMaxAttemptsLimit) {
+    return fail(ErrorCode::kInvalidArgument, fmt::format("max attempts {} over the limit of {}",
+                                                         spec.max_attempts, kMaxAttemptsLimit));
+  }
+  std::sort(spec.after.begin(), spec.after.end());
+  spec.after.erase(std::unique(spec.after.begin(), spec.after.end()), spec.after.end());
+  if (auto ok = check_dependencies(spec); !ok) return fail(ok.error());
+
+  JobId id = next_job_id_;
+  Job& job = create_job(id, std::move(spec));
+  init_untouched_tasks(job);
+  update_job_state(job);
+  refresh_runnable(job);
+  (void)now;
+  return id;
+}
+
+Scheduler::Job& Scheduler::create_job(JobId id, JobSpec spec) {
+  if (spec.max_attempts == 0) spec.max_attempts = options_.default_max_attempts;
+  spec.max_attempts = std::min(spec.max_attempts, kMaxAttemptsLimit);
+  auto job = std::make_unique<Job>();
+  job->id = id;
+  job->task_count = (spec.frames.size() + spec.chunk - 1) / spec.chunk;
+  job->spec = std::move(spec);
+  job->state.assign(job->task_count, kUntouched);
+  job->attempts.assign(job->task_count, 0);
+  Job& ref = *job;
+  jobs_[id] = std::move(job);
+  next_job_id_ = std::max(next_job_id_, id + 1);
+  for (JobId up : ref.spec.after) {
+    if (Job* upstream = find_job(up)) upstream->after_dependants.push_back(id);
+  }
+  if (ref.spec.after_frames != 0) {
+    if (Job* upstream = find_job(ref.spec.after_frames)) upstream->frame_dependants.push_back(id);
+  }
+  return ref;
+}
+
+namespace {
+
+// Why a whole-job dependency on `up` can never be met, or "" if it still can.
+template <typename JobT>
+std::string whole_job_broken_reason(const JobT& up) {
+  if (up.cancelled) return fmt::format("upstream job {} cancelled", up.id);
+  if (up.broken() == 0) return {};
+  for (TaskIndex t = 0; t < up.task_count; ++t) {
+    if (is_broken(up.state[t])) {
+      if (up.state[t] == TaskState::kCancelled) {
+        return fmt::format("upstream job {} cancelled", up.id);
+      }
+      return fmt::format("upstream job {} frame {} failed", up.id, up.first_frame(t));
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+// Derives every untouched task's state from the job's flags and dependencies.
+// Counts are rebuilt from scratch, so this serves both submit and restore.
+void Scheduler::init_untouched_tasks(Job& job) {
+  job.after_unmet = 0;
+  job.after_broken.clear();
+  for (JobId up_id : job.spec.after) {
+    const Job* up = find_job(up_id);
+    if (!up) continue;
+    if (up->job_state == JobState::kSucceeded) continue;
+    std::string reason = whole_job_broken_reason(*up);
+    if (!reason.empty() && job.after_broken.empty()) job.after_broken = reason;
+    ++job.after_unmet;
+  }
+  const Job* frames_up = job.spec.after_frames ? find_job(job.spec.after_frames) : nullptr;
+  if (frames_up) job.unmet.assign(job.task_count, 0);
+
+  job.counts.fill(0);
+  std::vector<std::pair<TaskIndex, std::string>> to_fail;
+  for (TaskIndex t = 0; t < job.task_count; ++t) {
+    TaskState s = job.state[t];
+    bool derive = s == kUntouched || s == TaskState::kWaiting;
+    if (!derive && job.cancelled && !is_terminal(s) && s != TaskState::kRunning) {
+      s = TaskState::kCancelled;
+    }
+    if (derive) {
+      if (job.cancelled) {
+        s = TaskState::kCancelled;
+      } else {
+        std::string reason = job.after_broken;
+        bool waits = job.after_unmet > 0;
+        if (frames_up) {
+          auto [first, last] = job.span(t);
+          std::vector<TaskIndex> ups;
+          for (uint64_t i = first; i < last; ++i) {
+            int64_t f = job.spec.frames.frame_at(i);
+            auto u = frames_up->task_of(f);
+            if (u) ups.push_back(*u);
+          }
+          std::sort(ups.begin(), ups.end());
+          ups.erase(std::unique(ups.begin(), ups.end()), ups.end());
+          for (TaskIndex u : ups) {
+            TaskState us = frames_up->state[u];
+            if (us == TaskState::kSucceeded) continue;
+            if (is_broken(us) && reason.empty()) {
+              reason = us == TaskState::kCancelled
+                           ? fmt::format("upstream job {} cancelled", frames_up->id)
+                           : fmt::format("upstream job {} frame {} failed", frames_up->id,
+                                         frames_up->first_frame(u));
+            }
+            ++job.unmet[t];
+          }
+          waits = waits || job.unmet[t] > 0;
+        }
+        if (!reason.empty()) {
+          s = TaskState::kWaiting;
+          to_fail.emplace_back(t, std::move(reason));
+        } else {
+          s = waits ? TaskState::kWaiting : TaskState::kQueued;
+        }
+      }
+    }
+    job.state[t] = s;
+    ++job.counts[static_cast<size_t>(s)];
+  }
+  job.cursor = 0;
+  job.ready.clear();
+  for (auto& [t, reason] : to_fail) {
+    record_error(job, t, reason);
+    set_state(job, t, TaskState::kFailed);
+    persist_task(job, t);
+  }
+}
+
+Result<uint64_t> Scheduler::cancel(JobId id, Millis now) {
+  Job* job = find_job(id);
+  if (!job) return fail(ErrorCode::kNotFound, fmt::format("unknown job {}", id));
+  if (job->cancelled) return uint64_t{0};
+  if (job->terminal() == job->task_count) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("job {} already finished ({})", id, job_state_name(job->job_state)));
+  }
+  job->cancelled = true;
+  outbox_.jobs.push_back({id, job->paused, true});
+  uint64_t changed = 0;
+  std::vector<TaskIndex> cancelled;
+  for (TaskIndex t = 0; t < job->task_count; ++t) {
+    TaskState s = job->state[t];
+    if (is_terminal(s)) continue;
+    if (s == TaskState::kRunning) {
+      TaskKey key{id, t};
+      auto it = leases_.find(key);
+      if (it != leases_.end()) {
+        if (it->second.worker != 0) {
+          outbox_.cancels.push_back(
+              {it->second.worker, {id, t, it->second.token}, "job cancelled"});
+        }
+        release_lease(key);
+      }
+    }
+    set_state(*job, t, TaskState::kCancelled);
+    // Untouched tasks of a cancelled job need no row: the job's flag restores them.
+    if (job->attempts[t] > 0) persist_task(*job, t);
+    cancelled.push_back(t);
+    ++changed;
+  }
+  for (TaskIndex t : cancelled) on_task_terminal(*job, t, now);
+  update_job_state(*job);
+  refresh_runnable(*job);
+  return changed;
+}
+
+Result<uint64_t> Scheduler::pause(JobId id, Millis) {
+  Job* job = find_job(id);
+  if (!job) return fail(ErrorCode::kNotFound, fmt::format("unknown job {}", id));
+  if (job->terminal() == job->task_count || job->cancelled) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("job {} already finished ({})", id, job_state_name(job->job_state)));
+  }
+  if (job->paused) return uint64_t{0};
+  job->paused = true;
+  outbox_.jobs.push_back({id, true, job->cancelled});
+  update_job_state(*job);
+  refresh_runnable(*job);
+  return job->count(TaskState::kQueued) + job->count(TaskState::kBackoff);
+}
+
+Result<uint64_t> Scheduler::resume(JobId id, Millis) {
+  Job* job = find_job(id);
+  if (!job) return fail(ErrorCode::kNotFound, fmt::format("unknown job {}", id));
+  if (!job->paused) return uint64_t{0};
+  job->paused = false;
+  outbox_.jobs.push_back({id, false, job->cancelled});
+  update_job_state(*job);
+  refresh_runnable(*job);
+  return job->count(TaskState::kQueued) + job->count(TaskState::kBackoff);
+}
+
+Result<uint64_t> Scheduler::retry(JobId id, Millis now) {
+  Job* job = find_job(id);
+  if (!job) return fail(ErrorCode::kNotFound, fmt::format("unknown job {}", id));
+  if (job->cancelled) {
+    job->cancelled = false;
+    outbox_.jobs.push_back({id, job->paused, false});
+  }
+  std::vector<TaskIndex> retried;
+  for (TaskIndex t = 0; t < job->task_count; ++t) {
+    if (!is_broken(job->state[t])) continue;
+    job->attempts[t] = 0;
+    job->errors.erase(t);
+    job->state[t] = kUntouched;
+    retried.push_back(t);
+  }
+  job->last_errors.clear();
+  // Re-derive with current upstream states; counts are rebuilt too.
+  init_untouched_tasks(*job);
+  for (TaskIndex t = 0; t < job->task_count; ++t) {
+    if (job->state[t] == TaskState::kQueued && t < job->cursor) job->ready.push_back(t);
+  }
+  for (TaskIndex t : retried) {
+    if (!is_broken(job->state[t])) persist_task(*job, t);
+  }
+  update_job_state(*job);
+  refresh_runnable(*job);
+  (void)now;
+  return static_cast<uint64_t>(retried.size());
+}
+
+// ------------------------------------------------------------------ restore
+
+Result<void> Scheduler::restore_job(JobId id, JobSpec spec, bool paused, bool cancelled) {
+  if (find_job(id)) return fail(ErrorCode::kCorrupt, fmt::format("job {} restored twice", id));
+  if (spec.chunk == 0 || spec.frames.empty()) {
+    return fail(ErrorCode::kCorrupt, fmt::format("job {} has no tasks", id));
+  }
+  Job& job = create_job(id, std::move(spec));
+  job.paused = paused;
+  job.cancelled = cancelled;
+  return {};
+}
+
+void Scheduler::restore_task(JobId job_id, TaskIndex task, TaskState state, uint32_t attempts,
+                             LeaseToken lease, const std::string& worker,
+                             const std::string& error) {
+  Job* job = find_job(job_id);
+  if (!job || task >= job->task_count) return;
+  if (state == TaskState::kBackoff) state = TaskState::kQueued;
+  job->state[task] = state;
+  job->attempts[task] = static_cast<uint8_t>(std::min<uint32_t>(attempts, 255));
+  if (!error.empty()) {
+    job->errors[task] = error;
+    job->last_errors.push_front(task);
+    if (job->last_errors.size() > kLastErrorsKept) job->last_errors.pop_back();
+  }
+  if (state == TaskState::kRunning) {
+    Lease l;
+    l.worker = 0;
+    l.worker_name = worker;
+    l.token = lease;
+    l.attempt = job->attempts[task];
+    leases_[{job_id, task}] = l;
+  }
+}
+
+void Scheduler::finish_restore(Millis now) {
+  // Jobs only depend on older jobs, so id order derives upstreams first.
+  for (auto& [id, job] : jobs_) {
+    init_untouched_tasks(*job);
+    job->job_state = JobState::kQueued;
+    update_job_state(*job);
+    refresh_runnable(*job);
+  }
+  for (auto& [key, lease] : leases_) {
+    lease.started = now;
+    lease.expires = now + options_.lease_ttl;
+    arm_lease_timer(key, lease);
+  }
+  // Restore is not news: the store already has all of it.
+  outbox_ = Outbox{};
+}
+
+// ------------------------------------------------------------------ task state
+
+void Scheduler::set_state(Job& job, TaskIndex task, TaskState state) {
+  TaskState old = job.state[task];
+  if (old != kUntouched) --job.counts[static_cast<size_t>(old)];
+  job.state[task] = state;
+  ++job.counts[static_cast<size_t>(state)];
+}
+
+void Scheduler::make_ready(Job& job, TaskIndex task) {
+  set_state(job, task, TaskState::kQueued);
+  if (task < job.cursor) job.ready.push_back(task);
+}
+
+void Scheduler::persist_task(const Job& job, TaskIndex task, LeaseToken lease,
+                             const std::string& worker) {
+  TaskChange change;
+  change.job = job.id;
+  change.task = task;
+  change.state = reported(job.state[task]);
+  change.attempts = job.attempts[task];
+  change.lease = lease;
+  change.worker = worker;
+  if (auto it = job.errors.find(task); it != job.errors.end()) change.error = it->second;
+  outbox_.tasks.push_back(std::move(change));
+}
+
+void Scheduler::record_error(Job& job, TaskIndex task, const std::string& error) {
+  job.errors[task] = error;
+  auto it = std::find(job.last_errors.begin(), job.last_errors.end(), task);
+  if (it != job.last_errors.end()) job.last_errors.erase(it);
+  job.last_errors.push_front(task);
+  if (job.last_errors.size() > kLastErrorsKept) job.last_errors.pop_back();
+}
+
+void Scheduler::release_lease(const TaskKey& key) {
+  auto it = leases_.find(key);
+  if (it == leases_.end()) return;
+  if (auto w = workers_.find(it->second.worker); w != workers_.end()) w->second.running.erase(key);
+  leases_.erase(it);
+}
+
+void Scheduler::finish_task(Job& job, TaskIndex task, TaskState state, const std::string& error,
+                            Millis now) {
+  if (!error.empty()) record_error(job, task, error);
+  set_state(job, task, state);
+  persist_task(job, task);
+  on_task_terminal(job, task, now);
+  update_job_state(job);
+  refresh_runnable(job);
+}
+
+void Scheduler::fail_attempt(Job& job, TaskIndex task, const std::string& error, Millis now) {
+  uint32_t attempts = job.attempts[task];
+  if (attempts >= job.max_attempts()) {
+    outbox_.notices.push_back({Notice::Kind::kTaskDead, job.id, task, attempts, {}, error, {}});
+    finish_task(job, task, TaskState::kDead, error, now);
+    return;
+  }
+  outbox_.notices.push_back({Notice::Kind::kTaskFailed, job.id, task, attempts, {}, error, {}});
+  record_error(job, task, error);
+  set_state(job, task, TaskState::kBackoff);
+  persist_task(job, task);
+  backoff_timers_.push({now + backoff_delay(attempts), {job.id, task}, attempts});
+  update_job_state(job);
+  refresh_runnable(job);
+}
+
+void Scheduler::requeue_without_penalty(Job& job, TaskIndex task) {
+  if (job.attempts[task] > 0) --job.attempts[task];
+  make_ready(job, task);
+  persist_task(job, task);
+  update_job_state(job);
+  refresh_runnable(job);
+}
+
+Millis Scheduler::backoff_delay(uint32_t attempts) {
+  // Exponential from the base, capped, then "equal jitter": half fixed, half random,
+  // so a burst of failures does not come back as a burst.
+  int shift = static_cast<int>(std::min<uint32_t>(attempts > 0 ? attempts - 1 : 0, 30));
+  int64_t base = options_.backoff_base.count();
+  int64_t delay = std::min<int64_t>(options_.backoff_max.count(), base > 0 ? (base << shift) : 0);
+  if (delay <= 1) return Millis(delay);
+  std::uniform_int_distribution<int64_t> jitter(0, delay / 2);
+  return Millis(delay - delay / 2 + jitter(rng_));
+}
+
+void Scheduler::on_task_terminal(Job& job, TaskIndex task, Millis now) {
+  TaskState s = job.state[task];
+  if (s == TaskState::kSucceeded) {
+    auto [first, last] = job.span(task);
+    for (JobId down_id : job.frame_dependants) {
+      Job* down = find_job(down_id);
+      if (!down || down->unmet.empty()) continue;
+      std::vector<TaskIndex> downs;
+      for (uint64_t i = first; i < last; ++i) {
+        if (auto d = down->task_of(job.spec.frames.frame_at(i))) downs.push_back(*d);
+      }
+      std::sort(downs.begin(), downs.end());
+      downs.erase(std::unique(downs.begin(), downs.end()), downs.end());
+      bool changed = false;
+      for (TaskIndex d : downs) {
+        if (down->unmet[d] > 0) --down->unmet[d];
+        if (down->unmet[d] == 0 && down->state[d] == TaskState::kWaiting &&
+            down->after_unmet == 0) {
+          make_ready(*down, d);
+          changed = true;
+        }
+      }
+      if (changed) {
+        update_job_state(*down);
+        refresh_runnable(*down);
+      }
+    }
+    return;
+  }
+  if (!is_broken(s)) return;
+  std::string reason = s == TaskState::kCancelled ? fmt::format("upstream job {} cancelled", job.id)
+                                                  : fmt::format("upstream job {} frame {} failed",
+                                                                job.id, job.first_frame(task));
+  fail_waiting_dependants(job, task, reason, now);
+}
+
+void Scheduler::fail_waiting_dependants(Job& up, TaskIndex task, const std::string& reason,
+                                        Millis now) {
+  auto [first, last] = up.span(task);
+  for (JobId down_id : up.frame_dependants) {
+    Job* down = find_job(down_id);
+    if (!down || down->unmet.empty()) continue;
+    // Name the frame the dependant actually needed.
+    std::vector<std::pair<TaskIndex, int64_t>> downs;
+    for (uint64_t i = first; i < last; ++i) {
+      int64_t f = up.spec.frames.frame_at(i);
+      if (auto d = down->task_of(f)) downs.emplace_back(*d, f);
+    }
+    std::sort(downs.begin(), downs.end());
+    TaskIndex previous = std::numeric_limits<TaskIndex>::max();
+    for (auto [d, f] : downs) {
+      if (d == previous) continue;
+      previous = d;
+      if (down->state[d] != TaskState::kWaiting) continue;
+      std::string why = up.state[task] == TaskState::kCancelled
+                            ? reason
+                            : fmt::format("upstream job {} frame {} failed", up.id, f);
+      finish_task(*down, d, TaskState::kFailed, why, now);
+    }
+  }
+  for (JobId down_id : up.after_dependants) {
+    Job* down = find_job(down_id);
+    if (!down || !down->after_broken.empty()) continue;
+    down->after_broken = reason;
+    for (TaskIndex d = 0; d < down->task_count; ++d) {
+      if (down->state[d] != TaskState::kWaiting) continue;
+      record_error(*down, d, reason);
+      set_state(*down, d, TaskState::kFailed);
+      persist_task(*down, d);
+      on_task_terminal(*down, d, now);
+    }
+    update_job_state(*down);
+    refresh_runnable(*down);
+  }
+}
+
+void Scheduler::update_job_state(Job& job) {
+  JobState next;
+  uint64_t terminal = job.terminal();
+  if (job.cancelled) {
+    next = JobState::kCancelled;
+  } else if (terminal == job.task_count) {
+    next = job.broken() > 0 ? JobState::kFailed : JobState::kSucceeded;
+  } else if (job.paused) {
+    next = JobState::kPaused;
+  } else if (job.count(TaskState::kRunning) > 0 || terminal > 0 ||
+             job.count(TaskState::kBackoff) > 0) {
+    next = JobState::kRunning;
+  } else {
+    next = JobState::kQueued;
+  }
+  if (next == job.job_state) return;
+  job.job_state = next;
+  bool finished =
+      next == JobState::kSucceeded || next == JobState::kFailed || next == JobState::kCancelled;
+  if (!finished) return;
+  Notice notice{Notice::Kind::kJobFinished, job.id, 0, 0, {}, {}, next};
+  outbox_.notices.push_back(notice);
+  if (next != JobState::kSucceeded) return;
+  for (JobId down_id : job.after_dependants) {
+    Job* down = find_job(down_id);
+    if (!down || down->after_unmet == 0) continue;
+    if (--down->after_unmet > 0 || !down->after_broken.empty()) continue;
+    for (TaskIndex d = 0; d < down->task_count; ++d) {
+      if (down->state[d] == TaskState::kWaiting && (down->unmet.empty() || down->unmet[d] == 0)) {
+        make_ready(*down, d);
+      }
+    }
+    update_job_state(*down);
+    refresh_runnable(*down);
+  }
+}
+
+void Scheduler::refresh_runnable(Job& job) {
+  bool runnable = !job.paused && !job.cancelled && job.count(TaskState::kQueued) > 0;
+  std::optional<std::tuple<int64_t, uint64_t, JobId>> key;
+  if (runnable)
+    key = std::make_tuple(-int64_t{job.spec.priority}, job.count(TaskState::kRunning), job.id);
+  if (key == job.runnable_key) return;
+  if (job.runnable_key) runnable_.erase(*job.runnable_key);
+  if (key) runnable_.insert(*key);
+  job.runnable_key = key;
+}
+
+std::optional<TaskIndex> Scheduler::pop_ready(Job& job) {
+  while (!job.ready.empty()) {
+    TaskIndex t = job.ready.front();
+    job.ready.pop_front();
+    if (job.state[t] == TaskState::kQueued) return t;
+  }
+  while (job.cursor < job.task_count) {
+    auto t = static_cast<TaskIndex>(job.cursor++);
+    if (job.state[t] == TaskState::kQueued) return t;
+  }
+  return std::nullopt;
+}
+
+// ------------------------------------------------------------------ workers
+
+bool Scheduler::worker_serves(const Worker& worker, const Job& job) const {
+  if (job.spec.pool.empty()) return true;
+  const auto& tags = worker.spec.tags;
+  return std::find(tags.begin(), tags.end(), job.spec.pool) != tags.end();
+}
+
+Scheduler::Job* Scheduler::pick_job(const Worker& worker) {
+  for (const auto& key : runnable_) {
+    Job* job = find_job(std::get<2>(key));
+    if (job && worker_serves(worker, *job)) return job;
+  }
+  return nullptr;
+}
+
+LeaseToken Scheduler::new_token() {
+  LeaseToken token = 0;
+  while (token == 0) token = rng_();
+  return token;
+}
+
+void Scheduler::arm_lease_timer(const TaskKey& key, const Lease& lease) {
+  Millis at = lease.expires;
+  if (const Job* job = find_job(key.job); job && job->spec.timeout.count() > 0) {
+    at = std::min(at, lease.started + Millis(job->spec.timeout) + options_.timeout_grace);
+  }
+  lease_timers_.push({at, key, lease.token});
+}
+
+std::vector<Dispatch> Scheduler::dispatch(Millis now) {
+  std::vector<Dispatch> out;
+  if (runnable_.empty() || now < hold_until_) return out;
+  for (auto& [worker_id, worker] : workers_) {
+    if (!worker.alive) continue;
+    while (worker.running.size() < worker.spec.slots) {
+      Job* job = pick_job(worker);
+      if (!job) break;
+      auto task = pop_ready(*job);
+      FARMHAND_CHECK(task.has_value());
+      TaskIndex t = *task;
+      if (job->attempts[t] < 255) ++job->attempts[t];
+      Lease lease;
+      lease.worker = worker_id;
+      lease.worker_name = worker.spec.name;
+      lease.token = new_token();
+      lease.attempt = job->attempts[t];
+      lease.started = now;
+      lease.expires = now + options_.lease_ttl;
+      TaskKey key{job->id, t};
+      set_state(*job, t, TaskState::kRunning);
+      worker.running.insert(key);
+      arm_lease_timer(key, lease);
+      leases_[key] = lease;
+      persist_task(*job, t, lease.token, worker.spec.name);
+      update_job_state(*job);
+      refresh_runnable(*job);
+      out.push_back({worker_id, job->id, t, lease.token, lease.attempt});
+    }
+    if (runnable_.empty()) break;
+  }
+  return out;
+}
+
+void Scheduler::drop_worker_session(Worker& worker, const std::vector<TaskRef>& still_running,
+                                    WorkerId successor, Millis now) {
+  std::vector<TaskKey> keys(worker.running.begin(), worker.running.end());
+  for (const TaskKey& key : keys) {
+    auto it = leases_.find(key);
+    if (it == leases_.end()) continue;
+    bool kept = std::any_of(still_running.begin(), still_running.end(), [&](const TaskRef& r) {
+      return r.job == key.job && r.task == key.task && r.lease == it->second.token;
+    });
+    if (kept && successor != 0) continue;  // worker_ready moves it to the new session
+    std::string name = it->second.worker_name;
+    release_lease(key);
+    if (Job* job = find_job(key.job)) {
+      fail_attempt(*job, key.task, fmt::format("worker {} restarted and lost the task", name), now);
+    }
+  }
+}
+
+void Scheduler::worker_ready(WorkerId id, WorkerSpec spec, const std::vector<TaskRef>& running,
+                             Millis now) {
+  // A new session under a known name is that worker restarted or reconnected.
+  std::vector<WorkerId> previous;
+  for (auto& [other_id, other] : workers_) {
+    if (other_id != id && other.spec.name == spec.name) previous.push_back(other_id);
+  }
+  for (WorkerId old : previous) drop_worker_session(workers_[old], running, id, now);
+  // Leases restored from the store under this name that it no longer runs died
+  // with the worker (or with a broker that took its local workers down).
+  std::vector<TaskKey> lost;
+  for (const auto& [key, lease] : leases_) {
+    if (lease.worker != 0 || lease.worker_name != spec.name) continue;
+    bool kept = std::any_of(running.begin(), running.end(), [&](const TaskRef& r) {
+      return r.job == key.job && r.task == key.task && r.lease == lease.token;
+    });
+    if (!kept) lost.push_back(key);
+  }
+  for (const TaskKey& key : lost) {
+    release_lease(key);
+    if (Job* job = find_job(key.job)) {
+      fail_attempt(*job, key.task,
+                   fmt::format("worker {} restarted and lost the task", spec.name), now);
+    }
+  }
+
+  Worker& worker = workers_[id];
+  bool joined = worker.spec.name.empty();
+  worker.spec = std::move(spec);
+  if (worker.spec.slots == 0) worker.spec.slots = 1;
+  worker.alive = true;
+  worker.last_seen = now;
+  if (joined) {
+    outbox_.notices.push_back(
+        {Notice::Kind::kWorkerJoined, 0, 0, 0, worker.spec.name, {}, JobState::kQueued});
+  }
+
+  for (const TaskRef& ref : running) {
+    TaskKey key{ref.job, ref.task};
+    Job* job = find_job(ref.job);
+    auto it = leases_.find(key);
+    if (it != leases_.end() && it->second.token == ref.lease) {
+      Lease& lease = it->second;
+      if (lease.worker != id) {
+        if (auto w = workers_.find(lease.worker); w != workers_.end()) w->second.running.erase(key);
+        lease.worker = id;
+        lease.worker_name = worker.spec.name;
+        worker.running.insert(key);
+      }
+      lease.expires = now + options_.lease_ttl;
+      continue;
+    }
+    if (it == leases_.end() && job && ref.task < job->task_count &&
+        (job->state[ref.task] == TaskState::kQueued ||
+         job->state[ref.task] == TaskState::kBackoff)) {
+      // Dispatched before a broker crash but never committed, or requeued after a
+      // partition: the worker is still on it, so let it finish rather than rerun it.
+      if (job->attempts[ref.task] == 0) job->attempts[ref.task] = 1;
+      Lease lease;
+      lease.worker = id;
+      lease.worker_name = worker.spec.name;
+      lease.token = ref.lease;
+      lease.attempt = job->attempts[ref.task];
+      lease.started = now;
+      lease.expires = now + options_.lease_ttl;
+      set_state(*job, ref.task, TaskState::kRunning);
+      worker.running.insert(key);
+      arm_lease_timer(key, lease);
+      leases_[key] = lease;
+      persist_task(*job, ref.task, lease.token, worker.spec.name);
+      update_job_state(*job);
+      refresh_runnable(*job);
+      continue;
+    }
+    outbox_.cancels.push_back({id, ref, "task is no longer leased to this worker"});
+  }
+}
+
+void Scheduler::worker_seen(WorkerId id, Millis now) {
+  auto it = workers_.find(id);
+  if (it == workers_.end()) return;
+  it->second.last_seen = now;
+  if (!it->second.alive) {
+    it->second.alive = true;
+    outbox_.notices.push_back(
+        {Notice::Kind::kWorkerJoined, 0, 0, 0, it->second.spec.name, "back", JobState::kQueued});
+  }
+}
+
+void Scheduler::worker_gone(WorkerId id, Millis now) {
+  auto it = workers_.find(id);
+  if (it == workers_.end()) return;
+  std::vector<TaskKey> keys(it->second.running.begin(), it->second.running.end());
+  for (const TaskKey& key : keys) {
+    release_lease(key);
+    if (Job* job = find_job(key.job); job && job->state[key.task] == TaskState::kRunning) {
+      requeue_without_penalty(*job, key.task);
+    }
+  }
+  outbox_.notices.push_back({Notice::Kind::kWorkerLost, 0, 0, 0, it->second.spec.name,
+                             "disconnected", JobState::kQueued});
+  workers_.erase(it);
+  (void)now;
+}
+
+bool Scheduler::renew_lease(WorkerId worker, const TaskRef& ref, Millis now) {
+  auto it = leases_.find({ref.job, ref.task});
+  if (it == leases_.end() || it->second.token != ref.lease) return false;
+  if (it->second.worker != worker) return false;
+  it->second.expires = now + options_.lease_ttl;
+  return true;
+}
+
+ResultVerdict Scheduler::task_result(WorkerId worker, const TaskRef& ref, bool succeeded,
+                                     const Error& error, Millis now) {
+  Job* job = find_job(ref.job);
+  if (!job || ref.task >= job->task_count) return ResultVerdict::kStale;
+  TaskKey key{ref.job, static_cast<TaskIndex>(ref.task)};
+  auto it = leases_.find(key);
+  if (it != leases_.end() && it->second.token == ref.lease) {
+    release_lease(key);
+    if (succeeded) {
+      finish_task(*job, key.task, TaskState::kSucceeded, {}, now);
+    } else {
+      fail_attempt(*job, key.task, error.reason.empty() ? "failed" : error.reason, now);
+    }
+    return ResultVerdict::kAccepted;
+  }
+  // A late success from an attempt whose lease lapsed (or that a broker crash
+  // forgot) still counts while no newer attempt runs: the work is done.
+  TaskState s = job->state[key.task];
+  if (it == leases_.end() && succeeded && (s == TaskState::kQueued || s == TaskState::kBackoff)) {
+    finish_task(*job, key.task, TaskState::kSucceeded, {}, now);
+    return ResultVerdict::kAccepted;
+  }
+  (void)worker;
+  return ResultVerdict::kStale;
+}
+
+void Scheduler::tick(Millis now) {
+  Millis silent_after = options_.heartbeat_interval * options_.heartbeat_liveness;
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    Worker& w = it->second;
+    if (w.alive && now - w.last_seen > silent_after) {
+      // A silent worker gets no new work at once; its leases run out on their own.
+      w.alive = false;
+      outbox_.notices.push_back(
+          {Notice::Kind::kWorkerLost, 0, 0, 0, w.spec.name, "silent", JobState::kQueued});
+    }
+    if (!w.alive && w.running.empty() &&
+        now - w.last_seen > silent_after * kForgetLostWorkerPeriods) {
+      it = workers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+
+  while (!lease_timers_.empty() && lease_timers_.top().at <= now) {
+    Timer timer = lease_timers_.top();
+    lease_timers_.pop();
+    auto it = leases_.find(timer.key);
+    if (it == leases_.end() || it->second.token != timer.generation) continue;
+    Lease& lease = it->second;
+    Job* job = find_job(timer.key.job);
+    if (!job) {
+      release_lease(timer.key);
+      continue;
+    }
+    bool timed_out = job->spec.timeout.count() > 0 &&
+                     now >= lease.started + Millis(job->spec.timeout) + options_.timeout_grace;
+    if (!timed_out && now < lease.expires) {
+      arm_lease_timer(timer.key, lease);  // renewed since this timer was set
+      continue;
+    }
+    std::string reason;
+    if (timed_out) {
+      reason = fmt::format("timed out after {} s", job->spec.timeout.count());
+      if (lease.worker != 0) {
+        outbox_.cancels.push_back(
+            {lease.worker, {timer.key.job, timer.key.task, lease.token}, reason});
+      }
+    } else {
+      reason = fmt::format("lease expired on worker {}", lease.worker_name);
+      outbox_.notices.push_back({Notice::Kind::kLeaseExpired,
+                                 job->id,
+                                 timer.key.task,
+                                 lease.attempt,
+                                 lease.worker_name,
+                                 reason,
+                                 {}});
+    }
+    release_lease(timer.key);
+    fail_attempt(*job, timer.key.task, reason, now);
+  }
+
+  while (!backoff_timers_.empty() && backoff_timers_.top().at <= now) {
+    Timer timer = backoff_timers_.top();
+    backoff_timers_.pop();
+    Job* job = find_job(timer.key.job);
+    if (!job) continue;
+    TaskIndex t = timer.key.task;
+    if (job->state[t] != TaskState::kBackoff || job->attempts[t] != timer.generation) continue;
+    make_ready(*job, t);
+    update_job_state(*job);
+    refresh_runnable(*job);
+  }
+}
+
+std::optional<Millis> Scheduler::next_deadline() const {
+  std::optional<Millis> next;
+  auto consider = [&next](Millis at) {
+    if (!next || at < *next) next = at;
+  };
+  if (!lease_timers_.empty()) consider(lease_timers_.top().at);
+  if (!backoff_timers_.empty()) consider(backoff_timers_.top().at);
+  Millis silent_after = options_.heartbeat_interval * options_.heartbeat_liveness;
+  for (const auto& [id, w] : workers_) {
+    if (w.alive) consider(w.last_seen + silent_after + Millis(1));
+  }
+  if (hold_until_.count() > 0 && !runnable_.empty()) consider(hold_until_);
+  return next;
+}
+
+Outbox Scheduler::take_outbox() {
+  Outbox out = std::move(outbox_);
+  outbox_ = Outbox{};
+  return out;
+}
+
+// ------------------------------------------------------------------ queries
+
+std::optional<JobView> Scheduler::job(JobId id) const {
+  const Job* job = find_job(id);
+  if (!job) return std::nullopt;
+  JobView view;
+  view.id = id;
+  view.state = job->job_state;
+  view.task_count = job->task_count;
+  view.counts = job->counts;
+  view.counts[static_cast<size_t>(TaskState::kQueued)] += job->count(TaskState::kBackoff);
+  view.counts[static_cast<size_t>(TaskState::kBackoff)] = 0;
+  view.paused = job->paused;
+  view.cancelled = job->cancelled;
+  return view;
+}
+
+std::vector<JobId> Scheduler::job_ids() const {
+  std::vector<JobId> ids;
+  ids.reserve(jobs_.size());
+  for (const auto& [id, job] : jobs_) ids.push_back(id);
+  return ids;
+}
+
+std::optional<JobId> Scheduler::last_job_id() const {
+  if (jobs_.empty()) return std::nullopt;
+  return jobs_.rbegin()->first;
+}
+
+const JobSpec* Scheduler::job_spec(JobId id) const {
+  const Job* job = find_job(id);
+  return job ? &job->spec : nullptr;
+}
+
+std::vector<RunningTask> Scheduler::running_tasks(JobId id, size_t limit) const {
+  std::vector<RunningTask> out;
+  for (auto it = leases_.lower_bound({id, 0}); it != leases_.end() && it->first.job == id; ++it) {
+    if (out.size() >= limit) break;
+    out.push_back(
+        {id, it->first.task, it->second.attempt, it->second.worker_name, it->second.started});
+  }
+  return out;
+}
+
+std::vector<TaskView> Scheduler::last_errors(JobId id) const {
+  std::vector<TaskView> out;
+  const Job* job = find_job(id);
+  if (!job) return out;
+  for (TaskIndex t : job->last_errors) {
+    auto it = job->errors.find(t);
+    out.push_back({t, reported(job->state[t]), job->attempts[t],
+                   it == job->errors.end() ? std::string() : it->second});
+  }
+  return out;
+}
+
+std::vector<TaskView> Scheduler::tasks(JobId id, uint64_t offset, uint32_t limit,
+                                       std::optional<TaskState> filter) const {
+  std::vector<TaskView> out;
+  const Job* job = find_job(id);
+  if (!job) return out;
+  uint64_t skipped = 0;
+  for (uint64_t t = filter ? 0 : offset; t < job->task_count && out.size() < limit; ++t) {
+    TaskState s = reported(job->state[t]);
+    if (filter) {
+      if (s != *filter) continue;
+      if (skipped++ < offset) continue;
+    }
+    auto it = job->errors.find(static_cast<TaskIndex>(t));
+    out.push_back({static_cast<TaskIndex>(t), s, job->attempts[t],
+                   it == job->errors.end() ? std::string() : it->second});
+  }
+  return out;
+}
+
+common::FrameSet Scheduler::task_frames(JobId id, TaskIndex task) const {
+  const Job* job = find_job(id);
+  if (!job || task >= job->task_count) return {};
+  auto [first, last] = job->span(task);
+  return job->spec.frames.slice(first, last - first);
+}
+
+std::vector<WorkerView> Scheduler::workers() const {
+  std::vector<WorkerView> out;
+  for (const auto& [id, w] : workers_) {
+    WorkerView view;
+    view.id = id;
+    view.spec = w.spec;
+    view.alive = w.alive;
+    view.last_seen = w.last_seen;
+    for (const TaskKey& key : w.running) {
+      auto it = leases_.find(key);
+      view.running.push_back({key.job, key.task, it == leases_.end() ? 0 : it->second.token});
+    }
+    out.push_back(std::move(view));
+  }
+  return out;
+}
+
+std::string Scheduler::worker_name(WorkerId id) const {
+  auto it = workers_.find(id);
+  return it == workers_.end() ? std::string() : it->second.spec.name;
+}
+
+}  // namespace farmhand::core

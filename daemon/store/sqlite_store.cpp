@@ -1,1 +1,290 @@
-// placeholder
+#include "daemon/store/sqlite_store.h"
+
+#include <fmt/format.h>
+#include <sqlite3.h>
+
+#include "daemon/store/migrations.h"
+
+namespace farmhand::daemon {
+
+namespace {
+
+// Frees a statement on every path out of a query.
+struct Finalizer {
+  sqlite3_stmt* stmt;
+
+  ~Finalizer() { sqlite3_finalize(stmt); }
+};
+
+std::string column_text(sqlite3_stmt* stmt, int col) {
+  const auto* text = sqlite3_column_text(stmt, col);
+  return text ? std::string(reinterpret_cast<const char*>(text),
+                            static_cast<size_t>(sqlite3_column_bytes(stmt, col)))
+              : std::string();
+}
+
+void bind_text(sqlite3_stmt* stmt, int col, const std::string& text) {
+  sqlite3_bind_text(stmt, col, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+}
+
+}  // namespace
+
+SqliteStore::SqliteStore(sqlite3* db) : db_(db) {}
+
+SqliteStore::~SqliteStore() {
+  for (sqlite3_stmt* stmt : {insert_job_, update_job_, upsert_task_, insert_log_}) {
+    sqlite3_finalize(stmt);
+  }
+  sqlite3_close_v2(db_);
+}
+
+Error SqliteStore::error(const std::string& what) const {
+  return Error{ErrorCode::kIo, fmt::format("{}: {}", what, sqlite3_errmsg(db_))};
+}
+
+Result<void> SqliteStore::exec(const char* sql) {
+  char* message = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+    std::string reason = message ? message : "unknown error";
+    sqlite3_free(message);
+    return fail(ErrorCode::kIo, fmt::format("state store: {}", reason));
+  }
+  return {};
+}
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path,
+                                                       const std::string& synchronous) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  std::unique_ptr<SqliteStore> store(new SqliteStore(db));
+  if (rc != SQLITE_OK) {
+    return fail(store->error(fmt::format("cannot open state store {}", path)));
+  }
+  sqlite3_busy_timeout(db, 5000);
+  std::string sync = synchronous == "off" ? "OFF" : synchronous == "normal" ? "NORMAL" : "FULL";
+  auto pragmas = fmt::format(
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous={}; PRAGMA foreign_keys=OFF;"
+      "PRAGMA temp_store=MEMORY;",
+      sync);
+  if (auto ok = store->exec(pragmas.c_str()); !ok) return fail(ok.error());
+  if (auto ok = store->migrate(); !ok) return fail(ok.error());
+  if (auto ok = store->prepare(); !ok) return fail(ok.error());
+  return store;
+}
+
+Result<void> SqliteStore::migrate() {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db_, "PRAGMA user_version", -1, &stmt, nullptr) != SQLITE_OK) {
+    return fail(error("state store"));
+  }
+  Finalizer finalizer{stmt};
+  int version = sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int(stmt, 0) : 0;
+  constexpr int kKnown = static_cast<int>(std::size(migrations::kAll));
+  if (version > kKnown) {
+    return fail(ErrorCode::kCorrupt,
+                fmt::format("state store is at schema version {}, newer than this farmhandd ({})",
+                            version, kKnown));
+  }
+  for (int v = version; v < kKnown; ++v) {
+    std::string sql =
+        fmt::format("BEGIN; {} PRAGMA user_version={}; COMMIT;", migrations::kAll[v], v + 1);
+    if (auto ok = exec(sql.c_str()); !ok) {
+      (void)exec("ROLLBACK");
+      return fail(ErrorCode::kIo, fmt::format("migration {} failed: {}", v + 1, ok.error().reason));
+    }
+  }
+  return {};
+}
+
+Result<void> SqliteStore::prepare() {
+  struct {
+    sqlite3_stmt** stmt;
+    const char* sql;
+  } statements[] = {
+      {&insert_job_,
+       "INSERT INTO jobs (id, spec, submitted_unix_ms, idempotency_key, paused, cancelled) "
+       "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
+      {&update_job_, "UPDATE jobs SET paused = ?2, cancelled = ?3 WHERE id = ?1"},
+      {&upsert_task_,
+       "INSERT INTO tasks (job_id, idx, state, attempts, lease, worker, error) "
+       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (job_id, idx) DO UPDATE SET "
+       "state = excluded.state, attempts = excluded.attempts, lease = excluded.lease, "
+       "worker = excluded.worker, error = excluded.error"},
+      {&insert_log_,
+       "INSERT OR REPLACE INTO task_logs (job_id, idx, attempt, worker, error, text) "
+       "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
+  };
+
+  for (auto& s : statements) {
+    if (sqlite3_prepare_v3(db_, s.sql, -1, SQLITE_PREPARE_PERSISTENT, s.stmt, nullptr) !=
+        SQLITE_OK) {
+      return fail(error("state store prepare"));
+    }
+  }
+  return {};
+}
+
+Result<void> SqliteStore::commit(const Batch& batch) {
+  if (batch.empty()) return {};
+  if (auto ok = exec("BEGIN IMMEDIATE"); !ok) return ok;
+  auto run = [this](sqlite3_stmt* stmt) {
+    int rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return rc == SQLITE_DONE;
+  };
+  auto rollback = [this](const std::string& what) {
+    Error e = error(what);
+    (void)exec("ROLLBACK");
+    return fail(std::move(e));
+  };
+  for (const JobRow& job : batch.new_jobs) {
+    sqlite3_bind_int64(insert_job_, 1, static_cast<sqlite3_int64>(job.id));
+    sqlite3_bind_blob(insert_job_, 2, job.spec.data(), static_cast<int>(job.spec.size()),
+                      SQLITE_TRANSIENT);
+    sqlite3_bind_int64(insert_job_, 3, job.submitted_unix_ms);
+    if (job.idempotency_key.empty()) {
+      sqlite3_bind_null(insert_job_, 4);
+    } else {
+      bind_text(insert_job_, 4, job.idempotency_key);
+    }
+    sqlite3_bind_int(insert_job_, 5, job.paused);
+    sqlite3_bind_int(insert_job_, 6, job.cancelled);
+    if (!run(insert_job_)) return rollback(fmt::format("cannot store job {}", job.id));
+  }
+  for (const core::JobChange& change : batch.job_changes) {
+    sqlite3_bind_int64(update_job_, 1, static_cast<sqlite3_int64>(change.job));
+    sqlite3_bind_int(update_job_, 2, change.paused);
+    sqlite3_bind_int(update_job_, 3, change.cancelled);
+    if (!run(update_job_)) return rollback(fmt::format("cannot update job {}", change.job));
+  }
+  for (const core::TaskChange& change : batch.task_changes) {
+    sqlite3_bind_int64(upsert_task_, 1, static_cast<sqlite3_int64>(change.job));
+    sqlite3_bind_int64(upsert_task_, 2, change.task);
+    sqlite3_bind_int(upsert_task_, 3, static_cast<int>(change.state));
+    sqlite3_bind_int(upsert_task_, 4, static_cast<int>(change.attempts));
+    sqlite3_bind_int64(upsert_task_, 5, static_cast<sqlite3_int64>(change.lease));
+    bind_text(upsert_task_, 6, change.worker);
+    bind_text(upsert_task_, 7, change.error);
+    if (!run(upsert_task_)) {
+      return rollback(fmt::format("cannot store task {} of job {}", change.task, change.job));
+    }
+  }
+  for (const LogRow& log : batch.logs) {
+    sqlite3_bind_int64(insert_log_, 1, static_cast<sqlite3_int64>(log.job));
+    sqlite3_bind_int64(insert_log_, 2, log.task);
+    sqlite3_bind_int(insert_log_, 3, static_cast<int>(log.attempt));
+    bind_text(insert_log_, 4, log.worker);
+    bind_text(insert_log_, 5, log.error);
+    bind_text(insert_log_, 6, log.text);
+    if (!run(insert_log_)) return rollback("cannot store task log");
+  }
+  if (auto ok = exec("COMMIT"); !ok) {
+    (void)exec("ROLLBACK");
+    return ok;
+  }
+  return {};
+}
+
+Result<void> SqliteStore::load(const std::function<void(JobRow&&)>& on_job,
+                               const std::function<void(TaskRow&&)>& on_task) {
+  sqlite3_stmt* jobs = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT id, spec, submitted_unix_ms, coalesce(idempotency_key, ''), "
+                         "paused, cancelled FROM jobs ORDER BY id",
+                         -1, &jobs, nullptr) != SQLITE_OK) {
+    return fail(error("cannot read jobs"));
+  }
+  Finalizer jobs_finalizer{jobs};
+  int rc;
+  while ((rc = sqlite3_step(jobs)) == SQLITE_ROW) {
+    JobRow row;
+    row.id = static_cast<core::JobId>(sqlite3_column_int64(jobs, 0));
+    const void* blob = sqlite3_column_blob(jobs, 1);
+    row.spec.assign(static_cast<const char*>(blob),
+                    blob ? static_cast<size_t>(sqlite3_column_bytes(jobs, 1)) : 0);
+    row.submitted_unix_ms = sqlite3_column_int64(jobs, 2);
+    row.idempotency_key = column_text(jobs, 3);
+    row.paused = sqlite3_column_int(jobs, 4) != 0;
+    row.cancelled = sqlite3_column_int(jobs, 5) != 0;
+    on_job(std::move(row));
+  }
+  if (rc != SQLITE_DONE) return fail(error("cannot read jobs"));
+
+  sqlite3_stmt* tasks = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT job_id, idx, state, attempts, lease, worker, error FROM tasks", -1,
+                         &tasks, nullptr) != SQLITE_OK) {
+    return fail(error("cannot read tasks"));
+  }
+  Finalizer tasks_finalizer{tasks};
+  while ((rc = sqlite3_step(tasks)) == SQLITE_ROW) {
+    TaskRow row;
+    row.job = static_cast<core::JobId>(sqlite3_column_int64(tasks, 0));
+    row.task = static_cast<core::TaskIndex>(sqlite3_column_int64(tasks, 1));
+    int state = sqlite3_column_int(tasks, 2);
+    if (state < 0 || state > static_cast<int>(core::TaskState::kCancelled)) continue;
+    row.state = static_cast<core::TaskState>(state);
+    row.attempts = static_cast<uint32_t>(sqlite3_column_int(tasks, 3));
+    row.lease = static_cast<core::LeaseToken>(sqlite3_column_int64(tasks, 4));
+    row.worker = column_text(tasks, 5);
+    row.error = column_text(tasks, 6);
+    on_task(std::move(row));
+  }
+  if (rc != SQLITE_DONE) return fail(error("cannot read tasks"));
+  return {};
+}
+
+Result<std::vector<LogRow>> SqliteStore::logs(core::JobId job,
+                                              std::optional<core::TaskIndex> task) {
+  sqlite3_stmt* stmt = nullptr;
+  const char* sql = task ? "SELECT idx, attempt, worker, error, text FROM task_logs "
+                           "WHERE job_id = ?1 AND idx = ?2 ORDER BY idx, attempt"
+                         : "SELECT idx, attempt, worker, error, text FROM task_logs "
+                           "WHERE job_id = ?1 ORDER BY idx, attempt LIMIT 1000";
+  if (sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr) != SQLITE_OK) {
+    return fail(error("cannot read logs"));
+  }
+  Finalizer finalizer{stmt};
+  sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(job));
+  if (task) sqlite3_bind_int64(stmt, 2, *task);
+  std::vector<LogRow> out;
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    LogRow row;
+    row.job = job;
+    row.task = static_cast<core::TaskIndex>(sqlite3_column_int64(stmt, 0));
+    row.attempt = static_cast<uint32_t>(sqlite3_column_int(stmt, 1));
+    row.worker = column_text(stmt, 2);
+    row.error = column_text(stmt, 3);
+    row.text = column_text(stmt, 4);
+    out.push_back(std::move(row));
+  }
+  if (rc != SQLITE_DONE) return fail(error("cannot read logs"));
+  return out;
+}
+
+Result<void> SqliteStore::backup_to(const std::string& path) {
+  sqlite3* target = nullptr;
+  if (sqlite3_open(path.c_str(), &target) != SQLITE_OK) {
+    std::string reason = target ? sqlite3_errmsg(target) : "out of memory";
+    sqlite3_close(target);
+    return fail(ErrorCode::kIo, fmt::format("cannot open backup {}: {}", path, reason));
+  }
+  sqlite3_backup* backup = sqlite3_backup_init(target, "main", db_, "main");
+  if (!backup) {
+    std::string reason = sqlite3_errmsg(target);
+    sqlite3_close(target);
+    return fail(ErrorCode::kIo, fmt::format("cannot back up to {}: {}", path, reason));
+  }
+  int rc = sqlite3_backup_step(backup, -1);
+  sqlite3_backup_finish(backup);
+  std::string reason = sqlite3_errmsg(target);
+  sqlite3_close(target);
+  if (rc != SQLITE_DONE) {
+    return fail(ErrorCode::kIo, fmt::format("backup to {} failed: {}", path, reason));
+  }
+  return {};
+}
+
+}  // namespace farmhand::daemon

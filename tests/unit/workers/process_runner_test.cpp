@@ -1,1 +1,437 @@
+#include "workers/process_runner.h"
+
+#include <cerrno>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+namespace farmhand::worker {
+namespace {
+
+using std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// Generous: a limit on a hung test, not a timing expectation.
+constexpr auto kWaitLimit = 30s;
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Polls the runner until `pred` holds; there is no event to wait on here.
+template <typename Pred>
+bool poll_until(ProcessRunner& runner, Pred pred) {
+  auto limit = steady_clock::now() + kWaitLimit;
+  while (!pred()) {
+    if (steady_clock::now() > limit) return false;
+    // Outcomes are dropped: callers that want one use wait_for_outcome.
+    (void)runner.poll(steady_clock::now());
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+std::optional<RunOutcome> wait_for_outcome(ProcessRunner& runner, uint64_t id) {
+  auto limit = steady_clock::now() + kWaitLimit;
+  while (steady_clock::now() < limit) {
+    for (RunOutcome& outcome : runner.poll(steady_clock::now())) {
+      if (outcome.id == id) return outcome;
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  return std::nullopt;
+}
+
+// Gone, or a zombie: in a container an orphan's reaper may never collect it.
+bool process_dead(pid_t pid) {
+  if (kill(pid, 0) == -1 && errno == ESRCH) return true;
+  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  // The state follows the parenthesised command name: "1234 (sleep) Z ...".
+  auto paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'Z';
+}
+
+bool wait_dead(pid_t pid) {
+  auto limit = steady_clock::now() + kWaitLimit;
+  while (!process_dead(pid)) {
+    if (steady_clock::now() > limit) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+class ProcessRunnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = ::testing::TempDir() + "process_runner_XXXXXX";
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    log_ = dir_ + "/task.log";
+  }
+
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  RunSpec spec(uint64_t id, std::vector<std::vector<std::string>> commands) const {
+    RunSpec s;
+    s.id = id;
+    s.commands = std::move(commands);
+    s.log_path = log_;
+    return s;
+  }
+
+  static std::vector<std::string> sh(const std::string& script) {
+    return {"/bin/sh", "-c", script};
+  }
+
+  std::string dir_;
+  std::string log_;
+};
+
+TEST_F(ProcessRunnerTest, TrueSucceeds) {
+  ProcessRunner runner;
+  ASSERT_TRUE(runner.start(spec(1, {{"/bin/true"}}), steady_clock::now()));
+  EXPECT_EQ(runner.running(), 1u);
+
+  auto outcome = wait_for_outcome(runner, 1);
+  ASSERT_TRUE(outcome);
+  EXPECT_TRUE(outcome->succeeded);
+  EXPECT_FALSE(outcome->error);
+  EXPECT_EQ(runner.running(), 0u);
+}
+
+TEST_F(ProcessRunnerTest, FalseFailsWithItsExitCode) {
+  ProcessRunner runner;
+  ASSERT_TRUE(runner.start(spec(1, {{"/bin/false"}}), steady_clock::now()));
+
+  auto outcome = wait_for_outcome(runner, 1);
+  ASSERT_TRUE(outcome);
+  EXPECT_FALSE(outcome->succeeded);
+  ASSERT_TRUE(outcome->error);
+  EXPECT_EQ(outcome->error->code, ErrorCode::kInternal);
+  EXPECT_EQ(outcome->error->reason, "exit code 1 from /bin/false");
+  EXPECT_NE(read_file(log_).find("farmhand: exit code 1 from /bin/false\n"), std::string::npos);
+}
+
+TEST_F(ProcessRunnerTest, MissingProgramFailsAsCannotStart) {
+  ProcessRunner runner;
+  ASSERT_TRUE(runner.start(spec(1, {{"farmhand-no-such-program", "x"}}), steady_clock::now()));
+
+  auto outcome = wait_for_outcome(runner, 1);
+  ASSERT_TRUE(outcome);
+  EXPECT_FALSE(outcome->succeeded);
+  ASSERT_TRUE(outcome->error);
+  EXPECT_EQ(outcome->error->code, ErrorCode::kNotFound);
+  EXPECT_EQ(outcome->error->reason,
+            "cannot start 'farmhand-no-such-program': No such file or directory");
+}
+
+TEST_F(ProcessRunnerTest, RealExitCode127IsNotMistakenForCannotStart) {
+  ProcessRunner runner;
+  ASSERT_TRUE(runner.start(spec(1, {sh("exit 127")}), steady_clock::now()));
+
+  auto outcome = wait_for_outcome(runner, 1);
+  ASSERT_TRUE(outcome);
+  ASSERT_TRUE(outcome->error);
+  EXPECT_EQ(outcome->error->reason, "exit code 127 from /bin/sh");
+}
+
+TEST_F(ProcessRunnerTest, CommandsRunInOrderAndStopAtFirstFailure) {
+  ProcessRunner runner;
+  ASSERT_TRUE(runner.start(spec(1, {sh("echo one"), sh("echo two; exit 3"), sh("echo three")}),
+                           steady_clock::now()));
+
+  auto outcome = wait_for_outcome(runner, 1);
+  ASSERT_TRUE(outcome);
+  ASSERT_TRUE(outcome->error);
+  EXPECT_EQ(outcome->error->reason, "exit code 3 from /bin/sh");
+  EXPECT_EQ(read_file(log_),
+            "farmhand: running /bin/sh -c 'echo one'\n"
+            "one\n"
+            "farmhand: running /bin/sh -c 'echo two; exit 3'\n"
+            "two\n"
+            "farmhand: exit code 3 from /bin/sh\n");
+}
+
+TEST_F(ProcessRunnerTest, RunSucceedsWhenEveryCommandExitsZero) {
+  ProcessRunner runner;
+  ASSERT_TRUE(
+      runner.start(spec(1, {{"/bin/echo", "frame", "7"}, {"/bin/true"}}), steady_clock::now()));
+
+  auto outcome = wait_for_outcome(runner, 1);
+  ASSERT_TRUE(outcome);
+  EXPECT_TRUE(outcome->succeeded);
+  EXPECT_EQ(read_file(log_),
+            "farmhand: running /bin/echo frame 7\n"
+            "frame 7\n"
+            "farmhand: running /bin/true\n");
+}
+
+TEST_F(ProcessRunnerTest, StdoutAndStderrBothLandInTheLog) {
+  ProcessRunner runner;
+  ASSERT_TRUE(
+      runner.start(spec(1, {sh("echo to-stdout; echo to-stderr >&2")}), steady_clock::now()));
+
+  auto outcome = wait_for_outcome(runner, 1);
+  ASSERT_TRUE(outcome);
+  EXPECT_TRUE(outcome->succeeded);
+  std::string log = read_file(log_);
+  EXPECT_NE(log.find("to-stdout\n"), std::string::npos);
+  EXPECT_NE(log.find("to-stderr\n"), std::string::npos);
+}
+
+TEST_F(ProcessRunnerTest, LogIsAppendedNotTruncated) {
+  std::ofstream(log_) << "earlier attempt\n";
+  ProcessRunner runner;
+  ASSERT_TRUE(runner.start(spec(1, {{"/bin/echo", "again"}}), steady_clock::now()));
+
+  ASSERT_TRUE(wait_for_outcome(runner, 1));
+  EXPECT_EQ(read_file(log_), "earlier attempt\nfarmhand: running /bin/echo again\nagain\n");
+}
+
+TEST_F(ProcessRunnerTest, StdinIsDevNull) {
+  ProcessRunner runner;
+  // `cat` would hang on an inherited terminal or pipe; /dev/null ends it at once.
+  ASSERT_TRUE(runner.start(spec(1, {{"/bin/cat"}}), steady_clock::now()));
+
+  auto outcome = wait_for_outcome(runner, 1);
+  ASSERT_TRUE(outcome);
+  EXPECT_TRUE(outcome->succeeded);
+}
+
+TEST_F(ProcessRunnerTest, EnvIsAddedToTheWorkersEnvironment) {
+  ASSERT_EQ(setenv("FARMHAND_TEST_INHERITED", "from-worker", 1), 0);
+  ASSERT_EQ(setenv("FARMHAND_TEST_REPLACED", "old", 1), 0);
+  RunSpec s = spec(1, {sh("echo frame=$FARMHAND_TEST_FRAME inherited=$FARMHAND_TEST_INHERITED "
+                          "replaced=$FARMHAND_TEST_REPLACED")});
+  s.env = {{"FARMHAND_TEST_FRAME", "7"}, {"FARMHAND_TEST_REPLACED", "new"}};
+  ProcessRunner runner;
+  ASSERT_TRUE(runner.start(std::move(s), steady_clock::now()));
+
+  auto outcome = wait_for_outcome(runner, 1);
+  unsetenv("FARMHAND_TEST_INHERITED");
+  unsetenv("FARMHAND_TEST_REPLACED");
+  ASSERT_TRUE(outcome);
+  EXPECT_TRUE(outcome->succeeded);
+  EXPECT_NE(read_file(log_).find("frame=7 inherited=from-worker replaced=new\n"),
+            std::string::npos);
+}
+
+TEST_F(ProcessRunnerTest, ChildStartsWithNoBlockedOrIgnoredSignals) {
+  // The worker blocks SIGTERM for its signalfd and ignores SIGPIPE; a task must
+  // not inherit either, or it could not be stopped politely.
+  sigset_t block, previous;
+  sigemptyset(&block);
+  sigaddset(&block, SIGTERM);
+  ASSERT_EQ(sigprocmask(SIG_BLOCK, &block, &previous), 0);
+  auto previous_pipe = signal(SIGPIPE, SIG_IGN);
+
+  ProcessRunner runner;
+  // SigBlk and SigIgn are hex masks; all zero means nothing blocked or ignored.
+  ASSERT_TRUE(runner.start(spec(1, {{"/bin/grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"}}),
+                           steady_clock::now()));
+  auto outcome = wait_for_outcome(runner, 1);
+  sigprocmask(SIG_SETMASK, &previous, nullptr);
+  signal(SIGPIPE, previous_pipe);
+
+  ASSERT_TRUE(outcome);
+  EXPECT_TRUE(outcome->succeeded);
+  std::string log = read_file(log_);
+  EXPECT_NE(log.find("SigBlk:\t0000000000000000\n"), std::string::npos) << log;
+  EXPECT_NE(log.find("SigIgn:\t0000000000000000\n"), std::string::npos) << log;
+}
+
+TEST_F(ProcessRunnerTest, TimeoutKillsTheWholeProcessGroup) {
+  std::string pid_file = dir_ + "/grandchild.pid";
+  RunSpec s = spec(1, {sh("sleep 1000 & echo $! > " + pid_file + "; wait")});
+  s.timeout = 1s;
+  ProcessRunner runner;
+  auto started = steady_clock::now();
+  ASSERT_TRUE(runner.start(std::move(s), started));
+  EXPECT_EQ(runner.next_deadline(), started + 1s);
+
+  pid_t grandchild = 0;
+  ASSERT_TRUE(poll_until(runner, [&] {
+    std::string text = read_file(pid_file);
+    if (text.empty() || text.back() != '\n') return false;
+    grandchild = std::stoi(text);
+    return true;
+  }));
+  auto outcome = wait_for_outcome(runner, 1);
+  ASSERT_TRUE(outcome);
+  ASSERT_TRUE(outcome->error);
+  EXPECT_EQ(outcome->error->code, ErrorCode::kTimeout);
+  EXPECT_EQ(outcome->error->reason, "timed out after 1 s");
+  EXPECT_TRUE(wait_dead(grandchild)) << "grandchild " << grandchild << " survived";
+  EXPECT_NE(read_file(log_).find("farmhand: timed out after 1 s\n"), std::string::npos);
+}
+
+TEST_F(ProcessRunnerTest, ChildIgnoringSigtermIsKilledAfterGracePeriod) {
+  std::string pid_file = dir_ + "/grandchild.pid";
+  ProcessRunner runner(200ms);
+  // The background sleep inherits the ignored SIGTERM, as a renderer's helper might.
+  ASSERT_TRUE(runner.start(
+      spec(1, {sh("trap '' TERM; sleep 1000 & echo $! > " + pid_file + "; echo ready; wait")}),
+      steady_clock::now()));
+  // Cancel only once the trap is in place, or SIGTERM alone would do the job.
+  ASSERT_TRUE(
+      poll_until(runner, [&] { return read_file(log_).find("ready\n") != std::string::npos; }));
+  pid_t grandchild = std::stoi(read_file(pid_file));
+  pid_t leader = *runner.leader_pid(1);
+
+  auto cancelled_at = steady_clock::now();
+  runner.cancel(1, cancelled_at);
+  EXPECT_EQ(runner.next_deadline(), cancelled_at + 200ms);
+
+  auto outcome = wait_for_outcome(runner, 1);
+  ASSERT_TRUE(outcome);
+  ASSERT_TRUE(outcome->error);
+  EXPECT_EQ(outcome->error->code, ErrorCode::kCancelled);
+  EXPECT_TRUE(wait_dead(leader));
+  EXPECT_TRUE(wait_dead(grandchild)) << "grandchild " << grandchild << " survived";
+}
+
+TEST_F(ProcessRunnerTest, GrandchildIgnoringSigtermDiesWithItsLeader) {
+  std::string pid_file = dir_ + "/grandchild.pid";
+  // A grace period the test never reaches: only the kill after reaping the
+  // leader can stop the grandchild.
+  ProcessRunner runner(1h);
+  ASSERT_TRUE(runner.start(spec(1, {sh("(trap '' TERM; exec sleep 1000) & echo $! > " + pid_file +
+                                       "; echo ready; wait")}),
+                           steady_clock::now()));
+  ASSERT_TRUE(
+      poll_until(runner, [&] { return read_file(log_).find("ready\n") != std::string::npos; }));
+  pid_t grandchild = std::stoi(read_file(pid_file));
+
+  runner.cancel(1, steady_clock::now());
+  auto outcome = wait_for_outcome(runner, 1);
+  ASSERT_TRUE(outcome);
+  ASSERT_TRUE(outcome->error);
+  EXPECT_EQ(outcome->error->reason, "cancelled");
+  EXPECT_TRUE(wait_dead(grandchild)) << "grandchild " << grandchild << " survived";
+}
+
+TEST_F(ProcessRunnerTest, GroupIsKilledWhenTheLeaderExits) {
+  std::string pid_file = dir_ + "/grandchild.pid";
+  ProcessRunner runner;
+  // The leader exits 0 but leaves a straggler holding the log open.
+  ASSERT_TRUE(
+      runner.start(spec(1, {sh("sleep 1000 & echo $! > " + pid_file)}), steady_clock::now()));
+
+  auto outcome = wait_for_outcome(runner, 1);
+  ASSERT_TRUE(outcome);
+  EXPECT_TRUE(outcome->succeeded);
+  pid_t grandchild = std::stoi(read_file(pid_file));
+  EXPECT_TRUE(wait_dead(grandchild)) << "grandchild " << grandchild << " survived";
+}
+
+TEST_F(ProcessRunnerTest, CancelKillsTheGroupAndReportsCancelled) {
+  ProcessRunner runner;
+  ASSERT_TRUE(runner.start(spec(1, {{"/bin/sleep", "1000"}}), steady_clock::now()));
+  pid_t leader = *runner.leader_pid(1);
+
+  runner.cancel(1, steady_clock::now());
+  auto outcome = wait_for_outcome(runner, 1);
+  ASSERT_TRUE(outcome);
+  EXPECT_FALSE(outcome->succeeded);
+  ASSERT_TRUE(outcome->error);
+  EXPECT_EQ(outcome->error->code, ErrorCode::kCancelled);
+  EXPECT_EQ(outcome->error->reason, "cancelled");
+  EXPECT_TRUE(wait_dead(leader));
+  EXPECT_NE(read_file(log_).find("farmhand: cancelled\n"), std::string::npos);
+}
+
+TEST_F(ProcessRunnerTest, CancelBeforeTheNextCommandStopsTheRun) {
+  ProcessRunner runner;
+  ASSERT_TRUE(
+      runner.start(spec(1, {{"/bin/sleep", "1000"}, {"/bin/echo", "never"}}), steady_clock::now()));
+  runner.cancel(1, steady_clock::now());
+
+  auto outcome = wait_for_outcome(runner, 1);
+  ASSERT_TRUE(outcome);
+  ASSERT_TRUE(outcome->error);
+  EXPECT_EQ(outcome->error->reason, "cancelled");
+  EXPECT_EQ(read_file(log_).find("never"), std::string::npos);
+}
+
+TEST_F(ProcessRunnerTest, DeathBySignalIsReportedByName) {
+  ProcessRunner runner;
+  // No core file: the test runs in a directory we do not own.
+  ASSERT_TRUE(runner.start(spec(1, {sh("ulimit -c 0; kill -SEGV $$")}), steady_clock::now()));
+
+  auto outcome = wait_for_outcome(runner, 1);
+  ASSERT_TRUE(outcome);
+  ASSERT_TRUE(outcome->error);
+  EXPECT_EQ(outcome->error->code, ErrorCode::kCrashed);
+  EXPECT_EQ(outcome->error->reason, "killed by signal SIGSEGV running /bin/sh");
+}
+
+TEST_F(ProcessRunnerTest, BadSpecsAreRejectedAtStart) {
+  ProcessRunner runner;
+  auto now = steady_clock::now();
+
+  auto empty = runner.start(spec(1, {}), now);
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error().code, ErrorCode::kInvalidArgument);
+
+  auto empty_argv = runner.start(spec(1, {{"/bin/true"}, {}}), now);
+  ASSERT_FALSE(empty_argv);
+  EXPECT_EQ(empty_argv.error().code, ErrorCode::kInvalidArgument);
+
+  RunSpec bad_log = spec(1, {{"/bin/true"}});
+  bad_log.log_path = dir_ + "/missing-dir/task.log";
+  auto unopenable = runner.start(std::move(bad_log), now);
+  ASSERT_FALSE(unopenable);
+  EXPECT_EQ(unopenable.error().code, ErrorCode::kIo);
+
+  ASSERT_TRUE(runner.start(spec(1, {{"/bin/sleep", "1000"}}), now));
+  auto duplicate = runner.start(spec(1, {{"/bin/true"}}), now);
+  ASSERT_FALSE(duplicate);
+  EXPECT_EQ(duplicate.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(runner.running(), 1u);
+}
+
+TEST_F(ProcessRunnerTest, DestructorKillsLiveRuns) {
+  pid_t leader = 0;
+  {
+    ProcessRunner runner;
+    ASSERT_TRUE(runner.start(spec(1, {{"/bin/sleep", "1000"}}), steady_clock::now()));
+    leader = *runner.leader_pid(1);
+  }
+  // Reaped by the destructor, so the pid is gone, not a zombie.
+  errno = 0;
+  EXPECT_EQ(kill(leader, 0), -1);
+  EXPECT_EQ(errno, ESRCH);
+}
+
+TEST_F(ProcessRunnerTest, LogTailStartsAtALineBoundary) {
+  std::ofstream(log_) << "first line\nsecond line\nthird\n";
+
+  EXPECT_EQ(read_log_tail(log_, 10), "third\n");               // cut inside "second line"
+  EXPECT_EQ(read_log_tail(log_, 18), "second line\nthird\n");  // window starts on a boundary
+  EXPECT_EQ(read_log_tail(log_, 1000), "first line\nsecond line\nthird\n");
+}
+
+TEST_F(ProcessRunnerTest, LogTailWithoutNewlineKeepsTheWholeWindow) {
+  std::ofstream(log_) << "abcdefgh";
+  EXPECT_EQ(read_log_tail(log_, 3), "fgh");
+}
+
+TEST_F(ProcessRunnerTest, LogTailOfMissingFileIsEmpty) {
+  EXPECT_EQ(read_log_tail(dir_ + "/no-such.log", 100), "");
+}
+
+}  // namespace
+}  // namespace farmhand::worker

@@ -1,0 +1,85 @@
+// Client: the `farmhand` command's side of the client <-> broker protocol.
+//
+// One method per request kind. Each builds a ClientRequest (protocol version,
+// random request id), does DEALER round trips through common::request_reply and
+// checks that the reply answers this request with the expected body. A reply with
+// ok=false becomes an Error carrying the broker's one-line reason and code; no
+// reply within the timeout is ErrorCode::kUnavailable, "broker unreachable at
+// tcp://... (no reply within N s)". Nothing here prints or exits.
+//
+// Requests that are safe to repeat are resent within the timeout (Lazy Pirate,
+// ZeroMQ guide ch. 4): a request the broker took in but never answered because
+// it restarted is asked again instead of waited on. Reads are safe; a submit is,
+// because it always carries an idempotency key (generated when the spec has
+// none). Job actions are sent once: JobActionRequest has no key, and a repeated
+// retry is not a no-op.
+//
+// Not thread-safe: one Client per thread. It owns its ZeroMQ context.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <string>
+
+#include "farmhand.pb.h"
+#include <zmq.hpp>
+
+#include "common/result.h"
+
+namespace farmhand::cli {
+
+class Client {
+ public:
+  // `endpoint` is a ZeroMQ endpoint such as tcp://127.0.0.1:7600; `timeout`
+  // bounds the wait for each reply, resends included.
+  Client(std::string endpoint, std::chrono::milliseconds timeout);
+
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  const std::string& endpoint() const { return endpoint_; }
+
+  std::chrono::milliseconds timeout() const { return timeout_; }
+
+  // "broker unreachable at <endpoint> (no reply within N s)".
+  std::string unreachable_reason(std::chrono::milliseconds waited) const;
+
+  // Submits a job. Fills spec.idempotency_key with a random key when empty.
+  [[nodiscard]] Result<wire::SubmitReply> submit(wire::JobSpec spec);
+
+  // A job's status; `timeout` overrides the client's reply timeout for this call.
+  [[nodiscard]] Result<wire::StatusReply> status(
+      const wire::StatusRequest& request,
+      std::optional<std::chrono::milliseconds> timeout = std::nullopt);
+
+  [[nodiscard]] Result<wire::ListReply> list(const wire::ListRequest& request);
+
+  // Cancel, retry, pause or resume a job.
+  [[nodiscard]] Result<wire::JobActionReply> act(uint64_t job_id,
+                                                 wire::JobActionRequest::Action action);
+
+  [[nodiscard]] Result<wire::WorkersReply> workers();
+
+  // Task logs of a job: one task's, or every task's with a log when `task` is empty.
+  [[nodiscard]] Result<wire::LogsReply> logs(uint64_t job_id, std::optional<uint64_t> task);
+
+  // 128 random bits as 32 hex digits, for idempotency keys.
+  static std::string random_key();
+
+ private:
+  enum class Resend { kNo, kYes };
+
+  // Round trips until a reply or `timeout`; checks the request id and maps
+  // ok=false to an Error.
+  Result<wire::ClientReply> call(wire::ClientRequest& request, std::chrono::milliseconds timeout,
+                                 Resend resend);
+
+  zmq::context_t ctx_;
+  std::string endpoint_;
+  std::chrono::milliseconds timeout_;
+  std::mt19937_64 rng_;
+};
+
+}  // namespace farmhand::cli

@@ -1,0 +1,384 @@
+#include "cli/output.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <map>
+
+#include <fmt/format.h>
+
+namespace farmhand::cli {
+
+namespace {
+
+// Lifecycle order, which is also the order counts are shown in.
+constexpr wire::TaskState kTaskStates[] = {
+    wire::TASK_WAITING, wire::TASK_QUEUED, wire::TASK_RUNNING,   wire::TASK_SUCCEEDED,
+    wire::TASK_FAILED,  wire::TASK_DEAD,   wire::TASK_CANCELLED,
+};
+
+constexpr wire::JobState kJobStates[] = {
+    wire::JOB_QUEUED,    wire::JOB_RUNNING, wire::JOB_PAUSED,
+    wire::JOB_SUCCEEDED, wire::JOB_FAILED,  wire::JOB_CANCELLED,
+};
+
+constexpr int kBarWidth = 30;
+
+std::string or_dash(std::string_view text) {
+  return text.empty() ? "-" : single_line(text);
+}
+
+// "TASK_DEAD" -> "dead", "Dead" -> "dead": the schema only says "task state name".
+std::string normalised_state_key(std::string_view key) {
+  std::string out;
+  for (char c : key) out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (out.rfind("task_", 0) == 0) out.erase(0, 5);
+  return out;
+}
+
+std::string join(const std::vector<std::string>& parts, std::string_view separator) {
+  std::string out;
+  for (const auto& part : parts) {
+    if (!out.empty()) out += separator;
+    out += part;
+  }
+  return out;
+}
+
+Json tasks_json(const google::protobuf::RepeatedPtrField<wire::TaskInfo>& tasks) {
+  Json out = Json::array();
+  for (const auto& task : tasks) out.push_back(to_json(task));
+  return out;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- states
+
+std::string job_state_name(wire::JobState state) {
+  switch (state) {
+    case wire::JOB_QUEUED:
+      return "queued";
+    case wire::JOB_RUNNING:
+      return "running";
+    case wire::JOB_PAUSED:
+      return "paused";
+    case wire::JOB_SUCCEEDED:
+      return "succeeded";
+    case wire::JOB_FAILED:
+      return "failed";
+    case wire::JOB_CANCELLED:
+      return "cancelled";
+    default:
+      return "unspecified";
+  }
+}
+
+std::string task_state_name(wire::TaskState state) {
+  switch (state) {
+    case wire::TASK_WAITING:
+      return "waiting";
+    case wire::TASK_QUEUED:
+      return "queued";
+    case wire::TASK_RUNNING:
+      return "running";
+    case wire::TASK_SUCCEEDED:
+      return "succeeded";
+    case wire::TASK_FAILED:
+      return "failed";
+    case wire::TASK_DEAD:
+      return "dead";
+    case wire::TASK_CANCELLED:
+      return "cancelled";
+    default:
+      return "unspecified";
+  }
+}
+
+const std::vector<std::string>& job_state_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (auto state : kJobStates) out.push_back(job_state_name(state));
+    return out;
+  }();
+  return names;
+}
+
+const std::vector<std::string>& task_state_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (auto state : kTaskStates) out.push_back(task_state_name(state));
+    return out;
+  }();
+  return names;
+}
+
+std::optional<wire::JobState> job_state_from_name(std::string_view name) {
+  for (auto state : kJobStates) {
+    if (job_state_name(state) == name) return state;
+  }
+  return std::nullopt;
+}
+
+std::optional<wire::TaskState> task_state_from_name(std::string_view name) {
+  for (auto state : kTaskStates) {
+    if (task_state_name(state) == name) return state;
+  }
+  return std::nullopt;
+}
+
+bool job_state_is_final(wire::JobState state) {
+  return state == wire::JOB_SUCCEEDED || state == wire::JOB_FAILED || state == wire::JOB_CANCELLED;
+}
+
+// ---------------------------------------------------------------- progress
+
+uint64_t task_count_in(const wire::JobSummary& job, wire::TaskState state) {
+  const std::string wanted = task_state_name(state);
+  uint64_t count = 0;
+  for (const auto& [key, value] : job.counts()) {
+    if (normalised_state_key(key) == wanted) count += value;
+  }
+  return count;
+}
+
+uint64_t total_tasks(const wire::JobSummary& job) {
+  if (job.task_count() != 0) return job.task_count();
+  uint64_t sum = 0;
+  for (const auto& [key, value] : job.counts()) sum += value;
+  return sum;
+}
+
+int progress_percent(const wire::JobSummary& job) {
+  const uint64_t total = total_tasks(job);
+  if (total == 0) return 0;
+  const uint64_t done = std::min(task_count_in(job, wire::TASK_SUCCEEDED), total);
+  // In long double: done * 100 overflows uint64 near 2^57 tasks, which no job has,
+  // but the arithmetic should not care.
+  return static_cast<int>(static_cast<long double>(done) * 100 / static_cast<long double>(total));
+}
+
+// ---------------------------------------------------------------- JSON
+
+Json to_json(const wire::TaskInfo& task) {
+  return Json{
+      {"index", task.index()},         {"state", task_state_name(task.state())},
+      {"frames", task.frames()},       {"attempts", task.attempts()},
+      {"worker", task.worker()},       {"error", task.error()},
+      {"running_s", task.running_s()},
+  };
+}
+
+Json to_json(const wire::JobSummary& job) {
+  Json counts = Json::object();
+  for (auto state : kTaskStates) counts[task_state_name(state)] = task_count_in(job, state);
+  // Sorted, so the output does not depend on protobuf's map order.
+  std::map<std::string, std::string> labels(job.labels().begin(), job.labels().end());
+  Json after = Json::array();
+  for (uint64_t id : job.after()) after.push_back(id);
+  return Json{
+      {"id", job.id()},
+      {"name", job.name()},
+      {"kind", job.kind()},
+      {"state", job_state_name(job.state())},
+      {"priority", job.priority()},
+      {"pool", job.pool()},
+      {"frames", job.frames()},
+      {"chunk", job.chunk()},
+      {"task_count", job.task_count()},
+      {"counts", std::move(counts)},
+      {"progress_percent", progress_percent(job)},
+      {"submitted_unix_ms", job.submitted_unix_ms()},
+      {"labels", labels},
+      {"max_attempts", job.max_attempts()},
+      {"timeout_s", job.timeout_s()},
+      {"after", std::move(after)},
+      {"after_frames", job.after_frames()},
+  };
+}
+
+Json to_json(const wire::StatusReply& status) {
+  return Json{
+      {"job", to_json(status.job())},
+      {"running", tasks_json(status.running())},
+      {"last_errors", tasks_json(status.last_errors())},
+      {"tasks", tasks_json(status.tasks())},
+  };
+}
+
+Json to_json(const wire::WorkerInfo& worker) {
+  Json tags = Json::array();
+  for (const auto& tag : worker.tags()) tags.push_back(tag);
+  return Json{
+      {"name", worker.name()},
+      {"host", worker.host()},
+      {"pid", worker.pid()},
+      {"slots", worker.slots()},
+      {"tags", std::move(tags)},
+      {"alive", worker.alive()},
+      {"last_beat_s", worker.last_beat_s()},
+      {"running", tasks_json(worker.running())},
+  };
+}
+
+Json to_json(const wire::TaskLog& log) {
+  return Json{
+      {"task", log.task()},   {"attempt", log.attempt()}, {"worker", log.worker()},
+      {"error", log.error()}, {"text", log.text()},
+  };
+}
+
+std::string dump_json(const Json& json) {
+  return json.dump(2, ' ', false, Json::error_handler_t::replace);
+}
+
+// ---------------------------------------------------------------- text
+
+std::string single_line(std::string_view text) {
+  std::string out(text);
+  std::replace_if(
+      out.begin(), out.end(), [](char c) { return c == '\n' || c == '\r' || c == '\t'; }, ' ');
+  return out;
+}
+
+void Table::write(std::ostream& out, std::string_view indent) const {
+  std::vector<size_t> widths;
+  for (const auto& row : rows_) {
+    if (widths.size() < row.size()) widths.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  for (const auto& row : rows_) {
+    std::string line(indent);
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+    }
+    out << line << '\n';
+  }
+}
+
+std::string format_seconds(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) seconds = 0;
+  if (seconds < 60) return fmt::format("{:.1f}s", seconds);
+  const auto whole = static_cast<uint64_t>(seconds);
+  if (whole < 3600) return fmt::format("{}m{:02}s", whole / 60, whole % 60);
+  return fmt::format("{}h{:02}m", whole / 3600, whole % 3600 / 60);
+}
+
+std::string counts_text(const wire::JobSummary& job) {
+  std::vector<std::string> parts;
+  for (auto state : kTaskStates) {
+    if (uint64_t count = task_count_in(job, state); count != 0) {
+      parts.push_back(fmt::format("{}={}", task_state_name(state), count));
+    }
+  }
+  return join(parts, " ");
+}
+
+void write_status(std::ostream& out, const wire::StatusReply& status, bool with_tasks) {
+  const auto& job = status.job();
+  const uint64_t total = total_tasks(job);
+  std::string name = job.name().empty() ? "" : fmt::format(" \"{}\"", single_line(job.name()));
+  out << fmt::format("job {}{} kind={} state={} priority={} pool={} frames={} chunk={}\n", job.id(),
+                     name, or_dash(job.kind()), job_state_name(job.state()), job.priority(),
+                     job.pool().empty() ? "any" : single_line(job.pool()), or_dash(job.frames()),
+                     job.chunk());
+  const std::string counts = counts_text(job);
+  out << fmt::format("tasks: {} ({} total)\n", counts.empty() ? "none" : counts, total);
+  out << fmt::format("progress: {}% ({}/{} succeeded)\n", progress_percent(job),
+                     task_count_in(job, wire::TASK_SUCCEEDED), total);
+
+  if (!status.running().empty()) {
+    out << "running:\n";
+    Table table({"TASK", "FRAMES", "WORKER", "ATTEMPT", "RUNNING"});
+    for (const auto& task : status.running()) {
+      table.add_row({std::to_string(task.index()), or_dash(task.frames()), or_dash(task.worker()),
+                     std::to_string(task.attempts()), format_seconds(task.running_s())});
+    }
+    table.write(out, "  ");
+  }
+  if (!status.last_errors().empty()) {
+    out << "last errors:\n";
+    Table table({"TASK", "FRAMES", "ATTEMPTS", "ERROR"});
+    for (const auto& task : status.last_errors()) {
+      table.add_row({std::to_string(task.index()), or_dash(task.frames()),
+                     std::to_string(task.attempts()), or_dash(task.error())});
+    }
+    table.write(out, "  ");
+  }
+  if (with_tasks) {
+    out << fmt::format("task page ({} shown):\n", status.tasks_size());
+    Table table({"TASK", "STATE", "FRAMES", "ATTEMPTS", "WORKER", "ERROR"});
+    for (const auto& task : status.tasks()) {
+      table.add_row({std::to_string(task.index()), task_state_name(task.state()),
+                     or_dash(task.frames()), std::to_string(task.attempts()),
+                     or_dash(task.worker()), or_dash(task.error())});
+    }
+    table.write(out, "  ");
+  }
+}
+
+void write_jobs(std::ostream& out, const wire::ListReply& list) {
+  Table table({"ID", "STATE", "PRIO", "KIND", "NAME", "DONE/TOTAL"});
+  for (const auto& job : list.jobs()) {
+    table.add_row({std::to_string(job.id()), job_state_name(job.state()),
+                   std::to_string(job.priority()), or_dash(job.kind()), or_dash(job.name()),
+                   fmt::format("{}/{} ({}%)", task_count_in(job, wire::TASK_SUCCEEDED),
+                               total_tasks(job), progress_percent(job))});
+  }
+  table.write(out);
+}
+
+void write_workers(std::ostream& out, const wire::WorkersReply& workers) {
+  Table table({"NAME", "HOST", "SLOTS", "TAGS", "RUNNING", "LAST-BEAT", "ALIVE"});
+  for (const auto& worker : workers.workers()) {
+    std::vector<std::string> tags(worker.tags().begin(), worker.tags().end());
+    // TaskInfo carries no job id, so a running task shows as its task index.
+    std::vector<std::string> running;
+    for (const auto& task : worker.running()) running.push_back(std::to_string(task.index()));
+    table.add_row({or_dash(worker.name()), or_dash(worker.host()), std::to_string(worker.slots()),
+                   or_dash(join(tags, ",")), or_dash(join(running, ",")),
+                   format_seconds(worker.last_beat_s()) + " ago", worker.alive() ? "yes" : "no"});
+  }
+  table.write(out);
+}
+
+void write_logs(std::ostream& out, const wire::LogsReply& logs) {
+  for (const auto& log : logs.logs()) {
+    out << fmt::format("== task {} attempt {} on {}: {} ==\n", log.task(), log.attempt(),
+                       or_dash(log.worker()),
+                       log.error().empty() ? "ok" : single_line(log.error()));
+    out << log.text();
+    if (!log.text().empty() && log.text().back() != '\n') out << '\n';
+  }
+}
+
+std::string progress_bar_line(const wire::JobSummary& job) {
+  const uint64_t total = total_tasks(job);
+  const uint64_t done = task_count_in(job, wire::TASK_SUCCEEDED);
+  const int percent = progress_percent(job);
+  const int filled = percent * kBarWidth / 100;
+  // "failed" on the bar counts tasks that failed an attempt and those out of attempts.
+  const uint64_t failed =
+      task_count_in(job, wire::TASK_FAILED) + task_count_in(job, wire::TASK_DEAD);
+  return fmt::format("[{}{}] {}% {}/{} running {} failed {}  job {} {}", std::string(filled, '#'),
+                     std::string(kBarWidth - filled, '.'), percent, done, total,
+                     task_count_in(job, wire::TASK_RUNNING), failed, job.id(),
+                     job_state_name(job.state()));
+}
+
+std::string progress_plain_line(const wire::JobSummary& job) {
+  return fmt::format("job {} {} succeeded={}/{} running={} dead={}", job.id(),
+                     job_state_name(job.state()), task_count_in(job, wire::TASK_SUCCEEDED),
+                     total_tasks(job), task_count_in(job, wire::TASK_RUNNING),
+                     task_count_in(job, wire::TASK_DEAD));
+}
+
+std::string last_error_text(const wire::StatusReply& status) {
+  if (status.last_errors().empty()) return "";
+  const auto& task = status.last_errors(0);
+  return fmt::format("task {} (frames {}, {} attempts): {}", task.index(), or_dash(task.frames()),
+                     task.attempts(), or_dash(task.error()));
+}
+
+}  // namespace farmhand::cli

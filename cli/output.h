@@ -1,0 +1,115 @@
+// Output of the `farmhand` command: wire messages as JSON and as text for people.
+//
+// JSON mapping is written by hand rather than with protobuf's JsonUtil, which
+// renders 64-bit integers as strings: here every number is a JSON number, keys are
+// the proto's snake_case field names and states are lower-case words ("queued",
+// "dead"). Task counts are normalised to those words and every state is present,
+// so `jq .job.counts.dead` is 0 rather than null.
+//
+// Pure functions of their arguments, except the write_* helpers, which only write
+// to the stream they are given.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "farmhand.pb.h"
+#include <nlohmann/json.hpp>
+
+namespace farmhand::cli {
+
+// Insertion-ordered, so objects read in the order the fields are listed.
+using Json = nlohmann::ordered_json;
+
+// ---------------------------------------------------------------- states
+
+// "queued", "running", ...; "unspecified" for 0 or unknown values.
+std::string job_state_name(wire::JobState state);
+std::string task_state_name(wire::TaskState state);
+
+// Every state a user can name, in lifecycle order.
+const std::vector<std::string>& job_state_names();
+const std::vector<std::string>& task_state_names();
+
+// Inverse of the *_name functions (lower case only); nullopt when unknown.
+std::optional<wire::JobState> job_state_from_name(std::string_view name);
+std::optional<wire::TaskState> task_state_from_name(std::string_view name);
+
+bool job_state_is_final(wire::JobState state);
+
+// ---------------------------------------------------------------- progress
+
+// How many of a job's tasks are in `state`. The counts map is keyed by state name;
+// "TASK_DEAD" and "dead" are both accepted.
+uint64_t task_count_in(const wire::JobSummary& job, wire::TaskState state);
+
+// task_count, or the sum of the counts when the broker left it 0.
+uint64_t total_tasks(const wire::JobSummary& job);
+
+// Succeeded tasks as a whole percentage of all tasks, rounded down, so 100 means done.
+int progress_percent(const wire::JobSummary& job);
+
+// ---------------------------------------------------------------- JSON
+
+Json to_json(const wire::TaskInfo& task);
+Json to_json(const wire::JobSummary& job);
+Json to_json(const wire::StatusReply& status);
+Json to_json(const wire::WorkerInfo& worker);
+Json to_json(const wire::TaskLog& log);
+
+// Indented text; invalid UTF-8 (from task logs) is replaced, never thrown on.
+std::string dump_json(const Json& json);
+
+// ---------------------------------------------------------------- text
+
+// `text` with line breaks and tabs turned into spaces: table cells, headers and
+// error lines stay one line whatever a worker or the broker reported.
+std::string single_line(std::string_view text);
+
+// Columns separated by two spaces, each as wide as its widest cell; the last
+// column is not padded.
+class Table {
+ public:
+  explicit Table(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
+
+  void add_row(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+
+  void write(std::ostream& out, std::string_view indent = "") const;
+
+ private:
+  std::vector<std::vector<std::string>> rows_;
+};
+
+// "12.3s", "5m03s", "2h05m".
+std::string format_seconds(double seconds);
+
+// Non-zero task counts in lifecycle order: "queued=3 running=2 succeeded=5".
+std::string counts_text(const wire::JobSummary& job);
+
+// The `status` report: job line, counts, progress, running tasks, last errors
+// and, with `with_tasks`, the requested page of tasks.
+void write_status(std::ostream& out, const wire::StatusReply& status, bool with_tasks);
+
+// One row per job: ID STATE PRIO KIND NAME DONE/TOTAL.
+void write_jobs(std::ostream& out, const wire::ListReply& list);
+
+void write_workers(std::ostream& out, const wire::WorkersReply& workers);
+
+// Each log as "== task N attempt A on WORKER: <error or ok> ==" and its text.
+void write_logs(std::ostream& out, const wire::LogsReply& logs);
+
+// `watch` on a terminal: "[#####.....] 45% 450/1000 running 2 failed 0  job 7 running".
+std::string progress_bar_line(const wire::JobSummary& job);
+
+// `watch` into a pipe or file: "job 7 running succeeded=450/1000 running=2 dead=0".
+std::string progress_plain_line(const wire::JobSummary& job);
+
+// The most recent error of a job, "task 12 (frames 120-129, 3 attempts): missing
+// frame 125"; empty when there is none.
+std::string last_error_text(const wire::StatusReply& status);
+
+}  // namespace farmhand::cli

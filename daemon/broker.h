@@ -1,0 +1,123 @@
+// Broker: farmhandd's event loop — the imperative shell around core::Scheduler.
+//
+// One thread. Each turn it polls the client and worker ROUTER sockets and a
+// signalfd with a timeout set to the nearest deadline, decodes and size-checks
+// every message, feeds events to the scheduler, sends dispatches, and then
+// commits the turn's changes to the store in one transaction. Only after that
+// commit does it send what acknowledges state: submit/action replies to clients
+// and result acks to workers (group commit: one fsync per turn, not per task).
+//
+// Nothing a client or worker sends can stop the loop: every handler has a
+// catch-all, malformed frames are counted and logged (rate-limited) and dropped.
+// Not thread-safe; run() owns the thread that calls it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "farmhand.pb.h"
+#include <spdlog/spdlog.h>
+#include <zmq.hpp>
+
+#include "common/config.h"
+#include "common/result.h"
+#include "daemon/core/scheduler.h"
+#include "daemon/store/sqlite_store.h"
+#include "daemon/supervisor.h"
+
+namespace farmhand::daemon {
+
+class Broker {
+ public:
+  struct Options {
+    common::Config config;
+    std::string state_dir;
+    int local_workers = 0;
+    std::string worker_binary;
+  };
+
+  explicit Broker(Options options);
+  ~Broker();
+
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  // Opens the store, restores state, binds the sockets. Errors are one line.
+  [[nodiscard]] Result<void> start();
+
+  // Serves until SIGTERM or SIGINT; then stops dispatching, persists, stops local workers.
+  [[nodiscard]] Result<void> run();
+
+ private:
+  struct PendingReply {
+    std::string routing_id;
+    wire::ClientReply reply;
+  };
+
+  struct WorkerPeer {
+    core::WorkerId id = 0;
+    std::string host;
+    uint32_t pid = 0;
+    std::chrono::steady_clock::time_point last_beat_sent{};
+  };
+
+  core::Millis now_ms() const;
+  Result<void> restore();
+  void turn();
+  void drain_clients();
+  void drain_workers();
+  void handle_client(const std::string& routing_id, const zmq::message_t& payload);
+  void handle_worker(const std::string& routing_id, const zmq::message_t& payload);
+  void handle_submit(const wire::SubmitRequest& request, wire::ClientReply& reply, bool& defer);
+  void handle_status(const wire::StatusRequest& request, wire::ClientReply& reply);
+  void handle_list(const wire::ListRequest& request, wire::ClientReply& reply);
+  void handle_action(const wire::JobActionRequest& request, wire::ClientReply& reply, bool& defer);
+  void handle_workers(wire::ClientReply& reply);
+  void handle_logs(const wire::LogsRequest& request, wire::ClientReply& reply);
+  void fill_summary(core::JobId id, wire::JobSummary& summary) const;
+  void send_dispatches(const std::vector<core::Dispatch>& dispatches);
+  void apply_outbox();
+  void commit_and_acknowledge();
+  void send_heartbeats();
+  void note_bad_message(const char* socket, const std::string& reason);
+  std::chrono::milliseconds poll_timeout() const;
+
+  Options options_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::chrono::steady_clock::time_point origin_;
+  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<core::Scheduler> scheduler_;
+  std::unique_ptr<Supervisor> supervisor_;
+  zmq::context_t context_;
+  zmq::socket_t clients_;
+  zmq::socket_t workers_;
+  int signal_fd_ = -1;
+  bool stopping_ = false;
+
+  // Per job, what the scheduler does not keep: the submitted spec and when.
+  struct JobExtra {
+    wire::JobSpec spec;
+    int64_t submitted_unix_ms = 0;
+  };
+
+  std::unordered_map<core::JobId, JobExtra> extras_;
+  std::unordered_map<std::string, core::JobId> idempotency_keys_;
+
+  std::unordered_map<std::string, WorkerPeer> peers_;  // by routing id
+  std::unordered_map<core::WorkerId, std::string> routes_;
+  core::WorkerId next_worker_id_ = 1;
+  std::chrono::steady_clock::time_point last_heartbeat_{};
+
+  Batch batch_;
+  std::vector<PendingReply> pending_replies_;
+  std::unordered_map<std::string, wire::ResultAck> pending_acks_;  // by routing id
+
+  uint64_t bad_messages_ = 0;
+  std::chrono::steady_clock::time_point last_bad_log_{};
+};
+
+}  // namespace farmhand::daemon

@@ -1,0 +1,357 @@
+// Scheduler: the broker's pure decision logic — jobs, tasks, leases, workers.
+//
+// It consumes events (submit, worker ready, heartbeat, result, tick, ...) and
+// returns decisions (dispatches, cancel orders, state changes to persist). It
+// owns no socket, file, SQL or thread and never reads the clock: time arrives
+// as a monotonic `Millis` value in every call, and jitter comes from a seeded
+// generator. So a test is a list of calls and the decisions they return.
+//
+// Memory is per task (chunk), not per frame: a task is two bytes (state and
+// attempt count) plus four for frame-by-frame dependencies; everything bigger
+// (leases, errors, backoff timers) exists only for the few tasks that need it.
+//
+// Not thread-safe: the broker's event loop owns it.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <random>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/frame_set.h"
+#include "common/result.h"
+
+namespace farmhand::core {
+
+using Millis = std::chrono::milliseconds;  // monotonic time since an arbitrary origin
+using JobId = uint64_t;
+using TaskIndex = uint32_t;
+using LeaseToken = uint64_t;
+using WorkerId = uint64_t;  // one connection session of a worker, assigned by the shell
+
+// kBackoff is internal: a queued task waiting out its retry delay (reported as queued).
+enum class TaskState : uint8_t {
+  kWaiting,
+  kQueued,
+  kRunning,
+  kSucceeded,
+  kFailed,
+  kDead,
+  kCancelled,
+  kBackoff,
+};
+
+inline constexpr int kTaskStateCount = 8;
+
+enum class JobState : uint8_t { kQueued, kRunning, kPaused, kSucceeded, kFailed, kCancelled };
+
+std::string_view task_state_name(TaskState state);  // "queued" for kBackoff
+std::string_view job_state_name(JobState state);
+bool is_terminal(TaskState state);
+
+struct JobSpec {
+  std::string kind;
+  common::FrameSet frames;
+  uint32_t chunk = 1;
+  int32_t priority = 0;
+  std::string pool;  // empty: any worker; else only workers tagged with it
+  std::vector<JobId> after;
+  JobId after_frames = 0;
+  uint32_t max_attempts = 0;  // 0: Options::default_max_attempts
+  std::chrono::seconds timeout{0};
+};
+
+struct WorkerSpec {
+  std::string name;
+  uint32_t slots = 1;
+  std::vector<std::string> tags;
+};
+
+struct TaskRef {
+  JobId job = 0;
+  TaskIndex task = 0;
+  LeaseToken lease = 0;
+};
+
+// ---- decisions
+
+struct Dispatch {
+  WorkerId worker = 0;
+  JobId job = 0;
+  TaskIndex task = 0;
+  LeaseToken lease = 0;
+  uint32_t attempt = 0;
+};
+
+struct CancelOrder {
+  WorkerId worker = 0;
+  TaskRef ref;
+  std::string reason;
+};
+
+// A task's durable state; the store upserts one row per change.
+struct TaskChange {
+  JobId job = 0;
+  TaskIndex task = 0;
+  TaskState state = TaskState::kQueued;
+  uint32_t attempts = 0;
+  LeaseToken lease = 0;
+  std::string worker;  // worker name for running tasks
+  std::string error;
+};
+
+// A job's durable flags changed (the job row itself is written at submit by the shell).
+struct JobChange {
+  JobId job = 0;
+  bool paused = false;
+  bool cancelled = false;
+};
+
+// Something the shell should log: failures and lifecycle.
+struct Notice {
+  enum class Kind {
+    kJobFinished,
+    kTaskFailed,
+    kTaskDead,
+    kLeaseExpired,
+    kWorkerLost,
+    kWorkerJoined
+  };
+  Kind kind;
+  JobId job = 0;
+  TaskIndex task = 0;
+  uint32_t attempt = 0;
+  std::string worker;
+  std::string reason;
+  JobState job_state = JobState::kQueued;
+};
+
+struct Outbox {
+  std::vector<TaskChange> tasks;
+  std::vector<JobChange> jobs;
+  std::vector<CancelOrder> cancels;
+  std::vector<Notice> notices;
+
+  bool empty() const { return tasks.empty() && jobs.empty() && cancels.empty() && notices.empty(); }
+};
+
+// ---- queries
+
+struct RunningTask {
+  JobId job = 0;
+  TaskIndex task = 0;
+  uint32_t attempt = 0;
+  std::string worker;
+  Millis started{0};
+};
+
+struct TaskView {
+  TaskIndex task = 0;
+  TaskState state = TaskState::kQueued;
+  uint32_t attempts = 0;
+  std::string error;
+};
+
+struct JobView {
+  JobId id = 0;
+  JobState state = JobState::kQueued;
+  uint64_t task_count = 0;
+  std::array<uint64_t, kTaskStateCount> counts{};  // by TaskState, kBackoff folded into kQueued
+  bool paused = false;
+  bool cancelled = false;
+};
+
+struct WorkerView {
+  WorkerId id = 0;
+  WorkerSpec spec;
+  bool alive = true;
+  Millis last_seen{0};
+  std::vector<TaskRef> running;
+};
+
+enum class ResultVerdict { kAccepted, kStale };
+
+class Scheduler {
+ public:
+  struct Options {
+    Millis lease_ttl{30'000};
+    Millis heartbeat_interval{1'000};
+    uint32_t heartbeat_liveness = 3;
+    Millis backoff_base{2'000};
+    Millis backoff_max{300'000};
+    uint32_t default_max_attempts = 3;
+    // A task past its timeout by this much is failed by the broker even if its
+    // worker never reports (the worker enforces the timeout itself first).
+    Millis timeout_grace{10'000};
+    uint64_t seed = 1;
+  };
+
+  explicit Scheduler(Options options);
+  ~Scheduler();
+
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // ---- jobs
+
+  // Validates and creates a job; the new id is the next in sequence.
+  [[nodiscard]] Result<JobId> submit(JobSpec spec, Millis now);
+
+  [[nodiscard]] Result<uint64_t> cancel(JobId job, Millis now);
+  [[nodiscard]] Result<uint64_t> pause(JobId job, Millis now);
+  [[nodiscard]] Result<uint64_t> resume(JobId job, Millis now);
+  // Requeues the job's dead, failed and cancelled tasks with fresh attempts.
+  [[nodiscard]] Result<uint64_t> retry(JobId job, Millis now);
+
+  // ---- restore after a restart (before any other call)
+
+  [[nodiscard]] Result<void> restore_job(JobId id, JobSpec spec, bool paused, bool cancelled);
+  void restore_task(JobId job, TaskIndex task, TaskState state, uint32_t attempts, LeaseToken lease,
+                    const std::string& worker, const std::string& error);
+  // Derives untouched tasks' states, dependency counters and queues.
+  void finish_restore(Millis now);
+
+  // ---- workers
+
+  // A worker session announced itself. `running` is what it still runs (after a
+  // reconnect); tasks it no longer has are requeued, tasks it runs that are no
+  // longer its own get cancel orders.
+  void worker_ready(WorkerId worker, WorkerSpec spec, const std::vector<TaskRef>& running,
+                    Millis now);
+
+  // Any message from the worker proves it alive.
+  void worker_seen(WorkerId worker, Millis now);
+
+  // A worker said goodbye: its tasks go back to the queue without using an attempt.
+  void worker_gone(WorkerId worker, Millis now);
+
+  bool knows_worker(WorkerId worker) const { return workers_.count(worker) != 0; }
+
+  // Extends the lease if it is still the task's current lease.
+  bool renew_lease(WorkerId worker, const TaskRef& ref, Millis now);
+
+  ResultVerdict task_result(WorkerId worker, const TaskRef& ref, bool succeeded, const Error& error,
+                            Millis now);
+
+  // Expires leases, times out tasks, ends backoffs, notices silent workers.
+  void tick(Millis now);
+
+  // Assigns ready tasks to free worker slots.
+  std::vector<Dispatch> dispatch(Millis now);
+
+  // Dispatching is held until `until` (after a restart, so workers can report
+  // what they still run before their tasks are handed out again).
+  void hold_dispatch_until(Millis until) { hold_until_ = until; }
+
+  // The earliest time tick() has work to do, if any.
+  std::optional<Millis> next_deadline() const;
+
+  Outbox take_outbox();
+
+  // ---- queries
+
+  std::optional<JobView> job(JobId id) const;
+  std::vector<JobId> job_ids() const;
+  std::optional<JobId> last_job_id() const;
+  const JobSpec* job_spec(JobId id) const;
+  std::vector<RunningTask> running_tasks(JobId job, size_t limit) const;
+  std::vector<TaskView> last_errors(JobId job) const;
+  std::vector<TaskView> tasks(JobId job, uint64_t offset, uint32_t limit,
+                              std::optional<TaskState> filter) const;
+  // The frames a task covers.
+  common::FrameSet task_frames(JobId job, TaskIndex task) const;
+  std::vector<WorkerView> workers() const;
+  std::string worker_name(WorkerId id) const;
+
+ private:
+  struct Job;
+
+  struct Lease {
+    WorkerId worker = 0;  // 0: restored from the store, no session has claimed it yet
+    std::string worker_name;
+    LeaseToken token = 0;
+    uint32_t attempt = 0;
+    Millis started{0};
+    Millis expires{0};
+  };
+
+
+  struct TaskKey {
+    JobId job;
+    TaskIndex task;
+    auto operator<=>(const TaskKey&) const = default;
+  };
+
+  struct Worker {
+    WorkerSpec spec;
+    bool alive = true;
+    Millis last_seen{0};
+    std::set<TaskKey> running;
+  };
+
+
+  struct Timer {
+    Millis at;
+    TaskKey key;
+    uint64_t generation;
+
+    bool operator>(const Timer& other) const { return at > other.at; }
+  };
+
+  using TimerHeap = std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>>;
+
+  Job* find_job(JobId id);
+  const Job* find_job(JobId id) const;
+  Result<void> check_dependencies(const JobSpec& spec) const;
+  Job& create_job(JobId id, JobSpec spec);
+  void init_untouched_tasks(Job& job);
+
+  void set_state(Job& job, TaskIndex task, TaskState state);
+  void make_ready(Job& job, TaskIndex task);
+  void persist_task(const Job& job, TaskIndex task, LeaseToken lease = 0,
+                    const std::string& worker = {});
+  void record_error(Job& job, TaskIndex task, const std::string& error);
+  void finish_task(Job& job, TaskIndex task, TaskState state, const std::string& error, Millis now);
+  void fail_attempt(Job& job, TaskIndex task, const std::string& error, Millis now);
+  void requeue_without_penalty(Job& job, TaskIndex task);
+  void release_lease(const TaskKey& key);
+  void on_task_terminal(Job& job, TaskIndex task, Millis now);
+  void fail_waiting_dependants(Job& upstream, TaskIndex task, const std::string& reason,
+                               Millis now);
+  void update_job_state(Job& job);
+  void refresh_runnable(Job& job);
+  std::optional<TaskIndex> pop_ready(Job& job);
+  Job* pick_job(const Worker& worker);
+  bool worker_serves(const Worker& worker, const Job& job) const;
+  Millis backoff_delay(uint32_t attempts);
+  LeaseToken new_token();
+  void arm_lease_timer(const TaskKey& key, const Lease& lease);
+  void drop_worker_session(Worker& worker, const std::vector<TaskRef>& still_running,
+                           WorkerId successor, Millis now);
+
+  Options options_;
+  std::mt19937_64 rng_;
+  std::map<JobId, std::unique_ptr<Job>> jobs_;
+  JobId next_job_id_ = 1;
+  std::map<TaskKey, Lease> leases_;
+  std::map<WorkerId, Worker> workers_;
+  // Runnable jobs: (-priority, running, id): the first match gets the next slot,
+  // so equal-priority jobs share slots fairly.
+  std::set<std::tuple<int64_t, uint64_t, JobId>> runnable_;
+  TimerHeap lease_timers_;
+  TimerHeap backoff_timers_;
+  Millis hold_until_{0};
+  Millis last_liveness_check_{0};
+  Outbox outbox_;
+};
+
+}  // namespace farmhand::core

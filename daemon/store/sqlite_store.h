@@ -1,0 +1,50 @@
+// SqliteStore: the Store on one SQLite database file in WAL mode.
+//
+// Opening applies the numbered migrations in daemon/store/migrations/ that the
+// file has not seen (PRAGMA user_version counts them). Durability follows the
+// `synchronous` setting: with "full" (the default) a committed batch survives a
+// power cut, at the price of one fsync per commit — which is why the broker
+// commits once per event-loop turn, not once per change.
+// Not thread-safe: one owner.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "daemon/store/store.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace farmhand::daemon {
+
+class SqliteStore : public Store {
+ public:
+  // synchronous: "full", "normal" or "off".
+  [[nodiscard]] static Result<std::unique_ptr<SqliteStore>> open(const std::string& path,
+                                                                 const std::string& synchronous);
+  ~SqliteStore() override;
+
+  Result<void> commit(const Batch& batch) override;
+  Result<void> load(const std::function<void(JobRow&&)>& on_job,
+                    const std::function<void(TaskRow&&)>& on_task) override;
+  Result<std::vector<LogRow>> logs(core::JobId job, std::optional<core::TaskIndex> task) override;
+
+  // An online, consistent copy of the database into `path` (SQLite backup API).
+  [[nodiscard]] Result<void> backup_to(const std::string& path);
+
+ private:
+  explicit SqliteStore(sqlite3* db);
+  Result<void> migrate();
+  Result<void> prepare();
+  Result<void> exec(const char* sql);
+  Error error(const std::string& what) const;
+
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* insert_job_ = nullptr;
+  sqlite3_stmt* update_job_ = nullptr;
+  sqlite3_stmt* upsert_task_ = nullptr;
+  sqlite3_stmt* insert_log_ = nullptr;
+};
+
+}  // namespace farmhand::daemon

@@ -1,0 +1,83 @@
+// Store: the broker's durable state, behind an interface (SQLite is the embedded
+// default; see sqlite_store.h).
+//
+// The event loop hands one Batch per turn to commit(): everything in it becomes
+// durable together or not at all, and the loop acknowledges nothing of it before
+// commit() returns. load() streams rows back at start-up without holding them all.
+// Implementations need not be thread-safe: the event loop is the only caller.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "daemon/core/scheduler.h"
+
+namespace farmhand::daemon {
+
+struct JobRow {
+  core::JobId id = 0;
+  std::string spec;  // serialized farmhand.wire.JobSpec
+  int64_t submitted_unix_ms = 0;
+  std::string idempotency_key;
+  bool paused = false;
+  bool cancelled = false;
+};
+
+struct TaskRow {
+  core::JobId job = 0;
+  core::TaskIndex task = 0;
+  core::TaskState state = core::TaskState::kQueued;
+  uint32_t attempts = 0;
+  core::LeaseToken lease = 0;
+  std::string worker;
+  std::string error;
+};
+
+struct LogRow {
+  core::JobId job = 0;
+  core::TaskIndex task = 0;
+  uint32_t attempt = 0;
+  std::string worker;
+  std::string error;
+  std::string text;
+};
+
+struct Batch {
+  std::vector<JobRow> new_jobs;
+  std::vector<core::JobChange> job_changes;
+  std::vector<core::TaskChange> task_changes;
+  std::vector<LogRow> logs;
+
+  bool empty() const {
+    return new_jobs.empty() && job_changes.empty() && task_changes.empty() && logs.empty();
+  }
+
+  void clear() {
+    new_jobs.clear();
+    job_changes.clear();
+    task_changes.clear();
+    logs.clear();
+  }
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Makes the whole batch durable in one transaction.
+  [[nodiscard]] virtual Result<void> commit(const Batch& batch) = 0;
+
+  // Streams every job (in id order), then every task row.
+  [[nodiscard]] virtual Result<void> load(const std::function<void(JobRow&&)>& on_job,
+                                          const std::function<void(TaskRow&&)>& on_task) = 0;
+
+  // Logs of a job's tasks, one task or all (task = nullopt), oldest attempt first.
+  [[nodiscard]] virtual Result<std::vector<LogRow>> logs(core::JobId job,
+                                                         std::optional<core::TaskIndex> task) = 0;
+};
+
+}  // namespace farmhand::daemon

@@ -1,0 +1,67 @@
+// Supervisor: the broker's local workers — spawned at start, restarted with
+// exponential backoff when they die, stopped on shutdown.
+//
+// Each child is `farmhand-worker --broker ENDPOINT --name local-N ...`, started
+// with PR_SET_PDEATHSIG so that a broker killed with -9 takes its local workers
+// with it (a restarted broker spawns fresh ones under the same names, and the
+// scheduler requeues what the old ones ran). Reaping is by pid, never
+// waitpid(-1), so the supervisor does not steal other children.
+// Not thread-safe: the event loop owns it.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+namespace farmhand::daemon {
+
+class Supervisor {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  struct Options {
+    std::string worker_binary;
+    std::string broker_endpoint;
+    int count = 0;
+    unsigned slots = 1;
+    std::vector<std::string> tags;
+    std::string log_level = "info";
+  };
+
+  explicit Supervisor(Options options);
+  ~Supervisor();  // stops the children if stop() was not called
+
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // Reaps dead children and (re)starts those that are due.
+  void maintain(Clock::time_point now);
+
+  // The next time maintain() has a restart to do.
+  std::optional<Clock::time_point> next_deadline() const;
+
+  // SIGTERM to every child, SIGKILL to those still alive after `grace`.
+  void stop(std::chrono::milliseconds grace);
+
+  int alive() const;
+
+ private:
+  struct Child {
+    std::string name;
+    pid_t pid = -1;
+    int failures = 0;  // consecutive quick deaths, for the restart backoff
+    Clock::time_point started{};
+    Clock::time_point restart_at{};
+  };
+
+  pid_t spawn(const Child& child);
+
+  Options options_;
+  std::vector<Child> children_;
+  bool stopped_ = false;
+};
+
+}  // namespace farmhand::daemon
