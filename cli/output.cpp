@@ -165,7 +165,7 @@ Json to_json(const wire::TaskInfo& task) {
       {"index", task.index()},         {"state", task_state_name(task.state())},
       {"frames", task.frames()},       {"attempts", task.attempts()},
       {"worker", task.worker()},       {"error", task.error()},
-      {"running_s", task.running_s()},
+      {"running_s", task.running_s()}, {"job_id", task.job_id()},
   };
 }
 
@@ -333,9 +333,10 @@ void write_workers(std::ostream& out, const wire::WorkersReply& workers) {
   Table table({"NAME", "HOST", "SLOTS", "TAGS", "RUNNING", "LAST-BEAT", "ALIVE"});
   for (const auto& worker : workers.workers()) {
     std::vector<std::string> tags(worker.tags().begin(), worker.tags().end());
-    // TaskInfo carries no job id, so a running task shows as its task index.
     std::vector<std::string> running;
-    for (const auto& task : worker.running()) running.push_back(std::to_string(task.index()));
+    for (const auto& task : worker.running()) {
+      running.push_back(fmt::format("{}/{}", task.job_id(), task.index()));
+    }
     table.add_row({or_dash(worker.name()), or_dash(worker.host()), std::to_string(worker.slots()),
                    or_dash(join(tags, ",")), or_dash(join(running, ",")),
                    format_seconds(worker.last_beat_s()) + " ago", worker.alive() ? "yes" : "no"});

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstddef>
 #include <limits>
 #include <numeric>
 #include <utility>
@@ -22,6 +23,15 @@ constexpr uint64_t kExactBudget = uint64_t{1} << 18;
 // Most frames an overlapping group may list to be resolved by expansion: at worst (a sparse
 // group) 8 bytes a frame, so ~160 MB.
 constexpr uint64_t kExpandLimit = 20'000'000;
+
+// Most ranges a set may take. Scattered frames cost ~50 bytes a range with the index, so
+// "1-100000000:3" (67M ranges) would need 4 GB; this caps a set near 500 MB.
+constexpr size_t kMaxRanges = 10'000'000;
+
+Error too_many_ranges() {
+  return Error{ErrorCode::kInvalidArgument,
+               "frame set needs more than " + std::to_string(kMaxRanges) + " ranges"};
+}
 
 uint64_t magnitude(int64_t value) {
   return value < 0 ? 0 - static_cast<uint64_t>(value) : static_cast<uint64_t>(value);
@@ -66,7 +76,14 @@ bool next_after(const FrameRange& range, int64_t* next) {
 // stays "5,1-4,6-10" rather than pairing 5 with 1.
 class RangeBuilder {
  public:
+  // Past `max_ranges` ranges the builder sets overflowed() and ignores further frames.
+  explicit RangeBuilder(size_t max_ranges = std::numeric_limits<size_t>::max())
+      : max_ranges_(max_ranges) {}
+
+  bool overflowed() const { return overflowed_; }
+
   void add(const FrameRange& piece) {
+    if (overflowed_) return;
     uint64_t i = 0;
     while (i < piece.count) {
       if (i >= 1 && cur_.count >= 2 && cur_.step == piece.step) {
@@ -86,6 +103,7 @@ class RangeBuilder {
   }
 
   void add_frame(int64_t frame) {
+    if (overflowed_) return;
     if (cur_.count == 0) {
       cur_ = FrameRange{frame, 1, 1};
       return;
@@ -93,7 +111,7 @@ class RangeBuilder {
     if (cur_.count == 1) {
       int64_t step = 0;
       if (__builtin_sub_overflow(frame, cur_.first, &step)) {
-        out_.push_back(cur_);
+        emit(cur_);
         cur_ = FrameRange{frame, 1, 1};
         return;
       }
@@ -108,32 +126,42 @@ class RangeBuilder {
       return;
     }
     if (cur_.count >= 3 || cur_.step == 1 || cur_.step == -1) {
-      out_.push_back(cur_);
+      emit(cur_);
       cur_ = FrameRange{frame, 1, 1};
       return;
     }
     // A pair with a wide step is not worth a range: its first frame stands alone and its second
     // may start a progression with `frame`.
     const int64_t second = cur_.last();
-    out_.push_back(FrameRange{cur_.first, 1, 1});
+    emit(FrameRange{cur_.first, 1, 1});
     cur_ = FrameRange{second, 1, 1};
     add_frame(frame);
   }
 
   std::vector<FrameRange> finish() {
     if (cur_.count == 2 && cur_.step != 1 && cur_.step != -1) {
-      out_.push_back(FrameRange{cur_.first, 1, 1});
-      out_.push_back(FrameRange{cur_.last(), 1, 1});
+      emit(FrameRange{cur_.first, 1, 1});
+      emit(FrameRange{cur_.last(), 1, 1});
     } else if (cur_.count > 0) {
-      out_.push_back(cur_);
+      emit(cur_);
     }
     cur_ = FrameRange{0, 1, 0};
     return std::move(out_);
   }
 
  private:
+  void emit(const FrameRange& range) {
+    if (out_.size() >= max_ranges_) {
+      overflowed_ = true;
+      return;
+    }
+    out_.push_back(range);
+  }
+
   std::vector<FrameRange> out_;
   FrameRange cur_{0, 1, 0};
+  size_t max_ranges_;
+  bool overflowed_ = false;
 };
 
 // One parsed item, or one range given to from_ranges, before repeats are dropped.
@@ -272,7 +300,8 @@ std::string_view trim(std::string_view text) {
   return text.substr(begin, text.find_last_not_of(kSpace) - begin + 1);
 }
 
-Int128 floor_div(Int128 a, Int128 b) {  // b > 0
+// Rounded division for b > 0.
+Int128 floor_div(Int128 a, Int128 b) {
   Int128 quotient = a / b;
   if (a % b != 0 && a < 0) --quotient;
   return quotient;
@@ -280,9 +309,10 @@ Int128 floor_div(Int128 a, Int128 b) {  // b > 0
 
 Int128 ceil_div(Int128 a, Int128 b) {
   return -floor_div(-a, b);
-}  // b > 0
+}
 
-Int128 mod(Int128 a, Int128 m) {  // m > 0, result in [0, m)
+// a mod m in [0, m), for m > 0.
+Int128 mod(Int128 a, Int128 m) {
   const Int128 r = a % m;
   return r < 0 ? r + m : r;
 }
@@ -447,7 +477,7 @@ Result<void> resolve_by_expansion(const std::vector<Item>& items,
     // Dense enough for a bitmap over the span to cost no more than a list of the frames.
     std::vector<uint64_t> seen(width / 64 + 1);
     for (uint32_t index : group) {
-      RangeBuilder builder;
+      RangeBuilder builder(kMaxRanges);
       each_frame(index, [&](int64_t frame) {
         const uint64_t offset = distance(frame, lo);
         uint64_t& word = seen[offset / 64];
@@ -457,6 +487,7 @@ Result<void> resolve_by_expansion(const std::vector<Item>& items,
         builder.add_frame(frame);
       });
       survivors[index] = builder.finish();
+      if (builder.overflowed()) return fail(too_many_ranges());
     }
     return {};
   }
@@ -467,7 +498,7 @@ Result<void> resolve_by_expansion(const std::vector<Item>& items,
   frames.erase(std::unique(frames.begin(), frames.end()), frames.end());
   std::vector<bool> seen(frames.size());
   for (uint32_t index : group) {
-    RangeBuilder builder;
+    RangeBuilder builder(kMaxRanges);
     each_frame(index, [&](int64_t frame) {
       const auto position = static_cast<size_t>(
           std::lower_bound(frames.begin(), frames.end(), frame) - frames.begin());
@@ -476,6 +507,7 @@ Result<void> resolve_by_expansion(const std::vector<Item>& items,
       builder.add_frame(frame);
     });
     survivors[index] = builder.finish();
+    if (builder.overflowed()) return fail(too_many_ranges());
   }
   return {};
 }
@@ -529,15 +561,17 @@ Result<std::vector<FrameRange>> resolve(const std::vector<Item>& items) {
     if (!expanded) return fail(expanded.error());
   }
 
-  RangeBuilder builder;
-  for (uint32_t i = 0; i < items.size(); ++i) {
+  RangeBuilder builder(kMaxRanges);
+  for (uint32_t i = 0; i < items.size() && !builder.overflowed(); ++i) {
     if (grouped[i]) {
       for (const FrameRange& piece : survivors[i]) builder.add(piece);
     } else if (items[i].count > 0) {
       generate(items[i], [&](const FrameRange& piece) { builder.add(piece); });
     }
   }
-  return builder.finish();
+  std::vector<FrameRange> ranges = builder.finish();
+  if (builder.overflowed()) return fail(too_many_ranges());
+  return ranges;
 }
 
 }  // namespace

@@ -630,9 +630,8 @@ void Broker::handle_workers(wire::ClientReply& reply) {
       auto* t = info->add_running();
       t->set_index(ref.task);
       t->set_state(wire::TASK_RUNNING);
-      // The job id rides in `attempts`' neighbour field: TaskInfo has no job id, so
-      // frames carries "job/task" for display.
-      t->set_frames(fmt::format("{}/{}", ref.job, ref.task));
+      t->set_job_id(ref.job);
+      t->set_frames(scheduler_->task_frames(ref.job, ref.task).to_string());
     }
   }
 }
@@ -881,7 +880,11 @@ void Broker::apply_outbox() {
                    n.worker);
         break;
       case Kind::kWorkerLost:
-        log_->warn("worker lost worker={} reason={}", n.worker, n.reason);
+        if (n.reason == "disconnected") {
+          log_->info("worker left worker={}", n.worker);
+        } else {
+          log_->warn("worker lost worker={} reason={}", n.worker, n.reason);
+        }
         break;
       case Kind::kWorkerJoined:
         log_->info("worker joined worker={}{}", n.worker, n.reason.empty() ? "" : " again");

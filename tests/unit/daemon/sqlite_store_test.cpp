@@ -1,1 +1,244 @@
+// SqliteStore against real SQLite in a temporary directory.
+#include "daemon/store/sqlite_store.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+
 #include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace farmhand::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/fh-store-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = (dir_ / "farmhand.db").string();
+  }
+
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::unique_ptr<SqliteStore> open() {
+    auto store = SqliteStore::open(path_, "full");
+    EXPECT_TRUE(store.has_value()) << (store ? "" : store.error().reason);
+    return store ? std::move(*store) : nullptr;
+  }
+
+  struct Loaded {
+    std::vector<JobRow> jobs;
+    std::map<std::pair<core::JobId, core::TaskIndex>, TaskRow> tasks;
+  };
+
+  Loaded load(Store& store) {
+    Loaded out;
+    auto ok = store.load([&](JobRow&& row) { out.jobs.push_back(std::move(row)); },
+                         [&](TaskRow&& row) {
+                           auto key = std::make_pair(row.job, row.task);
+                           out.tasks[key] = std::move(row);
+                         });
+    EXPECT_TRUE(ok.has_value()) << (ok ? "" : ok.error().reason);
+    return out;
+  }
+
+  static JobRow job(core::JobId id, std::string key = {}) {
+    JobRow row;
+    row.id = id;
+    row.spec = std::string("spec-bytes\0with-nul", 19);
+    row.submitted_unix_ms = 1'700'000'000'000;
+    row.idempotency_key = std::move(key);
+    return row;
+  }
+
+  static core::TaskChange task(core::JobId job, core::TaskIndex idx, core::TaskState state,
+                               uint32_t attempts, std::string error = {}) {
+    core::TaskChange change;
+    change.job = job;
+    change.task = idx;
+    change.state = state;
+    change.attempts = attempts;
+    change.lease = 0xfedcba9876543210ULL;  // above INT64_MAX: must survive the int64 column
+    change.worker = "render-03";
+    change.error = std::move(error);
+    return change;
+  }
+
+  fs::path dir_;
+  std::string path_;
+};
+
+TEST_F(SqliteStoreTest, CommittedBatchIsLoadedBackAfterReopen) {
+  {
+    auto store = open();
+    Batch batch;
+    batch.new_jobs.push_back(job(1, "key-1"));
+    batch.new_jobs.push_back(job(2));
+    batch.task_changes.push_back(task(1, 0, core::TaskState::kSucceeded, 1));
+    batch.task_changes.push_back(task(1, 7, core::TaskState::kDead, 3, "exit code 1 from x"));
+    ASSERT_TRUE(store->commit(batch).has_value());
+  }
+  auto store = open();
+  Loaded loaded = load(*store);
+  ASSERT_EQ(loaded.jobs.size(), 2u);
+  EXPECT_EQ(loaded.jobs[0].id, 1u);
+  EXPECT_EQ(loaded.jobs[0].idempotency_key, "key-1");
+  EXPECT_EQ(loaded.jobs[0].spec, job(1).spec);
+  EXPECT_EQ(loaded.jobs[1].idempotency_key, "");
+  ASSERT_EQ(loaded.tasks.size(), 2u);
+  const TaskRow& dead = loaded.tasks.at({1, 7});
+  EXPECT_EQ(dead.state, core::TaskState::kDead);
+  EXPECT_EQ(dead.attempts, 3u);
+  EXPECT_EQ(dead.error, "exit code 1 from x");
+  EXPECT_EQ(dead.lease, 0xfedcba9876543210ULL);
+  EXPECT_EQ(dead.worker, "render-03");
+}
+
+TEST_F(SqliteStoreTest, LaterTaskChangeReplacesTheRow) {
+  auto store = open();
+  Batch batch;
+  batch.new_jobs.push_back(job(1));
+  batch.task_changes.push_back(task(1, 3, core::TaskState::kRunning, 1));
+  batch.task_changes.push_back(task(1, 3, core::TaskState::kQueued, 1, "lease expired"));
+  ASSERT_TRUE(store->commit(batch).has_value());
+  Batch second;
+  second.task_changes.push_back(task(1, 3, core::TaskState::kSucceeded, 2));
+  ASSERT_TRUE(store->commit(second).has_value());
+  Loaded loaded = load(*store);
+  ASSERT_EQ(loaded.tasks.size(), 1u);
+  EXPECT_EQ(loaded.tasks.at({1, 3}).state, core::TaskState::kSucceeded);
+  EXPECT_EQ(loaded.tasks.at({1, 3}).attempts, 2u);
+  EXPECT_EQ(loaded.tasks.at({1, 3}).error, "");
+}
+
+TEST_F(SqliteStoreTest, JobFlagsArePersisted) {
+  auto store = open();
+  Batch batch;
+  batch.new_jobs.push_back(job(4));
+  ASSERT_TRUE(store->commit(batch).has_value());
+  Batch flags;
+  flags.job_changes.push_back({4, true, true});
+  ASSERT_TRUE(store->commit(flags).has_value());
+  Loaded loaded = load(*store);
+  ASSERT_EQ(loaded.jobs.size(), 1u);
+  EXPECT_TRUE(loaded.jobs[0].paused);
+  EXPECT_TRUE(loaded.jobs[0].cancelled);
+}
+
+TEST_F(SqliteStoreTest, FailedBatchLeavesNothingBehind) {
+  auto store = open();
+  Batch first;
+  first.new_jobs.push_back(job(1, "same-key"));
+  ASSERT_TRUE(store->commit(first).has_value());
+  Batch clash;
+  clash.task_changes.push_back(task(1, 0, core::TaskState::kSucceeded, 1));
+  clash.new_jobs.push_back(job(2, "same-key"));  // UNIQUE violation: the whole batch must go
+  auto ok = store->commit(clash);
+  ASSERT_FALSE(ok.has_value());
+  EXPECT_EQ(ok.error().code, ErrorCode::kIo);
+  Loaded loaded = load(*store);
+  EXPECT_EQ(loaded.jobs.size(), 1u);
+  EXPECT_TRUE(loaded.tasks.empty());
+  // And the store still works afterwards.
+  Batch next;
+  next.new_jobs.push_back(job(3));
+  EXPECT_TRUE(store->commit(next).has_value());
+}
+
+TEST_F(SqliteStoreTest, LogsAreReturnedPerTaskInAttemptOrder) {
+  auto store = open();
+  Batch batch;
+  batch.new_jobs.push_back(job(1));
+  batch.logs.push_back({1, 2, 2, "w2", "", "second"});
+  batch.logs.push_back({1, 2, 1, "w1", "exit code 1 from x", "first"});
+  batch.logs.push_back({1, 5, 1, "w1", "", "other task"});
+  ASSERT_TRUE(store->commit(batch).has_value());
+  auto one = store->logs(1, 2);
+  ASSERT_TRUE(one.has_value());
+  ASSERT_EQ(one->size(), 2u);
+  EXPECT_EQ((*one)[0].text, "first");
+  EXPECT_EQ((*one)[0].error, "exit code 1 from x");
+  EXPECT_EQ((*one)[1].worker, "w2");
+  auto all = store->logs(1, std::nullopt);
+  ASSERT_TRUE(all.has_value());
+  EXPECT_EQ(all->size(), 3u);
+}
+
+// A process killed in the middle of a transaction (as kill -9 of the broker
+// would) leaves the last committed state intact and nothing of the rest.
+TEST_F(SqliteStoreTest, WriterKilledMidTransactionLosesOnlyUncommittedWork) {
+  {
+    auto store = open();
+    Batch batch;
+    batch.new_jobs.push_back(job(1));
+    batch.task_changes.push_back(task(1, 0, core::TaskState::kSucceeded, 1));
+    ASSERT_TRUE(store->commit(batch).has_value());
+  }
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    sqlite3* db = nullptr;
+    if (sqlite3_open(path_.c_str(), &db) != SQLITE_OK) _exit(2);
+    sqlite3_exec(db, "PRAGMA journal_mode=WAL; BEGIN IMMEDIATE;", nullptr, nullptr, nullptr);
+    for (int i = 1; i < 5000; ++i) {
+      std::string sql = "INSERT INTO tasks (job_id, idx, state, attempts) VALUES (1, " +
+                        std::to_string(i) + ", 3, 1)";
+      sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+    }
+    // Force pages of the open transaction into the WAL, then die without COMMIT.
+    sqlite3_exec(db, "PRAGMA cache_size=1; UPDATE tasks SET attempts = 9;", nullptr, nullptr,
+                 nullptr);
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  auto store = open();
+  Loaded loaded = load(*store);
+  ASSERT_EQ(loaded.tasks.size(), 1u);
+  EXPECT_EQ(loaded.tasks.at({1, 0}).attempts, 1u);
+}
+
+TEST_F(SqliteStoreTest, NewerSchemaIsRefusedWithAClearReason) {
+  { auto store = open(); }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 999", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto store = SqliteStore::open(path_, "full");
+  ASSERT_FALSE(store.has_value());
+  EXPECT_NE(store.error().reason.find("newer than this farmhandd"), std::string::npos)
+      << store.error().reason;
+}
+
+TEST_F(SqliteStoreTest, BackupIsAConsistentReadableCopy) {
+  auto store = open();
+  Batch batch;
+  batch.new_jobs.push_back(job(1));
+  batch.task_changes.push_back(task(1, 0, core::TaskState::kSucceeded, 1));
+  ASSERT_TRUE(store->commit(batch).has_value());
+  std::string copy = (dir_ / "backup.db").string();
+  ASSERT_TRUE(store->backup_to(copy).has_value());
+  auto restored = SqliteStore::open(copy, "full");
+  ASSERT_TRUE(restored.has_value());
+  Loaded loaded = load(**restored);
+  EXPECT_EQ(loaded.jobs.size(), 1u);
+  EXPECT_EQ(loaded.tasks.size(), 1u);
+}
+
+TEST_F(SqliteStoreTest, UnwritableLocationIsAOneLineError) {
+  auto store = SqliteStore::open("/proc/no-such-dir/farmhand.db", "full");
+  ASSERT_FALSE(store.has_value());
+  EXPECT_EQ(store.error().reason.find('\n'), std::string::npos);
+  EXPECT_NE(store.error().reason.find("/proc/no-such-dir/farmhand.db"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace farmhand::daemon
