@@ -1,4 +1,5 @@
 # Runs clang-format --dry-run --Werror over the tracked C++ sources.
+cmake_policy(SET CMP0007 NEW)
 execute_process(COMMAND git ls-files "*.cpp" "*.h"
   WORKING_DIRECTORY ${SOURCE_DIR} OUTPUT_VARIABLE files RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)

@@ -45,7 +45,9 @@ inline tl::unexpected<Error> fail(ErrorCode code, std::string reason) {
   return tl::unexpected<Error>(Error{code, std::move(reason)});
 }
 
-inline tl::unexpected<Error> fail(Error error) { return tl::unexpected<Error>(std::move(error)); }
+inline tl::unexpected<Error> fail(Error error) {
+  return tl::unexpected<Error>(std::move(error));
+}
 
 // A broken invariant is a bug: log and abort.
 [[noreturn]] void check_failed(const char* expr, const char* file, int line);

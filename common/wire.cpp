@@ -58,8 +58,8 @@ bool send_one(zmq::socket_t& dealer, const google::protobuf::MessageLite& msg) {
 
 Result<void> request_reply(zmq::context_t& ctx, const std::string& endpoint,
                            const google::protobuf::MessageLite& request,
-                           google::protobuf::MessageLite& reply,
-                           std::chrono::milliseconds timeout, size_t max_reply_bytes) {
+                           google::protobuf::MessageLite& reply, std::chrono::milliseconds timeout,
+                           size_t max_reply_bytes) {
   try {
     zmq::socket_t sock(ctx, zmq::socket_type::dealer);
     sock.set(zmq::sockopt::linger, 0);

@@ -762,8 +762,8 @@ void Scheduler::worker_ready(WorkerId id, WorkerSpec spec, const std::vector<Tas
   for (const TaskKey& key : lost) {
     release_lease(key);
     if (Job* job = find_job(key.job)) {
-      fail_attempt(*job, key.task,
-                   fmt::format("worker {} restarted and lost the task", spec.name), now);
+      fail_attempt(*job, key.task, fmt::format("worker {} restarted and lost the task", spec.name),
+                   now);
     }
   }
 

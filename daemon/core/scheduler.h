@@ -284,7 +284,6 @@ class Scheduler {
     Millis expires{0};
   };
 
-
   struct TaskKey {
     JobId job;
     TaskIndex task;
@@ -297,7 +296,6 @@ class Scheduler {
     Millis last_seen{0};
     std::set<TaskKey> running;
   };
-
 
   struct Timer {
     Millis at;
