@@ -36,7 +36,7 @@ struct CommandTemplate {
 struct BrokerConfig {
   std::string client_endpoint = "tcp://127.0.0.1:7600";
   std::string worker_endpoint = "tcp://127.0.0.1:7601";
-  std::string state_dir;  // empty: a fresh temporary directory (embedded default)
+  std::string state_dir;  // empty: farmhandd picks its default (see daemon/main.cpp)
   std::chrono::milliseconds lease_ttl{30'000};
   std::chrono::milliseconds heartbeat_interval{1'000};
   uint32_t heartbeat_liveness = 3;  // missed beats before a peer counts as lost

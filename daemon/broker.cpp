@@ -343,19 +343,21 @@ void Broker::drain_clients() {
     if (oversized) {
       note_bad_message("client", "multipart message with too many frames");
     } else if (frames.size() == 2) {
-      handle_client(frames[0].to_string(), frames[1]);
+      handle_client(frames[0].to_string(), false, frames[1]);
     } else if (frames.size() == 3 && frames[1].size() == 0) {
-      handle_client(frames[0].to_string() + std::string(1, '\0') + "req", frames[2]);
+      handle_client(frames[0].to_string(), true, frames[2]);
     } else {
       note_bad_message("client", fmt::format("unexpected {}-frame message", frames.size()));
     }
   }
 }
 
-void Broker::handle_client(const std::string& routing_id, const zmq::message_t& payload) {
+void Broker::handle_client(const std::string& routing_id, bool req_envelope,
+                           const zmq::message_t& payload) {
+  // Every reply waits for the end of the turn: writes must be committed before
+  // they are acknowledged, and reads then never overtake them.
   wire::ClientRequest request;
   wire::ClientReply reply;
-  bool defer = false;
   if (auto ok = common::parse_message(payload.data(), payload.size(),
                                       options_.config.broker.max_client_message_bytes, request);
       !ok) {
@@ -372,7 +374,7 @@ void Broker::handle_client(const std::string& routing_id, const zmq::message_t& 
       } else {
         switch (request.body_case()) {
           case wire::ClientRequest::kSubmit:
-            handle_submit(request.submit(), reply, defer);
+            handle_submit(request.submit(), reply);
             break;
           case wire::ClientRequest::kStatus:
             handle_status(request.status(), reply);
@@ -381,7 +383,7 @@ void Broker::handle_client(const std::string& routing_id, const zmq::message_t& 
             handle_list(request.list(), reply);
             break;
           case wire::ClientRequest::kAction:
-            handle_action(request.action(), reply, defer);
+            handle_action(request.action(), reply);
             break;
           case wire::ClientRequest::kWorkers:
             handle_workers(reply);
@@ -397,20 +399,13 @@ void Broker::handle_client(const std::string& routing_id, const zmq::message_t& 
     } catch (const std::exception& e) {
       log_->error("client request failed reason=\"{}\"", e.what());
       set_error(reply, Error{ErrorCode::kInternal, fmt::format("internal error: {}", e.what())});
-      defer = false;
     }
   }
-  if (defer) {
-    pending_replies_.push_back({routing_id, std::move(reply)});
-    return;
-  }
-  pending_replies_.push_back({routing_id, std::move(reply)});
+  pending_replies_.push_back({routing_id, req_envelope, std::move(reply)});
 }
 
-void Broker::handle_submit(const wire::SubmitRequest& request, wire::ClientReply& reply,
-                           bool& defer) {
+void Broker::handle_submit(const wire::SubmitRequest& request, wire::ClientReply& reply) {
   wire::JobSpec spec = request.spec();
-  defer = true;  // even an error waits for the turn's commit: replies stay in order
   auto reject = [&](ErrorCode code, std::string reason) {
     set_error(reply, Error{code, std::move(reason)});
   };
@@ -577,9 +572,7 @@ void Broker::handle_list(const wire::ListRequest& request, wire::ClientReply& re
   for (auto it = shown.rbegin(); it != shown.rend(); ++it) fill_summary(*it, *list->add_jobs());
 }
 
-void Broker::handle_action(const wire::JobActionRequest& request, wire::ClientReply& reply,
-                           bool& defer) {
-  defer = true;
+void Broker::handle_action(const wire::JobActionRequest& request, wire::ClientReply& reply) {
   core::Millis now = now_ms();
   Result<uint64_t> changed = fail(ErrorCode::kInvalidArgument, "unknown action");
   const char* verb = "";
@@ -914,20 +907,18 @@ void Broker::commit_and_acknowledge() {
     }
   }
   for (auto& pending : pending_replies_) {
-    const std::string& rid = pending.routing_id;
-    auto marker = rid.find(std::string(1, '\0') + "req");
-    if (marker != std::string::npos && marker + 4 == rid.size()) {
-      // REQ peer: routing id, empty delimiter, payload.
-      try {
-        std::string real = rid.substr(0, marker);
-        clients_.send(zmq::buffer(real), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-        clients_.send(zmq::message_t(), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-        clients_.send(common::to_zmq(pending.reply), zmq::send_flags::dontwait);
-      } catch (const zmq::error_t&) {
-      }
+    if (!pending.req_envelope) {
+      common::send_routed(clients_, pending.routing_id, pending.reply);
       continue;
     }
-    common::send_routed(clients_, rid, pending.reply);
+    try {
+      clients_.send(zmq::buffer(pending.routing_id),
+                    zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      clients_.send(zmq::message_t(), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      clients_.send(common::to_zmq(pending.reply), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t&) {
+      // The client is gone; nothing to tell it.
+    }
   }
   pending_replies_.clear();
   for (auto& [rid, ack] : pending_acks_) {

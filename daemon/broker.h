@@ -55,6 +55,7 @@ class Broker {
  private:
   struct PendingReply {
     std::string routing_id;
+    bool req_envelope = false;  // a REQ socket wants an empty delimiter frame back
     wire::ClientReply reply;
   };
 
@@ -70,12 +71,13 @@ class Broker {
   void turn();
   void drain_clients();
   void drain_workers();
-  void handle_client(const std::string& routing_id, const zmq::message_t& payload);
+  void handle_client(const std::string& routing_id, bool req_envelope,
+                     const zmq::message_t& payload);
   void handle_worker(const std::string& routing_id, const zmq::message_t& payload);
-  void handle_submit(const wire::SubmitRequest& request, wire::ClientReply& reply, bool& defer);
+  void handle_submit(const wire::SubmitRequest& request, wire::ClientReply& reply);
   void handle_status(const wire::StatusRequest& request, wire::ClientReply& reply);
   void handle_list(const wire::ListRequest& request, wire::ClientReply& reply);
-  void handle_action(const wire::JobActionRequest& request, wire::ClientReply& reply, bool& defer);
+  void handle_action(const wire::JobActionRequest& request, wire::ClientReply& reply);
   void handle_workers(wire::ClientReply& reply);
   void handle_logs(const wire::LogsRequest& request, wire::ClientReply& reply);
   void fill_summary(core::JobId id, wire::JobSummary& summary) const;

@@ -1,0 +1,179 @@
+// Cluster: a farm of the real farmhand binaries for end-to-end tests.
+//
+// A Cluster owns a fresh temporary directory with a short path (/tmp/fhXXXXXX:
+// ipc:// paths are limited to about 100 bytes). It writes a config there with
+// ipc endpoints inside that directory, starts `farmhandd` (which spawns its
+// local workers) and any standalone `farmhand-worker`s as child processes, each
+// logging to a file in the directory, and runs the real `farmhand` CLI against
+// them. Binaries come from $FARMHAND_BIN_DIR, which ctest sets.
+//
+// Every child carries an environment marker naming the directory, and so does
+// everything it starts (local workers, task processes and their children). The
+// destructor stops the broker and standalone workers (SIGTERM, then SIGKILL),
+// then kills any process that still carries the marker, prints the tail of
+// the logs when the current test has failed, and removes the directory (set
+// FARMHAND_E2E_KEEP=1 to keep it). Children also get PR_SET_PDEATHSIG, so a
+// test binary killed by a ctest timeout takes its farm down with it.
+//
+// Nothing here sleeps as an assertion: waits poll a condition with a deadline
+// (wait_until). Not thread-safe: use a Cluster from the test's own thread only,
+// since PR_SET_PDEATHSIG is tied to the thread that started a child.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sys/types.h>
+
+namespace farmhand::e2e {
+
+using Json = nlohmann::json;
+
+// A standalone `farmhand-worker` the cluster starts beside the broker.
+struct StandaloneWorker {
+  std::string name;
+  uint32_t slots = 1;
+};
+
+struct ClusterOptions {
+  // Local workers farmhandd spawns (--local-workers) and their slots.
+  int local_workers = 2;
+  uint32_t local_slots = 1;
+  std::vector<StandaloneWorker> workers;
+  // Short clocks so that lost workers and expired leases show up in seconds.
+  double lease_ttl_s = 2;
+  double heartbeat_interval_s = 0.2;
+  double retry_backoff_base_s = 0.05;
+  double retry_backoff_max_s = 0.2;
+  uint32_t default_max_attempts = 3;
+  // 0 keeps the broker's default.
+  uint64_t max_client_message_bytes = 0;
+  uint64_t max_worker_message_bytes = 0;
+  // The YAML mapping under `commands:`, as the lines of its children indented by
+  // two spaces, e.g. "  hello:\n    argv: [/bin/echo, hi]\n".
+  std::string commands_yaml;
+  // How long the CLI waits for a reply (FARMHAND_TIMEOUT). Generous: a loaded
+  // machine must not turn a slow reply into a failure.
+  double cli_timeout_s = 20;
+  // Deadline for the broker to answer and every worker to be alive.
+  std::chrono::milliseconds ready_timeout = std::chrono::seconds(60);
+};
+
+struct CliResult {
+  int exit_code = -1;  // 128 + signal when the CLI was killed; -1 when it hung
+  std::string out;
+  std::string err;
+};
+
+// "exit N; stdout: ...; stderr: ...", for assertion messages.
+std::string describe(const CliResult& result);
+
+// Polls `pred` every `interval` until it holds (true) or `timeout` passes
+// (false). The poll is the wait; callers assert on the result.
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds interval = std::chrono::milliseconds(20));
+
+// False when the process is gone or a zombie (an orphan's reaper may be slow).
+bool process_alive(pid_t pid);
+
+// The whole file, or "" when it cannot be read.
+std::string read_file(const std::string& path);
+
+class Cluster {
+ public:
+  explicit Cluster(ClusterOptions options = {});
+  ~Cluster();
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+
+  // Starts the broker and the standalone workers, then waits until the broker
+  // answers and every worker (local and standalone) is alive.
+  [[nodiscard]] ::testing::AssertionResult start();
+
+  // Signals the broker and reaps it. Its local workers die with it
+  // (PR_SET_PDEATHSIG): waits for them too, and records a test failure (then
+  // SIGKILLs them) if one outlives the broker by more than 10 s.
+  void kill_broker(int sig = SIGKILL);
+
+  // Starts the broker again on the same config and state dir and waits until
+  // every worker is alive again.
+  [[nodiscard]] ::testing::AssertionResult restart_broker();
+
+  // Waits until the broker answers and lists every expected worker as alive.
+  [[nodiscard]] ::testing::AssertionResult wait_ready();
+
+  // True while the broker process runs (reaps it if it exited).
+  bool broker_running();
+  pid_t broker_pid() const { return broker_pid_; }
+
+  // Standalone workers, in ClusterOptions::workers order.
+  size_t worker_count() const { return workers_.size(); }
+  const std::string& worker_name(size_t i) const { return workers_.at(i).name; }
+  pid_t worker_pid(size_t i) const { return workers_.at(i).pid; }
+  // Index of the standalone worker with this name, if any.
+  std::optional<size_t> worker_index(const std::string& name) const;
+  // Signals a standalone worker and reaps it.
+  void kill_worker(size_t i, int sig = SIGKILL);
+
+  // Runs `farmhand --broker ENDPOINT ARGS...` and captures its output.
+  CliResult run_cli(const std::vector<std::string>& args);
+
+  // Runs the CLI with --json appended; the parsed stdout when it exits 0,
+  // otherwise nullopt (last_cli() says why). Records no failure by itself, so
+  // it can be polled while the broker restarts.
+  std::optional<Json> cli_json(std::vector<std::string> args);
+  // `farmhand status JOB --json [EXTRA...]`.
+  std::optional<Json> status_json(uint64_t job, const std::vector<std::string>& extra = {});
+  // `farmhand submit ARGS... --json`: the new job's id.
+  std::optional<uint64_t> submit(const std::vector<std::string>& args);
+  // Polls status until the job is succeeded, failed or cancelled; that final
+  // status, or nullopt if the deadline passed first.
+  std::optional<Json> wait_for_final_state(uint64_t job, std::chrono::milliseconds timeout);
+  // The names of workers the broker lists as alive, or nullopt if it did not answer.
+  std::optional<std::vector<std::string>> alive_workers();
+  // The last CLI run, described (for assertion messages).
+  std::string last_cli() const { return describe(last_cli_); }
+
+  const std::string& dir() const { return dir_; }
+  std::string path(const std::string& name) const { return dir_ + "/" + name; }
+  const std::string& client_endpoint() const { return client_endpoint_; }
+  const std::string& worker_endpoint() const { return worker_endpoint_; }
+  std::string broker_log_path() const { return path("broker.log"); }
+
+ private:
+  struct Child {
+    std::string name;
+    uint32_t slots = 1;
+    pid_t pid = -1;
+  };
+
+  void write_config();
+  [[nodiscard]] ::testing::AssertionResult start_broker();
+  [[nodiscard]] ::testing::AssertionResult start_worker(Child& worker);
+  std::string binary(const std::string& name) const;
+  std::vector<std::string> child_environment() const;
+  // SIGTERM, up to `grace` for it to exit, then SIGKILL; reaps.
+  static void stop_child(pid_t& pid, std::chrono::milliseconds grace);
+  // Pids of live processes carrying this cluster's environment marker.
+  std::vector<pid_t> marked_processes() const;
+  void kill_strays();
+  void print_logs_on_failure() const;
+
+  ClusterOptions options_;
+  std::string dir_;
+  std::string bin_dir_;
+  std::string client_endpoint_;
+  std::string worker_endpoint_;
+  pid_t broker_pid_ = -1;
+  std::vector<Child> workers_;
+  CliResult last_cli_;
+};
+
+}  // namespace farmhand::e2e
