@@ -91,6 +91,11 @@ struct Scheduler::Job {
   std::vector<JobId> frame_dependants;
   std::unordered_map<TaskIndex, std::string> errors;
   std::deque<TaskIndex> last_errors;  // most recent first
+  // Tasks backing off -> the generation of their live backoff timer. A task can back
+  // off again with the same attempt count (retry() resets it; a worker may keep a
+  // requeued task and fail it), so the count alone cannot tell a stale timer.
+  std::unordered_map<TaskIndex, uint64_t> backoff_generation;
+  uint64_t backoff_timers_armed = 0;
   std::optional<std::tuple<int64_t, uint64_t, JobId>> runnable_key;
 
   uint64_t count(TaskState s) const { return counts[static_cast<size_t>(s)]; }
@@ -247,22 +252,25 @@ void Scheduler::init_untouched_tasks(Job& job) {
         bool waits = job.after_unmet > 0;
         if (frames_up) {
           auto [first, last] = job.span(t);
-          std::vector<TaskIndex> ups;
+          // (upstream task, the first of our frames it covers): a failure names the frame
+          // this task needed, as fail_waiting_dependants does, not the upstream task's first.
+          std::vector<std::pair<TaskIndex, int64_t>> ups;
           for (uint64_t i = first; i < last; ++i) {
             int64_t f = job.spec.frames.frame_at(i);
             auto u = frames_up->task_of(f);
-            if (u) ups.push_back(*u);
+            if (u) ups.emplace_back(*u, f);
           }
           std::sort(ups.begin(), ups.end());
-          ups.erase(std::unique(ups.begin(), ups.end()), ups.end());
-          for (TaskIndex u : ups) {
+          ups.erase(std::unique(ups.begin(), ups.end(),
+                                [](const auto& a, const auto& b) { return a.first == b.first; }),
+                    ups.end());
+          for (auto [u, f] : ups) {
             TaskState us = frames_up->state[u];
             if (us == TaskState::kSucceeded) continue;
             if (is_broken(us) && reason.empty()) {
               reason = us == TaskState::kCancelled
                            ? fmt::format("upstream job {} cancelled", frames_up->id)
-                           : fmt::format("upstream job {} frame {} failed", frames_up->id,
-                                         frames_up->first_frame(u));
+                           : fmt::format("upstream job {} frame {} failed", frames_up->id, f);
             }
             ++job.unmet[t];
           }
@@ -498,7 +506,9 @@ void Scheduler::fail_attempt(Job& job, TaskIndex task, const std::string& error,
   record_error(job, task, error);
   set_state(job, task, TaskState::kBackoff);
   persist_task(job, task);
-  backoff_timers_.push({now + backoff_delay(attempts), {job.id, task}, attempts});
+  uint64_t generation = ++job.backoff_timers_armed;
+  job.backoff_generation[task] = generation;
+  backoff_timers_.push({now + backoff_delay(attempts), {job.id, task}, generation});
   update_job_state(job);
   refresh_runnable(job);
 }
@@ -748,9 +758,17 @@ void Scheduler::worker_ready(WorkerId id, WorkerSpec spec, const std::vector<Tas
   for (auto& [other_id, other] : workers_) {
     if (other_id != id && other.spec.name == spec.name) previous.push_back(other_id);
   }
-  for (WorkerId old : previous) drop_worker_session(workers_[old], running, id, now);
+  for (WorkerId old : previous) {
+    drop_worker_session(workers_[old], running, id, now);
+    // The old session died with its connection: left here it would still look alive
+    // and take new work beyond the worker's slots. The shell forgets sessions that
+    // knows_worker() no longer reports.
+    workers_.erase(old);
+  }
   // Leases restored from the store under this name that it no longer runs died
-  // with the worker (or with a broker that took its local workers down).
+  // while the broker was down — most often with the broker itself, which takes
+  // its local workers along. The broker's crash must not burn the task's
+  // attempts, so these go back to the queue without penalty.
   std::vector<TaskKey> lost;
   for (const auto& [key, lease] : leases_) {
     if (lease.worker != 0 || lease.worker_name != spec.name) continue;
@@ -761,10 +779,7 @@ void Scheduler::worker_ready(WorkerId id, WorkerSpec spec, const std::vector<Tas
   }
   for (const TaskKey& key : lost) {
     release_lease(key);
-    if (Job* job = find_job(key.job)) {
-      fail_attempt(*job, key.task, fmt::format("worker {} restarted and lost the task", spec.name),
-                   now);
-    }
+    if (Job* job = find_job(key.job)) requeue_without_penalty(*job, key.task);
   }
 
   Worker& worker = workers_[id];
@@ -942,7 +957,10 @@ void Scheduler::tick(Millis now) {
     Job* job = find_job(timer.key.job);
     if (!job) continue;
     TaskIndex t = timer.key.task;
-    if (job->state[t] != TaskState::kBackoff || job->attempts[t] != timer.generation) continue;
+    auto live = job->backoff_generation.find(t);
+    if (live == job->backoff_generation.end() || live->second != timer.generation) continue;
+    job->backoff_generation.erase(live);
+    if (job->state[t] != TaskState::kBackoff) continue;
     make_ready(*job, t);
     update_job_state(*job);
     refresh_runnable(*job);
