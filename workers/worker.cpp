@@ -67,7 +67,9 @@ void Worker::send_ready() {
   for (const auto& [id, task] : runs_) *ready->add_running() = task.ref;
   ready->set_host(hostname());
   ready->set_pid(static_cast<uint32_t>(getpid()));
-  send(msg);
+  // With ZMQ_IMMEDIATE the send fails until the connection is up; try again
+  // shortly rather than wait a heartbeat for the broker to ask.
+  ready_pending_ = !(socket_ && common::send_one(*socket_, msg));
 }
 
 Result<void> Worker::run() {
@@ -137,6 +139,7 @@ Result<void> Worker::run() {
       finish(outcome.id, outcome.succeeded, outcome.error, outcome.elapsed);
     }
     now = Clock::now();
+    if (ready_pending_) send_ready();
     if (now - broker_seen_ > heartbeat_interval_ * options_.liveness && now >= reconnect_at_) {
       // The broker went quiet: start over on a fresh socket, as Paranoid Pirate does.
       log_->warn("broker lost broker={} reconnect_in_ms={}", options_.broker,
@@ -168,6 +171,7 @@ std::chrono::milliseconds Worker::poll_timeout(Clock::time_point now) const {
                        broker_seen_ + heartbeat_interval_ * options_.liveness);
   if (!runs_.empty()) next = std::min(next, last_renew_ + lease_ttl_ / 3);
   if (auto deadline = runner_.next_deadline()) next = std::min(next, *deadline);
+  if (ready_pending_) next = std::min(next, now + std::chrono::milliseconds(20));
   auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(next - now);
   return std::clamp(timeout, std::chrono::milliseconds(0), std::chrono::milliseconds(1000));
 }

@@ -82,6 +82,7 @@ class Worker {
   ProcessRunner runner_;
   int signal_fd_ = -1;
   bool stopping_ = false;
+  bool ready_pending_ = false;  // Ready not yet handed to a connected socket
 
   std::chrono::milliseconds heartbeat_interval_;
   std::chrono::milliseconds lease_ttl_{30'000};

@@ -80,7 +80,9 @@ pid_t spawn(const std::vector<std::string>& args, const std::vector<std::string>
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
+
     struct sigaction default_action {};
+
     default_action.sa_handler = SIG_DFL;
     sigemptyset(&default_action.sa_mask);
     sigaction(SIGPIPE, &default_action, nullptr);
@@ -350,10 +352,10 @@ std::vector<std::string> Cluster::child_environment() const {
     return ::testing::AssertionFailure() << "cannot open " << log_path << ": " << errno_text(errno);
   }
   std::string error;
-  worker.pid = spawn({binary("farmhand-worker"), "--broker", worker_endpoint_, "--name",
-                      worker.name, "--slots", std::to_string(worker.slots), "--work-dir",
-                      path("work-" + worker.name)},
-                     child_environment(), log_fd, log_fd, error);
+  worker.pid =
+      spawn({binary("farmhand-worker"), "--broker", worker_endpoint_, "--name", worker.name,
+             "--slots", std::to_string(worker.slots), "--work-dir", path("work-" + worker.name)},
+            child_environment(), log_fd, log_fd, error);
   close(log_fd);
   if (worker.pid < 0) return ::testing::AssertionFailure() << error;
   return ::testing::AssertionSuccess();
@@ -421,11 +423,10 @@ void Cluster::kill_broker(int sig) {
   if (!gone) {
     for (pid_t pid : local_workers) {
       if (!process_alive(pid)) continue;
-      ADD_FAILURE() << "local worker pid " << pid << " (" << cmdline(pid)
-                    << ") outlived its broker by "
-                    << std::chrono::duration_cast<std::chrono::seconds>(kLocalWorkerExitLimit)
-                           .count()
-                    << " s";
+      ADD_FAILURE()
+          << "local worker pid " << pid << " (" << cmdline(pid) << ") outlived its broker by "
+          << std::chrono::duration_cast<std::chrono::seconds>(kLocalWorkerExitLimit).count()
+          << " s";
       kill(pid, SIGKILL);
     }
   }

@@ -111,12 +111,16 @@ class Cluster {
 
   // True while the broker process runs (reaps it if it exited).
   bool broker_running();
+
   pid_t broker_pid() const { return broker_pid_; }
 
   // Standalone workers, in ClusterOptions::workers order.
   size_t worker_count() const { return workers_.size(); }
+
   const std::string& worker_name(size_t i) const { return workers_.at(i).name; }
+
   pid_t worker_pid(size_t i) const { return workers_.at(i).pid; }
+
   // Index of the standalone worker with this name, if any.
   std::optional<size_t> worker_index(const std::string& name) const;
   // Signals a standalone worker and reaps it.
@@ -138,13 +142,18 @@ class Cluster {
   std::optional<Json> wait_for_final_state(uint64_t job, std::chrono::milliseconds timeout);
   // The names of workers the broker lists as alive, or nullopt if it did not answer.
   std::optional<std::vector<std::string>> alive_workers();
+
   // The last CLI run, described (for assertion messages).
   std::string last_cli() const { return describe(last_cli_); }
 
   const std::string& dir() const { return dir_; }
+
   std::string path(const std::string& name) const { return dir_ + "/" + name; }
+
   const std::string& client_endpoint() const { return client_endpoint_; }
+
   const std::string& worker_endpoint() const { return worker_endpoint_; }
+
   std::string broker_log_path() const { return path("broker.log"); }
 
  private:
