@@ -17,6 +17,7 @@
 
 #include "cli/output.h"
 #include "common/frame_set.h"
+#include "common/sequence.h"
 
 namespace farmhand::cli {
 
@@ -558,6 +559,47 @@ void add_logs(CLI::App& app, Invocation& inv) {
   });
 }
 
+// ---------------------------------------------------------------- seq
+
+struct SeqListOptions {
+  std::vector<std::string> dirs;
+};
+
+// Runs locally, like ls: it reads the directories and never asks the broker. A directory that
+// cannot be read is reported and the others are still listed; the exit code is then 1.
+void add_seq(CLI::App& app, Invocation& inv) {
+  CLI::App* seq = app.add_subcommand("seq", "image sequences on disk");
+  seq->require_subcommand(1);
+  auto o = std::make_shared<SeqListOptions>();
+  CLI::App* cmd = add_leaf(*seq, inv, "ls",
+                           "list image sequences in directories with their frame ranges and "
+                           "missing frames (like lsseq); runs locally, no broker needed");
+  cmd->add_option("DIR", o->dirs, "directories to list")->required();
+  bind(cmd, inv, o, [](Context& ctx, const SeqListOptions& opts) {
+    int code = kExitOk;
+    Json all = Json::array();
+    bool listed = false;
+    for (const std::string& dir : opts.dirs) {
+      auto found = common::scan_directory(dir);
+      if (!found) {
+        code = report(ctx, found.error());
+        continue;
+      }
+      if (ctx.json) {
+        for (const auto& sequence : *found) all.push_back(to_json(sequence));
+        continue;
+      }
+      // Several directories get a "DIR:" heading each, as ls prints them.
+      if (opts.dirs.size() > 1) ctx.out << (listed ? "\n" : "") << dir << ":\n";
+      write_sequences(ctx.out, *found);
+      listed = true;
+    }
+    if (ctx.json) write_json(ctx, all);
+    ctx.out << std::flush;
+    return code;
+  });
+}
+
 }  // namespace
 
 void add_commands(CLI::App& app, Invocation& inv) {
@@ -584,6 +626,7 @@ void add_commands(CLI::App& app, Invocation& inv) {
   add_action(app, inv, "resume", wire::JobActionRequest::RESUME, "dispatch a paused job again");
   add_workers(app, inv);
   add_logs(app, inv);
+  add_seq(app, inv);
 }
 
 int run(const Invocation& invocation, std::ostream& out, std::ostream& err, bool tty) {

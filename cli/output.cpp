@@ -228,6 +228,23 @@ Json to_json(const wire::TaskLog& log) {
   };
 }
 
+Json to_json(const common::Sequence& sequence) {
+  const bool single = sequence.is_single_file();
+  Json missing = nullptr;
+  if (sequence.missing) missing = sequence.missing->to_string();
+  return Json{
+      {"dir", sequence.pattern.dir},
+      {"pattern", sequence.pattern.name(common::PaddingStyle::kHash)},
+      {"frames", sequence.frames.to_string()},
+      {"first", single ? Json(nullptr) : Json(sequence.first())},
+      {"last", single ? Json(nullptr) : Json(sequence.last())},
+      {"count", sequence.count()},
+      {"missing", std::move(missing)},
+      {"missing_count", sequence.missing_count()},
+      {"padding", sequence.pattern.padding},
+  };
+}
+
 std::string dump_json(const Json& json) {
   return json.dump(2, ' ', false, Json::error_handler_t::replace);
 }
@@ -352,6 +369,23 @@ void write_logs(std::ostream& out, const wire::LogsReply& logs) {
     out << log.text();
     if (!log.text().empty() && log.text().back() != '\n') out << '\n';
   }
+}
+
+std::string sequence_line(const common::Sequence& sequence) {
+  const std::string name = sequence.pattern.name(common::PaddingStyle::kHash);
+  if (sequence.is_single_file()) return name;
+  std::string line = fmt::format("{}  {}  ({} frame{})", name, sequence.frames.to_string(),
+                                 sequence.count(), sequence.count() == 1 ? "" : "s");
+  if (sequence.missing && !sequence.missing->empty()) {
+    line += "  missing " + sequence.missing->to_string();
+  } else if (!sequence.missing) {
+    line += fmt::format("  missing {} frames", sequence.missing_count());
+  }
+  return line;
+}
+
+void write_sequences(std::ostream& out, const std::vector<common::Sequence>& sequences) {
+  for (const auto& sequence : sequences) out << sequence_line(sequence) << '\n';
 }
 
 std::string progress_bar_line(const wire::JobSummary& job) {

@@ -20,6 +20,8 @@
 #include "farmhand.pb.h"
 #include <nlohmann/json.hpp>
 
+#include "common/sequence.h"
+
 namespace farmhand::cli {
 
 // Insertion-ordered, so objects read in the order the fields are listed.
@@ -61,6 +63,11 @@ Json to_json(const wire::StatusReply& status);
 Json to_json(const wire::WorkerInfo& worker);
 Json to_json(const wire::TaskLog& log);
 
+// `seq ls --json`: {dir, pattern, frames, first, last, count, missing, missing_count, padding}.
+// A single file has padding 0, count 0, empty frames and missing, and null first and last;
+// missing is null when there are too many missing frames to list (missing_count still counts).
+Json to_json(const common::Sequence& sequence);
+
 // Indented text; invalid UTF-8 (from task logs) is replaced, never thrown on.
 std::string dump_json(const Json& json);
 
@@ -101,6 +108,13 @@ void write_workers(std::ostream& out, const wire::WorkersReply& workers);
 
 // Each log as "== task N attempt A on WORKER: <error or ok> ==" and its text.
 void write_logs(std::ostream& out, const wire::LogsReply& logs);
+
+// One `seq ls` line, like lsseq: "sh010.####.exr  1001-1100  (96 frames)  missing 1012,1050-1052";
+// a single file is just its name.
+std::string sequence_line(const common::Sequence& sequence);
+
+// sequence_line() for each, one a line.
+void write_sequences(std::ostream& out, const std::vector<common::Sequence>& sequences);
 
 // `watch` on a terminal: "[#####.....] 45% 450/1000 running 2 failed 0  job 7 running".
 std::string progress_bar_line(const wire::JobSummary& job);

@@ -1,0 +1,188 @@
+// `farmhand seq ls` end to end: the real binary on real directories, no broker.
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path bin_dir() {
+  if (const char* dir = std::getenv("FARMHAND_BIN_DIR"); dir != nullptr && *dir != '\0') {
+    return dir;
+  }
+  // Run by hand from the build tree: build/tests/e2e/<test> -> build/bin.
+  return fs::read_symlink("/proc/self/exe").parent_path().parent_path().parent_path() / "bin";
+}
+
+fs::path source_dir() {
+  if (const char* dir = std::getenv("FARMHAND_SOURCE_DIR"); dir != nullptr && *dir != '\0') {
+    return dir;
+  }
+  return fs::path(__FILE__).parent_path().parent_path().parent_path();
+}
+
+// A scratch directory removed when the test ends.
+class TempDir {
+ public:
+  TempDir() {
+    char pattern[] = "/tmp/fh-seqls-XXXXXX";
+    path_ = ::mkdtemp(pattern);
+  }
+
+  ~TempDir() { fs::remove_all(path_); }
+
+  const fs::path& path() const { return path_; }
+
+  void touch(const std::string& name) const { std::ofstream(path_ / name).put('x'); }
+
+ private:
+  fs::path path_;
+};
+
+std::string quoted(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs `farmhand ARGS` through the shell, capturing stdout, stderr and the exit code.
+CommandResult farmhand(const std::vector<std::string>& args, const TempDir& scratch) {
+  const fs::path err_file = scratch.path() / "stderr.txt";
+  std::string command = quoted((bin_dir() / "farmhand").string());
+  for (const auto& arg : args) command += " " + quoted(arg);
+  command += " 2>" + quoted(err_file.string());
+  CommandResult run;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) {
+    ADD_FAILURE() << "popen failed: " << command;
+    return run;
+  }
+  char buffer[4096];
+  size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0) run.out.append(buffer, n);
+  const int status = ::pclose(pipe);
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream in(err_file);
+  std::stringstream text;
+  text << in.rdbuf();
+  run.err = text.str();
+  fs::remove(err_file);
+  return run;
+}
+
+TEST(SeqLsTest, ListsTheBeachballSequencesLikeLsseq) {
+  const fs::path beachball =
+      source_dir() / ".." / "shared" / "data" / "openexr-images" / "Beachball";
+  if (!fs::is_directory(beachball)) GTEST_SKIP() << "no " << beachball;
+  TempDir scratch;
+  const CommandResult run = farmhand({"seq", "ls", beachball.string()}, scratch);
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.err, "");
+  EXPECT_EQ(run.out,
+            "README.rst\n"
+            "multipart.####.exr  1-8  (8 frames)\n"
+            "singlepart.####.exr  1-8  (8 frames)\n");
+}
+
+TEST(SeqLsTest, ShowsMissingFramesAndSingleFrames) {
+  TempDir dir;
+  for (int frame = 1001; frame <= 1100; ++frame) {
+    if (frame == 1012 || (frame >= 1050 && frame <= 1052)) continue;
+    dir.touch("sh010_comp_v003." + std::to_string(frame) + ".exr");
+  }
+  dir.touch("sh010_comp_v003.1001.jpg");
+  TempDir scratch;
+  const CommandResult run = farmhand({"seq", "ls", dir.path().string()}, scratch);
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out,
+            "sh010_comp_v003.####.exr  1001-1011,1013-1049,1053-1100  (96 frames)  missing "
+            "1012,1050-1052\n"
+            "sh010_comp_v003.####.jpg  1001  (1 frame)\n");
+}
+
+TEST(SeqLsTest, JsonGivesOneObjectPerSequence) {
+  TempDir dir;
+  for (int frame = 1; frame <= 10; ++frame) {
+    if (frame != 4)
+      dir.touch("plate_" + std::string(frame < 10 ? "000" : "00") + std::to_string(frame) + ".dpx");
+  }
+  dir.touch("notes.txt");
+  TempDir scratch;
+  const CommandResult run = farmhand({"seq", "ls", "--json", dir.path().string()}, scratch);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const nlohmann::json list = nlohmann::json::parse(run.out);
+  ASSERT_TRUE(list.is_array());
+  ASSERT_EQ(list.size(), 2u);
+  const std::string dir_text = dir.path().string() + "/";
+
+  const nlohmann::json& notes = list[0];
+  EXPECT_EQ(notes["dir"], dir_text);
+  EXPECT_EQ(notes["pattern"], "notes.txt");
+  EXPECT_EQ(notes["padding"], 0);
+  EXPECT_EQ(notes["count"], 0);
+  EXPECT_TRUE(notes["first"].is_null());
+
+  const nlohmann::json& plate = list[1];
+  EXPECT_EQ(plate["dir"], dir_text);
+  EXPECT_EQ(plate["pattern"], "plate_####.dpx");
+  EXPECT_EQ(plate["frames"], "1-3,5-10");
+  EXPECT_EQ(plate["first"], 1);
+  EXPECT_EQ(plate["last"], 10);
+  EXPECT_EQ(plate["count"], 9);
+  EXPECT_EQ(plate["missing"], "4");
+  EXPECT_EQ(plate["missing_count"], 1);
+  EXPECT_EQ(plate["padding"], 4);
+}
+
+TEST(SeqLsTest, MissingDirectoryIsOneLineOnStderrAndExitOne) {
+  TempDir scratch;
+  const std::string missing = (scratch.path() / "no-such-dir").string();
+  const CommandResult run = farmhand({"seq", "ls", missing}, scratch);
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(run.out, "");
+  EXPECT_EQ(run.err, "farmhand: cannot read " + missing + ": No such file or directory\n");
+}
+
+TEST(SeqLsTest, SeveralDirectoriesGetHeadingsAndABadOneFailsTheRun) {
+  TempDir a;
+  TempDir b;
+  a.touch("a.0001.exr");
+  a.touch("a.0002.exr");
+  b.touch("b.txt");
+  TempDir scratch;
+  const std::string missing = (scratch.path() / "gone").string();
+  const CommandResult run =
+      farmhand({"seq", "ls", a.path().string(), missing, b.path().string()}, scratch);
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(run.out, a.path().string() + ":\na.####.exr  1-2  (2 frames)\n\n" + b.path().string() +
+                         ":\nb.txt\n");
+  EXPECT_EQ(run.err, "farmhand: cannot read " + missing + ": No such file or directory\n");
+}
+
+TEST(SeqLsTest, RunsWithoutABroker) {
+  TempDir dir;
+  dir.touch("x.0001.exr");
+  TempDir scratch;
+  // Nothing listens here; seq ls must not care.
+  const CommandResult run =
+      farmhand({"seq", "ls", "--broker", "tcp://127.0.0.1:1", dir.path().string()}, scratch);
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "x.####.exr  1  (1 frame)\n");
+}
+
+}  // namespace
