@@ -1,0 +1,71 @@
+// Image operations of the media process: thumbnails and frame conversion.
+//
+// OpenImageIO does the reading, resizing, colour conversion and writing. Only
+// what is needed is read: the R,G,B(,A) channels of the first subimage (the
+// default layer of the first part), never every AOV of a 50-channel EXR.
+// Pictures are shown as they were meant to be seen: the data window placed in
+// the display window (black outside it), non-square pixel aspect applied.
+// Scene-linear input goes to display (sRGB, or through OpenColorIO when an
+// OCIO config is given) for 8-bit outputs; NaN and Inf never reach an output.
+// Outputs are written to a temporary name beside the target and renamed.
+//
+// These functions may abort inside OpenEXR on hostile files: callers run them
+// in a child process (the media process), never in the worker or broker.
+// Thread-safe: no shared state beyond OIIO's own caches.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace farmhand::media {
+
+struct ThumbnailOptions {
+  std::string input;   // one image file
+  std::string output;  // .jpg, .png, .tif... (format from the extension)
+  // The displayed picture is fitted inside width x height keeping its aspect;
+  // height 0 fixes only the width. The output's size is the fitted size.
+  uint32_t width = 256;
+  uint32_t height = 0;
+  std::string ocio_config;  // empty: $OCIO if set, else OIIO's built-in linear -> sRGB
+};
+
+struct ImageInfo {
+  uint32_t width = 0;
+  uint32_t height = 0;
+  int channels = 0;
+};
+
+[[nodiscard]] Result<ImageInfo> make_thumbnail(const ThumbnailOptions& options);
+
+struct ConvertOptions {
+  std::string input;   // one image file
+  std::string output;  // target file; format from its extension unless `format` is set
+  std::string format;  // jpg|png|tif|dpx|exr or empty
+  // "" (full size), "WxH", "W" (width, keep aspect), or "N%".
+  std::string resize;
+  std::string ocio_config;
+};
+
+// Converts one frame: the displayed picture (display window, pixel aspect),
+// optionally resized; display-referred (sRGB) for jpg/png/tif/dpx, linear
+// half-float for exr.
+[[nodiscard]] Result<ImageInfo> convert_frame(const ConvertOptions& options);
+
+// The displayed picture of one image for the movie encoder: display window and
+// pixel aspect applied, R,G,B of the first subimage, converted to display
+// (sRGB or OCIO), NaN/Inf removed, fitted inside fit_width x fit_height when
+// those are non-zero (0 x 0: the displayed size), as 16-bit RGB (AV_PIX_FMT_RGB48).
+struct DisplayImage {
+  uint32_t width = 0;
+  uint32_t height = 0;
+  std::vector<uint16_t> rgb;  // width * height * 3, row-major, top row first
+};
+
+[[nodiscard]] Result<DisplayImage> read_display_image(const std::string& path, uint32_t fit_width,
+                                                      uint32_t fit_height,
+                                                      const std::string& ocio_config);
+
+}  // namespace farmhand::media

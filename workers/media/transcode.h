@@ -1,0 +1,60 @@
+// Transcode: an image sequence to a review movie with libavcodec/libavformat.
+//
+// Frames are decoded (OpenImageIO: R,G,B of the first subimage, displayed
+// picture, linear -> sRGB) by a small pool of threads, at most `decode_ahead`
+// frames ahead of the encoder, so memory does not grow with the length of the
+// sequence. libswscale converts to the codec's pixel format and the stream is
+// tagged BT.709 (primaries, transfer, matrix). H.264 (libx264, yuv420p, high
+// profile), ProRes 422 HQ (prores_ks profile 3) and DNxHR HQ go into .mov
+// (H.264 may also go into .mp4). The movie is written to a temporary name and
+// renamed when complete.
+//
+// Runs in the media process (decoders may abort on hostile files). One call at
+// a time per process; internally multi-threaded.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace farmhand::media {
+
+enum class MissingFramePolicy { kHold, kBlack, kFail };
+
+struct TranscodeOptions {
+  // One path per frame, in movie order. An empty string or a file that does
+  // not exist is a missing frame, handled by `missing`.
+  std::vector<std::string> frames;
+  std::vector<int64_t> frame_numbers;  // for messages ("missing frame 1012")
+  std::string output;                  // .mov or .mp4
+  std::string codec = "h264";          // h264 | prores | dnxhr
+  double fps = 24.0;
+  int crf = 23;                        // h264 only
+  std::string preset = "veryfast";     // h264 only
+  int gop = 30;
+  MissingFramePolicy missing = MissingFramePolicy::kHold;
+  uint32_t max_width = 0;  // 0: the displayed size (rounded to even); else scaled down to fit
+  int decode_threads = 0;  // 0: number of cores
+  int decode_ahead = 8;    // frames decoded ahead of the encoder, at most
+  std::string ocio_config;
+};
+
+struct TranscodeReport {
+  uint64_t frames_written = 0;
+  uint64_t frames_missing = 0;  // held or black
+  uint32_t width = 0;
+  uint32_t height = 0;
+};
+
+// `progress(done, total)` is called from the calling thread after each encoded frame.
+// `reading(path)` is called (from any decode thread, serialized) before a frame is
+// decoded, so a crash can be attributed to the file being read.
+[[nodiscard]] Result<TranscodeReport> transcode(
+    const TranscodeOptions& options,
+    const std::function<void(uint64_t done, uint64_t total)>& progress = {},
+    const std::function<void(const std::string& path)>& reading = {});
+
+}  // namespace farmhand::media
