@@ -7,7 +7,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEPS := build-essential cmake pkg-config ninja-build \
   libzmq3-dev cppzmq-dev libprotobuf-dev protobuf-compiler libspdlog-dev \
   libgtest-dev libgmock-dev libsqlite3-dev sqlite3 libyaml-cpp-dev libcli11-dev \
-  libexpected-dev nlohmann-json3-dev procps clang-format
+  libexpected-dev nlohmann-json3-dev procps clang-format \
+  libopenimageio-dev openimageio-tools libopencolorio-dev \
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg
 
 .PHONY: deps build test demo bench clean format
 
