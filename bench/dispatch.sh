@@ -5,6 +5,7 @@
 #
 # usage: bench/dispatch.sh BUILD_DIR     (env: TASKS, SLOTS, DISPATCH_REPS, LATENCY_S)
 set -euo pipefail
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 bench_init "${1:-}"
 
@@ -36,13 +37,13 @@ for rep in $(seq "$REPS"); do
     sleep 0.3
   fi
   out=$BENCH_WORK/dispatch-$rep.out
-  workers=$(pgrep -P "$BROKER_PID" | tr '\n' ' ')
+  mapfile -t workers < <(pgrep -P "$BROKER_PID")
   broker_cpu0=$(cpu_ms "$BROKER_PID")
-  workers_cpu0=$(cpu_ms $workers)
+  workers_cpu0=$(cpu_ms "${workers[@]}")
   "$BENCH_BIN/farmhand_bench_client" --broker "$CLIENT_EP" submit --kind noop \
     --tasks "$TASKS" --wait --poll-ms 20 >"$out" || die "dispatch job failed"
   broker_us+=("$(calc "($(cpu_ms "$BROKER_PID") - $broker_cpu0) * 1000 / $TASKS")")
-  workers_us+=("$(calc "($(cpu_ms $workers) - $workers_cpu0) * 1000 / $TASKS")")
+  workers_us+=("$(calc "($(cpu_ms "${workers[@]}") - $workers_cpu0) * 1000 / $TASKS")")
   fh=$(calc "$TASKS / ($(val "$out" done_ms) / 1000)")
   batch=$((WORKERS * SLOTS))
   batch_src=in-flight

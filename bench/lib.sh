@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the bench/*.sh scripts; source it, then call bench_init BUILD_DIR.
 #
 # Every process a script starts goes through start_bg (or start_broker) and is
@@ -38,8 +39,9 @@ cpu_ms() {
     awk -v tck="$tck" '{ t += $12 + $13 } END { printf "%.0f", t * 1000 / tck }'
 }
 
-# broker_family: the broker's pid and its children's (the local workers).
-broker_family() { echo "$BROKER_PID" $(pgrep -P "$BROKER_PID" || true); }
+# broker_family: sets FAMILY to the broker's pid and its children's (the local workers).
+# shellcheck disable=SC2034  # FAMILY is for the caller
+broker_family() { mapfile -t FAMILY < <(echo "$BROKER_PID"; pgrep -P "$BROKER_PID" || true); }
 
 bench_cleanup() {
   local pid
@@ -70,6 +72,7 @@ bench_init() {
   BUILD=$(cd "$build" && pwd) || die "no build dir $build"
   BIN=$BUILD/bin
   BENCH_BIN=$BUILD/bench
+  # shellcheck disable=SC2034  # for the scripts that source this file
   SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   local exe
   for exe in "$BIN/farmhandd" "$BIN/farmhand" "$BIN/farmhand-worker" \

@@ -6,6 +6,7 @@
 #
 # usage: bench/process_tasks.sh BUILD_DIR     (env: PROCESS_FRAMES, PROCESS_REPS)
 set -euo pipefail
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 bench_init "${1:-}"
 
@@ -17,13 +18,13 @@ fh_all=() xargs_all=() fh_cpu=() xargs_cpu=()
 for rep in $(seq "$REPS"); do
   start_broker "$BENCH_WORK/process.yaml" "$BENCH_WORK/process-$rep" 2
   out=$BENCH_WORK/process-$rep.out
-  family=$(broker_family)
-  cpu0=$(cpu_ms $family)
+  broker_family
+  cpu0=$(cpu_ms "${FAMILY[@]}")
   "$BENCH_BIN/farmhand_bench_client" --broker "$CLIENT_EP" submit --kind command \
     --template true --frames "1-$FRAMES" --chunk 1 --wait --poll-ms 5 >"$out" ||
     die "command job failed"
   # CPU of farmhandd and its workers themselves, not of the /bin/true they run.
-  fh_cpu_ms=$(calc "($(cpu_ms $family) - $cpu0) * 1000 / $FRAMES")
+  fh_cpu_ms=$(calc "($(cpu_ms "${FAMILY[@]}") - $cpu0) * 1000 / $FRAMES")
   stop_broker
   rm -rf "$BENCH_WORK/process-$rep"
   fh_s=$(calc "$(val "$out" done_ms) / 1000")

@@ -14,6 +14,7 @@
 #
 # usage: bench/scale.sh BUILD_DIR     (env: SCALE_FRAMES, BACKGROUND_TASKS)
 set -euo pipefail
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 bench_init "${1:-}"
 

@@ -465,8 +465,9 @@ void Broker::handle_submit(const wire::SubmitRequest& request, wire::ClientReply
   if (spec.chunk() == 0) spec.set_chunk(1);
   auto core_spec = to_core_spec(spec);
   if (!core_spec) return reject(core_spec.error().code, core_spec.error().reason);
-  auto id = scheduler_->submit(std::move(*core_spec), now_ms());
+  auto id = scheduler_->submit(std::move(*core_spec), now_ms(), /*durable=*/false);
   if (!id) return reject(id.error().code, id.error().reason);
+  uncommitted_jobs_.push_back(*id);
 
   JobRow row;
   row.id = *id;
@@ -892,10 +893,20 @@ void Broker::commit_and_acknowledge() {
   if (!batch_.empty()) {
     auto ok = store_->commit(batch_);
     batch_.clear();
-    if (!ok) {
+    if (ok) {
+      for (core::JobId id : uncommitted_jobs_) scheduler_->committed(id);
+    } else {
       // Nothing of this turn may be acknowledged: clients get the error, workers
-      // get no ack and will send their results again.
+      // get no ack and will send their results again, and the new jobs are
+      // forgotten (none of their tasks was dispatched: they were not durable).
       log_->error("state commit failed reason=\"{}\"", ok.error().reason);
+      for (auto it = uncommitted_jobs_.rbegin(); it != uncommitted_jobs_.rend(); ++it) {
+        if (auto extra = extras_.find(*it); extra != extras_.end()) {
+          idempotency_keys_.erase(extra->second.spec.idempotency_key());
+          extras_.erase(extra);
+        }
+        scheduler_->abandon(*it);
+      }
       for (auto& pending : pending_replies_) {
         if (pending.reply.ok() && (pending.reply.has_submit() || pending.reply.has_action())) {
           pending.reply.clear_body();
@@ -906,6 +917,7 @@ void Broker::commit_and_acknowledge() {
       pending_acks_.clear();
     }
   }
+  uncommitted_jobs_.clear();
   for (auto& pending : pending_replies_) {
     if (!pending.req_envelope) {
       common::send_routed(clients_, pending.routing_id, pending.reply);

@@ -115,6 +115,7 @@ class Broker {
   std::chrono::steady_clock::time_point last_heartbeat_{};
 
   Batch batch_;
+  std::vector<core::JobId> uncommitted_jobs_;  // submitted this turn, not yet durable
   std::vector<PendingReply> pending_replies_;
   std::unordered_map<std::string, wire::ResultAck> pending_acks_;  // by routing id
 

@@ -86,6 +86,7 @@ struct Scheduler::Job {
   std::array<uint64_t, kTaskStateCount> counts{};
   bool paused = false;
   bool cancelled = false;
+  bool durable = true;  // false until the shell has committed the job
   JobState job_state = JobState::kQueued;
   std::vector<JobId> after_dependants;
   std::vector<JobId> frame_dependants;
@@ -152,7 +153,7 @@ Result<void> Scheduler::check_dependencies(const JobSpec& spec) const {
   return {};
 }
 
-Result<JobId> Scheduler::submit(JobSpec spec, Millis now) {
+Result<JobId> Scheduler::submit(JobSpec spec, Millis now, bool durable) {
   if (spec.kind.empty()) return fail(ErrorCode::kInvalidArgument, "job kind is empty");
   if (spec.frames.empty()) return fail(ErrorCode::kInvalidArgument, "empty frame set");
   if (spec.chunk == 0) return fail(ErrorCode::kInvalidArgument, "chunk must be at least 1");
@@ -172,6 +173,7 @@ Result<JobId> Scheduler::submit(JobSpec spec, Millis now) {
 
   JobId id = next_job_id_;
   Job& job = create_job(id, std::move(spec));
+  job.durable = durable;
   init_untouched_tasks(job);
   update_job_state(job);
   refresh_runnable(job);
@@ -388,6 +390,28 @@ Result<uint64_t> Scheduler::retry(JobId id, Millis now) {
   refresh_runnable(*job);
   (void)now;
   return static_cast<uint64_t>(retried.size());
+}
+
+void Scheduler::committed(JobId id) {
+  Job* job = find_job(id);
+  if (!job || job->durable) return;
+  job->durable = true;
+  refresh_runnable(*job);
+}
+
+void Scheduler::abandon(JobId id) {
+  Job* job = find_job(id);
+  if (!job || job->durable) return;
+  if (job->runnable_key) runnable_.erase(*job->runnable_key);
+  auto unlink = [id](std::vector<JobId>& ids) {
+    ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
+  };
+  for (JobId up : job->spec.after) {
+    if (Job* upstream = find_job(up)) unlink(upstream->after_dependants);
+  }
+  if (Job* upstream = find_job(job->spec.after_frames)) unlink(upstream->frame_dependants);
+  jobs_.erase(id);
+  if (id + 1 == next_job_id_) next_job_id_ = id;
 }
 
 // ------------------------------------------------------------------ restore
@@ -646,7 +670,7 @@ void Scheduler::update_job_state(Job& job) {
 }
 
 void Scheduler::refresh_runnable(Job& job) {
-  bool runnable = !job.paused && !job.cancelled && job.count(TaskState::kQueued) > 0;
+  bool runnable = job.durable && !job.paused && !job.cancelled && job.count(TaskState::kQueued) > 0;
   std::optional<std::tuple<int64_t, uint64_t, JobId>> key;
   if (runnable)
     key = std::make_tuple(-int64_t{job.spec.priority}, job.count(TaskState::kRunning), job.id);

@@ -203,8 +203,18 @@ class Scheduler {
 
   // ---- jobs
 
-  // Validates and creates a job; the new id is the next in sequence.
-  [[nodiscard]] Result<JobId> submit(JobSpec spec, Millis now);
+  // Validates and creates a job; the new id is the next in sequence. A job
+  // submitted with durable=false is not dispatched until committed(): a task
+  // must never run for a job that a crash could forget, or the job's id would
+  // be handed out again and a late result could land on the wrong job.
+  [[nodiscard]] Result<JobId> submit(JobSpec spec, Millis now, bool durable = true);
+
+  // The store has the job: its tasks may be dispatched.
+  void committed(JobId job);
+
+  // The store could not take the job: forget it entirely. Only for jobs never
+  // committed (nothing of them has run).
+  void abandon(JobId job);
 
   [[nodiscard]] Result<uint64_t> cancel(JobId job, Millis now);
   [[nodiscard]] Result<uint64_t> pause(JobId job, Millis now);

@@ -351,6 +351,31 @@ TEST_F(SchedulerTest, SubmitAssignsIdsInSequenceAndQueuesEveryTask) {
   EXPECT_EQ(sched().job_spec(a)->max_attempts, options_.default_max_attempts);
 }
 
+// A job the store has not committed yet must not run: a crash would forget it
+// and hand its id to the next job, and a late result would land there.
+TEST_F(SchedulerTest, JobIsNotDispatchedUntilCommitted) {
+  add_worker("w1", 4);
+  auto id = sched().submit(make_spec("1-3", 1, {}), now(), /*durable=*/false);
+  ASSERT_TRUE(id.has_value());
+  EXPECT_TRUE(dispatch().empty());
+  sched().committed(*id);
+  EXPECT_EQ(dispatch().size(), 3u);
+}
+
+TEST_F(SchedulerTest, AbandonedJobIsForgottenAndItsIdReused) {
+  JobId up = submit("1-4");
+  auto id = sched().submit(make_spec("1-4", 1, with().after({up})), now(), /*durable=*/false);
+  ASSERT_TRUE(id.has_value());
+  sched().abandon(*id);
+  EXPECT_FALSE(sched().job(*id).has_value());
+  EXPECT_EQ(sched().job_ids(), (std::vector<JobId>{up}));
+  // The upstream no longer names it as a dependant: finishing it touches nothing gone.
+  add_worker("w1", 4);
+  for (const Dispatch& d : dispatch()) succeed(d);
+  EXPECT_EQ(view(up).state, JobState::kSucceeded);
+  EXPECT_EQ(submit("1"), *id);
+}
+
 TEST_F(SchedulerTest, SubmitRefusesInvalidSpecsWithAReason) {
   submit("1-3");
 
