@@ -5,7 +5,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <limits>
+#include <map>
 #include <memory>
 #include <thread>
 #include <utility>
@@ -400,6 +402,104 @@ void add_submit_command(CLI::App& submit, Invocation& inv) {
   });
 }
 
+// ---------------------------------------------------------------- media submits
+
+// The broker may run on another host with its own working directory: paths go
+// over the wire absolute.
+std::string absolute(const std::string& path) {
+  if (path.empty() || path.front() == '/') return path;
+  std::error_code ec;
+  auto cwd = std::filesystem::current_path(ec);
+  return ec ? path : (cwd / path).lexically_normal().string();
+}
+
+struct MediaOptions {
+  SubmitOptions common;
+  std::string input;
+  std::string output;
+  std::string frame;
+  std::string size;
+  std::string resize;
+  std::string format;
+  uint32_t chunk = 0;
+  std::string codec;
+  std::string fps;
+  std::string crf;
+  std::string missing;
+  std::string ocio;
+};
+
+int run_media_submit(Context& ctx, const MediaOptions& o, const std::string& kind) {
+  wire::JobSpec spec = base_spec(o.common, kind);
+  spec.set_chunk(o.chunk);
+  auto& params = *spec.mutable_params();
+  params["input"] = absolute(o.input);
+  params["output"] = absolute(o.output);
+  auto put = [&params](const char* key, const std::string& value) {
+    if (!value.empty()) params[key] = value;
+  };
+  put("frame", o.frame);
+  put("size", o.size);
+  put("resize", o.resize);
+  put("format", o.format);
+  put("codec", o.codec);
+  put("fps", o.fps);
+  put("crf", o.crf);
+  put("missing", o.missing);
+  put("ocio", o.ocio);
+  return run_submit(ctx, o.common, std::move(spec));
+}
+
+CLI::App* add_media_leaf(CLI::App& submit, Invocation& inv, const char* kind, const char* help,
+                         MediaOptions& o) {
+  CLI::App* cmd = add_leaf(submit, inv, kind, help, /*timeout_taken=*/true);
+  cmd->add_option("INPUT", o.input, "image sequence (shot.####.exr, shot.1001-1100#.exr) or file")
+      ->required()
+      ->check(kNotEmpty);
+  cmd->add_option("-o,--output", o.output, "output path or pattern")->required()->check(kNotEmpty);
+  cmd->add_option("--ocio", o.ocio, "OpenColorIO config (default: $OCIO, else built-in sRGB)");
+  return cmd;
+}
+
+void add_submit_thumbnail(CLI::App& submit, Invocation& inv) {
+  auto o = std::make_shared<MediaOptions>();
+  CLI::App* cmd = add_media_leaf(submit, inv, "thumbnail",
+                                 "a thumbnail of one frame, as displayed, fitted in --size", *o);
+  cmd->add_option("--frame", o->frame, "first, middle (default), last or a frame number");
+  cmd->add_option("--size", o->size, "WxH box to fit in, or W (width only); default 256");
+  add_submit_options(*cmd, o->common);
+  bind(cmd, inv, o, [](Context& ctx, const MediaOptions& opts) {
+    return run_media_submit(ctx, opts, "thumbnail");
+  });
+}
+
+void add_submit_convert(CLI::App& submit, Invocation& inv) {
+  auto o = std::make_shared<MediaOptions>();
+  CLI::App* cmd =
+      add_media_leaf(submit, inv, "convert", "convert frames (proxies): one task per chunk", *o);
+  cmd->add_option("--resize", o->resize, "WxH, W (keep aspect) or N%");
+  cmd->add_option("--format", o->format, "jpg, png, tif, dpx or exr (default: from -o)");
+  cmd->add_option("--chunk", o->chunk, "frames per task (default 10)")->transform(kPositive32);
+  add_submit_options(*cmd, o->common);
+  bind(cmd, inv, o, [](Context& ctx, const MediaOptions& opts) {
+    return run_media_submit(ctx, opts, "convert");
+  });
+}
+
+void add_submit_transcode(CLI::App& submit, Invocation& inv) {
+  auto o = std::make_shared<MediaOptions>();
+  CLI::App* cmd =
+      add_media_leaf(submit, inv, "transcode", "a review movie (.mov) of a sequence", *o);
+  cmd->add_option("--codec", o->codec, "h264 (default), prores or dnxhr");
+  cmd->add_option("--fps", o->fps, "frame rate (default 24)");
+  cmd->add_option("--crf", o->crf, "h264 quality, 0-51 (default 23)");
+  cmd->add_option("--missing", o->missing, "missing frames: hold (default), black or fail");
+  add_submit_options(*cmd, o->common);
+  bind(cmd, inv, o, [](Context& ctx, const MediaOptions& opts) {
+    return run_media_submit(ctx, opts, "transcode");
+  });
+}
+
 // ---------------------------------------------------------------- status, ls, watch
 
 struct StatusOptions {
@@ -613,6 +713,9 @@ void add_commands(CLI::App& app, Invocation& inv) {
   submit->require_subcommand(1);
   add_submit_noop(*submit, inv);
   add_submit_command(*submit, inv);
+  add_submit_thumbnail(*submit, inv);
+  add_submit_convert(*submit, inv);
+  add_submit_transcode(*submit, inv);
 
   add_status(app, inv);
   add_ls(app, inv);

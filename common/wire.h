@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <google/protobuf/message_lite.h>
 #include <zmq.hpp>
@@ -21,6 +22,11 @@ namespace farmhand::common {
 // Bumped whenever proto/farmhand.proto changes meaning; carried in Ready and
 // in every ClientRequest.
 inline constexpr uint32_t kProtocolVersion = 1;
+
+// `text` with every byte sequence that is not valid UTF-8 replaced by '?'.
+// Protobuf refuses to parse a proto3 `string` field holding invalid UTF-8, and
+// decoder errors quote whatever garbage a damaged file contains.
+std::string valid_utf8(std::string_view text);
 
 // Parses `size` bytes into `msg` if size <= max_bytes. Errors: "message of N bytes
 // over the M-byte limit", "malformed message (N bytes)".

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # make demo: start farmhandd with the shipped config and a throw-away state dir,
-# run a small render-style `command` job over two local workers, print where it
-# went, and shut down cleanly.
+# run a small render-style `command` job over two local workers, then make a
+# thumbnail, JPEG proxies and an H.264 review movie of the sample Beachball EXR
+# sequence, print where they landed, and shut down cleanly.
 set -euo pipefail
 build=${1:-build}
 bin=$(cd "$build/bin" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 state=$(mktemp -d /tmp/farmhand-demo.XXXXXX)
+data=$(cd "$here/../.." && pwd)/shared/data/openexr-images/Beachball
+out=${FARMHAND_DEMO_OUT:-/tmp/farmhand-demo-output}
 export FARMHAND_BROKER=tcp://127.0.0.1:7600
 
 cleanup() {
@@ -51,6 +54,27 @@ echo "== farmhand status $job"
 echo
 echo "== farmhand logs $job --task 0"
 "$bin/farmhand" logs "$job" --task 0
+
+echo
+echo "== media: thumbnail, JPEG proxies and an H.264 review movie of $data/singlepart.####.exr"
+rm -rf "$out"
+seq_in="$data/singlepart.####.exr"
+thumb=$("$bin/farmhand" submit thumbnail "$seq_in" -o "$out/thumbnail.jpg" --size 256)
+proxies=$("$bin/farmhand" submit convert "$seq_in" -o "$out/proxy/singlepart.####.jpg" \
+  --resize 50% --chunk 2)
+movie=$("$bin/farmhand" submit transcode "$seq_in" -o "$out/review.mov" --codec h264 --fps 24)
+for job in "$thumb" "$proxies" "$movie"; do
+  "$bin/farmhand" watch "$job"
+done
+echo
+echo "thumbnail: $out/thumbnail.jpg"
+echo "proxies:   $out/proxy/ ($(ls "$out/proxy" | wc -l) frames)"
+echo "movie:     $out/review.mov"
+if command -v ffprobe >/dev/null; then
+  ffprobe -v error -count_frames -select_streams v:0 \
+    -show_entries stream=codec_name,width,height,nb_read_frames,r_frame_rate \
+    -of compact=p=0 "$out/review.mov"
+fi
 
 echo
 echo "== shutting down"

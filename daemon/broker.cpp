@@ -11,6 +11,7 @@
 #include "common/command_template.h"
 #include "common/logging.h"
 #include "common/wire.h"
+#include "daemon/media_jobs.h"
 
 namespace farmhand::daemon {
 
@@ -447,10 +448,16 @@ void Broker::handle_submit(const wire::SubmitRequest& request, wire::ClientReply
     if (!validated) return reject(validated.error().code, validated.error().reason);
     spec.mutable_params()->clear();
     for (const auto& [k, v] : *validated) (*spec.mutable_params())[k] = v;
+  } else if (is_media_kind(spec.kind())) {
+    if (!spec.command_template().empty()) {
+      return reject(ErrorCode::kInvalidArgument, "media jobs take no command template");
+    }
+    if (auto ok = prepare_media_job(spec); !ok) return reject(ok.error().code, ok.error().reason);
   } else {
     return reject(
         ErrorCode::kInvalidArgument,
-        fmt::format("unknown job kind '{}' (this broker runs noop, command)", spec.kind()));
+        fmt::format("unknown job kind '{}' (noop, command, thumbnail, convert, transcode)",
+                    spec.kind()));
   }
   if (spec.labels_size() > static_cast<int>(kMaxLabels)) {
     return reject(ErrorCode::kInvalidArgument, fmt::format("more than {} labels", kMaxLabels));
@@ -531,6 +538,10 @@ void Broker::handle_status(const wire::StatusRequest& request, wire::ClientReply
     t->set_attempts(r.attempt);
     t->set_worker(r.worker);
     t->set_running_s(static_cast<double>((now - r.started).count()) / 1000.0);
+    if (auto p = progress_.find({id, r.task}); p != progress_.end()) {
+      t->set_progress_done(p->second.first);
+      t->set_progress_total(p->second.second);
+    }
   }
   for (const auto& e : scheduler_->last_errors(id)) {
     auto* t = status->add_last_errors();
@@ -767,6 +778,7 @@ void Broker::handle_worker(const std::string& routing_id, const zmq::message_t& 
                         result.ref().lease()};
       Error error{error_code_from_name(result.error_code()), result.error().substr(0, 1024)};
       auto verdict = scheduler_->task_result(worker, ref, result.succeeded(), error, now);
+      progress_.erase({ref.job, ref.task});
       if (verdict == core::ResultVerdict::kAccepted &&
           (!result.log_tail().empty() || !result.error().empty())) {
         LogRow row;
@@ -781,6 +793,11 @@ void Broker::handle_worker(const std::string& routing_id, const zmq::message_t& 
         batch_.logs.push_back(std::move(row));
       }
       *pending_acks_[routing_id].add_tasks() = result.ref();
+      break;
+    }
+    case wire::WorkerMessage::kProgress: {
+      const auto& p = msg.progress();
+      progress_[{p.ref().job_id(), p.ref().task()}] = {p.done(), p.total()};
       break;
     }
     case wire::WorkerMessage::kDisconnect:
@@ -828,6 +845,18 @@ void Broker::send_dispatches(const std::vector<core::Dispatch>& dispatches) {
       for (const auto& argv : *argvs) {
         auto* a = assign->add_commands();
         for (const auto& word : argv) a->add_args(word);
+      }
+    }
+    if (is_media_kind(spec->kind)) {
+      auto request = media_request(extra->second.spec, frames);
+      if (!request) {
+        scheduler_->task_result(d.worker, {d.job, d.task, d.lease}, false, request.error(), now);
+        continue;
+      }
+      assign->set_media_request(std::move(*request));
+      if (spec->timeout.count() == 0) {
+        assign->set_timeout_s(static_cast<uint32_t>(
+            default_media_timeout(extra->second.spec, frames.size()).count()));
       }
     }
     assign->set_frames(frames.to_string());

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -113,6 +114,9 @@ class Broker {
   std::unordered_map<core::WorkerId, std::string> routes_;
   core::WorkerId next_worker_id_ = 1;
   std::chrono::steady_clock::time_point last_heartbeat_{};
+
+  // Progress that running media tasks report (frames done of total), by (job, task).
+  std::map<std::pair<core::JobId, uint64_t>, std::pair<uint64_t, uint64_t>> progress_;
 
   Batch batch_;
   std::vector<core::JobId> uncommitted_jobs_;  // submitted this turn, not yet durable

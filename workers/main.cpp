@@ -1,5 +1,6 @@
 // farmhand-worker: runs tasks the broker leases to it. Parses flags, wires the Worker, runs.
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
@@ -21,6 +22,10 @@ int main(int argc, char** argv) {
                  "stable worker name (default: host name); a restarted worker keeps it");
   app.add_option("--work-dir", options.work_dir, "where per-task logs are written");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  app.add_option("--media-binary", options.media_binary,
+                 "farmhand-media (default: the one beside farmhand-worker)");
+  app.add_option("--media-memory-mb", options.media_memory_mb,
+                 "address-space cap of each media process, in MiB (default 4096)");
   CLI11_PARSE(app, argc, argv);
   farmhand::common::setup_logging(log_level);
 
@@ -32,6 +37,11 @@ int main(int argc, char** argv) {
   std::stringstream split(tags);
   for (std::string tag; std::getline(split, tag, ',');) {
     if (!tag.empty()) options.tags.push_back(tag);
+  }
+  if (options.media_binary.empty()) {
+    std::error_code ec;
+    auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (!ec) options.media_binary = (self.parent_path() / "farmhand-media").string();
   }
   if (options.work_dir.empty()) {
     const char* tmp = std::getenv("TMPDIR");

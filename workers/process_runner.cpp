@@ -7,9 +7,12 @@
 #include <utility>
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -94,69 +97,139 @@ std::vector<std::string> merged_environment(const std::map<std::string, std::str
   std::vector<std::string> env;
   for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
     std::string_view text(*entry);
-    std::string_view name = text.substr(0, text.find('='));
-    if (extra.count(std::string(name)) == 0) env.emplace_back(text);
+    // Most templates add nothing: skip building a key per variable then.
+    if (!extra.empty() && extra.count(std::string(text.substr(0, text.find('=')))) != 0) continue;
+    env.emplace_back(text);
   }
   for (const auto& [name, value] : extra) env.push_back(name + "=" + value);
   return env;
 }
 
-// Moves fd to a number above stdin/stdout/stderr so the dup2 calls that set
-// those up cannot clobber it. Async-signal-safe.
+// Moves fd to a number above stdin/stdout/stderr (closing the original), so
+// the dup2 calls that set those up in the child cannot clobber it. Only a
+// worker started with a closed stdio descriptor ever needs this.
 int move_above_stdio(int fd) {
-  if (fd > STDERR_FILENO) return fd;
-  return fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+  if (fd < 0 || fd > STDERR_FILENO) return fd;
+  int moved = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+  int saved = errno;
+  close(fd);
+  errno = saved;
+  return moved;
 }
 
-// Runs in the forked child: only async-signal-safe calls from here to exec,
-// since the worker may hold locks (malloc, spdlog) that no longer have an
-// owner in this copy of the process. Any failure is reported as an errno on
-// error_fd, which closes without data when exec succeeds.
-[[noreturn]] void exec_child(char* const* argv, char* const* envp, int log_fd, int error_fd,
-                             pid_t parent) {
-  error_fd = move_above_stdio(error_fd);
-  auto fail = [error_fd](int err) {
-    if (error_fd >= 0) {
-      ssize_t ignored = write(error_fd, &err, sizeof err);
-      (void)ignored;
-    }
-    _exit(127);
-  };
-  if (error_fd < 0) fail(errno);
-  if (setpgid(0, 0) != 0) fail(errno);
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(errno);
+// The kernel's signal set size, which the raw rt_sig* calls take (glibc's
+// sigset_t is larger).
+constexpr size_t kKernelSigsetBytes = (NSIG - 1) / 8;
+
+// An all-zero kernel sigaction is SIG_DFL with no flags and an empty mask on
+// every architecture (SIG_DFL is 0); sized above any kernel's struct.
+constexpr unsigned long kDefaultAction[8] = {};
+constexpr unsigned long kNoSignals[4] = {};
+
+constexpr size_t kChildStackBytes = 256 * 1024;  // mostly untouched; exec needs little
+
+// What the child reads; built by the parent before the clone, since the child
+// must not allocate.
+struct ChildArgs {
+  char* const* argv = nullptr;
+  char* const* envp = nullptr;
+  // Paths to execve in turn, the PATH lookup done by the parent (execvp may
+  // allocate); the child's first hit wins, as in execvp.
+  const char* const* candidates = nullptr;
+  size_t candidate_count = 0;
+  // {"/bin/sh", <slot>, argv[1], ..., nullptr} for a program without a #! line
+  // (ENOEXEC), which execvp runs with the shell; slot 1 is reserved for the
+  // child to fill with the path: the one write it makes to the parent's memory.
+  char** script_argv = nullptr;
+  int log_fd = -1;
+  int null_fd = -1;
+  int error_fd = -1;  // close-on-exec; gets the child's errno if exec fails
+  pid_t parent = -1;
+};
+
+[[noreturn]] void child_fail(int error_fd, int err) {
+  ssize_t ignored = write(error_fd, &err, sizeof err);
+  (void)ignored;
+  _exit(127);
+}
+
+// Runs in the child, on its own stack but in the worker's memory, while the
+// spawning thread waits: only system calls, nothing that allocates, takes a
+// lock or writes worker state (libc's wrappers set errno, the spawning
+// thread's, which the parent reads only when the clone itself failed). Every
+// signal is blocked on entry (inherited from the parent).
+int spawn_child(void* raw) {
+  const ChildArgs& args = *static_cast<const ChildArgs*>(raw);
+  // Raw calls, unlike sigaction(), also reach glibc's reserved signals. They
+  // fail for SIGKILL and SIGSTOP: fine.
+  for (int sig = 1; sig < NSIG; ++sig) {
+    syscall(SYS_rt_sigaction, sig, kDefaultAction, nullptr, kKernelSigsetBytes);
+  }
+  if (setpgid(0, 0) != 0) child_fail(args.error_fd, errno);
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(args.error_fd, errno);
   // The worker may have died before prctl took effect; then nobody would
   // ever kill us.
-  if (getppid() != parent) _exit(127);
+  if (getppid() != args.parent) _exit(127);
+  // Only now, with no handler of the worker's left to run here.
+  if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, kNoSignals, nullptr, kKernelSigsetBytes) != 0) {
+    child_fail(args.error_fd, errno);
+  }
 
-  // The worker blocks SIGCHLD/SIGTERM for its signalfd and ignores SIGPIPE;
-  // exec keeps both the mask and ignored dispositions, so reset them all.
-  // sigaction fails for SIGKILL, SIGSTOP and glibc's internal signals: fine.
-  struct sigaction default_action {};
-
-  default_action.sa_handler = SIG_DFL;
-  sigemptyset(&default_action.sa_mask);
-  for (int sig = 1; sig < NSIG; ++sig) sigaction(sig, &default_action, nullptr);
-  sigset_t none;
-  sigemptyset(&none);
-  if (sigprocmask(SIG_SETMASK, &none, nullptr) != 0) fail(errno);
-
-  log_fd = move_above_stdio(log_fd);
-  if (log_fd < 0) fail(errno);
-  int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (null_fd < 0) fail(errno);
-  if (dup2(null_fd, STDIN_FILENO) < 0) fail(errno);
-  if (dup2(log_fd, STDOUT_FILENO) < 0) fail(errno);
-  if (dup2(log_fd, STDERR_FILENO) < 0) fail(errno);
+  if (dup2(args.null_fd, STDIN_FILENO) < 0) child_fail(args.error_fd, errno);
+  if (dup2(args.log_fd, STDOUT_FILENO) < 0) child_fail(args.error_fd, errno);
+  if (dup2(args.log_fd, STDERR_FILENO) < 0) child_fail(args.error_fd, errno);
   // Other descriptors the worker forgot to mark close-on-exec (sockets,
   // other tasks' logs) must not leak into the task. Needs Linux 5.11; on
   // older kernels this fails and we carry on.
   close_range(STDERR_FILENO + 1, ~0U, CLOSE_RANGE_CLOEXEC);
 
-  // PATH is looked up in the worker's environment, not in envp.
-  execvpe(argv[0], argv, envp);
-  fail(errno);
-  _exit(127);  // not reached: fail() exits
+  // execvp's search: go on past a missing or inaccessible candidate, stop at
+  // any other error; EACCES wins over ENOENT once the list is exhausted.
+  int err = ENOENT;
+  bool denied = false;
+  for (size_t i = 0; i < args.candidate_count; ++i) {
+    execve(args.candidates[i], args.argv, args.envp);
+    err = errno;
+    if (err == ENOEXEC) {
+      args.script_argv[1] = const_cast<char*>(args.candidates[i]);
+      execve(args.script_argv[0], args.script_argv, args.envp);
+      // Report the program's own error rather than the shell's.
+      child_fail(args.error_fd, ENOEXEC);
+    }
+    if (err == EACCES) {
+      denied = true;
+    } else if (err != ENOENT && err != ENOTDIR && err != ESTALE && err != ENODEV &&
+               err != ETIMEDOUT) {
+      child_fail(args.error_fd, err);
+    }
+  }
+  child_fail(args.error_fd, denied ? EACCES : err);
+}
+
+// The paths execvp would try for `program`, in order: the program itself when
+// it names a path, else each PATH entry of the worker's own environment (not
+// the run's) joined with it, an empty entry meaning the current directory.
+std::vector<std::string> exec_candidates(const std::string& program) {
+  if (program.find('/') != std::string::npos) return {program};
+  const char* path = getenv("PATH");
+  // glibc's execvp default when PATH is unset.
+  std::string_view dirs = path != nullptr ? path : "/bin:/usr/bin";
+  std::vector<std::string> candidates;
+  for (;;) {
+    size_t colon = dirs.find(':');
+    std::string_view dir = dirs.substr(0, colon);
+    if (dir.empty()) {
+      candidates.push_back(program);
+    } else {
+      std::string candidate(dir);
+      candidate += '/';
+      candidate += program;
+      candidates.push_back(std::move(candidate));
+    }
+    if (colon == std::string_view::npos) break;
+    dirs.remove_prefix(colon + 1);
+  }
+  return candidates;
 }
 
 }  // namespace
@@ -171,6 +244,30 @@ ProcessRunner::~ProcessRunner() {
     while (waitpid(run->pid, &status, 0) < 0 && errno == EINTR) {
     }
   }
+  if (null_fd_ >= 0) close(null_fd_);
+  if (child_stack_ != nullptr) munmap(child_stack_, kChildStackBytes);
+}
+
+bool ProcessRunner::prepare_spawning() {
+  if (null_fd_ < 0) {
+    null_fd_ = move_above_stdio(open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (null_fd_ < 0) return false;
+  }
+  if (child_stack_ == nullptr) {
+    void* stack = mmap(nullptr, kChildStackBytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) return false;
+    // A guard page, so an overflowing child faults instead of writing over
+    // whatever the worker mapped below.
+    if (mprotect(stack, static_cast<size_t>(getpagesize()), PROT_NONE) != 0) {
+      int saved = errno;
+      munmap(stack, kChildStackBytes);
+      errno = saved;
+      return false;
+    }
+    child_stack_ = stack;
+  }
+  return true;
 }
 
 Result<void> ProcessRunner::start(RunSpec spec, SteadyTime now) {
@@ -194,7 +291,8 @@ Result<void> ProcessRunner::start(RunSpec spec, SteadyTime now) {
   }
 
   auto run = std::make_unique<Run>();
-  run->log_fd = open(spec.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  run->log_fd = move_above_stdio(
+      open(spec.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
   if (run->log_fd < 0) {
     return fail(ErrorCode::kIo, "cannot open log " + spec.log_path + ": " + errno_text(errno));
   }
@@ -213,39 +311,68 @@ void ProcessRunner::spawn(Run& run) {
   const std::vector<std::string>& command = run.spec.commands[run.index];
   write_all(run.log_fd, "farmhand: running " + command_line(command) + "\n");
 
-  // Everything the child needs is built here: allocating after fork is not
-  // async-signal-safe.
+  const std::string& program = command[0];
+  auto cannot_start = [&](int err) {
+    run.failure = Error{err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kInternal,
+                        "cannot start '" + program + "': " + errno_text(err)};
+  };
+  if (!prepare_spawning()) return cannot_start(errno);
+
+  // Everything the child needs is built here: it must not allocate.
   std::vector<char*> argv;
   for (const std::string& arg : command) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
   std::vector<char*> envp;
   for (const std::string& entry : run.env) envp.push_back(const_cast<char*>(entry.c_str()));
   envp.push_back(nullptr);
+  std::vector<std::string> candidates = exec_candidates(program);
+  std::vector<const char*> candidate_ptrs;
+  for (const std::string& candidate : candidates) candidate_ptrs.push_back(candidate.c_str());
+  std::vector<char*> script_argv = {const_cast<char*>("/bin/sh"), nullptr};
+  script_argv.insert(script_argv.end(), argv.begin() + 1, argv.end());
 
-  const std::string& program = command[0];
   int error_pipe[2];
-  if (pipe2(error_pipe, O_CLOEXEC) != 0) {
-    run.failure =
-        Error{ErrorCode::kInternal, "cannot start '" + program + "': " + errno_text(errno)};
-    return;
+  if (pipe2(error_pipe, O_CLOEXEC) != 0) return cannot_start(errno);
+  error_pipe[1] = move_above_stdio(error_pipe[1]);
+  if (error_pipe[1] < 0) {
+    int err = errno;
+    close(error_pipe[0]);
+    return cannot_start(err);
   }
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid == 0) exec_child(argv.data(), envp.data(), run.log_fd, error_pipe[1], parent);
-  int fork_errno = errno;
+
+  ChildArgs args;
+  args.argv = argv.data();
+  args.envp = envp.data();
+  args.candidates = candidate_ptrs.data();
+  args.candidate_count = candidate_ptrs.size();
+  args.script_argv = script_argv.data();
+  args.log_fd = run.log_fd;
+  args.null_fd = null_fd_;
+  args.error_fd = error_pipe[1];
+  args.parent = getpid();
+
+  // Block every signal, glibc's reserved ones included (hence the raw call;
+  // pthread_sigmask leaves those out), so the child starts with all blocked.
+  sigset_t all_signals;
+  sigset_t previous;
+  std::memset(&all_signals, 0xff, sizeof all_signals);
+  sigemptyset(&previous);
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all_signals, &previous, kKernelSigsetBytes);
+  // The stack grows down on every architecture Linux runs the worker on.
+  char* stack_top = static_cast<char*>(child_stack_) + kChildStackBytes;
+  pid_t pid = clone(spawn_child, stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+  int clone_errno = errno;
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &previous, nullptr, kKernelSigsetBytes);
   close(error_pipe[1]);
   if (pid < 0) {
     close(error_pipe[0]);
-    run.failure =
-        Error{ErrorCode::kInternal, "cannot start '" + program + "': " + errno_text(fork_errno)};
-    return;
+    return cannot_start(clone_errno);
   }
-  // Also set the group here: whichever of parent and child runs first, the
-  // group exists before anyone may signal it. Fails harmlessly (EACCES) once
-  // the child has exec'd.
-  setpgid(pid, pid);
+  // The child has exec'd or exited by now (CLONE_VFORK), so its process group
+  // exists before anyone may signal it: no need to set it from here too.
 
-  // Blocks only until the child execs or fails, which is immediate.
+  // Returns at once, or as soon as the exec'ing child has closed its
+  // close-on-exec descriptors.
   int child_errno = 0;
   ssize_t n;
   do {
@@ -258,9 +385,7 @@ void ProcessRunner::spawn(Run& run) {
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    run.failure = Error{child_errno == ENOENT ? ErrorCode::kNotFound : ErrorCode::kInternal,
-                        "cannot start '" + program + "': " + errno_text(child_errno)};
-    return;
+    return cannot_start(child_errno);
   }
   run.pid = pid;
 }

@@ -35,6 +35,7 @@ Worker::Worker(Options options)
     : options_(std::move(options)),
       log_(common::logger("worker")),
       context_(1),
+      media_(MediaRunner::Options{options_.media_binary, options_.media_memory_mb, 1}),
       heartbeat_interval_(options_.heartbeat_interval) {}
 
 Worker::~Worker() {
@@ -93,6 +94,11 @@ Result<void> Worker::run() {
     return fail(ErrorCode::kInvalidArgument,
                 fmt::format("cannot connect to {}: {}", options_.broker, e.what()));
   }
+  if (!options_.media_binary.empty() && access(options_.media_binary.c_str(), X_OK) == 0) {
+    media_.warm_up();
+  } else {
+    log_->warn("media processing unavailable binary={}", options_.media_binary);
+  }
   auto now = Clock::now();
   broker_seen_ = now;
   send_ready();
@@ -101,12 +107,13 @@ Result<void> Worker::run() {
 
   while (!stopping_) {
     now = Clock::now();
-    zmq::pollitem_t items[] = {
+    std::vector<zmq::pollitem_t> items = {
         {socket_->handle(), 0, ZMQ_POLLIN, 0},
         {nullptr, signal_fd_, ZMQ_POLLIN, 0},
     };
+    for (int fd : media_.fds()) items.push_back({nullptr, fd, ZMQ_POLLIN, 0});
     try {
-      zmq::poll(items, 2, poll_timeout(now));
+      zmq::poll(items.data(), items.size(), poll_timeout(now));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) return fail(ErrorCode::kInternal, e.what());
     }
@@ -138,6 +145,10 @@ Result<void> Worker::run() {
     for (const auto& outcome : runner_.poll(Clock::now())) {
       finish(outcome.id, outcome.succeeded, outcome.error, outcome.elapsed);
     }
+    for (const auto& outcome : media_.poll(Clock::now())) {
+      finish(outcome.id, outcome.succeeded, outcome.error, outcome.elapsed);
+    }
+    send_progress();
     now = Clock::now();
     if (ready_pending_) send_ready();
     if (now - broker_seen_ > heartbeat_interval_ * options_.liveness && now >= reconnect_at_) {
@@ -171,6 +182,7 @@ std::chrono::milliseconds Worker::poll_timeout(Clock::time_point now) const {
                        broker_seen_ + heartbeat_interval_ * options_.liveness);
   if (!runs_.empty()) next = std::min(next, last_renew_ + lease_ttl_ / 3);
   if (auto deadline = runner_.next_deadline()) next = std::min(next, *deadline);
+  if (auto deadline = media_.next_deadline()) next = std::min(next, *deadline);
   if (ready_pending_) next = std::min(next, now + std::chrono::milliseconds(20));
   auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(next - now);
   return std::clamp(timeout, std::chrono::milliseconds(0), std::chrono::milliseconds(1000));
@@ -208,7 +220,11 @@ void Worker::handle(const wire::BrokerMessage& msg, Clock::time_point now) {
             task.ref.lease() == ref.lease()) {
           log_->info("task cancel job={} task={} reason=\"{}\"", ref.job_id(), ref.task(),
                      msg.cancel().reason());
-          runner_.cancel(id, now);
+          if (task.media) {
+            media_.cancel(id);
+          } else {
+            runner_.cancel(id, now);
+          }
           break;
         }
       }
@@ -235,6 +251,15 @@ void Worker::start_task(const wire::Assign& assign, Clock::time_point now) {
     uint64_t id = next_run_id_++;
     runs_[id] = Task{assign.ref(), assign.attempt(), {}};
     finish(id, true, std::nullopt, std::chrono::milliseconds(0));
+    return;
+  }
+  if (assign.kind() == "thumbnail" || assign.kind() == "convert" || assign.kind() == "transcode") {
+    uint64_t id = next_run_id_++;
+    runs_[id] = Task{assign.ref(), assign.attempt(), {}, true};
+    if (runs_.size() == 1) last_renew_ = now;
+    auto ok =
+        media_.start(id, assign.media_request(), std::chrono::seconds(assign.timeout_s()), now);
+    if (!ok) finish(id, false, ok.error(), std::chrono::milliseconds(0));
     return;
   }
   uint64_t id = next_run_id_++;
@@ -277,7 +302,7 @@ void Worker::finish(uint64_t run_id, bool succeeded, const std::optional<Error>&
   result->set_attempt(task.attempt);
   result->set_succeeded(succeeded);
   if (error) {
-    result->set_error(error->reason);
+    result->set_error(common::valid_utf8(error->reason));
     result->set_error_code(std::string(error_code_name(error->code)));
   }
   if (!task.log_path.empty()) result->set_log_tail(read_log_tail(task.log_path, kLogTailBytes));
@@ -293,6 +318,18 @@ void Worker::finish(uint64_t run_id, bool succeeded, const std::optional<Error>&
   send(msg);
 }
 
+void Worker::send_progress() {
+  for (const auto& p : media_.take_progress()) {
+    auto it = runs_.find(p.id);
+    if (it == runs_.end()) continue;
+    wire::WorkerMessage msg;
+    *msg.mutable_progress()->mutable_ref() = it->second.ref;
+    msg.mutable_progress()->set_done(p.done);
+    msg.mutable_progress()->set_total(p.total);
+    send(msg);
+  }
+}
+
 void Worker::renew_leases() {
   wire::WorkerMessage msg;
   for (const auto& [id, task] : runs_) *msg.mutable_renew()->add_tasks() = task.ref;
@@ -302,7 +339,13 @@ void Worker::renew_leases() {
 void Worker::shutdown() {
   log_->info("worker stopping worker={} running={}", options_.name, runs_.size());
   auto now = Clock::now();
-  for (const auto& [id, task] : runs_) runner_.cancel(id, now);
+  for (const auto& [id, task] : runs_) {
+    if (task.media) {
+      media_.cancel(id);
+    } else {
+      runner_.cancel(id, now);
+    }
+  }
   auto deadline = now + std::chrono::seconds(5);
   while (runner_.running() > 0 && Clock::now() < deadline) {
     runner_.poll(Clock::now());

@@ -29,6 +29,7 @@
 #include <zmq.hpp>
 
 #include "common/result.h"
+#include "workers/media_runner.h"
 #include "workers/process_runner.h"
 
 namespace farmhand::worker {
@@ -43,6 +44,8 @@ class Worker {
     std::string work_dir;  // per-task logs live here until the broker has them
     std::chrono::milliseconds heartbeat_interval{1000};  // until the broker's Welcome says
     uint32_t liveness = 3;
+    std::string media_binary;         // farmhand-media; empty: media tasks fail
+    uint64_t media_memory_mb = 4096;  // address-space cap of each media process
   };
 
   explicit Worker(Options options);
@@ -62,6 +65,7 @@ class Worker {
     wire::TaskRef ref;
     uint32_t attempt = 0;
     std::string log_path;
+    bool media = false;
   };
 
   void connect();
@@ -72,6 +76,7 @@ class Worker {
   void finish(uint64_t run_id, bool succeeded, const std::optional<Error>& error,
               std::chrono::milliseconds elapsed);
   void renew_leases();
+  void send_progress();
   std::chrono::milliseconds poll_timeout(Clock::time_point now) const;
   void shutdown();
 
@@ -80,6 +85,7 @@ class Worker {
   zmq::context_t context_;
   std::unique_ptr<zmq::socket_t> socket_;
   ProcessRunner runner_;
+  MediaRunner media_;
   int signal_fd_ = -1;
   bool stopping_ = false;
   bool ready_pending_ = false;  // Ready not yet handed to a connected socket

@@ -1,6 +1,7 @@
 // Image operations of the media process: thumbnails and frame conversion.
 //
-// OpenImageIO does the reading, resizing, colour conversion and writing. Only
+// OpenImageIO does the reading, colour conversion and writing; resizing is
+// our own separable filter (OIIO's resize costs more than the decode). Only
 // what is needed is read: the R,G,B(,A) channels of the first subimage (the
 // default layer of the first part), never every AOV of a 50-channel EXR.
 // Pictures are shown as they were meant to be seen: the data window placed in
@@ -9,9 +10,15 @@
 // OCIO config is given) for 8-bit outputs; NaN and Inf never reach an output.
 // Outputs are written to a temporary name beside the target and renamed.
 //
+// Sizes: pixel aspect scales the picture up, never down (aspect > 1 widens,
+// < 1 makes it taller), as `oiiotool --pixelaspect` does. Fitted sizes round
+// halves up (2048x1556 at 256 wide -> 256x195) and may enlarge small images.
+// Resizing uses a triangle filter, in linear light, before colour conversion.
+//
 // These functions may abort inside OpenEXR on hostile files: callers run them
 // in a child process (the media process), never in the worker or broker.
-// Thread-safe: no shared state beyond OIIO's own caches.
+// Thread-safe: no shared state beyond OIIO's own caches and a mutex-guarded
+// cache of loaded colour configs (one per OCIO config path).
 #pragma once
 
 #include <cstdint>
@@ -27,6 +34,7 @@ struct ThumbnailOptions {
   std::string output;  // .jpg, .png, .tif... (format from the extension)
   // The displayed picture is fitted inside width x height keeping its aspect;
   // height 0 fixes only the width. The output's size is the fitted size.
+  // Thumbnails are opaque R,G,B whatever the format (alpha is not read).
   uint32_t width = 256;
   uint32_t height = 0;
   std::string ocio_config;  // empty: $OCIO if set, else OIIO's built-in linear -> sRGB
@@ -43,21 +51,25 @@ struct ImageInfo {
 struct ConvertOptions {
   std::string input;   // one image file
   std::string output;  // target file; format from its extension unless `format` is set
-  std::string format;  // jpg|png|tif|dpx|exr or empty
-  // "" (full size), "WxH", "W" (width, keep aspect), or "N%".
+  // jpg|png|tif|dpx|exr or empty. Chooses the writer (and the colour
+  // encoding); the output path is used as given, whatever its extension.
+  std::string format;
+  // "" (full size), "WxH" (exactly), "W" (width, keep aspect), or "N%".
   std::string resize;
   std::string ocio_config;
 };
 
 // Converts one frame: the displayed picture (display window, pixel aspect),
 // optionally resized; display-referred (sRGB) for jpg/png/tif/dpx, linear
-// half-float for exr.
+// half-float for exr. Alpha is kept for png/tif/exr when the input has one;
+// jpg and dpx (10-bit) hold the picture over black. JPEG quality is 90.
 [[nodiscard]] Result<ImageInfo> convert_frame(const ConvertOptions& options);
 
 // The displayed picture of one image for the movie encoder: display window and
 // pixel aspect applied, R,G,B of the first subimage, converted to display
 // (sRGB or OCIO), NaN/Inf removed, fitted inside fit_width x fit_height when
-// those are non-zero (0 x 0: the displayed size), as 16-bit RGB (AV_PIX_FMT_RGB48).
+// those are non-zero (0 x 0: the displayed size; one zero side: the other side
+// fixed), as 16-bit RGB (AV_PIX_FMT_RGB48).
 struct DisplayImage {
   uint32_t width = 0;
   uint32_t height = 0;

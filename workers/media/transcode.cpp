@@ -1,1 +1,884 @@
-// placeholder
+// Transcode: decode pool, bounded reorder buffer, swscale and the libav encoder/muxer.
+//
+// Shape of one call:
+//   1. The calling thread validates the options, finds the first readable frame
+//      (stat only), opens the temporary output and starts the DecodePool.
+//   2. It decodes the first readable frame itself: its displayed size, fitted
+//      to max_width and rounded down to even, is the movie's size. Meanwhile
+//      the pool's threads already read the next frames (at their displayed
+//      size; with max_width they wait for the size, which sets the fit).
+//   3. The pool's `decode_threads` threads claim frames in order, at most
+//      `decode_ahead` past the next frame the encoder wants, read each with
+//      read_display_image and convert it with swscale (one context per thread)
+//      to the encoder's pixel format. Finished frames wait in slot `index %
+//      decode_ahead`, so memory holds at most `decode_ahead` frames whatever the
+//      length of the sequence.
+//   4. The calling thread takes the frames in order, applies the missing-frame
+//      policy, encodes (libx264, prores_ks and dnxhd run their own threads),
+//      muxes into the temporary file and renames it over the output once the
+//      trailer is written.
+//
+// Colour: the DisplayImage is display-referred (sRGB-encoded, full range). It is
+// converted with the BT.709 matrix to limited ("tv") range, and the stream is
+// tagged BT.709 for primaries, transfer and matrix. The transfer tag is the
+// review-movie convention (ShotGrid, RV, browsers, QuickTime): players show a
+// bt709-tagged movie with the display's own curve, which is what the sRGB-encoded
+// values were made for. Tagging iec61966-2-1 would describe the curve more
+// exactly, but QuickTime and several review tools ignore it or fall back to
+// untagged handling, so the same pixels would look different from player to
+// player.
+#include "workers/media/transcode.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <unistd.h>
+
+extern "C" {
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/imgutils.h>
+#include <libavutil/opt.h>
+#include <libavutil/rational.h>
+#include <libswscale/swscale.h>
+}
+
+#include "workers/media/image_ops.h"
+
+namespace farmhand::media {
+namespace {
+
+std::string av_error_text(int code) {
+  char text[AV_ERROR_MAX_STRING_SIZE] = {};
+  av_strerror(code, text, sizeof(text));
+  return text;
+}
+
+struct FrameDeleter {
+  void operator()(AVFrame* frame) const { av_frame_free(&frame); }
+};
+
+struct PacketDeleter {
+  void operator()(AVPacket* packet) const { av_packet_free(&packet); }
+};
+
+struct CodecContextDeleter {
+  void operator()(AVCodecContext* context) const { avcodec_free_context(&context); }
+};
+
+struct SwsDeleter {
+  void operator()(SwsContext* context) const { sws_freeContext(context); }
+};
+
+using FramePtr = std::unique_ptr<AVFrame, FrameDeleter>;
+using PacketPtr = std::unique_ptr<AVPacket, PacketDeleter>;
+using CodecContextPtr = std::unique_ptr<AVCodecContext, CodecContextDeleter>;
+using SwsPtr = std::unique_ptr<SwsContext, SwsDeleter>;
+
+// What each `codec` option maps to in libavcodec.
+struct CodecSpec {
+  const char* encoder;
+  AVPixelFormat pixel_format;
+};
+
+Result<CodecSpec> codec_spec(const std::string& codec) {
+  if (codec == "h264") return CodecSpec{"libx264", AV_PIX_FMT_YUV420P};
+  if (codec == "prores") return CodecSpec{"prores_ks", AV_PIX_FMT_YUV422P10LE};
+  if (codec == "dnxhr") return CodecSpec{"dnxhd", AV_PIX_FMT_YUV422P};
+  return fail(ErrorCode::kInvalidArgument, "unknown codec " + codec + " (h264, prores or dnxhr)");
+}
+
+bool is_x264_preset(const std::string& preset) {
+  for (const char* known : {"ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
+                            "slow", "slower", "veryslow", "placebo"}) {
+    if (preset == known) return true;
+  }
+  return false;
+}
+
+// NTSC-family rates are written rounded (23.976, 29.97, 59.94) but mean
+// N*1000/1001; av_d2q alone would store 23.976 as 2997/125 and the movie
+// would drift from its audio and from every other tool's 24000/1001.
+AVRational frame_rate(double fps) {
+  const double whole = std::round(fps * 1.001);
+  if (std::abs(fps - std::round(fps)) > 1e-6 && whole >= 1 &&
+      std::abs(fps - whole * 1000.0 / 1001.0) < 0.005) {
+    return AVRational{static_cast<int>(whole) * 1000, 1001};
+  }
+  return av_d2q(fps, 1001000);
+}
+
+// yuv420p subsamples chroma 2x2, so both dimensions must be even.
+uint32_t even_down(uint32_t value) {
+  return std::max<uint32_t>(2, value & ~1u);
+}
+
+std::string lower_extension(const std::string& path) {
+  std::string ext = std::filesystem::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return ext;
+}
+
+// A missing frame is an empty path or a file that does not exist; anything
+// else (unreadable, corrupt) is an error of its own, reported by the decoder.
+bool frame_missing(const std::string& path) {
+  if (path.empty()) return true;
+  std::error_code error;  // ENOENT and ENOTDIR are not_found; other errors are the decoder's
+  return std::filesystem::status(path, error).type() == std::filesystem::file_type::not_found;
+}
+
+// read_display_image's reason names the file in the usual case; make sure it does.
+Error read_error(const std::string& path, Error error) {
+  if (error.reason.find(path) == std::string::npos) {
+    error.reason = "cannot read " + path + ": " + error.reason;
+  }
+  return error;
+}
+
+// Within the rounding the converter absorbs (crop or stretch by up to 2 pixels).
+bool near_size(const DisplayImage& image, uint32_t width, uint32_t height) {
+  return std::abs(int64_t{width} - image.width) <= 2 &&
+         std::abs(int64_t{height} - image.height) <= 2;
+}
+
+void tag_bt709(AVFrame* frame) {
+  frame->color_primaries = AVCOL_PRI_BT709;
+  frame->color_trc = AVCOL_TRC_BT709;
+  frame->colorspace = AVCOL_SPC_BT709;
+  frame->color_range = AVCOL_RANGE_MPEG;
+}
+
+Result<FramePtr> allocate_frame(uint32_t width, uint32_t height, AVPixelFormat format) {
+  FramePtr frame(av_frame_alloc());
+  if (!frame) return fail(ErrorCode::kInternal, "out of memory allocating a video frame");
+  frame->format = format;
+  frame->width = static_cast<int>(width);
+  frame->height = static_cast<int>(height);
+  tag_bt709(frame.get());
+  const int result = av_frame_get_buffer(frame.get(), 0);
+  if (result < 0) {
+    return fail(ErrorCode::kInternal, "cannot allocate a " + std::to_string(width) + "x" +
+                                          std::to_string(height) +
+                                          " video frame: " + av_error_text(result));
+  }
+  return frame;
+}
+
+Result<FramePtr> black_frame(uint32_t width, uint32_t height, AVPixelFormat format) {
+  Result<FramePtr> frame = allocate_frame(width, height, format);
+  if (!frame) return frame;
+  uint8_t* data[4] = {};
+  ptrdiff_t linesize[4] = {};
+  for (int plane = 0; plane < 4; ++plane) {
+    data[plane] = (*frame)->data[plane];
+    linesize[plane] = (*frame)->linesize[plane];
+  }
+  const int result = av_image_fill_black(data, linesize, format, AVCOL_RANGE_MPEG,
+                                         static_cast<int>(width), static_cast<int>(height));
+  if (result < 0) return fail(ErrorCode::kInternal, "cannot fill a black frame");
+  return frame;
+}
+
+// Converts DisplayImages (RGB48, sRGB-encoded, full range) to the encoder's
+// format and size: BT.709 matrix, limited range. One per thread: a SwsContext
+// must not be shared.
+class Converter {
+ public:
+  Converter(uint32_t width, uint32_t height, AVPixelFormat format)
+      : width_(width), height_(height), format_(format) {}
+
+  Result<FramePtr> convert(const DisplayImage& image) {
+    const int64_t dw = int64_t{width_} - image.width;
+    const int64_t dh = int64_t{height_} - image.height;
+    // Up to 2 pixels of difference is rounding (odd sizes, the fit's
+    // rounding): crop when the image is larger, stretch when it is smaller.
+    // Anything else (a frame shaped differently from the first) is
+    // letterboxed, not distorted.
+    const DisplayImage* source = &image;
+    DisplayImage canvas;
+    uint32_t source_width = image.width;
+    uint32_t source_height = image.height;
+    if (dw <= 0 && dh <= 0 && dw >= -2 && dh >= -2) {
+      source_width = width_;
+      source_height = height_;
+    } else if (std::abs(dw) > 2 || std::abs(dh) > 2) {
+      canvas = letterbox(image);
+      source = &canvas;
+      source_width = width_;
+      source_height = height_;
+    }
+    if (!context_ || source_width != context_width_ || source_height != context_height_) {
+      Result<void> made = make_context(source_width, source_height);
+      if (!made) return fail(made.error());
+    }
+    Result<FramePtr> frame = allocate_frame(width_, height_, format_);
+    if (!frame) return frame;
+    // swscale 6 has no fast path for packed RGB48 input: its C reader looks
+    // up the pixel format per pixel, ~5x slower than planar GBRP16 with the
+    // same values and coefficients. So the rows are split into planes a
+    // strip at a time (a cache-sized buffer) and fed to swscale as slices.
+    const size_t strip_pixels = size_t{source_width} * kStripRows;
+    strip_.resize(strip_pixels * 3);
+    uint16_t* green = strip_.data();
+    uint16_t* blue = green + strip_pixels;
+    uint16_t* red = blue + strip_pixels;
+    const uint8_t* planes[4] = {reinterpret_cast<const uint8_t*>(green),
+                                reinterpret_cast<const uint8_t*>(blue),
+                                reinterpret_cast<const uint8_t*>(red), nullptr};
+    const int stride = static_cast<int>(source_width * sizeof(uint16_t));
+    const int strides[4] = {stride, stride, stride, 0};
+    for (uint32_t top = 0; top < source_height; top += kStripRows) {
+      const uint32_t rows = std::min(kStripRows, source_height - top);
+      for (uint32_t row = 0; row < rows; ++row) {
+        const uint16_t* from = source->rgb.data() + size_t{top + row} * source->width * 3;
+        const size_t at = size_t{row} * source_width;
+        for (uint32_t x = 0; x < source_width; ++x) {
+          red[at + x] = from[3 * x];
+          green[at + x] = from[3 * x + 1];
+          blue[at + x] = from[3 * x + 2];
+        }
+      }
+      sws_scale(context_.get(), planes, strides, static_cast<int>(top), static_cast<int>(rows),
+                (*frame)->data, (*frame)->linesize);
+    }
+    return frame;
+  }
+
+ private:
+  Result<void> make_context(uint32_t source_width, uint32_t source_height) {
+    // Bicubic only matters when stretching by a pixel or two; ACCURATE_RND
+    // keeps the 16-bit -> 8/10-bit rounding unbiased.
+    context_.reset(sws_getContext(static_cast<int>(source_width), static_cast<int>(source_height),
+                                  AV_PIX_FMT_GBRP16, static_cast<int>(width_),
+                                  static_cast<int>(height_), format_,
+                                  SWS_BICUBIC | SWS_ACCURATE_RND, nullptr, nullptr, nullptr));
+    if (!context_) {
+      return fail(ErrorCode::kInternal,
+                  "cannot convert gbrp16 to " + std::string(av_get_pix_fmt_name(format_)));
+    }
+    const int* bt709 = sws_getCoefficients(SWS_CS_ITU709);
+    // Source full range (RGB), destination limited range ("tv"), BT.709
+    // matrix; brightness 0, contrast and saturation 1.0 in 16.16 fixed point.
+    if (sws_setColorspaceDetails(context_.get(), bt709, 1, bt709, 0, 0, 1 << 16, 1 << 16) < 0) {
+      return fail(ErrorCode::kInternal,
+                  "cannot set bt.709 conversion to " + std::string(av_get_pix_fmt_name(format_)));
+    }
+    context_width_ = source_width;
+    context_height_ = source_height;
+    return {};
+  }
+
+  // The image centred on a black canvas of the movie's size (cropped where larger).
+  DisplayImage letterbox(const DisplayImage& image) const {
+    DisplayImage canvas;
+    canvas.width = width_;
+    canvas.height = height_;
+    canvas.rgb.assign(size_t{width_} * height_ * 3, 0);
+    const uint32_t copy_width = std::min(width_, image.width);
+    const uint32_t copy_height = std::min(height_, image.height);
+    const uint32_t to_x = (width_ - copy_width) / 2;
+    const uint32_t to_y = (height_ - copy_height) / 2;
+    const uint32_t from_x = (image.width - copy_width) / 2;
+    const uint32_t from_y = (image.height - copy_height) / 2;
+    for (uint32_t y = 0; y < copy_height; ++y) {
+      const uint16_t* from = image.rgb.data() + (size_t{from_y + y} * image.width + from_x) * 3;
+      uint16_t* to = canvas.rgb.data() + (size_t{to_y + y} * width_ + to_x) * 3;
+      std::copy(from, from + size_t{copy_width} * 3, to);
+    }
+    return canvas;
+  }
+
+  static constexpr uint32_t kStripRows = 32;
+
+  uint32_t width_;
+  uint32_t height_;
+  AVPixelFormat format_;
+  SwsPtr context_;
+  std::vector<uint16_t> strip_;  // G, B and R planes of kStripRows rows
+  uint32_t context_width_ = 0;
+  uint32_t context_height_ = 0;
+};
+
+// Serializes calls of the `reading` callback (decode threads and the calling thread).
+class ReadingNotifier {
+ public:
+  explicit ReadingNotifier(const std::function<void(const std::string&)>& reading)
+      : reading_(reading) {}
+
+  void notify(const std::string& path) {
+    if (!reading_) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    reading_(path);
+  }
+
+ private:
+  const std::function<void(const std::string&)>& reading_;
+  std::mutex mutex_;
+};
+
+// One frame on its way to the encoder.
+struct Slot {
+  // kFirst: the first readable frame, which the calling thread decodes itself.
+  enum class State { kEmpty, kFrame, kMissing, kError, kFirst };
+  State state = State::kEmpty;
+  FramePtr frame;
+  Error error;
+};
+
+// The movie's size and how frames are read to reach it.
+struct Geometry {
+  uint32_t width = 0;
+  uint32_t height = 0;
+  // Read frames fitted inside width x height. Otherwise they are read at their
+  // displayed size, which is the movie's give or take an odd pixel: asking
+  // read_display_image for a no-op fit would cost a resample.
+  bool fit = false;
+};
+
+// Decode threads and the bounded reorder buffer between them and the encoder.
+//
+// Frames are claimed in order, frame i only while i < taken + ahead, and wait
+// in slot i % ahead until take(i); so at most `ahead` frames are decoded or
+// decoding ahead of the encoder. The first readable frame is the calling
+// thread's (it sets the movie's size): the pool skips it but counts it in the
+// window. Until set_geometry(), threads read frames at their displayed size
+// (or, with max_width, wait) and hold them; converting needs the size.
+class DecodePool {
+ public:
+  DecodePool(const TranscodeOptions& options, size_t first, AVPixelFormat format,
+             ReadingNotifier& reading)
+      : options_(options),
+        first_(first),
+        format_(format),
+        reading_(reading),
+        total_(options.frames.size()),
+        ahead_(static_cast<size_t>(options.decode_ahead)),
+        slots_(ahead_) {}
+
+  ~DecodePool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    slot_free_.notify_all();
+    geometry_set_.notify_all();
+    for (std::thread& thread : threads_) thread.join();
+  }
+
+  DecodePool(const DecodePool&) = delete;
+  DecodePool& operator=(const DecodePool&) = delete;
+
+  // May throw std::system_error (thread creation); transcode() catches it.
+  void start(size_t thread_count) {
+    for (size_t i = 0; i < thread_count; ++i) threads_.emplace_back([this] { run(); });
+  }
+
+  void set_geometry(const Geometry& geometry) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      geometry_ = geometry;
+    }
+    geometry_set_.notify_all();
+  }
+
+  // Blocks until frame `index`, which must be the next in order, is ready.
+  Slot take(size_t index) {
+    Slot slot;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (index == first_) {
+        slot.state = Slot::State::kFirst;
+      } else {
+        Slot& waiting = slots_[index % ahead_];
+        slot_ready_.wait(lock, [&] { return waiting.state != Slot::State::kEmpty; });
+        slot = std::move(waiting);
+        waiting = Slot();
+      }
+      taken_ = index + 1;
+    }
+    slot_free_.notify_all();
+    return slot;
+  }
+
+  size_t peak_ahead() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return peak_ahead_;
+  }
+
+ private:
+  void run() {
+    std::optional<Converter> converter;
+    for (;;) {
+      size_t index = 0;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        slot_free_.wait(lock, [&] {
+          return stop_ || next_unclaimed() >= total_ || next_unclaimed() < taken_ + ahead_;
+        });
+        if (stop_ || next_unclaimed() >= total_) return;
+        index = next_unclaimed();
+        next_claim_ = index + 1;
+        // The frames from taken_ up to this one, and the calling thread's
+        // first frame if it lies beyond them.
+        const size_t ahead = next_claim_ - taken_ + (first_ >= next_claim_ ? 1 : 0);
+        peak_ahead_ = std::max(peak_ahead_, ahead);
+      }
+      std::optional<Slot> slot = decode(index, converter);
+      if (!slot) return;  // stopped
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        slots_[index % ahead_] = std::move(*slot);
+      }
+      slot_ready_.notify_all();
+    }
+  }
+
+  // The next frame to decode: the first readable one is the calling thread's.
+  // Requires mutex_.
+  size_t next_unclaimed() const { return next_claim_ == first_ ? next_claim_ + 1 : next_claim_; }
+
+  // Blocks until the size is known; nullopt if the pool is stopping.
+  std::optional<Geometry> wait_geometry() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    geometry_set_.wait(lock, [&] { return stop_ || geometry_.has_value(); });
+    if (stop_) return std::nullopt;
+    return geometry_;
+  }
+
+  static Slot error_slot(Error error) {
+    Slot slot;
+    slot.state = Slot::State::kError;
+    slot.error = std::move(error);
+    return slot;
+  }
+
+  std::optional<Slot> decode(size_t index, std::optional<Converter>& converter) {
+    const std::string& path = options_.frames[index];
+    try {
+      if (frame_missing(path)) {
+        Slot slot;
+        slot.state = Slot::State::kMissing;
+        return slot;
+      }
+      // With max_width the fit depends on the first frame's size; without it
+      // the displayed size is what every frame is read at, so start at once.
+      std::optional<Geometry> geometry;
+      if (options_.max_width != 0) {
+        geometry = wait_geometry();
+        if (!geometry) return std::nullopt;
+      }
+      const bool fit = geometry && geometry->fit;
+      reading_.notify(path);
+      Result<DisplayImage> image = read_display_image(
+          path, fit ? geometry->width : 0, fit ? geometry->height : 0, options_.ocio_config);
+      if (!image) return error_slot(read_error(path, std::move(image.error())));
+      if (!geometry) {
+        geometry = wait_geometry();
+        if (!geometry) return std::nullopt;
+      }
+      // A frame whose displayed size differs from the first one's is read
+      // again, fitted.
+      if (!near_size(*image, geometry->width, geometry->height)) {
+        reading_.notify(path);
+        image = read_display_image(path, geometry->width, geometry->height, options_.ocio_config);
+        if (!image) return error_slot(read_error(path, std::move(image.error())));
+      }
+      if (!converter) converter.emplace(geometry->width, geometry->height, format_);
+      Result<FramePtr> frame = converter->convert(*image);
+      if (!frame) return error_slot(std::move(frame.error()));
+      Slot slot;
+      slot.state = Slot::State::kFrame;
+      slot.frame = std::move(*frame);
+      return slot;
+    } catch (const std::exception& e) {
+      return error_slot(Error{ErrorCode::kInternal, "decoding " + path + " failed: " + e.what()});
+    } catch (...) {
+      return error_slot(Error{ErrorCode::kInternal, "decoding " + path + " failed"});
+    }
+  }
+
+  const TranscodeOptions& options_;
+  const size_t first_;
+  const AVPixelFormat format_;
+  ReadingNotifier& reading_;
+  const size_t total_;
+  const size_t ahead_;
+
+  std::mutex mutex_;
+  std::condition_variable slot_ready_;    // the encoder waits for its next frame
+  std::condition_variable slot_free_;     // decode threads wait for room ahead
+  std::condition_variable geometry_set_;  // decode threads wait for the movie's size
+  std::optional<Geometry> geometry_;
+  std::vector<Slot> slots_;
+  size_t next_claim_ = 0;
+  size_t taken_ = 0;
+  size_t peak_ahead_ = 0;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// The output container, written to a temporary name and renamed by commit();
+// destroyed uncommitted, it closes and removes the temporary file.
+class Muxer {
+ public:
+  Muxer(std::string output, std::string temp)
+      : output_(std::move(output)), temp_(std::move(temp)) {}
+
+  ~Muxer() {
+    if (context_ && context_->pb) avio_closep(&context_->pb);
+    if (opened_ && !committed_) ::unlink(temp_.c_str());
+    avformat_free_context(context_);
+  }
+
+  Muxer(const Muxer&) = delete;
+  Muxer& operator=(const Muxer&) = delete;
+
+  Result<void> allocate(const char* format_name) {
+    const int result =
+        avformat_alloc_output_context2(&context_, nullptr, format_name, temp_.c_str());
+    if (result < 0 || !context_) {
+      return fail(ErrorCode::kInternal,
+                  std::string("cannot create ") + format_name + " muxer: " + av_error_text(result));
+    }
+    return {};
+  }
+
+  AVFormatContext* context() const { return context_; }
+
+  Result<void> open() {
+    const int result = avio_open(&context_->pb, temp_.c_str(), AVIO_FLAG_WRITE);
+    if (result < 0) return write_error(result);
+    opened_ = true;
+    return {};
+  }
+
+  tl::unexpected<Error> write_error(int code) const {
+    return fail(ErrorCode::kIo, "cannot write " + output_ + ": " + av_error_text(code));
+  }
+
+  Result<void> commit() {
+    const int result = avio_closep(&context_->pb);
+    if (result < 0) return write_error(result);
+    if (std::rename(temp_.c_str(), output_.c_str()) != 0) {
+      return fail(ErrorCode::kIo,
+                  "cannot rename " + temp_ + " to " + output_ + ": " + std::strerror(errno));
+    }
+    committed_ = true;
+    return {};
+  }
+
+ private:
+  std::string output_;
+  std::string temp_;
+  AVFormatContext* context_ = nullptr;
+  bool opened_ = false;
+  bool committed_ = false;
+};
+
+// `.NAME.tmp.PID.EXT` beside the output: same file system for rename(2), hidden
+// from sequence scans, and the extension kept for anything that looks at it.
+std::string temp_path(const std::string& output) {
+  const std::filesystem::path path(output);
+  const std::string name =
+      "." + path.stem().string() + ".tmp." + std::to_string(::getpid()) + path.extension().string();
+  return (path.parent_path() / name).string();
+}
+
+Result<void> validate(const TranscodeOptions& options) {
+  if (options.frames.empty()) return fail(ErrorCode::kInvalidArgument, "no frames to encode");
+  if (!options.frame_numbers.empty() && options.frame_numbers.size() != options.frames.size()) {
+    return fail(ErrorCode::kInvalidArgument,
+                "frame_numbers has " + std::to_string(options.frame_numbers.size()) +
+                    " entries for " + std::to_string(options.frames.size()) + " frames");
+  }
+  const std::string ext = lower_extension(options.output);
+  if (ext != ".mov" && ext != ".mp4") {
+    return fail(ErrorCode::kInvalidArgument,
+                "output " + options.output + " must end in .mov or .mp4");
+  }
+  if (ext == ".mp4" && options.codec != "h264") {
+    return fail(ErrorCode::kInvalidArgument,
+                "codec " + options.codec + " cannot go into " + options.output + " (use .mov)");
+  }
+  if (!(options.fps > 0 && options.fps <= 1000)) {
+    return fail(ErrorCode::kInvalidArgument,
+                "frame rate " + std::to_string(options.fps) + " out of range (0, 1000]");
+  }
+  if (options.codec == "h264") {
+    if (options.crf < 0 || options.crf > 51) {
+      return fail(ErrorCode::kInvalidArgument,
+                  "crf " + std::to_string(options.crf) + " out of range 0-51");
+    }
+    if (!is_x264_preset(options.preset)) {
+      return fail(ErrorCode::kInvalidArgument, "unknown x264 preset " + options.preset);
+    }
+  }
+  if (options.gop < 1) return fail(ErrorCode::kInvalidArgument, "gop must be at least 1");
+  if (options.decode_ahead < 1) {
+    return fail(ErrorCode::kInvalidArgument, "decode_ahead must be at least 1");
+  }
+  if (options.decode_threads < 0) {
+    return fail(ErrorCode::kInvalidArgument, "decode_threads must not be negative");
+  }
+  return {};
+}
+
+std::string frame_label(const TranscodeOptions& options, size_t index) {
+  return std::to_string(options.frame_numbers.empty() ? static_cast<int64_t>(index) + 1
+                                                      : options.frame_numbers[index]);
+}
+
+Result<CodecContextPtr> open_encoder(const TranscodeOptions& options, const CodecSpec& spec,
+                                     uint32_t width, uint32_t height, AVRational rate,
+                                     bool global_header) {
+  const AVCodec* codec = avcodec_find_encoder_by_name(spec.encoder);
+  if (!codec)
+    return fail(ErrorCode::kInternal, std::string("encoder ") + spec.encoder + " not available");
+  CodecContextPtr context(avcodec_alloc_context3(codec));
+  if (!context) return fail(ErrorCode::kInternal, "out of memory allocating an encoder");
+  context->width = static_cast<int>(width);
+  context->height = static_cast<int>(height);
+  context->pix_fmt = spec.pixel_format;
+  context->sample_aspect_ratio = AVRational{1, 1};
+  context->time_base = av_inv_q(rate);
+  context->framerate = rate;
+  context->gop_size = options.gop;
+  context->max_b_frames = 0;
+  context->color_primaries = AVCOL_PRI_BT709;
+  context->color_trc = AVCOL_TRC_BT709;
+  context->colorspace = AVCOL_SPC_BT709;
+  context->color_range = AVCOL_RANGE_MPEG;
+  context->thread_count = 0;  // the encoder picks (libx264: its own frame threads)
+  if (global_header) context->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+
+  std::vector<std::pair<const char*, std::string>> private_options;
+  if (options.codec == "h264") {
+    private_options = {
+        {"preset", options.preset}, {"profile", "high"}, {"crf", std::to_string(options.crf)}};
+  } else if (options.codec == "prores") {
+    private_options = {{"profile", "hq"}};  // prores_ks profile 3: 422 HQ
+  } else {
+    private_options = {{"profile", "dnxhr_hq"}};
+  }
+  for (const auto& [name, value] : private_options) {
+    const int result = av_opt_set(context->priv_data, name, value.c_str(), 0);
+    if (result < 0) {
+      return fail(ErrorCode::kInternal, std::string("cannot set ") + spec.encoder + " option " +
+                                            name + "=" + value + ": " + av_error_text(result));
+    }
+  }
+  const int result = avcodec_open2(context.get(), codec, nullptr);
+  if (result < 0) {
+    return fail(ErrorCode::kInternal, std::string("cannot open encoder ") + spec.encoder + " at " +
+                                          std::to_string(width) + "x" + std::to_string(height) +
+                                          ": " + av_error_text(result));
+  }
+  return context;
+}
+
+// Sends one frame (nullptr: flush) and writes every packet the encoder has ready.
+Result<void> encode(AVCodecContext* encoder, const char* encoder_name, AVFrame* frame, Muxer& muxer,
+                    AVStream* stream, AVPacket* packet) {
+  int result = avcodec_send_frame(encoder, frame);
+  if (result < 0) {
+    return fail(ErrorCode::kInternal,
+                std::string("encoder ") + encoder_name + " failed: " + av_error_text(result));
+  }
+  for (;;) {
+    result = avcodec_receive_packet(encoder, packet);
+    if (result == AVERROR(EAGAIN) || result == AVERROR_EOF) return {};
+    if (result < 0) {
+      return fail(ErrorCode::kInternal,
+                  std::string("encoder ") + encoder_name + " failed: " + av_error_text(result));
+    }
+    // Every frame lasts one tick of 1/fps; without a duration the muxer
+    // would end the movie at the start of its last frame.
+    if (packet->duration == 0) packet->duration = 1;
+    av_packet_rescale_ts(packet, encoder->time_base, stream->time_base);
+    packet->stream_index = stream->index;
+    result = av_interleaved_write_frame(muxer.context(), packet);
+    if (result < 0) return muxer.write_error(result);
+  }
+}
+
+Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
+                                      const std::function<void(uint64_t, uint64_t)>& progress,
+                                      const std::function<void(const std::string&)>& reading) {
+  if (Result<void> valid = validate(options); !valid) return fail(valid.error());
+  Result<CodecSpec> spec = codec_spec(options.codec);
+  if (!spec) return fail(spec.error());
+  const AVRational rate = frame_rate(options.fps);
+  ReadingNotifier notifier(reading);
+
+  // The first readable frame sets the movie's size.
+  size_t first = options.frames.size();
+  for (size_t i = 0; i < options.frames.size(); ++i) {
+    if (!frame_missing(options.frames[i])) {
+      first = i;
+      break;
+    }
+    if (options.missing == MissingFramePolicy::kFail) {
+      return fail(ErrorCode::kNotFound, "missing frame " + frame_label(options, i));
+    }
+  }
+  if (first == options.frames.size()) {
+    return fail(ErrorCode::kNotFound, "no readable frames");
+  }
+  const std::string ext = lower_extension(options.output);
+  Muxer muxer(options.output, temp_path(options.output));
+  if (Result<void> made = muxer.allocate(ext == ".mp4" ? "mp4" : "mov"); !made) {
+    return fail(made.error());
+  }
+  if (Result<void> opened = muxer.open(); !opened) return fail(opened.error());
+
+  // Decoding starts now; the calling thread reads the first readable frame
+  // meanwhile, and its displayed size sets the movie's.
+  const size_t cores = std::max(1u, std::thread::hardware_concurrency());
+  const size_t wanted =
+      options.decode_threads > 0 ? static_cast<size_t>(options.decode_threads) : cores;
+  DecodePool pool(options, first, spec->pixel_format, notifier);
+  pool.start(std::min({wanted, static_cast<size_t>(options.decode_ahead), options.frames.size()}));
+
+  notifier.notify(options.frames[first]);
+  Result<DisplayImage> first_image =
+      read_display_image(options.frames[first], 0, 0, options.ocio_config);
+  if (!first_image) return fail(read_error(options.frames[first], first_image.error()));
+  if (first_image->width == 0 || first_image->height == 0) {
+    return fail(ErrorCode::kCorrupt, "cannot read " + options.frames[first] + ": empty picture");
+  }
+  Geometry geometry;
+  geometry.width = first_image->width;
+  geometry.height = first_image->height;
+  if (options.max_width != 0 && geometry.width > options.max_width) {
+    geometry.height = static_cast<uint32_t>(
+        std::lround(static_cast<double>(geometry.height) * options.max_width / geometry.width));
+    geometry.width = options.max_width;
+    geometry.fit = true;
+  }
+  geometry.width = even_down(geometry.width);
+  geometry.height = even_down(geometry.height);
+  geometry.fit = geometry.fit || !near_size(*first_image, geometry.width, geometry.height);
+  pool.set_geometry(geometry);
+  if (geometry.fit) {
+    notifier.notify(options.frames[first]);
+    first_image = read_display_image(options.frames[first], geometry.width, geometry.height,
+                                     options.ocio_config);
+    if (!first_image) return fail(read_error(options.frames[first], first_image.error()));
+  }
+  const uint32_t width = geometry.width;
+  const uint32_t height = geometry.height;
+  FramePtr first_frame;
+  {
+    Converter converter(width, height, spec->pixel_format);
+    Result<FramePtr> converted = converter.convert(*first_image);
+    if (!converted) return fail(converted.error());
+    first_frame = std::move(*converted);
+    first_image = DisplayImage();
+  }
+  const bool global_header = (muxer.context()->oformat->flags & AVFMT_GLOBALHEADER) != 0;
+  Result<CodecContextPtr> encoder =
+      open_encoder(options, *spec, width, height, rate, global_header);
+  if (!encoder) return fail(encoder.error());
+  AVStream* stream = avformat_new_stream(muxer.context(), nullptr);
+  if (!stream) return fail(ErrorCode::kInternal, "cannot add a video stream");
+  stream->time_base = (*encoder)->time_base;
+  stream->avg_frame_rate = rate;
+  if (avcodec_parameters_from_context(stream->codecpar, encoder->get()) < 0) {
+    return fail(ErrorCode::kInternal, "cannot copy encoder parameters");
+  }
+  if (const int result = avformat_write_header(muxer.context(), nullptr); result < 0) {
+    return muxer.write_error(result);
+  }
+
+  const uint64_t total = options.frames.size();
+  PacketPtr packet(av_packet_alloc());
+  if (!packet) return fail(ErrorCode::kInternal, "out of memory allocating a packet");
+  TranscodeReport report;
+  report.width = width;
+  report.height = height;
+  FramePtr last_good;  // kHold only: a reference to the previous good frame
+  FramePtr black;
+  for (size_t i = 0; i < total; ++i) {
+    Slot slot = pool.take(i);
+    FramePtr frame;
+    if (slot.state == Slot::State::kError) return fail(std::move(slot.error));
+    if (slot.state == Slot::State::kFirst) {
+      frame = std::move(first_frame);
+    } else if (slot.state == Slot::State::kFrame) {
+      frame = std::move(slot.frame);
+    } else if (options.missing == MissingFramePolicy::kFail) {
+      return fail(ErrorCode::kNotFound, "missing frame " + frame_label(options, i));
+    } else {
+      ++report.frames_missing;
+      if (options.missing == MissingFramePolicy::kHold && last_good) {
+        frame.reset(av_frame_clone(last_good.get()));
+      } else {
+        if (!black) {
+          Result<FramePtr> made = black_frame(width, height, spec->pixel_format);
+          if (!made) return fail(made.error());
+          black = std::move(*made);
+        }
+        frame.reset(av_frame_clone(black.get()));
+      }
+    }
+    if (!frame) return fail(ErrorCode::kInternal, "out of memory copying a video frame");
+    if (options.missing == MissingFramePolicy::kHold &&
+        (slot.state == Slot::State::kFrame || slot.state == Slot::State::kFirst)) {
+      last_good.reset(av_frame_clone(frame.get()));
+    }
+    frame->pts = static_cast<int64_t>(i);
+    frame->pict_type = AV_PICTURE_TYPE_NONE;
+    if (Result<void> sent =
+            encode(encoder->get(), spec->encoder, frame.get(), muxer, stream, packet.get());
+        !sent) {
+      return fail(sent.error());
+    }
+    ++report.frames_written;
+    if (progress) progress(report.frames_written, total);
+  }
+  report.peak_frames_ahead = static_cast<uint32_t>(pool.peak_ahead());
+
+  if (Result<void> flushed =
+          encode(encoder->get(), spec->encoder, nullptr, muxer, stream, packet.get());
+      !flushed) {
+    return fail(flushed.error());
+  }
+  if (const int result = av_write_trailer(muxer.context()); result < 0) {
+    return muxer.write_error(result);
+  }
+  if (Result<void> committed = muxer.commit(); !committed) return fail(committed.error());
+  return report;
+}
+
+}  // namespace
+
+Result<TranscodeReport> transcode(
+    const TranscodeOptions& options,
+    const std::function<void(uint64_t done, uint64_t total)>& progress,
+    const std::function<void(const std::string& path)>& reading) {
+  try {
+    return run_transcode(options, progress, reading);
+  } catch (const std::exception& e) {
+    return fail(ErrorCode::kInternal, "transcode to " + options.output + " failed: " + e.what());
+  } catch (...) {
+    return fail(ErrorCode::kInternal, "transcode to " + options.output + " failed");
+  }
+}
+
+}  // namespace farmhand::media

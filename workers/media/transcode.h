@@ -6,8 +6,20 @@
 // sequence. libswscale converts to the codec's pixel format and the stream is
 // tagged BT.709 (primaries, transfer, matrix). H.264 (libx264, yuv420p, high
 // profile), ProRes 422 HQ (prores_ks profile 3) and DNxHR HQ go into .mov
-// (H.264 may also go into .mp4). The movie is written to a temporary name and
-// renamed when complete.
+// (H.264 may also go into .mp4). The movie is written to a temporary name
+// beside the output (.NAME.tmp.PID.EXT) and renamed when complete; on failure
+// the temporary file is removed and an existing output is left untouched.
+//
+// Colour: the sRGB-encoded display values are converted with the BT.709 matrix
+// to limited ("tv") range, and primaries, transfer and matrix are all tagged
+// bt709, the review-movie convention players handle consistently (see
+// transcode.cpp for why not iec61966-2-1).
+//
+// The movie's size is the displayed size of the first readable frame, fitted
+// to max_width, rounded down to even; every frame is fitted to that size.
+// Missing frames (empty path, or no such file) follow `missing`; a file that
+// exists but cannot be decoded fails the transcode ("cannot read FILE: ...").
+// If no frame at all can be found the transcode fails ("no readable frames").
 //
 // Runs in the media process (decoders may abort on hostile files). One call at
 // a time per process; internally multi-threaded.
@@ -28,12 +40,14 @@ struct TranscodeOptions {
   // One path per frame, in movie order. An empty string or a file that does
   // not exist is a missing frame, handled by `missing`.
   std::vector<std::string> frames;
-  std::vector<int64_t> frame_numbers;  // for messages ("missing frame 1012")
-  std::string output;                  // .mov or .mp4
-  std::string codec = "h264";          // h264 | prores | dnxhr
-  double fps = 24.0;
-  int crf = 23;                        // h264 only
-  std::string preset = "veryfast";     // h264 only
+  // For messages ("missing frame 1012"): empty, or one per frame; when empty
+  // frames are named by their position, from 1.
+  std::vector<int64_t> frame_numbers;
+  std::string output;               // .mov or .mp4
+  std::string codec = "h264";       // h264 | prores | dnxhr
+  double fps = 24.0;                // 23.976, 29.97, 59.94... are stored exactly as N*1000/1001
+  int crf = 23;                     // h264 only
+  std::string preset = "veryfast";  // h264 only
   int gop = 30;
   MissingFramePolicy missing = MissingFramePolicy::kHold;
   uint32_t max_width = 0;  // 0: the displayed size (rounded to even); else scaled down to fit
@@ -47,6 +61,10 @@ struct TranscodeReport {
   uint64_t frames_missing = 0;  // held or black
   uint32_t width = 0;
   uint32_t height = 0;
+  // The most frames decoded or being decoded ahead of the encoder at one time:
+  // the bound that keeps memory flat. At most decode_ahead, plus one while
+  // frames before the first readable one (which sets the size) are missing.
+  uint32_t peak_frames_ahead = 0;
 };
 
 // `progress(done, total)` is called from the calling thread after each encoded frame.

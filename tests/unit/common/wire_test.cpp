@@ -87,3 +87,24 @@ TEST(WireTest, RequestReplyOverRouter) {
 
 }  // namespace
 }  // namespace farmhand::common
+
+namespace farmhand::common {
+namespace {
+
+TEST(WireTest, InvalidUtf8IsReplacedSoProtobufCanCarryIt) {
+  EXPECT_EQ(valid_utf8("plain ascii"), "plain ascii");
+  EXPECT_EQ(valid_utf8("caf\xc3\xa9"), "caf\xc3\xa9");
+  EXPECT_EQ(valid_utf8("bad \xff\xfe end"), "bad ?? end");
+  EXPECT_EQ(valid_utf8("cut \xe2\x82"), "cut ??");
+  EXPECT_EQ(valid_utf8("overlong \xc0\xaf"), "overlong ??");
+  EXPECT_EQ(valid_utf8("surrogate \xed\xa0\x80"), "surrogate ???");
+  // The point of it: a result carrying the text parses on the other side.
+  wire::WorkerMessage msg;
+  msg.mutable_result()->set_error(valid_utf8("channel \"\x9c\x01\" has sampling 64,1"));
+  std::string bytes = msg.SerializeAsString();
+  wire::WorkerMessage parsed;
+  EXPECT_TRUE(parse_message(bytes.data(), bytes.size(), 1 << 20, parsed).has_value());
+}
+
+}  // namespace
+}  // namespace farmhand::common

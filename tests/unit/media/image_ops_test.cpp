@@ -1,1 +1,736 @@
+// image_ops: thumbnails, conversions and display images checked against
+// oiiotool renditions of the same files (the oracle), built the way TOOLCHAIN.md
+// says a correct reference must be: the data window placed in the display
+// window (--croptofull --origin --fullsize) before --resize, and pixel aspect
+// applied by resizing to the displayed size. The reference uses the same
+// triangle filter as image_ops, so differences are rounding, not filtering.
+#include "workers/media/image_ops.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <OpenImageIO/imagebuf.h>
+#include <OpenImageIO/imagebufalgo.h>
+#include <OpenImageIO/imageio.h>
 #include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+namespace farmhand::media {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path source_dir() {
+  if (const char* dir = std::getenv("FARMHAND_SOURCE_DIR"); dir != nullptr && *dir != '\0') {
+    return dir;
+  }
+  // Run by hand outside ctest: tests/unit/media/image_ops_test.cpp -> the repository root.
+  return fs::path(__FILE__).parent_path().parent_path().parent_path().parent_path();
+}
+
+std::string data_file(const std::string& relative) {
+  return (source_dir() / ".." / "shared" / "data" / "openexr-images" / relative).string();
+}
+
+std::string display_window(int n) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "DisplayWindow/t%02d.exr", n);
+  return data_file(name);
+}
+
+std::string beachball(const char* kind, int frame) {
+  char name[48];
+  std::snprintf(name, sizeof(name), "Beachball/%s.%04d.exr", kind, frame);
+  return data_file(name);
+}
+
+// A scratch directory removed when the test ends.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "fh-img-XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data());
+  }
+
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  std::string file(const std::string& name) const { return (fs::path(path_) / name).string(); }
+
+  // Every entry's name, sorted.
+  std::vector<std::string> entries() const {
+    std::vector<std::string> names;
+    for (const auto& entry : fs::directory_iterator(path_)) {
+      names.push_back(entry.path().filename().string());
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+ private:
+  std::string path_;
+};
+
+std::string quoted(const std::string& text) {
+  return "'" + text + "'";
+}
+
+// Runs a shell command; its exit status (-1 if it did not exit).
+int run(const std::string& command) {
+  const int status = std::system(command.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// oiiotool arguments that read `input` (channels `channels`) and render its
+// displayed picture at `size` ("WxH") with a triangle filter, in linear light.
+// The last --croptofull: for some sizes (2048x1556 -> 320x240) --resize
+// rounds the data window one row larger than the display window.
+std::string displayed_reference(const std::string& input, const std::string& channels,
+                                const std::string& size) {
+  return " " + quoted(input) + " --ch " + channels +
+         " --croptofull --origin +0+0 --fullsize '{TOP.width}x{TOP.height}+0+0'" +
+         " --resize:filter=triangle " + size + " --croptofull";
+}
+
+// ... then to sRGB (colour unpremultiplied first, as image_ops does for
+// outputs with alpha) and into a 16-bit TIFF, so the reference itself is not
+// quantised to 8 bits.
+std::string srgb_output(const std::string& path) {
+  return " --colorconvert:unpremult=1 linear sRGB -d uint16 -o " + quoted(path);
+}
+
+void oiiotool(const std::string& args) {
+  ASSERT_EQ(run("oiiotool" + args), 0) << "oiiotool" << args;
+}
+
+struct Tolerance {
+  float fail = 0.0f;          // a pixel fails when a channel differs by more than this
+  double fail_percent = 0.0;  // at most this share of pixels may fail
+  float hard_fail = 0.0f;     // and no channel may differ by more than this
+};
+
+// Our outputs are 8-bit; the references 16-bit. The same filter makes the
+// difference one 8-bit level plus rounding, everywhere.
+constexpr Tolerance kEightBit{0.005f, 0.0, 0.005f};
+// With alpha, 8-bit straight colour re-premultiplied on reading loses a
+// little more where alpha is small.
+constexpr Tolerance kEightBitAlpha{0.005f, 1.0, 0.01f};
+// JPEG at quality 90 (4:2:0 chroma) moves sharp coloured edges by up to ~0.19.
+constexpr Tolerance kJpeg{0.05f, 2.0, 0.25f};
+// EXR half vs the float reference: half precision, relative to values up to ~20.
+constexpr Tolerance kHalf{0.01f, 0.1, 0.05f};
+
+// The first subimage of a file as float pixels. Read through ImageInput, not
+// ImageBuf(path): ImageBuf goes through OIIO's shared ImageCache, which keeps
+// the size of a file rewritten under the same name within one second and then
+// overruns its buffer.
+OIIO::ImageBuf load(const std::string& path) {
+  auto in = OIIO::ImageInput::open(path);
+  if (!in) return {};
+  OIIO::ImageSpec spec = in->spec();
+  spec.set_format(OIIO::TypeFloat);
+  OIIO::ImageBuf buf(spec);
+  if (!in->read_image(0, 0, 0, spec.nchannels, OIIO::TypeFloat, buf.localpixels())) return {};
+  return buf;
+}
+
+// Compares the first `channels` channels of two image files of equal size,
+// the way `idiff -fail F -failpercent P -hardfail H` does.
+::testing::AssertionResult images_match(const std::string& ours, const std::string& reference,
+                                        int channels, Tolerance tol) {
+  OIIO::ImageBuf a = load(ours);
+  OIIO::ImageBuf b = load(reference);
+  if (!a.initialized() || !b.initialized()) {
+    return ::testing::AssertionFailure() << "cannot read " << ours << " or " << reference;
+  }
+  if (a.spec().width != b.spec().width || a.spec().height != b.spec().height) {
+    return ::testing::AssertionFailure()
+           << ours << " is " << a.spec().width << "x" << a.spec().height << ", reference is "
+           << b.spec().width << "x" << b.spec().height;
+  }
+  if (a.nchannels() < channels || b.nchannels() < channels) {
+    return ::testing::AssertionFailure() << "fewer than " << channels << " channels";
+  }
+  OIIO::ROI roi = a.roi();
+  roi.chbegin = 0;
+  roi.chend = channels;
+  const auto r = OIIO::ImageBufAlgo::compare(a, b, tol.fail, tol.fail, roi);
+  const double pixels = static_cast<double>(roi.npixels());
+  const double percent = 100.0 * static_cast<double>(r.nfail) / pixels;
+  // (`error` is also set when some pixels fail, so it alone decides nothing.)
+  if ((r.error && r.nfail == 0) || percent > tol.fail_percent || r.maxerror > tol.hard_fail) {
+    return ::testing::AssertionFailure()
+           << ours << " vs " << reference << ": " << percent << "% of pixels over " << tol.fail
+           << ", max error " << r.maxerror << " at (" << r.maxx << "," << r.maxy << ") channel "
+           << r.maxc;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+OIIO::ImageSpec spec_of(const std::string& path) {
+  auto in = OIIO::ImageInput::open(path);
+  if (!in) return {};
+  return in->spec();
+}
+
+bool all_finite(const std::string& path) {
+  OIIO::ImageBuf buf = load(path);
+  if (!buf.initialized()) return false;
+  const auto stats = OIIO::ImageBufAlgo::computePixelStats(buf);
+  for (size_t c = 0; c < stats.nancount.size(); ++c) {
+    if (stats.nancount[c] != 0 || stats.infcount[c] != 0) return false;
+  }
+  return true;
+}
+
+// An OCIO v2 config with one display whose default view is `view_space`:
+// "srgb" (the sRGB curve, like OIIO's built-in) or "linear" (no curve).
+std::string write_ocio_config(const TempDir& dir, const std::string& view_space) {
+  const std::string path = dir.file("config-" + view_space + ".ocio");
+  std::ofstream(path) << R"(ocio_profile_version: 2
+roles:
+  default: linear
+  scene_linear: linear
+displays:
+  monitor:
+    - !<View> {name: standard, colorspace: )"
+                      << view_space << R"(}
+active_displays: [monitor]
+active_views: [standard]
+colorspaces:
+  - !<ColorSpace>
+    name: linear
+    isdata: false
+  - !<ColorSpace>
+    name: srgb
+    isdata: false
+    from_scene_reference: !<ExponentWithLinearTransform> {gamma: 2.4, offset: 0.055, direction: inverse}
+)";
+  return path;
+}
+
+// The expected thumbnail size at 256 wide for each DisplayWindow file:
+// the display window (with pixel aspect) fitted, halves rounded up.
+struct DisplayCase {
+  int n;
+  int height;  // at width 256
+};
+
+constexpr std::array<DisplayCase, 16> kDisplayCases{{
+    {1, 192},   // 400x300, display = data
+    {2, 192},   // 400x300 at 1,1
+    {3, 194},   // 370x280
+    {4, 194},   // 370x280
+    {5, 196},   // 340x260
+    {6, 192},   // 402x302 at -1,-1
+    {7, 197},   // 481x371 at -40,-40
+    {8, 205},   // 501x401, data at 30,40
+    {9, 384},   // 200x300, disjoint: black
+    {10, 768},  // 100x300 at -100,0, disjoint: black
+    {11, 128},  // 400x200, disjoint: black
+    {12, 64},   // 400x100 at 0,-100, disjoint: black
+    {13, 256},  // 101x101, one shared pixel
+    {14, 256},  // 101x101 at -100,-100, one shared pixel
+    {15, 132},  // 481x371, aspect 1.5: displayed 721.5x371
+    {16, 296},  // 481x371, aspect 0.667: displayed 481x556.5
+}};
+
+TEST(ImageOpsTest, ThumbnailShowsTheDisplayWindowOfEveryDisplayWindowFile) {
+  TempDir dir;
+  // One oiiotool run renders every reference (it costs 0.4 s to start).
+  std::string args;
+  for (const DisplayCase& c : kDisplayCases) {
+    args += displayed_reference(display_window(c.n), "R,G,B", "256x" + std::to_string(c.height)) +
+            srgb_output(dir.file("ref" + std::to_string(c.n) + ".tif"));
+  }
+  oiiotool(args);
+  for (const DisplayCase& c : kDisplayCases) {
+    SCOPED_TRACE("t" + std::to_string(c.n));
+    const std::string out = dir.file("t" + std::to_string(c.n) + ".png");
+    auto info = make_thumbnail({display_window(c.n), out, 256, 0, ""});
+    ASSERT_TRUE(info.has_value()) << info.error().reason;
+    EXPECT_EQ(info->width, 256u);
+    EXPECT_EQ(info->height, static_cast<uint32_t>(c.height));
+    EXPECT_EQ(info->channels, 3);
+    EXPECT_TRUE(images_match(out, dir.file("ref" + std::to_string(c.n) + ".tif"), 3, kEightBit));
+  }
+}
+
+TEST(ImageOpsTest, ThumbnailOfDisjointWindowsIsAllBlack) {
+  TempDir dir;
+  for (int n : {9, 10, 11, 12}) {
+    SCOPED_TRACE("t" + std::to_string(n));
+    const std::string out = dir.file("t.png");
+    ASSERT_TRUE(make_thumbnail({display_window(n), out, 64, 0, ""}).has_value());
+    OIIO::ImageBuf buf = load(out);
+    const auto stats = OIIO::ImageBufAlgo::computePixelStats(buf);
+    ASSERT_EQ(stats.max.size(), 3u);
+    for (float m : stats.max) EXPECT_EQ(m, 0.0f);
+  }
+}
+
+TEST(ImageOpsTest, SinglepartAndMultipartBeachballGiveTheSameThumbnail) {
+  TempDir dir;
+  const std::string single = dir.file("single.png");
+  const std::string multi = dir.file("multi.png");
+  auto a = make_thumbnail({beachball("singlepart", 1), single, 256, 0, ""});
+  auto b = make_thumbnail({beachball("multipart", 1), multi, 256, 0, ""});
+  ASSERT_TRUE(a.has_value()) << a.error().reason;
+  ASSERT_TRUE(b.has_value()) << b.error().reason;
+  // 2048x1556 at 256 wide: 194.5 rows, rounded half up like oiiotool's --resize 256x0.
+  EXPECT_EQ(a->width, 256u);
+  EXPECT_EQ(a->height, 195u);
+  EXPECT_EQ(b->width, 256u);
+  EXPECT_EQ(b->height, 195u);
+  EXPECT_TRUE(images_match(single, multi, 3, {0.0f, 0.0, 0.0f}));
+}
+
+TEST(ImageOpsTest, BeachballThumbnailPassesIdiffAgainstOiiotool) {
+  TempDir dir;
+  const std::string out = dir.file("thumb.jpg");
+  const std::string ref = dir.file("ref.tif");
+  oiiotool(displayed_reference(beachball("singlepart", 1), "R,G,B", "256x195") + srgb_output(ref));
+  ASSERT_TRUE(make_thumbnail({beachball("singlepart", 1), out, 256, 0, ""}).has_value());
+  // The CLI oracle itself, with the JPEG tolerance (kJpeg); warnings at the
+  // same thresholds, so that exit status 0 means within tolerance.
+  EXPECT_EQ(run("idiff -q -fail 0.05 -failpercent 2 -hardfail 0.25 -warn 0.05 -warnpercent 2 "
+                "-hardwarn 0.25 " +
+                quoted(out) + " " + quoted(ref)),
+            0);
+}
+
+TEST(ImageOpsTest, DataPastTheDisplayWindowEdgeIsCroppedAway) {
+  TempDir dir;
+  // Frames 7 and 8: the ball runs past the display window's right edge.
+  for (int frame : {7, 8}) {
+    SCOPED_TRACE(frame);
+    const std::string out = dir.file("thumb.png");
+    const std::string ref = dir.file("ref.tif");
+    oiiotool(displayed_reference(beachball("singlepart", frame), "R,G,B", "256x195") +
+             srgb_output(ref));
+    auto info = make_thumbnail({beachball("singlepart", frame), out, 256, 0, ""});
+    ASSERT_TRUE(info.has_value()) << info.error().reason;
+    EXPECT_EQ(info->width, 256u);
+    EXPECT_EQ(info->height, 195u);
+    EXPECT_TRUE(images_match(out, ref, 3, kEightBit));
+  }
+}
+
+TEST(ImageOpsTest, NanAndInfPixelsAreRepairedLikeOiiotoolFixnanBox3) {
+  TempDir dir;
+  const std::string input = data_file("TestImages/BrightRingsNanInf.exr");
+  // Full size, so a single poisoned pixel would show.
+  oiiotool(" " + quoted(input) + " --fixnan box3 -d float -o " + quoted(dir.file("ref.exr")) +
+           srgb_output(dir.file("ref.tif")) + " " + quoted(input) +
+           " --fixnan box3 --resize:filter=triangle 256x256" + srgb_output(dir.file("ref256.tif")));
+
+  auto png = convert_frame({input, dir.file("full.png"), "", "", ""});
+  ASSERT_TRUE(png.has_value()) << png.error().reason;
+  EXPECT_TRUE(images_match(dir.file("full.png"), dir.file("ref.tif"), 3, kEightBit));
+
+  auto exr = convert_frame({input, dir.file("full.exr"), "", "", ""});
+  ASSERT_TRUE(exr.has_value()) << exr.error().reason;
+  EXPECT_TRUE(all_finite(dir.file("full.exr")));
+  EXPECT_TRUE(images_match(dir.file("full.exr"), dir.file("ref.exr"), 3, kHalf));
+
+  auto thumb = make_thumbnail({input, dir.file("thumb.png"), 256, 0, ""});
+  ASSERT_TRUE(thumb.has_value()) << thumb.error().reason;
+  EXPECT_TRUE(images_match(dir.file("thumb.png"), dir.file("ref256.tif"), 3, kEightBit));
+
+  auto half = convert_frame({input, dir.file("half.exr"), "", "50%", ""});
+  ASSERT_TRUE(half.has_value()) << half.error().reason;
+  EXPECT_TRUE(all_finite(dir.file("half.exr")));
+}
+
+TEST(ImageOpsTest, ThumbnailFitsInsideAWideBoxByHeight) {
+  TempDir dir;
+  const std::string out = dir.file("wide.png");
+  auto info = make_thumbnail({beachball("multipart", 1), out, 512, 100, ""});
+  ASSERT_TRUE(info.has_value()) << info.error().reason;
+  // 100 rows * 2048 / 1556 = 131.6 columns.
+  EXPECT_EQ(info->width, 132u);
+  EXPECT_EQ(info->height, 100u);
+  EXPECT_EQ(spec_of(out).width, 132);
+  EXPECT_EQ(spec_of(out).height, 100);
+  const std::string ref = dir.file("ref.tif");
+  oiiotool(displayed_reference(beachball("multipart", 1), "R,G,B", "132x100") + srgb_output(ref));
+  EXPECT_TRUE(images_match(out, ref, 3, kEightBit));
+}
+
+TEST(ImageOpsTest, ThumbnailFitsInsideATallBoxByWidth) {
+  TempDir dir;
+  const std::string out = dir.file("tall.png");
+  auto info = make_thumbnail({beachball("multipart", 1), out, 100, 512, ""});
+  ASSERT_TRUE(info.has_value()) << info.error().reason;
+  // 100 columns * 1556 / 2048 = 75.98 rows.
+  EXPECT_EQ(info->width, 100u);
+  EXPECT_EQ(info->height, 76u);
+  EXPECT_EQ(spec_of(out).height, 76);
+  // The pixel aspect counts when fitting: t16 is taller than its pixels.
+  auto tall = make_thumbnail({display_window(16), out, 1000, 100, ""});
+  ASSERT_TRUE(tall.has_value()) << tall.error().reason;
+  EXPECT_EQ(tall->width, 86u);  // 100 * 481 / 556.5
+  EXPECT_EQ(tall->height, 100u);
+}
+
+struct ConvertCase {
+  const char* extension;
+  int channels;                   // in the output file
+  OIIO::TypeDesc::BASETYPE type;  // as stored
+  const char* reference;          // prefix of the reference file
+  Tolerance tolerance;
+};
+
+TEST(ImageOpsTest, ConvertWritesEveryFormatResizedByPercentAndBySize) {
+  TempDir dir;
+  const std::string input = beachball("singlepart", 1);
+  // References at 50% (1024x778) and at exactly 320x240: linear with alpha,
+  // sRGB with alpha, and sRGB without (what an output that drops alpha shows:
+  // the premultiplied colour, i.e. the picture over black).
+  std::string args;
+  for (const std::string size : {"1024x778", "320x240"}) {
+    args +=
+        displayed_reference(input, "R,G,B,A", size) + " -d float -o " +
+        quoted(dir.file("lin-" + size + ".exr")) + srgb_output(dir.file("rgba-" + size + ".tif")) +
+        displayed_reference(input, "R,G,B", size) + srgb_output(dir.file("rgb-" + size + ".tif"));
+  }
+  oiiotool(args);
+  const ConvertCase cases[] = {
+      {"jpg", 3, OIIO::TypeDesc::UINT8, "rgb-", kJpeg},
+      {"png", 4, OIIO::TypeDesc::UINT8, "rgba-", kEightBitAlpha},
+      {"tif", 4, OIIO::TypeDesc::UINT8, "rgba-", kEightBitAlpha},
+      {"dpx", 3, OIIO::TypeDesc::UINT16, "rgb-", {0.002f, 0.0, 0.002f}},
+      {"exr", 4, OIIO::TypeDesc::HALF, "lin-", kHalf},
+  };
+  for (const std::string resize : {"50%", "320x240"}) {
+    const uint32_t width = resize == "50%" ? 1024 : 320;
+    const uint32_t height = resize == "50%" ? 778 : 240;
+    const std::string size = std::to_string(width) + "x" + std::to_string(height);
+    for (const ConvertCase& c : cases) {
+      SCOPED_TRACE(std::string(c.extension) + " " + resize);
+      const std::string out = dir.file("out-" + resize + "." + c.extension);
+      auto info = convert_frame({input, out, "", resize, ""});
+      ASSERT_TRUE(info.has_value()) << info.error().reason;
+      EXPECT_EQ(info->width, width);
+      EXPECT_EQ(info->height, height);
+      EXPECT_EQ(info->channels, c.channels);
+      const OIIO::ImageSpec spec = spec_of(out);
+      EXPECT_EQ(spec.width, static_cast<int>(width));
+      EXPECT_EQ(spec.height, static_cast<int>(height));
+      EXPECT_EQ(spec.nchannels, c.channels);
+      EXPECT_EQ(static_cast<int>(spec.format.basetype), static_cast<int>(c.type));
+      if (std::string(c.extension) == "dpx") {
+        EXPECT_EQ(spec.get_int_attribute("oiio:BitsPerSample"), 10);
+      }
+      const std::string ref =
+          dir.file(c.reference + size + (c.reference[0] == 'l' ? ".exr" : ".tif"));
+      EXPECT_TRUE(images_match(out, ref, c.channels, c.tolerance));
+    }
+  }
+}
+
+TEST(ImageOpsTest, ConvertAtFullSizeShowsTheDisplayWindowWithPixelAspect) {
+  TempDir dir;
+  // t07: 481x371 display window at -40,-40. t15: the same with pixel aspect
+  // 1.5, shown 722 wide; t16: aspect 0.667, shown 557 tall.
+  oiiotool(displayed_reference(display_window(7), "R,G,B", "481x371") +
+           srgb_output(dir.file("ref7.tif")) +
+           displayed_reference(display_window(15), "R,G,B", "722x371") +
+           srgb_output(dir.file("ref15.tif")) +
+           displayed_reference(display_window(16), "R,G,B", "481x556") +
+           srgb_output(dir.file("ref16.tif")));
+
+  const struct {
+    int n;
+    uint32_t width, height;
+  } cases[] = {{7, 481, 371}, {15, 722, 371}, {16, 481, 556}};
+
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.n);
+    const std::string out = dir.file("full" + std::to_string(c.n) + ".tif");
+    auto info = convert_frame({display_window(c.n), out, "", "", ""});
+    ASSERT_TRUE(info.has_value()) << info.error().reason;
+    EXPECT_EQ(info->width, c.width);
+    EXPECT_EQ(info->height, c.height);
+    EXPECT_TRUE(images_match(out, dir.file("ref" + std::to_string(c.n) + ".tif"), 3, kEightBit));
+  }
+}
+
+TEST(ImageOpsTest, ConvertFormatOptionChoosesTheWriterWhateverTheExtension) {
+  TempDir dir;
+  const std::string out = dir.file("frame.img");
+  auto info = convert_frame({display_window(1), out, "png", "25%", ""});
+  ASSERT_TRUE(info.has_value()) << info.error().reason;
+  auto in = OIIO::ImageInput::open(out);
+  ASSERT_TRUE(in);
+  EXPECT_STREQ(in->format_name(), "png");
+  EXPECT_EQ(in->spec().width, 100);
+  EXPECT_EQ(in->spec().height, 75);
+}
+
+TEST(ImageOpsTest, ConvertRejectsAMalformedResize) {
+  TempDir dir;
+  for (const char* resize : {"abc", "0x0", "-5%", "10x", "x10", "100000x10", "%"}) {
+    SCOPED_TRACE(resize);
+    auto info = convert_frame({display_window(1), dir.file("out.png"), "", resize, ""});
+    ASSERT_FALSE(info.has_value());
+    EXPECT_EQ(info.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(info.error().reason.find(dir.file("out.png")), std::string::npos)
+        << info.error().reason;
+  }
+  EXPECT_TRUE(dir.entries().empty());
+}
+
+TEST(ImageOpsTest, UnsupportedOutputFormatIsAnInvalidArgument) {
+  TempDir dir;
+  auto thumb = make_thumbnail({display_window(1), dir.file("out.gif"), 256, 0, ""});
+  ASSERT_FALSE(thumb.has_value());
+  EXPECT_EQ(thumb.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(thumb.error().reason, "unsupported output format: " + dir.file("out.gif"));
+  auto convert = convert_frame({display_window(1), dir.file("out.png"), "bmp", "", ""});
+  ASSERT_FALSE(convert.has_value());
+  EXPECT_EQ(convert.error().code, ErrorCode::kInvalidArgument);
+  auto zero = make_thumbnail({display_window(1), dir.file("out.png"), 0, 0, ""});
+  ASSERT_FALSE(zero.has_value());
+  EXPECT_EQ(zero.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST(ImageOpsTest, MissingInputIsNotFoundNamingTheFile) {
+  TempDir dir;
+  const std::string missing = dir.file("nope.0001.exr");
+  auto thumb = make_thumbnail({missing, dir.file("out.jpg"), 256, 0, ""});
+  ASSERT_FALSE(thumb.has_value());
+  EXPECT_EQ(thumb.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(thumb.error().reason, "no such file " + missing);
+  auto image = read_display_image(missing, 0, 0, "");
+  ASSERT_FALSE(image.has_value());
+  EXPECT_EQ(image.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(image.error().reason, "no such file " + missing);
+}
+
+TEST(ImageOpsTest, TextFileNamedExrIsNotAnImageAndLeavesNothingBehind) {
+  TempDir dir;
+  const std::string fake = dir.file("fake.exr");
+  std::ofstream(fake) << "this is not an image\n";
+  auto thumb = make_thumbnail({fake, dir.file("out.jpg"), 256, 0, ""});
+  ASSERT_FALSE(thumb.has_value());
+  EXPECT_EQ(thumb.error().code, ErrorCode::kCorrupt);
+  EXPECT_EQ(thumb.error().reason, "not an image: " + fake);
+  auto convert = convert_frame({fake, dir.file("out.exr"), "", "", ""});
+  ASSERT_FALSE(convert.has_value());
+  EXPECT_EQ(convert.error().code, ErrorCode::kCorrupt);
+  EXPECT_EQ(dir.entries(), std::vector<std::string>{"fake.exr"});
+}
+
+TEST(ImageOpsTest, TruncatedExrIsCorruptWithOneLineReason) {
+  TempDir dir;
+  const std::string cut = dir.file("cut.exr");
+  fs::copy_file(beachball("multipart", 1), cut);
+  fs::resize_file(cut, fs::file_size(cut) / 2);
+  auto thumb = make_thumbnail({cut, dir.file("out.jpg"), 256, 0, ""});
+  ASSERT_FALSE(thumb.has_value());
+  EXPECT_EQ(thumb.error().code, ErrorCode::kCorrupt);
+  EXPECT_EQ(thumb.error().reason.rfind("cannot read " + cut + ": ", 0), 0u) << thumb.error().reason;
+  EXPECT_EQ(thumb.error().reason.find('\n'), std::string::npos);
+  EXPECT_EQ(dir.entries(), std::vector<std::string>{"cut.exr"});
+}
+
+TEST(ImageOpsTest, DamagedExrHeaderIsCorruptWithOpenExrReasonEvenWithoutExtension) {
+  TempDir dir;
+  // The first 64 bytes of an OpenEXR file: magic and a cut-off header.
+  std::ifstream in(display_window(1), std::ios::binary);
+  std::string head(64, '\0');
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  for (const std::string name : {"frame.exr", "frame"}) {
+    SCOPED_TRACE(name);
+    const std::string damaged = dir.file(name);
+    std::ofstream(damaged, std::ios::binary) << head;
+    auto thumb = make_thumbnail({damaged, dir.file("out.jpg"), 64, 0, ""});
+    ASSERT_FALSE(thumb.has_value());
+    EXPECT_EQ(thumb.error().code, ErrorCode::kCorrupt);
+    EXPECT_EQ(thumb.error().reason.rfind("cannot read " + damaged + ": ", 0), 0u)
+        << thumb.error().reason;
+    EXPECT_EQ(thumb.error().reason.find("could not find a format reader"), std::string::npos)
+        << thumb.error().reason;
+    EXPECT_EQ(thumb.error().reason.find('\n'), std::string::npos);
+  }
+  EXPECT_FALSE(fs::exists(dir.file("out.jpg")));
+}
+
+TEST(ImageOpsTest, FailedWriteLeavesNoTemporaryFileBehind) {
+  TempDir dir;
+  // The target is a non-empty directory: the data is written, the rename fails.
+  const std::string target = dir.file("thumb.jpg");
+  fs::create_directory(target);
+  std::ofstream((fs::path(target) / "keep").string()) << "x";
+  auto thumb = make_thumbnail({display_window(1), target, 64, 0, ""});
+  ASSERT_FALSE(thumb.has_value());
+  EXPECT_EQ(thumb.error().code, ErrorCode::kIo);
+  EXPECT_EQ(thumb.error().reason.rfind("cannot write " + target + ": ", 0), 0u)
+      << thumb.error().reason;
+  EXPECT_EQ(dir.entries(), std::vector<std::string>{"thumb.jpg"});
+  // And an output directory that does not exist.
+  const std::string nowhere = dir.file("missing/thumb.jpg");
+  auto missing = make_thumbnail({display_window(1), nowhere, 64, 0, ""});
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code, ErrorCode::kIo);
+  EXPECT_EQ(missing.error().reason.rfind("cannot write " + nowhere + ": ", 0), 0u);
+}
+
+TEST(ImageOpsTest, OutputIsReplacedByRenameNotRewrittenInPlace) {
+  TempDir dir;
+  const std::string target = dir.file("thumb.jpg");
+  const std::string link = dir.file("old-link");
+  std::ofstream(target) << "old thumbnail";
+  fs::create_hard_link(target, link);
+  auto thumb = make_thumbnail({display_window(1), target, 64, 0, ""});
+  ASSERT_TRUE(thumb.has_value()) << thumb.error().reason;
+  // A rename gives the name a new inode; the old one (still linked) is untouched.
+  std::string old_content;
+  std::getline(std::ifstream(link), old_content);
+  EXPECT_EQ(old_content, "old thumbnail");
+  EXPECT_EQ(fs::hard_link_count(target), 1u);
+  EXPECT_EQ(spec_of(target).width, 64);
+  EXPECT_EQ(dir.entries(), (std::vector<std::string>{"old-link", "thumb.jpg"}));
+}
+
+TEST(ImageOpsTest, DisplayImageIsSixteenBitSrgbOfTheDisplayedPicture) {
+  TempDir dir;
+  oiiotool(displayed_reference(display_window(15), "R,G,B", "722x371") +
+           srgb_output(dir.file("ref.tif")));
+  auto image = read_display_image(display_window(15), 0, 0, "");
+  ASSERT_TRUE(image.has_value()) << image.error().reason;
+  ASSERT_EQ(image->width, 722u);
+  ASSERT_EQ(image->height, 371u);
+  ASSERT_EQ(image->rgb.size(), size_t{722} * 371 * 3);
+  // Written out as a 16-bit TIFF, it must match the reference to 16-bit precision.
+  OIIO::ImageSpec spec(722, 371, 3, OIIO::TypeUInt16);
+  OIIO::ImageBuf buf(spec, image->rgb.data());
+  ASSERT_TRUE(buf.write(dir.file("ours.tif")));
+  EXPECT_TRUE(images_match(dir.file("ours.tif"), dir.file("ref.tif"), 3, {0.0005f, 0.0, 0.001f}));
+}
+
+TEST(ImageOpsTest, DisplayImageFitsInsideTheRequestedBox) {
+  auto box = read_display_image(beachball("multipart", 1), 128, 128, "");
+  ASSERT_TRUE(box.has_value()) << box.error().reason;
+  EXPECT_EQ(box->width, 128u);
+  EXPECT_EQ(box->height, 97u);  // 128 * 1556 / 2048 = 97.25
+  EXPECT_EQ(box->rgb.size(), size_t{128} * 97 * 3);
+  auto by_height = read_display_image(beachball("multipart", 1), 0, 100, "");
+  ASSERT_TRUE(by_height.has_value()) << by_height.error().reason;
+  EXPECT_EQ(by_height->width, 132u);
+  EXPECT_EQ(by_height->height, 100u);
+  auto by_width = read_display_image(beachball("multipart", 1), 200, 0, "");
+  ASSERT_TRUE(by_width.has_value()) << by_width.error().reason;
+  EXPECT_EQ(by_width->width, 200u);
+  EXPECT_EQ(by_width->height, 152u);  // 151.95
+}
+
+TEST(ImageOpsTest, OcioConfigDisplayViewIsApplied) {
+  TempDir dir;
+  const std::string srgb_config = write_ocio_config(dir, "srgb");
+  const std::string linear_config = write_ocio_config(dir, "linear");
+  const std::string input = display_window(3);
+  ASSERT_TRUE(make_thumbnail({input, dir.file("builtin.png"), 128, 0, ""}).has_value());
+  auto srgb = make_thumbnail({input, dir.file("srgb.png"), 128, 0, srgb_config});
+  ASSERT_TRUE(srgb.has_value()) << srgb.error().reason;
+  auto linear = make_thumbnail({input, dir.file("linear.png"), 128, 0, linear_config});
+  ASSERT_TRUE(linear.has_value()) << linear.error().reason;
+  // The config's sRGB view agrees with OIIO's built-in sRGB; its linear view does not.
+  EXPECT_TRUE(images_match(dir.file("srgb.png"), dir.file("builtin.png"), 3, kEightBit));
+  EXPECT_FALSE(images_match(dir.file("linear.png"), dir.file("builtin.png"), 3, kJpeg));
+  // Linear through the config equals no conversion at all.
+  oiiotool(displayed_reference(input, "R,G,B", "128x97") + " -d uint16 -o " +
+           quoted(dir.file("raw.tif")));
+  EXPECT_TRUE(images_match(dir.file("linear.png"), dir.file("raw.tif"), 3, kEightBit));
+}
+
+TEST(ImageOpsTest, OcioEnvironmentVariableIsUsedWhenNoConfigIsGiven) {
+  TempDir dir;
+  const std::string linear_config = write_ocio_config(dir, "linear");
+  const std::string input = display_window(3);
+  ASSERT_TRUE(make_thumbnail({input, dir.file("explicit.png"), 128, 0, linear_config}).has_value());
+  ::setenv("OCIO", linear_config.c_str(), 1);
+  auto env = make_thumbnail({input, dir.file("env.png"), 128, 0, ""});
+  ::unsetenv("OCIO");
+  ASSERT_TRUE(env.has_value()) << env.error().reason;
+  EXPECT_TRUE(images_match(dir.file("env.png"), dir.file("explicit.png"), 3, {0.0f, 0.0, 0.0f}));
+}
+
+TEST(ImageOpsTest, UnreadableOcioConfigIsAnInvalidArgument) {
+  TempDir dir;
+  const std::string config = dir.file("broken.ocio");
+  std::ofstream(config) << "not: [an ocio config\n";
+  auto thumb = make_thumbnail({display_window(1), dir.file("out.png"), 64, 0, config});
+  ASSERT_FALSE(thumb.has_value());
+  EXPECT_EQ(thumb.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(thumb.error().reason.find(config), std::string::npos) << thumb.error().reason;
+  EXPECT_EQ(thumb.error().reason.find('\n'), std::string::npos);
+  EXPECT_FALSE(fs::exists(dir.file("out.png")));
+}
+
+TEST(ImageOpsTest, TiledInputGivesTheSameThumbnailAsScanlineInput) {
+  TempDir dir;
+  const std::string tiled = dir.file("tiled.exr");
+  oiiotool(" " + quoted(display_window(8)) + " --tile 64 64 -o " + quoted(tiled));
+  ASSERT_NE(spec_of(tiled).tile_width, 0);
+  ASSERT_TRUE(make_thumbnail({display_window(8), dir.file("a.png"), 256, 0, ""}).has_value());
+  auto info = make_thumbnail({tiled, dir.file("b.png"), 256, 0, ""});
+  ASSERT_TRUE(info.has_value()) << info.error().reason;
+  EXPECT_TRUE(images_match(dir.file("b.png"), dir.file("a.png"), 3, {0.0f, 0.0, 0.0f}));
+}
+
+TEST(ImageOpsTest, LayerPrefixedChannelsAreFoundByName) {
+  TempDir dir;
+  // "beauty.R" etc. after an unrelated layer that sorts first in the file.
+  const std::string layered = dir.file("layered.exr");
+  oiiotool(" " + quoted(display_window(5)) + " --dup --chnames aov.R,aov.G,aov.B --mulc 0.25" +
+           " --swap --chnames beauty.R,beauty.G,beauty.B --chappend -o " + quoted(layered));
+  ASSERT_TRUE(make_thumbnail({display_window(5), dir.file("a.png"), 128, 0, ""}).has_value());
+  auto info = make_thumbnail({layered, dir.file("b.png"), 128, 0, ""});
+  ASSERT_TRUE(info.has_value()) << info.error().reason;
+  EXPECT_TRUE(images_match(dir.file("b.png"), dir.file("a.png"), 3, {0.0f, 0.0, 0.0f}));
+}
+
+TEST(ImageOpsTest, SingleChannelInputBecomesGrayRgb) {
+  TempDir dir;
+  const std::string gray = dir.file("gray.exr");
+  oiiotool(" " + quoted(display_window(1)) + " --ch G -o " + quoted(gray));
+  auto info = make_thumbnail({gray, dir.file("gray.png"), 64, 0, ""});
+  ASSERT_TRUE(info.has_value()) << info.error().reason;
+  EXPECT_EQ(info->channels, 3);
+  OIIO::ImageBuf buf = load(dir.file("gray.png"));
+  ASSERT_TRUE(buf.initialized());
+  float px[3];
+  buf.getpixel(10, 10, px, 3);
+  EXPECT_EQ(px[0], px[1]);
+  EXPECT_EQ(px[1], px[2]);
+  EXPECT_GT(px[1], 0.0f);
+}
+
+TEST(ImageOpsTest, SrgbInputIsNotConvertedTwice) {
+  TempDir dir;
+  // A display-referred PNG thumbnailed at its own size comes out unchanged.
+  ASSERT_TRUE(convert_frame({display_window(1), dir.file("frame.png"), "", "", ""}).has_value());
+  auto info = make_thumbnail({dir.file("frame.png"), dir.file("thumb.png"), 400, 0, ""});
+  ASSERT_TRUE(info.has_value()) << info.error().reason;
+  EXPECT_TRUE(images_match(dir.file("thumb.png"), dir.file("frame.png"), 3, {0.0f, 0.0, 0.0f}));
+}
+
+}  // namespace
+}  // namespace farmhand::media

@@ -1,1 +1,608 @@
+// transcode(): movies checked with the ffprobe/ffmpeg CLIs as oracles, the
+// first frame against an oiiotool sRGB rendition of the EXR.
+#include "workers/media/transcode.h"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <OpenImageIO/imagebuf.h>
+#include <OpenImageIO/imagebufalgo.h>
 #include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+extern "C" {
+#include <libavutil/log.h>
+}
+
+namespace farmhand::media {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path source_dir() {
+  if (const char* dir = std::getenv("FARMHAND_SOURCE_DIR"); dir != nullptr && *dir != '\0') {
+    return dir;
+  }
+  // Run by hand outside ctest: tests/unit/media/transcode_test.cpp -> the repository root.
+  return fs::path(__FILE__).parent_path().parent_path().parent_path().parent_path();
+}
+
+fs::path beachball_dir() {
+  return source_dir() / ".." / "shared" / "data" / "openexr-images" / "Beachball";
+}
+
+std::string beachball(int frame) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "singlepart.%04d.exr", frame);
+  return (beachball_dir() / name).string();
+}
+
+// A scratch directory removed when the test ends.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "fh-tc-XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data());
+  }
+
+  ~TempDir() { fs::remove_all(path_); }
+
+  std::string file(const std::string& name) const { return (fs::path(path_) / name).string(); }
+
+  // Every entry's name, sorted.
+  std::vector<std::string> entries() const {
+    std::vector<std::string> names;
+    for (const auto& entry : fs::directory_iterator(path_)) {
+      names.push_back(entry.path().filename().string());
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+ private:
+  std::string path_;
+};
+
+struct CommandOutput {
+  int status = -1;
+  std::string out;  // stdout only; stderr goes to the test log
+};
+
+CommandOutput run(const std::string& command) {
+  CommandOutput result;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return result;
+  std::array<char, 65536> buffer;
+  size_t n = 0;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    result.out.append(buffer.data(), n);
+  const int status = ::pclose(pipe);
+  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+std::string quoted(const std::string& text) {
+  return "'" + text + "'";
+}
+
+// ffprobe's view of the first video stream: key=value per entry.
+std::map<std::string, std::string> probe(const std::string& movie) {
+  const CommandOutput output =
+      run("ffprobe -v error -count_frames -select_streams v:0 -show_entries "
+          "stream=codec_name,profile,pix_fmt,width,height,r_frame_rate,nb_read_frames,has_b_frames,"
+          "duration,"
+          "color_primaries,color_transfer,color_space,color_range:format_tags=major_brand "
+          "-of default=noprint_wrappers=1 " +
+          quoted(movie));
+  EXPECT_EQ(output.status, 0) << "ffprobe " << movie;
+  std::map<std::string, std::string> fields;
+  std::istringstream lines(output.out);
+  for (std::string line; std::getline(lines, line);) {
+    const size_t eq = line.find('=');
+    if (eq != std::string::npos) fields[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return fields;
+}
+
+// Which decoded frames are key frames, in order.
+std::vector<bool> key_frames(const std::string& movie) {
+  const CommandOutput output =
+      run("ffprobe -v error -select_streams v:0 -show_entries frame=key_frame -of csv=p=0 " +
+          quoted(movie));
+  EXPECT_EQ(output.status, 0) << "ffprobe key frames " << movie;
+  std::vector<bool> keys;
+  std::istringstream lines(output.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty()) keys.push_back(line[0] == '1');
+  }
+  return keys;
+}
+
+// The MD5 of every decoded frame, in order (ffmpeg's framemd5 muxer).
+std::vector<std::string> frame_md5s(const std::string& movie) {
+  const CommandOutput output = run("ffmpeg -v error -i " + quoted(movie) + " -f framemd5 -");
+  EXPECT_EQ(output.status, 0) << "ffmpeg framemd5 " << movie;
+  std::vector<std::string> md5s;
+  std::istringstream lines(output.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    md5s.push_back(line.substr(line.find_first_not_of(' ', line.rfind(',') + 1)));
+  }
+  return md5s;
+}
+
+// One decoded frame as raw 8-bit planes in `pix_fmt` (ffmpeg converts if needed).
+std::string raw_frame(const std::string& movie, int index, const std::string& pix_fmt) {
+  const CommandOutput output =
+      run("ffmpeg -v error -i " + quoted(movie) + " -vf 'select=eq(n\\," + std::to_string(index) +
+          ")' -frames:v 1 -f rawvideo -pix_fmt " + pix_fmt + " -");
+  EXPECT_EQ(output.status, 0) << "ffmpeg rawvideo " << movie;
+  return output.out;
+}
+
+// The brightest luma value of one decoded frame, 8-bit limited range (black is 16).
+int max_luma(const std::string& movie, int index) {
+  const std::string yuv = raw_frame(movie, index, "yuv420p");
+  const auto size = static_cast<size_t>(std::stoi(probe(movie)["width"])) *
+                    static_cast<size_t>(std::stoi(probe(movie)["height"]));
+  if (yuv.size() < size) return -1;
+  int brightest = 0;
+  for (size_t i = 0; i < size; ++i) brightest = std::max(brightest, yuv[i] & 0xff);
+  return brightest;
+}
+
+std::vector<std::string> beachball_frames() {
+  std::vector<std::string> frames;
+  for (int frame = 1; frame <= 8; ++frame) frames.push_back(beachball(frame));
+  return frames;
+}
+
+TranscodeOptions beachball_options(const std::string& output) {
+  TranscodeOptions options;
+  options.frames = beachball_frames();
+  options.frame_numbers = {1, 2, 3, 4, 5, 6, 7, 8};
+  options.output = output;
+  return options;
+}
+
+TranscodeReport transcode_ok(const TranscodeOptions& options) {
+  Result<TranscodeReport> report = transcode(options);
+  if (!report) {
+    ADD_FAILURE() << "transcode to " << options.output << " failed: " << report.error().reason;
+    return TranscodeReport();
+  }
+  return *report;
+}
+
+class TranscodeTest : public ::testing::Test {
+ protected:
+  // libx264 prints its settings and statistics at info level for every movie.
+  static void SetUpTestSuite() { av_log_set_level(AV_LOG_ERROR); }
+
+  void SetUp() override {
+    if (!fs::is_directory(beachball_dir())) GTEST_SKIP() << "no " << beachball_dir();
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(TranscodeTest, H264MovieOfEightBeachballFramesHasEightFramesAt24FpsTaggedBt709) {
+  const std::string movie = dir_.file("review.mov");
+  const TranscodeReport report = transcode_ok(beachball_options(movie));
+  EXPECT_EQ(report.frames_written, 8u);
+  EXPECT_EQ(report.frames_missing, 0u);
+  EXPECT_EQ(report.width, 2048u);
+  EXPECT_EQ(report.height, 1556u);
+
+  auto info = probe(movie);
+  EXPECT_EQ(info["codec_name"], "h264");
+  EXPECT_EQ(info["profile"], "High");
+  EXPECT_EQ(info["pix_fmt"], "yuv420p");
+  EXPECT_EQ(info["width"], "2048");
+  EXPECT_EQ(info["height"], "1556");
+  EXPECT_EQ(info["nb_read_frames"], "8");
+  EXPECT_EQ(info["r_frame_rate"], "24/1");
+  EXPECT_EQ(info["duration"], "0.333333");  // 8 frames of 1/24 s, the last one included
+  EXPECT_EQ(info["color_primaries"], "bt709");
+  EXPECT_EQ(info["color_transfer"], "bt709");
+  EXPECT_EQ(info["color_space"], "bt709");
+  EXPECT_EQ(info["color_range"], "tv");
+  EXPECT_EQ(info["has_b_frames"], "0");  // -bf 0, as ShotGrid's review transcode
+  EXPECT_EQ(info["TAG:major_brand"], "qt  ");
+}
+
+TEST_F(TranscodeTest, GopSetsTheLongestRunBetweenKeyFrames) {
+  const std::string movie = dir_.file("gop.mov");
+  TranscodeOptions options = beachball_options(movie);
+  options.max_width = 256;
+  options.gop = 3;
+  transcode_ok(options);
+  const std::vector<bool> keys = key_frames(movie);
+  ASSERT_EQ(keys.size(), 8u);
+  size_t since_key = 0;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    since_key = keys[i] ? 0 : since_key + 1;
+    EXPECT_LT(since_key, 3u) << "frame " << i << " is " << since_key << " frames after a key frame";
+  }
+  EXPECT_TRUE(keys[0]);
+}
+
+TEST_F(TranscodeTest, FractionalRate23976IsStoredAs24000Over1001) {
+  const std::string movie = dir_.file("ntsc.mov");
+  TranscodeOptions options = beachball_options(movie);
+  options.frames.resize(3);
+  options.frame_numbers.resize(3);
+  options.max_width = 512;
+  options.fps = 23.976;
+  transcode_ok(options);
+  auto info = probe(movie);
+  EXPECT_EQ(info["r_frame_rate"], "24000/1001");
+  EXPECT_EQ(info["nb_read_frames"], "3");
+}
+
+TEST_F(TranscodeTest, ProresMovieIsProres422HqIn10Bit) {
+  const std::string movie = dir_.file("review.mov");
+  TranscodeOptions options = beachball_options(movie);
+  options.codec = "prores";
+  options.max_width = 1024;
+  transcode_ok(options);
+  auto info = probe(movie);
+  EXPECT_EQ(info["codec_name"], "prores");
+  EXPECT_EQ(info["profile"], "HQ");
+  EXPECT_EQ(info["pix_fmt"], "yuv422p10le");
+  EXPECT_EQ(info["nb_read_frames"], "8");
+  EXPECT_EQ(info["color_primaries"], "bt709");
+  EXPECT_EQ(info["color_transfer"], "bt709");
+  EXPECT_EQ(info["color_space"], "bt709");
+}
+
+TEST_F(TranscodeTest, DnxhrMovieUsesDnxhrHqProfileIn8Bit) {
+  const std::string movie = dir_.file("review.mov");
+  TranscodeOptions options = beachball_options(movie);
+  options.codec = "dnxhr";
+  options.max_width = 1024;
+  transcode_ok(options);
+  auto info = probe(movie);
+  EXPECT_EQ(info["codec_name"], "dnxhd");
+  EXPECT_EQ(info["profile"], "DNXHR HQ");
+  EXPECT_EQ(info["pix_fmt"], "yuv422p");
+  EXPECT_EQ(info["nb_read_frames"], "8");
+}
+
+TEST_F(TranscodeTest, MaxWidthScalesDownToAnEvenSizeKeepingAspect) {
+  const std::string movie = dir_.file("proxy.mov");
+  TranscodeOptions options = beachball_options(movie);
+  options.frames.resize(2);
+  options.frame_numbers.resize(2);
+  options.max_width = 1001;  // 2048x1556 -> 1001x760.5 -> 1000x760
+  const TranscodeReport report = transcode_ok(options);
+  EXPECT_EQ(report.width, 1000u);
+  EXPECT_EQ(report.height, 760u);
+  auto info = probe(movie);
+  EXPECT_EQ(info["width"], "1000");
+  EXPECT_EQ(info["height"], "760");
+  EXPECT_EQ(info["nb_read_frames"], "2");
+}
+
+TEST_F(TranscodeTest, Mp4OutputUsesTheMp4Muxer) {
+  const std::string movie = dir_.file("review.mp4");
+  TranscodeOptions options = beachball_options(movie);
+  options.frames.resize(2);
+  options.frame_numbers.resize(2);
+  options.max_width = 512;
+  transcode_ok(options);
+  auto info = probe(movie);
+  EXPECT_EQ(info["codec_name"], "h264");
+  EXPECT_EQ(info["TAG:major_brand"], "isom");
+  EXPECT_EQ(info["nb_read_frames"], "2");
+}
+
+TEST_F(TranscodeTest, ProresInMp4IsRejected) {
+  TranscodeOptions options = beachball_options(dir_.file("review.mp4"));
+  options.codec = "prores";
+  Result<TranscodeReport> report = transcode(options);
+  ASSERT_FALSE(report);
+  EXPECT_EQ(report.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_TRUE(dir_.entries().empty());
+}
+
+TEST_F(TranscodeTest, UnknownCodecIsInvalidArgument) {
+  TranscodeOptions options = beachball_options(dir_.file("review.mov"));
+  options.codec = "mpeg2";
+  Result<TranscodeReport> report = transcode(options);
+  ASSERT_FALSE(report);
+  EXPECT_EQ(report.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(report.error().reason.find("mpeg2"), std::string::npos) << report.error().reason;
+}
+
+TEST_F(TranscodeTest, NoFramesIsInvalidArgument) {
+  TranscodeOptions options;
+  options.output = dir_.file("review.mov");
+  Result<TranscodeReport> report = transcode(options);
+  ASSERT_FALSE(report);
+  EXPECT_EQ(report.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(report.error().reason, "no frames to encode");
+}
+
+// Frames 1-8 with frame 5 replaced by a file that does not exist; ProRes so
+// equal pictures decode to equal bytes.
+TranscodeOptions with_frame_5_missing(const std::string& output, MissingFramePolicy policy) {
+  TranscodeOptions options = beachball_options(output);
+  options.frames[4] = (fs::path(output).parent_path() / "nonexistent.0005.exr").string();
+  options.codec = "prores";
+  options.max_width = 256;
+  options.missing = policy;
+  return options;
+}
+
+TEST_F(TranscodeTest, HoldPolicyRepeatsThePreviousFrameForAMissingFile) {
+  const std::string movie = dir_.file("hold.mov");
+  const TranscodeReport report =
+      transcode_ok(with_frame_5_missing(movie, MissingFramePolicy::kHold));
+  EXPECT_EQ(report.frames_written, 8u);
+  EXPECT_EQ(report.frames_missing, 1u);
+  EXPECT_EQ(probe(movie)["nb_read_frames"], "8");
+  const std::vector<std::string> md5s = frame_md5s(movie);
+  ASSERT_EQ(md5s.size(), 8u);
+  EXPECT_EQ(md5s[4], md5s[3]);
+  EXPECT_NE(md5s[5], md5s[4]);
+}
+
+TEST_F(TranscodeTest, BlackPolicyInsertsABlackFrameForAMissingFile) {
+  const std::string movie = dir_.file("black.mov");
+  const TranscodeReport report =
+      transcode_ok(with_frame_5_missing(movie, MissingFramePolicy::kBlack));
+  EXPECT_EQ(report.frames_written, 8u);
+  EXPECT_EQ(report.frames_missing, 1u);
+  EXPECT_EQ(probe(movie)["nb_read_frames"], "8");
+  const std::vector<std::string> md5s = frame_md5s(movie);
+  ASSERT_EQ(md5s.size(), 8u);
+  EXPECT_NE(md5s[4], md5s[3]);
+  EXPECT_EQ(max_luma(movie, 4), 16) << "frame 5 is not black";
+  EXPECT_GT(max_luma(movie, 3), 100);
+}
+
+TEST_F(TranscodeTest, FailPolicyStopsAtTheMissingFrameNumberAndLeavesNoFile) {
+  const std::string movie = dir_.file("fail.mov");
+  Result<TranscodeReport> report =
+      transcode(with_frame_5_missing(movie, MissingFramePolicy::kFail));
+  ASSERT_FALSE(report);
+  EXPECT_EQ(report.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(report.error().reason, "missing frame 5");
+  EXPECT_EQ(dir_.entries(), std::vector<std::string>{}) << "temporary file left behind";
+}
+
+TEST_F(TranscodeTest, MissingMessageUsesFrameNumbersNotPositions) {
+  TranscodeOptions options = with_frame_5_missing(dir_.file("fail.mov"), MissingFramePolicy::kFail);
+  options.frame_numbers = {1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008};
+  Result<TranscodeReport> report = transcode(options);
+  ASSERT_FALSE(report);
+  EXPECT_EQ(report.error().reason, "missing frame 1005");
+}
+
+TEST_F(TranscodeTest, MissingFirstFrameUnderHoldIsBlackAndSizeComesFromTheFirstReadable) {
+  const std::string movie = dir_.file("hold.mov");
+  TranscodeOptions options = beachball_options(movie);
+  options.frames = {"", beachball(1), beachball(2)};
+  options.frame_numbers = {0, 1, 2};
+  options.max_width = 256;
+  const TranscodeReport report = transcode_ok(options);
+  EXPECT_EQ(report.frames_written, 3u);
+  EXPECT_EQ(report.frames_missing, 1u);
+  EXPECT_EQ(report.width, 256u);
+  EXPECT_EQ(report.height, 194u);  // 1556 * 256 / 2048 = 194.5 -> 195 -> even 194
+  EXPECT_LE(max_luma(movie, 0), 17) << "frame 0 is not black";
+  EXPECT_GT(max_luma(movie, 1), 100);
+}
+
+TEST_F(TranscodeTest, MissingFramesBeforeTheFirstReadableDoNotStallAOneFrameBuffer) {
+  const std::string movie = dir_.file("late.mov");
+  TranscodeOptions options = beachball_options(movie);
+  options.frames = {"", dir_.file("gone.0002.exr"), beachball(3), beachball(4), beachball(5)};
+  options.frame_numbers = {1, 2, 3, 4, 5};
+  options.max_width = 256;
+  options.decode_ahead = 1;
+  options.missing = MissingFramePolicy::kBlack;
+  const TranscodeReport report = transcode_ok(options);
+  EXPECT_EQ(report.frames_written, 5u);
+  EXPECT_EQ(report.frames_missing, 2u);
+  EXPECT_LE(report.peak_frames_ahead, 2u);  // the buffer's one, and the first readable frame
+  EXPECT_EQ(probe(movie)["nb_read_frames"], "5");
+}
+
+TEST_F(TranscodeTest, AllFramesMissingFailsWithNoReadableFrames) {
+  TranscodeOptions options;
+  options.frames = {dir_.file("a.0001.exr"), dir_.file("a.0002.exr")};
+  options.output = dir_.file("none.mov");
+  Result<TranscodeReport> report = transcode(options);
+  ASSERT_FALSE(report);
+  EXPECT_EQ(report.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(report.error().reason, "no readable frames");
+  EXPECT_TRUE(dir_.entries().empty());
+}
+
+TEST_F(TranscodeTest, UndecodableFrameFailsTheTranscodeNamingTheFileAndLeavesNoFile) {
+  const std::string bad = dir_.file("bad.0003.exr");
+  std::ofstream(bad) << "this is not an exr file\n";
+  TranscodeOptions options = beachball_options(dir_.file("out.mov"));
+  options.frames[2] = bad;
+  options.max_width = 256;
+  Result<TranscodeReport> report = transcode(options);
+  ASSERT_FALSE(report);
+  EXPECT_NE(report.error().code, ErrorCode::kNotFound);
+  EXPECT_NE(report.error().reason.find(bad), std::string::npos) << report.error().reason;
+  EXPECT_EQ(dir_.entries(), std::vector<std::string>{"bad.0003.exr"});
+}
+
+TEST_F(TranscodeTest, FailedTranscodeLeavesAnExistingOutputUntouched) {
+  const std::string movie = dir_.file("review.mov");
+  std::ofstream(movie) << "previous version";
+  Result<TranscodeReport> report =
+      transcode(with_frame_5_missing(movie, MissingFramePolicy::kFail));
+  ASSERT_FALSE(report);
+  std::ifstream in(movie);
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, "previous version");
+  EXPECT_EQ(dir_.entries(), std::vector<std::string>{"review.mov"});
+}
+
+TEST_F(TranscodeTest, UnwritableOutputIsAnIoErrorNamingTheOutput) {
+  TranscodeOptions options = beachball_options(dir_.file("no/such/dir/review.mov"));
+  options.frames.resize(1);
+  options.frame_numbers.resize(1);
+  options.max_width = 256;
+  Result<TranscodeReport> report = transcode(options);
+  ASSERT_FALSE(report);
+  EXPECT_EQ(report.error().code, ErrorCode::kIo);
+  EXPECT_NE(report.error().reason.find(options.output), std::string::npos) << report.error().reason;
+}
+
+TEST_F(TranscodeTest, ProgressIsCalledOncePerFrameFromTheCallingThread) {
+  TranscodeOptions options = beachball_options(dir_.file("review.mov"));
+  options.max_width = 256;
+  std::vector<std::pair<uint64_t, uint64_t>> calls;
+  bool other_thread = false;
+  const std::thread::id caller = std::this_thread::get_id();
+  Result<TranscodeReport> report = transcode(options, [&](uint64_t done, uint64_t total) {
+    calls.emplace_back(done, total);
+    other_thread = other_thread || std::this_thread::get_id() != caller;
+  });
+  ASSERT_TRUE(report) << report.error().reason;
+  std::vector<std::pair<uint64_t, uint64_t>> expected;
+  for (uint64_t done = 1; done <= 8; ++done) expected.emplace_back(done, 8);
+  EXPECT_EQ(calls, expected);
+  EXPECT_FALSE(other_thread);
+}
+
+TEST_F(TranscodeTest, ReadingIsCalledOneAtATimeBeforeEveryDecodedFile) {
+  TranscodeOptions options = beachball_options(dir_.file("review.mov"));
+  options.max_width = 256;
+  options.decode_threads = 4;
+  std::atomic<int> inside{0};
+  std::atomic<bool> overlapped{false};
+  std::mutex mutex;
+  std::vector<std::string> paths;
+  Result<TranscodeReport> report = transcode(options, {}, [&](const std::string& path) {
+    if (inside.fetch_add(1) != 0) overlapped = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // widen any overlap
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      paths.push_back(path);
+    }
+    inside.fetch_sub(1);
+  });
+  ASSERT_TRUE(report) << report.error().reason;
+  EXPECT_FALSE(overlapped);
+  std::sort(paths.begin(), paths.end());
+  paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
+  EXPECT_EQ(paths, beachball_frames());
+}
+
+TEST_F(TranscodeTest, EveryFrameLandsInItsPlaceWhenTheReorderBufferWrapsAround) {
+  // 8 different pictures through a 2-frame buffer: each slot is reused 3 times.
+  // ProRes is intra-only, so the same picture decodes to the same bytes.
+  const std::string movie = dir_.file("order.mov");
+  TranscodeOptions options = beachball_options(movie);
+  options.codec = "prores";
+  options.max_width = 256;
+  options.decode_threads = 2;
+  options.decode_ahead = 2;
+  transcode_ok(options);
+  const std::vector<std::string> md5s = frame_md5s(movie);
+  ASSERT_EQ(md5s.size(), 8u);
+  options.output = dir_.file("reference.mov");
+  options.decode_threads = 1;
+  options.decode_ahead = 1;
+  transcode_ok(options);
+  EXPECT_EQ(md5s, frame_md5s(options.output));
+  std::vector<std::string> distinct = md5s;
+  std::sort(distinct.begin(), distinct.end());
+  EXPECT_EQ(std::unique(distinct.begin(), distinct.end()), distinct.end()) << "a frame repeats";
+}
+
+TEST_F(TranscodeTest, DecodeAheadBoundsTheFramesBufferedForTheEncoder) {
+  TranscodeOptions options = beachball_options(dir_.file("review.mov"));
+  options.max_width = 256;
+  options.decode_threads = 4;
+  options.decode_ahead = 2;
+  const TranscodeReport report = transcode_ok(options);
+  EXPECT_EQ(report.frames_written, 8u);
+  EXPECT_GE(report.peak_frames_ahead, 1u);
+  EXPECT_LE(report.peak_frames_ahead, 2u);
+}
+
+// Mean of each channel of an image file, 0-1.
+std::vector<float> channel_means(const std::string& path) {
+  OIIO::ImageBuf image(path);
+  const OIIO::ImageBufAlgo::PixelStats stats = OIIO::ImageBufAlgo::computePixelStats(image);
+  if (image.has_error() || stats.avg.size() < 3) {
+    ADD_FAILURE() << "cannot read " << path << ": " << image.geterror();
+    return {};
+  }
+  return std::vector<float>(stats.avg.begin(), stats.avg.begin() + 3);
+}
+
+TEST_F(TranscodeTest, FirstFrameLooksLikeTheExrInSrgb) {
+  const std::string movie = dir_.file("review.mov");
+  TranscodeOptions options = beachball_options(movie);
+  options.frames.resize(1);
+  options.frame_numbers.resize(1);
+  transcode_ok(options);
+
+  const std::string frame_png = dir_.file("frame.png");
+  const std::string reference_png = dir_.file("reference.png");
+  ASSERT_EQ(run("ffmpeg -v error -i " + quoted(movie) + " -frames:v 1 " + quoted(frame_png)).status,
+            0);
+  ASSERT_EQ(run("oiiotool " + quoted(beachball(1)) +
+                " --ch R,G,B --croptofull --colorconvert linear sRGB -d uint8 -o " +
+                quoted(reference_png))
+                .status,
+            0);
+  const std::vector<float> got = channel_means(frame_png);
+  const std::vector<float> want = channel_means(reference_png);
+  ASSERT_EQ(got.size(), 3u);
+  ASSERT_EQ(want.size(), 3u);
+  for (size_t c = 0; c < 3; ++c) {
+    // Chroma subsampling and 8-bit limited range move means by well under 1%;
+    // linear values (no sRGB curve) would be ~40% darker.
+    EXPECT_NEAR(got[c], want[c], 0.1 * want[c] + 0.002) << "channel " << c;
+  }
+}
+
+TEST_F(TranscodeTest, RedIsEncodedWithTheBt709MatrixInLimitedRange) {
+  const std::string red = dir_.file("red.exr");
+  ASSERT_EQ(
+      run("oiiotool --create 64x48 3 --fill:color=1,0,0 64x48 -d half -o " + quoted(red)).status,
+      0);
+  TranscodeOptions options;
+  options.frames = {red};
+  options.output = dir_.file("red.mov");
+  transcode_ok(options);
+  const std::string yuv = raw_frame(options.output, 0, "yuv420p");
+  ASSERT_EQ(yuv.size(), 64u * 48 * 3 / 2);
+  double y = 0;
+  for (size_t i = 0; i < 64 * 48; ++i) y += static_cast<unsigned char>(yuv[i]);
+  y /= 64 * 48;
+  const double cr = static_cast<unsigned char>(yuv[64 * 48 + 32 * 24 + 32 * 12 + 16]);
+  // BT.709: Y = 16 + 219 * 0.2126 = 63 (BT.601 would give 82; full range 54).
+  EXPECT_NEAR(y, 63, 3);
+  EXPECT_NEAR(cr, 240, 3);
+}
+
+}  // namespace
+}  // namespace farmhand::media

@@ -1,0 +1,42 @@
+// Media job kinds on the broker side: thumbnail, convert, transcode.
+//
+// At submit, prepare_media_job() validates a job's parameters, resolves its
+// frames once (from the frame set written in the input pattern, else from the
+// files on disk) and fixes its chunking, so the stored job never needs the
+// file system again. At dispatch, media_request() builds the media::Request a
+// worker forwards to its media process. No pixels are touched here: the broker
+// neither links OpenImageIO nor opens an image.
+//
+// Parameters live in JobSpec.params:
+//   thumbnail: input, output, frame (first|middle|last|N, default middle), size (WxH or W, 256)
+//   convert:   input, output (a pattern with padding), resize (WxH, W or N%), format
+//   transcode: input, output (.mov/.mp4), codec (h264|prores|dnxhr), fps (24), crf (23),
+//              missing (hold|black|fail)
+// Pure functions, except that prepare_media_job reads one directory.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "farmhand.pb.h"
+
+#include "common/frame_set.h"
+#include "common/result.h"
+
+namespace farmhand::daemon {
+
+bool is_media_kind(const std::string& kind);
+
+// Validates and completes `spec` (frames, chunk, defaults in params). Errors are
+// one line: "no frames of /show/sh010/comp.####.exr on disk", "unknown codec 'x264'".
+[[nodiscard]] Result<void> prepare_media_job(wire::JobSpec& spec);
+
+// The serialized media::Request for one task covering `frames`.
+[[nodiscard]] Result<std::string> media_request(const wire::JobSpec& spec,
+                                                const common::FrameSet& frames);
+
+// A hung decoder must not hold a slot forever: the limit a media task gets
+// when its job sets no --timeout.
+std::chrono::seconds default_media_timeout(const wire::JobSpec& spec, uint64_t task_frames);
+
+}  // namespace farmhand::daemon

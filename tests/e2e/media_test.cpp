@@ -1,0 +1,194 @@
+// End-to-end media jobs on the real binaries: thumbnails, proxies and review
+// movies of the shared Beachball sequence, checked with the OIIO and FFmpeg
+// command-line tools as oracles, and the Damaged/ corpus of fuzzed EXRs, which
+// must end as task failures with a reason while the farm keeps working.
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/support/cluster.h"
+#include <gtest/gtest.h>
+
+namespace farmhand::e2e {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+std::string data_dir() {
+  const char* source = std::getenv("FARMHAND_SOURCE_DIR");
+  return std::string(source ? source : ".") + "/../shared/data/openexr-images";
+}
+
+// stdout of a shell command line (the oracle tools), or "" if it failed.
+std::string run(const std::string& command) {
+  std::string out;
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
+  if (!pipe) return out;
+  std::array<char, 4096> buf;
+  while (size_t n = fread(buf.data(), 1, buf.size(), pipe.get())) out.append(buf.data(), n);
+  return out;
+}
+
+// "WxH" of an image according to oiiotool.
+std::string image_size(const std::string& path) {
+  std::string info = run("oiiotool --info '" + path + "' 2>/dev/null");
+  auto colon = info.find(':');
+  if (colon == std::string::npos) return "";
+  std::string rest = info.substr(colon + 1);
+  unsigned w = 0, h = 0;
+  if (std::sscanf(rest.c_str(), " %u x %u", &w, &h) != 2) return "";
+  return std::to_string(w) + "x" + std::to_string(h);
+}
+
+class MediaE2ETest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::exists(data_dir() + "/Beachball/singlepart.0001.exr")) {
+      FAIL() << "test data missing: " << data_dir();
+    }
+  }
+};
+
+TEST_F(MediaE2ETest, ThumbnailProxiesAndMovieOfTheBeachballSequence) {
+  ClusterOptions options;
+  options.local_workers = 2;
+  options.local_slots = 2;
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  const std::string input = data_dir() + "/Beachball/singlepart.####.exr";
+
+  auto thumb = cluster.submit(
+      {"thumbnail", input, "-o", cluster.path("thumb.jpg"), "--size", "256", "--frame", "first"});
+  auto proxies = cluster.submit({"convert", input, "-o", cluster.path("proxy/sb.####.jpg"),
+                                 "--resize", "50%", "--chunk", "3"});
+  auto movie = cluster.submit({"transcode", input, "-o", cluster.path("review.mov")});
+  ASSERT_TRUE(thumb && proxies && movie) << cluster.last_cli();
+  for (uint64_t job : {*thumb, *proxies, *movie}) {
+    auto done = cluster.wait_for_final_state(job, 300s);
+    ASSERT_TRUE(done) << "job " << job;
+    EXPECT_EQ((*done)["job"]["state"], "succeeded") << done->dump();
+  }
+
+  // 2048x1556 displayed, 256 wide: 194.5 rows, rounded.
+  std::string size = image_size(cluster.path("thumb.jpg"));
+  EXPECT_TRUE(size == "256x195" || size == "256x194") << size;
+
+  // Proxies: every frame, padding kept, half the display window.
+  for (int frame = 1; frame <= 8; ++frame) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "proxy/sb.%04d.jpg", frame);
+    EXPECT_EQ(image_size(cluster.path(name)), "1024x778") << name;
+  }
+  auto proxy_status = cluster.status_json(*proxies);
+  ASSERT_TRUE(proxy_status);
+  EXPECT_EQ((*proxy_status)["job"]["task_count"], 3);
+
+  // The movie: 8 frames at 24 fps, H.264 with BT.709 tags, readable by ffprobe.
+  std::string probe =
+      run("ffprobe -v error -count_frames -select_streams v:0 -show_entries "
+          "stream=codec_name,nb_read_frames,r_frame_rate,pix_fmt,color_primaries,color_transfer,"
+          "color_space -of default=noprint_wrappers=1 '" +
+          cluster.path("review.mov") + "'");
+  EXPECT_NE(probe.find("codec_name=h264"), std::string::npos) << probe;
+  EXPECT_NE(probe.find("nb_read_frames=8"), std::string::npos) << probe;
+  EXPECT_NE(probe.find("r_frame_rate=24/1"), std::string::npos) << probe;
+  EXPECT_NE(probe.find("pix_fmt=yuv420p"), std::string::npos) << probe;
+  EXPECT_NE(probe.find("color_primaries=bt709"), std::string::npos) << probe;
+  EXPECT_NE(probe.find("color_space=bt709"), std::string::npos) << probe;
+}
+
+TEST_F(MediaE2ETest, BadMediaInputsAreRefusedAtSubmitWithOneLine) {
+  ClusterOptions options;
+  options.local_workers = 1;
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+
+  struct Case {
+    std::vector<std::string> args;
+    std::string reason;
+  };
+
+  const std::string beach = data_dir() + "/Beachball/singlepart.####.exr";
+  std::vector<Case> cases = {
+      {{"thumbnail", data_dir() + "/Beachball/nothing.####.exr", "-o", cluster.path("t.jpg")},
+       "no frames of"},
+      {{"transcode", beach, "-o", cluster.path("m.mov"), "--codec", "x264"}, "unknown codec"},
+      {{"convert", beach, "-o", cluster.path("p.jpg")}, "needs frame padding"},
+      {{"thumbnail", beach, "-o", cluster.path("t.jpg"), "--frame", "99"}, "missing frame 99"},
+      {{"convert", beach, "-o", cluster.path("p.####.jpg"), "--resize", "huge"}, "bad --resize"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args = {"submit"};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    CliResult r = cluster.run_cli(args);
+    EXPECT_EQ(r.exit_code, 1) << describe(r);
+    EXPECT_NE(r.err.find(c.reason), std::string::npos) << describe(r);
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << describe(r);
+  }
+}
+
+// Every file of the fuzzed corpus gets a thumbnail job. Debian's OpenEXR aborts
+// or runs away on some: each must end as a task of its own, succeeded or
+// failed with one classified line, while the workers stay registered and a
+// good job afterwards still succeeds.
+TEST_F(MediaE2ETest, DamagedCorpusEndsInClassifiedFailuresAndTheFarmKeepsWorking) {
+  ClusterOptions options;
+  options.local_workers = 2;
+  options.local_slots = 2;
+  options.default_max_attempts = 1;
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+
+  std::map<uint64_t, std::string> jobs;
+  for (const auto& entry : fs::directory_iterator(data_dir() + "/Damaged")) {
+    if (!entry.is_regular_file()) continue;
+    std::string name = entry.path().filename().string();
+    auto job = cluster.submit({"thumbnail", entry.path().string(), "-o",
+                               cluster.path("damaged/" + name + ".jpg"), "--timeout", "60"});
+    ASSERT_TRUE(job) << name << ": " << cluster.last_cli();
+    jobs[*job] = name;
+  }
+  ASSERT_GT(jobs.size(), 180u);
+
+  std::map<std::string, int> outcomes;
+  for (const auto& [job, name] : jobs) {
+    auto done = cluster.wait_for_final_state(job, 600s);
+    ASSERT_TRUE(done) << name << " never finished";
+    std::string state = (*done)["job"]["state"];
+    if (state == "succeeded") {
+      outcomes["succeeded"]++;
+      continue;
+    }
+    ASSERT_EQ(state, "failed") << name << ": " << done->dump();
+    ASSERT_FALSE((*done)["last_errors"].empty()) << name;
+    std::string error = (*done)["last_errors"][0]["error"];
+    EXPECT_FALSE(error.empty()) << name;
+    EXPECT_EQ(error.find('\n'), std::string::npos) << name << ": " << error;
+    EXPECT_LT(error.size(), 400u) << name << ": " << error;
+    std::string kind = error.substr(0, error.find_first_of(":(0123456789"));
+    outcomes[kind]++;
+  }
+  for (const auto& [kind, count] : outcomes) {
+    std::printf("damaged corpus: %4d  %s\n", count, kind.c_str());
+  }
+
+  auto alive = cluster.alive_workers();
+  ASSERT_TRUE(alive);
+  EXPECT_EQ(alive->size(), 2u);
+  auto good = cluster.submit({"thumbnail", data_dir() + "/Beachball/singlepart.####.exr", "-o",
+                              cluster.path("after.jpg")});
+  ASSERT_TRUE(good);
+  auto done = cluster.wait_for_final_state(*good, 120s);
+  ASSERT_TRUE(done);
+  EXPECT_EQ((*done)["job"]["state"], "succeeded");
+}
+
+}  // namespace
+}  // namespace farmhand::e2e

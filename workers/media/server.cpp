@@ -1,0 +1,170 @@
+#include "workers/media/server.h"
+
+#include <filesystem>
+
+#include "media.pb.h"
+#include <fmt/format.h>
+#include <sys/stat.h>
+
+#include "common/frame_set.h"
+#include "common/sequence.h"
+#include "common/stream_framing.h"
+#include "common/wire.h"
+#include "workers/media/image_ops.h"
+#include "workers/media/transcode.h"
+
+namespace farmhand::media {
+
+namespace {
+
+// Requests are small: patterns and frame sets, never pixel data.
+constexpr size_t kMaxRequestBytes = 16 << 20;
+
+// Outputs land in new folders (proxy/, review/) more often than not: make them.
+Result<void> make_parent_dir(const std::string& path) {
+  std::error_code ec;
+  auto parent = std::filesystem::path(path).parent_path();
+  if (parent.empty()) return {};
+  std::filesystem::create_directories(parent, ec);
+  if (ec) {
+    return fail(ErrorCode::kIo, fmt::format("cannot create {}: {}", parent.string(), ec.message()));
+  }
+  return {};
+}
+
+bool file_exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+MissingFramePolicy missing_policy(const std::string& name) {
+  if (name == "fail") return MissingFramePolicy::kFail;
+  if (name == "black") return MissingFramePolicy::kBlack;
+  return MissingFramePolicy::kHold;
+}
+
+}  // namespace
+
+void MediaServer::send_reading(uint64_t id, const std::string& path) {
+  Event event;
+  event.set_id(id);
+  event.set_reading(path);
+  std::lock_guard<std::mutex> lock(write_mutex_);
+  (void)common::write_framed(out_fd_, event);
+}
+
+void MediaServer::send_progress(uint64_t id, uint64_t done, uint64_t total) {
+  Event event;
+  event.set_id(id);
+  event.mutable_progress()->set_done(done);
+  event.mutable_progress()->set_total(total);
+  std::lock_guard<std::mutex> lock(write_mutex_);
+  (void)common::write_framed(out_fd_, event);
+}
+
+Result<void> MediaServer::handle(const Request& request) {
+  const uint64_t id = request.id();
+  switch (request.body_case()) {
+    case Request::kThumbnail: {
+      const Thumbnail& t = request.thumbnail();
+      ThumbnailOptions options;
+      options.input = t.input();
+      options.output = t.output();
+      options.width = t.width();
+      options.height = t.height();
+      options.ocio_config = t.ocio();
+      if (!file_exists(options.input)) {
+        return fail(ErrorCode::kNotFound, fmt::format("no such file {}", options.input));
+      }
+      if (auto ok = make_parent_dir(options.output); !ok) return ok;
+      send_reading(id, options.input);
+      auto done = make_thumbnail(options);
+      if (!done) return fail(done.error());
+      send_progress(id, 1, 1);
+      return {};
+    }
+    case Request::kConvert: {
+      const Convert& c = request.convert();
+      auto input = common::SequencePattern::parse(c.input_pattern());
+      if (!input) return fail(input.error());
+      auto output = common::SequencePattern::parse(c.output_pattern());
+      if (!output) return fail(output.error());
+      auto frames = common::FrameSet::parse(c.frames());
+      if (!frames) return fail(frames.error());
+      for (uint64_t i = 0; i < frames->size(); ++i) {
+        int64_t frame = frames->frame_at(i);
+        ConvertOptions options;
+        options.input = common::format_frame(*input, frame);
+        options.output = common::format_frame(*output, frame);
+        options.format = c.format();
+        options.resize = c.resize();
+        options.ocio_config = c.ocio();
+        if (!file_exists(options.input)) {
+          return fail(ErrorCode::kNotFound, fmt::format("missing frame {}", frame));
+        }
+        if (auto ok = make_parent_dir(options.output); !ok) return ok;
+        send_reading(id, options.input);
+        auto done = convert_frame(options);
+        if (!done) return fail(done.error());
+        send_progress(id, i + 1, frames->size());
+      }
+      return {};
+    }
+    case Request::kTranscode: {
+      const Transcode& t = request.transcode();
+      auto input = common::SequencePattern::parse(t.input_pattern());
+      if (!input) return fail(input.error());
+      auto frames = common::FrameSet::parse(t.frames());
+      if (!frames) return fail(frames.error());
+      TranscodeOptions options;
+      options.frames.reserve(frames->size());
+      for (uint64_t i = 0; i < frames->size(); ++i) {
+        int64_t frame = frames->frame_at(i);
+        options.frames.push_back(common::format_frame(*input, frame));
+        options.frame_numbers.push_back(frame);
+      }
+      options.output = t.output();
+      if (auto ok = make_parent_dir(options.output); !ok) return ok;
+      if (!t.codec().empty()) options.codec = t.codec();
+      if (t.fps() > 0) options.fps = t.fps();
+      if (t.crf() > 0) options.crf = t.crf();
+      options.missing = missing_policy(t.missing());
+      options.max_width = t.max_width();
+      options.ocio_config = t.ocio();
+      auto done = transcode(
+          options, [&](uint64_t d, uint64_t total) { send_progress(id, d, total); },
+          [&](const std::string& path) { send_reading(id, path); });
+      if (!done) return fail(done.error());
+      return {};
+    }
+    default:
+      return fail(ErrorCode::kInvalidArgument, "media request without a body");
+  }
+}
+
+Result<void> MediaServer::serve() {
+  for (;;) {
+    Request request;
+    auto got = common::read_framed(in_fd_, request, kMaxRequestBytes);
+    if (!got) return fail(got.error());
+    if (!*got) return {};  // the worker closed its end: time to go
+    Result<void> outcome;
+    try {
+      outcome = handle(request);
+    } catch (const std::exception& e) {
+      outcome = fail(ErrorCode::kInternal, fmt::format("internal error: {}", e.what()));
+    }
+    Event event;
+    event.set_id(request.id());
+    auto* done = event.mutable_done();
+    done->set_ok(outcome.has_value());
+    if (!outcome) {
+      done->set_error(common::valid_utf8(outcome.error().reason));
+      done->set_error_code(std::string(error_code_name(outcome.error().code)));
+    }
+    std::lock_guard<std::mutex> lock(write_mutex_);
+    if (auto ok = common::write_framed(out_fd_, event); !ok) return ok;
+  }
+}
+
+}  // namespace farmhand::media

@@ -1,0 +1,269 @@
+#include "workers/media_runner.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "media.pb.h"
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/logging.h"
+
+namespace farmhand::worker {
+
+namespace {
+
+// Events are small (paths and counters); anything bigger is a broken child.
+constexpr size_t kMaxEventBytes = 1 << 20;
+
+std::string basename_of(const std::string& path) {
+  auto slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+std::string signal_name(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
+}
+
+}  // namespace
+
+MediaRunner::MediaRunner(Options options) : options_(std::move(options)) {}
+
+MediaRunner::~MediaRunner() {
+  for (auto& child : children_) {
+    if (child->pid > 0) {
+      kill(child->pid, SIGKILL);
+      waitpid(child->pid, nullptr, 0);
+    }
+    if (child->fd >= 0) close(child->fd);
+  }
+}
+
+Result<void> MediaRunner::spawn() {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return fail(ErrorCode::kInternal, fmt::format("socketpair failed: {}", std::strerror(errno)));
+  }
+  std::string memory = std::to_string(options_.memory_mb);
+  std::vector<std::string> args = {options_.binary, "--memory-mb", memory, "serve"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(sv[0]);
+    close(sv[1]);
+    return fail(ErrorCode::kInternal, fmt::format("fork failed: {}", std::strerror(errno)));
+  }
+  if (pid == 0) {
+    // Only async-signal-safe calls from here to exec.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    signal(SIGPIPE, SIG_DFL);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(1);
+    if (dup2(sv[1], 3) < 0) _exit(1);
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+      dup2(null, 0);
+      dup2(null, 1);
+    }
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(sv[1]);
+  auto child = std::make_unique<Child>();
+  child->pid = pid;
+  child->fd = sv[0];
+  child->reader = std::make_unique<common::FrameReader>(kMaxEventBytes);
+  children_.push_back(std::move(child));
+  return {};
+}
+
+void MediaRunner::warm_up() {
+  size_t idle = 0;
+  for (const auto& child : children_) idle += !child->task.has_value();
+  while (idle < options_.warm) {
+    if (!spawn()) break;
+    ++idle;
+  }
+}
+
+Result<void> MediaRunner::start(uint64_t id, const std::string& request,
+                                std::chrono::seconds timeout, Clock::time_point now) {
+  media::Request message;
+  if (!message.ParseFromString(request)) {
+    return fail(ErrorCode::kInvalidArgument, "malformed media request");
+  }
+  message.set_id(id);
+  Child* chosen = nullptr;
+  for (auto& child : children_) {
+    if (!child->task) {
+      chosen = child.get();
+      break;
+    }
+  }
+  if (!chosen) {
+    if (auto ok = spawn(); !ok) return ok;
+    chosen = children_.back().get();
+  }
+  if (auto ok = common::write_framed(chosen->fd, message); !ok) {
+    // The idle child died under us: reap it and try once on a fresh one.
+    kill(chosen->pid, SIGKILL);
+    waitpid(chosen->pid, nullptr, 0);
+    close(chosen->fd);
+    children_.erase(std::find_if(children_.begin(), children_.end(),
+                                 [&](const auto& c) { return c.get() == chosen; }));
+    if (auto spawned = spawn(); !spawned) return spawned;
+    chosen = children_.back().get();
+    if (auto again = common::write_framed(chosen->fd, message); !again) return again;
+  }
+  chosen->task = id;
+  chosen->reading.clear();
+  chosen->started = now;
+  chosen->deadline = timeout.count() > 0 ? now + timeout : Clock::time_point::max();
+  chosen->kill_reason.reset();
+  return {};
+}
+
+void MediaRunner::cancel(uint64_t id) {
+  for (auto& child : children_) {
+    if (child->task == id && child->pid > 0) {
+      child->kill_reason = Error{ErrorCode::kCancelled, "cancelled"};
+      kill(child->pid, SIGKILL);
+    }
+  }
+}
+
+void MediaRunner::finish(Child& child, bool succeeded, std::optional<Error> error,
+                         Clock::time_point now) {
+  if (!child.task) return;
+  outcomes_.push_back({*child.task, succeeded, std::move(error),
+                       std::chrono::duration_cast<std::chrono::milliseconds>(now - child.started)});
+  child.task.reset();
+  child.reading.clear();
+}
+
+void MediaRunner::bury(Child& child, int status, Clock::time_point now) {
+  if (child.task) {
+    Error error;
+    std::string file =
+        child.reading.empty() ? std::string() : " reading " + basename_of(child.reading);
+    if (child.kill_reason) {
+      error = *child.kill_reason;
+    } else if (WIFSIGNALED(status)) {
+      error = {ErrorCode::kCrashed,
+               fmt::format("decoder crashed ({}){}", signal_name(WTERMSIG(status)), file)};
+    } else {
+      error = {ErrorCode::kCrashed,
+               fmt::format("media process exited with code {}{}", WEXITSTATUS(status), file)};
+    }
+    common::logger("worker")->warn("media process died pid={} reason=\"{}\"", child.pid,
+                                   error.reason);
+    finish(child, false, std::move(error), now);
+  }
+  close(child.fd);
+  child.fd = -1;
+  child.pid = -1;
+}
+
+std::vector<MediaOutcome> MediaRunner::poll(Clock::time_point now) {
+  for (auto& child : children_) {
+    if (child->pid <= 0) continue;
+    if (child->task && now >= child->deadline && !child->kill_reason) {
+      auto limit =
+          std::chrono::duration_cast<std::chrono::seconds>(child->deadline - child->started);
+      child->kill_reason =
+          Error{ErrorCode::kTimeout, fmt::format("timed out after {} s", limit.count())};
+      kill(child->pid, SIGKILL);
+    }
+    bool open = child->reader->feed(child->fd);
+    while (auto frame = child->reader->next()) {
+      media::Event event;
+      if (!event.ParseFromString(*frame)) {
+        open = false;
+        break;
+      }
+      if (!child->task || event.id() != *child->task) continue;
+      switch (event.body_case()) {
+        case media::Event::kReading:
+          child->reading = event.reading();
+          break;
+        case media::Event::kProgress:
+          progress_.push_back({*child->task, event.progress().done(), event.progress().total()});
+          break;
+        case media::Event::kDone: {
+          std::optional<Error> error;
+          if (!event.done().ok()) {
+            error = Error{error_code_from_name(event.done().error_code()), event.done().error()};
+          }
+          finish(*child, event.done().ok(), std::move(error), now);
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    int status = 0;
+    pid_t reaped = waitpid(child->pid, &status, WNOHANG);
+    if (!open && reaped != child->pid) {
+      // The socket closed: the child is dying (give it a moment, so an abort is
+      // reported as SIGABRT) or broken (then end it). Never block on a live child.
+      for (int i = 0; i < 50 && reaped != child->pid; ++i) {
+        usleep(2'000);
+        reaped = waitpid(child->pid, &status, WNOHANG);
+      }
+      if (reaped != child->pid) {
+        kill(child->pid, SIGKILL);
+        reaped = waitpid(child->pid, &status, 0);
+      }
+    }
+    if (reaped == child->pid) bury(*child, status, now);
+  }
+  children_.erase(
+      std::remove_if(children_.begin(), children_.end(), [](const auto& c) { return c->pid <= 0; }),
+      children_.end());
+  std::vector<MediaOutcome> out;
+  out.swap(outcomes_);
+  return out;
+}
+
+std::vector<MediaProgress> MediaRunner::take_progress() {
+  std::vector<MediaProgress> out;
+  out.swap(progress_);
+  return out;
+}
+
+std::vector<int> MediaRunner::fds() const {
+  std::vector<int> out;
+  for (const auto& child : children_) {
+    if (child->fd >= 0) out.push_back(child->fd);
+  }
+  return out;
+}
+
+std::optional<MediaRunner::Clock::time_point> MediaRunner::next_deadline() const {
+  std::optional<Clock::time_point> next;
+  for (const auto& child : children_) {
+    if (child->task && child->deadline != Clock::time_point::max()) {
+      if (!next || child->deadline < *next) next = child->deadline;
+    }
+  }
+  return next;
+}
+
+size_t MediaRunner::running() const {
+  size_t n = 0;
+  for (const auto& child : children_) n += child->task.has_value();
+  return n;
+}
+
+}  // namespace farmhand::worker

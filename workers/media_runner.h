@@ -1,0 +1,107 @@
+// MediaRunner: runs media tasks in farmhand-media child processes, kept warm.
+//
+// Decoding untrusted images is isolated: every media task runs in a child
+// (`farmhand-media serve`) under an address-space cap, talking to the worker
+// over a socketpair on the child's fd 3 (length-prefixed media::Request and
+// media::Event frames). OpenImageIO costs ~0.4 s to load, so children are
+// reused between tasks and one is started ahead of need; a child that crashes,
+// hangs past the task's timeout or is cancelled is killed and replaced.
+//
+// A crash becomes one classified line naming the file being decoded:
+// "decoder crashed (SIGABRT) reading sh010.1012.exr". A timeout becomes
+// "timed out after N s".
+//
+// Single-threaded, owned by the worker loop: it polls fds() for readability
+// and calls poll() after each wake-up, SIGCHLD or deadline. Reaps only its own
+// children (waitpid by pid).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+#include "common/result.h"
+#include "common/stream_framing.h"
+
+namespace farmhand::worker {
+
+struct MediaOutcome {
+  uint64_t id = 0;
+  bool succeeded = false;
+  std::optional<Error> error;
+  std::chrono::milliseconds elapsed{0};
+};
+
+struct MediaProgress {
+  uint64_t id = 0;
+  uint64_t done = 0;
+  uint64_t total = 0;
+};
+
+class MediaRunner {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  struct Options {
+    std::string binary;         // farmhand-media
+    uint64_t memory_mb = 4096;  // address-space cap of each child
+    size_t warm = 1;            // idle children kept ready
+  };
+
+  explicit MediaRunner(Options options);
+  ~MediaRunner();  // kills every child
+
+  MediaRunner(const MediaRunner&) = delete;
+  MediaRunner& operator=(const MediaRunner&) = delete;
+
+  // Starts a child ahead of the first task (it takes ~0.4 s to load its libraries).
+  void warm_up();
+
+  // Sends a serialized media::Request (its id is set here) to an idle child.
+  [[nodiscard]] Result<void> start(uint64_t id, const std::string& request,
+                                   std::chrono::seconds timeout, Clock::time_point now);
+
+  // Kills the child running `id`; poll() reports it as cancelled.
+  void cancel(uint64_t id);
+
+  // Reads events, reaps dead children, enforces timeouts; finished tasks.
+  std::vector<MediaOutcome> poll(Clock::time_point now);
+
+  std::vector<MediaProgress> take_progress();
+
+  // Fds of busy children, to wait on for events.
+  std::vector<int> fds() const;
+
+  std::optional<Clock::time_point> next_deadline() const;
+
+  size_t running() const;
+
+ private:
+  struct Child {
+    pid_t pid = -1;
+    int fd = -1;
+    std::unique_ptr<common::FrameReader> reader;
+    std::optional<uint64_t> task;  // running this task id
+    std::string reading;           // the file it said it was decoding
+    Clock::time_point started{};
+    Clock::time_point deadline = Clock::time_point::max();
+    std::optional<Error> kill_reason;  // set when we killed it on purpose
+  };
+
+  Result<void> spawn();
+  void finish(Child& child, bool succeeded, std::optional<Error> error, Clock::time_point now);
+  void bury(Child& child, int status, Clock::time_point now);
+
+  Options options_;
+  std::vector<std::unique_ptr<Child>> children_;
+  std::vector<MediaOutcome> outcomes_;
+  std::vector<MediaProgress> progress_;
+};
+
+}  // namespace farmhand::worker
