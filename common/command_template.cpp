@@ -14,28 +14,6 @@ namespace {
 // Widest zero padding accepted in {frame:0N}: wider than any int64 needs.
 constexpr int kMaxPadWidth = 20;
 
-// User text shown in an error reason: reasons are one line, so control bytes are
-// escaped, and a 4 KiB value is cut short rather than quoted whole.
-std::string printable(std::string_view text, std::size_t max_bytes = 80) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (i == max_bytes) {
-      out += "...";
-      break;
-    }
-    const auto byte = static_cast<unsigned char>(text[i]);
-    if (byte < 0x20 || byte == 0x7f) {
-      out += "\\x";
-      out += kHex[byte >> 4];
-      out += kHex[byte & 0xf];
-    } else {
-      out += text[i];
-    }
-  }
-  return out;
-}
-
 bool is_builtin(std::string_view name) {
   return std::find(std::begin(kBuiltinPlaceholders), std::end(kBuiltinPlaceholders), name) !=
          std::end(kBuiltinPlaceholders);

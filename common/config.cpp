@@ -52,28 +52,6 @@ int line_of(const YAML::Node& node) {
   return mark.is_null() ? 0 : mark.line + 1;
 }
 
-// User text quoted in a message: one line, not too long.
-std::string printable(std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  constexpr std::size_t kMaxBytes = 80;
-  std::string out;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (i == kMaxBytes) {
-      out += "...";
-      break;
-    }
-    const auto byte = static_cast<unsigned char>(text[i]);
-    if (byte < 0x20 || byte == 0x7f) {
-      out += "\\x";
-      out += kHex[byte >> 4];
-      out += kHex[byte & 0xf];
-    } else {
-      out += text[i];
-    }
-  }
-  return out;
-}
-
 template <std::size_t N>
 bool one_of(std::string_view value, const std::string_view (&choices)[N]) {
   return std::find(std::begin(choices), std::end(choices), value) != std::end(choices);

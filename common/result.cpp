@@ -40,6 +40,26 @@ ErrorCode error_code_from_name(std::string_view name) {
   return ErrorCode::kInternal;
 }
 
+std::string printable(std::string_view text, size_t max_bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (i == max_bytes) {
+      out += "...";
+      break;
+    }
+    const auto byte = static_cast<unsigned char>(text[i]);
+    if (byte < 0x20 || byte == 0x7f) {
+      out += "\\x";
+      out += kHex[byte >> 4];
+      out += kHex[byte & 0xf];
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
 void check_failed(const char* expr, const char* file, int line) {
   std::fprintf(stderr, "farmhand: invariant broken: %s at %s:%d\n", expr, file, line);
   std::fflush(stderr);

@@ -49,6 +49,10 @@ inline tl::unexpected<Error> fail(Error error) {
   return tl::unexpected<Error>(std::move(error));
 }
 
+// User text quoted in an error reason: reasons are one line, so control bytes
+// are escaped ("\x0a"), and long values are cut after `max_bytes` with "...".
+std::string printable(std::string_view text, size_t max_bytes = 80);
+
 // A broken invariant is a bug: log and abort.
 [[noreturn]] void check_failed(const char* expr, const char* file, int line);
 
