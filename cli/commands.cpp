@@ -221,6 +221,7 @@ int follow_job(Context& ctx, uint64_t job_id) {
     const bool final = job_state_is_final(job.state());
     if (!ctx.json) {
       std::string line = ctx.tty ? progress_bar_line(job) : progress_plain_line(job);
+      line += frames_progress_text(*status);
       if (ctx.tty && line != last_line) {
         // One column spare: some terminals wrap on writing the last one.
         ctx.out << "\r\33[2K" << line.substr(0, terminal_columns() - 1) << std::flush;

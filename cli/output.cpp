@@ -162,10 +162,16 @@ int progress_percent(const wire::JobSummary& job) {
 
 Json to_json(const wire::TaskInfo& task) {
   return Json{
-      {"index", task.index()},         {"state", task_state_name(task.state())},
-      {"frames", task.frames()},       {"attempts", task.attempts()},
-      {"worker", task.worker()},       {"error", task.error()},
-      {"running_s", task.running_s()}, {"job_id", task.job_id()},
+      {"index", task.index()},
+      {"state", task_state_name(task.state())},
+      {"frames", task.frames()},
+      {"attempts", task.attempts()},
+      {"worker", task.worker()},
+      {"error", task.error()},
+      {"running_s", task.running_s()},
+      {"job_id", task.job_id()},
+      {"progress_done", task.progress_done()},
+      {"progress_total", task.progress_total()},
   };
 }
 
@@ -386,6 +392,16 @@ std::string sequence_line(const common::Sequence& sequence) {
 
 void write_sequences(std::ostream& out, const std::vector<common::Sequence>& sequences) {
   for (const auto& sequence : sequences) out << sequence_line(sequence) << '\n';
+}
+
+std::string frames_progress_text(const wire::StatusReply& status) {
+  uint64_t done = 0;
+  uint64_t total = 0;
+  for (const auto& task : status.running()) {
+    done += task.progress_done();
+    total += task.progress_total();
+  }
+  return total == 0 ? std::string() : fmt::format(" frames={}/{}", done, total);
 }
 
 std::string progress_bar_line(const wire::JobSummary& job) {

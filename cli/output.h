@@ -122,6 +122,10 @@ std::string progress_bar_line(const wire::JobSummary& job);
 // `watch` into a pipe or file: "job 7 running succeeded=450/1000 running=2 dead=0".
 std::string progress_plain_line(const wire::JobSummary& job);
 
+// " frames=45/100" summed over running tasks that report progress (a movie
+// being encoded, proxies of a chunk), or "" when none do.
+std::string frames_progress_text(const wire::StatusReply& status);
+
 // The most recent error of a job, "task 12 (frames 120-129, 3 attempts): missing
 // frame 125"; empty when there is none.
 std::string last_error_text(const wire::StatusReply& status);
