@@ -5,6 +5,10 @@
 #include <cstdio>
 
 #include <CLI/CLI.hpp>
+
+extern "C" {
+#include <libavutil/log.h>
+}
 #include <sys/resource.h>
 
 #include "workers/media/image_ops.h"
@@ -24,6 +28,8 @@ int main(int argc, char** argv) {
   thumb->add_option("--height", options.height);
   CLI11_PARSE(app, argc, argv);
 
+  // libx264 and friends chat on stderr, which is the worker's log: errors only.
+  av_log_set_level(AV_LOG_ERROR);
   if (memory_mb > 0) {
     rlimit limit{memory_mb << 20, memory_mb << 20};
     setrlimit(RLIMIT_AS, &limit);
