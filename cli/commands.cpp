@@ -33,6 +33,10 @@ constexpr double kDefaultTimeoutS = 5;
 // A day: long enough for any broker, short enough that the milliseconds fit.
 constexpr double kMaxTimeoutS = 86'400;
 // watch polls the status request; a push stream would need a subscription protocol.
+// Polls start fast and slow down: a thumbnail is done in ~0.1 s and `--wait`
+// must not add a whole interval to it, while an hour-long job needs no more
+// than four status requests a second.
+constexpr milliseconds kFirstPollInterval{5};
 constexpr milliseconds kPollInterval{250};
 
 // ---------------------------------------------------------------- errors
@@ -197,6 +201,7 @@ int follow_job(Context& ctx, uint64_t job_id) {
   // The broker may restart while we watch: keep asking until it has been silent
   // for the whole timeout since its last reply.
   auto deadline = Clock::now() + timeout;
+  milliseconds interval = kFirstPollInterval;
   std::string last_line;
   bool bar_open = false;  // a bar is drawn and its line not yet ended
 
@@ -232,7 +237,8 @@ int follow_job(Context& ctx, uint64_t job_id) {
       last_line = std::move(line);
     }
     if (!final) {
-      std::this_thread::sleep_for(kPollInterval);
+      std::this_thread::sleep_for(interval);
+      interval = std::min(interval * 2, kPollInterval);
       continue;
     }
 

@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# Media benchmark (bench/README.md, "5. Media"): farmhand's thumbnail, convert and transcode
+# jobs side by side with oiiotool, ffmpeg and an in-process decode floor, in the same run.
+#
+#   bench/media.sh BUILD_DIR          # FRAMES=100 by default; FRAMES=20 for a quick run
+#
+# key=value results on stdout, progress on stderr, then a markdown table on stdout.
+# Env: FRAMES (100), DISTINCT (10 distinct noisy frames, copied round-robin), THUMB_REPS (5),
+# OIIO_REPS (3), SEQ_VARIANTS ("zip": the sequences the proxy/movie sections run on).
+set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+bench_init "${1:-}"
+
+FRAMES=${FRAMES:-100}
+DISTINCT=${DISTINCT:-10}
+THUMB_REPS=${THUMB_REPS:-5}
+OIIO_REPS=${OIIO_REPS:-3}
+SEQ_VARIANTS=${SEQ_VARIANTS:-zip}
+((DISTINCT > FRAMES)) && DISTINCT=$FRAMES
+
+for exe in "$BIN/farmhand-media" "$BENCH_BIN/farmhand_bench_decode"; do
+  [[ -x "$exe" ]] || die "missing $exe: build first (cmake --build $BUILD)"
+done
+for tool in oiiotool ffmpeg; do
+  command -v "$tool" >/dev/null || die "$tool not found (openimageio-tools, ffmpeg)"
+done
+
+FH=$BIN/farmhand
+declare -A R
+# kv KEY=VALUE: one result, on stdout and kept in R for the table.
+kv() { echo "$1"; R["${1%%=*}"]="${1#*=}"; }
+D=$BENCH_WORK
+NOISE=noise:type=gaussian:mean=0.5:stddev=0.2
+
+kv "frames=$FRAMES"
+kv "distinct_frames=$DISTINCT"
+kv "nproc=$(nproc)"
+kv "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+kv "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---- 1. Test data ----------------------------------------------------------------------
+# DISTINCT different noisy frames per compression, copied (cp: separate inodes, separate page
+# cache pages) round-robin to FRAMES files, since generating 100 distinct frames takes minutes.
+log "generating $DISTINCT distinct 2048x1080 RGBA half frames (zip, piz, dwaa)"
+mkdir -p "$D/src" "$D/zip" "$D/piz" "$D/dwaa"
+for i in $(seq "$DISTINCT"); do
+  oiiotool --pattern "$NOISE:seed=$i" 2048x1080 4 -d half --compression zip \
+    -o "$D/src/zip.$i.exr"
+  oiiotool "$D/src/zip.$i.exr" --compression piz -o "$D/src/piz.$i.exr"
+  oiiotool "$D/src/zip.$i.exr" --compression dwaa -o "$D/src/dwaa.$i.exr"
+done
+log "generating the 40-channel frame (RGBA + 36 AOV channels, zip)"
+names=R,G,B,A
+for aov in diffuse specular emission normal position depth albedo sss coat; do
+  names+=",$aov.R,$aov.G,$aov.B,$aov.A"
+done
+oiiotool --pattern "$NOISE:seed=100" 2048x1080 4 --pattern "$NOISE:seed=101" 2048x1080 36 \
+  --chappend --chnames "$names" -d half --compression zip -o "$D/src/aov40.exr"
+log "copying them to $FRAMES-frame sequences ($SEQ_VARIANTS)"
+for v in $SEQ_VARIANTS; do
+  for f in $(seq "$FRAMES"); do
+    cp "$D/src/$v.$(((f - 1) % DISTINCT + 1)).exr" "$(printf '%s/%s/f.%04d.exr' "$D" "$v" "$f")"
+  done
+done
+# Thumbnail inputs: one file per variant (frame 1 of each, as a single file).
+mkdir -p "$D/thumb"
+for v in zip piz dwaa; do cp "$D/src/$v.1.exr" "$D/thumb/$v.exr"; done
+cp "$D/src/aov40.exr" "$D/thumb/aov40.exr"
+for v in zip piz dwaa aov40; do kv "size_bytes_$v=$(stat -c %s "$D/thumb/$v.exr")"; done
+
+# ---- Broker: 2 local workers, 1 slot each ------------------------------------------------
+write_config "$D/farmhand.yaml" 1
+log "starting farmhandd with 2 local workers"
+start_broker "$D/farmhand.yaml" "$D/state" 2
+
+# fh_time VAR CMD...: runs a farmhand CLI command, sets VAR to its wall time in ms.
+fh_time() {
+  local __var=$1 t0
+  # shellcheck disable=SC2034
+  shift
+  t0=$(now_ns)
+  "$@" >>"$D/cli.log" 2>&1 || die "failed: $* (see $D/cli.log, BENCH_KEEP=1)"
+  printf -v "$__var" '%s' "$(ms_since "$t0")"
+}
+
+# fh_poll_time VAR SUBMIT_ARGS...: submits without --wait and polls `farmhand status` back to
+# back (about every 10 ms: a CLI start each) until the job succeeded; VAR = submit → seen, in ms.
+# The CLI's own --wait polls every 250 ms, which quantizes a sub-second job to 250 ms steps.
+fh_poll_time() {
+  local __var=$1 t0 id st
+  shift
+  t0=$(now_ns)
+  id=$("$FH" submit "$@" 2>>"$D/cli.log") || die "failed: submit $*"
+  local deadline=$((t0 + 600 * 1000000000))
+  while :; do
+    (($(now_ns) < deadline)) || die "job $id not done after 600 s"
+    st=$("$FH" status "$id" 2>>"$D/cli.log" | head -n 1) || die "status $id failed"
+    case "$st" in
+      *" state=succeeded "*) break ;;
+      *" state=failed "* | *" state=dead "* | *" state=cancelled "*) die "job $id: $st" ;;
+    esac
+    sleep 0.002
+  done
+  # shellcheck disable=SC2034
+  printf -v "$__var" '%s' "$(ms_since "$t0")"
+}
+
+# media_pids: the farmhand-media children of the broker's local workers.
+media_pids() {
+  local w
+  for w in $(pgrep -P "$BROKER_PID" || true); do pgrep -P "$w" || true; done
+}
+
+# ---- 2. Thumbnails -----------------------------------------------------------------------
+log "warm-up thumbnail"
+warm=0
+fh_time warm "$FH" submit thumbnail "$D/thumb/zip.exr" -o "$D/warm.jpg" --size 256 --wait
+kv "thumb_warmup_ms=$warm"
+for v in zip piz dwaa aov40; do
+  runs=()
+  for r in $(seq "$THUMB_REPS"); do
+    fh_time ms "$FH" submit thumbnail "$D/thumb/$v.exr" -o "$D/t_fh_${v}_$r.jpg" --size 256 --wait
+    runs+=("$ms")
+  done
+  fh=$(median "${runs[@]}")
+  log "thumbnail $v: farmhand --wait ${runs[*]} ms"
+  runs_p=()
+  for r in $(seq "$THUMB_REPS"); do
+    fh_poll_time ms thumbnail "$D/thumb/$v.exr" -o "$D/t_fhp_${v}_$r.jpg" --size 256
+    runs_p+=("$ms")
+  done
+  fhp=$(median "${runs_p[@]}")
+  log "thumbnail $v: farmhand, status polled ${runs_p[*]} ms"
+  runs_o=()
+  for r in $(seq "$OIIO_REPS"); do
+    t0=$(now_ns)
+    oiiotool "$D/thumb/$v.exr" --ch R,G,B --resize 256x0 --colorconvert linear sRGB \
+      -o "$D/t_oiio_${v}_$r.jpg"
+    runs_o+=("$(ms_since "$t0")")
+  done
+  oi=$(median "${runs_o[@]}")
+  log "thumbnail $v: oiiotool ${runs_o[*]} ms"
+  floor_out=$("$BENCH_BIN/farmhand_bench_decode" "$D/thumb/$v.exr" "$THUMB_REPS")
+  floor=$(grep '^decode_ms=' <<<"$floor_out" | cut -d= -f2)
+  log "thumbnail $v: decode floor $(grep '^decode_runs_ms=' <<<"$floor_out" | cut -d= -f2) ms"
+  kv "thumb_${v}_farmhand_ms=$fh"
+  kv "thumb_${v}_farmhand_runs_ms=$(IFS=,; echo "${runs[*]}")"
+  kv "thumb_${v}_farmhand_polled_ms=$fhp"
+  kv "thumb_${v}_farmhand_polled_runs_ms=$(IFS=,; echo "${runs_p[*]}")"
+  kv "thumb_${v}_oiiotool_ms=$oi"
+  kv "thumb_${v}_oiiotool_runs_ms=$(IFS=,; echo "${runs_o[*]}")"
+  kv "thumb_${v}_floor_ms=$floor"
+  kv "thumb_${v}_vs_oiiotool=$(calc "$fh / $oi")"
+  kv "thumb_${v}_polled_vs_oiiotool=$(calc "$fhp / $oi")"
+  kv "thumb_${v}_polled_vs_floor=$(calc "$fhp / $floor")"
+done
+
+# ---- 3. Proxies ---------------------------------------------------------------------------
+for v in $SEQ_VARIANTS; do
+  mkdir -p "$D/px_fh_$v" "$D/px_oiio_$v"
+  log "proxies $v: farmhand convert, $FRAMES frames, chunk 10"
+  fh_time fh "$FH" submit convert "$D/$v/f.####.exr" -o "$D/px_fh_$v/p.####.jpg" --resize 50% \
+    --chunk 10 --wait
+  n=$(find "$D/px_fh_$v" -name '*.jpg' | wc -l)
+  [[ "$n" -eq "$FRAMES" ]] || die "farmhand convert wrote $n of $FRAMES proxies"
+  log "proxies $v: oiiotool --frames"
+  t0=$(now_ns)
+  oiiotool --frames "1-$FRAMES" "$D/$v/f.%04d.exr" --ch R,G,B --resize 50% \
+    --colorconvert linear sRGB -o "$D/px_oiio_$v/p.%04d.jpg"
+  oi=$(ms_since "$t0")
+  log "proxies $v: farmhand $fh ms, oiiotool $oi ms"
+  kv "proxy_${v}_farmhand_ms=$fh"
+  kv "proxy_${v}_oiiotool_ms=$oi"
+  kv "proxy_${v}_vs_oiiotool=$(calc "$fh / $oi")"
+done
+
+# ---- 4. Movies, and 5. the media process' peak RSS ---------------------------------------
+# VmHWM of the warm media processes is reset (clear_refs 5) before each movie and read after it.
+peak_media_kib() {
+  local p m=0 k
+  for p in $(media_pids); do
+    k=$(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
+    ((k > m)) && m=$k
+  done
+  echo "$m"
+}
+for v in $SEQ_VARIANTS; do
+  for codec in h264 prores; do
+    if [[ $codec = h264 ]]; then
+      ff_args=(-c:v libx264 -preset veryfast -crf 23 -pix_fmt yuv420p -profile:v high -g 30 -bf 0)
+    else
+      ff_args=(-c:v prores_ks -profile:v 3 -pix_fmt yuv422p10le)
+    fi
+    for p in $(media_pids); do echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true; done
+    log "movie $v $codec: farmhand transcode, $FRAMES frames"
+    fh_time fh "$FH" submit transcode "$D/$v/f.####.exr" -o "$D/fh_${v}_$codec.mov" \
+      --codec "$codec" --fps 24 --crf 23 --wait
+    rss=$(peak_media_kib)
+    log "movie $v $codec: ffmpeg"
+    t0=$(now_ns)
+    /usr/bin/time -f %M -o "$D/ff_rss" ffmpeg -nostdin -y -loglevel error \
+      -apply_trc iec61966_2_1 -framerate 24 -start_number 1 -i "$D/$v/f.%04d.exr" \
+      "${ff_args[@]}" "$D/ff_${v}_$codec.mov"
+    ff=$(ms_since "$t0")
+    ff_rss=$(tail -n 1 "$D/ff_rss")
+    log "movie $v $codec: farmhand $fh ms (media peak RSS $rss KiB), ffmpeg $ff ms ($ff_rss KiB)"
+    kv "movie_${v}_${codec}_farmhand_ms=$fh"
+    kv "movie_${v}_${codec}_ffmpeg_ms=$ff"
+    kv "movie_${v}_${codec}_vs_ffmpeg=$(calc "$fh / $ff")"
+    kv "movie_${v}_${codec}_media_peak_rss_kib=$rss"
+    kv "movie_${v}_${codec}_ffmpeg_peak_rss_kib=$ff_rss"
+    kv "movie_${v}_${codec}_farmhand_bytes=$(stat -c %s "$D/fh_${v}_$codec.mov")"
+    kv "movie_${v}_${codec}_ffmpeg_bytes=$(stat -c %s "$D/ff_${v}_$codec.mov")"
+  done
+done
+kv "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)"
+stop_broker
+
+# ---- Table ----------------------------------------------------------------------------------
+mib() { awk -v k="$1" 'BEGIN { if (k > 0) printf "%.0f MiB", k / 1024; else print "n/a" }'; }
+row() { # row NAME FARMHAND PEER RATIO TARGET
+  local met
+  met=$(awk -v r="$4" -v t="$5" 'BEGIN { print (r <= t) ? "yes" : "**no**" }')
+  printf '| %s | %s | %s | %.2f× | ≤ %s× | %s |\n' "$1" "$2" "$3" "$4" "$5" "$met"
+}
+echo
+echo "FRAMES=$FRAMES, $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo
+echo "| benchmark | farmhand | peer / floor | ratio | target | met |"
+echo "| --- | --- | --- | --- | --- | --- |"
+for v in zip piz dwaa aov40; do
+  desc="Thumbnail 256 px sRGB JPEG, $v (2048x1080 half, ${R[size_bytes_$v]} B)"
+  [[ $v = aov40 ]] && desc="Thumbnail 256 px sRGB JPEG, 40 channels zip (${R[size_bytes_$v]} B)"
+  row "$desc, \`submit --wait\` vs oiiotool" "${R[thumb_${v}_farmhand_ms]} ms" \
+    "oiiotool ${R[thumb_${v}_oiiotool_ms]} ms" "${R[thumb_${v}_vs_oiiotool]}" 0.25
+  row "$desc, submit → succeeded (status polled ~10 ms) vs oiiotool" \
+    "${R[thumb_${v}_farmhand_polled_ms]} ms" "oiiotool ${R[thumb_${v}_oiiotool_ms]} ms" \
+    "${R[thumb_${v}_polled_vs_oiiotool]}" 0.25
+  row "$desc, submit → succeeded (polled) vs decode floor" \
+    "${R[thumb_${v}_farmhand_polled_ms]} ms" "OIIO read R,G,B ${R[thumb_${v}_floor_ms]} ms" \
+    "${R[thumb_${v}_polled_vs_floor]}" 1.3
+done
+for v in $SEQ_VARIANTS; do
+  row "Proxies: $FRAMES frames $v, 50% JPEG (chunk 10)" "${R[proxy_${v}_farmhand_ms]} ms" \
+    "oiiotool --frames ${R[proxy_${v}_oiiotool_ms]} ms" "${R[proxy_${v}_vs_oiiotool]}" 0.4
+  for codec in h264 prores; do
+    k=movie_${v}_${codec}
+    row "Movie $codec: $FRAMES frames $v, submit → done" \
+      "${R[${k}_farmhand_ms]} ms (media process peak RSS $(mib "${R[${k}_media_peak_rss_kib]}"))" \
+      "ffmpeg ${R[${k}_ffmpeg_ms]} ms (peak RSS $(mib "${R[${k}_ffmpeg_peak_rss_kib]}"))" \
+      "${R[movie_${v}_${codec}_vs_ffmpeg]}" 0.5
+  done
+done
