@@ -2,14 +2,14 @@
 // In one warm process, opens FILE with OpenImageIO and reads channels 0-2 (R,G,B) of
 // subimage 0 as float, REPS times (a fresh ImageInput each time, so the open is
 // counted); prints key=value lines: the median and every repetition in ms.
-#include <OpenImageIO/imageio.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
+
+#include <OpenImageIO/imageio.h>
 
 int main(int argc, char** argv) {
   if (argc < 2) {
