@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/temp_dir.h"
 #include <OpenImageIO/imagebuf.h>
 #include <OpenImageIO/imagebufalgo.h>
 #include <OpenImageIO/imageio.h>
@@ -54,37 +55,7 @@ std::string beachball(const char* kind, int frame) {
   return data_file(name);
 }
 
-// A scratch directory removed when the test ends.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "fh-img-XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string file(const std::string& name) const { return (fs::path(path_) / name).string(); }
-
-  // Every entry's name, sorted.
-  std::vector<std::string> entries() const {
-    std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(path_)) {
-      names.push_back(entry.path().filename().string());
-    }
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-
- private:
-  std::string path_;
-};
+using TempDir = farmhand::testing_support::TempDir;
 
 std::string quoted(const std::string& text) {
   return "'" + text + "'";

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/temp_dir.h"
 #include <OpenImageIO/imagebuf.h>
 #include <OpenImageIO/imagebufalgo.h>
 #include <gtest/gtest.h>
@@ -52,31 +53,7 @@ std::string beachball(int frame) {
   return (beachball_dir() / name).string();
 }
 
-// A scratch directory removed when the test ends.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "fh-tc-XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-
-  ~TempDir() { fs::remove_all(path_); }
-
-  std::string file(const std::string& name) const { return (fs::path(path_) / name).string(); }
-
-  // Every entry's name, sorted.
-  std::vector<std::string> entries() const {
-    std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(path_)) {
-      names.push_back(entry.path().filename().string());
-    }
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-
- private:
-  std::string path_;
-};
+using TempDir = farmhand::testing_support::TempDir;
 
 struct CommandOutput {
   int status = -1;
@@ -195,7 +172,7 @@ class TranscodeTest : public ::testing::Test {
   static void SetUpTestSuite() { av_log_set_level(AV_LOG_ERROR); }
 
   void SetUp() override {
-    if (!fs::is_directory(beachball_dir())) GTEST_SKIP() << "no " << beachball_dir();
+    ASSERT_TRUE(fs::is_directory(beachball_dir())) << "test data missing: " << beachball_dir();
   }
 
   TempDir dir_;
