@@ -3,15 +3,20 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 WERROR ?= ON
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# make install PREFIX=/usr DESTDIR=/tmp/pkg (deploy/README.md)
+PREFIX ?= /usr/local
+DESTDIR ?=
 
 DEPS := build-essential cmake pkg-config ninja-build \
   libzmq3-dev cppzmq-dev libprotobuf-dev protobuf-compiler libspdlog-dev \
   libgtest-dev libgmock-dev libsqlite3-dev sqlite3 libyaml-cpp-dev libcli11-dev \
   libexpected-dev nlohmann-json3-dev procps clang-format \
   libopenimageio-dev openimageio-tools libopencolorio-dev \
-  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg \
+  python3-zmq python3-protobuf python3-pytest \
+  libsystemd-dev systemd
 
-.PHONY: deps build test demo bench clean format
+.PHONY: deps build test demo bench install clean format
 
 deps:
 	@missing=""; for p in $(DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -35,6 +40,11 @@ demo: build
 
 bench: build
 	./bench/run_all.sh $(BUILD)
+
+# Binaries, /etc/farmhand/farmhand.yaml (never overwritten), systemd units, the
+# sysusers file and the Python package; see deploy/CMakeLists.txt for the paths.
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 format:
 	git ls-files '*.cpp' '*.h' | xargs clang-format -i

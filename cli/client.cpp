@@ -149,4 +149,32 @@ Result<wire::LogsReply> Client::logs(uint64_t job_id, std::optional<uint64_t> ta
                  &wire::ClientReply::logs);
 }
 
+Result<wire::PublishReply> Client::publish(wire::PublishRequest publish) {
+  const bool own_id = publish.event_id().empty();
+  if (own_id) publish.set_event_id("cli-" + random_key());
+  if (publish.source().empty()) publish.set_source("cli");
+  wire::ClientRequest request;
+  *request.mutable_publish() = std::move(publish);
+  auto reply = body_of(call(request, timeout_, Resend::kYes), wire::ClientReply::kPublish,
+                       &wire::ClientReply::publish);
+  // A fresh random id can only have been seen in our own earlier try.
+  if (reply && own_id) reply->set_duplicate(false);
+  return reply;
+}
+
+Result<wire::EventsReply> Client::events(const wire::EventsRequest& events) {
+  wire::ClientRequest request;
+  *request.mutable_events() = events;
+  return body_of(call(request, timeout_, Resend::kYes), wire::ClientReply::kEvents,
+                 &wire::ClientReply::events);
+}
+
+Result<wire::BackupReply> Client::backup(const std::string& path) {
+  wire::ClientRequest request;
+  request.mutable_backup()->set_path(path);
+  return body_of(
+      call(request, std::max(timeout_, std::chrono::milliseconds(3'600'000)), Resend::kNo),
+      wire::ClientReply::kBackup, &wire::ClientReply::backup);
+}
+
 }  // namespace farmhand::cli

@@ -65,6 +65,16 @@ class Client {
   // Task logs of a job: one task's, or every task's with a log when `task` is empty.
   [[nodiscard]] Result<wire::LogsReply> logs(uint64_t job_id, std::optional<uint64_t> task);
 
+  // Publishes a path. Fills request.event_id with a random id when empty, so a
+  // resend after a lost reply cannot publish twice; the reply says which id.
+  [[nodiscard]] Result<wire::PublishReply> publish(wire::PublishRequest request);
+
+  [[nodiscard]] Result<wire::EventsReply> events(const wire::EventsRequest& request);
+
+  // An online copy of the broker's state to `path` on the broker's host. Waits
+  // for the copy, at least an hour whatever the reply timeout.
+  [[nodiscard]] Result<wire::BackupReply> backup(const std::string& path);
+
   // 128 random bits as 32 hex digits, for idempotency keys.
   static std::string random_key();
 

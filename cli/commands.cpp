@@ -707,6 +707,153 @@ void add_seq(CLI::App& app, Invocation& inv) {
   });
 }
 
+// ---------------------------------------------------------------- publish, events, admin
+
+struct PublishOptions {
+  std::string path;
+  std::vector<std::string> meta;
+  std::string event_id;
+  bool wait = false;
+};
+
+Json to_json(const wire::PublishReply& reply) {
+  return Json{
+      {"event_id", reply.event_id()},
+      {"duplicate", reply.duplicate()},
+      {"job_ids", std::vector<uint64_t>(reply.job_ids().begin(), reply.job_ids().end())},
+      {"rules", std::vector<std::string>(reply.rules().begin(), reply.rules().end())},
+      {"warnings", std::vector<std::string>(reply.warnings().begin(), reply.warnings().end())}};
+}
+
+std::string join_ids(const google::protobuf::RepeatedField<uint64_t>& ids) {
+  std::string out;
+  for (uint64_t id : ids) out += (out.empty() ? "" : " ") + std::to_string(id);
+  return out.empty() ? "none" : out;
+}
+
+void add_publish(CLI::App& app, Invocation& inv) {
+  auto o = std::make_shared<PublishOptions>();
+  CLI::App* cmd = add_leaf(app, inv, "publish",
+                           "publish a sequence, file or folder: the config's rules make its jobs");
+  cmd->add_option("PATH", o->path, "sequence (shot.####.exr), file or directory")
+      ->required()
+      ->check(kNotEmpty);
+  cmd->add_option("--meta", o->meta, "metadata for the rules, e.g. task=comp (repeatable)")
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false)
+      ->check(key_value_check());
+  cmd->add_option("--event-id", o->event_id,
+                  "a repeated id creates nothing new (default: a fresh random id)")
+      ->check(kNotEmpty);
+  cmd->add_flag("--wait", o->wait, "wait for every job it made; exit 0 only if all succeeded");
+  bind(cmd, inv, o, [](Context& ctx, const PublishOptions& opts) {
+    wire::PublishRequest request;
+    request.set_path(absolute(opts.path));
+    put_key_values(opts.meta, *request.mutable_meta());
+    request.set_event_id(opts.event_id);
+    auto reply = ctx.client.publish(std::move(request));
+    if (!reply) return report(ctx, reply.error());
+    for (const auto& warning : reply->warnings()) {
+      ctx.err << "farmhand: warning: " << single_line(warning) << '\n';
+    }
+    if (ctx.json && !opts.wait) {
+      write_json(ctx, to_json(*reply));
+    } else if (!ctx.json) {
+      ctx.out << fmt::format("event {}{}: jobs {}\n", reply->event_id(),
+                             reply->duplicate() ? " (duplicate: nothing new)" : "",
+                             join_ids(reply->job_ids()))
+              << std::flush;
+    }
+    if (!opts.wait) return kExitOk;
+    int code = kExitOk;
+    bool json = ctx.json;
+    for (uint64_t id : reply->job_ids()) {
+      // Each job's final line (or JSON) as `watch` prints it.
+      int job_code = follow_job(ctx, id);
+      if (job_code != kExitOk) code = job_code;
+    }
+    if (json) write_json(ctx, to_json(*reply));
+    return code;
+  });
+}
+
+struct EventsOptions {
+  uint32_t limit = 0;
+  std::string event_id;
+};
+
+void add_events(CLI::App& app, Invocation& inv) {
+  auto o = std::make_shared<EventsOptions>();
+  CLI::App* cmd = add_leaf(app, inv, "events", "publish events, newest first, with their jobs");
+  cmd->add_option("--limit", o->limit, "at most this many (default 100)")->transform(kPositive32);
+  cmd->add_option("--event-id", o->event_id, "only this event")->check(kNotEmpty);
+  bind(cmd, inv, o, [](Context& ctx, const EventsOptions& opts) {
+    wire::EventsRequest request;
+    request.set_limit(opts.limit);
+    request.set_event_id(opts.event_id);
+    auto reply = ctx.client.events(request);
+    if (!reply) return report(ctx, reply.error());
+    if (ctx.json) {
+      Json events = Json::array();
+      for (const auto& e : reply->events()) {
+        Json meta = Json::object();
+        for (const auto& [k, v] : e.meta()) meta[k] = v;
+        events.push_back(
+            Json{{"event_id", e.event_id()},
+                 {"path", e.path()},
+                 {"meta", std::move(meta)},
+                 {"source", e.source()},
+                 {"received_unix_ms", e.received_unix_ms()},
+                 {"job_ids", std::vector<uint64_t>(e.job_ids().begin(), e.job_ids().end())},
+                 {"rules", std::vector<std::string>(e.rules().begin(), e.rules().end())},
+                 {"warnings", std::vector<std::string>(e.warnings().begin(), e.warnings().end())}});
+      }
+      write_json(ctx, events);
+      return kExitOk;
+    }
+    for (const auto& e : reply->events()) {
+      std::string meta;
+      for (const auto& [k, v] : e.meta()) meta += fmt::format(" {}={}", k, single_line(v));
+      ctx.out << fmt::format("{}  {}  {}  jobs: {}{}\n", e.event_id(), e.source(),
+                             single_line(e.path()), join_ids(e.job_ids()), meta);
+      for (const auto& w : e.warnings()) ctx.out << "    warning: " << single_line(w) << '\n';
+    }
+    if (reply->events().empty()) ctx.out << "no publish events\n";
+    ctx.out << std::flush;
+    return kExitOk;
+  });
+}
+
+struct BackupOptions {
+  std::string path;
+};
+
+void add_admin(CLI::App& app, Invocation& inv) {
+  CLI::App* admin = app.add_subcommand("admin", "administration of the broker");
+  admin->require_subcommand(1);
+  auto o = std::make_shared<BackupOptions>();
+  CLI::App* cmd = add_leaf(*admin, inv, "backup",
+                           "an online, consistent copy of the broker's state (SQLite backup API), "
+                           "written by the broker to FILE on its host");
+  cmd->add_option("FILE", o->path, "where the copy goes (on the broker's host)")
+      ->required()
+      ->check(kNotEmpty);
+  bind(cmd, inv, o, [](Context& ctx, const BackupOptions& opts) {
+    auto reply = ctx.client.backup(absolute(opts.path));
+    if (!reply) return report(ctx, reply.error());
+    if (ctx.json) {
+      write_json(ctx, Json{{"path", absolute(opts.path)},
+                           {"bytes", reply->bytes()},
+                           {"elapsed_s", reply->elapsed_s()}});
+    } else {
+      ctx.out << fmt::format("backed up {} bytes to {} in {}\n", reply->bytes(),
+                             absolute(opts.path), format_seconds(reply->elapsed_s()))
+              << std::flush;
+    }
+    return kExitOk;
+  });
+}
+
 }  // namespace
 
 void add_commands(CLI::App& app, Invocation& inv) {
@@ -737,6 +884,9 @@ void add_commands(CLI::App& app, Invocation& inv) {
   add_workers(app, inv);
   add_logs(app, inv);
   add_seq(app, inv);
+  add_publish(app, inv);
+  add_events(app, inv);
+  add_admin(app, inv);
 }
 
 int run(const Invocation& invocation, std::ostream& out, std::ostream& err, bool tty) {

@@ -200,6 +200,8 @@ Json to_json(const wire::JobSummary& job) {
       {"timeout_s", job.timeout_s()},
       {"after", std::move(after)},
       {"after_frames", job.after_frames()},
+      {"lane", job.lane().empty() ? "batch" : job.lane()},
+      {"event_id", job.event_id()},
   };
 }
 
@@ -220,6 +222,7 @@ Json to_json(const wire::WorkerInfo& worker) {
       {"host", worker.host()},
       {"pid", worker.pid()},
       {"slots", worker.slots()},
+      {"interactive_slots", worker.interactive_slots()},
       {"tags", std::move(tags)},
       {"alive", worker.alive()},
       {"last_beat_s", worker.last_beat_s()},
@@ -360,9 +363,13 @@ void write_workers(std::ostream& out, const wire::WorkersReply& workers) {
     for (const auto& task : worker.running()) {
       running.push_back(fmt::format("{}/{}", task.job_id(), task.index()));
     }
-    table.add_row({or_dash(worker.name()), or_dash(worker.host()), std::to_string(worker.slots()),
-                   or_dash(join(tags, ",")), or_dash(join(running, ",")),
-                   format_seconds(worker.last_beat_s()) + " ago", worker.alive() ? "yes" : "no"});
+    std::string slots = std::to_string(worker.slots());
+    if (worker.interactive_slots() > 0) {
+      slots += fmt::format(" + {} interactive", worker.interactive_slots());
+    }
+    table.add_row({or_dash(worker.name()), or_dash(worker.host()), slots, or_dash(join(tags, ",")),
+                   or_dash(join(running, ",")), format_seconds(worker.last_beat_s()) + " ago",
+                   worker.alive() ? "yes" : "no"});
   }
   table.write(out);
 }

@@ -15,6 +15,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "common/command_template.h"
+#include "common/path_template.h"
 
 namespace farmhand::common {
 
@@ -126,10 +127,15 @@ class Reader {
         read_local_workers(entry, config.local_workers);
       } else if (key == "commands") {
         read_commands(entry, config.commands);
+      } else if (key == "rules") {
+        read_rules(entry, config.rules);
+      } else if (key == "watch") {
+        read_watch(entry, config.watch);
       } else {
         unknown_key(key, entry, "");
       }
     });
+    check_rules(config);
   }
 
  private:
@@ -361,6 +367,8 @@ class Reader {
         assign_integer(entry, -1, workers.count);
       } else if (key == "slots") {
         assign_integer(entry, 1, workers.slots);
+      } else if (key == "interactive_slots") {
+        assign_integer(entry, 0, workers.interactive_slots);
       } else if (key == "tags") {
         read_tags(entry, workers.tags);
       } else if (key == "worker_binary") {
@@ -369,6 +377,337 @@ class Reader {
         unknown_key(key, entry, section.path);
       }
     });
+  }
+
+  // A scalar or a list of scalars, as a list.
+  std::optional<std::vector<std::string>> read_string_list(const Entry& entry) {
+    std::vector<std::string> out;
+    if (entry.value.IsNull()) return out;
+    if (entry.value.IsScalar()) {
+      out.push_back(entry.value.Scalar());
+      return out;
+    }
+    if (!entry.value.IsSequence()) {
+      problem(entry.line, entry.path + " must be a string or a list of strings");
+      return std::nullopt;
+    }
+    for (std::size_t i = 0; i < entry.value.size(); ++i) {
+      const YAML::Node item = entry.value[i];
+      if (!item.IsScalar()) {
+        problem(line_of(item) ? line_of(item) : entry.line,
+                entry.path + "[" + std::to_string(i) + "] must be a string");
+        return std::nullopt;
+      }
+      out.push_back(item.Scalar());
+    }
+    return out;
+  }
+
+  std::map<std::string, std::string> read_string_map(const Entry& section) {
+    std::map<std::string, std::string> out;
+    if (!expect_map(section)) return out;
+    for_each_entry(section.value, section.path, [&](const std::string& key, const Entry& entry) {
+      if (auto value = read_string(entry)) out[key] = *value;
+    });
+    return out;
+  }
+
+  void read_rules(const Entry& section, std::vector<Rule>& rules) {
+    if (section.value.IsNull()) return;
+    if (!section.value.IsSequence()) {
+      problem(section.line, "rules must be a list of rules (each '- name: ...')");
+      return;
+    }
+    std::set<std::string> names;
+    for (std::size_t i = 0; i < section.value.size(); ++i) {
+      Entry entry;
+      entry.path = "rules[" + std::to_string(i) + "]";
+      entry.value = section.value[i];
+      entry.key_line = entry.line = line_of(entry.value) ? line_of(entry.value) : section.line;
+      Rule rule;
+      rule.line = entry.line;
+      read_rule(entry, rule);
+      if (rule.name.empty()) continue;
+      if (!names.insert(rule.name).second) {
+        problem(rule.line, "duplicate rule name '" + printable(rule.name) + "'");
+        continue;
+      }
+      rules.push_back(std::move(rule));
+    }
+  }
+
+  void read_rule(const Entry& section, Rule& rule) {
+    if (!section.value.IsMap()) {
+      problem(section.line, section.path + " must be a mapping with name, match and jobs");
+      return;
+    }
+    bool has_jobs = false;
+    bool has_name = false;
+    for_each_entry(section.value, section.path, [&](const std::string& key, const Entry& entry) {
+      if (key == "name") {
+        has_name = true;
+        if (auto name = read_string(entry, false)) {
+          if (!is_command_name(*name)) {
+            problem(entry.line, "rule name '" + printable(*name) + "' must match ^[A-Za-z0-9_-]+$");
+          } else {
+            rule.name = *name;
+          }
+        }
+      } else if (key == "match") {
+        read_match(entry, rule.match);
+      } else if (key == "jobs") {
+        has_jobs = true;
+        read_rule_jobs(entry, rule);
+      } else {
+        unknown_key(key, entry, section.path);
+      }
+    });
+    if (!has_name) problem(section.line, section.path + ".name is required");
+    if (!has_jobs) problem(section.line, section.path + ".jobs is required");
+  }
+
+  void read_match(const Entry& section, RuleMatch& match) {
+    if (!expect_map(section)) return;
+    static constexpr std::string_view kKinds[] = {"sequence", "image", "movie", "file"};
+    for_each_entry(section.value, section.path, [&](const std::string& key, const Entry& entry) {
+      if (key == "path") {
+        if (auto globs = read_string_list(entry)) match.path = *globs;
+      } else if (key == "kind") {
+        auto kinds = read_string_list(entry);
+        if (!kinds) return;
+        for (const std::string& kind : *kinds) {
+          if (!one_of(lower(kind), kKinds)) {
+            problem(entry.line, entry.path + " must be " + choice_list(kKinds) + ", not '" +
+                                    printable(kind) + "'");
+            return;
+          }
+          match.kind.push_back(lower(kind));
+        }
+      } else if (key == "ext") {
+        auto exts = read_string_list(entry);
+        if (!exts) return;
+        for (const std::string& ext : *exts) {
+          std::string e = lower(ext);
+          if (!e.empty() && e.front() == '.') e.erase(0, 1);
+          match.ext.push_back(e);
+        }
+      } else if (key == "meta") {
+        match.meta = read_string_map(entry);
+      } else {
+        unknown_key(key, entry, section.path);
+      }
+    });
+  }
+
+  void read_rule_jobs(const Entry& section, Rule& rule) {
+    if (!section.value.IsMap() || section.value.size() == 0) {
+      problem(section.line, section.path + " must map job names to jobs");
+      return;
+    }
+    for_each_entry(section.value, section.path, [&](const std::string& name, const Entry& entry) {
+      if (!is_command_name(name)) {
+        problem(entry.key_line, "job name '" + printable(name) + "' must match ^[A-Za-z0-9_-]+$");
+        return;
+      }
+      RuleJob job;
+      job.name = name;
+      job.line = entry.key_line;
+      read_rule_job(entry, job);
+      rule.jobs.push_back(std::move(job));
+    });
+  }
+
+  static bool media_option(const std::string& kind, const std::string& key) {
+    static const std::map<std::string, std::set<std::string>> kOptions = {
+        {"thumbnail", {"input", "output", "frame", "size", "ocio"}},
+        {"convert", {"input", "output", "resize", "format", "ocio"}},
+        {"transcode", {"input", "output", "codec", "fps", "crf", "missing", "ocio", "max_width"}},
+    };
+    auto it = kOptions.find(kind);
+    return it != kOptions.end() && it->second.count(key) != 0;
+  }
+
+  void read_rule_job(const Entry& section, RuleJob& job) {
+    if (!expect_map(section)) {
+      if (section.value.IsNull()) problem(section.line, section.path + ".kind is required");
+      return;
+    }
+    // The kind decides which keys are valid, so read it first.
+    const YAML::Node kind_node = section.value["kind"];
+    if (!kind_node) {
+      problem(section.key_line, section.path + ".kind is required");
+      return;
+    }
+    Entry kind_entry{section.path + ".kind", kind_node, line_of(kind_node), line_of(kind_node)};
+    auto kind = read_choice(kind_entry, kJobKinds);
+    if (!kind) return;
+    job.kind = *kind;
+    std::vector<std::pair<std::string, int>> templates;
+    for_each_entry(section.value, section.path, [&](const std::string& key, const Entry& entry) {
+      if (key == "kind") return;
+      job.lines[key] = entry.line;
+      if (key == "command" && job.kind == "command") {
+        if (auto name = read_string(entry, false)) job.command = *name;
+      } else if (key == "params" && job.kind == "command") {
+        job.params = read_string_map(entry);
+        for (const auto& [k, v] : job.params) templates.emplace_back(v, entry.line);
+      } else if (key == "frames" && (job.kind == "command" || job.kind == "noop")) {
+        if (auto frames = read_string(entry, false)) {
+          job.frames = *frames;
+          templates.emplace_back(*frames, entry.line);
+        }
+      } else if (key == "chunk") {
+        assign_integer(entry, 1, job.chunk);
+      } else if (key == "priority") {
+        assign_integer(entry, -1000000, job.priority);
+      } else if (key == "pool") {
+        assign(read_string(entry), job.pool);
+      } else if (key == "lane") {
+        static constexpr std::string_view kLanes[] = {"interactive", "batch"};
+        assign(read_choice(entry, kLanes), job.lane);
+      } else if (key == "after") {
+        if (auto after = read_string_list(entry)) job.after = *after;
+      } else if (key == "max_attempts") {
+        assign_integer(entry, 1, job.max_attempts);
+      } else if (key == "timeout_s") {
+        assign_integer(entry, 1, job.timeout_s);
+      } else if (media_option(job.kind, key)) {
+        if (auto value = read_string(entry, false)) {
+          job.params[key] = *value;
+          templates.emplace_back(*value, entry.line);
+        }
+      } else {
+        problem(entry.key_line, "unknown key '" + printable(key) + "' for a " + job.kind +
+                                    " job in " + section.path);
+      }
+    });
+    for (const auto& [text, line] : templates) {
+      if (auto ok = check_path_template(text); !ok) {
+        problem(line, section.path + ": " + ok.error().reason);
+      }
+    }
+    bool media = job.kind == "thumbnail" || job.kind == "convert" || job.kind == "transcode";
+    if (media && job.params.count("output") == 0) {
+      problem(section.key_line, section.path + ".output is required for " + job.kind + " jobs");
+    }
+    if (job.kind == "command" && job.command.empty()) {
+      problem(section.key_line, section.path + ".command is required for command jobs");
+    }
+    if (job.lane == "interactive" && !media) {
+      problem(section.key_line, section.path +
+                                    ": only thumbnail, convert and transcode jobs may use the "
+                                    "interactive lane");
+    }
+  }
+
+  // What needs the whole config: command names, `after` edges and their order.
+  void check_rules(Config& config) {
+    for (Rule& rule : config.rules) {
+      std::map<std::string, const RuleJob*> by_name;
+      for (const RuleJob& job : rule.jobs) by_name[job.name] = &job;
+      for (const RuleJob& job : rule.jobs) {
+        if (job.kind == "command" && !job.command.empty() &&
+            config.commands.count(job.command) == 0) {
+          auto at = job.lines.find("command");
+          problem(at != job.lines.end() ? at->second : job.line,
+                  "rule '" + rule.name + "' job '" + job.name + "' names unknown command '" +
+                      printable(job.command) + "'");
+        }
+        for (const std::string& up : job.after) {
+          if (by_name.count(up) == 0) {
+            problem(job.line, "rule '" + rule.name + "' job '" + job.name + "' is after '" +
+                                  printable(up) + "', which is not a job of this rule");
+          } else if (up == job.name) {
+            problem(job.line, "rule '" + rule.name + "' job '" + job.name + "' is after itself");
+          }
+        }
+      }
+      // Order the jobs so each comes after its upstreams (Kahn); what is left is a cycle.
+      std::vector<RuleJob> ordered;
+      std::set<std::string> placed;
+      std::vector<RuleJob> pending = rule.jobs;
+      bool progress = true;
+      while (!pending.empty() && progress) {
+        progress = false;
+        for (auto it = pending.begin(); it != pending.end();) {
+          bool ready = std::all_of(it->after.begin(), it->after.end(), [&](const std::string& up) {
+            return placed.count(up) != 0 || by_name.count(up) == 0 || up == it->name;
+          });
+          if (ready) {
+            placed.insert(it->name);
+            ordered.push_back(std::move(*it));
+            it = pending.erase(it);
+            progress = true;
+          } else {
+            ++it;
+          }
+        }
+      }
+      if (!pending.empty()) {
+        problem(pending.front().line, "rule '" + rule.name +
+                                          "' jobs depend on each other in a "
+                                          "cycle (job '" +
+                                          pending.front().name + "')");
+        continue;
+      }
+      rule.jobs = std::move(ordered);
+    }
+  }
+
+  void read_watch(const Entry& section, std::vector<WatchFolder>& folders) {
+    if (section.value.IsNull()) return;
+    if (!section.value.IsSequence()) {
+      problem(section.line, "watch must be a list of folders (each '- path: ...')");
+      return;
+    }
+    for (std::size_t i = 0; i < section.value.size(); ++i) {
+      Entry item;
+      item.path = "watch[" + std::to_string(i) + "]";
+      item.value = section.value[i];
+      item.key_line = item.line = line_of(item.value) ? line_of(item.value) : section.line;
+      if (!item.value.IsMap()) {
+        problem(item.line, item.path + " must be a mapping with path and settle_s");
+        continue;
+      }
+      WatchFolder folder;
+      folder.line = item.line;
+      for_each_entry(item.value, item.path, [&](const std::string& key, const Entry& entry) {
+        if (key == "path") {
+          auto path = read_string(entry, false);
+          if (path && path->front() != '/') {
+            problem(entry.line, entry.path + " must be an absolute path");
+          }
+          if (path) folder.path = *path;  // even relative: ".path is required" would mislead
+        } else if (key == "recursive") {
+          if (entry.value.IsScalar() &&
+              (entry.value.Scalar() == "true" || entry.value.Scalar() == "false")) {
+            folder.recursive = entry.value.Scalar() == "true";
+          } else {
+            problem(entry.line, entry.path + " must be true or false");
+          }
+        } else if (key == "settle_s") {
+          assign(read_duration(entry), folder.settle);
+        } else if (key == "include") {
+          if (auto globs = read_string_list(entry)) folder.include = *globs;
+        } else if (key == "meta") {
+          folder.meta = read_string_map(entry);
+        } else if (key == "republish") {
+          if (entry.value.IsScalar() &&
+              (entry.value.Scalar() == "true" || entry.value.Scalar() == "false")) {
+            folder.republish = entry.value.Scalar() == "true";
+          } else {
+            problem(entry.line, entry.path + " must be true or false");
+          }
+        } else {
+          unknown_key(key, entry, item.path);
+        }
+      });
+      if (folder.path.empty()) {
+        problem(item.line, item.path + ".path is required");
+        continue;
+      }
+      folders.push_back(std::move(folder));
+    }
   }
 
   void read_tags(const Entry& entry, std::vector<std::string>& tags) {
@@ -557,6 +896,38 @@ std::string format_problems(std::vector<Problem> problems, const std::string& or
   return out;
 }
 
+// The last line up to `before` (1-based) that opens more '[' / '{' than it closes,
+// outside quotes and comments.
+std::optional<int> unclosed_bracket_line(const std::string& text, int before) {
+  std::optional<int> found;
+  int line = 1;
+  size_t start = 0;
+  while (start <= text.size() && line <= before) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    int depth = 0;
+    char quote = 0;
+    for (size_t i = start; i < end; ++i) {
+      char c = text[i];
+      if (quote) {
+        if (c == quote) quote = 0;
+      } else if (c == '"' || c == '\'') {
+        quote = c;
+      } else if (c == '#') {
+        break;
+      } else if (c == '[' || c == '{') {
+        ++depth;
+      } else if (c == ']' || c == '}') {
+        --depth;
+      }
+    }
+    if (depth > 0) found = line;
+    start = end + 1;
+    ++line;
+  }
+  return found;
+}
+
 }  // namespace
 
 Result<Config> load_config_text(const std::string& text, const std::string& origin) {
@@ -571,7 +942,12 @@ Result<Config> load_config_text(const std::string& text, const std::string& orig
     }
   } catch (const YAML::Exception& e) {
     // ParserException and the rest: each carries the mark of the offending text.
-    const int line = e.mark.is_null() ? 0 : e.mark.line + 1;
+    int line = e.mark.is_null() ? 0 : e.mark.line + 1;
+    // An unclosed '[' or '{' is noticed where the parser gives up, often lines later:
+    // point at the bracket instead.
+    if (line > 0 && e.msg.find("flow not found") != std::string::npos) {
+      line = unclosed_bracket_line(text, line).value_or(line);
+    }
     reader.problem(line, "yaml syntax error: " + e.msg);
   } catch (const std::exception& e) {
     reader.problem(0, std::string("cannot read config: ") + e.what());

@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -51,16 +52,71 @@ struct BrokerConfig {
 struct LocalWorkersConfig {
   int count = -1;  // -1: number of cores
   uint32_t slots = 1;
+  uint32_t interactive_slots = 1;  // reserved for the interactive lane (publish-driven media)
   std::vector<std::string> tags;
   std::string worker_binary;  // empty: farmhand-worker beside farmhandd
+};
+
+// Which published items a rule applies to. Every given condition must hold.
+struct RuleMatch {
+  // Globs (fnmatch) of which one must match: against the file name when the glob
+  // has no '/', else against the whole published path ('*' then crosses '/').
+  std::vector<std::string> path;
+  std::vector<std::string> kind;            // sequence | image | movie | file; empty: any
+  std::vector<std::string> ext;             // extensions without the dot, any case; empty: any
+  std::map<std::string, std::string> meta;  // key -> glob the value must match
+};
+
+// One job a rule makes for each item it matches.
+struct RuleJob {
+  std::string name;     // unique in its rule; what `after` refers to
+  std::string kind;     // thumbnail | convert | transcode | command | noop
+  std::string command;  // kind=command: a template under `commands`
+  // Media options (input, output, size, frame, resize, format, codec, fps, crf,
+  // missing, ocio, max_width) or, for commands, the template's params. Values
+  // are path templates (common/path_template.h).
+  std::map<std::string, std::string> params;
+  std::string frames;  // command and noop jobs: a path template; default {frames}
+  uint32_t chunk = 0;  // 0: the kind's default
+  int32_t priority = 0;
+  std::string pool;
+  std::string lane;  // interactive | batch; "" = interactive for media kinds, batch otherwise
+  std::vector<std::string> after;  // jobs of the same rule that must succeed first
+  uint32_t max_attempts = 0;
+  uint32_t timeout_s = 0;
+  int line = 0;                      // of the job's name
+  std::map<std::string, int> lines;  // of each option (and "command"), for later checks
+};
+
+struct Rule {
+  std::string name;
+  RuleMatch match;
+  std::vector<RuleJob> jobs;  // in dependency order (every job after its `after`)
+  int line = 0;
+};
+
+// A folder whose new sequences become publish events once they have settled.
+struct WatchFolder {
+  std::string path;  // absolute
+  bool recursive = true;
+  std::chrono::milliseconds settle{10'000};  // no new or growing file for this long
+  std::vector<std::string> include;          // file name globs; empty: every file
+  std::map<std::string, std::string> meta;   // added to each event (source: watch is implied)
+  bool republish = false;  // a published sequence that changes later is published again
+  int line = 0;
 };
 
 struct Config {
   BrokerConfig broker;
   LocalWorkersConfig local_workers;
   std::map<std::string, CommandTemplate> commands;
+  std::vector<Rule> rules;
+  std::vector<WatchFolder> watch;
   std::string log_level = "info";
 };
+
+inline constexpr std::string_view kJobKinds[] = {"thumbnail", "convert", "transcode", "command",
+                                                 "noop"};
 
 // All problems found, one per entry, each "line N: ..." where a line is known.
 struct ConfigErrors {

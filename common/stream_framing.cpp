@@ -13,7 +13,10 @@ namespace {
 
 Result<void> write_all(int fd, const char* data, size_t size) {
   while (size > 0) {
-    ssize_t n = ::write(fd, data, size);
+    // MSG_NOSIGNAL: a peer that died (a crashed decoder) must give EPIPE, not kill
+    // us with SIGPIPE. Plain write() for what is not a socket (a pipe, a file).
+    ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
+    if (n < 0 && errno == ENOTSOCK) n = ::write(fd, data, size);
     if (n < 0) {
       if (errno == EINTR) continue;
       return fail(ErrorCode::kIo, fmt::format("write failed: {}", std::strerror(errno)));

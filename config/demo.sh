@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make demo: start farmhandd with the shipped config and a throw-away state dir,
-# run a small render-style `command` job over two local workers, then make a
-# thumbnail, JPEG proxies and an H.264 review movie of the sample Beachball EXR
-# sequence, print where they landed, and shut down cleanly.
+# run a small render-style `command` job over two local workers, then publish
+# the sample Beachball EXR sequence: the shipped rule makes a thumbnail, JPEG
+# proxies and an H.264 review movie. Prints where they landed, shuts down cleanly.
 set -euo pipefail
 build=${1:-build}
 bin=$(cd "$build/bin" && pwd)
@@ -56,24 +56,25 @@ echo "== farmhand logs $job --task 0"
 "$bin/farmhand" logs "$job" --task 0
 
 echo
-echo "== media: thumbnail, JPEG proxies and an H.264 review movie of $data/singlepart.####.exr"
+echo "== publish: the sample Beachball EXR sequence, as a publish hook would"
+# The shipped rule writes next to the publish (review/), so publish a copy made
+# of links in a scratch folder rather than writing into the shared test data.
 rm -rf "$out"
-seq_in="$data/singlepart.####.exr"
-thumb=$("$bin/farmhand" submit thumbnail "$seq_in" -o "$out/thumbnail.jpg" --size 256)
-proxies=$("$bin/farmhand" submit convert "$seq_in" -o "$out/proxy/singlepart.####.jpg" \
-  --resize 50% --chunk 2)
-movie=$("$bin/farmhand" submit transcode "$seq_in" -o "$out/review.mov" --codec h264 --fps 24)
-for job in "$thumb" "$proxies" "$movie"; do
-  "$bin/farmhand" watch "$job"
-done
+mkdir -p "$out"
+for f in "$data"/singlepart.*.exr; do ln -s "$f" "$out/"; done
+"$bin/farmhand" publish "$out/singlepart.####.exr" --meta shot=beachball --meta task=comp \
+  --event-id demo-beachball-v001 --wait
 echo
-echo "thumbnail: $out/thumbnail.jpg"
-echo "proxies:   $out/proxy/ ($(ls "$out/proxy" | wc -l) frames)"
-echo "movie:     $out/review.mov"
+echo "== farmhand events"
+"$bin/farmhand" events
+echo
+echo "thumbnail: $out/review/singlepart.thumb.jpg"
+echo "proxies:   $out/review/proxy/ ($(ls "$out/review/proxy" | wc -l) frames)"
+echo "movie:     $out/review/singlepart.mov"
 if command -v ffprobe >/dev/null; then
   ffprobe -v error -count_frames -select_streams v:0 \
     -show_entries stream=codec_name,width,height,nb_read_frames,r_frame_rate \
-    -of compact=p=0 "$out/review.mov"
+    -of compact=p=0 "$out/review/singlepart.mov"
 fi
 
 echo

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include "common/logging.h"
 #include "common/wire.h"
 #include "daemon/media_jobs.h"
+#include "daemon/systemd_notify.h"
 
 namespace farmhand::daemon {
 
@@ -98,6 +100,7 @@ Result<core::JobSpec> to_core_spec(const wire::JobSpec& spec) {
   out.after_frames = spec.after_frames();
   out.max_attempts = spec.max_attempts();
   out.timeout = std::chrono::seconds(spec.timeout_s());
+  out.interactive = spec.lane() == "interactive";
   return out;
 }
 
@@ -118,6 +121,10 @@ Broker::Broker(Options options)
       workers_(context_, zmq::socket_type::router) {}
 
 Broker::~Broker() {
+  if (backup_) {
+    if (backup_->thread.joinable()) backup_->thread.join();
+    if (backup_->event_fd >= 0) close(backup_->event_fd);
+  }
   if (signal_fd_ >= 0) close(signal_fd_);
 }
 
@@ -136,6 +143,7 @@ Result<void> Broker::start() {
                 fmt::format("cannot create state dir {}: {}", options_.state_dir, ec.message()));
   }
   std::string db_path = (std::filesystem::path(options_.state_dir) / "farmhand.db").string();
+  db_path_ = db_path;
   auto store = SqliteStore::open(db_path, broker.sqlite_synchronous);
   if (!store) return fail(store.error());
   store_ = std::move(*store);
@@ -188,11 +196,13 @@ Result<void> Broker::start() {
     sup.broker_endpoint = broker.worker_endpoint;
     sup.count = options_.local_workers;
     sup.slots = options_.config.local_workers.slots;
+    sup.interactive_slots = options_.config.local_workers.interactive_slots;
     sup.tags = options_.config.local_workers.tags;
     sup.log_level = options_.config.log_level;
     supervisor_ = std::make_unique<Supervisor>(sup);
     supervisor_->maintain(SteadyClock::now());
   }
+  if (auto ok = start_watching(); !ok) return ok;
   log_->info(
       "broker started clients={} workers={} state_dir={} jobs={} restore_ms={} local_workers={}",
       broker.client_endpoint, broker.worker_endpoint, options_.state_dir, extras_.size(),
@@ -232,6 +242,7 @@ Result<void> Broker::restore() {
       });
   if (!ok) return ok;
   if (failed) return fail(failure);
+  if (auto events = restore_events(); !events) return events;
   core::Millis now = now_ms();
   scheduler_->finish_restore(now);
   // Give workers that outlived us a few beats to report what they still run
@@ -243,6 +254,7 @@ Result<void> Broker::restore() {
 }
 
 std::chrono::milliseconds Broker::poll_timeout() const {
+  if (redispatch_) return core::Millis(0);
   auto now = now_ms();
   core::Millis timeout = options_.config.broker.heartbeat_interval;
   if (auto next = scheduler_->next_deadline()) timeout = std::min(timeout, *next - now);
@@ -251,6 +263,17 @@ std::chrono::milliseconds Broker::poll_timeout() const {
       timeout =
           std::min(timeout, std::chrono::duration_cast<core::Millis>(*next - SteadyClock::now()));
     }
+  }
+  if (watcher_) {
+    if (auto next = watcher_->next_deadline()) {
+      timeout =
+          std::min(timeout, std::chrono::duration_cast<core::Millis>(*next - SteadyClock::now()) +
+                                core::Millis(1));
+    }
+  }
+  if (auto interval = systemd::watchdog_interval()) {
+    timeout = std::min(timeout, std::chrono::duration_cast<core::Millis>(
+                                    last_watchdog_ + *interval - SteadyClock::now()));
   }
   auto next_beat = last_heartbeat_ + options_.config.broker.heartbeat_interval;
   timeout =
@@ -275,27 +298,41 @@ void Broker::turn() {
       {clients_.handle(), 0, ZMQ_POLLIN, 0},
       {workers_.handle(), 0, ZMQ_POLLIN, 0},
       {nullptr, signal_fd_, ZMQ_POLLIN, 0},
+      {nullptr, watcher_ ? watcher_->fd() : -1, ZMQ_POLLIN, 0},
+      {nullptr, backup_ ? backup_->event_fd : -1, ZMQ_POLLIN, 0},
   };
   try {
-    zmq::poll(items, 3, poll_timeout());
+    zmq::poll(items, 5, poll_timeout());
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) log_->error("poll failed reason=\"{}\"", e.what());
   }
   if (items[2].revents & ZMQ_POLLIN) {
     signalfd_siginfo info;
+    bool reload = false;
     while (read(signal_fd_, &info, sizeof(info)) == sizeof(info)) {
       if (info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT) {
         log_->info("signal received signal={}", info.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        if (!stopping_) systemd::notify_stopping();
         stopping_ = true;
       } else if (info.ssi_signo == SIGHUP) {
-        log_->info("sighup ignored reason=\"config reload comes with publish rules\"");
+        reload = true;
       }
     }
+    if (reload && !stopping_) reload_config();
   }
+  if (backup_ && (items[4].revents & ZMQ_POLLIN)) finish_backup();
+  if (watcher_ && (items[3].revents & ZMQ_POLLIN)) watcher_->on_readable(SteadyClock::now());
   drain_workers();
   drain_clients();
+  if (watcher_ && !stopping_) publish_settled();
+  if (auto interval = systemd::watchdog_interval();
+      interval && SteadyClock::now() - last_watchdog_ >= *interval) {
+    last_watchdog_ = SteadyClock::now();
+    systemd::notify_watchdog();
+  }
   core::Millis now = now_ms();
   scheduler_->tick(now);
+  redispatch_ = false;
   if (!stopping_) send_dispatches(scheduler_->dispatch(now));
   apply_outbox();
   commit_and_acknowledge();
@@ -392,6 +429,16 @@ void Broker::handle_client(const std::string& routing_id, bool req_envelope,
           case wire::ClientRequest::kLogs:
             handle_logs(request.logs(), reply);
             break;
+          case wire::ClientRequest::kPublish:
+            handle_publish(request.publish(), reply);
+            break;
+          case wire::ClientRequest::kEvents:
+            handle_events(request.events(), reply);
+            break;
+          case wire::ClientRequest::kBackup:
+            // Answered when the copy is done, from its own thread's completion.
+            if (handle_backup(routing_id, req_envelope, request.backup(), reply)) return;
+            break;
           default:
             note_bad_message("client", "request without a body");
             set_error(reply, Error{ErrorCode::kInvalidArgument, "request without a body"});
@@ -422,6 +469,25 @@ void Broker::handle_submit(const wire::SubmitRequest& request, wire::ClientReply
     if (spec.idempotency_key().size() > 256) {
       return reject(ErrorCode::kInvalidArgument, "idempotency key longer than 256 bytes");
     }
+  }
+  auto id = create_job(std::move(spec));
+  if (!id) return reject(id.error().code, id.error().reason);
+  auto view = scheduler_->job(*id);
+  reply.mutable_submit()->set_job_id(*id);
+  reply.mutable_submit()->set_task_count(view ? view->task_count : 0);
+}
+
+Result<core::JobId> Broker::create_job(wire::JobSpec spec) {
+  auto reject = [](ErrorCode code, std::string reason) -> Result<core::JobId> {
+    return fail(code, std::move(reason));
+  };
+  if (!spec.lane().empty() && spec.lane() != "batch" && spec.lane() != "interactive") {
+    return reject(ErrorCode::kInvalidArgument,
+                  fmt::format("unknown lane '{}' (batch, interactive)", printable(spec.lane())));
+  }
+  if (spec.lane() == "interactive" && !is_media_kind(spec.kind())) {
+    return reject(ErrorCode::kInvalidArgument,
+                  "only thumbnail, convert and transcode jobs may use the interactive lane");
   }
   if (spec.kind() == "noop") {
     if (spec.frames().empty()) {
@@ -473,7 +539,7 @@ void Broker::handle_submit(const wire::SubmitRequest& request, wire::ClientReply
   auto core_spec = to_core_spec(spec);
   if (!core_spec) return reject(core_spec.error().code, core_spec.error().reason);
   auto id = scheduler_->submit(std::move(*core_spec), now_ms(), /*durable=*/false);
-  if (!id) return reject(id.error().code, id.error().reason);
+  if (!id) return fail(id.error());
   uncommitted_jobs_.push_back(*id);
 
   JobRow row;
@@ -484,11 +550,11 @@ void Broker::handle_submit(const wire::SubmitRequest& request, wire::ClientReply
   batch_.new_jobs.push_back(std::move(row));
   if (!spec.idempotency_key().empty()) idempotency_keys_[spec.idempotency_key()] = *id;
   auto view = scheduler_->job(*id);
-  reply.mutable_submit()->set_job_id(*id);
-  reply.mutable_submit()->set_task_count(view ? view->task_count : 0);
-  log_->info("job accepted job={} kind={} tasks={} priority={}", *id, spec.kind(),
-             view ? view->task_count : 0, spec.priority());
+  log_->info("job accepted job={} kind={} tasks={} priority={} lane={}", *id, spec.kind(),
+             view ? view->task_count : 0, spec.priority(),
+             spec.lane().empty() ? "batch" : spec.lane());
   extras_[*id] = JobExtra{std::move(spec), unix_ms_now()};
+  return *id;
 }
 
 void Broker::fill_summary(core::JobId id, wire::JobSummary& summary) const {
@@ -520,6 +586,10 @@ void Broker::fill_summary(core::JobId id, wire::JobSummary& summary) const {
   summary.set_timeout_s(static_cast<uint32_t>(spec->timeout.count()));
   for (core::JobId up : spec->after) summary.add_after(up);
   summary.set_after_frames(spec->after_frames);
+  summary.set_lane(spec->interactive ? "interactive" : "batch");
+  if (auto it = wspec.labels().find("event"); it != wspec.labels().end()) {
+    summary.set_event_id(it->second);
+  }
 }
 
 void Broker::handle_status(const wire::StatusRequest& request, wire::ClientReply& reply) {
@@ -622,6 +692,7 @@ void Broker::handle_workers(wire::ClientReply& reply) {
     auto* info = out->add_workers();
     info->set_name(w.spec.name);
     info->set_slots(w.spec.slots);
+    info->set_interactive_slots(w.spec.interactive_slots);
     for (const auto& tag : w.spec.tags) info->add_tags(tag);
     info->set_alive(w.alive);
     info->set_last_beat_s(static_cast<double>((now - w.last_seen).count()) / 1000.0);
@@ -725,6 +796,7 @@ void Broker::handle_worker(const std::string& routing_id, const zmq::message_t& 
     core::WorkerSpec spec;
     spec.name = ready.name();
     spec.slots = std::clamp<uint32_t>(ready.slots(), 1, 4096);
+    spec.interactive_slots = std::min<uint32_t>(ready.interactive_slots(), 64);
     for (const auto& tag : ready.tags()) spec.tags.push_back(tag);
     std::vector<core::TaskRef> running;
     for (const auto& r : ready.running()) {
@@ -924,6 +996,9 @@ void Broker::commit_and_acknowledge() {
     batch_.clear();
     if (ok) {
       for (core::JobId id : uncommitted_jobs_) scheduler_->committed(id);
+      // Their tasks could not go out in this turn's dispatch (they were not durable
+      // yet): the next turn must come at once, not at the next message or beat.
+      if (!uncommitted_jobs_.empty()) redispatch_ = true;
     } else {
       // Nothing of this turn may be acknowledged: clients get the error, workers
       // get no ack and will send their results again, and the new jobs are
@@ -936,8 +1011,13 @@ void Broker::commit_and_acknowledge() {
         }
         scheduler_->abandon(*it);
       }
+      for (size_t n = 0; n < uncommitted_events_ && !events_.empty(); ++n) {
+        event_index_.erase(events_.back().event_id());
+        events_.pop_back();
+      }
       for (auto& pending : pending_replies_) {
-        if (pending.reply.ok() && (pending.reply.has_submit() || pending.reply.has_action())) {
+        if (pending.reply.ok() && (pending.reply.has_submit() || pending.reply.has_action() ||
+                                   pending.reply.has_publish())) {
           pending.reply.clear_body();
           set_error(pending.reply,
                     Error{ErrorCode::kIo, "state store write failed: " + ok.error().reason});
@@ -947,20 +1027,8 @@ void Broker::commit_and_acknowledge() {
     }
   }
   uncommitted_jobs_.clear();
-  for (auto& pending : pending_replies_) {
-    if (!pending.req_envelope) {
-      common::send_routed(clients_, pending.routing_id, pending.reply);
-      continue;
-    }
-    try {
-      clients_.send(zmq::buffer(pending.routing_id),
-                    zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-      clients_.send(zmq::message_t(), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-      clients_.send(common::to_zmq(pending.reply), zmq::send_flags::dontwait);
-    } catch (const zmq::error_t&) {
-      // The client is gone; nothing to tell it.
-    }
-  }
+  uncommitted_events_ = 0;
+  for (const auto& pending : pending_replies_) send_reply(pending);
   pending_replies_.clear();
   for (auto& [rid, ack] : pending_acks_) {
     wire::BrokerMessage msg;
@@ -968,6 +1036,21 @@ void Broker::commit_and_acknowledge() {
     common::send_routed(workers_, rid, msg);
   }
   pending_acks_.clear();
+}
+
+void Broker::send_reply(const PendingReply& pending) {
+  if (!pending.req_envelope) {
+    common::send_routed(clients_, pending.routing_id, pending.reply);
+    return;
+  }
+  try {
+    clients_.send(zmq::buffer(pending.routing_id),
+                  zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    clients_.send(zmq::message_t(), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    clients_.send(common::to_zmq(pending.reply), zmq::send_flags::dontwait);
+  } catch (const zmq::error_t&) {
+    // The client is gone; nothing to tell it.
+  }
 }
 
 void Broker::send_heartbeats() {

@@ -16,7 +16,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -29,6 +31,7 @@
 #include "daemon/core/scheduler.h"
 #include "daemon/store/sqlite_store.h"
 #include "daemon/supervisor.h"
+#include "daemon/watcher.h"
 
 namespace farmhand::daemon {
 
@@ -36,6 +39,7 @@ class Broker {
  public:
   struct Options {
     common::Config config;
+    std::string config_path;  // reloaded on SIGHUP; empty: the embedded defaults
     std::string state_dir;
     int local_workers = 0;
     std::string worker_binary;
@@ -81,6 +85,19 @@ class Broker {
   void handle_action(const wire::JobActionRequest& request, wire::ClientReply& reply);
   void handle_workers(wire::ClientReply& reply);
   void handle_logs(const wire::LogsRequest& request, wire::ClientReply& reply);
+  // Publish intake (broker_publish.cpp).
+  void handle_publish(const wire::PublishRequest& request, wire::ClientReply& reply);
+  void handle_events(const wire::EventsRequest& request, wire::ClientReply& reply);
+  bool handle_backup(const std::string& routing_id, bool req_envelope,
+                     const wire::BackupRequest& request, wire::ClientReply& reply);
+  void finish_backup();
+  Result<void> restore_events();
+  Result<void> start_watching();
+  void publish_settled();
+  void reload_config();
+  // Validates and creates one job (the body of a submit); not yet durable.
+  Result<core::JobId> create_job(wire::JobSpec spec);
+  void send_reply(const PendingReply& pending);
   void fill_summary(core::JobId id, wire::JobSummary& summary) const;
   void send_dispatches(const std::vector<core::Dispatch>& dispatches);
   void apply_outbox();
@@ -110,6 +127,29 @@ class Broker {
   std::unordered_map<core::JobId, JobExtra> extras_;
   std::unordered_map<std::string, core::JobId> idempotency_keys_;
 
+  // Publish events, in order of arrival, and where each id is.
+  std::vector<wire::EventInfo> events_;
+  std::unordered_map<std::string, size_t> event_index_;
+  size_t uncommitted_events_ = 0;  // the last ones in events_, accepted this turn
+  uint64_t event_counter_ = 0;
+  // Watched folders: what was published from them (patterns), for `republish: false`.
+  std::unique_ptr<FolderWatcher> watcher_;
+  std::set<std::string> watch_published_;
+
+  // At most one online backup, run on its own thread and connection.
+  struct Backup {
+    std::thread thread;
+    int event_fd = -1;
+    PendingReply reply;
+    std::string target;
+    Result<uint64_t> result = 0;
+    std::chrono::steady_clock::time_point started{};
+  };
+
+  std::unique_ptr<Backup> backup_;
+  std::string db_path_;
+  std::chrono::steady_clock::time_point last_watchdog_{};
+
   std::unordered_map<std::string, WorkerPeer> peers_;  // by routing id
   std::unordered_map<core::WorkerId, std::string> routes_;
   core::WorkerId next_worker_id_ = 1;
@@ -120,6 +160,8 @@ class Broker {
 
   Batch batch_;
   std::vector<core::JobId> uncommitted_jobs_;  // submitted this turn, not yet durable
+  // Jobs became durable in the last commit: dispatch them next turn without waiting.
+  bool redispatch_ = false;
   std::vector<PendingReply> pending_replies_;
   std::unordered_map<std::string, wire::ResultAck> pending_acks_;  // by routing id
 

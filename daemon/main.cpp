@@ -10,6 +10,8 @@
 #include "common/config.h"
 #include "common/logging.h"
 #include "daemon/broker.h"
+#include "daemon/rules.h"
+#include "daemon/systemd_notify.h"
 
 namespace {
 
@@ -57,6 +59,10 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "%s\n", config.error().reason.c_str());
       return 1;
     }
+    if (auto rules = farmhand::daemon::check_rule_jobs(*config, check_config); !rules) {
+      std::fprintf(stderr, "%s\n", rules.error().reason.c_str());
+      return 1;
+    }
     std::printf("%s: ok\n", check_config.c_str());
     return 0;
   }
@@ -65,6 +71,10 @@ int main(int argc, char** argv) {
     auto loaded = load_config_file(config_path);
     if (!loaded) {
       std::fprintf(stderr, "farmhandd: %s\n", loaded.error().reason.c_str());
+      return 1;
+    }
+    if (auto rules = farmhand::daemon::check_rule_jobs(*loaded, config_path); !rules) {
+      std::fprintf(stderr, "farmhandd: %s\n", rules.error().reason.c_str());
       return 1;
     }
     config = std::move(*loaded);
@@ -82,18 +92,31 @@ int main(int argc, char** argv) {
   options.worker_binary = config.local_workers.worker_binary.empty()
                               ? sibling_binary("farmhand-worker")
                               : config.local_workers.worker_binary;
+  // Under systemd (Type=notify) these reach the service manager; elsewhere they are no-ops.
+  namespace sd = farmhand::daemon::systemd;
+  std::string serving = "serving clients on " + config.broker.client_endpoint + ", workers on " +
+                        config.broker.worker_endpoint;
   options.config = std::move(config);
+  // SIGHUP reloads rules from it; absolute, so a relative --config survives a chdir.
+  if (!config_path.empty()) options.config_path = std::filesystem::absolute(config_path).string();
   try {
     farmhand::daemon::Broker broker(std::move(options));
     if (auto ok = broker.start(); !ok) {
+      sd::notify_status("start failed: " + ok.error().reason);
       std::fprintf(stderr, "farmhandd: %s\n", ok.error().reason.c_str());
       return 1;
     }
-    if (auto ok = broker.run(); !ok) {
-      std::fprintf(stderr, "farmhandd: %s\n", ok.error().reason.c_str());
+    sd::notify_status(serving);
+    sd::notify_ready();
+    auto ran = broker.run();
+    sd::notify_stopping();
+    if (!ran) {
+      sd::notify_status("failed: " + ran.error().reason);
+      std::fprintf(stderr, "farmhandd: %s\n", ran.error().reason.c_str());
       return 1;
     }
   } catch (const std::exception& e) {
+    sd::notify_stopping();
     std::fprintf(stderr, "farmhandd: fatal: %s\n", e.what());
     return 1;
   }

@@ -37,6 +37,8 @@ pid_t Supervisor::spawn(const Child& child) {
                                    child.name,
                                    "--slots",
                                    std::to_string(options_.slots),
+                                   "--interactive-slots",
+                                   std::to_string(options_.interactive_slots),
                                    "--log-level",
                                    options_.log_level};
   if (!options_.tags.empty()) {

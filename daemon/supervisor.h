@@ -27,6 +27,7 @@ class Supervisor {
     std::string broker_endpoint;
     int count = 0;
     unsigned slots = 1;
+    unsigned interactive_slots = 1;  // reserved for the interactive lane
     std::vector<std::string> tags;
     std::string log_level = "info";
   };

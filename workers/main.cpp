@@ -17,6 +17,9 @@ int main(int argc, char** argv) {
   options.broker = "tcp://127.0.0.1:7601";
   app.add_option("--broker", options.broker, "the broker's worker endpoint");
   app.add_option("--slots", options.slots, "tasks run at once")->check(CLI::Range(1, 4096));
+  app.add_option("--interactive-slots", options.interactive_slots,
+                 "extra slots reserved for short publish-driven media work (default 1)")
+      ->check(CLI::Range(0, 64));
   app.add_option("--tags", tags, "comma-separated tags (pools this worker serves)");
   app.add_option("--name", options.name,
                  "stable worker name (default: host name); a restarted worker keeps it");

@@ -64,6 +64,7 @@ void Worker::send_ready() {
   ready->set_version(common::kProtocolVersion);
   ready->set_name(options_.name);
   ready->set_slots(options_.slots);
+  ready->set_interactive_slots(options_.interactive_slots);
   for (const auto& tag : options_.tags) ready->add_tags(tag);
   for (const auto& [id, task] : runs_) *ready->add_running() = task.ref;
   ready->set_host(hostname());

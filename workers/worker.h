@@ -40,6 +40,7 @@ class Worker {
     std::string broker;
     std::string name;
     uint32_t slots = 1;
+    uint32_t interactive_slots = 1;  // extra slots only interactive-lane work may use
     std::vector<std::string> tags;
     std::string work_dir;  // per-task logs live here until the broker has them
     std::chrono::milliseconds heartbeat_interval{1000};  // until the broker's Welcome says

@@ -402,7 +402,10 @@ void Scheduler::committed(JobId id) {
 void Scheduler::abandon(JobId id) {
   Job* job = find_job(id);
   if (!job || job->durable) return;
-  if (job->runnable_key) runnable_.erase(*job->runnable_key);
+  if (job->runnable_key) {
+    runnable_.erase(*job->runnable_key);
+    runnable_interactive_.erase(*job->runnable_key);
+  }
   auto unlink = [id](std::vector<JobId>& ids) {
     ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
   };
@@ -675,8 +678,14 @@ void Scheduler::refresh_runnable(Job& job) {
   if (runnable)
     key = std::make_tuple(-int64_t{job.spec.priority}, job.count(TaskState::kRunning), job.id);
   if (key == job.runnable_key) return;
-  if (job.runnable_key) runnable_.erase(*job.runnable_key);
-  if (key) runnable_.insert(*key);
+  if (job.runnable_key) {
+    runnable_.erase(*job.runnable_key);
+    if (job.spec.interactive) runnable_interactive_.erase(*job.runnable_key);
+  }
+  if (key) {
+    runnable_.insert(*key);
+    if (job.spec.interactive) runnable_interactive_.insert(*key);
+  }
   job.runnable_key = key;
 }
 
@@ -701,12 +710,21 @@ bool Scheduler::worker_serves(const Worker& worker, const Job& job) const {
   return std::find(tags.begin(), tags.end(), job.spec.pool) != tags.end();
 }
 
-Scheduler::Job* Scheduler::pick_job(const Worker& worker) {
-  for (const auto& key : runnable_) {
+Scheduler::Job* Scheduler::pick_job(const Worker& worker, bool interactive_only) {
+  for (const auto& key : interactive_only ? runnable_interactive_ : runnable_) {
     Job* job = find_job(std::get<2>(key));
     if (job && worker_serves(worker, *job)) return job;
   }
   return nullptr;
+}
+
+uint32_t Scheduler::interactive_slots_used(const Worker& worker) const {
+  uint32_t used = 0;
+  for (const TaskKey& key : worker.running) {
+    auto it = leases_.find(key);
+    if (it != leases_.end() && it->second.interactive_slot) ++used;
+  }
+  return used;
 }
 
 LeaseToken Scheduler::new_token() {
@@ -728,29 +746,40 @@ std::vector<Dispatch> Scheduler::dispatch(Millis now) {
   if (runnable_.empty() || now < hold_until_) return out;
   for (auto& [worker_id, worker] : workers_) {
     if (!worker.alive) continue;
-    while (worker.running.size() < worker.spec.slots) {
-      Job* job = pick_job(worker);
-      if (!job) break;
-      auto task = pop_ready(*job);
-      FARMHAND_CHECK(task.has_value());
-      TaskIndex t = *task;
-      if (job->attempts[t] < 255) ++job->attempts[t];
-      Lease lease;
-      lease.worker = worker_id;
-      lease.worker_name = worker.spec.name;
-      lease.token = new_token();
-      lease.attempt = job->attempts[t];
-      lease.started = now;
-      lease.expires = now + options_.lease_ttl;
-      TaskKey key{job->id, t};
-      set_state(*job, t, TaskState::kRunning);
-      worker.running.insert(key);
-      arm_lease_timer(key, lease);
-      leases_[key] = lease;
-      persist_task(*job, t, lease.token, worker.spec.name);
-      update_job_state(*job);
-      refresh_runnable(*job);
-      out.push_back({worker_id, job->id, t, lease.token, lease.attempt});
+    // Reserved slots first, so interactive work leaves the general slots to batch work.
+    uint32_t reserved_used = interactive_slots_used(worker);
+    for (bool reserved : {true, false}) {
+      while (true) {
+        auto general_used = static_cast<uint32_t>(worker.running.size()) - reserved_used;
+        if (reserved ? reserved_used >= worker.spec.interactive_slots
+                     : general_used >= worker.spec.slots) {
+          break;
+        }
+        Job* job = pick_job(worker, reserved);
+        if (!job) break;
+        auto task = pop_ready(*job);
+        FARMHAND_CHECK(task.has_value());
+        TaskIndex t = *task;
+        if (job->attempts[t] < 255) ++job->attempts[t];
+        Lease lease;
+        lease.worker = worker_id;
+        lease.worker_name = worker.spec.name;
+        lease.token = new_token();
+        lease.attempt = job->attempts[t];
+        lease.started = now;
+        lease.expires = now + options_.lease_ttl;
+        lease.interactive_slot = reserved;
+        if (reserved) ++reserved_used;
+        TaskKey key{job->id, t};
+        set_state(*job, t, TaskState::kRunning);
+        worker.running.insert(key);
+        arm_lease_timer(key, lease);
+        leases_[key] = lease;
+        persist_task(*job, t, lease.token, worker.spec.name);
+        update_job_state(*job);
+        refresh_runnable(*job);
+        out.push_back({worker_id, job->id, t, lease.token, lease.attempt});
+      }
     }
     if (runnable_.empty()) break;
   }
@@ -855,6 +884,18 @@ void Scheduler::worker_ready(WorkerId id, WorkerSpec spec, const std::vector<Tas
       continue;
     }
     outbox_.cancels.push_back({id, ref, "task is no longer leased to this worker"});
+  }
+  // Kept interactive tasks go back into the reserved slots, so they do not hold general ones.
+  uint32_t reserved = interactive_slots_used(worker);
+  for (const TaskKey& key : worker.running) {
+    if (reserved >= worker.spec.interactive_slots) break;
+    auto it = leases_.find(key);
+    const Job* job = find_job(key.job);
+    if (it == leases_.end() || !job || !job->spec.interactive || it->second.interactive_slot) {
+      continue;
+    }
+    it->second.interactive_slot = true;
+    ++reserved;
   }
 }
 

@@ -68,12 +68,16 @@ struct JobSpec {
   JobId after_frames = 0;
   uint32_t max_attempts = 0;  // 0: Options::default_max_attempts
   std::chrono::seconds timeout{0};
+  // The interactive lane: short, publish-driven media work. Its tasks may also
+  // use the slots that workers reserve for the lane, which batch work never does.
+  bool interactive = false;
 };
 
 struct WorkerSpec {
   std::string name;
-  uint32_t slots = 1;
+  uint32_t slots = 1;  // for any job
   std::vector<std::string> tags;
+  uint32_t interactive_slots = 0;  // reserved: only interactive-lane jobs use these
 };
 
 struct TaskRef {
@@ -292,6 +296,7 @@ class Scheduler {
     uint32_t attempt = 0;
     Millis started{0};
     Millis expires{0};
+    bool interactive_slot = false;  // occupies one of the worker's reserved slots
   };
 
   struct TaskKey {
@@ -338,7 +343,8 @@ class Scheduler {
   void update_job_state(Job& job);
   void refresh_runnable(Job& job);
   std::optional<TaskIndex> pop_ready(Job& job);
-  Job* pick_job(const Worker& worker);
+  Job* pick_job(const Worker& worker, bool interactive_only);
+  uint32_t interactive_slots_used(const Worker& worker) const;
   bool worker_serves(const Worker& worker, const Job& job) const;
   Millis backoff_delay(uint32_t attempts);
   LeaseToken new_token();
@@ -355,6 +361,7 @@ class Scheduler {
   // Runnable jobs: (-priority, running, id): the first match gets the next slot,
   // so equal-priority jobs share slots fairly.
   std::set<std::tuple<int64_t, uint64_t, JobId>> runnable_;
+  std::set<std::tuple<int64_t, uint64_t, JobId>> runnable_interactive_;  // the subset in the lane
   TimerHeap lease_timers_;
   TimerHeap backoff_timers_;
   Millis hold_until_{0};

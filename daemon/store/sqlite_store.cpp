@@ -1,7 +1,12 @@
 #include "daemon/store/sqlite_store.h"
 
+#include <cstdio>
+#include <filesystem>
+
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include "daemon/store/migrations.h"
 
@@ -32,7 +37,7 @@ void bind_text(sqlite3_stmt* stmt, int col, const std::string& text) {
 SqliteStore::SqliteStore(sqlite3* db) : db_(db) {}
 
 SqliteStore::~SqliteStore() {
-  for (sqlite3_stmt* stmt : {insert_job_, update_job_, upsert_task_, insert_log_}) {
+  for (sqlite3_stmt* stmt : {insert_job_, update_job_, upsert_task_, insert_log_, insert_event_}) {
     sqlite3_finalize(stmt);
   }
   sqlite3_close_v2(db_);
@@ -113,6 +118,7 @@ Result<void> SqliteStore::prepare() {
       {&insert_log_,
        "INSERT OR REPLACE INTO task_logs (job_id, idx, attempt, worker, error, text) "
        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
+      {&insert_event_, "INSERT INTO events (event_id, received_unix_ms, info) VALUES (?1, ?2, ?3)"},
   };
 
   for (auto& s : statements) {
@@ -179,6 +185,13 @@ Result<void> SqliteStore::commit(const Batch& batch) {
     bind_text(insert_log_, 6, log.text);
     if (!run(insert_log_)) return rollback("cannot store task log");
   }
+  for (const EventRow& event : batch.events) {
+    bind_text(insert_event_, 1, event.event_id);
+    sqlite3_bind_int64(insert_event_, 2, event.received_unix_ms);
+    sqlite3_bind_blob(insert_event_, 3, event.info.data(), static_cast<int>(event.info.size()),
+                      SQLITE_TRANSIENT);
+    if (!run(insert_event_)) return rollback("cannot store publish event");
+  }
   if (auto ok = exec("COMMIT"); !ok) {
     (void)exec("ROLLBACK");
     return ok;
@@ -235,6 +248,27 @@ Result<void> SqliteStore::load(const std::function<void(JobRow&&)>& on_job,
   return {};
 }
 
+Result<void> SqliteStore::load_events(const std::function<void(EventRow&&)>& on_event) {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT event_id, received_unix_ms, info FROM events ORDER BY seq",
+                         -1, &stmt, nullptr) != SQLITE_OK) {
+    return fail(error("cannot read events"));
+  }
+  Finalizer finalizer{stmt};
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    EventRow row;
+    row.event_id = column_text(stmt, 0);
+    row.received_unix_ms = sqlite3_column_int64(stmt, 1);
+    const void* blob = sqlite3_column_blob(stmt, 2);
+    row.info.assign(static_cast<const char*>(blob),
+                    blob ? static_cast<size_t>(sqlite3_column_bytes(stmt, 2)) : 0);
+    on_event(std::move(row));
+  }
+  if (rc != SQLITE_DONE) return fail(error("cannot read events"));
+  return {};
+}
+
 Result<std::vector<LogRow>> SqliteStore::logs(core::JobId job,
                                               std::optional<core::TaskIndex> task) {
   sqlite3_stmt* stmt = nullptr;
@@ -285,6 +319,48 @@ Result<void> SqliteStore::backup_to(const std::string& path) {
     return fail(ErrorCode::kIo, fmt::format("backup to {} failed: {}", path, reason));
   }
   return {};
+}
+
+Result<uint64_t> backup_database(const std::string& source, const std::string& target) {
+  sqlite3* from = nullptr;
+  if (sqlite3_open_v2(source.c_str(), &from, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    std::string reason = from ? sqlite3_errmsg(from) : "out of memory";
+    sqlite3_close(from);
+    return fail(ErrorCode::kIo, fmt::format("cannot open state {}: {}", source, reason));
+  }
+  std::string temp = target + ".partial";
+  std::remove(temp.c_str());
+  sqlite3* to = nullptr;
+  if (sqlite3_open(temp.c_str(), &to) != SQLITE_OK) {
+    std::string reason = to ? sqlite3_errmsg(to) : "out of memory";
+    sqlite3_close(to);
+    sqlite3_close(from);
+    return fail(ErrorCode::kIo, fmt::format("cannot write {}: {}", target, reason));
+  }
+  sqlite3_backup* backup = sqlite3_backup_init(to, "main", from, "main");
+  int rc = SQLITE_ERROR;
+  std::string reason;
+  if (backup) {
+    // One step: the whole copy reads one snapshot, so writers never force a restart.
+    rc = sqlite3_backup_step(backup, -1);
+    sqlite3_backup_finish(backup);
+  }
+  if (rc != SQLITE_DONE) reason = sqlite3_errmsg(to);
+  sqlite3_close(to);
+  sqlite3_close(from);
+  if (rc != SQLITE_DONE) {
+    std::remove(temp.c_str());
+    return fail(ErrorCode::kIo, fmt::format("backup to {} failed: {}", target, reason));
+  }
+  int fd = ::open(temp.c_str(), O_RDONLY | O_CLOEXEC);
+  bool synced = fd >= 0 && ::fsync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  std::error_code ec;
+  if (!synced || std::rename(temp.c_str(), target.c_str()) != 0) {
+    std::remove(temp.c_str());
+    return fail(ErrorCode::kIo, fmt::format("cannot write {}", target));
+  }
+  return static_cast<uint64_t>(std::filesystem::file_size(target, ec));
 }
 
 }  // namespace farmhand::daemon

@@ -28,6 +28,7 @@ class SqliteStore : public Store {
   Result<void> commit(const Batch& batch) override;
   Result<void> load(const std::function<void(JobRow&&)>& on_job,
                     const std::function<void(TaskRow&&)>& on_task) override;
+  Result<void> load_events(const std::function<void(EventRow&&)>& on_event) override;
   Result<std::vector<LogRow>> logs(core::JobId job, std::optional<core::TaskIndex> task) override;
 
   // An online, consistent copy of the database into `path` (SQLite backup API).
@@ -45,6 +46,14 @@ class SqliteStore : public Store {
   sqlite3_stmt* update_job_ = nullptr;
   sqlite3_stmt* upsert_task_ = nullptr;
   sqlite3_stmt* insert_log_ = nullptr;
+  sqlite3_stmt* insert_event_ = nullptr;
 };
+
+// An online, consistent copy of the database at `source` into `target`, through
+// its own read connection (so it may run on another thread while the owner keeps
+// writing: WAL readers see one snapshot). Written to a temporary name, synced and
+// renamed, so `target` is never a partial file. Returns the bytes written.
+[[nodiscard]] Result<uint64_t> backup_database(const std::string& source,
+                                               const std::string& target);
 
 }  // namespace farmhand::daemon

@@ -46,14 +46,23 @@ struct LogRow {
   std::string text;
 };
 
+// An accepted publish event.
+struct EventRow {
+  std::string event_id;
+  int64_t received_unix_ms = 0;
+  std::string info;  // serialized farmhand.wire.EventInfo
+};
+
 struct Batch {
   std::vector<JobRow> new_jobs;
   std::vector<core::JobChange> job_changes;
   std::vector<core::TaskChange> task_changes;
   std::vector<LogRow> logs;
+  std::vector<EventRow> events;
 
   bool empty() const {
-    return new_jobs.empty() && job_changes.empty() && task_changes.empty() && logs.empty();
+    return new_jobs.empty() && job_changes.empty() && task_changes.empty() && logs.empty() &&
+           events.empty();
   }
 
   void clear() {
@@ -61,6 +70,7 @@ struct Batch {
     job_changes.clear();
     task_changes.clear();
     logs.clear();
+    events.clear();
   }
 };
 
@@ -74,6 +84,10 @@ class Store {
   // Streams every job (in id order), then every task row.
   [[nodiscard]] virtual Result<void> load(const std::function<void(JobRow&&)>& on_job,
                                           const std::function<void(TaskRow&&)>& on_task) = 0;
+
+  // Streams every publish event in order of arrival.
+  [[nodiscard]] virtual Result<void> load_events(
+      const std::function<void(EventRow&&)>& on_event) = 0;
 
   // Logs of a job's tasks, one task or all (task = nullopt), oldest attempt first.
   [[nodiscard]] virtual Result<std::vector<LogRow>> logs(core::JobId job,

@@ -285,15 +285,27 @@ void Cluster::write_config() {
   yaml << "local_workers:\n"
        << "  count: " << options_.local_workers << '\n'
        << "  slots: " << options_.local_slots << '\n';
+  if (options_.local_interactive_slots) {
+    yaml << "  interactive_slots: " << *options_.local_interactive_slots << '\n';
+  }
   if (options_.commands_yaml.empty()) {
     yaml << "commands: {}\n";
   } else {
     yaml << "commands:\n" << options_.commands_yaml;
     if (options_.commands_yaml.back() != '\n') yaml << '\n';
   }
+  if (!options_.extra_yaml.empty()) {
+    yaml << options_.extra_yaml;
+    if (options_.extra_yaml.back() != '\n') yaml << '\n';
+  }
   std::ofstream out(path("farmhand.yaml"));
   out << yaml.str();
   if (!out) ADD_FAILURE() << "cannot write " << path("farmhand.yaml");
+}
+
+void Cluster::rewrite_config(const std::string& extra_yaml) {
+  options_.extra_yaml = extra_yaml;
+  write_config();
 }
 
 std::string Cluster::binary(const std::string& name) const {
@@ -454,10 +466,24 @@ void Cluster::kill_worker(size_t i, int sig) {
   stop_child(worker.pid, kStopGrace);
 }
 
+bool Cluster::signal_broker(int sig) {
+  return broker_running() && kill(broker_pid_, sig) == 0;
+}
+
 CliResult Cluster::run_cli(const std::vector<std::string>& args) {
-  CliResult result;
   std::vector<std::string> argv = {binary("farmhand"), "--broker", client_endpoint_};
   argv.insert(argv.end(), args.begin(), args.end());
+  return run_captured(argv);
+}
+
+CliResult Cluster::run_binary(const std::string& name, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {binary(name)};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_captured(argv);
+}
+
+CliResult Cluster::run_captured(const std::vector<std::string>& argv) {
+  CliResult result;
   int out_pipe[2];
   int err_pipe[2];
   if (pipe2(out_pipe, O_CLOEXEC) != 0) {

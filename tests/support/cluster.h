@@ -59,6 +59,12 @@ struct ClusterOptions {
   // The YAML mapping under `commands:`, as the lines of its children indented by
   // two spaces, e.g. "  hello:\n    argv: [/bin/echo, hi]\n".
   std::string commands_yaml;
+  // Reserved interactive-lane slots of each local worker
+  // (local_workers.interactive_slots); nullopt keeps the broker's default.
+  std::optional<uint32_t> local_interactive_slots;
+  // Top-level YAML appended to the config as is, e.g. "rules:\n  - name: ...\n"
+  // or a `watch:` list.
+  std::string extra_yaml;
   // How long the CLI waits for a reply (FARMHAND_TIMEOUT). Generous: a loaded
   // machine must not turn a slow reply into a failure.
   double cli_timeout_s = 20;
@@ -128,6 +134,20 @@ class Cluster {
 
   // Runs `farmhand --broker ENDPOINT ARGS...` and captures its output.
   CliResult run_cli(const std::vector<std::string>& args);
+  // Runs another binary of the build (e.g. "farmhandd" with --check-config)
+  // with the cluster's environment and captures its output like run_cli.
+  CliResult run_binary(const std::string& name, const std::vector<std::string>& args);
+
+  // Sends `sig` to the running broker (e.g. SIGHUP to reload its config); false
+  // when it is not running or kill() failed.
+  bool signal_broker(int sig);
+
+  // The config file the broker reads (--config), as written from the options.
+  std::string config_path() const { return path("farmhand.yaml"); }
+
+  // Writes the config again with a new ClusterOptions::extra_yaml (the rest
+  // unchanged), e.g. before a SIGHUP reload or a restart.
+  void rewrite_config(const std::string& extra_yaml);
 
   // Runs the CLI with --json appended; the parsed stdout when it exits 0,
   // otherwise nullopt (last_cli() says why). Records no failure by itself, so
@@ -164,6 +184,8 @@ class Cluster {
   };
 
   void write_config();
+  // Runs argv to completion (or kCliHardLimit) and captures stdout and stderr.
+  CliResult run_captured(const std::vector<std::string>& argv);
   [[nodiscard]] ::testing::AssertionResult start_broker();
   [[nodiscard]] ::testing::AssertionResult start_worker(Child& worker);
   std::string binary(const std::string& name) const;

@@ -4,7 +4,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -448,6 +450,361 @@ TEST(ConfigTest, ExampleConfigLoadsAndDocumentsTheEmbeddedDefaults) {
   EXPECT_EQ(config->commands.at("echo_frame").argv,
             (std::vector<std::string>{"/bin/echo", "frame", "{frame}"}));
   EXPECT_FALSE(config->commands.at("render").params.at("scene").default_value.has_value());
+}
+
+// Rules and watched folders.
+
+// A rule with one job, for error cases that concern only that job. Line 5 is the job's
+// name, line 6 its kind, line 7 the first extra line.
+std::string one_job_rule(const std::string& job_lines) {
+  return "rules:\n"
+         "  - name: r\n"
+         "    match: {kind: sequence}\n"
+         "    jobs:\n"
+         "      j:\n" +
+         job_lines;
+}
+
+size_t index_of(const Rule& rule, const std::string& job) {
+  for (size_t i = 0; i < rule.jobs.size(); ++i) {
+    if (rule.jobs[i].name == job) return i;
+  }
+  ADD_FAILURE() << "no job " << job << " in rule " << rule.name;
+  return rule.jobs.size();
+}
+
+TEST(ConfigRulesTest, FullRulesAndWatchConfigIsReadIntoItsFields) {
+  const Config config = loaded(R"(local_workers:
+  interactive_slots: 2
+rules:
+  - name: review
+    match:
+      path: ["*.exr", "/show/*/comp/*"]
+      kind: [sequence, Image]
+      ext: [EXR, .dpx]
+      meta: {task: comp, shot: "sh0*"}
+    jobs:
+      movie:
+        kind: transcode
+        input: "{dir}/review/proxy/{name}.{frame}.jpg"
+        output: "{dir}/review/{name}.mov"
+        codec: prores
+        fps: 25
+        crf: 18
+        missing: black
+        max_width: 1920
+        after: [proxies]
+      notify:
+        kind: command
+        command: notify
+        params: {shot: "{meta.shot}"}
+        frames: "{first}"
+        after: [movie, thumbnail]
+        lane: batch
+        pool: farm
+        priority: -5
+        max_attempts: 2
+        timeout_s: 60
+      proxies:
+        kind: convert
+        output: "{dir}/review/proxy/{name}.{frame}.jpg"
+        resize: 50%
+        format: jpg
+        chunk: 5
+      thumbnail:
+        kind: thumbnail
+        output: "{dir}/review/{name}.thumb.jpg"
+        size: 256x0
+        frame: middle
+        ocio: "{{literal}}"
+  - name: archive
+    match: {kind: movie}
+    jobs:
+      nothing:
+        kind: noop
+watch:
+  - path: /show/publish/renders
+    settle_s: 2.5
+    recursive: false
+    include: ["*.exr", "*.dpx"]
+    meta: {source: renders}
+    republish: true
+  - path: /show/other
+commands:
+  notify:
+    argv: [/bin/echo, "{shot}"]
+    params:
+      shot: {}
+)");
+  EXPECT_EQ(config.local_workers.interactive_slots, 2u);
+  ASSERT_EQ(config.rules.size(), 2u);
+  const Rule& review = config.rules[0];
+  EXPECT_EQ(review.name, "review");
+  EXPECT_EQ(review.line, 4);
+  EXPECT_EQ(review.match.path, (std::vector<std::string>{"*.exr", "/show/*/comp/*"}));
+  EXPECT_EQ(review.match.kind, (std::vector<std::string>{"sequence", "image"}));
+  EXPECT_EQ(review.match.ext, (std::vector<std::string>{"exr", "dpx"}));
+  EXPECT_EQ(review.match.meta,
+            (std::map<std::string, std::string>{{"task", "comp"}, {"shot", "sh0*"}}));
+
+  ASSERT_EQ(review.jobs.size(), 4u);
+  // Every job comes after the jobs it names in `after`.
+  for (size_t i = 0; i < review.jobs.size(); ++i) {
+    for (const std::string& up : review.jobs[i].after) {
+      EXPECT_LT(index_of(review, up), i) << review.jobs[i].name << " after " << up;
+    }
+  }
+  const RuleJob& movie = review.jobs[index_of(review, "movie")];
+  EXPECT_EQ(movie.kind, "transcode");
+  EXPECT_EQ(movie.line, 11);
+  EXPECT_EQ(movie.after, (std::vector<std::string>{"proxies"}));
+  EXPECT_EQ(movie.lane, "");
+  EXPECT_EQ(movie.params,
+            (std::map<std::string, std::string>{{"input", "{dir}/review/proxy/{name}.{frame}.jpg"},
+                                                {"output", "{dir}/review/{name}.mov"},
+                                                {"codec", "prores"},
+                                                {"fps", "25"},
+                                                {"crf", "18"},
+                                                {"missing", "black"},
+                                                {"max_width", "1920"}}));
+  const RuleJob& notify = review.jobs[index_of(review, "notify")];
+  EXPECT_EQ(notify.kind, "command");
+  EXPECT_EQ(notify.command, "notify");
+  EXPECT_EQ(notify.params, (std::map<std::string, std::string>{{"shot", "{meta.shot}"}}));
+  EXPECT_EQ(notify.frames, "{first}");
+  EXPECT_EQ(notify.lane, "batch");
+  EXPECT_EQ(notify.pool, "farm");
+  EXPECT_EQ(notify.priority, -5);
+  EXPECT_EQ(notify.max_attempts, 2u);
+  EXPECT_EQ(notify.timeout_s, 60u);
+  EXPECT_EQ(notify.after, (std::vector<std::string>{"movie", "thumbnail"}));
+  const RuleJob& proxies = review.jobs[index_of(review, "proxies")];
+  EXPECT_EQ(proxies.chunk, 5u);
+  EXPECT_EQ(proxies.params.at("resize"), "50%");
+  const RuleJob& thumbnail = review.jobs[index_of(review, "thumbnail")];
+  EXPECT_EQ(thumbnail.params.at("size"), "256x0");
+  EXPECT_EQ(thumbnail.params.at("ocio"), "{{literal}}");  // expanded only per publish
+
+  const Rule& archive = config.rules[1];
+  EXPECT_EQ(archive.name, "archive");
+  EXPECT_EQ(archive.match.kind, (std::vector<std::string>{"movie"}));
+  ASSERT_EQ(archive.jobs.size(), 1u);
+  EXPECT_EQ(archive.jobs[0].kind, "noop");
+
+  ASSERT_EQ(config.watch.size(), 2u);
+  const WatchFolder& renders = config.watch[0];
+  EXPECT_EQ(renders.path, "/show/publish/renders");
+  EXPECT_EQ(renders.settle, milliseconds(2'500));
+  EXPECT_FALSE(renders.recursive);
+  EXPECT_EQ(renders.include, (std::vector<std::string>{"*.exr", "*.dpx"}));
+  EXPECT_EQ(renders.meta, (std::map<std::string, std::string>{{"source", "renders"}}));
+  EXPECT_TRUE(renders.republish);
+  const WatchFolder& other = config.watch[1];
+  EXPECT_EQ(other.path, "/show/other");
+  EXPECT_TRUE(other.recursive);
+  EXPECT_EQ(other.settle, milliseconds(10'000));
+  EXPECT_TRUE(other.include.empty());
+  EXPECT_FALSE(other.republish);
+}
+
+TEST(ConfigRulesTest, JobsAreOrderedAfterTheirUpstreamsWhateverTheirOrderInTheFile) {
+  const Config config = loaded(R"(rules:
+  - name: chain
+    jobs:
+      d: {kind: noop, after: [c]}
+      c: {kind: noop, after: [b]}
+      b: {kind: noop, after: [a]}
+      a: {kind: noop}
+)");
+  ASSERT_EQ(config.rules.size(), 1u);
+  std::vector<std::string> names;
+  for (const RuleJob& job : config.rules[0].jobs) names.push_back(job.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"a", "b", "c", "d"}));
+}
+
+TEST(ConfigRulesTest, DefaultsWithoutRulesOrWatch) {
+  const Config config = loaded("rules:\nwatch:\n");
+  EXPECT_TRUE(config.rules.empty());
+  EXPECT_TRUE(config.watch.empty());
+  EXPECT_EQ(config.local_workers.interactive_slots, 1u);
+  EXPECT_EQ(loaded("local_workers:\n  interactive_slots: 0\n").local_workers.interactive_slots, 0u);
+}
+
+TEST(ConfigRulesTest, UnknownJobKindIsReportedAtItsLine) {
+  EXPECT_EQ(problems_of(one_job_rule("        kind: render\n        output: /x.jpg\n")),
+            "<config>:6: rules[0].jobs.j.kind must be one of thumbnail, convert, transcode, "
+            "command or noop, not 'render'");
+}
+
+TEST(ConfigRulesTest, JobWithoutAKindIsReported) {
+  EXPECT_EQ(problems_of(one_job_rule("        output: /x.jpg\n")),
+            "<config>:5: rules[0].jobs.j.kind is required");
+  EXPECT_EQ(problems_of(one_job_rule("")), "<config>:5: rules[0].jobs.j.kind is required");
+}
+
+TEST(ConfigRulesTest, KeyThatTheKindDoesNotTakeIsReportedAtItsLine) {
+  EXPECT_EQ(problems_of(one_job_rule("        kind: thumbnail\n"
+                                     "        output: /x.jpg\n"
+                                     "        codec: h264\n")),
+            "<config>:8: unknown key 'codec' for a thumbnail job in rules[0].jobs.j");
+  EXPECT_EQ(problems_of(one_job_rule("        kind: convert\n"
+                                     "        output: /x.####.jpg\n"
+                                     "        command: render\n")),
+            "<config>:8: unknown key 'command' for a convert job in rules[0].jobs.j");
+  EXPECT_EQ(problems_of(one_job_rule("        kind: noop\n        output: /x.jpg\n")),
+            "<config>:7: unknown key 'output' for a noop job in rules[0].jobs.j");
+}
+
+TEST(ConfigRulesTest, UnknownTemplatePlaceholderIsReportedAtItsLine) {
+  EXPECT_EQ(problems_of(one_job_rule("        kind: thumbnail\n"
+                                     "        output: \"{dir}/{nmae}.jpg\"\n")),
+            "<config>:7: rules[0].jobs.j: unknown placeholder {nmae} (known: path, dir, name, "
+            "ext, frame, first, last, frames, event, meta.KEY)");
+  EXPECT_THAT(problems_of(one_job_rule("        kind: noop\n        frames: \"{first\"\n")),
+              HasSubstr("<config>:7: rules[0].jobs.j: unclosed '{'"));
+}
+
+TEST(ConfigRulesTest, MediaJobWithoutAnOutputIsReported) {
+  EXPECT_EQ(problems_of(one_job_rule("        kind: convert\n        resize: 50%\n")),
+            "<config>:5: rules[0].jobs.j.output is required for convert jobs");
+}
+
+TEST(ConfigRulesTest, CommandJobWithoutACommandIsReported) {
+  EXPECT_EQ(problems_of(one_job_rule("        kind: command\n        frames: \"{first}\"\n")),
+            "<config>:5: rules[0].jobs.j.command is required for command jobs");
+}
+
+TEST(ConfigRulesTest, CommandJobNamingAnUnknownCommandIsReported) {
+  EXPECT_EQ(problems_of(one_job_rule("        kind: command\n        command: rendr\n") +
+                        "commands:\n  render:\n    argv: [/bin/true]\n"),
+            "<config>:7: rule 'r' job 'j' names unknown command 'rendr'");
+}
+
+TEST(ConfigRulesTest, CommandDefinedAfterTheRulesIsFound) {
+  const Config config = loaded(one_job_rule("        kind: command\n        command: render\n") +
+                               "commands:\n  render:\n    argv: [/bin/true]\n");
+  ASSERT_EQ(config.rules.size(), 1u);
+  EXPECT_EQ(config.rules[0].jobs[0].command, "render");
+  EXPECT_EQ(config.rules[0].jobs[0].lane, "");
+}
+
+TEST(ConfigRulesTest, AfterNamingAMissingJobIsReported) {
+  EXPECT_EQ(problems_of(one_job_rule("        kind: noop\n        after: [proxies]\n")),
+            "<config>:5: rule 'r' job 'j' is after 'proxies', which is not a job of this rule");
+  EXPECT_EQ(problems_of(one_job_rule("        kind: noop\n        after: j\n")),
+            "<config>:5: rule 'r' job 'j' is after itself");
+}
+
+TEST(ConfigRulesTest, AfterCycleIsReported) {
+  EXPECT_EQ(problems_of(R"(rules:
+  - name: loop
+    jobs:
+      first: {kind: noop}
+      a: {kind: noop, after: [first, c]}
+      b: {kind: noop, after: [a]}
+      c: {kind: noop, after: [b]}
+)"),
+            "<config>:5: rule 'loop' jobs depend on each other in a cycle (job 'a')");
+}
+
+TEST(ConfigRulesTest, DuplicateRuleNameIsReportedAtTheSecondRule) {
+  EXPECT_EQ(problems_of(R"(rules:
+  - name: review
+    jobs: {a: {kind: noop}}
+  - name: review
+    jobs: {b: {kind: noop}}
+)"),
+            "<config>:4: duplicate rule name 'review'");
+}
+
+TEST(ConfigRulesTest, DuplicateJobNameIsReported) {
+  EXPECT_EQ(problems_of(one_job_rule("        kind: noop\n      j:\n        kind: noop\n")),
+            "<config>:7: duplicate key 'j' in rules[0].jobs");
+}
+
+TEST(ConfigRulesTest, RulesMustBeAListOfMappingsWithNameAndJobs) {
+  EXPECT_EQ(problems_of("rules:\n  review:\n    jobs: {a: {kind: noop}}\n"),
+            "<config>:2: rules must be a list of rules (each '- name: ...')");
+  EXPECT_EQ(problems_of("rules:\n  - review\n"),
+            "<config>:2: rules[0] must be a mapping with name, match and jobs");
+  EXPECT_EQ(problems_of("rules:\n  - match: {kind: movie}\n"),
+            "<config>:2: rules[0].name is required\n<config>:2: rules[0].jobs is required");
+  EXPECT_EQ(problems_of("rules:\n  - name: r\n    jobs: {}\n"),
+            "<config>:3: rules[0].jobs must map job names to jobs");
+  EXPECT_EQ(problems_of("rules:\n  - name: a b\n    jobs: {a: {kind: noop}}\n"),
+            "<config>:2: rule name 'a b' must match ^[A-Za-z0-9_-]+$");
+}
+
+TEST(ConfigRulesTest, MatchConditionsAreChecked) {
+  EXPECT_EQ(problems_of("rules:\n  - name: r\n    match:\n      kind: [sequence, video]\n"
+                        "    jobs: {a: {kind: noop}}\n"),
+            "<config>:4: rules[0].match.kind must be sequence, image, movie or file, not 'video'");
+  EXPECT_EQ(problems_of("rules:\n  - name: r\n    match:\n      shot: sh010\n"
+                        "    jobs: {a: {kind: noop}}\n"),
+            "<config>:4: unknown key 'shot' in rules[0].match");
+}
+
+TEST(ConfigRulesTest, InteractiveLaneOnACommandJobIsReported) {
+  EXPECT_EQ(problems_of(one_job_rule("        kind: command\n        command: render\n"
+                                     "        lane: interactive\n") +
+                        "commands:\n  render:\n    argv: [/bin/true]\n"),
+            "<config>:5: rules[0].jobs.j: only thumbnail, convert and transcode jobs may use the "
+            "interactive lane");
+  EXPECT_EQ(problems_of(one_job_rule("        kind: noop\n        lane: fast\n")),
+            "<config>:7: rules[0].jobs.j.lane must be one of interactive or batch, not 'fast'");
+}
+
+TEST(ConfigRulesTest, WatchPathMustBeAbsolute) {
+  EXPECT_EQ(problems_of("watch:\n  - path: renders/incoming\n    settle_s: 5\n"),
+            "<config>:2: watch[0].path must be an absolute path");
+}
+
+TEST(ConfigRulesTest, WatchSettleMustBePositive) {
+  EXPECT_EQ(problems_of("watch:\n  - path: /renders\n    settle_s: -1\n"),
+            "<config>:3: watch[0].settle_s must be positive");
+  EXPECT_EQ(problems_of("watch:\n  - path: /renders\n    settle_s: soon\n"),
+            "<config>:3: watch[0].settle_s must be a number");
+}
+
+TEST(ConfigRulesTest, WatchEntriesAreChecked) {
+  EXPECT_EQ(problems_of("watch: /renders\n"),
+            "<config>:1: watch must be a list of folders (each '- path: ...')");
+  EXPECT_EQ(problems_of("watch:\n  - settle_s: 5\n"), "<config>:2: watch[0].path is required");
+  EXPECT_EQ(problems_of("watch:\n  - path: /renders\n    recursive: maybe\n"),
+            "<config>:3: watch[0].recursive must be true or false");
+  EXPECT_EQ(problems_of("watch:\n  - path: /renders\n    settle: 5\n"),
+            "<config>:3: unknown key 'settle' in watch[0]");
+}
+
+TEST(ConfigRulesTest, BadYamlSyntaxInRulesNamesItsLine) {
+  // An unquoted template is a YAML flow mapping: the most likely syntax error in a rule.
+  EXPECT_EQ(problems_of(R"(rules:
+  - name: review
+    jobs:
+      thumb:
+        kind: thumbnail
+        output: {dir}/{name}.jpg
+        size: 256
+)"),
+            "<config>:6: yaml syntax error: end of map not found");
+  EXPECT_EQ(problems_of(one_job_rule("        kind: thumbnail\n       size: 256\n")),
+            "<config>:7: yaml syntax error: end of map not found");
+  EXPECT_EQ(problems_of(one_job_rule("        kind: thumbnail\n        size: 256: 3\n")),
+            "<config>:7: yaml syntax error: illegal map value");
+}
+
+TEST(ConfigRulesTest, EveryProblemOfARuleIsListed) {
+  const std::string problems = problems_of(R"(rules:
+  - name: review
+    jobs:
+      thumb:
+        kind: thumbnail
+        output: "{dir}/{nmae}.jpg"
+      movie:
+        kind: movie
+)");
+  EXPECT_THAT(problems, HasSubstr("<config>:6: rules[0].jobs.thumb: unknown placeholder {nmae}"));
+  EXPECT_THAT(problems, HasSubstr("<config>:8: rules[0].jobs.movie.kind must be one of"));
 }
 
 }  // namespace

@@ -105,12 +105,18 @@ struct JobOptions {
     return *this;
   }
 
+  JobOptions& interactive() {
+    spec_interactive = true;
+    return *this;
+  }
+
   int32_t spec_priority = 0;
   std::string spec_pool;
   std::vector<JobId> spec_after;
   JobId spec_after_frames = 0;
   uint32_t spec_max_attempts = 0;
   seconds spec_timeout{0};
+  bool spec_interactive = false;
 };
 
 JobOptions with() {
@@ -128,6 +134,7 @@ JobSpec make_spec(std::string_view frame_text, uint32_t chunk, const JobOptions&
   spec.after_frames = opts.spec_after_frames;
   spec.max_attempts = opts.spec_max_attempts;
   spec.timeout = opts.spec_timeout;
+  spec.interactive = opts.spec_interactive;
   return spec;
 }
 
@@ -156,12 +163,12 @@ class Farm {
   }
 
   WorkerId add_worker(const std::string& name, uint32_t slots = 1,
-                      std::vector<std::string> tags = {},
-                      const std::vector<Dispatch>& running = {}) {
+                      std::vector<std::string> tags = {}, const std::vector<Dispatch>& running = {},
+                      uint32_t interactive_slots = 0) {
     WorkerId id = next_worker_id_++;
     std::vector<TaskRef> refs;
     for (const Dispatch& d : running) refs.push_back(ref(d));
-    sched().worker_ready(id, WorkerSpec{name, slots, tags}, refs, now_);
+    sched().worker_ready(id, WorkerSpec{name, slots, tags, interactive_slots}, refs, now_);
     // A new session replaces the process's previous one: that one is gone.
     for (auto it = fakes_.begin(); it != fakes_.end();) {
       it = it->second.name == name ? fakes_.erase(it) : std::next(it);
@@ -170,6 +177,7 @@ class Farm {
     fake.name = name;
     fake.slots = slots;
     fake.tags = std::move(tags);
+    fake.interactive_slots = interactive_slots;
     for (Dispatch d : running) {
       d.worker = id;
       fake.held.push_back(d);
@@ -180,7 +188,7 @@ class Farm {
   // The worker process restarted and reconnected as a new session, still running `still_running`.
   WorkerId restart_worker(WorkerId old, const std::vector<Dispatch>& still_running) {
     FakeWorker fake = fakes_.at(old);
-    return add_worker(fake.name, fake.slots, fake.tags, still_running);
+    return add_worker(fake.name, fake.slots, fake.tags, still_running, fake.interactive_slots);
   }
 
   std::vector<Dispatch> dispatch() {
@@ -309,6 +317,7 @@ class Farm {
     std::string name;
     uint32_t slots = 1;
     std::vector<std::string> tags;
+    uint32_t interactive_slots = 0;
     bool heartbeats = true;
     bool renews = true;
     std::vector<Dispatch> held;
@@ -608,6 +617,71 @@ TEST_F(SchedulerTest, WorkerAnnouncingZeroSlotsGetsOne) {
   submit("1-5");
   add_worker("w", 0);
   EXPECT_EQ(dispatch().size(), 1u);
+  EXPECT_TRUE(dispatch().empty());
+}
+
+// ------------------------------------------------------------------ lanes
+
+TEST_F(SchedulerTest, InteractiveJobStartsWhileEveryGeneralSlotRunsBatchWork) {
+  JobId render = submit("1-100", 1, with().priority(50));
+  WorkerId w1 = add_worker("w1", 2, {}, {}, 1);
+  WorkerId w2 = add_worker("w2", 2, {}, {}, 1);
+  EXPECT_EQ(tasks_of(dispatch(), render).size(), 4u);
+  advance(1s);
+  JobId thumb = submit("1", 1, with().interactive());
+  std::vector<Dispatch> ds = dispatch();
+  ASSERT_EQ(ds.size(), 1u);
+  EXPECT_EQ(ds[0].job, thumb);
+  EXPECT_TRUE(ds[0].worker == w1 || ds[0].worker == w2);
+  EXPECT_EQ(count(render, TaskState::kRunning), 4u);
+}
+
+TEST_F(SchedulerTest, BatchWorkNeverTakesAReservedSlot) {
+  JobId render = submit("1-10");
+  add_worker("w", 1, {}, {}, 3);
+  EXPECT_EQ(dispatch().size(), 1u);
+  EXPECT_TRUE(dispatch().empty());
+  EXPECT_EQ(count(render, TaskState::kRunning), 1u);
+  EXPECT_EQ(count(render, TaskState::kQueued), 9u);
+}
+
+TEST_F(SchedulerTest, InteractiveWorkFillsReservedSlotsFirstThenGeneralOnes) {
+  JobId media = submit("1-3", 1, with().interactive());
+  add_worker("w", 1, {}, {}, 1);
+  std::vector<Dispatch> first = dispatch();
+  // Both slots serve the interactive job: reserved first, then the free general slot.
+  EXPECT_EQ(tasks_of(first, media).size(), 2u);
+  // A render arriving now waits for the general slot, not the reserved one.
+  JobId render = submit("1-2");
+  EXPECT_TRUE(dispatch().empty());
+  succeed(first[0]);  // the reserved slot frees up: the interactive job's last task takes it
+  std::vector<Dispatch> next = dispatch();
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].job, media);
+  succeed(first[1]);  // the general slot frees up: the render gets it
+  next = dispatch();
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].job, render);
+}
+
+TEST_F(SchedulerTest, WorkerWithoutReservedSlotsRunsInteractiveWorkInGeneralSlots) {
+  JobId media = submit("1-2", 1, with().interactive());
+  add_worker("w", 1);
+  EXPECT_EQ(tasks_of(dispatch(), media).size(), 1u);
+  EXPECT_TRUE(dispatch().empty());
+}
+
+TEST_F(SchedulerTest, ReconnectingWorkerKeepsItsInteractiveTaskInTheReservedSlot) {
+  submit("1-10");
+  WorkerId w = add_worker("w", 1, {}, {}, 1);
+  std::vector<Dispatch> batch = dispatch();
+  ASSERT_EQ(batch.size(), 1u);
+  JobId media = submit("1-2", 1, with().interactive());
+  std::vector<Dispatch> interactive = dispatch();
+  ASSERT_EQ(tasks_of(interactive, media).size(), 1u);
+  std::vector<Dispatch> held_now = held(w);
+  restart_worker(w, held_now);
+  // Still one batch task in the general slot and one interactive in the reserved one.
   EXPECT_TRUE(dispatch().empty());
 }
 

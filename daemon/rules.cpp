@@ -1,0 +1,308 @@
+#include "daemon/rules.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <fnmatch.h>
+#include <sys/stat.h>
+
+#include "common/sequence.h"
+#include "daemon/media_jobs.h"
+
+namespace farmhand::daemon {
+
+namespace {
+
+using common::PathVars;
+using common::SequencePattern;
+
+std::string lower(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) {
+    return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  });
+  return text;
+}
+
+std::string file_kind(const std::string& ext) {
+  static const char* kImages[] = {"exr", "dpx", "tif", "tiff", "png", "jpg", "jpeg", "tga",
+                                  "hdr", "cin", "sgi", "rgb",  "bmp", "tx",  "psd"};
+  static const char* kMovies[] = {"mov", "mp4", "mxf", "avi", "mkv", "m4v", "webm"};
+  std::string e = lower(ext);
+  for (const char* k : kImages) {
+    if (e == k) return "image";
+  }
+  for (const char* k : kMovies) {
+    if (e == k) return "movie";
+  }
+  return "file";
+}
+
+Result<PublishItem> make_item(const std::string& path, std::optional<common::FrameSet> frames) {
+  auto vars = common::path_vars(path);
+  if (!vars) return fail(vars.error());
+  PublishItem item;
+  item.path = path;
+  item.vars = std::move(*vars);
+  item.kind = item.vars.frame.empty() ? file_kind(item.vars.ext) : "sequence";
+  if (frames && !frames->empty()) {
+    item.vars.first = std::to_string(frames->frame_at(0));
+    item.vars.last = std::to_string(frames->frame_at(frames->size() - 1));
+    item.vars.frames = frames->to_string();
+    item.frames = std::move(frames);
+  }
+  return item;
+}
+
+std::string item_path(const common::Sequence& seq) {
+  return seq.pattern.to_string(common::PaddingStyle::kHash);
+}
+
+bool glob_matches(const std::string& glob, const std::string& path) {
+  if (glob.find('/') == std::string::npos) {
+    auto slash = path.rfind('/');
+    std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+    return fnmatch(glob.c_str(), name.c_str(), 0) == 0;
+  }
+  return fnmatch(glob.c_str(), path.c_str(), 0) == 0;
+}
+
+// Whether every frame of `seq` has the same file name at `padding` as on disk, so a pattern of
+// that padding names these files: "a.@.exr" finds a.1001.exr ... a.1100.exr (padding 4), but
+// "a.####.exr" must not find a.998.exr ... a.1002.exr (padding 3), whose a.0998.exr is absent.
+bool same_names_at(const common::Sequence& seq, int padding) {
+  // The narrowest number is the one nearest zero (0 itself when the frames cross it).
+  int64_t nearest = seq.first() > 0 ? seq.first() : seq.last() < 0 ? seq.last() : 0;
+  return common::format_frame_number(nearest, padding) ==
+         common::format_frame_number(nearest, seq.pattern.padding);
+}
+
+}  // namespace
+
+Result<std::vector<PublishItem>> resolve_publish(const std::string& path) {
+  if (path.empty() || path.front() != '/') {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("publish path must be absolute: {}", printable(path)));
+  }
+  if (path.size() > 4096 || path.find('\0') != std::string::npos) {
+    return fail(ErrorCode::kInvalidArgument, "bad publish path");
+  }
+  std::vector<PublishItem> items;
+
+  struct stat st {};
+
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    auto sequences = common::scan_directory(path);
+    if (!sequences) return fail(sequences.error());
+    for (const auto& seq : *sequences) {
+      std::optional<common::FrameSet> frames;
+      if (!seq.is_single_file()) frames = seq.frames;
+      auto item = make_item(item_path(seq), frames);
+      if (item) items.push_back(std::move(*item));
+    }
+    if (items.empty()) {
+      return fail(ErrorCode::kNotFound, fmt::format("nothing published in {}: it is empty", path));
+    }
+    return items;
+  }
+  auto pattern = SequencePattern::parse(path);
+  if (!pattern) return fail(pattern.error());
+  if (pattern->is_single_file()) {
+    if (::stat(path.c_str(), &st) != 0) {
+      return fail(ErrorCode::kNotFound, fmt::format("nothing published at {}: no such file", path));
+    }
+    auto item = make_item(path, std::nullopt);
+    if (!item) return fail(item.error());
+    items.push_back(std::move(*item));
+    return items;
+  }
+  // A sequence: its frames from the pattern, else from the disk.
+  std::optional<common::FrameSet> frames = pattern->frames;
+  if (!frames) {
+    std::string dir = pattern->dir.empty() ? "." : pattern->dir;
+    auto sequences = common::scan_directory(dir);
+    if (!sequences) {
+      return fail(ErrorCode::kNotFound,
+                  fmt::format("nothing published at {}: {}", path, sequences.error().reason));
+    }
+    for (int pass = 0; pass < 2 && !frames; ++pass) {
+      for (const auto& seq : *sequences) {
+        if (seq.is_single_file() || seq.pattern.prefix != pattern->prefix ||
+            seq.pattern.suffix != pattern->suffix) {
+          continue;
+        }
+        // First an exact padding match; then another padding that writes the same names.
+        if (pass == 0 && seq.pattern.padding != pattern->padding) continue;
+        if (pass == 1 && !same_names_at(seq, pattern->padding)) continue;
+        frames = seq.frames;
+        break;
+      }
+    }
+    if (!frames) {
+      return fail(ErrorCode::kNotFound,
+                  fmt::format("nothing published at {}: no frames on disk", path));
+    }
+  }
+  auto item = make_item(path, frames);
+  if (!item) return fail(item.error());
+  items.push_back(std::move(*item));
+  return items;
+}
+
+bool rule_matches(const common::Rule& rule, const PublishItem& item,
+                  const std::map<std::string, std::string>& meta) {
+  const common::RuleMatch& m = rule.match;
+  if (!m.path.empty() && std::none_of(m.path.begin(), m.path.end(), [&](const std::string& g) {
+        return glob_matches(g, item.path);
+      })) {
+    return false;
+  }
+  if (!m.kind.empty()) {
+    // A sequence of images is also an "image" for a rule that asks for images.
+    bool ok = std::any_of(m.kind.begin(), m.kind.end(), [&](const std::string& k) {
+      return k == item.kind ||
+             (k == "image" && item.kind == "sequence" && file_kind(item.vars.ext) == "image");
+    });
+    if (!ok) return false;
+  }
+  if (!m.ext.empty() &&
+      std::find(m.ext.begin(), m.ext.end(), lower(item.vars.ext)) == m.ext.end()) {
+    return false;
+  }
+  for (const auto& [key, glob] : m.meta) {
+    auto it = meta.find(key);
+    if (it == meta.end() || fnmatch(glob.c_str(), it->second.c_str(), 0) != 0) return false;
+  }
+  return true;
+}
+
+std::vector<PlannedJob> plan_rule(const common::Rule& rule, const PublishItem& item,
+                                  const std::map<std::string, std::string>& meta,
+                                  const std::string& event_id) {
+  PathVars vars = item.vars;
+  vars.meta = meta;
+  vars.event = event_id;
+  std::vector<PlannedJob> plan;
+  std::map<std::string, size_t> index;
+  for (const common::RuleJob& job : rule.jobs) {
+    PlannedJob planned;
+    planned.name = job.name;
+    index[job.name] = plan.size();
+    for (const std::string& up : job.after) planned.after.push_back(index.at(up));
+    wire::JobSpec& spec = planned.spec;
+    spec.set_kind(job.kind);
+    spec.set_name(
+        fmt::format("{}/{} {}", rule.name, job.name, vars.name.empty() ? item.path : vars.name));
+    spec.set_chunk(job.chunk);
+    spec.set_priority(job.priority);
+    spec.set_pool(job.pool);
+    spec.set_max_attempts(job.max_attempts);
+    spec.set_timeout_s(job.timeout_s);
+    bool media = is_media_kind(job.kind);
+    spec.set_lane(!job.lane.empty() ? job.lane : media ? "interactive" : "batch");
+    (*spec.mutable_labels())["rule"] = rule.name + "/" + job.name;
+    if (!event_id.empty()) (*spec.mutable_labels())["event"] = event_id;
+    auto& params = *spec.mutable_params();
+    for (const auto& [key, text] : job.params) {
+      auto value = common::expand_path_template(text, vars);
+      if (!value) {
+        planned.error = value.error().reason;
+        break;
+      }
+      params[key] = *value;
+    }
+    if (planned.error.empty() && media) {
+      if (params.count("input") == 0) {
+        params["input"] = item.path;
+      } else if (item.frames && !item.frames->empty()) {
+        // A derived input (say the proxies) does not exist yet: give it the item's frames.
+        auto pattern = SequencePattern::parse(params["input"]);
+        if (pattern && !pattern->is_single_file() && !pattern->frames) {
+          pattern->frames = item.frames;
+          params["input"] = pattern->to_string();
+        }
+      }
+    }
+    if (planned.error.empty() && (job.kind == "command" || job.kind == "noop")) {
+      spec.set_command_template(job.command);
+      auto frames =
+          common::expand_path_template(job.frames.empty() ? "{frames}" : job.frames, vars);
+      if (!frames && job.frames.empty()) {
+        spec.set_frames("1");  // a single file: one task
+      } else if (!frames) {
+        planned.error = frames.error().reason;
+      } else {
+        spec.set_frames(*frames);
+      }
+    }
+    plan.push_back(std::move(planned));
+  }
+  return plan;
+}
+
+Result<void> check_rule_jobs(const common::Config& config, const std::string& origin) {
+  std::string problems;
+  for (const common::Rule& rule : config.rules) {
+    for (const common::RuleJob& job : rule.jobs) {
+      if (!is_media_kind(job.kind)) continue;
+      // Sample values: a 10-frame EXR sequence, every meta key answered.
+      PathVars vars;
+      vars.path = "/check/sample.1-10#.exr";
+      vars.dir = "/check";
+      vars.name = "sample";
+      vars.ext = "exr";
+      vars.frame = "####";
+      vars.first = "1";
+      vars.last = "10";
+      vars.frames = "1-10";
+      vars.event = "check";
+      wire::JobSpec spec;
+      spec.set_kind(job.kind);
+      std::string reason;
+      for (const auto& [key, text] : job.params) {
+        // Any meta key a template names gets a sample value.
+        for (size_t at = text.find("{meta."); at != std::string::npos;
+             at = text.find("{meta.", at + 1)) {
+          auto close = text.find('}', at);
+          if (close != std::string::npos) vars.meta[text.substr(at + 6, close - at - 6)] = "x";
+        }
+        auto value = common::expand_path_template(text, vars);
+        if (!value) {
+          reason = value.error().reason;
+          break;
+        }
+        (*spec.mutable_params())[key] = *value;
+      }
+      if (reason.empty()) {
+        auto& params = *spec.mutable_params();
+        if (params.count("input") == 0) {
+          params["input"] = vars.path;
+        } else if (auto p = SequencePattern::parse(params["input"]);
+                   p && !p->is_single_file() && !p->frames) {
+          p->frames = common::FrameSet::range(1, 10);
+          params["input"] = p->to_string();
+        }
+        // kNotFound depends on the sample's frames (`frame: 1001` of 1-10), not on the rule.
+        auto ok = prepare_media_job(spec);
+        if (!ok && ok.error().code != ErrorCode::kNotFound) reason = ok.error().reason;
+      }
+      if (!reason.empty()) {
+        if (!problems.empty()) problems += '\n';
+        // The line of the option whose value the reason quotes, else the job's.
+        int line = job.line;
+        for (const auto& [key, text] : job.params) {
+          auto at = job.lines.find(key);
+          if (!text.empty() && at != job.lines.end() &&
+              reason.find("'" + text + "'") != std::string::npos) {
+            line = at->second;
+          }
+        }
+        problems +=
+            fmt::format("{}:{}: rule '{}' job '{}': {}", origin, line, rule.name, job.name, reason);
+      }
+    }
+  }
+  if (!problems.empty()) return fail(ErrorCode::kInvalidArgument, problems);
+  return {};
+}
+
+}  // namespace farmhand::daemon

@@ -1,0 +1,612 @@
+"""Client: the Python side of the client <-> broker protocol (proto/PROTOCOL.md).
+
+One method per request kind. Each sends one ClientRequest (protocol version,
+random request id, body) on a fresh ZeroMQ DEALER socket with LINGER 0, waits
+for the ClientReply and checks that it answers this request with the expected
+body. A reply with ok=false raises the FarmhandError subclass of its
+error_code, carrying the broker's one-line reason; no reply within the timeout
+raises BrokerUnreachable: "broker unreachable at ENDPOINT (no reply within N s)".
+
+Requests that are safe to repeat are resent within the timeout (Lazy Pirate,
+ZeroMQ guide ch. 4), byte for byte the same request: reads, submits (they
+always carry an idempotency key, generated when none is given) and publishes
+(they always carry an event id, likewise). Job actions are sent once: they
+carry no key, and a repeated retry is not a no-op. This mirrors cli/client.cpp.
+
+Thread-safe: every call opens and closes its own socket on a shared ZeroMQ
+context (the context is recreated after fork()).
+"""
+
+import math
+import os
+import secrets
+import threading
+import time
+
+import zmq
+from google.protobuf.message import DecodeError
+
+from farmhand import errors
+from farmhand import farmhand_pb2 as pb
+from farmhand._protocol import PROTOCOL_VERSION
+from farmhand.models import (
+    FINAL_JOB_STATES,
+    ActionResult,
+    Event,
+    Job,
+    JobId,
+    JobStatus,
+    PublishResult,
+    TaskLog,
+    WorkerInfo,
+    job_state_name,
+    job_state_value,
+    task_state_value,
+)
+
+__all__ = ["Client", "DEFAULT_BROKER", "DEFAULT_TIMEOUT_S", "MEDIA_KINDS"]
+
+DEFAULT_BROKER = "tcp://127.0.0.1:7600"
+# Replies take milliseconds; a broker restarted by systemd is back within a
+# second or two. Ten seconds covers that and a busy disk.
+DEFAULT_TIMEOUT_S = 10.0
+
+# Resend no sooner than this (as cli/client.cpp): a live broker answers in
+# milliseconds, while one that restarts is back within a second or two.
+_MIN_RESEND_AFTER_S = 1.0
+# Pause after a try that failed at once, so a broken endpoint is not hammered.
+_MIN_TRY_S = 0.1
+# wait() polls fast at first (a thumbnail is done in ~0.1 s and wait() must not
+# add a whole interval to it), then slows to four status requests a second.
+_FIRST_POLL_S = 0.005
+_MAX_POLL_S = 0.25
+# A live broker answers a status request in milliseconds.
+_LAST_POLL_S = 0.25
+
+MEDIA_KINDS = ("thumbnail", "convert", "transcode")
+
+_ACTIONS = {
+    "cancel": pb.JobActionRequest.CANCEL,
+    "retry": pb.JobActionRequest.RETRY,
+    "pause": pb.JobActionRequest.PAUSE,
+    "resume": pb.JobActionRequest.RESUME,
+}
+
+
+def random_key():
+    """128 random bits as 32 hex digits, for idempotency keys and event ids."""
+    return secrets.token_hex(16)
+
+
+def _seconds_text(seconds):
+    return "%g" % seconds
+
+
+def _timeout_from_env():
+    text = os.environ.get("FARMHAND_TIMEOUT", "")
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    try:
+        return float(text)
+    except ValueError:
+        raise errors.InvalidArgument(
+            "FARMHAND_TIMEOUT '%s' is not a number of seconds" % text
+        ) from None
+
+
+def _check_timeout(seconds, what="timeout"):
+    try:
+        seconds = float(seconds)
+    except (TypeError, ValueError):
+        raise errors.InvalidArgument(
+            "%s %r is not a number of seconds" % (what, seconds)
+        ) from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise errors.InvalidArgument("%s %s is not a positive number of seconds" % (what, seconds))
+    return seconds
+
+
+def _text(value):
+    """A parameter value as the wire carries it: 24.0 -> "24", 23.976 -> "23.976"."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
+def _box(value):
+    """A size: 256 -> "256", (256, 144) -> "256x144", "50%" unchanged."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise errors.InvalidArgument("a size is (width, height), got %r" % (value,))
+        return "%sx%s" % (_text(value[0]), _text(value[1]))
+    return _text(value)
+
+
+def _frame_set(frames):
+    """A frame set in fileseq syntax from a str, an int, a range or ints."""
+    if isinstance(frames, str):
+        return frames
+    if isinstance(frames, bool):
+        raise errors.InvalidArgument("frames=%r is not a frame set" % (frames,))
+    if isinstance(frames, int):
+        return str(frames)
+    if isinstance(frames, range):
+        if len(frames) == 0:
+            raise errors.InvalidArgument("frames=%r is empty" % (frames,))
+        if len(frames) == 1:
+            return str(frames[0])
+        text = "%d-%d" % (frames[0], frames[-1])
+        return text if frames.step == 1 else "%sx%d" % (text, abs(frames.step))
+    try:
+        items = [int(f) for f in frames]
+    except (TypeError, ValueError):
+        raise errors.InvalidArgument("frames=%r is not a frame set" % (frames,)) from None
+    if not items:
+        raise errors.InvalidArgument("frames is empty")
+    return ",".join(str(f) for f in items)
+
+
+def _job_ids(after):
+    if after is None:
+        return []
+    if isinstance(after, int):
+        return [after]
+    return [int(a) for a in after]
+
+
+def _string_map(mapping, what):
+    out = {}
+    for key, value in dict(mapping or {}).items():
+        key = str(key)
+        if not key:
+            raise errors.InvalidArgument("%s keys must not be empty" % what)
+        out[key] = _text(value)
+    return out
+
+
+def _absolute(path):
+    """The broker may run on another host with its own working directory: paths
+    go over the wire absolute (as the CLI sends them)."""
+    path = os.fspath(path)
+    return path if not path or os.path.isabs(path) else os.path.abspath(path)
+
+
+class Client:
+    """A connection to a farmhand broker's client endpoint.
+
+    ``broker`` defaults to $FARMHAND_BROKER, else tcp://127.0.0.1:7600;
+    ``timeout`` (seconds) bounds each call, resends included, and defaults to
+    $FARMHAND_TIMEOUT, else 10.
+    """
+
+    def __init__(self, broker=None, timeout=None):
+        self._broker = broker or os.environ.get("FARMHAND_BROKER") or DEFAULT_BROKER
+        self._timeout = _check_timeout(timeout if timeout is not None else _timeout_from_env())
+        self._lock = threading.Lock()
+        self._ctx = None
+        self._ctx_pid = None
+
+    def __repr__(self):
+        return "farmhand.Client(%r, timeout=%g)" % (self._broker, self._timeout)
+
+    @property
+    def broker(self):
+        return self._broker
+
+    @property
+    def timeout(self):
+        return self._timeout
+
+    def close(self):
+        """Releases the ZeroMQ context. The client opens a new one if used again."""
+        with self._lock:
+            ctx, self._ctx = self._ctx, None
+            if ctx is not None and self._ctx_pid == os.getpid():
+                ctx.term()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------ publish
+
+    def publish(self, path, meta=None, event_id=None, source="python"):
+        """Publishes ``path`` (a sequence pattern, file or directory) with ``meta``.
+
+        The broker matches its rules and creates their jobs; the returned
+        PublishResult means the event is durable. Give a deterministic
+        ``event_id`` (e.g. "proj/sh010/comp/v003") so that publishing the same
+        thing again creates nothing (``duplicate`` is then True and ``job_ids``
+        are the first publish's). Without one a random id is sent, so that a
+        resend after a timeout cannot publish twice.
+        """
+        own_id = not event_id
+        request = pb.ClientRequest()
+        body = request.publish
+        body.path = _absolute(path)
+        body.meta.update(_string_map(meta, "meta"))
+        body.event_id = random_key() if own_id else str(event_id)
+        body.source = source or ""
+        result = PublishResult.from_pb(self._call(request, "publish", resend=True))
+        # A fresh random id can only have been seen in our own earlier try.
+        if own_id:
+            result.duplicate = False
+        return result
+
+    def events(self, limit=100, event_id=None):
+        """Publish events, newest first, with the jobs they created."""
+        request = pb.ClientRequest()
+        request.events.limit = int(limit or 0)
+        request.events.event_id = event_id or ""
+        reply = self._call(request, "events", resend=True)
+        return [Event.from_pb(e) for e in reply.events]
+
+    # ------------------------------------------------------------ submit
+
+    def submit(
+        self,
+        kind,
+        frames=None,
+        *,
+        chunk=None,
+        tasks=None,
+        priority=0,
+        pool="",
+        after=(),
+        after_frames=0,
+        name="",
+        max_attempts=0,
+        timeout_s=0,
+        labels=None,
+        command=None,
+        params=None,
+        idempotency_key=None,
+        lane="",
+        input=None,  # noqa: A002 (mirrors the CLI's INPUT)
+        output=None,
+        frame=None,
+        size=None,
+        resize=None,
+        format=None,  # noqa: A002 (mirrors --format)
+        codec=None,
+        fps=None,
+        crf=None,
+        missing=None,
+        ocio=None,
+    ):
+        """Submits a job and returns its id (a JobId: an int with ``duplicate``
+        and ``task_count``).
+
+        kind: "noop", "command", "thumbnail", "convert" or "transcode".
+        noop: ``tasks=N`` or ``frames=``. command: ``command=`` names a template
+        of the broker's config, ``frames=`` is required, ``params=`` fills it.
+        Media kinds take ``input=`` (sequence pattern or file) and ``output=``,
+        and the options of `farmhand submit KIND`: thumbnail ``frame``, ``size``;
+        convert ``resize``, ``format``; transcode ``codec``, ``fps``, ``crf``,
+        ``missing``; all ``ocio``. Sizes may be "WxH", W, or (W, H).
+        ``frames`` may be a fileseq string ("1-100x2"), an int, a range or ints.
+        ``chunk`` defaults to 1, or to the broker's default for media jobs.
+        Without ``idempotency_key`` a random one is sent, so that a resend after
+        a timeout cannot create a second job.
+        """
+        if not isinstance(kind, str) or not kind:
+            raise errors.InvalidArgument("kind must be a job kind such as 'noop' or 'thumbnail'")
+        media = {
+            "frame": frame,
+            "size": size,
+            "resize": resize,
+            "format": format,
+            "codec": codec,
+            "fps": fps,
+            "crf": crf,
+            "missing": missing,
+            "ocio": ocio,
+        }
+        is_media = kind in MEDIA_KINDS
+        spec = pb.JobSpec()
+        spec.kind = kind
+        spec.name = name or ""
+        spec.priority = int(priority)
+        spec.pool = pool or ""
+        spec.after.extend(_job_ids(after))
+        spec.after_frames = int(after_frames or 0)
+        spec.max_attempts = int(max_attempts or 0)
+        spec.timeout_s = int(timeout_s or 0)
+        spec.labels.update(_string_map(labels, "label"))
+        spec.lane = lane or ""
+        spec.params.update(_string_map(params, "param"))
+
+        if is_media:
+            if tasks is not None or command:
+                raise errors.InvalidArgument(
+                    "%s jobs take input=, output= and frames=, not %s="
+                    % (kind, "tasks" if tasks is not None else "command")
+                )
+            if input is None or output is None:
+                raise errors.InvalidArgument("%s jobs need input= and output=" % kind)
+            spec.params["input"] = _absolute(input)
+            spec.params["output"] = _absolute(output)
+            for key, value in media.items():
+                if value is None or value == "":
+                    continue
+                spec.params[key] = _box(value) if key in ("size", "resize") else _text(value)
+            if frames is not None:
+                spec.frames = _frame_set(frames)
+            spec.chunk = int(chunk or 0)
+        else:
+            given = [k for k, v in media.items() if v is not None]
+            given += [k for k, v in (("input", input), ("output", output)) if v is not None]
+            if given:
+                raise errors.InvalidArgument(
+                    "%s= is an option of media jobs (%s); pass template values in params="
+                    % (given[0], ", ".join(MEDIA_KINDS))
+                )
+            if kind == "command":
+                if not command:
+                    raise errors.InvalidArgument("command jobs need command= (a template name)")
+                if frames is None:
+                    raise errors.InvalidArgument("command jobs need frames=, e.g. '1-100'")
+            if command:
+                spec.command_template = command
+            if tasks is not None:
+                if frames is not None:
+                    raise errors.InvalidArgument("give tasks= or frames=, not both")
+                spec.tasks = int(tasks)
+                spec.chunk = 1
+            else:
+                if kind == "noop" and frames is None:
+                    raise errors.InvalidArgument("noop jobs need tasks= or frames=")
+                if frames is not None:
+                    spec.frames = _frame_set(frames)
+                spec.chunk = 1 if chunk is None else int(chunk)
+
+        own_key = not idempotency_key
+        spec.idempotency_key = random_key() if own_key else str(idempotency_key)
+        request = pb.ClientRequest()
+        request.submit.spec.CopyFrom(spec)
+        reply = self._call(request, "submit", resend=True)
+        # A fresh random key can only have been seen in our own earlier try: for
+        # the caller this job is new.
+        return JobId(reply.job_id, duplicate=reply.duplicate and not own_key,
+                     task_count=reply.task_count)
+
+    # ------------------------------------------------------------ reads
+
+    def status(self, job_id, tasks=False, tasks_offset=0, tasks_limit=0, tasks_state=None,
+               timeout=None):
+        """A job's JobStatus; with ``tasks=True`` (or any tasks_* argument) a page of
+        its tasks too. ``timeout`` overrides the client's for this call."""
+        request = pb.ClientRequest()
+        body = request.status
+        body.job_id = int(job_id)
+        body.tasks = bool(tasks or tasks_offset or tasks_limit or tasks_state)
+        body.tasks_offset = int(tasks_offset or 0)
+        body.tasks_limit = int(tasks_limit or 0)
+        if tasks_state:
+            try:
+                body.tasks_state = task_state_value(tasks_state)
+            except KeyError:
+                raise errors.InvalidArgument("unknown task state '%s'" % tasks_state) from None
+        reply = self._call(request, "status", resend=True, timeout=timeout)
+        return JobStatus.from_pb(reply)
+
+    def wait(self, job_id, timeout=None, check=False):
+        """Polls the job's status until it is succeeded, failed or cancelled and
+        returns that final JobStatus.
+
+        Raises farmhand.TimeoutError (with ``.status``, the last one seen) if the
+        job is not final within ``timeout`` seconds (None: wait as long as it
+        takes), BrokerUnreachable if the broker stays silent for the client's
+        timeout, and with ``check=True`` JobFailed unless the job succeeded.
+        """
+        if timeout is not None:
+            timeout = _check_timeout(timeout, "wait timeout")
+        started = time.monotonic()
+        job_deadline = None if timeout is None else started + timeout
+        # The broker may restart while we wait: keep asking until it has been
+        # silent for the client's whole timeout since its last reply.
+        silence_deadline = started + self._timeout
+        interval = _FIRST_POLL_S
+        last = None
+
+        def timed_out(why):
+            error = errors.TimeoutError(
+                "job %s not finished within %s s (%s)" % (job_id, _seconds_text(timeout), why)
+            )
+            error.status = last
+            return error
+
+        while True:
+            now = time.monotonic()
+            call_timeout = silence_deadline - now
+            if job_deadline is not None:
+                # The last poll, at the deadline, still gets time for an answer.
+                call_timeout = min(call_timeout, max(job_deadline - now, _LAST_POLL_S))
+            try:
+                status = self.status(job_id, timeout=max(call_timeout, 0.001))
+            except errors.BrokerUnreachable:
+                now = time.monotonic()
+                if job_deadline is not None and now >= job_deadline:
+                    raise timed_out("broker unreachable at %s" % self._broker) from None
+                if now + _MAX_POLL_S < silence_deadline:
+                    time.sleep(_MAX_POLL_S)
+                    continue
+                raise errors.BrokerUnreachable(self._unreachable_reason(self._timeout)) from None
+            last = status
+            silence_deadline = time.monotonic() + self._timeout
+            if status.state in FINAL_JOB_STATES:
+                if check and status.state != "succeeded":
+                    error = status.last_error
+                    raise errors.JobFailed(
+                        "job %s %s%s" % (job_id, status.state, ": " + error if error else ""),
+                        status=status,
+                    )
+                return status
+            now = time.monotonic()
+            if job_deadline is not None and now >= job_deadline:
+                total = status.task_count or sum(status.counts.values())
+                raise timed_out(
+                    "%s, %d/%d tasks succeeded"
+                    % (status.state, status.counts.get("succeeded", 0), total)
+                )
+            pause = interval if job_deadline is None else min(interval, job_deadline - now)
+            time.sleep(max(pause, 0))
+            interval = min(interval * 2, _MAX_POLL_S)
+
+    def jobs(self, state=None, limit=0):
+        """Jobs (Job), optionally only those in ``state`` ("running", ...);
+        ``limit`` 0 means the broker's default (1000)."""
+        request = pb.ClientRequest()
+        if state:
+            try:
+                request.list.state = job_state_value(state)
+            except KeyError:
+                raise errors.InvalidArgument(
+                    "unknown job state '%s' (one of queued, running, paused, succeeded, failed, "
+                    "cancelled)" % state
+                ) from None
+        request.list.limit = int(limit or 0)
+        reply = self._call(request, "list", resend=True)
+        return [Job.from_pb(j) for j in reply.jobs]
+
+    def workers(self):
+        """Workers the broker knows (WorkerInfo), with what they run."""
+        request = pb.ClientRequest()
+        request.workers.SetInParent()
+        reply = self._call(request, "workers", resend=True)
+        return [WorkerInfo.from_pb(w) for w in reply.workers]
+
+    def logs(self, job_id, task=None):
+        """Task logs (TaskLog) of a job: one task's, or every task's with a log."""
+        request = pb.ClientRequest()
+        request.logs.job_id = int(job_id)
+        request.logs.task = -1 if task is None else int(task)
+        reply = self._call(request, "logs", resend=True)
+        return [TaskLog.from_pb(log) for log in reply.logs]
+
+    # ------------------------------------------------------------ actions
+
+    def cancel(self, job_id):
+        """Cancels a job; running tasks are stopped."""
+        return self._act(job_id, "cancel")
+
+    def retry(self, job_id):
+        """Runs a job's dead, failed and cancelled tasks again."""
+        return self._act(job_id, "retry")
+
+    def pause(self, job_id):
+        """Dispatches no more tasks of a job; running ones finish."""
+        return self._act(job_id, "pause")
+
+    def resume(self, job_id):
+        """Dispatches a paused job again."""
+        return self._act(job_id, "resume")
+
+    def _act(self, job_id, action):
+        request = pb.ClientRequest()
+        request.action.job_id = int(job_id)
+        request.action.action = _ACTIONS[action]
+        # Sent once: an action has no key and a repeated retry is not a no-op.
+        reply = self._call(request, "action", resend=False)
+        return ActionResult(
+            job_id=int(job_id),
+            state=job_state_name(reply.state),
+            tasks_changed=reply.tasks_changed,
+        )
+
+    # ------------------------------------------------------------ transport
+
+    def _unreachable_reason(self, waited):
+        return "broker unreachable at %s (no reply within %s s)" % (
+            self._broker,
+            _seconds_text(waited),
+        )
+
+    def _context(self):
+        with self._lock:
+            # A context does not survive fork(): a child gets its own.
+            if self._ctx is None or self._ctx_pid != os.getpid():
+                self._ctx = zmq.Context()
+                self._ctx_pid = os.getpid()
+            return self._ctx
+
+    def _round_trip(self, payload, timeout):
+        """One try on a fresh DEALER socket: the reply's frames, or None if no
+        reply came within ``timeout`` seconds (or the request could not be sent)."""
+        sock = self._context().socket(zmq.DEALER)
+        try:
+            sock.setsockopt(zmq.LINGER, 0)
+            try:
+                sock.connect(self._broker)
+            except zmq.ZMQError as e:
+                raise errors.InvalidArgument(
+                    "cannot reach broker at %s: %s" % (self._broker, e)
+                ) from None
+            try:
+                sock.send(payload, zmq.NOBLOCK)
+            except zmq.Again:
+                return None
+            if not sock.poll(max(1, int(math.ceil(timeout * 1000))), zmq.POLLIN):
+                return None
+            return sock.recv_multipart()
+        finally:
+            sock.close(linger=0)
+
+    def _call(self, request, body, resend, timeout=None):
+        """Round trips until a reply or the timeout; returns the reply's ``body``.
+
+        A resendable request is sent again, unchanged, after half the timeout
+        (at least a second) without a reply.
+        """
+        timeout = self._timeout if timeout is None else _check_timeout(timeout)
+        request.version = PROTOCOL_VERSION
+        # Zero would look like an unset field on the wire.
+        request_id = 0
+        while request_id == 0:
+            request_id = secrets.randbits(64)
+        request.request_id = request_id
+        payload = request.SerializeToString()
+
+        per_try = max(_MIN_RESEND_AFTER_S, timeout / 2) if resend else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            started = time.monotonic()
+            remaining = deadline - started
+            if remaining <= 0:
+                raise errors.BrokerUnreachable(self._unreachable_reason(timeout))
+            frames = self._round_trip(payload, min(remaining, per_try))
+            if frames is not None:
+                break
+            if not resend:
+                raise errors.BrokerUnreachable(self._unreachable_reason(timeout))
+            # A try that failed without waiting (no send) must not spin.
+            if time.monotonic() - started < _MIN_TRY_S:
+                time.sleep(_MIN_TRY_S)
+
+        if len(frames) != 1:
+            raise errors.Corrupt(
+                "malformed reply from broker at %s (%d frames)" % (self._broker, len(frames))
+            )
+        reply = pb.ClientReply()
+        try:
+            reply.ParseFromString(frames[0])
+        except DecodeError:
+            raise errors.Corrupt(
+                "malformed reply from broker at %s (not a ClientReply)" % self._broker
+            ) from None
+        if reply.request_id != request_id:
+            raise errors.Corrupt(
+                "broker answered request %d instead of %d" % (reply.request_id, request_id)
+            )
+        if not reply.ok:
+            raise errors.error_for(reply.error_code, reply.error or "broker refused the request")
+        got = reply.WhichOneof("body")
+        if got != body:
+            raise errors.Corrupt(
+                "unexpected reply from broker (%s body for a %s request)" % (got or "no", body)
+            )
+        return getattr(reply, body)

@@ -1,0 +1,328 @@
+"""Plain-data views of the broker's replies.
+
+Each is a dataclass built from one protobuf message, with states
+as the names the `farmhand` CLI prints ("queued", "running", "succeeded", ...)
+and ``to_dict()`` for JSON. They hold copies: nothing refers back to protobuf.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+from farmhand import farmhand_pb2 as pb
+
+__all__ = [
+    "JOB_STATES",
+    "TASK_STATES",
+    "FINAL_JOB_STATES",
+    "JobId",
+    "TaskInfo",
+    "Job",
+    "JobStatus",
+    "ActionResult",
+    "WorkerInfo",
+    "TaskLog",
+    "PublishResult",
+    "Event",
+]
+
+# Lifecycle order, as the CLI lists them.
+JOB_STATES = ("queued", "running", "paused", "succeeded", "failed", "cancelled")
+TASK_STATES = ("waiting", "queued", "running", "succeeded", "failed", "dead", "cancelled")
+FINAL_JOB_STATES = frozenset(("succeeded", "failed", "cancelled"))
+
+_JOB_STATE_NAMES = {
+    pb.JOB_QUEUED: "queued",
+    pb.JOB_RUNNING: "running",
+    pb.JOB_PAUSED: "paused",
+    pb.JOB_SUCCEEDED: "succeeded",
+    pb.JOB_FAILED: "failed",
+    pb.JOB_CANCELLED: "cancelled",
+}
+_TASK_STATE_NAMES = {
+    pb.TASK_WAITING: "waiting",
+    pb.TASK_QUEUED: "queued",
+    pb.TASK_RUNNING: "running",
+    pb.TASK_SUCCEEDED: "succeeded",
+    pb.TASK_FAILED: "failed",
+    pb.TASK_DEAD: "dead",
+    pb.TASK_CANCELLED: "cancelled",
+}
+_JOB_STATE_VALUES = {name: value for value, name in _JOB_STATE_NAMES.items()}
+_TASK_STATE_VALUES = {name: value for value, name in _TASK_STATE_NAMES.items()}
+
+
+def job_state_name(value):
+    return _JOB_STATE_NAMES.get(value, "unspecified")
+
+
+def task_state_name(value):
+    return _TASK_STATE_NAMES.get(value, "unspecified")
+
+
+def job_state_value(name):
+    """The JobState enum value of a name such as "running"; KeyError if unknown."""
+    return _JOB_STATE_VALUES[name.lower()]
+
+
+def task_state_value(name):
+    return _TASK_STATE_VALUES[name.lower()]
+
+
+def _task_state_key(key):
+    # The broker names counts by state; accept "TASK_RUNNING" as well as "running".
+    key = key.lower()
+    return key[5:] if key.startswith("task_") else key
+
+
+class JobId(int):
+    """A submitted job's id: an int, plus what the submit reply said about it.
+
+    ``duplicate`` is True when the idempotency key you passed was seen before (the
+    id is then the first job's); ``task_count`` is the number of tasks created.
+    """
+
+    duplicate: bool
+    task_count: int
+
+    def __new__(cls, value, duplicate=False, task_count=0):
+        self = super().__new__(cls, value)
+        self.duplicate = bool(duplicate)
+        self.task_count = int(task_count)
+        return self
+
+    def __repr__(self):
+        return int.__repr__(self)
+
+
+class _Data:
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TaskInfo(_Data):
+    index: int
+    state: str
+    frames: str = ""
+    attempts: int = 0
+    worker: str = ""
+    error: str = ""
+    running_s: float = 0.0
+    job_id: int = 0
+    progress_done: int = 0
+    progress_total: int = 0
+
+    @classmethod
+    def from_pb(cls, msg):
+        return cls(
+            index=msg.index,
+            state=task_state_name(msg.state),
+            frames=msg.frames,
+            attempts=msg.attempts,
+            worker=msg.worker,
+            error=msg.error,
+            running_s=msg.running_s,
+            job_id=msg.job_id,
+            progress_done=msg.progress_done,
+            progress_total=msg.progress_total,
+        )
+
+
+def _job_fields(msg):
+    counts = {}
+    for key, value in msg.counts.items():
+        name = _task_state_key(key)
+        counts[name] = counts.get(name, 0) + value
+    return dict(
+        id=msg.id,
+        name=msg.name,
+        kind=msg.kind,
+        state=job_state_name(msg.state),
+        priority=msg.priority,
+        pool=msg.pool,
+        frames=msg.frames,
+        chunk=msg.chunk,
+        task_count=msg.task_count,
+        counts=counts,
+        submitted_unix_ms=msg.submitted_unix_ms,
+        labels=dict(msg.labels),
+        max_attempts=msg.max_attempts,
+        timeout_s=msg.timeout_s,
+        after=list(msg.after),
+        after_frames=msg.after_frames,
+        lane=msg.lane,
+        event_id=msg.event_id,
+    )
+
+
+@dataclass
+class Job(_Data):
+    """One job as `farmhand ls` shows it (JobSummary)."""
+
+    id: int
+    name: str
+    kind: str
+    state: str
+    priority: int = 0
+    pool: str = ""
+    frames: str = ""
+    chunk: int = 0
+    task_count: int = 0
+    counts: Dict[str, int] = field(default_factory=dict)  # task state name -> tasks
+    submitted_unix_ms: int = 0
+    labels: Dict[str, str] = field(default_factory=dict)
+    max_attempts: int = 0
+    timeout_s: int = 0
+    after: List[int] = field(default_factory=list)
+    after_frames: int = 0
+    lane: str = ""
+    event_id: str = ""  # the publish event that created it, if any
+
+    @classmethod
+    def from_pb(cls, msg):
+        return cls(**_job_fields(msg))
+
+    @property
+    def final(self):
+        """True once the job is succeeded, failed or cancelled."""
+        return self.state in FINAL_JOB_STATES
+
+    @property
+    def succeeded(self):
+        return self.state == "succeeded"
+
+    @property
+    def progress(self):
+        """Succeeded tasks over all tasks, 0.0 to 1.0."""
+        total = self.task_count or sum(self.counts.values())
+        return min(self.counts.get("succeeded", 0), total) / total if total else 0.0
+
+
+@dataclass
+class JobStatus(Job):
+    """A job with its running tasks, latest errors and, if asked, a page of tasks."""
+
+    running: List[TaskInfo] = field(default_factory=list)  # at most 100
+    last_errors: List[TaskInfo] = field(default_factory=list)  # most recent first
+    tasks: List[TaskInfo] = field(default_factory=list)  # the requested page
+
+    @classmethod
+    def from_pb(cls, reply):
+        return cls(
+            **_job_fields(reply.job),
+            running=[TaskInfo.from_pb(t) for t in reply.running],
+            last_errors=[TaskInfo.from_pb(t) for t in reply.last_errors],
+            tasks=[TaskInfo.from_pb(t) for t in reply.tasks],
+        )
+
+    @property
+    def last_error(self):
+        """The most recent task error, "" if none."""
+        for task in self.last_errors:
+            if task.error:
+                return task.error
+        return ""
+
+
+@dataclass
+class ActionResult(_Data):
+    """The reply to cancel, retry, pause or resume."""
+
+    job_id: int
+    state: str
+    tasks_changed: int = 0
+
+
+@dataclass
+class WorkerInfo(_Data):
+    name: str
+    slots: int = 0
+    tags: List[str] = field(default_factory=list)
+    alive: bool = False
+    last_beat_s: float = 0.0
+    running: List[TaskInfo] = field(default_factory=list)
+    host: str = ""
+    pid: int = 0
+    interactive_slots: int = 0
+
+    @classmethod
+    def from_pb(cls, msg):
+        return cls(
+            name=msg.name,
+            slots=msg.slots,
+            tags=list(msg.tags),
+            alive=msg.alive,
+            last_beat_s=msg.last_beat_s,
+            running=[TaskInfo.from_pb(t) for t in msg.running],
+            host=msg.host,
+            pid=msg.pid,
+            interactive_slots=msg.interactive_slots,
+        )
+
+
+@dataclass
+class TaskLog(_Data):
+    task: int
+    attempt: int = 0
+    worker: str = ""
+    text: bytes = b""  # what the task printed, in whatever encoding it used
+    error: str = ""
+
+    @classmethod
+    def from_pb(cls, msg):
+        return cls(
+            task=msg.task, attempt=msg.attempt, worker=msg.worker, text=msg.text, error=msg.error
+        )
+
+
+@dataclass
+class PublishResult(_Data):
+    """The broker's acknowledgement of a publish: it is durable once you have this.
+
+    ``duplicate`` is True when the event id was seen before; nothing new was then
+    created and ``job_ids`` are the jobs of the first time.
+    """
+
+    event_id: str
+    duplicate: bool = False
+    job_ids: List[int] = field(default_factory=list)
+    rules: List[str] = field(default_factory=list)  # rules that matched
+    warnings: List[str] = field(default_factory=list)
+
+    @classmethod
+    def from_pb(cls, msg):
+        return cls(
+            event_id=msg.event_id,
+            duplicate=msg.duplicate,
+            job_ids=list(msg.job_ids),
+            rules=list(msg.rules),
+            warnings=list(msg.warnings),
+        )
+
+
+@dataclass
+class Event(_Data):
+    """A publish event as `farmhand events` lists it."""
+
+    event_id: str
+    path: str = ""
+    meta: Dict[str, str] = field(default_factory=dict)
+    source: str = ""
+    received_unix_ms: int = 0
+    job_ids: List[int] = field(default_factory=list)
+    rules: List[str] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+
+    @classmethod
+    def from_pb(cls, msg):
+        return cls(
+            event_id=msg.event_id,
+            path=msg.path,
+            meta=dict(msg.meta),
+            source=msg.source,
+            received_unix_ms=msg.received_unix_ms,
+            job_ids=list(msg.job_ids),
+            rules=list(msg.rules),
+            warnings=list(msg.warnings),
+        )

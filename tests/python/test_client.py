@@ -1,0 +1,464 @@
+"""The Python client against the real farmhandd, and against a scripted fake
+broker for what a real one does not do on demand (drop a request, answer garbage).
+"""
+
+import builtins
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+import farmhand
+from farmhand import farmhand_pb2 as pb
+
+from conftest import BEACHBALL, REPO, image_size
+
+EXAMPLE = REPO / "python" / "examples" / "publish_hook.py"
+
+
+# ---------------------------------------------------------------- jobs on a real broker
+
+
+def test_a_noop_job_runs_and_wait_returns_its_final_status(client):
+    job = client.submit("noop", tasks=5)
+    assert isinstance(job, int) and job > 0
+    assert job.task_count == 5 and job.duplicate is False
+
+    status = client.wait(job, timeout=60)
+    assert status.state == "succeeded" and status.succeeded and status.final
+    assert status.id == job and status.kind == "noop"
+    assert status.task_count == 5
+    assert status.counts.get("succeeded") == 5
+    assert status.progress == 1.0
+
+
+def test_a_command_job_reports_its_spec_in_status_and_its_output_in_logs(client):
+    job = client.submit(
+        "command",
+        frames="1-10",
+        chunk=3,
+        command="echo_frame",
+        name="echo ten",
+        priority=7,
+        labels={"shot": "sh010", "version": 3},
+        max_attempts=4,
+        timeout_s=60,
+    )
+    status = client.wait(job, timeout=60)
+    assert status.state == "succeeded", status
+    assert status.kind == "command"
+    assert status.name == "echo ten"
+    assert status.frames == "1-10"
+    assert status.chunk == 3
+    assert status.task_count == 4  # 1-3, 4-6, 7-9, 10
+    assert status.priority == 7
+    assert status.labels == {"shot": "sh010", "version": "3"}
+    assert status.max_attempts == 4
+    assert status.timeout_s == 60
+    assert status.submitted_unix_ms > 0
+    assert status.to_dict()["labels"]["shot"] == "sh010"
+
+    page = client.status(job, tasks=True)
+    assert [t.frames for t in page.tasks] == ["1-3", "4-6", "7-9", "10"]
+    assert all(t.state == "succeeded" for t in page.tasks)
+
+    logs = client.logs(job, task=0)
+    assert logs and b"frame 1" in logs[0].text and b"frame 3" in logs[0].text
+
+
+def test_frame_sets_can_be_ranges_and_lists(client):
+    stepped = client.submit("noop", frames=range(1, 11, 2))
+    listed = client.submit("noop", frames=[3, 5, 8], chunk=2)
+    assert client.status(stepped).frames in ("1-9x2", "1,3,5,7,9")
+    assert client.status(stepped).task_count == 5
+    assert client.status(listed).task_count == 2
+
+
+def test_a_failing_job_ends_failed_with_its_last_error(client):
+    job = client.submit("command", frames="1", command="fail", max_attempts=1)
+    status = client.wait(job, timeout=60)
+    assert status.state == "failed"
+    assert status.last_error, status
+    assert "\n" not in status.last_error
+
+    with pytest.raises(farmhand.JobFailed) as failed:
+        client.wait(job, timeout=60, check=True)
+    assert str(failed.value).startswith("job %d failed" % job)
+    assert failed.value.status.state == "failed"
+
+    retried = client.retry(job)
+    assert retried.job_id == job and retried.tasks_changed == 1
+    assert client.wait(job, timeout=60).state == "failed"
+
+
+def test_pause_resume_and_cancel_a_job_no_worker_can_run(client):
+    # No worker has this pool, so the job stays queued until we act on it.
+    job = client.submit("noop", tasks=3, pool="nowhere")
+    assert client.status(job).state == "queued"
+    assert client.pause(job).state == "paused"
+    assert client.status(job).state == "paused"
+    assert client.resume(job).state == "queued"
+    cancelled = client.cancel(job)
+    assert cancelled.state == "cancelled" and cancelled.tasks_changed == 3
+    assert client.wait(job, timeout=10).state == "cancelled"
+
+
+def test_wait_raises_farmhand_timeout_error_while_the_job_runs(client):
+    job = client.submit("command", frames="1", command="sleep", params={"seconds": 30})
+    started = time.monotonic()
+    with pytest.raises(farmhand.TimeoutError) as timed_out:
+        client.wait(job, timeout=0.3)
+    assert time.monotonic() - started < 2.0
+    assert isinstance(timed_out.value, builtins.TimeoutError)
+    assert timed_out.value.code == "timeout"
+    assert str(timed_out.value).startswith("job %d not finished within 0.3 s" % job)
+    assert timed_out.value.status.state in ("queued", "running")
+    client.cancel(job)
+    assert client.wait(job, timeout=30).state == "cancelled"
+
+
+def test_an_idempotency_key_returns_the_first_job(client):
+    first = client.submit("noop", tasks=1, idempotency_key="py-key-1")
+    again = client.submit("noop", tasks=1, idempotency_key="py-key-1")
+    assert again == first
+    assert first.duplicate is False and again.duplicate is True
+
+
+def test_jobs_lists_and_filters_by_state(client):
+    done = client.submit("noop", tasks=1)
+    client.wait(done, timeout=60)
+    waiting = client.submit("noop", tasks=1, pool="nowhere")
+    try:
+        ids = {j.id for j in client.jobs()}
+        assert {done, waiting} <= ids
+        succeeded = client.jobs(state="succeeded")
+        assert done in {j.id for j in succeeded}
+        assert all(j.state == "succeeded" for j in succeeded)
+        assert waiting in {j.id for j in client.jobs(state="queued")}
+        assert len(client.jobs(limit=1)) == 1
+    finally:
+        client.cancel(waiting)
+    with pytest.raises(farmhand.InvalidArgument, match="unknown job state 'bogus'"):
+        client.jobs(state="bogus")
+
+
+def test_workers_lists_the_local_workers(client):
+    workers = {w.name: w for w in client.workers()}
+    assert {"local-1", "local-2"} <= set(workers)
+    for name in ("local-1", "local-2"):
+        assert workers[name].alive
+        assert workers[name].slots == 2
+        assert workers[name].pid > 0
+
+
+def test_a_thumbnail_of_the_beachball_sequence_is_a_jpeg_of_the_fitted_size(cluster, client):
+    if not Path(str(BEACHBALL).replace("####", "0001")).exists():
+        pytest.fail("test data missing: %s" % BEACHBALL)
+    out = cluster.path("thumbs") / "beachball.jpg"
+    job = client.submit("thumbnail", input=str(BEACHBALL), output=out, size=256, frame="first")
+    status = client.wait(job, timeout=120)
+    assert status.state == "succeeded", status
+    # 2048x1556 displayed, 256 wide: 194.5 rows, rounded.
+    assert image_size(out) in ("256x195", "256x194")
+    with open(out, "rb") as f:
+        assert f.read(3) == b"\xff\xd8\xff"  # JPEG
+
+
+# ---------------------------------------------------------------- errors from a real broker
+
+
+def test_an_unknown_job_is_not_found_with_the_brokers_reason(client):
+    with pytest.raises(farmhand.NotFound) as error:
+        client.status(987654321)
+    assert str(error.value) == "unknown job 987654321"
+    assert error.value.code == "not_found"
+    assert isinstance(error.value, farmhand.FarmhandError)
+    assert isinstance(error.value, LookupError)
+    with pytest.raises(farmhand.NotFound, match="unknown job 987654321"):
+        client.cancel(987654321)
+
+
+def test_refused_submits_raise_the_brokers_one_line_reason_and_code(cluster, client):
+    beach = str(BEACHBALL)
+    cases = [
+        (farmhand.InvalidArgument, "seconds",
+         dict(kind="command", frames="1", command="sleep", params={"seconds": "soon"})),
+        (farmhand.InvalidArgument, "unknown command template 'nope'",
+         dict(kind="command", frames="1", command="nope")),
+        (farmhand.InvalidArgument, "unknown job kind 'sculpt'", dict(kind="sculpt", frames="1")),
+        (farmhand.InvalidArgument, "", dict(kind="noop", frames="1-x")),
+        (farmhand.InvalidArgument, "unknown codec",
+         dict(kind="transcode", input=beach, output=cluster.path("m.mov"), codec="x264")),
+        (farmhand.NotFound, "missing frame 99",
+         dict(kind="thumbnail", input=beach, output=cluster.path("t.jpg"), frame=99)),
+        (farmhand.NotFound, "unknown job 987654321",
+         dict(kind="noop", tasks=1, after=987654321)),
+    ]
+    for cls, reason, args in cases:
+        kind = args.pop("kind")
+        with pytest.raises(farmhand.FarmhandError) as error:
+            client.submit(kind, **args)
+        assert type(error.value) is cls, (kind, args, repr(error.value))
+        assert reason in str(error.value), (kind, args, str(error.value))
+        assert error.value.code == cls.code
+        assert "\n" not in str(error.value) and str(error.value)
+
+
+def test_client_side_argument_errors_are_invalid_arguments(client):
+    with pytest.raises(farmhand.InvalidArgument, match="need input= and output="):
+        client.submit("thumbnail", input="/tmp/x.exr")
+    with pytest.raises(farmhand.InvalidArgument, match="command jobs need command="):
+        client.submit("command", frames="1")
+    with pytest.raises(farmhand.InvalidArgument, match="noop jobs need tasks= or frames="):
+        client.submit("noop")
+    with pytest.raises(farmhand.InvalidArgument, match="size= is an option of media jobs"):
+        client.submit("command", frames="1", command="true", size=256)
+    with pytest.raises(ValueError):  # InvalidArgument is a ValueError too
+        farmhand.Client("tcp://127.0.0.1:7600", timeout=0)
+
+
+# ---------------------------------------------------------------- no broker
+
+
+@pytest.fixture
+def short_dir():
+    d = tempfile.mkdtemp(prefix="fhpy", dir="/tmp")
+    yield Path(d)
+    import shutil
+
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def free_tcp_endpoint():
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.ROUTER)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    sock.close(linger=0)
+    return "tcp://127.0.0.1:%d" % port
+
+
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+def test_broker_unreachable_is_raised_within_the_timeout(short_dir, transport):
+    endpoint = free_tcp_endpoint() if transport == "tcp" else "ipc://%s/none.ipc" % short_dir
+    client = farmhand.Client(endpoint, timeout=0.5)
+    calls = [
+        lambda: client.status(1),
+        lambda: client.submit("noop", tasks=1),
+        lambda: client.publish("/show/sh010.####.exr", event_id="x"),
+        lambda: client.cancel(1),
+        lambda: client.workers(),
+    ]
+    for call in calls:
+        started = time.monotonic()
+        with pytest.raises(farmhand.BrokerUnreachable) as error:
+            call()
+        elapsed = time.monotonic() - started
+        assert 0.4 <= elapsed < 1.5, elapsed
+        assert str(error.value) == "broker unreachable at %s (no reply within 0.5 s)" % endpoint
+        assert error.value.code == "unavailable"
+        assert isinstance(error.value, (farmhand.Unavailable, ConnectionError))
+
+
+def test_a_malformed_endpoint_is_an_invalid_argument():
+    with pytest.raises(farmhand.InvalidArgument, match="cannot reach broker at nowhere"):
+        farmhand.Client("nowhere", timeout=0.5).status(1)
+
+
+def test_wait_gives_up_when_the_broker_stays_silent(short_dir):
+    client = farmhand.Client("ipc://%s/none.ipc" % short_dir, timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(farmhand.BrokerUnreachable):
+        client.wait(1)
+    assert time.monotonic() - started < 2.0
+
+
+def test_the_example_hook_exits_with_one_line_when_the_broker_is_unreachable(short_dir):
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE), str(BEACHBALL), "--project", "show", "--shot", "sh010",
+         "--task", "comp", "--version", "3", "--broker", "ipc://%s/none.ipc" % short_dir,
+         "--timeout", "0.5"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 3, done
+    assert done.stdout == ""
+    expected = r"publish_hook: broker unreachable at ipc://\S+ \(no reply within 0\.5 s\)\n"
+    assert re.fullmatch(expected, done.stderr), done.stderr
+
+
+# ---------------------------------------------------------------- a scripted fake broker
+
+
+class FakeBroker:
+    """A ROUTER on `endpoint` that records each request (routing id, raw bytes,
+    parsed) and answers with `handler(n, request)`: bytes to send, or None to
+    stay silent."""
+
+    def __init__(self, endpoint, handler):
+        self.endpoint = endpoint
+        self.handler = handler
+        self.received = []
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.ROUTER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.bind(endpoint)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            if not self._sock.poll(20, zmq.POLLIN):
+                continue
+            identity, payload = self._sock.recv_multipart()
+            request = pb.ClientRequest.FromString(payload)
+            self.received.append((identity, payload, request))
+            answer = self.handler(len(self.received), request)
+            if answer is not None:
+                self._sock.send_multipart([identity, answer])
+
+    def close(self):
+        self._stop.set()
+        self._thread.join()
+        self._sock.close(linger=0)
+        self._ctx.term()
+
+
+@pytest.fixture
+def fake(short_dir):
+    brokers = []
+
+    def start(handler):
+        broker = FakeBroker("ipc://%s/fake.ipc" % short_dir, handler)
+        brokers.append(broker)
+        return broker
+
+    yield start
+    for broker in brokers:
+        broker.close()
+
+
+def reply_to(request, **fields):
+    reply = pb.ClientReply(request_id=request.request_id, ok=True)
+    for name, value in fields.items():
+        getattr(reply, name).CopyFrom(value)
+    return reply.SerializeToString()
+
+
+def test_a_submit_resent_after_a_timeout_is_the_same_request_on_a_fresh_socket(fake):
+    def handler(n, request):
+        if n == 1:
+            return None  # as if the broker took it in and restarted
+        return reply_to(request, submit=pb.SubmitReply(job_id=42, duplicate=True, task_count=1))
+
+    broker = fake(handler)
+    client = farmhand.Client(broker.endpoint, timeout=3.0)
+    started = time.monotonic()
+    job = client.submit("noop", tasks=1)
+    elapsed = time.monotonic() - started
+    assert job == 42
+    # The broker saw our own first try: for the caller the job is still new.
+    assert job.duplicate is False
+    assert 1.4 <= elapsed < 2.5, elapsed  # resent after half the timeout
+    assert len(broker.received) == 2
+    (id1, raw1, first), (id2, raw2, second) = broker.received
+    assert raw1 == raw2  # the same request id and idempotency key, byte for byte
+    assert id1 != id2  # a fresh DEALER per try
+    assert first.version == farmhand.PROTOCOL_VERSION and first.request_id != 0
+    assert re.fullmatch(r"[0-9a-f]{32}", first.submit.spec.idempotency_key)
+
+
+def test_a_publish_resent_after_a_timeout_keeps_its_event_id(fake):
+    def handler(n, request):
+        if n == 1:
+            return None
+        return reply_to(request, publish=pb.PublishReply(
+            event_id=request.publish.event_id, duplicate=True, job_ids=[5, 6], rules=["review"]))
+
+    broker = fake(handler)
+    client = farmhand.Client(broker.endpoint, timeout=2.0)
+    result = client.publish("/show/sh010/comp.####.exr", meta={"shot": "sh010", "version": 3})
+    assert result.job_ids == [5, 6] and result.rules == ["review"]
+    assert result.duplicate is False  # our own random id: only our first try saw it
+    (_, raw1, first), (_, raw2, second) = broker.received
+    assert raw1 == raw2
+    assert re.fullmatch(r"[0-9a-f]{32}", first.publish.event_id)
+    assert first.publish.event_id == result.event_id
+    assert dict(first.publish.meta) == {"shot": "sh010", "version": "3"}
+    assert first.publish.source == "python"
+
+
+def test_a_repeated_event_id_of_the_caller_is_reported_as_duplicate(fake):
+    broker = fake(lambda n, request: reply_to(request, publish=pb.PublishReply(
+        event_id=request.publish.event_id, duplicate=True, job_ids=[5])))
+    result = farmhand.Client(broker.endpoint, timeout=2.0).publish(
+        "comp.####.exr", event_id="show/sh010/comp/v003")
+    assert result.duplicate is True and result.event_id == "show/sh010/comp/v003"
+    # Relative paths go over the wire absolute.
+    assert broker.received[0][2].publish.path.startswith("/")
+
+
+def test_a_job_action_is_sent_once(fake):
+    broker = fake(lambda n, request: None)
+    client = farmhand.Client(broker.endpoint, timeout=2.5)
+    with pytest.raises(farmhand.BrokerUnreachable):
+        client.retry(7)
+    assert len(broker.received) == 1
+
+
+@pytest.mark.parametrize(
+    "code, cls",
+    [
+        ("invalid_argument", farmhand.InvalidArgument),
+        ("not_found", farmhand.NotFound),
+        ("corrupt", farmhand.Corrupt),
+        ("io", farmhand.IoError),
+        ("timeout", farmhand.TimeoutError),
+        ("crashed", farmhand.Crashed),
+        ("cancelled", farmhand.Cancelled),
+        ("unavailable", farmhand.Unavailable),
+        ("internal", farmhand.Internal),
+        ("from_a_newer_broker", farmhand.Internal),
+    ],
+)
+def test_each_error_code_becomes_its_exception(fake, code, cls):
+    def handler(n, request):
+        return pb.ClientReply(request_id=request.request_id, ok=False, error_code=code,
+                              error="decoder crashed (SIGABRT) reading sh010.1012.exr"
+                              ).SerializeToString()
+
+    broker = fake(handler)
+    with pytest.raises(cls) as error:
+        farmhand.Client(broker.endpoint, timeout=2.0).status(1)
+    assert type(error.value) is cls
+    assert str(error.value) == "decoder crashed (SIGABRT) reading sh010.1012.exr"
+    assert error.value.code == cls.code
+    assert len(broker.received) == 1  # an answer, even a refusal, is not resent
+
+
+@pytest.mark.parametrize(
+    "answer, reason",
+    [
+        (lambda r: b"\xff\xff\xff garbage", "malformed reply from broker"),
+        (lambda r: pb.ClientReply(request_id=r.request_id + 1, ok=True).SerializeToString(),
+         "broker answered request"),
+        (lambda r: reply_to(r, list=pb.ListReply()),
+         "unexpected reply from broker (list body for a status request)"),
+    ],
+)
+def test_a_reply_the_client_cannot_use_is_corrupt(fake, answer, reason):
+    broker = fake(lambda n, request: answer(request))
+    with pytest.raises(farmhand.Corrupt) as error:
+        farmhand.Client(broker.endpoint, timeout=2.0).status(1)
+    assert reason in str(error.value)
+
+
+def test_the_client_speaks_the_brokers_protocol_version():
+    wire_h = (REPO / "common" / "wire.h").read_text()
+    version = re.search(r"kProtocolVersion = (\d+)", wire_h).group(1)
+    assert farmhand.PROTOCOL_VERSION == int(version)
