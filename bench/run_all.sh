@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Runs every benchmark (bench/README.md) against the binaries in BUILD_DIR and
-# prints a markdown results table. Takes about a minute on 2 cores.
+# Runs every benchmark (bench/README.md) but media.sh against the binaries in BUILD_DIR
+# and prints a markdown results table. Takes about a minute on 2 cores, plus about
+# 1.5 minutes for publish.sh (issue 5), which prints its own table after the main one.
 #
 # usage: bench/run_all.sh BUILD_DIR
 #   env: RESULTS=FILE keeps the raw key=value results there; the knobs of each
 #        script (TASKS, SLOTS, DISPATCH_REPS, PROCESS_REPS, SCALE_FRAMES, ...) pass through.
+#        PUBLISH=0 skips publish.sh (it also skips itself without oiiotool or python3-zmq).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-}
 [[ -n "$build" && -d "$build" ]] || { echo "usage: $0 BUILD_DIR" >&2; exit 2; }
 
 cmake --build "$build" --target farmhandd farmhand farmhand-worker farmhand_bench_client \
-  farmhand_bench_worker farmhand_bench_zmq farmhand_bench_sqlite >&2
+  farmhand_bench_worker farmhand_bench_zmq farmhand_bench_sqlite farmhand-media farmhand_python \
+  farmhand_bench_media_ops >&2
 
 results=${RESULTS:-$(mktemp /tmp/fhb-results.XXXXXX)}
 : >"$results"
@@ -23,6 +26,7 @@ cleanup() {
     wait "$child" 2>/dev/null || true
   fi
   [[ -n "${RESULTS:-}" ]] || rm -f "$results"
+  rm -f "${publish_out:-}"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -51,7 +55,29 @@ for bench in dispatch.sh process_tasks.sh scale.sh; do
 done
 echo "machine_run_s=$(($(date +%s) - started))" >>"$results"
 
+# publish.sh prints its own table (report.py knows the issue-3 rows only): its key=value
+# lines join the results, its table is printed after report.py's.
+publish_out=
+if [[ "${PUBLISH:-1}" = 0 ]]; then
+  echo "== publish.sh skipped (PUBLISH=0)" >&2
+elif ! command -v oiiotool >/dev/null || ! /usr/bin/python3 -c 'import zmq, google.protobuf' 2>/dev/null; then
+  echo "== publish.sh skipped: it needs oiiotool and python3-zmq, python3-protobuf" >&2
+else
+  echo "== publish.sh" >&2
+  publish_out=$(mktemp /tmp/fhb-publish.XXXXXX)
+  "$here/publish.sh" "$build" >"$publish_out" &
+  child=$!
+  wait "$child" || failed+=(publish.sh)
+  child=
+  grep -E '^[a-z0-9_]+=' "$publish_out" >>"$results" || true
+fi
+
 /usr/bin/python3 "$here/report.py" "$results"
+if [[ -n "$publish_out" ]]; then
+  echo
+  echo "Publish (issue 5, bench/publish.sh):"
+  sed -n '/^$/,$p' "$publish_out"
+fi
 if [[ ${#failed[@]} -gt 0 ]]; then
   echo "failed: ${failed[*]} (their rows are missing or partial)" >&2
   exit 1

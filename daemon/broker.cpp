@@ -31,6 +31,8 @@ constexpr uint32_t kDefaultTaskPage = 100;
 constexpr uint32_t kMaxTaskPage = 10'000;
 constexpr size_t kMaxRunningShown = 100;
 constexpr size_t kMaxLogTailBytes = 64 * 1024;
+// A task in the interactive lane covers at most this many frames (10 s at 24 fps).
+constexpr uint32_t kMaxInteractiveTaskFrames = 240;
 
 wire::TaskState to_wire(core::TaskState s) {
   switch (s) {
@@ -536,6 +538,15 @@ Result<core::JobId> Broker::create_job(wire::JobSpec spec) {
   if (spec.name().size() > 256)
     return reject(ErrorCode::kInvalidArgument, "job name over 256 bytes");
   if (spec.chunk() == 0) spec.set_chunk(1);
+  if (spec.lane() == "interactive" && spec.chunk() > kMaxInteractiveTaskFrames) {
+    // The reserved slots are for short work: a long movie there would hold back
+    // the thumbnails of every publish behind it. It runs in the batch lane.
+    log_->info(
+        "job moved to the batch lane kind={} name=\"{}\" reason=\"a task of {} frames is "
+        "over the interactive lane's {}\"",
+        spec.kind(), spec.name(), spec.chunk(), kMaxInteractiveTaskFrames);
+    spec.set_lane("batch");
+  }
   auto core_spec = to_core_spec(spec);
   if (!core_spec) return reject(core_spec.error().code, core_spec.error().reason);
   auto id = scheduler_->submit(std::move(*core_spec), now_ms(), /*durable=*/false);

@@ -159,10 +159,11 @@ void Broker::handle_publish(const wire::PublishRequest& request, wire::ClientRep
       }
     }
   }
-  if (matched.empty()) event.add_warnings(fmt::format("no rule matched {}", request.path()));
+  // Job problems are worth a warning in the log; a publish no rule wants is routine.
   for (const auto& warning : event.warnings()) {
     log_->warn("publish event={} warning=\"{}\"", event_id, warning);
   }
+  if (matched.empty()) event.add_warnings(fmt::format("no rule matched {}", request.path()));
   log_->info("publish accepted event={} path={} source={} jobs={} rules={}", event_id,
              request.path(), event.source(), event.job_ids_size(), event.rules_size());
 

@@ -3,9 +3,10 @@
 // The pipeline, and why it is shaped this way (a thumbnail must cost little
 // more than decoding R,G,B):
 //   1. Open the first subimage and pick R,G,B(,A) by name. Read only that
-//      channel range, as float, and only the scanlines of the data window that
-//      fall inside the display window (none at all when the windows are
-//      disjoint: the picture is then black).
+//      channel range, as half when stored as half (else float: OIIO's half
+//      -> float conversion cost more than the resample), and only the
+//      scanlines of the data window that fall inside the display window (none
+//      at all when the windows are disjoint: the picture is then black).
 //   2. Resample the display window straight from that buffer to the output
 //      size with a separable triangle filter (our own: OIIO's resize costs
 //      75 ms for 2048 -> 256, longer than the decode). The filter places the
@@ -42,12 +43,17 @@
 #include <system_error>
 #include <utility>
 
+#include <Imath/half.h>
 #include <OpenImageIO/color.h>
 #include <OpenImageIO/imagebuf.h>
 #include <OpenImageIO/imagebufalgo.h>
 #include <OpenImageIO/imageio.h>
 #include <OpenImageIO/parallel.h>
 #include <unistd.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace farmhand::media {
 namespace {
@@ -232,8 +238,55 @@ struct Source {
   double aspect = 1.0;
   int channels = 0;               // in `pixels`: 1 (gray), 2 (gray+A), 3 (RGB) or 4 (RGBA)
   bool display_referred = false;  // oiio:ColorSpace says sRGB: do not convert again
-  std::vector<float> pixels;      // data.w * data.h * channels
+  // data.w * data.h * channels values: `halves` (IEEE half bits) when every
+  // wanted channel is stored as half, else `pixels`. Halves are read as
+  // stored: OIIO's half -> float conversion cost more than the resample.
+  bool is_half = false;
+  std::vector<float> pixels;
+  std::vector<uint16_t> halves;
+
+  bool empty() const { return is_half ? halves.empty() : pixels.empty(); }
 };
+
+// Half -> float for n values. With F16C, 8 at a time; else Imath's table.
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx,f16c"))) void halves_to_floats_f16c(const uint16_t* in, float* out,
+                                                               size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i));
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(h));
+  }
+  for (; i < n; ++i) out[i] = imath_half_to_float(in[i]);
+}
+#endif
+
+void halves_to_floats(const uint16_t* in, float* out, size_t n) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  if (f16c) {
+    halves_to_floats_f16c(in, out, n);
+    return;
+  }
+#endif
+  for (size_t i = 0; i < n; ++i) out[i] = imath_half_to_float(in[i]);
+}
+
+// Keeps channels wanted[c] - chbegin of every pixel, in place: pixel p's output
+// never lies past its input, and each pixel is read whole before it is written.
+template <typename T>
+void compact_channels(std::vector<T>& values, int64_t pixels, int nread,
+                      const std::vector<int>& wanted, int chbegin) {
+  const int k = static_cast<int>(wanted.size());
+  T* p = values.data();
+  T px[4];
+  for (int64_t i = 0; i < pixels; ++i) {
+    for (int c = 0; c < k; ++c) px[c] = p[i * nread + (wanted[c] - chbegin)];
+    for (int c = 0; c < k; ++c) p[i * k + c] = px[c];
+  }
+  values.resize(static_cast<size_t>(pixels * k));
+  values.shrink_to_fit();
+}
 
 struct ChannelPick {
   std::vector<int> color;  // 1 (gray) or 3 (R,G,B) channel indices
@@ -361,10 +414,20 @@ Result<Source> read_source(const std::string& path, bool want_alpha) {
   if (floats > kMaxSourceFloats) {
     return fail(ErrorCode::kCorrupt, "cannot read " + path + ": image too large");
   }
-  src.pixels.resize(static_cast<size_t>(floats));
-  bool ok = whole ? in->read_image(0, 0, chbegin, chend, OIIO::TypeFloat, src.pixels.data())
+  src.is_half = true;
+  for (int c : wanted) src.is_half = src.is_half && spec.channelformat(c) == OIIO::TypeHalf;
+  void* buffer = nullptr;
+  if (src.is_half) {
+    src.halves.resize(static_cast<size_t>(floats));
+    buffer = src.halves.data();
+  } else {
+    src.pixels.resize(static_cast<size_t>(floats));
+    buffer = src.pixels.data();
+  }
+  const OIIO::TypeDesc type = src.is_half ? OIIO::TypeHalf : OIIO::TypeFloat;
+  bool ok = whole ? in->read_image(0, 0, chbegin, chend, type, buffer)
                   : in->read_scanlines(0, 0, static_cast<int>(y0), static_cast<int>(y1), 0, chbegin,
-                                       chend, OIIO::TypeFloat, src.pixels.data());
+                                       chend, type, buffer);
   if (!ok) {
     std::string err = in->geterror();
     if (err.empty()) err = OIIO::geterror();
@@ -372,21 +435,16 @@ Result<Source> read_source(const std::string& path, bool want_alpha) {
   }
 
   // Compact to the wanted channels, in order, when the range holds others
-  // (or holds them in another order). In place: pixel p's output never lies
-  // past its input, and each pixel is read whole before it is written.
+  // (or holds them in another order).
   bool identity = nread == src.channels;
   for (int c = 0; identity && c < src.channels; ++c) identity = wanted[c] == chbegin + c;
   if (!identity) {
     const int64_t n = src.data.w * src.data.h;
-    const int k = src.channels;
-    float* p = src.pixels.data();
-    float px[4];
-    for (int64_t i = 0; i < n; ++i) {
-      for (int c = 0; c < k; ++c) px[c] = p[i * nread + (wanted[c] - chbegin)];
-      for (int c = 0; c < k; ++c) p[i * k + c] = px[c];
+    if (src.is_half) {
+      compact_channels(src.halves, n, nread, wanted, chbegin);
+    } else {
+      compact_channels(src.pixels, n, nread, wanted, chbegin);
     }
-    src.pixels.resize(static_cast<size_t>(n * k));
-    src.pixels.shrink_to_fit();
   }
   return src;
 }
@@ -467,6 +525,7 @@ void resample_rows(const Source& src, const Taps& xt, const Taps& yt, int64_t co
   const int64_t src_stride = src.data.w * N;
   OIIO::parallel_for_range(int64_t{0}, out.height, [&](int64_t ybegin, int64_t yend) {
     std::vector<float> row(static_cast<size_t>(ncols * N));
+    std::vector<float> converted(src.is_half ? static_cast<size_t>(ncols * N) : 0);
     for (int64_t y = ybegin; y < yend; ++y) {
       const int64_t ny = yt.count[y];
       if (ny == 0) continue;  // all black: the output starts zeroed
@@ -475,7 +534,14 @@ void resample_rows(const Source& src, const Taps& xt, const Taps& yt, int64_t co
       const float* wy = &yt.weights[yt.offset[y]];
       for (int64_t k = 0; k < ny; ++k) {
         const float wk = wy[k];
-        const float* s = &src.pixels[(yt.first[y] + k) * src_stride + col0 * N];
+        const size_t at = static_cast<size_t>((yt.first[y] + k) * src_stride + col0 * N);
+        const float* s = nullptr;
+        if (src.is_half) {
+          halves_to_floats(&src.halves[at], converted.data(), converted.size());
+          s = converted.data();
+        } else {
+          s = &src.pixels[at];
+        }
         float* r = row.data();
         for (int64_t i = 0; i < ncols * N; ++i) r[i] += wk * s[i];
       }
@@ -502,7 +568,7 @@ Picture resample(const Source& src, Size size) {
   out.height = size.h;
   out.channels = src.channels;
   out.pixels.assign(static_cast<size_t>(size.w * size.h * src.channels), 0.0f);
-  if (src.data.h == 0 || src.pixels.empty()) return out;
+  if (src.data.h == 0 || src.empty()) return out;
   Taps xt = make_taps(size.w, src.full.x, src.full.w, src.data.x, src.data.w);
   Taps yt = make_taps(size.h, src.full.y, src.full.h, src.data.y, src.data.h);
   // The columns any output pixel reads: the vertical pass does only those.
@@ -541,10 +607,11 @@ bool all_finite(const std::vector<float>& v) {
 // becomes the mean of the finite values around it.
 void fix_source(Source& src) {
   OIIO::ImageSpec spec(static_cast<int>(src.data.w), static_cast<int>(src.data.h), src.channels,
-                       OIIO::TypeFloat);
+                       src.is_half ? OIIO::TypeHalf : OIIO::TypeFloat);
   spec.x = static_cast<int>(src.data.x);
   spec.y = static_cast<int>(src.data.y);
-  OIIO::ImageBuf buf(spec, src.pixels.data());
+  OIIO::ImageBuf buf(spec, src.is_half ? static_cast<void*>(src.halves.data())
+                                       : static_cast<void*>(src.pixels.data()));
   OIIO::ImageBufAlgo::fixNonFinite(buf, buf, OIIO::ImageBufAlgo::NONFINITE_BOX3);
 }
 
@@ -808,6 +875,104 @@ Result<DisplayImage> read_display_image(const std::string& path, uint32_t fit_wi
     }
     return image;
   });
+}
+
+bool read_half_frame(const std::string& path, const std::string& ocio_config, HalfFrame& frame) {
+  try {
+    if (!ocio_config.empty()) return false;
+    if (const char* env = std::getenv("OCIO"); env != nullptr && *env != '\0') return false;
+    auto in = OIIO::ImageInput::open(path);
+    if (!in) {
+      OIIO::geterror();  // read_display_image will say why
+      return false;
+    }
+    const OIIO::ImageSpec& spec = in->spec();
+    if (spec.deep || spec.width <= 0 || spec.height <= 0 || spec.depth > 1 || spec.nchannels <= 0) {
+      return false;
+    }
+    Window full{spec.full_x, spec.full_y, spec.full_width, spec.full_height};
+    if (full.w <= 0 || full.h <= 0) full = {spec.x, spec.y, spec.width, spec.height};
+    if (full.w > kMaxOutputSide || full.h > kMaxOutputSide) return false;
+    if (spec.get_float_attribute("PixelAspectRatio", 1.0f) != 1.0f) return false;
+    if (lower(spec.get_string_attribute("oiio:ColorSpace")) == "srgb") return false;
+    const ChannelPick pick = pick_channels(spec);
+    if (pick.color.size() != 3) return false;
+    for (int c : pick.color) {
+      if (spec.channelformat(c) != OIIO::TypeHalf) return false;
+    }
+    const int64_t y0 = std::max<int64_t>(spec.y, full.y);
+    const int64_t y1 = std::min<int64_t>(int64_t{spec.y} + spec.height, full.y + full.h);
+    const int64_t x0 = std::max<int64_t>(spec.x, full.x);
+    const int64_t x1 = std::min<int64_t>(int64_t{spec.x} + spec.width, full.x + full.w);
+    frame.width = static_cast<uint32_t>(full.w);
+    frame.height = static_cast<uint32_t>(full.h);
+    if (y1 <= y0 || x1 <= x0) {  // disjoint windows: all black
+      frame.x0 = frame.x1 = frame.y0 = frame.y1 = 0;
+      frame.stride = frame.offset = 0;
+      return true;
+    }
+    if (spec.tile_width > 0) return false;  // tiles come whole: the general path crops them
+    const int chbegin = *std::min_element(pick.color.begin(), pick.color.end());
+    const int chend = *std::max_element(pick.color.begin(), pick.color.end()) + 1;
+    const int nread = chend - chbegin;
+    const int64_t values = int64_t{spec.width} * (y1 - y0) * nread;
+    if (values > kMaxSourceFloats) return false;
+    frame.rgb.resize(static_cast<size_t>(values));
+    if (!in->read_scanlines(0, 0, static_cast<int>(y0), static_cast<int>(y1), 0, chbegin, chend,
+                            OIIO::TypeHalf, frame.rgb.data())) {
+      in->geterror();
+      return false;
+    }
+    bool identity = nread == 3;
+    for (int c = 0; identity && c < 3; ++c) identity = pick.color[c] == chbegin + c;
+    if (!identity) {
+      compact_channels(frame.rgb, int64_t{spec.width} * (y1 - y0), nread, pick.color, chbegin);
+    }
+    // NaN and Inf (exponent all ones) go the general way, which repairs them
+    // from their neighbours. Branch-free: it vectorises.
+    bool finite = true;
+    for (uint16_t h : frame.rgb) finite &= (h & 0x7c00) != 0x7c00;
+    if (!finite) return false;
+    frame.stride = static_cast<size_t>(spec.width);
+    frame.x0 = static_cast<uint32_t>(x0 - full.x);
+    frame.x1 = static_cast<uint32_t>(x1 - full.x);
+    frame.y0 = static_cast<uint32_t>(y0 - full.y);
+    frame.y1 = static_cast<uint32_t>(y1 - full.y);
+    frame.offset = static_cast<size_t>(x0 - spec.x) * 3;  // data columns left of the display
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+const uint16_t* srgb16_of_half() {
+  static const std::vector<uint16_t> table = [] {
+    // Through the very processor the general path uses, so both agree.
+    constexpr int kValues = 65536;
+    std::vector<float> linear(size_t{kValues} * 3);
+    for (int h = 0; h < kValues; ++h) {
+      const float v = imath_half_to_float(static_cast<uint16_t>(h));
+      linear[size_t(h) * 3] = linear[size_t(h) * 3 + 1] = linear[size_t(h) * 3 + 2] = v;
+    }
+    std::string error;
+    auto config = color_config("", &error);
+    OIIO::ColorProcessorHandle proc;
+    if (config) proc = config->createColorProcessor("linear", "sRGB");
+    FARMHAND_CHECK(proc);
+    OIIO::ImageSpec spec(kValues, 1, 3, OIIO::TypeFloat);
+    OIIO::ImageBuf buf(spec, linear.data());
+    FARMHAND_CHECK(OIIO::ImageBufAlgo::colorconvert(buf, buf, proc.get(), false));
+    std::vector<uint16_t> out(kValues);
+    for (int h = 0; h < kValues; ++h) {
+      const float v = linear[size_t(h) * 3];
+      const float in = imath_half_to_float(static_cast<uint16_t>(h));
+      float clamped = std::isnan(v) || std::isnan(in) ? 0.0f : std::clamp(v, 0.0f, 1.0f);
+      if (std::isinf(in)) clamped = in > 0 ? 1.0f : 0.0f;
+      out[size_t(h)] = static_cast<uint16_t>(clamped * 65535.0f + 0.5f);
+    }
+    return out;
+  }();
+  return table.data();
 }
 
 }  // namespace farmhand::media

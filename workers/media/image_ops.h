@@ -17,8 +17,9 @@
 //
 // These functions may abort inside OpenEXR on hostile files: callers run them
 // in a child process (the media process), never in the worker or broker.
-// Thread-safe: no shared state beyond OIIO's own caches and a mutex-guarded
-// cache of loaded colour configs (one per OCIO config path).
+// Thread-safe: no shared state beyond OIIO's own caches, a mutex-guarded
+// cache of loaded colour configs (one per OCIO config path) and the immutable
+// half -> sRGB table.
 #pragma once
 
 #include <cstdint>
@@ -79,5 +80,41 @@ struct DisplayImage {
 [[nodiscard]] Result<DisplayImage> read_display_image(const std::string& path, uint32_t fit_width,
                                                       uint32_t fit_height,
                                                       const std::string& ocio_config);
+
+// The movie encoder's fast path: R,G,B of the first subimage exactly as stored
+// (half floats), with where they lie in the display window. Shown through
+// srgb16_of_half() it is the same picture read_display_image gives at the
+// displayed size (within one 16-bit step), without the float copies, the
+// resample and the colour pass. The buffer is reused from call to call.
+struct HalfFrame {
+  uint32_t width = 0;  // the display window's size (square pixels)
+  uint32_t height = 0;
+  // Columns [x0, x1) and rows [y0, y1) of the display window hold data; the
+  // rest is black (zero).
+  uint32_t x0 = 0, x1 = 0, y0 = 0, y1 = 0;
+  size_t stride = 0;          // pixels per row in `rgb`
+  size_t offset = 0;          // values before display pixel (x0, y0) in `rgb`
+  std::vector<uint16_t> rgb;  // half bits, R,G,B interleaved
+
+  // Display row y (y0 <= y < y1), from its pixel x0.
+  const uint16_t* row(uint32_t y) const {
+    return rgb.data() + offset + size_t{y - y0} * stride * 3;
+  }
+};
+
+// Reads `path` into `frame` when the fast path shows it as read_display_image
+// would: R,G,B stored as half in scanlines (tiled files take the general
+// path), square pixels, scene-linear (not tagged sRGB), OIIO's built-in
+// linear -> sRGB (no `ocio_config`, no $OCIO) and no NaN or Inf (those are
+// repaired from their neighbours, which the general path does).
+// False when it does not apply or the file cannot be read: the caller then
+// uses read_display_image, which reports any error. Never throws.
+[[nodiscard]] bool read_half_frame(const std::string& path, const std::string& ocio_config,
+                                   HalfFrame& frame);
+
+// Linear -> sRGB display (OIIO's built-in transform), clamped to [0, 1], as
+// 16-bit values for every half bit pattern: table[h]. NaN and -Inf give 0,
+// +Inf 65535. Built once; thread-safe.
+const uint16_t* srgb16_of_half();
 
 }  // namespace farmhand::media

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "tests/support/temp_dir.h"
+#include <Imath/half.h>
 #include <OpenImageIO/imagebuf.h>
 #include <OpenImageIO/imagebufalgo.h>
 #include <OpenImageIO/imageio.h>
@@ -594,6 +595,59 @@ TEST(ImageOpsTest, DisplayImageIsSixteenBitSrgbOfTheDisplayedPicture) {
   OIIO::ImageBuf buf(spec, image->rgb.data());
   ASSERT_TRUE(buf.write(dir.file("ours.tif")));
   EXPECT_TRUE(images_match(dir.file("ours.tif"), dir.file("ref.tif"), 3, {0.0005f, 0.0, 0.001f}));
+}
+
+// The movie encoder's fast path against read_display_image, value by value.
+void expect_half_frame_matches_display_image(const std::string& path) {
+  HalfFrame frame;
+  ASSERT_TRUE(read_half_frame(path, "", frame)) << path;
+  auto image = read_display_image(path, 0, 0, "");
+  ASSERT_TRUE(image.has_value()) << image.error().reason;
+  ASSERT_EQ(frame.width, image->width);
+  ASSERT_EQ(frame.height, image->height);
+  const uint16_t* table = srgb16_of_half();
+  int worst = 0;
+  for (uint32_t y = 0; y < frame.height; ++y) {
+    for (uint32_t x = 0; x < frame.width; ++x) {
+      for (int c = 0; c < 3; ++c) {
+        const bool inside = y >= frame.y0 && y < frame.y1 && x >= frame.x0 && x < frame.x1;
+        const int fast = inside ? table[frame.row(y)[(x - frame.x0) * 3 + c]] : 0;
+        const int general = image->rgb[(size_t{y} * frame.width + x) * 3 + c];
+        worst = std::max(worst, std::abs(fast - general));
+      }
+    }
+  }
+  EXPECT_LE(worst, 1) << path;
+}
+
+TEST(ImageOpsTest, HalfFrameThroughTheSrgbTableEqualsTheDisplayImage) {
+  // Frame 1: a small data window inside the display window (black around it);
+  // frame 7: data past the display window's right edge (cropped).
+  expect_half_frame_matches_display_image(beachball("singlepart", 1));
+  expect_half_frame_matches_display_image(beachball("singlepart", 7));
+}
+
+TEST(ImageOpsTest, HalfFrameLeavesNanAndInfToTheGeneralPath) {
+  HalfFrame frame;
+  EXPECT_FALSE(read_half_frame(data_file("TestImages/BrightRingsNanInf.exr"), "", frame));
+}
+
+TEST(ImageOpsTest, HalfFrameLeavesOcioConfigsToTheGeneralPath) {
+  HalfFrame frame;
+  EXPECT_FALSE(read_half_frame(beachball("singlepart", 1), "/nonexistent/config.ocio", frame));
+}
+
+TEST(ImageOpsTest, SrgbTableFollowsTheSrgbCurveAndClampsNonFiniteValues) {
+  const uint16_t* table = srgb16_of_half();
+  auto at = [&](float v) { return table[Imath::half(v).bits()]; };
+  EXPECT_EQ(at(0.0f), 0);
+  EXPECT_EQ(at(1.0f), 65535);
+  EXPECT_EQ(at(-0.5f), 0);
+  EXPECT_EQ(at(8.0f), 65535);
+  EXPECT_NEAR(at(0.18f), std::lround((1.055 * std::pow(0.18, 1 / 2.4) - 0.055) * 65535), 40);
+  EXPECT_EQ(table[0x7c00], 65535);  // +Inf
+  EXPECT_EQ(table[0xfc00], 0);      // -Inf
+  EXPECT_EQ(table[0x7e00], 0);      // NaN
 }
 
 TEST(ImageOpsTest, DisplayImageFitsInsideTheRequestedBox) {
