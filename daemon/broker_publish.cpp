@@ -110,7 +110,7 @@ void Broker::handle_publish(const wire::PublishRequest& request, wire::ClientRep
   if (items->size() > kMaxPublishItems) {
     return reject(ErrorCode::kInvalidArgument,
                   fmt::format("{} holds {} sequences and files, over {}: publish them one by one",
-                              request.path(), items->size(), kMaxPublishItems));
+                              printable(request.path(), 300), items->size(), kMaxPublishItems));
   }
 
   wire::EventInfo event;
@@ -161,11 +161,13 @@ void Broker::handle_publish(const wire::PublishRequest& request, wire::ClientRep
   }
   // Job problems are worth a warning in the log; a publish no rule wants is routine.
   for (const auto& warning : event.warnings()) {
-    log_->warn("publish event={} warning=\"{}\"", event_id, warning);
+    log_->warn("publish event={} warning=\"{}\"", printable(event_id), printable(warning, 500));
   }
-  if (matched.empty()) event.add_warnings(fmt::format("no rule matched {}", request.path()));
-  log_->info("publish accepted event={} path={} source={} jobs={} rules={}", event_id,
-             request.path(), event.source(), event.job_ids_size(), event.rules_size());
+  if (matched.empty())
+    event.add_warnings(fmt::format("no rule matched {}", printable(request.path(), 300)));
+  log_->info("publish accepted event={} path={} source={} jobs={} rules={}", printable(event_id),
+             printable(request.path(), 300), printable(event.source()), event.job_ids_size(),
+             event.rules_size());
 
   EventRow row;
   row.event_id = event_id;

@@ -44,30 +44,6 @@ Result<void> check_path(const std::string& what, const std::string& path) {
   return {};
 }
 
-// The input's frames: written in the pattern, or found on disk.
-Result<FrameSet> resolve_frames(const SequencePattern& input, const std::string& text) {
-  if (input.frames) return *input.frames;
-  if (input.is_single_file()) return FrameSet::range(1, 1);
-  std::string dir = input.dir.empty() ? "." : input.dir;
-  auto sequences = common::scan_directory(dir);
-  if (!sequences) return fail(sequences.error());
-  for (const auto& seq : *sequences) {
-    if (seq.is_single_file()) continue;
-    if (seq.pattern.prefix == input.prefix && seq.pattern.suffix == input.suffix &&
-        seq.pattern.padding == input.padding) {
-      return seq.frames;
-    }
-  }
-  // A 4-padded pattern also finds frames written without zeros (1001-1100).
-  for (const auto& seq : *sequences) {
-    if (seq.is_single_file()) continue;
-    if (seq.pattern.prefix == input.prefix && seq.pattern.suffix == input.suffix) {
-      return seq.frames;
-    }
-  }
-  return fail(ErrorCode::kNotFound, fmt::format("no frames of {} on disk", text));
-}
-
 bool valid_size(const std::string& size) {
   static const std::regex pattern("^[1-9][0-9]{0,4}(x[0-9]{1,5})?$");
   return std::regex_match(size, pattern);
@@ -117,7 +93,39 @@ std::pair<uint32_t, uint32_t> parse_size(const std::string& size) {
   return {w, h};
 }
 
+// Whether every frame of `seq` has the same file name at `padding` as on disk, so a pattern of
+// that padding names these files: "a.@.exr" finds a.1001.exr ... a.1100.exr (padding 4), but
+// "a.####.exr" must not find a.998.exr ... a.1002.exr (padding 3), whose a.0998.exr is absent.
+bool same_names_at(const common::Sequence& seq, int padding) {
+  // The narrowest number is the one nearest zero (0 itself when the frames cross it).
+  int64_t nearest = seq.first() > 0 ? seq.first() : seq.last() < 0 ? seq.last() : 0;
+  return common::format_frame_number(nearest, padding) ==
+         common::format_frame_number(nearest, seq.pattern.padding);
+}
+
 }  // namespace
+
+Result<FrameSet> resolve_frames(const SequencePattern& input, const std::string& text) {
+  if (input.frames) return *input.frames;
+  if (input.is_single_file()) return FrameSet::range(1, 1);
+  std::string dir = input.dir.empty() ? "." : input.dir;
+  auto sequences = common::scan_directory(dir);
+  if (!sequences) return fail(sequences.error());
+  // First the same padding; then another padding that writes the same file names
+  // (a 4-padded pattern finds 1001-1100 written without zeros).
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const auto& seq : *sequences) {
+      if (seq.is_single_file() || seq.pattern.prefix != input.prefix ||
+          seq.pattern.suffix != input.suffix) {
+        continue;
+      }
+      if (pass == 0 && seq.pattern.padding != input.padding) continue;
+      if (pass == 1 && !same_names_at(seq, input.padding)) continue;
+      return seq.frames;
+    }
+  }
+  return fail(ErrorCode::kNotFound, fmt::format("no frames of {} on disk", text));
+}
 
 bool is_media_kind(const std::string& kind) {
   return kind == "thumbnail" || kind == "convert" || kind == "transcode";

@@ -22,10 +22,16 @@
 
 #include "common/frame_set.h"
 #include "common/result.h"
+#include "common/sequence.h"
 
 namespace farmhand::daemon {
 
 bool is_media_kind(const std::string& kind);
+
+// A sequence's frames: the frame set written in the pattern, else the frames of the
+// files on disk that the pattern names (a single file is frame 1). Reads one directory.
+[[nodiscard]] Result<common::FrameSet> resolve_frames(const common::SequencePattern& input,
+                                                      const std::string& text);
 
 // Validates and completes `spec` (frames, chunk, defaults in params). Errors are
 // one line: "no frames of /show/sh010/comp.####.exr on disk", "unknown codec 'x264'".

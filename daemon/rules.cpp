@@ -66,16 +66,6 @@ bool glob_matches(const std::string& glob, const std::string& path) {
   return fnmatch(glob.c_str(), path.c_str(), 0) == 0;
 }
 
-// Whether every frame of `seq` has the same file name at `padding` as on disk, so a pattern of
-// that padding names these files: "a.@.exr" finds a.1001.exr ... a.1100.exr (padding 4), but
-// "a.####.exr" must not find a.998.exr ... a.1002.exr (padding 3), whose a.0998.exr is absent.
-bool same_names_at(const common::Sequence& seq, int padding) {
-  // The narrowest number is the one nearest zero (0 itself when the frames cross it).
-  int64_t nearest = seq.first() > 0 ? seq.first() : seq.last() < 0 ? seq.last() : 0;
-  return common::format_frame_number(nearest, padding) ==
-         common::format_frame_number(nearest, seq.pattern.padding);
-}
-
 }  // namespace
 
 Result<std::vector<PublishItem>> resolve_publish(const std::string& path) {
@@ -100,7 +90,8 @@ Result<std::vector<PublishItem>> resolve_publish(const std::string& path) {
       if (item) items.push_back(std::move(*item));
     }
     if (items.empty()) {
-      return fail(ErrorCode::kNotFound, fmt::format("nothing published in {}: it is empty", path));
+      return fail(ErrorCode::kNotFound,
+                  fmt::format("nothing published in {}: it is empty", printable(path, 300)));
     }
     return items;
   }
@@ -108,7 +99,8 @@ Result<std::vector<PublishItem>> resolve_publish(const std::string& path) {
   if (!pattern) return fail(pattern.error());
   if (pattern->is_single_file()) {
     if (::stat(path.c_str(), &st) != 0) {
-      return fail(ErrorCode::kNotFound, fmt::format("nothing published at {}: no such file", path));
+      return fail(ErrorCode::kNotFound,
+                  fmt::format("nothing published at {}: no such file", printable(path, 300)));
     }
     auto item = make_item(path, std::nullopt);
     if (!item) return fail(item.error());
@@ -116,33 +108,14 @@ Result<std::vector<PublishItem>> resolve_publish(const std::string& path) {
     return items;
   }
   // A sequence: its frames from the pattern, else from the disk.
-  std::optional<common::FrameSet> frames = pattern->frames;
+  auto frames = resolve_frames(*pattern, path);
   if (!frames) {
-    std::string dir = pattern->dir.empty() ? "." : pattern->dir;
-    auto sequences = common::scan_directory(dir);
-    if (!sequences) {
-      return fail(ErrorCode::kNotFound,
-                  fmt::format("nothing published at {}: {}", path, sequences.error().reason));
-    }
-    for (int pass = 0; pass < 2 && !frames; ++pass) {
-      for (const auto& seq : *sequences) {
-        if (seq.is_single_file() || seq.pattern.prefix != pattern->prefix ||
-            seq.pattern.suffix != pattern->suffix) {
-          continue;
-        }
-        // First an exact padding match; then another padding that writes the same names.
-        if (pass == 0 && seq.pattern.padding != pattern->padding) continue;
-        if (pass == 1 && !same_names_at(seq, pattern->padding)) continue;
-        frames = seq.frames;
-        break;
-      }
-    }
-    if (!frames) {
-      return fail(ErrorCode::kNotFound,
-                  fmt::format("nothing published at {}: no frames on disk", path));
-    }
+    const std::string& reason = frames.error().reason;
+    return fail(ErrorCode::kNotFound,
+                fmt::format("nothing published at {}: {}", printable(path, 300),
+                            reason.rfind("no frames of", 0) == 0 ? "no frames on disk" : reason));
   }
-  auto item = make_item(path, frames);
+  auto item = make_item(path, *frames);
   if (!item) return fail(item.error());
   items.push_back(std::move(*item));
   return items;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "tests/support/cluster.h"
+#include "tests/support/oracles.h"
 #include <gtest/gtest.h>
 
 namespace farmhand::e2e {
@@ -20,32 +21,6 @@ namespace {
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
-
-std::string data_dir() {
-  const char* source = std::getenv("FARMHAND_SOURCE_DIR");
-  return std::string(source ? source : ".") + "/../shared/data/openexr-images";
-}
-
-// stdout of a shell command line (the oracle tools), or "" if it failed.
-std::string run(const std::string& command) {
-  std::string out;
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
-  if (!pipe) return out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), pipe.get())) out.append(buf.data(), n);
-  return out;
-}
-
-// "WxH" of an image according to oiiotool.
-std::string image_size(const std::string& path) {
-  std::string info = run("oiiotool --info '" + path + "' 2>/dev/null");
-  auto colon = info.find(':');
-  if (colon == std::string::npos) return "";
-  std::string rest = info.substr(colon + 1);
-  unsigned w = 0, h = 0;
-  if (std::sscanf(rest.c_str(), " %u x %u", &w, &h) != 2) return "";
-  return std::to_string(w) + "x" + std::to_string(h);
-}
 
 class MediaE2ETest : public ::testing::Test {
  protected:

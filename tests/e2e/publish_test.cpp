@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "tests/support/cluster.h"
+#include "tests/support/oracles.h"
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -34,11 +35,6 @@ using Clock = std::chrono::steady_clock;
 // Media jobs of the whole Beachball sequence on a loaded 2-core machine.
 constexpr auto kMediaLimit = 300s;
 
-std::string data_dir() {
-  const char* source = std::getenv("FARMHAND_SOURCE_DIR");
-  return std::string(source ? source : ".") + "/../shared/data/openexr-images";
-}
-
 std::string beachball() {
   return data_dir() + "/Beachball/singlepart.####.exr";
 }
@@ -47,27 +43,6 @@ std::string beachball_frame(int frame) {
   char name[64];
   std::snprintf(name, sizeof(name), "/Beachball/singlepart.%04d.exr", frame);
   return data_dir() + name;
-}
-
-// stdout of a shell command line (the oracle tools), or "" if it failed.
-std::string run(const std::string& command) {
-  std::string out;
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
-  if (!pipe) return out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), pipe.get())) out.append(buf.data(), n);
-  return out;
-}
-
-// "WxH" of an image according to oiiotool.
-std::string image_size(const std::string& path) {
-  std::string info = run("oiiotool --info '" + path + "' 2>/dev/null");
-  auto colon = info.find(':');
-  if (colon == std::string::npos) return "";
-  std::string rest = info.substr(colon + 1);
-  unsigned w = 0, h = 0;
-  if (std::sscanf(rest.c_str(), " %u x %u", &w, &h) != 2) return "";
-  return std::to_string(w) + "x" + std::to_string(h);
 }
 
 size_t line_count(const std::string& text) {

@@ -275,16 +275,12 @@ class Converter {
     Result<FramePtr> frame = frames_.get();
     if (!frame) return frame;
     const uint16_t* table = srgb16_of_half();
-    const size_t strip_pixels = size_t{width_} * kStripRows;
-    strip_.resize(strip_pixels * 3);
-    uint16_t* green = strip_.data();
-    uint16_t* blue = green + strip_pixels;
-    uint16_t* red = blue + strip_pixels;
-    const uint8_t* planes[4] = {reinterpret_cast<const uint8_t*>(green),
-                                reinterpret_cast<const uint8_t*>(blue),
-                                reinterpret_cast<const uint8_t*>(red), nullptr};
-    const int stride = static_cast<int>(width_ * sizeof(uint16_t));
-    const int strides[4] = {stride, stride, stride, 0};
+    const Strip strip = make_strip(width_);
+    uint16_t* green = strip.green;
+    uint16_t* blue = strip.blue;
+    uint16_t* red = strip.red;
+    const uint8_t* const* planes = strip.planes;
+    const int* strides = strip.strides;
     // Data columns [x0, x1) of the movie; black (0) left and right of them.
     const uint32_t x0 = std::min(image.x0, width_);
     const uint32_t x1 = std::max(x0, std::min(image.x1, width_));
@@ -351,16 +347,12 @@ class Converter {
     // up the pixel format per pixel, ~5x slower than planar GBRP16 with the
     // same values and coefficients. So the rows are split into planes a
     // strip at a time (a cache-sized buffer) and fed to swscale as slices.
-    const size_t strip_pixels = size_t{source_width} * kStripRows;
-    strip_.resize(strip_pixels * 3);
-    uint16_t* green = strip_.data();
-    uint16_t* blue = green + strip_pixels;
-    uint16_t* red = blue + strip_pixels;
-    const uint8_t* planes[4] = {reinterpret_cast<const uint8_t*>(green),
-                                reinterpret_cast<const uint8_t*>(blue),
-                                reinterpret_cast<const uint8_t*>(red), nullptr};
-    const int stride = static_cast<int>(source_width * sizeof(uint16_t));
-    const int strides[4] = {stride, stride, stride, 0};
+    const Strip strip = make_strip(source_width);
+    uint16_t* green = strip.green;
+    uint16_t* blue = strip.blue;
+    uint16_t* red = strip.red;
+    const uint8_t* const* planes = strip.planes;
+    const int* strides = strip.strides;
     for (uint32_t top = 0; top < source_height; top += kStripRows) {
       const uint32_t rows = std::min(kStripRows, source_height - top);
       for (uint32_t row = 0; row < rows; ++row) {
@@ -423,6 +415,30 @@ class Converter {
   }
 
   static constexpr uint32_t kStripRows = 32;
+
+  // strip_ as swscale's GBRP16 input: G, B and R planes of kStripRows rows of `width`.
+  struct Strip {
+    uint16_t* green;
+    uint16_t* blue;
+    uint16_t* red;
+    const uint8_t* planes[4];
+    int strides[4];
+  };
+
+  Strip make_strip(uint32_t width) {
+    const size_t plane = size_t{width} * kStripRows;
+    strip_.resize(plane * 3);
+    Strip out{};
+    out.green = strip_.data();
+    out.blue = out.green + plane;
+    out.red = out.blue + plane;
+    out.planes[0] = reinterpret_cast<const uint8_t*>(out.green);
+    out.planes[1] = reinterpret_cast<const uint8_t*>(out.blue);
+    out.planes[2] = reinterpret_cast<const uint8_t*>(out.red);
+    const int stride = static_cast<int>(width * sizeof(uint16_t));
+    for (int i = 0; i < 3; ++i) out.strides[i] = stride;
+    return out;
+  }
 
   uint32_t width_;
   uint32_t height_;
