@@ -9,6 +9,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -766,13 +767,26 @@ void add_publish(CLI::App& app, Invocation& inv) {
     }
     if (!opts.wait) return kExitOk;
     int code = kExitOk;
-    bool json = ctx.json;
+    Json jobs = Json::array();
     for (uint64_t id : reply->job_ids()) {
-      // Each job's final line (or JSON) as `watch` prints it.
-      int job_code = follow_job(ctx, id);
+      int job_code = kExitOk;
+      if (ctx.json) {
+        // One JSON document in all: each job's final status goes inside the reply's.
+        std::ostringstream status;
+        Context quiet{ctx.client, true, false, status, ctx.err};
+        job_code = follow_job(quiet, id);
+        Json parsed = Json::parse(status.str(), nullptr, /*allow_exceptions=*/false);
+        jobs.push_back(parsed.is_discarded() ? Json{{"job_id", id}} : parsed);
+      } else {
+        job_code = follow_job(ctx, id);  // each job's final line, as `watch` prints it
+      }
       if (job_code != kExitOk) code = job_code;
     }
-    if (json) write_json(ctx, to_json(*reply));
+    if (ctx.json) {
+      Json out = to_json(*reply);
+      out["jobs"] = std::move(jobs);
+      write_json(ctx, out);
+    }
     return code;
   });
 }

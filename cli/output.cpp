@@ -309,6 +309,20 @@ void write_status(std::ostream& out, const wire::StatusReply& status, bool with_
                      name, or_dash(job.kind()), job_state_name(job.state()), job.priority(),
                      job.pool().empty() ? "any" : single_line(job.pool()), or_dash(job.frames()),
                      job.chunk());
+  // Where it came from and what it waits for, when there is something to say.
+  std::vector<std::string> extra;
+  if (job.lane() == "interactive") extra.push_back("lane=interactive");
+  if (!job.after().empty()) {
+    std::vector<std::string> ids;
+    for (uint64_t id : job.after()) ids.push_back(std::to_string(id));
+    extra.push_back("after=" + join(ids, ","));
+  }
+  if (job.after_frames() != 0) extra.push_back(fmt::format("after_frames={}", job.after_frames()));
+  std::map<std::string, std::string> labels(job.labels().begin(), job.labels().end());
+  for (const auto& [key, value] : labels) {
+    extra.push_back(single_line(key) + "=" + single_line(value));
+  }
+  if (!extra.empty()) out << join(extra, " ") << '\n';
   const std::string counts = counts_text(job);
   out << fmt::format("tasks: {} ({} total)\n", counts.empty() ? "none" : counts, total);
   out << fmt::format("progress: {}% ({}/{} succeeded)\n", progress_percent(job),
