@@ -479,7 +479,7 @@ void Broker::handle_submit(const wire::SubmitRequest& request, wire::ClientReply
   reply.mutable_submit()->set_task_count(view ? view->task_count : 0);
 }
 
-Result<core::JobId> Broker::create_job(wire::JobSpec spec) {
+Result<core::JobId> Broker::create_job(wire::JobSpec spec, const common::FrameSet* on_disk) {
   auto reject = [](ErrorCode code, std::string reason) -> Result<core::JobId> {
     return fail(code, std::move(reason));
   };
@@ -520,7 +520,9 @@ Result<core::JobId> Broker::create_job(wire::JobSpec spec) {
     if (!spec.command_template().empty()) {
       return reject(ErrorCode::kInvalidArgument, "media jobs take no command template");
     }
-    if (auto ok = prepare_media_job(spec); !ok) return reject(ok.error().code, ok.error().reason);
+    if (auto ok = prepare_media_job(spec, on_disk); !ok) {
+      return reject(ok.error().code, ok.error().reason);
+    }
   } else {
     return reject(
         ErrorCode::kInvalidArgument,

@@ -96,7 +96,8 @@ class Broker {
   void publish_settled();
   void reload_config();
   // Validates and creates one job (the body of a submit); not yet durable.
-  Result<core::JobId> create_job(wire::JobSpec spec);
+  // `on_disk`: a media job's input frames, when a publish has read them already.
+  Result<core::JobId> create_job(wire::JobSpec spec, const common::FrameSet* on_disk = nullptr);
   void send_reply(const PendingReply& pending);
   void fill_summary(core::JobId id, wire::JobSummary& summary) const;
   void send_dispatches(const std::vector<core::Dispatch>& dispatches);

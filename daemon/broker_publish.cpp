@@ -149,7 +149,9 @@ void Broker::handle_publish(const wire::PublishRequest& request, wire::ClientRep
           event.add_warnings(fmt::format("{}: not created, an upstream job was not", where));
           continue;
         }
-        auto id = create_job(std::move(job.spec));
+        const common::FrameSet* on_disk =
+            job.input_is_item && item.frames ? &*item.frames : nullptr;
+        auto id = create_job(std::move(job.spec), on_disk);
         if (!id) {
           event.add_warnings(fmt::format("{}: {}", where, id.error().reason));
           continue;

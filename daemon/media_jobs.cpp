@@ -131,7 +131,7 @@ bool is_media_kind(const std::string& kind) {
   return kind == "thumbnail" || kind == "convert" || kind == "transcode";
 }
 
-Result<void> prepare_media_job(wire::JobSpec& spec) {
+Result<void> prepare_media_job(wire::JobSpec& spec, const common::FrameSet* on_disk) {
   const std::string& kind = spec.kind();
   Result<void> known =
       kind == "thumbnail" ? check_known_params(spec, {"input", "output", "frame", "size", "ocio"})
@@ -155,7 +155,9 @@ Result<void> prepare_media_job(wire::JobSpec& spec) {
     return fail(ErrorCode::kInvalidArgument,
                 "media jobs take their frames from the input, e.g. shot.1001-1100#.exr");
   }
-  auto frames = resolve_frames(*input, input_text);
+  auto frames = on_disk != nullptr && !input->frames && !input->is_single_file()
+                    ? Result<FrameSet>(*on_disk)
+                    : resolve_frames(*input, input_text);
   if (!frames) return fail(frames.error());
 
   if (kind == "thumbnail") return prepare_thumbnail(spec, *input, *frames);

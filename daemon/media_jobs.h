@@ -35,7 +35,10 @@ bool is_media_kind(const std::string& kind);
 
 // Validates and completes `spec` (frames, chunk, defaults in params). Errors are
 // one line: "no frames of /show/sh010/comp.####.exr on disk", "unknown codec 'x264'".
-[[nodiscard]] Result<void> prepare_media_job(wire::JobSpec& spec);
+// `on_disk`, when given, are the input's frames already read from disk (a publish
+// resolved them): the directory is not listed again.
+[[nodiscard]] Result<void> prepare_media_job(wire::JobSpec& spec,
+                                             const common::FrameSet* on_disk = nullptr);
 
 // The serialized media::Request for one task covering `frames`.
 [[nodiscard]] Result<std::string> media_request(const wire::JobSpec& spec,

@@ -186,6 +186,7 @@ std::vector<PlannedJob> plan_rule(const common::Rule& rule, const PublishItem& i
     if (planned.error.empty() && media) {
       if (params.count("input") == 0) {
         params["input"] = item.path;
+        planned.input_is_item = true;
       } else if (item.frames && !item.frames->empty()) {
         // A derived input (say the proxies) does not exist yet: give it the item's frames.
         auto pattern = SequencePattern::parse(params["input"]);

@@ -42,6 +42,9 @@ struct PlannedJob {
   wire::JobSpec spec;         // complete but for `after`, which the broker fills
   std::vector<size_t> after;  // indices of upstream jobs in the same plan
   std::string error;          // not empty: this job cannot be made for the item
+  // The media input is the published item itself, whose frames are known: the
+  // broker need not list its directory again (a folder publish makes many jobs).
+  bool input_is_item = false;
 };
 
 std::vector<PlannedJob> plan_rule(const common::Rule& rule, const PublishItem& item,
