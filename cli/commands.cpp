@@ -273,6 +273,7 @@ struct SubmitOptions {
   std::vector<std::string> labels;
   std::string key;
   std::string name;
+  std::string lane;
   bool wait = false;
 };
 
@@ -301,6 +302,10 @@ void add_submit_options(CLI::App& cmd, SubmitOptions& o) {
       ->type_name("IDEMPOTENCY_KEY")
       ->check(kNotEmpty);
   cmd.add_option("--name", o.name, "display name (default: from kind and template)");
+  cmd.add_option("--lane", o.lane,
+                 "batch (default) or interactive: media jobs that may use the slots workers "
+                 "reserve for short publish work")
+      ->check(CLI::IsMember({"batch", "interactive"}));
   cmd.add_flag("--wait", o.wait, "follow the job like `watch`; exit 0 only if it succeeded");
 }
 
@@ -318,6 +323,7 @@ wire::JobSpec base_spec(const SubmitOptions& o, const std::string& kind) {
   put_key_values(o.labels, *spec.mutable_labels());
   // Empty: Client::submit generates one, so its resends cannot create a second job.
   spec.set_idempotency_key(o.key);
+  spec.set_lane(o.lane);
   return spec;
 }
 
