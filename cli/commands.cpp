@@ -738,6 +738,17 @@ std::string join_ids(const google::protobuf::RepeatedField<uint64_t>& ids) {
   return out.empty() ? "none" : out;
 }
 
+// "12 succeeded, 13 running" when the broker sent the states, else the ids.
+std::string jobs_with_states(const wire::EventInfo& e) {
+  if (e.job_states_size() != e.job_ids_size()) return join_ids(e.job_ids());
+  std::string out;
+  for (int i = 0; i < e.job_ids_size(); ++i) {
+    out += fmt::format("{}{} {}", i == 0 ? "" : ", ", e.job_ids(i),
+                       job_state_name(static_cast<wire::JobState>(e.job_states(i))));
+  }
+  return out.empty() ? "none" : out;
+}
+
 void add_publish(CLI::App& app, Invocation& inv) {
   auto o = std::make_shared<PublishOptions>();
   CLI::App* cmd = add_leaf(app, inv, "publish",
@@ -818,6 +829,10 @@ void add_events(CLI::App& app, Invocation& inv) {
       for (const auto& e : reply->events()) {
         Json meta = Json::object();
         for (const auto& [k, v] : e.meta()) meta[k] = v;
+        Json states = Json::array();
+        for (int s : e.job_states()) {
+          states.push_back(job_state_name(static_cast<wire::JobState>(s)));
+        }
         events.push_back(
             Json{{"event_id", e.event_id()},
                  {"path", e.path()},
@@ -825,6 +840,7 @@ void add_events(CLI::App& app, Invocation& inv) {
                  {"source", e.source()},
                  {"received_unix_ms", e.received_unix_ms()},
                  {"job_ids", std::vector<uint64_t>(e.job_ids().begin(), e.job_ids().end())},
+                 {"job_states", std::move(states)},
                  {"rules", std::vector<std::string>(e.rules().begin(), e.rules().end())},
                  {"warnings", std::vector<std::string>(e.warnings().begin(), e.warnings().end())}});
       }
@@ -835,7 +851,7 @@ void add_events(CLI::App& app, Invocation& inv) {
       std::string meta;
       for (const auto& [k, v] : e.meta()) meta += fmt::format(" {}={}", k, single_line(v));
       ctx.out << fmt::format("{}  {}  {}  jobs: {}{}\n", e.event_id(), e.source(),
-                             single_line(e.path()), join_ids(e.job_ids()), meta);
+                             single_line(e.path()), jobs_with_states(e), meta);
       for (const auto& w : e.warnings()) ctx.out << "    warning: " << single_line(w) << '\n';
     }
     if (reply->events().empty()) ctx.out << "no publish events\n";

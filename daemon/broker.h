@@ -88,6 +88,7 @@ class Broker {
   // Publish intake (broker_publish.cpp).
   void handle_publish(const wire::PublishRequest& request, wire::ClientReply& reply);
   void handle_events(const wire::EventsRequest& request, wire::ClientReply& reply);
+  void add_event(const wire::EventInfo& event, wire::EventsReply& out) const;
   bool handle_backup(const std::string& routing_id, bool req_envelope,
                      const wire::BackupRequest& request, wire::ClientReply& reply);
   void finish_backup();

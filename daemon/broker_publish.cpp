@@ -182,6 +182,16 @@ void Broker::handle_publish(const wire::PublishRequest& request, wire::ClientRep
   ++uncommitted_events_;
 }
 
+void Broker::add_event(const wire::EventInfo& event, wire::EventsReply& out) const {
+  wire::EventInfo* copy = out.add_events();
+  *copy = event;
+  for (uint64_t id : event.job_ids()) {
+    wire::JobSummary summary;
+    fill_summary(id, summary);
+    copy->add_job_states(summary.state());
+  }
+}
+
 void Broker::handle_events(const wire::EventsRequest& request, wire::ClientReply& reply) {
   auto* out = reply.mutable_events();
   if (!request.event_id().empty()) {
@@ -191,13 +201,13 @@ void Broker::handle_events(const wire::EventsRequest& request, wire::ClientReply
                              fmt::format("unknown event {}", printable(request.event_id()))});
       return;
     }
-    *out->add_events() = events_[it->second];
+    add_event(events_[it->second], *out);
     return;
   }
   uint32_t limit =
       request.limit() == 0 ? kDefaultEventsShown : std::min(request.limit(), kMaxEventsShown);
   for (size_t n = 0; n < events_.size() && n < limit; ++n) {
-    *out->add_events() = events_[events_.size() - 1 - n];
+    add_event(events_[events_.size() - 1 - n], *out);
   }
 }
 
