@@ -204,7 +204,13 @@ Result<void> Broker::start() {
     supervisor_ = std::make_unique<Supervisor>(sup);
     supervisor_->maintain(SteadyClock::now());
   }
-  if (auto ok = start_watching(); !ok) return ok;
+  if (auto ok = start_watching(); !ok) {
+    // A publish folder not mounted yet must not keep the whole farm down: the
+    // broker serves, and tries the watched folders again every few seconds.
+    log_->error("watched folders not started, retrying every {} s: {}", kWatchRetry.count(),
+                ok.error().reason);
+    watch_retry_at_ = SteadyClock::now() + kWatchRetry;
+  }
   log_->info(
       "broker started clients={} workers={} state_dir={} jobs={} restore_ms={} local_workers={}",
       broker.client_endpoint, broker.worker_endpoint, options_.state_dir, extras_.size(),
@@ -266,6 +272,10 @@ std::chrono::milliseconds Broker::poll_timeout() const {
           std::min(timeout, std::chrono::duration_cast<core::Millis>(*next - SteadyClock::now()));
     }
   }
+  if (watch_retry_at_) {
+    timeout = std::min(
+        timeout, std::chrono::duration_cast<core::Millis>(*watch_retry_at_ - SteadyClock::now()));
+  }
   if (watcher_) {
     if (auto next = watcher_->next_deadline()) {
       timeout =
@@ -326,6 +336,13 @@ void Broker::turn() {
   if (watcher_ && (items[3].revents & ZMQ_POLLIN)) watcher_->on_readable(SteadyClock::now());
   drain_workers();
   drain_clients();
+  if (watch_retry_at_ && SteadyClock::now() >= *watch_retry_at_ && !stopping_) {
+    if (auto ok = start_watching(); ok) {
+      watch_retry_at_.reset();
+    } else {
+      watch_retry_at_ = SteadyClock::now() + kWatchRetry;
+    }
+  }
   if (watcher_ && !stopping_) publish_settled();
   if (auto interval = systemd::watchdog_interval();
       interval && SteadyClock::now() - last_watchdog_ >= *interval) {

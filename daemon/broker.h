@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -136,6 +137,8 @@ class Broker {
   uint64_t event_counter_ = 0;
   // Watched folders: what was published from them (patterns), for `republish: false`.
   std::unique_ptr<FolderWatcher> watcher_;
+  static constexpr std::chrono::seconds kWatchRetry{10};
+  std::optional<std::chrono::steady_clock::time_point> watch_retry_at_;  // after a failed start
   std::set<std::string> watch_published_;
 
   // At most one online backup, run on its own thread and connection.

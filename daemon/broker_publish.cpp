@@ -375,11 +375,13 @@ void Broker::reload_config() {
     log_->error("config reload refused, the old rules stay: {}", ok.error().reason);
     options_.config = std::move(previous);
     if (auto again = start_watching(); !again) {
-      log_->error("watched folders stopped: {}", again.error().reason);
+      log_->error("watched folders stopped, retrying: {}", again.error().reason);
+      watch_retry_at_ = std::chrono::steady_clock::now() + kWatchRetry;
     }
     systemd::notify_ready();
     return;
   }
+  watch_retry_at_.reset();
   log_->info(
       "config reloaded file={} rules={} commands={} watched_folders={} "
       "note=\"broker and local_workers settings take effect at restart\"",
