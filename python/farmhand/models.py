@@ -313,6 +313,8 @@ class Event(_Data):
     job_ids: List[int] = field(default_factory=list)
     rules: List[str] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
+    # The current state of each of job_ids ("running", "succeeded", ...).
+    job_states: List[str] = field(default_factory=list)
 
     @classmethod
     def from_pb(cls, msg):
@@ -325,4 +327,5 @@ class Event(_Data):
             job_ids=list(msg.job_ids),
             rules=list(msg.rules),
             warnings=list(msg.warnings),
+            job_states=[job_state_name(s) for s in msg.job_states],
         )

@@ -89,6 +89,8 @@ def test_a_publish_makes_the_thumbnail_proxies_and_movie_its_rule_says(cluster, 
     events = client.events(event_id=result.event_id)
     assert len(events) == 1
     assert events[0].job_ids == result.job_ids
+    # Every job was waited for above: the event shows them all succeeded.
+    assert events[0].job_states == ["succeeded"] * len(result.job_ids)
     assert events[0].meta["shot"] == "bb010"
     assert events[0].source == "python"
     assert events[0].path.endswith("Beachball/singlepart.####.exr"), events[0].path
