@@ -481,6 +481,21 @@ TEST_F(PublishE2ETest, PublishedThumbnailRunsWhileEveryNormalSlotRunsALongComman
   // Generous: proves only that it did not queue behind the 120 s sleeps.
   EXPECT_LT(elapsed, 30.0);
 
+  // `publish --wait --json` is one document: the reply with each job's final status.
+  auto waited = publish(cluster, {beachball(), "--event-id", "waited", "--wait"});
+  ASSERT_TRUE(waited) << cluster.last_cli();
+  ASSERT_EQ((*waited)["jobs"].size(), 1u) << waited->dump();
+  EXPECT_EQ((*waited)["jobs"][0]["job"]["state"], "succeeded") << waited->dump();
+  auto listed = cluster.cli_json({"events", "--event-id", "waited"});
+  ASSERT_TRUE(listed && listed->size() == 1u) << cluster.last_cli();
+  EXPECT_EQ((*listed)[0]["job_states"], Json::array({"succeeded"})) << listed->dump();
+
+  // The lane is for media work only.
+  CliResult refused = cluster.run_cli({"submit", "noop", "--tasks", "1", "--lane", "interactive"});
+  EXPECT_NE(refused.exit_code, 0) << describe(refused);
+  EXPECT_EQ(line_count(refused.err), 1u) << describe(refused);
+  EXPECT_NE(refused.err.find("interactive lane"), std::string::npos) << describe(refused);
+
   CliResult cancel = cluster.run_cli({"cancel", std::to_string(*sleeps)});
   EXPECT_EQ(cancel.exit_code, 0) << describe(cancel);
 }
