@@ -11,16 +11,6 @@ namespace {
 constexpr std::string_view kKnown =
     "path, dir, name, ext, frame, first, last, frames, event, meta.KEY";
 
-bool is_meta_key(std::string_view key) {
-  if (key.empty() || key.size() > 128) return false;
-  for (char c : key) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-' || c == '.';
-    if (!ok) return false;
-  }
-  return true;
-}
-
 // Walks the template, calling on_text for literal runs and on_key for placeholders.
 template <typename Text, typename Key>
 Result<void> walk(std::string_view text, Text&& on_text, Key&& on_key) {
@@ -84,6 +74,16 @@ Result<void> check_meta_value(std::string_view key, std::string_view value) {
 }
 
 }  // namespace
+
+bool is_meta_key(std::string_view key) {
+  if (key.empty() || key.size() > 128) return false;
+  for (char c : key) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
 
 Result<void> check_path_template(std::string_view text) {
   return walk(

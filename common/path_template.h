@@ -37,6 +37,9 @@ struct PathVars {
   std::map<std::string, std::string> meta;
 };
 
+// A metadata key: 1-128 of [A-Za-z0-9_.-], so {meta.KEY} can name it.
+bool is_meta_key(std::string_view key);
+
 // Every placeholder is known and every brace balanced. The error names the problem:
 // "unknown placeholder {nmae} (known: path, dir, name, ext, frame, first, last, frames,
 // event, meta.KEY)".

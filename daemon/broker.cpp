@@ -81,12 +81,6 @@ wire::JobState to_wire(core::JobState s) {
   return wire::JOB_STATE_UNSPECIFIED;
 }
 
-void set_error(wire::ClientReply& reply, const Error& error) {
-  reply.set_ok(false);
-  reply.set_error(error.reason);
-  reply.set_error_code(std::string(error_code_name(error.code)));
-}
-
 // The scheduler's view of a submitted spec. Shared by submit and restore, so a
 // restored job is exactly the job that was accepted.
 Result<core::JobSpec> to_core_spec(const wire::JobSpec& spec) {
@@ -106,13 +100,19 @@ Result<core::JobSpec> to_core_spec(const wire::JobSpec& spec) {
   return out;
 }
 
+}  // namespace
+
+void set_error(wire::ClientReply& reply, const Error& error) {
+  reply.set_ok(false);
+  reply.set_error(error.reason);
+  reply.set_error_code(std::string(error_code_name(error.code)));
+}
+
 int64_t unix_ms_now() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-
-}  // namespace
 
 Broker::Broker(Options options)
     : options_(std::move(options)),

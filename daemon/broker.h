@@ -36,6 +36,10 @@
 
 namespace farmhand::daemon {
 
+// Shared by broker.cpp and broker_publish.cpp.
+void set_error(wire::ClientReply& reply, const Error& error);
+int64_t unix_ms_now();  // wall clock, for what users read (submitted, received)
+
 class Broker {
  public:
   struct Options {

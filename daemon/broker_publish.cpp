@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "common/path_template.h"
 #include "daemon/broker.h"
 #include "daemon/rules.h"
 #include "daemon/systemd_notify.h"
@@ -19,32 +20,11 @@ namespace farmhand::daemon {
 namespace {
 
 constexpr size_t kMaxMetaEntries = 64;
-constexpr size_t kMaxMetaKeyBytes = 128;
 constexpr size_t kMaxMetaValueBytes = 4096;
 constexpr size_t kMaxEventIdBytes = 256;
 constexpr size_t kMaxPublishItems = 1000;
 constexpr uint32_t kDefaultEventsShown = 100;
 constexpr uint32_t kMaxEventsShown = 10'000;
-
-void set_error(wire::ClientReply& reply, const Error& error) {
-  reply.set_ok(false);
-  reply.set_error(error.reason);
-  reply.set_error_code(std::string(error_code_name(error.code)));
-}
-
-int64_t unix_ms_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-bool is_meta_key(const std::string& key) {
-  if (key.empty() || key.size() > kMaxMetaKeyBytes) return false;
-  return std::all_of(key.begin(), key.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '-' || c == '.';
-  });
-}
 
 bool printable_id(const std::string& id) {
   return std::all_of(id.begin(), id.end(),
@@ -93,7 +73,7 @@ void Broker::handle_publish(const wire::PublishRequest& request, wire::ClientRep
   }
   std::map<std::string, std::string> meta;
   for (const auto& [key, value] : request.meta()) {
-    if (!is_meta_key(key)) {
+    if (!common::is_meta_key(key)) {
       return reject(ErrorCode::kInvalidArgument,
                     fmt::format("bad meta key '{}' (letters, digits, _ - . up to 128 bytes)",
                                 printable(key)));

@@ -415,16 +415,20 @@ TEST(FolderWatcherTest, RescanFindsWhatLostEventsMissedAndReportsOnlyChanges) {
   EXPECT_TRUE(watcher->take_settled(t0 + 1h).empty());
 }
 
+// A burst of files larger than the inotify queue (fs.inotify.max_queued_events, 16384 by
+// default) overflows it; the watcher rescans and every file is reported. Where the limit is
+// raised past 100k the burst is capped at 50,000 files: it may then not overflow, and the test
+// still checks that a burst loses nothing.
 TEST(FolderWatcherTest, InotifyQueueOverflowRescansAndLosesNothing) {
   int max_queued = 0;
   std::ifstream("/proc/sys/fs/inotify/max_queued_events") >> max_queued;
-  if (max_queued <= 0 || max_queued > 100'000) GTEST_SKIP() << "max_queued_events=" << max_queued;
+  if (max_queued <= 0) max_queued = 16384;
   TempDir dir;
   auto watcher = start({spec_for(dir)});
   ASSERT_TRUE(watcher);
   // Single files (no digits in the names) are groups of their own, so a file whose events were
   // dropped is found only by the rescan. Each file queues IN_CREATE and IN_CLOSE_WRITE.
-  const int files = max_queued / 2 + 100;
+  const int files = std::min(max_queued / 2 + 100, 50'000);
   auto name = [](int i) {
     std::string text = "f_";
     for (int k = 0; k < 4; ++k, i /= 26) text += static_cast<char>('a' + i % 26);
