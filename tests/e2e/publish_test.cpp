@@ -631,6 +631,51 @@ TEST_F(PublishE2ETest, ConfigMistakesAreReportedOnTheLineThatHoldsThem) {
        "command: helo", "helo"},
   };
   expect_one_line_at_the_bad_line(cluster, "block", cases);
+
+  // The same mistake at start: farmhandd refuses to run, with the same one line.
+  const std::string bad = cluster.path("start.yaml");
+  write_text(bad, cases[1].text);
+  CliResult start = cluster.run_binary(
+      "farmhandd",
+      {"--config", bad, "--state-dir", cluster.path("start-state"), "--local-workers", "0"});
+  EXPECT_NE(start.exit_code, 0) << describe(start);
+  EXPECT_EQ(line_count(start.out + start.err), 1u) << describe(start);
+  EXPECT_NE(start.err.find(bad + ":" + std::to_string(line_of(cases[1].text, "codec: x264"))),
+            std::string::npos)
+      << describe(start);
+}
+
+// A publish is acknowledged only once it is durable: the event and its jobs survive a
+// kill -9 of the broker right after the ack, and the same event id is then a duplicate.
+TEST_F(PublishE2ETest, AcknowledgedPublishSurvivesKillNineOfTheBroker) {
+  ClusterOptions options;
+  options.local_workers = 1;
+  Cluster cluster(options);
+  const std::string out = cluster.path("out");
+  cluster.rewrite_config(
+      "rules:\n"
+      "  - name: quick\n"
+      "    match: { path: \"*.exr\", kind: sequence }\n"
+      "    jobs:\n"
+      "      thumb: { kind: thumbnail, output: \"" +
+      out + "/{name}.jpg\", size: 64x0 }\n");
+  ASSERT_TRUE(cluster.start());
+  auto reply = publish(cluster, {beachball(), "--event-id", "durable-1"});
+  ASSERT_TRUE(reply) << cluster.last_cli();
+  ASSERT_EQ((*reply)["job_ids"].size(), 1u) << reply->dump();
+  cluster.kill_broker(SIGKILL);
+  ASSERT_TRUE(cluster.restart_broker());
+
+  auto listed = cluster.cli_json({"events", "--event-id", "durable-1"});
+  ASSERT_TRUE(listed && listed->size() == 1u) << cluster.last_cli();
+  EXPECT_EQ((*listed)[0]["job_ids"], (*reply)["job_ids"]) << listed->dump();
+  auto again = publish(cluster, {beachball(), "--event-id", "durable-1"});
+  ASSERT_TRUE(again) << cluster.last_cli();
+  EXPECT_EQ((*again)["duplicate"], true) << again->dump();
+  EXPECT_EQ((*again)["job_ids"], (*reply)["job_ids"]) << again->dump();
+  auto done = cluster.wait_for_final_state((*reply)["job_ids"][0].get<uint64_t>(), 120s);
+  ASSERT_TRUE(done) << cluster.last_cli();
+  EXPECT_EQ((*done)["job"]["state"], "succeeded") << done->dump();
 }
 
 // ------------------------------------------------------------------ reload
