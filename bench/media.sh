@@ -89,28 +89,6 @@ fh_time() {
   printf -v "$__var" '%s' "$(ms_since "$t0")"
 }
 
-# fh_poll_time VAR SUBMIT_ARGS...: submits without --wait and polls `farmhand status` back to
-# back (about every 10 ms: a CLI start each) until the job succeeded; VAR = submit → seen, in ms.
-# The CLI's own --wait polls every 250 ms, which quantizes a sub-second job to 250 ms steps.
-fh_poll_time() {
-  local __var=$1 t0 id st
-  shift
-  t0=$(now_ns)
-  id=$("$FH" submit "$@" 2>>"$D/cli.log") || die "failed: submit $*"
-  local deadline=$((t0 + 600 * 1000000000))
-  while :; do
-    (($(now_ns) < deadline)) || die "job $id not done after 600 s"
-    st=$("$FH" status "$id" 2>>"$D/cli.log" | head -n 1) || die "status $id failed"
-    case "$st" in
-      *" state=succeeded "*) break ;;
-      *" state=failed "* | *" state=dead "* | *" state=cancelled "*) die "job $id: $st" ;;
-    esac
-    sleep 0.002
-  done
-  # shellcheck disable=SC2034
-  printf -v "$__var" '%s' "$(ms_since "$t0")"
-}
-
 # media_pids: the farmhand-media children of the broker's local workers.
 media_pids() {
   local w
@@ -129,14 +107,7 @@ for v in zip piz dwaa aov40; do
     runs+=("$ms")
   done
   fh=$(median "${runs[@]}")
-  log "thumbnail $v: farmhand --wait ${runs[*]} ms"
-  runs_p=()
-  for r in $(seq "$THUMB_REPS"); do
-    fh_poll_time ms thumbnail "$D/thumb/$v.exr" -o "$D/t_fhp_${v}_$r.jpg" --size 256
-    runs_p+=("$ms")
-  done
-  fhp=$(median "${runs_p[@]}")
-  log "thumbnail $v: farmhand, status polled ${runs_p[*]} ms"
+  log "thumbnail $v: farmhand submit --wait ${runs[*]} ms"
   runs_o=()
   for r in $(seq "$OIIO_REPS"); do
     t0=$(now_ns)
@@ -156,18 +127,15 @@ for v in zip piz dwaa aov40; do
   log "thumbnail $v: in-process $(grep '^thumbnail_runs_ms=' <<<"$ops_out" | cut -d= -f2) ms"
   kv "thumb_${v}_farmhand_ms=$fh"
   kv "thumb_${v}_farmhand_runs_ms=$(IFS=,; echo "${runs[*]}")"
-  kv "thumb_${v}_farmhand_polled_ms=$fhp"
-  kv "thumb_${v}_farmhand_polled_runs_ms=$(IFS=,; echo "${runs_p[*]}")"
   kv "thumb_${v}_oiiotool_ms=$oi"
   kv "thumb_${v}_oiiotool_runs_ms=$(IFS=,; echo "${runs_o[*]}")"
   kv "thumb_${v}_floor_ms=$floor"
   kv "thumb_${v}_floor_stored_ms=$(grep '^decode_stored_ms=' <<<"$floor_out" | cut -d= -f2)"
   kv "thumb_${v}_inprocess_ms=$ops"
   kv "thumb_${v}_inprocess_vs_floor=$(calc "$ops / $floor")"
-  kv "thumb_${v}_polled_vs_stored_floor=$(calc "$fhp / ${R[thumb_${v}_floor_stored_ms]}")"
+  kv "thumb_${v}_vs_stored_floor=$(calc "$fh / ${R[thumb_${v}_floor_stored_ms]}")"
   kv "thumb_${v}_vs_oiiotool=$(calc "$fh / $oi")"
-  kv "thumb_${v}_polled_vs_oiiotool=$(calc "$fhp / $oi")"
-  kv "thumb_${v}_polled_vs_floor=$(calc "$fhp / $floor")"
+  kv "thumb_${v}_vs_floor=$(calc "$fh / $floor")"
 done
 
 # ---- 3. Proxies ---------------------------------------------------------------------------
@@ -316,16 +284,13 @@ for v in zip piz dwaa aov40; do
   [[ $v = aov40 ]] && desc="Thumbnail 256 px sRGB JPEG, 40 channels zip (${R[size_bytes_$v]} B)"
   row "$desc, \`submit --wait\` vs oiiotool" "${R[thumb_${v}_farmhand_ms]} ms" \
     "oiiotool ${R[thumb_${v}_oiiotool_ms]} ms" "${R[thumb_${v}_vs_oiiotool]}" 0.25
-  row "$desc, submit → succeeded (status polled ~10 ms) vs oiiotool" \
-    "${R[thumb_${v}_farmhand_polled_ms]} ms" "oiiotool ${R[thumb_${v}_oiiotool_ms]} ms" \
-    "${R[thumb_${v}_polled_vs_oiiotool]}" 0.25
-  row "$desc, submit → succeeded (polled) vs decode floor" \
-    "${R[thumb_${v}_farmhand_polled_ms]} ms" "OIIO read R,G,B ${R[thumb_${v}_floor_ms]} ms" \
-    "${R[thumb_${v}_polled_vs_floor]}" 1.3
-  row "$desc, submit → succeeded (polled) vs the floor read as stored (half)" \
-    "${R[thumb_${v}_farmhand_polled_ms]} ms" \
+  row "$desc, \`submit --wait\` vs decode floor" \
+    "${R[thumb_${v}_farmhand_ms]} ms" "OIIO read R,G,B ${R[thumb_${v}_floor_ms]} ms" \
+    "${R[thumb_${v}_vs_floor]}" 1.3
+  row "$desc, \`submit --wait\` vs the floor read as stored (half)" \
+    "${R[thumb_${v}_farmhand_ms]} ms" \
     "OIIO read R,G,B as half ${R[thumb_${v}_floor_stored_ms]} ms" \
-    "${R[thumb_${v}_polled_vs_stored_floor]}" 1.3
+    "${R[thumb_${v}_vs_stored_floor]}" 1.3
   row "$desc, in one warm process (no farm) vs decode floor" \
     "${R[thumb_${v}_inprocess_ms]} ms" "OIIO read R,G,B ${R[thumb_${v}_floor_ms]} ms" \
     "${R[thumb_${v}_inprocess_vs_floor]}" 1.3

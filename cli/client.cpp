@@ -115,6 +115,13 @@ Result<wire::StatusReply> Client::status(const wire::StatusRequest& status,
                                          std::optional<std::chrono::milliseconds> timeout) {
   wire::ClientRequest request;
   *request.mutable_status() = status;
+  // A long poll is held by the broker for up to wait_ms: a resend within that
+  // time would only park a second copy, so it gets one try of wait + timeout.
+  if (status.wait_ms() > 0) {
+    return body_of(
+        call(request, milliseconds(status.wait_ms()) + timeout.value_or(timeout_), Resend::kNo),
+        wire::ClientReply::kStatus, &wire::ClientReply::status);
+  }
   return body_of(call(request, timeout.value_or(timeout_), Resend::kYes),
                  wire::ClientReply::kStatus, &wire::ClientReply::status);
 }

@@ -33,9 +33,12 @@ constexpr const char* kDefaultBroker = "tcp://127.0.0.1:7600";
 constexpr double kDefaultTimeoutS = 5;
 // A day: long enough for any broker, short enough that the milliseconds fit.
 constexpr double kMaxTimeoutS = 86'400;
-// watch polls the status request; a push stream would need a subscription protocol.
-// Polls start fast and slow down: a thumbnail is done in ~0.1 s and `--wait`
-// must not add a whole interval to it, while an hour-long job needs no more
+// watch and --wait long-poll the status request: the broker holds it until the
+// job changes (StatusRequest.wait_ms, seen_version), so a change is seen the
+// moment it is committed and an idle job costs one request per kLongPoll.
+constexpr milliseconds kLongPoll{10'000};
+// A broker that does not long-poll (reply without a version) is polled, fast
+// at first: a thumbnail is done in ~0.1 s, an hour-long job needs no more
 // than four status requests a second.
 constexpr milliseconds kFirstPollInterval{5};
 constexpr milliseconds kPollInterval{250};
@@ -206,12 +209,23 @@ int follow_job(Context& ctx, uint64_t job_id) {
   std::string last_line;
   bool bar_open = false;  // a bar is drawn and its line not yet ended
 
+  uint64_t seen_version = 0;  // the job as last shown; 0: nothing yet
+
   while (true) {
     const auto remaining = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    request.set_seen_version(seen_version);
+    request.set_wait_ms(seen_version != 0 ? static_cast<uint32_t>(kLongPoll.count()) : 0);
     auto status = ctx.client.status(request, std::max(remaining, milliseconds(1)));
     if (!status) {
       Error error = std::move(status.error());
       if (error.code == ErrorCode::kUnavailable) {
+        if (seen_version != 0) {
+          // A held request that got no answer: the broker may have restarted and
+          // forgotten it. Ask afresh, with a whole timeout to answer in.
+          seen_version = 0;
+          deadline = Clock::now() + timeout;
+          continue;
+        }
         if (Clock::now() + kPollInterval < deadline) {
           std::this_thread::sleep_for(kPollInterval);
           continue;
@@ -238,8 +252,11 @@ int follow_job(Context& ctx, uint64_t job_id) {
       last_line = std::move(line);
     }
     if (!final) {
-      std::this_thread::sleep_for(interval);
-      interval = std::min(interval * 2, kPollInterval);
+      seen_version = status->version();
+      if (seen_version == 0) {  // an older broker: poll
+        std::this_thread::sleep_for(interval);
+        interval = std::min(interval * 2, kPollInterval);
+      }
       continue;
     }
 

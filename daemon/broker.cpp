@@ -287,6 +287,11 @@ std::chrono::milliseconds Broker::poll_timeout() const {
     timeout = std::min(timeout, std::chrono::duration_cast<core::Millis>(
                                     last_watchdog_ + *interval - SteadyClock::now()));
   }
+  for (const auto& waiter : status_waiters_) {
+    timeout = std::min(
+        timeout, std::chrono::duration_cast<core::Millis>(waiter.deadline - SteadyClock::now()) +
+                     core::Millis(1));
+  }
   auto next_beat = last_heartbeat_ + options_.config.broker.heartbeat_interval;
   timeout =
       std::min(timeout, std::chrono::duration_cast<core::Millis>(next_beat - SteadyClock::now()));
@@ -300,6 +305,7 @@ Result<void> Broker::run() {
   for (const auto& worker : scheduler_->workers()) scheduler_->worker_gone(worker.id, now_ms());
   apply_outbox();
   commit_and_acknowledge();
+  answer_status_waiters(/*all=*/true);
   if (supervisor_) supervisor_->stop(std::chrono::seconds(5));
   log_->info("broker stopped");
   return {};
@@ -355,6 +361,7 @@ void Broker::turn() {
   if (!stopping_) send_dispatches(scheduler_->dispatch(now));
   apply_outbox();
   commit_and_acknowledge();
+  answer_status_waiters(/*all=*/false);
   send_heartbeats();
   if (supervisor_ && !stopping_) supervisor_->maintain(SteadyClock::now());
 }
@@ -435,6 +442,7 @@ void Broker::handle_client(const std::string& routing_id, bool req_envelope,
             break;
           case wire::ClientRequest::kStatus:
             handle_status(request.status(), reply);
+            if (hold_status({routing_id, req_envelope, reply}, request.status())) return;
             break;
           case wire::ClientRequest::kList:
             handle_list(request.list(), reply);
@@ -651,6 +659,7 @@ void Broker::handle_status(const wire::StatusRequest& request, wire::ClientReply
     t->set_attempts(e.attempts);
     t->set_error(e.error);
   }
+  status->set_version(job_version(id));
   if (request.tasks()) {
     uint32_t limit = request.tasks_limit() == 0 ? kDefaultTaskPage
                                                 : std::min(request.tasks_limit(), kMaxTaskPage);
@@ -667,6 +676,76 @@ void Broker::handle_status(const wire::StatusRequest& request, wire::ClientReply
       t->set_error(v.error);
     }
   }
+}
+
+uint64_t Broker::job_version(core::JobId id) const {
+  // FNV-1a over the fields a follower shows: state, task counts, the running
+  // tasks with their attempt, worker and progress, and the recent errors.
+  uint64_t h = 0xcbf29ce484222325ULL;
+  auto mix = [&h](uint64_t v) {
+    for (int i = 0; i < 8; ++i, v >>= 8) {
+      h ^= v & 0xff;
+      h *= 0x100000001b3ULL;
+    }
+  };
+  auto view = scheduler_->job(id);
+  if (!view) return 1;
+  mix(static_cast<uint64_t>(view->state));
+  mix((view->paused ? 1 : 0) | (view->cancelled ? 2 : 0));
+  for (uint64_t count : view->counts) mix(count);
+  for (const auto& r : scheduler_->running_tasks(id, kMaxRunningShown)) {
+    mix(r.task);
+    mix(r.attempt);
+    mix(std::hash<std::string>{}(r.worker));
+    if (auto p = progress_.find({id, r.task}); p != progress_.end()) {
+      mix(p->second.first);
+      mix(p->second.second);
+    }
+  }
+  for (const auto& e : scheduler_->last_errors(id)) {
+    mix(e.task);
+    mix(e.attempts);
+    mix(static_cast<uint64_t>(e.state));
+  }
+  return h == 0 ? 1 : h;
+}
+
+bool Broker::hold_status(const PendingReply& pending, const wire::StatusRequest& request) {
+  if (request.wait_ms() == 0 || request.seen_version() == 0 || stopping_) return false;
+  const auto& reply = pending.reply;
+  if (!reply.ok() || !reply.has_status()) return false;
+  if (reply.status().version() != request.seen_version()) return false;
+  // A finished job will not change by itself (a retry would be news, but nobody waits for it).
+  const wire::JobState state = reply.status().job().state();
+  if (state == wire::JOB_SUCCEEDED || state == wire::JOB_FAILED || state == wire::JOB_CANCELLED) {
+    return false;
+  }
+  if (status_waiters_.size() >= kMaxStatusWaiters) return false;
+  StatusWaiter waiter;
+  waiter.pending.routing_id = pending.routing_id;
+  waiter.pending.req_envelope = pending.req_envelope;
+  waiter.pending.reply.set_request_id(reply.request_id());
+  waiter.request = request;
+  waiter.deadline =
+      SteadyClock::now() + std::chrono::milliseconds(std::min(request.wait_ms(), kMaxStatusWaitMs));
+  status_waiters_.push_back(std::move(waiter));
+  return true;
+}
+
+void Broker::answer_status_waiters(bool all) {
+  if (status_waiters_.empty()) return;
+  const auto now = SteadyClock::now();
+  std::erase_if(status_waiters_, [&](StatusWaiter& waiter) {
+    if (!all && now < waiter.deadline &&
+        job_version(waiter.request.job_id()) == waiter.request.seen_version()) {
+      return false;
+    }
+    PendingReply& pending = waiter.pending;
+    pending.reply.set_ok(true);
+    handle_status(waiter.request, pending.reply);
+    send_reply(pending);
+    return true;
+  });
 }
 
 void Broker::handle_list(const wire::ListRequest& request, wire::ClientReply& reply) {

@@ -86,6 +86,14 @@ class Broker {
   void handle_worker(const std::string& routing_id, const zmq::message_t& payload);
   void handle_submit(const wire::SubmitRequest& request, wire::ClientReply& reply);
   void handle_status(const wire::StatusRequest& request, wire::ClientReply& reply);
+  // Long-polled status (StatusRequest.wait_ms): holds the reply when the job
+  // has not changed since the client's seen_version; true when held.
+  bool hold_status(const PendingReply& pending, const wire::StatusRequest& request);
+  // Answers held status requests whose job changed or whose wait ran out (all
+  // of them when `all`). Called after the turn's commit.
+  void answer_status_waiters(bool all);
+  // What a follower sees of the job, fingerprinted; never 0.
+  uint64_t job_version(core::JobId id) const;
   void handle_list(const wire::ListRequest& request, wire::ClientReply& reply);
   void handle_action(const wire::JobActionRequest& request, wire::ClientReply& reply);
   void handle_workers(wire::ClientReply& reply);
@@ -172,6 +180,16 @@ class Broker {
   // Jobs became durable in the last commit: dispatch them next turn without waiting.
   bool redispatch_ = false;
   std::vector<PendingReply> pending_replies_;
+
+  struct StatusWaiter {
+    PendingReply pending;  // routing, with the request id set
+    wire::StatusRequest request;
+    std::chrono::steady_clock::time_point deadline;
+  };
+
+  static constexpr size_t kMaxStatusWaiters = 1024;
+  static constexpr uint32_t kMaxStatusWaitMs = 60'000;
+  std::vector<StatusWaiter> status_waiters_;
   std::unordered_map<std::string, wire::ResultAck> pending_acks_;  // by routing id
 
   uint64_t bad_messages_ = 0;

@@ -56,8 +56,14 @@ DEFAULT_TIMEOUT_S = 10.0
 _MIN_RESEND_AFTER_S = 1.0
 # Pause after a try that failed at once, so a broken endpoint is not hammered.
 _MIN_TRY_S = 0.1
-# wait() polls fast at first (a thumbnail is done in ~0.1 s and wait() must not
-# add a whole interval to it), then slows to four status requests a second.
+# wait() long-polls: the broker holds each status request until the job
+# changes or this many seconds pass, so a change is seen as soon as it is
+# committed. With a broker too old to hold requests (no version in the reply)
+# it polls, fast at first (a thumbnail is done in ~0.1 s), then four times a
+# second.
+_LONG_POLL_S = 10.0
+# The broker holds a request for at most a minute.
+_MAX_HOLD_S = 60.0
 _FIRST_POLL_S = 0.005
 _MAX_POLL_S = 0.25
 # A live broker answers a status request in milliseconds.
@@ -377,9 +383,18 @@ class Client:
     # ------------------------------------------------------------ reads
 
     def status(self, job_id, tasks=False, tasks_offset=0, tasks_limit=0, tasks_state=None,
-               timeout=None):
+               timeout=None, seen_version=0, hold=0):
         """A job's JobStatus; with ``tasks=True`` (or any tasks_* argument) a page of
-        its tasks too. ``timeout`` overrides the client's for this call."""
+        its tasks too. ``timeout`` overrides the client's for this call.
+
+        Long poll: with ``seen_version`` (a JobStatus.version) and ``hold`` seconds
+        (at most 60), the broker answers when the job no longer matches that
+        version, or after ``hold`` seconds with the job unchanged. Such a call
+        is one try that may take ``hold`` plus the timeout.
+        """
+        hold = float(hold or 0)
+        if not (0 <= hold <= _MAX_HOLD_S):
+            raise errors.InvalidArgument("hold must be 0 to %g seconds" % _MAX_HOLD_S)
         request = pb.ClientRequest()
         body = request.status
         body.job_id = int(job_id)
@@ -391,11 +406,19 @@ class Client:
                 body.tasks_state = task_state_value(tasks_state)
             except KeyError:
                 raise errors.InvalidArgument("unknown task state '%s'" % tasks_state) from None
-        reply = self._call(request, "status", resend=True, timeout=timeout)
+        if hold > 0 and seen_version:
+            body.seen_version = int(seen_version)
+            body.wait_ms = max(1, int(hold * 1000))
+            # Held by the broker: a resend within the hold would only park a copy.
+            timeout = (self._timeout if timeout is None else _check_timeout(timeout)) + hold
+            reply = self._call(request, "status", resend=False, timeout=timeout)
+        else:
+            reply = self._call(request, "status", resend=True, timeout=timeout)
         return JobStatus.from_pb(reply)
 
     def wait(self, job_id, timeout=None, check=False):
-        """Polls the job's status until it is succeeded, failed or cancelled and
+        """Follows the job's status (long-polled: each change is seen when the
+        broker commits it) until it is succeeded, failed or cancelled and
         returns that final JobStatus.
 
         Raises farmhand.TimeoutError (with ``.status``, the last one seen) if the
@@ -412,6 +435,7 @@ class Client:
         silence_deadline = started + self._timeout
         interval = _FIRST_POLL_S
         last = None
+        seen = 0  # the version of `last`, while the broker long-polls
 
         def timed_out(why):
             error = errors.TimeoutError(
@@ -426,9 +450,23 @@ class Client:
             if job_deadline is not None:
                 # The last poll, at the deadline, still gets time for an answer.
                 call_timeout = min(call_timeout, max(job_deadline - now, _LAST_POLL_S))
+            hold = _LONG_POLL_S
+            if job_deadline is not None:
+                hold = min(hold, job_deadline - now)
             try:
-                status = self.status(job_id, timeout=max(call_timeout, 0.001))
+                if seen and hold > 0.001:
+                    status = self.status(job_id, timeout=self._timeout, seen_version=seen,
+                                         hold=hold)
+                else:
+                    status = self.status(job_id, timeout=max(call_timeout, 0.001))
             except errors.BrokerUnreachable:
+                if seen:
+                    # A held request that got no answer: the broker may have
+                    # restarted and forgotten it. Ask afresh, with a whole
+                    # timeout to answer in.
+                    seen = 0
+                    silence_deadline = time.monotonic() + self._timeout
+                    continue
                 now = time.monotonic()
                 if job_deadline is not None and now >= job_deadline:
                     raise timed_out("broker unreachable at %s" % self._broker) from None
@@ -437,6 +475,7 @@ class Client:
                     continue
                 raise errors.BrokerUnreachable(self._unreachable_reason(self._timeout)) from None
             last = status
+            seen = status.version
             silence_deadline = time.monotonic() + self._timeout
             if status.state in FINAL_JOB_STATES:
                 if check and status.state != "succeeded":
@@ -453,6 +492,8 @@ class Client:
                     "%s, %d/%d tasks succeeded"
                     % (status.state, status.counts.get("succeeded", 0), total)
                 )
+            if seen:
+                continue  # the next request is held until something changes
             pause = interval if job_deadline is None else min(interval, job_deadline - now)
             time.sleep(max(pause, 0))
             interval = min(interval * 2, _MAX_POLL_S)

@@ -206,6 +206,10 @@ class JobStatus(Job):
     running: List[TaskInfo] = field(default_factory=list)  # at most 100
     last_errors: List[TaskInfo] = field(default_factory=list)  # most recent first
     tasks: List[TaskInfo] = field(default_factory=list)  # the requested page
+    # What was seen of the job, fingerprinted by the broker: pass it back as
+    # Client.status(seen_version=...) to wait for the next change. 0 from a
+    # broker too old to long-poll.
+    version: int = 0
 
     @classmethod
     def from_pb(cls, reply):
@@ -214,6 +218,7 @@ class JobStatus(Job):
             running=[TaskInfo.from_pb(t) for t in reply.running],
             last_errors=[TaskInfo.from_pb(t) for t in reply.last_errors],
             tasks=[TaskInfo.from_pb(t) for t in reply.tasks],
+            version=reply.version,
         )
 
     @property

@@ -588,5 +588,111 @@ TEST(FarmE2ETest, MalformedMessagesOnBothEndpointsLeaveTheBrokerServing) {
   EXPECT_NE(read_file(cluster.broker_log_path()).find("bad message dropped"), std::string::npos);
 }
 
+// ------------------------------------------------------------------ long-polled status
+
+void send_status(zmq::socket_t& socket, uint64_t request_id, uint64_t job, uint32_t wait_ms,
+                 uint64_t seen_version) {
+  wire::ClientRequest request;
+  request.set_version(common::kProtocolVersion);
+  request.set_request_id(request_id);
+  request.mutable_status()->set_job_id(job);
+  request.mutable_status()->set_wait_ms(wait_ms);
+  request.mutable_status()->set_seen_version(seen_version);
+  send_bytes(socket, request.SerializeAsString());
+}
+
+std::optional<wire::ClientReply> next_reply(zmq::socket_t& socket) {
+  auto msg = receive(socket, 30s);
+  if (!msg) return std::nullopt;
+  wire::ClientReply reply;
+  if (!reply.ParseFromArray(msg->data(), static_cast<int>(msg->size()))) return std::nullopt;
+  return reply;
+}
+
+TEST(FarmE2ETest, HeldStatusRequestsAreAnsweredWhenTheJobChangesOrTheirWaitEnds) {
+  ClusterOptions options;
+  options.local_workers = 0;  // nothing runs: the jobs change only when we act on them
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  auto job = cluster.submit({"noop", "--tasks", "2"});
+  ASSERT_TRUE(job) << cluster.last_cli();
+  zmq::context_t ctx;
+  zmq::socket_t client = dealer(ctx, cluster.client_endpoint());
+
+  // A plain status carries the version to wait on.
+  send_status(client, 1, *job, 0, 0);
+  auto first = next_reply(client);
+  ASSERT_TRUE(first && first->ok() && first->has_status());
+  const uint64_t version = first->status().version();
+  ASSERT_NE(version, 0u);
+  EXPECT_EQ(first->status().job().state(), wire::JOB_QUEUED);
+
+  // Unchanged: held for its whole wait, then answered with the same version.
+  const auto asked = std::chrono::steady_clock::now();
+  send_status(client, 2, *job, 300, version);
+  auto waited = next_reply(client);
+  ASSERT_TRUE(waited && waited->ok() && waited->request_id() == 2u);
+  EXPECT_GE(std::chrono::steady_clock::now() - asked, 300ms);
+  EXPECT_EQ(waited->status().version(), version);
+
+  // A version the client has not seen is news: answered at once, not after 60 s.
+  send_status(client, 3, *job, 60'000, version ^ 1);
+  auto news = next_reply(client);
+  ASSERT_TRUE(news && news->ok() && news->request_id() == 3u) << "a stale version was held";
+  EXPECT_EQ(news->status().version(), version);
+
+  // 1,100 held requests: the broker keeps 1,024 and answers the others at once,
+  // before the reply to a list request sent after them.
+  constexpr uint64_t kFirstId = 1000, kHeld = 1024, kSent = 1100;
+  for (uint64_t id = kFirstId; id < kFirstId + kSent; ++id) {
+    send_status(client, id, *job, 60'000, version);
+  }
+  std::vector<wire::ClientReply> at_once;
+  ASSERT_TRUE(client_round_trip(client, 99, at_once));
+  EXPECT_EQ(at_once.size(), kSent - kHeld);
+  for (const auto& reply : at_once) {
+    EXPECT_TRUE(reply.ok() && reply.status().version() == version) << reply.ShortDebugString();
+  }
+
+  // Cancelling the job answers every held request with the change.
+  auto cancelled = cluster.cli_json({"cancel", std::to_string(*job)});
+  ASSERT_TRUE(cancelled) << cluster.last_cli();
+  std::set<uint64_t> answered;
+  for (const auto& reply : at_once) answered.insert(reply.request_id());
+  for (uint64_t n = 0; n < kHeld; ++n) {
+    auto reply = next_reply(client);
+    ASSERT_TRUE(reply) << "only " << n << " of " << kHeld << " held requests answered";
+    EXPECT_TRUE(reply->ok());
+    EXPECT_EQ(reply->status().job().state(), wire::JOB_CANCELLED);
+    EXPECT_NE(reply->status().version(), version);
+    answered.insert(reply->request_id());
+  }
+  EXPECT_EQ(answered.size(), kSent);
+  EXPECT_EQ(*answered.begin(), kFirstId);
+  EXPECT_EQ(*answered.rbegin(), kFirstId + kSent - 1);
+
+  // A finished job is never held.
+  send_status(client, 4, *job, 60'000, answered.empty() ? 0 : version);
+  auto done = next_reply(client);
+  ASSERT_TRUE(done && done->request_id() == 4u);
+  send_status(client, 5, *job, 60'000, done->status().version());
+  auto again = next_reply(client);
+  ASSERT_TRUE(again && again->request_id() == 5u) << "a cancelled job's status was held";
+
+  // A broker that stops answers what it holds instead of leaving clients hanging.
+  auto queued = cluster.submit({"noop", "--tasks", "1"});
+  ASSERT_TRUE(queued) << cluster.last_cli();
+  send_status(client, 6, *queued, 0, 0);
+  auto current = next_reply(client);
+  ASSERT_TRUE(current && current->ok());
+  send_status(client, 7, *queued, 60'000, current->status().version());
+  ASSERT_TRUE(client_round_trip(client, 100, at_once));  // request 7 is held now
+  ASSERT_TRUE(cluster.signal_broker(SIGTERM));
+  auto released = next_reply(client);
+  ASSERT_TRUE(released) << "the stopping broker left a held request unanswered";
+  EXPECT_EQ(released->request_id(), 7u);
+  EXPECT_EQ(released->status().job().state(), wire::JOB_QUEUED);
+}
+
 }  // namespace
 }  // namespace farmhand::e2e

@@ -123,6 +123,28 @@ def test_wait_raises_farmhand_timeout_error_while_the_job_runs(client):
     assert client.wait(job, timeout=30).state == "cancelled"
 
 
+def test_a_held_status_answers_when_the_job_changes_or_the_hold_ends(client):
+    job = client.submit("noop", tasks=2, pool="nowhere")  # nothing runs it
+    first = client.status(job)
+    assert first.version != 0
+    started = time.monotonic()
+    unchanged = client.status(job, seen_version=first.version, hold=0.3)
+    assert time.monotonic() - started >= 0.3
+    assert unchanged.version == first.version and unchanged.state == "queued"
+
+    # A pause from another thread ends the hold with the change.
+    pauser = threading.Thread(target=lambda: farmhand.Client(client.broker).pause(job))
+    pauser.start()
+    try:
+        changed = client.status(job, seen_version=first.version, hold=30)
+    finally:
+        pauser.join()
+    assert changed.state == "paused" and changed.version != first.version
+    with pytest.raises(farmhand.InvalidArgument):
+        client.status(job, seen_version=changed.version, hold=61)
+    client.cancel(job)
+
+
 def test_an_idempotency_key_returns_the_first_job(client):
     first = client.submit("noop", tasks=1, idempotency_key="py-key-1")
     again = client.submit("noop", tasks=1, idempotency_key="py-key-1")
