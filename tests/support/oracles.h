@@ -7,13 +7,20 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace farmhand::e2e {
 
-// ../shared/data/openexr-images beside the source tree (FARMHAND_SOURCE_DIR, set by ctest).
+// ../shared/data/openexr-images beside the source tree (FARMHAND_SOURCE_DIR, set by
+// ctest; run by hand, the tree this header is in).
 inline std::string data_dir() {
   const char* source = std::getenv("FARMHAND_SOURCE_DIR");
-  return std::string(source ? source : ".") + "/../shared/data/openexr-images";
+  if (source != nullptr && *source != '\0') {
+    return std::string(source) + "/../shared/data/openexr-images";
+  }
+  std::string root = __FILE__;  // ROOT/tests/support/oracles.h
+  root.resize(root.size() - std::string_view("tests/support/oracles.h").size());
+  return root + "../shared/data/openexr-images";
 }
 
 // stdout of a shell command line (the oracle tools), or "" if it failed.

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/oracles.h"
 #include "tests/support/temp_dir.h"
 #include <Imath/half.h>
 #include <OpenImageIO/imagebuf.h>
@@ -32,16 +33,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path source_dir() {
-  if (const char* dir = std::getenv("FARMHAND_SOURCE_DIR"); dir != nullptr && *dir != '\0') {
-    return dir;
-  }
-  // Run by hand outside ctest: tests/unit/media/image_ops_test.cpp -> the repository root.
-  return fs::path(__FILE__).parent_path().parent_path().parent_path().parent_path();
-}
-
 std::string data_file(const std::string& relative) {
-  return (source_dir() / ".." / "shared" / "data" / "openexr-images" / relative).string();
+  return e2e::data_dir() + "/" + relative;
 }
 
 std::string display_window(int n) {
