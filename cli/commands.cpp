@@ -252,10 +252,16 @@ int follow_job(Context& ctx, uint64_t job_id) {
       last_line = std::move(line);
     }
     if (!final) {
+      const bool changed = status->version() != seen_version;
       seen_version = status->version();
-      if (seen_version == 0) {  // an older broker: poll
+      // An older broker (no version) is polled. So is one that answered a held
+      // request without a change: its wait ran out, or it holds too many
+      // requests already, and asking again at once would spin.
+      if (seen_version == 0 || !changed) {
         std::this_thread::sleep_for(interval);
         interval = std::min(interval * 2, kPollInterval);
+      } else {
+        interval = kFirstPollInterval;
       }
       continue;
     }

@@ -474,6 +474,7 @@ class Client:
                     time.sleep(_MAX_POLL_S)
                     continue
                 raise errors.BrokerUnreachable(self._unreachable_reason(self._timeout)) from None
+            changed = status.version != seen
             last = status
             seen = status.version
             silence_deadline = time.monotonic() + self._timeout
@@ -492,8 +493,12 @@ class Client:
                     "%s, %d/%d tasks succeeded"
                     % (status.state, status.counts.get("succeeded", 0), total)
                 )
-            if seen:
+            if seen and changed:
+                interval = _FIRST_POLL_S
                 continue  # the next request is held until something changes
+            # An older broker (no version) is polled; so is one that answered a
+            # held request without a change (its hold ran out, or it holds too
+            # many requests already): asking again at once would spin.
             pause = interval if job_deadline is None else min(interval, job_deadline - now)
             time.sleep(max(pause, 0))
             interval = min(interval * 2, _MAX_POLL_S)
