@@ -44,6 +44,7 @@
 #include <utility>
 
 #include <Imath/half.h>
+#include <OpenEXR/ImfRgbaFile.h>
 #include <OpenImageIO/color.h>
 #include <OpenImageIO/imagebuf.h>
 #include <OpenImageIO/imagebufalgo.h>
@@ -367,15 +368,89 @@ Error open_error(const std::string& path, const std::string& oiio_error) {
   return {ErrorCode::kCorrupt, "not an image: " + path};
 }
 
+// Whether the channels are OpenEXR luminance/chroma (Y with RY and/or BY, no
+// R,G,B): they must be converted to RGB, not shown as three raw channels.
+bool is_luminance_chroma(const OIIO::ImageSpec& spec) {
+  return channel_index(spec, "Y") >= 0 &&
+         (channel_index(spec, "RY") >= 0 || channel_index(spec, "BY") >= 0) &&
+         channel_index(spec, "R") < 0 && channel_index(spec, "G") < 0 &&
+         channel_index(spec, "B") < 0;
+}
+
+// An OpenEXR luminance/chroma image (chroma usually subsampled 2x2, which
+// OIIO refuses) read through OpenEXR's RgbaInputFile, which reconstructs RGB
+// with the file's chromaticities. Same rows as read_source: those of the data
+// window inside the display window, as half R,G,B(,A).
+Result<Source> read_luminance_chroma(const std::string& path, bool want_alpha) {
+  Imf::RgbaInputFile file(path.c_str());
+  const Imath::Box2i dw = file.dataWindow();
+  const Imath::Box2i dispw = file.displayWindow();
+  Source src;
+  src.full = {dispw.min.x, dispw.min.y, int64_t{dispw.max.x} - dispw.min.x + 1,
+              int64_t{dispw.max.y} - dispw.min.y + 1};
+  const int64_t width = int64_t{dw.max.x} - dw.min.x + 1;
+  const int64_t height = int64_t{dw.max.y} - dw.min.y + 1;
+  if (width <= 0 || height <= 0 || src.full.w <= 0 || src.full.h <= 0) {
+    return fail(ErrorCode::kCorrupt, "cannot read " + path + ": unsupported image dimensions");
+  }
+  const float aspect = file.pixelAspectRatio();
+  src.aspect = (std::isfinite(aspect) && aspect >= 0.01f && aspect <= 100.0f) ? aspect : 1.0;
+  const bool alpha = want_alpha && (file.channels() & Imf::WRITE_A) != 0;
+  src.channels = alpha ? 4 : 3;
+  src.is_half = true;
+  const int64_t y0 = std::max<int64_t>(dw.min.y, src.full.y);
+  const int64_t y1 = std::min<int64_t>(dw.max.y + int64_t{1}, src.full.y + src.full.h);
+  const int64_t x0 = std::max<int64_t>(dw.min.x, src.full.x);
+  const int64_t x1 = std::min<int64_t>(dw.max.x + int64_t{1}, src.full.x + src.full.w);
+  if (y1 <= y0 || x1 <= x0) {
+    src.data = {dw.min.x, y0, width, 0};
+    return src;
+  }
+  src.data = {dw.min.x, y0, width, y1 - y0};
+  if (src.data.w * src.data.h * src.channels > kMaxSourceFloats) {
+    return fail(ErrorCode::kCorrupt, "cannot read " + path + ": image too large");
+  }
+  src.halves.resize(static_cast<size_t>(src.data.w * src.data.h * src.channels));
+  // A band of rows at a time: the Rgba staging buffer stays small.
+  constexpr int64_t kBand = 64;
+  std::vector<Imf::Rgba> band(static_cast<size_t>(width * kBand));
+  uint16_t* out = src.halves.data();
+  for (int64_t top = y0; top < y1; top += kBand) {
+    const int64_t bottom = std::min(top + kBand, y1);
+    // Row `top` lands at band[0]: the frame buffer's origin is pixel (0, 0).
+    file.setFrameBuffer(band.data() - dw.min.x - top * width, 1, static_cast<size_t>(width));
+    file.readPixels(static_cast<int>(top), static_cast<int>(bottom - 1));
+    for (int64_t i = 0; i < (bottom - top) * width; ++i) {
+      const Imf::Rgba& px = band[static_cast<size_t>(i)];
+      *out++ = px.r.bits();
+      *out++ = px.g.bits();
+      *out++ = px.b.bits();
+      if (alpha) *out++ = px.a.bits();
+    }
+  }
+  return src;
+}
+
 Result<Source> read_source(const std::string& path, bool want_alpha) {
   std::error_code ec;
   if (!fs::exists(path, ec)) return fail(ErrorCode::kNotFound, "no such file " + path);
   if (fs::is_directory(path, ec)) return fail(ErrorCode::kCorrupt, "not an image: " + path);
 
   auto in = OIIO::ImageInput::open(path);
-  if (!in) return fail(open_error(path, OIIO::geterror()));
+  if (!in) {
+    const std::string why = OIIO::geterror();
+    // OIIO refuses subsampled channels, which in an EXR means luminance/chroma.
+    if (why.find("Subsampled channels") != std::string::npos) {
+      return read_luminance_chroma(path, want_alpha);
+    }
+    return fail(open_error(path, why));
+  }
   const OIIO::ImageSpec& spec = in->spec();
   if (spec.deep) return fail(ErrorCode::kCorrupt, "cannot read " + path + ": deep image");
+  if (is_luminance_chroma(spec) && in->format_name() == std::string_view("openexr")) {
+    in.reset();
+    return read_luminance_chroma(path, want_alpha);
+  }
   if (spec.width <= 0 || spec.height <= 0 || spec.depth > 1 || spec.nchannels <= 0) {
     return fail(ErrorCode::kCorrupt, "cannot read " + path + ": unsupported image dimensions");
   }
@@ -895,6 +970,7 @@ bool read_half_frame(const std::string& path, const std::string& ocio_config, Ha
     if (full.w > kMaxOutputSide || full.h > kMaxOutputSide) return false;
     if (spec.get_float_attribute("PixelAspectRatio", 1.0f) != 1.0f) return false;
     if (lower(spec.get_string_attribute("oiio:ColorSpace")) == "srgb") return false;
+    if (is_luminance_chroma(spec)) return false;  // read_source converts it to RGB
     const ChannelPick pick = pick_channels(spec);
     if (pick.color.size() != 3) return false;
     for (int c : pick.color) {

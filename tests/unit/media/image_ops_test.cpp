@@ -20,6 +20,8 @@
 #include "tests/support/oracles.h"
 #include "tests/support/temp_dir.h"
 #include <Imath/half.h>
+#include <OpenEXR/ImfHeader.h>
+#include <OpenEXR/ImfRgbaFile.h>
 #include <OpenImageIO/imagebuf.h>
 #include <OpenImageIO/imagebufalgo.h>
 #include <OpenImageIO/imageio.h>
@@ -149,7 +151,10 @@ OIIO::ImageBuf load(const std::string& path) {
 
 OIIO::ImageSpec spec_of(const std::string& path) {
   auto in = OIIO::ImageInput::open(path);
-  if (!in) return {};
+  if (!in) {
+    OIIO::geterror();  // not left pending for the code under test
+    return {};
+  }
   return in->spec();
 }
 
@@ -739,6 +744,54 @@ TEST(ImageOpsTest, SingleChannelInputBecomesGrayRgb) {
   EXPECT_EQ(px[0], px[1]);
   EXPECT_EQ(px[1], px[2]);
   EXPECT_GT(px[1], 0.0f);
+}
+
+// `input` rewritten by OpenEXR as luminance/chroma (Y, RY, BY subsampled 2x2,
+// A), with its display window; the data window grows by transparent black
+// columns/rows where needed to cover whole 2x2 blocks, as subsampling requires.
+void write_luminance_chroma(const std::string& input, const std::string& output) {
+  Imf::RgbaInputFile in(input.c_str());
+  const Imath::Box2i dw = in.dataWindow();
+  Imath::Box2i even = dw;
+  even.min.x -= ((dw.min.x % 2) + 2) % 2;
+  even.min.y -= ((dw.min.y % 2) + 2) % 2;
+  even.max.x += (even.max.x - even.min.x + 1) % 2;  // and span whole 2x2 blocks
+  even.max.y += (even.max.y - even.min.y + 1) % 2;
+  const int64_t width = int64_t{even.max.x} - even.min.x + 1;
+  const int64_t height = int64_t{even.max.y} - even.min.y + 1;
+  std::vector<Imf::Rgba> pixels(static_cast<size_t>(width * height), Imf::Rgba(0, 0, 0, 0));
+  Imf::Rgba* origin = pixels.data() - even.min.x - int64_t{even.min.y} * width;
+  in.setFrameBuffer(origin, 1, static_cast<size_t>(width));
+  in.readPixels(dw.min.y, dw.max.y);
+  Imf::Header header(in.displayWindow(), even);
+  Imf::RgbaOutputFile out(output.c_str(), header, Imf::WRITE_YCA);
+  out.setFrameBuffer(origin, 1, static_cast<size_t>(width));
+  out.writePixels(static_cast<int>(height));
+}
+
+TEST(ImageOpsTest, LuminanceChromaExrIsShownInRgbLikeItsRgbOriginal) {
+  // OIIO refuses subsampled channels; OpenEXR's RgbaInputFile converts them.
+  TempDir dir;
+  const std::string yc = dir.file("yc.exr");
+  write_luminance_chroma(beachball("singlepart", 3), yc);
+  const OIIO::ImageSpec raw = spec_of(yc);  // OIIO cannot open it: an empty spec
+  EXPECT_EQ(raw.nchannels, 0) << "OIIO now reads subsampled channels; this test is moot";
+  auto info = make_thumbnail({yc, dir.file("yc.png"), 256, 0, ""});
+  ASSERT_TRUE(info.has_value()) << info.error().reason;
+  EXPECT_EQ(info->width, 256u);
+  EXPECT_EQ(info->height, 195u);  // the 2048x1556 display window, not the data window
+  ASSERT_TRUE(make_thumbnail({beachball("singlepart", 3), dir.file("rgb.png"), 256, 0, ""}));
+  // Chroma at half resolution blurs colour edges a little.
+  EXPECT_TRUE(images_match(dir.file("yc.png"), dir.file("rgb.png"), 3, {0.02f, 2.0, 0.15f}));
+
+  // Proxies and movies take the same reader.
+  auto converted = convert_frame({yc, dir.file("yc_half.png"), "", "50%", ""});
+  ASSERT_TRUE(converted.has_value()) << converted.error().reason;
+  EXPECT_EQ(converted->width, 1024u);
+  auto frame = read_display_image(yc, 512, 0, "");
+  ASSERT_TRUE(frame.has_value()) << frame.error().reason;
+  HalfFrame half;
+  EXPECT_FALSE(read_half_frame(yc, "", half));
 }
 
 TEST(ImageOpsTest, SrgbInputIsNotConvertedTwice) {
