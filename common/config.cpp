@@ -28,6 +28,7 @@ constexpr std::size_t kMaxProblems = 100;
 // Longest duration accepted, in seconds: a year. Anything longer is a typo
 // (milliseconds given as seconds), and the bound keeps ms arithmetic far from overflow.
 constexpr double kMaxDurationS = 365.0 * 24 * 3600;
+constexpr double kMaxKeepDays = 36'500;  // a century
 
 constexpr std::string_view kEndpointSchemes[] = {"tcp://", "ipc://", "inproc://"};
 constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
@@ -341,6 +342,16 @@ class Reader {
         assign_integer(entry, 1, broker.max_client_message_bytes);
       } else if (key == "max_worker_message_bytes") {
         assign_integer(entry, 1, broker.max_worker_message_bytes);
+      } else if (key == "keep_finished_days") {
+        if (auto days = read_number(entry)) {
+          if (*days < 0 || *days > kMaxKeepDays) {
+            problem(entry.line, entry.path + " must be 0 (keep forever) to " +
+                                    std::to_string(static_cast<int>(kMaxKeepDays)));
+          } else {
+            broker.keep_finished =
+                std::chrono::milliseconds(std::llround(*days * 24.0 * 3600.0 * 1000.0));
+          }
+        }
       } else if (key == "sqlite_synchronous") {
         assign(read_choice(entry, kSqliteSynchronous), broker.sqlite_synchronous);
       } else {

@@ -47,6 +47,9 @@ struct BrokerConfig {
   uint64_t max_client_message_bytes = 1 << 20;
   uint64_t max_worker_message_bytes = 4 << 20;
   std::string sqlite_synchronous = "full";  // full | normal | off
+  // Finished jobs (and publish events whose jobs are all gone) are forgotten,
+  // in memory and in the store, this long after they finished; 0 keeps them.
+  std::chrono::milliseconds keep_finished{30LL * 24 * 3600 * 1000};
 };
 
 struct LocalWorkersConfig {

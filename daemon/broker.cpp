@@ -242,7 +242,7 @@ Result<void> Broker::restore() {
           return;
         }
         if (!row.idempotency_key.empty()) idempotency_keys_[row.idempotency_key] = row.id;
-        extras_[row.id] = JobExtra{std::move(spec), row.submitted_unix_ms};
+        extras_[row.id] = JobExtra{std::move(spec), row.submitted_unix_ms, row.finished_unix_ms};
       },
       [&](TaskRow&& row) {
         scheduler_->restore_task(row.job, row.task, row.state, row.attempts, row.lease, row.worker,
@@ -253,6 +253,16 @@ Result<void> Broker::restore() {
   if (auto events = restore_events(); !events) return events;
   core::Millis now = now_ms();
   scheduler_->finish_restore(now);
+  // Jobs that finished before the store recorded finish times count from now.
+  for (auto& [id, extra] : extras_) {
+    if (extra.finished_unix_ms != 0) continue;
+    auto view = scheduler_->job(id);
+    if (view &&
+        (view->state == core::JobState::kSucceeded || view->state == core::JobState::kFailed ||
+         view->state == core::JobState::kCancelled)) {
+      note_finished(id, unix_ms_now());
+    }
+  }
   // Give workers that outlived us a few beats to report what they still run
   // before their tasks are handed to someone else.
   if (!extras_.empty()) {
@@ -354,6 +364,10 @@ void Broker::turn() {
       interval && SteadyClock::now() - last_watchdog_ >= *interval) {
     last_watchdog_ = SteadyClock::now();
     systemd::notify_watchdog();
+  }
+  if (options_.config.broker.keep_finished.count() > 0 && !stopping_ &&
+      SteadyClock::now() >= next_retention_sweep_) {
+    forget_finished();
   }
   core::Millis now = now_ms();
   scheduler_->tick(now);
@@ -678,6 +692,65 @@ void Broker::handle_status(const wire::StatusRequest& request, wire::ClientReply
   }
 }
 
+void Broker::note_finished(core::JobId id, int64_t unix_ms) {
+  auto x = extras_.find(id);
+  if (x == extras_.end()) return;
+  x->second.finished_unix_ms = unix_ms;
+  batch_.finished.emplace_back(id, unix_ms);
+}
+
+void Broker::forget_finished() {
+  const auto keep = options_.config.broker.keep_finished;
+  const auto sweep_every = std::clamp<std::chrono::milliseconds>(keep / 10, std::chrono::seconds(1),
+                                                                 std::chrono::seconds(60));
+  next_retention_sweep_ = SteadyClock::now() + sweep_every;
+  const int64_t cutoff = unix_ms_now() - keep.count();
+
+  // Newest first: a dependant goes before the job it depends on, so a whole
+  // finished chain goes in one sweep.
+  size_t jobs = 0;
+  const std::vector<core::JobId> ids = scheduler_->job_ids();
+  for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
+    if (jobs == kMaxForgetPerSweep) {
+      next_retention_sweep_ = SteadyClock::now();  // the rest next turn
+      break;
+    }
+    auto x = extras_.find(*it);
+    if (x == extras_.end() || x->second.finished_unix_ms == 0 ||
+        x->second.finished_unix_ms > cutoff || !scheduler_->forget(*it)) {
+      continue;
+    }
+    if (auto key = idempotency_keys_.find(x->second.spec.idempotency_key());
+        key != idempotency_keys_.end() && key->second == *it) {
+      idempotency_keys_.erase(key);
+    }
+    progress_.erase(progress_.lower_bound({*it, 0}), progress_.lower_bound({*it + 1, 0}));
+    extras_.erase(x);
+    batch_.forgotten_jobs.push_back(*it);
+    ++jobs;
+  }
+
+  // Events, once old and with every job gone (new, uncommitted ones are never old).
+  const size_t before = events_.size();
+  std::erase_if(events_, [&](const wire::EventInfo& event) {
+    if (event.received_unix_ms() > cutoff) return false;
+    for (uint64_t job : event.job_ids()) {
+      if (scheduler_->job(job)) return false;
+    }
+    batch_.forgotten_events.push_back(event.event_id());
+    return true;
+  });
+  const size_t events = before - events_.size();
+  if (events > 0) {
+    event_index_.clear();
+    for (size_t i = 0; i < events_.size(); ++i) event_index_[events_[i].event_id()] = i;
+  }
+  if (jobs > 0 || events > 0) {
+    log_->info("finished work forgotten jobs={} events={} keep_finished_days={:g}", jobs, events,
+               static_cast<double>(keep.count()) / 86'400'000.0);
+  }
+}
+
 uint64_t Broker::job_version(core::JobId id) const {
   // FNV-1a over the fields a follower shows: state, task counts, the running
   // tasks with their attempt, worker and progress, and the recent errors.
@@ -789,6 +862,12 @@ void Broker::handle_action(const wire::JobActionRequest& request, wire::ClientRe
   }
   if (!changed) return set_error(reply, changed.error());
   auto view = scheduler_->job(request.job_id());
+  if (auto x = extras_.find(request.job_id()); x != extras_.end() && x->second.finished_unix_ms &&
+                                               view && view->state != core::JobState::kSucceeded &&
+                                               view->state != core::JobState::kFailed &&
+                                               view->state != core::JobState::kCancelled) {
+    note_finished(request.job_id(), 0);  // a retry reopened it
+  }
   reply.mutable_action()->set_state(view ? to_wire(view->state) : wire::JOB_STATE_UNSPECIFIED);
   reply.mutable_action()->set_tasks_changed(*changed);
   log_->info("job {} job={} tasks={}", verb, request.job_id(), *changed);
@@ -1070,6 +1149,9 @@ void Broker::apply_outbox() {
     switch (n.kind) {
       case Kind::kJobFinished:
         log_->info("job finished job={} state={}", n.job, core::job_state_name(n.job_state));
+        if (auto x = extras_.find(n.job); x != extras_.end() && x->second.finished_unix_ms == 0) {
+          note_finished(n.job, unix_ms_now());
+        }
         break;
       case Kind::kTaskFailed:
         log_->warn("task failed job={} task={} attempt={} reason=\"{}\"", n.job, n.task, n.attempt,

@@ -109,6 +109,11 @@ class Broker {
   Result<void> start_watching();
   void publish_settled();
   void reload_config();
+  // Retention: forgets jobs finished more than broker.keep_finished ago (that
+  // nothing depends on) and the events whose jobs are all gone.
+  void forget_finished();
+  // Records when a job finished (0: reopened), in memory and in this turn's batch.
+  void note_finished(core::JobId id, int64_t unix_ms);
   // Validates and creates one job (the body of a submit); not yet durable.
   // `on_disk`: a media job's input frames, when a publish has read them already.
   Result<core::JobId> create_job(wire::JobSpec spec, const common::FrameSet* on_disk = nullptr);
@@ -137,6 +142,7 @@ class Broker {
   struct JobExtra {
     wire::JobSpec spec;
     int64_t submitted_unix_ms = 0;
+    int64_t finished_unix_ms = 0;  // 0 while not finished (retention counts from here)
   };
 
   std::unordered_map<core::JobId, JobExtra> extras_;
@@ -166,6 +172,8 @@ class Broker {
   std::unique_ptr<Backup> backup_;
   std::string db_path_;
   std::chrono::steady_clock::time_point last_watchdog_{};
+  std::chrono::steady_clock::time_point next_retention_sweep_{};
+  static constexpr size_t kMaxForgetPerSweep = 10'000;  // per turn: turns stay short
 
   std::unordered_map<std::string, WorkerPeer> peers_;  // by routing id
   std::unordered_map<core::WorkerId, std::string> routes_;

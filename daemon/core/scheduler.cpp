@@ -417,6 +417,35 @@ void Scheduler::abandon(JobId id) {
   if (id + 1 == next_job_id_) next_job_id_ = id;
 }
 
+bool Scheduler::forget(JobId id) {
+  Job* job = find_job(id);
+  if (!job || !job->durable || id + 1 >= next_job_id_) return false;
+  const JobState st = job->job_state;
+  if (st != JobState::kSucceeded && st != JobState::kFailed && st != JobState::kCancelled) {
+    return false;
+  }
+  if (job->count(TaskState::kRunning) > 0 || job->count(TaskState::kBackoff) > 0 ||
+      !job->after_dependants.empty() || !job->frame_dependants.empty()) {
+    return false;
+  }
+  if (auto lease = leases_.lower_bound({id, 0}); lease != leases_.end() && lease->first.job == id) {
+    return false;  // a cancelled task's process is still being stopped
+  }
+  if (job->runnable_key) {
+    runnable_.erase(*job->runnable_key);
+    runnable_interactive_.erase(*job->runnable_key);
+  }
+  auto unlink = [id](std::vector<JobId>& ids) {
+    ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
+  };
+  for (JobId up : job->spec.after) {
+    if (Job* upstream = find_job(up)) unlink(upstream->after_dependants);
+  }
+  if (Job* upstream = find_job(job->spec.after_frames)) unlink(upstream->frame_dependants);
+  jobs_.erase(id);
+  return true;
+}
+
 // ------------------------------------------------------------------ restore
 
 Result<void> Scheduler::restore_job(JobId id, JobSpec spec, bool paused, bool cancelled) {

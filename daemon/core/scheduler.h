@@ -220,6 +220,12 @@ class Scheduler {
   // committed (nothing of them has run).
   void abandon(JobId job);
 
+  // Retention: forgets a finished job (succeeded, failed or cancelled, nothing
+  // of it running or backing off) that no remaining job depends on. False, and
+  // nothing changes, otherwise. Ids are never handed out again: the newest job
+  // is never forgotten, so a restart continues after it.
+  bool forget(JobId job);
+
   [[nodiscard]] Result<uint64_t> cancel(JobId job, Millis now);
   [[nodiscard]] Result<uint64_t> pause(JobId job, Millis now);
   [[nodiscard]] Result<uint64_t> resume(JobId job, Millis now);

@@ -37,7 +37,9 @@ void bind_text(sqlite3_stmt* stmt, int col, const std::string& text) {
 SqliteStore::SqliteStore(sqlite3* db) : db_(db) {}
 
 SqliteStore::~SqliteStore() {
-  for (sqlite3_stmt* stmt : {insert_job_, update_job_, upsert_task_, insert_log_, insert_event_}) {
+  for (sqlite3_stmt* stmt :
+       {insert_job_, update_job_, upsert_task_, insert_log_, insert_event_, set_finished_,
+        delete_job_, delete_tasks_, delete_logs_, delete_event_}) {
     sqlite3_finalize(stmt);
   }
   sqlite3_close_v2(db_);
@@ -119,6 +121,11 @@ Result<void> SqliteStore::prepare() {
        "INSERT OR REPLACE INTO task_logs (job_id, idx, attempt, worker, error, text) "
        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
       {&insert_event_, "INSERT INTO events (event_id, received_unix_ms, info) VALUES (?1, ?2, ?3)"},
+      {&set_finished_, "UPDATE jobs SET finished_unix_ms = ?2 WHERE id = ?1"},
+      {&delete_job_, "DELETE FROM jobs WHERE id = ?1"},
+      {&delete_tasks_, "DELETE FROM tasks WHERE job_id = ?1"},
+      {&delete_logs_, "DELETE FROM task_logs WHERE job_id = ?1"},
+      {&delete_event_, "DELETE FROM events WHERE event_id = ?1"},
   };
 
   for (auto& s : statements) {
@@ -192,6 +199,21 @@ Result<void> SqliteStore::commit(const Batch& batch) {
                       SQLITE_TRANSIENT);
     if (!run(insert_event_)) return rollback("cannot store publish event");
   }
+  for (const auto& [job, unix_ms] : batch.finished) {
+    sqlite3_bind_int64(set_finished_, 1, static_cast<sqlite3_int64>(job));
+    sqlite3_bind_int64(set_finished_, 2, unix_ms);
+    if (!run(set_finished_)) return rollback(fmt::format("cannot update job {}", job));
+  }
+  for (core::JobId job : batch.forgotten_jobs) {
+    for (sqlite3_stmt* stmt : {delete_tasks_, delete_logs_, delete_job_}) {
+      sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(job));
+      if (!run(stmt)) return rollback(fmt::format("cannot delete job {}", job));
+    }
+  }
+  for (const std::string& event_id : batch.forgotten_events) {
+    bind_text(delete_event_, 1, event_id);
+    if (!run(delete_event_)) return rollback("cannot delete publish event");
+  }
   if (auto ok = exec("COMMIT"); !ok) {
     (void)exec("ROLLBACK");
     return ok;
@@ -204,7 +226,7 @@ Result<void> SqliteStore::load(const std::function<void(JobRow&&)>& on_job,
   sqlite3_stmt* jobs = nullptr;
   if (sqlite3_prepare_v2(db_,
                          "SELECT id, spec, submitted_unix_ms, coalesce(idempotency_key, ''), "
-                         "paused, cancelled FROM jobs ORDER BY id",
+                         "paused, cancelled, finished_unix_ms FROM jobs ORDER BY id",
                          -1, &jobs, nullptr) != SQLITE_OK) {
     return fail(error("cannot read jobs"));
   }
@@ -220,6 +242,7 @@ Result<void> SqliteStore::load(const std::function<void(JobRow&&)>& on_job,
     row.idempotency_key = column_text(jobs, 3);
     row.paused = sqlite3_column_int(jobs, 4) != 0;
     row.cancelled = sqlite3_column_int(jobs, 5) != 0;
+    row.finished_unix_ms = sqlite3_column_int64(jobs, 6);
     on_job(std::move(row));
   }
   if (rc != SQLITE_DONE) return fail(error("cannot read jobs"));

@@ -47,6 +47,11 @@ class SqliteStore : public Store {
   sqlite3_stmt* upsert_task_ = nullptr;
   sqlite3_stmt* insert_log_ = nullptr;
   sqlite3_stmt* insert_event_ = nullptr;
+  sqlite3_stmt* set_finished_ = nullptr;
+  sqlite3_stmt* delete_job_ = nullptr;
+  sqlite3_stmt* delete_tasks_ = nullptr;
+  sqlite3_stmt* delete_logs_ = nullptr;
+  sqlite3_stmt* delete_event_ = nullptr;
 };
 
 // An online, consistent copy of the database at `source` into `target`, through

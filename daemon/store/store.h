@@ -11,6 +11,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/result.h"
@@ -25,6 +26,7 @@ struct JobRow {
   std::string idempotency_key;
   bool paused = false;
   bool cancelled = false;
+  int64_t finished_unix_ms = 0;  // 0: not finished
 };
 
 struct TaskRow {
@@ -59,10 +61,15 @@ struct Batch {
   std::vector<core::TaskChange> task_changes;
   std::vector<LogRow> logs;
   std::vector<EventRow> events;
+  // (job, finished_unix_ms): when a job finished, or 0 when a retry reopened it.
+  std::vector<std::pair<core::JobId, int64_t>> finished;
+  // Retention: jobs (with their task rows and logs) and events to delete.
+  std::vector<core::JobId> forgotten_jobs;
+  std::vector<std::string> forgotten_events;
 
   bool empty() const {
     return new_jobs.empty() && job_changes.empty() && task_changes.empty() && logs.empty() &&
-           events.empty();
+           events.empty() && finished.empty() && forgotten_jobs.empty() && forgotten_events.empty();
   }
 
   void clear() {
@@ -71,6 +78,9 @@ struct Batch {
     task_changes.clear();
     logs.clear();
     events.clear();
+    finished.clear();
+    forgotten_jobs.clear();
+    forgotten_events.clear();
   }
 };
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <random>
@@ -692,6 +693,58 @@ TEST(FarmE2ETest, HeldStatusRequestsAreAnsweredWhenTheJobChangesOrTheirWaitEnds)
   ASSERT_TRUE(released) << "the stopping broker left a held request unanswered";
   EXPECT_EQ(released->request_id(), 7u);
   EXPECT_EQ(released->status().job().state(), wire::JOB_QUEUED);
+}
+
+// ------------------------------------------------------------------ retention
+
+TEST(FarmE2ETest, FinishedJobsAndTheirEventsAreForgottenKeepFinishedDaysLater) {
+  ClusterOptions options;
+  options.broker_yaml = "  keep_finished_days: 0.00003\n";  // 2.6 s
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  auto done = cluster.submit({"noop", "--tasks", "3"});
+  ASSERT_TRUE(done) << cluster.last_cli();
+  auto stuck = cluster.submit({"noop", "--tasks", "1", "--pool", "nowhere"});  // never runs
+  ASSERT_TRUE(stuck) << cluster.last_cli();
+  const std::string published = cluster.path("notes.txt");
+  { std::ofstream(published) << "no rule matches this\n"; }
+  auto event = cluster.cli_json({"publish", published, "--event-id", "old-event"});
+  ASSERT_TRUE(event) << cluster.last_cli();
+  auto newest = cluster.submit({"noop", "--tasks", "1"});
+  ASSERT_TRUE(newest) << cluster.last_cli();
+  ASSERT_TRUE(cluster.wait_for_final_state(*done, kJobLimit));
+  ASSERT_TRUE(cluster.wait_for_final_state(*newest, kJobLimit));
+
+  auto gone = [&](uint64_t job) {
+    CliResult r = cluster.run_cli({"status", std::to_string(job)});
+    return r.exit_code == 1 &&
+           r.err.find("unknown job " + std::to_string(job)) != std::string::npos;
+  };
+  ASSERT_TRUE(wait_until([&] { return gone(*done); }, kJobLimit)) << cluster.last_cli();
+  auto events = cluster.cli_json({"events"});
+  ASSERT_TRUE(events) << cluster.last_cli();
+  EXPECT_TRUE(events->empty()) << "the old event outlived its retention: " << *events;
+  // Not finished, or the newest job (ids must never be reused): kept.
+  auto kept = cluster.status_json(*stuck);
+  ASSERT_TRUE(kept) << cluster.last_cli();
+  EXPECT_EQ((*kept)["job"]["state"], "queued");
+  EXPECT_TRUE(cluster.status_json(*newest)) << cluster.last_cli();
+  EXPECT_NE(read_file(cluster.broker_log_path()).find("finished work forgotten"),
+            std::string::npos);
+
+  // Forgotten in the store too: a restart does not bring it back, and new ids
+  // go on after the newest.
+  cluster.kill_broker(SIGKILL);
+  ASSERT_TRUE(cluster.restart_broker());
+  EXPECT_TRUE(gone(*done)) << cluster.last_cli();
+  EXPECT_TRUE(cluster.status_json(*stuck)) << cluster.last_cli();
+  auto next = cluster.submit({"noop", "--tasks", "1"});
+  ASSERT_TRUE(next) << cluster.last_cli();
+  EXPECT_EQ(*next, *newest + 1);
+  // The event id is free again: a publish with it is a new event.
+  auto again = cluster.cli_json({"publish", published, "--event-id", "old-event"});
+  ASSERT_TRUE(again) << cluster.last_cli();
+  EXPECT_EQ((*again)["duplicate"], false) << *again;
 }
 
 }  // namespace

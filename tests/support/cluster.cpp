@@ -282,6 +282,10 @@ void Cluster::write_config() {
   if (options_.max_worker_message_bytes > 0) {
     yaml << "  max_worker_message_bytes: " << options_.max_worker_message_bytes << '\n';
   }
+  if (!options_.broker_yaml.empty()) {
+    yaml << options_.broker_yaml;
+    if (options_.broker_yaml.back() != '\n') yaml << '\n';
+  }
   yaml << "local_workers:\n"
        << "  count: " << options_.local_workers << '\n'
        << "  slots: " << options_.local_slots << '\n';

@@ -65,6 +65,9 @@ struct ClusterOptions {
   // Top-level YAML appended to the config as is, e.g. "rules:\n  - name: ...\n"
   // or a `watch:` list.
   std::string extra_yaml;
+  // More keys of the `broker:` section, each line indented by two spaces,
+  // e.g. "  keep_finished_days: 0.5\n".
+  std::string broker_yaml;
   // How long the CLI waits for a reply (FARMHAND_TIMEOUT). Generous: a loaded
   // machine must not turn a slow reply into a failure.
   double cli_timeout_s = 20;

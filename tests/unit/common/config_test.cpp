@@ -206,6 +206,16 @@ TEST(ConfigTest, SqliteSynchronousMustBeAKnownMode) {
   EXPECT_EQ(loaded("broker:\n  sqlite_synchronous: NORMAL\n").broker.sqlite_synchronous, "normal");
 }
 
+TEST(ConfigTest, KeepFinishedDaysDefaultsToThirtyAndZeroKeepsForever) {
+  EXPECT_EQ(loaded("broker: {}\n").broker.keep_finished, milliseconds(30LL * 86'400'000));
+  EXPECT_EQ(loaded("broker:\n  keep_finished_days: 0\n").broker.keep_finished, milliseconds(0));
+  EXPECT_EQ(loaded("broker:\n  keep_finished_days: 0.5\n").broker.keep_finished,
+            milliseconds(43'200'000));
+  EXPECT_EQ(problems_of("broker:\n  keep_finished_days: -1\n"),
+            "<config>:2: broker.keep_finished_days must be 0 (keep forever) to 36500");
+  EXPECT_EQ(problems_of("broker:\n  keep_finished_days: soon\n").substr(0, 12), "<config>:2: ");
+}
+
 TEST(ConfigTest, LogLevelMustBeAKnownLevel) {
   EXPECT_EQ(problems_of("log_level: loud\n"),
             "<config>:1: log_level must be one of trace, debug, info, warn, error or off, not "

@@ -385,6 +385,48 @@ TEST_F(SchedulerTest, AbandonedJobIsForgottenAndItsIdReused) {
   EXPECT_EQ(submit("1"), *id);
 }
 
+TEST_F(SchedulerTest, ForgetDropsOnlyFinishedJobsNothingDependsOnAndNeverTheNewest) {
+  add_worker("w1", 8);
+  JobId up = submit("1-2");
+  JobId down = submit("1-2", 1, with().after({up}));
+  JobId running = submit("1");
+  JobId newest = submit("1");
+  EXPECT_FALSE(sched().forget(up)) << "queued";
+  std::vector<Dispatch> first = dispatch();
+  std::vector<Dispatch> held;  // `running`'s task stays running
+  for (const Dispatch& d : first) {
+    if (d.job == running) {
+      held.push_back(d);
+    } else {
+      succeed(d);
+    }
+  }
+  for (const Dispatch& d : dispatch()) succeed(d);  // down, released by up
+  ASSERT_EQ(view(up).state, JobState::kSucceeded);
+  ASSERT_EQ(view(down).state, JobState::kSucceeded);
+  ASSERT_EQ(view(newest).state, JobState::kSucceeded);
+  ASSERT_EQ(held.size(), 1u);
+
+  EXPECT_FALSE(sched().forget(up)) << "down depends on it";
+  EXPECT_FALSE(sched().forget(running)) << "still running";
+  EXPECT_FALSE(sched().forget(newest)) << "the newest id must survive a restart";
+  EXPECT_FALSE(sched().forget(999));
+  EXPECT_TRUE(sched().forget(down));
+  EXPECT_TRUE(sched().forget(up)) << "its only dependant is gone";
+  EXPECT_FALSE(sched().job(up).has_value());
+  EXPECT_FALSE(sched().job(down).has_value());
+  EXPECT_EQ(sched().job_ids(), (std::vector<JobId>{running, newest}));
+
+  // Cancelling ends the running task at once (the worker is told to kill it);
+  // its late report for a forgotten job is stale and changes nothing.
+  ASSERT_TRUE(sched().cancel(running, now()).has_value());
+  EXPECT_TRUE(sched().forget(running));
+  EXPECT_EQ(succeed(held[0]), ResultVerdict::kStale);
+  EXPECT_FALSE(sched().job(running).has_value());
+  // Ids go on after the newest, never reusing a forgotten one.
+  EXPECT_EQ(submit("1"), newest + 1);
+}
+
 TEST_F(SchedulerTest, SubmitRefusesInvalidSpecsWithAReason) {
   submit("1-3");
 

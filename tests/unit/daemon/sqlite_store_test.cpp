@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "daemon/store/migrations.h"
+
 namespace farmhand::daemon {
 namespace {
 
@@ -168,6 +170,74 @@ TEST_F(SqliteStoreTest, LogsAreReturnedPerTaskInAttemptOrder) {
   auto all = store->logs(1, std::nullopt);
   ASSERT_TRUE(all.has_value());
   EXPECT_EQ(all->size(), 3u);
+}
+
+TEST_F(SqliteStoreTest, FinishTimesPersistAndForgottenJobsLeaveNoRowsBehind) {
+  {
+    auto store = open();
+    Batch batch;
+    batch.new_jobs.push_back(job(1, "key-1"));
+    batch.new_jobs.push_back(job(2));
+    batch.task_changes.push_back(task(1, 0, core::TaskState::kSucceeded, 1));
+    batch.task_changes.push_back(task(2, 0, core::TaskState::kSucceeded, 1));
+    batch.logs.push_back({1, 0, 1, "w1", "", "log of job 1"});
+    batch.events.push_back({"ev-1", 1'700'000'000'000, "info"});
+    batch.events.push_back({"ev-2", 1'700'000'000'001, "info"});
+    batch.finished.emplace_back(1, 1'700'000'000'500);
+    batch.finished.emplace_back(2, 1'700'000'000'600);
+    ASSERT_TRUE(store->commit(batch).has_value());
+    Batch reopened;  // a retry reopens job 2
+    reopened.finished.emplace_back(2, 0);
+    ASSERT_TRUE(store->commit(reopened).has_value());
+  }
+  auto store = open();
+  Loaded loaded = load(*store);
+  ASSERT_EQ(loaded.jobs.size(), 2u);
+  EXPECT_EQ(loaded.jobs[0].finished_unix_ms, 1'700'000'000'500);
+  EXPECT_EQ(loaded.jobs[1].finished_unix_ms, 0);
+
+  Batch forget;
+  forget.forgotten_jobs.push_back(1);
+  forget.forgotten_events.push_back("ev-1");
+  ASSERT_TRUE(store->commit(forget).has_value());
+  loaded = load(*store);
+  ASSERT_EQ(loaded.jobs.size(), 1u);
+  EXPECT_EQ(loaded.jobs[0].id, 2u);
+  EXPECT_EQ(loaded.tasks.size(), 1u);
+  EXPECT_EQ(loaded.tasks.count({2, 0}), 1u);
+  auto logs = store->logs(1, std::nullopt);
+  ASSERT_TRUE(logs.has_value());
+  EXPECT_TRUE(logs->empty());
+  std::vector<std::string> events;
+  ASSERT_TRUE(store->load_events([&](EventRow&& e) { events.push_back(e.event_id); }));
+  EXPECT_EQ(events, (std::vector<std::string>{"ev-2"}));
+  // Its idempotency key is free again.
+  Batch reuse;
+  reuse.new_jobs.push_back(job(3, "key-1"));
+  EXPECT_TRUE(store->commit(reuse).has_value());
+}
+
+TEST_F(SqliteStoreTest, StateOfTheEventsSchemaIsUpgradedKeepingItsJobs) {
+  {  // a state dir written by the broker before finish times were stored
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    const std::string sql = "BEGIN;" + std::string(migrations::kAll[0]) +
+                            std::string(migrations::kAll[1]) +
+                            "INSERT INTO jobs (id, spec, submitted_unix_ms) VALUES (7, x'00', 5);"
+                            "PRAGMA user_version=2; COMMIT;";
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  auto store = open();
+  ASSERT_TRUE(store);
+  Loaded loaded = load(*store);
+  ASSERT_EQ(loaded.jobs.size(), 1u);
+  EXPECT_EQ(loaded.jobs[0].id, 7u);
+  EXPECT_EQ(loaded.jobs[0].finished_unix_ms, 0);
+  Batch batch;
+  batch.finished.emplace_back(7, 1234);
+  EXPECT_TRUE(store->commit(batch).has_value());
 }
 
 // A process killed in the middle of a transaction (as kill -9 of the broker
