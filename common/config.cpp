@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <limits>
 #include <set>
@@ -342,6 +343,20 @@ class Reader {
         assign_integer(entry, 1, broker.max_client_message_bytes);
       } else if (key == "max_worker_message_bytes") {
         assign_integer(entry, 1, broker.max_worker_message_bytes);
+      } else if (key == "allowed_roots") {
+        if (auto roots = read_string_list(entry)) {
+          broker.allowed_roots.clear();
+          for (const std::string& root : *roots) {
+            if (root.empty() || root.front() != '/') {
+              problem(entry.line,
+                      entry.path + " must hold absolute paths, not '" + printable(root) + "'");
+              continue;
+            }
+            std::string normal = std::filesystem::path(root).lexically_normal().string();
+            if (normal.size() > 1 && normal.back() == '/') normal.pop_back();
+            broker.allowed_roots.push_back(normal);
+          }
+        }
       } else if (key == "keep_finished_days") {
         if (auto days = read_number(entry)) {
           if (*days < 0 || *days > kMaxKeepDays) {

@@ -50,6 +50,9 @@ struct BrokerConfig {
   // Finished jobs (and publish events whose jobs are all gone) are forgotten,
   // in memory and in the store, this long after they finished; 0 keeps them.
   std::chrono::milliseconds keep_finished{30LL * 24 * 3600 * 1000};
+  // Media jobs' inputs, outputs and OCIO configs, and published paths, must lie
+  // under one of these (absolute, normalised); empty: anywhere.
+  std::vector<std::string> allowed_roots;
 };
 
 struct LocalWorkersConfig {

@@ -562,6 +562,9 @@ Result<core::JobId> Broker::create_job(wire::JobSpec spec, const common::FrameSe
     if (auto ok = prepare_media_job(spec, on_disk); !ok) {
       return reject(ok.error().code, ok.error().reason);
     }
+    if (auto ok = check_media_paths(spec, options_.config.broker.allowed_roots); !ok) {
+      return reject(ok.error().code, ok.error().reason);
+    }
   } else {
     return reject(
         ErrorCode::kInvalidArgument,

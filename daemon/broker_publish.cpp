@@ -12,6 +12,7 @@
 #include "common/config.h"
 #include "common/path_template.h"
 #include "daemon/broker.h"
+#include "daemon/media_jobs.h"
 #include "daemon/rules.h"
 #include "daemon/systemd_notify.h"
 
@@ -85,6 +86,10 @@ void Broker::handle_publish(const wire::PublishRequest& request, wire::ClientRep
     meta[key] = value;
   }
   if (request.source().size() > 4096) return reject(ErrorCode::kInvalidArgument, "bad source");
+  if (auto ok = check_allowed_root("path", request.path(), options_.config.broker.allowed_roots);
+      !ok) {
+    return reject(ok.error().code, ok.error().reason);
+  }
   auto items = resolve_publish(request.path());
   if (!items) return reject(items.error().code, items.error().reason);
   if (items->size() > kMaxPublishItems) {

@@ -1,6 +1,7 @@
 #include "daemon/media_jobs.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <regex>
 
 #include "media.pb.h"
@@ -278,6 +279,52 @@ std::chrono::seconds default_media_timeout(const wire::JobSpec& spec, uint64_t t
   // Generous: a 4K EXR decodes in seconds, a hang never ends.
   if (spec.kind() == "thumbnail") return std::chrono::seconds(600);
   return std::chrono::seconds(600 + 30 * task_frames);
+}
+
+Result<void> check_allowed_root(const std::string& what, const std::string& path,
+                                const std::vector<std::string>& roots) {
+  if (roots.empty()) return {};
+  namespace fs = std::filesystem;
+  auto within = [](const fs::path& p, const fs::path& root) {
+    auto at = p.begin();
+    for (const auto& part : root) {
+      if (part.empty()) continue;  // a trailing separator
+      if (at == p.end() || *at != part) return false;
+      ++at;
+    }
+    return true;
+  };
+  const fs::path written = fs::path(path).lexically_normal();
+  bool ok = std::any_of(roots.begin(), roots.end(),
+                        [&](const std::string& root) { return within(written, root); });
+  if (ok) {
+    // Symlinks: what the existing part of the path resolves to must also be
+    // under a root (or under what a root resolves to).
+    std::error_code ec;
+    const fs::path real = fs::weakly_canonical(written, ec);
+    if (!ec) {
+      ok = std::any_of(roots.begin(), roots.end(), [&](const std::string& root) {
+        std::error_code root_ec;
+        const fs::path real_root = fs::weakly_canonical(root, root_ec);
+        return within(real, root) || (!root_ec && within(real, real_root));
+      });
+    }
+  }
+  if (ok) return {};
+  std::string list;
+  for (const std::string& root : roots) list += (list.empty() ? "" : ", ") + root;
+  return fail(ErrorCode::kInvalidArgument,
+              fmt::format("{} {} is outside the allowed roots ({})", what, printable(path, 300),
+                          printable(list, 300)));
+}
+
+Result<void> check_media_paths(const wire::JobSpec& spec, const std::vector<std::string>& roots) {
+  for (const char* key : {"input", "output", "ocio"}) {
+    const std::string value = param(spec, key);
+    if (value.empty()) continue;
+    if (auto ok = check_allowed_root(key, value, roots); !ok) return ok;
+  }
+  return {};
 }
 
 }  // namespace farmhand::daemon

@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "farmhand.pb.h"
 
@@ -39,6 +40,17 @@ bool is_media_kind(const std::string& kind);
 // resolved them): the directory is not listed again.
 [[nodiscard]] Result<void> prepare_media_job(wire::JobSpec& spec,
                                              const common::FrameSet* on_disk = nullptr);
+
+// Allowed roots (broker.allowed_roots): `path` must lie under one of `roots`
+// (absolute, normalised), both as written (after removing "." and "..") and,
+// as far as it exists on this host, with its symlinks resolved. No roots: any
+// path. Error: "output /etc/x.jpg is outside the allowed roots (/mnt/projects)".
+[[nodiscard]] Result<void> check_allowed_root(const std::string& what, const std::string& path,
+                                              const std::vector<std::string>& roots);
+
+// check_allowed_root for a media job's input, output and OCIO config.
+[[nodiscard]] Result<void> check_media_paths(const wire::JobSpec& spec,
+                                             const std::vector<std::string>& roots);
 
 // The serialized media::Request for one task covering `frames`.
 [[nodiscard]] Result<std::string> media_request(const wire::JobSpec& spec,

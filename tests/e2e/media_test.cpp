@@ -14,6 +14,7 @@
 
 #include "tests/support/cluster.h"
 #include "tests/support/oracles.h"
+#include "tests/support/temp_dir.h"
 #include <gtest/gtest.h>
 
 namespace farmhand::e2e {
@@ -107,6 +108,55 @@ TEST_F(MediaE2ETest, BadMediaInputsAreRefusedAtSubmitWithOneLine) {
     EXPECT_NE(r.err.find(c.reason), std::string::npos) << describe(r);
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << describe(r);
   }
+}
+
+TEST_F(MediaE2ETest, AllowedRootsKeepMediaJobsAndPublishesInsideThem) {
+  // One root, a fresh directory: the shared test data and the cluster's own
+  // directory are outside it.
+  testing_support::TempDir root("fh-root");
+  const std::string shots = root.path();
+  ClusterOptions options;
+  options.local_workers = 1;
+  options.broker_yaml = "  allowed_roots: [" + shots + "]\n";
+  Cluster farm(options);
+  ASSERT_TRUE(farm.start());
+  fs::copy_file(data_dir() + "/Beachball/singlepart.0001.exr", shots + "/sb.0001.exr");
+  fs::create_directory_symlink(data_dir(), shots + "/escape");
+
+  struct Case {
+    std::vector<std::string> args;
+    std::string reason;
+  };
+
+  const std::vector<Case> refused = {
+      {{"submit", "thumbnail", data_dir() + "/Beachball/singlepart.####.exr", "-o",
+        shots + "/t.jpg"},
+       "input " + data_dir() + "/Beachball/singlepart.####.exr is outside the allowed roots"},
+      {{"submit", "thumbnail", shots + "/sb.####.exr", "-o", farm.dir() + "/t.jpg"},
+       "output " + farm.dir() + "/t.jpg is outside the allowed roots"},
+      {{"submit", "thumbnail", shots + "/../../etc/passwd", "-o", shots + "/t.jpg"},
+       "is outside the allowed roots"},
+      {{"submit", "convert", shots + "/escape/Beachball/singlepart.####.exr", "-o",
+        shots + "/p.####.jpg"},
+       "is outside the allowed roots"},
+      {{"publish", data_dir() + "/Beachball"}, "path " + data_dir() + "/Beachball is outside"},
+  };
+  for (const auto& c : refused) {
+    CliResult r = farm.run_cli(c.args);
+    EXPECT_EQ(r.exit_code, 1) << describe(r);
+    EXPECT_NE(r.err.find(c.reason), std::string::npos) << describe(r);
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << describe(r);
+  }
+  auto jobs = farm.cli_json({"ls"});
+  ASSERT_TRUE(jobs) << farm.last_cli();
+  EXPECT_TRUE(jobs->empty()) << *jobs;
+
+  auto inside = farm.submit({"thumbnail", shots + "/sb.####.exr", "-o", shots + "/thumb.jpg"});
+  ASSERT_TRUE(inside) << farm.last_cli();
+  auto done = farm.wait_for_final_state(*inside, 120s);
+  ASSERT_TRUE(done);
+  EXPECT_EQ((*done)["job"]["state"], "succeeded") << done->dump();
+  EXPECT_EQ(image_size(shots + "/thumb.jpg"), "256x195");
 }
 
 // Every file of the fuzzed corpus gets a thumbnail job. Debian's OpenEXR aborts

@@ -216,6 +216,17 @@ TEST(ConfigTest, KeepFinishedDaysDefaultsToThirtyAndZeroKeepsForever) {
   EXPECT_EQ(problems_of("broker:\n  keep_finished_days: soon\n").substr(0, 12), "<config>:2: ");
 }
 
+TEST(ConfigTest, AllowedRootsAreNormalisedAbsolutePaths) {
+  EXPECT_TRUE(loaded("broker: {}\n").broker.allowed_roots.empty());
+  EXPECT_EQ(
+      loaded("broker:\n  allowed_roots: [/mnt/projects/, /mnt/./renders]\n").broker.allowed_roots,
+      (std::vector<std::string>{"/mnt/projects", "/mnt/renders"}));
+  EXPECT_EQ(loaded("broker:\n  allowed_roots: /mnt/projects\n").broker.allowed_roots,
+            (std::vector<std::string>{"/mnt/projects"}));
+  EXPECT_EQ(problems_of("broker:\n  allowed_roots: [/mnt/projects, projects]\n"),
+            "<config>:2: broker.allowed_roots must hold absolute paths, not 'projects'");
+}
+
 TEST(ConfigTest, LogLevelMustBeAKnownLevel) {
   EXPECT_EQ(problems_of("log_level: loud\n"),
             "<config>:1: log_level must be one of trace, debug, info, warn, error or off, not "
