@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli/output.h"
+#include "common/curve.h"
 #include "common/frame_set.h"
 #include "common/sequence.h"
 
@@ -907,6 +908,28 @@ void add_admin(CLI::App& app, Invocation& inv) {
     } else {
       ctx.out << fmt::format("backed up {} bytes to {} in {}\n", reply->bytes(),
                              absolute(opts.path), format_seconds(reply->elapsed_s()))
+              << std::flush;
+    }
+    return kExitOk;
+  });
+
+  auto k = std::make_shared<BackupOptions>();
+  CLI::App* keygen = add_leaf(*admin, inv, "keygen",
+                              "make a CurveZMQ key pair: PREFIX.key (secret, 0600) and PREFIX.pub "
+                              "(public); needs no broker");
+  keygen->add_option("PREFIX", k->path, "e.g. /etc/farmhand/curve/render-07")
+      ->required()
+      ->check(kNotEmpty);
+  bind(keygen, inv, k, [](Context& ctx, const BackupOptions& opts) {
+    auto pair = common::write_curve_keypair(opts.path);
+    if (!pair) return report(ctx, pair.error());
+    if (ctx.json) {
+      write_json(ctx, Json{{"public_key", pair->public_key},
+                           {"secret_key_file", opts.path + ".key"},
+                           {"public_key_file", opts.path + ".pub"}});
+    } else {
+      ctx.out << fmt::format("wrote {}.key (secret) and {}.pub\npublic key {}\n", opts.path,
+                             opts.path, pair->public_key)
               << std::flush;
     }
     return kExitOk;

@@ -316,6 +316,7 @@ class Reader {
     int worker_line = 0;
     int backoff_base_line = 0;
     int backoff_max_line = 0;
+    int curve_line = 0;
     for_each_entry(section.value, section.path, [&](const std::string& key, const Entry& entry) {
       if (key == "client_endpoint") {
         assign(read_endpoint(entry), broker.client_endpoint);
@@ -357,6 +358,12 @@ class Reader {
             broker.allowed_roots.push_back(normal);
           }
         }
+      } else if (key == "worker_curve_secret_key_file") {
+        assign(read_string(entry), broker.worker_curve_secret_key_file);
+        curve_line = entry.line;
+      } else if (key == "worker_authorized_keys_dir") {
+        assign(read_string(entry), broker.worker_authorized_keys_dir);
+        curve_line = entry.line;
       } else if (key == "keep_finished_days") {
         if (auto days = read_number(entry)) {
           if (*days < 0 || *days > kMaxKeepDays) {
@@ -383,6 +390,11 @@ class Reader {
         broker.retry_backoff_max < broker.retry_backoff_base) {
       problem(std::max(backoff_base_line, backoff_max_line),
               "broker.retry_backoff_max_s must not be less than broker.retry_backoff_base_s");
+    }
+    if (broker.worker_curve_secret_key_file.empty() != broker.worker_authorized_keys_dir.empty()) {
+      problem(curve_line,
+              "broker.worker_curve_secret_key_file and broker.worker_authorized_keys_dir go "
+              "together: set both for CurveZMQ on the worker endpoint, or neither");
     }
   }
 

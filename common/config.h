@@ -53,6 +53,10 @@ struct BrokerConfig {
   // Media jobs' inputs, outputs and OCIO configs, and published paths, must lie
   // under one of these (absolute, normalised); empty: anywhere.
   std::vector<std::string> allowed_roots;
+  // CurveZMQ on the worker endpoint: the broker's secret key file and the
+  // directory of authorised worker public keys (both, or neither: plain).
+  std::string worker_curve_secret_key_file;
+  std::string worker_authorized_keys_dir;
 };
 
 struct LocalWorkersConfig {

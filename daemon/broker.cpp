@@ -176,6 +176,7 @@ Result<void> Broker::start() {
     // libzmq refuses (and disconnects) peers that send more than this, before we see a byte.
     clients_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(broker.max_client_message_bytes));
     workers_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(broker.max_worker_message_bytes));
+    if (auto secured = secure_worker_endpoint(); !secured) return secured;
     clients_.bind(broker.client_endpoint);
     workers_.bind(broker.worker_endpoint);
   } catch (const zmq::error_t& e) {
@@ -201,6 +202,10 @@ Result<void> Broker::start() {
     sup.interactive_slots = options_.config.local_workers.interactive_slots;
     sup.tags = options_.config.local_workers.tags;
     sup.log_level = options_.config.log_level;
+    if (local_worker_key_) {
+      sup.env = {"FARMHAND_CURVE_SERVER_KEY=" + curve_server_public_,
+                 "FARMHAND_CURVE_SECRET_KEY=" + local_worker_key_->secret_key};
+    }
     supervisor_ = std::make_unique<Supervisor>(sup);
     supervisor_->maintain(SteadyClock::now());
   }
@@ -364,6 +369,13 @@ void Broker::turn() {
       interval && SteadyClock::now() - last_watchdog_ >= *interval) {
     last_watchdog_ = SteadyClock::now();
     systemd::notify_watchdog();
+  }
+  if (zap_ && zap_->refused() != zap_refused_logged_ &&
+      SteadyClock::now() - last_zap_log_ > std::chrono::seconds(10)) {
+    last_zap_log_ = SteadyClock::now();
+    zap_refused_logged_ = zap_->refused();
+    log_->warn("worker connection refused reason=\"{}\" total_refused={}", zap_->last_refused(),
+               zap_refused_logged_);
   }
   if (options_.config.broker.keep_finished.count() > 0 && !stopping_ &&
       SteadyClock::now() >= next_retention_sweep_) {
@@ -693,6 +705,53 @@ void Broker::handle_status(const wire::StatusRequest& request, wire::ClientReply
       t->set_error(v.error);
     }
   }
+}
+
+Result<void> Broker::secure_worker_endpoint() {
+  const auto& broker = options_.config.broker;
+  if (broker.worker_curve_secret_key_file.empty()) return {};
+  if (!common::curve_available()) {
+    return fail(ErrorCode::kInternal, "CurveZMQ is configured but libzmq has no CURVE support");
+  }
+  auto secret = common::read_curve_key_file(broker.worker_curve_secret_key_file);
+  if (!secret) return fail(secret.error());
+  auto server_public = common::curve_public_key(*secret);
+  if (!server_public) {
+    return fail(
+        ErrorCode::kInvalidArgument,
+        fmt::format("{}: {}", broker.worker_curve_secret_key_file, server_public.error().reason));
+  }
+  curve_server_public_ = *server_public;
+  if (options_.local_workers > 0) {
+    auto pair = common::curve_keypair();
+    if (!pair) return fail(pair.error());
+    local_worker_key_ = *pair;
+  }
+  zap_ = std::make_unique<ZapHandler>(context_);
+  if (auto ok = zap_->start(); !ok) return ok;
+  auto admitted = load_authorized_keys();
+  if (!admitted) return fail(admitted.error());  // fail closed: no broker without its keys
+  workers_.set(zmq::sockopt::curve_server, true);
+  workers_.set(zmq::sockopt::curve_secretkey, *secret);
+  workers_.set(zmq::sockopt::zap_domain, ZapHandler::kDomain);
+  log_->info("worker endpoint secured with CurveZMQ server_key={} authorized_keys={} dir={}",
+             curve_server_public_, *admitted, broker.worker_authorized_keys_dir);
+  return {};
+}
+
+Result<size_t> Broker::load_authorized_keys() {
+  const std::string& dir = options_.config.broker.worker_authorized_keys_dir;
+  size_t skipped = 0;
+  auto keys = common::read_authorized_keys(dir, &skipped);
+  if (!keys) return fail(keys.error());
+  if (skipped > 0) {
+    log_->warn("authorised keys: {} file(s) in {} hold no CURVE public key and were skipped",
+               skipped, dir);
+  }
+  const size_t count = keys->size();
+  if (local_worker_key_) keys->insert(local_worker_key_->public_key);
+  zap_->set_keys(std::move(*keys));
+  return count;
 }
 
 void Broker::note_finished(core::JobId id, int64_t unix_ms) {

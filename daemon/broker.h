@@ -28,11 +28,13 @@
 #include <zmq.hpp>
 
 #include "common/config.h"
+#include "common/curve.h"
 #include "common/result.h"
 #include "daemon/core/scheduler.h"
 #include "daemon/store/sqlite_store.h"
 #include "daemon/supervisor.h"
 #include "daemon/watcher.h"
+#include "daemon/zap.h"
 
 namespace farmhand::daemon {
 
@@ -109,6 +111,10 @@ class Broker {
   Result<void> start_watching();
   void publish_settled();
   void reload_config();
+  // Sets up CurveZMQ on the worker socket (before it binds), if configured.
+  Result<void> secure_worker_endpoint();
+  // Re-reads the authorised-keys directory into the ZAP handler.
+  Result<size_t> load_authorized_keys();
   // Retention: forgets jobs finished more than broker.keep_finished ago (that
   // nothing depends on) and the events whose jobs are all gone.
   void forget_finished();
@@ -135,6 +141,14 @@ class Broker {
   zmq::context_t context_;
   zmq::socket_t clients_;
   zmq::socket_t workers_;
+  // CurveZMQ on the worker endpoint (broker.worker_curve_secret_key_file): the
+  // ZAP handler admitting authorised keys, and the key pair the broker gives
+  // its own local workers (admitted too, never written anywhere).
+  std::unique_ptr<ZapHandler> zap_;
+  std::string curve_server_public_;
+  std::optional<common::CurveKeypair> local_worker_key_;
+  uint64_t zap_refused_logged_ = 0;
+  std::chrono::steady_clock::time_point last_zap_log_{};
   int signal_fd_ = -1;
   bool stopping_ = false;
 

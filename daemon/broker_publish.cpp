@@ -367,6 +367,14 @@ void Broker::reload_config() {
     return;
   }
   watch_retry_at_.reset();
+  if (zap_) {
+    if (auto keys = load_authorized_keys(); keys) {
+      log_->info("authorised worker keys reloaded keys={}", *keys);
+    } else {
+      log_->error("authorised worker keys not reloaded, the old ones stay: {}",
+                  keys.error().reason);
+    }
+  }
   log_->info(
       "config reloaded file={} rules={} commands={} watched_folders={} "
       "note=\"broker and local_workers settings take effect at restart\"",

@@ -1,5 +1,7 @@
 #include "daemon/supervisor.h"
 
+#include <string>
+#include <string_view>
 #include <thread>
 
 #include <signal.h>
@@ -50,6 +52,22 @@ pid_t Supervisor::spawn(const Child& child) {
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // The environment is built before fork: the broker has threads, so the child
+  // may only make async-signal-safe calls until it execs.
+  std::vector<std::string> extra = options_.env;
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    bool replaced = false;
+    for (const std::string& x : extra) {
+      const auto eq = x.find('=');
+      replaced =
+          replaced || (entry.substr(0, entry.find('=')) == std::string_view(x).substr(0, eq));
+    }
+    if (!replaced) envp.push_back(*e);
+  }
+  for (auto& x : extra) envp.push_back(x.data());
+  envp.push_back(nullptr);
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
@@ -59,7 +77,7 @@ pid_t Supervisor::spawn(const Child& child) {
     sigprocmask(SIG_SETMASK, &all, nullptr);
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent) _exit(0);
-    execv(argv[0], argv.data());
+    execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }
   return pid;

@@ -30,6 +30,7 @@ class Supervisor {
     unsigned interactive_slots = 1;  // reserved for the interactive lane
     std::vector<std::string> tags;
     std::string log_level = "info";
+    std::vector<std::string> env;  // NAME=VALUE added to the workers' environment
   };
 
   explicit Supervisor(Options options);

@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
+#include "common/curve.h"
 #include "common/logging.h"
 #include "workers/worker.h"
 
@@ -29,8 +30,54 @@ int main(int argc, char** argv) {
                  "farmhand-media (default: the one beside farmhand-worker)");
   app.add_option("--media-memory-mb", options.media_memory_mb,
                  "address-space cap of each media process, in MiB (default 4096)");
+  std::string curve_server_key;
+  std::string curve_key_file;
+  app.add_option("--curve-server-key", curve_server_key,
+                 "the broker's CURVE public key, or @FILE holding it (default "
+                 "$FARMHAND_CURVE_SERVER_KEY): connect with CurveZMQ");
+  app.add_option("--curve-key-file", curve_key_file,
+                 "this worker's CURVE secret key file (`farmhand admin keygen`; default "
+                 "$FARMHAND_CURVE_SECRET_KEY holds the key itself)");
   CLI11_PARSE(app, argc, argv);
   farmhand::common::setup_logging(log_level);
+
+  // CurveZMQ: both keys or neither. The environment serves local workers,
+  // whose broker hands them a key pair of its own.
+  if (curve_server_key.empty()) {
+    if (const char* env = std::getenv("FARMHAND_CURVE_SERVER_KEY")) curve_server_key = env;
+  } else if (curve_server_key.front() == '@') {
+    auto key = farmhand::common::read_curve_key_file(curve_server_key.substr(1));
+    if (!key) {
+      std::fprintf(stderr, "farmhand-worker: %s\n", key.error().reason.c_str());
+      return 2;
+    }
+    curve_server_key = *key;
+  }
+  std::string curve_secret_key;
+  if (!curve_key_file.empty()) {
+    auto key = farmhand::common::read_curve_key_file(curve_key_file);
+    if (!key) {
+      std::fprintf(stderr, "farmhand-worker: %s\n", key.error().reason.c_str());
+      return 2;
+    }
+    curve_secret_key = *key;
+  } else if (const char* env = std::getenv("FARMHAND_CURVE_SECRET_KEY")) {
+    curve_secret_key = env;
+  }
+  if (curve_server_key.empty() != curve_secret_key.empty()) {
+    std::fprintf(stderr, "farmhand-worker: --curve-server-key and --curve-key-file go together\n");
+    return 2;
+  }
+  if (!curve_server_key.empty()) {
+    auto public_key = farmhand::common::curve_public_key(curve_secret_key);
+    if (!farmhand::common::is_curve_key(curve_server_key) || !public_key) {
+      std::fprintf(stderr, "farmhand-worker: malformed CURVE key (40 Z85 characters)\n");
+      return 2;
+    }
+    options.curve_server_key = curve_server_key;
+    options.curve_secret_key = curve_secret_key;
+    options.curve_public_key = *public_key;
+  }
 
   if (options.name.empty()) {
     char host[256] = {};

@@ -51,6 +51,11 @@ void Worker::connect() {
   socket_->set(zmq::sockopt::maxmsgsize, kMaxBrokerMessageBytes);
   socket_->set(zmq::sockopt::reconnect_ivl, 100);
   socket_->set(zmq::sockopt::reconnect_ivl_max, 2000);
+  if (!options_.curve_server_key.empty()) {
+    socket_->set(zmq::sockopt::curve_serverkey, options_.curve_server_key);
+    socket_->set(zmq::sockopt::curve_publickey, options_.curve_public_key);
+    socket_->set(zmq::sockopt::curve_secretkey, options_.curve_secret_key);
+  }
   socket_->connect(options_.broker);
 }
 

@@ -47,6 +47,10 @@ class Worker {
     uint32_t liveness = 3;
     std::string media_binary;         // farmhand-media; empty: media tasks fail
     uint64_t media_memory_mb = 4096;  // address-space cap of each media process
+    // CurveZMQ (all three, or none): the broker's public key and ours, Z85.
+    std::string curve_server_key;
+    std::string curve_public_key;
+    std::string curve_secret_key;
   };
 
   explicit Worker(Options options);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -15,11 +16,13 @@
 #include <vector>
 
 #include "tests/support/cluster.h"
+#include "tests/support/temp_dir.h"
 #include <farmhand.pb.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <zmq.hpp>
 
+#include "common/curve.h"
 #include "common/wire.h"
 
 namespace farmhand::e2e {
@@ -745,6 +748,79 @@ TEST(FarmE2ETest, FinishedJobsAndTheirEventsAreForgottenKeepFinishedDaysLater) {
   auto again = cluster.cli_json({"publish", published, "--event-id", "old-event"});
   ASSERT_TRUE(again) << cluster.last_cli();
   EXPECT_EQ((*again)["duplicate"], false) << *again;
+}
+
+// ------------------------------------------------------------------ CurveZMQ
+
+TEST(FarmE2ETest, CurveWorkerEndpointAdmitsOnlyAuthorisedWorkerKeys) {
+  testing_support::TempDir keys("fh-keys");
+  const std::string auth = keys.file("authorized");
+  std::filesystem::create_directory(auth);
+  ASSERT_TRUE(common::write_curve_keypair(keys.file("broker")));
+  ASSERT_TRUE(common::write_curve_keypair(auth + "/w1"));  // w1.key sits beside w1.pub: ignored
+  auto rogue = common::write_curve_keypair(keys.file("rogue"));
+  ASSERT_TRUE(rogue);
+
+  ClusterOptions options;
+  options.local_workers = 1;  // the broker hands its local workers a key pair of its own
+  options.broker_yaml = "  worker_curve_secret_key_file: " + keys.file("broker.key") +
+                        "\n  worker_authorized_keys_dir: " + auth + "\n";
+  const std::vector<std::string> server = {"--curve-server-key", "@" + keys.file("broker.pub")};
+  StandaloneWorker w1{"w1", 1, server, true};
+  w1.args.insert(w1.args.end(), {"--curve-key-file", auth + "/w1.key"});
+  StandaloneWorker intruder{"rogue", 1, server, /*expect_alive=*/false};
+  intruder.args.insert(intruder.args.end(), {"--curve-key-file", keys.file("rogue.key")});
+  StandaloneWorker plain{"plain", 1, {}, /*expect_alive=*/false};  // no CURVE at all
+  options.workers = {w1, intruder, plain};
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());  // local-1 and w1 joined
+
+  auto job = cluster.submit({"noop", "--tasks", "50"});
+  ASSERT_TRUE(job) << cluster.last_cli();
+  auto done = cluster.wait_for_final_state(*job, kJobLimit);
+  ASSERT_TRUE(done);
+  EXPECT_EQ((*done)["job"]["state"], "succeeded");
+
+  // The intruder's key is refused by the ZAP handler (and logged); neither it
+  // nor the plain worker ever joins.
+  const std::string refused = "key " + rogue->public_key + " not authorised";
+  EXPECT_TRUE(wait_until(
+      [&] { return read_file(cluster.broker_log_path()).find(refused) != std::string::npos; },
+      kJobLimit))
+      << read_file(cluster.broker_log_path());
+  auto alive = cluster.alive_workers();
+  ASSERT_TRUE(alive) << cluster.last_cli();
+  std::sort(alive->begin(), alive->end());
+  EXPECT_EQ(*alive, (std::vector<std::string>{"local-1", "w1"}));
+
+  // A key made with `farmhand admin keygen` is admitted after a reload.
+  CliResult keygen = cluster.run_cli({"admin", "keygen", auth + "/late"});
+  ASSERT_EQ(keygen.exit_code, 0) << describe(keygen);
+  EXPECT_NE(keygen.out.find("public key "), std::string::npos) << keygen.out;
+  EXPECT_EQ(
+      std::filesystem::status(auth + "/late.key").permissions() & std::filesystem::perms::group_all,
+      std::filesystem::perms::none);
+  ASSERT_TRUE(cluster.signal_broker(SIGHUP));
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return read_file(cluster.broker_log_path())
+                   .find("authorised worker keys reloaded keys=2") != std::string::npos;
+      },
+      kJobLimit))
+      << read_file(cluster.broker_log_path());
+
+  // Fail closed: a broker whose keys cannot be read does not start.
+  const std::string broken = keys.file("broken.yaml");
+  std::ofstream(broken) << "broker:\n  client_endpoint: ipc://" << keys.file("c.ipc")
+                        << "\n  worker_endpoint: ipc://" << keys.file("w.ipc")
+                        << "\n  worker_curve_secret_key_file: " << keys.file("missing.key")
+                        << "\n  worker_authorized_keys_dir: " << auth << "\n";
+  CliResult refused_start = cluster.run_binary(
+      "farmhandd", {"--config", broken, "--state-dir", keys.file("state"), "--local-workers", "0"});
+  EXPECT_NE(refused_start.exit_code, 0) << describe(refused_start);
+  EXPECT_NE(refused_start.err.find("cannot read key file " + keys.file("missing.key")),
+            std::string::npos)
+      << describe(refused_start);
 }
 
 }  // namespace

@@ -228,7 +228,9 @@ Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) {
   }
   client_endpoint_ = "ipc://" + dir_ + "/client.ipc";
   worker_endpoint_ = "ipc://" + dir_ + "/worker.ipc";
-  for (const auto& w : options_.workers) workers_.push_back(Child{w.name, w.slots, -1});
+  for (const auto& w : options_.workers) {
+    workers_.push_back(Child{w.name, w.slots, -1, w.args, w.expect_alive});
+  }
   write_config();
 }
 
@@ -368,10 +370,17 @@ std::vector<std::string> Cluster::child_environment() const {
     return ::testing::AssertionFailure() << "cannot open " << log_path << ": " << errno_text(errno);
   }
   std::string error;
-  worker.pid =
-      spawn({binary("farmhand-worker"), "--broker", worker_endpoint_, "--name", worker.name,
-             "--slots", std::to_string(worker.slots), "--work-dir", path("work-" + worker.name)},
-            child_environment(), log_fd, log_fd, error);
+  std::vector<std::string> argv = {binary("farmhand-worker"),
+                                   "--broker",
+                                   worker_endpoint_,
+                                   "--name",
+                                   worker.name,
+                                   "--slots",
+                                   std::to_string(worker.slots),
+                                   "--work-dir",
+                                   path("work-" + worker.name)};
+  argv.insert(argv.end(), worker.args.begin(), worker.args.end());
+  worker.pid = spawn(argv, child_environment(), log_fd, log_fd, error);
   close(log_fd);
   if (worker.pid < 0) return ::testing::AssertionFailure() << error;
   return ::testing::AssertionSuccess();
@@ -380,7 +389,9 @@ std::vector<std::string> Cluster::child_environment() const {
 ::testing::AssertionResult Cluster::wait_ready() {
   std::set<std::string> expected;
   for (int i = 1; i <= options_.local_workers; ++i) expected.insert("local-" + std::to_string(i));
-  for (const auto& w : workers_) expected.insert(w.name);
+  for (const auto& w : workers_) {
+    if (w.expect_alive) expected.insert(w.name);
+  }
   std::vector<std::string> seen;
   bool ready = wait_until(
       [&] {

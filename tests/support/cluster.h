@@ -25,6 +25,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -38,8 +39,17 @@ using Json = nlohmann::json;
 
 // A standalone `farmhand-worker` the cluster starts beside the broker.
 struct StandaloneWorker {
+  StandaloneWorker(std::string worker_name, uint32_t worker_slots = 1,
+                   std::vector<std::string> worker_args = {}, bool alive = true)
+      : name(std::move(worker_name)),
+        slots(worker_slots),
+        args(std::move(worker_args)),
+        expect_alive(alive) {}
+
   std::string name;
   uint32_t slots = 1;
+  std::vector<std::string> args;  // more flags for farmhand-worker
+  bool expect_alive = true;       // false: start() does not wait for it to join
 };
 
 struct ClusterOptions {
@@ -184,6 +194,8 @@ class Cluster {
     std::string name;
     uint32_t slots = 1;
     pid_t pid = -1;
+    std::vector<std::string> args;
+    bool expect_alive = true;
   };
 
   void write_config();

@@ -227,6 +227,18 @@ TEST(ConfigTest, AllowedRootsAreNormalisedAbsolutePaths) {
             "<config>:2: broker.allowed_roots must hold absolute paths, not 'projects'");
 }
 
+TEST(ConfigTest, WorkerCurveKeyFileAndAuthorisedKeysDirGoTogether) {
+  auto both = loaded(
+      "broker:\n  worker_curve_secret_key_file: /etc/fh/broker.key\n"
+      "  worker_authorized_keys_dir: /etc/fh/workers\n");
+  EXPECT_EQ(both.broker.worker_curve_secret_key_file, "/etc/fh/broker.key");
+  EXPECT_EQ(both.broker.worker_authorized_keys_dir, "/etc/fh/workers");
+  EXPECT_EQ(problems_of("broker:\n  worker_curve_secret_key_file: /etc/fh/broker.key\n"),
+            "<config>:2: broker.worker_curve_secret_key_file and "
+            "broker.worker_authorized_keys_dir go together: set both for CurveZMQ on the worker "
+            "endpoint, or neither");
+}
+
 TEST(ConfigTest, LogLevelMustBeAKnownLevel) {
   EXPECT_EQ(problems_of("log_level: loud\n"),
             "<config>:1: log_level must be one of trace, debug, info, warn, error or off, not "

@@ -1,0 +1,134 @@
+#include "common/curve.h"
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string_view>
+#include <system_error>
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+#include <zmq.h>
+
+namespace farmhand::common {
+
+namespace {
+
+constexpr size_t kKeyChars = 40;
+
+std::string trimmed(std::string_view line) {
+  const auto first = line.find_first_not_of(" \t\r");
+  if (first == std::string_view::npos) return {};
+  const auto last = line.find_last_not_of(" \t\r");
+  return std::string(line.substr(first, last - first + 1));
+}
+
+Result<void> write_new_file(const std::string& path, const std::string& text, mode_t mode) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) {
+    return fail(ErrorCode::kIo, fmt::format("cannot write {}: {}", path, std::strerror(errno)));
+  }
+  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  const bool synced = ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || !synced) {
+    return fail(ErrorCode::kIo, fmt::format("cannot write {}: {}", path, std::strerror(errno)));
+  }
+  return {};
+}
+
+}  // namespace
+
+bool curve_available() {
+  return zmq_has("curve") != 0;
+}
+
+bool is_curve_key(const std::string& text) {
+  if (text.size() != kKeyChars) return false;
+  uint8_t decoded[32];
+  return zmq_z85_decode(decoded, text.c_str()) != nullptr;
+}
+
+Result<CurveKeypair> curve_keypair() {
+  char public_key[kKeyChars + 1] = {};
+  char secret_key[kKeyChars + 1] = {};
+  if (zmq_curve_keypair(public_key, secret_key) != 0) {
+    return fail(ErrorCode::kInternal,
+                fmt::format("cannot make a CURVE key pair: {}", zmq_strerror(zmq_errno())));
+  }
+  return CurveKeypair{public_key, secret_key};
+}
+
+Result<std::string> curve_public_key(const std::string& secret_key) {
+  char public_key[kKeyChars + 1] = {};
+  if (!is_curve_key(secret_key) || zmq_curve_public(public_key, secret_key.c_str()) != 0) {
+    return fail(ErrorCode::kInvalidArgument, "not a CURVE secret key");
+  }
+  return std::string(public_key);
+}
+
+Result<std::string> read_curve_key_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return fail(ErrorCode::kNotFound,
+                fmt::format("cannot read key file {}: {}", path, std::strerror(errno)));
+  }
+  // The first line that is a key; other lines are comments. (A key may itself
+  // hold '#', which is a Z85 character.)
+  for (std::string line; std::getline(in, line);) {
+    std::string text = trimmed(line);
+    if (is_curve_key(text)) return text;
+  }
+  return fail(ErrorCode::kInvalidArgument,
+              fmt::format("no CURVE key in {} (a line of 40 Z85 characters)", path));
+}
+
+Result<CurveKeypair> write_curve_keypair(const std::string& prefix) {
+  auto pair = curve_keypair();
+  if (!pair) return pair;
+  for (const std::string& path : {prefix + ".key", prefix + ".pub"}) {
+    if (std::filesystem::exists(path)) {
+      return fail(ErrorCode::kInvalidArgument, fmt::format("{} exists: not overwritten", path));
+    }
+  }
+  if (auto ok = write_new_file(
+          prefix + ".key", "# farmhand CURVE secret key: keep private\n" + pair->secret_key + "\n",
+          0600);
+      !ok) {
+    return fail(ok.error());
+  }
+  if (auto ok = write_new_file(prefix + ".pub",
+                               "# farmhand CURVE public key\n" + pair->public_key + "\n", 0644);
+      !ok) {
+    return fail(ok.error());
+  }
+  return pair;
+}
+
+Result<std::set<std::string>> read_authorized_keys(const std::string& dir, size_t* skipped) {
+  std::set<std::string> keys;
+  size_t bad = 0;
+  std::error_code ec;
+  std::filesystem::directory_iterator it(dir, ec);
+  if (ec) {
+    return fail(ErrorCode::kNotFound,
+                fmt::format("cannot list authorised keys in {}: {}", dir, ec.message()));
+  }
+  for (const auto& entry : it) {
+    std::error_code type_ec;
+    // Only *.pub: a secret key copied here by mistake is not a public key.
+    if (!entry.is_regular_file(type_ec) || entry.path().extension() != ".pub") continue;
+    auto key = read_curve_key_file(entry.path().string());
+    if (key) {
+      keys.insert(*key);
+    } else {
+      ++bad;
+    }
+  }
+  if (skipped != nullptr) *skipped = bad;
+  return keys;
+}
+
+}  // namespace farmhand::common

@@ -1,0 +1,45 @@
+// CurveZMQ keys for the worker endpoint (ARCHITECTURE.md, "Security model").
+//
+// Keys are Z85 text, 40 characters, as libzmq's zmq_curve_keypair() makes
+// them. A key file holds the key on a line of its own; other lines are
+// comments. `farmhand admin keygen PREFIX` writes PREFIX.key (the secret key,
+// mode 0600) and PREFIX.pub (the public key). The broker admits the workers
+// whose public keys are *.pub files in its authorised-keys directory.
+#pragma once
+
+#include <set>
+#include <string>
+
+#include "common/result.h"
+
+namespace farmhand::common {
+
+struct CurveKeypair {
+  std::string public_key;  // Z85
+  std::string secret_key;  // Z85
+};
+
+// Whether libzmq was built with CURVE (Debian's is, with libsodium).
+bool curve_available();
+
+bool is_curve_key(const std::string& text);
+
+[[nodiscard]] Result<CurveKeypair> curve_keypair();
+
+// The public key that belongs to a secret key.
+[[nodiscard]] Result<std::string> curve_public_key(const std::string& secret_key);
+
+// The key in a key file. Errors name the file: "cannot read key file X: ...",
+// "no CURVE key in X".
+[[nodiscard]] Result<std::string> read_curve_key_file(const std::string& path);
+
+// Writes PREFIX.key (secret, 0600) and PREFIX.pub; refuses to overwrite either.
+[[nodiscard]] Result<CurveKeypair> write_curve_keypair(const std::string& prefix);
+
+// Public keys of the *.pub files in `dir` (files without a key are skipped
+// and counted in `skipped`; other files are ignored). Error when the directory cannot be listed: the
+// caller then admits nobody.
+[[nodiscard]] Result<std::set<std::string>> read_authorized_keys(const std::string& dir,
+                                                                 size_t* skipped = nullptr);
+
+}  // namespace farmhand::common

@@ -1,0 +1,110 @@
+#include "daemon/zap.h"
+
+#include <chrono>
+#include <system_error>
+#include <vector>
+
+#include <fmt/format.h>
+#include <pthread.h>
+#include <signal.h>
+
+namespace farmhand::daemon {
+
+ZapHandler::ZapHandler(zmq::context_t& context)
+    : context_(context), socket_(context, zmq::socket_type::rep) {}
+
+ZapHandler::~ZapHandler() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+Result<void> ZapHandler::start() {
+  try {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.bind("inproc://zeromq.zap.01");
+  } catch (const zmq::error_t& e) {
+    return fail(ErrorCode::kInternal, fmt::format("cannot start the ZAP handler: {}", e.what()));
+  }
+  // The thread starts with every signal blocked (it inherits the mask): the
+  // broker takes its signals through a signalfd, and a SIGHUP or SIGTERM
+  // delivered to this thread would end the whole process.
+  sigset_t all;
+  sigset_t previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &previous);
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (const std::system_error& e) {
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    return fail(ErrorCode::kInternal, fmt::format("cannot start the ZAP handler: {}", e.what()));
+  }
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  return {};
+}
+
+void ZapHandler::set_keys(std::set<std::string> keys) {
+  std::lock_guard lock(mutex_);
+  keys_ = std::move(keys);
+}
+
+std::string ZapHandler::last_refused() {
+  std::lock_guard lock(mutex_);
+  return last_refused_;
+}
+
+void ZapHandler::run() {
+  while (!stop_) {
+    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}};
+    try {
+      zmq::poll(items, 1, std::chrono::milliseconds(100));
+    } catch (const zmq::error_t&) {
+      continue;
+    }
+    if (!(items[0].revents & ZMQ_POLLIN)) continue;
+    // [version, request id, domain, address, identity, mechanism, credentials...]
+    std::vector<zmq::message_t> frames;
+    try {
+      do {
+        frames.emplace_back();
+        (void)socket_.recv(frames.back(), zmq::recv_flags::none);
+      } while (frames.back().more() && frames.size() < 16);
+      while (frames.back().more()) {  // drop the rest of an absurd request
+        zmq::message_t rest;
+        (void)socket_.recv(rest, zmq::recv_flags::none);
+        if (!rest.more()) break;
+      }
+    } catch (const zmq::error_t&) {
+      continue;
+    }
+    bool admitted = false;
+    std::string key;
+    if (frames.size() >= 7 && frames[0].to_string() == "1.0" && frames[5].to_string() == "CURVE" &&
+        frames[6].size() == 32) {
+      char z85[41] = {};
+      if (zmq_z85_encode(z85, frames[6].data<uint8_t>(), 32) != nullptr) {
+        key = z85;
+        std::lock_guard lock(mutex_);
+        admitted = keys_.count(key) != 0;
+      }
+    }
+    if (!admitted) {
+      std::lock_guard lock(mutex_);
+      last_refused_ = key.empty() ? "not a CURVE client" : "key " + key + " not authorised";
+      ++refused_;
+    }
+    const std::string request_id = frames.size() > 1 ? frames[1].to_string() : std::string();
+    try {
+      socket_.send(zmq::buffer(std::string("1.0")), zmq::send_flags::sndmore);
+      socket_.send(zmq::buffer(request_id), zmq::send_flags::sndmore);
+      socket_.send(zmq::buffer(std::string(admitted ? "200" : "400")), zmq::send_flags::sndmore);
+      socket_.send(zmq::buffer(std::string(admitted ? "OK" : "not authorised")),
+                   zmq::send_flags::sndmore);
+      socket_.send(zmq::buffer(admitted ? key : std::string()), zmq::send_flags::sndmore);
+      socket_.send(zmq::message_t(), zmq::send_flags::none);
+    } catch (const zmq::error_t&) {
+      // The REP socket recovers with the next request.
+    }
+  }
+}
+
+}  // namespace farmhand::daemon
