@@ -399,21 +399,26 @@ void Scheduler::committed(JobId id) {
   refresh_runnable(*job);
 }
 
-void Scheduler::abandon(JobId id) {
-  Job* job = find_job(id);
-  if (!job || job->durable) return;
-  if (job->runnable_key) {
-    runnable_.erase(*job->runnable_key);
-    runnable_interactive_.erase(*job->runnable_key);
+void Scheduler::erase_job(Job& job) {
+  const JobId id = job.id;
+  if (job.runnable_key) {
+    runnable_.erase(*job.runnable_key);
+    runnable_interactive_.erase(*job.runnable_key);
   }
   auto unlink = [id](std::vector<JobId>& ids) {
     ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
   };
-  for (JobId up : job->spec.after) {
+  for (JobId up : job.spec.after) {
     if (Job* upstream = find_job(up)) unlink(upstream->after_dependants);
   }
-  if (Job* upstream = find_job(job->spec.after_frames)) unlink(upstream->frame_dependants);
+  if (Job* upstream = find_job(job.spec.after_frames)) unlink(upstream->frame_dependants);
   jobs_.erase(id);
+}
+
+void Scheduler::abandon(JobId id) {
+  Job* job = find_job(id);
+  if (!job || job->durable) return;
+  erase_job(*job);
   if (id + 1 == next_job_id_) next_job_id_ = id;
 }
 
@@ -431,18 +436,7 @@ bool Scheduler::forget(JobId id) {
   if (auto lease = leases_.lower_bound({id, 0}); lease != leases_.end() && lease->first.job == id) {
     return false;  // a cancelled task's process is still being stopped
   }
-  if (job->runnable_key) {
-    runnable_.erase(*job->runnable_key);
-    runnable_interactive_.erase(*job->runnable_key);
-  }
-  auto unlink = [id](std::vector<JobId>& ids) {
-    ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
-  };
-  for (JobId up : job->spec.after) {
-    if (Job* upstream = find_job(up)) unlink(upstream->after_dependants);
-  }
-  if (Job* upstream = find_job(job->spec.after_frames)) unlink(upstream->frame_dependants);
-  jobs_.erase(id);
+  erase_job(*job);
   return true;
 }
 

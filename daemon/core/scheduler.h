@@ -332,6 +332,8 @@ class Scheduler {
   const Job* find_job(JobId id) const;
   Result<void> check_dependencies(const JobSpec& spec) const;
   Job& create_job(JobId id, JobSpec spec);
+  // Removes the job and its links from its upstream jobs and the run queues.
+  void erase_job(Job& job);
   void init_untouched_tasks(Job& job);
 
   void set_state(Job& job, TaskIndex task, TaskState state);
