@@ -233,7 +233,7 @@ Json to_json(const wire::WorkerInfo& worker) {
 Json to_json(const wire::TaskLog& log) {
   return Json{
       {"task", log.task()},   {"attempt", log.attempt()}, {"worker", log.worker()},
-      {"error", log.error()}, {"text", log.text()},
+      {"error", log.error()}, {"text", log.text()},       {"running", log.running()},
   };
 }
 
@@ -392,7 +392,9 @@ void write_logs(std::ostream& out, const wire::LogsReply& logs) {
   for (const auto& log : logs.logs()) {
     out << fmt::format("== task {} attempt {} on {}: {} ==\n", log.task(), log.attempt(),
                        or_dash(log.worker()),
-                       log.error().empty() ? "ok" : single_line(log.error()));
+                       log.running()         ? "running, the log so far"
+                       : log.error().empty() ? "ok"
+                                             : single_line(log.error()));
     out << log.text();
     if (!log.text().empty() && log.text().back() != '\n') out << '\n';
   }

@@ -37,8 +37,8 @@ bool is_curve_key(const std::string& text);
 [[nodiscard]] Result<CurveKeypair> write_curve_keypair(const std::string& prefix);
 
 // Public keys of the *.pub files in `dir` (files without a key are skipped
-// and counted in `skipped`; other files are ignored). Error when the directory cannot be listed: the
-// caller then admits nobody.
+// and counted in `skipped`; other files are ignored). Error when the directory cannot be listed:
+// the caller then admits nobody.
 [[nodiscard]] Result<std::set<std::string>> read_authorized_keys(const std::string& dir,
                                                                  size_t* skipped = nullptr);
 

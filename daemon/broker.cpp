@@ -302,6 +302,11 @@ std::chrono::milliseconds Broker::poll_timeout() const {
     timeout = std::min(timeout, std::chrono::duration_cast<core::Millis>(
                                     last_watchdog_ + *interval - SteadyClock::now()));
   }
+  for (const auto& query : log_queries_) {
+    timeout = std::min(
+        timeout, std::chrono::duration_cast<core::Millis>(query.deadline - SteadyClock::now()) +
+                     core::Millis(1));
+  }
   for (const auto& waiter : status_waiters_) {
     timeout = std::min(
         timeout, std::chrono::duration_cast<core::Millis>(waiter.deadline - SteadyClock::now()) +
@@ -321,6 +326,7 @@ Result<void> Broker::run() {
   apply_outbox();
   commit_and_acknowledge();
   answer_status_waiters(/*all=*/true);
+  answer_log_queries(/*all=*/true);
   if (supervisor_) supervisor_->stop(std::chrono::seconds(5));
   log_->info("broker stopped");
   return {};
@@ -388,6 +394,7 @@ void Broker::turn() {
   apply_outbox();
   commit_and_acknowledge();
   answer_status_waiters(/*all=*/false);
+  answer_log_queries(/*all=*/false);
   send_heartbeats();
   if (supervisor_ && !stopping_) supervisor_->maintain(SteadyClock::now());
 }
@@ -481,6 +488,8 @@ void Broker::handle_client(const std::string& routing_id, bool req_envelope,
             break;
           case wire::ClientRequest::kLogs:
             handle_logs(request.logs(), reply);
+            // Running tasks' logs so far come from their workers; answered then.
+            if (ask_running_logs({routing_id, req_envelope, reply}, request.logs())) return;
             break;
           case wire::ClientRequest::kPublish:
             handle_publish(request.publish(), reply);
@@ -971,6 +980,7 @@ void Broker::handle_logs(const wire::LogsRequest& request, wire::ClientReply& re
   if (request.task() >= 0) task = static_cast<core::TaskIndex>(request.task());
   auto logs = store_->logs(request.job_id(), task);
   if (!logs) return set_error(reply, logs.error());
+  reply.mutable_logs();  // the body, even when no task has a log yet
   for (const auto& row : *logs) {
     auto* log = reply.mutable_logs()->add_logs();
     log->set_task(row.task);
@@ -979,6 +989,66 @@ void Broker::handle_logs(const wire::LogsRequest& request, wire::ClientReply& re
     log->set_text(row.text);
     log->set_error(row.error);
   }
+}
+
+bool Broker::ask_running_logs(const PendingReply& pending, const wire::LogsRequest& request) {
+  if (!pending.reply.ok() || stopping_ || log_queries_.size() >= kMaxLogQueries) return false;
+  // Which worker session runs what, by worker name.
+  std::unordered_map<std::string, const std::string*> route_of;
+  for (const auto& [rid, peer] : peers_) route_of[scheduler_->worker_name(peer.id)] = &rid;
+  LogQuery query;
+  query.pending = pending;
+  query.deadline = SteadyClock::now() + kLogQueryTimeout;
+  for (const auto& r : scheduler_->running_tasks(request.job_id(), kMaxRunningLogs)) {
+    if (request.task() >= 0 && r.task != static_cast<uint64_t>(request.task())) continue;
+    auto route = route_of.find(r.worker);
+    if (route == route_of.end()) continue;
+    const uint64_t id = ++next_log_request_;
+    wire::BrokerMessage ask;
+    auto* log = ask.mutable_log();
+    log->set_request_id(id);
+    log->set_job_id(request.job_id());
+    log->set_task(r.task);
+    log->set_max_bytes(static_cast<uint32_t>(kMaxLogTailBytes));
+    if (!common::send_routed(workers_, *route->second, ask)) continue;
+    query.asked[id] = {request.job_id(), r.task, r.attempt, r.worker};
+  }
+  if (query.asked.empty()) return false;
+  log_queries_.push_back(std::move(query));
+  return true;
+}
+
+void Broker::on_log_reply(const wire::LogReply& log) {
+  for (auto it = log_queries_.begin(); it != log_queries_.end(); ++it) {
+    auto asked = it->asked.find(log.request_id());
+    if (asked == it->asked.end()) continue;
+    // A worker answers only for what it was asked; anything else is ignored.
+    if (log.running() && log.job_id() == asked->second.job && log.task() == asked->second.task) {
+      auto* out = it->pending.reply.mutable_logs()->add_logs();
+      out->set_task(asked->second.task);
+      out->set_attempt(asked->second.attempt);
+      out->set_worker(asked->second.worker);
+      const std::string& text = log.text();
+      out->set_text(
+          text.substr(text.size() > kMaxLogTailBytes ? text.size() - kMaxLogTailBytes : 0));
+      out->set_running(true);
+    }
+    it->asked.erase(asked);
+    if (it->asked.empty()) {
+      send_reply(it->pending);
+      log_queries_.erase(it);
+    }
+    return;
+  }
+}
+
+void Broker::answer_log_queries(bool all) {
+  const auto now = SteadyClock::now();
+  std::erase_if(log_queries_, [&](LogQuery& query) {
+    if (!all && now < query.deadline) return false;
+    send_reply(query.pending);  // what came in time; silent workers' tasks are left out
+    return true;
+  });
 }
 
 // ------------------------------------------------------------------ workers
@@ -1117,6 +1187,9 @@ void Broker::handle_worker(const std::string& routing_id, const zmq::message_t& 
       *pending_acks_[routing_id].add_tasks() = result.ref();
       break;
     }
+    case wire::WorkerMessage::kLog:
+      on_log_reply(msg.log());
+      break;
     case wire::WorkerMessage::kProgress: {
       const auto& p = msg.progress();
       progress_[{p.ref().job_id(), p.ref().task()}] = {p.done(), p.total()};

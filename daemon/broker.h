@@ -96,6 +96,11 @@ class Broker {
   void answer_status_waiters(bool all);
   // What a follower sees of the job, fingerprinted; never 0.
   uint64_t job_version(core::JobId id) const;
+  // `farmhand logs` of running tasks: asks their workers for the log so far
+  // and holds the reply (true) until they answer or kLogQueryTimeout passes.
+  bool ask_running_logs(const PendingReply& pending, const wire::LogsRequest& request);
+  void on_log_reply(const wire::LogReply& log);
+  void answer_log_queries(bool all);
   void handle_list(const wire::ListRequest& request, wire::ClientReply& reply);
   void handle_action(const wire::JobActionRequest& request, wire::ClientReply& reply);
   void handle_workers(wire::ClientReply& reply);
@@ -212,6 +217,25 @@ class Broker {
   static constexpr size_t kMaxStatusWaiters = 1024;
   static constexpr uint32_t kMaxStatusWaitMs = 60'000;
   std::vector<StatusWaiter> status_waiters_;
+
+  struct LogAsked {
+    uint64_t job = 0;
+    uint64_t task = 0;
+    uint32_t attempt = 0;
+    std::string worker;
+  };
+
+  struct LogQuery {
+    PendingReply pending;                // the finished attempts' logs, filled already
+    std::map<uint64_t, LogAsked> asked;  // LogRequest ids not yet answered
+    std::chrono::steady_clock::time_point deadline;
+  };
+
+  static constexpr size_t kMaxLogQueries = 256;
+  static constexpr size_t kMaxRunningLogs = 16;  // running tasks asked per request
+  static constexpr std::chrono::seconds kLogQueryTimeout{3};
+  std::vector<LogQuery> log_queries_;
+  uint64_t next_log_request_ = 0;
   std::unordered_map<std::string, wire::ResultAck> pending_acks_;  // by routing id
 
   uint64_t bad_messages_ = 0;

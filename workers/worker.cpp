@@ -236,6 +236,28 @@ void Worker::handle(const wire::BrokerMessage& msg, Clock::time_point now) {
       }
       break;
     }
+    case wire::BrokerMessage::kLog: {
+      // The log so far of a task we run (a media task has none: its progress
+      // goes to the broker instead).
+      const auto& ask = msg.log();
+      wire::WorkerMessage out;
+      auto* reply = out.mutable_log();
+      reply->set_request_id(ask.request_id());
+      reply->set_job_id(ask.job_id());
+      reply->set_task(ask.task());
+      for (const auto& [id, task] : runs_) {
+        if (task.ref.job_id() != ask.job_id() || task.ref.task() != ask.task()) continue;
+        reply->set_running(true);
+        if (!task.log_path.empty()) {
+          reply->set_text(read_log_tail(
+              task.log_path,
+              std::min<size_t>(ask.max_bytes() ? ask.max_bytes() : kLogTailBytes, kLogTailBytes)));
+        }
+        break;
+      }
+      send(out);
+      break;
+    }
     case wire::BrokerMessage::kAck:
       for (const auto& ref : msg.ack().tasks()) {
         Key key{ref.job_id(), ref.task(), ref.lease()};

@@ -273,11 +273,13 @@ class TaskLog(_Data):
     worker: str = ""
     text: bytes = b""  # what the task printed, in whatever encoding it used
     error: str = ""
+    running: bool = False  # the attempt still runs: text is its log so far
 
     @classmethod
     def from_pb(cls, msg):
         return cls(
-            task=msg.task, attempt=msg.attempt, worker=msg.worker, text=msg.text, error=msg.error
+            task=msg.task, attempt=msg.attempt, worker=msg.worker, text=msg.text, error=msg.error,
+            running=msg.running,
         )
 
 

@@ -823,5 +823,46 @@ TEST(FarmE2ETest, CurveWorkerEndpointAdmitsOnlyAuthorisedWorkerKeys) {
       << describe(refused_start);
 }
 
+// ------------------------------------------------------------------ live logs
+
+TEST(FarmE2ETest, LogsOfARunningTaskShowWhatItPrintedSoFar) {
+  ClusterOptions options;
+  options.commands_yaml =
+      "  chatty:\n"
+      "    argv: [/bin/sh, -c, 'echo rendering frame {frame}; echo to stderr >&2; exec sleep "
+      "60']\n";
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  auto job = cluster.submit({"command", "chatty", "--frames", "7"});
+  ASSERT_TRUE(job) << cluster.last_cli();
+
+  std::optional<Json> logs;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        logs = cluster.cli_json({"logs", std::to_string(*job), "--task", "0"});
+        return logs && logs->size() == 1 && (*logs)[0]["running"] == true &&
+               (*logs)[0]["text"].get<std::string>().find("to stderr") != std::string::npos;
+      },
+      kJobLimit))
+      << (logs ? logs->dump() : cluster.last_cli());
+  const std::string text = (*logs)[0]["text"];
+  EXPECT_NE(text.find("rendering frame 7\n"), std::string::npos) << text;
+  EXPECT_EQ((*logs)[0]["attempt"], 1);
+  EXPECT_TRUE((*logs)[0]["worker"] == "local-1" || (*logs)[0]["worker"] == "local-2") << *logs;
+
+  CliResult human = cluster.run_cli({"logs", std::to_string(*job)});
+  EXPECT_EQ(human.exit_code, 0) << describe(human);
+  EXPECT_NE(human.out.find("== task 0 attempt 1 on local-"), std::string::npos) << human.out;
+  EXPECT_NE(human.out.find(": running, the log so far ==\n"), std::string::npos) << human.out;
+  EXPECT_NE(human.out.find("\nrendering frame 7\n"), std::string::npos) << human.out;
+
+  // Once it ends, the stored log is the one shown, and it is no longer "running".
+  ASSERT_TRUE(cluster.cli_json({"cancel", std::to_string(*job)}));
+  ASSERT_TRUE(cluster.wait_for_final_state(*job, kJobLimit));
+  std::optional<Json> after = cluster.cli_json({"logs", std::to_string(*job)});
+  ASSERT_TRUE(after) << cluster.last_cli();
+  for (const auto& log : *after) EXPECT_EQ(log["running"], false) << *after;
+}
+
 }  // namespace
 }  // namespace farmhand::e2e
