@@ -42,8 +42,13 @@ Result<Body> body_of(Result<wire::ClientReply> reply, wire::ClientReply::BodyCas
 
 }  // namespace
 
-Client::Client(std::string endpoint, std::chrono::milliseconds timeout)
-    : ctx_(1), endpoint_(std::move(endpoint)), timeout_(timeout), rng_(std::random_device{}()) {}
+Client::Client(std::string endpoint, std::chrono::milliseconds timeout,
+               std::optional<common::CurveClientKeys> curve)
+    : ctx_(1),
+      endpoint_(std::move(endpoint)),
+      curve_(std::move(curve)),
+      timeout_(timeout),
+      rng_(std::random_device{}()) {}
 
 std::string Client::random_key() {
   std::random_device device;
@@ -78,8 +83,8 @@ Result<wire::ClientReply> Client::call(wire::ClientRequest& request, millisecond
     if (remaining <= milliseconds(0))
       return fail(ErrorCode::kUnavailable, unreachable_reason(timeout));
     reply.Clear();
-    auto done =
-        common::request_reply(ctx_, endpoint_, request, reply, std::min(remaining, per_try));
+    auto done = common::request_reply(ctx_, endpoint_, request, reply, std::min(remaining, per_try),
+                                      256u << 20, curve_ ? &*curve_ : nullptr);
     if (done) break;
     if (done.error().code != ErrorCode::kUnavailable) return fail(std::move(done.error()));
     if (resend == Resend::kNo) return fail(ErrorCode::kUnavailable, unreachable_reason(timeout));

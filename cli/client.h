@@ -26,6 +26,7 @@
 #include "farmhand.pb.h"
 #include <zmq.hpp>
 
+#include "common/curve.h"
 #include "common/result.h"
 
 namespace farmhand::cli {
@@ -34,7 +35,8 @@ class Client {
  public:
   // `endpoint` is a ZeroMQ endpoint such as tcp://127.0.0.1:7600; `timeout`
   // bounds the wait for each reply, resends included.
-  Client(std::string endpoint, std::chrono::milliseconds timeout);
+  Client(std::string endpoint, std::chrono::milliseconds timeout,
+         std::optional<common::CurveClientKeys> curve = std::nullopt);
 
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -88,6 +90,7 @@ class Client {
 
   zmq::context_t ctx_;
   std::string endpoint_;
+  std::optional<common::CurveClientKeys> curve_;  // CurveZMQ to the client port
   std::chrono::milliseconds timeout_;
   std::mt19937_64 rng_;
 };

@@ -68,6 +68,7 @@ void write_json(Context& ctx, const Json& json) {
 struct Settings {
   std::string endpoint;
   milliseconds timeout;
+  std::optional<common::CurveClientKeys> curve;
 };
 
 Result<double> timeout_from_env() {
@@ -97,6 +98,14 @@ Result<Settings> resolve(const GlobalOptions& globals) {
     seconds = *from_env;
   }
   settings.timeout = milliseconds(std::max<long long>(1, std::llround(seconds * 1000)));
+  auto from_env = [](const std::string& given, const char* name) {
+    const char* env = std::getenv(name);
+    return !given.empty() ? given : std::string(env != nullptr ? env : "");
+  };
+  auto curve = common::curve_client_keys(from_env(globals.broker_key, "FARMHAND_BROKER_KEY"),
+                                         from_env(globals.key_file, "FARMHAND_KEY_FILE"));
+  if (!curve) return fail(std::move(curve.error()));
+  settings.curve = std::move(*curve);
   return settings;
 }
 
@@ -108,6 +117,13 @@ void add_global_options(CLI::App& cmd, GlobalOptions& globals, bool timeout_take
   cmd.add_option("--broker", globals.broker,
                  "broker endpoint (default $FARMHAND_BROKER, else tcp://127.0.0.1:7600)");
   cmd.add_flag("--json", globals.json, "machine-readable JSON output");
+  cmd.add_option(
+         "--broker-key", globals.broker_key,
+         "CurveZMQ: the broker's client public key, or @FILE (default $FARMHAND_BROKER_KEY)")
+      ->type_name("KEY|@FILE");
+  cmd.add_option("--key-file", globals.key_file,
+                 "CurveZMQ: your secret key file (default $FARMHAND_KEY_FILE)")
+      ->type_name("FILE");
   cmd.add_option(timeout_taken ? "--reply-timeout" : "--timeout,--reply-timeout", globals.timeout_s,
                  "seconds to wait for the broker (default $FARMHAND_TIMEOUT, else 5)")
       ->type_name("SECONDS")
@@ -981,7 +997,7 @@ int run(const Invocation& invocation, std::ostream& out, std::ostream& err, bool
     print_error(err, settings.error().reason);
     return kExitUsage;
   }
-  Client client(settings->endpoint, settings->timeout);
+  Client client(settings->endpoint, settings->timeout, settings->curve);
   Context ctx{client, invocation.globals.json, tty, out, err};
   return invocation.command(ctx);
 }

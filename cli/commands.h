@@ -32,6 +32,8 @@ inline constexpr int kExitUnreachable = 3;
 // (FARMHAND_BROKER, FARMHAND_TIMEOUT) or the built-in default applies.
 struct GlobalOptions {
   std::string broker;
+  std::string broker_key;  // CurveZMQ: the broker's client-port public key, or @FILE
+  std::string key_file;    // CurveZMQ: our secret key file
   double timeout_s = 0;
   bool json = false;
 };

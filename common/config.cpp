@@ -317,6 +317,7 @@ class Reader {
     int backoff_base_line = 0;
     int backoff_max_line = 0;
     int curve_line = 0;
+    int client_curve_line = 0;
     for_each_entry(section.value, section.path, [&](const std::string& key, const Entry& entry) {
       if (key == "client_endpoint") {
         assign(read_endpoint(entry), broker.client_endpoint);
@@ -364,6 +365,12 @@ class Reader {
       } else if (key == "worker_authorized_keys_dir") {
         assign(read_string(entry), broker.worker_authorized_keys_dir);
         curve_line = entry.line;
+      } else if (key == "client_curve_secret_key_file") {
+        assign(read_string(entry), broker.client_curve_secret_key_file);
+        client_curve_line = entry.line;
+      } else if (key == "client_authorized_keys_dir") {
+        assign(read_string(entry), broker.client_authorized_keys_dir);
+        client_curve_line = entry.line;
       } else if (key == "keep_finished_days") {
         if (auto days = read_number(entry)) {
           if (*days < 0 || *days > kMaxKeepDays) {
@@ -395,6 +402,11 @@ class Reader {
       problem(curve_line,
               "broker.worker_curve_secret_key_file and broker.worker_authorized_keys_dir go "
               "together: set both for CurveZMQ on the worker endpoint, or neither");
+    }
+    if (broker.client_curve_secret_key_file.empty() != broker.client_authorized_keys_dir.empty()) {
+      problem(client_curve_line,
+              "broker.client_curve_secret_key_file and broker.client_authorized_keys_dir go "
+              "together: set both for CurveZMQ on the client endpoint, or neither");
     }
   }
 

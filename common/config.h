@@ -57,6 +57,9 @@ struct BrokerConfig {
   // directory of authorised worker public keys (both, or neither: plain).
   std::string worker_curve_secret_key_file;
   std::string worker_authorized_keys_dir;
+  // The same for the client endpoint: CLI, Python client and publish hooks.
+  std::string client_curve_secret_key_file;
+  std::string client_authorized_keys_dir;
 };
 
 struct LocalWorkersConfig {

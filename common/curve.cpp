@@ -107,6 +107,36 @@ Result<CurveKeypair> write_curve_keypair(const std::string& prefix) {
   return pair;
 }
 
+Result<std::optional<CurveClientKeys>> curve_client_keys(const std::string& server_key_or_file,
+                                                         const std::string& secret_key_file) {
+  if (server_key_or_file.empty() && secret_key_file.empty()) return std::nullopt;
+  if (server_key_or_file.empty() || secret_key_file.empty()) {
+    return fail(ErrorCode::kInvalidArgument,
+                "CurveZMQ needs both the broker's public key and a secret key file");
+  }
+  CurveClientKeys keys;
+  if (server_key_or_file.front() == '@') {
+    auto key = read_curve_key_file(server_key_or_file.substr(1));
+    if (!key) return fail(key.error());
+    keys.server_key = *key;
+  } else if (is_curve_key(server_key_or_file)) {
+    keys.server_key = server_key_or_file;
+  } else {
+    return fail(ErrorCode::kInvalidArgument,
+                "the broker's CURVE key must be 40 Z85 characters, or @FILE holding it");
+  }
+  auto secret = read_curve_key_file(secret_key_file);
+  if (!secret) return fail(secret.error());
+  auto public_key = curve_public_key(*secret);
+  if (!public_key) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("{}: {}", secret_key_file, public_key.error().reason));
+  }
+  keys.secret_key = *secret;
+  keys.public_key = *public_key;
+  return keys;
+}
+
 Result<std::set<std::string>> read_authorized_keys(const std::string& dir, size_t* skipped) {
   std::set<std::string> keys;
   size_t bad = 0;

@@ -7,6 +7,7 @@
 // whose public keys are *.pub files in its authorised-keys directory.
 #pragma once
 
+#include <optional>
 #include <set>
 #include <string>
 
@@ -35,6 +36,19 @@ bool is_curve_key(const std::string& text);
 
 // Writes PREFIX.key (secret, 0600) and PREFIX.pub; refuses to overwrite either.
 [[nodiscard]] Result<CurveKeypair> write_curve_keypair(const std::string& prefix);
+
+// What a CurveZMQ client sets on its socket.
+struct CurveClientKeys {
+  std::string server_key;  // the broker's public key
+  std::string public_key;
+  std::string secret_key;
+};
+
+// Client keys from the broker's public key (the key itself, or @FILE holding
+// it) and a secret key file: none when both are empty; an error when only one
+// is given or a key does not read.
+[[nodiscard]] Result<std::optional<CurveClientKeys>> curve_client_keys(
+    const std::string& server_key_or_file, const std::string& secret_key_file);
 
 // Public keys of the *.pub files in `dir` (files without a key are skipped
 // and counted in `skipped`; other files are ignored). Error when the directory cannot be listed:

@@ -93,10 +93,15 @@ bool send_one(zmq::socket_t& dealer, const google::protobuf::MessageLite& msg) {
 Result<void> request_reply(zmq::context_t& ctx, const std::string& endpoint,
                            const google::protobuf::MessageLite& request,
                            google::protobuf::MessageLite& reply, std::chrono::milliseconds timeout,
-                           size_t max_reply_bytes) {
+                           size_t max_reply_bytes, const CurveClientKeys* curve) {
   try {
     zmq::socket_t sock(ctx, zmq::socket_type::dealer);
     sock.set(zmq::sockopt::linger, 0);
+    if (curve != nullptr) {
+      sock.set(zmq::sockopt::curve_serverkey, curve->server_key);
+      sock.set(zmq::sockopt::curve_publickey, curve->public_key);
+      sock.set(zmq::sockopt::curve_secretkey, curve->secret_key);
+    }
     sock.connect(endpoint);
     if (!sock.send(to_zmq(request), zmq::send_flags::none)) {
       return fail(ErrorCode::kUnavailable, fmt::format("cannot send to broker at {}", endpoint));

@@ -15,6 +15,7 @@
 #include <google/protobuf/message_lite.h>
 #include <zmq.hpp>
 
+#include "common/curve.h"
 #include "common/result.h"
 
 namespace farmhand::common {
@@ -50,10 +51,12 @@ bool send_one(zmq::socket_t& dealer, const google::protobuf::MessageLite& msg);
 // A DEALER round trip for the CLI and tests: connects to `endpoint`, sends
 // `request`, waits up to `timeout` for one reply. Error kUnavailable
 // "broker unreachable at tcp://... (no reply within 5 s)" when none comes.
+// With `curve`, the socket is a CurveZMQ client of that broker key.
 [[nodiscard]] Result<void> request_reply(zmq::context_t& ctx, const std::string& endpoint,
                                          const google::protobuf::MessageLite& request,
                                          google::protobuf::MessageLite& reply,
                                          std::chrono::milliseconds timeout,
-                                         size_t max_reply_bytes = 256u << 20);
+                                         size_t max_reply_bytes = 256u << 20,
+                                         const CurveClientKeys* curve = nullptr);
 
 }  // namespace farmhand::common

@@ -176,7 +176,7 @@ Result<void> Broker::start() {
     // libzmq refuses (and disconnects) peers that send more than this, before we see a byte.
     clients_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(broker.max_client_message_bytes));
     workers_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(broker.max_worker_message_bytes));
-    if (auto secured = secure_worker_endpoint(); !secured) return secured;
+    if (auto secured = secure_endpoints(); !secured) return secured;
     clients_.bind(broker.client_endpoint);
     workers_.bind(broker.worker_endpoint);
   } catch (const zmq::error_t& e) {
@@ -380,7 +380,7 @@ void Broker::turn() {
       SteadyClock::now() - last_zap_log_ > std::chrono::seconds(10)) {
     last_zap_log_ = SteadyClock::now();
     zap_refused_logged_ = zap_->refused();
-    log_->warn("worker connection refused reason=\"{}\" total_refused={}", zap_->last_refused(),
+    log_->warn("connection refused reason=\"{}\" total_refused={}", zap_->last_refused(),
                zap_refused_logged_);
   }
   if (options_.config.broker.keep_finished.count() > 0 && !stopping_ &&
@@ -716,40 +716,64 @@ void Broker::handle_status(const wire::StatusRequest& request, wire::ClientReply
   }
 }
 
-Result<void> Broker::secure_worker_endpoint() {
+Result<void> Broker::secure_endpoints() {
   const auto& broker = options_.config.broker;
-  if (broker.worker_curve_secret_key_file.empty()) return {};
+  const bool workers = !broker.worker_curve_secret_key_file.empty();
+  const bool clients = !broker.client_curve_secret_key_file.empty();
+  if (!workers && !clients) return {};
   if (!common::curve_available()) {
     return fail(ErrorCode::kInternal, "CurveZMQ is configured but libzmq has no CURVE support");
   }
-  auto secret = common::read_curve_key_file(broker.worker_curve_secret_key_file);
-  if (!secret) return fail(secret.error());
-  auto server_public = common::curve_public_key(*secret);
-  if (!server_public) {
-    return fail(
-        ErrorCode::kInvalidArgument,
-        fmt::format("{}: {}", broker.worker_curve_secret_key_file, server_public.error().reason));
-  }
-  curve_server_public_ = *server_public;
-  if (options_.local_workers > 0) {
+  if (workers && options_.local_workers > 0) {
     auto pair = common::curve_keypair();
     if (!pair) return fail(pair.error());
     local_worker_key_ = *pair;
   }
   zap_ = std::make_unique<ZapHandler>(context_);
   if (auto ok = zap_->start(); !ok) return ok;
-  auto admitted = load_authorized_keys();
-  if (!admitted) return fail(admitted.error());  // fail closed: no broker without its keys
-  workers_.set(zmq::sockopt::curve_server, true);
-  workers_.set(zmq::sockopt::curve_secretkey, *secret);
-  workers_.set(zmq::sockopt::zap_domain, ZapHandler::kDomain);
-  log_->info("worker endpoint secured with CurveZMQ server_key={} authorized_keys={} dir={}",
-             curve_server_public_, *admitted, broker.worker_authorized_keys_dir);
+  // Each secured socket: its server key, and the keys its ZAP domain admits.
+  auto secure = [&](zmq::socket_t& socket, const char* domain, const std::string& secret_file,
+                    const std::string& keys_dir, std::string& server_public) -> Result<void> {
+    auto secret = common::read_curve_key_file(secret_file);
+    if (!secret) return fail(secret.error());
+    auto public_key = common::curve_public_key(*secret);
+    if (!public_key) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("{}: {}", secret_file, public_key.error().reason));
+    }
+    server_public = *public_key;
+    auto admitted = load_authorized_keys(domain);
+    if (!admitted) return fail(admitted.error());  // fail closed: no broker without its keys
+    socket.set(zmq::sockopt::curve_server, true);
+    socket.set(zmq::sockopt::curve_secretkey, *secret);
+    socket.set(zmq::sockopt::zap_domain, domain);
+    log_->info("{} endpoint secured with CurveZMQ server_key={} authorized_keys={} dir={}",
+               domain == std::string_view(ZapHandler::kWorkers) ? "worker" : "client",
+               server_public, *admitted, keys_dir);
+    return {};
+  };
+  if (workers) {
+    if (auto ok = secure(workers_, ZapHandler::kWorkers, broker.worker_curve_secret_key_file,
+                         broker.worker_authorized_keys_dir, curve_server_public_);
+        !ok) {
+      return ok;
+    }
+  }
+  if (clients) {
+    std::string client_public;
+    if (auto ok = secure(clients_, ZapHandler::kClients, broker.client_curve_secret_key_file,
+                         broker.client_authorized_keys_dir, client_public);
+        !ok) {
+      return ok;
+    }
+  }
   return {};
 }
 
-Result<size_t> Broker::load_authorized_keys() {
-  const std::string& dir = options_.config.broker.worker_authorized_keys_dir;
+Result<size_t> Broker::load_authorized_keys(const char* domain) {
+  const bool workers = domain == std::string_view(ZapHandler::kWorkers);
+  const std::string& dir = workers ? options_.config.broker.worker_authorized_keys_dir
+                                   : options_.config.broker.client_authorized_keys_dir;
   size_t skipped = 0;
   auto keys = common::read_authorized_keys(dir, &skipped);
   if (!keys) return fail(keys.error());
@@ -758,8 +782,8 @@ Result<size_t> Broker::load_authorized_keys() {
                skipped, dir);
   }
   const size_t count = keys->size();
-  if (local_worker_key_) keys->insert(local_worker_key_->public_key);
-  zap_->set_keys(std::move(*keys));
+  if (workers && local_worker_key_) keys->insert(local_worker_key_->public_key);
+  zap_->set_keys(domain, std::move(*keys));
   return count;
 }
 

@@ -116,10 +116,11 @@ class Broker {
   Result<void> start_watching();
   void publish_settled();
   void reload_config();
-  // Sets up CurveZMQ on the worker socket (before it binds), if configured.
-  Result<void> secure_worker_endpoint();
-  // Re-reads the authorised-keys directory into the ZAP handler.
-  Result<size_t> load_authorized_keys();
+  // Sets up CurveZMQ on the worker and client sockets (before they bind), as
+  // configured.
+  Result<void> secure_endpoints();
+  // Re-reads a ZAP domain's authorised-keys directory into the handler.
+  Result<size_t> load_authorized_keys(const char* domain);
   // Retention: forgets jobs finished more than broker.keep_finished ago (that
   // nothing depends on) and the events whose jobs are all gone.
   void forget_finished();

@@ -368,11 +368,18 @@ void Broker::reload_config() {
   }
   watch_retry_at_.reset();
   if (zap_) {
-    if (auto keys = load_authorized_keys(); keys) {
-      log_->info("authorised worker keys reloaded keys={}", *keys);
-    } else {
-      log_->error("authorised worker keys not reloaded, the old ones stay: {}",
-                  keys.error().reason);
+    const auto& broker = options_.config.broker;
+    for (const auto& [domain, who, secured] :
+         {std::tuple{ZapHandler::kWorkers, "worker", !broker.worker_curve_secret_key_file.empty()},
+          std::tuple{ZapHandler::kClients, "client",
+                     !broker.client_curve_secret_key_file.empty()}}) {
+      if (!secured) continue;
+      if (auto keys = load_authorized_keys(domain); keys) {
+        log_->info("authorised {} keys reloaded keys={}", who, *keys);
+      } else {
+        log_->error("authorised {} keys not reloaded, the old ones stay: {}", who,
+                    keys.error().reason);
+      }
     }
   }
   log_->info(

@@ -42,9 +42,9 @@ Result<void> ZapHandler::start() {
   return {};
 }
 
-void ZapHandler::set_keys(std::set<std::string> keys) {
+void ZapHandler::set_keys(const std::string& domain, std::set<std::string> keys) {
   std::lock_guard lock(mutex_);
-  keys_ = std::move(keys);
+  keys_[domain] = std::move(keys);
 }
 
 std::string ZapHandler::last_refused() {
@@ -84,12 +84,15 @@ void ZapHandler::run() {
       if (zmq_z85_encode(z85, frames[6].data<uint8_t>(), 32) != nullptr) {
         key = z85;
         std::lock_guard lock(mutex_);
-        admitted = keys_.count(key) != 0;
+        auto domain = keys_.find(frames[2].to_string());
+        admitted = domain != keys_.end() && domain->second.count(key) != 0;
       }
     }
     if (!admitted) {
       std::lock_guard lock(mutex_);
-      last_refused_ = key.empty() ? "not a CURVE client" : "key " + key + " not authorised";
+      const std::string domain = frames.size() > 2 ? frames[2].to_string() : std::string();
+      last_refused_ = (key.empty() ? "not a CURVE client" : "key " + key + " not authorised") +
+                      (domain == kClients ? " (client port)" : "");
       ++refused_;
     }
     const std::string request_id = frames.size() > 1 ? frames[1].to_string() : std::string();

@@ -1,17 +1,19 @@
 // ZapHandler: ZeroMQ's authentication protocol (ZAP, RFC 27) for the worker
-// endpoint when it runs CurveZMQ.
+// and client endpoints when they run CurveZMQ.
 //
 // libzmq asks the handler bound at inproc://zeromq.zap.01 of the socket's
 // context about every new connection to a socket that has a ZAP domain. This
-// one admits a CURVE client only if its public key is in the admitted set
-// (the broker's authorised-keys directory plus the keys it gave its own local
-// workers); any other mechanism or key is refused. The handler runs on its
+// one admits a CURVE client only if its public key is in the admitted set of
+// the socket's domain (for workers: the authorised-keys directory plus the
+// keys the broker gave its own local workers; for clients: theirs); any other
+// mechanism, key or domain is refused. The handler runs on its
 // own thread for as long as the object lives, so a connection is never
 // admitted for want of an answer.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -25,7 +27,8 @@ namespace farmhand::daemon {
 
 class ZapHandler {
  public:
-  static constexpr const char* kDomain = "farmhand-workers";
+  static constexpr const char* kWorkers = "farmhand-workers";
+  static constexpr const char* kClients = "farmhand-clients";
 
   explicit ZapHandler(zmq::context_t& context);
   ~ZapHandler();
@@ -37,8 +40,8 @@ class ZapHandler {
   // socket binds.
   [[nodiscard]] Result<void> start();
 
-  // Replaces the admitted keys (Z85 public keys).
-  void set_keys(std::set<std::string> keys);
+  // Replaces the keys (Z85 public keys) admitted to `domain`.
+  void set_keys(const std::string& domain, std::set<std::string> keys);
 
   // Connections refused so far, and why the last one was (for the broker's
   // log: the handler thread does not log).
@@ -54,7 +57,7 @@ class ZapHandler {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::mutex mutex_;
-  std::set<std::string> keys_;
+  std::map<std::string, std::set<std::string>> keys_;  // by ZAP domain
   std::atomic<uint64_t> refused_{0};
   std::string last_refused_;  // under mutex_
 };

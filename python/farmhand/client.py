@@ -24,6 +24,7 @@ import threading
 import time
 
 import zmq
+from zmq.utils import z85
 from google.protobuf.message import DecodeError
 
 from farmhand import errors
@@ -172,6 +173,49 @@ def _string_map(mapping, what):
     return out
 
 
+def _curve_key_in(text):
+    """The first line of ``text`` that is a CURVE key (40 Z85 characters), or None."""
+    for line in text.splitlines():
+        line = line.strip()
+        if len(line) != 40:
+            continue
+        try:
+            z85.decode(line)
+        except (ValueError, KeyError, IndexError):
+            continue
+        return line
+    return None
+
+
+def _read_key_file(path):
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            key = _curve_key_in(f.read())
+    except OSError as e:
+        raise errors.InvalidArgument("cannot read key file %s: %s" % (path, e.strerror)) from None
+    if key is None:
+        raise errors.InvalidArgument("no CURVE key in %s (a line of 40 Z85 characters)" % path)
+    return key
+
+
+def _curve_keys(broker_key, key_file):
+    """(server, public, secret) keys as bytes for a CurveZMQ client, or None."""
+    if not broker_key and not key_file:
+        return None
+    if not broker_key or not key_file:
+        raise errors.InvalidArgument(
+            "CurveZMQ needs both the broker's public key and a secret key file")
+    if broker_key.startswith("@"):
+        server = _read_key_file(broker_key[1:])
+    else:
+        server = _curve_key_in(broker_key)
+        if server is None:
+            raise errors.InvalidArgument(
+                "the broker's CURVE key must be 40 Z85 characters, or @FILE holding it")
+    secret = _read_key_file(key_file)
+    return server.encode(), zmq.curve_public(secret.encode()), secret.encode()
+
+
 def _absolute(path):
     """The broker may run on another host with its own working directory: paths
     go over the wire absolute (as the CLI sends them)."""
@@ -185,11 +229,20 @@ class Client:
     ``broker`` defaults to $FARMHAND_BROKER, else tcp://127.0.0.1:7600;
     ``timeout`` (seconds) bounds each call, resends included, and defaults to
     $FARMHAND_TIMEOUT, else 10.
+
+    CurveZMQ, when the broker's client port runs it: ``broker_key`` is the
+    broker's public key (or "@FILE" holding it; default $FARMHAND_BROKER_KEY)
+    and ``key_file`` your secret key file from ``farmhand admin keygen``
+    (default $FARMHAND_KEY_FILE). Both or neither.
     """
 
-    def __init__(self, broker=None, timeout=None):
+    def __init__(self, broker=None, timeout=None, broker_key=None, key_file=None):
         self._broker = broker or os.environ.get("FARMHAND_BROKER") or DEFAULT_BROKER
         self._timeout = _check_timeout(timeout if timeout is not None else _timeout_from_env())
+        self._curve = _curve_keys(
+            broker_key if broker_key is not None else os.environ.get("FARMHAND_BROKER_KEY", ""),
+            key_file if key_file is not None else os.environ.get("FARMHAND_KEY_FILE", ""),
+        )
         self._lock = threading.Lock()
         self._ctx = None
         self._ctx_pid = None
@@ -586,6 +639,8 @@ class Client:
         sock = self._context().socket(zmq.DEALER)
         try:
             sock.setsockopt(zmq.LINGER, 0)
+            if self._curve is not None:
+                sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self._curve
             try:
                 sock.connect(self._broker)
             except zmq.ZMQError as e:

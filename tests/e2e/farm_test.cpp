@@ -864,5 +864,45 @@ TEST(FarmE2ETest, LogsOfARunningTaskShowWhatItPrintedSoFar) {
   for (const auto& log : *after) EXPECT_EQ(log["running"], false) << *after;
 }
 
+TEST(FarmE2ETest, CurveClientPortAnswersOnlyAuthorisedClients) {
+  testing_support::TempDir keys("fh-keys");
+  const std::string clients = keys.file("clients");
+  std::filesystem::create_directory(clients);
+  ASSERT_TRUE(common::write_curve_keypair(keys.file("broker")));
+  ASSERT_TRUE(common::write_curve_keypair(clients + "/alice"));
+  auto mallory = common::write_curve_keypair(keys.file("mallory"));
+  ASSERT_TRUE(mallory);
+
+  ClusterOptions options;
+  options.local_workers = 1;
+  options.broker_yaml = "  client_curve_secret_key_file: " + keys.file("broker.key") +
+                        "\n  client_authorized_keys_dir: " + clients + "\n";
+  options.env = {"FARMHAND_BROKER_KEY=@" + keys.file("broker.pub"),
+                 "FARMHAND_KEY_FILE=" + clients + "/alice.key"};
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());  // every CLI call so far went through alice's key
+  auto job = cluster.submit({"noop", "--tasks", "5"});
+  ASSERT_TRUE(job) << cluster.last_cli();
+  auto done = cluster.wait_for_final_state(*job, kJobLimit);
+  ASSERT_TRUE(done);
+  EXPECT_EQ((*done)["job"]["state"], "succeeded");
+
+  // Mallory's key is refused: to her the broker is unreachable, and the broker logs her key.
+  CliResult refused =
+      cluster.run_cli({"ls", "--timeout", "1", "--key-file", keys.file("mallory.key")});
+  EXPECT_EQ(refused.exit_code, 3) << describe(refused);
+  EXPECT_NE(refused.err.find("broker unreachable"), std::string::npos) << describe(refused);
+  const std::string logged = "key " + mallory->public_key + " not authorised (client port)";
+  EXPECT_TRUE(wait_until(
+      [&] { return read_file(cluster.broker_log_path()).find(logged) != std::string::npos; },
+      kJobLimit))
+      << read_file(cluster.broker_log_path());
+
+  // A malformed broker key is the CLI's own one-line error.
+  CliResult garbled = cluster.run_cli({"ls", "--broker-key", "not-a-key"});
+  EXPECT_EQ(garbled.exit_code, 2) << describe(garbled);  // a usage error
+  EXPECT_NE(garbled.err.find("must be 40 Z85 characters"), std::string::npos) << describe(garbled);
+}
+
 }  // namespace
 }  // namespace farmhand::e2e

@@ -84,7 +84,8 @@ def _marked_processes(marker_value):
 class Cluster:
     """farmhandd with `local_workers` local workers, config and state in `work_dir`."""
 
-    def __init__(self, work_dir, local_workers=2, slots=2, extra_yaml="", commands_yaml=None):
+    def __init__(self, work_dir, local_workers=2, slots=2, extra_yaml="", commands_yaml=None,
+                 broker_yaml="", client_keys=None):
         self.work_dir = Path(work_dir)
         # ipc:// paths must fit in sockaddr_un (~107 bytes): pytest's tmp paths
         # can be longer, so sockets (and task logs, via TMPDIR) go in a short dir.
@@ -96,6 +97,8 @@ class Cluster:
         self.state_dir = self.work_dir / "state"
         self.log_path = self.work_dir / "farmhandd.log"
         self.proc = None
+        # CurveZMQ on the client port: (broker_key, key_file) for Client().
+        self.client_keys = client_keys
         yaml = (
             "log_level: info\n"
             "broker:\n"
@@ -105,10 +108,12 @@ class Cluster:
             "  retry_backoff_base_s: 0.1\n"
             "  retry_backoff_max_s: 0.2\n"
             "  default_max_attempts: 2\n"
+            "%s"
             "local_workers:\n"
             "  count: %d\n"
             "  slots: %d\n"
-            % (self.endpoint, self.worker_endpoint, self.state_dir, local_workers, slots)
+            % (self.endpoint, self.worker_endpoint, self.state_dir, broker_yaml, local_workers,
+               slots)
         )
         yaml += COMMANDS_YAML if commands_yaml is None else commands_yaml
         yaml += extra_yaml
@@ -145,7 +150,7 @@ class Cluster:
 
     def wait_ready(self, timeout=READY_TIMEOUT_S):
         expected = {"local-%d" % i for i in range(1, self.local_workers + 1)}
-        client = farmhand.Client(self.endpoint, timeout=1.0)
+        client = self.client(timeout=1.0)
         deadline = time.monotonic() + timeout
         alive = set()
         while time.monotonic() < deadline:
@@ -167,7 +172,9 @@ class Cluster:
         )
 
     def client(self, timeout=10.0):
-        return farmhand.Client(self.endpoint, timeout=timeout)
+        broker_key, key_file = self.client_keys or ("", "")
+        return farmhand.Client(self.endpoint, timeout=timeout, broker_key=broker_key,
+                               key_file=key_file)
 
     def path(self, name):
         return self.work_dir / name

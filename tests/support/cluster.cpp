@@ -320,7 +320,11 @@ std::string Cluster::binary(const std::string& name) const {
 
 std::vector<std::string> Cluster::child_environment() const {
   std::vector<std::string> env;
-  const std::set<std::string> replaced = {"TMPDIR", "FARMHAND_BROKER", "FARMHAND_TIMEOUT",
+  const std::set<std::string> replaced = {"TMPDIR",
+                                          "FARMHAND_BROKER",
+                                          "FARMHAND_TIMEOUT",
+                                          "FARMHAND_BROKER_KEY",
+                                          "FARMHAND_KEY_FILE",
                                           kMarkerVariable};
   for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
     std::string text(*entry);
@@ -330,6 +334,7 @@ std::vector<std::string> Cluster::child_environment() const {
   env.push_back("TMPDIR=" + dir_);
   env.push_back(std::string(kMarkerVariable) + "=" + dir_);
   env.push_back("FARMHAND_TIMEOUT=" + format_seconds(options_.cli_timeout_s));
+  env.insert(env.end(), options_.env.begin(), options_.env.end());
   return env;
 }
 

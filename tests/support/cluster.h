@@ -75,6 +75,9 @@ struct ClusterOptions {
   // Top-level YAML appended to the config as is, e.g. "rules:\n  - name: ...\n"
   // or a `watch:` list.
   std::string extra_yaml;
+  // NAME=VALUE added to the environment of the CLI and of every process the
+  // cluster starts (e.g. FARMHAND_BROKER_KEY for a CurveZMQ client port).
+  std::vector<std::string> env;
   // More keys of the `broker:` section, each line indented by two spaces,
   // e.g. "  keep_finished_days: 0.5\n".
   std::string broker_yaml;

@@ -239,6 +239,18 @@ TEST(ConfigTest, WorkerCurveKeyFileAndAuthorisedKeysDirGoTogether) {
             "endpoint, or neither");
 }
 
+TEST(ConfigTest, ClientCurveKeyFileAndAuthorisedKeysDirGoTogether) {
+  auto both = loaded(
+      "broker:\n  client_curve_secret_key_file: /etc/fh/c.key\n"
+      "  client_authorized_keys_dir: /etc/fh/clients\n");
+  EXPECT_EQ(both.broker.client_curve_secret_key_file, "/etc/fh/c.key");
+  EXPECT_EQ(both.broker.client_authorized_keys_dir, "/etc/fh/clients");
+  EXPECT_EQ(problems_of("broker:\n  client_authorized_keys_dir: /etc/fh/clients\n"),
+            "<config>:2: broker.client_curve_secret_key_file and "
+            "broker.client_authorized_keys_dir go together: set both for CurveZMQ on the client "
+            "endpoint, or neither");
+}
+
 TEST(ConfigTest, LogLevelMustBeAKnownLevel) {
   EXPECT_EQ(problems_of("log_level: loud\n"),
             "<config>:1: log_level must be one of trace, debug, info, warn, error or off, not "
