@@ -1,6 +1,7 @@
 // farmhand-worker: runs tasks the broker leases to it. Parses flags, wires the Worker, runs.
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
@@ -41,42 +42,29 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   farmhand::common::setup_logging(log_level);
 
-  // CurveZMQ: both keys or neither. The environment serves local workers,
-  // whose broker hands them a key pair of its own.
-  if (curve_server_key.empty()) {
-    if (const char* env = std::getenv("FARMHAND_CURVE_SERVER_KEY")) curve_server_key = env;
-  } else if (curve_server_key.front() == '@') {
-    auto key = farmhand::common::read_curve_key_file(curve_server_key.substr(1));
-    if (!key) {
-      std::fprintf(stderr, "farmhand-worker: %s\n", key.error().reason.c_str());
+  // CurveZMQ: both keys or neither. Flags name files; local workers get the
+  // keys themselves in the environment from the broker that starts them.
+  std::optional<farmhand::common::CurveClientKeys> curve;
+  if (!curve_server_key.empty() || !curve_key_file.empty()) {
+    auto keys = farmhand::common::curve_client_keys(curve_server_key, curve_key_file);
+    if (!keys) {
+      std::fprintf(stderr, "farmhand-worker: %s\n", keys.error().reason.c_str());
       return 2;
     }
-    curve_server_key = *key;
-  }
-  std::string curve_secret_key;
-  if (!curve_key_file.empty()) {
-    auto key = farmhand::common::read_curve_key_file(curve_key_file);
-    if (!key) {
-      std::fprintf(stderr, "farmhand-worker: %s\n", key.error().reason.c_str());
+    curve = *keys;
+  } else if (const char* server = std::getenv("FARMHAND_CURVE_SERVER_KEY")) {
+    const char* secret = std::getenv("FARMHAND_CURVE_SECRET_KEY");
+    auto public_key = farmhand::common::curve_public_key(secret != nullptr ? secret : "");
+    if (!farmhand::common::is_curve_key(server) || !public_key) {
+      std::fprintf(stderr, "farmhand-worker: malformed CURVE keys in the environment\n");
       return 2;
     }
-    curve_secret_key = *key;
-  } else if (const char* env = std::getenv("FARMHAND_CURVE_SECRET_KEY")) {
-    curve_secret_key = env;
+    curve = farmhand::common::CurveClientKeys{server, *public_key, secret};
   }
-  if (curve_server_key.empty() != curve_secret_key.empty()) {
-    std::fprintf(stderr, "farmhand-worker: --curve-server-key and --curve-key-file go together\n");
-    return 2;
-  }
-  if (!curve_server_key.empty()) {
-    auto public_key = farmhand::common::curve_public_key(curve_secret_key);
-    if (!farmhand::common::is_curve_key(curve_server_key) || !public_key) {
-      std::fprintf(stderr, "farmhand-worker: malformed CURVE key (40 Z85 characters)\n");
-      return 2;
-    }
-    options.curve_server_key = curve_server_key;
-    options.curve_secret_key = curve_secret_key;
-    options.curve_public_key = *public_key;
+  if (curve) {
+    options.curve_server_key = curve->server_key;
+    options.curve_public_key = curve->public_key;
+    options.curve_secret_key = curve->secret_key;
   }
 
   if (options.name.empty()) {
