@@ -234,7 +234,9 @@ class Broker {
 
   static constexpr size_t kMaxLogQueries = 256;
   static constexpr size_t kMaxRunningLogs = 16;  // running tasks asked per request
-  static constexpr std::chrono::seconds kLogQueryTimeout{3};
+  // Workers answer in milliseconds; this stays well under a client's resend (half its
+  // timeout, at least 1 s) so that a silent worker never costs the client a second try.
+  static constexpr std::chrono::milliseconds kLogQueryTimeout{800};
   std::vector<LogQuery> log_queries_;
   uint64_t next_log_request_ = 0;
   std::unordered_map<std::string, wire::ResultAck> pending_acks_;  // by routing id
