@@ -1,6 +1,8 @@
 #include "daemon/store/sqlite_store.h"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include <fcntl.h>
@@ -47,6 +49,43 @@ SqliteStore::~SqliteStore() {
 
 Error SqliteStore::error(const std::string& what) const {
   return Error{ErrorCode::kIo, fmt::format("{}: {}", what, sqlite3_errmsg(db_))};
+}
+
+Error SqliteStore::write_failure() const {
+  // The operating system's reason when there is one ("No space left on device"),
+  // else SQLite's, and always the file: the line a user acts on.
+  const int code = sqlite3_extended_errcode(db_) & 0xff;
+  const int sys = sqlite3_system_errno(db_);
+  std::string why = sqlite3_errmsg(db_);
+  if (code == SQLITE_FULL) {
+    why = std::strerror(sys != 0 ? sys : ENOSPC);
+  } else if ((code == SQLITE_IOERR || code == SQLITE_CANTOPEN || code == SQLITE_READONLY) &&
+             sys != 0) {
+    why = std::strerror(sys);
+  }
+  const char* file = sqlite3_db_filename(db_, "main");
+  return Error{ErrorCode::kIo, fmt::format("{} ({})", why, file && *file ? file : "state store")};
+}
+
+Result<void> SqliteStore::check_writable() {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db_, "PRAGMA user_version", -1, &stmt, nullptr) != SQLITE_OK) {
+    return fail(write_failure());
+  }
+  int version = 0;
+  {
+    Finalizer finalizer{stmt};
+    if (sqlite3_step(stmt) != SQLITE_ROW) return fail(write_failure());
+    version = sqlite3_column_int(stmt, 0);
+  }
+  // Rewriting the schema cookie is a real write: a WAL frame and its fsync.
+  auto sql = fmt::format("BEGIN IMMEDIATE; PRAGMA user_version={}; COMMIT;", version);
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+    Error e = write_failure();
+    (void)sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    return fail(std::move(e));
+  }
+  return {};
 }
 
 Result<void> SqliteStore::exec(const char* sql) {
@@ -146,8 +185,8 @@ Result<void> SqliteStore::commit(const Batch& batch) {
     sqlite3_clear_bindings(stmt);
     return rc == SQLITE_DONE;
   };
-  auto rollback = [this](const std::string& what) {
-    Error e = error(what);
+  auto rollback = [this](const std::string&) {
+    Error e = write_failure();
     (void)exec("ROLLBACK");
     return fail(std::move(e));
   };
@@ -214,9 +253,10 @@ Result<void> SqliteStore::commit(const Batch& batch) {
     bind_text(delete_event_, 1, event_id);
     if (!run(delete_event_)) return rollback("cannot delete publish event");
   }
-  if (auto ok = exec("COMMIT"); !ok) {
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    Error e = write_failure();
     (void)exec("ROLLBACK");
-    return ok;
+    return fail(std::move(e));
   }
   return {};
 }

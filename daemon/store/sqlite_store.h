@@ -30,6 +30,7 @@ class SqliteStore : public Store {
                     const std::function<void(TaskRow&&)>& on_task) override;
   Result<void> load_events(const std::function<void(EventRow&&)>& on_event) override;
   Result<std::vector<LogRow>> logs(core::JobId job, std::optional<core::TaskIndex> task) override;
+  Result<void> check_writable() override;
 
   // An online, consistent copy of the database into `path` (SQLite backup API).
   [[nodiscard]] Result<void> backup_to(const std::string& path);
@@ -40,6 +41,8 @@ class SqliteStore : public Store {
   Result<void> prepare();
   Result<void> exec(const char* sql);
   Error error(const std::string& what) const;
+  // Why the last write failed, with the file: "No space left on device (/s/farmhand.db)".
+  Error write_failure() const;
 
   sqlite3* db_ = nullptr;
   sqlite3_stmt* insert_job_ = nullptr;

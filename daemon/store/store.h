@@ -99,6 +99,10 @@ class Store {
   [[nodiscard]] virtual Result<void> load_events(
       const std::function<void(EventRow&&)>& on_event) = 0;
 
+  // Writes something small and durable, to learn whether the store can write
+  // again after a failed commit.
+  [[nodiscard]] virtual Result<void> check_writable() = 0;
+
   // Logs of a job's tasks, one task or all (task = nullopt), oldest attempt first.
   [[nodiscard]] virtual Result<std::vector<LogRow>> logs(core::JobId job,
                                                          std::optional<core::TaskIndex> task) = 0;

@@ -446,8 +446,8 @@ class ConnectionMonitor : public zmq::monitor_t {
   int disconnected = 0;
 };
 
-// A message over the size limit is refused by the broker's socket (ZMQ_MAXMSGSIZE),
-// which drops the connection before anything is parsed.
+// A message over what the broker's socket admits (ZMQ_MAXMSGSIZE) makes it drop
+// the connection before anything is parsed.
 ::testing::AssertionResult send_oversized(zmq::context_t& ctx, const std::string& endpoint,
                                           const std::string& monitor_name, size_t bytes) {
   zmq::socket_t socket(ctx, zmq::socket_type::dealer);
@@ -520,7 +520,26 @@ TEST(FarmE2ETest, MalformedMessagesOnBothEndpointsLeaveTheBrokerServing) {
     ASSERT_TRUE(client_round_trip(client, 1004, replies));
     for (const auto& reply : replies) EXPECT_FALSE(reply.ok()) << reply.DebugString();
   }
-  EXPECT_TRUE(send_oversized(ctx, cluster.client_endpoint(), "client-monitor", 1 << 20));
+  // A request over the limit is answered with its size, not dropped in silence;
+  // one beyond what the socket admits at all (16 times the limit, at least
+  // 16 MB) is cut off before a byte is read.
+  {
+    zmq::socket_t client = dealer(ctx, cluster.client_endpoint());
+    wire::ClientRequest big;
+    big.set_version(common::kProtocolVersion);
+    big.set_request_id(4242);
+    big.mutable_submit()->mutable_spec()->set_kind("noop");
+    big.mutable_submit()->mutable_spec()->set_tasks(1);
+    big.mutable_submit()->mutable_spec()->set_name(std::string(2'200'000, 'n'));
+    send_bytes(client, big.SerializeAsString());
+    std::vector<wire::ClientReply> replies;
+    ASSERT_TRUE(client_round_trip(client, 1005, replies));
+    ASSERT_EQ(replies.size(), 1u);
+    EXPECT_EQ(replies[0].request_id(), 4242u);
+    EXPECT_FALSE(replies[0].ok());
+    EXPECT_EQ(replies[0].error(), "request too large: 2.1 MB over 0.1 MB");
+  }
+  EXPECT_TRUE(send_oversized(ctx, cluster.client_endpoint(), "client-monitor", 17 << 20));
 
   // ---- worker endpoint
   {

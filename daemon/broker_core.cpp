@@ -1,0 +1,281 @@
+#include "daemon/broker_core.h"
+
+#include <algorithm>
+#include <random>
+
+#include <fmt/format.h>
+
+namespace farmhand::daemon {
+
+namespace {
+
+constexpr size_t kMaxForgetPerSweep = 10'000;  // per turn: turns stay short
+constexpr std::chrono::milliseconds kFirstProbe{250};
+constexpr std::chrono::milliseconds kMaxProbeBackoff{30'000};
+
+}  // namespace
+
+core::Scheduler::Options scheduler_options(const common::BrokerConfig& broker) {
+  core::Scheduler::Options so;
+  so.lease_ttl = broker.lease_ttl;
+  so.heartbeat_interval = broker.heartbeat_interval;
+  so.heartbeat_liveness = broker.heartbeat_liveness;
+  so.backoff_base = broker.retry_backoff_base;
+  so.backoff_max = broker.retry_backoff_max;
+  so.default_max_attempts = broker.default_max_attempts;
+  so.timeout_grace = std::max<core::Millis>(core::Millis(5000), 2 * broker.heartbeat_interval);
+  so.seed = std::random_device{}();
+  return so;
+}
+
+BrokerCore::BrokerCore(const common::Config& config, const std::string& db_path, const Clock& clock,
+                       Store& store, ClientPort& clients, WorkerPort& workers, spdlog::logger& log)
+    : config_(config),
+      clock_(clock),
+      store_(store),
+      client_port_(clients),
+      worker_port_(workers),
+      log_(log),
+      bad_(clock, log),
+      farm_(scheduler_options(config.broker)),
+      intake_(config, clock, farm_, log),
+      publish_(config, clock, farm_, intake_, log),
+      backup_(db_path, clock, clients, log),
+      link_(config, clock, farm_, workers, clients, bad_, log),
+      clients_(config, clock, farm_, {intake_, publish_, backup_, link_, store}, clients, bad_,
+               log) {}
+
+Result<void> BrokerCore::restore() {
+  Farm fresh(farm_.scheduler_options);
+  if (auto ok =
+          fresh.restore(store_, clock_, 2 * config_.broker.heartbeat_interval, log_, turn_.batch);
+      !ok) {
+    return ok;
+  }
+  farm_ = std::move(fresh);
+  return {};
+}
+
+void BrokerCore::on_client(const std::string& routing_id, bool req_envelope, const void* data,
+                           size_t size) {
+  clients_.on_message(routing_id, req_envelope, data, size, turn_);
+}
+
+void BrokerCore::on_worker(const std::string& routing_id, const void* data, size_t size) {
+  // While the store cannot write, workers are not heard: what they would say
+  // changes state that could not be kept. They keep running and keep their
+  // results, and introduce themselves again once the store is back.
+  if (failure_) return;
+  try {
+    link_.on_message(routing_id, data, size, turn_);
+  } catch (const std::exception& e) {
+    log_.error("worker message failed reason=\"{}\"", e.what());
+  }
+}
+
+void BrokerCore::end_turn() {
+  if (failure_) {
+    probe_store();
+  } else {
+    if (!stopping_) publish_.poll(turn_);
+    if (config_.broker.keep_finished.count() > 0 && !stopping_ &&
+        clock_.steady() >= next_retention_sweep_) {
+      forget_finished();
+    }
+    const core::Millis now = clock_.millis();
+    farm_.scheduler->tick(now);
+    redispatch_ = false;
+    if (!stopping_) link_.assign(farm_.scheduler->dispatch(now), turn_);
+  }
+  take_outbox();
+  commit();
+  clients_.answer_status_waiters(/*all=*/false);
+  link_.answer_log_queries(/*all=*/false);
+  if (!failure_) link_.send_heartbeats();
+}
+
+void BrokerCore::shutdown() {
+  stopping_ = true;
+  clients_.set_stopping();
+  if (!failure_) {
+    const core::Millis now = clock_.millis();
+    for (const auto& worker : farm_.scheduler->workers()) {
+      farm_.scheduler->worker_gone(worker.id, now);
+    }
+  }
+  take_outbox();
+  commit();
+  clients_.answer_status_waiters(/*all=*/true);
+  link_.answer_log_queries(/*all=*/true);
+}
+
+Clock::SteadyTime BrokerCore::next_deadline() const {
+  const auto now = clock_.steady();
+  if (redispatch_) return now;
+  Clock::SteadyTime next = now + config_.broker.heartbeat_interval;
+  if (failure_) return std::min(next, probe_at_);
+  if (auto at = farm_.scheduler->next_deadline()) {
+    next = std::min(next, now + (*at - clock_.millis()));
+  }
+  for (auto at : {publish_.next_deadline(), clients_.next_deadline(), link_.next_deadline()}) {
+    if (at) next = std::min(next, *at);
+  }
+  return next;
+}
+
+void BrokerCore::take_outbox() {
+  core::Outbox out = farm_.scheduler->take_outbox();
+  link_.cancel(out.cancels, turn_);
+  for (const auto& n : out.notices) {
+    using Kind = core::Notice::Kind;
+    switch (n.kind) {
+      case Kind::kJobFinished:
+        log_.info("job finished job={} state={}", n.job, core::job_state_name(n.job_state));
+        if (const JobRecord* record = farm_.jobs.find(n.job);
+            record && record->finished_unix_ms == 0) {
+          farm_.jobs.set_finished(n.job, clock_.unix_ms(), turn_.batch);
+        }
+        break;
+      case Kind::kTaskFailed:
+        log_.warn("task failed job={} task={} attempt={} reason=\"{}\"", n.job, n.task, n.attempt,
+                  n.reason);
+        break;
+      case Kind::kTaskDead:
+        log_.warn("task dead job={} task={} attempt={} reason=\"{}\"", n.job, n.task, n.attempt,
+                  n.reason);
+        break;
+      case Kind::kLeaseExpired:
+        log_.warn("lease expired job={} task={} attempt={} worker={}", n.job, n.task, n.attempt,
+                  n.worker);
+        break;
+      case Kind::kWorkerLost:
+        if (n.reason == "disconnected") {
+          log_.info("worker left worker={}", n.worker);
+        } else {
+          log_.warn("worker lost worker={} reason={}", n.worker, n.reason);
+        }
+        break;
+      case Kind::kWorkerJoined:
+        log_.info("worker joined worker={}{}", n.worker, n.reason.empty() ? "" : " again");
+        break;
+    }
+  }
+  for (auto& change : out.tasks) turn_.batch.task_changes.push_back(std::move(change));
+  for (auto& change : out.jobs) turn_.batch.job_changes.push_back(change);
+}
+
+void BrokerCore::commit() {
+  if (!turn_.batch.empty()) {
+    if (auto ok = store_.commit(turn_.batch); !ok) return undo_turn(ok.error());
+    for (core::JobId id : turn_.new_jobs) farm_.scheduler->committed(id);
+    // Their tasks could not go out in this turn's dispatch (they were not durable
+    // yet): the next turn must come at once, not at the next message or beat.
+    if (!turn_.new_jobs.empty()) redispatch_ = true;
+  }
+  for (const auto& pending : turn_.replies) client_port_.send(pending);
+  for (const auto& [rid, msg] : turn_.worker_mail) {
+    if (!worker_port_.send(rid, msg) && msg.has_assign()) {
+      log_.warn("dispatch not delivered job={} task={}", msg.assign().ref().job_id(),
+                msg.assign().ref().task());
+    }
+  }
+  for (auto& [rid, ack] : turn_.acks) {
+    wire::BrokerMessage msg;
+    *msg.mutable_ack() = std::move(ack);
+    worker_port_.send(rid, msg);
+  }
+  turn_.clear();
+}
+
+void BrokerCore::undo_turn(const Error& cause) {
+  ++failed_commits_;
+  const Error error{ErrorCode::kIo, "state store write failed: " + cause.reason};
+  log_.error("{}; the turn is undone, writes are refused until the store writes again",
+             error.reason);
+  // Nothing of this turn may be acknowledged: clients get the error, workers get
+  // neither Assign, Cancel nor ack (they keep their results and send them again).
+  for (auto& pending : turn_.replies) {
+    if (acknowledges_write(pending.reply)) {
+      pending.reply.clear_body();
+      set_error(pending.reply, error);
+    }
+    client_port_.send(pending);
+  }
+  turn_.clear();
+  // Memory goes back to what is on disk.
+  if (auto ok = restore(); !ok) {
+    log_.error("state store unreadable after a failed write reason=\"{}\"", ok.error().reason);
+  }
+  link_.reset_sessions();
+  redispatch_ = false;
+  failure_ = error;
+  clients_.refuse_writes(error);
+  probe_backoff_ = kFirstProbe;
+  probe_at_ = clock_.steady() + probe_backoff_;
+}
+
+void BrokerCore::probe_store() {
+  if (clock_.steady() < probe_at_) return;
+  if (auto ok = store_.check_writable(); !ok) {
+    probe_backoff_ = std::min(probe_backoff_ * 2, kMaxProbeBackoff);
+    probe_at_ = clock_.steady() + probe_backoff_;
+    log_.warn("state store still cannot write reason=\"{}\" retry_in_ms={}", ok.error().reason,
+              probe_backoff_.count());
+    return;
+  }
+  // Restored afresh: running tasks wait a few beats for their workers, who are
+  // asked to introduce themselves again (and resend what was not acknowledged).
+  if (auto ok = restore(); !ok) {
+    probe_at_ = clock_.steady() + probe_backoff_;
+    log_.error("state store unreadable reason=\"{}\"", ok.error().reason);
+    return;
+  }
+  link_.reset_sessions();
+  failure_.reset();
+  clients_.refuse_writes(std::nullopt);
+  log_.info("state store writes again; serving");
+}
+
+void BrokerCore::forget_finished() {
+  const auto keep = config_.broker.keep_finished;
+  const auto sweep_every = std::clamp<std::chrono::milliseconds>(keep / 10, std::chrono::seconds(1),
+                                                                 std::chrono::seconds(60));
+  next_retention_sweep_ = clock_.steady() + sweep_every;
+  const int64_t cutoff = clock_.unix_ms() - keep.count();
+
+  // Newest first: a dependant goes before the job it depends on, so a whole
+  // finished chain goes in one sweep.
+  size_t jobs = 0;
+  const std::vector<core::JobId> ids = farm_.scheduler->job_ids();
+  for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
+    if (jobs == kMaxForgetPerSweep) {
+      next_retention_sweep_ = clock_.steady();  // the rest next turn
+      break;
+    }
+    const JobRecord* record = farm_.jobs.find(*it);
+    if (!record || record->finished_unix_ms == 0 || record->finished_unix_ms > cutoff ||
+        !farm_.scheduler->forget(*it)) {
+      continue;
+    }
+    link_.forget_progress(*it);
+    farm_.jobs.erase(*it);
+    turn_.batch.forgotten_jobs.push_back(*it);
+    ++jobs;
+  }
+
+  // Events, once old and with every job gone (new, uncommitted ones are never old).
+  const size_t events = farm_.events.erase_if([&](const wire::EventInfo& event) {
+    if (event.received_unix_ms() > cutoff) return false;
+    for (uint64_t job : event.job_ids()) {
+      if (farm_.scheduler->job(job)) return false;
+    }
+    turn_.batch.forgotten_events.push_back(event.event_id());
+    return true;
+  });
+  if (jobs > 0 || events > 0) {
+    log_.info("finished work forgotten jobs={} events={} keep_finished_days={:g}", jobs, events,
+              static_cast<double>(keep.count()) / 86'400'000.0);
+  }
+}
+
+}  // namespace farmhand::daemon

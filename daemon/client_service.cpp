@@ -1,0 +1,364 @@
+#include "daemon/client_service.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+
+#include "common/wire.h"
+
+namespace farmhand::daemon {
+
+namespace {
+
+constexpr uint32_t kDefaultTaskPage = 100;
+constexpr uint32_t kMaxTaskPage = 10'000;
+constexpr size_t kMaxRunningShown = 100;
+
+std::string megabytes(size_t bytes) {
+  return fmt::format("{:.1f} MB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+}
+
+bool is_write(wire::ClientRequest::BodyCase body) {
+  return body == wire::ClientRequest::kSubmit || body == wire::ClientRequest::kAction ||
+         body == wire::ClientRequest::kPublish;
+}
+
+}  // namespace
+
+uint64_t peek_request_id(const void* data, size_t size) {
+  using google::protobuf::internal::WireFormatLite;
+  google::protobuf::io::CodedInputStream in(static_cast<const uint8_t*>(data),
+                                            static_cast<int>(std::min<size_t>(size, INT32_MAX)));
+  // Fields come in number order: request_id (2) is at the front when present.
+  for (int fields = 0; fields < 4; ++fields) {
+    const uint32_t tag = in.ReadTag();
+    if (tag == 0) return 0;
+    if (WireFormatLite::GetTagFieldNumber(tag) == 2 &&
+        WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_VARINT) {
+      uint64_t id = 0;
+      return in.ReadVarint64(&id) ? id : 0;
+    }
+    if (!WireFormatLite::SkipField(&in, tag)) return 0;
+  }
+  return 0;
+}
+
+void ClientService::on_message(const std::string& routing_id, bool req_envelope, const void* data,
+                               size_t size, Turn& turn) {
+  wire::ClientRequest request;
+  wire::ClientReply reply;
+  const size_t limit = config_.broker.max_client_message_bytes;
+  if (size > limit) {
+    // Answered, not dropped: the client learns why instead of timing out.
+    reply.set_request_id(peek_request_id(data, size));
+    const std::string why =
+        fmt::format("request too large: {} over {}", megabytes(size), megabytes(limit));
+    bad_.note("client", why);
+    set_error(reply, Error{ErrorCode::kInvalidArgument, why});
+    turn.replies.push_back({routing_id, req_envelope, std::move(reply)});
+    return;
+  }
+  if (auto ok = common::parse_message(data, size, limit, request); !ok) {
+    bad_.note("client", ok.error().reason);
+    set_error(reply, ok.error());
+    turn.replies.push_back({routing_id, req_envelope, std::move(reply)});
+    return;
+  }
+  reply.set_request_id(request.request_id());
+  reply.set_ok(true);
+  try {
+    if (request.version() != common::kProtocolVersion) {
+      set_error(reply, Error{ErrorCode::kInvalidArgument,
+                             fmt::format("protocol version {} not supported (broker speaks {})",
+                                         request.version(), common::kProtocolVersion)});
+    } else if (refuse_writes_ && is_write(request.body_case())) {
+      set_error(reply, *refuse_writes_);
+    } else {
+      switch (request.body_case()) {
+        case wire::ClientRequest::kSubmit:
+          parts_.intake.submit(request.submit(), reply, turn);
+          break;
+        case wire::ClientRequest::kStatus:
+          status(request.status(), reply);
+          if (hold_status({routing_id, req_envelope, reply}, request.status())) return;
+          break;
+        case wire::ClientRequest::kList:
+          list(request.list(), reply);
+          break;
+        case wire::ClientRequest::kAction:
+          action(request.action(), reply, turn);
+          break;
+        case wire::ClientRequest::kWorkers:
+          workers(reply);
+          break;
+        case wire::ClientRequest::kLogs:
+          logs(request.logs(), reply);
+          // Running tasks' logs so far come from their workers; answered then.
+          if (parts_.link.ask_running_logs({routing_id, req_envelope, reply}, request.logs(),
+                                           stopping_)) {
+            return;
+          }
+          break;
+        case wire::ClientRequest::kPublish:
+          parts_.publish.publish(request.publish(), reply, turn);
+          break;
+        case wire::ClientRequest::kEvents:
+          parts_.publish.events(request.events(), reply);
+          break;
+        case wire::ClientRequest::kBackup: {
+          // Answered when the copy is done, from its own thread's completion.
+          PendingReply pending{routing_id, req_envelope, reply};
+          if (parts_.backup.start(pending, request.backup())) return;
+          reply = std::move(pending.reply);
+          break;
+        }
+        default:
+          bad_.note("client", "request without a body");
+          set_error(reply, Error{ErrorCode::kInvalidArgument, "request without a body"});
+      }
+    }
+  } catch (const std::exception& e) {
+    log_.error("client request failed reason=\"{}\"", e.what());
+    set_error(reply, Error{ErrorCode::kInternal, fmt::format("internal error: {}", e.what())});
+  }
+  turn.replies.push_back({routing_id, req_envelope, std::move(reply)});
+}
+
+// ------------------------------------------------------------------ status
+
+void ClientService::status(const wire::StatusRequest& request, wire::ClientReply& reply) const {
+  const core::Scheduler& scheduler = *farm_.scheduler;
+  core::JobId id = request.job_id();
+  if (!scheduler.job(id)) {
+    return set_error(reply, Error{ErrorCode::kNotFound, fmt::format("unknown job {}", id)});
+  }
+  auto* status = reply.mutable_status();
+  fill_summary(farm_, id, *status->mutable_job());
+  const core::Millis now = clock_.millis();
+  for (const auto& r : scheduler.running_tasks(id, kMaxRunningShown)) {
+    auto* t = status->add_running();
+    t->set_index(r.task);
+    t->set_state(wire::TASK_RUNNING);
+    t->set_frames(scheduler.task_frames(id, r.task).to_string());
+    t->set_attempts(r.attempt);
+    t->set_worker(r.worker);
+    t->set_running_s(static_cast<double>((now - r.started).count()) / 1000.0);
+    if (auto p = parts_.link.progress(id, r.task)) {
+      t->set_progress_done(p->first);
+      t->set_progress_total(p->second);
+    }
+  }
+  for (const auto& e : scheduler.last_errors(id)) {
+    auto* t = status->add_last_errors();
+    t->set_index(e.task);
+    t->set_state(to_wire(e.state));
+    t->set_frames(scheduler.task_frames(id, e.task).to_string());
+    t->set_attempts(e.attempts);
+    t->set_error(e.error);
+  }
+  status->set_version(job_version(id));
+  if (request.tasks()) {
+    uint32_t limit = request.tasks_limit() == 0 ? kDefaultTaskPage
+                                                : std::min(request.tasks_limit(), kMaxTaskPage);
+    std::optional<core::TaskState> filter;
+    if (request.tasks_state() != wire::TASK_STATE_UNSPECIFIED) {
+      filter = task_state_from_wire(request.tasks_state());
+    }
+    for (const auto& v : scheduler.tasks(id, request.tasks_offset(), limit, filter)) {
+      auto* t = status->add_tasks();
+      t->set_index(v.task);
+      t->set_state(to_wire(v.state));
+      t->set_frames(scheduler.task_frames(id, v.task).to_string());
+      t->set_attempts(v.attempts);
+      t->set_error(v.error);
+    }
+  }
+}
+
+uint64_t ClientService::job_version(core::JobId id) const {
+  // FNV-1a over the fields a follower shows: state, task counts, the running
+  // tasks with their attempt, worker and progress, and the recent errors.
+  uint64_t h = 0xcbf29ce484222325ULL;
+  auto mix = [&h](uint64_t v) {
+    for (int i = 0; i < 8; ++i, v >>= 8) {
+      h ^= v & 0xff;
+      h *= 0x100000001b3ULL;
+    }
+  };
+  const core::Scheduler& scheduler = *farm_.scheduler;
+  auto view = scheduler.job(id);
+  if (!view) return 1;
+  mix(static_cast<uint64_t>(view->state));
+  mix((view->paused ? 1 : 0) | (view->cancelled ? 2 : 0));
+  for (uint64_t count : view->counts) mix(count);
+  for (const auto& r : scheduler.running_tasks(id, kMaxRunningShown)) {
+    mix(r.task);
+    mix(r.attempt);
+    mix(std::hash<std::string>{}(r.worker));
+    if (auto p = parts_.link.progress(id, r.task)) {
+      mix(p->first);
+      mix(p->second);
+    }
+  }
+  for (const auto& e : scheduler.last_errors(id)) {
+    mix(e.task);
+    mix(e.attempts);
+    mix(static_cast<uint64_t>(e.state));
+  }
+  return h == 0 ? 1 : h;
+}
+
+bool ClientService::hold_status(const PendingReply& pending, const wire::StatusRequest& request) {
+  if (request.wait_ms() == 0 || request.seen_version() == 0 || stopping_) return false;
+  const auto& reply = pending.reply;
+  if (!reply.ok() || !reply.has_status()) return false;
+  if (reply.status().version() != request.seen_version()) return false;
+  // A finished job will not change by itself (a retry would be news, but nobody waits for it).
+  const wire::JobState state = reply.status().job().state();
+  if (state == wire::JOB_SUCCEEDED || state == wire::JOB_FAILED || state == wire::JOB_CANCELLED) {
+    return false;
+  }
+  if (status_waiters_.size() >= kMaxStatusWaiters) return false;
+  StatusWaiter waiter;
+  waiter.pending.routing_id = pending.routing_id;
+  waiter.pending.req_envelope = pending.req_envelope;
+  waiter.pending.reply.set_request_id(reply.request_id());
+  waiter.request = request;
+  waiter.deadline =
+      clock_.steady() + std::chrono::milliseconds(std::min(request.wait_ms(), kMaxStatusWaitMs));
+  status_waiters_.push_back(std::move(waiter));
+  return true;
+}
+
+void ClientService::answer_status_waiters(bool all) {
+  if (status_waiters_.empty()) return;
+  const auto now = clock_.steady();
+  std::erase_if(status_waiters_, [&](StatusWaiter& waiter) {
+    if (!all && now < waiter.deadline &&
+        job_version(waiter.request.job_id()) == waiter.request.seen_version()) {
+      return false;
+    }
+    PendingReply& pending = waiter.pending;
+    pending.reply.set_ok(true);
+    status(waiter.request, pending.reply);
+    clients_.send(pending);
+    return true;
+  });
+}
+
+std::optional<Clock::SteadyTime> ClientService::next_deadline() const {
+  std::optional<Clock::SteadyTime> next;
+  for (const auto& waiter : status_waiters_) {
+    // A millisecond late, so the wait has surely run out when we look.
+    auto at = waiter.deadline + std::chrono::milliseconds(1);
+    if (!next || at < *next) next = at;
+  }
+  return next;
+}
+
+// ------------------------------------------------------------------ ls, actions, workers, logs
+
+void ClientService::list(const wire::ListRequest& request, wire::ClientReply& reply) const {
+  const core::Scheduler& scheduler = *farm_.scheduler;
+  uint32_t limit = request.limit() == 0 ? 1000 : request.limit();
+  auto ids = scheduler.job_ids();
+  std::vector<core::JobId> shown;
+  for (auto it = ids.rbegin(); it != ids.rend() && shown.size() < limit; ++it) {
+    if (request.state() != wire::JOB_STATE_UNSPECIFIED) {
+      auto view = scheduler.job(*it);
+      if (!view || to_wire(view->state) != request.state()) continue;
+    }
+    shown.push_back(*it);
+  }
+  auto* out = reply.mutable_list();
+  for (auto it = shown.rbegin(); it != shown.rend(); ++it) {
+    fill_summary(farm_, *it, *out->add_jobs());
+  }
+}
+
+void ClientService::action(const wire::JobActionRequest& request, wire::ClientReply& reply,
+                           Turn& turn) {
+  core::Scheduler& scheduler = *farm_.scheduler;
+  const core::Millis now = clock_.millis();
+  Result<uint64_t> changed = fail(ErrorCode::kInvalidArgument, "unknown action");
+  const char* verb = "";
+  switch (request.action()) {
+    case wire::JobActionRequest::CANCEL:
+      changed = scheduler.cancel(request.job_id(), now);
+      verb = "cancelled";
+      break;
+    case wire::JobActionRequest::RETRY:
+      changed = scheduler.retry(request.job_id(), now);
+      verb = "retried";
+      break;
+    case wire::JobActionRequest::PAUSE:
+      changed = scheduler.pause(request.job_id(), now);
+      verb = "paused";
+      break;
+    case wire::JobActionRequest::RESUME:
+      changed = scheduler.resume(request.job_id(), now);
+      verb = "resumed";
+      break;
+    default:
+      break;
+  }
+  if (!changed) return set_error(reply, changed.error());
+  auto view = scheduler.job(request.job_id());
+  const JobRecord* record = farm_.jobs.find(request.job_id());
+  if (record && record->finished_unix_ms != 0 && view && !is_finished(view->state)) {
+    farm_.jobs.set_finished(request.job_id(), 0, turn.batch);  // a retry reopened it
+  }
+  reply.mutable_action()->set_state(view ? to_wire(view->state) : wire::JOB_STATE_UNSPECIFIED);
+  reply.mutable_action()->set_tasks_changed(*changed);
+  log_.info("job {} job={} tasks={}", verb, request.job_id(), *changed);
+}
+
+void ClientService::workers(wire::ClientReply& reply) const {
+  const core::Scheduler& scheduler = *farm_.scheduler;
+  const core::Millis now = clock_.millis();
+  auto* out = reply.mutable_workers();
+  for (const auto& w : scheduler.workers()) {
+    auto* info = out->add_workers();
+    info->set_name(w.spec.name);
+    info->set_slots(w.spec.slots);
+    info->set_interactive_slots(w.spec.interactive_slots);
+    for (const auto& tag : w.spec.tags) info->add_tags(tag);
+    info->set_alive(w.alive);
+    info->set_last_beat_s(static_cast<double>((now - w.last_seen).count()) / 1000.0);
+    if (const WorkerLink::Peer* peer = parts_.link.peer(w.id)) {
+      info->set_host(peer->host);
+      info->set_pid(peer->pid);
+    }
+    for (const auto& ref : w.running) {
+      auto* t = info->add_running();
+      t->set_index(ref.task);
+      t->set_state(wire::TASK_RUNNING);
+      t->set_job_id(ref.job);
+      t->set_frames(scheduler.task_frames(ref.job, ref.task).to_string());
+    }
+  }
+}
+
+void ClientService::logs(const wire::LogsRequest& request, wire::ClientReply& reply) const {
+  if (!farm_.scheduler->job(request.job_id())) {
+    return set_error(reply,
+                     Error{ErrorCode::kNotFound, fmt::format("unknown job {}", request.job_id())});
+  }
+  std::optional<core::TaskIndex> task;
+  if (request.task() >= 0) task = static_cast<core::TaskIndex>(request.task());
+  auto rows = parts_.store.logs(request.job_id(), task);
+  if (!rows) return set_error(reply, rows.error());
+  reply.mutable_logs();  // the body, even when no task has a log yet
+  for (const auto& row : *rows) {
+    auto* log = reply.mutable_logs()->add_logs();
+    log->set_task(row.task);
+    log->set_attempt(row.attempt);
+    log->set_worker(row.worker);
+    log->set_text(row.text);
+    log->set_error(row.error);
+  }
+}
+
+}  // namespace farmhand::daemon

@@ -1,0 +1,104 @@
+// ClientService: the broker's side of the client protocol (proto/PROTOCOL.md):
+// decodes a request, answers reads (status, ls, workers, logs, events) from
+// the Farm, and hands writes to their component (submit to JobIntake, publish
+// to PublishIntake, backup to OnlineBackup; job actions it does itself).
+//
+// Owns the held status requests (long-polled `watch`/`--wait`). Every reply is
+// staged in the Turn: writes are acknowledged only once committed, and reads
+// then never overtake them. While the store cannot write, writes are refused
+// at once with the store's error and reads are answered as usual.
+// Not thread-safe: the event loop owns it.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "farmhand.pb.h"
+#include <spdlog/spdlog.h>
+
+#include "common/config.h"
+#include "daemon/bad_messages.h"
+#include "daemon/clock.h"
+#include "daemon/farm.h"
+#include "daemon/job_intake.h"
+#include "daemon/online_backup.h"
+#include "daemon/publish_intake.h"
+#include "daemon/store/store.h"
+#include "daemon/turn.h"
+#include "daemon/worker_link.h"
+
+namespace farmhand::daemon {
+
+class ClientService {
+ public:
+  // What the service hands requests to.
+  struct Parts {
+    JobIntake& intake;
+    PublishIntake& publish;
+    OnlineBackup& backup;
+    WorkerLink& link;
+    Store& store;
+  };
+
+  ClientService(const common::Config& config, const Clock& clock, Farm& farm, Parts parts,
+                ClientPort& clients, BadMessages& bad, spdlog::logger& log)
+      : config_(config),
+        clock_(clock),
+        farm_(farm),
+        parts_(parts),
+        clients_(clients),
+        bad_(bad),
+        log_(log) {}
+
+  // One request. `size` may exceed the configured limit (up to what the socket
+  // admits): such a request is answered with its size, not parsed.
+  void on_message(const std::string& routing_id, bool req_envelope, const void* data, size_t size,
+                  Turn& turn);
+
+  // Answers held status requests whose job changed or whose wait ran out (all
+  // of them when `all`). Called after the turn's commit.
+  void answer_status_waiters(bool all);
+  std::optional<Clock::SteadyTime> next_deadline() const;
+
+  // Set while the store cannot write: writes are refused with this error.
+  void refuse_writes(std::optional<Error> why) { refuse_writes_ = std::move(why); }
+
+  void set_stopping() { stopping_ = true; }
+
+ private:
+  void status(const wire::StatusRequest& request, wire::ClientReply& reply) const;
+  bool hold_status(const PendingReply& pending, const wire::StatusRequest& request);
+  uint64_t job_version(core::JobId id) const;
+  void list(const wire::ListRequest& request, wire::ClientReply& reply) const;
+  void action(const wire::JobActionRequest& request, wire::ClientReply& reply, Turn& turn);
+  void workers(wire::ClientReply& reply) const;
+  void logs(const wire::LogsRequest& request, wire::ClientReply& reply) const;
+
+  struct StatusWaiter {
+    PendingReply pending;  // routing, with the request id set
+    wire::StatusRequest request;
+    Clock::SteadyTime deadline;
+  };
+
+  static constexpr size_t kMaxStatusWaiters = 1024;
+  static constexpr uint32_t kMaxStatusWaitMs = 60'000;
+
+  const common::Config& config_;
+  const Clock& clock_;
+  Farm& farm_;
+  Parts parts_;
+  ClientPort& clients_;
+  BadMessages& bad_;
+  spdlog::logger& log_;
+  std::vector<StatusWaiter> status_waiters_;
+  std::optional<Error> refuse_writes_;
+  bool stopping_ = false;
+};
+
+// The request id of a serialized ClientRequest, read without parsing the rest
+// (for answering a request too large to parse); 0 when none is found.
+uint64_t peek_request_id(const void* data, size_t size);
+
+}  // namespace farmhand::daemon

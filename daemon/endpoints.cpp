@@ -1,0 +1,128 @@
+#include "daemon/endpoints.h"
+
+#include <algorithm>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "common/wire.h"
+
+namespace farmhand::daemon {
+
+Endpoints::Endpoints(BadMessages& bad)
+    : bad_(bad),
+      clients_(context_, zmq::socket_type::router),
+      workers_(context_, zmq::socket_type::router) {}
+
+void Endpoints::configure(const common::BrokerConfig& broker) {
+  for (auto* sock : {&clients_, &workers_}) {
+    sock->set(zmq::sockopt::linger, 0);
+    // Queued replies to a vanished client must not grow without bound.
+    sock->set(zmq::sockopt::sndhwm, 100'000);
+    sock->set(zmq::sockopt::rcvhwm, 100'000);
+  }
+  // libzmq refuses (and disconnects) peers that send more than this, before we
+  // see a byte. Clients get room above their limit, so that a request a little
+  // too large is answered with its size instead of silence.
+  const uint64_t client_cap = std::max<uint64_t>(broker.max_client_message_bytes * 16, 16u << 20);
+  clients_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(client_cap));
+  workers_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(broker.max_worker_message_bytes));
+}
+
+Result<void> Endpoints::bind(const common::BrokerConfig& broker) {
+  try {
+    clients_.bind(broker.client_endpoint);
+    workers_.bind(broker.worker_endpoint);
+  } catch (const zmq::error_t& e) {
+    return fail(ErrorCode::kUnavailable,
+                fmt::format("cannot bind {} / {}: {}", broker.client_endpoint,
+                            broker.worker_endpoint, e.what()));
+  }
+  return {};
+}
+
+void Endpoints::drain_clients(int max, const ClientHandler& handle) {
+  for (int n = 0; n < max; ++n) {
+    std::vector<zmq::message_t> frames;
+    bool oversized = false;
+    try {
+      zmq::message_t frame;
+      if (!clients_.recv(frame, zmq::recv_flags::dontwait)) return;
+      frames.push_back(std::move(frame));
+      while (frames.back().more() && frames.size() < 8) {
+        zmq::message_t next;
+        (void)clients_.recv(next, zmq::recv_flags::none);
+        frames.push_back(std::move(next));
+      }
+      bool more = frames.back().more();
+      while (more) {  // drain and drop the rest of an absurd multipart
+        zmq::message_t rest;
+        (void)clients_.recv(rest, zmq::recv_flags::none);
+        more = rest.more();
+        oversized = true;
+      }
+    } catch (const zmq::error_t& e) {
+      bad_.note("client", e.what());
+      return;
+    }
+    if (oversized) {
+      bad_.note("client", "multipart message with too many frames");
+    } else if (frames.size() == 2) {
+      handle(frames[0].to_string(), false, frames[1].data(), frames[1].size());
+    } else if (frames.size() == 3 && frames[1].size() == 0) {
+      handle(frames[0].to_string(), true, frames[2].data(), frames[2].size());
+    } else {
+      bad_.note("client", fmt::format("unexpected {}-frame message", frames.size()));
+    }
+  }
+}
+
+void Endpoints::drain_workers(int max, const WorkerHandler& handle) {
+  for (int n = 0; n < max; ++n) {
+    zmq::message_t id;
+    zmq::message_t payload;
+    try {
+      if (!workers_.recv(id, zmq::recv_flags::dontwait)) return;
+      if (!id.more()) {
+        bad_.note("worker", "message without payload");
+        continue;
+      }
+      (void)workers_.recv(payload, zmq::recv_flags::none);
+      bool extra = payload.more();
+      while (payload.more()) {
+        zmq::message_t rest;
+        (void)workers_.recv(rest, zmq::recv_flags::none);
+        if (!rest.more()) break;
+      }
+      if (extra) {
+        bad_.note("worker", "unexpected multipart message");
+        continue;
+      }
+    } catch (const zmq::error_t& e) {
+      bad_.note("worker", e.what());
+      return;
+    }
+    handle(id.to_string(), payload.data(), payload.size());
+  }
+}
+
+void Endpoints::send(const PendingReply& pending) {
+  if (!pending.req_envelope) {
+    common::send_routed(clients_, pending.routing_id, pending.reply);
+    return;
+  }
+  try {
+    clients_.send(zmq::buffer(pending.routing_id),
+                  zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    clients_.send(zmq::message_t(), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    clients_.send(common::to_zmq(pending.reply), zmq::send_flags::dontwait);
+  } catch (const zmq::error_t&) {
+    // The client is gone; nothing to tell it.
+  }
+}
+
+bool Endpoints::send(const std::string& routing_id, const wire::BrokerMessage& msg) {
+  return common::send_routed(workers_, routing_id, msg);
+}
+
+}  // namespace farmhand::daemon

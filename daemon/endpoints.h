@@ -1,0 +1,55 @@
+// Endpoints: the broker's two ZeroMQ ROUTER sockets — clients and workers —
+// and the framing on them. Implements the ports the components send through.
+//
+// Receiving checks the envelope (DEALER clients send [id, payload], REQ clients
+// [id, "", payload]; workers [id, payload]) and drops anything else, counted.
+// Sending never blocks: a peer that is gone or whose queue is full loses the
+// message. Not thread-safe: the event loop owns it.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include <zmq.hpp>
+
+#include "common/config.h"
+#include "common/result.h"
+#include "daemon/bad_messages.h"
+#include "daemon/turn.h"
+
+namespace farmhand::daemon {
+
+class Endpoints final : public ClientPort, public WorkerPort {
+ public:
+  using ClientHandler = std::function<void(const std::string& routing_id, bool req_envelope,
+                                           const void* data, size_t size)>;
+  using WorkerHandler =
+      std::function<void(const std::string& routing_id, const void* data, size_t size)>;
+
+  explicit Endpoints(BadMessages& bad);
+
+  zmq::context_t& context() { return context_; }
+
+  zmq::socket_t& clients() { return clients_; }
+
+  zmq::socket_t& workers() { return workers_; }
+
+  // Socket options from the config; call before bind().
+  void configure(const common::BrokerConfig& broker);
+  [[nodiscard]] Result<void> bind(const common::BrokerConfig& broker);
+
+  // Receives what is waiting, at most `max` messages each.
+  void drain_clients(int max, const ClientHandler& handle);
+  void drain_workers(int max, const WorkerHandler& handle);
+
+  void send(const PendingReply& reply) override;
+  bool send(const std::string& routing_id, const wire::BrokerMessage& msg) override;
+
+ private:
+  BadMessages& bad_;
+  zmq::context_t context_{1};
+  zmq::socket_t clients_;
+  zmq::socket_t workers_;
+};
+
+}  // namespace farmhand::daemon

@@ -1,0 +1,243 @@
+#include "daemon/farm.h"
+
+#include <algorithm>
+
+#include "daemon/clock.h"
+
+namespace farmhand::daemon {
+
+// ------------------------------------------------------------------ JobBook
+
+void JobBook::add(core::JobId id, JobRecord record) {
+  if (!record.spec.idempotency_key().empty()) keys_[record.spec.idempotency_key()] = id;
+  records_[id] = std::move(record);
+}
+
+const JobRecord* JobBook::find(core::JobId id) const {
+  auto it = records_.find(id);
+  return it == records_.end() ? nullptr : &it->second;
+}
+
+std::optional<core::JobId> JobBook::find_key(const std::string& idempotency_key) const {
+  if (idempotency_key.empty()) return std::nullopt;
+  auto it = keys_.find(idempotency_key);
+  if (it == keys_.end()) return std::nullopt;
+  return it->second;
+}
+
+void JobBook::set_finished(core::JobId id, int64_t unix_ms, Batch& batch) {
+  auto it = records_.find(id);
+  if (it == records_.end()) return;
+  it->second.finished_unix_ms = unix_ms;
+  batch.finished.emplace_back(id, unix_ms);
+}
+
+void JobBook::erase(core::JobId id) {
+  auto it = records_.find(id);
+  if (it == records_.end()) return;
+  if (auto key = keys_.find(it->second.spec.idempotency_key());
+      key != keys_.end() && key->second == id) {
+    keys_.erase(key);
+  }
+  records_.erase(it);
+}
+
+void JobBook::clear() {
+  records_.clear();
+  keys_.clear();
+}
+
+// ------------------------------------------------------------------ EventBook
+
+void EventBook::add(wire::EventInfo event) {
+  if (event.source().rfind("watch:", 0) == 0) watch_published_.insert(event.path());
+  index_[event.event_id()] = events_.size();
+  events_.push_back(std::move(event));
+}
+
+const wire::EventInfo* EventBook::find(const std::string& event_id) const {
+  auto it = index_.find(event_id);
+  return it == index_.end() ? nullptr : &events_[it->second];
+}
+
+void EventBook::reindex() {
+  index_.clear();
+  for (size_t i = 0; i < events_.size(); ++i) index_[events_[i].event_id()] = i;
+}
+
+void EventBook::clear() {
+  events_.clear();
+  index_.clear();
+  watch_published_.clear();
+}
+
+// ------------------------------------------------------------------ Farm
+
+Result<void> Farm::restore(Store& store, const Clock& clock, core::Millis hold_dispatch,
+                           spdlog::logger& log, Batch& staged) {
+  scheduler = std::make_unique<core::Scheduler>(scheduler_options);
+  jobs.clear();
+  events.clear();
+  Error failure;
+  bool failed = false;
+  auto ok = store.load(
+      [&](JobRow&& row) {
+        wire::JobSpec spec;
+        if (!spec.ParseFromString(row.spec)) {
+          log.error("job skipped at restore job={} reason=\"unreadable spec\"", row.id);
+          return;
+        }
+        auto core_spec = to_core_spec(spec);
+        if (!core_spec) {
+          log.error("job skipped at restore job={} reason=\"{}\"", row.id,
+                    core_spec.error().reason);
+          return;
+        }
+        if (auto r =
+                scheduler->restore_job(row.id, std::move(*core_spec), row.paused, row.cancelled);
+            !r) {
+          failed = true;
+          failure = r.error();
+          return;
+        }
+        jobs.add(row.id, JobRecord{std::move(spec), row.submitted_unix_ms, row.finished_unix_ms});
+      },
+      [&](TaskRow&& row) {
+        scheduler->restore_task(row.job, row.task, row.state, row.attempts, row.lease, row.worker,
+                                row.error);
+      });
+  if (!ok) return ok;
+  if (failed) return fail(failure);
+  ok = store.load_events([&](EventRow&& row) {
+    wire::EventInfo event;
+    if (!event.ParseFromString(row.info)) {
+      log.error("event skipped at restore event={} reason=\"unreadable\"", row.event_id);
+      return;
+    }
+    events.add(std::move(event));
+  });
+  if (!ok) return ok;
+  const core::Millis now = clock.millis();
+  scheduler->finish_restore(now);
+  // Jobs that finished before the store recorded finish times count from now
+  // (recorded with the next commit).
+  std::vector<core::JobId> unrecorded;
+  for (const auto& [id, record] : jobs.records()) {
+    if (record.finished_unix_ms != 0) continue;
+    if (auto view = scheduler->job(id); view && is_finished(view->state)) unrecorded.push_back(id);
+  }
+  for (core::JobId id : unrecorded) jobs.set_finished(id, clock.unix_ms(), staged);
+  // Give workers that outlived us a few beats to report what they still run
+  // before their tasks are handed to someone else.
+  if (jobs.size() > 0) scheduler->hold_dispatch_until(now + hold_dispatch);
+  return {};
+}
+
+// ------------------------------------------------------------------ wire names
+
+wire::TaskState to_wire(core::TaskState s) {
+  switch (s) {
+    case core::TaskState::kWaiting:
+      return wire::TASK_WAITING;
+    case core::TaskState::kQueued:
+    case core::TaskState::kBackoff:
+      return wire::TASK_QUEUED;
+    case core::TaskState::kRunning:
+      return wire::TASK_RUNNING;
+    case core::TaskState::kSucceeded:
+      return wire::TASK_SUCCEEDED;
+    case core::TaskState::kFailed:
+      return wire::TASK_FAILED;
+    case core::TaskState::kDead:
+      return wire::TASK_DEAD;
+    case core::TaskState::kCancelled:
+      return wire::TASK_CANCELLED;
+  }
+  return wire::TASK_STATE_UNSPECIFIED;
+}
+
+std::optional<core::TaskState> task_state_from_wire(wire::TaskState s) {
+  for (int i = 0; i < core::kTaskStateCount; ++i) {
+    auto state = static_cast<core::TaskState>(i);
+    if (state != core::TaskState::kBackoff && to_wire(state) == s) return state;
+  }
+  return std::nullopt;
+}
+
+wire::JobState to_wire(core::JobState s) {
+  switch (s) {
+    case core::JobState::kQueued:
+      return wire::JOB_QUEUED;
+    case core::JobState::kRunning:
+      return wire::JOB_RUNNING;
+    case core::JobState::kPaused:
+      return wire::JOB_PAUSED;
+    case core::JobState::kSucceeded:
+      return wire::JOB_SUCCEEDED;
+    case core::JobState::kFailed:
+      return wire::JOB_FAILED;
+    case core::JobState::kCancelled:
+      return wire::JOB_CANCELLED;
+  }
+  return wire::JOB_STATE_UNSPECIFIED;
+}
+
+bool is_finished(core::JobState s) {
+  return s == core::JobState::kSucceeded || s == core::JobState::kFailed ||
+         s == core::JobState::kCancelled;
+}
+
+Result<core::JobSpec> to_core_spec(const wire::JobSpec& spec) {
+  core::JobSpec out;
+  out.kind = spec.kind();
+  auto frames = common::FrameSet::parse(spec.frames());
+  if (!frames) return fail(frames.error());
+  out.frames = std::move(*frames);
+  out.chunk = spec.chunk() == 0 ? 1 : spec.chunk();
+  out.priority = spec.priority();
+  out.pool = spec.pool();
+  out.after.assign(spec.after().begin(), spec.after().end());
+  out.after_frames = spec.after_frames();
+  out.max_attempts = spec.max_attempts();
+  out.timeout = std::chrono::seconds(spec.timeout_s());
+  out.interactive = spec.lane() == "interactive";
+  return out;
+}
+
+void fill_summary(const Farm& farm, core::JobId id, wire::JobSummary& summary) {
+  const core::Scheduler& scheduler = *farm.scheduler;
+  auto view = scheduler.job(id);
+  const core::JobSpec* spec = scheduler.job_spec(id);
+  const JobRecord* record = farm.jobs.find(id);
+  if (!view || !spec || !record) return;
+  const wire::JobSpec& wspec = record->spec;
+  summary.set_id(id);
+  summary.set_name(!wspec.name().empty() ? wspec.name()
+                   : wspec.command_template().empty()
+                       ? wspec.kind()
+                       : wspec.kind() + " " + wspec.command_template());
+  summary.set_kind(wspec.kind());
+  summary.set_state(to_wire(view->state));
+  summary.set_priority(spec->priority);
+  summary.set_pool(spec->pool);
+  summary.set_frames(spec->frames.to_string());
+  summary.set_chunk(spec->chunk);
+  summary.set_task_count(view->task_count);
+  for (int i = 0; i < core::kTaskStateCount; ++i) {
+    auto state = static_cast<core::TaskState>(i);
+    if (state == core::TaskState::kBackoff) continue;
+    (*summary.mutable_counts())[std::string(core::task_state_name(state))] = view->counts[i];
+  }
+  summary.set_submitted_unix_ms(record->submitted_unix_ms);
+  summary.mutable_labels()->insert(wspec.labels().begin(), wspec.labels().end());
+  summary.set_max_attempts(spec->max_attempts);
+  summary.set_timeout_s(static_cast<uint32_t>(spec->timeout.count()));
+  for (core::JobId up : spec->after) summary.add_after(up);
+  summary.set_after_frames(spec->after_frames);
+  summary.set_lane(spec->interactive ? "interactive" : "batch");
+  if (auto it = wspec.labels().find("event"); it != wspec.labels().end()) {
+    summary.set_event_id(it->second);
+  }
+}
+
+}  // namespace farmhand::daemon

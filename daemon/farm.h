@@ -1,0 +1,115 @@
+// Farm: the broker's in-memory state that mirrors the store — the scheduler,
+// the job records the scheduler does not keep, and the publish events.
+//
+// Everything in a Farm can be rebuilt from the store (Farm::restore), and that
+// is how a failed commit is undone: the loop throws the Farm's contents away
+// and restores them from what is on disk, so memory is never ahead of disk.
+// The components hold a Farm& and reach the scheduler through it, never keep a
+// pointer into it across turns. Not thread-safe: the event loop owns it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "farmhand.pb.h"
+#include <spdlog/spdlog.h>
+
+#include "common/result.h"
+#include "daemon/core/scheduler.h"
+#include "daemon/store/store.h"
+
+namespace farmhand::daemon {
+
+class Clock;
+
+// Per job, what the scheduler does not keep: the submitted spec and its times.
+struct JobRecord {
+  wire::JobSpec spec;
+  int64_t submitted_unix_ms = 0;
+  int64_t finished_unix_ms = 0;  // 0 while not finished (retention counts from here)
+};
+
+// Job records and the idempotency index over them.
+class JobBook {
+ public:
+  void add(core::JobId id, JobRecord record);
+  const JobRecord* find(core::JobId id) const;
+  std::optional<core::JobId> find_key(const std::string& idempotency_key) const;
+  // Records when a job finished (0: reopened), here and in `batch`.
+  void set_finished(core::JobId id, int64_t unix_ms, Batch& batch);
+  void erase(core::JobId id);
+  void clear();
+
+  size_t size() const { return records_.size(); }
+
+  const std::unordered_map<core::JobId, JobRecord>& records() const { return records_; }
+
+ private:
+  std::unordered_map<core::JobId, JobRecord> records_;
+  std::unordered_map<std::string, core::JobId> keys_;
+};
+
+// Accepted publish events in order of arrival, and where each id is.
+class EventBook {
+ public:
+  void add(wire::EventInfo event);
+  const wire::EventInfo* find(const std::string& event_id) const;
+
+  const std::vector<wire::EventInfo>& all() const { return events_; }
+
+  // Drops the events `drop` says so of, keeping the order.
+  template <typename Pred>
+  size_t erase_if(Pred drop) {
+    size_t n = std::erase_if(events_, drop);
+    if (n > 0) reindex();
+    return n;
+  }
+
+  // Patterns published from watched folders (for `republish: false`).
+  std::set<std::string>& watch_published() { return watch_published_; }
+
+  void clear();
+
+ private:
+  void reindex();
+  std::vector<wire::EventInfo> events_;
+  std::unordered_map<std::string, size_t> index_;
+  std::set<std::string> watch_published_;
+};
+
+struct Farm {
+  explicit Farm(core::Scheduler::Options options)
+      : scheduler_options(options), scheduler(std::make_unique<core::Scheduler>(options)) {}
+
+  // Replaces the contents with what `store` holds. Restored running tasks wait
+  // `hold_dispatch` for their workers to report before they are handed out
+  // again. Finish times the store lacks (older databases) go into `staged`.
+  [[nodiscard]] Result<void> restore(Store& store, const Clock& clock, core::Millis hold_dispatch,
+                                     spdlog::logger& log, Batch& staged);
+
+  core::Scheduler::Options scheduler_options;
+  std::unique_ptr<core::Scheduler> scheduler;
+  JobBook jobs;
+  EventBook events;
+};
+
+// Wire names of the scheduler's states.
+wire::TaskState to_wire(core::TaskState s);
+std::optional<core::TaskState> task_state_from_wire(wire::TaskState s);
+wire::JobState to_wire(core::JobState s);
+bool is_finished(core::JobState s);
+
+// The scheduler's view of a submitted spec. Shared by submit and restore, so a
+// restored job is exactly the job that was accepted.
+[[nodiscard]] Result<core::JobSpec> to_core_spec(const wire::JobSpec& spec);
+
+// A job's summary as `status`, `ls` and `events` show it; untouched if unknown.
+void fill_summary(const Farm& farm, core::JobId id, wire::JobSummary& summary);
+
+}  // namespace farmhand::daemon

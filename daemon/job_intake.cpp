@@ -1,0 +1,100 @@
+#include "daemon/job_intake.h"
+
+#include <fmt/format.h>
+
+#include "daemon/job_kinds.h"
+
+namespace farmhand::daemon {
+
+namespace {
+
+constexpr size_t kMaxLabels = 64;
+constexpr size_t kMaxLabelBytes = 4096;
+constexpr size_t kMaxNameBytes = 256;
+constexpr size_t kMaxIdempotencyKeyBytes = 256;
+// A task in the interactive lane covers at most this many frames (10 s at 24 fps).
+constexpr uint32_t kMaxInteractiveTaskFrames = 240;
+
+}  // namespace
+
+void JobIntake::submit(const wire::SubmitRequest& request, wire::ClientReply& reply, Turn& turn) {
+  wire::JobSpec spec = request.spec();
+  if (auto id = farm_.jobs.find_key(spec.idempotency_key())) {
+    reply.mutable_submit()->set_job_id(*id);
+    reply.mutable_submit()->set_duplicate(true);
+    if (auto view = farm_.scheduler->job(*id)) {
+      reply.mutable_submit()->set_task_count(view->task_count);
+    }
+    return;
+  }
+  if (spec.idempotency_key().size() > kMaxIdempotencyKeyBytes) {
+    return set_error(
+        reply, Error{ErrorCode::kInvalidArgument,
+                     fmt::format("idempotency key longer than {} bytes", kMaxIdempotencyKeyBytes)});
+  }
+  auto id = create_job(std::move(spec), turn);
+  if (!id) return set_error(reply, id.error());
+  auto view = farm_.scheduler->job(*id);
+  reply.mutable_submit()->set_job_id(*id);
+  reply.mutable_submit()->set_task_count(view ? view->task_count : 0);
+}
+
+Result<core::JobId> JobIntake::create_job(wire::JobSpec spec, Turn& turn,
+                                          const common::FrameSet* on_disk) {
+  const JobKind* kind = find_job_kind(spec.kind());
+  if (!kind) {
+    return fail(ErrorCode::kInvalidArgument, fmt::format("unknown job kind '{}' ({})",
+                                                         printable(spec.kind()), job_kind_names()));
+  }
+  if (!spec.lane().empty() && spec.lane() != "batch" && spec.lane() != "interactive") {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("unknown lane '{}' (batch, interactive)", printable(spec.lane())));
+  }
+  if (spec.lane() == "interactive" && !kind->interactive_lane) {
+    return fail(ErrorCode::kInvalidArgument,
+                "only thumbnail, convert and transcode jobs may use the interactive lane");
+  }
+  if (auto ok = kind->prepare(spec, KindContext{config_, on_disk}); !ok) return fail(ok.error());
+  if (spec.labels_size() > static_cast<int>(kMaxLabels)) {
+    return fail(ErrorCode::kInvalidArgument, fmt::format("more than {} labels", kMaxLabels));
+  }
+  for (const auto& [k, v] : spec.labels()) {
+    if (k.empty() || k.size() + v.size() > kMaxLabelBytes) {
+      return fail(ErrorCode::kInvalidArgument, fmt::format("bad label '{}'", printable(k, 64)));
+    }
+  }
+  if (spec.name().size() > kMaxNameBytes) {
+    return fail(ErrorCode::kInvalidArgument, fmt::format("job name over {} bytes", kMaxNameBytes));
+  }
+  if (spec.chunk() == 0) spec.set_chunk(1);
+  if (spec.lane() == "interactive" && spec.chunk() > kMaxInteractiveTaskFrames) {
+    // The reserved slots are for short work: a long movie there would hold back
+    // the thumbnails of every publish behind it. It runs in the batch lane.
+    log_.info(
+        "job moved to the batch lane kind={} name=\"{}\" reason=\"a task of {} frames is "
+        "over the interactive lane's {}\"",
+        spec.kind(), printable(spec.name()), spec.chunk(), kMaxInteractiveTaskFrames);
+    spec.set_lane("batch");
+  }
+  auto core_spec = to_core_spec(spec);
+  if (!core_spec) return fail(core_spec.error());
+  auto id = farm_.scheduler->submit(std::move(*core_spec), clock_.millis(), /*durable=*/false);
+  if (!id) return fail(id.error());
+  turn.new_jobs.push_back(*id);
+
+  const int64_t now = clock_.unix_ms();
+  JobRow row;
+  row.id = *id;
+  row.spec = spec.SerializeAsString();
+  row.submitted_unix_ms = now;
+  row.idempotency_key = spec.idempotency_key();
+  turn.batch.new_jobs.push_back(std::move(row));
+  auto view = farm_.scheduler->job(*id);
+  log_.info("job accepted job={} kind={} tasks={} priority={} lane={}", *id, spec.kind(),
+            view ? view->task_count : 0, spec.priority(),
+            spec.lane().empty() ? "batch" : spec.lane());
+  farm_.jobs.add(*id, JobRecord{std::move(spec), now, 0});
+  return *id;
+}
+
+}  // namespace farmhand::daemon

@@ -1,0 +1,289 @@
+#include "daemon/worker_link.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "common/wire.h"
+#include "daemon/job_kinds.h"
+
+namespace farmhand::daemon {
+
+void WorkerLink::on_message(const std::string& routing_id, const void* data, size_t size,
+                            Turn& turn, bool accept_results) {
+  wire::WorkerMessage msg;
+  if (auto ok = common::parse_message(data, size, config_.broker.max_worker_message_bytes, msg);
+      !ok) {
+    bad_.note("worker", ok.error().reason);
+    return;
+  }
+  if (msg.body_case() == wire::WorkerMessage::kReady) return on_ready(routing_id, msg.ready());
+  core::Scheduler& scheduler = *farm_.scheduler;
+  auto peer_it = peers_.find(routing_id);
+  if (peer_it == peers_.end() || !scheduler.knows_worker(peer_it->second.id)) {
+    // A worker from before our restart, or one we forgot: it must introduce itself.
+    wire::BrokerMessage reconnect;
+    reconnect.mutable_reconnect();
+    workers_.send(routing_id, reconnect);
+    return;
+  }
+  const core::Millis now = clock_.millis();
+  const core::WorkerId worker = peer_it->second.id;
+  scheduler.worker_seen(worker, now);
+  switch (msg.body_case()) {
+    case wire::WorkerMessage::kHeartbeat:
+      break;
+    case wire::WorkerMessage::kRenew:
+      for (const auto& r : msg.renew().tasks()) {
+        core::TaskRef ref{r.job_id(), static_cast<core::TaskIndex>(r.task()), r.lease()};
+        if (!scheduler.renew_lease(worker, ref, now)) {
+          wire::BrokerMessage cancel;
+          *cancel.mutable_cancel()->mutable_ref() = r;
+          cancel.mutable_cancel()->set_reason("lease no longer held");
+          turn.worker_mail.emplace_back(routing_id, std::move(cancel));
+        }
+      }
+      break;
+    case wire::WorkerMessage::kResult:
+      if (accept_results) on_result(routing_id, worker, msg.result(), turn);
+      break;
+    case wire::WorkerMessage::kLog:
+      on_log_reply(msg.log());
+      break;
+    case wire::WorkerMessage::kProgress: {
+      const auto& p = msg.progress();
+      progress_[{p.ref().job_id(), p.ref().task()}] = {p.done(), p.total()};
+      break;
+    }
+    case wire::WorkerMessage::kDisconnect:
+      scheduler.worker_gone(worker, now);
+      routes_.erase(worker);
+      peers_.erase(peer_it);
+      break;
+    default:
+      bad_.note("worker", "message without a body");
+  }
+}
+
+void WorkerLink::on_ready(const std::string& routing_id, const wire::Ready& ready) {
+  if (ready.version() != common::kProtocolVersion) {
+    bad_.note("worker", fmt::format("protocol version {} from worker {}", ready.version(),
+                                    printable(ready.name(), 64)));
+    return;
+  }
+  if (ready.name().empty() || ready.name().size() > 256) {
+    bad_.note("worker", "ready without a usable name");
+    return;
+  }
+  core::Scheduler& scheduler = *farm_.scheduler;
+  if (auto old = peers_.find(routing_id); old != peers_.end()) routes_.erase(old->second.id);
+  Peer peer;
+  peer.id = next_worker_id_++;
+  peer.host = ready.host().substr(0, 256);
+  peer.pid = ready.pid();
+  peers_[routing_id] = peer;
+  routes_[peer.id] = routing_id;
+  core::WorkerSpec spec;
+  spec.name = ready.name();
+  spec.slots = std::clamp<uint32_t>(ready.slots(), 1, 4096);
+  spec.interactive_slots = std::min<uint32_t>(ready.interactive_slots(), 64);
+  for (const auto& tag : ready.tags()) spec.tags.push_back(tag);
+  std::vector<core::TaskRef> running;
+  for (const auto& r : ready.running()) {
+    running.push_back({r.job_id(), static_cast<core::TaskIndex>(r.task()), r.lease()});
+  }
+  scheduler.worker_ready(peer.id, std::move(spec), running, clock_.millis());
+  // Forget sessions the scheduler dropped (the same worker's earlier connection).
+  for (auto it = routes_.begin(); it != routes_.end();) {
+    if (!scheduler.knows_worker(it->first)) {
+      peers_.erase(it->second);
+      it = routes_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  wire::BrokerMessage welcome;
+  welcome.mutable_welcome()->set_heartbeat_ms(
+      static_cast<uint32_t>(config_.broker.heartbeat_interval.count()));
+  welcome.mutable_welcome()->set_lease_ttl_ms(
+      static_cast<uint32_t>(config_.broker.lease_ttl.count()));
+  workers_.send(routing_id, welcome);
+}
+
+void WorkerLink::on_result(const std::string& routing_id, core::WorkerId worker,
+                           const wire::TaskResult& result, Turn& turn) {
+  core::Scheduler& scheduler = *farm_.scheduler;
+  core::TaskRef ref{result.ref().job_id(), static_cast<core::TaskIndex>(result.ref().task()),
+                    result.ref().lease()};
+  Error error{error_code_from_name(result.error_code()), result.error().substr(0, 1024)};
+  auto verdict = scheduler.task_result(worker, ref, result.succeeded(), error, clock_.millis());
+  progress_.erase({ref.job, ref.task});
+  if (verdict == core::ResultVerdict::kAccepted &&
+      (!result.log_tail().empty() || !result.error().empty())) {
+    LogRow row;
+    row.job = ref.job;
+    row.task = ref.task;
+    row.attempt = result.attempt();
+    row.worker = scheduler.worker_name(worker);
+    row.error = error.reason;
+    const std::string& tail = result.log_tail();
+    row.text = tail.substr(tail.size() > kMaxLogTailBytes ? tail.size() - kMaxLogTailBytes : 0);
+    turn.batch.logs.push_back(std::move(row));
+  }
+  // Acknowledged after the commit: a stale result too, so the worker stops sending it.
+  *turn.acks[routing_id].add_tasks() = result.ref();
+}
+
+void WorkerLink::assign(const std::vector<core::Dispatch>& dispatches, Turn& turn) {
+  core::Scheduler& scheduler = *farm_.scheduler;
+  const core::Millis now = clock_.millis();
+  for (const auto& d : dispatches) {
+    auto route = routes_.find(d.worker);
+    const core::JobSpec* spec = scheduler.job_spec(d.job);
+    const JobRecord* record = farm_.jobs.find(d.job);
+    const JobKind* kind = spec ? find_job_kind(spec->kind) : nullptr;
+    if (route == routes_.end() || !spec || !record || !kind) continue;
+    wire::BrokerMessage msg;
+    auto* assign = msg.mutable_assign();
+    assign->mutable_ref()->set_job_id(d.job);
+    assign->mutable_ref()->set_task(d.task);
+    assign->mutable_ref()->set_lease(d.lease);
+    assign->set_attempt(d.attempt);
+    assign->set_kind(spec->kind);
+    assign->set_timeout_s(static_cast<uint32_t>(spec->timeout.count()));
+    assign->set_lease_ttl_ms(static_cast<uint32_t>(config_.broker.lease_ttl.count()));
+    common::FrameSet frames = scheduler.task_frames(d.job, d.task);
+    if (auto ok = kind->assign(record->spec, frames, config_, *assign); !ok) {
+      scheduler.task_result(d.worker, {d.job, d.task, d.lease}, false, ok.error(), now);
+      continue;
+    }
+    assign->set_frames(frames.to_string());
+    if (log_.should_log(spdlog::level::debug)) {
+      log_.debug("task dispatched job={} task={} attempt={} worker={} lease={:x}", d.job, d.task,
+                 d.attempt, scheduler.worker_name(d.worker), d.lease);
+    }
+    turn.worker_mail.emplace_back(route->second, std::move(msg));
+  }
+}
+
+void WorkerLink::cancel(const std::vector<core::CancelOrder>& cancels, Turn& turn) {
+  for (const auto& order : cancels) {
+    auto route = routes_.find(order.worker);
+    if (route == routes_.end()) continue;
+    wire::BrokerMessage msg;
+    auto* c = msg.mutable_cancel();
+    c->mutable_ref()->set_job_id(order.ref.job);
+    c->mutable_ref()->set_task(order.ref.task);
+    c->mutable_ref()->set_lease(order.ref.lease);
+    c->set_reason(order.reason);
+    turn.worker_mail.emplace_back(route->second, std::move(msg));
+  }
+}
+
+void WorkerLink::send_heartbeats() {
+  const auto now = clock_.steady();
+  if (now - last_heartbeat_ < config_.broker.heartbeat_interval) return;
+  last_heartbeat_ = now;
+  wire::BrokerMessage beat;
+  beat.mutable_heartbeat();
+  for (const auto& [rid, peer] : peers_) workers_.send(rid, beat);
+}
+
+void WorkerLink::reset_sessions() {
+  wire::BrokerMessage reconnect;
+  reconnect.mutable_reconnect();
+  for (const auto& [rid, peer] : peers_) workers_.send(rid, reconnect);
+  peers_.clear();
+  routes_.clear();
+  progress_.clear();
+}
+
+std::optional<Clock::SteadyTime> WorkerLink::next_deadline() const {
+  Clock::SteadyTime next = last_heartbeat_ + config_.broker.heartbeat_interval;
+  for (const auto& query : log_queries_) next = std::min(next, query.deadline);
+  return next;
+}
+
+const WorkerLink::Peer* WorkerLink::peer(core::WorkerId id) const {
+  auto route = routes_.find(id);
+  if (route == routes_.end()) return nullptr;
+  auto it = peers_.find(route->second);
+  return it == peers_.end() ? nullptr : &it->second;
+}
+
+std::optional<std::pair<uint64_t, uint64_t>> WorkerLink::progress(core::JobId job,
+                                                                  core::TaskIndex task) const {
+  auto it = progress_.find({job, task});
+  if (it == progress_.end()) return std::nullopt;
+  return it->second;
+}
+
+void WorkerLink::forget_progress(core::JobId job) {
+  progress_.erase(progress_.lower_bound({job, 0}), progress_.lower_bound({job + 1, 0}));
+}
+
+// ------------------------------------------------------------------ logs of running tasks
+
+bool WorkerLink::ask_running_logs(const PendingReply& pending, const wire::LogsRequest& request,
+                                  bool stopping) {
+  if (!pending.reply.ok() || stopping || log_queries_.size() >= kMaxLogQueries) return false;
+  const core::Scheduler& scheduler = *farm_.scheduler;
+  // Which worker session runs what, by worker name.
+  std::unordered_map<std::string, const std::string*> route_of;
+  for (const auto& [rid, p] : peers_) route_of[scheduler.worker_name(p.id)] = &rid;
+  LogQuery query;
+  query.pending = pending;
+  query.deadline = clock_.steady() + kLogQueryTimeout;
+  for (const auto& r : scheduler.running_tasks(request.job_id(), kMaxRunningLogs)) {
+    if (request.task() >= 0 && r.task != static_cast<uint64_t>(request.task())) continue;
+    auto route = route_of.find(r.worker);
+    if (route == route_of.end()) continue;
+    const uint64_t id = ++next_log_request_;
+    wire::BrokerMessage ask;
+    auto* log = ask.mutable_log();
+    log->set_request_id(id);
+    log->set_job_id(request.job_id());
+    log->set_task(r.task);
+    log->set_max_bytes(static_cast<uint32_t>(kMaxLogTailBytes));
+    if (!workers_.send(*route->second, ask)) continue;
+    query.asked[id] = {request.job_id(), r.task, r.attempt, r.worker};
+  }
+  if (query.asked.empty()) return false;
+  log_queries_.push_back(std::move(query));
+  return true;
+}
+
+void WorkerLink::on_log_reply(const wire::LogReply& log) {
+  for (auto it = log_queries_.begin(); it != log_queries_.end(); ++it) {
+    auto asked = it->asked.find(log.request_id());
+    if (asked == it->asked.end()) continue;
+    // A worker answers only for what it was asked; anything else is ignored.
+    if (log.running() && log.job_id() == asked->second.job && log.task() == asked->second.task) {
+      auto* out = it->pending.reply.mutable_logs()->add_logs();
+      out->set_task(asked->second.task);
+      out->set_attempt(asked->second.attempt);
+      out->set_worker(asked->second.worker);
+      const std::string& text = log.text();
+      out->set_text(
+          text.substr(text.size() > kMaxLogTailBytes ? text.size() - kMaxLogTailBytes : 0));
+      out->set_running(true);
+    }
+    it->asked.erase(asked);
+    if (it->asked.empty()) {
+      clients_.send(it->pending);
+      log_queries_.erase(it);
+    }
+    return;
+  }
+}
+
+void WorkerLink::answer_log_queries(bool all) {
+  const auto now = clock_.steady();
+  std::erase_if(log_queries_, [&](LogQuery& query) {
+    if (!all && now < query.deadline) return false;
+    clients_.send(query.pending);  // what came in time; silent workers' tasks are left out
+    return true;
+  });
+}
+
+}  // namespace farmhand::daemon

@@ -1,0 +1,152 @@
+// MemoryStore and FaultyStore: daemon::Store implementations for unit tests.
+//
+// MemoryStore keeps committed batches in maps, all or nothing per commit, as
+// SQLite does. FaultyStore wraps any Store and fails commits (and the write
+// probe) while told to, with the error a full disk gives — the idea of
+// LevelDB's fault_injection_test, on the store interface.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "daemon/store/store.h"
+
+namespace farmhand::testing {
+
+class MemoryStore final : public daemon::Store {
+ public:
+  Result<void> commit(const daemon::Batch& batch) override {
+    State next = state_;
+    for (const auto& job : batch.new_jobs) next.jobs[job.id] = job;
+    for (const auto& change : batch.job_changes) {
+      auto& row = next.jobs[change.job];
+      row.paused = change.paused;
+      row.cancelled = change.cancelled;
+    }
+    for (const auto& change : batch.task_changes) {
+      daemon::TaskRow row;
+      row.job = change.job;
+      row.task = change.task;
+      row.state =
+          change.state == core::TaskState::kBackoff ? core::TaskState::kQueued : change.state;
+      row.attempts = change.attempts;
+      row.lease = change.lease;
+      row.worker = change.worker;
+      row.error = change.error;
+      next.tasks[{change.job, change.task}] = row;
+    }
+    for (const auto& log : batch.logs) next.logs[{log.job, log.task, log.attempt}] = log;
+    for (const auto& event : batch.events) next.events.push_back(event);
+    for (const auto& [job, unix_ms] : batch.finished) next.jobs[job].finished_unix_ms = unix_ms;
+    for (auto job : batch.forgotten_jobs) {
+      next.jobs.erase(job);
+      std::erase_if(next.tasks, [&](const auto& kv) { return kv.first.first == job; });
+    }
+    ++commits_;
+    state_ = std::move(next);
+    return {};
+  }
+
+  Result<void> load(const std::function<void(daemon::JobRow&&)>& on_job,
+                    const std::function<void(daemon::TaskRow&&)>& on_task) override {
+    for (auto [id, row] : state_.jobs) on_job(std::move(row));
+    for (auto [key, row] : state_.tasks) on_task(std::move(row));
+    return {};
+  }
+
+  Result<void> load_events(const std::function<void(daemon::EventRow&&)>& on_event) override {
+    for (auto row : state_.events) on_event(std::move(row));
+    return {};
+  }
+
+  Result<std::vector<daemon::LogRow>> logs(core::JobId job,
+                                           std::optional<core::TaskIndex> task) override {
+    std::vector<daemon::LogRow> out;
+    for (const auto& [key, row] : state_.logs) {
+      if (row.job == job && (!task || row.task == *task)) out.push_back(row);
+    }
+    return out;
+  }
+
+  Result<void> check_writable() override { return {}; }
+
+  // What is "on disk".
+  const daemon::JobRow* job(core::JobId id) const {
+    auto it = state_.jobs.find(id);
+    return it == state_.jobs.end() ? nullptr : &it->second;
+  }
+
+  const daemon::TaskRow* task(core::JobId job, core::TaskIndex task) const {
+    auto it = state_.tasks.find({job, task});
+    return it == state_.tasks.end() ? nullptr : &it->second;
+  }
+
+  size_t job_count() const { return state_.jobs.size(); }
+
+  size_t event_count() const { return state_.events.size(); }
+
+  uint64_t commits() const { return commits_; }
+
+ private:
+  struct State {
+    std::map<core::JobId, daemon::JobRow> jobs;
+    std::map<std::pair<core::JobId, core::TaskIndex>, daemon::TaskRow> tasks;
+    std::map<std::tuple<core::JobId, core::TaskIndex, uint32_t>, daemon::LogRow> logs;
+    std::vector<daemon::EventRow> events;
+  };
+
+  State state_;
+  uint64_t commits_ = 0;
+};
+
+class FaultyStore final : public daemon::Store {
+ public:
+  explicit FaultyStore(daemon::Store& inner) : inner_(inner) {}
+
+  // While set, every commit and write probe fails with `reason`.
+  void fail_writes(std::string reason = "No space left on device (/state/farmhand.db)") {
+    failing_ = std::move(reason);
+  }
+
+  void heal() { failing_.reset(); }
+
+  uint64_t failed_commits() const { return failed_; }
+
+  Result<void> commit(const daemon::Batch& batch) override {
+    if (failing_ && !batch.empty()) {
+      ++failed_;
+      return fail(ErrorCode::kIo, *failing_);
+    }
+    return inner_.commit(batch);
+  }
+
+  Result<void> load(const std::function<void(daemon::JobRow&&)>& on_job,
+                    const std::function<void(daemon::TaskRow&&)>& on_task) override {
+    return inner_.load(on_job, on_task);
+  }
+
+  Result<void> load_events(const std::function<void(daemon::EventRow&&)>& on_event) override {
+    return inner_.load_events(on_event);
+  }
+
+  Result<std::vector<daemon::LogRow>> logs(core::JobId job,
+                                           std::optional<core::TaskIndex> task) override {
+    return inner_.logs(job, task);
+  }
+
+  Result<void> check_writable() override {
+    if (failing_) return fail(ErrorCode::kIo, *failing_);
+    return inner_.check_writable();
+  }
+
+ private:
+  daemon::Store& inner_;
+  std::optional<std::string> failing_;
+  uint64_t failed_ = 0;
+};
+
+}  // namespace farmhand::testing

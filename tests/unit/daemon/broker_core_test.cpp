@@ -1,0 +1,332 @@
+// BrokerCore without sockets or disk: a MemoryStore behind a FaultyStore, a
+// FakeClock, and ports that record what would be sent. Each scenario makes one
+// kind of write hit a failing commit and checks the promise: what was
+// acknowledged is on disk, what was refused is not, memory is not ahead of
+// disk, no cancelled job runs, no finished task runs again, and the broker
+// resumes by itself once the store writes again.
+#include "daemon/broker_core.h"
+
+#include "tests/support/fake_clock.h"
+#include "tests/support/memory_store.h"
+#include <gtest/gtest.h>
+
+#include "common/logging.h"
+#include "common/wire.h"
+
+namespace farmhand::daemon {
+namespace {
+
+using testing::FakeClock;
+using testing::FaultyStore;
+using testing::MemoryStore;
+
+struct RecordingPorts final : ClientPort, WorkerPort {
+  void send(const PendingReply& reply) override { replies.push_back(reply.reply); }
+
+  bool send(const std::string& routing_id, const wire::BrokerMessage& msg) override {
+    to_workers.emplace_back(routing_id, msg);
+    return true;
+  }
+
+  std::vector<wire::ClientReply> take_replies() { return std::exchange(replies, {}); }
+
+  std::vector<std::pair<std::string, wire::BrokerMessage>> take_worker_mail() {
+    return std::exchange(to_workers, {});
+  }
+
+  std::vector<wire::ClientReply> replies;
+  std::vector<std::pair<std::string, wire::BrokerMessage>> to_workers;
+};
+
+class BrokerCoreTest : public ::testing::Test {
+ protected:
+  BrokerCoreTest() : faulty_(disk_) {
+    config_.broker.heartbeat_interval = std::chrono::milliseconds(1000);
+    config_.broker.lease_ttl = std::chrono::milliseconds(30'000);
+    config_.broker.keep_finished = std::chrono::milliseconds(0);
+    start();
+  }
+
+  // A broker (re)started on what is on disk.
+  void start() {
+    auto log = common::logger("broker_core_test");
+    log->set_level(spdlog::level::off);  // the scenarios assert what they rely on
+    core_ = std::make_unique<BrokerCore>(config_, "/nonexistent/farmhand.db", clock_, faulty_,
+                                         ports_, ports_, *log);
+    ASSERT_TRUE(core_->restore());
+    // Restored running tasks wait for their workers a few beats.
+    clock_.advance(std::chrono::seconds(3));
+  }
+
+  wire::ClientReply request(const wire::ClientRequest& body) {
+    wire::ClientRequest req = body;
+    req.set_version(common::kProtocolVersion);
+    req.set_request_id(++request_id_);
+    std::string bytes = req.SerializeAsString();
+    core_->on_client("client", false, bytes.data(), bytes.size());
+    core_->end_turn();
+    for (auto& reply : ports_.take_replies()) {
+      if (reply.request_id() == request_id_) return reply;
+    }
+    ADD_FAILURE() << "no reply to request " << request_id_;
+    return {};
+  }
+
+  wire::ClientReply submit_noop(uint32_t tasks, const std::string& key = "") {
+    wire::ClientRequest req;
+    req.mutable_submit()->mutable_spec()->set_kind("noop");
+    req.mutable_submit()->mutable_spec()->set_tasks(tasks);
+    req.mutable_submit()->mutable_spec()->set_idempotency_key(key);
+    return request(req);
+  }
+
+  wire::ClientReply act(uint64_t job, wire::JobActionRequest::Action action) {
+    wire::ClientRequest req;
+    req.mutable_action()->set_job_id(job);
+    req.mutable_action()->set_action(action);
+    return request(req);
+  }
+
+  wire::ClientReply status(uint64_t job) {
+    wire::ClientRequest req;
+    req.mutable_status()->set_job_id(job);
+    req.mutable_status()->set_tasks(true);
+    return request(req);
+  }
+
+  void from_worker(const std::string& rid, const wire::WorkerMessage& msg) {
+    std::string bytes = msg.SerializeAsString();
+    core_->on_worker(rid, bytes.data(), bytes.size());
+  }
+
+  void ready(const std::string& rid, const std::vector<wire::TaskRef>& running = {}) {
+    wire::WorkerMessage msg;
+    auto* r = msg.mutable_ready();
+    r->set_version(common::kProtocolVersion);
+    r->set_name(rid);
+    r->set_slots(4);
+    for (const auto& ref : running) *r->add_running() = ref;
+    from_worker(rid, msg);
+  }
+
+  void result(const std::string& rid, const wire::Assign& assign, bool ok = true) {
+    wire::WorkerMessage msg;
+    *msg.mutable_result()->mutable_ref() = assign.ref();
+    msg.mutable_result()->set_succeeded(ok);
+    msg.mutable_result()->set_attempt(assign.attempt());
+    from_worker(rid, msg);
+  }
+
+  // Assigns the last turn sent, and whether anything else of interest went out.
+  std::vector<wire::Assign> assigns(bool* reconnect = nullptr, int* acks = nullptr) {
+    std::vector<wire::Assign> out;
+    for (auto& [rid, msg] : ports_.take_worker_mail()) {
+      if (msg.has_assign()) out.push_back(msg.assign());
+      if (reconnect && msg.has_reconnect()) *reconnect = true;
+      if (acks && msg.has_ack()) *acks += msg.ack().tasks_size();
+    }
+    return out;
+  }
+
+  static wire::TaskRef ref_of(const wire::Assign& a) { return a.ref(); }
+
+  common::Config config_;
+  FakeClock clock_;
+  MemoryStore disk_;
+  FaultyStore faulty_;
+  RecordingPorts ports_;
+  std::unique_ptr<BrokerCore> core_;
+  uint64_t request_id_ = 0;
+};
+
+TEST_F(BrokerCoreTest, SubmitHittingAFailingCommitIsRefusedWithTheCauseAndLeavesNothingBehind) {
+  auto first = submit_noop(2, "first");
+  ASSERT_TRUE(first.ok()) << first.error();
+  ASSERT_NE(disk_.job(first.submit().job_id()), nullptr);
+
+  faulty_.fail_writes();
+  auto refused = submit_noop(3, "second");
+  EXPECT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error(),
+            "state store write failed: No space left on device (/state/farmhand.db)");
+  EXPECT_EQ(disk_.job_count(), 1u);
+  EXPECT_EQ(core_->store_failure()->reason, refused.error());
+  // Memory is not ahead of disk: the refused job is unknown, its key is free.
+  EXPECT_FALSE(status(first.submit().job_id() + 1).ok());
+  EXPECT_TRUE(status(first.submit().job_id()).ok());  // reads are answered meanwhile
+
+  // Writes are refused at once while the store cannot write, with the same line.
+  auto meanwhile = submit_noop(1, "meanwhile");
+  EXPECT_FALSE(meanwhile.ok());
+  EXPECT_EQ(meanwhile.error(), refused.error());
+
+  faulty_.heal();
+  clock_.advance(std::chrono::seconds(1));
+  core_->end_turn();
+  EXPECT_FALSE(core_->store_failure());
+  auto again = submit_noop(3, "second");
+  ASSERT_TRUE(again.ok()) << again.error();
+  EXPECT_FALSE(again.submit().duplicate());
+  // Ids are not reused: the refused job's id was never acknowledged, so it may be.
+  EXPECT_NE(disk_.job(again.submit().job_id()), nullptr);
+  EXPECT_EQ(disk_.job_count(), 2u);
+}
+
+TEST_F(BrokerCoreTest, AssignsLeaveOnlyAfterTheirTurnIsCommitted) {
+  auto job = submit_noop(2);
+  ASSERT_TRUE(job.ok());
+  ports_.take_worker_mail();
+
+  faulty_.fail_writes();
+  ready("w1");
+  core_->end_turn();  // the worker joins and the turn dispatches to it: its commit fails
+  bool reconnect = false;
+  EXPECT_TRUE(assigns(&reconnect).empty()) << "an Assign left before its turn was committed";
+  EXPECT_TRUE(reconnect) << "workers are asked to introduce themselves again";
+  for (core::TaskIndex t : {0u, 1u}) EXPECT_EQ(disk_.task(job.submit().job_id(), t), nullptr);
+
+  faulty_.heal();
+  clock_.advance(std::chrono::seconds(1));
+  core_->end_turn();  // probe succeeds
+  ready("w1");
+  clock_.advance(std::chrono::seconds(3));  // restored: waits for workers a few beats
+  core_->end_turn();
+  auto sent = assigns();
+  ASSERT_EQ(sent.size(), 2u);
+  for (const auto& a : sent) {
+    const auto* row = disk_.task(a.ref().job_id(), a.ref().task());
+    ASSERT_NE(row, nullptr);
+    EXPECT_EQ(row->state, core::TaskState::kRunning);
+    EXPECT_EQ(row->lease, a.ref().lease());
+  }
+}
+
+TEST_F(BrokerCoreTest, CancelHittingAFailingCommitIsNotAppliedAndARepeatedCancelIsStored) {
+  auto job = submit_noop(2);
+  ASSERT_TRUE(job.ok());
+  const uint64_t id = job.submit().job_id();
+  faulty_.fail_writes();
+  auto refused = act(id, wire::JobActionRequest::CANCEL);
+  EXPECT_FALSE(refused.ok());
+  EXPECT_FALSE(disk_.job(id)->cancelled);
+  faulty_.heal();
+  clock_.advance(std::chrono::seconds(1));
+  core_->end_turn();
+  // Memory agrees with disk: the job is not cancelled, so the cancel applies again and is stored.
+  EXPECT_EQ(status(id).status().job().state(), wire::JOB_QUEUED);
+  auto cancelled = act(id, wire::JobActionRequest::CANCEL);
+  ASSERT_TRUE(cancelled.ok()) << cancelled.error();
+  EXPECT_TRUE(disk_.job(id)->cancelled);
+  // No cancelled job runs.
+  ready("w1");
+  clock_.advance(std::chrono::seconds(3));
+  core_->end_turn();
+  EXPECT_TRUE(assigns().empty());
+}
+
+TEST_F(BrokerCoreTest, PauseHittingAFailingCommitIsNotApplied) {
+  auto job = submit_noop(4);
+  const uint64_t id = job.submit().job_id();
+  faulty_.fail_writes();
+  EXPECT_FALSE(act(id, wire::JobActionRequest::PAUSE).ok());
+  EXPECT_FALSE(disk_.job(id)->paused);
+  faulty_.heal();
+  clock_.advance(std::chrono::seconds(1));
+  core_->end_turn();
+  EXPECT_NE(status(id).status().job().state(), wire::JOB_PAUSED);
+  ready("w1");
+  clock_.advance(std::chrono::seconds(3));
+  core_->end_turn();
+  EXPECT_EQ(assigns().size(), 4u) << "a pause that was refused must not hold the job";
+}
+
+TEST_F(BrokerCoreTest, TaskResultHittingAFailingCommitIsNotAckedAndCountsWhenSentAgain) {
+  auto job = submit_noop(1);
+  const uint64_t id = job.submit().job_id();
+  ready("w1");
+  core_->end_turn();
+  core_->end_turn();
+  auto sent = assigns();
+  ASSERT_EQ(sent.size(), 1u);
+
+  faulty_.fail_writes();
+  result("w1", sent[0]);
+  core_->end_turn();
+  int acks = 0;
+  bool reconnect = false;
+  assigns(&reconnect, &acks);
+  EXPECT_EQ(acks, 0) << "a result was acknowledged that is not on disk";
+  EXPECT_EQ(disk_.task(id, 0)->state, core::TaskState::kRunning);
+  // Meanwhile a result is not taken either.
+  result("w1", sent[0]);
+  core_->end_turn();
+  acks = 0;
+  assigns(nullptr, &acks);
+  EXPECT_EQ(acks, 0);
+
+  faulty_.heal();
+  clock_.advance(std::chrono::seconds(1));
+  core_->end_turn();
+  // The worker introduces itself with what it holds and sends its result again.
+  ready("w1", {ref_of(sent[0])});
+  result("w1", sent[0]);
+  core_->end_turn();
+  acks = 0;
+  auto again = assigns(nullptr, &acks);
+  EXPECT_EQ(acks, 1);
+  EXPECT_TRUE(again.empty()) << "a finished task was dispatched again";
+  EXPECT_EQ(disk_.task(id, 0)->state, core::TaskState::kSucceeded);
+  EXPECT_EQ(status(id).status().job().state(), wire::JOB_SUCCEEDED);
+}
+
+TEST_F(BrokerCoreTest, ProbesBackOffWhileTheStoreCannotWriteAndNeverCrashLoop) {
+  submit_noop(1);
+  faulty_.fail_writes();
+  EXPECT_FALSE(submit_noop(1).ok());
+  // An hour of failing probes: the core keeps answering and backs off to its cap.
+  for (int i = 0; i < 3600; ++i) {
+    clock_.advance(std::chrono::seconds(1));
+    core_->end_turn();
+  }
+  EXPECT_TRUE(core_->store_failure());
+  EXPECT_LE(clock_.until(core_->next_deadline()), std::chrono::seconds(30));
+  EXPECT_TRUE(status(1).ok());
+  faulty_.heal();
+  clock_.advance(std::chrono::seconds(31));
+  core_->end_turn();
+  EXPECT_FALSE(core_->store_failure());
+  EXPECT_TRUE(submit_noop(1).ok());
+}
+
+TEST_F(BrokerCoreTest, AcknowledgedWorkSurvivesARestartOnWhatIsOnDisk) {
+  auto a = submit_noop(2, "a");
+  auto b = submit_noop(2, "b");
+  ASSERT_TRUE(act(b.submit().job_id(), wire::JobActionRequest::CANCEL).ok());
+  faulty_.fail_writes();
+  EXPECT_FALSE(submit_noop(2, "c").ok());
+  faulty_.heal();
+  start();  // as after kill -9
+  EXPECT_TRUE(status(a.submit().job_id()).ok());
+  EXPECT_EQ(status(b.submit().job_id()).status().job().state(), wire::JOB_CANCELLED);
+  EXPECT_FALSE(status(b.submit().job_id() + 1).ok());
+}
+
+TEST_F(BrokerCoreTest, ARequestOverTheSizeLimitIsAnsweredWithItsSize) {
+  config_.broker.max_client_message_bytes = 1 << 20;
+  wire::ClientRequest req;
+  req.set_version(common::kProtocolVersion);
+  req.set_request_id(77);
+  req.mutable_submit()->mutable_spec()->set_kind("noop");
+  req.mutable_submit()->mutable_spec()->set_name(std::string(2'200'000, 'x'));
+  std::string bytes = req.SerializeAsString();
+  core_->on_client("client", false, bytes.data(), bytes.size());
+  core_->end_turn();
+  auto replies = ports_.take_replies();
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].request_id(), 77u);
+  EXPECT_FALSE(replies[0].ok());
+  EXPECT_EQ(replies[0].error(), "request too large: 2.1 MB over 1.0 MB");
+}
+
+}  // namespace
+}  // namespace farmhand::daemon
