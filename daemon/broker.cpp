@@ -250,8 +250,8 @@ Result<void> Broker::restore() {
         extras_[row.id] = JobExtra{std::move(spec), row.submitted_unix_ms, row.finished_unix_ms};
       },
       [&](TaskRow&& row) {
-        scheduler_->restore_task(row.job, row.task, row.state, row.attempts, row.lease, row.worker,
-                                 row.error);
+        scheduler_->restore_task(row.job, row.task, row.state, row.attempts, row.budget_base,
+                                 row.lease, row.worker, row.error);
       });
   if (!ok) return ok;
   if (failed) return fail(failure);
@@ -1325,14 +1325,15 @@ void Broker::apply_outbox() {
                    n.worker);
         break;
       case Kind::kWorkerLost:
-        if (n.reason == "disconnected") {
+        if (n.lost_cause == core::WorkerLostCause::kDisconnected) {
           log_->info("worker left worker={}", n.worker);
         } else {
-          log_->warn("worker lost worker={} reason={}", n.worker, n.reason);
+          log_->warn("worker lost worker={} reason={}", n.worker,
+                     core::worker_lost_cause_name(n.lost_cause));
         }
         break;
       case Kind::kWorkerJoined:
-        log_->info("worker joined worker={}{}", n.worker, n.reason.empty() ? "" : " again");
+        log_->info("worker joined worker={}{}", n.worker, n.again ? " again" : "");
         break;
     }
   }
