@@ -268,6 +268,7 @@ class Scheduler {
   // ---- restore after a restart (before any other call)
 
   [[nodiscard]] Result<void> restore_job(JobId id, JobSpec spec, bool paused, bool cancelled);
+  // attempts and budget_base as in TaskChange: over all retries, and before the current budget.
   void restore_task(JobId job, TaskIndex task, TaskState state, uint32_t attempts,
                     uint32_t budget_base, LeaseToken lease, const std::string& worker,
                     const std::string& error);
