@@ -149,14 +149,15 @@ void BrokerCore::take_outbox() {
                   n.worker);
         break;
       case Kind::kWorkerLost:
-        if (n.reason == "disconnected") {
+        if (n.lost_cause == core::WorkerLostCause::kDisconnected) {
           log_.info("worker left worker={}", n.worker);
         } else {
-          log_.warn("worker lost worker={} reason={}", n.worker, n.reason);
+          log_.warn("worker lost worker={} reason={}", n.worker,
+                    core::worker_lost_cause_name(n.lost_cause));
         }
         break;
       case Kind::kWorkerJoined:
-        log_.info("worker joined worker={}{}", n.worker, n.reason.empty() ? "" : " again");
+        log_.info("worker joined worker={}{}", n.worker, n.again ? " again" : "");
         break;
     }
   }

@@ -103,8 +103,8 @@ Result<void> Farm::restore(Store& store, const Clock& clock, core::Millis hold_d
         jobs.add(row.id, JobRecord{std::move(spec), row.submitted_unix_ms, row.finished_unix_ms});
       },
       [&](TaskRow&& row) {
-        scheduler->restore_task(row.job, row.task, row.state, row.attempts, row.lease, row.worker,
-                                row.error);
+        scheduler->restore_task(row.job, row.task, row.state, row.attempts, row.budget_base,
+                                row.lease, row.worker, row.error);
       });
   if (!ok) return ok;
   if (failed) return fail(failure);

@@ -85,6 +85,8 @@ void WorkerLink::on_ready(const std::string& routing_id, const wire::Ready& read
   routes_[peer.id] = routing_id;
   core::WorkerSpec spec;
   spec.name = ready.name();
+  spec.instance = ready.instance().substr(0, 64);
+  spec.host = peer.host;
   spec.slots = std::clamp<uint32_t>(ready.slots(), 1, 4096);
   spec.interactive_slots = std::min<uint32_t>(ready.interactive_slots(), 64);
   for (const auto& tag : ready.tags()) spec.tags.push_back(tag);
@@ -92,8 +94,10 @@ void WorkerLink::on_ready(const std::string& routing_id, const wire::Ready& read
   for (const auto& r : ready.running()) {
     running.push_back({r.job_id(), static_cast<core::TaskIndex>(r.task()), r.lease()});
   }
-  scheduler.worker_ready(peer.id, std::move(spec), running, clock_.millis());
-  // Forget sessions the scheduler dropped (the same worker's earlier connection).
+  const core::WorkerReadyVerdict verdict =
+      scheduler.worker_ready(peer.id, std::move(spec), running, clock_.millis());
+  // Forget sessions the scheduler dropped (the same worker's earlier connection,
+  // or this one when it was refused).
   for (auto it = routes_.begin(); it != routes_.end();) {
     if (!scheduler.knows_worker(it->first)) {
       peers_.erase(it->second);
@@ -101,6 +105,20 @@ void WorkerLink::on_ready(const std::string& routing_id, const wire::Ready& read
     } else {
       ++it;
     }
+  }
+  if (!verdict.accepted) {
+    // A second live worker under a name in use (a cloned host): refused, never
+    // allowed to evict the first. It retries with its backoff.
+    log_.warn("worker refused worker={} host={} reason=\"{}\"", printable(ready.name()),
+              printable(peer.host), verdict.refusal);
+    wire::BrokerMessage refused;
+    refused.mutable_refused()->set_reason(verdict.refusal);
+    workers_.send(routing_id, refused);
+    return;
+  }
+  if (verdict.name != ready.name()) {
+    log_.info("worker renamed worker={} as={} reason=\"name in use by a live worker\"",
+              printable(ready.name()), printable(verdict.name));
   }
   wire::BrokerMessage welcome;
   welcome.mutable_welcome()->set_heartbeat_ms(

@@ -11,7 +11,7 @@ namespace {
 
 // A job bigger than this is refused: the scheduler keeps a few bytes per task.
 constexpr uint64_t kMaxTasksPerJob = 10'000'000;
-// Attempt counts live in one byte per task.
+// The attempts of a task's current budget live in one byte per task.
 constexpr uint32_t kMaxAttemptsLimit = 100;
 constexpr size_t kLastErrorsKept = 10;
 // A lost worker with nothing leased is forgotten after this many liveness periods.
@@ -28,6 +28,16 @@ bool is_broken(TaskState s) {
 }
 
 }  // namespace
+
+std::string_view worker_lost_cause_name(WorkerLostCause cause) {
+  switch (cause) {
+    case WorkerLostCause::kDisconnected:
+      return "disconnected";
+    case WorkerLostCause::kSilent:
+      return "silent";
+  }
+  return "unknown";
+}
 
 std::string_view task_state_name(TaskState state) {
   switch (state) {
@@ -77,7 +87,10 @@ struct Scheduler::Job {
   JobSpec spec;
   uint64_t task_count = 0;
   std::vector<TaskState> state;
-  std::vector<uint8_t> attempts;
+  std::vector<uint8_t> attempts;  // used of the current budget of max_attempts
+  // Attempts of earlier budgets, for the few tasks that were retried: attempt numbers
+  // continue across retries, so no attempt's log replaces another's.
+  std::unordered_map<TaskIndex, uint32_t> budget_base;
   std::vector<uint32_t> unmet;  // --after-frames: upstream tasks each task still waits for
   uint32_t after_unmet = 0;     // --after: upstream jobs not yet succeeded
   std::string after_broken;     // --after: why the whole-job dependency can never be met
@@ -128,6 +141,11 @@ struct Scheduler::Job {
 };
 
 Scheduler::Scheduler(Options options) : options_(options), rng_(options.seed) {}
+
+uint32_t Scheduler::total_attempts(const Job& job, TaskIndex task) {
+  auto it = job.budget_base.find(task);
+  return job.attempts[task] + (it == job.budget_base.end() ? 0 : it->second);
+}
 
 Scheduler::~Scheduler() = default;
 
@@ -326,7 +344,7 @@ Result<uint64_t> Scheduler::cancel(JobId id, Millis now) {
     }
     set_state(*job, t, TaskState::kCancelled);
     // Untouched tasks of a cancelled job need no row: the job's flag restores them.
-    if (job->attempts[t] > 0) persist_task(*job, t);
+    if (total_attempts(*job, t) > 0) persist_task(*job, t);
     cancelled.push_back(t);
     ++changed;
   }
@@ -372,6 +390,7 @@ Result<uint64_t> Scheduler::retry(JobId id, Millis now) {
   std::vector<TaskIndex> retried;
   for (TaskIndex t = 0; t < job->task_count; ++t) {
     if (!is_broken(job->state[t])) continue;
+    if (uint32_t used = total_attempts(*job, t); used > 0) job->budget_base[t] = used;
     job->attempts[t] = 0;
     job->errors.erase(t);
     job->state[t] = kUntouched;
@@ -454,13 +473,15 @@ Result<void> Scheduler::restore_job(JobId id, JobSpec spec, bool paused, bool ca
 }
 
 void Scheduler::restore_task(JobId job_id, TaskIndex task, TaskState state, uint32_t attempts,
-                             LeaseToken lease, const std::string& worker,
+                             uint32_t budget_base, LeaseToken lease, const std::string& worker,
                              const std::string& error) {
   Job* job = find_job(job_id);
   if (!job || task >= job->task_count) return;
   if (state == TaskState::kBackoff) state = TaskState::kQueued;
   job->state[task] = state;
-  job->attempts[task] = static_cast<uint8_t>(std::min<uint32_t>(attempts, 255));
+  budget_base = std::min(budget_base, attempts);
+  if (budget_base > 0) job->budget_base[task] = budget_base;
+  job->attempts[task] = static_cast<uint8_t>(std::min<uint32_t>(attempts - budget_base, 255));
   if (!error.empty()) {
     job->errors[task] = error;
     job->last_errors.push_front(task);
@@ -471,7 +492,7 @@ void Scheduler::restore_task(JobId job_id, TaskIndex task, TaskState state, uint
     l.worker = 0;
     l.worker_name = worker;
     l.token = lease;
-    l.attempt = job->attempts[task];
+    l.attempt = total_attempts(*job, task);
     leases_[{job_id, task}] = l;
   }
 }
@@ -513,7 +534,10 @@ void Scheduler::persist_task(const Job& job, TaskIndex task, LeaseToken lease,
   change.job = job.id;
   change.task = task;
   change.state = reported(job.state[task]);
-  change.attempts = job.attempts[task];
+  change.attempts = total_attempts(job, task);
+  if (auto it = job.budget_base.find(task); it != job.budget_base.end()) {
+    change.budget_base = it->second;
+  }
   change.lease = lease;
   change.worker = worker;
   if (auto it = job.errors.find(task); it != job.errors.end()) change.error = it->second;
@@ -547,12 +571,13 @@ void Scheduler::finish_task(Job& job, TaskIndex task, TaskState state, const std
 
 void Scheduler::fail_attempt(Job& job, TaskIndex task, const std::string& error, Millis now) {
   uint32_t attempts = job.attempts[task];
+  uint32_t attempt = total_attempts(job, task);
   if (attempts >= job.max_attempts()) {
-    outbox_.notices.push_back({Notice::Kind::kTaskDead, job.id, task, attempts, {}, error, {}});
+    outbox_.notices.push_back({Notice::Kind::kTaskDead, job.id, task, attempt, {}, error, {}});
     finish_task(job, task, TaskState::kDead, error, now);
     return;
   }
-  outbox_.notices.push_back({Notice::Kind::kTaskFailed, job.id, task, attempts, {}, error, {}});
+  outbox_.notices.push_back({Notice::Kind::kTaskFailed, job.id, task, attempt, {}, error, {}});
   record_error(job, task, error);
   set_state(job, task, TaskState::kBackoff);
   persist_task(job, task);
@@ -788,7 +813,7 @@ std::vector<Dispatch> Scheduler::dispatch(Millis now) {
         lease.worker = worker_id;
         lease.worker_name = worker.spec.name;
         lease.token = new_token();
-        lease.attempt = job->attempts[t];
+        lease.attempt = total_attempts(*job, t);
         lease.started = now;
         lease.expires = now + options_.lease_ttl;
         lease.interactive_slot = reserved;
@@ -827,12 +852,69 @@ void Scheduler::drop_worker_session(Worker& worker, const std::vector<TaskRef>& 
   }
 }
 
-void Scheduler::worker_ready(WorkerId id, WorkerSpec spec, const std::vector<TaskRef>& running,
-                             Millis now) {
-  // A new session under a known name is that worker restarted or reconnected.
+std::string Scheduler::free_name(const std::string& taken) const {
+  auto in_use = [this](const std::string& name) {
+    return std::any_of(workers_.begin(), workers_.end(),
+                       [&](const auto& entry) { return entry.second.spec.name == name; });
+  };
+  for (uint64_t n = 2;; ++n) {
+    std::string name = fmt::format("{}-{}", taken, n);
+    if (!in_use(name)) return name;
+  }
+}
+
+bool Scheduler::holds_any(WorkerId worker, const std::vector<TaskRef>& refs) const {
+  return std::any_of(refs.begin(), refs.end(), [&](const TaskRef& r) {
+    auto it = leases_.find({r.job, r.task});
+    return it != leases_.end() && it->second.worker == worker && it->second.token == r.lease;
+  });
+}
+
+namespace {
+
+// The start of an instance id: enough to tell two processes apart in a message.
+std::string short_instance(const std::string& instance) {
+  constexpr size_t kShown = 8;
+  return instance.size() > kShown ? instance.substr(0, kShown) + "…" : instance;
+}
+
+}  // namespace
+
+WorkerReadyVerdict Scheduler::worker_ready(WorkerId id, WorkerSpec spec,
+                                           const std::vector<TaskRef>& running, Millis now) {
+  // The sessions this one replaces: the same process's earlier connection, found by
+  // its instance even under a name given to it (a renamed duplicate), or whoever
+  // holds the name and may give it up.
   std::vector<WorkerId> previous;
-  for (auto& [other_id, other] : workers_) {
-    if (other_id != id && other.spec.name == spec.name) previous.push_back(other_id);
+  if (!spec.instance.empty()) {
+    for (const auto& [other_id, other] : workers_) {
+      if (other_id != id && other.spec.instance == spec.instance) {
+        previous.push_back(other_id);
+        spec.name = other.spec.name;
+      }
+    }
+  }
+  if (previous.empty()) {
+    for (const auto& [other_id, other] : workers_) {
+      if (other_id == id || other.spec.name != spec.name) continue;
+      // Without instances on both sides a known name is the same worker restarted
+      // (workers that predate instances); else another process, which may take the
+      // name over from a session whose liveness ran out, or when it reports a lease
+      // of that session: only the worker it was dispatched to knows the token, so
+      // this is that worker restarted before its old session was found silent.
+      if (spec.instance.empty() || other.spec.instance.empty() || !other.alive ||
+          holds_any(other_id, running)) {
+        previous.push_back(other_id);
+      } else if (options_.rename_duplicates) {
+        spec.name = free_name(spec.name);
+      } else {
+        return {false, spec.name,
+                fmt::format("worker name \"{}\" is in use by a live worker (host {}, instance {})",
+                            spec.name, other.spec.host.empty() ? "unknown" : other.spec.host,
+                            short_instance(other.spec.instance))};
+      }
+      break;
+    }
   }
   for (WorkerId old : previous) {
     drop_worker_session(workers_[old], running, id, now);
@@ -894,7 +976,7 @@ void Scheduler::worker_ready(WorkerId id, WorkerSpec spec, const std::vector<Tas
       lease.worker = id;
       lease.worker_name = worker.spec.name;
       lease.token = ref.lease;
-      lease.attempt = job->attempts[ref.task];
+      lease.attempt = total_attempts(*job, ref.task);
       lease.started = now;
       lease.expires = now + options_.lease_ttl;
       set_state(*job, ref.task, TaskState::kRunning);
@@ -920,6 +1002,7 @@ void Scheduler::worker_ready(WorkerId id, WorkerSpec spec, const std::vector<Tas
     it->second.interactive_slot = true;
     ++reserved;
   }
+  return {true, worker.spec.name, {}};
 }
 
 void Scheduler::worker_seen(WorkerId id, Millis now) {
@@ -928,8 +1011,9 @@ void Scheduler::worker_seen(WorkerId id, Millis now) {
   it->second.last_seen = now;
   if (!it->second.alive) {
     it->second.alive = true;
-    outbox_.notices.push_back(
-        {Notice::Kind::kWorkerJoined, 0, 0, 0, it->second.spec.name, "back", JobState::kQueued});
+    Notice notice{Notice::Kind::kWorkerJoined, 0, 0, 0, it->second.spec.name, {}, {}};
+    notice.again = true;
+    outbox_.notices.push_back(std::move(notice));
   }
 }
 
@@ -943,8 +1027,14 @@ void Scheduler::worker_gone(WorkerId id, Millis now) {
       requeue_without_penalty(*job, key.task);
     }
   }
-  outbox_.notices.push_back({Notice::Kind::kWorkerLost, 0, 0, 0, it->second.spec.name,
-                             "disconnected", JobState::kQueued});
+  outbox_.notices.push_back({Notice::Kind::kWorkerLost,
+                             0,
+                             0,
+                             0,
+                             it->second.spec.name,
+                             {},
+                             {},
+                             WorkerLostCause::kDisconnected});
   workers_.erase(it);
   (void)now;
 }
@@ -991,7 +1081,7 @@ void Scheduler::tick(Millis now) {
       // A silent worker gets no new work at once; its leases run out on their own.
       w.alive = false;
       outbox_.notices.push_back(
-          {Notice::Kind::kWorkerLost, 0, 0, 0, w.spec.name, "silent", JobState::kQueued});
+          {Notice::Kind::kWorkerLost, 0, 0, 0, w.spec.name, {}, {}, WorkerLostCause::kSilent});
     }
     if (!w.alive && w.running.empty() &&
         now - w.last_seen > silent_after * kForgetLostWorkerPeriods) {
@@ -1126,7 +1216,7 @@ std::vector<TaskView> Scheduler::last_errors(JobId id) const {
   if (!job) return out;
   for (TaskIndex t : job->last_errors) {
     auto it = job->errors.find(t);
-    out.push_back({t, reported(job->state[t]), job->attempts[t],
+    out.push_back({t, reported(job->state[t]), total_attempts(*job, t),
                    it == job->errors.end() ? std::string() : it->second});
   }
   return out;
@@ -1145,7 +1235,7 @@ std::vector<TaskView> Scheduler::tasks(JobId id, uint64_t offset, uint32_t limit
       if (skipped++ < offset) continue;
     }
     auto it = job->errors.find(static_cast<TaskIndex>(t));
-    out.push_back({static_cast<TaskIndex>(t), s, job->attempts[t],
+    out.push_back({static_cast<TaskIndex>(t), s, total_attempts(*job, static_cast<TaskIndex>(t)),
                    it == job->errors.end() ? std::string() : it->second});
   }
   return out;

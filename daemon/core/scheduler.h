@@ -8,7 +8,8 @@
 //
 // Memory is per task (chunk), not per frame: a task is two bytes (state and
 // attempt count) plus four for frame-by-frame dependencies; everything bigger
-// (leases, errors, backoff timers) exists only for the few tasks that need it.
+// (leases, errors, backoff timers, the attempts of budgets that `retry` closed)
+// exists only for the few tasks that need it.
 //
 // Not thread-safe: the broker's event loop owns it.
 #pragma once
@@ -78,6 +79,19 @@ struct WorkerSpec {
   uint32_t slots = 1;  // for any job
   std::vector<std::string> tags;
   uint32_t interactive_slots = 0;  // reserved: only interactive-lane jobs use these
+  // Random per worker process, the same across its reconnects: it tells a worker
+  // reconnecting from a clone that has the same name (cloned render nodes share a
+  // host name, the default name). Empty from workers that predate it.
+  std::string instance;
+  std::string host;  // for messages only
+};
+
+// What worker_ready() made of a Ready. A refused session is not registered: the
+// shell tells the worker why and forgets the connection.
+struct WorkerReadyVerdict {
+  bool accepted = true;
+  std::string name;     // the name the session runs under (renamed duplicates differ)
+  std::string refusal;  // why not, one line, when !accepted
 };
 
 struct TaskRef {
@@ -107,7 +121,12 @@ struct TaskChange {
   JobId job = 0;
   TaskIndex task = 0;
   TaskState state = TaskState::kQueued;
+  // Every attempt so far, over all retries: the next attempt is number attempts + 1,
+  // so a retried task's logs never overwrite those of its earlier attempts.
   uint32_t attempts = 0;
+  // The attempts made before the current budget of max_attempts began (budgets are
+  // closed by retry()): only attempts - budget_base count against max_attempts.
+  uint32_t budget_base = 0;
   LeaseToken lease = 0;
   std::string worker;  // worker name for running tasks
   std::string error;
@@ -119,6 +138,14 @@ struct JobChange {
   bool paused = false;
   bool cancelled = false;
 };
+
+// Why a worker counts as lost.
+enum class WorkerLostCause : uint8_t {
+  kDisconnected,  // it said goodbye
+  kSilent,        // its liveness ran out
+};
+
+std::string_view worker_lost_cause_name(WorkerLostCause cause);
 
 // Something the shell should log: failures and lifecycle.
 struct Notice {
@@ -135,8 +162,10 @@ struct Notice {
   TaskIndex task = 0;
   uint32_t attempt = 0;
   std::string worker;
-  std::string reason;
+  std::string reason;  // kTaskFailed, kTaskDead, kLeaseExpired: the task's error, free text
   JobState job_state = JobState::kQueued;
+  WorkerLostCause lost_cause = WorkerLostCause::kDisconnected;  // kWorkerLost
+  bool again = false;  // kWorkerJoined: a silent worker's session was heard from again
 };
 
 struct Outbox {
@@ -161,7 +190,7 @@ struct RunningTask {
 struct TaskView {
   TaskIndex task = 0;
   TaskState state = TaskState::kQueued;
-  uint32_t attempts = 0;
+  uint32_t attempts = 0;  // over all retries
   std::string error;
 };
 
@@ -196,6 +225,9 @@ class Scheduler {
     // A task past its timeout by this much is failed by the broker even if its
     // worker never reports (the worker enforces the timeout itself first).
     Millis timeout_grace{10'000};
+    // A second live worker under a taken name (a cloned render node) joins as
+    // "name-2", "name-3", ... instead of being refused.
+    bool rename_duplicates = false;
     uint64_t seed = 1;
   };
 
@@ -229,14 +261,17 @@ class Scheduler {
   [[nodiscard]] Result<uint64_t> cancel(JobId job, Millis now);
   [[nodiscard]] Result<uint64_t> pause(JobId job, Millis now);
   [[nodiscard]] Result<uint64_t> resume(JobId job, Millis now);
-  // Requeues the job's dead, failed and cancelled tasks with fresh attempts.
+  // Requeues the job's dead, failed and cancelled tasks with a fresh budget of
+  // max_attempts; their attempt numbers continue (a task dead after 3 runs attempt 4).
   [[nodiscard]] Result<uint64_t> retry(JobId job, Millis now);
 
   // ---- restore after a restart (before any other call)
 
   [[nodiscard]] Result<void> restore_job(JobId id, JobSpec spec, bool paused, bool cancelled);
-  void restore_task(JobId job, TaskIndex task, TaskState state, uint32_t attempts, LeaseToken lease,
-                    const std::string& worker, const std::string& error);
+  // attempts and budget_base as in TaskChange: over all retries, and before the current budget.
+  void restore_task(JobId job, TaskIndex task, TaskState state, uint32_t attempts,
+                    uint32_t budget_base, LeaseToken lease, const std::string& worker,
+                    const std::string& error);
   // Derives untouched tasks' states, dependency counters and queues.
   void finish_restore(Millis now);
 
@@ -245,8 +280,15 @@ class Scheduler {
   // A worker session announced itself. `running` is what it still runs (after a
   // reconnect); tasks it no longer has are requeued, tasks it runs that are no
   // longer its own get cancel orders.
-  void worker_ready(WorkerId worker, WorkerSpec spec, const std::vector<TaskRef>& running,
-                    Millis now);
+  //
+  // A session under a known name is that worker reconnecting when its instance is
+  // the same (or either is empty: workers that predate instances), and replaces
+  // the old session. A different instance is another process: it takes the name
+  // over from a session whose liveness ran out, or whose lease it reports (the same
+  // worker restarted); otherwise, while that session is alive, it is refused (or
+  // renamed, Options::rename_duplicates) and the live one is untouched.
+  WorkerReadyVerdict worker_ready(WorkerId worker, WorkerSpec spec,
+                                  const std::vector<TaskRef>& running, Millis now);
 
   // Any message from the worker proves it alive.
   void worker_seen(WorkerId worker, Millis now);
@@ -336,6 +378,11 @@ class Scheduler {
   void erase_job(Job& job);
   void init_untouched_tasks(Job& job);
 
+  // Attempt numbers over all retries: the budget's used attempts plus earlier budgets'.
+  static uint32_t total_attempts(const Job& job, TaskIndex task);
+  std::string free_name(const std::string& taken) const;
+  // Whether the session holds a lease on any of the tasks, under that lease's token.
+  bool holds_any(WorkerId worker, const std::vector<TaskRef>& refs) const;
   void set_state(Job& job, TaskIndex task, TaskState state);
   void make_ready(Job& job, TaskIndex task);
   void persist_task(const Job& job, TaskIndex task, LeaseToken lease = 0,

@@ -10,7 +10,9 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include "common/logging.h"
 #include "daemon/store/migrations.h"
+#include "daemon/store/task_state_code.h"
 
 namespace farmhand::daemon {
 
@@ -152,10 +154,10 @@ Result<void> SqliteStore::prepare() {
        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
       {&update_job_, "UPDATE jobs SET paused = ?2, cancelled = ?3 WHERE id = ?1"},
       {&upsert_task_,
-       "INSERT INTO tasks (job_id, idx, state, attempts, lease, worker, error) "
-       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (job_id, idx) DO UPDATE SET "
+       "INSERT INTO tasks (job_id, idx, state, attempts, lease, worker, error, budget_base) "
+       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (job_id, idx) DO UPDATE SET "
        "state = excluded.state, attempts = excluded.attempts, lease = excluded.lease, "
-       "worker = excluded.worker, error = excluded.error"},
+       "worker = excluded.worker, error = excluded.error, budget_base = excluded.budget_base"},
       {&insert_log_,
        "INSERT OR REPLACE INTO task_logs (job_id, idx, attempt, worker, error, text) "
        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
@@ -213,11 +215,12 @@ Result<void> SqliteStore::commit(const Batch& batch) {
   for (const core::TaskChange& change : batch.task_changes) {
     sqlite3_bind_int64(upsert_task_, 1, static_cast<sqlite3_int64>(change.job));
     sqlite3_bind_int64(upsert_task_, 2, change.task);
-    sqlite3_bind_int(upsert_task_, 3, static_cast<int>(change.state));
+    sqlite3_bind_int(upsert_task_, 3, task_state_code(change.state));
     sqlite3_bind_int(upsert_task_, 4, static_cast<int>(change.attempts));
     sqlite3_bind_int64(upsert_task_, 5, static_cast<sqlite3_int64>(change.lease));
     bind_text(upsert_task_, 6, change.worker);
     bind_text(upsert_task_, 7, change.error);
+    sqlite3_bind_int64(upsert_task_, 8, change.budget_base);
     if (!run(upsert_task_)) {
       return rollback(fmt::format("cannot store task {} of job {}", change.task, change.job));
     }
@@ -289,8 +292,9 @@ Result<void> SqliteStore::load(const std::function<void(JobRow&&)>& on_job,
 
   sqlite3_stmt* tasks = nullptr;
   if (sqlite3_prepare_v2(db_,
-                         "SELECT job_id, idx, state, attempts, lease, worker, error FROM tasks", -1,
-                         &tasks, nullptr) != SQLITE_OK) {
+                         "SELECT job_id, idx, state, attempts, lease, worker, error, budget_base "
+                         "FROM tasks",
+                         -1, &tasks, nullptr) != SQLITE_OK) {
     return fail(error("cannot read tasks"));
   }
   Finalizer tasks_finalizer{tasks};
@@ -298,10 +302,19 @@ Result<void> SqliteStore::load(const std::function<void(JobRow&&)>& on_job,
     TaskRow row;
     row.job = static_cast<core::JobId>(sqlite3_column_int64(tasks, 0));
     row.task = static_cast<core::TaskIndex>(sqlite3_column_int64(tasks, 1));
-    int state = sqlite3_column_int(tasks, 2);
-    if (state < 0 || state > static_cast<int>(core::TaskState::kCancelled)) continue;
-    row.state = static_cast<core::TaskState>(state);
-    row.attempts = static_cast<uint32_t>(sqlite3_column_int(tasks, 3));
+    int code = sqlite3_column_int(tasks, 2);
+    std::optional<core::TaskState> state = task_state_from_code(code);
+    if (!state) {
+      // Its task is derived from its job as if it had never run: at least once, never
+      // a wrong state.
+      common::logger("store")->error(
+          "task row skipped at load job={} task={} reason=\"unknown state code {}\"", row.job,
+          row.task, code);
+      continue;
+    }
+    row.state = *state;
+    row.attempts = static_cast<uint32_t>(sqlite3_column_int64(tasks, 3));
+    row.budget_base = static_cast<uint32_t>(sqlite3_column_int64(tasks, 7));
     row.lease = static_cast<core::LeaseToken>(sqlite3_column_int64(tasks, 4));
     row.worker = column_text(tasks, 5);
     row.error = column_text(tasks, 6);

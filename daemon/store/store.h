@@ -33,7 +33,8 @@ struct TaskRow {
   core::JobId job = 0;
   core::TaskIndex task = 0;
   core::TaskState state = core::TaskState::kQueued;
-  uint32_t attempts = 0;
+  uint32_t attempts = 0;     // over all retries (core::TaskChange::attempts)
+  uint32_t budget_base = 0;  // attempts before the current budget (core::TaskChange::budget_base)
   core::LeaseToken lease = 0;
   std::string worker;
   std::string error;
@@ -91,7 +92,9 @@ class Store {
   // Makes the whole batch durable in one transaction.
   [[nodiscard]] virtual Result<void> commit(const Batch& batch) = 0;
 
-  // Streams every job (in id order), then every task row.
+  // Streams every job (in id order), then every task row. A task row whose state
+  // code this farmhandd does not know is skipped and reported in one log line,
+  // never taken for some other state.
   [[nodiscard]] virtual Result<void> load(const std::function<void(JobRow&&)>& on_job,
                                           const std::function<void(TaskRow&&)>& on_task) = 0;
 

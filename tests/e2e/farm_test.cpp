@@ -842,6 +842,53 @@ TEST(FarmE2ETest, CurveWorkerEndpointAdmitsOnlyAuthorisedWorkerKeys) {
       << describe(refused_start);
 }
 
+// ------------------------------------------------------------------ retry
+
+TEST(FarmE2ETest, RetriedTaskKeepsTheLogOfEveryAttemptUnderItsOwnNumber) {
+  ClusterOptions options;
+  options.local_workers = 1;
+  // Each run prints how many runs there have been, then fails.
+  options.commands_yaml =
+      "  flaky:\n"
+      "    argv: [/bin/sh, -c, 'echo run >> \"$1\"; echo \"run $(wc -l < \"$1\")\"; exit 3', sh, "
+      "\"{runs}\"]\n"
+      "    params:\n"
+      "      runs: { pattern: '^[A-Za-z0-9_./-]+$' }\n";
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  const std::string runs = cluster.path("runs.txt");
+
+  auto job = cluster.submit(
+      {"command", "flaky", "--frames", "1", "--max-attempts", "3", "--param", "runs=" + runs});
+  ASSERT_TRUE(job) << cluster.last_cli();
+  auto first = cluster.wait_for_final_state(*job, kJobLimit);
+  ASSERT_TRUE(first) << "job " << *job << " not final: " << cluster.last_cli();
+  ASSERT_EQ((*first)["job"]["state"], "failed") << *first;
+
+  // The retry grants three more attempts, numbered on from the first three.
+  ASSERT_TRUE(cluster.cli_json({"retry", std::to_string(*job)})) << cluster.last_cli();
+  auto second = cluster.wait_for_final_state(*job, kJobLimit);
+  ASSERT_TRUE(second) << "job " << *job << " not final: " << cluster.last_cli();
+  EXPECT_EQ((*second)["job"]["state"], "failed") << *second;
+  auto tasks = cluster.status_json(*job, {"--tasks"});
+  ASSERT_TRUE(tasks) << cluster.last_cli();
+  ASSERT_EQ((*tasks)["tasks"].size(), 1u);
+  EXPECT_EQ((*tasks)["tasks"][0]["state"], "dead");
+  EXPECT_EQ((*tasks)["tasks"][0]["attempts"], 6u);
+
+  auto logs = cluster.cli_json({"logs", std::to_string(*job), "--task", "0"});
+  ASSERT_TRUE(logs) << cluster.last_cli();
+  ASSERT_EQ(logs->size(), 6u) << *logs;
+  for (uint32_t i = 0; i < 6; ++i) {
+    const Json& log = (*logs)[i];
+    EXPECT_EQ(log["attempt"], i + 1) << log;
+    EXPECT_NE(log["text"].get<std::string>().find("run " + std::to_string(i + 1) + "\n"),
+              std::string::npos)
+        << log;
+    EXPECT_FALSE(log["error"].get<std::string>().empty()) << log;
+  }
+}
+
 // ------------------------------------------------------------------ live logs
 
 TEST(FarmE2ETest, LogsOfARunningTaskShowWhatItPrintedSoFar) {

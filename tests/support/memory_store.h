@@ -34,6 +34,7 @@ class MemoryStore final : public daemon::Store {
       row.state =
           change.state == core::TaskState::kBackoff ? core::TaskState::kQueued : change.state;
       row.attempts = change.attempts;
+      row.budget_base = change.budget_base;
       row.lease = change.lease;
       row.worker = change.worker;
       row.error = change.error;

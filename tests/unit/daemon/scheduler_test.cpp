@@ -164,31 +164,50 @@ class Farm {
 
   WorkerId add_worker(const std::string& name, uint32_t slots = 1,
                       std::vector<std::string> tags = {}, const std::vector<Dispatch>& running = {},
-                      uint32_t interactive_slots = 0) {
+                      uint32_t interactive_slots = 0, const std::string& instance = {}) {
+    WorkerSpec spec{name, slots, std::move(tags), interactive_slots, instance, {}};
+    Joined joined = join(std::move(spec), running);
+    if (!joined.verdict.accepted) ADD_FAILURE() << "worker refused: " << joined.verdict.refusal;
+    return joined.id;
+  }
+
+  struct Joined {
+    WorkerId id = 0;
+    WorkerReadyVerdict verdict;
+  };
+
+  // A worker process announces itself as a new session, still running `running`.
+  // A refused session gets no fake: the shell forgets its connection.
+  Joined join(WorkerSpec spec, const std::vector<Dispatch>& running = {}) {
     WorkerId id = next_worker_id_++;
     std::vector<TaskRef> refs;
     for (const Dispatch& d : running) refs.push_back(ref(d));
-    sched().worker_ready(id, WorkerSpec{name, slots, tags, interactive_slots}, refs, now_);
-    // A new session replaces the process's previous one: that one is gone.
+    WorkerSpec announced = spec;
+    WorkerReadyVerdict verdict = sched().worker_ready(id, std::move(announced), refs, now_);
+    if (!verdict.accepted) return {id, verdict};
+    // A new session replaces the one it took the name from: that one is gone.
     for (auto it = fakes_.begin(); it != fakes_.end();) {
-      it = it->second.name == name ? fakes_.erase(it) : std::next(it);
+      bool replaced = it->second.name == verdict.name && !sched().knows_worker(it->first);
+      it = replaced ? fakes_.erase(it) : std::next(it);
     }
     FakeWorker& fake = fakes_[id];
-    fake.name = name;
-    fake.slots = slots;
-    fake.tags = std::move(tags);
-    fake.interactive_slots = interactive_slots;
+    fake.name = verdict.name;
+    fake.slots = spec.slots;
+    fake.tags = std::move(spec.tags);
+    fake.interactive_slots = spec.interactive_slots;
+    fake.instance = spec.instance;
     for (Dispatch d : running) {
       d.worker = id;
       fake.held.push_back(d);
     }
-    return id;
+    return {id, verdict};
   }
 
   // The worker process restarted and reconnected as a new session, still running `still_running`.
   WorkerId restart_worker(WorkerId old, const std::vector<Dispatch>& still_running) {
     FakeWorker fake = fakes_.at(old);
-    return add_worker(fake.name, fake.slots, fake.tags, still_running, fake.interactive_slots);
+    return add_worker(fake.name, fake.slots, fake.tags, still_running, fake.interactive_slots,
+                      fake.instance);
   }
 
   std::vector<Dispatch> dispatch() {
@@ -318,6 +337,7 @@ class Farm {
     uint32_t slots = 1;
     std::vector<std::string> tags;
     uint32_t interactive_slots = 0;
+    std::string instance;
     bool heartbeats = true;
     bool renews = true;
     std::vector<Dispatch> held;
@@ -1282,7 +1302,7 @@ TEST_F(SchedulerTest, PausingAFinishedOrCancelledJobIsRefused) {
   EXPECT_EQ(sched().resume(77, now()).error().code, ErrorCode::kNotFound);
 }
 
-TEST_F(SchedulerTest, RetryRunsDeadTasksAgainWithFreshAttempts) {
+TEST_F(SchedulerTest, RetryRunsDeadTasksAgainAsTheirNextAttempts) {
   JobId job = submit("1-4", 1, with().max_attempts(1));
   add_worker("w1", 4);
   std::vector<Dispatch> ds = dispatch();
@@ -1298,17 +1318,18 @@ TEST_F(SchedulerTest, RetryRunsDeadTasksAgainWithFreshAttempts) {
   EXPECT_EQ(view(job).state, JobState::kRunning);
   EXPECT_EQ(states(job), (std::vector<TaskState>{TaskState::kSucceeded, TaskState::kQueued,
                                                  TaskState::kQueued, TaskState::kSucceeded}));
-  EXPECT_EQ(task(job, 1).attempts, 0u);
+  EXPECT_EQ(task(job, 1).attempts, 1u);
   EXPECT_EQ(task(job, 1).error, "");
   EXPECT_TRUE(sched().last_errors(job).empty());
   Outbox out = take_outbox();
   ASSERT_EQ(out.tasks.size(), 2u);
   EXPECT_EQ(out.tasks[0].state, TaskState::kQueued);
-  EXPECT_EQ(out.tasks[0].attempts, 0u);
+  EXPECT_EQ(out.tasks[0].attempts, 1u);
+  EXPECT_EQ(out.tasks[0].budget_base, 1u);
   std::vector<Dispatch> again = dispatch();
   EXPECT_EQ(tasks_of(again, job), (std::vector<TaskIndex>{1, 2}));
   for (const Dispatch& d : again) {
-    EXPECT_EQ(d.attempt, 1u);
+    EXPECT_EQ(d.attempt, 2u);  // attempt 1's log stays; a max of 1 attempt is granted again
     succeed(d);
   }
   EXPECT_EQ(view(job).state, JobState::kSucceeded);
@@ -1337,7 +1358,8 @@ TEST_F(SchedulerTest, RetryOfACancelledJobRunsItsCancelledTasks) {
 
 TEST_F(SchedulerTest, RetryBeforeAnOldBackoffTimerFiresStillBacksOffTheNewFailure) {
   // A task fails (backoff timer armed), the job is cancelled and retried, and the
-  // fresh first attempt fails again: the retry waits out its own delay, not the old one's.
+  // first attempt of the fresh budget fails again: the retry waits out its own
+  // delay, not the old one's.
   options_.backoff_base = Millis(10'000);
   options_.backoff_max = Millis(10'000);
   options_.heartbeat_interval = Millis(100);
@@ -1348,7 +1370,7 @@ TEST_F(SchedulerTest, RetryBeforeAnOldBackoffTimerFiresStillBacksOffTheNewFailur
   advance(Millis(4'900));
   ASSERT_TRUE(sched().retry(job, now()).has_value());
   Dispatch fresh = dispatch().at(0);
-  EXPECT_EQ(fresh.attempt, 1u);
+  EXPECT_EQ(fresh.attempt, 2u);
   fail(fresh);
   Millis failed_at = now();
   while (now() < failed_at + Millis(4'999)) {
@@ -1388,6 +1410,49 @@ TEST_F(SchedulerTest, AdoptedTaskThatFailsAgainWaitsOutAFullBackoff) {
   }
   advance(Millis(5'100));
   EXPECT_EQ(dispatch().size(), 1u);
+}
+
+TEST_F(SchedulerTest, RetriedDeadTaskContinuesItsAttemptNumbersWithAFreshBudget) {
+  // Logs are stored per attempt: a retry must not run "attempt 1" again over the
+  // first attempt's log, yet it grants max_attempts more runs.
+  JobId job = submit("1", 1, with().max_attempts(3));
+  add_worker("w1");
+  std::vector<uint32_t> attempts;
+  auto fail_three_times = [&] {
+    for (int i = 0; i < 3; ++i) {
+      advance(options_.backoff_max);
+      std::vector<Dispatch> ds = dispatch();
+      ASSERT_EQ(ds.size(), 1u) << "after attempts " << ::testing::PrintToString(attempts);
+      attempts.push_back(ds[0].attempt);
+      fail(ds[0], fmt::format("exit code {}", ds[0].attempt));
+    }
+  };
+  fail_three_times();
+  ASSERT_EQ(state(job, 0), TaskState::kDead);
+  take_outbox();
+  ASSERT_EQ(sched().retry(job, now()).value(), 1u);
+  EXPECT_EQ(task(job, 0).attempts, 3u);
+  Outbox out = take_outbox();
+  ASSERT_EQ(out.tasks.size(), 1u);
+  EXPECT_EQ(out.tasks[0].state, TaskState::kQueued);
+  EXPECT_EQ(out.tasks[0].attempts, 3u);
+  EXPECT_EQ(out.tasks[0].budget_base, 3u);
+
+  fail_three_times();
+  EXPECT_EQ(attempts, (std::vector<uint32_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(state(job, 0), TaskState::kDead);
+  EXPECT_EQ(task(job, 0).attempts, 6u);
+  EXPECT_EQ(task(job, 0).error, "exit code 6");
+  std::vector<std::pair<Notice::Kind, uint32_t>> failures;
+  for (const Notice& n : take_outbox().notices) {
+    if (n.kind == Notice::Kind::kTaskFailed || n.kind == Notice::Kind::kTaskDead) {
+      failures.emplace_back(n.kind, n.attempt);
+    }
+  }
+  EXPECT_EQ(failures,
+            (std::vector<std::pair<Notice::Kind, uint32_t>>{{Notice::Kind::kTaskFailed, 4},
+                                                            {Notice::Kind::kTaskFailed, 5},
+                                                            {Notice::Kind::kTaskDead, 6}}));
 }
 
 // ------------------------------------------------------------------ --after
@@ -1853,16 +1918,183 @@ TEST_F(SchedulerTest, WorkerGoneRequeuesItsTasksWithoutUsingAnAttempt) {
   EXPECT_EQ(view(job).state, JobState::kSucceeded);
 }
 
+TEST_F(SchedulerTest, WorkerNoticesSayWhyAWorkerWasLostAndWhenItIsBack) {
+  WorkerId quiet = add_worker("quiet");
+  WorkerId leaving = add_worker("leaving");
+  silence(quiet);
+  advance(options_.heartbeat_interval * options_.heartbeat_liveness + Millis(1));
+  sched().worker_seen(quiet, now());
+  sched().worker_gone(leaving, now());
+  std::vector<std::string> seen;
+  for (const Notice& n : take_outbox().notices) {
+    if (n.kind == Notice::Kind::kWorkerJoined) {
+      seen.push_back(fmt::format("joined {}{}", n.worker, n.again ? " again" : ""));
+    } else if (n.kind == Notice::Kind::kWorkerLost) {
+      seen.push_back(fmt::format("lost {} {}", n.worker, worker_lost_cause_name(n.lost_cause)));
+      EXPECT_TRUE(n.reason.empty()) << "a worker's cause is not free text: " << n.reason;
+    }
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"joined quiet", "joined leaving", "lost quiet silent",
+                                            "joined quiet again", "lost leaving disconnected"}));
+}
+
+// ------------------------------------------------------------------ worker identity
+
+// A render node's worker, named after its host as by default: clones share the name.
+WorkerSpec render_node(const std::string& instance, const std::string& host, uint32_t slots = 1) {
+  WorkerSpec spec;
+  spec.name = "render";
+  spec.slots = slots;
+  spec.instance = instance;
+  spec.host = host;
+  return spec;
+}
+
+TEST_F(SchedulerTest, CloneUnderALiveWorkersNameIsRefusedAndTheLiveWorkerKeepsItsTasks) {
+  JobId job = submit("1-4");
+  Joined first = join(render_node("aaaa1111bbbb2222", "node-a", 2));
+  ASSERT_TRUE(first.verdict.accepted);
+  EXPECT_EQ(first.verdict.name, "render");
+  std::vector<Dispatch> ds = dispatch();
+  ASSERT_EQ(ds.size(), 2u);
+  take_outbox();
+
+  Joined clone = join(render_node("cccc3333dddd4444", "node-b", 2));
+  EXPECT_FALSE(clone.verdict.accepted);
+  EXPECT_EQ(clone.verdict.refusal,
+            "worker name \"render\" is in use by a live worker (host node-a, instance aaaa1111…)");
+  EXPECT_FALSE(sched().knows_worker(clone.id));
+  // The live worker is untouched: the same session, its tasks still leased to it.
+  EXPECT_TRUE(sched().knows_worker(first.id));
+  ASSERT_EQ(sched().workers().size(), 1u);
+  EXPECT_EQ(sched().workers()[0].spec.instance, "aaaa1111bbbb2222");
+  for (const Dispatch& d : ds) EXPECT_EQ(live_lease(job, d.task), d.lease);
+  EXPECT_TRUE(take_outbox().tasks.empty());
+
+  // The clone asking again, as if with the first's leases, changes nothing either.
+  Dispatch forged = ds[0];
+  forged.lease ^= 1;
+  EXPECT_FALSE(join(render_node("cccc3333dddd4444", "node-b", 2), {forged}).verdict.accepted);
+  advance(options_.lease_ttl * 2);
+  for (const Dispatch& d : ds) EXPECT_EQ(succeed(d), ResultVerdict::kAccepted);
+  ASSERT_TRUE(run_to_completion());
+  EXPECT_EQ(view(job).state, JobState::kSucceeded);
+  for (TaskIndex t = 0; t < 4; ++t) EXPECT_EQ(task(job, t).attempts, 1u) << "task " << t;
+}
+
+TEST_F(SchedulerTest, WorkerReconnectingWithItsInstanceReplacesItsSessionKeepingWhatItRuns) {
+  JobId job = submit("1-2");
+  Joined first = join(render_node("aaaa1111", "node-a", 2));
+  std::vector<Dispatch> ds = dispatch();
+  ASSERT_EQ(ds.size(), 2u);
+  Joined again = join(render_node("aaaa1111", "node-a", 2), {ds[0]});
+  ASSERT_TRUE(again.verdict.accepted) << again.verdict.refusal;
+  EXPECT_EQ(again.verdict.name, "render");
+  EXPECT_FALSE(sched().knows_worker(first.id));
+  ASSERT_EQ(sched().workers().size(), 1u);
+  EXPECT_EQ(live_lease(job, ds[0].task), ds[0].lease);
+  EXPECT_FALSE(live_lease(job, ds[1].task).has_value());  // what it no longer runs goes back
+  EXPECT_EQ(state(job, ds[1].task), TaskState::kQueued);
+  Dispatch kept = ds[0];
+  kept.worker = again.id;
+  EXPECT_EQ(succeed(kept), ResultVerdict::kAccepted);
+}
+
+TEST_F(SchedulerTest, NewInstanceTakesTheNameOverFromAWorkerWhoseLivenessRanOut) {
+  JobId job = submit("1");
+  Joined old = join(render_node("aaaa1111", "node-a"));
+  Dispatch d = dispatch().at(0);
+  silence(old.id);
+  advance(options_.heartbeat_interval * options_.heartbeat_liveness + Millis(1));
+  ASSERT_FALSE(sched().workers().at(0).alive);
+
+  Joined fresh = join(render_node("bbbb2222", "node-b"));
+  ASSERT_TRUE(fresh.verdict.accepted) << fresh.verdict.refusal;
+  EXPECT_EQ(fresh.verdict.name, "render");
+  EXPECT_FALSE(sched().knows_worker(old.id));
+  ASSERT_EQ(sched().workers().size(), 1u);
+  EXPECT_EQ(sched().workers()[0].spec.instance, "bbbb2222");
+  // The dead session's task goes back to the queue and on to the new worker.
+  EXPECT_FALSE(live_lease(job, 0).has_value());
+  advance(options_.backoff_max);
+  Dispatch next = dispatch().at(0);
+  EXPECT_EQ(next.worker, fresh.id);
+  EXPECT_EQ(next.attempt, 2u);
+  // The old process, back from its partition with its old lease, is now the clone.
+  EXPECT_FALSE(join(render_node("aaaa1111", "node-a"), {d}).verdict.accepted);
+  EXPECT_EQ(live_lease(job, 0), next.lease);
+}
+
+TEST_F(SchedulerTest, WithRenameDuplicatesClonesJoinUnderSuffixedNamesTheyKeepOnReconnect) {
+  options_.rename_duplicates = true;
+  JobId job = submit("1-3");
+  Joined a = join(render_node("aaaa1111", "node-a"));
+  Joined b = join(render_node("bbbb2222", "node-b"));
+  Joined c = join(render_node("cccc3333", "node-c"));
+  ASSERT_TRUE(a.verdict.accepted && b.verdict.accepted && c.verdict.accepted);
+  EXPECT_EQ(a.verdict.name, "render");
+  EXPECT_EQ(b.verdict.name, "render-2");
+  EXPECT_EQ(c.verdict.name, "render-3");
+  EXPECT_EQ(sched().worker_name(b.id), "render-2");
+  std::vector<Dispatch> ds = dispatch();
+  ASSERT_EQ(ds.size(), 3u);  // each clone is a worker of its own
+  auto on_b =
+      std::find_if(ds.begin(), ds.end(), [&](const Dispatch& d) { return d.worker == b.id; });
+  ASSERT_NE(on_b, ds.end());
+
+  // The second clone reconnects asking for "render" again: it is the same process, so it
+  // keeps the name it was given and its task, and the first is untouched.
+  Joined back = join(render_node("bbbb2222", "node-b"), {*on_b});
+  ASSERT_TRUE(back.verdict.accepted);
+  EXPECT_EQ(back.verdict.name, "render-2");
+  EXPECT_FALSE(sched().knows_worker(b.id));
+  EXPECT_TRUE(sched().knows_worker(a.id));
+  EXPECT_EQ(sched().workers().size(), 3u);
+  EXPECT_EQ(live_lease(job, on_b->task), on_b->lease);
+  for (const Dispatch& d : ds) EXPECT_TRUE(live_lease(job, d.task).has_value());
+}
+
+TEST_F(SchedulerTest, RestartedWorkerReportingALeaseFromBeforeItsRestartKeepsItAndItsResultCounts) {
+  // The worker process restarted (a new instance) holding a result it had not had
+  // acknowledged: it lists the lease in Ready and sends the result again. Whatever
+  // became of its old session, the work is not run again.
+  enum class OldSession { kAlive, kSilent, kGone };
+  for (OldSession old_session : {OldSession::kAlive, OldSession::kSilent, OldSession::kGone}) {
+    SCOPED_TRACE(fmt::format("old session {}", static_cast<int>(old_session)));
+    Farm farm;
+    JobId job = farm.submit("1", 1, with().max_attempts(1));
+    Joined before = farm.join(render_node("aaaa1111", "node-a"));
+    Dispatch d = farm.dispatch().at(0);
+    if (old_session == OldSession::kSilent) {
+      farm.silence(before.id);
+      farm.advance(options_.heartbeat_interval * options_.heartbeat_liveness + Millis(1));
+      ASSERT_FALSE(farm.sched().workers().at(0).alive);
+    } else if (old_session == OldSession::kGone) {
+      farm.sched().worker_gone(before.id, farm.now());
+    }
+    Joined after = farm.join(render_node("bbbb2222", "node-a"), {d});
+    ASSERT_TRUE(after.verdict.accepted) << after.verdict.refusal;
+    EXPECT_EQ(after.verdict.name, "render");
+    EXPECT_EQ(farm.live_lease(job, 0), d.lease);
+    EXPECT_TRUE(farm.dispatch().empty());
+    Dispatch resent = d;
+    resent.worker = after.id;
+    EXPECT_EQ(farm.succeed(resent), ResultVerdict::kAccepted);
+    EXPECT_EQ(farm.state(job, 0), TaskState::kSucceeded);
+    EXPECT_EQ(farm.task(job, 0).attempts, 1u);
+  }
+}
+
 // ------------------------------------------------------------------ restore
 
 TEST_F(SchedulerTest, RestoreRebuildsCountsAndQueues) {
   const LeaseToken lease = 0xabc;
   ASSERT_TRUE(sched().restore_job(1, make_spec("1-10", 1, {}), false, false).has_value());
-  sched().restore_task(1, 0, TaskState::kSucceeded, 1, 0, "", "");
-  sched().restore_task(1, 1, TaskState::kDead, 3, 0, "", "exit code 2");
-  sched().restore_task(1, 2, TaskState::kRunning, 1, lease, "w1", "");
-  sched().restore_task(1, 3, TaskState::kQueued, 1, 0, "", "exit code 1");
-  sched().restore_task(1, 99, TaskState::kQueued, 1, 0, "", "");  // out of range: ignored
+  sched().restore_task(1, 0, TaskState::kSucceeded, 1, 0, 0, "", "");
+  sched().restore_task(1, 1, TaskState::kDead, 3, 0, 0, "", "exit code 2");
+  sched().restore_task(1, 2, TaskState::kRunning, 1, 0, lease, "w1", "");
+  sched().restore_task(1, 3, TaskState::kQueued, 1, 0, 0, "", "exit code 1");
+  sched().restore_task(1, 99, TaskState::kQueued, 1, 0, 0, "", "");  // out of range: ignored
   sched().finish_restore(now());
   EXPECT_TRUE(take_outbox().empty());  // the store already has all of it
   JobView v = view(1);
@@ -1898,10 +2130,58 @@ TEST_F(SchedulerTest, RestoreRebuildsCountsAndQueues) {
 
 // The worker died while the broker was down (usually with it: local workers
 // follow their broker): the broker's crash does not cost the task an attempt.
+TEST_F(SchedulerTest, RestoreKeepsTheAttemptNumbersAndTheBudgetOfARetriedTask) {
+  JobId job = submit("1", 1, with().max_attempts(3));
+  add_worker("w1");
+  for (int i = 0; i < 3; ++i) {
+    advance(options_.backoff_max);
+    fail(dispatch().at(0));
+  }
+  ASSERT_EQ(state(job, 0), TaskState::kDead);
+  ASSERT_TRUE(sched().retry(job, now()).has_value());
+  advance(options_.backoff_max);
+  Dispatch fourth = dispatch().at(0);
+  ASSERT_EQ(fourth.attempt, 4u);
+  fail(fourth, "exit code 4");
+  // The task's row as the store holds it: the last change written.
+  std::optional<TaskChange> row;
+  for (const TaskChange& c : take_outbox().tasks) row = c;
+  ASSERT_TRUE(row.has_value());
+  EXPECT_EQ(row->attempts, 4u);
+  EXPECT_EQ(row->budget_base, 3u);
+
+  Scheduler restarted(options_);
+  ASSERT_TRUE(restarted.restore_job(job, make_spec("1", 1, with().max_attempts(3)), false, false)
+                  .has_value());
+  restarted.restore_task(job, 0, row->state, row->attempts, row->budget_base, row->lease,
+                         row->worker, row->error);
+  restarted.finish_restore(now());
+  ASSERT_EQ(restarted.tasks(job, 0, 1, std::nullopt).at(0).attempts, 4u);
+  WorkerSpec w1;
+  w1.name = "w1";
+  (void)restarted.worker_ready(1, w1, {}, now());
+  // Attempts 5 and 6 are the rest of the budget the retry granted: 6 is the last.
+  Millis t = now();
+  for (uint32_t attempt : {5u, 6u}) {
+    t += options_.backoff_max;  // past any backoff
+    restarted.worker_seen(1, t);
+    restarted.tick(t);
+    std::vector<Dispatch> ds = restarted.dispatch(t);
+    ASSERT_EQ(ds.size(), 1u) << "attempt " << attempt;
+    EXPECT_EQ(ds[0].attempt, attempt);
+    EXPECT_EQ(
+        restarted.task_result(1, ref(ds[0]), false, Error{ErrorCode::kCrashed, "exit code 1"}, t),
+        ResultVerdict::kAccepted);
+  }
+  TaskView after = restarted.tasks(job, 0, 1, std::nullopt).at(0);
+  EXPECT_EQ(after.state, TaskState::kDead);
+  EXPECT_EQ(after.attempts, 6u);
+}
+
 TEST_F(SchedulerTest, RestoredLeaseIsRequeuedWithoutPenaltyWhenItsWorkerReportsWithoutIt) {
   ASSERT_TRUE(sched().restore_job(4, make_spec("1-2", 1, {}), false, false).has_value());
-  sched().restore_task(4, 0, TaskState::kRunning, 1, 77, "w1", "");
-  sched().restore_task(4, 1, TaskState::kRunning, 3, 78, "w1", "");
+  sched().restore_task(4, 0, TaskState::kRunning, 1, 0, 77, "w1", "");
+  sched().restore_task(4, 1, TaskState::kRunning, 3, 0, 78, "w1", "");
   sched().finish_restore(now());
   add_worker("w1", 2);
   EXPECT_EQ(state(4, 0), TaskState::kQueued);
@@ -1915,7 +2195,7 @@ TEST_F(SchedulerTest, RestoredLeaseIsRequeuedWithoutPenaltyWhenItsWorkerReportsW
 
 TEST_F(SchedulerTest, RestoredLeaseNobodyClaimsExpires) {
   ASSERT_TRUE(sched().restore_job(1, make_spec("1", 1, {}), false, false).has_value());
-  sched().restore_task(1, 0, TaskState::kRunning, 1, 77, "gone", "");
+  sched().restore_task(1, 0, TaskState::kRunning, 1, 0, 77, "gone", "");
   sched().finish_restore(now());
   advance(options_.lease_ttl - Millis(1));
   EXPECT_EQ(state(1, 0), TaskState::kRunning);
@@ -1928,12 +2208,12 @@ TEST_F(SchedulerTest, RestoreKeepsJobFlagsAndDerivesDependencies) {
   // Job 1 has a dead task 0 (frames 1-5); job 2 depends frame by frame; job 3 on
   // the whole of job 4, which finished; job 5 is paused; job 6 was cancelled.
   ASSERT_TRUE(sched().restore_job(1, make_spec("1-10", 5, {}), false, false).has_value());
-  sched().restore_task(1, 0, TaskState::kDead, 3, 0, "", "exit code 1");
+  sched().restore_task(1, 0, TaskState::kDead, 3, 0, 0, "", "exit code 1");
   ASSERT_TRUE(sched()
                   .restore_job(2, make_spec("1-10", 2, with().after_frames(1)), false, false)
                   .has_value());
   ASSERT_TRUE(sched().restore_job(4, make_spec("1", 1, {}), false, false).has_value());
-  sched().restore_task(4, 0, TaskState::kSucceeded, 1, 0, "", "");
+  sched().restore_task(4, 0, TaskState::kSucceeded, 1, 0, 0, "", "");
   ASSERT_TRUE(
       sched().restore_job(5, make_spec("1-3", 1, with().after({4})), true, false).has_value());
   ASSERT_TRUE(sched().restore_job(6, make_spec("1-3", 1, {}), false, true).has_value());
@@ -2331,8 +2611,12 @@ class Interleaving : public Farm {
   // that runs again has left it.
   void collect_outbox() {
     Outbox out = sched().take_outbox();
+    // Backoff grows with the attempts of the task's current budget: a retry starts over.
+    for (const TaskChange& c : out.tasks) budget_base_[{c.job, c.task}] = c.budget_base;
     for (const Notice& n : out.notices) {
-      if (n.kind == Notice::Kind::kTaskFailed) backoff_since_[{n.job, n.task}] = {now(), n.attempt};
+      if (n.kind == Notice::Kind::kTaskFailed) {
+        backoff_since_[{n.job, n.task}] = {now(), n.attempt - budget_base_[{n.job, n.task}]};
+      }
     }
     for (const TaskChange& c : out.tasks) {
       if (c.state != TaskState::kQueued || c.attempts == 0) backoff_since_.erase({c.job, c.task});
@@ -2423,6 +2707,7 @@ class Interleaving : public Farm {
   std::vector<Dispatch> dropped_;
   std::map<std::pair<JobId, TaskIndex>, std::set<LeaseToken>> issued_;
   std::map<std::pair<JobId, TaskIndex>, std::pair<Millis, uint32_t>> backoff_since_;
+  std::map<std::pair<JobId, TaskIndex>, uint32_t> budget_base_;
 };
 
 TEST_F(SchedulerTest, RandomEventInterleavingsKeepEveryInvariantAndEveryJobFinishes) {

@@ -1,16 +1,22 @@
 // SqliteStore against real SQLite in a temporary directory.
 #include "daemon/store/sqlite_store.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <memory>
+#include <sstream>
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/logging.h"
 #include "daemon/store/migrations.h"
+#include "daemon/store/task_state_code.h"
 
 namespace farmhand::daemon {
 namespace {
@@ -72,8 +78,40 @@ class SqliteStoreTest : public ::testing::Test {
     return change;
   }
 
+  // Runs `sql` on the database file directly, as another program would.
+  void exec_raw(const std::string& sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+
   fs::path dir_;
   std::string path_;
+};
+
+// What a component's logger writes while it lives, one message per line.
+class CapturedLog {
+ public:
+  explicit CapturedLog(const std::string& component)
+      : logger_(common::logger(component)),
+        sink_(std::make_shared<spdlog::sinks::ostream_sink_st>(lines_)) {
+    sink_->set_pattern("%v");
+    logger_->sinks().push_back(sink_);
+  }
+
+  ~CapturedLog() {
+    auto& sinks = logger_->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+  }
+
+  std::string text() const { return lines_.str(); }
+
+ private:
+  std::ostringstream lines_;
+  std::shared_ptr<spdlog::logger> logger_;
+  std::shared_ptr<spdlog::sinks::ostream_sink_st> sink_;
 };
 
 TEST_F(SqliteStoreTest, CommittedBatchIsLoadedBackAfterReopen) {
@@ -100,6 +138,85 @@ TEST_F(SqliteStoreTest, CommittedBatchIsLoadedBackAfterReopen) {
   EXPECT_EQ(dead.error, "exit code 1 from x");
   EXPECT_EQ(dead.lease, 0xfedcba9876543210ULL);
   EXPECT_EQ(dead.worker, "render-03");
+  EXPECT_EQ(dead.budget_base, 0u);
+}
+
+TEST_F(SqliteStoreTest, AttemptsOfEarlierBudgetsArePersistedBesideTheAttemptCount) {
+  {
+    auto store = open();
+    Batch batch;
+    batch.new_jobs.push_back(job(1));
+    core::TaskChange retried = task(1, 0, core::TaskState::kQueued, 4);
+    retried.budget_base = 3;
+    batch.task_changes.push_back(retried);
+    ASSERT_TRUE(store->commit(batch).has_value());
+  }
+  auto store = open();
+  Loaded loaded = load(*store);
+  ASSERT_EQ(loaded.tasks.size(), 1u);
+  EXPECT_EQ(loaded.tasks.at({1, 0}).attempts, 4u);
+  EXPECT_EQ(loaded.tasks.at({1, 0}).budget_base, 3u);
+}
+
+TEST_F(SqliteStoreTest, TaskStatesAreStoredUnderTheirFixedCodes) {
+  // The codes are the file format (0001_init.sql): pinned here, whatever the enum's order.
+  const std::vector<std::pair<core::TaskState, int>> pinned = {
+      {core::TaskState::kWaiting, 0},  {core::TaskState::kQueued, 1},
+      {core::TaskState::kRunning, 2},  {core::TaskState::kSucceeded, 3},
+      {core::TaskState::kFailed, 4},   {core::TaskState::kDead, 5},
+      {core::TaskState::kCancelled, 6}};
+  for (const auto& [state, code] : pinned) {
+    EXPECT_EQ(task_state_code(state), code) << core::task_state_name(state);
+    EXPECT_EQ(task_state_from_code(code), state) << code;
+  }
+  // A task backing off is stored as queued: its delay is not durable.
+  EXPECT_EQ(task_state_code(core::TaskState::kBackoff), 1);
+  for (int unknown : {-1, 7, 8, 255, 1000}) {
+    EXPECT_EQ(task_state_from_code(unknown), std::nullopt) << unknown;
+  }
+
+  auto store = open();
+  Batch batch;
+  batch.new_jobs.push_back(job(1));
+  for (const auto& [state, code] : pinned) {
+    batch.task_changes.push_back(task(1, static_cast<core::TaskIndex>(code), state, 1));
+  }
+  ASSERT_TRUE(store->commit(batch).has_value());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT idx, state FROM tasks ORDER BY idx", -1, &stmt, nullptr),
+            SQLITE_OK);
+  std::vector<std::pair<int, int>> rows;
+  while (sqlite3_step(stmt) == SQLITE_ROW) {
+    rows.emplace_back(sqlite3_column_int(stmt, 0), sqlite3_column_int(stmt, 1));
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  EXPECT_EQ(rows, (std::vector<std::pair<int, int>>{
+                      {0, 0}, {1, 1}, {2, 2}, {3, 3}, {4, 4}, {5, 5}, {6, 6}}));
+  Loaded loaded = load(*store);
+  for (const auto& [state, code] : pinned) {
+    EXPECT_EQ(loaded.tasks.at({1, static_cast<core::TaskIndex>(code)}).state, state) << code;
+  }
+}
+
+TEST_F(SqliteStoreTest, TaskRowWithAnUnknownStateCodeIsSkippedWithOneLineNotTakenForAState) {
+  {
+    auto store = open();
+    Batch batch;
+    batch.new_jobs.push_back(job(1));
+    batch.task_changes.push_back(task(1, 0, core::TaskState::kSucceeded, 1));
+    batch.task_changes.push_back(task(1, 1, core::TaskState::kSucceeded, 1));
+    ASSERT_TRUE(store->commit(batch).has_value());
+  }
+  exec_raw("UPDATE tasks SET state = 7 WHERE idx = 1");  // 7: the in-memory kBackoff
+  auto store = open();
+  CapturedLog log("store");
+  Loaded loaded = load(*store);
+  ASSERT_EQ(loaded.tasks.size(), 1u);
+  EXPECT_EQ(loaded.tasks.at({1, 0}).state, core::TaskState::kSucceeded);
+  EXPECT_EQ(log.text(), "task row skipped at load job=1 task=1 reason=\"unknown state code 7\"\n");
 }
 
 TEST_F(SqliteStoreTest, LaterTaskChangeReplacesTheRow) {
@@ -238,6 +355,34 @@ TEST_F(SqliteStoreTest, StateOfTheEventsSchemaIsUpgradedKeepingItsJobs) {
   Batch batch;
   batch.finished.emplace_back(7, 1234);
   EXPECT_TRUE(store->commit(batch).has_value());
+}
+
+TEST_F(SqliteStoreTest, StateOfTheRetentionSchemaIsUpgradedKeepingItsTasks) {
+  // A state dir written by the broker before attempt budgets were stored.
+  exec_raw("BEGIN;" + std::string(migrations::kAll[0]) + std::string(migrations::kAll[1]) +
+           std::string(migrations::kAll[2]) +
+           "INSERT INTO jobs (id, spec, submitted_unix_ms) VALUES (7, x'00', 5);"
+           "INSERT INTO tasks (job_id, idx, state, attempts, lease, worker, error) "
+           "VALUES (7, 2, 5, 3, 0, 'render-03', 'exit code 1');"
+           "PRAGMA user_version=3; COMMIT;");
+  auto store = open();
+  ASSERT_TRUE(store);
+  Loaded loaded = load(*store);
+  ASSERT_EQ(loaded.jobs.size(), 1u);
+  ASSERT_EQ(loaded.tasks.size(), 1u);
+  const TaskRow& dead = loaded.tasks.at({7, 2});
+  EXPECT_EQ(dead.state, core::TaskState::kDead);
+  EXPECT_EQ(dead.attempts, 3u);
+  EXPECT_EQ(dead.budget_base, 0u);
+  EXPECT_EQ(dead.worker, "render-03");
+  EXPECT_EQ(dead.error, "exit code 1");
+  // A retry of it is written in the new column.
+  Batch batch;
+  core::TaskChange retried = task(7, 2, core::TaskState::kQueued, 3);
+  retried.budget_base = 3;
+  batch.task_changes.push_back(retried);
+  ASSERT_TRUE(store->commit(batch).has_value());
+  EXPECT_EQ(load(*store).tasks.at({7, 2}).budget_base, 3u);
 }
 
 // A process killed in the middle of a transaction (as kill -9 of the broker
