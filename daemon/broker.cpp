@@ -79,6 +79,7 @@ Result<void> Broker::start() {
     Supervisor::Options sup;
     sup.worker_binary = options_.worker_binary;
     sup.broker_endpoint = broker.worker_endpoint;
+    sup.state_dir = options_.state_dir;
     sup.count = options_.local_workers;
     sup.slots = options_.config.local_workers.slots;
     sup.interactive_slots = options_.config.local_workers.interactive_slots;

@@ -43,6 +43,10 @@ pid_t Supervisor::spawn(const Child& child) {
                                    std::to_string(options_.interactive_slots),
                                    "--log-level",
                                    options_.log_level};
+  if (!options_.state_dir.empty()) {
+    args.push_back("--work-dir");
+    args.push_back(options_.state_dir + "/workers/" + child.name);
+  }
   if (!options_.tags.empty()) {
     std::string tags;
     for (const auto& t : options_.tags) tags += (tags.empty() ? "" : ",") + t;

@@ -1,10 +1,13 @@
 // Supervisor: the broker's local workers — spawned at start, restarted with
 // exponential backoff when they die, stopped on shutdown.
 //
-// Each child is `farmhand-worker --broker ENDPOINT --name local-N ...`, started
-// with PR_SET_PDEATHSIG so that a broker killed with -9 takes its local workers
-// with it (a restarted broker spawns fresh ones under the same names, and the
-// scheduler requeues what the old ones ran). Reaping is by pid, never
+// Each child is `farmhand-worker --broker ENDPOINT --name local-N --work-dir
+// STATE_DIR/workers/local-N ...`: a work dir per broker, since two brokers on
+// one host have local workers of the same names, which must not share task
+// logs or saved results. Children start with PR_SET_PDEATHSIG so that a broker
+// killed with -9 takes its local workers with it (a restarted broker spawns
+// fresh ones under the same names and work dirs; they resend the results the
+// old ones saved, and the scheduler requeues what the old ones ran). Reaping is by pid, never
 // waitpid(-1), so the supervisor does not steal other children.
 // Not thread-safe: the event loop owns it.
 #pragma once
@@ -25,6 +28,7 @@ class Supervisor {
   struct Options {
     std::string worker_binary;
     std::string broker_endpoint;
+    std::string state_dir;  // the broker's; local workers' work dirs go under it
     int count = 0;
     unsigned slots = 1;
     unsigned interactive_slots = 1;  // reserved for the interactive lane

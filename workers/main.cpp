@@ -1,4 +1,6 @@
 // farmhand-worker: runs tasks the broker leases to it. Parses flags, wires the Worker, runs.
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
@@ -25,7 +27,13 @@ int main(int argc, char** argv) {
   app.add_option("--tags", tags, "comma-separated tags (pools this worker serves)");
   app.add_option("--name", options.name,
                  "stable worker name (default: host name); a restarted worker keeps it");
-  app.add_option("--work-dir", options.work_dir, "where per-task logs are written");
+  app.add_option("--work-dir", options.work_dir,
+                 "per-task logs and unacknowledged results; locked, one worker per dir "
+                 "(default $TMPDIR/farmhand-worker-UID/NAME)");
+  uint64_t max_reconnect_delay_ms = 30'000;
+  app.add_option("--max-reconnect-delay-ms", max_reconnect_delay_ms,
+                 "cap of the backoff between attempts to reach a lost broker (default 30000)")
+      ->check(CLI::Range(100, 3'600'000));
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
   app.add_option("--media-binary", options.media_binary,
                  "farmhand-media (default: the one beside farmhand-worker)");
@@ -41,6 +49,7 @@ int main(int argc, char** argv) {
                  "$FARMHAND_CURVE_SECRET_KEY holds the key itself)");
   CLI11_PARSE(app, argc, argv);
   farmhand::common::setup_logging(log_level);
+  options.max_reconnect_delay = std::chrono::milliseconds(max_reconnect_delay_ms);
 
   // CurveZMQ: both keys or neither. Flags name files; local workers get the
   // keys themselves in the environment from the broker that starts them.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <random>
 
 #include <fmt/format.h>
 #include <signal.h>
@@ -19,7 +20,17 @@ constexpr size_t kLogTailBytes = 64 * 1024;
 // Results kept for an absent broker; beyond this the oldest are dropped (the
 // broker then reruns those tasks: at least once, never lost silently).
 constexpr size_t kMaxUnackedResults = 100'000;
-constexpr auto kMaxReconnectDelay = std::chrono::seconds(30);
+constexpr auto kFirstReconnectDelay = std::chrono::seconds(1);
+// A broker acknowledges a result after its next commit, within milliseconds;
+// only a result it has not acknowledged by then is worth an fsync (a noop task
+// takes microseconds). A worker killed inside this window reruns the task.
+constexpr auto kSaveResultAfter = std::chrono::milliseconds(250);
+// ZMQ_IMMEDIATE refuses a send until the connection is up: Ready is tried
+// again after this, doubling up to kMaxReadyRetry (or the heartbeat interval),
+// so a returning broker hears from us within a quarter second of the connection
+// and an absent one costs a few wake-ups a second.
+constexpr auto kFirstReadyRetry = std::chrono::milliseconds(20);
+constexpr auto kMaxReadyRetry = std::chrono::milliseconds(250);
 // Broker messages are small; a bigger one is not from our broker.
 constexpr int64_t kMaxBrokerMessageBytes = 16 << 20;
 
@@ -29,6 +40,13 @@ std::string hostname() {
   return buf;
 }
 
+std::string new_instance_id() {
+  std::random_device random;
+  uint64_t high = (uint64_t{random()} << 32) | random();
+  uint64_t low = (uint64_t{random()} << 32) | random();
+  return fmt::format("{:016x}{:016x}", high, low);
+}
+
 }  // namespace
 
 Worker::Worker(Options options)
@@ -36,6 +54,8 @@ Worker::Worker(Options options)
       log_(common::logger("worker")),
       context_(1),
       media_(MediaRunner::Options{options_.media_binary, options_.media_memory_mb, 1}),
+      instance_(new_instance_id()),
+      result_store_(options_.work_dir),
       heartbeat_interval_(options_.heartbeat_interval) {}
 
 Worker::~Worker() {
@@ -57,10 +77,14 @@ void Worker::connect() {
     socket_->set(zmq::sockopt::curve_secretkey, options_.curve_secret_key);
   }
   socket_->connect(options_.broker);
+  ready_retry_delay_ = kFirstReadyRetry;
 }
 
 void Worker::send(const wire::WorkerMessage& msg) {
-  if (socket_) common::send_one(*socket_, msg);
+  // Refused: the broker does not know us, and anything but Ready would only
+  // draw a Reconnect. Results wait in unacked_ for the next Welcome.
+  // (send_ready() sends directly.)
+  if (socket_ && !refused_) common::send_one(*socket_, msg);
 }
 
 void Worker::send_ready() {
@@ -72,20 +96,73 @@ void Worker::send_ready() {
   ready->set_interactive_slots(options_.interactive_slots);
   for (const auto& tag : options_.tags) ready->add_tags(tag);
   for (const auto& [id, task] : runs_) *ready->add_running() = task.ref;
+  // A finished task whose result is not acknowledged still holds its lease.
+  for (const auto& [key, unacked] : unacked_) *ready->add_running() = unacked.result.ref();
   ready->set_host(hostname());
   ready->set_pid(static_cast<uint32_t>(getpid()));
+  ready->set_instance(instance_);
   // With ZMQ_IMMEDIATE the send fails until the connection is up; try again
-  // shortly rather than wait a heartbeat for the broker to ask.
+  // shortly rather than wait a heartbeat for the broker to ask, backing off so
+  // that a broker that stays away costs no CPU.
   ready_pending_ = !(socket_ && common::send_one(*socket_, msg));
+  if (ready_pending_) {
+    auto now = Clock::now();
+    ready_retry_at_ = now + ready_retry_delay_;
+    ready_retry_delay_ = std::min({ready_retry_delay_ * 2, heartbeat_interval_, kMaxReadyRetry});
+  }
+}
+
+void Worker::back_off(Clock::time_point now) {
+  reconnect_at_ = now + reconnect_delay_;
+  reconnect_delay_ = std::min(reconnect_delay_ * 2, options_.max_reconnect_delay);
+}
+
+void Worker::restore_results() {
+  auto loaded = result_store_.load();
+  if (!loaded) {
+    log_->error("saved results not read reason=\"{}\"", loaded.error().reason);
+    return;
+  }
+  for (const auto& dropped : loaded->dropped) {
+    log_->warn("saved result dropped reason=\"{}\"", dropped);
+  }
+  for (auto& result : loaded->results) {
+    Key key{result.ref().job_id(), result.ref().task(), result.ref().lease()};
+    std::string log_path =
+        fmt::format("{}/job{}-task{}-attempt{}.log", options_.work_dir, result.ref().job_id(),
+                    result.ref().task(), result.attempt());
+    std::error_code ec;
+    if (std::filesystem::exists(log_path, ec)) logs_to_remove_[key] = log_path;
+    unacked_[key] = Unacked{std::move(result), true};
+  }
+  if (!unacked_.empty()) {
+    log_->info("saved results restored count={} work_dir={}", unacked_.size(), options_.work_dir);
+  }
+}
+
+void Worker::save_results(Clock::time_point now, bool all) {
+  std::vector<const wire::TaskResult*> due;
+  std::vector<Unacked*> saving;
+  while (!to_save_.empty() && (all || to_save_.front().first + kSaveResultAfter <= now)) {
+    auto it = unacked_.find(to_save_.front().second);
+    to_save_.pop_front();
+    if (it == unacked_.end() || it->second.saved) continue;
+    due.push_back(&it->second.result);
+    saving.push_back(&it->second);
+  }
+  if (due.empty()) return;
+  // Marked saved even on failure: files written before it are removed on ack.
+  for (Unacked* u : saving) u->saved = true;
+  if (auto ok = result_store_.save(due); !ok) {
+    log_->error("results not saved count={} reason=\"{}\"", due.size(), ok.error().reason);
+  }
 }
 
 Result<void> Worker::run() {
-  std::error_code ec;
-  std::filesystem::create_directories(options_.work_dir, ec);
-  if (ec) {
-    return fail(ErrorCode::kIo,
-                fmt::format("cannot create work dir {}: {}", options_.work_dir, ec.message()));
-  }
+  auto lock = WorkDirLock::acquire(options_.work_dir);
+  if (!lock) return fail(lock.error());
+  work_dir_lock_ = std::move(*lock);
+  restore_results();
   sigset_t signals;
   sigemptyset(&signals);
   for (int s : {SIGTERM, SIGINT, SIGCHLD}) sigaddset(&signals, s);
@@ -108,8 +185,8 @@ Result<void> Worker::run() {
   auto now = Clock::now();
   broker_seen_ = now;
   send_ready();
-  log_->info("worker started worker={} broker={} slots={}", options_.name, options_.broker,
-             options_.slots);
+  log_->info("worker started worker={} broker={} slots={} instance={} work_dir={}", options_.name,
+             options_.broker, options_.slots, instance_, options_.work_dir);
 
   while (!stopping_) {
     now = Clock::now();
@@ -139,7 +216,6 @@ Result<void> Worker::run() {
         break;
       }
       broker_seen_ = now;
-      reconnect_delay_ = std::chrono::seconds(1);
       wire::BrokerMessage msg;
       if (auto ok = common::parse_message(frame.data(), frame.size(), kMaxBrokerMessageBytes, msg);
           !ok) {
@@ -156,7 +232,17 @@ Result<void> Worker::run() {
     }
     send_progress();
     now = Clock::now();
-    if (ready_pending_) send_ready();
+    save_results(now, false);
+    if (refused_) {
+      // No session: only Ready, once per backoff period, until a Welcome.
+      if (now >= reconnect_at_) {
+        send_ready();
+        ready_pending_ = false;
+        back_off(now);
+      }
+      continue;
+    }
+    if (ready_pending_ && now >= ready_retry_at_) send_ready();
     if (now - broker_seen_ > heartbeat_interval_ * options_.liveness && now >= reconnect_at_) {
       // The broker went quiet: start over on a fresh socket, as Paranoid Pirate does.
       log_->warn("broker lost broker={} reconnect_in_ms={}", options_.broker,
@@ -164,9 +250,7 @@ Result<void> Worker::run() {
       connect();
       send_ready();
       broker_seen_ = now;
-      reconnect_at_ = now + reconnect_delay_;
-      reconnect_delay_ =
-          std::min<std::chrono::milliseconds>(reconnect_delay_ * 2, kMaxReconnectDelay);
+      back_off(now);
     }
     if (now - last_beat_ >= heartbeat_interval_) {
       last_beat_ = now;
@@ -184,13 +268,24 @@ Result<void> Worker::run() {
 }
 
 std::chrono::milliseconds Worker::poll_timeout(Clock::time_point now) const {
-  auto next = std::min(last_beat_ + heartbeat_interval_,
-                       broker_seen_ + heartbeat_interval_ * options_.liveness);
-  if (!runs_.empty()) next = std::min(next, last_renew_ + lease_ttl_ / 3);
+  Clock::time_point next = now + std::chrono::seconds(1);
+  if (refused_) {
+    next = std::min(next, reconnect_at_);
+  } else {
+    next = std::min(next, last_beat_ + heartbeat_interval_);
+    // The broker counts as lost after `liveness` beats, but the fresh socket
+    // waits for the backoff: wake for whichever comes later. (Waking at the
+    // earlier one turned the whole backoff into a busy loop.)
+    next = std::min(
+        next, std::max(broker_seen_ + heartbeat_interval_ * options_.liveness, reconnect_at_));
+    if (!runs_.empty()) next = std::min(next, last_renew_ + lease_ttl_ / 3);
+    if (ready_pending_) next = std::min(next, ready_retry_at_);
+  }
   if (auto deadline = runner_.next_deadline()) next = std::min(next, *deadline);
   if (auto deadline = media_.next_deadline()) next = std::min(next, *deadline);
-  if (ready_pending_) next = std::min(next, now + std::chrono::milliseconds(20));
-  auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(next - now);
+  if (!to_save_.empty()) next = std::min(next, to_save_.front().first + kSaveResultAfter);
+  // Rounded up: a deadline less than a millisecond away must not make a 0 ms poll loop.
+  auto timeout = std::chrono::ceil<std::chrono::milliseconds>(next - now);
   return std::clamp(timeout, std::chrono::milliseconds(0), std::chrono::milliseconds(1000));
 }
 
@@ -203,18 +298,33 @@ void Worker::handle(const wire::BrokerMessage& msg, Clock::time_point now) {
       if (msg.welcome().lease_ttl_ms() > 0) {
         lease_ttl_ = std::chrono::milliseconds(msg.welcome().lease_ttl_ms());
       }
+      reconnect_delay_ = kFirstReconnectDelay;
+      reconnect_at_ = now;
+      refused_ = false;
+      last_refusal_.clear();
       log_->info("worker registered worker={} broker={} unacked_results={}", options_.name,
                  options_.broker, unacked_.size());
-      for (const auto& [key, result] : unacked_) {
+      for (const auto& [key, unacked] : unacked_) {
         wire::WorkerMessage out;
-        *out.mutable_result() = result;
+        *out.mutable_result() = unacked.result;
         send(out);
       }
       break;
     case wire::BrokerMessage::kHeartbeat:
       break;
     case wire::BrokerMessage::kReconnect:
-      send_ready();
+      if (!refused_) send_ready();
+      break;
+    case wire::BrokerMessage::kRefused:
+      // Someone must act (e.g. give this worker its own --name): say so once,
+      // not at every retry.
+      if (msg.refused().reason() != last_refusal_) {
+        last_refusal_ = msg.refused().reason();
+        log_->error("refused by broker: {}", common::valid_utf8(last_refusal_));
+      }
+      refused_ = true;
+      ready_pending_ = false;
+      reconnect_at_ = now + reconnect_delay_;
       break;
     case wire::BrokerMessage::kAssign:
       start_task(msg.assign(), now);
@@ -261,7 +371,10 @@ void Worker::handle(const wire::BrokerMessage& msg, Clock::time_point now) {
     case wire::BrokerMessage::kAck:
       for (const auto& ref : msg.ack().tasks()) {
         Key key{ref.job_id(), ref.task(), ref.lease()};
-        unacked_.erase(key);
+        if (auto u = unacked_.find(key); u != unacked_.end()) {
+          if (u->second.saved) result_store_.remove(ref);
+          unacked_.erase(u);
+        }
         if (auto it = logs_to_remove_.find(key); it != logs_to_remove_.end()) {
           std::error_code ec;
           std::filesystem::remove(it->second, ec);
@@ -340,8 +453,12 @@ void Worker::finish(uint64_t run_id, bool succeeded, const std::optional<Error>&
                task.ref.task(), task.attempt, error ? error->reason : "");
   }
   Key key{task.ref.job_id(), task.ref.task(), task.ref.lease()};
-  if (unacked_.size() >= kMaxUnackedResults) unacked_.erase(unacked_.begin());
-  unacked_[key] = *result;
+  if (unacked_.size() >= kMaxUnackedResults) {
+    if (unacked_.begin()->second.saved) result_store_.remove(unacked_.begin()->second.result.ref());
+    unacked_.erase(unacked_.begin());
+  }
+  unacked_[key] = Unacked{*result, false};
+  to_save_.emplace_back(Clock::now(), key);
   if (!task.log_path.empty()) logs_to_remove_[key] = task.log_path;
   send(msg);
 }
@@ -366,6 +483,8 @@ void Worker::renew_leases() {
 
 void Worker::shutdown() {
   log_->info("worker stopping worker={} running={}", options_.name, runs_.size());
+  // What the broker has not acknowledged yet is resent by the next process.
+  save_results(Clock::now(), true);
   auto now = Clock::now();
   for (const auto& [id, task] : runs_) {
     if (task.media) {

@@ -4,19 +4,32 @@
 // Pirate worker): it introduces itself with Ready, beats every heartbeat
 // interval, renews the leases of what it runs every third of the lease TTL,
 // and counts the broker lost after `liveness` silent intervals — then it opens
-// a fresh socket (backing off up to 30 s) and says Ready again, listing what it
-// still runs so a restarted broker can keep those tasks where they are.
+// a fresh socket (backing off 1 s doubling up to max_reconnect_delay, default 30 s)
+// and says Ready again, listing what it still holds so a restarted broker can
+// keep those tasks where they are. Between attempts it sleeps: a worker
+// without its broker wakes a few times a second at most.
 //
 // Results are kept until the broker acknowledges them (it does so only after
 // its commit) and are sent again after a reconnect, so a broker crash loses no
-// finished work. `command` tasks run as process groups through ProcessRunner;
-// `noop` tasks finish at once.
+// finished work. A result still unacknowledged 0.25 s after its task ended is also
+// written to the work dir (ResultStore), so it survives a worker restart too:
+// the next process lists it in Ready.running and sends it after the Welcome.
+// The work dir is locked (WorkDirLock): one live worker per work dir.
 //
-// Single-threaded: run() owns the calling thread until SIGTERM/SIGINT.
+// Ready carries `instance`, a random id made per process. A broker that
+// refuses the Ready (Refused, e.g. the name is in use) gets one log line; the
+// worker then sends nothing until its backoff passes and tries Ready again.
+//
+// `command` tasks run as process groups through ProcessRunner; `noop` tasks
+// finish at once.
+//
+// Single-threaded: run() owns the calling thread until SIGTERM/SIGINT (read
+// from a signalfd; the signals are blocked in the calling thread).
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -31,6 +44,7 @@
 #include "common/result.h"
 #include "workers/media_runner.h"
 #include "workers/process_runner.h"
+#include "workers/work_dir.h"
 
 namespace farmhand::worker {
 
@@ -42,9 +56,10 @@ class Worker {
     uint32_t slots = 1;
     uint32_t interactive_slots = 1;  // extra slots only interactive-lane work may use
     std::vector<std::string> tags;
-    std::string work_dir;  // per-task logs live here until the broker has them
+    std::string work_dir;  // locked; task logs and unacknowledged results, until acked
     std::chrono::milliseconds heartbeat_interval{1000};  // until the broker's Welcome says
     uint32_t liveness = 3;
+    std::chrono::milliseconds max_reconnect_delay{30'000};  // cap of the reconnect backoff
     std::string media_binary;         // farmhand-media; empty: media tasks fail
     uint64_t media_memory_mb = 4096;  // address-space cap of each media process
     // CurveZMQ (all three, or none): the broker's public key and ours, Z85.
@@ -60,7 +75,11 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
 
   // Serves until SIGTERM/SIGINT: then kills running tasks and says goodbye.
+  // Fails at once when the work dir cannot be locked (another worker has it).
   [[nodiscard]] Result<void> run();
+
+  // This process's id in Ready.instance: 32 random hex digits.
+  const std::string& instance() const { return instance_; }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -73,6 +92,11 @@ class Worker {
     bool media = false;
   };
 
+  struct Unacked {
+    wire::TaskResult result;
+    bool saved = false;  // in the ResultStore
+  };
+
   void connect();
   void send(const wire::WorkerMessage& msg);
   void send_ready();
@@ -83,6 +107,9 @@ class Worker {
   void renew_leases();
   void send_progress();
   std::chrono::milliseconds poll_timeout(Clock::time_point now) const;
+  void back_off(Clock::time_point now);
+  void restore_results();
+  void save_results(Clock::time_point now, bool all);
   void shutdown();
 
   Options options_;
@@ -94,6 +121,13 @@ class Worker {
   int signal_fd_ = -1;
   bool stopping_ = false;
   bool ready_pending_ = false;  // Ready not yet handed to a connected socket
+  Clock::time_point ready_retry_at_{};
+  std::chrono::milliseconds ready_retry_delay_{20};
+  std::string instance_;
+  std::optional<WorkDirLock> work_dir_lock_;
+  ResultStore result_store_;
+  bool refused_ = false;      // refused, no Welcome since: only Ready, at reconnect_at_
+  std::string last_refusal_;  // logged once, until a Welcome
 
   std::chrono::milliseconds heartbeat_interval_;
   std::chrono::milliseconds lease_ttl_{30'000};
@@ -104,9 +138,10 @@ class Worker {
   std::chrono::milliseconds reconnect_delay_{1000};
 
   uint64_t next_run_id_ = 1;
-  std::map<uint64_t, Task> runs_;              // live command runs by run id
-  std::map<Key, wire::TaskResult> unacked_;    // results the broker has not confirmed
-  std::map<Key, std::string> logs_to_remove_;  // log files, removed on ack
+  std::map<uint64_t, Task> runs_;                          // live command runs by run id
+  std::map<Key, Unacked> unacked_;                         // results the broker has not confirmed
+  std::deque<std::pair<Clock::time_point, Key>> to_save_;  // unacked, by finish time
+  std::map<Key, std::string> logs_to_remove_;              // log files, removed on ack
 };
 
 }  // namespace farmhand::worker

@@ -330,8 +330,11 @@ std::vector<std::string> Cluster::child_environment() const {
     std::string text(*entry);
     if (replaced.count(text.substr(0, text.find('='))) == 0) env.push_back(std::move(text));
   }
-  // Local workers put their per-task logs under $TMPDIR: keep them in our directory.
-  env.push_back("TMPDIR=" + dir_);
+  // Workers without --work-dir put their per-task logs under $TMPDIR: keep them
+  // in our directory, unless the test shares one TMPDIR between clusters.
+  bool own_tmpdir = std::none_of(options_.env.begin(), options_.env.end(),
+                                 [](const std::string& e) { return e.rfind("TMPDIR=", 0) == 0; });
+  if (own_tmpdir) env.push_back("TMPDIR=" + dir_);
   env.push_back(std::string(kMarkerVariable) + "=" + dir_);
   env.push_back("FARMHAND_TIMEOUT=" + format_seconds(options_.cli_timeout_s));
   env.insert(env.end(), options_.env.begin(), options_.env.end());
@@ -484,6 +487,14 @@ void Cluster::kill_worker(size_t i, int sig) {
   }
   kill(worker.pid, sig);
   stop_child(worker.pid, kStopGrace);
+}
+
+::testing::AssertionResult Cluster::restart_worker(size_t i) {
+  Child& worker = workers_.at(i);
+  if (worker.pid > 0) {
+    return ::testing::AssertionFailure() << "worker " << worker.name << " is still running";
+  }
+  return start_worker(worker);
 }
 
 bool Cluster::signal_broker(int sig) {

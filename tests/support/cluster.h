@@ -77,6 +77,7 @@ struct ClusterOptions {
   std::string extra_yaml;
   // NAME=VALUE added to the environment of the CLI and of every process the
   // cluster starts (e.g. FARMHAND_BROKER_KEY for a CurveZMQ client port).
+  // TMPDIR here replaces the cluster's own (its directory).
   std::vector<std::string> env;
   // More keys of the `broker:` section, each line indented by two spaces,
   // e.g. "  keep_finished_days: 0.5\n".
@@ -147,6 +148,17 @@ class Cluster {
   std::optional<size_t> worker_index(const std::string& name) const;
   // Signals a standalone worker and reaps it.
   void kill_worker(size_t i, int sig = SIGKILL);
+  // Starts a standalone worker again (same flags and work dir) after
+  // kill_worker; does not wait for it to join (the broker may be down).
+  [[nodiscard]] ::testing::AssertionResult restart_worker(size_t i);
+
+  // The log file of a standalone worker.
+  std::string worker_log_path(size_t i) const {
+    return path("worker-" + workers_.at(i).name + ".log");
+  }
+
+  // Its --work-dir.
+  std::string worker_work_dir(size_t i) const { return path("work-" + workers_.at(i).name); }
 
   // Runs `farmhand --broker ENDPOINT ARGS...` and captures its output.
   CliResult run_cli(const std::vector<std::string>& args);

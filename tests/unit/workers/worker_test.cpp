@@ -1,0 +1,202 @@
+// Worker against a fake broker: a ROUTER socket in the test that reads what
+// the worker sends and answers as the test says.
+#include "workers/worker.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <regex>
+#include <string>
+#include <thread>
+
+#include "farmhand.pb.h"
+#include "tests/support/temp_dir.h"
+#include <gtest/gtest.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <zmq.hpp>
+
+#include "common/logging.h"
+#include "workers/work_dir.h"
+
+namespace farmhand::worker {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Generous: a limit on a hung test, not a timing expectation.
+constexpr auto kWaitLimit = 30s;
+
+class FakeBroker {
+ public:
+  explicit FakeBroker(const std::string& endpoint) : router_(context_, zmq::socket_type::router) {
+    router_.set(zmq::sockopt::linger, 0);
+    router_.bind(endpoint);
+  }
+
+  // The next message from the worker, or nullopt after kWaitLimit.
+  std::optional<wire::WorkerMessage> receive() {
+    zmq::pollitem_t item{router_.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, kWaitLimit) == 0) return std::nullopt;
+    zmq::message_t id;
+    zmq::message_t payload;
+    if (!router_.recv(id) || !router_.recv(payload)) return std::nullopt;
+    peer_ = id.to_string();
+    wire::WorkerMessage msg;
+    if (!msg.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return std::nullopt;
+    return msg;
+  }
+
+  // The next message that is not a heartbeat.
+  std::optional<wire::WorkerMessage> receive_skipping_heartbeats() {
+    while (auto msg = receive()) {
+      if (!msg->has_heartbeat()) return msg;
+    }
+    return std::nullopt;
+  }
+
+  void send(const wire::BrokerMessage& msg) {
+    router_.send(zmq::buffer(peer_), zmq::send_flags::sndmore);
+    router_.send(zmq::buffer(msg.SerializeAsString()));
+  }
+
+ private:
+  zmq::context_t context_{1};
+  zmq::socket_t router_;
+  std::string peer_;
+};
+
+// Runs a Worker on its own thread; SIGTERM to that thread stops it.
+class RunningWorker {
+ public:
+  explicit RunningWorker(Worker::Options options) : worker_(std::move(options)) {
+    thread_ = std::thread([this] { result_ = worker_.run(); });
+  }
+
+  ~RunningWorker() { stop(); }
+
+  // Only once the worker has sent something: before, SIGTERM is not yet blocked.
+  void stop() {
+    if (!thread_.joinable()) return;
+    pthread_kill(thread_.native_handle(), SIGTERM);
+    thread_.join();
+  }
+
+  const Worker& worker() const { return worker_; }
+
+ private:
+  Worker worker_;
+  Result<void> result_;
+  std::thread thread_;
+};
+
+Worker::Options options_for(const testing_support::TempDir& tmp) {
+  Worker::Options options;
+  options.broker = "ipc://" + tmp.file("broker.ipc");
+  options.name = "w1";
+  options.work_dir = tmp.file("work");
+  options.heartbeat_interval = 50ms;
+  return options;
+}
+
+wire::BrokerMessage welcome() {
+  wire::BrokerMessage msg;
+  msg.mutable_welcome()->set_heartbeat_ms(50);
+  msg.mutable_welcome()->set_lease_ttl_ms(30'000);
+  return msg;
+}
+
+TEST(WorkerTest, ReadyCarriesARandomInstanceIdPerProcess) {
+  testing_support::TempDir tmp;
+  Worker a(options_for(tmp));
+  Worker b(options_for(tmp));
+  EXPECT_TRUE(std::regex_match(a.instance(), std::regex("[0-9a-f]{32}"))) << a.instance();
+  EXPECT_NE(a.instance(), b.instance());
+
+  FakeBroker broker("ipc://" + tmp.file("broker.ipc"));
+  RunningWorker running(options_for(tmp));
+  auto ready = broker.receive_skipping_heartbeats();
+  ASSERT_TRUE(ready && ready->has_ready());
+  EXPECT_EQ(ready->ready().instance(), running.worker().instance());
+}
+
+TEST(WorkerTest, RefusedWorkerLogsOnceStaysSilentAndSendsReadyAgainAfterItsBackoff) {
+  testing_support::TempDir tmp;
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(100);
+  common::logger("worker")->sinks().push_back(sink);
+  FakeBroker broker("ipc://" + tmp.file("broker.ipc"));
+  RunningWorker running(options_for(tmp));
+
+  wire::BrokerMessage refused;
+  refused.mutable_refused()->set_reason("worker name \"w1\" is in use by a live worker");
+  std::string instance;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    // After a refusal nothing but the next Ready: no heartbeats, no renewals.
+    auto ready = attempt == 0 ? broker.receive_skipping_heartbeats() : broker.receive();
+    ASSERT_TRUE(ready);
+    ASSERT_TRUE(ready->has_ready()) << ready->DebugString();
+    if (attempt == 0) instance = ready->ready().instance();
+    EXPECT_EQ(ready->ready().instance(), instance);
+    broker.send(refused);
+  }
+  auto ready = broker.receive();
+  ASSERT_TRUE(ready && ready->has_ready());
+  broker.send(welcome());
+  // A session again: it beats.
+  auto beat = broker.receive();
+  ASSERT_TRUE(beat);
+  EXPECT_TRUE(beat->has_heartbeat()) << beat->DebugString();
+  running.stop();
+
+  int lines = 0;
+  for (const auto& line : sink->last_formatted()) {
+    if (line.find("refused by broker: worker name \"w1\" is in use by a live worker") !=
+        std::string::npos) {
+      ++lines;
+    }
+  }
+  EXPECT_EQ(lines, 1);
+  auto& sinks = common::logger("worker")->sinks();
+  sinks.erase(std::remove(sinks.begin(), sinks.end(), sink), sinks.end());
+}
+
+TEST(WorkerTest, SavedResultIsListedInReadySentAfterWelcomeAndForgottenOnAck) {
+  testing_support::TempDir tmp;
+  wire::TaskResult saved;
+  saved.mutable_ref()->set_job_id(4);
+  saved.mutable_ref()->set_task(2);
+  saved.mutable_ref()->set_lease(0x1234);
+  saved.set_attempt(1);
+  saved.set_succeeded(true);
+  saved.set_log_tail("done\n");
+  ResultStore store(tmp.file("work"));
+  ASSERT_TRUE(store.save({&saved}));
+
+  FakeBroker broker("ipc://" + tmp.file("broker.ipc"));
+  RunningWorker running(options_for(tmp));
+  auto ready = broker.receive_skipping_heartbeats();
+  ASSERT_TRUE(ready && ready->has_ready());
+  ASSERT_EQ(ready->ready().running_size(), 1);
+  EXPECT_EQ(ready->ready().running(0).SerializeAsString(), saved.ref().SerializeAsString());
+
+  broker.send(welcome());
+  auto result = broker.receive_skipping_heartbeats();
+  ASSERT_TRUE(result && result->has_result());
+  EXPECT_EQ(result->result().SerializeAsString(), saved.SerializeAsString());
+
+  wire::BrokerMessage ack;
+  *ack.mutable_ack()->add_tasks() = saved.ref();
+  broker.send(ack);
+  auto deadline = std::chrono::steady_clock::now() + kWaitLimit;
+  while (std::filesystem::exists(store.path(saved.ref())) &&
+         std::chrono::steady_clock::now() < deadline) {
+    // Polls the file system: the ack has no reply to wait for.
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_FALSE(std::filesystem::exists(store.path(saved.ref())));
+}
+
+}  // namespace
+}  // namespace farmhand::worker
