@@ -744,7 +744,7 @@ void add_seq(CLI::App& app, Invocation& inv) {
         continue;
       }
       // Several directories get a "DIR:" heading each, as ls prints them.
-      if (opts.dirs.size() > 1) ctx.out << (listed ? "\n" : "") << dir << ":\n";
+      if (opts.dirs.size() > 1) ctx.out << (listed ? "\n" : "") << single_line(dir) << ":\n";
       write_sequences(ctx.out, *found);
       listed = true;
     }
@@ -817,7 +817,7 @@ void add_publish(CLI::App& app, Invocation& inv) {
     if (ctx.json && !opts.wait) {
       write_json(ctx, to_json(*reply));
     } else if (!ctx.json) {
-      ctx.out << fmt::format("event {}{}: jobs {}\n", reply->event_id(),
+      ctx.out << fmt::format("event {}{}: jobs {}\n", single_line(reply->event_id()),
                              reply->duplicate() ? " (duplicate: nothing new)" : "",
                              join_ids(reply->job_ids()))
               << std::flush;
@@ -889,9 +889,12 @@ void add_events(CLI::App& app, Invocation& inv) {
     }
     for (const auto& e : reply->events()) {
       std::string meta;
-      for (const auto& [k, v] : e.meta()) meta += fmt::format(" {}={}", k, single_line(v));
-      ctx.out << fmt::format("{}  {}  {}  jobs: {}{}\n", e.event_id(), e.source(),
-                             single_line(e.path()), jobs_with_states(e), meta);
+      for (const auto& [k, v] : e.meta()) {
+        meta += fmt::format(" {}={}", single_line(k), single_line(v));
+      }
+      ctx.out << fmt::format("{}  {}  {}  jobs: {}{}\n", single_line(e.event_id()),
+                             single_line(e.source()), single_line(e.path()), jobs_with_states(e),
+                             meta);
       for (const auto& w : e.warnings()) ctx.out << "    warning: " << single_line(w) << '\n';
     }
     if (reply->events().empty()) ctx.out << "no publish events\n";
@@ -923,7 +926,7 @@ void add_admin(CLI::App& app, Invocation& inv) {
                            {"elapsed_s", reply->elapsed_s()}});
     } else {
       ctx.out << fmt::format("backed up {} bytes to {} in {}\n", reply->bytes(),
-                             absolute(opts.path), format_seconds(reply->elapsed_s()))
+                             single_line(absolute(opts.path)), format_seconds(reply->elapsed_s()))
               << std::flush;
     }
     return kExitOk;
@@ -944,8 +947,8 @@ void add_admin(CLI::App& app, Invocation& inv) {
                            {"secret_key_file", opts.path + ".key"},
                            {"public_key_file", opts.path + ".pub"}});
     } else {
-      ctx.out << fmt::format("wrote {}.key (secret) and {}.pub\npublic key {}\n", opts.path,
-                             opts.path, pair->public_key)
+      ctx.out << fmt::format("wrote {}.key (secret) and {}.pub\npublic key {}\n",
+                             single_line(opts.path), single_line(opts.path), pair->public_key)
               << std::flush;
     }
     return kExitOk;

@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "common/result.h"
+
 namespace farmhand::cli {
 
 namespace {
@@ -261,10 +263,11 @@ std::string dump_json(const Json& json) {
 // ---------------------------------------------------------------- text
 
 std::string single_line(std::string_view text) {
-  std::string out(text);
-  std::replace_if(
-      out.begin(), out.end(), [](char c) { return c == '\n' || c == '\r' || c == '\t'; }, ' ');
-  return out;
+  return printable(text, kWholeText);
+}
+
+std::string shown_text(std::string_view text) {
+  return printable_lines(text);
 }
 
 void Table::write(std::ostream& out, std::string_view indent) const {
@@ -395,13 +398,14 @@ void write_logs(std::ostream& out, const wire::LogsReply& logs) {
                        log.running()         ? "running, the log so far"
                        : log.error().empty() ? "ok"
                                              : single_line(log.error()));
-    out << log.text();
+    out << shown_text(log.text());
     if (!log.text().empty() && log.text().back() != '\n') out << '\n';
   }
 }
 
 std::string sequence_line(const common::Sequence& sequence) {
-  const std::string name = sequence.pattern.name(common::PaddingStyle::kHash);
+  // File names come from the disk, and any byte but '/' and NUL may be in one.
+  const std::string name = single_line(sequence.pattern.name(common::PaddingStyle::kHash));
   if (sequence.is_single_file()) return name;
   std::string line = fmt::format("{}  {}  ({} frame{})", name, sequence.frames.to_string(),
                                  sequence.count(), sequence.count() == 1 ? "" : "s");

@@ -73,9 +73,16 @@ std::string dump_json(const Json& json);
 
 // ---------------------------------------------------------------- text
 
-// `text` with line breaks and tabs turned into spaces: table cells, headers and
-// error lines stay one line whatever a worker or the broker reported.
+// User text (names, labels, meta, paths, worker names, event ids, reasons) as
+// shown on one line: control characters, escape sequences and bytes that are
+// not UTF-8 escaped as \xNN (common::printable, never cut), so table cells,
+// headers and error lines stay one line and a value cannot drive the terminal.
+// The JSON output needs none of this: its encoder escapes them.
 std::string single_line(std::string_view text);
+
+// Multi-line user text (a task's log) as shown: line feeds and tabs kept,
+// everything else single_line() escapes escaped (CR, ESC, ...).
+std::string shown_text(std::string_view text);
 
 // Columns separated by two spaces, each as wide as its widest cell; the last
 // column is not padded.

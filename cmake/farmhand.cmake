@@ -26,3 +26,52 @@ function(farmhand_add_test)
   set_tests_properties(${T_NAME} PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT}
     ENVIRONMENT "FARMHAND_BIN_DIR=${PROJECT_BINARY_DIR}/bin;FARMHAND_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
 endfunction()
+
+# The libraries `target` links, directly or through any library it links: its own
+# LINK_LIBRARIES, then INTERFACE_LINK_LIBRARIES transitively. Generator
+# expressions are unwrapped to the names inside them ($<LINK_ONLY:yaml-cpp> is
+# yaml-cpp), so a conditional dependency still counts.
+function(farmhand_link_closure target out_var)
+  get_target_property(pending ${target} LINK_LIBRARIES)
+  if(NOT pending)
+    set(pending "")
+  endif()
+  set(seen "")
+  while(pending)
+    list(POP_FRONT pending item)
+    # $<LINK_ONLY:a>, $<$<CONFIG:Debug>:a> and ::@(directory-id) scope markers.
+    string(REGEX REPLACE "\\$<[^:>]*:" "" item "${item}")
+    string(REPLACE ">" "" item "${item}")
+    string(REGEX REPLACE "^::@\\([^)]*\\)" "" item "${item}")
+    if(item STREQUAL "" OR item IN_LIST seen)
+      continue()
+    endif()
+    list(APPEND seen "${item}")
+    if(TARGET ${item})
+      get_target_property(aliased ${item} ALIASED_TARGET)
+      if(aliased)
+        list(APPEND pending ${aliased})
+      endif()
+      get_target_property(next ${item} INTERFACE_LINK_LIBRARIES)
+      if(next)
+        list(APPEND pending ${next})
+      endif()
+    endif()
+  endwhile()
+  set(${out_var} "${seen}" PARENT_SCOPE)
+endfunction()
+
+# Fails the configure when `target` links, however indirectly, a library whose
+# name matches `forbidden` (a regex, matched lower case). STYLE.md 2.1: the pure
+# libraries' link line is the guard that keeps sockets, SQL, YAML and logging in
+# the shells.
+function(farmhand_forbid_links target forbidden)
+  farmhand_link_closure(${target} closure)
+  foreach(item IN LISTS closure)
+    string(TOLOWER "${item}" lower)
+    if(lower MATCHES "${forbidden}")
+      message(FATAL_ERROR "${target} must stay pure but links ${item} (through: ${closure}); "
+                          "the code that needs it belongs in a shell library")
+    endif()
+  endforeach()
+endfunction()

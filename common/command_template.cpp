@@ -3,9 +3,10 @@
 #include <algorithm>
 #include <memory>
 #include <mutex>
-#include <regex>
 #include <unordered_map>
 #include <utility>
+
+#include <re2/re2.h>
 
 namespace farmhand::common {
 
@@ -110,25 +111,48 @@ Result<std::vector<Piece>> parse_word(const CommandTemplate& tmpl, std::string_v
   return pieces;
 }
 
+// Why RE2 refused a pattern, with a hint for what it refuses on purpose: it
+// matches in time linear in the value, so it has no backreferences or lookaround
+// (a backtracking engine given ^(a+)+$ and a long value stalls the broker).
+std::string pattern_error(const RE2& regex) {
+  std::string why = regex.error();
+  const std::string& arg = regex.error_arg();
+  if (regex.error_code() == RE2::ErrorBadEscape && arg.size() == 2 && arg[1] >= '1' &&
+      arg[1] <= '9') {
+    why += " (backreferences are not supported: patterns are matched in linear time)";
+  } else if (regex.error_code() == RE2::ErrorBadPerlOp && (arg == "(?=" || arg == "(?!")) {
+    why += " (lookahead is not supported: patterns are matched in linear time)";
+  } else if (regex.error_code() == RE2::ErrorBadPerlOp && arg == "(?<") {
+    why +=
+        " (lookbehind is not supported: patterns are matched in linear time; a named group is "
+        "(?P<name>...))";
+  }
+  return why;
+}
+
 // Compiled patterns, shared by every caller: validate_params runs per submit and
-// expand_task per dispatch, and compiling a std::regex costs far more than a match.
+// expand_task per dispatch, and compiling a regex costs far more than a match.
 // Patterns come from the config, so the cache stays small; it is cleared if not.
+// RE2, not std::regex: the values come from users, and RE2 matches in time
+// linear in the value, with no recursion, whatever the pattern.
 class PatternCache {
  public:
-  Result<std::shared_ptr<const std::regex>> get(const std::string& pattern) {
+  Result<std::shared_ptr<const RE2>> get(const std::string& pattern) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = compiled_.find(pattern);
       if (it != compiled_.end()) return it->second;
     }
-    std::shared_ptr<const std::regex> regex;
-    try {
-      regex = std::make_shared<const std::regex>(pattern, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      std::string why = e.what();
-      while (!why.empty() && (why.back() == '.' || why.back() == ' ')) why.pop_back();
+    RE2::Options options;
+    // Bytes, as std::regex<char> matched them before: a value that is not UTF-8
+    // is matched (and refused by the pattern) rather than failing to decode.
+    options.set_encoding(RE2::Options::EncodingLatin1);
+    options.set_log_errors(false);
+    auto regex = std::make_shared<const RE2>(pattern, options);
+    if (!regex->ok()) {
       return fail(ErrorCode::kInvalidArgument,
-                  "pattern '" + printable(pattern) + "' is not a valid regex: " + why);
+                  "pattern '" + printable(pattern) +
+                      "' is not a valid regex: " + printable(pattern_error(*regex), 200));
     }
     std::lock_guard<std::mutex> lock(mu_);
     if (compiled_.size() >= kMaxEntries) compiled_.clear();
@@ -140,7 +164,7 @@ class PatternCache {
   static constexpr std::size_t kMaxEntries = 1024;
 
   std::mutex mu_;
-  std::unordered_map<std::string, std::shared_ptr<const std::regex>> compiled_;
+  std::unordered_map<std::string, std::shared_ptr<const RE2>> compiled_;
 };
 
 PatternCache& pattern_cache() {
@@ -204,15 +228,8 @@ Result<void> check_param_value(const std::string& name, const ParamSpec& spec,
   }
   auto regex = pattern_cache().get(spec.pattern);
   if (!regex) return fail(std::move(regex.error()));
-  bool matched = false;
-  try {
-    matched = std::regex_match(value, **regex);
-  } catch (const std::regex_error& e) {
-    // libstdc++ gives up on pathological pattern/value pairs (error_complexity).
-    return fail(ErrorCode::kInvalidArgument, "param '" + name +
-                                                 "' value could not be matched against " +
-                                                 printable(spec.pattern) + ": " + e.what());
-  }
+  // A full match, as std::regex_match gave: the pattern need not be anchored.
+  const bool matched = RE2::FullMatch(value, **regex);
   if (!matched) {
     return fail(ErrorCode::kInvalidArgument, "param '" + name + "' value '" + printable(value) +
                                                  "' does not match " + printable(spec.pattern));

@@ -42,10 +42,14 @@ inline constexpr uint64_t kMaxInvocationsPerTask = 100'000;
 // each bad word at its own line.
 [[nodiscard]] Result<void> check_argv_word(const CommandTemplate& tmpl, std::string_view word);
 
-// Checks that a param pattern compiles as an ECMAScript regex.
+// Checks that a param pattern compiles as an RE2 regex (ECMAScript-like syntax
+// without backreferences and lookaround, matched in time linear in the value).
+// Error: "pattern '(a)\1' is not a valid regex: invalid escape sequence: \1 (...)".
 [[nodiscard]] Result<void> check_pattern(const std::string& pattern);
 
-// Checks one param value against its spec: size, no NUL, full match of the pattern.
+// Checks one param value against its spec: size, no NUL, full match of the
+// pattern (bytes, as written: the pattern need not be anchored). Thread-safe:
+// compiled patterns are cached behind a mutex.
 [[nodiscard]] Result<void> check_param_value(const std::string& name, const ParamSpec& spec,
                                              const std::string& value);
 

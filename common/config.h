@@ -19,7 +19,8 @@
 
 namespace farmhand::common {
 
-// One declared template parameter: a value must fully match `pattern` (ECMAScript regex).
+// One declared template parameter: a value must fully match `pattern` (an RE2
+// regex: no backreferences or lookaround, so a match takes linear time).
 struct ParamSpec {
   std::string pattern = "^[A-Za-z0-9_.,:/=+-]*$";
   std::optional<std::string> default_value;

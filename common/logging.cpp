@@ -1,12 +1,19 @@
 #include "common/logging.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
 
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <sys/stat.h>
+
+#include "common/result.h"
 
 namespace farmhand::common {
 
@@ -49,19 +56,66 @@ class SyslogPriorityFlag : public spdlog::custom_flag_formatter {
   }
 };
 
+// Lays a record out with `inner` after escaping its message (printable()): the
+// message quotes names, paths and reasons users and workers chose, and a record
+// is one line whatever they hold, with no byte a terminal or journald acts on.
+class EscapingFormatter : public spdlog::formatter {
+ public:
+  explicit EscapingFormatter(std::unique_ptr<spdlog::formatter> inner) : inner_(std::move(inner)) {}
+
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    const std::string_view payload(msg.payload.data(), msg.payload.size());
+    const bool plain = std::all_of(payload.begin(), payload.end(), [](char c) {
+      const auto byte = static_cast<unsigned char>(c);
+      return byte >= 0x20 && byte < 0x7f;
+    });
+    if (plain) {
+      inner_->format(msg, dest);
+      return;
+    }
+    const std::string escaped = printable(payload, kWholeText);
+    spdlog::details::log_msg copy = msg;
+    copy.payload = spdlog::string_view_t(escaped.data(), escaped.size());
+    inner_->format(copy, dest);
+  }
+
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<EscapingFormatter>(inner_->clone());
+  }
+
+ private:
+  std::unique_ptr<spdlog::formatter> inner_;
+};
+
+constexpr const char* kPlainPattern = "%Y-%m-%dT%H:%M:%S.%e %n %l: %v";
+
+void set_escaping_formatter(std::unique_ptr<spdlog::pattern_formatter> pattern) {
+  spdlog::set_formatter(std::make_unique<EscapingFormatter>(std::move(pattern)));
+}
+
+// Loggers made before setup_logging (or without it, in tests) escape too.
+std::once_flag g_default_formatter;
+
+void ensure_escaping_formatter() {
+  std::call_once(g_default_formatter, [] {
+    set_escaping_formatter(std::make_unique<spdlog::pattern_formatter>(kPlainPattern));
+  });
+}
+
 }  // namespace
 
 void setup_logging(const std::string& level) {
   g_level = spdlog::level::from_str(level);
   if (g_level == spdlog::level::off && level != "off") g_level = spdlog::level::info;
   spdlog::set_level(g_level);
+  std::call_once(g_default_formatter, [] {});  // chosen here: loggers made later keep it
   if (stderr_is_journal()) {
     // journald stamps each line itself and reads the level from the "<N>" prefix.
     auto formatter = std::make_unique<spdlog::pattern_formatter>();
     formatter->add_flag<SyslogPriorityFlag>('*').set_pattern("%*%n %l: %v");
-    spdlog::set_formatter(std::move(formatter));
+    set_escaping_formatter(std::move(formatter));
   } else {
-    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %n %l: %v");
+    set_escaping_formatter(std::make_unique<spdlog::pattern_formatter>(kPlainPattern));
   }
   spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->set_level(g_level); });
 }
@@ -69,6 +123,7 @@ void setup_logging(const std::string& level) {
 std::shared_ptr<spdlog::logger> logger(const std::string& component) {
   auto existing = spdlog::get(component);
   if (existing) return existing;
+  ensure_escaping_formatter();
   auto created = spdlog::stderr_logger_st(component);
   created->set_level(g_level);
   return created;

@@ -49,9 +49,23 @@ inline tl::unexpected<Error> fail(Error error) {
   return tl::unexpected<Error>(std::move(error));
 }
 
-// User text quoted in an error reason: reasons are one line, so control bytes
-// are escaped ("\x0a"), and long values are cut after `max_bytes` with "...".
+// No cut: printable(text, kWholeText) escapes all of `text`.
+inline constexpr size_t kWholeText = std::string_view::npos;
+
+// User text made safe to quote in an error reason, print on a terminal or write
+// to a log: names, labels, meta, paths, event ids and reasons are stored as
+// given but never shown raw. Every byte a terminal could act on is escaped as
+// \xNN: C0 controls (ESC, CR, LF, BEL, ...), DEL, C1 controls (U+0080-U+009F,
+// each byte of their UTF-8), the bidirectional overrides and isolates and the
+// line and paragraph separators (U+202A-U+202E, U+2066-U+2069, U+2028, U+2029),
+// and every byte that is not part of valid UTF-8. Other UTF-8 and the backslash
+// pass unchanged. The result is one line; with a `max_bytes` it is cut after
+// that many bytes of `text` (at a character boundary) and ends in "...".
 std::string printable(std::string_view text, size_t max_bytes = 80);
+
+// printable() for multi-line text shown as text (a task's log): line feeds and
+// tabs are kept, everything else printable() escapes is escaped; never cut.
+std::string printable_lines(std::string_view text);
 
 // A broken invariant is a bug: log and abort.
 [[noreturn]] void check_failed(const char* expr, const char* file, int line);

@@ -239,6 +239,40 @@ TEST(CommandTemplateTest, InvalidPatternIsReportedNotThrown) {
   EXPECT_THAT(params.error().reason, HasSubstr("is not a valid regex"));
 }
 
+// A backtracking engine takes time exponential in the value for ^(a+)+$ against
+// "aaaa...!" (std::regex ran for hours on 4096 bytes, and overflowed the stack
+// on longer values), and the broker checks params on its event loop. RE2 does
+// it in linear time: this test finishes at once or not at all.
+TEST(CommandTemplateTest, NestedQuantifierPatternAgainstALongValueIsRefusedNotHung) {
+  const auto tmpl = make_template({"r", "{v}"}, {{"v", ParamSpec{"^(a+)+$", std::nullopt}}});
+  const std::string value = std::string(kMaxParamValueBytes - 1, 'a') + "!";
+  auto params = validate_params(tmpl, {{"v", value}});
+  ASSERT_FALSE(params.has_value());
+  EXPECT_THAT(params.error().reason, HasSubstr("param 'v' value 'aaaa"));
+  EXPECT_THAT(params.error().reason, HasSubstr("' does not match ^(a+)+$"));
+  EXPECT_TRUE(validate_params(tmpl, {{"v", std::string(kMaxParamValueBytes, 'a')}}).has_value());
+}
+
+TEST(CommandTemplateTest, BackreferencesAndLookaroundAreRefusedWithAReason) {
+  EXPECT_EQ(error_of(check_pattern("^(a)\\1$")),
+            "pattern '^(a)\\1$' is not a valid regex: invalid escape sequence: \\1 "
+            "(backreferences are not supported: patterns are matched in linear time)");
+  EXPECT_THAT(error_of(check_pattern("^(?!x)")), HasSubstr("lookahead is not supported"));
+  EXPECT_THAT(error_of(check_pattern("(?<=a)b")), HasSubstr("lookbehind is not supported"));
+}
+
+TEST(CommandTemplateTest, PatternSemanticsStayThoseOfAFullByteMatch) {
+  const auto check = [](const std::string& pattern, const std::string& value) {
+    const auto tmpl = make_template({"r", "{v}"}, {{"v", ParamSpec{pattern, std::nullopt}}});
+    return validate_params(tmpl, {{"v", value}}).has_value();
+  };
+  EXPECT_TRUE(check("a|ab", "ab"));   // full match, even where the leftmost branch is shorter
+  EXPECT_FALSE(check("^a$", "a\n"));  // $ is the end of the value, not before a final newline
+  EXPECT_TRUE(check("^\\d{3}-\\w+\\s?$", "123-ab_c "));
+  EXPECT_TRUE(check("^(?:low|high)$", "high"));
+  EXPECT_TRUE(check("^.{2}$", "\xc3\xa9"));  // bytes: one two-byte character is two
+}
+
 TEST(CommandTemplateTest, ParamValuesAreSubstitutedAsIsInsideOneWord) {
   const auto tmpl = make_template({"r", "--scene", "{scene}", "--out=/shots/{scene}.{frame}"},
                                   {{"scene", ParamSpec{"^[a-z ]+$", std::nullopt}}});

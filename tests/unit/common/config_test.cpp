@@ -395,6 +395,28 @@ TEST(ConfigTest, ParamPatternThatDoesNotCompileIsRejected) {
                         "valid regex: "));
 }
 
+// Patterns are matched in linear time (RE2), so the constructs that need a
+// backtracking engine are refused at load, one line each, naming the pattern
+// and its line, rather than accepted and left to stall the broker on a submit.
+TEST(ConfigTest, ParamPatternWithBackreferenceOrLookaroundIsRejectedAtItsLine) {
+  EXPECT_EQ(problems_of("commands:\n  c:\n    argv: ['{x}', '{y}']\n    params:\n"
+                        "      x: { pattern: '^(a)\\1$' }\n"
+                        "      y: { pattern: '^a(?=b)' }\n"),
+            "<config>:5: commands.c.params.x.pattern: pattern '^(a)\\1$' is not a valid regex: "
+            "invalid escape sequence: \\1 (backreferences are not supported: patterns are "
+            "matched in linear time)\n"
+            "<config>:6: commands.c.params.y.pattern: pattern '^a(?=b)' is not a valid regex: "
+            "invalid perl operator: (?= (lookahead is not supported: patterns are matched in "
+            "linear time)");
+}
+
+TEST(ConfigTest, NestedQuantifierPatternIsAcceptedAndItsDefaultChecked) {
+  const Config config = loaded(
+      "commands:\n  c:\n    argv: ['{x}']\n    params:\n"
+      "      x: { pattern: '^(a+)+$', default: aaaa }\n");
+  EXPECT_EQ(config.commands.at("c").params.at("x").pattern, "^(a+)+$");
+}
+
 TEST(ConfigTest, ParamNameMustBeAnIdentifierAndNotShadowABuiltIn) {
   EXPECT_EQ(
       problems_of("commands:\n  c:\n    argv: [/bin/true]\n    params:\n      bad-name: {}\n"),

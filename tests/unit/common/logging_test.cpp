@@ -74,5 +74,18 @@ TEST(LoggingTest, OnATerminalOrFileLinesStartWithATimestamp) {
   EXPECT_EQ(out.find('<'), std::string::npos) << out;
 }
 
+// Names, paths and reasons users chose reach the log inside messages: escaped,
+// they cannot clear a terminal, and a newline cannot forge a second record (here
+// one with journald's priority prefix "<3>").
+TEST(LoggingTest, ARecordWithEscapeAndNewlineIsOneEscapedLine) {
+  const std::string out = stderr_of(true, [] {
+    setup_logging("info");
+    logger("journal")->info("job accepted job=7 name={}", "a\x1b[2Jb\n<3>journal error: forged\r");
+  });
+  EXPECT_EQ(out,
+            "<6>journal info: job accepted job=7 name=a\\x1b[2Jb\\x0a<3>journal error: "
+            "forged\\x0d\n");
+}
+
 }  // namespace
 }  // namespace farmhand::common
