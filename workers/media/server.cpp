@@ -1,7 +1,5 @@
 #include "workers/media/server.h"
 
-#include <filesystem>
-
 #include "media.pb.h"
 #include <fmt/format.h>
 #include <sys/stat.h>
@@ -19,18 +17,6 @@ namespace {
 
 // Requests are small: patterns and frame sets, never pixel data.
 constexpr size_t kMaxRequestBytes = 16 << 20;
-
-// Outputs land in new folders (proxy/, review/) more often than not: make them.
-Result<void> make_parent_dir(const std::string& path) {
-  std::error_code ec;
-  auto parent = std::filesystem::path(path).parent_path();
-  if (parent.empty()) return {};
-  std::filesystem::create_directories(parent, ec);
-  if (ec) {
-    return fail(ErrorCode::kIo, fmt::format("cannot create {}: {}", parent.string(), ec.message()));
-  }
-  return {};
-}
 
 bool file_exists(const std::string& path) {
   struct stat st;
@@ -64,6 +50,7 @@ void MediaServer::send_progress(uint64_t id, uint64_t done, uint64_t total) {
 
 Result<void> MediaServer::handle(const Request& request) {
   const uint64_t id = request.id();
+  const OutputPlace place{request.output_root(), request.output_dir()};
   switch (request.body_case()) {
     case Request::kThumbnail: {
       const Thumbnail& t = request.thumbnail();
@@ -73,10 +60,10 @@ Result<void> MediaServer::handle(const Request& request) {
       options.width = t.width();
       options.height = t.height();
       options.ocio_config = t.ocio();
+      options.place = place;
       if (!file_exists(options.input)) {
         return fail(ErrorCode::kNotFound, fmt::format("no such file {}", options.input));
       }
-      if (auto ok = make_parent_dir(options.output); !ok) return ok;
       send_reading(id, options.input);
       auto done = make_thumbnail(options);
       if (!done) return fail(done.error());
@@ -91,9 +78,16 @@ Result<void> MediaServer::handle(const Request& request) {
       if (!output) return fail(output.error());
       auto frames = common::FrameSet::parse(c.frames());
       if (!frames) return fail(frames.error());
+      std::vector<std::string> task_inputs;
+      task_inputs.reserve(frames->size());
+      for (uint64_t i = 0; i < frames->size(); ++i) {
+        task_inputs.push_back(common::format_frame(*input, frames->frame_at(i)));
+      }
       for (uint64_t i = 0; i < frames->size(); ++i) {
         int64_t frame = frames->frame_at(i);
         ConvertOptions options;
+        options.place = place;
+        options.task_inputs = task_inputs;
         options.input = common::format_frame(*input, frame);
         options.output = common::format_frame(*output, frame);
         options.format = c.format();
@@ -102,7 +96,6 @@ Result<void> MediaServer::handle(const Request& request) {
         if (!file_exists(options.input)) {
           return fail(ErrorCode::kNotFound, fmt::format("missing frame {}", frame));
         }
-        if (auto ok = make_parent_dir(options.output); !ok) return ok;
         send_reading(id, options.input);
         auto done = convert_frame(options);
         if (!done) return fail(done.error());
@@ -124,7 +117,7 @@ Result<void> MediaServer::handle(const Request& request) {
         options.frame_numbers.push_back(frame);
       }
       options.output = t.output();
-      if (auto ok = make_parent_dir(options.output); !ok) return ok;
+      options.place = place;
       if (!t.codec().empty()) options.codec = t.codec();
       if (t.fps() > 0) options.fps = t.fps();
       if (t.crf() > 0) options.crf = t.crf();
