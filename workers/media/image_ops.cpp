@@ -844,6 +844,7 @@ Result<void> write_picture(const Picture& pic, const std::string& output, const 
   const std::string& tmp = file->write_path();
   // OIIO's messages name the temporary path: the user knows the output.
   auto write_fail = [&](std::string why) {
+    if (std::string full = file->full_disk(); !full.empty()) why = full;
     for (size_t at = why.find(tmp); at != std::string::npos; at = why.find(tmp, at)) {
       why.replace(at, tmp.size(), output);
       at += output.size();

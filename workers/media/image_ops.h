@@ -41,7 +41,7 @@ struct ThumbnailOptions {
   uint32_t width = 256;
   uint32_t height = 0;
   std::string ocio_config;  // empty: $OCIO if set, else OIIO's built-in linear -> sRGB
-  OutputPlace place;        // where the broker placed `output`; empty: its parent as written
+  OutputPlace place = {};   // where the broker placed `output`; empty: its parent as written
 };
 
 struct ImageInfo {
@@ -61,9 +61,9 @@ struct ConvertOptions {
   // "" (full size), "WxH" (exactly), "W" (width, keep aspect), or "N%".
   std::string resize;
   std::string ocio_config;
-  OutputPlace place;  // where the broker placed `output`; empty: its parent as written
+  OutputPlace place = {};  // where the broker placed `output`; empty: its parent as written
   // The task's other inputs: the output never replaces one of them (nor `input`).
-  std::vector<std::string> task_inputs;
+  std::vector<std::string> task_inputs = {};
 };
 
 // Converts one frame: the displayed picture (display window, pixel aspect),

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 namespace farmhand::media {
@@ -150,13 +151,9 @@ Result<int> open_beneath(const std::string& output, const OutputPlace& place) {
 Result<int> open_parent(const std::string& output) {
   fs::path parent = fs::path(output).parent_path();
   if (parent.empty()) parent = ".";
-  std::error_code ec;
-  fs::create_directories(parent, ec);
-  if (ec) {
-    return write_fail(output, fmt::format("cannot create {}: {}", parent.string(), ec.message()));
-  }
   int fd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return write_fail(output, std::strerror(errno));
+  if (fd < 0)
+    return write_fail(output, fmt::format("{}: {}", parent.string(), std::strerror(errno)));
   return fd;
 }
 
@@ -212,6 +209,15 @@ OutputFile::~OutputFile() {
     if (!committed_) ::unlinkat(dir_fd_, temp_name_.c_str(), 0);
     ::close(dir_fd_);
   }
+}
+
+std::string OutputFile::full_disk() const {
+  struct statvfs fs {};
+
+  if (::fstatvfs(file_fd_, &fs) == 0 && fs.f_bavail == 0) {
+    return std::strerror(ENOSPC);
+  }
+  return {};
 }
 
 Result<void> OutputFile::commit(const std::vector<std::string>& reads) {

@@ -6,8 +6,8 @@
 // O_NOFOLLOW, creating missing directories beneath it: a directory replaced by
 // a symlink after submit fails the task ("cannot write /p/out/a.jpg: /p/out is
 // a symlink") instead of sending the output elsewhere. Without a root (a
-// request from an older broker, or a direct call) the output's parent is
-// opened as written. The frame is written to a fresh temporary file created in
+// request from an older broker, or a direct call) the output's parent, which
+// must exist, is opened as written. The frame is written to a fresh temporary file created in
 // that directory (O_EXCL|O_NOFOLLOW); OpenImageIO and libav open it by its
 // /proc/self/fd path, so its name can not be swapped under them. commit()
 // renames it over the target with renameat(2) in the same directory, after
@@ -59,6 +59,10 @@ class OutputFile {
   // "output X is the task's input Y: a job never overwrites what it reads" and
   // the input is left untouched.
   [[nodiscard]] Result<void> commit(const std::vector<std::string>& reads);
+
+  // After a failed write: "No space left on device" when the output's file
+  // system is full (writers such as OpenEXR lose errno), else empty.
+  std::string full_disk() const;
 
  private:
   OutputFile(std::string output, std::string name, int dir_fd, int file_fd, std::string temp_name);

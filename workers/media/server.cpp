@@ -1,5 +1,7 @@
 #include "workers/media/server.h"
 
+#include <filesystem>
+
 #include "media.pb.h"
 #include <fmt/format.h>
 #include <sys/stat.h>
@@ -17,6 +19,20 @@ namespace {
 
 // Requests are small: patterns and frame sets, never pixel data.
 constexpr size_t kMaxRequestBytes = 16 << 20;
+
+// A request from a broker that resolves no output place: make the output's
+// folder as before (outputs land in new folders more often than not).
+Result<void> make_parent_dir(const OutputPlace& place, const std::string& path) {
+  if (!place.root.empty()) return {};  // OutputFile makes it beneath the root
+  std::error_code ec;
+  auto parent = std::filesystem::path(path).parent_path();
+  if (parent.empty()) return {};
+  std::filesystem::create_directories(parent, ec);
+  if (ec) {
+    return fail(ErrorCode::kIo, fmt::format("cannot create {}: {}", parent.string(), ec.message()));
+  }
+  return {};
+}
 
 bool file_exists(const std::string& path) {
   struct stat st;
@@ -64,6 +80,7 @@ Result<void> MediaServer::handle(const Request& request) {
       if (!file_exists(options.input)) {
         return fail(ErrorCode::kNotFound, fmt::format("no such file {}", options.input));
       }
+      if (auto ok = make_parent_dir(place, options.output); !ok) return ok;
       send_reading(id, options.input);
       auto done = make_thumbnail(options);
       if (!done) return fail(done.error());
@@ -96,6 +113,7 @@ Result<void> MediaServer::handle(const Request& request) {
         if (!file_exists(options.input)) {
           return fail(ErrorCode::kNotFound, fmt::format("missing frame {}", frame));
         }
+        if (auto ok = make_parent_dir(place, options.output); !ok) return ok;
         send_reading(id, options.input);
         auto done = convert_frame(options);
         if (!done) return fail(done.error());
@@ -118,6 +136,7 @@ Result<void> MediaServer::handle(const Request& request) {
       }
       options.output = t.output();
       options.place = place;
+      if (auto ok = make_parent_dir(place, options.output); !ok) return ok;
       if (!t.codec().empty()) options.codec = t.codec();
       if (t.fps() > 0) options.fps = t.fps();
       if (t.crf() > 0) options.crf = t.crf();

@@ -56,7 +56,7 @@ struct TranscodeOptions {
   int decode_threads = 0;  // 0: number of cores
   int decode_ahead = 8;    // frames decoded ahead of the encoder, at most
   std::string ocio_config;
-  OutputPlace place;  // where the broker placed `output`; empty: its parent as written
+  OutputPlace place = {};  // where the broker placed `output`; empty: its parent as written
 };
 
 struct TranscodeReport {

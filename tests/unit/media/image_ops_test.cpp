@@ -863,11 +863,11 @@ class FullDisk {
  public:
   explicit FullDisk(const TempDir& dir) : path_(dir.file("full")) {
     fs::create_directory(path_);
-    mounted_ = run("mount -t tmpfs -o size=64k tmpfs " + quoted(path_) + " 2>/dev/null") == 0;
+    mounted_ = run("mount -t tmpfs -o size=64k tmpfs '" + path_ + "' 2>/dev/null") == 0;
   }
 
   ~FullDisk() {
-    if (mounted_) run("umount " + quoted(path_));
+    if (mounted_) run("umount '" + path_ + "'");
   }
 
   bool mounted() const { return mounted_; }
