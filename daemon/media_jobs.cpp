@@ -493,35 +493,38 @@ std::optional<FileKey> key_of(const std::string& path) {
   return FileKey{st.st_dev, st.st_ino};
 }
 
-// The outputs of `files` that exist and may be another name of some file
-// (a symlink, or a file with several hard links): their identities. One
-// directory listing, and a stat only per existing output.
-std::map<FileKey, std::string> linked_outputs(const JobFiles& files) {
-  std::map<FileKey, std::string> linked;
-  DIR* dir = ::opendir(files.output_dir.c_str());
-  if (dir == nullptr) return linked;
+// Calls `each(name, inode, type)` for every entry of `dir`; false if it cannot be read.
+template <typename F>
+bool list_dir(const std::string& dir, F&& each) {
+  DIR* listing = ::opendir(dir.c_str());
+  if (listing == nullptr) return false;
+  while (const dirent* entry = ::readdir(listing)) each(entry->d_name, entry->d_ino, entry->d_type);
+  ::closedir(listing);
+  return true;
+}
+
+// The existing outputs of `files` by identity, from one listing of the output
+// directory (inode numbers as readdir gives them; a symlink is followed).
+std::map<FileKey, std::string> existing_outputs(const JobFiles& files, dev_t dev) {
   std::unordered_map<std::string, const std::string*> wanted;
   for (const std::string& output : files.outputs) wanted.emplace(name_of(output), &output);
-  std::vector<const std::string*> existing;
-  while (const dirent* entry = ::readdir(dir)) {
-    auto it = wanted.find(entry->d_name);
-    if (it != wanted.end()) existing.push_back(it->second);
-  }
-  ::closedir(dir);
-  for (const std::string* output : existing) {
-    struct stat st {};
-
-    if (::lstat(output->c_str(), &st) != 0) continue;
-    if (!S_ISLNK(st.st_mode) && st.st_nlink < 2) continue;
-    if (auto key = key_of(*output)) linked.emplace(*key, *output);
-  }
-  return linked;
+  std::map<FileKey, std::string> existing;
+  list_dir(files.output_dir, [&](const char* name, ino_t ino, unsigned char type) {
+    auto it = wanted.find(name);
+    if (it == wanted.end()) return;
+    if (type == DT_LNK || type == DT_UNKNOWN) {
+      if (auto key = key_of(*it->second)) existing.emplace(*key, *it->second);
+    } else {
+      existing.emplace(FileKey{dev, ino}, *it->second);
+    }
+  });
+  return existing;
 }
 
 // Output == input by identity: the same directory (after symlinks) and file
 // name, or an existing output that is a link to a file the job reads. Reads
-// the file system: a stat per directory, one listing of the output directory,
-// and a stat per file read only when an existing output is a link.
+// the file system: a stat per directory and, when some output exists, one
+// listing of each directory involved.
 Result<void> check_output_not_input(const wire::JobSpec& spec) {
   auto files = job_files(spec);
   if (!files) return fail(files.error());
@@ -539,14 +542,29 @@ Result<void> check_output_not_input(const wire::JobSpec& spec) {
     if (!dir || dir->dev != out_dir->dev || dir->ino != out_dir->ino) continue;
     if (auto ok = check_names(*files, read); !ok) return ok;
   }
-  auto linked = linked_outputs(*files);
-  if (linked.empty()) return {};
+  // Hard links and symlinks: an existing output that is a file the job reads
+  // under another name. Inode numbers from one listing per directory, never a
+  // stat per frame; a match is confirmed with stat.
+  auto existing = existing_outputs(*files, out_dir->dev);
+  if (existing.empty()) return {};
   for (const ReadDir& read : files->reads) {
-    for (const auto& [name, what] : read.names) {
-      auto key = key_of(read.dir + "/" + name);
-      if (!key) continue;
-      if (auto it = linked.find(*key); it != linked.end()) return overwrites(it->second, what);
-    }
+    auto dir = key_of(read.dir);
+    if (!dir) continue;
+    std::optional<Result<void>> found;
+    list_dir(read.dir, [&](const char* name, ino_t ino, unsigned char) {
+      if (found) return;
+      auto it = read.names.find(name);
+      if (it == read.names.end()) return;
+      auto out = existing.find(FileKey{dir->dev, ino});
+      if (out == existing.end()) return;
+      auto input_key = key_of(read.dir + "/" + name);
+      auto output_key = key_of(out->second);
+      if (input_key && output_key && input_key->dev == output_key->dev &&
+          input_key->ino == output_key->ino) {
+        found = overwrites(out->second, it->second);
+      }
+    });
+    if (found) return *found;
   }
   return {};
 }

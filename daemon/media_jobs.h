@@ -58,8 +58,8 @@ bool is_media_kind(const std::string& kind);
 // directory. Then records in `spec` where the media process writes: the output
 // directory resolved now and the allowed root holding it (params
 // kOutputRootParam, kOutputDirParam; see media::Request). Reads the file
-// system: a stat per directory and one listing of the output directory, never
-// a stat per frame unless an existing output is a link.
+// system: a stat per directory and, when some output exists, one listing of
+// each directory involved; never a stat per frame (100k-frame jobs).
 [[nodiscard]] Result<void> check_media_paths(wire::JobSpec& spec,
                                              const std::vector<std::string>& roots);
 
