@@ -695,7 +695,7 @@ class DecodePool {
 // temporary file (output_file.h).
 class Muxer {
  public:
-  explicit Muxer(OutputFile file) : file_(std::move(file)) {}
+  Muxer(std::string output, OutputFile file) : file_(std::move(file)), output_(std::move(output)) {}
 
   ~Muxer() {
     if (context_ && context_->pb) avio_closep(&context_->pb);
@@ -717,8 +717,7 @@ class Muxer {
 
   AVFormatContext* context() const { return context_; }
 
-  Result<void> open(const std::string& output) {
-    output_ = output;
+  Result<void> open() {
     const int result = avio_open(&context_->pb, file_.write_path().c_str(), AVIO_FLAG_WRITE);
     if (result < 0) return write_error(result);
     return {};
@@ -883,11 +882,11 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
   const std::string ext = lower_extension(options.output);
   auto file = OutputFile::create(options.output, options.place);
   if (!file) return fail(file.error());
-  Muxer muxer(std::move(*file));
+  Muxer muxer(options.output, std::move(*file));
   if (Result<void> made = muxer.allocate(ext == ".mp4" ? "mp4" : "mov"); !made) {
     return fail(made.error());
   }
-  if (Result<void> opened = muxer.open(options.output); !opened) return fail(opened.error());
+  if (Result<void> opened = muxer.open(); !opened) return fail(opened.error());
 
   // Decoding starts now; the calling thread reads the first readable frame
   // meanwhile, and its displayed size sets the movie's.
