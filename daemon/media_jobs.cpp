@@ -2,10 +2,17 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
+#include <optional>
 #include <regex>
+#include <tuple>
+#include <unordered_map>
 
 #include "media.pb.h"
+#include <dirent.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/sequence.h"
 
@@ -104,6 +111,137 @@ bool same_names_at(const common::Sequence& seq, int padding) {
          common::format_frame_number(nearest, seq.pattern.padding);
 }
 
+std::string lower_ext(const std::string& path) {
+  std::string ext = std::filesystem::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) {
+    return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  });
+  return ext.empty() ? ext : ext.substr(1);
+}
+
+// What farmhand-media writes (workers/media/image_ops.cpp, format_from_name).
+bool writable_image_ext(const std::string& ext) {
+  static const char* kExts[] = {"jpg", "jpeg", "png", "tif", "tiff", "dpx", "exr"};
+  return std::any_of(std::begin(kExts), std::end(kExts), [&](auto e) { return ext == e; });
+}
+
+// Output paths that name a directory ("/p/out/", "/p/out/.") never get a file.
+Result<void> check_output_name(const std::string& output) {
+  std::string name = std::filesystem::path(output).filename().string();
+  if (name.empty() || name == "." || name == "..") {
+    return fail(ErrorCode::kInvalidArgument, fmt::format("output {} is a directory", output));
+  }
+  return {};
+}
+
+// The files a media job reads in one directory: file name -> what it is to the
+// job ("input frame 1001", "input", "OCIO config").
+struct ReadDir {
+  std::string dir;
+  std::unordered_map<std::string, std::string> names;
+};
+
+struct JobFiles {
+  std::string output_dir;
+  std::vector<std::string> outputs;  // full paths; one per frame for convert
+  std::vector<ReadDir> reads;
+};
+
+std::string dir_of(const std::string& path) {
+  auto parent = std::filesystem::path(path).parent_path().string();
+  return parent.empty() ? "." : parent;
+}
+
+std::string name_of(const std::string& path) {
+  return std::filesystem::path(path).filename().string();
+}
+
+// Every output of a prepared media job and every file it reads. Pure.
+Result<JobFiles> job_files(const wire::JobSpec& spec) {
+  auto input = SequencePattern::parse(param(spec, "input"));
+  if (!input) return fail(input.error());
+  auto output = SequencePattern::parse(param(spec, "output"));
+  if (!output) return fail(output.error());
+  std::optional<FrameSet> written = input->frames;
+  input->frames.reset();
+  FrameSet frames;
+  if (!spec.frames().empty()) {
+    auto parsed = FrameSet::parse(spec.frames());
+    if (!parsed) return fail(parsed.error());
+    frames = std::move(*parsed);
+  } else if (written) {
+    frames = *written;
+  } else {
+    frames = FrameSet::range(1, 1);
+  }
+  JobFiles files;
+  ReadDir in;
+  in.dir = dir_of(common::format_frame(*input, 1));
+  for (uint64_t i = 0; i < frames.size(); ++i) {
+    int64_t frame = frames.frame_at(i);
+    in.names.emplace(name_of(common::format_frame(*input, frame)),
+                     input->is_single_file() ? "input" : fmt::format("input frame {}", frame));
+  }
+  files.reads.push_back(std::move(in));
+  if (std::string ocio = param(spec, "ocio"); !ocio.empty()) {
+    files.reads.push_back({dir_of(ocio), {{name_of(ocio), "OCIO config"}}});
+  }
+  if (spec.kind() == "convert") {
+    files.outputs.reserve(frames.size());
+    for (uint64_t i = 0; i < frames.size(); ++i) {
+      files.outputs.push_back(common::format_frame(*output, frames.frame_at(i)));
+    }
+  } else if (spec.kind() == "thumbnail") {
+    files.outputs.push_back(common::format_frame(*output, frames.empty() ? 1 : frames.frame_at(0)));
+  } else {
+    files.outputs.push_back(param(spec, "output"));
+  }
+  files.output_dir = dir_of(files.outputs.front());
+  return files;
+}
+
+tl::unexpected<Error> overwrites(const std::string& output, const std::string& what) {
+  return fail(ErrorCode::kInvalidArgument,
+              fmt::format("output {} is the job's {}: a job never overwrites what it reads",
+                          printable(output, 300), what));
+}
+
+// The first output whose file name is one the job reads in `read`, the two
+// directories being one.
+Result<void> check_names(const JobFiles& files, const ReadDir& read) {
+  for (const std::string& output : files.outputs) {
+    auto it = read.names.find(name_of(output));
+    if (it != read.names.end()) return overwrites(output, it->second);
+  }
+  return {};
+}
+
+// A directory as written, after removing "." and "..", without a trailing "/".
+std::string normal_dir(const std::string& dir) {
+  std::string normal = std::filesystem::path(dir).lexically_normal().string();
+  if (normal.size() > 1 && normal.back() == '/') normal.pop_back();
+  return normal;
+}
+
+// Paths as written: what --check-config can see.
+Result<void> check_output_not_input_as_written(const wire::JobSpec& spec) {
+  auto files = job_files(spec);
+  if (!files) return fail(files.error());
+  const std::string out_dir = normal_dir(files->output_dir);
+  for (const ReadDir& read : files->reads) {
+    if (normal_dir(read.dir) != out_dir) continue;
+    if (auto ok = check_names(*files, read); !ok) return ok;
+  }
+  return {};
+}
+
+struct FileKey {
+  dev_t dev;
+  ino_t ino;
+
+  bool operator<(const FileKey& o) const { return std::tie(dev, ino) < std::tie(o.dev, o.ino); }
+};
+
 }  // namespace
 
 Result<FrameSet> resolve_frames(const SequencePattern& input, const std::string& text) {
@@ -132,7 +270,9 @@ bool is_media_kind(const std::string& kind) {
   return kind == "thumbnail" || kind == "convert" || kind == "transcode";
 }
 
-Result<void> prepare_media_job(wire::JobSpec& spec, const common::FrameSet* on_disk) {
+namespace {
+
+Result<void> prepare_params(wire::JobSpec& spec, const common::FrameSet* on_disk) {
   const std::string& kind = spec.kind();
   Result<void> known =
       kind == "thumbnail" ? check_known_params(spec, {"input", "output", "frame", "size", "ocio"})
@@ -145,6 +285,14 @@ Result<void> prepare_media_job(wire::JobSpec& spec, const common::FrameSet* on_d
   std::string output_text = param(spec, "output");
   if (auto ok = check_path("input", input_text); !ok) return ok;
   if (auto ok = check_path("output", output_text); !ok) return ok;
+  if (auto ok = check_output_name(output_text); !ok) return ok;
+  const std::string ext = lower_ext(output_text);
+  if ((kind == "thumbnail" || (kind == "convert" && param(spec, "format").empty())) &&
+      !writable_image_ext(ext)) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("output {}: cannot write .{} images (jpg, png, tif, dpx, exr)",
+                            printable(output_text, 300), printable(ext, 16)));
+  }
   auto input = SequencePattern::parse(input_text);
   if (!input) return fail(input.error());
   auto output = SequencePattern::parse(output_text);
@@ -194,6 +342,15 @@ Result<void> prepare_media_job(wire::JobSpec& spec, const common::FrameSet* on_d
     return fail(ErrorCode::kInvalidArgument,
                 fmt::format("unknown codec '{}' (h264, prores, dnxhr)", codec));
   }
+  // What farmhand-media's muxer takes (workers/media/transcode.cpp, validate).
+  if (ext != "mov" && ext != "mp4") {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("output {} must end in .mov or .mp4", printable(output_text, 300)));
+  }
+  if (ext == "mp4" && codec != "h264") {
+    return fail(ErrorCode::kInvalidArgument, fmt::format("codec {} cannot go into {} (use .mov)",
+                                                         codec, printable(output_text, 300)));
+  }
   std::string missing = param(spec, "missing", "hold");
   if (missing != "hold" && missing != "black" && missing != "fail") {
     return fail(ErrorCode::kInvalidArgument,
@@ -231,6 +388,13 @@ Result<void> prepare_media_job(wire::JobSpec& spec, const common::FrameSet* on_d
   return {};
 }
 
+}  // namespace
+
+Result<void> prepare_media_job(wire::JobSpec& spec, const common::FrameSet* on_disk) {
+  if (auto ok = prepare_params(spec, on_disk); !ok) return ok;
+  return check_output_not_input_as_written(spec);
+}
+
 Result<std::string> media_request(const wire::JobSpec& spec, const common::FrameSet& frames) {
   auto input = SequencePattern::parse(param(spec, "input"));
   if (!input) return fail(input.error());
@@ -240,6 +404,8 @@ Result<std::string> media_request(const wire::JobSpec& spec, const common::Frame
   // without any frame set written in it.
   input->frames.reset();
   media::Request request;
+  request.set_output_root(param(spec, kOutputRootParam));
+  request.set_output_dir(param(spec, kOutputDirParam));
   if (spec.kind() == "thumbnail") {
     auto* t = request.mutable_thumbnail();
     int64_t frame = frames.empty() ? 1 : frames.frame_at(0);
@@ -318,12 +484,134 @@ Result<void> check_allowed_root(const std::string& what, const std::string& path
                           printable(list, 300)));
 }
 
-Result<void> check_media_paths(const wire::JobSpec& spec, const std::vector<std::string>& roots) {
+namespace {
+
+std::optional<FileKey> key_of(const std::string& path) {
+  struct stat st {};
+
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return FileKey{st.st_dev, st.st_ino};
+}
+
+// Calls `each(name, inode, type)` for every entry of `dir`; false if it cannot be read.
+template <typename F>
+bool list_dir(const std::string& dir, F&& each) {
+  DIR* listing = ::opendir(dir.c_str());
+  if (listing == nullptr) return false;
+  while (const dirent* entry = ::readdir(listing)) each(entry->d_name, entry->d_ino, entry->d_type);
+  ::closedir(listing);
+  return true;
+}
+
+// The existing outputs of `files` by identity, from one listing of the output
+// directory (inode numbers as readdir gives them; a symlink is followed).
+std::map<FileKey, std::string> existing_outputs(const JobFiles& files, dev_t dev) {
+  std::unordered_map<std::string, const std::string*> wanted;
+  for (const std::string& output : files.outputs) wanted.emplace(name_of(output), &output);
+  std::map<FileKey, std::string> existing;
+  list_dir(files.output_dir, [&](const char* name, ino_t ino, unsigned char type) {
+    auto it = wanted.find(name);
+    if (it == wanted.end()) return;
+    if (type == DT_LNK || type == DT_UNKNOWN) {
+      if (auto key = key_of(*it->second)) existing.emplace(*key, *it->second);
+    } else {
+      existing.emplace(FileKey{dev, ino}, *it->second);
+    }
+  });
+  return existing;
+}
+
+// Output == input by identity: the same directory (after symlinks) and file
+// name, or an existing output that is a link to a file the job reads. Reads
+// the file system: a stat per directory and, when some output exists, one
+// listing of each directory involved.
+Result<void> check_output_not_input(const wire::JobSpec& spec) {
+  auto files = job_files(spec);
+  if (!files) return fail(files.error());
+
+  struct stat st {};
+
+  if (::stat(files->outputs.front().c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("output {} is a directory", printable(files->outputs.front(), 300)));
+  }
+  auto out_dir = key_of(files->output_dir);
+  if (!out_dir) return {};  // a new directory holds nothing the job reads
+  for (const ReadDir& read : files->reads) {
+    auto dir = key_of(read.dir);
+    if (!dir || dir->dev != out_dir->dev || dir->ino != out_dir->ino) continue;
+    if (auto ok = check_names(*files, read); !ok) return ok;
+  }
+  // Hard links and symlinks: an existing output that is a file the job reads
+  // under another name. Inode numbers from one listing per directory, never a
+  // stat per frame; a match is confirmed with stat.
+  auto existing = existing_outputs(*files, out_dir->dev);
+  if (existing.empty()) return {};
+  for (const ReadDir& read : files->reads) {
+    auto dir = key_of(read.dir);
+    if (!dir) continue;
+    std::optional<Result<void>> found;
+    list_dir(read.dir, [&](const char* name, ino_t ino, unsigned char) {
+      if (found) return;
+      auto it = read.names.find(name);
+      if (it == read.names.end()) return;
+      auto out = existing.find(FileKey{dir->dev, ino});
+      if (out == existing.end()) return;
+      auto input_key = key_of(read.dir + "/" + name);
+      auto output_key = key_of(out->second);
+      if (input_key && output_key && input_key->dev == output_key->dev &&
+          input_key->ino == output_key->ino) {
+        found = overwrites(out->second, it->second);
+      }
+    });
+    if (found) return *found;
+  }
+  return {};
+}
+
+bool within(const std::filesystem::path& p, const std::filesystem::path& root) {
+  auto at = p.begin();
+  for (const auto& part : root) {
+    if (part.empty()) continue;  // a trailing separator
+    if (at == p.end() || *at != part) return false;
+    ++at;
+  }
+  return true;
+}
+
+// Where the media process puts the output: its directory with symlinks
+// resolved now, beneath the allowed root that holds it (or "/").
+void record_output_place(wire::JobSpec& spec, const std::vector<std::string>& roots) {
+  namespace fs = std::filesystem;
+  auto files = job_files(spec);
+  if (!files) return;
+  std::error_code ec;
+  fs::path dir = fs::weakly_canonical(fs::absolute(files->output_dir), ec);
+  if (ec) return;
+  std::string root = "/";
+  for (const std::string& candidate : roots) {
+    fs::path real = fs::weakly_canonical(candidate, ec);
+    if (!ec && within(dir, real)) {
+      root = real.string();
+      break;
+    }
+  }
+  (*spec.mutable_params())[kOutputRootParam] = root;
+  (*spec.mutable_params())[kOutputDirParam] = dir.string();
+}
+
+}  // namespace
+
+Result<void> check_media_paths(wire::JobSpec& spec, const std::vector<std::string>& roots) {
+  spec.mutable_params()->erase(kOutputRootParam);
+  spec.mutable_params()->erase(kOutputDirParam);
   for (const char* key : {"input", "output", "ocio"}) {
     const std::string value = param(spec, key);
     if (value.empty()) continue;
     if (auto ok = check_allowed_root(key, value, roots); !ok) return ok;
   }
+  if (auto ok = check_output_not_input(spec); !ok) return ok;
+  record_output_place(spec, roots);
   return {};
 }
 

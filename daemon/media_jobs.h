@@ -12,7 +12,8 @@
 //   convert:   input, output (a pattern with padding), resize (WxH, W or N%), format
 //   transcode: input, output (.mov/.mp4), codec (h264|prores|dnxhr), fps (24), crf (23),
 //              missing (hold|black|fail)
-// Pure functions, except that prepare_media_job reads one directory.
+// Pure functions, except that prepare_media_job reads one directory and
+// check_media_paths reads the file system.
 #pragma once
 
 #include <chrono>
@@ -36,6 +37,8 @@ bool is_media_kind(const std::string& kind);
 
 // Validates and completes `spec` (frames, chunk, defaults in params). Errors are
 // one line: "no frames of /show/sh010/comp.####.exr on disk", "unknown codec 'x264'".
+// Refuses an output the media process cannot write (its extension, a directory)
+// and one that names, as written, a file the job reads (see check_media_paths).
 // `on_disk`, when given, are the input's frames already read from disk (a publish
 // resolved them): the directory is not listed again.
 [[nodiscard]] Result<void> prepare_media_job(wire::JobSpec& spec,
@@ -48,9 +51,21 @@ bool is_media_kind(const std::string& kind);
 [[nodiscard]] Result<void> check_allowed_root(const std::string& what, const std::string& path,
                                               const std::vector<std::string>& roots);
 
-// check_allowed_root for a media job's input, output and OCIO config.
-[[nodiscard]] Result<void> check_media_paths(const wire::JobSpec& spec,
+// For a prepared media job, at submit: check_allowed_root for its input, output
+// and OCIO config; then that no output is (after symlinks, or by device and
+// inode when it exists) a file the job reads ("output /p/shot.1001.exr is the
+// job's input frame 1001: a job never overwrites what it reads") and none is a
+// directory. Then records in `spec` where the media process writes: the output
+// directory resolved now and the allowed root holding it (params
+// kOutputRootParam, kOutputDirParam; see media::Request). Reads the file
+// system: a stat per directory and, when some output exists, one listing of
+// each directory involved; never a stat per frame (100k-frame jobs).
+[[nodiscard]] Result<void> check_media_paths(wire::JobSpec& spec,
                                              const std::vector<std::string>& roots);
+
+// Params the broker sets at submit (a user cannot: prepare_media_job refuses them).
+inline constexpr const char* kOutputRootParam = "_output_root";
+inline constexpr const char* kOutputDirParam = "_output_dir";
 
 // The serialized media::Request for one task covering `frames`.
 [[nodiscard]] Result<std::string> media_request(const wire::JobSpec& spec,

@@ -66,6 +66,52 @@ bool glob_matches(const std::string& glob, const std::string& path) {
   return fnmatch(glob.c_str(), path.c_str(), 0) == 0;
 }
 
+// Why `job`, made for a sample 10-frame sequence with extension `ext`, fails
+// the broker's media validation; empty when it passes.
+std::string sample_job_problem(const common::RuleJob& job, const std::string& ext) {
+  PathVars vars;
+  vars.path = "/check/sample.1-10#." + ext;
+  vars.dir = "/check";
+  vars.name = "sample";
+  vars.ext = ext;
+  vars.frame = "####";
+  vars.first = "1";
+  vars.last = "10";
+  vars.frames = "1-10";
+  vars.event = "check";
+  wire::JobSpec spec;
+  spec.set_kind(job.kind);
+  std::string reason;
+  for (const auto& [key, text] : job.params) {
+    // Any meta key a template names gets a sample value.
+    for (size_t at = text.find("{meta."); at != std::string::npos;
+         at = text.find("{meta.", at + 1)) {
+      auto close = text.find('}', at);
+      if (close != std::string::npos) vars.meta[text.substr(at + 6, close - at - 6)] = "x";
+    }
+    auto value = common::expand_path_template(text, vars);
+    if (!value) {
+      reason = value.error().reason;
+      break;
+    }
+    (*spec.mutable_params())[key] = *value;
+  }
+  if (reason.empty()) {
+    auto& params = *spec.mutable_params();
+    if (params.count("input") == 0) {
+      params["input"] = vars.path;
+    } else if (auto p = SequencePattern::parse(params["input"]);
+               p && !p->is_single_file() && !p->frames) {
+      p->frames = common::FrameSet::range(1, 10);
+      params["input"] = p->to_string();
+    }
+    // kNotFound depends on the sample's frames (`frame: 1001` of 1-10), not on the rule.
+    auto ok = prepare_media_job(spec);
+    if (!ok && ok.error().code != ErrorCode::kNotFound) reason = ok.error().reason;
+  }
+  return reason;
+}
+
 }  // namespace
 
 Result<std::vector<PublishItem>> resolve_publish(const std::string& path) {
@@ -218,46 +264,15 @@ Result<void> check_rule_jobs(const common::Config& config, const std::string& or
   for (const common::Rule& rule : config.rules) {
     for (const common::RuleJob& job : rule.jobs) {
       if (!is_media_kind(job.kind)) continue;
-      // Sample values: a 10-frame EXR sequence, every meta key answered.
-      PathVars vars;
-      vars.path = "/check/sample.1-10#.exr";
-      vars.dir = "/check";
-      vars.name = "sample";
-      vars.ext = "exr";
-      vars.frame = "####";
-      vars.first = "1";
-      vars.last = "10";
-      vars.frames = "1-10";
-      vars.event = "check";
-      wire::JobSpec spec;
-      spec.set_kind(job.kind);
+      // Sample values: a 10-frame sequence, every meta key answered, of each
+      // extension the rule matches (any rule may see EXRs): an output template
+      // that can name the input is found with the extension that makes it so.
+      std::vector<std::string> exts = rule.match.ext;
+      if (exts.empty()) exts.push_back("exr");
       std::string reason;
-      for (const auto& [key, text] : job.params) {
-        // Any meta key a template names gets a sample value.
-        for (size_t at = text.find("{meta."); at != std::string::npos;
-             at = text.find("{meta.", at + 1)) {
-          auto close = text.find('}', at);
-          if (close != std::string::npos) vars.meta[text.substr(at + 6, close - at - 6)] = "x";
-        }
-        auto value = common::expand_path_template(text, vars);
-        if (!value) {
-          reason = value.error().reason;
-          break;
-        }
-        (*spec.mutable_params())[key] = *value;
-      }
-      if (reason.empty()) {
-        auto& params = *spec.mutable_params();
-        if (params.count("input") == 0) {
-          params["input"] = vars.path;
-        } else if (auto p = SequencePattern::parse(params["input"]);
-                   p && !p->is_single_file() && !p->frames) {
-          p->frames = common::FrameSet::range(1, 10);
-          params["input"] = p->to_string();
-        }
-        // kNotFound depends on the sample's frames (`frame: 1001` of 1-10), not on the rule.
-        auto ok = prepare_media_job(spec);
-        if (!ok && ok.error().code != ErrorCode::kNotFound) reason = ok.error().reason;
+      for (const std::string& ext : exts) {
+        reason = sample_job_problem(job, ext);
+        if (!reason.empty()) break;
       }
       if (!reason.empty()) {
         if (!problems.empty()) problems += '\n';

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -16,6 +17,7 @@
 #include "tests/support/oracles.h"
 #include "tests/support/temp_dir.h"
 #include <gtest/gtest.h>
+#include <signal.h>
 
 namespace farmhand::e2e {
 namespace {
@@ -213,6 +215,145 @@ TEST_F(MediaE2ETest, DamagedCorpusEndsInClassifiedFailuresAndTheFarmKeepsWorking
   auto done = cluster.wait_for_final_state(*good, 120s);
   ASSERT_TRUE(done);
   EXPECT_EQ((*done)["job"]["state"], "succeeded");
+}
+
+// ------------------------------------------------------------------ outputs never destroy a source
+
+// Three Beachball frames copied into `dir`/plates, for jobs that must not touch them.
+void copy_plates(const std::string& dir) {
+  fs::create_directories(dir + "/plates");
+  for (int frame = 1; frame <= 3; ++frame) {
+    char source[48];
+    char target[48];
+    std::snprintf(source, sizeof(source), "/Beachball/singlepart.%04d.exr", frame);
+    std::snprintf(target, sizeof(target), "/plates/sb.%04d.exr", frame);
+    fs::copy_file(data_dir() + source, dir + target);
+  }
+}
+
+std::map<std::string, std::string> contents_of(const std::string& dir) {
+  std::map<std::string, std::string> contents;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    contents[entry.path().filename().string()] = read_file(entry.path().string());
+  }
+  return contents;
+}
+
+TEST_F(MediaE2ETest, AnOutputThatIsItsInputIsRefusedAtSubmitForEveryKind) {
+  ClusterOptions options;
+  options.local_workers = 1;
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  copy_plates(cluster.dir());
+  const std::string plates = cluster.path("plates");
+  fs::create_hard_link(plates + "/sb.0002.exr", plates + "/review.mov");
+  const auto before = contents_of(plates);
+
+  struct Case {
+    std::vector<std::string> args;
+    std::string reason;
+  };
+
+  const std::string never = ": a job never overwrites what it reads";
+  const std::vector<Case> cases = {
+      {{"thumbnail", plates + "/sb.0001.exr", "-o", plates + "/sb.0001.exr"},
+       "output " + plates + "/sb.0001.exr is the job's input" + never},
+      {{"convert", plates + "/sb.####.exr", "-o", plates + "/sb.####.exr", "--format", "exr"},
+       "output " + plates + "/sb.0001.exr is the job's input frame 1" + never},
+      {{"convert", plates + "/sb.####.exr", "-o", plates + "/../plates/sb.#.exr"},
+       "output " + plates + "/../plates/sb.0001.exr is the job's input frame 1" + never},
+      {{"transcode", plates + "/sb.####.exr", "-o", plates + "/review.mov"},
+       "output " + plates + "/review.mov is the job's input frame 2" + never},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args = {"submit"};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    CliResult r = cluster.run_cli(args);
+    EXPECT_EQ(r.exit_code, 1) << describe(r);
+    EXPECT_NE(r.err.find(c.reason), std::string::npos) << describe(r);
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << describe(r);
+  }
+  auto jobs = cluster.cli_json({"ls"});
+  ASSERT_TRUE(jobs) << cluster.last_cli();
+  EXPECT_TRUE(jobs->empty()) << *jobs;
+  EXPECT_EQ(contents_of(plates), before);
+}
+
+TEST_F(MediaE2ETest, ARuleWhoseOutputIsItsInputIsRefusedAndAPublishMakesNoSuchJob) {
+  ClusterOptions options;
+  options.local_workers = 1;
+  // Through a symlink the check of the config cannot see: the publish must.
+  options.extra_yaml =
+      "rules:\n"
+      "  - name: regrade\n"
+      "    match: {kind: sequence}\n"
+      "    jobs:\n"
+      "      linear: { kind: convert, output: \"{dir}/same/{name}.{frame}.{ext}\", format: exr }\n";
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+
+  const std::string bad = cluster.path("bad.yaml");
+  {
+    std::string config = read_file(cluster.config_path());
+    config.replace(config.find("{dir}/same/"), 11, "{dir}/");
+    std::ofstream(bad) << config;
+  }
+  CliResult checked = cluster.run_binary("farmhandd", {"--check-config", bad});
+  EXPECT_NE(checked.exit_code, 0) << describe(checked);
+  EXPECT_NE(checked.err.find(bad + ":"), std::string::npos) << describe(checked);
+  EXPECT_NE(checked.err.find("rule 'regrade' job 'linear': output "), std::string::npos)
+      << describe(checked);
+  EXPECT_NE(checked.err.find("a job never overwrites what it reads"), std::string::npos)
+      << describe(checked);
+  CliResult good = cluster.run_binary("farmhandd", {"--check-config", cluster.config_path()});
+  EXPECT_EQ(good.exit_code, 0) << describe(good);
+
+  copy_plates(cluster.dir());
+  const std::string plates = cluster.path("plates");
+  fs::create_directory_symlink(".", plates + "/same");
+  const auto before = contents_of(plates);
+  auto reply = cluster.cli_json({"publish", plates + "/sb.####.exr"});
+  ASSERT_TRUE(reply) << cluster.last_cli();
+  EXPECT_TRUE((*reply)["job_ids"].empty()) << reply->dump();
+  EXPECT_NE(reply->dump().find("is the job's input frame 1: a job never overwrites what it reads"),
+            std::string::npos)
+      << reply->dump();
+  auto jobs = cluster.cli_json({"ls"});
+  ASSERT_TRUE(jobs) << cluster.last_cli();
+  EXPECT_TRUE(jobs->empty()) << *jobs;
+  EXPECT_EQ(contents_of(plates), before);
+}
+
+TEST_F(MediaE2ETest, ADirectorySwappedForASymlinkAfterSubmitFailsTheTaskAndWritesNothingThere) {
+  ClusterOptions options;
+  options.local_workers = 0;
+  options.workers = {StandaloneWorker("w1")};
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  copy_plates(cluster.dir());
+  testing_support::TempDir elsewhere("fh-elsewhere");
+  fs::create_directory(elsewhere.file("proxy"));
+  const std::string out = cluster.path("out");
+  fs::create_directories(out + "/proxy");
+
+  // The worker is frozen: nothing of the job runs before the swap.
+  ASSERT_EQ(::kill(cluster.worker_pid(0), SIGSTOP), 0);
+  auto job = cluster.submit({"convert", cluster.path("plates/sb.####.exr"), "-o",
+                             out + "/proxy/sb.####.jpg", "--resize", "10%"});
+  fs::rename(out, cluster.path("out.before"));
+  fs::create_directory_symlink(elsewhere.path(), out);
+  ASSERT_EQ(::kill(cluster.worker_pid(0), SIGCONT), 0);
+  ASSERT_TRUE(job) << cluster.last_cli();
+
+  auto done = cluster.wait_for_final_state(*job, 120s);
+  ASSERT_TRUE(done);
+  EXPECT_EQ((*done)["job"]["state"], "failed") << done->dump();
+  ASSERT_FALSE((*done)["last_errors"].empty()) << done->dump();
+  EXPECT_EQ((*done)["last_errors"][0]["error"],
+            "cannot write " + out + "/proxy/sb.0001.jpg: " + out + " is a symlink")
+      << done->dump();
+  EXPECT_TRUE(elsewhere.entries() == std::vector<std::string>{"proxy"});
+  EXPECT_TRUE(fs::is_empty(elsewhere.file("proxy")));
 }
 
 }  // namespace

@@ -21,7 +21,7 @@
 //   4. Colour conversion on the small result (linear -> sRGB, or OCIO's
 //      scene_linear -> default display/view), then a last pass that turns
 //      any remaining NaN/Inf into finite values.
-//   5. Write to a hidden temporary name beside the target and rename(2).
+//   5. Write to a hidden temporary file in the target's directory and rename (output_file.h).
 #include "workers/media/image_ops.h"
 
 #include <algorithm>
@@ -814,17 +814,19 @@ Result<void> to_output_colour(Picture& pic, bool display_output, bool source_dis
 // ---------------------------------------------------------------------------
 // Writing.
 
-// ".<stem>.tmp.<pid>.<n><ext>" beside the target: hidden, unique per process
-// and call, and keeping the real extension so that tools recognise it.
-std::string temp_path_for(const std::string& output) {
-  static std::atomic<uint64_t> counter{0};
-  fs::path target(output);
-  std::string name = "." + target.stem().string() + ".tmp." + std::to_string(::getpid()) + "." +
-                     std::to_string(counter.fetch_add(1)) + target.extension().string();
-  return (target.parent_path() / name).string();
+// The files an output must never replace: the input, the OCIO config and the
+// task's other inputs.
+std::vector<std::string> reads_of(const std::string& input, const std::string& ocio_config,
+                                  const std::vector<std::string>& task_inputs) {
+  std::vector<std::string> reads = task_inputs;
+  reads.push_back(input);
+  if (!ocio_config.empty()) reads.push_back(ocio_config);
+  return reads;
 }
 
-Result<void> write_picture(const Picture& pic, const std::string& output, const FormatInfo& fmt) {
+// Writes through a temporary file in the output's directory (see output_file.h).
+Result<void> write_picture(const Picture& pic, const std::string& output, const FormatInfo& fmt,
+                           const OutputPlace& place, const std::vector<std::string>& reads) {
   OIIO::TypeDesc type = OIIO::TypeUInt8;
   if (fmt.format == Format::kExr) type = OIIO::TypeHalf;
   if (fmt.format == Format::kDpx) type = OIIO::TypeUInt16;
@@ -837,26 +839,29 @@ Result<void> write_picture(const Picture& pic, const std::string& output, const 
   if (fmt.format == Format::kDpx) spec.attribute("oiio:BitsPerSample", 10);
   if (fmt.format == Format::kExr) spec.attribute("compression", "zip");
 
-  const std::string tmp = temp_path_for(output);
-  auto cleanup_fail = [&](const std::string& why) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
+  auto file = OutputFile::create(output, place);
+  if (!file) return fail(file.error());
+  const std::string& tmp = file->write_path();
+  // OIIO's messages name the temporary path: the user knows the output.
+  auto write_fail = [&](std::string why) {
+    if (std::string full = file->full_disk(); !full.empty()) why = full;
+    for (size_t at = why.find(tmp); at != std::string::npos; at = why.find(tmp, at)) {
+      why.replace(at, tmp.size(), output);
+      at += output.size();
+    }
     return fail(ErrorCode::kIo, "cannot write " + output + ": " + first_line(why));
   };
   auto out = OIIO::ImageOutput::create(fmt.oiio_name);
-  if (!out) return cleanup_fail(OIIO::geterror());
-  if (!out->open(tmp, spec)) return cleanup_fail(out->geterror());
+  if (!out) return write_fail(OIIO::geterror());
+  if (!out->open(tmp, spec)) return write_fail(out->geterror());
   if (!out->write_image(OIIO::TypeFloat, pic.pixels.data())) {
     std::string err = out->geterror();
     out->close();
-    return cleanup_fail(err);
+    return write_fail(err);
   }
-  if (!out->close()) return cleanup_fail(out->geterror());
+  if (!out->close()) return write_fail(out->geterror());
   out.reset();
-  if (std::rename(tmp.c_str(), output.c_str()) != 0) {
-    return cleanup_fail(std::string("rename: ") + std::strerror(errno));
-  }
-  return {};
+  return file->commit(reads);
 }
 
 // Runs `body`, turning an escaping exception into an Error naming `path`.
@@ -898,7 +903,8 @@ Result<ImageInfo> make_thumbnail(const ThumbnailOptions& options) {
     auto colour =
         to_output_colour(*pic, fmt->display_referred, src->display_referred, options.ocio_config);
     if (!colour) return fail(colour.error());
-    auto written = write_picture(*pic, options.output, *fmt);
+    auto written = write_picture(*pic, options.output, *fmt, options.place,
+                                 reads_of(options.input, options.ocio_config, {}));
     if (!written) return fail(written.error());
     return info_of(*pic);
   });
@@ -917,7 +923,8 @@ Result<ImageInfo> convert_frame(const ConvertOptions& options) {
     auto colour =
         to_output_colour(*pic, fmt->display_referred, src->display_referred, options.ocio_config);
     if (!colour) return fail(colour.error());
-    auto written = write_picture(*pic, options.output, *fmt);
+    auto written = write_picture(*pic, options.output, *fmt, options.place,
+                                 reads_of(options.input, options.ocio_config, options.task_inputs));
     if (!written) return fail(written.error());
     return info_of(*pic);
   });

@@ -8,7 +8,8 @@
 // the display window (black outside it), non-square pixel aspect applied.
 // Scene-linear input goes to display (sRGB, or through OpenColorIO when an
 // OCIO config is given) for 8-bit outputs; NaN and Inf never reach an output.
-// Outputs are written to a temporary name beside the target and renamed.
+// Outputs are written to a temporary file in the target's directory and
+// renamed, never over a file the task reads (workers/media/output_file.h).
 //
 // Sizes: pixel aspect scales the picture up, never down (aspect > 1 widens,
 // < 1 makes it taller), as `oiiotool --pixelaspect` does. Fitted sizes round
@@ -27,6 +28,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "workers/media/output_file.h"
 
 namespace farmhand::media {
 
@@ -39,6 +41,7 @@ struct ThumbnailOptions {
   uint32_t width = 256;
   uint32_t height = 0;
   std::string ocio_config;  // empty: $OCIO if set, else OIIO's built-in linear -> sRGB
+  OutputPlace place = {};   // where the broker placed `output`; empty: its parent as written
 };
 
 struct ImageInfo {
@@ -58,6 +61,9 @@ struct ConvertOptions {
   // "" (full size), "WxH" (exactly), "W" (width, keep aspect), or "N%".
   std::string resize;
   std::string ocio_config;
+  OutputPlace place = {};  // where the broker placed `output`; empty: its parent as written
+  // The task's other inputs: the output never replaces one of them (nor `input`).
+  std::vector<std::string> task_inputs = {};
 };
 
 // Converts one frame: the displayed picture (display window, pixel aspect),

@@ -20,8 +20,10 @@ namespace {
 // Requests are small: patterns and frame sets, never pixel data.
 constexpr size_t kMaxRequestBytes = 16 << 20;
 
-// Outputs land in new folders (proxy/, review/) more often than not: make them.
-Result<void> make_parent_dir(const std::string& path) {
+// A request from a broker that resolves no output place: make the output's
+// folder as before (outputs land in new folders more often than not).
+Result<void> make_parent_dir(const OutputPlace& place, const std::string& path) {
+  if (!place.root.empty()) return {};  // OutputFile makes it beneath the root
   std::error_code ec;
   auto parent = std::filesystem::path(path).parent_path();
   if (parent.empty()) return {};
@@ -64,6 +66,7 @@ void MediaServer::send_progress(uint64_t id, uint64_t done, uint64_t total) {
 
 Result<void> MediaServer::handle(const Request& request) {
   const uint64_t id = request.id();
+  const OutputPlace place{request.output_root(), request.output_dir()};
   switch (request.body_case()) {
     case Request::kThumbnail: {
       const Thumbnail& t = request.thumbnail();
@@ -73,10 +76,11 @@ Result<void> MediaServer::handle(const Request& request) {
       options.width = t.width();
       options.height = t.height();
       options.ocio_config = t.ocio();
+      options.place = place;
       if (!file_exists(options.input)) {
         return fail(ErrorCode::kNotFound, fmt::format("no such file {}", options.input));
       }
-      if (auto ok = make_parent_dir(options.output); !ok) return ok;
+      if (auto ok = make_parent_dir(place, options.output); !ok) return ok;
       send_reading(id, options.input);
       auto done = make_thumbnail(options);
       if (!done) return fail(done.error());
@@ -91,9 +95,16 @@ Result<void> MediaServer::handle(const Request& request) {
       if (!output) return fail(output.error());
       auto frames = common::FrameSet::parse(c.frames());
       if (!frames) return fail(frames.error());
+      std::vector<std::string> task_inputs;
+      task_inputs.reserve(frames->size());
+      for (uint64_t i = 0; i < frames->size(); ++i) {
+        task_inputs.push_back(common::format_frame(*input, frames->frame_at(i)));
+      }
       for (uint64_t i = 0; i < frames->size(); ++i) {
         int64_t frame = frames->frame_at(i);
         ConvertOptions options;
+        options.place = place;
+        options.task_inputs = task_inputs;
         options.input = common::format_frame(*input, frame);
         options.output = common::format_frame(*output, frame);
         options.format = c.format();
@@ -102,7 +113,7 @@ Result<void> MediaServer::handle(const Request& request) {
         if (!file_exists(options.input)) {
           return fail(ErrorCode::kNotFound, fmt::format("missing frame {}", frame));
         }
-        if (auto ok = make_parent_dir(options.output); !ok) return ok;
+        if (auto ok = make_parent_dir(place, options.output); !ok) return ok;
         send_reading(id, options.input);
         auto done = convert_frame(options);
         if (!done) return fail(done.error());
@@ -124,7 +135,8 @@ Result<void> MediaServer::handle(const Request& request) {
         options.frame_numbers.push_back(frame);
       }
       options.output = t.output();
-      if (auto ok = make_parent_dir(options.output); !ok) return ok;
+      options.place = place;
+      if (auto ok = make_parent_dir(place, options.output); !ok) return ok;
       if (!t.codec().empty()) options.codec = t.codec();
       if (t.fps() > 0) options.fps = t.fps();
       if (t.crf() > 0) options.crf = t.crf();

@@ -690,16 +690,15 @@ class DecodePool {
   std::vector<std::thread> threads_;
 };
 
-// The output container, written to a temporary name and renamed by commit();
-// destroyed uncommitted, it closes and removes the temporary file.
+// The output container, written to a temporary file in the output's directory
+// and renamed by commit(); destroyed uncommitted, it closes and removes the
+// temporary file (output_file.h).
 class Muxer {
  public:
-  Muxer(std::string output, std::string temp)
-      : output_(std::move(output)), temp_(std::move(temp)) {}
+  Muxer(std::string output, OutputFile file) : file_(std::move(file)), output_(std::move(output)) {}
 
   ~Muxer() {
     if (context_ && context_->pb) avio_closep(&context_->pb);
-    if (opened_ && !committed_) ::unlink(temp_.c_str());
     avformat_free_context(context_);
   }
 
@@ -708,7 +707,7 @@ class Muxer {
 
   Result<void> allocate(const char* format_name) {
     const int result =
-        avformat_alloc_output_context2(&context_, nullptr, format_name, temp_.c_str());
+        avformat_alloc_output_context2(&context_, nullptr, format_name, file_.write_path().c_str());
     if (result < 0 || !context_) {
       return fail(ErrorCode::kInternal,
                   std::string("cannot create ") + format_name + " muxer: " + av_error_text(result));
@@ -719,9 +718,8 @@ class Muxer {
   AVFormatContext* context() const { return context_; }
 
   Result<void> open() {
-    const int result = avio_open(&context_->pb, temp_.c_str(), AVIO_FLAG_WRITE);
+    const int result = avio_open(&context_->pb, file_.write_path().c_str(), AVIO_FLAG_WRITE);
     if (result < 0) return write_error(result);
-    opened_ = true;
     return {};
   }
 
@@ -729,33 +727,17 @@ class Muxer {
     return fail(ErrorCode::kIo, "cannot write " + output_ + ": " + av_error_text(code));
   }
 
-  Result<void> commit() {
+  Result<void> commit(const std::vector<std::string>& reads) {
     const int result = avio_closep(&context_->pb);
     if (result < 0) return write_error(result);
-    if (std::rename(temp_.c_str(), output_.c_str()) != 0) {
-      return fail(ErrorCode::kIo,
-                  "cannot rename " + temp_ + " to " + output_ + ": " + std::strerror(errno));
-    }
-    committed_ = true;
-    return {};
+    return file_.commit(reads);
   }
 
  private:
+  OutputFile file_;
   std::string output_;
-  std::string temp_;
   AVFormatContext* context_ = nullptr;
-  bool opened_ = false;
-  bool committed_ = false;
 };
-
-// `.NAME.tmp.PID.EXT` beside the output: same file system for rename(2), hidden
-// from sequence scans, and the extension kept for anything that looks at it.
-std::string temp_path(const std::string& output) {
-  const std::filesystem::path path(output);
-  const std::string name =
-      "." + path.stem().string() + ".tmp." + std::to_string(::getpid()) + path.extension().string();
-  return (path.parent_path() / name).string();
-}
 
 Result<void> validate(const TranscodeOptions& options) {
   if (options.frames.empty()) return fail(ErrorCode::kInvalidArgument, "no frames to encode");
@@ -898,7 +880,9 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
     return fail(ErrorCode::kNotFound, "no readable frames");
   }
   const std::string ext = lower_extension(options.output);
-  Muxer muxer(options.output, temp_path(options.output));
+  auto file = OutputFile::create(options.output, options.place);
+  if (!file) return fail(file.error());
+  Muxer muxer(options.output, std::move(*file));
   if (Result<void> made = muxer.allocate(ext == ".mp4" ? "mp4" : "mov"); !made) {
     return fail(made.error());
   }
@@ -1034,7 +1018,9 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
   if (const int result = av_write_trailer(muxer.context()); result < 0) {
     return muxer.write_error(result);
   }
-  if (Result<void> committed = muxer.commit(); !committed) return fail(committed.error());
+  std::vector<std::string> reads = options.frames;
+  if (!options.ocio_config.empty()) reads.push_back(options.ocio_config);
+  if (Result<void> committed = muxer.commit(reads); !committed) return fail(committed.error());
   return report;
 }
 

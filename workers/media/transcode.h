@@ -6,9 +6,10 @@
 // sequence. libswscale converts to the codec's pixel format and the stream is
 // tagged BT.709 (primaries, transfer, matrix). H.264 (libx264, yuv420p, high
 // profile), ProRes 422 HQ (prores_ks profile 3) and DNxHR HQ go into .mov
-// (H.264 may also go into .mp4). The movie is written to a temporary name
-// beside the output (.NAME.tmp.PID.EXT) and renamed when complete; on failure
-// the temporary file is removed and an existing output is left untouched.
+// (H.264 may also go into .mp4). The movie is written to a temporary file in
+// the output's directory and renamed when complete, never over one of its
+// input frames (workers/media/output_file.h); on failure the temporary file is
+// removed and an existing output is left untouched.
 //
 // Colour: the sRGB-encoded display values are converted with the BT.709 matrix
 // to limited ("tv") range, and primaries, transfer and matrix are all tagged
@@ -31,6 +32,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "workers/media/output_file.h"
 
 namespace farmhand::media {
 
@@ -54,6 +56,7 @@ struct TranscodeOptions {
   int decode_threads = 0;  // 0: number of cores
   int decode_ahead = 8;    // frames decoded ahead of the encoder, at most
   std::string ocio_config;
+  OutputPlace place = {};  // where the broker placed `output`; empty: its parent as written
 };
 
 struct TranscodeReport {

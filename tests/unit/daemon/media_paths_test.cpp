@@ -1,9 +1,12 @@
 // broker.allowed_roots: which media and publish paths the broker accepts
 // (daemon/media_jobs.h, check_allowed_root and check_media_paths).
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "media.pb.h"
 #include "tests/support/temp_dir.h"
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -79,6 +82,120 @@ TEST(MediaPathsTest, MediaJobInputOutputAndOcioAreEachChecked) {
   auto output = check_media_paths(spec, roots);
   ASSERT_FALSE(output.has_value());
   EXPECT_THAT(output.error().reason, HasSubstr("output /tmp/thumb.jpg is outside"));
+}
+
+// ------------------------------------------------------------------ output == input
+
+wire::JobSpec media_job(const std::string& kind, const std::string& input,
+                        const std::string& output,
+                        const std::map<std::string, std::string>& more = {}) {
+  wire::JobSpec spec;
+  spec.set_kind(kind);
+  (*spec.mutable_params())["input"] = input;
+  (*spec.mutable_params())["output"] = output;
+  for (const auto& [key, value] : more) (*spec.mutable_params())[key] = value;
+  return spec;
+}
+
+// prepare_media_job, then check_media_paths: what the broker does at submit.
+Result<void> submit_check(wire::JobSpec& spec, const std::vector<std::string>& roots = {}) {
+  if (auto ok = prepare_media_job(spec); !ok) return ok;
+  return check_media_paths(spec, roots);
+}
+
+std::string refusal(wire::JobSpec spec) {
+  auto ok = submit_check(spec);
+  return ok ? "accepted" : ok.error().reason;
+}
+
+TEST(MediaPathsTest, ConvertOntoItsOwnFramesIsRefusedNamingTheFrame) {
+  EXPECT_EQ(refusal(media_job("convert", "/p/shot.1001-1003#.exr", "/p/shot.####.exr",
+                              {{"format", "exr"}})),
+            "output /p/shot.1001.exr is the job's input frame 1001: a job never overwrites what "
+            "it reads");
+}
+
+TEST(MediaPathsTest, PatternsSpelledDifferentlyThatNameTheSameFilesAreRefused) {
+  // One frame's output is another frame's input: still a frame the job reads.
+  EXPECT_EQ(refusal(media_job("convert", "/p/shot.1001-1003#.exr", "/p/./x/../shot.@.exr")),
+            "output /p/./x/../shot.1001.exr is the job's input frame 1001: a job never "
+            "overwrites what it reads");
+  EXPECT_EQ(refusal(media_job("convert", "/p/shot.1001-1003#.exr", "/p/shot.####.jpg")),
+            "accepted");
+}
+
+TEST(MediaPathsTest, ThumbnailOntoItsInputIsRefused) {
+  EXPECT_EQ(refusal(media_job("thumbnail", "/p/t.exr", "/p/t.exr")),
+            "output /p/t.exr is the job's input: a job never overwrites what it reads");
+}
+
+TEST(MediaPathsTest, AnOutputDirectoryThatIsASymlinkToTheInputsIsRefused) {
+  TempDir dir;
+  fs::create_directory(dir.file("plates"));
+  for (const char* name : {"sh.0001.exr", "sh.0002.exr"}) {
+    std::ofstream(dir.file(std::string("plates/") + name)) << "x";
+  }
+  fs::create_directory_symlink(dir.file("plates"), dir.file("linked"));
+  auto spec = media_job("convert", dir.file("plates/sh.####.exr"), dir.file("linked/sh.####.exr"));
+  EXPECT_EQ(refusal(spec), "output " + dir.file("linked/sh.0001.exr") +
+                               " is the job's input frame 1: a job never overwrites what it reads");
+}
+
+TEST(MediaPathsTest, AnOutputThatIsAHardLinkOfAnInputFrameOrTheOcioConfigIsRefused) {
+  TempDir dir;
+  for (const char* name : {"sh.0001.exr", "sh.0002.exr", "config.ocio"}) {
+    std::ofstream(dir.file(name)) << "x";
+  }
+  fs::create_directory(dir.file("review"));
+  fs::create_hard_link(dir.file("sh.0002.exr"), dir.file("review/sh.mov"));
+  EXPECT_EQ(refusal(media_job("transcode", dir.file("sh.####.exr"), dir.file("review/sh.mov"))),
+            "output " + dir.file("review/sh.mov") +
+                " is the job's input frame 2: a job never overwrites what it reads");
+  fs::create_hard_link(dir.file("config.ocio"), dir.file("review/t.jpg"));
+  EXPECT_EQ(refusal(media_job("thumbnail", dir.file("sh.####.exr"), dir.file("review/t.jpg"),
+                              {{"ocio", dir.file("config.ocio")}})),
+            "output " + dir.file("review/t.jpg") +
+                " is the job's OCIO config: a job never overwrites what it reads");
+}
+
+TEST(MediaPathsTest, OutputsThatAreDirectoriesOrUnwritableFormatsAreRefused) {
+  TempDir dir;
+  fs::create_directory(dir.file("t.jpg"));
+  EXPECT_EQ(refusal(media_job("thumbnail", "/p/t.exr", dir.file("t.jpg"))),
+            "output " + dir.file("t.jpg") + " is a directory");
+  EXPECT_EQ(refusal(media_job("thumbnail", "/p/t.exr", "/p/thumbs/")),
+            "output /p/thumbs/ is a directory");
+  EXPECT_EQ(refusal(media_job("thumbnail", "/p/t.exr", "/p/t.gif")),
+            "output /p/t.gif: cannot write .gif images (jpg, png, tif, dpx, exr)");
+  EXPECT_EQ(refusal(media_job("convert", "/p/s.1-3#.exr", "/p/s.####.webp")),
+            "output /p/s.####.webp: cannot write .webp images (jpg, png, tif, dpx, exr)");
+  EXPECT_EQ(refusal(media_job("convert", "/p/s.1-3#.exr", "/p/s.####.img", {{"format", "png"}})),
+            "accepted")
+      << "--format chooses the writer whatever the extension";
+  EXPECT_EQ(refusal(media_job("transcode", "/p/s.1-3#.exr", "/p/s.avi")),
+            "output /p/s.avi must end in .mov or .mp4");
+  EXPECT_EQ(refusal(media_job("transcode", "/p/s.1-3#.exr", "/p/s.mp4", {{"codec", "prores"}})),
+            "codec prores cannot go into /p/s.mp4 (use .mov)");
+}
+
+TEST(MediaPathsTest, TheResolvedOutputDirectoryAndItsRootGoToTheMediaRequest) {
+  TempDir real("fh-real");
+  TempDir links("fh-links");
+  const std::string mount = links.file("projects");  // a root that is itself a symlink
+  fs::create_directory_symlink(real.path(), mount);
+  fs::create_directory(real.file("sh010"));
+  auto spec = media_job("convert", mount + "/sh010/c.1-2#.exr", mount + "/sh010/proxy/c.####.jpg");
+  ASSERT_TRUE(submit_check(spec, {mount}));
+  const std::string real_root = fs::canonical(real.path()).string();
+  auto request = media_request(spec, common::FrameSet::range(1, 2));
+  ASSERT_TRUE(request);
+  media::Request parsed;
+  ASSERT_TRUE(parsed.ParseFromString(*request));
+  EXPECT_EQ(parsed.output_root(), real_root);
+  EXPECT_EQ(parsed.output_dir(), real_root + "/sh010/proxy");
+  // A user cannot choose them.
+  auto forged = media_job("thumbnail", "/p/t.exr", "/p/t.jpg", {{kOutputRootParam, "/"}});
+  EXPECT_EQ(refusal(forged), "unknown parameter '_output_root' for thumbnail jobs");
 }
 
 }  // namespace

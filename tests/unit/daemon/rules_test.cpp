@@ -692,5 +692,47 @@ TEST(CheckRuleJobsTest, LiteralThumbnailFrameIsNotCheckedAgainstTheSampleFrames)
             "number)");
 }
 
+TEST(CheckRuleJobsTest, OutputTemplateThatCanNameTheInputIsReportedAtTheJobsLine) {
+  const common::Config config = config_of(R"(rules:
+  - name: r
+    match: {kind: sequence}
+    jobs:
+      regrade:
+        kind: convert
+        output: "{dir}/{name}.{frame}.{ext}"
+        format: exr
+)");
+  auto ok = check_rule_jobs(config, "f.yaml");
+  ASSERT_FALSE(ok.has_value());
+  EXPECT_EQ(ok.error().reason,
+            "f.yaml:5: rule 'r' job 'regrade': output /check/sample.0001.exr is the job's input "
+            "frame 1: a job never overwrites what it reads");
+}
+
+TEST(CheckRuleJobsTest, OutputTemplateNamesTheInputOnlyForTheExtensionsTheRuleMatches) {
+  // EXR proxies of DPX plates sit beside them: they can never be the plates.
+  const common::Config dpx = config_of(R"(rules:
+  - name: r
+    match: {ext: [dpx]}
+    jobs:
+      linear:
+        kind: convert
+        output: "{dir}/{name}.{frame}.exr"
+)");
+  auto ok = check_rule_jobs(dpx, "f.yaml");
+  EXPECT_TRUE(ok.has_value()) << ok.error().reason;
+  // Without the ext match, an EXR publish would overwrite its own frames.
+  const common::Config any = config_of(R"(rules:
+  - name: r
+    jobs:
+      linear:
+        kind: convert
+        output: "{dir}/{name}.{frame}.exr"
+)");
+  auto refused = check_rule_jobs(any, "f.yaml");
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_THAT(refused.error().reason, HasSubstr("a job never overwrites what it reads"));
+}
+
 }  // namespace
 }  // namespace farmhand::daemon

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -801,6 +802,97 @@ TEST(ImageOpsTest, SrgbInputIsNotConvertedTwice) {
   auto info = make_thumbnail({dir.file("frame.png"), dir.file("thumb.png"), 400, 0, ""});
   ASSERT_TRUE(info.has_value()) << info.error().reason;
   EXPECT_TRUE(images_match(dir.file("thumb.png"), dir.file("frame.png"), 3, {0.0f, 0.0, 0.0f}));
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+TEST(ImageOpsTest, ThumbnailOverItsOwnInputFailsAndLeavesTheInputUntouched) {
+  TempDir dir;
+  const std::string plate = dir.file("t.exr");
+  fs::copy_file(beachball("singlepart", 1), plate);
+  const std::string before = file_bytes(plate);
+  auto made = make_thumbnail({plate, plate, 64, 0, ""});
+  ASSERT_FALSE(made.has_value());
+  EXPECT_EQ(made.error().reason, "output " + plate + " is the task's input " + plate +
+                                     ": a job never overwrites what it reads");
+  EXPECT_EQ(file_bytes(plate), before);
+  EXPECT_EQ(dir.entries(), std::vector<std::string>{"t.exr"}) << "no temporary left";
+}
+
+TEST(ImageOpsTest, ConvertOverAnotherFrameOfItsTaskFailsAndLeavesThatFrameUntouched) {
+  TempDir dir;
+  fs::copy_file(beachball("singlepart", 1), dir.file("sb.0001.exr"));
+  fs::copy_file(beachball("singlepart", 2), dir.file("sb.0002.exr"));
+  const std::string before = file_bytes(dir.file("sb.0002.exr"));
+  ConvertOptions options;
+  options.input = dir.file("sb.0001.exr");
+  options.output = dir.file("sb.0002.exr");
+  options.resize = "10%";
+  options.task_inputs = {dir.file("sb.0001.exr"), dir.file("sb.0002.exr")};
+  auto converted = convert_frame(options);
+  ASSERT_FALSE(converted.has_value());
+  EXPECT_NE(converted.error().reason.find("is the task's input"), std::string::npos)
+      << converted.error().reason;
+  EXPECT_EQ(file_bytes(dir.file("sb.0002.exr")), before);
+}
+
+TEST(ImageOpsTest, ConvertThroughADirectorySwappedForASymlinkWritesNothingOutsideItsRoot) {
+  TempDir root("fh-root");
+  TempDir outside("fh-outside");
+  fs::create_directory(root.file("proxy"));
+  const std::string resolved = root.file("proxy");  // what the broker recorded at submit
+  fs::remove(root.file("proxy"));
+  fs::create_directory_symlink(outside.path(), root.file("proxy"));
+  ConvertOptions options;
+  options.input = beachball("singlepart", 1);
+  options.output = root.file("proxy/sb.0001.jpg");
+  options.resize = "10%";
+  options.place = {root.path(), resolved};
+  auto converted = convert_frame(options);
+  ASSERT_FALSE(converted.has_value());
+  EXPECT_EQ(converted.error().reason,
+            "cannot write " + options.output + ": " + root.file("proxy") + " is a symlink");
+  EXPECT_TRUE(outside.entries().empty());
+}
+
+// A real full file system: a small tmpfs, mounted when the test may (root).
+class FullDisk {
+ public:
+  explicit FullDisk(const TempDir& dir) : path_(dir.file("full")) {
+    fs::create_directory(path_);
+    mounted_ = run("mount -t tmpfs -o size=64k tmpfs '" + path_ + "' 2>/dev/null") == 0;
+  }
+
+  ~FullDisk() {
+    if (mounted_) run("umount '" + path_ + "'");
+  }
+
+  bool mounted() const { return mounted_; }
+
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  bool mounted_ = false;
+};
+
+TEST(ImageOpsTest, AFullDiskFailsNamingTheOutputAndLeavesNoTemporary) {
+  TempDir dir;
+  FullDisk disk(dir);
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (not root?)";
+  const std::string output = disk.path() + "/p.0008.exr";
+  auto converted = convert_frame({beachball("singlepart", 8), output, "", "", ""});
+  ASSERT_FALSE(converted.has_value());
+  EXPECT_EQ(converted.error().reason.rfind("cannot write " + output + ": ", 0), 0u)
+      << converted.error().reason;
+  EXPECT_NE(converted.error().reason.find("No space left on device"), std::string::npos)
+      << converted.error().reason;
+  EXPECT_EQ(converted.error().reason.find("/proc/self/fd"), std::string::npos)
+      << converted.error().reason;
+  EXPECT_TRUE(fs::is_empty(disk.path()));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -635,6 +636,46 @@ TEST_F(TranscodeTest, RedIsEncodedWithTheBt709MatrixInLimitedRange) {
   // BT.709: Y = 16 + 219 * 0.2126 = 63 (BT.601 would give 82; full range 54).
   EXPECT_NEAR(y, 63, 3);
   EXPECT_NEAR(cr, 240, 3);
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+TEST_F(TranscodeTest, AnOutputThatIsAHardLinkOfAFrameFailsAndLeavesTheFrameUntouched) {
+  TranscodeOptions options = beachball_options(dir_.file("review.mov"));
+  options.max_width = 128;
+  const std::string frame = dir_.file("sb.0003.exr");
+  fs::copy_file(options.frames[2], frame);
+  options.frames[2] = frame;
+  fs::create_hard_link(frame, options.output);
+  const std::string before = file_bytes(frame);
+  Result<TranscodeReport> report = transcode(options);
+  ASSERT_FALSE(report.has_value());
+  EXPECT_EQ(report.error().reason, "output " + options.output + " is the task's input " + frame +
+                                       ": a job never overwrites what it reads");
+  EXPECT_EQ(file_bytes(frame), before);
+  EXPECT_EQ(dir_.entries(), (std::vector<std::string>{"review.mov", "sb.0003.exr"}));
+}
+
+TEST_F(TranscodeTest, AFullDiskFailsNamingTheOutputAndLeavesNoTemporary) {
+  const std::string full = dir_.file("full");
+  fs::create_directory(full);
+  if (std::system(("mount -t tmpfs -o size=64k tmpfs '" + full + "' 2>/dev/null").c_str()) != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (not root?)";
+  }
+  TranscodeOptions options = beachball_options(full + "/review.mov");
+  options.codec = "prores";  // big frames: 64 KiB fill at the first one
+  Result<TranscodeReport> report = transcode(options);
+  const bool empty = fs::is_empty(full);
+  (void)std::system(("umount '" + full + "'").c_str());
+  ASSERT_FALSE(report.has_value());
+  EXPECT_EQ(report.error().reason.rfind("cannot write " + options.output + ": ", 0), 0u)
+      << report.error().reason;
+  EXPECT_NE(report.error().reason.find("No space left on device"), std::string::npos)
+      << report.error().reason;
+  EXPECT_TRUE(empty);
 }
 
 }  // namespace
