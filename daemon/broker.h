@@ -31,6 +31,7 @@
 #include "common/curve.h"
 #include "common/result.h"
 #include "daemon/core/scheduler.h"
+#include "daemon/state_dir.h"
 #include "daemon/store/sqlite_store.h"
 #include "daemon/supervisor.h"
 #include "daemon/watcher.h"
@@ -141,6 +142,7 @@ class Broker {
   Options options_;
   std::shared_ptr<spdlog::logger> log_;
   std::chrono::steady_clock::time_point origin_;
+  std::unique_ptr<StateDir> state_dir_;  // locked for the broker's life; outlives store_
   std::unique_ptr<SqliteStore> store_;
   std::unique_ptr<core::Scheduler> scheduler_;
   std::unique_ptr<Supervisor> supervisor_;

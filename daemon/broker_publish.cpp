@@ -11,6 +11,7 @@
 
 #include "common/config.h"
 #include "common/path_template.h"
+#include "daemon/backup.h"
 #include "daemon/broker.h"
 #include "daemon/media_jobs.h"
 #include "daemon/rules.h"
@@ -265,21 +266,10 @@ void Broker::publish_settled() {
 bool Broker::handle_backup(const std::string& routing_id, bool req_envelope,
                            const wire::BackupRequest& request, wire::ClientReply& reply) {
   const std::string& target = request.path();
-  if (target.empty() || target.front() != '/' || target.find('\0') != std::string::npos) {
-    set_error(reply, Error{ErrorCode::kInvalidArgument, "backup path must be absolute"});
-    return false;
-  }
-  std::error_code ec;
-  auto parent = std::filesystem::path(target).parent_path();
-  if (!std::filesystem::is_directory(parent, ec)) {
-    set_error(reply, Error{ErrorCode::kNotFound,
-                           fmt::format("cannot back up to {}: no directory {} on the broker's host",
-                                       target, parent.string())});
-    return false;
-  }
-  if (std::filesystem::weakly_canonical(target, ec) ==
-      std::filesystem::weakly_canonical(db_path_, ec)) {
-    set_error(reply, Error{ErrorCode::kInvalidArgument, "backup path is the live state file"});
+  const BackupPolicy policy{options_.state_dir, options_.config.broker.backup_dir,
+                            options_.config.broker.allowed_roots, request.force()};
+  if (auto ok = check_backup_target(target, policy); !ok) {
+    set_error(reply, ok.error());
     return false;
   }
   if (backup_) {
@@ -298,8 +288,8 @@ bool Broker::handle_backup(const std::string& routing_id, bool req_envelope,
   Backup* b = backup.get();
   std::string source = db_path_;
   // Its own connection on its own thread: WAL lets the loop keep committing meanwhile.
-  backup->thread = std::thread([b, source] {
-    b->result = backup_database(source, b->target);
+  backup->thread = std::thread([b, source, policy] {
+    b->result = backup_database(source, b->target, policy);
     uint64_t one = 1;
     (void)!write(b->event_fd, &one, sizeof one);
   });
