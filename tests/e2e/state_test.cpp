@@ -134,7 +134,7 @@ TEST(StateDirE2ETest, MalformedDatabaseRefusesToStartNamingTheFile) {
   EXPECT_NE(refused.err.find("state file " + db + " is damaged"), std::string::npos)
       << describe(refused);
   EXPECT_NE(refused.err.find("farmhand admin backup"), std::string::npos) << describe(refused);
-  EXPECT_EQ(read_file(db), junk);
+  EXPECT_TRUE(read_file(db) == junk) << "the refused start changed " << db;
 }
 
 // ------------------------------------------------------------------ backups
@@ -205,7 +205,7 @@ TEST(StateDirE2ETest, BackupOverAnExistingFileNeedsForce) {
   EXPECT_EQ(refused.exit_code, 1) << describe(refused);
   EXPECT_EQ(refused.err, "farmhand: backup path " + target + " exists; add --force to replace it\n")
       << describe(refused);
-  EXPECT_EQ(read_file(target), "precious");
+  EXPECT_TRUE(read_file(target) == "precious") << "the existing file was replaced";
 
   CliResult forced = cluster.run_cli({"admin", "backup", target, "--force"});
   ASSERT_EQ(forced.exit_code, 0) << describe(forced);
