@@ -33,7 +33,7 @@ std::string joined(const std::vector<std::string>& items) {
 // True when `dir` (no symlinks in it) is `state` or inside it, by device and inode.
 bool in_state_dir(const fs::path& dir, const struct stat& state) {
   for (fs::path at = dir;; at = at.parent_path()) {
-    struct stat st {};
+    struct stat st = {};
 
     if (::stat(at.c_str(), &st) == 0 && st.st_dev == state.st_dev && st.st_ino == state.st_ino) {
       return true;
@@ -66,7 +66,7 @@ Result<std::string> check_backup_target(const std::string& target, const BackupP
   const fs::path parent = written.parent_path();
   char* resolved = ::realpath(parent.c_str(), nullptr);
 
-  struct stat parent_stat {};
+  struct stat parent_stat = {};
 
   if (resolved == nullptr || ::stat(resolved, &parent_stat) != 0 || !S_ISDIR(parent_stat.st_mode)) {
     std::free(resolved);
@@ -78,7 +78,7 @@ Result<std::string> check_backup_target(const std::string& target, const BackupP
   std::free(resolved);
   const fs::path real_target = real_parent / name;
 
-  struct stat state {};
+  struct stat state = {};
 
   if (!policy.state_dir.empty() && ::stat(policy.state_dir.c_str(), &state) == 0 &&
       in_state_dir(real_parent, state)) {
@@ -96,7 +96,7 @@ Result<std::string> check_backup_target(const std::string& target, const BackupP
                             shown, printable(joined(roots), 300)));
   }
 
-  struct stat existing {};
+  struct stat existing = {};
 
   if (::lstat(real_target.c_str(), &existing) == 0) {
     if (S_ISDIR(existing.st_mode)) {
@@ -108,6 +108,32 @@ Result<std::string> check_backup_target(const std::string& target, const BackupP
     }
   }
   return real_target.string();
+}
+
+Result<void> rename_into_place(int dir_fd, const std::string& from, const std::string& to,
+                               bool replace) {
+  if (replace) {
+    // rename() replaces a symlink at the target; it never follows it.
+    if (::renameat(dir_fd, from.c_str(), dir_fd, to.c_str()) != 0) {
+      return fail(ErrorCode::kIo, fmt::format("cannot write {}: {}", to, errno_text(errno)));
+    }
+    return {};
+  }
+  if (::renameat2(dir_fd, from.c_str(), dir_fd, to.c_str(), RENAME_NOREPLACE) == 0) return {};
+  int err = errno;
+  if (err == EINVAL || err == ENOSYS) {
+    // No RENAME_NOREPLACE on this file system: link() refuses an existing name too.
+    err = ::linkat(dir_fd, from.c_str(), dir_fd, to.c_str(), 0) == 0 ? 0 : errno;
+    if (err == 0) ::unlinkat(dir_fd, from.c_str(), 0);
+  }
+  if (err == EEXIST) {
+    return fail(
+        ErrorCode::kInvalidArgument,
+        fmt::format("backup path {} exists; add --force to replace it", printable(to, 300)));
+  }
+  if (err != 0)
+    return fail(ErrorCode::kIo, fmt::format("cannot write {}: {}", to, errno_text(err)));
+  return {};
 }
 
 Result<uint64_t> backup_database(const std::string& source, const std::string& target,
@@ -167,39 +193,21 @@ Result<uint64_t> backup_database(const std::string& source, const std::string& t
   }
 
   // The name must still be the file we made and filled.
-  struct stat ours {};
-
-  struct stat named {};
-
+  struct stat ours = {};
+  struct stat named = {};
   if (::fsync(temp_fd.fd) != 0 || ::fstat(temp_fd.fd, &ours) != 0 ||
       ::fstatat(dir_fd.fd, temp_name.c_str(), &named, AT_SYMLINK_NOFOLLOW) != 0 ||
       ours.st_dev != named.st_dev || ours.st_ino != named.st_ino) {
     return discard(Error{ErrorCode::kIo, fmt::format("cannot write {}", target)});
   }
 
-  if (policy.force) {
-    // rename() replaces a symlink at the target; it never follows it.
-    if (::renameat(dir_fd.fd, temp_name.c_str(), dir_fd.fd, name.c_str()) != 0) {
-      return discard(
-          Error{ErrorCode::kIo, fmt::format("cannot write {}: {}", target, errno_text(errno))});
+  if (auto ok = rename_into_place(dir_fd.fd, temp_name, name, policy.force); !ok) {
+    Error error = ok.error();
+    if (error.code == ErrorCode::kInvalidArgument) {
+      error.reason =
+          fmt::format("backup path {} exists; add --force to replace it", printable(target, 300));
     }
-  } else if (::renameat2(dir_fd.fd, temp_name.c_str(), dir_fd.fd, name.c_str(), RENAME_NOREPLACE) !=
-             0) {
-    int err = errno;
-    if (err == EINVAL || err == ENOSYS) {
-      // No RENAME_NOREPLACE on this file system: link() refuses an existing name too.
-      err = ::linkat(dir_fd.fd, temp_name.c_str(), dir_fd.fd, name.c_str(), 0) == 0 ? 0 : errno;
-    }
-    if (err == EEXIST) {
-      return discard(Error{
-          ErrorCode::kInvalidArgument,
-          fmt::format("backup path {} exists; add --force to replace it", printable(target, 300))});
-    }
-    if (err != 0) {
-      return discard(
-          Error{ErrorCode::kIo, fmt::format("cannot write {}: {}", target, errno_text(err))});
-    }
-    ::unlinkat(dir_fd.fd, temp_name.c_str(), 0);  // linked: the temporary name goes
+    return discard(std::move(error));
   }
   if (::fsync(dir_fd.fd) != 0) {
     return fail(ErrorCode::kIo, fmt::format("cannot sync {}: {}", dir, errno_text(errno)));

@@ -41,6 +41,14 @@ struct BackupPolicy {
 [[nodiscard]] Result<std::string> check_backup_target(const std::string& target,
                                                       const BackupPolicy& policy);
 
+// Renames `from` to `to`, both names in the directory `dir_fd`. Without `replace`, an
+// existing `to` is never replaced, even one that appeared a moment ago
+// (RENAME_NOREPLACE, or link+unlink where the file system lacks it): "backup path TO
+// exists; add --force to replace it". With `replace`, a symlink at `to` is replaced,
+// never followed.
+[[nodiscard]] Result<void> rename_into_place(int dir_fd, const std::string& from,
+                                             const std::string& to, bool replace);
+
 // An online, consistent copy of the database at `source` into `target`, checked by
 // check_backup_target first (see above). Returns the bytes written.
 [[nodiscard]] Result<uint64_t> backup_database(const std::string& source, const std::string& target,

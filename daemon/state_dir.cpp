@@ -90,7 +90,7 @@ std::string StateDir::marker_path() const {
 }
 
 Result<void> StateDir::check_database() const {
-  struct stat marker {};
+  struct stat marker = {};
 
   if (::lstat(marker_path().c_str(), &marker) != 0) {
     if (errno == ENOENT) return {};  // fresh, or made before the marker existed
@@ -98,7 +98,7 @@ Result<void> StateDir::check_database() const {
                 fmt::format("cannot read {}: {}", marker_path(), errno_text(errno)));
   }
 
-  struct stat db {};
+  struct stat db = {};
 
   std::string lost;
   if (::lstat(database_path().c_str(), &db) != 0) {

@@ -9,8 +9,10 @@
 #include <string>
 
 #include "tests/support/temp_dir.h"
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include "daemon/store/sqlite_store.h"
 
@@ -182,6 +184,32 @@ TEST_F(BackupTest, CopyIntoTheStateDirIsRefusedAndTheWalIsUntouched) {
   policy_.force = true;
   EXPECT_FALSE(backup_database(state_ + "/farmhand.db", wal, policy_));
   EXPECT_EQ(read_all(wal), before);
+}
+
+TEST_F(BackupTest, RenameIntoPlaceNeverReplacesAFileThatAppearedUnlessAskedTo) {
+  const std::string dir = tmp_.file("out");
+  fs::create_directories(dir);
+  int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(dir_fd, 0);
+  write_file(dir + "/.copy.partial", "new copy");
+  write_file(dir + "/copy.db", "appeared meanwhile");
+
+  auto refused = rename_into_place(dir_fd, ".copy.partial", "copy.db", false);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(read_all(dir + "/copy.db"), "appeared meanwhile");
+  EXPECT_EQ(read_all(dir + "/.copy.partial"), "new copy");
+
+  auto replaced = rename_into_place(dir_fd, ".copy.partial", "copy.db", true);
+  EXPECT_TRUE(replaced) << replaced.error().reason;
+  EXPECT_EQ(read_all(dir + "/copy.db"), "new copy");
+  EXPECT_FALSE(fs::exists(dir + "/.copy.partial"));
+
+  write_file(dir + "/.next.partial", "next");
+  auto fresh = rename_into_place(dir_fd, ".next.partial", "next.db", false);
+  EXPECT_TRUE(fresh) << fresh.error().reason;
+  EXPECT_EQ(read_all(dir + "/next.db"), "next");
+  ::close(dir_fd);
 }
 
 }  // namespace
