@@ -181,9 +181,10 @@ Result<wire::EventsReply> Client::events(const wire::EventsRequest& events) {
                  &wire::ClientReply::events);
 }
 
-Result<wire::BackupReply> Client::backup(const std::string& path) {
+Result<wire::BackupReply> Client::backup(const std::string& path, bool force) {
   wire::ClientRequest request;
   request.mutable_backup()->set_path(path);
+  request.mutable_backup()->set_force(force);
   return body_of(
       call(request, std::max(timeout_, std::chrono::milliseconds(3'600'000)), Resend::kNo),
       wire::ClientReply::kBackup, &wire::ClientReply::backup);

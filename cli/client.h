@@ -75,7 +75,7 @@ class Client {
 
   // An online copy of the broker's state to `path` on the broker's host. Waits
   // for the copy, at least an hour whatever the reply timeout.
-  [[nodiscard]] Result<wire::BackupReply> backup(const std::string& path);
+  [[nodiscard]] Result<wire::BackupReply> backup(const std::string& path, bool force = false);
 
   // 128 random bits as 32 hex digits, for idempotency keys.
   static std::string random_key();

@@ -905,6 +905,7 @@ void add_events(CLI::App& app, Invocation& inv) {
 
 struct BackupOptions {
   std::string path;
+  bool force = false;
 };
 
 void add_admin(CLI::App& app, Invocation& inv) {
@@ -914,11 +915,14 @@ void add_admin(CLI::App& app, Invocation& inv) {
   CLI::App* cmd = add_leaf(*admin, inv, "backup",
                            "an online, consistent copy of the broker's state (SQLite backup API), "
                            "written by the broker to FILE on its host");
-  cmd->add_option("FILE", o->path, "where the copy goes (on the broker's host)")
+  cmd->add_option("FILE", o->path,
+                  "where the copy goes (on the broker's host; under broker.backup_dir or "
+                  "broker.allowed_roots, never in the state dir)")
       ->required()
       ->check(kNotEmpty);
+  cmd->add_flag("--force", o->force, "replace FILE if it exists");
   bind(cmd, inv, o, [](Context& ctx, const BackupOptions& opts) {
-    auto reply = ctx.client.backup(absolute(opts.path));
+    auto reply = ctx.client.backup(absolute(opts.path), opts.force);
     if (!reply) return report(ctx, reply.error());
     if (ctx.json) {
       write_json(ctx, Json{{"path", absolute(opts.path)},

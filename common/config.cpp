@@ -359,6 +359,19 @@ class Reader {
             broker.allowed_roots.push_back(normal);
           }
         }
+      } else if (key == "backup_dir") {
+        if (auto dir = read_string(entry)) {
+          if (dir->empty()) {
+            broker.backup_dir.clear();
+          } else if (dir->front() != '/') {
+            problem(entry.line,
+                    entry.path + " must be an absolute path, not '" + printable(*dir) + "'");
+          } else {
+            std::string normal = std::filesystem::path(*dir).lexically_normal().string();
+            if (normal.size() > 1 && normal.back() == '/') normal.pop_back();
+            broker.backup_dir = normal;
+          }
+        }
       } else if (key == "worker_curve_secret_key_file") {
         assign(read_string(entry), broker.worker_curve_secret_key_file);
         curve_line = entry.line;

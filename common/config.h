@@ -54,6 +54,9 @@ struct BrokerConfig {
   // Media jobs' inputs, outputs and OCIO configs, and published paths, must lie
   // under one of these (absolute, normalised); empty: anywhere.
   std::vector<std::string> allowed_roots;
+  // Where `farmhand admin backup` may write (absolute, normalised; empty: none).
+  // With neither this nor allowed_roots, a backup may go anywhere outside the state dir.
+  std::string backup_dir;
   // CurveZMQ on the worker endpoint: the broker's secret key file and the
   // directory of authorised worker public keys (both, or neither: plain).
   std::string worker_curve_secret_key_file;

@@ -38,14 +38,12 @@ Broker::~Broker() {
 
 Result<void> Broker::start() {
   const auto& broker = options_.config.broker;
-  std::error_code ec;
-  std::filesystem::create_directories(options_.state_dir, ec);
-  if (ec) {
-    return fail(ErrorCode::kIo,
-                fmt::format("cannot create state dir {}: {}", options_.state_dir, ec.message()));
-  }
-  const std::string db_path = (std::filesystem::path(options_.state_dir) / "farmhand.db").string();
-  auto store = SqliteStore::open(db_path, broker.sqlite_synchronous);
+  // Locked for the broker's life: a second broker on this dir refuses to start.
+  auto state_dir = StateDir::open(options_.state_dir);
+  if (!state_dir) return fail(state_dir.error());
+  state_dir_ = std::move(*state_dir);
+  const std::string db_path = state_dir_->database_path();
+  auto store = state_dir_->open_store(broker.sqlite_synchronous);
   if (!store) return fail(store.error());
   store_ = std::move(*store);
   core_ = std::make_unique<BrokerCore>(options_.config, db_path, clock_, *store_, endpoints_,

@@ -29,6 +29,7 @@
 #include "daemon/clock.h"
 #include "daemon/endpoint_security.h"
 #include "daemon/endpoints.h"
+#include "daemon/state_dir.h"
 #include "daemon/store/store.h"
 #include "daemon/supervisor.h"
 
@@ -68,6 +69,7 @@ class Broker {
   BadMessages bad_;
   Endpoints endpoints_;
   EndpointSecurity security_;
+  std::unique_ptr<StateDir> state_dir_;  // before store_: unlocked after the store closes
   std::unique_ptr<Store> store_;
   std::unique_ptr<BrokerCore> core_;
   std::unique_ptr<Supervisor> supervisor_;

@@ -40,7 +40,7 @@ BrokerCore::BrokerCore(const common::Config& config, const std::string& db_path,
       farm_(scheduler_options(config.broker)),
       intake_(config, clock, farm_, log),
       publish_(config, clock, farm_, intake_, log),
-      backup_(db_path, clock, clients, log),
+      backup_(db_path, config, clock, clients, log),
       link_(config, clock, farm_, workers, clients, bad_, log),
       clients_(config, clock, farm_, {intake_, publish_, backup_, link_, store}, clients, bad_,
                log) {}

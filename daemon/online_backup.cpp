@@ -6,7 +6,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "daemon/store/sqlite_store.h"
+#include "daemon/backup.h"
 
 namespace farmhand::daemon {
 
@@ -23,21 +23,11 @@ int OnlineBackup::fd() const {
 bool OnlineBackup::start(PendingReply& pending, const wire::BackupRequest& request) {
   wire::ClientReply& reply = pending.reply;
   const std::string& target = request.path();
-  if (target.empty() || target.front() != '/' || target.find('\0') != std::string::npos) {
-    set_error(reply, Error{ErrorCode::kInvalidArgument, "backup path must be absolute"});
-    return false;
-  }
-  std::error_code ec;
-  auto parent = std::filesystem::path(target).parent_path();
-  if (!std::filesystem::is_directory(parent, ec)) {
-    set_error(reply, Error{ErrorCode::kNotFound,
-                           fmt::format("cannot back up to {}: no directory {} on the broker's host",
-                                       printable(target, 300), printable(parent.string(), 300))});
-    return false;
-  }
-  if (std::filesystem::weakly_canonical(target, ec) ==
-      std::filesystem::weakly_canonical(db_path_, ec)) {
-    set_error(reply, Error{ErrorCode::kInvalidArgument, "backup path is the live state file"});
+  const BackupPolicy policy{std::filesystem::path(db_path_).parent_path().string(),
+                            config_.broker.backup_dir, config_.broker.allowed_roots,
+                            request.force()};
+  if (auto ok = check_backup_target(target, policy); !ok) {
+    set_error(reply, ok.error());
     return false;
   }
   if (job_) {
@@ -55,8 +45,8 @@ bool OnlineBackup::start(PendingReply& pending, const wire::BackupRequest& reque
   job->started = clock_.steady();
   Job* j = job.get();
   // Its own connection on its own thread: WAL lets the loop keep committing meanwhile.
-  job->thread = std::thread([j, source = db_path_] {
-    j->result = backup_database(source, j->target);
+  job->thread = std::thread([j, source = db_path_, policy] {
+    j->result = backup_database(source, j->target, policy);
     uint64_t one = 1;
     (void)!write(j->event_fd, &one, sizeof one);
   });

@@ -14,6 +14,7 @@
 #include "farmhand.pb.h"
 #include <spdlog/spdlog.h>
 
+#include "common/config.h"
 #include "common/result.h"
 #include "daemon/clock.h"
 #include "daemon/turn.h"
@@ -22,8 +23,15 @@ namespace farmhand::daemon {
 
 class OnlineBackup {
  public:
-  OnlineBackup(std::string db_path, const Clock& clock, ClientPort& clients, spdlog::logger& log)
-      : db_path_(std::move(db_path)), clock_(clock), clients_(clients), log_(log) {}
+  // Copies `db_path`; targets are checked against the config's backup_dir and
+  // allowed_roots, and never lie in the database's own directory (daemon/backup.h).
+  OnlineBackup(std::string db_path, const common::Config& config, const Clock& clock,
+               ClientPort& clients, spdlog::logger& log)
+      : db_path_(std::move(db_path)),
+        config_(config),
+        clock_(clock),
+        clients_(clients),
+        log_(log) {}
 
   ~OnlineBackup();
 
@@ -49,6 +57,7 @@ class OnlineBackup {
   };
 
   std::string db_path_;
+  const common::Config& config_;
   const Clock& clock_;
   ClientPort& clients_;
   spdlog::logger& log_;

@@ -8,7 +8,6 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sqlite3.h>
-#include <unistd.h>
 
 #include "common/logging.h"
 #include "daemon/store/migrations.h"
@@ -38,7 +37,7 @@ void bind_text(sqlite3_stmt* stmt, int col, const std::string& text) {
 
 }  // namespace
 
-SqliteStore::SqliteStore(sqlite3* db) : db_(db) {}
+SqliteStore::SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
 
 SqliteStore::~SqliteStore() {
   for (sqlite3_stmt* stmt :
@@ -50,6 +49,7 @@ SqliteStore::~SqliteStore() {
 }
 
 Error SqliteStore::error(const std::string& what) const {
+  if (is_damage(sqlite3_errcode(db_))) return damaged(sqlite3_errmsg(db_));
   return Error{ErrorCode::kIo, fmt::format("{}: {}", what, sqlite3_errmsg(db_))};
 }
 
@@ -90,11 +90,25 @@ Result<void> SqliteStore::check_writable() {
   return {};
 }
 
+Error SqliteStore::damaged(const std::string& detail) const {
+  return Error{ErrorCode::kCorrupt,
+               fmt::format("state file {} is damaged ({}); stop farmhandd and restore a backup "
+                           "made by `farmhand admin backup` in its place (see deploy/README.md, "
+                           "Backup and restore)",
+                           path_, detail)};
+}
+
+bool SqliteStore::is_damage(int rc) {
+  return (rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT;
+}
+
 Result<void> SqliteStore::exec(const char* sql) {
   char* message = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
-    std::string reason = message ? message : "unknown error";
+  int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &message);
+  if (rc != SQLITE_OK) {
+    std::string reason = message ? message : sqlite3_errstr(rc);
     sqlite3_free(message);
+    if (is_damage(rc)) return fail(damaged(reason));
     return fail(ErrorCode::kIo, fmt::format("state store: {}", reason));
   }
   return {};
@@ -104,7 +118,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path,
                                                        const std::string& synchronous) {
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
-  std::unique_ptr<SqliteStore> store(new SqliteStore(db));
+  std::unique_ptr<SqliteStore> store(new SqliteStore(db, path));
   if (rc != SQLITE_OK) {
     return fail(store->error(fmt::format("cannot open state store {}", path)));
   }
@@ -138,6 +152,7 @@ Result<void> SqliteStore::migrate() {
         fmt::format("BEGIN; {} PRAGMA user_version={}; COMMIT;", migrations::kAll[v], v + 1);
     if (auto ok = exec(sql.c_str()); !ok) {
       (void)exec("ROLLBACK");
+      if (ok.error().code == ErrorCode::kCorrupt) return ok;
       return fail(ErrorCode::kIo, fmt::format("migration {} failed: {}", v + 1, ok.error().reason));
     }
   }
@@ -395,48 +410,6 @@ Result<void> SqliteStore::backup_to(const std::string& path) {
     return fail(ErrorCode::kIo, fmt::format("backup to {} failed: {}", path, reason));
   }
   return {};
-}
-
-Result<uint64_t> backup_database(const std::string& source, const std::string& target) {
-  sqlite3* from = nullptr;
-  if (sqlite3_open_v2(source.c_str(), &from, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    std::string reason = from ? sqlite3_errmsg(from) : "out of memory";
-    sqlite3_close(from);
-    return fail(ErrorCode::kIo, fmt::format("cannot open state {}: {}", source, reason));
-  }
-  std::string temp = target + ".partial";
-  std::remove(temp.c_str());
-  sqlite3* to = nullptr;
-  if (sqlite3_open(temp.c_str(), &to) != SQLITE_OK) {
-    std::string reason = to ? sqlite3_errmsg(to) : "out of memory";
-    sqlite3_close(to);
-    sqlite3_close(from);
-    return fail(ErrorCode::kIo, fmt::format("cannot write {}: {}", target, reason));
-  }
-  sqlite3_backup* backup = sqlite3_backup_init(to, "main", from, "main");
-  int rc = SQLITE_ERROR;
-  std::string reason;
-  if (backup) {
-    // One step: the whole copy reads one snapshot, so writers never force a restart.
-    rc = sqlite3_backup_step(backup, -1);
-    sqlite3_backup_finish(backup);
-  }
-  if (rc != SQLITE_DONE) reason = sqlite3_errmsg(to);
-  sqlite3_close(to);
-  sqlite3_close(from);
-  if (rc != SQLITE_DONE) {
-    std::remove(temp.c_str());
-    return fail(ErrorCode::kIo, fmt::format("backup to {} failed: {}", target, reason));
-  }
-  int fd = ::open(temp.c_str(), O_RDONLY | O_CLOEXEC);
-  bool synced = fd >= 0 && ::fsync(fd) == 0;
-  if (fd >= 0) ::close(fd);
-  std::error_code ec;
-  if (!synced || std::rename(temp.c_str(), target.c_str()) != 0) {
-    std::remove(temp.c_str());
-    return fail(ErrorCode::kIo, fmt::format("cannot write {}", target));
-  }
-  return static_cast<uint64_t>(std::filesystem::file_size(target, ec));
 }
 
 }  // namespace farmhand::daemon

@@ -5,6 +5,11 @@
 // `synchronous` setting: with "full" (the default) a committed batch survives a
 // power cut, at the price of one fsync per commit — which is why the broker
 // commits once per event-loop turn, not once per change.
+// A file that is not a SQLite database, or a damaged one (SQLITE_NOTADB,
+// SQLITE_CORRUPT, at open or on any later read), fails with kCorrupt and a reason
+// naming the file and how to restore it. Opening reads only the header and schema:
+// PRAGMA quick_check costs ~2 s on a million task rows, and the broker reads every
+// job and task row at start anyway.
 // Not thread-safe: one owner.
 #pragma once
 
@@ -36,15 +41,20 @@ class SqliteStore : public Store {
   [[nodiscard]] Result<void> backup_to(const std::string& path);
 
  private:
-  explicit SqliteStore(sqlite3* db);
+  SqliteStore(sqlite3* db, std::string path);
   Result<void> migrate();
   Result<void> prepare();
   Result<void> exec(const char* sql);
+  // SQLITE_NOTADB and SQLITE_CORRUPT (any extended code) are damage, not I/O: the
+  // error names the file and says how to restore it.
   Error error(const std::string& what) const;
   // Why the last write failed, with the file: "No space left on device (/s/farmhand.db)".
   Error write_failure() const;
+  Error damaged(const std::string& detail) const;
+  static bool is_damage(int rc);
 
   sqlite3* db_ = nullptr;
+  std::string path_;
   sqlite3_stmt* insert_job_ = nullptr;
   sqlite3_stmt* update_job_ = nullptr;
   sqlite3_stmt* upsert_task_ = nullptr;
@@ -56,12 +66,5 @@ class SqliteStore : public Store {
   sqlite3_stmt* delete_logs_ = nullptr;
   sqlite3_stmt* delete_event_ = nullptr;
 };
-
-// An online, consistent copy of the database at `source` into `target`, through
-// its own read connection (so it may run on another thread while the owner keeps
-// writing: WAL readers see one snapshot). Written to a temporary name, synced and
-// renamed, so `target` is never a partial file. Returns the bytes written.
-[[nodiscard]] Result<uint64_t> backup_database(const std::string& source,
-                                               const std::string& target);
 
 }  // namespace farmhand::daemon

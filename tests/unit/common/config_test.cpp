@@ -227,6 +227,14 @@ TEST(ConfigTest, AllowedRootsAreNormalisedAbsolutePaths) {
             "<config>:2: broker.allowed_roots must hold absolute paths, not 'projects'");
 }
 
+TEST(ConfigTest, BackupDirIsANormalisedAbsolutePathAndUnsetByDefault) {
+  EXPECT_EQ(loaded("broker: {}\n").broker.backup_dir, "");
+  EXPECT_EQ(loaded("broker:\n  backup_dir: /srv/./backups/\n").broker.backup_dir, "/srv/backups");
+  EXPECT_EQ(loaded("broker:\n  backup_dir: \"\"\n").broker.backup_dir, "");
+  EXPECT_EQ(problems_of("broker:\n  backup_dir: backups\n"),
+            "<config>:2: broker.backup_dir must be an absolute path, not 'backups'");
+}
+
 TEST(ConfigTest, WorkerCurveKeyFileAndAuthorisedKeysDirGoTogether) {
   auto both = loaded(
       "broker:\n  worker_curve_secret_key_file: /etc/fh/broker.key\n"
