@@ -12,6 +12,7 @@ namespace {
 constexpr size_t kMaxForgetPerSweep = 10'000;  // per turn: turns stay short
 constexpr std::chrono::milliseconds kFirstProbe{250};
 constexpr std::chrono::milliseconds kMaxProbeBackoff{30'000};
+constexpr std::chrono::seconds kRelapseWindow{60};
 
 }  // namespace
 
@@ -64,8 +65,10 @@ void BrokerCore::on_client(const std::string& routing_id, bool req_envelope, con
 void BrokerCore::on_worker(const std::string& routing_id, const void* data, size_t size) {
   // While the store cannot write, workers are not heard: what they would say
   // changes state that could not be kept. They keep running and keep their
-  // results, and introduce themselves again once the store is back.
-  if (failure_) return;
+  // results, and introduce themselves again once the store is back; their
+  // heartbeats are answered so that they do not count the broker lost and
+  // back off for long.
+  if (failure_) return link_.on_message_while_paused(routing_id, data, size);
   try {
     link_.on_message(routing_id, data, size, turn_);
   } catch (const std::exception& e) {
@@ -211,7 +214,10 @@ void BrokerCore::undo_turn(const Error& cause) {
   redispatch_ = false;
   failure_ = error;
   clients_.refuse_writes(error);
-  probe_backoff_ = kFirstProbe;
+  // A store that fails again soon after it came back (a disk with a few bytes
+  // free) is probed ever less often, not every quarter second.
+  const bool relapse = clock_.steady() - recovered_at_ < kRelapseWindow;
+  probe_backoff_ = relapse ? std::min(probe_backoff_ * 2, kMaxProbeBackoff) : kFirstProbe;
   probe_at_ = clock_.steady() + probe_backoff_;
 }
 
@@ -232,6 +238,7 @@ void BrokerCore::probe_store() {
     return;
   }
   link_.reset_sessions();
+  recovered_at_ = clock_.steady();
   failure_.reset();
   clients_.refuse_writes(std::nullopt);
   log_.info("state store writes again; serving");

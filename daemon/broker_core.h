@@ -102,6 +102,7 @@ class BrokerCore {
   std::optional<Error> failure_;  // the store cannot write
   Clock::SteadyTime probe_at_{};
   std::chrono::milliseconds probe_backoff_{0};
+  Clock::SteadyTime recovered_at_{};
   uint64_t failed_commits_ = 0;
   Clock::SteadyTime next_retention_sweep_{};
 };

@@ -65,6 +65,16 @@ void WorkerLink::on_message(const std::string& routing_id, const void* data, siz
   }
 }
 
+void WorkerLink::on_message_while_paused(const std::string& routing_id, const void* data,
+                                         size_t size) {
+  wire::WorkerMessage msg;
+  if (!common::parse_message(data, size, config_.broker.max_worker_message_bytes, msg)) return;
+  if (msg.body_case() != wire::WorkerMessage::kHeartbeat) return;
+  wire::BrokerMessage reconnect;
+  reconnect.mutable_reconnect();
+  workers_.send(routing_id, reconnect);
+}
+
 void WorkerLink::on_ready(const std::string& routing_id, const wire::Ready& ready) {
   if (ready.version() != common::kProtocolVersion) {
     bad_.note("worker", fmt::format("protocol version {} from worker {}", ready.version(),

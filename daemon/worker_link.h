@@ -54,6 +54,11 @@ class WorkerLink {
   void on_message(const std::string& routing_id, const void* data, size_t size, Turn& turn,
                   bool accept_results = true);
 
+  // While the store cannot write: no message is taken; a heartbeat is answered
+  // with Reconnect, so the worker keeps the broker for alive and says Ready
+  // (which is dropped too) once per heartbeat until the store is back.
+  void on_message_while_paused(const std::string& routing_id, const void* data, size_t size);
+
   // Assign messages for the scheduler's dispatches, staged in the turn.
   void assign(const std::vector<core::Dispatch>& dispatches, Turn& turn);
   // Cancel orders, staged in the turn.

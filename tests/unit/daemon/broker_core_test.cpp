@@ -330,3 +330,34 @@ TEST_F(BrokerCoreTest, ARequestOverTheSizeLimitIsAnsweredWithItsSize) {
 
 }  // namespace
 }  // namespace farmhand::daemon
+
+namespace farmhand::daemon {
+namespace {
+
+TEST_F(BrokerCoreTest, AStoreThatFailsAgainSoonAfterItCameBackIsProbedLessOften) {
+  ASSERT_TRUE(submit_noop(1).ok());
+  faulty_.fail_writes();
+  EXPECT_FALSE(submit_noop(1).ok());
+  EXPECT_EQ(clock_.until(core_->next_deadline()), std::chrono::milliseconds(250));
+  // A few bytes free: the probe passes, the next commit fails again.
+  faulty_.heal();
+  clock_.advance(std::chrono::milliseconds(250));
+  core_->end_turn();
+  ASSERT_FALSE(core_->store_failure());
+  faulty_.fail_writes();
+  EXPECT_FALSE(submit_noop(1).ok());
+  EXPECT_EQ(clock_.until(core_->next_deadline()), std::chrono::milliseconds(500));
+  // Long healthy: a new failure starts from the first delay again.
+  faulty_.heal();
+  clock_.advance(std::chrono::milliseconds(500));
+  core_->end_turn();
+  ASSERT_FALSE(core_->store_failure());
+  clock_.advance(std::chrono::minutes(2));
+  core_->end_turn();
+  faulty_.fail_writes();
+  EXPECT_FALSE(submit_noop(1).ok());
+  EXPECT_EQ(clock_.until(core_->next_deadline()), std::chrono::milliseconds(250));
+}
+
+}  // namespace
+}  // namespace farmhand::daemon
