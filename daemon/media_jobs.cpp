@@ -4,13 +4,13 @@
 #include <filesystem>
 #include <map>
 #include <optional>
-#include <regex>
 #include <tuple>
 #include <unordered_map>
 
 #include "media.pb.h"
 #include <dirent.h>
 #include <fmt/format.h>
+#include <re2/re2.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -53,13 +53,13 @@ Result<void> check_path(const std::string& what, const std::string& path) {
 }
 
 bool valid_size(const std::string& size) {
-  static const std::regex pattern("^[1-9][0-9]{0,4}(x[0-9]{1,5})?$");
-  return std::regex_match(size, pattern);
+  static const re2::RE2 pattern("[1-9][0-9]{0,4}(x[0-9]{1,5})?");
+  return re2::RE2::FullMatch(size, pattern);
 }
 
 bool valid_resize(const std::string& resize) {
-  static const std::regex pattern("^([1-9][0-9]{0,4}(x[0-9]{1,5})?|[1-9][0-9]{0,2}%)$");
-  return std::regex_match(resize, pattern);
+  static const re2::RE2 pattern("([1-9][0-9]{0,4}(x[0-9]{1,5})?|[1-9][0-9]{0,2}%)");
+  return re2::RE2::FullMatch(resize, pattern);
 }
 
 Result<void> prepare_thumbnail(wire::JobSpec& spec, const SequencePattern& input,
@@ -73,8 +73,8 @@ Result<void> prepare_thumbnail(wire::JobSpec& spec, const SequencePattern& input
   } else if (which == "last") {
     frame = frames.frame_at(frames.size() - 1);
   } else {
-    static const std::regex number("^-?[0-9]{1,18}$");
-    if (!std::regex_match(which, number)) {
+    static const re2::RE2 number("-?[0-9]{1,18}");
+    if (!re2::RE2::FullMatch(which, number)) {
       return fail(ErrorCode::kInvalidArgument,
                   fmt::format("bad --frame '{}' (first, middle, last or a number)", which));
     }
@@ -356,19 +356,19 @@ Result<void> prepare_params(wire::JobSpec& spec, const common::FrameSet* on_disk
     return fail(ErrorCode::kInvalidArgument,
                 fmt::format("unknown missing-frame policy '{}' (hold, black, fail)", missing));
   }
-  static const std::regex number("^[0-9]{1,6}(\\.[0-9]{1,6})?$");
+  static const re2::RE2 number("[0-9]{1,6}(\\.[0-9]{1,6})?");
   std::string fps = param(spec, "fps", "24");
-  if (!std::regex_match(fps, number) || std::stod(fps) <= 0 || std::stod(fps) > 1000) {
+  if (!re2::RE2::FullMatch(fps, number) || std::stod(fps) <= 0 || std::stod(fps) > 1000) {
     return fail(ErrorCode::kInvalidArgument, fmt::format("bad --fps '{}'", fps));
   }
   std::string crf = param(spec, "crf", "23");
-  static const std::regex crf_pattern("^[0-9]{1,2}$");
-  if (!std::regex_match(crf, crf_pattern) || std::stoi(crf) > 51) {
+  static const re2::RE2 crf_pattern("[0-9]{1,2}");
+  if (!re2::RE2::FullMatch(crf, crf_pattern) || std::stoi(crf) > 51) {
     return fail(ErrorCode::kInvalidArgument, fmt::format("bad --crf '{}' (0-51)", crf));
   }
   std::string max_width = param(spec, "max_width");
-  static const std::regex width_pattern("^[1-9][0-9]{0,4}$");
-  if (!max_width.empty() && !std::regex_match(max_width, width_pattern)) {
+  static const re2::RE2 width_pattern("[1-9][0-9]{0,4}");
+  if (!max_width.empty() && !re2::RE2::FullMatch(max_width, width_pattern)) {
     return fail(ErrorCode::kInvalidArgument, fmt::format("bad max_width '{}'", max_width));
   }
   auto& params = *spec.mutable_params();
