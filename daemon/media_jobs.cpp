@@ -447,19 +447,25 @@ std::chrono::seconds default_media_timeout(const wire::JobSpec& spec, uint64_t t
   return std::chrono::seconds(600 + 30 * task_frames);
 }
 
+namespace {
+
+// `p` lies under `root`, component by component (both normalised).
+bool within(const std::filesystem::path& p, const std::filesystem::path& root) {
+  auto at = p.begin();
+  for (const auto& part : root) {
+    if (part.empty()) continue;  // a trailing separator
+    if (at == p.end() || *at != part) return false;
+    ++at;
+  }
+  return true;
+}
+
+}  // namespace
+
 Result<void> check_allowed_root(const std::string& what, const std::string& path,
                                 const std::vector<std::string>& roots) {
   if (roots.empty()) return {};
   namespace fs = std::filesystem;
-  auto within = [](const fs::path& p, const fs::path& root) {
-    auto at = p.begin();
-    for (const auto& part : root) {
-      if (part.empty()) continue;  // a trailing separator
-      if (at == p.end() || *at != part) return false;
-      ++at;
-    }
-    return true;
-  };
   const fs::path written = fs::path(path).lexically_normal();
   bool ok = std::any_of(roots.begin(), roots.end(),
                         [&](const std::string& root) { return within(written, root); });
@@ -567,16 +573,6 @@ Result<void> check_output_not_input(const wire::JobSpec& spec) {
     if (found) return *found;
   }
   return {};
-}
-
-bool within(const std::filesystem::path& p, const std::filesystem::path& root) {
-  auto at = p.begin();
-  for (const auto& part : root) {
-    if (part.empty()) continue;  // a trailing separator
-    if (at == p.end() || *at != part) return false;
-    ++at;
-  }
-  return true;
 }
 
 // Where the media process puts the output: its directory with symlinks
