@@ -920,7 +920,7 @@ void add_admin_health(CLI::App& admin, Invocation& inv) {
     auto reply = ctx.client.health();
     if (!reply) return report(ctx, reply.error());
     if (ctx.json) {
-      write_json(ctx, to_json(*reply));
+      write_json(ctx, cli::to_json(*reply));
     } else {
       write_health(ctx.out, *reply);
     }
