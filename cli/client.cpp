@@ -153,6 +153,13 @@ Result<wire::WorkersReply> Client::workers() {
                  &wire::ClientReply::workers);
 }
 
+Result<wire::HealthReply> Client::health() {
+  wire::ClientRequest request;
+  request.mutable_health();
+  return body_of(call(request, timeout_, Resend::kYes), wire::ClientReply::kHealth,
+                 &wire::ClientReply::health);
+}
+
 Result<wire::LogsReply> Client::logs(uint64_t job_id, std::optional<uint64_t> task) {
   wire::ClientRequest request;
   request.mutable_logs()->set_job_id(job_id);

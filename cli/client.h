@@ -64,6 +64,9 @@ class Client {
 
   [[nodiscard]] Result<wire::WorkersReply> workers();
 
+  // The broker's own health: whether its state store writes, uptime, counts.
+  [[nodiscard]] Result<wire::HealthReply> health();
+
   // Task logs of a job: one task's, or every task's with a log when `task` is empty.
   [[nodiscard]] Result<wire::LogsReply> logs(uint64_t job_id, std::optional<uint64_t> task);
 

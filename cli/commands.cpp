@@ -370,11 +370,17 @@ wire::JobSpec base_spec(const SubmitOptions& o, const std::string& kind) {
 int run_submit(Context& ctx, const SubmitOptions& o, wire::JobSpec spec) {
   auto reply = ctx.client.submit(std::move(spec));
   if (!reply) return report(ctx, reply.error());
+  // Accepted, but it may wait (no worker serves its pool): say so, exit 0 all the same.
+  for (const auto& warning : reply->warnings()) {
+    ctx.err << "farmhand: warning: " << single_line(warning) << '\n' << std::flush;
+  }
   if (!o.wait || !ctx.json) {
     if (ctx.json) {
       write_json(ctx, Json{{"job_id", reply->job_id()},
                            {"duplicate", reply->duplicate()},
-                           {"tasks", reply->task_count()}});
+                           {"tasks", reply->task_count()},
+                           {"warnings", std::vector<std::string>(reply->warnings().begin(),
+                                                                 reply->warnings().end())}});
     } else {
       ctx.out << reply->job_id() << '\n' << std::flush;
     }
@@ -903,6 +909,27 @@ void add_events(CLI::App& app, Invocation& inv) {
   });
 }
 
+// Exit 1 when the broker's state store cannot write: a monitoring check can use it as is.
+void add_admin_health(CLI::App& admin, Invocation& inv) {
+  struct NoOptions {};
+
+  CLI::App* cmd = add_leaf(admin, inv, "health",
+                           "the broker's health: whether its state store writes, uptime, jobs, "
+                           "tasks and workers; exit 1 when the store cannot write");
+  bind(cmd, inv, std::make_shared<NoOptions>(), [](Context& ctx, const NoOptions&) {
+    auto reply = ctx.client.health();
+    if (!reply) return report(ctx, reply.error());
+    if (ctx.json) {
+      write_json(ctx, cli::to_json(*reply));
+    } else {
+      write_health(ctx.out, *reply);
+    }
+    if (reply->store_writes()) return kExitOk;
+    print_error(ctx.err, health_problem(*reply));
+    return kExitFailed;
+  });
+}
+
 struct BackupOptions {
   std::string path;
   bool force = false;
@@ -911,6 +938,7 @@ struct BackupOptions {
 void add_admin(CLI::App& app, Invocation& inv) {
   CLI::App* admin = app.add_subcommand("admin", "administration of the broker");
   admin->require_subcommand(1);
+  add_admin_health(*admin, inv);
   auto o = std::make_shared<BackupOptions>();
   CLI::App* cmd = add_leaf(*admin, inv, "backup",
                            "an online, consistent copy of the broker's state (SQLite backup API), "

@@ -213,6 +213,32 @@ Json to_json(const wire::StatusReply& status) {
       {"running", tasks_json(status.running())},
       {"last_errors", tasks_json(status.last_errors())},
       {"tasks", tasks_json(status.tasks())},
+      {"waiting_reason", status.waiting_reason()},
+  };
+}
+
+Json to_json(const wire::HealthReply& health) {
+  Json jobs = Json::object();
+  for (auto state : kJobStates) {
+    auto it = health.jobs().find(job_state_name(state));
+    jobs[job_state_name(state)] = it == health.jobs().end() ? 0 : it->second;
+  }
+  Json tasks = Json::object();
+  for (auto state : kTaskStates) {
+    auto it = health.tasks().find(task_state_name(state));
+    tasks[task_state_name(state)] = it == health.tasks().end() ? 0 : it->second;
+  }
+  return Json{
+      {"healthy", health.store_writes()},
+      {"store_writes", health.store_writes()},
+      {"store_error", health.store_error()},
+      {"uptime_s", health.uptime_s()},
+      {"jobs", std::move(jobs)},
+      {"tasks", std::move(tasks)},
+      {"workers_alive", health.workers_alive()},
+      {"workers_silent", health.workers_silent()},
+      {"held_status_requests", health.held_status_requests()},
+      {"failed_commits", health.failed_commits()},
   };
 }
 
@@ -328,6 +354,9 @@ void write_status(std::ostream& out, const wire::StatusReply& status, bool with_
   if (!extra.empty()) out << join(extra, " ") << '\n';
   const std::string counts = counts_text(job);
   out << fmt::format("tasks: {} ({} total)\n", counts.empty() ? "none" : counts, total);
+  if (!status.waiting_reason().empty()) {
+    out << "waiting: " << single_line(status.waiting_reason()) << '\n';
+  }
   out << fmt::format("progress: {}% ({}/{} succeeded)\n", progress_percent(job),
                      task_count_in(job, wire::TASK_SUCCEEDED), total);
 
@@ -359,6 +388,40 @@ void write_status(std::ostream& out, const wire::StatusReply& status, bool with_
     }
     table.write(out, "  ");
   }
+}
+
+std::string health_problem(const wire::HealthReply& health) {
+  if (health.store_writes()) return "";
+  return single_line(health.store_error()) +
+         "; writes are refused and dispatch is stopped, retrying";
+}
+
+void write_health(std::ostream& out, const wire::HealthReply& health) {
+  auto counts = [](const auto& map, const auto& states, auto name_of) {
+    std::vector<std::string> parts;
+    for (auto state : states) {
+      auto it = map.find(name_of(state));
+      if (it != map.end() && it->second != 0) {
+        parts.push_back(fmt::format("{}={}", name_of(state), it->second));
+      }
+    }
+    return parts.empty() ? std::string("none") : join(parts, " ");
+  };
+  out << (health.store_writes() ? "healthy: the state store writes"
+                                : "unhealthy: " + health_problem(health))
+      << '\n';
+  out << "uptime: " << format_seconds(health.uptime_s()) << '\n';
+  out << "jobs: " << counts(health.jobs(), kJobStates, [](auto s) { return job_state_name(s); })
+      << '\n';
+  out << "tasks: " << counts(health.tasks(), kTaskStates, [](auto s) { return task_state_name(s); })
+      << '\n';
+  out << fmt::format("workers: {} alive, {} silent\n", health.workers_alive(),
+                     health.workers_silent());
+  out << fmt::format("held status requests: {}\n", health.held_status_requests());
+  if (health.failed_commits() != 0) {
+    out << fmt::format("failed commits: {}\n", health.failed_commits());
+  }
+  out << std::flush;
 }
 
 void write_jobs(std::ostream& out, const wire::ListReply& list) {

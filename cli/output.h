@@ -62,6 +62,8 @@ Json to_json(const wire::JobSummary& job);
 Json to_json(const wire::StatusReply& status);
 Json to_json(const wire::WorkerInfo& worker);
 Json to_json(const wire::TaskLog& log);
+// `admin health --json`: every job and task state present, zeros included.
+Json to_json(const wire::HealthReply& health);
 
 // `seq ls --json`: {dir, pattern, frames, first, last, count, missing, missing_count, padding}.
 // A single file has padding 0, count 0, empty frames and missing, and null first and last;
@@ -112,6 +114,14 @@ void write_status(std::ostream& out, const wire::StatusReply& status, bool with_
 void write_jobs(std::ostream& out, const wire::ListReply& list);
 
 void write_workers(std::ostream& out, const wire::WorkersReply& workers);
+
+// `admin health`: "healthy: ..." or "unhealthy: <problem>", then uptime, job and
+// task counts, workers, held status requests.
+void write_health(std::ostream& out, const wire::HealthReply& health);
+
+// Why the broker is unhealthy, one line ("state store write failed: ...; writes
+// are refused and dispatch is stopped, retrying"); "" when it is healthy.
+std::string health_problem(const wire::HealthReply& health);
 
 // Each log as "== task N attempt A on WORKER: <error or ok> ==" and its text.
 void write_logs(std::ostream& out, const wire::LogsReply& logs);

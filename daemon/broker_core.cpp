@@ -43,8 +43,8 @@ BrokerCore::BrokerCore(const common::Config& config, const std::string& db_path,
       publish_(config, clock, farm_, intake_, log),
       backup_(db_path, config, clock, clients, log),
       link_(config, clock, farm_, workers, clients, bad_, log),
-      clients_(config, clock, farm_, {intake_, publish_, backup_, link_, store}, clients, bad_,
-               log) {}
+      clients_(config, clock, farm_, {intake_, publish_, backup_, link_, store, *this}, clients,
+               bad_, log) {}
 
 Result<void> BrokerCore::restore() {
   Farm fresh(farm_.scheduler_options);

@@ -37,7 +37,7 @@
 
 namespace farmhand::daemon {
 
-class BrokerCore {
+class BrokerCore final : public HealthSource {
  public:
   // `config` is the broker's, updated in place by a reload. `db_path` is where
   // the online backup reads from.
@@ -68,12 +68,12 @@ class BrokerCore {
   void on_backup_done() { backup_.finish(); }
 
   // Empty while the store writes; else why it does not, for health and STATUS.
-  std::optional<Error> store_failure() const { return failure_; }
+  std::optional<Error> store_failure() const override { return failure_; }
 
   const Farm& farm() const { return farm_; }
 
   // Counts for tests and health: commits that failed, and Farm rebuilds.
-  uint64_t failed_commits() const { return failed_commits_; }
+  uint64_t failed_commits() const override { return failed_commits_; }
 
  private:
   void commit();

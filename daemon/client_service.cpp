@@ -1,6 +1,7 @@
 #include "daemon/client_service.h"
 
 #include <algorithm>
+#include <array>
 
 #include <fmt/format.h>
 #include <google/protobuf/io/coded_stream.h>
@@ -107,6 +108,9 @@ void ClientService::on_message(const std::string& routing_id, bool req_envelope,
         case wire::ClientRequest::kEvents:
           parts_.publish.events(request.events(), reply);
           break;
+        case wire::ClientRequest::kHealth:
+          health(reply);
+          break;
         case wire::ClientRequest::kBackup: {
           // Answered when the copy is done, from its own thread's completion.
           PendingReply pending{routing_id, req_envelope, reply};
@@ -158,6 +162,7 @@ void ClientService::status(const wire::StatusRequest& request, wire::ClientReply
     t->set_attempts(e.attempts);
     t->set_error(e.error);
   }
+  status->set_waiting_reason(waiting_reason(id));
   status->set_version(job_version(id));
   if (request.tasks()) {
     uint32_t limit = request.tasks_limit() == 0 ? kDefaultTaskPage
@@ -207,7 +212,19 @@ uint64_t ClientService::job_version(core::JobId id) const {
     mix(e.attempts);
     mix(static_cast<uint64_t>(e.state));
   }
+  mix(std::hash<std::string>{}(waiting_reason(id)));
   return h == 0 ? 1 : h;
+}
+
+std::string ClientService::waiting_reason(core::JobId id) const {
+  const core::Scheduler& scheduler = *farm_.scheduler;
+  auto view = scheduler.job(id);
+  const core::JobSpec* spec = scheduler.job_spec(id);
+  if (!view || !spec || view->paused || is_finished(view->state) ||
+      view->counts[static_cast<size_t>(core::TaskState::kQueued)] == 0) {
+    return "";
+  }
+  return unserved_pool(scheduler, spec->pool).value_or("");
 }
 
 bool ClientService::hold_status(const PendingReply& pending, const wire::StatusRequest& request) {
@@ -358,6 +375,45 @@ void ClientService::logs(const wire::LogsRequest& request, wire::ClientReply& re
     log->set_worker(row.worker);
     log->set_text(row.text);
     log->set_error(row.error);
+  }
+}
+
+// ------------------------------------------------------------------ health
+
+void ClientService::health(wire::ClientReply& reply) const {
+  auto* out = reply.mutable_health();
+  const std::optional<Error> failure = parts_.health.store_failure();
+  out->set_store_writes(!failure);
+  if (failure) out->set_store_error(failure->reason);
+  out->set_uptime_s(std::chrono::duration<double>(clock_.steady() - started_).count());
+  out->set_failed_commits(parts_.health.failed_commits());
+  out->set_held_status_requests(static_cast<uint32_t>(status_waiters_.size()));
+
+  const core::Scheduler& scheduler = *farm_.scheduler;
+  constexpr size_t kJobStates = static_cast<size_t>(core::JobState::kCancelled) + 1;
+  std::array<uint64_t, kJobStates> jobs{};
+  std::array<uint64_t, core::kTaskStateCount> tasks{};
+  for (core::JobId id : scheduler.job_ids()) {
+    auto view = scheduler.job(id);
+    if (!view) continue;
+    ++jobs[static_cast<size_t>(view->state)];
+    for (size_t s = 0; s < tasks.size(); ++s) tasks[s] += view->counts[s];
+  }
+  // Every state, zeros included, so a script reads .jobs.failed without a default.
+  for (size_t s = 0; s < kJobStates; ++s) {
+    (*out->mutable_jobs())[std::string(core::job_state_name(static_cast<core::JobState>(s)))] =
+        jobs[s];
+  }
+  for (size_t s = 0; s <= static_cast<size_t>(core::TaskState::kCancelled); ++s) {
+    (*out->mutable_tasks())[std::string(core::task_state_name(static_cast<core::TaskState>(s)))] =
+        tasks[s];
+  }
+  for (const auto& worker : scheduler.workers()) {
+    if (worker.alive) {
+      out->set_workers_alive(out->workers_alive() + 1);
+    } else {
+      out->set_workers_silent(out->workers_silent() + 1);
+    }
   }
 }
 

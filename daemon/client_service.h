@@ -1,7 +1,8 @@
 // ClientService: the broker's side of the client protocol (proto/PROTOCOL.md):
-// decodes a request, answers reads (status, ls, workers, logs, events) from
-// the Farm, and hands writes to their component (submit to JobIntake, publish
-// to PublishIntake, backup to OnlineBackup; job actions it does itself).
+// decodes a request, answers reads (status, ls, workers, logs, events, health)
+// from the Farm and the broker's HealthSource, and hands writes to their
+// component (submit to JobIntake, publish to PublishIntake, backup to
+// OnlineBackup; job actions it does itself).
 //
 // Owns the held status requests (long-polled `watch`/`--wait`). Every reply is
 // staged in the Turn: writes are acknowledged only once committed, and reads
@@ -31,15 +32,27 @@
 
 namespace farmhand::daemon {
 
+// The broker's own state that `farmhand admin health` reports, read-only.
+// BrokerCore implements it.
+class HealthSource {
+ public:
+  virtual ~HealthSource() = default;
+  // Empty while the state store writes; else why it does not (one line).
+  virtual std::optional<Error> store_failure() const = 0;
+  // Commits that failed since the broker started.
+  virtual uint64_t failed_commits() const = 0;
+};
+
 class ClientService {
  public:
-  // What the service hands requests to.
+  // What the service hands requests to, and what it reports on.
   struct Parts {
     JobIntake& intake;
     PublishIntake& publish;
     OnlineBackup& backup;
     WorkerLink& link;
     Store& store;
+    const HealthSource& health;
   };
 
   ClientService(const common::Config& config, const Clock& clock, Farm& farm, Parts parts,
@@ -50,7 +63,8 @@ class ClientService {
         parts_(parts),
         clients_(clients),
         bad_(bad),
-        log_(log) {}
+        log_(log),
+        started_(clock.steady()) {}
 
   // One request. `size` may exceed the configured limit (up to what the socket
   // admits): such a request is answered with its size, not parsed.
@@ -75,6 +89,9 @@ class ClientService {
   void action(const wire::JobActionRequest& request, wire::ClientReply& reply, Turn& turn);
   void workers(wire::ClientReply& reply) const;
   void logs(const wire::LogsRequest& request, wire::ClientReply& reply) const;
+  void health(wire::ClientReply& reply) const;
+  // Why the job's queued tasks wait, when the broker can tell; "" otherwise.
+  std::string waiting_reason(core::JobId id) const;
 
   struct StatusWaiter {
     PendingReply pending;  // routing, with the request id set
@@ -95,6 +112,7 @@ class ClientService {
   std::vector<StatusWaiter> status_waiters_;
   std::optional<Error> refuse_writes_;
   bool stopping_ = false;
+  Clock::SteadyTime started_;  // for the uptime health reports
 };
 
 // The request id of a serialized ClientRequest, read without parsing the rest

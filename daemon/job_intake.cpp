@@ -17,6 +17,13 @@ constexpr uint32_t kMaxInteractiveTaskFrames = 240;
 
 }  // namespace
 
+std::optional<std::string> unserved_pool(const core::Scheduler& scheduler,
+                                         const std::string& pool) {
+  if (pool.empty() || scheduler.pool_served(pool)) return std::nullopt;
+  return fmt::format("no live worker serves pool '{}' now; the job waits until one joins",
+                     printable(pool));
+}
+
 void JobIntake::submit(const wire::SubmitRequest& request, wire::ClientReply& reply, Turn& turn) {
   wire::JobSpec spec = request.spec();
   if (auto id = farm_.jobs.find_key(spec.idempotency_key())) {
@@ -25,6 +32,7 @@ void JobIntake::submit(const wire::SubmitRequest& request, wire::ClientReply& re
     if (auto view = farm_.scheduler->job(*id)) {
       reply.mutable_submit()->set_task_count(view->task_count);
     }
+    warn_if_waiting(*id, reply);  // a resend after a lost reply gets it too
     return;
   }
   if (spec.idempotency_key().size() > kMaxIdempotencyKeyBytes) {
@@ -37,6 +45,16 @@ void JobIntake::submit(const wire::SubmitRequest& request, wire::ClientReply& re
   auto view = farm_.scheduler->job(*id);
   reply.mutable_submit()->set_job_id(*id);
   reply.mutable_submit()->set_task_count(view ? view->task_count : 0);
+  warn_if_waiting(*id, reply);
+}
+
+void JobIntake::warn_if_waiting(core::JobId id, wire::ClientReply& reply) const {
+  auto view = farm_.scheduler->job(id);
+  const core::JobSpec* spec = farm_.scheduler->job_spec(id);
+  if (!view || !spec || is_finished(view->state)) return;
+  if (auto warning = unserved_pool(*farm_.scheduler, spec->pool)) {
+    reply.mutable_submit()->add_warnings(*warning);
+  }
 }
 
 Result<core::JobId> JobIntake::create_job(wire::JobSpec spec, Turn& turn,

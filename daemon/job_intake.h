@@ -3,9 +3,13 @@
 // entry and the job row in the turn's batch.
 //
 // Owns nothing; touches the Farm (scheduler, job book) and the Turn. A new job
-// is not dispatched until the turn that created it is committed. Not
-// thread-safe: the event loop calls it.
+// is not dispatched until the turn that created it is committed. A job that
+// will wait for a worker (its pool has none alive) is accepted with a warning.
+// Not thread-safe: the event loop calls it.
 #pragma once
+
+#include <optional>
+#include <string>
 
 #include "farmhand.pb.h"
 #include <spdlog/spdlog.h>
@@ -33,10 +37,18 @@ class JobIntake {
                                                const common::FrameSet* on_disk = nullptr);
 
  private:
+  // Adds unserved_pool()'s warning to a submit reply while the job is not finished.
+  void warn_if_waiting(core::JobId id, wire::ClientReply& reply) const;
+
   const common::Config& config_;
   const Clock& clock_;
   Farm& farm_;
   spdlog::logger& log_;
 };
+
+// Why a job of `pool` would wait for a worker: one line when no live worker
+// serves the pool now ("no live worker serves pool 'gpu' now; the job waits
+// until one joins"), else nothing. For the submit's warnings and `status`.
+std::optional<std::string> unserved_pool(const core::Scheduler& scheduler, const std::string& pool);
 
 }  // namespace farmhand::daemon

@@ -752,6 +752,15 @@ std::optional<TaskIndex> Scheduler::pop_ready(Job& job) {
 
 // ------------------------------------------------------------------ workers
 
+bool Scheduler::pool_served(const std::string& pool) const {
+  return std::any_of(workers_.begin(), workers_.end(), [&](const auto& entry) {
+    const Worker& worker = entry.second;
+    const auto& tags = worker.spec.tags;
+    return worker.alive &&
+           (pool.empty() || std::find(tags.begin(), tags.end(), pool) != tags.end());
+  });
+}
+
 bool Scheduler::worker_serves(const Worker& worker, const Job& job) const {
   if (job.spec.pool.empty()) return true;
   const auto& tags = worker.spec.tags;

@@ -333,6 +333,9 @@ class Scheduler {
   common::FrameSet task_frames(JobId job, TaskIndex task) const;
   std::vector<WorkerView> workers() const;
   std::string worker_name(WorkerId id) const;
+  // Whether a live worker would take a job of this pool (is tagged with it; any
+  // live worker for ""): a job whose pool no one serves waits until one joins.
+  bool pool_served(const std::string& pool) const;
 
  private:
   struct Job;

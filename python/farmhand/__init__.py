@@ -51,6 +51,7 @@ from farmhand.models import (
     TASK_STATES,
     ActionResult,
     Event,
+    Health,
     Job,
     JobId,
     JobStatus,
@@ -93,4 +94,5 @@ __all__ = [
     "TaskLog",
     "PublishResult",
     "Event",
+    "Health",
 ]

@@ -34,6 +34,7 @@ from farmhand.models import (
     FINAL_JOB_STATES,
     ActionResult,
     Event,
+    Health,
     Job,
     JobId,
     JobStatus,
@@ -431,7 +432,7 @@ class Client:
         # A fresh random key can only have been seen in our own earlier try: for
         # the caller this job is new.
         return JobId(reply.job_id, duplicate=reply.duplicate and not own_key,
-                     task_count=reply.task_count)
+                     task_count=reply.task_count, warnings=reply.warnings)
 
     # ------------------------------------------------------------ reads
 
@@ -578,6 +579,15 @@ class Client:
         request.workers.SetInParent()
         reply = self._call(request, "workers", resend=True)
         return [WorkerInfo.from_pb(w) for w in reply.workers]
+
+    def health(self):
+        """The broker's Health: whether its state store writes, uptime, counts.
+
+        A read: answered (with ``healthy`` False) while the store cannot write.
+        """
+        request = pb.ClientRequest()
+        request.health.SetInParent()
+        return Health.from_pb(self._call(request, "health", resend=True))
 
     def logs(self, job_id, task=None):
         """Task logs (TaskLog) of a job: one task's, or every task's with a log."""

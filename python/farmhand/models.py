@@ -24,6 +24,7 @@ __all__ = [
     "TaskLog",
     "PublishResult",
     "Event",
+    "Health",
 ]
 
 # Lifecycle order, as the CLI lists them.
@@ -79,16 +80,20 @@ class JobId(int):
     """A submitted job's id: an int, plus what the submit reply said about it.
 
     ``duplicate`` is True when the idempotency key you passed was seen before (the
-    id is then the first job's); ``task_count`` is the number of tasks created.
+    id is then the first job's); ``task_count`` is the number of tasks created;
+    ``warnings`` are one-line notes on an accepted job that will wait, e.g. "no
+    live worker serves pool 'gpu' now; the job waits until one joins".
     """
 
     duplicate: bool
     task_count: int
+    warnings: List[str]
 
-    def __new__(cls, value, duplicate=False, task_count=0):
+    def __new__(cls, value, duplicate=False, task_count=0, warnings=()):
         self = super().__new__(cls, value)
         self.duplicate = bool(duplicate)
         self.task_count = int(task_count)
+        self.warnings = list(warnings)
         return self
 
     def __repr__(self):
@@ -210,6 +215,8 @@ class JobStatus(Job):
     # Client.status(seen_version=...) to wait for the next change. 0 from a
     # broker too old to long-poll.
     version: int = 0
+    # Why queued tasks are not dispatched, when the broker can tell ("" otherwise).
+    waiting_reason: str = ""
 
     @classmethod
     def from_pb(cls, reply):
@@ -219,6 +226,7 @@ class JobStatus(Job):
             last_errors=[TaskInfo.from_pb(t) for t in reply.last_errors],
             tasks=[TaskInfo.from_pb(t) for t in reply.tasks],
             version=reply.version,
+            waiting_reason=reply.waiting_reason,
         )
 
     @property
@@ -335,4 +343,37 @@ class Event(_Data):
             rules=list(msg.rules),
             warnings=list(msg.warnings),
             job_states=[job_state_name(s) for s in msg.job_states],
+        )
+
+
+@dataclass
+class Health(_Data):
+    """The broker's own health (``farmhand admin health``).
+
+    ``healthy`` is False while its state store cannot write: ``store_error`` says
+    why, writes are refused and dispatch is stopped until the store writes again.
+    """
+
+    healthy: bool
+    store_error: str = ""
+    uptime_s: float = 0.0
+    jobs: Dict[str, int] = field(default_factory=dict)  # every job state -> count
+    tasks: Dict[str, int] = field(default_factory=dict)  # every task state -> count
+    workers_alive: int = 0
+    workers_silent: int = 0
+    held_status_requests: int = 0
+    failed_commits: int = 0
+
+    @classmethod
+    def from_pb(cls, msg):
+        return cls(
+            healthy=msg.store_writes,
+            store_error=msg.store_error,
+            uptime_s=msg.uptime_s,
+            jobs={name: int(msg.jobs.get(name, 0)) for name in JOB_STATES},
+            tasks={name: int(msg.tasks.get(name, 0)) for name in TASK_STATES},
+            workers_alive=msg.workers_alive,
+            workers_silent=msg.workers_silent,
+            held_status_requests=msg.held_status_requests,
+            failed_commits=msg.failed_commits,
         )

@@ -717,6 +717,86 @@ TEST(FarmE2ETest, HeldStatusRequestsAreAnsweredWhenTheJobChangesOrTheirWaitEnds)
   EXPECT_EQ(released->status().job().state(), wire::JOB_QUEUED);
 }
 
+// ------------------------------------------------------------------ health, pools
+
+// Issue 10: `farmhand admin health` for a monitoring check: a summary, the same
+// as JSON, exit 0 while the state store writes (store_fault_test: exit 1 when not).
+TEST(FarmE2ETest, AdminHealthOfAServingBrokerSaysHealthyWithItsCountsAndExitsZero) {
+  ClusterOptions options;
+  options.local_workers = 1;
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  auto job = cluster.submit({"noop", "--tasks", "3"});
+  ASSERT_TRUE(job) << cluster.last_cli();
+  auto done = cluster.wait_for_final_state(*job, kJobLimit);
+  ASSERT_TRUE(done);
+  ASSERT_EQ((*done)["job"]["state"], "succeeded");
+
+  CliResult text = cluster.run_cli({"admin", "health"});
+  EXPECT_EQ(text.exit_code, 0) << describe(text);
+  EXPECT_EQ(text.out.rfind("healthy: the state store writes\n", 0), 0u) << describe(text);
+  EXPECT_NE(text.out.find("\njobs: succeeded=1\n"), std::string::npos) << describe(text);
+  EXPECT_NE(text.out.find("\ntasks: succeeded=3\n"), std::string::npos) << describe(text);
+  EXPECT_NE(text.out.find("\nworkers: 1 alive, 0 silent\n"), std::string::npos) << describe(text);
+  EXPECT_EQ(text.err, "");
+
+  auto health = cluster.cli_json({"admin", "health"});
+  ASSERT_TRUE(health) << cluster.last_cli();
+  EXPECT_EQ((*health)["healthy"], true);
+  EXPECT_EQ((*health)["store_error"], "");
+  EXPECT_EQ((*health)["jobs"]["succeeded"], 1);
+  EXPECT_EQ((*health)["jobs"]["failed"], 0);
+  EXPECT_EQ((*health)["tasks"]["succeeded"], 3);
+  EXPECT_EQ((*health)["workers_alive"], 1);
+  EXPECT_EQ((*health)["held_status_requests"], 0);
+  EXPECT_GT((*health)["uptime_s"].get<double>(), 0.0);
+}
+
+// Issue 10: a job for a pool no live worker serves was accepted silently and
+// waited forever. It is still accepted (exit 0), with a warning, and `status`
+// says why it waits; once a worker of the pool joins, it runs.
+TEST(FarmE2ETest, SubmitToAPoolNoLiveWorkerServesWarnsAndStatusSaysWhyUntilOneJoins) {
+  ClusterOptions options;
+  options.local_workers = 1;  // untagged: serves no pool
+  options.workers = {{"gpu1", 1, {"--tags", "gpu"}}};
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  cluster.kill_worker(0, SIGTERM);  // says goodbye: the broker knows at once
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto alive = cluster.alive_workers();
+        return alive && std::find(alive->begin(), alive->end(), "gpu1") == alive->end();
+      },
+      30s));
+  const std::string why = "no live worker serves pool 'gpu' now; the job waits until one joins";
+
+  CliResult submitted = cluster.run_cli({"submit", "noop", "--tasks", "2", "--pool", "gpu"});
+  ASSERT_EQ(submitted.exit_code, 0) << describe(submitted);
+  EXPECT_EQ(submitted.err, "farmhand: warning: " + why + "\n") << describe(submitted);
+  const uint64_t job = std::stoull(submitted.out);
+
+  auto as_json = cluster.cli_json({"submit", "noop", "--tasks", "1", "--pool", "gpu"});
+  ASSERT_TRUE(as_json) << cluster.last_cli();
+  EXPECT_EQ((*as_json)["warnings"], Json::array({why}));
+
+  CliResult status = cluster.run_cli({"status", std::to_string(job)});
+  EXPECT_EQ(status.exit_code, 0) << describe(status);
+  EXPECT_NE(status.out.find("\nwaiting: " + why + "\n"), std::string::npos) << describe(status);
+  auto status_json = cluster.status_json(job);
+  ASSERT_TRUE(status_json);
+  EXPECT_EQ((*status_json)["waiting_reason"], why);
+
+  // A worker of the pool joins: the job runs, and nothing waits any more.
+  ASSERT_TRUE(cluster.restart_worker(0));
+  auto done = cluster.wait_for_final_state(job, kJobLimit);
+  ASSERT_TRUE(done);
+  EXPECT_EQ((*done)["job"]["state"], "succeeded");
+  EXPECT_EQ((*done)["waiting_reason"], "");
+  CliResult served = cluster.run_cli({"submit", "noop", "--tasks", "1", "--pool", "gpu"});
+  EXPECT_EQ(served.exit_code, 0) << describe(served);
+  EXPECT_EQ(served.err, "") << describe(served);
+}
+
 // ------------------------------------------------------------------ retention
 
 TEST(FarmE2ETest, FinishedJobsAndTheirEventsAreForgottenKeepFinishedDaysLater) {

@@ -116,6 +116,13 @@ TEST(StoreFaultE2ETest, StateDirThatFillsAndFreesLosesNothingReportedSucceeded) 
   EXPECT_NE(refused.err.find("state store write failed: No space left on device (" + db + ")"),
             std::string::npos)
       << describe(refused);
+  // `farmhand admin health` says so, for a monitoring check: exit 1, the line on stderr.
+  CliResult sick = cluster.run_cli({"admin", "health"});
+  EXPECT_EQ(sick.exit_code, 1) << describe(sick);
+  EXPECT_NE(sick.err.find("state store write failed: No space left on device (" + db +
+                          "); writes are refused and dispatch is stopped, retrying"),
+            std::string::npos)
+      << describe(sick);
   const std::set<uint64_t> reported_while_full = succeeded(task_states(cluster, *job));
   EXPECT_FALSE(reported_while_full.empty()) << cluster.last_cli();
   EXPECT_TRUE(cluster.broker_running());
@@ -129,6 +136,8 @@ TEST(StoreFaultE2ETest, StateDirThatFillsAndFreesLosesNothingReportedSucceeded) 
   EXPECT_TRUE(cluster.broker_running());
   auto accepted = cluster.submit({"noop", "--tasks", "1"});
   EXPECT_TRUE(accepted) << cluster.last_cli();
+  CliResult healthy = cluster.run_cli({"admin", "health"});
+  EXPECT_EQ(healthy.exit_code, 0) << describe(healthy);
 
   // kill -9 of the broker and of its workers, whose memory (unacknowledged
   // results) is lost with them: everything reported succeeded is still

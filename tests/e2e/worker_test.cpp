@@ -237,5 +237,91 @@ TEST(WorkerE2ETest, ResultOfATaskThatEndedWhileTheBrokerWasDownSurvivesAWorkerRe
   EXPECT_TRUE(wait_until([&] { return count_results(results) == 0; }, 30s));
 }
 
+// The standalone workers named `name` that `farmhand workers` lists.
+std::vector<Json> workers_named(Cluster& cluster, const std::string& name) {
+  std::vector<Json> found;
+  auto workers = cluster.cli_json({"workers"});
+  if (!workers) return found;
+  for (const auto& w : *workers) {
+    if (w.value("name", "") == name) found.push_back(w);
+  }
+  return found;
+}
+
+// Issue 10: two live workers with one name (a cloned render node, a copied
+// --name). The second is refused and never evicts the first, whose task runs
+// on and succeeds once; when the first leaves, the second joins within its
+// backoff and takes work.
+TEST(WorkerE2ETest, SecondLiveWorkerUnderATakenNameIsRefusedAndJoinsOnceTheFirstLeaves) {
+  ClusterOptions options;
+  options.local_workers = 0;
+  options.workers = {{"render01", 1}};
+  options.commands_yaml = kSlowCommand;
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  const std::string release = cluster.path("release");
+  const std::string out = cluster.path("out.txt");
+  auto job = cluster.submit({"command", "slow", "--frames", "1", "--param", "release=" + release,
+                             "--param", "out=" + out});
+  ASSERT_TRUE(job) << cluster.last_cli();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto s = cluster.status_json(*job);
+        return s && (*s)["job"]["counts"]["running"] == 1;
+      },
+      30s));
+
+  StandaloneWorker clone("clone", 1, {}, /*alive=*/false);
+  clone.claims_name = "render01";
+  ASSERT_TRUE(cluster.add_worker(clone));
+  const pid_t first = cluster.worker_pid(0);
+  const pid_t second = cluster.worker_pid(1);
+  const std::string clone_log = cluster.worker_log_path(1);
+  // Refused, and refused again at its next tries: the broker logs each one.
+  ASSERT_TRUE(wait_until(
+      [&] { return count(read_file(cluster.broker_log_path()), "worker refused") >= 2; }, 60s))
+      << read_file(clone_log);
+  const std::string refusal =
+      "refused by broker: worker name \"render01\" is in use by a live worker";
+  EXPECT_NE(read_file(clone_log).find(refusal), std::string::npos) << read_file(clone_log);
+  EXPECT_EQ(count(read_file(clone_log), "refused by broker"), 1u)
+      << "the refusal is logged once, not at every retry\n"
+      << read_file(clone_log);
+  EXPECT_TRUE(process_alive(second)) << "a refused worker keeps trying";
+
+  // One render01, the first process, still running the task.
+  auto listed = workers_named(cluster, "render01");
+  ASSERT_EQ(listed.size(), 1u) << cluster.last_cli();
+  EXPECT_EQ(listed[0]["pid"], first);
+  EXPECT_TRUE(listed[0]["alive"].get<bool>());
+  EXPECT_EQ(listed[0]["running"].size(), 1u) << listed[0].dump();
+
+  // The first's task was neither cancelled nor run again: it ends once, succeeded.
+  ASSERT_TRUE(touch(release));
+  auto done = cluster.wait_for_final_state(*job, 60s);
+  ASSERT_TRUE(done);
+  EXPECT_EQ((*done)["job"]["state"], "succeeded") << done->dump();
+  auto tasks = cluster.status_json(*job, {"--tasks"});
+  ASSERT_TRUE(tasks);
+  EXPECT_EQ((*tasks)["tasks"][0]["attempts"], 1) << tasks->dump();
+  EXPECT_EQ(read_file(out), "ran\n");
+
+  // The first leaves: the second joins within its backoff and takes work.
+  cluster.kill_worker(0, SIGTERM);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto now = workers_named(cluster, "render01");
+        return now.size() == 1 && now[0]["pid"] == second && now[0]["alive"].get<bool>();
+      },
+      60s))
+      << cluster.last_cli() << "\n"
+      << read_file(clone_log);
+  auto next = cluster.submit({"noop", "--tasks", "2"});
+  ASSERT_TRUE(next) << cluster.last_cli();
+  auto next_done = cluster.wait_for_final_state(*next, 60s);
+  ASSERT_TRUE(next_done);
+  EXPECT_EQ((*next_done)["job"]["state"], "succeeded");
+}
+
 }  // namespace
 }  // namespace farmhand::e2e

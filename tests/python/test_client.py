@@ -179,6 +179,23 @@ def test_workers_lists_the_local_workers(client):
         assert workers[name].pid > 0
 
 
+def test_health_of_a_serving_broker_is_healthy_with_every_state_counted(client):
+    health = client.health()
+    assert health.healthy and health.store_error == ""
+    assert set(health.jobs) == set(farmhand.JOB_STATES)
+    assert set(health.tasks) == set(farmhand.TASK_STATES)
+    assert health.workers_alive >= 2
+    assert health.to_dict()["healthy"] is True
+
+
+def test_a_job_for_a_pool_no_live_worker_serves_says_why_it_waits(client):
+    why = "no live worker serves pool 'nowhere' now; the job waits until one joins"
+    job = client.submit("noop", tasks=1, pool="nowhere")
+    assert job.warnings == [why]
+    assert client.status(job).waiting_reason == why
+    client.cancel(job)
+
+
 def test_a_thumbnail_of_the_beachball_sequence_is_a_jpeg_of_the_fitted_size(cluster, client):
     if not Path(str(BEACHBALL).replace("####", "0001")).exists():
         pytest.fail("test data missing: %s" % BEACHBALL)

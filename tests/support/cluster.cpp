@@ -229,7 +229,7 @@ Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) {
   client_endpoint_ = "ipc://" + dir_ + "/client.ipc";
   worker_endpoint_ = "ipc://" + dir_ + "/worker.ipc";
   for (const auto& w : options_.workers) {
-    workers_.push_back(Child{w.name, w.slots, -1, w.args, w.expect_alive});
+    workers_.push_back(Child{w.name, w.slots, -1, w.args, w.expect_alive, w.claims_name});
   }
   write_config();
 }
@@ -382,7 +382,7 @@ std::vector<std::string> Cluster::child_environment() const {
                                    "--broker",
                                    worker_endpoint_,
                                    "--name",
-                                   worker.name,
+                                   worker.claims_name.empty() ? worker.name : worker.claims_name,
                                    "--slots",
                                    std::to_string(worker.slots),
                                    "--work-dir",
@@ -477,6 +477,11 @@ std::optional<size_t> Cluster::worker_index(const std::string& name) const {
     if (workers_[i].name == name) return i;
   }
   return std::nullopt;
+}
+
+::testing::AssertionResult Cluster::add_worker(const StandaloneWorker& w) {
+  workers_.push_back(Child{w.name, w.slots, -1, w.args, w.expect_alive, w.claims_name});
+  return start_worker(workers_.back());
 }
 
 void Cluster::kill_worker(size_t i, int sig) {

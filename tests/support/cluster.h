@@ -50,6 +50,9 @@ struct StandaloneWorker {
   uint32_t slots = 1;
   std::vector<std::string> args;  // more flags for farmhand-worker
   bool expect_alive = true;       // false: start() does not wait for it to join
+  // The --name it claims when that is not `name`, e.g. a clone of another
+  // worker; `name` still names its log and work dir in the cluster's directory.
+  std::string claims_name;
 };
 
 struct ClusterOptions {
@@ -146,6 +149,9 @@ class Cluster {
 
   // Index of the standalone worker with this name, if any.
   std::optional<size_t> worker_index(const std::string& name) const;
+  // Starts one more standalone worker beside the running farm (its index is
+  // worker_count() before the call); does not wait for it to join.
+  [[nodiscard]] ::testing::AssertionResult add_worker(const StandaloneWorker& worker);
   // Signals a standalone worker and reaps it.
   void kill_worker(size_t i, int sig = SIGKILL);
   // Starts a standalone worker again (same flags and work dir) after
@@ -211,6 +217,7 @@ class Cluster {
     pid_t pid = -1;
     std::vector<std::string> args;
     bool expect_alive = true;
+    std::string claims_name;  // the --name it runs under; empty: name
   };
 
   void write_config();

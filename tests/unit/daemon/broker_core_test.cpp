@@ -87,6 +87,20 @@ class BrokerCoreTest : public ::testing::Test {
     return request(req);
   }
 
+  wire::ClientReply submit_to_pool(uint32_t tasks, const std::string& pool) {
+    wire::ClientRequest req;
+    req.mutable_submit()->mutable_spec()->set_kind("noop");
+    req.mutable_submit()->mutable_spec()->set_tasks(tasks);
+    req.mutable_submit()->mutable_spec()->set_pool(pool);
+    return request(req);
+  }
+
+  wire::ClientReply health() {
+    wire::ClientRequest req;
+    req.mutable_health();
+    return request(req);
+  }
+
   wire::ClientReply status(uint64_t job) {
     wire::ClientRequest req;
     req.mutable_status()->set_job_id(job);
@@ -99,13 +113,15 @@ class BrokerCoreTest : public ::testing::Test {
     core_->on_worker(rid, bytes.data(), bytes.size());
   }
 
-  void ready(const std::string& rid, const std::vector<wire::TaskRef>& running = {}) {
+  void ready(const std::string& rid, const std::vector<wire::TaskRef>& running = {},
+             const std::vector<std::string>& tags = {}) {
     wire::WorkerMessage msg;
     auto* r = msg.mutable_ready();
     r->set_version(common::kProtocolVersion);
     r->set_name(rid);
     r->set_slots(4);
     for (const auto& ref : running) *r->add_running() = ref;
+    for (const auto& tag : tags) r->add_tags(tag);
     from_worker(rid, msg);
   }
 
@@ -309,6 +325,107 @@ TEST_F(BrokerCoreTest, AcknowledgedWorkSurvivesARestartOnWhatIsOnDisk) {
   EXPECT_TRUE(status(a.submit().job_id()).ok());
   EXPECT_EQ(status(b.submit().job_id()).status().job().state(), wire::JOB_CANCELLED);
   EXPECT_FALSE(status(b.submit().job_id() + 1).ok());
+}
+
+TEST_F(BrokerCoreTest, HealthSaysWhyTheStoreCannotWriteAndIsHealthyOnceItWritesAgain) {
+  ASSERT_TRUE(submit_noop(1).ok());
+  auto healthy = health();
+  ASSERT_TRUE(healthy.ok()) << healthy.error();
+  EXPECT_TRUE(healthy.health().store_writes());
+  EXPECT_EQ(healthy.health().store_error(), "");
+
+  faulty_.fail_writes();
+  EXPECT_FALSE(submit_noop(1).ok());
+  auto sick = health();
+  ASSERT_TRUE(sick.ok()) << "health is a read: answered while writes are refused";
+  EXPECT_FALSE(sick.health().store_writes());
+  EXPECT_EQ(sick.health().store_error(),
+            "state store write failed: No space left on device (/state/farmhand.db)");
+  EXPECT_EQ(sick.health().failed_commits(), 1u);
+
+  faulty_.heal();
+  clock_.advance(std::chrono::seconds(1));
+  core_->end_turn();
+  auto again = health();
+  ASSERT_TRUE(again.ok()) << again.error();
+  EXPECT_TRUE(again.health().store_writes());
+  EXPECT_EQ(again.health().store_error(), "");
+}
+
+TEST_F(BrokerCoreTest, HealthCountsJobsTasksWorkersAndHeldStatusRequests) {
+  auto running = submit_noop(3);
+  auto cancelled = submit_noop(2);
+  ASSERT_TRUE(act(cancelled.submit().job_id(), wire::JobActionRequest::CANCEL).ok());
+  ready("w1");
+  core_->end_turn();
+  ASSERT_EQ(assigns().size(), 3u);
+  // A follower waits on the running job: the request is held, not answered.
+  wire::ClientRequest follow;
+  follow.set_version(common::kProtocolVersion);
+  follow.set_request_id(1000);
+  follow.mutable_status()->set_job_id(running.submit().job_id());
+  follow.mutable_status()->set_wait_ms(60'000);
+  follow.mutable_status()->set_seen_version(status(running.submit().job_id()).status().version());
+  const std::string bytes = follow.SerializeAsString();
+  core_->on_client("follower", false, bytes.data(), bytes.size());
+  core_->end_turn();
+  ASSERT_TRUE(ports_.take_replies().empty());
+
+  auto reply = health();
+  ASSERT_TRUE(reply.ok()) << reply.error();
+  const auto& h = reply.health();
+  EXPECT_EQ(h.jobs().at("running"), 1u);
+  EXPECT_EQ(h.jobs().at("cancelled"), 1u);
+  EXPECT_EQ(h.jobs().at("queued"), 0u);
+  EXPECT_EQ(h.tasks().at("running"), 3u);
+  EXPECT_EQ(h.tasks().at("cancelled"), 2u);
+  EXPECT_EQ(h.tasks().at("queued"), 0u);
+  EXPECT_EQ(h.workers_alive(), 1u);
+  EXPECT_EQ(h.workers_silent(), 0u);
+  EXPECT_EQ(h.held_status_requests(), 1u);
+  EXPECT_EQ(h.failed_commits(), 0u);
+  // The broker started when the fixture built it; the fake clock moved 3 s since.
+  EXPECT_EQ(h.uptime_s(), 3.0);
+
+  // Its heartbeats stop: the worker counts as silent.
+  clock_.advance(std::chrono::seconds(5));
+  core_->end_turn();
+  auto later = health();
+  EXPECT_EQ(later.health().workers_alive(), 0u);
+  EXPECT_EQ(later.health().workers_silent(), 1u);
+}
+
+TEST_F(BrokerCoreTest, ASubmitToAPoolNoLiveWorkerServesIsAcceptedWithAWarningAndStatusSaysWhy) {
+  const std::string why = "no live worker serves pool 'gpu' now; the job waits until one joins";
+  ready("cpu1");
+  core_->end_turn();
+  auto waiting = submit_to_pool(8, "gpu");
+  ASSERT_TRUE(waiting.ok()) << waiting.error();
+  ASSERT_EQ(waiting.submit().warnings_size(), 1);
+  EXPECT_EQ(waiting.submit().warnings(0), why);
+  const uint64_t id = waiting.submit().job_id();
+  EXPECT_EQ(status(id).status().waiting_reason(), why);
+  // A job any worker takes, or a pool a live worker serves, has nothing to say.
+  EXPECT_EQ(submit_noop(1).submit().warnings_size(), 0);
+  EXPECT_EQ(submit_to_pool(1, "").submit().warnings_size(), 0);
+
+  ready("gpu1", {}, {"gpu"});  // 4 slots: half of the job still queued
+  core_->end_turn();
+  auto s = status(id);
+  EXPECT_GT(s.status().job().counts().at("queued"), 0u);
+  EXPECT_EQ(s.status().waiting_reason(), "");
+  EXPECT_EQ(submit_to_pool(1, "gpu").submit().warnings_size(), 0);
+
+  // The only gpu worker goes silent (cpu1 keeps beating): the job waits again, and says so.
+  for (int i = 0; i < 5; ++i) {
+    clock_.advance(std::chrono::seconds(1));
+    wire::WorkerMessage beat;
+    beat.mutable_heartbeat();
+    from_worker("cpu1", beat);
+    core_->end_turn();
+  }
+  EXPECT_EQ(status(id).status().waiting_reason(), why);
+  EXPECT_EQ(submit_to_pool(1, "gpu").submit().warnings(0), why);
 }
 
 TEST_F(BrokerCoreTest, ARequestOverTheSizeLimitIsAnsweredWithItsSize) {
