@@ -5,8 +5,9 @@
 # link lines, this sees what the code calls, even through a header found in
 # /usr/include without a link.
 # C++ namespaces anywhere in a demangled name; C functions by their prefix.
+# Starting a process (fork, clone, exec, posix_spawn) belongs in farmhand_os.
 set(forbidden
-  "spdlog::|YAML::|google::protobuf|OpenImageIO|Imf_[0-9]|zmq::|( U )(sqlite3_|zmq_|av_|avcodec_|avformat_|sws_|sd_)")
+  "spdlog::|YAML::|google::protobuf|OpenImageIO|Imf_[0-9]|zmq::|( U )(sqlite3_|zmq_|av_|avcodec_|avformat_|sws_|sd_|clone$|fork$|vfork$|execv|posix_spawn)")
 set(failed "")
 foreach(lib IN LISTS LIBS)
   execute_process(COMMAND ${NM} -C --undefined-only ${lib}

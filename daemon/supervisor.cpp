@@ -1,13 +1,10 @@
 #include "daemon/supervisor.h"
 
 #include <string>
-#include <string_view>
 #include <thread>
 
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include "common/logging.h"
 
@@ -21,7 +18,8 @@ constexpr auto kMaxRestartDelay = std::chrono::seconds(30);
 
 }  // namespace
 
-Supervisor::Supervisor(Options options) : options_(std::move(options)) {
+Supervisor::Supervisor(Options options, common::Spawner& spawner)
+    : options_(std::move(options)), spawner_(spawner) {
   for (int i = 1; i <= options_.count; ++i) {
     children_.push_back(Child{"local-" + std::to_string(i)});
   }
@@ -31,60 +29,33 @@ Supervisor::~Supervisor() {
   if (!stopped_) stop(std::chrono::seconds(2));
 }
 
-pid_t Supervisor::spawn(const Child& child) {
-  std::vector<std::string> args = {options_.worker_binary,
-                                   "--broker",
-                                   options_.broker_endpoint,
-                                   "--name",
-                                   child.name,
-                                   "--slots",
-                                   std::to_string(options_.slots),
-                                   "--interactive-slots",
-                                   std::to_string(options_.interactive_slots),
-                                   "--log-level",
-                                   options_.log_level};
+Result<pid_t> Supervisor::spawn(const Child& child) {
+  common::SpawnSpec spec;
+  spec.argv = {options_.worker_binary,
+               "--broker",
+               options_.broker_endpoint,
+               "--name",
+               child.name,
+               "--slots",
+               std::to_string(options_.slots),
+               "--interactive-slots",
+               std::to_string(options_.interactive_slots),
+               "--log-level",
+               options_.log_level};
   if (!options_.state_dir.empty()) {
-    args.push_back("--work-dir");
-    args.push_back(options_.state_dir + "/workers/" + child.name);
+    spec.argv.push_back("--work-dir");
+    spec.argv.push_back(options_.state_dir + "/workers/" + child.name);
   }
   if (!options_.tags.empty()) {
     std::string tags;
     for (const auto& t : options_.tags) tags += (tags.empty() ? "" : ",") + t;
-    args.push_back("--tags");
-    args.push_back(tags);
+    spec.argv.push_back("--tags");
+    spec.argv.push_back(tags);
   }
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  // The environment is built before fork: the broker has threads, so the child
-  // may only make async-signal-safe calls until it execs.
-  std::vector<std::string> extra = options_.env;
-  std::vector<char*> envp;
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string_view entry(*e);
-    bool replaced = false;
-    for (const std::string& x : extra) {
-      const auto eq = x.find('=');
-      replaced =
-          replaced || (entry.substr(0, entry.find('=')) == std::string_view(x).substr(0, eq));
-    }
-    if (!replaced) envp.push_back(*e);
-  }
-  for (auto& x : extra) envp.push_back(x.data());
-  envp.push_back(nullptr);
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid == 0) {
-    // The broker blocks signals for its signalfd; the worker must start clean.
-    sigset_t all;
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, nullptr);
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent) _exit(0);
-    execve(argv[0], argv.data(), envp.data());
-    _exit(127);
-  }
-  return pid;
+  spec.env = options_.env;
+  // A broker killed with -9 takes its local workers with it.
+  spec.parent_death_signal = SIGTERM;
+  return spawner_.spawn(spec);
 }
 
 void Supervisor::maintain(Clock::time_point now) {
@@ -92,9 +63,9 @@ void Supervisor::maintain(Clock::time_point now) {
   auto log = common::logger("supervisor");
   for (Child& child : children_) {
     if (child.pid > 0) {
-      int status = 0;
-      pid_t r = waitpid(child.pid, &status, WNOHANG);
-      if (r != child.pid) continue;
+      Result<std::optional<int>> reaped = spawner_.try_wait(child.pid);
+      if (!reaped || !reaped->has_value()) continue;
+      int status = **reaped;
       std::string how = WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
                                             : "exit code " + std::to_string(WEXITSTATUS(status));
       child.pid = -1;
@@ -107,11 +78,12 @@ void Supervisor::maintain(Clock::time_point now) {
                 std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
     }
     if (child.pid <= 0 && now >= child.restart_at) {
-      child.pid = spawn(child);
+      Result<pid_t> pid = spawn(child);
+      child.pid = pid ? *pid : -1;
       child.started = now;
-      if (child.pid < 0) {
-        log->error("cannot start local worker worker={} binary={}", child.name,
-                   options_.worker_binary);
+      if (!pid) {
+        log->error("cannot start local worker worker={} binary={} reason=\"{}\"", child.name,
+                   options_.worker_binary, pid.error().reason);
         child.failures++;
         child.restart_at = now + kMaxRestartDelay;
       } else {
@@ -133,18 +105,20 @@ std::optional<Supervisor::Clock::time_point> Supervisor::next_deadline() const {
 void Supervisor::stop(std::chrono::milliseconds grace) {
   stopped_ = true;
   for (const Child& child : children_) {
-    if (child.pid > 0) kill(child.pid, SIGTERM);
+    if (child.pid > 0) spawner_.signal(child.pid, SIGTERM);
   }
   auto deadline = Clock::now() + grace;
   for (Child& child : children_) {
     while (child.pid > 0) {
-      if (waitpid(child.pid, nullptr, WNOHANG) == child.pid) {
+      Result<std::optional<int>> reaped = spawner_.try_wait(child.pid);
+      // Reaped, or not ours to wait for any more.
+      if (!reaped || reaped->has_value()) {
         child.pid = -1;
         break;
       }
       if (Clock::now() >= deadline) {
-        kill(child.pid, SIGKILL);
-        waitpid(child.pid, nullptr, 0);
+        spawner_.signal(child.pid, SIGKILL);
+        (void)spawner_.wait(child.pid);
         child.pid = -1;
         break;
       }

@@ -7,8 +7,10 @@
 // logs or saved results. Children start with PR_SET_PDEATHSIG so that a broker
 // killed with -9 takes its local workers with it (a restarted broker spawns
 // fresh ones under the same names and work dirs; they resend the results the
-// old ones saved, and the scheduler requeues what the old ones ran). Reaping is by pid, never
-// waitpid(-1), so the supervisor does not steal other children.
+// old ones saved, and the scheduler requeues what the old ones ran). Children are
+// started, signalled and reaped through a common::Spawner, by pid, never
+// waitpid(-1), so the supervisor does not steal other children. A worker that
+// cannot be started (spawn fails) is retried after the longest backoff.
 // Not thread-safe: the event loop owns it.
 #pragma once
 
@@ -18,6 +20,8 @@
 #include <vector>
 
 #include <sys/types.h>
+
+#include "common/spawner.h"
 
 namespace farmhand::daemon {
 
@@ -37,7 +41,8 @@ class Supervisor {
     std::vector<std::string> env;  // NAME=VALUE added to the workers' environment
   };
 
-  explicit Supervisor(Options options);
+  // `spawner` must outlive the supervisor.
+  explicit Supervisor(Options options, common::Spawner& spawner = common::real_spawner());
   ~Supervisor();  // stops the children if stop() was not called
 
   Supervisor(const Supervisor&) = delete;
@@ -63,9 +68,10 @@ class Supervisor {
     Clock::time_point restart_at{};
   };
 
-  pid_t spawn(const Child& child);
+  Result<pid_t> spawn(const Child& child);
 
   Options options_;
+  common::Spawner& spawner_;
   std::vector<Child> children_;
   bool stopped_ = false;
 };

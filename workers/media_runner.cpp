@@ -7,7 +7,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
-#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,16 +33,19 @@ std::string signal_name(int sig) {
 
 }  // namespace
 
-MediaRunner::MediaRunner(Options options) : options_(std::move(options)) {}
+MediaRunner::MediaRunner(Options options, common::Spawner& spawner)
+    : options_(std::move(options)), spawner_(spawner) {}
 
 MediaRunner::~MediaRunner() {
   for (auto& child : children_) {
-    if (child->pid > 0) {
-      kill(child->pid, SIGKILL);
-      waitpid(child->pid, nullptr, 0);
-    }
+    if (child->pid > 0) kill_and_reap(*child);
     if (child->fd >= 0) close(child->fd);
   }
+}
+
+void MediaRunner::kill_and_reap(Child& child) {
+  spawner_.signal(child.pid, SIGKILL);
+  (void)spawner_.wait(child.pid);
 }
 
 Result<void> MediaRunner::spawn() {
@@ -50,38 +53,27 @@ Result<void> MediaRunner::spawn() {
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     return fail(ErrorCode::kInternal, fmt::format("socketpair failed: {}", std::strerror(errno)));
   }
-  std::string memory = std::to_string(options_.memory_mb);
-  std::vector<std::string> args = {options_.binary, "--memory-mb", memory, "serve"};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid < 0) {
+  common::SpawnSpec spec;
+  spec.argv = {options_.binary, "--memory-mb", std::to_string(options_.memory_mb), "serve"};
+  // stderr stays the worker's: it is where the media process logs.
+  spec.stdin_fd = common::StdioFd::null();
+  spec.stdout_fd = common::StdioFd::null();
+  spec.extra_fds = {{3, sv[1]}};
+  spec.parent_death_signal = SIGKILL;
+  // From exec on, so the cap also covers loading the media libraries; the
+  // process sets it again itself (--memory-mb), as it does when run by hand.
+  if (options_.memory_mb > 0) {
+    spec.limits.push_back({RLIMIT_AS, options_.memory_mb << 20});
+  }
+  Result<pid_t> pid = spawner_.spawn(spec);
+  if (!pid) {
     close(sv[0]);
     close(sv[1]);
-    return fail(ErrorCode::kInternal, fmt::format("fork failed: {}", std::strerror(errno)));
-  }
-  if (pid == 0) {
-    // Only async-signal-safe calls from here to exec.
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    signal(SIGPIPE, SIG_DFL);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(1);
-    if (dup2(sv[1], 3) < 0) _exit(1);
-    int null = open("/dev/null", O_RDWR);
-    if (null >= 0) {
-      dup2(null, 0);
-      dup2(null, 1);
-    }
-    execv(argv[0], argv.data());
-    _exit(127);
+    return fail(pid.error());
   }
   close(sv[1]);
   auto child = std::make_unique<Child>();
-  child->pid = pid;
+  child->pid = *pid;
   child->fd = sv[0];
   child->reader = std::make_unique<common::FrameReader>(kMaxEventBytes);
   children_.push_back(std::move(child));
@@ -117,8 +109,7 @@ Result<void> MediaRunner::start(uint64_t id, const std::string& request,
   }
   if (auto ok = common::write_framed(chosen->fd, message); !ok) {
     // The idle child died under us: reap it and try once on a fresh one.
-    kill(chosen->pid, SIGKILL);
-    waitpid(chosen->pid, nullptr, 0);
+    kill_and_reap(*chosen);
     close(chosen->fd);
     children_.erase(std::find_if(children_.begin(), children_.end(),
                                  [&](const auto& c) { return c.get() == chosen; }));
@@ -138,7 +129,7 @@ void MediaRunner::cancel(uint64_t id) {
   for (auto& child : children_) {
     if (child->task == id && child->pid > 0) {
       child->kill_reason = Error{ErrorCode::kCancelled, "cancelled"};
-      kill(child->pid, SIGKILL);
+      spawner_.signal(child->pid, SIGKILL);
     }
   }
 }
@@ -183,7 +174,7 @@ std::vector<MediaOutcome> MediaRunner::poll(Clock::time_point now) {
           std::chrono::duration_cast<std::chrono::seconds>(child->deadline - child->started);
       child->kill_reason =
           Error{ErrorCode::kTimeout, fmt::format("timed out after {} s", limit.count())};
-      kill(child->pid, SIGKILL);
+      spawner_.signal(child->pid, SIGKILL);
     }
     bool open = child->reader->feed(child->fd);
     while (auto frame = child->reader->next()) {
@@ -212,21 +203,27 @@ std::vector<MediaOutcome> MediaRunner::poll(Clock::time_point now) {
           break;
       }
     }
-    int status = 0;
-    pid_t reaped = waitpid(child->pid, &status, WNOHANG);
-    if (!open && reaped != child->pid) {
+    // A wait error means the child is not ours any more (someone reaped it):
+    // bury it with a status of its own.
+    auto reap = [&]() -> std::optional<int> {
+      Result<std::optional<int>> reaped = spawner_.try_wait(child->pid);
+      return reaped ? *reaped : std::optional<int>(SIGKILL);
+    };
+    std::optional<int> status = reap();
+    if (!open && !status) {
       // The socket closed: the child is dying (give it a moment, so an abort is
       // reported as SIGABRT) or broken (then end it). Never block on a live child.
-      for (int i = 0; i < 50 && reaped != child->pid; ++i) {
+      for (int i = 0; i < 50 && !status; ++i) {
         usleep(2'000);
-        reaped = waitpid(child->pid, &status, WNOHANG);
+        status = reap();
       }
-      if (reaped != child->pid) {
-        kill(child->pid, SIGKILL);
-        reaped = waitpid(child->pid, &status, 0);
+      if (!status) {
+        spawner_.signal(child->pid, SIGKILL);
+        Result<int> waited = spawner_.wait(child->pid);
+        status = waited ? *waited : SIGKILL;
       }
     }
-    if (reaped == child->pid) bury(*child, status, now);
+    if (status) bury(*child, *status, now);
   }
   children_.erase(
       std::remove_if(children_.begin(), children_.end(), [](const auto& c) { return c->pid <= 0; }),

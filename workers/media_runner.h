@@ -11,9 +11,12 @@
 // "decoder crashed (SIGABRT) reading sh010.1012.exr". A timeout becomes
 // "timed out after N s".
 //
+// Children are started, killed and reaped through a common::Spawner, by pid:
+// it reaps only its own. A child that cannot be started (a missing binary)
+// fails the task at start() with the spawner's one-line reason.
+//
 // Single-threaded, owned by the worker loop: it polls fds() for readability
-// and calls poll() after each wake-up, SIGCHLD or deadline. Reaps only its own
-// children (waitpid by pid).
+// and calls poll() after each wake-up, SIGCHLD or deadline.
 #pragma once
 
 #include <chrono>
@@ -27,6 +30,7 @@
 #include <sys/types.h>
 
 #include "common/result.h"
+#include "common/spawner.h"
 #include "common/stream_framing.h"
 
 namespace farmhand::worker {
@@ -54,7 +58,8 @@ class MediaRunner {
     size_t warm = 1;            // idle children kept ready
   };
 
-  explicit MediaRunner(Options options);
+  // `spawner` must outlive the runner.
+  explicit MediaRunner(Options options, common::Spawner& spawner = common::real_spawner());
   ~MediaRunner();  // kills every child
 
   MediaRunner(const MediaRunner&) = delete;
@@ -98,7 +103,11 @@ class MediaRunner {
   void finish(Child& child, bool succeeded, std::optional<Error> error, Clock::time_point now);
   void bury(Child& child, int status, Clock::time_point now);
 
+  // Kills and reaps the child (blocking: it dies of SIGKILL).
+  void kill_and_reap(Child& child);
+
   Options options_;
+  common::Spawner& spawner_;
   std::vector<std::unique_ptr<Child>> children_;
   std::vector<MediaOutcome> outcomes_;
   std::vector<MediaProgress> progress_;

@@ -9,24 +9,11 @@
 // dies (PR_SET_PDEATHSIG). A grandchild that moves to its own session or group
 // escapes all of this (that needs cgroups).
 //
-// How a child is started, and why: fork() of the worker (~10 MB, with ZeroMQ
-// I/O threads) copied its page tables for every task and then took
-// copy-on-write faults; that was about half the worker's CPU on short tasks.
-// So the child is cloned with CLONE_VM | CLONE_VFORK on a stack of its own, as
-// glibc's posix_spawn does: it shares the worker's memory and the spawning
-// thread sleeps until it has exec'd or exited. posix_spawn itself cannot be
-// used, since it has no way to set PR_SET_PDEATHSIG. Sharing memory means the
-// child may only make system calls that write nothing the worker owns (errno
-// aside), so everything it needs (argv, envp, the PATH candidates to exec, the
-// file descriptors) is prepared beforehand. All signals stay blocked from
-// before the clone until the child has reset every disposition to default, so
-// no worker handler can run on the child's stack; then it unblocks all
-// signals, since exec keeps both the mask and ignored dispositions and the
-// worker blocks SIGCHLD/SIGTERM and ignores SIGPIPE.
-//
-// PR_SET_PDEATHSIG is tied to the thread that spawned the child, not to the
-// process: a child is killed when that thread exits. Use a ProcessRunner only
-// from a thread that lives as long as its runs (the worker's main thread).
+// Children are started, signalled and reaped through a common::Spawner
+// (common/spawner.h explains the real one's vfork-style start). PR_SET_PDEATHSIG
+// is tied to the thread that spawned the child, not to the process: a child is
+// killed when that thread exits. Use a ProcessRunner only from a thread that
+// lives as long as its runs (the worker's main thread).
 //
 // Non-blocking and single-threaded: the worker's event loop calls poll() when
 // a SIGCHLD arrives or a deadline passes; poll() reaps children with
@@ -45,6 +32,7 @@
 #include <sys/types.h>
 
 #include "common/result.h"
+#include "common/spawner.h"
 
 namespace farmhand::worker {
 
@@ -72,14 +60,17 @@ struct RunOutcome {
 
 class ProcessRunner {
  public:
-  explicit ProcessRunner(std::chrono::milliseconds kill_grace = std::chrono::seconds(2));
+  // `spawner` must outlive the runner.
+  explicit ProcessRunner(std::chrono::milliseconds kill_grace = std::chrono::seconds(2),
+                         common::Spawner& spawner = common::real_spawner());
   ~ProcessRunner();  // kills every live group (SIGKILL) and reaps
 
   ProcessRunner(const ProcessRunner&) = delete;
   ProcessRunner& operator=(const ProcessRunner&) = delete;
 
   // Starts the first invocation of a run. A start failure (exec of a missing
-  // program) is reported by a later poll() as a failed outcome, not here;
+  // program, any spawn error) is reported by a later poll() as a failed outcome
+  // with the spawner's one-line reason, not here;
   // errors here are for bad specs (empty commands, duplicate id, log file unopenable).
   [[nodiscard]] Result<void> start(RunSpec spec, SteadyTime now);
 
@@ -105,9 +96,6 @@ class ProcessRunner {
 
   // Starts the run's current command; a failure is stored in the run.
   void spawn(Run& run);
-  // Opens /dev/null and maps the child stack on first use; false with errno set
-  // when either fails.
-  bool prepare_spawning();
   // SIGTERM to the run's group now, SIGKILL at now + kill_grace_.
   void begin_kill(Run& run, Error reason, SteadyTime now);
   // Reaps and advances one run; returns its outcome once it has finished.
@@ -115,11 +103,7 @@ class ProcessRunner {
 
   std::map<uint64_t, std::unique_ptr<Run>> runs_;
   std::chrono::milliseconds kill_grace_;
-  // Kept for the whole runner rather than set up per child: the child's stdin,
-  // and the stack it runs on until exec (reused, as only one child at a time
-  // runs on it: the spawning thread waits until it has exec'd or exited).
-  int null_fd_ = -1;
-  void* child_stack_ = nullptr;  // mapping of kChildStackBytes, lowest page a guard
+  common::Spawner& spawner_;
 };
 
 // The last `max_bytes` of a file, cut to start at a line boundary when possible.

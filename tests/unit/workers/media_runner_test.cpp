@@ -8,9 +8,12 @@
 #include <fstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "media.pb.h"
+#include "tests/support/fake_spawner.h"
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -148,13 +151,51 @@ TEST_F(MediaRunnerTest, AnswerIsReportedAndTheProcessIsReused) {
 
 TEST_F(MediaRunnerTest, MissingMediaBinaryFailsTheTaskNotTheWorker) {
   MediaRunner runner({dir_ + "/no-such-binary", 1024, 0});
-  ASSERT_TRUE(runner.start(9, thumbnail_request(), 0s, Clock::now()).has_value());
-  auto outcome = wait_for(runner, 9);
+  auto started = runner.start(9, thumbnail_request(), 0s, Clock::now());
+  ASSERT_FALSE(started);
+  EXPECT_EQ(started.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(started.error().reason,
+            "cannot start '" + dir_ + "/no-such-binary': No such file or directory");
+  EXPECT_EQ(runner.running(), 0u);
+  EXPECT_TRUE(runner.fds().empty());
+}
+
+TEST_F(MediaRunnerTest, MediaProcessRunsUnderTheAddressSpaceCapFromExec) {
+  // Answers done{ok} only when the cap is already in force as it starts.
+  MediaRunner runner({fake("capped",
+                           "import resource\n"
+                           "soft, hard = resource.getrlimit(resource.RLIMIT_AS)\n"
+                           "if soft != hard or soft != 1024 << 20: sys.exit(3)\n"
+                           "send(b'\\x08' + varint(request_id) + b'\\x62\\x02\\x08\\x01')\n"
+                           "time.sleep(1000)"),
+                      1024, 0});
+  ASSERT_TRUE(runner.start(5, thumbnail_request(), 0s, Clock::now()).has_value());
+  auto outcome = wait_for(runner, 5);
   ASSERT_TRUE(outcome);
-  EXPECT_FALSE(outcome->succeeded);
-  ASSERT_TRUE(outcome->error);
-  EXPECT_NE(outcome->error->reason.find("exited with code 127"), std::string::npos)
-      << outcome->error->reason;
+  EXPECT_TRUE(outcome->succeeded) << (outcome->error ? outcome->error->reason : "");
+}
+
+TEST_F(MediaRunnerTest, SpawnFailureFailsTheStartWithTheSpawnersLine) {
+  farmhand::testing::FakeSpawner spawner;
+  spawner.fail_next(Error{ErrorCode::kInternal,
+                          "cannot start '/usr/bin/farmhand-media': Cannot allocate memory"});
+  MediaRunner runner({"/usr/bin/farmhand-media", 2048, 0}, spawner);
+  auto started = runner.start(1, thumbnail_request(), 0s, Clock::now());
+  ASSERT_FALSE(started);
+  EXPECT_EQ(started.error().reason,
+            "cannot start '/usr/bin/farmhand-media': Cannot allocate memory");
+  EXPECT_EQ(runner.running(), 0u);
+
+  ASSERT_EQ(spawner.specs().size(), 1u);
+  const common::SpawnSpec& spec = spawner.specs()[0];
+  EXPECT_EQ(spec.argv,
+            (std::vector<std::string>{"/usr/bin/farmhand-media", "--memory-mb", "2048", "serve"}));
+  ASSERT_EQ(spec.extra_fds.size(), 1u);
+  EXPECT_EQ(spec.extra_fds[0].first, 3);  // the request socket
+  ASSERT_EQ(spec.limits.size(), 1u);
+  EXPECT_EQ(spec.limits[0].resource, RLIMIT_AS);
+  EXPECT_EQ(spec.limits[0].value, uint64_t{2048} << 20);
+  EXPECT_EQ(spec.parent_death_signal, SIGKILL);
 }
 
 }  // namespace

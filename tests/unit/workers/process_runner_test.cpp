@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/fake_spawner.h"
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -420,6 +421,85 @@ TEST_F(ProcessRunnerTest, DestructorKillsLiveRuns) {
   errno = 0;
   EXPECT_EQ(kill(leader, 0), -1);
   EXPECT_EQ(errno, ESRCH);
+}
+
+TEST_F(ProcessRunnerTest, SpawnFailureIsTheTaskFailureWithTheSpawnersLine) {
+  farmhand::testing::FakeSpawner spawner;
+  spawner.fail_next(Error{ErrorCode::kInternal,
+                          "cannot start 'render': Resource temporarily "
+                          "unavailable"});
+  ProcessRunner runner(2s, spawner);
+  const auto now = steady_clock::now();
+  ASSERT_TRUE(runner.start(spec(1, {{"render", "-f", "7"}}), now));
+  ASSERT_TRUE(runner.next_deadline());  // due at once: nothing to wait for
+
+  std::vector<RunOutcome> outcomes = runner.poll(now);
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_FALSE(outcomes[0].succeeded);
+  ASSERT_TRUE(outcomes[0].error);
+  EXPECT_EQ(outcomes[0].error->code, ErrorCode::kInternal);
+  EXPECT_EQ(outcomes[0].error->reason, "cannot start 'render': Resource temporarily unavailable");
+  EXPECT_NE(read_file(log_).find("farmhand: cannot start 'render': Resource temporarily "
+                                 "unavailable\n"),
+            std::string::npos);
+  EXPECT_EQ(runner.running(), 0u);
+}
+
+TEST_F(ProcessRunnerTest, InvocationIsSpawnedAsAGroupWithItsLogAndEnvironment) {
+  farmhand::testing::FakeSpawner spawner;
+  ProcessRunner runner(2s, spawner);
+  RunSpec s = spec(1, {{"render", "-f", "7"}, {"publish", "7"}});
+  s.env = {{"FRAME", "7"}};
+  const auto now = steady_clock::now();
+  ASSERT_TRUE(runner.start(s, now));
+
+  ASSERT_EQ(spawner.specs().size(), 1u);
+  const common::SpawnSpec first = spawner.specs()[0];  // a copy: specs() grows
+  EXPECT_EQ(first.argv, (std::vector<std::string>{"render", "-f", "7"}));
+  EXPECT_EQ(first.env, std::vector<std::string>{"FRAME=7"});
+  EXPECT_TRUE(first.new_process_group);
+  EXPECT_EQ(first.parent_death_signal, SIGKILL);
+  EXPECT_EQ(first.stdin_fd.kind, common::StdioFd::Kind::kNull);
+  EXPECT_EQ(first.stdout_fd.kind, common::StdioFd::Kind::kFd);
+  EXPECT_EQ(first.stderr_fd.fd, first.stdout_fd.fd);
+
+  // The first invocation exits 0: the next one starts, with the same set-up.
+  spawner.exit(spawner.pids()[0], farmhand::testing::FakeSpawner::exited(0));
+  EXPECT_TRUE(runner.poll(now).empty());
+  ASSERT_EQ(spawner.specs().size(), 2u);
+  EXPECT_EQ(spawner.specs()[1].argv, (std::vector<std::string>{"publish", "7"}));
+  EXPECT_EQ(spawner.specs()[1].env, first.env);
+  spawner.exit(spawner.pids()[1], farmhand::testing::FakeSpawner::exited(0));
+  std::vector<RunOutcome> outcomes = runner.poll(now);
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_TRUE(outcomes[0].succeeded);
+}
+
+TEST_F(ProcessRunnerTest, TimeoutSignalsTheGroupThenEscalatesAfterTheGrace) {
+  farmhand::testing::FakeSpawner spawner;
+  spawner.ignore(SIGTERM);
+  ProcessRunner runner(2s, spawner);
+  RunSpec s = spec(1, {{"render"}});
+  s.timeout = 10s;
+  const auto now = steady_clock::now();
+  ASSERT_TRUE(runner.start(s, now));
+  const pid_t leader = spawner.pids()[0];
+
+  EXPECT_TRUE(runner.poll(now + 9s).empty());
+  EXPECT_TRUE(spawner.signals().empty());
+  EXPECT_TRUE(runner.poll(now + 10s).empty());
+  ASSERT_EQ(spawner.signals().size(), 1u);
+  EXPECT_EQ(spawner.signals()[0], std::make_pair(-leader, SIGTERM));
+  ASSERT_TRUE(runner.next_deadline());
+  EXPECT_EQ(*runner.next_deadline(), now + 12s);
+
+  EXPECT_TRUE(runner.poll(now + 12s).empty());  // SIGKILL sent; reaped at the next poll
+  EXPECT_EQ(spawner.signals().back(), std::make_pair(-leader, SIGKILL));
+  std::vector<RunOutcome> outcomes = runner.poll(now + 12s);
+  ASSERT_EQ(outcomes.size(), 1u);
+  ASSERT_TRUE(outcomes[0].error);
+  EXPECT_EQ(outcomes[0].error->code, ErrorCode::kTimeout);
+  EXPECT_EQ(outcomes[0].error->reason, "timed out after 10 s");
 }
 
 TEST_F(ProcessRunnerTest, LogTailStartsAtALineBoundary) {
