@@ -97,9 +97,11 @@ echo "dispatch_workers_cpu_us_per_task=$(median "${workers_us[@]}")"
 # Latency at 10% load: the fake worker is the only worker (as many slots as the two
 # local workers had) and its own client submits one-task jobs at a tenth of the rate.
 rate=$(calc "int($fh / 10)")
+admit_fake_worker "$BENCH_WORK/latency"
 start_broker "$BENCH_WORK/dispatch.yaml" "$BENCH_WORK/latency" 0
 lat=$BENCH_WORK/latency.out
 "$BENCH_BIN/farmhand_bench_worker" latency --worker-endpoint "$WORKER_EP" --broker "$CLIENT_EP" \
+  "${FAKE_WORKER_CURVE[@]}" \
   --slots $((WORKERS * SLOTS)) --rate "$rate" --duration-s "$LATENCY_S" --warmup-s 0.3 >"$lat" ||
   die "latency run incomplete: $(tr '\n' ' ' <"$lat")"
 stop_broker

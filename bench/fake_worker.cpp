@@ -25,6 +25,7 @@
 #include <csignal>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -33,6 +34,7 @@
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
+#include "common/curve.h"
 #include "common/wire.h"
 
 namespace {
@@ -67,6 +69,10 @@ struct Options {
   uint32_t submit_chunk = 1;
   pid_t broker_pid = 0;
   double tail_s = 1;
+  // CurveZMQ, as farmhand-worker takes it (the broker's worker endpoint is secured by default).
+  std::string curve_server_key;  // the key, or @FILE
+  std::string curve_key_file;
+  std::optional<farmhand::common::CurveClientKeys> curve;
 };
 
 // The worker half: one DEALER session with the broker.
@@ -75,6 +81,11 @@ class FakeWorker {
   FakeWorker(zmq::context_t& context, const Options& o)
       : socket_(context, zmq::socket_type::dealer), options_(o) {
     socket_.set(zmq::sockopt::linger, 0);
+    if (o.curve) {
+      socket_.set(zmq::sockopt::curve_serverkey, o.curve->server_key);
+      socket_.set(zmq::sockopt::curve_publickey, o.curve->public_key);
+      socket_.set(zmq::sockopt::curve_secretkey, o.curve->secret_key);
+    }
     socket_.connect(o.worker_endpoint);
     send_ready();
   }
@@ -403,7 +414,15 @@ int main(int argc, char** argv) {
   app.add_option("--submit-chunk", o.submit_chunk, "probe: chunk of the job to submit");
   app.add_option("--broker-pid", o.broker_pid, "probe: read this process's RSS around submit");
   app.add_option("--tail-s", o.tail_s, "probe: keep measuring this long after the reply");
+  app.add_option("--curve-server-key", o.curve_server_key, "the broker's CURVE key, or @FILE");
+  app.add_option("--curve-key-file", o.curve_key_file, "this worker's CURVE secret key file");
   CLI11_PARSE(app, argc, argv);
+  auto curve = farmhand::common::curve_client_keys(o.curve_server_key, o.curve_key_file);
+  if (!curve) {
+    std::fprintf(stderr, "farmhand_bench_worker: %s\n", curve.error().reason.c_str());
+    return 2;
+  }
+  o.curve = *curve;
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
   try {

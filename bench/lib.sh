@@ -156,3 +156,17 @@ start_broker() {
 }
 
 stop_broker() { stop_pid "$BROKER_PID" TERM; }
+
+# admit_fake_worker STATE_DIR: the worker endpoint is secured with CurveZMQ by default, so
+# farmhand_bench_worker gets a key pair (made once) whose public key is put into the
+# state dir's authorised keys before the broker starts; sets FAKE_WORKER_CURVE to its
+# flags (the broker's key is read from STATE_DIR/keys/broker.pub once the broker runs).
+admit_fake_worker() {
+  local state=$1
+  [[ -f "$BENCH_WORK/fake-worker.key" ]] ||
+    "$BIN/farmhand" admin keygen "$BENCH_WORK/fake-worker" >/dev/null || die "keygen failed"
+  mkdir -p "$state/keys/workers"
+  cp "$BENCH_WORK/fake-worker.pub" "$state/keys/workers/"
+  FAKE_WORKER_CURVE=(--curve-server-key "@$state/keys/broker.pub"
+    --curve-key-file "$BENCH_WORK/fake-worker.key")
+}

@@ -59,12 +59,13 @@ log "sqlite3: $FRAMES rows in $sqlite_1 ms, $((FRAMES / 10)) rows in $sqlite_10 
 
 # ---------------------------------------------------------------- farmhand
 
+admit_fake_worker "$STATE"
 start_broker "$BENCH_WORK/scale.yaml" "$STATE" 0 --log-level info
 "$BENCH_BIN/farmhand_bench_client" --broker "$CLIENT_EP" submit --kind noop \
   --tasks "$BACKGROUND_TASKS" >/dev/null || die "background job refused"
 probe=$BENCH_WORK/probe.out
 "$BENCH_BIN/farmhand_bench_worker" probe --worker-endpoint "$WORKER_EP" --broker "$CLIENT_EP" \
-  --slots 1 --status-job 1 --status-interval-ms 2 --warmup-s 1 --tail-s 1 --duration-s 60 \
+  "${FAKE_WORKER_CURVE[@]}" --slots 1 --status-job 1 --status-interval-ms 2 --warmup-s 1 --tail-s 1 --duration-s 60 \
   --submit-frames "1-$FRAMES" --submit-chunk 1 --broker-pid "$BROKER_PID" >"$probe" ||
   die "probe failed: $(tr '\n' ' ' <"$probe")"
 [[ "$(val "$probe" submit_task_count)" = "$FRAMES" ]] || die "chunk-1 job has the wrong task count"

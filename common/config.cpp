@@ -223,6 +223,15 @@ class Reader {
     return value;
   }
 
+  std::optional<bool> read_bool(const Entry& entry) {
+    if (entry.value.IsScalar() &&
+        (entry.value.Scalar() == "true" || entry.value.Scalar() == "false")) {
+      return entry.value.Scalar() == "true";
+    }
+    problem(entry.line, entry.path + " must be true or false");
+    return std::nullopt;
+  }
+
   std::optional<double> read_number(const Entry& entry) {
     if (entry.value.IsScalar()) {
       const std::string& text = entry.value.Scalar();
@@ -318,6 +327,7 @@ class Reader {
     int backoff_max_line = 0;
     int curve_line = 0;
     int client_curve_line = 0;
+    int worker_curve_line = 0;
     for_each_entry(section.value, section.path, [&](const std::string& key, const Entry& entry) {
       if (key == "client_endpoint") {
         assign(read_endpoint(entry), broker.client_endpoint);
@@ -384,6 +394,11 @@ class Reader {
       } else if (key == "client_authorized_keys_dir") {
         assign(read_string(entry), broker.client_authorized_keys_dir);
         client_curve_line = entry.line;
+      } else if (key == "worker_curve") {
+        assign(read_bool(entry), broker.worker_curve);
+        worker_curve_line = entry.line;
+      } else if (key == "allow_insecure") {
+        assign(read_bool(entry), broker.allow_insecure);
       } else if (key == "keep_finished_days") {
         if (auto days = read_number(entry)) {
           if (*days < 0 || *days > kMaxKeepDays) {
@@ -415,6 +430,11 @@ class Reader {
       problem(curve_line,
               "broker.worker_curve_secret_key_file and broker.worker_authorized_keys_dir go "
               "together: set both for CurveZMQ on the worker endpoint, or neither");
+    }
+    if (!broker.worker_curve && !broker.worker_curve_secret_key_file.empty()) {
+      problem(std::max(curve_line, worker_curve_line),
+              "broker.worker_curve is false but broker.worker_curve_secret_key_file is set: "
+              "choose one");
     }
     if (broker.client_curve_secret_key_file.empty() != broker.client_authorized_keys_dir.empty()) {
       problem(client_curve_line,

@@ -58,12 +58,18 @@ struct BrokerConfig {
   // With neither this nor allowed_roots, a backup may go anywhere outside the state dir.
   std::string backup_dir;
   // CurveZMQ on the worker endpoint: the broker's secret key file and the
-  // directory of authorised worker public keys (both, or neither: plain).
+  // directory of authorised worker public keys (both, or neither: the key pair
+  // the broker makes in STATE_DIR/keys and STATE_DIR/keys/workers).
   std::string worker_curve_secret_key_file;
   std::string worker_authorized_keys_dir;
+  // false: the worker endpoint is plain, and any process that reaches it can
+  // pose as a worker (benchmarks and tests of the protocol itself).
+  bool worker_curve = true;
   // The same for the client endpoint: CLI, Python client and publish hooks.
   std::string client_curve_secret_key_file;
   std::string client_authorized_keys_dir;
+  // Lets an endpoint without CurveZMQ listen beyond loopback (refused otherwise).
+  bool allow_insecure = false;
 };
 
 struct LocalWorkersConfig {

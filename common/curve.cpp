@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -37,6 +38,37 @@ Result<void> write_new_file(const std::string& path, const std::string& text, mo
     return fail(ErrorCode::kIo, fmt::format("cannot write {}: {}", path, std::strerror(errno)));
   }
   return {};
+}
+
+// Writes `text` to a temporary file beside `path`, fsyncs it and renames it to
+// `path` (replacing what is there), then fsyncs the directory.
+Result<void> write_file_atomically(const std::string& path, const std::string& text, mode_t mode) {
+  const std::filesystem::path target(path);
+  const std::string temp =
+      (target.parent_path() / fmt::format(".{}.tmp.{}", target.filename().string(), ::getpid()))
+          .string();
+  ::unlink(temp.c_str());  // a leftover of a crashed run with this pid
+  if (auto ok = write_new_file(temp, text, mode); !ok) return ok;
+  if (::rename(temp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(temp.c_str());
+    return fail(ErrorCode::kIo, fmt::format("cannot write {}: {}", path, std::strerror(err)));
+  }
+  const std::string dir = target.parent_path().empty() ? "." : target.parent_path().string();
+  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    ::fsync(dir_fd);
+    ::close(dir_fd);
+  }
+  return {};
+}
+
+std::string secret_key_text(const std::string& key) {
+  return "# farmhand CURVE secret key: keep private\n" + key + "\n";
+}
+
+std::string public_key_text(const std::string& key) {
+  return "# farmhand CURVE public key\n" + key + "\n";
 }
 
 }  // namespace
@@ -93,18 +125,91 @@ Result<CurveKeypair> write_curve_keypair(const std::string& prefix) {
       return fail(ErrorCode::kInvalidArgument, fmt::format("{} exists: not overwritten", path));
     }
   }
-  if (auto ok = write_new_file(
-          prefix + ".key", "# farmhand CURVE secret key: keep private\n" + pair->secret_key + "\n",
-          0600);
-      !ok) {
+  if (auto ok = write_new_file(prefix + ".key", secret_key_text(pair->secret_key), 0600); !ok) {
     return fail(ok.error());
   }
-  if (auto ok = write_new_file(prefix + ".pub",
-                               "# farmhand CURVE public key\n" + pair->public_key + "\n", 0644);
-      !ok) {
+  if (auto ok = write_new_file(prefix + ".pub", public_key_text(pair->public_key), 0644); !ok) {
     return fail(ok.error());
   }
   return pair;
+}
+
+Result<CurveKeypair> load_or_create_curve_keypair(const std::string& prefix, bool* created) {
+  const std::string key_path = prefix + ".key";
+  const std::string pub_path = prefix + ".pub";
+  if (created != nullptr) *created = false;
+  CurveKeypair pair;
+
+  struct stat st {};
+
+  if (::lstat(key_path.c_str(), &st) != 0) {
+    if (errno != ENOENT) {
+      return fail(ErrorCode::kIo,
+                  fmt::format("cannot read key file {}: {}", key_path, std::strerror(errno)));
+    }
+    auto made = curve_keypair();
+    if (!made) return made;
+    pair = *made;
+    if (auto ok = write_file_atomically(key_path, secret_key_text(pair.secret_key), 0600); !ok) {
+      return fail(ok.error());
+    }
+    if (created != nullptr) *created = true;
+  } else {
+    if (!S_ISREG(st.st_mode)) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("key file {} is not a regular file", key_path));
+    }
+    // Group or others could read (or swap) the secret: refuse, as ssh does.
+    if ((st.st_mode & 077) != 0) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("key file {} has mode {:04o}, wider than 0600: chmod 600 it",
+                              key_path, st.st_mode & 07777));
+    }
+    auto secret = read_curve_key_file(key_path);
+    if (!secret) return fail(secret.error());
+    auto public_key = curve_public_key(*secret);
+    if (!public_key) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("{}: {}", key_path, public_key.error().reason));
+    }
+    pair = CurveKeypair{*public_key, *secret};
+  }
+  auto published = read_curve_key_file(pub_path);
+  if (!published || *published != pair.public_key) {
+    if (auto ok = write_file_atomically(pub_path, public_key_text(pair.public_key), 0644); !ok) {
+      return fail(ok.error());
+    }
+  }
+  return pair;
+}
+
+bool is_loopback_endpoint(const std::string& endpoint) {
+  if (endpoint.rfind("ipc://", 0) == 0 || endpoint.rfind("inproc://", 0) == 0) return true;
+  if (endpoint.rfind("tcp://", 0) != 0) return false;
+  const std::string_view address = std::string_view(endpoint).substr(6);
+  // An interface or source address (tcp://eth0:7600, tcp://a;b:7600) is not loopback.
+  if (address.find(';') != std::string_view::npos) return false;
+  if (address.rfind("[::1]:", 0) == 0) return true;
+  const auto colon = address.rfind(':');
+  if (colon == std::string_view::npos) return false;
+  const std::string_view host = address.substr(0, colon);
+  if (host == "localhost") return true;
+  // 127.0.0.0/8: four dotted decimal numbers, the first 127.
+  if (host.rfind("127.", 0) != 0) return false;
+  int parts = 0;
+  size_t digits = 0;
+  for (const char c : host) {
+    if (c == '.') {
+      if (digits == 0 || digits > 3) return false;
+      ++parts;
+      digits = 0;
+    } else if (c >= '0' && c <= '9') {
+      ++digits;
+    } else {
+      return false;
+    }
+  }
+  return parts == 3 && digits > 0 && digits <= 3;
 }
 
 Result<std::optional<CurveClientKeys>> curve_client_keys(const std::string& server_key_or_file,

@@ -37,6 +37,19 @@ bool is_curve_key(const std::string& text);
 // Writes PREFIX.key (secret, 0600) and PREFIX.pub; refuses to overwrite either.
 [[nodiscard]] Result<CurveKeypair> write_curve_keypair(const std::string& prefix);
 
+// A server's own key pair, made on first use and reused after: PREFIX.key (the
+// secret key, 0600) and PREFIX.pub, each written to a temporary name, fsynced
+// and renamed into place, so a crash never leaves half a key. Refuses (one line
+// naming the file) a PREFIX.key that cannot be read, holds no key, or may be
+// read by anyone but its owner. A missing or stale PREFIX.pub is written again.
+// `created` says whether the pair is new. The directory must exist.
+[[nodiscard]] Result<CurveKeypair> load_or_create_curve_keypair(const std::string& prefix,
+                                                                bool* created = nullptr);
+
+// Whether a ZeroMQ endpoint listens only on this host: ipc://, inproc://,
+// tcp://127.x.x.x, tcp://[::1] and tcp://localhost.
+bool is_loopback_endpoint(const std::string& endpoint);
+
 // What a CurveZMQ client sets on its socket.
 struct CurveClientKeys {
   std::string server_key;  // the broker's public key

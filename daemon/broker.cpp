@@ -56,7 +56,7 @@ Result<void> Broker::start() {
   try {
     endpoints_.configure(broker);
     if (auto ok = security_.secure(endpoints_.context(), endpoints_.clients(), endpoints_.workers(),
-                                   options_.local_workers > 0);
+                                   options_.local_workers > 0, state_dir_->path());
         !ok) {
       return ok;
     }

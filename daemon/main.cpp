@@ -10,6 +10,7 @@
 #include "common/config.h"
 #include "common/logging.h"
 #include "daemon/broker.h"
+#include "daemon/endpoint_security.h"
 #include "daemon/rules.h"
 #include "daemon/systemd_notify.h"
 
@@ -43,6 +44,7 @@ int main(int argc, char** argv) {
   std::string state_dir;
   int local_workers = -2;
   std::string log_level;
+  bool print_worker_key = false;
   app.add_option("--config", config_path, "config file (default: embedded defaults)");
   app.add_option("--check-config", check_config, "validate a config file and exit");
   app.add_option("--state-dir", state_dir, "where the SQLite state lives");
@@ -50,6 +52,8 @@ int main(int argc, char** argv) {
                  "local workers to spawn and supervise (default: number of cores)")
       ->check(CLI::Range(0, 1024));
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  app.add_flag("--print-worker-key", print_worker_key,
+               "print the worker endpoint's CURVE public key (for --curve-server-key) and exit");
   CLI11_PARSE(app, argc, argv);
 
   using farmhand::common::load_config_file;
@@ -61,6 +65,10 @@ int main(int argc, char** argv) {
     }
     if (auto rules = farmhand::daemon::check_rule_jobs(*config, check_config); !rules) {
       std::fprintf(stderr, "%s\n", rules.error().reason.c_str());
+      return 1;
+    }
+    if (auto plain = farmhand::daemon::check_plain_endpoints(config->broker); !plain) {
+      std::fprintf(stderr, "%s: %s\n", check_config.c_str(), plain.error().reason.c_str());
       return 1;
     }
     std::printf("%s: ok\n", check_config.c_str());
@@ -86,6 +94,15 @@ int main(int argc, char** argv) {
   options.state_dir = !state_dir.empty()                 ? state_dir
                       : !config.broker.state_dir.empty() ? config.broker.state_dir
                                                          : default_state_dir();
+  if (print_worker_key) {
+    auto key = farmhand::daemon::worker_endpoint_public_key(config, options.state_dir);
+    if (!key) {
+      std::fprintf(stderr, "farmhandd: %s\n", key.error().reason.c_str());
+      return 1;
+    }
+    std::printf("%s\n", key->c_str());
+    return 0;
+  }
   int count = local_workers != -2 ? local_workers : config.local_workers.count;
   if (count < 0) count = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   options.local_workers = count;

@@ -43,6 +43,14 @@ class StateDir {
   std::string database_path() const;
   std::string marker_path() const;
 
+  // The worker endpoint's CurveZMQ key pair, made by the broker on first start
+  // (EndpointSecurity): PREFIX.key (0600) and PREFIX.pub. Static, so that
+  // `farmhandd --print-worker-key` reads it without taking the lock.
+  static std::string broker_key_prefix(const std::string& dir) { return dir + "/keys/broker"; }
+
+  // Where the public keys (*.pub) of admitted workers go by default.
+  static std::string worker_keys_dir(const std::string& dir) { return dir + "/keys/workers"; }
+
   // Refuses a lost database: the marker says one was created, but it is missing or
   // empty. Fine when there is no marker (a fresh directory, or one from before the
   // marker existed).

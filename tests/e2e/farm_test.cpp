@@ -468,6 +468,7 @@ class ConnectionMonitor : public zmq::monitor_t {
 
 TEST(FarmE2ETest, MalformedMessagesOnBothEndpointsLeaveTheBrokerServing) {
   ClusterOptions options;
+  options.worker_curve = false;  // raw sockets speak to the worker endpoint
   options.max_client_message_bytes = 65536;
   options.max_worker_message_bytes = 65536;
   Cluster cluster(options);
@@ -869,7 +870,7 @@ TEST(FarmE2ETest, CurveWorkerEndpointAdmitsOnlyAuthorisedWorkerKeys) {
   w1.args.insert(w1.args.end(), {"--curve-key-file", auth + "/w1.key"});
   StandaloneWorker intruder{"rogue", 1, server, /*expect_alive=*/false};
   intruder.args.insert(intruder.args.end(), {"--curve-key-file", keys.file("rogue.key")});
-  StandaloneWorker plain{"plain", 1, {}, /*expect_alive=*/false};  // no CURVE at all
+  StandaloneWorker plain{"plain", 1, {}, /*expect_alive=*/false, /*with_key=*/false};
   options.workers = {w1, intruder, plain};
   Cluster cluster(options);
   ASSERT_TRUE(cluster.start());  // local-1 and w1 joined

@@ -274,6 +274,8 @@ TEST(WorkerE2ETest, SecondLiveWorkerUnderATakenNameIsRefusedAndJoinsOnceTheFirst
   StandaloneWorker clone("clone", 1, {}, /*alive=*/false);
   clone.claims_name = "render01";
   ASSERT_TRUE(cluster.add_worker(clone));
+  // A cloned host has a key the broker admits: the name, not the key, is the conflict.
+  ASSERT_TRUE(cluster.signal_broker(SIGHUP));
   const pid_t first = cluster.worker_pid(0);
   const pid_t second = cluster.worker_pid(1);
   const std::string clone_log = cluster.worker_log_path(1);

@@ -18,6 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/curve.h"
+
 extern char** environ;
 
 namespace farmhand::e2e {
@@ -229,7 +231,7 @@ Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) {
   client_endpoint_ = "ipc://" + dir_ + "/client.ipc";
   worker_endpoint_ = "ipc://" + dir_ + "/worker.ipc";
   for (const auto& w : options_.workers) {
-    workers_.push_back(Child{w.name, w.slots, -1, w.args, w.expect_alive, w.claims_name});
+    workers_.push_back(child_of(w));
   }
   write_config();
 }
@@ -278,6 +280,7 @@ void Cluster::write_config() {
        << "  retry_backoff_base_s: " << format_seconds(options_.retry_backoff_base_s) << '\n'
        << "  retry_backoff_max_s: " << format_seconds(options_.retry_backoff_max_s) << '\n'
        << "  default_max_attempts: " << options_.default_max_attempts << '\n';
+  if (!options_.worker_curve) yaml << "  worker_curve: false\n";
   if (options_.max_client_message_bytes > 0) {
     yaml << "  max_client_message_bytes: " << options_.max_client_message_bytes << '\n';
   }
@@ -343,6 +346,7 @@ std::vector<std::string> Cluster::child_environment() const {
 
 ::testing::AssertionResult Cluster::start() {
   if (dir_.empty()) return ::testing::AssertionFailure() << "no cluster directory";
+  if (auto ok = admit_worker_keys(); !ok) return ok;
   if (auto ok = start_broker(); !ok) return ok;
   // Standalone workers start once the broker answers: a worker's first Ready
   // before the bind would only be sent again after its liveness timeout.
@@ -353,6 +357,37 @@ std::vector<std::string> Cluster::child_environment() const {
     if (auto ok = start_worker(w); !ok) return ok;
   }
   return wait_ready();
+}
+
+Cluster::Child Cluster::child_of(const StandaloneWorker& w) const {
+  const bool keyed = options_.worker_curve && w.curve &&
+                     std::find(w.args.begin(), w.args.end(), "--curve-server-key") == w.args.end();
+  return Child{w.name, w.slots, -1, w.args, w.expect_alive, w.claims_name, keyed};
+}
+
+::testing::AssertionResult Cluster::add_worker(const StandaloneWorker& worker) {
+  workers_.push_back(child_of(worker));
+  if (auto ok = admit_worker_keys(); !ok) return ok;
+  return start_worker(workers_.back());
+}
+
+::testing::AssertionResult Cluster::admit_worker_keys() {
+  const std::string admitted = state_dir() + "/keys/workers";
+  std::error_code ec;
+  std::filesystem::create_directories(admitted, ec);
+  if (ec) return ::testing::AssertionFailure() << "cannot create " << admitted << ": " << ec;
+  std::filesystem::create_directories(path("keys"), ec);
+  for (const auto& w : workers_) {
+    if (!w.curve) continue;
+    const std::string prefix = path("keys/" + w.name);
+    if (std::filesystem::exists(prefix + ".key")) continue;
+    if (auto pair = common::write_curve_keypair(prefix); !pair) {
+      return ::testing::AssertionFailure() << pair.error().reason;
+    }
+    std::filesystem::copy_file(prefix + ".pub", admitted + "/" + w.name + ".pub", ec);
+    if (ec) return ::testing::AssertionFailure() << "cannot admit " << prefix << ".pub: " << ec;
+  }
+  return ::testing::AssertionSuccess();
 }
 
 ::testing::AssertionResult Cluster::start_broker() {
@@ -387,6 +422,10 @@ std::vector<std::string> Cluster::child_environment() const {
                                    std::to_string(worker.slots),
                                    "--work-dir",
                                    path("work-" + worker.name)};
+  if (worker.curve) {
+    argv.insert(argv.end(), {"--curve-server-key", "@" + state_dir() + "/keys/broker.pub",
+                             "--curve-key-file", path("keys/" + worker.name + ".key")});
+  }
   argv.insert(argv.end(), worker.args.begin(), worker.args.end());
   worker.pid = spawn(argv, child_environment(), log_fd, log_fd, error);
   close(log_fd);
@@ -477,11 +516,6 @@ std::optional<size_t> Cluster::worker_index(const std::string& name) const {
     if (workers_[i].name == name) return i;
   }
   return std::nullopt;
-}
-
-::testing::AssertionResult Cluster::add_worker(const StandaloneWorker& w) {
-  workers_.push_back(Child{w.name, w.slots, -1, w.args, w.expect_alive, w.claims_name});
-  return start_worker(workers_.back());
 }
 
 void Cluster::kill_worker(size_t i, int sig) {

@@ -7,6 +7,14 @@
 // logging to a file in the directory, and runs the real `farmhand` CLI against
 // them. Binaries come from $FARMHAND_BIN_DIR, which ctest sets.
 //
+// The broker's worker endpoint is secured with CurveZMQ by default, so each
+// standalone worker gets a key pair of its own (DIR/keys/NAME.key), its public
+// key is put into STATE_DIR/keys/workers/ before the broker starts, and the
+// worker is given the broker's public key (STATE_DIR/keys/broker.pub, which the
+// broker makes on its first start) unless the worker's flags already say
+// --curve-server-key, or StandaloneWorker::curve or ClusterOptions::worker_curve
+// is false.
+//
 // Every child carries an environment marker naming the directory, and so does
 // everything it starts (local workers, task processes and their children). The
 // destructor stops the broker and standalone workers (SIGTERM, then SIGKILL),
@@ -40,11 +48,13 @@ using Json = nlohmann::json;
 // A standalone `farmhand-worker` the cluster starts beside the broker.
 struct StandaloneWorker {
   StandaloneWorker(std::string worker_name, uint32_t worker_slots = 1,
-                   std::vector<std::string> worker_args = {}, bool alive = true)
+                   std::vector<std::string> worker_args = {}, bool alive = true,
+                   bool with_key = true)
       : name(std::move(worker_name)),
         slots(worker_slots),
         args(std::move(worker_args)),
-        expect_alive(alive) {}
+        expect_alive(alive),
+        curve(with_key) {}
 
   std::string name;
   uint32_t slots = 1;
@@ -53,11 +63,15 @@ struct StandaloneWorker {
   // The --name it claims when that is not `name`, e.g. a clone of another
   // worker; `name` still names its log and work dir in the cluster's directory.
   std::string claims_name;
+  bool curve = true;  // false: no CURVE key (a plain worker)
 };
 
 struct ClusterOptions {
   // Local workers farmhandd spawns (--local-workers) and their slots.
   int local_workers = 2;
+  // false: `broker.worker_curve: false`, a plain worker endpoint (for tests of the
+  // protocol itself, which talk to it with raw sockets); standalone workers get no key.
+  bool worker_curve = true;
   uint32_t local_slots = 1;
   std::vector<StandaloneWorker> workers;
   // Short clocks so that lost workers and expired leases show up in seconds.
@@ -150,7 +164,9 @@ class Cluster {
   // Index of the standalone worker with this name, if any.
   std::optional<size_t> worker_index(const std::string& name) const;
   // Starts one more standalone worker beside the running farm (its index is
-  // worker_count() before the call); does not wait for it to join.
+  // worker_count() before the call; stopped with the others); does not wait for
+  // it to join. A key it is given by the cluster is admitted only when the
+  // broker next reloads (SIGHUP).
   [[nodiscard]] ::testing::AssertionResult add_worker(const StandaloneWorker& worker);
   // Signals a standalone worker and reaps it.
   void kill_worker(size_t i, int sig = SIGKILL);
@@ -210,6 +226,9 @@ class Cluster {
 
   std::string broker_log_path() const { return path("broker.log"); }
 
+  // The broker's state dir (--state-dir).
+  std::string state_dir() const { return path("state"); }
+
  private:
   struct Child {
     std::string name;
@@ -218,7 +237,12 @@ class Cluster {
     std::vector<std::string> args;
     bool expect_alive = true;
     std::string claims_name;  // the --name it runs under; empty: name
+    bool curve = true;
   };
+
+  Child child_of(const StandaloneWorker& worker) const;
+  // Makes each keyed standalone worker's key pair and admits its public key.
+  [[nodiscard]] ::testing::AssertionResult admit_worker_keys();
 
   void write_config();
   // Runs argv to completion (or kCliHardLimit) and captures stdout and stderr.

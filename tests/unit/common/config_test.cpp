@@ -247,6 +247,22 @@ TEST(ConfigTest, WorkerCurveKeyFileAndAuthorisedKeysDirGoTogether) {
             "endpoint, or neither");
 }
 
+TEST(ConfigTest, WorkerCurveIsOnAndInsecureListeningOffByDefault) {
+  const Config defaults = loaded("broker: {}\n");
+  EXPECT_TRUE(defaults.broker.worker_curve);
+  EXPECT_FALSE(defaults.broker.allow_insecure);
+  const Config opted_out = loaded("broker:\n  worker_curve: false\n  allow_insecure: true\n");
+  EXPECT_FALSE(opted_out.broker.worker_curve);
+  EXPECT_TRUE(opted_out.broker.allow_insecure);
+  EXPECT_EQ(problems_of("broker:\n  allow_insecure: yes please\n"),
+            "<config>:2: broker.allow_insecure must be true or false");
+  EXPECT_EQ(problems_of("broker:\n  worker_curve: false\n"
+                        "  worker_curve_secret_key_file: /etc/fh/broker.key\n"
+                        "  worker_authorized_keys_dir: /etc/fh/workers\n"),
+            "<config>:4: broker.worker_curve is false but broker.worker_curve_secret_key_file is "
+            "set: choose one");
+}
+
 TEST(ConfigTest, ClientCurveKeyFileAndAuthorisedKeysDirGoTogether) {
   auto both = loaded(
       "broker:\n  client_curve_secret_key_file: /etc/fh/c.key\n"
