@@ -87,7 +87,10 @@ void BrokerCore::end_turn() {
     }
     const core::Millis now = clock_.millis();
     farm_.scheduler->tick(now);
-    redispatch_ = false;
+    // The jobs submitted in this turn go into this turn's commit, and an Assign
+    // leaves only after it: their tasks may be dispatched now, with no second
+    // turn and commit between a submit and its first Assign.
+    for (core::JobId id : turn_.new_jobs) farm_.scheduler->committed(id);
     if (!stopping_) link_.assign(farm_.scheduler->dispatch(now), turn_);
   }
   take_outbox();
@@ -114,7 +117,6 @@ void BrokerCore::shutdown() {
 
 Clock::SteadyTime BrokerCore::next_deadline() const {
   const auto now = clock_.steady();
-  if (redispatch_) return now;
   Clock::SteadyTime next = now + config_.broker.heartbeat_interval;
   if (failure_) return std::min(next, probe_at_);
   if (auto at = farm_.scheduler->next_deadline()) {
@@ -171,10 +173,8 @@ void BrokerCore::take_outbox() {
 void BrokerCore::commit() {
   if (!turn_.batch.empty()) {
     if (auto ok = store_.commit(turn_.batch); !ok) return undo_turn(ok.error());
+    // Jobs submitted while stopping or in shutdown() were not dispatchable yet.
     for (core::JobId id : turn_.new_jobs) farm_.scheduler->committed(id);
-    // Their tasks could not go out in this turn's dispatch (they were not durable
-    // yet): the next turn must come at once, not at the next message or beat.
-    if (!turn_.new_jobs.empty()) redispatch_ = true;
   }
   for (const auto& pending : turn_.replies) client_port_.send(pending);
   for (const auto& [rid, msg] : turn_.worker_mail) {
@@ -211,7 +211,6 @@ void BrokerCore::undo_turn(const Error& cause) {
     log_.error("state store unreadable after a failed write reason=\"{}\"", ok.error().reason);
   }
   link_.reset_sessions();
-  redispatch_ = false;
   failure_ = error;
   clients_.refuse_writes(error);
   // A store that fails again soon after it came back (a disk with a few bytes

@@ -57,8 +57,7 @@ class BrokerCore final : public HealthSource {
   // (nobody failed), the last turn is committed, everything held is answered.
   void shutdown();
 
-  // When end_turn() next has work to do by itself (now, after a commit that made
-  // jobs dispatchable).
+  // When end_turn() next has work to do by itself.
   Clock::SteadyTime next_deadline() const;
 
   PublishIntake& publish() { return publish_; }
@@ -97,7 +96,6 @@ class BrokerCore final : public HealthSource {
   ClientService clients_;
   Turn turn_;
 
-  bool redispatch_ = false;  // jobs became durable: dispatch them next turn without waiting
   bool stopping_ = false;
   std::optional<Error> failure_;  // the store cannot write
   Clock::SteadyTime probe_at_{};

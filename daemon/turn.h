@@ -56,7 +56,7 @@ struct Turn {
   std::vector<PendingReply> replies;
   std::vector<std::pair<std::string, wire::BrokerMessage>> worker_mail;
   std::unordered_map<std::string, wire::ResultAck> acks;  // by worker routing id
-  std::vector<core::JobId> new_jobs;  // submitted in this turn: dispatchable once committed
+  std::vector<core::JobId> new_jobs;  // submitted in this turn, committed with its Assigns
 
   void clear() {
     batch.clear();

@@ -245,7 +245,9 @@ class Scheduler {
   // be handed out again and a late result could land on the wrong job.
   [[nodiscard]] Result<JobId> submit(JobSpec spec, Millis now, bool durable = true);
 
-  // The store has the job: its tasks may be dispatched.
+  // The store has the job, or will have it before anything dispatched from it
+  // reaches a worker (the shell sends a turn's Assigns after its commit): its
+  // tasks may be dispatched.
   void committed(JobId job);
 
   // The store could not take the job: forget it entirely. Only for jobs never

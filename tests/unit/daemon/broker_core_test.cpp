@@ -217,6 +217,30 @@ TEST_F(BrokerCoreTest, AssignsLeaveOnlyAfterTheirTurnIsCommitted) {
   }
 }
 
+TEST_F(BrokerCoreTest, ASubmittedTaskGoesOutAfterTheSubmitsOwnCommit) {
+  ready("w1");
+  core_->end_turn();
+  ports_.take_worker_mail();
+  const uint64_t commits = disk_.commits();
+
+  auto job = submit_noop(1);  // one turn
+  ASSERT_TRUE(job.ok()) << job.error();
+  EXPECT_EQ(disk_.commits(), commits + 1);
+  auto sent = assigns();
+  ASSERT_EQ(sent.size(), 1u) << "the task waited for a second turn and commit";
+  const auto* row = disk_.task(job.submit().job_id(), 0);
+  ASSERT_NE(row, nullptr);
+  EXPECT_EQ(row->state, core::TaskState::kRunning);
+  EXPECT_EQ(row->lease, sent[0].ref().lease());
+
+  // The same turn with a failing commit: neither the job nor its Assign exists.
+  faulty_.fail_writes();
+  auto refused = submit_noop(1);
+  EXPECT_FALSE(refused.ok());
+  EXPECT_TRUE(assigns().empty()) << "an Assign of a job that is not on disk left";
+  EXPECT_EQ(disk_.job_count(), 1u);
+}
+
 TEST_F(BrokerCoreTest, CancelHittingAFailingCommitIsNotAppliedAndARepeatedCancelIsStored) {
   auto job = submit_noop(2);
   ASSERT_TRUE(job.ok());
