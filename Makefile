@@ -10,7 +10,7 @@ DESTDIR ?=
 DEPS := build-essential cmake pkg-config ninja-build \
   libzmq3-dev cppzmq-dev libprotobuf-dev protobuf-compiler libspdlog-dev \
   libgtest-dev libgmock-dev libsqlite3-dev sqlite3 libyaml-cpp-dev libcli11-dev \
-  libexpected-dev nlohmann-json3-dev procps clang-format \
+  libexpected-dev nlohmann-json3-dev libre2-dev procps clang-format \
   libopenimageio-dev openimageio-tools libopenexr-dev libopencolorio-dev \
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg libdeflate-dev zlib1g-dev \
   python3-zmq python3-protobuf python3-pytest \
