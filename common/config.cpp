@@ -399,6 +399,8 @@ class Reader {
         worker_curve_line = entry.line;
       } else if (key == "allow_insecure") {
         assign(read_bool(entry), broker.allow_insecure);
+      } else if (key == "rename_duplicate_workers") {
+        assign(read_bool(entry), broker.rename_duplicate_workers);
       } else if (key == "keep_finished_days") {
         if (auto days = read_number(entry)) {
           if (*days < 0 || *days > kMaxKeepDays) {

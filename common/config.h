@@ -70,6 +70,9 @@ struct BrokerConfig {
   std::string client_authorized_keys_dir;
   // Lets an endpoint without CurveZMQ listen beyond loopback (refused otherwise).
   bool allow_insecure = false;
+  // A second live worker under a name in use: refused (false), or admitted
+  // under a suffixed name, "render01-2" (true).
+  bool rename_duplicate_workers = false;
 };
 
 struct LocalWorkersConfig {

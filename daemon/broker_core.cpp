@@ -24,6 +24,7 @@ core::Scheduler::Options scheduler_options(const common::BrokerConfig& broker) {
   so.backoff_base = broker.retry_backoff_base;
   so.backoff_max = broker.retry_backoff_max;
   so.default_max_attempts = broker.default_max_attempts;
+  so.rename_duplicates = broker.rename_duplicate_workers;
   so.timeout_grace = std::max<core::Millis>(core::Millis(5000), 2 * broker.heartbeat_interval);
   so.seed = std::random_device{}();
   return so;

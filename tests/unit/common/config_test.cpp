@@ -254,6 +254,9 @@ TEST(ConfigTest, WorkerCurveIsOnAndInsecureListeningOffByDefault) {
   const Config opted_out = loaded("broker:\n  worker_curve: false\n  allow_insecure: true\n");
   EXPECT_FALSE(opted_out.broker.worker_curve);
   EXPECT_TRUE(opted_out.broker.allow_insecure);
+  EXPECT_FALSE(defaults.broker.rename_duplicate_workers);
+  EXPECT_TRUE(
+      loaded("broker:\n  rename_duplicate_workers: true\n").broker.rename_duplicate_workers);
   EXPECT_EQ(problems_of("broker:\n  allow_insecure: yes please\n"),
             "<config>:2: broker.allow_insecure must be true or false");
   EXPECT_EQ(problems_of("broker:\n  worker_curve: false\n"

@@ -6,6 +6,8 @@
 // resumes by itself once the store writes again.
 #include "daemon/broker_core.h"
 
+#include <set>
+
 #include "tests/support/fake_clock.h"
 #include "tests/support/memory_store.h"
 #include <gtest/gtest.h>
@@ -498,6 +500,52 @@ TEST_F(BrokerCoreTest, AStoreThatFailsAgainSoonAfterItCameBackIsProbedLessOften)
   faulty_.fail_writes();
   EXPECT_FALSE(submit_noop(1).ok());
   EXPECT_EQ(clock_.until(core_->next_deadline()), std::chrono::milliseconds(250));
+}
+
+}  // namespace
+}  // namespace farmhand::daemon
+
+namespace farmhand::daemon {
+namespace {
+
+wire::WorkerMessage ready_of(const std::string& name, const std::string& instance) {
+  wire::WorkerMessage msg;
+  auto* r = msg.mutable_ready();
+  r->set_version(common::kProtocolVersion);
+  r->set_name(name);
+  r->set_instance(instance);
+  r->set_slots(1);
+  return msg;
+}
+
+TEST_F(BrokerCoreTest, ACloneUnderALiveWorkersNameIsRefusedOrRenamedAsConfigured) {
+  from_worker("route-a", ready_of("render01", "aaaa"));
+  from_worker("route-b", ready_of("render01", "bbbb"));
+  core_->end_turn();
+  bool welcomed_a = false;
+  std::string refusal;
+  for (auto& [rid, msg] : ports_.take_worker_mail()) {
+    if (rid == "route-a" && msg.has_welcome()) welcomed_a = true;
+    if (rid == "route-b" && msg.has_welcome()) ADD_FAILURE() << "the clone was welcomed";
+    if (rid == "route-b" && msg.has_refused()) refusal = msg.refused().reason();
+  }
+  EXPECT_TRUE(welcomed_a);
+  EXPECT_EQ(refusal.rfind("worker name \"render01\" is in use by a live worker", 0), 0u) << refusal;
+
+  config_.broker.rename_duplicate_workers = true;
+  start();
+  from_worker("route-c", ready_of("render02", "cccc"));
+  from_worker("route-d", ready_of("render02", "dddd"));
+  core_->end_turn();
+  int welcomed = 0;
+  for (auto& [rid, msg] : ports_.take_worker_mail()) welcomed += msg.has_welcome() ? 1 : 0;
+  EXPECT_EQ(welcomed, 2);
+  wire::ClientRequest req;
+  req.mutable_workers();
+  std::set<std::string> names;
+  const wire::ClientReply listed = request(req);
+  for (const auto& w : listed.workers().workers()) names.insert(w.name());
+  EXPECT_TRUE(names.count("render02") && names.count("render02-2")) << names.size();
 }
 
 }  // namespace
