@@ -137,6 +137,11 @@ void PublishIntake::publish(const wire::PublishRequest& request, wire::ClientRep
         }
         made[i] = *id;
         event.add_job_ids(*id);
+        if (const core::JobSpec* made_spec = farm_.scheduler->job_spec(*id)) {
+          if (auto warning = unserved_pool(*farm_.scheduler, made_spec->pool)) {
+            event.add_warnings(fmt::format("{}: {}", where, *warning));
+          }
+        }
       }
     }
   }

@@ -6,6 +6,8 @@
 // resumes by itself once the store writes again.
 #include "daemon/broker_core.h"
 
+#include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "tests/support/fake_clock.h"
@@ -546,6 +548,39 @@ TEST_F(BrokerCoreTest, ACloneUnderALiveWorkersNameIsRefusedOrRenamedAsConfigured
   const wire::ClientReply listed = request(req);
   for (const auto& w : listed.workers().workers()) names.insert(w.name());
   EXPECT_TRUE(names.count("render02") && names.count("render02-2")) << names.size();
+}
+
+}  // namespace
+}  // namespace farmhand::daemon
+
+namespace farmhand::daemon {
+namespace {
+
+TEST_F(BrokerCoreTest, APublishWhoseRuleMakesAJobForAnUnservedPoolSaysSo) {
+  char dir_template[] = "/tmp/fhcoreXXXXXX";
+  const std::string dir = mkdtemp(dir_template);
+  { std::ofstream(dir + "/plate.exr") << "not read at submit"; }
+  auto loaded = common::load_config_text(
+      "rules:\n"
+      "  - name: thumbs\n"
+      "    match: { path: \"*.exr\" }\n"
+      "    jobs:\n"
+      "      thumb: { kind: thumbnail, output: \"" +
+          dir + "/{name}.jpg\", pool: gpu }\n",
+      "<test>");
+  ASSERT_TRUE(loaded) << loaded.error().reason;
+  config_.rules = loaded->rules;
+  wire::ClientRequest req;
+  req.mutable_publish()->set_path(dir + "/plate.exr");
+  auto reply = request(req);
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(reply.ok()) << reply.error();
+  ASSERT_EQ(reply.publish().job_ids_size(), 1);
+  bool warned = false;
+  for (const auto& w : reply.publish().warnings()) {
+    warned |= w.find("no live worker serves pool 'gpu' now") != std::string::npos;
+  }
+  EXPECT_TRUE(warned) << reply.DebugString();
 }
 
 }  // namespace
