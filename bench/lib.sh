@@ -114,7 +114,8 @@ stop_pid() {
 }
 
 # write_config PATH SLOTS: the broker config every benchmark uses (ipc endpoints in
-# the work dir, the shipped defaults otherwise, a `true` template running /bin/true).
+# the work dir, the shipped defaults otherwise, a `true` template running /bin/true;
+# WORKER_CURVE=false measures a plain worker endpoint).
 write_config() {
   cat >"$1" <<EOF
 log_level: warn
@@ -122,6 +123,7 @@ broker:
   client_endpoint: $CLIENT_EP
   worker_endpoint: $WORKER_EP
   sqlite_synchronous: full
+  worker_curve: ${WORKER_CURVE:-true}
 local_workers:
   slots: $2
 commands:
@@ -163,6 +165,8 @@ stop_broker() { stop_pid "$BROKER_PID" TERM; }
 # flags (the broker's key is read from STATE_DIR/keys/broker.pub once the broker runs).
 admit_fake_worker() {
   local state=$1
+  FAKE_WORKER_CURVE=()
+  [[ "${WORKER_CURVE:-true}" == true ]] || return 0
   [[ -f "$BENCH_WORK/fake-worker.key" ]] ||
     "$BIN/farmhand" admin keygen "$BENCH_WORK/fake-worker" >/dev/null || die "keygen failed"
   mkdir -p "$state/keys/workers"
