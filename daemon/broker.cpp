@@ -53,10 +53,23 @@ Result<void> Broker::start() {
   const auto restore_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(clock_.steady() - t0).count();
 
+  // Local workers connect on an endpoint of their own in the state dir (mode
+  // 0600, no CurveZMQ needed); only when its path is too long for a socket
+  // address do they use the worker endpoint, with a key pair made for them.
+  std::string local_endpoint;
   try {
     endpoints_.configure(broker);
+    if (options_.local_workers > 0) {
+      auto bound = endpoints_.bind_local_workers(state_dir_->path());
+      if (bound) {
+        local_endpoint = *bound;
+      } else {
+        log_->warn("local workers use the worker endpoint reason=\"{}\"", bound.error().reason);
+      }
+    }
     if (auto ok = security_.secure(endpoints_.context(), endpoints_.clients(), endpoints_.workers(),
-                                   options_.local_workers > 0, state_dir_->path());
+                                   options_.local_workers > 0 && local_endpoint.empty(),
+                                   state_dir_->path());
         !ok) {
       return ok;
     }
@@ -76,7 +89,7 @@ Result<void> Broker::start() {
   if (options_.local_workers > 0) {
     Supervisor::Options sup;
     sup.worker_binary = options_.worker_binary;
-    sup.broker_endpoint = broker.worker_endpoint;
+    sup.broker_endpoint = local_endpoint.empty() ? broker.worker_endpoint : local_endpoint;
     sup.state_dir = options_.state_dir;
     sup.count = options_.local_workers;
     sup.slots = options_.config.local_workers.slots;
@@ -95,9 +108,10 @@ Result<void> Broker::start() {
     core_->publish().retry_watching_later();
   }
   log_->info(
-      "broker started clients={} workers={} state_dir={} jobs={} restore_ms={} local_workers={}",
+      "broker started clients={} workers={} state_dir={} jobs={} restore_ms={} local_workers={} "
+      "local_workers_endpoint={}",
       broker.client_endpoint, broker.worker_endpoint, options_.state_dir, core_->farm().jobs.size(),
-      restore_ms, options_.local_workers);
+      restore_ms, options_.local_workers, local_endpoint.empty() ? "-" : local_endpoint);
   return {};
 }
 
@@ -125,9 +139,11 @@ void Broker::turn() {
       {nullptr, signal_fd_, ZMQ_POLLIN, 0},
       {nullptr, core_->publish().watch_fd(), ZMQ_POLLIN, 0},
       {nullptr, core_->backup_fd(), ZMQ_POLLIN, 0},
+      {endpoints_.has_local_workers() ? endpoints_.local_workers().handle() : nullptr, -1,
+       ZMQ_POLLIN, 0},
   };
   try {
-    zmq::poll(items, 5, timeout);
+    zmq::poll(items, 6, timeout);
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) log_->error("poll failed reason=\"{}\"", e.what());
   }

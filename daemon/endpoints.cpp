@@ -1,21 +1,34 @@
 #include "daemon/endpoints.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <vector>
 
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 
 #include "common/wire.h"
 
 namespace farmhand::daemon {
 
+namespace {
+
+// First byte of a worker's routing id as the components see it: which socket.
+constexpr char kNetworkWorker = 'n';
+constexpr char kLocalWorker = 'l';
+
+}  // namespace
+
 Endpoints::Endpoints(BadMessages& bad)
     : bad_(bad),
       clients_(context_, zmq::socket_type::router),
-      workers_(context_, zmq::socket_type::router) {}
+      workers_(context_, zmq::socket_type::router),
+      local_(context_, zmq::socket_type::router) {}
 
 void Endpoints::configure(const common::BrokerConfig& broker) {
-  for (auto* sock : {&clients_, &workers_}) {
+  for (auto* sock : {&clients_, &workers_, &local_}) {
     sock->set(zmq::sockopt::linger, 0);
     // Queued replies to a vanished client must not grow without bound.
     sock->set(zmq::sockopt::sndhwm, 100'000);
@@ -27,6 +40,30 @@ void Endpoints::configure(const common::BrokerConfig& broker) {
   const uint64_t client_cap = std::max<uint64_t>(broker.max_client_message_bytes * 16, 16u << 20);
   clients_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(client_cap));
   workers_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(broker.max_worker_message_bytes));
+  local_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(broker.max_worker_message_bytes));
+}
+
+Result<std::string> Endpoints::bind_local_workers(const std::string& state_dir) {
+  const std::string path = state_dir + "/local-workers.ipc";
+  if (path.size() >= sizeof(sockaddr_un::sun_path) - 1) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("{} is too long for a socket address", path));
+  }
+  const std::string endpoint = "ipc://" + path;
+  // 0600 from the moment the file exists (libzmq creates it in this thread).
+  const mode_t old_mask = ::umask(077);
+  try {
+    local_.bind(endpoint);
+  } catch (const zmq::error_t& e) {
+    ::umask(old_mask);
+    return fail(ErrorCode::kUnavailable, fmt::format("cannot bind {}: {}", endpoint, e.what()));
+  }
+  ::umask(old_mask);
+  if (::chmod(path.c_str(), 0600) != 0) {
+    return fail(ErrorCode::kIo, fmt::format("cannot chmod {}: {}", path, std::strerror(errno)));
+  }
+  local_bound_ = true;
+  return endpoint;
 }
 
 Result<void> Endpoints::bind(const common::BrokerConfig& broker) {
@@ -78,20 +115,27 @@ void Endpoints::drain_clients(int max, const ClientHandler& handle) {
 }
 
 void Endpoints::drain_workers(int max, const WorkerHandler& handle) {
+  drain_workers(workers_, kNetworkWorker, max, handle);
+  if (local_bound_) drain_workers(local_, kLocalWorker, max, handle);
+}
+
+void Endpoints::drain_workers(zmq::socket_t& socket, char tag, int max,
+                              const WorkerHandler& handle) {
+  std::string routing_id;
   for (int n = 0; n < max; ++n) {
     zmq::message_t id;
     zmq::message_t payload;
     try {
-      if (!workers_.recv(id, zmq::recv_flags::dontwait)) return;
+      if (!socket.recv(id, zmq::recv_flags::dontwait)) return;
       if (!id.more()) {
         bad_.note("worker", "message without payload");
         continue;
       }
-      (void)workers_.recv(payload, zmq::recv_flags::none);
+      (void)socket.recv(payload, zmq::recv_flags::none);
       bool extra = payload.more();
       while (payload.more()) {
         zmq::message_t rest;
-        (void)workers_.recv(rest, zmq::recv_flags::none);
+        (void)socket.recv(rest, zmq::recv_flags::none);
         if (!rest.more()) break;
       }
       if (extra) {
@@ -102,7 +146,9 @@ void Endpoints::drain_workers(int max, const WorkerHandler& handle) {
       bad_.note("worker", e.what());
       return;
     }
-    handle(id.to_string(), payload.data(), payload.size());
+    routing_id.assign(1, tag);
+    routing_id.append(static_cast<const char*>(id.data()), id.size());
+    handle(routing_id, payload.data(), payload.size());
   }
 }
 
@@ -122,7 +168,9 @@ void Endpoints::send(const PendingReply& pending) {
 }
 
 bool Endpoints::send(const std::string& routing_id, const wire::BrokerMessage& msg) {
-  return common::send_routed(workers_, routing_id, msg);
+  if (routing_id.empty()) return false;
+  zmq::socket_t& socket = routing_id[0] == kLocalWorker ? local_ : workers_;
+  return common::send_routed(socket, routing_id.substr(1), msg);
 }
 
 }  // namespace farmhand::daemon

@@ -4,7 +4,9 @@
 // Receiving checks the envelope (DEALER clients send [id, payload], REQ clients
 // [id, "", payload]; workers [id, payload]) and drops anything else, counted.
 // Sending never blocks: a peer that is gone or whose queue is full loses the
-// message. Not thread-safe: the event loop owns it.
+// message. Workers on the local workers' endpoint and on the worker endpoint
+// are told apart by the first byte of the routing id the components see. Not thread-safe: the event
+// loop owns it.
 #pragma once
 
 #include <functional>
@@ -34,9 +36,19 @@ class Endpoints final : public ClientPort, public WorkerPort {
 
   zmq::socket_t& workers() { return workers_; }
 
+  // The local workers' own endpoint, when bound (else an unused socket).
+  zmq::socket_t& local_workers() { return local_; }
+
+  bool has_local_workers() const { return local_bound_; }
+
   // Socket options from the config; call before bind().
   void configure(const common::BrokerConfig& broker);
   [[nodiscard]] Result<void> bind(const common::BrokerConfig& broker);
+  // An ipc endpoint in the state dir for the workers the broker spawns itself:
+  // its socket file is mode 0600 from the start, so only the broker's own user
+  // can connect, and it needs no CurveZMQ (which costs every message). Returns
+  // the endpoint; an error when the path is too long for a socket address.
+  [[nodiscard]] Result<std::string> bind_local_workers(const std::string& state_dir);
 
   // Receives what is waiting, at most `max` messages each.
   void drain_clients(int max, const ClientHandler& handle);
@@ -46,10 +58,14 @@ class Endpoints final : public ClientPort, public WorkerPort {
   bool send(const std::string& routing_id, const wire::BrokerMessage& msg) override;
 
  private:
+  void drain_workers(zmq::socket_t& socket, char tag, int max, const WorkerHandler& handle);
+
   BadMessages& bad_;
   zmq::context_t context_{1};
   zmq::socket_t clients_;
   zmq::socket_t workers_;
+  zmq::socket_t local_;
+  bool local_bound_ = false;
 };
 
 }  // namespace farmhand::daemon

@@ -6,10 +6,12 @@
 // start. Real binaries on ipc:// endpoints (tests/support/cluster.h); nothing
 // here ever listens beyond loopback.
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -21,6 +23,9 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.hpp>
 
@@ -356,6 +361,58 @@ TEST(SecurityE2ETest, PlainClientEndpointBeyondLoopbackIsRefusedUnlessAllowInsec
   EXPECT_NE(accepted.err.find("cannot bind " + endpoint), std::string::npos) << describe(accepted);
   CliResult allowed_check = cluster.run_binary("farmhandd", {"--check-config", allowed});
   EXPECT_EQ(allowed_check.exit_code, 0) << describe(allowed_check);
+}
+
+}  // namespace
+}  // namespace farmhand::e2e
+
+namespace farmhand::e2e {
+namespace {
+
+// As root, whether the user `nobody` may connect to the unix socket at `path`
+// (a child drops to it and tries); nullopt when not root.
+std::optional<bool> nobody_can_connect(const std::string& path) {
+  if (::getuid() != 0) return std::nullopt;
+  pid_t child = ::fork();
+  if (child == 0) {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(3);
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    const int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    ::_exit(rc == 0 ? 0 : (errno == EACCES ? 1 : 2));
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) > 1) return std::nullopt;
+  return WEXITSTATUS(status) == 0;
+}
+
+TEST(SecurityE2ETest, LocalWorkersUseAnEndpointOnlyTheBrokersUserCanReach) {
+  ClusterOptions options;
+  options.local_workers = 2;
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  const std::string socket_path = cluster.state_dir() + "/local-workers.ipc";
+
+  struct stat st {};
+
+  ASSERT_EQ(::stat(socket_path.c_str(), &st), 0) << socket_path;
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_NE(
+      read_file(cluster.broker_log_path()).find("local_workers_endpoint=ipc://" + socket_path),
+      std::string::npos);
+  // The local workers need no key: none is made for them.
+  auto job = cluster.submit({"noop", "--tasks", "20"});
+  ASSERT_TRUE(job) << cluster.last_cli();
+  auto done = cluster.wait_for_final_state(*job, 60s);
+  ASSERT_TRUE(done) << cluster.last_cli();
+  EXPECT_EQ((*done)["job"]["state"], "succeeded");
+  if (auto reachable = nobody_can_connect(socket_path)) {
+    EXPECT_FALSE(*reachable) << "another user could connect to the local workers' endpoint";
+  }
 }
 
 }  // namespace
