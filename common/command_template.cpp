@@ -133,7 +133,7 @@ std::string pattern_error(const RE2& regex) {
 // Compiled patterns, shared by every caller: validate_params runs per submit and
 // expand_task per dispatch, and compiling a regex costs far more than a match.
 // Patterns come from the config, so the cache stays small; it is cleared if not.
-// RE2, not std::regex: the values come from users, and RE2 matches in time
+// RE2, not a backtracking engine: the values come from users, and RE2 matches in time
 // linear in the value, with no recursion, whatever the pattern.
 class PatternCache {
  public:
@@ -144,7 +144,7 @@ class PatternCache {
       if (it != compiled_.end()) return it->second;
     }
     RE2::Options options;
-    // Bytes, as std::regex<char> matched them before: a value that is not UTF-8
+    // Bytes, as the backtracking matcher did before: a value that is not UTF-8
     // is matched (and refused by the pattern) rather than failing to decode.
     options.set_encoding(RE2::Options::EncodingLatin1);
     options.set_log_errors(false);
@@ -228,7 +228,7 @@ Result<void> check_param_value(const std::string& name, const ParamSpec& spec,
   }
   auto regex = pattern_cache().get(spec.pattern);
   if (!regex) return fail(std::move(regex.error()));
-  // A full match, as std::regex_match gave: the pattern need not be anchored.
+  // A full match, as before: the pattern need not be anchored.
   const bool matched = RE2::FullMatch(value, **regex);
   if (!matched) {
     return fail(ErrorCode::kInvalidArgument, "param '" + name + "' value '" + printable(value) +

@@ -85,6 +85,8 @@ Result<void> Broker::start() {
   signal_fd_ = signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
   if (signal_fd_ < 0) return fail(ErrorCode::kInternal, "cannot create signalfd");
   signal(SIGPIPE, SIG_IGN);
+  // A file size limit (ulimit -f) is a failed write to report, not a reason to die.
+  signal(SIGXFSZ, SIG_IGN);
 
   if (options_.local_workers > 0) {
     Supervisor::Options sup;

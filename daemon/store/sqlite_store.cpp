@@ -196,16 +196,18 @@ Result<void> SqliteStore::prepare() {
 Result<void> SqliteStore::commit(const Batch& batch) {
   if (batch.empty()) return {};
   if (auto ok = exec("BEGIN IMMEDIATE"); !ok) return ok;
-  auto run = [this](sqlite3_stmt* stmt) {
+  // Why a statement failed is read before the reset, which may forget the OS error.
+  Error failure;
+  auto run = [this, &failure](sqlite3_stmt* stmt) {
     int rc = sqlite3_step(stmt);
+    if (rc != SQLITE_DONE) failure = write_failure();
     sqlite3_reset(stmt);
     sqlite3_clear_bindings(stmt);
     return rc == SQLITE_DONE;
   };
-  auto rollback = [this](const std::string&) {
-    Error e = write_failure();
+  auto rollback = [this, &failure](const std::string&) {
     (void)exec("ROLLBACK");
-    return fail(std::move(e));
+    return fail(std::move(failure));
   };
   for (const JobRow& job : batch.new_jobs) {
     sqlite3_bind_int64(insert_job_, 1, static_cast<sqlite3_int64>(job.id));

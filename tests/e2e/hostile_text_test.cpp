@@ -33,7 +33,7 @@ bool has_raw_control(const std::string& text) {
 
 // ------------------------------------------------------------------ param patterns
 
-// ^(a+)+$ against "aaaa...!" takes a backtracking engine (std::regex) time
+// ^(a+)+$ against "aaaa...!" takes a backtracking engine (the standard library's) time
 // exponential in the value: the broker checks params on its event loop, so one
 // such submit would stop it answering anyone. RE2 answers in linear time.
 TEST(HostileTextE2ETest, NestedQuantifierParamIsRefusedAndTheBrokerKeepsAnswering) {

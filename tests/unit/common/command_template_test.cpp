@@ -240,7 +240,7 @@ TEST(CommandTemplateTest, InvalidPatternIsReportedNotThrown) {
 }
 
 // A backtracking engine takes time exponential in the value for ^(a+)+$ against
-// "aaaa...!" (std::regex ran for hours on 4096 bytes, and overflowed the stack
+// "aaaa...!" (the standard library's engine ran for hours on 4096 bytes, and overflowed the stack
 // on longer values), and the broker checks params on its event loop. RE2 does
 // it in linear time: this test finishes at once or not at all.
 TEST(CommandTemplateTest, NestedQuantifierPatternAgainstALongValueIsRefusedNotHung) {
