@@ -31,10 +31,12 @@ core::Scheduler::Options scheduler_options(const common::BrokerConfig& broker) {
 }
 
 BrokerCore::BrokerCore(const common::Config& config, const std::string& db_path, const Clock& clock,
-                       Store& store, ClientPort& clients, WorkerPort& workers, spdlog::logger& log)
+                       Store& store, Flusher& flusher, ClientPort& clients, WorkerPort& workers,
+                       spdlog::logger& log)
     : config_(config),
       clock_(clock),
       store_(store),
+      flusher_(flusher),
       client_port_(clients),
       worker_port_(workers),
       log_(log),
@@ -78,6 +80,7 @@ void BrokerCore::on_worker(const std::string& routing_id, const void* data, size
 }
 
 void BrokerCore::end_turn() {
+  if (fatal_) return;
   if (failure_) {
     probe_store();
   } else {
@@ -96,14 +99,16 @@ void BrokerCore::end_turn() {
   }
   take_outbox();
   commit();
-  clients_.answer_status_waiters(/*all=*/false);
+  clients_.answer_status_waiters(/*all=*/false, turn_.replies);
+  post();
   link_.answer_log_queries(/*all=*/false);
-  if (!failure_) link_.send_heartbeats();
+  if (!failure_ && !fatal_) link_.send_heartbeats();
 }
 
 void BrokerCore::shutdown() {
   stopping_ = true;
   clients_.set_stopping();
+  if (fatal_) return;
   if (!failure_) {
     const core::Millis now = clock_.millis();
     for (const auto& worker : farm_.scheduler->workers()) {
@@ -112,7 +117,9 @@ void BrokerCore::shutdown() {
   }
   take_outbox();
   commit();
-  clients_.answer_status_waiters(/*all=*/true);
+  clients_.answer_status_waiters(/*all=*/true, turn_.replies);
+  post();
+  flush_all();
   link_.answer_log_queries(/*all=*/true);
 }
 
@@ -172,28 +179,83 @@ void BrokerCore::take_outbox() {
 }
 
 void BrokerCore::commit() {
-  if (!turn_.batch.empty()) {
-    if (auto ok = store_.commit(turn_.batch); !ok) return undo_turn(ok.error());
-    // Jobs submitted while stopping or in shutdown() were not dispatchable yet.
-    for (core::JobId id : turn_.new_jobs) farm_.scheduler->committed(id);
-  }
-  for (const auto& pending : turn_.replies) client_port_.send(pending);
-  for (const auto& [rid, msg] : turn_.worker_mail) {
+  if (turn_.batch.empty()) return;
+  if (auto ok = store_.commit(turn_.batch); !ok) return undo_turn(ok.error());
+  turn_.batch.clear();
+  flusher_.request(++commits_);
+  // Jobs submitted while stopping or in shutdown() were not dispatchable yet.
+  for (core::JobId id : turn_.new_jobs) farm_.scheduler->committed(id);
+}
+
+void BrokerCore::post() {
+  Mail mail{commits_, std::move(turn_.replies), std::move(turn_.worker_mail),
+            std::move(turn_.acks)};
+  turn_.clear();
+  if (mail.replies.empty() && mail.worker_mail.empty() && mail.acks.empty()) return;
+  held_.push_back(std::move(mail));
+  release_flushed();
+}
+
+void BrokerCore::send(Mail& mail) {
+  for (const auto& pending : mail.replies) client_port_.send(pending);
+  for (const auto& [rid, msg] : mail.worker_mail) {
     if (!worker_port_.send(rid, msg) && msg.has_assign()) {
       log_.warn("dispatch not delivered job={} task={}", msg.assign().ref().job_id(),
                 msg.assign().ref().task());
     }
   }
-  for (auto& [rid, ack] : turn_.acks) {
+  for (auto& [rid, ack] : mail.acks) {
     wire::BrokerMessage msg;
     *msg.mutable_ack() = std::move(ack);
     worker_port_.send(rid, msg);
   }
+}
+
+void BrokerCore::release_flushed() {
+  if (held_.empty() || fatal_) return;
+  auto flushed = flusher_.flushed();
+  if (!flushed) return flush_failed(flushed.error());
+  while (!held_.empty() && held_.front().seq <= *flushed) {
+    send(held_.front());
+    held_.pop_front();
+  }
+}
+
+void BrokerCore::flush_all() {
+  if (held_.empty() || fatal_) return;
+  if (auto flushed = flusher_.wait(commits_); !flushed) return flush_failed(flushed.error());
+  release_flushed();
+}
+
+void BrokerCore::flush_failed(const Error& cause) {
+  fatal_ = cause;
+  log_.critical(
+      "{}; what was written since the last good flush may not be on disk, so farmhandd stops "
+      "and must be restarted on what the disk holds (systemd does)",
+      cause.reason);
+  // Nothing held leaves as it was: no Assign, Cancel or ack, and every reply is
+  // this error (a write may or may not have been kept; a read may show it).
+  const Error error{ErrorCode::kIo,
+                    cause.reason + "; the outcome is unknown, ask again once farmhandd is back"};
+  auto refuse = [&](std::vector<PendingReply>& replies) {
+    for (PendingReply& pending : replies) {
+      pending.reply.clear_body();
+      set_error(pending.reply, error);
+      client_port_.send(pending);
+    }
+  };
+  for (Mail& mail : held_) refuse(mail.replies);
+  refuse(turn_.replies);
+  held_.clear();
   turn_.clear();
 }
 
 void BrokerCore::undo_turn(const Error& cause) {
   ++failed_commits_;
+  // The turns before this one were committed: their mail leaves first, in order.
+  turn_.batch.clear();
+  flush_all();
+  if (fatal_) return;
   const Error error{ErrorCode::kIo, "state store write failed: " + cause.reason};
   log_.error("{}; the turn is undone, writes are refused until the store writes again",
              error.reason);

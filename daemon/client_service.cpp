@@ -249,7 +249,7 @@ bool ClientService::hold_status(const PendingReply& pending, const wire::StatusR
   return true;
 }
 
-void ClientService::answer_status_waiters(bool all) {
+void ClientService::answer_status_waiters(bool all, std::vector<PendingReply>& out) {
   if (status_waiters_.empty()) return;
   const auto now = clock_.steady();
   std::erase_if(status_waiters_, [&](StatusWaiter& waiter) {
@@ -260,7 +260,7 @@ void ClientService::answer_status_waiters(bool all) {
     PendingReply& pending = waiter.pending;
     pending.reply.set_ok(true);
     status(waiter.request, pending.reply);
-    clients_.send(pending);
+    out.push_back(std::move(pending));
     return true;
   });
 }

@@ -72,8 +72,9 @@ class ClientService {
                   Turn& turn);
 
   // Answers held status requests whose job changed or whose wait ran out (all
-  // of them when `all`). Called after the turn's commit.
-  void answer_status_waiters(bool all);
+  // of them when `all`) into `out`, the turn's replies. Called after the
+  // turn's commit; the answers leave with the turn's other mail.
+  void answer_status_waiters(bool all, std::vector<PendingReply>& out);
   std::optional<Clock::SteadyTime> next_deadline() const;
 
   // Set while the store cannot write: writes are refused with this error.

@@ -120,9 +120,10 @@ Result<void> StateDir::check_database() const {
                   path_, database_path(), lost, marker_path(), database_path(), marker_path()));
 }
 
-Result<std::unique_ptr<SqliteStore>> StateDir::open_store(const std::string& synchronous) {
+Result<std::unique_ptr<SqliteStore>> StateDir::open_store(const std::string& synchronous,
+                                                          SqliteStore::Flush flush) {
   if (auto ok = check_database(); !ok) return fail(ok.error());
-  auto store = SqliteStore::open(database_path(), synchronous);
+  auto store = SqliteStore::open(database_path(), synchronous, flush);
   if (!store) return store;
   if (auto ok = write_marker(); !ok) return fail(ok.error());
   return store;

@@ -57,7 +57,8 @@ class StateDir {
   [[nodiscard]] Result<void> check_database() const;
   // check_database, then opens (creating and migrating as needed) the store and
   // records that the database exists.
-  [[nodiscard]] Result<std::unique_ptr<SqliteStore>> open_store(const std::string& synchronous);
+  [[nodiscard]] Result<std::unique_ptr<SqliteStore>> open_store(
+      const std::string& synchronous, SqliteStore::Flush flush = SqliteStore::Flush::kInCommit);
 
  private:
   StateDir(std::string path, int lock_fd) : path_(std::move(path)), lock_fd_(lock_fd) {}

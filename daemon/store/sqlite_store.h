@@ -4,7 +4,10 @@
 // file has not seen (PRAGMA user_version counts them). Durability follows the
 // `synchronous` setting: with "full" (the default) a committed batch survives a
 // power cut, at the price of one fsync per commit — which is why the broker
-// commits once per event-loop turn, not once per change.
+// commits once per event-loop turn, not once per change. With Flush::kByCaller,
+// "full" runs SQLite at synchronous=NORMAL (a commit writes the WAL, the OS
+// holds it) and leaves the WAL's fsync to the caller: flush_path() names it,
+// and the broker flushes it on a thread of its own (daemon/store/flusher.h).
 // A file that is not a SQLite database, or a damaged one (SQLITE_NOTADB,
 // SQLITE_CORRUPT, at open or on any later read), fails with kCorrupt and a reason
 // naming the file and how to restore it. Opening reads only the header and schema:
@@ -25,9 +28,15 @@ namespace farmhand::daemon {
 
 class SqliteStore : public Store {
  public:
+  enum class Flush {
+    kInCommit,  // with "full", commit() returns durable
+    kByCaller,  // with "full", commit() returns written; flush flush_path() to make it durable
+  };
+
   // synchronous: "full", "normal" or "off".
   [[nodiscard]] static Result<std::unique_ptr<SqliteStore>> open(const std::string& path,
-                                                                 const std::string& synchronous);
+                                                                 const std::string& synchronous,
+                                                                 Flush flush = Flush::kInCommit);
   ~SqliteStore() override;
 
   Result<void> commit(const Batch& batch) override;
@@ -36,6 +45,8 @@ class SqliteStore : public Store {
   Result<void> load_events(const std::function<void(EventRow&&)>& on_event) override;
   Result<std::vector<LogRow>> logs(core::JobId job, std::optional<core::TaskIndex> task) override;
   Result<void> check_writable() override;
+
+  std::string flush_path() const override { return flush_path_; }
 
   // An online, consistent copy of the database into `path` (SQLite backup API).
   [[nodiscard]] Result<void> backup_to(const std::string& path);
@@ -55,6 +66,7 @@ class SqliteStore : public Store {
 
   sqlite3* db_ = nullptr;
   std::string path_;
+  std::string flush_path_;  // the WAL, when the caller flushes it
   sqlite3_stmt* insert_job_ = nullptr;
   sqlite3_stmt* update_job_ = nullptr;
   sqlite3_stmt* upsert_task_ = nullptr;

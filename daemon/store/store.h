@@ -2,9 +2,11 @@
 // default; see sqlite_store.h).
 //
 // The event loop hands one Batch per turn to commit(): everything in it becomes
-// durable together or not at all, and the loop acknowledges nothing of it before
-// commit() returns. load() streams rows back at start-up without holding them all.
-// Implementations need not be thread-safe: the event loop is the only caller.
+// durable together or not at all, and the loop acknowledges nothing of it
+// before it is durable: when commit() returns, or, for a store that names a
+// flush_path(), once that file is flushed (daemon/store/flusher.h). load()
+// streams rows back at start-up without holding them all. Implementations need
+// not be thread-safe: the event loop is the only caller.
 #pragma once
 
 #include <cstdint>
@@ -105,6 +107,11 @@ class Store {
   // Writes something small and durable, to learn whether the store can write
   // again after a failed commit.
   [[nodiscard]] virtual Result<void> check_writable() = 0;
+
+  // Empty when commit() is durable by itself. Else commit() returns once the
+  // batch is written (it survives the process, not the host), and flushing this
+  // file (fdatasync) makes every commit written so far durable.
+  virtual std::string flush_path() const { return {}; }
 
   // Logs of a job's tasks, one task or all (task = nullopt), oldest attempt first.
   [[nodiscard]] virtual Result<std::vector<LogRow>> logs(core::JobId job,

@@ -1,9 +1,11 @@
 // MemoryStore and FaultyStore: daemon::Store implementations for unit tests.
 //
 // MemoryStore keeps committed batches in maps, all or nothing per commit, as
-// SQLite does. FaultyStore wraps any Store and fails commits (and the write
-// probe) while told to, with the error a full disk gives — the idea of
-// LevelDB's fault_injection_test, on the store interface.
+// SQLite does; a commit is written (it survives the process), and durable
+// (survives power_cut()) once flushed, as SQLite's WAL at synchronous=NORMAL.
+// FaultyStore wraps any Store and fails commits (and the write probe) while
+// told to, with the error a full disk gives — the idea of LevelDB's
+// fault_injection_test, on the store interface.
 #pragma once
 
 #include <map>
@@ -88,6 +90,12 @@ class MemoryStore final : public daemon::Store {
 
   size_t job_count() const { return state_.jobs.size(); }
 
+  // Makes every commit so far durable, as an fdatasync of the WAL does.
+  void flush() { durable_ = state_; }
+
+  // The host loses power: what was committed but not flushed is gone.
+  void power_cut() { state_ = durable_; }
+
   size_t event_count() const { return state_.events.size(); }
 
   uint64_t commits() const { return commits_; }
@@ -101,6 +109,7 @@ class MemoryStore final : public daemon::Store {
   };
 
   State state_;
+  State durable_;
   uint64_t commits_ = 0;
 };
 

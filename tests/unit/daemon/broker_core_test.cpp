@@ -11,6 +11,7 @@
 #include <set>
 
 #include "tests/support/fake_clock.h"
+#include "tests/support/fake_flusher.h"
 #include "tests/support/memory_store.h"
 #include <gtest/gtest.h>
 
@@ -21,6 +22,7 @@ namespace farmhand::daemon {
 namespace {
 
 using testing::FakeClock;
+using testing::FakeFlusher;
 using testing::FaultyStore;
 using testing::MemoryStore;
 
@@ -56,7 +58,7 @@ class BrokerCoreTest : public ::testing::Test {
     auto log = common::logger("broker_core_test");
     log->set_level(spdlog::level::off);  // the scenarios assert what they rely on
     core_ = std::make_unique<BrokerCore>(config_, "/nonexistent/farmhand.db", clock_, faulty_,
-                                         ports_, ports_, *log);
+                                         flusher_, ports_, ports_, *log);
     ASSERT_TRUE(core_->restore());
     // Restored running tasks wait for their workers a few beats.
     clock_.advance(std::chrono::seconds(3));
@@ -154,6 +156,7 @@ class BrokerCoreTest : public ::testing::Test {
   FakeClock clock_;
   MemoryStore disk_;
   FaultyStore faulty_;
+  FakeFlusher flusher_{disk_};
   RecordingPorts ports_;
   std::unique_ptr<BrokerCore> core_;
   uint64_t request_id_ = 0;
@@ -581,6 +584,120 @@ TEST_F(BrokerCoreTest, APublishWhoseRuleMakesAJobForAnUnservedPoolSaysSo) {
     warned |= w.find("no live worker serves pool 'gpu' now") != std::string::npos;
   }
   EXPECT_TRUE(warned) << reply.DebugString();
+}
+
+// ------------------------------------------------------------------ flushing off the loop
+
+// The loop commits a turn and goes on; the turn's mail waits for the flush that
+// makes its commit durable, and so does the mail of every turn after it, reads
+// included (they could show what is not yet durable).
+TEST_F(BrokerCoreTest, ATurnsMailWaitsForTheFlushOfItsCommitWhileTheLoopGoesOn) {
+  ready("w1");
+  core_->end_turn();
+  ports_.take_worker_mail();
+  flusher_.hold();
+
+  wire::ClientRequest submit;
+  submit.set_version(common::kProtocolVersion);
+  submit.set_request_id(101);
+  submit.mutable_submit()->mutable_spec()->set_kind("noop");
+  submit.mutable_submit()->mutable_spec()->set_tasks(2);
+  std::string bytes = submit.SerializeAsString();
+  core_->on_client("client", false, bytes.data(), bytes.size());
+  core_->end_turn();
+  EXPECT_TRUE(ports_.take_replies().empty()) << "a submit was acknowledged before its flush";
+  EXPECT_TRUE(assigns().empty()) << "an Assign left before its commit was flushed";
+  EXPECT_EQ(core_->held_turns(), 1u);
+
+  // The loop goes on: a read in the next turn is answered only after that flush too.
+  wire::ClientRequest ls;
+  ls.set_version(common::kProtocolVersion);
+  ls.set_request_id(102);
+  ls.mutable_list();
+  bytes = ls.SerializeAsString();
+  core_->on_client("client", false, bytes.data(), bytes.size());
+  core_->end_turn();
+  EXPECT_TRUE(ports_.take_replies().empty()) << "a read showed a job that is not durable";
+  EXPECT_EQ(core_->held_turns(), 2u);
+
+  flusher_.complete();
+  core_->on_flushed();
+  auto replies = ports_.take_replies();
+  ASSERT_EQ(replies.size(), 2u);
+  EXPECT_EQ(replies[0].request_id(), 101u) << "mail left out of order";
+  ASSERT_TRUE(replies[0].ok()) << replies[0].error();
+  EXPECT_EQ(replies[1].request_id(), 102u);
+  EXPECT_EQ(replies[1].list().jobs_size(), 1);
+  EXPECT_EQ(assigns().size(), 2u);
+  EXPECT_EQ(core_->held_turns(), 0u);
+}
+
+// What a client or worker was told survives the host losing power; what was
+// only written may be lost, and was never acknowledged.
+TEST_F(BrokerCoreTest, APowerCutLosesNothingThatWasAcknowledged) {
+  auto kept = submit_noop(1, "kept");
+  ASSERT_TRUE(kept.ok()) << kept.error();
+
+  flusher_.hold();
+  wire::ClientRequest submit;
+  submit.set_version(common::kProtocolVersion);
+  submit.set_request_id(201);
+  submit.mutable_submit()->mutable_spec()->set_kind("noop");
+  submit.mutable_submit()->mutable_spec()->set_tasks(1);
+  submit.mutable_submit()->mutable_spec()->set_idempotency_key("written");
+  std::string bytes = submit.SerializeAsString();
+  core_->on_client("client", false, bytes.data(), bytes.size());
+  core_->end_turn();
+  EXPECT_EQ(disk_.job_count(), 2u);  // written, not flushed
+  EXPECT_TRUE(ports_.take_replies().empty());
+
+  disk_.power_cut();
+  core_.reset();
+  flusher_.complete(/*and_stop_holding=*/true);  // the new broker's flushes are not held
+  start();
+  EXPECT_TRUE(status(kept.submit().job_id()).ok()) << "an acknowledged job was lost";
+  EXPECT_EQ(disk_.job_count(), 1u);
+}
+
+// A failed fdatasync may have dropped what it could not write: nothing held
+// leaves as if it were kept, and the broker stops to restart on what the disk has.
+TEST_F(BrokerCoreTest, AFailedFlushAcknowledgesNothingHeldAndStopsTheBroker) {
+  ready("w1");
+  core_->end_turn();
+  ports_.take_worker_mail();
+  flusher_.hold();
+
+  wire::ClientRequest submit;
+  submit.set_version(common::kProtocolVersion);
+  submit.set_request_id(301);
+  submit.mutable_submit()->mutable_spec()->set_kind("noop");
+  submit.mutable_submit()->mutable_spec()->set_tasks(2);
+  std::string bytes = submit.SerializeAsString();
+  core_->on_client("client", false, bytes.data(), bytes.size());
+  core_->end_turn();
+  ASSERT_TRUE(ports_.take_replies().empty());
+
+  flusher_.fail();
+  core_->on_flushed();
+  ASSERT_TRUE(core_->fatal());
+  EXPECT_EQ(core_->fatal()->reason,
+            "state store flush failed: Input/output error (/state/farmhand.db-wal)");
+  auto replies = ports_.take_replies();
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_FALSE(replies[0].ok());
+  EXPECT_FALSE(replies[0].has_submit());
+  EXPECT_EQ(replies[0].error(),
+            "state store flush failed: Input/output error (/state/farmhand.db-wal); the outcome "
+            "is unknown, ask again once farmhandd is back");
+  EXPECT_TRUE(assigns().empty()) << "an Assign left after its flush failed";
+
+  // Nothing more is committed or sent.
+  const uint64_t commits = disk_.commits();
+  ready("w2");
+  core_->end_turn();
+  core_->shutdown();
+  EXPECT_EQ(disk_.commits(), commits);
+  EXPECT_TRUE(assigns().empty());
 }
 
 }  // namespace
