@@ -43,16 +43,12 @@ Result<void> Broker::start() {
   if (!state_dir) return fail(state_dir.error());
   state_dir_ = std::move(*state_dir);
   const std::string db_path = state_dir_->database_path();
+  // The loop flushes the WAL itself, after a turn's Assigns have left.
   auto store = state_dir_->open_store(broker.sqlite_synchronous, SqliteStore::Flush::kByCaller);
   if (!store) return fail(store.error());
   store_ = std::move(*store);
-  // The WAL's fdatasync runs on a thread of its own; the loop holds each turn's
-  // mail until its commit is flushed.
-  auto flusher = make_flusher(store_->flush_path());
-  if (!flusher) return fail(flusher.error());
-  flusher_ = std::move(*flusher);
-  core_ = std::make_unique<BrokerCore>(options_.config, db_path, clock_, *store_, *flusher_,
-                                       endpoints_, endpoints_, *log_);
+  core_ = std::make_unique<BrokerCore>(options_.config, db_path, clock_, *store_, endpoints_,
+                                       endpoints_, *log_);
   const auto t0 = clock_.steady();
   if (auto ok = core_->restore(); !ok) return ok;
   const auto restore_ms =
@@ -149,16 +145,13 @@ void Broker::turn() {
       {nullptr, core_->backup_fd(), ZMQ_POLLIN, 0},
       {endpoints_.has_local_workers() ? endpoints_.local_workers().handle() : nullptr, -1,
        ZMQ_POLLIN, 0},
-      {nullptr, core_->flush_fd(), ZMQ_POLLIN, 0},
   };
   try {
-    zmq::poll(items, 7, timeout);
+    zmq::poll(items, 6, timeout);
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) log_->error("poll failed reason=\"{}\"", e.what());
   }
   if (items[2].revents & ZMQ_POLLIN) on_signals();
-  if (items[6].fd >= 0 && (items[6].revents & ZMQ_POLLIN)) core_->on_flushed();
-  if (core_->fatal()) return;  // run() stops; nothing more is taken in
   if (items[4].fd >= 0 && (items[4].revents & ZMQ_POLLIN)) core_->on_backup_done();
   if (items[3].fd >= 0 && (items[3].revents & ZMQ_POLLIN)) core_->publish().on_watch_readable();
   endpoints_.drain_workers(kMaxWorkerMessagesPerTurn,
@@ -175,6 +168,7 @@ void Broker::turn() {
   }
   security_.log_refusals();
   if (!stopping_) core_->end_turn();
+  if (core_->fatal()) return;  // run() stops
   report_health();
   if (supervisor_ && !stopping_) supervisor_->maintain(clock_.steady());
 }

@@ -71,7 +71,6 @@ class Broker {
   EndpointSecurity security_;
   std::unique_ptr<StateDir> state_dir_;  // before store_: unlocked after the store closes
   std::unique_ptr<Store> store_;
-  std::unique_ptr<Flusher> flusher_;  // after store_: stops before the store closes
   std::unique_ptr<BrokerCore> core_;
   std::unique_ptr<Supervisor> supervisor_;
   int signal_fd_ = -1;

@@ -31,12 +31,10 @@ core::Scheduler::Options scheduler_options(const common::BrokerConfig& broker) {
 }
 
 BrokerCore::BrokerCore(const common::Config& config, const std::string& db_path, const Clock& clock,
-                       Store& store, Flusher& flusher, ClientPort& clients, WorkerPort& workers,
-                       spdlog::logger& log)
+                       Store& store, ClientPort& clients, WorkerPort& workers, spdlog::logger& log)
     : config_(config),
       clock_(clock),
       store_(store),
-      flusher_(flusher),
       client_port_(clients),
       worker_port_(workers),
       log_(log),
@@ -119,7 +117,6 @@ void BrokerCore::shutdown() {
   commit();
   clients_.answer_status_waiters(/*all=*/true, turn_.replies);
   post();
-  flush_all();
   link_.answer_log_queries(/*all=*/true);
 }
 
@@ -182,49 +179,36 @@ void BrokerCore::commit() {
   if (turn_.batch.empty()) return;
   if (auto ok = store_.commit(turn_.batch); !ok) return undo_turn(ok.error());
   turn_.batch.clear();
-  flusher_.request(++commits_);
+  ++commits_;
   // Jobs submitted while stopping or in shutdown() were not dispatchable yet.
   for (core::JobId id : turn_.new_jobs) farm_.scheduler->committed(id);
 }
 
 void BrokerCore::post() {
-  Mail mail{commits_, std::move(turn_.replies), std::move(turn_.worker_mail),
-            std::move(turn_.acks)};
-  turn_.clear();
-  if (mail.replies.empty() && mail.worker_mail.empty() && mail.acks.empty()) return;
-  held_.push_back(std::move(mail));
-  release_flushed();
-}
-
-void BrokerCore::send(Mail& mail) {
-  for (const auto& pending : mail.replies) client_port_.send(pending);
-  for (const auto& [rid, msg] : mail.worker_mail) {
+  // Assign and Cancel leave as soon as the commit that decided them is written:
+  // from then on it survives farmhandd being killed, and the workers run their
+  // tasks while the flush below waits for the disk. (Should the host lose
+  // power before the flush ends, the workers report what they run when they
+  // reconnect, and the scheduler adopts it before it dispatches anything.)
+  for (const auto& [rid, msg] : turn_.worker_mail) {
     if (!worker_port_.send(rid, msg) && msg.has_assign()) {
       log_.warn("dispatch not delivered job={} task={}", msg.assign().ref().job_id(),
                 msg.assign().ref().task());
     }
   }
-  for (auto& [rid, ack] : mail.acks) {
+  // Replies and result acks acknowledge: they leave once the commit is durable.
+  // Reads too, so that none shows what is not yet durable.
+  if (commits_ > flushed_) {
+    if (auto ok = store_.flush(); !ok) return flush_failed(ok.error());
+    flushed_ = commits_;
+  }
+  for (const auto& pending : turn_.replies) client_port_.send(pending);
+  for (auto& [rid, ack] : turn_.acks) {
     wire::BrokerMessage msg;
     *msg.mutable_ack() = std::move(ack);
     worker_port_.send(rid, msg);
   }
-}
-
-void BrokerCore::release_flushed() {
-  if (held_.empty() || fatal_) return;
-  auto flushed = flusher_.flushed();
-  if (!flushed) return flush_failed(flushed.error());
-  while (!held_.empty() && held_.front().seq <= *flushed) {
-    send(held_.front());
-    held_.pop_front();
-  }
-}
-
-void BrokerCore::flush_all() {
-  if (held_.empty() || fatal_) return;
-  if (auto flushed = flusher_.wait(commits_); !flushed) return flush_failed(flushed.error());
-  release_flushed();
+  turn_.clear();
 }
 
 void BrokerCore::flush_failed(const Error& cause) {
@@ -233,29 +217,20 @@ void BrokerCore::flush_failed(const Error& cause) {
       "{}; what was written since the last good flush may not be on disk, so farmhandd stops "
       "and must be restarted on what the disk holds (systemd does)",
       cause.reason);
-  // Nothing held leaves as it was: no Assign, Cancel or ack, and every reply is
-  // this error (a write may or may not have been kept; a read may show it).
+  // No result ack leaves, and every reply is this error: a write may or may
+  // not have been kept, and a read may show it.
   const Error error{ErrorCode::kIo,
                     cause.reason + "; the outcome is unknown, ask again once farmhandd is back"};
-  auto refuse = [&](std::vector<PendingReply>& replies) {
-    for (PendingReply& pending : replies) {
-      pending.reply.clear_body();
-      set_error(pending.reply, error);
-      client_port_.send(pending);
-    }
-  };
-  for (Mail& mail : held_) refuse(mail.replies);
-  refuse(turn_.replies);
-  held_.clear();
+  for (PendingReply& pending : turn_.replies) {
+    pending.reply.clear_body();
+    set_error(pending.reply, error);
+    client_port_.send(pending);
+  }
   turn_.clear();
 }
 
 void BrokerCore::undo_turn(const Error& cause) {
   ++failed_commits_;
-  // The turns before this one were committed: their mail leaves first, in order.
-  turn_.batch.clear();
-  flush_all();
-  if (fatal_) return;
   const Error error{ErrorCode::kIo, "state store write failed: " + cause.reason};
   log_.error("{}; the turn is undone, writes are refused until the store writes again",
              error.reason);

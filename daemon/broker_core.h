@@ -5,12 +5,12 @@
 // answers through the ports. A turn: messages are handled (replies, results
 // and new jobs staged in the Turn), then the scheduler's clock work and
 // dispatch run, then the Turn's batch is committed in one transaction, and
-// only then do replies, result acks, Assign and Cancel leave: at once when
-// the commit is durable by itself, else once the Flusher says so. The loop
-// goes on meanwhile (the next turns' commits share the next flush), and each
-// turn's mail is held until its commit number is flushed, so nothing — not
-// even a read — reveals what is not yet durable. A failed flush is fatal
-// (daemon/store/flusher.h): held replies get its error and the loop stops.
+// only then does anything leave: Assign and Cancel once the commit is
+// written (it survives farmhandd being killed), so the workers are at work
+// while the store flushes it; then replies and result acks, which
+// acknowledge, once it is durable (Store::flush). A failed flush is fatal:
+// the turn's replies get its error and the loop stops, for systemd to restart
+// farmhandd on what the disk really holds.
 //
 // A commit that fails never leaves memory ahead of disk: nothing of the turn
 // is sent, every write it would have acknowledged is answered with the store's
@@ -22,7 +22,6 @@
 #pragma once
 
 #include <chrono>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,7 +36,6 @@
 #include "daemon/job_intake.h"
 #include "daemon/online_backup.h"
 #include "daemon/publish_intake.h"
-#include "daemon/store/flusher.h"
 #include "daemon/store/store.h"
 #include "daemon/turn.h"
 #include "daemon/worker_link.h"
@@ -49,8 +47,7 @@ class BrokerCore final : public HealthSource {
   // `config` is the broker's, updated in place by a reload. `db_path` is where
   // the online backup reads from.
   BrokerCore(const common::Config& config, const std::string& db_path, const Clock& clock,
-             Store& store, Flusher& flusher, ClientPort& clients, WorkerPort& workers,
-             spdlog::logger& log);
+             Store& store, ClientPort& clients, WorkerPort& workers, spdlog::logger& log);
 
   // Loads the Farm from the store (before anything else).
   [[nodiscard]] Result<void> restore();
@@ -74,18 +71,9 @@ class BrokerCore final : public HealthSource {
 
   void on_backup_done() { backup_.finish(); }
 
-  // The flusher's fd for the loop's poll, and what to call when it is readable:
-  // sends the mail of every turn now durable.
-  int flush_fd() const { return flusher_.fd(); }
-
-  void on_flushed() { release_flushed(); }
-
   // Set once a flush failed: the loop must stop (systemd restarts farmhandd on
   // what the disk holds).
   const std::optional<Error>& fatal() const { return fatal_; }
-
-  // Turns whose mail waits for a flush (for tests).
-  size_t held_turns() const { return held_.size(); }
 
   // Empty while the store writes; else why it does not, for health and STATUS.
   std::optional<Error> store_failure() const override { return failure_; }
@@ -96,19 +84,11 @@ class BrokerCore final : public HealthSource {
   uint64_t failed_commits() const override { return failed_commits_; }
 
  private:
-  // What one turn sends, once its commit number is durable.
-  struct Mail {
-    uint64_t seq = 0;
-    std::vector<PendingReply> replies;
-    std::vector<std::pair<std::string, wire::BrokerMessage>> worker_mail;
-    std::unordered_map<std::string, wire::ResultAck> acks;
-  };
-
+  // Writes the Turn's batch (undoing the turn when that fails).
   void commit();
+  // Sends what the turn decided: Assign and Cancel, then, once the store has
+  // flushed, replies and result acks.
   void post();
-  void send(Mail& mail);
-  void release_flushed();
-  void flush_all();
   void flush_failed(const Error& error);
   void undo_turn(const Error& error);
   void probe_store();
@@ -118,7 +98,6 @@ class BrokerCore final : public HealthSource {
   const common::Config& config_;
   const Clock& clock_;
   Store& store_;
-  Flusher& flusher_;
   ClientPort& client_port_;
   WorkerPort& worker_port_;
   spdlog::logger& log_;
@@ -130,8 +109,8 @@ class BrokerCore final : public HealthSource {
   WorkerLink link_;
   ClientService clients_;
   Turn turn_;
-  uint64_t commits_ = 0;   // numbers the store's commits
-  std::deque<Mail> held_;  // oldest first, each waiting for its commit's flush
+  uint64_t commits_ = 0;  // numbers the store's commits
+  uint64_t flushed_ = 0;  // the last one flushed
   std::optional<Error> fatal_;
 
   bool stopping_ = false;

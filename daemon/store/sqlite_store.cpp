@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/logging.h"
 #include "daemon/store/migrations.h"
@@ -46,6 +48,41 @@ SqliteStore::~SqliteStore() {
     sqlite3_finalize(stmt);
   }
   sqlite3_close_v2(db_);
+  if (wal_fd_ >= 0) ::close(wal_fd_);
+}
+
+Result<void> SqliteStore::flush() {
+  if (wal_path_.empty()) return {};
+  auto failed = [](const std::string& path, int err = errno) {
+    return fail(ErrorCode::kIo,
+                fmt::format("state store flush failed: {} ({})", std::strerror(err), path));
+  };
+  // The WAL is opened by path, and again when the path names a new file (SQLite
+  // makes it anew only when its last connection closes).
+  struct stat at_path = {};
+  if (::stat(wal_path_.c_str(), &at_path) != 0) {
+    if (errno == ENOENT) return {};  // no WAL: every commit is in the database file
+    return failed(wal_path_);
+  }
+  struct stat ours = {};
+  if (wal_fd_ < 0 || ::fstat(wal_fd_, &ours) != 0 || ours.st_ino != at_path.st_ino ||
+      ours.st_dev != at_path.st_dev) {
+    if (wal_fd_ >= 0) {
+      if (::fdatasync(wal_fd_) != 0) return failed(wal_path_);
+      ::close(wal_fd_);
+    }
+    wal_fd_ = ::open(wal_path_.c_str(), O_RDWR | O_CLOEXEC);
+    if (wal_fd_ < 0) return failed(wal_path_);
+    // A new file is durable once its directory entry is.
+    const std::string dir = std::filesystem::path(wal_path_).parent_path().string();
+    int dir_fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0) return failed(dir);
+    const int err = ::fsync(dir_fd) == 0 ? 0 : errno;
+    ::close(dir_fd);
+    if (err != 0) return failed(dir, err);
+  }
+  if (::fdatasync(wal_fd_) != 0) return failed(wal_path_);
+  return {};
 }
 
 Error SqliteStore::error(const std::string& what) const {
@@ -118,7 +155,10 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path,
                                                        const std::string& synchronous,
                                                        Flush flush) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  // One thread uses the connection (the class is not thread-safe), so SQLite
+  // need not lock it on every call: NOMUTEX.
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   std::unique_ptr<SqliteStore> store(new SqliteStore(db, path));
   if (rc != SQLITE_OK) {
     return fail(store->error(fmt::format("cannot open state store {}", path)));
@@ -139,7 +179,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path,
     // after.) The migrations above ran under FULL, so a new database is on disk
     // before the state dir's marker says one exists.
     if (auto ok = store->exec("PRAGMA synchronous=NORMAL"); !ok) return fail(ok.error());
-    store->flush_path_ = path + "-wal";
+    store->wal_path_ = path + "-wal";
   }
   return store;
 }

@@ -5,9 +5,10 @@
 // `synchronous` setting: with "full" (the default) a committed batch survives a
 // power cut, at the price of one fsync per commit — which is why the broker
 // commits once per event-loop turn, not once per change. With Flush::kByCaller,
-// "full" runs SQLite at synchronous=NORMAL (a commit writes the WAL, the OS
-// holds it) and leaves the WAL's fsync to the caller: flush_path() names it,
-// and the broker flushes it on a thread of its own (daemon/store/flusher.h).
+// "full" runs SQLite at synchronous=NORMAL (commit() writes the WAL, the OS
+// holds it) and flush() fdatasyncs the WAL: the same durability, with the
+// caller choosing when to wait for the disk (the broker sends a turn's
+// Assigns first, so the workers run them during the flush).
 // A file that is not a SQLite database, or a damaged one (SQLITE_NOTADB,
 // SQLITE_CORRUPT, at open or on any later read), fails with kCorrupt and a reason
 // naming the file and how to restore it. Opening reads only the header and schema:
@@ -30,7 +31,7 @@ class SqliteStore : public Store {
  public:
   enum class Flush {
     kInCommit,  // with "full", commit() returns durable
-    kByCaller,  // with "full", commit() returns written; flush flush_path() to make it durable
+    kByCaller,  // with "full", commit() returns written; flush() makes it durable
   };
 
   // synchronous: "full", "normal" or "off".
@@ -46,7 +47,7 @@ class SqliteStore : public Store {
   Result<std::vector<LogRow>> logs(core::JobId job, std::optional<core::TaskIndex> task) override;
   Result<void> check_writable() override;
 
-  std::string flush_path() const override { return flush_path_; }
+  Result<void> flush() override;
 
   // An online, consistent copy of the database into `path` (SQLite backup API).
   [[nodiscard]] Result<void> backup_to(const std::string& path);
@@ -66,7 +67,8 @@ class SqliteStore : public Store {
 
   sqlite3* db_ = nullptr;
   std::string path_;
-  std::string flush_path_;  // the WAL, when the caller flushes it
+  std::string wal_path_;  // set when the caller flushes the WAL (Flush::kByCaller)
+  int wal_fd_ = -1;
   sqlite3_stmt* insert_job_ = nullptr;
   sqlite3_stmt* update_job_ = nullptr;
   sqlite3_stmt* upsert_task_ = nullptr;

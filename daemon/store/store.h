@@ -1,12 +1,13 @@
 // Store: the broker's durable state, behind an interface (SQLite is the embedded
 // default; see sqlite_store.h).
 //
-// The event loop hands one Batch per turn to commit(): everything in it becomes
-// durable together or not at all, and the loop acknowledges nothing of it
-// before it is durable: when commit() returns, or, for a store that names a
-// flush_path(), once that file is flushed (daemon/store/flusher.h). load()
-// streams rows back at start-up without holding them all. Implementations need
-// not be thread-safe: the event loop is the only caller.
+// The event loop hands one Batch per turn to commit(): everything in it is
+// written together or not at all; once commit() returns it survives farmhandd
+// being killed. flush() then makes every commit so far durable (it survives
+// the host losing power): the loop sends Assign and Cancel after commit(), and
+// acknowledges nothing (client replies, result acks) before flush(). load()
+// streams rows back at start-up without holding them all. Implementations
+// need not be thread-safe: the event loop is the only caller.
 #pragma once
 
 #include <cstdint>
@@ -91,7 +92,7 @@ class Store {
  public:
   virtual ~Store() = default;
 
-  // Makes the whole batch durable in one transaction.
+  // Writes the whole batch in one transaction (durable once flushed).
   [[nodiscard]] virtual Result<void> commit(const Batch& batch) = 0;
 
   // Streams every job (in id order), then every task row. A task row whose state
@@ -108,10 +109,11 @@ class Store {
   // again after a failed commit.
   [[nodiscard]] virtual Result<void> check_writable() = 0;
 
-  // Empty when commit() is durable by itself. Else commit() returns once the
-  // batch is written (it survives the process, not the host), and flushing this
-  // file (fdatasync) makes every commit written so far durable.
-  virtual std::string flush_path() const { return {}; }
+  // Makes every commit so far durable. A no-op for a store whose commit() is
+  // durable by itself. A failure is not retried: pages a failed flush could
+  // not write may be dropped while reported clean (the PostgreSQL "fsyncgate"
+  // lesson), so nothing written since the last good flush can be trusted.
+  [[nodiscard]] virtual Result<void> flush() { return {}; }
 
   // Logs of a job's tasks, one task or all (task = nullopt), oldest attempt first.
   [[nodiscard]] virtual Result<std::vector<LogRow>> logs(core::JobId job,

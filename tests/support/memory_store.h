@@ -4,10 +4,11 @@
 // SQLite does; a commit is written (it survives the process), and durable
 // (survives power_cut()) once flushed, as SQLite's WAL at synchronous=NORMAL.
 // FaultyStore wraps any Store and fails commits (and the write probe) while
-// told to, with the error a full disk gives — the idea of LevelDB's
-// fault_injection_test, on the store interface.
+// told to, with the error a full disk gives, or flushes, with a failing
+// disk's — the idea of LevelDB's fault_injection_test, on the store interface.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -91,7 +92,14 @@ class MemoryStore final : public daemon::Store {
   size_t job_count() const { return state_.jobs.size(); }
 
   // Makes every commit so far durable, as an fdatasync of the WAL does.
-  void flush() { durable_ = state_; }
+  Result<void> flush() override {
+    durable_ = state_;
+    flushed_commits_ = commits_;
+    return {};
+  }
+
+  // Whether every commit so far is durable.
+  bool flushed() const { return flushed_commits_ == commits_; }
 
   // The host loses power: what was committed but not flushed is gone.
   void power_cut() { state_ = durable_; }
@@ -111,6 +119,7 @@ class MemoryStore final : public daemon::Store {
   State state_;
   State durable_;
   uint64_t commits_ = 0;
+  uint64_t flushed_commits_ = 0;
 };
 
 class FaultyStore final : public daemon::Store {
@@ -122,7 +131,26 @@ class FaultyStore final : public daemon::Store {
     failing_ = std::move(reason);
   }
 
-  void heal() { failing_.reset(); }
+  void heal() {
+    failing_.reset();
+    failing_flush_.reset();
+  }
+
+  // While set, every flush fails with `reason`, after calling `first` (a test
+  // cuts the power there: the host died while the disk was writing).
+  void fail_flushes(std::string reason = "Input/output error (/state/farmhand.db-wal)",
+                    std::function<void()> first = {}) {
+    failing_flush_ = std::move(reason);
+    before_flush_ = std::move(first);
+  }
+
+  Result<void> flush() override {
+    if (failing_flush_) {
+      if (before_flush_) before_flush_();
+      return fail(ErrorCode::kIo, "state store flush failed: " + *failing_flush_);
+    }
+    return inner_.flush();
+  }
 
   uint64_t failed_commits() const { return failed_; }
 
@@ -156,6 +184,8 @@ class FaultyStore final : public daemon::Store {
  private:
   daemon::Store& inner_;
   std::optional<std::string> failing_;
+  std::optional<std::string> failing_flush_;
+  std::function<void()> before_flush_;
   uint64_t failed_ = 0;
 };
 

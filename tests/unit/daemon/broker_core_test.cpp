@@ -11,7 +11,6 @@
 #include <set>
 
 #include "tests/support/fake_clock.h"
-#include "tests/support/fake_flusher.h"
 #include "tests/support/memory_store.h"
 #include <gtest/gtest.h>
 
@@ -22,7 +21,6 @@ namespace farmhand::daemon {
 namespace {
 
 using testing::FakeClock;
-using testing::FakeFlusher;
 using testing::FaultyStore;
 using testing::MemoryStore;
 
@@ -58,7 +56,7 @@ class BrokerCoreTest : public ::testing::Test {
     auto log = common::logger("broker_core_test");
     log->set_level(spdlog::level::off);  // the scenarios assert what they rely on
     core_ = std::make_unique<BrokerCore>(config_, "/nonexistent/farmhand.db", clock_, faulty_,
-                                         flusher_, ports_, ports_, *log);
+                                         ports_, ports_, *log);
     ASSERT_TRUE(core_->restore());
     // Restored running tasks wait for their workers a few beats.
     clock_.advance(std::chrono::seconds(3));
@@ -156,7 +154,6 @@ class BrokerCoreTest : public ::testing::Test {
   FakeClock clock_;
   MemoryStore disk_;
   FaultyStore faulty_;
-  FakeFlusher flusher_{disk_};
   RecordingPorts ports_;
   std::unique_ptr<BrokerCore> core_;
   uint64_t request_id_ = 0;
@@ -586,87 +583,72 @@ TEST_F(BrokerCoreTest, APublishWhoseRuleMakesAJobForAnUnservedPoolSaysSo) {
   EXPECT_TRUE(warned) << reply.DebugString();
 }
 
-// ------------------------------------------------------------------ flushing off the loop
+// ------------------------------------------------------------------ commit, then flush
 
-// The loop commits a turn and goes on; the turn's mail waits for the flush that
-// makes its commit durable, and so does the mail of every turn after it, reads
-// included (they could show what is not yet durable).
-TEST_F(BrokerCoreTest, ATurnsMailWaitsForTheFlushOfItsCommitWhileTheLoopGoesOn) {
+// A turn's Assigns leave once its commit is written, so the workers run them
+// while the store flushes; replies and result acks, which acknowledge, only
+// once the commit is flushed.
+TEST_F(BrokerCoreTest, AssignsLeaveOnceWrittenRepliesAndAcksOnceFlushed) {
+  struct Watch final : ClientPort, WorkerPort {
+    Watch(const MemoryStore& disk, RecordingPorts& inner) : disk_(disk), inner_(inner) {}
+
+    void send(const PendingReply& reply) override {
+      if (!disk_.flushed()) ++unflushed_replies;
+      inner_.send(reply);
+    }
+
+    bool send(const std::string& rid, const wire::BrokerMessage& msg) override {
+      if (msg.has_ack() && !disk_.flushed()) ++unflushed_acks;
+      if (msg.has_assign() && !disk_.flushed()) ++assigns_during_flush;
+      return inner_.send(rid, msg);
+    }
+
+    const MemoryStore& disk_;
+    RecordingPorts& inner_;
+    int unflushed_replies = 0;
+    int unflushed_acks = 0;
+    int assigns_during_flush = 0;
+  } watch(disk_, ports_);
+
+  auto log = common::logger("broker_core_test");
+  core_ = std::make_unique<BrokerCore>(config_, "/nonexistent/farmhand.db", clock_, faulty_, watch,
+                                       watch, *log);
+  ASSERT_TRUE(core_->restore());
+
   ready("w1");
   core_->end_turn();
-  ports_.take_worker_mail();
-  flusher_.hold();
-
-  wire::ClientRequest submit;
-  submit.set_version(common::kProtocolVersion);
-  submit.set_request_id(101);
-  submit.mutable_submit()->mutable_spec()->set_kind("noop");
-  submit.mutable_submit()->mutable_spec()->set_tasks(2);
-  std::string bytes = submit.SerializeAsString();
-  core_->on_client("client", false, bytes.data(), bytes.size());
+  auto job = submit_noop(3);  // accepted and dispatched in one turn
+  ASSERT_TRUE(job.ok()) << job.error();
+  auto sent = assigns();
+  ASSERT_EQ(sent.size(), 3u);
+  for (const auto& a : sent) {
+    const auto* row = disk_.task(a.ref().job_id(), a.ref().task());
+    ASSERT_NE(row, nullptr) << "an Assign left before its commit was written";
+    EXPECT_EQ(row->lease, a.ref().lease());
+  }
+  for (const auto& a : sent) result("w1", a);
   core_->end_turn();
-  EXPECT_TRUE(ports_.take_replies().empty()) << "a submit was acknowledged before its flush";
-  EXPECT_TRUE(assigns().empty()) << "an Assign left before its commit was flushed";
-  EXPECT_EQ(core_->held_turns(), 1u);
-
-  // The loop goes on: a read in the next turn is answered only after that flush too.
-  wire::ClientRequest ls;
-  ls.set_version(common::kProtocolVersion);
-  ls.set_request_id(102);
-  ls.mutable_list();
-  bytes = ls.SerializeAsString();
-  core_->on_client("client", false, bytes.data(), bytes.size());
-  core_->end_turn();
-  EXPECT_TRUE(ports_.take_replies().empty()) << "a read showed a job that is not durable";
-  EXPECT_EQ(core_->held_turns(), 2u);
-
-  flusher_.complete();
-  core_->on_flushed();
-  auto replies = ports_.take_replies();
-  ASSERT_EQ(replies.size(), 2u);
-  EXPECT_EQ(replies[0].request_id(), 101u) << "mail left out of order";
-  ASSERT_TRUE(replies[0].ok()) << replies[0].error();
-  EXPECT_EQ(replies[1].request_id(), 102u);
-  EXPECT_EQ(replies[1].list().jobs_size(), 1);
-  EXPECT_EQ(assigns().size(), 2u);
-  EXPECT_EQ(core_->held_turns(), 0u);
+  int acks = 0;
+  assigns(nullptr, &acks);
+  EXPECT_EQ(acks, 3);
+  EXPECT_EQ(watch.unflushed_replies, 0) << "a reply left before its commit was flushed";
+  EXPECT_EQ(watch.unflushed_acks, 0) << "a result was acked before its commit was flushed";
+  EXPECT_EQ(watch.assigns_during_flush, 3) << "the workers waited for the flush";
+  core_.reset();  // before `watch` goes
 }
 
-// What a client or worker was told survives the host losing power; what was
-// only written may be lost, and was never acknowledged.
-TEST_F(BrokerCoreTest, APowerCutLosesNothingThatWasAcknowledged) {
-  auto kept = submit_noop(1, "kept");
-  ASSERT_TRUE(kept.ok()) << kept.error();
-
-  flusher_.hold();
-  wire::ClientRequest submit;
-  submit.set_version(common::kProtocolVersion);
-  submit.set_request_id(201);
-  submit.mutable_submit()->mutable_spec()->set_kind("noop");
-  submit.mutable_submit()->mutable_spec()->set_tasks(1);
-  submit.mutable_submit()->mutable_spec()->set_idempotency_key("written");
-  std::string bytes = submit.SerializeAsString();
-  core_->on_client("client", false, bytes.data(), bytes.size());
-  core_->end_turn();
-  EXPECT_EQ(disk_.job_count(), 2u);  // written, not flushed
-  EXPECT_TRUE(ports_.take_replies().empty());
-
-  disk_.power_cut();
-  core_.reset();
-  flusher_.complete(/*and_stop_holding=*/true);  // the new broker's flushes are not held
-  start();
-  EXPECT_TRUE(status(kept.submit().job_id()).ok()) << "an acknowledged job was lost";
-  EXPECT_EQ(disk_.job_count(), 1u);
-}
-
-// A failed fdatasync may have dropped what it could not write: nothing held
-// leaves as if it were kept, and the broker stops to restart on what the disk has.
-TEST_F(BrokerCoreTest, AFailedFlushAcknowledgesNothingHeldAndStopsTheBroker) {
+// A failed fdatasync may have dropped what it could not write: nothing of the
+// turn is acknowledged, and the broker stops, to restart on what the disk has.
+TEST_F(BrokerCoreTest, AFailedFlushAcknowledgesNothingAndStopsTheBroker) {
   ready("w1");
   core_->end_turn();
-  ports_.take_worker_mail();
-  flusher_.hold();
+  auto job = submit_noop(2);
+  ASSERT_TRUE(job.ok()) << job.error();
+  auto sent = assigns();
+  ASSERT_EQ(sent.size(), 2u);
 
+  faulty_.fail_flushes();
+  result("w1", sent[0]);
   wire::ClientRequest submit;
   submit.set_version(common::kProtocolVersion);
   submit.set_request_id(301);
@@ -675,10 +657,7 @@ TEST_F(BrokerCoreTest, AFailedFlushAcknowledgesNothingHeldAndStopsTheBroker) {
   std::string bytes = submit.SerializeAsString();
   core_->on_client("client", false, bytes.data(), bytes.size());
   core_->end_turn();
-  ASSERT_TRUE(ports_.take_replies().empty());
 
-  flusher_.fail();
-  core_->on_flushed();
   ASSERT_TRUE(core_->fatal());
   EXPECT_EQ(core_->fatal()->reason,
             "state store flush failed: Input/output error (/state/farmhand.db-wal)");
@@ -689,7 +668,9 @@ TEST_F(BrokerCoreTest, AFailedFlushAcknowledgesNothingHeldAndStopsTheBroker) {
   EXPECT_EQ(replies[0].error(),
             "state store flush failed: Input/output error (/state/farmhand.db-wal); the outcome "
             "is unknown, ask again once farmhandd is back");
-  EXPECT_TRUE(assigns().empty()) << "an Assign left after its flush failed";
+  int acks = 0;
+  assigns(nullptr, &acks);
+  EXPECT_EQ(acks, 0) << "a result was acknowledged although its flush failed";
 
   // Nothing more is committed or sent.
   const uint64_t commits = disk_.commits();
@@ -698,6 +679,62 @@ TEST_F(BrokerCoreTest, AFailedFlushAcknowledgesNothingHeldAndStopsTheBroker) {
   core_->shutdown();
   EXPECT_EQ(disk_.commits(), commits);
   EXPECT_TRUE(assigns().empty());
+}
+
+// The host loses power while the disk writes a turn (its commit written, the
+// flush never done): what was acknowledged before survives, and the job of
+// that turn, never acknowledged, may be gone.
+TEST_F(BrokerCoreTest, APowerCutLosesNothingThatWasAcknowledged) {
+  auto kept = submit_noop(1, "kept");
+  ASSERT_TRUE(kept.ok()) << kept.error();
+
+  faulty_.fail_flushes("Input/output error (/state/farmhand.db-wal)", [&] { disk_.power_cut(); });
+  auto lost = submit_noop(1, "written");
+  EXPECT_FALSE(lost.ok());
+  ASSERT_TRUE(core_->fatal());
+
+  core_.reset();
+  faulty_.heal();
+  start();
+  EXPECT_TRUE(status(kept.submit().job_id()).ok()) << "an acknowledged job was lost";
+  EXPECT_EQ(disk_.job_count(), 1u);
+}
+
+// The same power cut after an Assign left: on restart the task is queued again
+// on disk, but its worker reports it when it reconnects and the scheduler
+// adopts it before it dispatches anything: it runs once.
+TEST_F(BrokerCoreTest, AnAssignThatOutlivesAPowerCutIsAdoptedNotRunTwice) {
+  auto job = submit_noop(1, "durable");
+  ASSERT_TRUE(job.ok()) << job.error();
+  faulty_.fail_flushes("Input/output error (/state/farmhand.db-wal)", [&] { disk_.power_cut(); });
+  ready("w1");
+  core_->end_turn();
+  auto sent = assigns();
+  ASSERT_EQ(sent.size(), 1u);
+  ASSERT_TRUE(core_->fatal());
+
+  core_.reset();
+  faulty_.heal();
+  auto log = common::logger("broker_core_test");
+  core_ = std::make_unique<BrokerCore>(config_, "/nonexistent/farmhand.db", clock_, faulty_, ports_,
+                                       ports_, *log);
+  ASSERT_TRUE(core_->restore());
+  const auto* row = disk_.task(job.submit().job_id(), 0);
+  EXPECT_TRUE(row == nullptr || row->state == core::TaskState::kQueued);
+
+  ready("w2");  // another worker first: nothing is dispatched while workers may report
+  core_->end_turn();
+  EXPECT_TRUE(assigns().empty()) << "dispatched before the workers could report";
+  ready("w1", {ref_of(sent[0])});
+  core_->end_turn();
+  clock_.advance(std::chrono::seconds(3));
+  core_->end_turn();
+  EXPECT_TRUE(assigns().empty()) << "the adopted task was dispatched again";
+  result("w1", sent[0]);
+  core_->end_turn();
+  auto done = status(job.submit().job_id());
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done.status().job().counts().at("succeeded"), 1u);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -453,6 +454,65 @@ TEST_F(SqliteStoreTest, UnwritableLocationIsAOneLineError) {
   ASSERT_FALSE(store.has_value());
   EXPECT_EQ(store.error().reason.find('\n'), std::string::npos);
   EXPECT_NE(store.error().reason.find("/proc/no-such-dir/farmhand.db"), std::string::npos);
+}
+
+// With the flush left to the caller, a commit is written (in the WAL, held by
+// the OS) when commit() returns: a writer killed before it flushes loses
+// nothing it committed. flush() then fdatasyncs the WAL.
+TEST_F(SqliteStoreTest, ACommitLeftToTheCallerToFlushSurvivesTheWriterBeingKilled) {
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto store = SqliteStore::open(path_, "full", SqliteStore::Flush::kByCaller);
+    if (!store) _exit(2);
+    Batch batch;
+    batch.new_jobs.push_back(job(7));
+    batch.task_changes.push_back(task(7, 0, core::TaskState::kRunning, 1));
+    if (!(*store)->commit(batch)) _exit(3);
+    ::kill(::getpid(), SIGKILL);  // before any flush
+    _exit(4);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "child exited " << WEXITSTATUS(status);
+  auto store = SqliteStore::open(path_, "full", SqliteStore::Flush::kByCaller);
+  ASSERT_TRUE(store);
+  Loaded loaded = load(**store);
+  ASSERT_EQ(loaded.jobs.size(), 1u);
+  EXPECT_EQ(loaded.jobs[0].id, 7u);
+  EXPECT_EQ(loaded.tasks.size(), 1u);
+  EXPECT_TRUE((*store)->flush());
+}
+
+TEST_F(SqliteStoreTest, AFailedFlushNamesTheWal) {
+  auto store = SqliteStore::open(path_, "full", SqliteStore::Flush::kByCaller);
+  ASSERT_TRUE(store);
+  Batch batch;
+  batch.new_jobs.push_back(job(1));
+  ASSERT_TRUE((*store)->commit(batch));
+  ASSERT_TRUE((*store)->flush());
+  // A new file at the WAL's path is flushed by path; one that cannot be (a
+  // FIFO: fdatasync fails with EINVAL, as a failing disk's does with EIO)
+  // makes the flush fail, naming it.
+  const std::string wal = path_ + "-wal";
+  const std::string fifo = (dir_ / "fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  ASSERT_EQ(::rename(fifo.c_str(), wal.c_str()), 0);
+  auto failed = (*store)->flush();
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().reason, "state store flush failed: Invalid argument (" + wal + ")");
+}
+
+TEST_F(SqliteStoreTest, AStoreDurableByItselfHasNothingToFlush) {
+  auto store = open();  // full, flushed in commit()
+  ASSERT_TRUE(store);
+  Batch batch;
+  batch.new_jobs.push_back(job(1));
+  ASSERT_TRUE(store->commit(batch));
+  const std::string wal = path_ + "-wal";
+  ASSERT_EQ(::unlink(wal.c_str()), 0);
+  ASSERT_EQ(::mkfifo(wal.c_str(), 0600), 0);
+  EXPECT_TRUE(store->flush()) << "flushed a WAL it should have left alone";
 }
 
 }  // namespace
