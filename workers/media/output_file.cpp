@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -216,6 +217,15 @@ std::string OutputFile::full_disk() const {
 
   if (::fstatvfs(file_fd_, &fs) == 0 && fs.f_bavail == 0) {
     return std::strerror(ENOSPC);
+  }
+  // A file size limit (ulimit -f, systemd's LimitFSIZE=) stops a file at the
+  // limit, and the write that would cross it fails with EFBIG.
+  rlimit limit{};
+  struct stat st = {};
+  if (::getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
+      ::fstat(file_fd_, &st) == 0 && static_cast<rlim_t>(st.st_size) >= limit.rlim_cur) {
+    return fmt::format("{} (the file size limit is {} bytes)", std::strerror(EFBIG),
+                       limit.rlim_cur);
   }
   return {};
 }

@@ -61,7 +61,9 @@ class OutputFile {
   [[nodiscard]] Result<void> commit(const std::vector<std::string>& reads);
 
   // After a failed write: "No space left on device" when the output's file
-  // system is full (writers such as OpenEXR lose errno), else empty.
+  // system is full, "File too large (the file size limit is N bytes)" when the
+  // file reached the process's file size limit (writers such as OpenEXR lose
+  // errno), else empty.
   std::string full_disk() const;
 
  private:

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/full_disk.h"
 #include "tests/support/temp_dir.h"
 #include <OpenImageIO/imagebuf.h>
 #include <OpenImageIO/imagebufalgo.h>
@@ -660,21 +661,16 @@ TEST_F(TranscodeTest, AnOutputThatIsAHardLinkOfAFrameFailsAndLeavesTheFrameUntou
 }
 
 TEST_F(TranscodeTest, AFullDiskFailsNamingTheOutputAndLeavesNoTemporary) {
-  const std::string full = dir_.file("full");
-  fs::create_directory(full);
-  if (std::system(("mount -t tmpfs -o size=64k tmpfs '" + full + "' 2>/dev/null").c_str()) != 0) {
-    GTEST_SKIP() << "cannot mount a tmpfs here (not root?)";
-  }
-  TranscodeOptions options = beachball_options(full + "/review.mov");
+  testing_support::FullDisk disk(dir_);
+  TranscodeOptions options = beachball_options(disk.path() + "/review.mov");
   options.codec = "prores";  // big frames: 64 KiB fill at the first one
   Result<TranscodeReport> report = transcode(options);
-  const bool empty = fs::is_empty(full);
-  (void)std::system(("umount '" + full + "'").c_str());
+  const bool empty = fs::is_empty(disk.path());
+  disk.release();
   ASSERT_FALSE(report.has_value());
   EXPECT_EQ(report.error().reason.rfind("cannot write " + options.output + ": ", 0), 0u)
       << report.error().reason;
-  EXPECT_NE(report.error().reason.find("No space left on device"), std::string::npos)
-      << report.error().reason;
+  EXPECT_NE(report.error().reason.find(disk.reason()), std::string::npos) << report.error().reason;
   EXPECT_TRUE(empty);
 }
 
