@@ -232,6 +232,7 @@ Json to_json(const wire::HealthReply& health) {
       {"healthy", health.store_writes()},
       {"store_writes", health.store_writes()},
       {"store_error", health.store_error()},
+      {"store_retry_in_s", health.store_writes() ? Json(nullptr) : Json(health.store_retry_in_s())},
       {"uptime_s", health.uptime_s()},
       {"jobs", std::move(jobs)},
       {"tasks", std::move(tasks)},
@@ -283,7 +284,36 @@ Json to_json(const common::Sequence& sequence) {
 }
 
 std::string dump_json(const Json& json) {
-  return json.dump(2, ' ', false, Json::error_handler_t::replace);
+  // nlohmann escapes C0 controls itself. DEL, the C1 controls (U+0080..U+009F:
+  // some terminals take U+009B as CSI), the bidi overrides and isolates, and
+  // the line and paragraph separators it leaves raw; they are escaped here
+  // too, so that --json on a terminal is as harmless as the text. Their bytes
+  // can only stand inside strings (JSON's own syntax is printable ASCII), and
+  // a parser gives back the exact text.
+  const std::string raw = json.dump(2, ' ', false, Json::error_handler_t::replace);
+  std::string out;
+  out.reserve(raw.size());
+  auto escape = [&out](unsigned code) { out += fmt::format("\\u{:04x}", code); };
+  for (size_t i = 0; i < raw.size(); ++i) {
+    const auto c = static_cast<unsigned char>(raw[i]);
+    const auto next = i + 1 < raw.size() ? static_cast<unsigned char>(raw[i + 1]) : 0u;
+    const auto third = i + 2 < raw.size() ? static_cast<unsigned char>(raw[i + 2]) : 0u;
+    if (c == 0x7f) {
+      escape(0x7f);
+    } else if (c == 0xc2 && next >= 0x80 && next <= 0x9f) {
+      escape(next);
+      i += 1;
+    } else if (c == 0xe2 && next == 0x80 && third >= 0xa8 && third <= 0xae) {
+      escape(0x2000 + (third - 0x80));  // U+2028..U+202E
+      i += 2;
+    } else if (c == 0xe2 && next == 0x81 && third >= 0xa6 && third <= 0xa9) {
+      escape(0x2040 + (third - 0x80));  // U+2066..U+2069
+      i += 2;
+    } else {
+      out += raw[i];
+    }
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------- text
@@ -393,7 +423,8 @@ void write_status(std::ostream& out, const wire::StatusReply& status, bool with_
 std::string health_problem(const wire::HealthReply& health) {
   if (health.store_writes()) return "";
   return single_line(health.store_error()) +
-         "; writes are refused and dispatch is stopped, retrying";
+         fmt::format("; writes are refused and dispatch is stopped, trying again in {:.1f} s",
+                     health.store_retry_in_s());
 }
 
 void write_health(std::ostream& out, const wire::HealthReply& health) {

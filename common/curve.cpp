@@ -193,7 +193,7 @@ bool is_loopback_endpoint(const std::string& endpoint) {
   const auto colon = address.rfind(':');
   if (colon == std::string_view::npos) return false;
   const std::string_view host = address.substr(0, colon);
-  if (host == "localhost") return true;
+  if (host == "localhost" || host == "lo") return true;  // lo: Linux's loopback interface
   // 127.0.0.0/8: four dotted decimal numbers, the first 127.
   if (host.rfind("127.", 0) != 0) return false;
   int parts = 0;

@@ -83,6 +83,11 @@ class BrokerCore final : public HealthSource {
   // Counts for tests and health: commits that failed, and Farm rebuilds.
   uint64_t failed_commits() const override { return failed_commits_; }
 
+  std::optional<Clock::SteadyTime> next_store_probe() const override {
+    if (!failure_) return std::nullopt;
+    return probe_at_;
+  }
+
  private:
   // Writes the Turn's batch (undoing the turn when that fails).
   void commit();

@@ -385,6 +385,10 @@ void ClientService::health(wire::ClientReply& reply) const {
   const std::optional<Error> failure = parts_.health.store_failure();
   out->set_store_writes(!failure);
   if (failure) out->set_store_error(failure->reason);
+  if (auto probe = parts_.health.next_store_probe(); failure && probe) {
+    out->set_store_retry_in_s(
+        std::max(0.0, std::chrono::duration<double>(*probe - clock_.steady()).count()));
+  }
   out->set_uptime_s(std::chrono::duration<double>(clock_.steady() - started_).count());
   out->set_failed_commits(parts_.health.failed_commits());
   out->set_held_status_requests(static_cast<uint32_t>(status_waiters_.size()));

@@ -41,6 +41,8 @@ class HealthSource {
   virtual std::optional<Error> store_failure() const = 0;
   // Commits that failed since the broker started.
   virtual uint64_t failed_commits() const = 0;
+  // While the store cannot write: when it is tried again.
+  virtual std::optional<Clock::SteadyTime> next_store_probe() const = 0;
 };
 
 class ClientService {

@@ -27,8 +27,11 @@ size_t line_count(const std::string& text) {
 }
 
 // True when `text` holds a byte a terminal acts on: ESC, CR, BEL or a C1 CSI.
+// C0 controls, DEL, a C1 control (U+009B, CSI to some terminals: its UTF-8
+// bytes hold 0x9b) and a right-to-left override.
 bool has_raw_control(const std::string& text) {
-  return text.find_first_of("\x1b\r\a\x9b") != std::string::npos;
+  return text.find_first_of("\x1b\r\a\x7f\x9b") != std::string::npos ||
+         text.find("\xe2\x80\xae") != std::string::npos;
 }
 
 // ------------------------------------------------------------------ param patterns
@@ -94,6 +97,9 @@ TEST(HostileTextE2ETest, UserTextIsPrintedEscapedAndJsonKeepsTheExactBytes) {
   const std::string worker = "w\x1b]0;owned\a";
   const std::string name = "a\x1b[2Jb\nc";
   const std::string label = "1\r2";
+  const std::string c1 =
+      "p\xc2\x9b"
+      "31mq\x7f\xe2\x80\xae";  // CSI, DEL, RLO
   const std::string meta = "x\x1b[31my";
   ClusterOptions options;
   options.local_workers = 0;
@@ -105,8 +111,8 @@ TEST(HostileTextE2ETest, UserTextIsPrintedEscapedAndJsonKeepsTheExactBytes) {
   Cluster cluster(options);
   ASSERT_TRUE(cluster.start());
 
-  auto job = cluster.submit(
-      {"command", "paint", "--frames", "1", "--name", name, "--label", "take=" + label});
+  auto job = cluster.submit({"command", "paint", "--frames", "1", "--name", name, "--label",
+                             "take=" + label, "--label", "c1=" + c1});
   ASSERT_TRUE(job) << cluster.last_cli();
   auto final_status = cluster.wait_for_final_state(*job, kJobLimit);
   ASSERT_TRUE(final_status) << cluster.last_cli();
@@ -159,6 +165,7 @@ TEST(HostileTextE2ETest, UserTextIsPrintedEscapedAndJsonKeepsTheExactBytes) {
   ASSERT_TRUE(json_status) << cluster.last_cli();
   EXPECT_EQ((*json_status)["job"]["name"], name);
   EXPECT_EQ((*json_status)["job"]["labels"]["take"], label);
+  EXPECT_EQ((*json_status)["job"]["labels"]["c1"], c1);
   auto listed = cluster.cli_json({"ls"});
   ASSERT_TRUE(listed) << cluster.last_cli();
   EXPECT_NE(listed->dump().find(Json(name).dump()), std::string::npos) << *listed;

@@ -168,7 +168,9 @@ TEST(StoreFaultE2ETest, StateDirThatFillsAndFreesLosesNothingReportedSucceeded) 
   // `farmhand admin health` says so, for a monitoring check: exit 1, the line on stderr.
   CliResult sick = cluster.run_cli({"admin", "health"});
   EXPECT_EQ(sick.exit_code, 1) << describe(sick);
-  EXPECT_NE(sick.err.find(" (" + db + "); writes are refused and dispatch is stopped, retrying"),
+  EXPECT_NE(sick.err.find(" (" + db +
+                          "); writes are refused and dispatch is stopped, trying "
+                          "again in "),
             std::string::npos)
       << describe(sick);
   const std::set<uint64_t> reported_while_full = succeeded(task_states(cluster, *job));

@@ -132,7 +132,7 @@ TEST(CurveTest, AServerKeyFileThatOthersCanReadOrThatHoldsNoKeyIsRefused) {
 TEST(CurveTest, LoopbackEndpointsAreIpcInprocAndTcpOnTheLoopbackAddresses) {
   for (const char* endpoint :
        {"ipc:///tmp/fh/worker.ipc", "inproc://workers", "tcp://127.0.0.1:7600",
-        "tcp://127.1.2.3:7600", "tcp://[::1]:7600", "tcp://localhost:7600"}) {
+        "tcp://127.1.2.3:7600", "tcp://[::1]:7600", "tcp://localhost:7600", "tcp://lo:7600"}) {
     EXPECT_TRUE(is_loopback_endpoint(endpoint)) << endpoint;
   }
   for (const char* endpoint :

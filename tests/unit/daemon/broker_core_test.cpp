@@ -370,6 +370,10 @@ TEST_F(BrokerCoreTest, HealthSaysWhyTheStoreCannotWriteAndIsHealthyOnceItWritesA
   EXPECT_EQ(sick.health().store_error(),
             "state store write failed: No space left on device (/state/farmhand.db)");
   EXPECT_EQ(sick.health().failed_commits(), 1u);
+  EXPECT_DOUBLE_EQ(sick.health().store_retry_in_s(), 0.25)
+      << "the first probe, a quarter second on";
+  clock_.advance(std::chrono::milliseconds(100));
+  EXPECT_DOUBLE_EQ(health().health().store_retry_in_s(), 0.15);
 
   faulty_.heal();
   clock_.advance(std::chrono::seconds(1));
