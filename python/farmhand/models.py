@@ -363,6 +363,7 @@ class Health(_Data):
     workers_silent: int = 0
     held_status_requests: int = 0
     failed_commits: int = 0
+    store_retry_in_s: float = 0.0  # while not healthy: when the store is tried again
 
     @classmethod
     def from_pb(cls, msg):
@@ -376,4 +377,5 @@ class Health(_Data):
             workers_silent=msg.workers_silent,
             held_status_requests=msg.held_status_requests,
             failed_commits=msg.failed_commits,
+            store_retry_in_s=msg.store_retry_in_s,
         )
