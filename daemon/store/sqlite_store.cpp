@@ -154,6 +154,11 @@ Result<void> SqliteStore::exec(const char* sql) {
 Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path,
                                                        const std::string& synchronous,
                                                        Flush flush) {
+  // SQLite's allocation statistics take a global mutex on every malloc; the
+  // broker reads none of them. (Only possible before SQLite is first used in
+  // the process; later it is refused, harmlessly.)
+  static const int no_memstatus = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  (void)no_memstatus;
   sqlite3* db = nullptr;
   // One thread uses the connection (the class is not thread-safe), so SQLite
   // need not lock it on every call: NOMUTEX.
