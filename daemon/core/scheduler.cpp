@@ -111,6 +111,9 @@ struct Scheduler::Job {
   std::unordered_map<TaskIndex, uint64_t> backoff_generation;
   uint64_t backoff_timers_armed = 0;
   std::optional<std::tuple<int64_t, uint64_t, JobId>> runnable_key;
+  std::vector<uint32_t> limit_ids;    // spec.limits, resolved
+  std::optional<uint32_t> parked_on;  // a full limit it waits for (not in runnable_)
+  std::tuple<int64_t, uint64_t, JobId> parked_key{};
 
   uint64_t count(TaskState s) const { return counts[static_cast<size_t>(s)]; }
 
@@ -188,6 +191,20 @@ Result<JobId> Scheduler::submit(JobSpec spec, Millis now, bool durable) {
   std::sort(spec.after.begin(), spec.after.end());
   spec.after.erase(std::unique(spec.after.begin(), spec.after.end()), spec.after.end());
   if (auto ok = check_dependencies(spec); !ok) return fail(ok.error());
+  std::sort(spec.limits.begin(), spec.limits.end());
+  spec.limits.erase(std::unique(spec.limits.begin(), spec.limits.end()), spec.limits.end());
+  for (const std::string& name : spec.limits) {
+    auto it = limit_ids_.find(name);
+    if (it != limit_ids_.end() && limits_[it->second].capacity) continue;
+    std::vector<std::string> known;
+    for (const Limit& limit : limits_) {
+      if (limit.capacity) known.push_back(limit.name);
+    }
+    return fail(ErrorCode::kInvalidArgument,
+                known.empty() ? fmt::format("unknown limit '{}': no limits are configured", name)
+                              : fmt::format("unknown limit '{}'; the limits are {}", name,
+                                            fmt::join(known, ", ")));
+  }
 
   JobId id = next_job_id_;
   Job& job = create_job(id, std::move(spec));
@@ -208,6 +225,7 @@ Scheduler::Job& Scheduler::create_job(JobId id, JobSpec spec) {
   job->spec = std::move(spec);
   job->state.assign(job->task_count, kUntouched);
   job->attempts.assign(job->task_count, 0);
+  for (const std::string& name : job->spec.limits) job->limit_ids.push_back(limit_id(name));
   Job& ref = *job;
   jobs_[id] = std::move(job);
   next_job_id_ = std::max(next_job_id_, id + 1);
@@ -420,6 +438,7 @@ void Scheduler::committed(JobId id) {
 
 void Scheduler::erase_job(Job& job) {
   const JobId id = job.id;
+  unpark(job);
   if (job.runnable_key) {
     runnable_.erase(*job.runnable_key);
     runnable_interactive_.erase(*job.runnable_key);
@@ -493,7 +512,7 @@ void Scheduler::restore_task(JobId job_id, TaskIndex task, TaskState state, uint
     l.worker_name = worker;
     l.token = lease;
     l.attempt = total_attempts(*job, task);
-    leases_[{job_id, task}] = l;
+    add_lease({job_id, task}, std::move(l));
   }
 }
 
@@ -556,7 +575,95 @@ void Scheduler::release_lease(const TaskKey& key) {
   auto it = leases_.find(key);
   if (it == leases_.end()) return;
   if (auto w = workers_.find(it->second.worker); w != workers_.end()) w->second.running.erase(key);
+  const std::vector<uint32_t> held = std::move(it->second.limits_held);
   leases_.erase(it);
+  for (uint32_t id : held) {
+    if (limits_[id].in_use > 0) --limits_[id].in_use;
+    wake_parked(id);
+  }
+}
+
+void Scheduler::add_lease(const TaskKey& key, Lease lease) {
+  if (const Job* job = find_job(key.job)) {
+    lease.limits_held = job->limit_ids;
+    for (uint32_t id : lease.limits_held) ++limits_[id].in_use;
+  }
+  leases_[key] = std::move(lease);
+}
+
+uint32_t Scheduler::limit_id(const std::string& name) {
+  auto [it, added] = limit_ids_.try_emplace(name, static_cast<uint32_t>(limits_.size()));
+  if (added) limits_.push_back(Limit{name, std::nullopt, 0, {}});
+  return it->second;
+}
+
+std::optional<uint32_t> Scheduler::full_limit(const Job& job) const {
+  for (uint32_t id : job.limit_ids) {
+    const Limit& limit = limits_[id];
+    if (!limit.capacity || limit.in_use >= *limit.capacity) return id;
+  }
+  return std::nullopt;
+}
+
+void Scheduler::unpark(Job& job) {
+  if (!job.parked_on) return;
+  limits_[*job.parked_on].waiting.erase(job.parked_key);
+  job.parked_on.reset();
+}
+
+void Scheduler::wake_parked(uint32_t id) {
+  Limit& limit = limits_[id];
+  if (!limit.capacity || limit.in_use >= *limit.capacity || limit.waiting.empty()) return;
+  // Every parked job goes back to the run queue (or parks on another full
+  // limit): waking only as many as there are free tokens could leave a job
+  // waiting behind one that no live worker serves. pick_job parks them again,
+  // one set operation each, once the limit is full again.
+  auto waiting = std::move(limit.waiting);
+  limit.waiting.clear();
+  for (const auto& key : waiting) {
+    Job* job = find_job(std::get<2>(key));
+    if (!job) continue;
+    job->parked_on.reset();
+    refresh_runnable(*job);
+  }
+}
+
+void Scheduler::set_limit(const std::string& name, uint32_t capacity) {
+  const uint32_t id = limit_id(name);
+  limits_[id].capacity = capacity;
+  wake_parked(id);
+}
+
+void Scheduler::unset_limit(const std::string& name) {
+  auto it = limit_ids_.find(name);
+  if (it != limit_ids_.end()) limits_[it->second].capacity.reset();
+}
+
+std::vector<LimitView> Scheduler::limits() const {
+  std::vector<LimitView> out;
+  for (const Limit& limit : limits_) {
+    if (!limit.capacity && limit.in_use == 0 && limit.waiting.empty()) continue;
+    out.push_back({limit.name, limit.capacity, limit.in_use, limit.waiting.size()});
+  }
+  std::sort(out.begin(), out.end(),
+            [](const LimitView& a, const LimitView& b) { return a.name < b.name; });
+  return out;
+}
+
+JobHold Scheduler::hold(JobId id) const {
+  const Job* job = find_job(id);
+  if (!job || job->count(TaskState::kQueued) == 0) return {};
+  if (job->spec.max_running > 0 && job->count(TaskState::kRunning) >= job->spec.max_running) {
+    return {JobHold::Kind::kMaxRunning,
+            {},
+            job->spec.max_running,
+            static_cast<uint32_t>(job->count(TaskState::kRunning))};
+  }
+  if (auto full = full_limit(*job)) {
+    const Limit& limit = limits_[*full];
+    return {JobHold::Kind::kLimit, limit.name, limit.capacity, limit.in_use};
+  }
+  return {};
 }
 
 void Scheduler::finish_task(Job& job, TaskIndex task, TaskState state, const std::string& error,
@@ -721,10 +828,23 @@ void Scheduler::update_job_state(Job& job) {
 }
 
 void Scheduler::refresh_runnable(Job& job) {
-  bool runnable = job.durable && !job.paused && !job.cancelled && job.count(TaskState::kQueued) > 0;
+  bool runnable =
+      job.durable && !job.paused && !job.cancelled && job.count(TaskState::kQueued) > 0 &&
+      (job.spec.max_running == 0 || job.count(TaskState::kRunning) < job.spec.max_running);
   std::optional<std::tuple<int64_t, uint64_t, JobId>> key;
   if (runnable)
     key = std::make_tuple(-int64_t{job.spec.priority}, job.count(TaskState::kRunning), job.id);
+  // A job waiting for a full limit is parked on it, out of the run queue, until
+  // a token frees (wake_parked): dispatch never scans it meanwhile.
+  unpark(job);
+  if (key) {
+    if (auto full = full_limit(job)) {
+      job.parked_on = full;
+      job.parked_key = *key;
+      limits_[*full].waiting.insert(*key);
+      key.reset();
+    }
+  }
   if (key == job.runnable_key) return;
   if (job.runnable_key) {
     runnable_.erase(*job.runnable_key);
@@ -768,9 +888,18 @@ bool Scheduler::worker_serves(const Worker& worker, const Job& job) const {
 }
 
 Scheduler::Job* Scheduler::pick_job(const Worker& worker, bool interactive_only) {
-  for (const auto& key : interactive_only ? runnable_interactive_ : runnable_) {
-    Job* job = find_job(std::get<2>(key));
-    if (job && worker_serves(worker, *job)) return job;
+  auto& queue = interactive_only ? runnable_interactive_ : runnable_;
+  for (auto it = queue.begin(); it != queue.end();) {
+    Job* job = find_job(std::get<2>(*it));
+    ++it;
+    if (!job || !worker_serves(worker, *job)) continue;
+    // A limit that filled since the job was queued: park it now (it leaves
+    // both queues, so `it` stays valid: it already points past the job).
+    if (full_limit(*job)) {
+      refresh_runnable(*job);
+      continue;
+    }
+    return job;
   }
   return nullptr;
 }
@@ -831,11 +960,13 @@ std::vector<Dispatch> Scheduler::dispatch(Millis now) {
         set_state(*job, t, TaskState::kRunning);
         worker.running.insert(key);
         arm_lease_timer(key, lease);
-        leases_[key] = lease;
-        persist_task(*job, t, lease.token, worker.spec.name);
+        const uint32_t attempt = lease.attempt;
+        const LeaseToken token = lease.token;
+        add_lease(key, std::move(lease));
+        persist_task(*job, t, token, worker.spec.name);
         update_job_state(*job);
         refresh_runnable(*job);
-        out.push_back({worker_id, job->id, t, lease.token, lease.attempt});
+        out.push_back({worker_id, job->id, t, token, attempt});
       }
     }
     if (runnable_.empty()) break;
@@ -975,9 +1106,14 @@ WorkerReadyVerdict Scheduler::worker_ready(WorkerId id, WorkerSpec spec,
       lease.expires = now + options_.lease_ttl;
       continue;
     }
+    // (Not when one of its limits is full or the job is at its max_running:
+    // the room it had went to another task when it was requeued, and neither
+    // is ever exceeded.)
     if (it == leases_.end() && job && ref.task < job->task_count &&
         (job->state[ref.task] == TaskState::kQueued ||
-         job->state[ref.task] == TaskState::kBackoff)) {
+         job->state[ref.task] == TaskState::kBackoff) &&
+        !full_limit(*job) &&
+        (job->spec.max_running == 0 || job->count(TaskState::kRunning) < job->spec.max_running)) {
       // Dispatched before a broker crash but never committed, or requeued after a
       // partition: the worker is still on it, so let it finish rather than rerun it.
       if (job->attempts[ref.task] == 0) job->attempts[ref.task] = 1;
@@ -991,7 +1127,7 @@ WorkerReadyVerdict Scheduler::worker_ready(WorkerId id, WorkerSpec spec,
       set_state(*job, ref.task, TaskState::kRunning);
       worker.running.insert(key);
       arm_lease_timer(key, lease);
-      leases_[key] = lease;
+      add_lease(key, lease);
       persist_task(*job, ref.task, lease.token, worker.spec.name);
       update_job_state(*job);
       refresh_runnable(*job);

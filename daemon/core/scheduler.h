@@ -72,6 +72,10 @@ struct JobSpec {
   // The interactive lane: short, publish-driven media work. Its tasks may also
   // use the slots that workers reserve for the lane, which batch work never does.
   bool interactive = false;
+  // Named shared resources (licences, a database's connections) each running
+  // task holds one token of; at most the limit's capacity run at once, farm-wide.
+  std::vector<std::string> limits;
+  uint32_t max_running = 0;  // at most this many running tasks; 0: no cap
 };
 
 struct WorkerSpec {
@@ -211,6 +215,25 @@ struct WorkerView {
   std::vector<TaskRef> running;
 };
 
+// A named limit: its capacity (nullopt: named by a job but not configured, so
+// nothing holding it is dispatched), the tokens running tasks hold, and the
+// jobs parked until a token frees.
+struct LimitView {
+  std::string name;
+  std::optional<uint32_t> capacity;
+  uint32_t in_use = 0;
+  uint64_t waiting_jobs = 0;
+};
+
+// Why a job with queued tasks is not dispatched now (beyond "no free slot").
+struct JobHold {
+  enum class Kind { kNone, kLimit, kMaxRunning };
+  Kind kind = Kind::kNone;
+  std::string limit;  // kLimit
+  std::optional<uint32_t> capacity;
+  uint32_t in_use = 0;  // kLimit: tokens in use; kMaxRunning: running tasks
+};
+
 enum class ResultVerdict { kAccepted, kStale };
 
 class Scheduler {
@@ -267,7 +290,18 @@ class Scheduler {
   // max_attempts; their attempt numbers continue (a task dead after 3 runs attempt 4).
   [[nodiscard]] Result<uint64_t> retry(JobId job, Millis now);
 
-  // ---- restore after a restart (before any other call)
+  // ---- limits
+
+  // Creates or changes a limit. Lowering a capacity under what is in use stops
+  // nothing that runs; nothing more is dispatched until use falls below it.
+  // Raising it wakes the jobs that wait for the limit.
+  void set_limit(const std::string& name, uint32_t capacity);
+  // A limit no longer configured: jobs naming it wait (running tasks keep
+  // their tokens until they end).
+  void unset_limit(const std::string& name);
+  std::vector<LimitView> limits() const;
+
+  // ---- restore after a restart (before any other call; limits first)
 
   [[nodiscard]] Result<void> restore_job(JobId id, JobSpec spec, bool paused, bool cancelled);
   // attempts and budget_base as in TaskChange: over all retries, and before the current budget.
@@ -338,6 +372,9 @@ class Scheduler {
   // Whether a live worker would take a job of this pool (is tagged with it; any
   // live worker for ""): a job whose pool no one serves waits until one joins.
   bool pool_served(const std::string& pool) const;
+  // What holds back a job's queued tasks, if anything: a full (or unconfigured)
+  // limit, or its max_running.
+  JobHold hold(JobId job) const;
 
  private:
   struct Job;
@@ -349,7 +386,16 @@ class Scheduler {
     uint32_t attempt = 0;
     Millis started{0};
     Millis expires{0};
-    bool interactive_slot = false;  // occupies one of the worker's reserved slots
+    bool interactive_slot = false;      // occupies one of the worker's reserved slots
+    std::vector<uint32_t> limits_held;  // a token of each (limit ids)
+  };
+
+  struct Limit {
+    std::string name;
+    std::optional<uint32_t> capacity;
+    uint32_t in_use = 0;
+    // Jobs parked on this limit, best first (their runnable_ keys when parked).
+    std::set<std::tuple<int64_t, uint64_t, JobId>> waiting;
   };
 
   struct TaskKey {
@@ -404,6 +450,15 @@ class Scheduler {
   void refresh_runnable(Job& job);
   std::optional<TaskIndex> pop_ready(Job& job);
   Job* pick_job(const Worker& worker, bool interactive_only);
+  // Index of the first of the job's limits with no free token, if any.
+  std::optional<uint32_t> full_limit(const Job& job) const;
+  uint32_t limit_id(const std::string& name);
+  // Inserts the lease, taking a token of each of the job's limits.
+  void add_lease(const TaskKey& key, Lease lease);
+  // A token of `limit` came free (or its capacity grew): every job parked on
+  // it goes back to the run queue.
+  void wake_parked(uint32_t limit);
+  void unpark(Job& job);
   uint32_t interactive_slots_used(const Worker& worker) const;
   bool worker_serves(const Worker& worker, const Job& job) const;
   Millis backoff_delay(uint32_t attempts);
@@ -417,6 +472,8 @@ class Scheduler {
   std::map<JobId, std::unique_ptr<Job>> jobs_;
   JobId next_job_id_ = 1;
   std::map<TaskKey, Lease> leases_;
+  std::vector<Limit> limits_;  // by id; ids are never reused
+  std::unordered_map<std::string, uint32_t> limit_ids_;
   std::map<WorkerId, Worker> workers_;
   // Runnable jobs: (-priority, running, id): the first match gets the next slot,
   // so equal-priority jobs share slots fairly.

@@ -110,6 +110,16 @@ struct JobOptions {
     return *this;
   }
 
+  JobOptions& limits(std::vector<std::string> v) {
+    spec_limits = std::move(v);
+    return *this;
+  }
+
+  JobOptions& max_running(uint32_t v) {
+    spec_max_running = v;
+    return *this;
+  }
+
   int32_t spec_priority = 0;
   std::string spec_pool;
   std::vector<JobId> spec_after;
@@ -117,6 +127,8 @@ struct JobOptions {
   uint32_t spec_max_attempts = 0;
   seconds spec_timeout{0};
   bool spec_interactive = false;
+  std::vector<std::string> spec_limits;
+  uint32_t spec_max_running = 0;
 };
 
 JobOptions with() {
@@ -135,6 +147,8 @@ JobSpec make_spec(std::string_view frame_text, uint32_t chunk, const JobOptions&
   spec.max_attempts = opts.spec_max_attempts;
   spec.timeout = opts.spec_timeout;
   spec.interactive = opts.spec_interactive;
+  spec.limits = opts.spec_limits;
+  spec.max_running = opts.spec_max_running;
   return spec;
 }
 
@@ -2348,6 +2362,151 @@ TEST_F(SchedulerTest, QueriesPageAndFilterTasks) {
   EXPECT_EQ(job_state_name(JobState::kPaused), "paused");
 }
 
+// ------------------------------------------------------------------ limits and max running
+
+uint32_t in_use(Scheduler& sched, const std::string& name) {
+  for (const LimitView& limit : sched.limits()) {
+    if (limit.name == name) return limit.in_use;
+  }
+  return 0;
+}
+
+TEST_F(SchedulerTest, ALimitCapsRunningTasksFarmWideAndTokensFreeAsTasksEnd) {
+  sched().set_limit("nuke", 2);
+  JobId a = submit("1-3", 1, with().limits({"nuke"}));
+  JobId b = submit("1-3", 1, with().limits({"nuke"}));
+  JobId free_job = submit("1-10");
+  add_worker("w1", 4);
+  add_worker("w2", 4);
+  std::vector<Dispatch> first = dispatch();
+  EXPECT_EQ(tasks_of(first, a).size() + tasks_of(first, b).size(), 2u);
+  EXPECT_EQ(tasks_of(first, free_job).size(), 6u) << "the other slots go to unlimited work";
+  EXPECT_EQ(in_use(sched(), "nuke"), 2u);
+  for (int round = 0; round < 10 && !all_jobs_final(); ++round) {
+    for (const Dispatch& d : first) {
+      if (d.job != free_job) (void)succeed(d);
+    }
+    first = dispatch();
+    EXPECT_LE(in_use(sched(), "nuke"), 2u);
+    EXPECT_LE(tasks_of(first, a).size() + tasks_of(first, b).size(), 2u);
+  }
+  EXPECT_EQ(view(a).state, JobState::kSucceeded);
+  EXPECT_EQ(view(b).state, JobState::kSucceeded);
+  EXPECT_EQ(in_use(sched(), "nuke"), 0u);
+}
+
+TEST_F(SchedulerTest, AJobNamingAnUnknownLimitIsRefusedWithTheKnownOnes) {
+  auto none = sched().submit(make_spec("1", 1, with().limits({"nuke"})), now());
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().reason, "unknown limit 'nuke': no limits are configured");
+  sched().set_limit("arnold", 5);
+  sched().set_limit("houdini", 2);
+  auto unknown = sched().submit(make_spec("1", 1, with().limits({"houdini", "nuke"})), now());
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().reason, "unknown limit 'nuke'; the limits are arnold, houdini");
+}
+
+TEST_F(SchedulerTest, ALostWorkerFreesItsTokensAndIsNotAdoptedBackOverTheLimit) {
+  sched().set_limit("lic", 1);
+  JobId job = submit("1-2", 1, with().limits({"lic"}));
+  WorkerId w1 = add_worker("w1");
+  Dispatch mine = dispatch().at(0);
+  silence(w1);
+  advance(options_.lease_ttl + options_.backoff_base);
+  EXPECT_EQ(in_use(sched(), "lic"), 0u) << "a lapsed lease keeps its token";
+  add_worker("w2");
+  Dispatch theirs = dispatch().at(0);
+  EXPECT_EQ(in_use(sched(), "lic"), 1u);
+  take_outbox();
+  // w1 comes back still running its task: adopting it would make two holders.
+  WorkerId back = restart_worker(w1, {mine});
+  Outbox out = take_outbox();
+  if (theirs.task == mine.task) {
+    ASSERT_EQ(out.cancels.size(), 1u);
+  } else {
+    ASSERT_EQ(out.cancels.size(), 1u) << "adopted over the limit";
+    EXPECT_EQ(out.cancels[0].worker, back);
+    EXPECT_EQ(state(job, mine.task), TaskState::kQueued);
+  }
+  EXPECT_EQ(in_use(sched(), "lic"), 1u);
+}
+
+TEST_F(SchedulerTest, RestoredRunningTasksHoldTheirTokens) {
+  sched().set_limit("lic", 1);
+  ASSERT_TRUE(sched().restore_job(1, make_spec("1-3", 1, with().limits({"lic"})), false, false));
+  sched().restore_task(1, 0, TaskState::kRunning, 1, 0, 0xabc, "w1", "");
+  sched().finish_restore(now());
+  EXPECT_EQ(in_use(sched(), "lic"), 1u);
+  add_worker("w2", 4);
+  EXPECT_TRUE(dispatch().empty()) << "a restarted broker handed out a token still held";
+  // The restored lease lapses (its worker never came back): the token frees.
+  advance(options_.lease_ttl + options_.backoff_base);
+  EXPECT_EQ(dispatch().size(), 1u);
+  EXPECT_EQ(in_use(sched(), "lic"), 1u);
+}
+
+TEST_F(SchedulerTest, RaisingALimitWakesWaitingJobsAndLoweringItStopsNothing) {
+  sched().set_limit("lic", 1);
+  JobId job = submit("1-4", 1, with().limits({"lic"}));
+  add_worker("w1", 4);
+  std::vector<Dispatch> first = dispatch();
+  ASSERT_EQ(first.size(), 1u);
+  JobHold hold = sched().hold(job);
+  EXPECT_EQ(hold.kind, JobHold::Kind::kLimit);
+  EXPECT_EQ(hold.limit, "lic");
+  EXPECT_EQ(hold.capacity, std::optional<uint32_t>(1));
+  EXPECT_EQ(hold.in_use, 1u);
+
+  sched().set_limit("lic", 3);
+  EXPECT_EQ(dispatch().size(), 2u);
+  sched().set_limit("lic", 1);
+  EXPECT_EQ(count(job, TaskState::kRunning), 3u) << "lowering a limit stopped running tasks";
+  (void)succeed(first[0]);
+  EXPECT_TRUE(dispatch().empty()) << "dispatched while over the lowered limit";
+  EXPECT_EQ(in_use(sched(), "lic"), 2u);
+
+  sched().unset_limit("lic");
+  EXPECT_EQ(sched().hold(job).capacity, std::nullopt) << "an unconfigured limit holds jobs";
+}
+
+TEST_F(SchedulerTest, AJobParkedOnALimitIsNotStarvedByOneNoWorkerServes) {
+  sched().set_limit("lic", 1);
+  JobId first = submit("1", 1, with().limits({"lic"}));
+  add_worker("w1", 2);
+  Dispatch d = dispatch().at(0);
+  ASSERT_EQ(d.job, first);
+  JobId unserved = submit("1", 1, with().limits({"lic"}).pool("gpu").priority(5));
+  JobId served = submit("1", 1, with().limits({"lic"}));
+  EXPECT_TRUE(dispatch().empty());
+  (void)succeed(d);
+  std::vector<Dispatch> next = dispatch();
+  ASSERT_EQ(next.size(), 1u) << "the freed token went unused";
+  EXPECT_EQ(next[0].job, served);
+  EXPECT_EQ(count(unserved, TaskState::kQueued), 1u);
+}
+
+TEST_F(SchedulerTest, MaxRunningCapsAJobAndItsSlotsGoToOthers) {
+  JobId capped = submit("1-10", 1, with().max_running(3).priority(10));
+  JobId other = submit("1-10");
+  add_worker("w1", 8);
+  std::vector<Dispatch> first = dispatch();
+  EXPECT_EQ(tasks_of(first, capped).size(), 3u);
+  EXPECT_EQ(tasks_of(first, other).size(), 5u);
+  JobHold hold = sched().hold(capped);
+  EXPECT_EQ(hold.kind, JobHold::Kind::kMaxRunning);
+  EXPECT_EQ(hold.in_use, 3u);
+  for (const Dispatch& d : first) {
+    if (d.job == capped) {
+      (void)succeed(d);
+      break;
+    }
+  }
+  std::vector<Dispatch> next = dispatch();
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].job, capped) << "its priority wins the freed slot, within its cap";
+  EXPECT_EQ(count(capped, TaskState::kRunning), 3u);
+}
+
 // ------------------------------------------------------------------ generated interleavings
 
 // Drives a farm with random events from a fixed seed and checks, after every step,
@@ -2370,6 +2529,7 @@ class Interleaving : public Farm {
   }
 
   void run(int steps) {
+    sched().set_limit("lic", 2);
     for (const char* name : {"a", "b", "c"}) {
       std::vector<std::string> tags;
       if (coin(0.5)) tags.push_back("gpu");
@@ -2429,6 +2589,8 @@ class Interleaving : public Farm {
     if (!jobs_.empty() && coin(0.2)) o.after({pick(jobs_)});
     if (!jobs_.empty() && coin(0.3)) o.after_frames(pick(jobs_));
     if (coin(0.15)) o.timeout(seconds(4));
+    if (coin(0.3)) o.limits({"lic"});
+    if (coin(0.2)) o.max_running(1 + static_cast<uint32_t>(below(2)));
     JobId id = submit(pick(kFrames), 1 + static_cast<uint32_t>(below(4)), o);
     ASSERT_NE(id, 0u);
     jobs_.push_back(id);
@@ -2625,6 +2787,7 @@ class Interleaving : public Farm {
 
   void check_invariants() {
     SCOPED_TRACE(fmt::format("step {}", step_));
+    uint64_t lic_running = 0;
     std::map<std::pair<JobId, TaskIndex>, int> leased;
     std::map<JobId, uint64_t> running_per_job;
     std::set<std::string> names;
@@ -2647,6 +2810,11 @@ class Interleaving : public Farm {
       EXPECT_EQ(v.counts[at(TaskState::kBackoff)], 0u);
       EXPECT_EQ(v.counts[at(TaskState::kRunning)], running_per_job[id]);
       EXPECT_EQ(sched().running_tasks(id, SIZE_MAX).size(), running_per_job[id]);
+      const JobSpec* spec = sched().job_spec(id);
+      if (spec && spec->max_running > 0) {
+        EXPECT_LE(running_per_job[id], spec->max_running) << "over the job's max running";
+      }
+      if (spec && !spec->limits.empty()) lic_running += running_per_job[id];
       uint64_t broken = v.counts[at(TaskState::kFailed)] + v.counts[at(TaskState::kDead)] +
                         v.counts[at(TaskState::kCancelled)];
       uint64_t terminal = broken + v.counts[at(TaskState::kSucceeded)];
@@ -2669,6 +2837,10 @@ class Interleaving : public Farm {
           EXPECT_LT(terminal, v.task_count);
       }
     }
+    std::vector<LimitView> limits = sched().limits();
+    ASSERT_EQ(limits.size(), 1u);
+    EXPECT_EQ(limits[0].in_use, lic_running) << "tokens held and tasks running differ";
+    EXPECT_LE(limits[0].in_use, 2u) << "limit exceeded";
   }
 
   // Everyone behaves from now on: every job must reach a final state.
