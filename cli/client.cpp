@@ -153,6 +153,19 @@ Result<wire::WorkersReply> Client::workers() {
                  &wire::ClientReply::workers);
 }
 
+Result<wire::LimitsReply> Client::limits(
+    const std::optional<std::pair<std::string, uint32_t>>& set) {
+  wire::ClientRequest request;
+  auto* body = request.mutable_limits();
+  if (set) {
+    body->mutable_set()->set_name(set->first);
+    body->mutable_set()->set_capacity(set->second);
+  }
+  // A resent set sets the same value: safe to resend.
+  return body_of(call(request, timeout_, Resend::kYes), wire::ClientReply::kLimits,
+                 &wire::ClientReply::limits);
+}
+
 Result<wire::HealthReply> Client::health() {
   wire::ClientRequest request;
   request.mutable_health();

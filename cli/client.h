@@ -67,6 +67,10 @@ class Client {
   // The broker's own health: whether its state store writes, uptime, counts.
   [[nodiscard]] Result<wire::HealthReply> health();
 
+  // The limits, after setting `set` (name, capacity) when given.
+  [[nodiscard]] Result<wire::LimitsReply> limits(
+      const std::optional<std::pair<std::string, uint32_t>>& set = std::nullopt);
+
   // Task logs of a job: one task's, or every task's with a log when `task` is empty.
   [[nodiscard]] Result<wire::LogsReply> logs(uint64_t job_id, std::optional<uint64_t> task);
 

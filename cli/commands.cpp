@@ -171,6 +171,7 @@ CLI::Validator whole_number(Int min, Int max = std::numeric_limits<Int>::max()) 
 const CLI::Validator kPositive = whole_number<uint64_t>(1);
 const CLI::Validator kNonNegative = whole_number<uint64_t>(0);
 const CLI::Validator kPositive32 = whole_number<uint32_t>(1);
+const CLI::Validator kNonNegative32 = whole_number<uint32_t>(0);
 
 CLI::Validator key_value_check() {
   return CLI::Validator(
@@ -314,6 +315,8 @@ struct SubmitOptions {
   std::string key;
   std::string name;
   std::string lane;
+  std::vector<std::string> limits;
+  uint32_t max_running = 0;
   bool wait = false;
 };
 
@@ -346,6 +349,14 @@ void add_submit_options(CLI::App& cmd, SubmitOptions& o) {
                  "batch (default) or interactive: media jobs that may use the slots workers "
                  "reserve for short publish work")
       ->check(CLI::IsMember({"batch", "interactive"}));
+  cmd.add_option("--limit", o.limits,
+                 "each running task holds a token of this limit (repeatable; `farmhand limits`)")
+      ->type_name("NAME")
+      ->allow_extra_args(false)
+      ->check(kNotEmpty);
+  cmd.add_option("--max-running", o.max_running, "at most this many tasks of the job run at once")
+      ->type_name("N")
+      ->transform(kPositive32);
   cmd.add_flag("--wait", o.wait, "follow the job like `watch`; exit 0 only if it succeeded");
 }
 
@@ -364,6 +375,8 @@ wire::JobSpec base_spec(const SubmitOptions& o, const std::string& kind) {
   // Empty: Client::submit generates one, so its resends cannot create a second job.
   spec.set_idempotency_key(o.key);
   spec.set_lane(o.lane);
+  for (const std::string& limit : o.limits) spec.add_limits(limit);
+  spec.set_max_running(o.max_running);
   return spec;
 }
 
@@ -686,6 +699,50 @@ void add_workers(CLI::App& app, Invocation& inv) {
       write_workers(ctx.out, *reply);
     }
     return kExitOk;
+  });
+}
+
+int show_limits(Context& ctx, const wire::LimitsReply& reply) {
+  if (ctx.json) {
+    Json limits = Json::array();
+    for (const auto& limit : reply.limits()) limits.push_back(to_json(limit));
+    write_json(ctx, limits);
+  } else {
+    write_limits(ctx.out, reply);
+  }
+  return kExitOk;
+}
+
+void add_limits(CLI::App& app, Invocation& inv) {
+  struct NoOptions {};
+
+  CLI::App* list =
+      add_leaf(app, inv, "limits", "the limits: tokens in use, capacity, waiting jobs");
+  bind(list, inv, std::make_shared<NoOptions>(), [](Context& ctx, const NoOptions&) {
+    auto reply = ctx.client.limits();
+    if (!reply) return report(ctx, reply.error());
+    return show_limits(ctx, *reply);
+  });
+
+  struct SetOptions {
+    std::string name;
+    uint32_t capacity = 0;
+  };
+
+  CLI::App* limit = app.add_subcommand("limit", "change a limit");
+  limit->require_subcommand(1);
+  auto o = std::make_shared<SetOptions>();
+  CLI::App* set = add_leaf(*limit, inv, "set",
+                           "set a limit's capacity now (stored: it outlives restarts; 0 stops "
+                           "new tasks holding it)");
+  set->add_option("NAME", o->name, "limit name")->required()->check(kNotEmpty);
+  set->add_option("CAPACITY", o->capacity, "running tasks that may hold it at once")
+      ->required()
+      ->transform(kNonNegative32);
+  bind(set, inv, o, [](Context& ctx, const SetOptions& opts) {
+    auto reply = ctx.client.limits(std::make_pair(opts.name, opts.capacity));
+    if (!reply) return report(ctx, reply.error());
+    return show_limits(ctx, *reply);
   });
 }
 
@@ -1015,6 +1072,7 @@ void add_commands(CLI::App& app, Invocation& inv) {
              "dispatch no more tasks of a job; running ones finish");
   add_action(app, inv, "resume", wire::JobActionRequest::RESUME, "dispatch a paused job again");
   add_workers(app, inv);
+  add_limits(app, inv);
   add_logs(app, inv);
   add_seq(app, inv);
   add_publish(app, inv);

@@ -243,6 +243,15 @@ Json to_json(const wire::HealthReply& health) {
   };
 }
 
+Json to_json(const wire::LimitInfo& limit) {
+  return Json{
+      {"name", limit.name()},
+      {"capacity", limit.configured() ? Json(limit.capacity()) : Json(nullptr)},
+      {"in_use", limit.in_use()},
+      {"waiting_jobs", limit.waiting_jobs()},
+  };
+}
+
 Json to_json(const wire::WorkerInfo& worker) {
   Json tags = Json::array();
   for (const auto& tag : worker.tags()) tags.push_back(tag);
@@ -481,6 +490,20 @@ void write_workers(std::ostream& out, const wire::WorkersReply& workers) {
     table.add_row({or_dash(worker.name()), or_dash(worker.host()), slots, or_dash(join(tags, ",")),
                    or_dash(join(running, ",")), format_seconds(worker.last_beat_s()) + " ago",
                    worker.alive() ? "yes" : "no"});
+  }
+  table.write(out);
+}
+
+void write_limits(std::ostream& out, const wire::LimitsReply& limits) {
+  if (limits.limits().empty()) {
+    out << "no limits (set them under `limits:` in the config, or with `farmhand limit set`)\n";
+    return;
+  }
+  Table table({"LIMIT", "IN-USE", "CAPACITY", "WAITING-JOBS"});
+  for (const auto& limit : limits.limits()) {
+    table.add_row({limit.name(), std::to_string(limit.in_use()),
+                   limit.configured() ? std::to_string(limit.capacity()) : "not configured",
+                   std::to_string(limit.waiting_jobs())});
   }
   table.write(out);
 }

@@ -61,6 +61,7 @@ Json to_json(const wire::TaskInfo& task);
 Json to_json(const wire::JobSummary& job);
 Json to_json(const wire::StatusReply& status);
 Json to_json(const wire::WorkerInfo& worker);
+Json to_json(const wire::LimitInfo& limit);
 Json to_json(const wire::TaskLog& log);
 // `admin health --json`: every job and task state present, zeros included.
 Json to_json(const wire::HealthReply& health);
@@ -114,6 +115,7 @@ void write_status(std::ostream& out, const wire::StatusReply& status, bool with_
 void write_jobs(std::ostream& out, const wire::ListReply& list);
 
 void write_workers(std::ostream& out, const wire::WorkersReply& workers);
+void write_limits(std::ostream& out, const wire::LimitsReply& limits);
 
 // `admin health`: "healthy: ..." or "unhealthy: <problem>", then uptime, job and
 // task counts, workers, held status requests.

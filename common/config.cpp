@@ -133,6 +133,8 @@ class Reader {
         read_rules(entry, config.rules);
       } else if (key == "watch") {
         read_watch(entry, config.watch);
+      } else if (key == "limits") {
+        read_limits(entry, config.limits);
       } else {
         unknown_key(key, entry, "");
       }
@@ -443,6 +445,18 @@ class Reader {
               "broker.client_curve_secret_key_file and broker.client_authorized_keys_dir go "
               "together: set both for CurveZMQ on the client endpoint, or neither");
     }
+  }
+
+  void read_limits(const Entry& section, std::map<std::string, uint32_t>& limits) {
+    if (!expect_map(section)) return;
+    for_each_entry(section.value, section.path, [&](const std::string& key, const Entry& entry) {
+      if (!valid_limit_name(key)) {
+        problem(entry.key_line, entry.path + ": limit name '" + printable(key) +
+                                    "' must be 1 to 64 letters, digits, '_', '-' or '.'");
+        return;
+      }
+      assign_integer(entry, 0, limits[key]);
+    });
   }
 
   void read_local_workers(const Entry& section, LocalWorkersConfig& workers) {

@@ -138,8 +138,23 @@ struct Config {
   std::map<std::string, CommandTemplate> commands;
   std::vector<Rule> rules;
   std::vector<WatchFolder> watch;
+  // Named farm-wide limits (licences, ...): name -> how many running tasks may
+  // hold one at once. `farmhand limit set` changes them at runtime.
+  std::map<std::string, uint32_t> limits;
   std::string log_level = "info";
 };
+
+// A limit's name: 1 to 64 of [A-Za-z0-9_.-] (it shows in tables, logs and
+// status lines as it is).
+inline bool valid_limit_name(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
 
 inline constexpr std::string_view kJobKinds[] = {"thumbnail", "convert", "transcode", "command",
                                                  "noop"};

@@ -223,6 +223,7 @@ void Broker::reload_config() {
   options_.config.rules = loaded->rules;
   options_.config.commands = loaded->commands;
   options_.config.watch = loaded->watch;
+  options_.config.limits = loaded->limits;
   PublishIntake& publish = core_->publish();
   if (auto ok = publish.start_watching(); !ok) {
     log_->error("config reload refused, the old rules stay: {}", ok.error().reason);
@@ -235,6 +236,7 @@ void Broker::reload_config() {
     return;
   }
   publish.cancel_retry();
+  core_->reload_limits(previous.limits);
   security_.reload_keys();
   log_->info(
       "config reloaded file={} rules={} commands={} watched_folders={} "

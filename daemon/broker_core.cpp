@@ -49,13 +49,24 @@ BrokerCore::BrokerCore(const common::Config& config, const std::string& db_path,
 
 Result<void> BrokerCore::restore() {
   Farm fresh(farm_.scheduler_options);
-  if (auto ok =
-          fresh.restore(store_, clock_, 2 * config_.broker.heartbeat_interval, log_, turn_.batch);
+  if (auto ok = fresh.restore(store_, clock_, 2 * config_.broker.heartbeat_interval, log_,
+                              turn_.batch, config_.limits);
       !ok) {
     return ok;
   }
   farm_ = std::move(fresh);
   return {};
+}
+
+void BrokerCore::reload_limits(const std::map<std::string, uint32_t>& before) {
+  if (failure_ || fatal_) return;  // the store is restored with the new config when it writes
+  for (const auto& [name, capacity] : config_.limits) {
+    auto it = before.find(name);
+    if (it != before.end() && it->second == capacity) continue;
+    farm_.scheduler->set_limit(name, capacity);
+    turn_.batch.limits.push_back(LimitRow{name, capacity});
+    log_.info("limit set name={} capacity={} source=config", name, capacity);
+  }
 }
 
 void BrokerCore::on_client(const std::string& routing_id, bool req_envelope, const void* data,

@@ -53,6 +53,11 @@ class BrokerCore final : public HealthSource {
   [[nodiscard]] Result<void> restore();
 
   void on_client(const std::string& routing_id, bool req_envelope, const void* data, size_t size);
+
+  // After a reload: the limits whose value the config file changed (or added)
+  // take it, and it is stored, as `farmhand limit set` would. Limits the file
+  // no longer names keep their value.
+  void reload_limits(const std::map<std::string, uint32_t>& before);
   void on_worker(const std::string& routing_id, const void* data, size_t size);
 
   // Ends the turn: clock work, dispatch, commit, then what the commit acknowledges.

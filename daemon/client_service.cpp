@@ -21,9 +21,11 @@ std::string megabytes(size_t bytes) {
   return fmt::format("{:.1f} MB", static_cast<double>(bytes) / (1024.0 * 1024.0));
 }
 
-bool is_write(wire::ClientRequest::BodyCase body) {
+bool is_write(const wire::ClientRequest& request) {
+  const auto body = request.body_case();
   return body == wire::ClientRequest::kSubmit || body == wire::ClientRequest::kAction ||
-         body == wire::ClientRequest::kPublish;
+         body == wire::ClientRequest::kPublish ||
+         (body == wire::ClientRequest::kLimits && request.limits().has_set());
 }
 
 }  // namespace
@@ -74,7 +76,7 @@ void ClientService::on_message(const std::string& routing_id, bool req_envelope,
       set_error(reply, Error{ErrorCode::kInvalidArgument,
                              fmt::format("protocol version {} not supported (broker speaks {})",
                                          request.version(), common::kProtocolVersion)});
-    } else if (refuse_writes_ && is_write(request.body_case())) {
+    } else if (refuse_writes_ && is_write(request)) {
       set_error(reply, *refuse_writes_);
     } else {
       switch (request.body_case()) {
@@ -110,6 +112,9 @@ void ClientService::on_message(const std::string& routing_id, bool req_envelope,
           break;
         case wire::ClientRequest::kHealth:
           health(reply);
+          break;
+        case wire::ClientRequest::kLimits:
+          limits(request.limits(), reply, turn);
           break;
         case wire::ClientRequest::kBackup: {
           // Answered when the copy is done, from its own thread's completion.
@@ -224,7 +229,49 @@ std::string ClientService::waiting_reason(core::JobId id) const {
       view->counts[static_cast<size_t>(core::TaskState::kQueued)] == 0) {
     return "";
   }
-  return unserved_pool(scheduler, spec->pool).value_or("");
+  if (auto pool = unserved_pool(scheduler, spec->pool)) return *pool;
+  const core::JobHold hold = scheduler.hold(id);
+  switch (hold.kind) {
+    case core::JobHold::Kind::kLimit:
+      if (!hold.capacity) {
+        return fmt::format("limit '{}' is not configured; the job waits until it is", hold.limit);
+      }
+      return fmt::format("waiting for limit '{}': {} of {} in use", hold.limit, hold.in_use,
+                         *hold.capacity);
+    case core::JobHold::Kind::kMaxRunning:
+      return fmt::format("at its max running: {} of {} tasks running", hold.in_use,
+                         hold.capacity.value_or(0));
+    case core::JobHold::Kind::kNone:
+      break;
+  }
+  return "";
+}
+
+void ClientService::limits(const wire::LimitsRequest& request, wire::ClientReply& reply,
+                           Turn& turn) {
+  core::Scheduler& scheduler = *farm_.scheduler;
+  if (request.has_set()) {
+    const std::string& name = request.set().name();
+    if (!common::valid_limit_name(name)) {
+      return set_error(reply, Error{ErrorCode::kInvalidArgument,
+                                    fmt::format("limit name '{}' must be 1 to 64 letters, digits, "
+                                                "'_', '-' or '.'",
+                                                printable(name))});
+    }
+    scheduler.set_limit(name, request.set().capacity());
+    turn.batch.limits.push_back(LimitRow{name, request.set().capacity()});
+    log_.info("limit set name={} capacity={}", name, request.set().capacity());
+    reply.mutable_limits()->set_set(true);
+  }
+  auto* out = reply.mutable_limits();
+  for (const core::LimitView& limit : scheduler.limits()) {
+    auto* info = out->add_limits();
+    info->set_name(limit.name);
+    info->set_configured(limit.capacity.has_value());
+    info->set_capacity(limit.capacity.value_or(0));
+    info->set_in_use(limit.in_use);
+    info->set_waiting_jobs(limit.waiting_jobs);
+  }
 }
 
 bool ClientService::hold_status(const PendingReply& pending, const wire::StatusRequest& request) {

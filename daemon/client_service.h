@@ -93,6 +93,8 @@ class ClientService {
   void workers(wire::ClientReply& reply) const;
   void logs(const wire::LogsRequest& request, wire::ClientReply& reply) const;
   void health(wire::ClientReply& reply) const;
+  // Lists the limits, after applying a `set` (staged in the turn's batch).
+  void limits(const wire::LimitsRequest& request, wire::ClientReply& reply, Turn& turn);
   // Why the job's queued tasks wait, when the broker can tell; "" otherwise.
   std::string waiting_reason(core::JobId id) const;
 

@@ -74,10 +74,19 @@ void EventBook::clear() {
 // ------------------------------------------------------------------ Farm
 
 Result<void> Farm::restore(Store& store, const Clock& clock, core::Millis hold_dispatch,
-                           spdlog::logger& log, Batch& staged) {
+                           spdlog::logger& log, Batch& staged,
+                           const std::map<std::string, uint32_t>& configured_limits) {
   scheduler = std::make_unique<core::Scheduler>(scheduler_options);
   jobs.clear();
   events.clear();
+  // Limits before jobs, so that restored running tasks take their tokens: the
+  // config's, then what `farmhand limit set` stored (the wrangler's last word).
+  for (const auto& [name, capacity] : configured_limits) scheduler->set_limit(name, capacity);
+  if (auto ok =
+          store.load_limits([&](LimitRow&& row) { scheduler->set_limit(row.name, row.capacity); });
+      !ok) {
+    return ok;
+  }
   Error failure;
   bool failed = false;
   auto ok = store.load(
@@ -201,6 +210,8 @@ Result<core::JobSpec> to_core_spec(const wire::JobSpec& spec) {
   out.max_attempts = spec.max_attempts();
   out.timeout = std::chrono::seconds(spec.timeout_s());
   out.interactive = spec.lane() == "interactive";
+  out.limits.assign(spec.limits().begin(), spec.limits().end());
+  out.max_running = spec.max_running();
   return out;
 }
 

@@ -90,8 +90,11 @@ struct Farm {
   // Replaces the contents with what `store` holds. Restored running tasks wait
   // `hold_dispatch` for their workers to report before they are handed out
   // again. Finish times the store lacks (older databases) go into `staged`.
+  // Limits are the configured ones, then those the store holds from
+  // `farmhand limit set`.
   [[nodiscard]] Result<void> restore(Store& store, const Clock& clock, core::Millis hold_dispatch,
-                                     spdlog::logger& log, Batch& staged);
+                                     spdlog::logger& log, Batch& staged,
+                                     const std::map<std::string, uint32_t>& configured_limits);
 
   core::Scheduler::Options scheduler_options;
   std::unique_ptr<core::Scheduler> scheduler;

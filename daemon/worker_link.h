@@ -5,8 +5,9 @@
 // queries that wait on a worker for a running task's log so far.
 // Feeds what workers say to the scheduler (through the Farm) and stages what
 // acknowledges or acts on state in the Turn: Assign and Cancel leave once the
-// turn's commit is written, result acks once it is flushed (broker_core.h). Welcome, Reconnect, heartbeats and log
-// requests change no state and go at once, through the WorkerPort.
+// turn's commit is written, result acks once it is flushed (broker_core.h).
+// Welcome, Reconnect, heartbeats and log requests change no state and go at
+// once, through the WorkerPort.
 // Not thread-safe: the event loop owns it.
 #pragma once
 

@@ -1,9 +1,11 @@
 #include "daemon/store/sqlite_store.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -44,7 +46,7 @@ SqliteStore::SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::mo
 SqliteStore::~SqliteStore() {
   for (sqlite3_stmt* stmt :
        {insert_job_, update_job_, upsert_task_, insert_log_, insert_event_, set_finished_,
-        delete_job_, delete_tasks_, delete_logs_, delete_event_}) {
+        delete_job_, delete_tasks_, delete_logs_, delete_event_, upsert_limit_}) {
     sqlite3_finalize(stmt);
   }
   sqlite3_close_v2(db_);
@@ -237,6 +239,9 @@ Result<void> SqliteStore::prepare() {
       {&delete_tasks_, "DELETE FROM tasks WHERE job_id = ?1"},
       {&delete_logs_, "DELETE FROM task_logs WHERE job_id = ?1"},
       {&delete_event_, "DELETE FROM events WHERE event_id = ?1"},
+      {&upsert_limit_,
+       "INSERT INTO limits (name, capacity) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET "
+       "capacity = excluded.capacity"},
   };
 
   for (auto& s : statements) {
@@ -328,6 +333,11 @@ Result<void> SqliteStore::commit(const Batch& batch) {
     bind_text(delete_event_, 1, event_id);
     if (!run(delete_event_)) return rollback("cannot delete publish event");
   }
+  for (const LimitRow& limit : batch.limits) {
+    bind_text(upsert_limit_, 1, limit.name);
+    sqlite3_bind_int64(upsert_limit_, 2, limit.capacity);
+    if (!run(upsert_limit_)) return rollback("cannot store limit");
+  }
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
     Error e = write_failure();
     (void)exec("ROLLBACK");
@@ -414,6 +424,25 @@ Result<void> SqliteStore::load_events(const std::function<void(EventRow&&)>& on_
     on_event(std::move(row));
   }
   if (rc != SQLITE_DONE) return fail(error("cannot read events"));
+  return {};
+}
+
+Result<void> SqliteStore::load_limits(const std::function<void(LimitRow&&)>& on_limit) {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT name, capacity FROM limits ORDER BY name", -1, &stmt,
+                         nullptr) != SQLITE_OK) {
+    return fail(error("cannot read limits"));
+  }
+  Finalizer finalizer{stmt};
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    LimitRow row;
+    row.name = column_text(stmt, 0);
+    row.capacity = static_cast<uint32_t>(std::clamp<sqlite3_int64>(
+        sqlite3_column_int64(stmt, 1), 0, std::numeric_limits<uint32_t>::max()));
+    on_limit(std::move(row));
+  }
+  if (rc != SQLITE_DONE) return fail(error("cannot read limits"));
   return {};
 }
 

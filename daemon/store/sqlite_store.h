@@ -44,6 +44,7 @@ class SqliteStore : public Store {
   Result<void> load(const std::function<void(JobRow&&)>& on_job,
                     const std::function<void(TaskRow&&)>& on_task) override;
   Result<void> load_events(const std::function<void(EventRow&&)>& on_event) override;
+  Result<void> load_limits(const std::function<void(LimitRow&&)>& on_limit) override;
   Result<std::vector<LogRow>> logs(core::JobId job, std::optional<core::TaskIndex> task) override;
   Result<void> check_writable() override;
 
@@ -79,6 +80,7 @@ class SqliteStore : public Store {
   sqlite3_stmt* delete_tasks_ = nullptr;
   sqlite3_stmt* delete_logs_ = nullptr;
   sqlite3_stmt* delete_event_ = nullptr;
+  sqlite3_stmt* upsert_limit_ = nullptr;
 };
 
 }  // namespace farmhand::daemon

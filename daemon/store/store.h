@@ -59,6 +59,12 @@ struct EventRow {
   std::string info;  // serialized farmhand.wire.EventInfo
 };
 
+// A limit's capacity as set at runtime (`farmhand limit set`).
+struct LimitRow {
+  std::string name;
+  uint32_t capacity = 0;
+};
+
 struct Batch {
   std::vector<JobRow> new_jobs;
   std::vector<core::JobChange> job_changes;
@@ -70,10 +76,12 @@ struct Batch {
   // Retention: jobs (with their task rows and logs) and events to delete.
   std::vector<core::JobId> forgotten_jobs;
   std::vector<std::string> forgotten_events;
+  std::vector<LimitRow> limits;
 
   bool empty() const {
     return new_jobs.empty() && job_changes.empty() && task_changes.empty() && logs.empty() &&
-           events.empty() && finished.empty() && forgotten_jobs.empty() && forgotten_events.empty();
+           events.empty() && finished.empty() && forgotten_jobs.empty() &&
+           forgotten_events.empty() && limits.empty();
   }
 
   void clear() {
@@ -85,6 +93,7 @@ struct Batch {
     finished.clear();
     forgotten_jobs.clear();
     forgotten_events.clear();
+    limits.clear();
   }
 };
 
@@ -104,6 +113,10 @@ class Store {
   // Streams every publish event in order of arrival.
   [[nodiscard]] virtual Result<void> load_events(
       const std::function<void(EventRow&&)>& on_event) = 0;
+
+  // Streams the limits set at runtime.
+  [[nodiscard]] virtual Result<void> load_limits(
+      const std::function<void(LimitRow&&)>& on_limit) = 0;
 
   // Writes something small and durable, to learn whether the store can write
   // again after a failed commit.

@@ -55,6 +55,7 @@ from farmhand.models import (
     Job,
     JobId,
     JobStatus,
+    Limit,
     PublishResult,
     TaskInfo,
     TaskLog,
@@ -95,4 +96,5 @@ __all__ = [
     "PublishResult",
     "Event",
     "Health",
+    "Limit",
 ]

@@ -36,6 +36,7 @@ from farmhand.models import (
     Event,
     Health,
     Job,
+    Limit,
     JobId,
     JobStatus,
     PublishResult,
@@ -326,6 +327,8 @@ class Client:
         params=None,
         idempotency_key=None,
         lane="",
+        limits=(),
+        max_running=0,
         input=None,  # noqa: A002 (mirrors the CLI's INPUT)
         output=None,
         frame=None,
@@ -348,6 +351,8 @@ class Client:
         and the options of `farmhand submit KIND`: thumbnail ``frame``, ``size``;
         convert ``resize``, ``format``; transcode ``codec``, ``fps``, ``crf``,
         ``missing``; all ``ocio``. Sizes may be "WxH", W, or (W, H).
+        ``limits`` names limits each running task holds a token of (see
+        ``limits()``); ``max_running`` caps the job's running tasks.
         ``frames`` may be a fileseq string ("1-100x2"), an int, a range or ints.
         ``chunk`` defaults to 1, or to the broker's default for media jobs.
         Without ``idempotency_key`` a random one is sent, so that a resend after
@@ -378,6 +383,10 @@ class Client:
         spec.timeout_s = int(timeout_s or 0)
         spec.labels.update(_string_map(labels, "label"))
         spec.lane = lane or ""
+        if isinstance(limits, str):
+            limits = [limits]
+        spec.limits.extend(str(name) for name in limits)
+        spec.max_running = int(max_running or 0)
         spec.params.update(_string_map(params, "param"))
 
         if is_media:
@@ -588,6 +597,22 @@ class Client:
         request = pb.ClientRequest()
         request.health.SetInParent()
         return Health.from_pb(self._call(request, "health", resend=True))
+
+    def limits(self):
+        """The farm's limits (Limit): capacity, tokens in use, jobs waiting."""
+        request = pb.ClientRequest()
+        request.limits.SetInParent()
+        reply = self._call(request, "limits", resend=True)
+        return [Limit.from_pb(limit) for limit in reply.limits]
+
+    def set_limit(self, name, capacity):
+        """Sets a limit's capacity now, durably (as ``farmhand limit set``);
+        returns the limits."""
+        request = pb.ClientRequest()
+        request.limits.set.name = str(name)
+        request.limits.set.capacity = int(capacity)
+        reply = self._call(request, "limits", resend=True)
+        return [Limit.from_pb(limit) for limit in reply.limits]
 
     def logs(self, job_id, task=None):
         """Task logs (TaskLog) of a job: one task's, or every task's with a log."""

@@ -7,7 +7,7 @@ and ``to_dict()`` for JSON. They hold copies: nothing refers back to protobuf.
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from farmhand import farmhand_pb2 as pb
 
@@ -343,6 +343,26 @@ class Event(_Data):
             rules=list(msg.rules),
             warnings=list(msg.warnings),
             job_states=[job_state_name(s) for s in msg.job_states],
+        )
+
+
+@dataclass
+class Limit(_Data):
+    """A farm-wide limit (``farmhand limits``): ``capacity`` is None while the
+    limit is named by jobs but not configured (they wait)."""
+
+    name: str
+    capacity: Optional[int] = None
+    in_use: int = 0
+    waiting_jobs: int = 0
+
+    @classmethod
+    def from_pb(cls, msg):
+        return cls(
+            name=msg.name,
+            capacity=msg.capacity if msg.configured else None,
+            in_use=msg.in_use,
+            waiting_jobs=msg.waiting_jobs,
         )
 
 

@@ -501,3 +501,16 @@ def test_the_client_speaks_the_brokers_protocol_version():
     wire_h = (REPO / "common" / "wire.h").read_text()
     version = re.search(r"kProtocolVersion = (\d+)", wire_h).group(1)
     assert farmhand.PROTOCOL_VERSION == int(version)
+
+
+def test_a_limit_set_at_runtime_holds_a_job_until_it_is_raised(client):
+    limits = {limit.name: limit for limit in client.set_limit("pylic", 0)}
+    assert limits["pylic"].capacity == 0 and limits["pylic"].in_use == 0
+    job = client.submit("noop", tasks=2, limits=["pylic"], max_running=1)
+    assert client.status(job).waiting_reason == "waiting for limit 'pylic': 0 of 0 in use"
+    assert {l.name: l for l in client.limits()}["pylic"].waiting_jobs == 1
+    client.set_limit("pylic", 1)
+    assert client.wait(job).state == "succeeded"
+    assert {l.name: l for l in client.limits()}["pylic"].in_use == 0
+    with pytest.raises(farmhand.InvalidArgument, match="unknown limit 'nolic'"):
+        client.submit("noop", tasks=1, limits="nolic")

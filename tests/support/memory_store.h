@@ -46,6 +46,7 @@ class MemoryStore final : public daemon::Store {
     for (const auto& log : batch.logs) next.logs[{log.job, log.task, log.attempt}] = log;
     for (const auto& event : batch.events) next.events.push_back(event);
     for (const auto& [job, unix_ms] : batch.finished) next.jobs[job].finished_unix_ms = unix_ms;
+    for (const auto& limit : batch.limits) next.limits[limit.name] = limit.capacity;
     for (auto job : batch.forgotten_jobs) {
       next.jobs.erase(job);
       std::erase_if(next.tasks, [&](const auto& kv) { return kv.first.first == job; });
@@ -64,6 +65,11 @@ class MemoryStore final : public daemon::Store {
 
   Result<void> load_events(const std::function<void(daemon::EventRow&&)>& on_event) override {
     for (auto row : state_.events) on_event(std::move(row));
+    return {};
+  }
+
+  Result<void> load_limits(const std::function<void(daemon::LimitRow&&)>& on_limit) override {
+    for (const auto& [name, capacity] : state_.limits) on_limit(daemon::LimitRow{name, capacity});
     return {};
   }
 
@@ -114,6 +120,7 @@ class MemoryStore final : public daemon::Store {
     std::map<std::pair<core::JobId, core::TaskIndex>, daemon::TaskRow> tasks;
     std::map<std::tuple<core::JobId, core::TaskIndex, uint32_t>, daemon::LogRow> logs;
     std::vector<daemon::EventRow> events;
+    std::map<std::string, uint32_t> limits;
   };
 
   State state_;
@@ -169,6 +176,10 @@ class FaultyStore final : public daemon::Store {
 
   Result<void> load_events(const std::function<void(daemon::EventRow&&)>& on_event) override {
     return inner_.load_events(on_event);
+  }
+
+  Result<void> load_limits(const std::function<void(daemon::LimitRow&&)>& on_limit) override {
+    return inner_.load_limits(on_limit);
   }
 
   Result<std::vector<daemon::LogRow>> logs(core::JobId job,

@@ -902,4 +902,14 @@ TEST(ConfigRulesTest, EveryProblemOfARuleIsListed) {
 }
 
 }  // namespace
+
+TEST(ConfigTest, LimitsAreNamedCountersAndBadOnesAreNamed) {
+  Config config = loaded("limits:\n  nuke: 20\n  arnold.v7: 0\n");
+  EXPECT_EQ(config.limits, (std::map<std::string, uint32_t>{{"arnold.v7", 0}, {"nuke", 20}}));
+  EXPECT_EQ(problems_of("limits:\n  nuke: -1\n"), "<config>:2: limits.nuke must be at least 0");
+  EXPECT_EQ(problems_of("limits:\n  'a b': 2\n"),
+            "<config>:2: limits.a b: limit name 'a b' must be 1 to 64 letters, digits, '_', '-' "
+            "or '.'");
+}
+
 }  // namespace farmhand::common

@@ -1,0 +1,119 @@
+// Wrangler controls on the real binaries (issue 11): limits and per-job caps.
+// The tasks themselves record how many of them run at once, in a file shared
+// under a lock, so the test checks what the licence server would see.
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/support/cluster.h"
+#include <gtest/gtest.h>
+
+namespace farmhand::e2e {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Each task: under a lock, count itself in ($dir/now) and append the count to
+// $dir/seen; hold for a moment, as a licensed render would; count itself out.
+const char* kCountingCommand =
+    "  counted:\n"
+    "    argv: [/bin/sh, -c, '( flock 9; n=$(cat \"$0/now\" 2>/dev/null || echo 0); "
+    "n=$((n+1)); echo $n > \"$0/now\"; echo $n >> \"$0/seen\" ) 9>\"$0/lock\"; sleep 0.3; "
+    "( flock 9; n=$(cat \"$0/now\"); echo $((n-1)) > \"$0/now\" ) 9>\"$0/lock\"', \"{dir}\"]\n"
+    "    params:\n"
+    "      dir: {pattern: '^/tmp/[A-Za-z0-9_./-]+$'}\n";
+
+std::vector<int> seen_counts(const std::string& path) {
+  std::vector<int> out;
+  std::ifstream in(path);
+  for (int n = 0; in >> n;) out.push_back(n);
+  return out;
+}
+
+ClusterOptions six_slots(const std::string& limits_yaml) {
+  ClusterOptions options;
+  options.local_workers = 3;
+  options.local_slots = 2;
+  options.commands_yaml = kCountingCommand;
+  options.extra_yaml = limits_yaml;
+  return options;
+}
+
+TEST(ControlsE2ETest, ALicenceLimitOfTwoNeverHasMoreThanTwoTasksRunning) {
+  Cluster cluster(six_slots("limits:\n  lic: 2\n"));
+  ASSERT_TRUE(cluster.start());
+  auto job = cluster.submit({"command", "counted", "--frames", "1-6", "--limit", "lic", "--param",
+                             "dir=" + cluster.dir()});
+  ASSERT_TRUE(job) << cluster.last_cli();
+  auto final_status = cluster.wait_for_final_state(*job, 120s);
+  ASSERT_TRUE(final_status) << cluster.last_cli();
+  EXPECT_EQ((*final_status)["job"]["state"], "succeeded") << *final_status;
+  const std::vector<int> seen = seen_counts(cluster.path("seen"));
+  ASSERT_EQ(seen.size(), 6u);
+  EXPECT_LE(*std::max_element(seen.begin(), seen.end()), 2)
+      << "more tasks held the licence at once than the limit allows";
+
+  auto limits = cluster.cli_json({"limits"});
+  ASSERT_TRUE(limits && limits->size() == 1u) << cluster.last_cli();
+  EXPECT_EQ((*limits)[0]["name"], "lic");
+  EXPECT_EQ((*limits)[0]["capacity"], 2);
+  EXPECT_EQ((*limits)[0]["in_use"], 0) << "a finished task kept its token";
+}
+
+TEST(ControlsE2ETest, AJobWaitsForItsLimitSaysSoAndRunsWhenItIsRaisedEvenAfterARestart) {
+  Cluster cluster(six_slots("limits:\n  lic: 2\n"));
+  ASSERT_TRUE(cluster.start());
+  CliResult closed = cluster.run_cli({"limit", "set", "lic", "0"});
+  ASSERT_EQ(closed.exit_code, 0) << describe(closed);
+  auto job = cluster.submit({"command", "counted", "--frames", "1-3", "--limit", "lic", "--param",
+                             "dir=" + cluster.dir()});
+  ASSERT_TRUE(job) << cluster.last_cli();
+  auto status = cluster.status_json(*job);
+  ASSERT_TRUE(status) << cluster.last_cli();
+  EXPECT_EQ((*status)["waiting_reason"], "waiting for limit 'lic': 0 of 0 in use") << *status;
+
+  // The change was stored: a restarted broker keeps it over the config's 2.
+  cluster.kill_broker(SIGKILL);
+  ASSERT_TRUE(cluster.restart_broker());
+  auto limits = cluster.cli_json({"limits"});
+  ASSERT_TRUE(limits && limits->size() == 1u) << cluster.last_cli();
+  EXPECT_EQ((*limits)[0]["capacity"], 0) << *limits;
+  EXPECT_EQ((*limits)[0]["waiting_jobs"], 1) << *limits;
+
+  CliResult opened = cluster.run_cli({"limit", "set", "lic", "1"});
+  ASSERT_EQ(opened.exit_code, 0) << describe(opened);
+  auto final_status = cluster.wait_for_final_state(*job, 120s);
+  ASSERT_TRUE(final_status) << cluster.last_cli();
+  EXPECT_EQ((*final_status)["job"]["state"], "succeeded") << *final_status;
+  const std::vector<int> seen = seen_counts(cluster.path("seen"));
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(*std::max_element(seen.begin(), seen.end()), 1);
+}
+
+TEST(ControlsE2ETest, MaxRunningCapsAJobAndAnUnknownLimitIsRefused) {
+  Cluster cluster(six_slots(""));
+  ASSERT_TRUE(cluster.start());
+  CliResult unknown = cluster.run_cli({"submit", "command", "counted", "--frames", "1", "--limit",
+                                       "nuke", "--param", "dir=" + cluster.dir()});
+  EXPECT_EQ(unknown.exit_code, 1) << describe(unknown);
+  EXPECT_NE(unknown.err.find("unknown limit 'nuke': no limits are configured"), std::string::npos)
+      << describe(unknown);
+
+  auto job = cluster.submit({"command", "counted", "--frames", "1-6", "--max-running", "2",
+                             "--param", "dir=" + cluster.dir()});
+  ASSERT_TRUE(job) << cluster.last_cli();
+  auto final_status = cluster.wait_for_final_state(*job, 120s);
+  ASSERT_TRUE(final_status) << cluster.last_cli();
+  EXPECT_EQ((*final_status)["job"]["state"], "succeeded") << *final_status;
+  const std::vector<int> seen = seen_counts(cluster.path("seen"));
+  ASSERT_EQ(seen.size(), 6u);
+  EXPECT_LE(*std::max_element(seen.begin(), seen.end()), 2) << "over the job's max running";
+}
+
+}  // namespace
+}  // namespace farmhand::e2e
