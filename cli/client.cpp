@@ -153,6 +153,19 @@ Result<wire::WorkersReply> Client::workers() {
                  &wire::ClientReply::workers);
 }
 
+Result<wire::WorkersReply> Client::control_worker(const std::string& name,
+                                                  wire::WorkerControlRequest::Action action,
+                                                  const std::string& reason) {
+  wire::ClientRequest request;
+  auto* body = request.mutable_worker_control();
+  body->set_name(name);
+  body->set_action(action);
+  body->set_reason(reason);
+  // Setting the same control twice is harmless: safe to resend.
+  return body_of(call(request, timeout_, Resend::kYes), wire::ClientReply::kWorkerControl,
+                 &wire::ClientReply::worker_control);
+}
+
 Result<wire::LimitsReply> Client::limits(
     const std::optional<std::pair<std::string, uint32_t>>& set) {
   wire::ClientRequest request;

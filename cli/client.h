@@ -67,6 +67,11 @@ class Client {
   // The broker's own health: whether its state store writes, uptime, counts.
   [[nodiscard]] Result<wire::HealthReply> health();
 
+  // Enables, disables or drains a worker by name; every worker after the change.
+  [[nodiscard]] Result<wire::WorkersReply> control_worker(const std::string& name,
+                                                          wire::WorkerControlRequest::Action action,
+                                                          const std::string& reason);
+
   // The limits, after setting `set` (name, capacity) when given.
   [[nodiscard]] Result<wire::LimitsReply> limits(
       const std::optional<std::pair<std::string, uint32_t>>& set = std::nullopt);

@@ -702,6 +702,84 @@ void add_workers(CLI::App& app, Invocation& inv) {
   });
 }
 
+void add_worker_control(CLI::App& app, Invocation& inv) {
+  struct ControlOptions {
+    std::string name;
+    std::string reason;
+    bool wait = false;
+  };
+
+  CLI::App* worker = app.add_subcommand("worker", "disable, drain or enable a worker");
+  worker->require_subcommand(1);
+
+  struct Verb {
+    const char* name;
+    wire::WorkerControlRequest::Action action;
+    const char* help;
+  };
+
+  for (const Verb& verb : {
+           Verb{"disable", wire::WorkerControlRequest::DISABLE,
+                "take no new task on this worker (its running tasks finish); kept across "
+                "restarts"},
+           Verb{"drain", wire::WorkerControlRequest::DRAIN,
+                "as disable, for maintenance: --wait returns once the worker is idle"},
+           Verb{"enable", wire::WorkerControlRequest::ENABLE, "let the worker take tasks again"},
+       }) {
+    auto o = std::make_shared<ControlOptions>();
+    CLI::App* cmd = add_leaf(*worker, inv, verb.name, verb.help);
+    cmd->add_option("NAME", o->name, "worker name (`farmhand workers`)")
+        ->required()
+        ->check(kNotEmpty);
+    if (verb.action != wire::WorkerControlRequest::ENABLE) {
+      cmd->add_option("--reason", o->reason, "why, shown in `farmhand workers`");
+    }
+    if (verb.action == wire::WorkerControlRequest::DRAIN) {
+      cmd->add_flag("--wait", o->wait, "wait until the worker runs nothing, then say so");
+    }
+    const auto action = verb.action;
+    bind(cmd, inv, o, [action](Context& ctx, const ControlOptions& opts) {
+      auto reply = ctx.client.control_worker(opts.name, action, opts.reason);
+      if (!reply) return report(ctx, reply.error());
+      auto running_on = [&](const wire::WorkersReply& workers) -> std::optional<size_t> {
+        for (const auto& w : workers.workers()) {
+          if (w.name() == opts.name) return static_cast<size_t>(w.running_size());
+        }
+        return std::nullopt;  // gone: nothing runs there
+      };
+      std::optional<size_t> running = running_on(*reply);
+      const auto wait_started = std::chrono::steady_clock::now();
+      auto interval = std::chrono::milliseconds(50);
+      while (opts.wait && running.value_or(0) > 0) {
+        std::this_thread::sleep_for(interval);
+        interval = std::min(interval * 2, std::chrono::milliseconds(1000));
+        auto workers = ctx.client.workers();
+        if (!workers) return report(ctx, workers.error());
+        running = running_on(*workers);
+      }
+      if (ctx.json) {
+        Json out = Json::array();
+        for (const auto& w : reply->workers()) out.push_back(to_json(w));
+        write_json(ctx, out);
+      } else if (opts.wait) {
+        ctx.out << fmt::format(
+            "worker {} is drained: it runs nothing and takes no new task (waited {})\n",
+            printable(opts.name),
+            format_seconds(
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_started)
+                    .count()));
+      } else {
+        ctx.out << fmt::format("worker {} {}; {} task(s) running on it\n", printable(opts.name),
+                               action == wire::WorkerControlRequest::ENABLE    ? "enabled"
+                               : action == wire::WorkerControlRequest::DISABLE ? "disabled"
+                                                                               : "draining",
+                               running.value_or(0));
+      }
+      return kExitOk;
+    });
+  }
+}
+
 int show_limits(Context& ctx, const wire::LimitsReply& reply) {
   if (ctx.json) {
     Json limits = Json::array();
@@ -1072,6 +1150,7 @@ void add_commands(CLI::App& app, Invocation& inv) {
              "dispatch no more tasks of a job; running ones finish");
   add_action(app, inv, "resume", wire::JobActionRequest::RESUME, "dispatch a paused job again");
   add_workers(app, inv);
+  add_worker_control(app, inv);
   add_limits(app, inv);
   add_logs(app, inv);
   add_seq(app, inv);

@@ -265,6 +265,8 @@ Json to_json(const wire::WorkerInfo& worker) {
       {"alive", worker.alive()},
       {"last_beat_s", worker.last_beat_s()},
       {"running", tasks_json(worker.running())},
+      {"control", worker.control().empty() ? std::string("enabled") : worker.control()},
+      {"control_reason", worker.control_reason()},
   };
 }
 
@@ -476,7 +478,7 @@ void write_jobs(std::ostream& out, const wire::ListReply& list) {
 }
 
 void write_workers(std::ostream& out, const wire::WorkersReply& workers) {
-  Table table({"NAME", "HOST", "SLOTS", "TAGS", "RUNNING", "LAST-BEAT", "ALIVE"});
+  Table table({"NAME", "HOST", "SLOTS", "TAGS", "RUNNING", "LAST-BEAT", "ALIVE", "STATE"});
   for (const auto& worker : workers.workers()) {
     std::vector<std::string> tags(worker.tags().begin(), worker.tags().end());
     std::vector<std::string> running;
@@ -489,7 +491,12 @@ void write_workers(std::ostream& out, const wire::WorkersReply& workers) {
     }
     table.add_row({or_dash(worker.name()), or_dash(worker.host()), slots, or_dash(join(tags, ",")),
                    or_dash(join(running, ",")), format_seconds(worker.last_beat_s()) + " ago",
-                   worker.alive() ? "yes" : "no"});
+                   worker.alive() ? "yes" : "no",
+                   worker.control().empty() || worker.control() == "enabled"
+                       ? std::string("enabled")
+                       : worker.control() + (worker.control_reason().empty()
+                                                 ? std::string()
+                                                 : ": " + single_line(worker.control_reason()))});
   }
   table.write(out);
 }

@@ -24,7 +24,7 @@ std::string megabytes(size_t bytes) {
 bool is_write(const wire::ClientRequest& request) {
   const auto body = request.body_case();
   return body == wire::ClientRequest::kSubmit || body == wire::ClientRequest::kAction ||
-         body == wire::ClientRequest::kPublish ||
+         body == wire::ClientRequest::kPublish || body == wire::ClientRequest::kWorkerControl ||
          (body == wire::ClientRequest::kLimits && request.limits().has_set());
 }
 
@@ -115,6 +115,9 @@ void ClientService::on_message(const std::string& routing_id, bool req_envelope,
           break;
         case wire::ClientRequest::kLimits:
           limits(request.limits(), reply, turn);
+          break;
+        case wire::ClientRequest::kWorkerControl:
+          control_worker(request.worker_control(), reply, turn);
           break;
         case wire::ClientRequest::kBackup: {
           // Answered when the copy is done, from its own thread's completion.
@@ -379,10 +382,45 @@ void ClientService::action(const wire::JobActionRequest& request, wire::ClientRe
   log_.info("job {} job={} tasks={}", verb, request.job_id(), *changed);
 }
 
+void ClientService::control_worker(const wire::WorkerControlRequest& request,
+                                   wire::ClientReply& reply, Turn& turn) {
+  core::Scheduler& scheduler = *farm_.scheduler;
+  core::WorkerControl control;
+  switch (request.action()) {
+    case wire::WorkerControlRequest::ENABLE:
+      control = core::WorkerControl::kEnabled;
+      break;
+    case wire::WorkerControlRequest::DISABLE:
+      control = core::WorkerControl::kDisabled;
+      break;
+    case wire::WorkerControlRequest::DRAIN:
+      control = core::WorkerControl::kDraining;
+      break;
+    default:
+      return set_error(reply,
+                       Error{ErrorCode::kInvalidArgument, "worker control without an action"});
+  }
+  if (!scheduler.knows_worker_name(request.name())) {
+    return set_error(reply, Error{ErrorCode::kNotFound,
+                                  fmt::format("unknown worker '{}' (`farmhand workers` lists them)",
+                                              printable(request.name()))});
+  }
+  const std::string reason = request.reason().substr(0, 200);
+  scheduler.control_worker(request.name(), control, reason);
+  turn.batch.worker_controls.push_back(WorkerControlRow{request.name(), control, reason});
+  log_.info("worker {} worker={} reason=\"{}\"", core::worker_control_name(control), request.name(),
+            reason);
+  fill_workers(*reply.mutable_worker_control());
+}
+
 void ClientService::workers(wire::ClientReply& reply) const {
+  fill_workers(*reply.mutable_workers());
+}
+
+void ClientService::fill_workers(wire::WorkersReply& workers_reply) const {
   const core::Scheduler& scheduler = *farm_.scheduler;
   const core::Millis now = clock_.millis();
-  auto* out = reply.mutable_workers();
+  auto* out = &workers_reply;
   for (const auto& w : scheduler.workers()) {
     auto* info = out->add_workers();
     info->set_name(w.spec.name);
@@ -390,6 +428,8 @@ void ClientService::workers(wire::ClientReply& reply) const {
     info->set_interactive_slots(w.spec.interactive_slots);
     for (const auto& tag : w.spec.tags) info->add_tags(tag);
     info->set_alive(w.alive);
+    info->set_control(std::string(core::worker_control_name(w.control)));
+    info->set_control_reason(w.control_reason);
     info->set_last_beat_s(static_cast<double>((now - w.last_seen).count()) / 1000.0);
     if (const WorkerLink::Peer* peer = parts_.link.peer(w.id)) {
       info->set_host(peer->host);

@@ -91,6 +91,9 @@ class ClientService {
   void list(const wire::ListRequest& request, wire::ClientReply& reply) const;
   void action(const wire::JobActionRequest& request, wire::ClientReply& reply, Turn& turn);
   void workers(wire::ClientReply& reply) const;
+  void fill_workers(wire::WorkersReply& out) const;
+  void control_worker(const wire::WorkerControlRequest& request, wire::ClientReply& reply,
+                      Turn& turn);
   void logs(const wire::LogsRequest& request, wire::ClientReply& reply) const;
   void health(wire::ClientReply& reply) const;
   // Lists the limits, after applying a `set` (staged in the turn's batch).

@@ -87,6 +87,12 @@ Result<void> Farm::restore(Store& store, const Clock& clock, core::Millis hold_d
       !ok) {
     return ok;
   }
+  if (auto ok = store.load_worker_controls([&](WorkerControlRow&& row) {
+        scheduler->control_worker(row.name, row.control, std::move(row.reason));
+      });
+      !ok) {
+    return ok;
+  }
   Error failure;
   bool failed = false;
   auto ok = store.load(

@@ -10,7 +10,7 @@ void set_error(wire::ClientReply& reply, const Error& error) {
 
 bool acknowledges_write(const wire::ClientReply& reply) {
   return reply.ok() && (reply.has_submit() || reply.has_action() || reply.has_publish() ||
-                        (reply.has_limits() && reply.limits().set()));
+                        reply.has_worker_control() || (reply.has_limits() && reply.limits().set()));
 }
 
 }  // namespace farmhand::daemon

@@ -927,11 +927,38 @@ void Scheduler::arm_lease_timer(const TaskKey& key, const Lease& lease) {
   lease_timers_.push({at, key, lease.token});
 }
 
+std::string_view worker_control_name(WorkerControl control) {
+  switch (control) {
+    case WorkerControl::kEnabled:
+      return "enabled";
+    case WorkerControl::kDisabled:
+      return "disabled";
+    case WorkerControl::kDraining:
+      return "draining";
+  }
+  return "enabled";
+}
+
+void Scheduler::control_worker(const std::string& name, WorkerControl control, std::string reason) {
+  if (control == WorkerControl::kEnabled) {
+    controls_.erase(name);
+  } else {
+    controls_[name] = {control, std::move(reason)};
+  }
+}
+
+bool Scheduler::knows_worker_name(const std::string& name) const {
+  if (controls_.count(name)) return true;
+  return std::any_of(workers_.begin(), workers_.end(),
+                     [&](const auto& entry) { return entry.second.spec.name == name; });
+}
+
 std::vector<Dispatch> Scheduler::dispatch(Millis now) {
   std::vector<Dispatch> out;
   if (runnable_.empty() || now < hold_until_) return out;
   for (auto& [worker_id, worker] : workers_) {
     if (!worker.alive) continue;
+    if (!controls_.empty() && controls_.count(worker.spec.name)) continue;  // disabled, draining
     // Reserved slots first, so interactive work leaves the general slots to batch work.
     uint32_t reserved_used = interactive_slots_used(worker);
     for (bool reserved : {true, false}) {
@@ -1401,6 +1428,10 @@ std::vector<WorkerView> Scheduler::workers() const {
     view.spec = w.spec;
     view.alive = w.alive;
     view.last_seen = w.last_seen;
+    if (auto it = controls_.find(w.spec.name); it != controls_.end()) {
+      view.control = it->second.first;
+      view.control_reason = it->second.second;
+    }
     for (const TaskKey& key : w.running) {
       auto it = leases_.find(key);
       view.running.push_back({key.job, key.task, it == leases_.end() ? 0 : it->second.token});

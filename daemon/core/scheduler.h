@@ -90,6 +90,13 @@ struct WorkerSpec {
   std::string host;  // for messages only
 };
 
+// A wrangler's say over a worker, by name (it outlives sessions and restarts):
+// a disabled or draining worker takes no new task; its running ones finish.
+// Draining differs in what it is for: someone waits for the worker to be idle.
+enum class WorkerControl : uint8_t { kEnabled, kDisabled, kDraining };
+
+std::string_view worker_control_name(WorkerControl control);  // "enabled", ...
+
 // What worker_ready() made of a Ready. A refused session is not registered: the
 // shell tells the worker why and forgets the connection.
 struct WorkerReadyVerdict {
@@ -213,6 +220,8 @@ struct WorkerView {
   bool alive = true;
   Millis last_seen{0};
   std::vector<TaskRef> running;
+  WorkerControl control = WorkerControl::kEnabled;
+  std::string control_reason;
 };
 
 // A named limit: its capacity (nullopt: named by a job but not configured, so
@@ -333,6 +342,12 @@ class Scheduler {
   void worker_gone(WorkerId worker, Millis now);
 
   bool knows_worker(WorkerId worker) const { return workers_.count(worker) != 0; }
+
+  // Enables, disables or drains the worker of that name (live or not), with a
+  // reason for `farmhand workers`. Enabling forgets the reason.
+  void control_worker(const std::string& name, WorkerControl control, std::string reason);
+  // Whether a session or a control knows the name.
+  bool knows_worker_name(const std::string& name) const;
 
   // Extends the lease if it is still the task's current lease.
   bool renew_lease(WorkerId worker, const TaskRef& ref, Millis now);
@@ -473,6 +488,8 @@ class Scheduler {
   JobId next_job_id_ = 1;
   std::map<TaskKey, Lease> leases_;
   std::vector<Limit> limits_;  // by id; ids are never reused
+  // Controls of workers not enabled, by worker name.
+  std::map<std::string, std::pair<WorkerControl, std::string>> controls_;
   std::unordered_map<std::string, uint32_t> limit_ids_;
   std::map<WorkerId, Worker> workers_;
   // Runnable jobs: (-priority, running, id): the first match gets the next slot,

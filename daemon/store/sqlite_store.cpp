@@ -44,9 +44,9 @@ void bind_text(sqlite3_stmt* stmt, int col, const std::string& text) {
 SqliteStore::SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
 
 SqliteStore::~SqliteStore() {
-  for (sqlite3_stmt* stmt :
-       {insert_job_, update_job_, upsert_task_, insert_log_, insert_event_, set_finished_,
-        delete_job_, delete_tasks_, delete_logs_, delete_event_, upsert_limit_}) {
+  for (sqlite3_stmt* stmt : {insert_job_, update_job_, upsert_task_, insert_log_, insert_event_,
+                             set_finished_, delete_job_, delete_tasks_, delete_logs_, delete_event_,
+                             upsert_limit_, upsert_control_, delete_control_}) {
     sqlite3_finalize(stmt);
   }
   sqlite3_close_v2(db_);
@@ -242,6 +242,10 @@ Result<void> SqliteStore::prepare() {
       {&upsert_limit_,
        "INSERT INTO limits (name, capacity) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET "
        "capacity = excluded.capacity"},
+      {&upsert_control_,
+       "INSERT INTO worker_controls (name, state, reason) VALUES (?1, ?2, ?3) ON CONFLICT (name) "
+       "DO UPDATE SET state = excluded.state, reason = excluded.reason"},
+      {&delete_control_, "DELETE FROM worker_controls WHERE name = ?1"},
   };
 
   for (auto& s : statements) {
@@ -337,6 +341,17 @@ Result<void> SqliteStore::commit(const Batch& batch) {
     bind_text(upsert_limit_, 1, limit.name);
     sqlite3_bind_int64(upsert_limit_, 2, limit.capacity);
     if (!run(upsert_limit_)) return rollback("cannot store limit");
+  }
+  for (const WorkerControlRow& control : batch.worker_controls) {
+    if (control.control == core::WorkerControl::kEnabled) {
+      bind_text(delete_control_, 1, control.name);
+      if (!run(delete_control_)) return rollback("cannot store worker control");
+      continue;
+    }
+    bind_text(upsert_control_, 1, control.name);
+    sqlite3_bind_int(upsert_control_, 2, static_cast<int>(control.control));
+    bind_text(upsert_control_, 3, control.reason);
+    if (!run(upsert_control_)) return rollback("cannot store worker control");
   }
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
     Error e = write_failure();
@@ -443,6 +458,27 @@ Result<void> SqliteStore::load_limits(const std::function<void(LimitRow&&)>& on_
     on_limit(std::move(row));
   }
   if (rc != SQLITE_DONE) return fail(error("cannot read limits"));
+  return {};
+}
+
+Result<void> SqliteStore::load_worker_controls(
+    const std::function<void(WorkerControlRow&&)>& on_control) {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT name, state, reason FROM worker_controls ORDER BY name", -1,
+                         &stmt, nullptr) != SQLITE_OK) {
+    return fail(error("cannot read worker controls"));
+  }
+  Finalizer finalizer{stmt};
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    WorkerControlRow row;
+    row.name = column_text(stmt, 0);
+    const int state = sqlite3_column_int(stmt, 1);
+    row.control = state == 2 ? core::WorkerControl::kDraining : core::WorkerControl::kDisabled;
+    row.reason = column_text(stmt, 2);
+    on_control(std::move(row));
+  }
+  if (rc != SQLITE_DONE) return fail(error("cannot read worker controls"));
   return {};
 }
 

@@ -65,6 +65,13 @@ struct LimitRow {
   uint32_t capacity = 0;
 };
 
+// A worker's control, by name; kEnabled deletes the row.
+struct WorkerControlRow {
+  std::string name;
+  core::WorkerControl control = core::WorkerControl::kEnabled;
+  std::string reason;
+};
+
 struct Batch {
   std::vector<JobRow> new_jobs;
   std::vector<core::JobChange> job_changes;
@@ -77,11 +84,12 @@ struct Batch {
   std::vector<core::JobId> forgotten_jobs;
   std::vector<std::string> forgotten_events;
   std::vector<LimitRow> limits;
+  std::vector<WorkerControlRow> worker_controls;
 
   bool empty() const {
     return new_jobs.empty() && job_changes.empty() && task_changes.empty() && logs.empty() &&
            events.empty() && finished.empty() && forgotten_jobs.empty() &&
-           forgotten_events.empty() && limits.empty();
+           forgotten_events.empty() && limits.empty() && worker_controls.empty();
   }
 
   void clear() {
@@ -94,6 +102,7 @@ struct Batch {
     forgotten_jobs.clear();
     forgotten_events.clear();
     limits.clear();
+    worker_controls.clear();
   }
 };
 
@@ -117,6 +126,10 @@ class Store {
   // Streams the limits set at runtime.
   [[nodiscard]] virtual Result<void> load_limits(
       const std::function<void(LimitRow&&)>& on_limit) = 0;
+
+  // Streams the workers' controls (disabled, draining).
+  [[nodiscard]] virtual Result<void> load_worker_controls(
+      const std::function<void(WorkerControlRow&&)>& on_control) = 0;
 
   // Writes something small and durable, to learn whether the store can write
   // again after a failed commit.

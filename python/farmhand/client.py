@@ -598,6 +598,32 @@ class Client:
         request.health.SetInParent()
         return Health.from_pb(self._call(request, "health", resend=True))
 
+    def _control_worker(self, name, action, reason):
+        request = pb.ClientRequest()
+        request.worker_control.name = str(name)
+        request.worker_control.action = action
+        request.worker_control.reason = str(reason or "")
+        reply = self._call(request, "worker_control", resend=True)
+        return [WorkerInfo.from_pb(w) for w in reply.workers]
+
+    def disable_worker(self, name, reason=""):
+        """The worker takes no new task (its running ones finish), across
+        restarts, until enabled; returns the workers."""
+        return self._control_worker(name, pb.WorkerControlRequest.DISABLE, reason)
+
+    def drain_worker(self, name, reason="", wait=False, poll_s=0.2):
+        """As disable_worker, for maintenance; with ``wait``, returns once the
+        worker runs nothing."""
+        workers = self._control_worker(name, pb.WorkerControlRequest.DRAIN, reason)
+        while wait and any(w.name == name and w.running for w in workers):
+            time.sleep(poll_s)
+            workers = self.workers()
+        return workers
+
+    def enable_worker(self, name):
+        """Lets a disabled or draining worker take tasks again."""
+        return self._control_worker(name, pb.WorkerControlRequest.ENABLE, "")
+
     def limits(self):
         """The farm's limits (Limit): capacity, tokens in use, jobs waiting."""
         request = pb.ClientRequest()

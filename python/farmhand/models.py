@@ -258,6 +258,8 @@ class WorkerInfo(_Data):
     host: str = ""
     pid: int = 0
     interactive_slots: int = 0
+    control: str = "enabled"  # "disabled" or "draining": takes no new task
+    control_reason: str = ""
 
     @classmethod
     def from_pb(cls, msg):
@@ -271,6 +273,8 @@ class WorkerInfo(_Data):
             host=msg.host,
             pid=msg.pid,
             interactive_slots=msg.interactive_slots,
+            control=msg.control or "enabled",
+            control_reason=msg.control_reason,
         )
 
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <fstream>
+#include <future>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -27,6 +28,15 @@ const char* kCountingCommand =
     "( flock 9; n=$(cat \"$0/now\"); echo $((n-1)) > \"$0/now\" ) 9>\"$0/lock\"', \"{dir}\"]\n"
     "    params:\n"
     "      dir: {pattern: '^/tmp/[A-Za-z0-9_./-]+$'}\n";
+
+// Runs until the file $0 exists, then appends to $1.
+const char* kGatedCommand =
+    "  gated:\n"
+    "    argv: [/bin/sh, -c, 'while [ ! -e \"$0\" ]; do sleep 0.05; done; echo ran >> \"$1\"', "
+    "\"{release}\", \"{out}\"]\n"
+    "    params:\n"
+    "      release: {pattern: '^/tmp/[A-Za-z0-9_./-]+$'}\n"
+    "      out: {pattern: '^/tmp/[A-Za-z0-9_./-]+$'}\n";
 
 std::vector<int> seen_counts(const std::string& path) {
   std::vector<int> out;
@@ -113,6 +123,69 @@ TEST(ControlsE2ETest, MaxRunningCapsAJobAndAnUnknownLimitIsRefused) {
   const std::vector<int> seen = seen_counts(cluster.path("seen"));
   ASSERT_EQ(seen.size(), 6u);
   EXPECT_LE(*std::max_element(seen.begin(), seen.end()), 2) << "over the job's max running";
+}
+
+TEST(ControlsE2ETest, DrainWaitsForTheRunningTaskReportsIdleAndOutlivesARestart) {
+  ClusterOptions options;
+  options.local_workers = 1;
+  options.local_slots = 2;
+  options.commands_yaml = kGatedCommand;
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  const std::string release = cluster.path("release");
+  const std::string out = cluster.path("out.txt");
+  auto job = cluster.submit({"command", "gated", "--frames", "1", "--param", "release=" + release,
+                             "--param", "out=" + out});
+  ASSERT_TRUE(job) << cluster.last_cli();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto s = cluster.status_json(*job);
+        return s && (*s)["job"]["counts"]["running"] == 1;
+      },
+      30s));
+
+  // `drain --wait` returns only once the running task is done.
+  auto drained = std::async(std::launch::async, [&] {
+    return cluster.run_cli({"worker", "drain", "local-1", "--reason", "disk swap", "--wait"});
+  });
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return read_file(cluster.broker_log_path()).find("worker draining worker=local-1") !=
+               std::string::npos;
+      },
+      30s));
+  EXPECT_EQ(drained.wait_for(0s), std::future_status::timeout)
+      << "drain --wait returned while a task still ran";
+  std::ofstream(release) << "go\n";
+  CliResult result = drained.get();
+  EXPECT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_NE(result.out.find("worker local-1 is drained"), std::string::npos) << describe(result);
+  EXPECT_EQ(read_file(out), "ran\n");
+
+  // A draining worker takes nothing new, and stays drained across a restart.
+  auto queued = cluster.submit({"command", "gated", "--frames", "1", "--param",
+                                "release=" + release, "--param", "out=" + out});
+  ASSERT_TRUE(queued) << cluster.last_cli();
+  cluster.kill_broker(SIGKILL);
+  ASSERT_TRUE(cluster.restart_broker());
+  auto workers = cluster.cli_json({"workers"});
+  ASSERT_TRUE(workers && workers->size() == 1u) << cluster.last_cli();
+  EXPECT_EQ((*workers)[0]["control"], "draining") << *workers;
+  EXPECT_EQ((*workers)[0]["control_reason"], "disk swap") << *workers;
+  auto status = cluster.status_json(*queued);
+  ASSERT_TRUE(status) << cluster.last_cli();
+  EXPECT_EQ((*status)["job"]["counts"]["queued"], 1) << *status;
+
+  CliResult enabled = cluster.run_cli({"worker", "enable", "local-1"});
+  ASSERT_EQ(enabled.exit_code, 0) << describe(enabled);
+  auto final_status = cluster.wait_for_final_state(*queued, 60s);
+  ASSERT_TRUE(final_status) << cluster.last_cli();
+  EXPECT_EQ((*final_status)["job"]["state"], "succeeded") << *final_status;
+
+  CliResult unknown = cluster.run_cli({"worker", "disable", "no-such-host"});
+  EXPECT_EQ(unknown.exit_code, 1) << describe(unknown);
+  EXPECT_NE(unknown.err.find("unknown worker 'no-such-host'"), std::string::npos)
+      << describe(unknown);
 }
 
 }  // namespace

@@ -514,3 +514,15 @@ def test_a_limit_set_at_runtime_holds_a_job_until_it_is_raised(client):
     assert {l.name: l for l in client.limits()}["pylic"].in_use == 0
     with pytest.raises(farmhand.InvalidArgument, match="unknown limit 'nolic'"):
         client.submit("noop", tasks=1, limits="nolic")
+
+
+def test_a_disabled_worker_says_so_and_takes_tasks_again_once_enabled(client):
+    name = client.workers()[0].name
+    workers = {w.name: w for w in client.disable_worker(name, reason="bad RAM")}
+    assert workers[name].control == "disabled" and workers[name].control_reason == "bad RAM"
+    drained = {w.name: w for w in client.drain_worker(name, wait=True)}
+    assert drained[name].control == "draining" and not drained[name].running
+    workers = {w.name: w for w in client.enable_worker(name)}
+    assert workers[name].control == "enabled" and workers[name].control_reason == ""
+    with pytest.raises(farmhand.NotFound, match="unknown worker 'nobody'"):
+        client.disable_worker("nobody")

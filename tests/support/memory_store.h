@@ -47,6 +47,13 @@ class MemoryStore final : public daemon::Store {
     for (const auto& event : batch.events) next.events.push_back(event);
     for (const auto& [job, unix_ms] : batch.finished) next.jobs[job].finished_unix_ms = unix_ms;
     for (const auto& limit : batch.limits) next.limits[limit.name] = limit.capacity;
+    for (const auto& control : batch.worker_controls) {
+      if (control.control == core::WorkerControl::kEnabled) {
+        next.controls.erase(control.name);
+      } else {
+        next.controls[control.name] = control;
+      }
+    }
     for (auto job : batch.forgotten_jobs) {
       next.jobs.erase(job);
       std::erase_if(next.tasks, [&](const auto& kv) { return kv.first.first == job; });
@@ -70,6 +77,12 @@ class MemoryStore final : public daemon::Store {
 
   Result<void> load_limits(const std::function<void(daemon::LimitRow&&)>& on_limit) override {
     for (const auto& [name, capacity] : state_.limits) on_limit(daemon::LimitRow{name, capacity});
+    return {};
+  }
+
+  Result<void> load_worker_controls(
+      const std::function<void(daemon::WorkerControlRow&&)>& on_control) override {
+    for (auto [name, row] : state_.controls) on_control(std::move(row));
     return {};
   }
 
@@ -121,6 +134,7 @@ class MemoryStore final : public daemon::Store {
     std::map<std::tuple<core::JobId, core::TaskIndex, uint32_t>, daemon::LogRow> logs;
     std::vector<daemon::EventRow> events;
     std::map<std::string, uint32_t> limits;
+    std::map<std::string, daemon::WorkerControlRow> controls;
   };
 
   State state_;
@@ -180,6 +194,11 @@ class FaultyStore final : public daemon::Store {
 
   Result<void> load_limits(const std::function<void(daemon::LimitRow&&)>& on_limit) override {
     return inner_.load_limits(on_limit);
+  }
+
+  Result<void> load_worker_controls(
+      const std::function<void(daemon::WorkerControlRow&&)>& on_control) override {
+    return inner_.load_worker_controls(on_control);
   }
 
   Result<std::vector<daemon::LogRow>> logs(core::JobId job,

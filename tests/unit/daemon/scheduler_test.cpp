@@ -2507,6 +2507,36 @@ TEST_F(SchedulerTest, MaxRunningCapsAJobAndItsSlotsGoToOthers) {
   EXPECT_EQ(count(capped, TaskState::kRunning), 3u);
 }
 
+// ------------------------------------------------------------------ worker control
+
+TEST_F(SchedulerTest, ADisabledOrDrainingWorkerTakesNoNewTaskAndItsRunningOnesFinish) {
+  JobId job = submit("1-6");
+  WorkerId w1 = add_worker("w1", 2);
+  WorkerId w2 = add_worker("w2", 2);
+  std::vector<Dispatch> first = dispatch();
+  ASSERT_EQ(first.size(), 4u);
+  sched().control_worker("w1", WorkerControl::kDraining, "disk swap");
+  sched().control_worker("w2", WorkerControl::kDisabled, "bad RAM");
+  for (const Dispatch& d : first) (void)succeed(d);
+  EXPECT_TRUE(dispatch().empty()) << "a draining or disabled worker took a task";
+  EXPECT_EQ(count(job, TaskState::kSucceeded), 4u) << "their running tasks were not kept";
+  std::vector<WorkerView> views = sched().workers();
+  ASSERT_EQ(views.size(), 2u);
+  for (const WorkerView& v : views) {
+    EXPECT_TRUE(v.running.empty());
+    EXPECT_EQ(v.control, v.id == w1 ? WorkerControl::kDraining : WorkerControl::kDisabled);
+  }
+  // By name: a restarted worker process is still disabled.
+  WorkerId again = restart_worker(w2, {});
+  EXPECT_TRUE(dispatch().empty());
+  sched().control_worker("w2", WorkerControl::kEnabled, "");
+  std::vector<Dispatch> next = dispatch();
+  ASSERT_EQ(next.size(), 2u);
+  EXPECT_EQ(next[0].worker, again);
+  EXPECT_TRUE(sched().knows_worker_name("w1"));
+  EXPECT_FALSE(sched().knows_worker_name("w9"));
+}
+
 // ------------------------------------------------------------------ generated interleavings
 
 // Drives a farm with random events from a fixed seed and checks, after every step,
