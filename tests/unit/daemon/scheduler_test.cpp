@@ -2408,26 +2408,27 @@ TEST_F(SchedulerTest, AJobNamingAnUnknownLimitIsRefusedWithTheKnownOnes) {
 
 TEST_F(SchedulerTest, ALostWorkerFreesItsTokensAndIsNotAdoptedBackOverTheLimit) {
   sched().set_limit("lic", 1);
-  JobId job = submit("1-2", 1, with().limits({"lic"}));
+  JobId first = submit("1", 1, with().limits({"lic"}));
   WorkerId w1 = add_worker("w1");
   Dispatch mine = dispatch().at(0);
+  ASSERT_EQ(mine.job, first);
+  JobId urgent = submit("1", 1, with().limits({"lic"}).priority(10));
   silence(w1);
   advance(options_.lease_ttl + options_.backoff_base);
   EXPECT_EQ(in_use(sched(), "lic"), 0u) << "a lapsed lease keeps its token";
+  ASSERT_EQ(state(first, 0), TaskState::kQueued);
   add_worker("w2");
   Dispatch theirs = dispatch().at(0);
+  ASSERT_EQ(theirs.job, urgent) << "the freed token goes to the higher priority";
   EXPECT_EQ(in_use(sched(), "lic"), 1u);
   take_outbox();
-  // w1 comes back still running its task: adopting it would make two holders.
+  // w1 comes back still running its (requeued) task: adopting it would make
+  // two holders of a one-token limit, so it is told to stop instead.
   WorkerId back = restart_worker(w1, {mine});
   Outbox out = take_outbox();
-  if (theirs.task == mine.task) {
-    ASSERT_EQ(out.cancels.size(), 1u);
-  } else {
-    ASSERT_EQ(out.cancels.size(), 1u) << "adopted over the limit";
-    EXPECT_EQ(out.cancels[0].worker, back);
-    EXPECT_EQ(state(job, mine.task), TaskState::kQueued);
-  }
+  ASSERT_EQ(out.cancels.size(), 1u) << "adopted over the limit";
+  EXPECT_EQ(out.cancels[0].worker, back);
+  EXPECT_EQ(state(first, 0), TaskState::kQueued);
   EXPECT_EQ(in_use(sched(), "lic"), 1u);
 }
 
