@@ -138,11 +138,21 @@ Result<wire::ListReply> Client::list(const wire::ListRequest& list) {
                  &wire::ClientReply::list);
 }
 
-Result<wire::JobActionReply> Client::act(uint64_t job_id, wire::JobActionRequest::Action action) {
+Result<wire::JobActionReply> Client::act(uint64_t job_id, wire::JobActionRequest::Action action,
+                                         const std::string& worker) {
   wire::ClientRequest request;
   request.mutable_action()->set_job_id(job_id);
   request.mutable_action()->set_action(action);
+  request.mutable_action()->set_worker(worker);
   return body_of(call(request, timeout_, Resend::kNo), wire::ClientReply::kAction,
+                 &wire::ClientReply::action);
+}
+
+Result<wire::JobActionReply> Client::job_set(const wire::JobSetRequest& job_set) {
+  wire::ClientRequest request;
+  *request.mutable_job_set() = job_set;
+  // Setting the same values twice is harmless: safe to resend.
+  return body_of(call(request, timeout_, Resend::kYes), wire::ClientReply::kAction,
                  &wire::ClientReply::action);
 }
 

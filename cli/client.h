@@ -58,9 +58,13 @@ class Client {
 
   [[nodiscard]] Result<wire::ListReply> list(const wire::ListRequest& request);
 
-  // Cancel, retry, pause or resume a job.
+  // Cancel, retry, pause, resume or unblock a job (`worker`: UNBLOCK only that one).
   [[nodiscard]] Result<wire::JobActionReply> act(uint64_t job_id,
-                                                 wire::JobActionRequest::Action action);
+                                                 wire::JobActionRequest::Action action,
+                                                 const std::string& worker = {});
+
+  // Changes a job live (`farmhand job set`).
+  [[nodiscard]] Result<wire::JobActionReply> job_set(const wire::JobSetRequest& request);
 
   [[nodiscard]] Result<wire::WorkersReply> workers();
 

@@ -682,6 +682,98 @@ void add_action(CLI::App& app, Invocation& inv, const std::string& name,
   });
 }
 
+// `farmhand job set JOB ...` and `farmhand job unblock JOB [WORKER]`.
+void add_job_commands(CLI::App& app, Invocation& inv) {
+  CLI::App* job = app.add_subcommand("job", "change a job while it runs");
+  job->require_subcommand(1);
+
+  struct SetOptions {
+    uint64_t job_id = 0;
+    std::optional<int32_t> priority;
+    std::optional<uint32_t> max_running;
+    std::optional<std::string> pool;
+    std::optional<uint32_t> max_attempts;
+    std::optional<uint32_t> timeout_s;
+    std::vector<std::string> limits;
+    bool no_limits = false;
+  };
+
+  auto o = std::make_shared<SetOptions>();
+  CLI::App* set =
+      add_leaf(*job, inv, "set", "change a queued or running job; running tasks keep running",
+               /*timeout_taken=*/true);
+  add_job_id(*set, o->job_id);
+  set->add_option("--priority", o->priority, "higher runs first")
+      ->transform(whole_number<int32_t>(std::numeric_limits<int32_t>::min()));
+  set->add_option("--max-running", o->max_running, "at most this many running tasks (0: no cap)")
+      ->type_name("N")
+      ->transform(kNonNegative32);
+  set->add_option("--pool", o->pool, "run only on workers tagged with this pool (\"\": any)");
+  set->add_option("--max-attempts", o->max_attempts, "attempts per task (0: the broker's default)")
+      ->transform(kNonNegative32);
+  set->add_option("--timeout", o->timeout_s, "seconds a task attempt may run (0: none)")
+      ->type_name("SECONDS")
+      ->transform(kNonNegative32);
+  auto* limit = set->add_option("--limit", o->limits,
+                                "the limits each task holds, replacing the job's (repeatable)")
+                    ->type_name("NAME")
+                    ->allow_extra_args(false)
+                    ->check(kNotEmpty);
+  set->add_flag("--no-limit", o->no_limits, "the job's tasks hold no limit from now on")
+      ->excludes(limit);
+  bind(set, inv, o, [](Context& ctx, const SetOptions& opts) {
+    wire::JobSetRequest request;
+    request.set_job_id(opts.job_id);
+    if (opts.priority) request.set_priority(*opts.priority);
+    if (opts.max_running) request.set_max_running(*opts.max_running);
+    if (opts.pool) request.set_pool(*opts.pool);
+    if (opts.max_attempts) request.set_max_attempts(*opts.max_attempts);
+    if (opts.timeout_s) request.set_timeout_s(*opts.timeout_s);
+    if (!opts.limits.empty() || opts.no_limits) {
+      request.set_set_limits(true);
+      for (const auto& name : opts.limits) request.add_limits(name);
+    }
+    if (!opts.priority && !opts.max_running && !opts.pool && !opts.max_attempts &&
+        !opts.timeout_s && !request.set_limits()) {
+      print_error(ctx.err,
+                  "nothing to change: give --priority, --max-running, --pool, --max-attempts, "
+                  "--timeout, --limit or --no-limit");
+      return kExitUsage;
+    }
+    auto reply = ctx.client.job_set(request);
+    if (!reply) return report(ctx, reply.error());
+    const std::string state = job_state_name(reply->state());
+    if (ctx.json) {
+      write_json(ctx, Json{{"job_id", opts.job_id}, {"state", state}});
+    } else {
+      ctx.out << fmt::format("job {} changed ({})\n", opts.job_id, state);
+    }
+    return kExitOk;
+  });
+
+  struct UnblockOptions {
+    uint64_t job_id = 0;
+    std::string worker;
+  };
+
+  auto u = std::make_shared<UnblockOptions>();
+  CLI::App* unblock = add_leaf(*job, inv, "unblock",
+                               "let workers blocked for failing the job take its tasks again");
+  add_job_id(*unblock, u->job_id);
+  unblock->add_option("WORKER", u->worker, "only this worker (default: every blocked worker)");
+  bind(unblock, inv, u, [](Context& ctx, const UnblockOptions& opts) {
+    auto reply = ctx.client.act(opts.job_id, wire::JobActionRequest::UNBLOCK, opts.worker);
+    if (!reply) return report(ctx, reply.error());
+    if (ctx.json) {
+      write_json(ctx, Json{{"job_id", opts.job_id}, {"unblocked", reply->tasks_changed()}});
+    } else {
+      ctx.out << fmt::format("job {}: {} worker{} unblocked\n", opts.job_id, reply->tasks_changed(),
+                             reply->tasks_changed() == 1 ? "" : "s");
+    }
+    return kExitOk;
+  });
+}
+
 // ---------------------------------------------------------------- workers, logs
 
 void add_workers(CLI::App& app, Invocation& inv) {
@@ -1151,6 +1243,7 @@ void add_commands(CLI::App& app, Invocation& inv) {
   add_action(app, inv, "resume", wire::JobActionRequest::RESUME, "dispatch a paused job again");
   add_workers(app, inv);
   add_worker_control(app, inv);
+  add_job_commands(app, inv);
   add_limits(app, inv);
   add_logs(app, inv);
   add_seq(app, inv);

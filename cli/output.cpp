@@ -207,6 +207,14 @@ Json to_json(const wire::JobSummary& job) {
   };
 }
 
+Json blocked_json(const google::protobuf::RepeatedPtrField<wire::BlockedWorker>& blocked) {
+  Json out = Json::array();
+  for (const auto& b : blocked) {
+    out.push_back(Json{{"worker", b.worker()}, {"failures", b.failures()}, {"reason", b.reason()}});
+  }
+  return out;
+}
+
 Json to_json(const wire::StatusReply& status) {
   return Json{
       {"job", to_json(status.job())},
@@ -214,6 +222,7 @@ Json to_json(const wire::StatusReply& status) {
       {"last_errors", tasks_json(status.last_errors())},
       {"tasks", tasks_json(status.tasks())},
       {"waiting_reason", status.waiting_reason()},
+      {"blocked", blocked_json(status.blocked())},
   };
 }
 
@@ -407,6 +416,14 @@ void write_status(std::ostream& out, const wire::StatusReply& status, bool with_
     for (const auto& task : status.running()) {
       table.add_row({std::to_string(task.index()), or_dash(task.frames()), or_dash(task.worker()),
                      std::to_string(task.attempts()), format_seconds(task.running_s())});
+    }
+    table.write(out, "  ");
+  }
+  if (!status.blocked().empty()) {
+    out << "blocked workers (take no more of this job; `farmhand job unblock`):\n";
+    Table table({"WORKER", "FAILURES", "LAST ERROR"});
+    for (const auto& b : status.blocked()) {
+      table.add_row({single_line(b.worker()), std::to_string(b.failures()), or_dash(b.reason())});
     }
     table.write(out, "  ");
   }

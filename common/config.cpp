@@ -353,6 +353,8 @@ class Reader {
         backoff_max_line = entry.line;
       } else if (key == "default_max_attempts") {
         assign_integer(entry, 1, broker.default_max_attempts);
+      } else if (key == "block_after_failures") {
+        assign_integer(entry, 0, broker.block_after_failures);
       } else if (key == "max_client_message_bytes") {
         assign_integer(entry, 1, broker.max_client_message_bytes);
       } else if (key == "max_worker_message_bytes") {

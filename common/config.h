@@ -45,6 +45,9 @@ struct BrokerConfig {
   std::chrono::milliseconds retry_backoff_base{2'000};
   std::chrono::milliseconds retry_backoff_max{300'000};
   uint32_t default_max_attempts = 3;
+  // Bad-host avoidance: after this many failed attempts of one job on one
+  // worker, that worker takes no more of the job's tasks. 0: never.
+  uint32_t block_after_failures = 3;
   uint64_t max_client_message_bytes = 1 << 20;
   uint64_t max_worker_message_bytes = 4 << 20;
   std::string sqlite_synchronous = "full";  // full | normal | off

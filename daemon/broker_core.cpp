@@ -25,6 +25,7 @@ core::Scheduler::Options scheduler_options(const common::BrokerConfig& broker) {
   so.backoff_max = broker.retry_backoff_max;
   so.default_max_attempts = broker.default_max_attempts;
   so.rename_duplicates = broker.rename_duplicate_workers;
+  so.block_after_failures = broker.block_after_failures;
   so.timeout_grace = std::max<core::Millis>(core::Millis(5000), 2 * broker.heartbeat_interval);
   so.seed = std::random_device{}();
   return so;
@@ -180,9 +181,19 @@ void BrokerCore::take_outbox() {
       case Kind::kWorkerJoined:
         log_.info("worker joined worker={}{}", n.worker, n.again ? " again" : "");
         break;
+      case Kind::kWorkerBlocked:
+        log_.warn("worker blocked for job job={} worker={} reason=\"{}\"{}", n.job, n.worker,
+                  n.reason,
+                  n.every_worker_blocked
+                      ? fmt::format(" note=\"every live worker that serves the job is blocked: "
+                                    "it waits; farmhand job unblock {}\"",
+                                    n.job)
+                      : std::string{});
+        break;
     }
   }
   for (auto& change : out.tasks) turn_.batch.task_changes.push_back(std::move(change));
+  for (auto& change : out.blocks) turn_.batch.blocks.push_back(std::move(change));
   for (auto& change : out.jobs) turn_.batch.job_changes.push_back(change);
 }
 

@@ -16,6 +16,7 @@ namespace {
 constexpr uint32_t kDefaultTaskPage = 100;
 constexpr uint32_t kMaxTaskPage = 10'000;
 constexpr size_t kMaxRunningShown = 100;
+constexpr size_t kMaxPoolBytes = 256;
 
 std::string megabytes(size_t bytes) {
   return fmt::format("{:.1f} MB", static_cast<double>(bytes) / (1024.0 * 1024.0));
@@ -25,6 +26,7 @@ bool is_write(const wire::ClientRequest& request) {
   const auto body = request.body_case();
   return body == wire::ClientRequest::kSubmit || body == wire::ClientRequest::kAction ||
          body == wire::ClientRequest::kPublish || body == wire::ClientRequest::kWorkerControl ||
+         body == wire::ClientRequest::kJobSet ||
          (body == wire::ClientRequest::kLimits && request.limits().has_set());
 }
 
@@ -119,6 +121,9 @@ void ClientService::on_message(const std::string& routing_id, bool req_envelope,
         case wire::ClientRequest::kWorkerControl:
           control_worker(request.worker_control(), reply, turn);
           break;
+        case wire::ClientRequest::kJobSet:
+          job_set(request.job_set(), reply, turn);
+          break;
         case wire::ClientRequest::kBackup: {
           // Answered when the copy is done, from its own thread's completion.
           PendingReply pending{routing_id, req_envelope, reply};
@@ -171,6 +176,12 @@ void ClientService::status(const wire::StatusRequest& request, wire::ClientReply
     t->set_error(e.error);
   }
   status->set_waiting_reason(waiting_reason(id));
+  for (const core::WorkerBlock& block : scheduler.blocked_workers(id)) {
+    auto* b = status->add_blocked();
+    b->set_worker(block.worker);
+    b->set_failures(block.failures);
+    b->set_reason(block.reason);
+  }
   status->set_version(job_version(id));
   if (request.tasks()) {
     uint32_t limit = request.tasks_limit() == 0 ? kDefaultTaskPage
@@ -221,6 +232,9 @@ uint64_t ClientService::job_version(core::JobId id) const {
     mix(static_cast<uint64_t>(e.state));
   }
   mix(std::hash<std::string>{}(waiting_reason(id)));
+  for (const core::WorkerBlock& block : scheduler.blocked_workers(id)) {
+    mix(std::hash<std::string>{}(block.worker));
+  }
   return h == 0 ? 1 : h;
 }
 
@@ -244,6 +258,11 @@ std::string ClientService::waiting_reason(core::JobId id) const {
     case core::JobHold::Kind::kMaxRunning:
       return fmt::format("at its max running: {} of {} tasks running", hold.in_use,
                          hold.capacity.value_or(0));
+    case core::JobHold::Kind::kBlocked:
+      return fmt::format(
+          "every live worker that serves the job is blocked after failing it ({}); "
+          "`farmhand job unblock {}` lets them try again",
+          fmt::join(hold.workers, ", "), id);
     case core::JobHold::Kind::kNone:
       break;
   }
@@ -368,6 +387,10 @@ void ClientService::action(const wire::JobActionRequest& request, wire::ClientRe
       changed = scheduler.resume(request.job_id(), now);
       verb = "resumed";
       break;
+    case wire::JobActionRequest::UNBLOCK:
+      changed = scheduler.unblock(request.job_id(), request.worker());
+      verb = "unblocked";
+      break;
     default:
       break;
   }
@@ -380,6 +403,65 @@ void ClientService::action(const wire::JobActionRequest& request, wire::ClientRe
   reply.mutable_action()->set_state(view ? to_wire(view->state) : wire::JOB_STATE_UNSPECIFIED);
   reply.mutable_action()->set_tasks_changed(*changed);
   log_.info("job {} job={} tasks={}", verb, request.job_id(), *changed);
+}
+
+void ClientService::job_set(const wire::JobSetRequest& request, wire::ClientReply& reply,
+                            Turn& turn) {
+  core::Scheduler& scheduler = *farm_.scheduler;
+  const core::JobId id = request.job_id();
+  const JobRecord* record = farm_.jobs.find(id);
+  if (!record || !scheduler.job(id)) {
+    return set_error(reply, Error{ErrorCode::kNotFound, fmt::format("unknown job {}", id)});
+  }
+  core::JobUpdate update;
+  wire::JobSpec spec = record->spec;
+  std::vector<std::string> changed;
+  if (request.has_priority()) {
+    update.priority = request.priority();
+    spec.set_priority(request.priority());
+    changed.push_back(fmt::format("priority={}", request.priority()));
+  }
+  if (request.has_max_running()) {
+    update.max_running = request.max_running();
+    spec.set_max_running(request.max_running());
+    changed.push_back(fmt::format("max_running={}", request.max_running()));
+  }
+  if (request.has_pool()) {
+    if (request.pool().size() > kMaxPoolBytes) {
+      return set_error(reply, Error{ErrorCode::kInvalidArgument,
+                                    fmt::format("pool name over {} bytes", kMaxPoolBytes)});
+    }
+    update.pool = request.pool();
+    spec.set_pool(request.pool());
+    changed.push_back(fmt::format("pool=\"{}\"", printable(request.pool())));
+  }
+  if (request.has_max_attempts()) {
+    update.max_attempts = request.max_attempts();
+    spec.set_max_attempts(request.max_attempts());
+    changed.push_back(fmt::format("max_attempts={}", request.max_attempts()));
+  }
+  if (request.has_timeout_s()) {
+    update.timeout = std::chrono::seconds(request.timeout_s());
+    spec.set_timeout_s(request.timeout_s());
+    changed.push_back(fmt::format("timeout_s={}", request.timeout_s()));
+  }
+  if (request.set_limits()) {
+    update.limits = std::vector<std::string>(request.limits().begin(), request.limits().end());
+    spec.mutable_limits()->CopyFrom(request.limits());
+    changed.push_back(fmt::format("limits=\"{}\"",
+                                  printable(fmt::format("{}", fmt::join(request.limits(), ",")))));
+  }
+  if (changed.empty()) {
+    return set_error(reply, Error{ErrorCode::kInvalidArgument,
+                                  "nothing to change: give --priority, --max-running, --pool, "
+                                  "--max-attempts, --timeout or --limit"});
+  }
+  if (auto ok = scheduler.update_job(id, update); !ok) return set_error(reply, ok.error());
+  turn.batch.spec_changes.push_back(SpecChange{id, spec.SerializeAsString()});
+  farm_.jobs.set_spec(id, std::move(spec));
+  auto view = scheduler.job(id);
+  reply.mutable_action()->set_state(view ? to_wire(view->state) : wire::JOB_STATE_UNSPECIFIED);
+  log_.info("job changed job={} {}", id, fmt::join(changed, " "));
 }
 
 void ClientService::control_worker(const wire::WorkerControlRequest& request,

@@ -92,6 +92,7 @@ class ClientService {
   void action(const wire::JobActionRequest& request, wire::ClientReply& reply, Turn& turn);
   void workers(wire::ClientReply& reply) const;
   void fill_workers(wire::WorkersReply& out) const;
+  void job_set(const wire::JobSetRequest& request, wire::ClientReply& reply, Turn& turn);
   void control_worker(const wire::WorkerControlRequest& request, wire::ClientReply& reply,
                       Turn& turn);
   void logs(const wire::LogsRequest& request, wire::ClientReply& reply) const;

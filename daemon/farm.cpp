@@ -18,6 +18,10 @@ const JobRecord* JobBook::find(core::JobId id) const {
   return it == records_.end() ? nullptr : &it->second;
 }
 
+void JobBook::set_spec(core::JobId id, wire::JobSpec spec) {
+  if (auto it = records_.find(id); it != records_.end()) it->second.spec = std::move(spec);
+}
+
 std::optional<core::JobId> JobBook::find_key(const std::string& idempotency_key) const {
   if (idempotency_key.empty()) return std::nullopt;
   auto it = keys_.find(idempotency_key);
@@ -123,6 +127,8 @@ Result<void> Farm::restore(Store& store, const Clock& clock, core::Millis hold_d
       });
   if (!ok) return ok;
   if (failed) return fail(failure);
+  ok = store.load_blocks([&](core::WorkerBlock&& block) { scheduler->restore_block(block); });
+  if (!ok) return ok;
   ok = store.load_events([&](EventRow&& row) {
     wire::EventInfo event;
     if (!event.ParseFromString(row.info)) {

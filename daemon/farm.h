@@ -43,6 +43,8 @@ class JobBook {
   std::optional<core::JobId> find_key(const std::string& idempotency_key) const;
   // Records when a job finished (0: reopened), here and in `batch`.
   void set_finished(core::JobId id, int64_t unix_ms, Batch& batch);
+  // The job's spec after a live change (`farmhand job set`).
+  void set_spec(core::JobId id, wire::JobSpec spec);
   void erase(core::JobId id);
   void clear();
 

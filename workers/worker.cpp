@@ -421,6 +421,13 @@ void Worker::start_task(const wire::Assign& assign, Clock::time_point now) {
     spec.commands.emplace_back(argv.args().begin(), argv.args().end());
   }
   spec.env.insert(assign.env().begin(), assign.env().end());
+  // Where and what the task is, for render wrappers and logs (as Deadline's and
+  // OpenCue's tasks see theirs).
+  spec.env["FARMHAND_JOB_ID"] = std::to_string(assign.ref().job_id());
+  spec.env["FARMHAND_TASK"] = std::to_string(assign.ref().task());
+  spec.env["FARMHAND_ATTEMPT"] = std::to_string(assign.attempt());
+  spec.env["FARMHAND_FRAMES"] = assign.frames();
+  spec.env["FARMHAND_WORKER"] = options_.name;
   spec.log_path = task.log_path;
   spec.timeout = std::chrono::seconds(assign.timeout_s());
   log_->debug("task started job={} task={} attempt={}", assign.ref().job_id(), assign.ref().task(),

@@ -5,14 +5,14 @@
 
 #include <fmt/format.h>
 
+#include "daemon/core/scheduler_job.h"
+
 namespace farmhand::core {
 
 namespace {
 
 // A job bigger than this is refused: the scheduler keeps a few bytes per task.
 constexpr uint64_t kMaxTasksPerJob = 10'000'000;
-// The attempts of a task's current budget live in one byte per task.
-constexpr uint32_t kMaxAttemptsLimit = 100;
 constexpr size_t kLastErrorsKept = 10;
 // A lost worker with nothing leased is forgotten after this many liveness periods.
 constexpr uint32_t kForgetLostWorkerPeriods = 100;
@@ -21,10 +21,6 @@ constexpr auto kUntouched = static_cast<TaskState>(0xff);
 
 TaskState reported(TaskState s) {
   return s == TaskState::kBackoff ? TaskState::kQueued : s;
-}
-
-bool is_broken(TaskState s) {
-  return s == TaskState::kFailed || s == TaskState::kDead || s == TaskState::kCancelled;
 }
 
 }  // namespace
@@ -82,67 +78,6 @@ bool is_terminal(TaskState state) {
   return state == TaskState::kSucceeded || is_broken(state);
 }
 
-struct Scheduler::Job {
-  JobId id = 0;
-  JobSpec spec;
-  uint64_t task_count = 0;
-  std::vector<TaskState> state;
-  std::vector<uint8_t> attempts;  // used of the current budget of max_attempts
-  // Attempts of earlier budgets, for the few tasks that were retried: attempt numbers
-  // continue across retries, so no attempt's log replaces another's.
-  std::unordered_map<TaskIndex, uint32_t> budget_base;
-  std::vector<uint32_t> unmet;  // --after-frames: upstream tasks each task still waits for
-  uint32_t after_unmet = 0;     // --after: upstream jobs not yet succeeded
-  std::string after_broken;     // --after: why the whole-job dependency can never be met
-  std::deque<TaskIndex> ready;  // queued tasks behind the cursor (retries, released waits)
-  uint64_t cursor = 0;          // tasks from here on are scanned in order
-  std::array<uint64_t, kTaskStateCount> counts{};
-  bool paused = false;
-  bool cancelled = false;
-  bool durable = true;  // false until the shell has committed the job
-  JobState job_state = JobState::kQueued;
-  std::vector<JobId> after_dependants;
-  std::vector<JobId> frame_dependants;
-  std::unordered_map<TaskIndex, std::string> errors;
-  std::deque<TaskIndex> last_errors;  // most recent first
-  // Tasks backing off -> the generation of their live backoff timer. A task can back
-  // off again with the same attempt count (retry() resets it; a worker may keep a
-  // requeued task and fail it), so the count alone cannot tell a stale timer.
-  std::unordered_map<TaskIndex, uint64_t> backoff_generation;
-  uint64_t backoff_timers_armed = 0;
-  std::optional<std::tuple<int64_t, uint64_t, JobId>> runnable_key;
-  std::vector<uint32_t> limit_ids;    // spec.limits, resolved
-  std::optional<uint32_t> parked_on;  // a full limit it waits for (not in runnable_)
-  std::tuple<int64_t, uint64_t, JobId> parked_key{};
-
-  uint64_t count(TaskState s) const { return counts[static_cast<size_t>(s)]; }
-
-  uint64_t terminal() const {
-    return count(TaskState::kSucceeded) + count(TaskState::kFailed) + count(TaskState::kDead) +
-           count(TaskState::kCancelled);
-  }
-
-  uint64_t broken() const {
-    return count(TaskState::kFailed) + count(TaskState::kDead) + count(TaskState::kCancelled);
-  }
-
-  uint32_t max_attempts() const { return spec.max_attempts; }
-
-  // Positions [first, last) of the task's frames in the job's frame set.
-  std::pair<uint64_t, uint64_t> span(TaskIndex task) const {
-    uint64_t first = uint64_t{task} * spec.chunk;
-    return {first, std::min<uint64_t>(first + spec.chunk, spec.frames.size())};
-  }
-
-  std::optional<TaskIndex> task_of(int64_t frame) const {
-    auto index = spec.frames.index_of(frame);
-    if (!index) return std::nullopt;
-    return static_cast<TaskIndex>(*index / spec.chunk);
-  }
-
-  int64_t first_frame(TaskIndex task) const { return spec.frames.frame_at(span(task).first); }
-};
-
 Scheduler::Scheduler(Options options) : options_(options), rng_(options.seed) {}
 
 uint32_t Scheduler::total_attempts(const Job& job, TaskIndex task) {
@@ -193,18 +128,7 @@ Result<JobId> Scheduler::submit(JobSpec spec, Millis now, bool durable) {
   if (auto ok = check_dependencies(spec); !ok) return fail(ok.error());
   std::sort(spec.limits.begin(), spec.limits.end());
   spec.limits.erase(std::unique(spec.limits.begin(), spec.limits.end()), spec.limits.end());
-  for (const std::string& name : spec.limits) {
-    auto it = limit_ids_.find(name);
-    if (it != limit_ids_.end() && limits_[it->second].capacity) continue;
-    std::vector<std::string> known;
-    for (const Limit& limit : limits_) {
-      if (limit.capacity) known.push_back(limit.name);
-    }
-    return fail(ErrorCode::kInvalidArgument,
-                known.empty() ? fmt::format("unknown limit '{}': no limits are configured", name)
-                              : fmt::format("unknown limit '{}'; the limits are {}", name,
-                                            fmt::join(known, ", ")));
-  }
+  if (auto ok = check_limits(spec.limits); !ok) return fail(ok.error());
 
   JobId id = next_job_id_;
   Job& job = create_job(id, std::move(spec));
@@ -415,6 +339,8 @@ Result<uint64_t> Scheduler::retry(JobId id, Millis now) {
     retried.push_back(t);
   }
   job->last_errors.clear();
+  // A retry is a fresh start on every worker too: the blocks go with the failures.
+  if (retried.size() > 0) (void)unblock(id, {});
   // Re-derive with current upstream states; counts are rebuilt too.
   init_untouched_tasks(*job);
   for (TaskIndex t = 0; t < job->task_count; ++t) {
@@ -583,89 +509,6 @@ void Scheduler::release_lease(const TaskKey& key) {
   }
 }
 
-void Scheduler::add_lease(const TaskKey& key, Lease lease) {
-  if (const Job* job = find_job(key.job)) {
-    lease.limits_held = job->limit_ids;
-    for (uint32_t id : lease.limits_held) ++limits_[id].in_use;
-  }
-  leases_[key] = std::move(lease);
-}
-
-uint32_t Scheduler::limit_id(const std::string& name) {
-  auto [it, added] = limit_ids_.try_emplace(name, static_cast<uint32_t>(limits_.size()));
-  if (added) limits_.push_back(Limit{name, std::nullopt, 0, {}});
-  return it->second;
-}
-
-std::optional<uint32_t> Scheduler::full_limit(const Job& job) const {
-  for (uint32_t id : job.limit_ids) {
-    const Limit& limit = limits_[id];
-    if (!limit.capacity || limit.in_use >= *limit.capacity) return id;
-  }
-  return std::nullopt;
-}
-
-void Scheduler::unpark(Job& job) {
-  if (!job.parked_on) return;
-  limits_[*job.parked_on].waiting.erase(job.parked_key);
-  job.parked_on.reset();
-}
-
-void Scheduler::wake_parked(uint32_t id) {
-  Limit& limit = limits_[id];
-  if (!limit.capacity || limit.in_use >= *limit.capacity || limit.waiting.empty()) return;
-  // Every parked job goes back to the run queue (or parks on another full
-  // limit): waking only as many as there are free tokens could leave a job
-  // waiting behind one that no live worker serves. pick_job parks them again,
-  // one set operation each, once the limit is full again.
-  auto waiting = std::move(limit.waiting);
-  limit.waiting.clear();
-  for (const auto& key : waiting) {
-    Job* job = find_job(std::get<2>(key));
-    if (!job) continue;
-    job->parked_on.reset();
-    refresh_runnable(*job);
-  }
-}
-
-void Scheduler::set_limit(const std::string& name, uint32_t capacity) {
-  const uint32_t id = limit_id(name);
-  limits_[id].capacity = capacity;
-  wake_parked(id);
-}
-
-void Scheduler::unset_limit(const std::string& name) {
-  auto it = limit_ids_.find(name);
-  if (it != limit_ids_.end()) limits_[it->second].capacity.reset();
-}
-
-std::vector<LimitView> Scheduler::limits() const {
-  std::vector<LimitView> out;
-  for (const Limit& limit : limits_) {
-    if (!limit.capacity && limit.in_use == 0 && limit.waiting.empty()) continue;
-    out.push_back({limit.name, limit.capacity, limit.in_use, limit.waiting.size()});
-  }
-  std::sort(out.begin(), out.end(),
-            [](const LimitView& a, const LimitView& b) { return a.name < b.name; });
-  return out;
-}
-
-JobHold Scheduler::hold(JobId id) const {
-  const Job* job = find_job(id);
-  if (!job || job->count(TaskState::kQueued) == 0) return {};
-  if (job->spec.max_running > 0 && job->count(TaskState::kRunning) >= job->spec.max_running) {
-    return {JobHold::Kind::kMaxRunning,
-            {},
-            job->spec.max_running,
-            static_cast<uint32_t>(job->count(TaskState::kRunning))};
-  }
-  if (auto full = full_limit(*job)) {
-    const Limit& limit = limits_[*full];
-    return {JobHold::Kind::kLimit, limit.name, limit.capacity, limit.in_use};
-  }
-  return {};
-}
-
 void Scheduler::finish_task(Job& job, TaskIndex task, TaskState state, const std::string& error,
                             Millis now) {
   if (!error.empty()) record_error(job, task, error);
@@ -676,7 +519,9 @@ void Scheduler::finish_task(Job& job, TaskIndex task, TaskState state, const std
   refresh_runnable(job);
 }
 
-void Scheduler::fail_attempt(Job& job, TaskIndex task, const std::string& error, Millis now) {
+void Scheduler::fail_attempt(Job& job, TaskIndex task, const std::string& error,
+                             const std::string& worker, Millis now) {
+  count_failure(job, worker, error);
   uint32_t attempts = job.attempts[task];
   uint32_t attempt = total_attempts(job, task);
   if (attempts >= job.max_attempts()) {
@@ -882,6 +727,7 @@ bool Scheduler::pool_served(const std::string& pool) const {
 }
 
 bool Scheduler::worker_serves(const Worker& worker, const Job& job) const {
+  if (job.blocked_count > 0 && blocked_for(job, worker.spec.name)) return false;
   if (job.spec.pool.empty()) return true;
   const auto& tags = worker.spec.tags;
   return std::find(tags.begin(), tags.end(), job.spec.pool) != tags.end();
@@ -925,32 +771,6 @@ void Scheduler::arm_lease_timer(const TaskKey& key, const Lease& lease) {
     at = std::min(at, lease.started + Millis(job->spec.timeout) + options_.timeout_grace);
   }
   lease_timers_.push({at, key, lease.token});
-}
-
-std::string_view worker_control_name(WorkerControl control) {
-  switch (control) {
-    case WorkerControl::kEnabled:
-      return "enabled";
-    case WorkerControl::kDisabled:
-      return "disabled";
-    case WorkerControl::kDraining:
-      return "draining";
-  }
-  return "enabled";
-}
-
-void Scheduler::control_worker(const std::string& name, WorkerControl control, std::string reason) {
-  if (control == WorkerControl::kEnabled) {
-    controls_.erase(name);
-  } else {
-    controls_[name] = {control, std::move(reason)};
-  }
-}
-
-bool Scheduler::knows_worker_name(const std::string& name) const {
-  if (controls_.count(name)) return true;
-  return std::any_of(workers_.begin(), workers_.end(),
-                     [&](const auto& entry) { return entry.second.spec.name == name; });
 }
 
 std::vector<Dispatch> Scheduler::dispatch(Millis now) {
@@ -1014,7 +834,8 @@ void Scheduler::drop_worker_session(Worker& worker, const std::vector<TaskRef>& 
     std::string name = it->second.worker_name;
     release_lease(key);
     if (Job* job = find_job(key.job)) {
-      fail_attempt(*job, key.task, fmt::format("worker {} restarted and lost the task", name), now);
+      fail_attempt(*job, key.task, fmt::format("worker {} restarted and lost the task", name), name,
+                   now);
     }
   }
 }
@@ -1226,11 +1047,13 @@ ResultVerdict Scheduler::task_result(WorkerId worker, const TaskRef& ref, bool s
   TaskKey key{ref.job, static_cast<TaskIndex>(ref.task)};
   auto it = leases_.find(key);
   if (it != leases_.end() && it->second.token == ref.lease) {
+    const std::string worker_name = it->second.worker_name;
     release_lease(key);
     if (succeeded) {
       finish_task(*job, key.task, TaskState::kSucceeded, {}, now);
     } else {
-      fail_attempt(*job, key.task, error.reason.empty() ? "failed" : error.reason, now);
+      fail_attempt(*job, key.task, error.reason.empty() ? "failed" : error.reason, worker_name,
+                   now);
     }
     return ResultVerdict::kAccepted;
   }
@@ -1297,8 +1120,9 @@ void Scheduler::tick(Millis now) {
                                  reason,
                                  {}});
     }
+    const std::string worker_name = lease.worker_name;
     release_lease(timer.key);
-    fail_attempt(*job, timer.key.task, reason, now);
+    fail_attempt(*job, timer.key.task, reason, worker_name, now);
   }
 
   while (!backoff_timers_.empty() && backoff_timers_.top().at <= now) {

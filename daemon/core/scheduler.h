@@ -97,6 +97,33 @@ enum class WorkerControl : uint8_t { kEnabled, kDisabled, kDraining };
 
 std::string_view worker_control_name(WorkerControl control);  // "enabled", ...
 
+// Bad-host avoidance: a worker that failed a job's attempts too often takes no
+// more of that job's tasks (until `farmhand job unblock`).
+struct WorkerBlock {
+  JobId job = 0;
+  std::string worker;  // by name: a block outlives the worker's sessions
+  uint32_t failures = 0;
+  std::string reason;  // the last failure's error
+};
+
+// A block to store (blocked) or to delete (!blocked: `job unblock` cleared it).
+struct BlockChange {
+  WorkerBlock block;
+  bool blocked = true;
+};
+
+// A live change to a job (`farmhand job set`): each field given replaces the
+// spec's. Running tasks keep running under what they started with (their limit
+// tokens, their pool); the change rules what is dispatched next.
+struct JobUpdate {
+  std::optional<int32_t> priority;
+  std::optional<uint32_t> max_running;
+  std::optional<std::string> pool;
+  std::optional<uint32_t> max_attempts;  // 0: Options::default_max_attempts
+  std::optional<std::chrono::seconds> timeout;
+  std::optional<std::vector<std::string>> limits;
+};
+
 // What worker_ready() made of a Ready. A refused session is not registered: the
 // shell tells the worker why and forgets the connection.
 struct WorkerReadyVerdict {
@@ -166,7 +193,8 @@ struct Notice {
     kTaskDead,
     kLeaseExpired,
     kWorkerLost,
-    kWorkerJoined
+    kWorkerJoined,
+    kWorkerBlocked,  // for job; reason: why
   };
   Kind kind;
   JobId job = 0;
@@ -177,6 +205,7 @@ struct Notice {
   JobState job_state = JobState::kQueued;
   WorkerLostCause lost_cause = WorkerLostCause::kDisconnected;  // kWorkerLost
   bool again = false;  // kWorkerJoined: a silent worker's session was heard from again
+  bool every_worker_blocked = false;  // kWorkerBlocked: no live worker is left for the job
 };
 
 struct Outbox {
@@ -184,8 +213,11 @@ struct Outbox {
   std::vector<JobChange> jobs;
   std::vector<CancelOrder> cancels;
   std::vector<Notice> notices;
+  std::vector<BlockChange> blocks;
 
-  bool empty() const { return tasks.empty() && jobs.empty() && cancels.empty() && notices.empty(); }
+  bool empty() const {
+    return tasks.empty() && jobs.empty() && cancels.empty() && notices.empty() && blocks.empty();
+  }
 };
 
 // ---- queries
@@ -236,11 +268,12 @@ struct LimitView {
 
 // Why a job with queued tasks is not dispatched now (beyond "no free slot").
 struct JobHold {
-  enum class Kind { kNone, kLimit, kMaxRunning };
+  enum class Kind { kNone, kLimit, kMaxRunning, kBlocked };
   Kind kind = Kind::kNone;
   std::string limit;  // kLimit
   std::optional<uint32_t> capacity;
-  uint32_t in_use = 0;  // kLimit: tokens in use; kMaxRunning: running tasks
+  uint32_t in_use = 0;               // kLimit: tokens in use; kMaxRunning: running tasks
+  std::vector<std::string> workers;  // kBlocked: every live worker that serves the job
 };
 
 enum class ResultVerdict { kAccepted, kStale };
@@ -260,6 +293,9 @@ class Scheduler {
     // A second live worker under a taken name (a cloned render node) joins as
     // "name-2", "name-3", ... instead of being refused.
     bool rename_duplicates = false;
+    // After this many failed attempts of one job on one worker, that worker takes
+    // no more of the job's tasks. 0: never.
+    uint32_t block_after_failures = 3;
     uint64_t seed = 1;
   };
 
@@ -297,7 +333,17 @@ class Scheduler {
   [[nodiscard]] Result<uint64_t> resume(JobId job, Millis now);
   // Requeues the job's dead, failed and cancelled tasks with a fresh budget of
   // max_attempts; their attempt numbers continue (a task dead after 3 runs attempt 4).
+  // Workers blocked for the job are unblocked: every one may try again.
   [[nodiscard]] Result<uint64_t> retry(JobId job, Millis now);
+  // Changes a job live (see JobUpdate). Refused for a finished job.
+  [[nodiscard]] Result<void> update_job(JobId job, const JobUpdate& update);
+
+  // ---- bad hosts
+
+  // Clears the job's blocks: of one worker, or of all (worker empty). Returns
+  // how many were cleared; the failure counts start again from zero.
+  [[nodiscard]] Result<uint64_t> unblock(JobId job, const std::string& worker);
+  std::vector<WorkerBlock> blocked_workers(JobId job) const;
 
   // ---- limits
 
@@ -317,6 +363,7 @@ class Scheduler {
   void restore_task(JobId job, TaskIndex task, TaskState state, uint32_t attempts,
                     uint32_t budget_base, LeaseToken lease, const std::string& worker,
                     const std::string& error);
+  void restore_block(const WorkerBlock& block);
   // Derives untouched tasks' states, dependency counters and queues.
   void finish_restore(Millis now);
 
@@ -388,7 +435,7 @@ class Scheduler {
   // live worker for ""): a job whose pool no one serves waits until one joins.
   bool pool_served(const std::string& pool) const;
   // What holds back a job's queued tasks, if anything: a full (or unconfigured)
-  // limit, or its max_running.
+  // limit, its max_running, or every live worker that serves it being blocked.
   JobHold hold(JobId job) const;
 
  private:
@@ -455,7 +502,16 @@ class Scheduler {
                     const std::string& worker = {});
   void record_error(Job& job, TaskIndex task, const std::string& error);
   void finish_task(Job& job, TaskIndex task, TaskState state, const std::string& error, Millis now);
-  void fail_attempt(Job& job, TaskIndex task, const std::string& error, Millis now);
+  // `worker`: the name of the worker the attempt failed on ("" if none).
+  void fail_attempt(Job& job, TaskIndex task, const std::string& error, const std::string& worker,
+                    Millis now);
+  void count_failure(Job& job, const std::string& worker, const std::string& error);
+  bool blocked_for(const Job& job, const std::string& worker) const;
+  // The live, enabled workers that serve the job's pool, when every one of them
+  // is blocked for it (nullopt: some is not, or none serves it).
+  std::optional<std::vector<std::string>> blocked_eligible_workers(const Job& job) const;
+  // Every name is a configured limit; else why not.
+  Result<void> check_limits(const std::vector<std::string>& names) const;
   void requeue_without_penalty(Job& job, TaskIndex task);
   void release_lease(const TaskKey& key);
   void on_task_terminal(Job& job, TaskIndex task, Millis now);

@@ -44,11 +44,9 @@ void bind_text(sqlite3_stmt* stmt, int col, const std::string& text) {
 SqliteStore::SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
 
 SqliteStore::~SqliteStore() {
-  for (sqlite3_stmt* stmt : {insert_job_, update_job_, upsert_task_, insert_log_, insert_event_,
-                             set_finished_, delete_job_, delete_tasks_, delete_logs_, delete_event_,
-                             upsert_limit_, upsert_control_, delete_control_}) {
-    sqlite3_finalize(stmt);
-  }
+  // Every statement, however it was prepared: one left unfinalized would make
+  // the close a deferred "zombie" one that never checkpoints the WAL.
+  while (sqlite3_stmt* stmt = sqlite3_next_stmt(db_, nullptr)) sqlite3_finalize(stmt);
   sqlite3_close_v2(db_);
   if (wal_fd_ >= 0) ::close(wal_fd_);
 }
@@ -246,6 +244,13 @@ Result<void> SqliteStore::prepare() {
        "INSERT INTO worker_controls (name, state, reason) VALUES (?1, ?2, ?3) ON CONFLICT (name) "
        "DO UPDATE SET state = excluded.state, reason = excluded.reason"},
       {&delete_control_, "DELETE FROM worker_controls WHERE name = ?1"},
+      {&update_spec_, "UPDATE jobs SET spec = ?2 WHERE id = ?1"},
+      {&upsert_block_,
+       "INSERT INTO job_blocks (job_id, worker, failures, reason) VALUES (?1, ?2, ?3, ?4) "
+       "ON CONFLICT (job_id, worker) DO UPDATE SET failures = excluded.failures, "
+       "reason = excluded.reason"},
+      {&delete_block_, "DELETE FROM job_blocks WHERE job_id = ?1 AND worker = ?2"},
+      {&delete_job_blocks_, "DELETE FROM job_blocks WHERE job_id = ?1"},
   };
 
   for (auto& s : statements) {
@@ -286,6 +291,23 @@ Result<void> SqliteStore::commit(const Batch& batch) {
     sqlite3_bind_int(insert_job_, 5, job.paused);
     sqlite3_bind_int(insert_job_, 6, job.cancelled);
     if (!run(insert_job_)) return rollback(fmt::format("cannot store job {}", job.id));
+  }
+  for (const SpecChange& change : batch.spec_changes) {
+    sqlite3_bind_int64(update_spec_, 1, static_cast<sqlite3_int64>(change.job));
+    sqlite3_bind_blob(update_spec_, 2, change.spec.data(), static_cast<int>(change.spec.size()),
+                      SQLITE_TRANSIENT);
+    if (!run(update_spec_)) return rollback(fmt::format("cannot update job {}", change.job));
+  }
+  for (const core::BlockChange& change : batch.blocks) {
+    sqlite3_stmt* stmt = change.blocked ? upsert_block_ : delete_block_;
+    sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(change.block.job));
+    bind_text(stmt, 2, change.block.worker);
+    if (change.blocked) {
+      sqlite3_bind_int64(stmt, 3, change.block.failures);
+      bind_text(stmt, 4, change.block.reason);
+    }
+    if (!run(stmt))
+      return rollback(fmt::format("cannot store a block of job {}", change.block.job));
   }
   for (const core::JobChange& change : batch.job_changes) {
     sqlite3_bind_int64(update_job_, 1, static_cast<sqlite3_int64>(change.job));
@@ -328,7 +350,7 @@ Result<void> SqliteStore::commit(const Batch& batch) {
     if (!run(set_finished_)) return rollback(fmt::format("cannot update job {}", job));
   }
   for (core::JobId job : batch.forgotten_jobs) {
-    for (sqlite3_stmt* stmt : {delete_tasks_, delete_logs_, delete_job_}) {
+    for (sqlite3_stmt* stmt : {delete_tasks_, delete_logs_, delete_job_blocks_, delete_job_}) {
       sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(job));
       if (!run(stmt)) return rollback(fmt::format("cannot delete job {}", job));
     }
@@ -458,6 +480,29 @@ Result<void> SqliteStore::load_limits(const std::function<void(LimitRow&&)>& on_
     on_limit(std::move(row));
   }
   if (rc != SQLITE_DONE) return fail(error("cannot read limits"));
+  return {};
+}
+
+Result<void> SqliteStore::load_blocks(const std::function<void(core::WorkerBlock&&)>& on_block) {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT job_id, worker, failures, reason FROM job_blocks "
+                         "ORDER BY job_id, worker",
+                         -1, &stmt, nullptr) != SQLITE_OK) {
+    return fail(error("cannot read blocked workers"));
+  }
+  Finalizer finalizer{stmt};
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    core::WorkerBlock block;
+    block.job = static_cast<core::JobId>(sqlite3_column_int64(stmt, 0));
+    block.worker = column_text(stmt, 1);
+    block.failures = static_cast<uint32_t>(std::clamp<sqlite3_int64>(
+        sqlite3_column_int64(stmt, 2), 0, std::numeric_limits<uint32_t>::max()));
+    block.reason = column_text(stmt, 3);
+    on_block(std::move(block));
+  }
+  if (rc != SQLITE_DONE) return fail(error("cannot read blocked workers"));
   return {};
 }
 

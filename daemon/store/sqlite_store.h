@@ -45,6 +45,7 @@ class SqliteStore : public Store {
                     const std::function<void(TaskRow&&)>& on_task) override;
   Result<void> load_events(const std::function<void(EventRow&&)>& on_event) override;
   Result<void> load_limits(const std::function<void(LimitRow&&)>& on_limit) override;
+  Result<void> load_blocks(const std::function<void(core::WorkerBlock&&)>& on_block) override;
   Result<void> load_worker_controls(
       const std::function<void(WorkerControlRow&&)>& on_control) override;
   Result<std::vector<LogRow>> logs(core::JobId job, std::optional<core::TaskIndex> task) override;
@@ -85,6 +86,10 @@ class SqliteStore : public Store {
   sqlite3_stmt* upsert_limit_ = nullptr;
   sqlite3_stmt* upsert_control_ = nullptr;
   sqlite3_stmt* delete_control_ = nullptr;
+  sqlite3_stmt* update_spec_ = nullptr;
+  sqlite3_stmt* upsert_block_ = nullptr;
+  sqlite3_stmt* delete_block_ = nullptr;
+  sqlite3_stmt* delete_job_blocks_ = nullptr;
 };
 
 }  // namespace farmhand::daemon

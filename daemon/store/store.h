@@ -72,8 +72,16 @@ struct WorkerControlRow {
   std::string reason;
 };
 
+// A job's spec changed live (`farmhand job set`).
+struct SpecChange {
+  core::JobId job = 0;
+  std::string spec;  // serialized farmhand.wire.JobSpec
+};
+
 struct Batch {
   std::vector<JobRow> new_jobs;
+  std::vector<SpecChange> spec_changes;
+  std::vector<core::BlockChange> blocks;
   std::vector<core::JobChange> job_changes;
   std::vector<core::TaskChange> task_changes;
   std::vector<LogRow> logs;
@@ -87,13 +95,16 @@ struct Batch {
   std::vector<WorkerControlRow> worker_controls;
 
   bool empty() const {
-    return new_jobs.empty() && job_changes.empty() && task_changes.empty() && logs.empty() &&
-           events.empty() && finished.empty() && forgotten_jobs.empty() &&
-           forgotten_events.empty() && limits.empty() && worker_controls.empty();
+    return new_jobs.empty() && spec_changes.empty() && blocks.empty() && job_changes.empty() &&
+           task_changes.empty() && logs.empty() && events.empty() && finished.empty() &&
+           forgotten_jobs.empty() && forgotten_events.empty() && limits.empty() &&
+           worker_controls.empty();
   }
 
   void clear() {
     new_jobs.clear();
+    spec_changes.clear();
+    blocks.clear();
     job_changes.clear();
     task_changes.clear();
     logs.clear();
@@ -130,6 +141,10 @@ class Store {
   // Streams the workers' controls (disabled, draining).
   [[nodiscard]] virtual Result<void> load_worker_controls(
       const std::function<void(WorkerControlRow&&)>& on_control) = 0;
+
+  // Streams the workers blocked for jobs.
+  [[nodiscard]] virtual Result<void> load_blocks(
+      const std::function<void(core::WorkerBlock&&)>& on_block) = 0;
 
   // Writes something small and durable, to learn whether the store can write
   // again after a failed commit.

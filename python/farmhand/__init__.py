@@ -50,6 +50,7 @@ from farmhand.models import (
     JOB_STATES,
     TASK_STATES,
     ActionResult,
+    BlockedWorker,
     Event,
     Health,
     Job,
@@ -97,4 +98,5 @@ __all__ = [
     "Event",
     "Health",
     "Limit",
+    "BlockedWorker",
 ]

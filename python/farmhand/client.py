@@ -79,6 +79,7 @@ _ACTIONS = {
     "retry": pb.JobActionRequest.RETRY,
     "pause": pb.JobActionRequest.PAUSE,
     "resume": pb.JobActionRequest.RESUME,
+    "unblock": pb.JobActionRequest.UNBLOCK,
 }
 
 
@@ -666,10 +667,46 @@ class Client:
         """Dispatches a paused job again."""
         return self._act(job_id, "resume")
 
-    def _act(self, job_id, action):
+    def unblock(self, job_id, worker=None):
+        """Lets workers blocked for failing a job take its tasks again: one
+        worker, or all (None). ``tasks_changed`` of the result counts them."""
+        return self._act(job_id, "unblock", worker=worker)
+
+    def set_job(self, job_id, priority=None, max_running=None, pool=None, max_attempts=None,
+                timeout=None, limits=None):
+        """Changes a queued or running job (as ``farmhand job set``); running
+        tasks keep running. Each argument given replaces the job's: ``limits``
+        a list of names ([] for none), ``timeout`` seconds (0: none),
+        ``max_running`` and ``max_attempts`` 0 for no cap / the broker's default."""
+        request = pb.ClientRequest()
+        body = request.job_set
+        body.job_id = int(job_id)
+        if priority is not None:
+            body.priority = int(priority)
+        if max_running is not None:
+            body.max_running = int(max_running)
+        if pool is not None:
+            body.pool = str(pool)
+        if max_attempts is not None:
+            body.max_attempts = int(max_attempts)
+        if timeout is not None:
+            body.timeout_s = int(timeout)
+        if limits is not None:
+            if isinstance(limits, str):
+                raise TypeError("limits must be a list of limit names, not a string")
+            body.set_limits = True
+            body.limits.extend(str(name) for name in limits)
+        # Setting the same values twice is harmless: safe to resend.
+        reply = self._call(request, "action", resend=True)
+        return ActionResult(job_id=int(job_id), state=job_state_name(reply.state),
+                            tasks_changed=reply.tasks_changed)
+
+    def _act(self, job_id, action, worker=None):
         request = pb.ClientRequest()
         request.action.job_id = int(job_id)
         request.action.action = _ACTIONS[action]
+        if worker:
+            request.action.worker = str(worker)
         # Sent once: an action has no key and a repeated retry is not a no-op.
         reply = self._call(request, "action", resend=False)
         return ActionResult(

@@ -217,6 +217,8 @@ class JobStatus(Job):
     version: int = 0
     # Why queued tasks are not dispatched, when the broker can tell ("" otherwise).
     waiting_reason: str = ""
+    # Workers that take no more of this job's tasks after failing it.
+    blocked: List["BlockedWorker"] = field(default_factory=list)
 
     @classmethod
     def from_pb(cls, reply):
@@ -227,6 +229,7 @@ class JobStatus(Job):
             tasks=[TaskInfo.from_pb(t) for t in reply.tasks],
             version=reply.version,
             waiting_reason=reply.waiting_reason,
+            blocked=[BlockedWorker.from_pb(b) for b in reply.blocked],
         )
 
     @property
@@ -348,6 +351,20 @@ class Event(_Data):
             warnings=list(msg.warnings),
             job_states=[job_state_name(s) for s in msg.job_states],
         )
+
+
+@dataclass
+class BlockedWorker(_Data):
+    """A worker blocked for a job after ``failures`` failed attempts of it
+    (``reason``: the last one's error); ``Client.unblock`` clears it."""
+
+    worker: str
+    failures: int = 0
+    reason: str = ""
+
+    @classmethod
+    def from_pb(cls, msg):
+        return cls(worker=msg.worker, failures=msg.failures, reason=msg.reason)
 
 
 @dataclass

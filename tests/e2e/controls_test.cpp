@@ -38,6 +38,29 @@ const char* kGatedCommand =
     "      release: {pattern: '^/tmp/[A-Za-z0-9_./-]+$'}\n"
     "      out: {pattern: '^/tmp/[A-Za-z0-9_./-]+$'}\n";
 
+// Records on which worker it ran ($0/ran) and fails on local-1: a host with a
+// broken plugin.
+const char* kPickyCommand =
+    "  picky:\n"
+    "    argv: [/bin/sh, -c, 'echo \"$FARMHAND_WORKER\" >> \"$0/ran\"; "
+    "test \"$FARMHAND_WORKER\" != local-1', \"{dir}\"]\n"
+    "    params:\n"
+    "      dir: {pattern: '^/tmp/[A-Za-z0-9_./-]+$'}\n";
+
+// Appends its job id to $0.
+const char* kRecordCommand =
+    "  record:\n"
+    "    argv: [/bin/sh, -c, 'echo \"$FARMHAND_JOB_ID\" >> \"$0\"', \"{out}\"]\n"
+    "    params:\n"
+    "      out: {pattern: '^/tmp/[A-Za-z0-9_./-]+$'}\n";
+
+std::vector<std::string> lines_of(const std::string& path) {
+  std::vector<std::string> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
 std::vector<int> seen_counts(const std::string& path) {
   std::vector<int> out;
   std::ifstream in(path);
@@ -194,6 +217,119 @@ TEST(ControlsE2ETest, DrainWaitsForTheRunningTaskReportsIdleAndOutlivesARestart)
   EXPECT_EQ(unknown.exit_code, 1) << describe(unknown);
   EXPECT_NE(unknown.err.find("unknown worker 'no-such-host'"), std::string::npos)
       << describe(unknown);
+}
+
+TEST(ControlsE2ETest, AWorkerThatFailsEveryTaskOfAJobIsBlockedAndAnotherFinishesIt) {
+  ClusterOptions options;
+  options.local_workers = 2;
+  options.commands_yaml = kPickyCommand;
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  // Only local-1 serves at first: it fails three attempts and is blocked.
+  CliResult disabled = cluster.run_cli({"worker", "disable", "local-2"});
+  ASSERT_EQ(disabled.exit_code, 0) << describe(disabled);
+  auto job = cluster.submit({"command", "picky", "--frames", "1-4", "--max-attempts", "10",
+                             "--param", "dir=" + cluster.dir()});
+  ASSERT_TRUE(job) << cluster.last_cli();
+  std::optional<Json> status;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        status = cluster.status_json(*job);
+        return status && (*status)["blocked"].size() == 1u;
+      },
+      60s))
+      << cluster.last_cli();
+  EXPECT_EQ((*status)["blocked"][0]["worker"], "local-1") << *status;
+  EXPECT_EQ((*status)["blocked"][0]["failures"], 3) << *status;
+  EXPECT_EQ((*status)["waiting_reason"],
+            "every live worker that serves the job is blocked after failing it (local-1); "
+            "`farmhand job unblock " +
+                std::to_string(*job) + "` lets them try again")
+      << *status;
+  EXPECT_NE(read_file(cluster.broker_log_path())
+                .find("worker blocked for job job=" + std::to_string(*job) + " worker=local-1"),
+            std::string::npos);
+
+  // The block is stored: a restarted broker keeps it.
+  cluster.kill_broker(SIGKILL);
+  ASSERT_TRUE(cluster.restart_broker());
+  status = cluster.status_json(*job);
+  ASSERT_TRUE(status) << cluster.last_cli();
+  ASSERT_EQ((*status)["blocked"].size(), 1u) << *status;
+
+  CliResult enabled = cluster.run_cli({"worker", "enable", "local-2"});
+  ASSERT_EQ(enabled.exit_code, 0) << describe(enabled);
+  auto final_status = cluster.wait_for_final_state(*job, 120s);
+  ASSERT_TRUE(final_status) << cluster.last_cli();
+  EXPECT_EQ((*final_status)["job"]["state"], "succeeded") << *final_status;
+  const std::vector<std::string> ran = lines_of(cluster.path("ran"));
+  EXPECT_EQ(std::count(ran.begin(), ran.end(), "local-1"), 3) << "local-1 ran tasks once blocked";
+  EXPECT_EQ(std::count(ran.begin(), ran.end(), "local-2"), 4);
+
+  CliResult unblocked = cluster.run_cli({"job", "unblock", std::to_string(*job)});
+  EXPECT_EQ(unblocked.exit_code, 0) << describe(unblocked);
+  EXPECT_NE(unblocked.out.find("1 worker unblocked"), std::string::npos) << describe(unblocked);
+  status = cluster.status_json(*job);
+  ASSERT_TRUE(status) << cluster.last_cli();
+  EXPECT_EQ((*status)["blocked"].size(), 0u) << *status;
+  CliResult again = cluster.run_cli({"job", "unblock", std::to_string(*job), "local-1"});
+  EXPECT_EQ(again.exit_code, 1) << describe(again);
+  EXPECT_NE(again.err.find("worker 'local-1' is not blocked for job"), std::string::npos)
+      << describe(again);
+}
+
+TEST(ControlsE2ETest, JobSetPriorityReordersWhatRunsNext) {
+  ClusterOptions options;
+  options.local_workers = 1;
+  options.commands_yaml = std::string(kGatedCommand) + kRecordCommand;
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  const std::string release = cluster.path("release");
+  const std::string order = cluster.path("order.txt");
+  // The only slot is busy while two jobs queue, the first submitted first.
+  auto busy = cluster.submit({"command", "gated", "--frames", "1", "--param", "release=" + release,
+                              "--param", "out=" + cluster.path("gated.txt")});
+  ASSERT_TRUE(busy) << cluster.last_cli();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto s = cluster.status_json(*busy);
+        return s && (*s)["job"]["counts"]["running"] == 1;
+      },
+      30s));
+  auto first = cluster.submit({"command", "record", "--frames", "1-2", "--param", "out=" + order});
+  auto second = cluster.submit({"command", "record", "--frames", "1-2", "--param", "out=" + order});
+  ASSERT_TRUE(first && second) << cluster.last_cli();
+
+  CliResult set = cluster.run_cli({"job", "set", std::to_string(*second), "--priority", "10"});
+  ASSERT_EQ(set.exit_code, 0) << describe(set);
+  auto status = cluster.status_json(*second);
+  ASSERT_TRUE(status) << cluster.last_cli();
+  EXPECT_EQ((*status)["job"]["priority"], 10) << *status;
+
+  std::ofstream(release) << "go\n";
+  for (auto id : {*busy, *first, *second}) {
+    auto final_status = cluster.wait_for_final_state(id, 60s);
+    ASSERT_TRUE(final_status) << cluster.last_cli();
+    EXPECT_EQ((*final_status)["job"]["state"], "succeeded") << *final_status;
+  }
+  const std::string a = std::to_string(*first);
+  const std::string b = std::to_string(*second);
+  EXPECT_EQ(lines_of(order), (std::vector<std::string>{b, b, a, a}))
+      << "the job raised to priority 10 did not run first";
+
+  // The change is stored with the job, and a finished job is not changed.
+  cluster.kill_broker(SIGKILL);
+  ASSERT_TRUE(cluster.restart_broker());
+  status = cluster.status_json(*second);
+  ASSERT_TRUE(status) << cluster.last_cli();
+  EXPECT_EQ((*status)["job"]["priority"], 10) << *status;
+  CliResult late = cluster.run_cli({"job", "set", b, "--priority", "1"});
+  EXPECT_EQ(late.exit_code, 1) << describe(late);
+  EXPECT_NE(late.err.find("job " + b + " already finished (succeeded)"), std::string::npos)
+      << describe(late);
+  CliResult nothing = cluster.run_cli({"job", "set", a});
+  EXPECT_EQ(nothing.exit_code, 2) << describe(nothing);
+  EXPECT_NE(nothing.err.find("nothing to change"), std::string::npos) << describe(nothing);
 }
 
 }  // namespace

@@ -526,3 +526,27 @@ def test_a_disabled_worker_says_so_and_takes_tasks_again_once_enabled(client):
     assert workers[name].control == "enabled" and workers[name].control_reason == ""
     with pytest.raises(farmhand.NotFound, match="unknown worker 'nobody'"):
         client.disable_worker("nobody")
+
+
+def test_set_job_changes_a_queued_job_and_unblock_names_what_it_cleared(client):
+    names = [w.name for w in client.workers()]
+    for name in names:
+        client.disable_worker(name)
+    try:
+        job = client.submit("noop", tasks=2)
+        client.set_job(job, priority=7, max_running=1, timeout=30)
+        status = client.status(job)
+        assert status.priority == 7 and status.timeout_s == 30 and status.blocked == []
+        with pytest.raises(farmhand.InvalidArgument, match="unknown limit 'nolic'"):
+            client.set_job(job, limits=["nolic"])
+        with pytest.raises(TypeError):
+            client.set_job(job, limits="nolic")
+        with pytest.raises(farmhand.NotFound, match="worker 'w9' is not blocked for job"):
+            client.unblock(job, "w9")
+        assert client.unblock(job).tasks_changed == 0
+    finally:
+        for name in names:
+            client.enable_worker(name)
+    assert client.wait(job).state == "succeeded"
+    with pytest.raises(farmhand.InvalidArgument, match="already finished"):
+        client.set_job(job, priority=1)

@@ -25,6 +25,15 @@ class MemoryStore final : public daemon::Store {
   Result<void> commit(const daemon::Batch& batch) override {
     State next = state_;
     for (const auto& job : batch.new_jobs) next.jobs[job.id] = job;
+    for (const auto& change : batch.spec_changes) next.jobs[change.job].spec = change.spec;
+    for (const auto& change : batch.blocks) {
+      std::pair<core::JobId, std::string> key{change.block.job, change.block.worker};
+      if (change.blocked) {
+        next.blocks[key] = change.block;
+      } else {
+        next.blocks.erase(key);
+      }
+    }
     for (const auto& change : batch.job_changes) {
       auto& row = next.jobs[change.job];
       row.paused = change.paused;
@@ -57,6 +66,7 @@ class MemoryStore final : public daemon::Store {
     for (auto job : batch.forgotten_jobs) {
       next.jobs.erase(job);
       std::erase_if(next.tasks, [&](const auto& kv) { return kv.first.first == job; });
+      std::erase_if(next.blocks, [&](const auto& kv) { return kv.first.first == job; });
     }
     ++commits_;
     state_ = std::move(next);
@@ -83,6 +93,11 @@ class MemoryStore final : public daemon::Store {
   Result<void> load_worker_controls(
       const std::function<void(daemon::WorkerControlRow&&)>& on_control) override {
     for (auto [name, row] : state_.controls) on_control(std::move(row));
+    return {};
+  }
+
+  Result<void> load_blocks(const std::function<void(core::WorkerBlock&&)>& on_block) override {
+    for (auto [key, block] : state_.blocks) on_block(std::move(block));
     return {};
   }
 
@@ -135,6 +150,7 @@ class MemoryStore final : public daemon::Store {
     std::vector<daemon::EventRow> events;
     std::map<std::string, uint32_t> limits;
     std::map<std::string, daemon::WorkerControlRow> controls;
+    std::map<std::pair<core::JobId, std::string>, core::WorkerBlock> blocks;
   };
 
   State state_;
@@ -199,6 +215,10 @@ class FaultyStore final : public daemon::Store {
   Result<void> load_worker_controls(
       const std::function<void(daemon::WorkerControlRow&&)>& on_control) override {
     return inner_.load_worker_controls(on_control);
+  }
+
+  Result<void> load_blocks(const std::function<void(core::WorkerBlock&&)>& on_block) override {
+    return inner_.load_blocks(on_block);
   }
 
   Result<std::vector<daemon::LogRow>> logs(core::JobId job,

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "tests/unit/daemon/scheduler_farm.h"
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -21,361 +22,6 @@
 
 namespace farmhand::core {
 namespace {
-
-using std::chrono::seconds;
-using namespace std::chrono_literals;
-
-// ------------------------------------------------------------------ helpers
-
-common::FrameSet frames(std::string_view text) {
-  Result<common::FrameSet> set = common::FrameSet::parse(text);
-  if (!set) {
-    ADD_FAILURE() << "FrameSet::parse('" << text << "') failed: " << set.error().reason;
-    return common::FrameSet();
-  }
-  return *set;
-}
-
-std::vector<int64_t> frame_list(const common::FrameSet& set) {
-  std::vector<int64_t> out;
-  for (uint64_t i = 0; i < set.size(); ++i) out.push_back(set.frame_at(i));
-  return out;
-}
-
-std::vector<int64_t> frame_list(std::string_view text) {
-  return frame_list(frames(text));
-}
-
-size_t at(TaskState state) {
-  return static_cast<size_t>(state);
-}
-
-TaskRef ref(const Dispatch& d) {
-  return {d.job, d.task, d.lease};
-}
-
-bool is_final(JobState state) {
-  return state == JobState::kSucceeded || state == JobState::kFailed ||
-         state == JobState::kCancelled;
-}
-
-std::vector<TaskIndex> tasks_of(const std::vector<Dispatch>& dispatches, JobId job) {
-  std::vector<TaskIndex> out;
-  for (const Dispatch& d : dispatches) {
-    if (d.job == job) out.push_back(d.task);
-  }
-  return out;
-}
-
-std::vector<TaskIndex> iota_tasks(TaskIndex first, TaskIndex count) {
-  std::vector<TaskIndex> out;
-  for (TaskIndex t = first; t < first + count; ++t) out.push_back(t);
-  return out;
-}
-
-// What a test says about a job beyond its frames and chunk: `with().pool("gpu").max_attempts(1)`.
-struct JobOptions {
-  JobOptions& priority(int32_t v) {
-    spec_priority = v;
-    return *this;
-  }
-
-  JobOptions& pool(std::string v) {
-    spec_pool = std::move(v);
-    return *this;
-  }
-
-  JobOptions& after(std::vector<JobId> v) {
-    spec_after = std::move(v);
-    return *this;
-  }
-
-  JobOptions& after_frames(JobId v) {
-    spec_after_frames = v;
-    return *this;
-  }
-
-  JobOptions& max_attempts(uint32_t v) {
-    spec_max_attempts = v;
-    return *this;
-  }
-
-  JobOptions& timeout(seconds v) {
-    spec_timeout = v;
-    return *this;
-  }
-
-  JobOptions& interactive() {
-    spec_interactive = true;
-    return *this;
-  }
-
-  JobOptions& limits(std::vector<std::string> v) {
-    spec_limits = std::move(v);
-    return *this;
-  }
-
-  JobOptions& max_running(uint32_t v) {
-    spec_max_running = v;
-    return *this;
-  }
-
-  int32_t spec_priority = 0;
-  std::string spec_pool;
-  std::vector<JobId> spec_after;
-  JobId spec_after_frames = 0;
-  uint32_t spec_max_attempts = 0;
-  seconds spec_timeout{0};
-  bool spec_interactive = false;
-  std::vector<std::string> spec_limits;
-  uint32_t spec_max_running = 0;
-};
-
-JobOptions with() {
-  return JobOptions{};
-}
-
-JobSpec make_spec(std::string_view frame_text, uint32_t chunk, const JobOptions& opts) {
-  JobSpec spec;
-  spec.kind = "render";
-  spec.frames = frames(frame_text);
-  spec.chunk = chunk;
-  spec.priority = opts.spec_priority;
-  spec.pool = opts.spec_pool;
-  spec.after = opts.spec_after;
-  spec.after_frames = opts.spec_after_frames;
-  spec.max_attempts = opts.spec_max_attempts;
-  spec.timeout = opts.spec_timeout;
-  spec.interactive = opts.spec_interactive;
-  spec.limits = opts.spec_limits;
-  spec.max_running = opts.spec_max_running;
-  return spec;
-}
-
-// A scheduler, a clock and the workers' side of the conversation. Fake workers
-// remember what they were dispatched (as real ones do), heartbeat and renew their
-// leases as time advances, and can be silenced or restarted. The scheduler is
-// created on first use, so a test may change `options_` before that.
-class Farm {
- public:
-  explicit Farm(Scheduler::Options options = {}) : options_(options) {}
-
-  Scheduler& sched() {
-    if (!sched_) sched_ = std::make_unique<Scheduler>(options_);
-    return *sched_;
-  }
-
-  Millis now() const { return now_; }
-
-  JobId submit(std::string_view frame_text, uint32_t chunk = 1, const JobOptions& opts = {}) {
-    Result<JobId> id = sched().submit(make_spec(frame_text, chunk, opts), now_);
-    if (!id) {
-      ADD_FAILURE() << "submit('" << frame_text << "') failed: " << id.error().reason;
-      return 0;
-    }
-    return *id;
-  }
-
-  WorkerId add_worker(const std::string& name, uint32_t slots = 1,
-                      std::vector<std::string> tags = {}, const std::vector<Dispatch>& running = {},
-                      uint32_t interactive_slots = 0, const std::string& instance = {}) {
-    WorkerSpec spec{name, slots, std::move(tags), interactive_slots, instance, {}};
-    Joined joined = join(std::move(spec), running);
-    if (!joined.verdict.accepted) ADD_FAILURE() << "worker refused: " << joined.verdict.refusal;
-    return joined.id;
-  }
-
-  struct Joined {
-    WorkerId id = 0;
-    WorkerReadyVerdict verdict;
-  };
-
-  // A worker process announces itself as a new session, still running `running`.
-  // A refused session gets no fake: the shell forgets its connection.
-  Joined join(WorkerSpec spec, const std::vector<Dispatch>& running = {}) {
-    WorkerId id = next_worker_id_++;
-    std::vector<TaskRef> refs;
-    for (const Dispatch& d : running) refs.push_back(ref(d));
-    WorkerSpec announced = spec;
-    WorkerReadyVerdict verdict = sched().worker_ready(id, std::move(announced), refs, now_);
-    if (!verdict.accepted) return {id, verdict};
-    // A new session replaces the one it took the name from: that one is gone.
-    for (auto it = fakes_.begin(); it != fakes_.end();) {
-      bool replaced = it->second.name == verdict.name && !sched().knows_worker(it->first);
-      it = replaced ? fakes_.erase(it) : std::next(it);
-    }
-    FakeWorker& fake = fakes_[id];
-    fake.name = verdict.name;
-    fake.slots = spec.slots;
-    fake.tags = std::move(spec.tags);
-    fake.interactive_slots = spec.interactive_slots;
-    fake.instance = spec.instance;
-    for (Dispatch d : running) {
-      d.worker = id;
-      fake.held.push_back(d);
-    }
-    return {id, verdict};
-  }
-
-  // The worker process restarted and reconnected as a new session, still running `still_running`.
-  WorkerId restart_worker(WorkerId old, const std::vector<Dispatch>& still_running) {
-    FakeWorker fake = fakes_.at(old);
-    return add_worker(fake.name, fake.slots, fake.tags, still_running, fake.interactive_slots,
-                      fake.instance);
-  }
-
-  std::vector<Dispatch> dispatch() {
-    std::vector<Dispatch> out = sched().dispatch(now_);
-    for (const Dispatch& d : out) {
-      if (auto it = fakes_.find(d.worker); it != fakes_.end()) it->second.held.push_back(d);
-    }
-    return out;
-  }
-
-  ResultVerdict succeed(const Dispatch& d) {
-    drop_held(d);
-    return sched().task_result(d.worker, ref(d), true, Error{}, now_);
-  }
-
-  ResultVerdict fail(const Dispatch& d, const std::string& reason = "exit code 1") {
-    drop_held(d);
-    return sched().task_result(d.worker, ref(d), false, Error{ErrorCode::kCrashed, reason}, now_);
-  }
-
-  // Moves the clock on in heartbeat-sized steps: at each step every live fake worker
-  // heartbeats and renews what it holds, then the scheduler ticks.
-  void advance(Millis by) {
-    const Millis target = now_ + by;
-    const Millis step = std::max(Millis(1), options_.heartbeat_interval);
-    do {
-      now_ = std::min(target, now_ + step);
-      for (auto& [id, fake] : fakes_) {
-        if (fake.heartbeats) sched().worker_seen(id, now_);
-        if (fake.renews) {
-          for (const Dispatch& d : fake.held) (void)sched().renew_lease(id, ref(d), now_);
-        }
-      }
-      sched().tick(now_);
-    } while (now_ < target);
-  }
-
-  // The worker process hangs or its network drops: no heartbeats, no renewals.
-  void silence(WorkerId id) {
-    fakes_.at(id).heartbeats = false;
-    fakes_.at(id).renews = false;
-  }
-
-  void stop_renewing(WorkerId id) { fakes_.at(id).renews = false; }
-
-  const std::vector<Dispatch>& held(WorkerId id) { return fakes_.at(id).held; }
-
-  // What a worker's process forgets (it died), without telling the scheduler.
-  void forget_held(WorkerId id) { fakes_.at(id).held.clear(); }
-
-  // Dispatches and succeeds everything, with time moving on, until every job is final.
-  bool run_to_completion(int max_rounds = 5000) {
-    for (int round = 0; round < max_rounds; ++round) {
-      if (all_jobs_final()) return true;
-      dispatch();
-      for (auto& [id, fake] : fakes_) {
-        std::vector<Dispatch> held = fake.held;
-        for (const Dispatch& d : held) (void)succeed(d);
-      }
-      advance(options_.heartbeat_interval);
-    }
-    return all_jobs_final();
-  }
-
-  bool all_jobs_final() {
-    for (JobId id : sched().job_ids()) {
-      if (!is_final(view(id).state)) return false;
-    }
-    return true;
-  }
-
-  JobView view(JobId job) {
-    std::optional<JobView> v = sched().job(job);
-    if (!v) {
-      ADD_FAILURE() << "no job " << job;
-      return JobView{};
-    }
-    return *v;
-  }
-
-  uint64_t count(JobId job, TaskState state) { return view(job).counts[at(state)]; }
-
-  TaskView task(JobId job, TaskIndex t) {
-    std::vector<TaskView> v = sched().tasks(job, t, 1, std::nullopt);
-    if (v.size() != 1) {
-      ADD_FAILURE() << "no task " << t << " in job " << job;
-      return TaskView{};
-    }
-    return v[0];
-  }
-
-  TaskState state(JobId job, TaskIndex t) { return task(job, t).state; }
-
-  std::vector<TaskState> states(JobId job) {
-    std::vector<TaskState> out;
-    for (const TaskView& v : sched().tasks(job, 0, UINT32_MAX, std::nullopt)) {
-      out.push_back(v.state);
-    }
-    return out;
-  }
-
-  std::vector<TaskIndex> tasks_in(JobId job, TaskState state) {
-    std::vector<TaskIndex> out;
-    for (const TaskView& v : sched().tasks(job, 0, UINT32_MAX, state)) out.push_back(v.task);
-    return out;
-  }
-
-  // The token of the lease a worker session holds on the task, if any.
-  std::optional<LeaseToken> live_lease(JobId job, TaskIndex t) {
-    std::optional<LeaseToken> found;
-    for (const WorkerView& w : sched().workers()) {
-      for (const TaskRef& r : w.running) {
-        if (r.job == job && r.task == t) {
-          EXPECT_FALSE(found.has_value()) << "two leases on job " << job << " task " << t;
-          found = r.lease;
-        }
-      }
-    }
-    return found;
-  }
-
-  Outbox take_outbox() { return sched().take_outbox(); }
-
- protected:
-  struct FakeWorker {
-    std::string name;
-    uint32_t slots = 1;
-    std::vector<std::string> tags;
-    uint32_t interactive_slots = 0;
-    std::string instance;
-    bool heartbeats = true;
-    bool renews = true;
-    std::vector<Dispatch> held;
-  };
-
-  void drop_held(const Dispatch& d) {
-    auto it = fakes_.find(d.worker);
-    if (it == fakes_.end()) return;
-    auto& held = it->second.held;
-    held.erase(std::remove_if(held.begin(), held.end(),
-                              [&](const Dispatch& h) {
-                                return h.job == d.job && h.task == d.task && h.lease == d.lease;
-                              }),
-               held.end());
-  }
-
-  Scheduler::Options options_;
-  std::unique_ptr<Scheduler> sched_;
-  Millis now_{0};
-  WorkerId next_worker_id_ = 1;
-  std::map<WorkerId, FakeWorker> fakes_;
-};
-
-class SchedulerTest : public ::testing::Test, public Farm {};
 
 // ------------------------------------------------------------------ submit
 
@@ -814,9 +460,10 @@ TEST_F(SchedulerTest, FairShareCountsRunningTasksAcrossWorkers) {
 // ------------------------------------------------------------------ attempts and backoff
 
 TEST_F(SchedulerTest, TaskIsDeadAfterMaxAttemptsAndJobFailsShowingTheLastError) {
+  options_.block_after_failures = 0;  // one worker fails it again and again
   for (uint32_t max_attempts : {1u, 2u, 3u, 5u}) {
     SCOPED_TRACE("max attempts " + std::to_string(max_attempts));
-    Farm farm;
+    Farm farm(options_);
     JobId job = farm.submit("1-2", 1, with().max_attempts(max_attempts));
     farm.add_worker("w", 1);
     std::set<LeaseToken> tokens;
@@ -918,6 +565,7 @@ TEST_F(SchedulerTest, FailedTaskIsNotRetriedBeforeHalfItsDelayAndIsRetriedByTheF
 
 // The delay after each failed attempt, found by stepping the clock 1 ms at a time.
 std::vector<Millis> observed_backoffs(Scheduler::Options options, uint32_t failures) {
+  options.block_after_failures = 0;  // one worker fails it again and again
   Farm farm(options);
   farm.submit("1", 1, with().max_attempts(failures + 1));
   farm.add_worker("w", 1);
@@ -979,6 +627,7 @@ TEST_F(SchedulerTest, BackoffIsDeterministicForAFixedSeed) {
 }
 
 TEST_F(SchedulerTest, BackoffJitterSpreadsTheRetriesOfABurstOfFailures) {
+  options_.block_after_failures = 0;  // one worker fails it again and again
   options_.backoff_base = Millis(10'000);
   options_.heartbeat_interval = Millis(10);
   JobId job = submit("1-20");
@@ -1427,6 +1076,7 @@ TEST_F(SchedulerTest, AdoptedTaskThatFailsAgainWaitsOutAFullBackoff) {
 }
 
 TEST_F(SchedulerTest, RetriedDeadTaskContinuesItsAttemptNumbersWithAFreshBudget) {
+  options_.block_after_failures = 0;  // one worker fails it again and again
   // Logs are stored per attempt: a retry must not run "attempt 1" again over the
   // first attempt's log, yet it grants max_attempts more runs.
   JobId job = submit("1", 1, with().max_attempts(3));
@@ -2145,6 +1795,7 @@ TEST_F(SchedulerTest, RestoreRebuildsCountsAndQueues) {
 // The worker died while the broker was down (usually with it: local workers
 // follow their broker): the broker's crash does not cost the task an attempt.
 TEST_F(SchedulerTest, RestoreKeepsTheAttemptNumbersAndTheBudgetOfARetriedTask) {
+  options_.block_after_failures = 0;  // one worker fails it again and again
   JobId job = submit("1", 1, with().max_attempts(3));
   add_worker("w1");
   for (int i = 0; i < 3; ++i) {
@@ -2603,7 +2254,8 @@ class Interleaving : public Farm {
     if (roll < 75) return job_action(0);
     if (roll < 78) return job_action(1);
     if (roll < 81) return job_action(2);
-    if (roll < 85) return job_action(3);
+    if (roll < 84) return job_action(3);
+    if (roll < 85) return job_action(coin(0.5) ? 4 : 5);
     if (roll < 89) return restart_random();
     if (roll < 91) return worker_gone_random();
     if (roll < 95) return silence_or_wake_random();
@@ -2643,6 +2295,8 @@ class Interleaving : public Farm {
         EXPECT_NE(std::find(w.spec.tags.begin(), w.spec.tags.end(), spec->pool), w.spec.tags.end())
             << "pool job on an untagged worker";
       }
+      EXPECT_FALSE(blocked_.count({d.job, w.spec.name}))
+          << "dispatched to a worker blocked for the job";
       EXPECT_TRUE(issued_[std::make_pair(d.job, d.task)].insert(d.lease).second)
           << "lease token reused";
       auto backoff = backoff_since_.find({d.job, d.task});
@@ -2731,6 +2385,26 @@ class Interleaving : public Farm {
       case 2:
         (void)sched().resume(job, now());
         break;
+      case 4: {
+        // Unblock one blocked worker or all of them.
+        std::vector<WorkerBlock> blocks = sched().blocked_workers(job);
+        std::string worker = !blocks.empty() && coin(0.5) ? pick(blocks).worker : std::string{};
+        (void)sched().unblock(job, worker);  // collect_outbox reads what it cleared
+        break;
+      }
+      case 5: {
+        // A live change that keeps every invariant checked here: priority, and
+        // max running raised or lifted (a lowered cap stops nothing that runs,
+        // so running > cap is then allowed: scheduler_controls_test covers it).
+        JobUpdate update;
+        update.priority = static_cast<int32_t>(below(5)) - 2;
+        const JobSpec* spec = sched().job_spec(job);
+        if (spec && spec->max_running > 0 && coin(0.5)) {
+          update.max_running = coin(0.5) ? 0 : spec->max_running + 1;
+        }
+        (void)sched().update_job(job, update);
+        break;
+      }
       default:
         if (sched().retry(job, now()).has_value()) {
           for (auto it = backoff_since_.begin(); it != backoff_since_.end();) {
@@ -2804,6 +2478,14 @@ class Interleaving : public Farm {
   // that runs again has left it.
   void collect_outbox() {
     Outbox out = sched().take_outbox();
+    for (const BlockChange& b : out.blocks) {
+      if (b.blocked) {
+        EXPECT_GE(b.block.failures, options_.block_after_failures);
+        EXPECT_TRUE(blocked_.insert({b.block.job, b.block.worker}).second) << "blocked twice";
+      } else {
+        EXPECT_TRUE(blocked_.erase({b.block.job, b.block.worker})) << "unblocked, never blocked";
+      }
+    }
     // Backoff grows with the attempts of the task's current budget: a retry starts over.
     for (const TaskChange& c : out.tasks) budget_base_[{c.job, c.task}] = c.budget_base;
     for (const Notice& n : out.notices) {
@@ -2841,6 +2523,9 @@ class Interleaving : public Farm {
       EXPECT_EQ(v.counts[at(TaskState::kBackoff)], 0u);
       EXPECT_EQ(v.counts[at(TaskState::kRunning)], running_per_job[id]);
       EXPECT_EQ(sched().running_tasks(id, SIZE_MAX).size(), running_per_job[id]);
+      for (const WorkerBlock& b : sched().blocked_workers(id)) {
+        EXPECT_TRUE(blocked_.count({id, b.worker})) << "a block the outbox never told";
+      }
       const JobSpec* spec = sched().job_spec(id);
       if (spec && spec->max_running > 0) {
         EXPECT_LE(running_per_job[id], spec->max_running) << "over the job's max running";
@@ -2911,6 +2596,7 @@ class Interleaving : public Farm {
   std::map<std::pair<JobId, TaskIndex>, std::set<LeaseToken>> issued_;
   std::map<std::pair<JobId, TaskIndex>, std::pair<Millis, uint32_t>> backoff_since_;
   std::map<std::pair<JobId, TaskIndex>, uint32_t> budget_base_;
+  std::set<std::pair<JobId, std::string>> blocked_;  // as the outbox told
 };
 
 TEST_F(SchedulerTest, RandomEventInterleavingsKeepEveryInvariantAndEveryJobFinishes) {

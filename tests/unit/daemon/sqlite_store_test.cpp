@@ -8,6 +8,7 @@
 #include <memory>
 #include <sstream>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <sqlite3.h>
@@ -333,6 +334,41 @@ TEST_F(SqliteStoreTest, FinishTimesPersistAndForgottenJobsLeaveNoRowsBehind) {
   Batch reuse;
   reuse.new_jobs.push_back(job(3, "key-1"));
   EXPECT_TRUE(store->commit(reuse).has_value());
+}
+
+TEST_F(SqliteStoreTest, LiveSpecChangesAndBlocksPersistAndLeaveWithTheirJob) {
+  auto blocks_of = [](Store& store) {
+    std::vector<std::string> out;
+    EXPECT_TRUE(store.load_blocks([&](core::WorkerBlock&& b) {
+      out.push_back(fmt::format("{}:{}:{}:{}", b.job, b.worker, b.failures, b.reason));
+    }));
+    return out;
+  };
+  {
+    auto store = open();
+    Batch batch;
+    batch.new_jobs.push_back(job(1));
+    batch.new_jobs.push_back(job(2));
+    batch.spec_changes.push_back({2, "changed spec"});  // in the batch that creates it
+    batch.blocks.push_back({{1, "render-03", 3, "exit code 139"}, true});
+    batch.blocks.push_back({{1, "render-04", 3, "timed out after 60 s"}, true});
+    batch.blocks.push_back({{2, "render-03", 4, "exit code 1"}, true});
+    ASSERT_TRUE(store->commit(batch).has_value());
+    Batch unblock;
+    unblock.blocks.push_back({{1, "render-04", 3, ""}, false});
+    ASSERT_TRUE(store->commit(unblock).has_value());
+  }
+  auto store = open();
+  Loaded loaded = load(*store);
+  ASSERT_EQ(loaded.jobs.size(), 2u);
+  EXPECT_EQ(loaded.jobs[0].spec, job(1).spec);
+  EXPECT_EQ(loaded.jobs[1].spec, "changed spec");
+  EXPECT_EQ(blocks_of(*store),
+            (std::vector<std::string>{"1:render-03:3:exit code 139", "2:render-03:4:exit code 1"}));
+  Batch forget;
+  forget.forgotten_jobs.push_back(1);
+  ASSERT_TRUE(store->commit(forget).has_value());
+  EXPECT_EQ(blocks_of(*store), (std::vector<std::string>{"2:render-03:4:exit code 1"}));
 }
 
 TEST_F(SqliteStoreTest, StateOfTheEventsSchemaIsUpgradedKeepingItsJobs) {

@@ -1,0 +1,278 @@
+// A wrangler's controls over the farm: limits, workers disabled or draining,
+// workers blocked for a job after failing it, and jobs changed while they run.
+#include <algorithm>
+#include <limits>
+
+#include <fmt/format.h>
+
+#include "daemon/core/scheduler.h"
+#include "daemon/core/scheduler_job.h"
+
+namespace farmhand::core {
+
+namespace {
+
+constexpr size_t kBlockReasonBytes = 300;
+
+}  // namespace
+
+// ------------------------------------------------------------------ limits
+
+void Scheduler::add_lease(const TaskKey& key, Lease lease) {
+  if (const Job* job = find_job(key.job)) {
+    lease.limits_held = job->limit_ids;
+    for (uint32_t id : lease.limits_held) ++limits_[id].in_use;
+  }
+  leases_[key] = std::move(lease);
+}
+
+uint32_t Scheduler::limit_id(const std::string& name) {
+  auto [it, added] = limit_ids_.try_emplace(name, static_cast<uint32_t>(limits_.size()));
+  if (added) limits_.push_back(Limit{name, std::nullopt, 0, {}});
+  return it->second;
+}
+
+std::optional<uint32_t> Scheduler::full_limit(const Job& job) const {
+  for (uint32_t id : job.limit_ids) {
+    const Limit& limit = limits_[id];
+    if (!limit.capacity || limit.in_use >= *limit.capacity) return id;
+  }
+  return std::nullopt;
+}
+
+void Scheduler::unpark(Job& job) {
+  if (!job.parked_on) return;
+  limits_[*job.parked_on].waiting.erase(job.parked_key);
+  job.parked_on.reset();
+}
+
+void Scheduler::wake_parked(uint32_t id) {
+  Limit& limit = limits_[id];
+  if (!limit.capacity || limit.in_use >= *limit.capacity || limit.waiting.empty()) return;
+  // Every parked job goes back to the run queue (or parks on another full
+  // limit): waking only as many as there are free tokens could leave a job
+  // waiting behind one that no live worker serves. pick_job parks them again,
+  // one set operation each, once the limit is full again.
+  auto waiting = std::move(limit.waiting);
+  limit.waiting.clear();
+  for (const auto& key : waiting) {
+    Job* job = find_job(std::get<2>(key));
+    if (!job) continue;
+    job->parked_on.reset();
+    refresh_runnable(*job);
+  }
+}
+
+void Scheduler::set_limit(const std::string& name, uint32_t capacity) {
+  const uint32_t id = limit_id(name);
+  limits_[id].capacity = capacity;
+  wake_parked(id);
+}
+
+void Scheduler::unset_limit(const std::string& name) {
+  auto it = limit_ids_.find(name);
+  if (it != limit_ids_.end()) limits_[it->second].capacity.reset();
+}
+
+Result<void> Scheduler::check_limits(const std::vector<std::string>& names) const {
+  for (const std::string& name : names) {
+    auto it = limit_ids_.find(name);
+    if (it != limit_ids_.end() && limits_[it->second].capacity) continue;
+    std::vector<std::string> known;
+    for (const Limit& limit : limits_) {
+      if (limit.capacity) known.push_back(limit.name);
+    }
+    return fail(ErrorCode::kInvalidArgument,
+                known.empty() ? fmt::format("unknown limit '{}': no limits are configured", name)
+                              : fmt::format("unknown limit '{}'; the limits are {}", name,
+                                            fmt::join(known, ", ")));
+  }
+  return {};
+}
+
+std::vector<LimitView> Scheduler::limits() const {
+  std::vector<LimitView> out;
+  for (const Limit& limit : limits_) {
+    if (!limit.capacity && limit.in_use == 0 && limit.waiting.empty()) continue;
+    out.push_back({limit.name, limit.capacity, limit.in_use, limit.waiting.size()});
+  }
+  std::sort(out.begin(), out.end(),
+            [](const LimitView& a, const LimitView& b) { return a.name < b.name; });
+  return out;
+}
+
+JobHold Scheduler::hold(JobId id) const {
+  const Job* job = find_job(id);
+  if (!job || job->count(TaskState::kQueued) == 0) return {};
+  if (job->spec.max_running > 0 && job->count(TaskState::kRunning) >= job->spec.max_running) {
+    return {JobHold::Kind::kMaxRunning,
+            {},
+            job->spec.max_running,
+            static_cast<uint32_t>(job->count(TaskState::kRunning)),
+            {}};
+  }
+  if (auto full = full_limit(*job)) {
+    const Limit& limit = limits_[*full];
+    return {JobHold::Kind::kLimit, limit.name, limit.capacity, limit.in_use, {}};
+  }
+  if (job->blocked_count > 0) {
+    auto blocked = blocked_eligible_workers(*job);
+    if (blocked) return {JobHold::Kind::kBlocked, {}, {}, 0, std::move(*blocked)};
+  }
+  return {};
+}
+
+// ------------------------------------------------------------------ worker control
+
+std::string_view worker_control_name(WorkerControl control) {
+  switch (control) {
+    case WorkerControl::kEnabled:
+      return "enabled";
+    case WorkerControl::kDisabled:
+      return "disabled";
+    case WorkerControl::kDraining:
+      return "draining";
+  }
+  return "enabled";
+}
+
+void Scheduler::control_worker(const std::string& name, WorkerControl control, std::string reason) {
+  if (control == WorkerControl::kEnabled) {
+    controls_.erase(name);
+  } else {
+    controls_[name] = {control, std::move(reason)};
+  }
+}
+
+bool Scheduler::knows_worker_name(const std::string& name) const {
+  if (controls_.count(name)) return true;
+  return std::any_of(workers_.begin(), workers_.end(),
+                     [&](const auto& entry) { return entry.second.spec.name == name; });
+}
+
+// ------------------------------------------------------------------ bad hosts
+
+bool Scheduler::blocked_for(const Job& job, const std::string& worker) const {
+  auto it = job.hosts.find(worker);
+  return it != job.hosts.end() && it->second.blocked;
+}
+
+std::optional<std::vector<std::string>> Scheduler::blocked_eligible_workers(const Job& job) const {
+  std::vector<std::string> blocked;
+  for (const auto& [id, worker] : workers_) {
+    if (!worker.alive || (!controls_.empty() && controls_.count(worker.spec.name))) continue;
+    if (!job.spec.pool.empty()) {
+      const auto& tags = worker.spec.tags;
+      if (std::find(tags.begin(), tags.end(), job.spec.pool) == tags.end()) continue;
+    }
+    if (!blocked_for(job, worker.spec.name)) return std::nullopt;
+    blocked.push_back(worker.spec.name);
+  }
+  if (blocked.empty()) return std::nullopt;  // nobody serves it at all: not a block
+  std::sort(blocked.begin(), blocked.end());
+  return blocked;
+}
+
+void Scheduler::count_failure(Job& job, const std::string& worker, const std::string& error) {
+  if (options_.block_after_failures == 0 || worker.empty()) return;
+  Job::HostRecord& host = job.hosts[worker];
+  if (host.failures < std::numeric_limits<uint32_t>::max()) ++host.failures;
+  if (host.blocked || host.failures < options_.block_after_failures) return;
+  host.blocked = true;
+  host.reason = error.substr(0, kBlockReasonBytes);
+  ++job.blocked_count;
+  WorkerBlock block{job.id, worker, host.failures, host.reason};
+  outbox_.blocks.push_back({block, true});
+  Notice notice{Notice::Kind::kWorkerBlocked, job.id, 0, 0, worker, host.reason, {}};
+  notice.every_worker_blocked = blocked_eligible_workers(job).has_value();
+  outbox_.notices.push_back(std::move(notice));
+}
+
+Result<uint64_t> Scheduler::unblock(JobId id, const std::string& worker) {
+  Job* job = find_job(id);
+  if (!job) return fail(ErrorCode::kNotFound, fmt::format("unknown job {}", id));
+  uint64_t cleared = 0;
+  for (auto it = job->hosts.begin(); it != job->hosts.end();) {
+    if (!worker.empty() && it->first != worker) {
+      ++it;
+      continue;
+    }
+    if (it->second.blocked) {
+      ++cleared;
+      --job->blocked_count;
+      outbox_.blocks.push_back({WorkerBlock{id, it->first, it->second.failures, {}}, false});
+    }
+    it = job->hosts.erase(it);
+  }
+  if (!worker.empty() && cleared == 0) {
+    return fail(ErrorCode::kNotFound,
+                fmt::format("worker '{}' is not blocked for job {}", worker, id));
+  }
+  return cleared;
+}
+
+std::vector<WorkerBlock> Scheduler::blocked_workers(JobId id) const {
+  std::vector<WorkerBlock> out;
+  const Job* job = find_job(id);
+  if (!job || job->blocked_count == 0) return out;
+  for (const auto& [name, host] : job->hosts) {
+    if (host.blocked) out.push_back({id, name, host.failures, host.reason});
+  }
+  return out;
+}
+
+void Scheduler::restore_block(const WorkerBlock& block) {
+  Job* job = find_job(block.job);
+  if (!job || block.worker.empty()) return;
+  Job::HostRecord& host = job->hosts[block.worker];
+  if (!host.blocked) ++job->blocked_count;
+  host = {block.failures, true, block.reason};
+}
+
+// ------------------------------------------------------------------ live changes
+
+Result<void> Scheduler::update_job(JobId id, const JobUpdate& update) {
+  Job* job = find_job(id);
+  if (!job) return fail(ErrorCode::kNotFound, fmt::format("unknown job {}", id));
+  if (job->terminal() == job->task_count || job->cancelled) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("job {} already finished ({})", id, job_state_name(job->job_state)));
+  }
+  if (update.max_attempts && *update.max_attempts > kMaxAttemptsLimit) {
+    return fail(ErrorCode::kInvalidArgument, fmt::format("max attempts {} over the limit of {}",
+                                                         *update.max_attempts, kMaxAttemptsLimit));
+  }
+  std::vector<std::string> limits;
+  if (update.limits) {
+    limits = *update.limits;
+    std::sort(limits.begin(), limits.end());
+    limits.erase(std::unique(limits.begin(), limits.end()), limits.end());
+    if (auto ok = check_limits(limits); !ok) return ok;
+  }
+  // Everything is checked: apply it all.
+  if (update.priority) job->spec.priority = *update.priority;
+  if (update.max_running) job->spec.max_running = *update.max_running;
+  if (update.pool) job->spec.pool = *update.pool;
+  if (update.max_attempts) {
+    job->spec.max_attempts =
+        *update.max_attempts == 0 ? options_.default_max_attempts : *update.max_attempts;
+  }
+  if (update.timeout) job->spec.timeout = *update.timeout;
+  if (update.limits) {
+    job->spec.limits = std::move(limits);
+    job->limit_ids.clear();
+    for (const std::string& name : job->spec.limits) job->limit_ids.push_back(limit_id(name));
+  }
+  if (update.timeout) {
+    // The running attempts' timers were armed for the old timeout.
+    for (auto it = leases_.lower_bound(TaskKey{id, 0}); it != leases_.end() && it->first.job == id;
+         ++it) {
+      arm_lease_timer(it->first, it->second);
+    }
+  }
+  // New priority, pool, cap or limits: the job's place in (or out of) the queues.
+  refresh_runnable(*job);
+  return {};
+}
+
+}  // namespace farmhand::core

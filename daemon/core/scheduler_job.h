@@ -1,0 +1,96 @@
+// The scheduler's private parts shared by its source files (scheduler.cpp: jobs,
+// tasks, workers, dispatch; scheduler_controls.cpp: a wrangler's controls).
+// Not for use outside daemon/core.
+#pragma once
+
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "daemon/core/scheduler.h"
+
+namespace farmhand::core {
+
+// The attempts of a task's current budget live in one byte per task.
+inline constexpr uint32_t kMaxAttemptsLimit = 100;
+
+inline bool is_broken(TaskState s) {
+  return s == TaskState::kFailed || s == TaskState::kDead || s == TaskState::kCancelled;
+}
+
+struct Scheduler::Job {
+  JobId id = 0;
+  JobSpec spec;
+  uint64_t task_count = 0;
+  std::vector<TaskState> state;
+  std::vector<uint8_t> attempts;  // used of the current budget of max_attempts
+  // Attempts of earlier budgets, for the few tasks that were retried: attempt numbers
+  // continue across retries, so no attempt's log replaces another's.
+  std::unordered_map<TaskIndex, uint32_t> budget_base;
+  std::vector<uint32_t> unmet;  // --after-frames: upstream tasks each task still waits for
+  uint32_t after_unmet = 0;     // --after: upstream jobs not yet succeeded
+  std::string after_broken;     // --after: why the whole-job dependency can never be met
+  std::deque<TaskIndex> ready;  // queued tasks behind the cursor (retries, released waits)
+  uint64_t cursor = 0;          // tasks from here on are scanned in order
+  std::array<uint64_t, kTaskStateCount> counts{};
+  bool paused = false;
+  bool cancelled = false;
+  bool durable = true;  // false until the shell has committed the job
+  JobState job_state = JobState::kQueued;
+  std::vector<JobId> after_dependants;
+  std::vector<JobId> frame_dependants;
+  std::unordered_map<TaskIndex, std::string> errors;
+  std::deque<TaskIndex> last_errors;  // most recent first
+  // Tasks backing off -> the generation of their live backoff timer. A task can back
+  // off again with the same attempt count (retry() resets it; a worker may keep a
+  // requeued task and fail it), so the count alone cannot tell a stale timer.
+  std::unordered_map<TaskIndex, uint64_t> backoff_generation;
+  uint64_t backoff_timers_armed = 0;
+  std::optional<std::tuple<int64_t, uint64_t, JobId>> runnable_key;
+  std::vector<uint32_t> limit_ids;    // spec.limits, resolved
+  std::optional<uint32_t> parked_on;  // a full limit it waits for (not in runnable_)
+  std::tuple<int64_t, uint64_t, JobId> parked_key{};
+
+  // Bad-host avoidance, by worker name: failed attempts and blocks (few jobs have any).
+  struct HostRecord {
+    uint32_t failures = 0;
+    bool blocked = false;
+    std::string reason;
+  };
+
+  std::map<std::string, HostRecord> hosts;
+  uint32_t blocked_count = 0;
+
+  uint64_t count(TaskState s) const { return counts[static_cast<size_t>(s)]; }
+
+  uint64_t terminal() const {
+    return count(TaskState::kSucceeded) + count(TaskState::kFailed) + count(TaskState::kDead) +
+           count(TaskState::kCancelled);
+  }
+
+  uint64_t broken() const {
+    return count(TaskState::kFailed) + count(TaskState::kDead) + count(TaskState::kCancelled);
+  }
+
+  uint32_t max_attempts() const { return spec.max_attempts; }
+
+  // Positions [first, last) of the task's frames in the job's frame set.
+  std::pair<uint64_t, uint64_t> span(TaskIndex task) const {
+    uint64_t first = uint64_t{task} * spec.chunk;
+    return {first, std::min<uint64_t>(first + spec.chunk, spec.frames.size())};
+  }
+
+  std::optional<TaskIndex> task_of(int64_t frame) const {
+    auto index = spec.frames.index_of(frame);
+    if (!index) return std::nullopt;
+    return static_cast<TaskIndex>(*index / spec.chunk);
+  }
+
+  int64_t first_frame(TaskIndex task) const { return spec.frames.frame_at(span(task).first); }
+};
+
+}  // namespace farmhand::core

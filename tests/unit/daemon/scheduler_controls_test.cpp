@@ -1,0 +1,352 @@
+// Scenario tests of a wrangler's controls that scheduler_test.cpp does not
+// cover: bad-host blocks and live job changes (`farmhand job set`).
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "tests/unit/daemon/scheduler_farm.h"
+#include <gtest/gtest.h>
+
+#include "daemon/core/scheduler.h"
+
+namespace farmhand::core {
+namespace {
+
+class ControlsTest : public ::testing::Test, public Farm {
+ protected:
+  // Dispatches to `worker` and fails what it gets, `times` times, waiting out
+  // each backoff. Returns how many attempts it actually got.
+  int fail_on(WorkerId worker, int times) {
+    int got = 0;
+    for (int i = 0; i < times; ++i) {
+      advance(options_.backoff_max);
+      for (const Dispatch& d : dispatch()) {
+        if (d.worker != worker) continue;
+        ++got;
+        EXPECT_EQ(fail(d, "exit code 139"), ResultVerdict::kAccepted);
+      }
+    }
+    return got;
+  }
+
+  std::vector<std::string> blocked_names(JobId job) {
+    std::vector<std::string> out;
+    for (const WorkerBlock& b : sched().blocked_workers(job)) out.push_back(b.worker);
+    return out;
+  }
+
+  void SetUp() override {
+    options_.backoff_base = Millis(100);
+    options_.backoff_max = Millis(100);
+  }
+};
+
+// ------------------------------------------------------------------ bad hosts
+
+TEST_F(ControlsTest, AWorkerThatFailsAJobThreeTimesTakesNoMoreOfItAndAnotherFinishesIt) {
+  JobId job = submit("1-4", 1, with().max_attempts(10));
+  WorkerId bad = add_worker("bad");
+  (void)take_outbox();
+  ASSERT_EQ(fail_on(bad, 3), 3);
+
+  Outbox out = take_outbox();
+  ASSERT_EQ(out.blocks.size(), 1u);
+  EXPECT_TRUE(out.blocks[0].blocked);
+  EXPECT_EQ(out.blocks[0].block.job, job);
+  EXPECT_EQ(out.blocks[0].block.worker, "bad");
+  EXPECT_EQ(out.blocks[0].block.failures, 3u);
+  EXPECT_EQ(out.blocks[0].block.reason, "exit code 139");
+  auto notice = std::find_if(out.notices.begin(), out.notices.end(), [](const Notice& n) {
+    return n.kind == Notice::Kind::kWorkerBlocked;
+  });
+  ASSERT_NE(notice, out.notices.end());
+  EXPECT_TRUE(notice->every_worker_blocked) << "the only worker is blocked: the log must say so";
+
+  // It gets nothing more of the job, and the job says why it waits.
+  EXPECT_EQ(fail_on(bad, 3), 0);
+  JobHold hold = sched().hold(job);
+  EXPECT_EQ(hold.kind, JobHold::Kind::kBlocked);
+  EXPECT_EQ(hold.workers, std::vector<std::string>{"bad"});
+  EXPECT_EQ(blocked_names(job), std::vector<std::string>{"bad"});
+
+  // Another worker finishes it; the blocked one never takes a task of it.
+  WorkerId good = add_worker("good");
+  EXPECT_EQ(sched().hold(job).kind, JobHold::Kind::kNone);
+  for (int round = 0; round < 50 && !is_final(view(job).state); ++round) {
+    advance(options_.backoff_max);
+    for (const Dispatch& d : dispatch()) {
+      EXPECT_EQ(d.worker, good) << "a blocked worker got a task of the job";
+      (void)succeed(d);
+    }
+  }
+  EXPECT_EQ(view(job).state, JobState::kSucceeded);
+}
+
+TEST_F(ControlsTest, ABlockIsForOneJobOnly) {
+  JobId failing = submit("1-3", 1, with().max_attempts(10).priority(10));
+  WorkerId w = add_worker("w");
+  ASSERT_EQ(fail_on(w, 3), 3);
+  JobId other = submit("1");
+  advance(options_.backoff_max);
+  std::vector<Dispatch> ds = dispatch();
+  ASSERT_EQ(ds.size(), 1u);
+  EXPECT_EQ(ds[0].job, other) << "the worker still serves the jobs it did not fail";
+  EXPECT_EQ(blocked_names(other), std::vector<std::string>{});
+  EXPECT_EQ(blocked_names(failing), std::vector<std::string>{"w"});
+}
+
+TEST_F(ControlsTest, FailuresOfOtherWorkersDoNotAddUp) {
+  JobId job = submit("1-6", 1, with().max_attempts(10));
+  WorkerId a = add_worker("a");
+  WorkerId b = add_worker("b");
+  // Two failures each: four in all, on two workers; neither is blocked.
+  for (int i = 0; i < 2; ++i) {
+    advance(options_.backoff_max);
+    for (const Dispatch& d : dispatch()) (void)fail(d);
+  }
+  EXPECT_EQ(blocked_names(job), std::vector<std::string>{});
+  (void)a;
+  (void)b;
+}
+
+TEST_F(ControlsTest, ATimedOutAttemptCountsAgainstItsWorker) {
+  options_.timeout_grace = Millis(0);
+  JobId job = submit("1-3", 1, with().max_attempts(10).timeout(seconds(2)));
+  add_worker("slow");
+  for (int i = 0; i < 3; ++i) {
+    advance(options_.backoff_max);
+    ASSERT_EQ(dispatch().size(), 1u);
+    advance(Millis(2'500));  // past the timeout: the broker fails the attempt
+  }
+  EXPECT_EQ(blocked_names(job), std::vector<std::string>{"slow"});
+}
+
+TEST_F(ControlsTest, UnblockClearsOneWorkerOrAllAndTheCountStartsAgain) {
+  JobId job = submit("1-10", 1, with().max_attempts(50));
+  WorkerId a = add_worker("a");
+  ASSERT_EQ(fail_on(a, 3), 3);
+  WorkerId b = add_worker("b");
+  ASSERT_EQ(fail_on(b, 3), 3);
+  EXPECT_EQ(blocked_names(job), (std::vector<std::string>{"a", "b"}));
+  (void)take_outbox();
+
+  Result<uint64_t> none = sched().unblock(job, "c");
+  ASSERT_FALSE(none.has_value());
+  EXPECT_EQ(none.error().code, ErrorCode::kNotFound);
+
+  ASSERT_EQ(sched().unblock(job, "a").value_or(0), 1u);
+  Outbox out = take_outbox();
+  ASSERT_EQ(out.blocks.size(), 1u);
+  EXPECT_FALSE(out.blocks[0].blocked);
+  EXPECT_EQ(out.blocks[0].block.worker, "a");
+  EXPECT_EQ(blocked_names(job), std::vector<std::string>{"b"});
+
+  // Its count starts from zero: two more failures do not block it again, a third does.
+  EXPECT_EQ(fail_on(a, 2), 2);
+  EXPECT_EQ(blocked_names(job), std::vector<std::string>{"b"});
+  EXPECT_EQ(fail_on(a, 1), 1);
+  EXPECT_EQ(blocked_names(job), (std::vector<std::string>{"a", "b"}));
+
+  ASSERT_EQ(sched().unblock(job, "").value_or(0), 2u);
+  EXPECT_EQ(blocked_names(job), std::vector<std::string>{});
+  EXPECT_EQ(take_outbox().blocks.size(), 3u);  // a blocked again, then both cleared
+}
+
+TEST_F(ControlsTest, RetryingAJobLetsItsBlockedWorkersTryAgain) {
+  JobId job = submit("1", 1, with().max_attempts(3));
+  WorkerId w = add_worker("w");
+  ASSERT_EQ(fail_on(w, 3), 3);
+  EXPECT_EQ(view(job).state, JobState::kFailed);
+  EXPECT_EQ(blocked_names(job), std::vector<std::string>{"w"});
+  (void)take_outbox();
+  ASSERT_TRUE(sched().retry(job, now()).has_value());
+  EXPECT_EQ(blocked_names(job), std::vector<std::string>{});
+  EXPECT_EQ(take_outbox().blocks.size(), 1u) << "the stored block goes too";
+  EXPECT_EQ(fail_on(w, 1), 1) << "the only worker runs the retried task";
+}
+
+TEST_F(ControlsTest, BlockingCanBeTurnedOff) {
+  options_.block_after_failures = 0;
+  JobId job = submit("1-10", 1, with().max_attempts(50));
+  WorkerId w = add_worker("w");
+  EXPECT_EQ(fail_on(w, 6), 6);
+  EXPECT_EQ(blocked_names(job), std::vector<std::string>{});
+}
+
+TEST_F(ControlsTest, ARestoredBlockKeepsTheWorkerOffTheJob) {
+  ASSERT_TRUE(sched().restore_job(1, make_spec("1-2", 1, {}), false, false).has_value());
+  sched().restore_block({1, "w", 3, "exit code 2"});
+  sched().finish_restore(now());
+  WorkerId w = add_worker("w");
+  EXPECT_EQ(dispatch().size(), 0u);
+  EXPECT_EQ(sched().hold(1).kind, JobHold::Kind::kBlocked);
+  std::vector<WorkerBlock> blocks = sched().blocked_workers(1);
+  ASSERT_EQ(blocks.size(), 1u);
+  EXPECT_EQ(blocks[0].failures, 3u);
+  EXPECT_EQ(blocks[0].reason, "exit code 2");
+  (void)w;
+}
+
+TEST_F(ControlsTest, AJobWhoseOnlyWorkerIsDisabledIsNotCalledBlocked) {
+  JobId job = submit("1-10", 1, with().max_attempts(50));
+  WorkerId a = add_worker("a");
+  ASSERT_EQ(fail_on(a, 3), 3);
+  add_worker("b");
+  sched().control_worker("b", WorkerControl::kDisabled, "");
+  // b is not eligible, a is blocked: blocked it is, naming only a.
+  EXPECT_EQ(sched().hold(job).workers, std::vector<std::string>{"a"});
+  sched().control_worker("b", WorkerControl::kEnabled, "");
+  EXPECT_EQ(sched().hold(job).kind, JobHold::Kind::kNone);
+}
+
+// ------------------------------------------------------------------ job set
+
+TEST_F(ControlsTest, RaisingAJobsPriorityReordersWhatRunsNext) {
+  JobId first = submit("1-3");
+  JobId second = submit("1-3");
+  add_worker("w");
+  std::vector<Dispatch> ds = dispatch();
+  ASSERT_EQ(ds.size(), 1u);
+  EXPECT_EQ(ds[0].job, first);
+  JobUpdate update;
+  update.priority = 50;
+  ASSERT_TRUE(sched().update_job(second, update).has_value());
+  EXPECT_EQ(sched().job_spec(second)->priority, 50);
+  EXPECT_TRUE(take_outbox().cancels.empty()) << "the running task keeps running";
+  (void)succeed(ds[0]);
+  for (int i = 0; i < 3; ++i) {
+    ds = dispatch();
+    ASSERT_EQ(ds.size(), 1u);
+    EXPECT_EQ(ds[0].job, second);
+    (void)succeed(ds[0]);
+  }
+}
+
+TEST_F(ControlsTest, LoweringMaxRunningStopsNothingAndCapsWhatStartsNext) {
+  JobId job = submit("1-10");
+  add_worker("w", 4);
+  std::vector<Dispatch> running = dispatch();
+  ASSERT_EQ(running.size(), 4u);
+  JobUpdate update;
+  update.max_running = 2;
+  ASSERT_TRUE(sched().update_job(job, update).has_value());
+  EXPECT_TRUE(take_outbox().cancels.empty());
+  EXPECT_EQ(count(job, TaskState::kRunning), 4u);
+  EXPECT_EQ(sched().hold(job).kind, JobHold::Kind::kMaxRunning);
+  (void)succeed(running[0]);
+  (void)succeed(running[1]);
+  EXPECT_TRUE(dispatch().empty()) << "two still run: the cap is reached";
+  (void)succeed(running[2]);
+  EXPECT_EQ(dispatch().size(), 1u);
+  EXPECT_EQ(count(job, TaskState::kRunning), 2u);
+}
+
+TEST_F(ControlsTest, ANewLimitBindsNewTasksWhileRunningOnesHoldNoToken) {
+  sched().set_limit("nuke", 1);
+  JobId job = submit("1-10");
+  add_worker("w", 4);
+  ASSERT_EQ(dispatch().size(), 4u);
+  JobUpdate update;
+  update.limits = std::vector<std::string>{"nuke"};
+  ASSERT_TRUE(sched().update_job(job, update).has_value());
+  EXPECT_EQ(sched().limits()[0].in_use, 0u) << "tasks that started without it hold no token";
+  std::vector<Dispatch> held = this->held(1);
+  (void)succeed(held[0]);
+  std::vector<Dispatch> ds = dispatch();
+  ASSERT_EQ(ds.size(), 1u);
+  EXPECT_EQ(sched().limits()[0].in_use, 1u);
+  (void)succeed(held[1]);
+  EXPECT_TRUE(dispatch().empty()) << "the limit of 1 is taken";
+  EXPECT_EQ(sched().hold(job).kind, JobHold::Kind::kLimit);
+  (void)succeed(ds[0]);
+  EXPECT_EQ(sched().limits()[0].in_use, 0u);
+  EXPECT_EQ(dispatch().size(), 1u);
+}
+
+TEST_F(ControlsTest, DroppingALimitWakesTheJobParkedOnIt) {
+  sched().set_limit("nuke", 0);
+  JobId job = submit("1-2", 1, with().limits({"nuke"}));
+  add_worker("w");
+  EXPECT_TRUE(dispatch().empty());
+  JobUpdate update;
+  update.limits = std::vector<std::string>{};
+  ASSERT_TRUE(sched().update_job(job, update).has_value());
+  EXPECT_EQ(dispatch().size(), 1u);
+}
+
+TEST_F(ControlsTest, ChangingThePoolSendsQueuedTasksOnlyToTheNewPool) {
+  JobId job = submit("1-4");
+  WorkerId plain = add_worker("plain");
+  WorkerId gpu = add_worker("gpu", 1, {"gpu"});
+  sched().control_worker("plain", WorkerControl::kDisabled, "");
+  sched().control_worker("gpu", WorkerControl::kDisabled, "");
+  JobUpdate update;
+  update.pool = "gpu";
+  ASSERT_TRUE(sched().update_job(job, update).has_value());
+  sched().control_worker("plain", WorkerControl::kEnabled, "");
+  sched().control_worker("gpu", WorkerControl::kEnabled, "");
+  for (int i = 0; i < 4; ++i) {
+    std::vector<Dispatch> ds = dispatch();
+    ASSERT_EQ(ds.size(), 1u);
+    EXPECT_EQ(ds[0].worker, gpu);
+    (void)succeed(ds[0]);
+  }
+  (void)plain;
+}
+
+TEST_F(ControlsTest, AShorterTimeoutAppliesToTheRunningAttempt) {
+  options_.timeout_grace = Millis(0);
+  JobId job = submit("1", 1, with().timeout(seconds(600)));
+  add_worker("w");
+  ASSERT_EQ(dispatch().size(), 1u);
+  advance(Millis(5'000));
+  EXPECT_EQ(count(job, TaskState::kRunning), 1u);
+  JobUpdate update;
+  update.timeout = seconds(10);
+  ASSERT_TRUE(sched().update_job(job, update).has_value());
+  advance(Millis(6'000));
+  EXPECT_EQ(count(job, TaskState::kRunning), 0u) << "timed out 10 s after it started";
+  EXPECT_EQ(task(job, 0).error, "timed out after 10 s");
+}
+
+TEST_F(ControlsTest, AnUpdateIsAllOrNothingAndRefusedForAFinishedJob) {
+  sched().set_limit("nuke", 2);
+  JobId job = submit("1-2");
+  JobUpdate bad;
+  bad.priority = 7;
+  bad.limits = std::vector<std::string>{"nuke", "houdini"};
+  Result<void> refused = sched().update_job(job, bad);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().reason, "unknown limit 'houdini'; the limits are nuke");
+  EXPECT_EQ(sched().job_spec(job)->priority, 0) << "nothing of a refused update applies";
+
+  JobUpdate too_many;
+  too_many.max_attempts = 1000;
+  EXPECT_FALSE(sched().update_job(job, too_many).has_value());
+
+  add_worker("w", 2);
+  ASSERT_TRUE(run_to_completion());
+  JobUpdate late;
+  late.priority = 1;
+  Result<void> finished = sched().update_job(job, late);
+  ASSERT_FALSE(finished.has_value());
+  EXPECT_EQ(finished.error().reason, "job 1 already finished (succeeded)");
+  EXPECT_FALSE(sched().update_job(99, late).has_value());
+}
+
+TEST_F(ControlsTest, MoreAttemptsKeepAFailingTaskOutOfDeath) {
+  options_.block_after_failures = 0;
+  JobId job = submit("1", 1, with().max_attempts(2));
+  WorkerId w = add_worker("w");
+  ASSERT_EQ(fail_on(w, 1), 1);
+  JobUpdate update;
+  update.max_attempts = 4;
+  ASSERT_TRUE(sched().update_job(job, update).has_value());
+  ASSERT_EQ(fail_on(w, 2), 2);
+  EXPECT_EQ(state(job, 0), TaskState::kQueued) << "3 failures of 4 allowed";
+  ASSERT_EQ(fail_on(w, 1), 1);
+  EXPECT_EQ(state(job, 0), TaskState::kDead);
+}
+
+}  // namespace
+}  // namespace farmhand::core
