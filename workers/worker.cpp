@@ -140,6 +140,18 @@ void Worker::restore_results() {
   }
 }
 
+void Worker::drop_settled_from_to_save() {
+  // Acks come in the order of the results, so the acknowledged ones gather at
+  // the front: dropping them keeps the front (which poll_timeout() wakes for)
+  // the oldest result still waiting, and an idle worker sleeps. Left there, each
+  // would wake the worker kSaveResultAfter after its task ended, for nothing.
+  while (!to_save_.empty()) {
+    auto it = unacked_.find(to_save_.front().second);
+    if (it != unacked_.end() && !it->second.saved) break;
+    to_save_.pop_front();
+  }
+}
+
 void Worker::save_results(Clock::time_point now, bool all) {
   std::vector<const wire::TaskResult*> due;
   std::vector<Unacked*> saving;
@@ -150,6 +162,7 @@ void Worker::save_results(Clock::time_point now, bool all) {
     due.push_back(&it->second.result);
     saving.push_back(&it->second);
   }
+  drop_settled_from_to_save();
   if (due.empty()) return;
   // Marked saved even on failure: files written before it are removed on ack.
   for (Unacked* u : saving) u->saved = true;
@@ -381,6 +394,7 @@ void Worker::handle(const wire::BrokerMessage& msg, Clock::time_point now) {
           logs_to_remove_.erase(it);
         }
       }
+      drop_settled_from_to_save();
       break;
     default:
       log_->warn("bad message dropped reason=\"unknown body\"");

@@ -110,6 +110,7 @@ class Worker {
   void back_off(Clock::time_point now);
   void restore_results();
   void save_results(Clock::time_point now, bool all);
+  void drop_settled_from_to_save();
   void shutdown();
 
   Options options_;

@@ -3,8 +3,10 @@
 #include "workers/worker.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <thread>
@@ -15,6 +17,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
+#include <unistd.h>
 #include <zmq.hpp>
 
 #include "common/logging.h"
@@ -71,7 +74,10 @@ class FakeBroker {
 class RunningWorker {
  public:
   explicit RunningWorker(Worker::Options options) : worker_(std::move(options)) {
-    thread_ = std::thread([this] { result_ = worker_.run(); });
+    thread_ = std::thread([this] {
+      tid_ = gettid();
+      result_ = worker_.run();
+    });
   }
 
   ~RunningWorker() { stop(); }
@@ -85,8 +91,20 @@ class RunningWorker {
 
   const Worker& worker() const { return worker_; }
 
+  // How often the worker's thread has gone to sleep so far (each wake-up ends
+  // in one): /proc's voluntary context switches of that thread.
+  long sleeps() const {
+    std::ifstream status("/proc/self/task/" + std::to_string(tid_.load()) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.starts_with("voluntary_ctxt_switches:")) return std::stol(line.substr(24));
+    }
+    return -1;
+  }
+
  private:
   Worker worker_;
+  std::atomic<pid_t> tid_{0};
   Result<void> result_;
   std::thread thread_;
 };
@@ -196,6 +214,51 @@ TEST(WorkerTest, SavedResultIsListedInReadySentAfterWelcomeAndForgottenOnAck) {
     std::this_thread::sleep_for(10ms);
   }
   EXPECT_FALSE(std::filesystem::exists(store.path(saved.ref())));
+}
+
+TEST(WorkerTest, AcknowledgedResultsDoNotWakeAnIdleWorker) {
+  // A result is saved to the work dir only if still unacknowledged 0.25 s after
+  // its task ended; one acknowledged before then must not wake the worker then
+  // (it did, once per task: a worker between tasks woke for nothing).
+  testing_support::TempDir tmp;
+  FakeBroker broker("ipc://" + tmp.file("broker.ipc"));
+  RunningWorker running(options_for(tmp));
+  auto ready = broker.receive_skipping_heartbeats();
+  ASSERT_TRUE(ready && ready->has_ready());
+  wire::BrokerMessage hello;
+  hello.mutable_welcome()->set_heartbeat_ms(60'000);  // no beats in the window below
+  hello.mutable_welcome()->set_lease_ttl_ms(600'000);
+  broker.send(hello);
+
+  constexpr int kTasks = 20;
+  for (int i = 0; i < kTasks; ++i) {
+    wire::BrokerMessage assign;
+    assign.mutable_assign()->mutable_ref()->set_job_id(1);
+    assign.mutable_assign()->mutable_ref()->set_task(static_cast<uint64_t>(i));
+    assign.mutable_assign()->mutable_ref()->set_lease(static_cast<uint64_t>(100 + i));
+    assign.mutable_assign()->set_attempt(1);
+    assign.mutable_assign()->set_kind("noop");
+    broker.send(assign);
+    auto result = broker.receive_skipping_heartbeats();
+    ASSERT_TRUE(result && result->has_result()) << (result ? result->DebugString() : "none");
+    wire::BrokerMessage ack;
+    *ack.mutable_ack()->add_tasks() = result->result().ref();
+    broker.send(ack);
+    // Tasks a few milliseconds apart: each would have its own wake-up.
+    std::this_thread::sleep_for(5ms);
+  }
+  std::this_thread::sleep_for(20ms);  // the last ack is read
+  const long before = running.sleeps();
+  ASSERT_GE(before, 0);
+  // Covers 0.25 s after every task's end.
+  std::this_thread::sleep_for(400ms);
+  const long woke = running.sleeps() - before;
+  // Idle: at most the loop's one-second cap, not one wake-up per task.
+  EXPECT_LE(woke, 2) << "an idle worker woke " << woke << " times for " << kTasks
+                     << " acknowledged results";
+  // Nor was any of them saved.
+  EXPECT_TRUE(!std::filesystem::exists(tmp.file("work/results")) ||
+              std::filesystem::is_empty(tmp.file("work/results")));
 }
 
 }  // namespace
