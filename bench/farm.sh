@@ -10,6 +10,10 @@
 #             by FARM_LIMITED_PERCENT of the jobs, 3 pools (workers split evenly, a
 #             quarter of the jobs in each pool and a quarter in none), max running 2 on
 #             FARM_MAX_RUNNING_PERCENT of the jobs, 3 priorities over the projects.
+# The main runs use a plain worker endpoint (FARM_CURVE=false): 2,000 CurveZMQ client
+# handshakes in one simulator process cost about 1 s of CPU on the same 2 cores as the
+# broker, where a real farm spreads them over 2,000 hosts. One extra plain run with
+# CurveZMQ on (FARM_CURVE_CHECK=1) reports what the handshakes add to the fill.
 # Shares and memory requests are not in the protocol yet: FARM_SHARES / FARM_MEMORY_MB
 # are passed on and reported as not applied.
 #
@@ -24,8 +28,9 @@
 #        FARM_LIMIT_PERMILLE ("60 30 15") FARM_LIMITED_PERCENT (30) FARM_MAX_RUNNING_PERCENT (20)
 #        FARM_GROWTH ("100 1000 10000 100000") FARM_GROWTH_WORKERS (100)
 #        FARM_GROWTH_TASKS (500000) FARM_GROWTH_SUSTAIN_S (3) FARM_GROWTH_CONFIGS ("plain controls")
-#        WORKER_CURVE (true) FARM_PERF_DIR (record `perf record -g` of the broker during each
-#        controls run's sustain window there, when perf is allowed)
+#        FARM_CURVE (false: the main runs' worker endpoint is plain) FARM_CURVE_CHECK (1: one more
+#        plain run with CurveZMQ on, for its fill time) FARM_PERF_DIR (a `perf record -g` of the broker for each main run,
+#        submit to end, is kept there when perf may record; it slows the broker: profiling only)
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -54,6 +59,8 @@ GROWTH_WORKERS=${FARM_GROWTH_WORKERS:-100}
 GROWTH_TASKS=${FARM_GROWTH_TASKS:-500000}
 GROWTH_SUSTAIN_S=${FARM_GROWTH_SUSTAIN_S:-3}
 GROWTH_CONFIGS=${FARM_GROWTH_CONFIGS:-plain controls}
+CURVE=${FARM_CURVE:-false}
+CURVE_CHECK=${FARM_CURVE_CHECK:-1}
 LIMIT_NAMES=(lic-a lic-b lic-c)
 
 # Each simulated worker holds two descriptors (its socket's mailbox and its
@@ -93,10 +100,12 @@ controls_args() {
   for name in "${LIMIT_NAMES[@]}"; do CONTROL_ARGS+=(--limit "$name"); done
 }
 
-# farm_run OUT CONFIG WORKERS JOBS TASKS_PER_JOB SUSTAIN_S [PERF_OUT]: one broker, one simulated farm.
+# farm_run OUT CONFIG WORKERS JOBS TASKS_PER_JOB SUSTAIN_S [PERF_OUT [CURVE]]: one broker, one
+# simulated farm.
 farm_run() {
   local out=$1 config=$2 workers=$3 jobs=$4 per_job=$5 sustain=$6 perf_out=${7:-}
   local state=$BENCH_WORK/state conf=$BENCH_WORK/farm.yaml
+  WORKER_CURVE=${8:-$CURVE}  # read by write_config and admit_fake_worker
   rm -rf "$state"
   farm_config "$conf" $((workers * SLOTS)) "$config"
   controls_args "$config"
@@ -106,7 +115,8 @@ farm_run() {
   if [[ -n "$perf_out" ]]; then
     # Starts with the run and stops after warm-up + window + a margin; the profile
     # then covers submit and fill too (perf cannot be told when the window starts).
-    perf record -g -o "$perf_out" -p "$BROKER_PID" 2>/dev/null >/dev/null &
+    # shellcheck disable=SC2086  # FARM_PERF_FLAGS is a list of flags
+    perf record ${FARM_PERF_FLAGS:--g} -o "$perf_out" -p "$BROKER_PID" 2>/dev/null >/dev/null &
     perf_pid=$!
     BENCH_PIDS+=("$perf_pid")
   fi
@@ -143,7 +153,7 @@ collect() {
 }
 
 KEYS=(submit_ms submit_jobs_per_s fill_ms fill_first_assign_ms fill_all_welcomed_ms
-  fill_after_last_welcome_ms fill_broker_cpu_ms fill_broker_cpu_us_per_dispatch
+  fill_after_last_welcome_ms fill_broker_cpu_ms fill_sim_cpu_ms fill_broker_cpu_us_per_dispatch
   sustain_tasks_per_s sustain_acked_per_s sustain_broker_cpu_us_per_dispatch
   sustain_wall_us_per_dispatch sustain_sim_cpu_us_per_dispatch status_idle_p99_ms
   status_fill_p50_ms status_fill_p99_ms status_sustain_p50_ms status_sustain_p99_ms
@@ -158,7 +168,7 @@ echo "farm_projects=$PROJECTS"
 echo "farm_reps=$REPS"
 echo "farm_task_ms=$TASK_MS"
 echo "farm_sustain_s=$SUSTAIN_S"
-echo "farm_worker_curve=${WORKER_CURVE:-true}"
+echo "farm_worker_curve=$CURVE"
 echo "farm_limit_capacities=$(for i in "${!LIMIT_NAMES[@]}"; do
   printf '%s:%s ' "${LIMIT_NAMES[$i]}" $(( (WORKERS * SLOTS * ${PERMILLE[$i]} + 999) / 1000 ))
 done)"
@@ -172,7 +182,7 @@ for rep in $(seq "$REPS"); do
   for config in "${order[@]}"; do
     out=$BENCH_WORK/farm-$config-$rep.out
     perf_out=
-    if [[ $have_perf = 1 && "$config" = controls ]]; then perf_out=$FARM_PERF_DIR/farm-$config-$rep.data; fi
+    if [[ $have_perf = 1 ]]; then perf_out=$FARM_PERF_DIR/farm-$config-$rep.data; fi
     log "farm $config rep $rep/$REPS: $WORKERS workers x $SLOTS slots, $JOBS jobs x $TASKS_PER_JOB tasks"
     farm_run "$out" "$config" "$WORKERS" "$JOBS" "$TASKS_PER_JOB" "$SUSTAIN_S" "$perf_out"
     log "  fill $(val "$out" fill_ms) ms, $(val "$out" sustain_tasks_per_s) tasks/s," \
@@ -181,7 +191,19 @@ for rep in $(seq "$REPS"); do
     files[$config]+="$out "
   done
 done
+if [[ "$CURVE_CHECK" = 1 && "$CURVE" != true ]]; then
+  out=$BENCH_WORK/farm-curve.out
+  log "farm plain with CurveZMQ on the worker endpoint: $WORKERS workers x $SLOTS slots"
+  farm_run "$out" plain "$WORKERS" "$JOBS" "$TASKS_PER_JOB" 1 "" true
+  log "  fill $(val "$out" fill_ms) ms (every Welcome at $(val "$out" fill_all_welcomed_ms) ms)," \
+    "broker CPU $(val "$out" fill_broker_cpu_ms) ms, simulator CPU $(val "$out" fill_sim_cpu_ms) ms"
+  for key in fill_ms fill_all_welcomed_ms fill_after_last_welcome_ms fill_broker_cpu_ms \
+    fill_sim_cpu_ms status_fill_p99_ms; do
+    echo "farm_curve_${key}=$(val "$out" "$key")"
+  done
+fi
 for config in $CONFIGS; do
+  [[ -n "${files[$config]:-}" ]] || continue
   read -r -a RUN_FILES <<<"${files[$config]}"
   first=${RUN_FILES[0]}
   for key in controls_pooled_jobs controls_limited_jobs controls_max_running_jobs \

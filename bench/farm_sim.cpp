@@ -635,6 +635,7 @@ int run(const Options& o) {
   }
   std::fprintf(stderr, "farmhand_bench_farm: %u workers x %u slots connect\n", o.workers, o.slots);
   const CpuSample cpu_t0 = broker_cpu(o.broker_pid);
+  const double own_t0 = own_cpu_s();
   shared.t0 = Clock::now();
   prober.set_phase(kFill);
   for (auto& shard : shards) shard->start();
@@ -644,6 +645,7 @@ int run(const Options& o) {
     std::this_thread::sleep_for(milliseconds(1));
   }
   const CpuSample cpu_full = broker_cpu(o.broker_pid);
+  const double own_full = own_cpu_s();
   const bool full = shared.full_ns.load() != 0;
   const uint64_t fill_assigns = shared.assigns.load();
   emit("fill_complete", full ? "yes" : "no");
@@ -658,6 +660,9 @@ int run(const Options& o) {
          full_ms - static_cast<double>(shared.last_welcome_ns.load()) / 1e6);
   }
   emit("fill_broker_cpu_ms", (cpu_full.cpu_s - cpu_t0.cpu_s) * 1000);
+  // The simulator's own CPU over the fill (its CurveZMQ handshakes included): on 2
+  // cores it competes with the broker.
+  emit("fill_sim_cpu_ms", (own_full - own_t0) * 1000);
   emit("fill_broker_cpu_us_per_dispatch",
        (cpu_full.cpu_s - cpu_t0.cpu_s) * 1e6 / static_cast<double>(std::max<uint64_t>(
                                                    fill_assigns, 1)));
