@@ -27,7 +27,8 @@
 #        FARM_THREADS (1) FARM_STATUS_MS (10) FARM_CONFIGS ("plain controls")
 #        FARM_LIMIT_PERMILLE ("60 30 15") FARM_LIMITED_PERCENT (30) FARM_MAX_RUNNING_PERCENT (20)
 #        FARM_GROWTH ("100 1000 10000 100000") FARM_GROWTH_WORKERS (100)
-#        FARM_GROWTH_TASKS (500000) FARM_GROWTH_SUSTAIN_S (3) FARM_GROWTH_CONFIGS ("plain controls")
+#        FARM_GROWTH_TASKS (500000) FARM_GROWTH_SUSTAIN_S (2) FARM_GROWTH_REPS (3)
+#        FARM_GROWTH_CONFIGS ("plain controls")
 #        FARM_CURVE (false: the main runs' worker endpoint is plain) FARM_CURVE_CHECK (1: one more
 #        plain run with CurveZMQ on, for its fill time) FARM_PERF_DIR (a `perf record -g` of the broker for each main run,
 #        submit to end, is kept there when perf may record; it slows the broker: profiling only)
@@ -57,7 +58,8 @@ MAX_RUNNING_PERCENT=${FARM_MAX_RUNNING_PERCENT:-20}
 GROWTH=${FARM_GROWTH-100 1000 10000 100000}
 GROWTH_WORKERS=${FARM_GROWTH_WORKERS:-100}
 GROWTH_TASKS=${FARM_GROWTH_TASKS:-500000}
-GROWTH_SUSTAIN_S=${FARM_GROWTH_SUSTAIN_S:-3}
+GROWTH_SUSTAIN_S=${FARM_GROWTH_SUSTAIN_S:-2}
+GROWTH_REPS=${FARM_GROWTH_REPS:-3}
 GROWTH_CONFIGS=${FARM_GROWTH_CONFIGS:-plain controls}
 CURVE=${FARM_CURVE:-false}
 CURVE_CHECK=${FARM_CURVE_CHECK:-1}
@@ -134,6 +136,13 @@ farm_run() {
   rm -rf "$state"
 }
 
+# run_order LIST REP: sets ORDER to the words of LIST, reversed on even repetitions, so
+# that drift in the machine's load falls on every configuration alike.
+run_order() {
+  read -r -a ORDER <<<"$1"
+  if (( $2 % 2 == 0 )); then mapfile -t ORDER < <(printf '%s\n' "${ORDER[@]}" | tac); fi
+}
+
 # collect PREFIX KEY...: for each KEY, PREFIX_KEY=median and PREFIX_KEY_all=the runs, from
 # the files in RUN_FILES.
 collect() {
@@ -175,11 +184,8 @@ done)"
 
 declare -A files
 for rep in $(seq "$REPS"); do
-  # Interleaved, and the order flips every repetition, so drift in the machine's
-  # load falls on both configurations alike.
-  order=($CONFIGS)
-  if (( rep % 2 == 0 )); then order=($(printf '%s\n' "${order[@]}" | tac)); fi
-  for config in "${order[@]}"; do
+  run_order "$CONFIGS" "$rep"
+  for config in "${ORDER[@]}"; do
     out=$BENCH_WORK/farm-$config-$rep.out
     perf_out=
     if [[ $have_perf = 1 ]]; then perf_out=$FARM_PERF_DIR/farm-$config-$rep.data; fi
@@ -219,19 +225,29 @@ if [[ -n "$GROWTH" ]]; then
   echo "growth_workers=$GROWTH_WORKERS"
   echo "growth_tasks=$GROWTH_TASKS"
   echo "growth_sizes=$GROWTH"
-  for config in $GROWTH_CONFIGS; do
+  echo "growth_reps=$GROWTH_REPS"
+  declare -A growth_files
+  for rep in $(seq "$GROWTH_REPS"); do
     for jobs in $GROWTH; do
       per_job=$(( (GROWTH_TASKS + jobs - 1) / jobs ))
-      out=$BENCH_WORK/growth-$config-$jobs.out
-      log "growth $config: $jobs queued jobs x $per_job tasks, $GROWTH_WORKERS workers x $SLOTS slots"
-      farm_run "$out" "$config" "$GROWTH_WORKERS" "$jobs" "$per_job" "$GROWTH_SUSTAIN_S"
-      log "  $(val "$out" sustain_broker_cpu_us_per_dispatch) us CPU/dispatch," \
-        "$(val "$out" sustain_tasks_per_s) tasks/s, submit $(val "$out" submit_ms) ms"
-      for key in submit_ms sustain_tasks_per_s sustain_broker_cpu_us_per_dispatch \
-        sustain_wall_us_per_dispatch fill_ms status_sustain_p99_ms rss_queued_kib \
-        rss_per_queued_job_bytes; do
-        echo "growth_${config}_${jobs}_${key}=$(val "$out" "$key")"
+      run_order "$GROWTH_CONFIGS" "$rep"
+      for config in "${ORDER[@]}"; do
+        out=$BENCH_WORK/growth-$config-$jobs-$rep.out
+        log "growth $config rep $rep/$GROWTH_REPS: $jobs queued jobs x $per_job tasks," \
+          "$GROWTH_WORKERS workers x $SLOTS slots"
+        farm_run "$out" "$config" "$GROWTH_WORKERS" "$jobs" "$per_job" "$GROWTH_SUSTAIN_S"
+        log "  $(val "$out" sustain_broker_cpu_us_per_dispatch) us CPU/dispatch," \
+          "$(val "$out" sustain_tasks_per_s) tasks/s, submit $(val "$out" submit_ms) ms"
+        growth_files[$config-$jobs]+="$out "
       done
+    done
+  done
+  for config in $GROWTH_CONFIGS; do
+    for jobs in $GROWTH; do
+      read -r -a RUN_FILES <<<"${growth_files[$config-$jobs]}"
+      collect "growth_${config}_${jobs}" submit_ms sustain_tasks_per_s \
+        sustain_broker_cpu_us_per_dispatch sustain_wall_us_per_dispatch fill_ms \
+        status_sustain_p99_ms rss_queued_kib rss_per_queued_job_bytes
     done
   done
 fi

@@ -705,6 +705,11 @@ int run(const Options& o) {
     if (auto hwm = status_kib(o.broker_pid, "VmHWM:")) emit("rss_peak_kib", *hwm * 1.0);
   }
 
+  if (dispatches == 0) {
+    std::fprintf(stderr,
+                 "farmhand_bench_farm: no dispatch in the window: the queue ran dry (more jobs "
+                 "or tasks per job)\n");
+  }
   shared.stop.store(true);
   for (auto& shard : shards) shard->join();
   prober.stop();
@@ -721,7 +726,7 @@ int run(const Options& o) {
                "status p99 %.2f ms\n",
                dispatches / window_s, (cpu_b.cpu_s - cpu_a.cpu_s) * 1e6 / std::max(dispatches, 1.0),
                summarize(prober.samples(kSustain)).p99_ms);
-  return full && shared.refused.load() == 0 ? 0 : 1;
+  return full && dispatches > 0 && shared.refused.load() == 0 ? 0 : 1;
 }
 
 }  // namespace
