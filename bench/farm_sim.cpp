@@ -96,7 +96,7 @@ struct Options {
   uint32_t max_running = 0;
   double max_running_percent = 0;
   uint32_t priorities = 1;
-  std::string shares;    // not on the wire yet
+  std::string shares;      // not on the wire yet
   uint32_t memory_mb = 0;  // not on the wire yet
   // the phases
   double fill_timeout_s = 60;
@@ -587,8 +587,7 @@ int run(const Options& o) {
   emit("controls_priorities", static_cast<double>(o.priorities));
   // Accepted, not on the wire yet (no proto field): reported so a table can say so.
   emit("controls_shares_applied", o.shares.empty() ? "none requested" : "no (not in the protocol)");
-  emit("controls_memory_applied",
-       o.memory_mb == 0 ? "none requested" : "no (not in the protocol)");
+  emit("controls_memory_applied", o.memory_mb == 0 ? "none requested" : "no (not in the protocol)");
 
   // ---- submit
   std::fprintf(stderr, "farmhand_bench_farm: submitting %u jobs of %llu tasks\n", o.jobs,
@@ -612,9 +611,9 @@ int run(const Options& o) {
     auto rss1 = status_kib(o.broker_pid, "VmRSS:");
     if (rss0 && rss1) {
       emit("rss_queued_kib", static_cast<double>(*rss1));
-      emit("rss_per_queued_job_bytes",
-           (static_cast<double>(*rss1) - static_cast<double>(*rss0)) * 1024.0 /
-               static_cast<double>(std::max<uint64_t>(load.jobs, 1)));
+      emit("rss_per_queued_job_bytes", (static_cast<double>(*rss1) - static_cast<double>(*rss0)) *
+                                           1024.0 /
+                                           static_cast<double>(std::max<uint64_t>(load.jobs, 1)));
     }
   }
 
@@ -664,8 +663,8 @@ int run(const Options& o) {
   // cores it competes with the broker.
   emit("fill_sim_cpu_ms", (own_full - own_t0) * 1000);
   emit("fill_broker_cpu_us_per_dispatch",
-       (cpu_full.cpu_s - cpu_t0.cpu_s) * 1e6 / static_cast<double>(std::max<uint64_t>(
-                                                   fill_assigns, 1)));
+       (cpu_full.cpu_s - cpu_t0.cpu_s) * 1e6 /
+           static_cast<double>(std::max<uint64_t>(fill_assigns, 1)));
   if (o.broker_pid > 0) {
     if (auto rss = status_kib(o.broker_pid, "VmRSS:")) emit("rss_full_kib", *rss * 1.0);
   }
