@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs every benchmark (bench/README.md) but media.sh against the binaries in BUILD_DIR
 # and prints a markdown results table. Takes about a minute on 2 cores, plus about
-# 1.5 minutes for publish.sh (issue 5), which prints its own table after the main one.
+# 1.5 minutes for publish.sh (issue 5), which prints its own table after the main one,
+# and about 4 minutes for farm.sh (the simulated farm), whose tables come last.
 #
 # usage: bench/run_all.sh BUILD_DIR
 #   env: RESULTS=FILE keeps the raw key=value results there; the knobs of each
 #        script (TASKS, SLOTS, DISPATCH_REPS, PROCESS_REPS, SCALE_FRAMES, ...) pass through.
 #        PUBLISH=0 skips publish.sh (it also skips itself without oiiotool or python3-zmq).
+#        FARM=0 skips farm.sh; its FARM_* knobs pass through too.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-}
@@ -14,7 +16,7 @@ build=${1:-}
 
 cmake --build "$build" --target farmhandd farmhand farmhand-worker farmhand_bench_client \
   farmhand_bench_worker farmhand_bench_zmq farmhand_bench_sqlite farmhand-media farmhand_python \
-  farmhand_bench_media_ops >&2
+  farmhand_bench_media_ops farmhand_bench_farm >&2
 
 results=${RESULTS:-$(mktemp /tmp/fhb-results.XXXXXX)}
 : >"$results"
@@ -72,11 +74,28 @@ else
   grep -E '^[a-z0-9_]+=' "$publish_out" >>"$results" || true
 fi
 
+# farm.sh (the simulated studio farm): its key=value lines join the results (its table
+# sets its broker CPU per dispatch against dispatch.sh's), its tables come last.
+if [[ "${FARM:-1}" = 0 ]]; then
+  echo "== farm.sh skipped (FARM=0)" >&2
+else
+  echo "== farm.sh" >&2
+  "$here/farm.sh" "$build" >>"$results" &
+  child=$!
+  wait "$child" || failed+=(farm.sh)
+  child=
+fi
+
 /usr/bin/python3 "$here/report.py" "$results"
 if [[ -n "$publish_out" ]]; then
   echo
   echo "Publish (issue 5, bench/publish.sh):"
   sed -n '/^$/,$p' "$publish_out"
+fi
+if [[ "${FARM:-1}" != 0 ]] && grep -q '^farm_workers=' "$results"; then
+  echo
+  echo "Farm scale (bench/farm.sh):"
+  /usr/bin/python3 "$here/farm_report.py" "$results"
 fi
 if [[ ${#failed[@]} -gt 0 ]]; then
   echo "failed: ${failed[*]} (their rows are missing or partial)" >&2

@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# Farm scale: a simulated studio farm (farmhand_bench_farm, one process playing
+# FARM_WORKERS workers of FARM_SLOTS slots over real sockets) against a real farmhandd
+# with FARM_JOBS queued noop jobs across FARM_PROJECTS projects. Per run: the time
+# from an empty farm to every slot busy, sustained tasks/s, status p99 under that
+# load, broker CPU per dispatch and broker memory. Two configurations side by side,
+# interleaved, FARM_REPS times:
+#   plain     no limits, every worker and job in the default pool, one priority;
+#   controls  3 limits whose capacities bind (FARM_LIMIT_PERMILLE of all slots) carried
+#             by FARM_LIMITED_PERCENT of the jobs, 3 pools (workers split evenly, a
+#             quarter of the jobs in each pool and a quarter in none), max running 2 on
+#             FARM_MAX_RUNNING_PERCENT of the jobs, 3 priorities over the projects.
+# The main runs use a plain worker endpoint (FARM_CURVE=false): 2,000 CurveZMQ client
+# handshakes in one simulator process cost about 1 s of CPU on the same 2 cores as the
+# broker, where a real farm spreads them over 2,000 hosts. One extra plain run with
+# CurveZMQ on (FARM_CURVE_CHECK=1) reports what the handshakes add to the fill.
+# Shares and memory requests are not in the protocol yet: FARM_SHARES / FARM_MEMORY_MB
+# are passed on and reported as not applied.
+#
+# Then the cost of one dispatch against the number of queued jobs (FARM_GROWTH, e.g.
+# "100 1000 10000 100000"; empty skips it), on a small farm (FARM_GROWTH_WORKERS x
+# FARM_SLOTS), about FARM_GROWTH_TASKS tasks in all, for each of FARM_GROWTH_CONFIGS.
+#
+# usage: bench/farm.sh BUILD_DIR
+#   env: FARM_WORKERS (2000) FARM_SLOTS (16) FARM_JOBS (10000) FARM_TASKS_PER_JOB (50)
+#        FARM_PROJECTS (20) FARM_REPS (3) FARM_WARMUP_S (1) FARM_SUSTAIN_S (5) FARM_TASK_MS (0)
+#        FARM_THREADS (1) FARM_STATUS_MS (10) FARM_CONFIGS ("plain controls")
+#        FARM_LIMIT_PERMILLE ("60 30 15") FARM_LIMITED_PERCENT (30) FARM_MAX_RUNNING_PERCENT (20)
+#        FARM_GROWTH ("100 1000 10000 100000") FARM_GROWTH_WORKERS (100)
+#        FARM_GROWTH_TASKS (500000) FARM_GROWTH_SUSTAIN_S (2) FARM_GROWTH_REPS (3)
+#        FARM_GROWTH_CONFIGS ("plain controls")
+#        FARM_CURVE (false: the main runs' worker endpoint is plain) FARM_CURVE_CHECK (1: one more
+#        plain run with CurveZMQ on, for its fill time) FARM_PERF_DIR (a `perf record -g` of the broker for each main run,
+#        submit to end, is kept there when perf may record; it slows the broker: profiling only)
+set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+bench_init "${1:-}"
+
+FARM=$BENCH_BIN/farmhand_bench_farm
+[[ -x "$FARM" ]] || die "missing $FARM: build first (cmake --build $1 --target farmhand_bench_farm)"
+
+WORKERS=${FARM_WORKERS:-2000}
+SLOTS=${FARM_SLOTS:-16}
+JOBS=${FARM_JOBS:-10000}
+TASKS_PER_JOB=${FARM_TASKS_PER_JOB:-50}
+PROJECTS=${FARM_PROJECTS:-20}
+REPS=${FARM_REPS:-3}
+WARMUP_S=${FARM_WARMUP_S:-1}
+SUSTAIN_S=${FARM_SUSTAIN_S:-5}
+TASK_MS=${FARM_TASK_MS:-0}
+THREADS=${FARM_THREADS:-1}
+STATUS_MS=${FARM_STATUS_MS:-10}
+CONFIGS=${FARM_CONFIGS:-plain controls}
+read -r -a PERMILLE <<<"${FARM_LIMIT_PERMILLE:-60 30 15}"
+LIMITED_PERCENT=${FARM_LIMITED_PERCENT:-30}
+MAX_RUNNING_PERCENT=${FARM_MAX_RUNNING_PERCENT:-20}
+GROWTH=${FARM_GROWTH-100 1000 10000 100000}
+GROWTH_WORKERS=${FARM_GROWTH_WORKERS:-100}
+GROWTH_TASKS=${FARM_GROWTH_TASKS:-500000}
+GROWTH_SUSTAIN_S=${FARM_GROWTH_SUSTAIN_S:-2}
+GROWTH_REPS=${FARM_GROWTH_REPS:-3}
+GROWTH_CONFIGS=${FARM_GROWTH_CONFIGS:-plain controls}
+CURVE=${FARM_CURVE:-false}
+CURVE_CHECK=${FARM_CURVE_CHECK:-1}
+LIMIT_NAMES=(lic-a lic-b lic-c)
+
+# Each simulated worker holds two descriptors (its socket's mailbox and its
+# connection), the broker one per worker.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+need_fds=$((2 * WORKERS + 256))
+[[ "$(ulimit -n)" = unlimited || "$(ulimit -n)" -ge "$need_fds" ]] ||
+  die "open file limit $(ulimit -n) is under the $need_fds that $WORKERS workers need"
+
+have_perf=0
+if [[ -n "${FARM_PERF_DIR:-}" ]] && command -v perf >/dev/null &&
+  perf record -o /dev/null -g true >/dev/null 2>&1; then
+  have_perf=1
+  mkdir -p "$FARM_PERF_DIR"
+fi
+
+# farm_config PATH TOTAL_SLOTS CONFIG: the benchmarks' config, plus the limits for controls.
+farm_config() {
+  local path=$1 total=$2 config=$3 i
+  write_config "$path" 1
+  [[ "$config" = controls ]] || return 0
+  echo "limits:" >>"$path"
+  for i in "${!LIMIT_NAMES[@]}"; do
+    echo "  ${LIMIT_NAMES[$i]}: $(( (total * ${PERMILLE[$i]} + 999) / 1000 ))" >>"$path"
+  done
+}
+
+# controls_args CONFIG: the simulator's flags for that configuration.
+controls_args() {
+  CONTROL_ARGS=()
+  if [[ -n "${FARM_SHARES:-}" ]]; then CONTROL_ARGS+=(--shares "$FARM_SHARES"); fi
+  if [[ -n "${FARM_MEMORY_MB:-}" ]]; then CONTROL_ARGS+=(--memory-mb "$FARM_MEMORY_MB"); fi
+  [[ "$1" = controls ]] || return 0
+  local name
+  CONTROL_ARGS+=(--pools 3 --priorities 3 --max-running 2
+    --max-running-percent "$MAX_RUNNING_PERCENT" --limited-percent "$LIMITED_PERCENT")
+  for name in "${LIMIT_NAMES[@]}"; do CONTROL_ARGS+=(--limit "$name"); done
+}
+
+# farm_run OUT CONFIG WORKERS JOBS TASKS_PER_JOB SUSTAIN_S [PERF_OUT [CURVE]]: one broker, one
+# simulated farm.
+farm_run() {
+  local out=$1 config=$2 workers=$3 jobs=$4 per_job=$5 sustain=$6 perf_out=${7:-}
+  local state=$BENCH_WORK/state conf=$BENCH_WORK/farm.yaml
+  WORKER_CURVE=${8:-$CURVE}  # read by write_config and admit_fake_worker
+  rm -rf "$state"
+  farm_config "$conf" $((workers * SLOTS)) "$config"
+  controls_args "$config"
+  admit_fake_worker "$state"
+  start_broker "$conf" "$state" 0
+  local perf_pid=
+  if [[ -n "$perf_out" ]]; then
+    # Starts with the run and stops after warm-up + window + a margin; the profile
+    # then covers submit and fill too (perf cannot be told when the window starts).
+    # shellcheck disable=SC2086  # FARM_PERF_FLAGS is a list of flags
+    perf record ${FARM_PERF_FLAGS:--g} -o "$perf_out" -p "$BROKER_PID" 2>/dev/null >/dev/null &
+    perf_pid=$!
+    BENCH_PIDS+=("$perf_pid")
+  fi
+  "$FARM" --worker-endpoint "$WORKER_EP" --broker "$CLIENT_EP" "${FAKE_WORKER_CURVE[@]}" \
+    --broker-pid "$BROKER_PID" --workers "$workers" --slots "$SLOTS" --threads "$THREADS" \
+    --jobs "$jobs" --tasks-per-job "$per_job" --projects "$PROJECTS" --task-ms "$TASK_MS" \
+    --warmup-s "$WARMUP_S" --sustain-s "$sustain" --status-interval-ms "$STATUS_MS" \
+    "${CONTROL_ARGS[@]}" >"$out" || {
+    [[ -z "$perf_pid" ]] || stop_pid "$perf_pid" INT
+    stop_broker
+    die "farm run failed ($config, $workers workers, $jobs jobs): $(tr '\n' ' ' <"$out")"
+  }
+  [[ -z "$perf_pid" ]] || stop_pid "$perf_pid" INT
+  stop_broker
+  rm -rf "$state"
+}
+
+# run_order LIST REP: sets ORDER to the words of LIST, reversed on even repetitions, so
+# that drift in the machine's load falls on every configuration alike.
+run_order() {
+  read -r -a ORDER <<<"$1"
+  if (( $2 % 2 == 0 )); then mapfile -t ORDER < <(printf '%s\n' "${ORDER[@]}" | tac); fi
+}
+
+# collect PREFIX KEY...: for each KEY, PREFIX_KEY=median and PREFIX_KEY_all=the runs, from
+# the files in RUN_FILES.
+collect() {
+  local prefix=$1 key f runs
+  shift
+  for key in "$@"; do
+    runs=()
+    for f in "${RUN_FILES[@]}"; do
+      local v
+      v=$(val "$f" "$key")
+      [[ -n "$v" ]] && runs+=("$v")
+    done
+    [[ ${#runs[@]} -gt 0 ]] || continue
+    echo "${prefix}_${key}=$(median "${runs[@]}")"
+    echo "${prefix}_${key}_all=${runs[*]}"
+  done
+}
+
+KEYS=(submit_ms submit_jobs_per_s fill_ms fill_first_assign_ms fill_all_welcomed_ms
+  fill_after_last_welcome_ms fill_broker_cpu_ms fill_sim_cpu_ms fill_broker_cpu_us_per_dispatch
+  sustain_tasks_per_s sustain_acked_per_s sustain_broker_cpu_us_per_dispatch
+  sustain_wall_us_per_dispatch sustain_sim_cpu_us_per_dispatch status_idle_p99_ms
+  status_fill_p50_ms status_fill_p99_ms status_sustain_p50_ms status_sustain_p99_ms
+  status_sustain_max_ms status_sustain_count rss_queued_kib rss_full_kib rss_end_kib
+  rss_peak_kib rss_per_queued_job_bytes)
+
+echo "farm_workers=$WORKERS"
+echo "farm_slots=$SLOTS"
+echo "farm_jobs=$JOBS"
+echo "farm_tasks_per_job=$TASKS_PER_JOB"
+echo "farm_projects=$PROJECTS"
+echo "farm_reps=$REPS"
+echo "farm_task_ms=$TASK_MS"
+echo "farm_sustain_s=$SUSTAIN_S"
+echo "farm_worker_curve=$CURVE"
+echo "farm_limit_capacities=$(for i in "${!LIMIT_NAMES[@]}"; do
+  printf '%s:%s ' "${LIMIT_NAMES[$i]}" $(( (WORKERS * SLOTS * ${PERMILLE[$i]} + 999) / 1000 ))
+done)"
+
+declare -A files
+for rep in $(seq "$REPS"); do
+  run_order "$CONFIGS" "$rep"
+  for config in "${ORDER[@]}"; do
+    out=$BENCH_WORK/farm-$config-$rep.out
+    perf_out=
+    if [[ $have_perf = 1 ]]; then perf_out=$FARM_PERF_DIR/farm-$config-$rep.data; fi
+    log "farm $config rep $rep/$REPS: $WORKERS workers x $SLOTS slots, $JOBS jobs x $TASKS_PER_JOB tasks"
+    farm_run "$out" "$config" "$WORKERS" "$JOBS" "$TASKS_PER_JOB" "$SUSTAIN_S" "$perf_out"
+    log "  fill $(val "$out" fill_ms) ms, $(val "$out" sustain_tasks_per_s) tasks/s," \
+      "$(val "$out" sustain_broker_cpu_us_per_dispatch) us CPU/dispatch," \
+      "status p99 $(val "$out" status_sustain_p99_ms) ms, rss $(val "$out" rss_peak_kib) KiB"
+    files[$config]+="$out "
+  done
+done
+if [[ "$CURVE_CHECK" = 1 && "$CURVE" != true ]]; then
+  out=$BENCH_WORK/farm-curve.out
+  log "farm plain with CurveZMQ on the worker endpoint: $WORKERS workers x $SLOTS slots"
+  farm_run "$out" plain "$WORKERS" "$JOBS" "$TASKS_PER_JOB" 1 "" true
+  log "  fill $(val "$out" fill_ms) ms (every Welcome at $(val "$out" fill_all_welcomed_ms) ms)," \
+    "broker CPU $(val "$out" fill_broker_cpu_ms) ms, simulator CPU $(val "$out" fill_sim_cpu_ms) ms"
+  for key in fill_ms fill_all_welcomed_ms fill_after_last_welcome_ms fill_broker_cpu_ms \
+    fill_sim_cpu_ms status_fill_p99_ms; do
+    echo "farm_curve_${key}=$(val "$out" "$key")"
+  done
+fi
+for config in $CONFIGS; do
+  [[ -n "${files[$config]:-}" ]] || continue
+  read -r -a RUN_FILES <<<"${files[$config]}"
+  first=${RUN_FILES[0]}
+  for key in controls_pooled_jobs controls_limited_jobs controls_max_running_jobs \
+    controls_shares_applied controls_memory_applied submit_tasks; do
+    echo "farm_${config}_${key}=$(val "$first" "$key")"
+  done
+  collect "farm_$config" "${KEYS[@]}"
+done
+
+# ---------------------------------------------------------------- growth with queued jobs
+
+if [[ -n "$GROWTH" ]]; then
+  echo "growth_workers=$GROWTH_WORKERS"
+  echo "growth_tasks=$GROWTH_TASKS"
+  echo "growth_sizes=$GROWTH"
+  echo "growth_reps=$GROWTH_REPS"
+  declare -A growth_files
+  for rep in $(seq "$GROWTH_REPS"); do
+    for jobs in $GROWTH; do
+      per_job=$(( (GROWTH_TASKS + jobs - 1) / jobs ))
+      run_order "$GROWTH_CONFIGS" "$rep"
+      for config in "${ORDER[@]}"; do
+        out=$BENCH_WORK/growth-$config-$jobs-$rep.out
+        log "growth $config rep $rep/$GROWTH_REPS: $jobs queued jobs x $per_job tasks," \
+          "$GROWTH_WORKERS workers x $SLOTS slots"
+        farm_run "$out" "$config" "$GROWTH_WORKERS" "$jobs" "$per_job" "$GROWTH_SUSTAIN_S"
+        log "  $(val "$out" sustain_broker_cpu_us_per_dispatch) us CPU/dispatch," \
+          "$(val "$out" sustain_tasks_per_s) tasks/s, submit $(val "$out" submit_ms) ms"
+        growth_files[$config-$jobs]+="$out "
+      done
+    done
+  done
+  for config in $GROWTH_CONFIGS; do
+    for jobs in $GROWTH; do
+      read -r -a RUN_FILES <<<"${growth_files[$config-$jobs]}"
+      collect "growth_${config}_${jobs}" submit_ms sustain_tasks_per_s \
+        sustain_broker_cpu_us_per_dispatch sustain_wall_us_per_dispatch fill_ms \
+        status_sustain_p99_ms rss_queued_kib rss_per_queued_job_bytes
+    done
+  done
+fi
