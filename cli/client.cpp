@@ -1,10 +1,13 @@
 #include "cli/client.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <thread>
 #include <utility>
 
 #include <fmt/format.h>
+#include <pwd.h>
+#include <unistd.h>
 
 #include "common/wire.h"
 
@@ -103,9 +106,24 @@ Result<wire::ClientReply> Client::call(wire::ClientRequest& request, millisecond
   return reply;
 }
 
+std::string Client::login_name() {
+  // The account the process runs as, as ps shows it; $USER only when it has no name.
+  if (const passwd* pw = getpwuid(geteuid()); pw && pw->pw_name) return pw->pw_name;
+  if (const char* user = std::getenv("USER")) return user;
+  return std::to_string(geteuid());
+}
+
+std::string Client::host_name() {
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0) return {};
+  return name;
+}
+
 Result<wire::SubmitReply> Client::submit(wire::JobSpec spec) {
   const bool own_key = spec.idempotency_key().empty();
   if (own_key) spec.set_idempotency_key(random_key());
+  if (spec.submitted_by().empty()) spec.set_submitted_by(login_name());
+  if (spec.submitted_from().empty()) spec.set_submitted_from(host_name());
   wire::ClientRequest request;
   *request.mutable_submit()->mutable_spec() = std::move(spec);
   auto reply = body_of(call(request, timeout_, Resend::kYes), wire::ClientReply::kSubmit,

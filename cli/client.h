@@ -93,6 +93,10 @@ class Client {
   // for the copy, at least an hour whatever the reply timeout.
   [[nodiscard]] Result<wire::BackupReply> backup(const std::string& path, bool force = false);
 
+  // Who submits, for JobSpec.submitted_by / submitted_from.
+  static std::string login_name();
+  static std::string host_name();
+
   // 128 random bits as 32 hex digits, for idempotency keys.
   static std::string random_key();
 

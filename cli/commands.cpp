@@ -317,6 +317,7 @@ struct SubmitOptions {
   std::string lane;
   std::vector<std::string> limits;
   uint32_t max_running = 0;
+  std::string project;
   bool wait = false;
 };
 
@@ -357,6 +358,9 @@ void add_submit_options(CLI::App& cmd, SubmitOptions& o) {
   cmd.add_option("--max-running", o.max_running, "at most this many tasks of the job run at once")
       ->type_name("N")
       ->transform(kPositive32);
+  cmd.add_option("--project", o.project,
+                 "the show or project the job is for (default: its `project` label)")
+      ->check(kNotEmpty);
   cmd.add_flag("--wait", o.wait, "follow the job like `watch`; exit 0 only if it succeeded");
 }
 
@@ -377,6 +381,7 @@ wire::JobSpec base_spec(const SubmitOptions& o, const std::string& kind) {
   spec.set_lane(o.lane);
   for (const std::string& limit : o.limits) spec.add_limits(limit);
   spec.set_max_running(o.max_running);
+  spec.set_project(o.project);
   return spec;
 }
 
@@ -620,21 +625,86 @@ void add_status(CLI::App& app, Invocation& inv) {
 struct ListOptions {
   std::string state;
   uint32_t limit = 0;
+  uint64_t offset = 0;
+  std::string user;
+  bool mine = false;
+  std::string project;
+  std::vector<std::string> labels;
+  std::string name;
+  std::string since;
 };
+
+// "90s", "15m", "3h", "2d", "1w": seconds; nullopt for anything else.
+std::optional<int64_t> age_seconds(const std::string& text) {
+  if (text.size() < 2) return std::nullopt;
+  int64_t n = 0;
+  const char* end = text.data() + text.size() - 1;
+  auto [ptr, ec] = std::from_chars(text.data(), end, n);
+  if (ec != std::errc() || ptr != end || n < 0 || n > 100'000) return std::nullopt;
+  switch (text.back()) {
+    case 's':
+      return n;
+    case 'm':
+      return n * 60;
+    case 'h':
+      return n * 3600;
+    case 'd':
+      return n * 86'400;
+    case 'w':
+      return n * 7 * 86'400;
+    default:
+      return std::nullopt;
+  }
+}
 
 void add_ls(CLI::App& app, Invocation& inv) {
   auto o = std::make_shared<ListOptions>();
-  CLI::App* cmd = add_leaf(app, inv, "ls", "list jobs");
+  CLI::App* cmd = add_leaf(app, inv, "ls", "list jobs, newest last; filters combine");
   cmd->add_option("--state", o->state, "only jobs in this state")
       ->transform(CLI::IsMember(job_state_names(), CLI::ignore_case));
+  auto* user = cmd->add_option("--user", o->user, "only jobs this user submitted");
+  cmd->add_flag("--mine", o->mine, "only jobs you submitted")->excludes(user);
+  cmd->add_option("--project", o->project, "only jobs of this project")->check(kNotEmpty);
+  cmd->add_option("--label", o->labels, "only jobs with this label (repeatable)")
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false)
+      ->check(key_value_check());
+  cmd->add_option("--name", o->name, "only jobs whose name contains this (any case)");
+  cmd->add_option("--since", o->since, "only jobs submitted in the last AGE: 90s, 15m, 3h, 2d, 1w")
+      ->type_name("AGE")
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            return age_seconds(text) ? "" : "'" + text + "' is not an age such as 90s, 3h or 2d";
+          },
+          ""));
   cmd->add_option("--limit", o->limit, "at most this many jobs (default 1000)")
       ->transform(kPositive32);
+  cmd->add_option("--offset", o->offset, "skip the newest N matches (the next page)")
+      ->type_name("N")
+      ->transform(kNonNegative);
   bind(cmd, inv, o, [](Context& ctx, const ListOptions& opts) {
     wire::ListRequest request;
     request.set_state(job_state_from_name(opts.state).value_or(wire::JOB_STATE_UNSPECIFIED));
     request.set_limit(opts.limit);
+    request.set_offset(opts.offset);
+    request.set_user(opts.mine ? Client::login_name() : opts.user);
+    request.set_project(opts.project);
+    put_key_values(opts.labels, *request.mutable_labels());
+    request.set_name_contains(opts.name);
+    if (auto age = age_seconds(opts.since)) {
+      const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+      request.set_since_unix_ms(now - *age * 1000);
+    }
     auto reply = ctx.client.list(request);
     if (!reply) return report(ctx, reply.error());
+    if (reply->next_offset() != 0) {
+      ctx.err << fmt::format("farmhand: {} more job{} match; --offset {} shows the next page\n",
+                             reply->matched() - reply->next_offset(),
+                             reply->matched() - reply->next_offset() == 1 ? "" : "s",
+                             reply->next_offset());
+    }
     if (ctx.json) {
       Json jobs = Json::array();
       for (const auto& job : reply->jobs()) jobs.push_back(to_json(job));

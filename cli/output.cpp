@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cmath>
+#include <ctime>
 #include <map>
 
 #include <fmt/format.h>
@@ -177,6 +179,41 @@ Json to_json(const wire::TaskInfo& task) {
   };
 }
 
+namespace {
+
+int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// How long the job has existed, or took: submitted until finished (or now).
+double job_elapsed_s(const wire::JobSummary& job) {
+  if (job.submitted_unix_ms() == 0) return 0;
+  const int64_t end = job.finished_unix_ms() != 0 ? job.finished_unix_ms() : now_unix_ms();
+  return static_cast<double>(end - job.submitted_unix_ms()) / 1000.0;
+}
+
+// Local time, to the second: "2026-12-06 10:17:31".
+std::string local_time(int64_t unix_ms) {
+  if (unix_ms == 0) return "-";
+  const std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", &tm);
+  return text;
+}
+
+std::string submitter_text(const wire::JobSummary& job) {
+  std::string who = job.submitted_by().empty() ? "?" : single_line(job.submitted_by());
+  if (!job.submitted_from().empty()) who += "@" + single_line(job.submitted_from());
+  if (!job.submitted_key().empty()) who += " (key " + single_line(job.submitted_key()) + ")";
+  return who;
+}
+
+}  // namespace
+
 Json to_json(const wire::JobSummary& job) {
   Json counts = Json::object();
   for (auto state : kTaskStates) counts[task_state_name(state)] = task_count_in(job, state);
@@ -197,6 +234,17 @@ Json to_json(const wire::JobSummary& job) {
       {"counts", std::move(counts)},
       {"progress_percent", progress_percent(job)},
       {"submitted_unix_ms", job.submitted_unix_ms()},
+      {"finished_unix_ms",
+       job.finished_unix_ms() == 0 ? Json(nullptr) : Json(job.finished_unix_ms())},
+      {"elapsed_s", job_elapsed_s(job)},
+      {"submitted_by", job.submitted_by()},
+      {"submitted_from", job.submitted_from()},
+      {"submitted_key", job.submitted_key()},
+      {"project", job.project()},
+      {"command_template", job.command_template()},
+      {"params", std::map<std::string, std::string>(job.params().begin(), job.params().end())},
+      {"max_running", job.max_running()},
+      {"limits", std::vector<std::string>(job.limits().begin(), job.limits().end())},
       {"labels", labels},
       {"max_attempts", job.max_attempts()},
       {"timeout_s", job.timeout_s()},
@@ -388,8 +436,30 @@ void write_status(std::ostream& out, const wire::StatusReply& status, bool with_
                      name, or_dash(job.kind()), job_state_name(job.state()), job.priority(),
                      job.pool().empty() ? "any" : single_line(job.pool()), or_dash(job.frames()),
                      job.chunk());
+  out << fmt::format(
+      "submitted {} by {}{}; {} {}\n", local_time(job.submitted_unix_ms()), submitter_text(job),
+      job.project().empty() ? "" : " for " + single_line(job.project()),
+      job.finished_unix_ms() != 0 ? "finished " + local_time(job.finished_unix_ms()) + ", took"
+                                  : "elapsed",
+      format_seconds(job_elapsed_s(job)));
+  // What it runs: the command template or the media kind's parameters.
+  if (!job.command_template().empty() || !job.params().empty()) {
+    std::map<std::string, std::string> params(job.params().begin(), job.params().end());
+    std::vector<std::string> parts;
+    if (!job.command_template().empty()) {
+      parts.push_back("command=" + single_line(job.command_template()));
+    }
+    for (const auto& [key, value] : params)
+      parts.push_back(single_line(key) + "=" + single_line(value));
+    out << join(parts, " ") << '\n';
+  }
   // Where it came from and what it waits for, when there is something to say.
   std::vector<std::string> extra;
+  if (job.max_running() != 0) extra.push_back(fmt::format("max_running={}", job.max_running()));
+  if (!job.limits().empty()) {
+    extra.push_back("limits=" +
+                    join(std::vector<std::string>(job.limits().begin(), job.limits().end()), ","));
+  }
   if (job.lane() == "interactive") extra.push_back("lane=interactive");
   if (!job.after().empty()) {
     std::vector<std::string> ids;
@@ -484,12 +554,14 @@ void write_health(std::ostream& out, const wire::HealthReply& health) {
 }
 
 void write_jobs(std::ostream& out, const wire::ListReply& list) {
-  Table table({"ID", "STATE", "PRIO", "KIND", "NAME", "DONE/TOTAL"});
+  Table table({"ID", "STATE", "PRIO", "KIND", "NAME", "PROJECT", "USER", "DONE/TOTAL", "ELAPSED"});
   for (const auto& job : list.jobs()) {
     table.add_row({std::to_string(job.id()), job_state_name(job.state()),
                    std::to_string(job.priority()), or_dash(job.kind()), or_dash(job.name()),
+                   or_dash(job.project()), or_dash(job.submitted_by()),
                    fmt::format("{}/{} ({}%)", task_count_in(job, wire::TASK_SUCCEEDED),
-                               total_tasks(job), progress_percent(job))});
+                               total_tasks(job), progress_percent(job)),
+                   format_seconds(job_elapsed_s(job))});
   }
   table.write(out);
 }

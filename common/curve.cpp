@@ -242,8 +242,9 @@ Result<std::optional<CurveClientKeys>> curve_client_keys(const std::string& serv
   return keys;
 }
 
-Result<std::set<std::string>> read_authorized_keys(const std::string& dir, size_t* skipped) {
-  std::set<std::string> keys;
+Result<std::map<std::string, std::string>> read_authorized_keys(const std::string& dir,
+                                                                size_t* skipped) {
+  std::map<std::string, std::string> keys;
   size_t bad = 0;
   std::error_code ec;
   std::filesystem::directory_iterator it(dir, ec);
@@ -257,7 +258,7 @@ Result<std::set<std::string>> read_authorized_keys(const std::string& dir, size_
     if (!entry.is_regular_file(type_ec) || entry.path().extension() != ".pub") continue;
     auto key = read_curve_key_file(entry.path().string());
     if (key) {
-      keys.insert(*key);
+      keys.emplace(*key, entry.path().stem().string());
     } else {
       ++bad;
     }

@@ -7,6 +7,7 @@
 // whose public keys are *.pub files in its authorised-keys directory.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -63,10 +64,11 @@ struct CurveClientKeys {
 [[nodiscard]] Result<std::optional<CurveClientKeys>> curve_client_keys(
     const std::string& server_key_or_file, const std::string& secret_key_file);
 
-// Public keys of the *.pub files in `dir` (files without a key are skipped
-// and counted in `skipped`; other files are ignored). Error when the directory cannot be listed:
-// the caller then admits nobody.
-[[nodiscard]] Result<std::set<std::string>> read_authorized_keys(const std::string& dir,
-                                                                 size_t* skipped = nullptr);
+// Public keys of the *.pub files in `dir`, each with its name (the file's
+// name without .pub: "alice" for alice.pub; files without a key are skipped
+// and counted in `skipped`; other files are ignored). Error when the directory
+// cannot be listed: the caller then admits nobody.
+[[nodiscard]] Result<std::map<std::string, std::string>> read_authorized_keys(
+    const std::string& dir, size_t* skipped = nullptr);
 
 }  // namespace farmhand::common

@@ -158,9 +158,10 @@ void Broker::turn() {
                            [&](const std::string& rid, const void* data, size_t size) {
                              core_->on_worker(rid, data, size);
                            });
-  endpoints_.drain_clients(kMaxClientMessagesPerTurn,
-                           [&](const std::string& rid, bool req_envelope, const void* data,
-                               size_t size) { core_->on_client(rid, req_envelope, data, size); });
+  endpoints_.drain_clients(
+      kMaxClientMessagesPerTurn,
+      [&](const std::string& rid, bool req_envelope, const void* data, size_t size,
+          const std::string& peer) { core_->on_client(rid, req_envelope, data, size, peer); });
   if (auto interval = systemd::watchdog_interval();
       interval && clock_.steady() - last_watchdog_ >= *interval) {
     last_watchdog_ = clock_.steady();

@@ -71,8 +71,8 @@ void BrokerCore::reload_limits(const std::map<std::string, uint32_t>& before) {
 }
 
 void BrokerCore::on_client(const std::string& routing_id, bool req_envelope, const void* data,
-                           size_t size) {
-  clients_.on_message(routing_id, req_envelope, data, size, turn_);
+                           size_t size, const std::string& peer) {
+  clients_.on_message(routing_id, req_envelope, data, size, turn_, peer);
 }
 
 void BrokerCore::on_worker(const std::string& routing_id, const void* data, size_t size) {

@@ -52,7 +52,9 @@ class BrokerCore final : public HealthSource {
   // Loads the Farm from the store (before anything else).
   [[nodiscard]] Result<void> restore();
 
-  void on_client(const std::string& routing_id, bool req_envelope, const void* data, size_t size);
+  // `peer`: the client's CURVE key name on a secured client port.
+  void on_client(const std::string& routing_id, bool req_envelope, const void* data, size_t size,
+                 const std::string& peer = {});
 
   // After a reload: the limits whose value the config file changed (or added)
   // take it, and it is stored, as `farmhand limit set` would. Limits the file

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 
 #include <fmt/format.h>
 #include <google/protobuf/io/coded_stream.h>
@@ -51,7 +52,7 @@ uint64_t peek_request_id(const void* data, size_t size) {
 }
 
 void ClientService::on_message(const std::string& routing_id, bool req_envelope, const void* data,
-                               size_t size, Turn& turn) {
+                               size_t size, Turn& turn, const std::string& peer) {
   wire::ClientRequest request;
   wire::ClientReply reply;
   const size_t limit = config_.broker.max_client_message_bytes;
@@ -83,7 +84,7 @@ void ClientService::on_message(const std::string& routing_id, bool req_envelope,
     } else {
       switch (request.body_case()) {
         case wire::ClientRequest::kSubmit:
-          parts_.intake.submit(request.submit(), reply, turn);
+          parts_.intake.submit(request.submit(), reply, turn, peer);
           break;
         case wire::ClientRequest::kStatus:
           status(request.status(), reply);
@@ -346,22 +347,58 @@ std::optional<Clock::SteadyTime> ClientService::next_deadline() const {
 
 // ------------------------------------------------------------------ ls, actions, workers, logs
 
+namespace {
+
+std::string lower(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+
+// Whether the job passes every filter of a list request.
+bool list_match(const wire::ListRequest& request, const std::string& name_needle,
+                const JobRecord& record, wire::JobState state) {
+  const wire::JobSpec& spec = record.spec;
+  if (request.state() != wire::JOB_STATE_UNSPECIFIED && state != request.state()) return false;
+  if (!request.user().empty() && spec.submitted_by() != request.user()) return false;
+  if (!request.project().empty() && spec.project() != request.project()) return false;
+  if (request.since_unix_ms() != 0 && record.submitted_unix_ms < request.since_unix_ms()) {
+    return false;
+  }
+  for (const auto& [key, value] : request.labels()) {
+    auto it = spec.labels().find(key);
+    if (it == spec.labels().end() || it->second != value) return false;
+  }
+  if (!name_needle.empty()) {
+    const std::string name =
+        !spec.name().empty() ? spec.name() : spec.kind() + " " + spec.command_template();
+    if (lower(name).find(name_needle) == std::string::npos) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 void ClientService::list(const wire::ListRequest& request, wire::ClientReply& reply) const {
   const core::Scheduler& scheduler = *farm_.scheduler;
-  uint32_t limit = request.limit() == 0 ? 1000 : request.limit();
+  const uint32_t limit = request.limit() == 0 ? 1000 : request.limit();
+  const std::string needle = lower(request.name_contains());
   auto ids = scheduler.job_ids();
   std::vector<core::JobId> shown;
-  for (auto it = ids.rbegin(); it != ids.rend() && shown.size() < limit; ++it) {
-    if (request.state() != wire::JOB_STATE_UNSPECIFIED) {
-      auto view = scheduler.job(*it);
-      if (!view || to_wire(view->state) != request.state()) continue;
-    }
-    shown.push_back(*it);
+  uint64_t matched = 0;
+  for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
+    const JobRecord* record = farm_.jobs.find(*it);
+    auto view = scheduler.job(*it);
+    if (!record || !view || !list_match(request, needle, *record, to_wire(view->state))) continue;
+    if (matched++ < request.offset()) continue;
+    if (shown.size() < limit) shown.push_back(*it);
   }
   auto* out = reply.mutable_list();
-  for (auto it = shown.rbegin(); it != shown.rend(); ++it) {
+  // A page holds the newest matches (the next page older ones), in id order.
+  for (auto it = shown.rbegin(); it != shown.rend(); ++it)
     fill_summary(farm_, *it, *out->add_jobs());
-  }
+  out->set_matched(matched);
+  const uint64_t next = request.offset() + shown.size();
+  out->set_next_offset(next < matched ? next : 0);
 }
 
 void ClientService::action(const wire::JobActionRequest& request, wire::ClientReply& reply,

@@ -71,7 +71,7 @@ class ClientService {
   // One request. `size` may exceed the configured limit (up to what the socket
   // admits): such a request is answered with its size, not parsed.
   void on_message(const std::string& routing_id, bool req_envelope, const void* data, size_t size,
-                  Turn& turn);
+                  Turn& turn, const std::string& peer = {});
 
   // Answers held status requests whose job changed or whose wait ran out (all
   // of them when `all`) into `out`, the turn's replies. Called after the

@@ -159,7 +159,7 @@ Result<size_t> EndpointSecurity::load_authorized_keys(const char* domain) {
               skipped, dir);
   }
   const size_t count = keys->size();
-  if (workers && local_worker_key_) keys->insert(local_worker_key_->public_key);
+  if (workers && local_worker_key_) keys->emplace(local_worker_key_->public_key, "local");
   zap_->set_keys(domain, std::move(*keys));
   return count;
 }

@@ -102,12 +102,18 @@ void Endpoints::drain_clients(int max, const ClientHandler& handle) {
       bad_.note("client", e.what());
       return;
     }
+    // Who the ZAP handler admitted (the key's name); no property without CURVE.
+    std::string peer;
+    try {
+      if (const char* user = frames.back().gets("User-Id")) peer = user;
+    } catch (const zmq::error_t&) {
+    }
     if (oversized) {
       bad_.note("client", "multipart message with too many frames");
     } else if (frames.size() == 2) {
-      handle(frames[0].to_string(), false, frames[1].data(), frames[1].size());
+      handle(frames[0].to_string(), false, frames[1].data(), frames[1].size(), peer);
     } else if (frames.size() == 3 && frames[1].size() == 0) {
-      handle(frames[0].to_string(), true, frames[2].data(), frames[2].size());
+      handle(frames[0].to_string(), true, frames[2].data(), frames[2].size(), peer);
     } else {
       bad_.note("client", fmt::format("unexpected {}-frame message", frames.size()));
     }

@@ -23,8 +23,9 @@ namespace farmhand::daemon {
 
 class Endpoints final : public ClientPort, public WorkerPort {
  public:
+  // `peer`: the client's CURVE key name on a secured client port, else "".
   using ClientHandler = std::function<void(const std::string& routing_id, bool req_envelope,
-                                           const void* data, size_t size)>;
+                                           const void* data, size_t size, const std::string& peer)>;
   using WorkerHandler =
       std::function<void(const std::string& routing_id, const void* data, size_t size)>;
 

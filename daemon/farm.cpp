@@ -261,6 +261,15 @@ void fill_summary(const Farm& farm, core::JobId id, wire::JobSummary& summary) {
   if (auto it = wspec.labels().find("event"); it != wspec.labels().end()) {
     summary.set_event_id(it->second);
   }
+  summary.set_submitted_by(wspec.submitted_by());
+  summary.set_submitted_from(wspec.submitted_from());
+  summary.set_submitted_key(wspec.submitted_key());
+  summary.set_project(wspec.project());
+  summary.set_finished_unix_ms(record->finished_unix_ms);
+  summary.set_command_template(wspec.command_template());
+  summary.mutable_params()->insert(wspec.params().begin(), wspec.params().end());
+  summary.set_max_running(spec->max_running);
+  for (const std::string& limit : spec->limits) summary.add_limits(limit);
 }
 
 }  // namespace farmhand::daemon

@@ -1,6 +1,8 @@
 #include "daemon/job_intake.h"
 
 #include <fmt/format.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include "daemon/job_kinds.h"
 
@@ -14,6 +16,30 @@ constexpr size_t kMaxNameBytes = 256;
 constexpr size_t kMaxIdempotencyKeyBytes = 256;
 // A task in the interactive lane covers at most this many frames (10 s at 24 fps).
 constexpr uint32_t kMaxInteractiveTaskFrames = 240;
+constexpr size_t kMaxWhoBytes = 256;
+
+// What the client asked for, as a number: the spec as sent, without what
+// says who sent it (a resend from another shell is the same job). Serialized
+// deterministically (map order), hashed with FNV-1a; never 0.
+uint64_t request_fingerprint(wire::JobSpec spec) {
+  spec.clear_submitted_by();
+  spec.clear_submitted_from();
+  spec.clear_submitted_key();
+  spec.clear_request_fingerprint();
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream out(&stream);
+    out.SetSerializationDeterministic(true);
+    spec.SerializeToCodedStream(&out);
+  }
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h == 0 ? 1 : h;
+}
 
 }  // namespace
 
@@ -24,9 +50,19 @@ std::optional<std::string> unserved_pool(const core::Scheduler& scheduler,
                      printable(pool));
 }
 
-void JobIntake::submit(const wire::SubmitRequest& request, wire::ClientReply& reply, Turn& turn) {
+void JobIntake::submit(const wire::SubmitRequest& request, wire::ClientReply& reply, Turn& turn,
+                       const std::string& peer) {
   wire::JobSpec spec = request.spec();
+  const uint64_t fingerprint = request_fingerprint(spec);
   if (auto id = farm_.jobs.find_key(spec.idempotency_key())) {
+    const JobRecord* record = farm_.jobs.find(*id);
+    const uint64_t first = record ? record->spec.request_fingerprint() : 0;
+    if (first != 0 && first != fingerprint) {
+      return set_error(reply, Error{ErrorCode::kInvalidArgument,
+                                    fmt::format("idempotency key '{}' was used for job {} with "
+                                                "another spec; use a new key for a new job",
+                                                printable(spec.idempotency_key(), 64), *id)});
+    }
     reply.mutable_submit()->set_job_id(*id);
     reply.mutable_submit()->set_duplicate(true);
     if (auto view = farm_.scheduler->job(*id)) {
@@ -40,6 +76,15 @@ void JobIntake::submit(const wire::SubmitRequest& request, wire::ClientReply& re
         reply, Error{ErrorCode::kInvalidArgument,
                      fmt::format("idempotency key longer than {} bytes", kMaxIdempotencyKeyBytes)});
   }
+  for (const std::string* who : {&spec.submitted_by(), &spec.submitted_from()}) {
+    if (who->size() > kMaxWhoBytes) {
+      return set_error(reply, Error{ErrorCode::kInvalidArgument,
+                                    fmt::format("submitter name over {} bytes", kMaxWhoBytes)});
+    }
+  }
+  // Only the broker says which key a job came with.
+  spec.set_submitted_key(peer);
+  spec.set_request_fingerprint(fingerprint);
   auto id = create_job(std::move(spec), turn);
   if (!id) return set_error(reply, id.error());
   auto view = farm_.scheduler->job(*id);
@@ -83,6 +128,15 @@ Result<core::JobId> JobIntake::create_job(wire::JobSpec spec, Turn& turn,
   }
   if (spec.name().size() > kMaxNameBytes) {
     return fail(ErrorCode::kInvalidArgument, fmt::format("job name over {} bytes", kMaxNameBytes));
+  }
+  if (spec.project().empty()) {
+    if (auto it = spec.labels().find("project"); it != spec.labels().end()) {
+      spec.set_project(it->second);
+    }
+  }
+  if (spec.project().size() > kMaxNameBytes) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("project name over {} bytes", kMaxNameBytes));
   }
   if (spec.chunk() == 0) spec.set_chunk(1);
   if (spec.lane() == "interactive" && spec.chunk() > kMaxInteractiveTaskFrames) {

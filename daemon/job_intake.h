@@ -28,8 +28,11 @@ class JobIntake {
   JobIntake(const common::Config& config, const Clock& clock, Farm& farm, spdlog::logger& log)
       : config_(config), clock_(clock), farm_(farm), log_(log) {}
 
-  // `farmhand submit`: a new job, or the one an idempotency key names.
-  void submit(const wire::SubmitRequest& request, wire::ClientReply& reply, Turn& turn);
+  // `farmhand submit`: a new job, or the one an idempotency key names (a key
+  // sent again with another spec is refused). `peer`: the client's CURVE key
+  // name, recorded as the job's submitted_key.
+  void submit(const wire::SubmitRequest& request, wire::ClientReply& reply, Turn& turn,
+              const std::string& peer = {});
 
   // Validates and creates one job (staged in `turn`, not yet durable).
   // `on_disk`: a media job's input frames, when a publish has read them already.

@@ -130,6 +130,10 @@ void PublishIntake::publish(const wire::PublishRequest& request, wire::ClientRep
         }
         const common::FrameSet* on_disk =
             job.input_is_item && item.frames ? &*item.frames : nullptr;
+        // A publish names its project in its meta (as shotgunEvents' entities do).
+        if (auto it = meta.find("project"); it != meta.end() && job.spec.project().empty()) {
+          job.spec.set_project(it->second);
+        }
         auto id = intake_.create_job(std::move(job.spec), turn, on_disk);
         if (!id) {
           event.add_warnings(fmt::format("{}: {}", where, id.error().reason));

@@ -42,7 +42,7 @@ Result<void> ZapHandler::start() {
   return {};
 }
 
-void ZapHandler::set_keys(const std::string& domain, std::set<std::string> keys) {
+void ZapHandler::set_keys(const std::string& domain, std::map<std::string, std::string> keys) {
   std::lock_guard lock(mutex_);
   keys_[domain] = std::move(keys);
 }
@@ -78,6 +78,7 @@ void ZapHandler::run() {
     }
     bool admitted = false;
     std::string key;
+    std::string user_id;
     if (frames.size() >= 7 && frames[0].to_string() == "1.0" && frames[5].to_string() == "CURVE" &&
         frames[6].size() == 32) {
       char z85[41] = {};
@@ -85,7 +86,12 @@ void ZapHandler::run() {
         key = z85;
         std::lock_guard lock(mutex_);
         auto domain = keys_.find(frames[2].to_string());
-        admitted = domain != keys_.end() && domain->second.count(key) != 0;
+        if (domain != keys_.end()) {
+          if (auto it = domain->second.find(key); it != domain->second.end()) {
+            admitted = true;
+            user_id = it->second.empty() ? key : it->second;
+          }
+        }
       }
     }
     if (!admitted) {
@@ -102,7 +108,7 @@ void ZapHandler::run() {
       socket_.send(zmq::buffer(std::string(admitted ? "200" : "400")), zmq::send_flags::sndmore);
       socket_.send(zmq::buffer(std::string(admitted ? "OK" : "not authorised")),
                    zmq::send_flags::sndmore);
-      socket_.send(zmq::buffer(admitted ? key : std::string()), zmq::send_flags::sndmore);
+      socket_.send(zmq::buffer(admitted ? user_id : std::string()), zmq::send_flags::sndmore);
       socket_.send(zmq::message_t(), zmq::send_flags::none);
     } catch (const zmq::error_t&) {
       // The REP socket recovers with the next request.

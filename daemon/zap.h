@@ -41,7 +41,9 @@ class ZapHandler {
   [[nodiscard]] Result<void> start();
 
   // Replaces the keys (Z85 public keys) admitted to `domain`.
-  void set_keys(const std::string& domain, std::set<std::string> keys);
+  // The keys admitted in `domain`, each with the name a client of it is known
+  // by (its ZAP User-Id, read from the message's "User-Id" property).
+  void set_keys(const std::string& domain, std::map<std::string, std::string> keys);
 
   // Connections refused so far, and why the last one was (for the broker's
   // log: the handler thread does not log).
@@ -57,7 +59,7 @@ class ZapHandler {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::mutex mutex_;
-  std::map<std::string, std::set<std::string>> keys_;  // by ZAP domain
+  std::map<std::string, std::map<std::string, std::string>> keys_;  // by ZAP domain: key -> name
   std::atomic<uint64_t> refused_{0};
   std::string last_refused_;  // under mutex_
 };

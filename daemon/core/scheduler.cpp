@@ -314,6 +314,11 @@ Result<uint64_t> Scheduler::pause(JobId id, Millis) {
 Result<uint64_t> Scheduler::resume(JobId id, Millis) {
   Job* job = find_job(id);
   if (!job) return fail(ErrorCode::kNotFound, fmt::format("unknown job {}", id));
+  // As pause answers: a finished job has nothing to resume.
+  if (job->terminal() == job->task_count || job->cancelled) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("job {} already finished ({})", id, job_state_name(job->job_state)));
+  }
   if (!job->paused) return uint64_t{0};
   job->paused = false;
   outbox_.jobs.push_back({id, false, job->cancelled});
@@ -325,6 +330,11 @@ Result<uint64_t> Scheduler::resume(JobId id, Millis) {
 Result<uint64_t> Scheduler::retry(JobId id, Millis now) {
   Job* job = find_job(id);
   if (!job) return fail(ErrorCode::kNotFound, fmt::format("unknown job {}", id));
+  // A job that succeeded has nothing to retry: answered as pause and resume answer.
+  if (job->job_state == JobState::kSucceeded) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("job {} already finished ({})", id, job_state_name(job->job_state)));
+  }
   if (job->cancelled) {
     job->cancelled = false;
     outbox_.jobs.push_back({id, job->paused, false});

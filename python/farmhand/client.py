@@ -19,7 +19,9 @@ context (the context is recreated after fork()).
 
 import math
 import os
+import pwd
 import secrets
+import socket
 import threading
 import time
 
@@ -81,6 +83,13 @@ _ACTIONS = {
     "resume": pb.JobActionRequest.RESUME,
     "unblock": pb.JobActionRequest.UNBLOCK,
 }
+
+
+def _login_name():
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return os.environ.get("USER") or str(os.geteuid())
 
 
 def random_key():
@@ -330,6 +339,7 @@ class Client:
         lane="",
         limits=(),
         max_running=0,
+        project="",
         input=None,  # noqa: A002 (mirrors the CLI's INPUT)
         output=None,
         frame=None,
@@ -354,6 +364,8 @@ class Client:
         ``missing``; all ``ocio``. Sizes may be "WxH", W, or (W, H).
         ``limits`` names limits each running task holds a token of (see
         ``limits()``); ``max_running`` caps the job's running tasks.
+        ``project`` names the show the job is for (else its "project" label);
+        the job records the user and host that submitted it.
         ``frames`` may be a fileseq string ("1-100x2"), an int, a range or ints.
         ``chunk`` defaults to 1, or to the broker's default for media jobs.
         Without ``idempotency_key`` a random one is sent, so that a resend after
@@ -388,6 +400,9 @@ class Client:
             limits = [limits]
         spec.limits.extend(str(name) for name in limits)
         spec.max_running = int(max_running or 0)
+        spec.project = project or ""
+        spec.submitted_by = _login_name()
+        spec.submitted_from = socket.gethostname()
         spec.params.update(_string_map(params, "param"))
 
         if is_media:
@@ -567,10 +582,28 @@ class Client:
             time.sleep(max(pause, 0))
             interval = min(interval * 2, _MAX_POLL_S)
 
-    def jobs(self, state=None, limit=0):
-        """Jobs (Job), optionally only those in ``state`` ("running", ...);
-        ``limit`` 0 means the broker's default (1000)."""
+    def jobs(self, state=None, limit=0, *, user=None, project=None, labels=None, name=None,
+             since=None, offset=0):
+        """The newest jobs (Job) matching every filter given, in id order:
+        ``state`` ("running", ...), ``user`` (who submitted), ``project``,
+        ``labels`` (each must match), ``name`` (a case-insensitive substring),
+        ``since`` (seconds ago, or a datetime). ``limit`` 0 means the broker's
+        default (1000); ``offset`` skips the newest matches (the next page)."""
         request = pb.ClientRequest()
+        request.list.SetInParent()
+        if user:
+            request.list.user = str(user)
+        if project:
+            request.list.project = str(project)
+        request.list.labels.update(_string_map(labels, "label"))
+        if name:
+            request.list.name_contains = str(name)
+        if since is not None:
+            if hasattr(since, "timestamp"):
+                request.list.since_unix_ms = int(since.timestamp() * 1000)
+            else:
+                request.list.since_unix_ms = int((time.time() - float(since)) * 1000)
+        request.list.offset = int(offset or 0)
         if state:
             try:
                 request.list.state = job_state_value(state)

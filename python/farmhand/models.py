@@ -158,6 +158,15 @@ def _job_fields(msg):
         after_frames=msg.after_frames,
         lane=msg.lane,
         event_id=msg.event_id,
+        submitted_by=msg.submitted_by,
+        submitted_from=msg.submitted_from,
+        submitted_key=msg.submitted_key,
+        project=msg.project,
+        finished_unix_ms=msg.finished_unix_ms,
+        command=msg.command_template,
+        params=dict(msg.params),
+        max_running=msg.max_running,
+        limits=list(msg.limits),
     )
 
 
@@ -183,6 +192,15 @@ class Job(_Data):
     after_frames: int = 0
     lane: str = ""
     event_id: str = ""  # the publish event that created it, if any
+    submitted_by: str = ""  # the user the client named
+    submitted_from: str = ""  # the host it was submitted from
+    submitted_key: str = ""  # the CURVE key's name, on a secured client port
+    project: str = ""
+    finished_unix_ms: int = 0  # 0 while not finished
+    command: str = ""  # the command template, for command jobs
+    params: Dict[str, str] = field(default_factory=dict)
+    max_running: int = 0
+    limits: List[str] = field(default_factory=list)
 
     @classmethod
     def from_pb(cls, msg):

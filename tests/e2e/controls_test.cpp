@@ -13,6 +13,8 @@
 
 #include "tests/support/cluster.h"
 #include <gtest/gtest.h>
+#include <pwd.h>
+#include <unistd.h>
 
 namespace farmhand::e2e {
 namespace {
@@ -330,6 +332,72 @@ TEST(ControlsE2ETest, JobSetPriorityReordersWhatRunsNext) {
   CliResult nothing = cluster.run_cli({"job", "set", a});
   EXPECT_EQ(nothing.exit_code, 2) << describe(nothing);
   EXPECT_NE(nothing.err.find("nothing to change"), std::string::npos) << describe(nothing);
+}
+
+TEST(ControlsE2ETest, JobsRecordWhoSubmittedThemLsFiltersAndAReusedKeyNeedsTheSameSpec) {
+  ClusterOptions options;
+  options.local_workers = 1;
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  const std::vector<std::string> spec = {
+      "noop",       "--tasks", "2",          "--project", "showA",        "--label",
+      "shot=sh010", "--name",  "comp sh010", "--key",     "sh010-comp-v3"};
+  auto first = cluster.submit(spec);
+  ASSERT_TRUE(first) << cluster.last_cli();
+  auto again = cluster.submit(spec);
+  ASSERT_TRUE(again) << cluster.last_cli();
+  EXPECT_EQ(*again, *first) << "the same key and spec is the same job";
+  auto other = cluster.submit({"noop", "--tasks", "1", "--name", "lighting sh020"});
+  ASSERT_TRUE(other) << cluster.last_cli();
+
+  // The key names one job: another spec under it is refused, also after a restart.
+  std::vector<std::string> changed = spec;
+  changed[2] = "3";
+  changed.insert(changed.begin(), "submit");
+  const std::string refusal = "idempotency key 'sh010-comp-v3' was used for job " +
+                              std::to_string(*first) + " with another spec";
+  CliResult reused = cluster.run_cli(changed);
+  EXPECT_EQ(reused.exit_code, 1) << describe(reused);
+  EXPECT_NE(reused.err.find(refusal), std::string::npos) << describe(reused);
+  cluster.kill_broker(SIGKILL);
+  ASSERT_TRUE(cluster.restart_broker());
+  reused = cluster.run_cli(changed);
+  EXPECT_EQ(reused.exit_code, 1) << describe(reused);
+  EXPECT_NE(reused.err.find(refusal), std::string::npos) << describe(reused);
+
+  auto status = cluster.status_json(*first);
+  ASSERT_TRUE(status) << cluster.last_cli();
+  const passwd* pw = getpwuid(geteuid());
+  ASSERT_NE(pw, nullptr);
+  char host[256] = {};
+  ASSERT_EQ(gethostname(host, sizeof host - 1), 0);
+  EXPECT_EQ((*status)["job"]["submitted_by"], pw->pw_name) << *status;
+  EXPECT_EQ((*status)["job"]["submitted_from"], host) << *status;
+  EXPECT_EQ((*status)["job"]["project"], "showA") << *status;
+
+  auto ids = [&](const std::vector<std::string>& filters) {
+    std::vector<std::string> args = {"ls"};
+    args.insert(args.end(), filters.begin(), filters.end());
+    std::vector<uint64_t> out;
+    auto jobs = cluster.cli_json(args);
+    EXPECT_TRUE(jobs) << cluster.last_cli();
+    if (jobs) {
+      for (const auto& job : *jobs) out.push_back(job["id"].get<uint64_t>());
+    }
+    return out;
+  };
+  EXPECT_EQ(ids({"--project", "showA"}), std::vector<uint64_t>{*first});
+  EXPECT_EQ(ids({"--label", "shot=sh010"}), std::vector<uint64_t>{*first});
+  EXPECT_EQ(ids({"--name", "LIGHTING"}), std::vector<uint64_t>{*other});
+  EXPECT_EQ(ids({"--mine", "--since", "1h"}), (std::vector<uint64_t>{*first, *other}));
+  EXPECT_EQ(ids({"--user", "nobody-else"}), std::vector<uint64_t>{});
+  EXPECT_EQ(ids({"--limit", "1"}), std::vector<uint64_t>{*other}) << "a page holds the newest";
+  EXPECT_EQ(ids({"--limit", "1", "--offset", "1"}), std::vector<uint64_t>{*first});
+  CliResult paged = cluster.run_cli({"ls", "--limit", "1"});
+  EXPECT_NE(paged.err.find("1 more job match; --offset 1 shows the next page"), std::string::npos)
+      << describe(paged);
+  CliResult bad_age = cluster.run_cli({"ls", "--since", "2x"});
+  EXPECT_EQ(bad_age.exit_code, 2) << describe(bad_age);
 }
 
 }  // namespace

@@ -1033,6 +1033,8 @@ TEST(FarmE2ETest, CurveClientPortAnswersOnlyAuthorisedClients) {
   auto done = cluster.wait_for_final_state(*job, kJobLimit);
   ASSERT_TRUE(done);
   EXPECT_EQ((*done)["job"]["state"], "succeeded");
+  // The job records the key it came with, by name (alice.pub), whatever the client says.
+  EXPECT_EQ((*done)["job"]["submitted_key"], "alice") << *done;
 
   // Mallory's key is refused: to her the broker is unreachable, and the broker logs her key.
   CliResult refused =

@@ -550,3 +550,22 @@ def test_set_job_changes_a_queued_job_and_unblock_names_what_it_cleared(client):
     assert client.wait(job).state == "succeeded"
     with pytest.raises(farmhand.InvalidArgument, match="already finished"):
         client.set_job(job, priority=1)
+
+
+def test_jobs_record_who_submitted_them_and_filter_by_it(client):
+    tag = farmhand.random_key()[:8]
+    first = client.submit("noop", tasks=1, project="show-" + tag, labels={"shot": "sh010"},
+                          name="comp " + tag)
+    second = client.submit("noop", tasks=1, labels={"project": "other-" + tag, "shot": "sh020"},
+                           name="lighting " + tag)
+    job = client.status(first)
+    assert job.submitted_by and job.submitted_from and job.project == "show-" + tag
+    assert client.status(second).project == "other-" + tag  # from the label
+    assert [j.id for j in client.jobs(project="show-" + tag)] == [first]
+    assert [j.id for j in client.jobs(name="LIGHTING " + tag)] == [second]
+    assert [j.id for j in client.jobs(labels={"shot": "sh020"}, name=tag)] == [second]
+    mine = client.jobs(user=job.submitted_by, name=tag, since=3600)
+    assert [j.id for j in mine] == [first, second]
+    assert [j.id for j in client.jobs(name=tag, limit=1)] == [second]
+    assert [j.id for j in client.jobs(name=tag, limit=1, offset=1)] == [first]
+    assert client.jobs(name=tag, user="nobody-" + tag) == []

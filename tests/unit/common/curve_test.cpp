@@ -72,7 +72,8 @@ TEST(CurveTest, AuthorisedKeysAreThePubFilesOfTheDirectory) {
   size_t skipped = 0;
   auto keys = read_authorized_keys(dir.path(), &skipped);
   ASSERT_TRUE(keys) << keys.error().reason;
-  EXPECT_EQ(*keys, (std::set<std::string>{a->public_key, b->public_key}));
+  EXPECT_EQ(*keys,
+            (std::map<std::string, std::string>{{a->public_key, "a"}, {b->public_key, "b"}}));
   EXPECT_EQ(skipped, 1u);
   auto missing = read_authorized_keys(dir.file("nowhere"));
   ASSERT_FALSE(missing);

@@ -996,8 +996,12 @@ TEST_F(SchedulerTest, RetryRunsDeadTasksAgainAsTheirNextAttempts) {
     succeed(d);
   }
   EXPECT_EQ(view(job).state, JobState::kSucceeded);
-  // Nothing to retry in a succeeded job.
-  EXPECT_EQ(sched().retry(job, now()).value(), 0u);
+  // Nothing to retry in a succeeded job: refused as pause and resume are.
+  for (auto refused :
+       {sched().retry(job, now()), sched().pause(job, now()), sched().resume(job, now())}) {
+    ASSERT_FALSE(refused.has_value());
+    EXPECT_EQ(refused.error().reason, fmt::format("job {} already finished (succeeded)", job));
+  }
   EXPECT_EQ(sched().retry(99, now()).error().code, ErrorCode::kNotFound);
 }
 
