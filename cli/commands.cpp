@@ -226,6 +226,10 @@ int follow_job(Context& ctx, uint64_t job_id) {
   milliseconds interval = kFirstPollInterval;
   std::string last_line;
   bool bar_open = false;  // a bar is drawn and its line not yet ended
+  // Plain output (a pipe, a log file) gets at most a line a second.
+  std::optional<Clock::time_point> last_printed;
+  // The ETA's rate: frames (or tasks) done when this watch first saw the job.
+  std::optional<std::pair<Clock::time_point, uint64_t>> first_seen;
 
   uint64_t seen_version = 0;  // the job as last shown; 0: nothing yet
 
@@ -258,16 +262,44 @@ int follow_job(Context& ctx, uint64_t job_id) {
     const auto& job = status->job();
     const bool final = job_state_is_final(job.state());
     if (!ctx.json) {
-      std::string line = ctx.tty ? progress_bar_line(job) : progress_plain_line(job);
-      line += frames_progress_text(*status);
+      const FrameProgress frames = frame_progress(*status);
+      const uint64_t done =
+          frames.total > 0 ? frames.done : task_count_in(job, wire::TASK_SUCCEEDED);
+      const uint64_t total = frames.total > 0 ? frames.total : total_tasks(job);
+      const auto now = Clock::now();
+      if (!first_seen) first_seen = std::make_pair(now, done);
+      std::string line;
+      if (ctx.tty) {
+        const int64_t now_ms = std::chrono::duration_cast<milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count();
+        const double elapsed_s =
+            job.submitted_unix_ms() > 0
+                ? static_cast<double>(now_ms - job.submitted_unix_ms()) / 1000.0
+                : 0.0;
+        // The rate this watch has seen; unknown until something got done.
+        double eta_s = -1;
+        const double watched_s = std::chrono::duration<double>(now - first_seen->first).count();
+        if (done > first_seen->second && watched_s > 0) {
+          const double rate = static_cast<double>(done - first_seen->second) / watched_s;
+          eta_s = static_cast<double>(total - std::min(done, total)) / rate;
+        }
+        line = progress_bar_line(*status, elapsed_s, eta_s);
+      } else {
+        line = progress_plain_line(job);
+        if (frames.total > 0) line += fmt::format(" frames={}/{}", frames.done, frames.total);
+      }
       if (ctx.tty && line != last_line) {
         // One column spare: some terminals wrap on writing the last one.
         ctx.out << "\r\33[2K" << line.substr(0, terminal_columns() - 1) << std::flush;
         bar_open = true;
-      } else if (!ctx.tty && line != last_line && !final) {
+        last_line = std::move(line);
+      } else if (!ctx.tty && line != last_line && !final &&
+                 (!last_printed || now - *last_printed >= std::chrono::seconds(1))) {
         ctx.out << line << '\n' << std::flush;
+        last_printed = now;
+        last_line = std::move(line);
       }
-      last_line = std::move(line);
     }
     if (!final) {
       const bool changed = status->version() != seen_version;

@@ -244,6 +244,8 @@ Json to_json(const wire::JobSummary& job) {
       {"command_template", job.command_template()},
       {"params", std::map<std::string, std::string>(job.params().begin(), job.params().end())},
       {"max_running", job.max_running()},
+      {"frames_total", job.frames_total()},
+      {"frames_succeeded", job.frames_succeeded()},
       {"limits", std::vector<std::string>(job.limits().begin(), job.limits().end())},
       {"labels", labels},
       {"max_attempts", job.max_attempts()},
@@ -477,6 +479,9 @@ void write_status(std::ostream& out, const wire::StatusReply& status, bool with_
   if (!status.waiting_reason().empty()) {
     out << "waiting: " << single_line(status.waiting_reason()) << '\n';
   }
+  if (const FrameProgress frames = frame_progress(status); frames.total > 0) {
+    out << fmt::format("frames: {}/{} done\n", frames.done, frames.total);
+  }
   out << fmt::format("progress: {}% ({}/{} succeeded)\n", progress_percent(job),
                      task_count_in(job, wire::TASK_SUCCEEDED), total);
 
@@ -634,28 +639,35 @@ void write_sequences(std::ostream& out, const std::vector<common::Sequence>& seq
   for (const auto& sequence : sequences) out << sequence_line(sequence) << '\n';
 }
 
-std::string frames_progress_text(const wire::StatusReply& status) {
-  uint64_t done = 0;
-  uint64_t total = 0;
-  for (const auto& task : status.running()) {
-    done += task.progress_done();
-    total += task.progress_total();
-  }
-  return total == 0 ? std::string() : fmt::format(" frames={}/{}", done, total);
+FrameProgress frame_progress(const wire::StatusReply& status) {
+  const auto& job = status.job();
+  FrameProgress p{job.frames_succeeded(), job.frames_total()};
+  for (const auto& task : status.running()) p.done += task.progress_done();
+  p.done = std::min(p.done, p.total);
+  return p;
 }
 
-std::string progress_bar_line(const wire::JobSummary& job) {
+std::string progress_bar_line(const wire::StatusReply& status, double elapsed_s, double eta_s) {
+  const auto& job = status.job();
   const uint64_t total = total_tasks(job);
   const uint64_t done = task_count_in(job, wire::TASK_SUCCEEDED);
-  const int percent = progress_percent(job);
-  const int filled = percent * kBarWidth / 100;
+  const FrameProgress frames = frame_progress(status);
+  // By frames where the job has them, so that long tasks move the bar too.
+  const int percent = frames.total > 0
+                          ? static_cast<int>(static_cast<long double>(frames.done) * 100 /
+                                             static_cast<long double>(frames.total))
+                          : progress_percent(job);
+  const int filled = std::clamp(percent, 0, 100) * kBarWidth / 100;
   // "failed" on the bar counts tasks that failed an attempt and those out of attempts.
   const uint64_t failed =
       task_count_in(job, wire::TASK_FAILED) + task_count_in(job, wire::TASK_DEAD);
-  return fmt::format("[{}{}] {}% {}/{} running {} failed {}  job {} {}", std::string(filled, '#'),
-                     std::string(kBarWidth - filled, '.'), percent, done, total,
-                     task_count_in(job, wire::TASK_RUNNING), failed, job.id(),
-                     job_state_name(job.state()));
+  std::string line = fmt::format("[{}{}] {}% ", std::string(filled, '#'),
+                                 std::string(kBarWidth - filled, '.'), percent);
+  if (frames.total > 0) line += fmt::format("{}/{} frames, ", frames.done, frames.total);
+  line += fmt::format("tasks {}/{} running {} failed {}  elapsed {}", done, total,
+                      task_count_in(job, wire::TASK_RUNNING), failed, format_seconds(elapsed_s));
+  if (eta_s >= 0) line += " eta " + format_seconds(eta_s);
+  return line + fmt::format("  job {} {}", job.id(), job_state_name(job.state()));
 }
 
 std::string progress_plain_line(const wire::JobSummary& job) {

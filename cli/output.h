@@ -135,15 +135,22 @@ std::string sequence_line(const common::Sequence& sequence);
 // sequence_line() for each, one a line.
 void write_sequences(std::ostream& out, const std::vector<common::Sequence>& sequences);
 
-// `watch` on a terminal: "[#####.....] 45% 450/1000 running 2 failed 0  job 7 running".
-std::string progress_bar_line(const wire::JobSummary& job);
+// Frames done of a job: those of its succeeded tasks plus what its running
+// tasks report (a one-task movie moves frame by frame); total 0 for a job
+// without frames.
+struct FrameProgress {
+  uint64_t done = 0;
+  uint64_t total = 0;
+};
+
+FrameProgress frame_progress(const wire::StatusReply& status);
+
+// `watch` on a terminal: "[#####.....] 45% 108/240 frames, tasks 0/1 running 1 failed 0
+// elapsed 12.0s eta 14.6s  job 7 running". `eta_s` < 0: not known yet.
+std::string progress_bar_line(const wire::StatusReply& status, double elapsed_s, double eta_s);
 
 // `watch` into a pipe or file: "job 7 running succeeded=450/1000 running=2 dead=0".
 std::string progress_plain_line(const wire::JobSummary& job);
-
-// " frames=45/100" summed over running tasks that report progress (a movie
-// being encoded, proxies of a chunk), or "" when none do.
-std::string frames_progress_text(const wire::StatusReply& status);
 
 // The most recent error of a job, "task 12 (frames 120-129, 3 attempts): missing
 // frame 125"; empty when there is none.

@@ -269,6 +269,19 @@ void fill_summary(const Farm& farm, core::JobId id, wire::JobSummary& summary) {
   summary.set_command_template(wspec.command_template());
   summary.mutable_params()->insert(wspec.params().begin(), wspec.params().end());
   summary.set_max_running(spec->max_running);
+  // Frames, for a progress bar that moves with the frames of long tasks: every
+  // succeeded task covers `chunk` frames but the last, which may cover fewer.
+  const uint64_t frames = spec->frames.size();
+  const uint64_t succeeded = view->counts[static_cast<size_t>(core::TaskState::kSucceeded)];
+  uint64_t frames_done = succeeded * spec->chunk;
+  if (frames_done > 0 && view->task_count > 0) {
+    auto last = scheduler.tasks(id, view->task_count - 1, 1, std::nullopt);
+    if (!last.empty() && last[0].state == core::TaskState::kSucceeded) {
+      frames_done -= view->task_count * spec->chunk - frames;
+    }
+  }
+  summary.set_frames_total(frames);
+  summary.set_frames_succeeded(std::min(frames_done, frames));
   for (const std::string& limit : spec->limits) summary.add_limits(limit);
 }
 

@@ -316,6 +316,11 @@ TEST(ControlsE2ETest, JobSetPriorityReordersWhatRunsNext) {
   }
   const std::string a = std::to_string(*first);
   const std::string b = std::to_string(*second);
+  // Progress counts frames: two tasks of one frame each.
+  status = cluster.status_json(*second);
+  ASSERT_TRUE(status) << cluster.last_cli();
+  EXPECT_EQ((*status)["job"]["frames_total"], 2) << *status;
+  EXPECT_EQ((*status)["job"]["frames_succeeded"], 2) << *status;
   EXPECT_EQ(lines_of(order), (std::vector<std::string>{b, b, a, a}))
       << "the job raised to priority 10 did not run first";
 
