@@ -84,12 +84,36 @@ Result<double> timeout_from_env() {
   return seconds;
 }
 
+// Why `endpoint` cannot name a broker ("" when it can): tcp://HOST:PORT with a
+// port in 1-65535, or ipc://PATH.
+std::string endpoint_problem(const std::string& endpoint) {
+  if (endpoint.rfind("ipc://", 0) == 0 && endpoint.size() > 6) return "";
+  if (endpoint.rfind("tcp://", 0) == 0) {
+    const std::string rest = endpoint.substr(6);
+    const size_t colon = rest.rfind(':');
+    if (colon != std::string::npos && colon > 0) {
+      uint32_t port = 0;
+      const char* begin = rest.data() + colon + 1;
+      const char* end = rest.data() + rest.size();
+      auto [ptr, ec] = std::from_chars(begin, end, port);
+      if (begin != end && ec == std::errc() && ptr == end && port >= 1 && port <= 65535) return "";
+    }
+  }
+  return "expected tcp://HOST:PORT or ipc://PATH";
+}
+
 Result<Settings> resolve(const GlobalOptions& globals) {
   Settings settings;
   settings.endpoint = globals.broker;
+  const char* from = "--broker";
   if (settings.endpoint.empty()) {
     const char* env = std::getenv("FARMHAND_BROKER");
+    if (env != nullptr && *env != '\0') from = "$FARMHAND_BROKER";
     settings.endpoint = env != nullptr && *env != '\0' ? env : kDefaultBroker;
+  }
+  if (auto problem = endpoint_problem(settings.endpoint); !problem.empty()) {
+    return fail(ErrorCode::kInvalidArgument, fmt::format("bad {} value '{}': {}", from,
+                                                         single_line(settings.endpoint), problem));
   }
   double seconds = globals.timeout_s;
   if (seconds <= 0) {
@@ -1055,7 +1079,8 @@ struct SeqListOptions {
 };
 
 // Runs locally, like ls: it reads the directories and never asks the broker. A directory that
-// cannot be read is reported and the others are still listed; the exit code is then 1.
+// cannot be read is reported and the others are still listed; the exit code is then 2 for
+// a directory that is not there (a usage error), else 1.
 void add_seq(CLI::App& app, Invocation& inv) {
   CLI::App* seq = app.add_subcommand("seq", "image sequences on disk");
   seq->require_subcommand(1);
@@ -1071,7 +1096,11 @@ void add_seq(CLI::App& app, Invocation& inv) {
     for (const std::string& dir : opts.dirs) {
       auto found = common::scan_directory(dir);
       if (!found) {
-        code = report(ctx, found.error());
+        print_error(ctx.err, found.error().reason);
+        // A directory that is not there is the caller's mistake (2); one that
+        // cannot be read, a refusal (1). The worst wins.
+        code =
+            std::max(code, found.error().code == ErrorCode::kNotFound ? kExitUsage : kExitFailed);
         continue;
       }
       if (ctx.json) {

@@ -17,6 +17,12 @@ int main(int argc, char** argv) {
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
+      // A word that is no command leaves CLI11 asking for one: say which word.
+      if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr && !app.remaining().empty()) {
+        std::cerr << "farmhand: unknown command '" << app.remaining().front()
+                  << "' (farmhand --help lists them)\n";
+        return cli::kExitUsage;
+      }
       // --help is a "parse error" with exit code 0; CLI11 prints usage either way.
       return app.exit(e) == 0 ? cli::kExitOk : cli::kExitUsage;
     }

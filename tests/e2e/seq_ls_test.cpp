@@ -85,6 +85,27 @@ CommandResult farmhand(const std::vector<std::string>& args, const TempDir& scra
   return run;
 }
 
+// The README's table: usage errors 2, refusals 1, an unreachable broker 3.
+TEST(CliExitCodesTest, UsageErrorsAreTwoWithOneLineAndAnUnreachableBrokerIsThree) {
+  TempDir scratch;
+  CommandResult unknown = farmhand({"frobnicate"}, scratch);
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_EQ(unknown.err, "farmhand: unknown command 'frobnicate' (farmhand --help lists them)\n");
+  const std::vector<std::string> bad_endpoints = {"bogus", "tcp://127.0.0.1", "tcp://127.0.0.1:0",
+                                                  "tcp://127.0.0.1:99999", "ipc://"};
+  for (const std::string& bad : bad_endpoints) {
+    CommandResult run = farmhand({"--broker", bad, "ls"}, scratch);
+    EXPECT_EQ(run.exit_code, 2) << bad << ": " << run.err;
+    EXPECT_EQ(run.err, "farmhand: bad --broker value '" + bad +
+                           "': expected tcp://HOST:PORT or ipc://PATH\n");
+  }
+  const std::string nobody = "ipc://" + (scratch.path() / "nobody.ipc").string();
+  CommandResult unreachable = farmhand({"--broker", nobody, "--timeout", "0.2", "ls"}, scratch);
+  EXPECT_EQ(unreachable.exit_code, 3) << unreachable.err;
+  CommandResult no_change = farmhand({"--broker", nobody, "job", "set", "1"}, scratch);
+  EXPECT_EQ(no_change.exit_code, 2) << no_change.err;
+}
+
 TEST(SeqLsTest, ListsTheBeachballSequencesLikeLsseq) {
   const fs::path beachball =
       source_dir() / ".." / "shared" / "data" / "openexr-images" / "Beachball";
@@ -149,11 +170,11 @@ TEST(SeqLsTest, JsonGivesOneObjectPerSequence) {
   EXPECT_EQ(plate["padding"], 4);
 }
 
-TEST(SeqLsTest, MissingDirectoryIsOneLineOnStderrAndExitOne) {
+TEST(SeqLsTest, MissingDirectoryIsOneLineOnStderrAndAUsageError) {
   TempDir scratch;
   const std::string missing = (scratch.path() / "no-such-dir").string();
   const CommandResult run = farmhand({"seq", "ls", missing}, scratch);
-  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(run.exit_code, 2);
   EXPECT_EQ(run.out, "");
   EXPECT_EQ(run.err, "farmhand: cannot read " + missing + ": No such file or directory\n");
 }
@@ -168,7 +189,7 @@ TEST(SeqLsTest, SeveralDirectoriesGetHeadingsAndABadOneFailsTheRun) {
   const std::string missing = (scratch.path() / "gone").string();
   const CommandResult run =
       farmhand({"seq", "ls", a.path().string(), missing, b.path().string()}, scratch);
-  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(run.exit_code, 2);
   EXPECT_EQ(run.out, a.path().string() + ":\na.####.exr  1-2  (2 frames)\n\n" + b.path().string() +
                          ":\nb.txt\n");
   EXPECT_EQ(run.err, "farmhand: cannot read " + missing + ": No such file or directory\n");
