@@ -8,24 +8,11 @@ collects them with the other scripts'). When bench/dispatch.sh's results are in
 the same file, the plain farm's broker CPU per dispatch is set against them.
 """
 
+import os
 import sys
 
-
-def load(path):
-    values = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            key, sep, value = line.rstrip("\n").partition("=")
-            if sep:
-                values[key] = value
-    return values
-
-
-def num(values, key):
-    try:
-        return float(values[key])
-    except (KeyError, ValueError):
-        return None
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report import load, num  # noqa: E402 (the results format is report.py's)
 
 
 def runs(values, key):
