@@ -416,6 +416,8 @@ class Scheduler {
   std::optional<Millis> next_deadline() const;
 
   Outbox take_outbox();
+  // Nothing decided since the last take_outbox() (no change waits to be stored).
+  bool outbox_empty() const { return outbox_.empty(); }
 
   // ---- queries
 
