@@ -439,6 +439,7 @@ void Scheduler::restore_task(JobId job_id, TaskIndex task, TaskState state, uint
     l.token = lease;
     l.attempt = total_attempts(*job, task);
     add_lease({job_id, task}, std::move(l));
+    unclaimed_leases_[worker].push_back({job_id, task});
   }
 }
 
@@ -500,7 +501,12 @@ void Scheduler::record_error(Job& job, TaskIndex task, const std::string& error)
 void Scheduler::release_lease(const TaskKey& key) {
   auto it = leases_.find(key);
   if (it == leases_.end()) return;
-  if (auto w = workers_.find(it->second.worker); w != workers_.end()) w->second.running.erase(key);
+  if (auto w = workers_.find(it->second.worker); w != workers_.end()) {
+    w->second.running.erase(key);
+    if (it->second.interactive_slot && w->second.interactive_used > 0) {
+      --w->second.interactive_used;
+    }
+  }
   const std::vector<uint32_t> held = std::move(it->second.limits_held);
   leases_.erase(it);
   for (uint32_t id : held) {
@@ -750,15 +756,6 @@ Scheduler::Job* Scheduler::pick_job(const Worker& worker, bool interactive_only)
   return nullptr;
 }
 
-uint32_t Scheduler::interactive_slots_used(const Worker& worker) const {
-  uint32_t used = 0;
-  for (const TaskKey& key : worker.running) {
-    auto it = leases_.find(key);
-    if (it != leases_.end() && it->second.interactive_slot) ++used;
-  }
-  return used;
-}
-
 LeaseToken Scheduler::new_token() {
   LeaseToken token = 0;
   while (token == 0) token = rng_();
@@ -780,9 +777,9 @@ std::vector<Dispatch> Scheduler::dispatch(Millis now) {
     if (!worker.alive) continue;
     if (!controls_.empty() && controls_.count(worker.spec.name)) continue;  // disabled, draining
     // Reserved slots first, so interactive work leaves the general slots to batch work.
-    uint32_t reserved_used = interactive_slots_used(worker);
     for (bool reserved : {true, false}) {
       while (true) {
+        const uint32_t reserved_used = worker.interactive_used;
         auto general_used = static_cast<uint32_t>(worker.running.size()) - reserved_used;
         if (reserved ? reserved_used >= worker.spec.interactive_slots
                      : general_used >= worker.spec.slots) {
@@ -802,7 +799,7 @@ std::vector<Dispatch> Scheduler::dispatch(Millis now) {
         lease.started = now;
         lease.expires = now + options_.lease_ttl;
         lease.interactive_slot = reserved;
-        if (reserved) ++reserved_used;
+        if (reserved) ++worker.interactive_used;
         TaskKey key{job->id, t};
         set_state(*job, t, TaskState::kRunning);
         worker.running.insert(key);
@@ -841,14 +838,42 @@ void Scheduler::drop_worker_session(Worker& worker, const std::vector<TaskRef>& 
 }
 
 std::string Scheduler::free_name(const std::string& taken) const {
-  auto in_use = [this](const std::string& name) {
-    return std::any_of(workers_.begin(), workers_.end(),
-                       [&](const auto& entry) { return entry.second.spec.name == name; });
-  };
   for (uint64_t n = 2;; ++n) {
     std::string name = fmt::format("{}-{}", taken, n);
-    if (!in_use(name)) return name;
+    if (!sessions_by_name_.count(name)) return name;
   }
+}
+
+void Scheduler::index_session(WorkerId id, const WorkerSpec& spec) {
+  sessions_by_name_[spec.name].push_back(id);
+  if (!spec.instance.empty()) sessions_by_instance_[spec.instance].push_back(id);
+}
+
+void Scheduler::unindex_session(WorkerId id, const WorkerSpec& spec) {
+  auto unlist = [id](auto& index, const std::string& key) {
+    auto it = index.find(key);
+    if (it == index.end()) return;
+    std::erase(it->second, id);
+    if (it->second.empty()) index.erase(it);
+  };
+  unlist(sessions_by_name_, spec.name);
+  if (!spec.instance.empty()) unlist(sessions_by_instance_, spec.instance);
+}
+
+std::vector<WorkerId> Scheduler::sessions_named(const std::string& name) const {
+  auto it = sessions_by_name_.find(name);
+  if (it == sessions_by_name_.end()) return {};
+  std::vector<WorkerId> ids = it->second;
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+std::vector<WorkerId> Scheduler::sessions_of_instance(const std::string& instance) const {
+  auto it = sessions_by_instance_.find(instance);
+  if (it == sessions_by_instance_.end()) return {};
+  std::vector<WorkerId> ids = it->second;
+  std::sort(ids.begin(), ids.end());
+  return ids;
 }
 
 bool Scheduler::holds_any(WorkerId worker, const std::vector<TaskRef>& refs) const {
@@ -875,16 +900,17 @@ WorkerReadyVerdict Scheduler::worker_ready(WorkerId id, WorkerSpec spec,
   // holds the name and may give it up.
   std::vector<WorkerId> previous;
   if (!spec.instance.empty()) {
-    for (const auto& [other_id, other] : workers_) {
-      if (other_id != id && other.spec.instance == spec.instance) {
+    for (WorkerId other_id : sessions_of_instance(spec.instance)) {
+      if (other_id != id) {
         previous.push_back(other_id);
-        spec.name = other.spec.name;
+        spec.name = workers_.at(other_id).spec.name;
       }
     }
   }
   if (previous.empty()) {
-    for (const auto& [other_id, other] : workers_) {
-      if (other_id == id || other.spec.name != spec.name) continue;
+    for (WorkerId other_id : sessions_named(spec.name)) {
+      if (other_id == id) continue;
+      const Worker& other = workers_.at(other_id);
       // Without instances on both sides a known name is the same worker restarted
       // (workers that predate instances); else another process, which may take the
       // name over from a session whose liveness ran out, or when it reports a lease
@@ -896,41 +922,58 @@ WorkerReadyVerdict Scheduler::worker_ready(WorkerId id, WorkerSpec spec,
       } else if (options_.rename_duplicates) {
         spec.name = free_name(spec.name);
       } else {
-        return {false, spec.name,
+        return {false,
+                spec.name,
                 fmt::format("worker name \"{}\" is in use by a live worker (host {}, instance {})",
                             spec.name, other.spec.host.empty() ? "unknown" : other.spec.host,
-                            short_instance(other.spec.instance))};
+                            short_instance(other.spec.instance)),
+                {}};
       }
       break;
     }
   }
   for (WorkerId old : previous) {
-    drop_worker_session(workers_[old], running, id, now);
+    Worker& gone = workers_.at(old);
+    drop_worker_session(gone, running, id, now);
     // The old session died with its connection: left here it would still look alive
-    // and take new work beyond the worker's slots. The shell forgets sessions that
-    // knows_worker() no longer reports.
+    // and take new work beyond the worker's slots. The shell forgets the sessions
+    // the verdict lists as replaced.
+    unindex_session(old, gone.spec);
     workers_.erase(old);
   }
   // Leases restored from the store under this name that it no longer runs died
   // while the broker was down — most often with the broker itself, which takes
   // its local workers along. The broker's crash must not burn the task's
-  // attempts, so these go back to the queue without penalty.
+  // attempts, so these go back to the queue without penalty. (Those it runs are
+  // claimed below: none of this name is left unclaimed.)
   std::vector<TaskKey> lost;
-  for (const auto& [key, lease] : leases_) {
-    if (lease.worker != 0 || lease.worker_name != spec.name) continue;
-    bool kept = std::any_of(running.begin(), running.end(), [&](const TaskRef& r) {
-      return r.job == key.job && r.task == key.task && r.lease == lease.token;
-    });
-    if (!kept) lost.push_back(key);
+  if (auto unclaimed = unclaimed_leases_.find(spec.name); unclaimed != unclaimed_leases_.end()) {
+    std::vector<TaskKey> keys = std::move(unclaimed->second);
+    unclaimed_leases_.erase(unclaimed);
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    for (const TaskKey& key : keys) {
+      auto it = leases_.find(key);
+      if (it == leases_.end()) continue;
+      const Lease& lease = it->second;
+      if (lease.worker != 0 || lease.worker_name != spec.name) continue;
+      bool kept = std::any_of(running.begin(), running.end(), [&](const TaskRef& r) {
+        return r.job == key.job && r.task == key.task && r.lease == lease.token;
+      });
+      if (!kept) lost.push_back(key);
+    }
   }
   for (const TaskKey& key : lost) {
     release_lease(key);
     if (Job* job = find_job(key.job)) requeue_without_penalty(*job, key.task);
   }
 
-  Worker& worker = workers_[id];
+  auto [entry, added] = workers_.try_emplace(id);
+  Worker& worker = entry->second;
   bool joined = worker.spec.name.empty();
+  if (!added) unindex_session(id, worker.spec);
   worker.spec = std::move(spec);
+  index_session(id, worker.spec);
   if (worker.spec.slots == 0) worker.spec.slots = 1;
   worker.alive = true;
   worker.last_seen = now;
@@ -946,10 +989,16 @@ WorkerReadyVerdict Scheduler::worker_ready(WorkerId id, WorkerSpec spec,
     if (it != leases_.end() && it->second.token == ref.lease) {
       Lease& lease = it->second;
       if (lease.worker != id) {
-        if (auto w = workers_.find(lease.worker); w != workers_.end()) w->second.running.erase(key);
+        if (auto w = workers_.find(lease.worker); w != workers_.end()) {
+          w->second.running.erase(key);
+          if (lease.interactive_slot && w->second.interactive_used > 0) {
+            --w->second.interactive_used;
+          }
+        }
         lease.worker = id;
         lease.worker_name = worker.spec.name;
         worker.running.insert(key);
+        if (lease.interactive_slot) ++worker.interactive_used;
       }
       lease.expires = now + options_.lease_ttl;
       continue;
@@ -984,18 +1033,17 @@ WorkerReadyVerdict Scheduler::worker_ready(WorkerId id, WorkerSpec spec,
     outbox_.cancels.push_back({id, ref, "task is no longer leased to this worker"});
   }
   // Kept interactive tasks go back into the reserved slots, so they do not hold general ones.
-  uint32_t reserved = interactive_slots_used(worker);
   for (const TaskKey& key : worker.running) {
-    if (reserved >= worker.spec.interactive_slots) break;
+    if (worker.interactive_used >= worker.spec.interactive_slots) break;
     auto it = leases_.find(key);
     const Job* job = find_job(key.job);
     if (it == leases_.end() || !job || !job->spec.interactive || it->second.interactive_slot) {
       continue;
     }
     it->second.interactive_slot = true;
-    ++reserved;
+    ++worker.interactive_used;
   }
-  return {true, worker.spec.name, {}};
+  return {true, worker.spec.name, {}, std::move(previous)};
 }
 
 void Scheduler::worker_seen(WorkerId id, Millis now) {
@@ -1028,6 +1076,7 @@ void Scheduler::worker_gone(WorkerId id, Millis now) {
                              {},
                              {},
                              WorkerLostCause::kDisconnected});
+  unindex_session(it->first, it->second.spec);
   workers_.erase(it);
   (void)now;
 }
@@ -1080,6 +1129,7 @@ void Scheduler::tick(Millis now) {
     }
     if (!w.alive && w.running.empty() &&
         now - w.last_seen > silent_after * kForgetLostWorkerPeriods) {
+      unindex_session(it->first, w.spec);
       it = workers_.erase(it);
     } else {
       ++it;

@@ -130,6 +130,8 @@ struct WorkerReadyVerdict {
   bool accepted = true;
   std::string name;     // the name the session runs under (renamed duplicates differ)
   std::string refusal;  // why not, one line, when !accepted
+  // Earlier sessions this one replaced, which the scheduler no longer knows.
+  std::vector<WorkerId> replaced;
 };
 
 struct TaskRef {
@@ -416,6 +418,7 @@ class Scheduler {
   std::optional<Millis> next_deadline() const;
 
   Outbox take_outbox();
+
   // Nothing decided since the last take_outbox() (no change waits to be stored).
   bool outbox_empty() const { return outbox_.empty(); }
 
@@ -473,6 +476,7 @@ class Scheduler {
     bool alive = true;
     Millis last_seen{0};
     std::set<TaskKey> running;
+    uint32_t interactive_used = 0;  // leases in `running` that hold a reserved slot
   };
 
   struct Timer {
@@ -532,13 +536,18 @@ class Scheduler {
   // it goes back to the run queue.
   void wake_parked(uint32_t limit);
   void unpark(Job& job);
-  uint32_t interactive_slots_used(const Worker& worker) const;
   bool worker_serves(const Worker& worker, const Job& job) const;
   Millis backoff_delay(uint32_t attempts);
   LeaseToken new_token();
   void arm_lease_timer(const TaskKey& key, const Lease& lease);
   void drop_worker_session(Worker& worker, const std::vector<TaskRef>& still_running,
                            WorkerId successor, Millis now);
+  // The sessions_by_name_ and sessions_by_instance_ entries of a session.
+  void index_session(WorkerId id, const WorkerSpec& spec);
+  void unindex_session(WorkerId id, const WorkerSpec& spec);
+  // Live sessions under the name (or of the instance), oldest first.
+  std::vector<WorkerId> sessions_named(const std::string& name) const;
+  std::vector<WorkerId> sessions_of_instance(const std::string& instance) const;
 
   Options options_;
   std::mt19937_64 rng_;
@@ -550,6 +559,12 @@ class Scheduler {
   std::map<std::string, std::pair<WorkerControl, std::string>> controls_;
   std::unordered_map<std::string, uint32_t> limit_ids_;
   std::map<WorkerId, Worker> workers_;
+  // workers_ by name and by instance: a Ready looks up its own, not every session.
+  std::unordered_map<std::string, std::vector<WorkerId>> sessions_by_name_;
+  std::unordered_map<std::string, std::vector<WorkerId>> sessions_by_instance_;
+  // Leases restored from the store and not claimed by a session yet, by worker
+  // name (entries go stale as leases end: checked against leases_ when used).
+  std::unordered_map<std::string, std::vector<TaskKey>> unclaimed_leases_;
   // Runnable jobs: (-priority, running, id): the first match gets the next slot,
   // so equal-priority jobs share slots fairly.
   std::set<std::tuple<int64_t, uint64_t, JobId>> runnable_;

@@ -145,9 +145,7 @@ void Scheduler::control_worker(const std::string& name, WorkerControl control, s
 }
 
 bool Scheduler::knows_worker_name(const std::string& name) const {
-  if (controls_.count(name)) return true;
-  return std::any_of(workers_.begin(), workers_.end(),
-                     [&](const auto& entry) { return entry.second.spec.name == name; });
+  return controls_.count(name) || sessions_by_name_.count(name);
 }
 
 // ------------------------------------------------------------------ bad hosts

@@ -821,5 +821,51 @@ TEST_F(BrokerCoreTest, ATurnIsFullAfterItsTimeBudgetOfWorkerMessages) {
   EXPECT_TRUE(core_->turn_full());
 }
 
+// A Ready forgets the sessions it replaced, not by walking every peer.
+TEST_F(BrokerCoreTest, AWorkerReconnectingOnANewSocketLeavesNothingOfItsOldSession) {
+  ready("old-socket");
+  core_->end_turn();
+  wire::WorkerMessage again;
+  auto* r = again.mutable_ready();
+  r->set_version(common::kProtocolVersion);
+  r->set_name("old-socket");  // the same worker (no instance), from another connection
+  r->set_slots(4);
+  from_worker("new-socket", again);
+  core_->end_turn();
+  ports_.take_worker_mail();
+  wire::WorkerMessage beat;
+  beat.mutable_heartbeat();
+  from_worker("old-socket", beat);
+  from_worker("new-socket", beat);
+  bool reconnect = false;
+  for (auto& [rid, msg] : ports_.take_worker_mail()) {
+    if (msg.has_reconnect()) {
+      EXPECT_EQ(rid, "old-socket");
+      reconnect = true;
+    }
+  }
+  EXPECT_TRUE(reconnect) << "the replaced session was still served";
+  EXPECT_EQ(core_->farm().scheduler->workers().size(), 1u);
+}
+
+// Sessions the scheduler forgot (silent for 100 liveness periods) are dropped
+// by the heartbeat round, which no longer beats them.
+TEST_F(BrokerCoreTest, ASessionLostLongAgoGetsNoMoreHeartbeats) {
+  ready("w1");
+  ready("w2");
+  core_->end_turn();
+  ports_.take_worker_mail();
+  clock_.advance(std::chrono::seconds(400));
+  wire::WorkerMessage beat;
+  beat.mutable_heartbeat();
+  from_worker("w2", beat);  // w2 stays in touch; w1 went silent long ago
+  core_->end_turn();
+  std::set<std::string> beaten;
+  for (auto& [rid, msg] : ports_.take_worker_mail()) {
+    if (msg.has_heartbeat()) beaten.insert(rid);
+  }
+  EXPECT_EQ(beaten, std::set<std::string>{"w2"});
+}
+
 }  // namespace
 }  // namespace farmhand::daemon

@@ -1858,6 +1858,43 @@ TEST_F(SchedulerTest, RestoredLeaseIsRequeuedWithoutPenaltyWhenItsWorkerReportsW
   EXPECT_EQ(sched().running_tasks(4, 10).size(), 0u);
 }
 
+// A Ready looks at the leases restored under its own name only (it used to
+// walk every lease of the farm: quadratic when a whole farm reconnects).
+TEST_F(SchedulerTest, AReturningWorkerSettlesOnlyItsOwnRestoredLeases) {
+  ASSERT_TRUE(sched().restore_job(4, make_spec("1-4", 1, {}), false, false).has_value());
+  sched().restore_task(4, 0, TaskState::kRunning, 1, 0, 70, "w1", "");
+  sched().restore_task(4, 1, TaskState::kRunning, 1, 0, 71, "w1", "");
+  sched().restore_task(4, 2, TaskState::kRunning, 1, 0, 72, "w2", "");
+  sched().restore_task(4, 3, TaskState::kRunning, 1, 0, 73, "w1", "");
+  sched().finish_restore(now());
+  (void)sched().task_result(0, {4, 3, 73}, true, Error{}, now());  // a late result, before w1
+  add_worker("w1", 2, {}, {Dispatch{0, 4, 0, 70, 1}});
+  EXPECT_EQ(state(4, 0), TaskState::kRunning) << "the lease it still runs is claimed";
+  EXPECT_EQ(state(4, 1), TaskState::kQueued) << "the lease it lost is requeued";
+  EXPECT_EQ(state(4, 2), TaskState::kRunning) << "another worker's lease was touched";
+  EXPECT_EQ(state(4, 3), TaskState::kSucceeded);
+  // The same worker again (its process restarted once more) finds nothing restored left.
+  add_worker("w1", 2);
+  EXPECT_EQ(state(4, 0), TaskState::kQueued);
+  EXPECT_EQ(task(4, 0).error, "worker w1 restarted and lost the task");
+  add_worker("w2", 1);
+  EXPECT_EQ(state(4, 2), TaskState::kQueued);
+}
+
+TEST_F(SchedulerTest, AReconnectingSessionSaysWhichSessionItReplaced) {
+  WorkerId first = add_worker("w1", 1, {}, {}, 0, "instance-1");
+  Joined again = join(WorkerSpec{"w1", 1, {}, 0, "instance-1", {}});
+  ASSERT_TRUE(again.verdict.accepted);
+  EXPECT_EQ(again.verdict.replaced, std::vector<WorkerId>{first});
+  EXPECT_FALSE(sched().knows_worker(first));
+  Joined other = join(WorkerSpec{"w2", 1, {}, 0, "instance-2", {}});
+  EXPECT_TRUE(other.verdict.replaced.empty());
+  Joined clone = join(WorkerSpec{"w2", 1, {}, 0, "instance-3", {}});
+  EXPECT_FALSE(clone.verdict.accepted);
+  EXPECT_TRUE(clone.verdict.replaced.empty()) << "a refused clone replaced the live worker";
+  EXPECT_TRUE(sched().knows_worker(other.id));
+}
+
 TEST_F(SchedulerTest, RestoredLeaseNobodyClaimsExpires) {
   ASSERT_TRUE(sched().restore_job(1, make_spec("1", 1, {}), false, false).has_value());
   sched().restore_task(1, 0, TaskState::kRunning, 1, 0, 77, "gone", "");
