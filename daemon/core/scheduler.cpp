@@ -90,13 +90,13 @@ Scheduler::~Scheduler() = default;
 // ------------------------------------------------------------------ jobs
 
 Scheduler::Job* Scheduler::find_job(JobId id) {
-  auto it = jobs_.find(id);
-  return it == jobs_.end() ? nullptr : it->second.get();
+  auto it = job_index_.find(id);
+  return it == job_index_.end() ? nullptr : it->second;
 }
 
 const Scheduler::Job* Scheduler::find_job(JobId id) const {
-  auto it = jobs_.find(id);
-  return it == jobs_.end() ? nullptr : it->second.get();
+  auto it = job_index_.find(id);
+  return it == job_index_.end() ? nullptr : it->second;
 }
 
 Result<void> Scheduler::check_dependencies(const JobSpec& spec) const {
@@ -152,6 +152,7 @@ Scheduler::Job& Scheduler::create_job(JobId id, JobSpec spec) {
   for (const std::string& name : job->spec.limits) job->limit_ids.push_back(limit_id(name));
   Job& ref = *job;
   jobs_[id] = std::move(job);
+  job_index_[id] = &ref;
   next_job_id_ = std::max(next_job_id_, id + 1);
   for (JobId up : ref.spec.after) {
     if (Job* upstream = find_job(up)) upstream->after_dependants.push_back(id);
@@ -364,11 +365,7 @@ void Scheduler::committed(JobId id) {
 
 void Scheduler::erase_job(Job& job) {
   const JobId id = job.id;
-  unpark(job);
-  if (job.runnable_key) {
-    runnable_.erase(*job.runnable_key);
-    runnable_interactive_.erase(*job.runnable_key);
-  }
+  dequeue(job);
   auto unlink = [id](std::vector<JobId>& ids) {
     ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
   };
@@ -376,6 +373,7 @@ void Scheduler::erase_job(Job& job) {
     if (Job* upstream = find_job(up)) unlink(upstream->after_dependants);
   }
   if (Job* upstream = find_job(job.spec.after_frames)) unlink(upstream->frame_dependants);
+  job_index_.erase(id);
   jobs_.erase(id);
 }
 
@@ -509,9 +507,10 @@ void Scheduler::release_lease(const TaskKey& key) {
   }
   const std::vector<uint32_t> held = std::move(it->second.limits_held);
   leases_.erase(it);
+  // The jobs parked on a limit become candidates again as soon as it has a free
+  // token (pick_job looks at them where they are).
   for (uint32_t id : held) {
     if (limits_[id].in_use > 0) --limits_[id].in_use;
-    wake_parked(id);
   }
 }
 
@@ -678,34 +677,58 @@ void Scheduler::update_job_state(Job& job) {
   }
 }
 
+void Scheduler::PoolQueues::insert(const std::string& pool, const QueueKey& key, Job* job,
+                                   bool interactive) {
+  JobQueue& queue = by_pool[pool];
+  if (!queue.all.emplace(key, job).second) return;
+  if (interactive) queue.interactive.emplace(key, job);
+  ++size;
+}
+
+void Scheduler::PoolQueues::erase(const std::string& pool, const QueueKey& key) {
+  auto it = by_pool.find(pool);
+  if (it == by_pool.end() || it->second.all.erase(key) == 0) return;
+  it->second.interactive.erase(key);
+  --size;
+  // An emptied pool keeps its (empty) queue: pick_job may be walking it.
+}
+
+void Scheduler::dequeue(Job& job) {
+  if (!job.queued_key) return;
+  PoolQueues& queues = job.parked_on ? limits_[*job.parked_on].waiting : runnable_;
+  queues.erase(job.queued_pool, *job.queued_key);
+  job.queued_key.reset();
+  job.parked_on.reset();
+}
+
 void Scheduler::refresh_runnable(Job& job) {
   bool runnable =
       job.durable && !job.paused && !job.cancelled && job.count(TaskState::kQueued) > 0 &&
       (job.spec.max_running == 0 || job.count(TaskState::kRunning) < job.spec.max_running);
-  std::optional<std::tuple<int64_t, uint64_t, JobId>> key;
-  if (runnable)
+  std::optional<QueueKey> key;
+  if (runnable) {
     key = std::make_tuple(-int64_t{job.spec.priority}, job.count(TaskState::kRunning), job.id);
-  // A job waiting for a full limit is parked on it, out of the run queue, until
-  // a token frees (wake_parked): dispatch never scans it meanwhile.
-  unpark(job);
-  if (key) {
-    if (auto full = full_limit(job)) {
-      job.parked_on = full;
-      job.parked_key = *key;
-      limits_[*full].waiting.insert(*key);
-      key.reset();
-    }
   }
-  if (key == job.runnable_key) return;
-  if (job.runnable_key) {
-    runnable_.erase(*job.runnable_key);
-    if (job.spec.interactive) runnable_interactive_.erase(*job.runnable_key);
+  // A job waiting for a full limit is parked on it, out of the run queue:
+  // dispatch looks at it only while that limit has a free token.
+  std::optional<uint32_t> park = key ? full_limit(job) : std::nullopt;
+  if (key == job.queued_key && park == job.parked_on &&
+      (!key || job.queued_pool == job.spec.pool)) {
+    return;
   }
-  if (key) {
-    runnable_.insert(*key);
-    if (job.spec.interactive) runnable_interactive_.insert(*key);
-  }
-  job.runnable_key = key;
+  dequeue(job);
+  if (!key) return;
+  PoolQueues& queues = park ? limits_[*park].waiting : runnable_;
+  queues.insert(job.spec.pool, *key, &job, job.spec.interactive);
+  job.queued_key = key;
+  job.queued_pool = job.spec.pool;
+  job.parked_on = park;
+}
+
+bool Scheduler::dispatchable() const {
+  return !runnable_.empty() || std::any_of(limits_.begin(), limits_.end(), [](const Limit& limit) {
+    return limit.open() && !limit.waiting.empty();
+  });
 }
 
 std::optional<TaskIndex> Scheduler::pop_ready(Job& job) {
@@ -732,28 +755,43 @@ bool Scheduler::pool_served(const std::string& pool) const {
   });
 }
 
-bool Scheduler::worker_serves(const Worker& worker, const Job& job) const {
-  if (job.blocked_count > 0 && blocked_for(job, worker.spec.name)) return false;
-  if (job.spec.pool.empty()) return true;
-  const auto& tags = worker.spec.tags;
-  return std::find(tags.begin(), tags.end(), job.spec.pool) != tags.end();
-}
-
 Scheduler::Job* Scheduler::pick_job(const Worker& worker, bool interactive_only) {
-  auto& queue = interactive_only ? runnable_interactive_ : runnable_;
-  for (auto it = queue.begin(); it != queue.end();) {
-    Job* job = find_job(std::get<2>(*it));
-    ++it;
-    if (!job || !worker_serves(worker, *job)) continue;
-    // A limit that filled since the job was queued: park it now (it leaves
-    // both queues, so `it` stays valid: it already points past the job).
-    if (full_limit(*job)) {
-      refresh_runnable(*job);
-      continue;
+  Job* best = nullptr;
+  QueueKey best_key{};
+  // The best job of one queue that the worker may take, if better than `best`.
+  auto consider = [&](const PoolQueues& queues, const std::string& pool) {
+    auto found = queues.by_pool.find(pool);
+    if (found == queues.by_pool.end()) return;
+    const auto& queue = interactive_only ? found->second.interactive : found->second.all;
+    for (auto it = queue.begin(); it != queue.end();) {
+      if (best && !(it->first < best_key)) return;
+      auto [key, job] = *it;
+      ++it;
+      if (job->blocked_count > 0 && blocked_for(*job, worker.spec.name)) continue;
+      // A limit of its that filled since the job was queued: park it there now
+      // (never in this queue: this one is runnable_ or an open limit's, so `it`,
+      // already past the job, stays valid).
+      if (full_limit(*job)) {
+        refresh_runnable(*job);
+        continue;
+      }
+      best = job;
+      best_key = key;
+      return;
     }
-    return job;
+  };
+  auto consider_pool = [&](const std::string& pool) {
+    consider(runnable_, pool);
+    // Limits are few (licences): looking at each open one costs little.
+    for (const Limit& limit : limits_) {
+      if (limit.open() && !limit.waiting.empty()) consider(limit.waiting, pool);
+    }
+  };
+  consider_pool({});
+  for (const std::string& tag : worker.spec.tags) {
+    if (!tag.empty()) consider_pool(tag);
   }
-  return nullptr;
+  return best;
 }
 
 LeaseToken Scheduler::new_token() {
@@ -772,7 +810,7 @@ void Scheduler::arm_lease_timer(const TaskKey& key, const Lease& lease) {
 
 std::vector<Dispatch> Scheduler::dispatch(Millis now) {
   std::vector<Dispatch> out;
-  if (runnable_.empty() || now < hold_until_) return out;
+  if (now < hold_until_ || !dispatchable()) return out;
   for (auto& [worker_id, worker] : workers_) {
     if (!worker.alive) continue;
     if (!controls_.empty() && controls_.count(worker.spec.name)) continue;  // disabled, draining
@@ -813,7 +851,7 @@ std::vector<Dispatch> Scheduler::dispatch(Millis now) {
         out.push_back({worker_id, job->id, t, token, attempt});
       }
     }
-    if (runnable_.empty()) break;
+    if (!dispatchable()) break;
   }
   return out;
 }
@@ -1202,7 +1240,7 @@ std::optional<Millis> Scheduler::next_deadline() const {
   for (const auto& [id, w] : workers_) {
     if (w.alive) consider(w.last_seen + silent_after + Millis(1));
   }
-  if (hold_until_.count() > 0 && !runnable_.empty()) consider(hold_until_);
+  if (hold_until_.count() > 0 && dispatchable()) consider(hold_until_);
   return next;
 }
 

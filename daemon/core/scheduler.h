@@ -25,6 +25,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -443,6 +444,11 @@ class Scheduler {
   // limit, its max_running, or every live worker that serves it being blocked.
   JobHold hold(JobId job) const;
 
+  // For tests: the first of the scheduler's own indexes (run queues, parked
+  // jobs, limit tokens, reserved slots, session lookups) found out of step
+  // with what it indexes; empty when none is. Walks everything.
+  std::string audit() const;
+
  private:
   struct Job;
 
@@ -457,12 +463,38 @@ class Scheduler {
     std::vector<uint32_t> limits_held;  // a token of each (limit ids)
   };
 
+  // A job's place in a run queue: (-priority, running tasks, id), best first:
+  // the first match gets the next slot, so equal-priority jobs share slots fairly.
+  using QueueKey = std::tuple<int64_t, uint64_t, JobId>;
+
+  // Jobs of one pool, best first.
+  struct JobQueue {
+    std::map<QueueKey, Job*> all;
+    std::map<QueueKey, Job*> interactive;  // the subset in the interactive lane
+  };
+
+  // Jobs queued by their pool: a worker looks only at the pools it serves ("" and
+  // its tags), so jobs of other pools cost it nothing however many are queued.
+  struct PoolQueues {
+    std::unordered_map<std::string, JobQueue> by_pool;
+    uint64_t size = 0;
+
+    void insert(const std::string& pool, const QueueKey& key, Job* job, bool interactive);
+    void erase(const std::string& pool, const QueueKey& key);
+
+    bool empty() const { return size == 0; }
+  };
+
   struct Limit {
     std::string name;
     std::optional<uint32_t> capacity;
     uint32_t in_use = 0;
-    // Jobs parked on this limit, best first (their runnable_ keys when parked).
-    std::set<std::tuple<int64_t, uint64_t, JobId>> waiting;
+    // Jobs parked on this limit: it was full when they were last queued. While
+    // it has a free token they are candidates for dispatch where they are
+    // (pick_job), so a token coming free moves no job.
+    PoolQueues waiting;
+
+    bool open() const { return capacity && in_use < *capacity; }
   };
 
   struct TaskKey {
@@ -524,19 +556,22 @@ class Scheduler {
   void fail_waiting_dependants(Job& upstream, TaskIndex task, const std::string& reason,
                                Millis now);
   void update_job_state(Job& job);
+  // Puts the job where it belongs now: in runnable_ under its pool, parked on a
+  // full limit of its, or in no queue.
   void refresh_runnable(Job& job);
+  // Takes the job out of whichever queue holds it.
+  void dequeue(Job& job);
+  // Whether any job is queued that dispatch could pick.
+  bool dispatchable() const;
   std::optional<TaskIndex> pop_ready(Job& job);
+  // The best job the worker serves, from runnable_ and from the jobs parked on
+  // limits that have a free token (parking those whose limit filled meanwhile).
   Job* pick_job(const Worker& worker, bool interactive_only);
   // Index of the first of the job's limits with no free token, if any.
   std::optional<uint32_t> full_limit(const Job& job) const;
   uint32_t limit_id(const std::string& name);
   // Inserts the lease, taking a token of each of the job's limits.
   void add_lease(const TaskKey& key, Lease lease);
-  // A token of `limit` came free (or its capacity grew): every job parked on
-  // it goes back to the run queue.
-  void wake_parked(uint32_t limit);
-  void unpark(Job& job);
-  bool worker_serves(const Worker& worker, const Job& job) const;
   Millis backoff_delay(uint32_t attempts);
   LeaseToken new_token();
   void arm_lease_timer(const TaskKey& key, const Lease& lease);
@@ -551,7 +586,8 @@ class Scheduler {
 
   Options options_;
   std::mt19937_64 rng_;
-  std::map<JobId, std::unique_ptr<Job>> jobs_;
+  std::map<JobId, std::unique_ptr<Job>> jobs_;  // in id order, for restore and retention
+  std::unordered_map<JobId, Job*> job_index_;   // the same, for find_job (per task, hot)
   JobId next_job_id_ = 1;
   std::map<TaskKey, Lease> leases_;
   std::vector<Limit> limits_;  // by id; ids are never reused
@@ -565,10 +601,8 @@ class Scheduler {
   // Leases restored from the store and not claimed by a session yet, by worker
   // name (entries go stale as leases end: checked against leases_ when used).
   std::unordered_map<std::string, std::vector<TaskKey>> unclaimed_leases_;
-  // Runnable jobs: (-priority, running, id): the first match gets the next slot,
-  // so equal-priority jobs share slots fairly.
-  std::set<std::tuple<int64_t, uint64_t, JobId>> runnable_;
-  std::set<std::tuple<int64_t, uint64_t, JobId>> runnable_interactive_;  // the subset in the lane
+  // Runnable jobs whose limits all had a free token when they were queued.
+  PoolQueues runnable_;
   TimerHeap lease_timers_;
   TimerHeap backoff_timers_;
   Millis hold_until_{0};
