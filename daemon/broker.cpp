@@ -18,8 +18,8 @@ namespace farmhand::daemon {
 namespace {
 
 // Bounded work per turn keeps a flood on one socket from starving the other
-// and from delaying the turn's commit (and so every acknowledgement).
-constexpr int kMaxWorkerMessagesPerTurn = 20'000;
+// and from delaying the turn's commit (and so every acknowledgement). Worker
+// messages are bounded by BrokerCore::turn_full.
 constexpr int kMaxClientMessagesPerTurn = 2'000;
 
 }  // namespace
@@ -154,14 +154,16 @@ void Broker::turn() {
   if (items[2].revents & ZMQ_POLLIN) on_signals();
   if (items[4].fd >= 0 && (items[4].revents & ZMQ_POLLIN)) core_->on_backup_done();
   if (items[3].fd >= 0 && (items[3].revents & ZMQ_POLLIN)) core_->publish().on_watch_readable();
-  endpoints_.drain_workers(kMaxWorkerMessagesPerTurn,
-                           [&](const std::string& rid, const void* data, size_t size) {
-                             core_->on_worker(rid, data, size);
-                           });
+  // Clients first: a read that comes before anything else of the turn is
+  // answered at once, from state the last turn flushed (BrokerCore::on_client).
   endpoints_.drain_clients(
       kMaxClientMessagesPerTurn,
       [&](const std::string& rid, bool req_envelope, const void* data, size_t size,
           const std::string& peer) { core_->on_client(rid, req_envelope, data, size, peer); });
+  endpoints_.drain_workers([&] { return core_->turn_full(); },
+                           [&](const std::string& rid, const void* data, size_t size) {
+                             core_->on_worker(rid, data, size);
+                           });
   if (auto interval = systemd::watchdog_interval();
       interval && clock_.steady() - last_watchdog_ >= *interval) {
     last_watchdog_ = clock_.steady();

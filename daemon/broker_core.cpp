@@ -61,6 +61,7 @@ Result<void> BrokerCore::restore() {
 
 void BrokerCore::reload_limits(const std::map<std::string, uint32_t>& before) {
   if (failure_ || fatal_) return;  // the store is restored with the new config when it writes
+  changed_ = true;
   for (const auto& [name, capacity] : config_.limits) {
     auto it = before.find(name);
     if (it != before.end() && it->second == capacity) continue;
@@ -70,9 +71,35 @@ void BrokerCore::reload_limits(const std::map<std::string, uint32_t>& before) {
   }
 }
 
+bool BrokerCore::at_rest() const {
+  return !fatal_ && !changed_ && commits_ == flushed_ && turn_.batch.empty() &&
+         turn_.replies.empty() && turn_.worker_mail.empty() && turn_.acks.empty() &&
+         turn_.new_jobs.empty() && farm_.scheduler->outbox_empty();
+}
+
 void BrokerCore::on_client(const std::string& routing_id, bool req_envelope, const void* data,
                            size_t size, const std::string& peer) {
+  const bool rest = at_rest();
   clients_.on_message(routing_id, req_envelope, data, size, turn_, peer);
+  if (!rest) return;
+  // A read, or a write refused before it changed anything, leaves memory as
+  // durable as it found it: the reply need not wait for this turn's flush.
+  const bool unchanged =
+      turn_.batch.empty() && turn_.worker_mail.empty() && turn_.acks.empty() &&
+      turn_.new_jobs.empty() && farm_.scheduler->outbox_empty() &&
+      std::none_of(turn_.replies.begin(), turn_.replies.end(),
+                   [](const PendingReply& pending) { return acknowledges_write(pending.reply); });
+  if (!unchanged) {
+    changed_ = true;
+    return;
+  }
+  for (const PendingReply& pending : turn_.replies) client_port_.send(pending);
+  turn_.replies.clear();
+}
+
+bool BrokerCore::turn_full() const {
+  return worker_messages_ >= kMaxWorkerMessagesPerTurn ||
+         (worker_messages_ > 0 && clock_.steady() - first_worker_message_ >= kWorkerTurnBudget);
 }
 
 void BrokerCore::on_worker(const std::string& routing_id, const void* data, size_t size) {
@@ -81,6 +108,8 @@ void BrokerCore::on_worker(const std::string& routing_id, const void* data, size
   // results, and introduce themselves again once the store is back; their
   // heartbeats are answered so that they do not count the broker lost and
   // back off for long.
+  if (worker_messages_++ == 0) first_worker_message_ = clock_.steady();
+  changed_ = true;
   if (failure_) return link_.on_message_while_paused(routing_id, data, size);
   try {
     link_.on_message(routing_id, data, size, turn_);
@@ -113,6 +142,9 @@ void BrokerCore::end_turn() {
   post();
   link_.answer_log_queries(/*all=*/false);
   if (!failure_ && !fatal_) link_.send_heartbeats();
+  // Everything of the turn is flushed (or undone): memory is at rest again.
+  changed_ = false;
+  worker_messages_ = 0;
 }
 
 void BrokerCore::shutdown() {

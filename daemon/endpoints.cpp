@@ -120,15 +120,15 @@ void Endpoints::drain_clients(int max, const ClientHandler& handle) {
   }
 }
 
-void Endpoints::drain_workers(int max, const WorkerHandler& handle) {
-  drain_workers(workers_, kNetworkWorker, max, handle);
-  if (local_bound_) drain_workers(local_, kLocalWorker, max, handle);
+void Endpoints::drain_workers(const std::function<bool()>& full, const WorkerHandler& handle) {
+  drain_workers(workers_, kNetworkWorker, full, handle);
+  if (local_bound_) drain_workers(local_, kLocalWorker, full, handle);
 }
 
-void Endpoints::drain_workers(zmq::socket_t& socket, char tag, int max,
+void Endpoints::drain_workers(zmq::socket_t& socket, char tag, const std::function<bool()>& full,
                               const WorkerHandler& handle) {
   std::string routing_id;
-  for (int n = 0; n < max; ++n) {
+  while (!full()) {
     zmq::message_t id;
     zmq::message_t payload;
     try {

@@ -51,15 +51,17 @@ class Endpoints final : public ClientPort, public WorkerPort {
   // the endpoint; an error when the path is too long for a socket address.
   [[nodiscard]] Result<std::string> bind_local_workers(const std::string& state_dir);
 
-  // Receives what is waiting, at most `max` messages each.
+  // Receives what is waiting: at most `max` client messages; worker messages
+  // (of both worker endpoints) until `full` says the turn has enough.
   void drain_clients(int max, const ClientHandler& handle);
-  void drain_workers(int max, const WorkerHandler& handle);
+  void drain_workers(const std::function<bool()>& full, const WorkerHandler& handle);
 
   void send(const PendingReply& reply) override;
   bool send(const std::string& routing_id, const wire::BrokerMessage& msg) override;
 
  private:
-  void drain_workers(zmq::socket_t& socket, char tag, int max, const WorkerHandler& handle);
+  void drain_workers(zmq::socket_t& socket, char tag, const std::function<bool()>& full,
+                     const WorkerHandler& handle);
 
   BadMessages& bad_;
   zmq::context_t context_{1};

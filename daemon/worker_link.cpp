@@ -107,15 +107,9 @@ void WorkerLink::on_ready(const std::string& routing_id, const wire::Ready& read
   const core::WorkerReadyVerdict verdict =
       scheduler.worker_ready(peer.id, std::move(spec), running, clock_.millis());
   // Forget sessions the scheduler dropped (the same worker's earlier connection,
-  // or this one when it was refused).
-  for (auto it = routes_.begin(); it != routes_.end();) {
-    if (!scheduler.knows_worker(it->first)) {
-      peers_.erase(it->second);
-      it = routes_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  // or this one when it was refused): only those, not every peer per Ready.
+  for (core::WorkerId old : verdict.replaced) forget_session(old);
+  if (!verdict.accepted) forget_session(peer.id);
   if (!verdict.accepted) {
     // A second live worker under a name in use (a cloned host): refused, never
     // allowed to evict the first. It retries with its backoff.
@@ -136,6 +130,16 @@ void WorkerLink::on_ready(const std::string& routing_id, const wire::Ready& read
   welcome.mutable_welcome()->set_lease_ttl_ms(
       static_cast<uint32_t>(config_.broker.lease_ttl.count()));
   workers_.send(routing_id, welcome);
+}
+
+void WorkerLink::forget_session(core::WorkerId id) {
+  auto route = routes_.find(id);
+  if (route == routes_.end()) return;
+  // The routing id may already serve a newer session (a reconnect on one socket).
+  if (auto it = peers_.find(route->second); it != peers_.end() && it->second.id == id) {
+    peers_.erase(it);
+  }
+  routes_.erase(route);
 }
 
 void WorkerLink::on_result(const std::string& routing_id, core::WorkerId worker,
@@ -212,6 +216,14 @@ void WorkerLink::send_heartbeats() {
   const auto now = clock_.steady();
   if (now - last_heartbeat_ < config_.broker.heartbeat_interval) return;
   last_heartbeat_ = now;
+  const core::Scheduler& scheduler = *farm_.scheduler;
+  std::erase_if(routes_, [&](const auto& route) {
+    if (scheduler.knows_worker(route.first)) return false;
+    if (auto it = peers_.find(route.second); it != peers_.end() && it->second.id == route.first) {
+      peers_.erase(it);
+    }
+    return true;
+  });
   wire::BrokerMessage beat;
   beat.mutable_heartbeat();
   for (const auto& [rid, peer] : peers_) workers_.send(rid, beat);

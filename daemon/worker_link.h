@@ -65,7 +65,8 @@ class WorkerLink {
   // Cancel orders, staged in the turn.
   void cancel(const std::vector<core::CancelOrder>& cancels, Turn& turn);
 
-  // Heartbeats to every session, once per heartbeat interval.
+  // Heartbeats to every session, once per heartbeat interval; sessions the
+  // scheduler forgot (lost long ago) are forgotten here too, first.
   void send_heartbeats();
 
   // Drops every session, telling each worker to introduce itself again (after
@@ -95,6 +96,8 @@ class WorkerLink {
   void on_result(const std::string& routing_id, core::WorkerId worker,
                  const wire::TaskResult& result, Turn& turn);
   void on_log_reply(const wire::LogReply& log);
+  // Forgets the session's routing (a session the scheduler dropped).
+  void forget_session(core::WorkerId id);
 
   struct LogAsked {
     uint64_t job = 0;

@@ -90,13 +90,13 @@ Scheduler::~Scheduler() = default;
 // ------------------------------------------------------------------ jobs
 
 Scheduler::Job* Scheduler::find_job(JobId id) {
-  auto it = jobs_.find(id);
-  return it == jobs_.end() ? nullptr : it->second.get();
+  auto it = job_index_.find(id);
+  return it == job_index_.end() ? nullptr : it->second;
 }
 
 const Scheduler::Job* Scheduler::find_job(JobId id) const {
-  auto it = jobs_.find(id);
-  return it == jobs_.end() ? nullptr : it->second.get();
+  auto it = job_index_.find(id);
+  return it == job_index_.end() ? nullptr : it->second;
 }
 
 Result<void> Scheduler::check_dependencies(const JobSpec& spec) const {
@@ -152,6 +152,7 @@ Scheduler::Job& Scheduler::create_job(JobId id, JobSpec spec) {
   for (const std::string& name : job->spec.limits) job->limit_ids.push_back(limit_id(name));
   Job& ref = *job;
   jobs_[id] = std::move(job);
+  job_index_[id] = &ref;
   next_job_id_ = std::max(next_job_id_, id + 1);
   for (JobId up : ref.spec.after) {
     if (Job* upstream = find_job(up)) upstream->after_dependants.push_back(id);
@@ -374,11 +375,7 @@ void Scheduler::committed(JobId id) {
 
 void Scheduler::erase_job(Job& job) {
   const JobId id = job.id;
-  unpark(job);
-  if (job.runnable_key) {
-    runnable_.erase(*job.runnable_key);
-    runnable_interactive_.erase(*job.runnable_key);
-  }
+  dequeue(job);
   auto unlink = [id](std::vector<JobId>& ids) {
     ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
   };
@@ -386,6 +383,7 @@ void Scheduler::erase_job(Job& job) {
     if (Job* upstream = find_job(up)) unlink(upstream->after_dependants);
   }
   if (Job* upstream = find_job(job.spec.after_frames)) unlink(upstream->frame_dependants);
+  job_index_.erase(id);
   jobs_.erase(id);
 }
 
@@ -449,6 +447,7 @@ void Scheduler::restore_task(JobId job_id, TaskIndex task, TaskState state, uint
     l.token = lease;
     l.attempt = total_attempts(*job, task);
     add_lease({job_id, task}, std::move(l));
+    unclaimed_leases_[worker].push_back({job_id, task});
   }
 }
 
@@ -510,12 +509,18 @@ void Scheduler::record_error(Job& job, TaskIndex task, const std::string& error)
 void Scheduler::release_lease(const TaskKey& key) {
   auto it = leases_.find(key);
   if (it == leases_.end()) return;
-  if (auto w = workers_.find(it->second.worker); w != workers_.end()) w->second.running.erase(key);
+  if (auto w = workers_.find(it->second.worker); w != workers_.end()) {
+    w->second.running.erase(key);
+    if (it->second.interactive_slot && w->second.interactive_used > 0) {
+      --w->second.interactive_used;
+    }
+  }
   const std::vector<uint32_t> held = std::move(it->second.limits_held);
   leases_.erase(it);
+  // The jobs parked on a limit become candidates again as soon as it has a free
+  // token (pick_job looks at them where they are).
   for (uint32_t id : held) {
     if (limits_[id].in_use > 0) --limits_[id].in_use;
-    wake_parked(id);
   }
 }
 
@@ -682,34 +687,58 @@ void Scheduler::update_job_state(Job& job) {
   }
 }
 
+void Scheduler::PoolQueues::insert(const std::string& pool, const QueueKey& key, Job* job,
+                                   bool interactive) {
+  JobQueue& queue = by_pool[pool];
+  if (!queue.all.emplace(key, job).second) return;
+  if (interactive) queue.interactive.emplace(key, job);
+  ++size;
+}
+
+void Scheduler::PoolQueues::erase(const std::string& pool, const QueueKey& key) {
+  auto it = by_pool.find(pool);
+  if (it == by_pool.end() || it->second.all.erase(key) == 0) return;
+  it->second.interactive.erase(key);
+  --size;
+  // An emptied pool keeps its (empty) queue: pick_job may be walking it.
+}
+
+void Scheduler::dequeue(Job& job) {
+  if (!job.queued_key) return;
+  PoolQueues& queues = job.parked_on ? limits_[*job.parked_on].waiting : runnable_;
+  queues.erase(job.queued_pool, *job.queued_key);
+  job.queued_key.reset();
+  job.parked_on.reset();
+}
+
 void Scheduler::refresh_runnable(Job& job) {
   bool runnable =
       job.durable && !job.paused && !job.cancelled && job.count(TaskState::kQueued) > 0 &&
       (job.spec.max_running == 0 || job.count(TaskState::kRunning) < job.spec.max_running);
-  std::optional<std::tuple<int64_t, uint64_t, JobId>> key;
-  if (runnable)
+  std::optional<QueueKey> key;
+  if (runnable) {
     key = std::make_tuple(-int64_t{job.spec.priority}, job.count(TaskState::kRunning), job.id);
-  // A job waiting for a full limit is parked on it, out of the run queue, until
-  // a token frees (wake_parked): dispatch never scans it meanwhile.
-  unpark(job);
-  if (key) {
-    if (auto full = full_limit(job)) {
-      job.parked_on = full;
-      job.parked_key = *key;
-      limits_[*full].waiting.insert(*key);
-      key.reset();
-    }
   }
-  if (key == job.runnable_key) return;
-  if (job.runnable_key) {
-    runnable_.erase(*job.runnable_key);
-    if (job.spec.interactive) runnable_interactive_.erase(*job.runnable_key);
+  // A job waiting for a full limit is parked on it, out of the run queue:
+  // dispatch looks at it only while that limit has a free token.
+  std::optional<uint32_t> park = key ? full_limit(job) : std::nullopt;
+  if (key == job.queued_key && park == job.parked_on &&
+      (!key || job.queued_pool == job.spec.pool)) {
+    return;
   }
-  if (key) {
-    runnable_.insert(*key);
-    if (job.spec.interactive) runnable_interactive_.insert(*key);
-  }
-  job.runnable_key = key;
+  dequeue(job);
+  if (!key) return;
+  PoolQueues& queues = park ? limits_[*park].waiting : runnable_;
+  queues.insert(job.spec.pool, *key, &job, job.spec.interactive);
+  job.queued_key = key;
+  job.queued_pool = job.spec.pool;
+  job.parked_on = park;
+}
+
+bool Scheduler::dispatchable() const {
+  return !runnable_.empty() || std::any_of(limits_.begin(), limits_.end(), [](const Limit& limit) {
+    return limit.open() && !limit.waiting.empty();
+  });
 }
 
 std::optional<TaskIndex> Scheduler::pop_ready(Job& job) {
@@ -736,37 +765,43 @@ bool Scheduler::pool_served(const std::string& pool) const {
   });
 }
 
-bool Scheduler::worker_serves(const Worker& worker, const Job& job) const {
-  if (job.blocked_count > 0 && blocked_for(job, worker.spec.name)) return false;
-  if (job.spec.pool.empty()) return true;
-  const auto& tags = worker.spec.tags;
-  return std::find(tags.begin(), tags.end(), job.spec.pool) != tags.end();
-}
-
 Scheduler::Job* Scheduler::pick_job(const Worker& worker, bool interactive_only) {
-  auto& queue = interactive_only ? runnable_interactive_ : runnable_;
-  for (auto it = queue.begin(); it != queue.end();) {
-    Job* job = find_job(std::get<2>(*it));
-    ++it;
-    if (!job || !worker_serves(worker, *job)) continue;
-    // A limit that filled since the job was queued: park it now (it leaves
-    // both queues, so `it` stays valid: it already points past the job).
-    if (full_limit(*job)) {
-      refresh_runnable(*job);
-      continue;
+  Job* best = nullptr;
+  QueueKey best_key{};
+  // The best job of one queue that the worker may take, if better than `best`.
+  auto consider = [&](const PoolQueues& queues, const std::string& pool) {
+    auto found = queues.by_pool.find(pool);
+    if (found == queues.by_pool.end()) return;
+    const auto& queue = interactive_only ? found->second.interactive : found->second.all;
+    for (auto it = queue.begin(); it != queue.end();) {
+      if (best && !(it->first < best_key)) return;
+      auto [key, job] = *it;
+      ++it;
+      if (job->blocked_count > 0 && blocked_for(*job, worker.spec.name)) continue;
+      // A limit of its that filled since the job was queued: park it there now
+      // (never in this queue: this one is runnable_ or an open limit's, so `it`,
+      // already past the job, stays valid).
+      if (full_limit(*job)) {
+        refresh_runnable(*job);
+        continue;
+      }
+      best = job;
+      best_key = key;
+      return;
     }
-    return job;
+  };
+  auto consider_pool = [&](const std::string& pool) {
+    consider(runnable_, pool);
+    // Limits are few (licences): looking at each open one costs little.
+    for (const Limit& limit : limits_) {
+      if (limit.open() && !limit.waiting.empty()) consider(limit.waiting, pool);
+    }
+  };
+  consider_pool({});
+  for (const std::string& tag : worker.spec.tags) {
+    if (!tag.empty()) consider_pool(tag);
   }
-  return nullptr;
-}
-
-uint32_t Scheduler::interactive_slots_used(const Worker& worker) const {
-  uint32_t used = 0;
-  for (const TaskKey& key : worker.running) {
-    auto it = leases_.find(key);
-    if (it != leases_.end() && it->second.interactive_slot) ++used;
-  }
-  return used;
+  return best;
 }
 
 LeaseToken Scheduler::new_token() {
@@ -785,14 +820,14 @@ void Scheduler::arm_lease_timer(const TaskKey& key, const Lease& lease) {
 
 std::vector<Dispatch> Scheduler::dispatch(Millis now) {
   std::vector<Dispatch> out;
-  if (runnable_.empty() || now < hold_until_) return out;
+  if (now < hold_until_ || !dispatchable()) return out;
   for (auto& [worker_id, worker] : workers_) {
     if (!worker.alive) continue;
     if (!controls_.empty() && controls_.count(worker.spec.name)) continue;  // disabled, draining
     // Reserved slots first, so interactive work leaves the general slots to batch work.
-    uint32_t reserved_used = interactive_slots_used(worker);
     for (bool reserved : {true, false}) {
       while (true) {
+        const uint32_t reserved_used = worker.interactive_used;
         auto general_used = static_cast<uint32_t>(worker.running.size()) - reserved_used;
         if (reserved ? reserved_used >= worker.spec.interactive_slots
                      : general_used >= worker.spec.slots) {
@@ -812,7 +847,7 @@ std::vector<Dispatch> Scheduler::dispatch(Millis now) {
         lease.started = now;
         lease.expires = now + options_.lease_ttl;
         lease.interactive_slot = reserved;
-        if (reserved) ++reserved_used;
+        if (reserved) ++worker.interactive_used;
         TaskKey key{job->id, t};
         set_state(*job, t, TaskState::kRunning);
         worker.running.insert(key);
@@ -826,7 +861,7 @@ std::vector<Dispatch> Scheduler::dispatch(Millis now) {
         out.push_back({worker_id, job->id, t, token, attempt});
       }
     }
-    if (runnable_.empty()) break;
+    if (!dispatchable()) break;
   }
   return out;
 }
@@ -851,14 +886,42 @@ void Scheduler::drop_worker_session(Worker& worker, const std::vector<TaskRef>& 
 }
 
 std::string Scheduler::free_name(const std::string& taken) const {
-  auto in_use = [this](const std::string& name) {
-    return std::any_of(workers_.begin(), workers_.end(),
-                       [&](const auto& entry) { return entry.second.spec.name == name; });
-  };
   for (uint64_t n = 2;; ++n) {
     std::string name = fmt::format("{}-{}", taken, n);
-    if (!in_use(name)) return name;
+    if (!sessions_by_name_.count(name)) return name;
   }
+}
+
+void Scheduler::index_session(WorkerId id, const WorkerSpec& spec) {
+  sessions_by_name_[spec.name].push_back(id);
+  if (!spec.instance.empty()) sessions_by_instance_[spec.instance].push_back(id);
+}
+
+void Scheduler::unindex_session(WorkerId id, const WorkerSpec& spec) {
+  auto unlist = [id](auto& index, const std::string& key) {
+    auto it = index.find(key);
+    if (it == index.end()) return;
+    std::erase(it->second, id);
+    if (it->second.empty()) index.erase(it);
+  };
+  unlist(sessions_by_name_, spec.name);
+  if (!spec.instance.empty()) unlist(sessions_by_instance_, spec.instance);
+}
+
+std::vector<WorkerId> Scheduler::sessions_named(const std::string& name) const {
+  auto it = sessions_by_name_.find(name);
+  if (it == sessions_by_name_.end()) return {};
+  std::vector<WorkerId> ids = it->second;
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+std::vector<WorkerId> Scheduler::sessions_of_instance(const std::string& instance) const {
+  auto it = sessions_by_instance_.find(instance);
+  if (it == sessions_by_instance_.end()) return {};
+  std::vector<WorkerId> ids = it->second;
+  std::sort(ids.begin(), ids.end());
+  return ids;
 }
 
 bool Scheduler::holds_any(WorkerId worker, const std::vector<TaskRef>& refs) const {
@@ -885,16 +948,17 @@ WorkerReadyVerdict Scheduler::worker_ready(WorkerId id, WorkerSpec spec,
   // holds the name and may give it up.
   std::vector<WorkerId> previous;
   if (!spec.instance.empty()) {
-    for (const auto& [other_id, other] : workers_) {
-      if (other_id != id && other.spec.instance == spec.instance) {
+    for (WorkerId other_id : sessions_of_instance(spec.instance)) {
+      if (other_id != id) {
         previous.push_back(other_id);
-        spec.name = other.spec.name;
+        spec.name = workers_.at(other_id).spec.name;
       }
     }
   }
   if (previous.empty()) {
-    for (const auto& [other_id, other] : workers_) {
-      if (other_id == id || other.spec.name != spec.name) continue;
+    for (WorkerId other_id : sessions_named(spec.name)) {
+      if (other_id == id) continue;
+      const Worker& other = workers_.at(other_id);
       // Without instances on both sides a known name is the same worker restarted
       // (workers that predate instances); else another process, which may take the
       // name over from a session whose liveness ran out, or when it reports a lease
@@ -906,41 +970,58 @@ WorkerReadyVerdict Scheduler::worker_ready(WorkerId id, WorkerSpec spec,
       } else if (options_.rename_duplicates) {
         spec.name = free_name(spec.name);
       } else {
-        return {false, spec.name,
+        return {false,
+                spec.name,
                 fmt::format("worker name \"{}\" is in use by a live worker (host {}, instance {})",
                             spec.name, other.spec.host.empty() ? "unknown" : other.spec.host,
-                            short_instance(other.spec.instance))};
+                            short_instance(other.spec.instance)),
+                {}};
       }
       break;
     }
   }
   for (WorkerId old : previous) {
-    drop_worker_session(workers_[old], running, id, now);
+    Worker& gone = workers_.at(old);
+    drop_worker_session(gone, running, id, now);
     // The old session died with its connection: left here it would still look alive
-    // and take new work beyond the worker's slots. The shell forgets sessions that
-    // knows_worker() no longer reports.
+    // and take new work beyond the worker's slots. The shell forgets the sessions
+    // the verdict lists as replaced.
+    unindex_session(old, gone.spec);
     workers_.erase(old);
   }
   // Leases restored from the store under this name that it no longer runs died
   // while the broker was down — most often with the broker itself, which takes
   // its local workers along. The broker's crash must not burn the task's
-  // attempts, so these go back to the queue without penalty.
+  // attempts, so these go back to the queue without penalty. (Those it runs are
+  // claimed below: none of this name is left unclaimed.)
   std::vector<TaskKey> lost;
-  for (const auto& [key, lease] : leases_) {
-    if (lease.worker != 0 || lease.worker_name != spec.name) continue;
-    bool kept = std::any_of(running.begin(), running.end(), [&](const TaskRef& r) {
-      return r.job == key.job && r.task == key.task && r.lease == lease.token;
-    });
-    if (!kept) lost.push_back(key);
+  if (auto unclaimed = unclaimed_leases_.find(spec.name); unclaimed != unclaimed_leases_.end()) {
+    std::vector<TaskKey> keys = std::move(unclaimed->second);
+    unclaimed_leases_.erase(unclaimed);
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    for (const TaskKey& key : keys) {
+      auto it = leases_.find(key);
+      if (it == leases_.end()) continue;
+      const Lease& lease = it->second;
+      if (lease.worker != 0 || lease.worker_name != spec.name) continue;
+      bool kept = std::any_of(running.begin(), running.end(), [&](const TaskRef& r) {
+        return r.job == key.job && r.task == key.task && r.lease == lease.token;
+      });
+      if (!kept) lost.push_back(key);
+    }
   }
   for (const TaskKey& key : lost) {
     release_lease(key);
     if (Job* job = find_job(key.job)) requeue_without_penalty(*job, key.task);
   }
 
-  Worker& worker = workers_[id];
+  auto [entry, added] = workers_.try_emplace(id);
+  Worker& worker = entry->second;
   bool joined = worker.spec.name.empty();
+  if (!added) unindex_session(id, worker.spec);
   worker.spec = std::move(spec);
+  index_session(id, worker.spec);
   if (worker.spec.slots == 0) worker.spec.slots = 1;
   worker.alive = true;
   worker.last_seen = now;
@@ -956,10 +1037,16 @@ WorkerReadyVerdict Scheduler::worker_ready(WorkerId id, WorkerSpec spec,
     if (it != leases_.end() && it->second.token == ref.lease) {
       Lease& lease = it->second;
       if (lease.worker != id) {
-        if (auto w = workers_.find(lease.worker); w != workers_.end()) w->second.running.erase(key);
+        if (auto w = workers_.find(lease.worker); w != workers_.end()) {
+          w->second.running.erase(key);
+          if (lease.interactive_slot && w->second.interactive_used > 0) {
+            --w->second.interactive_used;
+          }
+        }
         lease.worker = id;
         lease.worker_name = worker.spec.name;
         worker.running.insert(key);
+        if (lease.interactive_slot) ++worker.interactive_used;
       }
       lease.expires = now + options_.lease_ttl;
       continue;
@@ -994,18 +1081,17 @@ WorkerReadyVerdict Scheduler::worker_ready(WorkerId id, WorkerSpec spec,
     outbox_.cancels.push_back({id, ref, "task is no longer leased to this worker"});
   }
   // Kept interactive tasks go back into the reserved slots, so they do not hold general ones.
-  uint32_t reserved = interactive_slots_used(worker);
   for (const TaskKey& key : worker.running) {
-    if (reserved >= worker.spec.interactive_slots) break;
+    if (worker.interactive_used >= worker.spec.interactive_slots) break;
     auto it = leases_.find(key);
     const Job* job = find_job(key.job);
     if (it == leases_.end() || !job || !job->spec.interactive || it->second.interactive_slot) {
       continue;
     }
     it->second.interactive_slot = true;
-    ++reserved;
+    ++worker.interactive_used;
   }
-  return {true, worker.spec.name, {}};
+  return {true, worker.spec.name, {}, std::move(previous)};
 }
 
 void Scheduler::worker_seen(WorkerId id, Millis now) {
@@ -1038,6 +1124,7 @@ void Scheduler::worker_gone(WorkerId id, Millis now) {
                              {},
                              {},
                              WorkerLostCause::kDisconnected});
+  unindex_session(it->first, it->second.spec);
   workers_.erase(it);
   (void)now;
 }
@@ -1090,6 +1177,7 @@ void Scheduler::tick(Millis now) {
     }
     if (!w.alive && w.running.empty() &&
         now - w.last_seen > silent_after * kForgetLostWorkerPeriods) {
+      unindex_session(it->first, w.spec);
       it = workers_.erase(it);
     } else {
       ++it;
@@ -1162,7 +1250,7 @@ std::optional<Millis> Scheduler::next_deadline() const {
   for (const auto& [id, w] : workers_) {
     if (w.alive) consider(w.last_seen + silent_after + Millis(1));
   }
-  if (hold_until_.count() > 0 && !runnable_.empty()) consider(hold_until_);
+  if (hold_until_.count() > 0 && dispatchable()) consider(hold_until_);
   return next;
 }
 

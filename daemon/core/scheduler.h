@@ -25,6 +25,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -130,6 +131,8 @@ struct WorkerReadyVerdict {
   bool accepted = true;
   std::string name;     // the name the session runs under (renamed duplicates differ)
   std::string refusal;  // why not, one line, when !accepted
+  // Earlier sessions this one replaced, which the scheduler no longer knows.
+  std::vector<WorkerId> replaced;
 };
 
 struct TaskRef {
@@ -417,6 +420,9 @@ class Scheduler {
 
   Outbox take_outbox();
 
+  // Nothing decided since the last take_outbox() (no change waits to be stored).
+  bool outbox_empty() const { return outbox_.empty(); }
+
   // ---- queries
 
   std::optional<JobView> job(JobId id) const;
@@ -438,6 +444,11 @@ class Scheduler {
   // limit, its max_running, or every live worker that serves it being blocked.
   JobHold hold(JobId job) const;
 
+  // For tests: the first of the scheduler's own indexes (run queues, parked
+  // jobs, limit tokens, reserved slots, session lookups) found out of step
+  // with what it indexes; empty when none is. Walks everything.
+  std::string audit() const;
+
  private:
   struct Job;
 
@@ -452,12 +463,38 @@ class Scheduler {
     std::vector<uint32_t> limits_held;  // a token of each (limit ids)
   };
 
+  // A job's place in a run queue: (-priority, running tasks, id), best first:
+  // the first match gets the next slot, so equal-priority jobs share slots fairly.
+  using QueueKey = std::tuple<int64_t, uint64_t, JobId>;
+
+  // Jobs of one pool, best first.
+  struct JobQueue {
+    std::map<QueueKey, Job*> all;
+    std::map<QueueKey, Job*> interactive;  // the subset in the interactive lane
+  };
+
+  // Jobs queued by their pool: a worker looks only at the pools it serves ("" and
+  // its tags), so jobs of other pools cost it nothing however many are queued.
+  struct PoolQueues {
+    std::unordered_map<std::string, JobQueue> by_pool;
+    uint64_t size = 0;
+
+    void insert(const std::string& pool, const QueueKey& key, Job* job, bool interactive);
+    void erase(const std::string& pool, const QueueKey& key);
+
+    bool empty() const { return size == 0; }
+  };
+
   struct Limit {
     std::string name;
     std::optional<uint32_t> capacity;
     uint32_t in_use = 0;
-    // Jobs parked on this limit, best first (their runnable_ keys when parked).
-    std::set<std::tuple<int64_t, uint64_t, JobId>> waiting;
+    // Jobs parked on this limit: it was full when they were last queued. While
+    // it has a free token they are candidates for dispatch where they are
+    // (pick_job), so a token coming free moves no job.
+    PoolQueues waiting;
+
+    bool open() const { return capacity && in_use < *capacity; }
   };
 
   struct TaskKey {
@@ -471,6 +508,7 @@ class Scheduler {
     bool alive = true;
     Millis last_seen{0};
     std::set<TaskKey> running;
+    uint32_t interactive_used = 0;  // leases in `running` that hold a reserved slot
   };
 
   struct Timer {
@@ -518,29 +556,38 @@ class Scheduler {
   void fail_waiting_dependants(Job& upstream, TaskIndex task, const std::string& reason,
                                Millis now);
   void update_job_state(Job& job);
+  // Puts the job where it belongs now: in runnable_ under its pool, parked on a
+  // full limit of its, or in no queue.
   void refresh_runnable(Job& job);
+  // Takes the job out of whichever queue holds it.
+  void dequeue(Job& job);
+  // Whether any job is queued that dispatch could pick.
+  bool dispatchable() const;
   std::optional<TaskIndex> pop_ready(Job& job);
+  // The best job the worker serves, from runnable_ and from the jobs parked on
+  // limits that have a free token (parking those whose limit filled meanwhile).
   Job* pick_job(const Worker& worker, bool interactive_only);
   // Index of the first of the job's limits with no free token, if any.
   std::optional<uint32_t> full_limit(const Job& job) const;
   uint32_t limit_id(const std::string& name);
   // Inserts the lease, taking a token of each of the job's limits.
   void add_lease(const TaskKey& key, Lease lease);
-  // A token of `limit` came free (or its capacity grew): every job parked on
-  // it goes back to the run queue.
-  void wake_parked(uint32_t limit);
-  void unpark(Job& job);
-  uint32_t interactive_slots_used(const Worker& worker) const;
-  bool worker_serves(const Worker& worker, const Job& job) const;
   Millis backoff_delay(uint32_t attempts);
   LeaseToken new_token();
   void arm_lease_timer(const TaskKey& key, const Lease& lease);
   void drop_worker_session(Worker& worker, const std::vector<TaskRef>& still_running,
                            WorkerId successor, Millis now);
+  // The sessions_by_name_ and sessions_by_instance_ entries of a session.
+  void index_session(WorkerId id, const WorkerSpec& spec);
+  void unindex_session(WorkerId id, const WorkerSpec& spec);
+  // Live sessions under the name (or of the instance), oldest first.
+  std::vector<WorkerId> sessions_named(const std::string& name) const;
+  std::vector<WorkerId> sessions_of_instance(const std::string& instance) const;
 
   Options options_;
   std::mt19937_64 rng_;
-  std::map<JobId, std::unique_ptr<Job>> jobs_;
+  std::map<JobId, std::unique_ptr<Job>> jobs_;  // in id order, for restore and retention
+  std::unordered_map<JobId, Job*> job_index_;   // the same, for find_job (per task, hot)
   JobId next_job_id_ = 1;
   std::map<TaskKey, Lease> leases_;
   std::vector<Limit> limits_;  // by id; ids are never reused
@@ -548,10 +595,14 @@ class Scheduler {
   std::map<std::string, std::pair<WorkerControl, std::string>> controls_;
   std::unordered_map<std::string, uint32_t> limit_ids_;
   std::map<WorkerId, Worker> workers_;
-  // Runnable jobs: (-priority, running, id): the first match gets the next slot,
-  // so equal-priority jobs share slots fairly.
-  std::set<std::tuple<int64_t, uint64_t, JobId>> runnable_;
-  std::set<std::tuple<int64_t, uint64_t, JobId>> runnable_interactive_;  // the subset in the lane
+  // workers_ by name and by instance: a Ready looks up its own, not every session.
+  std::unordered_map<std::string, std::vector<WorkerId>> sessions_by_name_;
+  std::unordered_map<std::string, std::vector<WorkerId>> sessions_by_instance_;
+  // Leases restored from the store and not claimed by a session yet, by worker
+  // name (entries go stale as leases end: checked against leases_ when used).
+  std::unordered_map<std::string, std::vector<TaskKey>> unclaimed_leases_;
+  // Runnable jobs whose limits all had a free token when they were queued.
+  PoolQueues runnable_;
   TimerHeap lease_timers_;
   TimerHeap backoff_timers_;
   Millis hold_until_{0};

@@ -40,33 +40,9 @@ std::optional<uint32_t> Scheduler::full_limit(const Job& job) const {
   return std::nullopt;
 }
 
-void Scheduler::unpark(Job& job) {
-  if (!job.parked_on) return;
-  limits_[*job.parked_on].waiting.erase(job.parked_key);
-  job.parked_on.reset();
-}
-
-void Scheduler::wake_parked(uint32_t id) {
-  Limit& limit = limits_[id];
-  if (!limit.capacity || limit.in_use >= *limit.capacity || limit.waiting.empty()) return;
-  // Every parked job goes back to the run queue (or parks on another full
-  // limit): waking only as many as there are free tokens could leave a job
-  // waiting behind one that no live worker serves. pick_job parks them again,
-  // one set operation each, once the limit is full again.
-  auto waiting = std::move(limit.waiting);
-  limit.waiting.clear();
-  for (const auto& key : waiting) {
-    Job* job = find_job(std::get<2>(key));
-    if (!job) continue;
-    job->parked_on.reset();
-    refresh_runnable(*job);
-  }
-}
-
 void Scheduler::set_limit(const std::string& name, uint32_t capacity) {
-  const uint32_t id = limit_id(name);
-  limits_[id].capacity = capacity;
-  wake_parked(id);
+  // The jobs parked on it are candidates again once it has a free token.
+  limits_[limit_id(name)].capacity = capacity;
 }
 
 void Scheduler::unset_limit(const std::string& name) {
@@ -94,7 +70,9 @@ std::vector<LimitView> Scheduler::limits() const {
   std::vector<LimitView> out;
   for (const Limit& limit : limits_) {
     if (!limit.capacity && limit.in_use == 0 && limit.waiting.empty()) continue;
-    out.push_back({limit.name, limit.capacity, limit.in_use, limit.waiting.size()});
+    // Parked jobs of a limit with a free token wait for a worker, not for it.
+    out.push_back(
+        {limit.name, limit.capacity, limit.in_use, limit.open() ? 0 : limit.waiting.size});
   }
   std::sort(out.begin(), out.end(),
             [](const LimitView& a, const LimitView& b) { return a.name < b.name; });
@@ -145,9 +123,7 @@ void Scheduler::control_worker(const std::string& name, WorkerControl control, s
 }
 
 bool Scheduler::knows_worker_name(const std::string& name) const {
-  if (controls_.count(name)) return true;
-  return std::any_of(workers_.begin(), workers_.end(),
-                     [&](const auto& entry) { return entry.second.spec.name == name; });
+  return controls_.count(name) || sessions_by_name_.count(name);
 }
 
 // ------------------------------------------------------------------ bad hosts

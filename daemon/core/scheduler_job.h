@@ -50,10 +50,13 @@ struct Scheduler::Job {
   // requeued task and fail it), so the count alone cannot tell a stale timer.
   std::unordered_map<TaskIndex, uint64_t> backoff_generation;
   uint64_t backoff_timers_armed = 0;
-  std::optional<std::tuple<int64_t, uint64_t, JobId>> runnable_key;
-  std::vector<uint32_t> limit_ids;    // spec.limits, resolved
-  std::optional<uint32_t> parked_on;  // a full limit it waits for (not in runnable_)
-  std::tuple<int64_t, uint64_t, JobId> parked_key{};
+  // Where the job is queued, if it is: its key, the pool it is filed under (a
+  // `job set --pool` changes spec.pool first), and the limit it is parked on
+  // (else it is in runnable_).
+  std::optional<QueueKey> queued_key;
+  std::string queued_pool;
+  std::optional<uint32_t> parked_on;
+  std::vector<uint32_t> limit_ids;  // spec.limits, resolved
 
   // Bad-host avoidance, by worker name: failed attempts and blocks (few jobs have any).
   struct HostRecord {

@@ -741,5 +741,131 @@ TEST_F(BrokerCoreTest, AnAssignThatOutlivesAPowerCutIsAdoptedNotRunTwice) {
   EXPECT_EQ(done.status().job().counts().at("succeeded"), 1u);
 }
 
+// Under load a turn drains thousands of worker messages, commits and flushes:
+// a read that waited for all that took half a second. At rest (nothing handled
+// since the last flush) it shows only durable state, so it is answered at once.
+TEST_F(BrokerCoreTest, AReadAtRestIsAnsweredAtOnceAndOneAfterAChangeWaitsForTheFlush) {
+  ready("w1");
+  core_->end_turn();
+  auto job = submit_noop(2);
+  ASSERT_TRUE(job.ok()) << job.error();
+  const uint64_t id = job.submit().job_id();
+  auto sent = assigns();
+  ASSERT_EQ(sent.size(), 2u);
+  ports_.take_replies();
+
+  auto send_status = [&](uint64_t request_id) {
+    wire::ClientRequest req;
+    req.set_version(common::kProtocolVersion);
+    req.set_request_id(request_id);
+    req.mutable_status()->set_job_id(id);
+    std::string bytes = req.SerializeAsString();
+    core_->on_client("client", false, bytes.data(), bytes.size());
+  };
+  send_status(501);
+  auto now = ports_.take_replies();
+  ASSERT_EQ(now.size(), 1u) << "a read at rest waited for the turn";
+  EXPECT_EQ(now[0].request_id(), 501u);
+  EXPECT_EQ(now[0].status().job().counts().at("running"), 2u);
+
+  // A result changes state that is not flushed yet: a read now waits for the
+  // turn's flush, and then shows the result.
+  result("w1", sent[0]);
+  send_status(502);
+  EXPECT_TRUE(ports_.replies.empty()) << "a read showed state that is not durable yet";
+  core_->end_turn();
+  auto later = ports_.take_replies();
+  ASSERT_EQ(later.size(), 1u);
+  EXPECT_EQ(later[0].request_id(), 502u);
+  EXPECT_EQ(later[0].status().job().counts().at("succeeded"), 1u);
+  ASSERT_NE(disk_.task(id, sent[0].ref().task()), nullptr);
+  EXPECT_TRUE(disk_.flushed());
+
+  // After a write in the same turn a read waits too, and never overtakes it.
+  send_status(503);
+  ASSERT_EQ(ports_.take_replies().size(), 1u) << "the next turn starts at rest";
+  wire::ClientRequest pause;
+  pause.set_version(common::kProtocolVersion);
+  pause.set_request_id(504);
+  pause.mutable_action()->set_job_id(id);
+  pause.mutable_action()->set_action(wire::JobActionRequest::PAUSE);
+  std::string bytes = pause.SerializeAsString();
+  core_->on_client("client", false, bytes.data(), bytes.size());
+  send_status(505);
+  EXPECT_TRUE(ports_.replies.empty());
+  core_->end_turn();
+  auto after_write = ports_.take_replies();
+  ASSERT_EQ(after_write.size(), 2u);
+  EXPECT_EQ(after_write[0].request_id(), 504u);
+  EXPECT_EQ(after_write[1].request_id(), 505u);
+  EXPECT_EQ(after_write[1].status().job().state(), wire::JOB_PAUSED);
+}
+
+// The loop stops taking worker messages once the turn is full, by time: a
+// flood of results is committed (and acknowledged, and reads answered) every
+// few milliseconds, not once per 20,000 messages.
+TEST_F(BrokerCoreTest, ATurnIsFullAfterItsTimeBudgetOfWorkerMessages) {
+  EXPECT_FALSE(core_->turn_full()) << "an empty turn is full";
+  wire::WorkerMessage beat;
+  beat.mutable_heartbeat();
+  ready("w1");
+  for (int i = 0; i < 100; ++i) from_worker("w1", beat);
+  EXPECT_FALSE(core_->turn_full()) << "no time has passed";
+  clock_.advance(BrokerCore::kWorkerTurnBudget);
+  EXPECT_TRUE(core_->turn_full());
+  core_->end_turn();
+  EXPECT_FALSE(core_->turn_full()) << "the next turn starts empty";
+
+  // However fast they come, a turn takes at most so many.
+  for (int i = 0; i < BrokerCore::kMaxWorkerMessagesPerTurn; ++i) from_worker("w1", beat);
+  EXPECT_TRUE(core_->turn_full());
+}
+
+// A Ready forgets the sessions it replaced, not by walking every peer.
+TEST_F(BrokerCoreTest, AWorkerReconnectingOnANewSocketLeavesNothingOfItsOldSession) {
+  ready("old-socket");
+  core_->end_turn();
+  wire::WorkerMessage again;
+  auto* r = again.mutable_ready();
+  r->set_version(common::kProtocolVersion);
+  r->set_name("old-socket");  // the same worker (no instance), from another connection
+  r->set_slots(4);
+  from_worker("new-socket", again);
+  core_->end_turn();
+  ports_.take_worker_mail();
+  wire::WorkerMessage beat;
+  beat.mutable_heartbeat();
+  from_worker("old-socket", beat);
+  from_worker("new-socket", beat);
+  bool reconnect = false;
+  for (auto& [rid, msg] : ports_.take_worker_mail()) {
+    if (msg.has_reconnect()) {
+      EXPECT_EQ(rid, "old-socket");
+      reconnect = true;
+    }
+  }
+  EXPECT_TRUE(reconnect) << "the replaced session was still served";
+  EXPECT_EQ(core_->farm().scheduler->workers().size(), 1u);
+}
+
+// Sessions the scheduler forgot (silent for 100 liveness periods) are dropped
+// by the heartbeat round, which no longer beats them.
+TEST_F(BrokerCoreTest, ASessionLostLongAgoGetsNoMoreHeartbeats) {
+  ready("w1");
+  ready("w2");
+  core_->end_turn();
+  ports_.take_worker_mail();
+  clock_.advance(std::chrono::seconds(400));
+  wire::WorkerMessage beat;
+  beat.mutable_heartbeat();
+  from_worker("w2", beat);  // w2 stays in touch; w1 went silent long ago
+  core_->end_turn();
+  std::set<std::string> beaten;
+  for (auto& [rid, msg] : ports_.take_worker_mail()) {
+    if (msg.has_heartbeat()) beaten.insert(rid);
+  }
+  EXPECT_EQ(beaten, std::set<std::string>{"w2"});
+}
+
 }  // namespace
 }  // namespace farmhand::daemon

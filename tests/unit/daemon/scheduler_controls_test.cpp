@@ -294,6 +294,109 @@ TEST_F(ControlsTest, ChangingThePoolSendsQueuedTasksOnlyToTheNewPool) {
   (void)plain;
 }
 
+// A job parked on a full limit, moved to another pool, is filed under the new
+// pool where it waits, and runs only there once a token frees.
+TEST_F(ControlsTest, AJobParkedOnALimitAndMovedToAnotherPoolRunsOnlyInTheNewOne) {
+  sched().set_limit("lic", 1);
+  JobId holder = submit("1", 1, with().limits({"lic"}));
+  WorkerId plain = add_worker("plain", 2);
+  WorkerId gpu = add_worker("gpu", 1, {"gpu"});
+  Dispatch held = dispatch().at(0);
+  ASSERT_EQ(held.job, holder);
+  JobId job = submit("1-3", 1, with().limits({"lic"}));
+  EXPECT_TRUE(dispatch().empty());
+  JobUpdate update;
+  update.pool = "gpu";
+  ASSERT_TRUE(sched().update_job(job, update).has_value());
+  EXPECT_EQ(sched().audit(), "");
+  (void)succeed(held);
+  std::vector<Dispatch> next = dispatch();
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].job, job);
+  EXPECT_EQ(next[0].worker, gpu);
+  // Back to the default pool while it runs: its next task may go anywhere.
+  update.pool = "";
+  ASSERT_TRUE(sched().update_job(job, update).has_value());
+  EXPECT_EQ(sched().audit(), "");
+  (void)succeed(next[0]);
+  next = dispatch();
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].worker, plain) << "the first worker with a free slot serves the default pool";
+  EXPECT_EQ(sched().audit(), "");
+}
+
+// A token coming free moves no parked job back into the run queue (at 10,000
+// parked jobs that was most of a dispatch's cost): the worker picks the best
+// parked job it serves where it waits, and the rest stay parked.
+TEST_F(ControlsTest, AFreedTokenGoesToTheBestParkedJobTheWorkerServesAndMovesNoOther) {
+  sched().set_limit("lic", 1);
+  JobId holder = submit("1", 1, with().limits({"lic"}));
+  add_worker("w", 2);
+  Dispatch held = dispatch().at(0);
+  ASSERT_EQ(held.job, holder);
+  std::vector<JobId> parked;
+  for (int i = 0; i < 20; ++i) {
+    parked.push_back(submit("1", 1, with().limits({"lic"}).priority(i % 3)));
+  }
+  JobId unserved = submit("1", 1, with().limits({"lic"}).pool("gpu").priority(9));
+  EXPECT_TRUE(dispatch().empty());
+  ASSERT_EQ(sched().limits().size(), 1u);
+  EXPECT_EQ(sched().limits()[0].waiting_jobs, 21u);
+  (void)succeed(held);
+  EXPECT_EQ(sched().limits()[0].waiting_jobs, 0u) << "a free token: nothing waits for it";
+  std::vector<Dispatch> next = dispatch();
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].job, parked[2]) << "not the best job the worker serves";
+  EXPECT_EQ(sched().limits()[0].waiting_jobs, 20u) << "parked jobs were moved";
+  EXPECT_EQ(sched().audit(), "");
+  // The rest go in priority order, one per token, until only the unserved one waits.
+  std::vector<JobId> order{parked[2]};
+  for (int i = 0; i < 19; ++i) {
+    (void)succeed(next.at(0));
+    next = dispatch();
+    ASSERT_EQ(next.size(), 1u);
+    order.push_back(next[0].job);
+  }
+  EXPECT_EQ(order,
+            (std::vector<JobId>{parked[2],  parked[5],  parked[8],  parked[11], parked[14],
+                                parked[17], parked[1],  parked[4],  parked[7],  parked[10],
+                                parked[13], parked[16], parked[19], parked[0],  parked[3],
+                                parked[6],  parked[9],  parked[12], parked[15], parked[18]}));
+  (void)succeed(next[0]);
+  EXPECT_TRUE(dispatch().empty());
+  EXPECT_EQ(count(unserved, TaskState::kQueued), 1u);
+  EXPECT_EQ(sched().audit(), "");
+}
+
+// Jobs of a pool the worker does not serve cost it nothing: it looks at its own
+// pools' queues, and each stays in order however jobs move between them.
+TEST_F(ControlsTest, EachWorkerTakesTheBestJobOfThePoolsItServes) {
+  JobId any = submit("1-2", 1, with().priority(1));
+  JobId gpu_low = submit("1-2", 1, with().pool("gpu"));
+  JobId gpu_high = submit("1-2", 1, with().pool("gpu").priority(5));
+  JobId cpu = submit("1-2", 1, with().pool("cpu").priority(9));
+  WorkerId gpu = add_worker("g", 1, {"gpu"});
+  std::vector<Dispatch> ds = dispatch();
+  ASSERT_EQ(ds.size(), 1u);
+  EXPECT_EQ(ds[0].job, gpu_high);
+  WorkerId plain = add_worker("p", 1);
+  ds = dispatch();
+  ASSERT_EQ(ds.size(), 1u);
+  EXPECT_EQ(ds[0].job, any);
+  EXPECT_EQ(ds[0].worker, plain);
+  JobUpdate update;
+  update.pool = "gpu";
+  ASSERT_TRUE(sched().update_job(cpu, update).has_value());
+  WorkerId gpu2 = add_worker("g2", 1, {"gpu", "cpu"});
+  ds = dispatch();
+  ASSERT_EQ(ds.size(), 1u);
+  EXPECT_EQ(ds[0].job, cpu) << "the moved job lost its place";
+  EXPECT_EQ(ds[0].worker, gpu2);
+  EXPECT_EQ(count(gpu_low, TaskState::kRunning), 0u);
+  EXPECT_EQ(sched().audit(), "");
+  (void)gpu;
+}
+
 TEST_F(ControlsTest, AShorterTimeoutAppliesToTheRunningAttempt) {
   options_.timeout_grace = Millis(0);
   JobId job = submit("1", 1, with().timeout(seconds(600)));

@@ -1862,6 +1862,43 @@ TEST_F(SchedulerTest, RestoredLeaseIsRequeuedWithoutPenaltyWhenItsWorkerReportsW
   EXPECT_EQ(sched().running_tasks(4, 10).size(), 0u);
 }
 
+// A Ready looks at the leases restored under its own name only (it used to
+// walk every lease of the farm: quadratic when a whole farm reconnects).
+TEST_F(SchedulerTest, AReturningWorkerSettlesOnlyItsOwnRestoredLeases) {
+  ASSERT_TRUE(sched().restore_job(4, make_spec("1-4", 1, {}), false, false).has_value());
+  sched().restore_task(4, 0, TaskState::kRunning, 1, 0, 70, "w1", "");
+  sched().restore_task(4, 1, TaskState::kRunning, 1, 0, 71, "w1", "");
+  sched().restore_task(4, 2, TaskState::kRunning, 1, 0, 72, "w2", "");
+  sched().restore_task(4, 3, TaskState::kRunning, 1, 0, 73, "w1", "");
+  sched().finish_restore(now());
+  (void)sched().task_result(0, {4, 3, 73}, true, Error{}, now());  // a late result, before w1
+  add_worker("w1", 2, {}, {Dispatch{0, 4, 0, 70, 1}});
+  EXPECT_EQ(state(4, 0), TaskState::kRunning) << "the lease it still runs is claimed";
+  EXPECT_EQ(state(4, 1), TaskState::kQueued) << "the lease it lost is requeued";
+  EXPECT_EQ(state(4, 2), TaskState::kRunning) << "another worker's lease was touched";
+  EXPECT_EQ(state(4, 3), TaskState::kSucceeded);
+  // The same worker again (its process restarted once more) finds nothing restored left.
+  add_worker("w1", 2);
+  EXPECT_EQ(state(4, 0), TaskState::kQueued);
+  EXPECT_EQ(task(4, 0).error, "worker w1 restarted and lost the task");
+  add_worker("w2", 1);
+  EXPECT_EQ(state(4, 2), TaskState::kQueued);
+}
+
+TEST_F(SchedulerTest, AReconnectingSessionSaysWhichSessionItReplaced) {
+  WorkerId first = add_worker("w1", 1, {}, {}, 0, "instance-1");
+  Joined again = join(WorkerSpec{"w1", 1, {}, 0, "instance-1", {}});
+  ASSERT_TRUE(again.verdict.accepted);
+  EXPECT_EQ(again.verdict.replaced, std::vector<WorkerId>{first});
+  EXPECT_FALSE(sched().knows_worker(first));
+  Joined other = join(WorkerSpec{"w2", 1, {}, 0, "instance-2", {}});
+  EXPECT_TRUE(other.verdict.replaced.empty());
+  Joined clone = join(WorkerSpec{"w2", 1, {}, 0, "instance-3", {}});
+  EXPECT_FALSE(clone.verdict.accepted);
+  EXPECT_TRUE(clone.verdict.replaced.empty()) << "a refused clone replaced the live worker";
+  EXPECT_TRUE(sched().knows_worker(other.id));
+}
+
 TEST_F(SchedulerTest, RestoredLeaseNobodyClaimsExpires) {
   ASSERT_TRUE(sched().restore_job(1, make_spec("1", 1, {}), false, false).has_value());
   sched().restore_task(1, 0, TaskState::kRunning, 1, 0, 77, "gone", "");
@@ -2406,6 +2443,8 @@ class Interleaving : public Farm {
         if (spec && spec->max_running > 0 && coin(0.5)) {
           update.max_running = coin(0.5) ? 0 : spec->max_running + 1;
         }
+        // (Only where asked: a draw more would change every seed's story.)
+        if (spec && change_pools_ && coin(0.5)) update.pool = spec->pool.empty() ? "gpu" : "";
         (void)sched().update_job(job, update);
         break;
       }
@@ -2504,6 +2543,7 @@ class Interleaving : public Farm {
 
   void check_invariants() {
     SCOPED_TRACE(fmt::format("step {}", step_));
+    EXPECT_EQ(sched().audit(), "") << "an index of the scheduler's is out of step";
     uint64_t lic_running = 0;
     std::map<std::pair<JobId, TaskIndex>, int> leased;
     std::map<JobId, uint64_t> running_per_job;
@@ -2596,6 +2636,11 @@ class Interleaving : public Farm {
   std::mt19937_64 rng_;
   int step_ = 0;
   std::vector<JobId> jobs_;
+
+ public:
+  bool change_pools_ = false;  // live changes move jobs between pools too
+
+ private:
   std::vector<Dispatch> dropped_;
   std::map<std::pair<JobId, TaskIndex>, std::set<LeaseToken>> issued_;
   std::map<std::pair<JobId, TaskIndex>, std::pair<Millis, uint32_t>> backoff_since_;
@@ -2609,6 +2654,18 @@ TEST_F(SchedulerTest, RandomEventInterleavingsKeepEveryInvariantAndEveryJobFinis
     Interleaving run(seed);
     run.run(300);
     if (HasFailure()) break;  // one seed's story is enough to read
+  }
+}
+
+// The same with jobs moving between pools (`job set --pool`) while they are
+// queued, parked on the limit or running: per-pool run queues follow them.
+TEST_F(SchedulerTest, RandomInterleavingsWithPoolChangesKeepEveryInvariant) {
+  for (uint64_t seed = 1; seed <= 100; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    Interleaving run(seed);
+    run.change_pools_ = true;
+    run.run(300);
+    if (HasFailure()) break;
   }
 }
 

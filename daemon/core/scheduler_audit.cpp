@@ -1,0 +1,128 @@
+// Scheduler::audit: the scheduler's own indexes checked against what they index
+// (run queues, parked jobs, limit tokens, per-worker counts, session lookups),
+// for tests. Slow: it walks everything.
+#include <algorithm>
+#include <cstdint>
+
+#include <fmt/format.h>
+
+#include "daemon/core/scheduler.h"
+#include "daemon/core/scheduler_job.h"
+
+namespace farmhand::core {
+
+std::string Scheduler::audit() const {
+  if (job_index_.size() != jobs_.size()) return "job index and jobs differ in size";
+  uint64_t queued = 0;
+  std::vector<uint64_t> parked(limits_.size(), 0);
+  for (const auto& [id, owned] : jobs_) {
+    const Job& job = *owned;
+    auto indexed = job_index_.find(id);
+    if (indexed == job_index_.end() || indexed->second != &job) {
+      return fmt::format("job {} not indexed", id);
+    }
+    const bool runnable =
+        job.durable && !job.paused && !job.cancelled && job.count(TaskState::kQueued) > 0 &&
+        (job.spec.max_running == 0 || job.count(TaskState::kRunning) < job.spec.max_running);
+    if (runnable != job.queued_key.has_value()) {
+      return fmt::format("job {} {} but {}", id, runnable ? "runnable" : "not runnable",
+                         job.queued_key ? "queued" : "not queued");
+    }
+    if (!job.queued_key) continue;
+    const QueueKey key{-int64_t{job.spec.priority}, job.count(TaskState::kRunning), id};
+    if (*job.queued_key != key) return fmt::format("job {} queued under a stale key", id);
+    if (job.queued_pool != job.spec.pool) return fmt::format("job {} queued in another pool", id);
+    const PoolQueues& queues = job.parked_on ? limits_[*job.parked_on].waiting : runnable_;
+    auto pool = queues.by_pool.find(job.queued_pool);
+    if (pool == queues.by_pool.end()) return fmt::format("job {} has no pool queue", id);
+    auto it = pool->second.all.find(key);
+    if (it == pool->second.all.end() || it->second != &job) {
+      return fmt::format("job {} missing from its queue", id);
+    }
+    if (pool->second.interactive.count(key) != (job.spec.interactive ? 1u : 0u)) {
+      return fmt::format("job {} in the interactive lane queue wrongly", id);
+    }
+    if (job.parked_on) {
+      if (std::find(job.limit_ids.begin(), job.limit_ids.end(), *job.parked_on) ==
+          job.limit_ids.end()) {
+        return fmt::format("job {} parked on a limit it does not name", id);
+      }
+      ++parked[*job.parked_on];
+    } else {
+      ++queued;
+    }
+  }
+  auto count = [](const PoolQueues& queues) {
+    uint64_t n = 0;
+    for (const auto& [pool, queue] : queues.by_pool) {
+      n += queue.all.size();
+      for (const auto& [key, job] : queue.interactive) {
+        if (!queue.all.count(key)) return UINT64_MAX;
+        (void)job;
+      }
+    }
+    return n;
+  };
+  if (count(runnable_) != queued || runnable_.size != queued) {
+    return fmt::format("run queue holds {} jobs (size {}), {} are queued", count(runnable_),
+                       runnable_.size, queued);
+  }
+  std::vector<uint32_t> tokens(limits_.size(), 0);
+  for (const auto& [key, lease] : leases_) {
+    for (uint32_t limit : lease.limits_held) ++tokens[limit];
+  }
+  for (size_t i = 0; i < limits_.size(); ++i) {
+    const Limit& limit = limits_[i];
+    if (count(limit.waiting) != parked[i] || limit.waiting.size != parked[i]) {
+      return fmt::format("limit {} holds {} parked jobs (size {}), {} are parked on it", limit.name,
+                         count(limit.waiting), limit.waiting.size, parked[i]);
+    }
+    if (limit.in_use != tokens[i]) {
+      return fmt::format("limit {} counts {} tokens in use, leases hold {}", limit.name,
+                         limit.in_use, tokens[i]);
+    }
+  }
+
+  uint64_t named = 0;
+  uint64_t with_instance = 0;
+  for (const auto& [id, worker] : workers_) {
+    uint32_t reserved = 0;
+    for (const TaskKey& key : worker.running) {
+      auto lease = leases_.find(key);
+      if (lease == leases_.end() || lease->second.worker != id) {
+        return fmt::format("worker {} runs task {}/{} without its lease", worker.spec.name, key.job,
+                           key.task);
+      }
+      if (lease->second.interactive_slot) ++reserved;
+    }
+    if (reserved != worker.interactive_used) {
+      return fmt::format("worker {} counts {} reserved slots in use, its leases {}",
+                         worker.spec.name, worker.interactive_used, reserved);
+    }
+    auto listed = [id](const auto& index, const std::string& key) {
+      auto it = index.find(key);
+      return it != index.end() && std::count(it->second.begin(), it->second.end(), id) == 1;
+    };
+    if (!listed(sessions_by_name_, worker.spec.name)) {
+      return fmt::format("session {} not found by its name {}", id, worker.spec.name);
+    }
+    ++named;
+    if (!worker.spec.instance.empty()) {
+      if (!listed(sessions_by_instance_, worker.spec.instance)) {
+        return fmt::format("session {} not found by its instance", id);
+      }
+      ++with_instance;
+    }
+  }
+  auto entries = [](const auto& index) {
+    uint64_t n = 0;
+    for (const auto& [key, ids] : index) n += ids.size();
+    return n;
+  };
+  if (entries(sessions_by_name_) != named || entries(sessions_by_instance_) != with_instance) {
+    return "session lookups list sessions that are gone";
+  }
+  return {};
+}
+
+}  // namespace farmhand::core
