@@ -49,6 +49,12 @@ std::string join(const std::vector<std::string>& parts, std::string_view separat
   return out;
 }
 
+// null when the message is absent (unknown).
+template <typename Message>
+Json optional_json(bool present, const Message& message) {
+  return present ? to_json(message) : Json(nullptr);
+}
+
 Json tasks_json(const google::protobuf::RepeatedPtrField<wire::TaskInfo>& tasks) {
   Json out = Json::array();
   for (const auto& task : tasks) out.push_back(to_json(task));
@@ -176,6 +182,29 @@ Json to_json(const wire::TaskInfo& task) {
       {"job_id", task.job_id()},
       {"progress_done", task.progress_done()},
       {"progress_total", task.progress_total()},
+      {"last_attempt", optional_json(task.has_last_attempt(), task.last_attempt())},
+  };
+}
+
+Json to_json(const wire::AttemptStats& stats) {
+  return Json{
+      {"wall_s", stats.wall_s()},
+      {"cpu_user_s", stats.cpu_user_s()},
+      {"cpu_system_s", stats.cpu_system_s()},
+      {"cpu_s", stats.cpu_user_s() + stats.cpu_system_s()},
+      {"peak_rss_bytes",
+       stats.peak_rss_bytes() == 0 ? Json(nullptr) : Json(stats.peak_rss_bytes())},
+      {"exit_code", stats.has_exit_code() ? Json(stats.exit_code()) : Json(nullptr)},
+      {"exit_signal", stats.exit_signal().empty() ? Json(nullptr) : Json(stats.exit_signal())},
+  };
+}
+
+Json to_json(const wire::JobUsage& usage) {
+  return Json{
+      {"cpu_s", usage.cpu_s()},
+      {"cpu_hours", usage.cpu_s() / 3600.0},
+      {"peak_rss_bytes", usage.peak_rss_bytes()},
+      {"attempts", usage.attempts()},
   };
 }
 
@@ -254,6 +283,7 @@ Json to_json(const wire::JobSummary& job) {
       {"after_frames", job.after_frames()},
       {"lane", job.lane().empty() ? "batch" : job.lane()},
       {"event_id", job.event_id()},
+      {"usage", optional_json(job.has_usage(), job.usage())},
   };
 }
 
@@ -331,8 +361,13 @@ Json to_json(const wire::WorkerInfo& worker) {
 
 Json to_json(const wire::TaskLog& log) {
   return Json{
-      {"task", log.task()},   {"attempt", log.attempt()}, {"worker", log.worker()},
-      {"error", log.error()}, {"text", log.text()},       {"running", log.running()},
+      {"task", log.task()},
+      {"attempt", log.attempt()},
+      {"worker", log.worker()},
+      {"error", log.error()},
+      {"text", log.text()},
+      {"running", log.running()},
+      {"stats", optional_json(log.has_stats(), log.stats())},
   };
 }
 
@@ -420,6 +455,39 @@ std::string format_seconds(double seconds) {
   return fmt::format("{}h{:02}m", whole / 3600, whole % 3600 / 60);
 }
 
+std::string format_bytes(uint64_t bytes) {
+  if (bytes == 0) return "-";
+  if (bytes < 1024) return fmt::format("{} B", bytes);
+  constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes) / 1024;
+  size_t unit = 0;
+  while (value >= 1024 && unit + 1 < std::size(kUnits)) {
+    value /= 1024;
+    ++unit;
+  }
+  return fmt::format("{:.1f} {}", value, kUnits[unit]);
+}
+
+std::string exit_text(const wire::AttemptStats& stats) {
+  if (!stats.exit_signal().empty()) return single_line(stats.exit_signal());
+  if (stats.has_exit_code()) return std::to_string(stats.exit_code());
+  return "-";
+}
+
+std::string attempt_stats_text(const wire::AttemptStats& stats) {
+  return fmt::format("wall {} cpu {} peak {} exit {}", format_seconds(stats.wall_s()),
+                     format_seconds(stats.cpu_user_s() + stats.cpu_system_s()),
+                     format_bytes(stats.peak_rss_bytes()), exit_text(stats));
+}
+
+std::string usage_text(const wire::JobSummary& job) {
+  const wire::JobUsage& usage = job.usage();
+  if (usage.attempts() == 0) return "";
+  return fmt::format("usage: cpu {} ({:.2f} CPU hours) over {} attempt{}, largest peak {}",
+                     format_seconds(usage.cpu_s()), usage.cpu_s() / 3600.0, usage.attempts(),
+                     usage.attempts() == 1 ? "" : "s", format_bytes(usage.peak_rss_bytes()));
+}
+
 std::string counts_text(const wire::JobSummary& job) {
   std::vector<std::string> parts;
   for (auto state : kTaskStates) {
@@ -484,6 +552,7 @@ void write_status(std::ostream& out, const wire::StatusReply& status, bool with_
   }
   out << fmt::format("progress: {}% ({}/{} succeeded)\n", progress_percent(job),
                      task_count_in(job, wire::TASK_SUCCEEDED), total);
+  if (const std::string usage = usage_text(job); !usage.empty()) out << usage << '\n';
 
   if (!status.running().empty()) {
     out << "running:\n";
@@ -513,11 +582,18 @@ void write_status(std::ostream& out, const wire::StatusReply& status, bool with_
   }
   if (with_tasks) {
     out << fmt::format("task page ({} shown):\n", status.tasks_size());
-    Table table({"TASK", "STATE", "FRAMES", "ATTEMPTS", "WORKER", "ERROR"});
+    // WALL to EXIT: the last attempt that reported its use.
+    Table table(
+        {"TASK", "STATE", "FRAMES", "ATTEMPTS", "WORKER", "WALL", "CPU", "PEAK", "EXIT", "ERROR"});
     for (const auto& task : status.tasks()) {
+      const bool known = task.has_last_attempt();
+      const wire::AttemptStats& last = task.last_attempt();
       table.add_row({std::to_string(task.index()), task_state_name(task.state()),
                      or_dash(task.frames()), std::to_string(task.attempts()),
-                     or_dash(task.worker()), or_dash(task.error())});
+                     or_dash(task.worker()), known ? format_seconds(last.wall_s()) : "-",
+                     known ? format_seconds(last.cpu_user_s() + last.cpu_system_s()) : "-",
+                     known ? format_bytes(last.peak_rss_bytes()) : "-",
+                     known ? exit_text(last) : "-", or_dash(task.error())});
     }
     table.write(out, "  ");
   }
@@ -616,6 +692,8 @@ void write_logs(std::ostream& out, const wire::LogsReply& logs) {
                        log.running()         ? "running, the log so far"
                        : log.error().empty() ? "ok"
                                              : single_line(log.error()));
+    // On a line of its own, so the header line stays what scripts already read.
+    if (log.has_stats()) out << "-- used: " << attempt_stats_text(log.stats()) << " --\n";
     out << shown_text(log.text());
     if (!log.text().empty() && log.text().back() != '\n') out << '\n';
   }

@@ -63,6 +63,11 @@ Json to_json(const wire::StatusReply& status);
 Json to_json(const wire::WorkerInfo& worker);
 Json to_json(const wire::LimitInfo& limit);
 Json to_json(const wire::TaskLog& log);
+// {wall_s, cpu_user_s, cpu_system_s, cpu_s, peak_rss_bytes, exit_code, exit_signal}; an
+// unknown peak, exit code or signal is null.
+Json to_json(const wire::AttemptStats& stats);
+// {cpu_s, cpu_hours, peak_rss_bytes, attempts}.
+Json to_json(const wire::JobUsage& usage);
 // `admin health --json`: every job and task state present, zeros included.
 Json to_json(const wire::HealthReply& health);
 
@@ -104,6 +109,19 @@ class Table {
 // "12.3s", "5m03s", "2h05m".
 std::string format_seconds(double seconds);
 
+// "512 B", "210.3 MiB", "1.5 GiB"; "-" for 0 (unknown).
+std::string format_bytes(uint64_t bytes);
+
+// How an attempt's last process ended: "0", "3", "SIGKILL"; "-" when unknown.
+std::string exit_text(const wire::AttemptStats& stats);
+
+// "wall 1.2s cpu 0.8s peak 210.3 MiB exit 0".
+std::string attempt_stats_text(const wire::AttemptStats& stats);
+
+// `status`'s totals line: "usage: cpu 1m03s (0.02 CPU hours) over 3 attempts, largest peak
+// 210.3 MiB"; "" when no attempt reported its use.
+std::string usage_text(const wire::JobSummary& job);
+
 // Non-zero task counts in lifecycle order: "queued=3 running=2 succeeded=5".
 std::string counts_text(const wire::JobSummary& job);
 
@@ -125,7 +143,8 @@ void write_health(std::ostream& out, const wire::HealthReply& health);
 // are refused and dispatch is stopped, retrying"); "" when it is healthy.
 std::string health_problem(const wire::HealthReply& health);
 
-// Each log as "== task N attempt A on WORKER: <error or ok> ==" and its text.
+// Each log as "== task N attempt A on WORKER: <error or ok> ==", then what the attempt
+// used when known ("-- used: wall 1.2s cpu 0.8s peak 210.3 MiB exit 0 --"), then its text.
 void write_logs(std::ostream& out, const wire::LogsReply& logs);
 
 // One `seq ls` line, like lsseq: "sh010.####.exr  1001-1100  (96 frames)  missing 1012,1050-1052";

@@ -225,6 +225,16 @@ class RealSpawner final : public Spawner {
     return std::optional<int>(status);
   }
 
+  Result<std::optional<Reaped>> try_reap(pid_t pid) override {
+    FARMHAND_CHECK(pid > 0);
+    return reap(pid);
+  }
+
+  Result<std::optional<Reaped>> try_reap_group(pid_t group) override {
+    FARMHAND_CHECK(group > 1);  // wait4(0 or -1) would reap children we do not own
+    return reap(-group);
+  }
+
   Result<int> wait(pid_t pid) override {
     FARMHAND_CHECK(pid > 0);
     int status = 0;
@@ -251,6 +261,33 @@ class RealSpawner final : public Spawner {
   }
 
  private:
+  // wait4(which, WNOHANG): a pid, or minus a process group.
+  static Result<std::optional<Reaped>> reap(pid_t which) {
+    int status = 0;
+    rusage usage{};
+    pid_t reaped;
+    do {
+      reaped = wait4(which, &status, WNOHANG, &usage);
+    } while (reaped < 0 && errno == EINTR);
+    if (reaped < 0) {
+      const std::string what = which > 0 ? "process " + std::to_string(which)
+                                         : "process group " + std::to_string(-which);
+      return fail(errno == ECHILD ? ErrorCode::kNotFound : ErrorCode::kInternal,
+                  "cannot wait for " + what + ": " + std::strerror(errno));
+    }
+    if (reaped == 0) return std::optional<Reaped>();
+    auto micros = [](const timeval& tv) {
+      return std::chrono::seconds(tv.tv_sec) + std::chrono::microseconds(tv.tv_usec);
+    };
+    Reaped out;
+    out.pid = reaped;
+    out.status = status;
+    out.usage.user = micros(usage.ru_utime);
+    out.usage.system = micros(usage.ru_stime);
+    out.usage.max_rss_bytes = static_cast<uint64_t>(std::max<long>(usage.ru_maxrss, 0)) * 1024;
+    return std::optional<Reaped>(out);
+  }
+
   // Opens /dev/null and maps the child stack on first use; false with errno
   // set when either fails. Called with mutex_ held.
   bool prepare();

@@ -30,6 +30,7 @@
 // serialised: they share one child stack). Fakes are single-threaded.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -77,6 +78,22 @@ struct SpawnSpec {
   std::vector<ResourceLimit> limits;
 };
 
+// What wait4 reports of a reaped child: its CPU time plus that of the
+// descendants it waited for, and the largest peak RSS among them (Linux counts
+// the spawner's own RSS at the clone in the child's peak, which shares the
+// spawner's memory until it execs: about 10 MB for a worker).
+struct ChildUsage {
+  std::chrono::microseconds user{0};
+  std::chrono::microseconds system{0};
+  uint64_t max_rss_bytes = 0;
+};
+
+struct Reaped {
+  pid_t pid = 0;
+  int status = 0;  // as from waitpid
+  ChildUsage usage;
+};
+
 class Spawner {
  public:
   virtual ~Spawner() = default;
@@ -90,6 +107,15 @@ class Spawner {
   // Reaps `pid` if it has ended: its wait status (as from waitpid), or nullopt
   // while it runs. An error when it is not our child (someone reaped it).
   [[nodiscard]] virtual Result<std::optional<int>> try_wait(pid_t pid) = 0;
+
+  // try_wait() with the child's resource use.
+  [[nodiscard]] virtual Result<std::optional<Reaped>> try_reap(pid_t pid) = 0;
+
+  // Reaps one ended child of ours in the process group `group`: its leader, or
+  // a member this process adopted as their child subreaper (PR_SET_CHILD_SUBREAPER).
+  // nullopt while none of them has ended; kNotFound when no child of ours is
+  // left in the group.
+  [[nodiscard]] virtual Result<std::optional<Reaped>> try_reap_group(pid_t group) = 0;
 
   // Blocks until `pid` ends and reaps it: its wait status.
   [[nodiscard]] virtual Result<int> wait(pid_t pid) = 0;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <limits>
+#include <unordered_map>
 
 #include <fmt/format.h>
 #include <google/protobuf/io/coded_stream.h>
@@ -198,6 +200,31 @@ void ClientService::status(const wire::StatusRequest& request, wire::ClientReply
       t->set_frames(scheduler.task_frames(id, v.task).to_string());
       t->set_attempts(v.attempts);
       t->set_error(v.error);
+    }
+    fill_last_attempts(id, *status);
+  }
+}
+
+void ClientService::fill_last_attempts(core::JobId id, wire::StatusReply& status) const {
+  if (status.tasks().empty()) return;
+  core::TaskIndex first = std::numeric_limits<core::TaskIndex>::max();
+  core::TaskIndex last = 0;
+  for (const auto& t : status.tasks()) {
+    first = std::min(first, static_cast<core::TaskIndex>(t.index()));
+    last = std::max(last, static_cast<core::TaskIndex>(t.index()));
+  }
+  auto rows = parts_.store.last_attempt_stats(id, first, last);
+  if (!rows) {
+    // The page is still worth showing; the use is then unknown.
+    log_.warn("attempt usage not read job={} reason=\"{}\"", id, rows.error().reason);
+    return;
+  }
+  std::unordered_map<core::TaskIndex, const LogRow*> by_task;
+  for (const LogRow& row : *rows) by_task[row.task] = &row;
+  for (auto& t : *status.mutable_tasks()) {
+    auto it = by_task.find(static_cast<core::TaskIndex>(t.index()));
+    if (it != by_task.end() && it->second->stats) {
+      to_wire(*it->second->stats, *t.mutable_last_attempt());
     }
   }
 }
@@ -581,6 +608,7 @@ void ClientService::logs(const wire::LogsRequest& request, wire::ClientReply& re
     log->set_worker(row.worker);
     log->set_text(row.text);
     log->set_error(row.error);
+    if (row.stats) to_wire(*row.stats, *log->mutable_stats());
   }
 }
 

@@ -1,6 +1,7 @@
 #include "daemon/farm.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "daemon/clock.h"
 
@@ -20,6 +21,19 @@ const JobRecord* JobBook::find(core::JobId id) const {
 
 void JobBook::set_spec(core::JobId id, wire::JobSpec spec) {
   if (auto it = records_.find(id); it != records_.end()) it->second.spec = std::move(spec);
+}
+
+void JobBook::add_usage(core::JobId id, const AttemptStats& stats) {
+  if (records_.count(id) != 0) usage_[id].add(stats);
+}
+
+void JobBook::set_usage(core::JobId id, const JobUsage& usage) {
+  if (records_.count(id) != 0) usage_[id] = usage;
+}
+
+JobUsage JobBook::usage(core::JobId id) const {
+  auto it = usage_.find(id);
+  return it == usage_.end() ? JobUsage{} : it->second;
 }
 
 std::optional<core::JobId> JobBook::find_key(const std::string& idempotency_key) const {
@@ -44,11 +58,13 @@ void JobBook::erase(core::JobId id) {
     keys_.erase(key);
   }
   records_.erase(it);
+  usage_.erase(id);
 }
 
 void JobBook::clear() {
   records_.clear();
   keys_.clear();
+  usage_.clear();
 }
 
 // ------------------------------------------------------------------ EventBook
@@ -128,6 +144,9 @@ Result<void> Farm::restore(Store& store, const Clock& clock, core::Millis hold_d
   if (!ok) return ok;
   if (failed) return fail(failure);
   ok = store.load_blocks([&](core::WorkerBlock&& block) { scheduler->restore_block(block); });
+  if (!ok) return ok;
+  ok = store.load_job_usage(
+      [&](core::JobId id, const JobUsage& usage) { jobs.set_usage(id, usage); });
   if (!ok) return ok;
   ok = store.load_events([&](EventRow&& row) {
     wire::EventInfo event;
@@ -227,6 +246,29 @@ Result<core::JobSpec> to_core_spec(const wire::JobSpec& spec) {
   return out;
 }
 
+AttemptStats attempt_stats(const wire::AttemptStats& stats) {
+  auto seconds = [](double s) { return std::isfinite(s) && s > 0 ? s : 0.0; };
+  AttemptStats out;
+  out.wall_s = seconds(stats.wall_s());
+  out.cpu_user_s = seconds(stats.cpu_user_s());
+  out.cpu_system_s = seconds(stats.cpu_system_s());
+  out.peak_rss_bytes = stats.peak_rss_bytes();
+  if (stats.has_exit_code()) out.exit_code = stats.exit_code();
+  // "SIGKILL", "signal 99": anything else is not from our worker.
+  out.exit_signal = stats.exit_signal().substr(0, 32);
+  std::erase_if(out.exit_signal, [](char c) { return c < ' ' || c > '~'; });
+  return out;
+}
+
+void to_wire(const AttemptStats& stats, wire::AttemptStats& out) {
+  out.set_wall_s(stats.wall_s);
+  out.set_cpu_user_s(stats.cpu_user_s);
+  out.set_cpu_system_s(stats.cpu_system_s);
+  out.set_peak_rss_bytes(stats.peak_rss_bytes);
+  if (stats.exit_code) out.set_exit_code(*stats.exit_code);
+  out.set_exit_signal(stats.exit_signal);
+}
+
 void fill_summary(const Farm& farm, core::JobId id, wire::JobSummary& summary) {
   const core::Scheduler& scheduler = *farm.scheduler;
   auto view = scheduler.job(id);
@@ -283,6 +325,11 @@ void fill_summary(const Farm& farm, core::JobId id, wire::JobSummary& summary) {
   summary.set_frames_total(frames);
   summary.set_frames_succeeded(std::min(frames_done, frames));
   for (const std::string& limit : spec->limits) summary.add_limits(limit);
+  const JobUsage usage = farm.jobs.usage(id);
+  auto* out = summary.mutable_usage();
+  out->set_cpu_s(usage.cpu_s);
+  out->set_peak_rss_bytes(usage.peak_rss_bytes);
+  out->set_attempts(usage.attempts);
 }
 
 }  // namespace farmhand::daemon

@@ -43,6 +43,12 @@ class JobBook {
   std::optional<core::JobId> find_key(const std::string& idempotency_key) const;
   // Records when a job finished (0: reopened), here and in `batch`.
   void set_finished(core::JobId id, int64_t unix_ms, Batch& batch);
+  // A job's attempts' use: summed from the stored attempts at restore
+  // (set_usage), added to as results are accepted (each stored in that turn).
+  void add_usage(core::JobId id, const AttemptStats& stats);
+  void set_usage(core::JobId id, const JobUsage& usage);
+  // Zero for a job with no measured attempt.
+  JobUsage usage(core::JobId id) const;
   // The job's spec after a live change (`farmhand job set`).
   void set_spec(core::JobId id, wire::JobSpec spec);
   void erase(core::JobId id);
@@ -55,6 +61,7 @@ class JobBook {
  private:
   std::unordered_map<core::JobId, JobRecord> records_;
   std::unordered_map<std::string, core::JobId> keys_;
+  std::unordered_map<core::JobId, JobUsage> usage_;  // jobs with a measured attempt
 };
 
 // Accepted publish events in order of arrival, and where each id is.
@@ -113,6 +120,11 @@ bool is_finished(core::JobState s);
 // The scheduler's view of a submitted spec. Shared by submit and restore, so a
 // restored job is exactly the job that was accepted.
 [[nodiscard]] Result<core::JobSpec> to_core_spec(const wire::JobSpec& spec);
+
+// An attempt's use as a worker reported it, made safe to store and sum (no
+// negative or non-finite seconds, a short signal name); and back.
+AttemptStats attempt_stats(const wire::AttemptStats& stats);
+void to_wire(const AttemptStats& stats, wire::AttemptStats& out);
 
 // A job's summary as `status`, `ls` and `events` show it; untouched if unknown.
 void fill_summary(const Farm& farm, core::JobId id, wire::JobSummary& summary);

@@ -150,8 +150,10 @@ void WorkerLink::on_result(const std::string& routing_id, core::WorkerId worker,
   Error error{error_code_from_name(result.error_code()), result.error().substr(0, 1024)};
   auto verdict = scheduler.task_result(worker, ref, result.succeeded(), error, clock_.millis());
   progress_.erase({ref.job, ref.task});
+  // A noop task (no log, no error, not measured) leaves no row: a million of them write
+  // nothing.
   if (verdict == core::ResultVerdict::kAccepted &&
-      (!result.log_tail().empty() || !result.error().empty())) {
+      (!result.log_tail().empty() || !result.error().empty() || result.has_stats())) {
     LogRow row;
     row.job = ref.job;
     row.task = ref.task;
@@ -160,6 +162,10 @@ void WorkerLink::on_result(const std::string& routing_id, core::WorkerId worker,
     row.error = error.reason;
     const std::string& tail = result.log_tail();
     row.text = tail.substr(tail.size() > kMaxLogTailBytes ? tail.size() - kMaxLogTailBytes : 0);
+    if (result.has_stats()) {
+      row.stats = attempt_stats(result.stats());
+      farm_.jobs.add_usage(ref.job, *row.stats);
+    }
     turn.batch.logs.push_back(std::move(row));
   }
   // Acknowledged after the commit: a stale result too, so the worker stops sending it.

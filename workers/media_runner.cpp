@@ -26,9 +26,8 @@ std::string basename_of(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-std::string signal_name(int sig) {
-  const char* abbrev = sigabbrev_np(sig);
-  return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
+std::chrono::microseconds minus_floor0(std::chrono::microseconds a, std::chrono::microseconds b) {
+  return a > b ? a - b : std::chrono::microseconds(0);
 }
 
 }  // namespace
@@ -118,6 +117,10 @@ Result<void> MediaRunner::start(uint64_t id, const std::string& request,
     if (auto again = common::write_framed(chosen->fd, message); !again) return again;
   }
   chosen->task = id;
+  // The task's share of a reused child: CPU from here, and a peak that forgets
+  // earlier tasks.
+  chosen->cpu_at_start = process_cpu(chosen->pid).value_or(CpuTimes{});
+  (void)reset_peak_rss(chosen->pid);
   chosen->reading.clear();
   chosen->started = now;
   chosen->deadline = timeout.count() > 0 ? now + timeout : Clock::time_point::max();
@@ -135,15 +138,28 @@ void MediaRunner::cancel(uint64_t id) {
 }
 
 void MediaRunner::finish(Child& child, bool succeeded, std::optional<Error> error,
-                         Clock::time_point now) {
+                         Clock::time_point now, TaskUsage usage) {
   if (!child.task) return;
+  usage.wall = std::chrono::duration_cast<std::chrono::microseconds>(now - child.started);
   outcomes_.push_back({*child.task, succeeded, std::move(error),
-                       std::chrono::duration_cast<std::chrono::milliseconds>(now - child.started)});
+                       std::chrono::duration_cast<std::chrono::milliseconds>(now - child.started),
+                       usage});
   child.task.reset();
   child.reading.clear();
 }
 
-void MediaRunner::bury(Child& child, int status, Clock::time_point now) {
+TaskUsage MediaRunner::live_usage(const Child& child) const {
+  TaskUsage usage;
+  if (auto cpu = process_cpu(child.pid)) {
+    usage.cpu_user = minus_floor0(cpu->user, child.cpu_at_start.user);
+    usage.cpu_system = minus_floor0(cpu->system, child.cpu_at_start.system);
+  }
+  usage.peak_rss_bytes = process_peak_rss(child.pid).value_or(0);
+  return usage;
+}
+
+void MediaRunner::bury(Child& child, const common::Reaped& reaped, Clock::time_point now) {
+  const int status = reaped.status;
   if (child.task) {
     Error error;
     std::string file =
@@ -159,7 +175,17 @@ void MediaRunner::bury(Child& child, int status, Clock::time_point now) {
     }
     common::logger("worker")->warn("media process died pid={} reason=\"{}\"", child.pid,
                                    error.reason);
-    finish(child, false, std::move(error), now);
+    // wait4 counts the child's whole life: the task's share is what came after its start.
+    TaskUsage usage;
+    usage.cpu_user = minus_floor0(reaped.usage.user, child.cpu_at_start.user);
+    usage.cpu_system = minus_floor0(reaped.usage.system, child.cpu_at_start.system);
+    usage.peak_rss_bytes = reaped.usage.max_rss_bytes;
+    if (WIFSIGNALED(status)) {
+      usage.exit_signal = WTERMSIG(status);
+    } else if (WIFEXITED(status)) {
+      usage.exit_code = WEXITSTATUS(status);
+    }
+    finish(child, false, std::move(error), now, usage);
   }
   close(child.fd);
   child.fd = -1;
@@ -196,7 +222,7 @@ std::vector<MediaOutcome> MediaRunner::poll(Clock::time_point now) {
           if (!event.done().ok()) {
             error = Error{error_code_from_name(event.done().error_code()), event.done().error()};
           }
-          finish(*child, event.done().ok(), std::move(error), now);
+          finish(*child, event.done().ok(), std::move(error), now, live_usage(*child));
           break;
         }
         default:
@@ -205,11 +231,11 @@ std::vector<MediaOutcome> MediaRunner::poll(Clock::time_point now) {
     }
     // A wait error means the child is not ours any more (someone reaped it):
     // bury it with a status of its own.
-    auto reap = [&]() -> std::optional<int> {
-      Result<std::optional<int>> reaped = spawner_.try_wait(child->pid);
-      return reaped ? *reaped : std::optional<int>(SIGKILL);
+    auto reap = [&]() -> std::optional<common::Reaped> {
+      Result<std::optional<common::Reaped>> reaped = spawner_.try_reap(child->pid);
+      return reaped ? *reaped : common::Reaped{child->pid, SIGKILL, {}};
     };
-    std::optional<int> status = reap();
+    std::optional<common::Reaped> status = reap();
     if (!open && !status) {
       // The socket closed: the child is dying (give it a moment, so an abort is
       // reported as SIGABRT) or broken (then end it). Never block on a live child.
@@ -220,7 +246,7 @@ std::vector<MediaOutcome> MediaRunner::poll(Clock::time_point now) {
       if (!status) {
         spawner_.signal(child->pid, SIGKILL);
         Result<int> waited = spawner_.wait(child->pid);
-        status = waited ? *waited : SIGKILL;
+        status = common::Reaped{child->pid, waited ? *waited : SIGKILL, {}};
       }
     }
     if (status) bury(*child, *status, now);
@@ -255,6 +281,13 @@ std::optional<MediaRunner::Clock::time_point> MediaRunner::next_deadline() const
     }
   }
   return next;
+}
+
+bool MediaRunner::owns(pid_t pid) const {
+  for (const auto& child : children_) {
+    if (child->pid == pid) return true;
+  }
+  return false;
 }
 
 size_t MediaRunner::running() const {

@@ -12,8 +12,14 @@
 // "timed out after N s".
 //
 // Children are started, killed and reaped through a common::Spawner, by pid:
-// it reaps only its own. A child that cannot be started (a missing binary)
-// fails the task at start() with the spawner's one-line reason.
+// it reaps only its own.
+//
+// A task's usage is the child's share while it ran the task: CPU time from
+// /proc/PID/stat at start and at the end, peak RSS from VmHWM, reset at the
+// task's start (clear_refs), so a warm child's earlier tasks do not count; for
+// a child that died, from wait4 instead. A task that ends in a live child has
+// no exit status; one whose child died has its signal or exit code. A child that cannot be started
+// (a missing binary) fails the task at start() with the spawner's one-line reason.
 //
 // Single-threaded, owned by the worker loop: it polls fds() for readability
 // and calls poll() after each wake-up, SIGCHLD or deadline.
@@ -32,6 +38,7 @@
 #include "common/result.h"
 #include "common/spawner.h"
 #include "common/stream_framing.h"
+#include "workers/task_usage.h"
 
 namespace farmhand::worker {
 
@@ -40,6 +47,7 @@ struct MediaOutcome {
   bool succeeded = false;
   std::optional<Error> error;
   std::chrono::milliseconds elapsed{0};
+  TaskUsage usage;
 };
 
 struct MediaProgress {
@@ -87,6 +95,9 @@ class MediaRunner {
 
   size_t running() const;
 
+  // Whether `pid` is one of its children (reap_strays).
+  bool owns(pid_t pid) const;
+
  private:
   struct Child {
     pid_t pid = -1;
@@ -97,11 +108,15 @@ class MediaRunner {
     Clock::time_point started{};
     Clock::time_point deadline = Clock::time_point::max();
     std::optional<Error> kill_reason;  // set when we killed it on purpose
+    CpuTimes cpu_at_start;             // its CPU time when the task started
   };
 
   Result<void> spawn();
-  void finish(Child& child, bool succeeded, std::optional<Error> error, Clock::time_point now);
-  void bury(Child& child, int status, Clock::time_point now);
+  void finish(Child& child, bool succeeded, std::optional<Error> error, Clock::time_point now,
+              TaskUsage usage);
+  // The task's usage so far, read from the live child.
+  TaskUsage live_usage(const Child& child) const;
+  void bury(Child& child, const common::Reaped& reaped, Clock::time_point now);
 
   // Kills and reaps the child (blocking: it dies of SIGKILL).
   void kill_and_reap(Child& child);

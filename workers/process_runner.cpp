@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <set>
 #include <string_view>
 #include <utility>
 
@@ -24,6 +25,12 @@ struct ProcessRunner::Run {
   common::SpawnSpec spawn_spec;
   size_t index = 0;  // current command
   pid_t pid = -1;    // current group leader, -1 when none is alive
+  // The current command's process group: set at spawn, kept after its leader
+  // was reaped until its other members are (or drain_until passes).
+  pid_t group = -1;
+  std::optional<int> leader_status;  // the current leader's wait status, once reaped
+  std::optional<SteadyTime> drain_until;
+  TaskUsage usage;
   // Set once the group was signalled for a timeout or cancel; it is the
   // outcome whatever the leader's exit status turns out to be.
   std::optional<Error> kill_reason;
@@ -41,6 +48,11 @@ struct ProcessRunner::Run {
 };
 
 namespace {
+
+// SIGKILLed members of a group die within milliseconds unless stuck in the
+// kernel (D state); one that takes longer is left to reap_strays, and its CPU
+// time goes uncounted rather than hold up the result.
+constexpr auto kDrainTimeout = std::chrono::seconds(1);
 
 void write_all(int fd, std::string_view text) {
   while (!text.empty()) {
@@ -79,20 +91,15 @@ std::string command_line(const std::vector<std::string>& argv) {
   return line;
 }
 
-std::string signal_name(int sig) {
-  const char* abbrev = sigabbrev_np(sig);
-  if (abbrev == nullptr) return "signal " + std::to_string(sig);
-  return std::string("SIG") + abbrev;
-}
-
 std::string errno_text(int err) {
   return std::strerror(err);
 }
 
 }  // namespace
 
-ProcessRunner::ProcessRunner(std::chrono::milliseconds kill_grace, common::Spawner& spawner)
-    : kill_grace_(kill_grace), spawner_(spawner) {}
+ProcessRunner::ProcessRunner(std::chrono::milliseconds kill_grace, common::Spawner& spawner,
+                             std::chrono::milliseconds rss_sample_interval)
+    : kill_grace_(kill_grace), spawner_(spawner), rss_sample_interval_(rss_sample_interval) {}
 
 ProcessRunner::~ProcessRunner() {
   for (auto& [id, run] : runs_) {
@@ -100,6 +107,45 @@ ProcessRunner::~ProcessRunner() {
     spawner_.signal_group(run->pid, SIGKILL);
     (void)spawner_.wait(run->pid);
   }
+}
+
+bool ProcessRunner::collect(Run& run) {
+  for (;;) {
+    Result<std::optional<common::Reaped>> reaped = spawner_.try_reap_group(run.group);
+    // kNotFound: none left. Any other error: nothing more can be learnt either.
+    if (!reaped) return true;
+    if (!reaped->has_value()) return false;
+    const common::Reaped& r = **reaped;
+    run.usage.cpu_user += r.usage.user;
+    run.usage.cpu_system += r.usage.system;
+    run.usage.peak_rss_bytes = std::max(run.usage.peak_rss_bytes, r.usage.max_rss_bytes);
+    if (r.pid == run.pid) run.leader_status = r.status;
+  }
+}
+
+void ProcessRunner::sample(SteadyTime now) {
+  if (rss_sample_interval_.count() <= 0 || now < next_sample_) return;
+  next_sample_ = now + rss_sample_interval_;
+  std::set<pid_t> groups;
+  for (const auto& [id, run] : runs_) {
+    if (run->group > 0) groups.insert(run->group);
+  }
+  if (groups.empty()) return;
+  const std::map<pid_t, uint64_t> rss = rss_by_group(groups);
+  for (auto& [id, run] : runs_) {
+    auto it = rss.find(run->group);
+    if (it != rss.end()) {
+      run->usage.peak_rss_bytes = std::max(run->usage.peak_rss_bytes, it->second);
+    }
+  }
+}
+
+bool ProcessRunner::owns_group(pid_t pgid) const {
+  if (pgid <= 0) return false;
+  for (const auto& [id, run] : runs_) {
+    if (run->group == pgid) return true;
+  }
+  return false;
 }
 
 Result<void> ProcessRunner::start(RunSpec spec, SteadyTime now) {
@@ -148,12 +194,18 @@ void ProcessRunner::spawn(Run& run) {
   const std::vector<std::string>& command = run.spec.commands[run.index];
   write_all(run.log_fd, "farmhand: running " + command_line(command) + "\n");
   run.spawn_spec.argv = command;
+  // The exit is the last command's: none when it cannot be started.
+  run.usage.exit_code.reset();
+  run.usage.exit_signal = 0;
   Result<pid_t> pid = spawner_.spawn(run.spawn_spec);
   if (!pid) {
     run.failure = pid.error();
     return;
   }
   run.pid = *pid;
+  run.group = *pid;
+  run.leader_status.reset();
+  run.drain_until.reset();
 }
 
 void ProcessRunner::begin_kill(Run& run, Error reason, SteadyTime now) {
@@ -185,6 +237,8 @@ std::optional<RunOutcome> ProcessRunner::advance(Run& run, SteadyTime now) {
     outcome.succeeded = !error.has_value();
     outcome.error = std::move(error);
     outcome.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(now - run.started);
+    outcome.usage = run.usage;
+    outcome.usage.wall = std::chrono::duration_cast<std::chrono::microseconds>(now - run.started);
     return outcome;
   };
   const Error timed_out{ErrorCode::kTimeout,
@@ -192,32 +246,46 @@ std::optional<RunOutcome> ProcessRunner::advance(Run& run, SteadyTime now) {
 
   for (;;) {
     if (run.failure) return finish(run.failure);
-    FARMHAND_CHECK(run.pid > 0);
+    FARMHAND_CHECK(run.group > 0);
     const std::string& program = run.spec.commands[run.index][0];
 
-    Result<std::optional<int>> reaped = spawner_.try_wait(run.pid);
-    if (reaped && !reaped->has_value()) {
-      if (!run.kill_reason && run.deadline && now >= *run.deadline) {
-        begin_kill(run, timed_out, now);
+    if (run.pid > 0) {
+      const bool empty = collect(run);
+      if (!run.leader_status && !empty) {
+        if (!run.kill_reason && run.deadline && now >= *run.deadline) {
+          begin_kill(run, timed_out, now);
+        }
+        if (run.kill_at && now >= *run.kill_at) {
+          spawner_.signal_group(run.pid, SIGKILL);
+          run.kill_at.reset();
+        }
+        return std::nullopt;
       }
-      if (run.kill_at && now >= *run.kill_at) {
-        spawner_.signal_group(run.pid, SIGKILL);
-        run.kill_at.reset();
-      }
+      // The leader is gone. Whatever it left in its group (a renderer's
+      // helpers, a child that ignored SIGTERM) must not outlive it, whoever's
+      // children they are now; those the worker adopted are reaped below, so
+      // their CPU time counts.
+      spawner_.signal_group(run.pid, SIGKILL);
+      run.pid = -1;
+      run.kill_at.reset();
+      run.drain_until = now + kDrainTimeout;
+      if (!empty && !collect(run)) return std::nullopt;
+    } else if (!collect(run) && now < *run.drain_until) {
       return std::nullopt;
     }
+    run.group = -1;
+    run.drain_until.reset();
 
-    // The leader is gone. Whatever it left in its group (a renderer's
-    // helpers, a child that ignored SIGTERM) must not outlive it.
-    spawner_.signal_group(run.pid, SIGKILL);
-    run.pid = -1;
-    run.kill_at.reset();
-    if (!reaped) {
+    if (!run.leader_status) {
       // Someone else reaped our child (a waitpid(-1) elsewhere): its status is lost.
-      return finish(Error{ErrorCode::kInternal,
-                          "lost exit status of " + program + ": " + reaped.error().reason});
+      return finish(Error{ErrorCode::kInternal, "lost exit status of " + program});
     }
-    int status = **reaped;
+    const int status = *run.leader_status;
+    if (WIFSIGNALED(status)) {
+      run.usage.exit_signal = WTERMSIG(status);
+    } else if (WIFEXITED(status)) {
+      run.usage.exit_code = WEXITSTATUS(status);
+    }
     if (run.kill_reason) return finish(run.kill_reason);
     if (WIFSIGNALED(status)) {
       return finish(Error{ErrorCode::kCrashed, "killed by signal " + signal_name(WTERMSIG(status)) +
@@ -235,6 +303,7 @@ std::optional<RunOutcome> ProcessRunner::advance(Run& run, SteadyTime now) {
 }
 
 std::vector<RunOutcome> ProcessRunner::poll(SteadyTime now) {
+  sample(now);
   std::vector<RunOutcome> finished;
   for (auto it = runs_.begin(); it != runs_.end();) {
     std::optional<RunOutcome> outcome = advance(*it->second, now);
@@ -257,6 +326,8 @@ std::optional<SteadyTime> ProcessRunner::next_deadline() const {
     if (run->failure) {
       // Already due: the failure waits only for the next poll().
       consider(run->started);
+    } else if (run->drain_until) {
+      consider(*run->drain_until);
     } else if (run->kill_at) {
       consider(*run->kill_at);
     } else if (!run->kill_reason && run->deadline) {

@@ -9,6 +9,16 @@
 // dies (PR_SET_PDEATHSIG). A grandchild that moves to its own session or group
 // escapes all of this (that needs cgroups).
 //
+// Each run's usage (workers/task_usage.h) sums what wait4 reports for every
+// process of its groups that the runner reaps: the leader, and members the
+// worker adopted as their child subreaper (Worker::run makes it one). After a
+// leader ends and its group is SIGKILLed, the run waits up to kDrainTimeout
+// for those members to be reaped before it reports, so their CPU time counts.
+// At a poll() at least rss_sample_interval after the last sample it also sums
+// the RSS of each group's live members from /proc: the peak of processes
+// running side by side. Sampling sets no deadline of its own: the worker's loop
+// polls at least every heartbeat.
+//
 // Children are started, signalled and reaped through a common::Spawner
 // (common/spawner.h explains the real one's vfork-style start). PR_SET_PDEATHSIG
 // is tied to the thread that spawned the child, not to the process: a child is
@@ -33,6 +43,7 @@
 
 #include "common/result.h"
 #include "common/spawner.h"
+#include "workers/task_usage.h"
 
 namespace farmhand::worker {
 
@@ -56,13 +67,19 @@ struct RunOutcome {
   // the program does not exist), kCrashed for death by signal, kTimeout, kCancelled.
   std::optional<Error> error;
   std::chrono::milliseconds elapsed{0};
+  // Over every command run: CPU summed, peak the largest; the exit of the last
+  // one (none when it could not be started).
+  TaskUsage usage;
 };
 
 class ProcessRunner {
  public:
   // `spawner` must outlive the runner.
+  // `rss_sample_interval` 0: no /proc sampling (the peak is then the largest
+  // single process's).
   explicit ProcessRunner(std::chrono::milliseconds kill_grace = std::chrono::seconds(2),
-                         common::Spawner& spawner = common::real_spawner());
+                         common::Spawner& spawner = common::real_spawner(),
+                         std::chrono::milliseconds rss_sample_interval = std::chrono::seconds(1));
   ~ProcessRunner();  // kills every live group (SIGKILL) and reaps
 
   ProcessRunner(const ProcessRunner&) = delete;
@@ -88,6 +105,9 @@ class ProcessRunner {
 
   size_t running() const;
 
+  // Whether `pgid` is the process group of one of the runs (reap_strays).
+  bool owns_group(pid_t pgid) const;
+
   // The pid of the run's current process-group leader (tests use it).
   std::optional<pid_t> leader_pid(uint64_t id) const;
 
@@ -100,10 +120,17 @@ class ProcessRunner {
   void begin_kill(Run& run, Error reason, SteadyTime now);
   // Reaps and advances one run; returns its outcome once it has finished.
   std::optional<RunOutcome> advance(Run& run, SteadyTime now);
+  // Reaps every ended child of the run's group into its usage; true once no
+  // child of ours is left in the group.
+  bool collect(Run& run);
+  // Adds the summed RSS of each run's group now to its peak.
+  void sample(SteadyTime now);
 
   std::map<uint64_t, std::unique_ptr<Run>> runs_;
   std::chrono::milliseconds kill_grace_;
   common::Spawner& spawner_;
+  std::chrono::milliseconds rss_sample_interval_;
+  SteadyTime next_sample_{};
 };
 
 // The last `max_bytes` of a file, cut to start at a line boundary when possible.

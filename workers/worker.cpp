@@ -183,6 +183,11 @@ Result<void> Worker::run() {
   signal_fd_ = signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
   if (signal_fd_ < 0) return fail(ErrorCode::kInternal, "cannot create signalfd");
   signal(SIGPIPE, SIG_IGN);
+  // Orphans of a task's processes come to us, not init: reaped, and counted
+  // in the task's use.
+  if (auto ok = become_child_subreaper(); !ok) {
+    log_->warn("task usage misses orphans reason=\"{}\"", ok.error().reason);
+  }
 
   try {
     connect();
@@ -238,11 +243,15 @@ Result<void> Worker::run() {
       handle(msg, now);
     }
     for (const auto& outcome : runner_.poll(Clock::now())) {
-      finish(outcome.id, outcome.succeeded, outcome.error, outcome.elapsed);
+      finish(outcome.id, outcome.succeeded, outcome.error, outcome.elapsed, outcome.usage);
     }
     for (const auto& outcome : media_.poll(Clock::now())) {
-      finish(outcome.id, outcome.succeeded, outcome.error, outcome.elapsed);
+      finish(outcome.id, outcome.succeeded, outcome.error, outcome.elapsed, outcome.usage);
     }
+    // Adopted orphans that left their task's group: no run owns them.
+    reap_strays([this](pid_t pid, pid_t pgid) {
+      return media_.owns(pid) || runner_.owns_group(pgid) || runner_.owns_group(pid);
+    });
     send_progress();
     now = Clock::now();
     save_results(now, false);
@@ -453,7 +462,7 @@ void Worker::start_task(const wire::Assign& assign, Clock::time_point now) {
 }
 
 void Worker::finish(uint64_t run_id, bool succeeded, const std::optional<Error>& error,
-                    std::chrono::milliseconds elapsed) {
+                    std::chrono::milliseconds elapsed, const std::optional<TaskUsage>& usage) {
   auto it = runs_.find(run_id);
   if (it == runs_.end()) return;
   Task task = std::move(it->second);
@@ -469,6 +478,18 @@ void Worker::finish(uint64_t run_id, bool succeeded, const std::optional<Error>&
   }
   if (!task.log_path.empty()) result->set_log_tail(read_log_tail(task.log_path, kLogTailBytes));
   result->set_elapsed_s(static_cast<double>(elapsed.count()) / 1000.0);
+  if (usage) {
+    auto seconds = [](std::chrono::microseconds us) {
+      return static_cast<double>(us.count()) / 1e6;
+    };
+    auto* stats = result->mutable_stats();
+    stats->set_wall_s(seconds(usage->wall));
+    stats->set_cpu_user_s(seconds(usage->cpu_user));
+    stats->set_cpu_system_s(seconds(usage->cpu_system));
+    stats->set_peak_rss_bytes(usage->peak_rss_bytes);
+    if (usage->exit_code) stats->set_exit_code(*usage->exit_code);
+    if (usage->exit_signal != 0) stats->set_exit_signal(signal_name(usage->exit_signal));
+  }
   if (!succeeded) {
     log_->info("task failed job={} task={} attempt={} reason=\"{}\"", task.ref.job_id(),
                task.ref.task(), task.attempt, error ? error->reason : "");

@@ -21,7 +21,9 @@
 // worker then sends nothing until its backoff passes and tries Ready again.
 //
 // `command` tasks run as process groups through ProcessRunner; `noop` tasks
-// finish at once.
+// finish at once. The worker is its descendants' child subreaper, so what a
+// task's processes orphan is reaped (and its use counted) here; what left its
+// task's group is reaped too, uncounted.
 //
 // Single-threaded: run() owns the calling thread until SIGTERM/SIGINT (read
 // from a signalfd; the signals are blocked in the calling thread).
@@ -103,7 +105,7 @@ class Worker {
   void handle(const wire::BrokerMessage& msg, Clock::time_point now);
   void start_task(const wire::Assign& assign, Clock::time_point now);
   void finish(uint64_t run_id, bool succeeded, const std::optional<Error>& error,
-              std::chrono::milliseconds elapsed);
+              std::chrono::milliseconds elapsed, const std::optional<TaskUsage>& usage = {});
   void renew_leases();
   void send_progress();
   std::chrono::milliseconds poll_timeout(Clock::time_point now) const;

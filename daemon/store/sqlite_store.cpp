@@ -229,8 +229,9 @@ Result<void> SqliteStore::prepare() {
        "state = excluded.state, attempts = excluded.attempts, lease = excluded.lease, "
        "worker = excluded.worker, error = excluded.error, budget_base = excluded.budget_base"},
       {&insert_log_,
-       "INSERT OR REPLACE INTO task_logs (job_id, idx, attempt, worker, error, text) "
-       "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
+       "INSERT OR REPLACE INTO task_logs (job_id, idx, attempt, worker, error, text, wall_s, "
+       "cpu_user_s, cpu_system_s, peak_rss_bytes, exit_code, exit_signal) "
+       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"},
       {&insert_event_, "INSERT INTO events (event_id, received_unix_ms, info) VALUES (?1, ?2, ?3)"},
       {&set_finished_, "UPDATE jobs SET finished_unix_ms = ?2 WHERE id = ?1"},
       {&delete_job_, "DELETE FROM jobs WHERE id = ?1"},
@@ -335,6 +336,15 @@ Result<void> SqliteStore::commit(const Batch& batch) {
     bind_text(insert_log_, 4, log.worker);
     bind_text(insert_log_, 5, log.error);
     bind_text(insert_log_, 6, log.text);
+    if (log.stats) {  // unbound parameters are NULL: unknown
+      const AttemptStats& stats = *log.stats;
+      sqlite3_bind_double(insert_log_, 7, stats.wall_s);
+      sqlite3_bind_double(insert_log_, 8, stats.cpu_user_s);
+      sqlite3_bind_double(insert_log_, 9, stats.cpu_system_s);
+      sqlite3_bind_int64(insert_log_, 10, static_cast<sqlite3_int64>(stats.peak_rss_bytes));
+      if (stats.exit_code) sqlite3_bind_int(insert_log_, 11, *stats.exit_code);
+      bind_text(insert_log_, 12, stats.exit_signal);
+    }
     if (!run(insert_log_)) return rollback("cannot store task log");
   }
   for (const EventRow& event : batch.events) {
@@ -527,14 +537,38 @@ Result<void> SqliteStore::load_worker_controls(
   return {};
 }
 
+namespace {
+
+constexpr const char* kStatsColumns =
+    "wall_s, cpu_user_s, cpu_system_s, peak_rss_bytes, exit_code, exit_signal";
+
+// The kStatsColumns starting at column `first`: none when cpu_user_s is NULL.
+std::optional<AttemptStats> column_stats(sqlite3_stmt* stmt, int first) {
+  if (sqlite3_column_type(stmt, first + 1) == SQLITE_NULL) return std::nullopt;
+  AttemptStats stats;
+  stats.wall_s = sqlite3_column_double(stmt, first);
+  stats.cpu_user_s = sqlite3_column_double(stmt, first + 1);
+  stats.cpu_system_s = sqlite3_column_double(stmt, first + 2);
+  stats.peak_rss_bytes =
+      static_cast<uint64_t>(std::max<sqlite3_int64>(sqlite3_column_int64(stmt, first + 3), 0));
+  if (sqlite3_column_type(stmt, first + 4) != SQLITE_NULL) {
+    stats.exit_code = sqlite3_column_int(stmt, first + 4);
+  }
+  const unsigned char* signal = sqlite3_column_text(stmt, first + 5);
+  if (signal != nullptr) stats.exit_signal = reinterpret_cast<const char*>(signal);
+  return stats;
+}
+
+}  // namespace
+
 Result<std::vector<LogRow>> SqliteStore::logs(core::JobId job,
                                               std::optional<core::TaskIndex> task) {
   sqlite3_stmt* stmt = nullptr;
-  const char* sql = task ? "SELECT idx, attempt, worker, error, text FROM task_logs "
-                           "WHERE job_id = ?1 AND idx = ?2 ORDER BY idx, attempt"
-                         : "SELECT idx, attempt, worker, error, text FROM task_logs "
-                           "WHERE job_id = ?1 ORDER BY idx, attempt LIMIT 1000";
-  if (sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr) != SQLITE_OK) {
+  const std::string sql =
+      fmt::format("SELECT idx, attempt, worker, error, text, {} FROM task_logs {}", kStatsColumns,
+                  task ? "WHERE job_id = ?1 AND idx = ?2 ORDER BY idx, attempt"
+                       : "WHERE job_id = ?1 ORDER BY idx, attempt LIMIT 1000");
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
     return fail(error("cannot read logs"));
   }
   Finalizer finalizer{stmt};
@@ -550,9 +584,64 @@ Result<std::vector<LogRow>> SqliteStore::logs(core::JobId job,
     row.worker = column_text(stmt, 2);
     row.error = column_text(stmt, 3);
     row.text = column_text(stmt, 4);
+    row.stats = column_stats(stmt, 5);
     out.push_back(std::move(row));
   }
   if (rc != SQLITE_DONE) return fail(error("cannot read logs"));
+  return out;
+}
+
+Result<void> SqliteStore::load_job_usage(
+    const std::function<void(core::JobId, const JobUsage&)>& on_job) {
+  sqlite3_stmt* stmt = nullptr;
+  // From the task_logs_stats index alone.
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT job_id, SUM(cpu_user_s + cpu_system_s), MAX(peak_rss_bytes), "
+                         "COUNT(*) FROM task_logs WHERE cpu_user_s IS NOT NULL "
+                         "GROUP BY job_id ORDER BY job_id",
+                         -1, &stmt, nullptr) != SQLITE_OK) {
+    return fail(error("cannot read job usage"));
+  }
+  Finalizer finalizer{stmt};
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    JobUsage usage;
+    usage.cpu_s = sqlite3_column_double(stmt, 1);
+    usage.peak_rss_bytes =
+        static_cast<uint64_t>(std::max<sqlite3_int64>(sqlite3_column_int64(stmt, 2), 0));
+    usage.attempts = static_cast<uint64_t>(sqlite3_column_int64(stmt, 3));
+    on_job(static_cast<core::JobId>(sqlite3_column_int64(stmt, 0)), usage);
+  }
+  if (rc != SQLITE_DONE) return fail(error("cannot read job usage"));
+  return {};
+}
+
+Result<std::vector<LogRow>> SqliteStore::last_attempt_stats(core::JobId job, core::TaskIndex first,
+                                                            core::TaskIndex last) {
+  sqlite3_stmt* stmt = nullptr;
+  // SQLite takes the bare columns of a MAX() aggregate from the row with the maximum.
+  const std::string sql = fmt::format(
+      "SELECT idx, MAX(attempt), {} FROM task_logs WHERE job_id = ?1 AND idx BETWEEN ?2 AND ?3 "
+      "AND cpu_user_s IS NOT NULL GROUP BY idx ORDER BY idx",
+      kStatsColumns);
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+    return fail(error("cannot read attempt usage"));
+  }
+  Finalizer finalizer{stmt};
+  sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(job));
+  sqlite3_bind_int64(stmt, 2, first);
+  sqlite3_bind_int64(stmt, 3, last);
+  std::vector<LogRow> out;
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    LogRow row;
+    row.job = job;
+    row.task = static_cast<core::TaskIndex>(sqlite3_column_int64(stmt, 0));
+    row.attempt = static_cast<uint32_t>(sqlite3_column_int(stmt, 1));
+    row.stats = column_stats(stmt, 2);
+    out.push_back(std::move(row));
+  }
+  if (rc != SQLITE_DONE) return fail(error("cannot read attempt usage"));
   return out;
 }
 

@@ -49,6 +49,10 @@ class SqliteStore : public Store {
   Result<void> load_worker_controls(
       const std::function<void(WorkerControlRow&&)>& on_control) override;
   Result<std::vector<LogRow>> logs(core::JobId job, std::optional<core::TaskIndex> task) override;
+  Result<void> load_job_usage(
+      const std::function<void(core::JobId, const JobUsage&)>& on_job) override;
+  Result<std::vector<LogRow>> last_attempt_stats(core::JobId job, core::TaskIndex first,
+                                                 core::TaskIndex last) override;
   Result<void> check_writable() override;
 
   Result<void> flush() override;

@@ -10,6 +10,7 @@
 // need not be thread-safe: the event loop is the only caller.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -43,6 +44,31 @@ struct TaskRow {
   std::string error;
 };
 
+// What an attempt used (wire::AttemptStats), as its worker measured it.
+struct AttemptStats {
+  double wall_s = 0;
+  double cpu_user_s = 0;
+  double cpu_system_s = 0;
+  uint64_t peak_rss_bytes = 0;   // 0: unknown
+  std::optional<int> exit_code;  // when its last process exited
+  std::string exit_signal;       // "SIGKILL" when a signal killed it
+
+  bool operator==(const AttemptStats&) const = default;
+};
+
+// A job's use over its attempts that reported one (wire::JobUsage).
+struct JobUsage {
+  double cpu_s = 0;
+  uint64_t peak_rss_bytes = 0;
+  uint64_t attempts = 0;
+
+  void add(const AttemptStats& stats) {
+    cpu_s += stats.cpu_user_s + stats.cpu_system_s;
+    peak_rss_bytes = std::max(peak_rss_bytes, stats.peak_rss_bytes);
+    ++attempts;
+  }
+};
+
 struct LogRow {
   core::JobId job = 0;
   core::TaskIndex task = 0;
@@ -50,6 +76,7 @@ struct LogRow {
   std::string worker;
   std::string error;
   std::string text;
+  std::optional<AttemptStats> stats;  // none: unknown (an older worker)
 };
 
 // An accepted publish event.
@@ -159,6 +186,16 @@ class Store {
   // Logs of a job's tasks, one task or all (task = nullopt), oldest attempt first.
   [[nodiscard]] virtual Result<std::vector<LogRow>> logs(core::JobId job,
                                                          std::optional<core::TaskIndex> task) = 0;
+
+  // Streams each job's use, summed over its stored attempts that reported one.
+  [[nodiscard]] virtual Result<void> load_job_usage(
+      const std::function<void(core::JobId, const JobUsage&)>& on_job) = 0;
+
+  // For each task of the job from `first` to `last` (inclusive) that has one:
+  // its last stored attempt that reported its use, with no text or error.
+  [[nodiscard]] virtual Result<std::vector<LogRow>> last_attempt_stats(core::JobId job,
+                                                                       core::TaskIndex first,
+                                                                       core::TaskIndex last) = 0;
 };
 
 }  // namespace farmhand::daemon

@@ -17,6 +17,8 @@ __all__ = [
     "FINAL_JOB_STATES",
     "JobId",
     "TaskInfo",
+    "AttemptStats",
+    "JobUsage",
     "Job",
     "JobStatus",
     "ActionResult",
@@ -106,6 +108,55 @@ class _Data:
 
 
 @dataclass
+class AttemptStats(_Data):
+    """What one attempt used, as its worker measured it (see the README)."""
+
+    wall_s: float = 0.0
+    cpu_user_s: float = 0.0  # every process of the task's process group
+    cpu_system_s: float = 0.0
+    peak_rss_bytes: Optional[int] = None  # None: unknown
+    exit_code: Optional[int] = None  # when its last process exited
+    exit_signal: Optional[str] = None  # "SIGKILL" when a signal killed it
+
+    @property
+    def cpu_s(self):
+        return self.cpu_user_s + self.cpu_system_s
+
+    @classmethod
+    def from_pb(cls, msg):
+        return cls(
+            wall_s=msg.wall_s,
+            cpu_user_s=msg.cpu_user_s,
+            cpu_system_s=msg.cpu_system_s,
+            peak_rss_bytes=msg.peak_rss_bytes or None,
+            exit_code=msg.exit_code if msg.HasField("exit_code") else None,
+            exit_signal=msg.exit_signal or None,
+        )
+
+
+def _stats_of(msg, name):
+    # None when the field is absent: unknown (an older worker or broker).
+    return AttemptStats.from_pb(getattr(msg, name)) if msg.HasField(name) else None
+
+
+@dataclass
+class JobUsage(_Data):
+    """A job's use over its attempts that reported one."""
+
+    cpu_s: float = 0.0  # user + system
+    peak_rss_bytes: int = 0  # the largest attempt's
+    attempts: int = 0
+
+    @property
+    def cpu_hours(self):
+        return self.cpu_s / 3600.0
+
+    @classmethod
+    def from_pb(cls, msg):
+        return cls(cpu_s=msg.cpu_s, peak_rss_bytes=msg.peak_rss_bytes, attempts=msg.attempts)
+
+
+@dataclass
 class TaskInfo(_Data):
     index: int
     state: str
@@ -117,6 +168,8 @@ class TaskInfo(_Data):
     job_id: int = 0
     progress_done: int = 0
     progress_total: int = 0
+    # In a status(tasks=True) page: the last attempt that reported its use.
+    last_attempt: Optional[AttemptStats] = None
 
     @classmethod
     def from_pb(cls, msg):
@@ -131,6 +184,7 @@ class TaskInfo(_Data):
             job_id=msg.job_id,
             progress_done=msg.progress_done,
             progress_total=msg.progress_total,
+            last_attempt=_stats_of(msg, "last_attempt"),
         )
 
 
@@ -167,6 +221,7 @@ def _job_fields(msg):
         params=dict(msg.params),
         max_running=msg.max_running,
         limits=list(msg.limits),
+        usage=JobUsage.from_pb(msg.usage) if msg.HasField("usage") else None,
     )
 
 
@@ -201,6 +256,7 @@ class Job(_Data):
     params: Dict[str, str] = field(default_factory=dict)
     max_running: int = 0
     limits: List[str] = field(default_factory=list)
+    usage: Optional[JobUsage] = None  # None from a broker too old to sum it
 
     @classmethod
     def from_pb(cls, msg):
@@ -307,12 +363,13 @@ class TaskLog(_Data):
     text: bytes = b""  # what the task printed, in whatever encoding it used
     error: str = ""
     running: bool = False  # the attempt still runs: text is its log so far
+    stats: Optional[AttemptStats] = None  # what it used; None while running or unknown
 
     @classmethod
     def from_pb(cls, msg):
         return cls(
             task=msg.task, attempt=msg.attempt, worker=msg.worker, text=msg.text, error=msg.error,
-            running=msg.running,
+            running=msg.running, stats=_stats_of(msg, "stats"),
         )
 
 

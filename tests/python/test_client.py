@@ -569,3 +569,46 @@ def test_jobs_record_who_submitted_them_and_filter_by_it(client):
     assert [j.id for j in client.jobs(name=tag, limit=1)] == [second]
     assert [j.id for j in client.jobs(name=tag, limit=1, offset=1)] == [first]
     assert client.jobs(name=tag, user="nobody-" + tag) == []
+
+
+def test_what_each_attempt_used_is_in_status_logs_and_the_job_totals(client):
+    job = client.submit("command", frames="1-2", chunk=1, command="echo_frame")
+    assert client.wait(job, timeout=60).state == "succeeded"
+    page = client.status(job, tasks=True)
+    assert len(page.tasks) == 2
+    for task in page.tasks:
+        stats = task.last_attempt
+        assert isinstance(stats, farmhand.AttemptStats), task
+        assert stats.exit_code == 0 and stats.exit_signal is None
+        assert stats.wall_s > 0 and stats.cpu_s >= 0 and stats.peak_rss_bytes > 0
+    assert isinstance(page.usage, farmhand.JobUsage)
+    assert page.usage.attempts == 2
+    assert page.usage.peak_rss_bytes == max(t.last_attempt.peak_rss_bytes for t in page.tasks)
+    assert page.usage.cpu_hours == pytest.approx(page.usage.cpu_s / 3600)
+    assert page.to_dict()["usage"]["attempts"] == 2
+    logs = client.logs(job)
+    assert [log.stats.exit_code for log in logs] == [0, 0]
+
+    failing = client.submit("command", frames="1", command="fail", max_attempts=1)
+    assert client.wait(failing, timeout=60).state == "failed"
+    (log,) = client.logs(failing)
+    assert log.stats.exit_code == 1 and log.stats.exit_signal is None
+    assert client.status(failing, tasks=True).tasks[0].last_attempt.exit_code == 1
+
+
+def test_unknown_attempt_use_is_none_not_zero():
+    # What an older worker's result or an older broker's reply looks like.
+    task = farmhand.TaskInfo.from_pb(pb.TaskInfo(index=3, state=pb.TASK_SUCCEEDED))
+    assert task.last_attempt is None
+    log = farmhand.TaskLog.from_pb(pb.TaskLog(task=3, attempt=1))
+    assert log.stats is None
+    job = farmhand.Job.from_pb(pb.JobSummary(id=1, kind="command"))
+    assert job.usage is None
+
+    killed = pb.AttemptStats(wall_s=2.0, cpu_user_s=1.0, cpu_system_s=0.5, exit_signal="SIGKILL")
+    stats = farmhand.TaskLog.from_pb(pb.TaskLog(task=3, attempt=2, stats=killed)).stats
+    assert stats.exit_signal == "SIGKILL" and stats.exit_code is None
+    assert stats.cpu_s == 1.5 and stats.peak_rss_bytes is None
+    exited = farmhand.TaskLog.from_pb(pb.TaskLog(task=3, attempt=3, stats=pb.AttemptStats(
+        exit_code=0))).stats
+    assert exited.exit_code == 0 and exited.exit_signal is None

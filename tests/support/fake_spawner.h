@@ -71,6 +71,24 @@ class FakeSpawner final : public common::Spawner {
     return status;
   }
 
+  // What try_reap() and try_reap_group() report for `pid` once it has ended.
+  void set_usage(pid_t pid, common::ChildUsage usage) { usage_[pid] = usage; }
+
+  Result<std::optional<common::Reaped>> try_reap(pid_t pid) override {
+    Result<std::optional<int>> status = try_wait(pid);
+    if (!status) return fail(status.error());
+    if (!status->has_value()) return std::optional<common::Reaped>();
+    return std::optional<common::Reaped>(common::Reaped{pid, **status, usage_[pid]});
+  }
+
+  // A pretend group has its leader as its only member.
+  Result<std::optional<common::Reaped>> try_reap_group(pid_t group) override {
+    if (processes_.count(group) == 0) {
+      return fail(ErrorCode::kNotFound, "no pretend process group " + std::to_string(group));
+    }
+    return try_reap(group);
+  }
+
   // A pretend process only ends when told to, so waiting for a live one is a
   // test bug; it fails rather than hangs.
   Result<int> wait(pid_t pid) override {
@@ -106,6 +124,7 @@ class FakeSpawner final : public common::Spawner {
   std::vector<std::pair<pid_t, int>> signals_;
   std::map<pid_t, std::optional<int>> processes_;  // live: nullopt; ended: wait status
   std::map<int, bool> ignored_;
+  std::map<pid_t, common::ChildUsage> usage_;
   pid_t next_pid_ = 40001;
 };
 

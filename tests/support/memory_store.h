@@ -65,6 +65,7 @@ class MemoryStore final : public daemon::Store {
     }
     for (auto job : batch.forgotten_jobs) {
       next.jobs.erase(job);
+      std::erase_if(next.logs, [&](const auto& kv) { return std::get<0>(kv.first) == job; });
       std::erase_if(next.tasks, [&](const auto& kv) { return kv.first.first == job; });
       std::erase_if(next.blocks, [&](const auto& kv) { return kv.first.first == job; });
     }
@@ -107,6 +108,31 @@ class MemoryStore final : public daemon::Store {
     for (const auto& [key, row] : state_.logs) {
       if (row.job == job && (!task || row.task == *task)) out.push_back(row);
     }
+    return out;
+  }
+
+  Result<void> load_job_usage(
+      const std::function<void(core::JobId, const daemon::JobUsage&)>& on_job) override {
+    std::map<core::JobId, daemon::JobUsage> usage;
+    for (const auto& [key, row] : state_.logs) {
+      if (row.stats) usage[row.job].add(*row.stats);
+    }
+    for (const auto& [job, sum] : usage) on_job(job, sum);
+    return {};
+  }
+
+  Result<std::vector<daemon::LogRow>> last_attempt_stats(core::JobId job, core::TaskIndex first,
+                                                         core::TaskIndex last) override {
+    std::map<core::TaskIndex, daemon::LogRow> latest;  // logs are in attempt order
+    for (const auto& [key, row] : state_.logs) {
+      if (row.job != job || row.task < first || row.task > last || !row.stats) continue;
+      daemon::LogRow& out = latest[row.task];
+      out = row;
+      out.text.clear();
+      out.error.clear();
+    }
+    std::vector<daemon::LogRow> out;
+    for (auto& [task, row] : latest) out.push_back(std::move(row));
     return out;
   }
 
@@ -224,6 +250,16 @@ class FaultyStore final : public daemon::Store {
   Result<std::vector<daemon::LogRow>> logs(core::JobId job,
                                            std::optional<core::TaskIndex> task) override {
     return inner_.logs(job, task);
+  }
+
+  Result<void> load_job_usage(
+      const std::function<void(core::JobId, const daemon::JobUsage&)>& on_job) override {
+    return inner_.load_job_usage(on_job);
+  }
+
+  Result<std::vector<daemon::LogRow>> last_attempt_stats(core::JobId job, core::TaskIndex first,
+                                                         core::TaskIndex last) override {
+    return inner_.last_attempt_stats(job, first, last);
   }
 
   Result<void> check_writable() override {

@@ -276,9 +276,9 @@ TEST_F(SqliteStoreTest, LogsAreReturnedPerTaskInAttemptOrder) {
   auto store = open();
   Batch batch;
   batch.new_jobs.push_back(job(1));
-  batch.logs.push_back({1, 2, 2, "w2", "", "second"});
-  batch.logs.push_back({1, 2, 1, "w1", "exit code 1 from x", "first"});
-  batch.logs.push_back({1, 5, 1, "w1", "", "other task"});
+  batch.logs.push_back({1, 2, 2, "w2", "", "second", {}});
+  batch.logs.push_back({1, 2, 1, "w1", "exit code 1 from x", "first", {}});
+  batch.logs.push_back({1, 5, 1, "w1", "", "other task", {}});
   ASSERT_TRUE(store->commit(batch).has_value());
   auto one = store->logs(1, 2);
   ASSERT_TRUE(one.has_value());
@@ -291,6 +291,81 @@ TEST_F(SqliteStoreTest, LogsAreReturnedPerTaskInAttemptOrder) {
   EXPECT_EQ(all->size(), 3u);
 }
 
+TEST_F(SqliteStoreTest, AttemptStatsRoundTripWithTheirLogsAndSumPerJobAfterReopen) {
+  AttemptStats exited;
+  exited.wall_s = 12.5;
+  exited.cpu_user_s = 30.25;
+  exited.cpu_system_s = 1.5;
+  exited.peak_rss_bytes = uint64_t{3} << 30;
+  exited.exit_code = 0;
+  AttemptStats killed;
+  killed.wall_s = 2;
+  killed.cpu_user_s = 0.5;
+  killed.peak_rss_bytes = uint64_t{5} << 30;
+  killed.exit_signal = "SIGKILL";
+  {
+    auto store = open();
+    Batch batch;
+    batch.new_jobs.push_back(job(1));
+    batch.new_jobs.push_back(job(2));
+    LogRow first{1, 0, 1, "w1", "killed by signal SIGKILL running render", "", killed};
+    LogRow second{1, 0, 2, "w2", "", "done", exited};
+    LogRow unknown{1, 3, 1, "old-worker", "", "from a worker that does not measure", {}};
+    LogRow other{2, 0, 1, "w1", "", "", exited};
+    for (const LogRow& row : {first, second, unknown, other}) batch.logs.push_back(row);
+    ASSERT_TRUE(store->commit(batch).has_value());
+  }
+  auto store = open();
+  auto logs = store->logs(1, std::nullopt);
+  ASSERT_TRUE(logs.has_value());
+  ASSERT_EQ(logs->size(), 3u);
+  EXPECT_EQ((*logs)[0].stats, killed);
+  EXPECT_EQ((*logs)[1].stats, exited);
+  EXPECT_EQ((*logs)[1].text, "done");
+  EXPECT_FALSE((*logs)[2].stats) << "unknown must stay unknown, not zeros";
+
+  // The last attempt that reported, per task of the range.
+  auto last = store->last_attempt_stats(1, 0, 3);
+  ASSERT_TRUE(last.has_value());
+  ASSERT_EQ(last->size(), 1u);
+  EXPECT_EQ((*last)[0].task, 0u);
+  EXPECT_EQ((*last)[0].attempt, 2u);
+  EXPECT_EQ((*last)[0].stats, exited);
+  auto none = store->last_attempt_stats(1, 1, 3);
+  ASSERT_TRUE(none.has_value());
+  EXPECT_TRUE(none->empty());
+
+  std::map<core::JobId, JobUsage> usage;
+  ASSERT_TRUE(store->load_job_usage([&](core::JobId id, const JobUsage& u) { usage[id] = u; }));
+  ASSERT_EQ(usage.size(), 2u);
+  EXPECT_EQ(usage[1].attempts, 2u);
+  EXPECT_DOUBLE_EQ(usage[1].cpu_s, 30.25 + 1.5 + 0.5);
+  EXPECT_EQ(usage[1].peak_rss_bytes, uint64_t{5} << 30);
+  EXPECT_EQ(usage[2].attempts, 1u);
+}
+
+TEST_F(SqliteStoreTest, LogsOfTheBlocksSchemaAreUpgradedWithTheirUseUnknown) {
+  // A state dir written by the broker before attempts' use was stored.
+  std::string sql = "BEGIN;";
+  for (int v = 0; v < 7; ++v) sql += migrations::kAll[v];
+  sql +=
+      "INSERT INTO jobs (id, spec, submitted_unix_ms) VALUES (7, x'00', 5);"
+      "INSERT INTO task_logs (job_id, idx, attempt, worker, error, text) "
+      "VALUES (7, 2, 1, 'render-03', '', 'old log');"
+      "PRAGMA user_version=7; COMMIT;";
+  exec_raw(sql);
+  auto store = open();
+  ASSERT_TRUE(store);
+  auto logs = store->logs(7, std::nullopt);
+  ASSERT_TRUE(logs.has_value());
+  ASSERT_EQ(logs->size(), 1u);
+  EXPECT_EQ((*logs)[0].text, "old log");
+  EXPECT_FALSE((*logs)[0].stats);
+  size_t jobs_with_usage = 0;
+  ASSERT_TRUE(store->load_job_usage([&](core::JobId, const JobUsage&) { ++jobs_with_usage; }));
+  EXPECT_EQ(jobs_with_usage, 0u);
+}
+
 TEST_F(SqliteStoreTest, FinishTimesPersistAndForgottenJobsLeaveNoRowsBehind) {
   {
     auto store = open();
@@ -299,7 +374,7 @@ TEST_F(SqliteStoreTest, FinishTimesPersistAndForgottenJobsLeaveNoRowsBehind) {
     batch.new_jobs.push_back(job(2));
     batch.task_changes.push_back(task(1, 0, core::TaskState::kSucceeded, 1));
     batch.task_changes.push_back(task(2, 0, core::TaskState::kSucceeded, 1));
-    batch.logs.push_back({1, 0, 1, "w1", "", "log of job 1"});
+    batch.logs.push_back({1, 0, 1, "w1", "", "log of job 1", {}});
     batch.events.push_back({"ev-1", 1'700'000'000'000, "info"});
     batch.events.push_back({"ev-2", 1'700'000'000'001, "info"});
     batch.finished.emplace_back(1, 1'700'000'000'500);

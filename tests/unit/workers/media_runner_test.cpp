@@ -13,6 +13,7 @@
 #include "media.pb.h"
 #include "tests/support/fake_spawner.h"
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -98,6 +99,8 @@ TEST_F(MediaRunnerTest, AbortingDecoderBecomesAClassifiedFailureNamingTheFile) {
   EXPECT_EQ(outcome->error->code, ErrorCode::kCrashed);
   EXPECT_EQ(outcome->error->reason, "decoder crashed (SIGABRT) reading sh010.1012.exr");
   EXPECT_EQ(runner.running(), 0u);
+  EXPECT_EQ(outcome->usage.exit_signal, SIGABRT);
+  EXPECT_FALSE(outcome->usage.exit_code);
 }
 
 TEST_F(MediaRunnerTest, HungDecoderIsKilledAtTheTimeout) {
@@ -147,6 +150,48 @@ TEST_F(MediaRunnerTest, AnswerIsReportedAndTheProcessIsReused) {
   ASSERT_TRUE(second);
   EXPECT_TRUE(second->succeeded);
   EXPECT_EQ(runner.fds(), fds);  // the same warm process
+}
+
+TEST_F(MediaRunnerTest, EachTaskOfAWarmProcessCountsOnlyItsOwnCpuAndPeak) {
+  // The first task touches 64 MiB and burns 0.3 s of CPU, then frees it; the
+  // second does nothing in the same process.
+  std::string body =
+      "def done(rid): send(b'\\x08' + varint(rid) + b'\\x62\\x02\\x08\\x01')\n"
+      "n = 64 << 20\n"
+      "x = bytearray(n)\n"
+      "for i in range(0, n, 4096): x[i] = 1\n"
+      "while time.process_time() < 0.3: pass\n"
+      "del x\n"
+      "done(request_id)\n"
+      "while True:\n"
+      "    head = os.read(3, 4)\n"
+      "    if not head: sys.exit(0)\n"
+      "    data = os.read(3, struct.unpack('<I', head)[0])\n"
+      "    rid, shift, i = 0, 0, 1\n"
+      "    while True:\n"
+      "        rid |= (data[i] & 0x7f) << shift; shift += 7\n"
+      "        if not data[i] & 0x80: break\n"
+      "        i += 1\n"
+      "    done(rid)";
+  MediaRunner runner({fake("burn", body), 1024, 0});
+  ASSERT_TRUE(runner.start(1, thumbnail_request(), 0s, Clock::now()).has_value());
+  auto first = wait_for(runner, 1);
+  ASSERT_TRUE(first);
+  ASSERT_TRUE(first->succeeded) << (first->error ? first->error->reason : "");
+  const auto first_cpu = first->usage.cpu_user + first->usage.cpu_system;
+  EXPECT_GE(first_cpu, 200ms);
+  EXPECT_GE(first->usage.peak_rss_bytes, uint64_t{64} << 20);
+  // It ended in a live process: no exit status.
+  EXPECT_FALSE(first->usage.exit_code);
+  EXPECT_EQ(first->usage.exit_signal, 0);
+
+  ASSERT_TRUE(runner.start(2, thumbnail_request(), 0s, Clock::now()).has_value());
+  auto second = wait_for(runner, 2);
+  ASSERT_TRUE(second);
+  ASSERT_TRUE(second->succeeded);
+  EXPECT_LT(second->usage.cpu_user + second->usage.cpu_system, first_cpu / 2);
+  EXPECT_GT(second->usage.peak_rss_bytes, 0u);
+  EXPECT_LT(second->usage.peak_rss_bytes, uint64_t{64} << 20) << "the first task's peak counted";
 }
 
 TEST_F(MediaRunnerTest, MissingMediaBinaryFailsTheTaskNotTheWorker) {

@@ -385,6 +385,70 @@ TEST_F(ProcessRunnerTest, DeathBySignalIsReportedByName) {
   EXPECT_EQ(outcome->error->reason, "killed by signal SIGSEGV running /bin/sh");
 }
 
+// A process that burns `cpu_s` of CPU time of its own, whatever the machine's load.
+std::string burn_cpu_python(double cpu_s) {
+  return "import time\nwhile time.process_time() < " + std::to_string(cpu_s) +
+         ": pass\nprint('burnt', flush=True)\n";
+}
+
+TEST_F(ProcessRunnerTest, UsageCountsTheCpuOfAGrandchildItsParentOrphaned) {
+  // As the worker does: orphans come to this process, not init.
+  ASSERT_TRUE(become_child_subreaper());
+  ProcessRunner runner;
+  // The burner's parent (the subshell) exits at once, so only the subreaper
+  // can reap it and count its CPU; the leader waits on a fifo until it is done
+  // and never reaps it.
+  RunSpec s = spec(1, {sh("cd " + dir_ +
+                          " && mkfifo burnt && ( /usr/bin/python3 -c \"$BURN\" > burnt & ) "
+                          "&& read line < burnt && echo \"leader read $line\"")});
+  s.env = {{"BURN", burn_cpu_python(0.4)}};
+  ASSERT_TRUE(runner.start(std::move(s), steady_clock::now()));
+
+  auto outcome = wait_for_outcome(runner, 1);
+  ASSERT_TRUE(outcome);
+  ASSERT_TRUE(outcome->succeeded) << read_file(log_);
+  EXPECT_NE(read_file(log_).find("leader read burnt"), std::string::npos);
+  const auto cpu = outcome->usage.cpu_user + outcome->usage.cpu_system;
+  EXPECT_GE(cpu, 300ms) << "user " << outcome->usage.cpu_user.count() << " us, system "
+                        << outcome->usage.cpu_system.count() << " us";
+  EXPECT_GE(outcome->usage.wall, cpu / 2);  // one core at least; a sanity bound only
+  ASSERT_TRUE(outcome->usage.exit_code);
+  EXPECT_EQ(*outcome->usage.exit_code, 0);
+  EXPECT_EQ(outcome->usage.exit_signal, 0);
+}
+
+TEST_F(ProcessRunnerTest, UsagePeakIsTheLargestProcessOfTheGroup) {
+  ProcessRunner runner;
+  // python3 is a grandchild (sh does not exec the last command: `; true`); it
+  // touches every page of 200 MiB.
+  RunSpec s = spec(1, {sh("/usr/bin/python3 -c \"$ALLOC\"; true")});
+  s.env = {{"ALLOC", "n = 200 << 20\nx = bytearray(n)\nfor i in range(0, n, 4096): x[i] = 1\n"}};
+  ASSERT_TRUE(runner.start(std::move(s), steady_clock::now()));
+
+  auto outcome = wait_for_outcome(runner, 1);
+  ASSERT_TRUE(outcome);
+  ASSERT_TRUE(outcome->succeeded) << read_file(log_);
+  EXPECT_GE(outcome->usage.peak_rss_bytes, uint64_t{200} << 20);
+}
+
+TEST_F(ProcessRunnerTest, UsageRecordsTheLastCommandsExitCodeOrSignal) {
+  ProcessRunner runner;
+  ASSERT_TRUE(runner.start(spec(1, {{"/bin/true"}, sh("exit 3")}), steady_clock::now()));
+  auto exited = wait_for_outcome(runner, 1);
+  ASSERT_TRUE(exited);
+  ASSERT_TRUE(exited->usage.exit_code);
+  EXPECT_EQ(*exited->usage.exit_code, 3);
+  EXPECT_EQ(exited->usage.exit_signal, 0);
+
+  ASSERT_TRUE(runner.start(spec(2, {sh("kill -KILL $$")}), steady_clock::now()));
+  auto killed = wait_for_outcome(runner, 2);
+  ASSERT_TRUE(killed);
+  EXPECT_FALSE(killed->usage.exit_code);
+  EXPECT_EQ(killed->usage.exit_signal, SIGKILL);
+  EXPECT_EQ(signal_name(killed->usage.exit_signal), "SIGKILL");
+  EXPECT_GT(killed->usage.wall.count(), 0);
+}
+
 TEST_F(ProcessRunnerTest, BadSpecsAreRejectedAtStart) {
   ProcessRunner runner;
   auto now = steady_clock::now();
