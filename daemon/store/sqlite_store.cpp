@@ -474,67 +474,57 @@ Result<void> SqliteStore::load_events(const std::function<void(EventRow&&)>& on_
   return {};
 }
 
-Result<void> SqliteStore::load_limits(const std::function<void(LimitRow&&)>& on_limit) {
+Result<void> SqliteStore::each_row(const char* sql, const char* what,
+                                   const std::function<void(sqlite3_stmt*)>& on_row) {
   sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v2(db_, "SELECT name, capacity FROM limits ORDER BY name", -1, &stmt,
-                         nullptr) != SQLITE_OK) {
-    return fail(error("cannot read limits"));
+  if (sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr) != SQLITE_OK) {
+    return fail(error(fmt::format("cannot read {}", what)));
   }
   Finalizer finalizer{stmt};
   int rc;
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-    LimitRow row;
-    row.name = column_text(stmt, 0);
-    row.capacity = static_cast<uint32_t>(std::clamp<sqlite3_int64>(
-        sqlite3_column_int64(stmt, 1), 0, std::numeric_limits<uint32_t>::max()));
-    on_limit(std::move(row));
-  }
-  if (rc != SQLITE_DONE) return fail(error("cannot read limits"));
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) on_row(stmt);
+  if (rc != SQLITE_DONE) return fail(error(fmt::format("cannot read {}", what)));
   return {};
 }
 
+Result<void> SqliteStore::load_limits(const std::function<void(LimitRow&&)>& on_limit) {
+  return each_row("SELECT name, capacity FROM limits ORDER BY name", "limits",
+                  [&](sqlite3_stmt* stmt) {
+                    LimitRow row;
+                    row.name = column_text(stmt, 0);
+                    row.capacity = static_cast<uint32_t>(std::clamp<sqlite3_int64>(
+                        sqlite3_column_int64(stmt, 1), 0, std::numeric_limits<uint32_t>::max()));
+                    on_limit(std::move(row));
+                  });
+}
+
 Result<void> SqliteStore::load_blocks(const std::function<void(core::WorkerBlock&&)>& on_block) {
-  sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v2(db_,
-                         "SELECT job_id, worker, failures, reason FROM job_blocks "
-                         "ORDER BY job_id, worker",
-                         -1, &stmt, nullptr) != SQLITE_OK) {
-    return fail(error("cannot read blocked workers"));
-  }
-  Finalizer finalizer{stmt};
-  int rc;
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-    core::WorkerBlock block;
-    block.job = static_cast<core::JobId>(sqlite3_column_int64(stmt, 0));
-    block.worker = column_text(stmt, 1);
-    block.failures = static_cast<uint32_t>(std::clamp<sqlite3_int64>(
-        sqlite3_column_int64(stmt, 2), 0, std::numeric_limits<uint32_t>::max()));
-    block.reason = column_text(stmt, 3);
-    on_block(std::move(block));
-  }
-  if (rc != SQLITE_DONE) return fail(error("cannot read blocked workers"));
-  return {};
+  return each_row(
+      "SELECT job_id, worker, failures, reason FROM job_blocks "
+      "ORDER BY job_id, worker",
+      "blocked workers", [&](sqlite3_stmt* stmt) {
+        core::WorkerBlock block;
+        block.job = static_cast<core::JobId>(sqlite3_column_int64(stmt, 0));
+        block.worker = column_text(stmt, 1);
+        block.failures = static_cast<uint32_t>(std::clamp<sqlite3_int64>(
+            sqlite3_column_int64(stmt, 2), 0, std::numeric_limits<uint32_t>::max()));
+        block.reason = column_text(stmt, 3);
+        on_block(std::move(block));
+      });
 }
 
 Result<void> SqliteStore::load_worker_controls(
     const std::function<void(WorkerControlRow&&)>& on_control) {
-  sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v2(db_, "SELECT name, state, reason FROM worker_controls ORDER BY name", -1,
-                         &stmt, nullptr) != SQLITE_OK) {
-    return fail(error("cannot read worker controls"));
-  }
-  Finalizer finalizer{stmt};
-  int rc;
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-    WorkerControlRow row;
-    row.name = column_text(stmt, 0);
-    const int state = sqlite3_column_int(stmt, 1);
-    row.control = state == 2 ? core::WorkerControl::kDraining : core::WorkerControl::kDisabled;
-    row.reason = column_text(stmt, 2);
-    on_control(std::move(row));
-  }
-  if (rc != SQLITE_DONE) return fail(error("cannot read worker controls"));
-  return {};
+  return each_row("SELECT name, state, reason FROM worker_controls ORDER BY name",
+                  "worker controls", [&](sqlite3_stmt* stmt) {
+                    WorkerControlRow row;
+                    row.name = column_text(stmt, 0);
+                    const int state = sqlite3_column_int(stmt, 1);
+                    row.control = state == 2 ? core::WorkerControl::kDraining
+                                             : core::WorkerControl::kDisabled;
+                    row.reason = column_text(stmt, 2);
+                    on_control(std::move(row));
+                  });
 }
 
 namespace {
@@ -593,27 +583,18 @@ Result<std::vector<LogRow>> SqliteStore::logs(core::JobId job,
 
 Result<void> SqliteStore::load_job_usage(
     const std::function<void(core::JobId, const JobUsage&)>& on_job) {
-  sqlite3_stmt* stmt = nullptr;
-  // From the task_logs_stats index alone.
-  if (sqlite3_prepare_v2(db_,
-                         "SELECT job_id, SUM(cpu_user_s + cpu_system_s), MAX(peak_rss_bytes), "
-                         "COUNT(*) FROM task_logs WHERE cpu_user_s IS NOT NULL "
-                         "GROUP BY job_id ORDER BY job_id",
-                         -1, &stmt, nullptr) != SQLITE_OK) {
-    return fail(error("cannot read job usage"));
-  }
-  Finalizer finalizer{stmt};
-  int rc;
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-    JobUsage usage;
-    usage.cpu_s = sqlite3_column_double(stmt, 1);
-    usage.peak_rss_bytes =
-        static_cast<uint64_t>(std::max<sqlite3_int64>(sqlite3_column_int64(stmt, 2), 0));
-    usage.attempts = static_cast<uint64_t>(sqlite3_column_int64(stmt, 3));
-    on_job(static_cast<core::JobId>(sqlite3_column_int64(stmt, 0)), usage);
-  }
-  if (rc != SQLITE_DONE) return fail(error("cannot read job usage"));
-  return {};
+  return each_row(
+      "SELECT job_id, SUM(cpu_user_s + cpu_system_s), MAX(peak_rss_bytes), "
+      "COUNT(*) FROM task_logs WHERE cpu_user_s IS NOT NULL "
+      "GROUP BY job_id ORDER BY job_id",
+      "job usage", [&](sqlite3_stmt* stmt) {
+        JobUsage usage;
+        usage.cpu_s = sqlite3_column_double(stmt, 1);
+        usage.peak_rss_bytes =
+            static_cast<uint64_t>(std::max<sqlite3_int64>(sqlite3_column_int64(stmt, 2), 0));
+        usage.attempts = static_cast<uint64_t>(sqlite3_column_int64(stmt, 3));
+        on_job(static_cast<core::JobId>(sqlite3_column_int64(stmt, 0)), usage);
+      });
 }
 
 Result<std::vector<LogRow>> SqliteStore::last_attempt_stats(core::JobId job, core::TaskIndex first,

@@ -68,6 +68,9 @@ class SqliteStore : public Store {
   // SQLITE_NOTADB and SQLITE_CORRUPT (any extended code) are damage, not I/O: the
   // error names the file and says how to restore it.
   Error error(const std::string& what) const;
+  // Runs a read-only query, calling on_row for each row ("cannot read WHAT" on failure).
+  Result<void> each_row(const char* sql, const char* what,
+                        const std::function<void(sqlite3_stmt*)>& on_row);
   // Why the last write failed, with the file: "No space left on device (/s/farmhand.db)".
   Error write_failure() const;
   Error damaged(const std::string& detail) const;
