@@ -170,12 +170,7 @@ TEST(ControlsE2ETest, DrainWaitsForTheRunningTaskReportsIdleAndOutlivesARestart)
   auto job = cluster.submit({"command", "gated", "--frames", "1", "--param", "release=" + release,
                              "--param", "out=" + out});
   ASSERT_TRUE(job) << cluster.last_cli();
-  ASSERT_TRUE(wait_until(
-      [&] {
-        auto s = cluster.status_json(*job);
-        return s && (*s)["job"]["counts"]["running"] == 1;
-      },
-      30s));
+  ASSERT_TRUE(cluster.wait_for_running(*job, 1, 30s)) << cluster.last_cli();
 
   // `drain --wait` returns only once the running task is done.
   auto drained = std::async(std::launch::async, [&] {
@@ -292,12 +287,7 @@ TEST(ControlsE2ETest, JobSetPriorityReordersWhatRunsNext) {
   auto busy = cluster.submit({"command", "gated", "--frames", "1", "--param", "release=" + release,
                               "--param", "out=" + cluster.path("gated.txt")});
   ASSERT_TRUE(busy) << cluster.last_cli();
-  ASSERT_TRUE(wait_until(
-      [&] {
-        auto s = cluster.status_json(*busy);
-        return s && (*s)["job"]["counts"]["running"] == 1;
-      },
-      30s));
+  ASSERT_TRUE(cluster.wait_for_running(*busy, 1, 30s)) << cluster.last_cli();
   auto first = cluster.submit({"command", "record", "--frames", "1-2", "--param", "out=" + order});
   auto second = cluster.submit({"command", "record", "--frames", "1-2", "--param", "out=" + order});
   ASSERT_TRUE(first && second) << cluster.last_cli();

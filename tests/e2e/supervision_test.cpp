@@ -79,12 +79,7 @@ TEST(SupervisionE2ETest, StandaloneWorkerKeepsItsTaskAcrossABrokerRestart) {
   auto job = cluster.submit({"command", "slow", "--frames", "1", "--param", "release=" + release,
                              "--param", "out=" + out});
   ASSERT_TRUE(job) << cluster.last_cli();
-  ASSERT_TRUE(wait_until(
-      [&] {
-        auto s = cluster.status_json(*job);
-        return s && (*s)["job"]["counts"]["running"] == 1;
-      },
-      30s));
+  ASSERT_TRUE(cluster.wait_for_running(*job, 1, 30s)) << cluster.last_cli();
 
   cluster.kill_broker(SIGKILL);
   ASSERT_TRUE(process_alive(cluster.worker_pid(0)));

@@ -207,12 +207,7 @@ TEST(WorkerE2ETest, ResultOfATaskThatEndedWhileTheBrokerWasDownSurvivesAWorkerRe
   auto job = cluster.submit({"command", "slow", "--frames", "1", "--param", "release=" + release,
                              "--param", "out=" + out});
   ASSERT_TRUE(job) << cluster.last_cli();
-  ASSERT_TRUE(wait_until(
-      [&] {
-        auto s = cluster.status_json(*job);
-        return s && (*s)["job"]["counts"]["running"] == 1;
-      },
-      30s));
+  ASSERT_TRUE(cluster.wait_for_running(*job, 1, 30s)) << cluster.last_cli();
 
   cluster.kill_broker(SIGKILL);
   ASSERT_TRUE(touch(release));
@@ -264,12 +259,7 @@ TEST(WorkerE2ETest, SecondLiveWorkerUnderATakenNameIsRefusedAndJoinsOnceTheFirst
   auto job = cluster.submit({"command", "slow", "--frames", "1", "--param", "release=" + release,
                              "--param", "out=" + out});
   ASSERT_TRUE(job) << cluster.last_cli();
-  ASSERT_TRUE(wait_until(
-      [&] {
-        auto s = cluster.status_json(*job);
-        return s && (*s)["job"]["counts"]["running"] == 1;
-      },
-      30s));
+  ASSERT_TRUE(cluster.wait_for_running(*job, 1, 30s)) << cluster.last_cli();
 
   StandaloneWorker clone("clone", 1, {}, /*alive=*/false);
   clone.claims_name = "render01";

@@ -661,6 +661,15 @@ std::optional<Json> Cluster::wait_for_final_state(uint64_t job, milliseconds tim
   return done ? final_status : std::nullopt;
 }
 
+bool Cluster::wait_for_running(uint64_t job, uint64_t count, milliseconds timeout) {
+  return wait_until(
+      [&] {
+        auto status = status_json(job);
+        return status && (*status)["job"]["counts"]["running"] == count;
+      },
+      timeout);
+}
+
 std::optional<std::vector<std::string>> Cluster::alive_workers() {
   auto workers = cli_json({"workers"});
   if (!workers || !workers->is_array()) return std::nullopt;

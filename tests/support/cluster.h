@@ -210,6 +210,8 @@ class Cluster {
   // Polls status until the job is succeeded, failed or cancelled; that final
   // status, or nullopt if the deadline passed first.
   std::optional<Json> wait_for_final_state(uint64_t job, std::chrono::milliseconds timeout);
+  // Polls until `count` tasks of the job run; false when `timeout` passes first.
+  bool wait_for_running(uint64_t job, uint64_t count, std::chrono::milliseconds timeout);
   // The names of workers the broker lists as alive, or nullopt if it did not answer.
   std::optional<std::vector<std::string>> alive_workers();
 
