@@ -263,10 +263,7 @@ Result<uint64_t> Scheduler::cancel(JobId id, Millis now) {
   Job* job = find_job(id);
   if (!job) return fail(ErrorCode::kNotFound, fmt::format("unknown job {}", id));
   if (job->cancelled) return uint64_t{0};
-  if (job->terminal() == job->task_count) {
-    return fail(ErrorCode::kInvalidArgument,
-                fmt::format("job {} already finished ({})", id, job_state_name(job->job_state)));
-  }
+  if (job->terminal() == job->task_count) return fail(job->finished_refusal());
   job->cancelled = true;
   outbox_.jobs.push_back({id, job->paused, true});
   uint64_t changed = 0;
@@ -300,10 +297,7 @@ Result<uint64_t> Scheduler::cancel(JobId id, Millis now) {
 Result<uint64_t> Scheduler::pause(JobId id, Millis) {
   Job* job = find_job(id);
   if (!job) return fail(ErrorCode::kNotFound, fmt::format("unknown job {}", id));
-  if (job->terminal() == job->task_count || job->cancelled) {
-    return fail(ErrorCode::kInvalidArgument,
-                fmt::format("job {} already finished ({})", id, job_state_name(job->job_state)));
-  }
+  if (job->finished()) return fail(job->finished_refusal());
   if (job->paused) return uint64_t{0};
   job->paused = true;
   outbox_.jobs.push_back({id, true, job->cancelled});
@@ -316,10 +310,7 @@ Result<uint64_t> Scheduler::resume(JobId id, Millis) {
   Job* job = find_job(id);
   if (!job) return fail(ErrorCode::kNotFound, fmt::format("unknown job {}", id));
   // As pause answers: a finished job has nothing to resume.
-  if (job->terminal() == job->task_count || job->cancelled) {
-    return fail(ErrorCode::kInvalidArgument,
-                fmt::format("job {} already finished ({})", id, job_state_name(job->job_state)));
-  }
+  if (job->finished()) return fail(job->finished_refusal());
   if (!job->paused) return uint64_t{0};
   job->paused = false;
   outbox_.jobs.push_back({id, false, job->cancelled});
@@ -332,10 +323,7 @@ Result<uint64_t> Scheduler::retry(JobId id, Millis now) {
   Job* job = find_job(id);
   if (!job) return fail(ErrorCode::kNotFound, fmt::format("unknown job {}", id));
   // A job that succeeded has nothing to retry: answered as pause and resume answer.
-  if (job->job_state == JobState::kSucceeded) {
-    return fail(ErrorCode::kInvalidArgument,
-                fmt::format("job {} already finished ({})", id, job_state_name(job->job_state)));
-  }
+  if (job->job_state == JobState::kSucceeded) return fail(job->finished_refusal());
   if (job->cancelled) {
     job->cancelled = false;
     outbox_.jobs.push_back({id, job->paused, false});

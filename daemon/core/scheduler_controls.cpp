@@ -210,10 +210,7 @@ void Scheduler::restore_block(const WorkerBlock& block) {
 Result<void> Scheduler::update_job(JobId id, const JobUpdate& update) {
   Job* job = find_job(id);
   if (!job) return fail(ErrorCode::kNotFound, fmt::format("unknown job {}", id));
-  if (job->terminal() == job->task_count || job->cancelled) {
-    return fail(ErrorCode::kInvalidArgument,
-                fmt::format("job {} already finished ({})", id, job_state_name(job->job_state)));
-  }
+  if (job->finished()) return fail(job->finished_refusal());
   if (update.max_attempts && *update.max_attempts > kMaxAttemptsLimit) {
     return fail(ErrorCode::kInvalidArgument, fmt::format("max attempts {} over the limit of {}",
                                                          *update.max_attempts, kMaxAttemptsLimit));

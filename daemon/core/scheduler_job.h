@@ -11,6 +11,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "daemon/core/scheduler.h"
 
 namespace farmhand::core {
@@ -81,6 +83,16 @@ struct Scheduler::Job {
 
   uint32_t max_attempts() const { return spec.max_attempts; }
 
+  // Whether nothing of the job runs again unless it is retried.
+  bool finished() const { return terminal() == task_count || cancelled; }
+
+  // The one answer to acting on a finished job (pause, resume, retry of a
+  // succeeded job, job set): "job 7 already finished (succeeded)".
+  Error finished_refusal() const {
+    return Error{ErrorCode::kInvalidArgument,
+                 fmt::format("job {} already finished ({})", id, job_state_name(job_state))};
+  }
+
   // Positions [first, last) of the task's frames in the job's frame set.
   std::pair<uint64_t, uint64_t> span(TaskIndex task) const {
     uint64_t first = uint64_t{task} * spec.chunk;
@@ -95,5 +107,4 @@ struct Scheduler::Job {
 
   int64_t first_frame(TaskIndex task) const { return spec.frames.frame_at(span(task).first); }
 };
-
 }  // namespace farmhand::core
