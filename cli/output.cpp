@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "common/byte_size.h"
 #include "common/result.h"
 
 namespace farmhand::cli {
@@ -456,16 +457,7 @@ std::string format_seconds(double seconds) {
 }
 
 std::string format_bytes(uint64_t bytes) {
-  if (bytes == 0) return "-";
-  if (bytes < 1024) return fmt::format("{} B", bytes);
-  constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB"};
-  double value = static_cast<double>(bytes) / 1024;
-  size_t unit = 0;
-  while (value >= 1024 && unit + 1 < std::size(kUnits)) {
-    value /= 1024;
-    ++unit;
-  }
-  return fmt::format("{:.1f} {}", value, kUnits[unit]);
+  return bytes == 0 ? "-" : common::format_byte_size(bytes);
 }
 
 std::string exit_text(const wire::AttemptStats& stats) {
