@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli/output.h"
+#include "common/byte_size.h"
 #include "common/curve.h"
 #include "common/frame_set.h"
 #include "common/sequence.h"
@@ -190,6 +191,34 @@ CLI::Validator whole_number(Int min, Int max = std::numeric_limits<Int>::max()) 
         return "";
       },
       "");
+}
+
+// Sizes as people write them (8G, 512M, 1.5T; binary units), rewritten as bytes.
+CLI::Validator byte_size() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        auto bytes = common::parse_byte_size(text);
+        if (!bytes) return bytes.error().reason;
+        text = std::to_string(*bytes);
+        return "";
+      },
+      "SIZE");
+}
+
+// A memory retry factor: 1 to 16, or 0 for none where `zero_ok`.
+CLI::Validator retry_factor(bool zero_ok) {
+  return CLI::Validator(
+      [zero_ok](std::string& text) -> std::string {
+        double value = 0;
+        const char* end = text.data() + text.size();
+        auto [ptr, ec] = std::from_chars(text.data(), end, value);
+        if (text.empty() || ec != std::errc() || ptr != end) {
+          return fmt::format("'{}' is not a number", text);
+        }
+        if ((zero_ok && value == 0) || (value >= 1 && value <= 16)) return "";
+        return fmt::format("{} is not {}between 1 and 16", text, zero_ok ? "0 or " : "");
+      },
+      "FACTOR");
 }
 
 const CLI::Validator kPositive = whole_number<uint64_t>(1);
@@ -374,6 +403,9 @@ struct SubmitOptions {
   std::vector<std::string> limits;
   uint32_t max_running = 0;
   std::string project;
+  uint32_t cores = 0;
+  uint64_t memory = 0;
+  double memory_retry_factor = 0;
   bool wait = false;
 };
 
@@ -417,6 +449,18 @@ void add_submit_options(CLI::App& cmd, SubmitOptions& o) {
   cmd.add_option("--project", o.project,
                  "the show or project the job is for (default: its `project` label)")
       ->check(kNotEmpty);
+  cmd.add_option("--cores", o.cores,
+                 "cores each task needs: a worker runs no more tasks than its cores hold")
+      ->type_name("N")
+      ->transform(kPositive32);
+  cmd.add_option("--memory", o.memory,
+                 "memory each task needs (8G, 512M): booked on a worker, and enforced there")
+      ->type_name("SIZE")
+      ->transform(byte_size());
+  cmd.add_option("--memory-retry-factor", o.memory_retry_factor,
+                 "a task that runs out of memory raises the job's --memory to its peak times "
+                 "this (1 to 16)")
+      ->transform(retry_factor(false));
   cmd.add_flag("--wait", o.wait, "follow the job like `watch`; exit 0 only if it succeeded");
 }
 
@@ -438,6 +482,9 @@ wire::JobSpec base_spec(const SubmitOptions& o, const std::string& kind) {
   for (const std::string& limit : o.limits) spec.add_limits(limit);
   spec.set_max_running(o.max_running);
   spec.set_project(o.project);
+  spec.set_cores(o.cores);
+  spec.set_memory_bytes(o.memory);
+  spec.set_memory_retry_factor(o.memory_retry_factor);
   return spec;
 }
 
@@ -822,6 +869,9 @@ void add_job_commands(CLI::App& app, Invocation& inv) {
     std::optional<uint32_t> timeout_s;
     std::vector<std::string> limits;
     bool no_limits = false;
+    std::optional<uint32_t> cores;
+    std::optional<uint64_t> memory;
+    std::optional<double> memory_retry_factor;
   };
 
   auto o = std::make_shared<SetOptions>();
@@ -847,6 +897,15 @@ void add_job_commands(CLI::App& app, Invocation& inv) {
                     ->check(kNotEmpty);
   set->add_flag("--no-limit", o->no_limits, "the job's tasks hold no limit from now on")
       ->excludes(limit);
+  set->add_option("--cores", o->cores, "cores each task needs (0: none)")
+      ->type_name("N")
+      ->transform(kNonNegative32);
+  set->add_option("--memory", o->memory, "memory each task needs (8G, 512M; 0: none)")
+      ->type_name("SIZE")
+      ->transform(byte_size());
+  set->add_option("--memory-retry-factor", o->memory_retry_factor,
+                  "raise --memory after an out-of-memory failure by this (1 to 16; 0: never)")
+      ->transform(retry_factor(true));
   bind(set, inv, o, [](Context& ctx, const SetOptions& opts) {
     wire::JobSetRequest request;
     request.set_job_id(opts.job_id);
@@ -859,11 +918,15 @@ void add_job_commands(CLI::App& app, Invocation& inv) {
       request.set_set_limits(true);
       for (const auto& name : opts.limits) request.add_limits(name);
     }
+    if (opts.cores) request.set_cores(*opts.cores);
+    if (opts.memory) request.set_memory_bytes(*opts.memory);
+    if (opts.memory_retry_factor) request.set_memory_retry_factor(*opts.memory_retry_factor);
     if (!opts.priority && !opts.max_running && !opts.pool && !opts.max_attempts &&
-        !opts.timeout_s && !request.set_limits()) {
+        !opts.timeout_s && !request.set_limits() && !opts.cores && !opts.memory &&
+        !opts.memory_retry_factor) {
       print_error(ctx.err,
                   "nothing to change: give --priority, --max-running, --pool, --max-attempts, "
-                  "--timeout, --limit or --no-limit");
+                  "--timeout, --limit, --no-limit, --cores, --memory or --memory-retry-factor");
       return kExitUsage;
     }
     auto reply = ctx.client.job_set(request);
@@ -1018,6 +1081,21 @@ void add_limits(CLI::App& app, Invocation& inv) {
     auto reply = ctx.client.limits();
     if (!reply) return report(ctx, reply.error());
     return show_limits(ctx, *reply);
+  });
+
+  CLI::App* shares = add_leaf(app, inv, "shares",
+                              "fair share: each project's weight, running tasks and queued jobs");
+  bind(shares, inv, std::make_shared<NoOptions>(), [](Context& ctx, const NoOptions&) {
+    auto reply = ctx.client.limits();
+    if (!reply) return report(ctx, reply.error());
+    if (ctx.json) {
+      Json out = Json::array();
+      for (const auto& share : reply->shares()) out.push_back(to_json(share));
+      write_json(ctx, Json{{"configured", reply->shares_configured()}, {"shares", out}});
+    } else {
+      write_shares(ctx.out, *reply);
+    }
+    return kExitOk;
   });
 
   struct SetOptions {

@@ -342,6 +342,15 @@ Json to_json(const wire::LimitInfo& limit) {
   };
 }
 
+Json to_json(const wire::ShareInfo& share) {
+  return Json{
+      {"project", share.project()},
+      {"weight", share.weight()},
+      {"running", share.running()},
+      {"queued_jobs", share.queued_jobs()},
+  };
+}
+
 Json to_json(const wire::WorkerInfo& worker) {
   Json tags = Json::array();
   for (const auto& tag : worker.tags()) tags.push_back(tag);
@@ -357,6 +366,10 @@ Json to_json(const wire::WorkerInfo& worker) {
       {"running", tasks_json(worker.running())},
       {"control", worker.control().empty() ? std::string("enabled") : worker.control()},
       {"control_reason", worker.control_reason()},
+      {"cores", worker.cores()},
+      {"memory_bytes", worker.memory_bytes()},
+      {"cores_used", worker.cores_used()},
+      {"memory_used_bytes", worker.memory_used_bytes()},
   };
 }
 
@@ -518,6 +531,13 @@ void write_status(std::ostream& out, const wire::StatusReply& status, bool with_
   // Where it came from and what it waits for, when there is something to say.
   std::vector<std::string> extra;
   if (job.max_running() != 0) extra.push_back(fmt::format("max_running={}", job.max_running()));
+  if (job.cores() != 0) extra.push_back(fmt::format("cores={}", job.cores()));
+  if (job.memory_bytes() != 0) {
+    extra.push_back("memory=" + common::format_byte_size(job.memory_bytes()));
+  }
+  if (job.memory_retry_factor() > 1) {
+    extra.push_back(fmt::format("memory_retry_factor={}", job.memory_retry_factor()));
+  }
   if (!job.limits().empty()) {
     extra.push_back("limits=" +
                     join(std::vector<std::string>(job.limits().begin(), job.limits().end()), ","));
@@ -640,7 +660,8 @@ void write_jobs(std::ostream& out, const wire::ListReply& list) {
 }
 
 void write_workers(std::ostream& out, const wire::WorkersReply& workers) {
-  Table table({"NAME", "HOST", "SLOTS", "TAGS", "RUNNING", "LAST-BEAT", "ALIVE", "STATE"});
+  Table table({"NAME", "HOST", "SLOTS", "CORES", "MEMORY", "TAGS", "RUNNING", "LAST-BEAT", "ALIVE",
+               "STATE"});
   for (const auto& worker : workers.workers()) {
     std::vector<std::string> tags(worker.tags().begin(), worker.tags().end());
     std::vector<std::string> running;
@@ -651,9 +672,21 @@ void write_workers(std::ostream& out, const wire::WorkersReply& workers) {
     if (worker.interactive_slots() > 0) {
       slots += fmt::format(" + {} interactive", worker.interactive_slots());
     }
-    table.add_row({or_dash(worker.name()), or_dash(worker.host()), slots, or_dash(join(tags, ",")),
-                   or_dash(join(running, ",")), format_seconds(worker.last_beat_s()) + " ago",
-                   worker.alive() ? "yes" : "no",
+    // Booked by running tasks' requests / what it has.
+    std::string cores = worker.cores() == 0
+                            ? std::string("-")
+                            : fmt::format("{}/{}", worker.cores_used(), worker.cores());
+    std::string memory =
+        worker.memory_bytes() == 0
+            ? std::string("-")
+            : fmt::format("{}/{}",
+                          worker.memory_used_bytes() == 0
+                              ? std::string("0")
+                              : common::format_byte_size(worker.memory_used_bytes()),
+                          common::format_byte_size(worker.memory_bytes()));
+    table.add_row({or_dash(worker.name()), or_dash(worker.host()), slots, cores, memory,
+                   or_dash(join(tags, ",")), or_dash(join(running, ",")),
+                   format_seconds(worker.last_beat_s()) + " ago", worker.alive() ? "yes" : "no",
                    worker.control().empty() || worker.control() == "enabled"
                        ? std::string("enabled")
                        : worker.control() + (worker.control_reason().empty()
@@ -673,6 +706,32 @@ void write_limits(std::ostream& out, const wire::LimitsReply& limits) {
     table.add_row({limit.name(), std::to_string(limit.in_use()),
                    limit.configured() ? std::to_string(limit.capacity()) : "not configured",
                    std::to_string(limit.waiting_jobs())});
+  }
+  table.write(out);
+}
+
+void write_shares(std::ostream& out, const wire::LimitsReply& limits) {
+  uint64_t weights = 0;
+  for (const auto& share : limits.shares()) {
+    if (share.queued_jobs() > 0 || share.running() > 0) weights += share.weight();
+  }
+  if (!limits.shares_configured()) {
+    out << "no shares configured (set them under `shares:` in the config): jobs of one priority "
+           "share slots job by job\n";
+    if (limits.shares().empty()) return;
+    weights = 0;
+  }
+  // TARGET: the part of contended slots the project converges to, among the
+  // projects that have work now.
+  Table table({"PROJECT", "WEIGHT", "RUNNING", "QUEUED-JOBS", "TARGET"});
+  for (const auto& share : limits.shares()) {
+    const bool active = share.queued_jobs() > 0 || share.running() > 0;
+    table.add_row({share.project().empty() ? std::string("(none)") : single_line(share.project()),
+                   std::to_string(share.weight()), std::to_string(share.running()),
+                   std::to_string(share.queued_jobs()),
+                   active && weights > 0 ? fmt::format("{:.0f}%", 100.0 * share.weight() /
+                                                                      static_cast<double>(weights))
+                                         : std::string("-")});
   }
   table.write(out);
 }

@@ -62,6 +62,7 @@ Json to_json(const wire::JobSummary& job);
 Json to_json(const wire::StatusReply& status);
 Json to_json(const wire::WorkerInfo& worker);
 Json to_json(const wire::LimitInfo& limit);
+Json to_json(const wire::ShareInfo& share);
 Json to_json(const wire::TaskLog& log);
 // {wall_s, cpu_user_s, cpu_system_s, cpu_s, peak_rss_bytes, exit_code, exit_signal}; an
 // unknown peak, exit code or signal is null.
@@ -134,6 +135,8 @@ void write_jobs(std::ostream& out, const wire::ListReply& list);
 
 void write_workers(std::ostream& out, const wire::WorkersReply& workers);
 void write_limits(std::ostream& out, const wire::LimitsReply& limits);
+// The projects' fair shares: weight, running tasks, queued jobs, target part.
+void write_shares(std::ostream& out, const wire::LimitsReply& limits);
 
 // `admin health`: "healthy: ..." or "unhealthy: <problem>", then uptime, job and
 // task counts, workers, held status requests.

@@ -135,6 +135,8 @@ class Reader {
         read_watch(entry, config.watch);
       } else if (key == "limits") {
         read_limits(entry, config.limits);
+      } else if (key == "shares") {
+        read_shares(entry, config.shares);
       } else {
         unknown_key(key, entry, "");
       }
@@ -458,6 +460,19 @@ class Reader {
         return;
       }
       assign_integer(entry, 0, limits[key]);
+    });
+  }
+
+  void read_shares(const Entry& section, std::map<std::string, uint32_t>& shares) {
+    if (!expect_map(section)) return;
+    for_each_entry(section.value, section.path, [&](const std::string& key, const Entry& entry) {
+      if (key.empty() || key.size() > 256) {
+        problem(entry.key_line, entry.path + ": a project name is 1 to 256 bytes");
+        return;
+      }
+      uint32_t weight = 0;
+      if (auto value = read_integer(entry, 1, 10'000)) weight = static_cast<uint32_t>(*value);
+      if (weight > 0) shares[key] = weight;
     });
   }
 

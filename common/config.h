@@ -144,6 +144,8 @@ struct Config {
   // Named farm-wide limits (licences, ...): name -> how many running tasks may
   // hold one at once. `farmhand limit set` changes them at runtime.
   std::map<std::string, uint32_t> limits;
+  // Fair share between projects: project -> weight (1 to 10000). Empty: none.
+  std::map<std::string, uint32_t> shares;
   std::string log_level = "info";
 };
 

@@ -227,6 +227,7 @@ void Broker::reload_config() {
   options_.config.commands = loaded->commands;
   options_.config.watch = loaded->watch;
   options_.config.limits = loaded->limits;
+  options_.config.shares = loaded->shares;
   PublishIntake& publish = core_->publish();
   if (auto ok = publish.start_watching(); !ok) {
     log_->error("config reload refused, the old rules stay: {}", ok.error().reason);
@@ -240,6 +241,7 @@ void Broker::reload_config() {
   }
   publish.cancel_retry();
   core_->reload_limits(previous.limits);
+  if (previous.shares != options_.config.shares) core_->reload_shares();
   security_.reload_keys();
   log_->info(
       "config reloaded file={} rules={} commands={} watched_folders={} "

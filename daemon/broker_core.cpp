@@ -56,7 +56,14 @@ Result<void> BrokerCore::restore() {
     return ok;
   }
   farm_ = std::move(fresh);
+  farm_.scheduler->set_shares(config_.shares);
   return {};
+}
+
+void BrokerCore::reload_shares() {
+  farm_.scheduler->set_shares(config_.shares);
+  changed_ = true;
+  log_.info("shares set projects={}", config_.shares.size());
 }
 
 void BrokerCore::reload_limits(const std::map<std::string, uint32_t>& before) {
@@ -227,6 +234,19 @@ void BrokerCore::take_outbox() {
   for (auto& change : out.tasks) turn_.batch.task_changes.push_back(std::move(change));
   for (auto& change : out.blocks) turn_.batch.blocks.push_back(std::move(change));
   for (auto& change : out.jobs) turn_.batch.job_changes.push_back(change);
+  // Specs the scheduler changed itself (a memory request grown after an OOM).
+  for (core::JobId id : out.specs) {
+    const JobRecord* record = farm_.jobs.find(id);
+    const core::JobSpec* spec = farm_.scheduler->job_spec(id);
+    if (!record || !spec) continue;
+    wire::JobSpec changed = record->spec;
+    if (changed.memory_bytes() == spec->memory) continue;
+    log_.info("memory request raised job={} from={} to={} reason=\"out of memory\"", id,
+              changed.memory_bytes(), spec->memory);
+    changed.set_memory_bytes(spec->memory);
+    turn_.batch.spec_changes.push_back(SpecChange{id, changed.SerializeAsString()});
+    farm_.jobs.set_spec(id, std::move(changed));
+  }
 }
 
 void BrokerCore::commit() {

@@ -69,6 +69,8 @@ class BrokerCore final : public HealthSource {
   // take it, and it is stored, as `farmhand limit set` would. Limits the file
   // no longer names keep their value.
   void reload_limits(const std::map<std::string, uint32_t>& before);
+  // The config's fair shares changed (or not): the scheduler takes them as they are.
+  void reload_shares();
   void on_worker(const std::string& routing_id, const void* data, size_t size);
 
   // Whether the turn has taken enough worker messages: kMaxWorkerMessagesPerTurn,

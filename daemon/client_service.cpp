@@ -291,6 +291,8 @@ std::string ClientService::waiting_reason(core::JobId id) const {
           "every live worker that serves the job is blocked after failing it ({}); "
           "`farmhand job unblock {}` lets them try again",
           fmt::join(hold.workers, ", "), id);
+    case core::JobHold::Kind::kUnsatisfiable:
+      return unsatisfiable_request(scheduler, id).value_or("");
     case core::JobHold::Kind::kNone:
       break;
   }
@@ -321,6 +323,14 @@ void ClientService::limits(const wire::LimitsRequest& request, wire::ClientReply
     info->set_capacity(limit.capacity.value_or(0));
     info->set_in_use(limit.in_use);
     info->set_waiting_jobs(limit.waiting_jobs);
+  }
+  out->set_shares_configured(!config_.shares.empty());
+  for (const core::ShareView& share : scheduler.shares()) {
+    auto* info = out->add_shares();
+    info->set_project(share.project);
+    info->set_weight(share.weight);
+    info->set_running(share.running);
+    info->set_queued_jobs(share.queued_jobs);
   }
 }
 
@@ -509,6 +519,28 @@ void ClientService::job_set(const wire::JobSetRequest& request, wire::ClientRepl
     spec.set_timeout_s(request.timeout_s());
     changed.push_back(fmt::format("timeout_s={}", request.timeout_s()));
   }
+  if (request.has_cores()) {
+    update.cores = request.cores();
+    spec.set_cores(request.cores());
+    changed.push_back(fmt::format("cores={}", request.cores()));
+  }
+  if (request.has_memory_bytes()) {
+    update.memory = request.memory_bytes();
+    spec.set_memory_bytes(request.memory_bytes());
+    changed.push_back(fmt::format("memory={}", request.memory_bytes()));
+  }
+  if (request.has_memory_retry_factor()) {
+    const double factor = request.memory_retry_factor();
+    if (!valid_memory_retry_factor(factor)) {
+      return set_error(reply, Error{ErrorCode::kInvalidArgument,
+                                    fmt::format("memory retry factor {} is not 0 or between 1 "
+                                                "and 16",
+                                                factor)});
+    }
+    update.memory_retry_factor = factor;
+    spec.set_memory_retry_factor(factor);
+    changed.push_back(fmt::format("memory_retry_factor={}", factor));
+  }
   if (request.set_limits()) {
     update.limits = std::vector<std::string>(request.limits().begin(), request.limits().end());
     spec.mutable_limits()->CopyFrom(request.limits());
@@ -518,7 +550,8 @@ void ClientService::job_set(const wire::JobSetRequest& request, wire::ClientRepl
   if (changed.empty()) {
     return set_error(reply, Error{ErrorCode::kInvalidArgument,
                                   "nothing to change: give --priority, --max-running, --pool, "
-                                  "--max-attempts, --timeout or --limit"});
+                                  "--max-attempts, --timeout, --limit, --cores, --memory or "
+                                  "--memory-retry-factor"});
   }
   if (auto ok = scheduler.update_job(id, update); !ok) return set_error(reply, ok.error());
   turn.batch.spec_changes.push_back(SpecChange{id, spec.SerializeAsString()});
@@ -576,6 +609,10 @@ void ClientService::fill_workers(wire::WorkersReply& workers_reply) const {
     info->set_alive(w.alive);
     info->set_control(std::string(core::worker_control_name(w.control)));
     info->set_control_reason(w.control_reason);
+    info->set_cores(w.spec.cores);
+    info->set_memory_bytes(w.spec.memory);
+    info->set_cores_used(w.cores_used);
+    info->set_memory_used_bytes(w.memory_used);
     info->set_last_beat_s(static_cast<double>((now - w.last_seen).count()) / 1000.0);
     if (const WorkerLink::Peer* peer = parts_.link.peer(w.id)) {
       info->set_host(peer->host);

@@ -243,6 +243,10 @@ Result<core::JobSpec> to_core_spec(const wire::JobSpec& spec) {
   out.interactive = spec.lane() == "interactive";
   out.limits.assign(spec.limits().begin(), spec.limits().end());
   out.max_running = spec.max_running();
+  out.project = spec.project();
+  out.cores = spec.cores();
+  out.memory = spec.memory_bytes();
+  out.memory_retry_factor = spec.memory_retry_factor();
   return out;
 }
 
@@ -311,6 +315,9 @@ void fill_summary(const Farm& farm, core::JobId id, wire::JobSummary& summary) {
   summary.set_command_template(wspec.command_template());
   summary.mutable_params()->insert(wspec.params().begin(), wspec.params().end());
   summary.set_max_running(spec->max_running);
+  summary.set_cores(spec->cores);
+  summary.set_memory_bytes(spec->memory);
+  summary.set_memory_retry_factor(spec->memory_retry_factor);
   // Frames, for a progress bar that moves with the frames of long tasks: every
   // succeeded task covers `chunk` frames but the last, which may cover fewer.
   const uint64_t frames = spec->frames.size();

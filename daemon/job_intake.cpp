@@ -4,6 +4,7 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
+#include "common/byte_size.h"
 #include "daemon/job_kinds.h"
 
 namespace farmhand::daemon {
@@ -48,6 +49,33 @@ std::optional<std::string> unserved_pool(const core::Scheduler& scheduler,
   if (pool.empty() || scheduler.pool_served(pool)) return std::nullopt;
   return fmt::format("no live worker serves pool '{}' now; the job waits until one joins",
                      printable(pool));
+}
+
+namespace {
+
+// "8 cores and 64.0 GiB", "64.0 GiB", "nothing known".
+std::string resource_text(uint32_t cores, uint64_t memory) {
+  std::vector<std::string> parts;
+  if (cores > 0) parts.push_back(fmt::format("{} core{}", cores, cores == 1 ? "" : "s"));
+  if (memory > 0) parts.push_back(common::format_byte_size(memory));
+  return parts.empty() ? std::string("no known cores or memory")
+                       : fmt::format("{}", fmt::join(parts, " and "));
+}
+
+}  // namespace
+
+std::optional<std::string> unsatisfiable_request(const core::Scheduler& scheduler, core::JobId id) {
+  const core::JobSpec* spec = scheduler.job_spec(id);
+  const core::JobHold hold = scheduler.hold(id);
+  if (!spec || hold.kind != core::JobHold::Kind::kUnsatisfiable) return std::nullopt;
+  return fmt::format(
+      "no worker can ever run a task of this job: each asks for {}, and the largest worker "
+      "that serves {} has {}; it waits for a larger worker (`farmhand job set {} --cores N "
+      "--memory SIZE` lowers the request)",
+      resource_text(spec->cores, spec->memory),
+      spec->pool.empty() ? std::string("any pool")
+                         : fmt::format("pool '{}'", printable(spec->pool)),
+      resource_text(hold.cores, hold.memory), id);
 }
 
 void JobIntake::submit(const wire::SubmitRequest& request, wire::ClientReply& reply, Turn& turn,
@@ -99,6 +127,8 @@ void JobIntake::warn_if_waiting(core::JobId id, wire::ClientReply& reply) const 
   if (!view || !spec || is_finished(view->state)) return;
   if (auto warning = unserved_pool(*farm_.scheduler, spec->pool)) {
     reply.mutable_submit()->add_warnings(*warning);
+  } else if (auto unsatisfiable = unsatisfiable_request(*farm_.scheduler, id)) {
+    reply.mutable_submit()->add_warnings(*unsatisfiable);
   }
 }
 
@@ -137,6 +167,11 @@ Result<core::JobId> JobIntake::create_job(wire::JobSpec spec, Turn& turn,
   if (spec.project().size() > kMaxNameBytes) {
     return fail(ErrorCode::kInvalidArgument,
                 fmt::format("project name over {} bytes", kMaxNameBytes));
+  }
+  if (!valid_memory_retry_factor(spec.memory_retry_factor())) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("memory retry factor {} is not 0 or between 1 and 16",
+                            spec.memory_retry_factor()));
   }
   if (spec.chunk() == 0) spec.set_chunk(1);
   if (spec.lane() == "interactive" && spec.chunk() > kMaxInteractiveTaskFrames) {

@@ -54,4 +54,14 @@ class JobIntake {
 // until one joins"), else nothing. For the submit's warnings and `status`.
 std::optional<std::string> unserved_pool(const core::Scheduler& scheduler, const std::string& pool);
 
+// Why a job's tasks can never start where they are asked to run: no live worker
+// of its pool has the cores and memory one task asks for. For the submit's
+// warnings and `status`.
+std::optional<std::string> unsatisfiable_request(const core::Scheduler& scheduler, core::JobId id);
+
+// A job's --memory-retry-factor: 0 (none) or 1 to 16.
+inline bool valid_memory_retry_factor(double factor) {
+  return factor == 0 || (factor >= 1 && factor <= 16);
+}
+
 }  // namespace farmhand::daemon

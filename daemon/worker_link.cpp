@@ -100,6 +100,8 @@ void WorkerLink::on_ready(const std::string& routing_id, const wire::Ready& read
   spec.slots = std::clamp<uint32_t>(ready.slots(), 1, 4096);
   spec.interactive_slots = std::min<uint32_t>(ready.interactive_slots(), 64);
   for (const auto& tag : ready.tags()) spec.tags.push_back(tag);
+  spec.cores = ready.cores();
+  spec.memory = ready.memory_bytes();
   std::vector<core::TaskRef> running;
   for (const auto& r : ready.running()) {
     running.push_back({r.job_id(), static_cast<core::TaskIndex>(r.task()), r.lease()});
@@ -148,7 +150,11 @@ void WorkerLink::on_result(const std::string& routing_id, core::WorkerId worker,
   core::TaskRef ref{result.ref().job_id(), static_cast<core::TaskIndex>(result.ref().task()),
                     result.ref().lease()};
   Error error{error_code_from_name(result.error_code()), result.error().substr(0, 1024)};
-  auto verdict = scheduler.task_result(worker, ref, result.succeeded(), error, clock_.millis());
+  core::TaskOutcome outcome;
+  outcome.out_of_memory = result.out_of_memory();
+  outcome.peak_memory = result.stats().peak_rss_bytes();
+  auto verdict =
+      scheduler.task_result(worker, ref, result.succeeded(), error, clock_.millis(), outcome);
   progress_.erase({ref.job, ref.task});
   // A noop task (no log, no error, not measured) leaves no row: a million of them write
   // nothing.
@@ -190,6 +196,8 @@ void WorkerLink::assign(const std::vector<core::Dispatch>& dispatches, Turn& tur
     assign->set_kind(spec->kind);
     assign->set_timeout_s(static_cast<uint32_t>(spec->timeout.count()));
     assign->set_lease_ttl_ms(static_cast<uint32_t>(config_.broker.lease_ttl.count()));
+    assign->set_memory_limit_bytes(spec->memory);
+    assign->set_cores(spec->cores);
     common::FrameSet frames = scheduler.task_frames(d.job, d.task);
     if (auto ok = kind->assign(record->spec, frames, config_, *assign); !ok) {
       scheduler.task_result(d.worker, {d.job, d.task, d.lease}, false, ok.error(), now);

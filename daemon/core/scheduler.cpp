@@ -78,7 +78,9 @@ bool is_terminal(TaskState state) {
   return state == TaskState::kSucceeded || is_broken(state);
 }
 
-Scheduler::Scheduler(Options options) : options_(options), rng_(options.seed) {}
+Scheduler::Scheduler(Options options) : options_(options), rng_(options.seed) {
+  project_id({});  // id 0: jobs of no project, and the one share group when shares are off
+}
 
 uint32_t Scheduler::total_attempts(const Job& job, TaskIndex task) {
   auto it = job.budget_base.find(task);
@@ -150,6 +152,7 @@ Scheduler::Job& Scheduler::create_job(JobId id, JobSpec spec) {
   job->state.assign(job->task_count, kUntouched);
   job->attempts.assign(job->task_count, 0);
   for (const std::string& name : job->spec.limits) job->limit_ids.push_back(limit_id(name));
+  job->project_id = project_id(job->spec.project);
   Job& ref = *job;
   jobs_[id] = std::move(job);
   job_index_[id] = &ref;
@@ -498,11 +501,10 @@ void Scheduler::release_lease(const TaskKey& key) {
   auto it = leases_.find(key);
   if (it == leases_.end()) return;
   if (auto w = workers_.find(it->second.worker); w != workers_.end()) {
-    w->second.running.erase(key);
-    if (it->second.interactive_slot && w->second.interactive_used > 0) {
-      --w->second.interactive_used;
-    }
+    detach(w->second, key, it->second);
   }
+  Project& project = projects_[it->second.project];
+  if (project.running > 0) --project.running;
   const std::vector<uint32_t> held = std::move(it->second.limits_held);
   leases_.erase(it);
   // The jobs parked on a limit become candidates again as soon as it has a free
@@ -675,26 +677,34 @@ void Scheduler::update_job_state(Job& job) {
   }
 }
 
-void Scheduler::PoolQueues::insert(const std::string& pool, const QueueKey& key, Job* job,
-                                   bool interactive) {
-  JobQueue& queue = by_pool[pool];
-  if (!queue.all.emplace(key, job).second) return;
-  if (interactive) queue.interactive.emplace(key, job);
+void Scheduler::PoolQueues::insert(const Job& job, const QueueKey& key) {
+  JobQueue& queue = by_pool[job.queued_pool][job.queued_group];
+  Job* mutable_job = const_cast<Job*>(&job);
+  if (!queue.all.emplace(key, mutable_job).second) return;
+  if (job.spec.interactive) queue.interactive.emplace(key, mutable_job);
+  if (job.queued_cores > 0) queue.cores.insert(job.queued_cores);
+  if (job.queued_memory > 0) queue.memory.insert(job.queued_memory);
   ++size;
 }
 
-void Scheduler::PoolQueues::erase(const std::string& pool, const QueueKey& key) {
-  auto it = by_pool.find(pool);
-  if (it == by_pool.end() || it->second.all.erase(key) == 0) return;
-  it->second.interactive.erase(key);
+void Scheduler::PoolQueues::erase(const Job& job) {
+  auto pool = by_pool.find(job.queued_pool);
+  if (pool == by_pool.end()) return;
+  auto group = pool->second.find(job.queued_group);
+  if (group == pool->second.end()) return;
+  JobQueue& queue = group->second;
+  if (queue.all.erase(*job.queued_key) == 0) return;
+  queue.interactive.erase(*job.queued_key);
+  if (job.queued_cores > 0) queue.cores.erase(queue.cores.find(job.queued_cores));
+  if (job.queued_memory > 0) queue.memory.erase(queue.memory.find(job.queued_memory));
   --size;
-  // An emptied pool keeps its (empty) queue: pick_job may be walking it.
+  // An emptied pool or group keeps its (empty) queue: pick_job may be walking it.
 }
 
 void Scheduler::dequeue(Job& job) {
   if (!job.queued_key) return;
   PoolQueues& queues = job.parked_on ? limits_[*job.parked_on].waiting : runnable_;
-  queues.erase(job.queued_pool, *job.queued_key);
+  queues.erase(job);
   job.queued_key.reset();
   job.parked_on.reset();
 }
@@ -711,16 +721,20 @@ void Scheduler::refresh_runnable(Job& job) {
   // dispatch looks at it only while that limit has a free token.
   std::optional<uint32_t> park = key ? full_limit(job) : std::nullopt;
   if (key == job.queued_key && park == job.parked_on &&
-      (!key || job.queued_pool == job.spec.pool)) {
+      (!key || (job.queued_pool == job.spec.pool && job.queued_group == share_group(job) &&
+                job.queued_cores == job.spec.cores && job.queued_memory == job.spec.memory))) {
     return;
   }
   dequeue(job);
   if (!key) return;
-  PoolQueues& queues = park ? limits_[*park].waiting : runnable_;
-  queues.insert(job.spec.pool, *key, &job, job.spec.interactive);
   job.queued_key = key;
   job.queued_pool = job.spec.pool;
+  job.queued_group = share_group(job);
+  job.queued_cores = job.spec.cores;
+  job.queued_memory = job.spec.memory;
   job.parked_on = park;
+  PoolQueues& queues = park ? limits_[*park].waiting : runnable_;
+  queues.insert(job, *key);
 }
 
 bool Scheduler::dispatchable() const {
@@ -753,19 +767,37 @@ bool Scheduler::pool_served(const std::string& pool) const {
   });
 }
 
+bool Scheduler::ranks_before(const QueueKey& a, uint32_t group_a, const QueueKey& b,
+                             uint32_t group_b) const {
+  if (std::get<0>(a) != std::get<0>(b)) return std::get<0>(a) < std::get<0>(b);  // priority
+  if (group_a != group_b) {
+    // Fewer running tasks for its weight first: a/wa < b/wb.
+    const Project& pa = projects_[group_a];
+    const Project& pb = projects_[group_b];
+    uint64_t lhs = pa.running * pb.weight;
+    uint64_t rhs = pb.running * pa.weight;
+    if (lhs != rhs) return lhs < rhs;
+  }
+  return a < b;
+}
+
 Scheduler::Job* Scheduler::pick_job(const Worker& worker, bool interactive_only) {
   Job* best = nullptr;
   QueueKey best_key{};
+  uint32_t best_group = 0;
+  const uint32_t free_cores = worker.free_cores();
+  const uint64_t free_memory = worker.free_memory();
   // The best job of one queue that the worker may take, if better than `best`.
-  auto consider = [&](const PoolQueues& queues, const std::string& pool) {
-    auto found = queues.by_pool.find(pool);
-    if (found == queues.by_pool.end()) return;
-    const auto& queue = interactive_only ? found->second.interactive : found->second.all;
+  auto consider_group = [&](uint32_t group, const JobQueue& lanes) {
+    const auto& queue = interactive_only ? lanes.interactive : lanes.all;
+    if (queue.empty()) return;
+    if (lanes.least_cores() > free_cores || lanes.least_memory() > free_memory) return;
     for (auto it = queue.begin(); it != queue.end();) {
-      if (best && !(it->first < best_key)) return;
+      if (best && !ranks_before(it->first, group, best_key, best_group)) return;
       auto [key, job] = *it;
       ++it;
       if (job->blocked_count > 0 && blocked_for(*job, worker.spec.name)) continue;
+      if (job->spec.cores > free_cores || job->spec.memory > free_memory) continue;
       // A limit of its that filled since the job was queued: park it there now
       // (never in this queue: this one is runnable_ or an open limit's, so `it`,
       // already past the job, stays valid).
@@ -775,8 +807,14 @@ Scheduler::Job* Scheduler::pick_job(const Worker& worker, bool interactive_only)
       }
       best = job;
       best_key = key;
+      best_group = group;
       return;
     }
+  };
+  auto consider = [&](const PoolQueues& queues, const std::string& pool) {
+    auto found = queues.by_pool.find(pool);
+    if (found == queues.by_pool.end()) return;
+    for (const auto& [group, lanes] : found->second) consider_group(group, lanes);
   };
   auto consider_pool = [&](const std::string& pool) {
     consider(runnable_, pool);
@@ -835,10 +873,8 @@ std::vector<Dispatch> Scheduler::dispatch(Millis now) {
         lease.started = now;
         lease.expires = now + options_.lease_ttl;
         lease.interactive_slot = reserved;
-        if (reserved) ++worker.interactive_used;
         TaskKey key{job->id, t};
         set_state(*job, t, TaskState::kRunning);
-        worker.running.insert(key);
         arm_lease_timer(key, lease);
         const uint32_t attempt = lease.attempt;
         const LeaseToken token = lease.token;
@@ -1018,35 +1054,42 @@ WorkerReadyVerdict Scheduler::worker_ready(WorkerId id, WorkerSpec spec,
         {Notice::Kind::kWorkerJoined, 0, 0, 0, worker.spec.name, {}, JobState::kQueued});
   }
 
+  // Leases it holds first, so that adopting a task below sees what it really runs.
+  std::vector<const TaskRef*> unleased;
   for (const TaskRef& ref : running) {
     TaskKey key{ref.job, ref.task};
-    Job* job = find_job(ref.job);
     auto it = leases_.find(key);
     if (it != leases_.end() && it->second.token == ref.lease) {
       Lease& lease = it->second;
       if (lease.worker != id) {
         if (auto w = workers_.find(lease.worker); w != workers_.end()) {
-          w->second.running.erase(key);
-          if (lease.interactive_slot && w->second.interactive_used > 0) {
-            --w->second.interactive_used;
-          }
+          detach(w->second, key, lease);
         }
         lease.worker = id;
         lease.worker_name = worker.spec.name;
-        worker.running.insert(key);
-        if (lease.interactive_slot) ++worker.interactive_used;
+        attach(worker, key, lease);
       }
       lease.expires = now + options_.lease_ttl;
       continue;
     }
+    unleased.push_back(&ref);
+  }
+  for (const TaskRef* ref_ptr : unleased) {
+    const TaskRef& ref = *ref_ptr;
+    TaskKey key{ref.job, ref.task};
+    Job* job = find_job(ref.job);
     // (Not when one of its limits is full or the job is at its max_running:
     // the room it had went to another task when it was requeued, and neither
-    // is ever exceeded.)
-    if (it == leases_.end() && job && ref.task < job->task_count &&
+    // is ever exceeded. Nor when the worker has no room left for it: its slot,
+    // cores or memory went to another task meanwhile.)
+    if (!leases_.count(key) && job && ref.task < job->task_count &&
         (job->state[ref.task] == TaskState::kQueued ||
          job->state[ref.task] == TaskState::kBackoff) &&
         !full_limit(*job) &&
-        (job->spec.max_running == 0 || job->count(TaskState::kRunning) < job->spec.max_running)) {
+        (job->spec.max_running == 0 || job->count(TaskState::kRunning) < job->spec.max_running) &&
+        worker.running.size() <
+            worker.spec.slots + (job->spec.interactive ? worker.spec.interactive_slots : 0) &&
+        job->spec.cores <= worker.free_cores() && job->spec.memory <= worker.free_memory()) {
       // Dispatched before a broker crash but never committed, or requeued after a
       // partition: the worker is still on it, so let it finish rather than rerun it.
       if (job->attempts[ref.task] == 0) job->attempts[ref.task] = 1;
@@ -1058,7 +1101,6 @@ WorkerReadyVerdict Scheduler::worker_ready(WorkerId id, WorkerSpec spec,
       lease.started = now;
       lease.expires = now + options_.lease_ttl;
       set_state(*job, ref.task, TaskState::kRunning);
-      worker.running.insert(key);
       arm_lease_timer(key, lease);
       add_lease(key, lease);
       persist_task(*job, ref.task, lease.token, worker.spec.name);
@@ -1126,7 +1168,7 @@ bool Scheduler::renew_lease(WorkerId worker, const TaskRef& ref, Millis now) {
 }
 
 ResultVerdict Scheduler::task_result(WorkerId worker, const TaskRef& ref, bool succeeded,
-                                     const Error& error, Millis now) {
+                                     const Error& error, Millis now, const TaskOutcome& outcome) {
   Job* job = find_job(ref.job);
   if (!job || ref.task >= job->task_count) return ResultVerdict::kStale;
   TaskKey key{ref.job, static_cast<TaskIndex>(ref.task)};
@@ -1137,6 +1179,7 @@ ResultVerdict Scheduler::task_result(WorkerId worker, const TaskRef& ref, bool s
     if (succeeded) {
       finish_task(*job, key.task, TaskState::kSucceeded, {}, now);
     } else {
+      if (outcome.out_of_memory) grow_memory_request(*job, outcome);
       fail_attempt(*job, key.task, error.reason.empty() ? "failed" : error.reason, worker_name,
                    now);
     }
@@ -1338,6 +1381,8 @@ std::vector<WorkerView> Scheduler::workers() const {
     view.spec = w.spec;
     view.alive = w.alive;
     view.last_seen = w.last_seen;
+    view.cores_used = w.cores_used;
+    view.memory_used = w.memory_used;
     if (auto it = controls_.find(w.spec.name); it != controls_.end()) {
       view.control = it->second.first;
       view.control_reason = it->second.second;

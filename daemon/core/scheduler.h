@@ -77,6 +77,14 @@ struct JobSpec {
   // task holds one token of; at most the limit's capacity run at once, farm-wide.
   std::vector<std::string> limits;
   uint32_t max_running = 0;  // at most this many running tasks; 0: no cap
+  // Fair share groups jobs by project (Options::shares / set_shares()).
+  std::string project;
+  // What each task needs of a worker besides a slot; 0: nothing (only the slot).
+  uint32_t cores = 0;
+  uint64_t memory = 0;  // bytes
+  // > 1: a task the out-of-memory killer stopped raises the job's memory request
+  // to its peak (or the request, if larger) times this for the tasks that follow.
+  double memory_retry_factor = 0;
 };
 
 struct WorkerSpec {
@@ -89,6 +97,9 @@ struct WorkerSpec {
   // host name, the default name). Empty from workers that predate it.
   std::string instance;
   std::string host;  // for messages only
+  // What tasks may book on it; 0: unknown (an older worker): not packed against.
+  uint32_t cores = 0;
+  uint64_t memory = 0;  // bytes
 };
 
 // A wrangler's say over a worker, by name (it outlives sessions and restarts):
@@ -123,6 +134,15 @@ struct JobUpdate {
   std::optional<uint32_t> max_attempts;  // 0: Options::default_max_attempts
   std::optional<std::chrono::seconds> timeout;
   std::optional<std::vector<std::string>> limits;
+  std::optional<uint32_t> cores;
+  std::optional<uint64_t> memory;
+  std::optional<double> memory_retry_factor;
+};
+
+// How a failed attempt ended, beyond its error text.
+struct TaskOutcome {
+  bool out_of_memory = false;  // the OOM killer (or the worker's own enforcement) stopped it
+  uint64_t peak_memory = 0;    // bytes; 0: unknown
 };
 
 // What worker_ready() made of a Ready. A refused session is not registered: the
@@ -217,9 +237,13 @@ struct Outbox {
   std::vector<CancelOrder> cancels;
   std::vector<Notice> notices;
   std::vector<BlockChange> blocks;
+  // Jobs whose spec the scheduler changed itself (a memory request raised after
+  // an out-of-memory failure): store job_spec() again.
+  std::vector<JobId> specs;
 
   bool empty() const {
-    return tasks.empty() && jobs.empty() && cancels.empty() && notices.empty() && blocks.empty();
+    return tasks.empty() && jobs.empty() && cancels.empty() && notices.empty() && blocks.empty() &&
+           specs.empty();
   }
 };
 
@@ -257,6 +281,16 @@ struct WorkerView {
   std::vector<TaskRef> running;
   WorkerControl control = WorkerControl::kEnabled;
   std::string control_reason;
+  uint32_t cores_used = 0;  // booked by its running tasks
+  uint64_t memory_used = 0;
+};
+
+// A project's fair share: its weight and the slots its tasks run in now.
+struct ShareView {
+  std::string project;
+  uint32_t weight = 1;
+  uint64_t running = 0;
+  uint64_t queued_jobs = 0;  // jobs of it with queued tasks
 };
 
 // A named limit: its capacity (nullopt: named by a job but not configured, so
@@ -271,12 +305,16 @@ struct LimitView {
 
 // Why a job with queued tasks is not dispatched now (beyond "no free slot").
 struct JobHold {
-  enum class Kind { kNone, kLimit, kMaxRunning, kBlocked };
+  // kUnsatisfiable: no live worker that serves the job has the cores and
+  // memory one task asks for; cores/memory: the largest any of them has.
+  enum class Kind { kNone, kLimit, kMaxRunning, kBlocked, kUnsatisfiable };
   Kind kind = Kind::kNone;
   std::string limit;  // kLimit
   std::optional<uint32_t> capacity;
   uint32_t in_use = 0;               // kLimit: tokens in use; kMaxRunning: running tasks
   std::vector<std::string> workers;  // kBlocked: every live worker that serves the job
+  uint32_t cores = 0;                // kUnsatisfiable (0: no worker serves the pool)
+  uint64_t memory = 0;
 };
 
 enum class ResultVerdict { kAccepted, kStale };
@@ -359,6 +397,16 @@ class Scheduler {
   void unset_limit(const std::string& name);
   std::vector<LimitView> limits() const;
 
+  // ---- fair share
+
+  // Weights by project (each >= 1; projects not named weigh 1). Within a
+  // priority, the next slot goes to the project running the fewest tasks for
+  // its weight, so contended slots converge to the weights; a project with
+  // nothing queued leaves its share to the others. Empty: no fair share (jobs
+  // of one priority share slots job by job, whatever their project).
+  void set_shares(const std::map<std::string, uint32_t>& weights);
+  std::vector<ShareView> shares() const;
+
   // ---- restore after a restart (before any other call; limits first)
 
   [[nodiscard]] Result<void> restore_job(JobId id, JobSpec spec, bool paused, bool cancelled);
@@ -403,7 +451,7 @@ class Scheduler {
   bool renew_lease(WorkerId worker, const TaskRef& ref, Millis now);
 
   ResultVerdict task_result(WorkerId worker, const TaskRef& ref, bool succeeded, const Error& error,
-                            Millis now);
+                            Millis now, const TaskOutcome& outcome = {});
 
   // Expires leases, times out tasks, ends backoffs, notices silent workers.
   void tick(Millis now);
@@ -461,28 +509,49 @@ class Scheduler {
     Millis expires{0};
     bool interactive_slot = false;      // occupies one of the worker's reserved slots
     std::vector<uint32_t> limits_held;  // a token of each (limit ids)
+    uint32_t project = 0;               // counted in projects_[project].running
+    uint32_t cores = 0;                 // booked on the worker
+    uint64_t memory = 0;
   };
 
   // A job's place in a run queue: (-priority, running tasks, id), best first:
   // the first match gets the next slot, so equal-priority jobs share slots fairly.
   using QueueKey = std::tuple<int64_t, uint64_t, JobId>;
 
-  // Jobs of one pool, best first.
+  // Jobs of one share group (a project when shares are on; else every job), best first.
   struct JobQueue {
     std::map<QueueKey, Job*> all;
     std::map<QueueKey, Job*> interactive;  // the subset in the interactive lane
+    // The requests of the jobs in `all` that ask for cores or memory: a worker
+    // with less free than the smallest skips the whole queue at once.
+    std::multiset<uint32_t> cores;
+    std::multiset<uint64_t> memory;
+
+    uint32_t least_cores() const { return all.size() > cores.size() ? 0 : *cores.begin(); }
+
+    uint64_t least_memory() const { return all.size() > memory.size() ? 0 : *memory.begin(); }
   };
+
+  // Jobs of one pool, by share group.
+  using PoolQueue = std::map<uint32_t, JobQueue>;
 
   // Jobs queued by their pool: a worker looks only at the pools it serves ("" and
   // its tags), so jobs of other pools cost it nothing however many are queued.
   struct PoolQueues {
-    std::unordered_map<std::string, JobQueue> by_pool;
+    std::unordered_map<std::string, PoolQueue> by_pool;
     uint64_t size = 0;
 
-    void insert(const std::string& pool, const QueueKey& key, Job* job, bool interactive);
-    void erase(const std::string& pool, const QueueKey& key);
+    void insert(const Job& job, const QueueKey& key);  // under job.queued_* (set first)
+    void erase(const Job& job);
 
     bool empty() const { return size == 0; }
+  };
+
+  // A project's share: `running` counts its leases (whether shares are on or not).
+  struct Project {
+    std::string name;
+    uint32_t weight = 1;
+    uint64_t running = 0;
   };
 
   struct Limit {
@@ -509,6 +578,17 @@ class Scheduler {
     Millis last_seen{0};
     std::set<TaskKey> running;
     uint32_t interactive_used = 0;  // leases in `running` that hold a reserved slot
+    uint32_t cores_used = 0;        // booked by the leases in `running`
+    uint64_t memory_used = 0;
+
+    // Free for one more task; unknown resources are never short.
+    uint32_t free_cores() const {
+      return spec.cores == 0 ? UINT32_MAX : spec.cores - std::min(spec.cores, cores_used);
+    }
+
+    uint64_t free_memory() const {
+      return spec.memory == 0 ? UINT64_MAX : spec.memory - std::min(spec.memory, memory_used);
+    }
   };
 
   struct Timer {
@@ -570,8 +650,23 @@ class Scheduler {
   // Index of the first of the job's limits with no free token, if any.
   std::optional<uint32_t> full_limit(const Job& job) const;
   uint32_t limit_id(const std::string& name);
-  // Inserts the lease, taking a token of each of the job's limits.
+  // Inserts the lease, taking a token of each of the job's limits, counting it
+  // for the job's project and booking it on its worker (if it has one).
   void add_lease(const TaskKey& key, Lease lease);
+  // A lease's task runs on the worker now / no longer: its slot, its reserved
+  // slot if it holds one, and its cores and memory.
+  void attach(Worker& worker, const TaskKey& key, const Lease& lease);
+  void detach(Worker& worker, const TaskKey& key, const Lease& lease);
+  uint32_t project_id(const std::string& name);
+  // The queue group a job is filed under: its project when shares are on.
+  uint32_t share_group(const Job& job) const;
+  // Whether a job heading `a`'s group should go before one heading `b`'s.
+  bool ranks_before(const QueueKey& a, uint32_t group_a, const QueueKey& b, uint32_t group_b) const;
+  // The job's queued tasks could never start: no live worker of its pool has
+  // what a task asks for. Sets the largest cores and memory there are.
+  bool unsatisfiable(const Job& job, uint32_t& cores, uint64_t& memory) const;
+  // Raises the job's memory request after an out-of-memory failure (memory_retry_factor).
+  void grow_memory_request(Job& job, const TaskOutcome& outcome);
   Millis backoff_delay(uint32_t attempts);
   LeaseToken new_token();
   void arm_lease_timer(const TaskKey& key, const Lease& lease);
@@ -603,6 +698,9 @@ class Scheduler {
   std::unordered_map<std::string, std::vector<TaskKey>> unclaimed_leases_;
   // Runnable jobs whose limits all had a free token when they were queued.
   PoolQueues runnable_;
+  std::vector<Project> projects_;  // by id; ids are never reused
+  std::unordered_map<std::string, uint32_t> project_ids_;
+  bool shares_on_ = false;
   TimerHeap lease_timers_;
   TimerHeap backoff_timers_;
   Millis hold_until_{0};

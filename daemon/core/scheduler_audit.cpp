@@ -32,14 +32,23 @@ std::string Scheduler::audit() const {
     const QueueKey key{-int64_t{job.spec.priority}, job.count(TaskState::kRunning), id};
     if (*job.queued_key != key) return fmt::format("job {} queued under a stale key", id);
     if (job.queued_pool != job.spec.pool) return fmt::format("job {} queued in another pool", id);
+    if (job.queued_group != share_group(job)) {
+      return fmt::format("job {} queued in another share group", id);
+    }
+    if (job.queued_cores != job.spec.cores || job.queued_memory != job.spec.memory) {
+      return fmt::format("job {} queued under stale requests", id);
+    }
     const PoolQueues& queues = job.parked_on ? limits_[*job.parked_on].waiting : runnable_;
     auto pool = queues.by_pool.find(job.queued_pool);
     if (pool == queues.by_pool.end()) return fmt::format("job {} has no pool queue", id);
-    auto it = pool->second.all.find(key);
-    if (it == pool->second.all.end() || it->second != &job) {
+    auto group = pool->second.find(job.queued_group);
+    if (group == pool->second.end()) return fmt::format("job {} has no group queue", id);
+    const JobQueue& queue = group->second;
+    auto it = queue.all.find(key);
+    if (it == queue.all.end() || it->second != &job) {
       return fmt::format("job {} missing from its queue", id);
     }
-    if (pool->second.interactive.count(key) != (job.spec.interactive ? 1u : 0u)) {
+    if (queue.interactive.count(key) != (job.spec.interactive ? 1u : 0u)) {
       return fmt::format("job {} in the interactive lane queue wrongly", id);
     }
     if (job.parked_on) {
@@ -54,11 +63,20 @@ std::string Scheduler::audit() const {
   }
   auto count = [](const PoolQueues& queues) {
     uint64_t n = 0;
-    for (const auto& [pool, queue] : queues.by_pool) {
-      n += queue.all.size();
-      for (const auto& [key, job] : queue.interactive) {
-        if (!queue.all.count(key)) return UINT64_MAX;
-        (void)job;
+    for (const auto& [pool, groups] : queues.by_pool) {
+      for (const auto& [group, queue] : groups) {
+        n += queue.all.size();
+        uint64_t cores = 0;
+        uint64_t memory = 0;
+        for (const auto& [key, job] : queue.all) {
+          cores += job->queued_cores > 0 ? 1 : 0;
+          memory += job->queued_memory > 0 ? 1 : 0;
+        }
+        if (cores != queue.cores.size() || memory != queue.memory.size()) return UINT64_MAX;
+        for (const auto& [key, job] : queue.interactive) {
+          if (!queue.all.count(key)) return UINT64_MAX;
+          (void)job;
+        }
       }
     }
     return n;
@@ -68,8 +86,16 @@ std::string Scheduler::audit() const {
                        runnable_.size, queued);
   }
   std::vector<uint32_t> tokens(limits_.size(), 0);
+  std::vector<uint64_t> project_running(projects_.size(), 0);
   for (const auto& [key, lease] : leases_) {
     for (uint32_t limit : lease.limits_held) ++tokens[limit];
+    ++project_running[lease.project];
+  }
+  for (size_t i = 0; i < projects_.size(); ++i) {
+    if (projects_[i].running != project_running[i]) {
+      return fmt::format("project '{}' counts {} running tasks, leases {}", projects_[i].name,
+                         projects_[i].running, project_running[i]);
+    }
   }
   for (size_t i = 0; i < limits_.size(); ++i) {
     const Limit& limit = limits_[i];
@@ -87,6 +113,8 @@ std::string Scheduler::audit() const {
   uint64_t with_instance = 0;
   for (const auto& [id, worker] : workers_) {
     uint32_t reserved = 0;
+    uint64_t cores = 0;
+    uint64_t memory = 0;
     for (const TaskKey& key : worker.running) {
       auto lease = leases_.find(key);
       if (lease == leases_.end() || lease->second.worker != id) {
@@ -94,6 +122,12 @@ std::string Scheduler::audit() const {
                            key.task);
       }
       if (lease->second.interactive_slot) ++reserved;
+      cores += lease->second.cores;
+      memory += lease->second.memory;
+    }
+    if (cores != worker.cores_used || memory != worker.memory_used) {
+      return fmt::format("worker {} counts {} cores and {} bytes booked, its leases {} and {}",
+                         worker.spec.name, worker.cores_used, worker.memory_used, cores, memory);
     }
     if (reserved != worker.interactive_used) {
       return fmt::format("worker {} counts {} reserved slots in use, its leases {}",

@@ -22,8 +22,27 @@ void Scheduler::add_lease(const TaskKey& key, Lease lease) {
   if (const Job* job = find_job(key.job)) {
     lease.limits_held = job->limit_ids;
     for (uint32_t id : lease.limits_held) ++limits_[id].in_use;
+    lease.project = job->project_id;
+    lease.cores = job->spec.cores;
+    lease.memory = job->spec.memory;
   }
-  leases_[key] = std::move(lease);
+  ++projects_[lease.project].running;
+  Lease& stored = leases_[key] = std::move(lease);
+  if (auto w = workers_.find(stored.worker); w != workers_.end()) attach(w->second, key, stored);
+}
+
+void Scheduler::attach(Worker& worker, const TaskKey& key, const Lease& lease) {
+  if (!worker.running.insert(key).second) return;
+  if (lease.interactive_slot) ++worker.interactive_used;
+  worker.cores_used += lease.cores;
+  worker.memory_used += lease.memory;
+}
+
+void Scheduler::detach(Worker& worker, const TaskKey& key, const Lease& lease) {
+  if (worker.running.erase(key) == 0) return;
+  if (lease.interactive_slot && worker.interactive_used > 0) --worker.interactive_used;
+  worker.cores_used -= std::min(worker.cores_used, lease.cores);
+  worker.memory_used -= std::min(worker.memory_used, lease.memory);
 }
 
 uint32_t Scheduler::limit_id(const std::string& name) {
@@ -97,7 +116,85 @@ JobHold Scheduler::hold(JobId id) const {
     auto blocked = blocked_eligible_workers(*job);
     if (blocked) return {JobHold::Kind::kBlocked, {}, {}, 0, std::move(*blocked)};
   }
-  return {};
+  JobHold held;
+  if (unsatisfiable(*job, held.cores, held.memory)) held.kind = JobHold::Kind::kUnsatisfiable;
+  return held;
+}
+
+// ------------------------------------------------------------------ resources
+
+bool Scheduler::unsatisfiable(const Job& job, uint32_t& cores, uint64_t& memory) const {
+  if (!job.sized()) return false;
+  cores = 0;
+  memory = 0;
+  const std::string& pool = job.spec.pool;
+  for (const auto& [id, worker] : workers_) {
+    const auto& tags = worker.spec.tags;
+    if (!worker.alive ||
+        !(pool.empty() || std::find(tags.begin(), tags.end(), pool) != tags.end())) {
+      continue;
+    }
+    // Unknown resources (an older worker) might be enough.
+    bool enough_cores = worker.spec.cores == 0 || worker.spec.cores >= job.spec.cores;
+    bool enough_memory = worker.spec.memory == 0 || worker.spec.memory >= job.spec.memory;
+    if (enough_cores && enough_memory) return false;
+    cores = std::max(cores, worker.spec.cores);
+    memory = std::max(memory, worker.spec.memory);
+  }
+  // No live worker of the pool at all is another hold (the shell says so).
+  return cores > 0 || memory > 0;
+}
+
+void Scheduler::grow_memory_request(Job& job, const TaskOutcome& outcome) {
+  if (job.spec.memory_retry_factor <= 1.0) return;
+  constexpr uint64_t kMiB = uint64_t{1} << 20;
+  double grown = static_cast<double>(std::max(job.spec.memory, outcome.peak_memory)) *
+                 job.spec.memory_retry_factor;
+  if (!(grown < 1e18)) return;
+  uint64_t memory = (static_cast<uint64_t>(grown) + kMiB - 1) / kMiB * kMiB;
+  if (memory <= job.spec.memory) return;
+  job.spec.memory = memory;
+  refresh_runnable(job);
+  outbox_.specs.push_back(job.id);
+}
+
+// ------------------------------------------------------------------ fair share
+
+uint32_t Scheduler::project_id(const std::string& name) {
+  auto [it, added] = project_ids_.try_emplace(name, static_cast<uint32_t>(projects_.size()));
+  if (added) projects_.push_back(Project{name, 1, 0});
+  return it->second;
+}
+
+uint32_t Scheduler::share_group(const Job& job) const {
+  return shares_on_ ? job.project_id : 0;
+}
+
+void Scheduler::set_shares(const std::map<std::string, uint32_t>& weights) {
+  for (Project& project : projects_) project.weight = 1;
+  for (const auto& [name, weight] : weights)
+    projects_[project_id(name)].weight = std::max(weight, 1u);
+  bool on = !weights.empty();
+  if (on == shares_on_) return;
+  // Every queued job moves to the group it belongs in now.
+  shares_on_ = on;
+  for (auto& [id, job] : jobs_) refresh_runnable(*job);
+}
+
+std::vector<ShareView> Scheduler::shares() const {
+  std::vector<ShareView> out;
+  std::vector<uint64_t> queued(projects_.size(), 0);
+  for (const auto& [id, job] : jobs_) {
+    if (job->queued_key) ++queued[job->project_id];
+  }
+  for (size_t i = 0; i < projects_.size(); ++i) {
+    const Project& project = projects_[i];
+    if (project.running == 0 && queued[i] == 0 && project.weight == 1) continue;
+    out.push_back({project.name, project.weight, project.running, queued[i]});
+  }
+  std::sort(out.begin(), out.end(),
+            [](const ShareView& a, const ShareView& b) { return a.project < b.project; });
+  return out;
 }
 
 // ------------------------------------------------------------------ worker control
@@ -231,6 +328,9 @@ Result<void> Scheduler::update_job(JobId id, const JobUpdate& update) {
         *update.max_attempts == 0 ? options_.default_max_attempts : *update.max_attempts;
   }
   if (update.timeout) job->spec.timeout = *update.timeout;
+  if (update.cores) job->spec.cores = *update.cores;
+  if (update.memory) job->spec.memory = *update.memory;
+  if (update.memory_retry_factor) job->spec.memory_retry_factor = *update.memory_retry_factor;
   if (update.limits) {
     job->spec.limits = std::move(limits);
     job->limit_ids.clear();

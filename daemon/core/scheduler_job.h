@@ -57,7 +57,11 @@ struct Scheduler::Job {
   // (else it is in runnable_).
   std::optional<QueueKey> queued_key;
   std::string queued_pool;
+  uint32_t queued_group = 0;  // its share group then
+  uint32_t queued_cores = 0;  // its requests then
+  uint64_t queued_memory = 0;
   std::optional<uint32_t> parked_on;
+  uint32_t project_id = 0;
   std::vector<uint32_t> limit_ids;  // spec.limits, resolved
 
   // Bad-host avoidance, by worker name: failed attempts and blocks (few jobs have any).
@@ -82,6 +86,8 @@ struct Scheduler::Job {
   }
 
   uint32_t max_attempts() const { return spec.max_attempts; }
+
+  bool sized() const { return spec.cores > 0 || spec.memory > 0; }
 
   // Whether nothing of the job runs again unless it is retried.
   bool finished() const { return terminal() == task_count || cancelled; }

@@ -913,3 +913,16 @@ TEST(ConfigTest, LimitsAreNamedCountersAndBadOnesAreNamed) {
 }
 
 }  // namespace farmhand::common
+
+namespace farmhand::common {
+
+TEST(ConfigTest, SharesAreWeightsByProjectAndBadOnesAreNamed) {
+  Config config = loaded("shares:\n  showA: 3\n  showB: 1\n");
+  EXPECT_EQ(config.shares, (std::map<std::string, uint32_t>{{"showA", 3}, {"showB", 1}}));
+  EXPECT_TRUE(loaded("log_level: info\n").shares.empty());
+  EXPECT_EQ(problems_of("shares:\n  showA: 0\n"), "<config>:2: shares.showA must be at least 1");
+  EXPECT_NE(problems_of("shares:\n  showA: many\n").find("shares.showA"), std::string::npos);
+  EXPECT_NE(problems_of("shares: 3\n"), "<loaded without problems>");
+}
+
+}  // namespace farmhand::common

@@ -121,6 +121,23 @@ struct JobOptions {
     return *this;
   }
 
+  JobOptions& project(std::string v) {
+    spec_project = std::move(v);
+    return *this;
+  }
+
+  // Each task's request: cores, and memory in bytes.
+  JobOptions& needs(uint32_t cores, uint64_t memory) {
+    spec_cores = cores;
+    spec_memory = memory;
+    return *this;
+  }
+
+  JobOptions& memory_retry_factor(double v) {
+    spec_memory_retry_factor = v;
+    return *this;
+  }
+
   int32_t spec_priority = 0;
   std::string spec_pool;
   std::vector<JobId> spec_after;
@@ -130,6 +147,10 @@ struct JobOptions {
   bool spec_interactive = false;
   std::vector<std::string> spec_limits;
   uint32_t spec_max_running = 0;
+  std::string spec_project;
+  uint32_t spec_cores = 0;
+  uint64_t spec_memory = 0;
+  double spec_memory_retry_factor = 0;
 };
 
 inline JobOptions with() {
@@ -150,6 +171,10 @@ inline JobSpec make_spec(std::string_view frame_text, uint32_t chunk, const JobO
   spec.interactive = opts.spec_interactive;
   spec.limits = opts.spec_limits;
   spec.max_running = opts.spec_max_running;
+  spec.project = opts.spec_project;
+  spec.cores = opts.spec_cores;
+  spec.memory = opts.spec_memory;
+  spec.memory_retry_factor = opts.spec_memory_retry_factor;
   return spec;
 }
 
@@ -179,8 +204,9 @@ class Farm {
 
   WorkerId add_worker(const std::string& name, uint32_t slots = 1,
                       std::vector<std::string> tags = {}, const std::vector<Dispatch>& running = {},
-                      uint32_t interactive_slots = 0, const std::string& instance = {}) {
-    WorkerSpec spec{name, slots, std::move(tags), interactive_slots, instance, {}};
+                      uint32_t interactive_slots = 0, const std::string& instance = {},
+                      uint32_t cores = 0, uint64_t memory = 0) {
+    WorkerSpec spec{name, slots, std::move(tags), interactive_slots, instance, {}, cores, memory};
     Joined joined = join(std::move(spec), running);
     if (!joined.verdict.accepted) ADD_FAILURE() << "worker refused: " << joined.verdict.refusal;
     return joined.id;
@@ -211,6 +237,8 @@ class Farm {
     fake.tags = std::move(spec.tags);
     fake.interactive_slots = spec.interactive_slots;
     fake.instance = spec.instance;
+    fake.cores = spec.cores;
+    fake.memory = spec.memory;
     for (Dispatch d : running) {
       d.worker = id;
       fake.held.push_back(d);
@@ -222,7 +250,7 @@ class Farm {
   WorkerId restart_worker(WorkerId old, const std::vector<Dispatch>& still_running) {
     FakeWorker fake = fakes_.at(old);
     return add_worker(fake.name, fake.slots, fake.tags, still_running, fake.interactive_slots,
-                      fake.instance);
+                      fake.instance, fake.cores, fake.memory);
   }
 
   std::vector<Dispatch> dispatch() {
@@ -241,6 +269,14 @@ class Farm {
   ResultVerdict fail(const Dispatch& d, const std::string& reason = "exit code 1") {
     drop_held(d);
     return sched().task_result(d.worker, ref(d), false, Error{ErrorCode::kCrashed, reason}, now_);
+  }
+
+  // The attempt ran out of memory at `peak` bytes.
+  ResultVerdict fail_out_of_memory(const Dispatch& d, uint64_t peak) {
+    drop_held(d);
+    return sched().task_result(d.worker, ref(d), false,
+                               Error{ErrorCode::kCrashed, "killed: out of memory"}, now_,
+                               TaskOutcome{true, peak});
   }
 
   // Moves the clock on in heartbeat-sized steps: at each step every live fake worker
@@ -353,6 +389,8 @@ class Farm {
     std::vector<std::string> tags;
     uint32_t interactive_slots = 0;
     std::string instance;
+    uint32_t cores = 0;
+    uint64_t memory = 0;
     bool heartbeats = true;
     bool renews = true;
     std::vector<Dispatch> held;

@@ -2253,10 +2253,13 @@ class Interleaving : public Farm {
 
   void run(int steps) {
     sched().set_limit("lic", 2);
+    if (resources_) sched().set_shares({{"showA", 3}, {"showB", 1}});
     for (const char* name : {"a", "b", "c"}) {
       std::vector<std::string> tags;
       if (coin(0.5)) tags.push_back("gpu");
-      add_worker(name, 1 + static_cast<uint32_t>(below(3)), tags);
+      uint32_t cores = resources_ ? 2 + static_cast<uint32_t>(below(8)) : 0;
+      uint64_t memory = resources_ ? (4 + below(16)) << 30 : 0;
+      add_worker(name, 1 + static_cast<uint32_t>(below(3)), tags, {}, 0, {}, cores, memory);
     }
     for (step_ = 0; step_ < steps; ++step_) {
       step();
@@ -2315,6 +2318,11 @@ class Interleaving : public Farm {
     if (coin(0.15)) o.timeout(seconds(4));
     if (coin(0.3)) o.limits({"lic"});
     if (coin(0.2)) o.max_running(1 + static_cast<uint32_t>(below(2)));
+    if (resources_) {
+      o.project(pick(std::vector<std::string>{"showA", "showB", "other"}));
+      o.needs(static_cast<uint32_t>(below(5)), below(6) << 30);
+      if (coin(0.3)) o.memory_retry_factor(1.5);
+    }
     JobId id = submit(pick(kFrames), 1 + static_cast<uint32_t>(below(4)), o);
     ASSERT_NE(id, 0u);
     jobs_.push_back(id);
@@ -2384,8 +2392,10 @@ class Interleaving : public Farm {
     bool current = live.has_value() && *live == d.lease;
     // The documented exception: a late success counts while no attempt runs.
     bool late_success = succeeded && !live && task_before.state == TaskState::kQueued;
-    ResultVerdict verdict = sched().task_result(d.worker, ref(d), succeeded,
-                                                Error{ErrorCode::kCrashed, "exit code 1"}, now());
+    TaskOutcome outcome;
+    if (resources_ && !succeeded && coin(0.4)) outcome = {true, below(8) << 30};
+    ResultVerdict verdict = sched().task_result(
+        d.worker, ref(d), succeeded, Error{ErrorCode::kCrashed, "exit code 1"}, now(), outcome);
     dropped_.push_back(d);
     if (current || late_success) {
       EXPECT_EQ(verdict, ResultVerdict::kAccepted);
@@ -2494,7 +2504,7 @@ class Interleaving : public Farm {
     fakes_.erase(w);
     collect_outbox();
     // It comes back at once as a fresh process.
-    add_worker(fake.name, fake.slots, fake.tags);
+    add_worker(fake.name, fake.slots, fake.tags, {}, 0, {}, fake.cores, fake.memory);
     collect_outbox();
   }
 
@@ -2551,6 +2561,12 @@ class Interleaving : public Farm {
     for (const WorkerView& w : sched().workers()) {
       EXPECT_TRUE(names.insert(w.spec.name).second) << "two sessions of worker " << w.spec.name;
       EXPECT_LE(w.running.size(), w.spec.slots) << "worker " << w.spec.name << " over its slots";
+      if (w.spec.cores > 0) {
+        EXPECT_LE(w.cores_used, w.spec.cores) << w.spec.name << " over cores";
+      }
+      if (w.spec.memory > 0) {
+        EXPECT_LE(w.memory_used, w.spec.memory) << w.spec.name << " over memory";
+      }
       for (const TaskRef& r : w.running) {
         EXPECT_EQ(++leased[std::make_pair(r.job, r.task)], 1) << "two live leases on a task";
         ++running_per_job[r.job];
@@ -2614,7 +2630,7 @@ class Interleaving : public Farm {
         fakes_.at(w).renews = true;
       }
     }
-    add_worker("drain", 8, {"gpu"});
+    add_worker("drain", 8, {"gpu"}, {}, 0, {}, resources_ ? 64 : 0, resources_ ? 1ull << 40 : 0);
     ASSERT_TRUE(run_to_completion(2'000)) << "a job never finished";
     check_invariants();
     for (JobId id : jobs_) {
@@ -2639,6 +2655,7 @@ class Interleaving : public Farm {
 
  public:
   bool change_pools_ = false;  // live changes move jobs between pools too
+  bool resources_ = false;     // shares on, workers with cores and memory, jobs asking for them
 
  private:
   std::vector<Dispatch> dropped_;
@@ -2664,6 +2681,19 @@ TEST_F(SchedulerTest, RandomInterleavingsWithPoolChangesKeepEveryInvariant) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     Interleaving run(seed);
     run.change_pools_ = true;
+    run.run(300);
+    if (HasFailure()) break;
+  }
+}
+
+// The same with fair share on, workers with cores and memory and jobs asking
+// for them (and some out-of-memory failures raising a request): no worker is
+// ever over-committed and every index stays in step.
+TEST_F(SchedulerTest, RandomInterleavingsWithSharesAndResourcesKeepEveryInvariant) {
+  for (uint64_t seed = 1; seed <= 100; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    Interleaving run(seed);
+    run.resources_ = true;
     run.run(300);
     if (HasFailure()) break;
   }
