@@ -30,7 +30,14 @@ except ImportError as _error:  # pragma: no cover - a packaging mistake
     ) from _error
 
 from farmhand._protocol import PROTOCOL_VERSION
-from farmhand.client import DEFAULT_BROKER, DEFAULT_TIMEOUT_S, MEDIA_KINDS, Client, random_key
+from farmhand.client import (
+    DEFAULT_BROKER,
+    DEFAULT_TIMEOUT_S,
+    MEDIA_KINDS,
+    Client,
+    byte_size,
+    random_key,
+)
 from farmhand.errors import (
     BrokerUnreachable,
     Cancelled,
@@ -60,6 +67,7 @@ from farmhand.models import (
     JobUsage,
     Limit,
     PublishResult,
+    Share,
     TaskInfo,
     TaskLog,
     WorkerInfo,
@@ -74,6 +82,7 @@ __all__ = [
     "MEDIA_KINDS",
     "Client",
     "random_key",
+    "byte_size",
     "FarmhandError",
     "InvalidArgument",
     "NotFound",
@@ -97,6 +106,7 @@ __all__ = [
     "JobUsage",
     "ActionResult",
     "WorkerInfo",
+    "Share",
     "TaskLog",
     "PublishResult",
     "Event",

@@ -20,6 +20,7 @@ context (the context is recreated after fork()).
 import math
 import os
 import pwd
+import re
 import secrets
 import socket
 import threading
@@ -83,6 +84,32 @@ _ACTIONS = {
     "resume": pb.JobActionRequest.RESUME,
     "unblock": pb.JobActionRequest.UNBLOCK,
 }
+
+
+_SIZE_SHIFTS = {"": 0, "B": 0, "K": 10, "M": 20, "G": 30, "T": 40}
+
+
+def byte_size(value):
+    """Bytes of a size: an int, or text as the CLI takes it ("8G", "512M",
+    "1.5T", "8GiB"; binary units). Raises InvalidArgument naming what was wrong."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, bool):
+        raise errors.InvalidArgument(f"size {value!r}: expected bytes or text such as 8G")
+    if isinstance(value, int):
+        if value < 0:
+            raise errors.InvalidArgument(f"size {value}: must not be negative")
+        return value
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([A-Za-z]*)\s*", str(value))
+    unit = match.group(2).upper() if match else ""
+    if len(unit) > 1 and unit.endswith("B"):
+        unit = unit[:-1]
+    if len(unit) > 1 and unit.endswith("I"):
+        unit = unit[:-1]
+    if not match or unit not in _SIZE_SHIFTS:
+        raise errors.InvalidArgument(
+            f"size {value!r}: expected a number and K, M, G or T, e.g. 8G or 512M")
+    return int(round(float(match.group(1)) * (1 << _SIZE_SHIFTS[unit])))
 
 
 def _login_name():
@@ -340,6 +367,9 @@ class Client:
         limits=(),
         max_running=0,
         project="",
+        cores=0,
+        memory=0,
+        memory_retry_factor=0,
         input=None,  # noqa: A002 (mirrors the CLI's INPUT)
         output=None,
         frame=None,
@@ -364,6 +394,10 @@ class Client:
         ``missing``; all ``ocio``. Sizes may be "WxH", W, or (W, H).
         ``limits`` names limits each running task holds a token of (see
         ``limits()``); ``max_running`` caps the job's running tasks.
+        ``cores`` and ``memory`` (bytes, or "8G", "512M") are what each task
+        needs of a worker: tasks are packed so no worker is over-committed, and
+        the memory is enforced; ``memory_retry_factor`` (1 to 16) raises the
+        memory request after a task runs out of memory.
         ``project`` names the show the job is for (else its "project" label);
         the job records the user and host that submitted it.
         ``frames`` may be a fileseq string ("1-100x2"), an int, a range or ints.
@@ -401,6 +435,9 @@ class Client:
         spec.limits.extend(str(name) for name in limits)
         spec.max_running = int(max_running or 0)
         spec.project = project or ""
+        spec.cores = int(cores or 0)
+        spec.memory_bytes = byte_size(memory)
+        spec.memory_retry_factor = float(memory_retry_factor or 0)
         spec.submitted_by = _login_name()
         spec.submitted_from = socket.gethostname()
         spec.params.update(_string_map(params, "param"))
@@ -665,6 +702,14 @@ class Client:
         reply = self._call(request, "limits", resend=True)
         return [Limit.from_pb(limit) for limit in reply.limits]
 
+    def shares(self):
+        """Fair share between projects (Share): weights, running tasks, queued
+        jobs. Empty weights everywhere (all 1) when the config sets no shares."""
+        request = pb.ClientRequest()
+        request.limits.SetInParent()
+        reply = self._call(request, "limits", resend=True)
+        return [Share.from_pb(share) for share in reply.shares]
+
     def set_limit(self, name, capacity):
         """Sets a limit's capacity now, durably (as ``farmhand limit set``);
         returns the limits."""
@@ -706,7 +751,7 @@ class Client:
         return self._act(job_id, "unblock", worker=worker)
 
     def set_job(self, job_id, priority=None, max_running=None, pool=None, max_attempts=None,
-                timeout=None, limits=None):
+                timeout=None, limits=None, cores=None, memory=None, memory_retry_factor=None):
         """Changes a queued or running job (as ``farmhand job set``); running
         tasks keep running. Each argument given replaces the job's: ``limits``
         a list of names ([] for none), ``timeout`` seconds (0: none),
@@ -729,6 +774,12 @@ class Client:
                 raise TypeError("limits must be a list of limit names, not a string")
             body.set_limits = True
             body.limits.extend(str(name) for name in limits)
+        if cores is not None:
+            body.cores = int(cores)
+        if memory is not None:
+            body.memory_bytes = byte_size(memory)
+        if memory_retry_factor is not None:
+            body.memory_retry_factor = float(memory_retry_factor)
         # Setting the same values twice is harmless: safe to resend.
         reply = self._call(request, "action", resend=True)
         return ActionResult(job_id=int(job_id), state=job_state_name(reply.state),

@@ -222,6 +222,9 @@ def _job_fields(msg):
         max_running=msg.max_running,
         limits=list(msg.limits),
         usage=JobUsage.from_pb(msg.usage) if msg.HasField("usage") else None,
+        cores=msg.cores,
+        memory=msg.memory_bytes,
+        memory_retry_factor=msg.memory_retry_factor,
     )
 
 
@@ -257,6 +260,9 @@ class Job(_Data):
     max_running: int = 0
     limits: List[str] = field(default_factory=list)
     usage: Optional[JobUsage] = None  # None from a broker too old to sum it
+    cores: int = 0  # each task's request (0: none)
+    memory: int = 0  # bytes each task asks for now (a memory retry raises it; 0: none)
+    memory_retry_factor: float = 0.0
 
     @classmethod
     def from_pb(cls, msg):
@@ -337,11 +343,19 @@ class WorkerInfo(_Data):
     interactive_slots: int = 0
     control: str = "enabled"  # "disabled" or "draining": takes no new task
     control_reason: str = ""
+    cores: int = 0  # what tasks may book on it (0: unknown, an older worker)
+    memory: int = 0  # bytes
+    cores_used: int = 0  # booked by its running tasks' requests
+    memory_used: int = 0
 
     @classmethod
     def from_pb(cls, msg):
         return cls(
             name=msg.name,
+            cores=msg.cores,
+            memory=msg.memory_bytes,
+            cores_used=msg.cores_used,
+            memory_used=msg.memory_used_bytes,
             slots=msg.slots,
             tags=list(msg.tags),
             alive=msg.alive,
@@ -460,6 +474,22 @@ class Limit(_Data):
             in_use=msg.in_use,
             waiting_jobs=msg.waiting_jobs,
         )
+
+
+@dataclass
+class Share(_Data):
+    """A project's fair share (``farmhand shares``): its weight (1 when the
+    config does not name it), its running tasks and its jobs waiting for slots."""
+
+    project: str
+    weight: int = 1
+    running: int = 0
+    queued_jobs: int = 0
+
+    @classmethod
+    def from_pb(cls, msg):
+        return cls(project=msg.project, weight=msg.weight, running=msg.running,
+                   queued_jobs=msg.queued_jobs)
 
 
 @dataclass

@@ -612,3 +612,33 @@ def test_unknown_attempt_use_is_none_not_zero():
     exited = farmhand.TaskLog.from_pb(pb.TaskLog(task=3, attempt=3, stats=pb.AttemptStats(
         exit_code=0))).stats
     assert exited.exit_code == 0 and exited.exit_signal is None
+
+
+def test_sizes_are_taken_as_the_cli_takes_them():
+    assert farmhand.byte_size("8G") == 8 << 30
+    assert farmhand.byte_size("512M") == 512 << 20
+    assert farmhand.byte_size("1.5T") == 3 << 39
+    assert farmhand.byte_size("8GiB") == 8 << 30
+    assert farmhand.byte_size(4096) == 4096
+    for bad in ("G", "12Q", "-1G", True):
+        with pytest.raises(farmhand.InvalidArgument, match="size"):
+            farmhand.byte_size(bad)
+
+
+def test_requests_show_in_status_and_a_request_no_worker_meets_says_so(client):
+    job = client.submit("noop", tasks=1, cores=1, memory="1G", memory_retry_factor=1.5,
+                        project="pyshow")
+    status = client.wait(job)
+    assert (status.cores, status.memory, status.memory_retry_factor) == (1, 1 << 30, 1.5)
+    shares = {s.project: s for s in client.shares()}
+    assert all(s.weight == 1 for s in shares.values())  # no shares in this config
+    # The local workers report their cores: ask for more than any has.
+    most = max(w.cores for w in client.workers())
+    assert most > 0, "workers report the cores they have"
+    big = client.submit("noop", tasks=1, cores=most + 1)
+    assert "no worker can ever run a task of this job" in client.status(big).waiting_reason
+    client.set_job(big, cores=1, memory="64M")
+    assert client.wait(big).state == "succeeded"
+    assert client.status(big).memory == 64 << 20
+    with pytest.raises(farmhand.InvalidArgument, match="memory retry factor"):
+        client.submit("noop", tasks=1, memory_retry_factor=0.5)
