@@ -14,8 +14,10 @@
 # handshakes in one simulator process cost about 1 s of CPU on the same 2 cores as the
 # broker, where a real farm spreads them over 2,000 hosts. One extra plain run with
 # CurveZMQ on (FARM_CURVE_CHECK=1) reports what the handshakes add to the fill.
-# Shares and memory requests are not in the protocol yet: FARM_SHARES / FARM_MEMORY_MB
-# are passed on and reported as not applied.
+# controls also has fair share (`shares:` weights 1-4 over the projects, FARM_SHARES=0
+# leaves it out) and memory requests (FARM_MEMORY_MB, default 3072, on 40% of the jobs;
+# every worker reports 32 cores and 64 GiB, so memory is checked on every dispatch but
+# never binds before the slots do, and "every slot busy" stays reachable).
 #
 # Then the cost of one dispatch against the number of queued jobs (FARM_GROWTH, e.g.
 # "100 1000 10000 100000"; empty skips it), on a small farm (FARM_GROWTH_WORKERS x
@@ -88,14 +90,22 @@ farm_config() {
   for i in "${!LIMIT_NAMES[@]}"; do
     echo "  ${LIMIT_NAMES[$i]}: $(( (total * ${PERMILLE[$i]} + 999) / 1000 ))" >>"$path"
   done
+  if [[ "${FARM_SHARES:-1}" != 0 ]]; then
+    echo "shares:" >>"$path"
+    for ((i = 0; i < PROJECTS; i++)); do
+      printf '  proj-%02d: %d\n' "$i" $((1 + i % 4)) >>"$path"
+    done
+  fi
 }
 
 # controls_args CONFIG: the simulator's flags for that configuration.
 controls_args() {
   CONTROL_ARGS=()
-  if [[ -n "${FARM_SHARES:-}" ]]; then CONTROL_ARGS+=(--shares "$FARM_SHARES"); fi
-  if [[ -n "${FARM_MEMORY_MB:-}" ]]; then CONTROL_ARGS+=(--memory-mb "$FARM_MEMORY_MB"); fi
   [[ "$1" = controls ]] || return 0
+  if [[ "${FARM_SHARES:-1}" != 0 ]]; then
+    CONTROL_ARGS+=(--shares "weights 1-4 over $PROJECTS projects")
+  fi
+  CONTROL_ARGS+=(--memory-mb "${FARM_MEMORY_MB:-3072}")
   local name
   CONTROL_ARGS+=(--pools 3 --priorities 3 --max-running 2
     --max-running-percent "$MAX_RUNNING_PERCENT" --limited-percent "$LIMITED_PERCENT")

@@ -26,9 +26,10 @@
 // and gives each job pool-k or "" (any worker) with equal odds; --limits names
 // limits (capacities are in the broker's config, written by farm.sh) of which
 // --limited-percent of the jobs carry one; --max-running-percent of the jobs carry
-// --max-running; --priorities K gives project p priority 10 * (p % K). --shares and
-// --memory-mb are accepted but not sent: the wire has no fields for them yet
-// (see apply_controls, where each goes once it has).
+// --max-running; --priorities K gives project p priority 10 * (p % K). --shares only
+// reports what the broker's config holds (farm.sh writes it); --memory-mb requests that
+// much memory per task on --memory-percent of the jobs, and every worker reports
+// --worker-cores and --worker-memory-gb.
 //
 // Results are key=value lines on stdout (bench/support.h); progress on stderr.
 #include <algorithm>
@@ -96,8 +97,11 @@ struct Options {
   uint32_t max_running = 0;
   double max_running_percent = 0;
   uint32_t priorities = 1;
-  std::string shares;      // not on the wire yet
-  uint32_t memory_mb = 0;  // not on the wire yet
+  std::string shares;  // what the broker's config holds, for the report
+  uint32_t memory_mb = 0;
+  double memory_percent = 40;
+  uint32_t worker_cores = 32;
+  uint32_t worker_memory_gb = 64;
   // the phases
   double fill_timeout_s = 60;
   double task_ms = 0;
@@ -154,8 +158,7 @@ std::optional<uint64_t> status_kib(pid_t pid, const char* field) {
 
 // ------------------------------------------------------------------ the load
 
-// Where each control goes on the wire. Shares and memory requests have no field
-// yet: each becomes one line here (and one option in main) once it has.
+// Where each control goes on the wire (shares are the broker's config).
 void apply_controls(const Options& o, uint32_t job, std::mt19937_64& rng, wire::JobSpec& spec) {
   std::uniform_real_distribution<double> percent(0, 100);
   const uint32_t project = job % o.projects;
@@ -172,6 +175,9 @@ void apply_controls(const Options& o, uint32_t job, std::mt19937_64& rng, wire::
   }
   if (o.max_running > 0 && percent(rng) < o.max_running_percent) {
     spec.set_max_running(o.max_running);
+  }
+  if (o.memory_mb > 0 && percent(rng) < o.memory_percent) {
+    spec.set_memory_bytes(uint64_t{o.memory_mb} << 20);
   }
 }
 
@@ -381,6 +387,8 @@ class Shard {
     ready->set_host(w.name);
     ready->set_pid(static_cast<uint32_t>(getpid()));
     ready->set_instance(w.instance);
+    ready->set_cores(options_.worker_cores);
+    ready->set_memory_bytes(uint64_t{options_.worker_memory_gb} << 30);
     send(w, msg);
   }
 
@@ -585,9 +593,11 @@ int run(const Options& o) {
   emit("controls_pools", static_cast<double>(o.pools));
   emit("controls_limits", std::to_string(o.limits.size()));
   emit("controls_priorities", static_cast<double>(o.priorities));
-  // Accepted, not on the wire yet (no proto field): reported so a table can say so.
-  emit("controls_shares_applied", o.shares.empty() ? "none requested" : "no (not in the protocol)");
-  emit("controls_memory_applied", o.memory_mb == 0 ? "none requested" : "no (not in the protocol)");
+  emit("controls_shares_applied", o.shares.empty() ? "none" : o.shares);
+  emit("controls_memory_applied",
+       o.memory_mb == 0 ? std::string("none")
+                        : fmt::format("{} MiB on {}% of jobs; workers {} cores, {} GiB", o.memory_mb,
+                                      o.memory_percent, o.worker_cores, o.worker_memory_gb));
 
   // ---- submit
   std::fprintf(stderr, "farmhand_bench_farm: submitting %u jobs of %llu tasks\n", o.jobs,
@@ -757,8 +767,11 @@ int main(int argc, char** argv) {
   app.add_option("--max-running-percent", o.max_running_percent, "jobs with --max-running");
   app.add_option("--priorities", o.priorities, "priority levels over the projects")
       ->check(CLI::PositiveNumber);
-  app.add_option("--shares", o.shares, "project shares (not in the protocol yet: not sent)");
-  app.add_option("--memory-mb", o.memory_mb, "memory request (not in the protocol yet: not sent)");
+  app.add_option("--shares", o.shares, "the broker's shares, for the report");
+  app.add_option("--memory-mb", o.memory_mb, "memory request of the jobs that make one");
+  app.add_option("--memory-percent", o.memory_percent, "jobs with a memory request");
+  app.add_option("--worker-cores", o.worker_cores, "cores every worker reports");
+  app.add_option("--worker-memory-gb", o.worker_memory_gb, "memory every worker reports");
   app.add_option("--fill-timeout-s", o.fill_timeout_s, "give up on filling every slot after");
   app.add_option("--task-ms", o.task_ms, "sustain: how long each task runs");
   app.add_option("--warmup-s", o.warmup_s, "sustain: not measured");
