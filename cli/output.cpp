@@ -356,6 +356,9 @@ Json to_json(const wire::WorkerInfo& worker) {
       {"running", tasks_json(worker.running())},
       {"control", worker.control().empty() ? std::string("enabled") : worker.control()},
       {"control_reason", worker.control_reason()},
+      {"cores", worker.cores()},
+      {"memory_bytes", worker.memory_bytes()},
+      {"isolation", worker.isolation()},
   };
 }
 
@@ -648,7 +651,8 @@ void write_jobs(std::ostream& out, const wire::ListReply& list) {
 }
 
 void write_workers(std::ostream& out, const wire::WorkersReply& workers) {
-  Table table({"NAME", "HOST", "SLOTS", "TAGS", "RUNNING", "LAST-BEAT", "ALIVE", "STATE"});
+  Table table({"NAME", "HOST", "SLOTS", "CORES", "MEMORY", "TAGS", "RUNNING", "LAST-BEAT", "ALIVE",
+               "STATE", "ISOLATION"});
   for (const auto& worker : workers.workers()) {
     std::vector<std::string> tags(worker.tags().begin(), worker.tags().end());
     std::vector<std::string> running;
@@ -659,14 +663,17 @@ void write_workers(std::ostream& out, const wire::WorkersReply& workers) {
     if (worker.interactive_slots() > 0) {
       slots += fmt::format(" + {} interactive", worker.interactive_slots());
     }
-    table.add_row({or_dash(worker.name()), or_dash(worker.host()), slots, or_dash(join(tags, ",")),
+    table.add_row({or_dash(worker.name()), or_dash(worker.host()), slots,
+                   worker.cores() == 0 ? "-" : std::to_string(worker.cores()),
+                   format_bytes(worker.memory_bytes()), or_dash(join(tags, ",")),
                    or_dash(join(running, ",")), format_seconds(worker.last_beat_s()) + " ago",
                    worker.alive() ? "yes" : "no",
                    worker.control().empty() || worker.control() == "enabled"
                        ? std::string("enabled")
                        : worker.control() + (worker.control_reason().empty()
                                                  ? std::string()
-                                                 : ": " + single_line(worker.control_reason()))});
+                                                 : ": " + single_line(worker.control_reason())),
+                   or_dash(single_line(worker.isolation()))});
   }
   table.write(out);
 }

@@ -576,10 +576,13 @@ void ClientService::fill_workers(wire::WorkersReply& workers_reply) const {
     info->set_alive(w.alive);
     info->set_control(std::string(core::worker_control_name(w.control)));
     info->set_control_reason(w.control_reason);
+    info->set_isolation(w.spec.isolation);
     info->set_last_beat_s(static_cast<double>((now - w.last_seen).count()) / 1000.0);
     if (const WorkerLink::Peer* peer = parts_.link.peer(w.id)) {
       info->set_host(peer->host);
       info->set_pid(peer->pid);
+      info->set_cores(peer->cores);
+      info->set_memory_bytes(peer->memory_bytes);
     }
     for (const auto& ref : w.running) {
       auto* t = info->add_running();

@@ -37,6 +37,9 @@ class WorkerLink {
     core::WorkerId id = 0;
     std::string host;
     uint32_t pid = 0;
+    // As the worker's Ready offered them (0: unknown, an older worker).
+    uint32_t cores = 0;
+    uint64_t memory_bytes = 0;
   };
 
   WorkerLink(const common::Config& config, const Clock& clock, Farm& farm, WorkerPort& workers,

@@ -89,6 +89,8 @@ struct WorkerSpec {
   // host name, the default name). Empty from workers that predate it.
   std::string instance;
   std::string host;  // for messages only
+  // How its tasks are isolated (Ready.isolation), for `farmhand workers` only.
+  std::string isolation;
 };
 
 // A wrangler's say over a worker, by name (it outlives sessions and restarts):

@@ -337,6 +337,10 @@ class WorkerInfo(_Data):
     interactive_slots: int = 0
     control: str = "enabled"  # "disabled" or "draining": takes no new task
     control_reason: str = ""
+    cores: int = 0  # what it offers; 0: unknown (an older worker)
+    memory_bytes: int = 0
+    # How its tasks are isolated: "cgroup v2 (...)" or "process group (why)"
+    isolation: str = ""
 
     @classmethod
     def from_pb(cls, msg):
@@ -352,6 +356,9 @@ class WorkerInfo(_Data):
             interactive_slots=msg.interactive_slots,
             control=msg.control or "enabled",
             control_reason=msg.control_reason,
+            cores=msg.cores,
+            memory_bytes=msg.memory_bytes,
+            isolation=msg.isolation,
         )
 
 
