@@ -180,7 +180,7 @@ class Farm {
   WorkerId add_worker(const std::string& name, uint32_t slots = 1,
                       std::vector<std::string> tags = {}, const std::vector<Dispatch>& running = {},
                       uint32_t interactive_slots = 0, const std::string& instance = {}) {
-    WorkerSpec spec{name, slots, std::move(tags), interactive_slots, instance, {}};
+    WorkerSpec spec{name, slots, std::move(tags), interactive_slots, instance, {}, {}};
     Joined joined = join(std::move(spec), running);
     if (!joined.verdict.accepted) ADD_FAILURE() << "worker refused: " << joined.verdict.refusal;
     return joined.id;
