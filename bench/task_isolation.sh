@@ -37,8 +37,8 @@ run_round() {
   local cpu_us
   cpu_us=$(calc "($(cpu_ms "$worker") - $cpu0) * 1000 / $FRAMES")
   local isolation
-  isolation=$(grep -o 'isolation="[^"]*"' "$BENCH_WORK/$mode-worker.log" "$BENCH_WORK/stderr.log" 2>/dev/null |
-    head -n 1 | cut -d'"' -f2)
+  isolation=$(grep -h "task isolation worker=bench-$mode " "$BENCH_WORK/stderr.log" |
+    tail -n 1 | grep -o 'isolation="[^"]*"' | cut -d'"' -f2)
   stop_pid "$worker"
   stop_broker
   rm -rf "$state" "$BENCH_WORK/$mode-work"
