@@ -207,9 +207,11 @@ class RealCgroupTest : public ::testing::Test {
   }
 
   std::vector<std::string> setsid_script() const {
+    // The grandchild writes its pid itself, after setsid, so the test never
+    // looks at it before it has left.
     return {"/bin/sh", "-c",
-            "setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > " + pid_file() +
-                ".tmp && mv " + pid_file() + ".tmp " + pid_file() + "; exec sleep 1000"};
+            "setsid sh -c 'echo $$ > " + pid_file() + ".tmp && mv " + pid_file() + ".tmp " +
+                pid_file() + " && exec sleep 1000' </dev/null >/dev/null 2>&1 & exec sleep 1000"};
   }
 
   std::string pid_file() const { return tmp_.file("grandchild.pid"); }
