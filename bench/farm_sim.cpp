@@ -595,9 +595,10 @@ int run(const Options& o) {
   emit("controls_priorities", static_cast<double>(o.priorities));
   emit("controls_shares_applied", o.shares.empty() ? "none" : o.shares);
   emit("controls_memory_applied",
-       o.memory_mb == 0 ? std::string("none")
-                        : fmt::format("{} MiB on {}% of jobs; workers {} cores, {} GiB", o.memory_mb,
-                                      o.memory_percent, o.worker_cores, o.worker_memory_gb));
+       o.memory_mb == 0
+           ? std::string("none")
+           : fmt::format("{} MiB on {}% of jobs; workers {} cores, {} GiB", o.memory_mb,
+                         o.memory_percent, o.worker_cores, o.worker_memory_gb));
 
   // ---- submit
   std::fprintf(stderr, "farmhand_bench_farm: submitting %u jobs of %llu tasks\n", o.jobs,

@@ -370,6 +370,7 @@ Json to_json(const wire::WorkerInfo& worker) {
       {"memory_bytes", worker.memory_bytes()},
       {"cores_used", worker.cores_used()},
       {"memory_used_bytes", worker.memory_used_bytes()},
+      {"isolation", worker.isolation()},
   };
 }
 
@@ -661,7 +662,7 @@ void write_jobs(std::ostream& out, const wire::ListReply& list) {
 
 void write_workers(std::ostream& out, const wire::WorkersReply& workers) {
   Table table({"NAME", "HOST", "SLOTS", "CORES", "MEMORY", "TAGS", "RUNNING", "LAST-BEAT", "ALIVE",
-               "STATE"});
+               "STATE", "ISOLATION"});
   for (const auto& worker : workers.workers()) {
     std::vector<std::string> tags(worker.tags().begin(), worker.tags().end());
     std::vector<std::string> running;
@@ -691,7 +692,8 @@ void write_workers(std::ostream& out, const wire::WorkersReply& workers) {
                        ? std::string("enabled")
                        : worker.control() + (worker.control_reason().empty()
                                                  ? std::string()
-                                                 : ": " + single_line(worker.control_reason()))});
+                                                 : ": " + single_line(worker.control_reason())),
+                   or_dash(single_line(worker.isolation()))});
   }
   table.write(out);
 }

@@ -36,7 +36,16 @@ constexpr size_t kMaxExtraFds = 8;
 constexpr size_t kMaxFds = 3 + kMaxExtraFds;
 
 // The step of the child's set-up that failed, sent back with its errno.
-enum class Step : int { kExec, kGroup, kParentDeath, kSignals, kLimit, kDescriptors, kDirectory };
+enum class Step : int {
+  kExec,
+  kCgroup,
+  kGroup,
+  kParentDeath,
+  kSignals,
+  kLimit,
+  kDescriptors,
+  kDirectory
+};
 
 struct ChildFailure {
   Step step = Step::kExec;
@@ -66,7 +75,8 @@ struct ChildArgs {
   const char* working_dir = nullptr;
   bool new_group = false;
   int death_signal = 0;
-  int error_fd = -1;  // close-on-exec; gets a ChildFailure if the child cannot exec
+  int cgroup_procs_fd = -1;  // close-on-exec; "0" is written to it when >= 0
+  int error_fd = -1;         // close-on-exec; gets a ChildFailure if the child cannot exec
   pid_t parent = -1;
 };
 
@@ -93,6 +103,11 @@ int spawn_child(void* raw) {
   // Out of the way of the descriptors to be set up, so none of them clobbers it.
   int error_fd = fcntl(args.error_fd, F_DUPFD_CLOEXEC, args.lowest_free);
   if (error_fd < 0) child_fail(args.error_fd, Step::kDescriptors, errno);
+  // Before anything else: a process that joins a cgroup moves alone, so this
+  // must happen while the child is the only process it will ever be.
+  if (args.cgroup_procs_fd >= 0 && write(args.cgroup_procs_fd, "0", 1) != 1) {
+    child_fail(error_fd, Step::kCgroup, errno);
+  }
   if (args.new_group && setpgid(0, 0) != 0) child_fail(error_fd, Step::kGroup, errno);
   if (args.death_signal != 0) {
     if (prctl(PR_SET_PDEATHSIG, args.death_signal) != 0) {
@@ -190,6 +205,8 @@ std::string step_text(Step step, const SpawnSpec& spec) {
   switch (step) {
     case Step::kExec:
       return "";
+    case Step::kCgroup:
+      return "joining its cgroup: ";
     case Step::kGroup:
       return "setpgid: ";
     case Step::kParentDeath:
@@ -404,6 +421,7 @@ Result<pid_t> RealSpawner::spawn(const SpawnSpec& spec) {
   args.working_dir = spec.working_dir.empty() ? nullptr : spec.working_dir.c_str();
   args.new_group = spec.new_process_group;
   args.death_signal = spec.parent_death_signal;
+  args.cgroup_procs_fd = spec.cgroup_procs_fd;
   args.parent = getpid();
 
   int error_pipe[2];

@@ -76,6 +76,10 @@ struct SpawnSpec {
   bool new_process_group = false;  // the child leads a group of its own (pgid = pid)
   int parent_death_signal = 0;     // sent to the child when the spawning thread dies; 0: none
   std::vector<ResourceLimit> limits;
+  // An open (write) descriptor of a cgroup v2's cgroup.procs, or -1: the child
+  // writes "0" to it first thing, so it runs in that cgroup before it execs and
+  // everything it starts is born there (nothing can leave before the move).
+  int cgroup_procs_fd = -1;
 };
 
 // What wait4 reports of a reaped child: its CPU time plus that of the

@@ -613,6 +613,7 @@ void ClientService::fill_workers(wire::WorkersReply& workers_reply) const {
     info->set_memory_bytes(w.spec.memory);
     info->set_cores_used(w.cores_used);
     info->set_memory_used_bytes(w.memory_used);
+    info->set_isolation(w.spec.isolation);
     info->set_last_beat_s(static_cast<double>((now - w.last_seen).count()) / 1000.0);
     if (const WorkerLink::Peer* peer = parts_.link.peer(w.id)) {
       info->set_host(peer->host);

@@ -97,6 +97,7 @@ void WorkerLink::on_ready(const std::string& routing_id, const wire::Ready& read
   spec.name = ready.name();
   spec.instance = ready.instance().substr(0, 64);
   spec.host = peer.host;
+  spec.isolation = ready.isolation().substr(0, 512);
   spec.slots = std::clamp<uint32_t>(ready.slots(), 1, 4096);
   spec.interactive_slots = std::min<uint32_t>(ready.interactive_slots(), 64);
   for (const auto& tag : ready.tags()) spec.tags.push_back(tag);

@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
+#include "common/byte_size.h"
 #include "common/curve.h"
 #include "common/logging.h"
 #include "workers/worker.h"
@@ -39,6 +40,20 @@ int main(int argc, char** argv) {
                  "farmhand-media (default: the one beside farmhand-worker)");
   app.add_option("--media-memory-mb", options.media_memory_mb,
                  "address-space cap of each media process, in MiB (default 4096)");
+  app.add_option("--cores", options.cores,
+                 "cores this worker offers (default: detected from affinity and cgroup cpu.max)")
+      ->check(CLI::Range(1, 1 << 20));
+  std::string memory;
+  app.add_option("--memory", memory,
+                 "memory this worker offers, e.g. 64G, 512M, 1.5T (default: detected from "
+                 "physical memory and cgroup memory.max)");
+  bool no_enforce_memory = false;
+  app.add_flag("--no-enforce-memory", no_enforce_memory,
+               "do not kill tasks past their memory request (default: enforce, by memory.max "
+               "or by sampling)");
+  bool no_cgroups = false;
+  app.add_flag("--no-cgroups", no_cgroups,
+               "run tasks as process groups only, without a cgroup v2 per task");
   std::string curve_server_key;
   std::string curve_key_file;
   app.add_option("--curve-server-key", curve_server_key,
@@ -49,6 +64,17 @@ int main(int argc, char** argv) {
                  "$FARMHAND_CURVE_SECRET_KEY holds the key itself)");
   CLI11_PARSE(app, argc, argv);
   farmhand::common::setup_logging(log_level);
+  if (!memory.empty()) {
+    auto bytes = farmhand::common::parse_byte_size(memory);
+    if (!bytes || *bytes == 0) {
+      std::fprintf(stderr, "farmhand-worker: --memory: %s\n",
+                   bytes ? "size must be more than 0" : bytes.error().reason.c_str());
+      return 2;
+    }
+    options.memory_bytes = *bytes;
+  }
+  options.enforce_memory = !no_enforce_memory;
+  options.cgroups = !no_cgroups;
   options.max_reconnect_delay = std::chrono::milliseconds(max_reconnect_delay_ms);
 
   // CurveZMQ: both keys or neither. Flags name files; local workers get the

@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/byte_size.h"
+
 namespace farmhand::worker {
 
 struct ProcessRunner::Run {
@@ -37,6 +39,10 @@ struct ProcessRunner::Run {
   std::optional<SteadyTime> kill_at;  // pending SIGKILL escalation
   // A spawn failure waiting to be reported by poll().
   std::optional<Error> failure;
+  // Its cgroup, when TaskCgroups made one.
+  std::optional<TaskCgroup> cgroup;
+  // Killed by sample() for passing spec.memory_limit.
+  bool memory_exceeded = false;
 
   Run() = default;
   Run(const Run&) = delete;
@@ -98,15 +104,32 @@ std::string errno_text(int err) {
 }  // namespace
 
 ProcessRunner::ProcessRunner(std::chrono::milliseconds kill_grace, common::Spawner& spawner,
-                             std::chrono::milliseconds rss_sample_interval)
-    : kill_grace_(kill_grace), spawner_(spawner), rss_sample_interval_(rss_sample_interval) {}
+                             std::chrono::milliseconds rss_sample_interval, TaskCgroups* cgroups)
+    : kill_grace_(kill_grace),
+      spawner_(spawner),
+      rss_sample_interval_(rss_sample_interval),
+      cgroups_(cgroups != nullptr && cgroups->enabled() ? cgroups : nullptr) {}
 
 ProcessRunner::~ProcessRunner() {
   for (auto& [id, run] : runs_) {
-    if (run->pid <= 0) continue;
-    spawner_.signal_group(run->pid, SIGKILL);
-    (void)spawner_.wait(run->pid);
+    if (run->cgroup) run->cgroup->kill();
+    if (run->pid > 0) {
+      spawner_.signal_group(run->pid, SIGKILL);
+      (void)spawner_.wait(run->pid);
+    }
+    if (run->cgroup) cgroups_->remove(std::move(*run->cgroup));
   }
+}
+
+void ProcessRunner::kill_all(Run& run) {
+  if (run.cgroup) run.cgroup->kill();
+  if (run.pid > 0) spawner_.signal_group(run.pid, SIGKILL);
+}
+
+bool ProcessRunner::sampled(const Run& run) const {
+  if (!run.cgroup) return true;
+  const CgroupFeatures& features = cgroups_->features();
+  return !features.memory_peak || (run.spec.memory_limit > 0 && !features.memory);
 }
 
 bool ProcessRunner::collect(Run& run) {
@@ -126,18 +149,66 @@ bool ProcessRunner::collect(Run& run) {
 void ProcessRunner::sample(SteadyTime now) {
   if (rss_sample_interval_.count() <= 0 || now < next_sample_) return;
   next_sample_ = now + rss_sample_interval_;
+  // A cgroup lists its processes, setsid ones too; a group needs a /proc scan.
   std::set<pid_t> groups;
   for (const auto& [id, run] : runs_) {
-    if (run->group > 0) groups.insert(run->group);
+    if (run->group > 0 && !run->cgroup) groups.insert(run->group);
   }
-  if (groups.empty()) return;
-  const std::map<pid_t, uint64_t> rss = rss_by_group(groups);
+  const std::map<pid_t, uint64_t> by_group = rss_by_group(groups);
   for (auto& [id, run] : runs_) {
-    auto it = rss.find(run->group);
-    if (it != rss.end()) {
-      run->usage.peak_rss_bytes = std::max(run->usage.peak_rss_bytes, it->second);
+    if (run->group <= 0 || !sampled(*run)) continue;
+    uint64_t rss = 0;
+    if (run->cgroup) {
+      rss = rss_of(run->cgroup->pids());
+    } else if (auto it = by_group.find(run->group); it != by_group.end()) {
+      rss = it->second;
+    }
+    run->usage.peak_rss_bytes = std::max(run->usage.peak_rss_bytes, rss);
+    const bool enforced_here =
+        run->spec.memory_limit > 0 && !(run->cgroup && cgroups_->features().memory);
+    if (enforced_here && rss > run->spec.memory_limit && !run->kill_reason && run->pid > 0) {
+      // Past its request: no grace, as the kernel's OOM killer gives none.
+      run->memory_exceeded = true;
+      run->kill_reason = Error{ErrorCode::kCrashed, "killed: out of memory"};
+      run->kill_at.reset();
+      kill_all(*run);
     }
   }
+}
+
+std::optional<Error> ProcessRunner::classify(Run& run, std::optional<Error> error,
+                                             bool& out_of_memory) {
+  uint64_t oom_kills = 0;
+  if (run.cgroup) {
+    // Read once every process in it has ended: nothing is left to count.
+    const CgroupUsage counted = run.cgroup->usage();
+    if (counted.cpu) {
+      run.usage.cpu_user = counted.cpu->user;
+      run.usage.cpu_system = counted.cpu->system;
+    }
+    if (counted.memory_peak) run.usage.peak_rss_bytes = *counted.memory_peak;
+    oom_kills = counted.oom_kills;
+    cgroups_->remove(std::move(*run.cgroup));
+    run.cgroup.reset();
+  }
+  if (!error || error->code == ErrorCode::kCancelled || error->code == ErrorCode::kTimeout) {
+    return error;
+  }
+  const uint64_t limit = run.spec.memory_limit;
+  const uint64_t peak = run.usage.peak_rss_bytes;
+  // Without a memory controller the kernel's verdict is not recorded anywhere:
+  // a SIGKILL nobody here sent, with the sampled peak near the limit, is taken
+  // for the OOM killer.
+  const bool sigkilled_near_limit =
+      !run.kill_reason && run.usage.exit_signal == SIGKILL && limit > 0 && peak >= limit / 10 * 9;
+  if (!run.memory_exceeded && oom_kills == 0 && !sigkilled_near_limit) return error;
+  out_of_memory = true;
+  std::string reason = "killed: out of memory at " + common::format_byte_size(peak) + " peak";
+  // The limit was the worker's to enforce (memory.max or sampling): say so.
+  if (limit > 0 && (run.memory_exceeded || oom_kills > 0)) {
+    reason += " (past its " + common::format_byte_size(limit) + " request)";
+  }
+  return Error{ErrorCode::kCrashed, std::move(reason)};
 }
 
 bool ProcessRunner::owns_group(pid_t pgid) const {
@@ -180,6 +251,16 @@ Result<void> ProcessRunner::start(RunSpec spec, SteadyTime now) {
   spawn_spec.stderr_fd = common::StdioFd::from(run->log_fd);
   spawn_spec.new_process_group = true;
   spawn_spec.parent_death_signal = SIGKILL;
+  if (cgroups_ != nullptr) {
+    Result<TaskCgroup> cgroup = cgroups_->create(spec.memory_limit);
+    if (cgroup) {
+      spawn_spec.cgroup_procs_fd = cgroup->procs_fd();
+      run->cgroup = std::move(*cgroup);
+    } else {
+      write_all(run->log_fd, "farmhand: no cgroup for this task, running it as a process group: " +
+                                 cgroup.error().reason + "\n");
+    }
+  }
   run->started = now;
   if (spec.timeout.count() > 0) run->deadline = now + spec.timeout;
   run->spec = std::move(spec);
@@ -212,7 +293,7 @@ void ProcessRunner::begin_kill(Run& run, Error reason, SteadyTime now) {
   run.kill_reason = std::move(reason);
   if (run.pid <= 0) return;
   if (kill_grace_.count() <= 0) {
-    spawner_.signal_group(run.pid, SIGKILL);
+    kill_all(run);
     return;
   }
   spawner_.signal_group(run.pid, SIGTERM);
@@ -231,8 +312,9 @@ void ProcessRunner::cancel(uint64_t id, SteadyTime now) {
 
 std::optional<RunOutcome> ProcessRunner::advance(Run& run, SteadyTime now) {
   auto finish = [&](std::optional<Error> error) {
-    if (error) write_all(run.log_fd, "farmhand: " + error->reason + "\n");
     RunOutcome outcome;
+    error = classify(run, std::move(error), outcome.out_of_memory);
+    if (error) write_all(run.log_fd, "farmhand: " + error->reason + "\n");
     outcome.id = run.spec.id;
     outcome.succeeded = !error.has_value();
     outcome.error = std::move(error);
@@ -256,21 +338,26 @@ std::optional<RunOutcome> ProcessRunner::advance(Run& run, SteadyTime now) {
           begin_kill(run, timed_out, now);
         }
         if (run.kill_at && now >= *run.kill_at) {
-          spawner_.signal_group(run.pid, SIGKILL);
+          kill_all(run);
           run.kill_at.reset();
         }
         return std::nullopt;
       }
-      // The leader is gone. Whatever it left in its group (a renderer's
-      // helpers, a child that ignored SIGTERM) must not outlive it, whoever's
-      // children they are now; those the worker adopted are reaped below, so
-      // their CPU time counts.
-      spawner_.signal_group(run.pid, SIGKILL);
+      // The leader is gone. Whatever it left in its group or cgroup (a
+      // renderer's helpers, a child that ignored SIGTERM, a setsid daemon)
+      // must not outlive it, whoever's children they are now; those the worker
+      // adopted are reaped below, so their CPU time counts.
+      kill_all(run);
       run.pid = -1;
       run.kill_at.reset();
       run.drain_until = now + kDrainTimeout;
-      if (!empty && !collect(run)) return std::nullopt;
-    } else if (!collect(run) && now < *run.drain_until) {
+      if (!(empty || collect(run)) || (run.cgroup && run.cgroup->populated())) {
+        return std::nullopt;
+      }
+    } else if ((!collect(run) || (run.cgroup && run.cgroup->populated())) &&
+               now < *run.drain_until) {
+      // Without cgroup.kill, a process forked since the last round needs another.
+      if (run.cgroup) run.cgroup->kill();
       return std::nullopt;
     }
     run.group = -1;
@@ -300,6 +387,12 @@ std::optional<RunOutcome> ProcessRunner::advance(Run& run, SteadyTime now) {
     if (run.deadline && now >= *run.deadline) return finish(timed_out);
     spawn(run);
   }
+}
+
+std::optional<std::string> ProcessRunner::cgroup_path(uint64_t id) const {
+  auto it = runs_.find(id);
+  if (it == runs_.end() || !it->second->cgroup) return std::nullopt;
+  return it->second->cgroup->path();
 }
 
 std::vector<RunOutcome> ProcessRunner::poll(SteadyTime now) {
@@ -332,6 +425,12 @@ std::optional<SteadyTime> ProcessRunner::next_deadline() const {
       consider(*run->kill_at);
     } else if (!run->kill_reason && run->deadline) {
       consider(*run->deadline);
+    }
+    // A limit only sampling enforces needs its samples on time.
+    const bool enforced_by_sampling =
+        run->spec.memory_limit > 0 && !(run->cgroup && cgroups_->features().memory);
+    if (enforced_by_sampling && rss_sample_interval_.count() > 0 && !run->kill_reason) {
+      consider(next_sample_);
     }
   }
   return earliest;

@@ -7,7 +7,22 @@
 // too; once a leader is reaped, whatever is left of its group is SIGKILLed, so
 // nothing outlives its invocation. The child asks for SIGKILL if the worker
 // dies (PR_SET_PDEATHSIG). A grandchild that moves to its own session or group
-// escapes all of this (that needs cgroups).
+// escapes all of this, unless the run has a cgroup.
+//
+// With TaskCgroups (workers/cgroup.h) enabled, each run also gets a cgroup v2
+// of its own, which its processes join before they exec: the SIGKILLs above
+// then go to the whole cgroup (cgroup.kill), so a setsid grandchild dies too,
+// and a run reports only once its cgroup is empty (or kDrainTimeout passed).
+// CPU time then comes from cpu.stat and the peak from memory.peak where the
+// host has them; a run whose cgroup cannot be made runs as a process group and
+// says so in its log.
+//
+// Memory limits (RunSpec::memory_limit): memory.max where the memory
+// controller is available; elsewhere the RSS sampling below kills the run
+// (SIGKILL, no grace) once its sampled RSS passes the limit. A run killed for
+// memory, by the kernel's OOM killer or by the sampling, fails with kCrashed
+// "killed: out of memory at 8.3 GiB peak (past its 8 GiB request)" and
+// RunOutcome::out_of_memory.
 //
 // Each run's usage (workers/task_usage.h) sums what wait4 reports for every
 // process of its groups that the runner reaps: the leader, and members the
@@ -43,6 +58,7 @@
 
 #include "common/result.h"
 #include "common/spawner.h"
+#include "workers/cgroup.h"
 #include "workers/task_usage.h"
 
 namespace farmhand::worker {
@@ -55,6 +71,7 @@ struct RunSpec {
   std::map<std::string, std::string> env;          // added to the worker's environment
   std::string log_path;                            // stdout+stderr, appended
   std::chrono::seconds timeout{0};                 // whole run; 0 = none
+  uint64_t memory_limit = 0;                       // bytes, enforced; 0 = none
 };
 
 struct RunOutcome {
@@ -70,16 +87,20 @@ struct RunOutcome {
   // Over every command run: CPU summed, peak the largest; the exit of the last
   // one (none when it could not be started).
   TaskUsage usage;
+  // Killed by the kernel's OOM killer, or by the runner past its memory_limit.
+  bool out_of_memory = false;
 };
 
 class ProcessRunner {
  public:
   // `spawner` must outlive the runner.
   // `rss_sample_interval` 0: no /proc sampling (the peak is then the largest
-  // single process's).
+  // single process's, and a limit without the memory controller is not enforced).
+  // `cgroups` (may be null: process groups only) must outlive the runner.
   explicit ProcessRunner(std::chrono::milliseconds kill_grace = std::chrono::seconds(2),
                          common::Spawner& spawner = common::real_spawner(),
-                         std::chrono::milliseconds rss_sample_interval = std::chrono::seconds(1));
+                         std::chrono::milliseconds rss_sample_interval = std::chrono::seconds(1),
+                         TaskCgroups* cgroups = nullptr);
   ~ProcessRunner();  // kills every live group (SIGKILL) and reaps
 
   ProcessRunner(const ProcessRunner&) = delete;
@@ -111,6 +132,9 @@ class ProcessRunner {
   // The pid of the run's current process-group leader (tests use it).
   std::optional<pid_t> leader_pid(uint64_t id) const;
 
+  // The directory of the run's cgroup, when it has one (tests use it).
+  std::optional<std::string> cgroup_path(uint64_t id) const;
+
  private:
   struct Run;
 
@@ -123,13 +147,22 @@ class ProcessRunner {
   // Reaps every ended child of the run's group into its usage; true once no
   // child of ours is left in the group.
   bool collect(Run& run);
-  // Adds the summed RSS of each run's group now to its peak.
+  // Adds the summed RSS of each run's group (or cgroup) now to its peak, and
+  // kills a run past its memory limit that no memory controller enforces.
   void sample(SteadyTime now);
+  // SIGKILL to the run's group and to its cgroup.
+  void kill_all(Run& run);
+  // Whether the run still needs sampling: a peak or a limit the cgroup lacks.
+  bool sampled(const Run& run) const;
+  // The failed outcome's error, changed to the out-of-memory reason when the
+  // run died of memory; sets out_of_memory.
+  std::optional<Error> classify(Run& run, std::optional<Error> error, bool& out_of_memory);
 
   std::map<uint64_t, std::unique_ptr<Run>> runs_;
   std::chrono::milliseconds kill_grace_;
   common::Spawner& spawner_;
   std::chrono::milliseconds rss_sample_interval_;
+  TaskCgroups* cgroups_;
   SteadyTime next_sample_{};
 };
 

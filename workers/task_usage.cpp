@@ -117,6 +117,16 @@ std::map<pid_t, uint64_t> rss_by_group(const std::set<pid_t>& groups) {
   return out;
 }
 
+uint64_t rss_of(const std::vector<pid_t>& pids) {
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  uint64_t total = 0;
+  for (pid_t pid : pids) {
+    const auto fields = stat_fields(read_small(stat_path(pid, "stat").c_str()));
+    if (fields.size() > kRss) total += to_u64(fields[kRss]) * page;
+  }
+  return total;
+}
+
 std::optional<CpuTimes> process_cpu(pid_t pid) {
   const std::string stat = read_small(stat_path(pid, "stat").c_str());
   const auto fields = stat_fields(stat);

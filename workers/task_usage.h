@@ -27,6 +27,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <sys/types.h>
 
@@ -59,6 +60,10 @@ size_t reap_strays(const std::function<bool(pid_t pid, pid_t pgid)>& owned);
 // The summed RSS, in bytes, of the live processes of each of `groups` now
 // (from /proc/PID/stat); groups with no process are absent.
 std::map<pid_t, uint64_t> rss_by_group(const std::set<pid_t>& groups);
+
+// The summed RSS, in bytes, of the processes `pids` now (those that are gone
+// count nothing).
+uint64_t rss_of(const std::vector<pid_t>& pids);
 
 // User and system CPU time of a process so far (its own threads, not its
 // children), from /proc/PID/stat; nullopt when it cannot be read.

@@ -9,8 +9,10 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "common/byte_size.h"
 #include "common/logging.h"
 #include "common/wire.h"
+#include "workers/host_resources.h"
 
 namespace farmhand::worker {
 
@@ -53,10 +55,25 @@ Worker::Worker(Options options)
     : options_(std::move(options)),
       log_(common::logger("worker")),
       context_(1),
+      cgroups_(options_.cgroups ? TaskCgroups::probe()
+                                : TaskCgroups::disabled("turned off by --no-cgroups")),
+      runner_(std::chrono::seconds(2), common::real_spawner(), std::chrono::seconds(1),
+              cgroups_.get()),
       media_(MediaRunner::Options{options_.media_binary, options_.media_memory_mb, 1}),
       instance_(new_instance_id()),
       result_store_(options_.work_dir),
-      heartbeat_interval_(options_.heartbeat_interval) {}
+      heartbeat_interval_(options_.heartbeat_interval) {
+  const HostResources detected = detect_host_resources(TaskCgroups::Sources{});
+  if (options_.cores == 0) {
+    options_.cores = detected.cores;
+    log_->debug("cores detected cores={} from=\"{}\"", detected.cores, detected.cores_from);
+  }
+  if (options_.memory_bytes == 0) {
+    options_.memory_bytes = detected.memory_bytes;
+    log_->debug("memory detected memory={} from=\"{}\"",
+                common::format_byte_size(detected.memory_bytes), detected.memory_from);
+  }
+}
 
 Worker::~Worker() {
   if (signal_fd_ >= 0) close(signal_fd_);
@@ -101,6 +118,9 @@ void Worker::send_ready() {
   ready->set_host(hostname());
   ready->set_pid(static_cast<uint32_t>(getpid()));
   ready->set_instance(instance_);
+  ready->set_cores(options_.cores);
+  ready->set_memory_bytes(options_.memory_bytes);
+  ready->set_isolation(isolation());
   // With ZMQ_IMMEDIATE the send fails until the connection is up; try again
   // shortly rather than wait a heartbeat for the broker to ask, backing off so
   // that a broker that stays away costs no CPU.
@@ -205,6 +225,11 @@ Result<void> Worker::run() {
   send_ready();
   log_->info("worker started worker={} broker={} slots={} instance={} work_dir={}", options_.name,
              options_.broker, options_.slots, instance_, options_.work_dir);
+  log_->info(
+      "task isolation worker={} cores={} memory=\"{}\" isolation=\"{}\" cgroup={}{}", options_.name,
+      options_.cores, common::format_byte_size(options_.memory_bytes), isolation(),
+      cgroups_->enabled() ? cgroups_->subtree() : "none",
+      cgroups_->memory_note().empty() ? "" : fmt::format(" note=\"{}\"", cgroups_->memory_note()));
 
   while (!stopping_) {
     now = Clock::now();
@@ -243,7 +268,8 @@ Result<void> Worker::run() {
       handle(msg, now);
     }
     for (const auto& outcome : runner_.poll(Clock::now())) {
-      finish(outcome.id, outcome.succeeded, outcome.error, outcome.elapsed, outcome.usage);
+      finish(outcome.id, outcome.succeeded, outcome.error, outcome.elapsed, outcome.usage,
+             outcome.out_of_memory);
     }
     for (const auto& outcome : media_.poll(Clock::now())) {
       finish(outcome.id, outcome.succeeded, outcome.error, outcome.elapsed, outcome.usage);
@@ -453,6 +479,7 @@ void Worker::start_task(const wire::Assign& assign, Clock::time_point now) {
   spec.env["FARMHAND_WORKER"] = options_.name;
   spec.log_path = task.log_path;
   spec.timeout = std::chrono::seconds(assign.timeout_s());
+  if (options_.enforce_memory) spec.memory_limit = assign.memory_limit_bytes();
   log_->debug("task started job={} task={} attempt={}", assign.ref().job_id(), assign.ref().task(),
               assign.attempt());
   if (auto ok = runner_.start(std::move(spec), now); !ok) {
@@ -462,7 +489,8 @@ void Worker::start_task(const wire::Assign& assign, Clock::time_point now) {
 }
 
 void Worker::finish(uint64_t run_id, bool succeeded, const std::optional<Error>& error,
-                    std::chrono::milliseconds elapsed, const std::optional<TaskUsage>& usage) {
+                    std::chrono::milliseconds elapsed, const std::optional<TaskUsage>& usage,
+                    bool out_of_memory) {
   auto it = runs_.find(run_id);
   if (it == runs_.end()) return;
   Task task = std::move(it->second);
@@ -478,6 +506,7 @@ void Worker::finish(uint64_t run_id, bool succeeded, const std::optional<Error>&
   }
   if (!task.log_path.empty()) result->set_log_tail(read_log_tail(task.log_path, kLogTailBytes));
   result->set_elapsed_s(static_cast<double>(elapsed.count()) / 1000.0);
+  result->set_out_of_memory(out_of_memory);
   if (usage) {
     auto seconds = [](std::chrono::microseconds us) {
       return static_cast<double>(us.count()) / 1e6;

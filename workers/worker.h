@@ -20,8 +20,10 @@
 // refuses the Ready (Refused, e.g. the name is in use) gets one log line; the
 // worker then sends nothing until its backoff passes and tries Ready again.
 //
-// `command` tasks run as process groups through ProcessRunner; `noop` tasks
-// finish at once. The worker is its descendants' child subreaper, so what a
+// `command` tasks run as process groups through ProcessRunner, each in a cgroup
+// v2 of its own where the host allows it (TaskCgroups, probed at construction:
+// the worker may move itself into a leaf cgroup then); `noop` tasks finish at
+// once. The worker is its descendants' child subreaper, so what a
 // task's processes orphan is reaped (and its use counted) here; what left its
 // task's group is reaped too, uncounted.
 //
@@ -44,6 +46,7 @@
 #include <zmq.hpp>
 
 #include "common/result.h"
+#include "workers/cgroup.h"
 #include "workers/media_runner.h"
 #include "workers/process_runner.h"
 #include "workers/work_dir.h"
@@ -68,6 +71,14 @@ class Worker {
     std::string curve_server_key;
     std::string curve_public_key;
     std::string curve_secret_key;
+    // What Ready offers; 0: detected (workers/host_resources.h).
+    uint32_t cores = 0;
+    uint64_t memory_bytes = 0;
+    // Assign.memory_limit_bytes is enforced (memory.max, else by sampling).
+    bool enforce_memory = true;
+    // A cgroup v2 per command task where the host allows it; false: process
+    // groups only (--no-cgroups).
+    bool cgroups = true;
   };
 
   explicit Worker(Options options);
@@ -82,6 +93,9 @@ class Worker {
 
   // This process's id in Ready.instance: 32 random hex digits.
   const std::string& instance() const { return instance_; }
+
+  // Ready.isolation: how command tasks are isolated here.
+  std::string isolation() const { return cgroups_->isolation(options_.enforce_memory); }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -105,7 +119,8 @@ class Worker {
   void handle(const wire::BrokerMessage& msg, Clock::time_point now);
   void start_task(const wire::Assign& assign, Clock::time_point now);
   void finish(uint64_t run_id, bool succeeded, const std::optional<Error>& error,
-              std::chrono::milliseconds elapsed, const std::optional<TaskUsage>& usage = {});
+              std::chrono::milliseconds elapsed, const std::optional<TaskUsage>& usage = {},
+              bool out_of_memory = false);
   void renew_leases();
   void send_progress();
   std::chrono::milliseconds poll_timeout(Clock::time_point now) const;
@@ -119,6 +134,7 @@ class Worker {
   std::shared_ptr<spdlog::logger> log_;
   zmq::context_t context_;
   std::unique_ptr<zmq::socket_t> socket_;
+  std::unique_ptr<TaskCgroups> cgroups_;  // before runner_, which uses it
   ProcessRunner runner_;
   MediaRunner media_;
   int signal_fd_ = -1;

@@ -100,6 +100,8 @@ struct WorkerSpec {
   // What tasks may book on it; 0: unknown (an older worker): not packed against.
   uint32_t cores = 0;
   uint64_t memory = 0;  // bytes
+  // How its tasks are isolated (Ready.isolation), for `farmhand workers` only.
+  std::string isolation;
 };
 
 // A wrangler's say over a worker, by name (it outlives sessions and restarts):

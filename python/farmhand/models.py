@@ -344,18 +344,18 @@ class WorkerInfo(_Data):
     control: str = "enabled"  # "disabled" or "draining": takes no new task
     control_reason: str = ""
     cores: int = 0  # what tasks may book on it (0: unknown, an older worker)
-    memory: int = 0  # bytes
+    memory_bytes: int = 0
     cores_used: int = 0  # booked by its running tasks' requests
-    memory_used: int = 0
+    memory_used_bytes: int = 0
+    # How its tasks are isolated: "cgroup v2 (...)" or "process group (why)"
+    isolation: str = ""
 
     @classmethod
     def from_pb(cls, msg):
         return cls(
             name=msg.name,
-            cores=msg.cores,
-            memory=msg.memory_bytes,
             cores_used=msg.cores_used,
-            memory_used=msg.memory_used_bytes,
+            memory_used_bytes=msg.memory_used_bytes,
             slots=msg.slots,
             tags=list(msg.tags),
             alive=msg.alive,
@@ -366,6 +366,9 @@ class WorkerInfo(_Data):
             interactive_slots=msg.interactive_slots,
             control=msg.control or "enabled",
             control_reason=msg.control_reason,
+            cores=msg.cores,
+            memory_bytes=msg.memory_bytes,
+            isolation=msg.isolation,
         )
 
 

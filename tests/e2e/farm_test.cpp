@@ -994,7 +994,8 @@ TEST(FarmE2ETest, LogsOfARunningTaskShowWhatItPrintedSoFar) {
       [&] {
         logs = cluster.cli_json({"logs", std::to_string(*job), "--task", "0"});
         return logs && logs->size() == 1 && (*logs)[0]["running"] == true &&
-               (*logs)[0]["text"].get<std::string>().find("to stderr") != std::string::npos;
+               // "to stderr\n", not "to stderr": the logged command line has that too.
+               (*logs)[0]["text"].get<std::string>().find("to stderr\n") != std::string::npos;
       },
       kJobLimit))
       << (logs ? logs->dump() : cluster.last_cli());

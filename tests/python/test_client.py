@@ -177,6 +177,10 @@ def test_workers_lists_the_local_workers(client):
         assert workers[name].alive
         assert workers[name].slots == 2
         assert workers[name].pid > 0
+        assert workers[name].cores >= 1
+        assert workers[name].memory_bytes > 0
+        assert workers[name].isolation.startswith(("cgroup v2 (", "process group ("))
+        assert workers[name].to_dict()["isolation"] == workers[name].isolation
 
 
 def test_health_of_a_serving_broker_is_healthy_with_every_state_counted(client):

@@ -56,6 +56,35 @@ TEST(SpawnerTest, MissingProgramIsReportedBySpawnInOneLine) {
             "cannot start 'farmhand-no-such-program': No such file or directory");
 }
 
+TEST(SpawnerTest, ChildWritesZeroToItsCgroupProcsBeforeItExecs) {
+  // A pipe stands in for cgroup.procs: what the child writes there is what
+  // the kernel would read as "move me".
+  int procs[2];
+  ASSERT_EQ(pipe2(procs, O_CLOEXEC), 0);
+  SpawnSpec spec;
+  spec.cgroup_procs_fd = procs[1];
+  Ran ran = run_sh("echo ran", spec);
+  close(procs[1]);
+  char buffer[16] = {};
+  ssize_t n = read(procs[0], buffer, sizeof buffer);
+  close(procs[0]);
+  EXPECT_EQ(ran.out, "ran\n");
+  EXPECT_EQ(std::string(buffer, n > 0 ? static_cast<size_t>(n) : 0), "0");
+}
+
+TEST(SpawnerTest, CgroupThatCannotBeJoinedFailsTheStartWithTheReason) {
+  int read_only = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(read_only, 0);
+  SpawnSpec spec;
+  spec.argv = {"/bin/true"};
+  spec.cgroup_procs_fd = read_only;
+  Result<pid_t> pid = real_spawner().spawn(spec);
+  close(read_only);
+  ASSERT_FALSE(pid);
+  EXPECT_EQ(pid.error().reason,
+            "cannot start '/bin/true': joining its cgroup: Bad file descriptor");
+}
+
 TEST(SpawnerTest, MissingWorkingDirIsNamedInTheError) {
   SpawnSpec spec;
   spec.argv = {"/bin/true"};

@@ -206,7 +206,8 @@ class Farm {
                       std::vector<std::string> tags = {}, const std::vector<Dispatch>& running = {},
                       uint32_t interactive_slots = 0, const std::string& instance = {},
                       uint32_t cores = 0, uint64_t memory = 0) {
-    WorkerSpec spec{name, slots, std::move(tags), interactive_slots, instance, {}, cores, memory};
+    WorkerSpec spec{name,   slots, std::move(tags), interactive_slots, instance, {}, cores,
+                    memory, {}};
     Joined joined = join(std::move(spec), running);
     if (!joined.verdict.accepted) ADD_FAILURE() << "worker refused: " << joined.verdict.refusal;
     return joined.id;

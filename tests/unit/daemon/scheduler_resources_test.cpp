@@ -330,7 +330,7 @@ TEST_F(ResourcesTest, RestoredLeasesBookTheirWorkerWhenItReconnects) {
   restored.finish_restore(now());
   std::vector<TaskRef> refs;
   for (const Dispatch& d : ds) refs.push_back(ref(d));
-  WorkerSpec spec{"w", 8, {}, 0, {}, {}, 8, 64 * kGiB};
+  WorkerSpec spec{"w", 8, {}, 0, {}, {}, 8, 64 * kGiB, {}};
   ASSERT_TRUE(restored.worker_ready(w + 100, spec, refs, now()).accepted);
   std::vector<WorkerView> workers = restored.workers();
   ASSERT_EQ(workers.size(), 1u);

@@ -1887,13 +1887,13 @@ TEST_F(SchedulerTest, AReturningWorkerSettlesOnlyItsOwnRestoredLeases) {
 
 TEST_F(SchedulerTest, AReconnectingSessionSaysWhichSessionItReplaced) {
   WorkerId first = add_worker("w1", 1, {}, {}, 0, "instance-1");
-  Joined again = join(WorkerSpec{"w1", 1, {}, 0, "instance-1", {}});
+  Joined again = join(WorkerSpec{"w1", 1, {}, 0, "instance-1", {}, {}, {}, {}});
   ASSERT_TRUE(again.verdict.accepted);
   EXPECT_EQ(again.verdict.replaced, std::vector<WorkerId>{first});
   EXPECT_FALSE(sched().knows_worker(first));
-  Joined other = join(WorkerSpec{"w2", 1, {}, 0, "instance-2", {}});
+  Joined other = join(WorkerSpec{"w2", 1, {}, 0, "instance-2", {}, {}, {}, {}});
   EXPECT_TRUE(other.verdict.replaced.empty());
-  Joined clone = join(WorkerSpec{"w2", 1, {}, 0, "instance-3", {}});
+  Joined clone = join(WorkerSpec{"w2", 1, {}, 0, "instance-3", {}, {}, {}, {}});
   EXPECT_FALSE(clone.verdict.accepted);
   EXPECT_TRUE(clone.verdict.replaced.empty()) << "a refused clone replaced the live worker";
   EXPECT_TRUE(sched().knows_worker(other.id));

@@ -140,6 +140,89 @@ TEST(WorkerTest, ReadyCarriesARandomInstanceIdPerProcess) {
   EXPECT_EQ(ready->ready().instance(), running.worker().instance());
 }
 
+TEST(WorkerTest, ReadyOffersTheCoresAndMemoryFlagsSetAndSaysHowTasksAreIsolated) {
+  testing_support::TempDir tmp;
+  FakeBroker broker("ipc://" + tmp.file("broker.ipc"));
+  Worker::Options options = options_for(tmp);
+  options.cores = 3;
+  options.memory_bytes = uint64_t{5} << 30;
+  options.cgroups = false;
+  RunningWorker running(options);
+  auto ready = broker.receive_skipping_heartbeats();
+  ASSERT_TRUE(ready && ready->has_ready());
+  EXPECT_EQ(ready->ready().cores(), 3u);
+  EXPECT_EQ(ready->ready().memory_bytes(), uint64_t{5} << 30);
+  EXPECT_EQ(ready->ready().isolation(), "process group (turned off by --no-cgroups)");
+}
+
+TEST(WorkerTest, ReadyOffersDetectedCoresAndMemoryWithoutFlags) {
+  testing_support::TempDir tmp;
+  FakeBroker broker("ipc://" + tmp.file("broker.ipc"));
+  RunningWorker running(options_for(tmp));
+  auto ready = broker.receive_skipping_heartbeats();
+  ASSERT_TRUE(ready && ready->has_ready());
+  EXPECT_GE(ready->ready().cores(), 1u);
+  EXPECT_GT(ready->ready().memory_bytes(), 0u);
+  EXPECT_EQ(ready->ready().isolation(), running.worker().isolation());
+  EXPECT_TRUE(ready->ready().isolation().starts_with("cgroup v2 (") ||
+              ready->ready().isolation().starts_with("process group ("))
+      << ready->ready().isolation();
+}
+
+// Assigns a command task that allocates 400 MiB with a 128 MiB memory limit;
+// returns its result.
+std::optional<wire::TaskResult> run_memory_hog(FakeBroker& broker, const std::string& sleep) {
+  auto ready = broker.receive_skipping_heartbeats();
+  if (!ready || !ready->has_ready()) return std::nullopt;
+  broker.send(welcome());
+  wire::BrokerMessage msg;
+  auto* assign = msg.mutable_assign();
+  assign->mutable_ref()->set_job_id(1);
+  assign->mutable_ref()->set_task(0);
+  assign->mutable_ref()->set_lease(7);
+  assign->set_attempt(1);
+  assign->set_kind("command");
+  auto* argv = assign->add_commands();
+  for (const char* arg :
+       {"/usr/bin/python3", "-c",
+        "import time, sys; b = bytearray(400 << 20); time.sleep(float(sys.argv[1]))"}) {
+    argv->add_args(arg);
+  }
+  argv->add_args(sleep);
+  assign->set_memory_limit_bytes(128 << 20);
+  broker.send(msg);
+  while (auto got = broker.receive_skipping_heartbeats()) {
+    if (got->has_result()) return got->result();
+  }
+  return std::nullopt;
+}
+
+TEST(WorkerTest, TaskPastItsMemoryLimitFailsOutOfMemoryWithItsPeak) {
+  testing_support::TempDir tmp;
+  FakeBroker broker("ipc://" + tmp.file("broker.ipc"));
+  RunningWorker running(options_for(tmp));
+  auto result = run_memory_hog(broker, "1000");
+  ASSERT_TRUE(result);
+  EXPECT_FALSE(result->succeeded());
+  EXPECT_TRUE(result->out_of_memory());
+  EXPECT_EQ(result->error().rfind("killed: out of memory at ", 0), 0u) << result->error();
+  EXPECT_NE(result->error().find("(past its 128 MiB request)"), std::string::npos)
+      << result->error();
+  EXPECT_GE(result->stats().peak_rss_bytes(), uint64_t{128} << 20);
+}
+
+TEST(WorkerTest, MemoryLimitIsNotEnforcedWhenTheWorkerIsToldNotTo) {
+  testing_support::TempDir tmp;
+  FakeBroker broker("ipc://" + tmp.file("broker.ipc"));
+  Worker::Options options = options_for(tmp);
+  options.enforce_memory = false;
+  RunningWorker running(options);
+  auto result = run_memory_hog(broker, "1.5");
+  ASSERT_TRUE(result);
+  EXPECT_TRUE(result->succeeded()) << result->error();
+  EXPECT_FALSE(result->out_of_memory());
+}
+
 TEST(WorkerTest, RefusedWorkerLogsOnceStaysSilentAndSendsReadyAgainAfterItsBackoff) {
   testing_support::TempDir tmp;
   auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(100);
