@@ -436,6 +436,8 @@ void Scheduler::restore_task(JobId job_id, TaskIndex task, TaskState state, uint
     l.attempt = total_attempts(*job, task);
     add_lease({job_id, task}, std::move(l));
     unclaimed_leases_[worker].push_back({job_id, task});
+  } else if (lease != 0 && state == TaskState::kQueued) {
+    job->killed_leases[task] = lease;  // stopped by `farmhand kill`: its result is stale
   }
 }
 
@@ -1045,7 +1047,7 @@ WorkerReadyVerdict Scheduler::worker_ready(WorkerId id, WorkerSpec spec,
     if (it == leases_.end() && job && ref.task < job->task_count &&
         (job->state[ref.task] == TaskState::kQueued ||
          job->state[ref.task] == TaskState::kBackoff) &&
-        !full_limit(*job) &&
+        !job->killed(ref.task, ref.lease) && !full_limit(*job) &&
         (job->spec.max_running == 0 || job->count(TaskState::kRunning) < job->spec.max_running)) {
       // Dispatched before a broker crash but never committed, or requeued after a
       // partition: the worker is still on it, so let it finish rather than rerun it.
@@ -1145,7 +1147,8 @@ ResultVerdict Scheduler::task_result(WorkerId worker, const TaskRef& ref, bool s
   // A late success from an attempt whose lease lapsed (or that a broker crash
   // forgot) still counts while no newer attempt runs: the work is done.
   TaskState s = job->state[key.task];
-  if (it == leases_.end() && succeeded && (s == TaskState::kQueued || s == TaskState::kBackoff)) {
+  if (it == leases_.end() && succeeded && (s == TaskState::kQueued || s == TaskState::kBackoff) &&
+      !job->killed(key.task, ref.lease)) {
     finish_task(*job, key.task, TaskState::kSucceeded, {}, now);
     return ResultVerdict::kAccepted;
   }

@@ -51,6 +51,15 @@ struct Scheduler::Job {
   // off again with the same attempt count (retry() resets it; a worker may keep a
   // requeued task and fail it), so the count alone cannot tell a stale timer.
   std::unordered_map<TaskIndex, uint64_t> backoff_generation;
+  // Tasks whose attempt `farmhand kill` (or skip) stopped -> that attempt's lease
+  // token: its late result is stale, never taken for a lapsed lease's success.
+  std::unordered_map<TaskIndex, LeaseToken> killed_leases;
+
+  bool killed(TaskIndex task, LeaseToken lease) const {
+    auto it = killed_leases.find(task);
+    return it != killed_leases.end() && it->second == lease;
+  }
+
   uint64_t backoff_timers_armed = 0;
   // Where the job is queued, if it is: its key, the pool it is filed under (a
   // `job set --pool` changes spec.pool first), and the limit it is parked on
