@@ -437,7 +437,7 @@ void Scheduler::restore_task(JobId job_id, TaskIndex task, TaskState state, uint
     add_lease({job_id, task}, std::move(l));
     unclaimed_leases_[worker].push_back({job_id, task});
   } else if (lease != 0 && state == TaskState::kQueued) {
-    job->killed_leases[task] = lease;  // stopped by `farmhand kill`: its result is stale
+    job->killed_leases[task].push_back(lease);  // stopped by `farmhand kill`: stale
   }
 }
 

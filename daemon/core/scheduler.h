@@ -598,10 +598,10 @@ class Scheduler {
   // Task-level actions (scheduler_tasks.cpp): the tasks a selection picks, in
   // index order; puts finished tasks back to the queue with a fresh budget;
   // stops a running attempt (cancel order, lease released, its token kept so
-  // a late result of it is stale).
+  // a late result of it is stale) and returns its token.
   Result<std::vector<TaskIndex>> select_tasks(const Job& job, const TaskSelection& selection) const;
   uint64_t rerun_tasks(Job& job, const std::vector<TaskIndex>& tasks);
-  void stop_attempt(Job& job, TaskIndex task, const std::string& reason);
+  LeaseToken stop_attempt(Job& job, TaskIndex task, const std::string& reason);
   void release_lease(const TaskKey& key);
   void on_task_terminal(Job& job, TaskIndex task, Millis now);
   void fail_waiting_dependants(Job& upstream, TaskIndex task, const std::string& reason,

@@ -29,9 +29,9 @@ std::string Scheduler::audit() const {
                          job.queued_key ? "queued" : "not queued");
     }
     // A killed attempt's lease never runs on: its token is no task's live lease.
-    for (const auto& [task, token] : job.killed_leases) {
+    for (const auto& [task, tokens] : job.killed_leases) {
       auto lease = leases_.find(TaskKey{id, task});
-      if (lease != leases_.end() && lease->second.token == token) {
+      if (lease != leases_.end() && job.killed(task, lease->second.token)) {
         return fmt::format("job {} task {} runs under a lease that was killed", id, task);
       }
     }

@@ -89,11 +89,14 @@ uint64_t Scheduler::rerun_tasks(Job& job, const std::vector<TaskIndex>& tasks) {
     job.cancelled = false;
     outbox_.jobs.push_back({job.id, job.paused, false});
     // A cancelled job's untouched tasks have no row (its flag restored them as
-    // cancelled); those that stay cancelled need one now the flag is gone.
+    // cancelled); those that stay cancelled need one now the flag is gone, and
+    // a reason, for the job may now end failed because of them.
     std::vector<bool> rerun(job.task_count, false);
     for (TaskIndex t : tasks) rerun[t] = true;
     for (TaskIndex t = 0; t < job.task_count; ++t) {
-      if (!rerun[t] && job.state[t] == TaskState::kCancelled) persist_task(job, t);
+      if (rerun[t] || job.state[t] != TaskState::kCancelled) continue;
+      if (!job.errors.count(t)) record_error(job, t, "job cancelled");
+      persist_task(job, t);
     }
   }
   for (TaskIndex t : tasks) {
@@ -115,15 +118,17 @@ uint64_t Scheduler::rerun_tasks(Job& job, const std::vector<TaskIndex>& tasks) {
   return tasks.size();
 }
 
-void Scheduler::stop_attempt(Job& job, TaskIndex task, const std::string& reason) {
+LeaseToken Scheduler::stop_attempt(Job& job, TaskIndex task, const std::string& reason) {
   const TaskKey key{job.id, task};
   auto it = leases_.find(key);
-  if (it == leases_.end()) return;
+  if (it == leases_.end()) return 0;
   if (it->second.worker != 0) {
     outbox_.cancels.push_back({it->second.worker, {job.id, task, it->second.token}, reason});
   }
-  job.killed_leases[task] = it->second.token;
+  const LeaseToken token = it->second.token;
+  job.killed_leases[task].push_back(token);
   release_lease(key);
+  return token;
 }
 
 Result<uint64_t> Scheduler::retry_tasks(JobId id, const TaskSelection& selection, Millis now) {
@@ -156,8 +161,7 @@ Result<uint64_t> Scheduler::kill_tasks(JobId id, const TaskSelection& selection,
   uint64_t killed = 0;
   for (TaskIndex t : *picked) {
     if (job->state[t] != TaskState::kRunning) continue;
-    stop_attempt(*job, t, reason);
-    const LeaseToken token = job->killed_leases[t];
+    const LeaseToken token = stop_attempt(*job, t, reason);
     if (as_failure) {
       // Not the worker's fault: it counts against the task, not toward a block.
       fail_attempt(*job, t, reason, {}, now);

@@ -10,6 +10,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -2299,6 +2300,7 @@ class Interleaving : public Farm {
     if (roll < 85) return job_action(coin(0.5) ? 4 : 5);
     if (roll < 89) return restart_random();
     if (roll < 91) return worker_gone_random();
+    if (task_actions_ && roll >= 93) return task_action();
     if (roll < 95) return silence_or_wake_random();
     return toggle_renewals_random();
   }
@@ -2382,8 +2384,10 @@ class Interleaving : public Farm {
     TaskView task_before = task(d.job, d.task);
     JobView job_before = view(d.job);
     bool current = live.has_value() && *live == d.lease;
-    // The documented exception: a late success counts while no attempt runs.
-    bool late_success = succeeded && !live && task_before.state == TaskState::kQueued;
+    // The documented exception: a late success counts while no attempt runs,
+    // unless `farmhand kill` stopped that attempt.
+    bool late_success = succeeded && !live && task_before.state == TaskState::kQueued &&
+                        !killed_.count({d.job, d.task, d.lease});
     ResultVerdict verdict = sched().task_result(d.worker, ref(d), succeeded,
                                                 Error{ErrorCode::kCrashed, "exit code 1"}, now());
     dropped_.push_back(d);
@@ -2459,6 +2463,87 @@ class Interleaving : public Farm {
     collect_outbox();
   }
 
+  // A task-level action (retry, kill, kill --fail, skip, requeue) on a random
+  // selection of one job's tasks, checked against what it promises.
+  void task_action() {
+    JobId job = pick(jobs_);
+    JobView before = view(job);
+    TaskSelection selection;
+    const uint64_t how = below(4);
+    if (how == 1 && before.task_count > 0) {
+      TaskIndex first = static_cast<TaskIndex>(below(before.task_count));
+      TaskIndex last = first + static_cast<TaskIndex>(below(before.task_count - first));
+      selection.tasks = frames(fmt::format("{}-{}", first, last));
+    } else if (how == 2) {
+      static const std::vector<TaskState> kStates = {
+          TaskState::kWaiting, TaskState::kQueued, TaskState::kRunning,  TaskState::kSucceeded,
+          TaskState::kFailed,  TaskState::kDead,   TaskState::kCancelled};
+      selection.state = pick(kStates);
+    }
+    std::vector<TaskState> states_before = states(job);
+    std::vector<uint32_t> attempts_before;
+    for (const TaskView& t : sched().tasks(job, 0, UINT32_MAX, std::nullopt)) {
+      attempts_before.push_back(t.attempts);
+    }
+    collect_outbox();
+    in_task_action_ = true;
+    const uint64_t which = below(5);
+    SCOPED_TRACE(fmt::format("task action {} on job {}", which, job));
+    Result<uint64_t> changed = uint64_t{0};
+    switch (which) {
+      case 0:
+        changed = sched().retry_tasks(job, selection, now());
+        break;
+      case 1:
+      case 2:
+        changed = sched().kill_tasks(job, selection, which == 2, "killed", now());
+        break;
+      case 3:
+        changed = sched().skip_tasks(job, selection, now());
+        break;
+      default:
+        changed = sched().requeue(job, selection, now());
+        break;
+    }
+    collect_outbox();
+    in_task_action_ = false;
+    if (!changed) return;
+    const std::vector<TaskState> after = states(job);
+    uint64_t differ = 0;
+    for (size_t t = 0; t < after.size(); ++t) {
+      if (after[t] == states_before[t]) continue;
+      ++differ;
+      if (which == 1) {
+        // Killed: back to the queue, the attempt keeps its number.
+        EXPECT_EQ(states_before[t], TaskState::kRunning);
+        EXPECT_EQ(after[t], TaskState::kQueued);
+        EXPECT_EQ(task(job, static_cast<TaskIndex>(t)).attempts, attempts_before[t]);
+      }
+      if (which == 3) {
+        EXPECT_EQ(after[t], TaskState::kSucceeded) << "skipped, not succeeded";
+      }
+    }
+    // Killing, skipping and rerunning change exactly the tasks they count
+    // (a rerun one may stay in its state: failed again by a broken upstream;
+    // skipping a task releases others, in other jobs or this one's waiting ones).
+    if (which == 1 || which == 2) {
+      EXPECT_EQ(differ, *changed);
+    }
+    if (which == 4 && *changed > 0 && is_final(view(job).state)) {
+      // Only a broken upstream fails a requeued job again at once.
+      bool upstream = false;
+      for (const TaskView& t : sched().tasks(job, 0, UINT32_MAX, std::nullopt)) {
+        upstream = upstream || t.error.rfind("upstream job", 0) == 0;
+      }
+      EXPECT_TRUE(upstream) << "a requeued job is still finished";
+    }
+    if (which == 0 || which == 4) {
+      for (auto it = backoff_since_.begin(); it != backoff_since_.end();) {
+        it = it->first.first == job ? backoff_since_.erase(it) : std::next(it);
+      }
+    }
+  }
+
   // What a restarted worker reports it still runs: each held task with probability
   // `keep`, now and then a lease it had already finished, and never more than its
   // slots (the fake may hold more: leases that lapsed while it did not renew, then
@@ -2521,6 +2606,9 @@ class Interleaving : public Farm {
   // that runs again has left it.
   void collect_outbox() {
     Outbox out = sched().take_outbox();
+    if (in_task_action_) {
+      for (const CancelOrder& c : out.cancels) killed_.insert({c.ref.job, c.ref.task, c.ref.lease});
+    }
     for (const BlockChange& b : out.blocks) {
       if (b.blocked) {
         EXPECT_GE(b.block.failures, options_.block_after_failures);
@@ -2639,6 +2727,7 @@ class Interleaving : public Farm {
 
  public:
   bool change_pools_ = false;  // live changes move jobs between pools too
+  bool task_actions_ = false;  // retry, kill, skip and requeue a selection of tasks too
 
  private:
   std::vector<Dispatch> dropped_;
@@ -2646,6 +2735,9 @@ class Interleaving : public Farm {
   std::map<std::pair<JobId, TaskIndex>, std::pair<Millis, uint32_t>> backoff_since_;
   std::map<std::pair<JobId, TaskIndex>, uint32_t> budget_base_;
   std::set<std::pair<JobId, std::string>> blocked_;  // as the outbox told
+  // Leases that kill or skip stopped: their late results are stale.
+  std::set<std::tuple<JobId, TaskIndex, LeaseToken>> killed_;
+  bool in_task_action_ = false;
 };
 
 TEST_F(SchedulerTest, RandomEventInterleavingsKeepEveryInvariantAndEveryJobFinishes) {
@@ -2664,6 +2756,19 @@ TEST_F(SchedulerTest, RandomInterleavingsWithPoolChangesKeepEveryInvariant) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     Interleaving run(seed);
     run.change_pools_ = true;
+    run.run(300);
+    if (HasFailure()) break;
+  }
+}
+
+// The same with task-level actions in the mix (`farmhand retry|kill|skip
+// --tasks|--state`, `farmhand requeue`): no stale or killed lease is taken,
+// limit tokens follow the running tasks, and every job still finishes.
+TEST_F(SchedulerTest, RandomInterleavingsWithTaskActionsKeepEveryInvariant) {
+  for (uint64_t seed = 1; seed <= 200; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    Interleaving run(seed);
+    run.task_actions_ = true;
     run.run(300);
     if (HasFailure()) break;
   }
