@@ -442,12 +442,16 @@ def test_a_repeated_event_id_of_the_caller_is_reported_as_duplicate(fake):
     assert broker.received[0][2].publish.path.startswith("/")
 
 
-def test_a_job_action_is_sent_once(fake):
+def test_a_job_action_is_resent_byte_for_byte_under_one_idempotency_key(fake):
+    # The broker acts once per key, so an unanswered action may be asked again.
     broker = fake(lambda n, request: None)
     client = farmhand.Client(broker.endpoint, timeout=2.5)
     with pytest.raises(farmhand.BrokerUnreachable):
         client.retry(7)
-    assert len(broker.received) == 1
+    assert len(broker.received) >= 2
+    keys = {request.action.idempotency_key for _, _, request in broker.received}
+    assert len(keys) == 1 and len(keys.pop()) == 32
+    assert len({raw for _, raw, _ in broker.received}) == 1
 
 
 @pytest.mark.parametrize(
