@@ -157,19 +157,28 @@ Result<wire::ListReply> Client::list(const wire::ListRequest& list) {
 }
 
 Result<wire::JobActionReply> Client::act(uint64_t job_id, wire::JobActionRequest::Action action,
-                                         const std::string& worker) {
+                                         const std::string& worker, const std::string& key) {
+  wire::JobActionRequest body;
+  body.set_job_id(job_id);
+  body.set_action(action);
+  body.set_worker(worker);
+  body.set_idempotency_key(key);
+  return act(std::move(body));
+}
+
+Result<wire::JobActionReply> Client::act(wire::JobActionRequest action) {
+  if (action.idempotency_key().empty()) action.set_idempotency_key(random_key());
   wire::ClientRequest request;
-  request.mutable_action()->set_job_id(job_id);
-  request.mutable_action()->set_action(action);
-  request.mutable_action()->set_worker(worker);
-  return body_of(call(request, timeout_, Resend::kNo), wire::ClientReply::kAction,
+  *request.mutable_action() = std::move(action);
+  // The key makes a resend safe: the broker answers it without acting twice.
+  return body_of(call(request, timeout_, Resend::kYes), wire::ClientReply::kAction,
                  &wire::ClientReply::action);
 }
 
-Result<wire::JobActionReply> Client::job_set(const wire::JobSetRequest& job_set) {
+Result<wire::JobActionReply> Client::job_set(wire::JobSetRequest job_set) {
+  if (job_set.idempotency_key().empty()) job_set.set_idempotency_key(random_key());
   wire::ClientRequest request;
-  *request.mutable_job_set() = job_set;
-  // Setting the same values twice is harmless: safe to resend.
+  *request.mutable_job_set() = std::move(job_set);
   return body_of(call(request, timeout_, Resend::kYes), wire::ClientReply::kAction,
                  &wire::ClientReply::action);
 }
@@ -183,24 +192,27 @@ Result<wire::WorkersReply> Client::workers() {
 
 Result<wire::WorkersReply> Client::control_worker(const std::string& name,
                                                   wire::WorkerControlRequest::Action action,
-                                                  const std::string& reason) {
+                                                  const std::string& reason,
+                                                  const std::string& key) {
   wire::ClientRequest request;
   auto* body = request.mutable_worker_control();
   body->set_name(name);
   body->set_action(action);
   body->set_reason(reason);
+  body->set_idempotency_key(key.empty() ? random_key() : key);
   // Setting the same control twice is harmless: safe to resend.
   return body_of(call(request, timeout_, Resend::kYes), wire::ClientReply::kWorkerControl,
                  &wire::ClientReply::worker_control);
 }
 
-Result<wire::LimitsReply> Client::limits(
-    const std::optional<std::pair<std::string, uint32_t>>& set) {
+Result<wire::LimitsReply> Client::limits(const std::optional<std::pair<std::string, uint32_t>>& set,
+                                         const std::string& key) {
   wire::ClientRequest request;
   auto* body = request.mutable_limits();
   if (set) {
     body->mutable_set()->set_name(set->first);
     body->mutable_set()->set_capacity(set->second);
+    body->mutable_set()->set_idempotency_key(key.empty() ? random_key() : key);
   }
   // A resent set sets the same value: safe to resend.
   return body_of(call(request, timeout_, Resend::kYes), wire::ClientReply::kLimits,

@@ -11,8 +11,9 @@
 // ZeroMQ guide ch. 4): a request the broker took in but never answered because
 // it restarted is asked again instead of waited on. Reads are safe; a submit is,
 // because it always carries an idempotency key (generated when the spec has
-// none). Job actions are sent once: JobActionRequest has no key, and a repeated
-// retry is not a no-op.
+// none), and so is every action (job actions, job set, worker control, limit
+// set): each carries a key, random unless given, and the broker answers a
+// repeated key with its first reply instead of acting again.
 //
 // Not thread-safe: one Client per thread. It owns its ZeroMQ context.
 #pragma once
@@ -61,10 +62,14 @@ class Client {
   // Cancel, retry, pause, resume or unblock a job (`worker`: UNBLOCK only that one).
   [[nodiscard]] Result<wire::JobActionReply> act(uint64_t job_id,
                                                  wire::JobActionRequest::Action action,
-                                                 const std::string& worker = {});
+                                                 const std::string& worker = {},
+                                                 const std::string& key = {});
+  // Any job action, task-level ones (tasks, frames, state, fail) included.
+  // Fills idempotency_key with a random key when empty.
+  [[nodiscard]] Result<wire::JobActionReply> act(wire::JobActionRequest request);
 
-  // Changes a job live (`farmhand job set`).
-  [[nodiscard]] Result<wire::JobActionReply> job_set(const wire::JobSetRequest& request);
+  // Changes a job live (`farmhand job set`). Fills idempotency_key when empty.
+  [[nodiscard]] Result<wire::JobActionReply> job_set(wire::JobSetRequest request);
 
   [[nodiscard]] Result<wire::WorkersReply> workers();
 
@@ -74,11 +79,13 @@ class Client {
   // Enables, disables or drains a worker by name; every worker after the change.
   [[nodiscard]] Result<wire::WorkersReply> control_worker(const std::string& name,
                                                           wire::WorkerControlRequest::Action action,
-                                                          const std::string& reason);
+                                                          const std::string& reason,
+                                                          const std::string& key = {});
 
   // The limits, after setting `set` (name, capacity) when given.
   [[nodiscard]] Result<wire::LimitsReply> limits(
-      const std::optional<std::pair<std::string, uint32_t>>& set = std::nullopt);
+      const std::optional<std::pair<std::string, uint32_t>>& set = std::nullopt,
+      const std::string& key = {});
 
   // Task logs of a job: one task's, or every task's with a log when `task` is empty.
   [[nodiscard]] Result<wire::LogsReply> logs(uint64_t job_id, std::optional<uint64_t> task);

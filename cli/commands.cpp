@@ -834,13 +834,29 @@ void add_watch(CLI::App& app, Invocation& inv) {
 
 // ---------------------------------------------------------------- job actions
 
+// An action's idempotency key: each invocation sends a fresh random one (so a
+// resend after a lost reply acts once), or the one a script gives.
+CLI::Option* add_key_option(CLI::App& cmd, std::string& key) {
+  return cmd
+      .add_option("--key", key,
+                  "idempotency key: a repeat with the same key acts once and gets the first "
+                  "reply (default: a fresh random key)")
+      ->check(kNotEmpty);
+}
+
+struct ActionOptions {
+  uint64_t job_id = 0;
+  std::string key;
+};
+
 void add_action(CLI::App& app, Invocation& inv, const std::string& name,
                 wire::JobActionRequest::Action action, const std::string& description) {
-  auto o = std::make_shared<JobOptions>();
+  auto o = std::make_shared<ActionOptions>();
   CLI::App* cmd = add_leaf(app, inv, name, description);
   add_job_id(*cmd, o->job_id);
-  bind(cmd, inv, o, [action](Context& ctx, const JobOptions& opts) {
-    auto reply = ctx.client.act(opts.job_id, action);
+  add_key_option(*cmd, o->key);
+  bind(cmd, inv, o, [action](Context& ctx, const ActionOptions& opts) {
+    auto reply = ctx.client.act(opts.job_id, action, {}, opts.key);
     if (!reply) return report(ctx, reply.error());
     const std::string state = job_state_name(reply->state());
     if (ctx.json) {
@@ -850,6 +866,74 @@ void add_action(CLI::App& app, Invocation& inv, const std::string& name,
     } else {
       ctx.out << fmt::format("job {} {} ({} task{} changed)\n", opts.job_id, state,
                              reply->tasks_changed(), reply->tasks_changed() == 1 ? "" : "s");
+    }
+    return kExitOk;
+  });
+}
+
+// `farmhand retry|kill|skip|requeue JOB [--tasks SET | --frames SET | --state S]`.
+void add_task_action(CLI::App& app, Invocation& inv, const std::string& name,
+                     wire::JobActionRequest::Action action, const std::string& description) {
+  struct TaskActionOptions {
+    uint64_t job_id = 0;
+    std::string tasks;
+    std::string frames;
+    std::string state;
+    bool fail = false;
+    std::string key;
+  };
+
+  auto o = std::make_shared<TaskActionOptions>();
+  CLI::App* cmd = add_leaf(app, inv, name, description);
+  add_job_id(*cmd, o->job_id);
+  auto* tasks = cmd->add_option("--tasks", o->tasks, "task indices, e.g. 3,7-9 (from 0)")
+                    ->type_name("SET")
+                    ->check(kNotEmpty);
+  auto* frames = cmd->add_option("--frames", o->frames, "the tasks covering these frames")
+                     ->type_name("SET")
+                     ->check(kNotEmpty)
+                     ->excludes(tasks);
+  cmd->add_option("--state", o->state, "only tasks in this state")
+      ->transform(CLI::IsMember(task_state_names(), CLI::ignore_case))
+      ->excludes(tasks)
+      ->excludes(frames);
+  if (action == wire::JobActionRequest::KILL) {
+    cmd->add_flag("--fail", o->fail,
+                  "count the stopped attempt as failed (retried after a backoff, or dead)");
+  }
+  add_key_option(*cmd, o->key);
+  const std::string verb = name == "retry"  ? "retried"
+                           : name == "kill" ? "killed"
+                           : name == "skip" ? "skipped"
+                                            : "requeued";
+  bind(cmd, inv, o, [action, name, verb](Context& ctx, const TaskActionOptions& opts) {
+    const bool selected = !opts.tasks.empty() || !opts.frames.empty() || !opts.state.empty();
+    if (!selected &&
+        (action == wire::JobActionRequest::KILL || action == wire::JobActionRequest::SKIP)) {
+      print_error(ctx.err, fmt::format("{} needs --tasks, --frames or --state", name));
+      return kExitUsage;
+    }
+    wire::JobActionRequest request;
+    request.set_job_id(opts.job_id);
+    request.set_action(action);
+    request.set_tasks(opts.tasks);
+    request.set_frames(opts.frames);
+    if (!opts.state.empty()) {
+      request.set_state(task_state_from_name(opts.state).value_or(wire::TASK_STATE_UNSPECIFIED));
+    }
+    request.set_fail(opts.fail);
+    request.set_idempotency_key(opts.key);
+    auto reply = ctx.client.act(std::move(request));
+    if (!reply) return report(ctx, reply.error());
+    const std::string state = job_state_name(reply->state());
+    const uint64_t changed = reply->tasks_changed();
+    if (ctx.json) {
+      write_json(ctx, Json{{"job_id", opts.job_id}, {"state", state}, {"tasks_changed", changed}});
+    } else if (changed == 0) {
+      ctx.out << fmt::format("job {} {}: no task matched, nothing {}\n", opts.job_id, state, verb);
+    } else {
+      ctx.out << fmt::format("job {} {} ({} task{} {})\n", opts.job_id, state, changed,
+                             changed == 1 ? "" : "s", verb);
     }
     return kExitOk;
   });
@@ -872,6 +956,7 @@ void add_job_commands(CLI::App& app, Invocation& inv) {
     std::optional<uint32_t> cores;
     std::optional<uint64_t> memory;
     std::optional<double> memory_retry_factor;
+    std::string key;
   };
 
   auto o = std::make_shared<SetOptions>();
@@ -906,9 +991,11 @@ void add_job_commands(CLI::App& app, Invocation& inv) {
   set->add_option("--memory-retry-factor", o->memory_retry_factor,
                   "raise --memory after an out-of-memory failure by this (1 to 16; 0: never)")
       ->transform(retry_factor(true));
+  add_key_option(*set, o->key);
   bind(set, inv, o, [](Context& ctx, const SetOptions& opts) {
     wire::JobSetRequest request;
     request.set_job_id(opts.job_id);
+    request.set_idempotency_key(opts.key);
     if (opts.priority) request.set_priority(*opts.priority);
     if (opts.max_running) request.set_max_running(*opts.max_running);
     if (opts.pool) request.set_pool(*opts.pool);
@@ -943,6 +1030,7 @@ void add_job_commands(CLI::App& app, Invocation& inv) {
   struct UnblockOptions {
     uint64_t job_id = 0;
     std::string worker;
+    std::string key;
   };
 
   auto u = std::make_shared<UnblockOptions>();
@@ -950,8 +1038,10 @@ void add_job_commands(CLI::App& app, Invocation& inv) {
                                "let workers blocked for failing the job take its tasks again");
   add_job_id(*unblock, u->job_id);
   unblock->add_option("WORKER", u->worker, "only this worker (default: every blocked worker)");
+  add_key_option(*unblock, u->key);
   bind(unblock, inv, u, [](Context& ctx, const UnblockOptions& opts) {
-    auto reply = ctx.client.act(opts.job_id, wire::JobActionRequest::UNBLOCK, opts.worker);
+    auto reply =
+        ctx.client.act(opts.job_id, wire::JobActionRequest::UNBLOCK, opts.worker, opts.key);
     if (!reply) return report(ctx, reply.error());
     if (ctx.json) {
       write_json(ctx, Json{{"job_id", opts.job_id}, {"unblocked", reply->tasks_changed()}});
@@ -988,6 +1078,7 @@ void add_worker_control(CLI::App& app, Invocation& inv) {
     std::string name;
     std::string reason;
     bool wait = false;
+    std::string key;
   };
 
   CLI::App* worker = app.add_subcommand("worker", "disable, drain or enable a worker");
@@ -1018,9 +1109,10 @@ void add_worker_control(CLI::App& app, Invocation& inv) {
     if (verb.action == wire::WorkerControlRequest::DRAIN) {
       cmd->add_flag("--wait", o->wait, "wait until the worker runs nothing, then say so");
     }
+    add_key_option(*cmd, o->key);
     const auto action = verb.action;
     bind(cmd, inv, o, [action](Context& ctx, const ControlOptions& opts) {
-      auto reply = ctx.client.control_worker(opts.name, action, opts.reason);
+      auto reply = ctx.client.control_worker(opts.name, action, opts.reason, opts.key);
       if (!reply) return report(ctx, reply.error());
       auto running_on = [&](const wire::WorkersReply& workers) -> std::optional<size_t> {
         for (const auto& w : workers.workers()) {
@@ -1101,6 +1193,7 @@ void add_limits(CLI::App& app, Invocation& inv) {
   struct SetOptions {
     std::string name;
     uint32_t capacity = 0;
+    std::string key;
   };
 
   CLI::App* limit = app.add_subcommand("limit", "change a limit");
@@ -1113,8 +1206,9 @@ void add_limits(CLI::App& app, Invocation& inv) {
   set->add_option("CAPACITY", o->capacity, "running tasks that may hold it at once")
       ->required()
       ->transform(kNonNegative32);
+  add_key_option(*set, o->key);
   bind(set, inv, o, [](Context& ctx, const SetOptions& opts) {
-    auto reply = ctx.client.limits(std::make_pair(opts.name, opts.capacity));
+    auto reply = ctx.client.limits(std::make_pair(opts.name, opts.capacity), opts.key);
     if (!reply) return report(ctx, reply.error());
     return show_limits(ctx, *reply);
   });
@@ -1445,8 +1539,16 @@ void add_commands(CLI::App& app, Invocation& inv) {
   add_watch(app, inv);
   add_action(app, inv, "cancel", wire::JobActionRequest::CANCEL,
              "cancel a job; running tasks are stopped");
-  add_action(app, inv, "retry", wire::JobActionRequest::RETRY,
-             "run a job's dead, failed and cancelled tasks again");
+  add_task_action(app, inv, "retry", wire::JobActionRequest::RETRY,
+                  "run a job's dead, failed and cancelled tasks again (or the selected ones, "
+                  "succeeded ones too)");
+  add_task_action(app, inv, "kill", wire::JobActionRequest::KILL,
+                  "stop running tasks; each runs again as a new attempt (--fail: counted as "
+                  "failed)");
+  add_task_action(app, inv, "skip", wire::JobActionRequest::SKIP,
+                  "mark tasks succeeded without running them; their dependants are released");
+  add_task_action(app, inv, "requeue", wire::JobActionRequest::REQUEUE,
+                  "run a finished job again (all tasks, or the selected ones), keeping history");
   add_action(app, inv, "pause", wire::JobActionRequest::PAUSE,
              "dispatch no more tasks of a job; running ones finish");
   add_action(app, inv, "resume", wire::JobActionRequest::RESUME, "dispatch a paused job again");

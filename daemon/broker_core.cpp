@@ -135,6 +135,7 @@ void BrokerCore::end_turn() {
         clock_.steady() >= next_retention_sweep_) {
       forget_finished();
     }
+    if (!stopping_ && clock_.steady() >= next_key_sweep_) forget_action_keys();
     const core::Millis now = clock_.millis();
     farm_.scheduler->tick(now);
     // The jobs submitted in this turn go into this turn's commit, and an Assign
@@ -353,6 +354,16 @@ void BrokerCore::probe_store() {
   failure_.reset();
   clients_.refuse_writes(std::nullopt);
   log_.info("state store writes again; serving");
+}
+
+void BrokerCore::forget_action_keys() {
+  next_key_sweep_ = clock_.steady() + std::chrono::seconds(60);
+  const int64_t cutoff = clock_.unix_ms() - action_key_retention_ms();
+  const size_t forgotten = std::erase_if(
+      farm_.action_keys, [&](const auto& entry) { return entry.second.stored_unix_ms < cutoff; });
+  if (forgotten == 0) return;
+  turn_.batch.forget_action_keys_before = cutoff;
+  log_.info("action keys forgotten keys={}", forgotten);
 }
 
 void BrokerCore::forget_finished() {

@@ -128,6 +128,8 @@ class BrokerCore final : public HealthSource {
   void probe_store();
   void take_outbox();
   void forget_finished();
+  // Retention of action idempotency keys (action_key_retention_ms()).
+  void forget_action_keys();
   // Nothing handled since the last flush: memory shows only what is durable.
   bool at_rest() const;
 
@@ -159,6 +161,7 @@ class BrokerCore final : public HealthSource {
   Clock::SteadyTime recovered_at_{};
   uint64_t failed_commits_ = 0;
   Clock::SteadyTime next_retention_sweep_{};
+  Clock::SteadyTime next_key_sweep_{};
 };
 
 // The scheduler's options from the broker's config.

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 #include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/wire_format_lite.h>
 
 #include "common/wire.h"
@@ -33,7 +34,59 @@ bool is_write(const wire::ClientRequest& request) {
          (body == wire::ClientRequest::kLimits && request.limits().has_set());
 }
 
+constexpr size_t kMaxActionKeyBytes = 256;
+// A resent action comes within seconds or minutes (a lost reply, a retried
+// script); a week covers a broker that was down over a weekend.
+constexpr int64_t kActionKeyRetentionMs = 7LL * 24 * 3600 * 1000;
+
+// FNV-1a over the message serialized deterministically (map order); never 0.
+uint64_t fingerprint(const google::protobuf::Message& message, uint64_t salt) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream out(&stream);
+    out.SetSerializationDeterministic(true);
+    message.SerializeToCodedStream(&out);
+  }
+  uint64_t h = 0xcbf29ce484222325ULL ^ salt;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h == 0 ? 1 : h;
+}
+
+// The idempotency key of an action request and a fingerprint of the request
+// without it (its kind included, so a key is never taken for another kind of
+// action); nullopt for requests that are no action or carry no key.
+std::optional<std::pair<std::string, uint64_t>> action_key(const wire::ClientRequest& request) {
+  auto keyed = [&](const auto& body) -> std::optional<std::pair<std::string, uint64_t>> {
+    if (body.idempotency_key().empty()) return std::nullopt;
+    auto copy = body;
+    copy.clear_idempotency_key();
+    return std::make_pair(body.idempotency_key(),
+                          fingerprint(copy, static_cast<uint64_t>(request.body_case())));
+  };
+  switch (request.body_case()) {
+    case wire::ClientRequest::kAction:
+      return keyed(request.action());
+    case wire::ClientRequest::kJobSet:
+      return keyed(request.job_set());
+    case wire::ClientRequest::kWorkerControl:
+      return keyed(request.worker_control());
+    case wire::ClientRequest::kLimits:
+      if (request.limits().has_set()) return keyed(request.limits().set());
+      return std::nullopt;
+    default:
+      return std::nullopt;
+  }
+}
+
 }  // namespace
+
+int64_t action_key_retention_ms() {
+  return kActionKeyRetentionMs;
+}
 
 uint64_t peek_request_id(const void* data, size_t size) {
   using google::protobuf::internal::WireFormatLite;
@@ -83,6 +136,8 @@ void ClientService::on_message(const std::string& routing_id, bool req_envelope,
                                          request.version(), common::kProtocolVersion)});
     } else if (refuse_writes_ && is_write(request)) {
       set_error(reply, *refuse_writes_);
+    } else if (auto key = action_key(request); key && replay_action(*key, reply)) {
+      // A resent action: answered as the first time, nothing done again.
     } else {
       switch (request.body_case()) {
         case wire::ClientRequest::kSubmit:
@@ -138,12 +193,54 @@ void ClientService::on_message(const std::string& routing_id, bool req_envelope,
           bad_.note("client", "request without a body");
           set_error(reply, Error{ErrorCode::kInvalidArgument, "request without a body"});
       }
+      if (key && reply.ok()) remember_action(*key, reply, turn);
     }
   } catch (const std::exception& e) {
     log_.error("client request failed reason=\"{}\"", e.what());
     set_error(reply, Error{ErrorCode::kInternal, fmt::format("internal error: {}", e.what())});
   }
   turn.replies.push_back({routing_id, req_envelope, std::move(reply)});
+}
+
+// ------------------------------------------------------------------ idempotency keys
+
+bool ClientService::replay_action(const std::pair<std::string, uint64_t>& key,
+                                  wire::ClientReply& reply) const {
+  if (key.first.size() > kMaxActionKeyBytes) {
+    set_error(reply,
+              Error{ErrorCode::kInvalidArgument,
+                    fmt::format("idempotency key longer than {} bytes", kMaxActionKeyBytes)});
+    return true;
+  }
+  auto it = farm_.action_keys.find(key.first);
+  if (it == farm_.action_keys.end()) return false;
+  if (it->second.fingerprint != key.second) {
+    set_error(reply, Error{ErrorCode::kInvalidArgument,
+                           fmt::format("idempotency key '{}' was used for another request; use a "
+                                       "new key for a new action",
+                                       printable(key.first, 64))});
+    return true;
+  }
+  const uint64_t request_id = reply.request_id();
+  if (!reply.ParseFromString(it->second.reply)) {
+    set_error(reply, Error{ErrorCode::kInternal, "stored reply for idempotency key unreadable"});
+  }
+  reply.set_request_id(request_id);
+  log_.info("action repeated key=\"{}\"", printable(key.first, 64));
+  return true;
+}
+
+void ClientService::remember_action(const std::pair<std::string, uint64_t>& key,
+                                    const wire::ClientReply& reply, Turn& turn) {
+  ActionKeyRow row;
+  row.key = key.first;
+  row.fingerprint = key.second;
+  wire::ClientReply stored = reply;
+  stored.clear_request_id();
+  row.reply = stored.SerializeAsString();
+  row.stored_unix_ms = clock_.unix_ms();
+  turn.batch.action_keys.push_back(row);
+  farm_.action_keys[key.first] = std::move(row);
 }
 
 // ------------------------------------------------------------------ status
@@ -438,10 +535,53 @@ void ClientService::list(const wire::ListRequest& request, wire::ClientReply& re
   out->set_next_offset(next < matched ? next : 0);
 }
 
+namespace {
+
+bool is_task_action(wire::JobActionRequest::Action action) {
+  return action == wire::JobActionRequest::RETRY || action == wire::JobActionRequest::KILL ||
+         action == wire::JobActionRequest::SKIP || action == wire::JobActionRequest::REQUEUE;
+}
+
+// The tasks a task-level action names, or why the request cannot say.
+Result<core::TaskSelection> task_selection(const wire::JobActionRequest& request) {
+  core::TaskSelection selection;
+  const bool any = !request.tasks().empty() || !request.frames().empty() ||
+                   request.state() != wire::TASK_STATE_UNSPECIFIED;
+  if (any && !is_task_action(request.action())) {
+    return fail(ErrorCode::kInvalidArgument,
+                "tasks, frames and state select tasks for retry, kill, skip and requeue only");
+  }
+  if (!request.tasks().empty()) {
+    auto set = common::FrameSet::parse(request.tasks());
+    if (!set) return fail(ErrorCode::kInvalidArgument, "bad task set: " + set.error().reason);
+    selection.tasks = std::move(*set);
+  }
+  if (!request.frames().empty()) {
+    auto set = common::FrameSet::parse(request.frames());
+    if (!set) return fail(ErrorCode::kInvalidArgument, "bad frame set: " + set.error().reason);
+    selection.frames = std::move(*set);
+  }
+  if (request.state() != wire::TASK_STATE_UNSPECIFIED) {
+    selection.state = task_state_from_wire(request.state());
+    if (!selection.state) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("unknown task state {}", static_cast<int>(request.state())));
+    }
+  }
+  return selection;
+}
+
+}  // namespace
+
 void ClientService::action(const wire::JobActionRequest& request, wire::ClientReply& reply,
                            Turn& turn) {
   core::Scheduler& scheduler = *farm_.scheduler;
   const core::Millis now = clock_.millis();
+  auto selection = task_selection(request);
+  if (!selection) return set_error(reply, selection.error());
+  if (request.fail() && request.action() != wire::JobActionRequest::KILL) {
+    return set_error(reply, Error{ErrorCode::kInvalidArgument, "fail is for kill only"});
+  }
   Result<uint64_t> changed = fail(ErrorCode::kInvalidArgument, "unknown action");
   const char* verb = "";
   switch (request.action()) {
@@ -450,8 +590,21 @@ void ClientService::action(const wire::JobActionRequest& request, wire::ClientRe
       verb = "cancelled";
       break;
     case wire::JobActionRequest::RETRY:
-      changed = scheduler.retry(request.job_id(), now);
+      changed = scheduler.retry_tasks(request.job_id(), *selection, now);
       verb = "retried";
+      break;
+    case wire::JobActionRequest::KILL:
+      changed = scheduler.kill_tasks(request.job_id(), *selection, request.fail(),
+                                     "killed by farmhand kill", now);
+      verb = request.fail() ? "killed (failed)" : "killed";
+      break;
+    case wire::JobActionRequest::SKIP:
+      changed = scheduler.skip_tasks(request.job_id(), *selection, now);
+      verb = "skipped";
+      break;
+    case wire::JobActionRequest::REQUEUE:
+      changed = scheduler.requeue(request.job_id(), *selection, now);
+      verb = "requeued";
       break;
     case wire::JobActionRequest::PAUSE:
       changed = scheduler.pause(request.job_id(), now);

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "farmhand.pb.h"
@@ -99,6 +100,13 @@ class ClientService {
                       Turn& turn);
   void logs(const wire::LogsRequest& request, wire::ClientReply& reply) const;
   void health(wire::ClientReply& reply) const;
+  // An action whose idempotency key (key, fingerprint) was seen: answers it
+  // from the stored reply, or refuses a key used for another request. False
+  // for a new key.
+  bool replay_action(const std::pair<std::string, uint64_t>& key, wire::ClientReply& reply) const;
+  // Stores an action's reply under its key, in the turn's batch (with its effect).
+  void remember_action(const std::pair<std::string, uint64_t>& key, const wire::ClientReply& reply,
+                       Turn& turn);
   // Lists the limits, after applying a `set` (staged in the turn's batch).
   void limits(const wire::LimitsRequest& request, wire::ClientReply& reply, Turn& turn);
   // Why the job's queued tasks wait, when the broker can tell; "" otherwise.
@@ -125,6 +133,9 @@ class ClientService {
   bool stopping_ = false;
   Clock::SteadyTime started_;  // for the uptime health reports
 };
+
+// How long the broker keeps an action's reply under its idempotency key.
+int64_t action_key_retention_ms();
 
 // The request id of a serialized ClientRequest, read without parsing the rest
 // (for answering a request too large to parse); 0 when none is found.

@@ -148,6 +148,12 @@ Result<void> Farm::restore(Store& store, const Clock& clock, core::Millis hold_d
   ok = store.load_job_usage(
       [&](core::JobId id, const JobUsage& usage) { jobs.set_usage(id, usage); });
   if (!ok) return ok;
+  action_keys.clear();
+  ok = store.load_action_keys([&](ActionKeyRow&& row) {
+    std::string key = row.key;
+    action_keys.emplace(std::move(key), std::move(row));
+  });
+  if (!ok) return ok;
   ok = store.load_events([&](EventRow&& row) {
     wire::EventInfo event;
     if (!event.ParseFromString(row.info)) {

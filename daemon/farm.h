@@ -109,6 +109,9 @@ struct Farm {
   std::unique_ptr<core::Scheduler> scheduler;
   JobBook jobs;
   EventBook events;
+  // The replies of client actions by idempotency key (ActionKeyRow.reply), so a
+  // resent action is answered without acting again.
+  std::unordered_map<std::string, ActionKeyRow> action_keys;
 };
 
 // Wire names of the scheduler's states.

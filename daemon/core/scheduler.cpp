@@ -439,6 +439,8 @@ void Scheduler::restore_task(JobId job_id, TaskIndex task, TaskState state, uint
     l.attempt = total_attempts(*job, task);
     add_lease({job_id, task}, std::move(l));
     unclaimed_leases_[worker].push_back({job_id, task});
+  } else if (lease != 0 && state == TaskState::kQueued) {
+    job->killed_leases[task].push_back(lease);  // stopped by `farmhand kill`: stale
   }
 }
 
@@ -1085,7 +1087,7 @@ WorkerReadyVerdict Scheduler::worker_ready(WorkerId id, WorkerSpec spec,
     if (!leases_.count(key) && job && ref.task < job->task_count &&
         (job->state[ref.task] == TaskState::kQueued ||
          job->state[ref.task] == TaskState::kBackoff) &&
-        !full_limit(*job) &&
+        !job->killed(ref.task, ref.lease) && !full_limit(*job) &&
         (job->spec.max_running == 0 || job->count(TaskState::kRunning) < job->spec.max_running) &&
         worker.running.size() <
             worker.spec.slots + (job->spec.interactive ? worker.spec.interactive_slots : 0) &&
@@ -1188,7 +1190,8 @@ ResultVerdict Scheduler::task_result(WorkerId worker, const TaskRef& ref, bool s
   // A late success from an attempt whose lease lapsed (or that a broker crash
   // forgot) still counts while no newer attempt runs: the work is done.
   TaskState s = job->state[key.task];
-  if (it == leases_.end() && succeeded && (s == TaskState::kQueued || s == TaskState::kBackoff)) {
+  if (it == leases_.end() && succeeded && (s == TaskState::kQueued || s == TaskState::kBackoff) &&
+      !job->killed(key.task, ref.lease)) {
     finish_task(*job, key.task, TaskState::kSucceeded, {}, now);
     return ResultVerdict::kAccepted;
   }

@@ -147,6 +147,17 @@ struct TaskOutcome {
   uint64_t peak_memory = 0;    // bytes; 0: unknown
 };
 
+// Which tasks of a job a task-level action takes (`farmhand retry|kill|skip
+// JOB --tasks 3,7-9 | --frames 1001-1010 | --state dead`). Each part given
+// narrows the choice; none given: every task of the job.
+struct TaskSelection {
+  std::optional<common::FrameSet> tasks;   // task indices, fileseq syntax
+  std::optional<common::FrameSet> frames;  // the tasks that cover any of these frames
+  std::optional<TaskState> state;          // kQueued also takes tasks backing off
+
+  bool names_tasks() const { return tasks.has_value() || frames.has_value(); }
+};
+
 // What worker_ready() made of a Ready. A refused session is not registered: the
 // shell tells the worker why and forgets the connection.
 struct WorkerReadyVerdict {
@@ -380,6 +391,39 @@ class Scheduler {
   [[nodiscard]] Result<uint64_t> retry(JobId job, Millis now);
   // Changes a job live (see JobUpdate). Refused for a finished job.
   [[nodiscard]] Result<void> update_job(JobId job, const JobUpdate& update);
+
+  // ---- task-level actions (scheduler_tasks.cpp)
+  //
+  // Each acts on the tasks of one job that a TaskSelection picks, returns how
+  // many it changed (0 when none matched: not an error), and refuses with one
+  // line an unknown job or a selection naming a task or frame the job lacks.
+
+  // Re-runs the selected finished tasks with a fresh budget of max_attempts;
+  // attempt numbers continue. Without --tasks/--frames it takes the broken
+  // ones (failed, dead, cancelled), as job-level retry() does; tasks named by
+  // --tasks/--frames are re-run when they succeeded too (like OpenCue's "retry
+  // frames": a wrangler re-renders a bad frame), and waiting, queued or
+  // running ones are left as they are (kill restarts a running one). A state
+  // filter must name a finished state. A cancelled job is un-cancelled.
+  [[nodiscard]] Result<uint64_t> retry_tasks(JobId job, const TaskSelection& selection, Millis now);
+  // Stops the selected running tasks' attempts (a CancelOrder to the worker;
+  // the lease and its limit tokens are released, so a late result of it is
+  // stale). Without `fail` each goes back to the queue as a new attempt that
+  // uses none of its budget; with `as_failure` (`--fail`) the attempt fails with `reason`, as
+  // any failure would (backoff, or dead after max_attempts).
+  [[nodiscard]] Result<uint64_t> kill_tasks(JobId job, const TaskSelection& selection,
+                                            bool as_failure, const std::string& reason, Millis now);
+  // Marks the selected tasks that have not succeeded as succeeded without
+  // running them (OpenCue's "eat"); running ones are stopped first. Their
+  // error text says "skipped"; their frame-by-frame dependants are released,
+  // and the job's whole-job dependants once it thereby succeeds. Refused for
+  // a cancelled job.
+  [[nodiscard]] Result<uint64_t> skip_tasks(JobId job, const TaskSelection& selection, Millis now);
+  // Runs a finished job (succeeded, failed or cancelled) again: the selected
+  // tasks (all by default) go back to the queue with a fresh budget and their
+  // attempt numbers continue; a cancelled job is un-cancelled. Refused for a
+  // job that has not finished. Downstream jobs are untouched.
+  [[nodiscard]] Result<uint64_t> requeue(JobId job, const TaskSelection& selection, Millis now);
 
   // ---- bad hosts
 
@@ -633,6 +677,13 @@ class Scheduler {
   // Every name is a configured limit; else why not.
   Result<void> check_limits(const std::vector<std::string>& names) const;
   void requeue_without_penalty(Job& job, TaskIndex task);
+  // Task-level actions (scheduler_tasks.cpp): the tasks a selection picks, in
+  // index order; puts finished tasks back to the queue with a fresh budget;
+  // stops a running attempt (cancel order, lease released, its token kept so
+  // a late result of it is stale) and returns its token.
+  Result<std::vector<TaskIndex>> select_tasks(const Job& job, const TaskSelection& selection) const;
+  uint64_t rerun_tasks(Job& job, const std::vector<TaskIndex>& tasks);
+  LeaseToken stop_attempt(Job& job, TaskIndex task, const std::string& reason);
   void release_lease(const TaskKey& key);
   void on_task_terminal(Job& job, TaskIndex task, Millis now);
   void fail_waiting_dependants(Job& upstream, TaskIndex task, const std::string& reason,

@@ -28,6 +28,13 @@ std::string Scheduler::audit() const {
       return fmt::format("job {} {} but {}", id, runnable ? "runnable" : "not runnable",
                          job.queued_key ? "queued" : "not queued");
     }
+    // A killed attempt's lease never runs on: its token is no task's live lease.
+    for (const auto& [task, tokens] : job.killed_leases) {
+      auto lease = leases_.find(TaskKey{id, task});
+      if (lease != leases_.end() && job.killed(task, lease->second.token)) {
+        return fmt::format("job {} task {} runs under a lease that was killed", id, task);
+      }
+    }
     if (!job.queued_key) continue;
     const QueueKey key{-int64_t{job.spec.priority}, job.count(TaskState::kRunning), id};
     if (*job.queued_key != key) return fmt::format("job {} queued under a stale key", id);

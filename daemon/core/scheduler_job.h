@@ -3,6 +3,7 @@
 // Not for use outside daemon/core.
 #pragma once
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <optional>
@@ -51,6 +52,17 @@ struct Scheduler::Job {
   // off again with the same attempt count (retry() resets it; a worker may keep a
   // requeued task and fail it), so the count alone cannot tell a stale timer.
   std::unordered_map<TaskIndex, uint64_t> backoff_generation;
+  // Tasks whose attempts `farmhand kill` (or skip) stopped -> those attempts' lease
+  // tokens: their late results are stale, never taken for a lapsed lease's success.
+  // (Kills are a wrangler's, by hand: few.)
+  std::unordered_map<TaskIndex, std::vector<LeaseToken>> killed_leases;
+
+  bool killed(TaskIndex task, LeaseToken lease) const {
+    auto it = killed_leases.find(task);
+    return it != killed_leases.end() &&
+           std::find(it->second.begin(), it->second.end(), lease) != it->second.end();
+  }
+
   uint64_t backoff_timers_armed = 0;
   // Where the job is queued, if it is: its key, the pool it is filed under (a
   // `job set --pool` changes spec.pool first), and the limit it is parked on

@@ -252,6 +252,10 @@ Result<void> SqliteStore::prepare() {
        "reason = excluded.reason"},
       {&delete_block_, "DELETE FROM job_blocks WHERE job_id = ?1 AND worker = ?2"},
       {&delete_job_blocks_, "DELETE FROM job_blocks WHERE job_id = ?1"},
+      {&insert_action_key_,
+       "INSERT OR REPLACE INTO action_keys (key, fingerprint, reply, stored_unix_ms) "
+       "VALUES (?1, ?2, ?3, ?4)"},
+      {&forget_action_keys_, "DELETE FROM action_keys WHERE stored_unix_ms < ?1"},
   };
 
   for (auto& s : statements) {
@@ -385,6 +389,18 @@ Result<void> SqliteStore::commit(const Batch& batch) {
     bind_text(upsert_control_, 3, control.reason);
     if (!run(upsert_control_)) return rollback("cannot store worker control");
   }
+  for (const ActionKeyRow& key : batch.action_keys) {
+    bind_text(insert_action_key_, 1, key.key);
+    sqlite3_bind_int64(insert_action_key_, 2, static_cast<sqlite3_int64>(key.fingerprint));
+    sqlite3_bind_blob(insert_action_key_, 3, key.reply.data(), static_cast<int>(key.reply.size()),
+                      SQLITE_TRANSIENT);
+    sqlite3_bind_int64(insert_action_key_, 4, key.stored_unix_ms);
+    if (!run(insert_action_key_)) return rollback("cannot store action key");
+  }
+  if (batch.forget_action_keys_before != 0) {
+    sqlite3_bind_int64(forget_action_keys_, 1, batch.forget_action_keys_before);
+    if (!run(forget_action_keys_)) return rollback("cannot delete action keys");
+  }
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
     Error e = write_failure();
     (void)exec("ROLLBACK");
@@ -511,6 +527,20 @@ Result<void> SqliteStore::load_blocks(const std::function<void(core::WorkerBlock
         block.reason = column_text(stmt, 3);
         on_block(std::move(block));
       });
+}
+
+Result<void> SqliteStore::load_action_keys(const std::function<void(ActionKeyRow&&)>& on_key) {
+  return each_row("SELECT key, fingerprint, reply, stored_unix_ms FROM action_keys", "action keys",
+                  [&](sqlite3_stmt* stmt) {
+                    ActionKeyRow row;
+                    row.key = column_text(stmt, 0);
+                    row.fingerprint = static_cast<uint64_t>(sqlite3_column_int64(stmt, 1));
+                    const void* blob = sqlite3_column_blob(stmt, 2);
+                    row.reply.assign(static_cast<const char*>(blob),
+                                     blob ? static_cast<size_t>(sqlite3_column_bytes(stmt, 2)) : 0);
+                    row.stored_unix_ms = sqlite3_column_int64(stmt, 3);
+                    on_key(std::move(row));
+                  });
 }
 
 Result<void> SqliteStore::load_worker_controls(

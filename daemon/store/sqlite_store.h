@@ -48,6 +48,7 @@ class SqliteStore : public Store {
   Result<void> load_blocks(const std::function<void(core::WorkerBlock&&)>& on_block) override;
   Result<void> load_worker_controls(
       const std::function<void(WorkerControlRow&&)>& on_control) override;
+  Result<void> load_action_keys(const std::function<void(ActionKeyRow&&)>& on_key) override;
   Result<std::vector<LogRow>> logs(core::JobId job, std::optional<core::TaskIndex> task) override;
   Result<void> load_job_usage(
       const std::function<void(core::JobId, const JobUsage&)>& on_job) override;
@@ -97,6 +98,8 @@ class SqliteStore : public Store {
   sqlite3_stmt* upsert_block_ = nullptr;
   sqlite3_stmt* delete_block_ = nullptr;
   sqlite3_stmt* delete_job_blocks_ = nullptr;
+  sqlite3_stmt* insert_action_key_ = nullptr;
+  sqlite3_stmt* forget_action_keys_ = nullptr;
 };
 
 }  // namespace farmhand::daemon

@@ -105,6 +105,14 @@ struct SpecChange {
   std::string spec;  // serialized farmhand.wire.JobSpec
 };
 
+// A client action's reply, stored under the idempotency key it came with.
+struct ActionKeyRow {
+  std::string key;
+  uint64_t fingerprint = 0;  // of the request without its key
+  std::string reply;         // serialized farmhand.wire.ClientReply
+  int64_t stored_unix_ms = 0;
+};
+
 struct Batch {
   std::vector<JobRow> new_jobs;
   std::vector<SpecChange> spec_changes;
@@ -120,12 +128,15 @@ struct Batch {
   std::vector<std::string> forgotten_events;
   std::vector<LimitRow> limits;
   std::vector<WorkerControlRow> worker_controls;
+  std::vector<ActionKeyRow> action_keys;
+  // Retention: action keys stored before this time are deleted (0: none).
+  int64_t forget_action_keys_before = 0;
 
   bool empty() const {
     return new_jobs.empty() && spec_changes.empty() && blocks.empty() && job_changes.empty() &&
            task_changes.empty() && logs.empty() && events.empty() && finished.empty() &&
            forgotten_jobs.empty() && forgotten_events.empty() && limits.empty() &&
-           worker_controls.empty();
+           worker_controls.empty() && action_keys.empty() && forget_action_keys_before == 0;
   }
 
   void clear() {
@@ -141,6 +152,8 @@ struct Batch {
     forgotten_events.clear();
     limits.clear();
     worker_controls.clear();
+    action_keys.clear();
+    forget_action_keys_before = 0;
   }
 };
 
@@ -172,6 +185,10 @@ class Store {
   // Streams the workers blocked for jobs.
   [[nodiscard]] virtual Result<void> load_blocks(
       const std::function<void(core::WorkerBlock&&)>& on_block) = 0;
+
+  // Streams the stored replies of client actions, by idempotency key.
+  [[nodiscard]] virtual Result<void> load_action_keys(
+      const std::function<void(ActionKeyRow&&)>& on_key) = 0;
 
   // Writes something small and durable, to learn whether the store can write
   // again after a failed commit.

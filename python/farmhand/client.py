@@ -10,8 +10,9 @@ raises BrokerUnreachable: "broker unreachable at ENDPOINT (no reply within N s)"
 Requests that are safe to repeat are resent within the timeout (Lazy Pirate,
 ZeroMQ guide ch. 4), byte for byte the same request: reads, submits (they
 always carry an idempotency key, generated when none is given) and publishes
-(they always carry an event id, likewise). Job actions are sent once: they
-carry no key, and a repeated retry is not a no-op. This mirrors cli/client.cpp.
+(they always carry an event id, likewise), and actions (each carries an
+idempotency key, random unless given: the broker acts once per key and answers
+a repeat with its first reply). This mirrors cli/client.cpp.
 
 Thread-safe: every call opens and closes its own socket on a shared ZeroMQ
 context (the context is recreated after fork()).
@@ -83,7 +84,29 @@ _ACTIONS = {
     "pause": pb.JobActionRequest.PAUSE,
     "resume": pb.JobActionRequest.RESUME,
     "unblock": pb.JobActionRequest.UNBLOCK,
+    "kill": pb.JobActionRequest.KILL,
+    "skip": pb.JobActionRequest.SKIP,
+    "requeue": pb.JobActionRequest.REQUEUE,
 }
+
+_WIRE_TASK_STATES = {
+    "waiting": pb.TASK_WAITING,
+    "queued": pb.TASK_QUEUED,
+    "running": pb.TASK_RUNNING,
+    "succeeded": pb.TASK_SUCCEEDED,
+    "failed": pb.TASK_FAILED,
+    "dead": pb.TASK_DEAD,
+    "cancelled": pb.TASK_CANCELLED,
+}
+
+
+def _set_text(value):
+    """A task or frame set for the wire: "3,7-9", an int, or ints."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    return ",".join(str(int(v)) for v in value)
 
 
 _SIZE_SHIFTS = {"": 0, "B": 0, "K": 10, "M": 20, "G": 30, "T": 40}
@@ -674,6 +697,7 @@ class Client:
         request.worker_control.name = str(name)
         request.worker_control.action = action
         request.worker_control.reason = str(reason or "")
+        request.worker_control.idempotency_key = random_key()
         reply = self._call(request, "worker_control", resend=True)
         return [WorkerInfo.from_pb(w) for w in reply.workers]
 
@@ -716,6 +740,7 @@ class Client:
         request = pb.ClientRequest()
         request.limits.set.name = str(name)
         request.limits.set.capacity = int(capacity)
+        request.limits.set.idempotency_key = random_key()
         reply = self._call(request, "limits", resend=True)
         return [Limit.from_pb(limit) for limit in reply.limits]
 
@@ -729,26 +754,58 @@ class Client:
 
     # ------------------------------------------------------------ actions
 
-    def cancel(self, job_id):
+    # Every action carries an idempotency key (random unless given): the
+    # broker answers a repeat of it with its first reply, without acting
+    # again, so a resend after a lost reply is safe.
+
+    def cancel(self, job_id, idempotency_key=None):
         """Cancels a job; running tasks are stopped."""
-        return self._act(job_id, "cancel")
+        return self._act(job_id, "cancel", key=idempotency_key)
 
-    def retry(self, job_id):
-        """Runs a job's dead, failed and cancelled tasks again."""
-        return self._act(job_id, "retry")
+    def retry(self, job_id, tasks=None, frames=None, state=None, idempotency_key=None):
+        """Runs a job's dead, failed and cancelled tasks again, with a fresh
+        budget of attempts numbered on from the earlier ones. ``tasks`` (task
+        indices: "3,7-9", an int or a list), ``frames`` (the tasks covering
+        them) or ``state`` ("dead", "succeeded", ...) select tasks instead;
+        tasks named by index or frame run again even when they succeeded."""
+        return self._act(job_id, "retry", tasks=tasks, frames=frames, state=state,
+                         key=idempotency_key)
 
-    def pause(self, job_id):
+    def kill(self, job_id, tasks=None, frames=None, state=None, fail=False,
+             idempotency_key=None):
+        """Stops the selected running tasks; each runs again as a new attempt
+        that uses none of its budget, or with ``fail`` counts as a failed one."""
+        if tasks is None and frames is None and state is None:
+            raise ValueError("kill needs tasks, frames or state")
+        return self._act(job_id, "kill", tasks=tasks, frames=frames, state=state, fail=fail,
+                         key=idempotency_key)
+
+    def skip(self, job_id, tasks=None, frames=None, state=None, idempotency_key=None):
+        """Marks the selected tasks succeeded without running them (running
+        ones are stopped); their dependants are released."""
+        if tasks is None and frames is None and state is None:
+            raise ValueError("skip needs tasks, frames or state")
+        return self._act(job_id, "skip", tasks=tasks, frames=frames, state=state,
+                         key=idempotency_key)
+
+    def requeue(self, job_id, tasks=None, frames=None, state=None, idempotency_key=None):
+        """Runs a finished job again: every task, or the selected ones, with
+        attempt numbers continuing (earlier attempts' logs are kept)."""
+        return self._act(job_id, "requeue", tasks=tasks, frames=frames, state=state,
+                         key=idempotency_key)
+
+    def pause(self, job_id, idempotency_key=None):
         """Dispatches no more tasks of a job; running ones finish."""
-        return self._act(job_id, "pause")
+        return self._act(job_id, "pause", key=idempotency_key)
 
-    def resume(self, job_id):
+    def resume(self, job_id, idempotency_key=None):
         """Dispatches a paused job again."""
-        return self._act(job_id, "resume")
+        return self._act(job_id, "resume", key=idempotency_key)
 
-    def unblock(self, job_id, worker=None):
+    def unblock(self, job_id, worker=None, idempotency_key=None):
         """Lets workers blocked for failing a job take its tasks again: one
         worker, or all (None). ``tasks_changed`` of the result counts them."""
-        return self._act(job_id, "unblock", worker=worker)
+        return self._act(job_id, "unblock", worker=worker, key=idempotency_key)
 
     def set_job(self, job_id, priority=None, max_running=None, pool=None, max_attempts=None,
                 timeout=None, limits=None, cores=None, memory=None, memory_retry_factor=None):
@@ -759,6 +816,7 @@ class Client:
         request = pb.ClientRequest()
         body = request.job_set
         body.job_id = int(job_id)
+        body.idempotency_key = random_key()
         if priority is not None:
             body.priority = int(priority)
         if max_running is not None:
@@ -785,14 +843,26 @@ class Client:
         return ActionResult(job_id=int(job_id), state=job_state_name(reply.state),
                             tasks_changed=reply.tasks_changed)
 
-    def _act(self, job_id, action, worker=None):
+    def _act(self, job_id, action, worker=None, tasks=None, frames=None, state=None,
+             fail=False, key=None):
         request = pb.ClientRequest()
-        request.action.job_id = int(job_id)
-        request.action.action = _ACTIONS[action]
+        body = request.action
+        body.job_id = int(job_id)
+        body.action = _ACTIONS[action]
         if worker:
-            request.action.worker = str(worker)
-        # Sent once: an action has no key and a repeated retry is not a no-op.
-        reply = self._call(request, "action", resend=False)
+            body.worker = str(worker)
+        if tasks is not None:
+            body.tasks = _set_text(tasks)
+        if frames is not None:
+            body.frames = _set_text(frames)
+        if state is not None:
+            if state not in _WIRE_TASK_STATES:
+                raise ValueError("unknown task state %r (%s)" % (state, ", ".join(_WIRE_TASK_STATES)))
+            body.state = _WIRE_TASK_STATES[state]
+        body.fail = bool(fail)
+        body.idempotency_key = str(key) if key else random_key()
+        # The key makes a resend safe: the broker acts once.
+        reply = self._call(request, "action", resend=True)
         return ActionResult(
             job_id=int(job_id),
             state=job_state_name(reply.state),

@@ -446,12 +446,16 @@ def test_a_repeated_event_id_of_the_caller_is_reported_as_duplicate(fake):
     assert broker.received[0][2].publish.path.startswith("/")
 
 
-def test_a_job_action_is_sent_once(fake):
+def test_a_job_action_is_resent_byte_for_byte_under_one_idempotency_key(fake):
+    # The broker acts once per key, so an unanswered action may be asked again.
     broker = fake(lambda n, request: None)
     client = farmhand.Client(broker.endpoint, timeout=2.5)
     with pytest.raises(farmhand.BrokerUnreachable):
         client.retry(7)
-    assert len(broker.received) == 1
+    assert len(broker.received) >= 2
+    keys = {request.action.idempotency_key for _, _, request in broker.received}
+    assert len(keys) == 1 and len(keys.pop()) == 32
+    assert len({raw for _, raw, _ in broker.received}) == 1
 
 
 @pytest.mark.parametrize(
@@ -646,3 +650,56 @@ def test_requests_show_in_status_and_a_request_no_worker_meets_says_so(client):
     assert client.status(big).memory == 64 << 20
     with pytest.raises(farmhand.InvalidArgument, match="memory retry factor"):
         client.submit("noop", tasks=1, memory_retry_factor=0.5)
+def _wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_kill_reruns_a_task_as_a_new_attempt_and_a_repeated_key_acts_once(client):
+    job = client.submit("command", frames="1-2", command="sleep", params={"seconds": 30})
+    assert _wait_for(lambda: client.status(job).counts.get("running", 0) == 2)
+    key = farmhand.client.random_key()
+    killed = client.kill(job, tasks=[0], idempotency_key=key)
+    assert killed.tasks_changed == 1
+
+    def attempts_of_task_0():
+        return client.status(job, tasks=True).tasks[0].attempts
+
+    assert _wait_for(lambda: attempts_of_task_0() == 2), "the killed task never ran again"
+    # The same request with the same key (a resend after a lost reply): the
+    # first reply, and attempt 2 keeps running.
+    again = client.kill(job, tasks=[0], idempotency_key=key)
+    assert again.tasks_changed == 1
+    assert attempts_of_task_0() == 2
+    assert client.status(job, tasks=True).tasks[0].state == "running"
+    with pytest.raises(farmhand.InvalidArgument) as reused:
+        client.kill(job, tasks="1", idempotency_key=key)
+    assert "was used for another request" in str(reused.value)
+    with pytest.raises(ValueError):
+        client.kill(job)
+    assert client.kill(job, state="queued").tasks_changed == 0  # nothing matched: no error
+    assert client.cancel(job).state == "cancelled"
+
+
+def test_skip_retry_and_requeue_select_tasks_and_keep_attempt_numbers(client):
+    job = client.submit("command", frames="1-3", command="fail", max_attempts=1)
+    assert client.wait(job, timeout=60).state == "failed"
+    assert client.retry(job, tasks="1").tasks_changed == 1
+    assert client.wait(job, timeout=60).state == "failed"
+    skipped = client.skip(job, state="dead")
+    assert skipped.tasks_changed == 3 and skipped.state == "succeeded"
+    page = client.status(job, tasks=True).tasks
+    assert [t.attempts for t in page] == [1, 2, 1]
+    assert all(t.error == "skipped (farmhand skip)" for t in page)
+
+    done = client.submit("command", frames="1-2", command="true")
+    assert client.wait(done, timeout=60).state == "succeeded"
+    with pytest.raises(farmhand.InvalidArgument):
+        client.requeue(done, tasks=[7])  # no task 7
+    assert client.requeue(done, frames=[2]).tasks_changed == 1
+    assert client.wait(done, timeout=60).state == "succeeded"
+    assert [t.attempts for t in client.status(done, tasks=True).tasks] == [1, 2]

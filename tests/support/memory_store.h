@@ -63,6 +63,12 @@ class MemoryStore final : public daemon::Store {
         next.controls[control.name] = control;
       }
     }
+    for (const auto& key : batch.action_keys) next.action_keys[key.key] = key;
+    if (batch.forget_action_keys_before != 0) {
+      std::erase_if(next.action_keys, [&](const auto& kv) {
+        return kv.second.stored_unix_ms < batch.forget_action_keys_before;
+      });
+    }
     for (auto job : batch.forgotten_jobs) {
       next.jobs.erase(job);
       std::erase_if(next.logs, [&](const auto& kv) { return std::get<0>(kv.first) == job; });
@@ -101,6 +107,14 @@ class MemoryStore final : public daemon::Store {
     for (auto [key, block] : state_.blocks) on_block(std::move(block));
     return {};
   }
+
+  Result<void> load_action_keys(
+      const std::function<void(daemon::ActionKeyRow&&)>& on_key) override {
+    for (auto [key, row] : state_.action_keys) on_key(std::move(row));
+    return {};
+  }
+
+  size_t action_key_count() const { return state_.action_keys.size(); }
 
   Result<std::vector<daemon::LogRow>> logs(core::JobId job,
                                            std::optional<core::TaskIndex> task) override {
@@ -177,6 +191,7 @@ class MemoryStore final : public daemon::Store {
     std::map<std::string, uint32_t> limits;
     std::map<std::string, daemon::WorkerControlRow> controls;
     std::map<std::pair<core::JobId, std::string>, core::WorkerBlock> blocks;
+    std::map<std::string, daemon::ActionKeyRow> action_keys;
   };
 
   State state_;
@@ -245,6 +260,11 @@ class FaultyStore final : public daemon::Store {
 
   Result<void> load_blocks(const std::function<void(core::WorkerBlock&&)>& on_block) override {
     return inner_.load_blocks(on_block);
+  }
+
+  Result<void> load_action_keys(
+      const std::function<void(daemon::ActionKeyRow&&)>& on_key) override {
+    return inner_.load_action_keys(on_key);
   }
 
   Result<std::vector<daemon::LogRow>> logs(core::JobId job,

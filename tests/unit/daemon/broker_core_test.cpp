@@ -91,6 +91,27 @@ class BrokerCoreTest : public ::testing::Test {
     return request(req);
   }
 
+  // A task-level action (retry, kill, skip, requeue) with its selection and key.
+  wire::ClientReply task_act(uint64_t job, wire::JobActionRequest::Action action,
+                             const std::string& tasks, const std::string& key = "") {
+    wire::ClientRequest req;
+    req.mutable_action()->set_job_id(job);
+    req.mutable_action()->set_action(action);
+    req.mutable_action()->set_tasks(tasks);
+    req.mutable_action()->set_idempotency_key(key);
+    return request(req);
+  }
+
+  // A task's row in the status page.
+  wire::TaskInfo task_info(uint64_t job, uint64_t task) {
+    const wire::ClientReply reply = status(job);
+    for (const auto& t : reply.status().tasks()) {
+      if (t.index() == task) return t;
+    }
+    ADD_FAILURE() << "no task " << task << " of job " << job << " in status";
+    return {};
+  }
+
   wire::ClientReply submit_to_pool(uint32_t tasks, const std::string& pool) {
     wire::ClientRequest req;
     req.mutable_submit()->mutable_spec()->set_kind("noop");
@@ -865,6 +886,149 @@ TEST_F(BrokerCoreTest, ASessionLostLongAgoGetsNoMoreHeartbeats) {
     if (msg.has_heartbeat()) beaten.insert(rid);
   }
   EXPECT_EQ(beaten, std::set<std::string>{"w2"});
+}
+
+// ------------------------------------------------------------------ action keys
+
+TEST_F(BrokerCoreTest, ARetryResentWithItsKeyRetriesOnceAndGetsTheFirstReply) {
+  wire::ClientRequest submit;
+  submit.mutable_submit()->mutable_spec()->set_kind("noop");
+  submit.mutable_submit()->mutable_spec()->set_tasks(2);
+  submit.mutable_submit()->mutable_spec()->set_max_attempts(1);
+  const uint64_t id = request(submit).submit().job_id();
+  ready("w1");
+  clock_.advance(std::chrono::seconds(3));
+  core_->end_turn();
+  for (const auto& a : assigns()) result("w1", a, false);
+  core_->end_turn();
+  ASSERT_EQ(status(id).status().job().state(), wire::JOB_FAILED);
+
+  auto first = task_act(id, wire::JobActionRequest::RETRY, "", "retry-1");
+  ASSERT_TRUE(first.ok()) << first.error();
+  EXPECT_EQ(first.action().tasks_changed(), 2u);
+  // The retried attempts run and fail again: the job is failed once more.
+  core_->end_turn();
+  std::vector<wire::Assign> second = assigns();
+  ASSERT_EQ(second.size(), 2u);
+  for (const auto& a : second) {
+    EXPECT_EQ(a.attempt(), 2u);
+    result("w1", a, false);
+  }
+  core_->end_turn();
+  ASSERT_EQ(status(id).status().job().state(), wire::JOB_FAILED);
+
+  // The first reply was "lost": the client sends the same request again.
+  auto again = task_act(id, wire::JobActionRequest::RETRY, "", "retry-1");
+  ASSERT_TRUE(again.ok()) << again.error();
+  EXPECT_EQ(again.action().tasks_changed(), 2u);
+  EXPECT_EQ(again.action().state(), first.action().state());
+  EXPECT_EQ(status(id).status().job().state(), wire::JOB_FAILED) << "retried twice";
+  EXPECT_EQ(task_info(id, 0).attempts(), 2u);
+  core_->end_turn();
+  EXPECT_TRUE(assigns().empty());
+
+  // The same key with another request is refused.
+  auto other = task_act(id, wire::JobActionRequest::RETRY, "0", "retry-1");
+  EXPECT_FALSE(other.ok());
+  EXPECT_EQ(other.error(),
+            "idempotency key 'retry-1' was used for another request; use a new key for a new "
+            "action");
+  // ... and the key outlives a restart.
+  start();
+  auto after_restart = task_act(id, wire::JobActionRequest::RETRY, "", "retry-1");
+  ASSERT_TRUE(after_restart.ok()) << after_restart.error();
+  EXPECT_EQ(status(id).status().job().state(), wire::JOB_FAILED) << "retried after a restart";
+  // A new key acts.
+  auto fresh = task_act(id, wire::JobActionRequest::RETRY, "", "retry-2");
+  ASSERT_TRUE(fresh.ok()) << fresh.error();
+  EXPECT_EQ(fresh.action().tasks_changed(), 2u);
+}
+
+TEST_F(BrokerCoreTest, AnActionKeyIsStoredOnlyWithItsEffect) {
+  const uint64_t id = submit_noop(2).submit().job_id();
+  wire::ClientRequest pause;
+  pause.mutable_action()->set_job_id(id);
+  pause.mutable_action()->set_action(wire::JobActionRequest::PAUSE);
+  pause.mutable_action()->set_idempotency_key("pause-1");
+  faulty_.fail_writes();
+  EXPECT_FALSE(request(pause).ok());
+  EXPECT_EQ(disk_.action_key_count(), 0u);
+  faulty_.heal();
+  clock_.advance(std::chrono::seconds(1));
+  core_->end_turn();
+  // Not stored with a refused commit: the resend acts, and is stored with its effect.
+  auto paused = request(pause);
+  ASSERT_TRUE(paused.ok()) << paused.error();
+  EXPECT_EQ(paused.action().state(), wire::JOB_PAUSED);
+  EXPECT_TRUE(disk_.job(id)->paused);
+  EXPECT_EQ(disk_.action_key_count(), 1u);
+}
+
+TEST_F(BrokerCoreTest, KeysOfJobSetWorkerControlAndLimitSetAnswerRepeatsFromTheStore) {
+  const uint64_t id = submit_noop(1).submit().job_id();
+  wire::ClientRequest set;
+  set.mutable_job_set()->set_job_id(id);
+  set.mutable_job_set()->set_priority(5);
+  set.mutable_job_set()->set_idempotency_key("set-1");
+  ASSERT_TRUE(request(set).ok());
+  ready("w1");
+  core_->end_turn();
+  wire::ClientRequest control;
+  control.mutable_worker_control()->set_name("w1");
+  control.mutable_worker_control()->set_action(wire::WorkerControlRequest::DISABLE);
+  control.mutable_worker_control()->set_idempotency_key("control-1");
+  ASSERT_TRUE(request(control).ok());
+  wire::ClientRequest limit;
+  limit.mutable_limits()->mutable_set()->set_name("nuke");
+  limit.mutable_limits()->mutable_set()->set_capacity(3);
+  limit.mutable_limits()->mutable_set()->set_idempotency_key("limit-1");
+  ASSERT_TRUE(request(limit).ok());
+  EXPECT_EQ(disk_.action_key_count(), 3u);
+  // A key reused by another kind of request is refused.
+  limit.mutable_limits()->mutable_set()->set_idempotency_key("set-1");
+  auto reused = request(limit);
+  EXPECT_FALSE(reused.ok());
+  EXPECT_EQ(reused.error(),
+            "idempotency key 'set-1' was used for another request; use a new key for a new action");
+}
+
+TEST_F(BrokerCoreTest, KilledAndSkippedTasksComeBackAsTheyWereAfterARestart) {
+  wire::ClientRequest submit;
+  submit.mutable_submit()->mutable_spec()->set_kind("noop");
+  submit.mutable_submit()->mutable_spec()->set_tasks(3);
+  const uint64_t id = request(submit).submit().job_id();
+  ready("w1");
+  clock_.advance(std::chrono::seconds(3));
+  core_->end_turn();
+  std::vector<wire::Assign> first = assigns();
+  ASSERT_EQ(first.size(), 3u);
+  auto killed = task_act(id, wire::JobActionRequest::KILL, "0");
+  ASSERT_TRUE(killed.ok()) << killed.error();
+  EXPECT_EQ(killed.action().tasks_changed(), 1u);
+  auto skipped = task_act(id, wire::JobActionRequest::SKIP, "1");
+  ASSERT_TRUE(skipped.ok()) << skipped.error();
+  EXPECT_EQ(skipped.action().tasks_changed(), 1u);
+  // The killed task went back to the queue and out again as attempt 2 (the
+  // worker has a free slot) in the turn that killed it.
+  std::vector<wire::Assign> rerun = assigns();
+  ASSERT_EQ(rerun.size(), 1u);
+  EXPECT_EQ(rerun[0].ref().task(), 0u);
+  EXPECT_EQ(rerun[0].attempt(), 2u);
+  start();
+  EXPECT_EQ(task_info(id, 0).state(), wire::TASK_RUNNING);
+  EXPECT_EQ(task_info(id, 0).attempts(), 2u);
+  EXPECT_EQ(task_info(id, 1).state(), wire::TASK_SUCCEEDED);
+  EXPECT_EQ(task_info(id, 1).error(), "skipped (farmhand skip)");
+  EXPECT_EQ(task_info(id, 2).state(), wire::TASK_RUNNING);
+  ready("w1", {rerun[0].ref(), first[2].ref()});
+  // The killed attempt's late success is stale: attempt 2 still runs.
+  result("w1", first[0], true);
+  core_->end_turn();
+  EXPECT_EQ(task_info(id, 0).state(), wire::TASK_RUNNING) << "the killed attempt counted";
+  result("w1", rerun[0], true);
+  result("w1", first[2], true);
+  core_->end_turn();
+  EXPECT_EQ(status(id).status().job().state(), wire::JOB_SUCCEEDED);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -2302,6 +2303,7 @@ class Interleaving : public Farm {
     if (roll < 85) return job_action(coin(0.5) ? 4 : 5);
     if (roll < 89) return restart_random();
     if (roll < 91) return worker_gone_random();
+    if (task_actions_ && roll >= 93) return task_action();
     if (roll < 95) return silence_or_wake_random();
     return toggle_renewals_random();
   }
@@ -2390,8 +2392,10 @@ class Interleaving : public Farm {
     TaskView task_before = task(d.job, d.task);
     JobView job_before = view(d.job);
     bool current = live.has_value() && *live == d.lease;
-    // The documented exception: a late success counts while no attempt runs.
-    bool late_success = succeeded && !live && task_before.state == TaskState::kQueued;
+    // The documented exception: a late success counts while no attempt runs,
+    // unless `farmhand kill` stopped that attempt.
+    bool late_success = succeeded && !live && task_before.state == TaskState::kQueued &&
+                        !killed_.count({d.job, d.task, d.lease});
     TaskOutcome outcome;
     if (resources_ && !succeeded && coin(0.4)) outcome = {true, below(8) << 30};
     ResultVerdict verdict = sched().task_result(
@@ -2469,6 +2473,87 @@ class Interleaving : public Farm {
     collect_outbox();
   }
 
+  // A task-level action (retry, kill, kill --fail, skip, requeue) on a random
+  // selection of one job's tasks, checked against what it promises.
+  void task_action() {
+    JobId job = pick(jobs_);
+    JobView before = view(job);
+    TaskSelection selection;
+    const uint64_t how = below(4);
+    if (how == 1 && before.task_count > 0) {
+      TaskIndex first = static_cast<TaskIndex>(below(before.task_count));
+      TaskIndex last = first + static_cast<TaskIndex>(below(before.task_count - first));
+      selection.tasks = frames(fmt::format("{}-{}", first, last));
+    } else if (how == 2) {
+      static const std::vector<TaskState> kStates = {
+          TaskState::kWaiting, TaskState::kQueued, TaskState::kRunning,  TaskState::kSucceeded,
+          TaskState::kFailed,  TaskState::kDead,   TaskState::kCancelled};
+      selection.state = pick(kStates);
+    }
+    std::vector<TaskState> states_before = states(job);
+    std::vector<uint32_t> attempts_before;
+    for (const TaskView& t : sched().tasks(job, 0, UINT32_MAX, std::nullopt)) {
+      attempts_before.push_back(t.attempts);
+    }
+    collect_outbox();
+    in_task_action_ = true;
+    const uint64_t which = below(5);
+    SCOPED_TRACE(fmt::format("task action {} on job {}", which, job));
+    Result<uint64_t> changed = uint64_t{0};
+    switch (which) {
+      case 0:
+        changed = sched().retry_tasks(job, selection, now());
+        break;
+      case 1:
+      case 2:
+        changed = sched().kill_tasks(job, selection, which == 2, "killed", now());
+        break;
+      case 3:
+        changed = sched().skip_tasks(job, selection, now());
+        break;
+      default:
+        changed = sched().requeue(job, selection, now());
+        break;
+    }
+    collect_outbox();
+    in_task_action_ = false;
+    if (!changed) return;
+    const std::vector<TaskState> after = states(job);
+    uint64_t differ = 0;
+    for (size_t t = 0; t < after.size(); ++t) {
+      if (after[t] == states_before[t]) continue;
+      ++differ;
+      if (which == 1) {
+        // Killed: back to the queue, the attempt keeps its number.
+        EXPECT_EQ(states_before[t], TaskState::kRunning);
+        EXPECT_EQ(after[t], TaskState::kQueued);
+        EXPECT_EQ(task(job, static_cast<TaskIndex>(t)).attempts, attempts_before[t]);
+      }
+      if (which == 3) {
+        EXPECT_EQ(after[t], TaskState::kSucceeded) << "skipped, not succeeded";
+      }
+    }
+    // Killing, skipping and rerunning change exactly the tasks they count
+    // (a rerun one may stay in its state: failed again by a broken upstream;
+    // skipping a task releases others, in other jobs or this one's waiting ones).
+    if (which == 1 || which == 2) {
+      EXPECT_EQ(differ, *changed);
+    }
+    if (which == 4 && *changed > 0 && is_final(view(job).state)) {
+      // Only a broken upstream fails a requeued job again at once.
+      bool upstream = false;
+      for (const TaskView& t : sched().tasks(job, 0, UINT32_MAX, std::nullopt)) {
+        upstream = upstream || t.error.rfind("upstream job", 0) == 0;
+      }
+      EXPECT_TRUE(upstream) << "a requeued job is still finished";
+    }
+    if (which == 0 || which == 4) {
+      for (auto it = backoff_since_.begin(); it != backoff_since_.end();) {
+        it = it->first.first == job ? backoff_since_.erase(it) : std::next(it);
+      }
+    }
+  }
+
   // What a restarted worker reports it still runs: each held task with probability
   // `keep`, now and then a lease it had already finished, and never more than its
   // slots (the fake may hold more: leases that lapsed while it did not renew, then
@@ -2531,6 +2616,9 @@ class Interleaving : public Farm {
   // that runs again has left it.
   void collect_outbox() {
     Outbox out = sched().take_outbox();
+    if (in_task_action_) {
+      for (const CancelOrder& c : out.cancels) killed_.insert({c.ref.job, c.ref.task, c.ref.lease});
+    }
     for (const BlockChange& b : out.blocks) {
       if (b.blocked) {
         EXPECT_GE(b.block.failures, options_.block_after_failures);
@@ -2656,6 +2744,7 @@ class Interleaving : public Farm {
  public:
   bool change_pools_ = false;  // live changes move jobs between pools too
   bool resources_ = false;     // shares on, workers with cores and memory, jobs asking for them
+  bool task_actions_ = false;  // retry, kill, skip and requeue a selection of tasks too
 
  private:
   std::vector<Dispatch> dropped_;
@@ -2663,6 +2752,9 @@ class Interleaving : public Farm {
   std::map<std::pair<JobId, TaskIndex>, std::pair<Millis, uint32_t>> backoff_since_;
   std::map<std::pair<JobId, TaskIndex>, uint32_t> budget_base_;
   std::set<std::pair<JobId, std::string>> blocked_;  // as the outbox told
+  // Leases that kill or skip stopped: their late results are stale.
+  std::set<std::tuple<JobId, TaskIndex, LeaseToken>> killed_;
+  bool in_task_action_ = false;
 };
 
 TEST_F(SchedulerTest, RandomEventInterleavingsKeepEveryInvariantAndEveryJobFinishes) {
@@ -2694,6 +2786,31 @@ TEST_F(SchedulerTest, RandomInterleavingsWithSharesAndResourcesKeepEveryInvarian
     SCOPED_TRACE("seed " + std::to_string(seed));
     Interleaving run(seed);
     run.resources_ = true;
+    run.run(300);
+    if (HasFailure()) break;
+  }
+}
+
+// Everything at once: shares, resources and task-level actions.
+TEST_F(SchedulerTest, RandomInterleavingsWithEveryControlKeepEveryInvariant) {
+  for (uint64_t seed = 1; seed <= 100; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    Interleaving run(seed + 1000);
+    run.resources_ = true;
+    run.task_actions_ = true;
+    run.run(300);
+    if (HasFailure()) break;
+  }
+}
+
+// The same with task-level actions in the mix (`farmhand retry|kill|skip
+// --tasks|--state`, `farmhand requeue`): no stale or killed lease is taken,
+// limit tokens follow the running tasks, and every job still finishes.
+TEST_F(SchedulerTest, RandomInterleavingsWithTaskActionsKeepEveryInvariant) {
+  for (uint64_t seed = 1; seed <= 200; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    Interleaving run(seed);
+    run.task_actions_ = true;
     run.run(300);
     if (HasFailure()) break;
   }

@@ -533,6 +533,44 @@ TEST_F(SqliteStoreTest, WriterKilledMidTransactionLosesOnlyUncommittedWork) {
   EXPECT_EQ(loaded.tasks.at({1, 0}).attempts, 1u);
 }
 
+TEST_F(SqliteStoreTest, ActionKeysRoundTripAndOldOnesAreForgotten) {
+  {
+    auto store = open();
+    Batch batch;
+    batch.action_keys.push_back({"old", 7, std::string("reply\0one", 9), 1000});
+    batch.action_keys.push_back({"new", 0xfedcba9876543210ULL, "reply two", 5000});
+    // A killed attempt's lease stays on its queued task's row.
+    batch.task_changes.push_back({1, 0, core::TaskState::kQueued, 2, 1, 0xabcdef, "", ""});
+    ASSERT_TRUE(store->commit(batch).has_value());
+  }
+  auto store = open();
+  std::map<std::string, ActionKeyRow> keys;
+  ASSERT_TRUE(store
+                  ->load_action_keys([&](ActionKeyRow&& row) {
+                    std::string key = row.key;
+                    keys[key] = std::move(row);
+                  })
+                  .has_value());
+  ASSERT_EQ(keys.size(), 2u);
+  EXPECT_EQ(keys["old"].reply, std::string("reply\0one", 9));
+  EXPECT_EQ(keys["old"].stored_unix_ms, 1000);
+  EXPECT_EQ(keys["new"].fingerprint, 0xfedcba9876543210ULL);
+  EXPECT_EQ(load(*store).tasks.at({1, 0}).lease, 0xabcdefu);
+
+  Batch forget;
+  forget.forget_action_keys_before = 2000;
+  ASSERT_TRUE(store->commit(forget).has_value());
+  keys.clear();
+  ASSERT_TRUE(store
+                  ->load_action_keys([&](ActionKeyRow&& row) {
+                    std::string key = row.key;
+                    keys[key] = std::move(row);
+                  })
+                  .has_value());
+  ASSERT_EQ(keys.size(), 1u);
+  EXPECT_TRUE(keys.count("new"));
+}
+
 TEST_F(SqliteStoreTest, NewerSchemaIsRefusedWithAClearReason) {
   { auto store = open(); }
   sqlite3* db = nullptr;
