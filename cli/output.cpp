@@ -180,6 +180,9 @@ Json to_json(const wire::TaskInfo& task) {
       {"worker", task.worker()},
       {"error", task.error()},
       {"running_s", task.running_s()},
+      {"started_unix_ms",
+       task.started_unix_ms() == 0 ? Json(nullptr) : Json(task.started_unix_ms())},
+      {"elapsed_s", task.started_unix_ms() == 0 ? Json(nullptr) : Json(task.elapsed_s())},
       {"job_id", task.job_id()},
       {"progress_done", task.progress_done()},
       {"progress_total", task.progress_total()},
@@ -217,11 +220,22 @@ int64_t now_unix_ms() {
       .count();
 }
 
-// How long the job has existed, or took: submitted until finished (or now).
+// How long the job has run: from its first task's start until it finished
+// (or now); 0 before it starts.
 double job_elapsed_s(const wire::JobSummary& job) {
-  if (job.submitted_unix_ms() == 0) return 0;
+  if (job.started_unix_ms() == 0) return 0;
   const int64_t end = job.finished_unix_ms() != 0 ? job.finished_unix_ms() : now_unix_ms();
-  return static_cast<double>(end - job.submitted_unix_ms()) / 1000.0;
+  return std::max<double>(0, static_cast<double>(end - job.started_unix_ms()) / 1000.0);
+}
+
+// How long it waited for its first task to start: from submit until then (or
+// until it finished without starting, or now).
+double job_queued_s(const wire::JobSummary& job) {
+  if (job.submitted_unix_ms() == 0) return 0;
+  const int64_t end = job.started_unix_ms() != 0    ? job.started_unix_ms()
+                      : job.finished_unix_ms() != 0 ? job.finished_unix_ms()
+                                                    : now_unix_ms();
+  return std::max<double>(0, static_cast<double>(end - job.submitted_unix_ms()) / 1000.0);
 }
 
 // Local time, to the second: "2026-12-06 10:17:31".
@@ -266,7 +280,9 @@ Json to_json(const wire::JobSummary& job) {
       {"submitted_unix_ms", job.submitted_unix_ms()},
       {"finished_unix_ms",
        job.finished_unix_ms() == 0 ? Json(nullptr) : Json(job.finished_unix_ms())},
+      {"started_unix_ms", job.started_unix_ms() == 0 ? Json(nullptr) : Json(job.started_unix_ms())},
       {"elapsed_s", job_elapsed_s(job)},
+      {"queued_s", job_queued_s(job)},
       {"submitted_by", job.submitted_by()},
       {"submitted_from", job.submitted_from()},
       {"submitted_key", job.submitted_key()},
@@ -494,6 +510,24 @@ std::string usage_text(const wire::JobSummary& job) {
                      usage.attempts() == 1 ? "" : "s", format_bytes(usage.peak_rss_bytes()));
 }
 
+std::string times_text(const wire::JobSummary& job) {
+  const std::string queued = format_seconds(job_queued_s(job));
+  const bool finished = job.finished_unix_ms() != 0;
+  if (job.started_unix_ms() == 0) {
+    // Not started, or finished before any task ran (or before the broker kept start times).
+    return finished ? fmt::format("finished {} without a start time (queued {})",
+                                  local_time(job.finished_unix_ms()), queued)
+                    : fmt::format("not started yet (queued {})", queued);
+  }
+  if (finished) {
+    return fmt::format("started {}, finished {}: ran {} (queued {})",
+                       local_time(job.started_unix_ms()), local_time(job.finished_unix_ms()),
+                       format_seconds(job_elapsed_s(job)), queued);
+  }
+  return fmt::format("started {}, running for {} (queued {})", local_time(job.started_unix_ms()),
+                     format_seconds(job_elapsed_s(job)), queued);
+}
+
 std::string counts_text(const wire::JobSummary& job) {
   std::vector<std::string> parts;
   for (auto state : kTaskStates) {
@@ -512,12 +546,10 @@ void write_status(std::ostream& out, const wire::StatusReply& status, bool with_
                      name, or_dash(job.kind()), job_state_name(job.state()), job.priority(),
                      job.pool().empty() ? "any" : single_line(job.pool()), or_dash(job.frames()),
                      job.chunk());
-  out << fmt::format(
-      "submitted {} by {}{}; {} {}\n", local_time(job.submitted_unix_ms()), submitter_text(job),
-      job.project().empty() ? "" : " for " + single_line(job.project()),
-      job.finished_unix_ms() != 0 ? "finished " + local_time(job.finished_unix_ms()) + ", took"
-                                  : "elapsed",
-      format_seconds(job_elapsed_s(job)));
+  out << fmt::format("submitted {} by {}{}\n", local_time(job.submitted_unix_ms()),
+                     submitter_text(job),
+                     job.project().empty() ? "" : " for " + single_line(job.project()));
+  out << times_text(job) << '\n';
   // What it runs: the command template or the media kind's parameters.
   if (!job.command_template().empty() || !job.params().empty()) {
     std::map<std::string, std::string> params(job.params().begin(), job.params().end());
@@ -525,9 +557,13 @@ void write_status(std::ostream& out, const wire::StatusReply& status, bool with_
     if (!job.command_template().empty()) {
       parts.push_back("command=" + single_line(job.command_template()));
     }
-    for (const auto& [key, value] : params)
+    for (const auto& [key, value] : params) {
+      // "_output_dir", "_output_root": where the broker placed the output, for
+      // the worker; --json has them.
+      if (key.rfind('_', 0) == 0) continue;
       parts.push_back(single_line(key) + "=" + single_line(value));
-    out << join(parts, " ") << '\n';
+    }
+    if (!parts.empty()) out << join(parts, " ") << '\n';
   }
   // Where it came from and what it waits for, when there is something to say.
   std::vector<std::string> extra;
@@ -569,10 +605,11 @@ void write_status(std::ostream& out, const wire::StatusReply& status, bool with_
 
   if (!status.running().empty()) {
     out << "running:\n";
-    Table table({"TASK", "FRAMES", "WORKER", "ATTEMPT", "RUNNING"});
+    Table table({"TASK", "FRAMES", "WORKER", "ATTEMPT", "STARTED", "RUNNING"});
     for (const auto& task : status.running()) {
       table.add_row({std::to_string(task.index()), or_dash(task.frames()), or_dash(task.worker()),
-                     std::to_string(task.attempts()), format_seconds(task.running_s())});
+                     std::to_string(task.attempts()), local_time(task.started_unix_ms()),
+                     format_seconds(task.running_s())});
     }
     table.write(out, "  ");
   }
@@ -595,15 +632,20 @@ void write_status(std::ostream& out, const wire::StatusReply& status, bool with_
   }
   if (with_tasks) {
     out << fmt::format("task page ({} shown):\n", status.tasks_size());
-    // WALL to EXIT: the last attempt that reported its use.
-    Table table(
-        {"TASK", "STATE", "FRAMES", "ATTEMPTS", "WORKER", "WALL", "CPU", "PEAK", "EXIT", "ERROR"});
+    // WORKER, STARTED, ELAPSED: the running attempt, else the last one; CPU to
+    // EXIT: the last attempt that reported its use.
+    Table table({"TASK", "STATE", "FRAMES", "ATTEMPTS", "WORKER", "STARTED", "ELAPSED", "CPU",
+                 "PEAK", "EXIT", "ERROR"});
     for (const auto& task : status.tasks()) {
       const bool known = task.has_last_attempt();
       const wire::AttemptStats& last = task.last_attempt();
+      const bool started = task.started_unix_ms() != 0;
       table.add_row({std::to_string(task.index()), task_state_name(task.state()),
                      or_dash(task.frames()), std::to_string(task.attempts()),
-                     or_dash(task.worker()), known ? format_seconds(last.wall_s()) : "-",
+                     or_dash(task.worker()), started ? local_time(task.started_unix_ms()) : "-",
+                     started ? format_seconds(task.elapsed_s())
+                     : known ? format_seconds(last.wall_s())
+                             : "-",
                      known ? format_seconds(last.cpu_user_s() + last.cpu_system_s()) : "-",
                      known ? format_bytes(last.peak_rss_bytes()) : "-",
                      known ? exit_text(last) : "-", or_dash(task.error())});
@@ -655,7 +697,7 @@ void write_jobs(std::ostream& out, const wire::ListReply& list) {
                    or_dash(job.project()), or_dash(job.submitted_by()),
                    fmt::format("{}/{} ({}%)", task_count_in(job, wire::TASK_SUCCEEDED),
                                total_tasks(job), progress_percent(job)),
-                   format_seconds(job_elapsed_s(job))});
+                   job.started_unix_ms() == 0 ? "-" : format_seconds(job_elapsed_s(job))});
   }
   table.write(out);
 }

@@ -123,6 +123,11 @@ std::string attempt_stats_text(const wire::AttemptStats& stats);
 // 210.3 MiB"; "" when no attempt reported its use.
 std::string usage_text(const wire::JobSummary& job);
 
+// `status`'s times line: "started 2026-12-06 10:17:31, finished 2026-12-06 10:19:02: ran
+// 1m31s (queued 0.4s)", "started ..., running for 12.0s (queued 0.4s)", "not started yet
+// (queued 3.1s)".
+std::string times_text(const wire::JobSummary& job);
+
 // Non-zero task counts in lifecycle order: "queued=3 running=2 succeeded=5".
 std::string counts_text(const wire::JobSummary& job);
 

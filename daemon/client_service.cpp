@@ -254,6 +254,7 @@ void ClientService::status(const wire::StatusRequest& request, wire::ClientReply
   auto* status = reply.mutable_status();
   fill_summary(farm_, id, *status->mutable_job());
   const core::Millis now = clock_.millis();
+  const int64_t unix_now = clock_.unix_ms();
   for (const auto& r : scheduler.running_tasks(id, kMaxRunningShown)) {
     auto* t = status->add_running();
     t->set_index(r.task);
@@ -262,6 +263,8 @@ void ClientService::status(const wire::StatusRequest& request, wire::ClientReply
     t->set_attempts(r.attempt);
     t->set_worker(r.worker);
     t->set_running_s(static_cast<double>((now - r.started).count()) / 1000.0);
+    t->set_started_unix_ms(unix_now - (now - r.started).count());
+    t->set_elapsed_s(t->running_s());
     if (auto p = parts_.link.progress(id, r.task)) {
       t->set_progress_done(p->first);
       t->set_progress_total(p->second);
@@ -309,6 +312,43 @@ void ClientService::fill_last_attempts(core::JobId id, wire::StatusReply& status
   for (const auto& t : status.tasks()) {
     first = std::min(first, static_cast<core::TaskIndex>(t.index()));
     last = std::max(last, static_cast<core::TaskIndex>(t.index()));
+  }
+  // Who runs or ran each task, and when: a running task's current attempt from
+  // the scheduler, the others' last stored attempt.
+  const core::Millis now = clock_.millis();
+  const int64_t unix_now = clock_.unix_ms();
+  std::unordered_map<core::TaskIndex, core::RunningTask> running;
+  for (const auto& t : status.tasks()) {
+    if (t.state() != wire::TASK_RUNNING) continue;
+    for (auto& r : farm_.scheduler->running_tasks(id, std::numeric_limits<size_t>::max())) {
+      running.emplace(r.task, std::move(r));
+    }
+    break;
+  }
+  auto attempts = parts_.store.last_attempts(id, first, last);
+  if (!attempts) {
+    log_.warn("attempts not read job={} reason=\"{}\"", id, attempts.error().reason);
+  }
+  std::unordered_map<core::TaskIndex, const LogRow*> last_of;
+  if (attempts) {
+    for (const LogRow& row : *attempts) last_of[row.task] = &row;
+  }
+  for (auto& t : *status.mutable_tasks()) {
+    const auto task = static_cast<core::TaskIndex>(t.index());
+    if (auto r = running.find(task); r != running.end()) {
+      const core::Millis ran = now - r->second.started;
+      t.set_worker(r->second.worker);
+      t.set_started_unix_ms(unix_now - ran.count());
+      t.set_elapsed_s(static_cast<double>(ran.count()) / 1000.0);
+      t.set_running_s(t.elapsed_s());
+    } else if (auto l = last_of.find(task); l != last_of.end()) {
+      const LogRow& row = *l->second;
+      t.set_worker(row.worker);
+      t.set_started_unix_ms(row.started_unix_ms);
+      if (row.started_unix_ms != 0 && row.finished_unix_ms >= row.started_unix_ms) {
+        t.set_elapsed_s(static_cast<double>(row.finished_unix_ms - row.started_unix_ms) / 1000.0);
+      }
+    }
   }
   auto rows = parts_.store.last_attempt_stats(id, first, last);
   if (!rows) {

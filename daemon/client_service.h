@@ -87,7 +87,9 @@ class ClientService {
 
  private:
   void status(const wire::StatusRequest& request, wire::ClientReply& reply) const;
-  // Each task of the reply's page: its last attempt's use, from the store.
+  // Each task of the reply's page: who runs or ran it and when (the running
+  // attempt from the scheduler, else the last stored one), and its last
+  // attempt's use, from the store.
   void fill_last_attempts(core::JobId id, wire::StatusReply& status) const;
   bool hold_status(const PendingReply& pending, const wire::StatusRequest& request);
   uint64_t job_version(core::JobId id) const;

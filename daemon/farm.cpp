@@ -50,6 +50,13 @@ void JobBook::set_finished(core::JobId id, int64_t unix_ms, Batch& batch) {
   batch.finished.emplace_back(id, unix_ms);
 }
 
+void JobBook::set_started(core::JobId id, int64_t unix_ms, Batch& batch) {
+  auto it = records_.find(id);
+  if (it == records_.end() || it->second.started_unix_ms != 0) return;
+  it->second.started_unix_ms = unix_ms;
+  batch.started.emplace_back(id, unix_ms);
+}
+
 void JobBook::erase(core::JobId id) {
   auto it = records_.find(id);
   if (it == records_.end()) return;
@@ -135,7 +142,8 @@ Result<void> Farm::restore(Store& store, const Clock& clock, core::Millis hold_d
           failure = r.error();
           return;
         }
-        jobs.add(row.id, JobRecord{std::move(spec), row.submitted_unix_ms, row.finished_unix_ms});
+        jobs.add(row.id, JobRecord{std::move(spec), row.submitted_unix_ms, row.finished_unix_ms,
+                                   row.started_unix_ms});
       },
       [&](TaskRow&& row) {
         scheduler->restore_task(row.job, row.task, row.state, row.attempts, row.budget_base,
@@ -318,6 +326,7 @@ void fill_summary(const Farm& farm, core::JobId id, wire::JobSummary& summary) {
   summary.set_submitted_key(wspec.submitted_key());
   summary.set_project(wspec.project());
   summary.set_finished_unix_ms(record->finished_unix_ms);
+  summary.set_started_unix_ms(record->started_unix_ms);
   summary.set_command_template(wspec.command_template());
   summary.mutable_params()->insert(wspec.params().begin(), wspec.params().end());
   summary.set_max_running(spec->max_running);

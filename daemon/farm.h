@@ -33,6 +33,7 @@ struct JobRecord {
   wire::JobSpec spec;
   int64_t submitted_unix_ms = 0;
   int64_t finished_unix_ms = 0;  // 0 while not finished (retention counts from here)
+  int64_t started_unix_ms = 0;   // when its first task was dispatched; 0: not yet
 };
 
 // Job records and the idempotency index over them.
@@ -43,6 +44,9 @@ class JobBook {
   std::optional<core::JobId> find_key(const std::string& idempotency_key) const;
   // Records when a job finished (0: reopened), here and in `batch`.
   void set_finished(core::JobId id, int64_t unix_ms, Batch& batch);
+  // Records when a job's first task was dispatched, here and in `batch`; a
+  // job that has started keeps its first start (a retry does not move it).
+  void set_started(core::JobId id, int64_t unix_ms, Batch& batch);
   // A job's attempts' use: summed from the stored attempts at restore
   // (set_usage), added to as results are accepted (each stored in that turn).
   void add_usage(core::JobId id, const AttemptStats& stats);

@@ -1,6 +1,7 @@
 #include "daemon/worker_link.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include <fmt/format.h>
 
@@ -173,6 +174,13 @@ void WorkerLink::on_result(const std::string& routing_id, core::WorkerId worker,
       row.stats = attempt_stats(result.stats());
       farm_.jobs.add_usage(ref.job, *row.stats);
     }
+    // Its end is now, as the broker sees it; its start that minus how long the
+    // worker says it ran (its measured wall time, else its elapsed time).
+    row.finished_unix_ms = clock_.unix_ms();
+    double ran_s = row.stats ? row.stats->wall_s : result.elapsed_s();
+    if (!std::isfinite(ran_s) || ran_s < 0) ran_s = 0;
+    row.started_unix_ms =
+        row.finished_unix_ms - static_cast<int64_t>(std::min(ran_s, 1e9) * 1000.0);
     turn.batch.logs.push_back(std::move(row));
   }
   // Acknowledged after the commit: a stale result too, so the worker stops sending it.
@@ -182,6 +190,7 @@ void WorkerLink::on_result(const std::string& routing_id, core::WorkerId worker,
 void WorkerLink::assign(const std::vector<core::Dispatch>& dispatches, Turn& turn) {
   core::Scheduler& scheduler = *farm_.scheduler;
   const core::Millis now = clock_.millis();
+  const int64_t unix_now = clock_.unix_ms();
   for (const auto& d : dispatches) {
     auto route = routes_.find(d.worker);
     const core::JobSpec* spec = scheduler.job_spec(d.job);
@@ -205,6 +214,7 @@ void WorkerLink::assign(const std::vector<core::Dispatch>& dispatches, Turn& tur
       continue;
     }
     assign->set_frames(frames.to_string());
+    if (record->started_unix_ms == 0) farm_.jobs.set_started(d.job, unix_now, turn.batch);
     if (log_.should_log(spdlog::level::debug)) {
       log_.debug("task dispatched job={} task={} attempt={} worker={} lease={:x}", d.job, d.task,
                  d.attempt, scheduler.worker_name(d.worker), d.lease);

@@ -39,6 +39,7 @@ MediaRunner::~MediaRunner() {
   for (auto& child : children_) {
     if (child->pid > 0) kill_and_reap(*child);
     if (child->fd >= 0) close(child->fd);
+    close_log(*child);
   }
 }
 
@@ -89,7 +90,8 @@ void MediaRunner::warm_up() {
 }
 
 Result<void> MediaRunner::start(uint64_t id, const std::string& request,
-                                std::chrono::seconds timeout, Clock::time_point now) {
+                                std::chrono::seconds timeout, Clock::time_point now,
+                                const std::string& log_path) {
   media::Request message;
   if (!message.ParseFromString(request)) {
     return fail(ErrorCode::kInvalidArgument, "malformed media request");
@@ -125,7 +127,33 @@ Result<void> MediaRunner::start(uint64_t id, const std::string& request,
   chosen->started = now;
   chosen->deadline = timeout.count() > 0 ? now + timeout : Clock::time_point::max();
   chosen->kill_reason.reset();
+  if (!log_path.empty()) {
+    chosen->log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (chosen->log_fd < 0) {
+      // The task still runs; only its log is lost.
+      common::logger("worker")->warn("task log not opened path={} reason=\"{}\"", log_path,
+                                     std::strerror(errno));
+    }
+  }
   return {};
+}
+
+void MediaRunner::close_log(Child& child) {
+  if (child.log_fd >= 0) close(child.log_fd);
+  child.log_fd = -1;
+}
+
+void MediaRunner::write_log(Child& child, const std::string& text) {
+  size_t at = 0;
+  while (child.log_fd >= 0 && at < text.size()) {
+    ssize_t n = ::write(child.log_fd, text.data() + at, text.size() - at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      close_log(child);  // a full disk: the rest of the log is lost, not the task
+      break;
+    }
+    at += static_cast<size_t>(n);
+  }
 }
 
 void MediaRunner::cancel(uint64_t id) {
@@ -146,6 +174,7 @@ void MediaRunner::finish(Child& child, bool succeeded, std::optional<Error> erro
                        usage});
   child.task.reset();
   child.reading.clear();
+  close_log(child);
 }
 
 TaskUsage MediaRunner::live_usage(const Child& child) const {
@@ -213,6 +242,9 @@ std::vector<MediaOutcome> MediaRunner::poll(Clock::time_point now) {
       switch (event.body_case()) {
         case media::Event::kReading:
           child->reading = event.reading();
+          break;
+        case media::Event::kLog:
+          write_log(*child, event.log());
           break;
         case media::Event::kProgress:
           progress_.push_back({*child->task, event.progress().done(), event.progress().total()});

@@ -21,6 +21,9 @@
 // no exit status; one whose child died has its signal or exit code. A child that cannot be started
 // (a missing binary) fails the task at start() with the spawner's one-line reason.
 //
+// A task's log lines (media::Event.log) are appended to the log file given at
+// start(), as a command's output is.
+//
 // Single-threaded, owned by the worker loop: it polls fds() for readability
 // and calls poll() after each wake-up, SIGCHLD or deadline.
 #pragma once
@@ -77,8 +80,11 @@ class MediaRunner {
   void warm_up();
 
   // Sends a serialized media::Request (its id is set here) to an idle child.
+  // The lines the child logs for the task (what it read and wrote, timings)
+  // go to `log_path` (created or truncated) when it is not empty.
   [[nodiscard]] Result<void> start(uint64_t id, const std::string& request,
-                                   std::chrono::seconds timeout, Clock::time_point now);
+                                   std::chrono::seconds timeout, Clock::time_point now,
+                                   const std::string& log_path = "");
 
   // Kills the child running `id`; poll() reports it as cancelled.
   void cancel(uint64_t id);
@@ -109,6 +115,7 @@ class MediaRunner {
     Clock::time_point deadline = Clock::time_point::max();
     std::optional<Error> kill_reason;  // set when we killed it on purpose
     CpuTimes cpu_at_start;             // its CPU time when the task started
+    int log_fd = -1;                   // the task's log file, while it runs
   };
 
   Result<void> spawn();
@@ -117,6 +124,10 @@ class MediaRunner {
   // The task's usage so far, read from the live child.
   TaskUsage live_usage(const Child& child) const;
   void bury(Child& child, const common::Reaped& reaped, Clock::time_point now);
+
+  // Appends to the task's log file, if it has one.
+  void write_log(Child& child, const std::string& text);
+  static void close_log(Child& child);
 
   // Kills and reaps the child (blocking: it dies of SIGKILL).
   void kill_and_reap(Child& child);

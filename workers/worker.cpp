@@ -395,8 +395,8 @@ void Worker::handle(const wire::BrokerMessage& msg, Clock::time_point now) {
       break;
     }
     case wire::BrokerMessage::kLog: {
-      // The log so far of a task we run (a media task has none: its progress
-      // goes to the broker instead).
+      // The log so far of a task we run (a media task's too: the lines its
+      // media process wrote so far).
       const auto& ask = msg.log();
       wire::WorkerMessage out;
       auto* reply = out.mutable_log();
@@ -445,10 +445,14 @@ void Worker::start_task(const wire::Assign& assign, Clock::time_point now) {
   }
   if (assign.kind() == "thumbnail" || assign.kind() == "convert" || assign.kind() == "transcode") {
     uint64_t id = next_run_id_++;
-    runs_[id] = Task{assign.ref(), assign.attempt(), {}, true};
+    // Its log (what it read and wrote, timings) goes where a command's output goes.
+    std::string log_path =
+        fmt::format("{}/job{}-task{}-attempt{}.log", options_.work_dir, assign.ref().job_id(),
+                    assign.ref().task(), assign.attempt());
+    runs_[id] = Task{assign.ref(), assign.attempt(), log_path, true};
     if (runs_.size() == 1) last_renew_ = now;
-    auto ok =
-        media_.start(id, assign.media_request(), std::chrono::seconds(assign.timeout_s()), now);
+    auto ok = media_.start(id, assign.media_request(), std::chrono::seconds(assign.timeout_s()),
+                           now, log_path);
     if (!ok) finish(id, false, ok.error(), std::chrono::milliseconds(0));
     return;
   }

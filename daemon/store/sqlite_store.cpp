@@ -230,10 +230,11 @@ Result<void> SqliteStore::prepare() {
        "worker = excluded.worker, error = excluded.error, budget_base = excluded.budget_base"},
       {&insert_log_,
        "INSERT OR REPLACE INTO task_logs (job_id, idx, attempt, worker, error, text, wall_s, "
-       "cpu_user_s, cpu_system_s, peak_rss_bytes, exit_code, exit_signal) "
-       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"},
+       "cpu_user_s, cpu_system_s, peak_rss_bytes, exit_code, exit_signal, started_unix_ms, "
+       "finished_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"},
       {&insert_event_, "INSERT INTO events (event_id, received_unix_ms, info) VALUES (?1, ?2, ?3)"},
       {&set_finished_, "UPDATE jobs SET finished_unix_ms = ?2 WHERE id = ?1"},
+      {&set_started_, "UPDATE jobs SET started_unix_ms = ?2 WHERE id = ?1"},
       {&delete_job_, "DELETE FROM jobs WHERE id = ?1"},
       {&delete_tasks_, "DELETE FROM tasks WHERE job_id = ?1"},
       {&delete_logs_, "DELETE FROM task_logs WHERE job_id = ?1"},
@@ -349,6 +350,8 @@ Result<void> SqliteStore::commit(const Batch& batch) {
       if (stats.exit_code) sqlite3_bind_int(insert_log_, 11, *stats.exit_code);
       bind_text(insert_log_, 12, stats.exit_signal);
     }
+    if (log.started_unix_ms != 0) sqlite3_bind_int64(insert_log_, 13, log.started_unix_ms);
+    if (log.finished_unix_ms != 0) sqlite3_bind_int64(insert_log_, 14, log.finished_unix_ms);
     if (!run(insert_log_)) return rollback("cannot store task log");
   }
   for (const EventRow& event : batch.events) {
@@ -362,6 +365,11 @@ Result<void> SqliteStore::commit(const Batch& batch) {
     sqlite3_bind_int64(set_finished_, 1, static_cast<sqlite3_int64>(job));
     sqlite3_bind_int64(set_finished_, 2, unix_ms);
     if (!run(set_finished_)) return rollback(fmt::format("cannot update job {}", job));
+  }
+  for (const auto& [job, unix_ms] : batch.started) {
+    sqlite3_bind_int64(set_started_, 1, static_cast<sqlite3_int64>(job));
+    sqlite3_bind_int64(set_started_, 2, unix_ms);
+    if (!run(set_started_)) return rollback(fmt::format("cannot update job {}", job));
   }
   for (core::JobId job : batch.forgotten_jobs) {
     for (sqlite3_stmt* stmt : {delete_tasks_, delete_logs_, delete_job_blocks_, delete_job_}) {
@@ -412,10 +420,11 @@ Result<void> SqliteStore::commit(const Batch& batch) {
 Result<void> SqliteStore::load(const std::function<void(JobRow&&)>& on_job,
                                const std::function<void(TaskRow&&)>& on_task) {
   sqlite3_stmt* jobs = nullptr;
-  if (sqlite3_prepare_v2(db_,
-                         "SELECT id, spec, submitted_unix_ms, coalesce(idempotency_key, ''), "
-                         "paused, cancelled, finished_unix_ms FROM jobs ORDER BY id",
-                         -1, &jobs, nullptr) != SQLITE_OK) {
+  if (sqlite3_prepare_v2(
+          db_,
+          "SELECT id, spec, submitted_unix_ms, coalesce(idempotency_key, ''), "
+          "paused, cancelled, finished_unix_ms, started_unix_ms FROM jobs ORDER BY id",
+          -1, &jobs, nullptr) != SQLITE_OK) {
     return fail(error("cannot read jobs"));
   }
   Finalizer jobs_finalizer{jobs};
@@ -431,6 +440,7 @@ Result<void> SqliteStore::load(const std::function<void(JobRow&&)>& on_job,
     row.paused = sqlite3_column_int(jobs, 4) != 0;
     row.cancelled = sqlite3_column_int(jobs, 5) != 0;
     row.finished_unix_ms = sqlite3_column_int64(jobs, 6);
+    row.started_unix_ms = sqlite3_column_int64(jobs, 7);
     on_job(std::move(row));
   }
   if (rc != SQLITE_DONE) return fail(error("cannot read jobs"));
@@ -653,6 +663,38 @@ Result<std::vector<LogRow>> SqliteStore::last_attempt_stats(core::JobId job, cor
     out.push_back(std::move(row));
   }
   if (rc != SQLITE_DONE) return fail(error("cannot read attempt usage"));
+  return out;
+}
+
+Result<std::vector<LogRow>> SqliteStore::last_attempts(core::JobId job, core::TaskIndex first,
+                                                       core::TaskIndex last) {
+  sqlite3_stmt* stmt = nullptr;
+  // SQLite takes the bare columns of a MAX() aggregate from the row with the
+  // maximum; task_logs_times covers the whole query.
+  const char* sql =
+      "SELECT idx, MAX(attempt), worker, coalesce(started_unix_ms, 0), "
+      "coalesce(finished_unix_ms, 0) FROM task_logs WHERE job_id = ?1 AND idx BETWEEN ?2 AND ?3 "
+      "GROUP BY idx ORDER BY idx";
+  if (sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr) != SQLITE_OK) {
+    return fail(error("cannot read attempts"));
+  }
+  Finalizer finalizer{stmt};
+  sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(job));
+  sqlite3_bind_int64(stmt, 2, first);
+  sqlite3_bind_int64(stmt, 3, last);
+  std::vector<LogRow> out;
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    LogRow row;
+    row.job = job;
+    row.task = static_cast<core::TaskIndex>(sqlite3_column_int64(stmt, 0));
+    row.attempt = static_cast<uint32_t>(sqlite3_column_int(stmt, 1));
+    row.worker = column_text(stmt, 2);
+    row.started_unix_ms = sqlite3_column_int64(stmt, 3);
+    row.finished_unix_ms = sqlite3_column_int64(stmt, 4);
+    out.push_back(std::move(row));
+  }
+  if (rc != SQLITE_DONE) return fail(error("cannot read attempts"));
   return out;
 }
 

@@ -54,6 +54,8 @@ class SqliteStore : public Store {
       const std::function<void(core::JobId, const JobUsage&)>& on_job) override;
   Result<std::vector<LogRow>> last_attempt_stats(core::JobId job, core::TaskIndex first,
                                                  core::TaskIndex last) override;
+  Result<std::vector<LogRow>> last_attempts(core::JobId job, core::TaskIndex first,
+                                            core::TaskIndex last) override;
   Result<void> check_writable() override;
 
   Result<void> flush() override;
@@ -87,6 +89,7 @@ class SqliteStore : public Store {
   sqlite3_stmt* insert_log_ = nullptr;
   sqlite3_stmt* insert_event_ = nullptr;
   sqlite3_stmt* set_finished_ = nullptr;
+  sqlite3_stmt* set_started_ = nullptr;
   sqlite3_stmt* delete_job_ = nullptr;
   sqlite3_stmt* delete_tasks_ = nullptr;
   sqlite3_stmt* delete_logs_ = nullptr;

@@ -31,6 +31,7 @@ struct JobRow {
   bool paused = false;
   bool cancelled = false;
   int64_t finished_unix_ms = 0;  // 0: not finished
+  int64_t started_unix_ms = 0;   // when its first task was dispatched; 0: not yet
 };
 
 struct TaskRow {
@@ -77,6 +78,9 @@ struct LogRow {
   std::string error;
   std::string text;
   std::optional<AttemptStats> stats;  // none: unknown (an older worker)
+  // When the attempt started and ended, as the broker saw it; 0: unknown.
+  int64_t started_unix_ms = 0;
+  int64_t finished_unix_ms = 0;
 };
 
 // An accepted publish event.
@@ -123,6 +127,8 @@ struct Batch {
   std::vector<EventRow> events;
   // (job, finished_unix_ms): when a job finished, or 0 when a retry reopened it.
   std::vector<std::pair<core::JobId, int64_t>> finished;
+  // (job, started_unix_ms): when a job's first task was dispatched.
+  std::vector<std::pair<core::JobId, int64_t>> started;
   // Retention: jobs (with their task rows and logs) and events to delete.
   std::vector<core::JobId> forgotten_jobs;
   std::vector<std::string> forgotten_events;
@@ -135,8 +141,9 @@ struct Batch {
   bool empty() const {
     return new_jobs.empty() && spec_changes.empty() && blocks.empty() && job_changes.empty() &&
            task_changes.empty() && logs.empty() && events.empty() && finished.empty() &&
-           forgotten_jobs.empty() && forgotten_events.empty() && limits.empty() &&
-           worker_controls.empty() && action_keys.empty() && forget_action_keys_before == 0;
+           started.empty() && forgotten_jobs.empty() && forgotten_events.empty() &&
+           limits.empty() && worker_controls.empty() && action_keys.empty() &&
+           forget_action_keys_before == 0;
   }
 
   void clear() {
@@ -148,6 +155,7 @@ struct Batch {
     logs.clear();
     events.clear();
     finished.clear();
+    started.clear();
     forgotten_jobs.clear();
     forgotten_events.clear();
     limits.clear();
@@ -213,6 +221,12 @@ class Store {
   [[nodiscard]] virtual Result<std::vector<LogRow>> last_attempt_stats(core::JobId job,
                                                                        core::TaskIndex first,
                                                                        core::TaskIndex last) = 0;
+
+  // For each task of the job from `first` to `last` (inclusive) that has one:
+  // its last stored attempt's number, worker and times (no text, error or use).
+  [[nodiscard]] virtual Result<std::vector<LogRow>> last_attempts(core::JobId job,
+                                                                  core::TaskIndex first,
+                                                                  core::TaskIndex last) = 0;
 };
 
 }  // namespace farmhand::daemon

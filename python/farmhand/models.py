@@ -6,6 +6,7 @@ and ``to_dict()`` for JSON. They hold copies: nothing refers back to protobuf.
 """
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -170,6 +171,10 @@ class TaskInfo(_Data):
     progress_total: int = 0
     # In a status(tasks=True) page: the last attempt that reported its use.
     last_attempt: Optional[AttemptStats] = None
+    # When its running or last attempt started (0: unknown: it never ran, or a
+    # noop task), and how long that attempt ran (so far, while running).
+    started_unix_ms: int = 0
+    elapsed_s: float = 0.0
 
     @classmethod
     def from_pb(cls, msg):
@@ -185,6 +190,8 @@ class TaskInfo(_Data):
             progress_done=msg.progress_done,
             progress_total=msg.progress_total,
             last_attempt=_stats_of(msg, "last_attempt"),
+            started_unix_ms=msg.started_unix_ms,
+            elapsed_s=msg.elapsed_s,
         )
 
 
@@ -217,6 +224,7 @@ def _job_fields(msg):
         submitted_key=msg.submitted_key,
         project=msg.project,
         finished_unix_ms=msg.finished_unix_ms,
+        started_unix_ms=msg.started_unix_ms,
         command=msg.command_template,
         params=dict(msg.params),
         max_running=msg.max_running,
@@ -263,10 +271,28 @@ class Job(_Data):
     cores: int = 0  # each task's request (0: none)
     memory: int = 0  # bytes each task asks for now (a memory retry raises it; 0: none)
     memory_retry_factor: float = 0.0
+    started_unix_ms: int = 0  # when its first task was dispatched; 0: not yet
 
     @classmethod
     def from_pb(cls, msg):
         return cls(**_job_fields(msg))
+
+    @property
+    def elapsed_s(self):
+        """How long it has run: from its first task's start until it finished
+        (or now); 0.0 before it starts."""
+        if not self.started_unix_ms:
+            return 0.0
+        end = self.finished_unix_ms or int(time.time() * 1000)
+        return max(0.0, (end - self.started_unix_ms) / 1000.0)
+
+    @property
+    def queued_s(self):
+        """How long it waited for its first task to start (until now while it waits)."""
+        if not self.submitted_unix_ms:
+            return 0.0
+        end = self.started_unix_ms or self.finished_unix_ms or int(time.time() * 1000)
+        return max(0.0, (end - self.submitted_unix_ms) / 1000.0)
 
     @property
     def final(self):

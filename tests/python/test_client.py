@@ -604,6 +604,27 @@ def test_what_each_attempt_used_is_in_status_logs_and_the_job_totals(client):
     assert client.status(failing, tasks=True).tasks[0].last_attempt.exit_code == 1
 
 
+def test_status_says_when_the_job_and_each_task_ran_and_media_tasks_log_what_they_did(
+        cluster, client):
+    if not Path(str(BEACHBALL).replace("####", "0001")).exists():
+        pytest.fail("test data missing: %s" % BEACHBALL)
+    out = cluster.path("thumbs") / "when.jpg"
+    job = client.submit("thumbnail", input=str(BEACHBALL), output=out, size=64, frame="first")
+    assert client.wait(job, timeout=120).state == "succeeded"
+    page = client.status(job, tasks=True)
+    assert page.submitted_unix_ms <= page.started_unix_ms <= page.finished_unix_ms
+    assert page.elapsed_s == pytest.approx((page.finished_unix_ms - page.started_unix_ms) / 1000)
+    assert page.queued_s >= 0
+    (task,) = page.tasks
+    assert task.worker in {w.name for w in client.workers()}, task
+    assert page.started_unix_ms <= task.started_unix_ms <= page.finished_unix_ms
+    assert task.elapsed_s > 0
+    assert page.to_dict()["tasks"][0]["started_unix_ms"] == task.started_unix_ms
+    (log,) = client.logs(job)
+    assert b"wrote " + str(out).encode() + b": jpeg 64x" in log.text, log.text
+    assert b"singlepart.0001.exr: 2048x1556" in log.text, log.text
+
+
 def test_unknown_attempt_use_is_none_not_zero():
     # What an older worker's result or an older broker's reply looks like.
     task = farmhand.TaskInfo.from_pb(pb.TaskInfo(index=3, state=pb.TASK_SUCCEEDED))

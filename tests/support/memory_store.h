@@ -55,6 +55,7 @@ class MemoryStore final : public daemon::Store {
     for (const auto& log : batch.logs) next.logs[{log.job, log.task, log.attempt}] = log;
     for (const auto& event : batch.events) next.events.push_back(event);
     for (const auto& [job, unix_ms] : batch.finished) next.jobs[job].finished_unix_ms = unix_ms;
+    for (const auto& [job, unix_ms] : batch.started) next.jobs[job].started_unix_ms = unix_ms;
     for (const auto& limit : batch.limits) next.limits[limit.name] = limit.capacity;
     for (const auto& control : batch.worker_controls) {
       if (control.control == core::WorkerControl::kEnabled) {
@@ -144,6 +145,22 @@ class MemoryStore final : public daemon::Store {
       out = row;
       out.text.clear();
       out.error.clear();
+    }
+    std::vector<daemon::LogRow> out;
+    for (auto& [task, row] : latest) out.push_back(std::move(row));
+    return out;
+  }
+
+  Result<std::vector<daemon::LogRow>> last_attempts(core::JobId job, core::TaskIndex first,
+                                                    core::TaskIndex last) override {
+    std::map<core::TaskIndex, daemon::LogRow> latest;  // logs are in attempt order
+    for (const auto& [key, row] : state_.logs) {
+      if (row.job != job || row.task < first || row.task > last) continue;
+      daemon::LogRow& out = latest[row.task];
+      out = row;
+      out.text.clear();
+      out.error.clear();
+      out.stats.reset();
     }
     std::vector<daemon::LogRow> out;
     for (auto& [task, row] : latest) out.push_back(std::move(row));
@@ -280,6 +297,11 @@ class FaultyStore final : public daemon::Store {
   Result<std::vector<daemon::LogRow>> last_attempt_stats(core::JobId job, core::TaskIndex first,
                                                          core::TaskIndex last) override {
     return inner_.last_attempt_stats(job, first, last);
+  }
+
+  Result<std::vector<daemon::LogRow>> last_attempts(core::JobId job, core::TaskIndex first,
+                                                    core::TaskIndex last) override {
+    return inner_.last_attempts(job, first, last);
   }
 
   Result<void> check_writable() override {

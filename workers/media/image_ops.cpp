@@ -44,6 +44,8 @@
 #include <utility>
 
 #include <Imath/half.h>
+#include <OpenEXR/ImfChannelList.h>
+#include <OpenEXR/ImfHeader.h>
 #include <OpenEXR/ImfRgbaFile.h>
 #include <OpenImageIO/color.h>
 #include <OpenImageIO/imagebuf.h>
@@ -239,6 +241,12 @@ struct Source {
   double aspect = 1.0;
   int channels = 0;               // in `pixels`: 1 (gray), 2 (gray+A), 3 (RGB) or 4 (RGBA)
   bool display_referred = false;  // oiio:ColorSpace says sRGB: do not convert again
+  // For the task's log: the file's data window size, its channel count and
+  // the channels read ("R,G,B").
+  int64_t file_width = 0;
+  int64_t file_height = 0;
+  int file_channels = 0;
+  std::string channels_read;
   // data.w * data.h * channels values: `halves` (IEEE half bits) when every
   // wanted channel is stored as half, else `pixels`. Halves are read as
   // stored: OIIO's half -> float conversion cost more than the resample.
@@ -398,6 +406,11 @@ Result<Source> read_luminance_chroma(const std::string& path, bool want_alpha) {
   const bool alpha = want_alpha && (file.channels() & Imf::WRITE_A) != 0;
   src.channels = alpha ? 4 : 3;
   src.is_half = true;
+  src.file_width = width;
+  src.file_height = height;
+  const Imf::ChannelList& stored = file.header().channels();
+  for (auto it = stored.begin(); it != stored.end(); ++it) ++src.file_channels;
+  src.channels_read = alpha ? "Y,RY,BY,A" : "Y,RY,BY";
   const int64_t y0 = std::max<int64_t>(dw.min.y, src.full.y);
   const int64_t y1 = std::min<int64_t>(dw.max.y + int64_t{1}, src.full.y + src.full.h);
   const int64_t x0 = std::max<int64_t>(dw.min.x, src.full.x);
@@ -467,6 +480,13 @@ Result<Source> read_source(const std::string& path, bool want_alpha) {
   std::vector<int> wanted = pick.color;
   if (want_alpha && pick.alpha >= 0) wanted.push_back(pick.alpha);
   src.channels = static_cast<int>(wanted.size());
+  src.file_width = spec.width;
+  src.file_height = spec.height;
+  src.file_channels = spec.nchannels;
+  for (int c : wanted) {
+    if (!src.channels_read.empty()) src.channels_read += ',';
+    src.channels_read += spec.channel_name(c);
+  }
   const int chbegin = *std::min_element(wanted.begin(), wanted.end());
   const int chend = *std::max_element(wanted.begin(), wanted.end()) + 1;
   const int nread = chend - chbegin;
@@ -879,8 +899,37 @@ auto guarded(const std::string& path, F&& body) -> decltype(body()) {
   }
 }
 
-ImageInfo info_of(const Picture& pic) {
-  return {static_cast<uint32_t>(pic.width), static_cast<uint32_t>(pic.height), pic.channels};
+using StepClock = std::chrono::steady_clock;
+
+std::chrono::microseconds since(StepClock::time_point& start) {
+  const auto now = StepClock::now();
+  const auto took = std::chrono::duration_cast<std::chrono::microseconds>(now - start);
+  start = now;
+  return took;
+}
+
+// What was read (before the picture is made from it).
+ImageInfo input_info(const Source& src) {
+  ImageInfo info;
+  const Size d = displayed(src.full, src.aspect).size();
+  info.input_width = static_cast<uint32_t>(d.w);
+  info.input_height = static_cast<uint32_t>(d.h);
+  info.data_width = static_cast<uint32_t>(src.file_width);
+  info.data_height = static_cast<uint32_t>(src.file_height);
+  info.input_channels = src.file_channels;
+  info.channels_read = src.channels_read;
+  return info;
+}
+
+void add_output_info(ImageInfo& info, const Picture& pic, const FormatInfo& fmt,
+                     const std::string& output) {
+  info.width = static_cast<uint32_t>(pic.width);
+  info.height = static_cast<uint32_t>(pic.height);
+  info.channels = pic.channels;
+  info.format = fmt.oiio_name;
+  std::error_code ec;
+  const auto bytes = fs::file_size(output, ec);
+  info.output_bytes = ec ? 0 : static_cast<uint64_t>(bytes);
 }
 
 }  // namespace
@@ -895,18 +944,24 @@ Result<ImageInfo> make_thumbnail(const ThumbnailOptions& options) {
                       std::to_string(options.height) + " for " + options.output);
     }
     // Thumbnails are opaque: alpha is never read.
+    auto step = StepClock::now();
     auto src = read_source(options.input, /*want_alpha=*/false);
     if (!src) return fail(src.error());
+    ImageInfo info = input_info(*src);
+    info.read_time = since(step);
     Size size = fit(displayed(src->full, src->aspect), options.width, options.height);
     auto pic = render(*src, size);
     if (!pic) return fail(pic.error());
     auto colour =
         to_output_colour(*pic, fmt->display_referred, src->display_referred, options.ocio_config);
     if (!colour) return fail(colour.error());
+    info.process_time = since(step);
     auto written = write_picture(*pic, options.output, *fmt, options.place,
                                  reads_of(options.input, options.ocio_config, {}));
     if (!written) return fail(written.error());
-    return info_of(*pic);
+    info.write_time = since(step);
+    add_output_info(info, *pic, *fmt, options.output);
+    return info;
   });
 }
 
@@ -914,8 +969,11 @@ Result<ImageInfo> convert_frame(const ConvertOptions& options) {
   return guarded(options.input, [&]() -> Result<ImageInfo> {
     auto fmt = output_format(options.output, options.format);
     if (!fmt) return fail(fmt.error());
+    auto step = StepClock::now();
     auto src = read_source(options.input, fmt->keeps_alpha);
     if (!src) return fail(src.error());
+    ImageInfo info = input_info(*src);
+    info.read_time = since(step);
     auto size = parse_resize(options.resize, displayed(src->full, src->aspect), options.output);
     if (!size) return fail(size.error());
     auto pic = render(*src, *size);
@@ -923,10 +981,13 @@ Result<ImageInfo> convert_frame(const ConvertOptions& options) {
     auto colour =
         to_output_colour(*pic, fmt->display_referred, src->display_referred, options.ocio_config);
     if (!colour) return fail(colour.error());
+    info.process_time = since(step);
     auto written = write_picture(*pic, options.output, *fmt, options.place,
                                  reads_of(options.input, options.ocio_config, options.task_inputs));
     if (!written) return fail(written.error());
-    return info_of(*pic);
+    info.write_time = since(step);
+    add_output_info(info, *pic, *fmt, options.output);
+    return info;
   });
 }
 

@@ -23,6 +23,7 @@
 // half -> sRGB table.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -44,10 +45,25 @@ struct ThumbnailOptions {
   OutputPlace place = {};   // where the broker placed `output`; empty: its parent as written
 };
 
+// What one image operation read and wrote, and how long each step took (the
+// task's log says it).
 struct ImageInfo {
-  uint32_t width = 0;
+  uint32_t width = 0;  // the output picture
   uint32_t height = 0;
   int channels = 0;
+  // The input: displayed size (display window times pixel aspect), the data
+  // window's size, the file's channel count and those read ("R,G,B").
+  uint32_t input_width = 0;
+  uint32_t input_height = 0;
+  uint32_t data_width = 0;
+  uint32_t data_height = 0;
+  int input_channels = 0;
+  std::string channels_read;
+  std::string format;         // what was written: "jpeg", "png", "tiff", "dpx", "openexr"
+  uint64_t output_bytes = 0;  // the output file's size
+  std::chrono::microseconds read_time{0};     // open and decode
+  std::chrono::microseconds process_time{0};  // resample and colour
+  std::chrono::microseconds write_time{0};    // encode, write and rename
 };
 
 [[nodiscard]] Result<ImageInfo> make_thumbnail(const ThumbnailOptions& options);

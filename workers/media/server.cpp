@@ -11,6 +11,7 @@
 #include "common/stream_framing.h"
 #include "common/wire.h"
 #include "workers/media/image_ops.h"
+#include "workers/media/task_log.h"
 #include "workers/media/transcode.h"
 
 namespace farmhand::media {
@@ -55,6 +56,15 @@ void MediaServer::send_reading(uint64_t id, const std::string& path) {
   (void)common::write_framed(out_fd_, event);
 }
 
+void MediaServer::send_log(uint64_t id, const std::string& text) {
+  if (text.empty()) return;
+  Event event;
+  event.set_id(id);
+  event.set_log(text);
+  std::lock_guard<std::mutex> lock(write_mutex_);
+  (void)common::write_framed(out_fd_, event);
+}
+
 void MediaServer::send_progress(uint64_t id, uint64_t done, uint64_t total) {
   Event event;
   event.set_id(id);
@@ -84,6 +94,7 @@ Result<void> MediaServer::handle(const Request& request) {
       send_reading(id, options.input);
       auto done = make_thumbnail(options);
       if (!done) return fail(done.error());
+      send_log(id, thumbnail_log(options.input, options.output, *done));
       send_progress(id, 1, 1);
       return {};
     }
@@ -100,6 +111,12 @@ Result<void> MediaServer::handle(const Request& request) {
       for (uint64_t i = 0; i < frames->size(); ++i) {
         task_inputs.push_back(common::format_frame(*input, frames->frame_at(i)));
       }
+      // The frames listed so far stay in the log when one fails.
+      FrameLog log;
+      auto failed = [&](Error error) {
+        send_log(id, log.finish());
+        return fail(std::move(error));
+      };
       for (uint64_t i = 0; i < frames->size(); ++i) {
         int64_t frame = frames->frame_at(i);
         ConvertOptions options;
@@ -111,14 +128,17 @@ Result<void> MediaServer::handle(const Request& request) {
         options.resize = c.resize();
         options.ocio_config = c.ocio();
         if (!file_exists(options.input)) {
-          return fail(ErrorCode::kNotFound, fmt::format("missing frame {}", frame));
+          return failed(Error{ErrorCode::kNotFound, fmt::format("missing frame {}", frame)});
         }
-        if (auto ok = make_parent_dir(place, options.output); !ok) return ok;
+        if (auto ok = make_parent_dir(place, options.output); !ok) return failed(ok.error());
         send_reading(id, options.input);
         auto done = convert_frame(options);
-        if (!done) return fail(done.error());
+        if (!done) return failed(done.error());
+        send_log(id,
+                 log.add(convert_frame_line(frame, options.input, options.output, *done), *done));
         send_progress(id, i + 1, frames->size());
       }
+      send_log(id, log.finish());
       return {};
     }
     case Request::kTranscode: {
@@ -147,6 +167,8 @@ Result<void> MediaServer::handle(const Request& request) {
           options, [&](uint64_t d, uint64_t total) { send_progress(id, d, total); },
           [&](const std::string& path) { send_reading(id, path); });
       if (!done) return fail(done.error());
+      send_log(id, transcode_log(t.input_pattern(), t.frames(), options.output, options.fps,
+                                 t.missing(), *done));
       return {};
     }
     default:

@@ -2,13 +2,16 @@
 //
 // Reads media::Request frames from an fd (the worker's socketpair), runs each
 // with image_ops / transcode, and writes media::Event frames back: `reading`
-// before every decode (so a crash names its file), `progress`, then `done`.
+// before every decode (so a crash names its file), `progress`, `log` (lines
+// for the task's log: what was read and written, timings), then `done`.
 // One request at a time. A C++ exception becomes a failed `done`; an abort or
 // a segfault inside a decoder ends the process, and the worker turns that into
 // a classified task failure and starts a fresh media process.
 #pragma once
 
+#include <cstdint>
 #include <mutex>
+#include <string>
 
 #include "common/result.h"
 
@@ -27,6 +30,7 @@ class MediaServer {
   Result<void> handle(const Request& request);
   void send_reading(uint64_t id, const std::string& path);
   void send_progress(uint64_t id, uint64_t done, uint64_t total);
+  void send_log(uint64_t id, const std::string& text);
 
   int in_fd_;
   int out_fd_;

@@ -560,6 +560,14 @@ class DecodePool {
     return peak_ahead_;
   }
 
+  // Time the decode threads spent reading and converting frames, summed.
+  std::chrono::microseconds decode_time() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return decode_time_;
+  }
+
+  size_t thread_count() const { return threads_.size(); }
+
  private:
   void run() {
     std::optional<Converter> converter;
@@ -579,11 +587,14 @@ class DecodePool {
         const size_t ahead = next_claim_ - taken_ + (first_ >= next_claim_ ? 1 : 0);
         peak_ahead_ = std::max(peak_ahead_, ahead);
       }
+      const auto began = std::chrono::steady_clock::now();
       std::optional<Slot> slot = decode(index, converter, half);
       if (!slot) return;  // stopped
+      const auto took = std::chrono::steady_clock::now() - began;
       {
         std::lock_guard<std::mutex> lock(mutex_);
         slots_[index % ahead_] = std::move(*slot);
+        decode_time_ += std::chrono::duration_cast<std::chrono::microseconds>(took);
       }
       slot_ready_.notify_all();
     }
@@ -686,6 +697,7 @@ class DecodePool {
   size_t next_claim_ = 0;
   size_t taken_ = 0;
   size_t peak_ahead_ = 0;
+  std::chrono::microseconds decode_time_{0};
   bool stop_ = false;
   std::vector<std::thread> threads_;
 };
@@ -896,6 +908,7 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
   DecodePool pool(options, first, spec->pixel_format, notifier);
   pool.start(std::min({wanted, static_cast<size_t>(options.decode_ahead), options.frames.size()}));
 
+  const auto first_began = std::chrono::steady_clock::now();
   notifier.notify(options.frames[first]);
   HalfFrame first_half;
   bool first_fast = read_half_frame(options.frames[first], options.ocio_config, first_half);
@@ -947,6 +960,7 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
     first_image = DisplayImage();
     first_half = HalfFrame();
   }
+  const auto first_took = std::chrono::steady_clock::now() - first_began;
   const bool global_header = (muxer.context()->oformat->flags & AVFMT_GLOBALHEADER) != 0;
   Result<CodecContextPtr> encoder =
       open_encoder(options, *spec, width, height, rate, global_header);
@@ -968,10 +982,24 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
   TranscodeReport report;
   report.width = width;
   report.height = height;
+  report.input_width = shown_width;
+  report.input_height = shown_height;
+  report.encoder = spec->encoder;
+  report.decode_threads = static_cast<uint32_t>(pool.thread_count());
+  using std::chrono::microseconds;
+  auto step = std::chrono::steady_clock::now();
+  auto lap = [&step] {
+    const auto now = std::chrono::steady_clock::now();
+    const auto took = std::chrono::duration_cast<microseconds>(now - step);
+    step = now;
+    return took;
+  };
   FramePtr last_good;  // kHold only: a reference to the previous good frame
   FramePtr black;
   for (size_t i = 0; i < total; ++i) {
+    lap();
     Slot slot = pool.take(i);
+    report.wait_time += lap();
     FramePtr frame;
     if (slot.state == Slot::State::kError) return fail(std::move(slot.error));
     if (slot.state == Slot::State::kFirst) {
@@ -982,6 +1010,9 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
       return fail(ErrorCode::kNotFound, "missing frame " + frame_label(options, i));
     } else {
       ++report.frames_missing;
+      if (report.missing_frames.size() < TranscodeReport::kMissingListed) {
+        report.missing_frames.push_back(frame_label(options, i));
+      }
       if (options.missing == MissingFramePolicy::kHold && last_good) {
         frame.reset(av_frame_clone(last_good.get()));
       } else {
@@ -1005,10 +1036,13 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
         !sent) {
       return fail(sent.error());
     }
+    report.encode_time += lap();
     ++report.frames_written;
     if (progress) progress(report.frames_written, total);
   }
   report.peak_frames_ahead = static_cast<uint32_t>(pool.peak_ahead());
+  report.decode_time = pool.decode_time() + std::chrono::duration_cast<microseconds>(first_took);
+  lap();
 
   if (Result<void> flushed =
           encode(encoder->get(), spec->encoder, nullptr, muxer, stream, packet.get());
@@ -1021,6 +1055,10 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
   std::vector<std::string> reads = options.frames;
   if (!options.ocio_config.empty()) reads.push_back(options.ocio_config);
   if (Result<void> committed = muxer.commit(reads); !committed) return fail(committed.error());
+  report.encode_time += lap();  // the flush, the trailer and the rename
+  std::error_code ec;
+  const auto bytes = std::filesystem::file_size(options.output, ec);
+  report.output_bytes = ec ? 0 : static_cast<uint64_t>(bytes);
   return report;
 }
 

@@ -26,6 +26,7 @@
 // a time per process; internally multi-threaded.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -68,6 +69,17 @@ struct TranscodeReport {
   // the bound that keeps memory flat. At most decode_ahead, plus one while
   // frames before the first readable one (which sets the size) are missing.
   uint32_t peak_frames_ahead = 0;
+  // For the task's log.
+  static constexpr size_t kMissingListed = 10;
+  std::vector<std::string> missing_frames;  // the first kMissingListed, by frame number
+  uint32_t input_width = 0;                 // the first readable frame's displayed size
+  uint32_t input_height = 0;
+  std::string encoder;  // "libx264", "prores_ks", "dnxhd"
+  uint64_t output_bytes = 0;
+  uint32_t decode_threads = 0;
+  std::chrono::microseconds decode_time{0};  // reading and converting frames, over every thread
+  std::chrono::microseconds wait_time{0};    // the encoder waiting for the next frame
+  std::chrono::microseconds encode_time{0};  // encoding, muxing, the trailer and the rename
 };
 
 // `progress(done, total)` is called from the calling thread after each encoded frame.

@@ -1031,5 +1031,66 @@ TEST_F(BrokerCoreTest, KilledAndSkippedTasksComeBackAsTheyWereAfterARestart) {
   EXPECT_EQ(status(id).status().job().state(), wire::JOB_SUCCEEDED);
 }
 
+TEST_F(BrokerCoreTest, StatusSaysWhenTheJobAndEachTaskRanAndOnWhichWorkerAlsoOnceFinished) {
+  // Two command-like tasks: their results carry a log, so their attempts are stored.
+  const uint64_t id = submit_noop(2).submit().job_id();
+  EXPECT_EQ(status(id).status().job().started_unix_ms(), 0) << "started before any dispatch";
+  clock_.advance(std::chrono::seconds(2));
+  ready("w1");
+  core_->end_turn();
+  core_->end_turn();
+  auto sent = assigns();
+  ASSERT_EQ(sent.size(), 2u);
+  const int64_t dispatched = clock_.unix_ms();
+
+  clock_.advance(std::chrono::seconds(3));
+  auto running = status(id).status();
+  EXPECT_EQ(running.job().started_unix_ms(), dispatched);
+  ASSERT_EQ(running.tasks_size(), 2);
+  for (const auto& task : running.tasks()) {
+    EXPECT_EQ(task.worker(), "w1");
+    EXPECT_EQ(task.started_unix_ms(), dispatched);
+    EXPECT_DOUBLE_EQ(task.elapsed_s(), 3.0);
+  }
+  ASSERT_EQ(running.running_size(), 2);
+  EXPECT_EQ(running.running(0).started_unix_ms(), dispatched);
+
+  for (size_t i = 0; i < sent.size(); ++i) {
+    wire::WorkerMessage msg;
+    auto* r = msg.mutable_result();
+    *r->mutable_ref() = sent[i].ref();
+    r->set_succeeded(true);
+    r->set_attempt(sent[i].attempt());
+    r->set_log_tail("rendered\n");
+    if (i == 0) {
+      r->mutable_stats()->set_wall_s(2.5);  // measured: the start is the end minus it
+    } else {
+      r->set_elapsed_s(1.25);  // unmeasured: its elapsed time
+    }
+    from_worker("w1", msg);
+  }
+  core_->end_turn();
+  const int64_t finished = clock_.unix_ms();
+
+  auto check = [&](const char* when) {
+    SCOPED_TRACE(when);
+    auto done = status(id).status();
+    EXPECT_EQ(done.job().state(), wire::JOB_SUCCEEDED);
+    EXPECT_EQ(done.job().started_unix_ms(), dispatched);
+    EXPECT_EQ(done.job().finished_unix_ms(), finished);
+    ASSERT_EQ(done.tasks_size(), 2);
+    EXPECT_EQ(done.tasks(0).worker(), "w1") << "a finished task lost its worker";
+    EXPECT_EQ(done.tasks(0).started_unix_ms(), finished - 2500);
+    EXPECT_DOUBLE_EQ(done.tasks(0).elapsed_s(), 2.5);
+    EXPECT_EQ(done.tasks(1).worker(), "w1");
+    EXPECT_EQ(done.tasks(1).started_unix_ms(), finished - 1250);
+    EXPECT_DOUBLE_EQ(done.tasks(1).elapsed_s(), 1.25);
+  };
+  check("finished");
+  clock_.advance(std::chrono::seconds(10));
+  start();
+  check("after a restart");
+}
+
 }  // namespace
 }  // namespace farmhand::daemon

@@ -291,6 +291,47 @@ TEST_F(SqliteStoreTest, LogsAreReturnedPerTaskInAttemptOrder) {
   EXPECT_EQ(all->size(), 3u);
 }
 
+TEST_F(SqliteStoreTest, WhenJobsAndAttemptsRanRoundTripsAndEachTasksLastAttemptSaysWhoAndWhen) {
+  AttemptStats measured;
+  measured.wall_s = 1.5;
+  measured.cpu_user_s = 1;
+  {
+    auto store = open();
+    Batch batch;
+    batch.new_jobs.push_back(job(1));
+    batch.new_jobs.push_back(job(2));
+    batch.started.emplace_back(1, 1'700'000'000'500);
+    LogRow first{1, 0, 1, "w1", "lease lost", "", {}, 1'700'000'001'000, 1'700'000'002'000};
+    LogRow second{1, 0, 2, "w2", "", "done", measured, 1'700'000'003'000, 1'700'000'004'500};
+    LogRow unknown{1, 2, 1, "old-worker", "", "no times", {}};
+    for (const LogRow& row : {first, second, unknown}) batch.logs.push_back(row);
+    ASSERT_TRUE(store->commit(batch).has_value());
+  }
+  auto store = open();
+  Loaded loaded = load(*store);
+  ASSERT_EQ(loaded.jobs.size(), 2u);
+  EXPECT_EQ(loaded.jobs[0].started_unix_ms, 1'700'000'000'500);
+  EXPECT_EQ(loaded.jobs[1].started_unix_ms, 0) << "a job not started yet";
+
+  // Task 0: its second attempt; task 1: none; task 2: an attempt without times.
+  auto last = store->last_attempts(1, 0, 5);
+  ASSERT_TRUE(last.has_value()) << last.error().reason;
+  ASSERT_EQ(last->size(), 2u);
+  EXPECT_EQ((*last)[0].task, 0u);
+  EXPECT_EQ((*last)[0].attempt, 2u);
+  EXPECT_EQ((*last)[0].worker, "w2");
+  EXPECT_EQ((*last)[0].started_unix_ms, 1'700'000'003'000);
+  EXPECT_EQ((*last)[0].finished_unix_ms, 1'700'000'004'500);
+  EXPECT_TRUE((*last)[0].text.empty()) << "the page reads no log text";
+  EXPECT_EQ((*last)[1].task, 2u);
+  EXPECT_EQ((*last)[1].worker, "old-worker");
+  EXPECT_EQ((*last)[1].started_unix_ms, 0);
+  EXPECT_EQ((*last)[1].finished_unix_ms, 0);
+  auto none = store->last_attempts(2, 0, 5);
+  ASSERT_TRUE(none.has_value());
+  EXPECT_TRUE(none->empty());
+}
+
 TEST_F(SqliteStoreTest, AttemptStatsRoundTripWithTheirLogsAndSumPerJobAfterReopen) {
   AttemptStats exited;
   exited.wall_s = 12.5;

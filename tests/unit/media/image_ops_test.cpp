@@ -272,6 +272,34 @@ TEST(ImageOpsTest, SinglepartAndMultipartBeachballGiveTheSameThumbnail) {
   EXPECT_TRUE(images_match(single, multi, 3, {0.0f, 0.0, 0.0f}));
 }
 
+TEST(ImageOpsTest, ThumbnailAndConvertSayWhatTheyReadAndWroteForTheTasksLog) {
+  TempDir dir;
+  const std::string out = dir.file("thumb.jpg");
+  auto thumb = make_thumbnail({beachball("singlepart", 1), out, 256, 0, ""});
+  ASSERT_TRUE(thumb.has_value()) << thumb.error().reason;
+  EXPECT_EQ(thumb->input_width, 2048u);
+  EXPECT_EQ(thumb->input_height, 1556u);
+  EXPECT_EQ(thumb->data_width, 911u);  // frame 1's data window (TOOLCHAIN.md)
+  EXPECT_EQ(thumb->data_height, 876u);
+  EXPECT_EQ(thumb->input_channels, 20);
+  EXPECT_EQ(thumb->channels_read, "R,G,B");
+  EXPECT_EQ(thumb->format, "jpeg");
+  EXPECT_EQ(thumb->output_bytes, std::filesystem::file_size(out));
+  EXPECT_GT(thumb->read_time.count(), 0);
+  EXPECT_GT(thumb->write_time.count(), 0);
+
+  ConvertOptions convert;
+  convert.input = beachball("singlepart", 1);
+  convert.output = dir.file("proxy.png");
+  convert.resize = "50%";
+  auto proxy = convert_frame(convert);
+  ASSERT_TRUE(proxy.has_value()) << proxy.error().reason;
+  EXPECT_EQ(proxy->channels_read, "R,G,B,A");  // png keeps alpha
+  EXPECT_EQ(proxy->format, "png");
+  EXPECT_EQ(proxy->width, 1024u);
+  EXPECT_EQ(proxy->output_bytes, std::filesystem::file_size(convert.output));
+}
+
 TEST(ImageOpsTest, BeachballThumbnailPassesIdiffAgainstOiiotool) {
   TempDir dir;
   const std::string out = dir.file("thumb.jpg");
