@@ -1,0 +1,120 @@
+// End-to-end on the real binaries: tasks packed by the cores they ask for, a
+// request no worker can meet, and a task that allocates past its memory (its
+// peak and the out-of-memory reason, and --memory-retry-factor).
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "tests/support/cluster.h"
+#include <gtest/gtest.h>
+
+namespace farmhand::e2e {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Each task counts itself in ($0/now, under a lock), appends the count to
+// $0/seen, holds a moment and counts itself out.
+const char* kCountingCommand =
+    "  counted:\n"
+    "    argv: [/bin/sh, -c, '( flock 9; n=$(cat \"$0/now\" 2>/dev/null || echo 0); "
+    "n=$((n+1)); echo $n > \"$0/now\"; echo $n >> \"$0/seen\" ) 9>\"$0/lock\"; sleep 0.3; "
+    "( flock 9; n=$(cat \"$0/now\"); echo $((n-1)) > \"$0/now\" ) 9>\"$0/lock\"', \"{dir}\"]\n"
+    "    params:\n"
+    "      dir: {pattern: '^/tmp/[A-Za-z0-9_./-]+$'}\n";
+
+// Touches MB mebibytes and holds them for a second, as a render that needs them.
+const char* kHogCommand =
+    "  hog:\n"
+    "    argv: [/usr/bin/python3, -c, 'import sys, time; b = bytearray(int(sys.argv[1]) << 20); "
+    "time.sleep(1)', \"{mb}\"]\n"
+    "    params:\n"
+    "      mb: {pattern: '^[0-9]{1,5}$'}\n";
+
+TEST(ResourcesE2ETest, TasksArePackedByTheirCoresAndARequestNoWorkerMeetsSaysSo) {
+  ClusterOptions options;
+  options.local_workers = 0;
+  options.workers = {StandaloneWorker("big", 4, {"--cores", "4", "--memory", "8G"})};
+  options.commands_yaml = kCountingCommand;
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+
+  // Four slots, four cores, two cores a task: never more than two at once.
+  auto job = cluster.submit({"command", "counted", "--frames", "1-6", "--param",
+                             "dir=" + cluster.dir(), "--cores", "2", "--memory", "1G"});
+  ASSERT_TRUE(job) << cluster.last_cli();
+  auto done = cluster.wait_for_final_state(*job, 120s);
+  ASSERT_TRUE(done) << cluster.last_cli();
+  EXPECT_EQ((*done)["job"]["state"], "succeeded") << *done;
+  std::vector<int> seen;
+  {
+    std::ifstream in(cluster.path("seen"));
+    for (int n = 0; in >> n;) seen.push_back(n);
+  }
+  ASSERT_EQ(seen.size(), 6u);
+  EXPECT_EQ(*std::max_element(seen.begin(), seen.end()), 2)
+      << "more tasks ran at once than the worker's cores hold (or never two)";
+  auto workers = cluster.cli_json({"workers"});
+  ASSERT_TRUE(workers && workers->size() == 1u) << cluster.last_cli();
+  EXPECT_EQ((*workers)[0]["cores_used"], 0) << "a finished task kept its cores booked";
+
+  // Sixteen cores: no worker has them. The job says so and waits; asking for
+  // less lets it run.
+  auto big = cluster.submit({"noop", "--tasks", "1", "--cores", "16"});
+  ASSERT_TRUE(big) << cluster.last_cli();
+  CliResult submitted = cluster.run_cli({"status", std::to_string(*big)});
+  EXPECT_NE(submitted.out.find("no worker can ever run a task of this job: each asks for 16 "
+                               "cores, and the largest worker that serves any pool has 4 cores"),
+            std::string::npos)
+      << submitted.out;
+  CliResult set = cluster.run_cli({"job", "set", std::to_string(*big), "--cores", "4"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  auto ran = cluster.wait_for_final_state(*big, 60s);
+  ASSERT_TRUE(ran) << cluster.last_cli();
+  EXPECT_EQ((*ran)["job"]["state"], "succeeded") << *ran;
+  CliResult bad = cluster.run_cli({"submit", "noop", "--tasks", "1", "--memory", "lots"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("lots"), std::string::npos) << bad.err;
+}
+
+TEST(ResourcesE2ETest, ATaskPastItsMemoryFailsOutOfMemoryAndRunsAgainWithTheGrownRequest) {
+  ClusterOptions options;
+  options.local_workers = 0;
+  options.workers = {StandaloneWorker("w", 1, {"--memory", "4G"})};
+  options.commands_yaml = kHogCommand;
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+
+  // 200 MiB against a 64 MiB request: the first attempt is killed; the factor
+  // of 4 takes the request past what it needs, and the second attempt succeeds.
+  auto job = cluster.submit({"command", "hog", "--frames", "1", "--param", "mb=200", "--memory",
+                             "64M", "--memory-retry-factor", "4", "--max-attempts", "2"});
+  ASSERT_TRUE(job) << cluster.last_cli();
+  auto done = cluster.wait_for_final_state(*job, 120s);
+  ASSERT_TRUE(done) << cluster.last_cli();
+  EXPECT_EQ((*done)["job"]["state"], "succeeded") << *done;
+  EXPECT_GE((*done)["job"]["memory_bytes"].get<uint64_t>(), uint64_t{256} << 20)
+      << "the request did not grow: " << *done;
+
+  auto logs = cluster.cli_json({"logs", std::to_string(*job)});
+  ASSERT_TRUE(logs) << cluster.last_cli();
+  bool killed = false;
+  for (const Json& log : *logs) {
+    if (log["attempt"] != 1) continue;
+    const std::string error = log["error"];
+    EXPECT_NE(error.find("killed: out of memory at "), std::string::npos) << error;
+    ASSERT_TRUE(log.contains("stats")) << log;
+    EXPECT_GE(log["stats"]["peak_rss_bytes"].get<uint64_t>(), uint64_t{64} << 20)
+        << "the peak shown is under the limit it broke: " << log;
+    killed = true;
+  }
+  EXPECT_TRUE(killed) << "no first attempt in the logs: " << *logs;
+  CliResult text = cluster.run_cli({"logs", std::to_string(*job)});
+  EXPECT_NE(text.out.find("out of memory"), std::string::npos) << text.out;
+}
+
+}  // namespace
+}  // namespace farmhand::e2e
