@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "workers/task_usage.h"
+
 namespace farmhand::worker {
 
 namespace {
@@ -23,21 +25,6 @@ constexpr std::string_view kSubtreePrefix = "farmhand-worker-";
 // Rounds of SIGKILL to each pid without cgroup.kill: a process forked between
 // reading cgroup.procs and the kill shows up in the next round.
 constexpr int kKillRounds = 16;
-
-std::string read_text(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return "";
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return out;
-}
 
 // Writes `text` in one write(2), as cgroup files want; 0 or the errno.
 int write_text(const std::string& path, std::string_view text) {
@@ -108,7 +95,7 @@ struct Mount {
 
 std::vector<Mount> read_mounts(const std::string& file) {
   std::vector<Mount> out;
-  std::istringstream in(read_text(file));
+  std::istringstream in(read_small_file(file));
   for (std::string line; std::getline(in, line);) {
     const std::vector<std::string> fields = words(line);
     if (fields.size() < 4) continue;
@@ -123,7 +110,7 @@ std::vector<Mount> read_mounts(const std::string& file) {
 // The path of the line of /proc/self/cgroup whose controller list matches:
 // "" for the v2 line "0::/path", else a v1 controller name.
 std::optional<std::string> cgroup_path(const std::string& file, const std::string& controller) {
-  std::istringstream in(read_text(file));
+  std::istringstream in(read_small_file(file));
   for (std::string line; std::getline(in, line);) {
     const size_t first = line.find(':');
     const size_t second = line.find(':', first + 1);
@@ -230,12 +217,12 @@ void TaskCgroup::kill() const {
 }
 
 bool TaskCgroup::populated() const {
-  return keyed_value(read_text(path_ + "/cgroup.events"), "populated").value_or(0) != 0;
+  return keyed_value(read_small_file(path_ + "/cgroup.events"), "populated").value_or(0) != 0;
 }
 
 std::vector<pid_t> TaskCgroup::pids() const {
   std::vector<pid_t> out;
-  for (const std::string& word : words(read_text(path_ + "/cgroup.procs"))) {
+  for (const std::string& word : words(read_small_file(path_ + "/cgroup.procs"))) {
     out.push_back(static_cast<pid_t>(std::strtol(word.c_str(), nullptr, 10)));
   }
   return out;
@@ -243,18 +230,19 @@ std::vector<pid_t> TaskCgroup::pids() const {
 
 CgroupUsage TaskCgroup::usage() const {
   CgroupUsage usage;
-  const std::string cpu = read_text(path_ + "/cpu.stat");
+  const std::string cpu = read_small_file(path_ + "/cpu.stat");
   auto user = keyed_value(cpu, "user_usec");
   auto system = keyed_value(cpu, "system_usec");
   if (user && system) {
     usage.cpu = CpuTimes{std::chrono::microseconds(*user), std::chrono::microseconds(*system)};
   }
   if (features_.memory_peak) {
-    const std::string peak = read_text(path_ + "/memory.peak");
+    const std::string peak = read_small_file(path_ + "/memory.peak");
     if (!peak.empty()) usage.memory_peak = std::strtoull(peak.c_str(), nullptr, 10);
   }
   if (features_.memory) {
-    usage.oom_kills = keyed_value(read_text(path_ + "/memory.events"), "oom_kill").value_or(0);
+    usage.oom_kills =
+        keyed_value(read_small_file(path_ + "/memory.events"), "oom_kill").value_or(0);
   }
   return usage;
 }
@@ -315,17 +303,17 @@ std::unique_ptr<TaskCgroups> TaskCgroups::probe(const Sources& sources) {
   }
 
   std::string memory_note;
-  const std::string controllers = read_text(*own + "/cgroup.controllers");
+  const std::string controllers = read_small_file(*own + "/cgroup.controllers");
   if (!has_word(controllers, "memory")) {
     memory_note = "no memory controller in " + *own + "/cgroup.controllers";
-  } else if (!has_word(read_text(*own + "/cgroup.subtree_control"), "memory")) {
+  } else if (!has_word(read_small_file(*own + "/cgroup.subtree_control"), "memory")) {
     const std::string control = *own + "/cgroup.subtree_control";
     int err = write_text(control, "+memory");
     if (err == EBUSY) {
       // "No internal processes": only a cgroup without processes passes a
       // controller down. Alone in it (Delegate=yes), the worker steps into a
       // leaf of its own; with company it must not move the others.
-      const std::vector<std::string> procs = words(read_text(*own + "/cgroup.procs"));
+      const std::vector<std::string> procs = words(read_small_file(*own + "/cgroup.procs"));
       if (procs.size() == 1 && procs[0] == std::to_string(getpid())) {
         const std::string leaf = *own + "/worker";
         if (mkdir(leaf.c_str(), 0755) != 0 && errno != EEXIST) {

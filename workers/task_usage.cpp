@@ -17,22 +17,6 @@ namespace farmhand::worker {
 
 namespace {
 
-// Reads a small /proc file whole; empty when it cannot be read.
-std::string read_small(const char* path) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return "";
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return out;
-}
-
 // The fields of /proc/PID/stat after the command name (which may hold spaces
 // and parentheses), so fields()[0] is field 3 (state) of proc(5).
 std::vector<std::string_view> stat_fields(std::string_view stat) {
@@ -67,6 +51,21 @@ std::string stat_path(pid_t pid, const char* file) {
 }
 
 }  // namespace
+
+std::string read_small_file(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return out;
+}
 
 std::string signal_name(int sig) {
   const char* abbrev = sigabbrev_np(sig);
@@ -106,7 +105,7 @@ std::map<pid_t, uint64_t> rss_by_group(const std::set<pid_t>& groups) {
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   while (dirent* entry = readdir(proc)) {
     if (entry->d_name[0] < '1' || entry->d_name[0] > '9') continue;
-    const std::string stat = read_small(("/proc/" + std::string(entry->d_name) + "/stat").c_str());
+    const std::string stat = read_small_file("/proc/" + std::string(entry->d_name) + "/stat");
     const auto fields = stat_fields(stat);
     if (fields.size() <= kRss) continue;
     const auto pgrp = static_cast<pid_t>(to_u64(fields[kPgrp]));
@@ -121,14 +120,14 @@ uint64_t rss_of(const std::vector<pid_t>& pids) {
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   uint64_t total = 0;
   for (pid_t pid : pids) {
-    const auto fields = stat_fields(read_small(stat_path(pid, "stat").c_str()));
+    const auto fields = stat_fields(read_small_file(stat_path(pid, "stat")));
     if (fields.size() > kRss) total += to_u64(fields[kRss]) * page;
   }
   return total;
 }
 
 std::optional<CpuTimes> process_cpu(pid_t pid) {
-  const std::string stat = read_small(stat_path(pid, "stat").c_str());
+  const std::string stat = read_small_file(stat_path(pid, "stat"));
   const auto fields = stat_fields(stat);
   if (fields.size() <= kStime) return std::nullopt;
   const auto ticks = static_cast<uint64_t>(sysconf(_SC_CLK_TCK));
@@ -139,7 +138,7 @@ std::optional<CpuTimes> process_cpu(pid_t pid) {
 }
 
 std::optional<uint64_t> process_peak_rss(pid_t pid) {
-  const std::string status = read_small(stat_path(pid, "status").c_str());
+  const std::string status = read_small_file(stat_path(pid, "status"));
   constexpr std::string_view kField = "\nVmHWM:";
   size_t at = status.find(kField);
   if (at == std::string::npos) return std::nullopt;

@@ -35,6 +35,9 @@
 
 namespace farmhand::worker {
 
+// A small file (/proc, /sys/fs/cgroup) read whole; empty when it cannot be read.
+std::string read_small_file(const std::string& path);
+
 struct TaskUsage {
   std::chrono::microseconds wall{0};
   std::chrono::microseconds cpu_user{0};

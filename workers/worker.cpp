@@ -481,6 +481,8 @@ void Worker::start_task(const wire::Assign& assign, Clock::time_point now) {
   spec.env["FARMHAND_ATTEMPT"] = std::to_string(assign.attempt());
   spec.env["FARMHAND_FRAMES"] = assign.frames();
   spec.env["FARMHAND_WORKER"] = options_.name;
+  // The threads a renderer should use (`-t $FARMHAND_CORES`): what the task booked.
+  if (assign.cores() > 0) spec.env["FARMHAND_CORES"] = std::to_string(assign.cores());
   spec.log_path = task.log_path;
   spec.timeout = std::chrono::seconds(assign.timeout_s());
   if (options_.enforce_memory) spec.memory_limit = assign.memory_limit_bytes();

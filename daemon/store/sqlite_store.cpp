@@ -502,11 +502,19 @@ Result<void> SqliteStore::load_events(const std::function<void(EventRow&&)>& on_
 
 Result<void> SqliteStore::each_row(const char* sql, const char* what,
                                    const std::function<void(sqlite3_stmt*)>& on_row) {
+  return each_row(
+      sql, what, [](sqlite3_stmt*) {}, on_row);
+}
+
+Result<void> SqliteStore::each_row(const char* sql, const char* what,
+                                   const std::function<void(sqlite3_stmt*)>& bind,
+                                   const std::function<void(sqlite3_stmt*)>& on_row) {
   sqlite3_stmt* stmt = nullptr;
   if (sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr) != SQLITE_OK) {
     return fail(error(fmt::format("cannot read {}", what)));
   }
   Finalizer finalizer{stmt};
+  bind(stmt);
   int rc;
   while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) on_row(stmt);
   if (rc != SQLITE_DONE) return fail(error(fmt::format("cannot read {}", what)));
@@ -637,65 +645,54 @@ Result<void> SqliteStore::load_job_usage(
       });
 }
 
+Result<std::vector<LogRow>> SqliteStore::last_attempt_rows(
+    const char* sql, const char* what, core::JobId job, core::TaskIndex first, core::TaskIndex last,
+    const std::function<void(sqlite3_stmt*, LogRow&)>& fill) {
+  std::vector<LogRow> out;
+  auto ok = each_row(
+      sql, what,
+      [&](sqlite3_stmt* stmt) {
+        sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(job));
+        sqlite3_bind_int64(stmt, 2, first);
+        sqlite3_bind_int64(stmt, 3, last);
+      },
+      [&](sqlite3_stmt* stmt) {
+        LogRow row;
+        row.job = job;
+        row.task = static_cast<core::TaskIndex>(sqlite3_column_int64(stmt, 0));
+        row.attempt = static_cast<uint32_t>(sqlite3_column_int(stmt, 1));
+        fill(stmt, row);
+        out.push_back(std::move(row));
+      });
+  if (!ok) return fail(ok.error());
+  return out;
+}
+
 Result<std::vector<LogRow>> SqliteStore::last_attempt_stats(core::JobId job, core::TaskIndex first,
                                                             core::TaskIndex last) {
-  sqlite3_stmt* stmt = nullptr;
   // SQLite takes the bare columns of a MAX() aggregate from the row with the maximum.
-  const std::string sql = fmt::format(
+  static const std::string sql = fmt::format(
       "SELECT idx, MAX(attempt), {} FROM task_logs WHERE job_id = ?1 AND idx BETWEEN ?2 AND ?3 "
       "AND cpu_user_s IS NOT NULL GROUP BY idx ORDER BY idx",
       kStatsColumns);
-  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
-    return fail(error("cannot read attempt usage"));
-  }
-  Finalizer finalizer{stmt};
-  sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(job));
-  sqlite3_bind_int64(stmt, 2, first);
-  sqlite3_bind_int64(stmt, 3, last);
-  std::vector<LogRow> out;
-  int rc;
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-    LogRow row;
-    row.job = job;
-    row.task = static_cast<core::TaskIndex>(sqlite3_column_int64(stmt, 0));
-    row.attempt = static_cast<uint32_t>(sqlite3_column_int(stmt, 1));
-    row.stats = column_stats(stmt, 2);
-    out.push_back(std::move(row));
-  }
-  if (rc != SQLITE_DONE) return fail(error("cannot read attempt usage"));
-  return out;
+  return last_attempt_rows(
+      sql.c_str(), "attempt usage", job, first, last,
+      [](sqlite3_stmt* stmt, LogRow& row) { row.stats = column_stats(stmt, 2); });
 }
 
 Result<std::vector<LogRow>> SqliteStore::last_attempts(core::JobId job, core::TaskIndex first,
                                                        core::TaskIndex last) {
-  sqlite3_stmt* stmt = nullptr;
   // SQLite takes the bare columns of a MAX() aggregate from the row with the
   // maximum; task_logs_times covers the whole query.
   const char* sql =
       "SELECT idx, MAX(attempt), worker, coalesce(started_unix_ms, 0), "
       "coalesce(finished_unix_ms, 0) FROM task_logs WHERE job_id = ?1 AND idx BETWEEN ?2 AND ?3 "
       "GROUP BY idx ORDER BY idx";
-  if (sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr) != SQLITE_OK) {
-    return fail(error("cannot read attempts"));
-  }
-  Finalizer finalizer{stmt};
-  sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(job));
-  sqlite3_bind_int64(stmt, 2, first);
-  sqlite3_bind_int64(stmt, 3, last);
-  std::vector<LogRow> out;
-  int rc;
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-    LogRow row;
-    row.job = job;
-    row.task = static_cast<core::TaskIndex>(sqlite3_column_int64(stmt, 0));
-    row.attempt = static_cast<uint32_t>(sqlite3_column_int(stmt, 1));
+  return last_attempt_rows(sql, "attempts", job, first, last, [](sqlite3_stmt* stmt, LogRow& row) {
     row.worker = column_text(stmt, 2);
     row.started_unix_ms = sqlite3_column_int64(stmt, 3);
     row.finished_unix_ms = sqlite3_column_int64(stmt, 4);
-    out.push_back(std::move(row));
-  }
-  if (rc != SQLITE_DONE) return fail(error("cannot read attempts"));
-  return out;
+  });
 }
 
 Result<void> SqliteStore::backup_to(const std::string& path) {

@@ -74,6 +74,15 @@ class SqliteStore : public Store {
   // Runs a read-only query, calling on_row for each row ("cannot read WHAT" on failure).
   Result<void> each_row(const char* sql, const char* what,
                         const std::function<void(sqlite3_stmt*)>& on_row);
+  // The same with parameters: `bind` binds them before the first step.
+  Result<void> each_row(const char* sql, const char* what,
+                        const std::function<void(sqlite3_stmt*)>& bind,
+                        const std::function<void(sqlite3_stmt*)>& on_row);
+  // The last attempt of each task in [first, last] of a job: idx and attempt are
+  // the first two columns of `sql` (?1 job, ?2 first, ?3 last); `fill` reads the rest.
+  Result<std::vector<LogRow>> last_attempt_rows(
+      const char* sql, const char* what, core::JobId job, core::TaskIndex first,
+      core::TaskIndex last, const std::function<void(sqlite3_stmt*, LogRow&)>& fill);
   // Why the last write failed, with the file: "No space left on device (/s/farmhand.db)".
   Error write_failure() const;
   Error damaged(const std::string& detail) const;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/e2e/shared_commands.h"
 #include "tests/support/cluster.h"
 #include <gtest/gtest.h>
 #include <pwd.h>
@@ -20,16 +21,6 @@ namespace farmhand::e2e {
 namespace {
 
 using namespace std::chrono_literals;
-
-// Each task: under a lock, count itself in ($dir/now) and append the count to
-// $dir/seen; hold for a moment, as a licensed render would; count itself out.
-const char* kCountingCommand =
-    "  counted:\n"
-    "    argv: [/bin/sh, -c, '( flock 9; n=$(cat \"$0/now\" 2>/dev/null || echo 0); "
-    "n=$((n+1)); echo $n > \"$0/now\"; echo $n >> \"$0/seen\" ) 9>\"$0/lock\"; sleep 0.3; "
-    "( flock 9; n=$(cat \"$0/now\"); echo $((n-1)) > \"$0/now\" ) 9>\"$0/lock\"', \"{dir}\"]\n"
-    "    params:\n"
-    "      dir: {pattern: '^/tmp/[A-Za-z0-9_./-]+$'}\n";
 
 // Runs until the file $0 exists, then appends to $1.
 const char* kGatedCommand =
@@ -55,20 +46,6 @@ const char* kRecordCommand =
     "    argv: [/bin/sh, -c, 'echo \"$FARMHAND_JOB_ID\" >> \"$0\"', \"{out}\"]\n"
     "    params:\n"
     "      out: {pattern: '^/tmp/[A-Za-z0-9_./-]+$'}\n";
-
-std::vector<std::string> lines_of(const std::string& path) {
-  std::vector<std::string> out;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
-std::vector<int> seen_counts(const std::string& path) {
-  std::vector<int> out;
-  std::ifstream in(path);
-  for (int n = 0; in >> n;) out.push_back(n);
-  return out;
-}
 
 // Submits a `counted` job with `extra` options, waits for it to succeed and
 // returns the most tasks that ran at once (-1 if it did not succeed with

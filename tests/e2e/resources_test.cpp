@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/e2e/shared_commands.h"
 #include "tests/support/cluster.h"
 #include <gtest/gtest.h>
 
@@ -15,16 +16,6 @@ namespace farmhand::e2e {
 namespace {
 
 using namespace std::chrono_literals;
-
-// Each task counts itself in ($0/now, under a lock), appends the count to
-// $0/seen, holds a moment and counts itself out.
-const char* kCountingCommand =
-    "  counted:\n"
-    "    argv: [/bin/sh, -c, '( flock 9; n=$(cat \"$0/now\" 2>/dev/null || echo 0); "
-    "n=$((n+1)); echo $n > \"$0/now\"; echo $n >> \"$0/seen\" ) 9>\"$0/lock\"; sleep 0.3; "
-    "( flock 9; n=$(cat \"$0/now\"); echo $((n-1)) > \"$0/now\" ) 9>\"$0/lock\"', \"{dir}\"]\n"
-    "    params:\n"
-    "      dir: {pattern: '^/tmp/[A-Za-z0-9_./-]+$'}\n";
 
 // Touches MB mebibytes and holds them for a second, as a render that needs them.
 const char* kHogCommand =
@@ -34,11 +25,18 @@ const char* kHogCommand =
     "    params:\n"
     "      mb: {pattern: '^[0-9]{1,5}$'}\n";
 
+// Writes the cores the task booked to $0.
+const char* kCoresCommand =
+    "  cores:\n"
+    "    argv: [/bin/sh, -c, 'echo \"$FARMHAND_CORES\" > \"$0\"', \"{out}\"]\n"
+    "    params:\n"
+    "      out: {pattern: '^/tmp/[A-Za-z0-9_./-]+$'}\n";
+
 TEST(ResourcesE2ETest, TasksArePackedByTheirCoresAndARequestNoWorkerMeetsSaysSo) {
   ClusterOptions options;
   options.local_workers = 0;
   options.workers = {StandaloneWorker("big", 4, {"--cores", "4", "--memory", "8G"})};
-  options.commands_yaml = kCountingCommand;
+  options.commands_yaml = std::string(kCountingCommand) + kCoresCommand;
   Cluster cluster(options);
   ASSERT_TRUE(cluster.start());
 
@@ -49,14 +47,17 @@ TEST(ResourcesE2ETest, TasksArePackedByTheirCoresAndARequestNoWorkerMeetsSaysSo)
   auto done = cluster.wait_for_final_state(*job, 120s);
   ASSERT_TRUE(done) << cluster.last_cli();
   EXPECT_EQ((*done)["job"]["state"], "succeeded") << *done;
-  std::vector<int> seen;
-  {
-    std::ifstream in(cluster.path("seen"));
-    for (int n = 0; in >> n;) seen.push_back(n);
-  }
+  const std::vector<int> seen = seen_counts(cluster.path("seen"));
   ASSERT_EQ(seen.size(), 6u);
   EXPECT_EQ(*std::max_element(seen.begin(), seen.end()), 2)
       << "more tasks ran at once than the worker's cores hold (or never two)";
+  // The task is told how many cores it booked (a renderer's thread count).
+  auto told = cluster.submit({"command", "cores", "--frames", "1", "--param",
+                              "out=" + cluster.path("cores"), "--cores", "3"});
+  ASSERT_TRUE(told) << cluster.last_cli();
+  ASSERT_TRUE(cluster.wait_for_final_state(*told, 60s)) << cluster.last_cli();
+  EXPECT_EQ(lines_of(cluster.path("cores")), std::vector<std::string>{"3"});
+
   auto workers = cluster.cli_json({"workers"});
   ASSERT_TRUE(workers && workers->size() == 1u) << cluster.last_cli();
   EXPECT_EQ((*workers)[0]["cores_used"], 0) << "a finished task kept its cores booked";

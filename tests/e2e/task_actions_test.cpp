@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/e2e/shared_commands.h"
 #include "tests/support/cluster.h"
 #include <gtest/gtest.h>
 
@@ -22,13 +23,6 @@ const char* kCommands =
     "    params:\n"
     "      release: {pattern: '^/tmp/[A-Za-z0-9_./-]+$'}\n"
     "      out: {pattern: '^/tmp/[A-Za-z0-9_./-]+$'}\n";
-
-std::vector<std::string> lines_of(const std::string& path) {
-  std::vector<std::string> out;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
 
 ClusterOptions two_workers() {
   ClusterOptions options;
