@@ -363,10 +363,9 @@ Json to_json(const wire::LimitInfo& limit) {
 
 Json to_json(const wire::ShareInfo& share) {
   return Json{
-      {"project", share.project()},
-      {"weight", share.weight()},
-      {"running", share.running()},
-      {"queued_jobs", share.queued_jobs()},
+      {"project", share.project()},       {"weight", share.weight()},
+      {"running", share.running()},       {"queued_jobs", share.queued_jobs()},
+      {"configured", share.configured()},
   };
 }
 
@@ -758,27 +757,50 @@ void write_limits(std::ostream& out, const wire::LimitsReply& limits) {
 }
 
 void write_shares(std::ostream& out, const wire::LimitsReply& limits) {
-  uint64_t weights = 0;
-  for (const auto& share : limits.shares()) {
-    if (share.queued_jobs() > 0 || share.running() > 0) weights += share.weight();
-  }
   if (!limits.shares_configured()) {
     out << "no shares configured (set them under `shares:` in the config): jobs of one priority "
            "share slots job by job\n";
     if (limits.shares().empty()) return;
-    weights = 0;
   }
-  // TARGET: the part of contended slots the project converges to, among the
-  // projects that have work now.
+  // TARGET: the part of contended slots a share converges to, among the shares
+  // with work now. Projects the config does not name share one default share
+  // of weight 1.
+  auto active = [](const wire::ShareInfo& share) {
+    return share.queued_jobs() > 0 || share.running() > 0;
+  };
+  uint64_t weights = 0;
+  bool default_active = false;
+  for (const auto& share : limits.shares()) {
+    if (!active(share)) continue;
+    if (share.configured()) {
+      weights += share.weight();
+    } else {
+      default_active = true;
+    }
+  }
+  if (default_active) weights += 1;
+  auto target = [&](uint64_t weight) {
+    return limits.shares_configured() && weights > 0
+               ? fmt::format("{:.0f}%",
+                             100.0 * static_cast<double>(weight) / static_cast<double>(weights))
+               : std::string("-");
+  };
   Table table({"PROJECT", "WEIGHT", "RUNNING", "QUEUED-JOBS", "TARGET"});
   for (const auto& share : limits.shares()) {
-    const bool active = share.queued_jobs() > 0 || share.running() > 0;
-    table.add_row({share.project().empty() ? std::string("(none)") : single_line(share.project()),
-                   std::to_string(share.weight()), std::to_string(share.running()),
-                   std::to_string(share.queued_jobs()),
-                   active && weights > 0 ? fmt::format("{:.0f}%", 100.0 * share.weight() /
-                                                                      static_cast<double>(weights))
-                                         : std::string("-")});
+    if (!share.configured()) continue;
+    table.add_row({single_line(share.project()), std::to_string(share.weight()),
+                   std::to_string(share.running()), std::to_string(share.queued_jobs()),
+                   active(share) ? target(share.weight()) : std::string("-")});
+  }
+  for (const auto& share : limits.shares()) {
+    if (share.configured()) continue;
+    table.add_row(
+        {share.project().empty() ? std::string("(no project)") : single_line(share.project()),
+         limits.shares_configured() ? "default" : "-", std::to_string(share.running()),
+         std::to_string(share.queued_jobs()), "-"});
+  }
+  if (limits.shares_configured() && default_active) {
+    table.add_row({"(default share)", "1", "-", "-", target(1)});
   }
   table.write(out);
 }

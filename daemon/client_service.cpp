@@ -468,6 +468,7 @@ void ClientService::limits(const wire::LimitsRequest& request, wire::ClientReply
     info->set_weight(share.weight);
     info->set_running(share.running);
     info->set_queued_jobs(share.queued_jobs);
+    info->set_configured(share.named);
   }
 }
 

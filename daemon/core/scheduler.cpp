@@ -507,6 +507,7 @@ void Scheduler::release_lease(const TaskKey& key) {
   }
   Project& project = projects_[it->second.project];
   if (project.running > 0) --project.running;
+  if (!project.named && others_running_ > 0) --others_running_;
   const std::vector<uint32_t> held = std::move(it->second.limits_held);
   leases_.erase(it);
   // The jobs parked on a limit become candidates again as soon as it has a free
@@ -773,11 +774,14 @@ bool Scheduler::ranks_before(const QueueKey& a, uint32_t group_a, const QueueKey
                              uint32_t group_b) const {
   if (std::get<0>(a) != std::get<0>(b)) return std::get<0>(a) < std::get<0>(b);  // priority
   if (group_a != group_b) {
-    // Fewer running tasks for its weight first: a/wa < b/wb.
-    const Project& pa = projects_[group_a];
-    const Project& pb = projects_[group_b];
-    uint64_t lhs = pa.running * pb.weight;
-    uint64_t rhs = pb.running * pa.weight;
+    // Fewer running tasks for its weight first: a/wa < b/wb. Group 0 is the
+    // default share: every project not named, weight 1.
+    auto running = [&](uint32_t group) {
+      return group == 0 ? others_running_ : projects_[group].running;
+    };
+    auto weight = [&](uint32_t group) { return group == 0 ? 1u : projects_[group].weight; };
+    uint64_t lhs = running(group_a) * weight(group_b);
+    uint64_t rhs = running(group_b) * weight(group_a);
     if (lhs != rhs) return lhs < rhs;
   }
   return a < b;

@@ -304,6 +304,7 @@ struct ShareView {
   uint32_t weight = 1;
   uint64_t running = 0;
   uint64_t queued_jobs = 0;  // jobs of it with queued tasks
+  bool named = false;        // in the configured shares; else in the default share
 };
 
 // A named limit: its capacity (nullopt: named by a job but not configured, so
@@ -445,11 +446,11 @@ class Scheduler {
 
   // ---- fair share
 
-  // Weights by project (each >= 1; projects not named weigh 1). Within a
-  // priority, the next slot goes to the project running the fewest tasks for
-  // its weight, so contended slots converge to the weights; a project with
-  // nothing queued leaves its share to the others. Empty: no fair share (jobs
-  // of one priority share slots job by job, whatever their project).
+  // Weights by project (each >= 1). Projects not named share one default share
+  // of weight 1. Within a priority, the next slot goes to the share running the
+  // fewest tasks for its weight, so contended slots converge to the weights; a
+  // share with nothing queued leaves its part to the others. Empty: no fair
+  // share (jobs of one priority share slots job by job, whatever their project).
   void set_shares(const std::map<std::string, uint32_t>& weights);
   std::vector<ShareView> shares() const;
 
@@ -594,10 +595,14 @@ class Scheduler {
   };
 
   // A project's share: `running` counts its leases (whether shares are on or not).
+  // Only projects named in the shares have a queue group of their own; every
+  // other project's jobs share group 0 (so a client cannot make picks slow by
+  // inventing projects: groups are bounded by the config).
   struct Project {
     std::string name;
     uint32_t weight = 1;
     uint64_t running = 0;
+    bool named = false;  // in the configured shares
   };
 
   struct Limit {
@@ -754,6 +759,7 @@ class Scheduler {
   std::vector<Project> projects_;  // by id; ids are never reused
   std::unordered_map<std::string, uint32_t> project_ids_;
   bool shares_on_ = false;
+  uint64_t others_running_ = 0;  // leases of projects not named in the shares (group 0)
   TimerHeap lease_timers_;
   TimerHeap backoff_timers_;
   Millis hold_until_{0};

@@ -98,6 +98,14 @@ std::string Scheduler::audit() const {
     for (uint32_t limit : lease.limits_held) ++tokens[limit];
     ++project_running[lease.project];
   }
+  uint64_t others = 0;
+  for (size_t i = 0; i < projects_.size(); ++i) {
+    if (!projects_[i].named) others += project_running[i];
+  }
+  if (others != others_running_) {
+    return fmt::format("the default share counts {} running tasks, leases {}", others_running_,
+                       others);
+  }
   for (size_t i = 0; i < projects_.size(); ++i) {
     if (projects_[i].running != project_running[i]) {
       return fmt::format("project '{}' counts {} running tasks, leases {}", projects_[i].name,

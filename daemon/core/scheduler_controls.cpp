@@ -26,7 +26,9 @@ void Scheduler::add_lease(const TaskKey& key, Lease lease) {
     lease.cores = job->spec.cores;
     lease.memory = job->spec.memory;
   }
-  ++projects_[lease.project].running;
+  Project& project = projects_[lease.project];
+  ++project.running;
+  if (!project.named) ++others_running_;
   Lease& stored = leases_[key] = std::move(lease);
   if (auto w = workers_.find(stored.worker); w != workers_.end()) attach(w->second, key, stored);
 }
@@ -162,22 +164,31 @@ void Scheduler::grow_memory_request(Job& job, const TaskOutcome& outcome) {
 
 uint32_t Scheduler::project_id(const std::string& name) {
   auto [it, added] = project_ids_.try_emplace(name, static_cast<uint32_t>(projects_.size()));
-  if (added) projects_.push_back(Project{name, 1, 0});
+  if (added) projects_.push_back(Project{name, 1, 0, false});
   return it->second;
 }
 
 uint32_t Scheduler::share_group(const Job& job) const {
-  return shares_on_ ? job.project_id : 0;
+  return shares_on_ && projects_[job.project_id].named ? job.project_id : 0;
 }
 
 void Scheduler::set_shares(const std::map<std::string, uint32_t>& weights) {
-  for (Project& project : projects_) project.weight = 1;
-  for (const auto& [name, weight] : weights)
-    projects_[project_id(name)].weight = std::max(weight, 1u);
-  bool on = !weights.empty();
-  if (on == shares_on_) return;
+  for (Project& project : projects_) {
+    project.weight = 1;
+    project.named = false;
+  }
+  for (const auto& [name, weight] : weights) {
+    if (name.empty()) continue;  // the jobs of no project are in the default share
+    Project& project = projects_[project_id(name)];
+    project.weight = std::max(weight, 1u);
+    project.named = true;
+  }
+  others_running_ = 0;
+  for (const Project& project : projects_) {
+    if (!project.named) others_running_ += project.running;
+  }
   // Every queued job moves to the group it belongs in now.
-  shares_on_ = on;
+  shares_on_ = !weights.empty();
   for (auto& [id, job] : jobs_) refresh_runnable(*job);
 }
 
@@ -190,7 +201,7 @@ std::vector<ShareView> Scheduler::shares() const {
   for (size_t i = 0; i < projects_.size(); ++i) {
     const Project& project = projects_[i];
     if (project.running == 0 && queued[i] == 0 && project.weight == 1) continue;
-    out.push_back({project.name, project.weight, project.running, queued[i]});
+    out.push_back({project.name, project.weight, project.running, queued[i], project.named});
   }
   std::sort(out.begin(), out.end(),
             [](const ShareView& a, const ShareView& b) { return a.project < b.project; });

@@ -507,18 +507,20 @@ class Limit(_Data):
 
 @dataclass
 class Share(_Data):
-    """A project's fair share (``farmhand shares``): its weight (1 when the
-    config does not name it), its running tasks and its jobs waiting for slots."""
+    """A project's fair share (``farmhand shares``): its weight, its running
+    tasks and its jobs waiting for slots. Projects the config does not name
+    share one default share of weight 1."""
 
     project: str
     weight: int = 1
     running: int = 0
     queued_jobs: int = 0
+    configured: bool = False  # named in the config's shares; else in the default share
 
     @classmethod
     def from_pb(cls, msg):
         return cls(project=msg.project, weight=msg.weight, running=msg.running,
-                   queued_jobs=msg.queued_jobs)
+                   queued_jobs=msg.queued_jobs, configured=msg.configured)
 
 
 @dataclass

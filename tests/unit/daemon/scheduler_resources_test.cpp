@@ -185,6 +185,34 @@ TEST_F(ResourcesTest, TurningSharesOnAndOffRefilesQueuedJobs) {
   EXPECT_EQ(showA->weight, 1u) << "no shares: every project weighs 1";
 }
 
+// Projects the config does not name share one default share of weight 1, so
+// inventing projects wins a client nothing (and keeps the queue groups as few
+// as the config's shares).
+TEST_F(ResourcesTest, ProjectsNotNamedShareOneDefaultShare) {
+  sched().set_shares({{"showA", 1}});
+  submit("1-1000", 1, with().project("showA"));
+  for (int i = 0; i < 10; ++i) submit("1-1000", 1, with().project("made-up-" + std::to_string(i)));
+  submit("1-1000", 1);  // no project at all
+  add_workers(5, 4);
+  ASSERT_EQ(dispatch().size(), 20u);
+  auto running = running_by_project();
+  EXPECT_EQ(running["showA"], 10u) << "showA's weight 1 against the default share's 1";
+  uint64_t others = 0;
+  for (const auto& [project, n] : running) others += project == "showA" ? 0 : n;
+  EXPECT_EQ(others, 10u);
+  EXPECT_EQ(sched().audit(), "");
+  // Naming one of them later gives it a share of its own, at once.
+  sched().set_shares({{"showA", 1}, {"made-up-3", 2}});
+  EXPECT_EQ(sched().audit(), "");
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 200; ++i) turn_over_one(rng);
+  running = running_by_project();
+  EXPECT_GE(running["made-up-3"], 9u);
+  EXPECT_LE(running["made-up-3"], 11u);
+  EXPECT_GE(running["showA"], 4u);
+  EXPECT_LE(running["showA"], 6u);
+}
+
 // ------------------------------------------------------------------ packing
 
 // 16 cores and 64 GiB in 8 slots; tasks of 4 cores and 20 GiB: memory allows
