@@ -171,6 +171,18 @@ std::optional<pid_t> wait_for_pid_file(const std::string& path) {
   return std::nullopt;
 }
 
+// The outcome of run `id`, once the runner reports it.
+std::optional<RunOutcome> wait_for_outcome(ProcessRunner& runner, uint64_t id) {
+  const auto limit = steady_clock::now() + kWaitLimit;
+  while (steady_clock::now() < limit) {
+    for (RunOutcome& outcome : runner.poll(steady_clock::now())) {
+      if (outcome.id == id) return outcome;
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  return std::nullopt;
+}
+
 class RealCgroupTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -186,17 +198,6 @@ class RealCgroupTest : public ::testing::Test {
     s.commands = {std::move(command)};
     s.log_path = tmp_.file("task.log");
     return s;
-  }
-
-  std::optional<RunOutcome> wait_for_outcome(ProcessRunner& runner, uint64_t id) {
-    const auto limit = steady_clock::now() + kWaitLimit;
-    while (steady_clock::now() < limit) {
-      for (RunOutcome& outcome : runner.poll(steady_clock::now())) {
-        if (outcome.id == id) return outcome;
-      }
-      std::this_thread::sleep_for(5ms);
-    }
-    return std::nullopt;
   }
 
   // Starts a run whose grandchild leaves the group with setsid and writes its
@@ -356,12 +357,7 @@ TEST(ProcessRunnerMemoryTest, ProcessGroupPastItsMemoryLimitIsKilledBySampling) 
   run.log_path = tmp.file("task.log");
   run.memory_limit = 128 * kMiB;
   ASSERT_TRUE(runner.start(std::move(run), steady_clock::now()));
-  std::optional<RunOutcome> outcome;
-  const auto limit = steady_clock::now() + kWaitLimit;
-  while (!outcome && steady_clock::now() < limit) {
-    for (RunOutcome& o : runner.poll(steady_clock::now())) outcome = o;
-    std::this_thread::sleep_for(5ms);
-  }
+  std::optional<RunOutcome> outcome = wait_for_outcome(runner, 1);
   ASSERT_TRUE(outcome);
   expect_killed_for_memory(*outcome);
 }
@@ -376,12 +372,7 @@ TEST(ProcessRunnerMemoryTest, RunWithinItsLimitSucceeds) {
   run.log_path = tmp.file("task.log");
   run.memory_limit = 256 * kMiB;
   ASSERT_TRUE(runner.start(std::move(run), steady_clock::now()));
-  std::optional<RunOutcome> outcome;
-  const auto limit = steady_clock::now() + kWaitLimit;
-  while (!outcome && steady_clock::now() < limit) {
-    for (RunOutcome& o : runner.poll(steady_clock::now())) outcome = o;
-    std::this_thread::sleep_for(5ms);
-  }
+  std::optional<RunOutcome> outcome = wait_for_outcome(runner, 1);
   ASSERT_TRUE(outcome);
   EXPECT_TRUE(outcome->succeeded) << (outcome->error ? outcome->error->reason : "");
   EXPECT_FALSE(outcome->out_of_memory);
