@@ -200,7 +200,7 @@ std::vector<ShareView> Scheduler::shares() const {
   }
   for (size_t i = 0; i < projects_.size(); ++i) {
     const Project& project = projects_[i];
-    if (project.running == 0 && queued[i] == 0 && project.weight == 1) continue;
+    if (!project.named && project.running == 0 && queued[i] == 0) continue;
     out.push_back({project.name, project.weight, project.running, queued[i], project.named});
   }
   std::sort(out.begin(), out.end(),

@@ -201,6 +201,14 @@ TEST_F(ResourcesTest, ProjectsNotNamedShareOneDefaultShare) {
   for (const auto& [project, n] : running) others += project == "showA" ? 0 : n;
   EXPECT_EQ(others, 10u);
   EXPECT_EQ(sched().audit(), "");
+  // A named share is listed even while it has no work.
+  sched().set_shares({{"showA", 1}, {"idle", 5}});
+  std::vector<ShareView> shares = sched().shares();
+  auto idle = std::find_if(shares.begin(), shares.end(),
+                           [](const ShareView& v) { return v.project == "idle"; });
+  ASSERT_NE(idle, shares.end());
+  EXPECT_TRUE(idle->named);
+  EXPECT_EQ(idle->weight, 5u);
   // Naming one of them later gives it a share of its own, at once.
   sched().set_shares({{"showA", 1}, {"made-up-3", 2}});
   EXPECT_EQ(sched().audit(), "");
