@@ -15,6 +15,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "common/byte_size.h"
 #include "common/command_template.h"
 #include "common/path_template.h"
 
@@ -489,6 +490,17 @@ class Reader {
         read_tags(entry, workers.tags);
       } else if (key == "worker_binary") {
         assign(read_string(entry), workers.worker_binary);
+      } else if (key == "cores") {
+        assign_integer(entry, 0, workers.cores);
+      } else if (key == "memory") {
+        if (auto text = read_string(entry)) {
+          auto bytes = parse_byte_size(*text);
+          if (bytes) {
+            workers.memory = *bytes;
+          } else {
+            problem(entry.line, entry.path + ": " + bytes.error().reason);
+          }
+        }
       } else {
         unknown_key(key, entry, section.path);
       }

@@ -84,6 +84,9 @@ struct LocalWorkersConfig {
   uint32_t interactive_slots = 1;  // reserved for the interactive lane (publish-driven media)
   std::vector<std::string> tags;
   std::string worker_binary;  // empty: farmhand-worker beside farmhandd
+  // What each local worker offers tasks (--cores, --memory); 0: detected.
+  uint32_t cores = 0;
+  uint64_t memory = 0;  // bytes
 };
 
 // Which published items a rule applies to. Every given condition must hold.

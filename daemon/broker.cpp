@@ -98,6 +98,8 @@ Result<void> Broker::start() {
     sup.slots = options_.config.local_workers.slots;
     sup.interactive_slots = options_.config.local_workers.interactive_slots;
     sup.tags = options_.config.local_workers.tags;
+    sup.cores = options_.config.local_workers.cores;
+    sup.memory = options_.config.local_workers.memory;
     sup.log_level = options_.config.log_level;
     sup.env = security_.local_worker_env();
     supervisor_ = std::make_unique<Supervisor>(sup);

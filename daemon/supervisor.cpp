@@ -52,6 +52,14 @@ Result<pid_t> Supervisor::spawn(const Child& child) {
     spec.argv.push_back("--tags");
     spec.argv.push_back(tags);
   }
+  if (options_.cores > 0) {
+    spec.argv.push_back("--cores");
+    spec.argv.push_back(std::to_string(options_.cores));
+  }
+  if (options_.memory > 0) {
+    spec.argv.push_back("--memory");
+    spec.argv.push_back(std::to_string(options_.memory));
+  }
   spec.env = options_.env;
   // A broker killed with -9 takes its local workers with it.
   spec.parent_death_signal = SIGTERM;

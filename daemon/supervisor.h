@@ -37,6 +37,8 @@ class Supervisor {
     unsigned slots = 1;
     unsigned interactive_slots = 1;  // reserved for the interactive lane
     std::vector<std::string> tags;
+    uint32_t cores = 0;   // --cores for each worker; 0: it detects them
+    uint64_t memory = 0;  // --memory in bytes; 0: it detects it
     std::string log_level = "info";
     std::vector<std::string> env;  // NAME=VALUE added to the workers' environment
   };

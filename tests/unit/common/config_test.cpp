@@ -916,6 +916,15 @@ TEST(ConfigTest, LimitsAreNamedCountersAndBadOnesAreNamed) {
 
 namespace farmhand::common {
 
+TEST(ConfigTest, LocalWorkersMayBeGivenTheirCoresAndMemory) {
+  Config config = loaded("local_workers:\n  cores: 8\n  memory: 16G\n");
+  EXPECT_EQ(config.local_workers.cores, 8u);
+  EXPECT_EQ(config.local_workers.memory, uint64_t{16} << 30);
+  EXPECT_EQ(loaded("log_level: info\n").local_workers.memory, 0u);
+  EXPECT_NE(problems_of("local_workers:\n  memory: lots\n").find("local_workers.memory"),
+            std::string::npos);
+}
+
 TEST(ConfigTest, SharesAreWeightsByProjectAndBadOnesAreNamed) {
   Config config = loaded("shares:\n  showA: 3\n  showB: 1\n");
   EXPECT_EQ(config.shares, (std::map<std::string, uint32_t>{{"showA", 3}, {"showB", 1}}));

@@ -54,6 +54,19 @@ TEST(SupervisorTest, LocalWorkerIsSpawnedWithItsNameWorkDirAndDiesWithTheBroker)
   EXPECT_EQ(first.parent_death_signal, SIGTERM);
   EXPECT_EQ(supervisor.alive(), 2);
   EXPECT_FALSE(supervisor.next_deadline());
+  EXPECT_FALSE(has_arg_pair(first, "--cores", "0")) << "detected unless the config says";
+}
+
+TEST(SupervisorTest, LocalWorkersOfferTheCoresAndMemoryTheConfigGives) {
+  FakeSpawner spawner;
+  Supervisor::Options o = options(1);
+  o.cores = 8;
+  o.memory = uint64_t{16} << 30;
+  Supervisor supervisor(o, spawner);
+  supervisor.maintain(kStart);
+  ASSERT_EQ(spawner.specs().size(), 1u);
+  EXPECT_TRUE(has_arg_pair(spawner.specs()[0], "--cores", "8"));
+  EXPECT_TRUE(has_arg_pair(spawner.specs()[0], "--memory", std::to_string(uint64_t{16} << 30)));
 }
 
 TEST(SupervisorTest, WorkerThatCannotBeSpawnedIsRetriedAfterTheLongestBackoff) {
