@@ -429,7 +429,7 @@ std::string ClientService::waiting_reason(core::JobId id) const {
           "`farmhand job unblock {}` lets them try again",
           fmt::join(hold.workers, ", "), id);
     case core::JobHold::Kind::kUnsatisfiable:
-      return unsatisfiable_request(scheduler, id).value_or("");
+      return unsatisfiable_request(id, *spec, hold);
     case core::JobHold::Kind::kNone:
       break;
   }

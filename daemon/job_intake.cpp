@@ -64,17 +64,14 @@ std::string resource_text(uint32_t cores, uint64_t memory) {
 
 }  // namespace
 
-std::optional<std::string> unsatisfiable_request(const core::Scheduler& scheduler, core::JobId id) {
-  const core::JobSpec* spec = scheduler.job_spec(id);
-  const core::JobHold hold = scheduler.hold(id);
-  if (!spec || hold.kind != core::JobHold::Kind::kUnsatisfiable) return std::nullopt;
+std::string unsatisfiable_request(core::JobId id, const core::JobSpec& spec,
+                                  const core::JobHold& hold) {
   return fmt::format(
       "no worker can ever run a task of this job: each asks for {}, and the largest worker "
       "that serves {} has {}; it waits for a larger worker (`farmhand job set {} --cores N "
       "--memory SIZE` lowers the request)",
-      resource_text(spec->cores, spec->memory),
-      spec->pool.empty() ? std::string("any pool")
-                         : fmt::format("pool '{}'", printable(spec->pool)),
+      resource_text(spec.cores, spec.memory),
+      spec.pool.empty() ? std::string("any pool") : fmt::format("pool '{}'", printable(spec.pool)),
       resource_text(hold.cores, hold.memory), id);
 }
 
@@ -127,8 +124,9 @@ void JobIntake::warn_if_waiting(core::JobId id, wire::ClientReply& reply) const 
   if (!view || !spec || is_finished(view->state)) return;
   if (auto warning = unserved_pool(*farm_.scheduler, spec->pool)) {
     reply.mutable_submit()->add_warnings(*warning);
-  } else if (auto unsatisfiable = unsatisfiable_request(*farm_.scheduler, id)) {
-    reply.mutable_submit()->add_warnings(*unsatisfiable);
+  } else if (core::JobHold hold = farm_.scheduler->hold(id);
+             hold.kind == core::JobHold::Kind::kUnsatisfiable) {
+    reply.mutable_submit()->add_warnings(unsatisfiable_request(id, *spec, hold));
   }
 }
 

@@ -57,7 +57,9 @@ std::optional<std::string> unserved_pool(const core::Scheduler& scheduler, const
 // Why a job's tasks can never start where they are asked to run: no live worker
 // of its pool has the cores and memory one task asks for. For the submit's
 // warnings and `status`.
-std::optional<std::string> unsatisfiable_request(const core::Scheduler& scheduler, core::JobId id);
+// `hold` is the job's, of kind kUnsatisfiable.
+std::string unsatisfiable_request(core::JobId id, const core::JobSpec& spec,
+                                  const core::JobHold& hold);
 
 // A job's --memory-retry-factor: 0 (none) or 1 to 16.
 inline bool valid_memory_retry_factor(double factor) {

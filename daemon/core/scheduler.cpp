@@ -763,10 +763,7 @@ std::optional<TaskIndex> Scheduler::pop_ready(Job& job) {
 
 bool Scheduler::pool_served(const std::string& pool) const {
   return std::any_of(workers_.begin(), workers_.end(), [&](const auto& entry) {
-    const Worker& worker = entry.second;
-    const auto& tags = worker.spec.tags;
-    return worker.alive &&
-           (pool.empty() || std::find(tags.begin(), tags.end(), pool) != tags.end());
+    return entry.second.alive && entry.second.serves(pool);
   });
 }
 

@@ -14,6 +14,7 @@
 // Not thread-safe: the broker's event loop owns it.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -631,6 +632,11 @@ class Scheduler {
     uint32_t interactive_used = 0;  // leases in `running` that hold a reserved slot
     uint32_t cores_used = 0;        // booked by the leases in `running`
     uint64_t memory_used = 0;
+
+    // Whether it takes jobs of the pool: any worker for "", else one tagged with it.
+    bool serves(const std::string& pool) const {
+      return pool.empty() || std::find(spec.tags.begin(), spec.tags.end(), pool) != spec.tags.end();
+    }
 
     // Free for one more task; unknown resources are never short.
     uint32_t free_cores() const {

@@ -129,13 +129,8 @@ bool Scheduler::unsatisfiable(const Job& job, uint32_t& cores, uint64_t& memory)
   if (!job.sized()) return false;
   cores = 0;
   memory = 0;
-  const std::string& pool = job.spec.pool;
   for (const auto& [id, worker] : workers_) {
-    const auto& tags = worker.spec.tags;
-    if (!worker.alive ||
-        !(pool.empty() || std::find(tags.begin(), tags.end(), pool) != tags.end())) {
-      continue;
-    }
+    if (!worker.alive || !worker.serves(job.spec.pool)) continue;
     // Unknown resources (an older worker) might be enough.
     bool enough_cores = worker.spec.cores == 0 || worker.spec.cores >= job.spec.cores;
     bool enough_memory = worker.spec.memory == 0 || worker.spec.memory >= job.spec.memory;
@@ -245,10 +240,7 @@ std::optional<std::vector<std::string>> Scheduler::blocked_eligible_workers(cons
   std::vector<std::string> blocked;
   for (const auto& [id, worker] : workers_) {
     if (!worker.alive || (!controls_.empty() && controls_.count(worker.spec.name))) continue;
-    if (!job.spec.pool.empty()) {
-      const auto& tags = worker.spec.tags;
-      if (std::find(tags.begin(), tags.end(), job.spec.pool) == tags.end()) continue;
-    }
+    if (!worker.serves(job.spec.pool)) continue;
     if (!blocked_for(job, worker.spec.name)) return std::nullopt;
     blocked.push_back(worker.spec.name);
   }

@@ -123,21 +123,25 @@ TEST_F(MediaRunnerTest, CancelKillsTheMediaProcess) {
   EXPECT_EQ(outcome->error->reason, "cancelled");
 }
 
+// The fake's tail: answers every further request with done(ok), until stdin closes.
+const std::string kAnswerEveryRequest =
+    "while True:\n"
+    "    head = os.read(3, 4)\n"
+    "    if not head: sys.exit(0)\n"
+    "    data = os.read(3, struct.unpack('<I', head)[0])\n"
+    "    rid, shift, i = 0, 0, 1\n"
+    "    while True:\n"
+    "        rid |= (data[i] & 0x7f) << shift; shift += 7\n"
+    "        if not data[i] & 0x80: break\n"
+    "        i += 1\n"
+    "    done(rid)";
+
 TEST_F(MediaRunnerTest, AnswerIsReportedAndTheProcessIsReused) {
   // Answers every request with done{ok}, forever: one process serves both tasks.
   std::string body =
       "def done(rid): send(b'\\x08' + varint(rid) + b'\\x62\\x02\\x08\\x01')\n"
-      "done(request_id)\n"
-      "while True:\n"
-      "    head = os.read(3, 4)\n"
-      "    if not head: sys.exit(0)\n"
-      "    data = os.read(3, struct.unpack('<I', head)[0])\n"
-      "    rid, shift, i = 0, 0, 1\n"
-      "    while True:\n"
-      "        rid |= (data[i] & 0x7f) << shift; shift += 7\n"
-      "        if not data[i] & 0x80: break\n"
-      "        i += 1\n"
-      "    done(rid)";
+      "done(request_id)\n" +
+      kAnswerEveryRequest;
   MediaRunner runner({fake("ok", body), 1024, 0});
   ASSERT_TRUE(runner.start(1, thumbnail_request(), 0s, Clock::now()).has_value());
   auto first = wait_for(runner, 1);
@@ -162,17 +166,8 @@ TEST_F(MediaRunnerTest, EachTaskOfAWarmProcessCountsOnlyItsOwnCpuAndPeak) {
       "for i in range(0, n, 4096): x[i] = 1\n"
       "while time.process_time() < 0.3: pass\n"
       "del x\n"
-      "done(request_id)\n"
-      "while True:\n"
-      "    head = os.read(3, 4)\n"
-      "    if not head: sys.exit(0)\n"
-      "    data = os.read(3, struct.unpack('<I', head)[0])\n"
-      "    rid, shift, i = 0, 0, 1\n"
-      "    while True:\n"
-      "        rid |= (data[i] & 0x7f) << shift; shift += 7\n"
-      "        if not data[i] & 0x80: break\n"
-      "        i += 1\n"
-      "    done(rid)";
+      "done(request_id)\n" +
+      kAnswerEveryRequest;
   MediaRunner runner({fake("burn", body), 1024, 0});
   ASSERT_TRUE(runner.start(1, thumbnail_request(), 0s, Clock::now()).has_value());
   auto first = wait_for(runner, 1);
