@@ -53,6 +53,7 @@ SUSTAIN_S=${FARM_SUSTAIN_S:-5}
 TASK_MS=${FARM_TASK_MS:-0}
 THREADS=${FARM_THREADS:-1}
 STATUS_MS=${FARM_STATUS_MS:-10}
+SIM_NICE=${FARM_SIM_NICE:-0}
 CONFIGS=${FARM_CONFIGS:-plain controls}
 read -r -a PERMILLE <<<"${FARM_LIMIT_PERMILLE:-60 30 15}"
 LIMITED_PERCENT=${FARM_LIMITED_PERCENT:-30}
@@ -132,7 +133,7 @@ farm_run() {
     perf_pid=$!
     BENCH_PIDS+=("$perf_pid")
   fi
-  "$FARM" --worker-endpoint "$WORKER_EP" --broker "$CLIENT_EP" "${FAKE_WORKER_CURVE[@]}" \
+  nice -n "$SIM_NICE" "$FARM" --worker-endpoint "$WORKER_EP" --broker "$CLIENT_EP" "${FAKE_WORKER_CURVE[@]}" \
     --broker-pid "$BROKER_PID" --workers "$workers" --slots "$SLOTS" --threads "$THREADS" \
     --jobs "$jobs" --tasks-per-job "$per_job" --projects "$PROJECTS" --task-ms "$TASK_MS" \
     --warmup-s "$WARMUP_S" --sustain-s "$sustain" --status-interval-ms "$STATUS_MS" \

@@ -19,8 +19,10 @@
 //   sustain  the held tasks end, and from then on every task ends --task-ms after its
 //            Assign. After --warmup-s, Assigns and result acks are counted for
 //            --sustain-s, with the broker's CPU time (/proc/PID/stat) and VmRSS.
-// A client thread times status round trips of --status-job every
-// --status-interval-ms throughout; the samples are reported per phase.
+// A client thread (with a ZeroMQ context of its own, as a CLI process has)
+// times status round trips throughout, of --status-job or of a random job
+// (queued, running or finished), pausing a random 0 to 2 x
+// --status-interval-ms after each reply; the samples are reported per phase.
 //
 // Controls (deterministic from --seed): --pools N tags worker i with pool-(i % N)
 // and gives each job pool-k or "" (any worker) with equal odds; --limits names
@@ -107,7 +109,7 @@ struct Options {
   double task_ms = 0;
   double warmup_s = 1;
   double sustain_s = 5;
-  uint64_t status_job = 1;
+  uint64_t status_job = 0;  // 0: a job picked at random for each request
   int status_interval_ms = 10;
 };
 
@@ -524,7 +526,7 @@ enum StatusPhase : int { kIdle = 0, kFill = 1, kWarmup = 2, kSustain = 3, kAfter
 
 class StatusProber {
  public:
-  StatusProber(zmq::context_t& context, const Options& o) : context_(context), options_(o) {}
+  explicit StatusProber(const Options& o) : options_(o) {}
 
   void start() {
     thread_ = std::thread([this] { run(); });
@@ -541,12 +543,30 @@ class StatusProber {
 
   uint64_t failures() const { return failures_; }
 
+  int nice() const { return nice_; }
+
  private:
   void run() {
+    // The simulated farm may run niced (farm.sh's FARM_SIM_NICE): it stands
+    // for 2,000 other hosts, whose CPU is not the broker's. The prober stands
+    // for a wrangler's `farmhand status` and takes the default priority back
+    // (its context's I/O thread, started below, inherits it).
+    if (setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 0) == 0) {
+      nice_ = 0;
+    } else {
+      nice_ = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
+    }
     BrokerClient client(context_, options_.broker);
+    std::mt19937_64 rng(options_.seed + 17);
+    std::uniform_int_distribution<uint64_t> any_job(1, std::max<uint64_t>(options_.jobs, 1));
+    // Uniform in [0, 2 x interval]: a fixed pause after each reply would lock
+    // the requests to the broker's turns (each sent just after a turn began,
+    // so each waits a whole turn); people asking come at random.
+    std::uniform_int_distribution<int> pause_us(0, 2000 * options_.status_interval_ms);
     while (!stop_) {
       wire::ClientRequest request;
-      request.mutable_status()->set_job_id(options_.status_job);
+      request.mutable_status()->set_job_id(options_.status_job != 0 ? options_.status_job
+                                                                    : any_job(rng));
       const int phase = phase_.load();
       auto sent = Clock::now();
       auto reply = client.call(request, milliseconds(5000));
@@ -557,17 +577,20 @@ class StatusProber {
         // A sample that straddles two phases is left out.
         samples_[phase].push_back(ms_between(sent, at));
       }
-      auto next = sent + milliseconds(options_.status_interval_ms);
+      auto next = at + std::chrono::microseconds(pause_us(rng));
       while (!stop_ && Clock::now() < next) std::this_thread::sleep_for(milliseconds(1));
     }
   }
 
-  zmq::context_t& context_;
+  // A context of its own, as `farmhand status` has in its own process: its
+  // replies must not queue in the I/O thread behind 2,000 simulated workers'.
+  zmq::context_t context_;
   const Options& options_;
   std::atomic<bool> stop_{false};
   std::atomic<int> phase_{kIdle};
   std::vector<double> samples_[5];
   uint64_t failures_ = 0;
+  std::atomic<int> nice_{0};
   std::thread thread_;
 };
 
@@ -628,7 +651,7 @@ int run(const Options& o) {
     }
   }
 
-  StatusProber prober(context, o);
+  StatusProber prober(o);
   prober.start();
   std::this_thread::sleep_for(milliseconds(300));  // a few idle samples
 
@@ -727,6 +750,8 @@ int run(const Options& o) {
   emit("status_fill", summarize(prober.samples(kFill)));
   emit("status_sustain", summarize(prober.samples(kSustain)));
   emit("status_failures", static_cast<double>(prober.failures()));
+  emit("status_prober_nice", static_cast<double>(prober.nice()));
+  emit("sim_nice", static_cast<double>(getpriority(PRIO_PROCESS, 0)));
   emit("workers_refused", static_cast<double>(shared.refused.load()));
   emit("workers_reconnects", static_cast<double>(shared.reconnects.load()));
   emit("worker_cancels", static_cast<double>(shared.cancels.load()));
@@ -777,8 +802,11 @@ int main(int argc, char** argv) {
   app.add_option("--task-ms", o.task_ms, "sustain: how long each task runs");
   app.add_option("--warmup-s", o.warmup_s, "sustain: not measured");
   app.add_option("--sustain-s", o.sustain_s, "sustain: measured window");
-  app.add_option("--status-job", o.status_job, "job whose status is timed");
-  app.add_option("--status-interval-ms", o.status_interval_ms, "pause between status requests");
+  app.add_option(
+      "--status-job", o.status_job,
+      "job whose status is timed (0: a random queued, running or finished job each time)");
+  app.add_option("--status-interval-ms", o.status_interval_ms,
+                 "mean pause between status requests (uniform in 0 to twice it)");
   CLI11_PARSE(app, argc, argv);
   auto curve = common::curve_client_keys(o.curve_server_key, o.curve_key_file);
   if (!curve) {

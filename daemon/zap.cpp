@@ -5,8 +5,8 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <pthread.h>
-#include <signal.h>
+
+#include "common/signal_free_thread.h"
 
 namespace farmhand::daemon {
 
@@ -25,20 +25,13 @@ Result<void> ZapHandler::start() {
   } catch (const zmq::error_t& e) {
     return fail(ErrorCode::kInternal, fmt::format("cannot start the ZAP handler: {}", e.what()));
   }
-  // The thread starts with every signal blocked (it inherits the mask): the
-  // broker takes its signals through a signalfd, and a SIGHUP or SIGTERM
-  // delivered to this thread would end the whole process.
-  sigset_t all;
-  sigset_t previous;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &previous);
+  // No signal for it: a SIGHUP or SIGTERM delivered to this thread would end
+  // the whole process (the broker reads them from a signalfd).
   try {
-    thread_ = std::thread([this] { run(); });
+    thread_ = common::start_signal_free_thread([this] { run(); });
   } catch (const std::system_error& e) {
-    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
     return fail(ErrorCode::kInternal, fmt::format("cannot start the ZAP handler: {}", e.what()));
   }
-  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   return {};
 }
 

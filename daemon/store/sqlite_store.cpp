@@ -47,6 +47,8 @@ SqliteStore::~SqliteStore() {
   // Every statement, however it was prepared: one left unfinalized would make
   // the close a deferred "zombie" one that never checkpoints the WAL.
   while (sqlite3_stmt* stmt = sqlite3_next_stmt(db_, nullptr)) sqlite3_finalize(stmt);
+  // Its connection first: the last one to close checkpoints the WAL and removes it.
+  checkpointer_.reset();
   sqlite3_close_v2(db_);
   if (wal_fd_ >= 0) ::close(wal_fd_);
 }
@@ -185,6 +187,16 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path,
     // before the state dir's marker says one exists.
     if (auto ok = store->exec("PRAGMA synchronous=NORMAL"); !ok) return fail(ok.error());
     store->wal_path_ = path + "-wal";
+    // The WAL is checkpointed by a thread of its own: a hook of our own
+    // replaces SQLite's automatic checkpoint inside the commit.
+    store->checkpointer_ = std::make_unique<Checkpointer>(path);
+    sqlite3_wal_hook(
+        db,
+        [](void* checkpointer, sqlite3*, const char*, int wal_frames) {
+          static_cast<Checkpointer*>(checkpointer)->request(wal_frames);
+          return SQLITE_OK;
+        },
+        store->checkpointer_.get());
   }
   return store;
 }

@@ -8,7 +8,9 @@
 // "full" runs SQLite at synchronous=NORMAL (commit() writes the WAL, the OS
 // holds it) and flush() fdatasyncs the WAL: the same durability, with the
 // caller choosing when to wait for the disk (the broker sends a turn's
-// Assigns first, so the workers run them during the flush).
+// Assigns first, so the workers run them during the flush). Then, too, the WAL
+// is checkpointed on a thread of its own (daemon/store/checkpointer.h), never
+// inside commit().
 // A file that is not a SQLite database, or a damaged one (SQLITE_NOTADB,
 // SQLITE_CORRUPT, at open or on any later read), fails with kCorrupt and a reason
 // naming the file and how to restore it. Opening reads only the header and schema:
@@ -20,6 +22,7 @@
 #include <memory>
 #include <string>
 
+#include "daemon/store/checkpointer.h"
 #include "daemon/store/store.h"
 
 struct sqlite3;
@@ -60,6 +63,10 @@ class SqliteStore : public Store {
 
   Result<void> flush() override;
 
+  // Checkpoints the background checkpointer completed (Flush::kByCaller); 0
+  // otherwise (SQLite's automatic ones are not counted).
+  uint64_t checkpoints_completed() const { return checkpointer_ ? checkpointer_->completed() : 0; }
+
   // An online, consistent copy of the database into `path` (SQLite backup API).
   [[nodiscard]] Result<void> backup_to(const std::string& path);
 
@@ -92,6 +99,7 @@ class SqliteStore : public Store {
   std::string path_;
   std::string wal_path_;  // set when the caller flushes the WAL (Flush::kByCaller)
   int wal_fd_ = -1;
+  std::unique_ptr<Checkpointer> checkpointer_;  // with Flush::kByCaller
   sqlite3_stmt* insert_job_ = nullptr;
   sqlite3_stmt* update_job_ = nullptr;
   sqlite3_stmt* upsert_task_ = nullptr;

@@ -19,7 +19,7 @@ class FakeClock final : public daemon::Clock {
            std::chrono::duration_cast<std::chrono::milliseconds>(now_.time_since_epoch()).count();
   }
 
-  void advance(std::chrono::milliseconds by) { now_ += by; }
+  void advance(SteadyTime::duration by) { now_ += by; }
 
  private:
   static constexpr int64_t kEpochMs = 1'800'000'000'000;  // 2027

@@ -2,11 +2,13 @@
 #include "daemon/store/sqlite_store.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <sstream>
+#include <thread>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -691,6 +693,41 @@ TEST_F(SqliteStoreTest, AFailedFlushNamesTheWal) {
   auto failed = (*store)->flush();
   ASSERT_FALSE(failed);
   EXPECT_EQ(failed.error().reason, "state store flush failed: Invalid argument (" + wal + ")");
+}
+
+// With the caller flushing (the broker), the WAL is checkpointed by the
+// store's own thread, not inside commit(): SQLite's automatic checkpoint is
+// off, so without that thread no checkpoint would ever complete and the WAL
+// would grow for as long as the broker runs. Every commit is still there.
+TEST_F(SqliteStoreTest, TheWalIsCheckpointedByAThreadOfItsOwn) {
+  auto store = SqliteStore::open(path_, "full", SqliteStore::Flush::kByCaller);
+  ASSERT_TRUE(store);
+  constexpr core::JobId kJobs = 150;  // past 2,000 WAL frames in all
+  constexpr core::TaskIndex kTasks = 400;
+  for (core::JobId id = 1; id <= kJobs; ++id) {
+    Batch batch;
+    batch.new_jobs.push_back(job(id));
+    for (core::TaskIndex t = 0; t < kTasks; ++t) {
+      batch.task_changes.push_back(task(id, t, core::TaskState::kQueued, 0, std::string(64, 'e')));
+    }
+    ASSERT_TRUE((*store)->commit(batch));
+    ASSERT_TRUE((*store)->flush());
+  }
+  // Awaited, not timed: the thread runs when the scheduler lets it.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while ((*store)->checkpoints_completed() == 0 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_GE((*store)->checkpoints_completed(), 1u);
+  Loaded loaded = load(**store);
+  EXPECT_EQ(loaded.jobs.size(), kJobs);
+  EXPECT_EQ(loaded.tasks.size(), size_t{kJobs} * kTasks);
+  store->reset();
+  auto again = SqliteStore::open(path_, "full", SqliteStore::Flush::kByCaller);
+  ASSERT_TRUE(again);
+  Loaded reloaded = load(**again);
+  EXPECT_EQ(reloaded.jobs.size(), kJobs);
+  EXPECT_EQ(reloaded.tasks.size(), size_t{kJobs} * kTasks);
 }
 
 TEST_F(SqliteStoreTest, AStoreDurableByItselfHasNothingToFlush) {
