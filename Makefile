@@ -14,7 +14,9 @@ DEPS := build-essential cmake pkg-config ninja-build \
   libopenimageio-dev openimageio-tools libopenexr-dev libopencolorio-dev \
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg libdeflate-dev zlib1g-dev \
   python3-zmq python3-protobuf python3-pytest \
-  libsystemd-dev systemd
+  libsystemd-dev systemd \
+  libcpp-httplib-dev libssl-dev prometheus-cpp-dev prometheus \
+  chromium chromium-driver python3-selenium
 
 .PHONY: deps build test demo bench install clean format
 
