@@ -14,6 +14,10 @@
 # handshakes in one simulator process cost about 1 s of CPU on the same 2 cores as the
 # broker, where a real farm spreads them over 2,000 hosts. One extra plain run with
 # CurveZMQ on (FARM_CURVE_CHECK=1) reports what the handshakes add to the fill.
+# The simulator runs at nice FARM_SIM_NICE (10): it stands for 2,000 other hosts, whose
+# CPU is not the broker host's; its status prober (a wrangler's `farmhand status`) takes
+# the default priority back. FARM_SIM_NICE=0 makes the farm compete with the broker on
+# equal terms for the same cores (a harsher test than any real farm).
 # controls also has fair share (`shares:` weights 1-4 over the projects, FARM_SHARES=0
 # leaves it out) and memory requests (FARM_MEMORY_MB, default 3072, on 40% of the jobs;
 # every worker reports 32 cores and 64 GiB, so memory is checked on every dispatch but
@@ -26,7 +30,7 @@
 # usage: bench/farm.sh BUILD_DIR
 #   env: FARM_WORKERS (2000) FARM_SLOTS (16) FARM_JOBS (10000) FARM_TASKS_PER_JOB (50)
 #        FARM_PROJECTS (20) FARM_REPS (3) FARM_WARMUP_S (1) FARM_SUSTAIN_S (5) FARM_TASK_MS (0)
-#        FARM_THREADS (1) FARM_STATUS_MS (10) FARM_CONFIGS ("plain controls")
+#        FARM_THREADS (1) FARM_STATUS_MS (10) FARM_CONFIGS ("plain controls") FARM_SIM_NICE (10)
 #        FARM_LIMIT_PERMILLE ("60 30 15") FARM_LIMITED_PERCENT (30) FARM_MAX_RUNNING_PERCENT (20)
 #        FARM_GROWTH ("100 1000 10000 100000") FARM_GROWTH_WORKERS (100)
 #        FARM_GROWTH_TASKS (500000) FARM_GROWTH_SUSTAIN_S (2) FARM_GROWTH_REPS (3)
@@ -53,7 +57,7 @@ SUSTAIN_S=${FARM_SUSTAIN_S:-5}
 TASK_MS=${FARM_TASK_MS:-0}
 THREADS=${FARM_THREADS:-1}
 STATUS_MS=${FARM_STATUS_MS:-10}
-SIM_NICE=${FARM_SIM_NICE:-0}
+SIM_NICE=${FARM_SIM_NICE:-10}
 CONFIGS=${FARM_CONFIGS:-plain controls}
 read -r -a PERMILLE <<<"${FARM_LIMIT_PERMILLE:-60 30 15}"
 LIMITED_PERCENT=${FARM_LIMITED_PERCENT:-30}
