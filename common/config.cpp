@@ -34,6 +34,7 @@ constexpr double kMaxKeepDays = 36'500;  // a century
 
 constexpr std::string_view kEndpointSchemes[] = {"tcp://", "ipc://", "inproc://"};
 constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
+constexpr std::string_view kHttpRead[] = {"open", "token"};
 constexpr std::string_view kSqliteSynchronous[] = {"full", "normal", "off"};
 
 struct Problem {
@@ -126,6 +127,8 @@ class Reader {
         if (auto level = read_choice(entry, kLogLevels)) config.log_level = *level;
       } else if (key == "broker") {
         read_broker(entry, config.broker);
+      } else if (key == "http") {
+        read_http(entry, config.http);
       } else if (key == "local_workers") {
         read_local_workers(entry, config.local_workers);
       } else if (key == "commands") {
@@ -475,6 +478,40 @@ class Reader {
       if (auto value = read_integer(entry, 1, 10'000)) weight = static_cast<uint32_t>(*value);
       if (weight > 0) shares[key] = weight;
     });
+  }
+
+  void read_http(const Entry& section, HttpConfig& http) {
+    if (!expect_map(section)) return;
+    for_each_entry(section.value, section.path, [&](const std::string& key, const Entry& entry) {
+      if (key == "listen") {
+        if (auto text = read_string(entry)) {
+          if (auto ok = check_http_listen(*text); !ok) {
+            problem(entry.line, entry.path + ": " + ok.error().reason);
+          } else {
+            http.listen = *text;
+            http.listen_given = true;
+          }
+        }
+      } else if (key == "tls_cert") {
+        assign(read_string(entry), http.tls_cert);
+      } else if (key == "tls_key") {
+        assign(read_string(entry), http.tls_key);
+      } else if (key == "read") {
+        assign(read_choice(entry, kHttpRead), http.read);
+      } else if (key == "tokens_file") {
+        assign(read_string(entry), http.tokens_file);
+      } else if (key == "allow_insecure") {
+        assign(read_bool(entry), http.allow_insecure);
+      } else {
+        unknown_key(key, entry, section.path);
+      }
+    });
+    if (http.tls_cert.empty() != http.tls_key.empty()) {
+      problem(section.line, section.path + ": tls_cert and tls_key go together");
+    }
+    if (http.read == "token" && http.tokens_file.empty()) {
+      problem(section.line, section.path + ": read: token needs a tokens_file");
+    }
   }
 
   void read_local_workers(const Entry& section, LocalWorkersConfig& workers) {
@@ -1084,6 +1121,30 @@ Result<Config> load_config_text(const std::string& text, const std::string& orig
     return fail(ErrorCode::kInvalidArgument, format_problems(std::move(reader.problems()), origin));
   }
   return config;
+}
+
+Result<HttpListen> parse_http_listen(std::string_view text) {
+  auto bad = [&](std::string_view why) {
+    return fail(ErrorCode::kInvalidArgument,
+                "'" + printable(text) + "' is not HOST:PORT or off: " + std::string(why));
+  };
+  const size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos) return bad("no port");
+  std::string_view host = text.substr(0, colon);
+  const std::string_view port = text.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string_view::npos) {
+    return bad("an IPv6 address goes in brackets, [::1]:7680");
+  }
+  if (host.empty()) return bad("no host (127.0.0.1 for this host only, 0.0.0.0 for every address)");
+  int value = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc{} || end != port.data() + port.size() || value < 0 ||
+      value > 65535) {
+    return bad("the port is 0 to 65535");
+  }
+  return HttpListen{std::string(host), value};
 }
 
 Result<Config> load_config_file(const std::string& path) {

@@ -78,6 +78,22 @@ struct BrokerConfig {
   bool rename_duplicate_workers = false;
 };
 
+// The HTTP front: monitor, JSON API and /metrics (daemon/http/http_front.h).
+struct HttpConfig {
+  // host:port, or "off". The default is best effort: if the port is taken the
+  // broker logs it and serves without HTTP; a listen address set in the
+  // config or by --http must bind, or farmhandd does not start.
+  std::string listen = "127.0.0.1:7680";
+  bool listen_given = false;  // set by the file or --http
+  std::string tls_cert;       // PEM; both or neither
+  std::string tls_key;
+  std::string read = "open";  // open | token: whether reads need a token too
+  // One "USER TOKEN" per line ('#' comments): the bearer tokens actions need.
+  std::string tokens_file;
+  // Lets HTTP listen beyond loopback without TLS or without tokens.
+  bool allow_insecure = false;
+};
+
 struct LocalWorkersConfig {
   int count = -1;  // -1: number of cores
   uint32_t slots = 1;
@@ -140,6 +156,7 @@ struct WatchFolder {
 
 struct Config {
   BrokerConfig broker;
+  HttpConfig http;
   LocalWorkersConfig local_workers;
   std::map<std::string, CommandTemplate> commands;
   std::vector<Rule> rules;
@@ -174,6 +191,22 @@ struct ConfigErrors {
 
 // Loads and validates a config file. On failure the Error's reason holds every
 // problem, one per line ("FILE:LINE: message").
+// http.listen / --http: "off", or HOST:PORT ([v6]:PORT), port 0-65535 (0: any
+// free port, the log says which).
+struct HttpListen {
+  std::string host;
+  int port = 0;
+};
+
+[[nodiscard]] Result<HttpListen> parse_http_listen(std::string_view text);
+
+[[nodiscard]] inline Result<void> check_http_listen(std::string_view text) {
+  if (text == "off") return {};
+  auto parsed = parse_http_listen(text);
+  if (!parsed) return tl::make_unexpected(parsed.error());
+  return {};
+}
+
 [[nodiscard]] Result<Config> load_config_file(const std::string& path);
 
 // Same, from YAML text; `origin` names it in messages.

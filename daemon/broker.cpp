@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/logging.h"
+#include "daemon/http/http_front.h"
 #include "daemon/rules.h"
 #include "daemon/store/sqlite_store.h"
 #include "daemon/systemd_notify.h"
@@ -89,6 +90,8 @@ Result<void> Broker::start() {
   // A file size limit (ulimit -f) is a failed write to report, not a reason to die.
   signal(SIGXFSZ, SIG_IGN);
 
+  if (auto ok = start_http(); !ok) return ok;
+
   if (options_.local_workers > 0) {
     Supervisor::Options sup;
     sup.worker_binary = options_.worker_binary;
@@ -117,6 +120,34 @@ Result<void> Broker::start() {
       "local_workers_endpoint={}",
       broker.client_endpoint, broker.worker_endpoint, options_.state_dir, core_->farm().jobs.size(),
       restore_ms, options_.local_workers, local_endpoint.empty() ? "-" : local_endpoint);
+  return {};
+}
+
+Result<void> Broker::start_http() {
+  const common::HttpConfig& http = options_.config.http;
+  if (http.listen == "off") {
+    log_->info("http off");
+    return {};
+  }
+  auto listen = common::parse_http_listen(http.listen);
+  if (!listen) return fail(listen.error());
+  HttpFront::Options options;
+  options.config = http;
+  options.listen = *listen;
+  auto front = HttpFront::start(endpoints_.context(), std::move(options));
+  if (!front) {
+    // The default address is best effort (another farmhandd on this host may
+    // hold it); one the config or --http asked for must be served.
+    if (http.listen_given) return fail(front.error());
+    log_->warn(
+        "http not started reason=\"{}\" note=\"set http.listen or --http to choose "
+        "another address, or off\"",
+        front.error().reason);
+    return {};
+  }
+  http_ = std::move(*front);
+  log_->info("http listening url={} read={} tokens={}", http_->url(), http.read,
+             http.tokens_file.empty() ? "none" : http.tokens_file);
   return {};
 }
 

@@ -29,6 +29,7 @@
 #include "daemon/clock.h"
 #include "daemon/endpoint_security.h"
 #include "daemon/endpoints.h"
+#include "daemon/http/http_front.h"
 #include "daemon/state_dir.h"
 #include "daemon/store/store.h"
 #include "daemon/supervisor.h"
@@ -58,6 +59,8 @@ class Broker {
   [[nodiscard]] Result<void> run();
 
  private:
+  // The HTTP front, unless http.listen is off (daemon/http/http_front.h).
+  [[nodiscard]] Result<void> start_http();
   void turn();
   void on_signals();
   void reload_config();
@@ -73,6 +76,7 @@ class Broker {
   std::unique_ptr<Store> store_;
   std::unique_ptr<BrokerCore> core_;
   std::unique_ptr<Supervisor> supervisor_;
+  std::unique_ptr<HttpFront> http_;  // after endpoints_: its sockets go before the context
   int signal_fd_ = -1;
   bool stopping_ = false;
   Clock::SteadyTime last_watchdog_{};

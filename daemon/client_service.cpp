@@ -151,7 +151,7 @@ void ClientService::on_message(const std::string& routing_id, bool req_envelope,
           list(request.list(), reply);
           break;
         case wire::ClientRequest::kAction:
-          action(request.action(), reply, turn);
+          action(request.action(), reply, turn, peer);
           break;
         case wire::ClientRequest::kWorkers:
           workers(reply);
@@ -615,7 +615,7 @@ Result<core::TaskSelection> task_selection(const wire::JobActionRequest& request
 }  // namespace
 
 void ClientService::action(const wire::JobActionRequest& request, wire::ClientReply& reply,
-                           Turn& turn) {
+                           Turn& turn, const std::string& peer) {
   core::Scheduler& scheduler = *farm_.scheduler;
   const core::Millis now = clock_.millis();
   auto selection = task_selection(request);
@@ -670,7 +670,8 @@ void ClientService::action(const wire::JobActionRequest& request, wire::ClientRe
   }
   reply.mutable_action()->set_state(view ? to_wire(view->state) : wire::JOB_STATE_UNSPECIFIED);
   reply.mutable_action()->set_tasks_changed(*changed);
-  log_.info("job {} job={} tasks={}", verb, request.job_id(), *changed);
+  log_.info("job {} job={} tasks={}{}", verb, request.job_id(), *changed,
+            peer.empty() ? std::string() : " by=" + printable(peer));
 }
 
 void ClientService::job_set(const wire::JobSetRequest& request, wire::ClientReply& reply,

@@ -94,7 +94,9 @@ class ClientService {
   bool hold_status(const PendingReply& pending, const wire::StatusRequest& request);
   uint64_t job_version(core::JobId id) const;
   void list(const wire::ListRequest& request, wire::ClientReply& reply) const;
-  void action(const wire::JobActionRequest& request, wire::ClientReply& reply, Turn& turn);
+  // `peer`: who asked (the CURVE key's name, or "http:USER"), for the log.
+  void action(const wire::JobActionRequest& request, wire::ClientReply& reply, Turn& turn,
+              const std::string& peer);
   void workers(wire::ClientReply& reply) const;
   void fill_workers(wire::WorkersReply& out) const;
   void job_set(const wire::JobSetRequest& request, wire::ClientReply& reply, Turn& turn);

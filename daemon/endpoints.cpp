@@ -18,6 +18,10 @@ namespace {
 // First byte of a worker's routing id as the components see it: which socket.
 constexpr char kNetworkWorker = 'n';
 constexpr char kLocalWorker = 'l';
+// Client routing ids are tagged the same way: replies go back on their socket,
+// and no client can choose an id that lands on another.
+constexpr char kClient = 'c';
+constexpr char kHttpClient = 'h';
 
 }  // namespace
 
@@ -25,10 +29,11 @@ Endpoints::Endpoints(BadMessages& bad)
     : bad_(bad),
       clients_(context_, zmq::socket_type::router),
       workers_(context_, zmq::socket_type::router),
-      local_(context_, zmq::socket_type::router) {}
+      local_(context_, zmq::socket_type::router),
+      http_(context_, zmq::socket_type::router) {}
 
 void Endpoints::configure(const common::BrokerConfig& broker) {
-  for (auto* sock : {&clients_, &workers_, &local_}) {
+  for (auto* sock : {&clients_, &workers_, &local_, &http_}) {
     sock->set(zmq::sockopt::linger, 0);
     // Queued replies to a vanished client must not grow without bound.
     sock->set(zmq::sockopt::sndhwm, 100'000);
@@ -68,6 +73,7 @@ Result<std::string> Endpoints::bind_local_workers(const std::string& state_dir) 
 
 Result<void> Endpoints::bind(const common::BrokerConfig& broker) {
   try {
+    http_.bind(kHttpEndpoint);
     clients_.bind(broker.client_endpoint);
     workers_.bind(broker.worker_endpoint);
   } catch (const zmq::error_t& e) {
@@ -79,28 +85,47 @@ Result<void> Endpoints::bind(const common::BrokerConfig& broker) {
 }
 
 void Endpoints::drain_clients(int max, const ClientHandler& handle) {
+  drain_clients(clients_, kClient, max, handle);
+  drain_clients(http_, kHttpClient, max, handle);
+}
+
+bool Endpoints::drain_clients(zmq::socket_t& socket, char tag, int max,
+                              const ClientHandler& handle) {
+  const char* origin = tag == kHttpClient ? "http" : "client";
   for (int n = 0; n < max; ++n) {
     std::vector<zmq::message_t> frames;
     bool oversized = false;
     try {
       zmq::message_t frame;
-      if (!clients_.recv(frame, zmq::recv_flags::dontwait)) return;
+      if (!socket.recv(frame, zmq::recv_flags::dontwait)) return false;
       frames.push_back(std::move(frame));
       while (frames.back().more() && frames.size() < 8) {
         zmq::message_t next;
-        (void)clients_.recv(next, zmq::recv_flags::none);
+        (void)socket.recv(next, zmq::recv_flags::none);
         frames.push_back(std::move(next));
       }
       bool more = frames.back().more();
       while (more) {  // drain and drop the rest of an absurd multipart
         zmq::message_t rest;
-        (void)clients_.recv(rest, zmq::recv_flags::none);
+        (void)socket.recv(rest, zmq::recv_flags::none);
         more = rest.more();
         oversized = true;
       }
     } catch (const zmq::error_t& e) {
-      bad_.note("client", e.what());
-      return;
+      bad_.note(origin, e.what());
+      return false;
+    }
+    std::string routing_id(1, tag);
+    routing_id.append(frames[0].data<char>(), frames[0].size());
+    if (tag == kHttpClient) {
+      // In-process, from the HTTP front: [id][user][request].
+      if (oversized || frames.size() != 3) {
+        bad_.note(origin, fmt::format("unexpected {}-frame message", frames.size()));
+      } else {
+        handle(routing_id, false, frames[2].data(), frames[2].size(),
+               "http:" + frames[1].to_string());
+      }
+      continue;
     }
     // Who the ZAP handler admitted (the key's name); no property without CURVE.
     std::string peer;
@@ -109,15 +134,16 @@ void Endpoints::drain_clients(int max, const ClientHandler& handle) {
     } catch (const zmq::error_t&) {
     }
     if (oversized) {
-      bad_.note("client", "multipart message with too many frames");
+      bad_.note(origin, "multipart message with too many frames");
     } else if (frames.size() == 2) {
-      handle(frames[0].to_string(), false, frames[1].data(), frames[1].size(), peer);
+      handle(routing_id, false, frames[1].data(), frames[1].size(), peer);
     } else if (frames.size() == 3 && frames[1].size() == 0) {
-      handle(frames[0].to_string(), true, frames[2].data(), frames[2].size(), peer);
+      handle(routing_id, true, frames[2].data(), frames[2].size(), peer);
     } else {
-      bad_.note("client", fmt::format("unexpected {}-frame message", frames.size()));
+      bad_.note(origin, fmt::format("unexpected {}-frame message", frames.size()));
     }
   }
+  return true;
 }
 
 void Endpoints::drain_workers(const std::function<bool()>& full, const WorkerHandler& handle) {
@@ -159,15 +185,17 @@ void Endpoints::drain_workers(zmq::socket_t& socket, char tag, const std::functi
 }
 
 void Endpoints::send(const PendingReply& pending) {
+  if (pending.routing_id.empty()) return;
+  zmq::socket_t& socket = pending.routing_id[0] == kHttpClient ? http_ : clients_;
+  const std::string routing_id = pending.routing_id.substr(1);
   if (!pending.req_envelope) {
-    common::send_routed(clients_, pending.routing_id, pending.reply);
+    common::send_routed(socket, routing_id, pending.reply);
     return;
   }
   try {
-    clients_.send(zmq::buffer(pending.routing_id),
-                  zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-    clients_.send(zmq::message_t(), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-    clients_.send(common::to_zmq(pending.reply), zmq::send_flags::dontwait);
+    socket.send(zmq::buffer(routing_id), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    socket.send(zmq::message_t(), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    socket.send(common::to_zmq(pending.reply), zmq::send_flags::dontwait);
   } catch (const zmq::error_t&) {
     // The client is gone; nothing to tell it.
   }

@@ -51,7 +51,14 @@ class Endpoints final : public ClientPort, public WorkerPort {
   // the endpoint; an error when the path is too long for a socket address.
   [[nodiscard]] Result<std::string> bind_local_workers(const std::string& state_dir);
 
-  // Receives what is waiting: at most `max` client messages; worker messages
+  // The in-process endpoint the HTTP front (daemon/http/http_front.h) sends
+  // client requests to, on context(): frames [user][request], where user is
+  // the name its bearer token stands for ("" when none); the broker records
+  // it as the request's peer, "http:USER".
+  static constexpr const char* kHttpEndpoint = "inproc://farmhand-http";
+
+  // Receives what is waiting: at most `max` client messages (of the client
+  // endpoint, then as many of the HTTP front's); worker messages
   // (of both worker endpoints) until `full` says the turn has enough.
   void drain_clients(int max, const ClientHandler& handle);
   void drain_workers(const std::function<bool()>& full, const WorkerHandler& handle);
@@ -62,12 +69,15 @@ class Endpoints final : public ClientPort, public WorkerPort {
  private:
   void drain_workers(zmq::socket_t& socket, char tag, const std::function<bool()>& full,
                      const WorkerHandler& handle);
+  // At most `max` messages of one client socket; false when it ran dry.
+  bool drain_clients(zmq::socket_t& socket, char tag, int max, const ClientHandler& handle);
 
   BadMessages& bad_;
   zmq::context_t context_{1};
   zmq::socket_t clients_;
   zmq::socket_t workers_;
   zmq::socket_t local_;
+  zmq::socket_t http_;  // the HTTP front's requests (kHttpEndpoint)
   bool local_bound_ = false;
 };
 

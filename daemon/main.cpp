@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   int local_workers = -2;
   std::string log_level;
   bool print_worker_key = false;
+  std::string http;
   app.add_option("--config", config_path, "config file (default: embedded defaults)");
   app.add_option("--check-config", check_config, "validate a config file and exit");
   app.add_option("--state-dir", state_dir, "where the SQLite state lives");
@@ -52,6 +53,13 @@ int main(int argc, char** argv) {
                  "local workers to spawn and supervise (default: number of cores)")
       ->check(CLI::Range(0, 1024));
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  app.add_option("--http", http,
+                 "HTTP front (API, /metrics): HOST:PORT or off (default http.listen, "
+                 "127.0.0.1:7680)")
+      ->check([](const std::string& text) {
+        auto ok = farmhand::common::check_http_listen(text);
+        return ok ? std::string() : ok.error().reason;
+      });
   app.add_flag("--print-worker-key", print_worker_key,
                "print the worker endpoint's CURVE public key (for --curve-server-key) and exit");
   CLI11_PARSE(app, argc, argv);
@@ -88,6 +96,10 @@ int main(int argc, char** argv) {
     config = std::move(*loaded);
   }
   if (!log_level.empty()) config.log_level = log_level;
+  if (!http.empty()) {
+    config.http.listen = http;
+    config.http.listen_given = true;
+  }
   farmhand::common::setup_logging(config.log_level);
 
   farmhand::daemon::Broker::Options options;

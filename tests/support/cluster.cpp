@@ -303,6 +303,10 @@ void Cluster::write_config() {
     yaml << "commands:\n" << options_.commands_yaml;
     if (options_.commands_yaml.back() != '\n') yaml << '\n';
   }
+  // The HTTP front: its own section, or off (tests run side by side; the
+  // default port is one per host).
+  yaml << "http:\n" << (options_.http_yaml.empty() ? "  listen: \"off\"\n" : options_.http_yaml);
+  if (!options_.http_yaml.empty() && options_.http_yaml.back() != '\n') yaml << '\n';
   if (!options_.extra_yaml.empty()) {
     yaml << options_.extra_yaml;
     if (options_.extra_yaml.back() != '\n') yaml << '\n';
@@ -310,6 +314,15 @@ void Cluster::write_config() {
   std::ofstream out(path("farmhand.yaml"));
   out << yaml.str();
   if (!out) ADD_FAILURE() << "cannot write " << path("farmhand.yaml");
+}
+
+std::string Cluster::http_url() const {
+  const std::string log = read_file(broker_log_path());
+  const std::string marker = "http listening url=";
+  const size_t at = log.rfind(marker);
+  if (at == std::string::npos) return "";
+  const size_t start = at + marker.size();
+  return log.substr(start, log.find(' ', start) - start);
 }
 
 void Cluster::rewrite_config(const std::string& extra_yaml) {

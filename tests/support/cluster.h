@@ -96,6 +96,9 @@ struct ClusterOptions {
   // cluster starts (e.g. FARMHAND_BROKER_KEY for a CurveZMQ client port).
   // TMPDIR here replaces the cluster's own (its directory).
   std::vector<std::string> env;
+  // The keys of the `http:` section, each line indented by two spaces; empty:
+  // `listen: off`.
+  std::string http_yaml;
   // More keys of the `broker:` section, each line indented by two spaces,
   // e.g. "  keep_finished_days: 0.5\n".
   std::string broker_yaml;
@@ -227,6 +230,10 @@ class Cluster {
   const std::string& worker_endpoint() const { return worker_endpoint_; }
 
   std::string broker_log_path() const { return path("broker.log"); }
+
+  // The HTTP front's base URL from the broker's log ("http listening url=..."),
+  // for `http.listen` port 0; "" when it does not listen.
+  std::string http_url() const;
 
   // The broker's state dir (--state-dir).
   std::string state_dir() const { return path("state"); }

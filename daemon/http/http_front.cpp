@@ -1,0 +1,397 @@
+#include "daemon/http/http_front.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <fstream>
+#include <sstream>
+
+#include "farmhand.pb.h"
+#include <fmt/format.h>
+#include <google/protobuf/util/json_util.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <openssl/crypto.h>
+
+#include "common/logging.h"
+#include "common/signal_free_thread.h"
+#include "common/wire.h"
+#include "daemon/endpoints.h"
+
+namespace farmhand::daemon {
+namespace {
+
+constexpr size_t kMinTokenLength = 16;
+
+void json_error(httplib::Response& res, int status, const std::string& code,
+                const std::string& message) {
+  nlohmann::json body{{"ok", false}, {"error_code", code}, {"error", message}};
+  res.status = status;
+  res.set_content(body.dump(), "application/json");
+}
+
+// The HTTP status for the broker's error code (common/result.h names).
+int status_for(const std::string& error_code) {
+  if (error_code == "invalid_argument") return 400;
+  if (error_code == "not_found") return 404;
+  if (error_code == "unavailable" || error_code == "io") return 503;
+  if (error_code == "timeout") return 504;
+  return 409;  // refused as the state stands (an action on a finished job, ...)
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+// A query parameter as an unsigned number; false (and 400 in `res`) when not one.
+bool read_uint(const httplib::Request& req, const char* name, uint64_t max, uint64_t& out,
+               httplib::Response& res) {
+  if (!req.has_param(name)) return true;
+  const std::string text = req.get_param_value(name);
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || value > max) {
+    json_error(res, 400, "invalid_argument",
+               fmt::format("{} must be a whole number from 0 to {}", name, max));
+    return false;
+  }
+  out = value;
+  return true;
+}
+
+template <typename Enum>
+bool read_enum(const httplib::Request& req, const char* name, const std::string& prefix,
+               bool (*parse)(const std::string&, Enum*), Enum& out, httplib::Response& res) {
+  if (!req.has_param(name)) return true;
+  std::string text = req.get_param_value(name);
+  std::string upper = prefix;
+  for (char c : text) upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (text.empty() || !parse(upper, &out)) {
+    json_error(res, 400, "invalid_argument", fmt::format("unknown {} '{}'", name, text));
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<std::map<std::string, std::string>> load_http_tokens(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return fail(ErrorCode::kNotFound, fmt::format("cannot read http.tokens_file {}", path));
+  }
+  std::map<std::string, std::string> tokens;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    if (auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+    std::istringstream words(line);
+    std::string user;
+    std::string token;
+    std::string extra;
+    if (!(words >> user)) continue;
+    if (!(words >> token) || (words >> extra)) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("{} line {}: expected USER TOKEN", path, number));
+    }
+    if (token.size() < kMinTokenLength) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("{} line {}: a token is at least {} characters", path, number,
+                              kMinTokenLength));
+    }
+    if (!tokens.emplace(token, user).second) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("{} line {}: token given twice", path, number));
+    }
+  }
+  return tokens;
+}
+
+HttpFront::HttpFront(zmq::context_t& context, Options options)
+    : context_(context), options_(std::move(options)) {}
+
+HttpFront::~HttpFront() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+Result<std::unique_ptr<HttpFront>> HttpFront::start(zmq::context_t& context, Options options) {
+  std::unique_ptr<HttpFront> front(new HttpFront(context, std::move(options)));
+  const common::HttpConfig& config = front->options_.config;
+  const bool tls = !config.tls_cert.empty();
+  const common::HttpListen& listen = front->options_.listen;
+  if (!config.tokens_file.empty()) {
+    auto tokens = load_http_tokens(config.tokens_file);
+    if (!tokens) return fail(tokens.error());
+    front->token_users_ = std::move(*tokens);
+  }
+  if (!is_loopback(listen.host) && !config.allow_insecure) {
+    if (!tls) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("http.listen {}:{} is beyond loopback without TLS (set "
+                              "http.tls_cert and http.tls_key, or http.allow_insecure: true)",
+                              listen.host, listen.port));
+    }
+    if (front->token_users_.empty()) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("http.listen {}:{} is beyond loopback without tokens (set "
+                              "http.tokens_file, or http.allow_insecure: true)",
+                              listen.host, listen.port));
+    }
+  }
+  if (tls) {
+    auto server =
+        std::make_unique<httplib::SSLServer>(config.tls_cert.c_str(), config.tls_key.c_str());
+    if (!server->is_valid()) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("cannot use http.tls_cert {} with http.tls_key {}", config.tls_cert,
+                              config.tls_key));
+    }
+    front->server_ = std::move(server);
+  } else {
+    front->server_ = std::make_unique<httplib::Server>();
+  }
+  httplib::Server& server = *front->server_;
+  // What one client can hold: a request must arrive within 5 s (slowloris),
+  // bodies are small, and a kept-alive connection is closed after 5 s idle.
+  server.set_read_timeout(5, 0);
+  server.set_write_timeout(5, 0);
+  server.set_keep_alive_timeout(5);
+  server.set_keep_alive_max_count(100);
+  server.set_payload_max_length(kMaxBodyBytes);
+  server.new_task_queue = [] { return new httplib::ThreadPool(8); };
+  front->routes();
+  if (listen.port == 0) {
+    front->port_ = server.bind_to_any_port(listen.host);
+  } else if (server.bind_to_port(listen.host, listen.port)) {
+    front->port_ = listen.port;
+  } else {
+    front->port_ = -1;
+  }
+  if (front->port_ <= 0) {
+    return fail(ErrorCode::kUnavailable,
+                fmt::format("cannot listen for HTTP on {}:{} (in use, or not an address of this "
+                            "host)",
+                            listen.host, listen.port));
+  }
+  const std::string host =
+      listen.host.find(':') != std::string::npos ? "[" + listen.host + "]" : listen.host;
+  front->url_ = fmt::format("{}://{}:{}", tls ? "https" : "http", host, front->port_);
+  HttpFront* self = front.get();
+  front->thread_ = common::start_signal_free_thread([self] { self->server_->listen_after_bind(); });
+  return front;
+}
+
+std::optional<std::string> HttpFront::authorise(const httplib::Request& req, httplib::Response& res,
+                                                bool action) const {
+  const bool needed = action || options_.config.read == "token";
+  const std::string header = req.get_header_value("Authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  if (header.size() <= kBearer.size() || header.compare(0, kBearer.size(), kBearer) != 0) {
+    if (!needed) return std::string();
+    res.set_header("WWW-Authenticate", "Bearer realm=\"farmhand\"");
+    json_error(res, 401, "unauthenticated",
+               action ? "an action needs a bearer token (http.tokens_file)"
+                      : "reading needs a bearer token (http.read: token)");
+    return std::nullopt;
+  }
+  const std::string token = header.substr(kBearer.size());
+  // Every token is compared, in constant time each: how long the answer takes
+  // tells nothing of how close a guess was.
+  const std::string* user = nullptr;
+  for (const auto& [known, name] : token_users_) {
+    if (known.size() == token.size() &&
+        CRYPTO_memcmp(known.data(), token.data(), known.size()) == 0) {
+      user = &name;
+    }
+  }
+  if (user == nullptr) {
+    json_error(res, 403, "forbidden", "the bearer token is not one of http.tokens_file's");
+    return std::nullopt;
+  }
+  return *user;
+}
+
+std::unique_ptr<zmq::socket_t> HttpFront::borrow_socket() {
+  {
+    std::lock_guard lock(sockets_mutex_);
+    if (!idle_sockets_.empty()) {
+      auto socket = std::move(idle_sockets_.back());
+      idle_sockets_.pop_back();
+      return socket;
+    }
+  }
+  auto socket = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
+  socket->set(zmq::sockopt::linger, 0);
+  socket->connect(Endpoints::kHttpEndpoint);
+  return socket;
+}
+
+void HttpFront::give_back(std::unique_ptr<zmq::socket_t> socket) {
+  std::lock_guard lock(sockets_mutex_);
+  idle_sockets_.push_back(std::move(socket));
+}
+
+void HttpFront::call(const std::string& user, const std::string& request_bytes,
+                     httplib::Response& res) {
+  wire::ClientRequest request;
+  if (!request.ParseFromString(request_bytes)) {
+    json_error(res, 500, "internal", "request not encodable");
+    return;
+  }
+  const uint64_t id = next_request_id_++;
+  request.set_version(common::kProtocolVersion);
+  request.set_request_id(id);
+  auto socket = borrow_socket();
+  try {
+    socket->send(zmq::buffer(user), zmq::send_flags::sndmore);
+    socket->send(common::to_zmq(request), zmq::send_flags::none);
+    const auto give_up = std::chrono::steady_clock::now() + kLoopTimeout;
+    while (true) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          give_up - std::chrono::steady_clock::now());
+      zmq::pollitem_t item{socket->handle(), 0, ZMQ_POLLIN, 0};
+      if (left.count() <= 0 || zmq::poll(&item, 1, left) == 0) {
+        // The socket may still get the late reply: it is dropped, not lent again.
+        json_error(
+            res, 503, "unavailable",
+            fmt::format("the broker did not answer within {} s",
+                        std::chrono::duration_cast<std::chrono::seconds>(kLoopTimeout).count()));
+        return;
+      }
+      zmq::message_t frame;
+      (void)socket->recv(frame, zmq::recv_flags::none);
+      wire::ClientReply reply;
+      if (!reply.ParseFromArray(frame.data(), static_cast<int>(frame.size())) ||
+          reply.request_id() != id) {
+        continue;  // a late reply to an earlier request on this socket
+      }
+      give_back(std::move(socket));
+      std::string json;
+      google::protobuf::util::JsonPrintOptions print;
+      print.preserve_proto_field_names = true;
+      print.always_print_primitive_fields = true;
+      (void)google::protobuf::util::MessageToJsonString(reply, &json, print);
+      res.status = reply.ok() ? 200 : status_for(reply.error_code());
+      res.set_content(json, "application/json");
+      return;
+    }
+  } catch (const zmq::error_t& e) {
+    json_error(res, 503, "unavailable", fmt::format("broker not reachable: {}", e.what()));
+  }
+}
+
+void HttpFront::routes() {
+  httplib::Server& s = *server_;
+  auto read = [this](auto build) {
+    return [this, build](const httplib::Request& req, httplib::Response& res) {
+      auto user = authorise(req, res, /*action=*/false);
+      if (!user) return;
+      wire::ClientRequest request;
+      if (!build(req, res, request)) return;
+      call(*user, request.SerializeAsString(), res);
+    };
+  };
+  s.Get("/api/v1/health",
+        read([](const httplib::Request&, httplib::Response&, wire::ClientRequest& r) {
+          r.mutable_health();
+          return true;
+        }));
+  s.Get("/api/v1/jobs",
+        read([](const httplib::Request& req, httplib::Response& res, wire::ClientRequest& r) {
+          wire::ListRequest& list = *r.mutable_list();
+          uint64_t limit = 100;
+          uint64_t offset = 0;
+          uint64_t since = 0;
+          wire::JobState state = wire::JOB_STATE_UNSPECIFIED;
+          if (!read_uint(req, "limit", 10'000, limit, res) ||
+              !read_uint(req, "offset", UINT32_MAX, offset, res) ||
+              !read_uint(req, "since_unix_ms", INT64_MAX, since, res) ||
+              !read_enum(req, "state", "JOB_", &wire::JobState_Parse, state, res)) {
+            return false;
+          }
+          list.set_limit(static_cast<uint32_t>(limit));
+          list.set_offset(offset);
+          list.set_since_unix_ms(static_cast<int64_t>(since));
+          list.set_state(state);
+          if (req.has_param("user")) list.set_user(req.get_param_value("user"));
+          if (req.has_param("project")) list.set_project(req.get_param_value("project"));
+          if (req.has_param("text")) list.set_name_contains(req.get_param_value("text"));
+          for (size_t i = 0; i < req.get_param_value_count("label"); ++i) {
+            const std::string label = req.get_param_value("label", i);
+            const size_t eq = label.find('=');
+            if (eq == std::string::npos || eq == 0) {
+              json_error(res, 400, "invalid_argument",
+                         fmt::format("label '{}' is not KEY=VALUE", label));
+              return false;
+            }
+            (*list.mutable_labels())[label.substr(0, eq)] = label.substr(eq + 1);
+          }
+          return true;
+        }));
+  s.Get(R"(/api/v1/jobs/(\d{1,19}))",
+        read([](const httplib::Request& req, httplib::Response& res, wire::ClientRequest& r) {
+          wire::StatusRequest& status = *r.mutable_status();
+          uint64_t offset = 0;
+          uint64_t limit = 100;
+          wire::TaskState state = wire::TASK_STATE_UNSPECIFIED;
+          if (!read_uint(req, "tasks_offset", UINT64_MAX, offset, res) ||
+              !read_uint(req, "tasks_limit", 10'000, limit, res) ||
+              !read_enum(req, "tasks_state", "TASK_", &wire::TaskState_Parse, state, res)) {
+            return false;
+          }
+          status.set_job_id(std::stoull(req.matches[1].str()));
+          status.set_tasks(true);
+          status.set_tasks_offset(offset);
+          status.set_tasks_limit(static_cast<uint32_t>(limit));
+          status.set_tasks_state(state);
+          return true;
+        }));
+  s.Get("/api/v1/workers",
+        read([](const httplib::Request&, httplib::Response&, wire::ClientRequest& r) {
+          r.mutable_workers();
+          return true;
+        }));
+  s.Get("/api/v1/limits",
+        read([](const httplib::Request&, httplib::Response&, wire::ClientRequest& r) {
+          r.mutable_limits();
+          return true;
+        }));
+  s.Get("/api/v1/events",
+        read([](const httplib::Request& req, httplib::Response& res, wire::ClientRequest& r) {
+          uint64_t limit = 100;
+          if (!read_uint(req, "limit", 10'000, limit, res)) return false;
+          r.mutable_events()->set_limit(static_cast<uint32_t>(limit));
+          return true;
+        }));
+  // Actions: POST /api/v1/jobs/ID/{cancel,pause,resume,retry}, with an
+  // optional Idempotency-Key header (the CLI's --key).
+  s.Post(R"(/api/v1/jobs/(\d{1,19})/(cancel|pause|resume|retry))",
+         [this](const httplib::Request& req, httplib::Response& res) {
+           auto user = authorise(req, res, /*action=*/true);
+           if (!user) return;
+           wire::ClientRequest request;
+           wire::JobActionRequest& action = *request.mutable_action();
+           action.set_job_id(std::stoull(req.matches[1].str()));
+           const std::string verb = req.matches[2].str();
+           action.set_action(verb == "cancel"   ? wire::JobActionRequest::CANCEL
+                             : verb == "pause"  ? wire::JobActionRequest::PAUSE
+                             : verb == "resume" ? wire::JobActionRequest::RESUME
+                                                : wire::JobActionRequest::RETRY);
+           action.set_idempotency_key(req.get_header_value("Idempotency-Key"));
+           call(*user, request.SerializeAsString(), res);
+         });
+  if (options_.metrics) {
+    s.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
+      if (!authorise(req, res, /*action=*/false)) return;
+      res.set_content(options_.metrics(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+  }
+  s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    json_error(res, res.status, res.status == 404 ? "not_found" : "invalid_argument",
+               res.status == 404 ? "no such resource (see docs/openapi.yaml)"
+                                 : fmt::format("request refused ({})", res.status));
+  });
+}
+
+}  // namespace farmhand::daemon

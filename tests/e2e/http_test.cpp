@@ -1,0 +1,189 @@
+// The HTTP front of a real farmhandd: the JSON API against what the CLI sees,
+// bearer tokens on actions, and where it refuses to listen.
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include "tests/support/cluster.h"
+#include "tests/support/temp_dir.h"
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <yaml-cpp/yaml.h>
+
+namespace farmhand::e2e {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr const char* kToken = "t0ken-for-alice-0123456789";
+
+// Waits until $0 exists: a task that stays running until the test says so.
+const char* kWaitCommand =
+    "  wait:\n"
+    "    argv: [/bin/sh, -c, 'while [ ! -e \"$0\" ]; do sleep 0.05; done', \"{release}\"]\n"
+    "    params:\n"
+    "      release: {pattern: '^/tmp/[A-Za-z0-9_./-]+$'}\n";
+
+class HttpE2ETest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::ofstream(tokens_.file("tokens")) << "# user token\nalice " << kToken << "\n";
+    ClusterOptions options;
+    options.local_workers = 1;
+    options.commands_yaml = kWaitCommand;
+    options.http_yaml = "  listen: 127.0.0.1:0\n  tokens_file: " + tokens_.file("tokens") + "\n";
+    cluster_ = std::make_unique<Cluster>(options);
+    ASSERT_TRUE(cluster_->start());
+    url_ = cluster_->http_url();
+    ASSERT_FALSE(url_.empty()) << read_file(cluster_->broker_log_path());
+    http_ = std::make_unique<httplib::Client>(url_);
+    http_->set_read_timeout(30, 0);
+  }
+
+  // GET path: (status, parsed body).
+  std::pair<int, Json> get(const std::string& path) {
+    auto res = http_->Get(path);
+    if (!res) return {0, Json()};
+    return {res->status, Json::parse(res->body, nullptr, /*allow_exceptions=*/false)};
+  }
+
+  std::pair<int, Json> post(const std::string& path, const std::string& token = "") {
+    httplib::Headers headers;
+    if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
+    auto res = http_->Post(path, headers, "", "application/json");
+    if (!res) return {0, Json()};
+    return {res->status, Json::parse(res->body, nullptr, /*allow_exceptions=*/false)};
+  }
+
+  testing_support::TempDir tokens_{"fh-http"};
+  std::unique_ptr<Cluster> cluster_;
+  std::string url_;
+  std::unique_ptr<httplib::Client> http_;
+};
+
+TEST_F(HttpE2ETest, TheApiShowsJobsAndTasksAsTheCliDoes) {
+  auto [health_code, health] = get("/api/v1/health");
+  ASSERT_EQ(health_code, 200) << health.dump();
+  EXPECT_EQ(health["health"]["store_writes"], true);
+
+  auto job = cluster_->submit({"noop", "--frames", "1-7", "--name", "api-seen"});
+  ASSERT_TRUE(job) << cluster_->last_cli();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto status = cluster_->status_json(*job);
+        return status && (*status)["job"]["state"] == "succeeded";
+      },
+      30s));
+
+  auto [list_code, list] = get("/api/v1/jobs?state=succeeded&text=API-SEEN");
+  ASSERT_EQ(list_code, 200) << list.dump();
+  ASSERT_EQ(list["list"]["jobs"].size(), 1u) << list.dump();
+  EXPECT_EQ(list["list"]["jobs"][0]["id"], std::to_string(*job));
+  EXPECT_EQ(list["list"]["jobs"][0]["name"], "api-seen");
+  auto [none_code, none] = get("/api/v1/jobs?state=queued");
+  ASSERT_EQ(none_code, 200);
+  EXPECT_TRUE(none["list"]["jobs"].empty()) << none.dump();
+
+  auto [job_code, one] = get("/api/v1/jobs/" + std::to_string(*job) + "?tasks_limit=5");
+  ASSERT_EQ(job_code, 200) << one.dump();
+  EXPECT_EQ(one["status"]["job"]["state"], "JOB_SUCCEEDED");
+  EXPECT_EQ(one["status"]["tasks"].size(), 5u) << one.dump();
+
+  // Bad input: one line naming what was wrong, as a 400 or 404.
+  auto [bad_code, bad] = get("/api/v1/jobs?state=bogus");
+  EXPECT_EQ(bad_code, 400);
+  EXPECT_EQ(bad["error"], "unknown state 'bogus'");
+  auto [limit_code, limit] = get("/api/v1/jobs?limit=ten");
+  EXPECT_EQ(limit_code, 400);
+  EXPECT_EQ(limit["error"], "limit must be a whole number from 0 to 10000");
+  auto [unknown_code, unknown] = get("/api/v1/jobs/999999");
+  EXPECT_EQ(unknown_code, 404) << unknown.dump();
+  auto [nowhere_code, nowhere] = get("/api/v2/jobs");
+  EXPECT_EQ(nowhere_code, 404);
+}
+
+TEST_F(HttpE2ETest, ActionsNeedABearerTokenAndRecordWhoseItWas) {
+  const std::string release = cluster_->path("release");
+  auto job =
+      cluster_->submit({"command", "wait", "--frames", "1", "--param", "release=" + release});
+  ASSERT_TRUE(job) << cluster_->last_cli();
+  ASSERT_TRUE(cluster_->wait_for_running(*job, 1, 30s)) << cluster_->last_cli();
+  const std::string cancel = "/api/v1/jobs/" + std::to_string(*job) + "/cancel";
+
+  auto [anonymous_code, anonymous] = post(cancel);
+  EXPECT_EQ(anonymous_code, 401) << anonymous.dump();
+  auto [wrong_code, wrong] = post(cancel, "not-a-token-of-this-farm");
+  EXPECT_EQ(wrong_code, 403) << wrong.dump();
+  auto still = cluster_->status_json(*job);
+  ASSERT_TRUE(still);
+  EXPECT_EQ((*still)["job"]["state"], "running") << "a refused action changed the job";
+
+  auto [ok_code, ok] = post(cancel, kToken);
+  EXPECT_EQ(ok_code, 200) << ok.dump();
+  auto cancelled = cluster_->status_json(*job);
+  ASSERT_TRUE(cancelled);
+  EXPECT_EQ((*cancelled)["job"]["state"], "cancelled");
+  EXPECT_NE(read_file(cluster_->broker_log_path()).find("by=http:alice"), std::string::npos)
+      << "the cancel does not say whose token it was";
+  std::ofstream(release) << "go";
+}
+
+// docs/openapi.yaml is the API's contract: every path it documents is served,
+// a GET answers 200 with the body it names, and an operation it marks as
+// needing a bearer token refuses a request without one.
+TEST_F(HttpE2ETest, TheServerKeepsToItsOpenApiFile) {
+  const char* source = std::getenv("FARMHAND_SOURCE_DIR");
+  ASSERT_NE(source, nullptr);
+  YAML::Node api = YAML::LoadFile(std::string(source) + "/docs/openapi.yaml");
+  ASSERT_TRUE(api["paths"].IsMap());
+  auto job = cluster_->submit({"noop", "--frames", "1-3"});
+  ASSERT_TRUE(job) << cluster_->last_cli();
+  int operations = 0;
+  for (const auto& path : api["paths"]) {
+    std::string url = path.first.as<std::string>();
+    if (auto at = url.find("{id}"); at != std::string::npos) {
+      url.replace(at, 4, std::to_string(*job));
+    }
+    for (const auto& operation : path.second) {
+      const std::string method = operation.first.as<std::string>();
+      ++operations;
+      if (method == "get") {
+        auto [code, body] = get(url);
+        EXPECT_EQ(code, 200) << url << ": " << body.dump();
+        const std::string field =
+            operation.second["responses"]["200"]["x-farmhand-body"].as<std::string>();
+        EXPECT_TRUE(body.contains(field)) << url << " has no " << field << ": " << body.dump();
+        EXPECT_EQ(body["ok"], true) << url;
+      } else {
+        ASSERT_EQ(method, "post") << url;
+        ASSERT_TRUE(operation.second["security"]) << url << " is an action without a token";
+        auto [code, body] = post(url);
+        EXPECT_EQ(code, 401) << url << ": " << body.dump();
+      }
+    }
+  }
+  EXPECT_GE(operations, 10);
+}
+
+TEST(HttpListenE2ETest, BeyondLoopbackWithoutTlsOrTokensIsRefusedWithOneLine) {
+  ClusterOptions options;
+  options.local_workers = 0;
+  Cluster cluster(options);
+  cluster.rewrite_config("");
+  // Refused before anything binds: no address but loopback is ever used.
+  CliResult refused =
+      cluster.run_binary("farmhandd", {"--state-dir", cluster.path("state"), "--local-workers", "0",
+                                       "--config", cluster.config_path(), "--http", "0.0.0.0:0"});
+  EXPECT_NE(refused.exit_code, 0) << describe(refused);
+  EXPECT_NE(refused.err.find("http.listen 0.0.0.0:0 is beyond loopback without TLS"),
+            std::string::npos)
+      << describe(refused);
+  CliResult malformed = cluster.run_binary("farmhandd", {"--http", "localhost"});
+  EXPECT_NE(malformed.exit_code, 0);
+  EXPECT_NE(malformed.err.find("'localhost' is not HOST:PORT or off: no port"), std::string::npos)
+      << describe(malformed);
+}
+
+}  // namespace
+}  // namespace farmhand::e2e
