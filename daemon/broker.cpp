@@ -33,6 +33,7 @@ Broker::Broker(Options options)
       security_(options_.config, clock_, *log_) {}
 
 Broker::~Broker() {
+  http_.reset();  // its threads read the core's change feed
   core_.reset();  // joins a running backup before the store goes
   if (signal_fd_ >= 0) close(signal_fd_);
 }
@@ -134,6 +135,7 @@ Result<void> Broker::start_http() {
   HttpFront::Options options;
   options.config = http;
   options.listen = *listen;
+  options.feed = &core_->feed();
   auto front = HttpFront::start(endpoints_.context(), std::move(options));
   if (!front) {
     // The default address is best effort (another farmhandd on this host may

@@ -157,6 +157,7 @@ void BrokerCore::end_turn() {
 
 void BrokerCore::shutdown() {
   stopping_ = true;
+  feed_.close();
   clients_.set_stopping();
   if (fatal_) return;
   if (!failure_) {
@@ -211,6 +212,10 @@ void BrokerCore::take_outbox() {
                   n.worker);
         break;
       case Kind::kWorkerLost:
+        feed_.note_worker(n.worker,
+                          n.lost_cause == core::WorkerLostCause::kDisconnected
+                              ? std::string("left")
+                              : "lost: " + std::string(core::worker_lost_cause_name(n.lost_cause)));
         if (n.lost_cause == core::WorkerLostCause::kDisconnected) {
           log_.info("worker left worker={}", n.worker);
         } else {
@@ -219,6 +224,7 @@ void BrokerCore::take_outbox() {
         }
         break;
       case Kind::kWorkerJoined:
+        feed_.note_worker(n.worker, "joined");
         log_.info("worker joined worker={}{}", n.worker, n.again ? " again" : "");
         break;
       case Kind::kWorkerBlocked:
@@ -253,6 +259,7 @@ void BrokerCore::take_outbox() {
 void BrokerCore::commit() {
   if (turn_.batch.empty()) return;
   if (auto ok = store_.commit(turn_.batch); !ok) return undo_turn(ok.error());
+  feed_.note(turn_.batch);
   turn_.batch.clear();
   ++commits_;
   // Jobs submitted while stopping or in shutdown() were not dispatchable yet.
@@ -284,6 +291,8 @@ void BrokerCore::post() {
     worker_port_.send(rid, msg);
   }
   turn_.clear();
+  // Durable now: the live stream may show it.
+  feed_.publish_if_due(farm_, clock_.steady());
 }
 
 void BrokerCore::flush_failed(const Error& cause) {

@@ -38,6 +38,7 @@
 
 #include "common/config.h"
 #include "daemon/bad_messages.h"
+#include "daemon/change_feed.h"
 #include "daemon/client_service.h"
 #include "daemon/clock.h"
 #include "daemon/farm.h"
@@ -112,6 +113,9 @@ class BrokerCore final : public HealthSource {
 
   const Farm& farm() const { return farm_; }
 
+  // What changed, for the HTTP front's live stream (thread-safe to read).
+  ChangeFeed& feed() { return feed_; }
+
   // Counts for tests and health: commits that failed, and Farm rebuilds.
   uint64_t failed_commits() const override { return failed_commits_; }
 
@@ -144,6 +148,7 @@ class BrokerCore final : public HealthSource {
   spdlog::logger& log_;
   BadMessages bad_;
   Farm farm_;
+  ChangeFeed feed_;
   JobIntake intake_;
   PublishIntake publish_;
   OnlineBackup backup_;

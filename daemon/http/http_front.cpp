@@ -158,7 +158,7 @@ Result<std::unique_ptr<HttpFront>> HttpFront::start(zmq::context_t& context, Opt
   server.set_keep_alive_timeout(5);
   server.set_keep_alive_max_count(100);
   server.set_payload_max_length(kMaxBodyBytes);
-  server.new_task_queue = [] { return new httplib::ThreadPool(8); };
+  server.new_task_queue = [] { return new httplib::ThreadPool(8 + kMaxStreams); };
   front->routes();
   if (listen.port == 0) {
     front->port_ = server.bind_to_any_port(listen.host);
@@ -280,6 +280,88 @@ void HttpFront::call(const std::string& user, const std::string& request_bytes,
   }
 }
 
+namespace {
+
+// One Server-Sent Event (the data on one line: JSON has no raw newline).
+std::string sse_event(const ChangeFeed::Entry& entry) {
+  std::string data;
+  if (entry.kind == "job") {
+    std::string job = "null";
+    if (entry.job) {
+      job.clear();
+      google::protobuf::util::JsonPrintOptions print;
+      print.preserve_proto_field_names = true;
+      print.always_print_primitive_fields = true;
+      (void)google::protobuf::util::MessageToJsonString(*entry.job, &job, print);
+    }
+    data = fmt::format(R"({{"id":"{}","job":{},"tasks":{},"tasks_changed":{}}})", entry.job_id, job,
+                       nlohmann::json(entry.tasks).dump(), entry.tasks_changed);
+  } else if (entry.kind == "worker") {
+    data = nlohmann::json{{"name", entry.name}, {"what", entry.what}}.dump();
+  } else {
+    data = nlohmann::json{{"event_id", entry.name}}.dump();
+  }
+  return fmt::format("id: {}\nevent: {}\ndata: {}\n\n", entry.id, entry.kind, data);
+}
+
+}  // namespace
+
+void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
+  if (!authorise(req, res, /*action=*/false)) return;
+  if (++streams_ > kMaxStreams) {
+    --streams_;
+    json_error(res, 503, "unavailable",
+               fmt::format("{} live streams are open already; try again later", kMaxStreams));
+    return;
+  }
+  uint64_t last = 0;
+  const std::string resume = req.has_header("Last-Event-ID") ? req.get_header_value("Last-Event-ID")
+                                                             : req.get_param_value("last_event_id");
+  if (!resume.empty()) {
+    auto [end, ec] = std::from_chars(resume.data(), resume.data() + resume.size(), last);
+    if (ec != std::errc{} || end != resume.data() + resume.size()) last = 0;
+  }
+  ChangeFeed& feed = *options_.feed;
+  uint64_t after = 0;
+  const bool complete = feed.subscribe(last, after);
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+  auto first = std::make_shared<bool>(true);
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [this, &feed, after, complete, first](size_t, httplib::DataSink& sink) mutable {
+        std::string text;
+        if (*first) {
+          *first = false;
+          // A reader that resumed from further back than the feed keeps is
+          // told to reload what it shows from the API.
+          text = complete ? "retry: 2000\n\n" : "retry: 2000\nevent: reset\ndata: {}\n\n";
+          return sink.write(text.data(), text.size());
+        }
+        auto entries = feed.wait_after(after, std::chrono::steady_clock::now() + kKeepAlive);
+        if (!entries.empty() && entries.front().id > after + 1 && after != 0) {
+          text += "event: reset\ndata: {}\n\n";  // fell behind the ring
+        }
+        for (const auto& entry : entries) {
+          text += sse_event(entry);
+          after = entry.id;
+        }
+        if (entries.empty()) {
+          if (feed.closed()) {
+            sink.done();
+            return true;
+          }
+          after = std::max(after, feed.last_id());
+          text = ": keepalive\n\n";
+        }
+        return sink.write(text.data(), text.size());
+      },
+      [this, &feed](bool) {
+        feed.unsubscribe();
+        --streams_;
+      });
+}
+
 void HttpFront::routes() {
   httplib::Server& s = *server_;
   auto read = [this](auto build) {
@@ -380,6 +462,10 @@ void HttpFront::routes() {
            action.set_idempotency_key(req.get_header_value("Idempotency-Key"));
            call(*user, request.SerializeAsString(), res);
          });
+  if (options_.feed) {
+    s.Get("/api/v1/stream",
+          [this](const httplib::Request& req, httplib::Response& res) { stream(req, res); });
+  }
   if (options_.metrics) {
     s.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
       if (!authorise(req, res, /*action=*/false)) return;

@@ -33,6 +33,7 @@
 
 #include "common/config.h"
 #include "common/result.h"
+#include "daemon/change_feed.h"
 
 namespace httplib {
 class Server;
@@ -50,12 +51,17 @@ class HttpFront {
  public:
   static constexpr std::chrono::seconds kLoopTimeout{10};
   static constexpr size_t kMaxBodyBytes = 1 << 20;
+  // Live streams at once (each holds a thread while it is open); more get 503.
+  static constexpr int kMaxStreams = 32;
+  static constexpr std::chrono::seconds kKeepAlive{15};
 
   struct Options {
     common::HttpConfig config;
     common::HttpListen listen;
     // The Prometheus text for /metrics (thread-safe); empty: no /metrics.
     std::function<std::string()> metrics;
+    // The live stream's source (/api/v1/stream); null: no stream.
+    ChangeFeed* feed = nullptr;
   };
 
   // Binds and starts serving. `context` is the broker's (inproc needs it).
@@ -75,6 +81,7 @@ class HttpFront {
  private:
   HttpFront(zmq::context_t& context, Options options);
   void routes();
+  void stream(const httplib::Request& req, httplib::Response& res);
   // Whose token the request carries: the user, "" when none is needed and none
   // given; nullopt after answering 401/403 into `res`.
   std::optional<std::string> authorise(const httplib::Request& req, httplib::Response& res,
@@ -95,6 +102,7 @@ class HttpFront {
   int port_ = 0;
   std::string url_;
   std::atomic<uint64_t> next_request_id_{1};
+  std::atomic<int> streams_{0};
   std::mutex sockets_mutex_;
   std::vector<std::unique_ptr<zmq::socket_t>> idle_sockets_;
 };

@@ -1,9 +1,12 @@
 // The HTTP front of a real farmhandd: the JSON API against what the CLI sees,
 // bearer tokens on actions, and where it refuses to listen.
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "tests/support/cluster.h"
 #include "tests/support/temp_dir.h"
@@ -148,7 +151,14 @@ TEST_F(HttpE2ETest, TheServerKeepsToItsOpenApiFile) {
     for (const auto& operation : path.second) {
       const std::string method = operation.first.as<std::string>();
       ++operations;
-      if (method == "get") {
+      if (method == "get" && operation.second["responses"]["200"]["x-farmhand-stream"]) {
+        std::string head;
+        auto res = http_->Get(url, [&](const char* data, size_t size) {
+          head.append(data, size);
+          return head.find("retry: ") == std::string::npos;
+        });
+        EXPECT_NE(head.find("retry: "), std::string::npos) << url << ": " << head;
+      } else if (method == "get") {
         auto [code, body] = get(url);
         EXPECT_EQ(code, 200) << url << ": " << body.dump();
         const std::string field =
@@ -164,6 +174,59 @@ TEST_F(HttpE2ETest, TheServerKeepsToItsOpenApiFile) {
     }
   }
   EXPECT_GE(operations, 10);
+}
+
+// The live stream (Server-Sent Events) shows a job from submit to succeeded
+// without asking again, in few events however many tasks it has, and a reader
+// resuming from an id the broker cannot continue from is told to reload.
+TEST_F(HttpE2ETest, TheLiveStreamFollowsAJobToItsEndAndSaysWhenToReload) {
+  std::mutex mutex;
+  std::string received;
+  std::atomic<bool> stop{false};
+  std::thread reader([&] {
+    httplib::Client client(url_);
+    client.set_read_timeout(60, 0);
+    client.Get("/api/v1/stream", [&](const char* data, size_t size) {
+      std::lock_guard lock(mutex);
+      received.append(data, size);
+      return !stop.load();
+    });
+  });
+  auto seen = [&](const std::string& text) {
+    std::lock_guard lock(mutex);
+    return received.find(text) != std::string::npos;
+  };
+  ASSERT_TRUE(wait_until([&] { return seen("retry: "); }, 30s)) << "the stream did not open";
+  auto job = cluster_->submit({"noop", "--frames", "1-2000", "--name", "streamed"});
+  ASSERT_TRUE(job) << cluster_->last_cli();
+  EXPECT_TRUE(wait_until([&] { return seen(R"("state":"JOB_SUCCEEDED")"); }, 60s))
+      << "the stream never showed the job succeed";
+  stop = true;
+  // One more event ends the reader: a second job.
+  ASSERT_TRUE(cluster_->submit({"noop", "--frames", "1"}));
+  reader.join();
+  std::string text;
+  {
+    std::lock_guard lock(mutex);
+    text = received;
+  }
+  size_t events = 0;
+  for (size_t at = text.find("event: job"); at != std::string::npos;
+       at = text.find("event: job", at + 1)) {
+    ++events;
+  }
+  EXPECT_GE(events, 2u) << text.substr(0, 2000);
+  EXPECT_LT(events, 200u) << "2,000 task changes were not coalesced";
+  EXPECT_NE(text.find(R"("id":")" + std::to_string(*job) + R"(","job":{)"), std::string::npos);
+
+  // An id from beyond what the broker has sent: reload.
+  httplib::Headers resume{{"Last-Event-ID", "999999999"}};
+  std::string resumed;
+  http_->Get("/api/v1/stream", resume, [&](const char* data, size_t size) {
+    resumed.append(data, size);
+    return resumed.find("event: reset") == std::string::npos;
+  });
+  EXPECT_NE(resumed.find("event: reset"), std::string::npos) << resumed;
 }
 
 TEST(HttpListenE2ETest, BeyondLoopbackWithoutTlsOrTokensIsRefusedWithOneLine) {

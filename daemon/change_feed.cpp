@@ -1,0 +1,138 @@
+#include "daemon/change_feed.h"
+
+#include <algorithm>
+
+#include "daemon/farm.h"
+
+namespace farmhand::daemon {
+
+void ChangeFeed::note(const Batch& batch) {
+  for (const JobRow& row : batch.new_jobs) dirty_jobs_.insert(row.id);
+  for (const auto& change : batch.job_changes) dirty_jobs_.insert(change.job);
+  for (const auto& [id, at] : batch.finished) dirty_jobs_.insert(id);
+  for (const auto& [id, at] : batch.started) dirty_jobs_.insert(id);
+  for (core::JobId id : batch.forgotten_jobs) dirty_jobs_.insert(id);
+  for (const auto& change : batch.task_changes) {
+    dirty_jobs_.insert(change.job);
+    ++dirty_task_counts_[change.job];
+    auto& indices = dirty_tasks_[change.job];
+    if (indices.size() < kMaxTaskIndices) indices.insert(change.task);
+  }
+  for (const EventRow& event : batch.events) publishes_.push_back(event.event_id);
+}
+
+void ChangeFeed::note_worker(const std::string& name, const std::string& what) {
+  workers_.emplace_back(name, what);
+}
+
+void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::time_point now) {
+  if (dirty_jobs_.empty() && workers_.empty() && publishes_.empty()) return;
+  if (now - last_publish_ < kCoalesce) return;
+  last_publish_ = now;
+  std::vector<Entry> entries;
+  bool watched = false;
+  {
+    std::lock_guard lock(mutex_);
+    watched = subscribers_ > 0;
+    // Unwatched changes are dropped, but an id is spent on them: a reader that
+    // resumes from before them finds a gap and reloads instead of missing them.
+    if (!watched) ++next_id_;
+  }
+  if (watched) {
+    entries.reserve(dirty_jobs_.size() + workers_.size() + publishes_.size());
+    for (core::JobId id : dirty_jobs_) {
+      Entry entry;
+      entry.kind = "job";
+      entry.job_id = id;
+      if (farm.scheduler->job(id)) {
+        auto summary = std::make_shared<wire::JobSummary>();
+        fill_summary(farm, id, *summary);
+        entry.job = std::move(summary);
+      }
+      if (auto it = dirty_tasks_.find(id); it != dirty_tasks_.end()) {
+        entry.tasks.assign(it->second.begin(), it->second.end());
+        entry.tasks_changed = dirty_task_counts_[id];
+      }
+      entries.push_back(std::move(entry));
+    }
+    for (auto& [name, what] : workers_) {
+      Entry entry;
+      entry.kind = "worker";
+      entry.name = std::move(name);
+      entry.what = std::move(what);
+      entries.push_back(std::move(entry));
+    }
+    for (auto& event : publishes_) {
+      Entry entry;
+      entry.kind = "publish";
+      entry.name = std::move(event);
+      entries.push_back(std::move(entry));
+    }
+  }
+  dirty_jobs_.clear();
+  dirty_tasks_.clear();
+  dirty_task_counts_.clear();
+  workers_.clear();
+  publishes_.clear();
+  if (entries.empty()) return;
+  {
+    std::lock_guard lock(mutex_);
+    for (Entry& entry : entries) {
+      entry.id = next_id_++;
+      ring_.push_back(std::move(entry));
+    }
+    while (ring_.size() > kRingSize) ring_.pop_front();
+  }
+  changed_.notify_all();
+}
+
+bool ChangeFeed::subscribe(uint64_t last_id, uint64_t& from) {
+  std::lock_guard lock(mutex_);
+  ++subscribers_;
+  const uint64_t newest = next_id_ - 1;
+  if (last_id == 0 || last_id >= newest) {
+    from = newest;
+    return last_id <= newest;
+  }
+  // Resuming: the ring must still hold the entry right after last_id (an id
+  // spent on unwatched changes has none).
+  from = last_id;
+  auto next = std::lower_bound(ring_.begin(), ring_.end(), last_id + 1,
+                               [](const Entry& entry, uint64_t id) { return entry.id < id; });
+  return next != ring_.end() && next->id == last_id + 1;
+}
+
+void ChangeFeed::unsubscribe() {
+  std::lock_guard lock(mutex_);
+  --subscribers_;
+}
+
+std::vector<ChangeFeed::Entry> ChangeFeed::wait_after(uint64_t after,
+                                                      std::chrono::steady_clock::time_point until) {
+  std::unique_lock lock(mutex_);
+  changed_.wait_until(lock, until, [&] { return closed_ || next_id_ - 1 > after; });
+  std::vector<Entry> out;
+  for (auto it = ring_.rbegin(); it != ring_.rend() && it->id > after; ++it) out.push_back(*it);
+  std::reverse(out.begin(), out.end());
+  return out;
+}
+
+uint64_t ChangeFeed::last_id() const {
+  std::lock_guard lock(mutex_);
+  return next_id_ - 1;
+}
+
+bool ChangeFeed::closed() const {
+  std::lock_guard lock(mutex_);
+  return closed_;
+}
+
+void ChangeFeed::close() {
+  {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+  }
+  changed_.notify_all();
+}
+
+}  // namespace farmhand::daemon

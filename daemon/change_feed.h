@@ -1,0 +1,95 @@
+// ChangeFeed: what changed on the farm, for the HTTP front's live stream
+// (/api/v1/stream, Server-Sent Events), published by the loop and read by HTTP
+// threads.
+//
+// The loop notes what each committed batch touched (jobs, their tasks, publish
+// events) and which workers joined or were lost, and, once the turn's flush
+// has made it durable, publishes at most one entry per job every
+// kCoalesce: the job's summary (state, counts, progress) and up to
+// kMaxTaskIndices of the task indices that changed. A 100,000-task job that
+// changes every turn is one small entry five times a second, not a flood.
+// Nothing is built while no one streams (the cost of the feed is then a few
+// set inserts per turn); a reader that comes later starts from the API.
+// Entries carry increasing ids; a reader resumes after the id it last saw
+// (Last-Event-ID) while the ring still holds it, else it is told to reload.
+// Thread-safe: the loop writes, any thread reads.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "farmhand.pb.h"
+
+#include "daemon/core/scheduler.h"
+#include "daemon/store/store.h"
+
+namespace farmhand::daemon {
+
+struct Farm;
+
+class ChangeFeed {
+ public:
+  static constexpr std::chrono::milliseconds kCoalesce{200};
+  static constexpr size_t kMaxTaskIndices = 100;
+  static constexpr size_t kRingSize = 20'000;
+
+  struct Entry {
+    uint64_t id = 0;
+    std::string kind;  // job | worker | publish
+    // kind job: the summary (absent when the job was forgotten), job_id always.
+    uint64_t job_id = 0;
+    std::shared_ptr<const wire::JobSummary> job;
+    std::vector<uint32_t> tasks;  // changed task indices, at most kMaxTaskIndices
+    uint64_t tasks_changed = 0;   // how many changed in all
+    // kind worker: its name and what happened (joined, left, lost: REASON).
+    // kind publish: the event id.
+    std::string name;
+    std::string what;
+  };
+
+  // ---- the loop
+  // What a committed batch changed.
+  void note(const Batch& batch);
+  void note_worker(const std::string& name, const std::string& what);
+  // After the flush: publishes what was noted, once kCoalesce has passed
+  // since the last time (every entry's state is durable: memory is at rest).
+  void publish_if_due(const Farm& farm, std::chrono::steady_clock::time_point now);
+
+  // ---- readers
+  // Starts streaming: entries after `last_id` (0: from now on). False when the
+  // ring no longer holds what follows last_id (the reader must reload).
+  bool subscribe(uint64_t last_id, uint64_t& from);
+  void unsubscribe();
+  // Entries with id > `after`, waiting until there are some or `until`.
+  std::vector<Entry> wait_after(uint64_t after, std::chrono::steady_clock::time_point until);
+  uint64_t last_id() const;
+  // Wakes every waiting reader (shutdown); they then end their streams.
+  void close();
+  bool closed() const;
+
+ private:
+  // Loop-only.
+  std::set<core::JobId> dirty_jobs_;
+  std::map<core::JobId, std::set<uint32_t>> dirty_tasks_;
+  std::map<core::JobId, uint64_t> dirty_task_counts_;
+  std::vector<std::pair<std::string, std::string>> workers_;
+  std::vector<std::string> publishes_;
+  std::chrono::steady_clock::time_point last_publish_{};
+
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<Entry> ring_;
+  uint64_t next_id_ = 1;
+  int subscribers_ = 0;
+  bool closed_ = false;
+};
+
+}  // namespace farmhand::daemon

@@ -1,0 +1,99 @@
+// ChangeFeed: coalescing per job, nothing built while unwatched, and the gaps a
+// resuming reader must be told of.
+#include "daemon/change_feed.h"
+
+#include <gtest/gtest.h>
+
+#include "daemon/farm.h"
+
+namespace farmhand::daemon {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Batch task_changes(core::JobId job, core::TaskIndex first, core::TaskIndex count) {
+  Batch batch;
+  for (core::TaskIndex t = first; t < first + count; ++t) {
+    core::TaskChange change;
+    change.job = job;
+    change.task = t;
+    change.state = core::TaskState::kRunning;
+    batch.task_changes.push_back(change);
+  }
+  return batch;
+}
+
+class ChangeFeedTest : public ::testing::Test {
+ protected:
+  Farm farm_{core::Scheduler::Options{}};  // no jobs: every entry reads as forgotten (job: null)
+  ChangeFeed feed_;
+  Clock::time_point now_ = Clock::time_point{} + std::chrono::hours(1);
+};
+
+TEST_F(ChangeFeedTest, ManyChangesOfOneJobAreOneEntryPerInterval) {
+  uint64_t from = 0;
+  ASSERT_TRUE(feed_.subscribe(0, from));
+  for (int turn = 0; turn < 50; ++turn) {
+    feed_.note(task_changes(7, static_cast<core::TaskIndex>(turn * 1000), 1000));
+    feed_.publish_if_due(farm_, now_);  // the first publishes, the rest wait their turn
+  }
+  auto first = feed_.wait_after(from, now_);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].kind, "job");
+  EXPECT_EQ(first[0].job_id, 7u);
+  EXPECT_EQ(first[0].tasks_changed, 1000u);
+  EXPECT_EQ(first[0].tasks.size(), 100u) << "task indices are capped";
+
+  now_ += ChangeFeed::kCoalesce;
+  feed_.publish_if_due(farm_, now_);
+  auto second = feed_.wait_after(first[0].id, now_);
+  ASSERT_EQ(second.size(), 1u) << "49 turns of changes are one entry";
+  EXPECT_EQ(second[0].tasks_changed, 49'000u);
+  EXPECT_EQ(second[0].id, first[0].id + 1);
+  feed_.unsubscribe();
+}
+
+TEST_F(ChangeFeedTest, AReaderResumingAcrossUnwatchedChangesIsToldToReload) {
+  uint64_t from = 0;
+  ASSERT_TRUE(feed_.subscribe(0, from));
+  feed_.note(task_changes(1, 0, 1));
+  feed_.publish_if_due(farm_, now_);
+  auto seen = feed_.wait_after(from, now_);
+  ASSERT_EQ(seen.size(), 1u);
+  const uint64_t last = seen[0].id;
+  feed_.unsubscribe();
+
+  // Nobody watches: nothing is built, but the change is not forgotten silently.
+  now_ += ChangeFeed::kCoalesce;
+  feed_.note(task_changes(2, 0, 1));
+  feed_.publish_if_due(farm_, now_);
+  EXPECT_GT(feed_.last_id(), last);
+
+  EXPECT_FALSE(feed_.subscribe(last, from)) << "resumed across a change it never saw";
+  feed_.unsubscribe();
+  EXPECT_TRUE(feed_.subscribe(feed_.last_id(), from));
+  feed_.unsubscribe();
+}
+
+TEST_F(ChangeFeedTest, WorkersAndPublishesAreEntriesToo) {
+  uint64_t from = 0;
+  ASSERT_TRUE(feed_.subscribe(0, from));
+  feed_.note_worker("render-01", "lost: silent");
+  Batch batch;
+  batch.events.push_back(EventRow{"ev-1", 0, ""});
+  feed_.note(batch);
+  feed_.publish_if_due(farm_, now_);
+  auto entries = feed_.wait_after(from, now_);
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].kind, "worker");
+  EXPECT_EQ(entries[0].what, "lost: silent");
+  EXPECT_EQ(entries[1].kind, "publish");
+  EXPECT_EQ(entries[1].name, "ev-1");
+  feed_.close();
+  EXPECT_TRUE(feed_.wait_after(entries[1].id, Clock::now() + std::chrono::hours(1)).empty())
+      << "a closed feed wakes its readers";
+  feed_.unsubscribe();
+}
+
+}  // namespace
+}  // namespace farmhand::daemon
