@@ -500,6 +500,8 @@ class Reader {
         assign(read_choice(entry, kHttpRead), http.read);
       } else if (key == "tokens_file") {
         assign(read_string(entry), http.tokens_file);
+      } else if (key == "web_dir") {
+        assign(read_string(entry), http.web_dir);
       } else if (key == "allow_insecure") {
         assign(read_bool(entry), http.allow_insecure);
       } else {

@@ -92,6 +92,9 @@ struct HttpConfig {
   std::string tokens_file;
   // Lets HTTP listen beyond loopback without TLS or without tokens.
   bool allow_insecure = false;
+  // The monitor's static files; empty: PREFIX/share/farmhand/web beside the
+  // installed binary, else the source tree's web/ (a build tree).
+  std::string web_dir;
 };
 
 struct LocalWorkersConfig {

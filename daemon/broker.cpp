@@ -124,6 +124,24 @@ Result<void> Broker::start() {
   return {};
 }
 
+namespace {
+
+// Where the monitor's files are: http.web_dir, else installed beside the
+// binary (PREFIX/bin/farmhandd -> PREFIX/share/farmhand/web), else the source
+// tree this binary was built from.
+std::string web_dir(const common::HttpConfig& http) {
+  if (!http.web_dir.empty()) return http.web_dir;
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const auto installed = self.parent_path().parent_path() / "share" / "farmhand" / "web";
+    if (std::filesystem::is_regular_file(installed / "index.html", ec)) return installed.string();
+  }
+  return FARMHAND_SOURCE_WEB_DIR;
+}
+
+}  // namespace
+
 Result<void> Broker::start_http() {
   const common::HttpConfig& http = options_.config.http;
   if (http.listen == "off") {
@@ -136,6 +154,7 @@ Result<void> Broker::start_http() {
   options.config = http;
   options.listen = *listen;
   options.feed = &core_->feed();
+  options.web_dir = web_dir(http);
   auto front = HttpFront::start(endpoints_.context(), std::move(options));
   if (!front) {
     // The default address is best effort (another farmhandd on this host may

@@ -466,6 +466,10 @@ void HttpFront::routes() {
     s.Get("/api/v1/stream",
           [this](const httplib::Request& req, httplib::Response& res) { stream(req, res); });
   }
+  // The monitor: static files, no build step (web/).
+  if (!options_.web_dir.empty() && !s.set_mount_point("/", options_.web_dir)) {
+    common::logger("broker")->warn("http: monitor files not found dir={}", options_.web_dir);
+  }
   if (options_.metrics) {
     s.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
       if (!authorise(req, res, /*action=*/false)) return;

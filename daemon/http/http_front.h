@@ -62,6 +62,8 @@ class HttpFront {
     std::function<std::string()> metrics;
     // The live stream's source (/api/v1/stream); null: no stream.
     ChangeFeed* feed = nullptr;
+    // The monitor's static files, served at /; empty: none.
+    std::string web_dir;
   };
 
   // Binds and starts serving. `context` is the broker's (inproc needs it).
