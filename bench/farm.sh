@@ -10,6 +10,12 @@
 #             by FARM_LIMITED_PERCENT of the jobs, 3 pools (workers split evenly, a
 #             quarter of the jobs in each pool and a quarter in none), max running 2 on
 #             FARM_MAX_RUNNING_PERCENT of the jobs, 3 priorities over the projects.
+#   http      plain, with the HTTP front on, FARM_HTTP_STREAMS (20) clients reading the
+#             live stream (/api/v1/stream) and one monitor reading the first page of
+#             jobs every second: what watching the farm costs its dispatch.
+#   hostile   plain, with the HTTP front on and bench/http_attacker.py holding
+#             FARM_HTTP_ATTACK_CONNS (10,000) slowloris connections and sending 64 KB
+#             headers: what an attack on the HTTP port costs dispatch.
 # The main runs use a plain worker endpoint (FARM_CURVE=false): 2,000 CurveZMQ client
 # handshakes in one simulator process cost about 1 s of CPU on the same 2 cores as the
 # broker, where a real farm spreads them over 2,000 hosts. One extra plain run with
@@ -124,10 +130,31 @@ farm_run() {
   local state=$BENCH_WORK/state conf=$BENCH_WORK/farm.yaml
   WORKER_CURVE=${8:-$CURVE}  # read by write_config and admit_fake_worker
   rm -rf "$state"
+  BENCH_HTTP=off
+  if [[ "$config" = http || "$config" = hostile ]]; then
+    BENCH_HTTP=127.0.0.1:$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  fi
   farm_config "$conf" $((workers * SLOTS)) "$config"
   controls_args "$config"
   admit_fake_worker "$state"
   start_broker "$conf" "$state" 0
+  local watchers=() i
+  if [[ "$config" = http ]]; then
+    for ((i = 0; i < ${FARM_HTTP_STREAMS:-20}; i++)); do
+      curl -sN "http://$BENCH_HTTP/api/v1/stream" >/dev/null 2>&1 &
+      watchers+=("$!")
+    done
+    (while curl -s "http://$BENCH_HTTP/api/v1/jobs?limit=100" >/dev/null; do sleep 1; done) &
+    watchers+=("$!")
+    BENCH_PIDS+=("${watchers[@]}")
+  elif [[ "$config" = hostile ]]; then
+    /usr/bin/python3 "$(dirname "$0")/http_attacker.py" "${BENCH_HTTP%:*}" "${BENCH_HTTP##*:}" \
+      "${FARM_HTTP_ATTACK_CONNS:-10000}" >"$BENCH_WORK/attacker.log" 2>&1 &
+    watchers+=("$!")
+    BENCH_PIDS+=("${watchers[@]}")
+    # The attack is on before the farm starts.
+    for _ in $(seq 600); do grep -q holding "$BENCH_WORK/attacker.log" && break; sleep 0.1; done
+  fi
   local perf_pid=
   if [[ -n "$perf_out" ]]; then
     # Starts with the run and stops after warm-up + window + a margin; the profile
@@ -147,6 +174,7 @@ farm_run() {
     die "farm run failed ($config, $workers workers, $jobs jobs): $(tr '\n' ' ' <"$out")"
   }
   [[ -z "$perf_pid" ]] || stop_pid "$perf_pid" INT
+  for i in "${watchers[@]}"; do stop_pid "$i"; done
   stop_broker
   rm -rf "$state"
 }

@@ -115,7 +115,8 @@ stop_pid() {
 
 # write_config PATH SLOTS: the broker config every benchmark uses (ipc endpoints in
 # the work dir, the shipped defaults otherwise, a `true` template running /bin/true;
-# WORKER_CURVE=false measures a plain worker endpoint).
+# WORKER_CURVE=false measures a plain worker endpoint; BENCH_HTTP=HOST:PORT turns the
+# HTTP front on, off by default).
 write_config() {
   cat >"$1" <<EOF
 log_level: warn
@@ -124,6 +125,8 @@ broker:
   worker_endpoint: $WORKER_EP
   sqlite_synchronous: full
   worker_curve: ${WORKER_CURVE:-true}
+http:
+  listen: "${BENCH_HTTP:-off}"
 local_workers:
   slots: $2
 commands:

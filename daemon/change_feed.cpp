@@ -6,6 +6,26 @@
 
 namespace farmhand::daemon {
 
+namespace {
+
+// What a live view shows of a job and what changes while it runs; the rest
+// (params, labels, limits, dependencies, usage) is one API read away. A
+// stream of 2,000 running jobs must not be a stream of their whole specs.
+void slim(wire::JobSummary& job) {
+  job.clear_frames();
+  job.clear_labels();
+  job.clear_params();
+  job.clear_after();
+  job.clear_limits();
+  job.clear_usage();
+  job.clear_submitted_from();
+  job.clear_submitted_key();
+  job.clear_command_template();
+  job.clear_event_id();
+}
+
+}  // namespace
+
 void ChangeFeed::note(const Batch& batch) {
   for (const JobRow& row : batch.new_jobs) dirty_jobs_.insert(row.id);
   for (const auto& change : batch.job_changes) dirty_jobs_.insert(change.job);
@@ -29,7 +49,7 @@ void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::tim
   if (dirty_jobs_.empty() && workers_.empty() && publishes_.empty()) return;
   if (now - last_publish_ < kCoalesce) return;
   last_publish_ = now;
-  std::vector<Entry> entries;
+  std::vector<std::shared_ptr<Entry>> entries;
   bool watched = false;
   {
     std::lock_guard lock(mutex_);
@@ -41,31 +61,32 @@ void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::tim
   if (watched) {
     entries.reserve(dirty_jobs_.size() + workers_.size() + publishes_.size());
     for (core::JobId id : dirty_jobs_) {
-      Entry entry;
-      entry.kind = "job";
-      entry.job_id = id;
+      auto entry = std::make_shared<Entry>();
+      entry->kind = "job";
+      entry->job_id = id;
       if (farm.scheduler->job(id)) {
         auto summary = std::make_shared<wire::JobSummary>();
         fill_summary(farm, id, *summary);
-        entry.job = std::move(summary);
+        slim(*summary);
+        entry->job = std::move(summary);
       }
       if (auto it = dirty_tasks_.find(id); it != dirty_tasks_.end()) {
-        entry.tasks.assign(it->second.begin(), it->second.end());
-        entry.tasks_changed = dirty_task_counts_[id];
+        entry->tasks.assign(it->second.begin(), it->second.end());
+        entry->tasks_changed = dirty_task_counts_[id];
       }
       entries.push_back(std::move(entry));
     }
     for (auto& [name, what] : workers_) {
-      Entry entry;
-      entry.kind = "worker";
-      entry.name = std::move(name);
-      entry.what = std::move(what);
+      auto entry = std::make_shared<Entry>();
+      entry->kind = "worker";
+      entry->name = std::move(name);
+      entry->what = std::move(what);
       entries.push_back(std::move(entry));
     }
     for (auto& event : publishes_) {
-      Entry entry;
-      entry.kind = "publish";
-      entry.name = std::move(event);
+      auto entry = std::make_shared<Entry>();
+      entry->kind = "publish";
+      entry->name = std::move(event);
       entries.push_back(std::move(entry));
     }
   }
@@ -77,8 +98,8 @@ void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::tim
   if (entries.empty()) return;
   {
     std::lock_guard lock(mutex_);
-    for (Entry& entry : entries) {
-      entry.id = next_id_++;
+    for (auto& entry : entries) {
+      entry->id = next_id_++;
       ring_.push_back(std::move(entry));
     }
     while (ring_.size() > kRingSize) ring_.pop_front();
@@ -98,8 +119,8 @@ bool ChangeFeed::subscribe(uint64_t last_id, uint64_t& from) {
   // spent on unwatched changes has none).
   from = last_id;
   auto next = std::lower_bound(ring_.begin(), ring_.end(), last_id + 1,
-                               [](const Entry& entry, uint64_t id) { return entry.id < id; });
-  return next != ring_.end() && next->id == last_id + 1;
+                               [](const EntryPtr& entry, uint64_t id) { return entry->id < id; });
+  return next != ring_.end() && (*next)->id == last_id + 1;
 }
 
 void ChangeFeed::unsubscribe() {
@@ -107,12 +128,12 @@ void ChangeFeed::unsubscribe() {
   --subscribers_;
 }
 
-std::vector<ChangeFeed::Entry> ChangeFeed::wait_after(uint64_t after,
-                                                      std::chrono::steady_clock::time_point until) {
+std::vector<ChangeFeed::EntryPtr> ChangeFeed::wait_after(
+    uint64_t after, std::chrono::steady_clock::time_point until) {
   std::unique_lock lock(mutex_);
   changed_.wait_until(lock, until, [&] { return closed_ || next_id_ - 1 > after; });
-  std::vector<Entry> out;
-  for (auto it = ring_.rbegin(); it != ring_.rend() && it->id > after; ++it) out.push_back(*it);
+  std::vector<EntryPtr> out;
+  for (auto it = ring_.rbegin(); it != ring_.rend() && (*it)->id > after; ++it) out.push_back(*it);
   std::reverse(out.begin(), out.end());
   return out;
 }

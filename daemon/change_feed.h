@@ -5,9 +5,10 @@
 // The loop notes what each committed batch touched (jobs, their tasks, publish
 // events) and which workers joined or were lost, and, once the turn's flush
 // has made it durable, publishes at most one entry per job every
-// kCoalesce: the job's summary (state, counts, progress) and up to
-// kMaxTaskIndices of the task indices that changed. A 100,000-task job that
-// changes every turn is one small entry five times a second, not a flood.
+// kCoalesce: the job's summary without its spec (name, state, counts,
+// progress, times; no params, labels or limits) and up to kMaxTaskIndices of
+// the task indices that changed. A 100,000-task job that changes every turn
+// is one small entry twice a second, not a flood.
 // Nothing is built while no one streams (the cost of the feed is then a few
 // set inserts per turn); a reader that comes later starts from the API.
 // Entries carry increasing ids; a reader resumes after the id it last saw
@@ -37,7 +38,7 @@ struct Farm;
 
 class ChangeFeed {
  public:
-  static constexpr std::chrono::milliseconds kCoalesce{200};
+  static constexpr std::chrono::milliseconds kCoalesce{500};
   static constexpr size_t kMaxTaskIndices = 100;
   static constexpr size_t kRingSize = 20'000;
 
@@ -53,7 +54,13 @@ class ChangeFeed {
     // kind publish: the event id.
     std::string name;
     std::string what;
+    // The entry as a reader sends it, made once by the first reader that
+    // needs it (every stream sends the same bytes).
+    mutable std::once_flag text_once;
+    mutable std::string text;
   };
+
+  using EntryPtr = std::shared_ptr<const Entry>;
 
   // ---- the loop
   // What a committed batch changed.
@@ -69,7 +76,7 @@ class ChangeFeed {
   bool subscribe(uint64_t last_id, uint64_t& from);
   void unsubscribe();
   // Entries with id > `after`, waiting until there are some or `until`.
-  std::vector<Entry> wait_after(uint64_t after, std::chrono::steady_clock::time_point until);
+  std::vector<EntryPtr> wait_after(uint64_t after, std::chrono::steady_clock::time_point until);
   uint64_t last_id() const;
   // Wakes every waiting reader (shutdown); they then end their streams.
   void close();
@@ -86,7 +93,7 @@ class ChangeFeed {
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;
-  std::deque<Entry> ring_;
+  std::deque<EntryPtr> ring_;
   uint64_t next_id_ = 1;
   int subscribers_ = 0;
   bool closed_ = false;

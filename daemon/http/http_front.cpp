@@ -289,9 +289,9 @@ std::string sse_event(const ChangeFeed::Entry& entry) {
     std::string job = "null";
     if (entry.job) {
       job.clear();
+      // Fields at their default are left out here: the stream is read often.
       google::protobuf::util::JsonPrintOptions print;
       print.preserve_proto_field_names = true;
-      print.always_print_primitive_fields = true;
       (void)google::protobuf::util::MessageToJsonString(*entry.job, &job, print);
     }
     data = fmt::format(R"({{"id":"{}","job":{},"tasks":{},"tasks_changed":{}}})", entry.job_id, job,
@@ -339,12 +339,13 @@ void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
           return sink.write(text.data(), text.size());
         }
         auto entries = feed.wait_after(after, std::chrono::steady_clock::now() + kKeepAlive);
-        if (!entries.empty() && entries.front().id > after + 1 && after != 0) {
+        if (!entries.empty() && entries.front()->id > after + 1 && after != 0) {
           text += "event: reset\ndata: {}\n\n";  // fell behind the ring
         }
         for (const auto& entry : entries) {
-          text += sse_event(entry);
-          after = entry.id;
+          std::call_once(entry->text_once, [&] { entry->text = sse_event(*entry); });
+          text += entry->text;
+          after = entry->id;
         }
         if (entries.empty()) {
           if (feed.closed()) {

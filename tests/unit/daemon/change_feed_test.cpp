@@ -39,17 +39,17 @@ TEST_F(ChangeFeedTest, ManyChangesOfOneJobAreOneEntryPerInterval) {
   }
   auto first = feed_.wait_after(from, now_);
   ASSERT_EQ(first.size(), 1u);
-  EXPECT_EQ(first[0].kind, "job");
-  EXPECT_EQ(first[0].job_id, 7u);
-  EXPECT_EQ(first[0].tasks_changed, 1000u);
-  EXPECT_EQ(first[0].tasks.size(), 100u) << "task indices are capped";
+  EXPECT_EQ(first[0]->kind, "job");
+  EXPECT_EQ(first[0]->job_id, 7u);
+  EXPECT_EQ(first[0]->tasks_changed, 1000u);
+  EXPECT_EQ(first[0]->tasks.size(), 100u) << "task indices are capped";
 
   now_ += ChangeFeed::kCoalesce;
   feed_.publish_if_due(farm_, now_);
-  auto second = feed_.wait_after(first[0].id, now_);
+  auto second = feed_.wait_after(first[0]->id, now_);
   ASSERT_EQ(second.size(), 1u) << "49 turns of changes are one entry";
-  EXPECT_EQ(second[0].tasks_changed, 49'000u);
-  EXPECT_EQ(second[0].id, first[0].id + 1);
+  EXPECT_EQ(second[0]->tasks_changed, 49'000u);
+  EXPECT_EQ(second[0]->id, first[0]->id + 1);
   feed_.unsubscribe();
 }
 
@@ -60,7 +60,7 @@ TEST_F(ChangeFeedTest, AReaderResumingAcrossUnwatchedChangesIsToldToReload) {
   feed_.publish_if_due(farm_, now_);
   auto seen = feed_.wait_after(from, now_);
   ASSERT_EQ(seen.size(), 1u);
-  const uint64_t last = seen[0].id;
+  const uint64_t last = seen[0]->id;
   feed_.unsubscribe();
 
   // Nobody watches: nothing is built, but the change is not forgotten silently.
@@ -85,12 +85,12 @@ TEST_F(ChangeFeedTest, WorkersAndPublishesAreEntriesToo) {
   feed_.publish_if_due(farm_, now_);
   auto entries = feed_.wait_after(from, now_);
   ASSERT_EQ(entries.size(), 2u);
-  EXPECT_EQ(entries[0].kind, "worker");
-  EXPECT_EQ(entries[0].what, "lost: silent");
-  EXPECT_EQ(entries[1].kind, "publish");
-  EXPECT_EQ(entries[1].name, "ev-1");
+  EXPECT_EQ(entries[0]->kind, "worker");
+  EXPECT_EQ(entries[0]->what, "lost: silent");
+  EXPECT_EQ(entries[1]->kind, "publish");
+  EXPECT_EQ(entries[1]->name, "ev-1");
   feed_.close();
-  EXPECT_TRUE(feed_.wait_after(entries[1].id, Clock::now() + std::chrono::hours(1)).empty())
+  EXPECT_TRUE(feed_.wait_after(entries[1]->id, Clock::now() + std::chrono::hours(1)).empty())
       << "a closed feed wakes its readers";
   feed_.unsubscribe();
 }
