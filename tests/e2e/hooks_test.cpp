@@ -449,7 +449,7 @@ TEST(HooksTest, RuleMatchingAFarmEventRunsItsJobOnTheFarm) {
       << read_file(out);
   EXPECT_EQ(read_file(out).find(std::to_string(*other) + " "), std::string::npos);
   // The update jobs are ordinary jobs, labelled with what made them.
-  auto list = cluster.cli_json({"list", "--label", "farm_event=job.succeeded"});
+  auto list = cluster.cli_json({"ls", "--label", "farm_event=job.succeeded"});
   ASSERT_TRUE(list) << cluster.last_cli();
   EXPECT_EQ(list->size(), 1u) << list->dump();
 }
