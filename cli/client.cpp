@@ -219,6 +219,13 @@ Result<wire::LimitsReply> Client::limits(const std::optional<std::pair<std::stri
                  &wire::ClientReply::limits);
 }
 
+Result<wire::HooksReply> Client::hooks() {
+  wire::ClientRequest request;
+  request.mutable_hooks();
+  return body_of(call(request, timeout_, Resend::kYes), wire::ClientReply::kHooks,
+                 &wire::ClientReply::hooks);
+}
+
 Result<wire::HealthReply> Client::health() {
   wire::ClientRequest request;
   request.mutable_health();

@@ -96,6 +96,9 @@ class Client {
 
   [[nodiscard]] Result<wire::EventsReply> events(const wire::EventsRequest& request);
 
+  // The webhooks and their outbox: pending, delivered and failed deliveries.
+  [[nodiscard]] Result<wire::HooksReply> hooks();
+
   // An online copy of the broker's state to `path` on the broker's host. Waits
   // for the copy, at least an hour whatever the reply timeout.
   [[nodiscard]] Result<wire::BackupReply> backup(const std::string& path, bool force = false);

@@ -1439,6 +1439,78 @@ void add_events(CLI::App& app, Invocation& inv) {
   });
 }
 
+Json delivery_json(const wire::HookDeliveryInfo& d) {
+  return Json{{"delivery_id", d.delivery_id()},
+              {"event", d.event()},
+              {"job_id", d.job_id() == 0 ? Json(nullptr) : Json(d.job_id())},
+              {"created_unix_ms", d.created_unix_ms()},
+              {"attempts", d.attempts()},
+              {"next_attempt_unix_ms", d.next_attempt_unix_ms()},
+              {"last_error", d.last_error()}};
+}
+
+std::string delivery_line(const wire::HookDeliveryInfo& d, int64_t now_ms) {
+  return fmt::format(
+      "{} {}{} ({} old, {} attempts){}", single_line(d.delivery_id()), single_line(d.event()),
+      d.job_id() == 0 ? std::string() : fmt::format(" job {}", d.job_id()),
+      format_seconds(static_cast<double>(now_ms - d.created_unix_ms()) / 1000.0), d.attempts(),
+      d.last_error().empty() ? std::string() : ": " + single_line(d.last_error()));
+}
+
+// `farmhand hooks`: exit 1 when a delivery was given up, so a check can alert on it.
+void add_hooks(CLI::App& app, Invocation& inv) {
+  struct NoOptions {};
+
+  CLI::App* cmd = add_leaf(app, inv, "hooks",
+                           "the webhooks: pending, delivered and failed (given up) deliveries, "
+                           "and the oldest pending one with its last error");
+  bind(cmd, inv, std::make_shared<NoOptions>(), [](Context& ctx, const NoOptions&) {
+    auto reply = ctx.client.hooks();
+    if (!reply) return report(ctx, reply.error());
+    bool any_failed = false;
+    for (const auto& h : reply->hooks()) any_failed = any_failed || h.failed() > 0;
+    if (ctx.json) {
+      Json hooks = Json::array();
+      for (const auto& h : reply->hooks()) {
+        hooks.push_back(Json{
+            {"name", h.name()},
+            {"url", h.url()},
+            {"events", std::vector<std::string>(h.events().begin(), h.events().end())},
+            {"pending", h.pending()},
+            {"delivered", h.delivered()},
+            {"failed", h.failed()},
+            {"oldest_pending",
+             h.has_oldest_pending() ? delivery_json(h.oldest_pending()) : Json(nullptr)},
+            {"last_failed", h.has_last_failed() ? delivery_json(h.last_failed()) : Json(nullptr)}});
+      }
+      write_json(ctx, hooks);
+      return any_failed ? kExitFailed : kExitOk;
+    }
+    if (reply->hooks().empty()) {
+      ctx.out << "no hooks (configure them under `hooks:` in the broker's config)\n" << std::flush;
+      return kExitOk;
+    }
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+    for (const auto& h : reply->hooks()) {
+      std::string events;
+      for (const auto& e : h.events()) events += (events.empty() ? "" : ",") + e;
+      ctx.out << fmt::format("{}  {}  events: {}\n  pending {}  delivered {}  failed {}\n",
+                             single_line(h.name()), single_line(h.url()), events, h.pending(),
+                             h.delivered(), h.failed());
+      if (h.has_oldest_pending()) {
+        ctx.out << "  oldest pending: " << delivery_line(h.oldest_pending(), now_ms) << '\n';
+      }
+      if (h.has_last_failed()) {
+        ctx.out << "  given up: " << delivery_line(h.last_failed(), now_ms) << '\n';
+      }
+    }
+    ctx.out << std::flush;
+    return any_failed ? kExitFailed : kExitOk;
+  });
+}
+
 // Exit 1 when the broker's state store cannot write: a monitoring check can use it as is.
 void add_admin_health(CLI::App& admin, Invocation& inv) {
   struct NoOptions {};
@@ -1560,6 +1632,7 @@ void add_commands(CLI::App& app, Invocation& inv) {
   add_seq(app, inv);
   add_publish(app, inv);
   add_events(app, inv);
+  add_hooks(app, inv);
   add_admin(app, inv);
 }
 

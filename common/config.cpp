@@ -141,6 +141,8 @@ class Reader {
         read_limits(entry, config.limits);
       } else if (key == "shares") {
         read_shares(entry, config.shares);
+      } else if (key == "hooks") {
+        read_hooks(entry, config.hooks);
       } else {
         unknown_key(key, entry, "");
       }
@@ -660,10 +662,32 @@ class Reader {
         }
       } else if (key == "meta") {
         match.meta = read_string_map(entry);
+      } else if (key == "event") {
+        auto events = read_string_list(entry);
+        if (!events) return;
+        for (const std::string& event : *events) {
+          if (!one_of(event, kHookEvents)) {
+            problem(entry.line, "unknown event '" + printable(event) + "' in " + entry.path +
+                                    " (one of " + choice_list(kHookEvents) + ")");
+            return;
+          }
+          match.event.push_back(event);
+        }
+      } else if (key == "label") {
+        match.label = read_string_map(entry);
       } else {
         unknown_key(key, entry, section.path);
       }
     });
+    const bool publish =
+        !match.path.empty() || !match.kind.empty() || !match.ext.empty() || !match.meta.empty();
+    if (publish && !match.event.empty()) {
+      problem(section.line, section.path +
+                                " matches either publishes (path, kind, ext, meta) or farm "
+                                "events (event, label), not both");
+    } else if (!match.label.empty() && match.event.empty()) {
+      problem(section.line, section.path + ".label needs an event to match");
+    }
   }
 
   void read_rule_jobs(const Entry& section, Rule& rule) {
@@ -773,6 +797,12 @@ class Reader {
       std::map<std::string, const RuleJob*> by_name;
       for (const RuleJob& job : rule.jobs) by_name[job.name] = &job;
       for (const RuleJob& job : rule.jobs) {
+        if (!rule.match.event.empty() && job.kind != "command" && job.kind != "noop") {
+          problem(job.line, "rule '" + rule.name + "' job '" + job.name +
+                                "': a rule that matches farm events makes command or noop jobs, "
+                                "not " +
+                                job.kind);
+        }
         if (job.kind == "command" && !job.command.empty() &&
             config.commands.count(job.command) == 0) {
           auto at = job.lines.find("command");
@@ -818,6 +848,127 @@ class Reader {
         continue;
       }
       rule.jobs = std::move(ordered);
+    }
+  }
+
+  // `hooks:` — a list of webhooks. Kept in a function of its own.
+  void read_hooks(const Entry& section, std::vector<Hook>& hooks) {
+    if (section.value.IsNull()) return;
+    if (!section.value.IsSequence()) {
+      problem(section.line, "hooks must be a list of hooks (each '- url: ...')");
+      return;
+    }
+    std::set<std::string> names;
+    for (std::size_t i = 0; i < section.value.size(); ++i) {
+      Entry item;
+      item.path = "hooks[" + std::to_string(i) + "]";
+      item.value = section.value[i];
+      item.key_line = item.line = line_of(item.value) ? line_of(item.value) : section.line;
+      if (!item.value.IsMap()) {
+        problem(item.line, item.path + " must be a mapping with url, events and secret");
+        continue;
+      }
+      Hook hook;
+      hook.name = "hook-" + std::to_string(i + 1);
+      hook.line = item.line;
+      bool has_url = false;
+      bool has_events = false;
+      bool has_secret = false;
+      for_each_entry(item.value, item.path, [&](const std::string& key, const Entry& entry) {
+        if (key == "name") {
+          if (auto name = read_string(entry, false)) {
+            if (!is_command_name(*name)) {
+              problem(entry.line,
+                      "hook name '" + printable(*name) + "' must match ^[A-Za-z0-9_-]+$");
+            } else {
+              hook.name = *name;
+            }
+          }
+        } else if (key == "url") {
+          has_url = true;
+          auto url = read_string(entry, false);
+          if (!url) return;
+          const bool http = url->rfind("http://", 0) == 0 && url->size() > 7;
+          const bool https = url->rfind("https://", 0) == 0 && url->size() > 8;
+          if (!http && !https) {
+            problem(entry.line, entry.path + " '" + printable(*url) +
+                                    "' must start with http:// or https:// and name a host");
+            return;
+          }
+          hook.url = *url;
+        } else if (key == "events") {
+          has_events = true;
+          auto events = read_string_list(entry);
+          if (!events) return;
+          if (events->empty()) problem(entry.line, entry.path + " must name at least one event");
+          for (const std::string& event : *events) {
+            if (!one_of(event, kHookEvents)) {
+              problem(entry.line, "unknown event '" + printable(event) + "' in " + entry.path +
+                                      " (one of " + choice_list(kHookEvents) + ")");
+              continue;
+            }
+            if (std::find(hook.events.begin(), hook.events.end(), event) == hook.events.end()) {
+              hook.events.push_back(event);
+            }
+          }
+        } else if (key == "secret") {
+          if (has_secret) {
+            problem(entry.line, item.path + " has both secret and secret_file: give one");
+            return;
+          }
+          has_secret = true;
+          assign(read_string(entry, false), hook.secret);
+        } else if (key == "secret_file") {
+          if (has_secret) {
+            problem(entry.line, item.path + " has both secret and secret_file: give one");
+            return;
+          }
+          has_secret = true;
+          auto file = read_string(entry, false);
+          if (!file) return;
+          hook.secret_file = *file;
+          std::FILE* f = std::fopen(file->c_str(), "rb");
+          if (!f) {
+            problem(entry.line, "cannot read " + entry.path + " " + printable(*file) + ": " +
+                                    std::strerror(errno));
+            return;
+          }
+          char buf[4096];
+          std::string secret;
+          for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) secret.append(buf, n);
+          std::fclose(f);
+          // A trailing newline is the editor's, not the secret's.
+          while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) {
+            secret.pop_back();
+          }
+          if (secret.empty()) {
+            problem(entry.line, entry.path + " " + printable(*file) + " is empty");
+            return;
+          }
+          hook.secret = std::move(secret);
+        } else if (key == "timeout_s") {
+          assign(read_duration(entry), hook.timeout);
+        } else if (key == "backoff_base_s") {
+          assign(read_duration(entry), hook.backoff_base);
+        } else if (key == "backoff_max_s") {
+          assign(read_duration(entry), hook.backoff_max);
+        } else if (key == "give_up_after_s") {
+          assign(read_duration(entry), hook.give_up_after);
+        } else {
+          unknown_key(key, entry, item.path);
+        }
+      });
+      if (!has_url) problem(item.line, item.path + ".url is required");
+      if (!has_events) problem(item.line, item.path + ".events is required");
+      if (!has_secret) problem(item.line, item.path + ".secret or .secret_file is required");
+      if (hook.backoff_max < hook.backoff_base) {
+        problem(item.line, item.path + ".backoff_max_s must be at least backoff_base_s");
+      }
+      if (!names.insert(hook.name).second) {
+        problem(item.line, "duplicate hook name '" + printable(hook.name) + "'");
+        continue;
+      }
+      hooks.push_back(std::move(hook));
     }
   }
 

@@ -116,6 +116,11 @@ struct RuleMatch {
   std::vector<std::string> kind;            // sequence | image | movie | file; empty: any
   std::vector<std::string> ext;             // extensions without the dot, any case; empty: any
   std::map<std::string, std::string> meta;  // key -> glob the value must match
+  // Farm events instead of publishes (kHookEvents names): the rule makes its
+  // jobs when one of these happens to a job whose labels match `label`. A rule
+  // matches either publishes (path, kind, ext, meta) or farm events, not both.
+  std::vector<std::string> event;
+  std::map<std::string, std::string> label;  // label key -> glob the value must match
 };
 
 // One job a rule makes for each item it matches.
@@ -157,6 +162,26 @@ struct WatchFolder {
   int line = 0;
 };
 
+// Farm events a webhook or an event rule may name.
+inline constexpr std::string_view kHookEvents[] = {
+    "job.succeeded", "job.failed",  "job.cancelled", "task.failed",
+    "task.dead",     "worker.lost", "worker.joined", "publish.processed"};
+
+// A webhook: each farm event it names becomes a signed JSON POST to `url`,
+// delivered at least once from the store's outbox (daemon/hooks.h).
+struct Hook {
+  std::string name;  // unique; default: hook-N (its position, from 1)
+  std::string url;   // http:// or https://
+  std::vector<std::string> events;
+  std::string secret;       // HMAC-SHA256 key: `secret`, or the contents of `secret_file`
+  std::string secret_file;  // where the secret came from, if from a file
+  std::chrono::milliseconds timeout{10'000};                        // one POST
+  std::chrono::milliseconds backoff_base{1'000};                    // first retry after a failure
+  std::chrono::milliseconds backoff_max{300'000};                   // retries double up to this
+  std::chrono::milliseconds give_up_after{3LL * 24 * 3600 * 1000};  // since the event
+  int line = 0;
+};
+
 struct Config {
   BrokerConfig broker;
   HttpConfig http;
@@ -169,6 +194,7 @@ struct Config {
   std::map<std::string, uint32_t> limits;
   // Fair share between projects: project -> weight (1 to 10000). Empty: none.
   std::map<std::string, uint32_t> shares;
+  std::vector<Hook> hooks;
   std::string log_level = "info";
 };
 

@@ -199,14 +199,16 @@ void Broker::turn() {
       {nullptr, core_->backup_fd(), ZMQ_POLLIN, 0},
       {endpoints_.has_local_workers() ? endpoints_.local_workers().handle() : nullptr, -1,
        ZMQ_POLLIN, 0},
+      {nullptr, core_->hooks_fd(), ZMQ_POLLIN, 0},
   };
   try {
-    zmq::poll(items, 6, timeout);
+    zmq::poll(items, 7, timeout);
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) log_->error("poll failed reason=\"{}\"", e.what());
   }
   if (items[2].revents & ZMQ_POLLIN) on_signals();
   if (items[4].fd >= 0 && (items[4].revents & ZMQ_POLLIN)) core_->on_backup_done();
+  if (items[6].fd >= 0 && (items[6].revents & ZMQ_POLLIN)) core_->on_hooks_readable();
   if (items[3].fd >= 0 && (items[3].revents & ZMQ_POLLIN)) core_->publish().on_watch_readable();
   // Clients first: a read that comes before anything else of the turn is
   // answered at once, from state the last turn flushed (BrokerCore::on_client).

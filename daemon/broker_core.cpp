@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "daemon/rules.h"
+
 namespace farmhand::daemon {
 
 namespace {
@@ -41,12 +43,13 @@ BrokerCore::BrokerCore(const common::Config& config, const std::string& db_path,
       log_(log),
       bad_(clock, log),
       farm_(scheduler_options(config.broker)),
+      hooks_(config, clock, farm_, log),
       intake_(config, clock, farm_, log),
       publish_(config, clock, farm_, intake_, log),
       backup_(db_path, config, clock, clients, log),
       link_(config, clock, farm_, workers, clients, bad_, log),
-      clients_(config, clock, farm_, {intake_, publish_, backup_, link_, store, *this}, clients,
-               bad_, log) {}
+      clients_(config, clock, farm_, {intake_, publish_, backup_, link_, store, *this, &hooks_},
+               clients, bad_, log) {}
 
 Result<void> BrokerCore::restore() {
   Farm fresh(farm_.scheduler_options);
@@ -57,7 +60,7 @@ Result<void> BrokerCore::restore() {
   }
   farm_ = std::move(fresh);
   farm_.scheduler->set_shares(config_.shares);
-  return {};
+  return hooks_.restore(store_);
 }
 
 void BrokerCore::reload_shares() {
@@ -130,6 +133,7 @@ void BrokerCore::end_turn() {
   if (failure_) {
     probe_store();
   } else {
+    hooks_.take_outcomes(turn_.batch);
     if (!stopping_) publish_.poll(turn_);
     if (config_.broker.keep_finished.count() > 0 && !stopping_ &&
         clock_.steady() >= next_retention_sweep_) {
@@ -150,6 +154,9 @@ void BrokerCore::end_turn() {
   post();
   link_.answer_log_queries(/*all=*/false);
   if (!failure_ && !fatal_) link_.send_heartbeats();
+  // Only what is committed and flushed leaves (a delivery of an undone turn
+  // would announce what did not happen).
+  if (!failure_ && !fatal_ && !stopping_) hooks_.send_due();
   // Everything of the turn is flushed (or undone): memory is at rest again.
   changed_ = false;
   worker_messages_ = 0;
@@ -180,7 +187,8 @@ Clock::SteadyTime BrokerCore::next_deadline() const {
   if (auto at = farm_.scheduler->next_deadline()) {
     next = std::min(next, now + (*at - clock_.millis()));
   }
-  for (auto at : {publish_.next_deadline(), clients_.next_deadline(), link_.next_deadline()}) {
+  for (auto at : {publish_.next_deadline(), clients_.next_deadline(), link_.next_deadline(),
+                  hooks_.next_deadline()}) {
     if (at) next = std::min(next, *at);
   }
   return next;
@@ -198,14 +206,29 @@ void BrokerCore::take_outbox() {
             record && record->finished_unix_ms == 0) {
           farm_.jobs.set_finished(n.job, clock_.unix_ms(), turn_.batch);
         }
+        if (n.job_state == core::JobState::kSucceeded) farm_event("job.succeeded", n.job, {});
+        if (n.job_state == core::JobState::kFailed) farm_event("job.failed", n.job, {});
+        if (n.job_state == core::JobState::kCancelled) farm_event("job.cancelled", n.job, {});
         break;
       case Kind::kTaskFailed:
         log_.warn("task failed job={} task={} attempt={} reason=\"{}\"", n.job, n.task, n.attempt,
                   n.reason);
+        farm_event("task.failed", n.job,
+                   {{"task",
+                     {{"index", n.task},
+                      {"attempt", n.attempt},
+                      {"worker", n.worker},
+                      {"error", n.reason}}}});
         break;
       case Kind::kTaskDead:
         log_.warn("task dead job={} task={} attempt={} reason=\"{}\"", n.job, n.task, n.attempt,
                   n.reason);
+        farm_event("task.dead", n.job,
+                   {{"task",
+                     {{"index", n.task},
+                      {"attempt", n.attempt},
+                      {"worker", n.worker},
+                      {"error", n.reason}}}});
         break;
       case Kind::kLeaseExpired:
         log_.warn("lease expired job={} task={} attempt={} worker={}", n.job, n.task, n.attempt,
@@ -221,11 +244,18 @@ void BrokerCore::take_outbox() {
         } else {
           log_.warn("worker lost worker={} reason={}", n.worker,
                     core::worker_lost_cause_name(n.lost_cause));
+          if (!stopping_) {
+            farm_event("worker.lost", 0,
+                       {{"worker",
+                         {{"name", n.worker},
+                          {"reason", std::string(core::worker_lost_cause_name(n.lost_cause))}}}});
+          }
         }
         break;
       case Kind::kWorkerJoined:
         feed_.note_worker(n.worker, "joined");
         log_.info("worker joined worker={}{}", n.worker, n.again ? " again" : "");
+        if (!n.again) farm_event("worker.joined", 0, {{"worker", {{"name", n.worker}}}});
         break;
       case Kind::kWorkerBlocked:
         log_.warn("worker blocked for job job={} worker={} reason=\"{}\"{}", n.job, n.worker,
@@ -237,6 +267,24 @@ void BrokerCore::take_outbox() {
                       : std::string{});
         break;
     }
+  }
+  // Publishes accepted in this turn: their jobs are made and staged.
+  for (const EventRow& row : turn_.batch.events) {
+    if (!hooks_.enabled()) break;
+    const wire::EventInfo* event = farm_.events.find(row.event_id);
+    if (!event) continue;
+    nlohmann::json publish;
+    publish["event_id"] = event->event_id();
+    publish["path"] = event->path();
+    publish["source"] = event->source();
+    nlohmann::json meta = nlohmann::json::object();
+    for (const auto& [k, v] : event->meta()) meta[k] = v;
+    publish["meta"] = meta;
+    publish["job_ids"] = std::vector<uint64_t>(event->job_ids().begin(), event->job_ids().end());
+    publish["rules"] = std::vector<std::string>(event->rules().begin(), event->rules().end());
+    publish["warnings"] =
+        std::vector<std::string>(event->warnings().begin(), event->warnings().end());
+    hooks_.on_event("publish.processed", 0, {{"publish", publish}}, turn_.batch);
   }
   for (auto& change : out.tasks) turn_.batch.task_changes.push_back(std::move(change));
   for (auto& change : out.blocks) turn_.batch.blocks.push_back(std::move(change));
@@ -253,6 +301,53 @@ void BrokerCore::take_outbox() {
     changed.set_memory_bytes(spec->memory);
     turn_.batch.spec_changes.push_back(SpecChange{id, changed.SerializeAsString()});
     farm_.jobs.set_spec(id, std::move(changed));
+  }
+}
+
+void BrokerCore::farm_event(const std::string& event, core::JobId job, nlohmann::json subject) {
+  hooks_.on_event(event, job, std::move(subject), turn_.batch);
+  if (job != 0) run_event_rules(event, job);
+}
+
+void BrokerCore::run_event_rules(const std::string& event, core::JobId job) {
+  const JobRecord* record = farm_.jobs.find(job);
+  if (!record || stopping_) return;
+  std::map<std::string, std::string> labels(record->spec.labels().begin(),
+                                            record->spec.labels().end());
+  // A job an event rule made does not set off event rules itself: a tracker
+  // update that fails must not make another one, and so on for ever.
+  if (labels.count(std::string(kEventRuleLabel)) != 0) return;
+  for (const common::Rule& rule : config_.rules) {
+    if (!event_rule_matches(rule, event, labels)) continue;
+    const std::string state =
+        farm_.scheduler->job(job)
+            ? std::string(core::job_state_name(farm_.scheduler->job(job)->state))
+            : std::string();
+    std::vector<PlannedJob> plan = plan_event_rule(rule, event, job, record->spec, state);
+    std::vector<core::JobId> made(plan.size(), 0);
+    for (size_t i = 0; i < plan.size(); ++i) {
+      PlannedJob& planned = plan[i];
+      const std::string where =
+          fmt::format("rule={} rule_job={} event={} job={}", rule.name, planned.name, event, job);
+      bool upstream_missing = !planned.error.empty();
+      for (size_t up : planned.after) {
+        if (made[up] == 0) upstream_missing = true;
+        planned.spec.add_after(made[up]);
+      }
+      if (upstream_missing) {
+        log_.warn("event rule job not made {} reason=\"{}\"", where,
+                  planned.error.empty() ? "an upstream job was not made" : planned.error);
+        continue;
+      }
+      if (planned.spec.project().empty()) planned.spec.set_project(record->spec.project());
+      auto id = intake_.create_job(std::move(planned.spec), turn_);
+      if (!id) {
+        log_.warn("event rule job not made {} reason=\"{}\"", where, id.error().reason);
+        continue;
+      }
+      made[i] = *id;
+      log_.info("event rule job made {} made_job={}", where, *id);
+    }
   }
 }
 

@@ -42,6 +42,7 @@
 #include "daemon/client_service.h"
 #include "daemon/clock.h"
 #include "daemon/farm.h"
+#include "daemon/hooks.h"
 #include "daemon/job_intake.h"
 #include "daemon/online_backup.h"
 #include "daemon/publish_intake.h"
@@ -102,6 +103,14 @@ class BrokerCore final : public HealthSource {
 
   int backup_fd() const { return backup_.fd(); }
 
+  // Readable when webhook attempts have outcomes (-1: no hooks); the loop
+  // calls on_hooks_readable() and the turn's end takes them.
+  int hooks_fd() const { return hooks_.fd(); }
+
+  void on_hooks_readable() { hooks_.on_readable(); }
+
+  const Hooks& hooks() const { return hooks_; }
+
   void on_backup_done() { backup_.finish(); }
 
   // Set once a flush failed: the loop must stop (systemd restarts farmhandd on
@@ -134,6 +143,10 @@ class BrokerCore final : public HealthSource {
   void undo_turn(const Error& error);
   void probe_store();
   void take_outbox();
+  // A farm event: to the hooks that name it and the rules that match it.
+  void farm_event(const std::string& event, core::JobId job, nlohmann::json subject);
+  // Rules that match farm events make their jobs for this one.
+  void run_event_rules(const std::string& event, core::JobId job);
   void forget_finished();
   // Retention of action idempotency keys (action_key_retention_ms()).
   void forget_action_keys();
@@ -149,6 +162,7 @@ class BrokerCore final : public HealthSource {
   BadMessages bad_;
   Farm farm_;
   ChangeFeed feed_;
+  Hooks hooks_;
   JobIntake intake_;
   PublishIntake publish_;
   OnlineBackup backup_;

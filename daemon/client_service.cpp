@@ -12,6 +12,7 @@
 #include <google/protobuf/wire_format_lite.h>
 
 #include "common/wire.h"
+#include "daemon/hooks.h"
 
 namespace farmhand::daemon {
 
@@ -172,6 +173,10 @@ void ClientService::on_message(const std::string& routing_id, bool req_envelope,
           break;
         case wire::ClientRequest::kHealth:
           health(reply);
+          break;
+        case wire::ClientRequest::kHooks:
+          reply.mutable_hooks();
+          if (parts_.hooks) parts_.hooks->fill(*reply.mutable_hooks());
           break;
         case wire::ClientRequest::kLimits:
           limits(request.limits(), reply, turn);

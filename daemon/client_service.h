@@ -33,6 +33,8 @@
 
 namespace farmhand::daemon {
 
+class Hooks;
+
 // The broker's own state that `farmhand admin health` reports, read-only.
 // BrokerCore implements it.
 class HealthSource {
@@ -56,6 +58,7 @@ class ClientService {
     WorkerLink& link;
     Store& store;
     const HealthSource& health;
+    const Hooks* hooks = nullptr;  // `farmhand hooks`; none: no hook is listed
   };
 
   ClientService(const common::Config& config, const Clock& clock, Farm& farm, Parts parts,

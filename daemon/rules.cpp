@@ -167,9 +167,44 @@ Result<std::vector<PublishItem>> resolve_publish(const std::string& path) {
   return items;
 }
 
+bool event_rule_matches(const common::Rule& rule, const std::string& event,
+                        const std::map<std::string, std::string>& labels) {
+  const common::RuleMatch& m = rule.match;
+  if (std::find(m.event.begin(), m.event.end(), event) == m.event.end()) return false;
+  for (const auto& [key, glob] : m.label) {
+    auto it = labels.find(key);
+    if (it == labels.end() || fnmatch(glob.c_str(), it->second.c_str(), 0) != 0) return false;
+  }
+  return true;
+}
+
+std::vector<PlannedJob> plan_event_rule(const common::Rule& rule, const std::string& event,
+                                        uint64_t job, const wire::JobSpec& spec,
+                                        const std::string& job_state) {
+  PublishItem item;
+  item.kind = "event";
+  item.vars.name = fmt::format("{} job {}", event, job);
+  std::map<std::string, std::string> meta;
+  meta["job"] = std::to_string(job);
+  meta["job_name"] = spec.name();
+  meta["job_state"] = job_state;
+  meta["user"] = spec.submitted_by();
+  meta["project"] = spec.project();
+  meta["farm_event"] = event;
+  for (const auto& [key, value] : spec.labels()) meta["label." + key] = value;
+  const std::string event_id = fmt::format("{}:{}", event, job);
+  std::vector<PlannedJob> plan = plan_rule(rule, item, meta, event_id);
+  for (PlannedJob& planned : plan) {
+    (*planned.spec.mutable_labels())[std::string(kEventRuleLabel)] = event;
+    (*planned.spec.mutable_labels())["for_job"] = std::to_string(job);
+  }
+  return plan;
+}
+
 bool rule_matches(const common::Rule& rule, const PublishItem& item,
                   const std::map<std::string, std::string>& meta) {
   const common::RuleMatch& m = rule.match;
+  if (!m.event.empty()) return false;  // a rule of farm events, not of publishes
   if (!m.path.empty() && std::none_of(m.path.begin(), m.path.end(), [&](const std::string& g) {
         return glob_matches(g, item.path);
       })) {

@@ -51,6 +51,21 @@ std::vector<PlannedJob> plan_rule(const common::Rule& rule, const PublishItem& i
                                   const std::map<std::string, std::string>& meta,
                                   const std::string& event_id);
 
+// Event rules: a rule whose match names farm events (match.event) makes its
+// command and noop jobs when such an event happens to a job whose labels match
+// match.label. Its templates see the job as {meta.job}, {meta.job_name},
+// {meta.job_state}, {meta.user}, {meta.project}, {meta.farm_event} and
+// {meta.label.KEY}; {event} is "EVENT:JOB". The jobs it makes carry the label
+// kEventRuleLabel (the event), and such jobs never set off event rules.
+inline constexpr std::string_view kEventRuleLabel = "farm_event";
+
+bool event_rule_matches(const common::Rule& rule, const std::string& event,
+                        const std::map<std::string, std::string>& labels);
+
+std::vector<PlannedJob> plan_event_rule(const common::Rule& rule, const std::string& event,
+                                        uint64_t job, const wire::JobSpec& spec,
+                                        const std::string& job_state);
+
 // Checks what the config loader cannot: that each media job of each rule, with
 // sample values for its placeholders, passes the broker's media validation
 // (a codec name, a --size). Problems are "FILE:LINE: rule R job J: reason".

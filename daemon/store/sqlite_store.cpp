@@ -269,6 +269,14 @@ Result<void> SqliteStore::prepare() {
        "INSERT OR REPLACE INTO action_keys (key, fingerprint, reply, stored_unix_ms) "
        "VALUES (?1, ?2, ?3, ?4)"},
       {&forget_action_keys_, "DELETE FROM action_keys WHERE stored_unix_ms < ?1"},
+      {&upsert_hook_delivery_,
+       "INSERT OR REPLACE INTO hook_outbox (delivery_id, seq, hook, event, job_id, body, "
+       "created_unix_ms, attempts, next_unix_ms, last_error, failed, failed_unix_ms) "
+       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"},
+      {&delete_hook_delivery_, "DELETE FROM hook_outbox WHERE delivery_id = ?1"},
+      {&count_hook_delivered_,
+       "INSERT INTO hook_counts (hook, delivered) VALUES (?1, 1) ON CONFLICT (hook) DO UPDATE "
+       "SET delivered = delivered + 1"},
   };
 
   for (auto& s : statements) {
@@ -421,6 +429,27 @@ Result<void> SqliteStore::commit(const Batch& batch) {
     sqlite3_bind_int64(forget_action_keys_, 1, batch.forget_action_keys_before);
     if (!run(forget_action_keys_)) return rollback("cannot delete action keys");
   }
+  for (const core::HookDelivery& d : batch.hook_deliveries) {
+    bind_text(upsert_hook_delivery_, 1, d.id);
+    sqlite3_bind_int64(upsert_hook_delivery_, 2, static_cast<sqlite3_int64>(d.seq));
+    bind_text(upsert_hook_delivery_, 3, d.hook);
+    bind_text(upsert_hook_delivery_, 4, d.event);
+    sqlite3_bind_int64(upsert_hook_delivery_, 5, static_cast<sqlite3_int64>(d.job));
+    bind_text(upsert_hook_delivery_, 6, d.body);
+    sqlite3_bind_int64(upsert_hook_delivery_, 7, d.created_unix_ms);
+    sqlite3_bind_int64(upsert_hook_delivery_, 8, d.attempts);
+    sqlite3_bind_int64(upsert_hook_delivery_, 9, d.next_unix_ms);
+    bind_text(upsert_hook_delivery_, 10, d.last_error);
+    sqlite3_bind_int(upsert_hook_delivery_, 11, d.failed ? 1 : 0);
+    sqlite3_bind_int64(upsert_hook_delivery_, 12, d.failed_unix_ms);
+    if (!run(upsert_hook_delivery_)) return rollback("cannot store hook delivery");
+  }
+  for (const auto& [hook, id] : batch.hooks_delivered) {
+    bind_text(delete_hook_delivery_, 1, id);
+    if (!run(delete_hook_delivery_)) return rollback("cannot delete hook delivery");
+    bind_text(count_hook_delivered_, 1, hook);
+    if (!run(count_hook_delivered_)) return rollback("cannot count hook delivery");
+  }
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
     Error e = write_failure();
     (void)exec("ROLLBACK");
@@ -571,6 +600,36 @@ Result<void> SqliteStore::load_action_keys(const std::function<void(ActionKeyRow
                     row.stored_unix_ms = sqlite3_column_int64(stmt, 3);
                     on_key(std::move(row));
                   });
+}
+
+Result<void> SqliteStore::load_hook_deliveries(
+    const std::function<void(core::HookDelivery&&)>& on_delivery,
+    const std::function<void(const std::string& hook, uint64_t delivered)>& on_count) {
+  auto ok = each_row(
+      "SELECT delivery_id, seq, hook, event, job_id, body, created_unix_ms, attempts, "
+      "next_unix_ms, last_error, failed, failed_unix_ms FROM hook_outbox ORDER BY seq",
+      "hook deliveries", [&](sqlite3_stmt* stmt) {
+        core::HookDelivery d;
+        d.id = column_text(stmt, 0);
+        d.seq = static_cast<uint64_t>(sqlite3_column_int64(stmt, 1));
+        d.hook = column_text(stmt, 2);
+        d.event = column_text(stmt, 3);
+        d.job = static_cast<core::JobId>(sqlite3_column_int64(stmt, 4));
+        d.body = column_text(stmt, 5);
+        d.created_unix_ms = sqlite3_column_int64(stmt, 6);
+        d.attempts = static_cast<uint32_t>(std::clamp<sqlite3_int64>(
+            sqlite3_column_int64(stmt, 7), 0, std::numeric_limits<uint32_t>::max()));
+        d.next_unix_ms = sqlite3_column_int64(stmt, 8);
+        d.last_error = column_text(stmt, 9);
+        d.failed = sqlite3_column_int(stmt, 10) != 0;
+        d.failed_unix_ms = sqlite3_column_int64(stmt, 11);
+        on_delivery(std::move(d));
+      });
+  if (!ok) return ok;
+  return each_row(
+      "SELECT hook, delivered FROM hook_counts", "hook counts", [&](sqlite3_stmt* stmt) {
+        on_count(column_text(stmt, 0), static_cast<uint64_t>(sqlite3_column_int64(stmt, 1)));
+      });
 }
 
 Result<void> SqliteStore::load_worker_controls(

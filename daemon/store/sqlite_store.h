@@ -52,6 +52,9 @@ class SqliteStore : public Store {
   Result<void> load_worker_controls(
       const std::function<void(WorkerControlRow&&)>& on_control) override;
   Result<void> load_action_keys(const std::function<void(ActionKeyRow&&)>& on_key) override;
+  Result<void> load_hook_deliveries(
+      const std::function<void(core::HookDelivery&&)>& on_delivery,
+      const std::function<void(const std::string& hook, uint64_t delivered)>& on_count) override;
   Result<std::vector<LogRow>> logs(core::JobId job, std::optional<core::TaskIndex> task) override;
   Result<void> load_job_usage(
       const std::function<void(core::JobId, const JobUsage&)>& on_job) override;
@@ -120,6 +123,9 @@ class SqliteStore : public Store {
   sqlite3_stmt* delete_job_blocks_ = nullptr;
   sqlite3_stmt* insert_action_key_ = nullptr;
   sqlite3_stmt* forget_action_keys_ = nullptr;
+  sqlite3_stmt* upsert_hook_delivery_ = nullptr;
+  sqlite3_stmt* delete_hook_delivery_ = nullptr;
+  sqlite3_stmt* count_hook_delivered_ = nullptr;
 };
 
 }  // namespace farmhand::daemon

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "daemon/core/hook_outbox.h"
 #include "daemon/core/scheduler.h"
 
 namespace farmhand::daemon {
@@ -137,13 +138,17 @@ struct Batch {
   std::vector<ActionKeyRow> action_keys;
   // Retention: action keys stored before this time are deleted (0: none).
   int64_t forget_action_keys_before = 0;
+  // Webhook deliveries, new or changed (attempts, next try, given up): written whole.
+  std::vector<core::HookDelivery> hook_deliveries;
+  // (hook, delivery id): delivered, so deleted and counted.
+  std::vector<std::pair<std::string, std::string>> hooks_delivered;
 
   bool empty() const {
     return new_jobs.empty() && spec_changes.empty() && blocks.empty() && job_changes.empty() &&
            task_changes.empty() && logs.empty() && events.empty() && finished.empty() &&
            started.empty() && forgotten_jobs.empty() && forgotten_events.empty() &&
            limits.empty() && worker_controls.empty() && action_keys.empty() &&
-           forget_action_keys_before == 0;
+           forget_action_keys_before == 0 && hook_deliveries.empty() && hooks_delivered.empty();
   }
 
   void clear() {
@@ -162,6 +167,8 @@ struct Batch {
     worker_controls.clear();
     action_keys.clear();
     forget_action_keys_before = 0;
+    hook_deliveries.clear();
+    hooks_delivered.clear();
   }
 };
 
@@ -197,6 +204,16 @@ class Store {
   // Streams the stored replies of client actions, by idempotency key.
   [[nodiscard]] virtual Result<void> load_action_keys(
       const std::function<void(ActionKeyRow&&)>& on_key) = 0;
+
+  // Streams the webhook deliveries not delivered (pending or given up), in
+  // creation order, then each hook's count of delivered ones.
+  [[nodiscard]] virtual Result<void> load_hook_deliveries(
+      const std::function<void(core::HookDelivery&&)>& on_delivery,
+      const std::function<void(const std::string& hook, uint64_t delivered)>& on_count) {
+    (void)on_delivery;
+    (void)on_count;
+    return {};
+  }
 
   // Writes something small and durable, to learn whether the store can write
   // again after a failed commit.

@@ -65,6 +65,8 @@ from farmhand.models import (
     JobId,
     JobStatus,
     JobUsage,
+    Hook,
+    HookDelivery,
     Limit,
     PublishResult,
     Share,
@@ -111,6 +113,8 @@ __all__ = [
     "PublishResult",
     "Event",
     "Health",
+    "Hook",
+    "HookDelivery",
     "Limit",
     "BlockedWorker",
 ]

@@ -36,6 +36,7 @@ from farmhand import farmhand_pb2 as pb
 from farmhand._protocol import PROTOCOL_VERSION
 from farmhand.models import (
     FINAL_JOB_STATES,
+    Hook,
     ActionResult,
     Event,
     Health,
@@ -718,6 +719,14 @@ class Client:
     def enable_worker(self, name):
         """Lets a disabled or draining worker take tasks again."""
         return self._control_worker(name, pb.WorkerControlRequest.ENABLE, "")
+
+    def hooks(self):
+        """The webhooks of the broker's config (Hook), with their outbox:
+        pending, delivered and failed deliveries (``farmhand hooks``)."""
+        request = pb.ClientRequest()
+        request.hooks.SetInParent()
+        reply = self._call(request, "hooks", resend=True)
+        return [Hook.from_pb(hook) for hook in reply.hooks]
 
     def limits(self):
         """The farm's limits (Limit): capacity, tokens in use, jobs waiting."""

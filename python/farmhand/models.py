@@ -506,6 +506,64 @@ class Limit(_Data):
 
 
 @dataclass
+class HookDelivery(_Data):
+    """One webhook delivery (``farmhand hooks``): its id (the receiver's
+    deduplication key, X-Farmhand-Delivery), event, job (None when the event
+    is not about a job), attempts so far and the last attempt's error."""
+
+    delivery_id: str
+    event: str
+    job_id: Optional[int] = None
+    created_unix_ms: int = 0
+    attempts: int = 0
+    next_attempt_unix_ms: int = 0
+    last_error: str = ""
+
+    @classmethod
+    def from_pb(cls, msg):
+        return cls(
+            delivery_id=msg.delivery_id,
+            event=msg.event,
+            job_id=msg.job_id or None,
+            created_unix_ms=msg.created_unix_ms,
+            attempts=msg.attempts,
+            next_attempt_unix_ms=msg.next_attempt_unix_ms,
+            last_error=msg.last_error,
+        )
+
+
+@dataclass
+class Hook(_Data):
+    """A webhook of the broker's config and its outbox: deliveries pending,
+    delivered and failed (given up), the oldest pending one and the last one
+    given up (None when there is none)."""
+
+    name: str
+    url: str
+    events: List[str] = field(default_factory=list)
+    pending: int = 0
+    delivered: int = 0
+    failed: int = 0
+    oldest_pending: Optional[HookDelivery] = None
+    last_failed: Optional[HookDelivery] = None
+
+    @classmethod
+    def from_pb(cls, msg):
+        return cls(
+            name=msg.name,
+            url=msg.url,
+            events=list(msg.events),
+            pending=msg.pending,
+            delivered=msg.delivered,
+            failed=msg.failed,
+            oldest_pending=(HookDelivery.from_pb(msg.oldest_pending)
+                            if msg.HasField("oldest_pending") else None),
+            last_failed=(HookDelivery.from_pb(msg.last_failed)
+                         if msg.HasField("last_failed") else None),
+        )
+
+
+@dataclass
 class Share(_Data):
     """A project's fair share (``farmhand shares``): its weight, its running
     tasks and its jobs waiting for slots. Projects the config does not name

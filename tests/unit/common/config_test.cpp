@@ -1,5 +1,6 @@
 #include "common/config.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -934,4 +935,74 @@ TEST(ConfigTest, SharesAreWeightsByProjectAndBadOnesAreNamed) {
   EXPECT_NE(problems_of("shares: 3\n"), "<loaded without problems>");
 }
 
+}  // namespace farmhand::common
+
+namespace farmhand::common {
+namespace {
+
+TEST(ConfigHooksTest, HooksAreReadWithTheirDefaults) {
+  Config config = loaded(
+      "hooks:\n"
+      "  - url: http://127.0.0.1:9000/farm\n"
+      "    events: [job.succeeded, job.failed, publish.processed]\n"
+      "    secret: s\n"
+      "  - name: tracker\n"
+      "    url: https://ci.example.com/farm\n"
+      "    events: [task.dead]\n"
+      "    secret: t\n"
+      "    backoff_base_s: 0.5\n"
+      "    give_up_after_s: 60\n");
+  ASSERT_EQ(config.hooks.size(), 2u);
+  EXPECT_EQ(config.hooks[0].name, "hook-1");
+  EXPECT_EQ(config.hooks[0].events.size(), 3u);
+  EXPECT_EQ(config.hooks[0].give_up_after, milliseconds(3LL * 24 * 3600 * 1000));
+  EXPECT_EQ(config.hooks[1].name, "tracker");
+  EXPECT_EQ(config.hooks[1].backoff_base, milliseconds(500));
+  EXPECT_EQ(config.hooks[1].give_up_after, milliseconds(60'000));
+}
+
+TEST(ConfigHooksTest, EachMistakeIsOneLineNamingIt) {
+  const std::string problems = problems_of(
+      "hooks:\n"
+      "  - url: ftp://example.com/x\n"
+      "    events: [job.succeded]\n"
+      "    secret: s\n"
+      "  - url: http://127.0.0.1:1/\n"
+      "    events: [job.failed]\n");
+  EXPECT_THAT(problems, HasSubstr("<config>:2: hooks[0].url 'ftp://example.com/x' must start "
+                                  "with http:// or https://"));
+  EXPECT_THAT(problems, HasSubstr("<config>:3: unknown event 'job.succeded' in hooks[0].events"));
+  EXPECT_THAT(problems, HasSubstr("hooks[1].secret or .secret_file is required"));
+  EXPECT_EQ(std::count(problems.begin(), problems.end(), '\n'), 2);
+}
+
+TEST(ConfigHooksTest, SecretFileIsReadWithoutItsTrailingNewline) {
+  TempDir dir;
+  const std::string file = dir.write("secret", "from-a-file\n");
+  Config config = loaded(
+      "hooks:\n  - url: http://h/\n    events: [job.failed]\n"
+      "    secret_file: " +
+      file + "\n");
+  ASSERT_EQ(config.hooks.size(), 1u);
+  EXPECT_EQ(config.hooks[0].secret, "from-a-file");
+  EXPECT_THAT(problems_of("hooks:\n  - url: http://h/\n    events: [job.failed]\n"
+                          "    secret_file: /nonexistent/secret\n"),
+              HasSubstr("cannot read hooks[0].secret_file /nonexistent/secret"));
+}
+
+TEST(ConfigHooksTest, RulesMatchPublishesOrFarmEventsNotBoth) {
+  const std::string base =
+      "commands:\n  up:\n    argv: [/bin/true]\nrules:\n  - name: r\n    match: ";
+  const std::string jobs = "\n    jobs:\n      u: {kind: command, command: up}\n";
+  Config config = loaded(base + "{event: [job.succeeded], label: {shot: 'sh*'}}" + jobs);
+  ASSERT_EQ(config.rules.size(), 1u);
+  EXPECT_EQ(config.rules[0].match.event, std::vector<std::string>{"job.succeeded"});
+  EXPECT_EQ(config.rules[0].match.label.at("shot"), "sh*");
+  EXPECT_THAT(problems_of(base + "{event: [job.succeeded], ext: [exr]}" + jobs),
+              HasSubstr("not both"));
+  EXPECT_THAT(problems_of(base + "{event: [job.done]}" + jobs),
+              HasSubstr("unknown event 'job.done'"));
+}
+
+}  // namespace
 }  // namespace farmhand::common
