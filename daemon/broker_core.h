@@ -42,6 +42,7 @@
 #include "daemon/clock.h"
 #include "daemon/farm.h"
 #include "daemon/job_intake.h"
+#include "daemon/metrics.h"
 #include "daemon/online_backup.h"
 #include "daemon/publish_intake.h"
 #include "daemon/store/store.h"
@@ -112,6 +113,13 @@ class BrokerCore final : public HealthSource {
 
   const Farm& farm() const { return farm_; }
 
+  // The broker's Prometheus metrics; Metrics::text() may be read from any thread.
+  Metrics& metrics() { return metrics_; }
+
+  // The gauges are refreshed at the end of a turn at most this often (a walk
+  // over the jobs, workers and limits).
+  static constexpr std::chrono::seconds kMetricsRefresh{1};
+
   // Counts for tests and health: commits that failed, and Farm rebuilds.
   uint64_t failed_commits() const override { return failed_commits_; }
 
@@ -135,6 +143,7 @@ class BrokerCore final : public HealthSource {
   void forget_action_keys();
   // Nothing handled since the last flush: memory shows only what is durable.
   bool at_rest() const;
+  double seconds_since(Clock::SteadyTime start) const;
 
   const common::Config& config_;
   const Clock& clock_;
@@ -143,6 +152,7 @@ class BrokerCore final : public HealthSource {
   WorkerPort& worker_port_;
   spdlog::logger& log_;
   BadMessages bad_;
+  Metrics metrics_;
   Farm farm_;
   JobIntake intake_;
   PublishIntake publish_;
@@ -165,6 +175,7 @@ class BrokerCore final : public HealthSource {
   uint64_t failed_commits_ = 0;
   Clock::SteadyTime next_retention_sweep_{};
   Clock::SteadyTime next_key_sweep_{};
+  Clock::SteadyTime next_metrics_refresh_{};
 };
 
 // The scheduler's options from the broker's config.
