@@ -19,22 +19,23 @@ constexpr const char* kOther = "other";
 
 // Worker states as `farmhand workers` tells them apart.
 enum WorkerStateIndex { kIdle, kBusy, kDisabled, kDraining, kLost, kWorkerStateCount };
+
 constexpr const char* kWorkerStateNames[] = {"idle", "busy", "disabled", "draining", "lost"};
 
-constexpr core::JobState kJobStates[] = {core::JobState::kQueued,    core::JobState::kRunning,
-                                         core::JobState::kPaused,    core::JobState::kSucceeded,
-                                         core::JobState::kFailed,    core::JobState::kCancelled};
+constexpr core::JobState kJobStates[] = {core::JobState::kQueued, core::JobState::kRunning,
+                                         core::JobState::kPaused, core::JobState::kSucceeded,
+                                         core::JobState::kFailed, core::JobState::kCancelled};
 // Tasks backing off are counted as queued, as `farmhand status` shows them.
-constexpr core::TaskState kTaskStates[] = {
-    core::TaskState::kWaiting, core::TaskState::kQueued, core::TaskState::kRunning,
-    core::TaskState::kSucceeded, core::TaskState::kFailed, core::TaskState::kDead,
-    core::TaskState::kCancelled};
+constexpr core::TaskState kTaskStates[] = {core::TaskState::kWaiting,  core::TaskState::kQueued,
+                                           core::TaskState::kRunning,  core::TaskState::kSucceeded,
+                                           core::TaskState::kFailed,   core::TaskState::kDead,
+                                           core::TaskState::kCancelled};
 
 constexpr const char* kOutcomeNames[] = {"succeeded", "failed", "stale"};
 
 // A render waits and runs for seconds to a day; the media lane for under a second.
 const Histogram::BucketBoundaries& task_buckets() {
-  static const Histogram::BucketBoundaries b{0.1, 0.5, 1,    5,    10,    30,    60,   300,
+  static const Histogram::BucketBoundaries b{0.1, 0.5,  1,    5,    10,    30,    60,   300,
                                              600, 1800, 3600, 7200, 14400, 43200, 86400};
   return b;
 }
@@ -47,9 +48,8 @@ const Histogram::BucketBoundaries& publish_buckets() {
 
 // A commit is a few hundred microseconds; a flush waits for the disk.
 const Histogram::BucketBoundaries& store_buckets() {
-  static const Histogram::BucketBoundaries b{0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-                                             0.005,  0.01,    0.025,  0.05,  0.1,
-                                             0.25,   0.5,     1,      2.5,   5};
+  static const Histogram::BucketBoundaries b{
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
   return b;
 }
 
@@ -97,22 +97,25 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
 
   jobs_ = &BuildGauge()
                .Name("farmhand_jobs")
-               .Help("Jobs the broker holds, by state (finished ones until keep_finished forgets "
-                     "them).")
+               .Help(
+                   "Jobs the broker holds, by state (finished ones until keep_finished forgets "
+                   "them).")
                .Register(reg);
   for (core::JobState s : kJobStates) {
     jobs_by_state_.push_back(&jobs_->Add({{"state", std::string(core::job_state_name(s))}}));
   }
   tasks_ = &BuildGauge()
                 .Name("farmhand_tasks")
-                .Help("Tasks of the jobs the broker holds, by state (backing off counts as "
-                      "queued).")
+                .Help(
+                    "Tasks of the jobs the broker holds, by state (backing off counts as "
+                    "queued).")
                 .Register(reg);
   for (core::TaskState s : kTaskStates) {
     tasks_by_state_.push_back(&tasks_->Add({{"state", std::string(core::task_state_name(s))}}));
   }
-  const std::string bounded = " At most 100 label values: the largest, the rest summed under "
-                              "\"other\".";
+  const std::string bounded =
+      " At most 100 label values: the largest, the rest summed under "
+      "\"other\".";
   pool_running_ = std::make_unique<BoundedGauges>(
       BuildGauge()
           .Name("farmhand_pool_running_tasks")
@@ -131,16 +134,18 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
       "project", kMaxLabelValues);
   auto& workers = BuildGauge()
                       .Name("farmhand_workers")
-                      .Help("Worker sessions by state: idle, busy (running a task), disabled, "
-                            "draining (by a wrangler), lost (silent or gone, not yet forgotten).")
+                      .Help(
+                          "Worker sessions by state: idle, busy (running a task), disabled, "
+                          "draining (by a wrangler), lost (silent or gone, not yet forgotten).")
                       .Register(reg);
   for (const char* name : kWorkerStateNames) {
     workers_by_state_.push_back(&workers.Add({{"state", name}}));
   }
   slots_ = &BuildGauge()
                 .Name("farmhand_slots")
-                .Help("Slots of live workers, reserved interactive slots included (disabled "
-                      "and draining workers included).")
+                .Help(
+                    "Slots of live workers, reserved interactive slots included (disabled "
+                    "and draining workers included).")
                 .Register(reg)
                 .Add({});
   slots_busy_ = &BuildGauge()
@@ -148,12 +153,12 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                      .Help("Slots of live workers running a task.")
                      .Register(reg)
                      .Add({});
-  limit_capacity_ = std::make_unique<BoundedGauges>(
-      BuildGauge()
-          .Name("farmhand_limit_capacity")
-          .Help("Tokens of each configured limit." + bounded)
-          .Register(reg),
-      "limit", kMaxLabelValues);
+  limit_capacity_ =
+      std::make_unique<BoundedGauges>(BuildGauge()
+                                          .Name("farmhand_limit_capacity")
+                                          .Help("Tokens of each configured limit." + bounded)
+                                          .Register(reg),
+                                      "limit", kMaxLabelValues);
   limit_in_use_ = std::make_unique<BoundedGauges>(
       BuildGauge()
           .Name("farmhand_limit_in_use")
@@ -174,20 +179,23 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                      .Add({});
   auto& results = BuildCounter()
                       .Name("farmhand_results_total")
-                      .Help("Task results from workers by outcome: succeeded, failed, stale (for "
-                            "a lease no longer current: ignored).")
+                      .Help(
+                          "Task results from workers by outcome: succeeded, failed, stale (for "
+                          "a lease no longer current: ignored).")
                       .Register(reg);
   for (const char* name : kOutcomeNames) results_.push_back(&results.Add({{"outcome", name}}));
 
   auto& wait = BuildHistogram()
                    .Name("farmhand_task_wait_seconds")
-                   .Help("From a job's submission to the dispatch of each of its tasks' first "
-                         "attempt, by job kind (waits for dependencies included).")
+                   .Help(
+                       "From a job's submission to the dispatch of each of its tasks' first "
+                       "attempt, by job kind (waits for dependencies included).")
                    .Register(reg);
   auto& run = BuildHistogram()
                   .Name("farmhand_task_run_seconds")
-                  .Help("How long an attempt ran (as its worker measured it), by job kind; "
-                        "accepted results only.")
+                  .Help(
+                      "How long an attempt ran (as its worker measured it), by job kind; "
+                      "accepted results only.")
                   .Register(reg);
   for (const JobKind& kind : job_kinds()) {
     const prometheus::Labels labels{{"kind", std::string(kind.name)}};
@@ -205,9 +213,10 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   first_output_seconds_ =
       &BuildHistogram()
            .Name("farmhand_publish_first_output_seconds")
-           .Help("From a publish event's arrival to the first task of its jobs succeeding (its "
-                 "first output). Publishes that make no job, or whose jobs never succeed, are "
-                 "not observed.")
+           .Help(
+               "From a publish event's arrival to the first task of its jobs succeeding (its "
+               "first output). Publishes that make no job, or whose jobs never succeed, are "
+               "not observed.")
            .Register(reg)
            .Add({}, publish_buckets());
   commit_seconds_ = &BuildHistogram()
@@ -217,15 +226,17 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                          .Add({}, store_buckets());
   flush_seconds_ = &BuildHistogram()
                         .Name("farmhand_store_flush_seconds")
-                        .Help("Making the turn's commits durable (the WAL's fsync) before "
-                              "acknowledgements leave.")
+                        .Help(
+                            "Making the turn's commits durable (the WAL's fsync) before "
+                            "acknowledgements leave.")
                         .Register(reg)
                         .Add({}, store_buckets());
   auto& store_errors = BuildCounter()
                            .Name("farmhand_store_errors_total")
-                           .Help("State store writes that failed: op=commit (the turn is undone "
-                                 "and writes are refused until the store writes again), op=flush "
-                                 "(farmhandd stops).")
+                           .Help(
+                               "State store writes that failed: op=commit (the turn is undone "
+                               "and writes are refused until the store writes again), op=flush "
+                               "(farmhandd stops).")
                            .Register(reg);
   commit_errors_ = &store_errors.Add({{"op", "commit"}});
   flush_errors_ = &store_errors.Add({{"op", "flush"}});
@@ -236,8 +247,9 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                        .Add({});
   http_requests_ = &BuildCounter()
                         .Name("farmhand_http_requests_total")
-                        .Help("HTTP requests answered, by route template and status code. At "
-                              "most 100 routes; the rest count under route=\"other\".")
+                        .Help(
+                            "HTTP requests answered, by route template and status code. At "
+                            "most 100 routes; the rest count under route=\"other\".")
                         .Register(reg);
 }
 

@@ -5,8 +5,6 @@
 // (deploy/grafana/farmhand.json) asking only for metrics the text has.
 #include "daemon/metrics.h"
 
-#include <sys/wait.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -20,6 +18,7 @@
 #include "tests/support/memory_store.h"
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <sys/wait.h>
 
 #include "common/logging.h"
 #include "common/wire.h"
@@ -199,7 +198,6 @@ TEST_F(MetricsTest, DispatchesResultsAndTaskStatesShowAsTheFarmWorks) {
   ready("render01");
   core_->end_turn();
   submit(5);  // a worker of 4 slots: 4 run, 1 waits
-  clock_.advance(std::chrono::seconds(7));
   auto sent = assigns();
   ASSERT_EQ(sent.size(), 4u);
   std::string text = refreshed_text();
@@ -267,20 +265,26 @@ TEST_F(MetricsTest, WorkersByStateAndLimits) {
   limited.mutable_submit()->mutable_spec()->add_limits("nuke");
   ASSERT_TRUE(request(limited).ok());
   ASSERT_EQ(assigns().size(), 3u);
-  wire::WorkerMessage bye;
-  bye.mutable_disconnect();
-  from_worker("render03", bye);
-  core_->end_turn();
+  // render03 falls silent while the others beat: its liveness (3 beats) runs out.
+  wire::WorkerMessage beat;
+  beat.mutable_heartbeat();
+  for (int i = 0; i < 4; ++i) {
+    clock_.advance(std::chrono::seconds(1));
+    from_worker("render01", beat);
+    from_worker("render02", beat);
+    core_->end_turn();
+  }
 
   const std::string text = refreshed_text();
   EXPECT_EQ(value(text, "farmhand_limit_capacity{limit=\"nuke\"}"), 3);
   EXPECT_EQ(value(text, "farmhand_limit_in_use{limit=\"nuke\"}"), 3);
   EXPECT_EQ(value(text, "farmhand_limit_waiting_jobs{limit=\"nuke\"}"), 1);
   EXPECT_EQ(value(text, "farmhand_workers{state=\"draining\"}"), 1);
-  EXPECT_EQ(value(text, "farmhand_workers{state=\"lost\"}").value_or(0) +
-                value(text, "farmhand_workers{state=\"busy\"}").value_or(0) +
-                value(text, "farmhand_workers{state=\"idle\"}").value_or(0),
-            2);
+  EXPECT_EQ(value(text, "farmhand_workers{state=\"lost\"}"), 1);
+  EXPECT_EQ(value(text, "farmhand_workers{state=\"busy\"}"), 1);
+  EXPECT_EQ(value(text, "farmhand_workers{state=\"idle\"}"), 0);
+  EXPECT_EQ(value(text, "farmhand_workers{state=\"disabled\"}"), 0);
+  EXPECT_EQ(value(text, "farmhand_slots"), 8);  // the two live workers'
 }
 
 TEST_F(MetricsTest, InventedProjectsAndPoolsCannotGrowTheOutput) {
@@ -326,14 +330,15 @@ TEST_F(MetricsTest, HttpRequestsCountFromManyThreadsWhileTheTextIsRead) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 1000; ++i) {
         core_->metrics().count_http_request(t % 2 ? "/api/v1/jobs" : "/metrics", 200);
-        if (i % 100 == 0) EXPECT_FALSE(core_->metrics().text().empty());
+        if (i % 100 == 0) {
+          EXPECT_FALSE(core_->metrics().text().empty());
+        }
       }
     });
   }
   for (auto& thread : threads) thread.join();
   const std::string text = core_->metrics().text();
-  EXPECT_EQ(value(text, "farmhand_http_requests_total{code=\"200\",route=\"/api/v1/jobs\"}"),
-            2000);
+  EXPECT_EQ(value(text, "farmhand_http_requests_total{code=\"200\",route=\"/api/v1/jobs\"}"), 2000);
   EXPECT_EQ(value(text, "farmhand_http_requests_total{code=\"200\",route=\"/metrics\"}"), 2000);
 }
 
@@ -363,8 +368,9 @@ TEST_F(MetricsTest, APublishIsTimedToItsFirstOutput) {
       "    match: { path: \"*.exr\" }\n"
       "    jobs:\n"
       "      thumb: { kind: thumbnail, output: \"" +
-          dir + "/{name}.jpg\" }\n"
-                "      proxy: { kind: thumbnail, output: \"" +
+          dir +
+          "/{name}.jpg\" }\n"
+          "      proxy: { kind: thumbnail, output: \"" +
           dir + "/{name}.proxy.jpg\" }\n",
       "<test>");
   ASSERT_TRUE(loaded) << loaded.error().reason;
@@ -412,10 +418,9 @@ TEST_F(MetricsTest, PromtoolAcceptsTheTextOfABusyBroker) {
   std::ifstream in(out_path);
   const std::string said((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::filesystem::remove(out_path);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-      << "promtool check metrics failed:\n"
-      << said << "\non:\n"
-      << text;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "promtool check metrics failed:\n"
+                                                             << said << "\non:\n"
+                                                             << text;
   EXPECT_EQ(said, "") << "promtool found problems:\n" << said;
 }
 
@@ -468,8 +473,8 @@ TEST_F(MetricsTest, TheGrafanaDashboardAsksOnlyForExposedMetrics) {
   walk(dashboard);
   EXPECT_GE(exprs, 10u);
   for (const std::string& name : used) {
-    EXPECT_TRUE(exposed.count(name)) << "the dashboard asks for " << name
-                                     << ", which /metrics does not expose";
+    EXPECT_TRUE(exposed.count(name))
+        << "the dashboard asks for " << name << ", which /metrics does not expose";
   }
   // Every panel's datasource is the input.
   for (const auto& panel : dashboard.at("panels")) {
