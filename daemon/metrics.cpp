@@ -1,7 +1,10 @@
 #include "daemon/metrics.h"
 
 #include <algorithm>
+#include <array>
 #include <sstream>
+#include <string_view>
+#include <unordered_map>
 
 #include <prometheus/text_serializer.h>
 
@@ -51,10 +54,6 @@ const Histogram::BucketBoundaries& store_buckets() {
   static const Histogram::BucketBoundaries b{
       0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
   return b;
-}
-
-std::string or_default(const std::string& value, const char* fallback) {
-  return value.empty() ? std::string(fallback) : value;
 }
 
 }  // namespace
@@ -336,8 +335,9 @@ void Metrics::set_bad_messages(uint64_t total) {
 void Metrics::refresh(const core::Scheduler& scheduler) {
   std::array<uint64_t, 6> jobs{};
   std::array<uint64_t, core::kTaskStateCount> tasks{};
-  std::unordered_map<std::string, uint64_t> by_pool;
-  std::unordered_map<std::string, uint64_t> by_project;
+  // Keyed by views into the scheduler's specs: no string is built per job.
+  std::unordered_map<std::string_view, uint64_t> by_pool;
+  std::unordered_map<std::string_view, uint64_t> by_project;
   for (core::JobId id : scheduler.job_ids()) {
     const std::optional<core::JobView> view = scheduler.job(id);
     if (!view) continue;
@@ -350,8 +350,8 @@ void Metrics::refresh(const core::Scheduler& scheduler) {
     const core::JobSpec* spec = scheduler.job_spec(id);
     if (!spec) continue;
     const uint64_t running = view->counts[static_cast<size_t>(core::TaskState::kRunning)];
-    by_pool[or_default(spec->pool, "any")] += running;
-    by_project[or_default(spec->project, "none")] += running;
+    by_pool[spec->pool] += running;
+    by_project[spec->project] += running;
   }
   for (size_t i = 0; i < std::size(kJobStates); ++i) {
     jobs_by_state_[i]->Set(static_cast<double>(jobs[static_cast<size_t>(kJobStates[i])]));
@@ -363,38 +363,27 @@ void Metrics::refresh(const core::Scheduler& scheduler) {
     }
     tasks_by_state_[i]->Set(static_cast<double>(n));
   }
-  auto as_values = [](const std::unordered_map<std::string, uint64_t>& counts) {
+  auto as_values = [](const std::unordered_map<std::string_view, uint64_t>& counts,
+                      const char* unnamed) {
     std::vector<std::pair<std::string, double>> values;
     values.reserve(counts.size());
-    for (const auto& [name, n] : counts) values.emplace_back(name, static_cast<double>(n));
+    for (const auto& [name, n] : counts) {
+      values.emplace_back(name.empty() ? std::string(unnamed) : std::string(name),
+                          static_cast<double>(n));
+    }
     return values;
   };
-  pool_running_->set(as_values(by_pool));
-  project_running_->set(as_values(by_project));
+  pool_running_->set(as_values(by_pool, "any"));
+  project_running_->set(as_values(by_project, "none"));
 
-  std::array<uint64_t, kWorkerStateCount> workers{};
-  uint64_t slots = 0;
-  uint64_t busy = 0;
-  for (const core::WorkerView& w : scheduler.workers()) {
-    if (!w.alive) {
-      ++workers[kLost];
-      continue;
-    }
-    slots += w.spec.slots + w.spec.interactive_slots;
-    busy += w.running.size();
-    if (w.control == core::WorkerControl::kDisabled) {
-      ++workers[kDisabled];
-    } else if (w.control == core::WorkerControl::kDraining) {
-      ++workers[kDraining];
-    } else {
-      ++workers[w.running.empty() ? kIdle : kBusy];
-    }
+  const core::WorkerTally workers = scheduler.worker_tally();
+  const uint64_t by_state[kWorkerStateCount] = {workers.idle, workers.busy, workers.disabled,
+                                                workers.draining, workers.lost};
+  for (size_t i = 0; i < kWorkerStateCount; ++i) {
+    workers_by_state_[i]->Set(static_cast<double>(by_state[i]));
   }
-  for (size_t i = 0; i < workers.size(); ++i) {
-    workers_by_state_[i]->Set(static_cast<double>(workers[i]));
-  }
-  slots_->Set(static_cast<double>(slots));
-  slots_busy_->Set(static_cast<double>(busy));
+  slots_->Set(static_cast<double>(workers.slots));
+  slots_busy_->Set(static_cast<double>(workers.slots_busy));
 
   std::vector<std::pair<std::string, double>> capacity;
   std::vector<std::pair<std::string, double>> in_use;
