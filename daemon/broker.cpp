@@ -154,6 +154,11 @@ Result<void> Broker::start_http() {
   options.config = http;
   options.listen = *listen;
   options.feed = &core_->feed();
+  Metrics& metrics = core_->metrics();
+  options.metrics = [&metrics] { return metrics.text(); };
+  options.count_request = [&metrics](const std::string& route, int status) {
+    metrics.count_http_request(route, status);
+  };
   options.web_dir = web_dir(http);
   auto front = HttpFront::start(endpoints_.context(), std::move(options));
   if (!front) {

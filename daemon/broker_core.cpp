@@ -47,7 +47,7 @@ BrokerCore::BrokerCore(const common::Config& config, const std::string& db_path,
       intake_(config, clock, farm_, log),
       publish_(config, clock, farm_, intake_, log),
       backup_(db_path, config, clock, clients, log),
-      link_(config, clock, farm_, workers, clients, bad_, log),
+      link_(config, clock, farm_, workers, clients, bad_, metrics_, log),
       clients_(config, clock, farm_, {intake_, publish_, backup_, link_, store, *this, &hooks_},
                clients, bad_, log) {}
 
@@ -157,6 +157,11 @@ void BrokerCore::end_turn() {
   // Only what is committed and flushed leaves (a delivery of an undone turn
   // would announce what did not happen).
   if (!failure_ && !fatal_ && !stopping_) hooks_.send_due();
+  metrics_.set_bad_messages(bad_.count());
+  if (clock_.steady() >= next_metrics_refresh_) {
+    next_metrics_refresh_ = clock_.steady() + kMetricsRefresh;
+    metrics_.refresh(*farm_.scheduler);
+  }
   // Everything of the turn is flushed (or undone): memory is at rest again.
   changed_ = false;
   worker_messages_ = 0;
@@ -353,12 +358,27 @@ void BrokerCore::run_event_rules(const std::string& event, core::JobId job) {
 
 void BrokerCore::commit() {
   if (turn_.batch.empty()) return;
-  if (auto ok = store_.commit(turn_.batch); !ok) return undo_turn(ok.error());
+  const auto started = clock_.steady();
+  if (auto ok = store_.commit(turn_.batch); !ok) {
+    metrics_.store_commit_failed();
+    return undo_turn(ok.error());
+  }
+  metrics_.store_committed(seconds_since(started));
   feed_.note(turn_.batch);
+  for (const EventRow& row : turn_.batch.events) {
+    if (const wire::EventInfo* event = farm_.events.find(row.event_id)) {
+      metrics_.publish_accepted(row.received_unix_ms,
+                                {event->job_ids().begin(), event->job_ids().end()});
+    }
+  }
   turn_.batch.clear();
   ++commits_;
   // Jobs submitted while stopping or in shutdown() were not dispatchable yet.
   for (core::JobId id : turn_.new_jobs) farm_.scheduler->committed(id);
+}
+
+double BrokerCore::seconds_since(Clock::SteadyTime start) const {
+  return std::chrono::duration<double>(clock_.steady() - start).count();
 }
 
 void BrokerCore::post() {
@@ -376,7 +396,12 @@ void BrokerCore::post() {
   // Replies and result acks acknowledge: they leave once the commit is durable.
   // Reads too, so that none shows what is not yet durable.
   if (commits_ > flushed_) {
-    if (auto ok = store_.flush(); !ok) return flush_failed(ok.error());
+    const auto started = clock_.steady();
+    if (auto ok = store_.flush(); !ok) {
+      metrics_.store_flush_failed();
+      return flush_failed(ok.error());
+    }
+    metrics_.store_flushed(seconds_since(started));
     flushed_ = commits_;
   }
   for (const auto& pending : turn_.replies) client_port_.send(pending);

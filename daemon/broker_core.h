@@ -44,6 +44,7 @@
 #include "daemon/farm.h"
 #include "daemon/hooks.h"
 #include "daemon/job_intake.h"
+#include "daemon/metrics.h"
 #include "daemon/online_backup.h"
 #include "daemon/publish_intake.h"
 #include "daemon/store/store.h"
@@ -125,6 +126,13 @@ class BrokerCore final : public HealthSource {
   // What changed, for the HTTP front's live stream (thread-safe to read).
   ChangeFeed& feed() { return feed_; }
 
+  // The broker's Prometheus metrics; Metrics::text() may be read from any thread.
+  Metrics& metrics() { return metrics_; }
+
+  // The gauges are refreshed at the end of a turn at most this often (a walk
+  // over the jobs, workers and limits).
+  static constexpr std::chrono::seconds kMetricsRefresh{1};
+
   // Counts for tests and health: commits that failed, and Farm rebuilds.
   uint64_t failed_commits() const override { return failed_commits_; }
 
@@ -152,6 +160,7 @@ class BrokerCore final : public HealthSource {
   void forget_action_keys();
   // Nothing handled since the last flush: memory shows only what is durable.
   bool at_rest() const;
+  double seconds_since(Clock::SteadyTime start) const;
 
   const common::Config& config_;
   const Clock& clock_;
@@ -160,6 +169,7 @@ class BrokerCore final : public HealthSource {
   WorkerPort& worker_port_;
   spdlog::logger& log_;
   BadMessages bad_;
+  Metrics metrics_;
   Farm farm_;
   ChangeFeed feed_;
   Hooks hooks_;
@@ -184,6 +194,7 @@ class BrokerCore final : public HealthSource {
   uint64_t failed_commits_ = 0;
   Clock::SteadyTime next_retention_sweep_{};
   Clock::SteadyTime next_key_sweep_{};
+  Clock::SteadyTime next_metrics_refresh_{};
 };
 
 // The scheduler's options from the broker's config.

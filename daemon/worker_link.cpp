@@ -158,6 +158,17 @@ void WorkerLink::on_result(const std::string& routing_id, core::WorkerId worker,
   auto verdict =
       scheduler.task_result(worker, ref, result.succeeded(), error, clock_.millis(), outcome);
   progress_.erase({ref.job, ref.task});
+  std::optional<double> run_s;
+  if (verdict == core::ResultVerdict::kAccepted) {
+    run_s = result.has_stats() ? result.stats().wall_s() : result.elapsed_s();
+    if (!std::isfinite(*run_s) || *run_s < 0) run_s = 0.0;
+  }
+  const core::JobSpec* spec = scheduler.job_spec(ref.job);
+  metrics_.task_result(verdict == core::ResultVerdict::kStale ? ResultOutcome::kStale
+                       : result.succeeded()                   ? ResultOutcome::kSucceeded
+                                                              : ResultOutcome::kFailed,
+                       spec ? find_job_kind(spec->kind) : nullptr, run_s, ref.job,
+                       clock_.unix_ms());
   // A noop task (no log, no error, not measured) leaves no row: a million of them write
   // nothing.
   if (verdict == core::ResultVerdict::kAccepted &&
@@ -215,6 +226,12 @@ void WorkerLink::assign(const std::vector<core::Dispatch>& dispatches, Turn& tur
     }
     assign->set_frames(frames.to_string());
     if (record->started_unix_ms == 0) farm_.jobs.set_started(d.job, unix_now, turn.batch);
+    // A first attempt waited since the job was submitted (a retry's wait is not known).
+    metrics_.task_dispatched(
+        kind, d.attempt == 1
+                  ? std::optional<double>(
+                        static_cast<double>(unix_now - record->submitted_unix_ms) / 1000.0)
+                  : std::nullopt);
     if (log_.should_log(spdlog::level::debug)) {
       log_.debug("task dispatched job={} task={} attempt={} worker={} lease={:x}", d.job, d.task,
                  d.attempt, scheduler.worker_name(d.worker), d.lease);

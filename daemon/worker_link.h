@@ -27,6 +27,7 @@
 #include "daemon/bad_messages.h"
 #include "daemon/clock.h"
 #include "daemon/farm.h"
+#include "daemon/metrics.h"
 #include "daemon/turn.h"
 
 namespace farmhand::daemon {
@@ -40,13 +41,14 @@ class WorkerLink {
   };
 
   WorkerLink(const common::Config& config, const Clock& clock, Farm& farm, WorkerPort& workers,
-             ClientPort& clients, BadMessages& bad, spdlog::logger& log)
+             ClientPort& clients, BadMessages& bad, Metrics& metrics, spdlog::logger& log)
       : config_(config),
         clock_(clock),
         farm_(farm),
         workers_(workers),
         clients_(clients),
         bad_(bad),
+        metrics_(metrics),
         log_(log) {}
 
   // One message from a worker. With `accept_results` false (the store cannot
@@ -124,6 +126,7 @@ class WorkerLink {
   WorkerPort& workers_;
   ClientPort& clients_;
   BadMessages& bad_;
+  Metrics& metrics_;
   spdlog::logger& log_;
 
   std::unordered_map<std::string, Peer> peers_;  // by routing id

@@ -1400,6 +1400,29 @@ std::vector<WorkerView> Scheduler::workers() const {
   return out;
 }
 
+WorkerTally Scheduler::worker_tally() const {
+  WorkerTally tally;
+  for (const auto& [id, w] : workers_) {
+    if (!w.alive) {
+      ++tally.lost;
+      continue;
+    }
+    tally.slots += w.spec.slots + w.spec.interactive_slots;
+    tally.slots_busy += w.running.size();
+    auto it = controls_.empty() ? controls_.end() : controls_.find(w.spec.name);
+    const WorkerControl control =
+        it == controls_.end() ? WorkerControl::kEnabled : it->second.first;
+    if (control == WorkerControl::kDisabled) {
+      ++tally.disabled;
+    } else if (control == WorkerControl::kDraining) {
+      ++tally.draining;
+    } else {
+      ++(w.running.empty() ? tally.idle : tally.busy);
+    }
+  }
+  return tally;
+}
+
 std::string Scheduler::worker_name(WorkerId id) const {
   auto it = workers_.find(id);
   return it == workers_.end() ? std::string() : it->second.spec.name;

@@ -299,6 +299,18 @@ struct WorkerView {
   uint64_t memory_used = 0;
 };
 
+// Worker sessions by state, counted without copying them (for metrics, once a
+// second: workers() copies every session's spec and running tasks).
+struct WorkerTally {
+  uint64_t idle = 0;
+  uint64_t busy = 0;  // running a task, enabled
+  uint64_t disabled = 0;
+  uint64_t draining = 0;
+  uint64_t lost = 0;        // not alive, not yet forgotten
+  uint64_t slots = 0;       // of live workers, reserved interactive slots included
+  uint64_t slots_busy = 0;  // of live workers, running a task
+};
+
 // A project's fair share: its weight and the slots its tasks run in now.
 struct ShareView {
   std::string project;
@@ -532,6 +544,7 @@ class Scheduler {
   // The frames a task covers.
   common::FrameSet task_frames(JobId job, TaskIndex task) const;
   std::vector<WorkerView> workers() const;
+  WorkerTally worker_tally() const;
   std::string worker_name(WorkerId id) const;
   // Whether a live worker would take a job of this pool (is tagged with it; any
   // live worker for ""): a job whose pool no one serves waits until one joins.

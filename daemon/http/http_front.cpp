@@ -23,11 +23,36 @@ namespace {
 
 constexpr size_t kMinTokenLength = 16;
 
+// With a charset, which also keeps cpp-httplib from compressing the reply: it
+// picks brotli whenever a browser accepts it, and brotli took 12 s over a
+// 10,000-task page that is sent in 0.4 s as it is.
+constexpr const char* kJson = "application/json; charset=utf-8";
+
+// The route a path belongs to, numbers replaced ("/api/v1/jobs/{id}/cancel"),
+// for the request counter's label.
+std::string route_of(const std::string& path) {
+  if (path.rfind("/api/", 0) != 0 && path != "/metrics") return "static";
+  std::string route;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    const std::string segment = path.substr(start, end - start);
+    const bool number = !segment.empty() && std::all_of(segment.begin(), segment.end(), [](char c) {
+      return c >= '0' && c <= '9';
+    });
+    if (start > 0) route += '/';
+    route += number ? "{id}" : segment;
+    start = end + 1;
+  }
+  return route;
+}
+
 void json_error(httplib::Response& res, int status, const std::string& code,
                 const std::string& message) {
   nlohmann::json body{{"ok", false}, {"error_code", code}, {"error", message}};
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  res.set_content(body.dump(), kJson);
 }
 
 // The HTTP status for the broker's error code (common/result.h names).
@@ -159,6 +184,12 @@ Result<std::unique_ptr<HttpFront>> HttpFront::start(zmq::context_t& context, Opt
   server.set_keep_alive_max_count(100);
   server.set_payload_max_length(kMaxBodyBytes);
   server.new_task_queue = [] { return new httplib::ThreadPool(8 + kMaxStreams); };
+  if (front->options_.count_request) {
+    server.set_logger(
+        [self = front.get()](const httplib::Request& req, const httplib::Response& res) {
+          self->options_.count_request(route_of(req.path), res.status);
+        });
+  }
   front->routes();
   if (listen.port == 0) {
     front->port_ = server.bind_to_any_port(listen.host);
@@ -272,7 +303,7 @@ void HttpFront::call(const std::string& user, const std::string& request_bytes,
       print.always_print_primitive_fields = true;
       (void)google::protobuf::util::MessageToJsonString(reply, &json, print);
       res.status = reply.ok() ? 200 : status_for(reply.error_code());
-      res.set_content(json, "application/json");
+      res.set_content(json, kJson);
       return;
     }
   } catch (const zmq::error_t& e) {

@@ -60,6 +60,8 @@ class HttpFront {
     common::HttpListen listen;
     // The Prometheus text for /metrics (thread-safe); empty: no /metrics.
     std::function<std::string()> metrics;
+    // Counts each request by route ("/api/v1/jobs/{id}") and status (thread-safe).
+    std::function<void(const std::string& route, int status)> count_request;
     // The live stream's source (/api/v1/stream); null: no stream.
     ChangeFeed* feed = nullptr;
     // The monitor's static files, served at /; empty: none.

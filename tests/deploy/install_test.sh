@@ -28,6 +28,10 @@ for bin in farmhandd farmhand farmhand-worker farmhand-media; do
   [ -x "$root$prefix/bin/$bin" ] || fail "$prefix/bin/$bin not installed"
 done
 
+# The Grafana dashboard.
+[ -f "$root$prefix/share/farmhand/grafana/farmhand.json" ] ||
+  fail "$prefix/share/farmhand/grafana/farmhand.json not installed"
+
 # Config: the example, and farmhand.yaml itself, which the installed broker accepts.
 conf=$root/etc/farmhand
 [ -f "$conf/farmhand.yaml.example" ] || fail "/etc/farmhand/farmhand.yaml.example not installed"

@@ -104,6 +104,16 @@ TEST_F(HttpE2ETest, TheApiShowsJobsAndTasksAsTheCliDoes) {
   EXPECT_EQ(unknown_code, 404) << unknown.dump();
   auto [nowhere_code, nowhere] = get("/api/v2/jobs");
   EXPECT_EQ(nowhere_code, 404);
+
+  // /metrics of the same broker: what it dispatched, and the requests above
+  // counted by route (numbers folded into {id}).
+  auto metrics = http_->Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_NE(metrics->body.find("farmhand_dispatches_total 7"), std::string::npos)
+      << metrics->body.substr(0, 3000);
+  EXPECT_NE(metrics->body.find(R"(route="/api/v1/jobs/{id}")"), std::string::npos)
+      << metrics->body.substr(0, 3000);
 }
 
 TEST_F(HttpE2ETest, ActionsNeedABearerTokenAndRecordWhoseItWas) {
