@@ -27,6 +27,8 @@ function route() {
     notice("");
     const el = document.getElementById("view");
     el.replaceChildren();
+    delete el.dataset.loaded;  // each view sets it when its first data is shown
+    delete el.dataset.state;
     for (const a of document.querySelectorAll("[data-nav]")) {
       a.classList.toggle("active", a.dataset.nav === nav);
     }
