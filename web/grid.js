@@ -37,7 +37,7 @@ export class TaskGrid {
   // Cells as large as fit the width at a sensible height: 16 px for a few
   // tasks, down to 2 px for 100,000.
   layout() {
-    const width = Math.max(200, (this.canvas.parentElement?.clientWidth || 1000) - 12);
+    const width = Math.max(200, (this.canvas.parentElement?.clientWidth || 1000) - 14);
     let cell = 16;
     while (cell > 2 && Math.ceil(this.count / Math.floor(width / cell)) * cell > 900) cell--;
     this.cell = cell;
@@ -76,18 +76,23 @@ export class TaskGrid {
     });
   }
 
+  // Into one ImageData: a cell is a few pixel writes, not a canvas call, so
+  // 100,000 cells draw in milliseconds even without a GPU.
   draw() {
     const ctx = this.canvas.getContext("2d");
     const { cell, gap, cols, states, count } = this;
+    const width = this.canvas.width;
+    const image = ctx.createImageData(width, this.canvas.height);
+    const pixels = new Uint32Array(image.data.buffer);
+    const rgba = this.colours.map(packColour);
     const size = cell - gap;
-    ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
-    for (let code = 0; code < TASK_STATES.length; code++) {
-      ctx.fillStyle = this.colours[code];
-      for (let i = 0; i < count; i++) {
-        if (states[i] !== code) continue;
-        ctx.fillRect((i % cols) * cell, Math.floor(i / cols) * cell, size, size);
-      }
+    for (let i = 0; i < count; i++) {
+      const colour = rgba[states[i]];
+      const x0 = (i % cols) * cell;
+      let p = Math.floor(i / cols) * cell * width + x0;
+      for (let y = 0; y < size; y++, p += width) pixels.fill(colour, p, p + size);
     }
+    ctx.putImageData(image, 0, 0);
     if (this.selected >= 0) {
       ctx.strokeStyle = "#000";
       ctx.lineWidth = Math.max(1, cell / 6);
@@ -101,4 +106,11 @@ export class TaskGrid {
     for (let i = 0; i < this.count; i++) out[this.states[i]]++;
     return out;
   }
+}
+
+// "#rrggbb" -> one little-endian RGBA pixel of a Uint32Array over ImageData.
+function packColour(css) {
+  const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(css);
+  const [r, g, b] = m ? [1, 2, 3].map((k) => parseInt(m[k], 16)) : [200, 200, 200];
+  return ((255 << 24) | (b << 16) | (g << 8) | r) >>> 0;
 }
