@@ -51,7 +51,7 @@ function errorsList(status) {
   return h("div", { id: "job-errors" },
     h("h2", {}, "Errors"),
     h("ul.errors", {}, errors.map((t) =>
-      h("li", {}, `task ${t.index || 0} (frames ${t.frames || ""}) on ${t.worker || "?"}, attempt ${t.attempts || 0}: ${t.error || ""}`))),
+      h("li", {}, `task ${t.index || 0} (frames ${t.frames || ""})${t.worker ? " on " + t.worker : ""}, attempt ${t.attempts || 0}: ${t.error || ""}`))),
     blocked.length ? h("p", {}, "Blocked workers: ", blocked.map((b) => `${b.worker} (${b.failures} failures: ${b.reason})`).join("; ")) : "");
 }
 
