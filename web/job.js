@@ -150,6 +150,12 @@ export function mount(el, { params }) {
     const count = num(first.job?.task_count);
     if (!grid || grid.count !== count) grid = new TaskGrid(canvas, count, pick);
     grid.set(first.tasks || []);
+    grid.draw();  // the first page shows at once; the rest fill in
+    renderLegend();
+    performance.clearMarks("grid:first");
+    performance.mark("grid:first");
+    performance.clearMeasures("grid:first-page");
+    performance.measure("grid:first-page", "grid:start", "grid:first");
     // The other pages, a few at a time (the broker answers one by one; the
     // browser parses one while the next is on its way).
     const offsets = [];
