@@ -1,0 +1,138 @@
+"""The web monitor in a real browser (headless Chromium) against the real
+farmhandd, farmhand-worker and farmhand CLI: live updates, errors, actions with
+and without a valid token, a lost worker. A screenshot of each page goes to
+FARMHAND_TEST_ARTIFACTS."""
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from conftest import TOKEN, artifacts_dir
+
+WAIT_S = 30
+
+
+def wait(browser, condition, timeout=WAIT_S):
+    return WebDriverWait(browser, timeout).until(condition)
+
+
+def open_page(browser, farm, hash_route):
+    browser.get(farm.url + "/" + hash_route)
+    wait(browser, lambda b: b.find_element(By.ID, "view").get_attribute("data-loaded") == "1")
+
+
+def css(browser, selector):
+    return browser.find_element(By.CSS_SELECTOR, selector)
+
+
+def shot(browser, name):
+    browser.save_screenshot(str(artifacts_dir() / (name + ".png")))
+
+
+def notice_text(browser):
+    el = css(browser, "#notice")
+    return "" if el.get_attribute("hidden") is not None else el.text
+
+
+def test_submitted_job_appears_and_succeeds_without_reload(farm, browser):
+    open_page(browser, farm, "#/jobs")
+    browser.execute_script("window.__sameDocument = 'yes';")
+    job = farm.submit("command", "sleep", "--param", "seconds=1", "--frames", "1-4", "--name", "live-job")
+    row = '#jobs tr[data-id="%d"]' % job
+    wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, row)))
+    wait(browser, lambda b: css(b, row).get_attribute("data-state") == "succeeded")
+    assert browser.execute_script("return window.__sameDocument") == "yes", "the page reloaded"
+    assert "live-job" in css(browser, row).text
+    assert "4/4 frames" in css(browser, row).text
+    shot(browser, "jobs")
+
+
+def test_failing_job_shows_its_error(farm, browser):
+    job = farm.submit("command", "fail", "--frames", "7", "--name", "doomed")
+    open_page(browser, farm, "#/jobs/%d" % job)
+    view = css(browser, "#view")
+    wait(browser, lambda b: view.get_attribute("data-state") == "failed")
+    wait(browser, lambda b: "task 0" in css(b, "#job-errors").text)
+    errors = css(browser, "#job-errors").text
+    assert "exit" in errors or "1" in errors, errors
+    # The task's details, by clicking its cell on the grid.
+    grid = css(browser, "#task-grid")
+    browser.execute_script(
+        "const c = arguments[0]; const r = c.getBoundingClientRect();"
+        "c.dispatchEvent(new MouseEvent('click', {clientX: r.left + 2, clientY: r.top + 2, bubbles: true}));",
+        grid)
+    wait(browser, EC.presence_of_element_located((By.ID, "task-panel")))
+    panel = css(browser, "#task-panel").text
+    assert "Task 0" in panel and "dead" in panel, panel
+    assert "farmhand logs %d --task 0" % job in panel
+    shot(browser, "job-failed")
+
+
+def confirm_and_give_token(browser, token):
+    wait(browser, EC.visibility_of_element_located((By.ID, "confirm-ok"))).click()
+    field = wait(browser, EC.visibility_of_element_located((By.ID, "token-input")))
+    field.send_keys(token)
+    css(browser, "#token-ok").click()
+
+
+def test_cancel_needs_a_valid_token(farm, browser):
+    job = farm.submit("command", "sleep", "--param", "seconds=60", "--frames", "1-2", "--name", "to-cancel")
+    open_page(browser, farm, "#/jobs/%d" % job)
+    view = css(browser, "#view")
+    wait(browser, lambda b: view.get_attribute("data-state") in ("queued", "running"))
+    browser.execute_script("sessionStorage.clear()")
+
+    # Backing out of the question sends nothing.
+    css(browser, "#action-cancel").click()
+    wait(browser, EC.visibility_of_element_located((By.CSS_SELECTOR, "#confirm-dialog button[value=cancel]"))).click()
+    assert not css(browser, "#token-dialog").is_displayed()
+
+    # A token the broker does not know: refused, and the page says so.
+    css(browser, "#action-cancel").click()
+    confirm_and_give_token(browser, "not-a-token-the-broker-knows")
+    wait(browser, lambda b: "refused" in notice_text(b))
+    assert "cancel refused" in notice_text(browser)
+    shot(browser, "job-cancel-refused")
+    assert view.get_attribute("data-state") in ("queued", "running")
+    assert browser.execute_script("return sessionStorage.getItem('farmhand.token')") is None
+
+    # The right one: cancelled.
+    css(browser, "#action-cancel").click()
+    confirm_and_give_token(browser, TOKEN)
+    wait(browser, lambda b: view.get_attribute("data-state") == "cancelled")
+    assert "cancelled" in notice_text(browser)
+    shot(browser, "job-cancelled")
+
+
+def test_the_api_refuses_an_action_without_a_token(farm, browser):
+    """What the page sends when it has no token: the API's 401 line comes back."""
+    job = farm.submit("command", "sleep", "--param", "seconds=60", "--frames", "1", "--name", "no-token")
+    open_page(browser, farm, "#/jobs/%d" % job)
+    status, error = browser.execute_async_script(
+        "const done = arguments[1];"
+        "fetch('/api/v1/jobs/' + arguments[0] + '/cancel', {method: 'POST'})"
+        ".then(async (r) => done([r.status, (await r.json()).error]));", job)
+    assert status == 401 and error, (status, error)
+    farm.cli("cancel", str(job))
+
+
+def test_killed_worker_shows_as_lost(farm, browser):
+    worker = farm.start_worker("doomed-worker")
+    open_page(browser, farm, "#/workers")
+    row = '#workers tr[data-name="doomed-worker"]'
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, row)
+         and css(b, row).get_attribute("data-alive") == "true")
+    worker.kill()  # SIGKILL: no goodbye, the broker notices the silence
+    worker.wait()
+    wait(browser, lambda b: css(b, row).get_attribute("data-alive") == "false")
+    assert "lost" in css(browser, row).text
+    shot(browser, "workers")
+
+
+def test_events_and_limits_pages(farm, browser):
+    open_page(browser, farm, "#/events")
+    assert css(browser, "#events")
+    shot(browser, "events")
+    open_page(browser, farm, "#/limits")
+    assert css(browser, "#limits")
+    shot(browser, "limits")

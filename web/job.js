@@ -1,0 +1,239 @@
+// A job's page: summary, errors, dependencies, actions, and its tasks as a
+// canvas grid (pages of 10,000 from GET /api/v1/jobs/ID, changed indices from
+// the stream), a task's details on click.
+import { get, onStream, jobAction } from "./api.js";
+import { TaskGrid, TASK_STATES } from "./grid.js";
+import {
+  h, badge, stateName, progressBar, ago, when, duration, bytes, user, notice, throttle, num,
+} from "./util.js";
+
+const TASK_PAGE = 10000;
+const ACTIONS = [
+  ["pause", ["queued", "running"]],
+  ["resume", ["paused"]],
+  ["retry", ["failed", "cancelled", "running", "queued", "paused"]],
+  ["cancel", ["queued", "running", "paused"]],
+];
+
+function summaryList(job, status) {
+  const items = [
+    ["state", badge(stateName(job.state))],
+    ["progress", progressBar(job)],
+    ["kind", job.kind + (job.command_template ? ` (${job.command_template})` : "")],
+    ["params", Object.entries(job.params || {}).map(([k, v]) => h("div.mono", {}, `${k}=${v}`))],
+    ["frames", job.frames ? `${job.frames} (chunk ${job.chunk || 1})` : ""],
+    ["tasks", `${job.task_count || 0}: ` + Object.entries(job.counts || {}).filter(([, v]) => num(v)).map(([k, v]) => `${v} ${k}`).join(", ")],
+    ["submitted", `${when(job.submitted_unix_ms)} (${ago(job.submitted_unix_ms)} ago)`],
+    ["submitter", [user(job), job.submitted_key ? ` key ${job.submitted_key}` : ""].join("")],
+    ["project", job.project || ""],
+    ["priority", String(job.priority || 0)],
+    ["pool", job.pool || "any"],
+    ["started", job.started_unix_ms && num(job.started_unix_ms) ? when(job.started_unix_ms) : "not yet"],
+    ["finished", num(job.finished_unix_ms) ? when(job.finished_unix_ms) : ""],
+    ["attempts", `at most ${job.max_attempts || "default"}` + (job.timeout_s ? `, timeout ${job.timeout_s}s` : "")],
+    ["limits", (job.limits || []).join(", ") + (job.max_running ? ` max running ${job.max_running}` : "")],
+    ["requests", [job.cores ? `${job.cores} cores` : "", job.memory_bytes && num(job.memory_bytes) ? bytes(job.memory_bytes) : ""].filter(Boolean).join(", ")],
+    ["usage", job.usage ? `CPU ${duration(job.usage.cpu_s)}, peak ${bytes(job.usage.peak_rss_bytes) || "?"}, ${job.usage.attempts || 0} attempts measured` : ""],
+    ["labels", Object.entries(job.labels || {}).map(([k, v]) => `${k}=${v}`).join(", ")],
+    ["after", (job.after || []).length ? (job.after || []).map((id) => [h("a", { href: `#/jobs/${id}` }, `job ${id}`), " "]) : ""],
+    ["after frames of", num(job.after_frames) ? h("a", { href: `#/jobs/${job.after_frames}` }, `job ${job.after_frames}`) : ""],
+    ["publish event", job.event_id || ""],
+    ["waiting", status.waiting_reason || ""],
+  ];
+  return h("dl.summary", { id: "job-summary" },
+    items.filter(([, v]) => v !== "" && !(Array.isArray(v) && !v.length)).map(([k, v]) => [h("dt", {}, k), h("dd", { dataset: { field: k } }, v)]));
+}
+
+function errorsList(status) {
+  const errors = status.last_errors || [];
+  const blocked = status.blocked || [];
+  if (!errors.length && !blocked.length) return h("div", { id: "job-errors" });
+  return h("div", { id: "job-errors" },
+    h("h2", {}, "Errors"),
+    h("ul.errors", {}, errors.map((t) =>
+      h("li", {}, `task ${t.index || 0} (frames ${t.frames || ""})${t.worker ? " on " + t.worker : ""}, attempt ${t.attempts || 0}: ${t.error || ""}`))),
+    blocked.length ? h("p", {}, "Blocked workers: ", blocked.map((b) => `${b.worker} (${b.failures} failures: ${b.reason})`).join("; ")) : "");
+}
+
+function taskPanel(t, jobId) {
+  const a = t.last_attempt;
+  const rows = [
+    ["state", badge(stateName(t.state))],
+    ["frames", t.frames || ""],
+    ["attempts", String(t.attempts || 0)],
+    ["worker", t.worker || ""],
+    ["started", num(t.started_unix_ms) ? when(t.started_unix_ms) : ""],
+    ["elapsed", t.elapsed_s ? duration(t.elapsed_s) : (t.running_s ? duration(t.running_s) : "")],
+    ["progress", num(t.progress_total) ? `${t.progress_done || 0}/${t.progress_total}` : ""],
+    ["error", t.error || ""],
+  ];
+  if (a) {
+    rows.push(["wall", duration(a.wall_s)],
+      ["CPU", `${duration(num(a.cpu_user_s) + num(a.cpu_system_s))} (user ${duration(a.cpu_user_s)}, system ${duration(a.cpu_system_s)})`],
+      ["peak memory", bytes(a.peak_rss_bytes) || "unknown"],
+      ["exit", a.exit_signal ? a.exit_signal : (a.exit_code !== undefined ? `code ${a.exit_code}` : "")]);
+  }
+  return h("div.task-panel", { id: "task-panel", dataset: { index: String(t.index || 0) } },
+    h("h2", {}, `Task ${t.index || 0}`),
+    h("dl.summary", {}, rows.filter(([, v]) => v !== "").map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
+    h("h2", {}, "Log"),
+    // TODO(issue 12): the HTTP API has no logs endpoint yet (the client protocol's
+    // LogsRequest is not mapped under /api/v1); show the log and follow a running
+    // task here once it is.
+    h("p.todo", {}, `The log is not served over HTTP yet; on the broker's host: farmhand logs ${jobId} --task ${t.index || 0}`),
+    t.error ? h("pre", {}, t.error) : "");
+}
+
+export function mount(el, { params }) {
+  const id = params[0];
+  performance.clearMarks("grid:start");
+  performance.mark("grid:start");
+  let alive = true;
+  let grid = null;
+  let job = null;
+  const head = h("div");
+  const summaryBox = h("div");
+  const errorsBox = h("div");
+  const legend = h("div.legend", { id: "task-legend" });
+  const canvas = h("canvas.grid", { id: "task-grid" });
+  const panelBox = h("div");
+  const actions = h("div.actions", { id: "job-actions" });
+  el.append(head, actions, summaryBox, errorsBox, h("h2", {}, "Tasks"), legend,
+    h("div.grid-wrap", {}, canvas), panelBox);
+
+  function renderHead() {
+    head.replaceChildren(h("h1", {}, `Job ${id}: ${job.name || ""} `, badge(stateName(job.state))));
+    const state = stateName(job.state);
+    actions.replaceChildren(...ACTIONS.map(([verb, states]) =>
+      h("button" + (verb === "cancel" ? ".danger" : ""), {
+        type: "button", id: "action-" + verb, disabled: !states.includes(state),
+        onclick: () => act(verb),
+      }, verb)));
+    el.dataset.state = state;
+  }
+
+  function renderLegend() {
+    if (!grid) return;
+    const counts = grid.countsByState();
+    legend.replaceChildren(...TASK_STATES.map((s, i) => (i && counts[i]) || (!i && counts[0])
+      ? h("span", {}, h("i", { style: `background:${grid.colours[i]}` }), `${s === "unknown" ? "loading" : s} ${counts[i]}`) : ""));
+  }
+
+  function renderStatus(status) {
+    job = status.job || {};
+    renderHead();
+    summaryBox.replaceChildren(summaryList(job, status));
+    errorsBox.replaceChildren(errorsList(status));
+  }
+
+  async function act(verb) {
+    try {
+      const reply = await jobAction(id, verb);
+      if (!reply) return;
+      notice(`${verb}: job ${id} is ${stateName(reply.state)} (${reply.tasks_changed || 0} tasks changed)`, true);
+      refreshStatus();
+    } catch (e) {
+      notice(`${verb} refused: ${e.message}`);
+    }
+  }
+
+  async function fetchTasks(offset, limit) {
+    const status = await get(`jobs/${id}`, { tasks_offset: offset, tasks_limit: limit }, "status");
+    return status;
+  }
+
+  // Every page of tasks; the first also creates the grid.
+  async function loadAll() {
+    const first = await fetchTasks(0, TASK_PAGE);
+    if (!alive) return;
+    renderStatus(first);
+    const count = num(first.job?.task_count);
+    if (!grid || grid.count !== count) grid = new TaskGrid(canvas, count, pick);
+    grid.set(first.tasks || []);
+    grid.draw();  // the first page shows at once; the rest fill in
+    renderLegend();
+    performance.clearMarks("grid:first");
+    performance.mark("grid:first");
+    performance.clearMeasures("grid:first-page");
+    performance.measure("grid:first-page", "grid:start", "grid:first");
+    // The other pages, a few at a time (the broker answers one by one; the
+    // browser parses one while the next is on its way).
+    const offsets = [];
+    for (let offset = TASK_PAGE; offset < count; offset += TASK_PAGE) offsets.push(offset);
+    const fetcher = async () => {
+      while (offsets.length && alive) {
+        const page = await fetchTasks(offsets.shift(), TASK_PAGE);
+        if (alive) grid.set(page.tasks || []);
+      }
+    };
+    await Promise.all([fetcher(), fetcher(), fetcher()]);
+    if (!alive) return;
+    performance.clearMarks("grid:fetched");
+    performance.mark("grid:fetched");
+    grid.draw();
+    renderLegend();
+    el.dataset.loaded = "1";
+    performance.clearMarks("grid:rendered");
+    performance.mark("grid:rendered");
+    performance.clearMeasures("grid:render");
+    performance.measure("grid:render", "grid:start", "grid:rendered");
+    performance.clearMeasures("grid:draw");
+    performance.measure("grid:draw", "grid:fetched", "grid:rendered");
+  }
+
+  // Changed indices, fetched as a few ranges (indices close together share one).
+  async function loadIndices(indices) {
+    const sorted = [...new Set(indices.map(Number))].sort((a, b) => a - b);
+    const ranges = [];
+    for (const i of sorted) {
+      const last = ranges[ranges.length - 1];
+      if (last && i - last[0] < TASK_PAGE && i - last[1] <= 256) last[1] = i;
+      else ranges.push([i, i]);
+    }
+    for (const [lo, hi] of ranges) {
+      const page = await fetchTasks(lo, hi - lo + 1);
+      if (!alive || !grid) return;
+      grid.set(page.tasks || []);
+    }
+    renderLegend();
+  }
+
+  const refreshStatus = throttle(async () => {
+    try {
+      const status = await fetchTasks(Math.max(0, num(job?.task_count)), 1);
+      if (alive) renderStatus(status);
+    } catch (e) {
+      if (alive) notice(e.message);
+    }
+  }, 1000);
+  const reloadAll = throttle(() => loadAll().catch((e) => alive && notice(e.message)), 2000);
+
+  let pickedIndex = -1;
+  async function pick(index) {
+    pickedIndex = index;
+    try {
+      const page = await fetchTasks(index, 1);
+      const t = (page.tasks || [])[0];
+      if (alive && t && pickedIndex === index) panelBox.replaceChildren(taskPanel(t, id));
+    } catch (e) {
+      notice(e.message);
+    }
+  }
+
+  const offJob = onStream("job", (ev) => {
+    if (String(ev.id) !== String(id) || !grid) return;
+    if (!ev.job) return notice(`job ${id} is gone`);
+    const tasks = ev.tasks || [];
+    if (num(ev.tasks_changed) > tasks.length) reloadAll();  // more changed than listed
+    else if (tasks.length) loadIndices(tasks).catch((e) => alive && notice(e.message));
+    refreshStatus();
+    if (pickedIndex >= 0 && tasks.map(Number).includes(pickedIndex)) pick(pickedIndex);
+  });
+  const offReset = onStream("reset", reloadAll);
+  loadAll().catch((e) => notice(`job ${id}: ${e.message}`));
+  return () => {
+    alive = false;
+    offJob();
+    offReset();
+  };
+}
