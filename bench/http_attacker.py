@@ -7,10 +7,17 @@ more sending 64 KB header lines and a request of a million headers' worth of
 bytes, until killed. What it measures is not here: farm.sh compares the
 broker's dispatch with and without it.
 """
-import selectors
 import socket
 import sys
 import time
+
+
+def open_slow(host: str, port: int) -> socket.socket:
+    """A connection that has sent the start of a request and no more."""
+    s = socket.create_connection((host, port), timeout=5)
+    s.setblocking(False)
+    s.send(b"GET /api/v1/jobs HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    return s
 
 
 def main() -> None:
@@ -18,10 +25,7 @@ def main() -> None:
     slow = []
     for _ in range(conns):
         try:
-            s = socket.create_connection((host, port), timeout=5)
-            s.setblocking(False)
-            s.send(b"GET /api/v1/jobs HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-            slow.append(s)
+            slow.append(open_slow(host, port))
         except OSError:
             break  # the broker (or this process) ran out of descriptors: hold what we have
     print(f"holding {len(slow)} slow connections", flush=True)
@@ -33,10 +37,7 @@ def main() -> None:
             except OSError:
                 slow.remove(s)
                 try:
-                    s2 = socket.create_connection((host, port), timeout=5)
-                    s2.setblocking(False)
-                    s2.send(b"GET / HTTP/1.1\r\nX-Slow: ")
-                    slow.append(s2)
+                    slow.append(open_slow(host, port))
                 except OSError:
                     pass
         for _ in range(10):

@@ -32,6 +32,11 @@ void fill_delivery(const core::HookDelivery& d, wire::HookDeliveryInfo& out) {
 Hooks::Hooks(const common::Config& config, const Clock& clock, const Farm& farm,
              spdlog::logger& log)
     : config_(config), clock_(clock), farm_(farm), log_(log), hooks_(config.hooks) {
+  set_policies();
+  if (!hooks_.empty()) sender_ = std::make_unique<HookSender>(hooks_);
+}
+
+void Hooks::set_policies() {
   for (const common::Hook& hook : hooks_) {
     core::HookPolicy policy;
     policy.backoff_base = hook.backoff_base;
@@ -39,20 +44,13 @@ Hooks::Hooks(const common::Config& config, const Clock& clock, const Farm& farm,
     policy.give_up_after = hook.give_up_after;
     outbox_.set_policy(hook.name, policy);
   }
-  if (!hooks_.empty()) sender_ = std::make_unique<HookSender>(hooks_);
 }
 
 Hooks::~Hooks() = default;
 
 Result<void> Hooks::restore(Store& store) {
   outbox_.clear();
-  for (const common::Hook& hook : hooks_) {
-    core::HookPolicy policy;
-    policy.backoff_base = hook.backoff_base;
-    policy.backoff_max = hook.backoff_max;
-    policy.give_up_after = hook.give_up_after;
-    outbox_.set_policy(hook.name, policy);
-  }
+  set_policies();
   uint64_t orphans = 0;
   auto known = [&](const std::string& name) {
     return std::any_of(hooks_.begin(), hooks_.end(),

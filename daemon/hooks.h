@@ -66,6 +66,8 @@ class Hooks {
   static nlohmann::json describe_job(const Farm& farm, core::JobId job);
 
  private:
+  // Each configured hook's backoff and give-up age, into the outbox.
+  void set_policies();
   const common::Config& config_;
   const Clock& clock_;
   const Farm& farm_;
