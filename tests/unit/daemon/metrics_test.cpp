@@ -9,7 +9,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -18,6 +17,7 @@
 #include "tests/support/memory_store.h"
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <re2/re2.h>
 #include <sys/wait.h>
 
 #include "common/logging.h"
@@ -437,11 +437,12 @@ TEST_F(MetricsTest, TheGrafanaDashboardAsksOnlyForExposedMetrics) {
   std::istringstream text(busy_text());
   std::string line;
   while (std::getline(text, line)) {
-    std::smatch m;
-    if (!std::regex_match(line, m, std::regex("# TYPE (\\w+) (\\w+)"))) continue;
-    exposed.insert(m[1]);
-    if (m[2] == "histogram") {
-      for (const char* suffix : {"_bucket", "_sum", "_count"}) exposed.insert(m[1].str() + suffix);
+    std::string name;
+    std::string type;
+    if (!RE2::FullMatch(line, R"(# TYPE (\w+) (\w+))", &name, &type)) continue;
+    exposed.insert(name);
+    if (type == "histogram") {
+      for (const char* suffix : {"_bucket", "_sum", "_count"}) exposed.insert(name + suffix);
     }
   }
 
@@ -459,10 +460,10 @@ TEST_F(MetricsTest, TheGrafanaDashboardAsksOnlyForExposedMetrics) {
         if (key == "expr" && child.is_string()) {
           ++exprs;
           const std::string expr = child.get<std::string>();
-          const std::regex name("farmhand_\\w+");
-          for (std::sregex_iterator it(expr.begin(), expr.end(), name), end; it != end; ++it) {
-            used.insert(it->str());
-          }
+          static const RE2 kName(R"((farmhand_\w+))");
+          re2::StringPiece rest(expr);
+          std::string name;
+          while (RE2::FindAndConsume(&rest, kName, &name)) used.insert(name);
         }
         walk(child);
       }
