@@ -27,6 +27,10 @@ void slim(wire::JobSummary& job) {
 }  // namespace
 
 void ChangeFeed::note(const Batch& batch) {
+  if (watchers_.load(std::memory_order_acquire) == 0) {
+    unnoted_ = true;
+    return;
+  }
   for (const JobRow& row : batch.new_jobs) dirty_jobs_.insert(row.id);
   for (const auto& change : batch.job_changes) dirty_jobs_.insert(change.job);
   for (const auto& [id, at] : batch.finished) dirty_jobs_.insert(id);
@@ -42,11 +46,15 @@ void ChangeFeed::note(const Batch& batch) {
 }
 
 void ChangeFeed::note_worker(const std::string& name, const std::string& what) {
+  if (watchers_.load(std::memory_order_acquire) == 0) {
+    unnoted_ = true;
+    return;
+  }
   workers_.emplace_back(name, what);
 }
 
 void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::time_point now) {
-  if (dirty_jobs_.empty() && workers_.empty() && publishes_.empty()) return;
+  if (dirty_jobs_.empty() && workers_.empty() && publishes_.empty() && !unnoted_) return;
   if (now - last_publish_ < kCoalesce) return;
   last_publish_ = now;
   std::vector<std::shared_ptr<Entry>> entries;
@@ -55,9 +63,11 @@ void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::tim
     std::lock_guard lock(mutex_);
     watched = subscribers_ > 0;
     // Unwatched changes are dropped, but an id is spent on them: a reader that
-    // resumes from before them finds a gap and reloads instead of missing them.
-    if (!watched) ++next_id_;
+    // resumes from before them (or subscribed since) finds a gap and reloads
+    // instead of missing them.
+    if (!watched || unnoted_) ++next_id_;
   }
+  unnoted_ = false;
   if (watched) {
     entries.reserve(dirty_jobs_.size() + workers_.size() + publishes_.size());
     for (core::JobId id : dirty_jobs_) {
@@ -110,6 +120,7 @@ void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::tim
 bool ChangeFeed::subscribe(uint64_t last_id, uint64_t& from) {
   std::lock_guard lock(mutex_);
   ++subscribers_;
+  watchers_.store(subscribers_, std::memory_order_release);
   const uint64_t newest = next_id_ - 1;
   if (last_id == 0 || last_id >= newest) {
     from = newest;
@@ -126,6 +137,7 @@ bool ChangeFeed::subscribe(uint64_t last_id, uint64_t& from) {
 void ChangeFeed::unsubscribe() {
   std::lock_guard lock(mutex_);
   --subscribers_;
+  watchers_.store(subscribers_, std::memory_order_release);
 }
 
 std::vector<ChangeFeed::EntryPtr> ChangeFeed::wait_after(

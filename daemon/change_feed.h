@@ -16,6 +16,7 @@
 // Thread-safe: the loop writes, any thread reads.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -90,12 +91,16 @@ class ChangeFeed {
   std::vector<std::pair<std::string, std::string>> workers_;
   std::vector<std::string> publishes_;
   std::chrono::steady_clock::time_point last_publish_{};
+  // Changes not noted because nobody watched (note() then costs nothing): the
+  // next publish spends an id on them, so a reader who came since finds a gap.
+  bool unnoted_ = false;
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<EntryPtr> ring_;
   uint64_t next_id_ = 1;
-  int subscribers_ = 0;
+  int subscribers_ = 0;           // under mutex_
+  std::atomic<int> watchers_{0};  // the same, read by note() without the lock
   bool closed_ = false;
 };
 

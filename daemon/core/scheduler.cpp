@@ -1052,6 +1052,11 @@ WorkerReadyVerdict Scheduler::worker_ready(WorkerId id, WorkerSpec spec,
   if (worker.spec.slots == 0) worker.spec.slots = 1;
   worker.alive = true;
   worker.last_seen = now;
+  if (const Millis silent_at =
+          now + options_.heartbeat_interval * options_.heartbeat_liveness + Millis(1);
+      !next_worker_sweep_ || silent_at < *next_worker_sweep_) {
+    next_worker_sweep_ = silent_at;
+  }
   if (joined) {
     outbox_.notices.push_back(
         {Notice::Kind::kWorkerJoined, 0, 0, 0, worker.spec.name, {}, JobState::kQueued});
@@ -1201,23 +1206,7 @@ ResultVerdict Scheduler::task_result(WorkerId worker, const TaskRef& ref, bool s
 }
 
 void Scheduler::tick(Millis now) {
-  Millis silent_after = options_.heartbeat_interval * options_.heartbeat_liveness;
-  for (auto it = workers_.begin(); it != workers_.end();) {
-    Worker& w = it->second;
-    if (w.alive && now - w.last_seen > silent_after) {
-      // A silent worker gets no new work at once; its leases run out on their own.
-      w.alive = false;
-      outbox_.notices.push_back(
-          {Notice::Kind::kWorkerLost, 0, 0, 0, w.spec.name, {}, {}, WorkerLostCause::kSilent});
-    }
-    if (!w.alive && w.running.empty() &&
-        now - w.last_seen > silent_after * kForgetLostWorkerPeriods) {
-      unindex_session(it->first, w.spec);
-      it = workers_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  if (next_worker_sweep_ && now >= *next_worker_sweep_) sweep_workers(now);
 
   while (!lease_timers_.empty() && lease_timers_.top().at <= now) {
     Timer timer = lease_timers_.top();
@@ -1274,6 +1263,32 @@ void Scheduler::tick(Millis now) {
   }
 }
 
+void Scheduler::sweep_workers(Millis now) {
+  const Millis silent_after = options_.heartbeat_interval * options_.heartbeat_liveness;
+  const Millis forget_after = silent_after * kForgetLostWorkerPeriods;
+  next_worker_sweep_.reset();
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    Worker& w = it->second;
+    if (w.alive && now - w.last_seen > silent_after) {
+      // A silent worker gets no new work at once; its leases run out on their own.
+      w.alive = false;
+      outbox_.notices.push_back(
+          {Notice::Kind::kWorkerLost, 0, 0, 0, w.spec.name, {}, {}, WorkerLostCause::kSilent});
+    }
+    if (!w.alive && w.running.empty() && now - w.last_seen > forget_after) {
+      unindex_session(it->first, w.spec);
+      it = workers_.erase(it);
+      continue;
+    }
+    // Early is harmless (one more walk); late would leave a silent worker its tasks.
+    // A lost worker still holding leases is forgotten once they end: looked at again later.
+    const Millis due = std::max(w.last_seen + (w.alive ? silent_after : forget_after) + Millis(1),
+                                now + (w.alive ? Millis(1) : silent_after));
+    if (!next_worker_sweep_ || due < *next_worker_sweep_) next_worker_sweep_ = due;
+    ++it;
+  }
+}
+
 std::optional<Millis> Scheduler::next_deadline() const {
   std::optional<Millis> next;
   auto consider = [&next](Millis at) {
@@ -1281,10 +1296,7 @@ std::optional<Millis> Scheduler::next_deadline() const {
   };
   if (!lease_timers_.empty()) consider(lease_timers_.top().at);
   if (!backoff_timers_.empty()) consider(backoff_timers_.top().at);
-  Millis silent_after = options_.heartbeat_interval * options_.heartbeat_liveness;
-  for (const auto& [id, w] : workers_) {
-    if (w.alive) consider(w.last_seen + silent_after + Millis(1));
-  }
+  if (next_worker_sweep_) consider(*next_worker_sweep_);
   if (hold_until_.count() > 0 && dispatchable()) consider(hold_until_);
   return next;
 }

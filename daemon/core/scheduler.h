@@ -752,6 +752,8 @@ class Scheduler {
   // The sessions_by_name_ and sessions_by_instance_ entries of a session.
   void index_session(WorkerId id, const WorkerSpec& spec);
   void unindex_session(WorkerId id, const WorkerSpec& spec);
+  // Marks silent workers lost, forgets long-lost idle ones, sets next_worker_sweep_.
+  void sweep_workers(Millis now);
   // Live sessions under the name (or of the instance), oldest first.
   std::vector<WorkerId> sessions_named(const std::string& name) const;
   std::vector<WorkerId> sessions_of_instance(const std::string& instance) const;
@@ -782,7 +784,10 @@ class Scheduler {
   TimerHeap lease_timers_;
   TimerHeap backoff_timers_;
   Millis hold_until_{0};
-  Millis last_liveness_check_{0};
+  // No worker falls silent or is due to be forgotten before this: tick() and
+  // next_deadline() walk the workers only then, not every turn of a big farm.
+  // A lower bound (last_seen only grows), lowered when a worker joins.
+  std::optional<Millis> next_worker_sweep_;
   Outbox outbox_;
 };
 

@@ -75,6 +75,22 @@ TEST_F(ChangeFeedTest, AReaderResumingAcrossUnwatchedChangesIsToldToReload) {
   feed_.unsubscribe();
 }
 
+TEST_F(ChangeFeedTest, AReaderWhoComesBetweenAnUnwatchedChangeAndItsPublishIsToldToReload) {
+  // note() keeps nothing while nobody watches (it runs every turn on the loop).
+  feed_.note(task_changes(3, 0, 1));
+  feed_.note_worker("render-02", "joined");
+  uint64_t from = 0;
+  ASSERT_TRUE(feed_.subscribe(0, from));
+  feed_.note(task_changes(4, 0, 1));
+  feed_.publish_if_due(farm_, now_);
+  auto entries = feed_.wait_after(from, now_);
+  ASSERT_EQ(entries.size(), 1u) << "job 4, noted while watched";
+  EXPECT_EQ(entries[0]->job_id, 4u);
+  EXPECT_GT(entries[0]->id, from + 1)
+      << "job 3 and the worker changed unseen: the reader must find a gap and reload";
+  feed_.unsubscribe();
+}
+
 TEST_F(ChangeFeedTest, WorkersAndPublishesAreEntriesToo) {
   uint64_t from = 0;
   ASSERT_TRUE(feed_.subscribe(0, from));

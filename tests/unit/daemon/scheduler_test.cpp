@@ -1564,6 +1564,42 @@ TEST_F(SchedulerTest, LongSilentWorkerWithNothingLeasedIsForgotten) {
   EXPECT_TRUE(sched().workers().empty());
 }
 
+TEST_F(SchedulerTest, WorkersAreWatchedWithoutWalkingThemEveryTick) {
+  // The scheduler walks its workers only when one may be due (a big farm has
+  // thousands); one that joins later does not put off finding an earlier one
+  // lost, and a lost one holding leases is forgotten once they end.
+  options_.heartbeat_interval = Millis(1'000);
+  options_.heartbeat_liveness = 3;
+  options_.lease_ttl = Millis(10'000);
+  JobId job = submit("1");
+  WorkerId busy = add_worker("busy");
+  ASSERT_EQ(dispatch().size(), 1u);
+  silence(busy);
+  advance(Millis(2'000));
+  WorkerId late = add_worker("late");
+  advance(Millis(1'000));
+  EXPECT_TRUE(sched().workers().at(0).alive) << "3 s silent: not yet";
+  advance(Millis(1));
+  EXPECT_FALSE(sched().workers().at(0).alive) << "busy is lost when due, not a walk later";
+  EXPECT_TRUE(sched().workers().at(1).alive);
+  silence(late);
+  advance(Millis(3'000));
+  EXPECT_TRUE(sched().workers().at(1).alive);
+  advance(Millis(1));
+  EXPECT_FALSE(sched().workers().at(1).alive);
+  for (int second = 0; second < 400; ++second) {
+    if (std::optional<Millis> next = sched().next_deadline()) {
+      ASSERT_GT(*next, now()) << "a deadline in the past would spin the loop";
+    } else {
+      EXPECT_TRUE(sched().workers().empty()) << "known workers always have a deadline";
+    }
+    advance(Millis(1'000));
+  }
+  EXPECT_EQ(count(job, TaskState::kQueued), 1u) << "its lease expired";
+  EXPECT_FALSE(sched().knows_worker(busy)) << "forgotten once it held nothing";
+  EXPECT_FALSE(sched().knows_worker(late));
+}
+
 TEST_F(SchedulerTest, WorkerGoneRequeuesItsTasksWithoutUsingAnAttempt) {
   JobId job = submit("1-3", 1, with().max_attempts(1));
   WorkerId w = add_worker("w1", 2);
