@@ -154,6 +154,7 @@ Result<void> Broker::start_http() {
   options.config = http;
   options.listen = *listen;
   options.feed = &core_->feed();
+  options.board = &core_->board();
   Metrics& metrics = core_->metrics();
   options.metrics = [&metrics] { return metrics.text(); };
   options.count_request = [&metrics](const std::string& route, int status) {
@@ -172,6 +173,7 @@ Result<void> Broker::start_http() {
     return {};
   }
   http_ = std::move(*front);
+  core_->board().enable();  // kept only while someone may read it
   log_->info("http listening url={} read={} tokens={}", http_->url(), http.read,
              http.tokens_file.empty() ? "none" : http.tokens_file);
   return {};

@@ -60,6 +60,7 @@ Result<void> BrokerCore::restore() {
   }
   farm_ = std::move(fresh);
   farm_.scheduler->set_shares(config_.shares);
+  board_.rebuild();
   return hooks_.restore(store_);
 }
 
@@ -193,7 +194,7 @@ Clock::SteadyTime BrokerCore::next_deadline() const {
     next = std::min(next, now + (*at - clock_.millis()));
   }
   for (auto at : {publish_.next_deadline(), clients_.next_deadline(), link_.next_deadline(),
-                  hooks_.next_deadline()}) {
+                  hooks_.next_deadline(), board_.next_publish()}) {
     if (at) next = std::min(next, *at);
   }
   return next;
@@ -365,6 +366,7 @@ void BrokerCore::commit() {
   }
   metrics_.store_committed(seconds_since(started));
   feed_.note(turn_.batch);
+  board_.note(turn_.batch);
   for (const EventRow& row : turn_.batch.events) {
     if (const wire::EventInfo* event = farm_.events.find(row.event_id)) {
       metrics_.publish_accepted(row.received_unix_ms,
@@ -404,6 +406,8 @@ void BrokerCore::post() {
     metrics_.store_flushed(seconds_since(started));
     flushed_ = commits_;
   }
+  // Durable now: the job lists may show it, before a reply says it is done.
+  board_.publish_if_due(farm_, clock_.steady(), clock_.unix_ms());
   for (const auto& pending : turn_.replies) client_port_.send(pending);
   for (auto& [rid, ack] : turn_.acks) {
     wire::BrokerMessage msg;

@@ -43,6 +43,7 @@
 #include "daemon/clock.h"
 #include "daemon/farm.h"
 #include "daemon/hooks.h"
+#include "daemon/job_board.h"
 #include "daemon/job_intake.h"
 #include "daemon/metrics.h"
 #include "daemon/online_backup.h"
@@ -126,6 +127,9 @@ class BrokerCore final : public HealthSource {
   // What changed, for the HTTP front's live stream (thread-safe to read).
   ChangeFeed& feed() { return feed_; }
 
+  // Every job's summary as of the last flush, for the HTTP front's job lists.
+  JobBoard& board() { return board_; }
+
   // The broker's Prometheus metrics; Metrics::text() may be read from any thread.
   Metrics& metrics() { return metrics_; }
 
@@ -172,6 +176,7 @@ class BrokerCore final : public HealthSource {
   Metrics metrics_;
   Farm farm_;
   ChangeFeed feed_;
+  JobBoard board_;
   Hooks hooks_;
   JobIntake intake_;
   PublishIntake publish_;

@@ -527,48 +527,24 @@ std::optional<Clock::SteadyTime> ClientService::next_deadline() const {
 
 // ------------------------------------------------------------------ ls, actions, workers, logs
 
-namespace {
-
-std::string lower(std::string text) {
-  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return text;
-}
-
-// Whether the job passes every filter of a list request.
-bool list_match(const wire::ListRequest& request, const std::string& name_needle,
-                const JobRecord& record, wire::JobState state) {
-  const wire::JobSpec& spec = record.spec;
-  if (request.state() != wire::JOB_STATE_UNSPECIFIED && state != request.state()) return false;
-  if (!request.user().empty() && spec.submitted_by() != request.user()) return false;
-  if (!request.project().empty() && spec.project() != request.project()) return false;
-  if (request.since_unix_ms() != 0 && record.submitted_unix_ms < request.since_unix_ms()) {
-    return false;
-  }
-  for (const auto& [key, value] : request.labels()) {
-    auto it = spec.labels().find(key);
-    if (it == spec.labels().end() || it->second != value) return false;
-  }
-  if (!name_needle.empty()) {
-    const std::string name =
-        !spec.name().empty() ? spec.name() : spec.kind() + " " + spec.command_template();
-    if (lower(name).find(name_needle) == std::string::npos) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 void ClientService::list(const wire::ListRequest& request, wire::ClientReply& reply) const {
   const core::Scheduler& scheduler = *farm_.scheduler;
   const uint32_t limit = request.limit() == 0 ? 1000 : request.limit();
-  const std::string needle = lower(request.name_contains());
+  const std::string needle = lower_ascii(request.name_contains());
   auto ids = scheduler.job_ids();
   std::vector<core::JobId> shown;
   uint64_t matched = 0;
   for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
     const JobRecord* record = farm_.jobs.find(*it);
     auto view = scheduler.job(*it);
-    if (!record || !view || !list_match(request, needle, *record, to_wire(view->state))) continue;
+    if (!record || !view) continue;
+    const wire::JobSpec& spec = record->spec;
+    const std::string name = job_display_name(spec);
+    if (!job_matches(request, needle,
+                     {to_wire(view->state), spec.submitted_by(), spec.project(),
+                      record->submitted_unix_ms, spec.labels(), name})) {
+      continue;
+    }
     if (matched++ < request.offset()) continue;
     if (shown.size() < limit) shown.push_back(*it);
   }

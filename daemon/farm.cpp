@@ -287,6 +287,31 @@ void to_wire(const AttemptStats& stats, wire::AttemptStats& out) {
   out.set_exit_signal(stats.exit_signal);
 }
 
+std::string job_display_name(const wire::JobSpec& spec) {
+  if (!spec.name().empty()) return spec.name();
+  return spec.command_template().empty() ? spec.kind()
+                                         : spec.kind() + " " + spec.command_template();
+}
+
+std::string lower_ascii(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+
+bool job_matches(const wire::ListRequest& request, const std::string& needle, const JobFacts& job) {
+  if (request.state() != wire::JOB_STATE_UNSPECIFIED && job.state != request.state()) return false;
+  if (!request.user().empty() && job.user != request.user()) return false;
+  if (!request.project().empty() && job.project != request.project()) return false;
+  if (request.since_unix_ms() != 0 && job.submitted_unix_ms < request.since_unix_ms()) {
+    return false;
+  }
+  for (const auto& [key, value] : request.labels()) {
+    auto it = job.labels.find(key);
+    if (it == job.labels.end() || it->second != value) return false;
+  }
+  return needle.empty() || lower_ascii(job.name).find(needle) != std::string::npos;
+}
+
 void fill_summary(const Farm& farm, core::JobId id, wire::JobSummary& summary) {
   const core::Scheduler& scheduler = *farm.scheduler;
   auto view = scheduler.job(id);
@@ -295,10 +320,7 @@ void fill_summary(const Farm& farm, core::JobId id, wire::JobSummary& summary) {
   if (!view || !spec || !record) return;
   const wire::JobSpec& wspec = record->spec;
   summary.set_id(id);
-  summary.set_name(!wspec.name().empty() ? wspec.name()
-                   : wspec.command_template().empty()
-                       ? wspec.kind()
-                       : wspec.kind() + " " + wspec.command_template());
+  summary.set_name(job_display_name(wspec));
   summary.set_kind(wspec.kind());
   summary.set_state(to_wire(view->state));
   summary.set_priority(spec->priority);

@@ -136,4 +136,22 @@ void to_wire(const AttemptStats& stats, wire::AttemptStats& out);
 // A job's summary as `status`, `ls` and `events` show it; untouched if unknown.
 void fill_summary(const Farm& farm, core::JobId id, wire::JobSummary& summary);
 
+// The name a job is listed under: its own, else its kind (and command).
+std::string job_display_name(const wire::JobSpec& spec);
+
+// What a list filter looks at, from a job's record or its summary: `farmhand
+// ls` (the loop) and GET /api/v1/jobs (HTTP threads) filter alike.
+struct JobFacts {
+  wire::JobState state = wire::JOB_STATE_UNSPECIFIED;
+  const std::string& user;
+  const std::string& project;
+  int64_t submitted_unix_ms = 0;
+  const google::protobuf::Map<std::string, std::string>& labels;
+  const std::string& name;
+};
+
+// `needle`: the request's name_contains, lower-cased.
+bool job_matches(const wire::ListRequest& request, const std::string& needle, const JobFacts& job);
+std::string lower_ascii(std::string text);
+
 }  // namespace farmhand::daemon

@@ -434,6 +434,77 @@ void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
       });
 }
 
+namespace {
+
+// The filters of a job list, as GET /api/v1/jobs takes them; false after
+// answering 400.
+bool read_list_filter(const httplib::Request& req, httplib::Response& res,
+                      wire::ListRequest& list) {
+  uint64_t since = 0;
+  wire::JobState state = wire::JOB_STATE_UNSPECIFIED;
+  if (!read_uint(req, "since_unix_ms", INT64_MAX, since, res) ||
+      !read_enum(req, "state", "JOB_", &wire::JobState_Parse, state, res)) {
+    return false;
+  }
+  list.set_since_unix_ms(static_cast<int64_t>(since));
+  list.set_state(state);
+  if (req.has_param("user")) list.set_user(req.get_param_value("user"));
+  if (req.has_param("project")) list.set_project(req.get_param_value("project"));
+  if (req.has_param("text")) list.set_name_contains(req.get_param_value("text"));
+  for (size_t i = 0; i < req.get_param_value_count("label"); ++i) {
+    const std::string label = req.get_param_value("label", i);
+    const size_t eq = label.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      json_error(res, 400, "invalid_argument", fmt::format("label '{}' is not KEY=VALUE", label));
+      return false;
+    }
+    (*list.mutable_labels())[label.substr(0, eq)] = label.substr(eq + 1);
+  }
+  return true;
+}
+
+// A job's summary as the API's JSON (protobuf's mapping, every field shown).
+std::string summary_json(const wire::JobSummary& summary) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions print;
+  print.preserve_proto_field_names = true;
+  print.always_print_primitive_fields = true;
+  (void)google::protobuf::util::MessageToJsonString(summary, &json, print);
+  return json;
+}
+
+}  // namespace
+
+void HttpFront::jobs(const httplib::Request& req, httplib::Response& res) {
+  if (!authorise(req, res, /*action=*/false)) return;
+  JobBoard::Query query;
+  uint64_t limit = 100;
+  if (!read_uint(req, "limit", 10'000, limit, res) ||
+      !read_uint(req, "offset", UINT32_MAX, query.offset, res) ||
+      !read_list_filter(req, res, query.filter)) {
+    return;
+  }
+  query.limit = static_cast<uint32_t>(limit);
+  query.sort = req.get_param_value("sort");
+  query.cursor = req.get_param_value("cursor");
+  auto snapshot = options_.board->snapshot();
+  auto page = JobBoard::query(*snapshot, query);
+  if (!page) return json_error(res, 400, "invalid_argument", page.error().reason);
+  std::string body = R"({"ok":true,"list":{"jobs":[)";
+  for (size_t i = 0; i < page->jobs.size(); ++i) {
+    const JobBoard::Card& card = *page->jobs[i];
+    std::call_once(card.json_once, [&] { card.json = summary_json(card.summary); });
+    if (i > 0) body += ',';
+    body += card.json;
+  }
+  const uint64_t next_offset =
+      query.cursor.empty() && !page->next_cursor.empty() ? query.offset + page->jobs.size() : 0;
+  body += fmt::format(
+      R"(],"matched":"{}","next_offset":"{}","next_cursor":"{}","as_of_unix_ms":"{}"}}}})",
+      page->matched, next_offset, page->next_cursor, page->as_of_unix_ms);
+  res.set_content(body, kJson);
+}
+
 void HttpFront::routes() {
   httplib::Server& s = *server_;
   auto read = [this](auto build) {
@@ -450,38 +521,25 @@ void HttpFront::routes() {
           r.mutable_health();
           return true;
         }));
-  s.Get("/api/v1/jobs",
-        read([](const httplib::Request& req, httplib::Response& res, wire::ClientRequest& r) {
-          wire::ListRequest& list = *r.mutable_list();
-          uint64_t limit = 100;
-          uint64_t offset = 0;
-          uint64_t since = 0;
-          wire::JobState state = wire::JOB_STATE_UNSPECIFIED;
-          if (!read_uint(req, "limit", 10'000, limit, res) ||
-              !read_uint(req, "offset", UINT32_MAX, offset, res) ||
-              !read_uint(req, "since_unix_ms", INT64_MAX, since, res) ||
-              !read_enum(req, "state", "JOB_", &wire::JobState_Parse, state, res)) {
-            return false;
-          }
-          list.set_limit(static_cast<uint32_t>(limit));
-          list.set_offset(offset);
-          list.set_since_unix_ms(static_cast<int64_t>(since));
-          list.set_state(state);
-          if (req.has_param("user")) list.set_user(req.get_param_value("user"));
-          if (req.has_param("project")) list.set_project(req.get_param_value("project"));
-          if (req.has_param("text")) list.set_name_contains(req.get_param_value("text"));
-          for (size_t i = 0; i < req.get_param_value_count("label"); ++i) {
-            const std::string label = req.get_param_value("label", i);
-            const size_t eq = label.find('=');
-            if (eq == std::string::npos || eq == 0) {
-              json_error(res, 400, "invalid_argument",
-                         fmt::format("label '{}' is not KEY=VALUE", label));
+  if (options_.board) {
+    s.Get("/api/v1/jobs",
+          [this](const httplib::Request& req, httplib::Response& res) { jobs(req, res); });
+  } else {
+    s.Get("/api/v1/jobs",
+          read([](const httplib::Request& req, httplib::Response& res, wire::ClientRequest& r) {
+            wire::ListRequest& list = *r.mutable_list();
+            uint64_t limit = 100;
+            uint64_t offset = 0;
+            if (!read_uint(req, "limit", 10'000, limit, res) ||
+                !read_uint(req, "offset", UINT32_MAX, offset, res) ||
+                !read_list_filter(req, res, list)) {
               return false;
             }
-            (*list.mutable_labels())[label.substr(0, eq)] = label.substr(eq + 1);
-          }
-          return true;
-        }));
+            list.set_limit(static_cast<uint32_t>(limit));
+            list.set_offset(offset);
+            return true;
+          }));
+  }
   s.Get(R"(/api/v1/jobs/(\d{1,19}))",
         read([](const httplib::Request& req, httplib::Response& res, wire::ClientRequest& r) {
           wire::StatusRequest& status = *r.mutable_status();

@@ -34,6 +34,7 @@
 #include "common/config.h"
 #include "common/result.h"
 #include "daemon/change_feed.h"
+#include "daemon/job_board.h"
 
 namespace httplib {
 class Server;
@@ -64,6 +65,9 @@ class HttpFront {
     std::function<void(const std::string& route, int status)> count_request;
     // The live stream's source (/api/v1/stream); null: no stream.
     ChangeFeed* feed = nullptr;
+    // The jobs the loop published (GET /api/v1/jobs is answered from it, not
+    // by the loop); null: the loop is asked.
+    const JobBoard* board = nullptr;
     // The monitor's static files, served at /; empty: none.
     std::string web_dir;
   };
@@ -86,6 +90,8 @@ class HttpFront {
   HttpFront(zmq::context_t& context, Options options);
   void routes();
   void stream(const httplib::Request& req, httplib::Response& res);
+  // GET /api/v1/jobs from the board.
+  void jobs(const httplib::Request& req, httplib::Response& res);
   // Whose token the request carries: the user, "" when none is needed and none
   // given; nullopt after answering 401/403 into `res`.
   std::optional<std::string> authorise(const httplib::Request& req, httplib::Response& res,

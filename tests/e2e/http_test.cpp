@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -114,6 +115,50 @@ TEST_F(HttpE2ETest, TheApiShowsJobsAndTasksAsTheCliDoes) {
       << metrics->body.substr(0, 3000);
   EXPECT_NE(metrics->body.find(R"(route="/api/v1/jobs/{id}")"), std::string::npos)
       << metrics->body.substr(0, 3000);
+}
+
+// GET /api/v1/jobs is answered from the list the broker publishes, not by its
+// loop: sorted and paged by cursor, each job once, right after the submits.
+TEST_F(HttpE2ETest, JobListsSortAndPageByCursor) {
+  std::vector<std::string> names = {"delta", "alpha", "echo", "charlie", "bravo"};
+  std::set<std::string> submitted;
+  for (const std::string& name : names) {
+    auto job = cluster_->submit({"noop", "--frames", "1", "--name", name, "--project", "paging"});
+    ASSERT_TRUE(job) << cluster_->last_cli();
+    submitted.insert(std::to_string(*job));
+  }
+  std::vector<std::string> seen_names;
+  std::set<std::string> seen_ids;
+  std::string cursor;
+  int pages = 0;
+  do {
+    auto [code, page] = get("/api/v1/jobs?project=paging&sort=name&limit=2" +
+                            (cursor.empty() ? std::string() : "&cursor=" + cursor));
+    ASSERT_EQ(code, 200) << page.dump();
+    EXPECT_EQ(page["list"]["matched"], "5") << page.dump();
+    EXPECT_NE(page["list"]["as_of_unix_ms"], "0");
+    for (const auto& job : page["list"]["jobs"]) {
+      seen_names.push_back(job["name"]);
+      EXPECT_TRUE(seen_ids.insert(job["id"].get<std::string>()).second) << page.dump();
+    }
+    cursor = page["list"]["next_cursor"];
+    ASSERT_LT(++pages, 10);
+  } while (!cursor.empty());
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(seen_names, (std::vector<std::string>{"alpha", "bravo", "charlie", "delta", "echo"}));
+  EXPECT_EQ(seen_ids, submitted);
+
+  auto [newest_code, newest] = get("/api/v1/jobs?project=paging&limit=1");
+  ASSERT_EQ(newest_code, 200);
+  EXPECT_EQ(newest["list"]["jobs"][0]["name"], "bravo") << "newest first by default";
+  EXPECT_EQ(newest["list"]["next_offset"], "1");
+  auto [sort_code, sort] = get("/api/v1/jobs?sort=colour");
+  EXPECT_EQ(sort_code, 400);
+  EXPECT_NE(sort["error"].get<std::string>().find("unknown sort 'colour'"), std::string::npos);
+  auto [cursor_code, bad_cursor] = get("/api/v1/jobs?sort=name&cursor=0123");
+  EXPECT_EQ(cursor_code, 400);
+  EXPECT_NE(bad_cursor["error"].get<std::string>().find("cursor not understood"),
+            std::string::npos);
 }
 
 TEST_F(HttpE2ETest, ActionsNeedABearerTokenAndRecordWhoseItWas) {

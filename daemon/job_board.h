@@ -1,0 +1,115 @@
+// JobBoard: every job's summary as of the last flush, published by the loop
+// for the HTTP front's threads, which filter, sort and page it without asking
+// the loop (GET /api/v1/jobs). A monitor listing 10,000 jobs costs the loop
+// nothing but keeping the board: the summaries of the jobs a turn changed,
+// rebuilt at most every kInterval.
+//
+// A snapshot is immutable and shared: a reader holds it as long as it likes
+// while the loop publishes the next one. Summaries of unchanged jobs are
+// shared between snapshots, so a publish costs the changed jobs and one copy
+// of the index (a pointer per job).
+//
+// Thread-safe: the loop writes (enable, note, rebuild, publish_if_due), any
+// thread reads (snapshot, query).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "farmhand.pb.h"
+
+#include "common/result.h"
+#include "daemon/core/scheduler.h"
+#include "daemon/store/store.h"
+
+namespace farmhand::daemon {
+
+struct Farm;
+
+class JobBoard {
+ public:
+  static constexpr std::chrono::milliseconds kInterval{250};
+
+  // One job: its summary and, made once by the first reader that needs it,
+  // the summary as the API's JSON.
+  struct Card {
+    wire::JobSummary summary;
+    mutable std::once_flag json_once;
+    mutable std::string json;
+  };
+
+  using CardPtr = std::shared_ptr<const Card>;
+
+  // Cards by id, in chunks of ids (id / kChunk): a publish makes again only
+  // the chunks whose jobs changed and shares the others.
+  static constexpr uint64_t kChunk = 256;
+  using Chunk = std::vector<CardPtr>;  // by id, ascending
+
+  struct Snapshot {
+    std::vector<std::pair<uint64_t, std::shared_ptr<const Chunk>>> chunks;  // by chunk number
+    int64_t as_of_unix_ms = 0;  // when the loop published it
+    size_t jobs = 0;
+  };
+
+  // ---- the loop
+  // Off until enabled (no HTTP front: nothing is kept).
+  void enable() { enabled_ = true; }
+
+  bool enabled() const { return enabled_; }
+
+  // The jobs a committed batch changed.
+  void note(const Batch& batch);
+
+  // Memory was restored from the store: every card is made again.
+  void rebuild() { rebuild_ = true; }
+
+  // After the flush (memory is durable), before the turn's replies leave:
+  // publishes what changed when few jobs did (so a client that reads after a
+  // write sees it), else once kInterval has passed since the last time.
+  static constexpr size_t kFewJobs = 16;
+  void publish_if_due(const Farm& farm, std::chrono::steady_clock::time_point now, int64_t unix_ms);
+
+  // When a publish waits for kInterval, its time (the loop wakes for it).
+  std::optional<std::chrono::steady_clock::time_point> next_publish() const;
+
+  // ---- readers
+  std::shared_ptr<const Snapshot> snapshot() const;
+
+  // A page of jobs. `sort`: id, submitted, priority, state, progress, name,
+  // project, user or finished, '-' first for descending (default "-id": the
+  // newest first). `cursor`: empty, or the next_cursor of the page before.
+  struct Query {
+    wire::ListRequest filter;  // state, user, project, labels, name_contains, since
+    std::string sort;
+    std::string cursor;
+    uint64_t offset = 0;  // used only without a cursor
+    uint32_t limit = 100;
+  };
+
+  struct Page {
+    std::vector<CardPtr> jobs;
+    uint64_t matched = 0;
+    std::string next_cursor;  // empty: this is the last page
+    int64_t as_of_unix_ms = 0;
+  };
+
+  static Result<Page> query(const Snapshot& snapshot, const Query& query);
+
+ private:
+  // Loop-only.
+  bool enabled_ = false;
+  bool rebuild_ = true;
+  std::vector<core::JobId> dirty_;
+  std::chrono::steady_clock::time_point last_publish_{};
+
+  mutable std::mutex mutex_;
+  std::shared_ptr<const Snapshot> current_ = std::make_shared<Snapshot>();
+};
+
+}  // namespace farmhand::daemon
