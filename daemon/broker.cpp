@@ -207,9 +207,11 @@ void Broker::turn() {
       {endpoints_.has_local_workers() ? endpoints_.local_workers().handle() : nullptr, -1,
        ZMQ_POLLIN, 0},
       {nullptr, core_->hooks_fd(), ZMQ_POLLIN, 0},
+      // An HTTP request wakes the loop as a client's does (not the next timeout).
+      {endpoints_.http().handle(), 0, ZMQ_POLLIN, 0},
   };
   try {
-    zmq::poll(items, 7, timeout);
+    zmq::poll(items, 8, timeout);
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) log_->error("poll failed reason=\"{}\"", e.what());
   }

@@ -20,6 +20,7 @@ namespace {
 
 constexpr uint32_t kDefaultTaskPage = 100;
 constexpr uint32_t kMaxTaskPage = 10'000;
+constexpr uint64_t kMaxTaskStates = 1'000'000;
 constexpr size_t kMaxRunningShown = 100;
 constexpr size_t kMaxPoolBytes = 256;
 
@@ -307,6 +308,16 @@ void ClientService::status(const wire::StatusRequest& request, wire::ClientReply
       t->set_error(v.error);
     }
     fill_last_attempts(id, *status);
+  }
+  if (request.task_states()) {
+    const uint64_t limit = request.tasks_limit() == 0
+                               ? kMaxTaskStates
+                               : std::min<uint64_t>(request.tasks_limit(), kMaxTaskStates);
+    std::vector<core::TaskState> states;
+    scheduler.task_states(id, request.tasks_offset(), limit, states);
+    std::string letters(states.size(), '?');
+    for (size_t i = 0; i < states.size(); ++i) letters[i] = task_state_letter(states[i]);
+    status->set_task_states(std::move(letters));
   }
 }
 

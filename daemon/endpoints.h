@@ -35,6 +35,9 @@ class Endpoints final : public ClientPort, public WorkerPort {
 
   zmq::socket_t& clients() { return clients_; }
 
+  // The HTTP front's requests (inproc): polled with the clients'.
+  zmq::socket_t& http() { return http_; }
+
   zmq::socket_t& workers() { return workers_; }
 
   // The local workers' own endpoint, when bound (else an unused socket).

@@ -287,6 +287,27 @@ void to_wire(const AttemptStats& stats, wire::AttemptStats& out) {
   out.set_exit_signal(stats.exit_signal);
 }
 
+char task_state_letter(core::TaskState s) {
+  switch (s) {
+    case core::TaskState::kWaiting:
+      return 'w';
+    case core::TaskState::kQueued:
+    case core::TaskState::kBackoff:
+      return 'q';
+    case core::TaskState::kRunning:
+      return 'r';
+    case core::TaskState::kSucceeded:
+      return 's';
+    case core::TaskState::kFailed:
+      return 'f';
+    case core::TaskState::kDead:
+      return 'd';
+    case core::TaskState::kCancelled:
+      return 'c';
+  }
+  return '?';
+}
+
 std::string job_display_name(const wire::JobSpec& spec) {
   if (!spec.name().empty()) return spec.name();
   return spec.command_template().empty() ? spec.kind()

@@ -122,6 +122,8 @@ struct Farm {
 wire::TaskState to_wire(core::TaskState s);
 std::optional<core::TaskState> task_state_from_wire(wire::TaskState s);
 wire::JobState to_wire(core::JobState s);
+// One letter per task state, for grids: w q r s f d c (backoff is q).
+char task_state_letter(core::TaskState s);
 bool is_finished(core::JobState s);
 
 // The scheduler's view of a submitted spec. Shared by submit and restore, so a

@@ -147,3 +147,14 @@ export function startStream() {
   }
   source.addEventListener("reset", () => emit("reset", null));
 }
+
+// Closed when the page goes away: an open stream left to the browser held one
+// of its six connections to the broker for about a minute, and the pages that
+// followed stalled behind the sixth. Opened again if the page comes back.
+window.addEventListener("pagehide", () => {
+  if (source) source.close();
+  source = null;
+});
+window.addEventListener("pageshow", (e) => {
+  if (e.persisted) startStream();
+});

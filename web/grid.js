@@ -5,6 +5,8 @@
 export const TASK_STATES = ["unknown", "waiting", "queued", "running", "succeeded", "failed", "dead", "cancelled"];
 const CODE = Object.fromEntries(TASK_STATES.map((s, i) => ["TASK_" + s.toUpperCase(), i]));
 
+const LETTER_CODE = { w: 1, q: 2, r: 3, s: 4, f: 5, d: 6, c: 7 };
+
 export function taskCode(state) {
   return CODE[state] || 0;
 }
@@ -59,6 +61,13 @@ export class TaskGrid {
   }
 
   // tasks: TaskInfo objects from the API (index, state).
+  // States as GET /api/v1/jobs/ID/states gives them: a letter a task from `offset`.
+  setLetters(offset, letters) {
+    const end = Math.min(this.count, offset + letters.length);
+    for (let i = offset; i < end; i++) this.states[i] = LETTER_CODE[letters[i - offset]] || 0;
+    this.schedule();
+  }
+
   set(tasks) {
     for (const t of tasks) {
       const i = Number(t.index || 0);

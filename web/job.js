@@ -1,6 +1,6 @@
 // A job's page: summary, errors, dependencies, actions, and its tasks as a
-// canvas grid (pages of 10,000 from GET /api/v1/jobs/ID, changed indices from
-// the stream), a task's details on click.
+// canvas grid (every state as a letter from GET /api/v1/jobs/ID/states,
+// changed indices from the stream), a task's details on click.
 import { get, onStream, jobAction } from "./api.js";
 import { TaskGrid, TASK_STATES } from "./grid.js";
 import {
@@ -55,7 +55,7 @@ function errorsList(status) {
     blocked.length ? h("p", {}, "Blocked workers: ", blocked.map((b) => `${b.worker} (${b.failures} failures: ${b.reason})`).join("; ")) : "");
 }
 
-function taskPanel(t, jobId) {
+function taskPanel(t) {
   const a = t.last_attempt;
   const rows = [
     ["state", badge(stateName(t.state))],
@@ -76,12 +76,42 @@ function taskPanel(t, jobId) {
   return h("div.task-panel", { id: "task-panel", dataset: { index: String(t.index || 0) } },
     h("h2", {}, `Task ${t.index || 0}`),
     h("dl.summary", {}, rows.filter(([, v]) => v !== "").map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
-    h("h2", {}, "Log"),
-    // TODO(issue 12): the HTTP API has no logs endpoint yet (the client protocol's
-    // LogsRequest is not mapped under /api/v1); show the log and follow a running
-    // task here once it is.
-    h("p.todo", {}, `The log is not served over HTTP yet; on the broker's host: farmhand logs ${jobId} --task ${t.index || 0}`),
+    h("h2", {}, "Attempts and log"),
+    h("div", { id: "task-logs" }, h("p", {}, "loading…")),
     t.error ? h("pre", {}, t.error) : "");
+}
+
+function decodeText(b64) {
+  if (!b64) return "";
+  const raw = atob(b64);
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  return new TextDecoder().decode(bytes);  // undecodable bytes show as U+FFFD
+}
+
+// A task's attempts, newest first, each with its log; true while one runs.
+function renderLogs(box, logs) {
+  const attempts = (logs || []).slice().sort((a, b) => num(b.attempt) - num(a.attempt));
+  if (!attempts.length) {
+    box.replaceChildren(h("p", {}, "no attempt has a log yet"));
+    return false;
+  }
+  box.replaceChildren(...attempts.map((a) => {
+    const s = a.stats || {};
+    const facts = [
+      `attempt ${a.attempt || 0}`, a.worker ? `on ${a.worker}` : "",
+      a.running ? "running (log so far, following)" : "",
+      s.wall_s ? `wall ${duration(s.wall_s)}` : "",
+      s.cpu_user_s || s.cpu_system_s ? `CPU ${duration(num(s.cpu_user_s) + num(s.cpu_system_s))}` : "",
+      num(s.peak_rss_bytes) ? `peak ${bytes(s.peak_rss_bytes)}` : "",
+      s.exit_signal ? `killed by ${s.exit_signal}` : (a.stats && !a.running ? `exit ${s.exit_code || 0}` : ""),
+    ].filter(Boolean).join(", ");
+    return h("div.attempt", { dataset: { attempt: String(a.attempt || 0), running: a.running ? "1" : "0" } },
+      h("h3", {}, facts),
+      a.error ? h("p.error", {}, a.error) : "",
+      h("pre.log", {}, decodeText(a.text) || "(no output)"));
+  }));
+  return attempts.some((a) => a.running);
 }
 
 export function mount(el, { params }) {
@@ -142,7 +172,8 @@ export function mount(el, { params }) {
     return status;
   }
 
-  // Every page of tasks; the first also creates the grid.
+  // The job, its first page of tasks, then every task's state in one
+  // request (a letter a task) for the grid.
   async function loadAll() {
     const first = await fetchTasks(0, TASK_PAGE);
     if (!alive) return;
@@ -156,18 +187,11 @@ export function mount(el, { params }) {
     performance.mark("grid:first");
     performance.clearMeasures("grid:first-page");
     performance.measure("grid:first-page", "grid:start", "grid:first");
-    // The other pages, a few at a time (the broker answers one by one; the
-    // browser parses one while the next is on its way).
-    const offsets = [];
-    for (let offset = TASK_PAGE; offset < count; offset += TASK_PAGE) offsets.push(offset);
-    const fetcher = async () => {
-      while (offsets.length && alive) {
-        const page = await fetchTasks(offsets.shift(), TASK_PAGE);
-        if (alive) grid.set(page.tasks || []);
-      }
-    };
-    await Promise.all([fetcher(), fetcher(), fetcher()]);
-    if (!alive) return;
+    if (count > TASK_PAGE) {
+      const states = await get(`jobs/${id}/states`, {}, "status");
+      if (!alive) return;
+      grid.setLetters(0, states.task_states || "");
+    }
     performance.clearMarks("grid:fetched");
     performance.mark("grid:fetched");
     grid.draw();
@@ -209,12 +233,29 @@ export function mount(el, { params }) {
   const reloadAll = throttle(() => loadAll().catch((e) => alive && notice(e.message)), 2000);
 
   let pickedIndex = -1;
+  let follow = null;
+  async function loadLogs(index) {
+    clearTimeout(follow);
+    const box = panelBox.querySelector("#task-logs");
+    if (!box) return;
+    try {
+      const reply = await get(`jobs/${id}/tasks/${index}/logs`, {}, "logs");
+      if (!alive || pickedIndex !== index) return;
+      // A running attempt's log is followed: asked again every 2 s while shown.
+      if (renderLogs(box, reply.logs)) follow = setTimeout(() => loadLogs(index), 2000);
+    } catch (e) {
+      if (alive) box.replaceChildren(h("p", {}, `log not available: ${e.message}`));
+    }
+  }
   async function pick(index) {
     pickedIndex = index;
     try {
       const page = await fetchTasks(index, 1);
       const t = (page.tasks || [])[0];
-      if (alive && t && pickedIndex === index) panelBox.replaceChildren(taskPanel(t, id));
+      if (alive && t && pickedIndex === index) {
+        panelBox.replaceChildren(taskPanel(t));
+        loadLogs(index);
+      }
     } catch (e) {
       notice(e.message);
     }
@@ -233,6 +274,7 @@ export function mount(el, { params }) {
   loadAll().catch((e) => notice(`job ${id}: ${e.message}`));
   return () => {
     alive = false;
+    clearTimeout(follow);
     offJob();
     offReset();
   };

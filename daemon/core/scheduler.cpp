@@ -1382,6 +1382,15 @@ std::vector<TaskView> Scheduler::tasks(JobId id, uint64_t offset, uint32_t limit
   return out;
 }
 
+void Scheduler::task_states(JobId id, uint64_t offset, uint64_t limit,
+                            std::vector<TaskState>& out) const {
+  const Job* job = find_job(id);
+  if (!job || offset >= job->task_count) return;
+  const uint64_t end = offset + std::min<uint64_t>(limit, job->task_count - offset);
+  out.reserve(out.size() + (end - offset));
+  for (uint64_t t = offset; t < end; ++t) out.push_back(reported(job->state[t]));
+}
+
 common::FrameSet Scheduler::task_frames(JobId id, TaskIndex task) const {
   const Job* job = find_job(id);
   if (!job || task >= job->task_count) return {};

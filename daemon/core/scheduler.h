@@ -541,6 +541,9 @@ class Scheduler {
   std::vector<TaskView> last_errors(JobId job) const;
   std::vector<TaskView> tasks(JobId job, uint64_t offset, uint32_t limit,
                               std::optional<TaskState> filter) const;
+  // The states of tasks [offset, offset + limit) as reported (backoff is
+  // queued), appended to `out`: a million tasks cost a pass over an array.
+  void task_states(JobId job, uint64_t offset, uint64_t limit, std::vector<TaskState>& out) const;
   // The frames a task covers.
   common::FrameSet task_frames(JobId job, TaskIndex task) const;
   std::vector<WorkerView> workers() const;

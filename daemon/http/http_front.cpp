@@ -183,6 +183,9 @@ Result<std::unique_ptr<HttpFront>> HttpFront::start(zmq::context_t& context, Opt
   server.set_keep_alive_timeout(5);
   server.set_keep_alive_max_count(100);
   server.set_payload_max_length(kMaxBodyBytes);
+  // Headers and body leave as separate writes: without TCP_NODELAY, Nagle
+  // holds the body until the client's delayed ACK (40 ms a small reply).
+  server.set_tcp_nodelay(true);
   server.new_task_queue = [] { return new httplib::ThreadPool(8 + kMaxStreams); };
   if (front->options_.count_request) {
     server.set_logger(
@@ -397,6 +400,10 @@ void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
   const bool complete = feed.subscribe(last, after);
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
+  // Not kept alive: a browser leaving the page would otherwise hold the
+  // connection to drain the endless body for reuse, one of its six per host,
+  // and the next pages' requests stalled behind it for a minute.
+  res.set_header("Connection", "close");
   auto first = std::make_shared<bool>(true);
   res.set_chunked_content_provider(
       "text/event-stream",
@@ -459,6 +466,22 @@ bool read_list_filter(const httplib::Request& req, httplib::Response& res,
       return false;
     }
     (*list.mutable_labels())[label.substr(0, eq)] = label.substr(eq + 1);
+  }
+  return true;
+}
+
+// An action's JSON body (may be empty) into `message`, by protobuf's JSON
+// mapping; false after answering 400 with what was wrong.
+bool read_body(const httplib::Request& req, httplib::Response& res,
+               google::protobuf::Message& message) {
+  if (req.body.empty()) return true;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  auto status = google::protobuf::util::JsonStringToMessage(req.body, &message, options);
+  if (!status.ok()) {
+    json_error(res, 400, "invalid_argument",
+               fmt::format("request body not understood: {}", std::string(status.message())));
+    return false;
   }
   return true;
 }
@@ -558,6 +581,32 @@ void HttpFront::routes() {
           status.set_tasks_state(state);
           return true;
         }));
+  // Every task's state, a letter each, for the monitor's grid (100,000 tasks
+  // are 100 KB and one pass over an array on the loop).
+  s.Get(R"(/api/v1/jobs/(\d{1,19})/states)",
+        read([](const httplib::Request& req, httplib::Response& res, wire::ClientRequest& r) {
+          wire::StatusRequest& status = *r.mutable_status();
+          uint64_t offset = 0;
+          uint64_t limit = 0;
+          if (!read_uint(req, "offset", UINT64_MAX, offset, res) ||
+              !read_uint(req, "limit", 1'000'000, limit, res)) {
+            return false;
+          }
+          status.set_job_id(std::stoull(req.matches[1].str()));
+          status.set_task_states(true);
+          status.set_tasks_offset(offset);
+          status.set_tasks_limit(static_cast<uint32_t>(limit));
+          return true;
+        }));
+  // A task's attempts with their logs (a running attempt's log so far, asked
+  // of its worker): farmhand logs JOB --task N.
+  s.Get(R"(/api/v1/jobs/(\d{1,19})/tasks/(\d{1,10})/logs)",
+        read([](const httplib::Request& req, httplib::Response&, wire::ClientRequest& r) {
+          wire::LogsRequest& logs = *r.mutable_logs();
+          logs.set_job_id(std::stoull(req.matches[1].str()));
+          logs.set_task(static_cast<int64_t>(std::stoull(req.matches[2].str())));
+          return true;
+        }));
   s.Get("/api/v1/workers",
         read([](const httplib::Request&, httplib::Response&, wire::ClientRequest& r) {
           r.mutable_workers();
@@ -575,23 +624,67 @@ void HttpFront::routes() {
           r.mutable_events()->set_limit(static_cast<uint32_t>(limit));
           return true;
         }));
-  // Actions: POST /api/v1/jobs/ID/{cancel,pause,resume,retry}, with an
-  // optional Idempotency-Key header (the CLI's --key).
-  s.Post(R"(/api/v1/jobs/(\d{1,19})/(cancel|pause|resume|retry))",
-         [this](const httplib::Request& req, httplib::Response& res) {
-           auto user = authorise(req, res, /*action=*/true);
-           if (!user) return;
-           wire::ClientRequest request;
-           wire::JobActionRequest& action = *request.mutable_action();
-           action.set_job_id(std::stoull(req.matches[1].str()));
+  // Actions: whatever the CLI can do, each a POST with a bearer token and an
+  // optional Idempotency-Key header (the CLI's --key). An optional JSON body
+  // gives the request's other fields by their protobuf names ({"tasks":
+  // "3,7-9"}, {"priority": 80}, {"reason": "disk swap"}); the path gives the
+  // rest, and wins.
+  auto action = [this](auto build) {
+    return [this, build](const httplib::Request& req, httplib::Response& res) {
+      auto user = authorise(req, res, /*action=*/true);
+      if (!user) return;
+      wire::ClientRequest request;
+      if (!build(req, res, request)) return;
+      call(*user, request.SerializeAsString(), res);
+    };
+  };
+  s.Post(R"(/api/v1/jobs/(\d{1,19})/(cancel|pause|resume|retry|kill|skip|requeue|unblock))",
+         action([](const httplib::Request& req, httplib::Response& res, wire::ClientRequest& r) {
+           wire::JobActionRequest& request = *r.mutable_action();
+           if (!read_body(req, res, request)) return false;
+           request.set_job_id(std::stoull(req.matches[1].str()));
+           wire::JobActionRequest::Action verb = wire::JobActionRequest::ACTION_UNSPECIFIED;
+           std::string name = req.matches[2].str();
+           for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+           (void)wire::JobActionRequest::Action_Parse(name, &verb);
+           request.set_action(verb);
+           request.set_idempotency_key(req.get_header_value("Idempotency-Key"));
+           return true;
+         }));
+  s.Post(R"(/api/v1/jobs/(\d{1,19})/set)",
+         action([](const httplib::Request& req, httplib::Response& res, wire::ClientRequest& r) {
+           wire::JobSetRequest& request = *r.mutable_job_set();
+           if (!read_body(req, res, request)) return false;
+           request.set_job_id(std::stoull(req.matches[1].str()));
+           request.set_idempotency_key(req.get_header_value("Idempotency-Key"));
+           return true;
+         }));
+  s.Post(R"(/api/v1/workers/([^/]{1,255})/(enable|disable|drain))",
+         action([](const httplib::Request& req, httplib::Response& res, wire::ClientRequest& r) {
+           wire::WorkerControlRequest& request = *r.mutable_worker_control();
+           if (!read_body(req, res, request)) return false;
+           request.set_name(req.matches[1].str());
            const std::string verb = req.matches[2].str();
-           action.set_action(verb == "cancel"   ? wire::JobActionRequest::CANCEL
-                             : verb == "pause"  ? wire::JobActionRequest::PAUSE
-                             : verb == "resume" ? wire::JobActionRequest::RESUME
-                                                : wire::JobActionRequest::RETRY);
-           action.set_idempotency_key(req.get_header_value("Idempotency-Key"));
-           call(*user, request.SerializeAsString(), res);
-         });
+           request.set_action(verb == "enable"    ? wire::WorkerControlRequest::ENABLE
+                              : verb == "disable" ? wire::WorkerControlRequest::DISABLE
+                                                  : wire::WorkerControlRequest::DRAIN);
+           request.set_idempotency_key(req.get_header_value("Idempotency-Key"));
+           return true;
+         }));
+  s.Post(R"(/api/v1/limits/([^/]{1,64}))",
+         action([](const httplib::Request& req, httplib::Response& res, wire::ClientRequest& r) {
+           wire::LimitSet& request = *r.mutable_limits()->mutable_set();
+           if (!read_body(req, res, request)) return false;
+           // No capacity is not 0 (which stops new tasks holding the limit).
+           if (req.body.find("\"capacity\"") == std::string::npos) {
+             json_error(res, 400, "invalid_argument",
+                        R"(a limit is set with a body naming its capacity: {"capacity": 30})");
+             return false;
+           }
+           request.set_name(req.matches[1].str());
+           request.set_idempotency_key(req.get_header_value("Idempotency-Key"));
+           return true;
+         }));
   if (options_.feed) {
     s.Get("/api/v1/stream",
           [this](const httplib::Request& req, httplib::Response& res) { stream(req, res); });

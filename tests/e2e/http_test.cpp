@@ -52,10 +52,11 @@ class HttpE2ETest : public ::testing::Test {
     return {res->status, Json::parse(res->body, nullptr, /*allow_exceptions=*/false)};
   }
 
-  std::pair<int, Json> post(const std::string& path, const std::string& token = "") {
+  std::pair<int, Json> post(const std::string& path, const std::string& token = "",
+                            const std::string& body = "") {
     httplib::Headers headers;
     if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
-    auto res = http_->Post(path, headers, "", "application/json");
+    auto res = http_->Post(path, headers, body, "application/json");
     if (!res) return {0, Json()};
     return {res->status, Json::parse(res->body, nullptr, /*allow_exceptions=*/false)};
   }
@@ -187,6 +188,60 @@ TEST_F(HttpE2ETest, ActionsNeedABearerTokenAndRecordWhoseItWas) {
   std::ofstream(release) << "go";
 }
 
+// What the CLI does to jobs, workers and limits, the API does too, with the
+// request's other fields in a JSON body; a body it cannot read is one line.
+TEST_F(HttpE2ETest, EveryControlOfTheCliIsAnActionOfTheApi) {
+  const std::string release = cluster_->path("release");
+  auto job = cluster_->submit({"command", "wait", "--frames", "1-4", "--param",
+                               "release=" + release, "--max-running", "1"});
+  ASSERT_TRUE(job) << cluster_->last_cli();
+  ASSERT_TRUE(cluster_->wait_for_running(*job, 1, 30s)) << cluster_->last_cli();
+  const std::string at = "/api/v1/jobs/" + std::to_string(*job);
+
+  auto [set_code, set] = post(at + "/set", kToken, R"({"priority": 87, "max_running": 2})");
+  ASSERT_EQ(set_code, 200) << set.dump();
+  auto status = cluster_->status_json(*job);
+  ASSERT_TRUE(status);
+  EXPECT_EQ((*status)["job"]["priority"], 87) << status->dump();
+  EXPECT_EQ((*status)["job"]["max_running"], 2) << status->dump();
+
+  auto [skip_code, skip] = post(at + "/skip", kToken, R"({"tasks": "3"})");
+  ASSERT_EQ(skip_code, 200) << skip.dump();
+  EXPECT_EQ(skip["action"]["tasks_changed"], "1") << skip.dump();
+  auto tasks = cluster_->status_json(*job, {"--tasks"});
+  ASSERT_TRUE(tasks);
+  EXPECT_EQ((*tasks)["tasks"][3]["state"], "succeeded") << tasks->dump();
+
+  auto [before_code, before] = get("/api/v1/workers");
+  ASSERT_EQ(before_code, 200);
+  ASSERT_FALSE(before["workers"]["workers"].empty()) << before.dump();
+  const std::string worker = before["workers"]["workers"][0]["name"];
+  auto [drain_code, drain] =
+      post("/api/v1/workers/" + worker + "/drain", kToken, R"({"reason": "disk swap"})");
+  ASSERT_EQ(drain_code, 200) << drain.dump();
+  auto [workers_code, workers] = get("/api/v1/workers");
+  ASSERT_EQ(workers_code, 200);
+  EXPECT_NE(workers.dump().find("disk swap"), std::string::npos) << workers.dump();
+  auto [enable_code, enable] = post("/api/v1/workers/" + worker + "/enable", kToken);
+  EXPECT_EQ(enable_code, 200) << enable.dump();
+
+  auto [limit_code, limit] = post("/api/v1/limits/nuke", kToken, R"({"capacity": 30})");
+  ASSERT_EQ(limit_code, 200) << limit.dump();
+  auto [limits_code, limits] = get("/api/v1/limits");
+  ASSERT_EQ(limits_code, 200);
+  EXPECT_NE(limits.dump().find("\"capacity\":30"), std::string::npos) << limits.dump();
+  auto [no_capacity_code, no_capacity] = post("/api/v1/limits/nuke", kToken);
+  EXPECT_EQ(no_capacity_code, 400) << "an empty body would have set the capacity to 0";
+
+  auto [bad_code, bad] = post(at + "/kill", kToken, R"({"taskz": "1"})");
+  EXPECT_EQ(bad_code, 400) << bad.dump();
+  EXPECT_NE(bad["error"].get<std::string>().find("request body not understood"), std::string::npos)
+      << bad.dump();
+  auto [anonymous_code, anonymous] = post(at + "/set", "", R"({"priority": 1})");
+  EXPECT_EQ(anonymous_code, 401);
+  std::ofstream(release) << "go";
+}
+
 // docs/openapi.yaml is the API's contract: every path it documents is served,
 // a GET answers 200 with the body it names, and an operation it marks as
 // needing a bearer token refuses a request without one.
@@ -203,6 +258,8 @@ TEST_F(HttpE2ETest, TheServerKeepsToItsOpenApiFile) {
     if (auto at = url.find("{id}"); at != std::string::npos) {
       url.replace(at, 4, std::to_string(*job));
     }
+    if (auto at = url.find("{task}"); at != std::string::npos) url.replace(at, 6, "0");
+    if (auto at = url.find("{name}"); at != std::string::npos) url.replace(at, 6, "nuke");
     for (const auto& operation : path.second) {
       const std::string method = operation.first.as<std::string>();
       ++operations;

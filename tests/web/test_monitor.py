@@ -64,7 +64,12 @@ def test_failing_job_shows_its_error(farm, browser):
     wait(browser, EC.presence_of_element_located((By.ID, "task-panel")))
     panel = css(browser, "#task-panel").text
     assert "Task 0" in panel and "dead" in panel, panel
-    assert "farmhand logs %d --task 0" % job in panel
+    # Its attempts with their logs (GET /api/v1/jobs/ID/tasks/0/logs): what the
+    # command printed, and how each attempt ended.
+    wait(browser, lambda b: "render exploded" in css(b, "#task-logs").text)
+    logs = css(browser, "#task-logs").text
+    assert "attempt 1" in logs and "exit 1" in logs, logs
+    browser.execute_script("arguments[0].scrollIntoView()", css(browser, "#task-logs"))
     shot(browser, "job-failed")
 
 
@@ -136,3 +141,18 @@ def test_events_and_limits_pages(farm, browser):
     open_page(browser, farm, "#/limits")
     assert css(browser, "#limits")
     shot(browser, "limits")
+
+
+def test_page_after_page_never_waits_for_a_connection(farm, browser):
+    # Each page opens the live stream. Left open when the page went away, the
+    # browser held the stream's connection for about a minute, and by the
+    # seventh page all six of its connections to the broker were held: that
+    # page waited for one. Every page must load at once, however many came
+    # before.
+    browser.set_page_load_timeout(WAIT_S)  # a stalled document fails, not waits
+    try:
+        for visit in range(10):
+            browser.get("about:blank")
+            open_page(browser, farm, "#/jobs" if visit % 2 else "#/workers")
+    finally:
+        browser.set_page_load_timeout(300)
