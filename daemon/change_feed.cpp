@@ -21,7 +21,6 @@ void slim(wire::JobSummary& job) {
   job.clear_submitted_from();
   job.clear_submitted_key();
   job.clear_command_template();
-  job.clear_event_id();
 }
 
 }  // namespace

@@ -97,6 +97,17 @@ std::shared_ptr<const JobBoard::Snapshot> JobBoard::snapshot() const {
 
 // ------------------------------------------------------------------ queries
 
+JobBoard::CardPtr JobBoard::find(const Snapshot& snapshot, core::JobId id) {
+  auto chunk =
+      std::lower_bound(snapshot.chunks.begin(), snapshot.chunks.end(), id / kChunk,
+                       [](const auto& entry, uint64_t number) { return entry.first < number; });
+  if (chunk == snapshot.chunks.end() || chunk->first != id / kChunk) return nullptr;
+  auto card =
+      std::lower_bound(chunk->second->begin(), chunk->second->end(), id,
+                       [](const CardPtr& c, core::JobId want) { return c->summary.id() < want; });
+  return card != chunk->second->end() && (*card)->summary.id() == id ? *card : nullptr;
+}
+
 namespace {
 
 // A sort key's value for one job: a number or text, with the id to break ties

@@ -100,6 +100,8 @@ class JobBoard {
   };
 
   static Result<Page> query(const Snapshot& snapshot, const Query& query);
+  // One job's card; null when the snapshot has none.
+  static CardPtr find(const Snapshot& snapshot, core::JobId id);
 
  private:
   // Loop-only.

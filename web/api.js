@@ -25,6 +25,21 @@ export async function get(path, params = {}, body = null) {
   return body ? reply[body] || {} : reply;
 }
 
+// An image the API serves (a thumbnail), as an object URL for <img>: fetched
+// here so that the token goes with it when reading needs one.
+const imageUrls = new Map();
+export async function getImage(path) {
+  if (imageUrls.has(path)) return imageUrls.get(path);
+  const headers = {};
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = "Bearer " + token;
+  const response = await fetch("/api/v1/" + path, { headers });
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  const url = URL.createObjectURL(await response.blob());
+  imageUrls.set(path, url);
+  return url;
+}
+
 async function readReply(response) {
   let reply;
   try {

@@ -1,14 +1,21 @@
 // Publish events, newest first (GET /api/v1/events), with the jobs each made
-// and what those jobs write. The API serves no output files, so thumbnails are
-// listed by path, not shown.
-// TODO(issue 12): show thumbnails inline once the API serves a job's outputs.
-import { get, onStream } from "./api.js";
+// and what those jobs write: a thumbnail's image inline (GET
+// /api/v1/jobs/ID/image, fetched with the token when reading needs one),
+// other outputs by path.
+import { get, getImage, onStream } from "./api.js";
 import { h, badge, stateName, when, notice, throttle } from "./util.js";
 
 const MAX_JOBS = 200;  // job summaries fetched for their output paths
 
 function outputsOf(job) {
   return Object.entries(job?.params || {}).filter(([k]) => /^(output|out)/.test(k)).map(([, v]) => v);
+}
+
+// A succeeded thumbnail or convert job that wrote one JPEG or PNG: shown.
+function showsImage(job) {
+  const out = job?.params?.output || "";
+  return (job?.kind === "thumbnail" || job?.kind === "convert") && stateName(job.state) === "succeeded" &&
+    /\.(jpe?g|png)$/i.test(out) && !/[#@%]/.test(out);
 }
 
 export function mount(el) {
@@ -20,9 +27,15 @@ export function mount(el) {
   let alive = true;
   const jobCache = new Map();
 
+  // A job's summary; kept once the job is finished (what it wrote is then
+  // known), asked again while it runs.
   async function jobOf(id) {
     if (!jobCache.has(id)) {
-      jobCache.set(id, get(`jobs/${id}`, { tasks_limit: 1 }, "status").then((s) => s.job).catch(() => null));
+      const pending = get(`jobs/${id}`, { tasks_limit: 1 }, "status").then((s) => s.job).catch(() => null);
+      jobCache.set(id, pending);
+      pending.then((job) => {
+        if (!job || !["succeeded", "failed", "cancelled"].includes(stateName(job.state))) jobCache.delete(id);
+      });
     }
     return jobCache.get(id);
   }
@@ -38,8 +51,18 @@ export function mount(el) {
         const ids = e.job_ids || [];
         for (const id of ids) {
           if (budget-- <= 0) break;
-          jobOf(String(id)).then((job) => {
-            for (const path of outputsOf(job)) outputs.append(h("div", { title: "not served by the API" }, path));
+          jobOf(String(id)).then(async (job) => {
+            if (showsImage(job)) {
+              try {
+                const url = await getImage(`jobs/${id}/image`);
+                outputs.append(h("a", { href: `#/jobs/${id}`, title: job.params.output },
+                  h("img.thumb", { src: url, alt: `thumbnail of job ${id}`, dataset: { job: String(id) } })));
+                return;
+              } catch (e) {
+                // Shown by path below, with why.
+              }
+            }
+            for (const path of outputsOf(job)) outputs.append(h("div", {}, path));
           });
         }
         return h("tr", { dataset: { event: e.event_id } },

@@ -3,15 +3,19 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include "farmhand.pb.h"
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <google/protobuf/util/json_util.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 #include <openssl/crypto.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/logging.h"
 #include "common/signal_free_thread.h"
@@ -352,6 +356,7 @@ std::string live_job_json(const wire::JobSummary& job) {
   text("lane", job.lane());
   text("submitted_by", job.submitted_by());
   text("project", job.project());
+  text("event_id", job.event_id());  // the publish that made it: its page follows it
   i64("finished_unix_ms", job.finished_unix_ms());
   number("max_running", job.max_running());
   u64("frames_total", job.frames_total());
@@ -528,6 +533,63 @@ void HttpFront::jobs(const httplib::Request& req, httplib::Response& res) {
   res.set_content(body, kJson);
 }
 
+void HttpFront::image(const httplib::Request& req, httplib::Response& res) {
+  if (!authorise(req, res, /*action=*/false)) return;
+  const core::JobId id = std::stoull(req.matches[1].str());
+  auto card = JobBoard::find(*options_.board->snapshot(), id);
+  if (!card) return json_error(res, 404, "not_found", fmt::format("unknown job {}", id));
+  const wire::JobSummary& job = card->summary;
+  auto output = job.params().find("output");
+  if ((job.kind() != "thumbnail" && job.kind() != "convert") || output == job.params().end()) {
+    return json_error(res, 404, "not_found",
+                      fmt::format("job {} is a {} job: only thumbnail and convert jobs write an "
+                                  "image to show",
+                                  id, job.kind()));
+  }
+  const std::string& path = output->second;
+  std::string ext = path.substr(
+      path.find_last_of('.') == std::string::npos ? path.size() : path.find_last_of('.') + 1);
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const char* type = ext == "png"                    ? "image/png"
+                     : ext == "jpg" || ext == "jpeg" ? "image/jpeg"
+                                                     : nullptr;
+  if (type == nullptr || path.find_first_of("#@%") != std::string::npos) {
+    return json_error(
+        res, 404, "not_found",
+        fmt::format("job {} writes {}: only a single JPEG or PNG is shown", id, path));
+  }
+  if (job.state() != wire::JOB_SUCCEEDED) {
+    return json_error(res, 404, "not_found",
+                      fmt::format("job {} has not succeeded: no image yet", id));
+  }
+  // The file the job wrote, if it is still a file of its own: a symlink put in
+  // its place later is not followed, and nothing larger than kMaxImageBytes
+  // is read.
+  constexpr off_t kMaxImageBytes = 64 << 20;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+
+  struct stat st {};
+
+  if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > kMaxImageBytes) {
+    const int err = errno;
+    if (fd >= 0) ::close(fd);
+    return json_error(res, 404, "not_found",
+                      fmt::format("job {}: {} cannot be shown ({})", id, path,
+                                  fd < 0 ? std::strerror(err) : "not a regular file under 64 MiB"));
+  }
+  std::string bytes(static_cast<size_t>(st.st_size), '\0');
+  size_t got = 0;
+  while (got < bytes.size()) {
+    const ssize_t n = ::read(fd, bytes.data() + got, bytes.size() - got);
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  bytes.resize(got);
+  res.set_header("Cache-Control", "no-cache");
+  res.set_content(std::move(bytes), type);
+}
+
 void HttpFront::routes() {
   httplib::Server& s = *server_;
   auto read = [this](auto build) {
@@ -598,6 +660,10 @@ void HttpFront::routes() {
           status.set_tasks_limit(static_cast<uint32_t>(limit));
           return true;
         }));
+  if (options_.board) {
+    s.Get(R"(/api/v1/jobs/(\d{1,19})/image)",
+          [this](const httplib::Request& req, httplib::Response& res) { image(req, res); });
+  }
   // A task's attempts with their logs (a running attempt's log so far, asked
   // of its worker): farmhand logs JOB --task N.
   s.Get(R"(/api/v1/jobs/(\d{1,19})/tasks/(\d{1,10})/logs)",

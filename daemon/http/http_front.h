@@ -92,6 +92,9 @@ class HttpFront {
   void stream(const httplib::Request& req, httplib::Response& res);
   // GET /api/v1/jobs from the board.
   void jobs(const httplib::Request& req, httplib::Response& res);
+  // GET /api/v1/jobs/ID/image: the image a succeeded thumbnail or convert job
+  // wrote (one JPEG or PNG file), for the monitor to show inline.
+  void image(const httplib::Request& req, httplib::Response& res);
   // Whose token the request carries: the user, "" when none is needed and none
   // given; nullopt after answering 401/403 into `res`.
   std::optional<std::string> authorise(const httplib::Request& req, httplib::Response& res,

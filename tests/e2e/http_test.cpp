@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <set>
@@ -10,6 +11,7 @@
 #include <thread>
 
 #include "tests/support/cluster.h"
+#include "tests/support/oracles.h"
 #include "tests/support/temp_dir.h"
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -242,6 +244,44 @@ TEST_F(HttpE2ETest, EveryControlOfTheCliIsAnActionOfTheApi) {
   std::ofstream(release) << "go";
 }
 
+// A publish's thumbnail, shown inline by the monitor: the bytes the job wrote,
+// as image/jpeg; nothing for other jobs, and no symlink put in its place.
+TEST_F(HttpE2ETest, AThumbnailJobsImageIsServedAsItWasWritten) {
+  const std::string input = data_dir() + "/Beachball/singlepart.####.exr";
+  ASSERT_TRUE(std::filesystem::exists(data_dir() + "/Beachball/singlepart.0001.exr"))
+      << "test data missing: " << data_dir();
+  const std::string thumb = cluster_->path("thumb.jpg");
+  auto job = cluster_->submit({"thumbnail", input, "-o", thumb, "--size", "128"});
+  ASSERT_TRUE(job) << cluster_->last_cli();
+  auto done = cluster_->wait_for_final_state(*job, 120s);
+  ASSERT_TRUE(done);
+  ASSERT_EQ((*done)["job"]["state"], "succeeded") << done->dump();
+
+  const std::string at = "/api/v1/jobs/" + std::to_string(*job) + "/image";
+  auto res = http_->Get(at);
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(res->get_header_value("Content-Type"), "image/jpeg");
+  EXPECT_EQ(res->body, read_file(thumb)) << "not the bytes the job wrote";
+
+  auto noop = cluster_->submit({"noop", "--frames", "1"});
+  ASSERT_TRUE(noop);
+  auto [noop_code, noop_body] = get("/api/v1/jobs/" + std::to_string(*noop) + "/image");
+  EXPECT_EQ(noop_code, 404);
+  EXPECT_NE(noop_body["error"].get<std::string>().find("only thumbnail and convert"),
+            std::string::npos)
+      << noop_body.dump();
+
+  // Someone puts a symlink to a secret where the thumbnail was: not followed.
+  const std::string secret = cluster_->path("secret.txt");
+  std::ofstream(secret) << "not for the web";
+  std::filesystem::remove(thumb);
+  std::filesystem::create_symlink(secret, thumb);
+  auto [link_code, link_body] = get(at);
+  EXPECT_EQ(link_code, 404) << link_body.dump();
+  EXPECT_EQ(link_body.dump().find("not for the web"), std::string::npos);
+}
+
 // docs/openapi.yaml is the API's contract: every path it documents is served,
 // a GET answers 200 with the body it names, and an operation it marks as
 // needing a bearer token refuses a request without one.
@@ -270,6 +310,10 @@ TEST_F(HttpE2ETest, TheServerKeepsToItsOpenApiFile) {
           return head.find("retry: ") == std::string::npos;
         });
         EXPECT_NE(head.find("retry: "), std::string::npos) << url << ": " << head;
+      } else if (method == "get" && operation.second["responses"]["200"]["x-farmhand-image"]) {
+        auto [code, body] = get(url);  // a noop job has no image: one line why
+        EXPECT_EQ(code, 404) << url << ": " << body.dump();
+        EXPECT_TRUE(body.contains("error")) << url;
       } else if (method == "get") {
         auto [code, body] = get(url);
         EXPECT_EQ(code, 200) << url << ": " << body.dump();

@@ -107,7 +107,12 @@ class Farm:
             "    argv: [/bin/sleep, \"{seconds}\"]\n"
             "    params:\n"
             "      seconds: { pattern: '^[0-9]+$', default: \"1\" }\n"
-            % (self.client_endpoint, self.worker_endpoint, self.dir / "tokens", local_workers)
+            "rules:\n"
+            "  - name: review\n"
+            "    match: { path: \"*.exr\", kind: sequence }\n"
+            "    jobs:\n"
+            "      thumb: { kind: thumbnail, output: \"%s/thumbs/{name}.jpg\", size: 128x0 }\n"
+            % (self.client_endpoint, self.worker_endpoint, self.dir / "tokens", local_workers, self.dir)
         )
 
     def env(self):

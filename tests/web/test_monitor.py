@@ -134,6 +134,25 @@ def test_killed_worker_shows_as_lost(farm, browser):
     shot(browser, "workers")
 
 
+def data_dir():
+    # ../shared/data beside the source tree (this file is ROOT/tests/web/).
+    from pathlib import Path
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "openexr-images"
+
+
+def test_a_publish_shows_its_thumbnail_inline(farm, browser):
+    sequence = data_dir() / "Beachball" / "singlepart.####.exr"
+    assert (data_dir() / "Beachball" / "singlepart.0001.exr").exists(), "test data missing: %s" % data_dir()
+    farm.cli("publish", str(sequence))
+    open_page(browser, farm, "#/events")
+    img = wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "#events img.thumb")))
+    # Decoded by the browser: a real image, 128 wide as the rule asked.
+    wait(browser, lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) == 128)
+    height = browser.execute_script("return arguments[0].naturalHeight", img)
+    assert 90 <= height <= 110, height  # 2048x1556 displayed: about 97 rows
+    shot(browser, "events-thumbnail")
+
+
 def test_events_and_limits_pages(farm, browser):
     open_page(browser, farm, "#/events")
     assert css(browser, "#events")
