@@ -64,6 +64,9 @@ TASK_MS=${FARM_TASK_MS:-0}
 THREADS=${FARM_THREADS:-1}
 STATUS_MS=${FARM_STATUS_MS:-10}
 SIM_NICE=${FARM_SIM_NICE:-10}
+# The stream readers and the monitor stand for browsers on wranglers' desktops:
+# niced like the simulated farm (FARM_HTTP_READER_NICE=0: on equal terms).
+READER_NICE=${FARM_HTTP_READER_NICE:-$SIM_NICE}
 CONFIGS=${FARM_CONFIGS:-plain controls}
 read -r -a PERMILLE <<<"${FARM_LIMIT_PERMILLE:-60 30 15}"
 LIMITED_PERCENT=${FARM_LIMITED_PERCENT:-30}
@@ -141,10 +144,10 @@ farm_run() {
   local watchers=() i
   if [[ "$config" = http ]]; then
     for ((i = 0; i < ${FARM_HTTP_STREAMS:-20}; i++)); do
-      curl -sN "http://$BENCH_HTTP/api/v1/stream" >/dev/null 2>&1 &
+      nice -n "$READER_NICE" curl -sN "http://$BENCH_HTTP/api/v1/stream" >/dev/null 2>&1 &
       watchers+=("$!")
     done
-    (while curl -s "http://$BENCH_HTTP/api/v1/jobs?limit=100" >/dev/null; do sleep 1; done) &
+    (while nice -n "$READER_NICE" curl -s "http://$BENCH_HTTP/api/v1/jobs?limit=100" >/dev/null; do sleep 1; done) &
     watchers+=("$!")
     BENCH_PIDS+=("${watchers[@]}")
   elif [[ "$config" = hostile ]]; then

@@ -194,7 +194,7 @@ Clock::SteadyTime BrokerCore::next_deadline() const {
     next = std::min(next, now + (*at - clock_.millis()));
   }
   for (auto at : {publish_.next_deadline(), clients_.next_deadline(), link_.next_deadline(),
-                  hooks_.next_deadline(), board_.next_publish()}) {
+                  hooks_.next_deadline(), board_.next_publish(), feed_.next_publish()}) {
     if (at) next = std::min(next, *at);
   }
   return next;
@@ -415,8 +415,8 @@ void BrokerCore::post() {
     worker_port_.send(rid, msg);
   }
   turn_.clear();
-  // Durable now: the live stream may show it.
-  feed_.publish_if_due(farm_, clock_.steady());
+  // Durable now: the live stream may show it (with the board's summaries).
+  feed_.publish_if_due(farm_, clock_.steady(), &board_);
 }
 
 void BrokerCore::flush_failed(const Error& cause) {

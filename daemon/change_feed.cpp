@@ -52,9 +52,19 @@ void ChangeFeed::note_worker(const std::string& name, const std::string& what) {
   workers_.emplace_back(name, what);
 }
 
-void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::time_point now) {
+std::optional<std::chrono::steady_clock::time_point> ChangeFeed::next_publish() const {
+  if (dirty_jobs_.empty() && workers_.empty() && publishes_.empty() && !unnoted_) {
+    return std::nullopt;
+  }
+  return last_publish_ + kCoalesce;
+}
+
+void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::time_point now,
+                                const JobBoard* board) {
   if (dirty_jobs_.empty() && workers_.empty() && publishes_.empty() && !unnoted_) return;
   if (now - last_publish_ < kCoalesce) return;
+  const bool shared = board != nullptr && board->enabled();
+  if (shared && !dirty_jobs_.empty() && !board->current()) return;  // its next publish is near
   last_publish_ = now;
   std::vector<std::shared_ptr<Entry>> entries;
   bool watched = false;
@@ -69,11 +79,17 @@ void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::tim
   unnoted_ = false;
   if (watched) {
     entries.reserve(dirty_jobs_.size() + workers_.size() + publishes_.size());
+    const auto cards = shared ? board->snapshot() : nullptr;
     for (core::JobId id : dirty_jobs_) {
       auto entry = std::make_shared<Entry>();
       entry->kind = "job";
       entry->job_id = id;
-      if (farm.scheduler->job(id)) {
+      if (cards) {
+        // The board's summary, kept alive by the entry (the card it is in).
+        if (auto card = JobBoard::find(*cards, id)) {
+          entry->job = std::shared_ptr<const wire::JobSummary>(card, &card->summary);
+        }
+      } else if (farm.scheduler->job(id)) {
         auto summary = std::make_shared<wire::JobSummary>();
         fill_summary(farm, id, *summary);
         slim(*summary);

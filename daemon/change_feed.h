@@ -24,6 +24,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -31,6 +32,7 @@
 #include "farmhand.pb.h"
 
 #include "daemon/core/scheduler.h"
+#include "daemon/job_board.h"
 #include "daemon/store/store.h"
 
 namespace farmhand::daemon {
@@ -69,7 +71,12 @@ class ChangeFeed {
   void note_worker(const std::string& name, const std::string& what);
   // After the flush: publishes what was noted, once kCoalesce has passed
   // since the last time (every entry's state is durable: memory is at rest).
-  void publish_if_due(const Farm& farm, std::chrono::steady_clock::time_point now);
+  // With an enabled `board`, a job's entry shares the board's summary instead
+  // of making its own, and waits for a board that has changes to publish.
+  void publish_if_due(const Farm& farm, std::chrono::steady_clock::time_point now,
+                      const JobBoard* board = nullptr);
+  // When a publish waits for kCoalesce, its time (the loop wakes for it).
+  std::optional<std::chrono::steady_clock::time_point> next_publish() const;
 
   // ---- readers
   // Starts streaming: entries after `last_id` (0: from now on). False when the

@@ -63,6 +63,9 @@ class JobBoard {
 
   bool enabled() const { return enabled_; }
 
+  // Whether the last snapshot holds every change noted (nothing waits).
+  bool current() const { return enabled_ && !rebuild_ && dirty_.empty(); }
+
   // The jobs a committed batch changed.
   void note(const Batch& batch);
 

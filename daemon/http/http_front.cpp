@@ -347,7 +347,9 @@ std::string live_job_json(const wire::JobSummary& job) {
   number("chunk", job.chunk());
   u64("task_count", job.task_count());
   nlohmann::json counts = nlohmann::json::object();
-  for (const auto& [state, count] : job.counts()) counts[state] = std::to_string(count);
+  for (const auto& [state, count] : job.counts()) {
+    if (count != 0) counts[state] = std::to_string(count);  // like every field: 0 left out
+  }
   out["counts"] = std::move(counts);
   i64("submitted_unix_ms", job.submitted_unix_ms());
   number("max_attempts", job.max_attempts());

@@ -91,6 +91,38 @@ TEST_F(ChangeFeedTest, AReaderWhoComesBetweenAnUnwatchedChangeAndItsPublishIsTol
   feed_.unsubscribe();
 }
 
+TEST_F(ChangeFeedTest, JobEntriesShareTheBoardsSummariesAndWaitForItsNextPublish) {
+  wire::JobSpec spec;
+  spec.set_kind("noop");
+  spec.set_frames("1-4");
+  spec.set_name("shared");
+  auto core_spec = to_core_spec(spec);
+  ASSERT_TRUE(core_spec);
+  auto id = farm_.scheduler->submit(*core_spec, core::Millis(0));
+  ASSERT_TRUE(id);
+  farm_.jobs.add(*id, JobRecord{spec, 1, 0, 0});
+  JobBoard board;
+  board.enable();
+  uint64_t from = 0;
+  ASSERT_TRUE(feed_.subscribe(0, from));
+  Batch batch = task_changes(*id, 0, 1);
+  feed_.note(batch);
+  board.note(batch);
+  // The board has a change it has not published: the feed waits for it
+  // rather than show a summary older than what it noted.
+  feed_.publish_if_due(farm_, now_, &board);
+  EXPECT_TRUE(feed_.wait_after(from, now_).empty());
+  board.publish_if_due(farm_, now_, 1);
+  feed_.publish_if_due(farm_, now_, &board);
+  auto entries = feed_.wait_after(from, now_);
+  ASSERT_EQ(entries.size(), 1u);
+  auto card = JobBoard::find(*board.snapshot(), *id);
+  ASSERT_TRUE(card);
+  EXPECT_EQ(entries[0]->job.get(), &card->summary) << "one summary for the list and the stream";
+  EXPECT_EQ(entries[0]->job->name(), "shared");
+  feed_.unsubscribe();
+}
+
 TEST_F(ChangeFeedTest, WorkersAndPublishesAreEntriesToo) {
   uint64_t from = 0;
   ASSERT_TRUE(feed_.subscribe(0, from));
