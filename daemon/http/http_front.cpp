@@ -222,8 +222,13 @@ Result<std::unique_ptr<HttpFront>> HttpFront::start(zmq::context_t& context, Opt
 std::optional<std::string> HttpFront::authorise(const httplib::Request& req, httplib::Response& res,
                                                 bool action) const {
   const bool needed = action || options_.config.read == "token";
-  const std::string header = req.get_header_value("Authorization");
+  std::string header = req.get_header_value("Authorization");
   constexpr std::string_view kBearer = "Bearer ";
+  // A read may carry its token as ?access_token=: a browser's EventSource and
+  // <img> send no header. Never an action's (a URL is easily logged or shared).
+  if (header.empty() && !action && req.has_param("access_token")) {
+    header = std::string(kBearer) + req.get_param_value("access_token");
+  }
   if (header.size() <= kBearer.size() || header.compare(0, kBearer.size(), kBearer) != 0) {
     if (!needed) return std::string();
     res.set_header("WWW-Authenticate", "Bearer realm=\"farmhand\"");

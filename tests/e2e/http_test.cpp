@@ -282,6 +282,50 @@ TEST_F(HttpE2ETest, AThumbnailJobsImageIsServedAsItWasWritten) {
   EXPECT_EQ(link_body.dump().find("not for the web"), std::string::npos);
 }
 
+// With http.read: token, reading needs a token too: in the Authorization
+// header, or for what a browser cannot give a header (the live stream, an
+// image) as ?access_token=; an action never takes it from the URL.
+TEST(HttpReadTokenE2ETest, ReadsNeedATokenInTheHeaderOrTheUrl) {
+  testing_support::TempDir dir{"fh-http-read"};
+  std::ofstream(dir.file("tokens")) << "alice " << kToken << "\n";
+  ClusterOptions options;
+  options.local_workers = 0;
+  options.http_yaml =
+      "  listen: 127.0.0.1:0\n  read: token\n  tokens_file: " + dir.file("tokens") + "\n";
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  auto job = cluster.submit({"noop", "--frames", "1"});
+  ASSERT_TRUE(job) << cluster.last_cli();
+  httplib::Client http(cluster.http_url());
+  http.set_read_timeout(30, 0);
+
+  auto anonymous = http.Get("/api/v1/jobs");
+  ASSERT_TRUE(anonymous);
+  EXPECT_EQ(anonymous->status, 401);
+  auto header = http.Get("/api/v1/jobs", {{"Authorization", std::string("Bearer ") + kToken}});
+  ASSERT_TRUE(header);
+  EXPECT_EQ(header->status, 200) << header->body;
+  auto url = http.Get(std::string("/api/v1/jobs?access_token=") + kToken);
+  ASSERT_TRUE(url);
+  EXPECT_EQ(url->status, 200) << url->body;
+  auto wrong = http.Get("/api/v1/jobs?access_token=not-a-token-of-this-farm");
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->status, 403);
+
+  std::string head;
+  auto stream = http.Get(std::string("/api/v1/stream?access_token=") + kToken,
+                         [&](const char* data, size_t size) {
+                           head.append(data, size);
+                           return head.find("retry: ") == std::string::npos;
+                         });
+  EXPECT_NE(head.find("retry: "), std::string::npos) << head;
+
+  auto action = http.Post("/api/v1/jobs/" + std::to_string(*job) + "/cancel?access_token=" + kToken,
+                          "", "application/json");
+  ASSERT_TRUE(action);
+  EXPECT_EQ(action->status, 401) << "an action's token comes in the header only";
+}
+
 // docs/openapi.yaml is the API's contract: every path it documents is served,
 // a GET answers 200 with the body it names, and an operation it marks as
 // needing a bearer token refuses a request without one.
