@@ -599,15 +599,18 @@ void HttpFront::image(const httplib::Request& req, httplib::Response& res) {
 
 void HttpFront::routes() {
   httplib::Server& s = *server_;
-  auto read = [this](auto build) {
-    return [this, build](const httplib::Request& req, httplib::Response& res) {
-      auto user = authorise(req, res, /*action=*/false);
+  // A route answered by the loop: `build` makes the client request from the
+  // HTTP one (false after answering 400), after the token is checked.
+  auto to_loop = [this](bool is_action, auto build) {
+    return [this, is_action, build](const httplib::Request& req, httplib::Response& res) {
+      auto user = authorise(req, res, is_action);
       if (!user) return;
       wire::ClientRequest request;
       if (!build(req, res, request)) return;
       call(*user, request.SerializeAsString(), res);
     };
   };
+  auto read = [&to_loop](auto build) { return to_loop(false, build); };
   s.Get("/api/v1/health",
         read([](const httplib::Request&, httplib::Response&, wire::ClientRequest& r) {
           r.mutable_health();
@@ -702,15 +705,7 @@ void HttpFront::routes() {
   // gives the request's other fields by their protobuf names ({"tasks":
   // "3,7-9"}, {"priority": 80}, {"reason": "disk swap"}); the path gives the
   // rest, and wins.
-  auto action = [this](auto build) {
-    return [this, build](const httplib::Request& req, httplib::Response& res) {
-      auto user = authorise(req, res, /*action=*/true);
-      if (!user) return;
-      wire::ClientRequest request;
-      if (!build(req, res, request)) return;
-      call(*user, request.SerializeAsString(), res);
-    };
-  };
+  auto action = [&to_loop](auto build) { return to_loop(true, build); };
   s.Post(R"(/api/v1/jobs/(\d{1,19})/(cancel|pause|resume|retry|kill|skip|requeue|unblock))",
          action([](const httplib::Request& req, httplib::Response& res, wire::ClientRequest& r) {
            wire::JobActionRequest& request = *r.mutable_action();
