@@ -30,17 +30,14 @@ void ChangeFeed::note(const Batch& batch) {
     unnoted_ = true;
     return;
   }
-  for (const JobRow& row : batch.new_jobs) dirty_jobs_.insert(row.id);
-  for (const auto& change : batch.job_changes) dirty_jobs_.insert(change.job);
-  for (const auto& [id, at] : batch.finished) dirty_jobs_.insert(id);
-  for (const auto& [id, at] : batch.started) dirty_jobs_.insert(id);
-  for (core::JobId id : batch.forgotten_jobs) dirty_jobs_.insert(id);
-  for (const auto& change : batch.task_changes) {
-    dirty_jobs_.insert(change.job);
-    ++dirty_task_counts_[change.job];
-    auto& indices = dirty_tasks_[change.job];
-    if (indices.size() < kMaxTaskIndices) indices.insert(change.task);
-  }
+  // Appended as they come (a full farm notes thousands a turn); sorted and
+  // counted once a publish.
+  for (const JobRow& row : batch.new_jobs) job_notes_.push_back(row.id);
+  for (const auto& change : batch.job_changes) job_notes_.push_back(change.job);
+  for (const auto& [id, at] : batch.finished) job_notes_.push_back(id);
+  for (const auto& [id, at] : batch.started) job_notes_.push_back(id);
+  for (core::JobId id : batch.forgotten_jobs) job_notes_.push_back(id);
+  for (const auto& change : batch.task_changes) task_notes_.emplace_back(change.job, change.task);
   for (const EventRow& event : batch.events) publishes_.push_back(event.event_id);
 }
 
@@ -52,8 +49,13 @@ void ChangeFeed::note_worker(const std::string& name, const std::string& what) {
   workers_.emplace_back(name, what);
 }
 
+bool ChangeFeed::nothing_noted() const {
+  return job_notes_.empty() && task_notes_.empty() && workers_.empty() && publishes_.empty() &&
+         !unnoted_;
+}
+
 std::optional<std::chrono::steady_clock::time_point> ChangeFeed::next_publish() const {
-  if (dirty_jobs_.empty() && workers_.empty() && publishes_.empty() && !unnoted_) {
+  if (nothing_noted()) {
     return std::nullopt;
   }
   return last_publish_ + kCoalesce;
@@ -61,10 +63,11 @@ std::optional<std::chrono::steady_clock::time_point> ChangeFeed::next_publish() 
 
 void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::time_point now,
                                 const JobBoard* board) {
-  if (dirty_jobs_.empty() && workers_.empty() && publishes_.empty() && !unnoted_) return;
+  if (nothing_noted()) return;
   if (now - last_publish_ < kCoalesce) return;
   const bool shared = board != nullptr && board->enabled();
-  if (shared && !dirty_jobs_.empty() && !board->current()) return;  // its next publish is near
+  const bool jobs_noted = !job_notes_.empty() || !task_notes_.empty();
+  if (shared && jobs_noted && !board->current()) return;  // its next publish is near
   last_publish_ = now;
   std::vector<std::shared_ptr<Entry>> entries;
   bool watched = false;
@@ -78,9 +81,17 @@ void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::tim
   }
   unnoted_ = false;
   if (watched) {
-    entries.reserve(dirty_jobs_.size() + workers_.size() + publishes_.size());
+    // The jobs noted, each once, in id order; their task notes beside them.
+    std::sort(task_notes_.begin(), task_notes_.end());
+    for (const auto& [job, task] : task_notes_) {
+      if (job_notes_.empty() || job_notes_.back() != job) job_notes_.push_back(job);
+    }
+    std::sort(job_notes_.begin(), job_notes_.end());
+    job_notes_.erase(std::unique(job_notes_.begin(), job_notes_.end()), job_notes_.end());
+    entries.reserve(job_notes_.size() + workers_.size() + publishes_.size());
     const auto cards = shared ? board->snapshot() : nullptr;
-    for (core::JobId id : dirty_jobs_) {
+    auto task_note = task_notes_.begin();
+    for (core::JobId id : job_notes_) {
       auto entry = std::make_shared<Entry>();
       entry->kind = "job";
       entry->job_id = id;
@@ -95,9 +106,13 @@ void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::tim
         slim(*summary);
         entry->job = std::move(summary);
       }
-      if (auto it = dirty_tasks_.find(id); it != dirty_tasks_.end()) {
-        entry->tasks.assign(it->second.begin(), it->second.end());
-        entry->tasks_changed = dirty_task_counts_[id];
+      while (task_note != task_notes_.end() && task_note->first < id) ++task_note;
+      for (; task_note != task_notes_.end() && task_note->first == id; ++task_note) {
+        ++entry->tasks_changed;
+        if (entry->tasks.size() < kMaxTaskIndices &&
+            (entry->tasks.empty() || entry->tasks.back() != task_note->second)) {
+          entry->tasks.push_back(task_note->second);
+        }
       }
       entries.push_back(std::move(entry));
     }
@@ -115,9 +130,8 @@ void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::tim
       entries.push_back(std::move(entry));
     }
   }
-  dirty_jobs_.clear();
-  dirty_tasks_.clear();
-  dirty_task_counts_.clear();
+  job_notes_.clear();
+  task_notes_.clear();
   workers_.clear();
   publishes_.clear();
   if (entries.empty()) return;

@@ -75,6 +75,7 @@ class ChangeFeed {
   // of making its own, and waits for a board that has changes to publish.
   void publish_if_due(const Farm& farm, std::chrono::steady_clock::time_point now,
                       const JobBoard* board = nullptr);
+  bool nothing_noted() const;
   // When a publish waits for kCoalesce, its time (the loop wakes for it).
   std::optional<std::chrono::steady_clock::time_point> next_publish() const;
 
@@ -92,9 +93,8 @@ class ChangeFeed {
 
  private:
   // Loop-only.
-  std::set<core::JobId> dirty_jobs_;
-  std::map<core::JobId, std::set<uint32_t>> dirty_tasks_;
-  std::map<core::JobId, uint64_t> dirty_task_counts_;
+  std::vector<core::JobId> job_notes_;                        // jobs changed (repeats too)
+  std::vector<std::pair<core::JobId, uint32_t>> task_notes_;  // tasks changed (repeats too)
   std::vector<std::pair<std::string, std::string>> workers_;
   std::vector<std::string> publishes_;
   std::chrono::steady_clock::time_point last_publish_{};

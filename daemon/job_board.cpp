@@ -17,7 +17,10 @@ void JobBoard::note(const Batch& batch) {
   for (const auto& [id, at] : batch.finished) dirty_.push_back(id);
   for (const auto& [id, at] : batch.started) dirty_.push_back(id);
   for (core::JobId id : batch.forgotten_jobs) dirty_.push_back(id);
-  for (const auto& change : batch.task_changes) dirty_.push_back(change.job);
+  // A turn changes many tasks of few jobs, and in runs: a repeat is not kept.
+  for (const auto& change : batch.task_changes) {
+    if (dirty_.empty() || dirty_.back() != change.job) dirty_.push_back(change.job);
+  }
   for (const auto& change : batch.spec_changes) dirty_.push_back(change.job);
   for (const LogRow& log : batch.logs) dirty_.push_back(log.job);  // usage
 }

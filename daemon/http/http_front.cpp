@@ -432,10 +432,19 @@ void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
         if (!entries.empty() && entries.front()->id > after + 1 && after != 0) {
           text += "event: reset\ndata: {}\n\n";  // fell behind the ring
         }
+        // Written in slices of about kSlice: a publish of thousands of
+        // entries made one string of megabytes per stream (mapped, faulted
+        // in and copied again by the chunked writer, every time).
+        constexpr size_t kSlice = 32 * 1024;
+        text.reserve(kSlice + 4096);
         for (const auto& entry : entries) {
           std::call_once(entry->text_once, [&] { entry->text = sse_event(*entry); });
           text += entry->text;
           after = entry->id;
+          if (text.size() >= kSlice) {
+            if (!sink.write(text.data(), text.size())) return false;
+            text.clear();
+          }
         }
         if (entries.empty()) {
           if (feed.closed()) {
@@ -445,7 +454,8 @@ void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
           after = std::max(after, feed.last_id());
           text = ": keepalive\n\n";
         }
-        return sink.write(text.data(), text.size());
+        // (An empty chunk would end the stream.)
+        return text.empty() || sink.write(text.data(), text.size());
       },
       [this, &feed](bool) {
         feed.unsubscribe();
