@@ -61,6 +61,9 @@ class ChangeFeed {
     // needs it (every stream sends the same bytes).
     mutable std::once_flag text_once;
     mutable std::string text;
+    // The same without the task indices (a reader that asked for none).
+    mutable std::once_flag brief_once;
+    mutable std::string brief;
   };
 
   using EntryPtr = std::shared_ptr<const Entry>;

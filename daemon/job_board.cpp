@@ -12,17 +12,18 @@ namespace farmhand::daemon {
 
 void JobBoard::note(const Batch& batch) {
   if (!enabled_ || rebuild_) return;
-  for (const JobRow& row : batch.new_jobs) dirty_.push_back(row.id);
-  for (const auto& change : batch.job_changes) dirty_.push_back(change.job);
-  for (const auto& [id, at] : batch.finished) dirty_.push_back(id);
-  for (const auto& [id, at] : batch.started) dirty_.push_back(id);
-  for (core::JobId id : batch.forgotten_jobs) dirty_.push_back(id);
   // A turn changes many tasks of few jobs, and in runs: a repeat is not kept.
-  for (const auto& change : batch.task_changes) {
-    if (dirty_.empty() || dirty_.back() != change.job) dirty_.push_back(change.job);
-  }
-  for (const auto& change : batch.spec_changes) dirty_.push_back(change.job);
-  for (const LogRow& log : batch.logs) dirty_.push_back(log.job);  // usage
+  auto mark = [this](core::JobId id) {
+    if (dirty_.empty() || dirty_.back() != id) dirty_.push_back(id);
+  };
+  for (const JobRow& row : batch.new_jobs) mark(row.id);
+  for (const auto& change : batch.job_changes) mark(change.job);
+  for (const auto& [id, at] : batch.finished) mark(id);
+  for (const auto& [id, at] : batch.started) mark(id);
+  for (core::JobId id : batch.forgotten_jobs) mark(id);
+  for (const auto& change : batch.task_changes) mark(change.job);
+  for (const auto& change : batch.spec_changes) mark(change.job);
+  for (const LogRow& log : batch.logs) mark(log.job);  // usage
 }
 
 namespace {

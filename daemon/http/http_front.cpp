@@ -375,13 +375,14 @@ std::string live_job_json(const wire::JobSummary& job) {
   return out.dump();
 }
 
-// One Server-Sent Event (the data on one line: JSON has no raw newline).
-std::string sse_event(const ChangeFeed::Entry& entry) {
+// One Server-Sent Event (the data on one line: JSON has no raw newline);
+// `with_tasks` false leaves a job's changed task indices out (their count stays).
+std::string sse_event(const ChangeFeed::Entry& entry, bool with_tasks) {
   std::string data;
   if (entry.kind == "job") {
     std::string job = entry.job ? live_job_json(*entry.job) : "null";
     data = fmt::format(R"({{"id":"{}","job":{},"tasks":{},"tasks_changed":{}}})", entry.job_id, job,
-                       nlohmann::json(entry.tasks).dump(), entry.tasks_changed);
+                       with_tasks ? nlohmann::json(entry.tasks).dump() : "[]", entry.tasks_changed);
   } else if (entry.kind == "worker") {
     data = nlohmann::json{{"name", entry.name}, {"what", entry.what}}.dump();
   } else {
@@ -407,6 +408,22 @@ void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
     auto [end, ec] = std::from_chars(resume.data(), resume.data() + resume.size(), last);
     if (ec != std::errc{} || end != resume.data() + resume.size()) last = 0;
   }
+  // Which jobs' changed task indices the reader wants: all (the default),
+  // none (a list of jobs), or one job's (a job's page).
+  constexpr uint64_t kAllTasks = UINT64_MAX;
+  constexpr uint64_t kNoTasks = 0;
+  uint64_t tasks_of = kAllTasks;
+  if (const std::string tasks = req.get_param_value("tasks"); tasks == "none") {
+    tasks_of = kNoTasks;
+  } else if (!tasks.empty() && tasks != "all") {
+    auto [end, ec] = std::from_chars(tasks.data(), tasks.data() + tasks.size(), tasks_of);
+    if (ec != std::errc{} || end != tasks.data() + tasks.size() || tasks_of == kNoTasks ||
+        tasks_of == kAllTasks) {
+      --streams_;
+      return json_error(res, 400, "invalid_argument",
+                        fmt::format("tasks must be all, none or a job id, not '{}'", tasks));
+    }
+  }
   ChangeFeed& feed = *options_.feed;
   uint64_t after = 0;
   const bool complete = feed.subscribe(last, after);
@@ -419,7 +436,7 @@ void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
   auto first = std::make_shared<bool>(true);
   res.set_chunked_content_provider(
       "text/event-stream",
-      [this, &feed, after, complete, first](size_t, httplib::DataSink& sink) mutable {
+      [this, &feed, after, complete, first, tasks_of](size_t, httplib::DataSink& sink) mutable {
         std::string text;
         if (*first) {
           *first = false;
@@ -438,8 +455,15 @@ void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
         constexpr size_t kSlice = 32 * 1024;
         text.reserve(kSlice + 4096);
         for (const auto& entry : entries) {
-          std::call_once(entry->text_once, [&] { entry->text = sse_event(*entry); });
-          text += entry->text;
+          const bool with_tasks = entry->kind != "job" || tasks_of == kAllTasks ||
+                                  (tasks_of != kNoTasks && tasks_of == entry->job_id);
+          if (with_tasks) {
+            std::call_once(entry->text_once, [&] { entry->text = sse_event(*entry, true); });
+            text += entry->text;
+          } else {
+            std::call_once(entry->brief_once, [&] { entry->brief = sse_event(*entry, false); });
+            text += entry->brief;
+          }
           after = entry->id;
           if (text.size() >= kSlice) {
             if (!sink.write(text.data(), text.size())) return false;

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -324,6 +325,66 @@ TEST(HttpReadTokenE2ETest, ReadsNeedATokenInTheHeaderOrTheUrl) {
                           "", "application/json");
   ASSERT_TRUE(action);
   EXPECT_EQ(action->status, 401) << "an action's token comes in the header only";
+}
+
+// A list of jobs needs no task indices: ?tasks=none leaves them out (their
+// count stays), ?tasks=ID keeps them for that job only.
+TEST_F(HttpE2ETest, AStreamReaderChoosesWhoseTaskIndicesItGets) {
+  auto bad = http_->Get("/api/v1/stream?tasks=bogus");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_NE(bad->body.find("tasks must be all, none or a job id"), std::string::npos) << bad->body;
+
+  // Reads a stream until a job event of `job` with changed tasks arrives (its
+  // data); `opened` runs once the reader is subscribed.
+  auto first_change = [&](const std::string& query, uint64_t job,
+                          const std::function<void()>& opened) {
+    std::string received;
+    Json found;
+    bool open = false;
+    httplib::Client client(url_);
+    client.set_read_timeout(30, 0);
+    client.Get("/api/v1/stream" + query, [&](const char* data, size_t size) {
+      received.append(data, size);
+      if (!open) {
+        open = true;
+        opened();
+      }
+      for (size_t at = received.find("event: job\ndata: "); at != std::string::npos;
+           at = received.find("event: job\ndata: ", at + 1)) {
+        const size_t start = at + std::string("event: job\ndata: ").size();
+        const size_t end = received.find('\n', start);
+        if (end == std::string::npos) break;
+        Json event = Json::parse(received.substr(start, end - start), nullptr, false);
+        if (event.is_object() && event["id"] == std::to_string(job) &&
+            event["tasks_changed"].get<int>() > 0) {
+          found = event;
+          return false;
+        }
+      }
+      return true;
+    });
+    return found;
+  };
+  // Each job waits for its release file, made once the reader is subscribed.
+  auto waiting_job = [&](const std::string& release) {
+    auto job =
+        cluster_->submit({"command", "wait", "--frames", "1-3", "--param", "release=" + release});
+    EXPECT_TRUE(job) << cluster_->last_cli();
+    return job.value_or(0);
+  };
+  const std::string first_release = cluster_->path("release-first");
+  const uint64_t first = waiting_job(first_release);
+  Json brief = first_change("?tasks=none", first, [&] { std::ofstream(first_release) << "go"; });
+  ASSERT_TRUE(brief.is_object()) << "no change of job " << first << " on the stream";
+  EXPECT_TRUE(brief["tasks"].empty()) << brief.dump();
+
+  const std::string second_release = cluster_->path("release-second");
+  const uint64_t second = waiting_job(second_release);
+  Json full = first_change("?tasks=" + std::to_string(second), second,
+                           [&] { std::ofstream(second_release) << "go"; });
+  ASSERT_TRUE(full.is_object()) << "no change of job " << second << " on the stream";
+  EXPECT_FALSE(full["tasks"].empty()) << full.dump();
 }
 
 // docs/openapi.yaml is the API's contract: every path it documents is served,
