@@ -11,7 +11,9 @@
 #             quarter of the jobs in each pool and a quarter in none), max running 2 on
 #             FARM_MAX_RUNNING_PERCENT of the jobs, 3 priorities over the projects.
 #   http      plain, with the HTTP front on, FARM_HTTP_STREAMS (20) clients reading the
-#             live stream (/api/v1/stream) and one monitor reading the first page of
+#             live stream as the monitor's list pages do (/api/v1/stream?tasks=none),
+#             niced like the simulator (browsers are on other hosts), and one monitor
+#             reading the first page of
 #             jobs every second: what watching the farm costs its dispatch.
 #   hostile   plain, with the HTTP front on and bench/http_attacker.py holding
 #             FARM_HTTP_ATTACK_CONNS (10,000) slowloris connections and sending 64 KB
@@ -144,7 +146,7 @@ farm_run() {
   local watchers=() i
   if [[ "$config" = http ]]; then
     for ((i = 0; i < ${FARM_HTTP_STREAMS:-20}; i++)); do
-      nice -n "$READER_NICE" curl -sN "http://$BENCH_HTTP/api/v1/stream" >/dev/null 2>&1 &
+      nice -n "$READER_NICE" curl -sN "http://$BENCH_HTTP/api/v1/stream?tasks=none" >/dev/null 2>&1 &
       watchers+=("$!")
     done
     (while nice -n "$READER_NICE" curl -s "http://$BENCH_HTTP/api/v1/jobs?limit=100" >/dev/null; do sleep 1; done) &
