@@ -4,7 +4,7 @@
 // Each worker can be disabled, drained (both ask first, with an optional
 // reason) or enabled again.
 import { get, onStream, action, promptDialog } from "./api.js";
-import { replaceKeeping } from "./controls.js";
+import { replaceKeeping, refocus } from "./controls.js";
 import { h, badge, bytes, duration, notice, throttle, num } from "./util.js";
 
 // [verb, the control states it makes sense in, question (null: acts at once)].
@@ -61,8 +61,9 @@ export function mount(el) {
     }
     try {
       const reply = await action(`workers/${encodeURIComponent(name)}/${verb}`, body);
-      if (!reply) return;
-      if (alive) show(reply.worker_control || {});
+      if (!reply || !alive) return;
+      show(reply.worker_control || {});
+      refocus(tbody, `${verb}:${name}`);
       notice(`${verb}: worker ${name}${body ? ` (${body.reason})` : ""}`, true);
     } catch (e) {
       notice(`${verb} refused: ${e.message}`);

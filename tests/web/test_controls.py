@@ -37,6 +37,11 @@ def click(browser, selector):
     wait(browser, clicked)
 
 
+def now(browser, selector, fn):
+    """fn(the element the selector names), looking again if it was redrawn meanwhile."""
+    return wait(browser, lambda b: [fn(css(b, selector))])[0]
+
+
 def api(farm, path):
     with urllib.request.urlopen(farm.url + "/api/v1/" + path, timeout=WAIT_S) as reply:
         body = json.load(reply)
@@ -73,9 +78,10 @@ def queued_job(farm, name):
 
 
 def type_into(browser, selector, text):
-    field = css(browser, selector)
-    field.clear()
-    field.send_keys(text)
+    def typed(field):
+        field.clear()
+        field.send_keys(text)
+    now(browser, selector, typed)
 
 
 def test_set_priority_max_running_and_pool_of_a_queued_job(farm, browser):
@@ -96,7 +102,7 @@ def test_set_priority_max_running_and_pool_of_a_queued_job(farm, browser):
     assert got["priority"] == 80 and got["max_running"] == 3, got
     assert got["pool"] == "nowhere", "a field not edited was sent: %r" % got["pool"]
     status = json.loads(farm.cli("status", str(job), "--json").stdout)
-    assert '"priority": 80' in json.dumps(status) or status.get("job", {}).get("priority") == 80, status
+    assert status["job"]["priority"] == 80, status
 
     # Pool emptied: any worker; the job runs.
     css(browser, "#set-pool").send_keys(Keys.END, Keys.BACKSPACE * 10, Keys.ENTER)  # by keyboard
@@ -140,10 +146,10 @@ def test_drain_and_enable_a_worker_by_keyboard(farm, browser):
     browser.execute_script("sessionStorage.clear()")
     row = '#workers tr[data-name="ctl-worker"]'
     wait(browser, lambda b: css(b, row).get_attribute("data-alive") == "true")
-    assert not css(browser, row + ' button[data-verb="enable"]').is_enabled()
+    assert not now(browser, row + ' button[data-verb="enable"]', lambda el: el.is_enabled())
 
     # Enter on the button, the reason and Enter, the token and Enter.
-    css(browser, row + ' button[data-verb="drain"]').send_keys(Keys.ENTER)
+    now(browser, row + ' button[data-verb="drain"]', lambda el: el.send_keys(Keys.ENTER))
     reason = wait(browser, EC.visibility_of_element_located((By.ID, "prompt-input")))
     assert "Drain worker ctl-worker?" in css(browser, "#prompt-text").text
     reason.send_keys("disk swap", Keys.ENTER)
@@ -151,16 +157,21 @@ def test_drain_and_enable_a_worker_by_keyboard(farm, browser):
     token.send_keys(TOKEN, Keys.ENTER)
     wait(browser, lambda b: css(b, row).get_attribute("data-control") == "draining")
     wait(browser, lambda b: "disk swap" in css(b, row).text)
-    assert "draining" in css(browser, row).text
+    assert "draining" in now(browser, row, lambda el: el.text)
     shot(browser, "workers-drained")
     workers = {w["name"]: w for w in api(farm, "workers")["workers"]["workers"]}
     assert workers["ctl-worker"]["control"] == "draining", workers["ctl-worker"]
     assert workers["ctl-worker"]["control_reason"] == "disk swap"
 
+    # The focus stays in the row, on the next button it offers (drain is
+    # disabled now); Tab reaches enable.
+    wait(browser, lambda b: b.switch_to.active_element.get_attribute("data-key") == "disable:ctl-worker")
+    browser.switch_to.active_element.send_keys(Keys.TAB)
+    wait(browser, lambda b: b.switch_to.active_element.get_attribute("data-key") == "enable:ctl-worker")
     # Enable asks nothing; the token is kept for the tab.
-    css(browser, row + ' button[data-verb="enable"]').send_keys(Keys.ENTER)
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
     wait(browser, lambda b: css(b, row).get_attribute("data-control") == "enabled")
-    assert "disk swap" not in css(browser, row).text
+    assert "disk swap" not in now(browser, row, lambda el: el.text)
     workers = {w["name"]: w for w in api(farm, "workers")["workers"]["workers"]}
     assert workers["ctl-worker"]["control"] == "enabled"
 
@@ -189,16 +200,16 @@ def test_task_actions_skip_a_waiting_task_and_kill_a_running_one(farm, browser):
     css(browser, "#task-pick").send_keys(Keys.ENTER)
     panel = "#task-panel"
     wait(browser, lambda b: css(b, panel).get_attribute("data-index") == "2")
-    assert css(browser, panel).get_attribute("data-state") in ("queued", "waiting")
-    assert not css(browser, "#task-kill").is_enabled(), "kill offered for a task that does not run"
-    assert not css(browser, "#task-retry").is_enabled()
+    assert now(browser, panel, lambda el: el.get_attribute("data-state")) in ("queued", "waiting")
+    assert not now(browser, "#task-kill", lambda el: el.is_enabled()), "kill offered for a task that does not run"
+    assert not now(browser, "#task-retry", lambda el: el.is_enabled())
 
     # Skip asks first; backing out changes nothing.
     click(browser, "#task-skip")
     wait(browser, EC.visibility_of_element_located((By.CSS_SELECTOR, "#confirm-dialog button[value=cancel]"))).click()
     assert task_of(farm, job, 2)["state"] in ("TASK_QUEUED", "TASK_WAITING")
     click(browser, "#task-skip")
-    assert "Skip task 2 of job %d?" % job in css(browser, "#confirm-text").text
+    assert "Skip task 2 of job %d?" % job in wait(browser, EC.visibility_of_element_located((By.ID, "confirm-text"))).text
     confirm(browser)
     wait(browser, lambda b: css(b, panel).get_attribute("data-state") == "succeeded")
     assert task_of(farm, job, 2)["state"] == "TASK_SUCCEEDED"
@@ -227,9 +238,9 @@ def test_requeue_a_finished_job_asks_first(farm, browser):
     give_token(browser)
     view = css(browser, "#view")
     wait(browser, lambda b: view.get_attribute("data-state") == "succeeded")
-    assert not css(browser, "#action-pause").is_enabled()
+    assert not now(browser, "#action-pause", lambda el: el.is_enabled())
     click(browser, "#action-requeue")
-    assert "Requeue job %d?" % job in css(browser, "#confirm-text").text
+    assert "Requeue job %d?" % job in wait(browser, EC.visibility_of_element_located((By.ID, "confirm-text"))).text
     confirm(browser)
     wait(browser, lambda b: int(task_of(farm, job, 0).get("attempts", 0)) == 2)
     wait(browser, lambda b: view.get_attribute("data-state") == "succeeded")
