@@ -161,7 +161,11 @@ export function mount(el, { params }) {
   const legend = h("div.legend", { id: "task-legend" });
   const canvas = h("canvas.grid", { id: "task-grid" });
   const panelBox = h("div");
-  const actions = h("div.actions", { id: "job-actions" });
+  const actionButtons = Object.fromEntries(ACTIONS.map(([verb]) => [verb,
+    h("button" + (verb === "cancel" || verb === "requeue" ? ".danger" : ""), {
+      type: "button", id: "action-" + verb, disabled: true, onclick: () => act(verb),
+    }, verb)]));
+  const actions = h("div.actions", { id: "job-actions" }, Object.values(actionButtons));
   const setInputs = Object.fromEntries(SET_FIELDS.map(([field, , attrs]) =>
     [field, h("input", { ...attrs, id: "set-" + field, name: field, oninput: markDirty, onchange: markDirty })]));
   const setButton = h("button", { type: "submit", id: "set-apply" }, "set");
@@ -176,11 +180,9 @@ export function mount(el, { params }) {
   function renderHead() {
     head.replaceChildren(h("h1", {}, `Job ${id}: ${job.name || ""} `, badge(stateName(job.state))));
     const state = stateName(job.state);
-    replaceKeeping(actions, ...ACTIONS.map(([verb, states]) =>
-      h("button" + (verb === "cancel" || verb === "requeue" ? ".danger" : ""), {
-        type: "button", id: "action-" + verb, dataset: { key: verb }, disabled: !states.includes(state),
-        onclick: () => act(verb),
-      }, verb)));
+    // The buttons stay (a redraw would take a keyboard user's focus, and the
+    // element a click was aimed at); only whether each makes sense changes.
+    for (const [verb, states] of ACTIONS) actionButtons[verb].disabled = !states.includes(state);
     el.dataset.state = state;
     // The set form shows the job's values, except where the user is typing.
     const values = { priority: String(job.priority || 0), max_running: String(job.max_running || 0), pool: job.pool || "" };

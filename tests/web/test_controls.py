@@ -8,7 +8,8 @@ FARMHAND_TEST_ARTIFACTS."""
 import json
 import urllib.request
 
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (NoSuchElementException, StaleElementReferenceException,
+                                        TimeoutException)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
@@ -23,7 +24,14 @@ REDRAWN = (NoSuchElementException, StaleElementReferenceException)
 
 
 def wait(browser, condition, timeout=WAIT_S):
-    return WebDriverWait(browser, timeout, ignored_exceptions=REDRAWN).until(condition)
+    try:
+        return WebDriverWait(browser, timeout, ignored_exceptions=REDRAWN).until(condition)
+    except TimeoutException:
+        # What the page showed, for the failure's report.
+        shot(browser, "timeout")
+        raise TimeoutException("waited %g s; page %s, notice %r" % (
+            timeout, browser.current_url, browser.execute_script(
+                "const n = document.getElementById('notice'); return n.hidden ? '' : n.textContent")))
 
 
 def click(browser, selector):
@@ -111,32 +119,47 @@ def test_set_priority_max_running_and_pool_of_a_queued_job(farm, browser):
     farm.cli("cancel", str(job))
 
 
+def give_token_in_dialog(browser, token):
+    field = wait(browser, EC.visibility_of_element_located((By.ID, "token-input")))
+    field.send_keys(token)
+    css(browser, "#token-ok").click()
+
+
 def test_an_action_with_a_bad_token_is_refused_and_changes_nothing(farm, browser):
     job = queued_job(farm, "bad-token")
     open_page(browser, farm, "#/jobs/%d" % job)
-    give_token(browser, "not-a-token-the-broker-knows")
+    browser.execute_script("sessionStorage.clear()")
     wait(browser, lambda b: css(b, "#set-priority").get_attribute("value") == "0")
     type_into(browser, "#set-priority", "55")
     click(browser, "#set-apply")
+    give_token_in_dialog(browser, "not-a-token-the-broker-knows")
     wait(browser, lambda b: "set refused" in notice_text(b))
     assert "token" in notice_text(browser), notice_text(browser)
     assert token_in_tab(browser) is None, "a refused token is kept"
     assert job_of(farm, job)["priority"] == 0
     shot(browser, "job-set-refused")
 
-    # Without any token the page asks for one; backing out sends nothing.
+    # The page asks again; backing out sends nothing.
     click(browser, "#set-apply")
     wait(browser, EC.visibility_of_element_located((By.CSS_SELECTOR, "#token-dialog button[value=cancel]"))).click()
     assert job_of(farm, job)["priority"] == 0
 
     # A worker control with a bad token: refused, the worker unchanged.
     open_page(browser, farm, "#/workers")
-    give_token(browser, "also-not-a-token")
     click(browser, '#workers tr[data-name="local-1"] button[data-verb="drain"]')
     wait(browser, EC.visibility_of_element_located((By.ID, "prompt-ok"))).click()
+    give_token_in_dialog(browser, "also-not-a-token")
     wait(browser, lambda b: "drain refused" in notice_text(b))
     workers = api(farm, "workers")["workers"]["workers"]
     assert [w["control"] for w in workers if w["name"] == "local-1"] == ["enabled"], workers
+
+    # A token the broker refuses does not stop the pages reading (it refuses a
+    # read with a bad token even when reading needs none): dropped, read again.
+    give_token(browser, "a-token-removed-from-the-file")
+    browser.refresh()
+    wait(browser, lambda b: b.find_element(By.ID, "view").get_attribute("data-loaded") == "1")
+    assert notice_text(browser) == ""
+    assert token_in_tab(browser) is None
     farm.cli("cancel", str(job))
 
 
