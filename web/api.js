@@ -17,11 +17,20 @@ export async function get(path, params = {}, body = null) {
     if (v !== undefined && v !== null && v !== "") query.append(k, String(v));
   }
   const qs = query.toString();
-  const headers = {};
+  const url = "/api/v1/" + path + (qs ? "?" + qs : "");
   const token = sessionStorage.getItem(TOKEN_KEY);
-  if (token) headers.Authorization = "Bearer " + token;  // http.read: token
-  const response = await fetch("/api/v1/" + path + (qs ? "?" + qs : ""), { headers });
-  const reply = await readReply(response);
+  let reply;
+  try {
+    // The token is sent for http.read: token.
+    reply = await readReply(await fetch(url, { headers: token ? { Authorization: "Bearer " + token } : {} }));
+  } catch (e) {
+    // The broker refuses a read with a token it does not know, even when
+    // reading needs none: such a token (given for an action just refused, or
+    // removed from the tokens file since) is dropped and the read asked again.
+    if (!token || (e.status !== 401 && e.status !== 403)) throw e;
+    if (sessionStorage.getItem(TOKEN_KEY) === token) forgetToken();
+    reply = await readReply(await fetch(url));
+  }
   return body ? reply[body] || {} : reply;
 }
 
@@ -64,10 +73,21 @@ export function forgetToken() {
   document.dispatchEvent(new Event("farmhand-token"));
 }
 
+// Enter in a dialog's field means its OK button (a form's implicit submission
+// would press its first button, the one that backs out).
+function enterMeansOk(dialog, input) {
+  input.onkeydown = (e) => {
+    if (e.key !== "Enter") return;
+    e.preventDefault();
+    dialog.close("ok");
+  };
+}
+
 function askToken() {
   const dialog = document.getElementById("token-dialog");
   const input = document.getElementById("token-input");
   input.value = "";
+  enterMeansOk(dialog, input);
   return new Promise((resolve) => {
     dialog.addEventListener(
       "close",
@@ -79,9 +99,11 @@ function askToken() {
   });
 }
 
-export function confirmDialog(text) {
+// A question before an action that destroys or bypasses work: true for yes.
+export function confirmDialog(text, yes = "Yes") {
   const dialog = document.getElementById("confirm-dialog");
   document.getElementById("confirm-text").textContent = text;
+  document.getElementById("confirm-ok").textContent = yes;
   return new Promise((resolve) => {
     dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
     dialog.returnValue = "";
@@ -89,16 +111,42 @@ export function confirmDialog(text) {
   });
 }
 
-// POST /api/v1/jobs/ID/VERB with the token (asked for once per tab). Cancel
-// destroys work, so it asks first. Returns the JobActionReply, or null when
-// the user backed out; throws ApiError with the API's line when refused.
-export async function jobAction(id, verb) {
-  if (verb === "cancel") {
-    const ok = await confirmDialog(
-      `Cancel job ${id}? Its running tasks are stopped and its queued tasks never run.`,
-    );
-    if (!ok) return null;
-  }
+// A question with a line of text to give (a worker's reason): the text ("" when
+// left empty), or null when the user backed out.
+export function promptDialog(text, label, yes) {
+  const dialog = document.getElementById("prompt-dialog");
+  const input = document.getElementById("prompt-input");
+  document.getElementById("prompt-text").textContent = text;
+  document.getElementById("prompt-label").textContent = label;
+  document.getElementById("prompt-ok").textContent = yes;
+  input.value = "";
+  enterMeansOk(dialog, input);
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok" ? input.value.trim() : null),
+      { once: true });
+    dialog.returnValue = "";
+    dialog.showModal();
+    input.focus();
+  });
+}
+
+// A fresh key for each action: a repeat with it (a resent request) is answered
+// without acting again. crypto.randomUUID exists only in secure contexts
+// (https, localhost); a monitor opened as http://farmhost:7680 has not it.
+function idempotencyKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// POST /api/v1/PATH with `body` (the request's other fields by protobuf name,
+// or null) and the token (asked for once per tab). With `confirm`, asks that
+// question first. Returns the broker's reply (its `action`, `worker_control`,
+// `limits`...), or null when the user backed out; throws ApiError with the
+// API's line when refused. A token the broker does not know is dropped, so the
+// next action asks again.
+export async function action(path, body = null, { confirm = null, yes = "Yes" } = {}) {
+  if (confirm && !(await confirmDialog(confirm, yes))) return null;
   let token = sessionStorage.getItem(TOKEN_KEY);
   if (!token) {
     token = await askToken();
@@ -106,18 +154,33 @@ export async function jobAction(id, verb) {
     sessionStorage.setItem(TOKEN_KEY, token);
     document.dispatchEvent(new Event("farmhand-token"));
   }
-  const response = await fetch(`/api/v1/jobs/${encodeURIComponent(id)}/${verb}`, {
-    method: "POST",
-    headers: { Authorization: "Bearer " + token, "Idempotency-Key": crypto.randomUUID() },
+  const headers = { Authorization: "Bearer " + token, "Idempotency-Key": idempotencyKey() };
+  if (body) headers["Content-Type"] = "application/json";
+  const response = await fetch("/api/v1/" + path, {
+    method: "POST", headers, body: body ? JSON.stringify(body) : undefined,
   });
   try {
-    const reply = await readReply(response);
-    return reply.action || {};
+    return await readReply(response);
   } catch (e) {
-    // A token the broker does not know is dropped so the next action asks again.
     if (e.status === 401 || e.status === 403) forgetToken();
     throw e;
   }
+}
+
+// What each job action asks first, if anything: the ones that destroy work.
+const JOB_QUESTIONS = {
+  cancel: (id) => `Cancel job ${id}? Its running tasks are stopped and its queued tasks never run.`,
+  requeue: (id) => `Requeue job ${id}? It runs again: every task, earlier attempts kept in its logs.`,
+};
+
+// POST /api/v1/jobs/ID/VERB (cancel, pause, resume, retry, kill, skip,
+// requeue, unblock) with an optional JobActionRequest body ({tasks: "3"});
+// returns the JobActionReply, or null when the user backed out.
+export async function jobAction(id, verb, body = null, options = {}) {
+  const question = JOB_QUESTIONS[verb];
+  const reply = await action(`jobs/${encodeURIComponent(id)}/${verb}`, body,
+    { confirm: question ? question(id) : null, ...options });
+  return reply && (reply.action || {});
 }
 
 // ---------------------------------------------------------------- live stream

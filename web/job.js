@@ -1,18 +1,41 @@
-// A job's page: summary, errors, dependencies, actions, and its tasks as a
-// canvas grid (every state as a letter from GET /api/v1/jobs/ID/states,
-// changed indices from the stream), a task's details on click.
-import { get, onStream, jobAction } from "./api.js";
+// A job's page: summary, errors, dependencies, actions, a form that changes
+// its priority, max running and pool, and its tasks as a canvas grid (every
+// state as a letter from GET /api/v1/jobs/ID/states, changed indices from the
+// stream), a task's details and actions on click (or by its number).
+import { get, onStream, jobAction, action } from "./api.js";
+import { replaceKeeping, markDirty } from "./controls.js";
 import { TaskGrid, TASK_STATES } from "./grid.js";
 import {
   h, badge, stateName, progressBar, ago, when, duration, bytes, user, notice, throttle, num,
 } from "./util.js";
 
 const TASK_PAGE = 10000;
+const FINISHED = ["succeeded", "failed", "cancelled"];
 const ACTIONS = [
   ["pause", ["queued", "running"]],
   ["resume", ["paused"]],
   ["retry", ["failed", "cancelled", "running", "queued", "paused"]],
   ["cancel", ["queued", "running", "paused"]],
+  ["requeue", FINISHED],
+];
+
+// A task's actions: [id, label, task states it makes sense in, body, question].
+// Kill and skip destroy or bypass work, so they ask first.
+const TASK_ACTIONS = [
+  ["retry", "retry", ["succeeded", "failed", "dead", "cancelled"], {}, null],
+  ["kill", "kill", ["running"], {},
+    (id, i) => `Kill task ${i} of job ${id}? Its running attempt is stopped; the task runs again as a new attempt.`],
+  ["kill", "kill as failed", ["running"], { fail: true },
+    (id, i) => `Kill task ${i} of job ${id} as failed? Its running attempt is stopped and counts as a failed attempt.`],
+  ["skip", "skip", ["waiting", "queued", "running", "failed", "dead", "cancelled"], {},
+    (id, i) => `Skip task ${i} of job ${id}? It is marked succeeded without running (a running attempt is stopped) and its dependants are released.`],
+];
+
+// The job's fields the set form changes: [JobSetRequest field, label, input attributes].
+const SET_FIELDS = [
+  ["priority", "priority", { type: "number", step: "1", min: "-2147483648", max: "2147483647", required: true }],
+  ["max_running", "max running (0: no cap)", { type: "number", step: "1", min: "0", max: "4294967295", required: true }],
+  ["pool", "pool (empty: any)", { type: "text", maxlength: "64", size: "12" }],
 ];
 
 function summaryList(job, status) {
@@ -44,7 +67,7 @@ function summaryList(job, status) {
     items.filter(([, v]) => v !== "" && !(Array.isArray(v) && !v.length)).map(([k, v]) => [h("dt", {}, k), h("dd", { dataset: { field: k } }, v)]));
 }
 
-function errorsList(status) {
+function errorsList(status, unblock) {
   const errors = status.last_errors || [];
   const blocked = status.blocked || [];
   if (!errors.length && !blocked.length) return h("div", { id: "job-errors" });
@@ -52,10 +75,13 @@ function errorsList(status) {
     h("h2", {}, "Errors"),
     h("ul.errors", {}, errors.map((t) =>
       h("li", {}, `task ${t.index || 0} (frames ${t.frames || ""})${t.worker ? " on " + t.worker : ""}, attempt ${t.attempts || 0}: ${t.error || ""}`))),
-    blocked.length ? h("p", {}, "Blocked workers: ", blocked.map((b) => `${b.worker} (${b.failures} failures: ${b.reason})`).join("; ")) : "");
+    blocked.length ? h("p", {}, "Blocked workers: ", blocked.map((b) => `${b.worker} (${b.failures} failures: ${b.reason})`).join("; "), " ",
+      blocked.map((b) => [h("button", { type: "button", dataset: { key: "unblock-" + b.worker }, onclick: () => unblock(b.worker) },
+        `unblock ${b.worker}`), " "]),
+      blocked.length > 1 ? h("button", { type: "button", dataset: { key: "unblock-all" }, onclick: () => unblock("") }, "unblock all") : "") : "");
 }
 
-function taskPanel(t) {
+function taskPanel(t, actTask) {
   const a = t.last_attempt;
   const rows = [
     ["state", badge(stateName(t.state))],
@@ -73,8 +99,16 @@ function taskPanel(t) {
       ["peak memory", bytes(a.peak_rss_bytes) || "unknown"],
       ["exit", a.exit_signal ? a.exit_signal : (a.exit_code !== undefined ? `code ${a.exit_code}` : "")]);
   }
-  return h("div.task-panel", { id: "task-panel", dataset: { index: String(t.index || 0) } },
+  const state = stateName(t.state);
+  return h("div.task-panel", { id: "task-panel", dataset: { index: String(t.index || 0), state } },
     h("h2", {}, `Task ${t.index || 0}`),
+    h("div.actions", { id: "task-actions" }, TASK_ACTIONS.map(([verb, label, states, body, question]) => {
+      const key = "task-" + label.replace(/ /g, "-");
+      return h("button" + (question ? ".danger" : ""), {
+        type: "button", id: key, dataset: { key }, disabled: !states.includes(state),
+        onclick: () => actTask(Number(t.index || 0), verb, label, body, question),
+      }, label);
+    })),
     h("dl.summary", {}, rows.filter(([, v]) => v !== "").map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
     h("h2", {}, "Attempts and log"),
     h("div", { id: "task-logs" }, h("p", {}, "loading…")),
@@ -127,19 +161,36 @@ export function mount(el, { params }) {
   const legend = h("div.legend", { id: "task-legend" });
   const canvas = h("canvas.grid", { id: "task-grid" });
   const panelBox = h("div");
-  const actions = h("div.actions", { id: "job-actions" });
-  el.append(head, actions, summaryBox, errorsBox, h("h2", {}, "Tasks"), legend,
-    h("div.grid-wrap", {}, canvas), panelBox);
+  const actionButtons = Object.fromEntries(ACTIONS.map(([verb]) => [verb,
+    h("button" + (verb === "cancel" || verb === "requeue" ? ".danger" : ""), {
+      type: "button", id: "action-" + verb, disabled: true, onclick: () => act(verb),
+    }, verb)]));
+  const actions = h("div.actions", { id: "job-actions" }, Object.values(actionButtons));
+  const setInputs = Object.fromEntries(SET_FIELDS.map(([field, , attrs]) =>
+    [field, h("input", { ...attrs, id: "set-" + field, name: field, oninput: markDirty, onchange: markDirty })]));
+  const setButton = h("button", { type: "submit", id: "set-apply" }, "set");
+  const setForm = h("form.filters", { id: "job-set", onsubmit: (e) => { e.preventDefault(); applySet(); } },
+    SET_FIELDS.map(([field, label]) => h("label", {}, label, setInputs[field])), setButton);
+  const pickInput = h("input", { type: "number", id: "task-pick", min: "0", step: "1", required: true });
+  const pickForm = h("form.filters", { id: "task-pick-form", onsubmit: (e) => { e.preventDefault(); showTask(); } },
+    h("label", {}, "task", pickInput), h("button", { type: "submit", id: "task-pick-show" }, "show task"));
+  el.append(head, actions, h("h2", {}, "Change"), setForm, summaryBox, errorsBox, h("h2", {}, "Tasks"), legend,
+    h("div.grid-wrap", {}, canvas), pickForm, panelBox);
 
   function renderHead() {
     head.replaceChildren(h("h1", {}, `Job ${id}: ${job.name || ""} `, badge(stateName(job.state))));
     const state = stateName(job.state);
-    actions.replaceChildren(...ACTIONS.map(([verb, states]) =>
-      h("button" + (verb === "cancel" ? ".danger" : ""), {
-        type: "button", id: "action-" + verb, disabled: !states.includes(state),
-        onclick: () => act(verb),
-      }, verb)));
+    // The buttons stay (a redraw would take a keyboard user's focus, and the
+    // element a click was aimed at); only whether each makes sense changes.
+    for (const [verb, states] of ACTIONS) actionButtons[verb].disabled = !states.includes(state);
     el.dataset.state = state;
+    // The set form shows the job's values, except where the user is typing.
+    const values = { priority: String(job.priority || 0), max_running: String(job.max_running || 0), pool: job.pool || "" };
+    for (const [field, input] of Object.entries(setInputs)) {
+      if (!input.dataset.dirty) input.value = values[field];
+      input.disabled = FINISHED.includes(state);
+    }
+    setButton.disabled = FINISHED.includes(state);
   }
 
   function renderLegend() {
@@ -153,7 +204,7 @@ export function mount(el, { params }) {
     job = status.job || {};
     renderHead();
     summaryBox.replaceChildren(summaryList(job, status));
-    errorsBox.replaceChildren(errorsList(status));
+    replaceKeeping(errorsBox, errorsList(status, unblock));
   }
 
   async function act(verb) {
@@ -165,6 +216,63 @@ export function mount(el, { params }) {
     } catch (e) {
       notice(`${verb} refused: ${e.message}`);
     }
+  }
+
+  // POST /set with the fields the user changed; the summary follows from the stream.
+  async function applySet() {
+    const body = {};
+    for (const [field, input] of Object.entries(setInputs)) {
+      if (!input.dataset.dirty) continue;
+      body[field] = field === "pool" ? input.value.trim() : Number(input.value);
+    }
+    if (!Object.keys(body).length) return notice("set: nothing changed (edit priority, max running or pool first)");
+    try {
+      const reply = await action(`jobs/${id}/set`, body);
+      if (!reply) return;
+      for (const input of Object.values(setInputs)) delete input.dataset.dirty;
+      notice(`set: job ${id} ${Object.entries(body).map(([k, v]) => `${k.replace("_", " ")} ${v === "" ? "any" : v}`).join(", ")}`, true);
+      refreshStatus();
+    } catch (e) {
+      notice(`set refused: ${e.message}`);
+    }
+  }
+
+  async function actTask(index, verb, label, body, question) {
+    try {
+      const reply = await jobAction(id, verb, { ...body, tasks: String(index) },
+        { confirm: question ? question(id, index) : null, yes: label });
+      if (!reply) return;
+      const changed = num(reply.tasks_changed);
+      notice(`${label}: task ${index} of job ${id}: ${changed ? `done, job ${stateName(reply.state)}` : "no task matched"}`, true);
+      refreshStatus();
+      if (pickedIndex === index) pick(index);
+    } catch (e) {
+      notice(`${label} refused: ${e.message}`);
+    }
+  }
+
+  async function unblock(worker) {
+    try {
+      const reply = await jobAction(id, "unblock", worker ? { worker } : null);
+      if (!reply) return;
+      notice(`unblock: job ${id} may run on ${worker || "every blocked worker"} again`, true);
+      refreshStatus();
+    } catch (e) {
+      notice(`unblock refused: ${e.message}`);
+    }
+  }
+
+  function showTask() {
+    const index = Number(pickInput.value);
+    const count = num(job?.task_count);
+    if (!Number.isInteger(index) || index < 0 || index >= count) {
+      return notice(`job ${id} has tasks 0 to ${Math.max(0, count - 1)}, not ${pickInput.value}`);
+    }
+    if (grid) {
+      grid.selected = index;
+      grid.draw();
+    }
+    pick(index);
   }
 
   async function fetchTasks(offset, limit) {
@@ -253,7 +361,7 @@ export function mount(el, { params }) {
       const page = await fetchTasks(index, 1);
       const t = (page.tasks || [])[0];
       if (alive && t && pickedIndex === index) {
-        panelBox.replaceChildren(taskPanel(t));
+        replaceKeeping(panelBox, taskPanel(t, actTask));
         loadLogs(index);
       }
     } catch (e) {
