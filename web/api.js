@@ -207,13 +207,36 @@ function emit(type, data) {
   }
 }
 
+// Whose changed task indices the stream brings: none (the lists), or the job
+// whose page is open (its grid); set by the views, the stream reopened to
+// continue from the last event seen.
+let streamTasks = "none";
+let lastEventId = "";
+
+export function streamTasksOf(which) {
+  const next = which ? String(which) : "none";
+  if (next === streamTasks) return;
+  streamTasks = next;
+  if (source) {
+    source.close();
+    source = null;
+    startStream();
+  }
+}
+
 export function startStream() {
   if (source) return;
-  source = new EventSource("/api/v1/stream");
+  const query = new URLSearchParams({ tasks: streamTasks });
+  if (lastEventId) query.set("last_event_id", lastEventId);
+  // EventSource sends no header: with http.read: token the token goes in the URL.
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) query.set("access_token", token);
+  source = new EventSource("/api/v1/stream?" + query.toString());
   source.addEventListener("open", () => emit("open", null));
   source.addEventListener("error", () => emit("down", null));
   for (const type of ["job", "worker", "publish"]) {
     source.addEventListener(type, (e) => {
+      if (e.lastEventId) lastEventId = e.lastEventId;
       let data;
       try {
         data = JSON.parse(e.data);

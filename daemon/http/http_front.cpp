@@ -248,6 +248,8 @@ std::optional<std::string> HttpFront::authorise(const httplib::Request& req, htt
     }
   }
   if (user == nullptr) {
+    // Open reads do not need one: a stale token in a browser tab still reads.
+    if (!needed) return std::string();
     json_error(res, 403, "forbidden", "the bearer token is not one of http.tokens_file's");
     return std::nullopt;
   }

@@ -74,6 +74,10 @@ TEST_F(HttpE2ETest, TheApiShowsJobsAndTasksAsTheCliDoes) {
   auto [health_code, health] = get("/api/v1/health");
   ASSERT_EQ(health_code, 200) << health.dump();
   EXPECT_EQ(health["health"]["store_writes"], true);
+  // Reads are open here: a stale token left in a browser tab does not stop them.
+  auto stale = http_->Get("/api/v1/health", {{"Authorization", "Bearer stale-token-of-nobody-1"}});
+  ASSERT_TRUE(stale);
+  EXPECT_EQ(stale->status, 200) << stale->body;
 
   auto job = cluster_->submit({"noop", "--frames", "1-7", "--name", "api-seen"});
   ASSERT_TRUE(job) << cluster_->last_cli();

@@ -3,6 +3,7 @@ farmhandd, farmhand-worker and farmhand CLI: live updates, errors, actions with
 and without a valid token, a lost worker. A screenshot of each page goes to
 FARMHAND_TEST_ARTIFACTS."""
 
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -13,7 +14,8 @@ WAIT_S = 30
 
 
 def wait(browser, condition, timeout=WAIT_S):
-    return WebDriverWait(browser, timeout).until(condition)
+    # A row the page redraws between finding it and reading it is looked up again.
+    return WebDriverWait(browser, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
 def open_page(browser, farm, hash_route):
