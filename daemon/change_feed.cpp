@@ -97,9 +97,7 @@ void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::tim
       entry->job_id = id;
       if (cards) {
         // The board's summary, kept alive by the entry (the card it is in).
-        if (auto card = JobBoard::find(*cards, id)) {
-          entry->job = std::shared_ptr<const wire::JobSummary>(card, &card->summary);
-        }
+        entry->card = JobBoard::find(*cards, id);
       } else if (farm.scheduler->job(id)) {
         auto summary = std::make_shared<wire::JobSummary>();
         fill_summary(farm, id, *summary);

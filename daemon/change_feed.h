@@ -51,6 +51,7 @@ class ChangeFeed {
     // kind job: the summary (absent when the job was forgotten), job_id always.
     uint64_t job_id = 0;
     std::shared_ptr<const wire::JobSummary> job;
+    JobBoard::CardPtr card;       // instead of `job`, when the board made it (merged by readers)
     std::vector<uint32_t> tasks;  // changed task indices, at most kMaxTaskIndices
     uint64_t tasks_changed = 0;   // how many changed in all
     // kind worker: its name and what happened (joined, left, lost: REASON).

@@ -333,7 +333,7 @@ bool job_matches(const wire::ListRequest& request, const std::string& needle, co
   return needle.empty() || lower_ascii(job.name).find(needle) != std::string::npos;
 }
 
-void fill_summary(const Farm& farm, core::JobId id, wire::JobSummary& summary) {
+void fill_summary_fixed(const Farm& farm, core::JobId id, wire::JobSummary& summary) {
   const core::Scheduler& scheduler = *farm.scheduler;
   auto view = scheduler.job(id);
   const core::JobSpec* spec = scheduler.job_spec(id);
@@ -343,17 +343,11 @@ void fill_summary(const Farm& farm, core::JobId id, wire::JobSummary& summary) {
   summary.set_id(id);
   summary.set_name(job_display_name(wspec));
   summary.set_kind(wspec.kind());
-  summary.set_state(to_wire(view->state));
   summary.set_priority(spec->priority);
   summary.set_pool(spec->pool);
   summary.set_frames(spec->frames.to_string());
   summary.set_chunk(spec->chunk);
   summary.set_task_count(view->task_count);
-  for (int i = 0; i < core::kTaskStateCount; ++i) {
-    auto state = static_cast<core::TaskState>(i);
-    if (state == core::TaskState::kBackoff) continue;
-    (*summary.mutable_counts())[std::string(core::task_state_name(state))] = view->counts[i];
-  }
   summary.set_submitted_unix_ms(record->submitted_unix_ms);
   summary.mutable_labels()->insert(wspec.labels().begin(), wspec.labels().end());
   summary.set_max_attempts(spec->max_attempts);
@@ -368,14 +362,28 @@ void fill_summary(const Farm& farm, core::JobId id, wire::JobSummary& summary) {
   summary.set_submitted_from(wspec.submitted_from());
   summary.set_submitted_key(wspec.submitted_key());
   summary.set_project(wspec.project());
-  summary.set_finished_unix_ms(record->finished_unix_ms);
-  summary.set_started_unix_ms(record->started_unix_ms);
   summary.set_command_template(wspec.command_template());
   summary.mutable_params()->insert(wspec.params().begin(), wspec.params().end());
   summary.set_max_running(spec->max_running);
   summary.set_cores(spec->cores);
   summary.set_memory_bytes(spec->memory);
   summary.set_memory_retry_factor(spec->memory_retry_factor);
+  summary.set_frames_total(spec->frames.size());
+  for (const std::string& limit : spec->limits) summary.add_limits(limit);
+}
+
+std::optional<JobMoving> job_moving(const Farm& farm, core::JobId id) {
+  const core::Scheduler& scheduler = *farm.scheduler;
+  auto view = scheduler.job(id);
+  const core::JobSpec* spec = scheduler.job_spec(id);
+  const JobRecord* record = farm.jobs.find(id);
+  if (!view || !spec || !record) return std::nullopt;
+  JobMoving moving;
+  moving.state = to_wire(view->state);
+  moving.counts = view->counts;
+  moving.started_unix_ms = record->started_unix_ms;
+  moving.finished_unix_ms = record->finished_unix_ms;
+  moving.usage = farm.jobs.usage(id);
   // Frames, for a progress bar that moves with the frames of long tasks: every
   // succeeded task covers `chunk` frames but the last, which may cover fewer.
   const uint64_t frames = spec->frames.size();
@@ -387,14 +395,31 @@ void fill_summary(const Farm& farm, core::JobId id, wire::JobSummary& summary) {
       frames_done -= view->task_count * spec->chunk - frames;
     }
   }
-  summary.set_frames_total(frames);
-  summary.set_frames_succeeded(std::min(frames_done, frames));
-  for (const std::string& limit : spec->limits) summary.add_limits(limit);
-  const JobUsage usage = farm.jobs.usage(id);
+  moving.frames_succeeded = std::min(frames_done, frames);
+  return moving;
+}
+
+void apply_moving(const JobMoving& moving, wire::JobSummary& summary) {
+  summary.set_state(moving.state);
+  for (int i = 0; i < core::kTaskStateCount; ++i) {
+    auto state = static_cast<core::TaskState>(i);
+    if (state == core::TaskState::kBackoff) continue;
+    (*summary.mutable_counts())[std::string(core::task_state_name(state))] = moving.counts[i];
+  }
+  summary.set_started_unix_ms(moving.started_unix_ms);
+  summary.set_finished_unix_ms(moving.finished_unix_ms);
+  summary.set_frames_succeeded(moving.frames_succeeded);
   auto* out = summary.mutable_usage();
-  out->set_cpu_s(usage.cpu_s);
-  out->set_peak_rss_bytes(usage.peak_rss_bytes);
-  out->set_attempts(usage.attempts);
+  out->set_cpu_s(moving.usage.cpu_s);
+  out->set_peak_rss_bytes(moving.usage.peak_rss_bytes);
+  out->set_attempts(moving.usage.attempts);
+}
+
+void fill_summary(const Farm& farm, core::JobId id, wire::JobSummary& summary) {
+  auto moving = job_moving(farm, id);
+  if (!moving) return;
+  fill_summary_fixed(farm, id, summary);
+  apply_moving(*moving, summary);
 }
 
 }  // namespace farmhand::daemon

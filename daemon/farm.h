@@ -8,6 +8,7 @@
 // pointer into it across turns. Not thread-safe: the event loop owns it.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -137,6 +138,24 @@ void to_wire(const AttemptStats& stats, wire::AttemptStats& out);
 
 // A job's summary as `status`, `ls` and `events` show it; untouched if unknown.
 void fill_summary(const Farm& farm, core::JobId id, wire::JobSummary& summary);
+
+// The summary in two parts, for those who keep it as a job runs (the HTTP
+// front's job board): what changes only with its spec (a submit, `job set`,
+// a memory retry), and what moves with every task (state, counts, frames
+// done, times, usage), cheap to take and to keep.
+void fill_summary_fixed(const Farm& farm, core::JobId id, wire::JobSummary& summary);
+
+struct JobMoving {
+  wire::JobState state = wire::JOB_STATE_UNSPECIFIED;
+  std::array<uint64_t, core::kTaskStateCount> counts{};
+  uint64_t frames_succeeded = 0;
+  int64_t started_unix_ms = 0;
+  int64_t finished_unix_ms = 0;
+  JobUsage usage;
+};
+
+std::optional<JobMoving> job_moving(const Farm& farm, core::JobId id);
+void apply_moving(const JobMoving& moving, wire::JobSummary& summary);
 
 // The name a job is listed under: its own, else its kind (and command).
 std::string job_display_name(const wire::JobSpec& spec);

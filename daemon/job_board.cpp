@@ -16,22 +16,46 @@ void JobBoard::note(const Batch& batch) {
   auto mark = [this](core::JobId id) {
     if (dirty_.empty() || dirty_.back() != id) dirty_.push_back(id);
   };
-  for (const JobRow& row : batch.new_jobs) mark(row.id);
+  for (const JobRow& row : batch.new_jobs) {
+    mark(row.id);
+    refixed_.push_back(row.id);
+  }
   for (const auto& change : batch.job_changes) mark(change.job);
   for (const auto& [id, at] : batch.finished) mark(id);
   for (const auto& [id, at] : batch.started) mark(id);
   for (core::JobId id : batch.forgotten_jobs) mark(id);
   for (const auto& change : batch.task_changes) mark(change.job);
-  for (const auto& change : batch.spec_changes) mark(change.job);
+  for (const auto& change : batch.spec_changes) {
+    mark(change.job);
+    refixed_.push_back(change.job);
+  }
   for (const LogRow& log : batch.logs) mark(log.job);  // usage
+}
+
+const wire::JobSummary& JobBoard::Card::summary() const {
+  std::call_once(summary_once, [this] {
+    whole = *fixed;
+    apply_moving(moving, whole);
+  });
+  return whole;
 }
 
 namespace {
 
-JobBoard::CardPtr make_card(const Farm& farm, core::JobId id) {
-  if (!farm.scheduler->job(id)) return nullptr;
+// A job's card; `before`'s fixed part is kept unless `refix`.
+JobBoard::CardPtr make_card(const Farm& farm, core::JobId id, const JobBoard::Card* before,
+                            bool refix) {
+  auto moving = job_moving(farm, id);
+  if (!moving) return nullptr;
   auto card = std::make_shared<JobBoard::Card>();
-  fill_summary(farm, id, card->summary);
+  card->moving = *moving;
+  if (before != nullptr && !refix) {
+    card->fixed = before->fixed;
+  } else {
+    auto fixed = std::make_shared<wire::JobSummary>();
+    fill_summary_fixed(farm, id, *fixed);
+    card->fixed = std::move(fixed);
+  }
   return card;
 }
 
@@ -48,15 +72,17 @@ void JobBoard::publish_if_due(const Farm& farm, std::chrono::steady_clock::time_
   std::sort(dirty_.begin(), dirty_.end());
   dirty_.erase(std::unique(dirty_.begin(), dirty_.end()), dirty_.end());
   if (!rebuild_ && dirty_.size() > kFewJobs && now - last_publish_ < kInterval) return;
+  std::sort(refixed_.begin(), refixed_.end());
   last_publish_ = now;
   auto next = std::make_shared<Snapshot>();
   next->as_of_unix_ms = unix_ms;
   if (rebuild_) {
     rebuild_ = false;
     dirty_.clear();
+    refixed_.clear();
     std::shared_ptr<Chunk> chunk;
     for (core::JobId id : farm.scheduler->job_ids()) {
-      auto card = make_card(farm, id);
+      auto card = make_card(farm, id, nullptr, true);
       if (!card) continue;
       if (next->chunks.empty() || next->chunks.back().first != id / kChunk) {
         chunk = std::make_shared<Chunk>();
@@ -79,9 +105,11 @@ void JobBoard::publish_if_due(const Farm& farm, std::chrono::steady_clock::time_
           old != before->chunks.end() && old->first == number ? *(old++)->second : empty;
       auto card = was.begin();
       for (; dirty != dirty_.end() && *dirty / kChunk == number; ++dirty) {
-        while (card != was.end() && (*card)->summary.id() < *dirty) chunk->push_back(*card++);
-        if (card != was.end() && (*card)->summary.id() == *dirty) ++card;
-        if (auto made = make_card(farm, *dirty)) chunk->push_back(std::move(made));
+        while (card != was.end() && (*card)->id() < *dirty) chunk->push_back(*card++);
+        const Card* last = nullptr;  // the job's card until now
+        if (card != was.end() && (*card)->id() == *dirty) last = (card++)->get();
+        const bool refix = std::binary_search(refixed_.begin(), refixed_.end(), *dirty);
+        if (auto made = make_card(farm, *dirty, last, refix)) chunk->push_back(std::move(made));
       }
       chunk->insert(chunk->end(), card, was.end());
       if (!chunk->empty()) next->chunks.emplace_back(number, std::move(chunk));
@@ -89,6 +117,7 @@ void JobBoard::publish_if_due(const Farm& farm, std::chrono::steady_clock::time_
     next->chunks.insert(next->chunks.end(), old, before->chunks.end());
     for (const auto& [number, chunk] : next->chunks) next->jobs += chunk->size();
     dirty_.clear();
+    refixed_.clear();
   }
   std::lock_guard lock(mutex_);
   current_ = std::move(next);
@@ -106,10 +135,9 @@ JobBoard::CardPtr JobBoard::find(const Snapshot& snapshot, core::JobId id) {
       std::lower_bound(snapshot.chunks.begin(), snapshot.chunks.end(), id / kChunk,
                        [](const auto& entry, uint64_t number) { return entry.first < number; });
   if (chunk == snapshot.chunks.end() || chunk->first != id / kChunk) return nullptr;
-  auto card =
-      std::lower_bound(chunk->second->begin(), chunk->second->end(), id,
-                       [](const CardPtr& c, core::JobId want) { return c->summary.id() < want; });
-  return card != chunk->second->end() && (*card)->summary.id() == id ? *card : nullptr;
+  auto card = std::lower_bound(chunk->second->begin(), chunk->second->end(), id,
+                               [](const CardPtr& c, core::JobId want) { return c->id() < want; });
+  return card != chunk->second->end() && (*card)->id() == id ? *card : nullptr;
 }
 
 namespace {
@@ -267,10 +295,10 @@ Result<JobBoard::Page> JobBoard::query(const Snapshot& snapshot, const Query& qu
   std::vector<const CardPtr*> matches;
   for (const auto& [number, chunk] : snapshot.chunks) {
     for (const CardPtr& card : *chunk) {
-      const wire::JobSummary& job = card->summary;
+      const wire::JobSummary& job = *card->fixed;  // whole summaries only for a page
       if (job_matches(query.filter, needle,
-                      {job.state(), job.submitted_by(), job.project(), job.submitted_unix_ms(),
-                       job.labels(), job.name()})) {
+                      {card->moving.state, job.submitted_by(), job.project(),
+                       job.submitted_unix_ms(), job.labels(), job.name()})) {
         matches.push_back(&card);
       }
     }
@@ -286,9 +314,9 @@ Result<JobBoard::Page> JobBoard::query(const Snapshot& snapshot, const Query& qu
   } else {
     std::vector<std::pair<SortValue, const CardPtr*>> keyed;
     keyed.reserve(matches.size());
-    for (const CardPtr* card : matches) keyed.emplace_back(key->value((*card)->summary), card);
+    for (const CardPtr* card : matches) keyed.emplace_back(key->value((*card)->summary()), card);
     std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& a, const auto& b) {
-      return before(a.first, (*a.second)->summary.id(), b.first, (*b.second)->summary.id());
+      return before(a.first, (*a.second)->id(), b.first, (*b.second)->id());
     });
     for (size_t i = 0; i < keyed.size(); ++i) matches[i] = keyed[i].second;
   }
@@ -302,7 +330,7 @@ Result<JobBoard::Page> JobBoard::query(const Snapshot& snapshot, const Query& qu
     first = static_cast<size_t>(
         std::partition_point(matches.begin(), matches.end(),
                              [&](const CardPtr* card) {
-                               const wire::JobSummary& job = (*card)->summary;
+                               const wire::JobSummary& job = (*card)->summary();
                                return !before(after->value, after->id, key->value(job), job.id());
                              }) -
         matches.begin());
@@ -314,7 +342,7 @@ Result<JobBoard::Page> JobBoard::query(const Snapshot& snapshot, const Query& qu
     page.jobs.push_back(*matches[i]);
   }
   if (!page.jobs.empty() && first + page.jobs.size() < matches.size()) {
-    page.next_cursor = make_cursor(*key, page.jobs.back()->summary);
+    page.next_cursor = make_cursor(*key, page.jobs.back()->summary());
   }
   return page;
 }

@@ -26,6 +26,7 @@
 
 #include "common/result.h"
 #include "daemon/core/scheduler.h"
+#include "daemon/farm.h"
 #include "daemon/store/store.h"
 
 namespace farmhand::daemon {
@@ -36,10 +37,20 @@ class JobBoard {
  public:
   static constexpr std::chrono::milliseconds kInterval{250};
 
-  // One job: its summary and, made once by the first reader that needs it,
-  // the summary as the API's JSON.
+  // One job: what changes only with its spec (shared by every card of the job
+  // until then) and what moves as it runs (a few numbers: a card costs the
+  // loop little). Its whole summary, and that as the API's JSON, are made once
+  // by the first reader that needs them.
   struct Card {
-    wire::JobSummary summary;
+    std::shared_ptr<const wire::JobSummary> fixed;
+    JobMoving moving;
+
+    uint64_t id() const { return fixed->id(); }
+
+    const wire::JobSummary& summary() const;
+
+    mutable std::once_flag summary_once;
+    mutable wire::JobSummary whole;
     mutable std::once_flag json_once;
     mutable std::string json;
   };
@@ -111,6 +122,7 @@ class JobBoard {
   bool enabled_ = false;
   bool rebuild_ = true;
   std::vector<core::JobId> dirty_;
+  std::vector<core::JobId> refixed_;  // of those, jobs whose spec changed (or new)
   std::chrono::steady_clock::time_point last_publish_{};
 
   mutable std::mutex mutex_;

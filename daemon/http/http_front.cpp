@@ -14,6 +14,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 #include <openssl/crypto.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,6 +25,34 @@
 
 namespace farmhand::daemon {
 namespace {
+
+// The front's threads run at a lower priority than the loop (nice
+// kHttpNice, per thread): when both want the CPU (a publish of thousands of
+// stream entries written to every reader, a crowd of slow clients) the kernel
+// gives it to the loop first, so watching the farm slows its dispatch as
+// little as it can. They still have every cycle the loop leaves.
+constexpr int kHttpNice = 10;
+
+class NicedPool : public httplib::TaskQueue {
+ public:
+  explicit NicedPool(size_t threads) : pool_(threads) {}
+
+  void enqueue(std::function<void()> fn) override {
+    pool_.enqueue([fn = std::move(fn)] {
+      thread_local bool niced = false;
+      if (!niced) {
+        niced = true;
+        (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kHttpNice);
+      }
+      fn();
+    });
+  }
+
+  void shutdown() override { pool_.shutdown(); }
+
+ private:
+  httplib::ThreadPool pool_;
+};
 
 constexpr size_t kMinTokenLength = 16;
 
@@ -190,7 +219,7 @@ Result<std::unique_ptr<HttpFront>> HttpFront::start(zmq::context_t& context, Opt
   // Headers and body leave as separate writes: without TCP_NODELAY, Nagle
   // holds the body until the client's delayed ACK (40 ms a small reply).
   server.set_tcp_nodelay(true);
-  server.new_task_queue = [] { return new httplib::ThreadPool(8 + kMaxStreams); };
+  server.new_task_queue = [] { return new NicedPool(8 + kMaxStreams); };
   if (front->options_.count_request) {
     server.set_logger(
         [self = front.get()](const httplib::Request& req, const httplib::Response& res) {
@@ -382,7 +411,8 @@ std::string live_job_json(const wire::JobSummary& job) {
 std::string sse_event(const ChangeFeed::Entry& entry, bool with_tasks) {
   std::string data;
   if (entry.kind == "job") {
-    std::string job = entry.job ? live_job_json(*entry.job) : "null";
+    const wire::JobSummary* summary = entry.card ? &entry.card->summary() : entry.job.get();
+    std::string job = summary ? live_job_json(*summary) : "null";
     data = fmt::format(R"({{"id":"{}","job":{},"tasks":{},"tasks_changed":{}}})", entry.job_id, job,
                        with_tasks ? nlohmann::json(entry.tasks).dump() : "[]", entry.tasks_changed);
   } else if (entry.kind == "worker") {
@@ -564,7 +594,7 @@ void HttpFront::jobs(const httplib::Request& req, httplib::Response& res) {
   std::string body = R"({"ok":true,"list":{"jobs":[)";
   for (size_t i = 0; i < page->jobs.size(); ++i) {
     const JobBoard::Card& card = *page->jobs[i];
-    std::call_once(card.json_once, [&] { card.json = summary_json(card.summary); });
+    std::call_once(card.json_once, [&] { card.json = summary_json(card.summary()); });
     if (i > 0) body += ',';
     body += card.json;
   }
@@ -581,7 +611,7 @@ void HttpFront::image(const httplib::Request& req, httplib::Response& res) {
   const core::JobId id = std::stoull(req.matches[1].str());
   auto card = JobBoard::find(*options_.board->snapshot(), id);
   if (!card) return json_error(res, 404, "not_found", fmt::format("unknown job {}", id));
-  const wire::JobSummary& job = card->summary;
+  const wire::JobSummary& job = *card->fixed;
   auto output = job.params().find("output");
   if ((job.kind() != "thumbnail" && job.kind() != "convert") || output == job.params().end()) {
     return json_error(res, 404, "not_found",
@@ -601,7 +631,7 @@ void HttpFront::image(const httplib::Request& req, httplib::Response& res) {
         res, 404, "not_found",
         fmt::format("job {} writes {}: only a single JPEG or PNG is shown", id, path));
   }
-  if (job.state() != wire::JOB_SUCCEEDED) {
+  if (card->moving.state != wire::JOB_SUCCEEDED) {
     return json_error(res, 404, "not_found",
                       fmt::format("job {} has not succeeded: no image yet", id));
   }

@@ -118,8 +118,8 @@ TEST_F(ChangeFeedTest, JobEntriesShareTheBoardsSummariesAndWaitForItsNextPublish
   ASSERT_EQ(entries.size(), 1u);
   auto card = JobBoard::find(*board.snapshot(), *id);
   ASSERT_TRUE(card);
-  EXPECT_EQ(entries[0]->job.get(), &card->summary) << "one summary for the list and the stream";
-  EXPECT_EQ(entries[0]->job->name(), "shared");
+  EXPECT_EQ(entries[0]->card, card) << "one card for the list and the stream";
+  EXPECT_EQ(entries[0]->card->summary().name(), "shared");
   feed_.unsubscribe();
 }
 

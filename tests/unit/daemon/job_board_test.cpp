@@ -57,7 +57,7 @@ class JobBoardTest : public ::testing::Test {
 
   static std::vector<uint64_t> ids(const JobBoard::Page& page) {
     std::vector<uint64_t> out;
-    for (const auto& card : page.jobs) out.push_back(card->summary.id());
+    for (const auto& card : page.jobs) out.push_back(card->id());
     return out;
   }
 
@@ -109,11 +109,11 @@ TEST_F(JobBoardTest, CursorPagesVisitEveryJobOnceInSortOrderWhileJobsChange) {
       JobBoard::Page page = query(sort, cursor, 64);
       EXPECT_EQ(page.matched, all.size());
       for (const auto& card : page.jobs) {
-        EXPECT_TRUE(seen.insert(card->summary.id()).second)
-            << sort << ": job " << card->summary.id() << " shown twice";
+        EXPECT_TRUE(seen.insert(card->id()).second)
+            << sort << ": job " << card->id() << " shown twice";
         if (sort == "name") {
-          EXPECT_LE(last_name, card->summary.name()) << "out of order";
-          last_name = card->summary.name();
+          EXPECT_LE(last_name, card->summary().name()) << "out of order";
+          last_name = card->summary().name();
         }
       }
       cursor = page.next_cursor;
@@ -161,6 +161,38 @@ TEST_F(JobBoardTest, APublishRemakesOnlyTheChunksOfChangedJobs) {
   JobBoard::Page page = query("", {}, 100, paused);
   EXPECT_EQ(ids(page), (std::vector<uint64_t>{changed}));
   EXPECT_EQ(before->jobs, all.size()) << "a reader's snapshot never changes under it";
+}
+
+TEST_F(JobBoardTest, ACardKeepsItsFixedPartUntilTheSpecChanges) {
+  // A running job changes every turn: its card is remade from a few numbers,
+  // sharing the rest, which is remade only when the spec changes (job set).
+  const core::JobId id = add_job("fixed", "p", "u", 10);
+  publish();
+  auto first = JobBoard::find(*board_.snapshot(), id);
+  ASSERT_TRUE(first);
+  ASSERT_TRUE(farm_.scheduler->pause(id, core::Millis(0)).has_value());
+  Batch paused;
+  paused.job_changes.push_back(core::JobChange{id, true, false});
+  board_.note(paused);
+  publish();
+  auto second = JobBoard::find(*board_.snapshot(), id);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->fixed, first->fixed) << "nothing of the spec changed";
+  EXPECT_EQ(second->summary().state(), wire::JOB_PAUSED);
+  EXPECT_EQ(first->summary().state(), wire::JOB_QUEUED) << "a published card never changes";
+
+  core::JobUpdate update;
+  update.priority = 90;
+  ASSERT_TRUE(farm_.scheduler->update_job(id, update).has_value());
+  Batch set;
+  set.spec_changes.push_back(SpecChange{id, ""});
+  board_.note(set);
+  publish();
+  auto third = JobBoard::find(*board_.snapshot(), id);
+  ASSERT_TRUE(third);
+  EXPECT_NE(third->fixed, second->fixed);
+  EXPECT_EQ(third->summary().priority(), 90);
+  EXPECT_EQ(third->summary().state(), wire::JOB_PAUSED);
 }
 
 TEST_F(JobBoardTest, ManyChangesWaitForTheIntervalAFewGoOutAtOnce) {
