@@ -18,6 +18,23 @@ namespace farmhand::daemon {
 
 namespace {
 
+// Whether two configs' hooks send the same things the same way (where each
+// was written in the file aside).
+bool same_hooks(const std::vector<common::Hook>& a, const std::vector<common::Hook>& b) {
+  return std::equal(
+      a.begin(), a.end(), b.begin(), b.end(), [](const common::Hook& x, const common::Hook& y) {
+        return x.name == y.name && x.url == y.url && x.events == y.events && x.secret == y.secret &&
+               x.timeout == y.timeout && x.backoff_base == y.backoff_base &&
+               x.backoff_max == y.backoff_max && x.give_up_after == y.give_up_after;
+      });
+}
+
+std::string hook_names(const std::vector<common::Hook>& hooks) {
+  std::string out;
+  for (const auto& hook : hooks) out += (out.empty() ? "" : ",") + hook.name;
+  return out;
+}
+
 // Bounded work per turn keeps a flood on one socket from starving the other
 // and from delaying the turn's commit (and so every acknowledgement). Worker
 // messages are bounded by BrokerCore::turn_full.
@@ -288,6 +305,14 @@ void Broker::reload_config() {
     return;
   }
   common::Config previous = options_.config;
+  // Webhooks keep their sender threads and outbox policies from the start: a
+  // change waits for a restart, and says so rather than seem applied.
+  if (!same_hooks(previous.hooks, loaded->hooks)) {
+    log_->warn(
+        "config reload: hooks changed; the hooks in force stay until farmhandd restarts "
+        "(systemctl restart farmhandd) before=\"{}\" after=\"{}\"",
+        hook_names(previous.hooks), hook_names(loaded->hooks));
+  }
   options_.config.rules = loaded->rules;
   options_.config.commands = loaded->commands;
   options_.config.watch = loaded->watch;

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -412,6 +413,32 @@ TEST(HooksTest, DeliveryTooOldIsGivenUpAndHooksSaysSo) {
   EXPECT_NE(text.out.find("given up:"), std::string::npos) << describe(text);
   EXPECT_NE(read_file(cluster.broker_log_path()).find("hook delivery given up hook=tracker"),
             std::string::npos);
+}
+
+// Hooks are not reloaded by SIGHUP (their senders and outbox policies are the
+// start's): a changed hook is not silently ignored but logged as waiting for
+// a restart, and the hooks in force keep delivering.
+TEST(HooksTest, AReloadSaysChangedHooksWaitForARestart) {
+  Receiver receiver;
+  Cluster cluster(options_with(""));
+  cluster.rewrite_config("hooks:\n  - name: first\n    url: " + receiver.url("/first") +
+                         "\n    secret: one\n    events: [job.succeeded]\n");
+  ASSERT_TRUE(cluster.start());
+  cluster.rewrite_config("hooks:\n  - name: second\n    url: " + receiver.url("/second") +
+                         "\n    secret: two\n    events: [job.succeeded]\n");
+  ASSERT_TRUE(cluster.signal_broker(SIGHUP));
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return read_file(cluster.broker_log_path()).find("hooks changed") != std::string::npos;
+      },
+      10s, 50ms))
+      << read_file(cluster.broker_log_path());
+  const std::string log = read_file(cluster.broker_log_path());
+  EXPECT_NE(log.find(R"(before="first" after="second")"), std::string::npos) << log;
+  auto job = cluster.submit({"noop", "--frames", "1"});
+  ASSERT_TRUE(job) << cluster.last_cli();
+  EXPECT_TRUE(wait_until([&] { return has(receiver, "job.succeeded", *job); }, 30s, 50ms))
+      << "the hook in force stopped delivering";
 }
 
 TEST(HooksTest, RuleMatchingAFarmEventRunsItsJobOnTheFarm) {
