@@ -69,9 +69,13 @@ std::optional<std::chrono::steady_clock::time_point> JobBoard::next_publish() co
 void JobBoard::publish_if_due(const Farm& farm, std::chrono::steady_clock::time_point now,
                               int64_t unix_ms) {
   if (!enabled_ || (!rebuild_ && dirty_.empty())) return;
+  const bool due = rebuild_ || now - last_publish_ >= kInterval;
+  // Not due, and surely more than a few jobs (repeats included): waits, without
+  // sorting what a busy farm notes every turn.
+  if (!due && dirty_.size() > 4 * kFewJobs) return;
   std::sort(dirty_.begin(), dirty_.end());
   dirty_.erase(std::unique(dirty_.begin(), dirty_.end()), dirty_.end());
-  if (!rebuild_ && dirty_.size() > kFewJobs && now - last_publish_ < kInterval) return;
+  if (!due && dirty_.size() > kFewJobs) return;
   std::sort(refixed_.begin(), refixed_.end());
   last_publish_ = now;
   auto next = std::make_shared<Snapshot>();
