@@ -147,7 +147,13 @@ void BrokerCore::end_turn() {
     // leaves only after it: their tasks may be dispatched now, with no second
     // turn and commit between a submit and its first Assign.
     for (core::JobId id : turn_.new_jobs) farm_.scheduler->committed(id);
-    if (!stopping_) link_.assign(farm_.scheduler->dispatch(now), turn_);
+    more_to_dispatch_ = false;
+    if (!stopping_) {
+      std::vector<core::Dispatch> dispatches =
+          farm_.scheduler->dispatch(now, kMaxDispatchesPerTurn);
+      more_to_dispatch_ = dispatches.size() >= kMaxDispatchesPerTurn;
+      link_.assign(dispatches, turn_);
+    }
   }
   take_outbox();
   commit();
@@ -190,6 +196,7 @@ Clock::SteadyTime BrokerCore::next_deadline() const {
   const auto now = clock_.steady();
   Clock::SteadyTime next = now + config_.broker.heartbeat_interval;
   if (failure_) return std::min(next, probe_at_);
+  if (more_to_dispatch_) return now;
   if (auto at = farm_.scheduler->next_deadline()) {
     next = std::min(next, now + (*at - clock_.millis()));
   }

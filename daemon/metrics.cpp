@@ -333,26 +333,10 @@ void Metrics::set_bad_messages(uint64_t total) {
 }
 
 void Metrics::refresh(const core::Scheduler& scheduler) {
-  std::array<uint64_t, 6> jobs{};
-  std::array<uint64_t, core::kTaskStateCount> tasks{};
-  // Keyed by views into the scheduler's specs: no string is built per job.
-  std::unordered_map<std::string_view, uint64_t> by_pool;
-  std::unordered_map<std::string_view, uint64_t> by_project;
-  for (core::JobId id : scheduler.job_ids()) {
-    const std::optional<core::JobView> view = scheduler.job(id);
-    if (!view) continue;
-    ++jobs[static_cast<size_t>(view->state)];
-    for (size_t s = 0; s < tasks.size(); ++s) tasks[s] += view->counts[s];
-    if (view->state == core::JobState::kSucceeded || view->state == core::JobState::kFailed ||
-        view->state == core::JobState::kCancelled) {
-      continue;
-    }
-    const core::JobSpec* spec = scheduler.job_spec(id);
-    if (!spec) continue;
-    const uint64_t running = view->counts[static_cast<size_t>(core::TaskState::kRunning)];
-    by_pool[spec->pool] += running;
-    by_project[spec->project] += running;
-  }
+  // Tallies the scheduler keeps as it goes: no job is walked.
+  const core::FarmTotals totals = scheduler.totals();
+  const auto& jobs = totals.jobs;
+  const auto& tasks = totals.tasks;
   for (size_t i = 0; i < std::size(kJobStates); ++i) {
     jobs_by_state_[i]->Set(static_cast<double>(jobs[static_cast<size_t>(kJobStates[i])]));
   }
@@ -363,7 +347,7 @@ void Metrics::refresh(const core::Scheduler& scheduler) {
     }
     tasks_by_state_[i]->Set(static_cast<double>(n));
   }
-  auto as_values = [](const std::unordered_map<std::string_view, uint64_t>& counts,
+  auto as_values = [](const std::vector<std::pair<std::string_view, uint64_t>>& counts,
                       const char* unnamed) {
     std::vector<std::pair<std::string, double>> values;
     values.reserve(counts.size());
@@ -373,8 +357,8 @@ void Metrics::refresh(const core::Scheduler& scheduler) {
     }
     return values;
   };
-  pool_running_->set(as_values(by_pool, "any"));
-  project_running_->set(as_values(by_project, "none"));
+  pool_running_->set(as_values(totals.running_by_pool, "any"));
+  project_running_->set(as_values(totals.running_by_project, "none"));
 
   const core::WorkerTally workers = scheduler.worker_tally();
   const uint64_t by_state[kWorkerStateCount] = {workers.idle, workers.busy, workers.disabled,

@@ -255,20 +255,29 @@ void WorkerLink::cancel(const std::vector<core::CancelOrder>& cancels, Turn& tur
 }
 
 void WorkerLink::send_heartbeats() {
-  const auto now = clock_.steady();
-  if (now - last_heartbeat_ < config_.broker.heartbeat_interval) return;
-  last_heartbeat_ = now;
-  const core::Scheduler& scheduler = *farm_.scheduler;
-  std::erase_if(routes_, [&](const auto& route) {
-    if (scheduler.knows_worker(route.first)) return false;
-    if (auto it = peers_.find(route.second); it != peers_.end() && it->second.id == route.first) {
-      peers_.erase(it);
-    }
-    return true;
-  });
+  if (beat_next_ >= beat_round_.size()) {
+    const auto now = clock_.steady();
+    if (now - last_heartbeat_ < config_.broker.heartbeat_interval) return;
+    last_heartbeat_ = now;
+    const core::Scheduler& scheduler = *farm_.scheduler;
+    std::erase_if(routes_, [&](const auto& route) {
+      if (scheduler.knows_worker(route.first)) return false;
+      if (auto it = peers_.find(route.second); it != peers_.end() && it->second.id == route.first) {
+        peers_.erase(it);
+      }
+      return true;
+    });
+    beat_round_.clear();
+    beat_next_ = 0;
+    for (const auto& [rid, peer] : peers_) beat_round_.push_back(rid);
+  }
   wire::BrokerMessage beat;
   beat.mutable_heartbeat();
-  for (const auto& [rid, peer] : peers_) workers_.send(rid, beat);
+  const size_t end = std::min(beat_round_.size(), beat_next_ + kBeatsPerTurn);
+  for (; beat_next_ < end; ++beat_next_) {
+    // A session that left meanwhile is skipped (its routing id may not be reused yet).
+    if (peers_.count(beat_round_[beat_next_])) workers_.send(beat_round_[beat_next_], beat);
+  }
 }
 
 void WorkerLink::reset_sessions() {
@@ -281,6 +290,7 @@ void WorkerLink::reset_sessions() {
 }
 
 std::optional<Clock::SteadyTime> WorkerLink::next_deadline() const {
+  if (beat_next_ < beat_round_.size()) return clock_.steady();  // the round goes on
   Clock::SteadyTime next = last_heartbeat_ + config_.broker.heartbeat_interval;
   for (const auto& query : log_queries_) next = std::min(next, query.deadline);
   return next;

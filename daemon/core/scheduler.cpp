@@ -80,6 +80,7 @@ bool is_terminal(TaskState state) {
 
 Scheduler::Scheduler(Options options) : options_(options), rng_(options.seed) {
   project_id({});  // id 0: jobs of no project, and the one share group when shares are off
+  pool_id({});     // id 0: the default pool
 }
 
 uint32_t Scheduler::total_attempts(const Job& job, TaskIndex task) {
@@ -153,7 +154,9 @@ Scheduler::Job& Scheduler::create_job(JobId id, JobSpec spec) {
   job->attempts.assign(job->task_count, 0);
   for (const std::string& name : job->spec.limits) job->limit_ids.push_back(limit_id(name));
   job->project_id = project_id(job->spec.project);
+  job->pool_id = pool_id(job->spec.pool);
   Job& ref = *job;
+  count_job(ref, +1);
   jobs_[id] = std::move(job);
   job_index_[id] = &ref;
   next_job_id_ = std::max(next_job_id_, id + 1);
@@ -202,6 +205,7 @@ void Scheduler::init_untouched_tasks(Job& job) {
   const Job* frames_up = job.spec.after_frames ? find_job(job.spec.after_frames) : nullptr;
   if (frames_up) job.unmet.assign(job.task_count, 0);
 
+  for (size_t s = 0; s < job.counts.size(); ++s) task_totals_[s] -= job.counts[s];
   job.counts.fill(0);
   std::vector<std::pair<TaskIndex, std::string>> to_fail;
   for (TaskIndex t = 0; t < job.task_count; ++t) {
@@ -253,6 +257,7 @@ void Scheduler::init_untouched_tasks(Job& job) {
     job.state[t] = s;
     ++job.counts[static_cast<size_t>(s)];
   }
+  for (size_t s = 0; s < job.counts.size(); ++s) task_totals_[s] += job.counts[s];
   job.cursor = 0;
   job.ready.clear();
   for (auto& [t, reason] : to_fail) {
@@ -374,6 +379,8 @@ void Scheduler::erase_job(Job& job) {
     if (Job* upstream = find_job(up)) unlink(upstream->after_dependants);
   }
   if (Job* upstream = find_job(job.spec.after_frames)) unlink(upstream->frame_dependants);
+  count_job(job, -1);
+  for (size_t s = 0; s < job.counts.size(); ++s) task_totals_[s] -= job.counts[s];
   job_index_.erase(id);
   jobs_.erase(id);
 }
@@ -448,7 +455,7 @@ void Scheduler::finish_restore(Millis now) {
   // Jobs only depend on older jobs, so id order derives upstreams first.
   for (auto& [id, job] : jobs_) {
     init_untouched_tasks(*job);
-    job->job_state = JobState::kQueued;
+    set_job_state(*job, JobState::kQueued);
     update_job_state(*job);
     refresh_runnable(*job);
   }
@@ -465,9 +472,13 @@ void Scheduler::finish_restore(Millis now) {
 
 void Scheduler::set_state(Job& job, TaskIndex task, TaskState state) {
   TaskState old = job.state[task];
-  if (old != kUntouched) --job.counts[static_cast<size_t>(old)];
+  if (old != kUntouched) {
+    --job.counts[static_cast<size_t>(old)];
+    --task_totals_[static_cast<size_t>(old)];
+  }
   job.state[task] = state;
   ++job.counts[static_cast<size_t>(state)];
+  ++task_totals_[static_cast<size_t>(state)];
 }
 
 void Scheduler::make_ready(Job& job, TaskIndex task) {
@@ -508,6 +519,7 @@ void Scheduler::release_lease(const TaskKey& key) {
   Project& project = projects_[it->second.project];
   if (project.running > 0) --project.running;
   if (!project.named && others_running_ > 0) --others_running_;
+  if (Pool& pool = pools_[it->second.pool]; pool.running > 0) --pool.running;
   const std::vector<uint32_t> held = std::move(it->second.limits_held);
   leases_.erase(it);
   // The jobs parked on a limit become candidates again as soon as it has a free
@@ -659,7 +671,7 @@ void Scheduler::update_job_state(Job& job) {
     next = JobState::kQueued;
   }
   if (next == job.job_state) return;
-  job.job_state = next;
+  set_job_state(job, next);
   bool finished =
       next == JobState::kSucceeded || next == JobState::kFailed || next == JobState::kCancelled;
   if (!finished) return;
@@ -847,15 +859,16 @@ void Scheduler::arm_lease_timer(const TaskKey& key, const Lease& lease) {
   lease_timers_.push({at, key, lease.token});
 }
 
-std::vector<Dispatch> Scheduler::dispatch(Millis now) {
+std::vector<Dispatch> Scheduler::dispatch(Millis now, size_t max) {
   std::vector<Dispatch> out;
   if (now < hold_until_ || !dispatchable()) return out;
   for (auto& [worker_id, worker] : workers_) {
+    if (out.size() >= max) break;
     if (!worker.alive) continue;
     if (!controls_.empty() && controls_.count(worker.spec.name)) continue;  // disabled, draining
     // Reserved slots first, so interactive work leaves the general slots to batch work.
     for (bool reserved : {true, false}) {
-      while (true) {
+      while (out.size() < max) {
         const uint32_t reserved_used = worker.interactive_used;
         auto general_used = static_cast<uint32_t>(worker.running.size()) - reserved_used;
         if (reserved ? reserved_used >= worker.spec.interactive_slots

@@ -311,6 +311,17 @@ struct WorkerTally {
   uint64_t slots_busy = 0;  // of live workers, running a task
 };
 
+// Farm-wide tallies, kept up to date as tasks and jobs change: a metrics scrape
+// walks no job (walking 100,000 jobs once a second stalled dispatch).
+struct FarmTotals {
+  std::array<uint64_t, 6> jobs{};                 // by JobState
+  std::array<uint64_t, kTaskStateCount> tasks{};  // by TaskState (backoff apart)
+  // Running tasks of each pool and project that has running tasks or unfinished
+  // jobs (views into the scheduler: valid until it next changes).
+  std::vector<std::pair<std::string_view, uint64_t>> running_by_pool;
+  std::vector<std::pair<std::string_view, uint64_t>> running_by_project;
+};
+
 // A project's fair share: its weight and the slots its tasks run in now.
 struct ShareView {
   std::string project;
@@ -516,8 +527,8 @@ class Scheduler {
   // Expires leases, times out tasks, ends backoffs, notices silent workers.
   void tick(Millis now);
 
-  // Assigns ready tasks to free worker slots.
-  std::vector<Dispatch> dispatch(Millis now);
+  // Assigns ready tasks to free worker slots, at most `max` of them.
+  std::vector<Dispatch> dispatch(Millis now, size_t max = SIZE_MAX);
 
   // Dispatching is held until `until` (after a restart, so workers can report
   // what they still run before their tasks are handed out again).
@@ -548,6 +559,7 @@ class Scheduler {
   common::FrameSet task_frames(JobId job, TaskIndex task) const;
   std::vector<WorkerView> workers() const;
   WorkerTally worker_tally() const;
+  FarmTotals totals() const;
   std::string worker_name(WorkerId id) const;
   // Whether a live worker would take a job of this pool (is tagged with it; any
   // live worker for ""): a job whose pool no one serves waits until one joins.
@@ -574,6 +586,7 @@ class Scheduler {
     bool interactive_slot = false;      // occupies one of the worker's reserved slots
     std::vector<uint32_t> limits_held;  // a token of each (limit ids)
     uint32_t project = 0;               // counted in projects_[project].running
+    uint32_t pool = 0;                  // counted in pools_[pool].running
     uint32_t cores = 0;                 // booked on the worker
     uint64_t memory = 0;
   };
@@ -619,7 +632,15 @@ class Scheduler {
     std::string name;
     uint32_t weight = 1;
     uint64_t running = 0;
-    bool named = false;  // in the configured shares
+    bool named = false;      // in the configured shares
+    uint64_t open_jobs = 0;  // not finished (for metrics)
+  };
+
+  // A pool's running tasks and unfinished jobs (for metrics).
+  struct Pool {
+    std::string name;
+    uint64_t running = 0;
+    uint64_t open_jobs = 0;
   };
 
   struct Limit {
@@ -738,6 +759,13 @@ class Scheduler {
   void attach(Worker& worker, const TaskKey& key, const Lease& lease);
   void detach(Worker& worker, const TaskKey& key, const Lease& lease);
   uint32_t project_id(const std::string& name);
+  uint32_t pool_id(const std::string& name);
+  std::string audit_totals() const;  // part of audit()
+  // The one way a job's state changes once it exists: keeps the totals.
+  void set_job_state(Job& job, JobState state);
+  // Adds (+1) or takes (-1) the job to or from the job totals and its pool's and
+  // project's unfinished jobs.
+  void count_job(const Job& job, int sign);
   // The queue group a job is filed under: its project when shares are on.
   uint32_t share_group(const Job& job) const;
   // Whether a job heading `a`'s group should go before one heading `b`'s.
@@ -782,6 +810,10 @@ class Scheduler {
   PoolQueues runnable_;
   std::vector<Project> projects_;  // by id; ids are never reused
   std::unordered_map<std::string, uint32_t> project_ids_;
+  std::vector<Pool> pools_;  // by id; ids are never reused
+  std::unordered_map<std::string, uint32_t> pool_ids_;
+  std::array<uint64_t, 6> job_totals_{};                 // by JobState
+  std::array<uint64_t, kTaskStateCount> task_totals_{};  // by TaskState
   bool shares_on_ = false;
   uint64_t others_running_ = 0;  // leases of projects not named in the shares (group 0)
   TimerHeap lease_timers_;

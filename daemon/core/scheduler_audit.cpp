@@ -94,10 +94,19 @@ std::string Scheduler::audit() const {
   }
   std::vector<uint32_t> tokens(limits_.size(), 0);
   std::vector<uint64_t> project_running(projects_.size(), 0);
+  std::vector<uint64_t> pool_running(pools_.size(), 0);
   for (const auto& [key, lease] : leases_) {
     for (uint32_t limit : lease.limits_held) ++tokens[limit];
     ++project_running[lease.project];
+    ++pool_running[lease.pool];
   }
+  for (size_t i = 0; i < pools_.size(); ++i) {
+    if (pools_[i].running != pool_running[i]) {
+      return fmt::format("pool '{}' counts {} running tasks, leases {}", pools_[i].name,
+                         pools_[i].running, pool_running[i]);
+    }
+  }
+  if (auto wrong = audit_totals(); !wrong.empty()) return wrong;
   uint64_t others = 0;
   for (size_t i = 0; i < projects_.size(); ++i) {
     if (!projects_[i].named) others += project_running[i];
@@ -170,6 +179,53 @@ std::string Scheduler::audit() const {
   };
   if (entries(sessions_by_name_) != named || entries(sessions_by_instance_) != with_instance) {
     return "session lookups list sessions that are gone";
+  }
+  return {};
+}
+
+std::string Scheduler::audit_totals() const {
+  std::array<uint64_t, 6> jobs{};
+  std::array<uint64_t, kTaskStateCount> tasks{};
+  std::vector<uint64_t> project_open(projects_.size(), 0);
+  std::vector<uint64_t> pool_open(pools_.size(), 0);
+  for (const auto& [id, owned] : jobs_) {
+    const Job& job = *owned;
+    ++jobs[static_cast<size_t>(job.job_state)];
+    for (size_t s = 0; s < tasks.size(); ++s) tasks[s] += job.counts[s];
+    if (projects_[job.project_id].name != job.spec.project ||
+        pools_[job.pool_id].name != job.spec.pool) {
+      return fmt::format("job {} filed under another project or pool", id);
+    }
+    const bool finished = job.job_state == JobState::kSucceeded ||
+                          job.job_state == JobState::kFailed ||
+                          job.job_state == JobState::kCancelled;
+    if (finished) continue;
+    ++project_open[job.project_id];
+    ++pool_open[job.pool_id];
+  }
+  for (size_t s = 0; s < jobs.size(); ++s) {
+    if (jobs[s] != job_totals_[s]) {
+      return fmt::format("{} jobs are {}, the totals say {}", jobs[s],
+                         job_state_name(static_cast<JobState>(s)), job_totals_[s]);
+    }
+  }
+  for (size_t s = 0; s < tasks.size(); ++s) {
+    if (tasks[s] != task_totals_[s]) {
+      return fmt::format("{} tasks are in state {}, the totals say {}", tasks[s], s,
+                         task_totals_[s]);
+    }
+  }
+  for (size_t i = 0; i < projects_.size(); ++i) {
+    if (projects_[i].open_jobs != project_open[i]) {
+      return fmt::format("project '{}' counts {} unfinished jobs, there are {}", projects_[i].name,
+                         projects_[i].open_jobs, project_open[i]);
+    }
+  }
+  for (size_t i = 0; i < pools_.size(); ++i) {
+    if (pools_[i].open_jobs != pool_open[i]) {
+      return fmt::format("pool '{}' counts {} unfinished jobs, there are {}", pools_[i].name,
+                         pools_[i].open_jobs, pool_open[i]);
+    }
   }
   return {};
 }

@@ -23,12 +23,14 @@ void Scheduler::add_lease(const TaskKey& key, Lease lease) {
     lease.limits_held = job->limit_ids;
     for (uint32_t id : lease.limits_held) ++limits_[id].in_use;
     lease.project = job->project_id;
+    lease.pool = job->pool_id;
     lease.cores = job->spec.cores;
     lease.memory = job->spec.memory;
   }
   Project& project = projects_[lease.project];
   ++project.running;
   if (!project.named) ++others_running_;
+  ++pools_[lease.pool].running;
   Lease& stored = leases_[key] = std::move(lease);
   if (auto w = workers_.find(stored.worker); w != workers_.end()) attach(w->second, key, stored);
 }
@@ -159,8 +161,46 @@ void Scheduler::grow_memory_request(Job& job, const TaskOutcome& outcome) {
 
 uint32_t Scheduler::project_id(const std::string& name) {
   auto [it, added] = project_ids_.try_emplace(name, static_cast<uint32_t>(projects_.size()));
-  if (added) projects_.push_back(Project{name, 1, 0, false});
+  if (added) projects_.push_back(Project{name, 1, 0, false, 0});
   return it->second;
+}
+
+uint32_t Scheduler::pool_id(const std::string& name) {
+  auto [it, added] = pool_ids_.try_emplace(name, static_cast<uint32_t>(pools_.size()));
+  if (added) pools_.push_back(Pool{name, 0, 0});
+  return it->second;
+}
+
+void Scheduler::set_job_state(Job& job, JobState state) {
+  count_job(job, -1);
+  job.job_state = state;
+  count_job(job, +1);
+}
+
+void Scheduler::count_job(const Job& job, int sign) {
+  const auto add = [sign](uint64_t& n) { n = sign > 0 ? n + 1 : n - 1; };
+  add(job_totals_[static_cast<size_t>(job.job_state)]);
+  const bool finished = job.job_state == JobState::kSucceeded ||
+                        job.job_state == JobState::kFailed || job.job_state == JobState::kCancelled;
+  if (finished) return;
+  add(projects_[job.project_id].open_jobs);
+  add(pools_[job.pool_id].open_jobs);
+}
+
+FarmTotals Scheduler::totals() const {
+  FarmTotals out;
+  out.jobs = job_totals_;
+  out.tasks = task_totals_;
+  for (const Pool& pool : pools_) {
+    if (pool.running > 0 || pool.open_jobs > 0)
+      out.running_by_pool.emplace_back(pool.name, pool.running);
+  }
+  for (const Project& project : projects_) {
+    if (project.running > 0 || project.open_jobs > 0) {
+      out.running_by_project.emplace_back(project.name, project.running);
+    }
+  }
+  return out;
 }
 
 uint32_t Scheduler::share_group(const Job& job) const {
@@ -325,7 +365,12 @@ Result<void> Scheduler::update_job(JobId id, const JobUpdate& update) {
   // Everything is checked: apply it all.
   if (update.priority) job->spec.priority = *update.priority;
   if (update.max_running) job->spec.max_running = *update.max_running;
-  if (update.pool) job->spec.pool = *update.pool;
+  if (update.pool) {
+    count_job(*job, -1);
+    job->spec.pool = *update.pool;
+    job->pool_id = pool_id(job->spec.pool);
+    count_job(*job, +1);
+  }
   if (update.max_attempts) {
     job->spec.max_attempts =
         *update.max_attempts == 0 ? options_.default_max_attempts : *update.max_attempts;

@@ -74,6 +74,7 @@ struct Scheduler::Job {
   uint64_t queued_memory = 0;
   std::optional<uint32_t> parked_on;
   uint32_t project_id = 0;
+  uint32_t pool_id = 0;             // spec.pool, interned
   std::vector<uint32_t> limit_ids;  // spec.limits, resolved
 
   // Bad-host avoidance, by worker name: failed attempts and blocks (few jobs have any).

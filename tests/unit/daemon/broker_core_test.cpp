@@ -12,6 +12,7 @@
 
 #include "tests/support/fake_clock.h"
 #include "tests/support/memory_store.h"
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "common/logging.h"
@@ -822,6 +823,34 @@ TEST_F(BrokerCoreTest, AReadAtRestIsAnsweredAtOnceAndOneAfterAChangeWaitsForTheF
   EXPECT_EQ(after_write[1].status().job().state(), wire::JOB_PAUSED);
 }
 
+// A burst of freed slots is filled over several turns, the next one due at
+// once: a read that comes between them is answered without waiting for the
+// whole burst's dispatch, commit and Assigns.
+TEST_F(BrokerCoreTest, ABigFillIsSpreadOverTurnsAndReadsAreAnsweredBetween) {
+  const size_t cap = BrokerCore::kMaxDispatchesPerTurn;
+  const size_t workers = cap / 4 + 50;  // 4 slots each: more slots than one turn fills
+  for (size_t w = 0; w < workers; ++w) ready(fmt::format("w{}", w));
+  core_->end_turn();
+  auto job = submit_noop(static_cast<uint32_t>(workers * 4));
+  ASSERT_TRUE(job.ok()) << job.error();
+  EXPECT_EQ(assigns().size(), cap) << "one turn filled more than its share";
+  EXPECT_LE(core_->next_deadline(), clock_.steady()) << "the rest waits for a timeout";
+
+  wire::ClientRequest req;
+  req.set_version(common::kProtocolVersion);
+  req.set_request_id(900);
+  req.mutable_status()->set_job_id(job.submit().job_id());
+  std::string bytes = req.SerializeAsString();
+  core_->on_client("client", false, bytes.data(), bytes.size());
+  auto replies = ports_.take_replies();
+  ASSERT_EQ(replies.size(), 1u) << "a read waited for the rest of the fill";
+  EXPECT_EQ(replies[0].status().job().counts().at("running"), cap);
+
+  core_->end_turn();
+  EXPECT_EQ(assigns().size(), workers * 4 - cap);
+  EXPECT_GT(core_->next_deadline(), clock_.steady()) << "nothing more to fill: the loop may wait";
+}
+
 // The loop stops taking worker messages once the turn is full, by time: a
 // flood of results is committed (and acknowledged, and reads answered) every
 // few milliseconds, not once per 20,000 messages.
@@ -886,6 +915,46 @@ TEST_F(BrokerCoreTest, ASessionLostLongAgoGetsNoMoreHeartbeats) {
     if (msg.has_heartbeat()) beaten.insert(rid);
   }
   EXPECT_EQ(beaten, std::set<std::string>{"w2"});
+}
+
+// A big farm's heartbeats go out a slice per turn, the next turn due at once,
+// and every session gets one per interval: none is skipped or beaten twice.
+TEST_F(BrokerCoreTest, HeartbeatsOfABigFarmAreSpreadOverTurnsAndReachEverySessionOnce) {
+  const size_t workers = WorkerLink::kBeatsPerTurn * 2 + 10;
+  for (size_t w = 0; w < workers; ++w) ready(fmt::format("w{}", w));
+  for (int turn = 0; turn < 10; ++turn) {  // the round the joining started
+    core_->end_turn();
+    if (core_->next_deadline() > clock_.steady()) break;
+  }
+  ports_.take_worker_mail();
+  auto beats = [&] {
+    std::vector<std::string> out;
+    for (auto& [rid, msg] : ports_.take_worker_mail()) {
+      if (msg.has_heartbeat()) out.push_back(rid);
+    }
+    return out;
+  };
+  for (int round = 0; round < 2; ++round) {
+    clock_.advance(config_.broker.heartbeat_interval);
+    // The workers stay in touch: none is lost while the round goes out.
+    wire::WorkerMessage beat;
+    beat.mutable_heartbeat();
+    for (size_t w = 0; w < workers; ++w) from_worker(fmt::format("w{}", w), beat);
+    std::multiset<std::string> beaten;
+    int turns = 0;
+    do {
+      core_->end_turn();
+      ++turns;
+      std::vector<std::string> sent = beats();
+      EXPECT_LE(sent.size(), WorkerLink::kBeatsPerTurn) << "one turn sent the whole round";
+      beaten.insert(sent.begin(), sent.end());
+    } while (core_->next_deadline() <= clock_.steady() && turns < 10);
+    EXPECT_EQ(turns, 3) << "round " << round;
+    EXPECT_EQ(beaten.size(), workers);
+    EXPECT_EQ(std::set<std::string>(beaten.begin(), beaten.end()).size(), workers)
+        << "a session was beaten twice in one round";
+    EXPECT_GT(core_->next_deadline(), clock_.steady()) << "the loop may wait for the next round";
+  }
 }
 
 // ------------------------------------------------------------------ action keys

@@ -1,6 +1,7 @@
 // Scenario tests of a wrangler's controls that scheduler_test.cpp does not
 // cover: bad-host blocks and live job changes (`farmhand job set`).
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -292,6 +293,60 @@ TEST_F(ControlsTest, ChangingThePoolSendsQueuedTasksOnlyToTheNewPool) {
     (void)succeed(ds[0]);
   }
   (void)plain;
+}
+
+// The farm-wide totals a metrics scrape reads are kept as jobs change (a scrape
+// walked every job: 100,000 queued jobs stalled dispatch once a second), and
+// follow a running job moved to another pool, a cancel and retention.
+TEST_F(ControlsTest, FarmTotalsFollowJobsWithoutAWalk) {
+  auto running_in = [](const std::vector<std::pair<std::string_view, uint64_t>>& counts,
+                       std::string_view name) -> std::optional<uint64_t> {
+    for (const auto& [n, running] : counts) {
+      if (n == name) return running;
+    }
+    return std::nullopt;
+  };
+  JobId lights = submit("1-2", 1, with().project("showB").pool("gpu"));
+  JobId comp = submit("1-3", 1, with().project("showA"));
+  add_worker("w", 2);
+  add_worker("g", 1, {"gpu"});
+  std::vector<Dispatch> ds = dispatch();
+  ASSERT_EQ(ds.size(), 3u);
+  FarmTotals t = sched().totals();
+  EXPECT_EQ(t.tasks[static_cast<size_t>(TaskState::kRunning)], 3u);
+  EXPECT_EQ(t.tasks[static_cast<size_t>(TaskState::kQueued)], 2u);
+  EXPECT_EQ(t.jobs[static_cast<size_t>(JobState::kRunning)], 2u);
+  EXPECT_EQ(running_in(t.running_by_pool, ""), 2u);
+  EXPECT_EQ(running_in(t.running_by_pool, "gpu"), 1u);
+  EXPECT_EQ(running_in(t.running_by_project, "showA"), 2u);
+  EXPECT_EQ(running_in(t.running_by_project, "showB"), 1u);
+
+  // Moved while two of its tasks run: they stay counted where they run.
+  JobUpdate update;
+  update.pool = "farm2";
+  ASSERT_TRUE(sched().update_job(comp, update).has_value());
+  t = sched().totals();
+  EXPECT_EQ(running_in(t.running_by_pool, ""), 2u);
+  EXPECT_EQ(running_in(t.running_by_pool, "farm2"), 0u) << "listed: it has an unfinished job";
+  for (const Dispatch& d : ds) (void)succeed(d);
+  t = sched().totals();
+  EXPECT_EQ(running_in(t.running_by_pool, ""), std::nullopt) << "nothing runs or waits there";
+  EXPECT_EQ(running_in(t.running_by_pool, "gpu"), 0u);
+  EXPECT_EQ(t.tasks[static_cast<size_t>(TaskState::kSucceeded)], 3u);
+
+  ASSERT_TRUE(sched().cancel(lights, now()).has_value());
+  t = sched().totals();
+  EXPECT_EQ(t.jobs[static_cast<size_t>(JobState::kCancelled)], 1u);
+  EXPECT_EQ(sched().audit(), "");
+  ASSERT_TRUE(sched().forget(lights));
+  t = sched().totals();
+  EXPECT_EQ(t.jobs[static_cast<size_t>(JobState::kCancelled)], 0u);
+  EXPECT_EQ(running_in(t.running_by_project, "showB"), std::nullopt);
+  uint64_t tasks = 0;
+  for (uint64_t n : t.tasks) tasks += n;
+  EXPECT_EQ(tasks, 3u) << "only the comp's tasks are left";
+  EXPECT_EQ(running_in(t.running_by_pool, "gpu"), std::nullopt);
+  EXPECT_EQ(sched().audit(), "");
 }
 
 // A job parked on a full limit, moved to another pool, is filed under the new
