@@ -10,11 +10,12 @@
 #             by FARM_LIMITED_PERCENT of the jobs, 3 pools (workers split evenly, a
 #             quarter of the jobs in each pool and a quarter in none), max running 2 on
 #             FARM_MAX_RUNNING_PERCENT of the jobs, 3 priorities over the projects.
-#   http      plain, with the HTTP front on, FARM_HTTP_STREAMS (20) clients reading the
-#             live stream as the monitor's list pages do (/api/v1/stream?tasks=none),
-#             niced like the simulator (browsers are on other hosts), and one monitor
-#             reading the first page of
-#             jobs every second: what watching the farm costs its dispatch.
+#   http      plain, with the HTTP front on and FARM_HTTP_STREAMS (20) monitors open on
+#             the jobs page: each reads the live stream as the page does, with the
+#             rows it shows (/api/v1/stream?tasks=none&jobs=ID,... : those jobs'
+#             changes and every job's moves), and reopens it when its first page of
+#             100 jobs changes; that page is read every second. Niced like the
+#             simulator (browsers are on other hosts): what watching costs dispatch.
 #   hostile   plain, with the HTTP front on and bench/http_attacker.py holding
 #             FARM_HTTP_ATTACK_CONNS (10,000) slowloris connections and sending 64 KB
 #             headers: what an attack on the HTTP port costs dispatch.
@@ -97,6 +98,37 @@ if [[ -n "${FARM_PERF_DIR:-}" ]] && command -v perf >/dev/null &&
   mkdir -p "$FARM_PERF_DIR"
 fi
 
+# page_reader: one monitor's jobs page: streams the changes of the rows it shows
+# (the ids in $BENCH_WORK/page, which the page poller keeps) and every job's
+# moves, and reopens the stream when the rows change, as web/jobs.js does.
+page_reader() {
+  local ids="" now reader=""
+  trap '[[ -n $reader ]] && kill "$reader" 2>/dev/null; exit 0' TERM
+  while :; do
+    now=$(cat "$BENCH_WORK/page" 2>/dev/null || true)
+    if [[ -z $reader || "$now" != "$ids" ]] || ! kill -0 "$reader" 2>/dev/null; then
+      [[ -z $reader ]] || kill "$reader" 2>/dev/null || true
+      ids=$now
+      nice -n "$READER_NICE" curl -sN \
+        "http://$BENCH_HTTP/api/v1/stream?tasks=none&jobs=${ids:-states}" >/dev/null 2>&1 &
+      reader=$!
+    fi
+    sleep 1 &
+    wait $! || true
+  done
+}
+
+# page_poller: the jobs page's first 100 rows, read every second, their ids to $BENCH_WORK/page.
+page_poller() {
+  local out
+  while out=$(nice -n "$READER_NICE" curl -s "http://$BENCH_HTTP/api/v1/jobs?limit=100"); do
+    { grep -oE '"id": ?"?[0-9]+' <<<"$out" || true; } | grep -oE '[0-9]+$' | paste -sd, - \
+      >"$BENCH_WORK/page.new" || true
+    mv "$BENCH_WORK/page.new" "$BENCH_WORK/page"
+    sleep 1
+  done
+}
+
 # farm_config PATH TOTAL_SLOTS CONFIG: the benchmarks' config, plus the limits for controls.
 farm_config() {
   local path=$1 total=$2 config=$3 i
@@ -145,12 +177,13 @@ farm_run() {
   start_broker "$conf" "$state" 0
   local watchers=() i
   if [[ "$config" = http ]]; then
+    rm -f "$BENCH_WORK/page"
+    page_poller &
+    watchers+=("$!")
     for ((i = 0; i < ${FARM_HTTP_STREAMS:-20}; i++)); do
-      nice -n "$READER_NICE" curl -sN "http://$BENCH_HTTP/api/v1/stream?tasks=none" >/dev/null 2>&1 &
+      page_reader &
       watchers+=("$!")
     done
-    (while nice -n "$READER_NICE" curl -s "http://$BENCH_HTTP/api/v1/jobs?limit=100" >/dev/null; do sleep 1; done) &
-    watchers+=("$!")
     BENCH_PIDS+=("${watchers[@]}")
   elif [[ "$config" = hostile ]]; then
     /usr/bin/python3 "$(dirname "$0")/http_attacker.py" "${BENCH_HTTP%:*}" "${BENCH_HTTP##*:}" \

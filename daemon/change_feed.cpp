@@ -32,11 +32,11 @@ void ChangeFeed::note(const Batch& batch) {
   }
   // Appended as they come (a full farm notes thousands a turn); sorted and
   // counted once a publish.
-  for (const JobRow& row : batch.new_jobs) job_notes_.push_back(row.id);
-  for (const auto& change : batch.job_changes) job_notes_.push_back(change.job);
-  for (const auto& [id, at] : batch.finished) job_notes_.push_back(id);
-  for (const auto& [id, at] : batch.started) job_notes_.push_back(id);
-  for (core::JobId id : batch.forgotten_jobs) job_notes_.push_back(id);
+  for (const JobRow& row : batch.new_jobs) moved_notes_.push_back(row.id);
+  for (const auto& change : batch.job_changes) moved_notes_.push_back(change.job);
+  for (const auto& [id, at] : batch.finished) moved_notes_.push_back(id);
+  for (const auto& [id, at] : batch.started) moved_notes_.push_back(id);
+  for (core::JobId id : batch.forgotten_jobs) moved_notes_.push_back(id);
   for (const auto& change : batch.task_changes) task_notes_.emplace_back(change.job, change.task);
   for (const EventRow& event : batch.events) publishes_.push_back(event.event_id);
 }
@@ -50,8 +50,8 @@ void ChangeFeed::note_worker(const std::string& name, const std::string& what) {
 }
 
 bool ChangeFeed::nothing_noted() const {
-  return job_notes_.empty() && task_notes_.empty() && workers_.empty() && publishes_.empty() &&
-         !unnoted_;
+  return job_notes_.empty() && moved_notes_.empty() && task_notes_.empty() && workers_.empty() &&
+         publishes_.empty() && !unnoted_;
 }
 
 std::optional<std::chrono::steady_clock::time_point> ChangeFeed::next_publish() const {
@@ -86,6 +86,9 @@ void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::tim
     for (const auto& [job, task] : task_notes_) {
       if (job_notes_.empty() || job_notes_.back() != job) job_notes_.push_back(job);
     }
+    std::sort(moved_notes_.begin(), moved_notes_.end());
+    moved_notes_.erase(std::unique(moved_notes_.begin(), moved_notes_.end()), moved_notes_.end());
+    job_notes_.insert(job_notes_.end(), moved_notes_.begin(), moved_notes_.end());
     std::sort(job_notes_.begin(), job_notes_.end());
     job_notes_.erase(std::unique(job_notes_.begin(), job_notes_.end()), job_notes_.end());
     entries.reserve(job_notes_.size() + workers_.size() + publishes_.size());
@@ -95,6 +98,7 @@ void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::tim
       auto entry = std::make_shared<Entry>();
       entry->kind = "job";
       entry->job_id = id;
+      entry->moved = std::binary_search(moved_notes_.begin(), moved_notes_.end(), id);
       if (cards) {
         // The board's summary, kept alive by the entry (the card it is in).
         entry->card = JobBoard::find(*cards, id);
@@ -129,6 +133,7 @@ void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::tim
     }
   }
   job_notes_.clear();
+  moved_notes_.clear();
   task_notes_.clear();
   workers_.clear();
   publishes_.clear();

@@ -54,6 +54,10 @@ class ChangeFeed {
     JobBoard::CardPtr card;       // instead of `job`, when the board made it (merged by readers)
     std::vector<uint32_t> tasks;  // changed task indices, at most kMaxTaskIndices
     uint64_t tasks_changed = 0;   // how many changed in all
+    // The job was made, changed state (started, paused, resumed, cancelled,
+    // finished, reopened) or was forgotten since the last publish: a reader of
+    // a few jobs' changes gets these of every job (a list moves on them).
+    bool moved = false;
     // kind worker: its name and what happened (joined, left, lost: REASON).
     // kind publish: the event id.
     std::string name;
@@ -98,6 +102,7 @@ class ChangeFeed {
  private:
   // Loop-only.
   std::vector<core::JobId> job_notes_;                        // jobs changed (repeats too)
+  std::vector<core::JobId> moved_notes_;                      // jobs moved (see Entry::moved)
   std::vector<std::pair<core::JobId, uint32_t>> task_notes_;  // tasks changed (repeats too)
   std::vector<std::pair<std::string, std::string>> workers_;
   std::vector<std::string> publishes_;

@@ -208,25 +208,35 @@ function emit(type, data) {
 }
 
 // Whose changed task indices the stream brings: none (the lists), or the job
-// whose page is open (its grid); set by the views, the stream reopened to
-// continue from the last event seen.
+// whose page is open (its grid); and whose job changes: every job's moves
+// (made, changed state, forgotten) and every change of the jobs the page
+// shows (a busy farm changes thousands a second; a page shows a hundred).
+// Set by the views; the stream is reopened to continue from the last event seen.
 let streamTasks = "none";
+let streamJobs = "states";
 let lastEventId = "";
 
-export function streamTasksOf(which) {
-  const next = which ? String(which) : "none";
-  if (next === streamTasks) return;
-  streamTasks = next;
-  if (source) {
-    source.close();
-    source = null;
-    startStream();
-  }
+function reopenStream() {
+  if (!source) return;
+  source.close();
+  source = null;
+  startStream();
+}
+
+// tasks: the job whose task indices to bring, or none; jobs: the ids of the
+// jobs shown (at most 1000), or none. streamOf({}) is what a page of no job wants.
+export function streamOf({ tasks = null, jobs = null } = {}) {
+  const nextTasks = tasks ? String(tasks) : "none";
+  const nextJobs = jobs && jobs.length ? jobs.map(String).sort().join(",") : "states";
+  if (nextTasks === streamTasks && nextJobs === streamJobs) return;
+  streamTasks = nextTasks;
+  streamJobs = nextJobs;
+  reopenStream();
 }
 
 export function startStream() {
   if (source) return;
-  const query = new URLSearchParams({ tasks: streamTasks });
+  const query = new URLSearchParams({ tasks: streamTasks, jobs: streamJobs });
   if (lastEventId) query.set("last_event_id", lastEventId);
   // EventSource sends no header: with http.read: token the token goes in the URL.
   const token = sessionStorage.getItem(TOKEN_KEY);

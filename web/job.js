@@ -2,7 +2,7 @@
 // its priority, max running and pool, and its tasks as a canvas grid (every
 // state as a letter from GET /api/v1/jobs/ID/states, changed indices from the
 // stream), a task's details and actions on click (or by its number).
-import { get, onStream, streamTasksOf, jobAction, action } from "./api.js";
+import { get, onStream, streamOf, jobAction, action } from "./api.js";
 import { replaceKeeping, markDirty } from "./controls.js";
 import { TaskGrid, TASK_STATES } from "./grid.js";
 import {
@@ -150,7 +150,7 @@ function renderLogs(box, logs) {
 
 export function mount(el, { params }) {
   const id = params[0];
-  streamTasksOf(id);  // this job's changed task indices, for its grid
+  streamOf({ tasks: id, jobs: [id] });  // this job's changes and task indices, for its grid
   performance.clearMarks("grid:start");
   performance.mark("grid:start");
   let alive = true;
@@ -383,7 +383,7 @@ export function mount(el, { params }) {
   loadAll().catch((e) => notice(`job ${id}: ${e.message}`));
   return () => {
     alive = false;
-    streamTasksOf(null);
+    streamOf({});
     clearTimeout(follow);
     offJob();
     offReset();

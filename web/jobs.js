@@ -1,6 +1,6 @@
 // The jobs page: filters and paging on the server (GET /api/v1/jobs), rows
 // patched in place from the stream's `job` events.
-import { get, onStream } from "./api.js";
+import { get, onStream, streamOf } from "./api.js";
 import { h, badge, stateName, progressBar, ago, user, notice, throttle } from "./util.js";
 
 const PAGE = 100;
@@ -93,6 +93,7 @@ export function mount(el, { hash }) {
         rows.set(String(j.id), r);
         return r;
       }));
+      streamOf({ jobs: [...rows.keys()] });  // these rows' changes, and every job's moves
       const matched = Number(list.matched || 0);
       pagerText.textContent = matched
         ? `${f.offset + 1}–${f.offset + jobs.length} of ${matched}`
@@ -109,6 +110,9 @@ export function mount(el, { hash }) {
     }
   }
   const reload = throttle(load, 1000);
+  // Without a filter the first page is the newest jobs: an older job that
+  // finished elsewhere does not change it.
+  const newestShown = () => Math.max(0, ...[...rows.keys()].map(Number));
 
   const offJob = onStream("job", (ev) => {
     const id = String(ev.id);
@@ -122,7 +126,8 @@ export function mount(el, { hash }) {
       const fresh = row(ev.job);
       old.replaceWith(fresh);
       rows.set(id, fresh);
-    } else if (f.offset === 0 && matches(ev.job, f)) {
+    } else if (f.offset === 0 && matches(ev.job, f) &&
+               (f.state || f.user || f.project || f.text || Number(id) > newestShown())) {
       reload();  // a new (or newly matching) job: the first page changes
     }
   });
@@ -131,6 +136,7 @@ export function mount(el, { hash }) {
   load();
   return () => {
     alive = false;
+    streamOf({});
     offJob();
     offReset();
     clearInterval(ticker);

@@ -423,6 +423,42 @@ std::string sse_event(const ChangeFeed::Entry& entry, bool with_tasks) {
   return fmt::format("id: {}\nevent: {}\ndata: {}\n\n", entry.id, entry.kind, data);
 }
 
+// Whose job changes a stream reader wants: every job's (`all`, the default),
+// or every job's moves only (made, changed state, forgotten: `states`) and
+// every change of the jobs it lists (`12,13,...`: the rows a page shows). A
+// busy farm changes thousands of jobs a second: a page of 100 rows wants
+// 100 of them, and a browser sent them all would spend its time parsing.
+struct JobsWanted {
+  bool all = true;
+  std::vector<uint64_t> ids;  // sorted
+
+  bool wants(const ChangeFeed::Entry& entry) const {
+    return all || entry.kind != "job" || entry.moved ||
+           std::binary_search(ids.begin(), ids.end(), entry.job_id);
+  }
+};
+
+constexpr size_t kMaxStreamJobs = 1000;
+
+std::optional<JobsWanted> read_jobs_wanted(const std::string& text) {
+  JobsWanted wanted;
+  if (text.empty() || text == "all") return wanted;
+  wanted.all = false;
+  if (text == "states") return wanted;
+  for (size_t start = 0; start <= text.size();) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    uint64_t id = 0;
+    auto [stop, ec] = std::from_chars(text.data() + start, text.data() + end, id);
+    if (ec != std::errc{} || stop != text.data() + end || id == 0) return std::nullopt;
+    wanted.ids.push_back(id);
+    if (wanted.ids.size() > kMaxStreamJobs) return std::nullopt;
+    start = end + 1;
+  }
+  std::sort(wanted.ids.begin(), wanted.ids.end());
+  return wanted;
+}
+
 }  // namespace
 
 void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
@@ -456,6 +492,15 @@ void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
                         fmt::format("tasks must be all, none or a job id, not '{}'", tasks));
     }
   }
+  const std::string jobs = req.get_param_value("jobs");
+  auto wanted = read_jobs_wanted(jobs);
+  if (!wanted) {
+    --streams_;
+    return json_error(res, 400, "invalid_argument",
+                      fmt::format("jobs must be all, states or up to {} job ids separated by "
+                                  "commas, not '{}'",
+                                  kMaxStreamJobs, jobs.substr(0, 80)));
+  }
   ChangeFeed& feed = *options_.feed;
   uint64_t after = 0;
   const bool complete = feed.subscribe(last, after);
@@ -466,9 +511,11 @@ void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
   // and the next pages' requests stalled behind it for a minute.
   res.set_header("Connection", "close");
   auto first = std::make_shared<bool>(true);
+  auto last_write = std::chrono::steady_clock::now();
   res.set_chunked_content_provider(
       "text/event-stream",
-      [this, &feed, after, complete, first, tasks_of](size_t, httplib::DataSink& sink) mutable {
+      [this, &feed, after, complete, first, tasks_of, wanted = std::move(*wanted), last_write](
+          size_t, httplib::DataSink& sink) mutable {
         std::string text;
         if (*first) {
           *first = false;
@@ -487,6 +534,8 @@ void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
         constexpr size_t kSlice = 32 * 1024;
         text.reserve(kSlice + 4096);
         for (const auto& entry : entries) {
+          after = entry->id;
+          if (!wanted.wants(*entry)) continue;
           const bool with_tasks = entry->kind != "job" || tasks_of == kAllTasks ||
                                   (tasks_of != kNoTasks && tasks_of == entry->job_id);
           if (with_tasks) {
@@ -496,12 +545,13 @@ void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
             std::call_once(entry->brief_once, [&] { entry->brief = sse_event(*entry, false); });
             text += entry->brief;
           }
-          after = entry->id;
           if (text.size() >= kSlice) {
             if (!sink.write(text.data(), text.size())) return false;
+            last_write = std::chrono::steady_clock::now();
             text.clear();
           }
         }
+        const auto now = std::chrono::steady_clock::now();
         if (entries.empty()) {
           if (feed.closed()) {
             sink.done();
@@ -509,9 +559,12 @@ void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
           }
           after = std::max(after, feed.last_id());
           text = ": keepalive\n\n";
+        } else if (text.empty() && now - last_write >= kKeepAlive) {
+          text = ": keepalive\n\n";  // everything since was of other jobs
         }
-        // (An empty chunk would end the stream.)
-        return text.empty() || sink.write(text.data(), text.size());
+        if (text.empty()) return true;  // (an empty chunk would end the stream)
+        last_write = now;
+        return sink.write(text.data(), text.size());
       },
       [this, &feed](bool) {
         feed.unsubscribe();

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -30,6 +31,12 @@ const char* kWaitCommand =
     "  wait:\n"
     "    argv: [/bin/sh, -c, 'while [ ! -e \"$0\" ]; do sleep 0.05; done', \"{release}\"]\n"
     "    params:\n"
+    "      release: {pattern: '^/tmp/[A-Za-z0-9_./-]+$'}\n"
+    // Each frame waits for $0.FRAME: a job that runs on while one task ends.
+    "  wait_each:\n"
+    "    argv: [/bin/sh, -c, 'while [ ! -e \"$0.$1\" ]; do sleep 0.05; done', \"{release}\", "
+    "\"{frame}\"]\n"
+    "    params:\n"
     "      release: {pattern: '^/tmp/[A-Za-z0-9_./-]+$'}\n";
 
 class HttpE2ETest : public ::testing::Test {
@@ -38,6 +45,7 @@ class HttpE2ETest : public ::testing::Test {
     std::ofstream(tokens_.file("tokens")) << "# user token\nalice " << kToken << "\n";
     ClusterOptions options;
     options.local_workers = 1;
+    options.local_slots = 3;
     options.commands_yaml = kWaitCommand;
     options.http_yaml = "  listen: 127.0.0.1:0\n  tokens_file: " + tokens_.file("tokens") + "\n";
     cluster_ = std::make_unique<Cluster>(options);
@@ -389,6 +397,73 @@ TEST_F(HttpE2ETest, AStreamReaderChoosesWhoseTaskIndicesItGets) {
                            [&] { std::ofstream(second_release) << "go"; });
   ASSERT_TRUE(full.is_object()) << "no change of job " << second << " on the stream";
   EXPECT_FALSE(full["tasks"].empty()) << full.dump();
+}
+
+// A page of jobs reads ?jobs=ID,...: every change of its rows, and only the
+// moves (made, changed state, forgotten) of the others; a task of another job
+// that ends while its job runs on is not sent.
+TEST_F(HttpE2ETest, AStreamReaderOfAFewJobsGetsTheirChangesAndOnlyTheOthersMoves) {
+  auto bad = http_->Get("/api/v1/stream?jobs=7,x");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_NE(bad->body.find("jobs must be all, states or up to"), std::string::npos) << bad->body;
+
+  const std::string other_release = cluster_->path("release-other");
+  const std::string listed_release = cluster_->path("release-listed");
+  auto other = cluster_->submit(
+      {"command", "wait_each", "--frames", "1-2", "--param", "release=" + other_release});
+  ASSERT_TRUE(other) << cluster_->last_cli();
+  auto listed = cluster_->submit(
+      {"command", "wait", "--frames", "1", "--param", "release=" + listed_release});
+  ASSERT_TRUE(listed) << cluster_->last_cli();
+  ASSERT_TRUE(cluster_->wait_for_running(*other, 2, 30s));
+  ASSERT_TRUE(cluster_->wait_for_running(*listed, 1, 30s));
+
+  std::map<std::string, int> events;  // job id -> job events seen
+  std::optional<uint64_t> made;
+  bool open = false;
+  httplib::Client client(url_);
+  client.set_read_timeout(30, 0);
+  std::string received;
+  client.Get("/api/v1/stream?tasks=none&jobs=" + std::to_string(*listed), [&](const char* data,
+                                                                              size_t size) {
+    received.append(data, size);
+    if (!open) {
+      open = true;
+      // One task of the other job ends while it runs on; then the
+      // listed job ends; then a new job is made.
+      std::ofstream(other_release + ".1") << "go";
+      EXPECT_TRUE(wait_until(
+          [&] {
+            auto [code, states] = get("/api/v1/jobs/" + std::to_string(*other) + "/states");
+            return code == 200 && states["status"]["task_states"] == "sr";
+          },
+          30s))
+          << "the other job's first task did not end";
+      std::ofstream(listed_release) << "go";
+      made = cluster_->submit({"noop", "--frames", "1"});
+      EXPECT_TRUE(made) << cluster_->last_cli();
+    }
+    size_t at = 0;
+    const std::string marker = "event: job\ndata: ";
+    events.clear();
+    while ((at = received.find(marker, at)) != std::string::npos) {
+      const size_t start = at + marker.size();
+      const size_t end = received.find('\n', start);
+      if (end == std::string::npos) break;
+      Json event = Json::parse(received.substr(start, end - start), nullptr, false);
+      if (event.is_object()) ++events[event["id"].get<std::string>()];
+      at = end;
+    }
+    return !(made && events.count(std::to_string(*made)));
+  });
+  ASSERT_TRUE(made);
+  EXPECT_EQ(events.count(std::to_string(*made)), 1u) << "a new job is a move: " << received;
+  EXPECT_GE(events[std::to_string(*listed)], 1) << "the listed job's end: " << received;
+  EXPECT_EQ(events.count(std::to_string(*other)), 0u)
+      << "another job's task ended while it ran on: not this reader's business\n"
+      << received;
+  std::ofstream(other_release + ".2") << "go";
 }
 
 // docs/openapi.yaml is the API's contract: every path it documents is served,

@@ -53,6 +53,41 @@ TEST_F(ChangeFeedTest, ManyChangesOfOneJobAreOneEntryPerInterval) {
   feed_.unsubscribe();
 }
 
+// A job made, started, paused or cancelled, finished or forgotten since the
+// last publish is marked moved (a reader of a few jobs gets those of every
+// job); one whose tasks only ran on is not.
+TEST_F(ChangeFeedTest, AJobThatChangedStateIsMarkedMovedAndOneThatRanOnIsNot) {
+  uint64_t from = 0;
+  ASSERT_TRUE(feed_.subscribe(0, from));
+  Batch batch = task_changes(1, 0, 3);
+  JobRow made;
+  made.id = 2;
+  batch.new_jobs.push_back(made);
+  batch.started.emplace_back(3, 1000);
+  batch.finished.emplace_back(4, 2000);
+  batch.job_changes.push_back(core::JobChange{5, true, false});
+  batch.forgotten_jobs.push_back(6);
+  Batch more = task_changes(3, 0, 2);  // the started job's tasks, in a later turn
+  feed_.note(batch);
+  feed_.note(more);
+  feed_.publish_if_due(farm_, now_);
+  auto entries = feed_.wait_after(from, now_);
+  ASSERT_EQ(entries.size(), 6u) << "one entry per job";
+  for (const auto& entry : entries) {
+    EXPECT_EQ(entry->moved, entry->job_id != 1) << "job " << entry->job_id;
+  }
+  EXPECT_EQ(entries[2]->job_id, 3u);
+  EXPECT_EQ(entries[2]->tasks_changed, 2u) << "a moved job's task changes stay with it";
+
+  now_ += ChangeFeed::kCoalesce;
+  feed_.note(task_changes(2, 0, 1));
+  feed_.publish_if_due(farm_, now_);
+  auto later = feed_.wait_after(entries.back()->id, now_);
+  ASSERT_EQ(later.size(), 1u);
+  EXPECT_FALSE(later[0]->moved) << "moved is for one publish only";
+  feed_.unsubscribe();
+}
+
 TEST_F(ChangeFeedTest, AReaderResumingAcrossUnwatchedChangesIsToldToReload) {
   uint64_t from = 0;
   ASSERT_TRUE(feed_.subscribe(0, from));
