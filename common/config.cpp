@@ -946,6 +946,16 @@ class Reader {
             return;
           }
           hook.secret = std::move(secret);
+        } else if (key == "ca_file") {
+          auto file = read_string(entry, false);
+          if (!file) return;
+          if (std::FILE* f = std::fopen(file->c_str(), "rb")) {
+            std::fclose(f);
+            hook.ca_file = *file;
+          } else {
+            problem(entry.line, "cannot read " + entry.path + " " + printable(*file) + ": " +
+                                    std::strerror(errno));
+          }
         } else if (key == "timeout_s") {
           assign(read_duration(entry), hook.timeout);
         } else if (key == "backoff_base_s") {
@@ -961,6 +971,9 @@ class Reader {
       if (!has_url) problem(item.line, item.path + ".url is required");
       if (!has_events) problem(item.line, item.path + ".events is required");
       if (!has_secret) problem(item.line, item.path + ".secret or .secret_file is required");
+      if (!hook.ca_file.empty() && hook.url.rfind("https://", 0) != 0) {
+        problem(item.line, item.path + ".ca_file is for an https:// url");
+      }
       if (hook.backoff_max < hook.backoff_base) {
         problem(item.line, item.path + ".backoff_max_s must be at least backoff_base_s");
       }

@@ -175,6 +175,9 @@ struct Hook {
   std::vector<std::string> events;
   std::string secret;       // HMAC-SHA256 key: `secret`, or the contents of `secret_file`
   std::string secret_file;  // where the secret came from, if from a file
+  // https: PEM file of the CA certificates the receiver's certificate is
+  // checked against (a studio's own CA); empty: the system's (ca-certificates).
+  std::string ca_file;
   std::chrono::milliseconds timeout{10'000};                        // one POST
   std::chrono::milliseconds backoff_base{1'000};                    // first retry after a failure
   std::chrono::milliseconds backoff_max{300'000};                   // retries double up to this

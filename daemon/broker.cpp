@@ -21,12 +21,13 @@ namespace {
 // Whether two configs' hooks send the same things the same way (where each
 // was written in the file aside).
 bool same_hooks(const std::vector<common::Hook>& a, const std::vector<common::Hook>& b) {
-  return std::equal(
-      a.begin(), a.end(), b.begin(), b.end(), [](const common::Hook& x, const common::Hook& y) {
-        return x.name == y.name && x.url == y.url && x.events == y.events && x.secret == y.secret &&
-               x.timeout == y.timeout && x.backoff_base == y.backoff_base &&
-               x.backoff_max == y.backoff_max && x.give_up_after == y.give_up_after;
-      });
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                    [](const common::Hook& x, const common::Hook& y) {
+                      return x.name == y.name && x.url == y.url && x.events == y.events &&
+                             x.secret == y.secret && x.timeout == y.timeout &&
+                             x.backoff_base == y.backoff_base && x.backoff_max == y.backoff_max &&
+                             x.give_up_after == y.give_up_after && x.ca_file == y.ca_file;
+                    });
 }
 
 std::string hook_names(const std::vector<common::Hook>& hooks) {

@@ -99,6 +99,10 @@ void HookSender::run(Lane& lane) {
   client.set_read_timeout(timeout);
   client.set_write_timeout(timeout);
   client.set_keep_alive(true);
+  // An https receiver's certificate is checked (against the hook's ca_file,
+  // else the system's CAs), its name too: a delivery is signed, not secret-proof.
+  client.enable_server_certificate_verification(true);
+  if (!lane.hook.ca_file.empty()) client.set_ca_cert_path(lane.hook.ca_file.c_str());
   for (;;) {
     HookRequest request;
     {

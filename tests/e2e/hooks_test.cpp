@@ -15,12 +15,15 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "tests/support/cluster.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/tls_cert.h"
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <openssl/evp.h>
@@ -57,10 +60,13 @@ struct Delivery {
 };
 
 // An HTTP receiver on 127.0.0.1 and a free port, which can go down and come
-// back on the same port, and can hold requests until released.
+// back on the same port, and can hold requests until released; over TLS with
+// `tls`'s certificate when given.
 class Receiver {
  public:
-  Receiver() { start_server(/*port=*/0); }
+  explicit Receiver(testing_support::TlsFiles tls = {}) : tls_(std::move(tls)) {
+    start_server(/*port=*/0);
+  }
 
   ~Receiver() {
     release();
@@ -70,7 +76,8 @@ class Receiver {
   int port() const { return port_; }
 
   std::string url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(port_) + path;
+    return (tls_.cert.empty() ? "http" : "https") + std::string("://127.0.0.1:") +
+           std::to_string(port_) + path;
   }
 
   void stop() {
@@ -108,7 +115,12 @@ class Receiver {
 
  private:
   void start_server(int port) {
-    server_ = std::make_unique<httplib::Server>();
+    if (tls_.cert.empty()) {
+      server_ = std::make_unique<httplib::Server>();
+    } else {
+      server_ = std::make_unique<httplib::SSLServer>(tls_.cert.c_str(), tls_.key.c_str());
+      ASSERT_TRUE(server_->is_valid()) << "TLS server with " << tls_.cert;
+    }
     server_->Post(".*", [this](const httplib::Request& req, httplib::Response& res) {
       std::unique_lock lock(mu_);
       ++waiting_;
@@ -137,6 +149,7 @@ class Receiver {
     ASSERT_TRUE(wait_until([&] { return server_->is_running(); }, 10s));
   }
 
+  testing_support::TlsFiles tls_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = 0;
@@ -271,6 +284,52 @@ TEST(HooksTest, EveryConfiguredEventIsDeliveredSignedWithItsHooksSecret) {
   EXPECT_EQ((*stats)[0]["name"], "all");
   EXPECT_EQ((*stats)[1]["name"], "hook-2");
   EXPECT_EQ((*stats)[0]["failed"], 0);
+}
+
+// An https receiver (a tracker behind a studio's own CA): a hook whose
+// ca_file trusts its certificate delivers, signed; one that only trusts the
+// system's CAs delivers nothing, and `farmhand hooks` says why.
+TEST(HooksTest, AnHttpsReceiverIsReachedThroughTheHooksCaFileAndRefusedWithoutIt) {
+  testing_support::TempDir certs("fh-tls");
+  const testing_support::TlsFiles tls = testing_support::make_self_signed(certs.path(), "tracker");
+  ASSERT_FALSE(tls.cert.empty());
+  Receiver receiver(tls);
+  Cluster cluster(
+      options_with("hooks:\n"
+                   "  - name: trusted\n"
+                   "    url: " +
+                   receiver.url("/trusted") +
+                   "\n"
+                   "    secret: s1\n"
+                   "    ca_file: " +
+                   tls.cert +
+                   "\n"
+                   "    events: [job.succeeded]\n"
+                   "  - name: untrusted\n"
+                   "    url: " +
+                   receiver.url("/untrusted") +
+                   "\n"
+                   "    secret: s2\n"
+                   "    events: [job.succeeded]\n"));
+  ASSERT_TRUE(cluster.start());
+  auto ok = cluster.submit({"command", "ok", "--frames", "1"});
+  ASSERT_TRUE(ok) << cluster.last_cli();
+  ASSERT_TRUE(wait_until([&] { return has(receiver, "job.succeeded", *ok); }, kLimit));
+  std::optional<Json> stats;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        stats = cluster.cli_json({"hooks"});
+        return stats && (*stats)[0]["delivered"] == 1 && (*stats)[1]["pending"] == 1 &&
+               !(*stats)[1]["oldest_pending"]["last_error"].get<std::string>().empty();
+      },
+      kLimit))
+      << cluster.last_cli();
+  const std::string why = (*stats)[1]["oldest_pending"]["last_error"];
+  EXPECT_NE(why.find("ssl"), std::string::npos) << why;
+  for (const Delivery& d : receiver.deliveries()) {
+    EXPECT_EQ(d.path, "/trusted") << "delivered to a receiver it does not trust";
+    EXPECT_EQ(d.signature, "sha256=" + hmac_hex("s1", d.body));
+  }
 }
 
 TEST(HooksTest, ReceiverDownForAWhileThenUpGetsEverythingInOrderPerJob) {

@@ -15,6 +15,7 @@
 #include "tests/support/cluster.h"
 #include "tests/support/oracles.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/tls_cert.h"
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <yaml-cpp/yaml.h>
@@ -464,6 +465,42 @@ TEST_F(HttpE2ETest, AStreamReaderOfAFewJobsGetsTheirChangesAndOnlyTheOthersMoves
       << "another job's task ended while it ran on: not this reader's business\n"
       << received;
   std::ofstream(other_release + ".2") << "go";
+}
+
+// http.tls_cert and http.tls_key: the front speaks TLS with that certificate;
+// a client that trusts it reads the API, one that does not refuses to, and
+// plain HTTP on the port is not answered.
+TEST(HttpTlsTest, TheFrontServesTlsWithTheConfiguredCertificate) {
+  testing_support::TempDir certs("fh-tls");
+  const testing_support::TlsFiles tls =
+      testing_support::make_self_signed(certs.path(), "farmhandd");
+  ASSERT_FALSE(tls.cert.empty());
+  ClusterOptions options;
+  options.local_workers = 0;
+  options.http_yaml =
+      "  listen: 127.0.0.1:0\n  tls_cert: " + tls.cert + "\n  tls_key: " + tls.key + "\n";
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  const std::string url = cluster.http_url();
+  ASSERT_EQ(url.rfind("https://127.0.0.1:", 0), 0u) << url;
+
+  httplib::Client trusting(url);
+  trusting.enable_server_certificate_verification(true);
+  trusting.set_ca_cert_path(tls.cert.c_str());
+  auto health = trusting.Get("/api/v1/health");
+  ASSERT_TRUE(health) << httplib::to_string(health.error());
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(Json::parse(health->body, nullptr, false)["health"]["store_writes"], true);
+
+  httplib::Client untrusting(url);
+  untrusting.enable_server_certificate_verification(true);
+  auto unverified = untrusting.Get("/api/v1/health");
+  EXPECT_FALSE(unverified) << "a certificate no CA vouches for was accepted";
+
+  httplib::Client plain("http://" + url.substr(std::string("https://").size()));
+  plain.set_read_timeout(5, 0);
+  auto answered = plain.Get("/api/v1/health");
+  EXPECT_TRUE(!answered || answered->status != 200) << "plain HTTP was answered on the TLS port";
 }
 
 // docs/openapi.yaml is the API's contract: every path it documents is served,

@@ -990,6 +990,24 @@ TEST(ConfigHooksTest, SecretFileIsReadWithoutItsTrailingNewline) {
               HasSubstr("cannot read hooks[0].secret_file /nonexistent/secret"));
 }
 
+TEST(ConfigHooksTest, ACaFileIsForAnHttpsUrlAndMustBeReadable) {
+  TempDir dir;
+  const std::string ca = dir.write("ca.pem", "-----BEGIN CERTIFICATE-----\n");
+  Config config = loaded(
+      "hooks:\n  - url: https://h/\n    events: [job.failed]\n    secret: s\n"
+      "    ca_file: " +
+      ca + "\n");
+  ASSERT_EQ(config.hooks.size(), 1u);
+  EXPECT_EQ(config.hooks[0].ca_file, ca);
+  EXPECT_THAT(problems_of("hooks:\n  - url: http://h/\n    events: [job.failed]\n    secret: s\n"
+                          "    ca_file: " +
+                          ca + "\n"),
+              HasSubstr("hooks[0].ca_file is for an https:// url"));
+  EXPECT_THAT(problems_of("hooks:\n  - url: https://h/\n    events: [job.failed]\n    secret: s\n"
+                          "    ca_file: /nonexistent/ca.pem\n"),
+              HasSubstr("cannot read hooks[0].ca_file /nonexistent/ca.pem"));
+}
+
 TEST(ConfigHooksTest, RulesMatchPublishesOrFarmEventsNotBoth) {
   const std::string base =
       "commands:\n  up:\n    argv: [/bin/true]\nrules:\n  - name: r\n    match: ";
