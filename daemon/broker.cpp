@@ -306,14 +306,6 @@ void Broker::reload_config() {
     return;
   }
   common::Config previous = options_.config;
-  // Webhooks keep their sender threads and outbox policies from the start: a
-  // change waits for a restart, and says so rather than seem applied.
-  if (!same_hooks(previous.hooks, loaded->hooks)) {
-    log_->warn(
-        "config reload: hooks changed; the hooks in force stay until farmhandd restarts "
-        "(systemctl restart farmhandd) before=\"{}\" after=\"{}\"",
-        hook_names(previous.hooks), hook_names(loaded->hooks));
-  }
   options_.config.rules = loaded->rules;
   options_.config.commands = loaded->commands;
   options_.config.watch = loaded->watch;
@@ -331,6 +323,22 @@ void Broker::reload_config() {
     return;
   }
   publish.cancel_retry();
+  if (!same_hooks(previous.hooks, loaded->hooks)) {
+    options_.config.hooks = loaded->hooks;
+    if (auto ok = core_->reload_hooks(); ok) {
+      log_->info("config reload: hooks reloaded before=\"{}\" after=\"{}\"",
+                 hook_names(previous.hooks), hook_names(options_.config.hooks));
+    } else {
+      log_->error("config reload: hooks not reloaded, the old ones stay: {}", ok.error().reason);
+      options_.config.hooks = previous.hooks;
+      // Refused while the store cannot write (nothing changed); else back to the old ones.
+      if (!core_->store_failure()) {
+        if (auto again = core_->reload_hooks(); !again) {
+          log_->error("hooks reloaded from the store in part: {}", again.error().reason);
+        }
+      }
+    }
+  }
   core_->reload_limits(previous.limits);
   if (previous.shares != options_.config.shares) core_->reload_shares();
   security_.reload_keys();

@@ -64,6 +64,13 @@ Result<void> BrokerCore::restore() {
   return hooks_.restore(store_);
 }
 
+Result<void> BrokerCore::reload_hooks() {
+  if (failure_ || fatal_) {
+    return fail(ErrorCode::kUnavailable, "the store cannot write; the hooks in force stay");
+  }
+  return hooks_.reload(store_);
+}
+
 void BrokerCore::reload_shares() {
   farm_.scheduler->set_shares(config_.shares);
   changed_ = true;

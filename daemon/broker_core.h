@@ -75,6 +75,8 @@ class BrokerCore final : public HealthSource {
   void reload_limits(const std::map<std::string, uint32_t>& before);
   // The config's fair shares changed (or not): the scheduler takes them as they are.
   void reload_shares();
+  // The config's hooks changed (Hooks::reload); between turns only.
+  [[nodiscard]] Result<void> reload_hooks();
   void on_worker(const std::string& routing_id, const void* data, size_t size);
 
   // Whether the turn has taken enough worker messages: kMaxWorkerMessagesPerTurn,

@@ -174,6 +174,14 @@ void Hooks::take_outcomes(Batch& batch) {
   }
 }
 
+Result<void> Hooks::reload(Store& store) {
+  sender_.reset();  // joins its threads: nothing of the old hooks is sent after this
+  hooks_ = config_.hooks;
+  auto ok = restore(store);
+  if (!hooks_.empty()) sender_ = std::make_unique<HookSender>(hooks_);
+  return ok;
+}
+
 void Hooks::send_due() {
   if (!sender_) return;
   for (core::HookDelivery& d : outbox_.take_due(clock_.unix_ms())) {

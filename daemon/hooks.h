@@ -43,6 +43,12 @@ class Hooks {
   // Loads the outbox from the store (at start, and after a failed commit).
   [[nodiscard]] Result<void> restore(Store& store);
 
+  // The config's hooks changed (SIGHUP), between turns: the sender starts again
+  // with them and the outbox is loaded again from the store. Deliveries of a
+  // hook removed stay in the store, as at a restart, and go out if it comes
+  // back; POSTs under way are cut off and sent again, with the same delivery id.
+  [[nodiscard]] Result<void> reload(Store& store);
+
   // A farm event. `subject` holds what is not the job ("task", "worker",
   // "publish"); `job` (0: none) is described from the Farm as it is now.
   void on_event(const std::string& event, core::JobId job, nlohmann::json subject, Batch& batch);
@@ -72,7 +78,7 @@ class Hooks {
   const Clock& clock_;
   const Farm& farm_;
   spdlog::logger& log_;
-  std::vector<common::Hook> hooks_;  // as at start (a reload does not change them)
+  std::vector<common::Hook> hooks_;  // config_.hooks as at start or the last reload
   core::HookOutbox outbox_;
   std::unique_ptr<HookSender> sender_;
   std::mt19937_64 rng_{std::random_device{}()};

@@ -474,30 +474,75 @@ TEST(HooksTest, DeliveryTooOldIsGivenUpAndHooksSaysSo) {
             std::string::npos);
 }
 
-// Hooks are not reloaded by SIGHUP (their senders and outbox policies are the
-// start's): a changed hook is not silently ignored but logged as waiting for
-// a restart, and the hooks in force keep delivering.
-TEST(HooksTest, AReloadSaysChangedHooksWaitForARestart) {
+// SIGHUP reloads the hooks: a new one delivers, a removed one stops; its
+// delivery still pending stays in the store and goes out once the hook is
+// configured again.
+TEST(HooksTest, AReloadAppliesChangedHooksAndKeepsARemovedOnesPendingDeliveries) {
   Receiver receiver;
   Cluster cluster(options_with(""));
-  cluster.rewrite_config("hooks:\n  - name: first\n    url: " + receiver.url("/first") +
-                         "\n    secret: one\n    events: [job.succeeded]\n");
+  const std::string first = "  - name: first\n    url: " + receiver.url("/first") +
+                            "\n    secret: one\n    backoff_base_s: 1\n    backoff_max_s: 1\n"
+                            "    events: [job.succeeded]\n";
+  const std::string second = "  - name: second\n    url: " + receiver.url("/second") +
+                             "\n    secret: two\n    events: [job.succeeded]\n";
+  cluster.rewrite_config("hooks:\n" + first);
   ASSERT_TRUE(cluster.start());
-  cluster.rewrite_config("hooks:\n  - name: second\n    url: " + receiver.url("/second") +
-                         "\n    secret: two\n    events: [job.succeeded]\n");
-  ASSERT_TRUE(cluster.signal_broker(SIGHUP));
-  EXPECT_TRUE(wait_until(
+  auto reloaded = [&](size_t times) {
+    return wait_until(
+        [&] {
+          const std::string log = read_file(cluster.broker_log_path());
+          size_t n = 0;
+          for (size_t at = log.find("hooks reloaded"); at != std::string::npos;
+               at = log.find("hooks reloaded", at + 1)) {
+            ++n;
+          }
+          return n >= times;
+        },
+        30s, 50ms);
+  };
+
+  // The receiver refuses: first's delivery of `early` stays pending.
+  receiver.set_status(503);
+  auto early = cluster.submit({"noop", "--frames", "1"});
+  ASSERT_TRUE(early) << cluster.last_cli();
+  ASSERT_TRUE(wait_until(
       [&] {
-        return read_file(cluster.broker_log_path()).find("hooks changed") != std::string::npos;
+        auto stats = cluster.cli_json({"hooks"});
+        return stats && (*stats)[0]["pending"] == 1 &&
+               !(*stats)[0]["oldest_pending"]["last_error"].get<std::string>().empty();
       },
-      10s, 50ms))
-      << read_file(cluster.broker_log_path());
-  const std::string log = read_file(cluster.broker_log_path());
-  EXPECT_NE(log.find(R"(before="first" after="second")"), std::string::npos) << log;
-  auto job = cluster.submit({"noop", "--frames", "1"});
-  ASSERT_TRUE(job) << cluster.last_cli();
-  EXPECT_TRUE(wait_until([&] { return has(receiver, "job.succeeded", *job); }, 30s, 50ms))
-      << "the hook in force stopped delivering";
+      kLimit))
+      << cluster.last_cli();
+
+  cluster.rewrite_config("hooks:\n" + second);
+  ASSERT_TRUE(cluster.signal_broker(SIGHUP));
+  ASSERT_TRUE(reloaded(1)) << read_file(cluster.broker_log_path());
+  EXPECT_NE(read_file(cluster.broker_log_path()).find(R"(before="first" after="second")"),
+            std::string::npos);
+  receiver.set_status(200);
+  auto later = cluster.submit({"noop", "--frames", "1"});
+  ASSERT_TRUE(later) << cluster.last_cli();
+  ASSERT_TRUE(wait_until([&] { return has(receiver, "job.succeeded", *later); }, kLimit))
+      << "the new hook did not deliver";
+  auto stats = cluster.cli_json({"hooks"});
+  ASSERT_TRUE(stats) << cluster.last_cli();
+  ASSERT_EQ(stats->size(), 1u) << stats->dump();
+  EXPECT_EQ((*stats)[0]["name"], "second");
+  for (const Delivery& d : receiver.deliveries()) {
+    EXPECT_EQ(d.path, "/second") << "the removed hook delivered";
+    EXPECT_EQ(d.signature, "sha256=" + hmac_hex("two", d.body));
+  }
+
+  cluster.rewrite_config("hooks:\n" + first + second);
+  ASSERT_TRUE(cluster.signal_broker(SIGHUP));
+  ASSERT_TRUE(reloaded(2)) << read_file(cluster.broker_log_path());
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto got = of(receiver.deliveries(), "job.succeeded", *early);
+        return !got.empty() && got[0].path == "/first";
+      },
+      kLimit))
+      << "the delivery kept for the removed hook never went out";
 }
 
 TEST(HooksTest, RuleMatchingAFarmEventRunsItsJobOnTheFarm) {
