@@ -102,10 +102,15 @@ fi
 # (the ids in $BENCH_WORK/page, which the page poller keeps) and every job's
 # moves, and reopens the stream when the rows change, as web/jobs.js does.
 page_reader() {
-  local ids="" now reader=""
-  trap '[[ -n $reader ]] && kill "$reader" 2>/dev/null; exit 0' TERM
+  local ids="" now reader="" tick
+  trap '[[ -z $reader ]] || kill "$reader" 2>/dev/null; exit 0' TERM
+  # Waits with bash's own read -t on a pipe nothing writes to: 20 readers
+  # forking sleep and cat every second cost the shared cores more than the
+  # streams they stand for.
+  exec {tick}<> <(:)
   while :; do
-    now=$(cat "$BENCH_WORK/page" 2>/dev/null || true)
+    now=""
+    [[ -r "$BENCH_WORK/page" ]] && read -r now <"$BENCH_WORK/page" || true
     if [[ -z $reader || "$now" != "$ids" ]] || ! kill -0 "$reader" 2>/dev/null; then
       [[ -z $reader ]] || kill "$reader" 2>/dev/null || true
       ids=$now
@@ -113,8 +118,7 @@ page_reader() {
         "http://$BENCH_HTTP/api/v1/stream?tasks=none&jobs=${ids:-states}" >/dev/null 2>&1 &
       reader=$!
     fi
-    sleep 1 &
-    wait $! || true
+    read -r -t 1 -u "$tick" _ || true
   done
 }
 

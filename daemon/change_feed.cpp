@@ -93,6 +93,8 @@ void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::tim
     job_notes_.erase(std::unique(job_notes_.begin(), job_notes_.end()), job_notes_.end());
     entries.reserve(job_notes_.size() + workers_.size() + publishes_.size());
     const auto cards = shared ? board->snapshot() : nullptr;
+    std::optional<JobBoard::Walk> walk;
+    if (cards) walk.emplace(*cards);
     auto task_note = task_notes_.begin();
     for (core::JobId id : job_notes_) {
       auto entry = std::make_shared<Entry>();
@@ -101,7 +103,7 @@ void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::tim
       entry->moved = std::binary_search(moved_notes_.begin(), moved_notes_.end(), id);
       if (cards) {
         // The board's summary, kept alive by the entry (the card it is in).
-        entry->card = JobBoard::find(*cards, id);
+        entry->card = walk->find(id);
       } else if (farm.scheduler->job(id)) {
         auto summary = std::make_shared<wire::JobSummary>();
         fill_summary(farm, id, *summary);

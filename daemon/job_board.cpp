@@ -34,10 +34,10 @@ void JobBoard::note(const Batch& batch) {
 
 const wire::JobSummary& JobBoard::Card::summary() const {
   std::call_once(summary_once, [this] {
-    whole = *fixed;
-    apply_moving(moving, whole);
+    whole = std::make_unique<wire::JobSummary>(*fixed);
+    apply_moving(moving, *whole);
   });
-  return whole;
+  return *whole;
 }
 
 namespace {
@@ -48,6 +48,7 @@ JobBoard::CardPtr make_card(const Farm& farm, core::JobId id, const JobBoard::Ca
   auto moving = job_moving(farm, id);
   if (!moving) return nullptr;
   auto card = std::make_shared<JobBoard::Card>();
+  card->job_id = id;
   card->moving = *moving;
   if (before != nullptr && !refix) {
     card->fixed = before->fixed;
@@ -142,6 +143,18 @@ JobBoard::CardPtr JobBoard::find(const Snapshot& snapshot, core::JobId id) {
   auto card = std::lower_bound(chunk->second->begin(), chunk->second->end(), id,
                                [](const CardPtr& c, core::JobId want) { return c->id() < want; });
   return card != chunk->second->end() && (*card)->id() == id ? *card : nullptr;
+}
+
+JobBoard::CardPtr JobBoard::Walk::find(core::JobId id) {
+  const auto& chunks = snapshot_.chunks;
+  while (chunk_ < chunks.size() && chunks[chunk_].first < id / kChunk) {
+    ++chunk_;
+    card_ = 0;
+  }
+  if (chunk_ == chunks.size() || chunks[chunk_].first != id / kChunk) return nullptr;
+  const Chunk& chunk = *chunks[chunk_].second;
+  while (card_ < chunk.size() && chunk[card_]->id() < id) ++card_;
+  return card_ < chunk.size() && chunk[card_]->id() == id ? chunk[card_] : nullptr;
 }
 
 namespace {

@@ -42,15 +42,18 @@ class JobBoard {
   // loop little). Its whole summary, and that as the API's JSON, are made once
   // by the first reader that needs them.
   struct Card {
+    uint64_t job_id = 0;  // fixed->id(), kept here: lookups touch no summary
     std::shared_ptr<const wire::JobSummary> fixed;
     JobMoving moving;
 
-    uint64_t id() const { return fixed->id(); }
+    uint64_t id() const { return job_id; }
 
     const wire::JobSummary& summary() const;
 
+    // Made by the first reader that needs it: a card is made for every changed
+    // job, every publish, and most are never read whole.
     mutable std::once_flag summary_once;
-    mutable wire::JobSummary whole;
+    mutable std::unique_ptr<wire::JobSummary> whole;
     mutable std::once_flag json_once;
     mutable std::string json;
   };
@@ -116,6 +119,21 @@ class JobBoard {
   static Result<Page> query(const Snapshot& snapshot, const Query& query);
   // One job's card; null when the snapshot has none.
   static CardPtr find(const Snapshot& snapshot, core::JobId id);
+
+  // Many jobs' cards, asked for in ascending id order: one pass over the
+  // snapshot (a search per job chased ten card pointers each, and the feed
+  // asks for thousands every publish).
+  class Walk {
+   public:
+    explicit Walk(const Snapshot& snapshot) : snapshot_(snapshot) {}
+
+    CardPtr find(core::JobId id);  // ids ascending from call to call
+
+   private:
+    const Snapshot& snapshot_;
+    size_t chunk_ = 0;
+    size_t card_ = 0;
+  };
 
  private:
   // Loop-only.

@@ -134,6 +134,31 @@ TEST_F(JobBoardTest, CursorPagesVisitEveryJobOnceInSortOrderWhileJobsChange) {
   }
 }
 
+// The feed's one pass over the board finds each job's card as a search does,
+// across gaps, missing chunks and strides.
+TEST(JobBoardWalkTest, OnePassFindsWhatASearchFinds) {
+  JobBoard::Snapshot snapshot;
+  auto chunk = [](uint64_t first, uint64_t last, uint64_t step) {
+    auto out = std::make_shared<JobBoard::Chunk>();
+    for (uint64_t id = first; id <= last; id += step) {
+      auto card = std::make_shared<JobBoard::Card>();
+      card->job_id = id;
+      out->push_back(std::move(card));
+    }
+    return out;
+  };
+  const uint64_t k = JobBoard::kChunk;
+  snapshot.chunks.emplace_back(0, chunk(1, k - 1, 2));          // odd ids
+  snapshot.chunks.emplace_back(2, chunk(2 * k, 3 * k - 1, 3));  // chunk 1 is missing
+  snapshot.chunks.emplace_back(5, chunk(5 * k + 7, 5 * k + 7, 1));
+  for (uint64_t stride : {1u, 2u, 7u, 300u}) {
+    JobBoard::Walk walk(snapshot);
+    for (uint64_t id = 1; id < 7 * k; id += stride) {
+      EXPECT_EQ(walk.find(id), JobBoard::find(snapshot, id)) << "id " << id << " stride " << stride;
+    }
+  }
+}
+
 TEST_F(JobBoardTest, APublishRemakesOnlyTheChunksOfChangedJobs) {
   std::vector<core::JobId> all;
   for (int i = 0; i < 3 * static_cast<int>(JobBoard::kChunk); ++i) {
