@@ -8,8 +8,8 @@ FARMHAND_TEST_ARTIFACTS."""
 import json
 import urllib.request
 
-from selenium.common.exceptions import (NoSuchElementException, StaleElementReferenceException,
-                                        TimeoutException)
+from selenium.common.exceptions import (ElementNotInteractableException, NoSuchElementException,
+                                        StaleElementReferenceException, TimeoutException)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
@@ -19,8 +19,10 @@ from conftest import TOKEN
 from test_monitor import WAIT_S, css, notice_text, open_page, shot
 
 # Rows are redrawn from the API every few seconds: an element found a moment
-# ago may be gone, so conditions look again instead of failing.
-REDRAWN = (NoSuchElementException, StaleElementReferenceException)
+# ago may be gone, or being moved into the new rows (a field being edited is
+# kept), so conditions look again instead of failing; one that never comes
+# back still fails, by timeout.
+REDRAWN = (NoSuchElementException, StaleElementReferenceException, ElementNotInteractableException)
 
 
 def wait(browser, condition, timeout=WAIT_S):
