@@ -37,7 +37,11 @@ void ChangeFeed::note(const Batch& batch) {
   for (const auto& [id, at] : batch.finished) moved_notes_.push_back(id);
   for (const auto& [id, at] : batch.started) moved_notes_.push_back(id);
   for (core::JobId id : batch.forgotten_jobs) moved_notes_.push_back(id);
-  for (const auto& change : batch.task_changes) task_notes_.emplace_back(change.job, change.task);
+  for (const auto& change : batch.task_changes) {
+    TaskNotes& notes = task_notes_[change.job];
+    ++notes.changed;
+    if (notes.tasks.size() < 2 * kMaxTaskIndices) notes.tasks.push_back(change.task);
+  }
   for (const EventRow& event : batch.events) publishes_.push_back(event.event_id);
 }
 
@@ -82,10 +86,7 @@ void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::tim
   unnoted_ = false;
   if (watched) {
     // The jobs noted, each once, in id order; their task notes beside them.
-    std::sort(task_notes_.begin(), task_notes_.end());
-    for (const auto& [job, task] : task_notes_) {
-      if (job_notes_.empty() || job_notes_.back() != job) job_notes_.push_back(job);
-    }
+    for (const auto& [job, notes] : task_notes_) job_notes_.push_back(job);
     std::sort(moved_notes_.begin(), moved_notes_.end());
     moved_notes_.erase(std::unique(moved_notes_.begin(), moved_notes_.end()), moved_notes_.end());
     job_notes_.insert(job_notes_.end(), moved_notes_.begin(), moved_notes_.end());
@@ -95,7 +96,6 @@ void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::tim
     const auto cards = shared ? board->snapshot() : nullptr;
     std::optional<JobBoard::Walk> walk;
     if (cards) walk.emplace(*cards);
-    auto task_note = task_notes_.begin();
     for (core::JobId id : job_notes_) {
       auto entry = std::make_shared<Entry>();
       entry->kind = "job";
@@ -110,13 +110,13 @@ void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::tim
         slim(*summary);
         entry->job = std::move(summary);
       }
-      while (task_note != task_notes_.end() && task_note->first < id) ++task_note;
-      for (; task_note != task_notes_.end() && task_note->first == id; ++task_note) {
-        ++entry->tasks_changed;
-        if (entry->tasks.size() < kMaxTaskIndices &&
-            (entry->tasks.empty() || entry->tasks.back() != task_note->second)) {
-          entry->tasks.push_back(task_note->second);
-        }
+      if (auto notes = task_notes_.find(id); notes != task_notes_.end()) {
+        std::vector<uint32_t>& tasks = notes->second.tasks;
+        std::sort(tasks.begin(), tasks.end());
+        tasks.erase(std::unique(tasks.begin(), tasks.end()), tasks.end());
+        if (tasks.size() > kMaxTaskIndices) tasks.resize(kMaxTaskIndices);
+        entry->tasks = std::move(tasks);
+        entry->tasks_changed = notes->second.changed;
       }
       entries.push_back(std::move(entry));
     }
@@ -140,13 +140,19 @@ void ChangeFeed::publish_if_due(const Farm& farm, std::chrono::steady_clock::tim
   workers_.clear();
   publishes_.clear();
   if (entries.empty()) return;
+  std::vector<EntryPtr> retired;  // freed here, after the lock
   {
     std::lock_guard lock(mutex_);
     for (auto& entry : entries) {
       entry->id = next_id_++;
       ring_.push_back(std::move(entry));
     }
-    while (ring_.size() > kRingSize) ring_.pop_front();
+    while (ring_.size() > kRingSize) {
+      retired_.push_back(std::move(ring_.front()));
+      ring_.pop_front();
+    }
+    // Readers that stopped reading leave them to the loop, at most a ring's worth.
+    if (retired_.size() > kRingSize) retired.swap(retired_);
   }
   changed_.notify_all();
 }
@@ -176,11 +182,14 @@ void ChangeFeed::unsubscribe() {
 
 std::vector<ChangeFeed::EntryPtr> ChangeFeed::wait_after(
     uint64_t after, std::chrono::steady_clock::time_point until) {
+  std::vector<EntryPtr> retired;  // freed on this thread once the lock is let go
   std::unique_lock lock(mutex_);
   changed_.wait_until(lock, until, [&] { return closed_ || next_id_ - 1 > after; });
   std::vector<EntryPtr> out;
   for (auto it = ring_.rbegin(); it != ring_.rend() && (*it)->id > after; ++it) out.push_back(*it);
   std::reverse(out.begin(), out.end());
+  retired.swap(retired_);
+  lock.unlock();
   return out;
 }
 

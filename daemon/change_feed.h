@@ -27,6 +27,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "farmhand.pb.h"
@@ -101,9 +102,19 @@ class ChangeFeed {
 
  private:
   // Loop-only.
-  std::vector<core::JobId> job_notes_;                        // jobs changed (repeats too)
-  std::vector<core::JobId> moved_notes_;                      // jobs moved (see Entry::moved)
-  std::vector<std::pair<core::JobId, uint32_t>> task_notes_;  // tasks changed (repeats too)
+  std::vector<core::JobId> job_notes_;    // jobs changed (repeats too)
+  std::vector<core::JobId> moved_notes_;  // jobs moved (see Entry::moved)
+
+  // Tasks changed, by job, gathered as they come (a full farm notes tens of
+  // thousands between publishes; sorting them all at the publish stalled the
+  // loop for milliseconds): how many changed (repeats too), and the first
+  // indices (repeats too, up to twice kMaxTaskIndices).
+  struct TaskNotes {
+    uint64_t changed = 0;
+    std::vector<uint32_t> tasks;
+  };
+
+  std::unordered_map<core::JobId, TaskNotes> task_notes_;
   std::vector<std::pair<std::string, std::string>> workers_;
   std::vector<std::string> publishes_;
   std::chrono::steady_clock::time_point last_publish_{};
@@ -114,6 +125,9 @@ class ChangeFeed {
   mutable std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<EntryPtr> ring_;
+  // Entries that left the ring, freed by the next reader that wakes: off the
+  // loop, which retired thousands a publish (their cards and JSON with them).
+  std::vector<EntryPtr> retired_;
   uint64_t next_id_ = 1;
   int subscribers_ = 0;           // under mutex_
   std::atomic<int> watchers_{0};  // the same, read by note() without the lock

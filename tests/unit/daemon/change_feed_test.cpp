@@ -88,6 +88,35 @@ TEST_F(ChangeFeedTest, AJobThatChangedStateIsMarkedMovedAndOneThatRanOnIsNot) {
   feed_.unsubscribe();
 }
 
+// Entries that leave the ring are freed by the next reader that wakes, not by
+// the loop's publish (which retires thousands at a time on a busy farm).
+TEST_F(ChangeFeedTest, EntriesLeavingTheRingAreFreedByAReaderNotThePublish) {
+  uint64_t from = 0;
+  ASSERT_TRUE(feed_.subscribe(0, from));
+  feed_.note(task_changes(1, 0, 1));
+  feed_.publish_if_due(farm_, now_);
+  auto first = feed_.wait_after(from, now_);
+  ASSERT_EQ(first.size(), 1u);
+  std::weak_ptr<const ChangeFeed::Entry> oldest = first[0];
+  const uint64_t seen = first[0]->id;
+  first.clear();
+
+  Batch many;
+  for (core::JobId job = 2; job < 2 + ChangeFeed::kRingSize; ++job) {
+    core::TaskChange change;
+    change.job = job;
+    many.task_changes.push_back(change);
+  }
+  now_ += ChangeFeed::kCoalesce;
+  feed_.note(many);
+  feed_.publish_if_due(farm_, now_);
+  EXPECT_FALSE(oldest.expired()) << "the publish freed what left the ring";
+  auto rest = feed_.wait_after(seen, now_);
+  EXPECT_EQ(rest.size(), ChangeFeed::kRingSize);
+  EXPECT_TRUE(oldest.expired()) << "the reader did not free what left the ring";
+  feed_.unsubscribe();
+}
+
 TEST_F(ChangeFeedTest, AReaderResumingAcrossUnwatchedChangesIsToldToReload) {
   uint64_t from = 0;
   ASSERT_TRUE(feed_.subscribe(0, from));
