@@ -193,6 +193,25 @@ std::vector<ChangeFeed::EntryPtr> ChangeFeed::wait_after(
   return out;
 }
 
+std::vector<ChangeFeed::EntryPtr> ChangeFeed::wait_after(
+    uint64_t& after, std::chrono::steady_clock::time_point until,
+    const std::function<bool(const Entry&)>& wanted, bool& behind) {
+  std::vector<EntryPtr> retired;  // freed on this thread once the lock is let go
+  std::unique_lock lock(mutex_);
+  changed_.wait_until(lock, until, [&] { return closed_ || next_id_ - 1 > after; });
+  auto next = std::lower_bound(ring_.begin(), ring_.end(), after + 1,
+                               [](const EntryPtr& entry, uint64_t id) { return entry->id < id; });
+  behind = after != 0 && next != ring_.end() && (*next)->id > after + 1;
+  std::vector<EntryPtr> out;
+  for (; next != ring_.end(); ++next) {
+    if (wanted(**next)) out.push_back(*next);
+    after = (*next)->id;
+  }
+  retired.swap(retired_);
+  lock.unlock();
+  return out;
+}
+
 uint64_t ChangeFeed::last_id() const {
   std::lock_guard lock(mutex_);
   return next_id_ - 1;

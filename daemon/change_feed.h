@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -95,6 +96,13 @@ class ChangeFeed {
   void unsubscribe();
   // Entries with id > `after`, waiting until there are some or `until`.
   std::vector<EntryPtr> wait_after(uint64_t after, std::chrono::steady_clock::time_point until);
+  // The same for a reader that wants only some entries: only those `wanted`
+  // accepts are copied out (a page's reader wants a hundred of a publish's
+  // thousands, and each copy held the lock the loop publishes under).
+  // `after` moves past every entry looked at; `behind` is set when the ring no
+  // longer held the entry right after it (the reader must reload).
+  std::vector<EntryPtr> wait_after(uint64_t& after, std::chrono::steady_clock::time_point until,
+                                   const std::function<bool(const Entry&)>& wanted, bool& behind);
   uint64_t last_id() const;
   // Wakes every waiting reader (shutdown); they then end their streams.
   void close();

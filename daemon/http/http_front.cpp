@@ -524,18 +524,18 @@ void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
           text = complete ? "retry: 2000\n\n" : "retry: 2000\nevent: reset\ndata: {}\n\n";
           return sink.write(text.data(), text.size());
         }
-        auto entries = feed.wait_after(after, std::chrono::steady_clock::now() + kKeepAlive);
-        if (!entries.empty() && entries.front()->id > after + 1 && after != 0) {
-          text += "event: reset\ndata: {}\n\n";  // fell behind the ring
-        }
+        const uint64_t before = after;
+        bool behind = false;
+        auto entries = feed.wait_after(
+            after, std::chrono::steady_clock::now() + kKeepAlive,
+            [&wanted](const ChangeFeed::Entry& entry) { return wanted.wants(entry); }, behind);
+        if (behind) text += "event: reset\ndata: {}\n\n";  // fell behind the ring
         // Written in slices of about kSlice: a publish of thousands of
         // entries made one string of megabytes per stream (mapped, faulted
         // in and copied again by the chunked writer, every time).
         constexpr size_t kSlice = 32 * 1024;
         text.reserve(kSlice + 4096);
         for (const auto& entry : entries) {
-          after = entry->id;
-          if (!wanted.wants(*entry)) continue;
           const bool with_tasks = entry->kind != "job" || tasks_of == kAllTasks ||
                                   (tasks_of != kNoTasks && tasks_of == entry->job_id);
           if (with_tasks) {
@@ -552,7 +552,7 @@ void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
           }
         }
         const auto now = std::chrono::steady_clock::now();
-        if (entries.empty()) {
+        if (after == before) {  // nothing came: the wait timed out, or the feed closed
           if (feed.closed()) {
             sink.done();
             return true;

@@ -68,8 +68,9 @@ def test_failing_job_shows_its_error(farm, browser):
     assert "Task 0" in panel and "dead" in panel, panel
     # Its attempts with their logs (GET /api/v1/jobs/ID/tasks/0/logs): what the
     # command printed, and how each attempt ended.
-    wait(browser, lambda b: "render exploded" in css(b, "#task-logs").text)
-    logs = css(browser, "#task-logs").text
+    # (The panel is drawn again when a live event names its task: read it as it is now.)
+    logs = wait(browser, lambda b: (lambda t: t if "render exploded" in t else False)(
+        css(b, "#task-logs").text))
     assert "attempt 1" in logs and "exit 1" in logs, logs
     browser.execute_script("arguments[0].scrollIntoView()", css(browser, "#task-logs"))
     shot(browser, "job-failed")

@@ -117,6 +117,49 @@ TEST_F(ChangeFeedTest, EntriesLeavingTheRingAreFreedByAReaderNotThePublish) {
   feed_.unsubscribe();
 }
 
+// A reader of a few jobs gets only their entries copied out, moves past the
+// others, and is told when the ring no longer holds what follows its place.
+TEST_F(ChangeFeedTest, AReaderOfAFewJobsGetsTheirEntriesAndMovesPastTheRest) {
+  uint64_t from = 0;
+  ASSERT_TRUE(feed_.subscribe(0, from));
+  Batch batch;
+  for (core::JobId job = 1; job <= 10; ++job) {
+    core::TaskChange change;
+    change.job = job;
+    batch.task_changes.push_back(change);
+  }
+  feed_.note(batch);
+  feed_.publish_if_due(farm_, now_);
+  auto even = [](const ChangeFeed::Entry& entry) { return entry.job_id % 2 == 0; };
+  uint64_t after = from;
+  bool behind = true;
+  auto got = feed_.wait_after(after, now_, even, behind);
+  EXPECT_FALSE(behind);
+  ASSERT_EQ(got.size(), 5u);
+  for (const auto& entry : got) EXPECT_EQ(entry->job_id % 2, 0u);
+  EXPECT_EQ(after, feed_.last_id()) << "moved past the entries it did not want";
+  EXPECT_TRUE(feed_.wait_after(after, now_, even, behind).empty());
+
+  // Far behind: the ring holds nothing right after its place.
+  Batch many;
+  for (core::JobId job = 1; job <= ChangeFeed::kRingSize; ++job) {
+    core::TaskChange change;
+    change.job = job;
+    many.task_changes.push_back(change);
+  }
+  const uint64_t stale = after;
+  now_ += ChangeFeed::kCoalesce;
+  feed_.note(many);
+  feed_.publish_if_due(farm_, now_);
+  now_ += ChangeFeed::kCoalesce;
+  feed_.note(task_changes(2, 0, 1));
+  feed_.publish_if_due(farm_, now_);
+  after = stale;
+  feed_.wait_after(after, now_, even, behind);
+  EXPECT_TRUE(behind);
+  feed_.unsubscribe();
+}
+
 TEST_F(ChangeFeedTest, AReaderResumingAcrossUnwatchedChangesIsToldToReload) {
   uint64_t from = 0;
   ASSERT_TRUE(feed_.subscribe(0, from));
