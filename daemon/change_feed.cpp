@@ -182,15 +182,9 @@ void ChangeFeed::unsubscribe() {
 
 std::vector<ChangeFeed::EntryPtr> ChangeFeed::wait_after(
     uint64_t after, std::chrono::steady_clock::time_point until) {
-  std::vector<EntryPtr> retired;  // freed on this thread once the lock is let go
-  std::unique_lock lock(mutex_);
-  changed_.wait_until(lock, until, [&] { return closed_ || next_id_ - 1 > after; });
-  std::vector<EntryPtr> out;
-  for (auto it = ring_.rbegin(); it != ring_.rend() && (*it)->id > after; ++it) out.push_back(*it);
-  std::reverse(out.begin(), out.end());
-  retired.swap(retired_);
-  lock.unlock();
-  return out;
+  bool behind = false;
+  return wait_after(
+      after, until, [](const Entry&) { return true; }, behind);
 }
 
 std::vector<ChangeFeed::EntryPtr> ChangeFeed::wait_after(

@@ -23,6 +23,17 @@ Batch task_changes(core::JobId job, core::TaskIndex first, core::TaskIndex count
   return batch;
 }
 
+// One task change of each of `count` jobs from `first`: a busy farm's publish.
+Batch one_change_each(core::JobId first, uint64_t count) {
+  Batch batch;
+  for (core::JobId job = first; job < first + count; ++job) {
+    core::TaskChange change;
+    change.job = job;
+    batch.task_changes.push_back(change);
+  }
+  return batch;
+}
+
 class ChangeFeedTest : public ::testing::Test {
  protected:
   Farm farm_{core::Scheduler::Options{}};  // no jobs: every entry reads as forgotten (job: null)
@@ -101,14 +112,8 @@ TEST_F(ChangeFeedTest, EntriesLeavingTheRingAreFreedByAReaderNotThePublish) {
   const uint64_t seen = first[0]->id;
   first.clear();
 
-  Batch many;
-  for (core::JobId job = 2; job < 2 + ChangeFeed::kRingSize; ++job) {
-    core::TaskChange change;
-    change.job = job;
-    many.task_changes.push_back(change);
-  }
   now_ += ChangeFeed::kCoalesce;
-  feed_.note(many);
+  feed_.note(one_change_each(2, ChangeFeed::kRingSize));
   feed_.publish_if_due(farm_, now_);
   EXPECT_FALSE(oldest.expired()) << "the publish freed what left the ring";
   auto rest = feed_.wait_after(seen, now_);
@@ -122,13 +127,7 @@ TEST_F(ChangeFeedTest, EntriesLeavingTheRingAreFreedByAReaderNotThePublish) {
 TEST_F(ChangeFeedTest, AReaderOfAFewJobsGetsTheirEntriesAndMovesPastTheRest) {
   uint64_t from = 0;
   ASSERT_TRUE(feed_.subscribe(0, from));
-  Batch batch;
-  for (core::JobId job = 1; job <= 10; ++job) {
-    core::TaskChange change;
-    change.job = job;
-    batch.task_changes.push_back(change);
-  }
-  feed_.note(batch);
+  feed_.note(one_change_each(1, 10));
   feed_.publish_if_due(farm_, now_);
   auto even = [](const ChangeFeed::Entry& entry) { return entry.job_id % 2 == 0; };
   uint64_t after = from;
@@ -141,15 +140,9 @@ TEST_F(ChangeFeedTest, AReaderOfAFewJobsGetsTheirEntriesAndMovesPastTheRest) {
   EXPECT_TRUE(feed_.wait_after(after, now_, even, behind).empty());
 
   // Far behind: the ring holds nothing right after its place.
-  Batch many;
-  for (core::JobId job = 1; job <= ChangeFeed::kRingSize; ++job) {
-    core::TaskChange change;
-    change.job = job;
-    many.task_changes.push_back(change);
-  }
   const uint64_t stale = after;
   now_ += ChangeFeed::kCoalesce;
-  feed_.note(many);
+  feed_.note(one_change_each(1, ChangeFeed::kRingSize));
   feed_.publish_if_due(farm_, now_);
   now_ += ChangeFeed::kCoalesce;
   feed_.note(task_changes(2, 0, 1));
