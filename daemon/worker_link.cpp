@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -52,8 +53,17 @@ void WorkerLink::on_message(const std::string& routing_id, const void* data, siz
       on_log_reply(msg.log());
       break;
     case wire::WorkerMessage::kProgress: {
+      // From the lease's holder only: a stale or forged report (another
+      // worker's task, a job that does not exist) is dropped, so it can
+      // neither show nor grow the map.
       const auto& p = msg.progress();
-      progress_[{p.ref().job_id(), p.ref().task()}] = {p.done(), p.total()};
+      const core::TaskRef ref{p.ref().job_id(), static_cast<core::TaskIndex>(p.ref().task()),
+                              p.ref().lease()};
+      if (p.ref().task() <= std::numeric_limits<core::TaskIndex>::max() &&
+          scheduler.holds_lease(worker, ref)) {
+        progress_[{ref.job, ref.task}] = {worker, ref.lease, std::min(p.done(), p.total()),
+                                          p.total()};
+      }
       break;
     }
     case wire::WorkerMessage::kDisconnect:
@@ -307,7 +317,10 @@ std::optional<std::pair<uint64_t, uint64_t>> WorkerLink::progress(core::JobId jo
                                                                   core::TaskIndex task) const {
   auto it = progress_.find({job, task});
   if (it == progress_.end()) return std::nullopt;
-  return it->second;
+  const Progress& p = it->second;
+  // A report of an earlier attempt is not this one's.
+  if (!farm_.scheduler->holds_lease(p.worker, {job, task, p.lease})) return std::nullopt;
+  return std::make_pair(p.done, p.total);
 }
 
 void WorkerLink::forget_progress(core::JobId job) {

@@ -83,7 +83,7 @@ class WorkerLink {
   std::optional<Clock::SteadyTime> next_deadline() const;
 
   const Peer* peer(core::WorkerId id) const;
-  // Frames done of total that a running media task reported.
+  // Frames done of total that a running media task reported on its current lease.
   std::optional<std::pair<uint64_t, uint64_t>> progress(core::JobId job,
                                                         core::TaskIndex task) const;
   void forget_progress(core::JobId job);
@@ -139,7 +139,18 @@ class WorkerLink {
   Clock::SteadyTime last_heartbeat_{};
   std::vector<std::string> beat_round_;  // routing ids the round has still to beat
   size_t beat_next_ = 0;                 // from here
-  std::map<std::pair<core::JobId, uint64_t>, std::pair<uint64_t, uint64_t>> progress_;
+
+  // What a running media task last reported, under the lease it ran on: only
+  // the worker holding a task's current lease reports its progress, and a
+  // report outlives neither the lease (progress() checks) nor the job.
+  struct Progress {
+    core::WorkerId worker = 0;
+    uint64_t lease = 0;
+    uint64_t done = 0;
+    uint64_t total = 0;
+  };
+
+  std::map<std::pair<core::JobId, uint64_t>, Progress> progress_;
   std::vector<LogQuery> log_queries_;
   uint64_t next_log_request_ = 0;
 };

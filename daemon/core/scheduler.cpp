@@ -1188,6 +1188,11 @@ bool Scheduler::renew_lease(WorkerId worker, const TaskRef& ref, Millis now) {
   return true;
 }
 
+bool Scheduler::holds_lease(WorkerId worker, const TaskRef& ref) const {
+  auto it = leases_.find({ref.job, ref.task});
+  return it != leases_.end() && it->second.token == ref.lease && it->second.worker == worker;
+}
+
 ResultVerdict Scheduler::task_result(WorkerId worker, const TaskRef& ref, bool succeeded,
                                      const Error& error, Millis now, const TaskOutcome& outcome) {
   Job* job = find_job(ref.job);

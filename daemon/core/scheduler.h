@@ -520,6 +520,8 @@ class Scheduler {
 
   // Extends the lease if it is still the task's current lease.
   bool renew_lease(WorkerId worker, const TaskRef& ref, Millis now);
+  // Whether `ref` is the task's current lease and that worker holds it.
+  bool holds_lease(WorkerId worker, const TaskRef& ref) const;
 
   ResultVerdict task_result(WorkerId worker, const TaskRef& ref, bool succeeded, const Error& error,
                             Millis now, const TaskOutcome& outcome = {});

@@ -7,7 +7,9 @@
 #include <cstdint>
 #include <filesystem>
 #include <set>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "tests/support/cluster.h"
 #include "tests/support/oracles.h"
@@ -131,6 +133,103 @@ TEST(StatusE2ETest, MediaTasksLogWhatTheyReadAndWroteAndFinishedTasksKeepWorkerA
   cluster.kill_broker(SIGKILL);
   ASSERT_TRUE(cluster.restart_broker());
   expect_tasks_say_who_and_when(cluster, *proxies, 2);
+}
+
+// A job of many one-frame tasks that each take a moment, on four slots.
+ClusterOptions four_slots_with(const char* commands_yaml) {
+  ClusterOptions options;
+  options.local_workers = 2;
+  options.local_slots = 2;
+  options.commands_yaml = commands_yaml;
+  return options;
+}
+
+size_t occurrences_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(StatusE2ETest, WatchOnATerminalRedrawsOneBarWithFramesElapsedAndAnEta) {
+  Cluster cluster(four_slots_with("  nap:\n    argv: [/bin/sleep, '0.2']\n"));
+  ASSERT_TRUE(cluster.start());
+  auto job = cluster.submit({"command", "nap", "--frames", "1-40"});
+  ASSERT_TRUE(job) << cluster.last_cli();
+  CliResult watched = cluster.run_cli_on_terminal({"watch", std::to_string(*job)});
+  ASSERT_EQ(watched.exit_code, 0) << describe(watched);
+  const std::string& out = watched.out;
+  // The bar is redrawn in place: the line is cleared and written again.
+  EXPECT_GE(occurrences_of(out, "\r\33[2K["), 2u) << out;
+  EXPECT_NE(out.find("/40 frames, tasks "), std::string::npos) << out;
+  EXPECT_NE(out.find(" elapsed "), std::string::npos) << out;
+  // Once frames got done while it watched, it says when the rest will be.
+  EXPECT_NE(out.find(" eta "), std::string::npos) << out;
+  // The bar's line is ended and the outcome follows on a line of its own.
+  EXPECT_NE(out.find("\r\njob " + std::to_string(*job) + " succeeded succeeded=40/40"),
+            std::string::npos)
+      << out;
+}
+
+TEST(StatusE2ETest, WatchIntoAPipePrintsAtMostALineASecond) {
+  Cluster cluster(four_slots_with("  blink:\n    argv: [/bin/sleep, '0.02']\n"));
+  ASSERT_TRUE(cluster.start());
+  auto job = cluster.submit({"command", "blink", "--frames", "1-400"});
+  ASSERT_TRUE(job) << cluster.last_cli();
+  const auto start = std::chrono::steady_clock::now();
+  CliResult watched = cluster.run_cli({"watch", std::to_string(*job)});
+  const double elapsed_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_EQ(watched.exit_code, 0) << describe(watched);
+  EXPECT_EQ(watched.out.find('\r'), std::string::npos) << "a bar drawn into a pipe";
+  std::vector<std::string> lines;
+  std::istringstream in(watched.out);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_FALSE(lines.empty()) << describe(watched);
+  EXPECT_EQ(lines.back(),
+            "job " + std::to_string(*job) + " succeeded succeeded=400/400 running=0 dead=0")
+      << watched.out;
+  // The job changed hundreds of times; a log file gets a line a second at most:
+  // n lines are n-1 seconds apart at least.
+  const size_t progress_lines = lines.size() - 1;
+  EXPECT_LE(static_cast<double>(progress_lines), elapsed_s + 1)
+      << progress_lines << " lines in " << elapsed_s << " s:\n"
+      << watched.out;
+  for (size_t i = 0; i < progress_lines; ++i) {
+    EXPECT_NE(lines[i].find(" frames="), std::string::npos) << lines[i];
+    EXPECT_EQ(lines[i].find("eta"), std::string::npos) << "a guess in a log: " << lines[i];
+  }
+}
+
+TEST(StatusE2ETest, WatchMovesTheBarOfAOneTaskMovieFrameByFrame) {
+  const std::string chart = data_dir() + "/TestImages/GammaChart.exr";
+  ASSERT_TRUE(std::filesystem::exists(chart)) << "test data missing: " << chart;
+  ClusterOptions options;
+  options.local_workers = 1;
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  // A 240-frame sequence (the chart under 240 names) becomes one movie task.
+  std::filesystem::create_directories(cluster.path("seq"));
+  for (int frame = 1; frame <= 240; ++frame) {
+    char name[32];
+    std::snprintf(name, sizeof name, "/chart.%04d.exr", frame);
+    std::filesystem::create_symlink(chart, cluster.path("seq") + name);
+  }
+  auto job = cluster.submit(
+      {"transcode", cluster.path("seq/chart.####.exr"), "-o", cluster.path("review.mov")});
+  ASSERT_TRUE(job) << cluster.last_cli();
+  CliResult watched = cluster.run_cli_on_terminal({"watch", std::to_string(*job)});
+  ASSERT_EQ(watched.exit_code, 0) << describe(watched);
+  // Each drawing of the bar: the frames done of 240 while the one task ran.
+  std::set<int> shown;
+  const std::string mark = " frames, tasks 0/1 ";
+  for (size_t at = watched.out.find(mark); at != std::string::npos;
+       at = watched.out.find(mark, at + 1)) {
+    const size_t slash = watched.out.rfind('/', at);
+    const size_t space = watched.out.rfind(' ', slash);
+    shown.insert(std::stoi(watched.out.substr(space + 1, slash - space - 1)));
+  }
+  std::erase_if(shown, [](int done) { return done == 0 || done == 240; });
+  EXPECT_FALSE(shown.empty()) << "the bar did not move while the movie was made:\n" << watched.out;
 }
 
 }  // namespace

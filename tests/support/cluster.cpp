@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -559,17 +560,40 @@ CliResult Cluster::run_cli(const std::vector<std::string>& args) {
   return run_captured(argv);
 }
 
+CliResult Cluster::run_cli_on_terminal(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {binary("farmhand"), "--broker", client_endpoint_};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_captured(argv, /*terminal=*/true);
+}
+
 CliResult Cluster::run_binary(const std::string& name, const std::vector<std::string>& args) {
   std::vector<std::string> argv = {binary(name)};
   argv.insert(argv.end(), args.begin(), args.end());
   return run_captured(argv);
 }
 
-CliResult Cluster::run_captured(const std::vector<std::string>& argv) {
+CliResult Cluster::run_captured(const std::vector<std::string>& argv, bool terminal) {
   CliResult result;
   int out_pipe[2];
   int err_pipe[2];
-  if (pipe2(out_pipe, O_CLOEXEC) != 0) {
+  if (terminal) {
+    // out_pipe[0] is the terminal's master side, out_pipe[1] its slave: once
+    // the child exits and the slave is closed, reading the master fails (EIO)
+    // after what was written, which ends the loop below as a pipe's EOF does.
+    out_pipe[0] = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    char name[128];
+    if (out_pipe[0] < 0 || grantpt(out_pipe[0]) != 0 || unlockpt(out_pipe[0]) != 0 ||
+        ptsname_r(out_pipe[0], name, sizeof name) != 0 ||
+        (out_pipe[1] = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0) {
+      result.err = "cannot open a pseudo-terminal: " + errno_text(errno);
+      if (out_pipe[0] >= 0) close(out_pipe[0]);
+      return last_cli_ = result;
+    }
+    winsize size{};
+    size.ws_col = 160;
+    size.ws_row = 40;
+    ioctl(out_pipe[1], TIOCSWINSZ, &size);
+  } else if (pipe2(out_pipe, O_CLOEXEC) != 0) {
     result.err = "cannot create a pipe: " + errno_text(errno);
     return last_cli_ = result;
   }

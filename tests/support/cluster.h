@@ -187,6 +187,9 @@ class Cluster {
 
   // Runs `farmhand --broker ENDPOINT ARGS...` and captures its output.
   CliResult run_cli(const std::vector<std::string>& args);
+  // run_cli with stdout on a terminal (a pseudo-terminal 160 columns wide), as
+  // a wrangler at a shell sees it; `out` is what the terminal got.
+  CliResult run_cli_on_terminal(const std::vector<std::string>& args);
   // Runs another binary of the build (e.g. "farmhandd" with --check-config)
   // with the cluster's environment and captures its output like run_cli.
   CliResult run_binary(const std::string& name, const std::vector<std::string>& args);
@@ -255,7 +258,8 @@ class Cluster {
 
   void write_config();
   // Runs argv to completion (or kCliHardLimit) and captures stdout and stderr.
-  CliResult run_captured(const std::vector<std::string>& argv);
+  // With `terminal`, stdout is a pseudo-terminal's.
+  CliResult run_captured(const std::vector<std::string>& argv, bool terminal = false);
   [[nodiscard]] ::testing::AssertionResult start_broker();
   [[nodiscard]] ::testing::AssertionResult start_worker(Child& worker);
   std::string binary(const std::string& name) const;

@@ -1163,3 +1163,59 @@ TEST_F(BrokerCoreTest, StatusSaysWhenTheJobAndEachTaskRanAndOnWhichWorkerAlsoOnc
 
 }  // namespace
 }  // namespace farmhand::daemon
+
+namespace farmhand::daemon {
+namespace {
+
+TEST_F(BrokerCoreTest, ProgressShowsWhatTheLeaseHolderReportedForTheAttemptThatRuns) {
+  const uint64_t id = submit_noop(1).submit().job_id();
+  ready("w1");
+  ready("w2");
+  clock_.advance(std::chrono::seconds(3));
+  core_->end_turn();
+  std::string holder;
+  std::vector<wire::Assign> first;
+  for (auto& [rid, msg] : ports_.take_worker_mail()) {
+    if (!msg.has_assign()) continue;
+    holder = rid;
+    first.push_back(msg.assign());
+  }
+  ASSERT_EQ(first.size(), 1u);
+  const std::string other = holder == "w1" ? "w2" : "w1";
+  auto report = [&](const std::string& rid, const wire::TaskRef& ref, uint64_t done,
+                    uint64_t total) {
+    wire::WorkerMessage msg;
+    *msg.mutable_progress()->mutable_ref() = ref;
+    msg.mutable_progress()->set_done(done);
+    msg.mutable_progress()->set_total(total);
+    from_worker(rid, msg);
+    core_->end_turn();
+  };
+  auto shown = [&]() -> std::pair<uint64_t, uint64_t> {
+    const wire::StatusReply s = status(id).status();
+    EXPECT_EQ(s.running_size(), 1);
+    if (s.running_size() != 1) return {0, 0};
+    return {s.running(0).progress_done(), s.running(0).progress_total()};
+  };
+
+  report(holder, first[0].ref(), 3, 240);
+  EXPECT_EQ(shown(), std::make_pair(uint64_t{3}, uint64_t{240}));
+  // Another worker naming the same task and lease is not its holder.
+  report(other, first[0].ref(), 200, 240);
+  EXPECT_EQ(shown(), std::make_pair(uint64_t{3}, uint64_t{240})) << "a forged report showed";
+  // More done than there is: as much as there is.
+  report(holder, first[0].ref(), 999, 240);
+  EXPECT_EQ(shown(), std::make_pair(uint64_t{240}, uint64_t{240}));
+
+  // Killed, the task runs again as a new attempt: the old attempt's frames are not its own.
+  ASSERT_TRUE(task_act(id, wire::JobActionRequest::KILL, "0").ok());
+  std::vector<wire::Assign> rerun = assigns();
+  ASSERT_EQ(rerun.size(), 1u);
+  EXPECT_EQ(shown(), std::make_pair(uint64_t{0}, uint64_t{0})) << "the killed attempt's progress";
+  // A late report of the killed attempt does not show either.
+  report(holder, first[0].ref(), 120, 240);
+  EXPECT_EQ(shown(), std::make_pair(uint64_t{0}, uint64_t{0})) << "a stale report showed";
+}
+
+}  // namespace
+}  // namespace farmhand::daemon
