@@ -1689,7 +1689,7 @@ class Validator {
   void know_task_symbols(const YAML::Node& steps) {
     // Task.* names of every step, so a reference to another step's parameter is
     // reported as out of scope rather than undefined.
-    if (!steps.IsSequence()) return;
+    if (!steps.IsDefined() || !steps.IsSequence()) return;
     for (const auto& s : steps) {
       if (!s.IsMap()) continue;
       const YAML::Node ps = s["parameterSpace"];
