@@ -18,6 +18,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "cli/openjd_commands.h"
 #include "cli/output.h"
 #include "common/byte_size.h"
 #include "common/curve.h"
@@ -1634,6 +1635,7 @@ void add_commands(CLI::App& app, Invocation& inv) {
   add_events(app, inv);
   add_hooks(app, inv);
   add_admin(app, inv);
+  add_openjd_commands(app, inv, [&inv](CLI::App& cmd) { add_global_options(cmd, inv.globals); });
 }
 
 int run(const Invocation& invocation, std::ostream& out, std::ostream& err, bool tty) {
