@@ -373,6 +373,12 @@ Result<pid_t> RealSpawner::spawn(const SpawnSpec& spec) {
         break;
       }
     }
+    for (const std::string& name : spec.unset_env) {
+      if (name == name_of(*entry)) {
+        replaced = true;
+        break;
+      }
+    }
     if (!replaced) envp.push_back(*entry);
   }
   for (const std::string& extra : spec.env) envp.push_back(const_cast<char*>(extra.c_str()));

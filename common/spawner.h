@@ -67,6 +67,9 @@ struct SpawnSpec {
   std::vector<std::string> argv;
   // "NAME=value" entries added to the parent's environment, replacing same-named ones.
   std::vector<std::string> env;
+  // Names of the parent's environment variables the child does not get (an
+  // OpenJD environment's openjd_unset_env); a name also given in `env` is set.
+  std::vector<std::string> unset_env;
   std::string working_dir;  // empty: the parent's
   StdioFd stdin_fd;
   StdioFd stdout_fd;

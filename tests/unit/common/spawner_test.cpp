@@ -111,6 +111,18 @@ TEST(SpawnerTest, EnvironmentIsAddedAndWorkingDirEntered) {
   EXPECT_EQ(ran.code, 0);
 }
 
+TEST(SpawnerTest, UnsetNamesAreLeftOutOfTheChildsEnvironment) {
+  ASSERT_EQ(setenv("FARMHAND_SPAWN_UNSET", "parent", 1), 0);
+  ASSERT_EQ(setenv("FARMHAND_SPAWN_KEPT", "kept", 1), 0);
+  SpawnSpec spec;
+  spec.unset_env = {"FARMHAND_SPAWN_UNSET", "FARMHAND_SPAWN_NEVER_SET"};
+  Ran ran = run_sh("echo ${FARMHAND_SPAWN_UNSET-gone} $FARMHAND_SPAWN_KEPT", spec);
+  unsetenv("FARMHAND_SPAWN_UNSET");
+  unsetenv("FARMHAND_SPAWN_KEPT");
+  EXPECT_EQ(ran.out, "gone kept\n");
+  EXPECT_EQ(ran.code, 0);
+}
+
 TEST(SpawnerTest, ExtraDescriptorLandsOnItsNumberAndOthersAreClosed) {
   int channel[2];
   ASSERT_EQ(pipe2(channel, O_CLOEXEC), 0);
