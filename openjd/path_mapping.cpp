@@ -45,10 +45,12 @@ std::vector<std::string> windows_parts(std::string_view path) {
     size_t share_end =
         server_end == std::string_view::npos ? server_end : rest.find('\\', server_end + 1);
     const size_t drive_end = share_end == std::string_view::npos ? rest.size() : share_end;
-    anchor = std::string(rest.substr(0, drive_end));
+    // A share always has a root, written or not.
+    anchor = std::string(rest.substr(0, drive_end)) + '\\';
     rest.remove_prefix(drive_end);
+  } else if (!rest.empty() && rest.front() == '\\') {
+    anchor += '\\';
   }
-  if (!rest.empty() && rest.front() == '\\') anchor += '\\';
   std::vector<std::string> parts;
   if (!anchor.empty()) parts.push_back(std::move(anchor));
   append_components(rest, '\\', parts);

@@ -778,6 +778,10 @@ std::vector<Result<ActionOutcome>> Session::exit_all() {
   return outcomes;
 }
 
+size_t Session::environments_entered() const {
+  return entered_.size();
+}
+
 void Session::cancel() {
   std::lock_guard lock(mutex_);
   failed_ = true;

@@ -157,7 +157,7 @@ class Session {
   bool failed() const { return failed_.load(); }
 
   // How many environments are entered (or attempted).
-  size_t environments_entered() const { return entered_.size(); }
+  size_t environments_entered() const;
 
  private:
   struct Entered;
