@@ -1,6 +1,6 @@
-// `farmhand openjd check` end to end: the real binary on template files, no
-// broker. Valid: exit 0 and one line on stdout; invalid: exit 1 and one line on
-// stderr naming the field and the rule; unreadable: exit 2.
+// `farmhand openjd check` and `farmhand openjd tasks` end to end: the real
+// binary on template files, no broker. Valid: exit 0 and one line on stdout; invalid: exit 1 and
+// one line on stderr naming the field and the rule; unreadable: exit 2.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -148,6 +148,84 @@ TEST(OpenJdCheckTest, UnreadableTemplateIsAUsageError) {
   EXPECT_EQ(std::count(missing.err.begin(), missing.err.end(), '\n'), 1);
   CommandResult directory = farmhand({"openjd", "check", scratch.path().string()}, scratch);
   EXPECT_EQ(directory.exit_code, 2) << directory.err;
+}
+
+constexpr const char* kFrames = R"(specificationVersion: jobtemplate-2023-09
+extensions: [TASK_CHUNKING]
+name: "{{Param.Shot}} render"
+parameterDefinitions:
+- name: Shot
+  type: STRING
+- name: End
+  type: INT
+  default: 12
+steps:
+- name: Render
+  parameterSpace:
+    taskParameterDefinitions:
+    - name: Frame
+      type: CHUNK[INT]
+      range: "1-{{Param.End}}"
+      chunks:
+        defaultTaskCount: 5
+        rangeConstraint: CONTIGUOUS
+    - name: Layer
+      type: STRING
+      range: [fg, bg]
+    combination: Layer * Frame
+  script:
+    actions:
+      onRun:
+        command: render
+        args: ["{{Task.Param.Layer}}", "{{Task.Param.Frame}}"]
+- name: Movie
+  dependencies:
+  - dependsOn: Render
+  script:
+    actions:
+      onRun:
+        command: encode
+)";
+
+TEST(OpenJdTasksTest, PrintsEachStepsTasksAsTheTemplateAndParametersMakeThem) {
+  TempDir scratch;
+  const fs::path file = scratch.write("frames.yaml", kFrames);
+  CommandResult run =
+      farmhand({"--json", "openjd", "tasks", file.string(), "-p", "Shot=sh010"}, scratch);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  auto job = nlohmann::json::parse(run.out);
+  EXPECT_EQ(job["name"], "sh010 render");
+  ASSERT_EQ(job["steps"].size(), 2u);
+  EXPECT_EQ(job["steps"][0]["name"], "Render");
+  // 1-12 in chunks of 5 is three balanced chunks, for each layer.
+  const auto expected = nlohmann::json::parse(R"([
+    {"Frame": "1-4", "Layer": "fg"}, {"Frame": "5-8", "Layer": "fg"}, {"Frame": "9-12", "Layer": "fg"},
+    {"Frame": "1-4", "Layer": "bg"}, {"Frame": "5-8", "Layer": "bg"}, {"Frame": "9-12", "Layer": "bg"}])");
+  EXPECT_EQ(job["steps"][0]["tasks"], expected);
+  EXPECT_EQ(job["steps"][1]["tasks"], nlohmann::json::parse("[{}]"));
+
+  CommandResult text =
+      farmhand({"openjd", "tasks", file.string(), "-p", "Shot=sh010", "--param", "End=3"}, scratch);
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_EQ(text.out,
+            "job \"sh010 render\"\nstep \"Render\": 2 tasks\n  Frame=1-3 Layer=fg\n"
+            "  Frame=1-3 Layer=bg\nstep \"Movie\": 1 task\n  (no task parameters)\n");
+}
+
+TEST(OpenJdTasksTest, ABadParameterIsOneLineAndAMalformedFlagAUsageError) {
+  TempDir scratch;
+  const fs::path file = scratch.write("frames.yaml", kFrames);
+  CommandResult missing = farmhand({"openjd", "tasks", file.string()}, scratch);
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_EQ(missing.out, "");
+  EXPECT_EQ(missing.err, "farmhand: parameter Shot: no value given and no default\n");
+  CommandResult big =
+      farmhand({"openjd", "tasks", file.string(), "-p", "Shot=a", "-p", "End=1x"}, scratch);
+  EXPECT_EQ(big.exit_code, 1);
+  EXPECT_EQ(big.err, "farmhand: parameter End: \"1x\" is not an integer in the 64-bit range\n");
+  CommandResult malformed = farmhand({"openjd", "tasks", file.string(), "-p", "Shot"}, scratch);
+  EXPECT_EQ(malformed.exit_code, 2);
+  EXPECT_EQ(malformed.err, "farmhand: -p Shot: not NAME=VALUE\n");
 }
 
 }  // namespace
