@@ -10,6 +10,7 @@
 #include <string>
 #include <variant>
 
+#include "openjd/job.h"
 #include "openjd/template.h"
 #include <fmt/format.h>
 
@@ -21,6 +22,12 @@ namespace {
 
 struct CheckOptions {
   std::string path;
+};
+
+struct TasksOptions {
+  std::string path;
+  std::vector<std::string> parameters;     // NAME=VALUE
+  std::vector<std::string> env_templates;  // environment template files
 };
 
 // The whole file, or stdin for "-".
@@ -97,6 +104,84 @@ int check(Context& ctx, const CheckOptions& o) {
   return kExitOk;
 }
 
+// The job a template makes with these parameters (job creation as the
+// specification does it at submission), or one line on stderr and the exit code.
+struct CreatedJob {
+  openjd::JobTemplate job_template;
+  openjd::Job job;
+};
+
+std::variant<CreatedJob, int> create(Context& ctx, const TasksOptions& o) {
+  auto refuse = [&ctx](const std::string& reason, int code) -> std::variant<CreatedJob, int> {
+    ctx.err << "farmhand: " << single_line(reason) << '\n' << std::flush;
+    return code;
+  };
+  openjd::JobOptions options;
+  for (const std::string& p : o.parameters) {
+    const size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return refuse(fmt::format("-p {}: not NAME=VALUE", printable(p)), kExitUsage);
+    }
+    options.values[p.substr(0, eq)] = p.substr(eq + 1);
+  }
+  std::error_code ec;
+  const std::filesystem::path cwd = std::filesystem::current_path(ec);
+  options.working_dir = cwd.string();
+  options.template_dir =
+      o.path == "-"
+          ? cwd.string()
+          : std::filesystem::absolute(o.path, ec).lexically_normal().parent_path().string();
+  std::vector<openjd::EnvironmentTemplate> environments;
+  for (const std::string& path : o.env_templates) {
+    auto text = read_template(path);
+    if (!text) return refuse(text.error().reason, kExitUsage);
+    auto env = openjd::parse_environment_template(*text);
+    if (!env)
+      return refuse(fmt::format("{}: {}", printable(path), env.error().reason), kExitFailed);
+    environments.push_back(std::move(*env));
+  }
+  auto text = read_template(o.path);
+  if (!text) return refuse(text.error().reason, kExitUsage);
+  auto parsed = openjd::parse_job_template(*text);
+  if (!parsed) return refuse(parsed.error().reason, kExitFailed);
+  auto job = openjd::create_job(*parsed, options, environments);
+  if (!job) return refuse(job.error().reason, kExitFailed);
+  return CreatedJob{std::move(*parsed), std::move(*job)};
+}
+
+int tasks(Context& ctx, const TasksOptions& o) {
+  auto created = create(ctx, o);
+  if (const int* code = std::get_if<int>(&created)) return *code;
+  const openjd::Job& job = std::get<CreatedJob>(created).job;
+  if (ctx.json) {
+    Json steps = Json::array();
+    for (const auto& step : job.steps) {
+      Json tasks = Json::array();
+      for (const auto& task : step.tasks) {
+        Json t = Json::object();
+        for (const auto& [name, value] : task) t[name] = value;
+        tasks.push_back(std::move(t));
+      }
+      steps.push_back(Json{{"name", step.name}, {"tasks", std::move(tasks)}});
+    }
+    ctx.out << dump_json(Json{{"name", job.name}, {"steps", std::move(steps)}}) << '\n'
+            << std::flush;
+    return kExitOk;
+  }
+  ctx.out << "job \"" << shown_text(job.name) << "\"\n";
+  for (const auto& step : job.steps) {
+    ctx.out << "step \"" << shown_text(step.name) << "\": " << plural(step.tasks.size(), "task")
+            << '\n';
+    for (const auto& task : step.tasks) {
+      std::string line = " ";
+      for (const auto& [name, value] : task) line += fmt::format(" {}={}", name, shown_text(value));
+      ctx.out << (task.empty() ? "  (no task parameters)" : line) << '\n';
+    }
+  }
+  ctx.out << std::flush;
+  return kExitOk;
+}
+
 }  // namespace
 
 void add_openjd_commands(CLI::App& app, Invocation& inv,
@@ -111,6 +196,20 @@ void add_openjd_commands(CLI::App& app, Invocation& inv,
   add_globals(*cmd);
   cmd->add_option("TEMPLATE", o->path, "the template file, or - for standard input")->required();
   cmd->callback([&inv, o] { inv.command = [o](Context& ctx) { return check(ctx, *o); }; });
+
+  auto t = std::make_shared<TasksOptions>();
+  CLI::App* tasks_cmd = openjd->add_subcommand(
+      "tasks",
+      "create the job a template makes (job parameters checked, format strings resolved) and "
+      "print every step's tasks; runs locally, no broker needed");
+  add_globals(*tasks_cmd);
+  tasks_cmd->add_option("TEMPLATE", t->path, "the job template file, or - for standard input")
+      ->required();
+  tasks_cmd->add_option("-p,--param", t->parameters,
+                        "a job parameter value, NAME=VALUE (repeatable)");
+  tasks_cmd->add_option("--env-template", t->env_templates,
+                        "an environment template whose parameter definitions apply (repeatable)");
+  tasks_cmd->callback([&inv, t] { inv.command = [t](Context& ctx) { return tasks(ctx, *t); }; });
 }
 
 }  // namespace farmhand::cli

@@ -39,6 +39,14 @@ bool is_dotted_name(std::string_view s) {
 
 }  // namespace
 
+bool is_identifier(std::string_view text) {
+  if (text.empty() || !is_identifier_start(text[0])) return false;
+  for (char c : text) {
+    if (!is_identifier_char(c)) return false;
+  }
+  return true;
+}
+
 Result<FormatString> parse_format_string(std::string_view text) {
   FormatString out;
   size_t pos = 0;
@@ -64,6 +72,33 @@ Result<FormatString> parse_format_string(std::string_view text) {
                               printable(inner)));
     }
     out.references.emplace_back(inner);
+    pos = close + 2;
+  }
+  return out;
+}
+
+Result<std::string> resolve_format_string(std::string_view text,
+                                          const std::map<std::string, std::string>& symbols) {
+  std::string out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t open = text.find("{{", pos);
+    if (open == std::string_view::npos) {
+      out.append(text.substr(pos));
+      break;
+    }
+    out.append(text.substr(pos, open - pos));
+    const size_t close = text.find("}}", open + 2);
+    if (close == std::string_view::npos) {
+      return fail(ErrorCode::kInvalidArgument, "unclosed \"{{\" in format string");
+    }
+    const std::string name(trim(text.substr(open + 2, close - open - 2)));
+    auto it = symbols.find(name);
+    if (it == symbols.end()) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("\"{}\" has no value here", printable(name)));
+    }
+    out.append(it->second);
     pos = close + 2;
   }
   return out;

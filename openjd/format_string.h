@@ -3,6 +3,7 @@
 // dotted name; anything else is refused. Pure, thread-safe.
 #pragma once
 
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,8 +21,17 @@ struct FormatString {
   bool has_references() const { return !references.empty(); }
 };
 
+// <Identifier>: [A-Za-z_][A-Za-z0-9_]* (parameter, step-free names; 7.1).
+bool is_identifier(std::string_view text);
+
 // Splits `text`; the error reason is the rule broken, without a field path,
 // e.g. `unclosed "{{"` or `expression "1 + 2" needs the EXPR extension`.
 [[nodiscard]] Result<FormatString> parse_format_string(std::string_view text);
+
+// `text` with every `{{ Name }}` replaced by its value from `symbols`. A name
+// `symbols` lacks is an error naming it (templates are validated first, so
+// that is a scope the caller did not fill in).
+[[nodiscard]] Result<std::string> resolve_format_string(
+    std::string_view text, const std::map<std::string, std::string>& symbols);
 
 }  // namespace farmhand::openjd

@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "openjd/format_string.h"
 #include "openjd/template.h"
 
 #include "common/result.h"
@@ -83,11 +84,5 @@ struct JobOptions {
 // constraints may only narrow; the last default wins).
 [[nodiscard]] Result<Job> create_job(const JobTemplate& job_template, const JobOptions& options,
                                      const std::vector<EnvironmentTemplate>& environments = {});
-
-// `text` with every `{{ Name }}` replaced by its value from `symbols`; an
-// unknown name is an error (templates are validated first, so it is a bug or
-// a scope the caller did not fill in).
-[[nodiscard]] Result<std::string> resolve_format_string(
-    std::string_view text, const std::map<std::string, std::string>& symbols);
 
 }  // namespace farmhand::openjd

@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 
+#include "openjd/combination.h"
 #include "openjd/format_string.h"
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
@@ -128,15 +129,6 @@ void check_text(const std::string& path, std::string_view s, const TextRule& rul
               fmt::format("control character U+{:04X} not allowed", static_cast<uint32_t>(cp)));
     }
   }
-}
-
-bool is_identifier(std::string_view s) {
-  if (s.empty()) return false;
-  const char c0 = s[0];
-  if (!((c0 >= 'A' && c0 <= 'Z') || (c0 >= 'a' && c0 <= 'z') || c0 == '_')) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-  });
 }
 
 // ------------------------------------------------------------ numbers
@@ -455,97 +447,6 @@ Int128 range_count(const std::vector<RangeElement>& elements) {
   return total;
 }
 
-// ------------------------------------------------------------ combination expressions
-
-struct CombNode {
-  std::string name;                // a parameter, when `children` is empty
-  std::vector<CombNode> children;  // the factors of a product, or the members of a group
-  bool group = false;              // ( a, b ): associative
-  bool product = false;
-};
-
-class CombinationParser {
- public:
-  explicit CombinationParser(std::string_view text) : text_(text) {}
-
-  Result<CombNode> parse() {
-    auto node = product();
-    if (!node) return node;
-    skip_ws();
-    if (pos_ != text_.size()) return error("unexpected text");
-    return node;
-  }
-
- private:
-  tl::unexpected<Error> error(std::string_view what) {
-    return fail(ErrorCode::kInvalidArgument, fmt::format("{} at character {}", what, pos_ + 1));
-  }
-
-  void skip_ws() {
-    while (pos_ < text_.size() && text_[pos_] == ' ') ++pos_;
-  }
-
-  Result<CombNode> product() {
-    CombNode node;
-    node.product = true;
-    while (true) {
-      auto e = element();
-      if (!e) return e;
-      node.children.push_back(std::move(*e));
-      skip_ws();
-      if (pos_ < text_.size() && text_[pos_] == '*') {
-        ++pos_;
-        continue;
-      }
-      break;
-    }
-    if (node.children.size() == 1) return std::move(node.children[0]);
-    return node;
-  }
-
-  Result<CombNode> element() {
-    skip_ws();
-    if (pos_ >= text_.size()) return error("expected a parameter name or \"(\"");
-    if (text_[pos_] == '(') {
-      ++pos_;
-      CombNode group;
-      group.group = true;
-      while (true) {
-        auto e = product();
-        if (!e) return e;
-        group.children.push_back(std::move(*e));
-        skip_ws();
-        if (pos_ < text_.size() && text_[pos_] == ',') {
-          ++pos_;
-          continue;
-        }
-        if (pos_ < text_.size() && text_[pos_] == ')') {
-          ++pos_;
-          break;
-        }
-        return error("expected \",\" or \")\"");
-      }
-      return group;
-    }
-    const size_t begin = pos_;
-    while (pos_ < text_.size() &&
-           (std::isalnum(static_cast<unsigned char>(text_[pos_])) || text_[pos_] == '_')) {
-      ++pos_;
-    }
-    if (pos_ == begin) return error("expected a parameter name or \"(\"");
-    CombNode leaf;
-    leaf.name = std::string(text_.substr(begin, pos_ - begin));
-    if (!is_identifier(leaf.name)) {
-      return fail(ErrorCode::kInvalidArgument,
-                  fmt::format("\"{}\" is not an identifier", leaf.name));
-    }
-    return leaf;
-  }
-
-  std::string_view text_;
-  size_t pos_ = 0;
-};
-
 // ------------------------------------------------------------ the validator
 
 constexpr std::string_view kSessionNames[] = {
@@ -561,6 +462,73 @@ const std::map<std::string, std::set<std::string>> kStandardAttributes = {
 
 const TextRule kDescription{1, 2048, true, true};
 const TextRule kLabel{1, 64, true, false};
+
+void capability_name(const std::string& name, const std::string& path, bool amount) {
+  const std::string prefix = amount ? "amount." : "attr.";
+  const std::string n = lower(name);
+  // [<Identifier>:](amount|attr).<Identifier>[.<Identifier>]*
+  std::string vendor;
+  std::string rest = n;
+  if (const size_t colon = n.find(':'); colon != std::string::npos) {
+    vendor = n.substr(0, colon);
+    rest = n.substr(colon + 1);
+    if (!is_identifier(vendor)) {
+      invalid(path, fmt::format("vendor prefix \"{}\" is not an identifier", printable(vendor)));
+    }
+  }
+  bool ok = rest.rfind(prefix, 0) == 0;
+  std::vector<std::string> parts;
+  if (ok) {
+    std::string_view tail(rest);
+    tail.remove_prefix(prefix.size());
+    size_t pos = 0;
+    while (true) {
+      const size_t dot = tail.find('.', pos);
+      parts.emplace_back(tail.substr(pos, dot == std::string_view::npos ? tail.npos : dot - pos));
+      if (!is_identifier(parts.back())) ok = false;
+      if (dot == std::string_view::npos) break;
+      pos = dot + 1;
+    }
+  }
+  if (!ok) {
+    invalid(path, fmt::format("\"{}\" does not match [vendor:]{}name[.name]...", printable(name),
+                              prefix));
+  }
+  if (vendor.empty() &&
+      (amount ? kStandardAmounts.count(n) != 0 : kStandardAttributes.count(n) != 0)) {
+    return;
+  }
+  static const std::set<std::string> kReserved = {"worker", "job", "step", "task"};
+  if (kReserved.count(parts[0]) != 0) {
+    invalid(path, fmt::format("\"{}\" is not a standard capability, and {}{} is reserved",
+                              printable(name), prefix, parts[0]));
+  }
+}
+
+// A value of an attribute requirement: one of a standard attribute's values,
+// else latin letters, digits, _ and -, starting with a letter or _.
+void attribute_value(std::map<std::string, std::set<std::string>>::const_iterator standard,
+                     const std::string& v, const std::string& v_path) {
+  if (standard != kStandardAttributes.end()) {
+    if (standard->second.count(v) == 0) {
+      std::string list;
+      for (const auto& s : standard->second) list += (list.empty() ? "" : ", ") + s;
+      invalid(v_path,
+              fmt::format("\"{}\" is not a value of {} ({})", printable(v), standard->first, list));
+    }
+    return;
+  }
+  bool ok = !v.empty() && (std::isalpha(static_cast<unsigned char>(v[0])) || v[0] == '_');
+  for (char c : v) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) ok = false;
+  }
+  if (!ok) {
+    invalid(v_path, fmt::format("\"{}\" is not a valid value (latin letters, digits, _ and -, "
+                                "starting with a letter or _)",
+                                printable(v)));
+  }
+  if (v.size() > 100) invalid(v_path, fmt::format("{} characters, at most 100", v.size()));
+}
 
 class Validator {
  public:
@@ -1366,7 +1334,7 @@ class Validator {
           invalid(c_path, fmt::format("character '{}' not allowed", printable(std::string(1, c))));
         }
       }
-      auto tree = CombinationParser(expr).parse();
+      auto tree = parse_combination(expr);
       if (!tree) invalid(c_path, tree.error().reason);
       std::set<std::string> seen;
       combination_check(*tree, c_path, infos, seen, false);
@@ -1474,48 +1442,6 @@ class Validator {
     return names.insert(lower(name)).second;
   }
 
-  void capability_name(const std::string& name, const std::string& path, bool amount) {
-    const std::string prefix = amount ? "amount." : "attr.";
-    const std::string n = lower(name);
-    // [<Identifier>:](amount|attr).<Identifier>[.<Identifier>]*
-    std::string vendor;
-    std::string rest = n;
-    if (const size_t colon = n.find(':'); colon != std::string::npos) {
-      vendor = n.substr(0, colon);
-      rest = n.substr(colon + 1);
-      if (!is_identifier(vendor)) {
-        invalid(path, fmt::format("vendor prefix \"{}\" is not an identifier", printable(vendor)));
-      }
-    }
-    bool ok = rest.rfind(prefix, 0) == 0;
-    std::vector<std::string> parts;
-    if (ok) {
-      std::string_view tail(rest);
-      tail.remove_prefix(prefix.size());
-      size_t pos = 0;
-      while (true) {
-        const size_t dot = tail.find('.', pos);
-        parts.emplace_back(tail.substr(pos, dot == std::string_view::npos ? tail.npos : dot - pos));
-        if (!is_identifier(parts.back())) ok = false;
-        if (dot == std::string_view::npos) break;
-        pos = dot + 1;
-      }
-    }
-    if (!ok) {
-      invalid(path, fmt::format("\"{}\" does not match [vendor:]{}name[.name]...", printable(name),
-                                prefix));
-    }
-    if (vendor.empty() &&
-        (amount ? kStandardAmounts.count(n) != 0 : kStandardAttributes.count(n) != 0)) {
-      return;
-    }
-    static const std::set<std::string> kReserved = {"worker", "job", "step", "task"};
-    if (kReserved.count(parts[0]) != 0) {
-      invalid(path, fmt::format("\"{}\" is not a standard capability, and {}{} is reserved",
-                                printable(name), prefix, parts[0]));
-    }
-  }
-
   AmountRequirement amount(const YAML::Node& n, const std::string& path) {
     Fields f(n, path, {"name", "min", "max"});
     AmountRequirement a;
@@ -1580,27 +1506,7 @@ class Validator {
             format_string(l[i], v_path, template_scope_, TextRule{1, 0, false, false});
         const std::string& v = l[i].Scalar();
         if (!vs.has_references()) {
-          if (standard != kStandardAttributes.end()) {
-            if (standard->second.count(v) == 0) {
-              std::string list;
-              for (const auto& s : standard->second) list += (list.empty() ? "" : ", ") + s;
-              invalid(v_path, fmt::format("\"{}\" is not a value of {} ({})", printable(v),
-                                          standard->first, list));
-            }
-          } else {
-            bool ok = !v.empty() && (std::isalpha(static_cast<unsigned char>(v[0])) || v[0] == '_');
-            for (char c : v) {
-              if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'))
-                ok = false;
-            }
-            if (!ok) {
-              invalid(v_path, fmt::format("\"{}\" is not a valid value (latin letters, digits, _ "
-                                          "and -, starting with a letter or _)",
-                                          printable(v)));
-            }
-            if (v.size() > 100)
-              invalid(v_path, fmt::format("{} characters, at most 100", v.size()));
-          }
+          attribute_value(standard, v, v_path);
         }
         out.push_back(v);
       }
@@ -1935,6 +1841,33 @@ Result<std::vector<int64_t>> parse_int_range_expression(std::string_view text, s
   }
   std::sort(values.begin(), values.end());
   return values;
+}
+
+std::string capability_name_problem(const std::string& name, bool amount) {
+  try {
+    capability_name(name, "", amount);
+  } catch (const Invalid& e) {
+    return e.reason;
+  }
+  return "";
+}
+
+std::string attribute_value_problem(const std::string& attribute, const std::string& value) {
+  try {
+    attribute_value(kStandardAttributes.find(lower(attribute)), value, "");
+  } catch (const Invalid& e) {
+    return e.reason;
+  }
+  return "";
+}
+
+std::string text_problem(std::string_view text, size_t min, size_t max, bool no_control) {
+  try {
+    check_text("", text, TextRule{min, max, no_control, false});
+  } catch (const Invalid& e) {
+    return e.reason;
+  }
+  return "";
 }
 
 }  // namespace farmhand::openjd

@@ -206,6 +206,15 @@ using Template = std::variant<JobTemplate, EnvironmentTemplate>;
 [[nodiscard]] Result<JobTemplate> parse_job_template(std::string_view text);
 [[nodiscard]] Result<EnvironmentTemplate> parse_environment_template(std::string_view text);
 
+// After job creation resolved them: the rule a capability name
+// (`[vendor:]amount.name[.name]`, `attr.` for an attribute; 3.3.1.1, 3.3.2.1)
+// or a value of attribute `attribute` (3.3.2.2) breaks, or "" if none.
+std::string capability_name_problem(const std::string& name, bool amount);
+// The rule text breaks: valid UTF-8 of `min` to `max` characters (code points;
+// max 0: any), and with `no_control` no Cc character. "" if none.
+std::string text_problem(std::string_view text, size_t min, size_t max, bool no_control);
+std::string attribute_value_problem(const std::string& attribute, const std::string& value);
+
 // Checks a range expression such as "1-10:2,20" and returns its values in
 // increasing order; refuses overlapping elements and more than `max_items` values.
 [[nodiscard]] Result<std::vector<int64_t>> parse_int_range_expression(std::string_view text,

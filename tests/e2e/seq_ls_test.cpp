@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/e2e/local_cli.h"
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <sys/wait.h>
@@ -14,14 +15,10 @@
 namespace {
 
 namespace fs = std::filesystem;
-
-fs::path bin_dir() {
-  if (const char* dir = std::getenv("FARMHAND_BIN_DIR"); dir != nullptr && *dir != '\0') {
-    return dir;
-  }
-  // Run by hand from the build tree: build/tests/e2e/<test> -> build/bin.
-  return fs::read_symlink("/proc/self/exe").parent_path().parent_path().parent_path() / "bin";
-}
+using farmhand::e2e::bin_dir;
+using farmhand::e2e::CommandResult;
+using farmhand::e2e::run_farmhand;
+using farmhand::e2e::ScratchDir;
 
 fs::path source_dir() {
   if (const char* dir = std::getenv("FARMHAND_SOURCE_DIR"); dir != nullptr && *dir != '\0') {
@@ -30,79 +27,24 @@ fs::path source_dir() {
   return fs::path(__FILE__).parent_path().parent_path().parent_path();
 }
 
-// A scratch directory removed when the test ends.
-class TempDir {
- public:
-  TempDir() {
-    char pattern[] = "/tmp/fh-seqls-XXXXXX";
-    path_ = ::mkdtemp(pattern);
-  }
-
-  ~TempDir() { fs::remove_all(path_); }
-
-  const fs::path& path() const { return path_; }
-
-  void touch(const std::string& name) const { std::ofstream(path_ / name).put('x'); }
-
- private:
-  fs::path path_;
-};
-
-std::string quoted(const std::string& text) {
-  std::string out = "'";
-  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-struct CommandResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-// Runs `farmhand ARGS` through the shell, capturing stdout, stderr and the exit code.
-CommandResult farmhand(const std::vector<std::string>& args, const TempDir& scratch) {
-  const fs::path err_file = scratch.path() / "stderr.txt";
-  std::string command = quoted((bin_dir() / "farmhand").string());
-  for (const auto& arg : args) command += " " + quoted(arg);
-  command += " 2>" + quoted(err_file.string());
-  CommandResult run;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) {
-    ADD_FAILURE() << "popen failed: " << command;
-    return run;
-  }
-  char buffer[4096];
-  size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0) run.out.append(buffer, n);
-  const int status = ::pclose(pipe);
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream in(err_file);
-  std::stringstream text;
-  text << in.rdbuf();
-  run.err = text.str();
-  fs::remove(err_file);
-  return run;
-}
-
 // The README's table: usage errors 2, refusals 1, an unreachable broker 3.
 TEST(CliExitCodesTest, UsageErrorsAreTwoWithOneLineAndAnUnreachableBrokerIsThree) {
-  TempDir scratch;
-  CommandResult unknown = farmhand({"frobnicate"}, scratch);
+  ScratchDir scratch;
+  CommandResult unknown = run_farmhand({"frobnicate"}, scratch);
   EXPECT_EQ(unknown.exit_code, 2);
   EXPECT_EQ(unknown.err, "farmhand: unknown command 'frobnicate' (farmhand --help lists them)\n");
   const std::vector<std::string> bad_endpoints = {"bogus", "tcp://127.0.0.1", "tcp://127.0.0.1:0",
                                                   "tcp://127.0.0.1:99999", "ipc://"};
   for (const std::string& bad : bad_endpoints) {
-    CommandResult run = farmhand({"--broker", bad, "ls"}, scratch);
+    CommandResult run = run_farmhand({"--broker", bad, "ls"}, scratch);
     EXPECT_EQ(run.exit_code, 2) << bad << ": " << run.err;
     EXPECT_EQ(run.err, "farmhand: bad --broker value '" + bad +
                            "': expected tcp://HOST:PORT or ipc://PATH\n");
   }
   const std::string nobody = "ipc://" + (scratch.path() / "nobody.ipc").string();
-  CommandResult unreachable = farmhand({"--broker", nobody, "--timeout", "0.2", "ls"}, scratch);
+  CommandResult unreachable = run_farmhand({"--broker", nobody, "--timeout", "0.2", "ls"}, scratch);
   EXPECT_EQ(unreachable.exit_code, 3) << unreachable.err;
-  CommandResult no_change = farmhand({"--broker", nobody, "job", "set", "1"}, scratch);
+  CommandResult no_change = run_farmhand({"--broker", nobody, "job", "set", "1"}, scratch);
   EXPECT_EQ(no_change.exit_code, 2) << no_change.err;
 }
 
@@ -110,8 +52,8 @@ TEST(SeqLsTest, ListsTheBeachballSequencesLikeLsseq) {
   const fs::path beachball =
       source_dir() / ".." / "shared" / "data" / "openexr-images" / "Beachball";
   ASSERT_TRUE(fs::is_directory(beachball)) << "test data missing: " << beachball;
-  TempDir scratch;
-  const CommandResult run = farmhand({"seq", "ls", beachball.string()}, scratch);
+  ScratchDir scratch;
+  const CommandResult run = run_farmhand({"seq", "ls", beachball.string()}, scratch);
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(run.err, "");
   EXPECT_EQ(run.out,
@@ -121,14 +63,14 @@ TEST(SeqLsTest, ListsTheBeachballSequencesLikeLsseq) {
 }
 
 TEST(SeqLsTest, ShowsMissingFramesAndSingleFrames) {
-  TempDir dir;
+  ScratchDir dir;
   for (int frame = 1001; frame <= 1100; ++frame) {
     if (frame == 1012 || (frame >= 1050 && frame <= 1052)) continue;
     dir.touch("sh010_comp_v003." + std::to_string(frame) + ".exr");
   }
   dir.touch("sh010_comp_v003.1001.jpg");
-  TempDir scratch;
-  const CommandResult run = farmhand({"seq", "ls", dir.path().string()}, scratch);
+  ScratchDir scratch;
+  const CommandResult run = run_farmhand({"seq", "ls", dir.path().string()}, scratch);
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(run.out,
             "sh010_comp_v003.####.exr  1001-1011,1013-1049,1053-1100  (96 frames)  missing "
@@ -137,14 +79,14 @@ TEST(SeqLsTest, ShowsMissingFramesAndSingleFrames) {
 }
 
 TEST(SeqLsTest, JsonGivesOneObjectPerSequence) {
-  TempDir dir;
+  ScratchDir dir;
   for (int frame = 1; frame <= 10; ++frame) {
     if (frame != 4)
       dir.touch("plate_" + std::string(frame < 10 ? "000" : "00") + std::to_string(frame) + ".dpx");
   }
   dir.touch("notes.txt");
-  TempDir scratch;
-  const CommandResult run = farmhand({"seq", "ls", "--json", dir.path().string()}, scratch);
+  ScratchDir scratch;
+  const CommandResult run = run_farmhand({"seq", "ls", "--json", dir.path().string()}, scratch);
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const nlohmann::json list = nlohmann::json::parse(run.out);
   ASSERT_TRUE(list.is_array());
@@ -171,24 +113,24 @@ TEST(SeqLsTest, JsonGivesOneObjectPerSequence) {
 }
 
 TEST(SeqLsTest, MissingDirectoryIsOneLineOnStderrAndAUsageError) {
-  TempDir scratch;
+  ScratchDir scratch;
   const std::string missing = (scratch.path() / "no-such-dir").string();
-  const CommandResult run = farmhand({"seq", "ls", missing}, scratch);
+  const CommandResult run = run_farmhand({"seq", "ls", missing}, scratch);
   EXPECT_EQ(run.exit_code, 2);
   EXPECT_EQ(run.out, "");
   EXPECT_EQ(run.err, "farmhand: cannot read " + missing + ": No such file or directory\n");
 }
 
 TEST(SeqLsTest, SeveralDirectoriesGetHeadingsAndABadOneFailsTheRun) {
-  TempDir a;
-  TempDir b;
+  ScratchDir a;
+  ScratchDir b;
   a.touch("a.0001.exr");
   a.touch("a.0002.exr");
   b.touch("b.txt");
-  TempDir scratch;
+  ScratchDir scratch;
   const std::string missing = (scratch.path() / "gone").string();
   const CommandResult run =
-      farmhand({"seq", "ls", a.path().string(), missing, b.path().string()}, scratch);
+      run_farmhand({"seq", "ls", a.path().string(), missing, b.path().string()}, scratch);
   EXPECT_EQ(run.exit_code, 2);
   EXPECT_EQ(run.out, a.path().string() + ":\na.####.exr  1-2  (2 frames)\n\n" + b.path().string() +
                          ":\nb.txt\n");
@@ -196,12 +138,12 @@ TEST(SeqLsTest, SeveralDirectoriesGetHeadingsAndABadOneFailsTheRun) {
 }
 
 TEST(SeqLsTest, RunsWithoutABroker) {
-  TempDir dir;
+  ScratchDir dir;
   dir.touch("x.0001.exr");
-  TempDir scratch;
+  ScratchDir scratch;
   // Nothing listens here; seq ls must not care.
   const CommandResult run =
-      farmhand({"seq", "ls", "--broker", "tcp://127.0.0.1:1", dir.path().string()}, scratch);
+      run_farmhand({"seq", "ls", "--broker", "tcp://127.0.0.1:1", dir.path().string()}, scratch);
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(run.out, "x.####.exr  1  (1 frame)\n");
 }
