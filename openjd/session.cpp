@@ -9,6 +9,7 @@
 #include <string_view>
 #include <utility>
 
+#include "openjd/format_string.h"
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -45,39 +46,11 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-// `text` with each `{{ Name }}` replaced by its value. Templates are validated
-// before they reach a session, so an unknown name is a scope the session did
-// not fill (reported, not a crash).
-Result<std::string> resolve(std::string_view text, const Symbols& symbols) {
-  std::string out;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    const size_t open = text.find("{{", pos);
-    if (open == std::string_view::npos) {
-      out.append(text.substr(pos));
-      break;
-    }
-    out.append(text.substr(pos, open - pos));
-    const size_t close = text.find("}}", open + 2);
-    if (close == std::string_view::npos) {
-      return fail(ErrorCode::kInvalidArgument, "unclosed \"{{\"");
-    }
-    const std::string name(trim(text.substr(open + 2, close - open - 2)));
-    auto it = symbols.find(name);
-    if (it == symbols.end()) {
-      return fail(ErrorCode::kInvalidArgument, "unknown value reference " + printable(name));
-    }
-    out.append(it->second);
-    pos = close + 2;
-  }
-  return out;
-}
-
 // A positive whole number of seconds, as a template writes it (a number, or a
 // FEATURE_BUNDLE_1 format string resolving to one).
 Result<std::chrono::seconds> seconds_value(const std::string& written, const Symbols& symbols,
                                            const std::string& field) {
-  Result<std::string> text = resolve(written, symbols);
+  Result<std::string> text = resolve_format_string(written, symbols);
   if (!text) return fail(ErrorCode::kInvalidArgument, field + ": " + text.error().reason);
   const std::string_view digits = trim(*text);
   int64_t value = 0;
@@ -285,7 +258,7 @@ Result<void> Session::write_files(const std::vector<EmbeddedFile>& files, const 
     symbols[prefix + "." + file.name] = known->second;
   }
   for (const EmbeddedFile& file : files) {
-    Result<std::string> data = resolve(file.data, symbols);
+    Result<std::string> data = resolve_format_string(file.data, symbols);
     if (!data) {
       return fail(ErrorCode::kInvalidArgument,
                   "embedded file " + file.name + ": " + data.error().reason);
@@ -312,11 +285,11 @@ Result<Session::ResolvedAction> Session::resolve_action(
     const Action& action, const Symbols& symbols, std::chrono::seconds notify_default,
     std::optional<std::chrono::seconds> timeout_default) {
   ResolvedAction resolved;
-  Result<std::string> command = resolve(action.command, symbols);
+  Result<std::string> command = resolve_format_string(action.command, symbols);
   if (!command) return fail(ErrorCode::kInvalidArgument, "command: " + command.error().reason);
   resolved.argv.push_back(std::move(*command));
   for (size_t i = 0; i < action.args.size(); ++i) {
-    Result<std::string> arg = resolve(action.args[i], symbols);
+    Result<std::string> arg = resolve_format_string(action.args[i], symbols);
     if (!arg) {
       return fail(ErrorCode::kInvalidArgument,
                   "args[" + std::to_string(i) + "]: " + arg.error().reason);
@@ -645,7 +618,7 @@ Result<ActionOutcome> Session::enter(const Environment& environment) {
     if (!written) return refuse(written.error());
   }
   for (const auto& [name, value] : environment.variables) {
-    Result<std::string> resolved = resolve(value, symbols);
+    Result<std::string> resolved = resolve_format_string(value, symbols);
     if (!resolved) {
       return refuse(
           Error{ErrorCode::kInvalidArgument, "variables." + name + ": " + resolved.error().reason});

@@ -485,8 +485,7 @@ TEST_F(SessionTest, FormatStringTheSessionCannotResolveFailsTheSessionWithTheFie
   auto session = start();
   Result<ActionOutcome> outcome = session->run_task(step("echo {{Task.Param.Nope}}"), {});
   ASSERT_FALSE(outcome);
-  EXPECT_EQ(outcome.error().reason,
-            "step Render: args[1]: unknown value reference Task.Param.Nope");
+  EXPECT_EQ(outcome.error().reason, "step Render: args[1]: \"Task.Param.Nope\" has no value here");
   EXPECT_TRUE(session->failed());
 }
 
