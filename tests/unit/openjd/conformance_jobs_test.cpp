@@ -1,0 +1,319 @@
+// The Open Job Description conformance job runs (../shared/data/openjd-conformance,
+// 2023-09, */jobs/*.test.yaml), one test case per file, as the upstream runner
+// (conformance-tests/run_openjd_cli_tests.py) runs them with a CLI: the job is
+// created from the `template`, the `parameters` and the `environments`
+// (environment templates); a `.invalid.` file must be refused there. Otherwise
+// one Session runs the job: the environment templates' environments and the
+// job environments are entered, each step's tasks run in dependency order
+// inside its step environments, and everything is exited. The output (what
+// the actions logged, after "Running job '<name>'" as the reference CLIs
+// print it) must contain each `expected.output` line (or one of an `anyOf`)
+// and none of `expected.forbidden`. Files with a `runOn` without posix are skipped.
+//
+// The fixtures run `python`: a temporary bin directory with a `python` link to
+// /usr/bin/python3 goes first on the actions' PATH.
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "openjd/job.h"
+#include "openjd/session.h"
+#include "openjd/template.h"
+#include "tests/support/temp_dir.h"
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+namespace farmhand::openjd {
+namespace {
+
+namespace fs = std::filesystem;
+using testing_support::TempDir;
+
+// ../shared/data/openjd-conformance beside the source tree (FARMHAND_SOURCE_DIR,
+// set by ctest; run by hand, the tree this file is in).
+fs::path conformance_dir() {
+  const char* source = std::getenv("FARMHAND_SOURCE_DIR");
+  std::string root;
+  if (source != nullptr && *source != '\0') {
+    root = std::string(source) + "/";
+  } else {
+    root = __FILE__;  // ROOT/tests/unit/openjd/conformance_jobs_test.cpp
+    root.resize(root.size() - std::string("tests/unit/openjd/conformance_jobs_test.cpp").size());
+  }
+  return fs::path(root + "../shared/data/openjd-conformance/2023-09");
+}
+
+std::vector<std::string> job_files() {
+  std::vector<std::string> out;
+  const fs::path dir = conformance_dir();
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return out;
+  for (const auto& feature : fs::directory_iterator(dir)) {
+    const fs::path jobs = feature.path() / "jobs";
+    if (!fs::is_directory(jobs, ec)) continue;
+    for (const auto& file : fs::directory_iterator(jobs)) {
+      const std::string name = file.path().filename().string();
+      if (file.is_regular_file() && name.size() > 10 &&
+          name.compare(name.size() - 10, 10, ".test.yaml") == 0) {
+        out.push_back(fs::relative(file.path(), dir).string());
+      }
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// `node` as YAML text the template parser reads the same way: a quoted scalar
+// (yaml-cpp tags it "!") stays a string, a plain one stays plain.
+void emit(YAML::Emitter& out, const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map:
+      out << YAML::BeginMap;
+      for (const auto& entry : node) {
+        out << YAML::Key;
+        emit(out, entry.first);
+        out << YAML::Value;
+        emit(out, entry.second);
+      }
+      out << YAML::EndMap;
+      break;
+    case YAML::NodeType::Sequence:
+      out << YAML::BeginSeq;
+      for (const auto& item : node) emit(out, item);
+      out << YAML::EndSeq;
+      break;
+    case YAML::NodeType::Scalar:
+      if (node.Tag() == "!") out << YAML::DoubleQuoted;
+      out << node.Scalar();
+      break;
+    default:
+      out << YAML::Null;
+      break;
+  }
+}
+
+std::string yaml_text(const YAML::Node& node) {
+  YAML::Emitter out;
+  emit(out, node);
+  return out.c_str();
+}
+
+// Steps in an order that runs each after the steps it depends on (template
+// order otherwise).
+std::vector<const CreatedStep*> dependency_order(const Job& job) {
+  std::vector<const CreatedStep*> order;
+  std::set<std::string> done;
+  while (order.size() < job.steps.size()) {
+    const size_t before = order.size();
+    for (const CreatedStep& step : job.steps) {
+      if (done.count(step.name) != 0) continue;
+      const bool ready = std::all_of(step.dependencies.begin(), step.dependencies.end(),
+                                     [&](const std::string& d) { return done.count(d) != 0; });
+      if (!ready) continue;
+      order.push_back(&step);
+      done.insert(step.name);
+    }
+    if (order.size() == before) break;  // a cycle: the validator refuses those
+  }
+  return order;
+}
+
+// What running a job showed.
+struct JobRun {
+  std::string output;   // every logged line, each ended by '\n'
+  std::string failure;  // the first failure, empty when every action succeeded
+  std::optional<int> failing_exit_code;
+};
+
+class ConformanceJobTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  static void SetUpTestSuite() {
+    bin_ = new TempDir("fh-openjd-bin");
+    fs::create_symlink("/usr/bin/python3", bin_->file("python"));
+  }
+
+  static void TearDownTestSuite() {
+    delete bin_;
+    bin_ = nullptr;
+  }
+
+  JobRun run(const JobTemplate& job_template, const Job& job,
+             const std::vector<EnvironmentTemplate>& environments,
+             std::vector<PathMappingRule> rules) {
+    JobRun run;
+    run.output = "Running job '" + job.name + "'\n";
+    SessionOptions options;
+    options.root_dir = work_.path();
+    options.job_parameters = job.parameters;
+    options.path_mapping_rules = std::move(rules);
+    options.redacted_env_vars = job_template.extensions.redacted_env_vars;
+    const char* path = std::getenv("PATH");
+    options.env["PATH"] = bin_->path() + ":" + (path != nullptr ? path : "/usr/bin:/bin");
+    options.log = [&run](const std::string& line) { run.output += line + "\n"; };
+    Result<std::unique_ptr<Session>> created = Session::create(std::move(options));
+    if (!created) {
+      run.failure = created.error().reason;
+      return run;
+    }
+    Session& session = **created;
+    // True while nothing has failed; records the first failure.
+    auto ok = [&run](const Result<ActionOutcome>& outcome) {
+      if (outcome && outcome->succeeded()) return true;
+      if (run.failure.empty()) {
+        run.failure = outcome ? outcome->reason : outcome.error().reason;
+        if (outcome && outcome->exit_code && *outcome->exit_code != 0) {
+          run.failing_exit_code = outcome->exit_code;
+        }
+      }
+      return false;
+    };
+    bool good = true;
+    for (const EnvironmentTemplate& environment : environments) {
+      good = good && ok(session.enter(environment.environment));
+    }
+    for (const Environment& environment : job_template.job_environments) {
+      good = good && ok(session.enter(environment));
+    }
+    for (const CreatedStep* created_step : dependency_order(job)) {
+      if (!good) break;
+      auto step = std::find_if(job_template.steps.begin(), job_template.steps.end(),
+                               [&](const Step& s) { return s.name == created_step->name; });
+      if (step == job_template.steps.end()) {
+        run.failure = "no step template for " + created_step->name;
+        break;
+      }
+      size_t entered = 0;
+      for (const Environment& environment : step->step_environments) {
+        if (!good) break;
+        ++entered;
+        good = ok(session.enter(environment));
+      }
+      for (const TaskParameters& task : created_step->tasks) {
+        if (!good) break;
+        good = ok(session.run_task(*step, task));
+      }
+      for (; entered > 0; --entered) good = ok(session.exit()) && good;
+    }
+    for (const Result<ActionOutcome>& exited : session.exit_all()) ok(exited);
+    return run;
+  }
+
+  static TempDir* bin_;
+  TempDir work_{"fh-openjd-run"};
+};
+
+TempDir* ConformanceJobTest::bin_ = nullptr;
+
+TEST_P(ConformanceJobTest, RunsAsExpected) {
+  const fs::path path = conformance_dir() / GetParam();
+  const bool invalid = GetParam().find(".invalid.") != std::string::npos;
+  YAML::Node test;
+  try {
+    test = YAML::LoadFile(path.string());
+  } catch (const YAML::Exception& e) {
+    FAIL() << "cannot read " << path << ": " << e.what();
+  }
+  if (test["runOn"]) {
+    bool posix = false;
+    for (const auto& os : test["runOn"]) posix = posix || os.as<std::string>() == "posix";
+    if (!posix) GTEST_SKIP() << "not for posix";
+  }
+
+  // Job creation: everything a `.invalid.` file must be refused by.
+  Result<JobTemplate> job_template = parse_job_template(yaml_text(test["template"]));
+  std::vector<EnvironmentTemplate> environments;
+  Result<Job> job = fail(ErrorCode::kInvalidArgument, "not created");
+  if (job_template) {
+    bool environments_ok = true;
+    for (const auto& node : test["environments"]) {
+      Result<EnvironmentTemplate> environment = parse_environment_template(yaml_text(node));
+      if (!environment) {
+        job = fail(environment.error());
+        environments_ok = false;
+        break;
+      }
+      environments.push_back(std::move(*environment));
+    }
+    if (environments_ok) {
+      JobOptions options;
+      for (const auto& entry : test["parameters"]) {
+        options.values[entry.first.as<std::string>()] = entry.second.Scalar();
+      }
+      options.template_dir = path.parent_path().string();
+      options.working_dir = work_.path();
+      job = create_job(*job_template, options, environments);
+    }
+  } else {
+    job = fail(job_template.error());
+  }
+  if (invalid) {
+    EXPECT_FALSE(job) << "an invalid job was created";
+    return;
+  }
+  ASSERT_TRUE(job) << job.error().reason;
+
+  std::vector<PathMappingRule> rules;
+  for (const auto& rule : test["pathMapping"]) {
+    const std::string format = rule["source_path_format"].as<std::string>();
+    rules.push_back({format == "WINDOWS" ? PathFormat::kWindows : PathFormat::kPosix,
+                     rule["source_path"].as<std::string>(),
+                     rule["destination_path"].as<std::string>()});
+  }
+  const JobRun run = this->run(*job_template, *job, environments, std::move(rules));
+
+  const YAML::Node expected = test["expected"];
+  const YAML::Node task_failure = expected["taskFailure"];
+  if (task_failure) {
+    EXPECT_FALSE(run.failure.empty()) << "expected a task failure\n" << run.output;
+    if (task_failure["exitCode"]) {
+      EXPECT_EQ(run.failing_exit_code, task_failure["exitCode"].as<int>()) << run.output;
+    }
+  } else {
+    EXPECT_EQ(run.failure, "") << run.output;
+  }
+  for (const char* key : {"output", "output_posix"}) {
+    for (const auto& line : expected[key]) {
+      if (line.IsMap() && line["anyOf"]) {
+        bool any = false;
+        for (const auto& alternative : line["anyOf"]) {
+          any = any || run.output.find(alternative.as<std::string>()) != std::string::npos;
+        }
+        EXPECT_TRUE(any) << "none of " << yaml_text(line["anyOf"]) << " in\n" << run.output;
+      } else {
+        EXPECT_NE(run.output.find(line.as<std::string>()), std::string::npos)
+            << "missing " << line.as<std::string>() << " in\n"
+            << run.output;
+      }
+    }
+  }
+  for (const char* key : {"forbidden", "forbidden_posix"}) {
+    for (const auto& line : expected[key]) {
+      EXPECT_EQ(run.output.find(line.as<std::string>()), std::string::npos)
+          << "forbidden " << line.as<std::string>() << " in\n"
+          << run.output;
+    }
+  }
+}
+
+std::string case_name(const ::testing::TestParamInfo<std::string>& info) {
+  std::string name;
+  for (char c : info.param) {
+    name += (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ? c : '_';
+  }
+  return name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Jobs, ConformanceJobTest, ::testing::ValuesIn(job_files()), case_name);
+
+// The suite must not pass by finding nothing.
+TEST(ConformanceJobFilesTest, JobFilesAreFound) {
+  EXPECT_FALSE(job_files().empty()) << "no job files under " << conformance_dir();
+}
+
+}  // namespace
+}  // namespace farmhand::openjd
