@@ -161,6 +161,16 @@ TEST_F(SessionTest, VariablesAndOnEnterEnvReachLaterActionsAndStopAtExit) {
   EXPECT_THAT(log_.lines(), Contains("gone gone"));
 }
 
+TEST_F(SessionTest, ExitAllExitsInReverseOrderOfEntry) {
+  auto session = start();
+  ASSERT_TRUE(session->enter(environment("Job", {}, std::nullopt, "echo exit job")));
+  ASSERT_TRUE(session->enter(environment("Step", {}, std::nullopt, "echo exit step")));
+  std::vector<Result<ActionOutcome>> exits = session->exit_all();
+  ASSERT_EQ(exits.size(), 2u);
+  EXPECT_THAT(log_.lines(), ElementsAre("exit step", "exit job"));
+  ASSERT_FALSE(session->exit());
+}
+
 TEST_F(SessionTest, LaterEnvironmentOverridesEarlierAndExitRestoresIt) {
   auto session = start();
   ASSERT_TRUE(session->enter(environment("Job", {{"SHOT", "job"}})));
