@@ -11,6 +11,7 @@
 #include <variant>
 
 #include "openjd/job.h"
+#include "openjd/local_run.h"
 #include "openjd/template.h"
 #include <fmt/format.h>
 
@@ -108,6 +109,7 @@ int check(Context& ctx, const CheckOptions& o) {
 // specification does it at submission), or one line on stderr and the exit code.
 struct CreatedJob {
   openjd::JobTemplate job_template;
+  std::vector<openjd::EnvironmentTemplate> environments;
   openjd::Job job;
 };
 
@@ -146,7 +148,7 @@ std::variant<CreatedJob, int> create(Context& ctx, const TasksOptions& o) {
   if (!parsed) return refuse(parsed.error().reason, kExitFailed);
   auto job = openjd::create_job(*parsed, options, environments);
   if (!job) return refuse(job.error().reason, kExitFailed);
-  return CreatedJob{std::move(*parsed), std::move(*job)};
+  return CreatedJob{std::move(*parsed), std::move(environments), std::move(*job)};
 }
 
 int tasks(Context& ctx, const TasksOptions& o) {
@@ -182,6 +184,32 @@ int tasks(Context& ctx, const TasksOptions& o) {
   return kExitOk;
 }
 
+// Runs the whole job here, in one session under $TMPDIR, printing what its
+// actions print (secrets redacted) as they print it.
+int run_locally(Context& ctx, const TasksOptions& o) {
+  auto created = create(ctx, o);
+  if (const int* code = std::get_if<int>(&created)) return *code;
+  const CreatedJob& made = std::get<CreatedJob>(created);
+  openjd::LocalRunOptions options;
+  std::error_code ec;
+  options.root_dir = std::filesystem::temp_directory_path(ec).string();
+  if (ec) options.root_dir = "/tmp";
+  options.log = [&ctx](const std::string& line) { ctx.out << line << '\n' << std::flush; };
+  ctx.out << "running job \"" << shown_text(made.job.name) << "\"\n" << std::flush;
+  const openjd::LocalRunResult result =
+      openjd::run_job_locally(made.job_template, made.job, made.environments, std::move(options));
+  if (!result.succeeded()) {
+    ctx.err << "farmhand: job \"" << single_line(made.job.name) << "\" failed after "
+            << plural(result.tasks_run, "task") << ": " << single_line(result.failure) << '\n'
+            << std::flush;
+    return kExitFailed;
+  }
+  ctx.out << "job \"" << shown_text(made.job.name)
+          << "\" succeeded: " << plural(result.tasks_run, "task") << '\n'
+          << std::flush;
+  return kExitOk;
+}
+
 }  // namespace
 
 void add_openjd_commands(CLI::App& app, Invocation& inv,
@@ -210,6 +238,20 @@ void add_openjd_commands(CLI::App& app, Invocation& inv,
   tasks_cmd->add_option("--env-template", t->env_templates,
                         "an environment template whose parameter definitions apply (repeatable)");
   tasks_cmd->callback([&inv, t] { inv.command = [t](Context& ctx) { return tasks(ctx, *t); }; });
+
+  auto r = std::make_shared<TasksOptions>();
+  CLI::App* run_cmd = openjd->add_subcommand(
+      "run",
+      "run the whole job on this host, in one session (as `openjd run` does): for template "
+      "authors; the template's commands run as you, no broker involved");
+  add_globals(*run_cmd);
+  run_cmd->add_option("TEMPLATE", r->path, "the job template file")->required();
+  run_cmd->add_option("-p,--param", r->parameters,
+                      "a job parameter value, NAME=VALUE (repeatable)");
+  run_cmd->add_option("--env-template", r->env_templates,
+                      "an environment template entered before the job's (repeatable)");
+  run_cmd->callback(
+      [&inv, r] { inv.command = [r](Context& ctx) { return run_locally(ctx, *r); }; });
 }
 
 }  // namespace farmhand::cli

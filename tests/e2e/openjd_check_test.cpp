@@ -1,4 +1,4 @@
-// `farmhand openjd check` and `farmhand openjd tasks` end to end: the real
+// `farmhand openjd check`, `tasks` and `run` end to end: the real
 // binary on template files, no broker. Valid: exit 0 and one line on stdout; invalid: exit 1 and
 // one line on stderr naming the field and the rule; unreadable: exit 2.
 #include <cstdio>
@@ -163,6 +163,58 @@ TEST(OpenJdTasksTest, ABadParameterIsOneLineAndAMalformedFlagAUsageError) {
   CommandResult malformed = run_farmhand({"openjd", "tasks", file.string(), "-p", "Shot"}, scratch);
   EXPECT_EQ(malformed.exit_code, 2);
   EXPECT_EQ(malformed.err, "farmhand: -p Shot: not NAME=VALUE\n");
+}
+
+constexpr const char* kRun = R"(specificationVersion: jobtemplate-2023-09
+extensions: [REDACTED_ENV_VARS]
+name: Local
+parameterDefinitions:
+- name: Fail
+  type: INT
+  default: 0
+jobEnvironments:
+- name: Licence
+  script:
+    actions:
+      onEnter:
+        command: /bin/sh
+        args: ["-c", "echo 'openjd_redacted_env: TOKEN=s3cr3t'"]
+steps:
+- name: Render
+  parameterSpace:
+    taskParameterDefinitions:
+    - name: Frame
+      type: INT
+      range: "1-2"
+  script:
+    actions:
+      onRun:
+        command: /bin/sh
+        args: ["{{Task.File.Run}}", "{{Task.Param.Frame}}"]
+    embeddedFiles:
+    - name: Run
+      type: TEXT
+      data: |
+        echo "frame $1 token $TOKEN"
+        exit {{Param.Fail}}
+)";
+
+TEST(OpenJdRunTest, RunsTheJobHereAndSaysWhatFailed) {
+  ScratchDir scratch;
+  const fs::path file = scratch.write("local.yaml", kRun);
+  CommandResult run = run_farmhand({"openjd", "run", file.string()}, scratch);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out,
+            "running job \"Local\"\nopenjd_redacted_env: TOKEN=********\nframe 1 token "
+            "********\nframe 2 token ********\njob \"Local\" succeeded: 2 tasks\n");
+  EXPECT_EQ(run.err, "");
+
+  CommandResult failed = run_farmhand({"openjd", "run", file.string(), "-p", "Fail=3"}, scratch);
+  EXPECT_EQ(failed.exit_code, 1);
+  EXPECT_EQ(failed.out.find("s3cr3t"), std::string::npos) << failed.out;
+  EXPECT_EQ(failed.err.rfind("farmhand: job \"Local\" failed after 0 tasks: ", 0), 0u)
+      << failed.err;
+  EXPECT_EQ(std::count(failed.err.begin(), failed.err.end(), '\n'), 1) << failed.err;
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "openjd/job.h"
+#include "openjd/local_run.h"
 #include "openjd/session.h"
 #include "openjd/template.h"
 #include "tests/support/temp_dir.h"
@@ -103,26 +104,6 @@ std::string yaml_text(const YAML::Node& node) {
   return out.c_str();
 }
 
-// Steps in an order that runs each after the steps it depends on (template
-// order otherwise).
-std::vector<const CreatedStep*> dependency_order(const Job& job) {
-  std::vector<const CreatedStep*> order;
-  std::set<std::string> done;
-  while (order.size() < job.steps.size()) {
-    const size_t before = order.size();
-    for (const CreatedStep& step : job.steps) {
-      if (done.count(step.name) != 0) continue;
-      const bool ready = std::all_of(step.dependencies.begin(), step.dependencies.end(),
-                                     [&](const std::string& d) { return done.count(d) != 0; });
-      if (!ready) continue;
-      order.push_back(&step);
-      done.insert(step.name);
-    }
-    if (order.size() == before) break;  // a cycle: the validator refuses those
-  }
-  return order;
-}
-
 // What running a job showed.
 struct JobRun {
   std::string output;   // every logged line, each ended by '\n'
@@ -147,59 +128,16 @@ class ConformanceJobTest : public ::testing::TestWithParam<std::string> {
              std::vector<PathMappingRule> rules) {
     JobRun run;
     run.output = "Running job '" + job.name + "'\n";
-    SessionOptions options;
+    LocalRunOptions options;
     options.root_dir = work_.path();
-    options.job_parameters = job.parameters;
     options.path_mapping_rules = std::move(rules);
-    options.redacted_env_vars = job_template.extensions.redacted_env_vars;
     const char* path = std::getenv("PATH");
     options.env["PATH"] = bin_->path() + ":" + (path != nullptr ? path : "/usr/bin:/bin");
     options.log = [&run](const std::string& line) { run.output += line + "\n"; };
-    Result<std::unique_ptr<Session>> created = Session::create(std::move(options));
-    if (!created) {
-      run.failure = created.error().reason;
-      return run;
-    }
-    Session& session = **created;
-    // True while nothing has failed; records the first failure.
-    auto ok = [&run](const Result<ActionOutcome>& outcome) {
-      if (outcome && outcome->succeeded()) return true;
-      if (run.failure.empty()) {
-        run.failure = outcome ? outcome->reason : outcome.error().reason;
-        if (outcome && outcome->exit_code && *outcome->exit_code != 0) {
-          run.failing_exit_code = outcome->exit_code;
-        }
-      }
-      return false;
-    };
-    bool good = true;
-    for (const EnvironmentTemplate& environment : environments) {
-      good = good && ok(session.enter(environment.environment));
-    }
-    for (const Environment& environment : job_template.job_environments) {
-      good = good && ok(session.enter(environment));
-    }
-    for (const CreatedStep* created_step : dependency_order(job)) {
-      if (!good) break;
-      auto step = std::find_if(job_template.steps.begin(), job_template.steps.end(),
-                               [&](const Step& s) { return s.name == created_step->name; });
-      if (step == job_template.steps.end()) {
-        run.failure = "no step template for " + created_step->name;
-        break;
-      }
-      size_t entered = 0;
-      for (const Environment& environment : step->step_environments) {
-        if (!good) break;
-        ++entered;
-        good = ok(session.enter(environment));
-      }
-      for (const TaskParameters& task : created_step->tasks) {
-        if (!good) break;
-        good = ok(session.run_task(*step, task));
-      }
-      for (; entered > 0; --entered) good = ok(session.exit()) && good;
-    }
-    for (const Result<ActionOutcome>& exited : session.exit_all()) ok(exited);
+    const LocalRunResult result =
+        run_job_locally(job_template, job, environments, std::move(options));
+    run.failure = result.failure;
+    run.failing_exit_code = result.failing_exit_code;
     return run;
   }
 
