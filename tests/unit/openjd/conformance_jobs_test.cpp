@@ -26,6 +26,7 @@
 #include "openjd/session.h"
 #include "openjd/template.h"
 #include "tests/support/temp_dir.h"
+#include "tests/unit/openjd/conformance_files.h"
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
@@ -35,38 +36,10 @@ namespace {
 namespace fs = std::filesystem;
 using testing_support::TempDir;
 
-// ../shared/data/openjd-conformance beside the source tree (FARMHAND_SOURCE_DIR,
-// set by ctest; run by hand, the tree this file is in).
-fs::path conformance_dir() {
-  const char* source = std::getenv("FARMHAND_SOURCE_DIR");
-  std::string root;
-  if (source != nullptr && *source != '\0') {
-    root = std::string(source) + "/";
-  } else {
-    root = __FILE__;  // ROOT/tests/unit/openjd/conformance_jobs_test.cpp
-    root.resize(root.size() - std::string("tests/unit/openjd/conformance_jobs_test.cpp").size());
-  }
-  return fs::path(root + "../shared/data/openjd-conformance/2023-09");
-}
+using testing::conformance_dir;
 
 std::vector<std::string> job_files() {
-  std::vector<std::string> out;
-  const fs::path dir = conformance_dir();
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return out;
-  for (const auto& feature : fs::directory_iterator(dir)) {
-    const fs::path jobs = feature.path() / "jobs";
-    if (!fs::is_directory(jobs, ec)) continue;
-    for (const auto& file : fs::directory_iterator(jobs)) {
-      const std::string name = file.path().filename().string();
-      if (file.is_regular_file() && name.size() > 10 &&
-          name.compare(name.size() - 10, 10, ".test.yaml") == 0) {
-        out.push_back(fs::relative(file.path(), dir).string());
-      }
-    }
-  }
-  std::sort(out.begin(), out.end());
-  return out;
+  return testing::conformance_files({"jobs"}, ".test.yaml");
 }
 
 // `node` as YAML text the template parser reads the same way: a quoted scalar

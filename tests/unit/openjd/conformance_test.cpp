@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "openjd/template.h"
+#include "tests/unit/openjd/conformance_files.h"
 #include <gtest/gtest.h>
 
 namespace farmhand::openjd {
@@ -17,36 +18,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// ../shared/data/openjd-conformance beside the source tree (FARMHAND_SOURCE_DIR,
-// set by ctest; run by hand, the tree this file is in).
-fs::path conformance_dir() {
-  const char* source = std::getenv("FARMHAND_SOURCE_DIR");
-  std::string root;
-  if (source != nullptr && *source != '\0') {
-    root = std::string(source) + "/";
-  } else {
-    root = __FILE__;  // ROOT/tests/unit/openjd/conformance_test.cpp
-    root.resize(root.size() - std::string("tests/unit/openjd/conformance_test.cpp").size());
-  }
-  return fs::path(root + "../shared/data/openjd-conformance/2023-09");
-}
+using testing::conformance_dir;
 
 std::vector<std::string> template_files() {
-  std::vector<std::string> out;
-  const fs::path dir = conformance_dir();
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return out;
-  for (const auto& feature : fs::directory_iterator(dir)) {
-    for (const char* kind : {"job_templates", "env_templates"}) {
-      const fs::path sub = feature.path() / kind;
-      if (!fs::is_directory(sub, ec)) continue;
-      for (const auto& file : fs::directory_iterator(sub)) {
-        if (file.is_regular_file()) out.push_back(fs::relative(file.path(), dir).string());
-      }
-    }
-  }
-  std::sort(out.begin(), out.end());
-  return out;
+  return testing::conformance_files({"job_templates", "env_templates"});
 }
 
 std::string read(const fs::path& path) {
