@@ -12,6 +12,7 @@
 
 #include "openjd/job.h"
 #include "openjd/local_run.h"
+#include "openjd/path_mapping.h"
 #include "openjd/template.h"
 #include <fmt/format.h>
 
@@ -29,6 +30,9 @@ struct TasksOptions {
   std::string path;
   std::vector<std::string> parameters;     // NAME=VALUE
   std::vector<std::string> env_templates;  // environment template files
+  // run only
+  std::string step;
+  std::string path_mapping_rules;  // a pathmapping-1.0 JSON file
 };
 
 // The whole file, or stdin for "-".
@@ -191,6 +195,22 @@ int run_locally(Context& ctx, const TasksOptions& o) {
   if (const int* code = std::get_if<int>(&created)) return *code;
   const CreatedJob& made = std::get<CreatedJob>(created);
   openjd::LocalRunOptions options;
+  options.only_step = o.step;
+  if (!o.path_mapping_rules.empty()) {
+    auto text = read_template(o.path_mapping_rules);
+    if (!text) {
+      ctx.err << "farmhand: " << single_line(text.error().reason) << '\n' << std::flush;
+      return kExitUsage;
+    }
+    auto rules = openjd::parse_path_mapping_json(*text);
+    if (!rules) {
+      ctx.err << "farmhand: " << printable(o.path_mapping_rules) << ": "
+              << single_line(rules.error().reason) << '\n'
+              << std::flush;
+      return kExitUsage;
+    }
+    options.path_mapping_rules = std::move(*rules);
+  }
   std::error_code ec;
   options.root_dir = std::filesystem::temp_directory_path(ec).string();
   if (ec) options.root_dir = "/tmp";
@@ -250,6 +270,10 @@ void add_openjd_commands(CLI::App& app, Invocation& inv,
                       "a job parameter value, NAME=VALUE (repeatable)");
   run_cmd->add_option("--env-template", r->env_templates,
                       "an environment template entered before the job's (repeatable)");
+  run_cmd->add_option("--step", r->step,
+                      "run only this step (inside the job's environments and its own)");
+  run_cmd->add_option("--path-mapping-rules", r->path_mapping_rules,
+                      "a pathmapping-1.0 JSON file of rules for PATH parameters");
   run_cmd->callback(
       [&inv, r] { inv.command = [r](Context& ctx) { return run_locally(ctx, *r); }; });
 }

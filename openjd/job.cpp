@@ -1,6 +1,7 @@
 #include "openjd/job.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <filesystem>
@@ -224,12 +225,20 @@ class Creator {
     namespace fs = std::filesystem;
     if (raw.empty()) return raw;
     const fs::path value(raw);
+    // A template may come from another OS: "Z:\show\sh010" and "\\server\share"
+    // are absolute there, and path mapping rules (WINDOWS) make them this
+    // host's paths. They are kept as given.
+    const bool windows_absolute =
+        (raw.size() >= 3 && std::isalpha(static_cast<unsigned char>(raw[0])) && raw[1] == ':' &&
+         (raw[2] == '\\' || raw[2] == '/')) ||
+        raw.rfind("\\\\", 0) == 0;
     if (given) {
+      if (windows_absolute) return raw;
       return value.is_absolute()
                  ? value.lexically_normal().string()
                  : (fs::path(options_.working_dir) / value).lexically_normal().string();
     }
-    if (value.is_absolute()) {
+    if (value.is_absolute() || windows_absolute) {
       refuse(path, fmt::format("default \"{}\" must be relative to the template's directory",
                                printable(raw)));
     }

@@ -27,6 +27,12 @@ LocalRunResult run_job_locally(const JobTemplate& job_template, const Job& job,
                                const std::vector<EnvironmentTemplate>& environments,
                                LocalRunOptions options) {
   LocalRunResult run;
+  const std::string only = options.only_step;
+  if (!only.empty() && std::none_of(job.steps.begin(), job.steps.end(),
+                                    [&](const CreatedStep& step) { return step.name == only; })) {
+    run.failure = "the template has no step \"" + only + "\"";
+    return run;
+  }
   SessionOptions session_options;
   session_options.root_dir = std::move(options.root_dir);
   session_options.job_parameters = job.parameters;
@@ -60,6 +66,7 @@ LocalRunResult run_job_locally(const JobTemplate& job_template, const Job& job,
   }
   for (const CreatedStep* created_step : dependency_order(job)) {
     if (!good) break;
+    if (!only.empty() && created_step->name != only) continue;
     auto step = std::find_if(job_template.steps.begin(), job_template.steps.end(),
                              [&](const Step& s) { return s.name == created_step->name; });
     if (step == job_template.steps.end()) {

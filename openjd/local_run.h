@@ -24,6 +24,8 @@ struct LocalRunOptions {
   std::map<std::string, std::string> env;  // added to every action's environment
   std::vector<PathMappingRule> path_mapping_rules;
   LogSink log;  // every logged line, already redacted
+  // Run only this step (inside the job's environments and its own); "": all.
+  std::string only_step;
 };
 
 struct LocalRunResult {

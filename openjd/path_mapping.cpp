@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 namespace farmhand::openjd {
@@ -127,6 +128,45 @@ std::string path_mapping_json(const std::vector<PathMappingRule>& rules) {
   nlohmann::json file = {{"version", "pathmapping-1.0"}, {"path_mapping_rules", std::move(list)}};
   // Paths are bytes as given: an invalid UTF-8 one is replaced, not thrown.
   return file.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+Result<std::vector<PathMappingRule>> parse_path_mapping_json(std::string_view text) {
+  const nlohmann::json file = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  auto bad = [](const std::string& where, const std::string& what) {
+    return fail(ErrorCode::kInvalidArgument, where + ": " + what);
+  };
+  if (!file.is_object()) return bad("path mapping rules", "not a JSON object");
+  if (!file.contains("version") || file["version"] != "pathmapping-1.0") {
+    return bad("version", "must be \"pathmapping-1.0\"");
+  }
+  std::vector<PathMappingRule> rules;
+  if (!file.contains("path_mapping_rules")) return rules;
+  const nlohmann::json& list = file["path_mapping_rules"];
+  if (!list.is_array()) return bad("path_mapping_rules", "not a list");
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string at = fmt::format("path_mapping_rules[{}]", i);
+    const nlohmann::json& rule = list[i];
+    if (!rule.is_object()) return bad(at, "not an object");
+    for (const char* key : {"source_path_format", "source_path", "destination_path"}) {
+      if (!rule.contains(key) || !rule[key].is_string() || rule[key].get<std::string>().empty()) {
+        return bad(at + "." + key, "must be a non-empty string");
+      }
+    }
+    PathMappingRule out;
+    const std::string format = rule["source_path_format"].get<std::string>();
+    if (format == "POSIX") {
+      out.source_path_format = PathFormat::kPosix;
+    } else if (format == "WINDOWS") {
+      out.source_path_format = PathFormat::kWindows;
+    } else {
+      return bad(at + ".source_path_format",
+                 fmt::format("\"{}\" is not POSIX or WINDOWS", printable(format)));
+    }
+    out.source_path = rule["source_path"].get<std::string>();
+    out.destination_path = rule["destination_path"].get<std::string>();
+    rules.push_back(std::move(out));
+  }
+  return rules;
 }
 
 }  // namespace farmhand::openjd

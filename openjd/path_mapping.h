@@ -20,6 +20,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/result.h"
+
 namespace farmhand::openjd {
 
 enum class PathFormat { kPosix, kWindows };
@@ -43,5 +45,10 @@ std::optional<std::string> map_path(const std::vector<PathMappingRule>& rules,
 //   {"version": "pathmapping-1.0", "path_mapping_rules": [{"source_path_format":
 //    "POSIX", "source_path": ..., "destination_path": ...}, ...]}
 std::string path_mapping_json(const std::vector<PathMappingRule>& rules);
+
+// The rules of such a file (as `openjd run --path-mapping-rules` and the
+// reference tools take them); an error names what is wrong:
+//   path_mapping_rules[1].source_path_format: "MAC" is not POSIX or WINDOWS
+[[nodiscard]] Result<std::vector<PathMappingRule>> parse_path_mapping_json(std::string_view text);
 
 }  // namespace farmhand::openjd

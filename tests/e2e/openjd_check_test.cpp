@@ -217,4 +217,49 @@ TEST(OpenJdRunTest, RunsTheJobHereAndSaysWhatFailed) {
   EXPECT_EQ(std::count(failed.err.begin(), failed.err.end(), '\n'), 1) << failed.err;
 }
 
+TEST(OpenJdRunTest, RunsOneStepAndMapsPathsAsTheRulesSay) {
+  ScratchDir scratch;
+  const fs::path file = scratch.write("mapped.yaml", R"(specificationVersion: jobtemplate-2023-09
+name: Mapped
+parameterDefinitions:
+- name: Scene
+  type: PATH
+steps:
+- name: Render
+  script:
+    actions:
+      onRun: {command: /bin/echo, args: ["render {{Param.Scene}} as {{RawParam.Scene}}"]}
+- name: Movie
+  dependencies: [{dependsOn: Render}]
+  script:
+    actions:
+      onRun: {command: /bin/echo, args: ["movie"]}
+)");
+  const fs::path rules = scratch.write(
+      "rules.json",
+      R"({"version": "pathmapping-1.0", "path_mapping_rules": [{"source_path_format": "WINDOWS",
+          "source_path": "Z:\\projects", "destination_path": "/mnt/projects"}]})");
+  CommandResult run =
+      run_farmhand({"openjd", "run", file.string(), "-p", "Scene=Z:\\projects\\sh010\\comp.nk",
+                    "--step", "Render", "--path-mapping-rules", rules.string()},
+                   scratch);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out,
+            "running job \"Mapped\"\nrender /mnt/projects/sh010/comp.nk as "
+            "Z:\\projects\\sh010\\comp.nk\njob \"Mapped\" succeeded: 1 task\n");
+
+  CommandResult unknown =
+      run_farmhand({"openjd", "run", file.string(), "-p", "Scene=/a", "--step", "Comp"}, scratch);
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_EQ(unknown.err,
+            "farmhand: job \"Mapped\" failed after 0 tasks: the template has no step \"Comp\"\n");
+  const fs::path bad = scratch.write("bad.json", R"({"version": "pathmapping-2.0"})");
+  CommandResult bad_rules = run_farmhand(
+      {"openjd", "run", file.string(), "-p", "Scene=/a", "--path-mapping-rules", bad.string()},
+      scratch);
+  EXPECT_EQ(bad_rules.exit_code, 2);
+  EXPECT_EQ(bad_rules.err,
+            "farmhand: " + bad.string() + ": version: must be \"pathmapping-1.0\"\n");
+}
+
 }  // namespace

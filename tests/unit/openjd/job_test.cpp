@@ -143,6 +143,15 @@ TEST(JobTest, PathsAreMadeAbsoluteAndADefaultStaysInTheTemplatesDirectory) {
   ASSERT_TRUE(absolute);
   EXPECT_EQ(absolute->parameters.at("Out").value, "/mnt/renders");
 
+  // A Windows submitter's absolute paths stay as given, for path mapping to map.
+  auto windows = create_job(parsed(text), with({{"Out", "Z:\\show\\sh010"}}));
+  ASSERT_TRUE(windows);
+  EXPECT_EQ(windows->parameters.at("Out").value, "Z:\\show\\sh010");
+  auto unc = create_job(parsed(text), with({{"Out", "\\\\nas\\show"}}));
+  ASSERT_TRUE(unc);
+  EXPECT_EQ(unc->parameters.at("Out").value, "\\\\nas\\show");
+  EXPECT_EQ(refusal(job_text("- name: Out\n  type: PATH\n  default: 'C:\\out'\n", "")),
+            "parameter Out: default \"C:\\out\" must be relative to the template's directory");
   EXPECT_EQ(refusal(job_text("- name: Out\n  type: PATH\n  default: /tmp/out\n", "")),
             "parameter Out: default \"/tmp/out\" must be relative to the template's directory");
   EXPECT_EQ(refusal(job_text("- name: Out\n  type: PATH\n  default: a/../..\n", "")),

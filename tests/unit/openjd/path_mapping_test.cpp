@@ -62,5 +62,27 @@ TEST(PathMappingTest, RulesFileListsTheRulesInTheOrderTheyAreTried) {
   EXPECT_EQ(path_mapping_json({}), "{\"path_mapping_rules\":[],\"version\":\"pathmapping-1.0\"}");
 }
 
+TEST(PathMappingTest, ARulesFileReadsBackAndABadOneSaysWhatIsWrong) {
+  auto written = rules({{PathFormat::kPosix, "/a", "/x"}, {PathFormat::kWindows, "C:\\b", "/y"}});
+  auto read = parse_path_mapping_json(path_mapping_json(written));
+  ASSERT_TRUE(read) << read.error().reason;
+  ASSERT_EQ(read->size(), 2u);
+  EXPECT_EQ(map_path(order_path_mapping_rules(*read), "C:\\b\\shot.exr"), "/y/shot.exr");
+  EXPECT_EQ(map_path(order_path_mapping_rules(*read), "/a/b"), "/x/b");
+  EXPECT_TRUE(parse_path_mapping_json(R"({"version": "pathmapping-1.0"})").value().empty());
+  auto reason = [](const std::string& text) {
+    auto parsed = parse_path_mapping_json(text);
+    return parsed ? std::string("read") : parsed.error().reason;
+  };
+  EXPECT_EQ(reason("[1"), "path mapping rules: not a JSON object");
+  EXPECT_EQ(reason(R"({"version": "2"})"), "version: must be \"pathmapping-1.0\"");
+  EXPECT_EQ(reason(R"({"version": "pathmapping-1.0", "path_mapping_rules": [{"source_path_format":
+      "MAC", "source_path": "/a", "destination_path": "/b"}]})"),
+            "path_mapping_rules[0].source_path_format: \"MAC\" is not POSIX or WINDOWS");
+  EXPECT_EQ(reason(R"({"version": "pathmapping-1.0", "path_mapping_rules": [{"source_path_format":
+      "POSIX", "source_path": "/a"}]})"),
+            "path_mapping_rules[0].destination_path: must be a non-empty string");
+}
+
 }  // namespace
 }  // namespace farmhand::openjd
