@@ -54,8 +54,10 @@ def test_failing_job_shows_its_error(farm, browser):
     open_page(browser, farm, "#/jobs/%d" % job)
     view = css(browser, "#view")
     wait(browser, lambda b: view.get_attribute("data-state") == "failed")
-    wait(browser, lambda b: "task 0" in css(b, "#job-errors").text)
-    errors = css(browser, "#job-errors").text
+    # Live events draw the page's parts again (a job's last moves come after its
+    # state): every text is read inside a wait, as it is at that moment.
+    errors = wait(browser, lambda b: (lambda t: t if "task 0" in t else False)(
+        css(b, "#job-errors").text))
     assert "exit" in errors or "1" in errors, errors
     # The task's details, by clicking its cell on the grid.
     grid = css(browser, "#task-grid")
@@ -64,7 +66,8 @@ def test_failing_job_shows_its_error(farm, browser):
         "c.dispatchEvent(new MouseEvent('click', {clientX: r.left + 2, clientY: r.top + 2, bubbles: true}));",
         grid)
     wait(browser, EC.presence_of_element_located((By.ID, "task-panel")))
-    panel = css(browser, "#task-panel").text
+    panel = wait(browser, lambda b: (lambda t: t if "Task 0" in t else False)(
+        css(b, "#task-panel").text))
     assert "Task 0" in panel and "dead" in panel, panel
     # Its attempts with their logs (GET /api/v1/jobs/ID/tasks/0/logs): what the
     # command printed, and how each attempt ended.
