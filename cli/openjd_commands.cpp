@@ -232,6 +232,13 @@ int run_locally(Context& ctx, const TasksOptions& o) {
 
 }  // namespace
 
+// TEMPLATE, -p NAME=VALUE and --env-template, as `tasks` and `run` take them.
+void add_job_options(CLI::App& cmd, TasksOptions& o, const char* env_template_help) {
+  cmd.add_option("TEMPLATE", o.path, "the job template file, or - for standard input")->required();
+  cmd.add_option("-p,--param", o.parameters, "a job parameter value, NAME=VALUE (repeatable)");
+  cmd.add_option("--env-template", o.env_templates, env_template_help);
+}
+
 void add_openjd_commands(CLI::App& app, Invocation& inv,
                          const std::function<void(CLI::App&)>& add_globals) {
   CLI::App* openjd = app.add_subcommand("openjd", "Open Job Description templates");
@@ -251,12 +258,8 @@ void add_openjd_commands(CLI::App& app, Invocation& inv,
       "create the job a template makes (job parameters checked, format strings resolved) and "
       "print every step's tasks; runs locally, no broker needed");
   add_globals(*tasks_cmd);
-  tasks_cmd->add_option("TEMPLATE", t->path, "the job template file, or - for standard input")
-      ->required();
-  tasks_cmd->add_option("-p,--param", t->parameters,
-                        "a job parameter value, NAME=VALUE (repeatable)");
-  tasks_cmd->add_option("--env-template", t->env_templates,
-                        "an environment template whose parameter definitions apply (repeatable)");
+  add_job_options(*tasks_cmd, *t,
+                  "an environment template whose parameter definitions apply (repeatable)");
   tasks_cmd->callback([&inv, t] { inv.command = [t](Context& ctx) { return tasks(ctx, *t); }; });
 
   auto r = std::make_shared<TasksOptions>();
@@ -265,11 +268,7 @@ void add_openjd_commands(CLI::App& app, Invocation& inv,
       "run the whole job on this host, in one session (as `openjd run` does): for template "
       "authors; the template's commands run as you, no broker involved");
   add_globals(*run_cmd);
-  run_cmd->add_option("TEMPLATE", r->path, "the job template file")->required();
-  run_cmd->add_option("-p,--param", r->parameters,
-                      "a job parameter value, NAME=VALUE (repeatable)");
-  run_cmd->add_option("--env-template", r->env_templates,
-                      "an environment template entered before the job's (repeatable)");
+  add_job_options(*run_cmd, *r, "an environment template entered before the job's (repeatable)");
   run_cmd->add_option("--step", r->step,
                       "run only this step (inside the job's environments and its own)");
   run_cmd->add_option("--path-mapping-rules", r->path_mapping_rules,
