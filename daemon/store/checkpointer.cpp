@@ -59,9 +59,15 @@ void Checkpointer::run() {
     lock.unlock();
     int wal_frames = 0;
     int copied = 0;
-    const int rc =
-        sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames, &copied);
     std::string failure;
+    // A connection finds the WAL when it first reads the database: until then
+    // SQLite takes it for a rollback-journal one, and a checkpoint does nothing
+    // and reports -1 frames (the WAL then grew without end). One read opens it.
+    int rc = sqlite3_exec(db, "SELECT count(*) FROM sqlite_schema", nullptr, nullptr, nullptr);
+    if (rc == SQLITE_OK) {
+      rc = sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames, &copied);
+      if (rc == SQLITE_OK && wal_frames < 0) failure = "the database is not in WAL mode";
+    }
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) failure = sqlite3_errmsg(db);
     if (failure != last_failure) {
       if (!failure.empty()) {
@@ -73,7 +79,7 @@ void Checkpointer::run() {
       last_failure = failure;
     }
     lock.lock();
-    if (rc == SQLITE_OK && copied == wal_frames) ++completed_;
+    if (failure.empty() && rc == SQLITE_OK && copied == wal_frames) ++completed_;
   }
   lock.unlock();
   sqlite3_close_v2(db);
