@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <map>
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -179,6 +180,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path,
   if (auto ok = store->exec(pragmas.c_str()); !ok) return fail(ok.error());
   if (auto ok = store->migrate(); !ok) return fail(ok.error());
   if (auto ok = store->prepare(); !ok) return fail(ok.error());
+  if (auto ok = store->find_running_rows(); !ok) return fail(ok.error());
   if (sync == "FULL" && flush == Flush::kByCaller) {
     // From here on the WAL is written at commit and fsynced by the caller: the
     // same durability, without the event loop waiting for the disk. (In WAL
@@ -240,6 +242,10 @@ Result<void> SqliteStore::prepare() {
        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (job_id, idx) DO UPDATE SET "
        "state = excluded.state, attempts = excluded.attempts, lease = excluded.lease, "
        "worker = excluded.worker, error = excluded.error, budget_base = excluded.budget_base"},
+      {&insert_running_,
+       "INSERT INTO running_attempts (job_id, idx, attempts, budget_base, lease, worker, error) "
+       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
+      {&delete_running_, "DELETE FROM running_attempts WHERE rowid = ?1"},
       {&insert_log_,
        "INSERT OR REPLACE INTO task_logs (job_id, idx, attempt, worker, error, text, wall_s, "
        "cpu_user_s, cpu_system_s, peak_rss_bytes, exit_code, exit_signal, started_unix_ms, "
@@ -341,7 +347,47 @@ Result<void> SqliteStore::commit(const Batch& batch) {
     sqlite3_bind_int(update_job_, 3, change.cancelled);
     if (!run(update_job_)) return rollback(fmt::format("cannot update job {}", change.job));
   }
+  // Where each task's running attempt is as this batch goes (0: none); applied
+  // to running_rows_ once the transaction is in.
+  using TaskKey = std::pair<core::JobId, core::TaskIndex>;
+  std::map<TaskKey, int64_t> running;
+  auto running_row = [&](const TaskKey& key) -> int64_t {
+    if (auto it = running.find(key); it != running.end()) return it->second;
+    auto it = running_rows_.find(key);
+    return it == running_rows_.end() ? 0 : it->second;
+  };
+  auto delete_running = [&](const TaskKey& key) {
+    const int64_t row = running_row(key);
+    if (row == 0) return true;
+    sqlite3_bind_int64(delete_running_, 1, row);
+    if (!run(delete_running_)) return false;
+    running[key] = 0;
+    return true;
+  };
+  for (int64_t row : stale_running_rows_) {
+    sqlite3_bind_int64(delete_running_, 1, row);
+    if (!run(delete_running_)) return rollback("cannot delete a running attempt");
+  }
   for (const core::TaskChange& change : batch.task_changes) {
+    const TaskKey key{change.job, change.task};
+    // Whatever the change, the attempt that ran before it is over.
+    if (!delete_running(key)) {
+      return rollback(fmt::format("cannot store task {} of job {}", change.task, change.job));
+    }
+    if (change.state == core::TaskState::kRunning) {
+      sqlite3_bind_int64(insert_running_, 1, static_cast<sqlite3_int64>(change.job));
+      sqlite3_bind_int64(insert_running_, 2, change.task);
+      sqlite3_bind_int(insert_running_, 3, static_cast<int>(change.attempts));
+      sqlite3_bind_int64(insert_running_, 4, change.budget_base);
+      sqlite3_bind_int64(insert_running_, 5, static_cast<sqlite3_int64>(change.lease));
+      bind_text(insert_running_, 6, change.worker);
+      bind_text(insert_running_, 7, change.error);
+      if (!run(insert_running_)) {
+        return rollback(fmt::format("cannot store task {} of job {}", change.task, change.job));
+      }
+      running[key] = sqlite3_last_insert_rowid(db_);
+      continue;
+    }
     sqlite3_bind_int64(upsert_task_, 1, static_cast<sqlite3_int64>(change.job));
     sqlite3_bind_int64(upsert_task_, 2, change.task);
     sqlite3_bind_int(upsert_task_, 3, task_state_code(change.state));
@@ -392,6 +438,16 @@ Result<void> SqliteStore::commit(const Batch& batch) {
     if (!run(set_started_)) return rollback(fmt::format("cannot update job {}", job));
   }
   for (core::JobId job : batch.forgotten_jobs) {
+    std::vector<TaskKey> keys;
+    for (const auto* rows : {&running_rows_, &running}) {
+      for (auto it = rows->lower_bound({job, 0}); it != rows->end() && it->first.first == job;
+           ++it) {
+        keys.push_back(it->first);
+      }
+    }
+    for (const TaskKey& key : keys) {
+      if (!delete_running(key)) return rollback(fmt::format("cannot delete job {}", job));
+    }
     for (sqlite3_stmt* stmt : {delete_tasks_, delete_logs_, delete_job_blocks_, delete_job_}) {
       sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(job));
       if (!run(stmt)) return rollback(fmt::format("cannot delete job {}", job));
@@ -455,7 +511,32 @@ Result<void> SqliteStore::commit(const Batch& batch) {
     (void)exec("ROLLBACK");
     return fail(std::move(e));
   }
+  stale_running_rows_.clear();
+  for (const auto& [key, row] : running) {
+    if (row == 0) {
+      running_rows_.erase(key);
+    } else {
+      running_rows_[key] = row;
+    }
+  }
   return {};
+}
+
+Result<void> SqliteStore::find_running_rows() {
+  running_rows_.clear();
+  stale_running_rows_.clear();
+  return each_row("SELECT rowid, job_id, idx FROM running_attempts ORDER BY rowid",
+                  "running attempts", [this](sqlite3_stmt* stmt) {
+                    const int64_t row = sqlite3_column_int64(stmt, 0);
+                    const std::pair key{
+                        static_cast<core::JobId>(sqlite3_column_int64(stmt, 1)),
+                        static_cast<core::TaskIndex>(sqlite3_column_int64(stmt, 2))};
+                    auto [it, added] = running_rows_.try_emplace(key, row);
+                    if (!added) {
+                      stale_running_rows_.push_back(it->second);
+                      it->second = row;
+                    }
+                  });
 }
 
 Result<void> SqliteStore::load(const std::function<void(JobRow&&)>& on_job,
@@ -498,6 +579,8 @@ Result<void> SqliteStore::load(const std::function<void(JobRow&&)>& on_job,
     TaskRow row;
     row.job = static_cast<core::JobId>(sqlite3_column_int64(tasks, 0));
     row.task = static_cast<core::TaskIndex>(sqlite3_column_int64(tasks, 1));
+    // A running attempt's own row is newer than the task's (read below).
+    if (running_rows_.contains({row.job, row.task})) continue;
     int code = sqlite3_column_int(tasks, 2);
     std::optional<core::TaskState> state = task_state_from_code(code);
     if (!state) {
@@ -517,7 +600,24 @@ Result<void> SqliteStore::load(const std::function<void(JobRow&&)>& on_job,
     on_task(std::move(row));
   }
   if (rc != SQLITE_DONE) return fail(error("cannot read tasks"));
-  return {};
+  return each_row(
+      "SELECT rowid, job_id, idx, attempts, budget_base, lease, worker, error "
+      "FROM running_attempts",
+      "running attempts", [&](sqlite3_stmt* stmt) {
+        TaskRow row;
+        row.job = static_cast<core::JobId>(sqlite3_column_int64(stmt, 1));
+        row.task = static_cast<core::TaskIndex>(sqlite3_column_int64(stmt, 2));
+        // Only the task's latest row counts (find_running_rows).
+        auto it = running_rows_.find({row.job, row.task});
+        if (it == running_rows_.end() || it->second != sqlite3_column_int64(stmt, 0)) return;
+        row.state = core::TaskState::kRunning;
+        row.attempts = static_cast<uint32_t>(sqlite3_column_int64(stmt, 3));
+        row.budget_base = static_cast<uint32_t>(sqlite3_column_int64(stmt, 4));
+        row.lease = static_cast<core::LeaseToken>(sqlite3_column_int64(stmt, 5));
+        row.worker = column_text(stmt, 6);
+        row.error = column_text(stmt, 7);
+        on_task(std::move(row));
+      });
 }
 
 Result<void> SqliteStore::load_events(const std::function<void(EventRow&&)>& on_event) {

@@ -19,8 +19,12 @@
 // Not thread-safe: one owner.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "daemon/store/checkpointer.h"
 #include "daemon/store/store.h"
@@ -77,6 +81,10 @@ class SqliteStore : public Store {
   SqliteStore(sqlite3* db, std::string path);
   Result<void> migrate();
   Result<void> prepare();
+  // Reads where each running attempt's row is (running_rows_); a task with more
+  // than one (none is ever written) keeps its latest, the others are deleted by
+  // the next commit.
+  Result<void> find_running_rows();
   Result<void> exec(const char* sql);
   // SQLITE_NOTADB and SQLITE_CORRUPT (any extended code) are damage, not I/O: the
   // error names the file and says how to restore it.
@@ -103,9 +111,16 @@ class SqliteStore : public Store {
   std::string wal_path_;  // set when the caller flushes the WAL (Flush::kByCaller)
   int wal_fd_ = -1;
   std::unique_ptr<Checkpointer> checkpointer_;  // with Flush::kByCaller
+  // Running attempts live in a table of their own (migration 0012): the rowid of
+  // each task's row there, as committed. A commit changes it only once its
+  // transaction is in.
+  std::map<std::pair<core::JobId, core::TaskIndex>, int64_t> running_rows_;
+  std::vector<int64_t> stale_running_rows_;
   sqlite3_stmt* insert_job_ = nullptr;
   sqlite3_stmt* update_job_ = nullptr;
   sqlite3_stmt* upsert_task_ = nullptr;
+  sqlite3_stmt* insert_running_ = nullptr;
+  sqlite3_stmt* delete_running_ = nullptr;
   sqlite3_stmt* insert_log_ = nullptr;
   sqlite3_stmt* insert_event_ = nullptr;
   sqlite3_stmt* set_finished_ = nullptr;

@@ -54,6 +54,8 @@ class SqliteStoreTest : public ::testing::Test {
     auto ok = store.load([&](JobRow&& row) { out.jobs.push_back(std::move(row)); },
                          [&](TaskRow&& row) {
                            auto key = std::make_pair(row.job, row.task);
+                           EXPECT_FALSE(out.tasks.contains(key))
+                               << "task " << row.job << "/" << row.task << " loaded twice";
                            out.tasks[key] = std::move(row);
                          });
     EXPECT_TRUE(ok.has_value()) << (ok ? "" : ok.error().reason);
@@ -89,6 +91,35 @@ class SqliteStoreTest : public ::testing::Test {
     EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
         << sqlite3_errmsg(db);
     sqlite3_close(db);
+  }
+
+  // The rows of running_attempts in rowid order: "job/task attempts=N worker=W".
+  std::vector<std::string> running_attempt_rows() {
+    std::vector<std::string> rows;
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* stmt = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db,
+                                 "SELECT job_id, idx, attempts, worker FROM running_attempts "
+                                 "ORDER BY rowid",
+                                 -1, &stmt, nullptr),
+              SQLITE_OK);
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+      rows.push_back(fmt::format("{}/{} attempts={} worker={}", sqlite3_column_int64(stmt, 0),
+                                 sqlite3_column_int64(stmt, 1), sqlite3_column_int64(stmt, 2),
+                                 reinterpret_cast<const char*>(sqlite3_column_text(stmt, 3))));
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return rows;
+  }
+
+  static core::TaskChange running(core::JobId job, core::TaskIndex idx, uint32_t attempts,
+                                  std::string worker, core::LeaseToken lease) {
+    core::TaskChange change = task(job, idx, core::TaskState::kRunning, attempts);
+    change.worker = std::move(worker);
+    change.lease = lease;
+    return change;
   }
 
   fs::path dir_;
@@ -197,8 +228,10 @@ TEST_F(SqliteStoreTest, TaskStatesAreStoredUnderTheirFixedCodes) {
   }
   sqlite3_finalize(stmt);
   sqlite3_close(db);
-  EXPECT_EQ(rows, (std::vector<std::pair<int, int>>{
-                      {0, 0}, {1, 1}, {2, 2}, {3, 3}, {4, 4}, {5, 5}, {6, 6}}));
+  // A running attempt is a row of running_attempts (0012), not a state code.
+  EXPECT_EQ(rows,
+            (std::vector<std::pair<int, int>>{{0, 0}, {1, 1}, {3, 3}, {4, 4}, {5, 5}, {6, 6}}));
+  EXPECT_EQ(running_attempt_rows(), (std::vector<std::string>{"1/2 attempts=1 worker=render-03"}));
   Loaded loaded = load(*store);
   for (const auto& [state, code] : pinned) {
     EXPECT_EQ(loaded.tasks.at({1, static_cast<core::TaskIndex>(code)}).state, state) << code;
@@ -238,6 +271,155 @@ TEST_F(SqliteStoreTest, LaterTaskChangeReplacesTheRow) {
   EXPECT_EQ(loaded.tasks.at({1, 3}).state, core::TaskState::kSucceeded);
   EXPECT_EQ(loaded.tasks.at({1, 3}).attempts, 2u);
   EXPECT_EQ(loaded.tasks.at({1, 3}).error, "");
+}
+
+// A dispatch appends a row to running_attempts instead of rewriting the task's
+// row (0012): at load that row is the task's state until a later change of the
+// task deletes it in the same transaction.
+TEST_F(SqliteStoreTest, ARunningAttemptIsARowOfItsOwnUntilTheTaskMovesOn) {
+  {
+    auto store = open();
+    Batch batch;
+    batch.new_jobs.push_back(job(1));
+    batch.task_changes.push_back(task(1, 0, core::TaskState::kQueued, 0));
+    batch.task_changes.push_back(task(1, 1, core::TaskState::kQueued, 0));
+    ASSERT_TRUE(store->commit(batch).has_value());
+    Batch dispatch;
+    core::TaskChange first = running(1, 0, 1, "render-01", 0xfedcba9876543210ULL);
+    first.budget_base = 1;
+    first.error = "exit code 3";  // of an earlier attempt: kept while this one runs
+    dispatch.task_changes.push_back(first);
+    dispatch.task_changes.push_back(running(1, 1, 1, "render-02", 22));
+    ASSERT_TRUE(store->commit(dispatch).has_value());
+  }
+  auto store = open();
+  Loaded loaded = load(*store);
+  ASSERT_EQ(loaded.tasks.size(), 2u);
+  const TaskRow& row = loaded.tasks.at({1, 0});
+  EXPECT_EQ(row.state, core::TaskState::kRunning);
+  EXPECT_EQ(row.attempts, 1u);
+  EXPECT_EQ(row.budget_base, 1u);
+  EXPECT_EQ(row.lease, 0xfedcba9876543210ULL);
+  EXPECT_EQ(row.worker, "render-01");
+  EXPECT_EQ(row.error, "exit code 3");
+  EXPECT_EQ(loaded.tasks.at({1, 1}).state, core::TaskState::kRunning);
+
+  // Task 0 ends; task 1's worker was lost and it runs again elsewhere, twice
+  // over in one batch: one row per task, the latest.
+  Batch next;
+  next.task_changes.push_back(task(1, 0, core::TaskState::kSucceeded, 1));
+  next.task_changes.push_back(running(1, 1, 2, "render-03", 23));
+  next.task_changes.push_back(running(1, 1, 3, "render-04", 24));
+  ASSERT_TRUE(store->commit(next).has_value());
+  EXPECT_EQ(running_attempt_rows(), (std::vector<std::string>{"1/1 attempts=3 worker=render-04"}));
+  loaded = load(*store);
+  EXPECT_EQ(loaded.tasks.at({1, 0}).state, core::TaskState::kSucceeded);
+  EXPECT_EQ(loaded.tasks.at({1, 1}).state, core::TaskState::kRunning);
+  EXPECT_EQ(loaded.tasks.at({1, 1}).lease, 24u);
+  EXPECT_EQ(loaded.tasks.at({1, 1}).attempts, 3u);
+
+  // Dispatched and done within one batch: no running row is left.
+  Batch quick;
+  quick.task_changes.push_back(running(1, 2, 1, "render-05", 25));
+  quick.task_changes.push_back(task(1, 2, core::TaskState::kSucceeded, 1));
+  quick.task_changes.push_back(task(1, 1, core::TaskState::kFailed, 3, "exit code 1"));
+  ASSERT_TRUE(store->commit(quick).has_value());
+  EXPECT_TRUE(running_attempt_rows().empty());
+  store.reset();
+  store = open();
+  loaded = load(*store);
+  EXPECT_EQ(loaded.tasks.at({1, 1}).state, core::TaskState::kFailed);
+  EXPECT_EQ(loaded.tasks.at({1, 1}).error, "exit code 1");
+  EXPECT_EQ(loaded.tasks.at({1, 2}).state, core::TaskState::kSucceeded);
+}
+
+// The store remembers where each running attempt's row is; a batch that fails
+// must leave that memory as the file is, or a later change would leave an old
+// attempt's row behind to come back as running at the next start.
+TEST_F(SqliteStoreTest, AFailedBatchLeavesTheRunningAttemptsAsTheFileHasThem) {
+  auto store = open();
+  Batch batch;
+  batch.new_jobs.push_back(job(1));
+  batch.task_changes.push_back(running(1, 0, 1, "render-01", 11));
+  batch.task_changes.push_back(running(1, 1, 1, "render-02", 12));
+  ASSERT_TRUE(store->commit(batch).has_value());
+
+  Batch failing;  // the second event_id clashes: nothing of the batch stays
+  failing.task_changes.push_back(task(1, 0, core::TaskState::kSucceeded, 1));
+  failing.task_changes.push_back(running(1, 1, 2, "render-03", 13));
+  failing.events.push_back({"ev-1", 1'700'000'000'000, "info"});
+  failing.events.push_back({"ev-1", 1'700'000'000'001, "info"});
+  ASSERT_FALSE(store->commit(failing).has_value());
+  Loaded loaded = load(*store);
+  EXPECT_EQ(loaded.tasks.at({1, 0}).state, core::TaskState::kRunning);
+  EXPECT_EQ(loaded.tasks.at({1, 1}).lease, 12u);
+
+  Batch after;
+  after.task_changes.push_back(task(1, 0, core::TaskState::kSucceeded, 1));
+  after.task_changes.push_back(task(1, 1, core::TaskState::kSucceeded, 1));
+  ASSERT_TRUE(store->commit(after).has_value());
+  EXPECT_TRUE(running_attempt_rows().empty());
+  store.reset();
+  store = open();
+  loaded = load(*store);
+  EXPECT_EQ(loaded.tasks.at({1, 0}).state, core::TaskState::kSucceeded);
+  EXPECT_EQ(loaded.tasks.at({1, 1}).state, core::TaskState::kSucceeded);
+}
+
+TEST_F(SqliteStoreTest, AForgottenJobTakesItsRunningAttemptsWithIt) {
+  auto store = open();
+  Batch batch;
+  batch.new_jobs.push_back(job(1));
+  batch.new_jobs.push_back(job(2));
+  batch.task_changes.push_back(running(1, 0, 1, "render-01", 11));
+  batch.task_changes.push_back(running(2, 0, 1, "render-02", 12));
+  ASSERT_TRUE(store->commit(batch).has_value());
+  Batch forget;
+  forget.task_changes.push_back(running(1, 1, 1, "render-03", 13));  // in the same batch
+  forget.forgotten_jobs.push_back(1);
+  ASSERT_TRUE(store->commit(forget).has_value());
+  EXPECT_EQ(running_attempt_rows(), (std::vector<std::string>{"2/0 attempts=1 worker=render-02"}));
+  store.reset();
+  store = open();
+  Loaded loaded = load(*store);
+  ASSERT_EQ(loaded.tasks.size(), 1u);
+  EXPECT_EQ(loaded.tasks.count({2, 0}), 1u);
+}
+
+// farmhand never writes two rows for one task, but a file may come with them
+// (a hand-edited or older copy): the latest counts, the others go with the next
+// commit, and none comes back once the task has moved on.
+TEST_F(SqliteStoreTest, OfTwoRunningRowsForATaskTheLatestCountsAndTheOtherIsDeleted) {
+  {
+    auto store = open();
+    Batch batch;
+    batch.new_jobs.push_back(job(1));
+    batch.task_changes.push_back(running(1, 0, 1, "render-01", 11));
+    ASSERT_TRUE(store->commit(batch).has_value());
+  }
+  exec_raw(
+      "INSERT INTO running_attempts (job_id, idx, attempts, budget_base, lease, worker, error) "
+      "VALUES (1, 0, 2, 0, 12, 'render-02', '')");
+  // And a task left running in `tasks` by a farmhandd older than 0012.
+  exec_raw(
+      "INSERT INTO tasks (job_id, idx, state, attempts, lease, worker, error, budget_base) "
+      "VALUES (1, 5, 2, 1, 15, 'render-09', '', 0)");
+  auto store = open();
+  Loaded loaded = load(*store);
+  ASSERT_EQ(loaded.tasks.size(), 2u);
+  EXPECT_EQ(loaded.tasks.at({1, 0}).worker, "render-02");
+  EXPECT_EQ(loaded.tasks.at({1, 0}).attempts, 2u);
+  EXPECT_EQ(loaded.tasks.at({1, 5}).state, core::TaskState::kRunning);
+  EXPECT_EQ(loaded.tasks.at({1, 5}).worker, "render-09");
+
+  Batch done;
+  done.task_changes.push_back(task(1, 0, core::TaskState::kSucceeded, 2));
+  ASSERT_TRUE(store->commit(done).has_value());
+  EXPECT_TRUE(running_attempt_rows().empty());
+  store.reset();
+  store = open();
+  loaded = load(*store);
+  EXPECT_EQ(loaded.tasks.at({1, 0}).state, core::TaskState::kSucceeded);
 }
 
 TEST_F(SqliteStoreTest, JobFlagsArePersisted) {
