@@ -134,6 +134,20 @@ Result<wire::SubmitReply> Client::submit(wire::JobSpec spec) {
   return reply;
 }
 
+Result<wire::SubmitOpenJdReply> Client::submit_openjd(wire::SubmitOpenJdRequest body) {
+  wire::JobSpec& options = *body.mutable_options();
+  const bool own_key = options.idempotency_key().empty();
+  if (own_key) options.set_idempotency_key(random_key());
+  if (options.submitted_by().empty()) options.set_submitted_by(login_name());
+  if (options.submitted_from().empty()) options.set_submitted_from(host_name());
+  wire::ClientRequest request;
+  *request.mutable_submit_openjd() = std::move(body);
+  auto reply = body_of(call(request, timeout_, Resend::kYes), wire::ClientReply::kSubmitOpenjd,
+                       &wire::ClientReply::submit_openjd);
+  if (reply && own_key) reply->set_duplicate(false);
+  return reply;
+}
+
 Result<wire::StatusReply> Client::status(const wire::StatusRequest& status,
                                          std::optional<std::chrono::milliseconds> timeout) {
   wire::ClientRequest request;

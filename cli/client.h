@@ -51,6 +51,9 @@ class Client {
 
   // Submits a job. Fills spec.idempotency_key with a random key when empty.
   [[nodiscard]] Result<wire::SubmitReply> submit(wire::JobSpec spec);
+  // One job per step of an Open Job Description template; an idempotency key
+  // (its own random one when options has none) makes resends harmless.
+  [[nodiscard]] Result<wire::SubmitOpenJdReply> submit_openjd(wire::SubmitOpenJdRequest request);
 
   // A job's status; `timeout` overrides the client's reply timeout for this call.
   [[nodiscard]] Result<wire::StatusReply> status(

@@ -584,6 +584,89 @@ void add_submit_command(CLI::App& submit, Invocation& inv) {
   });
 }
 
+// ---------------------------------------------------------------- openjd submits
+
+struct OpenJdSubmitOptions {
+  SubmitOptions common;
+  std::string path;
+  std::vector<std::string> parameters;
+  std::vector<std::string> env_templates;
+};
+
+int run_openjd_submit(Context& ctx, const OpenJdSubmitOptions& o) {
+  auto source = read_job_source(o.path, o.parameters, o.env_templates);
+  if (!source) {
+    ctx.err << "farmhand: " << single_line(source.error().reason) << '\n' << std::flush;
+    return kExitUsage;
+  }
+  wire::SubmitOpenJdRequest request;
+  wire::OpenJdSource& wire_source = *request.mutable_source();
+  wire_source.set_template_(std::move(source->template_text));
+  wire_source.set_template_name(o.path == "-" ? "<stdin>" : o.path);
+  for (auto& [name, text] : source->env_templates) {
+    wire::OpenJdFile& file = *wire_source.add_env_templates();
+    file.set_name(name);
+    file.set_text(std::move(text));
+  }
+  for (const auto& [name, value] : source->values) {
+    wire::OpenJdParam& param = *wire_source.add_parameters();
+    param.set_name(name);
+    param.set_value(value);
+  }
+  wire_source.set_template_dir(source->template_dir);
+  wire_source.set_working_dir(source->working_dir);
+  *request.mutable_options() = base_spec(o.common, "openjd");
+  auto reply = ctx.client.submit_openjd(std::move(request));
+  if (!reply) return report(ctx, reply.error());
+  for (const auto& warning : reply->warnings()) {
+    ctx.err << "farmhand: warning: " << single_line(warning) << '\n' << std::flush;
+  }
+  if (ctx.json) {
+    Json steps = Json::array();
+    for (const auto& step : reply->steps()) {
+      steps.push_back(
+          Json{{"step", step.step()}, {"job_id", step.job_id()}, {"tasks", step.task_count()}});
+    }
+    write_json(ctx, Json{{"job_name", reply->job_name()},
+                         {"duplicate", reply->duplicate()},
+                         {"steps", std::move(steps)},
+                         {"warnings", std::vector<std::string>(reply->warnings().begin(),
+                                                               reply->warnings().end())}});
+  } else {
+    // One line per step, its job first: `farmhand submit openjd ... | cut -f1`.
+    for (const auto& step : reply->steps()) {
+      ctx.out << step.job_id() << '\t' << single_line(step.step()) << '\n';
+    }
+    ctx.out << std::flush;
+  }
+  if (!o.common.wait) return kExitOk;
+  int result = kExitOk;
+  for (const auto& step : reply->steps()) {
+    if (int code = follow_job(ctx, step.job_id()); code != kExitOk) result = code;
+  }
+  return result;
+}
+
+void add_submit_openjd(CLI::App& submit, Invocation& inv) {
+  auto o = std::make_shared<OpenJdSubmitOptions>();
+  CLI::App* cmd = add_leaf(submit, inv, "openjd",
+                           "an Open Job Description job template: one job per step, each "
+                           "after the steps it depends on",
+                           /*timeout_taken=*/true);
+  cmd->add_option("template", o->path, "the job template (YAML or JSON; - reads stdin)")
+      ->required();
+  cmd->add_option("-p,--parameter", o->parameters, "a job parameter's value (repeatable)")
+      ->type_name("NAME=VALUE")
+      ->allow_extra_args(false);
+  cmd->add_option("--env-template", o->env_templates,
+                  "an environment template the job runs in (repeatable, in order)")
+      ->type_name("FILE")
+      ->allow_extra_args(false);
+  add_submit_options(*cmd, o->common);
+  cmd->callback(
+      [&inv, o] { inv.command = [o](Context& ctx) { return run_openjd_submit(ctx, *o); }; });
+}
+
 // ---------------------------------------------------------------- media submits
 
 // The broker may run on another host with its own working directory: paths go
@@ -1606,6 +1689,7 @@ void add_commands(CLI::App& app, Invocation& inv) {
   add_submit_thumbnail(*submit, inv);
   add_submit_convert(*submit, inv);
   add_submit_transcode(*submit, inv);
+  add_submit_openjd(*submit, inv);
 
   add_status(app, inv);
   add_ls(app, inv);

@@ -13,6 +13,7 @@
 #include "openjd/job.h"
 #include "openjd/local_run.h"
 #include "openjd/path_mapping.h"
+#include "openjd/source.h"
 #include "openjd/template.h"
 #include <fmt/format.h>
 
@@ -109,50 +110,54 @@ int check(Context& ctx, const CheckOptions& o) {
   return kExitOk;
 }
 
-// The job a template makes with these parameters (job creation as the
-// specification does it at submission), or one line on stderr and the exit code.
-struct CreatedJob {
-  openjd::JobTemplate job_template;
-  std::vector<openjd::EnvironmentTemplate> environments;
-  openjd::Job job;
-};
+using openjd::CreatedJob;
 
-std::variant<CreatedJob, int> create(Context& ctx, const TasksOptions& o) {
-  auto refuse = [&ctx](const std::string& reason, int code) -> std::variant<CreatedJob, int> {
-    ctx.err << "farmhand: " << single_line(reason) << '\n' << std::flush;
-    return code;
-  };
-  openjd::JobOptions options;
-  for (const std::string& p : o.parameters) {
+}  // namespace
+
+Result<openjd::JobSource> read_job_source(const std::string& path,
+                                          const std::vector<std::string>& parameters,
+                                          const std::vector<std::string>& env_templates) {
+  openjd::JobSource source;
+  for (const std::string& p : parameters) {
     const size_t eq = p.find('=');
     if (eq == std::string::npos || eq == 0) {
-      return refuse(fmt::format("-p {}: not NAME=VALUE", printable(p)), kExitUsage);
+      return fail(ErrorCode::kInvalidArgument, fmt::format("-p {}: not NAME=VALUE", printable(p)));
     }
-    options.values[p.substr(0, eq)] = p.substr(eq + 1);
+    source.values[p.substr(0, eq)] = p.substr(eq + 1);
   }
   std::error_code ec;
   const std::filesystem::path cwd = std::filesystem::current_path(ec);
-  options.working_dir = cwd.string();
-  options.template_dir =
-      o.path == "-"
-          ? cwd.string()
-          : std::filesystem::absolute(o.path, ec).lexically_normal().parent_path().string();
-  std::vector<openjd::EnvironmentTemplate> environments;
-  for (const std::string& path : o.env_templates) {
-    auto text = read_template(path);
-    if (!text) return refuse(text.error().reason, kExitUsage);
-    auto env = openjd::parse_environment_template(*text);
-    if (!env)
-      return refuse(fmt::format("{}: {}", printable(path), env.error().reason), kExitFailed);
-    environments.push_back(std::move(*env));
+  source.working_dir = cwd.string();
+  source.template_dir =
+      path == "-" ? cwd.string()
+                  : std::filesystem::absolute(path, ec).lexically_normal().parent_path().string();
+  for (const std::string& env_path : env_templates) {
+    auto text = read_template(env_path);
+    if (!text) return fail(text.error());
+    source.env_templates.emplace_back(env_path, std::move(*text));
   }
-  auto text = read_template(o.path);
-  if (!text) return refuse(text.error().reason, kExitUsage);
-  auto parsed = openjd::parse_job_template(*text);
-  if (!parsed) return refuse(parsed.error().reason, kExitFailed);
-  auto job = openjd::create_job(*parsed, options, environments);
-  if (!job) return refuse(job.error().reason, kExitFailed);
-  return CreatedJob{std::move(*parsed), std::move(environments), std::move(*job)};
+  auto text = read_template(path);
+  if (!text) return fail(text.error());
+  source.template_text = std::move(*text);
+  return source;
+}
+
+namespace {
+
+// The job a template makes with these parameters (job creation as the
+// specification does it at submission), or one line on stderr and the exit code.
+std::variant<CreatedJob, int> create(Context& ctx, const TasksOptions& o) {
+  auto source = read_job_source(o.path, o.parameters, o.env_templates);
+  if (!source) {
+    ctx.err << "farmhand: " << single_line(source.error().reason) << '\n' << std::flush;
+    return kExitUsage;
+  }
+  auto created = openjd::create_job(*source);
+  if (!created) {
+    ctx.err << "farmhand: " << single_line(created.error().reason) << '\n' << std::flush;
+    return kExitFailed;
+  }
+  return std::move(*created);
 }
 
 int tasks(Context& ctx, const TasksOptions& o) {

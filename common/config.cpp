@@ -143,15 +143,26 @@ class Reader {
         read_shares(entry, config.shares);
       } else if (key == "hooks") {
         read_hooks(entry, config.hooks);
+      } else if (key == "openjd") {
+        read_openjd(entry, config.openjd);
+      } else if (key == "path_mapping") {
+        read_path_mapping(entry, config.path_mapping);
       } else {
         unknown_key(key, entry, "");
       }
     });
     check_rules(config);
+    if (config.openjd.any_executable && config.broker.client_authorized_keys_dir.empty()) {
+      problem(openjd_any_line_,
+              "openjd.executables: any runs whatever a template says, so it needs a "
+              "CurveZMQ-secured client port (broker.client_curve_secret_key_file and "
+              "broker.client_authorized_keys_dir)");
+    }
   }
 
  private:
   std::vector<Problem> problems_;
+  int openjd_any_line_ = 0;  // of `openjd.executables: any`
 
   static std::string child_path(const std::string& path, const std::string& key) {
     return path.empty() ? key : path + "." + key;
@@ -480,6 +491,91 @@ class Reader {
       if (auto value = read_integer(entry, 1, 10'000)) weight = static_cast<uint32_t>(*value);
       if (weight > 0) shares[key] = weight;
     });
+  }
+
+  void read_openjd(const Entry& section, OpenJdConfig& openjd) {
+    if (!expect_map(section)) return;
+    for_each_entry(section.value, section.path, [&](const std::string& key, const Entry& entry) {
+      if (key == "enabled") {
+        assign(read_bool(entry), openjd.enabled);
+      } else if (key == "allow_root") {
+        assign(read_bool(entry), openjd.allow_root);
+      } else if (key == "executables") {
+        if (entry.value.IsScalar() && entry.value.Scalar() == "any") {
+          openjd.any_executable = true;
+          openjd_any_line_ = entry.line;
+          return;
+        }
+        auto names = read_string_list(entry);
+        if (!names) return;
+        for (const std::string& name : *names) {
+          // A name is looked up in PATH; anything with a slash must be absolute.
+          const bool ok = !name.empty() && name != "." && name != ".." &&
+                          (name.find('/') == std::string::npos || name.front() == '/');
+          if (!ok) {
+            problem(entry.line, entry.path + ": '" + printable(name) +
+                                    "' is neither a program name nor an absolute path");
+            continue;
+          }
+          openjd.executables.push_back(name);
+        }
+      } else {
+        unknown_key(key, entry, section.path);
+      }
+    });
+    if (openjd.enabled && openjd.executables.empty() && !openjd.any_executable) {
+      problem(section.line, section.path +
+                                ": enabled needs executables, the programs templates may "
+                                "run (a list, or any)");
+    }
+  }
+
+  void read_path_mapping(const Entry& section, std::vector<PathMappingConfig>& rules) {
+    if (section.value.IsNull()) return;
+    if (!section.value.IsSequence()) {
+      problem(section.line, section.path + " must be a list of rules");
+      return;
+    }
+    for (std::size_t i = 0; i < section.value.size(); ++i) {
+      Entry item;
+      item.path = section.path + "[" + std::to_string(i) + "]";
+      item.value = section.value[i];
+      item.line = line_of(item.value);
+      item.key_line = item.line;
+      if (!expect_map(item)) continue;
+      PathMappingConfig rule;
+      rule.line = item.line;
+      for_each_entry(item.value, item.path, [&](const std::string& key, const Entry& entry) {
+        if (key == "source_path_format") {
+          if (auto format = read_string(entry)) {
+            if (*format != "POSIX" && *format != "WINDOWS") {
+              problem(entry.line,
+                      entry.path + " must be POSIX or WINDOWS, not '" + printable(*format) + "'");
+            } else {
+              rule.source_path_format = *format;
+            }
+          }
+        } else if (key == "source_path") {
+          assign(read_string(entry, /*empty_allowed=*/false), rule.source_path);
+        } else if (key == "destination_path") {
+          if (auto path = read_string(entry, /*empty_allowed=*/false)) {
+            if (path->front() != '/') {
+              problem(entry.line,
+                      entry.path + " must be an absolute path, not '" + printable(*path) + "'");
+            } else {
+              rule.destination_path = *path;
+            }
+          }
+        } else {
+          unknown_key(key, entry, item.path);
+        }
+      });
+      if (rule.source_path.empty() || rule.destination_path.empty()) {
+        problem(item.line, item.path + " needs source_path and destination_path");
+        continue;
+      }
+      rules.push_back(std::move(rule));
+    }
   }
 
   void read_http(const Entry& section, HttpConfig& http) {

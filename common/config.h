@@ -185,6 +185,29 @@ struct Hook {
   int line = 0;
 };
 
+// Open Job Description templates (`farmhand submit openjd`): commands of the
+// submitter's choosing, so off until enabled here.
+struct OpenJdConfig {
+  bool enabled = false;
+  // The programs an action may start: a name looked up in the session's PATH
+  // ("bash") or an absolute path, compared with the action's command as
+  // resolved. any_executable ("executables: any"): whatever the template
+  // says, allowed only with a CurveZMQ-secured client port.
+  std::vector<std::string> executables;
+  bool any_executable = false;
+  // Sessions never run as root unless this is set (the worker refuses them).
+  bool allow_root = false;
+};
+
+// One `path_mapping:` rule: a path as templates written elsewhere give it
+// (source_path, in that OS's form) and where it is on this farm.
+struct PathMappingConfig {
+  std::string source_path_format = "POSIX";  // POSIX | WINDOWS
+  std::string source_path;
+  std::string destination_path;
+  int line = 0;
+};
+
 struct Config {
   BrokerConfig broker;
   HttpConfig http;
@@ -198,6 +221,8 @@ struct Config {
   // Fair share between projects: project -> weight (1 to 10000). Empty: none.
   std::map<std::string, uint32_t> shares;
   std::vector<Hook> hooks;
+  OpenJdConfig openjd;
+  std::vector<PathMappingConfig> path_mapping;
   std::string log_level = "info";
 };
 

@@ -30,9 +30,9 @@ std::string megabytes(size_t bytes) {
 
 bool is_write(const wire::ClientRequest& request) {
   const auto body = request.body_case();
-  return body == wire::ClientRequest::kSubmit || body == wire::ClientRequest::kAction ||
-         body == wire::ClientRequest::kPublish || body == wire::ClientRequest::kWorkerControl ||
-         body == wire::ClientRequest::kJobSet ||
+  return body == wire::ClientRequest::kSubmit || body == wire::ClientRequest::kSubmitOpenjd ||
+         body == wire::ClientRequest::kAction || body == wire::ClientRequest::kPublish ||
+         body == wire::ClientRequest::kWorkerControl || body == wire::ClientRequest::kJobSet ||
          (body == wire::ClientRequest::kLimits && request.limits().has_set());
 }
 
@@ -79,6 +79,18 @@ std::optional<std::pair<std::string, uint64_t>> action_key(const wire::ClientReq
     case wire::ClientRequest::kLimits:
       if (request.limits().has_set()) return keyed(request.limits().set());
       return std::nullopt;
+    case wire::ClientRequest::kSubmitOpenjd: {
+      // Its jobs share the key, so it is the submit's (a resend from another
+      // shell is the same submit: who sent it is left out).
+      const wire::JobSpec& options = request.submit_openjd().options();
+      if (options.idempotency_key().empty()) return std::nullopt;
+      wire::SubmitOpenJdRequest copy = request.submit_openjd();
+      copy.mutable_options()->clear_idempotency_key();
+      copy.mutable_options()->clear_submitted_by();
+      copy.mutable_options()->clear_submitted_from();
+      return std::make_pair(options.idempotency_key(),
+                            fingerprint(copy, static_cast<uint64_t>(request.body_case())));
+    }
     default:
       return std::nullopt;
   }
@@ -140,10 +152,14 @@ void ClientService::on_message(const std::string& routing_id, bool req_envelope,
       set_error(reply, *refuse_writes_);
     } else if (auto key = action_key(request); key && replay_action(*key, reply)) {
       // A resent action: answered as the first time, nothing done again.
+      if (reply.has_submit_openjd()) reply.mutable_submit_openjd()->set_duplicate(true);
     } else {
       switch (request.body_case()) {
         case wire::ClientRequest::kSubmit:
           parts_.intake.submit(request.submit(), reply, turn, peer);
+          break;
+        case wire::ClientRequest::kSubmitOpenjd:
+          parts_.intake.submit_openjd(request.submit_openjd(), reply, turn, peer);
           break;
         case wire::ClientRequest::kStatus:
           status(request.status(), reply);

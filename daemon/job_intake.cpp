@@ -6,6 +6,7 @@
 
 #include "common/byte_size.h"
 #include "daemon/job_kinds.h"
+#include "daemon/openjd_jobs.h"
 
 namespace farmhand::daemon {
 
@@ -118,6 +119,68 @@ void JobIntake::submit(const wire::SubmitRequest& request, wire::ClientReply& re
   warn_if_waiting(*id, reply);
 }
 
+void JobIntake::submit_openjd(const wire::SubmitOpenJdRequest& request, wire::ClientReply& reply,
+                              Turn& turn, const std::string& peer) {
+  const wire::JobSpec& options = request.options();
+  for (const std::string* who : {&options.submitted_by(), &options.submitted_from()}) {
+    if (who->size() > kMaxWhoBytes) {
+      return set_error(reply, Error{ErrorCode::kInvalidArgument,
+                                    fmt::format("submitter name over {} bytes", kMaxWhoBytes)});
+    }
+  }
+  for (uint64_t after : options.after()) {
+    if (!farm_.scheduler->job(after)) {
+      return set_error(reply, Error{ErrorCode::kNotFound, fmt::format("no job {}", after)});
+    }
+  }
+  auto plan = plan_openjd_jobs(request, config_);
+  if (!plan) return set_error(reply, plan.error());
+  // Every step's spec is checked before the first job is made: a template
+  // becomes all its jobs or none.
+  std::vector<wire::JobSpec> specs;
+  for (const OpenJdStepJob& step : plan->steps) {
+    wire::JobSpec spec = step.spec;
+    spec.set_submitted_key(peer);
+    if (auto ok = check_spec(spec); !ok) {
+      return set_error(reply,
+                       Error{ok.error().code,
+                             fmt::format("step {}: {}", printable(step.step), ok.error().reason)});
+    }
+    specs.push_back(std::move(spec));
+  }
+  wire::SubmitOpenJdReply& out = *reply.mutable_submit_openjd();
+  out.set_job_name(plan->job_name);
+  std::vector<core::JobId> ids;
+  for (size_t i = 0; i < plan->steps.size(); ++i) {
+    for (size_t index : plan->steps[i].after) specs[i].add_after(ids.at(index));
+    auto id = create_job(std::move(specs[i]), turn);
+    if (!id) {
+      // check_spec passed it: only the scheduler can refuse now, and what was
+      // made of this template goes with the turn's undo.
+      log_.error("openjd step refused after its check step=\"{}\" reason=\"{}\"",
+                 printable(plan->steps[i].step), id.error().reason);
+      return set_error(reply, id.error());
+    }
+    ids.push_back(*id);
+  }
+  // Template order, as `openjd tasks` lists the steps.
+  std::vector<size_t> order(plan->steps.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return plan->steps[a].template_index < plan->steps[b].template_index;
+  });
+  for (size_t i : order) {
+    wire::OpenJdStepJob& job = *out.add_steps();
+    job.set_step(plan->steps[i].step);
+    job.set_job_id(ids[i]);
+    job.set_task_count(plan->steps[i].tasks);
+  }
+  for (std::string& warning : plan->warnings) out.add_warnings(std::move(warning));
+  if (!ids.empty()) {
+    if (auto warning = unserved_pool(*farm_.scheduler, options.pool())) out.add_warnings(*warning);
+  }
+}
+
 void JobIntake::warn_if_waiting(core::JobId id, wire::ClientReply& reply) const {
   auto view = farm_.scheduler->job(id);
   const core::JobSpec* spec = farm_.scheduler->job_spec(id);
@@ -130,8 +193,7 @@ void JobIntake::warn_if_waiting(core::JobId id, wire::ClientReply& reply) const 
   }
 }
 
-Result<core::JobId> JobIntake::create_job(wire::JobSpec spec, Turn& turn,
-                                          const common::FrameSet* on_disk) {
+Result<void> JobIntake::check_spec(wire::JobSpec& spec, const common::FrameSet* on_disk) const {
   const JobKind* kind = find_job_kind(spec.kind());
   if (!kind) {
     return fail(ErrorCode::kInvalidArgument, fmt::format("unknown job kind '{}' ({})",
@@ -181,6 +243,13 @@ Result<core::JobId> JobIntake::create_job(wire::JobSpec spec, Turn& turn,
         spec.kind(), printable(spec.name()), spec.chunk(), kMaxInteractiveTaskFrames);
     spec.set_lane("batch");
   }
+  if (auto core_spec = to_core_spec(spec); !core_spec) return fail(core_spec.error());
+  return {};
+}
+
+Result<core::JobId> JobIntake::create_job(wire::JobSpec spec, Turn& turn,
+                                          const common::FrameSet* on_disk) {
+  if (auto ok = check_spec(spec, on_disk); !ok) return fail(ok.error());
   auto core_spec = to_core_spec(spec);
   if (!core_spec) return fail(core_spec.error());
   auto id = farm_.scheduler->submit(std::move(*core_spec), clock_.millis(), /*durable=*/false);

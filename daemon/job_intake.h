@@ -34,6 +34,17 @@ class JobIntake {
   void submit(const wire::SubmitRequest& request, wire::ClientReply& reply, Turn& turn,
               const std::string& peer = {});
 
+  // `farmhand submit openjd`: one job per step of the template, each after
+  // the jobs of the steps it depends on, all in this turn or none (a resent
+  // idempotency key is answered by ClientService from the stored reply).
+  void submit_openjd(const wire::SubmitOpenJdRequest& request, wire::ClientReply& reply, Turn& turn,
+                     const std::string& peer = {});
+
+  // What create_job checks before it makes the job, completing `spec` as the
+  // kind's row does (frames, defaults).
+  [[nodiscard]] Result<void> check_spec(wire::JobSpec& spec,
+                                        const common::FrameSet* on_disk = nullptr) const;
+
   // Validates and creates one job (staged in `turn`, not yet durable).
   // `on_disk`: a media job's input frames, when a publish has read them already.
   [[nodiscard]] Result<core::JobId> create_job(wire::JobSpec spec, Turn& turn,

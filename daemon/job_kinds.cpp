@@ -6,6 +6,7 @@
 
 #include "common/command_template.h"
 #include "daemon/media_jobs.h"
+#include "daemon/openjd_jobs.h"
 
 namespace farmhand::daemon {
 
@@ -91,6 +92,7 @@ constexpr JobKind kKinds[] = {
     {"thumbnail", true, prepare_media, assign_media},
     {"convert", true, prepare_media, assign_media},
     {"transcode", true, prepare_media, assign_media},
+    {"openjd", false, prepare_openjd, assign_openjd},
 };
 
 }  // namespace

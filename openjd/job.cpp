@@ -488,4 +488,22 @@ Result<Job> create_job(const JobTemplate& job_template, const JobOptions& option
   }
 }
 
+std::vector<const CreatedStep*> dependency_order(const Job& job) {
+  std::vector<const CreatedStep*> order;
+  std::set<std::string> done;
+  while (order.size() < job.steps.size()) {
+    const size_t before = order.size();
+    for (const CreatedStep& step : job.steps) {
+      if (done.count(step.name) != 0) continue;
+      const bool ready = std::all_of(step.dependencies.begin(), step.dependencies.end(),
+                                     [&](const std::string& d) { return done.count(d) != 0; });
+      if (!ready) continue;
+      order.push_back(&step);
+      done.insert(step.name);
+    }
+    if (order.size() == before) break;  // a cycle: the validator refuses those
+  }
+  return order;
+}
+
 }  // namespace farmhand::openjd

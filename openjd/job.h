@@ -85,4 +85,8 @@ struct JobOptions {
 [[nodiscard]] Result<Job> create_job(const JobTemplate& job_template, const JobOptions& options,
                                      const std::vector<EnvironmentTemplate>& environments = {});
 
+// Steps in an order that runs each after the steps it depends on (template
+// order otherwise).
+std::vector<const CreatedStep*> dependency_order(const Job& job);
+
 }  // namespace farmhand::openjd

@@ -5,24 +5,6 @@
 
 namespace farmhand::openjd {
 
-std::vector<const CreatedStep*> dependency_order(const Job& job) {
-  std::vector<const CreatedStep*> order;
-  std::set<std::string> done;
-  while (order.size() < job.steps.size()) {
-    const size_t before = order.size();
-    for (const CreatedStep& step : job.steps) {
-      if (done.count(step.name) != 0) continue;
-      const bool ready = std::all_of(step.dependencies.begin(), step.dependencies.end(),
-                                     [&](const std::string& d) { return done.count(d) != 0; });
-      if (!ready) continue;
-      order.push_back(&step);
-      done.insert(step.name);
-    }
-    if (order.size() == before) break;  // a cycle: the validator refuses those
-  }
-  return order;
-}
-
 LocalRunResult run_job_locally(const JobTemplate& job_template, const Job& job,
                                const std::vector<EnvironmentTemplate>& environments,
                                LocalRunOptions options) {

@@ -36,10 +36,6 @@ struct LocalRunResult {
   bool succeeded() const { return failure.empty(); }
 };
 
-// Steps in an order that runs each after the steps it depends on (template
-// order otherwise).
-std::vector<const CreatedStep*> dependency_order(const Job& job);
-
 LocalRunResult run_job_locally(const JobTemplate& job_template, const Job& job,
                                const std::vector<EnvironmentTemplate>& environments,
                                LocalRunOptions options);

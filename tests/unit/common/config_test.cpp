@@ -1022,5 +1022,74 @@ TEST(ConfigHooksTest, RulesMatchPublishesOrFarmEventsNotBoth) {
               HasSubstr("unknown event 'job.done'"));
 }
 
+TEST(ConfigOpenJdTest, OffUntilEnabledWithTheProgramsTemplatesMayRun) {
+  Config plain = loaded("broker:\n  lease_ttl_s: 30\n");
+  EXPECT_FALSE(plain.openjd.enabled);
+  EXPECT_TRUE(plain.path_mapping.empty());
+
+  Config config = loaded(
+      "openjd:\n"
+      "  enabled: true\n"
+      "  executables: [bash, python3, /opt/nuke/Nuke15.1]\n"
+      "path_mapping:\n"
+      "  - source_path_format: WINDOWS\n"
+      "    source_path: 'Z:\\projects'\n"
+      "    destination_path: /mnt/projects\n"
+      "  - source_path: /Volumes/projects\n"
+      "    destination_path: /mnt/projects\n");
+  EXPECT_TRUE(config.openjd.enabled);
+  EXPECT_FALSE(config.openjd.allow_root);
+  EXPECT_FALSE(config.openjd.any_executable);
+  EXPECT_EQ(config.openjd.executables,
+            (std::vector<std::string>{"bash", "python3", "/opt/nuke/Nuke15.1"}));
+  ASSERT_EQ(config.path_mapping.size(), 2u);
+  EXPECT_EQ(config.path_mapping[0].source_path_format, "WINDOWS");
+  EXPECT_EQ(config.path_mapping[0].source_path, "Z:\\projects");
+  EXPECT_EQ(config.path_mapping[1].source_path_format, "POSIX");
+  EXPECT_EQ(config.path_mapping[1].destination_path, "/mnt/projects");
+}
+
+TEST(ConfigOpenJdTest, EachMistakeIsOneLineNamingIt) {
+  const std::string problems = problems_of(
+      "openjd:\n"
+      "  enabled: yes please\n"
+      "  executables: [bin/render, '']\n"
+      "  run_as: nobody\n"
+      "path_mapping:\n"
+      "  - source_path_format: MAC\n"
+      "    source_path: /Volumes/p\n"
+      "    destination_path: mnt/p\n");
+  EXPECT_THAT(problems, HasSubstr("<config>:2: openjd.enabled must be true or false"));
+  EXPECT_THAT(problems, HasSubstr("<config>:3: openjd.executables: 'bin/render' is neither a "
+                                  "program name nor an absolute path"));
+  EXPECT_THAT(problems, HasSubstr("<config>:4: unknown key 'run_as' in openjd"));
+  EXPECT_THAT(problems, HasSubstr("<config>:6: path_mapping[0].source_path_format must be POSIX or "
+                                  "WINDOWS, not 'MAC'"));
+  EXPECT_THAT(problems, HasSubstr("<config>:8: path_mapping[0].destination_path must be an "
+                                  "absolute path, not 'mnt/p'"));
+}
+
+TEST(ConfigOpenJdTest, EnabledNeedsAnAllowListAndAnyNeedsASecuredClientPort) {
+  EXPECT_THAT(problems_of("openjd:\n  enabled: true\n"),
+              HasSubstr("openjd: enabled needs executables, the programs templates may run"));
+  EXPECT_THAT(problems_of("openjd:\n  enabled: true\n  executables: any\n"),
+              HasSubstr("<config>:3: openjd.executables: any runs whatever a template says, so "
+                        "it needs a CurveZMQ-secured client port"));
+  TempDir dir;
+  const std::string keys = dir.path().string() + "/clients";
+  std::filesystem::create_directories(keys);
+  Config secured = loaded(
+      "broker:\n"
+      "  client_curve_secret_key_file: " +
+      dir.path().string() +
+      "/broker.key\n"
+      "  client_authorized_keys_dir: " +
+      keys +
+      "\n"
+      "openjd:\n  enabled: true\n  executables: any\n  allow_root: true\n");
+  EXPECT_TRUE(secured.openjd.any_executable);
+  EXPECT_TRUE(secured.openjd.allow_root);
+}
+
 }  // namespace
 }  // namespace farmhand::common

@@ -1217,5 +1217,271 @@ TEST_F(BrokerCoreTest, ProgressShowsWhatTheLeaseHolderReportedForTheAttemptThatR
   EXPECT_EQ(shown(), std::make_pair(uint64_t{0}, uint64_t{0})) << "a stale report showed";
 }
 
+// ------------------------------------------------------------ Open Job Description
+
+// A render in chunks of 4, an encode after it, and a report beside them.
+constexpr const char* kOpenJdTemplate = R"(specificationVersion: jobtemplate-2023-09
+extensions: [TASK_CHUNKING]
+name: Shot {{Param.Shot}}
+parameterDefinitions:
+  - name: Shot
+    type: STRING
+  - name: Frames
+    type: INT
+    default: 10
+    minValue: 1
+steps:
+  - name: Render
+    parameterSpace:
+      taskParameterDefinitions:
+        - name: Frame
+          type: CHUNK[INT]
+          range: "1-{{Param.Frames}}"
+          chunks:
+            defaultTaskCount: 4
+            rangeConstraint: CONTIGUOUS
+    hostRequirements:
+      amounts:
+        - name: amount.worker.vcpu
+          min: 2
+        - name: amount.worker.memory
+          min: 1024
+    script:
+      actions:
+        onRun:
+          command: render
+          args: ["{{Task.Param.Frame}}"]
+  - name: Encode
+    dependencies:
+      - dependsOn: Render
+    script:
+      actions:
+        onRun:
+          command: encode
+  - name: Report
+    script:
+      actions:
+        onRun:
+          command: report
+)";
+
+class OpenJdSubmitTest : public BrokerCoreTest {
+ protected:
+  OpenJdSubmitTest() {
+    config_.openjd.enabled = true;
+    config_.openjd.executables = {"render", "encode", "report"};
+    start();  // on this config
+  }
+
+  wire::ClientReply submit_openjd(const std::string& text,
+                                  const std::map<std::string, std::string>& values,
+                                  const std::string& key = "") {
+    wire::ClientRequest req;
+    wire::OpenJdSource& source = *req.mutable_submit_openjd()->mutable_source();
+    source.set_template_(text);
+    source.set_template_name("shot.yaml");
+    source.set_template_dir("/tmp");
+    source.set_working_dir("/tmp");
+    for (const auto& [name, value] : values) {
+      wire::OpenJdParam& p = *source.add_parameters();
+      p.set_name(name);
+      p.set_value(value);
+    }
+    req.mutable_submit_openjd()->mutable_options()->set_idempotency_key(key);
+    req.mutable_submit_openjd()->mutable_options()->set_priority(7);
+    return request(req);
+  }
+
+  static std::string with(const std::string& text, const std::string& from, const std::string& to) {
+    std::string out = text;
+    out.replace(out.find(from), from.size(), to);
+    return out;
+  }
+};
+
+TEST_F(OpenJdSubmitTest, RefusedWithOneLineWhileTheConfigLeavesTemplatesOff) {
+  config_.openjd.enabled = false;
+  start();
+  const wire::ClientReply reply = submit_openjd(kOpenJdTemplate, {{"Shot", "sh010"}});
+  EXPECT_FALSE(reply.ok());
+  EXPECT_EQ(reply.error().find('\n'), std::string::npos);
+  EXPECT_NE(reply.error().find("Open Job Description jobs are off on this farm"), std::string::npos)
+      << reply.error();
+  EXPECT_EQ(disk_.job(1), nullptr);
+}
+
+TEST_F(OpenJdSubmitTest, ATemplateBecomesOneJobPerStepEachAfterTheStepsItDependsOn) {
+  const wire::ClientReply reply = submit_openjd(kOpenJdTemplate, {{"Shot", "sh010"}});
+  ASSERT_TRUE(reply.ok()) << reply.error();
+  const wire::SubmitOpenJdReply& out = reply.submit_openjd();
+  EXPECT_EQ(out.job_name(), "Shot sh010");
+  ASSERT_EQ(out.steps_size(), 3);
+  EXPECT_EQ(out.steps(0).step(), "Render");
+  EXPECT_EQ(out.steps(0).task_count(), 3u);  // 1-10 in chunks of 4: 1-4, 5-7, 8-10
+  EXPECT_EQ(out.steps(1).step(), "Encode");
+  EXPECT_EQ(out.steps(1).task_count(), 1u);
+  EXPECT_EQ(out.steps(2).step(), "Report");
+  const uint64_t render = out.steps(0).job_id();
+  const uint64_t encode = out.steps(1).job_id();
+  const uint64_t report = out.steps(2).job_id();
+  for (uint64_t id : {render, encode, report}) ASSERT_NE(disk_.job(id), nullptr) << id;
+
+  const wire::JobSummary job = status(encode).status().job();
+  EXPECT_EQ(job.kind(), "openjd");
+  EXPECT_EQ(job.name(), "Shot sh010 / Encode");
+  EXPECT_EQ(job.labels().at("openjd.step"), "Encode");
+  EXPECT_EQ(job.labels().at("openjd.job"), "Shot sh010");
+  EXPECT_EQ(job.priority(), 7);
+  ASSERT_EQ(job.after_size(), 1);
+  EXPECT_EQ(job.after(0), render);
+  EXPECT_EQ(status(report).status().job().after_size(), 0);
+
+  // Render and Report run; Encode waits for Render. Host requirements became
+  // the Render job's request, so a 1-core worker takes none of its tasks.
+  wire::WorkerMessage msg;
+  auto* r = msg.mutable_ready();
+  r->set_version(common::kProtocolVersion);
+  r->set_name("small");
+  r->set_slots(4);
+  r->set_cores(1);
+  r->set_memory_bytes(64ull << 30);
+  from_worker("small", msg);
+  core_->end_turn();
+  std::set<uint64_t> jobs;
+  for (const wire::Assign& a : assigns()) jobs.insert(a.ref().job_id());
+  EXPECT_EQ(jobs, (std::set<uint64_t>{report}));
+  const wire::JobSummary render_job = status(render).status().job();
+  EXPECT_EQ(render_job.cores(), 2u);
+  EXPECT_EQ(render_job.memory_bytes(), 1024ull << 20);
+}
+
+TEST_F(OpenJdSubmitTest, EachTaskCarriesTheTemplateItsStepAndTheFarmsRules) {
+  config_.path_mapping.push_back({"WINDOWS", "Z:\\projects", "/mnt/projects", 1});
+  start();
+  const wire::ClientReply reply = submit_openjd(kOpenJdTemplate, {{"Shot", "sh010"}});
+  ASSERT_TRUE(reply.ok()) << reply.error();
+  wire::WorkerMessage msg;
+  auto* r = msg.mutable_ready();
+  r->set_version(common::kProtocolVersion);
+  r->set_name("big");
+  r->set_slots(8);
+  r->set_cores(16);
+  r->set_memory_bytes(64ull << 30);
+  from_worker("big", msg);
+  core_->end_turn();
+  std::map<std::pair<uint64_t, uint64_t>, wire::Assign> sent;
+  for (const wire::Assign& a : assigns()) sent[{a.ref().job_id(), a.ref().task()}] = a;
+  const uint64_t render = reply.submit_openjd().steps(0).job_id();
+  ASSERT_EQ(sent.count({render, 2}), 1u);
+  const wire::Assign& a = sent.at({render, 2});
+  EXPECT_EQ(a.kind(), "openjd");
+  ASSERT_TRUE(a.has_openjd());
+  EXPECT_EQ(a.openjd().step(), "Render");
+  EXPECT_EQ(a.openjd().source().template_(), kOpenJdTemplate);
+  ASSERT_EQ(a.openjd().source().parameters_size(), 1);
+  EXPECT_EQ(a.openjd().source().parameters(0).value(), "sh010");
+  EXPECT_EQ(
+      std::vector<std::string>(a.openjd().executables().begin(), a.openjd().executables().end()),
+      config_.openjd.executables);
+  EXPECT_FALSE(a.openjd().any_executable());
+  EXPECT_FALSE(a.openjd().allow_root());
+  ASSERT_EQ(a.openjd().path_mapping_size(), 1);
+  EXPECT_EQ(a.openjd().path_mapping(0).destination_path(), "/mnt/projects");
+}
+
+TEST_F(OpenJdSubmitTest, WhatTheSpecificationRefusesMakesNoJobAtAll) {
+  struct Case {
+    std::string text;
+    std::map<std::string, std::string> values;
+    std::string says;
+  };
+
+  const std::vector<Case> cases = {
+      {kOpenJdTemplate, {}, "Shot"},  // a parameter without a default, not given
+      {kOpenJdTemplate, {{"Shot", "a"}, {"Frames", "0"}}, "Frames"},  // under minValue
+      {with(kOpenJdTemplate, "dependsOn: Render", "dependsOn: Paint"), {{"Shot", "a"}}, "Paint"},
+      {with(kOpenJdTemplate,
+            "    script:\n      actions:\n        onRun:\n          command: report",
+            "    hostRequirements:\n      attributes:\n        - name: attr.worker.os.family\n"
+            "          anyOf: [windows]\n    script:\n      actions:\n        onRun:\n"
+            "          command: report"),
+       {{"Shot", "a"}},
+       "os.family"},
+      {with(kOpenJdTemplate, "name: amount.worker.memory", "name: amount.worker.gpu"),
+       {{"Shot", "a"}},
+       "amount.worker.gpu"},
+  };
+  for (const Case& c : cases) {
+    const wire::ClientReply reply = submit_openjd(c.text, c.values);
+    EXPECT_FALSE(reply.ok()) << c.says;
+    SCOPED_TRACE(reply.error());
+    EXPECT_EQ(reply.error().find('\n'), std::string::npos) << reply.error();
+    EXPECT_NE(reply.error().find(c.says), std::string::npos) << reply.error();
+  }
+  // Not one step of any of them was made.
+  EXPECT_EQ(disk_.job(1), nullptr);
+  ASSERT_TRUE(submit_openjd(kOpenJdTemplate, {{"Shot", "ok"}}).ok());
+  EXPECT_NE(disk_.job(1), nullptr);
+}
+
+TEST_F(OpenJdSubmitTest, AResentKeyGetsTheSameJobsAndAnotherTemplateUnderItIsRefused) {
+  const wire::ClientReply first = submit_openjd(kOpenJdTemplate, {{"Shot", "sh010"}}, "k-1");
+  ASSERT_TRUE(first.ok()) << first.error();
+  EXPECT_FALSE(first.submit_openjd().duplicate());
+  const wire::ClientReply again = submit_openjd(kOpenJdTemplate, {{"Shot", "sh010"}}, "k-1");
+  ASSERT_TRUE(again.ok()) << again.error();
+  EXPECT_TRUE(again.submit_openjd().duplicate());
+  ASSERT_EQ(again.submit_openjd().steps_size(), 3);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(again.submit_openjd().steps(i).job_id(), first.submit_openjd().steps(i).job_id());
+  }
+  EXPECT_EQ(disk_.job(4), nullptr);
+  const wire::ClientReply other = submit_openjd(kOpenJdTemplate, {{"Shot", "sh020"}}, "k-1");
+  EXPECT_FALSE(other.ok());
+  EXPECT_NE(other.error().find("idempotency key 'k-1' was used"), std::string::npos)
+      << other.error();
+  // And after a restart, on what is on disk.
+  start();
+  const wire::ClientReply later = submit_openjd(kOpenJdTemplate, {{"Shot", "sh010"}}, "k-1");
+  ASSERT_TRUE(later.ok()) << later.error();
+  EXPECT_EQ(later.submit_openjd().steps(0).job_id(), first.submit_openjd().steps(0).job_id());
+}
+
+TEST_F(OpenJdSubmitTest, PathValuesMappedAsWorkersMapThemMustLieUnderTheAllowedRoots) {
+  config_.broker.allowed_roots = {"/mnt/projects"};
+  config_.path_mapping.push_back({"WINDOWS", "Z:\\projects", "/mnt/projects", 1});
+  start();
+  const std::string text = with(kOpenJdTemplate, "  - name: Frames\n",
+                                "  - name: Scene\n    type: PATH\n  - name: Frames\n");
+  EXPECT_TRUE(submit_openjd(text, {{"Shot", "a"}, {"Scene", "Z:\\projects\\a\\a.ma"}}).ok());
+  const wire::ClientReply outside = submit_openjd(text, {{"Shot", "b"}, {"Scene", "/etc/passwd"}});
+  EXPECT_FALSE(outside.ok());
+  EXPECT_NE(outside.error().find("parameter Scene /etc/passwd is outside the allowed roots"),
+            std::string::npos)
+      << outside.error();
+}
+
+TEST_F(OpenJdSubmitTest, AnOpenJdJobSentAsAPlainSubmitRunsOnlyWhatItsStepHas) {
+  const wire::ClientReply made = submit_openjd(kOpenJdTemplate, {{"Shot", "sh010"}});
+  ASSERT_TRUE(made.ok()) << made.error();
+  wire::JobSpec spec;
+  ASSERT_NE(disk_.job(made.submit_openjd().steps(0).job_id()), nullptr);
+  ASSERT_TRUE(spec.ParseFromString(disk_.job(made.submit_openjd().steps(0).job_id())->spec));
+  // Frames the step does not have are replaced by its own tasks.
+  wire::ClientRequest req;
+  *req.mutable_submit()->mutable_spec() = spec;
+  req.mutable_submit()->mutable_spec()->set_frames("1-100000");
+  req.mutable_submit()->mutable_spec()->clear_request_fingerprint();
+  const wire::ClientReply forged = request(req);
+  ASSERT_TRUE(forged.ok()) << forged.error();
+  EXPECT_EQ(forged.submit().task_count(), 3u);
+  // A step the template does not have is refused.
+  req.mutable_submit()->mutable_spec()->set_openjd_step("Composite");
+  const wire::ClientReply unknown = request(req);
+  EXPECT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.error().find("the template has no step Composite"), std::string::npos)
+      << unknown.error();
+}
+
 }  // namespace
 }  // namespace farmhand::daemon

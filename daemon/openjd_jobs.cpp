@@ -1,0 +1,228 @@
+#include "daemon/openjd_jobs.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "openjd/path_mapping.h"
+#include <fmt/format.h>
+#include <sys/utsname.h>
+
+#include "daemon/media_jobs.h"
+
+namespace farmhand::daemon {
+
+namespace {
+
+// More tasks than this in one step is a mistake (a product of ranges), not a render.
+constexpr uint64_t kMaxTasksPerStep = 1'000'000;
+constexpr size_t kMaxNameBytes = 256;
+
+std::vector<openjd::PathMappingRule> path_rules(const common::Config& config) {
+  std::vector<openjd::PathMappingRule> rules;
+  for (const auto& rule : config.path_mapping) {
+    rules.push_back({rule.source_path_format == "WINDOWS" ? openjd::PathFormat::kWindows
+                                                          : openjd::PathFormat::kPosix,
+                     rule.source_path, rule.destination_path});
+  }
+  return openjd::order_path_mapping_rules(std::move(rules));
+}
+
+// The job `source` makes, if this farm runs templates and its PATH values,
+// mapped as the workers will map them, lie under the allowed roots.
+Result<openjd::CreatedJob> make_job(const wire::OpenJdSource& source,
+                                    const common::Config& config) {
+  if (!config.openjd.enabled) {
+    return fail(ErrorCode::kInvalidArgument,
+                "Open Job Description jobs are off on this farm: farmhandd's config enables them "
+                "(openjd.enabled, with openjd.executables, the programs templates may run)");
+  }
+  auto created = openjd::create_job(job_source(source), kMaxTasksPerStep);
+  if (!created) {
+    const std::string name = source.template_name().empty() ? "template" : source.template_name();
+    return fail(created.error().code,
+                fmt::format("{}: {}", printable(name), created.error().reason));
+  }
+  const auto rules = path_rules(config);
+  for (const auto& [name, value] : created->job.parameters) {
+    if (value.type != openjd::ParameterType::kPath) continue;
+    const std::string mapped = openjd::map_path(rules, value.value).value_or(value.value);
+    if (auto ok = check_allowed_root(fmt::format("parameter {}", name), mapped,
+                                     config.broker.allowed_roots);
+        !ok) {
+      return fail(ok.error());
+    }
+  }
+  return created;
+}
+
+const openjd::CreatedStep* find_step(const openjd::Job& job, const std::string& name) {
+  for (const auto& step : job.steps) {
+    if (step.name == name) return &step;
+  }
+  return nullptr;
+}
+
+std::string machine_arch() {
+  struct utsname name {};
+
+  if (::uname(&name) != 0) return {};
+  const std::string arch = name.machine;
+  return arch == "aarch64" ? "arm64" : arch;
+}
+
+// Host requirements as farmhand requests: vCPUs and memory become the job's
+// cores and memory (the scheduler packs by them); an OS other than Linux, or
+// an amount no farmhand worker reports, no worker can meet.
+Result<void> apply_host_requirements(const openjd::CreatedStep& step, wire::JobSpec& spec,
+                                     std::vector<std::string>& warnings) {
+  for (const auto& amount : step.amounts) {
+    const double min = amount.min ? std::strtod(amount.min->c_str(), nullptr) : 0;
+    if (amount.name == "amount.worker.vcpu") {
+      const auto cores = static_cast<uint32_t>(std::min(std::ceil(min), 1e6));
+      spec.set_cores(std::max(spec.cores(), cores));
+    } else if (amount.name == "amount.worker.memory") {
+      const auto bytes = static_cast<uint64_t>(std::min(std::ceil(min), 1e12)) << 20;  // MiB
+      spec.set_memory_bytes(std::max(spec.memory_bytes(), bytes));
+    } else if (min > 0) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("step {} needs {} of at least {}; farmhand workers offer vcpu and "
+                              "memory only, so none could run it",
+                              printable(step.name), printable(amount.name), *amount.min));
+    }
+    if (amount.max) {
+      warnings.push_back(fmt::format("step {}: the most {} a worker may have ({}) is not enforced",
+                                     printable(step.name), printable(amount.name), *amount.max));
+    }
+  }
+  for (const auto& attribute : step.attributes) {
+    auto allows = [&](const std::string& value) {
+      const bool any = attribute.any_of.empty() ||
+                       std::find(attribute.any_of.begin(), attribute.any_of.end(), value) !=
+                           attribute.any_of.end();
+      const bool all = std::all_of(attribute.all_of.begin(), attribute.all_of.end(),
+                                   [&](const std::string& v) { return v == value; });
+      return any && all;
+    };
+    if (attribute.name == "attr.worker.os.family") {
+      if (!allows("linux")) {
+        return fail(ErrorCode::kInvalidArgument,
+                    fmt::format("step {} runs only where attr.worker.os.family is not linux; "
+                                "farmhand workers run Linux, so none could run it",
+                                printable(step.name)));
+      }
+    } else if (attribute.name == "attr.worker.cpu.arch") {
+      if (const std::string arch = machine_arch(); !arch.empty() && !allows(arch)) {
+        warnings.push_back(fmt::format(
+            "step {} asks for a cpu.arch other than this broker's ({}); workers are not "
+            "told apart by it",
+            printable(step.name), arch));
+      }
+    } else {
+      warnings.push_back(fmt::format("step {}: {} is not matched against workers",
+                                     printable(step.name), printable(attribute.name)));
+    }
+  }
+  return {};
+}
+
+std::string cut(std::string text, size_t max) {
+  if (text.size() <= max) return text;
+  text.resize(max);
+  while (!text.empty() && (static_cast<unsigned char>(text.back()) & 0xC0) == 0x80) text.pop_back();
+  if (!text.empty() && (static_cast<unsigned char>(text.back()) & 0x80)) text.pop_back();
+  return text;
+}
+
+}  // namespace
+
+openjd::JobSource job_source(const wire::OpenJdSource& source) {
+  openjd::JobSource out;
+  out.template_text = source.template_();
+  for (const auto& env : source.env_templates())
+    out.env_templates.emplace_back(env.name(), env.text());
+  for (const auto& p : source.parameters()) out.values[p.name()] = p.value();
+  out.template_dir = source.template_dir();
+  out.working_dir = source.working_dir();
+  return out;
+}
+
+Result<OpenJdPlan> plan_openjd_jobs(const wire::SubmitOpenJdRequest& request,
+                                    const common::Config& config) {
+  auto created = make_job(request.source(), config);
+  if (!created) return fail(created.error());
+  const openjd::Job& job = created->job;
+  OpenJdPlan plan;
+  plan.job_name = job.name;
+  std::map<std::string, size_t> index_of;
+  for (const openjd::CreatedStep* step : openjd::dependency_order(job)) {
+    OpenJdStepJob out;
+    out.step = step->name;
+    out.tasks = step->tasks.size();
+    out.template_index = static_cast<size_t>(step - job.steps.data());
+    wire::JobSpec& spec = out.spec;
+    spec = request.options();
+    spec.set_kind("openjd");
+    spec.set_name(cut(fmt::format("{} / {}", job.name, step->name), kMaxNameBytes));
+    spec.clear_frames();
+    spec.clear_tasks();
+    spec.clear_command_template();
+    spec.clear_params();
+    spec.clear_idempotency_key();  // the submit's action key stands for all the steps
+    (*spec.mutable_labels())["openjd.job"] = job.name;
+    (*spec.mutable_labels())["openjd.step"] = step->name;
+    *spec.mutable_openjd() = request.source();
+    spec.set_openjd_step(step->name);
+    if (auto ok = apply_host_requirements(*step, spec, plan.warnings); !ok) return fail(ok.error());
+    for (const std::string& dependency : step->dependencies)
+      out.after.push_back(index_of.at(dependency));
+    index_of[step->name] = plan.steps.size();
+    plan.steps.push_back(std::move(out));
+  }
+  return plan;
+}
+
+Result<void> prepare_openjd(wire::JobSpec& spec, const KindContext& context) {
+  if (spec.openjd_step().empty() || spec.openjd().template_().empty()) {
+    return fail(ErrorCode::kInvalidArgument,
+                "openjd jobs come from a template: farmhand submit openjd TEMPLATE");
+  }
+  auto created = make_job(spec.openjd(), context.config);
+  if (!created) return fail(created.error());
+  const openjd::CreatedStep* step = find_step(created->job, spec.openjd_step());
+  if (!step) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("the template has no step {}", printable(spec.openjd_step())));
+  }
+  // Task i is the step's task i: one frame each, whatever was sent.
+  spec.set_frames(fmt::format("1-{}", step->tasks.size()));
+  spec.set_chunk(1);
+  spec.set_tasks(0);
+  if (!spec.command_template().empty() || spec.params_size() > 0) {
+    return fail(ErrorCode::kInvalidArgument, "openjd jobs take no command template or params");
+  }
+  return {};
+}
+
+Result<void> assign_openjd(const wire::JobSpec& spec, const common::FrameSet&,
+                           const common::Config& config, wire::Assign& assign) {
+  if (!config.openjd.enabled) {
+    return fail(ErrorCode::kInvalidArgument,
+                "Open Job Description jobs were turned off in farmhandd's config");
+  }
+  wire::OpenJdTask& task = *assign.mutable_openjd();
+  *task.mutable_source() = spec.openjd();
+  task.set_step(spec.openjd_step());
+  for (const std::string& name : config.openjd.executables) task.add_executables(name);
+  task.set_any_executable(config.openjd.any_executable);
+  task.set_allow_root(config.openjd.allow_root);
+  for (const auto& rule : config.path_mapping) {
+    wire::OpenJdPathRule& out = *task.add_path_mapping();
+    out.set_source_path_format(rule.source_path_format);
+    out.set_source_path(rule.source_path);
+    out.set_destination_path(rule.destination_path);
+  }
+  return {};
+}
+
+}  // namespace farmhand::daemon
