@@ -5,6 +5,7 @@
 #include <map>
 
 #include "openjd/path_mapping.h"
+#include "openjd/wire_source.h"
 #include <fmt/format.h>
 #include <sys/utsname.h>
 
@@ -37,7 +38,7 @@ Result<openjd::CreatedJob> make_job(const wire::OpenJdSource& source,
                 "Open Job Description jobs are off on this farm: farmhandd's config enables them "
                 "(openjd.enabled, with openjd.executables, the programs templates may run)");
   }
-  auto created = openjd::create_job(job_source(source), kMaxTasksPerStep);
+  auto created = openjd::create_job(openjd::job_source(source), kMaxTasksPerStep);
   if (!created) {
     const std::string name = source.template_name().empty() ? "template" : source.template_name();
     return fail(created.error().code,
@@ -135,17 +136,6 @@ std::string cut(std::string text, size_t max) {
 }
 
 }  // namespace
-
-openjd::JobSource job_source(const wire::OpenJdSource& source) {
-  openjd::JobSource out;
-  out.template_text = source.template_();
-  for (const auto& env : source.env_templates())
-    out.env_templates.emplace_back(env.name(), env.text());
-  for (const auto& p : source.parameters()) out.values[p.name()] = p.value();
-  out.template_dir = source.template_dir();
-  out.working_dir = source.working_dir();
-  return out;
-}
 
 Result<OpenJdPlan> plan_openjd_jobs(const wire::SubmitOpenJdRequest& request,
                                     const common::Config& config) {

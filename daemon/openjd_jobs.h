@@ -25,9 +25,6 @@
 
 namespace farmhand::daemon {
 
-// The wire form of a submission, as openjd::create_job takes it.
-openjd::JobSource job_source(const wire::OpenJdSource& source);
-
 // One step's job, before it has an id.
 struct OpenJdStepJob {
   std::string step;

@@ -385,6 +385,11 @@ ActionOutcome Session::run(const ResolvedAction& action, std::vector<EnvChange>*
     return refused(ActionResult::kFailed,
                    "cannot start '" + action.argv[0] + "': not found on the action's PATH");
   }
+  if (options_.allow_program) {
+    if (std::optional<std::string> why = options_.allow_program(*program)) {
+      return refused(ActionResult::kFailed, "cannot start '" + action.argv[0] + "': " + *why);
+    }
+  }
   spec.argv = action.argv;
   spec.argv[0] = *program;
   spec.working_dir = working_dir_;

@@ -85,6 +85,9 @@ struct SessionOptions {
   // After an action's process has ended, how long its output is still read
   // when something it started elsewhere (another session or group) holds the pipe.
   std::chrono::milliseconds output_drain = std::chrono::seconds(1);
+  // Asked before each action starts, with its program as found on the
+  // action's PATH (absolute): a reason to refuse it, or nothing. Empty: any.
+  std::function<std::optional<std::string>(const std::string& program)> allow_program;
   LogSink log;                         // may be empty
   common::Spawner* spawner = nullptr;  // null: common::real_spawner()
 };

@@ -60,6 +60,8 @@ Worker::Worker(Options options)
       runner_(std::chrono::seconds(2), common::real_spawner(), std::chrono::seconds(1),
               cgroups_.get()),
       media_(MediaRunner::Options{options_.media_binary, options_.media_memory_mb, 1}),
+      openjd_(OpenJdRunner::Options{
+          options_.work_dir, std::chrono::seconds(60), {{"FARMHAND_WORKER", options_.name}}}),
       instance_(new_instance_id()),
       result_store_(options_.work_dir),
       heartbeat_interval_(options_.heartbeat_interval) {
@@ -238,6 +240,7 @@ Result<void> Worker::run() {
         {nullptr, signal_fd_, ZMQ_POLLIN, 0},
     };
     for (int fd : media_.fds()) items.push_back({nullptr, fd, ZMQ_POLLIN, 0});
+    items.push_back({nullptr, openjd_.wake_fd(), ZMQ_POLLIN, 0});
     try {
       zmq::poll(items.data(), items.size(), poll_timeout(now));
     } catch (const zmq::error_t& e) {
@@ -274,9 +277,13 @@ Result<void> Worker::run() {
     for (const auto& outcome : media_.poll(Clock::now())) {
       finish(outcome.id, outcome.succeeded, outcome.error, outcome.elapsed, outcome.usage);
     }
+    for (const auto& outcome : openjd_.poll(Clock::now())) {
+      finish(outcome.id, outcome.succeeded, outcome.error, outcome.elapsed);
+    }
     // Adopted orphans that left their task's group: no run owns them.
     reap_strays([this](pid_t pid, pid_t pgid) {
-      return media_.owns(pid) || runner_.owns_group(pgid) || runner_.owns_group(pid);
+      return media_.owns(pid) || runner_.owns_group(pgid) || runner_.owns_group(pid) ||
+             openjd_.owns_group(pgid) || openjd_.owns_group(pid);
     });
     send_progress();
     now = Clock::now();
@@ -331,6 +338,7 @@ std::chrono::milliseconds Worker::poll_timeout(Clock::time_point now) const {
   }
   if (auto deadline = runner_.next_deadline()) next = std::min(next, *deadline);
   if (auto deadline = media_.next_deadline()) next = std::min(next, *deadline);
+  if (auto deadline = openjd_.next_deadline()) next = std::min(next, *deadline);
   if (!to_save_.empty()) next = std::min(next, to_save_.front().first + kSaveResultAfter);
   // Rounded up: a deadline less than a millisecond away must not make a 0 ms poll loop.
   auto timeout = std::chrono::ceil<std::chrono::milliseconds>(next - now);
@@ -386,6 +394,8 @@ void Worker::handle(const wire::BrokerMessage& msg, Clock::time_point now) {
                      msg.cancel().reason());
           if (task.media) {
             media_.cancel(id);
+          } else if (task.openjd) {
+            openjd_.cancel(id);
           } else {
             runner_.cancel(id, now);
           }
@@ -454,6 +464,22 @@ void Worker::start_task(const wire::Assign& assign, Clock::time_point now) {
     auto ok = media_.start(id, assign.media_request(), std::chrono::seconds(assign.timeout_s()),
                            now, log_path);
     if (!ok) finish(id, false, ok.error(), std::chrono::milliseconds(0));
+    return;
+  }
+  if (assign.kind() == "openjd" && assign.has_openjd()) {
+    uint64_t id = next_run_id_++;
+    std::string log_path =
+        fmt::format("{}/job{}-task{}-attempt{}.log", options_.work_dir, assign.ref().job_id(),
+                    assign.ref().task(), assign.attempt());
+    Task task{assign.ref(), assign.attempt(), log_path};
+    task.openjd = true;
+    runs_[id] = task;
+    if (runs_.size() == 1) last_renew_ = now;
+    log_->debug("openjd task started job={} task={} step=\"{}\"", assign.ref().job_id(),
+                assign.ref().task(), assign.openjd().step());
+    if (auto ok = openjd_.start(id, assign, now, log_path); !ok) {
+      finish(id, false, ok.error(), std::chrono::milliseconds(0));
+    }
     return;
   }
   uint64_t id = next_run_id_++;
@@ -541,15 +567,19 @@ void Worker::finish(uint64_t run_id, bool succeeded, const std::optional<Error>&
 }
 
 void Worker::send_progress() {
-  for (const auto& p : media_.take_progress()) {
-    auto it = runs_.find(p.id);
-    if (it == runs_.end()) continue;
-    wire::WorkerMessage msg;
-    *msg.mutable_progress()->mutable_ref() = it->second.ref;
-    msg.mutable_progress()->set_done(p.done);
-    msg.mutable_progress()->set_total(p.total);
-    send(msg);
-  }
+  auto send_each = [this](const auto& reports) {
+    for (const auto& p : reports) {
+      auto it = runs_.find(p.id);
+      if (it == runs_.end()) continue;
+      wire::WorkerMessage msg;
+      *msg.mutable_progress()->mutable_ref() = it->second.ref;
+      msg.mutable_progress()->set_done(p.done);
+      msg.mutable_progress()->set_total(p.total);
+      send(msg);
+    }
+  };
+  send_each(media_.take_progress());
+  send_each(openjd_.take_progress());
 }
 
 void Worker::renew_leases() {
@@ -566,6 +596,8 @@ void Worker::shutdown() {
   for (const auto& [id, task] : runs_) {
     if (task.media) {
       media_.cancel(id);
+    } else if (task.openjd) {
+      openjd_.cancel(id);
     } else {
       runner_.cancel(id, now);
     }

@@ -48,6 +48,7 @@
 #include "common/result.h"
 #include "workers/cgroup.h"
 #include "workers/media_runner.h"
+#include "workers/openjd_runner.h"
 #include "workers/process_runner.h"
 #include "workers/work_dir.h"
 
@@ -106,6 +107,7 @@ class Worker {
     uint32_t attempt = 0;
     std::string log_path;
     bool media = false;
+    bool openjd = false;
   };
 
   struct Unacked {
@@ -137,6 +139,7 @@ class Worker {
   std::unique_ptr<TaskCgroups> cgroups_;  // before runner_, which uses it
   ProcessRunner runner_;
   MediaRunner media_;
+  OpenJdRunner openjd_;
   int signal_fd_ = -1;
   bool stopping_ = false;
   bool ready_pending_ = false;  // Ready not yet handed to a connected socket

@@ -35,6 +35,7 @@ from farmhand import errors
 from farmhand import farmhand_pb2 as pb
 from farmhand._protocol import PROTOCOL_VERSION
 from farmhand.models import (
+    OpenJdSubmission,
     FINAL_JOB_STATES,
     Hook,
     ActionResult,
@@ -519,6 +520,71 @@ class Client:
         # the caller this job is new.
         return JobId(reply.job_id, duplicate=reply.duplicate and not own_key,
                      task_count=reply.task_count, warnings=reply.warnings)
+
+    def submit_openjd(
+        self,
+        template,
+        parameters=None,
+        env_templates=(),
+        *,
+        priority=0,
+        pool="",
+        after=(),
+        max_attempts=0,
+        timeout_s=0,
+        labels=None,
+        idempotency_key=None,
+        limits=(),
+        max_running=0,
+        project="",
+    ):
+        """Submits an Open Job Description job template (a file, YAML or JSON):
+        one farmhand job per step, each after the steps it depends on, as
+        `farmhand submit openjd` does. Returns an OpenJdSubmission.
+
+        ``parameters`` maps job parameter names to values (as ``-p NAME=VALUE``);
+        ``env_templates`` are environment template files, applied in order.
+        Relative PATH values start in the current directory, relative defaults in
+        the template's. The other options apply to every step's job. The broker
+        refuses templates unless its config enables them (``openjd:``).
+        """
+        template = os.path.abspath(os.fspath(template))
+        request = pb.ClientRequest()
+        body = request.submit_openjd
+        with open(template, "rb") as f:
+            body.source.template = f.read()
+        body.source.template_name = template
+        for path in env_templates:
+            path = os.fspath(path)
+            with open(path, "rb") as f:
+                body.source.env_templates.add(name=path, text=f.read())
+        for name, value in _string_map(parameters, "parameter").items():
+            body.source.parameters.add(name=name, value=value)
+        body.source.template_dir = os.path.dirname(template)
+        body.source.working_dir = os.getcwd()
+        options = body.options
+        options.kind = "openjd"
+        options.priority = int(priority)
+        options.pool = pool or ""
+        options.after.extend(_job_ids(after))
+        options.max_attempts = int(max_attempts or 0)
+        options.timeout_s = int(timeout_s or 0)
+        options.labels.update(_string_map(labels, "label"))
+        if isinstance(limits, str):
+            limits = [limits]
+        options.limits.extend(str(name) for name in limits)
+        options.max_running = int(max_running or 0)
+        options.project = project or ""
+        options.submitted_by = _login_name()
+        options.submitted_from = socket.gethostname()
+        own_key = not idempotency_key
+        options.idempotency_key = random_key() if own_key else str(idempotency_key)
+        reply = self._call(request, "submit_openjd", resend=True)
+        steps = [(s.step, JobId(s.job_id, duplicate=reply.duplicate and not own_key,
+                                task_count=s.task_count)) for s in reply.steps]
+        return OpenJdSubmission(reply.job_name, steps,
+                                duplicate=reply.duplicate and not own_key,
+                                warnings=reply.warnings)
 
     # ------------------------------------------------------------ reads
 

@@ -103,6 +103,25 @@ class JobId(int):
         return int.__repr__(self)
 
 
+class OpenJdSubmission:
+    """What ``Client.submit_openjd`` made: the template's job name and, for each
+    step in template order, ``(step_name, JobId)`` in ``steps``; ``jobs`` maps a
+    step's name to its JobId. ``duplicate``: the idempotency key you passed was
+    seen before (the ids are the first submit's). ``warnings``: one-line notes
+    on what was accepted but not matched (a host requirement's maximum, ...).
+    """
+
+    def __init__(self, job_name, steps, duplicate=False, warnings=()):
+        self.job_name = job_name
+        self.steps = list(steps)
+        self.jobs = dict(self.steps)
+        self.duplicate = bool(duplicate)
+        self.warnings = list(warnings)
+
+    def __repr__(self):
+        return "OpenJdSubmission(%r, %r)" % (self.job_name, self.steps)
+
+
 class _Data:
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -466,6 +466,32 @@ TEST_F(SessionTest, CommandIsFoundOnTheSessionsPath) {
   EXPECT_THAT(found->output, ElementsAre("tool ran with x y"));
 }
 
+TEST_F(SessionTest, AProgramTheFarmDoesNotAllowIsNotStartedAndFailsTheSession) {
+  SessionOptions options;
+  std::vector<std::string> asked;
+  options.allow_program = [&](const std::string& program) -> std::optional<std::string> {
+    asked.push_back(program);
+    if (program == "/bin/sh") return std::nullopt;
+    return "not one of the programs this farm allows";
+  };
+  auto session = start(std::move(options));
+  EXPECT_THAT(task_output(*session, "echo allowed"), ElementsAre("allowed"));
+  Action cat;
+  cat.command = "cat";
+  cat.args = {"/etc/hostname"};
+  Step s;
+  s.name = "Cat";
+  s.script.on_run = cat;
+  Result<ActionOutcome> refused = session->run_task(s, {});
+  ASSERT_TRUE(refused);
+  EXPECT_FALSE(refused->succeeded());
+  EXPECT_EQ(refused->reason, "cannot start 'cat': not one of the programs this farm allows");
+  EXPECT_TRUE(session->failed());
+  ASSERT_EQ(asked.size(), 2u);
+  EXPECT_EQ(asked[0], "/bin/sh");
+  EXPECT_EQ(asked[1].front(), '/');  // as found on PATH: /usr/bin/cat or /bin/cat
+}
+
 TEST_F(SessionTest, SimpleActionRunsItsScriptWithTheInterpreter) {
   Result<JobTemplate> parsed = parse_job_template(R"(
 specificationVersion: jobtemplate-2023-09

@@ -1,0 +1,433 @@
+#include "workers/openjd_runner.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "openjd/path_mapping.h"
+#include "openjd/session.h"
+#include "openjd/wire_source.h"
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+namespace farmhand::worker {
+
+namespace {
+
+// The file `name` is on `path` (a PATH value), resolved through symlinks.
+std::optional<std::string> resolve_on_path(const std::string& name, const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (name.find('/') != std::string::npos) {
+    fs::path real = fs::canonical(name, ec);
+    return ec ? std::nullopt : std::optional<std::string>(real.string());
+  }
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find(':', start);
+    if (end == std::string::npos) end = path.size();
+    const std::string dir = path.substr(start, end - start);
+    start = end + 1;
+    if (dir.empty()) continue;
+    const fs::path candidate = fs::path(dir) / name;
+    if (access(candidate.c_str(), X_OK) == 0 && fs::is_regular_file(candidate, ec)) {
+      fs::path real = fs::canonical(candidate, ec);
+      if (!ec) return real.string();
+    }
+  }
+  return std::nullopt;
+}
+
+std::string worker_path() {
+  const char* path = std::getenv("PATH");
+  return path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+}
+
+}  // namespace
+
+// Records the process groups sessions start, so that the worker's stray
+// reaper leaves their leaders to the session that waits for them. The reaper
+// asks under the same mutex a spawn holds, so a leader that ends at once is
+// known before anyone can see it end.
+class OpenJdRunner::RecordingSpawner : public common::Spawner {
+ public:
+  Result<pid_t> spawn(const common::SpawnSpec& spec) override {
+    std::lock_guard lock(mutex_);
+    Result<pid_t> pid = real_.spawn(spec);
+    if (pid) groups_.insert(*pid);
+    return pid;
+  }
+
+  Result<std::optional<int>> try_wait(pid_t pid) override {
+    auto status = real_.try_wait(pid);
+    forget_if_done(pid, status && !status->has_value());
+    return status;
+  }
+
+  Result<std::optional<common::Reaped>> try_reap(pid_t pid) override {
+    auto reaped = real_.try_reap(pid);
+    forget_if_done(pid, reaped && !reaped->has_value());
+    return reaped;
+  }
+
+  Result<std::optional<common::Reaped>> try_reap_group(pid_t group) override {
+    return real_.try_reap_group(group);
+  }
+
+  Result<int> wait(pid_t pid) override {
+    auto status = real_.wait(pid);
+    forget_if_done(pid, false);
+    return status;
+  }
+
+  void signal(pid_t pid, int sig) override { real_.signal(pid, sig); }
+
+  void signal_group(pid_t leader, int sig) override { real_.signal_group(leader, sig); }
+
+  bool owns(pid_t group) const {
+    std::lock_guard lock(mutex_);
+    return groups_.count(group) != 0;
+  }
+
+ private:
+  void forget_if_done(pid_t pid, bool still_running) {
+    if (still_running) return;
+    std::lock_guard lock(mutex_);
+    groups_.erase(pid);
+  }
+
+  common::Spawner& real_ = common::real_spawner();
+  mutable std::mutex mutex_;
+  std::set<pid_t> groups_;
+};
+
+// A session and what it has entered.
+struct OpenJdRunner::Pooled {
+  uint64_t job = 0;
+  openjd::CreatedJob created;
+  std::unique_ptr<openjd::Session> session;
+  bool entered = false;
+  Clock::time_point idle_since{};
+  // Where the session's actions write: the running task's log (or nothing).
+  std::shared_ptr<std::mutex> sink_mutex = std::make_shared<std::mutex>();
+  std::shared_ptr<std::ofstream> sink;
+  std::shared_ptr<std::function<void(const std::string&)>> on_line;
+};
+
+struct OpenJdRunner::Running {
+  uint64_t id = 0;
+  wire::Assign assign;
+  std::string log_path;
+  Clock::time_point started{};
+  Clock::time_point deadline = Clock::time_point::max();
+  std::unique_ptr<Pooled> pooled;  // while the thread runs in it
+  openjd::Session* session = nullptr;
+  std::optional<Error> cancel_reason;
+  std::thread thread;
+  bool done = false;
+};
+
+OpenJdRunner::OpenJdRunner(Options options)
+    : options_(std::move(options)),
+      wake_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
+      spawner_(std::make_unique<RecordingSpawner>()) {}
+
+OpenJdRunner::~OpenJdRunner() {
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [id, run] : running_) {
+      if (run->session != nullptr) run->session->cancel();
+    }
+  }
+  for (auto& [id, run] : running_) {
+    if (run->thread.joinable()) run->thread.join();
+  }
+  for (auto& [job, pooled] : idle_) {
+    if (pooled->session) (void)pooled->session->exit_all();
+  }
+  for (auto& closer : closers_) {
+    if (closer.joinable()) closer.join();
+  }
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+void OpenJdRunner::wake() {
+  const uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof one);
+}
+
+Result<void> OpenJdRunner::start(uint64_t id, const wire::Assign& assign, Clock::time_point now,
+                                 const std::string& log_path) {
+  const wire::OpenJdTask& task = assign.openjd();
+  if (geteuid() == 0 && !task.allow_root()) {
+    return fail(ErrorCode::kInvalidArgument,
+                "this worker runs as root, and the farm's openjd.allow_root is off: Open Job "
+                "Description sessions run only as an ordinary user");
+  }
+  auto run = std::make_unique<Running>();
+  run->id = id;
+  run->assign = assign;
+  run->log_path = log_path;
+  run->started = now;
+  if (assign.timeout_s() > 0) run->deadline = now + std::chrono::seconds(assign.timeout_s());
+  {
+    std::lock_guard lock(mutex_);
+    // A session of this job left idle by an earlier task, if any.
+    if (auto it = idle_.find(assign.ref().job_id()); it != idle_.end()) {
+      run->pooled = std::move(it->second);
+      idle_.erase(it);
+    }
+  }
+  if (!run->pooled) {
+    auto created =
+        openjd::create_job(openjd::job_source(task.source()), /*max_tasks_per_step=*/1'000'000);
+    if (!created) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("the job cannot be made on this worker: {}", created.error().reason));
+    }
+    auto pooled = std::make_unique<Pooled>();
+    pooled->job = assign.ref().job_id();
+    pooled->created = std::move(*created);
+    pooled->on_line = std::make_shared<std::function<void(const std::string&)>>();
+    openjd::SessionOptions session;
+    const std::string root = options_.work_dir + "/openjd";
+    std::error_code ec;
+    std::filesystem::create_directories(root, ec);
+    session.root_dir = root;
+    session.job_parameters = pooled->created.job.parameters;
+    for (const auto& rule : task.path_mapping()) {
+      session.path_mapping_rules.push_back({rule.source_path_format() == "WINDOWS"
+                                                ? openjd::PathFormat::kWindows
+                                                : openjd::PathFormat::kPosix,
+                                            rule.source_path(), rule.destination_path()});
+    }
+    const auto& names = pooled->created.job_template.extensions.names;
+    session.redacted_env_vars =
+        std::find(names.begin(), names.end(), "REDACTED_ENV_VARS") != names.end();
+    session.env = options_.env;
+    session.env["FARMHAND_JOB_ID"] = std::to_string(assign.ref().job_id());
+    if (!task.any_executable()) {
+      // What each allowed name is on the worker's own PATH, resolved.
+      std::set<std::string> allowed;
+      const std::string path = worker_path();
+      for (const std::string& name : task.executables()) {
+        if (auto real = resolve_on_path(name, path)) allowed.insert(*real);
+      }
+      session.allow_program = [allowed](const std::string& program) -> std::optional<std::string> {
+        std::error_code canon_ec;
+        const std::string real = std::filesystem::canonical(program, canon_ec).string();
+        if (!canon_ec && allowed.count(real) != 0) return std::nullopt;
+        return std::string(
+            "not one of the programs this farm lets templates run "
+            "(openjd.executables)");
+      };
+    }
+    auto sink_mutex = pooled->sink_mutex;
+    auto on_line = pooled->on_line;
+    session.log = [sink_mutex, on_line](const std::string& line) {
+      std::lock_guard lock(*sink_mutex);
+      if (*on_line) (*on_line)(line);
+    };
+    session.spawner = spawner_.get();
+    auto made = openjd::Session::create(std::move(session));
+    if (!made) return fail(made.error());
+    pooled->session = std::move(*made);
+    run->pooled = std::move(pooled);
+  }
+  Running* raw = run.get();
+  {
+    std::lock_guard lock(mutex_);
+    raw->session = raw->pooled->session.get();
+    running_[id] = std::move(run);
+  }
+  raw->thread = std::thread([this, id] { run_task(id); });
+  return {};
+}
+
+void OpenJdRunner::run_task(uint64_t id) {
+  Running* run = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    run = running_.at(id).get();
+  }
+  Pooled& pooled = *run->pooled;
+  const wire::Assign& assign = run->assign;
+  auto log = std::make_shared<std::ofstream>(run->log_path, std::ios::trunc);
+  {
+    std::lock_guard lock(*pooled.sink_mutex);
+    *pooled.on_line = [this, log, id](const std::string& line) {
+      *log << line << '\n' << std::flush;
+      // openjd_progress: N (percent), as the session reports it at the end.
+      constexpr std::string_view kProgress = "openjd_progress:";
+      if (line.rfind(kProgress, 0) == 0) {
+        const double percent = std::strtod(line.c_str() + kProgress.size(), nullptr);
+        if (percent >= 0 && percent <= 100) {
+          std::lock_guard progress_lock(mutex_);
+          progress_.push_back({id, static_cast<uint64_t>(percent), 100});
+          wake();
+        }
+      }
+    };
+  }
+  std::optional<Error> error;
+  auto failed = [&](const std::string& what, const Result<openjd::ActionOutcome>& outcome) {
+    if (!outcome) {
+      error =
+          Error{ErrorCode::kInvalidArgument, fmt::format("{}: {}", what, outcome.error().reason)};
+    } else if (!outcome->succeeded()) {
+      error = Error{outcome->result == openjd::ActionResult::kTimedOut ? ErrorCode::kTimeout
+                                                                       : ErrorCode::kCrashed,
+                    fmt::format("{}: {}", what, outcome->reason)};
+    }
+    return error.has_value();
+  };
+  const openjd::Job& job = pooled.created.job;
+  const openjd::JobTemplate& tmpl = pooled.created.job_template;
+  const auto step_it = std::find_if(tmpl.steps.begin(), tmpl.steps.end(), [&](const auto& s) {
+    return s.name == assign.openjd().step();
+  });
+  const auto created_it = std::find_if(job.steps.begin(), job.steps.end(), [&](const auto& s) {
+    return s.name == assign.openjd().step();
+  });
+  if (step_it == tmpl.steps.end() || created_it == job.steps.end() ||
+      assign.ref().task() >= created_it->tasks.size()) {
+    error = Error{ErrorCode::kInvalidArgument,
+                  fmt::format("the template has no task {} of step {}", assign.ref().task(),
+                              assign.openjd().step())};
+  }
+  if (!error && !pooled.entered) {
+    pooled.entered = true;
+    for (const auto& env : pooled.created.environments) {
+      if (failed(fmt::format("environment {}", env.environment.name),
+                 pooled.session->enter(env.environment))) {
+        break;
+      }
+    }
+    if (!error) {
+      for (const auto& env : tmpl.job_environments) {
+        if (failed(fmt::format("environment {}", env.name), pooled.session->enter(env))) break;
+      }
+    }
+    if (!error) {
+      for (const auto& env : step_it->step_environments) {
+        if (failed(fmt::format("environment {}", env.name), pooled.session->enter(env))) break;
+      }
+    }
+  }
+  if (!error) {
+    failed(fmt::format("step {}", step_it->name),
+           pooled.session->run_task(*step_it, created_it->tasks[assign.ref().task()]));
+  }
+  {
+    std::lock_guard lock(*pooled.sink_mutex);
+    *pooled.on_line = nullptr;
+  }
+  std::lock_guard lock(mutex_);
+  if (run->cancel_reason) error = run->cancel_reason;
+  run->done = true;
+  ended_.push_back(
+      {id, !error.has_value(), error,
+       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - run->started)});
+  wake();
+}
+
+void OpenJdRunner::cancel(uint64_t id) {
+  std::lock_guard lock(mutex_);
+  auto it = running_.find(id);
+  if (it == running_.end() || it->second->done) return;
+  if (!it->second->cancel_reason)
+    it->second->cancel_reason = Error{ErrorCode::kCancelled, "cancelled"};
+  it->second->session->cancel();
+}
+
+void OpenJdRunner::close_session(std::unique_ptr<Pooled> pooled) {
+  // onExit actions block: on a thread of their own, joined by poll() or at the end.
+  closers_.emplace_back(
+      [pooled = std::shared_ptr<Pooled>(std::move(pooled))] { (void)pooled->session->exit_all(); });
+}
+
+std::vector<OpenJdOutcome> OpenJdRunner::poll(Clock::time_point now) {
+  uint64_t drained = 0;
+  while (read(wake_fd_, &drained, sizeof drained) > 0) {
+  }
+  std::vector<OpenJdOutcome> out;
+  std::vector<std::unique_ptr<Running>> finished;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [id, run] : running_) {
+      if (!run->done && now >= run->deadline && !run->cancel_reason) {
+        run->cancel_reason = Error{ErrorCode::kTimeout,
+                                   fmt::format("timed out after {} s", run->assign.timeout_s())};
+        run->session->cancel();
+      }
+    }
+    out = std::move(ended_);
+    ended_.clear();
+    for (const OpenJdOutcome& outcome : out) {
+      auto it = running_.find(outcome.id);
+      if (it == running_.end()) continue;
+      finished.push_back(std::move(it->second));
+      running_.erase(it);
+    }
+  }
+  for (auto& run : finished) {
+    if (run->thread.joinable()) run->thread.join();
+    std::unique_ptr<Pooled> pooled = std::move(run->pooled);
+    if (pooled->session->failed()) {
+      close_session(std::move(pooled));
+    } else {
+      pooled->idle_since = now;
+      std::lock_guard lock(mutex_);
+      idle_.emplace(pooled->job, std::move(pooled));
+    }
+  }
+  // Sessions idle too long are closed.
+  std::vector<std::unique_ptr<Pooled>> stale;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto it = idle_.begin(); it != idle_.end();) {
+      if (now - it->second->idle_since >= options_.idle_session) {
+        stale.push_back(std::move(it->second));
+        it = idle_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& pooled : stale) close_session(std::move(pooled));
+  return out;
+}
+
+std::vector<OpenJdProgress> OpenJdRunner::take_progress() {
+  std::lock_guard lock(mutex_);
+  return std::exchange(progress_, {});
+}
+
+std::optional<OpenJdRunner::Clock::time_point> OpenJdRunner::next_deadline() const {
+  std::lock_guard lock(mutex_);
+  std::optional<Clock::time_point> next;
+  for (const auto& [id, run] : running_) {
+    if (run->deadline != Clock::time_point::max()) {
+      next = next ? std::min(*next, run->deadline) : run->deadline;
+    }
+  }
+  for (const auto& [job, pooled] : idle_) {
+    const auto at = pooled->idle_since + options_.idle_session;
+    next = next ? std::min(*next, at) : at;
+  }
+  return next;
+}
+
+size_t OpenJdRunner::running() const {
+  std::lock_guard lock(mutex_);
+  return running_.size();
+}
+
+bool OpenJdRunner::owns_group(pid_t pgid) const {
+  return spawner_->owns(pgid);
+}
+
+}  // namespace farmhand::worker

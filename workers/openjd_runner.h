@@ -1,0 +1,121 @@
+// OpenJdRunner: runs Open Job Description tasks (kind=openjd) in sessions
+// (openjd/session.h), as the specification's "How Jobs Are Run" describes.
+//
+// A task's job is made on the worker from the template and values it came
+// with (openjd::create_job, as the broker made it); task ref.task of the job
+// is task ref.task of its step. Tasks of one farmhand job (one step) share
+// sessions: a session is entered once — the job's environments (environment
+// templates first, then the template's jobEnvironments), then the step's —
+// and then runs that job's tasks one at a time; a worker running several of
+// them at once has as many sessions. A session left idle for `idle_session`
+// is closed: its environments are exited in reverse order (onExit). So is one
+// whose action failed, timed out or was cancelled (the specification makes
+// such a session unusable), and every session when the runner is destroyed.
+//
+// Each session action runs on a thread of the runner (Session's calls block);
+// the worker loop hears of ends and progress through wake_fd(). Lines an action
+// prints go, redacted, to the task's log file, as a command's output does;
+// `openjd_progress: N` becomes the task's progress (N of 100), `openjd_fail`
+// its error.
+//
+// The farm's rules come with each task: the programs an action may start
+// (checked as found on the action's PATH, against what the allowed names are on
+// the worker's own PATH, so an environment cannot put its own `bash` first),
+// root (refused unless allowed), and the path mapping rules.
+//
+// Not thread-safe: owned by the worker loop; its threads touch only what the
+// runner's mutex guards.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "farmhand.pb.h"
+#include <sys/types.h>
+
+#include "common/result.h"
+#include "common/spawner.h"
+
+namespace farmhand::worker {
+
+struct OpenJdOutcome {
+  uint64_t id = 0;
+  bool succeeded = false;
+  std::optional<Error> error;
+  std::chrono::milliseconds elapsed{0};
+};
+
+struct OpenJdProgress {
+  uint64_t id = 0;
+  uint64_t done = 0;  // percent
+  uint64_t total = 100;
+};
+
+class OpenJdRunner {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  struct Options {
+    std::string work_dir;  // sessions are made under work_dir/openjd
+    std::chrono::milliseconds idle_session{60'000};
+    // Added to every action's environment (FARMHAND_WORKER, ...).
+    std::map<std::string, std::string> env;
+  };
+
+  explicit OpenJdRunner(Options options);
+  // Cancels what runs, exits every session's environments, joins its threads.
+  ~OpenJdRunner();
+  OpenJdRunner(const OpenJdRunner&) = delete;
+  OpenJdRunner& operator=(const OpenJdRunner&) = delete;
+
+  // Starts task `id` (the worker's run id) of `assign` (kind=openjd); its
+  // output goes to `log_path`. An error (the job cannot be made here, the
+  // worker runs as root) fails the task at once.
+  [[nodiscard]] Result<void> start(uint64_t id, const wire::Assign& assign, Clock::time_point now,
+                                   const std::string& log_path);
+  // Cancels task `id` as its action's cancelation mode says; poll() reports it.
+  void cancel(uint64_t id);
+  // Tasks that ended; enforces the Assign's timeout; closes idle sessions.
+  std::vector<OpenJdOutcome> poll(Clock::time_point now);
+  std::vector<OpenJdProgress> take_progress();
+
+  // Readable when a task ended or reported progress.
+  int wake_fd() const { return wake_fd_; }
+
+  std::optional<Clock::time_point> next_deadline() const;
+  size_t running() const;
+  // Whether `pgid` is the process group of an action a session runs (the
+  // worker's stray reaper must leave those to their session).
+  bool owns_group(pid_t pgid) const;
+
+ private:
+  struct Pooled;
+  struct Running;
+  class RecordingSpawner;
+
+  void run_task(uint64_t id);  // on the task's thread
+  void wake();
+  void close_session(std::unique_ptr<Pooled> session);
+
+  Options options_;
+  int wake_fd_ = -1;
+  std::unique_ptr<RecordingSpawner> spawner_;
+  mutable std::mutex mutex_;
+  std::map<uint64_t, std::unique_ptr<Running>> running_;
+  // Idle sessions by farmhand job id.
+  std::multimap<uint64_t, std::unique_ptr<Pooled>> idle_;
+  std::vector<OpenJdOutcome> ended_;
+  std::vector<OpenJdProgress> progress_;
+  std::vector<std::thread> closers_;
+};
+
+}  // namespace farmhand::worker
