@@ -108,8 +108,9 @@ void JobIntake::submit(const wire::SubmitRequest& request, wire::ClientReply& re
                                     fmt::format("submitter name over {} bytes", kMaxWhoBytes)});
     }
   }
-  // Only the broker says which key a job came with.
+  // Only the broker says which key a job came with, and which jobs share sessions.
   spec.set_submitted_key(peer);
+  spec.clear_openjd_session_job();
   spec.set_request_fingerprint(fingerprint);
   auto id = create_job(std::move(spec), turn);
   if (!id) return set_error(reply, id.error());
@@ -153,6 +154,7 @@ void JobIntake::submit_openjd(const wire::SubmitOpenJdRequest& request, wire::Cl
   std::vector<core::JobId> ids;
   for (size_t i = 0; i < plan->steps.size(); ++i) {
     for (size_t index : plan->steps[i].after) specs[i].add_after(ids.at(index));
+    if (i > 0) specs[i].set_openjd_session_job(ids.front());
     auto id = create_job(std::move(specs[i]), turn);
     if (!id) {
       // check_spec passed it: only the scheduler can refuse now, and what was

@@ -158,7 +158,8 @@ Result<OpenJdPlan> plan_openjd_jobs(const wire::SubmitOpenJdRequest& request,
     spec.clear_tasks();
     spec.clear_command_template();
     spec.clear_params();
-    spec.clear_idempotency_key();  // the submit's action key stands for all the steps
+    spec.clear_idempotency_key();     // the submit's action key stands for all the steps
+    spec.clear_openjd_session_job();  // the broker's to set
     (*spec.mutable_labels())["openjd.job"] = job.name;
     (*spec.mutable_labels())["openjd.step"] = step->name;
     *spec.mutable_openjd() = request.source();
@@ -206,6 +207,8 @@ Result<void> assign_openjd(const wire::JobSpec& spec, const common::FrameSet&,
   for (const std::string& name : config.openjd.executables) task.add_executables(name);
   task.set_any_executable(config.openjd.any_executable);
   task.set_allow_root(config.openjd.allow_root);
+  task.set_session_key(spec.openjd_session_job() != 0 ? spec.openjd_session_job()
+                                                      : assign.ref().job_id());
   for (const auto& rule : config.path_mapping) {
     wire::OpenJdPathRule& out = *task.add_path_mapping();
     out.set_source_path_format(rule.source_path_format);

@@ -106,10 +106,13 @@ class OpenJdRunner::RecordingSpawner : public common::Spawner {
 
 // A session and what it has entered.
 struct OpenJdRunner::Pooled {
-  uint64_t job = 0;
+  uint64_t key = 0;    // OpenJdTask.session_key: the submission's first job
+  std::string source;  // the serialized OpenJdSource it was made from
   openjd::CreatedJob created;
   std::unique_ptr<openjd::Session> session;
-  bool entered = false;
+  bool entered = false;  // the job's environments
+  std::string step;      // whose environments are entered
+  size_t step_environments = 0;
   Clock::time_point idle_since{};
   // Where the session's actions write: the running task's log (or nothing).
   std::shared_ptr<std::mutex> sink_mutex = std::make_shared<std::mutex>();
@@ -173,12 +176,18 @@ Result<void> OpenJdRunner::start(uint64_t id, const wire::Assign& assign, Clock:
   run->log_path = log_path;
   run->started = now;
   if (assign.timeout_s() > 0) run->deadline = now + std::chrono::seconds(assign.timeout_s());
+  const uint64_t key = task.session_key() != 0 ? task.session_key() : assign.ref().job_id();
+  const std::string source = task.source().SerializeAsString();
   {
     std::lock_guard lock(mutex_);
-    // A session of this job left idle by an earlier task, if any.
-    if (auto it = idle_.find(assign.ref().job_id()); it != idle_.end()) {
+    // A session of this submission left idle by an earlier task, if any (made
+    // from the very same template and values).
+    auto [first, last] = idle_.equal_range(key);
+    for (auto it = first; it != last; ++it) {
+      if (it->second->source != source) continue;
       run->pooled = std::move(it->second);
       idle_.erase(it);
+      break;
     }
   }
   if (!run->pooled) {
@@ -189,7 +198,8 @@ Result<void> OpenJdRunner::start(uint64_t id, const wire::Assign& assign, Clock:
                   fmt::format("the job cannot be made on this worker: {}", created.error().reason));
     }
     auto pooled = std::make_unique<Pooled>();
-    pooled->job = assign.ref().job_id();
+    pooled->key = key;
+    pooled->source = source;
     pooled->created = std::move(*created);
     pooled->on_line = std::make_shared<std::function<void(const std::string&)>>();
     openjd::SessionOptions session;
@@ -311,10 +321,17 @@ void OpenJdRunner::run_task(uint64_t id) {
         if (failed(fmt::format("environment {}", env.name), pooled.session->enter(env))) break;
       }
     }
-    if (!error) {
-      for (const auto& env : step_it->step_environments) {
-        if (failed(fmt::format("environment {}", env.name), pooled.session->enter(env))) break;
-      }
+  }
+  // Another step of the same job: its environments replace the last step's.
+  if (!error && pooled.step != step_it->name) {
+    for (; pooled.step_environments > 0 && !error; --pooled.step_environments) {
+      failed(fmt::format("step {}'s environment", pooled.step), pooled.session->exit());
+    }
+    pooled.step = step_it->name;
+    for (const auto& env : step_it->step_environments) {
+      if (error) break;
+      ++pooled.step_environments;  // exited even when its onEnter fails
+      failed(fmt::format("environment {}", env.name), pooled.session->enter(env));
     }
   }
   if (!error) {
@@ -381,7 +398,7 @@ std::vector<OpenJdOutcome> OpenJdRunner::poll(Clock::time_point now) {
     } else {
       pooled->idle_since = now;
       std::lock_guard lock(mutex_);
-      idle_.emplace(pooled->job, std::move(pooled));
+      idle_.emplace(pooled->key, std::move(pooled));
     }
   }
   // Sessions idle too long are closed.

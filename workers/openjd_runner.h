@@ -3,11 +3,13 @@
 //
 // A task's job is made on the worker from the template and values it came
 // with (openjd::create_job, as the broker made it); task ref.task of the job
-// is task ref.task of its step. Tasks of one farmhand job (one step) share
-// sessions: a session is entered once — the job's environments (environment
-// templates first, then the template's jobEnvironments), then the step's —
-// and then runs that job's tasks one at a time; a worker running several of
-// them at once has as many sessions. A session left idle for `idle_session`
+// is task ref.task of its step. Tasks of one submission (its steps' jobs,
+// told by OpenJdTask.session_key, made from the same source) share sessions: a
+// session enters the job's environments once (environment templates first,
+// then the template's jobEnvironments), then a step's, and runs tasks one at a
+// time; a task of another step exits the last step's environments and enters
+// its own. A worker running several tasks at once has as many sessions. A
+// session left idle for `idle_session`
 // is closed: its environments are exited in reverse order (onExit). So is one
 // whose action failed, timed out or was cancelled (the specification makes
 // such a session unusable), and every session when the runner is destroyed.
@@ -111,7 +113,7 @@ class OpenJdRunner {
   std::unique_ptr<RecordingSpawner> spawner_;
   mutable std::mutex mutex_;
   std::map<uint64_t, std::unique_ptr<Running>> running_;
-  // Idle sessions by farmhand job id.
+  // Idle sessions by session key.
   std::multimap<uint64_t, std::unique_ptr<Pooled>> idle_;
   std::vector<OpenJdOutcome> ended_;
   std::vector<OpenJdProgress> progress_;

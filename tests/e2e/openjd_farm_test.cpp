@@ -77,6 +77,16 @@ jobEnvironments:
             echo "openjd_env: SHOT_DIR={{Param.Out}}/{{Param.Shot}}"
 steps:
   - name: Render
+    stepEnvironments:
+      - name: RenderEnv
+        script:
+          actions:
+            onEnter:
+              command: bash
+              args: ["-c", "echo enter Render >> {{Param.Out}}/steps"]
+            onExit:
+              command: bash
+              args: ["-c", "echo exit Render >> {{Param.Out}}/steps"]
     parameterSpace:
       taskParameterDefinitions:
         - name: Frame
@@ -100,6 +110,13 @@ steps:
   - name: Encode
     dependencies:
       - dependsOn: Render
+    stepEnvironments:
+      - name: EncodeEnv
+        script:
+          actions:
+            onEnter:
+              command: bash
+              args: ["-c", "echo enter Encode >> {{Param.Out}}/steps"]
     script:
       actions:
         onRun:
@@ -134,9 +151,11 @@ TEST(OpenJdFarmE2ETest, ATwoStepTemplateRunsInSessionsOnTheWorker) {
   EXPECT_EQ(chunks.size(), 3u);
   EXPECT_EQ(lines_of(read_file(out + "/sh010.encoded")),
             (std::vector<std::string>{"1-4", "5-7", "8-10"}));
-  // The job environment was entered once per session: one for the three
-  // Render tasks on the one slot, one for Encode.
-  EXPECT_EQ(lines_of(read_file(out + "/enters")).size(), 2u);
+  // The job environment was entered once: one session on the one slot ran
+  // the three Render tasks and then, with Render's environments exited, Encode.
+  EXPECT_EQ(lines_of(read_file(out + "/enters")).size(), 1u);
+  EXPECT_EQ(lines_of(read_file(out + "/steps")),
+            (std::vector<std::string>{"enter Render", "exit Render", "enter Encode"}));
 
   // The status names the template's step; the log shows the task's output
   // with the secret redacted, and the secret is in no log at all.
@@ -215,21 +234,26 @@ steps:
           args: ["/etc/hostname"]
 )";
 
+// Submits kCat, awaits its one job's end (it must fail) and returns its logs.
+std::string logs_of_failed_cat(Cluster& cluster) {
+  write(cluster.path("cat.yaml"), kCat);
+  auto reply = cluster.cli_json({"submit", "openjd", cluster.path("cat.yaml")});
+  if (!reply) return "submit failed: " + cluster.last_cli();
+  const uint64_t job = (*reply)["steps"][0]["job_id"].get<uint64_t>();
+  auto final_status = cluster.wait_for_final_state(job, 120s);
+  if (!final_status) return "never ended: " + cluster.last_cli();
+  if ((*final_status)["job"]["state"] != "failed") return "not failed: " + final_status->dump();
+  return cluster.run_cli({"logs", std::to_string(job)}).out;
+}
+
 TEST(OpenJdFarmE2ETest, AProgramOffTheAllowListIsNotStarted) {
   Cluster cluster(openjd_farm("[bash]"));
   ASSERT_TRUE(cluster.start());
-  write(cluster.path("cat.yaml"), kCat);
-  auto reply = cluster.cli_json({"submit", "openjd", cluster.path("cat.yaml")});
-  ASSERT_TRUE(reply) << cluster.last_cli();
-  const uint64_t job = (*reply)["steps"][0]["job_id"].get<uint64_t>();
-  auto final_status = cluster.wait_for_final_state(job, 120s);
-  ASSERT_TRUE(final_status) << cluster.last_cli();
-  EXPECT_EQ((*final_status)["job"]["state"], "failed");
-  CliResult logs = cluster.run_cli({"logs", std::to_string(job)});
-  EXPECT_NE(logs.out.find("cannot start 'cat': not one of the programs this farm lets templates "
-                          "run (openjd.executables)"),
+  const std::string logs = logs_of_failed_cat(cluster);
+  EXPECT_NE(logs.find("cannot start 'cat': not one of the programs this farm lets templates "
+                      "run (openjd.executables)"),
             std::string::npos)
-      << logs.out;
+      << logs;
 }
 
 TEST(OpenJdFarmE2ETest, SubmitIsRefusedWhileTheConfigLeavesTemplatesOff) {
@@ -253,17 +277,10 @@ TEST(OpenJdFarmE2ETest, AWorkerRunningAsRootRefusesSessionsUnlessAllowed) {
   options.extra_yaml = "openjd:\n  enabled: true\n  executables: [cat]\n";
   Cluster cluster(options);
   ASSERT_TRUE(cluster.start());
-  write(cluster.path("cat.yaml"), kCat);
-  auto reply = cluster.cli_json({"submit", "openjd", cluster.path("cat.yaml")});
-  ASSERT_TRUE(reply) << cluster.last_cli();
-  const uint64_t job = (*reply)["steps"][0]["job_id"].get<uint64_t>();
-  auto final_status = cluster.wait_for_final_state(job, 120s);
-  ASSERT_TRUE(final_status) << cluster.last_cli();
-  EXPECT_EQ((*final_status)["job"]["state"], "failed");
-  CliResult logs = cluster.run_cli({"logs", std::to_string(job)});
-  EXPECT_NE(logs.out.find("this worker runs as root, and the farm's openjd.allow_root is off"),
+  const std::string logs = logs_of_failed_cat(cluster);
+  EXPECT_NE(logs.find("this worker runs as root, and the farm's openjd.allow_root is off"),
             std::string::npos)
-      << logs.out;
+      << logs;
 }
 
 }  // namespace

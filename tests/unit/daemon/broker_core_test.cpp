@@ -1292,6 +1292,18 @@ class OpenJdSubmitTest : public BrokerCoreTest {
     return request(req);
   }
 
+  // A worker that says what it has (64 GiB of memory).
+  void sized_worker(const std::string& name, uint32_t slots, uint32_t cores) {
+    wire::WorkerMessage msg;
+    auto* r = msg.mutable_ready();
+    r->set_version(common::kProtocolVersion);
+    r->set_name(name);
+    r->set_slots(slots);
+    r->set_cores(cores);
+    r->set_memory_bytes(64ull << 30);
+    from_worker(name, msg);
+  }
+
   static std::string with(const std::string& text, const std::string& from, const std::string& to) {
     std::string out = text;
     out.replace(out.find(from), from.size(), to);
@@ -1338,14 +1350,7 @@ TEST_F(OpenJdSubmitTest, ATemplateBecomesOneJobPerStepEachAfterTheStepsItDepends
 
   // Render and Report run; Encode waits for Render. Host requirements became
   // the Render job's request, so a 1-core worker takes none of its tasks.
-  wire::WorkerMessage msg;
-  auto* r = msg.mutable_ready();
-  r->set_version(common::kProtocolVersion);
-  r->set_name("small");
-  r->set_slots(4);
-  r->set_cores(1);
-  r->set_memory_bytes(64ull << 30);
-  from_worker("small", msg);
+  sized_worker("small", 4, 1);
   core_->end_turn();
   std::set<uint64_t> jobs;
   for (const wire::Assign& a : assigns()) jobs.insert(a.ref().job_id());
@@ -1360,14 +1365,7 @@ TEST_F(OpenJdSubmitTest, EachTaskCarriesTheTemplateItsStepAndTheFarmsRules) {
   start();
   const wire::ClientReply reply = submit_openjd(kOpenJdTemplate, {{"Shot", "sh010"}});
   ASSERT_TRUE(reply.ok()) << reply.error();
-  wire::WorkerMessage msg;
-  auto* r = msg.mutable_ready();
-  r->set_version(common::kProtocolVersion);
-  r->set_name("big");
-  r->set_slots(8);
-  r->set_cores(16);
-  r->set_memory_bytes(64ull << 30);
-  from_worker("big", msg);
+  sized_worker("big", 8, 16);
   core_->end_turn();
   std::map<std::pair<uint64_t, uint64_t>, wire::Assign> sent;
   for (const wire::Assign& a : assigns()) sent[{a.ref().job_id(), a.ref().task()}] = a;
@@ -1387,6 +1385,11 @@ TEST_F(OpenJdSubmitTest, EachTaskCarriesTheTemplateItsStepAndTheFarmsRules) {
   EXPECT_FALSE(a.openjd().allow_root());
   ASSERT_EQ(a.openjd().path_mapping_size(), 1);
   EXPECT_EQ(a.openjd().path_mapping(0).destination_path(), "/mnt/projects");
+  // The steps of one submission share sessions on a worker: keyed by its first job.
+  EXPECT_EQ(a.openjd().session_key(), render);
+  const uint64_t report = reply.submit_openjd().steps(2).job_id();
+  ASSERT_EQ(sent.count({report, 0}), 1u);
+  EXPECT_EQ(sent.at({report, 0}).openjd().session_key(), render);
 }
 
 TEST_F(OpenJdSubmitTest, WhatTheSpecificationRefusesMakesNoJobAtAll) {
