@@ -152,7 +152,7 @@ OpenJdRunner::~OpenJdRunner() {
     if (pooled->session) (void)pooled->session->exit_all();
   }
   for (auto& closer : closers_) {
-    if (closer.joinable()) closer.join();
+    if (closer.thread.joinable()) closer.thread.join();
   }
   if (wake_fd_ >= 0) close(wake_fd_);
 }
@@ -362,8 +362,13 @@ void OpenJdRunner::cancel(uint64_t id) {
 
 void OpenJdRunner::close_session(std::unique_ptr<Pooled> pooled) {
   // onExit actions block: on a thread of their own, joined by poll() or at the end.
-  closers_.emplace_back(
-      [pooled = std::shared_ptr<Pooled>(std::move(pooled))] { (void)pooled->session->exit_all(); });
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  std::thread thread([pooled = std::shared_ptr<Pooled>(std::move(pooled)), done, this] {
+    (void)pooled->session->exit_all();
+    done->store(true);
+    wake();
+  });
+  closers_.push_back({std::move(thread), std::move(done)});
 }
 
 std::vector<OpenJdOutcome> OpenJdRunner::poll(Clock::time_point now) {
@@ -415,6 +420,13 @@ std::vector<OpenJdOutcome> OpenJdRunner::poll(Clock::time_point now) {
     }
   }
   for (auto& pooled : stale) close_session(std::move(pooled));
+  // A finished thread keeps its stack until joined: a worker that runs for
+  // weeks closes many sessions.
+  std::erase_if(closers_, [](Closer& closer) {
+    if (!closer.done->load()) return false;
+    closer.thread.join();
+    return true;
+  });
   return out;
 }
 
@@ -441,6 +453,11 @@ std::optional<OpenJdRunner::Clock::time_point> OpenJdRunner::next_deadline() con
 size_t OpenJdRunner::running() const {
   std::lock_guard lock(mutex_);
   return running_.size();
+}
+
+size_t OpenJdRunner::idle_sessions() const {
+  std::lock_guard lock(mutex_);
+  return idle_.size();
 }
 
 bool OpenJdRunner::owns_group(pid_t pgid) const {

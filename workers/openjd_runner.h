@@ -98,6 +98,10 @@ class OpenJdRunner {
   // Whether `pgid` is the process group of an action a session runs (the
   // worker's stray reaper must leave those to their session).
   bool owns_group(pid_t pgid) const;
+  // Sessions idle, and closed ones whose environments are still being exited.
+  size_t idle_sessions() const;
+
+  size_t closing_sessions() const { return closers_.size(); }
 
  private:
   struct Pooled;
@@ -117,7 +121,14 @@ class OpenJdRunner {
   std::multimap<uint64_t, std::unique_ptr<Pooled>> idle_;
   std::vector<OpenJdOutcome> ended_;
   std::vector<OpenJdProgress> progress_;
-  std::vector<std::thread> closers_;
+
+  // Threads exiting closed sessions' environments; joined once done.
+  struct Closer {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+
+  std::vector<Closer> closers_;
 };
 
 }  // namespace farmhand::worker

@@ -1,0 +1,125 @@
+// OpenJdRunner on real sessions: tasks of one submission reuse a session, an
+// idle one is closed (its onExit runs), and nothing is left behind by a worker
+// that closes sessions for weeks.
+#include "workers/openjd_runner.h"
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+namespace farmhand::worker {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr const char* kTemplate = R"(specificationVersion: jobtemplate-2023-09
+name: Runner
+parameterDefinitions:
+  - name: Out
+    type: PATH
+jobEnvironments:
+  - name: Env
+    script:
+      actions:
+        onEnter:
+          command: bash
+          args: ["-c", "echo enter >> {{Param.Out}}/env"]
+        onExit:
+          command: bash
+          args: ["-c", "echo exit >> {{Param.Out}}/env"]
+steps:
+  - name: Work
+    parameterSpace:
+      taskParameterDefinitions:
+        - name: N
+          type: INT
+          range: "1-3"
+    script:
+      actions:
+        onRun:
+          command: bash
+          args: ["-c", "echo {{Task.Param.N}} >> {{Param.Out}}/work"]
+)";
+
+class OpenJdRunnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/fh-ojr-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  wire::Assign assign(uint64_t task) const {
+    wire::Assign a;
+    a.mutable_ref()->set_job_id(7);
+    a.mutable_ref()->set_task(task);
+    a.set_kind("openjd");
+    wire::OpenJdTask& t = *a.mutable_openjd();
+    t.mutable_source()->set_template_(kTemplate);
+    auto* p = t.mutable_source()->add_parameters();
+    p->set_name("Out");
+    p->set_value(dir_);
+    t.mutable_source()->set_template_dir(dir_);
+    t.mutable_source()->set_working_dir(dir_);
+    t.set_step("Work");
+    t.add_executables("bash");
+    t.set_allow_root(true);
+    t.set_session_key(7);
+    return a;
+  }
+
+  // Polls until task `id` ended; its outcome.
+  OpenJdOutcome await(OpenJdRunner& runner, uint64_t id) {
+    const auto give_up = std::chrono::steady_clock::now() + 60s;
+    while (std::chrono::steady_clock::now() < give_up) {
+      for (const OpenJdOutcome& outcome : runner.poll(std::chrono::steady_clock::now())) {
+        if (outcome.id == id) return outcome;
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+    ADD_FAILURE() << "task " << id << " never ended";
+    return {};
+  }
+
+  std::string read(const std::string& name) const {
+    std::ifstream in(dir_ + "/" + name);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+
+  std::string dir_;
+};
+
+TEST_F(OpenJdRunnerTest, TasksShareASessionAndAnIdleOneIsClosedAndForgotten) {
+  // Idle sessions close after 2 s: the three tasks follow each other at once.
+  OpenJdRunner runner({dir_, 2s, {}});
+  for (uint64_t task = 0; task < 3; ++task) {
+    ASSERT_TRUE(runner.start(task + 1, assign(task), std::chrono::steady_clock::now(),
+                             dir_ + "/log" + std::to_string(task)));
+    const OpenJdOutcome outcome = await(runner, task + 1);
+    EXPECT_TRUE(outcome.succeeded) << (outcome.error ? outcome.error->reason : "");
+  }
+  EXPECT_EQ(read("work"), "1\n2\n3\n");
+  EXPECT_EQ(read("env"), "enter\n");  // one session ran the three
+  // Closed sessions' threads are joined: none is left behind.
+  const auto give_up = std::chrono::steady_clock::now() + 60s;
+  while ((runner.idle_sessions() > 0 || runner.closing_sessions() > 0) &&
+         std::chrono::steady_clock::now() < give_up) {
+    (void)runner.poll(std::chrono::steady_clock::now());
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_EQ(runner.idle_sessions(), 0u);
+  EXPECT_EQ(runner.closing_sessions(), 0u);
+  EXPECT_EQ(read("env"), "enter\nexit\n");
+}
+
+}  // namespace
+}  // namespace farmhand::worker
