@@ -155,7 +155,9 @@ void JobIntake::submit_openjd(const wire::SubmitOpenJdRequest& request, wire::Cl
   for (size_t i = 0; i < plan->steps.size(); ++i) {
     for (size_t index : plan->steps[i].after) specs[i].add_after(ids.at(index));
     if (i > 0) specs[i].set_openjd_session_job(ids.front());
-    auto id = create_job(std::move(specs[i]), turn);
+    // Checked above (an OpenJD step's check makes the whole job from its text:
+    // once per step is enough).
+    auto id = create_checked_job(std::move(specs[i]), turn);
     if (!id) {
       // check_spec passed it: only the scheduler can refuse now, and what was
       // made of this template goes with the turn's undo.
@@ -252,6 +254,10 @@ Result<void> JobIntake::check_spec(wire::JobSpec& spec, const common::FrameSet* 
 Result<core::JobId> JobIntake::create_job(wire::JobSpec spec, Turn& turn,
                                           const common::FrameSet* on_disk) {
   if (auto ok = check_spec(spec, on_disk); !ok) return fail(ok.error());
+  return create_checked_job(std::move(spec), turn);
+}
+
+Result<core::JobId> JobIntake::create_checked_job(wire::JobSpec spec, Turn& turn) {
   auto core_spec = to_core_spec(spec);
   if (!core_spec) return fail(core_spec.error());
   auto id = farm_.scheduler->submit(std::move(*core_spec), clock_.millis(), /*durable=*/false);

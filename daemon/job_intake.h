@@ -51,6 +51,9 @@ class JobIntake {
                                                const common::FrameSet* on_disk = nullptr);
 
  private:
+  // create_job for a spec check_spec has completed.
+  [[nodiscard]] Result<core::JobId> create_checked_job(wire::JobSpec spec, Turn& turn);
+
   // Adds unserved_pool()'s warning to a submit reply while the job is not finished.
   void warn_if_waiting(core::JobId id, wire::ClientReply& reply) const;
 
