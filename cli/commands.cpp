@@ -406,6 +406,7 @@ struct SubmitOptions {
   std::string project;
   uint32_t cores = 0;
   uint64_t memory = 0;
+  uint32_t gpus = 0;
   double memory_retry_factor = 0;
   bool wait = false;
 };
@@ -458,6 +459,11 @@ void add_submit_options(CLI::App& cmd, SubmitOptions& o) {
                  "memory each task needs (8G, 512M): booked on a worker, and enforced there")
       ->type_name("SIZE")
       ->transform(byte_size());
+  cmd.add_option("--gpus", o.gpus,
+                 "GPUs each task needs: only workers with as many free run it "
+                 "(CUDA_VISIBLE_DEVICES names them)")
+      ->type_name("N")
+      ->transform(kPositive32);
   cmd.add_option("--memory-retry-factor", o.memory_retry_factor,
                  "a task that runs out of memory raises the job's --memory to its peak times "
                  "this (1 to 16)")
@@ -485,6 +491,7 @@ wire::JobSpec base_spec(const SubmitOptions& o, const std::string& kind) {
   spec.set_project(o.project);
   spec.set_cores(o.cores);
   spec.set_memory_bytes(o.memory);
+  spec.set_gpus(o.gpus);
   spec.set_memory_retry_factor(o.memory_retry_factor);
   return spec;
 }
@@ -515,7 +522,18 @@ struct NoopOptions {
   uint64_t tasks = 0;
   std::string frames;
   uint32_t chunk = 1;
+  uint32_t chunk_target_s = 0;
 };
+
+// --chunk-target: chunks that adapt to a runtime as tasks finish.
+CLI::Option* add_chunk_target(CLI::App& cmd, uint32_t& seconds) {
+  return cmd
+      .add_option("--chunk-target", seconds,
+                  "seconds a chunk should take: the chunks not yet started are cut again to it "
+                  "as tasks finish (--chunk is the first size)")
+      ->type_name("SECONDS")
+      ->transform(kPositive32);
+}
 
 void add_submit_noop(CLI::App& submit, Invocation& inv) {
   auto o = std::make_shared<NoopOptions>();
@@ -530,7 +548,8 @@ void add_submit_noop(CLI::App& submit, Invocation& inv) {
           ->check(frame_set_check());
   auto* chunk = cmd->add_option("--chunk", o->chunk, "frames per task with --frames (default 1)")
                     ->transform(kPositive32);
-  tasks->excludes(frames)->excludes(chunk);
+  auto* target = add_chunk_target(*cmd, o->chunk_target_s);
+  tasks->excludes(frames)->excludes(chunk)->excludes(target);
   add_submit_options(*cmd, o->common);
   cmd->callback([&inv, o, tasks, frames] {
     if (tasks->count() == 0 && frames->count() == 0) {
@@ -543,6 +562,7 @@ void add_submit_noop(CLI::App& submit, Invocation& inv) {
       } else {
         spec.set_frames(o->frames);
         spec.set_chunk(o->chunk);
+        spec.set_chunk_target_s(o->chunk_target_s);
       }
       return run_submit(ctx, o->common, std::move(spec));
     };
@@ -554,6 +574,7 @@ struct CommandOptions {
   std::string command_template;
   std::string frames;
   uint32_t chunk = 1;
+  uint32_t chunk_target_s = 0;
   std::vector<std::string> params;
 };
 
@@ -569,6 +590,7 @@ void add_submit_command(CLI::App& submit, Invocation& inv) {
       ->required()
       ->check(frame_set_check());
   cmd->add_option("--chunk", o->chunk, "frames per task (default 1)")->transform(kPositive32);
+  add_chunk_target(*cmd, o->chunk_target_s);
   cmd->add_option("--param", o->params, "template parameter (repeatable)")
       ->type_name("KEY=VALUE")
       ->allow_extra_args(false)
@@ -579,6 +601,7 @@ void add_submit_command(CLI::App& submit, Invocation& inv) {
     spec.set_command_template(opts.command_template);
     spec.set_frames(opts.frames);
     spec.set_chunk(opts.chunk);
+    spec.set_chunk_target_s(opts.chunk_target_s);
     put_key_values(opts.params, *spec.mutable_params());
     return run_submit(ctx, opts.common, std::move(spec));
   });
@@ -1039,6 +1062,7 @@ void add_job_commands(CLI::App& app, Invocation& inv) {
     bool no_limits = false;
     std::optional<uint32_t> cores;
     std::optional<uint64_t> memory;
+    std::optional<uint32_t> gpus;
     std::optional<double> memory_retry_factor;
     std::string key;
   };
@@ -1072,6 +1096,9 @@ void add_job_commands(CLI::App& app, Invocation& inv) {
   set->add_option("--memory", o->memory, "memory each task needs (8G, 512M; 0: none)")
       ->type_name("SIZE")
       ->transform(byte_size());
+  set->add_option("--gpus", o->gpus, "GPUs each task needs (0: none)")
+      ->type_name("N")
+      ->transform(kNonNegative32);
   set->add_option("--memory-retry-factor", o->memory_retry_factor,
                   "raise --memory after an out-of-memory failure by this (1 to 16; 0: never)")
       ->transform(retry_factor(true));
@@ -1091,13 +1118,15 @@ void add_job_commands(CLI::App& app, Invocation& inv) {
     }
     if (opts.cores) request.set_cores(*opts.cores);
     if (opts.memory) request.set_memory_bytes(*opts.memory);
+    if (opts.gpus) request.set_gpus(*opts.gpus);
     if (opts.memory_retry_factor) request.set_memory_retry_factor(*opts.memory_retry_factor);
     if (!opts.priority && !opts.max_running && !opts.pool && !opts.max_attempts &&
-        !opts.timeout_s && !request.set_limits() && !opts.cores && !opts.memory &&
+        !opts.timeout_s && !request.set_limits() && !opts.cores && !opts.memory && !opts.gpus &&
         !opts.memory_retry_factor) {
       print_error(ctx.err,
                   "nothing to change: give --priority, --max-running, --pool, --max-attempts, "
-                  "--timeout, --limit, --no-limit, --cores, --memory or --memory-retry-factor");
+                  "--timeout, --limit, --no-limit, --cores, --gpus, --memory or "
+                  "--memory-retry-factor");
       return kExitUsage;
     }
     auto reply = ctx.client.job_set(request);

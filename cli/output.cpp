@@ -186,6 +186,7 @@ Json to_json(const wire::TaskInfo& task) {
       {"job_id", task.job_id()},
       {"progress_done", task.progress_done()},
       {"progress_total", task.progress_total()},
+      {"status_message", task.status_message()},
       {"last_attempt", optional_json(task.has_last_attempt(), task.last_attempt())},
   };
 }
@@ -274,6 +275,8 @@ Json to_json(const wire::JobSummary& job) {
       {"pool", job.pool()},
       {"frames", job.frames()},
       {"chunk", job.chunk()},
+      {"chunk_target_s", job.chunk_target_s()},
+      {"chunk_now", job.chunk_now()},
       {"task_count", job.task_count()},
       {"counts", std::move(counts)},
       {"progress_percent", progress_percent(job)},
@@ -291,6 +294,8 @@ Json to_json(const wire::JobSummary& job) {
       {"params", std::map<std::string, std::string>(job.params().begin(), job.params().end())},
       {"max_running", job.max_running()},
       {"cores", job.cores()},
+      {"gpus", job.gpus()},
+      {"tag_choices", std::vector<std::string>(job.tag_choices().begin(), job.tag_choices().end())},
       {"memory_bytes", job.memory_bytes()},
       {"memory_retry_factor", job.memory_retry_factor()},
       {"frames_total", job.frames_total()},
@@ -388,6 +393,8 @@ Json to_json(const wire::WorkerInfo& worker) {
       {"memory_bytes", worker.memory_bytes()},
       {"cores_used", worker.cores_used()},
       {"memory_used_bytes", worker.memory_used_bytes()},
+      {"gpus", worker.gpus()},
+      {"gpus_used", worker.gpus_used()},
       {"isolation", worker.isolation()},
   };
 }
@@ -544,10 +551,13 @@ void write_status(std::ostream& out, const wire::StatusReply& status, bool with_
   const auto& job = status.job();
   const uint64_t total = total_tasks(job);
   std::string name = job.name().empty() ? "" : fmt::format(" \"{}\"", single_line(job.name()));
-  out << fmt::format("job {}{} kind={} state={} priority={} pool={} frames={} chunk={}\n", job.id(),
-                     name, or_dash(job.kind()), job_state_name(job.state()), job.priority(),
-                     job.pool().empty() ? "any" : single_line(job.pool()), or_dash(job.frames()),
-                     job.chunk());
+  out << fmt::format(
+      "job {}{} kind={} state={} priority={} pool={} frames={} chunk={}{}\n", job.id(), name,
+      or_dash(job.kind()), job_state_name(job.state()), job.priority(),
+      job.pool().empty() ? "any" : single_line(job.pool()), or_dash(job.frames()), job.chunk(),
+      job.chunk_target_s() == 0 ? ""
+                                : fmt::format(" (adapting to {} s a chunk: {} frames now)",
+                                              job.chunk_target_s(), job.chunk_now()));
   out << fmt::format("submitted {} by {}{}\n", local_time(job.submitted_unix_ms()),
                      submitter_text(job),
                      job.project().empty() ? "" : " for " + single_line(job.project()));
@@ -571,6 +581,12 @@ void write_status(std::ostream& out, const wire::StatusReply& status, bool with_
   std::vector<std::string> extra;
   if (job.max_running() != 0) extra.push_back(fmt::format("max_running={}", job.max_running()));
   if (job.cores() != 0) extra.push_back(fmt::format("cores={}", job.cores()));
+  if (job.gpus() != 0) extra.push_back(fmt::format("gpus={}", job.gpus()));
+  if (!job.tag_choices().empty()) {
+    extra.push_back(
+        "needs_tags=" +
+        join(std::vector<std::string>(job.tag_choices().begin(), job.tag_choices().end()), ","));
+  }
   if (job.memory_bytes() != 0) {
     extra.push_back("memory=" + common::format_byte_size(job.memory_bytes()));
   }
@@ -607,11 +623,21 @@ void write_status(std::ostream& out, const wire::StatusReply& status, bool with_
 
   if (!status.running().empty()) {
     out << "running:\n";
-    Table table({"TASK", "FRAMES", "WORKER", "ATTEMPT", "STARTED", "RUNNING"});
+    // A task's own status line (OpenJD's openjd_status) where any has one.
+    const bool said = std::any_of(status.running().begin(), status.running().end(),
+                                  [](const auto& task) { return !task.status_message().empty(); });
+    std::vector<std::string> header = {"TASK", "FRAMES", "WORKER", "ATTEMPT", "STARTED", "RUNNING"};
+    if (said) header.push_back("STATUS");
+    Table table(header);
     for (const auto& task : status.running()) {
-      table.add_row({std::to_string(task.index()), or_dash(task.frames()), or_dash(task.worker()),
-                     std::to_string(task.attempts()), local_time(task.started_unix_ms()),
-                     format_seconds(task.running_s())});
+      std::vector<std::string> row = {std::to_string(task.index()),
+                                      or_dash(task.frames()),
+                                      or_dash(task.worker()),
+                                      std::to_string(task.attempts()),
+                                      local_time(task.started_unix_ms()),
+                                      format_seconds(task.running_s())};
+      if (said) row.push_back(or_dash(single_line(task.status_message())));
+      table.add_row(row);
     }
     table.write(out, "  ");
   }
@@ -705,8 +731,8 @@ void write_jobs(std::ostream& out, const wire::ListReply& list) {
 }
 
 void write_workers(std::ostream& out, const wire::WorkersReply& workers) {
-  Table table({"NAME", "HOST", "SLOTS", "CORES", "MEMORY", "TAGS", "RUNNING", "LAST-BEAT", "ALIVE",
-               "STATE", "ISOLATION"});
+  Table table({"NAME", "HOST", "SLOTS", "CORES", "MEMORY", "GPUS", "TAGS", "RUNNING", "LAST-BEAT",
+               "ALIVE", "STATE", "ISOLATION"});
   for (const auto& worker : workers.workers()) {
     std::vector<std::string> tags(worker.tags().begin(), worker.tags().end());
     std::vector<std::string> running;
@@ -729,7 +755,9 @@ void write_workers(std::ostream& out, const wire::WorkersReply& workers) {
                               ? std::string("0")
                               : common::format_byte_size(worker.memory_used_bytes()),
                           common::format_byte_size(worker.memory_bytes()));
-    table.add_row({or_dash(worker.name()), or_dash(worker.host()), slots, cores, memory,
+    std::string gpus = worker.gpus() == 0 ? std::string("-")
+                                          : fmt::format("{}/{}", worker.gpus_used(), worker.gpus());
+    table.add_row({or_dash(worker.name()), or_dash(worker.host()), slots, cores, memory, gpus,
                    or_dash(join(tags, ",")), or_dash(join(running, ",")),
                    format_seconds(worker.last_beat_s()) + " ago", worker.alive() ? "yes" : "no",
                    worker.control().empty() || worker.control() == "enabled"

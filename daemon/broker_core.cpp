@@ -309,16 +309,28 @@ void BrokerCore::take_outbox() {
   for (auto& change : out.tasks) turn_.batch.task_changes.push_back(std::move(change));
   for (auto& change : out.blocks) turn_.batch.blocks.push_back(std::move(change));
   for (auto& change : out.jobs) turn_.batch.job_changes.push_back(change);
-  // Specs the scheduler changed itself (a memory request grown after an OOM).
+  // Specs the scheduler changed itself (a memory request grown after an OOM,
+  // chunks cut again to a target runtime).
   for (core::JobId id : out.specs) {
     const JobRecord* record = farm_.jobs.find(id);
     const core::JobSpec* spec = farm_.scheduler->job_spec(id);
     if (!record || !spec) continue;
     wire::JobSpec changed = record->spec;
-    if (changed.memory_bytes() == spec->memory) continue;
-    log_.info("memory request raised job={} from={} to={} reason=\"out of memory\"", id,
-              changed.memory_bytes(), spec->memory);
-    changed.set_memory_bytes(spec->memory);
+    bool differs = false;
+    if (changed.memory_bytes() != spec->memory) {
+      log_.info("memory request raised job={} from={} to={} reason=\"out of memory\"", id,
+                changed.memory_bytes(), spec->memory);
+      changed.set_memory_bytes(spec->memory);
+      differs = true;
+    }
+    if (!same_chunk_runs(changed, *spec)) {
+      set_chunk_runs(changed, *spec);
+      auto view = farm_.scheduler->job(id);
+      log_.info("chunks cut again job={} target_s={} chunk_frames={} tasks={}", id,
+                spec->chunk_target_s, spec->chunk_now, view ? view->task_count : 0);
+      differs = true;
+    }
+    if (!differs) continue;
     turn_.batch.spec_changes.push_back(SpecChange{id, changed.SerializeAsString()});
     farm_.jobs.set_spec(id, std::move(changed));
   }

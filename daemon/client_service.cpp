@@ -288,8 +288,9 @@ void ClientService::status(const wire::StatusRequest& request, wire::ClientReply
     t->set_started_unix_ms(unix_now - (now - r.started).count());
     t->set_elapsed_s(t->running_s());
     if (auto p = parts_.link.progress(id, r.task)) {
-      t->set_progress_done(p->first);
-      t->set_progress_total(p->second);
+      t->set_progress_done(p->done);
+      t->set_progress_total(p->total);
+      t->set_status_message(p->status);
     }
   }
   for (const auto& e : scheduler.last_errors(id)) {
@@ -419,8 +420,9 @@ uint64_t ClientService::job_version(core::JobId id) const {
     mix(r.attempt);
     mix(std::hash<std::string>{}(r.worker));
     if (auto p = parts_.link.progress(id, r.task)) {
-      mix(p->first);
-      mix(p->second);
+      mix(p->done);
+      mix(p->total);
+      mix(std::hash<std::string>{}(p->status));
     }
   }
   for (const auto& e : scheduler.last_errors(id)) {
@@ -462,6 +464,8 @@ std::string ClientService::waiting_reason(core::JobId id) const {
           fmt::join(hold.workers, ", "), id);
     case core::JobHold::Kind::kUnsatisfiable:
       return unsatisfiable_request(id, *spec, hold);
+    case core::JobHold::Kind::kTags:
+      return no_worker_has_tags(hold);
     case core::JobHold::Kind::kNone:
       break;
   }
@@ -727,6 +731,11 @@ void ClientService::job_set(const wire::JobSetRequest& request, wire::ClientRepl
     spec.set_cores(request.cores());
     changed.push_back(fmt::format("cores={}", request.cores()));
   }
+  if (request.has_gpus()) {
+    update.gpus = request.gpus();
+    spec.set_gpus(request.gpus());
+    changed.push_back(fmt::format("gpus={}", request.gpus()));
+  }
   if (request.has_memory_bytes()) {
     update.memory = request.memory_bytes();
     spec.set_memory_bytes(request.memory_bytes());
@@ -753,8 +762,8 @@ void ClientService::job_set(const wire::JobSetRequest& request, wire::ClientRepl
   if (changed.empty()) {
     return set_error(reply, Error{ErrorCode::kInvalidArgument,
                                   "nothing to change: give --priority, --max-running, --pool, "
-                                  "--max-attempts, --timeout, --limit, --cores, --memory or "
-                                  "--memory-retry-factor"});
+                                  "--max-attempts, --timeout, --limit, --cores, --gpus, --memory "
+                                  "or --memory-retry-factor"});
   }
   if (auto ok = scheduler.update_job(id, update); !ok) return set_error(reply, ok.error());
   turn.batch.spec_changes.push_back(SpecChange{id, spec.SerializeAsString()});
@@ -815,6 +824,8 @@ void ClientService::fill_workers(wire::WorkersReply& workers_reply) const {
     info->set_cores(w.spec.cores);
     info->set_memory_bytes(w.spec.memory);
     info->set_cores_used(w.cores_used);
+    info->set_gpus(w.spec.gpus);
+    info->set_gpus_used(w.gpus_used);
     info->set_memory_used_bytes(w.memory_used);
     info->set_isolation(w.spec.isolation);
     info->set_last_beat_s(static_cast<double>((now - w.last_seen).count()) / 1000.0);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include <fmt/ranges.h>
+
 #include "daemon/clock.h"
 
 namespace farmhand::daemon {
@@ -260,8 +262,38 @@ Result<core::JobSpec> to_core_spec(const wire::JobSpec& spec) {
   out.project = spec.project();
   out.cores = spec.cores();
   out.memory = spec.memory_bytes();
+  out.gpus = spec.gpus();
   out.memory_retry_factor = spec.memory_retry_factor();
+  out.chunk_target_s = spec.chunk_target_s();
+  out.chunk_contiguous = spec.chunk_contiguous();
+  out.chunk_now = spec.chunk_now();
+  for (const wire::ChunkRun& run : spec.chunk_runs()) {
+    out.chunk_runs.push_back({run.tasks(), run.frames()});
+  }
+  for (const wire::TagChoice& choice : spec.tag_choices()) {
+    out.tag_choices.emplace_back(choice.any().begin(), choice.any().end());
+  }
   return out;
+}
+
+bool same_chunk_runs(const wire::JobSpec& spec, const core::JobSpec& core_spec) {
+  if (spec.chunk_now() != core_spec.chunk_now) return false;
+  if (static_cast<size_t>(spec.chunk_runs_size()) != core_spec.chunk_runs.size()) return false;
+  for (size_t i = 0; i < core_spec.chunk_runs.size(); ++i) {
+    const wire::ChunkRun& run = spec.chunk_runs(static_cast<int>(i));
+    if (core::ChunkRun{run.tasks(), run.frames()} != core_spec.chunk_runs[i]) return false;
+  }
+  return true;
+}
+
+void set_chunk_runs(wire::JobSpec& spec, const core::JobSpec& core_spec) {
+  spec.set_chunk_now(core_spec.chunk_now);
+  spec.clear_chunk_runs();
+  for (const core::ChunkRun& run : core_spec.chunk_runs) {
+    wire::ChunkRun& out = *spec.add_chunk_runs();
+    out.set_tasks(run.tasks);
+    out.set_frames(run.frames);
+  }
 }
 
 AttemptStats attempt_stats(const wire::AttemptStats& stats) {
@@ -347,6 +379,13 @@ void fill_summary_fixed(const Farm& farm, core::JobId id, wire::JobSummary& summ
   summary.set_pool(spec->pool);
   summary.set_frames(spec->frames.to_string());
   summary.set_chunk(spec->chunk);
+  summary.set_chunk_target_s(spec->chunk_target_s);
+  for (const auto& choice : spec->tag_choices) {
+    summary.add_tag_choices(fmt::format("{}", fmt::join(choice, "|")));
+  }
+  if (spec->chunk_target_s > 0) {
+    summary.set_chunk_now(spec->chunk_now != 0 ? spec->chunk_now : spec->chunk);
+  }
   summary.set_task_count(view->task_count);
   summary.set_submitted_unix_ms(record->submitted_unix_ms);
   summary.mutable_labels()->insert(wspec.labels().begin(), wspec.labels().end());
@@ -366,6 +405,7 @@ void fill_summary_fixed(const Farm& farm, core::JobId id, wire::JobSummary& summ
   summary.mutable_params()->insert(wspec.params().begin(), wspec.params().end());
   summary.set_max_running(spec->max_running);
   summary.set_cores(spec->cores);
+  summary.set_gpus(spec->gpus);
   summary.set_memory_bytes(spec->memory);
   summary.set_memory_retry_factor(spec->memory_retry_factor);
   summary.set_frames_total(spec->frames.size());
@@ -384,18 +424,8 @@ std::optional<JobMoving> job_moving(const Farm& farm, core::JobId id) {
   moving.started_unix_ms = record->started_unix_ms;
   moving.finished_unix_ms = record->finished_unix_ms;
   moving.usage = farm.jobs.usage(id);
-  // Frames, for a progress bar that moves with the frames of long tasks: every
-  // succeeded task covers `chunk` frames but the last, which may cover fewer.
-  const uint64_t frames = spec->frames.size();
-  const uint64_t succeeded = view->counts[static_cast<size_t>(core::TaskState::kSucceeded)];
-  uint64_t frames_done = succeeded * spec->chunk;
-  if (frames_done > 0 && view->task_count > 0) {
-    auto last = scheduler.tasks(id, view->task_count - 1, 1, std::nullopt);
-    if (!last.empty() && last[0].state == core::TaskState::kSucceeded) {
-      frames_done -= view->task_count * spec->chunk - frames;
-    }
-  }
-  moving.frames_succeeded = std::min(frames_done, frames);
+  // Frames, for a progress bar that moves with the frames of long tasks.
+  moving.frames_succeeded = view->frames_succeeded;
   return moving;
 }
 

@@ -130,6 +130,9 @@ bool is_finished(core::JobState s);
 // The scheduler's view of a submitted spec. Shared by submit and restore, so a
 // restored job is exactly the job that was accepted.
 [[nodiscard]] Result<core::JobSpec> to_core_spec(const wire::JobSpec& spec);
+// Whether the wire spec has the scheduler's chunk runs, and makes it have them.
+bool same_chunk_runs(const wire::JobSpec& spec, const core::JobSpec& core_spec);
+void set_chunk_runs(wire::JobSpec& spec, const core::JobSpec& core_spec);
 
 // An attempt's use as a worker reported it, made safe to store and sum (no
 // negative or non-finite seconds, a short signal name); and back.

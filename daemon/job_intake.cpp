@@ -18,6 +18,7 @@ constexpr size_t kMaxNameBytes = 256;
 constexpr size_t kMaxIdempotencyKeyBytes = 256;
 // A task in the interactive lane covers at most this many frames (10 s at 24 fps).
 constexpr uint32_t kMaxInteractiveTaskFrames = 240;
+constexpr uint32_t kMaxChunkTargetS = 7 * 24 * 3600;
 constexpr size_t kMaxWhoBytes = 256;
 
 // What the client asked for, as a number: the spec as sent, without what
@@ -54,11 +55,13 @@ std::optional<std::string> unserved_pool(const core::Scheduler& scheduler,
 
 namespace {
 
-// "8 cores and 64.0 GiB", "64.0 GiB", "nothing known".
-std::string resource_text(uint32_t cores, uint64_t memory) {
+// "8 cores and 64.0 GiB", "64.0 GiB", "2 GPUs", "nothing known"; the GPUs
+// also when none (`gpus_asked`: the job asks for some).
+std::string resource_text(uint32_t cores, uint64_t memory, uint32_t gpus, bool gpus_asked) {
   std::vector<std::string> parts;
   if (cores > 0) parts.push_back(fmt::format("{} core{}", cores, cores == 1 ? "" : "s"));
   if (memory > 0) parts.push_back(common::format_byte_size(memory));
+  if (gpus > 0 || gpus_asked) parts.push_back(fmt::format("{} GPU{}", gpus, gpus == 1 ? "" : "s"));
   return parts.empty() ? std::string("no known cores or memory")
                        : fmt::format("{}", fmt::join(parts, " and "));
 }
@@ -70,10 +73,46 @@ std::string unsatisfiable_request(core::JobId id, const core::JobSpec& spec,
   return fmt::format(
       "no worker can ever run a task of this job: each asks for {}, and the largest worker "
       "that serves {} has {}; it waits for a larger worker (`farmhand job set {} --cores N "
-      "--memory SIZE` lowers the request)",
-      resource_text(spec.cores, spec.memory),
+      "--memory SIZE --gpus N` lowers the request)",
+      resource_text(spec.cores, spec.memory, spec.gpus, spec.gpus > 0),
       spec.pool.empty() ? std::string("any pool") : fmt::format("pool '{}'", printable(spec.pool)),
-      resource_text(hold.cores, hold.memory), id);
+      // What the job asks for, of the largest worker.
+      resource_text(spec.cores > 0 ? hold.cores : 0, spec.memory > 0 ? hold.memory : 0, hold.gpus,
+                    spec.gpus > 0),
+      id);
+}
+
+namespace {
+
+// At most 16 choices of at most 16 tags, each 1 to 128 bytes.
+Result<void> check_tag_choices(const wire::JobSpec& spec) {
+  constexpr int kMaxChoices = 16;
+  constexpr size_t kMaxTagBytes = 128;
+  if (spec.tag_choices_size() > kMaxChoices) {
+    return fail(ErrorCode::kInvalidArgument, fmt::format("more than {} tag choices", kMaxChoices));
+  }
+  for (const wire::TagChoice& choice : spec.tag_choices()) {
+    if (choice.any_size() == 0 || choice.any_size() > kMaxChoices) {
+      return fail(ErrorCode::kInvalidArgument, fmt::format("a tag choice has {} tags (1 to {})",
+                                                           choice.any_size(), kMaxChoices));
+    }
+    for (const std::string& tag : choice.any()) {
+      if (tag.empty() || tag.size() > kMaxTagBytes) {
+        return fail(ErrorCode::kInvalidArgument,
+                    fmt::format("bad tag '{}' (1 to {} bytes)", printable(tag, 64), kMaxTagBytes));
+      }
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string no_worker_has_tags(const core::JobHold& hold) {
+  return fmt::format(
+      "no live worker that serves the job has the tags it needs ({}; one of each, as "
+      "`farmhand-worker --tag NAME=VALUE`); it waits until one joins",
+      printable(hold.tags, 512));
 }
 
 void JobIntake::submit(const wire::SubmitRequest& request, wire::ClientReply& reply, Turn& turn,
@@ -181,7 +220,22 @@ void JobIntake::submit_openjd(const wire::SubmitOpenJdRequest& request, wire::Cl
   }
   for (std::string& warning : plan->warnings) out.add_warnings(std::move(warning));
   if (!ids.empty()) {
-    if (auto warning = unserved_pool(*farm_.scheduler, options.pool())) out.add_warnings(*warning);
+    if (auto warning = unserved_pool(*farm_.scheduler, options.pool())) {
+      out.add_warnings(*warning);
+    } else {
+      // A step that waits for a worker with its host attributes or its size.
+      for (size_t i = 0; i < ids.size(); ++i) {
+        const core::JobHold hold = farm_.scheduler->hold(ids[i]);
+        const core::JobSpec* spec = farm_.scheduler->job_spec(ids[i]);
+        if (hold.kind == core::JobHold::Kind::kTags) {
+          out.add_warnings(
+              fmt::format("step {}: {}", printable(plan->steps[i].step), no_worker_has_tags(hold)));
+        } else if (hold.kind == core::JobHold::Kind::kUnsatisfiable && spec) {
+          out.add_warnings(fmt::format("step {}: {}", printable(plan->steps[i].step),
+                                       unsatisfiable_request(ids[i], *spec, hold)));
+        }
+      }
+    }
   }
 }
 
@@ -194,6 +248,8 @@ void JobIntake::warn_if_waiting(core::JobId id, wire::ClientReply& reply) const 
   } else if (core::JobHold hold = farm_.scheduler->hold(id);
              hold.kind == core::JobHold::Kind::kUnsatisfiable) {
     reply.mutable_submit()->add_warnings(unsatisfiable_request(id, *spec, hold));
+  } else if (hold.kind == core::JobHold::Kind::kTags) {
+    reply.mutable_submit()->add_warnings(no_worker_has_tags(hold));
   }
 }
 
@@ -211,6 +267,18 @@ Result<void> JobIntake::check_spec(wire::JobSpec& spec, const common::FrameSet* 
     return fail(ErrorCode::kInvalidArgument,
                 "only thumbnail, convert and transcode jobs may use the interactive lane");
   }
+  if (spec.chunk_runs_size() > 0 || spec.chunk_now() != 0) {
+    return fail(ErrorCode::kInvalidArgument, "chunk_runs and chunk_now are the broker's to set");
+  }
+  if (spec.chunk_target_s() > kMaxChunkTargetS) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("chunk target of {} s over the limit of {} s (a week)",
+                            spec.chunk_target_s(), kMaxChunkTargetS));
+  }
+  if (spec.chunk_contiguous() && spec.chunk_target_s() == 0) {
+    return fail(ErrorCode::kInvalidArgument, "chunk_contiguous needs a chunk target");
+  }
+  if (auto ok = check_tag_choices(spec); !ok) return fail(ok.error());
   if (auto ok = kind->prepare(spec, KindContext{config_, on_disk}); !ok) return fail(ok.error());
   if (spec.labels_size() > static_cast<int>(kMaxLabels)) {
     return fail(ErrorCode::kInvalidArgument, fmt::format("more than {} labels", kMaxLabels));
@@ -263,6 +331,11 @@ Result<core::JobId> JobIntake::create_checked_job(wire::JobSpec spec, Turn& turn
   auto id = farm_.scheduler->submit(std::move(*core_spec), clock_.millis(), /*durable=*/false);
   if (!id) return fail(id.error());
   turn.new_jobs.push_back(*id);
+  // Adaptive chunks start balanced: the scheduler's cut is the job's, kept with it.
+  if (const core::JobSpec* made = farm_.scheduler->job_spec(*id);
+      made && !same_chunk_runs(spec, *made)) {
+    set_chunk_runs(spec, *made);
+  }
 
   const int64_t now = clock_.unix_ms();
   JobRow row;

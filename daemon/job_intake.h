@@ -75,6 +75,10 @@ std::optional<std::string> unserved_pool(const core::Scheduler& scheduler, const
 std::string unsatisfiable_request(core::JobId id, const core::JobSpec& spec,
                                   const core::JobHold& hold);
 
+// Why a job waits: no live worker of its pool has the tags it asks for (an
+// OpenJD step's host attributes). `hold` is the job's, of kind kTags.
+std::string no_worker_has_tags(const core::JobHold& hold);
+
 // A job's --memory-retry-factor: 0 (none) or 1 to 16.
 inline bool valid_memory_retry_factor(double factor) {
   return factor == 0 || (factor >= 1 && factor <= 16);

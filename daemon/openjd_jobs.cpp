@@ -1,13 +1,14 @@
 #include "daemon/openjd_jobs.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <map>
 
+#include "openjd/chunks.h"
 #include "openjd/path_mapping.h"
 #include "openjd/wire_source.h"
 #include <fmt/format.h>
-#include <sys/utsname.h>
 
 #include "daemon/media_jobs.h"
 
@@ -64,31 +65,33 @@ const openjd::CreatedStep* find_step(const openjd::Job& job, const std::string& 
   return nullptr;
 }
 
-std::string machine_arch() {
-  struct utsname name {};
-
-  if (::uname(&name) != 0) return {};
-  const std::string arch = name.machine;
-  return arch == "aarch64" ? "arm64" : arch;
+std::string lower(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
 }
 
-// Host requirements as farmhand requests: vCPUs and memory become the job's
-// cores and memory (the scheduler packs by them); an OS other than Linux, or
-// an amount no farmhand worker reports, no worker can meet.
+// Host requirements as farmhand requests: vCPUs, memory and GPUs become the
+// job's cores, memory and gpus (the scheduler packs by them); cpu.arch and custom
+// attributes become tags a worker must have; an OS other than Linux, or an
+// amount no farmhand worker reports, no worker can meet.
 Result<void> apply_host_requirements(const openjd::CreatedStep& step, wire::JobSpec& spec,
                                      std::vector<std::string>& warnings) {
   for (const auto& amount : step.amounts) {
     const double min = amount.min ? std::strtod(amount.min->c_str(), nullptr) : 0;
-    if (amount.name == "amount.worker.vcpu") {
+    const std::string name = lower(amount.name);
+    if (name == "amount.worker.vcpu") {
       const auto cores = static_cast<uint32_t>(std::min(std::ceil(min), 1e6));
       spec.set_cores(std::max(spec.cores(), cores));
-    } else if (amount.name == "amount.worker.memory") {
+    } else if (name == "amount.worker.gpu") {
+      const auto gpus = static_cast<uint32_t>(std::min(std::ceil(min), 1e6));
+      spec.set_gpus(std::max(spec.gpus(), gpus));
+    } else if (name == "amount.worker.memory") {
       const auto bytes = static_cast<uint64_t>(std::min(std::ceil(min), 1e12)) << 20;  // MiB
       spec.set_memory_bytes(std::max(spec.memory_bytes(), bytes));
     } else if (min > 0) {
       return fail(ErrorCode::kInvalidArgument,
-                  fmt::format("step {} needs {} of at least {}; farmhand workers offer vcpu and "
-                              "memory only, so none could run it",
+                  fmt::format("step {} needs {} of at least {}; farmhand workers offer vcpu, "
+                              "memory and gpu only, so none could run it",
                               printable(step.name), printable(amount.name), *amount.min));
     }
     if (amount.max) {
@@ -97,6 +100,7 @@ Result<void> apply_host_requirements(const openjd::CreatedStep& step, wire::JobS
     }
   }
   for (const auto& attribute : step.attributes) {
+    const std::string name = lower(attribute.name);
     auto allows = [&](const std::string& value) {
       const bool any = attribute.any_of.empty() ||
                        std::find(attribute.any_of.begin(), attribute.any_of.end(), value) !=
@@ -105,26 +109,67 @@ Result<void> apply_host_requirements(const openjd::CreatedStep& step, wire::JobS
                                    [&](const std::string& v) { return v == value; });
       return any && all;
     };
-    if (attribute.name == "attr.worker.os.family") {
+    if (name == "attr.worker.os.family") {
+      // Every farmhand worker runs Linux: nothing to choose between.
       if (!allows("linux")) {
         return fail(ErrorCode::kInvalidArgument,
                     fmt::format("step {} runs only where attr.worker.os.family is not linux; "
                                 "farmhand workers run Linux, so none could run it",
                                 printable(step.name)));
       }
-    } else if (attribute.name == "attr.worker.cpu.arch") {
-      if (const std::string arch = machine_arch(); !arch.empty() && !allows(arch)) {
-        warnings.push_back(fmt::format(
-            "step {} asks for a cpu.arch other than this broker's ({}); workers are not "
-            "told apart by it",
-            printable(step.name), arch));
-      }
-    } else {
+      continue;
+    }
+    if (name.rfind("attr.worker.", 0) == 0 && name != "attr.worker.cpu.arch") {
       warnings.push_back(fmt::format("step {}: {} is not matched against workers",
                                      printable(step.name), printable(attribute.name)));
+      continue;
+    }
+    // attr.worker.cpu.arch and custom attributes (attr.NAME): worker tags
+    // "cpu.arch=x86_64" (each worker has its own) and "NAME=VALUE" (given
+    // with --tag); anyOf is one choice, each allOf value a choice of its own.
+    const std::string tag_name =
+        name.substr(name.rfind("attr.worker.", 0) == 0 ? std::string_view("attr.worker.").size()
+                                                       : std::string_view("attr.").size());
+    auto tag = [&](const std::string& value) { return tag_name + "=" + value; };
+    if (!attribute.any_of.empty()) {
+      wire::TagChoice& choice = *spec.add_tag_choices();
+      for (const std::string& value : attribute.any_of) choice.add_any(tag(value));
+    }
+    for (const std::string& value : attribute.all_of) {
+      spec.add_tag_choices()->add_any(tag(value));
     }
   }
   return {};
+}
+
+constexpr uint64_t kMaxChunkTargetS = 7 * 24 * 3600;
+
+// Whether the scheduler adapts the step's chunks to its targetRuntimeSeconds:
+// only where CHUNK[INT] is the step's one task parameter, so that a chunk is
+// a set of frames and nothing else.
+bool adapts(const openjd::CreatedStep& step) {
+  if (!step.chunked_parameter || step.target_runtime_s == 0 || step.chunk_values.empty()) {
+    return false;
+  }
+  return std::all_of(step.tasks.begin(), step.tasks.end(),
+                     [](const openjd::TaskParameters& task) { return task.size() == 1; });
+}
+
+// Ascending distinct integers as a frame set ("1-4,7,9-12").
+std::string frame_set_text(const std::vector<int64_t>& values) {
+  std::string out;
+  for (size_t i = 0; i < values.size();) {
+    size_t end = i + 1;
+    while (end < values.size() && values[end - 1] != INT64_MAX &&
+           values[end] == values[end - 1] + 1) {
+      ++end;
+    }
+    if (!out.empty()) out += ',';
+    out += end - i == 1 ? fmt::format("{}", values[i])
+                        : fmt::format("{}-{}", values[i], values[end - 1]);
+    i = end;
+  }
+  return out;
 }
 
 std::string cut(std::string text, size_t max) {
@@ -165,6 +210,12 @@ Result<OpenJdPlan> plan_openjd_jobs(const wire::SubmitOpenJdRequest& request,
     *spec.mutable_openjd() = request.source();
     spec.set_openjd_step(step->name);
     if (auto ok = apply_host_requirements(*step, spec, plan.warnings); !ok) return fail(ok.error());
+    if (step->target_runtime_s > 0 && step->chunked_parameter && !adapts(*step)) {
+      plan.warnings.push_back(fmt::format(
+          "step {}: chunks keep the template's size (targetRuntimeSeconds adapts them only "
+          "where {} is the step's one task parameter)",
+          printable(step->name), printable(*step->chunked_parameter)));
+    }
     for (const std::string& dependency : step->dependencies)
       out.after.push_back(index_of.at(dependency));
     index_of[step->name] = plan.steps.size();
@@ -185,17 +236,28 @@ Result<void> prepare_openjd(wire::JobSpec& spec, const KindContext& context) {
     return fail(ErrorCode::kInvalidArgument,
                 fmt::format("the template has no step {}", printable(spec.openjd_step())));
   }
-  // Task i is the step's task i: one frame each, whatever was sent.
-  spec.set_frames(fmt::format("1-{}", step->tasks.size()));
-  spec.set_chunk(1);
   spec.set_tasks(0);
+  spec.set_chunk_target_s(0);
+  spec.set_chunk_contiguous(false);
+  if (adapts(*step)) {
+    // The CHUNK[INT] values are the job's frames, cut as the scheduler adapts them.
+    spec.set_frames(frame_set_text(step->chunk_values));
+    spec.set_chunk(static_cast<uint32_t>(std::min<uint64_t>(step->chunk_size, UINT32_MAX)));
+    spec.set_chunk_target_s(
+        static_cast<uint32_t>(std::min<uint64_t>(step->target_runtime_s, kMaxChunkTargetS)));
+    spec.set_chunk_contiguous(step->contiguous);
+  } else {
+    // Task i is the step's task i: one frame each, whatever was sent.
+    spec.set_frames(fmt::format("1-{}", step->tasks.size()));
+    spec.set_chunk(1);
+  }
   if (!spec.command_template().empty() || spec.params_size() > 0) {
     return fail(ErrorCode::kInvalidArgument, "openjd jobs take no command template or params");
   }
   return {};
 }
 
-Result<void> assign_openjd(const wire::JobSpec& spec, const common::FrameSet&,
+Result<void> assign_openjd(const wire::JobSpec& spec, const common::FrameSet& frames,
                            const common::Config& config, wire::Assign& assign) {
   if (!config.openjd.enabled) {
     return fail(ErrorCode::kInvalidArgument,
@@ -209,6 +271,15 @@ Result<void> assign_openjd(const wire::JobSpec& spec, const common::FrameSet&,
   task.set_allow_root(config.openjd.allow_root);
   task.set_session_key(spec.openjd_session_job() != 0 ? spec.openjd_session_job()
                                                       : assign.ref().job_id());
+  if (spec.chunk_target_s() > 0) {
+    std::vector<int64_t> values;
+    values.reserve(frames.size());
+    for (uint64_t i = 0; i < frames.size(); ++i) values.push_back(frames.frame_at(i));
+    std::sort(values.begin(), values.end());
+    task.set_chunk(spec.chunk_contiguous() && !values.empty()
+                       ? fmt::format("{}-{}", values.front(), values.back())
+                       : openjd::range_expression_of(values));
+  }
   for (const auto& rule : config.path_mapping) {
     wire::OpenJdPathRule& out = *task.add_path_mapping();
     out.set_source_path_format(rule.source_path_format);

@@ -62,7 +62,7 @@ void WorkerLink::on_message(const std::string& routing_id, const void* data, siz
       if (p.ref().task() <= std::numeric_limits<core::TaskIndex>::max() &&
           scheduler.holds_lease(worker, ref)) {
         progress_[{ref.job, ref.task}] = {worker, ref.lease, std::min(p.done(), p.total()),
-                                          p.total()};
+                                          p.total(), printable(p.status(), kMaxStatusBytes)};
       }
       break;
     }
@@ -113,6 +113,7 @@ void WorkerLink::on_ready(const std::string& routing_id, const wire::Ready& read
   spec.interactive_slots = std::min<uint32_t>(ready.interactive_slots(), 64);
   for (const auto& tag : ready.tags()) spec.tags.push_back(tag);
   spec.cores = ready.cores();
+  spec.gpus = ready.gpus();
   spec.memory = ready.memory_bytes();
   std::vector<core::TaskRef> running;
   for (const auto& r : ready.running()) {
@@ -229,6 +230,7 @@ void WorkerLink::assign(const std::vector<core::Dispatch>& dispatches, Turn& tur
     assign->set_lease_ttl_ms(static_cast<uint32_t>(config_.broker.lease_ttl.count()));
     assign->set_memory_limit_bytes(spec->memory);
     assign->set_cores(spec->cores);
+    assign->set_gpus(spec->gpus);
     common::FrameSet frames = scheduler.task_frames(d.job, d.task);
     if (auto ok = kind->assign(record->spec, frames, config_, *assign); !ok) {
       scheduler.task_result(d.worker, {d.job, d.task, d.lease}, false, ok.error(), now);
@@ -313,14 +315,14 @@ const WorkerLink::Peer* WorkerLink::peer(core::WorkerId id) const {
   return it == peers_.end() ? nullptr : &it->second;
 }
 
-std::optional<std::pair<uint64_t, uint64_t>> WorkerLink::progress(core::JobId job,
-                                                                  core::TaskIndex task) const {
+std::optional<WorkerLink::TaskProgress> WorkerLink::progress(core::JobId job,
+                                                             core::TaskIndex task) const {
   auto it = progress_.find({job, task});
   if (it == progress_.end()) return std::nullopt;
   const Progress& p = it->second;
   // A report of an earlier attempt is not this one's.
   if (!farm_.scheduler->holds_lease(p.worker, {job, task, p.lease})) return std::nullopt;
-  return std::make_pair(p.done, p.total);
+  return TaskProgress{p.done, p.total, p.status};
 }
 
 void WorkerLink::forget_progress(core::JobId job) {

@@ -83,9 +83,16 @@ class WorkerLink {
   std::optional<Clock::SteadyTime> next_deadline() const;
 
   const Peer* peer(core::WorkerId id) const;
-  // Frames done of total that a running media task reported on its current lease.
-  std::optional<std::pair<uint64_t, uint64_t>> progress(core::JobId job,
-                                                        core::TaskIndex task) const;
+
+  // What a running task reported on its current lease: done of total (frames
+  // of a media task, percent of an OpenJD one) and its own status line.
+  struct TaskProgress {
+    uint64_t done = 0;
+    uint64_t total = 0;
+    std::string status;
+  };
+
+  std::optional<TaskProgress> progress(core::JobId job, core::TaskIndex task) const;
   void forget_progress(core::JobId job);
 
   // `farmhand logs` of running tasks: asks their workers for the log so far
@@ -96,6 +103,8 @@ class WorkerLink {
   void answer_log_queries(bool all);
 
   static constexpr size_t kMaxLogTailBytes = 64 * 1024;
+  // A task's status line as shown; longer ones are cut.
+  static constexpr size_t kMaxStatusBytes = 256;
 
  private:
   void on_ready(const std::string& routing_id, const wire::Ready& ready);
@@ -148,6 +157,7 @@ class WorkerLink {
     uint64_t lease = 0;
     uint64_t done = 0;
     uint64_t total = 0;
+    std::string status;
   };
 
   std::map<std::pair<core::JobId, uint64_t>, Progress> progress_;

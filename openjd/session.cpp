@@ -563,10 +563,11 @@ ActionOutcome Session::run(const ResolvedAction& action, std::vector<EnvChange>*
       // The leader has ended (a zombie, so its pid and group stay ours): what
       // it left in its group must not outlive it.
       if (pid_fd >= 0) spawner_.signal_group(pid, SIGKILL);
-      Result<std::optional<int>> reaped = spawner_.try_wait(pid);
+      Result<std::optional<common::Reaped>> reaped = spawner_.try_reap(pid);
       if (!reaped || reaped->has_value()) {
         if (pid_fd < 0) spawner_.signal_group(pid, SIGKILL);
-        status = reaped ? **reaped : 0;
+        status = reaped ? (*reaped)->status : 0;
+        if (reaped) outcome.usage = (*reaped)->usage;
         drain_until = Clock::now() + options_.output_drain;
         if (!reaped) {
           kill_result = ActionResult::kFailed;

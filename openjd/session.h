@@ -107,8 +107,10 @@ struct ActionOutcome {
   std::optional<std::string> fail_message;  // the last openjd_fail, even on success
   std::optional<double> progress;           // the last openjd_progress
   std::optional<std::string> status;        // the last openjd_status
-  std::vector<std::string> output;          // the logged lines (the last kOutputLines)
-  std::vector<std::string> argv;            // the command run, as resolved
+  // What its process used: CPU (with what it waited for) and peak memory.
+  common::ChildUsage usage;
+  std::vector<std::string> output;  // the logged lines (the last kOutputLines)
+  std::vector<std::string> argv;    // the command run, as resolved
 
   static constexpr size_t kOutputLines = 10'000;
 

@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
 
 #include <sched.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 namespace farmhand::worker {
@@ -117,6 +119,31 @@ HostResources detect_host_resources(const TaskCgroups::Sources& sources) {
     });
   }
   return out;
+}
+
+uint32_t detect_gpus(const std::string& dir) {
+  std::error_code ec;
+  uint32_t count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (entry.is_directory(ec)) ++count;
+  }
+  return count;
+}
+
+void add_host_tags(std::vector<std::string>& tags) {
+  struct utsname host {};
+
+  std::string arch = ::uname(&host) == 0 ? host.machine : "";
+  if (arch == "aarch64") arch = "arm64";
+  auto add = [&tags](const std::string& name, const std::string& value) {
+    const std::string prefix = name + "=";
+    const bool given = std::any_of(tags.begin(), tags.end(), [&](const std::string& tag) {
+      return tag.rfind(prefix, 0) == 0;
+    });
+    if (!given && !value.empty()) tags.push_back(prefix + value);
+  };
+  add("os.family", "linux");
+  add("cpu.arch", arch);
 }
 
 }  // namespace farmhand::worker

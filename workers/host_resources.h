@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "workers/cgroup.h"
 
@@ -31,5 +32,14 @@ HostResources detect_host_resources(const TaskCgroups::Sources& sources);
 // ceil(quota / period) of a cpu.max line "200000 100000", or of v1's two
 // numbers; 0 when there is no quota ("max", -1, malformed).
 uint32_t cores_of_quota(int64_t quota_us, int64_t period_us);
+
+// The NVIDIA GPUs the driver lists (a directory each under `dir`, by PCI
+// bus id); 0 without the driver.
+uint32_t detect_gpus(const std::string& dir = "/proc/driver/nvidia/gpus");
+
+// The tags every worker has, for OpenJD host attributes: "os.family=linux"
+// and "cpu.arch=" the machine's (x86_64, arm64 for aarch64), each added to
+// `tags` unless a tag of that name ("cpu.arch=...") is there already.
+void add_host_tags(std::vector<std::string>& tags);
 
 }  // namespace farmhand::worker

@@ -12,6 +12,7 @@
 #include "common/byte_size.h"
 #include "common/curve.h"
 #include "common/logging.h"
+#include "workers/host_resources.h"
 #include "workers/worker.h"
 
 int main(int argc, char** argv) {
@@ -40,6 +41,10 @@ int main(int argc, char** argv) {
                  "farmhand-media (default: the one beside farmhand-worker)");
   app.add_option("--media-memory-mb", options.media_memory_mb,
                  "address-space cap of each media process, in MiB (default 4096)");
+  app.add_option("--gpus", options.gpus,
+                 "GPUs this worker offers, numbered 0..N-1 for CUDA_VISIBLE_DEVICES (default: "
+                 "the NVIDIA GPUs the driver lists)")
+      ->check(CLI::Range(0, 1024));
   app.add_option("--cores", options.cores,
                  "cores this worker offers (default: detected from affinity and cgroup cpu.max)")
       ->check(CLI::Range(1, 1 << 20));
@@ -111,6 +116,7 @@ int main(int argc, char** argv) {
   for (std::string tag; std::getline(split, tag, ',');) {
     if (!tag.empty()) options.tags.push_back(tag);
   }
+  farmhand::worker::add_host_tags(options.tags);
   if (options.media_binary.empty()) {
     std::error_code ec;
     auto self = std::filesystem::read_symlink("/proc/self/exe", ec);

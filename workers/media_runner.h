@@ -57,6 +57,7 @@ struct MediaProgress {
   uint64_t id = 0;
   uint64_t done = 0;
   uint64_t total = 0;
+  std::string status{};  // none yet
 };
 
 class MediaRunner {

@@ -17,6 +17,9 @@ namespace farmhand::worker {
 
 namespace {
 
+// A status message is cut to this (the broker shows at most as much).
+constexpr size_t kMaxStatusBytes = 256;
+
 // The file `name` is on `path` (a PATH value), resolved through symlinks.
 std::optional<std::string> resolve_on_path(const std::string& name, const std::string& path) {
   namespace fs = std::filesystem;
@@ -177,7 +180,11 @@ Result<void> OpenJdRunner::start(uint64_t id, const wire::Assign& assign, Clock:
   run->started = now;
   if (assign.timeout_s() > 0) run->deadline = now + std::chrono::seconds(assign.timeout_s());
   const uint64_t key = task.session_key() != 0 ? task.session_key() : assign.ref().job_id();
-  const std::string source = task.source().SerializeAsString();
+  // The same template and values, and the same environment from the worker
+  // (the GPUs it was given): a session is shared only then.
+  std::string source = task.source().SerializeAsString();
+  const std::map<std::string, std::string> extra_env(assign.env().begin(), assign.env().end());
+  for (const auto& [name, value] : extra_env) source += '\0' + name + '=' + value;
   {
     std::lock_guard lock(mutex_);
     // A session of this submission left idle by an earlier task, if any (made
@@ -219,6 +226,7 @@ Result<void> OpenJdRunner::start(uint64_t id, const wire::Assign& assign, Clock:
         std::find(names.begin(), names.end(), "REDACTED_ENV_VARS") != names.end();
     session.env = options_.env;
     session.env["FARMHAND_JOB_ID"] = std::to_string(assign.ref().job_id());
+    for (const auto& [name, value] : extra_env) session.env[name] = value;
     if (!task.any_executable()) {
       // What each allowed name is on the worker's own PATH, resolved.
       std::set<std::string> allowed;
@@ -268,22 +276,42 @@ void OpenJdRunner::run_task(uint64_t id) {
   auto log = std::make_shared<std::ofstream>(run->log_path, std::ios::trunc);
   {
     std::lock_guard lock(*pooled.sink_mutex);
-    *pooled.on_line = [this, log, id](const std::string& line) {
+    // The task's latest word: percent done and status message.
+    auto latest = std::make_shared<OpenJdProgress>(OpenJdProgress{id, 0, 100, {}});
+    *pooled.on_line = [this, log, latest](const std::string& line) {
       *log << line << '\n' << std::flush;
-      // openjd_progress: N (percent), as the session reports it at the end.
+      // openjd_progress: N (percent) and openjd_status: MESSAGE, as the
+      // session reports them at the end of their lines.
       constexpr std::string_view kProgress = "openjd_progress:";
+      constexpr std::string_view kStatus = "openjd_status:";
       if (line.rfind(kProgress, 0) == 0) {
         const double percent = std::strtod(line.c_str() + kProgress.size(), nullptr);
-        if (percent >= 0 && percent <= 100) {
-          std::lock_guard progress_lock(mutex_);
-          progress_.push_back({id, static_cast<uint64_t>(percent), 100});
-          wake();
-        }
+        if (!(percent >= 0 && percent <= 100)) return;
+        latest->done = static_cast<uint64_t>(percent);
+      } else if (line.rfind(kStatus, 0) == 0) {
+        std::string_view message = std::string_view(line).substr(kStatus.size());
+        while (!message.empty() && message.front() == ' ') message.remove_prefix(1);
+        latest->status = std::string(message.substr(0, kMaxStatusBytes));
+      } else {
+        return;
       }
+      std::lock_guard progress_lock(mutex_);
+      progress_.push_back(*latest);
+      wake();
     };
   }
   std::optional<Error> error;
+  TaskUsage usage;
+  bool ran = false;
   auto failed = [&](const std::string& what, const Result<openjd::ActionOutcome>& outcome) {
+    if (outcome) {
+      ran = true;
+      usage.cpu_user += outcome->usage.user;
+      usage.cpu_system += outcome->usage.system;
+      usage.peak_rss_bytes = std::max(usage.peak_rss_bytes, outcome->usage.max_rss_bytes);
+      usage.exit_code = outcome->exit_code;
+      usage.exit_signal = outcome->signal;
+    }
     if (!outcome) {
       error =
           Error{ErrorCode::kInvalidArgument, fmt::format("{}: {}", what, outcome.error().reason)};
@@ -302,11 +330,27 @@ void OpenJdRunner::run_task(uint64_t id) {
   const auto created_it = std::find_if(job.steps.begin(), job.steps.end(), [&](const auto& s) {
     return s.name == assign.openjd().step();
   });
-  if (step_it == tmpl.steps.end() || created_it == job.steps.end() ||
-      assign.ref().task() >= created_it->tasks.size()) {
+  // The task: the broker's cut of the chunked parameter (adaptive chunks), or
+  // the step's task of the same index.
+  openjd::TaskParameters task;
+  const std::string& chunk = assign.openjd().chunk();
+  if (step_it == tmpl.steps.end() || created_it == job.steps.end()) {
+    error = Error{ErrorCode::kInvalidArgument,
+                  fmt::format("the template has no step {}", assign.openjd().step())};
+  } else if (!chunk.empty()) {
+    if (!created_it->chunked_parameter || created_it->tasks.empty() ||
+        created_it->tasks.front().size() != 1) {
+      error = Error{ErrorCode::kInvalidArgument,
+                    fmt::format("step {} has no chunk to cut", assign.openjd().step())};
+    } else {
+      task.emplace_back(*created_it->chunked_parameter, chunk);
+    }
+  } else if (assign.ref().task() >= created_it->tasks.size()) {
     error = Error{ErrorCode::kInvalidArgument,
                   fmt::format("the template has no task {} of step {}", assign.ref().task(),
                               assign.openjd().step())};
+  } else {
+    task = created_it->tasks[assign.ref().task()];
   }
   if (!error && !pooled.entered) {
     pooled.entered = true;
@@ -335,8 +379,7 @@ void OpenJdRunner::run_task(uint64_t id) {
     }
   }
   if (!error) {
-    failed(fmt::format("step {}", step_it->name),
-           pooled.session->run_task(*step_it, created_it->tasks[assign.ref().task()]));
+    failed(fmt::format("step {}", step_it->name), pooled.session->run_task(*step_it, task));
   }
   {
     std::lock_guard lock(*pooled.sink_mutex);
@@ -345,9 +388,11 @@ void OpenJdRunner::run_task(uint64_t id) {
   std::lock_guard lock(mutex_);
   if (run->cancel_reason) error = run->cancel_reason;
   run->done = true;
-  ended_.push_back(
-      {id, !error.has_value(), error,
-       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - run->started)});
+  const auto elapsed =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - run->started);
+  usage.wall = elapsed;
+  ended_.push_back({id, !error.has_value(), error, elapsed,
+                    ran ? std::optional<TaskUsage>(usage) : std::nullopt});
   wake();
 }
 

@@ -46,6 +46,7 @@
 
 #include "common/result.h"
 #include "common/spawner.h"
+#include "workers/task_usage.h"
 
 namespace farmhand::worker {
 
@@ -54,12 +55,16 @@ struct OpenJdOutcome {
   bool succeeded = false;
   std::optional<Error> error;
   std::chrono::milliseconds elapsed{0};
+  // What the task's actions used (its environments' when it entered them, and
+  // its onRun): CPU summed, the largest peak memory, how the last one ended.
+  std::optional<TaskUsage> usage;
 };
 
 struct OpenJdProgress {
   uint64_t id = 0;
   uint64_t done = 0;  // percent
   uint64_t total = 100;
+  std::string status{};  // the latest openjd_status line's message
 };
 
 class OpenJdRunner {

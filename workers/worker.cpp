@@ -5,6 +5,7 @@
 #include <random>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -70,6 +71,11 @@ Worker::Worker(Options options)
     options_.cores = detected.cores;
     log_->debug("cores detected cores={} from=\"{}\"", detected.cores, detected.cores_from);
   }
+  if (!options_.gpus) {
+    options_.gpus = detect_gpus();
+    log_->debug("gpus detected gpus={} from=\"/proc/driver/nvidia/gpus\"", *options_.gpus);
+  }
+  gpu_busy_.assign(*options_.gpus, false);
   if (options_.memory_bytes == 0) {
     options_.memory_bytes = detected.memory_bytes;
     log_->debug("memory detected memory={} from=\"{}\"",
@@ -122,6 +128,7 @@ void Worker::send_ready() {
   ready->set_instance(instance_);
   ready->set_cores(options_.cores);
   ready->set_memory_bytes(options_.memory_bytes);
+  ready->set_gpus(static_cast<uint32_t>(gpu_busy_.size()));
   ready->set_isolation(isolation());
   // With ZMQ_IMMEDIATE the send fails until the connection is up; try again
   // shortly rather than wait a heartbeat for the broker to ask, backing off so
@@ -278,7 +285,7 @@ Result<void> Worker::run() {
       finish(outcome.id, outcome.succeeded, outcome.error, outcome.elapsed, outcome.usage);
     }
     for (const auto& outcome : openjd_.poll(Clock::now())) {
-      finish(outcome.id, outcome.succeeded, outcome.error, outcome.elapsed);
+      finish(outcome.id, outcome.succeeded, outcome.error, outcome.elapsed, outcome.usage);
     }
     // Adopted orphans that left their task's group: no run owns them.
     reap_strays([this](pid_t pid, pid_t pgid) {
@@ -473,11 +480,17 @@ void Worker::start_task(const wire::Assign& assign, Clock::time_point now) {
                     assign.ref().task(), assign.attempt());
     Task task{assign.ref(), assign.attempt(), log_path};
     task.openjd = true;
+    // Its session's actions are told their GPUs (a session is shared only by
+    // tasks given the same ones).
+    wire::Assign given = assign;
+    std::map<std::string, std::string> env;
+    task.gpus = take_gpus(assign.gpus(), env);
+    given.mutable_env()->insert(env.begin(), env.end());
     runs_[id] = task;
     if (runs_.size() == 1) last_renew_ = now;
     log_->debug("openjd task started job={} task={} step=\"{}\"", assign.ref().job_id(),
                 assign.ref().task(), assign.openjd().step());
-    if (auto ok = openjd_.start(id, assign, now, log_path); !ok) {
+    if (auto ok = openjd_.start(id, given, now, log_path); !ok) {
       finish(id, false, ok.error(), std::chrono::milliseconds(0));
     }
     return;
@@ -509,6 +522,7 @@ void Worker::start_task(const wire::Assign& assign, Clock::time_point now) {
   spec.env["FARMHAND_WORKER"] = options_.name;
   // The threads a renderer should use (`-t $FARMHAND_CORES`): what the task booked.
   if (assign.cores() > 0) spec.env["FARMHAND_CORES"] = std::to_string(assign.cores());
+  runs_[id].gpus = take_gpus(assign.gpus(), spec.env);
   spec.log_path = task.log_path;
   spec.timeout = std::chrono::seconds(assign.timeout_s());
   if (options_.enforce_memory) spec.memory_limit = assign.memory_limit_bytes();
@@ -527,6 +541,9 @@ void Worker::finish(uint64_t run_id, bool succeeded, const std::optional<Error>&
   if (it == runs_.end()) return;
   Task task = std::move(it->second);
   runs_.erase(it);
+  for (uint32_t gpu : task.gpus) {
+    if (gpu < gpu_busy_.size()) gpu_busy_[gpu] = false;
+  }
   wire::WorkerMessage msg;
   auto* result = msg.mutable_result();
   *result->mutable_ref() = task.ref;
@@ -575,11 +592,29 @@ void Worker::send_progress() {
       *msg.mutable_progress()->mutable_ref() = it->second.ref;
       msg.mutable_progress()->set_done(p.done);
       msg.mutable_progress()->set_total(p.total);
+      msg.mutable_progress()->set_status(p.status);
       send(msg);
     }
   };
   send_each(media_.take_progress());
   send_each(openjd_.take_progress());
+}
+
+std::vector<uint32_t> Worker::take_gpus(uint32_t count, std::map<std::string, std::string>& env) {
+  std::vector<uint32_t> taken;
+  if (count == 0) return taken;
+  for (uint32_t gpu = 0; gpu < gpu_busy_.size() && taken.size() < count; ++gpu) {
+    if (gpu_busy_[gpu]) continue;
+    gpu_busy_[gpu] = true;
+    taken.push_back(gpu);
+  }
+  if (taken.size() < count) {
+    log_->warn("task given fewer GPUs than it asked for asked={} given={}", count, taken.size());
+  }
+  env["FARMHAND_GPUS"] = std::to_string(taken.size());
+  env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID";
+  env["CUDA_VISIBLE_DEVICES"] = fmt::format("{}", fmt::join(taken, ","));
+  return taken;
 }
 
 void Worker::renew_leases() {

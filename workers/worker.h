@@ -75,6 +75,9 @@ class Worker {
     // What Ready offers; 0: detected (workers/host_resources.h).
     uint32_t cores = 0;
     uint64_t memory_bytes = 0;
+    // GPUs it offers, numbered 0..N-1 as CUDA numbers them in PCI bus order;
+    // nullopt: the NVIDIA GPUs the driver lists (/proc/driver/nvidia/gpus).
+    std::optional<uint32_t> gpus;
     // Assign.memory_limit_bytes is enforced (memory.max, else by sampling).
     bool enforce_memory = true;
     // A cgroup v2 per command task where the host allows it; false: process
@@ -108,6 +111,7 @@ class Worker {
     std::string log_path;
     bool media = false;
     bool openjd = false;
+    std::vector<uint32_t> gpus{};  // the GPUs it was given (indices)
   };
 
   struct Unacked {
@@ -120,6 +124,10 @@ class Worker {
   void send_ready();
   void handle(const wire::BrokerMessage& msg, Clock::time_point now);
   void start_task(const wire::Assign& assign, Clock::time_point now);
+  // Gives the task `count` free GPUs (fewer if fewer are free: the broker
+  // packs by Ready.gpus, so only after a restart lost track of some) and the
+  // environment that names them.
+  std::vector<uint32_t> take_gpus(uint32_t count, std::map<std::string, std::string>& env);
   void finish(uint64_t run_id, bool succeeded, const std::optional<Error>& error,
               std::chrono::milliseconds elapsed, const std::optional<TaskUsage>& usage = {},
               bool out_of_memory = false);
@@ -161,6 +169,7 @@ class Worker {
 
   uint64_t next_run_id_ = 1;
   std::map<uint64_t, Task> runs_;                          // live command runs by run id
+  std::vector<bool> gpu_busy_;                             // by GPU index
   std::map<Key, Unacked> unacked_;                         // results the broker has not confirmed
   std::deque<std::pair<Clock::time_point, Key>> to_save_;  // unacked, by finish time
   std::map<Key, std::string> logs_to_remove_;              // log files, removed on ack

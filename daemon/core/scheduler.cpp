@@ -23,7 +23,90 @@ TaskState reported(TaskState s) {
   return s == TaskState::kBackoff ? TaskState::kQueued : s;
 }
 
+void push_run(std::vector<ChunkRun>& runs, uint64_t tasks, uint64_t frames) {
+  if (tasks == 0) return;
+  if (!runs.empty() && runs.back().frames == frames) {
+    runs.back().tasks += tasks;
+  } else {
+    runs.push_back({tasks, static_cast<uint32_t>(frames)});
+  }
+}
+
+// `length` frames in ceil(length / size) chunks whose sizes differ by at most one.
+void push_balanced(std::vector<ChunkRun>& runs, uint64_t length, uint64_t size) {
+  if (length == 0) return;
+  const uint64_t chunks = (length + size - 1) / size;
+  const uint64_t small = length / chunks;
+  const uint64_t large = length % chunks;
+  push_run(runs, large, small + 1);
+  push_run(runs, chunks - large, small);
+}
+
+uint64_t task_count_of(const JobSpec& spec) {
+  if (spec.chunk_runs.empty()) return (spec.frames.size() + spec.chunk - 1) / spec.chunk;
+  uint64_t tasks = 0;
+  for (const ChunkRun& run : spec.chunk_runs) tasks += run.tasks;
+  return tasks;
+}
+
+Result<void> check_chunk_runs(const JobSpec& spec) {
+  if (spec.chunk_runs.empty()) return {};
+  uint64_t frames = 0;
+  for (const ChunkRun& run : spec.chunk_runs) {
+    if (run.tasks == 0 || run.frames == 0 || run.tasks > common::FrameSet::kMaxFrames ||
+        run.tasks * run.frames > common::FrameSet::kMaxFrames) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("bad chunk run of {} tasks of {} frames", run.tasks, run.frames));
+    }
+    frames += run.tasks * run.frames;
+  }
+  if (frames != spec.frames.size()) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("chunk runs cover {} frames of {}", frames, spec.frames.size()));
+  }
+  return {};
+}
+
 }  // namespace
+
+void append_chunk_runs(const common::FrameSet& frames, uint64_t from, uint64_t size,
+                       bool contiguous, std::vector<ChunkRun>& runs) {
+  if (size == 0) size = 1;
+  if (!contiguous) {
+    push_balanced(runs, frames.size() - std::min(from, frames.size()), size);
+    return;
+  }
+  // Runs of consecutive frames, each cut on its own; a range with another step
+  // is frames one by one (each may still join its neighbours: 1-9x2,10 ends 9-10).
+  uint64_t pending = 0;  // frames of the run in hand
+  int64_t last = 0;      // its last frame
+  auto add = [&](int64_t first, uint64_t count) {
+    if (pending > 0 && last != std::numeric_limits<int64_t>::max() && first == last + 1) {
+      pending += count;
+    } else {
+      push_balanced(runs, pending, size);
+      pending = count;
+    }
+    last = first + static_cast<int64_t>(count - 1);
+  };
+  uint64_t offset = 0;
+  for (const common::FrameRange& range : frames.ranges()) {
+    const uint64_t end = offset + range.count;
+    if (end > from) {
+      const uint64_t skip = from > offset ? from - offset : 0;
+      const int64_t first = range.first + range.step * static_cast<int64_t>(skip);
+      if (range.step == 1 || range.count == 1) {
+        add(first, range.count - skip);
+      } else {
+        for (uint64_t i = 0; i < range.count - skip; ++i) {
+          add(first + range.step * static_cast<int64_t>(i), 1);
+        }
+      }
+    }
+    offset = end;
+  }
+  push_balanced(runs, pending, size);
+}
 
 std::string_view worker_lost_cause_name(WorkerLostCause cause) {
   switch (cause) {
@@ -116,7 +199,13 @@ Result<JobId> Scheduler::submit(JobSpec spec, Millis now, bool durable) {
   if (spec.kind.empty()) return fail(ErrorCode::kInvalidArgument, "job kind is empty");
   if (spec.frames.empty()) return fail(ErrorCode::kInvalidArgument, "empty frame set");
   if (spec.chunk == 0) return fail(ErrorCode::kInvalidArgument, "chunk must be at least 1");
-  uint64_t tasks = (spec.frames.size() + spec.chunk - 1) / spec.chunk;
+  if (spec.chunk_target_s > 0 && spec.chunk_runs.empty()) {
+    // Adaptive chunks start balanced (1-12 by 5 is 1-4, 5-8, 9-12), as they are cut again.
+    append_chunk_runs(spec.frames, 0, spec.chunk, spec.chunk_contiguous, spec.chunk_runs);
+    spec.chunk_now = spec.chunk;
+  }
+  if (auto ok = check_chunk_runs(spec); !ok) return fail(ok.error());
+  uint64_t tasks = task_count_of(spec);
   if (tasks > kMaxTasksPerJob) {
     return fail(ErrorCode::kInvalidArgument,
                 fmt::format("job of {} tasks over the limit of {}; use a larger chunk", tasks,
@@ -148,8 +237,8 @@ Scheduler::Job& Scheduler::create_job(JobId id, JobSpec spec) {
   spec.max_attempts = std::min(spec.max_attempts, kMaxAttemptsLimit);
   auto job = std::make_unique<Job>();
   job->id = id;
-  job->task_count = (spec.frames.size() + spec.chunk - 1) / spec.chunk;
   job->spec = std::move(spec);
+  job->task_count = job->index_runs();
   job->state.assign(job->task_count, kUntouched);
   job->attempts.assign(job->task_count, 0);
   for (const std::string& name : job->spec.limits) job->limit_ids.push_back(limit_id(name));
@@ -207,6 +296,7 @@ void Scheduler::init_untouched_tasks(Job& job) {
 
   for (size_t s = 0; s < job.counts.size(); ++s) task_totals_[s] -= job.counts[s];
   job.counts.fill(0);
+  job.frames_succeeded = 0;
   std::vector<std::pair<TaskIndex, std::string>> to_fail;
   for (TaskIndex t = 0; t < job.task_count; ++t) {
     TaskState s = job.state[t];
@@ -256,6 +346,10 @@ void Scheduler::init_untouched_tasks(Job& job) {
     }
     job.state[t] = s;
     ++job.counts[static_cast<size_t>(s)];
+    if (s == TaskState::kSucceeded) {
+      auto [first, last] = job.span(t);
+      job.frames_succeeded += last - first;
+    }
   }
   for (size_t s = 0; s < job.counts.size(); ++s) task_totals_[s] += job.counts[s];
   job.cursor = 0;
@@ -428,6 +522,7 @@ void Scheduler::restore_task(JobId job_id, TaskIndex task, TaskState state, uint
                              const std::string& error) {
   Job* job = find_job(job_id);
   if (!job || task >= job->task_count) return;
+  job->touched_end = std::max<uint64_t>(job->touched_end, uint64_t{task} + 1);
   if (state == TaskState::kBackoff) state = TaskState::kQueued;
   job->state[task] = state;
   budget_base = std::min(budget_base, attempts);
@@ -476,6 +571,14 @@ void Scheduler::set_state(Job& job, TaskIndex task, TaskState state) {
     --job.counts[static_cast<size_t>(old)];
     --task_totals_[static_cast<size_t>(old)];
   }
+  if ((old == TaskState::kSucceeded) != (state == TaskState::kSucceeded)) {
+    auto [first, last] = job.span(task);
+    if (state == TaskState::kSucceeded) {
+      job.frames_succeeded += last - first;
+    } else {
+      job.frames_succeeded -= last - first;
+    }
+  }
   job.state[task] = state;
   ++job.counts[static_cast<size_t>(state)];
   ++task_totals_[static_cast<size_t>(state)];
@@ -486,8 +589,9 @@ void Scheduler::make_ready(Job& job, TaskIndex task) {
   if (task < job.cursor) job.ready.push_back(task);
 }
 
-void Scheduler::persist_task(const Job& job, TaskIndex task, LeaseToken lease,
+void Scheduler::persist_task(Job& job, TaskIndex task, LeaseToken lease,
                              const std::string& worker) {
+  job.touched_end = std::max<uint64_t>(job.touched_end, uint64_t{task} + 1);
   TaskChange change;
   change.job = job.id;
   change.task = task;
@@ -564,6 +668,64 @@ void Scheduler::requeue_without_penalty(Job& job, TaskIndex task) {
   if (job.attempts[task] > 0) --job.attempts[task];
   make_ready(job, task);
   persist_task(job, task);
+  update_job_state(job);
+  refresh_runnable(job);
+}
+
+void Scheduler::adapt_chunks(Job& job, uint64_t frames, Millis took) {
+  if (job.spec.chunk_target_s == 0 || frames == 0 || job.cancelled) return;
+  // Whose tasks stand for frames of another job cannot be cut again.
+  if (job.spec.after_frames != 0 || !job.frame_dependants.empty()) return;
+  job.sampled_frames += frames;
+  job.sampled_ms += std::max<int64_t>(took.count(), 1);
+  const double per_frame_ms =
+      static_cast<double>(job.sampled_ms) / static_cast<double>(job.sampled_frames);
+  const double ideal = 1000.0 * job.spec.chunk_target_s / per_frame_ms;
+  uint64_t want = static_cast<uint64_t>(
+      std::clamp(std::llround(ideal), 1LL, static_cast<long long>(common::FrameSet::kMaxFrames)));
+  const uint64_t now_size = job.spec.chunk_now != 0 ? job.spec.chunk_now : job.spec.chunk;
+  // Within a quarter of the size the tail was cut to: not worth the change.
+  if (want * 4 < now_size * 5 && now_size * 4 < want * 5) return;
+  const uint64_t from_task = std::max<uint64_t>(job.touched_end, job.cursor);
+  if (from_task >= job.task_count) return;
+  const uint64_t from = job.span(static_cast<TaskIndex>(from_task)).first;
+  const uint64_t left = job.spec.frames.size() - from;
+  // Never more tasks than a job may have.
+  const uint64_t room = kMaxTasksPerJob - from_task;
+  want = std::max(want, (left + room - 1) / room);
+
+  // The runs that cover the tasks before the tail, then the tail cut anew.
+  std::vector<ChunkRun> runs;
+  if (job.spec.chunk_runs.empty()) {
+    push_run(runs, from_task, job.spec.chunk);
+  } else {
+    uint64_t tasks = 0;
+    for (const ChunkRun& run : job.spec.chunk_runs) {
+      if (tasks >= from_task) break;
+      push_run(runs, std::min(run.tasks, from_task - tasks), run.frames);
+      tasks += run.tasks;
+    }
+  }
+  append_chunk_runs(job.spec.frames.slice(from, left), 0, want, job.spec.chunk_contiguous, runs);
+  if (runs == job.spec.chunk_runs) return;
+  job.spec.chunk_runs = std::move(runs);
+  job.spec.chunk_now = static_cast<uint32_t>(std::min<uint64_t>(want, UINT32_MAX));
+  // Whether a step's frames were contiguous counts from the whole set: the
+  // slice keeps the frames, so the cut is the same as over the full set.
+  const TaskState tail = job.state[from_task];
+  for (uint64_t t = from_task; t < job.task_count; ++t) {
+    --job.counts[static_cast<size_t>(tail)];
+    --task_totals_[static_cast<size_t>(tail)];
+  }
+  const uint64_t count = job.index_runs();
+  job.state.resize(from_task);
+  job.attempts.resize(from_task);
+  job.state.resize(count, tail);
+  job.attempts.resize(count, 0);
+  job.counts[static_cast<size_t>(tail)] += count - from_task;
+  task_totals_[static_cast<size_t>(tail)] += count - from_task;
+  job.task_count = count;
+  outbox_.specs.push_back(job.id);
   update_job_state(job);
   refresh_runnable(job);
 }
@@ -802,6 +964,7 @@ Scheduler::Job* Scheduler::pick_job(const Worker& worker, bool interactive_only)
   uint32_t best_group = 0;
   const uint32_t free_cores = worker.free_cores();
   const uint64_t free_memory = worker.free_memory();
+  const uint32_t free_gpus = worker.free_gpus();
   // The best job of one queue that the worker may take, if better than `best`.
   auto consider_group = [&](uint32_t group, const JobQueue& lanes) {
     const auto& queue = interactive_only ? lanes.interactive : lanes.all;
@@ -812,7 +975,11 @@ Scheduler::Job* Scheduler::pick_job(const Worker& worker, bool interactive_only)
       auto [key, job] = *it;
       ++it;
       if (job->blocked_count > 0 && blocked_for(*job, worker.spec.name)) continue;
-      if (job->spec.cores > free_cores || job->spec.memory > free_memory) continue;
+      if (!job->spec.tag_choices.empty() && !worker.has_tags(job->spec.tag_choices)) continue;
+      if (job->spec.cores > free_cores || job->spec.memory > free_memory ||
+          job->spec.gpus > free_gpus) {
+        continue;
+      }
       // A limit of its that filled since the job was queued: park it there now
       // (never in this queue: this one is runnable_ or an open limit's, so `it`,
       // already past the job, stays valid).
@@ -1110,7 +1277,8 @@ WorkerReadyVerdict Scheduler::worker_ready(WorkerId id, WorkerSpec spec,
         (job->spec.max_running == 0 || job->count(TaskState::kRunning) < job->spec.max_running) &&
         worker.running.size() <
             worker.spec.slots + (job->spec.interactive ? worker.spec.interactive_slots : 0) &&
-        job->spec.cores <= worker.free_cores() && job->spec.memory <= worker.free_memory()) {
+        job->spec.cores <= worker.free_cores() && job->spec.memory <= worker.free_memory() &&
+        job->spec.gpus <= worker.free_gpus()) {
       // Dispatched before a broker crash but never committed, or requeued after a
       // partition: the worker is still on it, so let it finish rather than rerun it.
       if (job->attempts[ref.task] == 0) job->attempts[ref.task] = 1;
@@ -1201,9 +1369,12 @@ ResultVerdict Scheduler::task_result(WorkerId worker, const TaskRef& ref, bool s
   auto it = leases_.find(key);
   if (it != leases_.end() && it->second.token == ref.lease) {
     const std::string worker_name = it->second.worker_name;
+    const Millis started = it->second.started;
     release_lease(key);
     if (succeeded) {
       finish_task(*job, key.task, TaskState::kSucceeded, {}, now);
+      auto [first, last] = job->span(key.task);
+      adapt_chunks(*job, last - first, now - started);
     } else {
       if (outcome.out_of_memory) grow_memory_request(*job, outcome);
       fail_attempt(*job, key.task, error.reason.empty() ? "failed" : error.reason, worker_name,
@@ -1334,6 +1505,7 @@ std::optional<JobView> Scheduler::job(JobId id) const {
   view.id = id;
   view.state = job->job_state;
   view.task_count = job->task_count;
+  view.frames_succeeded = job->frames_succeeded;
   view.counts = job->counts;
   view.counts[static_cast<size_t>(TaskState::kQueued)] += job->count(TaskState::kBackoff);
   view.counts[static_cast<size_t>(TaskState::kBackoff)] = 0;
@@ -1425,6 +1597,7 @@ std::vector<WorkerView> Scheduler::workers() const {
     view.alive = w.alive;
     view.last_seen = w.last_seen;
     view.cores_used = w.cores_used;
+    view.gpus_used = w.gpus_used;
     view.memory_used = w.memory_used;
     if (auto it = controls_.find(w.spec.name); it != controls_.end()) {
       view.control = it->second.first;

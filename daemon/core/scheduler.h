@@ -61,10 +61,37 @@ std::string_view task_state_name(TaskState state);  // "queued" for kBackoff
 std::string_view job_state_name(JobState state);
 bool is_terminal(TaskState state);
 
+// A run of tasks of one size: `tasks` tasks of `frames` frames each.
+struct ChunkRun {
+  uint64_t tasks = 0;
+  uint32_t frames = 0;
+
+  bool operator==(const ChunkRun&) const = default;
+};
+
+// Appends to `runs` the frames from position `from` on, cut into chunks of at
+// most `size` frames whose sizes differ by at most one (1-12 by 5: 4, 4, 4);
+// with `contiguous`, each run of consecutive frames is cut on its own.
+void append_chunk_runs(const common::FrameSet& frames, uint64_t from, uint64_t size,
+                       bool contiguous, std::vector<ChunkRun>& runs);
+
 struct JobSpec {
   std::string kind;
   common::FrameSet frames;
   uint32_t chunk = 1;
+  // Chunks of other sizes, in frame order (empty: every task `chunk` frames, the
+  // last fewer). Set at submit (OpenJD's balanced chunks) or by adaptation.
+  std::vector<ChunkRun> chunk_runs;
+  // Adaptive chunks (OpenJD's targetRuntimeSeconds): once tasks succeed, the
+  // untouched tail of the job is cut again into chunks that should take this
+  // long, by the mean time per frame so far. 0: chunks keep their size.
+  uint32_t chunk_target_s = 0;
+  uint32_t chunk_now = 0;  // the frames a chunk of the tail was last cut to (0: chunk)
+  // Adapted chunks never span a gap in the frames (OpenJD's CONTIGUOUS).
+  bool chunk_contiguous = false;
+  // Tags a worker must have besides the pool: one of each set (OpenJD host
+  // attributes, as "name=value" tags). Empty: none.
+  std::vector<std::vector<std::string>> tag_choices;
   int32_t priority = 0;
   std::string pool;  // empty: any worker; else only workers tagged with it
   std::vector<JobId> after;
@@ -83,6 +110,7 @@ struct JobSpec {
   // What each task needs of a worker besides a slot; 0: nothing (only the slot).
   uint32_t cores = 0;
   uint64_t memory = 0;  // bytes
+  uint32_t gpus = 0;    // only workers with as many GPUs free take a task
   // > 1: a task the out-of-memory killer stopped raises the job's memory request
   // to its peak (or the request, if larger) times this for the tasks that follow.
   double memory_retry_factor = 0;
@@ -101,8 +129,9 @@ struct WorkerSpec {
   // What tasks may book on it; 0: unknown (an older worker): not packed against.
   uint32_t cores = 0;
   uint64_t memory = 0;  // bytes
+  uint32_t gpus = 0;    // GPUs it has (0: none: it takes no task that asks for one)
   // How its tasks are isolated (Ready.isolation), for `farmhand workers` only.
-  std::string isolation;
+  std::string isolation{};
 };
 
 // A wrangler's say over a worker, by name (it outlives sessions and restarts):
@@ -139,6 +168,7 @@ struct JobUpdate {
   std::optional<std::vector<std::string>> limits;
   std::optional<uint32_t> cores;
   std::optional<uint64_t> memory;
+  std::optional<uint32_t> gpus;
   std::optional<double> memory_retry_factor;
 };
 
@@ -282,6 +312,7 @@ struct JobView {
   JobId id = 0;
   JobState state = JobState::kQueued;
   uint64_t task_count = 0;
+  uint64_t frames_succeeded = 0;                   // the frames of its succeeded tasks
   std::array<uint64_t, kTaskStateCount> counts{};  // by TaskState, kBackoff folded into kQueued
   bool paused = false;
   bool cancelled = false;
@@ -297,6 +328,7 @@ struct WorkerView {
   std::string control_reason;
   uint32_t cores_used = 0;  // booked by its running tasks
   uint64_t memory_used = 0;
+  uint32_t gpus_used = 0;
 };
 
 // Worker sessions by state, counted without copying them (for metrics, once a
@@ -345,7 +377,8 @@ struct LimitView {
 struct JobHold {
   // kUnsatisfiable: no live worker that serves the job has the cores and
   // memory one task asks for; cores/memory: the largest any of them has.
-  enum class Kind { kNone, kLimit, kMaxRunning, kBlocked, kUnsatisfiable };
+  // kTags: no live worker that serves the job has the tags it asks for.
+  enum class Kind { kNone, kLimit, kMaxRunning, kBlocked, kUnsatisfiable, kTags };
   Kind kind = Kind::kNone;
   std::string limit;  // kLimit
   std::optional<uint32_t> capacity;
@@ -353,6 +386,8 @@ struct JobHold {
   std::vector<std::string> workers;  // kBlocked: every live worker that serves the job
   uint32_t cores = 0;                // kUnsatisfiable (0: no worker serves the pool)
   uint64_t memory = 0;
+  uint32_t gpus = 0;
+  std::string tags{};  // kTags: the choices no such worker meets ("site=a|site=b, gpu=a100")
 };
 
 enum class ResultVerdict { kAccepted, kStale };
@@ -591,6 +626,7 @@ class Scheduler {
     uint32_t pool = 0;                  // counted in pools_[pool].running
     uint32_t cores = 0;                 // booked on the worker
     uint64_t memory = 0;
+    uint32_t gpus = 0;
   };
 
   // A job's place in a run queue: (-priority, running tasks, id), best first:
@@ -671,6 +707,19 @@ class Scheduler {
     uint32_t interactive_used = 0;  // leases in `running` that hold a reserved slot
     uint32_t cores_used = 0;        // booked by the leases in `running`
     uint64_t memory_used = 0;
+    uint32_t gpus_used = 0;
+
+    bool has_tag(const std::string& tag) const {
+      return std::find(spec.tags.begin(), spec.tags.end(), tag) != spec.tags.end();
+    }
+
+    // Whether it has one tag of each choice.
+    bool has_tags(const std::vector<std::vector<std::string>>& choices) const {
+      return std::all_of(choices.begin(), choices.end(), [this](const auto& choice) {
+        return std::any_of(choice.begin(), choice.end(),
+                           [this](const std::string& tag) { return has_tag(tag); });
+      });
+    }
 
     // Whether it takes jobs of the pool: any worker for "", else one tagged with it.
     bool serves(const std::string& pool) const {
@@ -685,6 +734,9 @@ class Scheduler {
     uint64_t free_memory() const {
       return spec.memory == 0 ? UINT64_MAX : spec.memory - std::min(spec.memory, memory_used);
     }
+
+    // GPUs are never unknown: a worker that reports none has none.
+    uint32_t free_gpus() const { return spec.gpus - std::min(spec.gpus, gpus_used); }
   };
 
   struct Timer {
@@ -712,8 +764,11 @@ class Scheduler {
   bool holds_any(WorkerId worker, const std::vector<TaskRef>& refs) const;
   void set_state(Job& job, TaskIndex task, TaskState state);
   void make_ready(Job& job, TaskIndex task);
-  void persist_task(const Job& job, TaskIndex task, LeaseToken lease = 0,
-                    const std::string& worker = {});
+  void persist_task(Job& job, TaskIndex task, LeaseToken lease = 0, const std::string& worker = {});
+  // Adaptive chunks: takes a success of `frames` frames in `took` and, when the
+  // chunks that would take spec.chunk_target_s differ enough from the tail's,
+  // cuts the job's untouched tail again.
+  void adapt_chunks(Job& job, uint64_t frames, Millis took);
   void record_error(Job& job, TaskIndex task, const std::string& error);
   void finish_task(Job& job, TaskIndex task, TaskState state, const std::string& error, Millis now);
   // `worker`: the name of the worker the attempt failed on ("" if none).
@@ -774,7 +829,7 @@ class Scheduler {
   bool ranks_before(const QueueKey& a, uint32_t group_a, const QueueKey& b, uint32_t group_b) const;
   // The job's queued tasks could never start: no live worker of its pool has
   // what a task asks for. Sets the largest cores and memory there are.
-  bool unsatisfiable(const Job& job, uint32_t& cores, uint64_t& memory) const;
+  bool unsatisfiable(const Job& job, JobHold& held) const;
   // Raises the job's memory request after an out-of-memory failure (memory_retry_factor).
   void grow_memory_request(Job& job, const TaskOutcome& outcome);
   Millis backoff_delay(uint32_t attempts);

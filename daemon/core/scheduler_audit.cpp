@@ -139,6 +139,7 @@ std::string Scheduler::audit() const {
     uint32_t reserved = 0;
     uint64_t cores = 0;
     uint64_t memory = 0;
+    uint64_t gpus = 0;
     for (const TaskKey& key : worker.running) {
       auto lease = leases_.find(key);
       if (lease == leases_.end() || lease->second.worker != id) {
@@ -148,10 +149,15 @@ std::string Scheduler::audit() const {
       if (lease->second.interactive_slot) ++reserved;
       cores += lease->second.cores;
       memory += lease->second.memory;
+      gpus += lease->second.gpus;
     }
     if (cores != worker.cores_used || memory != worker.memory_used) {
       return fmt::format("worker {} counts {} cores and {} bytes booked, its leases {} and {}",
                          worker.spec.name, worker.cores_used, worker.memory_used, cores, memory);
+    }
+    if (gpus != worker.gpus_used) {
+      return fmt::format("worker {} counts {} GPUs booked, its leases {}", worker.spec.name,
+                         worker.gpus_used, gpus);
     }
     if (reserved != worker.interactive_used) {
       return fmt::format("worker {} counts {} reserved slots in use, its leases {}",

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "daemon/core/scheduler.h"
 #include "daemon/core/scheduler_job.h"
@@ -26,6 +27,7 @@ void Scheduler::add_lease(const TaskKey& key, Lease lease) {
     lease.pool = job->pool_id;
     lease.cores = job->spec.cores;
     lease.memory = job->spec.memory;
+    lease.gpus = job->spec.gpus;
   }
   Project& project = projects_[lease.project];
   ++project.running;
@@ -40,6 +42,7 @@ void Scheduler::attach(Worker& worker, const TaskKey& key, const Lease& lease) {
   if (lease.interactive_slot) ++worker.interactive_used;
   worker.cores_used += lease.cores;
   worker.memory_used += lease.memory;
+  worker.gpus_used += lease.gpus;
 }
 
 void Scheduler::detach(Worker& worker, const TaskKey& key, const Lease& lease) {
@@ -47,6 +50,7 @@ void Scheduler::detach(Worker& worker, const TaskKey& key, const Lease& lease) {
   if (lease.interactive_slot && worker.interactive_used > 0) --worker.interactive_used;
   worker.cores_used -= std::min(worker.cores_used, lease.cores);
   worker.memory_used -= std::min(worker.memory_used, lease.memory);
+  worker.gpus_used -= std::min(worker.gpus_used, lease.gpus);
 }
 
 uint32_t Scheduler::limit_id(const std::string& name) {
@@ -121,27 +125,50 @@ JobHold Scheduler::hold(JobId id) const {
     if (blocked) return {JobHold::Kind::kBlocked, {}, {}, 0, std::move(*blocked)};
   }
   JobHold held;
-  if (unsatisfiable(*job, held.cores, held.memory)) held.kind = JobHold::Kind::kUnsatisfiable;
+  if (!job->spec.tag_choices.empty()) {
+    bool any_serves = false;
+    bool any_has = false;
+    for (const auto& [worker_id, worker] : workers_) {
+      if (!worker.alive || !worker.serves(job->spec.pool)) continue;
+      any_serves = true;
+      any_has = any_has || worker.has_tags(job->spec.tag_choices);
+    }
+    if (any_serves && !any_has) {
+      held.kind = JobHold::Kind::kTags;
+      std::vector<std::string> choices;
+      for (const auto& choice : job->spec.tag_choices) {
+        choices.push_back(fmt::format("{}", fmt::join(choice, "|")));
+      }
+      held.tags = fmt::format("{}", fmt::join(choices, ", "));
+      return held;
+    }
+  }
+  if (unsatisfiable(*job, held)) held.kind = JobHold::Kind::kUnsatisfiable;
   return held;
 }
 
 // ------------------------------------------------------------------ resources
 
-bool Scheduler::unsatisfiable(const Job& job, uint32_t& cores, uint64_t& memory) const {
+bool Scheduler::unsatisfiable(const Job& job, JobHold& held) const {
   if (!job.sized()) return false;
-  cores = 0;
-  memory = 0;
+  held.cores = 0;
+  held.memory = 0;
+  held.gpus = 0;
+  bool any = false;
   for (const auto& [id, worker] : workers_) {
     if (!worker.alive || !worker.serves(job.spec.pool)) continue;
-    // Unknown resources (an older worker) might be enough.
+    if (!job.spec.tag_choices.empty() && !worker.has_tags(job.spec.tag_choices)) continue;
+    any = true;
+    // Unknown cores or memory (an older worker) might be enough.
     bool enough_cores = worker.spec.cores == 0 || worker.spec.cores >= job.spec.cores;
     bool enough_memory = worker.spec.memory == 0 || worker.spec.memory >= job.spec.memory;
-    if (enough_cores && enough_memory) return false;
-    cores = std::max(cores, worker.spec.cores);
-    memory = std::max(memory, worker.spec.memory);
+    if (enough_cores && enough_memory && worker.spec.gpus >= job.spec.gpus) return false;
+    held.cores = std::max(held.cores, worker.spec.cores);
+    held.memory = std::max(held.memory, worker.spec.memory);
+    held.gpus = std::max(held.gpus, worker.spec.gpus);
   }
   // No live worker of the pool at all is another hold (the shell says so).
-  return cores > 0 || memory > 0;
+  return any;
 }
 
 void Scheduler::grow_memory_request(Job& job, const TaskOutcome& outcome) {
@@ -377,6 +404,7 @@ Result<void> Scheduler::update_job(JobId id, const JobUpdate& update) {
   }
   if (update.timeout) job->spec.timeout = *update.timeout;
   if (update.cores) job->spec.cores = *update.cores;
+  if (update.gpus) job->spec.gpus = *update.gpus;
   if (update.memory) job->spec.memory = *update.memory;
   if (update.memory_retry_factor) job->spec.memory_retry_factor = *update.memory_retry_factor;
   if (update.limits) {

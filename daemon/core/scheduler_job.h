@@ -29,6 +29,16 @@ struct Scheduler::Job {
   JobId id = 0;
   JobSpec spec;
   uint64_t task_count = 0;
+  // spec.chunk_runs indexed: each run's first task and first frame position.
+  std::vector<uint64_t> run_first_task;
+  std::vector<uint64_t> run_first_pos;
+  uint64_t frames_succeeded = 0;
+  // Tasks from here on have never changed (no row in the store): only they may
+  // be cut again into chunks of another size.
+  uint64_t touched_end = 0;
+  // Adaptive chunks: the frames and the time of the attempts that succeeded.
+  uint64_t sampled_frames = 0;
+  int64_t sampled_ms = 0;
   std::vector<TaskState> state;
   std::vector<uint8_t> attempts;  // used of the current budget of max_attempts
   // Attempts of earlier budgets, for the few tasks that were retried: attempt numbers
@@ -100,7 +110,7 @@ struct Scheduler::Job {
 
   uint32_t max_attempts() const { return spec.max_attempts; }
 
-  bool sized() const { return spec.cores > 0 || spec.memory > 0; }
+  bool sized() const { return spec.cores > 0 || spec.memory > 0 || spec.gpus > 0; }
 
   // Whether nothing of the job runs again unless it is retried.
   bool finished() const { return terminal() == task_count || cancelled; }
@@ -114,14 +124,42 @@ struct Scheduler::Job {
 
   // Positions [first, last) of the task's frames in the job's frame set.
   std::pair<uint64_t, uint64_t> span(TaskIndex task) const {
-    uint64_t first = uint64_t{task} * spec.chunk;
-    return {first, std::min<uint64_t>(first + spec.chunk, spec.frames.size())};
+    if (spec.chunk_runs.empty()) {
+      uint64_t first = uint64_t{task} * spec.chunk;
+      return {first, std::min<uint64_t>(first + spec.chunk, spec.frames.size())};
+    }
+    const size_t r = static_cast<size_t>(
+        std::upper_bound(run_first_task.begin(), run_first_task.end(), uint64_t{task}) -
+        run_first_task.begin() - 1);
+    const uint64_t size = spec.chunk_runs[r].frames;
+    const uint64_t first = run_first_pos[r] + (task - run_first_task[r]) * size;
+    return {first, first + size};
   }
 
   std::optional<TaskIndex> task_of(int64_t frame) const {
     auto index = spec.frames.index_of(frame);
     if (!index) return std::nullopt;
-    return static_cast<TaskIndex>(*index / spec.chunk);
+    if (spec.chunk_runs.empty()) return static_cast<TaskIndex>(*index / spec.chunk);
+    const size_t r = static_cast<size_t>(
+        std::upper_bound(run_first_pos.begin(), run_first_pos.end(), uint64_t{*index}) -
+        run_first_pos.begin() - 1);
+    return static_cast<TaskIndex>(run_first_task[r] +
+                                  (*index - run_first_pos[r]) / spec.chunk_runs[r].frames);
+  }
+
+  // Indexes spec.chunk_runs; returns the task count they make.
+  uint64_t index_runs() {
+    run_first_task.clear();
+    run_first_pos.clear();
+    uint64_t tasks = 0;
+    uint64_t pos = 0;
+    for (const ChunkRun& run : spec.chunk_runs) {
+      run_first_task.push_back(tasks);
+      run_first_pos.push_back(pos);
+      tasks += run.tasks;
+      pos += run.tasks * run.frames;
+    }
+    return spec.chunk_runs.empty() ? (spec.frames.size() + spec.chunk - 1) / spec.chunk : tasks;
   }
 
   int64_t first_frame(TaskIndex task) const { return spec.frames.frame_at(span(task).first); }

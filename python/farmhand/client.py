@@ -376,6 +376,7 @@ class Client:
         frames=None,
         *,
         chunk=None,
+        chunk_target_s=0,
         tasks=None,
         priority=0,
         pool="",
@@ -394,6 +395,7 @@ class Client:
         project="",
         cores=0,
         memory=0,
+        gpus=0,
         memory_retry_factor=0,
         input=None,  # noqa: A002 (mirrors the CLI's INPUT)
         output=None,
@@ -421,12 +423,15 @@ class Client:
         ``limits()``); ``max_running`` caps the job's running tasks.
         ``cores`` and ``memory`` (bytes, or "8G", "512M") are what each task
         needs of a worker: tasks are packed so no worker is over-committed, and
-        the memory is enforced; ``memory_retry_factor`` (1 to 16) raises the
+        the memory is enforced; ``gpus`` only workers with that many free take
+        a task (CUDA_VISIBLE_DEVICES names the ones it got); ``memory_retry_factor`` (1 to 16) raises the
         memory request after a task runs out of memory.
         ``project`` names the show the job is for (else its "project" label);
         the job records the user and host that submitted it.
         ``frames`` may be a fileseq string ("1-100x2"), an int, a range or ints.
         ``chunk`` defaults to 1, or to the broker's default for media jobs.
+        ``chunk_target_s`` makes chunks adapt: the chunks not yet started are
+        cut again, as tasks finish, to take about that many seconds each.
         Without ``idempotency_key`` a random one is sent, so that a resend after
         a timeout cannot create a second job.
         """
@@ -462,7 +467,9 @@ class Client:
         spec.project = project or ""
         spec.cores = int(cores or 0)
         spec.memory_bytes = byte_size(memory)
+        spec.gpus = int(gpus or 0)
         spec.memory_retry_factor = float(memory_retry_factor or 0)
+        spec.chunk_target_s = int(chunk_target_s or 0)
         spec.submitted_by = _login_name()
         spec.submitted_from = socket.gethostname()
         spec.params.update(_string_map(params, "param"))
@@ -883,7 +890,8 @@ class Client:
         return self._act(job_id, "unblock", worker=worker, key=idempotency_key)
 
     def set_job(self, job_id, priority=None, max_running=None, pool=None, max_attempts=None,
-                timeout=None, limits=None, cores=None, memory=None, memory_retry_factor=None):
+                timeout=None, limits=None, cores=None, memory=None, memory_retry_factor=None,
+                gpus=None):
         """Changes a queued or running job (as ``farmhand job set``); running
         tasks keep running. Each argument given replaces the job's: ``limits``
         a list of names ([] for none), ``timeout`` seconds (0: none),
@@ -911,6 +919,8 @@ class Client:
             body.cores = int(cores)
         if memory is not None:
             body.memory_bytes = byte_size(memory)
+        if gpus is not None:
+            body.gpus = int(gpus)
         if memory_retry_factor is not None:
             body.memory_retry_factor = float(memory_retry_factor)
         # Setting the same values twice is harmless: safe to resend.

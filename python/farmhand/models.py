@@ -194,6 +194,8 @@ class TaskInfo(_Data):
     # noop task), and how long that attempt ran (so far, while running).
     started_unix_ms: int = 0
     elapsed_s: float = 0.0
+    # A running task's own word on what it does (an OpenJD openjd_status line).
+    status_message: str = ""
 
     @classmethod
     def from_pb(cls, msg):
@@ -211,6 +213,7 @@ class TaskInfo(_Data):
             last_attempt=_stats_of(msg, "last_attempt"),
             started_unix_ms=msg.started_unix_ms,
             elapsed_s=msg.elapsed_s,
+            status_message=msg.status_message,
         )
 
 
@@ -252,6 +255,10 @@ def _job_fields(msg):
         cores=msg.cores,
         memory=msg.memory_bytes,
         memory_retry_factor=msg.memory_retry_factor,
+        chunk_target_s=msg.chunk_target_s,
+        chunk_now=msg.chunk_now,
+        gpus=msg.gpus,
+        tag_choices=list(msg.tag_choices),
     )
 
 
@@ -291,6 +298,10 @@ class Job(_Data):
     memory: int = 0  # bytes each task asks for now (a memory retry raises it; 0: none)
     memory_retry_factor: float = 0.0
     started_unix_ms: int = 0  # when its first task was dispatched; 0: not yet
+    chunk_target_s: int = 0  # adaptive chunks: seconds a chunk should take (0: fixed chunks)
+    chunk_now: int = 0  # adaptive chunks: the frames the chunks not yet started have now
+    gpus: int = 0  # GPUs each task asks for (0: none)
+    tag_choices: List[str] = field(default_factory=list)  # tags a worker needs, one of each "a|b"
 
     @classmethod
     def from_pb(cls, msg):
@@ -392,6 +403,8 @@ class WorkerInfo(_Data):
     memory_bytes: int = 0
     cores_used: int = 0  # booked by its running tasks' requests
     memory_used_bytes: int = 0
+    gpus: int = 0  # GPUs it has (0: none)
+    gpus_used: int = 0
     # How its tasks are isolated: "cgroup v2 (...)" or "process group (why)"
     isolation: str = ""
 
@@ -414,6 +427,8 @@ class WorkerInfo(_Data):
             cores=msg.cores,
             memory_bytes=msg.memory_bytes,
             isolation=msg.isolation,
+            gpus=msg.gpus,
+            gpus_used=msg.gpus_used,
         )
 
 

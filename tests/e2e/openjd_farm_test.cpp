@@ -3,6 +3,7 @@
 // (environments entered once, embedded files, openjd_env and redacted values),
 // cancels with NOTIFY_THEN_TERMINATE, and keeps the farm's rules (allowed
 // programs, root). What the tasks did is read from the files they wrote.
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -267,6 +268,100 @@ TEST(OpenJdFarmE2ETest, SubmitIsRefusedWhileTheConfigLeavesTemplatesOff) {
   EXPECT_NE(refused.err.find("Open Job Description jobs are off on this farm"), std::string::npos)
       << refused.err;
   EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1);
+}
+
+// Frames 1-40 in chunks of 2 that should take a minute each: the first chunk
+// says what it does (openjd_status) and waits to be let go, and, however long
+// it took, the chunks after it are cut larger. Each frame runs once.
+constexpr const char* kAdaptive = R"(specificationVersion: jobtemplate-2023-09
+extensions: [TASK_CHUNKING]
+name: Adaptive
+parameterDefinitions:
+  - name: Out
+    type: PATH
+steps:
+  - name: Render
+    parameterSpace:
+      taskParameterDefinitions:
+        - name: Frame
+          type: CHUNK[INT]
+          range: "1-40"
+          chunks:
+            defaultTaskCount: 2
+            targetRuntimeSeconds: 60
+            rangeConstraint: CONTIGUOUS
+    script:
+      actions:
+        onRun:
+          command: bash
+          args: ["{{Task.File.run}}", "{{Task.Param.Frame}}"]
+      embeddedFiles:
+        - name: run
+          type: TEXT
+          data: |
+            echo "openjd_status: rendering $1"
+            until [ -e "{{Param.Out}}/go" ]; do sleep 0.05; done
+            for frame in $(seq "${1%-*}" "${1#*-}"); do sleep 0.02; done
+            echo "$1" >> "{{Param.Out}}/chunks"
+)";
+
+TEST(OpenJdFarmE2ETest, ChunksAdaptToTheTargetRuntimeAndTasksSayWhatTheyDo) {
+  Cluster cluster(openjd_farm());
+  ASSERT_TRUE(cluster.start());
+  const std::string out = cluster.path("out");
+  std::filesystem::create_directories(out);
+  write(cluster.path("adaptive.yaml"), kAdaptive);
+  auto reply =
+      cluster.cli_json({"submit", "openjd", cluster.path("adaptive.yaml"), "-p", "Out=" + out});
+  ASSERT_TRUE(reply) << cluster.last_cli();
+  EXPECT_EQ((*reply)["steps"][0]["tasks"], 20);
+  const std::string job = std::to_string((*reply)["steps"][0]["job_id"].get<uint64_t>());
+
+  // The running task's status line shows in `status`, in JSON and as text.
+  std::string said;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto status = cluster.cli_json({"status", job});
+        if (!status || (*status)["running"].empty()) return false;
+        said = (*status)["running"][0]["status_message"].get<std::string>();
+        return !said.empty();
+      },
+      60s))
+      << cluster.last_cli();
+  EXPECT_EQ(said, "rendering 1-2");
+  CliResult text = cluster.run_cli({"status", job});
+  EXPECT_NE(text.out.find("STATUS"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("rendering 1-2"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("frames=1-40 chunk=2 (adapting to 60 s a chunk"), std::string::npos)
+      << text.out;
+  write(out + "/go", "");
+
+  auto final_status = cluster.wait_for_final_state(std::stoull(job), 120s);
+  ASSERT_TRUE(final_status) << cluster.last_cli();
+  EXPECT_EQ((*final_status)["job"]["state"], "succeeded") << final_status->dump();
+  EXPECT_EQ((*final_status)["job"]["frames_succeeded"], 40);
+  // Every frame once, in contiguous chunks; after the first, larger ones.
+  std::vector<std::string> chunks = lines_of(read_file(out + "/chunks"));
+  ASSERT_FALSE(chunks.empty());
+  EXPECT_EQ(chunks.front(), "1-2");
+  std::vector<int> frames;
+  size_t largest = 0;
+  for (const std::string& chunk : chunks) {
+    const size_t dash = chunk.find('-');
+    ASSERT_NE(dash, std::string::npos) << chunk;
+    const int first = std::stoi(chunk.substr(0, dash));
+    const int last = std::stoi(chunk.substr(dash + 1));
+    for (int f = first; f <= last; ++f) frames.push_back(f);
+    largest = std::max(largest, static_cast<size_t>(last - first + 1));
+  }
+  std::sort(frames.begin(), frames.end());
+  std::vector<int> all(40);
+  for (int f = 0; f < 40; ++f) all[f] = f + 1;
+  EXPECT_EQ(frames, all);
+  EXPECT_LT(chunks.size(), 20u);
+  EXPECT_GT(largest, 2u);
+  EXPECT_NE(read_file(cluster.broker_log_path()).find("chunks cut again job=" + job),
+            std::string::npos);
 }
 
 // allow_root off: a worker running as root refuses the session; one running

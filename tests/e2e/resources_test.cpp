@@ -81,6 +81,64 @@ TEST(ResourcesE2ETest, TasksArePackedByTheirCoresAndARequestNoWorkerMeetsSaysSo)
   EXPECT_NE(bad.err.find("lots"), std::string::npos) << bad.err;
 }
 
+// Each task, under a lock: counts itself in ($0/seen, as kCountingCommand),
+// notes its CUDA_VISIBLE_DEVICES ($0/gpus) and a clash if a running task holds
+// the same GPU; holds a moment; lets go.
+const char* kGpuCommand =
+    "  gpu:\n"
+    "    argv: [/bin/sh, -c, '( flock 9; g=\"$CUDA_VISIBLE_DEVICES\"; "
+    "n=$(cat \"$0/now\" 2>/dev/null || echo 0); n=$((n+1)); echo $n > \"$0/now\"; "
+    "echo $n >> \"$0/seen\"; [ -e \"$0/held$g\" ] && echo \"$g\" >> \"$0/clash\"; "
+    "touch \"$0/held$g\"; echo \"$g $FARMHAND_GPUS\" >> \"$0/gpus\" ) 9>\"$0/lock\"; sleep 0.3; "
+    "( flock 9; rm -f \"$0/held$CUDA_VISIBLE_DEVICES\"; n=$(cat \"$0/now\"); "
+    "echo $((n-1)) > \"$0/now\" ) 9>\"$0/lock\"', \"{dir}\"]\n"
+    "    params:\n"
+    "      dir: {pattern: '^/tmp/[A-Za-z0-9_./-]+$'}\n";
+
+TEST(ResourcesE2ETest, GpuTasksGetGpusOfTheirOwnAndAWorkerWithoutNoneOfThem) {
+  ClusterOptions options;
+  options.local_workers = 0;
+  options.workers = {StandaloneWorker("gpu", 4, {"--gpus", "2"}),
+                     StandaloneWorker("cpu", 4, {"--gpus", "0"})};
+  options.commands_yaml = kGpuCommand;
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+
+  // Eight slots on two workers, two GPUs on one: never more than two at once,
+  // each on a GPU no other running task has.
+  auto job = cluster.submit(
+      {"command", "gpu", "--frames", "1-6", "--param", "dir=" + cluster.dir(), "--gpus", "1"});
+  ASSERT_TRUE(job) << cluster.last_cli();
+  auto done = cluster.wait_for_final_state(*job, 120s);
+  ASSERT_TRUE(done) << cluster.last_cli();
+  EXPECT_EQ((*done)["job"]["state"], "succeeded") << *done;
+  const std::vector<int> seen = seen_counts(cluster.path("seen"));
+  ASSERT_EQ(seen.size(), 6u);
+  EXPECT_LE(*std::max_element(seen.begin(), seen.end()), 2);
+  for (const std::string& line : lines_of(cluster.path("gpus"))) {
+    EXPECT_TRUE(line == "0 1" || line == "1 1") << line;
+  }
+  EXPECT_TRUE(lines_of(cluster.path("clash")).empty()) << "two running tasks shared a GPU";
+  auto status = cluster.cli_json({"status", std::to_string(*job), "--tasks"});
+  ASSERT_TRUE(status) << cluster.last_cli();
+  for (const auto& task : (*status)["tasks"]) EXPECT_EQ(task["worker"], "gpu") << task;
+
+  auto workers = cluster.cli_json({"workers"});
+  ASSERT_TRUE(workers) << cluster.last_cli();
+  for (const auto& worker : *workers) {
+    EXPECT_EQ(worker["gpus"], worker["name"] == "gpu" ? 2 : 0) << worker;
+    EXPECT_EQ(worker["gpus_used"], 0) << worker;
+  }
+  // Three GPUs a task: no worker has them, and the job says so.
+  auto big = cluster.submit({"noop", "--tasks", "1", "--gpus", "3"});
+  ASSERT_TRUE(big) << cluster.last_cli();
+  CliResult waiting = cluster.run_cli({"status", std::to_string(*big)});
+  EXPECT_NE(waiting.out.find("each asks for 3 GPUs, and the largest worker that serves any "
+                             "pool has 2 GPUs"),
+            std::string::npos)
+      << waiting.out;
+}
+
 TEST(ResourcesE2ETest, ATaskPastItsMemoryFailsOutOfMemoryAndRunsAgainWithTheGrownRequest) {
   ClusterOptions options;
   options.local_workers = 0;

@@ -1410,9 +1410,9 @@ TEST_F(OpenJdSubmitTest, WhatTheSpecificationRefusesMakesNoJobAtAll) {
             "          command: report"),
        {{"Shot", "a"}},
        "os.family"},
-      {with(kOpenJdTemplate, "name: amount.worker.memory", "name: amount.worker.gpu"),
+      {with(kOpenJdTemplate, "name: amount.worker.memory", "name: amount.worker.disk.scratch"),
        {{"Shot", "a"}},
-       "amount.worker.gpu"},
+       "amount.worker.disk.scratch"},
   };
   for (const Case& c : cases) {
     const wire::ClientReply reply = submit_openjd(c.text, c.values);
@@ -1484,6 +1484,166 @@ TEST_F(OpenJdSubmitTest, AnOpenJdJobSentAsAPlainSubmitRunsOnlyWhatItsStepHas) {
   EXPECT_FALSE(unknown.ok());
   EXPECT_NE(unknown.error().find("the template has no step Composite"), std::string::npos)
       << unknown.error();
+}
+
+// Frames 1-10 in chunks of 4 that should take a minute each; a Layer x Frame
+// step beside it keeps its chunks.
+constexpr const char* kAdaptiveTemplate = R"(specificationVersion: jobtemplate-2023-09
+extensions: [TASK_CHUNKING]
+name: Adaptive
+steps:
+  - name: Render
+    parameterSpace:
+      taskParameterDefinitions:
+        - name: Frame
+          type: CHUNK[INT]
+          range: "1-10"
+          chunks:
+            defaultTaskCount: 4
+            targetRuntimeSeconds: 60
+            rangeConstraint: CONTIGUOUS
+    script:
+      actions:
+        onRun:
+          command: render
+          args: ["{{Task.Param.Frame}}"]
+  - name: Layers
+    parameterSpace:
+      taskParameterDefinitions:
+        - name: Layer
+          type: STRING
+          range: [fg, bg]
+        - name: Frame
+          type: CHUNK[INT]
+          range: "1-10"
+          chunks:
+            defaultTaskCount: 4
+            targetRuntimeSeconds: 60
+            rangeConstraint: NONCONTIGUOUS
+    script:
+      actions:
+        onRun:
+          command: render
+          args: ["{{Task.Param.Layer}}", "{{Task.Param.Frame}}"]
+)";
+
+TEST_F(OpenJdSubmitTest, AStepWithATargetRuntimeIsAJobOfItsFramesInChunksThatAdapt) {
+  const wire::ClientReply reply = submit_openjd(kAdaptiveTemplate, {});
+  ASSERT_TRUE(reply.ok()) << reply.error();
+  const uint64_t render = reply.submit_openjd().steps(0).job_id();
+  const uint64_t layers = reply.submit_openjd().steps(1).job_id();
+  EXPECT_EQ(reply.submit_openjd().steps(0).task_count(), 3u);
+  const wire::JobSummary job = status(render).status().job();
+  EXPECT_EQ(job.frames(), "1-10");
+  EXPECT_EQ(job.chunk_target_s(), 60u);
+  EXPECT_EQ(job.chunk_now(), 4u);
+  EXPECT_EQ(job.task_count(), 3u);
+  // Only where the chunked frames are the whole task: the other step says so.
+  ASSERT_EQ(reply.submit_openjd().warnings_size(), 1);
+  EXPECT_NE(reply.submit_openjd().warnings(0).find("step Layers: chunks keep the template's size"),
+            std::string::npos)
+      << reply.submit_openjd().warnings(0);
+  EXPECT_EQ(status(layers).status().job().chunk_target_s(), 0u);
+  EXPECT_EQ(status(layers).status().job().task_count(), 6u);
+
+  sized_worker("big", 8, 16);
+  core_->end_turn();
+  std::map<std::pair<uint64_t, uint64_t>, std::string> chunks;
+  for (const wire::Assign& a : assigns()) {
+    chunks[{a.ref().job_id(), a.ref().task()}] = a.openjd().chunk();
+  }
+  // Balanced, as the template's own chunks: 1-4, 5-7, 8-10.
+  EXPECT_EQ(chunks.at({render, 0}), "1-4");
+  EXPECT_EQ(chunks.at({render, 1}), "5-7");
+  EXPECT_EQ(chunks.at({render, 2}), "8-10");
+  EXPECT_EQ(chunks.at({layers, 0}), "");  // the worker takes the step's task 0
+}
+
+// Custom host attributes and cpu.arch as tags a worker must have.
+constexpr const char* kAttributesTemplate = R"(specificationVersion: jobtemplate-2023-09
+name: Attributes
+steps:
+  - name: Render
+    hostRequirements:
+      attributes:
+        - name: attr.worker.os.family
+          anyOf: [linux, windows]
+        - name: ATTR.WORKER.CPU.ARCH
+          anyOf: [x86_64, arm64]
+        - name: attr.site
+          allOf: [london]
+    script:
+      actions:
+        onRun:
+          command: render
+)";
+
+TEST_F(OpenJdSubmitTest, HostAttributesAreTagsAWorkerMustHave) {
+  const wire::ClientReply reply = submit_openjd(kAttributesTemplate, {});
+  ASSERT_TRUE(reply.ok()) << reply.error();
+  EXPECT_EQ(reply.submit_openjd().warnings_size(), 0);
+  const uint64_t render = reply.submit_openjd().steps(0).job_id();
+  const wire::JobSummary job = status(render).status().job();
+  EXPECT_EQ(std::vector<std::string>(job.tag_choices().begin(), job.tag_choices().end()),
+            (std::vector<std::string>{"cpu.arch=x86_64|cpu.arch=arm64", "site=london"}));
+
+  auto tagged = [&](const std::string& name, std::vector<std::string> tags) {
+    wire::WorkerMessage msg;
+    auto* r = msg.mutable_ready();
+    r->set_version(common::kProtocolVersion);
+    r->set_name(name);
+    r->set_slots(1);
+    for (const std::string& tag : tags) r->add_tags(tag);
+    from_worker(name, msg);
+    core_->end_turn();
+  };
+  // A worker in Paris takes nothing, and the job says why.
+  tagged("paris", {"os.family=linux", "cpu.arch=x86_64", "site=paris"});
+  EXPECT_TRUE(assigns().empty());
+  const std::string waiting = status(render).status().waiting_reason();
+  EXPECT_NE(waiting.find("no live worker that serves the job has the tags it needs "
+                         "(cpu.arch=x86_64|cpu.arch=arm64, site=london"),
+            std::string::npos)
+      << waiting;
+  // An arm64 worker in London takes it.
+  tagged("london", {"os.family=linux", "cpu.arch=arm64", "site=london"});
+  std::vector<wire::Assign> sent = assigns();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].ref().job_id(), render);
+  EXPECT_EQ(status(render).status().waiting_reason(), "");
+}
+
+// amount.worker.gpu: a worker's GPUs, packed as cores are.
+TEST_F(OpenJdSubmitTest, GpusAStepAsksForGoOnlyToWorkersWithThatManyFree) {
+  const std::string text = with(kAttributesTemplate, "      attributes:\n",
+                                "      amounts:\n        - name: amount.worker.gpu\n"
+                                "          min: 1\n      attributes:\n");
+  const wire::ClientReply reply = submit_openjd(text, {});
+  ASSERT_TRUE(reply.ok()) << reply.error();
+  const uint64_t render = reply.submit_openjd().steps(0).job_id();
+  EXPECT_EQ(status(render).status().job().gpus(), 1u);
+  auto worker = [&](const std::string& name, uint32_t gpus) {
+    wire::WorkerMessage msg;
+    auto* r = msg.mutable_ready();
+    r->set_version(common::kProtocolVersion);
+    r->set_name(name);
+    r->set_slots(4);
+    r->set_gpus(gpus);
+    for (const char* tag : {"cpu.arch=x86_64", "site=london"}) r->add_tags(tag);
+    from_worker(name, msg);
+    core_->end_turn();
+  };
+  worker("cpu-only", 0);
+  EXPECT_TRUE(assigns().empty());
+  const std::string waiting = status(render).status().waiting_reason();
+  EXPECT_NE(waiting.find("each asks for 1 GPU, and the largest worker that serves any pool has "
+                         "0 GPUs"),
+            std::string::npos)
+      << waiting;
+  worker("gpu", 2);
+  std::vector<wire::Assign> sent = assigns();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].gpus(), 1u);
 }
 
 }  // namespace

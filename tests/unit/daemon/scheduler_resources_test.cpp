@@ -377,5 +377,48 @@ TEST_F(ResourcesTest, RestoredLeasesBookTheirWorkerWhenItReconnects) {
   EXPECT_EQ(restored.audit(), "");
 }
 
+// Tag choices (OpenJD host attributes): a worker needs one tag of each.
+TEST_F(ResourcesTest, ATaskRunsOnlyOnAWorkerWithOneTagOfEachChoice) {
+  JobSpec spec = make_spec("1-4", 1, {});
+  spec.tag_choices = {{"cpu.arch=x86_64", "cpu.arch=arm64"}, {"site=london"}};
+  Result<JobId> job = sched().submit(spec, now());
+  ASSERT_TRUE(job.has_value());
+  JobId plain = submit("1-2");
+  add_worker("paris", 4, {"cpu.arch=x86_64", "site=paris"});
+  add_worker("london-old", 4, {"cpu.arch=ppc64", "site=london"});
+  for (const Dispatch& d : dispatch()) EXPECT_EQ(d.job, plain) << "on a worker without the tags";
+  JobHold hold = sched().hold(*job);
+  EXPECT_EQ(hold.kind, JobHold::Kind::kTags);
+  EXPECT_EQ(hold.tags, "cpu.arch=x86_64|cpu.arch=arm64, site=london");
+  add_worker("london", 4, {"cpu.arch=arm64", "site=london", "gpu"});
+  std::vector<Dispatch> ds = dispatch();
+  ASSERT_EQ(ds.size(), 4u);
+  for (const Dispatch& d : ds) EXPECT_EQ(d.job, *job);
+  EXPECT_EQ(sched().hold(*job).kind, JobHold::Kind::kNone);
+  EXPECT_EQ(sched().audit(), "");
+}
+
+// GPUs are packed as cores are, except that a worker without any takes no
+// task that asks for one.
+TEST_F(ResourcesTest, AWorkerRunsNoMoreGpuTasksThanItHasGpus) {
+  JobSpec spec = make_spec("1-6", 1, {});
+  spec.gpus = 1;
+  Result<JobId> job = sched().submit(spec, now());
+  ASSERT_TRUE(job.has_value());
+  WorkerSpec none{"cpu", 8, {}, 0, {}, {}, 0, 0, 0, {}};
+  WorkerSpec two{"gpu", 8, {}, 0, {}, {}, 0, 0, 2, {}};
+  ASSERT_TRUE(join(none).verdict.accepted);
+  EXPECT_TRUE(dispatch().empty());
+  JobHold hold = sched().hold(*job);
+  EXPECT_EQ(hold.kind, JobHold::Kind::kUnsatisfiable);
+  EXPECT_EQ(hold.gpus, 0u);
+  ASSERT_TRUE(join(two).verdict.accepted);
+  std::vector<Dispatch> ds = dispatch();
+  ASSERT_EQ(ds.size(), 2u);  // 8 slots, 2 GPUs
+  EXPECT_EQ(sched().audit(), "");
+  ASSERT_TRUE(run_to_completion());
+  EXPECT_EQ(view(*job).state, JobState::kSucceeded);
+}
+
 }  // namespace
 }  // namespace farmhand::core

@@ -121,5 +121,61 @@ TEST_F(OpenJdRunnerTest, TasksShareASessionAndAnIdleOneIsClosedAndForgotten) {
   EXPECT_EQ(read("env"), "enter\nexit\n");
 }
 
+constexpr const char* kChunked = R"(specificationVersion: jobtemplate-2023-09
+extensions: [TASK_CHUNKING]
+name: Chunked
+parameterDefinitions:
+  - name: Out
+    type: PATH
+steps:
+  - name: Render
+    parameterSpace:
+      taskParameterDefinitions:
+        - name: F
+          type: CHUNK[INT]
+          range: "1-10"
+          chunks:
+            defaultTaskCount: 2
+            targetRuntimeSeconds: 60
+            rangeConstraint: CONTIGUOUS
+    script:
+      actions:
+        onRun:
+          command: bash
+          args: ["-c", "echo 'openjd_status: busy with {{Task.Param.F}}'; echo {{Task.Param.F}} > {{Param.Out}}/chunk; i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"]
+)";
+
+// The broker's cut of an adaptive step is the task's chunk; what the action
+// used and said comes back with the outcome and the progress.
+TEST_F(OpenJdRunnerTest, ABrokersChunkIsTheTasksParameterAndTheTaskReportsWhatItUsed) {
+  OpenJdRunner runner({dir_, 2s, {}});
+  wire::Assign a = assign(0);
+  a.mutable_openjd()->mutable_source()->set_template_(kChunked);
+  a.mutable_openjd()->set_step("Render");
+  a.mutable_openjd()->set_chunk("3-7");
+  ASSERT_TRUE(runner.start(1, a, std::chrono::steady_clock::now(), dir_ + "/log"));
+  const OpenJdOutcome outcome = await(runner, 1);
+  ASSERT_TRUE(outcome.succeeded) << (outcome.error ? outcome.error->reason : "");
+  EXPECT_EQ(read("chunk"), "3-7\n");
+  ASSERT_TRUE(outcome.usage.has_value());
+  EXPECT_GT((outcome.usage->cpu_user + outcome.usage->cpu_system).count(), 0);
+  EXPECT_GT(outcome.usage->peak_rss_bytes, 0u);
+  EXPECT_EQ(outcome.usage->exit_code, std::optional<int>(0));
+  EXPECT_GE(outcome.usage->wall, outcome.usage->cpu_user);
+  bool said = false;
+  for (const OpenJdProgress& p : runner.take_progress()) said = said || p.status == "busy with 3-7";
+  EXPECT_TRUE(said);
+
+  // A chunk for a step that has none is refused, not run.
+  wire::Assign plain = assign(0);
+  plain.mutable_openjd()->set_chunk("1-2");
+  plain.mutable_openjd()->set_session_key(8);
+  ASSERT_TRUE(runner.start(2, plain, std::chrono::steady_clock::now(), dir_ + "/log2"));
+  const OpenJdOutcome refused = await(runner, 2);
+  EXPECT_FALSE(refused.succeeded);
+  ASSERT_TRUE(refused.error.has_value());
+  EXPECT_EQ(refused.error->reason, "step Work has no chunk to cut");
+}
+
 }  // namespace
 }  // namespace farmhand::worker
