@@ -265,7 +265,7 @@ Result<core::JobSpec> to_core_spec(const wire::JobSpec& spec) {
   out.gpus = spec.gpus();
   out.memory_retry_factor = spec.memory_retry_factor();
   out.chunk_target_s = spec.chunk_target_s();
-  out.chunk_contiguous = spec.chunk_contiguous();
+  out.chunk_max_gap = spec.chunk_max_gap();
   out.chunk_now = spec.chunk_now();
   for (const wire::ChunkRun& run : spec.chunk_runs()) {
     out.chunk_runs.push_back({run.tasks(), run.frames()});

@@ -267,16 +267,17 @@ Result<void> JobIntake::check_spec(wire::JobSpec& spec, const common::FrameSet* 
     return fail(ErrorCode::kInvalidArgument,
                 "only thumbnail, convert and transcode jobs may use the interactive lane");
   }
-  if (spec.chunk_runs_size() > 0 || spec.chunk_now() != 0) {
-    return fail(ErrorCode::kInvalidArgument, "chunk_runs and chunk_now are the broker's to set");
+  if (spec.chunk_runs_size() > 0 || spec.chunk_now() != 0 || spec.has_openjd_chunking()) {
+    return fail(ErrorCode::kInvalidArgument,
+                "chunk_runs, chunk_now and openjd_chunking are the broker's to set");
   }
   if (spec.chunk_target_s() > kMaxChunkTargetS) {
     return fail(ErrorCode::kInvalidArgument,
                 fmt::format("chunk target of {} s over the limit of {} s (a week)",
                             spec.chunk_target_s(), kMaxChunkTargetS));
   }
-  if (spec.chunk_contiguous() && spec.chunk_target_s() == 0) {
-    return fail(ErrorCode::kInvalidArgument, "chunk_contiguous needs a chunk target");
+  if (spec.chunk_max_gap() != 0 && spec.chunk_target_s() == 0) {
+    return fail(ErrorCode::kInvalidArgument, "chunk_max_gap needs a chunk target");
   }
   if (auto ok = check_tag_choices(spec); !ok) return fail(ok.error());
   if (auto ok = kind->prepare(spec, KindContext{config_, on_disk}); !ok) return fail(ok.error());

@@ -4,12 +4,14 @@
 #include <cctype>
 #include <cmath>
 #include <map>
+#include <optional>
 
 #include "openjd/chunks.h"
 #include "openjd/path_mapping.h"
 #include "openjd/wire_source.h"
 #include <fmt/format.h>
 
+#include "common/frame_set.h"
 #include "daemon/media_jobs.h"
 
 namespace farmhand::daemon {
@@ -144,32 +146,85 @@ Result<void> apply_host_requirements(const openjd::CreatedStep& step, wire::JobS
 
 constexpr uint64_t kMaxChunkTargetS = 7 * 24 * 3600;
 
-// Whether the scheduler adapts the step's chunks to its targetRuntimeSeconds:
-// only where CHUNK[INT] is the step's one task parameter, so that a chunk is
-// a set of frames and nothing else.
-bool adapts(const openjd::CreatedStep& step) {
-  if (!step.chunked_parameter || step.target_runtime_s == 0 || step.chunk_values.empty()) {
-    return false;
-  }
-  return std::all_of(step.tasks.begin(), step.tasks.end(),
-                     [](const openjd::TaskParameters& task) { return task.size() == 1; });
-}
+// A step whose chunks adapt to its targetRuntimeSeconds, as the frames of one
+// job: the CHUNK[INT] values themselves when they are the step's only task
+// parameter; else value v of combination c of the other parameters is frame
+// c * stride + (v - base), where the stride leaves a gap between combinations
+// wider than `max_gap`, so no chunk spans two.
+struct AdaptivePlan {
+  std::string frames;
+  uint64_t max_gap = 0;
+  wire::OpenJdChunking chunking;  // stride 0: the frames are the values
+};
 
-// Ascending distinct integers as a frame set ("1-4,7,9-12").
-std::string frame_set_text(const std::vector<int64_t>& values) {
-  std::string out;
+__extension__ typedef __int128 Wide;
+
+// Consecutive runs of `values` (ascending, distinct) moved by `offset`: "0-4,7".
+void append_runs(const std::vector<int64_t>& values, Wide offset, std::string& out) {
   for (size_t i = 0; i < values.size();) {
     size_t end = i + 1;
     while (end < values.size() && values[end - 1] != INT64_MAX &&
            values[end] == values[end - 1] + 1) {
       ++end;
     }
+    const auto first = static_cast<int64_t>(values[i] + offset);
+    const auto last = static_cast<int64_t>(values[end - 1] + offset);
     if (!out.empty()) out += ',';
-    out += end - i == 1 ? fmt::format("{}", values[i])
-                        : fmt::format("{}-{}", values[i], values[end - 1]);
+    out += first == last ? fmt::format("{}", first) : fmt::format("{}-{}", first, last);
     i = end;
   }
-  return out;
+}
+
+std::optional<AdaptivePlan> adaptive_plan(const openjd::CreatedStep& step) {
+  if (!step.chunked_parameter || step.target_runtime_s == 0 || step.chunk_values.empty()) {
+    return std::nullopt;
+  }
+  const std::string& chunked = *step.chunked_parameter;
+  // The other parameters' combinations, in the order the step's tasks have them.
+  std::vector<openjd::TaskParameters> combinations;
+  std::map<openjd::TaskParameters, uint64_t> chunks_of;
+  for (const openjd::TaskParameters& task : step.tasks) {
+    openjd::TaskParameters others;
+    for (const auto& [name, value] : task) {
+      if (name != chunked) others.emplace_back(name, value);
+    }
+    if (chunks_of[others]++ == 0) combinations.push_back(std::move(others));
+  }
+  const std::vector<int64_t>& values = step.chunk_values;
+  AdaptivePlan plan;
+  if (combinations.size() == 1 && combinations.front().empty()) {
+    append_runs(values, 0, plan.frames);
+    plan.max_gap = step.contiguous ? 1 : 0;
+    return plan;
+  }
+  // Each combination must have every value (a product, not an association).
+  const uint64_t chunks = step.contiguous
+                              ? openjd::contiguous_chunks(step.chunk_size, values).size()
+                              : openjd::chunk_sizes(step.chunk_size, values.size()).size();
+  for (const auto& [others, count] : chunks_of) {
+    if (count != chunks) return std::nullopt;
+  }
+  const Wide span = Wide{values.back()} - values.front();
+  const Wide gap = span + 2;  // the widest gap within a combination, and then some
+  const Wide stride = 2 * gap;
+  const auto count = static_cast<Wide>(combinations.size());
+  if ((count - 1) * stride + span > Wide{INT64_MAX} ||
+      count * static_cast<Wide>(values.size()) > Wide{common::FrameSet::kMaxFrames}) {
+    return std::nullopt;
+  }
+  plan.max_gap = step.contiguous ? 1 : static_cast<uint64_t>(gap);
+  plan.chunking.set_stride(static_cast<uint64_t>(stride));
+  plan.chunking.set_base(values.front());
+  for (size_t c = 0; c < combinations.size(); ++c) {
+    append_runs(values, Wide(c) * stride - values.front(), plan.frames);
+    wire::OpenJdCombination& out = *plan.chunking.add_combinations();
+    for (const auto& [name, value] : combinations[c]) {
+      wire::OpenJdParam& param = *out.add_values();
+      param.set_name(name);
+      param.set_value(value);
+    }
+  }
+  return plan;
 }
 
 std::string cut(std::string text, size_t max) {
@@ -210,10 +265,10 @@ Result<OpenJdPlan> plan_openjd_jobs(const wire::SubmitOpenJdRequest& request,
     *spec.mutable_openjd() = request.source();
     spec.set_openjd_step(step->name);
     if (auto ok = apply_host_requirements(*step, spec, plan.warnings); !ok) return fail(ok.error());
-    if (step->target_runtime_s > 0 && step->chunked_parameter && !adapts(*step)) {
+    if (step->target_runtime_s > 0 && step->chunked_parameter && !adaptive_plan(*step)) {
       plan.warnings.push_back(fmt::format(
           "step {}: chunks keep the template's size (targetRuntimeSeconds adapts them only "
-          "where {} is the step's one task parameter)",
+          "where every combination of the other task parameters has every value of {})",
           printable(step->name), printable(*step->chunked_parameter)));
     }
     for (const std::string& dependency : step->dependencies)
@@ -238,14 +293,16 @@ Result<void> prepare_openjd(wire::JobSpec& spec, const KindContext& context) {
   }
   spec.set_tasks(0);
   spec.set_chunk_target_s(0);
-  spec.set_chunk_contiguous(false);
-  if (adapts(*step)) {
-    // The CHUNK[INT] values are the job's frames, cut as the scheduler adapts them.
-    spec.set_frames(frame_set_text(step->chunk_values));
+  spec.set_chunk_max_gap(0);
+  spec.clear_openjd_chunking();
+  if (auto adaptive = adaptive_plan(*step)) {
+    // The step's tasks as frames, cut as the scheduler adapts them.
+    spec.set_frames(std::move(adaptive->frames));
     spec.set_chunk(static_cast<uint32_t>(std::min<uint64_t>(step->chunk_size, UINT32_MAX)));
     spec.set_chunk_target_s(
         static_cast<uint32_t>(std::min<uint64_t>(step->target_runtime_s, kMaxChunkTargetS)));
-    spec.set_chunk_contiguous(step->contiguous);
+    spec.set_chunk_max_gap(adaptive->max_gap);
+    if (adaptive->chunking.stride() > 0) *spec.mutable_openjd_chunking() = adaptive->chunking;
   } else {
     // Task i is the step's task i: one frame each, whatever was sent.
     spec.set_frames(fmt::format("1-{}", step->tasks.size()));
@@ -272,13 +329,35 @@ Result<void> assign_openjd(const wire::JobSpec& spec, const common::FrameSet& fr
   task.set_session_key(spec.openjd_session_job() != 0 ? spec.openjd_session_job()
                                                       : assign.ref().job_id());
   if (spec.chunk_target_s() > 0) {
+    // The chunk the scheduler cut, as values of the CHUNK[INT] parameter (and
+    // the combination of the others its frames stand for).
+    const wire::OpenJdChunking& chunking = spec.openjd_chunking();
     std::vector<int64_t> values;
     values.reserve(frames.size());
-    for (uint64_t i = 0; i < frames.size(); ++i) values.push_back(frames.frame_at(i));
+    uint64_t combination = 0;
+    for (uint64_t i = 0; i < frames.size(); ++i) {
+      const int64_t frame = frames.frame_at(i);
+      if (chunking.stride() == 0) {
+        values.push_back(frame);
+        continue;
+      }
+      const uint64_t offset = static_cast<uint64_t>(frame);
+      combination = offset / chunking.stride();
+      values.push_back(
+          static_cast<int64_t>(static_cast<Wide>(chunking.base()) + offset % chunking.stride()));
+    }
     std::sort(values.begin(), values.end());
-    task.set_chunk(spec.chunk_contiguous() && !values.empty()
+    task.set_chunk(spec.chunk_max_gap() == 1 && !values.empty()
                        ? fmt::format("{}-{}", values.front(), values.back())
                        : openjd::range_expression_of(values));
+    if (chunking.stride() > 0) {
+      if (combination >= static_cast<uint64_t>(chunking.combinations_size())) {
+        return fail(ErrorCode::kInternal, fmt::format("frame {} of an OpenJD step is no task of it",
+                                                      frames.empty() ? 0 : frames.frame_at(0)));
+      }
+      *task.mutable_task_parameters() =
+          chunking.combinations(static_cast<int>(combination)).values();
+    }
   }
   for (const auto& rule : config.path_mapping) {
     wire::OpenJdPathRule& out = *task.add_path_mapping();

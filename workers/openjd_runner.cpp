@@ -20,6 +20,37 @@ namespace {
 // A status message is cut to this (the broker shows at most as much).
 constexpr size_t kMaxStatusBytes = 256;
 
+// The task the broker cut: `chunk` as the step's CHUNK[INT] parameter, the
+// others as given, in the step's order; nothing unless the step has a task
+// with those other values.
+std::optional<openjd::TaskParameters> chunk_task(
+    const openjd::CreatedStep& step, const std::string& chunk,
+    const google::protobuf::RepeatedPtrField<wire::OpenJdParam>& others) {
+  if (!step.chunked_parameter || step.tasks.empty()) return std::nullopt;
+  openjd::TaskParameters task;
+  for (const auto& [name, value] : step.tasks.front()) {
+    if (name == *step.chunked_parameter) {
+      task.emplace_back(name, chunk);
+      continue;
+    }
+    auto given = std::find_if(others.begin(), others.end(),
+                              [&](const wire::OpenJdParam& p) { return p.name() == name; });
+    if (given == others.end()) return std::nullopt;
+    task.emplace_back(name, given->value());
+  }
+  if (static_cast<size_t>(others.size()) + 1 != task.size()) return std::nullopt;
+  const bool known = std::any_of(step.tasks.begin(), step.tasks.end(), [&](const auto& row) {
+    if (row.size() != task.size()) return false;
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (row[i].first != task[i].first) return false;
+      if (row[i].first != *step.chunked_parameter && row[i].second != task[i].second) return false;
+    }
+    return true;
+  });
+  if (!known) return std::nullopt;
+  return task;
+}
+
 // The file `name` is on `path` (a PATH value), resolved through symlinks.
 std::optional<std::string> resolve_on_path(const std::string& name, const std::string& path) {
   namespace fs = std::filesystem;
@@ -338,12 +369,12 @@ void OpenJdRunner::run_task(uint64_t id) {
     error = Error{ErrorCode::kInvalidArgument,
                   fmt::format("the template has no step {}", assign.openjd().step())};
   } else if (!chunk.empty()) {
-    if (!created_it->chunked_parameter || created_it->tasks.empty() ||
-        created_it->tasks.front().size() != 1) {
-      error = Error{ErrorCode::kInvalidArgument,
-                    fmt::format("step {} has no chunk to cut", assign.openjd().step())};
+    if (auto cut = chunk_task(*created_it, chunk, assign.openjd().task_parameters())) {
+      task = std::move(*cut);
     } else {
-      task.emplace_back(*created_it->chunked_parameter, chunk);
+      error = Error{ErrorCode::kInvalidArgument,
+                    fmt::format("step {} has no task with chunk {} and those parameters",
+                                assign.openjd().step(), chunk)};
     }
   } else if (assign.ref().task() >= created_it->tasks.size()) {
     error = Error{ErrorCode::kInvalidArgument,

@@ -70,38 +70,39 @@ Result<void> check_chunk_runs(const JobSpec& spec) {
 }  // namespace
 
 void append_chunk_runs(const common::FrameSet& frames, uint64_t from, uint64_t size,
-                       bool contiguous, std::vector<ChunkRun>& runs) {
+                       uint64_t max_gap, std::vector<ChunkRun>& runs) {
   if (size == 0) size = 1;
-  if (!contiguous) {
+  if (max_gap == 0) {
     push_balanced(runs, frames.size() - std::min(from, frames.size()), size);
     return;
   }
-  // Runs of consecutive frames, each cut on its own; a range with another step
-  // is frames one by one (each may still join its neighbours: 1-9x2,10 ends 9-10).
-  uint64_t pending = 0;  // frames of the run in hand
-  int64_t last = 0;      // its last frame
-  auto add = [&](int64_t first, uint64_t count) {
-    if (pending > 0 && last != std::numeric_limits<int64_t>::max() && first == last + 1) {
-      pending += count;
-    } else {
-      push_balanced(runs, pending, size);
-      pending = count;
-    }
-    last = first + static_cast<int64_t>(count - 1);
+  // Whether `next` follows `last` closely enough to share a chunk.
+  auto close = [max_gap](int64_t last, int64_t next) {
+    return next > last && static_cast<uint64_t>(next) - static_cast<uint64_t>(last) <= max_gap;
   };
+  uint64_t pending = 0;  // frames of the part in hand
+  int64_t last = 0;      // its last frame
   uint64_t offset = 0;
   for (const common::FrameRange& range : frames.ranges()) {
     const uint64_t end = offset + range.count;
     if (end > from) {
       const uint64_t skip = from > offset ? from - offset : 0;
       const int64_t first = range.first + range.step * static_cast<int64_t>(skip);
-      if (range.step == 1 || range.count == 1) {
-        add(first, range.count - skip);
-      } else {
-        for (uint64_t i = 0; i < range.count - skip; ++i) {
-          add(first + range.step * static_cast<int64_t>(i), 1);
-        }
+      const uint64_t count = range.count - skip;
+      if (pending > 0 && !close(last, first)) {
+        push_balanced(runs, pending, size);
+        pending = 0;
       }
+      if (count == 1 || close(first, first + range.step)) {
+        pending += count;  // the range is one part
+      } else {
+        // Its frames are parts of their own: the first ends the part in hand,
+        // the last may still join the next range.
+        push_balanced(runs, pending + 1, size);
+        push_run(runs, count - 2, 1);
+        pending = 1;
+      }
+      last = first + range.step * static_cast<int64_t>(count - 1);
     }
     offset = end;
   }
@@ -201,7 +202,7 @@ Result<JobId> Scheduler::submit(JobSpec spec, Millis now, bool durable) {
   if (spec.chunk == 0) return fail(ErrorCode::kInvalidArgument, "chunk must be at least 1");
   if (spec.chunk_target_s > 0 && spec.chunk_runs.empty()) {
     // Adaptive chunks start balanced (1-12 by 5 is 1-4, 5-8, 9-12), as they are cut again.
-    append_chunk_runs(spec.frames, 0, spec.chunk, spec.chunk_contiguous, spec.chunk_runs);
+    append_chunk_runs(spec.frames, 0, spec.chunk, spec.chunk_max_gap, spec.chunk_runs);
     spec.chunk_now = spec.chunk;
   }
   if (auto ok = check_chunk_runs(spec); !ok) return fail(ok.error());
@@ -706,7 +707,7 @@ void Scheduler::adapt_chunks(Job& job, uint64_t frames, Millis took) {
       tasks += run.tasks;
     }
   }
-  append_chunk_runs(job.spec.frames.slice(from, left), 0, want, job.spec.chunk_contiguous, runs);
+  append_chunk_runs(job.spec.frames.slice(from, left), 0, want, job.spec.chunk_max_gap, runs);
   if (runs == job.spec.chunk_runs) return;
   job.spec.chunk_runs = std::move(runs);
   job.spec.chunk_now = static_cast<uint32_t>(std::min<uint64_t>(want, UINT32_MAX));

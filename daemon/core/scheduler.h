@@ -71,9 +71,11 @@ struct ChunkRun {
 
 // Appends to `runs` the frames from position `from` on, cut into chunks of at
 // most `size` frames whose sizes differ by at most one (1-12 by 5: 4, 4, 4);
-// with `contiguous`, each run of consecutive frames is cut on its own.
+// with `max_gap` > 0, the frames are first split where one is more than
+// `max_gap` after the one before it (or not after it), and each part is cut
+// on its own (1: runs of consecutive frames).
 void append_chunk_runs(const common::FrameSet& frames, uint64_t from, uint64_t size,
-                       bool contiguous, std::vector<ChunkRun>& runs);
+                       uint64_t max_gap, std::vector<ChunkRun>& runs);
 
 struct JobSpec {
   std::string kind;
@@ -87,8 +89,9 @@ struct JobSpec {
   // long, by the mean time per frame so far. 0: chunks keep their size.
   uint32_t chunk_target_s = 0;
   uint32_t chunk_now = 0;  // the frames a chunk of the tail was last cut to (0: chunk)
-  // Adapted chunks never span a gap in the frames (OpenJD's CONTIGUOUS).
-  bool chunk_contiguous = false;
+  // A chunk never spans two frames further apart than this (1: consecutive
+  // frames only, OpenJD's CONTIGUOUS); 0: any.
+  uint64_t chunk_max_gap = 0;
   // Tags a worker must have besides the pool: one of each set (OpenJD host
   // attributes, as "name=value" tags). Empty: none.
   std::vector<std::vector<std::string>> tag_choices;

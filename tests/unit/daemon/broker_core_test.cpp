@@ -1486,8 +1486,8 @@ TEST_F(OpenJdSubmitTest, AnOpenJdJobSentAsAPlainSubmitRunsOnlyWhatItsStepHas) {
       << unknown.error();
 }
 
-// Frames 1-10 in chunks of 4 that should take a minute each; a Layer x Frame
-// step beside it keeps its chunks.
+// Frames 1-10 in chunks of 4 that should take a minute each, alone and for
+// each of two layers.
 constexpr const char* kAdaptiveTemplate = R"(specificationVersion: jobtemplate-2023-09
 extensions: [TASK_CHUNKING]
 name: Adaptive
@@ -1530,33 +1530,44 @@ steps:
 TEST_F(OpenJdSubmitTest, AStepWithATargetRuntimeIsAJobOfItsFramesInChunksThatAdapt) {
   const wire::ClientReply reply = submit_openjd(kAdaptiveTemplate, {});
   ASSERT_TRUE(reply.ok()) << reply.error();
+  EXPECT_EQ(reply.submit_openjd().warnings_size(), 0);
   const uint64_t render = reply.submit_openjd().steps(0).job_id();
   const uint64_t layers = reply.submit_openjd().steps(1).job_id();
   EXPECT_EQ(reply.submit_openjd().steps(0).task_count(), 3u);
   const wire::JobSummary job = status(render).status().job();
-  EXPECT_EQ(job.frames(), "1-10");
+  EXPECT_EQ(job.frames(), "1-10");  // the values themselves
   EXPECT_EQ(job.chunk_target_s(), 60u);
   EXPECT_EQ(job.chunk_now(), 4u);
   EXPECT_EQ(job.task_count(), 3u);
-  // Only where the chunked frames are the whole task: the other step says so.
-  ASSERT_EQ(reply.submit_openjd().warnings_size(), 1);
-  EXPECT_NE(reply.submit_openjd().warnings(0).find("step Layers: chunks keep the template's size"),
-            std::string::npos)
-      << reply.submit_openjd().warnings(0);
-  EXPECT_EQ(status(layers).status().job().chunk_target_s(), 0u);
-  EXPECT_EQ(status(layers).status().job().task_count(), 6u);
+  // Beside another parameter, each layer's frames stand apart.
+  const wire::JobSummary layered = status(layers).status().job();
+  EXPECT_EQ(layered.chunk_target_s(), 60u);
+  EXPECT_EQ(layered.task_count(), 6u);
+  EXPECT_EQ(layered.frames_total(), 20u);
 
   sized_worker("big", 8, 16);
   core_->end_turn();
-  std::map<std::pair<uint64_t, uint64_t>, std::string> chunks;
-  for (const wire::Assign& a : assigns()) {
-    chunks[{a.ref().job_id(), a.ref().task()}] = a.openjd().chunk();
-  }
+  std::map<std::pair<uint64_t, uint64_t>, wire::OpenJdTask> sent;
+  for (const wire::Assign& a : assigns()) sent[{a.ref().job_id(), a.ref().task()}] = a.openjd();
+  ASSERT_EQ(sent.size(), 8u);
   // Balanced, as the template's own chunks: 1-4, 5-7, 8-10.
-  EXPECT_EQ(chunks.at({render, 0}), "1-4");
-  EXPECT_EQ(chunks.at({render, 1}), "5-7");
-  EXPECT_EQ(chunks.at({render, 2}), "8-10");
-  EXPECT_EQ(chunks.at({layers, 0}), "");  // the worker takes the step's task 0
+  EXPECT_EQ(sent.at({render, 0}).chunk(), "1-4");
+  EXPECT_EQ(sent.at({render, 1}).chunk(), "5-7");
+  EXPECT_EQ(sent.at({render, 2}).chunk(), "8-10");
+  EXPECT_EQ(sent.at({render, 0}).task_parameters_size(), 0);
+  // Each layer's task is a chunk of that layer's frames (in task order, the
+  // two of fg, then bg's).
+  const std::vector<std::string> expected = {"fg 1-4", "fg 5-7", "fg 8-10",
+                                             "bg 1-4", "bg 5-7", "bg 8-10"};
+  size_t seen = 0;
+  for (const auto& [key, task] : sent) {
+    if (key.first != layers) continue;
+    ASSERT_EQ(task.task_parameters_size(), 1) << key.second;
+    EXPECT_EQ(task.task_parameters(0).name(), "Layer");
+    EXPECT_EQ(task.task_parameters(0).value() + " " + task.chunk(), expected.at(key.second));
+    ++seen;
+  }
+  EXPECT_GE(seen, 4u);  // bg's first at least
 }
 
 // Custom host attributes and cpu.arch as tags a worker must have.

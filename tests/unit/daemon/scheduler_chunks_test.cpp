@@ -15,10 +15,10 @@ namespace {
 class ChunksTest : public ::testing::Test, public Farm {
  protected:
   JobId submit_adaptive(std::string_view frame_text, uint32_t chunk, uint32_t target_s,
-                        bool contiguous = false, const JobOptions& opts = {}) {
+                        uint64_t max_gap = 0, const JobOptions& opts = {}) {
     JobSpec spec = make_spec(frame_text, chunk, opts);
     spec.chunk_target_s = target_s;
-    spec.chunk_contiguous = contiguous;
+    spec.chunk_max_gap = max_gap;
     Result<JobId> id = sched().submit(std::move(spec), now());
     if (!id) {
       ADD_FAILURE() << id.error().reason;
@@ -54,35 +54,47 @@ class ChunksTest : public ::testing::Test, public Farm {
 
 TEST(ChunkRunsTest, BalancedChunksDifferByAtMostOneFrame) {
   std::vector<ChunkRun> runs;
-  append_chunk_runs(frames("1-12"), 0, 5, false, runs);
+  append_chunk_runs(frames("1-12"), 0, 5, 0, runs);
   EXPECT_EQ(runs, (std::vector<ChunkRun>{{3, 4}}));
   runs.clear();
-  append_chunk_runs(frames("1-13"), 0, 5, false, runs);
+  append_chunk_runs(frames("1-13"), 0, 5, 0, runs);
   EXPECT_EQ(runs, (std::vector<ChunkRun>{{1, 5}, {2, 4}}));
   runs.clear();
-  append_chunk_runs(frames("1-13"), 3, 100, false, runs);
+  append_chunk_runs(frames("1-13"), 3, 100, 0, runs);
   EXPECT_EQ(runs, (std::vector<ChunkRun>{{1, 10}}));
 }
 
 TEST(ChunkRunsTest, ContiguousChunksNeverSpanAGap) {
   std::vector<ChunkRun> runs;
   // 1-5 (in 3 chunks of 2, 2, 1), 10-12 (2, 1), 20 (1).
-  append_chunk_runs(frames("1-5,10-12,20"), 0, 2, true, runs);
+  append_chunk_runs(frames("1-5,10-12,20"), 0, 2, 1, runs);
   EXPECT_EQ(runs, (std::vector<ChunkRun>{{2, 2}, {1, 1}, {1, 2}, {2, 1}}));
   runs.clear();
-  // A stepped range is frames one by one, and joins a neighbour it touches.
-  append_chunk_runs(frames("1-7x2,8-9"), 0, 10, true, runs);
+  // A stepped range is frames one by one, and joins a neighbour it touches:
+  // 1, 3, 5, 7-9.
+  append_chunk_runs(frames("1-7x2,8-9"), 0, 10, 1, runs);
   EXPECT_EQ(runs, (std::vector<ChunkRun>{{3, 1}, {1, 3}}));
   runs.clear();
   // Without the constraint the gaps are ignored.
-  append_chunk_runs(frames("1-5,10-12,20"), 0, 3, false, runs);
+  append_chunk_runs(frames("1-5,10-12,20"), 0, 3, 0, runs);
   EXPECT_EQ(runs, (std::vector<ChunkRun>{{3, 3}}));
+}
+
+TEST(ChunkRunsTest, AWiderGapSplitsOnlyWhereFramesLieFurtherApart) {
+  std::vector<ChunkRun> runs;
+  // Gaps of up to 10 are one part: 1-5,10-12 (8 frames in 2 chunks of 4), 40-41.
+  append_chunk_runs(frames("1-5,10-12,40-41"), 0, 5, 10, runs);
+  EXPECT_EQ(runs, (std::vector<ChunkRun>{{2, 4}, {1, 2}}));
+  runs.clear();
+  // A stepped range within the gap is one part: 0-20x5 (5 frames), then 100.
+  append_chunk_runs(frames("0-20x5,100"), 0, 2, 5, runs);
+  EXPECT_EQ(runs, (std::vector<ChunkRun>{{2, 2}, {2, 1}}));
 }
 
 TEST_F(ChunksTest, AnAdaptiveJobStartsInBalancedChunks) {
   JobId job = submit_adaptive("1-12", 5, 60);
   EXPECT_EQ(task_frames(job), (std::vector<std::string>{"1-4", "5-8", "9-12"}));
-  JobId gaps = submit_adaptive("1-5,10-12", 2, 60, true);
+  JobId gaps = submit_adaptive("1-5,10-12", 2, 60, 1);
   EXPECT_EQ(task_frames(gaps), (std::vector<std::string>{"1-2", "3-4", "5", "10-11", "12"}));
   // Without a target, chunks are `chunk` frames and the last takes the rest.
   JobId plain = submit("1-12", 5);

@@ -143,6 +143,24 @@ steps:
         onRun:
           command: bash
           args: ["-c", "echo 'openjd_status: busy with {{Task.Param.F}}'; echo {{Task.Param.F}} > {{Param.Out}}/chunk; i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"]
+  - name: Layers
+    parameterSpace:
+      taskParameterDefinitions:
+        - name: Layer
+          type: STRING
+          range: [fg, bg]
+        - name: F
+          type: CHUNK[INT]
+          range: "1-10"
+          chunks:
+            defaultTaskCount: 2
+            targetRuntimeSeconds: 60
+            rangeConstraint: CONTIGUOUS
+    script:
+      actions:
+        onRun:
+          command: bash
+          args: ["-c", "echo {{Task.Param.Layer}} {{Task.Param.F}} > {{Param.Out}}/layer"]
 )";
 
 // The broker's cut of an adaptive step is the task's chunk; what the action
@@ -166,6 +184,25 @@ TEST_F(OpenJdRunnerTest, ABrokersChunkIsTheTasksParameterAndTheTaskReportsWhatIt
   for (const OpenJdProgress& p : runner.take_progress()) said = said || p.status == "busy with 3-7";
   EXPECT_TRUE(said);
 
+  // Beside another parameter: the broker names its value too.
+  wire::Assign layered = a;
+  layered.mutable_openjd()->set_step("Layers");
+  layered.mutable_openjd()->set_chunk("2-4");
+  wire::OpenJdParam& layer = *layered.mutable_openjd()->add_task_parameters();
+  layer.set_name("Layer");
+  layer.set_value("bg");
+  ASSERT_TRUE(runner.start(3, layered, std::chrono::steady_clock::now(), dir_ + "/log3"));
+  const OpenJdOutcome ran = await(runner, 3);
+  ASSERT_TRUE(ran.succeeded) << (ran.error ? ran.error->reason : "");
+  EXPECT_EQ(read("layer"), "bg 2-4\n");
+  // A value the step does not have is refused.
+  layer.set_value("mid");
+  ASSERT_TRUE(runner.start(4, layered, std::chrono::steady_clock::now(), dir_ + "/log4"));
+  const OpenJdOutcome unknown = await(runner, 4);
+  EXPECT_FALSE(unknown.succeeded);
+  ASSERT_TRUE(unknown.error.has_value());
+  EXPECT_EQ(unknown.error->reason, "step Layers has no task with chunk 2-4 and those parameters");
+
   // A chunk for a step that has none is refused, not run.
   wire::Assign plain = assign(0);
   plain.mutable_openjd()->set_chunk("1-2");
@@ -174,7 +211,7 @@ TEST_F(OpenJdRunnerTest, ABrokersChunkIsTheTasksParameterAndTheTaskReportsWhatIt
   const OpenJdOutcome refused = await(runner, 2);
   EXPECT_FALSE(refused.succeeded);
   ASSERT_TRUE(refused.error.has_value());
-  EXPECT_EQ(refused.error->reason, "step Work has no chunk to cut");
+  EXPECT_EQ(refused.error->reason, "step Work has no task with chunk 1-2 and those parameters");
 }
 
 }  // namespace
