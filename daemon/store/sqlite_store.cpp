@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <set>
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -349,8 +350,8 @@ Result<void> SqliteStore::commit(const Batch& batch) {
   }
   // Where each task's running attempt is as this batch goes (0: none); applied
   // to running_rows_ once the transaction is in.
-  using TaskKey = std::pair<core::JobId, core::TaskIndex>;
-  std::map<TaskKey, int64_t> running;
+  RunningRows& running = running_in_batch_;
+  running.clear();
   auto running_row = [&](const TaskKey& key) -> int64_t {
     if (auto it = running.find(key); it != running.end()) return it->second;
     auto it = running_rows_.find(key);
@@ -437,17 +438,23 @@ Result<void> SqliteStore::commit(const Batch& batch) {
     sqlite3_bind_int64(set_started_, 2, unix_ms);
     if (!run(set_started_)) return rollback(fmt::format("cannot update job {}", job));
   }
-  for (core::JobId job : batch.forgotten_jobs) {
-    std::vector<TaskKey> keys;
-    for (const auto* rows : {&running_rows_, &running}) {
-      for (auto it = rows->lower_bound({job, 0}); it != rows->end() && it->first.first == job;
-           ++it) {
-        keys.push_back(it->first);
+  if (!batch.forgotten_jobs.empty()) {
+    // Their running rows (few, if any: a forgotten job has finished), found in
+    // one pass over the rows.
+    const std::set<core::JobId> forgotten(batch.forgotten_jobs.begin(), batch.forgotten_jobs.end());
+    std::set<TaskKey> keys;
+    for (const RunningRows* rows : {&running_rows_, &running}) {
+      for (const auto& [key, row] : *rows) {
+        if (forgotten.count(key.first) != 0) keys.insert(key);
       }
     }
     for (const TaskKey& key : keys) {
-      if (!delete_running(key)) return rollback(fmt::format("cannot delete job {}", job));
+      if (!delete_running(key)) {
+        return rollback(fmt::format("cannot delete job {}", key.first));
+      }
     }
+  }
+  for (core::JobId job : batch.forgotten_jobs) {
     for (sqlite3_stmt* stmt : {delete_tasks_, delete_logs_, delete_job_blocks_, delete_job_}) {
       sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(job));
       if (!run(stmt)) return rollback(fmt::format("cannot delete job {}", job));

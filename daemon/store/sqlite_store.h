@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -114,8 +115,22 @@ class SqliteStore : public Store {
   // Running attempts live in a table of their own (migration 0012): the rowid of
   // each task's row there, as committed. A commit changes it only once its
   // transaction is in.
-  std::map<std::pair<core::JobId, core::TaskIndex>, int64_t> running_rows_;
+  // (Hashed: a farm has tens of thousands of tasks running, and every task
+  // change looks its task up; a tree's lookups were 4% of the broker's CPU.)
+  using TaskKey = std::pair<core::JobId, core::TaskIndex>;
+
+  struct TaskKeyHash {
+    size_t operator()(const TaskKey& key) const {
+      return std::hash<uint64_t>{}(key.first * 0x9E3779B97F4A7C15ull ^ key.second);
+    }
+  };
+
+  using RunningRows = std::unordered_map<TaskKey, int64_t, TaskKeyHash>;
+  RunningRows running_rows_;
   std::vector<int64_t> stale_running_rows_;
+  // A commit's changes to running_rows_ (0: deleted), kept between commits for
+  // its buckets.
+  RunningRows running_in_batch_;
   sqlite3_stmt* insert_job_ = nullptr;
   sqlite3_stmt* update_job_ = nullptr;
   sqlite3_stmt* upsert_task_ = nullptr;
