@@ -671,6 +671,26 @@ def test_requests_show_in_status_and_a_request_no_worker_meets_says_so(client):
     assert client.status(big).memory == 64 << 20
     with pytest.raises(farmhand.InvalidArgument, match="memory retry factor"):
         client.submit("noop", tasks=1, memory_retry_factor=0.5)
+
+
+def test_gpus_and_adaptive_chunks_go_through_the_client(client):
+    # The local workers have no GPU (none is listed by a driver here, or they
+    # report what they found): a task asking for more than any has says so.
+    most = max(w.gpus for w in client.workers())
+    job = client.submit("noop", tasks=1, gpus=most + 1)
+    status = client.status(job)
+    assert status.gpus == most + 1
+    assert "GPU" in status.waiting_reason
+    client.set_job(job, gpus=0)
+    assert client.wait(job).state == "succeeded"
+    assert client.status(job).gpus == 0
+    # Chunks that adapt: balanced at first (1-12 by 5 is 4, 4, 4), and shown.
+    chunked = client.submit("noop", frames="1-12", chunk=5, chunk_target_s=30)
+    done = client.wait(chunked)
+    assert done.state == "succeeded"
+    assert done.chunk_target_s == 30
+    assert done.chunk_now >= 1
+    assert done.task_count <= 3
 def _wait_for(predicate, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
