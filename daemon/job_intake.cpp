@@ -276,6 +276,11 @@ Result<void> JobIntake::check_spec(wire::JobSpec& spec, const common::FrameSet* 
                 fmt::format("chunk target of {} s over the limit of {} s (a week)",
                             spec.chunk_target_s(), kMaxChunkTargetS));
   }
+  if (spec.chunk_target_s() != 0 && spec.lane() == "interactive") {
+    // Its reserved slots are for short tasks: chunks must not grow there.
+    return fail(ErrorCode::kInvalidArgument,
+                "the interactive lane's tasks keep their size: no chunk target");
+  }
   if (spec.chunk_max_gap() != 0 && spec.chunk_target_s() == 0) {
     return fail(ErrorCode::kInvalidArgument, "chunk_max_gap needs a chunk target");
   }

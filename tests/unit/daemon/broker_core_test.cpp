@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 
 #include "tests/support/fake_clock.h"
@@ -1215,6 +1216,58 @@ TEST_F(BrokerCoreTest, ProgressShowsWhatTheLeaseHolderReportedForTheAttemptThatR
   // A late report of the killed attempt does not show either.
   report(holder, first[0].ref(), 120, 240);
   EXPECT_EQ(shown(), std::make_pair(uint64_t{0}, uint64_t{0})) << "a stale report showed";
+}
+
+// What the broker sets of adaptive chunks is refused from a client, and a
+// chunk target is refused where chunks must stay short.
+TEST_F(BrokerCoreTest, AdaptiveChunkFieldsTheBrokerSetsAreRefusedFromAClient) {
+  struct Case {
+    std::function<void(wire::JobSpec&)> set;
+    std::string says;
+  };
+
+  const std::vector<Case> cases = {
+      {[](wire::JobSpec& s) { s.add_chunk_runs()->set_tasks(1); }, "broker's to set"},
+      {[](wire::JobSpec& s) { s.set_chunk_now(5); }, "broker's to set"},
+      {[](wire::JobSpec& s) { s.mutable_openjd_chunking()->set_stride(4); }, "broker's to set"},
+      {[](wire::JobSpec& s) { s.set_chunk_max_gap(1); }, "chunk_max_gap needs a chunk target"},
+      {[](wire::JobSpec& s) { s.set_chunk_target_s(8 * 24 * 3600); }, "over the limit"},
+      {[](wire::JobSpec& s) {
+         s.set_kind("thumbnail");
+         s.set_lane("interactive");
+         s.set_chunk_target_s(60);
+       },
+       "the interactive lane's tasks keep their size"},
+      {[](wire::JobSpec& s) { s.add_tag_choices(); }, "a tag choice has 0 tags"},
+  };
+  for (const Case& c : cases) {
+    wire::ClientRequest req;
+    wire::JobSpec& spec = *req.mutable_submit()->mutable_spec();
+    spec.set_kind("noop");
+    spec.set_frames("1-10");
+    c.set(spec);
+    const wire::ClientReply reply = request(req);
+    EXPECT_FALSE(reply.ok()) << c.says;
+    EXPECT_NE(reply.error().find(c.says), std::string::npos) << reply.error();
+  }
+  EXPECT_EQ(disk_.job(1), nullptr);
+  // A chunk target alone is a job in balanced chunks.
+  wire::ClientRequest ok;
+  wire::JobSpec& spec = *ok.mutable_submit()->mutable_spec();
+  spec.set_kind("noop");
+  spec.set_frames("1-12");
+  spec.set_chunk(5);
+  spec.set_chunk_target_s(60);
+  const wire::ClientReply made = request(ok);
+  ASSERT_TRUE(made.ok()) << made.error();
+  EXPECT_EQ(made.submit().task_count(), 3u);
+  wire::JobSpec stored;
+  ASSERT_NE(disk_.job(made.submit().job_id()), nullptr);
+  ASSERT_TRUE(stored.ParseFromString(disk_.job(made.submit().job_id())->spec));
+  ASSERT_EQ(stored.chunk_runs_size(), 1);  // kept with the job: 3 tasks of 4 frames
+  EXPECT_EQ(stored.chunk_runs(0).tasks(), 3u);
+  EXPECT_EQ(stored.chunk_runs(0).frames(), 4u);
+  EXPECT_EQ(stored.chunk_now(), 5u);
 }
 
 // ------------------------------------------------------------ Open Job Description
