@@ -72,13 +72,6 @@ std::string choice_list(const std::string_view (&choices)[N]) {
   return out;
 }
 
-std::string lower(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) {
-    return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-  });
-  return text;
-}
-
 bool is_identifier(std::string_view name) {
   if (name.empty() || (name[0] >= '0' && name[0] <= '9')) return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
@@ -235,7 +228,7 @@ class Reader {
   std::optional<std::string> read_choice(const Entry& entry, const std::string_view (&choices)[N]) {
     auto text = read_string(entry);
     if (!text) return std::nullopt;
-    std::string value = lower(*text);
+    std::string value = ascii_lower(*text);
     if (!one_of(value, choices)) {
       problem(entry.line, entry.path + " must be one of " + choice_list(choices) + ", not '" +
                               printable(*text) + "'");
@@ -741,18 +734,18 @@ class Reader {
         auto kinds = read_string_list(entry);
         if (!kinds) return;
         for (const std::string& kind : *kinds) {
-          if (!one_of(lower(kind), kKinds)) {
+          if (!one_of(ascii_lower(kind), kKinds)) {
             problem(entry.line, entry.path + " must be " + choice_list(kKinds) + ", not '" +
                                     printable(kind) + "'");
             return;
           }
-          match.kind.push_back(lower(kind));
+          match.kind.push_back(ascii_lower(kind));
         }
       } else if (key == "ext") {
         auto exts = read_string_list(entry);
         if (!exts) return;
         for (const std::string& ext : *exts) {
-          std::string e = lower(ext);
+          std::string e = ascii_lower(ext);
           if (!e.empty() && e.front() == '.') e.erase(0, 1);
           match.ext.push_back(e);
         }

@@ -140,6 +140,14 @@ std::string printable_lines(std::string_view text) {
   return escape(text, kWholeText, true);
 }
 
+std::string ascii_lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
 void check_failed(const char* expr, const char* file, int line) {
   std::fprintf(stderr, "farmhand: invariant broken: %s at %s:%d\n", expr, file, line);
   std::fflush(stderr);

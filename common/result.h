@@ -67,6 +67,10 @@ std::string printable(std::string_view text, size_t max_bytes = 80);
 // tabs are kept, everything else printable() escapes is escaped; never cut.
 std::string printable_lines(std::string_view text);
 
+// `text` with ASCII upper-case letters made lower case (names compared without
+// case: OpenJD capabilities, config keys, rule patterns); other bytes as they are.
+std::string ascii_lower(std::string_view text);
+
 // A broken invariant is a bug: log and abort.
 [[noreturn]] void check_failed(const char* expr, const char* file, int line);
 

@@ -561,7 +561,7 @@ std::optional<Clock::SteadyTime> ClientService::next_deadline() const {
 void ClientService::list(const wire::ListRequest& request, wire::ClientReply& reply) const {
   const core::Scheduler& scheduler = *farm_.scheduler;
   const uint32_t limit = request.limit() == 0 ? 1000 : request.limit();
-  const std::string needle = lower_ascii(request.name_contains());
+  const std::string needle = ascii_lower(request.name_contains());
   auto ids = scheduler.job_ids();
   std::vector<core::JobId> shown;
   uint64_t matched = 0;

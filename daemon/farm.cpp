@@ -346,11 +346,6 @@ std::string job_display_name(const wire::JobSpec& spec) {
                                          : spec.kind() + " " + spec.command_template();
 }
 
-std::string lower_ascii(std::string text) {
-  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return text;
-}
-
 bool job_matches(const wire::ListRequest& request, const std::string& needle, const JobFacts& job) {
   if (request.state() != wire::JOB_STATE_UNSPECIFIED && job.state != request.state()) return false;
   if (!request.user().empty() && job.user != request.user()) return false;
@@ -362,7 +357,7 @@ bool job_matches(const wire::ListRequest& request, const std::string& needle, co
     auto it = job.labels.find(key);
     if (it == job.labels.end() || it->second != value) return false;
   }
-  return needle.empty() || lower_ascii(job.name).find(needle) != std::string::npos;
+  return needle.empty() || ascii_lower(job.name).find(needle) != std::string::npos;
 }
 
 void fill_summary_fixed(const Farm& farm, core::JobId id, wire::JobSummary& summary) {

@@ -176,6 +176,5 @@ struct JobFacts {
 
 // `needle`: the request's name_contains, lower-cased.
 bool job_matches(const wire::ListRequest& request, const std::string& needle, const JobFacts& job);
-std::string lower_ascii(std::string text);
 
 }  // namespace farmhand::daemon

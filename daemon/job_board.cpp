@@ -308,7 +308,7 @@ Result<JobBoard::Page> JobBoard::query(const Snapshot& snapshot, const Query& qu
     if (!at) return fail(at.error());
     after = std::move(*at);
   }
-  const std::string needle = lower_ascii(query.filter.name_contains());
+  const std::string needle = ascii_lower(query.filter.name_contains());
   std::vector<const CardPtr*> matches;
   for (const auto& [number, chunk] : snapshot.chunks) {
     for (const CardPtr& card : *chunk) {

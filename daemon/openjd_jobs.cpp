@@ -67,11 +67,6 @@ const openjd::CreatedStep* find_step(const openjd::Job& job, const std::string& 
   return nullptr;
 }
 
-std::string lower(std::string text) {
-  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return text;
-}
-
 // Host requirements as farmhand requests: vCPUs, memory and GPUs become the
 // job's cores, memory and gpus (the scheduler packs by them); cpu.arch and custom
 // attributes become tags a worker must have; an OS other than Linux, or an
@@ -80,7 +75,7 @@ Result<void> apply_host_requirements(const openjd::CreatedStep& step, wire::JobS
                                      std::vector<std::string>& warnings) {
   for (const auto& amount : step.amounts) {
     const double min = amount.min ? std::strtod(amount.min->c_str(), nullptr) : 0;
-    const std::string name = lower(amount.name);
+    const std::string name = ascii_lower(amount.name);
     if (name == "amount.worker.vcpu") {
       const auto cores = static_cast<uint32_t>(std::min(std::ceil(min), 1e6));
       spec.set_cores(std::max(spec.cores(), cores));
@@ -102,7 +97,7 @@ Result<void> apply_host_requirements(const openjd::CreatedStep& step, wire::JobS
     }
   }
   for (const auto& attribute : step.attributes) {
-    const std::string name = lower(attribute.name);
+    const std::string name = ascii_lower(attribute.name);
     auto allows = [&](const std::string& value) {
       const bool any = attribute.any_of.empty() ||
                        std::find(attribute.any_of.begin(), attribute.any_of.end(), value) !=
@@ -198,6 +193,7 @@ std::optional<AdaptivePlan> adaptive_plan(const openjd::CreatedStep& step) {
     return plan;
   }
   // Each combination must have every value (a product, not an association).
+  // (Submit time only: the template's own chunking, counted.)
   const uint64_t chunks = step.contiguous
                               ? openjd::contiguous_chunks(step.chunk_size, values).size()
                               : openjd::chunk_sizes(step.chunk_size, values.size()).size();

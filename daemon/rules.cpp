@@ -16,18 +16,11 @@ namespace {
 using common::PathVars;
 using common::SequencePattern;
 
-std::string lower(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) {
-    return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-  });
-  return text;
-}
-
 std::string file_kind(const std::string& ext) {
   static const char* kImages[] = {"exr", "dpx", "tif", "tiff", "png", "jpg", "jpeg", "tga",
                                   "hdr", "cin", "sgi", "rgb",  "bmp", "tx",  "psd"};
   static const char* kMovies[] = {"mov", "mp4", "mxf", "avi", "mkv", "m4v", "webm"};
-  std::string e = lower(ext);
+  std::string e = ascii_lower(ext);
   for (const char* k : kImages) {
     if (e == k) return "image";
   }
@@ -219,7 +212,7 @@ bool rule_matches(const common::Rule& rule, const PublishItem& item,
     if (!ok) return false;
   }
   if (!m.ext.empty() &&
-      std::find(m.ext.begin(), m.ext.end(), lower(item.vars.ext)) == m.ext.end()) {
+      std::find(m.ext.begin(), m.ext.end(), ascii_lower(item.vars.ext)) == m.ext.end()) {
     return false;
   }
   for (const auto& [key, glob] : m.meta) {

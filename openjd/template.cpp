@@ -50,14 +50,6 @@ std::string upper(std::string_view s) {
   return out;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 // ------------------------------------------------------------ text rules
 
 // Code points of UTF-8 text; nullopt when it is not valid UTF-8.
@@ -244,7 +236,7 @@ int64_t as_strict_int(const YAML::Node& n, const std::string& path) {
 bool as_bool(const YAML::Node& n, const std::string& path) {
   const Kind k = kind_of(n);
   if (k != Kind::kBool) invalid(path, fmt::format("must be a boolean, not {}", kind_name(k)));
-  return lower(n.Scalar()) == "true";
+  return ascii_lower(n.Scalar()) == "true";
 }
 
 const YAML::Node& as_seq(const YAML::Node& n, const std::string& path) {
@@ -465,7 +457,7 @@ const TextRule kLabel{1, 64, true, false};
 
 void capability_name(const std::string& name, const std::string& path, bool amount) {
   const std::string prefix = amount ? "amount." : "attr.";
-  const std::string n = lower(name);
+  const std::string n = ascii_lower(name);
   // [<Identifier>:](amount|attr).<Identifier>[.<Identifier>]*
   std::string vendor;
   std::string rest = n;
@@ -1439,7 +1431,7 @@ class Validator {
   // Capability names compare without case; names with references resolve later.
   static bool unique_capability(std::set<std::string>& names, const std::string& name) {
     if (name.find("{{") != std::string::npos) return true;
-    return names.insert(lower(name)).second;
+    return names.insert(ascii_lower(name)).second;
   }
 
   AmountRequirement amount(const YAML::Node& n, const std::string& path) {
@@ -1491,7 +1483,7 @@ class Validator {
     if (literal_name) capability_name(a.name, f.path("name"), false);
     if (!f.has("anyOf") && !f.has("allOf")) invalid(path, "needs anyOf or allOf, or both");
     const auto standard =
-        literal_name ? kStandardAttributes.find(lower(a.name)) : kStandardAttributes.end();
+        literal_name ? kStandardAttributes.find(ascii_lower(a.name)) : kStandardAttributes.end();
     auto values = [&](std::string_view key, bool all_of) {
       std::vector<std::string> out;
       const std::string l_path = f.path(key);
@@ -1854,7 +1846,7 @@ std::string capability_name_problem(const std::string& name, bool amount) {
 
 std::string attribute_value_problem(const std::string& attribute, const std::string& value) {
   try {
-    attribute_value(kStandardAttributes.find(lower(attribute)), value, "");
+    attribute_value(kStandardAttributes.find(ascii_lower(attribute)), value, "");
   } catch (const Invalid& e) {
     return e.reason;
   }

@@ -129,10 +129,12 @@ TEST_P(ConformanceJobTest, RunsAsExpected) {
   } catch (const YAML::Exception& e) {
     FAIL() << "cannot read " << path << ": " << e.what();
   }
+  // A case for other systems only (runOn without posix) is still made as a
+  // job, and must be made or refused as expected; it is not run here.
+  bool runs_here = true;
   if (test["runOn"]) {
-    bool posix = false;
-    for (const auto& os : test["runOn"]) posix = posix || os.as<std::string>() == "posix";
-    if (!posix) GTEST_SKIP() << "not for posix";
+    runs_here = false;
+    for (const auto& os : test["runOn"]) runs_here = runs_here || os.as<std::string>() == "posix";
   }
 
   // Job creation: everything a `.invalid.` file must be refused by.
@@ -167,6 +169,7 @@ TEST_P(ConformanceJobTest, RunsAsExpected) {
     return;
   }
   ASSERT_TRUE(job) << job.error().reason;
+  if (!runs_here) return;
 
   std::vector<PathMappingRule> rules;
   for (const auto& rule : test["pathMapping"]) {
