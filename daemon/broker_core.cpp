@@ -442,7 +442,7 @@ void BrokerCore::post() {
   }
   turn_.clear();
   // Durable now: the live stream may show it (with the board's summaries).
-  feed_.publish_if_due(farm_, clock_.steady(), &board_);
+  feed_.publish_if_due(clock_.steady(), board_);
 }
 
 void BrokerCore::flush_failed(const Error& cause) {

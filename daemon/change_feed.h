@@ -4,16 +4,21 @@
 //
 // The loop notes what each committed batch touched (jobs, their tasks, publish
 // events) and which workers joined or were lost, and, once the turn's flush
-// has made it durable, publishes at most one entry per job every
-// kCoalesce: the job's summary without its spec (name, state, counts,
-// progress, times; no params, labels or limits) and up to kMaxTaskIndices of
-// the task indices that changed. A 100,000-task job that changes every turn
-// is one small entry twice a second, not a flood.
-// Nothing is built while no one streams (the cost of the feed is then a few
-// set inserts per turn); a reader that comes later starts from the API.
+// has made it durable and the job board shows it, hands the notes over at most
+// every kCoalesce. The feed's own thread makes the entries from them: at most
+// one per job, sharing the board's card of the job (its summary without its
+// spec: name, state, counts, progress, times; no params, labels or limits),
+// with up to kMaxTaskIndices of the task indices that changed. A 100,000-task
+// job that changes every turn is one small entry twice a second, not a flood,
+// and the loop only appends ids (sorting and counting tens of thousands of
+// task changes a publish, and making and freeing the entries, cost it a few
+// percent of a busy farm's dispatch).
+// Nothing is kept while no one streams (the cost of the feed is then a check
+// per turn); a reader that comes later starts from the API.
 // Entries carry increasing ids; a reader resumes after the id it last saw
 // (Last-Event-ID) while the ring still holds it, else it is told to reload.
-// Thread-safe: the loop writes, any thread reads.
+// Thread-safe: the loop notes and publishes, the feed's thread builds, any
+// thread reads.
 #pragma once
 
 #include <atomic>
@@ -26,8 +31,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -38,8 +43,6 @@
 #include "daemon/store/store.h"
 
 namespace farmhand::daemon {
-
-struct Farm;
 
 class ChangeFeed {
  public:
@@ -71,20 +74,28 @@ class ChangeFeed {
     // The same without the task indices (a reader that asked for none).
     mutable std::once_flag brief_once;
     mutable std::string brief;
+    // Another job's move, for a reader of a few jobs (no progress, no tasks).
+    mutable std::once_flag move_once;
+    mutable std::string move;
   };
 
   using EntryPtr = std::shared_ptr<const Entry>;
+
+  ChangeFeed() = default;
+  ~ChangeFeed();
+  ChangeFeed(const ChangeFeed&) = delete;
+  ChangeFeed& operator=(const ChangeFeed&) = delete;
 
   // ---- the loop
   // What a committed batch changed.
   void note(const Batch& batch);
   void note_worker(const std::string& name, const std::string& what);
-  // After the flush: publishes what was noted, once kCoalesce has passed
-  // since the last time (every entry's state is durable: memory is at rest).
-  // With an enabled `board`, a job's entry shares the board's summary instead
-  // of making its own, and waits for a board that has changes to publish.
-  void publish_if_due(const Farm& farm, std::chrono::steady_clock::time_point now,
-                      const JobBoard* board = nullptr);
+  // After the flush: hands what was noted to the feed's thread, once
+  // kCoalesce has passed since the last time and the board has published
+  // every change noted (a job's entry shares the board's card of it; every
+  // entry's state is durable). A disabled board shows nothing: the changes
+  // are dropped as if unwatched.
+  void publish_if_due(std::chrono::steady_clock::time_point now, const JobBoard& board);
   bool nothing_noted() const;
   // When a publish waits for kCoalesce, its time (the loop wakes for it).
   std::optional<std::chrono::steady_clock::time_point> next_publish() const;
@@ -104,42 +115,49 @@ class ChangeFeed {
   std::vector<EntryPtr> wait_after(uint64_t& after, std::chrono::steady_clock::time_point until,
                                    const std::function<bool(const Entry&)>& wanted, bool& behind);
   uint64_t last_id() const;
+  // Waits until every publish handed over so far is entries (or gaps).
+  void settle();
   // Wakes every waiting reader (shutdown); they then end their streams.
   void close();
   bool closed() const;
 
  private:
-  // Loop-only.
-  std::vector<core::JobId> job_notes_;    // jobs changed (repeats too)
-  std::vector<core::JobId> moved_notes_;  // jobs moved (see Entry::moved)
+  // What the loop noted between two publishes, handed to the feed's thread.
+  struct Notes {
+    bool gap = false;                // changes went unnoted: an id is spent on them
+    std::vector<core::JobId> moved;  // jobs moved (see Entry::moved; repeats too)
+    std::vector<std::pair<core::JobId, core::TaskIndex>> tasks;  // task changes (repeats too)
+    std::vector<std::pair<std::string, std::string>> workers;
+    std::vector<std::string> publishes;
+    std::shared_ptr<const JobBoard::Snapshot> cards;  // the board as of the publish
 
-  // Tasks changed, by job, gathered as they come (a full farm notes tens of
-  // thousands between publishes; sorting them all at the publish stalled the
-  // loop for milliseconds): how many changed (repeats too), and the first
-  // indices (repeats too, up to twice kMaxTaskIndices).
-  struct TaskNotes {
-    uint64_t changed = 0;
-    std::vector<uint32_t> tasks;
+    bool empty() const {
+      return moved.empty() && tasks.empty() && workers.empty() && publishes.empty();
+    }
   };
 
-  std::unordered_map<core::JobId, TaskNotes> task_notes_;
-  std::vector<std::pair<std::string, std::string>> workers_;
-  std::vector<std::string> publishes_;
+  void build_loop();
+  std::vector<std::shared_ptr<Entry>> build(Notes& notes) const;
+
+  // Loop-only.
+  Notes notes_;
   std::chrono::steady_clock::time_point last_publish_{};
   // Changes not noted because nobody watched (note() then costs nothing): the
   // next publish spends an id on them, so a reader who came since finds a gap.
   bool unnoted_ = false;
 
   mutable std::mutex mutex_;
-  std::condition_variable changed_;
+  std::condition_variable changed_;  // readers: entries came, or the feed closed
+  std::condition_variable handed_;   // the feed's thread: notes came, or the feed closed
+  std::condition_variable settled_;  // settle(): everything handed over is built
+  std::deque<Notes> pending_;        // handed over, not yet built
+  bool building_ = false;
   std::deque<EntryPtr> ring_;
-  // Entries that left the ring, freed by the next reader that wakes: off the
-  // loop, which retired thousands a publish (their cards and JSON with them).
-  std::vector<EntryPtr> retired_;
   uint64_t next_id_ = 1;
   int subscribers_ = 0;           // under mutex_
   std::atomic<int> watchers_{0};  // the same, read by note() without the lock
   bool closed_ = false;
+  std::thread builder_;  // started by the first publish handed over
 };
 
 }  // namespace farmhand::daemon

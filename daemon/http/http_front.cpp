@@ -360,7 +360,12 @@ namespace {
 // cost ~50 us a summary, and a full farm makes thousands of entries a second.
 // The same names and mapping as the API's (64-bit numbers as strings, enums by
 // name); fields at their default are left out, as in the API's stream.
-std::string live_job_json(const wire::JobSummary& job) {
+// Without `progress`, another job's move as a reader of a few jobs gets it:
+// what a list needs to place the job and match it against its filter (name,
+// kind, state, who, what publish made it, times), not its counts, frames or
+// requests. A busy farm moves a thousand jobs a second, and every open jobs
+// page reads all of them.
+std::string live_job_json(const wire::JobSummary& job, bool progress) {
   nlohmann::json out;
   auto u64 = [&](const char* name, uint64_t value) {
     if (value != 0) out[name] = std::to_string(value);
@@ -380,6 +385,14 @@ std::string live_job_json(const wire::JobSummary& job) {
   out["state"] = wire::JobState_Name(job.state());
   number("priority", job.priority());
   text("pool", job.pool());
+  text("lane", job.lane());
+  text("submitted_by", job.submitted_by());
+  text("project", job.project());
+  text("event_id", job.event_id());  // the publish that made it: its page follows it
+  i64("submitted_unix_ms", job.submitted_unix_ms());
+  i64("started_unix_ms", job.started_unix_ms());
+  i64("finished_unix_ms", job.finished_unix_ms());
+  if (!progress) return out.dump();
   number("chunk", job.chunk());
   u64("task_count", job.task_count());
   nlohmann::json counts = nlohmann::json::object();
@@ -387,34 +400,36 @@ std::string live_job_json(const wire::JobSummary& job) {
     if (count != 0) counts[state] = std::to_string(count);  // like every field: 0 left out
   }
   out["counts"] = std::move(counts);
-  i64("submitted_unix_ms", job.submitted_unix_ms());
   number("max_attempts", job.max_attempts());
   number("timeout_s", job.timeout_s());
   u64("after_frames", job.after_frames());
-  text("lane", job.lane());
-  text("submitted_by", job.submitted_by());
-  text("project", job.project());
-  text("event_id", job.event_id());  // the publish that made it: its page follows it
-  i64("finished_unix_ms", job.finished_unix_ms());
   number("max_running", job.max_running());
   u64("frames_total", job.frames_total());
   u64("frames_succeeded", job.frames_succeeded());
   number("cores", job.cores());
   u64("memory_bytes", job.memory_bytes());
   if (job.memory_retry_factor() != 0) out["memory_retry_factor"] = job.memory_retry_factor();
-  i64("started_unix_ms", job.started_unix_ms());
   return out.dump();
 }
 
-// One Server-Sent Event (the data on one line: JSON has no raw newline);
-// `with_tasks` false leaves a job's changed task indices out (their count stays).
-std::string sse_event(const ChangeFeed::Entry& entry, bool with_tasks) {
+// How a reader gets a job's entry: whole, without the changed task indices
+// (their count stays), or as another job's move (live_job_json without
+// progress, and "moved": true).
+enum class JobForm { kWhole, kNoTasks, kMove };
+
+// One Server-Sent Event (the data on one line: JSON has no raw newline).
+std::string sse_event(const ChangeFeed::Entry& entry, JobForm form) {
   std::string data;
   if (entry.kind == "job") {
     const wire::JobSummary* summary = entry.card ? &entry.card->summary() : entry.job.get();
-    std::string job = summary ? live_job_json(*summary) : "null";
-    data = fmt::format(R"({{"id":"{}","job":{},"tasks":{},"tasks_changed":{}}})", entry.job_id, job,
-                       with_tasks ? nlohmann::json(entry.tasks).dump() : "[]", entry.tasks_changed);
+    std::string job = summary ? live_job_json(*summary, form != JobForm::kMove) : "null";
+    if (form == JobForm::kMove) {
+      data = fmt::format(R"({{"id":"{}","job":{},"moved":true}})", entry.job_id, job);
+    } else {
+      data = fmt::format(R"({{"id":"{}","job":{},"tasks":{},"tasks_changed":{}}})", entry.job_id,
+                         job, form == JobForm::kWhole ? nlohmann::json(entry.tasks).dump() : "[]",
+                         entry.tasks_changed);
+    }
   } else if (entry.kind == "worker") {
     data = nlohmann::json{{"name", entry.name}, {"what", entry.what}}.dump();
   } else {
@@ -432,9 +447,13 @@ struct JobsWanted {
   bool all = true;
   std::vector<uint64_t> ids;  // sorted
 
+  // Every change of this job (else only its moves).
+  bool listed(const ChangeFeed::Entry& entry) const {
+    return all || entry.kind != "job" || std::binary_search(ids.begin(), ids.end(), entry.job_id);
+  }
+
   bool wants(const ChangeFeed::Entry& entry) const {
-    return all || entry.kind != "job" || entry.moved ||
-           std::binary_search(ids.begin(), ids.end(), entry.job_id);
+    return all || entry.kind != "job" || entry.moved || listed(entry);
   }
 };
 
@@ -538,11 +557,17 @@ void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
         for (const auto& entry : entries) {
           const bool with_tasks = entry->kind != "job" || tasks_of == kAllTasks ||
                                   (tasks_of != kNoTasks && tasks_of == entry->job_id);
-          if (with_tasks) {
-            std::call_once(entry->text_once, [&] { entry->text = sse_event(*entry, true); });
+          if (!wanted.listed(*entry)) {
+            std::call_once(entry->move_once,
+                           [&] { entry->move = sse_event(*entry, JobForm::kMove); });
+            text += entry->move;
+          } else if (with_tasks) {
+            std::call_once(entry->text_once,
+                           [&] { entry->text = sse_event(*entry, JobForm::kWhole); });
             text += entry->text;
           } else {
-            std::call_once(entry->brief_once, [&] { entry->brief = sse_event(*entry, false); });
+            std::call_once(entry->brief_once,
+                           [&] { entry->brief = sse_event(*entry, JobForm::kNoTasks); });
             text += entry->brief;
           }
           if (text.size() >= kSlice) {

@@ -420,7 +420,8 @@ TEST_F(HttpE2ETest, AStreamReaderOfAFewJobsGetsTheirChangesAndOnlyTheOthersMoves
   ASSERT_TRUE(cluster_->wait_for_running(*other, 2, 30s));
   ASSERT_TRUE(cluster_->wait_for_running(*listed, 1, 30s));
 
-  std::map<std::string, int> events;  // job id -> job events seen
+  std::map<std::string, int> events;   // job id -> job events seen
+  std::map<std::string, Json> latest;  // job id -> its last job event
   std::optional<uint64_t> made;
   bool open = false;
   httplib::Client client(url_);
@@ -453,14 +454,30 @@ TEST_F(HttpE2ETest, AStreamReaderOfAFewJobsGetsTheirChangesAndOnlyTheOthersMoves
       const size_t end = received.find('\n', start);
       if (end == std::string::npos) break;
       Json event = Json::parse(received.substr(start, end - start), nullptr, false);
-      if (event.is_object()) ++events[event["id"].get<std::string>()];
+      if (event.is_object()) {
+        ++events[event["id"].get<std::string>()];
+        latest[event["id"].get<std::string>()] = event;
+      }
       at = end;
     }
     return !(made && events.count(std::to_string(*made)));
   });
   ASSERT_TRUE(made);
   EXPECT_EQ(events.count(std::to_string(*made)), 1u) << "a new job is a move: " << received;
+  // Another job's move is brief: what a list places and filters it by, not
+  // its progress; a listed job's change is whole.
+  const Json& move = latest[std::to_string(*made)];
+  EXPECT_EQ(move["moved"], true) << move.dump();
+  EXPECT_EQ(move["job"]["id"], std::to_string(*made)) << move.dump();
+  EXPECT_EQ(move["job"]["kind"], "noop") << move.dump();
+  EXPECT_TRUE(move["job"].contains("state")) << move.dump();
+  EXPECT_TRUE(move["job"].contains("submitted_by")) << move.dump();
+  EXPECT_FALSE(move["job"].contains("counts")) << move.dump();
+  EXPECT_FALSE(move.contains("tasks_changed")) << move.dump();
   EXPECT_GE(events[std::to_string(*listed)], 1) << "the listed job's end: " << received;
+  const Json& whole = latest[std::to_string(*listed)];
+  EXPECT_TRUE(whole["job"].contains("counts")) << whole.dump();
+  EXPECT_FALSE(whole.contains("moved")) << whole.dump();
   EXPECT_EQ(events.count(std::to_string(*other)), 0u)
       << "another job's task ended while it ran on: not this reader's business\n"
       << received;

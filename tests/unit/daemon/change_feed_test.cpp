@@ -1,5 +1,5 @@
-// ChangeFeed: coalescing per job, nothing built while unwatched, and the gaps a
-// resuming reader must be told of.
+// ChangeFeed: coalescing per job, nothing built while unwatched, entries made
+// off the loop, and the gaps a resuming reader must be told of.
 #include "daemon/change_feed.h"
 
 #include <gtest/gtest.h>
@@ -36,7 +36,19 @@ Batch one_change_each(core::JobId first, uint64_t count) {
 
 class ChangeFeedTest : public ::testing::Test {
  protected:
-  Farm farm_{core::Scheduler::Options{}};  // no jobs: every entry reads as forgotten (job: null)
+  void SetUp() override {
+    board_.enable();
+    board_.publish_if_due(farm_, now_, 0);  // its first (empty) publish
+  }
+
+  // The loop's publish, then the wait for the feed's thread to make its entries.
+  void publish() {
+    feed_.publish_if_due(now_, board_);
+    feed_.settle();
+  }
+
+  Farm farm_{core::Scheduler::Options{}};  // no jobs: every entry reads as forgotten (no card)
+  JobBoard board_;
   ChangeFeed feed_;
   Clock::time_point now_ = Clock::time_point{} + std::chrono::hours(1);
   // The feed's own clock is now_; a reader waits on the real steady clock, so
@@ -50,7 +62,7 @@ TEST_F(ChangeFeedTest, ManyChangesOfOneJobAreOneEntryPerInterval) {
   ASSERT_TRUE(feed_.subscribe(0, from));
   for (int turn = 0; turn < 50; ++turn) {
     feed_.note(task_changes(7, static_cast<core::TaskIndex>(turn * 1000), 1000));
-    feed_.publish_if_due(farm_, now_);  // the first publishes, the rest wait their turn
+    publish();  // the first publishes, the rest wait their turn
   }
   auto first = feed_.wait_after(from, kNoWait);
   ASSERT_EQ(first.size(), 1u);
@@ -60,7 +72,7 @@ TEST_F(ChangeFeedTest, ManyChangesOfOneJobAreOneEntryPerInterval) {
   EXPECT_EQ(first[0]->tasks.size(), 100u) << "task indices are capped";
 
   now_ += ChangeFeed::kCoalesce;
-  feed_.publish_if_due(farm_, now_);
+  publish();
   auto second = feed_.wait_after(first[0]->id, kNoWait);
   ASSERT_EQ(second.size(), 1u) << "49 turns of changes are one entry";
   EXPECT_EQ(second[0]->tasks_changed, 49'000u);
@@ -85,7 +97,7 @@ TEST_F(ChangeFeedTest, AJobThatChangedStateIsMarkedMovedAndOneThatRanOnIsNot) {
   Batch more = task_changes(3, 0, 2);  // the started job's tasks, in a later turn
   feed_.note(batch);
   feed_.note(more);
-  feed_.publish_if_due(farm_, now_);
+  publish();
   auto entries = feed_.wait_after(from, kNoWait);
   ASSERT_EQ(entries.size(), 6u) << "one entry per job";
   for (const auto& entry : entries) {
@@ -96,20 +108,20 @@ TEST_F(ChangeFeedTest, AJobThatChangedStateIsMarkedMovedAndOneThatRanOnIsNot) {
 
   now_ += ChangeFeed::kCoalesce;
   feed_.note(task_changes(2, 0, 1));
-  feed_.publish_if_due(farm_, now_);
+  publish();
   auto later = feed_.wait_after(entries.back()->id, kNoWait);
   ASSERT_EQ(later.size(), 1u);
   EXPECT_FALSE(later[0]->moved) << "moved is for one publish only";
   feed_.unsubscribe();
 }
 
-// Entries that leave the ring are freed by the next reader that wakes, not by
-// the loop's publish (which retires thousands at a time on a busy farm).
-TEST_F(ChangeFeedTest, EntriesLeavingTheRingAreFreedByAReaderNotThePublish) {
+// Entries that leave the ring are freed by the feed's thread, which made them
+// (the loop retired thousands a publish on a busy farm).
+TEST_F(ChangeFeedTest, EntriesLeavingTheRingAreFreedOffTheLoop) {
   uint64_t from = 0;
   ASSERT_TRUE(feed_.subscribe(0, from));
   feed_.note(task_changes(1, 0, 1));
-  feed_.publish_if_due(farm_, now_);
+  publish();
   auto first = feed_.wait_after(from, kNoWait);
   ASSERT_EQ(first.size(), 1u);
   std::weak_ptr<const ChangeFeed::Entry> oldest = first[0];
@@ -118,11 +130,40 @@ TEST_F(ChangeFeedTest, EntriesLeavingTheRingAreFreedByAReaderNotThePublish) {
 
   now_ += ChangeFeed::kCoalesce;
   feed_.note(one_change_each(2, ChangeFeed::kRingSize));
-  feed_.publish_if_due(farm_, now_);
-  EXPECT_FALSE(oldest.expired()) << "the publish freed what left the ring";
+  publish();
+  EXPECT_TRUE(oldest.expired()) << "what left the ring was not freed";
   auto rest = feed_.wait_after(seen, kNoWait);
   EXPECT_EQ(rest.size(), ChangeFeed::kRingSize);
-  EXPECT_TRUE(oldest.expired()) << "the reader did not free what left the ring";
+  feed_.unsubscribe();
+}
+
+// The loop hands its notes over; it makes no entry itself (the feed's thread
+// does, with the board as it was at the publish).
+TEST_F(ChangeFeedTest, TheLoopsPublishHandsTheNotesOverAndTheFeedsThreadMakesTheEntries) {
+  uint64_t from = 0;
+  ASSERT_TRUE(feed_.subscribe(0, from));
+  feed_.note(one_change_each(1, 1000));
+  feed_.publish_if_due(now_, board_);
+  EXPECT_TRUE(feed_.nothing_noted()) << "the notes stayed with the loop";
+  feed_.settle();
+  auto entries = feed_.wait_after(from, kNoWait);
+  ASSERT_EQ(entries.size(), 1000u);
+  EXPECT_EQ(entries.front()->job_id, 1u);
+  EXPECT_EQ(entries.back()->job_id, 1000u);
+  feed_.unsubscribe();
+}
+
+// A disabled board (no HTTP front to read it) has no summary to show: what was
+// noted is dropped and an id spent, as if unwatched.
+TEST_F(ChangeFeedTest, WithoutABoardChangesAreDroppedAndAReaderFindsTheGap) {
+  JobBoard off;
+  uint64_t from = 0;
+  ASSERT_TRUE(feed_.subscribe(0, from));
+  feed_.note(task_changes(1, 0, 1));
+  feed_.publish_if_due(now_, off);
+  feed_.settle();
+  EXPECT_TRUE(feed_.wait_after(from, kNoWait).empty());
+  EXPECT_EQ(feed_.last_id(), from + 1) << "no id spent on the dropped changes";
   feed_.unsubscribe();
 }
 
@@ -132,7 +173,7 @@ TEST_F(ChangeFeedTest, AReaderOfAFewJobsGetsTheirEntriesAndMovesPastTheRest) {
   uint64_t from = 0;
   ASSERT_TRUE(feed_.subscribe(0, from));
   feed_.note(one_change_each(1, 10));
-  feed_.publish_if_due(farm_, now_);
+  publish();
   auto even = [](const ChangeFeed::Entry& entry) { return entry.job_id % 2 == 0; };
   uint64_t after = from;
   bool behind = true;
@@ -147,10 +188,10 @@ TEST_F(ChangeFeedTest, AReaderOfAFewJobsGetsTheirEntriesAndMovesPastTheRest) {
   const uint64_t stale = after;
   now_ += ChangeFeed::kCoalesce;
   feed_.note(one_change_each(1, ChangeFeed::kRingSize));
-  feed_.publish_if_due(farm_, now_);
+  publish();
   now_ += ChangeFeed::kCoalesce;
   feed_.note(task_changes(2, 0, 1));
-  feed_.publish_if_due(farm_, now_);
+  publish();
   after = stale;
   feed_.wait_after(after, kNoWait, even, behind);
   EXPECT_TRUE(behind);
@@ -161,7 +202,7 @@ TEST_F(ChangeFeedTest, AReaderResumingAcrossUnwatchedChangesIsToldToReload) {
   uint64_t from = 0;
   ASSERT_TRUE(feed_.subscribe(0, from));
   feed_.note(task_changes(1, 0, 1));
-  feed_.publish_if_due(farm_, now_);
+  publish();
   auto seen = feed_.wait_after(from, kNoWait);
   ASSERT_EQ(seen.size(), 1u);
   const uint64_t last = seen[0]->id;
@@ -170,7 +211,7 @@ TEST_F(ChangeFeedTest, AReaderResumingAcrossUnwatchedChangesIsToldToReload) {
   // Nobody watches: nothing is built, but the change is not forgotten silently.
   now_ += ChangeFeed::kCoalesce;
   feed_.note(task_changes(2, 0, 1));
-  feed_.publish_if_due(farm_, now_);
+  publish();
   EXPECT_GT(feed_.last_id(), last);
 
   EXPECT_FALSE(feed_.subscribe(last, from)) << "resumed across a change it never saw";
@@ -186,7 +227,7 @@ TEST_F(ChangeFeedTest, AReaderWhoComesBetweenAnUnwatchedChangeAndItsPublishIsTol
   uint64_t from = 0;
   ASSERT_TRUE(feed_.subscribe(0, from));
   feed_.note(task_changes(4, 0, 1));
-  feed_.publish_if_due(farm_, now_);
+  publish();
   auto entries = feed_.wait_after(from, kNoWait);
   ASSERT_EQ(entries.size(), 1u) << "job 4, noted while watched";
   EXPECT_EQ(entries[0]->job_id, 4u);
@@ -205,22 +246,20 @@ TEST_F(ChangeFeedTest, JobEntriesShareTheBoardsSummariesAndWaitForItsNextPublish
   auto id = farm_.scheduler->submit(*core_spec, core::Millis(0));
   ASSERT_TRUE(id);
   farm_.jobs.add(*id, JobRecord{spec, 1, 0, 0});
-  JobBoard board;
-  board.enable();
   uint64_t from = 0;
   ASSERT_TRUE(feed_.subscribe(0, from));
   Batch batch = task_changes(*id, 0, 1);
   feed_.note(batch);
-  board.note(batch);
+  board_.note(batch);
   // The board has a change it has not published: the feed waits for it
   // rather than show a summary older than what it noted.
-  feed_.publish_if_due(farm_, now_, &board);
+  publish();
   EXPECT_TRUE(feed_.wait_after(from, kNoWait).empty());
-  board.publish_if_due(farm_, now_, 1);
-  feed_.publish_if_due(farm_, now_, &board);
+  board_.publish_if_due(farm_, now_, 1);
+  publish();
   auto entries = feed_.wait_after(from, kNoWait);
   ASSERT_EQ(entries.size(), 1u);
-  auto card = JobBoard::find(*board.snapshot(), *id);
+  auto card = JobBoard::find(*board_.snapshot(), *id);
   ASSERT_TRUE(card);
   EXPECT_EQ(entries[0]->card, card) << "one card for the list and the stream";
   EXPECT_EQ(entries[0]->card->summary().name(), "shared");
@@ -234,7 +273,7 @@ TEST_F(ChangeFeedTest, WorkersAndPublishesAreEntriesToo) {
   Batch batch;
   batch.events.push_back(EventRow{"ev-1", 0, ""});
   feed_.note(batch);
-  feed_.publish_if_due(farm_, now_);
+  publish();
   auto entries = feed_.wait_after(from, kNoWait);
   ASSERT_EQ(entries.size(), 2u);
   EXPECT_EQ(entries[0]->kind, "worker");
