@@ -715,6 +715,11 @@ struct MediaOptions {
   std::string crf;
   std::string missing;
   std::string ocio;
+  std::string audio;
+  std::string audio_offset;
+  std::string every;
+  std::string columns;
+  std::string title;
 };
 
 int run_media_submit(Context& ctx, const MediaOptions& o, const std::string& kind) {
@@ -735,6 +740,11 @@ int run_media_submit(Context& ctx, const MediaOptions& o, const std::string& kin
   put("crf", o.crf);
   put("missing", o.missing);
   put("ocio", o.ocio);
+  if (!o.audio.empty()) params["audio"] = absolute(o.audio);
+  put("audio_offset", o.audio_offset);
+  put("every", o.every);
+  put("columns", o.columns);
+  put("title", o.title);
   return run_submit(ctx, o.common, std::move(spec));
 }
 
@@ -776,15 +786,34 @@ void add_submit_convert(CLI::App& submit, Invocation& inv) {
 
 void add_submit_transcode(CLI::App& submit, Invocation& inv) {
   auto o = std::make_shared<MediaOptions>();
-  CLI::App* cmd =
-      add_media_leaf(submit, inv, "transcode", "a review movie (.mov) of a sequence", *o);
-  cmd->add_option("--codec", o->codec, "h264 (default), prores or dnxhr");
+  CLI::App* cmd = add_media_leaf(submit, inv, "transcode",
+                                 "a review movie (.mov, .mp4, .webm) of a sequence", *o);
+  cmd->add_option("--codec", o->codec, "h264 (default), h265, vp9, av1, prores or dnxhr");
   cmd->add_option("--fps", o->fps, "frame rate (default 24)");
-  cmd->add_option("--crf", o->crf, "h264 quality, 0-51 (default 23)");
+  cmd->add_option("--crf", o->crf,
+                  "quality: h264/h265 0-51 (default 23/28), vp9/av1 0-63 (default 32/35)");
   cmd->add_option("--missing", o->missing, "missing frames: hold (default), black or fail");
+  cmd->add_option("--audio", o->audio,
+                  "a sound file (WAV, AIFF, FLAC) muxed beside the pictures, as long as they are");
+  cmd->add_option("--audio-offset", o->audio_offset,
+                  "frames to delay the sound by (negative: cut its start)");
   add_submit_options(*cmd, o->common);
   bind(cmd, inv, o, [](Context& ctx, const MediaOptions& opts) {
     return run_media_submit(ctx, opts, "transcode");
+  });
+}
+
+void add_submit_contactsheet(CLI::App& submit, Invocation& inv) {
+  auto o = std::make_shared<MediaOptions>();
+  CLI::App* cmd = add_media_leaf(submit, inv, "contactsheet",
+                                 "a grid of labelled thumbnails of a sequence, one image", *o);
+  cmd->add_option("--every", o->every, "every Nth frame (default: about 24 cells in all)");
+  cmd->add_option("--columns", o->columns, "cells per row (default: about 3:2 overall)");
+  cmd->add_option("--size", o->size, "each cell's width, 16-4096 (default 320)");
+  cmd->add_option("--title", o->title, "text above the grid (default: the input's file name)");
+  add_submit_options(*cmd, o->common);
+  bind(cmd, inv, o, [](Context& ctx, const MediaOptions& opts) {
+    return run_media_submit(ctx, opts, "contactsheet");
   });
 }
 
@@ -1718,6 +1747,7 @@ void add_commands(CLI::App& app, Invocation& inv) {
   add_submit_thumbnail(*submit, inv);
   add_submit_convert(*submit, inv);
   add_submit_transcode(*submit, inv);
+  add_submit_contactsheet(*submit, inv);
   add_submit_openjd(*submit, inv);
 
   add_status(app, inv);

@@ -17,6 +17,7 @@
 
 #include "common/byte_size.h"
 #include "common/command_template.h"
+#include "common/media_kinds.h"
 #include "common/path_template.h"
 
 namespace farmhand::common {
@@ -801,7 +802,10 @@ class Reader {
     static const std::map<std::string, std::set<std::string>> kOptions = {
         {"thumbnail", {"input", "output", "frame", "size", "ocio"}},
         {"convert", {"input", "output", "resize", "format", "ocio"}},
-        {"transcode", {"input", "output", "codec", "fps", "crf", "missing", "ocio", "max_width"}},
+        {"transcode",
+         {"input", "output", "codec", "fps", "crf", "missing", "ocio", "max_width", "audio",
+          "audio_offset"}},
+        {"contactsheet", {"input", "output", "every", "columns", "size", "title", "ocio"}},
     };
     auto it = kOptions.find(kind);
     return it != kOptions.end() && it->second.count(key) != 0;
@@ -866,7 +870,7 @@ class Reader {
         problem(line, section.path + ": " + ok.error().reason);
       }
     }
-    bool media = job.kind == "thumbnail" || job.kind == "convert" || job.kind == "transcode";
+    bool media = is_media_kind(job.kind);
     if (media && job.params.count("output") == 0) {
       problem(section.key_line, section.path + ".output is required for " + job.kind + " jobs");
     }

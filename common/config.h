@@ -238,8 +238,8 @@ inline bool valid_limit_name(std::string_view name) {
   return true;
 }
 
-inline constexpr std::string_view kJobKinds[] = {"thumbnail", "convert", "transcode", "command",
-                                                 "noop"};
+inline constexpr std::string_view kJobKinds[] = {"thumbnail",    "convert", "transcode",
+                                                 "contactsheet", "command", "noop"};
 
 // All problems found, one per entry, each "line N: ..." where a line is known.
 struct ConfigErrors {

@@ -92,6 +92,7 @@ constexpr JobKind kKinds[] = {
     {"thumbnail", true, prepare_media, assign_media},
     {"convert", true, prepare_media, assign_media},
     {"transcode", true, prepare_media, assign_media},
+    {"contactsheet", true, prepare_media, assign_media},
     {"openjd", false, prepare_openjd, assign_openjd},
 };
 

@@ -1,6 +1,8 @@
 #include "daemon/media_jobs.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -14,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/media_kinds.h"
+#include "common/review_codecs.h"
 #include "common/sequence.h"
 
 namespace farmhand::daemon {
@@ -186,6 +190,9 @@ Result<JobFiles> job_files(const wire::JobSpec& spec) {
   if (std::string ocio = param(spec, "ocio"); !ocio.empty()) {
     files.reads.push_back({dir_of(ocio), {{name_of(ocio), "OCIO config"}}});
   }
+  if (std::string audio = param(spec, "audio"); !audio.empty()) {
+    files.reads.push_back({dir_of(audio), {{name_of(audio), "sound"}}});
+  }
   if (spec.kind() == "convert") {
     files.outputs.reserve(frames.size());
     for (uint64_t i = 0; i < frames.size(); ++i) {
@@ -267,7 +274,7 @@ Result<FrameSet> resolve_frames(const SequencePattern& input, const std::string&
 }
 
 bool is_media_kind(const std::string& kind) {
-  return kind == "thumbnail" || kind == "convert" || kind == "transcode";
+  return common::is_media_kind(kind);
 }
 
 namespace {
@@ -278,8 +285,11 @@ Result<void> prepare_params(wire::JobSpec& spec, const common::FrameSet* on_disk
       kind == "thumbnail" ? check_known_params(spec, {"input", "output", "frame", "size", "ocio"})
       : kind == "convert"
           ? check_known_params(spec, {"input", "output", "resize", "format", "ocio"})
-          : check_known_params(
-                spec, {"input", "output", "codec", "fps", "crf", "missing", "ocio", "max_width"});
+      : kind == "contactsheet"
+          ? check_known_params(spec,
+                               {"input", "output", "every", "columns", "size", "title", "ocio"})
+          : check_known_params(spec, {"input", "output", "codec", "fps", "crf", "missing", "ocio",
+                                      "max_width", "audio", "audio_offset"});
   if (!known) return known;
   std::string input_text = param(spec, "input");
   std::string output_text = param(spec, "output");
@@ -287,7 +297,8 @@ Result<void> prepare_params(wire::JobSpec& spec, const common::FrameSet* on_disk
   if (auto ok = check_path("output", output_text); !ok) return ok;
   if (auto ok = check_output_name(output_text); !ok) return ok;
   const std::string ext = lower_ext(output_text);
-  if ((kind == "thumbnail" || (kind == "convert" && param(spec, "format").empty())) &&
+  if ((kind == "thumbnail" || kind == "contactsheet" ||
+       (kind == "convert" && param(spec, "format").empty())) &&
       !writable_image_ext(ext)) {
     return fail(ErrorCode::kInvalidArgument,
                 fmt::format("output {}: cannot write .{} images (jpg, png, tif, dpx, exr)",
@@ -310,6 +321,62 @@ Result<void> prepare_params(wire::JobSpec& spec, const common::FrameSet* on_disk
   if (!frames) return fail(frames.error());
 
   if (kind == "thumbnail") return prepare_thumbnail(spec, *input, *frames);
+
+  if (kind == "contactsheet") {
+    if (ext == "exr" || ext == "dpx") {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("a contact sheet is a display image: {} (jpg, png, tif)",
+                              printable(output_text, 300)));
+    }
+    // Whole numbers in range, else one line naming the option.
+    auto whole = [&](const char* key, const char* flag, uint64_t low, uint64_t high,
+                     uint64_t fallback) -> Result<uint64_t> {
+      const std::string text = param(spec, key);
+      if (text.empty()) return fallback;
+      uint64_t value = 0;
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+      if (ec != std::errc{} || end != text.data() + text.size() || value < low || value > high) {
+        return fail(ErrorCode::kInvalidArgument,
+                    fmt::format("bad {} '{}' ({}-{})", flag, printable(text, 40), low, high));
+      }
+      return value;
+    };
+    auto every = whole("every", "--every", 1, 1'000'000, 0);
+    if (!every) return fail(every.error());
+    auto columns = whole("columns", "--columns", 1, 100, 0);
+    if (!columns) return fail(columns.error());
+    auto size = whole("size", "--size", 16, 4096, 320);
+    if (!size) return fail(size.error());
+    constexpr uint64_t kMaxCells = 1000;
+    // Every Nth frame of the sequence; by default as many as make about 24 cells.
+    const uint64_t step = *every != 0 ? *every : std::max<uint64_t>(1, (frames->size() + 23) / 24);
+    std::vector<int64_t> picked;
+    for (uint64_t i = 0; i < frames->size(); i += step) picked.push_back(frames->frame_at(i));
+    if (picked.size() > kMaxCells) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("{} frames on one contact sheet (at most {}): use a larger --every",
+                              picked.size(), kMaxCells));
+    }
+    const uint64_t cols =
+        *columns != 0
+            ? *columns
+            : std::min<uint64_t>(picked.size(),
+                                 static_cast<uint64_t>(std::ceil(std::sqrt(picked.size() * 1.5))));
+    std::string list;
+    for (int64_t frame : picked) list += (list.empty() ? "" : ",") + std::to_string(frame);
+    auto sheet_frames = FrameSet::parse(list);
+    if (!sheet_frames) return fail(sheet_frames.error());
+    auto& params = *spec.mutable_params();
+    params["every"] = std::to_string(step);
+    params["columns"] = std::to_string(cols);
+    params["size"] = std::to_string(*size);
+    if (params.count("title") == 0) {
+      params["title"] = std::filesystem::path(input->to_string()).filename().string();
+    }
+    spec.set_frames(sheet_frames->to_string());
+    spec.set_chunk(static_cast<uint32_t>(picked.size()));  // one task: one sheet
+    return {};
+  }
 
   if (kind == "convert") {
     if (!input->is_single_file() && output->is_single_file() && frames->size() > 1) {
@@ -337,19 +404,17 @@ Result<void> prepare_params(wire::JobSpec& spec, const common::FrameSet* on_disk
   if (input->is_single_file()) {
     return fail(ErrorCode::kInvalidArgument, "transcode needs an image sequence as input");
   }
-  std::string codec = param(spec, "codec", "h264");
-  if (codec != "h264" && codec != "prores" && codec != "dnxhr") {
-    return fail(ErrorCode::kInvalidArgument,
-                fmt::format("unknown codec '{}' (h264, prores, dnxhr)", codec));
-  }
+  std::string codec_name = param(spec, "codec", "h264");
+  auto codec = common::review_codec(codec_name);
+  if (!codec) return fail(codec.error());
   // What farmhand-media's muxer takes (workers/media/transcode.cpp, validate).
-  if (ext != "mov" && ext != "mp4") {
-    return fail(ErrorCode::kInvalidArgument,
-                fmt::format("output {} must end in .mov or .mp4", printable(output_text, 300)));
+  if (ext != "mov" && ext != "mp4" && ext != "webm") {
+    return fail(
+        ErrorCode::kInvalidArgument,
+        fmt::format("output {} must end in .mov, .mp4 or .webm", printable(output_text, 300)));
   }
-  if (ext == "mp4" && codec != "h264") {
-    return fail(ErrorCode::kInvalidArgument, fmt::format("codec {} cannot go into {} (use .mov)",
-                                                         codec, printable(output_text, 300)));
+  if (auto fits = common::check_review_container(*codec, ext, printable(output_text, 300)); !fits) {
+    return fail(fits.error());
   }
   std::string missing = param(spec, "missing", "hold");
   if (missing != "hold" && missing != "black" && missing != "fail") {
@@ -361,21 +426,40 @@ Result<void> prepare_params(wire::JobSpec& spec, const common::FrameSet* on_disk
   if (!re2::RE2::FullMatch(fps, number) || std::stod(fps) <= 0 || std::stod(fps) > 1000) {
     return fail(ErrorCode::kInvalidArgument, fmt::format("bad --fps '{}'", fps));
   }
-  std::string crf = param(spec, "crf", "23");
-  static const re2::RE2 crf_pattern("[0-9]{1,2}");
-  if (!re2::RE2::FullMatch(crf, crf_pattern) || std::stoi(crf) > 51) {
-    return fail(ErrorCode::kInvalidArgument, fmt::format("bad --crf '{}' (0-51)", crf));
-  }
+  // A codec without a crf (ProRes, DNxHR) ignores one given (a rule's
+  // defaults may carry one for every codec); a bad one is refused.
+  auto crf = common::review_crf(*codec, codec->crf_max == 0 ? "" : param(spec, "crf"));
+  if (!crf) return fail(crf.error());
   std::string max_width = param(spec, "max_width");
   static const re2::RE2 width_pattern("[1-9][0-9]{0,4}");
   if (!max_width.empty() && !re2::RE2::FullMatch(max_width, width_pattern)) {
     return fail(ErrorCode::kInvalidArgument, fmt::format("bad max_width '{}'", max_width));
   }
+  // The sound: a file (WAV, AIFF, FLAC...) read by the media process; its
+  // offset in frames of the movie, negative to cut its start.
+  const std::string audio = param(spec, "audio");
+  if (!audio.empty()) {
+    if (auto ok = check_path("audio", audio); !ok) return ok;
+  }
+  std::string audio_offset = param(spec, "audio_offset");
+  static const re2::RE2 offset_pattern("-?[0-9]{1,7}");
+  if (!audio_offset.empty() && !re2::RE2::FullMatch(audio_offset, offset_pattern)) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("bad --audio-offset '{}' (whole frames, negative to cut the start)",
+                            printable(audio_offset, 40)));
+  }
+  if (!audio_offset.empty() && audio.empty()) {
+    return fail(ErrorCode::kInvalidArgument, "--audio-offset without --audio");
+  }
   auto& params = *spec.mutable_params();
-  params["codec"] = codec;
+  params["codec"] = codec_name;
   params["missing"] = missing;
   params["fps"] = fps;
-  params["crf"] = crf;
+  if (codec->crf_max != 0) {
+    params["crf"] = std::to_string(*crf);
+  } else {
+    params.erase("crf");
+  }
   // The movie covers first..last: frames missing in between follow the policy.
   int64_t first = frames->frame_at(0);
   int64_t last = frames->frame_at(frames->size() - 1);
@@ -423,6 +507,15 @@ Result<std::string> media_request(const wire::JobSpec& spec, const common::Frame
     c->set_format(param(spec, "format"));
     c->set_resize(param(spec, "resize"));
     c->set_ocio(param(spec, "ocio"));
+  } else if (spec.kind() == "contactsheet") {
+    auto* c = request.mutable_contact_sheet();
+    c->set_input_pattern(input->to_string());
+    c->set_frames(frames.to_string());
+    c->set_output(param(spec, "output"));
+    c->set_columns(static_cast<uint32_t>(std::stoul(param(spec, "columns", "5"))));
+    c->set_cell_width(static_cast<uint32_t>(std::stoul(param(spec, "size", "320"))));
+    c->set_title(param(spec, "title"));
+    c->set_ocio(param(spec, "ocio"));
   } else if (spec.kind() == "transcode") {
     auto* t = request.mutable_transcode();
     t->set_input_pattern(input->to_string());
@@ -430,11 +523,15 @@ Result<std::string> media_request(const wire::JobSpec& spec, const common::Frame
     t->set_output(param(spec, "output"));
     t->set_codec(param(spec, "codec", "h264"));
     t->set_fps(std::stod(param(spec, "fps", "24")));
-    t->set_crf(std::stoi(param(spec, "crf", "23")));
+    if (std::string crf = param(spec, "crf"); !crf.empty()) t->set_crf(std::stoi(crf));
     t->set_missing(param(spec, "missing", "hold"));
     t->set_ocio(param(spec, "ocio"));
     std::string max_width = param(spec, "max_width");
     if (!max_width.empty()) t->set_max_width(static_cast<uint32_t>(std::stoul(max_width)));
+    t->set_audio(param(spec, "audio"));
+    if (std::string offset = param(spec, "audio_offset"); !offset.empty()) {
+      t->set_audio_offset(std::stoll(offset));
+    }
   } else {
     return fail(ErrorCode::kInvalidArgument, fmt::format("not a media kind: {}", spec.kind()));
   }
@@ -601,7 +698,7 @@ void record_output_place(wire::JobSpec& spec, const std::vector<std::string>& ro
 Result<void> check_media_paths(wire::JobSpec& spec, const std::vector<std::string>& roots) {
   spec.mutable_params()->erase(kOutputRootParam);
   spec.mutable_params()->erase(kOutputDirParam);
-  for (const char* key : {"input", "output", "ocio"}) {
+  for (const char* key : {"input", "output", "ocio", "audio"}) {
     const std::string value = param(spec, key);
     if (value.empty()) continue;
     if (auto ok = check_allowed_root(key, value, roots); !ok) return ok;

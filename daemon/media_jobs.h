@@ -10,8 +10,9 @@
 // Parameters live in JobSpec.params:
 //   thumbnail: input, output, frame (first|middle|last|N, default middle), size (WxH or W, 256)
 //   convert:   input, output (a pattern with padding), resize (WxH, W or N%), format
-//   transcode: input, output (.mov/.mp4), codec (h264|prores|dnxhr), fps (24), crf (23),
-//              missing (hold|black|fail)
+//   transcode: input, output (.mov/.mp4/.webm), codec (h264|h265|vp9|av1|prores|dnxhr:
+//              common/review_codecs.h), fps (24), crf (the codec's default), missing
+//              (hold|black|fail)
 // Pure functions, except that prepare_media_job reads one directory and
 // check_media_paths reads the file system.
 #pragma once

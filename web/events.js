@@ -11,10 +11,10 @@ function outputsOf(job) {
   return Object.entries(job?.params || {}).filter(([k]) => /^(output|out)/.test(k)).map(([, v]) => v);
 }
 
-// A succeeded thumbnail or convert job that wrote one JPEG or PNG: shown.
+// A succeeded thumbnail, convert or contact sheet job that wrote one JPEG or PNG: shown.
 function showsImage(job) {
   const out = job?.params?.output || "";
-  return (job?.kind === "thumbnail" || job?.kind === "convert") && stateName(job.state) === "succeeded" &&
+  return ["thumbnail", "convert", "contactsheet"].includes(job?.kind) && stateName(job.state) === "succeeded" &&
     /\.(jpe?g|png)$/i.test(out) && !/[#@%]/.test(out);
 }
 

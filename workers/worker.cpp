@@ -12,6 +12,7 @@
 
 #include "common/byte_size.h"
 #include "common/logging.h"
+#include "common/media_kinds.h"
 #include "common/wire.h"
 #include "workers/host_resources.h"
 
@@ -460,7 +461,7 @@ void Worker::start_task(const wire::Assign& assign, Clock::time_point now) {
     finish(id, true, std::nullopt, std::chrono::milliseconds(0));
     return;
   }
-  if (assign.kind() == "thumbnail" || assign.kind() == "convert" || assign.kind() == "transcode") {
+  if (common::is_media_kind(assign.kind())) {
     uint64_t id = next_run_id_++;
     // Its log (what it read and wrote, timings) goes where a command's output goes.
     std::string log_path =

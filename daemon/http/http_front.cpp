@@ -691,10 +691,11 @@ void HttpFront::image(const httplib::Request& req, httplib::Response& res) {
   if (!card) return json_error(res, 404, "not_found", fmt::format("unknown job {}", id));
   const wire::JobSummary& job = *card->fixed;
   auto output = job.params().find("output");
-  if ((job.kind() != "thumbnail" && job.kind() != "convert") || output == job.params().end()) {
+  if ((job.kind() != "thumbnail" && job.kind() != "convert" && job.kind() != "contactsheet") ||
+      output == job.params().end()) {
     return json_error(res, 404, "not_found",
-                      fmt::format("job {} is a {} job: only thumbnail and convert jobs write an "
-                                  "image to show",
+                      fmt::format("job {} is a {} job: only thumbnail, convert and contactsheet "
+                                  "jobs write an image to show",
                                   id, job.kind()));
   }
   const std::string& path = output->second;

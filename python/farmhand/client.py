@@ -78,7 +78,7 @@ _MAX_POLL_S = 0.25
 # A live broker answers a status request in milliseconds.
 _LAST_POLL_S = 0.25
 
-MEDIA_KINDS = ("thumbnail", "convert", "transcode")
+MEDIA_KINDS = ("thumbnail", "convert", "transcode", "contactsheet")
 
 _ACTIONS = {
     "cancel": pb.JobActionRequest.CANCEL,
@@ -408,6 +408,11 @@ class Client:
         crf=None,
         missing=None,
         ocio=None,
+        audio=None,
+        audio_offset=None,
+        every=None,
+        columns=None,
+        title=None,
     ):
         """Submits a job and returns its id (a JobId: an int with ``duplicate``
         and ``task_count``).
@@ -417,8 +422,10 @@ class Client:
         of the broker's config, ``frames=`` is required, ``params=`` fills it.
         Media kinds take ``input=`` (sequence pattern or file) and ``output=``,
         and the options of `farmhand submit KIND`: thumbnail ``frame``, ``size``;
-        convert ``resize``, ``format``; transcode ``codec``, ``fps``, ``crf``,
-        ``missing``; all ``ocio``. Sizes may be "WxH", W, or (W, H).
+        convert ``resize``, ``format``; transcode ``codec`` (h264, h265, vp9,
+        av1, prores, dnxhr), ``fps``, ``crf``, ``missing``, ``audio`` (a sound
+        file) and ``audio_offset`` (frames); contactsheet ``every``, ``columns``,
+        ``size`` (a cell's width), ``title``; all ``ocio``. Sizes may be "WxH", W, or (W, H).
         ``limits`` names limits each running task holds a token of (see
         ``limits()``); ``max_running`` caps the job's running tasks.
         ``cores`` and ``memory`` (bytes, or "8G", "512M") are what each task
@@ -447,6 +454,11 @@ class Client:
             "crf": crf,
             "missing": missing,
             "ocio": ocio,
+            "audio": audio,
+            "audio_offset": audio_offset,
+            "every": every,
+            "columns": columns,
+            "title": title,
         }
         is_media = kind in MEDIA_KINDS
         spec = pb.JobSpec()
@@ -487,7 +499,12 @@ class Client:
             for key, value in media.items():
                 if value is None or value == "":
                     continue
-                spec.params[key] = _box(value) if key in ("size", "resize") else _text(value)
+                if key in ("size", "resize") and kind != "contactsheet":
+                    spec.params[key] = _box(value)
+                elif key == "audio":
+                    spec.params[key] = _absolute(value)
+                else:
+                    spec.params[key] = _text(value)
             if frames is not None:
                 spec.frames = _frame_set(frames)
             spec.chunk = int(chunk or 0)

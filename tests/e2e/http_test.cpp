@@ -282,7 +282,7 @@ TEST_F(HttpE2ETest, AThumbnailJobsImageIsServedAsItWasWritten) {
   ASSERT_TRUE(noop);
   auto [noop_code, noop_body] = get("/api/v1/jobs/" + std::to_string(*noop) + "/image");
   EXPECT_EQ(noop_code, 404);
-  EXPECT_NE(noop_body["error"].get<std::string>().find("only thumbnail and convert"),
+  EXPECT_NE(noop_body["error"].get<std::string>().find("only thumbnail, convert and contactsheet"),
             std::string::npos)
       << noop_body.dump();
 

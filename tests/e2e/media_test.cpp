@@ -112,6 +112,72 @@ TEST_F(MediaE2ETest, BadMediaInputsAreRefusedAtSubmitWithOneLine) {
   }
 }
 
+// A web review movie with sound, as a user submits it: VP9 in WebM with the
+// sound as Opus, 2 frames late; the sound is read, never written over.
+TEST_F(MediaE2ETest, AWebMovieWithSoundIsSubmittedFromTheCli) {
+  ClusterOptions options;
+  options.local_workers = 1;
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  const std::string input = data_dir() + "/Beachball/singlepart.####.exr";
+  const std::string sound = cluster.path("dialogue.wav");
+  ASSERT_EQ(run("ffmpeg -v error -y -f lavfi -i 'sine=frequency=440:duration=1' '" + sound +
+                "' && echo made"),
+            "made\n");
+  auto movie = cluster.submit({"transcode", input, "-o", cluster.path("review.webm"), "--codec",
+                               "vp9", "--audio", sound, "--audio-offset", "2"});
+  ASSERT_TRUE(movie) << cluster.last_cli();
+  auto done = cluster.wait_for_final_state(*movie, 300s);
+  ASSERT_TRUE(done);
+  EXPECT_EQ((*done)["job"]["state"], "succeeded") << done->dump();
+  const std::string streams =
+      run("ffprobe -v error -count_frames -show_entries stream=codec_type,codec_name,"
+          "nb_read_frames -of compact=p=0 '" +
+          cluster.path("review.webm") + "'");
+  EXPECT_NE(streams.find("codec_name=vp9|codec_type=video|nb_read_frames=8"), std::string::npos)
+      << streams;
+  EXPECT_NE(streams.find("codec_name=opus|codec_type=audio"), std::string::npos) << streams;
+
+  // A contact sheet of every other frame: one task, four cells in two columns.
+  auto sheet = cluster.submit({"contactsheet", input, "-o", cluster.path("sheet.jpg"), "--every",
+                               "2", "--columns", "2", "--size", "200"});
+  ASSERT_TRUE(sheet) << cluster.last_cli();
+  auto sheet_done = cluster.wait_for_final_state(*sheet, 300s);
+  ASSERT_TRUE(sheet_done);
+  EXPECT_EQ((*sheet_done)["job"]["state"], "succeeded") << sheet_done->dump();
+  EXPECT_EQ((*sheet_done)["job"]["task_count"], 1);
+  // 2 x (200 + 5) + 5 wide; 28 (title) + 5 + 2 x (152 + 21 + 5) high (image_ops.h).
+  EXPECT_EQ(image_size(cluster.path("sheet.jpg")), "415x389");
+
+  struct Case {
+    std::vector<std::string> args;
+    std::string reason;
+  };
+
+  for (const Case& c : std::vector<Case>{
+           {{"transcode", input, "-o", cluster.path("m.mov"), "--codec", "vp9"},
+            "codec vp9 cannot go into " + cluster.path("m.mov") + " (use .webm or .mp4)"},
+           {{"transcode", input, "-o", cluster.path("m.mp4"), "--audio", sound, "--audio-offset",
+             "soon"},
+            "bad --audio-offset 'soon'"},
+           {{"transcode", input, "-o", cluster.path("m.mp4"), "--audio-offset", "3"},
+            "--audio-offset without --audio"},
+           {{"contactsheet", input, "-o", cluster.path("s.jpg"), "--every", "0"},
+            "bad --every '0' (1-1000000)"},
+           {{"contactsheet", input, "-o", cluster.path("s.exr")},
+            "a contact sheet is a display image"},
+           {{"transcode", input, "-o", cluster.path("dialogue.mov"), "--audio",
+             cluster.path("dialogue.mov")},
+            "is the job's sound: a job never overwrites what it reads"},
+       }) {
+    std::vector<std::string> args = {"submit"};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    CliResult r = cluster.run_cli(args);
+    EXPECT_EQ(r.exit_code, 1) << describe(r);
+    EXPECT_NE(r.err.find(c.reason), std::string::npos) << describe(r);
+  }
+}
+
 TEST_F(MediaE2ETest, AllowedRootsKeepMediaJobsAndPublishesInsideThem) {
   // One root, a fresh directory: the shared test data and the cluster's own
   // directory are outside it.

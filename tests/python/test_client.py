@@ -691,6 +691,36 @@ def test_gpus_and_adaptive_chunks_go_through_the_client(client):
     assert done.chunk_target_s == 30
     assert done.chunk_now >= 1
     assert done.task_count <= 3
+
+
+def test_a_web_movie_with_sound_goes_through_the_client(cluster, client, tmp_path, monkeypatch):
+    if not Path(str(BEACHBALL).replace("####", "0001")).exists():
+        pytest.fail("test data missing: %s" % BEACHBALL)
+    sound = tmp_path / "tone.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=1", str(sound)], check=True)
+    monkeypatch.chdir(tmp_path)  # a relative sound path is made absolute, as the CLI does
+    out = cluster.path("review") / "web.mp4"
+    job = client.submit("transcode", input=str(BEACHBALL), output=out, codec="av1",
+                        audio="tone.wav", audio_offset=-1)
+    assert client.wait(job, timeout=300).state == "succeeded"
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0",
+         str(out)], check=True, capture_output=True, text=True).stdout.split()
+    assert probe == ["av1", "aac"], probe
+    with pytest.raises(farmhand.InvalidArgument, match="use .webm or .mp4"):
+        client.submit("transcode", input=str(BEACHBALL), output=cluster.path("x.mov"),
+                      codec="vp9")
+    # A contact sheet of every 4th frame, two cells 100 wide.
+    sheet = cluster.path("review") / "sheet.png"
+    job = client.submit("contactsheet", input=str(BEACHBALL), output=sheet, every=4, columns=2,
+                        size=100, title="sb")
+    assert client.wait(job, timeout=120).state == "succeeded"
+    size = subprocess.run(["oiiotool", str(sheet), "--echo", "{TOP.width}x{TOP.height}"],
+                          check=True, capture_output=True, text=True).stdout.split()
+    assert size == ["212x122"], size  # frames 1 and 5: 4 + 2 x (100 + 4); 22 + 4 + (76 + 16 + 4)
+
+
 def _wait_for(predicate, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -991,6 +991,172 @@ Result<ImageInfo> convert_frame(const ConvertOptions& options) {
   });
 }
 
+namespace {
+
+constexpr const char* kDefaultFont = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+// One cell of a contact sheet: the frame's picture fitted in the cell, in
+// display colour, or nothing when the frame is missing.
+struct SheetCell {
+  std::optional<Picture> picture;
+  std::optional<Error> error;
+};
+
+// Draws `text` at (x, baseline y) of the sheet, in `colour`.
+Result<void> draw_text(OIIO::ImageBuf& sheet, int x, int y, const std::string& text, int size,
+                       const std::string& font, const float* colour) {
+  if (!OIIO::ImageBufAlgo::render_text(sheet, x, y, text, size, font, {colour, 3})) {
+    return fail(ErrorCode::kInternal,
+                "cannot draw text with font " + font + ": " + first_line(sheet.geterror()));
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<ImageInfo> make_contact_sheet(const ContactSheetOptions& options) {
+  return guarded(options.output, [&]() -> Result<ImageInfo> {
+    auto fmt = output_format(options.output, "");
+    if (!fmt) return fail(fmt.error());
+    if (!fmt->display_referred) {
+      return fail(ErrorCode::kInvalidArgument,
+                  "a contact sheet is a display image: " + options.output + " (jpg, png, tif)");
+    }
+    const size_t count = options.frames.size();
+    if (count == 0) return fail(ErrorCode::kInvalidArgument, "no frames for the contact sheet");
+    if (options.frame_numbers.size() != count) {
+      return fail(ErrorCode::kInvalidArgument, "one label per frame of the contact sheet");
+    }
+    if (options.columns == 0 || options.cell_width < 16 || options.cell_width > 4096) {
+      return fail(ErrorCode::kInvalidArgument,
+                  "contact sheet cells must be 16-4096 wide, in at least one column");
+    }
+    auto step = StepClock::now();
+    // Every frame read at once (OIIO's threads), each fitted to the cell.
+    std::vector<SheetCell> cells(count);
+    std::atomic<int64_t> shape_w{0}, shape_h{0};  // the first readable frame's shape
+    auto read_cell = [&](size_t i, int64_t box_w, int64_t box_h) {
+      std::error_code ec;
+      if (!fs::exists(options.frames[i], ec)) return;  // missing: a grey cell
+      auto src = read_source(options.frames[i], /*want_alpha=*/false);
+      if (!src) {
+        cells[i].error = src.error();
+        return;
+      }
+      const Displayed shown = displayed(src->full, src->aspect);
+      if (box_h == 0) {
+        shape_w = std::llround(shown.w);
+        shape_h = std::llround(shown.h);
+      }
+      auto pic = render(*src, fit(shown, box_w, box_h));
+      if (pic) {
+        if (auto colour = to_output_colour(*pic, true, src->display_referred, options.ocio_config);
+            !colour) {
+          cells[i].error = colour.error();
+          return;
+        }
+        cells[i].picture = std::move(*pic);
+      } else {
+        cells[i].error = pic.error();
+      }
+    };
+    // The first readable frame sets the cells' shape.
+    const int64_t cell_w = options.cell_width;
+    size_t first = 0;
+    for (; first < count; ++first) {
+      read_cell(first, cell_w, 0);
+      if (cells[first].error) return fail(*cells[first].error);
+      if (cells[first].picture) break;
+    }
+    if (first == count) return fail(ErrorCode::kNotFound, "no readable frames");
+    const int64_t cell_h = std::clamp<int64_t>(
+        std::llround(static_cast<double>(cell_w) * static_cast<double>(shape_h.load()) /
+                     static_cast<double>(std::max<int64_t>(1, shape_w.load()))),
+        8, 4 * cell_w);
+    OIIO::parallel_for(first + 1, count, [&](size_t i) { read_cell(i, cell_w, cell_h); });
+    for (size_t i = 0; i < count; ++i) {
+      if (cells[i].error) return fail(*cells[i].error);
+    }
+    ImageInfo info;
+    info.read_time = since(step);
+
+    // The grid: a gap around every cell, a label strip under each, a title row.
+    const int64_t columns = std::min<int64_t>(options.columns, static_cast<int64_t>(count));
+    const int64_t rows = (static_cast<int64_t>(count) + columns - 1) / columns;
+    const int font_size = static_cast<int>(std::clamp<int64_t>(cell_w / 14, 11, 48));
+    const int64_t gap = std::max<int64_t>(4, cell_w / 40);
+    const int64_t label_h = font_size + font_size / 2;
+    const int64_t title_h = options.title.empty() ? 0 : font_size * 2;
+    const int64_t width = gap + columns * (cell_w + gap);
+    const int64_t height = title_h + gap + rows * (cell_h + label_h + gap);
+    auto checked = checked_size({width, height}, options.output);
+    if (!checked) return fail(checked.error());
+    Picture sheet;
+    sheet.width = width;
+    sheet.height = height;
+    sheet.channels = 3;
+    sheet.pixels.assign(static_cast<size_t>(width * height * 3), 0.08f);  // dark grey
+    auto fill = [&](int64_t x0, int64_t y0, int64_t w, int64_t h, float value) {
+      for (int64_t y = y0; y < y0 + h; ++y) {
+        std::fill_n(&sheet.pixels[static_cast<size_t>((y * width + x0) * 3)], w * 3, value);
+      }
+    };
+    for (size_t i = 0; i < count; ++i) {
+      const int64_t x0 = gap + static_cast<int64_t>(i) % columns * (cell_w + gap);
+      const int64_t y0 =
+          title_h + gap + static_cast<int64_t>(i) / columns * (cell_h + label_h + gap);
+      fill(x0, y0, cell_w, cell_h, cells[i].picture ? 0.0f : 0.25f);  // black, or grey: missing
+      if (const auto& pic = cells[i].picture) {
+        const int64_t px = x0 + (cell_w - pic->width) / 2;
+        const int64_t py = y0 + (cell_h - pic->height) / 2;
+        for (int64_t y = 0; y < pic->height; ++y) {
+          std::copy_n(&pic->pixels[static_cast<size_t>(y * pic->width * pic->channels)],
+                      pic->width * 3,
+                      &sheet.pixels[static_cast<size_t>(((py + y) * width + px) * 3)]);
+        }
+      }
+      fill(x0, y0 + cell_h, cell_w, label_h, 0.0f);  // the label's backing strip
+    }
+    // Labels and title, drawn into the sheet's pixels in place.
+    const std::string font = options.font.empty() ? kDefaultFont : options.font;
+    OIIO::ImageBuf canvas(
+        OIIO::ImageSpec(static_cast<int>(width), static_cast<int>(height), 3, OIIO::TypeFloat),
+        sheet.pixels.data());
+    const float white[3] = {0.92f, 0.92f, 0.92f};
+    const float amber[3] = {1.0f, 0.65f, 0.1f};
+    for (size_t i = 0; i < count; ++i) {
+      const int64_t x0 = gap + static_cast<int64_t>(i) % columns * (cell_w + gap);
+      const int64_t y0 =
+          title_h + gap + static_cast<int64_t>(i) / columns * (cell_h + label_h + gap);
+      const bool missing = !cells[i].picture;
+      const std::string label =
+          std::to_string(options.frame_numbers[i]) + (missing ? " missing" : "");
+      if (auto drawn = draw_text(canvas, static_cast<int>(x0 + font_size / 3),
+                                 static_cast<int>(y0 + cell_h + font_size), label, font_size, font,
+                                 missing ? amber : white);
+          !drawn) {
+        return fail(drawn.error());
+      }
+    }
+    if (!options.title.empty()) {
+      if (auto drawn = draw_text(canvas, static_cast<int>(gap), static_cast<int>(font_size * 3 / 2),
+                                 options.title, font_size, font, white);
+          !drawn) {
+        return fail(drawn.error());
+      }
+    }
+    info.process_time = since(step);
+    std::vector<std::string> reads = options.frames;
+    if (!options.ocio_config.empty()) reads.push_back(options.ocio_config);
+    if (!options.font.empty()) reads.push_back(options.font);
+    auto written = write_picture(sheet, options.output, *fmt, options.place, reads);
+    if (!written) return fail(written.error());
+    info.write_time = since(step);
+    add_output_info(info, sheet, *fmt, options.output);
+    return info;
+  });
+}
+
 Result<DisplayImage> read_display_image(const std::string& path, uint32_t fit_width,
                                         uint32_t fit_height, const std::string& ocio_config) {
   return guarded(path, [&]() -> Result<DisplayImage> {

@@ -93,6 +93,32 @@ struct ConvertOptions {
 // (sRGB or OCIO), NaN/Inf removed, fitted inside fit_width x fit_height when
 // those are non-zero (0 x 0: the displayed size; one zero side: the other side
 // fixed), as 16-bit RGB (AV_PIX_FMT_RGB48).
+// A contact sheet: a grid of labelled thumbnails of a sequence's frames (the
+// caller picks them, e.g. every Nth), as one display-referred image.
+struct ContactSheetOptions {
+  std::vector<std::string> frames;     // one path per cell, in order
+  std::vector<int64_t> frame_numbers;  // the labels ("1001"), one per frame
+  std::string output;                  // .jpg, .png, .tif (format from the extension)
+  uint32_t columns = 5;                // cells per row (fewer frames: one row of them)
+  // Each cell is cell_width wide and as tall as the first readable frame's
+  // displayed aspect makes it; every frame is fitted inside it, centred.
+  uint32_t cell_width = 320;
+  std::string title;        // drawn above the grid (e.g. the sequence's name); empty: none
+  std::string font;         // a TrueType font; empty: DejaVu Sans (fonts-dejavu-core)
+  std::string ocio_config;  // as for thumbnails
+  OutputPlace place = {};
+};
+
+// Layout: a gap of max(4, cell_width / 40) pixels around every cell; under
+// each cell a black strip 1.5 font sizes tall holds its label, the font size
+// being cell_width / 14 (11-48 px); a title row of two font sizes on top. The
+// background is dark grey (0.08), a cell black behind its picture.
+// Frames that do not exist are grey (0.25) cells labelled "1012 missing"; a frame
+// that exists but cannot be read fails the sheet naming it. Labels are drawn
+// with OpenImageIO's text rendering (FreeType) on a dark strip under each
+// cell, so they read over any picture.
+[[nodiscard]] Result<ImageInfo> make_contact_sheet(const ContactSheetOptions& options);
+
 struct DisplayImage {
   uint32_t width = 0;
   uint32_t height = 0;

@@ -12,6 +12,7 @@ extern "C" {
 #include <libavutil/log.h>
 }
 #include <malloc.h>
+#include <stdlib.h>
 #include <sys/resource.h>
 
 #include "common/frame_set.h"
@@ -38,13 +39,15 @@ int main(int argc, char** argv) {
   std::string missing = "hold";
   farmhand::media::TranscodeOptions movie_options;
   movie->add_option("PATTERN", pattern, "input sequence, e.g. shot.####.exr")->required();
-  movie->add_option("OUTPUT", movie_options.output, ".mov or .mp4")->required();
+  movie->add_option("OUTPUT", movie_options.output, ".mov, .mp4 or .webm")->required();
   movie->add_option("--frames", frame_set, "frame set, e.g. 1-100")->required();
-  movie->add_option("--codec", movie_options.codec, "h264 | prores | dnxhr");
+  movie->add_option("--codec", movie_options.codec, "h264 | h265 | vp9 | av1 | prores | dnxhr");
   movie->add_option("--fps", movie_options.fps);
   movie->add_option("--crf", movie_options.crf);
   movie->add_option("--missing", missing, "hold | black | fail");
   movie->add_option("--max-width", movie_options.max_width);
+  movie->add_option("--audio", movie_options.audio, "a sound file muxed beside the pictures");
+  movie->add_option("--audio-offset", movie_options.audio_offset, "frames (negative: cut)");
   movie->add_option("--decode-threads", movie_options.decode_threads);
   movie->add_option("--decode-ahead", movie_options.decode_ahead);
   CLI11_PARSE(app, argc, argv);
@@ -57,6 +60,9 @@ int main(int argc, char** argv) {
   // same every frame, so memory still does not grow with sequence length. Set
   // before any thread starts.
   mallopt(M_ARENA_MAX, 1);
+  // SVT-AV1 prints its whole configuration to stdout at info level, once per
+  // movie: warnings and errors only (a level set by the user stands).
+  setenv("SVT_LOG", "2", 0);
   mallopt(M_MMAP_THRESHOLD, 64 << 20);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
   // libx264 and friends chat on stderr, which is the worker's log: errors only.

@@ -141,6 +141,34 @@ Result<void> MediaServer::handle(const Request& request) {
       send_log(id, log.finish());
       return {};
     }
+    case Request::kContactSheet: {
+      const ContactSheet& c = request.contact_sheet();
+      auto input = common::SequencePattern::parse(c.input_pattern());
+      if (!input) return fail(input.error());
+      auto frames = common::FrameSet::parse(c.frames());
+      if (!frames) return fail(frames.error());
+      ContactSheetOptions options;
+      for (uint64_t i = 0; i < frames->size(); ++i) {
+        options.frames.push_back(common::format_frame(*input, frames->frame_at(i)));
+        options.frame_numbers.push_back(frames->frame_at(i));
+      }
+      options.output = c.output();
+      options.columns = c.columns() > 0 ? c.columns() : options.columns;
+      options.cell_width = c.cell_width() > 0 ? c.cell_width() : options.cell_width;
+      options.title = c.title();
+      options.ocio_config = c.ocio();
+      options.place = place;
+      if (auto ok = make_parent_dir(place, options.output); !ok) return ok;
+      send_reading(id, c.input_pattern());
+      auto done = make_contact_sheet(options);
+      if (!done) return fail(done.error());
+      send_log(
+          id, fmt::format("contact sheet of {} frames of {} ({} columns): wrote {}: {} {}x{}\n",
+                          options.frames.size(), c.input_pattern(), options.columns, options.output,
+                          done->format, done->width, done->height));
+      send_progress(id, 1, 1);
+      return {};
+    }
     case Request::kTranscode: {
       const Transcode& t = request.transcode();
       auto input = common::SequencePattern::parse(t.input_pattern());
@@ -159,10 +187,12 @@ Result<void> MediaServer::handle(const Request& request) {
       if (auto ok = make_parent_dir(place, options.output); !ok) return ok;
       if (!t.codec().empty()) options.codec = t.codec();
       if (t.fps() > 0) options.fps = t.fps();
-      if (t.crf() > 0) options.crf = t.crf();
+      if (t.has_crf()) options.crf = t.crf();
       options.missing = missing_policy(t.missing());
       options.max_width = t.max_width();
       options.ocio_config = t.ocio();
+      options.audio = t.audio();
+      options.audio_offset = t.audio_offset();
       auto done = transcode(
           options, [&](uint64_t d, uint64_t total) { send_progress(id, d, total); },
           [&](const std::string& path) { send_reading(id, path); });

@@ -63,39 +63,22 @@ extern "C" {
 #include <libswscale/swscale.h>
 }
 
+#include "common/review_codecs.h"
+#include "workers/media/audio_track.h"
+#include "workers/media/av_util.h"
 #include "workers/media/image_ops.h"
 
 namespace farmhand::media {
 namespace {
 
-std::string av_error_text(int code) {
-  char text[AV_ERROR_MAX_STRING_SIZE] = {};
-  av_strerror(code, text, sizeof(text));
-  return text;
-}
-
-struct FrameDeleter {
-  void operator()(AVFrame* frame) const { av_frame_free(&frame); }
-};
-
-struct PacketDeleter {
-  void operator()(AVPacket* packet) const { av_packet_free(&packet); }
-};
-
-struct CodecContextDeleter {
-  void operator()(AVCodecContext* context) const { avcodec_free_context(&context); }
-};
-
 struct SwsDeleter {
   void operator()(SwsContext* context) const { sws_freeContext(context); }
 };
 
-using FramePtr = std::unique_ptr<AVFrame, FrameDeleter>;
-using PacketPtr = std::unique_ptr<AVPacket, PacketDeleter>;
-using CodecContextPtr = std::unique_ptr<AVCodecContext, CodecContextDeleter>;
 using SwsPtr = std::unique_ptr<SwsContext, SwsDeleter>;
 
-// What each `codec` option maps to in libavcodec.
+// What each `codec` option maps to in libavcodec (common/review_codecs.h
+// lists the codecs, their containers and crf ranges).
 struct CodecSpec {
   const char* encoder;
   AVPixelFormat pixel_format;
@@ -103,9 +86,16 @@ struct CodecSpec {
 
 Result<CodecSpec> codec_spec(const std::string& codec) {
   if (codec == "h264") return CodecSpec{"libx264", AV_PIX_FMT_YUV420P};
+  if (codec == "h265") return CodecSpec{"libx265", AV_PIX_FMT_YUV420P};
+  if (codec == "vp9") return CodecSpec{"libvpx-vp9", AV_PIX_FMT_YUV420P};
+  if (codec == "av1") {
+    // SVT-AV1 where the build has it (Debian 12's does), else libaom.
+    return CodecSpec{avcodec_find_encoder_by_name("libsvtav1") ? "libsvtav1" : "libaom-av1",
+                     AV_PIX_FMT_YUV420P};
+  }
   if (codec == "prores") return CodecSpec{"prores_ks", AV_PIX_FMT_YUV422P10LE};
   if (codec == "dnxhr") return CodecSpec{"dnxhd", AV_PIX_FMT_YUV422P};
-  return fail(ErrorCode::kInvalidArgument, "unknown codec " + codec + " (h264, prores or dnxhr)");
+  return fail(common::review_codec(codec).error());
 }
 
 bool is_x264_preset(const std::string& preset) {
@@ -759,26 +749,26 @@ Result<void> validate(const TranscodeOptions& options) {
                     " entries for " + std::to_string(options.frames.size()) + " frames");
   }
   const std::string ext = lower_extension(options.output);
-  if (ext != ".mov" && ext != ".mp4") {
+  if (ext != ".mov" && ext != ".mp4" && ext != ".webm") {
     return fail(ErrorCode::kInvalidArgument,
-                "output " + options.output + " must end in .mov or .mp4");
+                "output " + options.output + " must end in .mov, .mp4 or .webm");
   }
-  if (ext == ".mp4" && options.codec != "h264") {
-    return fail(ErrorCode::kInvalidArgument,
-                "codec " + options.codec + " cannot go into " + options.output + " (use .mov)");
+  Result<common::ReviewCodec> codec = common::review_codec(options.codec);
+  if (!codec) return fail(codec.error());
+  if (auto fits = common::check_review_container(*codec, ext.substr(1), options.output); !fits) {
+    return fail(fits.error());
   }
   if (!(options.fps > 0 && options.fps <= 1000)) {
     return fail(ErrorCode::kInvalidArgument,
                 "frame rate " + std::to_string(options.fps) + " out of range (0, 1000]");
   }
-  if (options.codec == "h264") {
-    if (options.crf < 0 || options.crf > 51) {
-      return fail(ErrorCode::kInvalidArgument,
-                  "crf " + std::to_string(options.crf) + " out of range 0-51");
-    }
-    if (!is_x264_preset(options.preset)) {
-      return fail(ErrorCode::kInvalidArgument, "unknown x264 preset " + options.preset);
-    }
+  if (codec->crf_max != 0 && (options.crf < -1 || options.crf > codec->crf_max)) {
+    return fail(
+        ErrorCode::kInvalidArgument,
+        "crf " + std::to_string(options.crf) + " out of range 0-" + std::to_string(codec->crf_max));
+  }
+  if ((options.codec == "h264" || options.codec == "h265") && !is_x264_preset(options.preset)) {
+    return fail(ErrorCode::kInvalidArgument, "unknown x264/x265 preset " + options.preset);
   }
   if (options.gop < 1) return fail(ErrorCode::kInvalidArgument, "gop must be at least 1");
   if (options.decode_ahead < 1) {
@@ -819,9 +809,29 @@ Result<CodecContextPtr> open_encoder(const TranscodeOptions& options, const Code
   if (global_header) context->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
 
   std::vector<std::pair<const char*, std::string>> private_options;
+  Result<common::ReviewCodec> table = common::review_codec(options.codec);
+  const std::string crf =
+      std::to_string(options.crf >= 0 ? options.crf : (table ? table->crf_default : 0));
   if (options.codec == "h264") {
-    private_options = {
-        {"preset", options.preset}, {"profile", "high"}, {"crf", std::to_string(options.crf)}};
+    private_options = {{"preset", options.preset}, {"profile", "high"}, {"crf", crf}};
+  } else if (options.codec == "h265") {
+    // The colour tags go into the stream's VUI as well (players read them there).
+    private_options = {{"preset", options.preset},
+                       {"crf", crf},
+                       {"x265-params",
+                        "log-level=error:colorprim=bt709:transfer=bt709:"
+                        "colormatrix=bt709:range=limited"}};
+  } else if (options.codec == "vp9") {
+    // Constant quality (crf with no bit-rate cap); "good" at cpu-used 5 with
+    // row threads: a review encode, not an archive one.
+    context->bit_rate = 0;
+    private_options = {{"crf", crf}, {"deadline", "good"}, {"cpu-used", "5"}, {"row-mt", "1"}};
+  } else if (options.codec == "av1") {
+    if (std::string(spec.encoder) == "libsvtav1") {
+      private_options = {{"crf", crf}, {"preset", "10"}};
+    } else {
+      private_options = {{"crf", crf}, {"cpu-used", "8"}, {"row-mt", "1"}, {"usage", "realtime"}};
+    }
   } else if (options.codec == "prores") {
     private_options = {{"profile", "hq"}};  // prores_ks profile 3: 422 HQ
   } else {
@@ -895,7 +905,7 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
   auto file = OutputFile::create(options.output, options.place);
   if (!file) return fail(file.error());
   Muxer muxer(options.output, std::move(*file));
-  if (Result<void> made = muxer.allocate(ext == ".mp4" ? "mp4" : "mov"); !made) {
+  if (Result<void> made = muxer.allocate(ext.c_str() + 1); !made) {
     return fail(made.error());
   }
   if (Result<void> opened = muxer.open(); !opened) return fail(opened.error());
@@ -972,9 +982,24 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
   if (avcodec_parameters_from_context(stream->codecpar, encoder->get()) < 0) {
     return fail(ErrorCode::kInternal, "cannot copy encoder parameters");
   }
-  if (const int result = avformat_write_header(muxer.context(), nullptr); result < 0) {
-    return muxer.write_error(result);
+  std::unique_ptr<AudioTrack> audio;
+  if (!options.audio.empty()) {
+    auto opened =
+        AudioTrack::open(options.audio, options.audio_offset, rate, options.codec, muxer.context());
+    if (!opened) return fail(opened.error());
+    audio = std::move(*opened);
   }
+  // HEVC as hvc1 (parameter sets in the sample description): what Apple's
+  // players and browsers take; ffmpeg's default hev1 they refuse.
+  if (options.codec == "h265") stream->codecpar->codec_tag = MKTAG('h', 'v', 'c', '1');
+  // MP4 and MOV with their index first (+faststart): a browser or review tool
+  // plays before the whole file has come. The muxer rewrites the file at the
+  // trailer, reading it back by its path (the temporary file's /proc path).
+  AVDictionary* header_options = nullptr;
+  if (ext == ".mp4" || ext == ".mov") av_dict_set(&header_options, "movflags", "+faststart", 0);
+  const int header = avformat_write_header(muxer.context(), &header_options);
+  av_dict_free(&header_options);
+  if (header < 0) return muxer.write_error(header);
 
   const uint64_t total = options.frames.size();
   PacketPtr packet(av_packet_alloc());
@@ -1036,6 +1061,9 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
         !sent) {
       return fail(sent.error());
     }
+    if (audio) {
+      if (Result<void> sound = audio->write_until(i + 1); !sound) return fail(sound.error());
+    }
     report.encode_time += lap();
     ++report.frames_written;
     if (progress) progress(report.frames_written, total);
@@ -1049,11 +1077,16 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
       !flushed) {
     return fail(flushed.error());
   }
+  if (audio) {
+    if (Result<void> sound = audio->finish(total); !sound) return fail(sound.error());
+    report.audio_encoder = audio->encoder_name();
+  }
   if (const int result = av_write_trailer(muxer.context()); result < 0) {
     return muxer.write_error(result);
   }
   std::vector<std::string> reads = options.frames;
   if (!options.ocio_config.empty()) reads.push_back(options.ocio_config);
+  if (!options.audio.empty()) reads.push_back(options.audio);
   if (Result<void> committed = muxer.commit(reads); !committed) return fail(committed.error());
   report.encode_time += lap();  // the flush, the trailer and the rename
   std::error_code ec;

@@ -4,9 +4,12 @@
 // picture, linear -> sRGB) by a small pool of threads, at most `decode_ahead`
 // frames ahead of the encoder, so memory does not grow with the length of the
 // sequence. libswscale converts to the codec's pixel format and the stream is
-// tagged BT.709 (primaries, transfer, matrix). H.264 (libx264, yuv420p, high
-// profile), ProRes 422 HQ (prores_ks profile 3) and DNxHR HQ go into .mov
-// (H.264 may also go into .mp4). The movie is written to a temporary file in
+// tagged BT.709 (primaries, transfer, matrix). The codecs and their
+// containers are common/review_codecs.h's: H.264 (libx264, high) and H.265
+// (libx265, tagged hvc1) in .mp4 or .mov, VP9 (libvpx-vp9) and AV1
+// (libsvtav1, else libaom) in .webm or .mp4, all yuv420p at even dimensions
+// and square pixels; ProRes 422 HQ (prores_ks profile 3) and DNxHR HQ in .mov.
+// MP4 and MOV are written index first (+faststart). The movie is written to a temporary file in
 // the output's directory and renamed when complete, never over one of its
 // input frames (workers/media/output_file.h); on failure the temporary file is
 // removed and an existing output is left untouched.
@@ -46,17 +49,22 @@ struct TranscodeOptions {
   // For messages ("missing frame 1012"): empty, or one per frame; when empty
   // frames are named by their position, from 1.
   std::vector<int64_t> frame_numbers;
-  std::string output;               // .mov or .mp4
-  std::string codec = "h264";       // h264 | prores | dnxhr
-  double fps = 24.0;                // 23.976, 29.97, 59.94... are stored exactly as N*1000/1001
-  int crf = 23;                     // h264 only
-  std::string preset = "veryfast";  // h264 only
+  std::string output;          // .mov, .mp4 or .webm (common/review_codecs.h: which codec where)
+  std::string codec = "h264";  // h264 | h265 | vp9 | av1 | prores | dnxhr
+  double fps = 24.0;           // 23.976, 29.97, 59.94... are stored exactly as N*1000/1001
+  int crf = -1;                // -1: the codec's default; prores and dnxhr take none
+  std::string preset = "veryfast";  // h264 and h265
   int gop = 30;
   MissingFramePolicy missing = MissingFramePolicy::kHold;
   uint32_t max_width = 0;  // 0: the displayed size (rounded to even); else scaled down to fit
   int decode_threads = 0;  // 0: number of cores
   int decode_ahead = 8;    // frames decoded ahead of the encoder, at most
   std::string ocio_config;
+  // A sound file (WAV, AIFF, FLAC...) muxed beside the pictures, delayed by
+  // `audio_offset` frames (negative: its start is cut), and exactly as long as
+  // the pictures (workers/media/audio_track.h). Empty: no sound.
+  std::string audio{};
+  int64_t audio_offset = 0;
   OutputPlace place = {};  // where the broker placed `output`; empty: its parent as written
 };
 
@@ -74,7 +82,8 @@ struct TranscodeReport {
   std::vector<std::string> missing_frames;  // the first kMissingListed, by frame number
   uint32_t input_width = 0;                 // the first readable frame's displayed size
   uint32_t input_height = 0;
-  std::string encoder;  // "libx264", "prores_ks", "dnxhd"
+  std::string audio_encoder;  // "aac", "pcm_s24le", "pcm_s16le", "libopus"; empty: no sound
+  std::string encoder;  // "libx264", "libx265", "libvpx-vp9", "libsvtav1", "prores_ks", "dnxhd"
   uint64_t output_bytes = 0;
   uint32_t decode_threads = 0;
   std::chrono::microseconds decode_time{0};  // reading and converting frames, over every thread

@@ -728,7 +728,7 @@ TEST(ConfigRulesTest, DefaultsWithoutRulesOrWatch) {
 TEST(ConfigRulesTest, UnknownJobKindIsReportedAtItsLine) {
   EXPECT_EQ(problems_of(one_job_rule("        kind: render\n        output: /x.jpg\n")),
             "<config>:6: rules[0].jobs.j.kind must be one of thumbnail, convert, transcode, "
-            "command or noop, not 'render'");
+            "contactsheet, command or noop, not 'render'");
 }
 
 TEST(ConfigRulesTest, JobWithoutAKindIsReported) {

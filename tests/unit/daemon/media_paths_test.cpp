@@ -173,9 +173,48 @@ TEST(MediaPathsTest, OutputsThatAreDirectoriesOrUnwritableFormatsAreRefused) {
             "accepted")
       << "--format chooses the writer whatever the extension";
   EXPECT_EQ(refusal(media_job("transcode", "/p/s.1-3#.exr", "/p/s.avi")),
-            "output /p/s.avi must end in .mov or .mp4");
+            "output /p/s.avi must end in .mov, .mp4 or .webm");
   EXPECT_EQ(refusal(media_job("transcode", "/p/s.1-3#.exr", "/p/s.mp4", {{"codec", "prores"}})),
             "codec prores cannot go into /p/s.mp4 (use .mov)");
+  EXPECT_EQ(refusal(media_job("transcode", "/p/s.1-3#.exr", "/p/s.mov", {{"codec", "vp9"}})),
+            "codec vp9 cannot go into /p/s.mov (use .webm or .mp4)");
+  EXPECT_EQ(refusal(media_job("transcode", "/p/s.1-3#.exr", "/p/s.webm", {{"codec", "h264"}})),
+            "codec h264 cannot go into /p/s.webm (use .mp4 or .mov)");
+  EXPECT_EQ(refusal(media_job("transcode", "/p/s.1-3#.exr", "/p/s.mov", {{"codec", "x264"}})),
+            "unknown codec 'x264' (h264, h265, vp9, av1, prores, dnxhr)");
+}
+
+// Each web codec in its containers, with its own crf range and default; a
+// codec without a crf ignores one (a rule's defaults may carry one for all).
+TEST(MediaPathsTest, EachReviewCodecGoesInItsContainersWithItsOwnCrf) {
+  for (const auto& [codec, output] :
+       std::vector<std::pair<std::string, std::string>>{{"h265", "/p/s.mp4"},
+                                                        {"h265", "/p/s.mov"},
+                                                        {"vp9", "/p/s.webm"},
+                                                        {"vp9", "/p/s.mp4"},
+                                                        {"av1", "/p/s.mp4"},
+                                                        {"av1", "/p/s.webm"}}) {
+    EXPECT_EQ(refusal(media_job("transcode", "/p/s.1-3#.exr", output, {{"codec", codec}})),
+              "accepted")
+        << codec << " in " << output;
+  }
+  auto crf_of = [](const std::string& codec, const std::string& output,
+                   std::map<std::string, std::string> params) {
+    params["codec"] = codec;
+    auto spec = media_job("transcode", "/p/s.1-3#.exr", output, params);
+    auto ok = prepare_media_job(spec);
+    if (!ok) return ok.error().reason;
+    auto crf = spec.params().find("crf");
+    return crf == spec.params().end() ? std::string("none") : crf->second;
+  };
+  EXPECT_EQ(crf_of("h264", "/p/s.mov", {}), "23");
+  EXPECT_EQ(crf_of("h265", "/p/s.mp4", {}), "28");
+  EXPECT_EQ(crf_of("vp9", "/p/s.webm", {}), "32");
+  EXPECT_EQ(crf_of("av1", "/p/s.mp4", {}), "35");
+  EXPECT_EQ(crf_of("vp9", "/p/s.webm", {{"crf", "63"}}), "63");
+  EXPECT_EQ(crf_of("vp9", "/p/s.webm", {{"crf", "64"}}), "bad crf '64' for vp9 (0-63)");
+  EXPECT_EQ(crf_of("h264", "/p/s.mov", {{"crf", "52"}}), "bad crf '52' for h264 (0-51)");
+  EXPECT_EQ(crf_of("prores", "/p/s.mov", {{"crf", "23"}}), "none");
 }
 
 TEST(MediaPathsTest, TheResolvedOutputDirectoryAndItsRootGoToTheMediaRequest) {

@@ -481,6 +481,37 @@ TEST(PlanRuleTest, JobOptionsAndExpandedParamsAreInTheSpec) {
   EXPECT_EQ(notify.frames(), "1001-1010");
 }
 
+// A rule's web movie takes its sound from a path made of the publish's meta
+// (a meta value is one path component), delayed as the rule says; a publish
+// without the value gets that job's error, not a silent movie.
+TEST(PlanRuleTest, AWebMovieTakesItsSoundFromThePublishsMeta) {
+  const common::Rule rule = rule_of(R"(rules:
+  - name: web
+    match: {kind: sequence}
+    jobs:
+      movie:
+        kind: transcode
+        output: "{dir}/review/{name}.webm"
+        codec: vp9
+        crf: "30"
+        audio: "/show/{meta.show}/sound/{meta.shot}.wav"
+        audio_offset: "-2"
+)");
+  const PublishItem item =
+      item_of("/show/sh010/comp/sh010_comp_v003.####.exr", "sequence", frames("1001-1010"));
+  const auto plan = plan_rule(rule, item, Meta{{"show", "show"}, {"shot", "sh010"}}, "ev");
+  const PlannedJob* movie = find(plan, "movie");
+  ASSERT_TRUE(movie);
+  EXPECT_EQ(movie->error, "");
+  EXPECT_EQ(movie->spec.params().at("codec"), "vp9");
+  EXPECT_EQ(movie->spec.params().at("crf"), "30");
+  EXPECT_EQ(movie->spec.params().at("audio"), "/show/show/sound/sh010.wav");
+  EXPECT_EQ(movie->spec.params().at("audio_offset"), "-2");
+
+  const auto silent = plan_rule(rule, item, Meta{{"show", "show"}}, "ev");
+  EXPECT_EQ(find(silent, "movie")->error, "the publish has no meta.shot for {meta.shot}");
+}
+
 TEST(PlanRuleTest, DerivedInputGetsTheItemsFramesWrittenIntoThePattern) {
   const common::Rule rule = rule_of(kReviewRule);
   const PublishItem item = item_of("/r/a.####.exr", "sequence", frames("1-4,6-10"));
@@ -596,8 +627,8 @@ TEST(CheckRuleJobsTest, UnknownCodecIsReportedAtItsOwnLine) {
   ASSERT_FALSE(ok.has_value());
   EXPECT_EQ(ok.error().code, ErrorCode::kInvalidArgument);
   EXPECT_EQ(ok.error().reason,
-            "farmhand.yaml:10: rule 'review' job 'movie': unknown codec 'x264' (h264, prores, "
-            "dnxhr)");
+            "farmhand.yaml:10: rule 'review' job 'movie': unknown codec 'x264' (h264, h265, vp9, "
+            "av1, prores, dnxhr)");
 }
 
 TEST(CheckRuleJobsTest, RelativeOutputTemplateIsReported) {

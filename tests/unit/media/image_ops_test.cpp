@@ -483,6 +483,96 @@ TEST(ImageOpsTest, ConvertFormatOptionChoosesTheWriterWhateverTheExtension) {
   EXPECT_EQ(in->spec().height, 75);
 }
 
+// A contact sheet: every cell where the layout puts it, its label drawn in its
+// strip (text where configured, nothing elsewhere), a missing frame grey with
+// an amber label, the slots past the last cell empty.
+TEST(ImageOpsTest, AContactSheetIsAGridOfLabelledCellsWithMissingFramesShown) {
+  TempDir dir;
+  ContactSheetOptions options;
+  for (int frame = 1; frame <= 8; ++frame) {
+    options.frames.push_back(frame == 4 ? dir.file("gone.0004.exr")
+                                        : beachball("singlepart", frame));
+    options.frame_numbers.push_back(1000 + frame);
+  }
+  options.output = dir.file("sheet.png");
+  options.columns = 3;
+  options.cell_width = 140;
+  options.title = "sh010 comp v003";
+  auto made = make_contact_sheet(options);
+  ASSERT_TRUE(made) << made.error().reason;
+
+  // The layout of image_ops.h.
+  const int cell_w = 140, font = 140 / 14, gap = 4;
+  const int font_px = std::max(11, font), label_h = font_px + font_px / 2, title_h = 2 * font_px;
+  const int cell_h = static_cast<int>(std::lround(140.0 * 1556 / 2048));  // the beachball's shape
+  const int width = gap + 3 * (cell_w + gap);
+  const int height = title_h + gap + 3 * (cell_h + label_h + gap);
+  OIIO::ImageBuf sheet = load(options.output);
+  ASSERT_EQ(sheet.spec().width, width);
+  ASSERT_EQ(sheet.spec().height, height);
+  EXPECT_EQ(made->width, static_cast<uint32_t>(width));
+
+  // The brightest value and the largest R-B difference in a box.
+  auto brightest = [&](int x0, int y0, int w, int h) {
+    float most = 0.0f;
+    for (int y = y0; y < y0 + h; ++y) {
+      for (int x = x0; x < x0 + w; ++x) {
+        for (int c = 0; c < 3; ++c) most = std::max(most, sheet.getchannel(x, y, 0, c));
+      }
+    }
+    return most;
+  };
+  auto amber = [&](int x0, int y0, int w, int h) {
+    float most = 0.0f;
+    for (int y = y0; y < y0 + h; ++y) {
+      for (int x = x0; x < x0 + w; ++x) {
+        most = std::max(most, sheet.getchannel(x, y, 0, 0) - sheet.getchannel(x, y, 0, 2));
+      }
+    }
+    return most;
+  };
+  for (int i = 0; i < 9; ++i) {
+    SCOPED_TRACE("cell " + std::to_string(i));
+    const int x0 = gap + i % 3 * (cell_w + gap);
+    const int y0 = title_h + gap + i / 3 * (cell_h + label_h + gap);
+    const int strip = y0 + cell_h;
+    if (i == 8) {  // past the last frame: background only, no text
+      EXPECT_NEAR(brightest(x0, y0, cell_w, cell_h + label_h), 0.08f, 0.01f);
+      continue;
+    }
+    if (i == 3) {  // frame 1004 is missing
+      EXPECT_NEAR(sheet.getchannel(x0 + cell_w / 2, y0 + cell_h / 2, 0, 1), 0.25f, 0.01f);
+      EXPECT_GT(amber(x0, strip, cell_w, label_h), 0.5f) << "an amber label";
+    } else {
+      EXPECT_GT(brightest(x0 + cell_w / 4, y0, cell_w / 2, cell_h), 0.5f) << "the beachball";
+      EXPECT_GT(brightest(x0, strip, cell_w / 3, label_h), 0.7f) << "the frame number";
+      EXPECT_LT(amber(x0, strip, cell_w, label_h), 0.1f) << "a white label";
+    }
+    EXPECT_LT(brightest(x0 + cell_w * 2 / 3, strip, cell_w / 3, label_h), 0.05f)
+        << "nothing drawn past a label of 4 digits";
+  }
+  EXPECT_GT(brightest(gap, 0, width / 2, title_h), 0.7f) << "the title";
+  EXPECT_LT(brightest(width * 3 / 4, 0, width / 4, title_h), 0.1f) << "nothing past the title";
+}
+
+TEST(ImageOpsTest, AContactSheetOfOnlyMissingFramesOrAnUnreadableOneFails) {
+  TempDir dir;
+  ContactSheetOptions options;
+  options.frames = {dir.file("a.0001.exr"), dir.file("a.0002.exr")};
+  options.frame_numbers = {1, 2};
+  options.output = dir.file("sheet.jpg");
+  auto none = make_contact_sheet(options);
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().reason, "no readable frames");
+  std::ofstream(dir.file("a.0002.exr")) << "not an image";
+  options.frames[0] = beachball("singlepart", 1);
+  auto bad = make_contact_sheet(options);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().reason.find(dir.file("a.0002.exr")), std::string::npos)
+      << bad.error().reason;
+  EXPECT_FALSE(fs::exists(options.output));
+}
+
 TEST(ImageOpsTest, ConvertRejectsAMalformedResize) {
   TempDir dir;
   for (const char* resize : {"abc", "0x0", "-5%", "10x", "x10", "100000x10", "%"}) {

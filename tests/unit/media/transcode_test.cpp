@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -83,8 +84,8 @@ std::string quoted(const std::string& text) {
 std::map<std::string, std::string> probe(const std::string& movie) {
   const CommandOutput output =
       run("ffprobe -v error -count_frames -select_streams v:0 -show_entries "
-          "stream=codec_name,profile,pix_fmt,width,height,r_frame_rate,nb_read_frames,has_b_frames,"
-          "duration,"
+          "stream=codec_name,codec_tag_string,profile,pix_fmt,width,height,r_frame_rate,"
+          "nb_read_frames,has_b_frames,duration,sample_aspect_ratio,"
           "color_primaries,color_transfer,color_space,color_range:format_tags=major_brand "
           "-of default=noprint_wrappers=1 " +
           quoted(movie));
@@ -289,6 +290,276 @@ TEST_F(TranscodeTest, Mp4OutputUsesTheMp4Muxer) {
   EXPECT_EQ(info["codec_name"], "h264");
   EXPECT_EQ(info["TAG:major_brand"], "isom");
   EXPECT_EQ(info["nb_read_frames"], "2");
+}
+
+// The top-level boxes of an MP4/MOV file, in order.
+std::vector<std::string> top_level_boxes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<std::string> boxes;
+  for (;;) {
+    unsigned char head[16];
+    if (!in.read(reinterpret_cast<char*>(head), 8)) break;
+    uint64_t size =
+        (uint64_t{head[0]} << 24) | (uint64_t{head[1]} << 16) | (uint64_t{head[2]} << 8) | head[3];
+    boxes.emplace_back(reinterpret_cast<char*>(head + 4), 4);
+    uint64_t header = 8;
+    if (size == 1) {  // a 64-bit size follows
+      if (!in.read(reinterpret_cast<char*>(head + 8), 8)) break;
+      size = 0;
+      for (int i = 8; i < 16; ++i) size = (size << 8) | head[i];
+      header = 16;
+    }
+    if (size < header) break;  // 0: to the end of the file
+    in.seekg(static_cast<std::streamoff>(size - header), std::ios::cur);
+  }
+  return boxes;
+}
+
+// The web review formats: each codec in each of its containers, 4 frames,
+// yuv420p at even size with square pixels, tagged BT.709.
+TEST_F(TranscodeTest, WebCodecsAreEvenSquarePixelYuv420TaggedBt709InEachOfTheirContainers) {
+  struct Case {
+    std::string codec, file, codec_name, tag;
+  };
+
+  for (const Case& c : std::vector<Case>{{"h265", "web.mp4", "hevc", "hvc1"},
+                                         {"h265", "web.mov", "hevc", "hvc1"},
+                                         {"vp9", "web.webm", "vp9", ""},
+                                         {"vp9", "web.mp4", "vp9", "vp09"},
+                                         {"av1", "web.mp4", "av1", "av01"},
+                                         {"av1", "web.webm", "av1", ""}}) {
+    SCOPED_TRACE(c.codec + " in " + c.file);
+    const std::string movie = dir_.file(c.codec + "-" + c.file);
+    TranscodeOptions options = beachball_options(movie);
+    options.frames.resize(4);
+    options.frame_numbers.resize(4);
+    options.codec = c.codec;
+    options.max_width = 321;  // 321x243.9 rounds to 321x244: even both ways, 320x244
+    const TranscodeReport report = transcode_ok(options);
+    EXPECT_EQ(report.width, 320u);
+    EXPECT_EQ(report.height, 244u);
+    auto info = probe(movie);
+    EXPECT_EQ(info["codec_name"], c.codec_name);
+    if (!c.tag.empty()) {
+      EXPECT_EQ(info["codec_tag_string"], c.tag);
+    }
+    EXPECT_EQ(info["pix_fmt"], "yuv420p");
+    EXPECT_EQ(info["width"], "320");
+    EXPECT_EQ(info["height"], "244");
+    EXPECT_EQ(info["sample_aspect_ratio"], "1:1");
+    EXPECT_EQ(info["nb_read_frames"], "4");
+    EXPECT_EQ(info["color_primaries"], "bt709");
+    EXPECT_EQ(info["color_transfer"], "bt709");
+    EXPECT_EQ(info["color_space"], "bt709");
+    EXPECT_EQ(info["color_range"], "tv");
+  }
+}
+
+// +faststart: the index (moov) comes before the media (mdat), so a browser
+// plays an MP4 before it has all of it; the same for MOV.
+TEST_F(TranscodeTest, Mp4AndMovMoviesHaveTheirIndexBeforeTheirMedia) {
+  for (const std::string name : {"fast.mp4", "fast.mov"}) {
+    const std::string movie = dir_.file(name);
+    TranscodeOptions options = beachball_options(movie);
+    options.frames.resize(3);
+    options.frame_numbers.resize(3);
+    options.max_width = 256;
+    transcode_ok(options);
+    const auto boxes = top_level_boxes(movie);
+    const auto moov = std::find(boxes.begin(), boxes.end(), "moov");
+    const auto mdat = std::find(boxes.begin(), boxes.end(), "mdat");
+    ASSERT_NE(moov, boxes.end()) << name;
+    ASSERT_NE(mdat, boxes.end()) << name;
+    EXPECT_LT(moov - boxes.begin(), mdat - boxes.begin()) << name << ": moov after mdat";
+  }
+}
+
+// Odd-sized and anamorphic frames: web codecs need even sizes and show
+// square pixels, so the picture is widened by its pixel aspect and cut to even.
+TEST_F(TranscodeTest, AnOddSizedAnamorphicSequenceIsAnEvenSquarePixelWebMovie) {
+  std::vector<std::string> frames;
+  for (int frame = 1; frame <= 2; ++frame) {
+    OIIO::ImageSpec spec(101, 51, 3, OIIO::TypeDesc::HALF);
+    spec.attribute("PixelAspectRatio", 2.0f);
+    OIIO::ImageBuf buf(spec);
+    const float grey[3] = {0.18f, 0.18f, 0.18f};
+    OIIO::ImageBufAlgo::fill(buf, grey);
+    frames.push_back(dir_.file("ana." + std::to_string(frame) + ".exr"));
+    ASSERT_TRUE(buf.write(frames.back())) << buf.geterror();
+  }
+  TranscodeOptions options;
+  options.frames = frames;
+  options.output = dir_.file("ana.webm");
+  options.codec = "vp9";
+  const TranscodeReport report = transcode_ok(options);
+  EXPECT_EQ(report.width, 202u);  // 101 pixels of aspect 2 show 202 wide
+  EXPECT_EQ(report.height, 50u);
+  auto info = probe(options.output);
+  EXPECT_EQ(info["width"], "202");
+  EXPECT_EQ(info["height"], "50");
+  EXPECT_EQ(info["sample_aspect_ratio"], "1:1");
+}
+
+TEST_F(TranscodeTest, AWebCodecInAContainerItCannotGoInIsRefusedNamingWhereItGoes) {
+  TranscodeOptions options = beachball_options(dir_.file("review.mov"));
+  options.codec = "vp9";
+  Result<TranscodeReport> report = transcode(options);
+  ASSERT_FALSE(report);
+  EXPECT_EQ(report.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(report.error().reason.find("use .webm or .mp4"), std::string::npos)
+      << report.error().reason;
+  options.output = dir_.file("review.webm");
+  options.crf = 64;
+  report = transcode(options);
+  ASSERT_FALSE(report);
+  EXPECT_NE(report.error().reason.find("crf 64 out of range 0-63"), std::string::npos)
+      << report.error().reason;
+  EXPECT_TRUE(dir_.entries().empty());
+}
+
+// ffprobe's view of the first audio stream: key=value per entry.
+std::map<std::string, std::string> probe_audio(const std::string& movie) {
+  const CommandOutput output =
+      run("ffprobe -v error -select_streams a:0 -show_entries "
+          "stream=codec_name,sample_rate,channels,duration -of default=noprint_wrappers=1 " +
+          quoted(movie));
+  std::map<std::string, std::string> fields;
+  std::istringstream lines(output.out);
+  for (std::string line; std::getline(lines, line);) {
+    const size_t eq = line.find('=');
+    if (eq != std::string::npos) fields[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return fields;
+}
+
+// A movie's sound decoded to mono 16-bit samples at `rate` (ffmpeg as the oracle).
+std::vector<int16_t> sound_samples(const std::string& movie, int rate) {
+  const CommandOutput output =
+      run("ffmpeg -v error -i " + quoted(movie) + " -map 0:a:0 -ac 1 -ar " + std::to_string(rate) +
+          " -f s16le -acodec pcm_s16le -");
+  EXPECT_EQ(output.status, 0) << "ffmpeg sound of " << movie;
+  std::vector<int16_t> samples(output.out.size() / 2);
+  std::memcpy(samples.data(), output.out.data(), samples.size() * 2);
+  return samples;
+}
+
+// The first sample louder than a whisper; -1 if none.
+int64_t first_loud(const std::vector<int16_t>& samples) {
+  for (size_t i = 0; i < samples.size(); ++i) {
+    if (std::abs(samples[i]) > 1000) return static_cast<int64_t>(i);
+  }
+  return -1;
+}
+
+class TranscodeSoundTest : public TranscodeTest {
+ protected:
+  // A sound made with ffmpeg: about `quiet` seconds of silence (to the next
+  // 1,024 samples: the filter switches per frame), then a 440 Hz tone to `total` seconds.
+  std::string sound(const std::string& name, double quiet, double total, int rate,
+                    const std::string& codec) {
+    const std::string path = dir_.file(name);
+    const std::string made =
+        "ffmpeg -v error -y -f lavfi -i 'sine=frequency=440:sample_rate=" + std::to_string(rate) +
+        ":duration=" + std::to_string(total) + "' -af 'volume=enable=lt(t\\," +
+        std::to_string(quiet) + "):volume=0' -c:a " + codec + " " + quoted(path);
+    EXPECT_EQ(run(made).status, 0) << made;
+    return path;
+  }
+
+  TranscodeOptions small(const std::string& output, const std::string& codec) {
+    TranscodeOptions options = beachball_options(output);
+    options.codec = codec;
+    options.max_width = 256;
+    return options;
+  }
+};
+
+// A sound longer than the pictures is cut at the last picture: the movie
+// lasts as long as its pictures, and the sound with it (AAC in MP4).
+TEST_F(TranscodeSoundTest, ASoundLongerThanThePicturesIsCutAtTheLastOneAsAacInMp4) {
+  TranscodeOptions options = small(dir_.file("sound.mp4"), "h264");
+  options.audio = sound("long.wav", 0, 2.0, 44100, "pcm_s16le");
+  const TranscodeReport report = transcode_ok(options);
+  EXPECT_EQ(report.audio_encoder, "aac");
+  auto video = probe(options.output);
+  auto audio = probe_audio(options.output);
+  EXPECT_EQ(audio["codec_name"], "aac");
+  EXPECT_EQ(audio["sample_rate"], "44100");
+  EXPECT_EQ(audio["channels"], "2");
+  ASSERT_FALSE(audio["duration"].empty());
+  EXPECT_NEAR(std::stod(audio["duration"]), std::stod(video["duration"]), 0.005)
+      << "8 frames at 24 fps are 0.333 s";
+}
+
+// A shorter sound ends in silence: the movie does not end before its pictures.
+TEST_F(TranscodeSoundTest, AShorterSoundEndsInSilenceAndTheMovieKeepsItsPictures) {
+  TranscodeOptions options = small(dir_.file("short.mov"), "prores");
+  options.audio = sound("short.wav", 0, 0.1, 48000, "pcm_s16le");
+  const TranscodeReport report = transcode_ok(options);
+  EXPECT_EQ(report.audio_encoder, "pcm_s16le") << "a 16-bit source stays 16-bit";
+  auto video = probe(options.output);
+  auto audio = probe_audio(options.output);
+  EXPECT_EQ(video["nb_read_frames"], "8");
+  EXPECT_EQ(audio["duration"], video["duration"]);
+  const std::vector<int16_t> samples = sound_samples(options.output, 48000);
+  ASSERT_EQ(samples.size(), 16000u) << "0.333 s at 48 kHz";
+  EXPECT_LT(first_loud(samples), 48) << "the tone from its first millisecond";
+  for (size_t i = 4900; i < samples.size(); ++i) {
+    ASSERT_EQ(samples[i], 0) << "silence after the sound, sample " << i;
+  }
+}
+
+// An offset in frames delays the sound (silence first) or cuts its start;
+// PCM in a ProRes MOV keeps every sample where it was put.
+TEST_F(TranscodeSoundTest, AnOffsetInFramesDelaysOrCutsTheSoundToTheSample) {
+  const std::string wav = sound("late.wav", 0.1, 1.0, 48000, "pcm_s24le");
+  TranscodeOptions options = small(dir_.file("delayed.mov"), "prores");
+  options.audio = wav;
+  options.audio_offset = 2;  // 2/24 s = 4,000 samples later
+  EXPECT_EQ(transcode_ok(options).audio_encoder, "pcm_s24le");
+  const int64_t starts = first_loud(sound_samples(wav, 48000));  // about 0.1 s in
+  ASSERT_GT(starts, 2000);
+  const int64_t delayed = first_loud(sound_samples(options.output, 48000));
+  EXPECT_EQ(delayed, starts + 4000) << "the tone starts 2 frames later";
+
+  options.output = dir_.file("cut.mov");
+  options.audio_offset = -1;  // 1/24 s = 2,000 samples earlier
+  transcode_ok(options);
+  const int64_t cut = first_loud(sound_samples(options.output, 48000));
+  EXPECT_EQ(cut, starts - 2000) << "the tone starts 1 frame earlier";
+}
+
+TEST_F(TranscodeSoundTest, WebmGetsOpusAndEveryOtherFormatItsSoundStream) {
+  struct Case {
+    std::string codec, file, audio_codec;
+  };
+
+  const std::string flac = sound("tone.flac", 0, 1.0, 96000, "flac");
+  for (const Case& c : std::vector<Case>{{"vp9", "s.webm", "opus"},
+                                         {"av1", "s.mp4", "aac"},
+                                         {"h265", "s.mov", "aac"},
+                                         {"dnxhr", "s.mov", "pcm_s24le"}}) {
+    SCOPED_TRACE(c.codec + " " + c.file);
+    TranscodeOptions options = small(dir_.file(c.codec + "-" + c.file), c.codec);
+    options.audio = flac;
+    transcode_ok(options);
+    auto audio = probe_audio(options.output);
+    EXPECT_EQ(audio["codec_name"], c.audio_codec);
+    EXPECT_EQ(probe(options.output)["nb_read_frames"], "8");
+    EXPECT_GT(first_loud(sound_samples(options.output, 48000)), -1) << "the tone is heard";
+  }
+}
+
+TEST_F(TranscodeSoundTest, AnUnreadableSoundFailsNamingItAndLeavesNoMovie) {
+  TranscodeOptions options = small(dir_.file("bad.mp4"), "h264");
+  options.audio = dir_.file("notes.txt");
+  std::ofstream(options.audio) << "not a sound";
+  Result<TranscodeReport> report = transcode(options);
+  ASSERT_FALSE(report);
+  EXPECT_NE(report.error().reason.find("cannot read sound " + options.audio), std::string::npos)
+      << report.error().reason;
+  EXPECT_FALSE(fs::exists(options.output));
+  EXPECT_EQ(dir_.entries().size(), 1u) << "no temporary left";
 }
 
 TEST_F(TranscodeTest, ProresInMp4IsRejected) {

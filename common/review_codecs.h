@@ -1,0 +1,50 @@
+// Review codecs: which codecs a review movie may use, in which containers,
+// and how their quality number (crf) reads. One table for the broker, which
+// refuses a bad submit with one line, and the media process, which encodes
+// (workers/media/transcode.cpp maps each to its libavcodec encoder).
+//
+//   codec   encoder                    containers        crf (default)
+//   h264    libx264, high, yuv420p     .mp4 .mov         0-51 (23)
+//   h265    libx265, main, yuv420p     .mp4 .mov         0-51 (28)
+//   vp9     libvpx-vp9, yuv420p        .webm .mp4        0-63 (32)
+//   av1     libsvtav1, yuv420p         .mp4 .webm        0-63 (35)
+//   prores  prores_ks 422 HQ           .mov              -
+//   dnxhr   dnxhd DNxHR HQ             .mov              -
+//
+// Web codecs (h264, h265, vp9, av1) get even dimensions, square pixels and
+// BT.709 tags like every review movie; MP4 and MOV are written with the index
+// first (+faststart), so a browser plays before the download ends.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace farmhand::common {
+
+struct ReviewCodec {
+  std::string name;
+  std::vector<std::string> containers;  // extensions without the dot, lower case; first: default
+  int crf_max = 0;                      // 0: the codec takes no crf
+  int crf_default = 0;
+  bool web = false;  // plays in a browser (the web review formats)
+};
+
+// Every codec, in the order above.
+const std::vector<ReviewCodec>& review_codecs();
+
+// The codec named `name`; else "unknown codec 'x264' (h264, h265, vp9, av1, prores, dnxhr)".
+[[nodiscard]] Result<ReviewCodec> review_codec(const std::string& name);
+
+// That `codec` can go into a file ending in `extension` (without the dot, any
+// case); else "codec vp9 cannot go into OUTPUT (use .webm or .mp4)".
+[[nodiscard]] Result<void> check_review_container(const ReviewCodec& codec,
+                                                  const std::string& extension,
+                                                  const std::string& output);
+
+// The crf to use: `text` empty gives the codec's default; else it must be a
+// whole number in the codec's range ("bad crf '70' for vp9 (0-63)").
+[[nodiscard]] Result<int> review_crf(const ReviewCodec& codec, const std::string& text);
+
+}  // namespace farmhand::common
