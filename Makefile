@@ -12,7 +12,7 @@ DEPS := build-essential cmake pkg-config ninja-build \
   libgtest-dev libgmock-dev libsqlite3-dev sqlite3 libyaml-cpp-dev libcli11-dev \
   libexpected-dev nlohmann-json3-dev libre2-dev procps clang-format \
   libopenimageio-dev openimageio-tools libopenexr-dev libopencolorio-dev \
-  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev ffmpeg libdeflate-dev zlib1g-dev \
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev libavfilter-dev ffmpeg libdeflate-dev zlib1g-dev \
   fonts-dejavu-core \
   python3-zmq python3-protobuf python3-pytest \
   libsystemd-dev systemd \

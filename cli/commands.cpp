@@ -720,6 +720,10 @@ struct MediaOptions {
   std::string every;
   std::string columns;
   std::string title;
+  std::vector<std::string> burn_ins;
+  std::vector<std::string> meta;
+  bool slate = false;
+  std::string font;
 };
 
 int run_media_submit(Context& ctx, const MediaOptions& o, const std::string& kind) {
@@ -742,6 +746,17 @@ int run_media_submit(Context& ctx, const MediaOptions& o, const std::string& kin
   put("ocio", o.ocio);
   if (!o.audio.empty()) params["audio"] = absolute(o.audio);
   put("audio_offset", o.audio_offset);
+  if (!o.burn_ins.empty()) {
+    std::string lines;
+    for (const std::string& burn : o.burn_ins) lines += (lines.empty() ? "" : "\n") + burn;
+    params["burn_in"] = lines;
+  }
+  if (o.slate) params["slate"] = "true";
+  if (!o.font.empty()) params["font"] = absolute(o.font);
+  for (const std::string& kv : o.meta) {
+    const size_t eq = kv.find('=');
+    params["meta." + kv.substr(0, eq)] = eq == std::string::npos ? "" : kv.substr(eq + 1);
+  }
   put("every", o.every);
   put("columns", o.columns);
   put("title", o.title);
@@ -797,6 +812,20 @@ void add_submit_transcode(CLI::App& submit, Invocation& inv) {
                   "a sound file (WAV, AIFF, FLAC) muxed beside the pictures, as long as they are");
   cmd->add_option("--audio-offset", o->audio_offset,
                   "frames to delay the sound by (negative: cut its start)");
+  cmd->add_option("--burn-in", o->burn_ins,
+                  "[POSITION=]TEXT drawn on every frame (repeatable): {frame} {timecode} {shot} "
+                  "{version} {date} ... POSITION: top-left, top, top-right, bottom-left, bottom, "
+                  "bottom-right");
+  cmd->add_flag("--slate", o->slate, "a slate frame (shot, version, artist, frames, poster) first");
+  cmd->add_option("--meta", o->meta, "k=v: a value for the burn-ins and the slate (repeatable)")
+      ->check(CLI::Validator(
+          [](std::string& kv) {
+            return kv.find('=') == std::string::npos || kv.front() == '='
+                       ? std::string("--meta takes KEY=VALUE")
+                       : std::string();
+          },
+          "KEY=VALUE"));
+  cmd->add_option("--font", o->font, "a TrueType font for the burn-ins and slate (DejaVu Sans)");
   add_submit_options(*cmd, o->common);
   bind(cmd, inv, o, [](Context& ctx, const MediaOptions& opts) {
     return run_media_submit(ctx, opts, "transcode");

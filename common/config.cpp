@@ -19,6 +19,7 @@
 #include "common/command_template.h"
 #include "common/media_kinds.h"
 #include "common/path_template.h"
+#include "common/review_codecs.h"
 
 namespace farmhand::common {
 
@@ -804,7 +805,7 @@ class Reader {
         {"convert", {"input", "output", "resize", "format", "ocio"}},
         {"transcode",
          {"input", "output", "codec", "fps", "crf", "missing", "ocio", "max_width", "audio",
-          "audio_offset"}},
+          "audio_offset", "font"}},
         {"contactsheet", {"input", "output", "every", "columns", "size", "title", "ocio"}},
     };
     auto it = kOptions.find(kind);
@@ -840,6 +841,24 @@ class Reader {
           job.frames = *frames;
           templates.emplace_back(*frames, entry.line);
         }
+      } else if (key == "burn_in" && job.kind == "transcode") {
+        // Text or a list of texts, [POSITION=]TEXT each; templates of the
+        // media process ({frame}, {timecode}, {shot}...), not paths.
+        std::vector<std::string> burns;
+        if (entry.value.IsSequence()) {
+          if (auto list = read_string_list(entry)) burns = *list;
+        } else if (auto one = read_string(entry, false)) {
+          burns.push_back(*one);
+        }
+        std::string lines;
+        for (const std::string& burn : burns) lines += (lines.empty() ? "" : "\n") + burn;
+        if (auto ok = parse_burn_ins(lines); !ok) {
+          problem(entry.line, section.path + ".burn_in: " + ok.error().reason);
+        } else if (!lines.empty()) {
+          job.params["burn_in"] = lines;
+        }
+      } else if (key == "slate" && job.kind == "transcode") {
+        if (auto slate = read_bool(entry)) job.params["slate"] = *slate ? "true" : "false";
       } else if (key == "chunk") {
         assign_integer(entry, 1, job.chunk);
       } else if (key == "priority") {

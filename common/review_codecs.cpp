@@ -53,4 +53,87 @@ Result<int> review_crf(const ReviewCodec& codec, const std::string& text) {
   return crf;
 }
 
+Result<BurnInSpec> parse_burn_in(const std::string& written, size_t index) {
+  static const char* const kPositions[] = {"bottom-left", "bottom-right", "top-left",
+                                           "top-right",   "bottom",       "top"};
+  BurnInSpec spec;
+  if (const size_t eq = written.find('='); eq != std::string::npos) {
+    const std::string head = written.substr(0, eq);
+    for (const char* position : kPositions) {
+      if (head == position) {
+        spec.position = head;
+        spec.text = written.substr(eq + 1);
+      }
+    }
+  }
+  if (spec.position.empty()) {
+    spec.position = kPositions[index % std::size(kPositions)];
+    spec.text = written;
+  }
+  if (spec.text.empty()) {
+    return fail(ErrorCode::kInvalidArgument, "burn-in '" + written + "' has no text");
+  }
+  if (spec.text.size() > 500 || spec.text.find_first_of("\n\r") != std::string::npos) {
+    return fail(ErrorCode::kInvalidArgument,
+                "burn-in '" + spec.text.substr(0, 60) + "' is not one line of at most 500 bytes");
+  }
+  // Braces pair up ({{ and }} are braces).
+  for (size_t i = 0; i < spec.text.size(); ++i) {
+    const char c = spec.text[i];
+    if ((c == '{' || c == '}') && i + 1 < spec.text.size() && spec.text[i + 1] == c) {
+      ++i;
+    } else if (c == '}') {
+      return fail(ErrorCode::kInvalidArgument,
+                  "burn-in '" + spec.text + "': a '}' without its '{'");
+    } else if (c == '{') {
+      const size_t end = spec.text.find_first_of("{}", i + 1);
+      if (end == std::string::npos || spec.text[end] != '}') {
+        return fail(ErrorCode::kInvalidArgument,
+                    "burn-in '" + spec.text + "': a '{' without its '}'");
+      }
+      i = end;
+    }
+  }
+  return spec;
+}
+
+std::vector<std::string> burn_in_names(const std::string& text) {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if ((c == '{' || c == '}') && i + 1 < text.size() && text[i + 1] == c) {
+      ++i;
+    } else if (c == '{') {
+      const size_t end = text.find('}', i);
+      if (end == std::string::npos) break;
+      names.push_back(text.substr(i + 1, end - i - 1));
+      i = end;
+    }
+  }
+  return names;
+}
+
+bool is_builtin_review_name(const std::string& name) {
+  for (const char* builtin : {"frame", "timecode", "first", "last", "fps", "date"}) {
+    if (name == builtin) return true;
+  }
+  return false;
+}
+
+Result<std::vector<BurnInSpec>> parse_burn_ins(const std::string& lines) {
+  std::vector<BurnInSpec> out;
+  size_t start = 0;
+  while (start < lines.size()) {
+    size_t end = lines.find('\n', start);
+    if (end == std::string::npos) end = lines.size();
+    if (end > start) {
+      auto spec = parse_burn_in(lines.substr(start, end - start), out.size());
+      if (!spec) return fail(spec.error());
+      out.push_back(std::move(*spec));
+    }
+    start = end + 1;
+  }
+  return out;
+}
+
 }  // namespace farmhand::common

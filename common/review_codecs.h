@@ -47,4 +47,24 @@ const std::vector<ReviewCodec>& review_codecs();
 // whole number in the codec's range ("bad crf '70' for vp9 (0-63)").
 [[nodiscard]] Result<int> review_crf(const ReviewCodec& codec, const std::string& text);
 
+// A burn-in as written on the command line or in a rule: "TEXT", or
+// "POSITION=TEXT" with POSITION one of top-left, top, top-right, bottom-left,
+// bottom, bottom-right. Without one, the n-th burn-in (from 0) goes to
+// bottom-left, bottom-right, top-left, top-right, bottom, top in turn.
+struct BurnInSpec {
+  std::string position;
+  std::string text;
+};
+
+[[nodiscard]] Result<BurnInSpec> parse_burn_in(const std::string& written, size_t index);
+
+// The names a burn-in's text reads ({shot} -> "shot"), in order.
+std::vector<std::string> burn_in_names(const std::string& text);
+
+// The names every movie has: frame, timecode, first, last, fps, date.
+bool is_builtin_review_name(const std::string& name);
+
+// Several burn-ins in one parameter: one per line.
+[[nodiscard]] Result<std::vector<BurnInSpec>> parse_burn_ins(const std::string& lines);
+
 }  // namespace farmhand::common

@@ -36,6 +36,8 @@ std::string param(const wire::JobSpec& spec, const std::string& key,
 Result<void> check_known_params(const wire::JobSpec& spec,
                                 std::initializer_list<const char*> known) {
   for (const auto& [key, value] : spec.params()) {
+    // A transcode's template values (meta.shot...), for its burn-ins and slate.
+    if (spec.kind() == "transcode" && key.rfind(kMetaParam, 0) == 0) continue;
     if (std::none_of(known.begin(), known.end(), [&](const char* k) { return key == k; })) {
       return fail(ErrorCode::kInvalidArgument,
                   fmt::format("unknown parameter '{}' for {} jobs", key, spec.kind()));
@@ -193,6 +195,9 @@ Result<JobFiles> job_files(const wire::JobSpec& spec) {
   if (std::string audio = param(spec, "audio"); !audio.empty()) {
     files.reads.push_back({dir_of(audio), {{name_of(audio), "sound"}}});
   }
+  if (std::string font = param(spec, "font"); !font.empty()) {
+    files.reads.push_back({dir_of(font), {{name_of(font), "font"}}});
+  }
   if (spec.kind() == "convert") {
     files.outputs.reserve(frames.size());
     for (uint64_t i = 0; i < frames.size(); ++i) {
@@ -288,8 +293,9 @@ Result<void> prepare_params(wire::JobSpec& spec, const common::FrameSet* on_disk
       : kind == "contactsheet"
           ? check_known_params(spec,
                                {"input", "output", "every", "columns", "size", "title", "ocio"})
-          : check_known_params(spec, {"input", "output", "codec", "fps", "crf", "missing", "ocio",
-                                      "max_width", "audio", "audio_offset"});
+          : check_known_params(
+                spec, {"input", "output", "codec", "fps", "crf", "missing", "ocio", "max_width",
+                       "audio", "audio_offset", "burn_in", "slate", "font"});
   if (!known) return known;
   std::string input_text = param(spec, "input");
   std::string output_text = param(spec, "output");
@@ -451,6 +457,41 @@ Result<void> prepare_params(wire::JobSpec& spec, const common::FrameSet* on_disk
   if (!audio_offset.empty() && audio.empty()) {
     return fail(ErrorCode::kInvalidArgument, "--audio-offset without --audio");
   }
+  // Burn-ins (one per line, [POSITION=]TEXT), the slate and their values:
+  // every name a burn-in reads is the movie's own or given (--meta).
+  auto burns = common::parse_burn_ins(param(spec, "burn_in"));
+  if (!burns) return fail(burns.error());
+  for (const auto& burn : *burns) {
+    for (const std::string& name : common::burn_in_names(burn.text)) {
+      if (!common::is_builtin_review_name(name) &&
+          spec.params().count(std::string(kMetaParam) + name) == 0) {
+        return fail(
+            ErrorCode::kInvalidArgument,
+            fmt::format("burn-in '{}': no value for {{{}}} (give it with --meta {}=..., "
+                        "or use frame, timecode, first, last, fps, date)",
+                        printable(burn.text, 100), printable(name, 40), printable(name, 40)));
+      }
+    }
+  }
+  const std::string slate = param(spec, "slate", "false");
+  if (slate != "true" && slate != "false") {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("slate must be true or false, not '{}'", printable(slate, 40)));
+  }
+  if (std::string font = param(spec, "font"); !font.empty()) {
+    if (auto ok = check_path("font", font); !ok) return ok;
+  }
+  size_t values = 0;
+  for (const auto& [key, value] : spec.params()) {
+    if (key.rfind(kMetaParam, 0) != 0) continue;
+    const std::string name = key.substr(std::string(kMetaParam).size());
+    if (name.empty() || name.size() > 64 || ++values > 64 || value.size() > 500 ||
+        value.find_first_of("\n\r") != std::string::npos) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("bad --meta '{}={}' (up to 64 keys, one line of 500 bytes each)",
+                              printable(name, 64), printable(value, 60)));
+    }
+  }
   auto& params = *spec.mutable_params();
   params["codec"] = codec_name;
   params["missing"] = missing;
@@ -529,6 +570,16 @@ Result<std::string> media_request(const wire::JobSpec& spec, const common::Frame
     std::string max_width = param(spec, "max_width");
     if (!max_width.empty()) t->set_max_width(static_cast<uint32_t>(std::stoul(max_width)));
     t->set_audio(param(spec, "audio"));
+    auto burns = common::parse_burn_ins(param(spec, "burn_in"));
+    if (!burns) return fail(burns.error());
+    for (const auto& burn : *burns) t->add_burn_in(burn.position + "=" + burn.text);
+    t->set_slate(param(spec, "slate") == "true");
+    t->set_font(param(spec, "font"));
+    for (const auto& [key, value] : spec.params()) {
+      if (key.rfind(kMetaParam, 0) == 0) {
+        (*t->mutable_values())[key.substr(std::string(kMetaParam).size())] = value;
+      }
+    }
     if (std::string offset = param(spec, "audio_offset"); !offset.empty()) {
       t->set_audio_offset(std::stoll(offset));
     }
@@ -698,7 +749,7 @@ void record_output_place(wire::JobSpec& spec, const std::vector<std::string>& ro
 Result<void> check_media_paths(wire::JobSpec& spec, const std::vector<std::string>& roots) {
   spec.mutable_params()->erase(kOutputRootParam);
   spec.mutable_params()->erase(kOutputDirParam);
-  for (const char* key : {"input", "output", "ocio", "audio"}) {
+  for (const char* key : {"input", "output", "ocio", "audio", "font"}) {
     const std::string value = param(spec, key);
     if (value.empty()) continue;
     if (auto ok = check_allowed_root(key, value, roots); !ok) return ok;

@@ -13,6 +13,8 @@
 //   transcode: input, output (.mov/.mp4/.webm), codec (h264|h265|vp9|av1|prores|dnxhr:
 //              common/review_codecs.h), fps (24), crf (the codec's default), missing
 //              (hold|black|fail)
+// A transcode's template values for its burn-ins and slate are params
+// "meta.KEY" (from --meta, or a publish's meta through a rule).
 // Pure functions, except that prepare_media_job reads one directory and
 // check_media_paths reads the file system.
 #pragma once
@@ -64,6 +66,8 @@ bool is_media_kind(const std::string& kind);
 [[nodiscard]] Result<void> check_media_paths(wire::JobSpec& spec,
                                              const std::vector<std::string>& roots);
 
+// A transcode's template values: params "meta.shot" and so on.
+inline constexpr const char* kMetaParam = "meta.";
 // Params the broker sets at submit (a user cannot: prepare_media_job refuses them).
 inline constexpr const char* kOutputRootParam = "_output_root";
 inline constexpr const char* kOutputDirParam = "_output_dir";

@@ -250,12 +250,22 @@ std::vector<PlannedJob> plan_rule(const common::Rule& rule, const PublishItem& i
     if (!event_id.empty()) (*spec.mutable_labels())["event"] = event_id;
     auto& params = *spec.mutable_params();
     for (const auto& [key, text] : job.params) {
+      // Burn-ins are the media process's templates ({frame}, {shot}...).
+      if (key == "burn_in" || key == "slate") {
+        params[key] = text;
+        continue;
+      }
       auto value = common::expand_path_template(text, vars);
       if (!value) {
         planned.error = value.error().reason;
         break;
       }
       params[key] = *value;
+    }
+    if (planned.error.empty() && job.kind == "transcode" &&
+        (params.count("burn_in") != 0 || params.count("slate") != 0)) {
+      // The publish's meta fills the burn-ins and the slate ({shot}, {version}).
+      for (const auto& [key, value] : meta) params[std::string(kMetaParam) + key] = value;
     }
     if (planned.error.empty() && media) {
       if (params.count("input") == 0) {

@@ -413,6 +413,10 @@ class Client:
         every=None,
         columns=None,
         title=None,
+        burn_in=None,
+        slate=False,
+        meta=None,
+        font=None,
     ):
         """Submits a job and returns its id (a JobId: an int with ``duplicate``
         and ``task_count``).
@@ -424,7 +428,9 @@ class Client:
         and the options of `farmhand submit KIND`: thumbnail ``frame``, ``size``;
         convert ``resize``, ``format``; transcode ``codec`` (h264, h265, vp9,
         av1, prores, dnxhr), ``fps``, ``crf``, ``missing``, ``audio`` (a sound
-        file) and ``audio_offset`` (frames); contactsheet ``every``, ``columns``,
+        file) and ``audio_offset`` (frames), ``burn_in`` (a text or a list of
+        "[POSITION=]TEXT": {frame}, {timecode}, {shot}...), ``slate`` (a slate
+        frame first), ``meta`` (a dict of values for them), ``font``; contactsheet ``every``, ``columns``,
         ``size`` (a cell's width), ``title``; all ``ocio``. Sizes may be "WxH", W, or (W, H).
         ``limits`` names limits each running task holds a token of (see
         ``limits()``); ``max_running`` caps the job's running tasks.
@@ -459,6 +465,7 @@ class Client:
             "every": every,
             "columns": columns,
             "title": title,
+            "font": font,
         }
         is_media = kind in MEDIA_KINDS
         spec = pb.JobSpec()
@@ -501,10 +508,17 @@ class Client:
                     continue
                 if key in ("size", "resize") and kind != "contactsheet":
                     spec.params[key] = _box(value)
-                elif key == "audio":
+                elif key in ("audio", "font"):
                     spec.params[key] = _absolute(value)
                 else:
                     spec.params[key] = _text(value)
+            if burn_in:
+                burns = [burn_in] if isinstance(burn_in, str) else list(burn_in)
+                spec.params["burn_in"] = "\n".join(_text(b) for b in burns)
+            if slate:
+                spec.params["slate"] = "true"
+            for key, value in (meta or {}).items():
+                spec.params["meta." + _text(key)] = _text(value)
             if frames is not None:
                 spec.frames = _frame_set(frames)
             spec.chunk = int(chunk or 0)

@@ -178,6 +178,49 @@ TEST_F(MediaE2ETest, AWebMovieWithSoundIsSubmittedFromTheCli) {
   }
 }
 
+// Dailies as a supervisor wants them, from the CLI: a slate first, the shot
+// and version and the timecode burnt in; the values come from --meta.
+TEST_F(MediaE2ETest, ASlateAndBurnInsFromTheCliMakeTheMovieOneFrameLonger) {
+  ClusterOptions options;
+  options.local_workers = 1;
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  const std::string input = data_dir() + "/Beachball/singlepart.####.exr";
+  auto movie =
+      cluster.submit({"transcode", input, "-o", cluster.path("dailies.mov"), "--slate", "--burn-in",
+                      "{shot} v{version}", "--burn-in", "top-right={timecode}", "--meta",
+                      "shot=sh010", "--meta", "version=3", "--meta", "artist=ana"});
+  ASSERT_TRUE(movie) << cluster.last_cli();
+  auto done = cluster.wait_for_final_state(*movie, 300s);
+  ASSERT_TRUE(done);
+  EXPECT_EQ((*done)["job"]["state"], "succeeded") << done->dump();
+  const std::string frames =
+      run("ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames "
+          "-of csv=p=0 '" +
+          cluster.path("dailies.mov") + "'");
+  EXPECT_EQ(frames, "9\n") << "8 pictures and the slate";
+
+  struct Case {
+    std::vector<std::string> args;
+    std::string reason;
+  };
+
+  for (const Case& c : std::vector<Case>{
+           {{"transcode", input, "-o", cluster.path("m.mov"), "--burn-in", "{shot}"},
+            "burn-in '{shot}': no value for {shot} (give it with --meta shot=..."},
+           {{"transcode", input, "-o", cluster.path("m.mov"), "--burn-in", "{frame"},
+            "burn-in '{frame': a '{' without its '}'"},
+           {{"transcode", input, "-o", cluster.path("m.mov"), "--meta", "shot"},
+            "--meta takes KEY=VALUE"},
+       }) {
+    std::vector<std::string> args = {"submit"};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    CliResult r = cluster.run_cli(args);
+    EXPECT_NE(r.exit_code, 0) << describe(r);
+    EXPECT_NE(r.err.find(c.reason), std::string::npos) << describe(r);
+  }
+}
+
 TEST_F(MediaE2ETest, AllowedRootsKeepMediaJobsAndPublishesInsideThem) {
   // One root, a fresh directory: the shared test data and the cluster's own
   // directory are outside it.

@@ -711,6 +711,19 @@ def test_a_web_movie_with_sound_goes_through_the_client(cluster, client, tmp_pat
     with pytest.raises(farmhand.InvalidArgument, match="use .webm or .mp4"):
         client.submit("transcode", input=str(BEACHBALL), output=cluster.path("x.mov"),
                       codec="vp9")
+    # Dailies: a slate and burn-ins whose values come in meta=.
+    dailies = cluster.path("review") / "dailies.mov"
+    job = client.submit("transcode", input=str(BEACHBALL), output=dailies, slate=True,
+                        burn_in=["{shot} v{version}", "top-right={timecode}"],
+                        meta={"shot": "sh010", "version": 3})
+    assert client.wait(job, timeout=300).state == "succeeded"
+    frames = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+         "stream=nb_read_frames", "-of", "csv=p=0", str(dailies)],
+        check=True, capture_output=True, text=True).stdout.split()
+    assert frames == ["9"], frames  # the slate and 8 pictures
+    with pytest.raises(farmhand.InvalidArgument, match="no value for {shot}"):
+        client.submit("transcode", input=str(BEACHBALL), output=dailies, burn_in="{shot}")
     # A contact sheet of every 4th frame, two cells 100 wide.
     sheet = cluster.path("review") / "sheet.png"
     job = client.submit("contactsheet", input=str(BEACHBALL), output=sheet, every=4, columns=2,

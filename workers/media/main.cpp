@@ -48,6 +48,12 @@ int main(int argc, char** argv) {
   movie->add_option("--max-width", movie_options.max_width);
   movie->add_option("--audio", movie_options.audio, "a sound file muxed beside the pictures");
   movie->add_option("--audio-offset", movie_options.audio_offset, "frames (negative: cut)");
+  std::vector<std::string> burn_ins;
+  std::vector<std::string> meta;
+  movie->add_option("--burn-in", burn_ins, "[POSITION=]TEXT, e.g. 'top-right={timecode}'");
+  movie->add_flag("--slate", movie_options.slate, "a slate frame before the first picture");
+  movie->add_option("--meta", meta, "k=v: a value for the burn-ins and the slate");
+  movie->add_option("--font", movie_options.font, "a TrueType font");
   movie->add_option("--decode-threads", movie_options.decode_threads);
   movie->add_option("--decode-ahead", movie_options.decode_ahead);
   CLI11_PARSE(app, argc, argv);
@@ -91,6 +97,17 @@ int main(int argc, char** argv) {
     for (uint64_t i = 0; i < frames->size(); ++i) {
       movie_options.frames.push_back(farmhand::common::format_frame(*input, frames->frame_at(i)));
       movie_options.frame_numbers.push_back(frames->frame_at(i));
+    }
+    auto burns = farmhand::media::burn_ins_of(burn_ins);
+    if (!burns) {
+      std::fprintf(stderr, "farmhand-media: %s\n", burns.error().reason.c_str());
+      return 2;
+    }
+    movie_options.burn_ins = std::move(*burns);
+    for (const std::string& kv : meta) {
+      const size_t eq = kv.find('=');
+      if (eq == std::string::npos) continue;
+      movie_options.values[kv.substr(0, eq)] = kv.substr(eq + 1);
     }
     movie_options.missing = missing == "fail"    ? farmhand::media::MissingFramePolicy::kFail
                             : missing == "black" ? farmhand::media::MissingFramePolicy::kBlack

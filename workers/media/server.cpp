@@ -193,6 +193,12 @@ Result<void> MediaServer::handle(const Request& request) {
       options.ocio_config = t.ocio();
       options.audio = t.audio();
       options.audio_offset = t.audio_offset();
+      auto burns = burn_ins_of({t.burn_in().begin(), t.burn_in().end()});
+      if (!burns) return fail(burns.error());
+      options.burn_ins = std::move(*burns);
+      options.slate = t.slate();
+      options.font = t.font();
+      options.values = {t.values().begin(), t.values().end()};
       auto done = transcode(
           options, [&](uint64_t d, uint64_t total) { send_progress(id, d, total); },
           [&](const std::string& path) { send_reading(id, path); });

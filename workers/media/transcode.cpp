@@ -42,6 +42,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <exception>
 #include <filesystem>
 #include <memory>
@@ -771,6 +772,13 @@ Result<void> validate(const TranscodeOptions& options) {
     return fail(ErrorCode::kInvalidArgument, "unknown x264/x265 preset " + options.preset);
   }
   if (options.gop < 1) return fail(ErrorCode::kInvalidArgument, "gop must be at least 1");
+  for (const BurnIn& burn : options.burn_ins) {
+    if (auto ok = check_burn_in_position(burn.position); !ok) return fail(ok.error());
+    ReviewValues probe;
+    probe.values = options.values;
+    probe.values.emplace("date", "");
+    if (auto ok = expand_review_text(burn.text, probe, 0); !ok) return fail(ok.error());
+  }
   if (options.decode_ahead < 1) {
     return fail(ErrorCode::kInvalidArgument, "decode_ahead must be at least 1");
   }
@@ -985,7 +993,9 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
   std::unique_ptr<AudioTrack> audio;
   if (!options.audio.empty()) {
     auto opened =
-        AudioTrack::open(options.audio, options.audio_offset, rate, options.codec, muxer.context());
+        // After the slate, if any: the sound belongs to the pictures.
+        AudioTrack::open(options.audio, options.audio_offset + (options.slate ? 1 : 0), rate,
+                         options.codec, muxer.context());
     if (!opened) return fail(opened.error());
     audio = std::move(*opened);
   }
@@ -1002,6 +1012,29 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
   if (header < 0) return muxer.write_error(header);
 
   const uint64_t total = options.frames.size();
+  ReviewValues review;
+  review.values = options.values;
+  review.fps = options.fps;
+  review.first = options.frame_numbers.empty() ? 1 : options.frame_numbers.front();
+  review.last =
+      options.frame_numbers.empty() ? static_cast<int64_t>(total) : options.frame_numbers.back();
+  if (review.values.count("date") == 0) {
+    const std::time_t now = std::time(nullptr);
+    std::tm day{};
+    localtime_r(&now, &day);
+    char text[16];
+    std::strftime(text, sizeof(text), "%Y-%m-%d", &day);
+    review.values["date"] = text;
+  }
+  std::unique_ptr<BurnInPainter> painter;
+  if (!options.burn_ins.empty()) {
+    auto opened =
+        BurnInPainter::open(options.burn_ins, options.font, static_cast<int>(width),
+                            static_cast<int>(height), spec->pixel_format, (*encoder)->time_base);
+    if (!opened) return fail(opened.error());
+    painter = std::move(*opened);
+  }
+  const int64_t lead = options.slate ? 1 : 0;  // pictures start after the slate
   PacketPtr packet(av_packet_alloc());
   if (!packet) return fail(ErrorCode::kInternal, "out of memory allocating a packet");
   TranscodeReport report;
@@ -1019,6 +1052,45 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
     step = now;
     return took;
   };
+  if (options.slate) {
+    // The slate: the job's fields and a poster (the middle frame when it is
+    // there, else the first readable one), as frame 0.
+    SlateOptions slate;
+    auto value = [&](const char* key) {
+      auto it = review.values.find(key);
+      return it == review.values.end() ? std::string() : it->second;
+    };
+    slate.title = value("shot");
+    for (const char* key : {"shot", "version", "artist", "task"}) {
+      if (!value(key).empty()) slate.fields.emplace_back(key, value(key));
+    }
+    slate.fields.emplace_back("frames", std::to_string(review.first) + "-" +
+                                            std::to_string(review.last) + " (" +
+                                            std::to_string(total) + ")");
+    char fps[32];
+    std::snprintf(fps, sizeof(fps), "%g", options.fps);
+    slate.fields.emplace_back("fps", fps);
+    slate.fields.emplace_back("date", value("date"));
+    slate.fields.emplace_back("codec", options.codec);
+    const std::string& middle = options.frames[total / 2];
+    slate.poster = frame_missing(middle) ? options.frames[first] : middle;
+    slate.font = options.font;
+    slate.ocio_config = options.ocio_config;
+    notifier.notify(slate.poster);
+    Result<DisplayImage> card = make_slate(slate, width, height);
+    if (!card) return fail(card.error());
+    Converter converter(width, height, spec->pixel_format, pool.frames());
+    Result<FramePtr> slate_frame = converter.convert(*card);
+    if (!slate_frame) return fail(slate_frame.error());
+    (*slate_frame)->pts = 0;
+    (*slate_frame)->pict_type = AV_PICTURE_TYPE_NONE;
+    if (Result<void> sent =
+            encode(encoder->get(), spec->encoder, slate_frame->get(), muxer, stream, packet.get());
+        !sent) {
+      return fail(sent.error());
+    }
+    report.slate = true;
+  }
   FramePtr last_good;  // kHold only: a reference to the previous good frame
   FramePtr black;
   for (size_t i = 0; i < total; ++i) {
@@ -1054,15 +1126,24 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
         (slot.state == Slot::State::kFrame || slot.state == Slot::State::kFirst)) {
       last_good.reset(av_frame_clone(frame.get()));
     }
-    frame->pts = static_cast<int64_t>(i);
+    frame->pts = static_cast<int64_t>(i) + lead;
     frame->pict_type = AV_PICTURE_TYPE_NONE;
+    if (painter) {
+      const int64_t number =
+          options.frame_numbers.empty() ? static_cast<int64_t>(i) + 1 : options.frame_numbers[i];
+      Result<FramePtr> painted = painter->paint(std::move(frame), review, number);
+      if (!painted) return fail(painted.error());
+      frame = std::move(*painted);
+    }
     if (Result<void> sent =
             encode(encoder->get(), spec->encoder, frame.get(), muxer, stream, packet.get());
         !sent) {
       return fail(sent.error());
     }
     if (audio) {
-      if (Result<void> sound = audio->write_until(i + 1); !sound) return fail(sound.error());
+      if (Result<void> sound = audio->write_until(i + 1 + static_cast<uint64_t>(lead)); !sound) {
+        return fail(sound.error());
+      }
     }
     report.encode_time += lap();
     ++report.frames_written;
@@ -1078,7 +1159,9 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
     return fail(flushed.error());
   }
   if (audio) {
-    if (Result<void> sound = audio->finish(total); !sound) return fail(sound.error());
+    if (Result<void> sound = audio->finish(total + static_cast<uint64_t>(lead)); !sound) {
+      return fail(sound.error());
+    }
     report.audio_encoder = audio->encoder_name();
   }
   if (const int result = av_write_trailer(muxer.context()); result < 0) {

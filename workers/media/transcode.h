@@ -32,11 +32,13 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "common/result.h"
 #include "workers/media/output_file.h"
+#include "workers/media/review_overlay.h"
 
 namespace farmhand::media {
 
@@ -65,11 +67,20 @@ struct TranscodeOptions {
   // the pictures (workers/media/audio_track.h). Empty: no sound.
   std::string audio{};
   int64_t audio_offset = 0;
+  // Burn-ins drawn on every picture (review_overlay.h), and a slate frame
+  // before the first picture: `values` fill both templates and the slate's
+  // fields (shot, version, artist; date defaults to today). With a slate the
+  // movie has one frame more, and the sound starts with the first picture.
+  std::vector<BurnIn> burn_ins{};
+  bool slate = false;
+  std::map<std::string, std::string> values{};
+  std::string font{};      // empty: DejaVu Sans
   OutputPlace place = {};  // where the broker placed `output`; empty: its parent as written
 };
 
 struct TranscodeReport {
-  uint64_t frames_written = 0;
+  uint64_t frames_written = 0;  // pictures (a slate is not counted)
+  bool slate = false;
   uint64_t frames_missing = 0;  // held or black
   uint32_t width = 0;
   uint32_t height = 0;

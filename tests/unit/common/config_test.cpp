@@ -731,6 +731,22 @@ TEST(ConfigRulesTest, UnknownJobKindIsReportedAtItsLine) {
             "contactsheet, command or noop, not 'render'");
 }
 
+TEST(ConfigRulesTest, BurnInsAreTextOrAListCheckedAtTheirLineAndSlateIsABool) {
+  const Config config =
+      loaded(one_job_rule("        kind: transcode\n        output: /x.mov\n        slate: true\n"
+                          "        burn_in: [\"{shot}\", \"top-right={timecode}\"]\n"));
+  ASSERT_EQ(config.rules.size(), 1u);
+  const auto& params = config.rules[0].jobs[0].params;
+  EXPECT_EQ(params.at("burn_in"), "{shot}\ntop-right={timecode}");
+  EXPECT_EQ(params.at("slate"), "true");
+  EXPECT_EQ(problems_of(one_job_rule(
+                "        kind: transcode\n        output: /x.mov\n        burn_in: \"{frame\"\n")),
+            "<config>:8: rules[0].jobs.j.burn_in: burn-in '{frame': a '{' without its '}'");
+  EXPECT_EQ(problems_of(one_job_rule(
+                "        kind: convert\n        output: /x.####.jpg\n        burn_in: x\n")),
+            "<config>:8: unknown key 'burn_in' for a convert job in rules[0].jobs.j");
+}
+
 TEST(ConfigRulesTest, JobWithoutAKindIsReported) {
   EXPECT_EQ(problems_of(one_job_rule("        output: /x.jpg\n")),
             "<config>:5: rules[0].jobs.j.kind is required");

@@ -217,6 +217,42 @@ TEST(MediaPathsTest, EachReviewCodecGoesInItsContainersWithItsOwnCrf) {
   EXPECT_EQ(crf_of("prores", "/p/s.mov", {{"crf", "23"}}), "none");
 }
 
+// Burn-ins and the slate at submit: every name a burn-in reads is the
+// movie's own or given; positions and braces are checked; the values, the
+// burn-ins and the slate reach the media process.
+TEST(MediaPathsTest, BurnInsAreCheckedAtSubmitAndReachTheMediaProcess) {
+  auto movie = [](std::map<std::string, std::string> params) {
+    return media_job("transcode", "/p/s.1-3#.exr", "/p/s.mov", std::move(params));
+  };
+  EXPECT_EQ(refusal(movie({{"burn_in", "{shot} {frame} {timecode} {date}"},
+                           {"meta.shot", "sh010"},
+                           {"slate", "true"}})),
+            "accepted");
+  EXPECT_EQ(refusal(movie({{"burn_in", "{shot}"}})),
+            "burn-in '{shot}': no value for {shot} (give it with --meta shot=..., or use frame, "
+            "timecode, first, last, fps, date)");
+  EXPECT_EQ(refusal(movie({{"burn_in", "left=x"}})), "accepted")
+      << "not a position: the whole is the text";
+  EXPECT_EQ(refusal(movie({{"burn_in", "x}"}})), "burn-in 'x}': a '}' without its '{'");
+  EXPECT_EQ(refusal(movie({{"slate", "yes"}})), "slate must be true or false, not 'yes'");
+  EXPECT_EQ(refusal(movie({{"meta.shot", "a\nb"}})),
+            "bad --meta 'shot=a\\x0ab' (up to 64 keys, one line of 500 bytes each)");
+
+  auto spec = movie(
+      {{"burn_in", "{shot}\ntop-right={timecode}"}, {"meta.shot", "sh010"}, {"slate", "true"}});
+  ASSERT_TRUE(prepare_media_job(spec));
+  auto request = media_request(spec, common::FrameSet::range(1, 3));
+  ASSERT_TRUE(request);
+  media::Request parsed;
+  ASSERT_TRUE(parsed.ParseFromString(*request));
+  const auto& t = parsed.transcode();
+  ASSERT_EQ(t.burn_in_size(), 2);
+  EXPECT_EQ(t.burn_in(0), "bottom-left={shot}");
+  EXPECT_EQ(t.burn_in(1), "top-right={timecode}");
+  EXPECT_TRUE(t.slate());
+  EXPECT_EQ(t.values().at("shot"), "sh010");
+}
+
 TEST(MediaPathsTest, TheResolvedOutputDirectoryAndItsRootGoToTheMediaRequest) {
   TempDir real("fh-real");
   TempDir links("fh-links");

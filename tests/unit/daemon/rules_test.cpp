@@ -512,6 +512,31 @@ TEST(PlanRuleTest, AWebMovieTakesItsSoundFromThePublishsMeta) {
   EXPECT_EQ(find(silent, "movie")->error, "the publish has no meta.shot for {meta.shot}");
 }
 
+// Burn-ins are the media process's templates: a rule passes them as written,
+// with the publish's meta as their values ({shot} is meta.shot).
+TEST(PlanRuleTest, BurnInsPassAsWrittenWithThePublishsMetaAsTheirValues) {
+  const common::Rule rule = rule_of(R"(rules:
+  - name: dailies
+    match: {kind: sequence}
+    jobs:
+      movie:
+        kind: transcode
+        output: "{dir}/review/{name}.mov"
+        slate: true
+        burn_in: ["{shot} v{version}", "top-right={timecode}"]
+)");
+  const PublishItem item =
+      item_of("/show/sh010/comp/sh010_comp_v003.####.exr", "sequence", frames("1001-1010"));
+  const auto plan = plan_rule(rule, item, Meta{{"shot", "sh010"}, {"version", "3"}}, "ev");
+  const PlannedJob* movie = find(plan, "movie");
+  ASSERT_TRUE(movie);
+  EXPECT_EQ(movie->error, "");
+  EXPECT_EQ(movie->spec.params().at("burn_in"), "{shot} v{version}\ntop-right={timecode}");
+  EXPECT_EQ(movie->spec.params().at("slate"), "true");
+  EXPECT_EQ(movie->spec.params().at("meta.shot"), "sh010");
+  EXPECT_EQ(movie->spec.params().at("meta.version"), "3");
+}
+
 TEST(PlanRuleTest, DerivedInputGetsTheItemsFramesWrittenIntoThePattern) {
   const common::Rule rule = rule_of(kReviewRule);
   const PublishItem item = item_of("/r/a.####.exr", "sequence", frames("1-4,6-10"));

@@ -562,6 +562,166 @@ TEST_F(TranscodeSoundTest, AnUnreadableSoundFailsNamingItAndLeavesNoMovie) {
   EXPECT_EQ(dir_.entries().size(), 1u) << "no temporary left";
 }
 
+// ---------------------------------------------------------------- burn-ins and slate
+
+TEST(ReviewTextTest, TemplatesExpandPerFrameAndTimecodeIsSmpteNonDrop) {
+  ReviewValues values;
+  values.values = {{"shot", "sh010"}, {"version", "3"}};
+  values.first = 1001;
+  values.last = 1100;
+  values.fps = 24;
+  auto text = expand_review_text("{shot} v{version} {frame} [{first}-{last}] {timecode} {{x}}",
+                                 values, 1017);
+  ASSERT_TRUE(text) << text.error().reason;
+  EXPECT_EQ(*text, "sh010 v3 1017 [1001-1100] 00:00:42:09 {x}");
+  EXPECT_EQ(smpte_timecode(1001, 24), "00:00:41:17");
+  EXPECT_EQ(smpte_timecode(1001, 23.976), "00:00:41:17") << "nominal 24";
+  EXPECT_EQ(smpte_timecode(86400 * 25 + 3, 25), "00:00:00:03") << "wraps at 24 hours";
+  auto unknown = expand_review_text("{shto}", values, 1);
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().reason, "burn-in '{shto}': no value for {shto}");
+  EXPECT_FALSE(expand_review_text("{shot", values, 1));
+  EXPECT_FALSE(expand_review_text("shot}", values, 1));
+}
+
+class TranscodeReviewTest : public TranscodeTest {
+ protected:
+  // `count` frames of flat 18% grey, 320x240, numbered from 1001.
+  TranscodeOptions grey(const std::string& output, int count) {
+    TranscodeOptions options;
+    for (int frame = 1001; frame < 1001 + count; ++frame) {
+      const std::string path = dir_.file("grey." + std::to_string(frame) + ".exr");
+      if (!fs::exists(path)) {
+        OIIO::ImageBuf buf(OIIO::ImageSpec(320, 240, 3, OIIO::TypeDesc::HALF));
+        const float value[3] = {0.18f, 0.18f, 0.18f};
+        OIIO::ImageBufAlgo::fill(buf, value);
+        EXPECT_TRUE(buf.write(path)) << buf.geterror();
+      }
+      options.frames.push_back(path);
+      options.frame_numbers.push_back(frame);
+    }
+    options.output = output;
+    options.codec = "prores";  // intra only: the same picture encodes the same
+    options.values = {{"shot", "sh010"}, {"version", "3"}};
+    return options;
+  }
+
+  static std::string rgb(const std::string& movie, int index) {
+    return raw_frame(movie, index, "rgb24");
+  }
+
+  // How many pixels of a box differ by more than `by` between two rgb24 frames.
+  static int differing(const std::string& a, const std::string& b, int x0, int y0, int w, int h,
+                       int by = 24) {
+    int count = 0;
+    for (int y = y0; y < y0 + h; ++y) {
+      for (int x = x0; x < x0 + w; ++x) {
+        const size_t at = (static_cast<size_t>(y) * 320 + x) * 3;
+        for (int c = 0; c < 3; ++c) {
+          if (std::abs((a[at + c] & 0xff) - (b[at + c] & 0xff)) > by) {
+            ++count;
+            break;
+          }
+        }
+      }
+    }
+    return count;
+  }
+};
+
+// Burn-ins are drawn where configured, change with the frame, and leave the
+// rest of the picture as it was; drawn as ffmpeg's drawtext draws the same
+// text (the reference render), within a tolerance.
+TEST_F(TranscodeReviewTest, BurnInsAreDrawnWhereConfiguredAndNowhereElse) {
+  TranscodeOptions plain = grey(dir_.file("plain.mov"), 3);
+  transcode_ok(plain);
+  TranscodeOptions burned = grey(dir_.file("burned.mov"), 3);
+  burned.burn_ins = {BurnIn{"{shot} v{version}", "bottom-left", 0},
+                     BurnIn{"{timecode}", "top-right", 0}};
+  transcode_ok(burned);
+  EXPECT_EQ(probe(burned.output)["nb_read_frames"], "3");
+  const std::string before = rgb(plain.output, 1);
+  const std::string after = rgb(burned.output, 1);
+  ASSERT_EQ(before.size(), 320u * 240 * 3);
+  ASSERT_EQ(after.size(), before.size());
+  // Font size 240 / 28 = 8 is raised to 10; the margin is 6 (240 / 40).
+  EXPECT_GT(differing(before, after, 0, 200, 160, 40), 40) << "the shot and version, bottom left";
+  EXPECT_GT(differing(before, after, 200, 0, 120, 40), 40) << "the timecode, top right";
+  EXPECT_EQ(differing(before, after, 0, 40, 320, 160), 0) << "the middle is untouched";
+  EXPECT_EQ(differing(before, after, 0, 0, 160, 40), 0) << "nothing top left";
+  EXPECT_EQ(differing(before, after, 200, 200, 120, 40), 0) << "nothing bottom right";
+  EXPECT_GT(differing(rgb(burned.output, 0), after, 200, 0, 120, 40, 8), 0)
+      << "the timecode moves from frame to frame";
+  EXPECT_EQ(differing(rgb(burned.output, 0), after, 0, 200, 160, 40, 8), 0) << "the shot does not";
+
+  // The reference: ffmpeg's own drawtext of the same text on the plain movie.
+  const std::string reference = dir_.file("reference.mov");
+  const std::string font = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+  const std::string filter =
+      "drawtext=fontfile=" + font +
+      ":text='sh010 v3':fontsize=10:fontcolor=white:box=1:boxcolor=black@0.6:boxborderw=2"
+      ":x=6:y=h-th-6,drawtext=fontfile=" +
+      font +
+      ":text='00\\:00\\:41\\:18':fontsize=10:fontcolor=white:box=1:boxcolor=black@0.6:"
+      "boxborderw=2:x=w-tw-6:y=6";
+  ASSERT_EQ(run(std::string("ffmpeg -v error -y -i '") + plain.output + "' -vf \"" + filter +
+                "\" -c:v prores_ks -profile:v 3 " + "'" + reference + "'")
+                .status,
+            0);
+  EXPECT_LE(differing(rgb(reference, 1), after, 0, 0, 320, 240, 24), 8)
+      << "ours and ffmpeg's drawtext differ by more than the encoding";
+}
+
+// The slate is frame 0; the pictures follow it unchanged.
+TEST_F(TranscodeReviewTest, ASlateIsTheFirstFrameAndThePicturesFollowIt) {
+  TranscodeOptions plain = grey(dir_.file("plain.mov"), 3);
+  transcode_ok(plain);
+  TranscodeOptions slated = grey(dir_.file("slated.mov"), 3);
+  slated.slate = true;
+  const TranscodeReport report = transcode_ok(slated);
+  EXPECT_TRUE(report.slate);
+  EXPECT_EQ(report.frames_written, 3u);
+  EXPECT_EQ(probe(slated.output)["nb_read_frames"], "4");
+  const auto ours = frame_md5s(slated.output);
+  const auto pictures = frame_md5s(plain.output);
+  ASSERT_EQ(ours.size(), 4u);
+  ASSERT_EQ(pictures.size(), 3u);
+  EXPECT_NE(ours[0], pictures[0]) << "frame 0 is the slate";
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(ours[i + 1], pictures[i]) << "picture " << i;
+  // The slate has text (bright pixels) on its left, where the pictures are flat grey.
+  EXPECT_GT(differing(rgb(slated.output, 0), rgb(plain.output, 0), 0, 0, 160, 240, 60), 100);
+}
+
+// With a slate, the sound starts with the first picture, not with the slate.
+TEST_F(TranscodeReviewTest, WithASlateTheSoundStartsWithTheFirstPicture) {
+  TranscodeOptions options = grey(dir_.file("slate-sound.mov"), 4);
+  options.slate = true;
+  options.audio = dir_.file("tone.wav");
+  ASSERT_EQ(run(std::string("ffmpeg -v error -y -f lavfi -i ") +
+                "'sine=frequency=440:sample_rate=48000:duration=1' -c:a pcm_s16le '" +
+                options.audio + "'")
+                .status,
+            0);
+  transcode_ok(options);
+  EXPECT_EQ(probe_audio(options.output)["duration"], probe(options.output)["duration"]);
+  const int64_t starts = first_loud(sound_samples(options.output, 48000));
+  EXPECT_GE(starts, 2000) << "silent under the slate (1/24 s)";
+  EXPECT_LT(starts, 2048);
+}
+
+TEST_F(TranscodeReviewTest, ABurnInWithAnUnknownValueFailsBeforeAnyOutput) {
+  TranscodeOptions options = grey(dir_.file("bad.mov"), 2);
+  options.burn_ins = {BurnIn{"{shot} {seqeunce}", "top", 0}};
+  Result<TranscodeReport> report = transcode(options);
+  ASSERT_FALSE(report);
+  EXPECT_EQ(report.error().reason, "burn-in '{shot} {seqeunce}': no value for {seqeunce}");
+  EXPECT_FALSE(fs::exists(options.output));
+  options.burn_ins = {BurnIn{"x", "middle", 0}};
+  report = transcode(options);
+  ASSERT_FALSE(report);
+  EXPECT_NE(report.error().reason.find("unknown burn-in position 'middle'"), std::string::npos);
+}
+
 TEST_F(TranscodeTest, ProresInMp4IsRejected) {
   TranscodeOptions options = beachball_options(dir_.file("review.mp4"));
   options.codec = "prores";
