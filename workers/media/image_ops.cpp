@@ -25,6 +25,7 @@
 #include "workers/media/image_ops.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
@@ -47,6 +48,7 @@
 #include <OpenEXR/ImfChannelList.h>
 #include <OpenEXR/ImfHeader.h>
 #include <OpenEXR/ImfRgbaFile.h>
+#include <OpenEXR/ImfStandardAttributes.h>
 #include <OpenImageIO/color.h>
 #include <OpenImageIO/imagebuf.h>
 #include <OpenImageIO/imagebufalgo.h>
@@ -235,12 +237,115 @@ Result<Size> parse_resize(const std::string& spec, const Displayed& d, const std
 
 // The scanlines of the data window that lie inside the display window, with
 // the chosen channels in order (gray or R,G,B, then A when kept).
+// A 3x3 matrix, row-major: out = M * in.
+using Matrix3 = std::array<double, 9>;
+
+Matrix3 multiply(const Matrix3& a, const Matrix3& b) {
+  Matrix3 m{};
+  for (int r = 0; r < 3; ++r) {
+    for (int c = 0; c < 3; ++c) {
+      for (int k = 0; k < 3; ++k) m[r * 3 + c] += a[r * 3 + k] * b[k * 3 + c];
+    }
+  }
+  return m;
+}
+
+std::optional<Matrix3> inverse(const Matrix3& m) {
+  const double det = m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6]) +
+                     m[2] * (m[3] * m[7] - m[4] * m[6]);
+  if (!std::isfinite(det) || std::abs(det) < 1e-12) return std::nullopt;
+  const double d = 1.0 / det;
+  return Matrix3{(m[4] * m[8] - m[5] * m[7]) * d, (m[2] * m[7] - m[1] * m[8]) * d,
+                 (m[1] * m[5] - m[2] * m[4]) * d, (m[5] * m[6] - m[3] * m[8]) * d,
+                 (m[0] * m[8] - m[2] * m[6]) * d, (m[2] * m[3] - m[0] * m[5]) * d,
+                 (m[3] * m[7] - m[4] * m[6]) * d, (m[1] * m[6] - m[0] * m[7]) * d,
+                 (m[0] * m[4] - m[1] * m[3]) * d};
+}
+
+// RGB -> XYZ for primaries and white given as CIE xy (OpenEXR's
+// chromaticities: red x y, green x y, blue x y, white x y), white at Y = 1.
+std::optional<Matrix3> rgb_to_xyz(const std::array<double, 8>& c) {
+  for (int i = 1; i < 8; i += 2) {
+    // ACES AP0's blue has a negative y: only zero is meaningless.
+    if (!(std::abs(c[i]) > 1e-6) || !std::isfinite(c[i - 1])) return std::nullopt;
+  }
+  auto xyz = [](double x, double y) { return std::array<double, 3>{x / y, 1.0, (1 - x - y) / y}; };
+  const auto r = xyz(c[0], c[1]), g = xyz(c[2], c[3]), b = xyz(c[4], c[5]), w = xyz(c[6], c[7]);
+  const Matrix3 p{r[0], g[0], b[0], r[1], g[1], b[1], r[2], g[2], b[2]};
+  auto inv = inverse(p);
+  if (!inv) return std::nullopt;
+  const Matrix3& i = *inv;
+  const double s[3] = {i[0] * w[0] + i[1] * w[1] + i[2] * w[2],
+                       i[3] * w[0] + i[4] * w[1] + i[5] * w[2],
+                       i[6] * w[0] + i[7] * w[1] + i[8] * w[2]};
+  return Matrix3{p[0] * s[0], p[1] * s[1], p[2] * s[2], p[3] * s[0], p[4] * s[1],
+                 p[5] * s[2], p[6] * s[0], p[7] * s[1], p[8] * s[2]};
+}
+
+constexpr std::array<double, 8> kRec709 = {0.64, 0.33, 0.30, 0.60, 0.15, 0.06, 0.3127, 0.3290};
+
+// The matrix taking linear RGB of `file` primaries to Rec.709/sRGB primaries,
+// white adapted to D65 with the Bradford transform (as OpenEXR's and OCIO's
+// tools do); none when the file's are Rec.709's already or make no sense.
+std::optional<Matrix3> to_rec709(const std::array<double, 8>& file) {
+  bool same = true;
+  for (size_t i = 0; i < 8; ++i) same = same && std::abs(file[i] - kRec709[i]) < 1e-3;
+  if (same) return std::nullopt;
+  auto from = rgb_to_xyz(file);
+  auto to = rgb_to_xyz(kRec709);
+  if (!from || !to) return std::nullopt;
+  auto to_inverse = inverse(*to);
+  if (!to_inverse) return std::nullopt;
+  Matrix3 adapt{1, 0, 0, 0, 1, 0, 0, 0, 1};
+  if (std::abs(file[6] - kRec709[6]) > 1e-4 || std::abs(file[7] - kRec709[7]) > 1e-4) {
+    const Matrix3 bradford{0.8951, 0.2664, -0.1614, -0.7502, 1.7135,
+                           0.0367, 0.0389, -0.0685, 1.0296};
+    auto bradford_inverse = inverse(bradford);
+    auto white = [](double x, double y) {
+      return std::array<double, 3>{x / y, 1.0, (1 - x - y) / y};
+    };
+    const auto ws = white(file[6], file[7]);
+    const auto wd = white(kRec709[6], kRec709[7]);
+    auto cone = [&](const std::array<double, 3>& w) {
+      return std::array<double, 3>{bradford[0] * w[0] + bradford[1] * w[1] + bradford[2] * w[2],
+                                   bradford[3] * w[0] + bradford[4] * w[1] + bradford[5] * w[2],
+                                   bradford[6] * w[0] + bradford[7] * w[1] + bradford[8] * w[2]};
+    };
+    const auto cs = cone(ws);
+    const auto cd = cone(wd);
+    if (!bradford_inverse) return std::nullopt;
+    const Matrix3 scale{cd[0] / cs[0], 0, 0, 0, cd[1] / cs[1], 0, 0, 0, cd[2] / cs[2]};
+    adapt = multiply(*bradford_inverse, multiply(scale, bradford));
+  }
+  return multiply(*to_inverse, multiply(adapt, *from));
+}
+
+// A file's chromaticities attribute, when it has one of 8 finite floats.
+std::optional<std::array<double, 8>> chromaticities_of(const OIIO::ImageSpec& spec) {
+  const OIIO::ParamValue* p = spec.find_attribute("chromaticities");
+  if (p == nullptr || p->type().basetype != OIIO::TypeDesc::FLOAT ||
+      p->type().numelements() * p->type().aggregate != 8) {
+    return std::nullopt;
+  }
+  const float* v = static_cast<const float*>(p->data());
+  std::array<double, 8> out{};
+  for (int i = 0; i < 8; ++i) {
+    if (!std::isfinite(v[i])) return std::nullopt;
+    out[static_cast<size_t>(i)] = v[i];
+  }
+  return out;
+}
+
 struct Source {
   Window data;  // the rows held: x, w of the data window; y, h of the rows read
   Window full;  // display window
   double aspect = 1.0;
   int channels = 0;               // in `pixels`: 1 (gray), 2 (gray+A), 3 (RGB) or 4 (RGBA)
   bool display_referred = false;  // oiio:ColorSpace says sRGB: do not convert again
+  // Linear RGB in other primaries than Rec.709 (an EXR's chromaticities:
+  // ACES AP0/AP1, XYZ...): the matrix to Rec.709, applied before display when
+  // no OCIO config says otherwise.
+  std::optional<Matrix3> primaries;
   // For the task's log: the file's data window size, its channel count and
   // the channels read ("R,G,B").
   int64_t file_width = 0;
@@ -396,6 +501,11 @@ Result<Source> read_luminance_chroma(const std::string& path, bool want_alpha) {
   Source src;
   src.full = {dispw.min.x, dispw.min.y, int64_t{dispw.max.x} - dispw.min.x + 1,
               int64_t{dispw.max.y} - dispw.min.y + 1};
+  if (Imf::hasChromaticities(file.header())) {
+    const Imf::Chromaticities& c = Imf::chromaticities(file.header());
+    src.primaries = to_rec709(
+        {c.red.x, c.red.y, c.green.x, c.green.y, c.blue.x, c.blue.y, c.white.x, c.white.y});
+  }
   const int64_t width = int64_t{dw.max.x} - dw.min.x + 1;
   const int64_t height = int64_t{dw.max.y} - dw.min.y + 1;
   if (width <= 0 || height <= 0 || src.full.w <= 0 || src.full.h <= 0) {
@@ -475,6 +585,9 @@ Result<Source> read_source(const std::string& path, bool want_alpha) {
   // A hostile or absent aspect must not produce absurd sizes: treat as square.
   src.aspect = (std::isfinite(aspect) && aspect >= 0.01f && aspect <= 100.0f) ? aspect : 1.0;
   src.display_referred = lower(spec.get_string_attribute("oiio:ColorSpace")) == "srgb";
+  if (auto chroma = chromaticities_of(spec); chroma && !src.display_referred) {
+    src.primaries = to_rec709(*chroma);
+  }
 
   ChannelPick pick = pick_channels(spec);
   std::vector<int> wanted = pick.color;
@@ -612,6 +725,7 @@ struct Picture {
   int64_t height = 0;
   int channels = 0;
   std::vector<float> pixels;
+  std::optional<Matrix3> primaries;  // the source's (Source::primaries)
 };
 
 template <int N>
@@ -747,6 +861,7 @@ Result<Picture> render(Source& src, Size size) {
     pic = resample(src, size);
   }
   expand_gray(pic);
+  pic.primaries = src.primaries;
   return pic;
 }
 
@@ -815,6 +930,21 @@ Result<OIIO::ColorProcessorHandle> color_processor(const std::string& ocio_confi
 // alone for display outputs.
 Result<void> to_output_colour(Picture& pic, bool display_output, bool source_display_referred,
                               const std::string& ocio_config) {
+  // Other primaries than Rec.709 go to Rec.709 first, unless an OCIO config
+  // (given or $OCIO) decides what the linear values mean.
+  const char* env = std::getenv("OCIO");
+  const bool ocio = !ocio_config.empty() || (env != nullptr && *env != '\0');
+  if (pic.primaries && !ocio && pic.channels >= 3) {
+    const Matrix3& m = *pic.primaries;
+    const size_t step = static_cast<size_t>(pic.channels);
+    for (size_t i = 0; i + 2 < pic.pixels.size(); i += step) {
+      const double r = pic.pixels[i], g = pic.pixels[i + 1], b = pic.pixels[i + 2];
+      pic.pixels[i] = static_cast<float>(m[0] * r + m[1] * g + m[2] * b);
+      pic.pixels[i + 1] = static_cast<float>(m[3] * r + m[4] * g + m[5] * b);
+      pic.pixels[i + 2] = static_cast<float>(m[6] * r + m[7] * g + m[8] * b);
+    }
+    pic.primaries.reset();
+  }
   if (display_output != source_display_referred) {
     auto proc =
         color_processor(ocio_config, display_output ? Direction::kToDisplay : Direction::kToLinear);
@@ -1157,6 +1287,21 @@ Result<ImageInfo> make_contact_sheet(const ContactSheetOptions& options) {
   });
 }
 
+Result<std::string> display_transform_name(const std::string& ocio_config) {
+  std::string path = ocio_config;
+  if (const char* env = std::getenv("OCIO"); path.empty() && env != nullptr) path = env;
+  if (path.empty()) return std::string("sRGB (OpenImageIO built-in)");
+  std::string error;
+  auto config = color_config(path, &error);
+  if (!config) {
+    return fail(ErrorCode::kInvalidArgument, "cannot load ocio config " + path + ": " + error);
+  }
+  const char* display = config->getDefaultDisplayName();
+  const std::string display_name = display != nullptr ? display : "";
+  const char* view = config->getDefaultViewName(display_name);
+  return "OCIO " + path + ": display " + display_name + ", view " + (view != nullptr ? view : "");
+}
+
 Result<DisplayImage> read_display_image(const std::string& path, uint32_t fit_width,
                                         uint32_t fit_height, const std::string& ocio_config) {
   return guarded(path, [&]() -> Result<DisplayImage> {
@@ -1205,6 +1350,7 @@ bool read_half_frame(const std::string& path, const std::string& ocio_config, Ha
     if (spec.get_float_attribute("PixelAspectRatio", 1.0f) != 1.0f) return false;
     if (lower(spec.get_string_attribute("oiio:ColorSpace")) == "srgb") return false;
     if (is_luminance_chroma(spec)) return false;  // read_source converts it to RGB
+    if (auto chroma = chromaticities_of(spec); chroma && to_rec709(*chroma)) return false;
     const ChannelPick pick = pick_channels(spec);
     if (pick.color.size() != 3) return false;
     for (int c : pick.color) {

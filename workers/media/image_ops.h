@@ -119,6 +119,11 @@ struct ContactSheetOptions {
 // cell, so they read over any picture.
 [[nodiscard]] Result<ImageInfo> make_contact_sheet(const ContactSheetOptions& options);
 
+// The display transform linear pictures get (for a movie's metadata):
+// "sRGB (OpenImageIO built-in)" or "OCIO /studio/config.ocio: display sRGB,
+// view ACES 1.0 SDR-video"; an error when the config cannot be read.
+[[nodiscard]] Result<std::string> display_transform_name(const std::string& ocio_config);
+
 struct DisplayImage {
   uint32_t width = 0;
   uint32_t height = 0;

@@ -1005,6 +1005,17 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
   // MP4 and MOV with their index first (+faststart): a browser or review tool
   // plays before the whole file has come. The muxer rewrites the file at the
   // trailer, reading it back by its path (the temporary file's /proc path).
+  // What the pictures were made for, for review tools and people: the
+  // display transform (and the primaries' conversion, see image_ops.h).
+  if (Result<std::string> colour = display_transform_name(options.ocio_config); colour) {
+    const bool built_in = colour->rfind("sRGB (OpenImageIO", 0) == 0;
+    av_dict_set(
+        &muxer.context()->metadata, "comment",
+        ("farmhand colour: linear -> " + *colour +
+         (built_in ? "; EXR primaries other than Rec.709 converted" : "") + "; tagged BT.709")
+            .c_str(),
+        0);
+  }
   AVDictionary* header_options = nullptr;
   if (ext == ".mp4" || ext == ".mov") av_dict_set(&header_options, "movflags", "+faststart", 0);
   const int header = avformat_write_header(muxer.context(), &header_options);

@@ -24,6 +24,7 @@
 #include <Imath/half.h>
 #include <OpenEXR/ImfHeader.h>
 #include <OpenEXR/ImfRgbaFile.h>
+#include <OpenEXR/ImfStandardAttributes.h>
 #include <OpenImageIO/imagebuf.h>
 #include <OpenImageIO/imagebufalgo.h>
 #include <OpenImageIO/imageio.h>
@@ -571,6 +572,132 @@ TEST(ImageOpsTest, AContactSheetOfOnlyMissingFramesOrAnUnreadableOneFails) {
   EXPECT_NE(bad.error().reason.find(dir.file("a.0002.exr")), std::string::npos)
       << bad.error().reason;
   EXPECT_FALSE(fs::exists(options.output));
+}
+
+// An EXR whose chromaticities are not Rec.709's (an ACES plate, AP0) is
+// converted to the output's primaries, with the white adapted, as OpenEXR's
+// own tools do: not shown washed out. Without the attribute, Rec.709.
+TEST(ImageOpsTest, AnAcesPlateIsShownInTheOutputsPrimariesNotWashedOut) {
+  TempDir dir;
+  auto plate = [&](const std::string& name, const float* rgb, const float* chromaticities) {
+    OIIO::ImageSpec spec(32, 32, 3, OIIO::TypeDesc::HALF);
+    if (chromaticities != nullptr) {
+      spec.attribute("chromaticities", OIIO::TypeDesc(OIIO::TypeDesc::FLOAT, 8), chromaticities);
+    }
+    OIIO::ImageBuf buf(spec);
+    OIIO::ImageBufAlgo::fill(buf, {rgb, 3});
+    const std::string path = dir.file(name);
+    EXPECT_TRUE(buf.write(path)) << buf.geterror();
+    return path;
+  };
+  auto shown = [&](const std::string& input) {
+    ThumbnailOptions options;
+    options.input = input;
+    options.output = input + ".png";
+    options.width = 8;
+    auto made = make_thumbnail(options);
+    EXPECT_TRUE(made) << (made ? "" : made.error().reason);
+    OIIO::ImageBuf out = load(options.output);
+    return std::array<float, 3>{out.getchannel(4, 4, 0, 0), out.getchannel(4, 4, 0, 1),
+                                out.getchannel(4, 4, 0, 2)};
+  };
+  const float ap0[8] = {0.7347f, 0.2653f, 0.0f, 1.0f, 0.0001f, -0.0770f, 0.32168f, 0.33767f};
+  const float ap1[8] = {0.713f, 0.293f, 0.165f, 0.830f, 0.128f, 0.044f, 0.32168f, 0.33767f};
+  const float red[3] = {0.18f, 0.0f, 0.0f};
+  const float grey[3] = {0.18f, 0.18f, 0.18f};
+  auto srgb = [](double linear) {
+    return linear <= 0.0031308 ? 12.92 * linear : 1.055 * std::pow(linear, 1 / 2.4) - 0.055;
+  };
+  // ACES2065-1 red 0.18 is Rec.709 (0.454, -0.050, -0.003): brighter and clipped.
+  const auto aces_red = shown(plate("ap0-red.exr", red, ap0));
+  EXPECT_NEAR(aces_red[0], srgb(0.18 * 2.5217), 0.02);
+  EXPECT_NEAR(aces_red[1], 0.0f, 0.02);
+  EXPECT_NEAR(aces_red[2], 0.0f, 0.02);
+  // ACEScg (AP1) red: Rec.709 (0.297, -0.025, -0.004).
+  EXPECT_NEAR(shown(plate("ap1-red.exr", red, ap1))[0], srgb(0.18 * 1.7051), 0.02);
+  // Grey stays grey: the D60 white is adapted to D65.
+  for (float value : shown(plate("ap0-grey.exr", grey, ap0))) {
+    EXPECT_NEAR(value, srgb(0.18), 0.02);
+  }
+  // No chromaticities: Rec.709 as it is.
+  EXPECT_NEAR(shown(plate("plain-red.exr", red, nullptr))[0], srgb(0.18), 0.02);
+}
+
+// Every kind of EXR a pipeline meets shows its whole picture: a mip-mapped
+// texture at its full level, a lat-long environment as it is, a cube map as
+// the full strip of its six faces, a multi-view file in its default view.
+TEST(ImageOpsTest, TexturesEnvironmentsAndMultiViewFilesShowTheirWholePicture) {
+  TempDir dir;
+  // The colour of a thumbnail's pixel, as 8-bit values.
+  auto at = [](const OIIO::ImageBuf& image, int x, int y) {
+    std::array<int, 3> rgb{};
+    for (int c = 0; c < 3; ++c) {
+      rgb[static_cast<size_t>(c)] =
+          static_cast<int>(std::lround(image.getchannel(x, y, 0, c) * 255));
+    }
+    return rgb;
+  };
+  auto thumbnail = [&](const std::string& input, uint32_t width) {
+    ThumbnailOptions options;
+    options.input = input;
+    options.output = input + ".png";
+    options.width = width;
+    auto made = make_thumbnail(options);
+    EXPECT_TRUE(made) << input << ": " << (made ? "" : made.error().reason);
+    return load(options.output);
+  };
+  const std::array<int, 3> red{255, 0, 0}, blue{0, 0, 255};
+
+  // Mip-mapped (maketx): the full 256x128 level, red left and blue right.
+  const std::string source = dir.file("halves.exr");
+  oiiotool(
+      " --pattern constant:color=1,0,0 128x128 3 --pattern constant:color=0,0,1 128x128 3 "
+      "--mosaic 2x1 -d half -o " +
+      quoted(source));
+  ASSERT_EQ(run("maketx " + quoted(source) + " -o " + quoted(dir.file("mip.exr"))), 0);
+  ASSERT_EQ(run("maketx --envlatl " + quoted(source) + " -o " + quoted(dir.file("latl.exr"))), 0);
+  for (const char* name : {"mip.exr", "latl.exr"}) {
+    SCOPED_TRACE(name);
+    OIIO::ImageBuf shown = thumbnail(dir.file(name), 64);
+    EXPECT_EQ(shown.spec().width, 64);
+    EXPECT_EQ(shown.spec().height, 32) << "the full level's shape";
+    EXPECT_EQ(at(shown, 8, 16), red);
+    EXPECT_EQ(at(shown, 56, 16), blue);
+  }
+
+  // A cube map (OpenEXR's envmap attribute): six faces of 32x32 stacked, each
+  // its own grey; shown as the whole strip, 1 wide by 6 high.
+  const std::string cube = dir.file("cube.exr");
+  {
+    Imf::Header header(32, 192);
+    Imf::addEnvmap(header, Imf::ENVMAP_CUBE);
+    Imf::RgbaOutputFile out(cube.c_str(), header, Imf::WRITE_RGB);
+    std::vector<Imf::Rgba> pixels(32 * 192);
+    for (int y = 0; y < 192; ++y) {
+      const float value = static_cast<float>(y / 32 + 1) / 8.0f;  // faces 1/8 .. 6/8
+      for (int x = 0; x < 32; ++x)
+        pixels[static_cast<size_t>(y * 32 + x)] = Imf::Rgba(value, value, value, 1);
+    }
+    out.setFrameBuffer(pixels.data(), 1, 32);
+    out.writePixels(192);
+  }
+  OIIO::ImageBuf strip = thumbnail(cube, 16);
+  EXPECT_EQ(strip.spec().width, 16);
+  EXPECT_EQ(strip.spec().height, 96) << "all six faces";
+  int previous = -1;
+  for (int face = 0; face < 6; ++face) {
+    const int grey = at(strip, 8, face * 16 + 8)[0];
+    EXPECT_GT(grey, previous) << "face " << face << " is there, in order";
+    previous = grey;
+  }
+
+  // Multi-view: the default view's channels (R, G, B: red), not another's (left.*: blue).
+  const std::string views = dir.file("views.exr");
+  oiiotool(
+      " --pattern constant:color=1,0,0 64x32 3 --pattern constant:color=0,0,1 64x32 3 "
+      "--chappend --chnames R,G,B,left.R,left.G,left.B -d half -o " +
+      quoted(views));
+  EXPECT_EQ(at(thumbnail(views, 32), 16, 8), red);
 }
 
 TEST(ImageOpsTest, ConvertRejectsAMalformedResize) {

@@ -371,6 +371,13 @@ TEST_F(TranscodeTest, Mp4AndMovMoviesHaveTheirIndexBeforeTheirMedia) {
     ASSERT_NE(moov, boxes.end()) << name;
     ASSERT_NE(mdat, boxes.end()) << name;
     EXPECT_LT(moov - boxes.begin(), mdat - boxes.begin()) << name << ": moov after mdat";
+    const CommandOutput tags =
+        run("ffprobe -v error -show_entries format_tags=comment -of "
+            "csv=p=0 " +
+            quoted(movie));
+    EXPECT_NE(tags.out.find("farmhand colour: linear -> sRGB (OpenImageIO built-in)"),
+              std::string::npos)
+        << "the display transform is in the movie's metadata: " << tags.out;
   }
 }
 
@@ -707,6 +714,31 @@ TEST_F(TranscodeReviewTest, WithASlateTheSoundStartsWithTheFirstPicture) {
   const int64_t starts = first_loud(sound_samples(options.output, 48000));
   EXPECT_GE(starts, 2000) << "silent under the slate (1/24 s)";
   EXPECT_LT(starts, 2048);
+}
+
+// An ACES (AP0) plate in a movie: converted to Rec.709 primaries before the
+// display curve, not shown washed out (the fast path steps aside for it).
+TEST_F(TranscodeReviewTest, AnAcesPlateIsNotWashedOutInTheMovie) {
+  TranscodeOptions options;
+  const float ap0[8] = {0.7347f, 0.2653f, 0.0f, 1.0f, 0.0001f, -0.0770f, 0.32168f, 0.33767f};
+  for (int frame = 1; frame <= 2; ++frame) {
+    OIIO::ImageSpec spec(320, 240, 3, OIIO::TypeDesc::HALF);
+    spec.attribute("chromaticities", OIIO::TypeDesc(OIIO::TypeDesc::FLOAT, 8), ap0);
+    OIIO::ImageBuf buf(spec);
+    const float red[3] = {0.18f, 0.0f, 0.0f};
+    OIIO::ImageBufAlgo::fill(buf, red);
+    options.frames.push_back(dir_.file("aces." + std::to_string(frame) + ".exr"));
+    ASSERT_TRUE(buf.write(options.frames.back())) << buf.geterror();
+  }
+  options.output = dir_.file("aces.mov");
+  options.codec = "prores";
+  transcode_ok(options);
+  const std::string frame = rgb(options.output, 1);
+  ASSERT_EQ(frame.size(), 320u * 240 * 3);
+  const size_t middle = (120 * 320 + 160) * 3;
+  // Rec.709 red 0.454 is sRGB 0.70 (179); washed out it would be 0.46 (118).
+  EXPECT_NEAR(frame[middle] & 0xff, 179, 6);
+  EXPECT_LT(frame[middle + 1] & 0xff, 12);
 }
 
 TEST_F(TranscodeReviewTest, ABurnInWithAnUnknownValueFailsBeforeAnyOutput) {
