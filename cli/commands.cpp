@@ -715,6 +715,9 @@ struct MediaOptions {
   std::string crf;
   std::string missing;
   std::string ocio;
+  std::string display;
+  std::string view;
+  std::string look;
   std::string audio;
   std::string audio_offset;
   std::string every;
@@ -744,6 +747,9 @@ int run_media_submit(Context& ctx, const MediaOptions& o, const std::string& kin
   put("crf", o.crf);
   put("missing", o.missing);
   put("ocio", o.ocio);
+  put("display", o.display);
+  put("view", o.view);
+  put("look", o.look);
   if (!o.audio.empty()) params["audio"] = absolute(o.audio);
   put("audio_offset", o.audio_offset);
   if (!o.burn_ins.empty()) {
@@ -771,6 +777,10 @@ CLI::App* add_media_leaf(CLI::App& submit, Invocation& inv, const char* kind, co
       ->check(kNotEmpty);
   cmd->add_option("-o,--output", o.output, "output path or pattern")->required()->check(kNotEmpty);
   cmd->add_option("--ocio", o.ocio, "OpenColorIO config (default: $OCIO, else built-in sRGB)");
+  cmd->add_option("--display", o.display,
+                  "the OCIO display (default: the config's; web movies: sRGB if it has one)");
+  cmd->add_option("--view", o.view, "the OCIO view (default: the display's)");
+  cmd->add_option("--look", o.look, "an OCIO look applied before the view");
   return cmd;
 }
 

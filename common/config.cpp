@@ -801,12 +801,14 @@ class Reader {
 
   static bool media_option(const std::string& kind, const std::string& key) {
     static const std::map<std::string, std::set<std::string>> kOptions = {
-        {"thumbnail", {"input", "output", "frame", "size", "ocio"}},
-        {"convert", {"input", "output", "resize", "format", "ocio"}},
+        {"thumbnail", {"input", "output", "frame", "size", "ocio", "display", "view", "look"}},
+        {"convert", {"input", "output", "resize", "format", "ocio", "display", "view", "look"}},
         {"transcode",
          {"input", "output", "codec", "fps", "crf", "missing", "ocio", "max_width", "audio",
-          "audio_offset", "font"}},
-        {"contactsheet", {"input", "output", "every", "columns", "size", "title", "ocio"}},
+          "audio_offset", "font", "display", "view", "look"}},
+        {"contactsheet",
+         {"input", "output", "every", "columns", "size", "title", "ocio", "display", "view",
+          "look"}},
     };
     auto it = kOptions.find(kind);
     return it != kOptions.end() && it->second.count(key) != 0;

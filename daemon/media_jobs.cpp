@@ -286,16 +286,25 @@ namespace {
 
 Result<void> prepare_params(wire::JobSpec& spec, const common::FrameSet* on_disk) {
   const std::string& kind = spec.kind();
+  // Every media kind takes the OCIO choice (ocio, display, view, look).
   Result<void> known =
-      kind == "thumbnail" ? check_known_params(spec, {"input", "output", "frame", "size", "ocio"})
-      : kind == "convert"
-          ? check_known_params(spec, {"input", "output", "resize", "format", "ocio"})
+      kind == "thumbnail" ? check_known_params(spec, {"input", "output", "frame", "size", "ocio",
+                                                      "display", "view", "look"})
+      : kind == "convert" ? check_known_params(spec, {"input", "output", "resize", "format", "ocio",
+                                                      "display", "view", "look"})
       : kind == "contactsheet"
-          ? check_known_params(spec,
-                               {"input", "output", "every", "columns", "size", "title", "ocio"})
-          : check_known_params(
-                spec, {"input", "output", "codec", "fps", "crf", "missing", "ocio", "max_width",
-                       "audio", "audio_offset", "burn_in", "slate", "font"});
+          ? check_known_params(spec, {"input", "output", "every", "columns", "size", "title",
+                                      "ocio", "display", "view", "look"})
+          : check_known_params(spec, {"input", "output", "codec", "fps", "crf", "missing", "ocio",
+                                      "max_width", "audio", "audio_offset", "burn_in", "slate",
+                                      "font", "display", "view", "look"});
+  for (const char* key : {"display", "view", "look"}) {
+    const std::string value = param(spec, key);
+    if (value.size() > 200 || value.find_first_of("\n\r") != std::string::npos) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("bad --{} '{}' (an OCIO name, one line)", key, printable(value, 60)));
+    }
+  }
   if (!known) return known;
   std::string input_text = param(spec, "input");
   std::string output_text = param(spec, "output");
@@ -540,6 +549,9 @@ Result<std::string> media_request(const wire::JobSpec& spec, const common::Frame
     t->set_width(w);
     t->set_height(h);
     t->set_ocio(param(spec, "ocio"));
+    t->set_display(param(spec, "display"));
+    t->set_view(param(spec, "view"));
+    t->set_look(param(spec, "look"));
   } else if (spec.kind() == "convert") {
     auto* c = request.mutable_convert();
     c->set_input_pattern(input->to_string());
@@ -548,6 +560,9 @@ Result<std::string> media_request(const wire::JobSpec& spec, const common::Frame
     c->set_format(param(spec, "format"));
     c->set_resize(param(spec, "resize"));
     c->set_ocio(param(spec, "ocio"));
+    c->set_display(param(spec, "display"));
+    c->set_view(param(spec, "view"));
+    c->set_look(param(spec, "look"));
   } else if (spec.kind() == "contactsheet") {
     auto* c = request.mutable_contact_sheet();
     c->set_input_pattern(input->to_string());
@@ -557,6 +572,9 @@ Result<std::string> media_request(const wire::JobSpec& spec, const common::Frame
     c->set_cell_width(static_cast<uint32_t>(std::stoul(param(spec, "size", "320"))));
     c->set_title(param(spec, "title"));
     c->set_ocio(param(spec, "ocio"));
+    c->set_display(param(spec, "display"));
+    c->set_view(param(spec, "view"));
+    c->set_look(param(spec, "look"));
   } else if (spec.kind() == "transcode") {
     auto* t = request.mutable_transcode();
     t->set_input_pattern(input->to_string());
@@ -567,6 +585,9 @@ Result<std::string> media_request(const wire::JobSpec& spec, const common::Frame
     if (std::string crf = param(spec, "crf"); !crf.empty()) t->set_crf(std::stoi(crf));
     t->set_missing(param(spec, "missing", "hold"));
     t->set_ocio(param(spec, "ocio"));
+    t->set_display(param(spec, "display"));
+    t->set_view(param(spec, "view"));
+    t->set_look(param(spec, "look"));
     std::string max_width = param(spec, "max_width");
     if (!max_width.empty()) t->set_max_width(static_cast<uint32_t>(std::stoul(max_width)));
     t->set_audio(param(spec, "audio"));

@@ -417,6 +417,9 @@ class Client:
         slate=False,
         meta=None,
         font=None,
+        display=None,
+        view=None,
+        look=None,
     ):
         """Submits a job and returns its id (a JobId: an int with ``duplicate``
         and ``task_count``).
@@ -431,7 +434,8 @@ class Client:
         file) and ``audio_offset`` (frames), ``burn_in`` (a text or a list of
         "[POSITION=]TEXT": {frame}, {timecode}, {shot}...), ``slate`` (a slate
         frame first), ``meta`` (a dict of values for them), ``font``; contactsheet ``every``, ``columns``,
-        ``size`` (a cell's width), ``title``; all ``ocio``. Sizes may be "WxH", W, or (W, H).
+        ``size`` (a cell's width), ``title``; all ``ocio`` and its ``display``,
+        ``view`` and ``look``. Sizes may be "WxH", W, or (W, H).
         ``limits`` names limits each running task holds a token of (see
         ``limits()``); ``max_running`` caps the job's running tasks.
         ``cores`` and ``memory`` (bytes, or "8G", "512M") are what each task
@@ -466,6 +470,9 @@ class Client:
             "columns": columns,
             "title": title,
             "font": font,
+            "display": display,
+            "view": view,
+            "look": look,
         }
         is_media = kind in MEDIA_KINDS
         spec = pb.JobSpec()

@@ -891,36 +891,138 @@ std::shared_ptr<OIIO::ColorConfig> color_config(const std::string& path, std::st
 
 enum class Direction { kToDisplay, kToLinear };
 
-// Linear -> display: OIIO's built-in linear -> sRGB, or with an OCIO config
-// (`ocio_config`, else $OCIO) scene_linear -> its default display and view.
-Result<OIIO::ColorProcessorHandle> color_processor(const std::string& ocio_config, Direction dir) {
-  std::string path = ocio_config;
-  if (path.empty()) {
-    const char* env = std::getenv("OCIO");
-    if (env != nullptr) path = env;
-  }
+// The OCIO config a choice means: the one given, else $OCIO, else "" (OIIO's built-in).
+std::string config_path(const ColourChoice& colour) {
+  if (!colour.config.empty()) return colour.config;
+  const char* env = std::getenv("OCIO");
+  return env != nullptr ? env : "";
+}
+
+bool built_in(const ColourChoice& colour) {
+  return config_path(colour).empty();
+}
+
+struct DisplayView {
+  std::shared_ptr<OIIO::ColorConfig> config;
+  std::string path;
+  std::string display;
+  std::string view;
+};
+
+// The config, display and view a choice resolves to; errors name what is
+// missing and what there is.
+Result<DisplayView> resolve_display(const ColourChoice& colour) {
+  DisplayView out;
+  out.path = config_path(colour);
   std::string error;
   // An empty path is OIIO's built-in config ($OCIO unset here).
-  auto config = color_config(path, &error);
-  if (!config) {
-    return fail(ErrorCode::kInvalidArgument, "cannot load ocio config " + path + ": " + error);
+  out.config = color_config(out.path, &error);
+  if (!out.config) {
+    return fail(ErrorCode::kInvalidArgument, "cannot load ocio config " + out.path + ": " + error);
   }
+  if (out.path.empty()) {
+    if (!colour.display.empty() || !colour.view.empty() || !colour.look.empty()) {
+      return fail(ErrorCode::kInvalidArgument,
+                  "display, view and look need an OCIO config (--ocio, or $OCIO on the worker)");
+    }
+    return out;
+  }
+  const OIIO::ColorConfig& config = *out.config;
+  auto list = [](int count, const std::function<const char*(int)>& name) {
+    std::string names;
+    for (int i = 0; i < count; ++i) {
+      if (const char* n = name(i)) names += (names.empty() ? "" : ", ") + std::string(n);
+    }
+    return names;
+  };
+  auto has_display = [&](const std::string& want) {
+    for (int i = 0; i < config.getNumDisplays(); ++i) {
+      const char* name = config.getDisplayNameByIndex(i);
+      if (name != nullptr && want == name) return true;
+    }
+    return false;
+  };
+  if (!colour.display.empty()) {
+    if (!has_display(colour.display)) {
+      return fail(ErrorCode::kInvalidArgument,
+                  "no display '" + colour.display + "' in ocio config " + out.path + " (" +
+                      list(config.getNumDisplays(),
+                           [&](int i) { return config.getDisplayNameByIndex(i); }) +
+                      ")");
+    }
+    out.display = colour.display;
+  } else if (colour.web && has_display("sRGB")) {
+    out.display = "sRGB";  // a browser shows sRGB
+  } else {
+    const char* display = config.getDefaultDisplayName();
+    out.display = display != nullptr ? display : "";
+  }
+  const int views = config.getNumViews(out.display);
+  if (!colour.view.empty()) {
+    bool found = false;
+    for (int i = 0; i < views; ++i) {
+      const char* name = config.getViewNameByIndex(out.display, i);
+      found = found || (name != nullptr && colour.view == name);
+    }
+    if (!found) {
+      return fail(
+          ErrorCode::kInvalidArgument,
+          "no view '" + colour.view + "' for display " + out.display + " in ocio config " +
+              out.path + " (" +
+              list(views, [&](int i) { return config.getViewNameByIndex(out.display, i); }) + ")");
+    }
+    out.view = colour.view;
+  } else {
+    const char* view = config.getDefaultViewName(out.display);
+    out.view = view != nullptr ? view : "";
+  }
+  return out;
+}
+
+// Linear -> display: OIIO's built-in linear -> sRGB, or with an OCIO config
+// scene_linear -> the chosen (else default) display, view and look.
+Result<OIIO::ColorProcessorHandle> color_processor(const ColourChoice& colour, Direction dir) {
+  auto chosen = resolve_display(colour);
+  if (!chosen) return fail(chosen.error());
+  OIIO::ColorConfig& config = *chosen->config;
+  const std::string& path = chosen->path;
   OIIO::ColorProcessorHandle proc;
   if (dir == Direction::kToLinear) {
-    proc = config->createColorProcessor("sRGB", path.empty() ? "linear" : "scene_linear");
+    proc = config.createColorProcessor("sRGB", path.empty() ? "linear" : "scene_linear");
   } else if (path.empty()) {
-    proc = config->createColorProcessor("linear", "sRGB");
+    proc = config.createColorProcessor("linear", "sRGB");
   } else {
-    const char* display = config->getDefaultDisplayName();
-    std::string display_name = display != nullptr ? display : "";
-    const char* view = config->getDefaultViewName(display_name);
-    proc =
-        config->createDisplayTransform(display_name, view != nullptr ? view : "", "scene_linear");
+    // The look is a step of its own (look_processor): OIIO 2.4's display
+    // transform does not apply the looks it is given.
+    proc = config.createDisplayTransform(chosen->display, chosen->view, "scene_linear");
   }
   if (!proc) {
-    std::string why = first_line(config->geterror());
+    std::string why = first_line(config.geterror());
     return fail(ErrorCode::kInvalidArgument, "no display transform in ocio config " +
                                                  (path.empty() ? "(built-in)" : path) + ": " + why);
+  }
+  return proc;
+}
+
+// The look, scene_linear to scene_linear, applied before the display transform.
+Result<OIIO::ColorProcessorHandle> look_processor(const ColourChoice& colour) {
+  auto chosen = resolve_display(colour);
+  if (!chosen) return fail(chosen.error());
+  OIIO::ColorConfig& config = *chosen->config;
+  std::string looks;
+  bool known = false;
+  for (int i = 0; i < config.getNumLooks(); ++i) {
+    if (const char* name = config.getLookNameByIndex(i)) {
+      looks += (looks.empty() ? "" : ", ") + std::string(name);
+      known = known || colour.look == name;
+    }
+  }
+  OIIO::ColorProcessorHandle proc;
+  if (known) proc = config.createLookTransform(colour.look, "scene_linear", "scene_linear");
+  if (!proc) {
+    config.geterror();
+    return fail(ErrorCode::kInvalidArgument, "no look '" + colour.look + "' in ocio config " +
+                                                 chosen->path + " (" + looks + ")");
   }
   return proc;
 }
@@ -929,12 +1031,10 @@ Result<OIIO::ColorProcessorHandle> color_processor(const std::string& ocio_confi
 // outputs, scene-linear for EXR. Display-referred (sRGB) sources are left
 // alone for display outputs.
 Result<void> to_output_colour(Picture& pic, bool display_output, bool source_display_referred,
-                              const std::string& ocio_config) {
+                              const ColourChoice& colour) {
   // Other primaries than Rec.709 go to Rec.709 first, unless an OCIO config
   // (given or $OCIO) decides what the linear values mean.
-  const char* env = std::getenv("OCIO");
-  const bool ocio = !ocio_config.empty() || (env != nullptr && *env != '\0');
-  if (pic.primaries && !ocio && pic.channels >= 3) {
+  if (pic.primaries && built_in(colour) && pic.channels >= 3) {
     const Matrix3& m = *pic.primaries;
     const size_t step = static_cast<size_t>(pic.channels);
     for (size_t i = 0; i + 2 < pic.pixels.size(); i += step) {
@@ -947,11 +1047,18 @@ Result<void> to_output_colour(Picture& pic, bool display_output, bool source_dis
   }
   if (display_output != source_display_referred) {
     auto proc =
-        color_processor(ocio_config, display_output ? Direction::kToDisplay : Direction::kToLinear);
+        color_processor(colour, display_output ? Direction::kToDisplay : Direction::kToLinear);
     if (!proc) return fail(proc.error());
     OIIO::ImageSpec spec(static_cast<int>(pic.width), static_cast<int>(pic.height), pic.channels,
                          OIIO::TypeFloat);
     OIIO::ImageBuf buf(spec, pic.pixels.data());
+    if (display_output && !colour.look.empty()) {
+      auto look = look_processor(colour);
+      if (!look) return fail(look.error());
+      if (!OIIO::ImageBufAlgo::colorconvert(buf, buf, look->get(), /*unpremult=*/true)) {
+        return fail(ErrorCode::kInternal, "look failed: " + first_line(buf.geterror()));
+      }
+    }
     // Premultiplied input: unpremultiply around the transform.
     if (!OIIO::ImageBufAlgo::colorconvert(buf, buf, proc->get(), /*unpremult=*/true)) {
       return fail(ErrorCode::kInternal, "colour conversion failed: " + first_line(buf.geterror()));
@@ -966,11 +1073,11 @@ Result<void> to_output_colour(Picture& pic, bool display_output, bool source_dis
 
 // The files an output must never replace: the input, the OCIO config and the
 // task's other inputs.
-std::vector<std::string> reads_of(const std::string& input, const std::string& ocio_config,
+std::vector<std::string> reads_of(const std::string& input, const ColourChoice& colour,
                                   const std::vector<std::string>& task_inputs) {
   std::vector<std::string> reads = task_inputs;
   reads.push_back(input);
-  if (!ocio_config.empty()) reads.push_back(ocio_config);
+  if (!colour.config.empty()) reads.push_back(colour.config);
   return reads;
 }
 
@@ -1083,11 +1190,11 @@ Result<ImageInfo> make_thumbnail(const ThumbnailOptions& options) {
     auto pic = render(*src, size);
     if (!pic) return fail(pic.error());
     auto colour =
-        to_output_colour(*pic, fmt->display_referred, src->display_referred, options.ocio_config);
+        to_output_colour(*pic, fmt->display_referred, src->display_referred, options.colour);
     if (!colour) return fail(colour.error());
     info.process_time = since(step);
     auto written = write_picture(*pic, options.output, *fmt, options.place,
-                                 reads_of(options.input, options.ocio_config, {}));
+                                 reads_of(options.input, options.colour, {}));
     if (!written) return fail(written.error());
     info.write_time = since(step);
     add_output_info(info, *pic, *fmt, options.output);
@@ -1109,11 +1216,11 @@ Result<ImageInfo> convert_frame(const ConvertOptions& options) {
     auto pic = render(*src, *size);
     if (!pic) return fail(pic.error());
     auto colour =
-        to_output_colour(*pic, fmt->display_referred, src->display_referred, options.ocio_config);
+        to_output_colour(*pic, fmt->display_referred, src->display_referred, options.colour);
     if (!colour) return fail(colour.error());
     info.process_time = since(step);
     auto written = write_picture(*pic, options.output, *fmt, options.place,
-                                 reads_of(options.input, options.ocio_config, options.task_inputs));
+                                 reads_of(options.input, options.colour, options.task_inputs));
     if (!written) return fail(written.error());
     info.write_time = since(step);
     add_output_info(info, *pic, *fmt, options.output);
@@ -1180,9 +1287,9 @@ Result<ImageInfo> make_contact_sheet(const ContactSheetOptions& options) {
       }
       auto pic = render(*src, fit(shown, box_w, box_h));
       if (pic) {
-        if (auto colour = to_output_colour(*pic, true, src->display_referred, options.ocio_config);
-            !colour) {
-          cells[i].error = colour.error();
+        if (auto made = to_output_colour(*pic, true, src->display_referred, options.colour);
+            !made) {
+          cells[i].error = made.error();
           return;
         }
         cells[i].picture = std::move(*pic);
@@ -1277,7 +1384,7 @@ Result<ImageInfo> make_contact_sheet(const ContactSheetOptions& options) {
     }
     info.process_time = since(step);
     std::vector<std::string> reads = options.frames;
-    if (!options.ocio_config.empty()) reads.push_back(options.ocio_config);
+    if (!options.colour.config.empty()) reads.push_back(options.colour.config);
     if (!options.font.empty()) reads.push_back(options.font);
     auto written = write_picture(sheet, options.output, *fmt, options.place, reads);
     if (!written) return fail(written.error());
@@ -1287,23 +1394,16 @@ Result<ImageInfo> make_contact_sheet(const ContactSheetOptions& options) {
   });
 }
 
-Result<std::string> display_transform_name(const std::string& ocio_config) {
-  std::string path = ocio_config;
-  if (const char* env = std::getenv("OCIO"); path.empty() && env != nullptr) path = env;
-  if (path.empty()) return std::string("sRGB (OpenImageIO built-in)");
-  std::string error;
-  auto config = color_config(path, &error);
-  if (!config) {
-    return fail(ErrorCode::kInvalidArgument, "cannot load ocio config " + path + ": " + error);
-  }
-  const char* display = config->getDefaultDisplayName();
-  const std::string display_name = display != nullptr ? display : "";
-  const char* view = config->getDefaultViewName(display_name);
-  return "OCIO " + path + ": display " + display_name + ", view " + (view != nullptr ? view : "");
+Result<std::string> display_transform_name(const ColourChoice& colour) {
+  auto chosen = resolve_display(colour);
+  if (!chosen) return fail(chosen.error());
+  if (chosen->path.empty()) return std::string("sRGB (OpenImageIO built-in)");
+  return "OCIO " + chosen->path + ": display " + chosen->display + ", view " + chosen->view +
+         (colour.look.empty() ? "" : ", look " + colour.look);
 }
 
 Result<DisplayImage> read_display_image(const std::string& path, uint32_t fit_width,
-                                        uint32_t fit_height, const std::string& ocio_config) {
+                                        uint32_t fit_height, const ColourChoice& colour) {
   return guarded(path, [&]() -> Result<DisplayImage> {
     if (fit_width > kMaxOutputSide || fit_height > kMaxOutputSide) {
       return fail(ErrorCode::kInvalidArgument, "invalid fit size " + std::to_string(fit_width) +
@@ -1316,9 +1416,8 @@ Result<DisplayImage> read_display_image(const std::string& path, uint32_t fit_wi
     if (!size) return fail(size.error());
     auto pic = render(*src, *size);
     if (!pic) return fail(pic.error());
-    auto colour =
-        to_output_colour(*pic, /*display_output=*/true, src->display_referred, ocio_config);
-    if (!colour) return fail(colour.error());
+    auto shown = to_output_colour(*pic, /*display_output=*/true, src->display_referred, colour);
+    if (!shown) return fail(shown.error());
     DisplayImage image;
     image.width = static_cast<uint32_t>(pic->width);
     image.height = static_cast<uint32_t>(pic->height);
@@ -1331,10 +1430,12 @@ Result<DisplayImage> read_display_image(const std::string& path, uint32_t fit_wi
   });
 }
 
-bool read_half_frame(const std::string& path, const std::string& ocio_config, HalfFrame& frame) {
+bool read_half_frame(const std::string& path, const ColourChoice& colour, HalfFrame& frame) {
   try {
-    if (!ocio_config.empty()) return false;
-    if (const char* env = std::getenv("OCIO"); env != nullptr && *env != '\0') return false;
+    if (!built_in(colour) || !colour.display.empty() || !colour.view.empty() ||
+        !colour.look.empty()) {
+      return false;
+    }
     auto in = OIIO::ImageInput::open(path);
     if (!in) {
       OIIO::geterror();  // read_display_image will say why

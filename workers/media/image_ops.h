@@ -33,6 +33,20 @@
 
 namespace farmhand::media {
 
+// How scene-linear pictures are shown. Without an OCIO config (none given,
+// no $OCIO): OIIO's built-in linear -> sRGB, after converting other EXR
+// primaries to Rec.709; display, view and look then need a config. With one:
+// its scene_linear through display and view (the config's defaults when
+// empty; "sRGB" first for web outputs when the config has such a display)
+// and the look, if any.
+struct ColourChoice {
+  std::string config{};
+  std::string display{};
+  std::string view{};
+  std::string look{};
+  bool web = false;
+};
+
 struct ThumbnailOptions {
   std::string input;   // one image file
   std::string output;  // .jpg, .png, .tif... (format from the extension)
@@ -41,8 +55,8 @@ struct ThumbnailOptions {
   // Thumbnails are opaque R,G,B whatever the format (alpha is not read).
   uint32_t width = 256;
   uint32_t height = 0;
-  std::string ocio_config;  // empty: $OCIO if set, else OIIO's built-in linear -> sRGB
-  OutputPlace place = {};   // where the broker placed `output`; empty: its parent as written
+  ColourChoice colour;
+  OutputPlace place = {};  // where the broker placed `output`; empty: its parent as written
 };
 
 // What one image operation read and wrote, and how long each step took (the
@@ -76,7 +90,7 @@ struct ConvertOptions {
   std::string format;
   // "" (full size), "WxH" (exactly), "W" (width, keep aspect), or "N%".
   std::string resize;
-  std::string ocio_config;
+  ColourChoice colour;
   OutputPlace place = {};  // where the broker placed `output`; empty: its parent as written
   // The task's other inputs: the output never replaces one of them (nor `input`).
   std::vector<std::string> task_inputs = {};
@@ -103,9 +117,9 @@ struct ContactSheetOptions {
   // Each cell is cell_width wide and as tall as the first readable frame's
   // displayed aspect makes it; every frame is fitted inside it, centred.
   uint32_t cell_width = 320;
-  std::string title;        // drawn above the grid (e.g. the sequence's name); empty: none
-  std::string font;         // a TrueType font; empty: DejaVu Sans (fonts-dejavu-core)
-  std::string ocio_config;  // as for thumbnails
+  std::string title;  // drawn above the grid (e.g. the sequence's name); empty: none
+  std::string font;   // a TrueType font; empty: DejaVu Sans (fonts-dejavu-core)
+  ColourChoice colour;
   OutputPlace place = {};
 };
 
@@ -122,7 +136,7 @@ struct ContactSheetOptions {
 // The display transform linear pictures get (for a movie's metadata):
 // "sRGB (OpenImageIO built-in)" or "OCIO /studio/config.ocio: display sRGB,
 // view ACES 1.0 SDR-video"; an error when the config cannot be read.
-[[nodiscard]] Result<std::string> display_transform_name(const std::string& ocio_config);
+[[nodiscard]] Result<std::string> display_transform_name(const ColourChoice& colour);
 
 struct DisplayImage {
   uint32_t width = 0;
@@ -132,7 +146,7 @@ struct DisplayImage {
 
 [[nodiscard]] Result<DisplayImage> read_display_image(const std::string& path, uint32_t fit_width,
                                                       uint32_t fit_height,
-                                                      const std::string& ocio_config);
+                                                      const ColourChoice& colour);
 
 // The movie encoder's fast path: R,G,B of the first subimage exactly as stored
 // (half floats), with where they lie in the display window. Shown through
@@ -162,7 +176,7 @@ struct HalfFrame {
 // repaired from their neighbours, which the general path does).
 // False when it does not apply or the file cannot be read: the caller then
 // uses read_display_image, which reports any error. Never throws.
-[[nodiscard]] bool read_half_frame(const std::string& path, const std::string& ocio_config,
+[[nodiscard]] bool read_half_frame(const std::string& path, const ColourChoice& colour,
                                    HalfFrame& frame);
 
 // Linear -> sRGB display (OIIO's built-in transform), clamped to [0, 1], as

@@ -269,8 +269,7 @@ Result<DisplayImage> make_slate(const SlateOptions& options, uint32_t width, uin
     // The poster in the right half, vertically centred, as the movie shows it.
     const uint32_t box_w = width / 2 - static_cast<uint32_t>(margin);
     const uint32_t box_h = height - 2 * static_cast<uint32_t>(margin);
-    Result<DisplayImage> poster =
-        read_display_image(options.poster, box_w, box_h, options.ocio_config);
+    Result<DisplayImage> poster = read_display_image(options.poster, box_w, box_h, options.colour);
     if (!poster) return fail(poster.error());
     const uint32_t x0 = width / 2 + (box_w - std::min(box_w, poster->width)) / 2;
     const uint32_t y0 = (height - std::min(height, poster->height)) / 2;

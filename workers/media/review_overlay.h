@@ -90,7 +90,7 @@ struct SlateOptions {
   std::vector<std::pair<std::string, std::string>> fields;
   std::string poster;  // an image of the sequence shown beside the fields; empty: none
   std::string font;    // empty: kReviewFont
-  std::string ocio_config;
+  ColourChoice colour;
 };
 
 // The slate at width x height, as the movie encoder's input (16-bit sRGB).

@@ -18,6 +18,17 @@ namespace farmhand::media {
 
 namespace {
 
+// A request's OCIO choice (every media request has the same four fields).
+template <typename Body>
+ColourChoice colour_of(const Body& body) {
+  ColourChoice colour;
+  colour.config = body.ocio();
+  colour.display = body.display();
+  colour.view = body.view();
+  colour.look = body.look();
+  return colour;
+}
+
 // Requests are small: patterns and frame sets, never pixel data.
 constexpr size_t kMaxRequestBytes = 16 << 20;
 
@@ -85,7 +96,7 @@ Result<void> MediaServer::handle(const Request& request) {
       options.output = t.output();
       options.width = t.width();
       options.height = t.height();
-      options.ocio_config = t.ocio();
+      options.colour = colour_of(t);
       options.place = place;
       if (!file_exists(options.input)) {
         return fail(ErrorCode::kNotFound, fmt::format("no such file {}", options.input));
@@ -126,7 +137,7 @@ Result<void> MediaServer::handle(const Request& request) {
         options.output = common::format_frame(*output, frame);
         options.format = c.format();
         options.resize = c.resize();
-        options.ocio_config = c.ocio();
+        options.colour = colour_of(c);
         if (!file_exists(options.input)) {
           return failed(Error{ErrorCode::kNotFound, fmt::format("missing frame {}", frame)});
         }
@@ -156,7 +167,7 @@ Result<void> MediaServer::handle(const Request& request) {
       options.columns = c.columns() > 0 ? c.columns() : options.columns;
       options.cell_width = c.cell_width() > 0 ? c.cell_width() : options.cell_width;
       options.title = c.title();
-      options.ocio_config = c.ocio();
+      options.colour = colour_of(c);
       options.place = place;
       if (auto ok = make_parent_dir(place, options.output); !ok) return ok;
       send_reading(id, c.input_pattern());
@@ -190,7 +201,7 @@ Result<void> MediaServer::handle(const Request& request) {
       if (t.has_crf()) options.crf = t.crf();
       options.missing = missing_policy(t.missing());
       options.max_width = t.max_width();
-      options.ocio_config = t.ocio();
+      options.colour = colour_of(t);
       options.audio = t.audio();
       options.audio_offset = t.audio_offset();
       auto burns = burn_ins_of({t.burn_in().begin(), t.burn_in().end()});

@@ -487,9 +487,10 @@ struct Geometry {
 // (or, with max_width, wait) and hold them; converting needs the size.
 class DecodePool {
  public:
-  DecodePool(const TranscodeOptions& options, size_t first, AVPixelFormat format,
-             ReadingNotifier& reading)
+  DecodePool(const TranscodeOptions& options, const ColourChoice& colour, size_t first,
+             AVPixelFormat format, ReadingNotifier& reading)
       : options_(options),
+        colour_(colour),
         first_(first),
         format_(format),
         reading_(reading),
@@ -627,7 +628,7 @@ class DecodePool {
       }
       const bool fit = geometry && geometry->fit;
       reading_.notify(path);
-      if (!fit && read_half_frame(path, options_.ocio_config, half)) {
+      if (!fit && read_half_frame(path, colour_, half)) {
         if (!geometry) {
           geometry = wait_geometry();
           if (!geometry) return std::nullopt;
@@ -643,8 +644,8 @@ class DecodePool {
         }
         reading_.notify(path);  // shaped differently from the first frame: the general path
       }
-      Result<DisplayImage> image = read_display_image(
-          path, fit ? geometry->width : 0, fit ? geometry->height : 0, options_.ocio_config);
+      Result<DisplayImage> image =
+          read_display_image(path, fit ? geometry->width : 0, fit ? geometry->height : 0, colour_);
       if (!image) return error_slot(read_error(path, std::move(image.error())));
       if (!geometry) {
         geometry = wait_geometry();
@@ -654,7 +655,7 @@ class DecodePool {
       // again, fitted.
       if (!near_size(*image, geometry->width, geometry->height)) {
         reading_.notify(path);
-        image = read_display_image(path, geometry->width, geometry->height, options_.ocio_config);
+        image = read_display_image(path, geometry->width, geometry->height, colour_);
         if (!image) return error_slot(read_error(path, std::move(image.error())));
       }
       if (!converter) converter.emplace(geometry->width, geometry->height, format_, frames());
@@ -672,6 +673,7 @@ class DecodePool {
   }
 
   const TranscodeOptions& options_;
+  const ColourChoice colour_;
   const size_t first_;
   const AVPixelFormat format_;
   ReadingNotifier& reading_;
@@ -923,16 +925,19 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
   const size_t cores = std::max(1u, std::thread::hardware_concurrency());
   const size_t wanted =
       options.decode_threads > 0 ? static_cast<size_t>(options.decode_threads) : cores;
-  DecodePool pool(options, first, spec->pixel_format, notifier);
+  // Web codecs prefer an OCIO config's sRGB display (browsers show sRGB).
+  ColourChoice colour = options.colour;
+  if (auto table = common::review_codec(options.codec); table && table->web) colour.web = true;
+  DecodePool pool(options, colour, first, spec->pixel_format, notifier);
   pool.start(std::min({wanted, static_cast<size_t>(options.decode_ahead), options.frames.size()}));
 
   const auto first_began = std::chrono::steady_clock::now();
   notifier.notify(options.frames[first]);
   HalfFrame first_half;
-  bool first_fast = read_half_frame(options.frames[first], options.ocio_config, first_half);
+  bool first_fast = read_half_frame(options.frames[first], colour, first_half);
   Result<DisplayImage> first_image = DisplayImage();
   if (!first_fast) {
-    first_image = read_display_image(options.frames[first], 0, 0, options.ocio_config);
+    first_image = read_display_image(options.frames[first], 0, 0, colour);
     if (!first_image) return fail(read_error(options.frames[first], first_image.error()));
   }
   const uint32_t shown_width = first_fast ? first_half.width : first_image->width;
@@ -957,13 +962,13 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
   if (geometry.fit) {
     first_fast = false;
     notifier.notify(options.frames[first]);
-    first_image = read_display_image(options.frames[first], geometry.width, geometry.height,
-                                     options.ocio_config);
+    first_image =
+        read_display_image(options.frames[first], geometry.width, geometry.height, colour);
     if (!first_image) return fail(read_error(options.frames[first], first_image.error()));
   } else if (first_fast && !fast_size(first_half, geometry.width, geometry.height)) {
     first_fast = false;  // a 1-pixel side, stretched to 2: the general path
     notifier.notify(options.frames[first]);
-    first_image = read_display_image(options.frames[first], 0, 0, options.ocio_config);
+    first_image = read_display_image(options.frames[first], 0, 0, colour);
     if (!first_image) return fail(read_error(options.frames[first], first_image.error()));
   }
   const uint32_t width = geometry.width;
@@ -1007,11 +1012,11 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
   // trailer, reading it back by its path (the temporary file's /proc path).
   // What the pictures were made for, for review tools and people: the
   // display transform (and the primaries' conversion, see image_ops.h).
-  if (Result<std::string> colour = display_transform_name(options.ocio_config); colour) {
-    const bool built_in = colour->rfind("sRGB (OpenImageIO", 0) == 0;
+  if (Result<std::string> shown = display_transform_name(colour); shown) {
+    const bool built_in = shown->rfind("sRGB (OpenImageIO", 0) == 0;
     av_dict_set(
         &muxer.context()->metadata, "comment",
-        ("farmhand colour: linear -> " + *colour +
+        ("farmhand colour: linear -> " + *shown +
          (built_in ? "; EXR primaries other than Rec.709 converted" : "") + "; tagged BT.709")
             .c_str(),
         0);
@@ -1086,7 +1091,7 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
     const std::string& middle = options.frames[total / 2];
     slate.poster = frame_missing(middle) ? options.frames[first] : middle;
     slate.font = options.font;
-    slate.ocio_config = options.ocio_config;
+    slate.colour = colour;
     notifier.notify(slate.poster);
     Result<DisplayImage> card = make_slate(slate, width, height);
     if (!card) return fail(card.error());
@@ -1179,7 +1184,7 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
     return muxer.write_error(result);
   }
   std::vector<std::string> reads = options.frames;
-  if (!options.ocio_config.empty()) reads.push_back(options.ocio_config);
+  if (!colour.config.empty()) reads.push_back(colour.config);
   if (!options.audio.empty()) reads.push_back(options.audio);
   if (Result<void> committed = muxer.commit(reads); !committed) return fail(committed.error());
   report.encode_time += lap();  // the flush, the trailer and the rename

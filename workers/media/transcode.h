@@ -61,7 +61,9 @@ struct TranscodeOptions {
   uint32_t max_width = 0;  // 0: the displayed size (rounded to even); else scaled down to fit
   int decode_threads = 0;  // 0: number of cores
   int decode_ahead = 8;    // frames decoded ahead of the encoder, at most
-  std::string ocio_config;
+  // How linear frames are shown (image_ops.h); web codecs prefer an OCIO
+  // config's "sRGB" display when none is chosen.
+  ColourChoice colour;
   // A sound file (WAV, AIFF, FLAC...) muxed beside the pictures, delayed by
   // `audio_offset` frames (negative: its start is cut), and exactly as long as
   // the pictures (workers/media/audio_track.h). Empty: no sound.

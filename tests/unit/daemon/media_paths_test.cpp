@@ -238,8 +238,12 @@ TEST(MediaPathsTest, BurnInsAreCheckedAtSubmitAndReachTheMediaProcess) {
   EXPECT_EQ(refusal(movie({{"meta.shot", "a\nb"}})),
             "bad --meta 'shot=a\\x0ab' (up to 64 keys, one line of 500 bytes each)");
 
-  auto spec = movie(
-      {{"burn_in", "{shot}\ntop-right={timecode}"}, {"meta.shot", "sh010"}, {"slate", "true"}});
+  auto spec = movie({{"burn_in", "{shot}\ntop-right={timecode}"},
+                     {"meta.shot", "sh010"},
+                     {"slate", "true"},
+                     {"display", "sRGB"},
+                     {"view", "ACES 1.0 SDR-video"},
+                     {"look", "shot_grade"}});
   ASSERT_TRUE(prepare_media_job(spec));
   auto request = media_request(spec, common::FrameSet::range(1, 3));
   ASSERT_TRUE(request);
@@ -251,6 +255,9 @@ TEST(MediaPathsTest, BurnInsAreCheckedAtSubmitAndReachTheMediaProcess) {
   EXPECT_EQ(t.burn_in(1), "top-right={timecode}");
   EXPECT_TRUE(t.slate());
   EXPECT_EQ(t.values().at("shot"), "sh010");
+  EXPECT_EQ(t.display(), "sRGB");
+  EXPECT_EQ(t.view(), "ACES 1.0 SDR-video");
+  EXPECT_EQ(t.look(), "shot_grade");
 }
 
 TEST(MediaPathsTest, TheResolvedOutputDirectoryAndItsRootGoToTheMediaRequest) {

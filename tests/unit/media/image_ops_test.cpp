@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "tests/support/full_disk.h"
+#include "tests/support/ocio_configs.h"
 #include "tests/support/oracles.h"
 #include "tests/support/temp_dir.h"
 #include <Imath/half.h>
@@ -734,7 +735,7 @@ TEST(ImageOpsTest, MissingInputIsNotFoundNamingTheFile) {
   ASSERT_FALSE(thumb.has_value());
   EXPECT_EQ(thumb.error().code, ErrorCode::kNotFound);
   EXPECT_EQ(thumb.error().reason, "no such file " + missing);
-  auto image = read_display_image(missing, 0, 0, "");
+  auto image = read_display_image(missing, 0, 0, ColourChoice{});
   ASSERT_FALSE(image.has_value());
   EXPECT_EQ(image.error().code, ErrorCode::kNotFound);
   EXPECT_EQ(image.error().reason, "no such file " + missing);
@@ -830,7 +831,7 @@ TEST(ImageOpsTest, DisplayImageIsSixteenBitSrgbOfTheDisplayedPicture) {
   TempDir dir;
   oiiotool(displayed_reference(display_window(15), "R,G,B", "722x371") +
            srgb_output(dir.file("ref.tif")));
-  auto image = read_display_image(display_window(15), 0, 0, "");
+  auto image = read_display_image(display_window(15), 0, 0, ColourChoice{});
   ASSERT_TRUE(image.has_value()) << image.error().reason;
   ASSERT_EQ(image->width, 722u);
   ASSERT_EQ(image->height, 371u);
@@ -845,8 +846,8 @@ TEST(ImageOpsTest, DisplayImageIsSixteenBitSrgbOfTheDisplayedPicture) {
 // The movie encoder's fast path against read_display_image, value by value.
 void expect_half_frame_matches_display_image(const std::string& path) {
   HalfFrame frame;
-  ASSERT_TRUE(read_half_frame(path, "", frame)) << path;
-  auto image = read_display_image(path, 0, 0, "");
+  ASSERT_TRUE(read_half_frame(path, ColourChoice{}, frame)) << path;
+  auto image = read_display_image(path, 0, 0, ColourChoice{});
   ASSERT_TRUE(image.has_value()) << image.error().reason;
   ASSERT_EQ(frame.width, image->width);
   ASSERT_EQ(frame.height, image->height);
@@ -874,12 +875,14 @@ TEST(ImageOpsTest, HalfFrameThroughTheSrgbTableEqualsTheDisplayImage) {
 
 TEST(ImageOpsTest, HalfFrameLeavesNanAndInfToTheGeneralPath) {
   HalfFrame frame;
-  EXPECT_FALSE(read_half_frame(data_file("TestImages/BrightRingsNanInf.exr"), "", frame));
+  EXPECT_FALSE(
+      read_half_frame(data_file("TestImages/BrightRingsNanInf.exr"), ColourChoice{}, frame));
 }
 
 TEST(ImageOpsTest, HalfFrameLeavesOcioConfigsToTheGeneralPath) {
   HalfFrame frame;
-  EXPECT_FALSE(read_half_frame(beachball("singlepart", 1), "/nonexistent/config.ocio", frame));
+  EXPECT_FALSE(
+      read_half_frame(beachball("singlepart", 1), ColourChoice{"/nonexistent/config.ocio"}, frame));
 }
 
 TEST(ImageOpsTest, SrgbTableFollowsTheSrgbCurveAndClampsNonFiniteValues) {
@@ -896,16 +899,16 @@ TEST(ImageOpsTest, SrgbTableFollowsTheSrgbCurveAndClampsNonFiniteValues) {
 }
 
 TEST(ImageOpsTest, DisplayImageFitsInsideTheRequestedBox) {
-  auto box = read_display_image(beachball("multipart", 1), 128, 128, "");
+  auto box = read_display_image(beachball("multipart", 1), 128, 128, ColourChoice{});
   ASSERT_TRUE(box.has_value()) << box.error().reason;
   EXPECT_EQ(box->width, 128u);
   EXPECT_EQ(box->height, 97u);  // 128 * 1556 / 2048 = 97.25
   EXPECT_EQ(box->rgb.size(), size_t{128} * 97 * 3);
-  auto by_height = read_display_image(beachball("multipart", 1), 0, 100, "");
+  auto by_height = read_display_image(beachball("multipart", 1), 0, 100, ColourChoice{});
   ASSERT_TRUE(by_height.has_value()) << by_height.error().reason;
   EXPECT_EQ(by_height->width, 132u);
   EXPECT_EQ(by_height->height, 100u);
-  auto by_width = read_display_image(beachball("multipart", 1), 200, 0, "");
+  auto by_width = read_display_image(beachball("multipart", 1), 200, 0, ColourChoice{});
   ASSERT_TRUE(by_width.has_value()) << by_width.error().reason;
   EXPECT_EQ(by_width->width, 200u);
   EXPECT_EQ(by_width->height, 152u);  // 151.95
@@ -928,6 +931,58 @@ TEST(ImageOpsTest, OcioConfigDisplayViewIsApplied) {
   oiiotool(displayed_reference(input, "R,G,B", "128x97") + " -d uint16 -o " +
            quoted(dir.file("raw.tif")));
   EXPECT_TRUE(images_match(dir.file("linear.png"), dir.file("raw.tif"), 3, kEightBit));
+}
+
+// A job chooses the OCIO display, view and look; a name the config lacks is
+// refused listing what it has; without a config they are refused.
+TEST(ImageOpsTest, TheChosenOcioDisplayViewAndLookAreApplied) {
+  TempDir dir;
+  const std::string config = testing_support::write_two_display_config(dir.path());
+  const std::string input = display_window(3);
+  auto thumb = [&](const std::string& name, const ColourChoice& colour) {
+    ThumbnailOptions options;
+    options.input = input;
+    options.output = dir.file(name);
+    options.width = 128;
+    options.colour = colour;
+    return make_thumbnail(options);
+  };
+  ASSERT_TRUE(thumb("builtin.png", {}));
+  ASSERT_TRUE(thumb("default.png", {config}));
+  ASSERT_TRUE(thumb("srgb.png", {config, "sRGB"}));
+  ASSERT_TRUE(thumb("raw.png", {config, "sRGB", "raw"}));
+  ASSERT_TRUE(thumb("half.png", {config, "sRGB", "raw", "half"}));
+  ASSERT_TRUE(thumb("web.png", {config, "", "", "", /*web=*/true}));
+  // The default display (monitor) shows linear; sRGB's default view the curve.
+  EXPECT_FALSE(images_match(dir.file("default.png"), dir.file("builtin.png"), 3, kJpeg));
+  EXPECT_TRUE(images_match(dir.file("srgb.png"), dir.file("builtin.png"), 3, kEightBit));
+  EXPECT_TRUE(images_match(dir.file("raw.png"), dir.file("default.png"), 3, kEightBit));
+  EXPECT_TRUE(images_match(dir.file("web.png"), dir.file("srgb.png"), 3, kEightBit))
+      << "a web output prefers the sRGB display";
+  // The look halves the light: the brightest pixel is about half as bright.
+  OIIO::ImageBuf raw = load(dir.file("raw.png"));
+  OIIO::ImageBuf half = load(dir.file("half.png"));
+  const auto raw_max = OIIO::ImageBufAlgo::computePixelStats(raw).max;
+  const auto half_max = OIIO::ImageBufAlgo::computePixelStats(half).max;
+  ASSERT_GT(raw_max[0], 0.2f);
+  EXPECT_NEAR(half_max[0], raw_max[0] / 2, 0.02f);
+
+  auto unknown = thumb("x.png", {config, "P3"});
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().reason,
+            "no display 'P3' in ocio config " + config + " (monitor, sRGB)");
+  auto no_view = thumb("x.png", {config, "sRGB", "ACES"});
+  ASSERT_FALSE(no_view);
+  EXPECT_EQ(no_view.error().reason,
+            "no view 'ACES' for display sRGB in ocio config " + config + " (standard, raw)");
+  auto no_look = thumb("x.png", {config, "sRGB", "", "film"});
+  ASSERT_FALSE(no_look);
+  EXPECT_EQ(no_look.error().reason, "no look 'film' in ocio config " + config + " (half)");
+  auto no_config = thumb("x.png", {"", "sRGB"});
+  ASSERT_FALSE(no_config);
+  EXPECT_EQ(no_config.error().reason,
+            "display, view and look need an OCIO config (--ocio, or $OCIO on the worker)");
+  EXPECT_FALSE(fs::exists(dir.file("x.png")));
 }
 
 TEST(ImageOpsTest, OcioEnvironmentVariableIsUsedWhenNoConfigIsGiven) {
@@ -1035,10 +1090,10 @@ TEST(ImageOpsTest, LuminanceChromaExrIsShownInRgbLikeItsRgbOriginal) {
   auto converted = convert_frame({yc, dir.file("yc_half.png"), "", "50%", ""});
   ASSERT_TRUE(converted.has_value()) << converted.error().reason;
   EXPECT_EQ(converted->width, 1024u);
-  auto frame = read_display_image(yc, 512, 0, "");
+  auto frame = read_display_image(yc, 512, 0, ColourChoice{});
   ASSERT_TRUE(frame.has_value()) << frame.error().reason;
   HalfFrame half;
-  EXPECT_FALSE(read_half_frame(yc, "", half));
+  EXPECT_FALSE(read_half_frame(yc, ColourChoice{}, half));
 }
 
 TEST(ImageOpsTest, SrgbInputIsNotConvertedTwice) {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "tests/support/full_disk.h"
+#include "tests/support/ocio_configs.h"
 #include "tests/support/temp_dir.h"
 #include <OpenImageIO/imagebuf.h>
 #include <OpenImageIO/imagebufalgo.h>
@@ -739,6 +740,34 @@ TEST_F(TranscodeReviewTest, AnAcesPlateIsNotWashedOutInTheMovie) {
   // Rec.709 red 0.454 is sRGB 0.70 (179); washed out it would be 0.46 (118).
   EXPECT_NEAR(frame[middle] & 0xff, 179, 6);
   EXPECT_LT(frame[middle + 1] & 0xff, 12);
+}
+
+// A web movie prefers an OCIO config's sRGB display; ProRes for the
+// editorial suite takes the config's default; a job's choice wins. The
+// movie's metadata says which.
+TEST_F(TranscodeReviewTest, TheDisplayTransformIsChosenForTheFormatAndWrittenInTheMovie) {
+  const std::string config = testing_support::write_two_display_config(dir_.path());
+  auto comment = [](const std::string& movie) {
+    return run("ffprobe -v error -show_entries format_tags=comment -of csv=p=0 '" + movie + "'")
+        .out;
+  };
+  TranscodeOptions web = grey(dir_.file("web.mp4"), 2);
+  web.codec = "h264";
+  web.colour.config = config;
+  transcode_ok(web);
+  EXPECT_NE(comment(web.output).find("display sRGB, view standard"), std::string::npos)
+      << comment(web.output);
+  TranscodeOptions edit = grey(dir_.file("edit.mov"), 2);
+  edit.colour.config = config;
+  transcode_ok(edit);
+  EXPECT_NE(comment(edit.output).find("display monitor, view flat"), std::string::npos)
+      << comment(edit.output);
+  TranscodeOptions chosen = grey(dir_.file("chosen.mp4"), 2);
+  chosen.codec = "h264";
+  chosen.colour = {config, "sRGB", "raw", "half"};
+  transcode_ok(chosen);
+  EXPECT_NE(comment(chosen.output).find("display sRGB, view raw, look half"), std::string::npos)
+      << comment(chosen.output);
 }
 
 TEST_F(TranscodeReviewTest, ABurnInWithAnUnknownValueFailsBeforeAnyOutput) {

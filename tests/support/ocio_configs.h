@@ -1,0 +1,43 @@
+// OCIO configs for the media tests, written where a test wants them.
+#pragma once
+
+#include <fstream>
+#include <string>
+
+namespace farmhand::testing_support {
+
+// An OCIO v2 config in `dir` with two displays: "monitor" (first: the
+// default) whose only view is linear, and "sRGB" with views "standard" (the
+// sRGB curve) and "raw"; and a look "half" that halves the light.
+inline std::string write_two_display_config(const std::string& dir) {
+  const std::string path = dir + "/two-displays.ocio";
+  std::ofstream(path) << R"(ocio_profile_version: 2
+roles:
+  default: linear
+  scene_linear: linear
+displays:
+  monitor:
+    - !<View> {name: flat, colorspace: linear}
+  sRGB:
+    - !<View> {name: standard, colorspace: srgb}
+    - !<View> {name: raw, colorspace: linear}
+active_displays: [monitor, sRGB]
+active_views: [flat, standard, raw]
+looks:
+  - !<Look>
+    name: half
+    process_space: linear
+    transform: !<CDLTransform> {slope: [0.5, 0.5, 0.5]}
+colorspaces:
+  - !<ColorSpace>
+    name: linear
+    isdata: false
+  - !<ColorSpace>
+    name: srgb
+    isdata: false
+    from_scene_reference: !<ExponentWithLinearTransform> {gamma: 2.4, offset: 0.055, direction: inverse}
+)";
+  return path;
+}
+
+}  // namespace farmhand::testing_support
