@@ -7,7 +7,8 @@
 # key=value results on stdout, progress on stderr, then a markdown table on stdout.
 # Env: FRAMES (100), DISTINCT (10 distinct noisy frames, copied round-robin), THUMB_REPS (5),
 # OIIO_REPS (3), SEQ_VARIANTS ("zip": the sequences the proxy/movie sections run on; any of
-# zip piz dwaa), LONG_FRAMES (1000: the length of the second peak-RSS run, 0 to skip it).
+# zip piz dwaa), LONG_FRAMES (1000: the length of the second peak-RSS run, 0 to skip it),
+# MEDIA_SIZE (2048x1080; 4096x2160 for the 4K line: FRAMES=24 DISTINCT=4 LONG_FRAMES=0).
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -20,8 +21,10 @@ OIIO_REPS=${OIIO_REPS:-3}
 SEQ_VARIANTS=${SEQ_VARIANTS:-zip}
 LONG_FRAMES=${LONG_FRAMES:-1000}
 ((DISTINCT > FRAMES)) && DISTINCT=$FRAMES
-WIDTH=2048
-HEIGHT=1080
+MEDIA_SIZE=${MEDIA_SIZE:-2048x1080}
+WIDTH=${MEDIA_SIZE%x*}
+HEIGHT=${MEDIA_SIZE#*x}
+[[ "$WIDTH" =~ ^[0-9]+$ && "$HEIGHT" =~ ^[0-9]+$ ]] || die "MEDIA_SIZE must be WxH, not $MEDIA_SIZE"
 
 for exe in "$BIN/farmhand-media" "$BENCH_BIN/farmhand_bench_decode" \
   "$BENCH_BIN/farmhand_bench_media_ops"; do
@@ -39,6 +42,7 @@ D=$BENCH_WORK
 NOISE=noise:type=gaussian:mean=0.5:stddev=0.2
 
 kv "frames=$FRAMES"
+kv "size=${WIDTH}x$HEIGHT"
 kv "distinct_frames=$DISTINCT"
 kv "nproc=$(nproc)"
 kv "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -47,7 +51,7 @@ kv "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
 # ---- 1. Test data ----------------------------------------------------------------------
 # DISTINCT different noisy frames per compression, copied (cp: separate inodes, separate page
 # cache pages) round-robin to FRAMES files, since generating 100 distinct frames takes minutes.
-log "generating $DISTINCT distinct 2048x1080 RGBA half frames (zip, piz, dwaa)"
+log "generating $DISTINCT distinct ${WIDTH}x$HEIGHT RGBA half frames (zip, piz, dwaa)"
 mkdir -p "$D/src" "$D/zip" "$D/piz" "$D/dwaa"
 for i in $(seq "$DISTINCT"); do
   oiiotool --pattern "$NOISE:seed=$i" "${WIDTH}x$HEIGHT" 4 -d half --compression zip \
@@ -60,7 +64,8 @@ names=R,G,B,A
 for aov in diffuse specular emission normal position depth albedo sss coat; do
   names+=",$aov.R,$aov.G,$aov.B,$aov.A"
 done
-oiiotool --pattern "$NOISE:seed=100" 2048x1080 4 --pattern "$NOISE:seed=101" 2048x1080 36 \
+oiiotool --pattern "$NOISE:seed=100" "${WIDTH}x$HEIGHT" 4 \
+  --pattern "$NOISE:seed=101" "${WIDTH}x$HEIGHT" 36 \
   --chappend --chnames "$names" -d half --compression zip -o "$D/src/aov40.exr"
 log "copying them to $FRAMES-frame sequences ($SEQ_VARIANTS)"
 for v in $SEQ_VARIANTS; do
@@ -275,12 +280,12 @@ row() { # row NAME FARMHAND PEER RATIO TARGET
   printf '| %s | %s | %s | %.2f× | ≤ %s× | %s |\n' "$1" "$2" "$3" "$4" "$5" "$met"
 }
 echo
-echo "FRAMES=$FRAMES, $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "FRAMES=$FRAMES at ${WIDTH}x$HEIGHT, $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
 echo "| benchmark | farmhand | peer / floor | ratio | target | met |"
 echo "| --- | --- | --- | --- | --- | --- |"
 for v in zip piz dwaa aov40; do
-  desc="Thumbnail 256 px sRGB JPEG, $v (2048x1080 half, ${R[size_bytes_$v]} B)"
+  desc="Thumbnail 256 px sRGB JPEG, $v (${WIDTH}x$HEIGHT half, ${R[size_bytes_$v]} B)"
   [[ $v = aov40 ]] && desc="Thumbnail 256 px sRGB JPEG, 40 channels zip (${R[size_bytes_$v]} B)"
   row "$desc, \`submit --wait\` vs oiiotool" "${R[thumb_${v}_farmhand_ms]} ms" \
     "oiiotool ${R[thumb_${v}_oiiotool_ms]} ms" "${R[thumb_${v}_vs_oiiotool]}" 0.25

@@ -727,6 +727,8 @@ struct MediaOptions {
   std::vector<std::string> meta;
   bool slate = false;
   std::string font;
+  std::string burn_in_size;
+  std::string burn_in_colour;
 };
 
 int run_media_submit(Context& ctx, const MediaOptions& o, const std::string& kind) {
@@ -758,6 +760,8 @@ int run_media_submit(Context& ctx, const MediaOptions& o, const std::string& kin
     params["burn_in"] = lines;
   }
   if (o.slate) params["slate"] = "true";
+  put("burn_in_size", o.burn_in_size);
+  put("burn_in_colour", o.burn_in_colour);
   if (!o.font.empty()) params["font"] = absolute(o.font);
   for (const std::string& kv : o.meta) {
     const size_t eq = kv.find('=');
@@ -796,6 +800,29 @@ void add_submit_thumbnail(CLI::App& submit, Invocation& inv) {
   });
 }
 
+// Burn-ins on movies and proxies: their texts, size, colour, font and values.
+void add_burn_in_options(CLI::App& cmd, MediaOptions& o) {
+  cmd.add_option(
+      "--burn-in", o.burn_ins,
+      "[POSITION=]TEXT drawn on every frame or proxy (repeatable): {frame} {timecode} {shot} "
+      "{version} {date} ... POSITION: top-left, top, top-right, bottom-left, bottom, "
+      "bottom-right");
+  cmd.add_option("--burn-in-size", o.burn_in_size,
+                 "the burn-ins' font size in pixels (default: a 28th of the height)");
+  cmd.add_option("--burn-in-colour", o.burn_in_colour,
+                 "the burn-ins' colour: a name or #RRGGBB (default white, on a dark box)");
+  cmd.add_option("--meta", o.meta,
+                 "k=v: a value for the burn-ins (and a movie's slate; repeatable)")
+      ->check(CLI::Validator(
+          [](std::string& kv) {
+            return kv.find('=') == std::string::npos || kv.front() == '='
+                       ? std::string("--meta takes KEY=VALUE")
+                       : std::string();
+          },
+          "KEY=VALUE"));
+  cmd.add_option("--font", o.font, "a TrueType font for the burn-ins and slate (DejaVu Sans)");
+}
+
 void add_submit_convert(CLI::App& submit, Invocation& inv) {
   auto o = std::make_shared<MediaOptions>();
   CLI::App* cmd =
@@ -803,6 +830,7 @@ void add_submit_convert(CLI::App& submit, Invocation& inv) {
   cmd->add_option("--resize", o->resize, "WxH, W (keep aspect) or N%");
   cmd->add_option("--format", o->format, "jpg, png, tif, dpx or exr (default: from -o)");
   cmd->add_option("--chunk", o->chunk, "frames per task (default 10)")->transform(kPositive32);
+  add_burn_in_options(*cmd, *o);
   add_submit_options(*cmd, o->common);
   bind(cmd, inv, o, [](Context& ctx, const MediaOptions& opts) {
     return run_media_submit(ctx, opts, "convert");
@@ -822,20 +850,8 @@ void add_submit_transcode(CLI::App& submit, Invocation& inv) {
                   "a sound file (WAV, AIFF, FLAC) muxed beside the pictures, as long as they are");
   cmd->add_option("--audio-offset", o->audio_offset,
                   "frames to delay the sound by (negative: cut its start)");
-  cmd->add_option("--burn-in", o->burn_ins,
-                  "[POSITION=]TEXT drawn on every frame (repeatable): {frame} {timecode} {shot} "
-                  "{version} {date} ... POSITION: top-left, top, top-right, bottom-left, bottom, "
-                  "bottom-right");
+  add_burn_in_options(*cmd, *o);
   cmd->add_flag("--slate", o->slate, "a slate frame (shot, version, artist, frames, poster) first");
-  cmd->add_option("--meta", o->meta, "k=v: a value for the burn-ins and the slate (repeatable)")
-      ->check(CLI::Validator(
-          [](std::string& kv) {
-            return kv.find('=') == std::string::npos || kv.front() == '='
-                       ? std::string("--meta takes KEY=VALUE")
-                       : std::string();
-          },
-          "KEY=VALUE"));
-  cmd->add_option("--font", o->font, "a TrueType font for the burn-ins and slate (DejaVu Sans)");
   add_submit_options(*cmd, o->common);
   bind(cmd, inv, o, [](Context& ctx, const MediaOptions& opts) {
     return run_media_submit(ctx, opts, "transcode");

@@ -802,10 +802,12 @@ class Reader {
   static bool media_option(const std::string& kind, const std::string& key) {
     static const std::map<std::string, std::set<std::string>> kOptions = {
         {"thumbnail", {"input", "output", "frame", "size", "ocio", "display", "view", "look"}},
-        {"convert", {"input", "output", "resize", "format", "ocio", "display", "view", "look"}},
+        {"convert",
+         {"input", "output", "resize", "format", "ocio", "display", "view", "look", "font",
+          "burn_in_size", "burn_in_colour"}},
         {"transcode",
          {"input", "output", "codec", "fps", "crf", "missing", "ocio", "max_width", "audio",
-          "audio_offset", "font", "display", "view", "look"}},
+          "audio_offset", "font", "display", "view", "look", "burn_in_size", "burn_in_colour"}},
         {"contactsheet",
          {"input", "output", "every", "columns", "size", "title", "ocio", "display", "view",
           "look"}},
@@ -843,7 +845,7 @@ class Reader {
           job.frames = *frames;
           templates.emplace_back(*frames, entry.line);
         }
-      } else if (key == "burn_in" && job.kind == "transcode") {
+      } else if (key == "burn_in" && (job.kind == "transcode" || job.kind == "convert")) {
         // Text or a list of texts, [POSITION=]TEXT each; templates of the
         // media process ({frame}, {timecode}, {shot}...), not paths.
         std::vector<std::string> burns;

@@ -1,6 +1,7 @@
 #include "common/review_codecs.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 
 namespace farmhand::common {
@@ -118,6 +119,28 @@ bool is_builtin_review_name(const std::string& name) {
     if (name == builtin) return true;
   }
   return false;
+}
+
+Result<std::array<int, 3>> burn_in_rgb(const std::string& colour) {
+  static const std::pair<const char*, std::array<int, 3>> kNames[] = {
+      {"white", {255, 255, 255}}, {"black", {0, 0, 0}},      {"grey", {128, 128, 128}},
+      {"gray", {128, 128, 128}},  {"red", {255, 0, 0}},      {"green", {0, 255, 0}},
+      {"blue", {0, 0, 255}},      {"yellow", {255, 255, 0}}, {"cyan", {0, 255, 255}},
+      {"magenta", {255, 0, 255}}, {"orange", {255, 165, 0}}};
+  for (const auto& [name, rgb] : kNames) {
+    if (colour == name) return rgb;
+  }
+  if (colour.size() == 7 && colour[0] == '#' &&
+      std::all_of(colour.begin() + 1, colour.end(),
+                  [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; })) {
+    std::array<int, 3> rgb{};
+    for (size_t c = 0; c < 3; ++c) rgb[c] = std::stoi(colour.substr(1 + 2 * c, 2), nullptr, 16);
+    return rgb;
+  }
+  return fail(ErrorCode::kInvalidArgument,
+              "bad burn-in colour '" + colour.substr(0, 40) +
+                  "' (#RRGGBB or white, black, grey, red, green, blue, yellow, cyan, magenta, "
+                  "orange)");
 }
 
 Result<std::vector<BurnInSpec>> parse_burn_ins(const std::string& lines) {

@@ -16,6 +16,7 @@
 // first (+faststart), so a browser plays before the download ends.
 #pragma once
 
+#include <array>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,11 @@ std::vector<std::string> burn_in_names(const std::string& text);
 
 // The names every movie has: frame, timecode, first, last, fps, date.
 bool is_builtin_review_name(const std::string& name);
+
+// A burn-in colour as 8-bit R, G, B: #RRGGBB or one of white, black, grey,
+// red, green, blue, yellow, cyan, magenta, orange; else "bad burn-in colour
+// 'x' (#RRGGBB or white, black, grey, ...)".
+[[nodiscard]] Result<std::array<int, 3>> burn_in_rgb(const std::string& colour);
 
 // Several burn-ins in one parameter: one per line.
 [[nodiscard]] Result<std::vector<BurnInSpec>> parse_burn_ins(const std::string& lines);

@@ -37,7 +37,9 @@ Result<void> check_known_params(const wire::JobSpec& spec,
                                 std::initializer_list<const char*> known) {
   for (const auto& [key, value] : spec.params()) {
     // A transcode's template values (meta.shot...), for its burn-ins and slate.
-    if (spec.kind() == "transcode" && key.rfind(kMetaParam, 0) == 0) continue;
+    if ((spec.kind() == "transcode" || spec.kind() == "convert") && key.rfind(kMetaParam, 0) == 0) {
+      continue;
+    }
     if (std::none_of(known.begin(), known.end(), [&](const char* k) { return key == k; })) {
       return fail(ErrorCode::kInvalidArgument,
                   fmt::format("unknown parameter '{}' for {} jobs", key, spec.kind()));
@@ -284,6 +286,56 @@ bool is_media_kind(const std::string& kind) {
 
 namespace {
 
+// Burn-ins (one per line, [POSITION=]TEXT), their size, colour and font, the
+// slate and their values (meta.KEY): every name a burn-in reads is the
+// movie's own or given (--meta). For transcodes and proxies.
+Result<void> check_burn_ins(const wire::JobSpec& spec) {
+  auto burns = common::parse_burn_ins(param(spec, "burn_in"));
+  if (!burns) return fail(burns.error());
+  for (const auto& burn : *burns) {
+    for (const std::string& name : common::burn_in_names(burn.text)) {
+      if (!common::is_builtin_review_name(name) &&
+          spec.params().count(std::string(kMetaParam) + name) == 0) {
+        return fail(
+            ErrorCode::kInvalidArgument,
+            fmt::format("burn-in '{}': no value for {{{}}} (give it with --meta {}=..., "
+                        "or use frame, timecode, first, last, fps, date)",
+                        printable(burn.text, 100), printable(name, 40), printable(name, 40)));
+      }
+    }
+  }
+  if (std::string size = param(spec, "burn_in_size"); !size.empty()) {
+    static const re2::RE2 size_pattern("[1-9][0-9]{0,2}");
+    if (!re2::RE2::FullMatch(size, size_pattern) || std::stoi(size) < 6) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("bad --burn-in-size '{}' (6-999 pixels)", printable(size, 20)));
+    }
+  }
+  if (std::string colour = param(spec, "burn_in_colour"); !colour.empty()) {
+    if (auto ok = common::burn_in_rgb(colour); !ok) return fail(ok.error());
+  }
+  const std::string slate = param(spec, "slate", "false");
+  if (slate != "true" && slate != "false") {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("slate must be true or false, not '{}'", printable(slate, 40)));
+  }
+  if (std::string font = param(spec, "font"); !font.empty()) {
+    if (auto ok = check_path("font", font); !ok) return ok;
+  }
+  size_t values = 0;
+  for (const auto& [key, value] : spec.params()) {
+    if (key.rfind(kMetaParam, 0) != 0) continue;
+    const std::string name = key.substr(std::string(kMetaParam).size());
+    if (name.empty() || name.size() > 64 || ++values > 64 || value.size() > 500 ||
+        value.find_first_of("\n\r") != std::string::npos) {
+      return fail(ErrorCode::kInvalidArgument,
+                  fmt::format("bad --meta '{}={}' (up to 64 keys, one line of 500 bytes each)",
+                              printable(name, 64), printable(value, 60)));
+    }
+  }
+  return {};
+}
+
 Result<void> prepare_params(wire::JobSpec& spec, const common::FrameSet* on_disk) {
   const std::string& kind = spec.kind();
   // Every media kind takes the OCIO choice (ocio, display, view, look).
@@ -291,13 +343,15 @@ Result<void> prepare_params(wire::JobSpec& spec, const common::FrameSet* on_disk
       kind == "thumbnail" ? check_known_params(spec, {"input", "output", "frame", "size", "ocio",
                                                       "display", "view", "look"})
       : kind == "convert" ? check_known_params(spec, {"input", "output", "resize", "format", "ocio",
-                                                      "display", "view", "look"})
+                                                      "display", "view", "look", "burn_in",
+                                                      "burn_in_size", "burn_in_colour", "font"})
       : kind == "contactsheet"
           ? check_known_params(spec, {"input", "output", "every", "columns", "size", "title",
                                       "ocio", "display", "view", "look"})
-          : check_known_params(spec, {"input", "output", "codec", "fps", "crf", "missing", "ocio",
-                                      "max_width", "audio", "audio_offset", "burn_in", "slate",
-                                      "font", "display", "view", "look"});
+          : check_known_params(
+                spec, {"input", "output", "codec", "fps", "crf", "missing", "ocio", "max_width",
+                       "audio", "audio_offset", "burn_in", "burn_in_size", "burn_in_colour",
+                       "slate", "font", "display", "view", "look"});
   for (const char* key : {"display", "view", "look"}) {
     const std::string value = param(spec, key);
     if (value.size() > 200 || value.find_first_of("\n\r") != std::string::npos) {
@@ -394,6 +448,7 @@ Result<void> prepare_params(wire::JobSpec& spec, const common::FrameSet* on_disk
   }
 
   if (kind == "convert") {
+    if (auto ok = check_burn_ins(spec); !ok) return ok;
     if (!input->is_single_file() && output->is_single_file() && frames->size() > 1) {
       return fail(ErrorCode::kInvalidArgument,
                   fmt::format("output {} needs frame padding (e.g. proxy.####.jpg)", output_text));
@@ -466,41 +521,7 @@ Result<void> prepare_params(wire::JobSpec& spec, const common::FrameSet* on_disk
   if (!audio_offset.empty() && audio.empty()) {
     return fail(ErrorCode::kInvalidArgument, "--audio-offset without --audio");
   }
-  // Burn-ins (one per line, [POSITION=]TEXT), the slate and their values:
-  // every name a burn-in reads is the movie's own or given (--meta).
-  auto burns = common::parse_burn_ins(param(spec, "burn_in"));
-  if (!burns) return fail(burns.error());
-  for (const auto& burn : *burns) {
-    for (const std::string& name : common::burn_in_names(burn.text)) {
-      if (!common::is_builtin_review_name(name) &&
-          spec.params().count(std::string(kMetaParam) + name) == 0) {
-        return fail(
-            ErrorCode::kInvalidArgument,
-            fmt::format("burn-in '{}': no value for {{{}}} (give it with --meta {}=..., "
-                        "or use frame, timecode, first, last, fps, date)",
-                        printable(burn.text, 100), printable(name, 40), printable(name, 40)));
-      }
-    }
-  }
-  const std::string slate = param(spec, "slate", "false");
-  if (slate != "true" && slate != "false") {
-    return fail(ErrorCode::kInvalidArgument,
-                fmt::format("slate must be true or false, not '{}'", printable(slate, 40)));
-  }
-  if (std::string font = param(spec, "font"); !font.empty()) {
-    if (auto ok = check_path("font", font); !ok) return ok;
-  }
-  size_t values = 0;
-  for (const auto& [key, value] : spec.params()) {
-    if (key.rfind(kMetaParam, 0) != 0) continue;
-    const std::string name = key.substr(std::string(kMetaParam).size());
-    if (name.empty() || name.size() > 64 || ++values > 64 || value.size() > 500 ||
-        value.find_first_of("\n\r") != std::string::npos) {
-      return fail(ErrorCode::kInvalidArgument,
-                  fmt::format("bad --meta '{}={}' (up to 64 keys, one line of 500 bytes each)",
-                              printable(name, 64), printable(value, 60)));
-    }
-  }
+  if (auto ok = check_burn_ins(spec); !ok) return ok;
   auto& params = *spec.mutable_params();
   params["codec"] = codec_name;
   params["missing"] = missing;
@@ -528,6 +549,29 @@ Result<void> prepare_media_job(wire::JobSpec& spec, const common::FrameSet* on_d
   if (auto ok = prepare_params(spec, on_disk); !ok) return ok;
   return check_output_not_input_as_written(spec);
 }
+
+namespace {
+
+// A transcode's or proxy's burn-ins, their look and values, into its request.
+template <typename Body>
+Result<void> set_burn_ins(const wire::JobSpec& spec, Body& body) {
+  auto burns = common::parse_burn_ins(param(spec, "burn_in"));
+  if (!burns) return fail(burns.error());
+  for (const auto& burn : *burns) body.add_burn_in(burn.position + "=" + burn.text);
+  if (std::string size = param(spec, "burn_in_size"); !size.empty()) {
+    body.set_text_size(static_cast<uint32_t>(std::stoul(size)));
+  }
+  body.set_text_colour(param(spec, "burn_in_colour"));
+  body.set_font(param(spec, "font"));
+  for (const auto& [key, value] : spec.params()) {
+    if (key.rfind(kMetaParam, 0) == 0) {
+      (*body.mutable_values())[key.substr(std::string(kMetaParam).size())] = value;
+    }
+  }
+  return {};
+}
+
+}  // namespace
 
 Result<std::string> media_request(const wire::JobSpec& spec, const common::FrameSet& frames) {
   auto input = SequencePattern::parse(param(spec, "input"));
@@ -563,6 +607,7 @@ Result<std::string> media_request(const wire::JobSpec& spec, const common::Frame
     c->set_display(param(spec, "display"));
     c->set_view(param(spec, "view"));
     c->set_look(param(spec, "look"));
+    if (auto ok = set_burn_ins(spec, *c); !ok) return fail(ok.error());
   } else if (spec.kind() == "contactsheet") {
     auto* c = request.mutable_contact_sheet();
     c->set_input_pattern(input->to_string());
@@ -591,16 +636,8 @@ Result<std::string> media_request(const wire::JobSpec& spec, const common::Frame
     std::string max_width = param(spec, "max_width");
     if (!max_width.empty()) t->set_max_width(static_cast<uint32_t>(std::stoul(max_width)));
     t->set_audio(param(spec, "audio"));
-    auto burns = common::parse_burn_ins(param(spec, "burn_in"));
-    if (!burns) return fail(burns.error());
-    for (const auto& burn : *burns) t->add_burn_in(burn.position + "=" + burn.text);
+    if (auto ok = set_burn_ins(spec, *t); !ok) return fail(ok.error());
     t->set_slate(param(spec, "slate") == "true");
-    t->set_font(param(spec, "font"));
-    for (const auto& [key, value] : spec.params()) {
-      if (key.rfind(kMetaParam, 0) == 0) {
-        (*t->mutable_values())[key.substr(std::string(kMetaParam).size())] = value;
-      }
-    }
     if (std::string offset = param(spec, "audio_offset"); !offset.empty()) {
       t->set_audio_offset(std::stoll(offset));
     }

@@ -262,7 +262,7 @@ std::vector<PlannedJob> plan_rule(const common::Rule& rule, const PublishItem& i
       }
       params[key] = *value;
     }
-    if (planned.error.empty() && job.kind == "transcode" &&
+    if (planned.error.empty() && (job.kind == "transcode" || job.kind == "convert") &&
         (params.count("burn_in") != 0 || params.count("slate") != 0)) {
       // The publish's meta fills the burn-ins and the slate ({shot}, {version}).
       for (const auto& [key, value] : meta) params[std::string(kMetaParam) + key] = value;

@@ -420,6 +420,8 @@ class Client:
         display=None,
         view=None,
         look=None,
+        burn_in_size=None,
+        burn_in_colour=None,
     ):
         """Submits a job and returns its id (a JobId: an int with ``duplicate``
         and ``task_count``).
@@ -473,6 +475,8 @@ class Client:
             "display": display,
             "view": view,
             "look": look,
+            "burn_in_size": burn_in_size,
+            "burn_in_colour": burn_in_colour,
         }
         is_media = kind in MEDIA_KINDS
         spec = pb.JobSpec()

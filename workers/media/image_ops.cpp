@@ -1218,6 +1218,13 @@ Result<ImageInfo> convert_frame(const ConvertOptions& options) {
     auto colour =
         to_output_colour(*pic, fmt->display_referred, src->display_referred, options.colour);
     if (!colour) return fail(colour.error());
+    if (options.overlay && pic->channels >= 3) {
+      OIIO::ImageBuf canvas(
+          OIIO::ImageSpec(static_cast<int>(pic->width), static_cast<int>(pic->height),
+                          pic->channels, OIIO::TypeFloat),
+          pic->pixels.data());
+      if (auto drawn = options.overlay(canvas); !drawn) return fail(drawn.error());
+    }
     info.process_time = since(step);
     auto written = write_picture(*pic, options.output, *fmt, options.place,
                                  reads_of(options.input, options.colour, options.task_inputs));

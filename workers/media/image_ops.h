@@ -25,8 +25,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
+
+#include <OpenImageIO/imagebuf.h>
 
 #include "common/result.h"
 #include "workers/media/output_file.h"
@@ -94,6 +97,9 @@ struct ConvertOptions {
   OutputPlace place = {};  // where the broker placed `output`; empty: its parent as written
   // The task's other inputs: the output never replaces one of them (nor `input`).
   std::vector<std::string> task_inputs = {};
+  // Drawn on the finished picture (R,G,B float, display-referred for 8-bit
+  // outputs) before it is written: a proxy's burn-ins (review_overlay.h).
+  std::function<Result<void>(OIIO::ImageBuf& picture)> overlay = {};
 };
 
 // Converts one frame: the displayed picture (display window, pixel aspect),

@@ -159,6 +159,10 @@ Result<std::unique_ptr<BurnInPainter>> BurnInPainter::open(const std::vector<Bur
                           : right ? fmt::format("w-tw-{}", margin)
                                   : "(w-tw)/2";
     const std::string y = top ? std::to_string(margin) : fmt::format("h-th-{}", margin);
+    auto rgb = common::burn_in_rgb(burn.colour.empty() ? "white" : burn.colour);
+    if (!rgb) return fail(rgb.error());
+    const std::string colour_text =
+        fmt::format("0x{:02x}{:02x}{:02x}", (*rgb)[0], (*rgb)[1], (*rgb)[2]);
     AVFilterContext* text =
         avfilter_graph_alloc_filter(g->graph.get(), drawtext, fmt::format("burn{}", i).c_str());
     if (!text) return fail(ErrorCode::kInternal, "out of memory for a burn-in");
@@ -168,7 +172,7 @@ Result<std::unique_ptr<BurnInPainter>> BurnInPainter::open(const std::vector<Bur
         {"text", " "},
         {"expansion", "none"},
         {"fontsize", std::to_string(size)},
-        {"fontcolor", "white"},
+        {"fontcolor", colour_text},
         {"box", "1"},
         {"boxcolor", "black@0.6"},
         {"boxborderw", std::to_string(std::max(2, size / 4))},
@@ -221,6 +225,49 @@ Result<FramePtr> BurnInPainter::paint(FramePtr picture, const ReviewValues& valu
   av_frame_move_ref(painted.get(), g.out.get());
   painted->pts = pts;
   return painted;
+}
+
+Result<void> draw_burn_ins(OIIO::ImageBuf& picture, const std::vector<BurnIn>& burn_ins,
+                           const std::string& font, const ReviewValues& values, int64_t frame) {
+  const int w = picture.spec().width;
+  const int h = picture.spec().height;
+  const std::string face = font.empty() ? kReviewFont : font;
+  const int margin = std::max(4, h / 40);
+  for (const BurnIn& burn : burn_ins) {
+    if (auto ok = check_burn_in_position(burn.position); !ok) return fail(ok.error());
+    Result<std::string> text = expand_review_text(burn.text, values, frame);
+    if (!text) return fail(text.error());
+    if (text->empty()) continue;
+    const int size = burn.size > 0 ? burn.size : std::max(10, h / 28);
+    const OIIO::ROI extent = OIIO::ImageBufAlgo::text_size(*text, size, face);
+    if (!extent.defined()) {
+      return fail(ErrorCode::kInvalidArgument, "cannot draw burn-ins with font " + face);
+    }
+    const int tw = extent.width();
+    const int th = extent.height();
+    const bool top = burn.position.rfind("top", 0) == 0;
+    const bool left = burn.position.find("left") != std::string::npos;
+    const bool right = burn.position.find("right") != std::string::npos;
+    const int x = left ? margin : right ? w - tw - margin : (w - tw) / 2;
+    const int y = top ? margin : h - th - margin;
+    // The box, then the text on it (its baseline below the box's top by the ascent).
+    const int border = std::max(2, size / 4);
+    const OIIO::ROI box(std::max(0, x - border), std::min(w, x + tw + border),
+                        std::max(0, y - border), std::min(h, y + th + border), 0, 1, 0, 3);
+    float shade[3] = {0.4f, 0.4f, 0.4f};
+    OIIO::ImageBufAlgo::mul(picture, picture, shade, box);
+    auto rgb = common::burn_in_rgb(burn.colour.empty() ? "white" : burn.colour);
+    if (!rgb) return fail(rgb.error());
+    const float colour[3] = {static_cast<float>((*rgb)[0]) / 255.0f,
+                             static_cast<float>((*rgb)[1]) / 255.0f,
+                             static_cast<float>((*rgb)[2]) / 255.0f};
+    if (!OIIO::ImageBufAlgo::render_text(picture, x - extent.xbegin, y - extent.ybegin, *text, size,
+                                         face, {colour, 3})) {
+      return fail(ErrorCode::kInvalidArgument,
+                  "cannot draw burn-ins with font " + face + ": " + picture.geterror());
+    }
+  }
+  return {};
 }
 
 Result<DisplayImage> make_slate(const SlateOptions& options, uint32_t width, uint32_t height) {

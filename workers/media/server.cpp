@@ -128,6 +128,17 @@ Result<void> MediaServer::handle(const Request& request) {
         send_log(id, log.finish());
         return fail(std::move(error));
       };
+      // A proxy's burn-ins, drawn by OpenImageIO (review_overlay.h).
+      auto burns = burn_ins_of({c.burn_in().begin(), c.burn_in().end()});
+      if (!burns) return fail(burns.error());
+      for (BurnIn& burn : *burns) {
+        burn.size = static_cast<int>(c.text_size());
+        if (!c.text_colour().empty()) burn.colour = c.text_colour();
+      }
+      ReviewValues review;
+      review.values = {c.values().begin(), c.values().end()};
+      review.first = frames->empty() ? 0 : frames->frame_at(0);
+      review.last = frames->empty() ? 0 : frames->frame_at(frames->size() - 1);
       for (uint64_t i = 0; i < frames->size(); ++i) {
         int64_t frame = frames->frame_at(i);
         ConvertOptions options;
@@ -138,6 +149,11 @@ Result<void> MediaServer::handle(const Request& request) {
         options.format = c.format();
         options.resize = c.resize();
         options.colour = colour_of(c);
+        if (!burns->empty()) {
+          options.overlay = [&, frame](OIIO::ImageBuf& picture) {
+            return draw_burn_ins(picture, *burns, c.font(), review, frame);
+          };
+        }
         if (!file_exists(options.input)) {
           return failed(Error{ErrorCode::kNotFound, fmt::format("missing frame {}", frame)});
         }
@@ -207,6 +223,10 @@ Result<void> MediaServer::handle(const Request& request) {
       auto burns = burn_ins_of({t.burn_in().begin(), t.burn_in().end()});
       if (!burns) return fail(burns.error());
       options.burn_ins = std::move(*burns);
+      for (BurnIn& burn : options.burn_ins) {
+        burn.size = static_cast<int>(t.text_size());
+        if (!t.text_colour().empty()) burn.colour = t.text_colour();
+      }
       options.slate = t.slate();
       options.font = t.font();
       options.values = {t.values().begin(), t.values().end()};

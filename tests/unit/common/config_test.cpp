@@ -743,8 +743,8 @@ TEST(ConfigRulesTest, BurnInsAreTextOrAListCheckedAtTheirLineAndSlateIsABool) {
                 "        kind: transcode\n        output: /x.mov\n        burn_in: \"{frame\"\n")),
             "<config>:8: rules[0].jobs.j.burn_in: burn-in '{frame': a '{' without its '}'");
   EXPECT_EQ(problems_of(one_job_rule(
-                "        kind: convert\n        output: /x.####.jpg\n        burn_in: x\n")),
-            "<config>:8: unknown key 'burn_in' for a convert job in rules[0].jobs.j");
+                "        kind: thumbnail\n        output: /x.jpg\n        burn_in: x\n")),
+            "<config>:8: unknown key 'burn_in' for a thumbnail job in rules[0].jobs.j");
 }
 
 TEST(ConfigRulesTest, JobWithoutAKindIsReported) {

@@ -235,6 +235,12 @@ TEST(MediaPathsTest, BurnInsAreCheckedAtSubmitAndReachTheMediaProcess) {
       << "not a position: the whole is the text";
   EXPECT_EQ(refusal(movie({{"burn_in", "x}"}})), "burn-in 'x}': a '}' without its '{'");
   EXPECT_EQ(refusal(movie({{"slate", "yes"}})), "slate must be true or false, not 'yes'");
+  EXPECT_EQ(refusal(movie({{"burn_in_size", "3"}})), "bad --burn-in-size '3' (6-999 pixels)");
+  EXPECT_EQ(refusal(movie({{"burn_in_colour", "yellow@0.5:x=1"}})),
+            "bad burn-in colour 'yellow@0.5:x=1' (#RRGGBB or white, black, grey, red, green, blue, "
+            "yellow, cyan, "
+            "magenta, orange)");
+  EXPECT_EQ(refusal(movie({{"burn_in_colour", "#ffcc00"}, {"burn_in_size", "40"}})), "accepted");
   EXPECT_EQ(refusal(movie({{"meta.shot", "a\nb"}})),
             "bad --meta 'shot=a\\x0ab' (up to 64 keys, one line of 500 bytes each)");
 
@@ -243,7 +249,9 @@ TEST(MediaPathsTest, BurnInsAreCheckedAtSubmitAndReachTheMediaProcess) {
                      {"slate", "true"},
                      {"display", "sRGB"},
                      {"view", "ACES 1.0 SDR-video"},
-                     {"look", "shot_grade"}});
+                     {"look", "shot_grade"},
+                     {"burn_in_size", "40"},
+                     {"burn_in_colour", "yellow"}});
   ASSERT_TRUE(prepare_media_job(spec));
   auto request = media_request(spec, common::FrameSet::range(1, 3));
   ASSERT_TRUE(request);
@@ -258,6 +266,32 @@ TEST(MediaPathsTest, BurnInsAreCheckedAtSubmitAndReachTheMediaProcess) {
   EXPECT_EQ(t.display(), "sRGB");
   EXPECT_EQ(t.view(), "ACES 1.0 SDR-video");
   EXPECT_EQ(t.look(), "shot_grade");
+  EXPECT_EQ(t.text_size(), 40u);
+  EXPECT_EQ(t.text_colour(), "yellow");
+}
+
+// Proxies take burn-ins too (not a slate); their request carries them.
+TEST(MediaPathsTest, ProxyBurnInsAreCheckedAndReachTheMediaProcess) {
+  auto proxies = [](std::map<std::string, std::string> params) {
+    return media_job("convert", "/p/s.1-3#.exr", "/p/proxy/s.####.jpg", std::move(params));
+  };
+  EXPECT_EQ(refusal(proxies({{"burn_in", "{shot}"}})),
+            "burn-in '{shot}': no value for {shot} (give it with --meta shot=..., or use frame, "
+            "timecode, first, last, fps, date)");
+  EXPECT_EQ(refusal(proxies({{"slate", "true"}})), "unknown parameter 'slate' for convert jobs");
+  auto spec = proxies({{"burn_in", "top-right={shot} {frame}"},
+                       {"meta.shot", "sh010"},
+                       {"burn_in_colour", "orange"}});
+  ASSERT_TRUE(prepare_media_job(spec));
+  auto request = media_request(spec, common::FrameSet::range(1, 3));
+  ASSERT_TRUE(request);
+  media::Request parsed;
+  ASSERT_TRUE(parsed.ParseFromString(*request));
+  const auto& c = parsed.convert();
+  ASSERT_EQ(c.burn_in_size(), 1);
+  EXPECT_EQ(c.burn_in(0), "top-right={shot} {frame}");
+  EXPECT_EQ(c.values().at("shot"), "sh010");
+  EXPECT_EQ(c.text_colour(), "orange");
 }
 
 TEST(MediaPathsTest, TheResolvedOutputDirectoryAndItsRootGoToTheMediaRequest) {

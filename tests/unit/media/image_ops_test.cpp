@@ -34,6 +34,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "workers/media/review_overlay.h"
+
 namespace farmhand::media {
 namespace {
 
@@ -699,6 +701,47 @@ TEST(ImageOpsTest, TexturesEnvironmentsAndMultiViewFilesShowTheirWholePicture) {
       "--chappend --chnames R,G,B,left.R,left.G,left.B -d half -o " +
       quoted(views));
   EXPECT_EQ(at(thumbnail(views, 32), 16, 8), red);
+}
+
+// A proxy's burn-ins: drawn by OpenImageIO where configured, with the frame's
+// number and the job's values; the rest of the picture is untouched.
+TEST(ImageOpsTest, ProxyBurnInsAreDrawnWhereConfiguredAndNowhereElse) {
+  TempDir dir;
+  OIIO::ImageBuf grey(OIIO::ImageSpec(320, 240, 3, OIIO::TypeDesc::HALF));
+  const float value[3] = {0.18f, 0.18f, 0.18f};
+  OIIO::ImageBufAlgo::fill(grey, value);
+  const std::string input = dir.file("grey.1017.exr");
+  ASSERT_TRUE(grey.write(input)) << grey.geterror();
+  ConvertOptions plain;
+  plain.input = input;
+  plain.output = dir.file("plain.png");
+  ASSERT_TRUE(convert_frame(plain));
+  ConvertOptions burned = plain;
+  burned.output = dir.file("burned.png");
+  ReviewValues values;
+  values.values = {{"shot", "sh010"}};
+  const std::vector<BurnIn> burns = {BurnIn{"{shot} {frame}", "top-right", 0, "yellow"}};
+  burned.overlay = [&](OIIO::ImageBuf& picture) {
+    return draw_burn_ins(picture, burns, "", values, 1017);
+  };
+  auto made = convert_frame(burned);
+  ASSERT_TRUE(made) << made.error().reason;
+  OIIO::ImageBuf a = load(plain.output);
+  OIIO::ImageBuf b = load(burned.output);
+  int changed_top_right = 0, changed_elsewhere = 0, yellow = 0;
+  for (int y = 0; y < 240; ++y) {
+    for (int x = 0; x < 320; ++x) {
+      const bool differs = std::abs(a.getchannel(x, y, 0, 0) - b.getchannel(x, y, 0, 0)) > 0.02f;
+      const bool corner = x >= 200 && y < 40;
+      (corner ? changed_top_right : changed_elsewhere) += differs ? 1 : 0;
+      if (b.getchannel(x, y, 0, 0) > 0.8f && b.getchannel(x, y, 0, 2) < 0.3f) ++yellow;
+    }
+  }
+  EXPECT_GT(changed_top_right, 100) << "the box and the text, top right";
+  EXPECT_EQ(changed_elsewhere, 0);
+  EXPECT_GT(yellow, 30) << "yellow text";
+  EXPECT_FALSE(draw_burn_ins(b, {BurnIn{"{seq}", "top", 0, "white"}}, "", values, 1))
+      << "a name without a value is an error";
 }
 
 TEST(ImageOpsTest, ConvertRejectsAMalformedResize) {

@@ -680,6 +680,30 @@ TEST_F(TranscodeReviewTest, BurnInsAreDrawnWhereConfiguredAndNowhereElse) {
       << "ours and ffmpeg's drawtext differ by more than the encoding";
 }
 
+// A burn-in's colour and size are the job's: yellow text, larger than the default.
+TEST_F(TranscodeReviewTest, BurnInsTakeTheirColourAndSize) {
+  TranscodeOptions options = grey(dir_.file("yellow.mov"), 1);
+  options.burn_ins = {BurnIn{"{shot} {shot} {shot}", "top-left", 30, "yellow"}};
+  transcode_ok(options);
+  const std::string frame = rgb(options.output, 0);
+  ASSERT_EQ(frame.size(), 320u * 240 * 3);
+  int yellow = 0, deepest = 0;
+  for (int y = 0; y < 240; ++y) {
+    for (int x = 0; x < 320; ++x) {
+      const size_t at = (static_cast<size_t>(y) * 320 + x) * 3;
+      const int r = frame[at] & 0xff, g = frame[at + 1] & 0xff, b = frame[at + 2] & 0xff;
+      if (r > 180 && g > 180 && b < 100) {
+        ++yellow;
+        deepest = std::max(deepest, y);
+      }
+    }
+  }
+  EXPECT_GT(yellow, 200) << "yellow text";
+  // Capitals of 30-pixel text from the 6-pixel margin reach row 25 or so;
+  // the default size here (10 px) would stop near row 14.
+  EXPECT_GT(deepest, 20);
+}
+
 // The slate is frame 0; the pictures follow it unchanged.
 TEST_F(TranscodeReviewTest, ASlateIsTheFirstFrameAndThePicturesFollowIt) {
   TranscodeOptions plain = grey(dir_.file("plain.mov"), 3);
