@@ -18,6 +18,17 @@ namespace farmhand::media {
 
 namespace {
 
+// Every frame's path of a sequence, and its number, in order.
+void frame_paths(const common::SequencePattern& input, const common::FrameSet& frames,
+                 std::vector<std::string>& paths, std::vector<int64_t>& numbers) {
+  paths.reserve(frames.size());
+  numbers.reserve(frames.size());
+  for (uint64_t i = 0; i < frames.size(); ++i) {
+    paths.push_back(common::format_frame(input, frames.frame_at(i)));
+    numbers.push_back(frames.frame_at(i));
+  }
+}
+
 // A request's OCIO choice (every media request has the same four fields).
 template <typename Body>
 ColourChoice colour_of(const Body& body) {
@@ -175,10 +186,7 @@ Result<void> MediaServer::handle(const Request& request) {
       auto frames = common::FrameSet::parse(c.frames());
       if (!frames) return fail(frames.error());
       ContactSheetOptions options;
-      for (uint64_t i = 0; i < frames->size(); ++i) {
-        options.frames.push_back(common::format_frame(*input, frames->frame_at(i)));
-        options.frame_numbers.push_back(frames->frame_at(i));
-      }
+      frame_paths(*input, *frames, options.frames, options.frame_numbers);
       options.output = c.output();
       options.columns = c.columns() > 0 ? c.columns() : options.columns;
       options.cell_width = c.cell_width() > 0 ? c.cell_width() : options.cell_width;
@@ -203,12 +211,7 @@ Result<void> MediaServer::handle(const Request& request) {
       auto frames = common::FrameSet::parse(t.frames());
       if (!frames) return fail(frames.error());
       TranscodeOptions options;
-      options.frames.reserve(frames->size());
-      for (uint64_t i = 0; i < frames->size(); ++i) {
-        int64_t frame = frames->frame_at(i);
-        options.frames.push_back(common::format_frame(*input, frame));
-        options.frame_numbers.push_back(frame);
-      }
+      frame_paths(*input, *frames, options.frames, options.frame_numbers);
       options.output = t.output();
       options.place = place;
       if (auto ok = make_parent_dir(place, options.output); !ok) return ok;

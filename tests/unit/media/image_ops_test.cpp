@@ -174,30 +174,8 @@ bool all_finite(const std::string& path) {
   return true;
 }
 
-// An OCIO v2 config with one display whose default view is `view_space`:
-// "srgb" (the sRGB curve, like OIIO's built-in) or "linear" (no curve).
 std::string write_ocio_config(const TempDir& dir, const std::string& view_space) {
-  const std::string path = dir.file("config-" + view_space + ".ocio");
-  std::ofstream(path) << R"(ocio_profile_version: 2
-roles:
-  default: linear
-  scene_linear: linear
-displays:
-  monitor:
-    - !<View> {name: standard, colorspace: )"
-                      << view_space << R"(}
-active_displays: [monitor]
-active_views: [standard]
-colorspaces:
-  - !<ColorSpace>
-    name: linear
-    isdata: false
-  - !<ColorSpace>
-    name: srgb
-    isdata: false
-    from_scene_reference: !<ExponentWithLinearTransform> {gamma: 2.4, offset: 0.055, direction: inverse}
-)";
-  return path;
+  return testing_support::write_one_display_config(dir.path(), view_space);
 }
 
 // The expected thumbnail size at 256 wide for each DisplayWindow file:

@@ -100,6 +100,13 @@ std::map<std::string, std::string> probe(const std::string& movie) {
   return fields;
 }
 
+// The BT.709 tags every review movie carries (primaries, transfer, matrix).
+void expect_bt709(std::map<std::string, std::string>& info) {
+  EXPECT_EQ(info["color_primaries"], "bt709");
+  EXPECT_EQ(info["color_transfer"], "bt709");
+  EXPECT_EQ(info["color_space"], "bt709");
+}
+
 // Which decoded frames are key frames, in order.
 std::vector<bool> key_frames(const std::string& movie) {
   const CommandOutput output =
@@ -199,9 +206,7 @@ TEST_F(TranscodeTest, H264MovieOfEightBeachballFramesHasEightFramesAt24FpsTagged
   EXPECT_EQ(info["nb_read_frames"], "8");
   EXPECT_EQ(info["r_frame_rate"], "24/1");
   EXPECT_EQ(info["duration"], "0.333333");  // 8 frames of 1/24 s, the last one included
-  EXPECT_EQ(info["color_primaries"], "bt709");
-  EXPECT_EQ(info["color_transfer"], "bt709");
-  EXPECT_EQ(info["color_space"], "bt709");
+  expect_bt709(info);
   EXPECT_EQ(info["color_range"], "tv");
   EXPECT_EQ(info["has_b_frames"], "0");  // -bf 0, as ShotGrid's review transcode
   EXPECT_EQ(info["TAG:major_brand"], "qt  ");
@@ -247,9 +252,7 @@ TEST_F(TranscodeTest, ProresMovieIsProres422HqIn10Bit) {
   EXPECT_EQ(info["profile"], "HQ");
   EXPECT_EQ(info["pix_fmt"], "yuv422p10le");
   EXPECT_EQ(info["nb_read_frames"], "8");
-  EXPECT_EQ(info["color_primaries"], "bt709");
-  EXPECT_EQ(info["color_transfer"], "bt709");
-  EXPECT_EQ(info["color_space"], "bt709");
+  expect_bt709(info);
 }
 
 TEST_F(TranscodeTest, DnxhrMovieUsesDnxhrHqProfileIn8Bit) {
@@ -349,9 +352,7 @@ TEST_F(TranscodeTest, WebCodecsAreEvenSquarePixelYuv420TaggedBt709InEachOfTheirC
     EXPECT_EQ(info["height"], "244");
     EXPECT_EQ(info["sample_aspect_ratio"], "1:1");
     EXPECT_EQ(info["nb_read_frames"], "4");
-    EXPECT_EQ(info["color_primaries"], "bt709");
-    EXPECT_EQ(info["color_transfer"], "bt709");
-    EXPECT_EQ(info["color_space"], "bt709");
+    expect_bt709(info);
     EXPECT_EQ(info["color_range"], "tv");
   }
 }
