@@ -2,7 +2,14 @@
 
 #include <algorithm>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 namespace farmhand::daemon {
+
+namespace {
+constexpr int kBuilderNice = 10;
+}  // namespace
 
 ChangeFeed::~ChangeFeed() {
   close();
@@ -122,6 +129,10 @@ std::vector<std::shared_ptr<ChangeFeed::Entry>> ChangeFeed::build(Notes& notes) 
 }
 
 void ChangeFeed::build_loop() {
+  // Below the loop, like the HTTP front's threads: when both want a core the
+  // loop's dispatch goes first (this thread sorts and allocates thousands of
+  // entries a publish on a busy farm).
+  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kBuilderNice);
   std::unique_lock lock(mutex_);
   for (;;) {
     handed_.wait(lock, [this] { return closed_ || !pending_.empty(); });
