@@ -608,6 +608,11 @@ Result<std::string> media_request(const wire::JobSpec& spec, const common::Frame
     c->set_view(param(spec, "view"));
     c->set_look(param(spec, "look"));
     if (auto ok = set_burn_ins(spec, *c); !ok) return fail(ok.error());
+    // {first} and {last} are the sequence's, whichever chunk this task is.
+    if (auto all = FrameSet::parse(spec.frames()); all && !all->empty()) {
+      c->set_sequence_first(all->frame_at(0));
+      c->set_sequence_last(all->frame_at(all->size() - 1));
+    }
   } else if (spec.kind() == "contactsheet") {
     auto* c = request.mutable_contact_sheet();
     c->set_input_pattern(input->to_string());

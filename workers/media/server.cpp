@@ -148,8 +148,12 @@ Result<void> MediaServer::handle(const Request& request) {
       }
       ReviewValues review;
       review.values = {c.values().begin(), c.values().end()};
-      review.first = frames->empty() ? 0 : frames->frame_at(0);
-      review.last = frames->empty() ? 0 : frames->frame_at(frames->size() - 1);
+      review.first = c.has_sequence_first() ? c.sequence_first()
+                     : frames->empty()      ? 0
+                                            : frames->frame_at(0);
+      review.last = c.has_sequence_last() ? c.sequence_last()
+                    : frames->empty()     ? 0
+                                          : frames->frame_at(frames->size() - 1);
       for (uint64_t i = 0; i < frames->size(); ++i) {
         int64_t frame = frames->frame_at(i);
         ConvertOptions options;

@@ -283,7 +283,7 @@ TEST(MediaPathsTest, ProxyBurnInsAreCheckedAndReachTheMediaProcess) {
                        {"meta.shot", "sh010"},
                        {"burn_in_colour", "orange"}});
   ASSERT_TRUE(prepare_media_job(spec));
-  auto request = media_request(spec, common::FrameSet::range(1, 3));
+  auto request = media_request(spec, common::FrameSet::range(2, 1));  // the task of frame 2
   ASSERT_TRUE(request);
   media::Request parsed;
   ASSERT_TRUE(parsed.ParseFromString(*request));
@@ -292,6 +292,8 @@ TEST(MediaPathsTest, ProxyBurnInsAreCheckedAndReachTheMediaProcess) {
   EXPECT_EQ(c.burn_in(0), "top-right={shot} {frame}");
   EXPECT_EQ(c.values().at("shot"), "sh010");
   EXPECT_EQ(c.text_colour(), "orange");
+  EXPECT_EQ(c.sequence_first(), 1) << "{first} is the sequence's, not the chunk's";
+  EXPECT_EQ(c.sequence_last(), 3);
 }
 
 TEST(MediaPathsTest, TheResolvedOutputDirectoryAndItsRootGoToTheMediaRequest) {
