@@ -81,6 +81,17 @@ std::string quoted(const std::string& text) {
   return "'" + text + "'";
 }
 
+// ffprobe's default output (key=value lines) as a map.
+std::map<std::string, std::string> key_values(const std::string& text) {
+  std::map<std::string, std::string> fields;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    const size_t eq = line.find('=');
+    if (eq != std::string::npos) fields[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return fields;
+}
+
 // ffprobe's view of the first video stream: key=value per entry.
 std::map<std::string, std::string> probe(const std::string& movie) {
   const CommandOutput output =
@@ -91,13 +102,7 @@ std::map<std::string, std::string> probe(const std::string& movie) {
           "-of default=noprint_wrappers=1 " +
           quoted(movie));
   EXPECT_EQ(output.status, 0) << "ffprobe " << movie;
-  std::map<std::string, std::string> fields;
-  std::istringstream lines(output.out);
-  for (std::string line; std::getline(lines, line);) {
-    const size_t eq = line.find('=');
-    if (eq != std::string::npos) fields[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return fields;
+  return key_values(output.out);
 }
 
 // The BT.709 tags every review movie carries (primaries, transfer, matrix).
@@ -432,13 +437,7 @@ std::map<std::string, std::string> probe_audio(const std::string& movie) {
       run("ffprobe -v error -select_streams a:0 -show_entries "
           "stream=codec_name,sample_rate,channels,duration -of default=noprint_wrappers=1 " +
           quoted(movie));
-  std::map<std::string, std::string> fields;
-  std::istringstream lines(output.out);
-  for (std::string line; std::getline(lines, line);) {
-    const size_t eq = line.find('=');
-    if (eq != std::string::npos) fields[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return fields;
+  return key_values(output.out);
 }
 
 // A movie's sound decoded to mono 16-bit samples at `rate` (ffmpeg as the oracle).
