@@ -594,17 +594,25 @@ TEST(ReviewTextTest, TemplatesExpandPerFrameAndTimecodeIsSmpteNonDrop) {
 
 class TranscodeReviewTest : public TranscodeTest {
  protected:
+  // A 320x240 half EXR of one colour, with these chromaticities if given.
+  static void flat_exr(const std::string& path, const float* rgb,
+                       const float* chromaticities = nullptr) {
+    OIIO::ImageSpec spec(320, 240, 3, OIIO::TypeDesc::HALF);
+    if (chromaticities != nullptr) {
+      spec.attribute("chromaticities", OIIO::TypeDesc(OIIO::TypeDesc::FLOAT, 8), chromaticities);
+    }
+    OIIO::ImageBuf buf(spec);
+    OIIO::ImageBufAlgo::fill(buf, {rgb, 3});
+    EXPECT_TRUE(buf.write(path)) << buf.geterror();
+  }
+
   // `count` frames of flat 18% grey, 320x240, numbered from 1001.
   TranscodeOptions grey(const std::string& output, int count) {
     TranscodeOptions options;
     for (int frame = 1001; frame < 1001 + count; ++frame) {
       const std::string path = dir_.file("grey." + std::to_string(frame) + ".exr");
-      if (!fs::exists(path)) {
-        OIIO::ImageBuf buf(OIIO::ImageSpec(320, 240, 3, OIIO::TypeDesc::HALF));
-        const float value[3] = {0.18f, 0.18f, 0.18f};
-        OIIO::ImageBufAlgo::fill(buf, value);
-        EXPECT_TRUE(buf.write(path)) << buf.geterror();
-      }
+      const float value[3] = {0.18f, 0.18f, 0.18f};
+      if (!fs::exists(path)) flat_exr(path, value);
       options.frames.push_back(path);
       options.frame_numbers.push_back(frame);
     }
@@ -746,14 +754,10 @@ TEST_F(TranscodeReviewTest, WithASlateTheSoundStartsWithTheFirstPicture) {
 TEST_F(TranscodeReviewTest, AnAcesPlateIsNotWashedOutInTheMovie) {
   TranscodeOptions options;
   const float ap0[8] = {0.7347f, 0.2653f, 0.0f, 1.0f, 0.0001f, -0.0770f, 0.32168f, 0.33767f};
+  const float red[3] = {0.18f, 0.0f, 0.0f};
   for (int frame = 1; frame <= 2; ++frame) {
-    OIIO::ImageSpec spec(320, 240, 3, OIIO::TypeDesc::HALF);
-    spec.attribute("chromaticities", OIIO::TypeDesc(OIIO::TypeDesc::FLOAT, 8), ap0);
-    OIIO::ImageBuf buf(spec);
-    const float red[3] = {0.18f, 0.0f, 0.0f};
-    OIIO::ImageBufAlgo::fill(buf, red);
     options.frames.push_back(dir_.file("aces." + std::to_string(frame) + ".exr"));
-    ASSERT_TRUE(buf.write(options.frames.back())) << buf.geterror();
+    flat_exr(options.frames.back(), red, ap0);
   }
   options.output = dir_.file("aces.mov");
   options.codec = "prores";
