@@ -720,6 +720,7 @@ struct MediaOptions {
   std::string look;
   std::string audio;
   std::string audio_offset;
+  std::string segments;
   std::string every;
   std::string columns;
   std::string title;
@@ -754,6 +755,7 @@ int run_media_submit(Context& ctx, const MediaOptions& o, const std::string& kin
   put("look", o.look);
   if (!o.audio.empty()) params["audio"] = absolute(o.audio);
   put("audio_offset", o.audio_offset);
+  put("segments", o.segments);
   if (!o.burn_ins.empty()) {
     std::string lines;
     for (const std::string& burn : o.burn_ins) lines += (lines.empty() ? "" : "\n") + burn;
@@ -850,6 +852,10 @@ void add_submit_transcode(CLI::App& submit, Invocation& inv) {
                   "a sound file (WAV, AIFF, FLAC) muxed beside the pictures, as long as they are");
   cmd->add_option("--audio-offset", o->audio_offset,
                   "frames to delay the sound by (negative: cut its start)");
+  cmd->add_option("--segments", o->segments,
+                  "encode in N segments of whole GOPs on as many workers, joined into one "
+                  "file (default: one task; a movie after --after-frames streams in 60-frame "
+                  "segments)");
   add_burn_in_options(*cmd, *o);
   cmd->add_flag("--slate", o->slate, "a slate frame (shot, version, artist, frames, poster) first");
   add_submit_options(*cmd, o->common);

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <array>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,18 @@ const std::vector<ReviewCodec>& review_codecs();
 // The crf to use: `text` empty gives the codec's default; else it must be a
 // whole number in the codec's range ("bad crf '70' for vp9 (0-63)").
 [[nodiscard]] Result<int> review_crf(const ReviewCodec& codec, const std::string& text);
+
+// Every review movie has an IDR frame at least every this many pictures; a
+// movie in segments (workers/media/movie_join.h) cuts them at whole GOPs.
+inline constexpr int kReviewGopFrames = 30;
+
+// A movie segment's file name in its job's segment folder: "seg.1001.1060.mp4"
+// for frames 1001 to 1060 of a movie whose output ends in `extension` (".mp4" or "mp4").
+inline std::string movie_segment_name(int64_t first, int64_t last, std::string extension) {
+  if (!extension.empty() && extension.front() == '.') extension.erase(0, 1);
+  for (char& c : extension) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  return "seg." + std::to_string(first) + "." + std::to_string(last) + "." + extension;
+}
 
 // A burn-in as written on the command line or in a rule: "TEXT", or
 // "POSITION=TEXT" with POSITION one of top-left, top, top-right, bottom-left,

@@ -1,11 +1,14 @@
 #include "daemon/job_intake.h"
 
+#include <random>
+
 #include <fmt/format.h>
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include "common/byte_size.h"
 #include "daemon/job_kinds.h"
+#include "daemon/media_jobs.h"
 #include "daemon/openjd_jobs.h"
 
 namespace farmhand::daemon {
@@ -328,7 +331,19 @@ Result<void> JobIntake::check_spec(wire::JobSpec& spec, const common::FrameSet* 
 Result<core::JobId> JobIntake::create_job(wire::JobSpec spec, Turn& turn,
                                           const common::FrameSet* on_disk) {
   if (auto ok = check_spec(spec, on_disk); !ok) return fail(ok.error());
+  if (wants_segments(spec)) return create_movie_in_segments(std::move(spec), turn);
   return create_checked_job(std::move(spec), turn);
+}
+
+Result<core::JobId> JobIntake::create_movie_in_segments(wire::JobSpec spec, Turn& turn) {
+  static thread_local std::mt19937_64 random{std::random_device{}()};
+  MovieJobs jobs = split_movie_job(std::move(spec), random());
+  auto segments = create_checked_job(std::move(jobs.segments), turn);
+  if (!segments) return segments;
+  jobs.join.add_after(*segments);
+  auto join = create_checked_job(std::move(jobs.join), turn);
+  if (join) log_.info("movie in segments job={} segments_job={}", *join, *segments);
+  return join;
 }
 
 Result<core::JobId> JobIntake::create_checked_job(wire::JobSpec spec, Turn& turn) {

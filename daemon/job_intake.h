@@ -51,6 +51,10 @@ class JobIntake {
                                                const common::FrameSet* on_disk = nullptr);
 
  private:
+  // A movie in segments (daemon/media_jobs.h): the job that encodes them,
+  // then the job that joins them after it, whose id is returned.
+  [[nodiscard]] Result<core::JobId> create_movie_in_segments(wire::JobSpec spec, Turn& turn);
+
   // create_job for a spec check_spec has completed.
   [[nodiscard]] Result<core::JobId> create_checked_job(wire::JobSpec spec, Turn& turn);
 

@@ -70,6 +70,41 @@ bool valid_resize(const std::string& resize) {
   return re2::RE2::FullMatch(resize, pattern);
 }
 
+// A movie in segments (workers/media/movie_join.h): --segments N cuts it
+// into N tasks of whole GOPs; a movie that follows a render frame by frame
+// (after_frames) is cut every kStreamingSegmentFrames unless --segments says
+// otherwise, so each segment starts as soon as its frames are rendered. One
+// segment: the movie is one task, as without.
+constexpr uint64_t kStreamingSegmentFrames = 2 * common::kReviewGopFrames;
+constexpr uint64_t kMaxSegments = 10000;
+
+Result<void> plan_segments(wire::JobSpec& spec, uint64_t frames) {
+  auto& params = *spec.mutable_params();
+  const std::string written = param(spec, "segments");
+  params.erase("segments");
+  uint64_t length = 0;  // frames per segment
+  if (!written.empty()) {
+    static const re2::RE2 count("[1-9][0-9]{0,4}");
+    uint64_t wanted = 0;
+    if (!re2::RE2::FullMatch(written, count) || (wanted = std::stoull(written)) > kMaxSegments) {
+      return fail(ErrorCode::kInvalidArgument, fmt::format("bad --segments '{}' (1 to {})",
+                                                           printable(written, 40), kMaxSegments));
+    }
+    const uint64_t gop = common::kReviewGopFrames;
+    length = ((frames + wanted - 1) / wanted + gop - 1) / gop * gop;
+  } else if (spec.after_frames() != 0) {
+    length = kStreamingSegmentFrames;
+  }
+  if (length == 0 || length >= frames) return {};
+  if (spec.chunk_target_s() != 0) {
+    return fail(ErrorCode::kInvalidArgument,
+                "a movie in segments keeps them whole GOPs: no chunk target");
+  }
+  spec.set_chunk(static_cast<uint32_t>(length));
+  params["segments"] = std::to_string((frames + length - 1) / length);
+  return {};
+}
+
 Result<void> prepare_thumbnail(wire::JobSpec& spec, const SequencePattern& input,
                                const FrameSet& frames) {
   std::string which = param(spec, "frame", "middle");
@@ -351,7 +386,7 @@ Result<void> prepare_params(wire::JobSpec& spec, const common::FrameSet* on_disk
           : check_known_params(
                 spec, {"input", "output", "codec", "fps", "crf", "missing", "ocio", "max_width",
                        "audio", "audio_offset", "burn_in", "burn_in_size", "burn_in_colour",
-                       "slate", "font", "display", "view", "look"});
+                       "slate", "font", "display", "view", "look", "segments"});
   for (const char* key : {"display", "view", "look"}) {
     const std::string value = param(spec, key);
     if (value.size() > 200 || value.find_first_of("\n\r") != std::string::npos) {
@@ -540,7 +575,7 @@ Result<void> prepare_params(wire::JobSpec& spec, const common::FrameSet* on_disk
                                          static_cast<uint64_t>(std::abs(last - first)) + 1);
   spec.set_frames(movie.to_string());
   spec.set_chunk(static_cast<uint32_t>(std::min<uint64_t>(movie.size(), UINT32_MAX)));
-  return {};
+  return plan_segments(spec, movie.size());
 }
 
 }  // namespace
@@ -625,6 +660,18 @@ Result<std::string> media_request(const wire::JobSpec& spec, const common::Frame
     c->set_display(param(spec, "display"));
     c->set_view(param(spec, "view"));
     c->set_look(param(spec, "look"));
+  } else if (spec.kind() == "transcode" && param(spec, kJoinParam) == "1") {
+    auto* j = request.mutable_join();
+    j->set_segment_dir(param(spec, kSegmentDirParam));
+    j->set_frames(spec.frames());
+    j->set_output(param(spec, "output"));
+    j->set_codec(param(spec, "codec", "h264"));
+    j->set_fps(std::stod(param(spec, "fps", "24")));
+    j->set_slate(param(spec, "slate") == "true");
+    j->set_audio(param(spec, "audio"));
+    if (std::string offset = param(spec, "audio_offset"); !offset.empty()) {
+      j->set_audio_offset(std::stoll(offset));
+    }
   } else if (spec.kind() == "transcode") {
     auto* t = request.mutable_transcode();
     t->set_input_pattern(input->to_string());
@@ -646,10 +693,47 @@ Result<std::string> media_request(const wire::JobSpec& spec, const common::Frame
     if (std::string offset = param(spec, "audio_offset"); !offset.empty()) {
       t->set_audio_offset(std::stoll(offset));
     }
+    if (std::string dir = param(spec, kSegmentDirParam); !dir.empty() && !frames.empty()) {
+      // One segment, into the job's segment folder; the join makes the movie.
+      t->set_movie_frames(spec.frames());
+      t->set_output(dir + "/" +
+                    common::movie_segment_name(
+                        frames.frame_at(0), frames.frame_at(frames.size() - 1),
+                        std::filesystem::path(param(spec, "output")).extension().string()));
+      request.set_output_dir(dir);
+    }
   } else {
     return fail(ErrorCode::kInvalidArgument, fmt::format("not a media kind: {}", spec.kind()));
   }
   return request.SerializeAsString();
+}
+
+bool wants_segments(const wire::JobSpec& spec) {
+  return spec.kind() == "transcode" && !param(spec, "segments").empty() &&
+         param(spec, kSegmentDirParam).empty();
+}
+
+MovieJobs split_movie_job(wire::JobSpec spec, uint64_t token) {
+  namespace fs = std::filesystem;
+  const fs::path output(param(spec, "output"));
+  std::string dir = param(spec, kOutputDirParam);
+  if (dir.empty()) dir = output.parent_path().string();
+  const std::string folder =
+      (fs::path(dir) / fmt::format(".{}.segments.{:016x}", output.filename().string(), token))
+          .string();
+  (*spec.mutable_params())[kSegmentDirParam] = folder;
+  MovieJobs jobs;
+  jobs.join = spec;
+  jobs.segments = std::move(spec);
+  // The segments job is the join's to answer for: no key, no events of its own.
+  jobs.segments.clear_idempotency_key();
+  if (!jobs.segments.name().empty()) jobs.segments.set_name(jobs.segments.name() + " [segments]");
+  (*jobs.join.mutable_params())[kJoinParam] = "1";
+  jobs.join.clear_after();
+  jobs.join.clear_after_frames();
+  jobs.join.set_chunk(static_cast<uint32_t>(
+      std::min<uint64_t>(FrameSet::parse(jobs.join.frames())->size(), UINT32_MAX)));
+  return jobs;
 }
 
 std::chrono::seconds default_media_timeout(const wire::JobSpec& spec, uint64_t task_frames) {

@@ -12,7 +12,7 @@
 //   convert:   input, output (a pattern with padding), resize (WxH, W or N%), format
 //   transcode: input, output (.mov/.mp4/.webm), codec (h264|h265|vp9|av1|prores|dnxhr:
 //              common/review_codecs.h), fps (24), crf (the codec's default), missing
-//              (hold|black|fail)
+//              (hold|black|fail), segments (N: encoded by N tasks and joined)
 // A transcode's template values for its burn-ins and slate are params
 // "meta.KEY" (from --meta, or a publish's meta through a rule).
 // Pure functions, except that prepare_media_job reads one directory and
@@ -71,6 +71,26 @@ inline constexpr const char* kMetaParam = "meta.";
 // Params the broker sets at submit (a user cannot: prepare_media_job refuses them).
 inline constexpr const char* kOutputRootParam = "_output_root";
 inline constexpr const char* kOutputDirParam = "_output_dir";
+
+// A movie in segments (--segments N, or one that follows a render frame by
+// frame: workers/media/movie_join.h). prepare_media_job cuts it into tasks of
+// whole GOPs and records the count in param "segments"; the intake then
+// makes two jobs of it: one encodes the segments into a folder beside the
+// output, the other, after it, joins them into the movie.
+inline constexpr const char* kSegmentDirParam = "_segment_dir";
+inline constexpr const char* kJoinParam = "_join";
+
+// A prepared transcode in segments, not yet split.
+bool wants_segments(const wire::JobSpec& spec);
+
+struct MovieJobs {
+  wire::JobSpec segments;  // tasks of whole GOPs, each writing one segment
+  wire::JobSpec join;      // one task; its `after` is the caller's to set
+};
+
+// The two jobs of a prepared movie in segments; `token` (random) names the
+// segment folder, ".NAME.segments.TOKEN" in the output's directory.
+MovieJobs split_movie_job(wire::JobSpec spec, uint64_t token);
 
 // The serialized media::Request for one task covering `frames`.
 [[nodiscard]] Result<std::string> media_request(const wire::JobSpec& spec,

@@ -410,6 +410,7 @@ class Client:
         ocio=None,
         audio=None,
         audio_offset=None,
+        segments=None,
         every=None,
         columns=None,
         title=None,
@@ -433,7 +434,8 @@ class Client:
         and the options of `farmhand submit KIND`: thumbnail ``frame``, ``size``;
         convert ``resize``, ``format``; transcode ``codec`` (h264, h265, vp9,
         av1, prores, dnxhr), ``fps``, ``crf``, ``missing``, ``audio`` (a sound
-        file) and ``audio_offset`` (frames), ``burn_in`` (a text or a list of
+        file) and ``audio_offset`` (frames), ``segments`` (N: encoded by N
+        workers and joined), ``burn_in`` (a text or a list of
         "[POSITION=]TEXT": {frame}, {timecode}, {shot}...), ``slate`` (a slate
         frame first), ``meta`` (a dict of values for them), ``font``; contactsheet ``every``, ``columns``,
         ``size`` (a cell's width), ``title``; all ``ocio`` and its ``display``,
@@ -468,6 +470,7 @@ class Client:
             "ocio": ocio,
             "audio": audio,
             "audio_offset": audio_offset,
+            "segments": segments,
             "every": every,
             "columns": columns,
             "title": title,

@@ -11,6 +11,7 @@
 #include "common/stream_framing.h"
 #include "common/wire.h"
 #include "workers/media/image_ops.h"
+#include "workers/media/movie_join.h"
 #include "workers/media/task_log.h"
 #include "workers/media/transcode.h"
 
@@ -66,6 +67,43 @@ MissingFramePolicy missing_policy(const std::string& name) {
   if (name == "fail") return MissingFramePolicy::kFail;
   if (name == "black") return MissingFramePolicy::kBlack;
   return MissingFramePolicy::kHold;
+}
+
+// A transcode of one segment of `movie` (movie_join.h): the movie's span and
+// poster for the templates and the slate (which only the first segment has),
+// the index left for the join to write, and with the hold policy a missing
+// first picture held from the last frame before the segment that exists.
+Result<void> as_segment(const common::SequencePattern& input, const common::FrameSet& movie,
+                        const common::FrameSet& frames, TranscodeOptions& options) {
+  if (movie.empty() || frames.empty()) {
+    return fail(ErrorCode::kInvalidArgument, "a movie segment without frames");
+  }
+  options.movie.first = movie.frame_at(0);
+  options.movie.last = movie.frame_at(movie.size() - 1);
+  options.movie.frames = movie.size();
+  options.movie.poster = common::format_frame(input, movie.frame_at(movie.size() / 2));
+  options.faststart = false;
+  options.audio.clear();  // the join muxes the sound
+  options.slate = options.slate && frames.frame_at(0) == options.movie.first;
+  if (options.missing != MissingFramePolicy::kHold || file_exists(options.frames.front())) {
+    return {};
+  }
+  std::string held;
+  for (uint64_t i = movie.size(); i-- > 0;) {
+    const int64_t frame = movie.frame_at(i);
+    if (frame >= frames.frame_at(0)) continue;
+    std::string path = common::format_frame(input, frame);
+    if (file_exists(path)) {
+      held = std::move(path);
+      break;
+    }
+  }
+  if (held.empty()) return {};
+  for (std::string& path : options.frames) {
+    if (file_exists(path)) break;
+    path = held;
+  }
+  return {};
 }
 
 }  // namespace
@@ -237,12 +275,45 @@ Result<void> MediaServer::handle(const Request& request) {
       options.slate = t.slate();
       options.font = t.font();
       options.values = {t.values().begin(), t.values().end()};
+      if (!t.movie_frames().empty()) {
+        auto movie = common::FrameSet::parse(t.movie_frames());
+        if (!movie) return fail(movie.error());
+        if (auto ok = as_segment(*input, *movie, *frames, options); !ok) return ok;
+      }
       auto done = transcode(
           options, [&](uint64_t d, uint64_t total) { send_progress(id, d, total); },
           [&](const std::string& path) { send_reading(id, path); });
       if (!done) return fail(done.error());
       send_log(id, transcode_log(t.input_pattern(), t.frames(), options.output, options.fps,
                                  t.missing(), *done));
+      return {};
+    }
+    case Request::kJoin: {
+      const Join& j = request.join();
+      auto frames = common::FrameSet::parse(j.frames());
+      if (!frames) return fail(frames.error());
+      JoinOptions options;
+      options.segment_dir = j.segment_dir();
+      options.frames.reserve(frames->size());
+      for (uint64_t i = 0; i < frames->size(); ++i) options.frames.push_back(frames->frame_at(i));
+      options.output = j.output();
+      options.place = place;
+      if (!j.codec().empty()) options.codec = j.codec();
+      if (j.fps() > 0) options.fps = j.fps();
+      options.slate = j.slate();
+      options.audio = j.audio();
+      options.audio_offset = j.audio_offset();
+      if (auto ok = make_parent_dir(place, options.output); !ok) return ok;
+      send_reading(id, options.segment_dir);
+      auto done = join_segments(options);
+      if (!done) return fail(done.error());
+      send_log(id, fmt::format("joined {} segments of {} ({} pictures, {} packets, {}x{}{}{}) into "
+                               "{}: {} bytes in {:.3f} s\n",
+                               done->segments, options.segment_dir, done->pictures, done->packets,
+                               done->width, done->height, done->audio_encoder.empty() ? "" : ", ",
+                               done->audio_encoder, options.output, done->output_bytes,
+                               static_cast<double>(done->time.count()) / 1e6));
+      send_progress(id, 1, 1);
       return {};
     }
     default:

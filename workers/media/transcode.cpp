@@ -68,6 +68,7 @@ extern "C" {
 #include "workers/media/audio_track.h"
 #include "workers/media/av_util.h"
 #include "workers/media/image_ops.h"
+#include "workers/media/movie_muxer.h"
 
 namespace farmhand::media {
 namespace {
@@ -107,28 +108,9 @@ bool is_x264_preset(const std::string& preset) {
   return false;
 }
 
-// NTSC-family rates are written rounded (23.976, 29.97, 59.94) but mean
-// N*1000/1001; av_d2q alone would store 23.976 as 2997/125 and the movie
-// would drift from its audio and from every other tool's 24000/1001.
-AVRational frame_rate(double fps) {
-  const double whole = std::round(fps * 1.001);
-  if (std::abs(fps - std::round(fps)) > 1e-6 && whole >= 1 &&
-      std::abs(fps - whole * 1000.0 / 1001.0) < 0.005) {
-    return AVRational{static_cast<int>(whole) * 1000, 1001};
-  }
-  return av_d2q(fps, 1001000);
-}
-
 // yuv420p subsamples chroma 2x2, so both dimensions must be even.
 uint32_t even_down(uint32_t value) {
   return std::max<uint32_t>(2, value & ~1u);
-}
-
-std::string lower_extension(const std::string& path) {
-  std::string ext = std::filesystem::path(path).extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return ext;
 }
 
 // A missing frame is an empty path or a file that does not exist; anything
@@ -698,52 +680,6 @@ class DecodePool {
 // The output container, written to a temporary file in the output's directory
 // and renamed by commit(); destroyed uncommitted, it closes and removes the
 // temporary file (output_file.h).
-class Muxer {
- public:
-  Muxer(std::string output, OutputFile file) : file_(std::move(file)), output_(std::move(output)) {}
-
-  ~Muxer() {
-    if (context_ && context_->pb) avio_closep(&context_->pb);
-    avformat_free_context(context_);
-  }
-
-  Muxer(const Muxer&) = delete;
-  Muxer& operator=(const Muxer&) = delete;
-
-  Result<void> allocate(const char* format_name) {
-    const int result =
-        avformat_alloc_output_context2(&context_, nullptr, format_name, file_.write_path().c_str());
-    if (result < 0 || !context_) {
-      return fail(ErrorCode::kInternal,
-                  std::string("cannot create ") + format_name + " muxer: " + av_error_text(result));
-    }
-    return {};
-  }
-
-  AVFormatContext* context() const { return context_; }
-
-  Result<void> open() {
-    const int result = avio_open(&context_->pb, file_.write_path().c_str(), AVIO_FLAG_WRITE);
-    if (result < 0) return write_error(result);
-    return {};
-  }
-
-  tl::unexpected<Error> write_error(int code) const {
-    return fail(ErrorCode::kIo, "cannot write " + output_ + ": " + av_error_text(code));
-  }
-
-  Result<void> commit(const std::vector<std::string>& reads) {
-    const int result = avio_closep(&context_->pb);
-    if (result < 0) return write_error(result);
-    return file_.commit(reads);
-  }
-
- private:
-  OutputFile file_;
-  std::string output_;
-  AVFormatContext* context_ = nullptr;
-};
-
 Result<void> validate(const TranscodeOptions& options) {
   if (options.frames.empty()) return fail(ErrorCode::kInvalidArgument, "no frames to encode");
   if (!options.frame_numbers.empty() && options.frame_numbers.size() != options.frames.size()) {
@@ -1022,7 +958,9 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
         0);
   }
   AVDictionary* header_options = nullptr;
-  if (ext == ".mp4" || ext == ".mov") av_dict_set(&header_options, "movflags", "+faststart", 0);
+  if (options.faststart && (ext == ".mp4" || ext == ".mov")) {
+    av_dict_set(&header_options, "movflags", "+faststart", 0);
+  }
   const int header = avformat_write_header(muxer.context(), &header_options);
   av_dict_free(&header_options);
   if (header < 0) return muxer.write_error(header);
@@ -1034,6 +972,11 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
   review.first = options.frame_numbers.empty() ? 1 : options.frame_numbers.front();
   review.last =
       options.frame_numbers.empty() ? static_cast<int64_t>(total) : options.frame_numbers.back();
+  const bool segment = options.movie.frames > 0;
+  if (segment) {
+    review.first = options.movie.first;
+    review.last = options.movie.last;
+  }
   if (review.values.count("date") == 0) {
     const std::time_t now = std::time(nullptr);
     std::tm day{};
@@ -1080,15 +1023,16 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
     for (const char* key : {"shot", "version", "artist", "task"}) {
       if (!value(key).empty()) slate.fields.emplace_back(key, value(key));
     }
-    slate.fields.emplace_back("frames", std::to_string(review.first) + "-" +
-                                            std::to_string(review.last) + " (" +
-                                            std::to_string(total) + ")");
+    slate.fields.emplace_back(
+        "frames", std::to_string(review.first) + "-" + std::to_string(review.last) + " (" +
+                      std::to_string(segment ? options.movie.frames : total) + ")");
     char fps[32];
     std::snprintf(fps, sizeof(fps), "%g", options.fps);
     slate.fields.emplace_back("fps", fps);
     slate.fields.emplace_back("date", value("date"));
     slate.fields.emplace_back("codec", options.codec);
-    const std::string& middle = options.frames[total / 2];
+    const std::string& middle =
+        segment && !options.movie.poster.empty() ? options.movie.poster : options.frames[total / 2];
     slate.poster = frame_missing(middle) ? options.frames[first] : middle;
     slate.font = options.font;
     slate.colour = colour;

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/review_codecs.h"
 #include "workers/media/output_file.h"
 #include "workers/media/review_overlay.h"
 
@@ -56,7 +57,7 @@ struct TranscodeOptions {
   double fps = 24.0;           // 23.976, 29.97, 59.94... are stored exactly as N*1000/1001
   int crf = -1;                // -1: the codec's default; prores and dnxhr take none
   std::string preset = "veryfast";  // h264 and h265
-  int gop = 30;
+  int gop = common::kReviewGopFrames;
   MissingFramePolicy missing = MissingFramePolicy::kHold;
   uint32_t max_width = 0;  // 0: the displayed size (rounded to even); else scaled down to fit
   int decode_threads = 0;  // 0: number of cores
@@ -78,6 +79,21 @@ struct TranscodeOptions {
   std::map<std::string, std::string> values{};
   std::string font{};      // empty: DejaVu Sans
   OutputPlace place = {};  // where the broker placed `output`; empty: its parent as written
+
+  // A segment of a longer movie (workers/media/movie_join.h): `frames` are
+  // this segment's, and the movie's span fills {first}, {last} and the
+  // slate's range, its middle frame is the slate's poster. Zero frames: the
+  // movie is `frames`.
+  struct MovieSpan {
+    int64_t first = 0;
+    int64_t last = 0;
+    uint64_t frames = 0;
+    std::string poster{};
+  };
+
+  MovieSpan movie{};
+  // MP4 and MOV index first; a segment, read only by the join, skips the rewrite.
+  bool faststart = true;
 };
 
 struct TranscodeReport {

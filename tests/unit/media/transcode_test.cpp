@@ -19,6 +19,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "tests/support/full_disk.h"
@@ -29,6 +30,8 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+
+#include "workers/media/movie_join.h"
 
 extern "C" {
 #include <libavutil/log.h>
@@ -1192,6 +1195,244 @@ TEST_F(TranscodeTest, AFullDiskFailsNamingTheOutputAndLeavesNoTemporary) {
       << report.error().reason;
   EXPECT_NE(report.error().reason.find(disk.reason()), std::string::npos) << report.error().reason;
   EXPECT_TRUE(empty);
+}
+
+// Movies in segments (movie_join.h): encoded as the farm's segment tasks
+// encode them, each on its own into the job's segment folder, then joined.
+
+// `count` frames cycling through the 8 Beachball frames, numbered from 1001.
+TranscodeOptions long_beachball(const std::string& output, size_t count) {
+  TranscodeOptions options;
+  for (size_t i = 0; i < count; ++i) {
+    options.frames.push_back(beachball(static_cast<int>(i % 8) + 1));
+    options.frame_numbers.push_back(1001 + static_cast<int64_t>(i));
+  }
+  options.output = output;
+  options.max_width = 256;
+  return options;
+}
+
+JoinOptions join_of(const TranscodeOptions& whole, const std::string& folder) {
+  JoinOptions join;
+  join.segment_dir = folder;
+  join.frames = whole.frame_numbers;
+  join.output = whole.output;
+  join.codec = whole.codec;
+  join.fps = whole.fps;
+  join.slate = whole.slate;
+  join.audio = whole.audio;
+  join.audio_offset = whole.audio_offset;
+  return join;
+}
+
+// Each `length` frames of `whole` encoded alone into `folder`, as a segment task does.
+void encode_segments(const TranscodeOptions& whole, size_t length, const std::string& folder) {
+  const size_t total = whole.frames.size();
+  fs::create_directories(folder);  // the farm's media process makes it beneath its root
+  for (size_t at = 0; at < total; at += length) {
+    const size_t end = std::min(total, at + length);
+    TranscodeOptions part = whole;
+    part.frames.assign(whole.frames.begin() + static_cast<std::ptrdiff_t>(at),
+                       whole.frames.begin() + static_cast<std::ptrdiff_t>(end));
+    part.frame_numbers.assign(whole.frame_numbers.begin() + static_cast<std::ptrdiff_t>(at),
+                              whole.frame_numbers.begin() + static_cast<std::ptrdiff_t>(end));
+    part.movie = {whole.frame_numbers.front(), whole.frame_numbers.back(), total,
+                  whole.frames[total / 2]};
+    part.faststart = false;
+    part.audio.clear();
+    part.slate = whole.slate && at == 0;
+    part.output = folder + "/" +
+                  common::movie_segment_name(part.frame_numbers.front(), part.frame_numbers.back(),
+                                             fs::path(whole.output).extension().string());
+    transcode_ok(part);
+  }
+}
+
+// Every video packet's time in seconds and whether it is a key frame.
+std::vector<std::pair<double, bool>> packet_times(const std::string& movie) {
+  const CommandOutput output =
+      run("ffprobe -v error -select_streams v:0 -show_entries packet=pts_time,flags -of csv=p=0 " +
+          quoted(movie));
+  EXPECT_EQ(output.status, 0) << "ffprobe packets " << movie;
+  std::vector<std::pair<double, bool>> times;
+  std::istringstream lines(output.out);
+  for (std::string line; std::getline(lines, line);) {
+    const size_t comma = line.find(',');
+    if (comma == std::string::npos) continue;
+    times.emplace_back(std::stod(line.substr(0, comma)), line[comma + 1] == 'K');
+  }
+  return times;
+}
+
+// Picture i at i/fps from 0 (to WebM's millisecond): the joined movie has no
+// gap, repeat or jump at a seam.
+void expect_even_times(const std::vector<std::pair<double, bool>>& times, size_t pictures,
+                       double fps = 24) {
+  ASSERT_EQ(times.size(), pictures);
+  for (size_t i = 0; i < times.size(); ++i) {
+    EXPECT_NEAR(times[i].first, static_cast<double>(i) / fps, 0.0006) << "packet " << i;
+  }
+}
+
+// ProRes is all key frames: the joined movie is the whole encode, picture for picture.
+TEST_F(TranscodeTest, AProresMovieInSegmentsIsTheWholeEncodePictureForPicture) {
+  TranscodeOptions whole = long_beachball(dir_.file("whole.mov"), 40);
+  whole.codec = "prores";
+  transcode_ok(whole);
+  TranscodeOptions joined = whole;
+  joined.output = dir_.file("joined.mov");
+  const std::string folder = dir_.file(".joined.mov.segments.1");
+  encode_segments(joined, 16, folder);
+  Result<JoinReport> report = join_segments(join_of(joined, folder));
+  ASSERT_TRUE(report) << report.error().reason;
+  EXPECT_EQ(report->segments, 3u);
+  EXPECT_EQ(report->pictures, 40u);
+  EXPECT_EQ(frame_md5s(joined.output), frame_md5s(whole.output));
+  expect_even_times(packet_times(joined.output), 40);
+  auto a = probe(whole.output);
+  auto b = probe(joined.output);
+  for (const char* key :
+       {"codec_name", "codec_tag_string", "profile", "pix_fmt", "width", "height", "r_frame_rate",
+        "color_primaries", "color_transfer", "color_space", "color_range"}) {
+    EXPECT_EQ(a[key], b[key]) << key;
+  }
+  EXPECT_FALSE(fs::exists(folder)) << "the segments go once the movie is in place";
+}
+
+// H.264 with a slate, burn-ins and sound: every picture in its place, a key
+// frame at each segment's start, the sound as long as the pictures, the
+// index first, the colour note kept, and each seam's pictures as the whole
+// encode's within the codec's loss.
+TEST_F(TranscodeTest, AnH264MovieInSegmentsHasEveryPictureInPlaceAndNoSeam) {
+  const std::string sound = dir_.file("sound.wav");
+  ASSERT_EQ(
+      run("ffmpeg -v error -y -f lavfi -i 'sine=frequency=440:duration=5' " + quoted(sound)).status,
+      0);
+  TranscodeOptions whole = long_beachball(dir_.file("whole.mp4"), 70);
+  whole.slate = true;
+  whole.burn_ins = {{"{frame} of {first}-{last}", "bottom-left"}};
+  whole.values = {{"shot", "sh010"}, {"date", "2026-12-07"}};
+  whole.audio = sound;
+  transcode_ok(whole);
+  TranscodeOptions joined = whole;
+  joined.output = dir_.file("joined.mp4");
+  const std::string folder = dir_.file(".joined.mp4.segments.2");
+  encode_segments(joined, 30, folder);
+  Result<JoinReport> report = join_segments(join_of(joined, folder));
+  ASSERT_TRUE(report) << report.error().reason;
+  EXPECT_EQ(report->segments, 3u);
+  EXPECT_EQ(report->audio_encoder, "aac");
+
+  auto info = probe(joined.output);
+  EXPECT_EQ(info["nb_read_frames"], "71") << "70 pictures and the slate";
+  EXPECT_EQ(info["codec_tag_string"], "avc1");
+  expect_bt709(info);
+  const auto times = packet_times(joined.output);
+  expect_even_times(times, 71);
+  // The slate and 30 pictures, then 30, then 10: each segment opens on a key frame.
+  for (size_t start : {0u, 31u, 61u}) {
+    ASSERT_LT(start, times.size());
+    EXPECT_TRUE(times[start].second) << "no key frame at picture " << start;
+  }
+  const auto boxes = top_level_boxes(joined.output);
+  EXPECT_LT(std::find(boxes.begin(), boxes.end(), "moov") - boxes.begin(),
+            std::find(boxes.begin(), boxes.end(), "mdat") - boxes.begin());
+  const CommandOutput durations =
+      run("ffprobe -v error -show_entries stream=codec_type,duration -of csv=p=0 " +
+          quoted(std::as_const(joined).output));
+  double video = 0;
+  double audio = 0;
+  std::istringstream lines(durations.out);
+  for (std::string line; std::getline(lines, line);) {
+    const size_t comma = line.find(',');
+    if (comma == std::string::npos) continue;
+    (line.substr(0, comma) == "video" ? video : audio) = std::stod(line.substr(comma + 1));
+  }
+  EXPECT_NEAR(video, 71.0 / 24.0, 1e-3);
+  EXPECT_NEAR(audio, video, 0.03) << "the sound ends with the pictures";
+  EXPECT_NE(run("ffprobe -v error -show_entries format_tags=comment -of csv=p=0 " +
+                quoted(std::as_const(joined).output))
+                .out.find("farmhand colour"),
+            std::string::npos);
+  // At each seam and in the middle of a segment, the same picture as the whole encode.
+  for (int index : {0, 30, 31, 45, 60, 61, 70}) {
+    const std::string a = raw_frame(whole.output, index, "gray");
+    const std::string b = raw_frame(joined.output, index, "gray");
+    ASSERT_EQ(a.size(), b.size());
+    ASSERT_FALSE(a.empty());
+    double diff = 0;
+    for (size_t i = 0; i < a.size(); ++i) diff += std::abs((a[i] & 0xff) - (b[i] & 0xff));
+    EXPECT_LT(diff / static_cast<double>(a.size()), 2.0) << "picture " << index;
+  }
+}
+
+// Every codec joins: parameter sets alike in every segment, one packet per
+// picture, evenly timed, tagged as the codec's whole movie is.
+TEST_F(TranscodeTest, EveryCodecsMovieInSegmentsJoinsIntoOneEvenlyTimedStream) {
+  for (const auto& [codec, name] :
+       std::vector<std::pair<std::string, std::string>>{{"h265", "movie.mp4"},
+                                                        {"vp9", "movie.webm"},
+                                                        {"av1", "movie.webm"},
+                                                        {"dnxhr", "movie.mov"},
+                                                        {"h264", "movie.mov"}}) {
+    SCOPED_TRACE(codec + " " + name);
+    TranscodeOptions whole = long_beachball(dir_.file(codec + "-whole-" + name), 36);
+    whole.codec = codec;
+    transcode_ok(whole);
+    TranscodeOptions joined = whole;
+    joined.output = dir_.file(codec + "-" + name);
+    const std::string folder = dir_.file("." + codec + "-" + name + ".segments.4");
+    encode_segments(joined, 15, folder);
+    Result<JoinReport> report = join_segments(join_of(joined, folder));
+    ASSERT_TRUE(report) << report.error().reason;
+    EXPECT_EQ(report->segments, 3u);
+    auto a = probe(whole.output);
+    auto b = probe(joined.output);
+    EXPECT_EQ(b["nb_read_frames"], "36");
+    for (const char* key : {"codec_name", "codec_tag_string", "pix_fmt", "width", "height",
+                            "r_frame_rate", "color_primaries", "color_transfer", "color_space",
+                            "color_range", "sample_aspect_ratio"}) {
+      EXPECT_EQ(a[key], b[key]) << key;
+    }
+    const auto times = packet_times(joined.output);
+    expect_even_times(times, 36);
+    for (size_t start : {0u, 15u, 30u}) {
+      ASSERT_LT(start, times.size());
+      EXPECT_TRUE(times[start].second) << "no key frame at picture " << start;
+    }
+  }
+}
+
+TEST_F(TranscodeTest, AJoinWithASegmentMissingOrOfAnotherSizeFailsAndKeepsTheSegments) {
+  TranscodeOptions whole = long_beachball(dir_.file("movie.mov"), 24);
+  whole.codec = "prores";
+  const std::string folder = dir_.file(".movie.mov.segments.3");
+  encode_segments(whole, 8, folder);
+  const std::string middle = folder + "/" + common::movie_segment_name(1009, 1016, ".mov");
+  ASSERT_TRUE(fs::exists(middle));
+  fs::rename(middle, dir_.file("aside.mov"));
+  Result<JoinReport> gap = join_segments(join_of(whole, folder));
+  ASSERT_FALSE(gap);
+  EXPECT_NE(gap.error().reason.find("the segment starting at frame 1009 is missing from " + folder),
+            std::string::npos)
+      << gap.error().reason;
+  EXPECT_FALSE(fs::exists(whole.output));
+
+  // The middle segment again, at another size.
+  TranscodeOptions other = whole;
+  other.frames.assign(whole.frames.begin() + 8, whole.frames.begin() + 16);
+  other.frame_numbers.assign(whole.frame_numbers.begin() + 8, whole.frame_numbers.begin() + 16);
+  other.max_width = 128;
+  other.faststart = false;
+  other.output = middle;
+  transcode_ok(other);
+  Result<JoinReport> sizes = join_segments(join_of(whole, folder));
+  ASSERT_FALSE(sizes);
+  EXPECT_NE(sizes.error().reason.find("the sequence changes size"), std::string::npos)
+      << sizes.error().reason;
+  EXPECT_FALSE(fs::exists(whole.output));
+  EXPECT_EQ(std::distance(fs::directory_iterator(folder), fs::directory_iterator()), 3)
+      << "a failed join keeps its segments for the next attempt";
 }
 
 }  // namespace
