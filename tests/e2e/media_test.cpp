@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -219,6 +220,147 @@ TEST_F(MediaE2ETest, ASlateAndBurnInsFromTheCliMakeTheMovieOneFrameLonger) {
     EXPECT_NE(r.exit_code, 0) << describe(r);
     EXPECT_NE(r.err.find(c.reason), std::string::npos) << describe(r);
   }
+}
+
+// `count` plates in `dir` (plate.0001.exr...), links to the 8 Beachball frames in turn.
+void link_plates(const std::string& dir, int count) {
+  fs::create_directories(dir);
+  for (int frame = 1; frame <= count; ++frame) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "plate.%04d.exr", frame);
+    char source[32];
+    std::snprintf(source, sizeof(source), "singlepart.%04d.exr", (frame - 1) % 8 + 1);
+    fs::create_symlink(fs::absolute(data_dir() + "/Beachball/" + source), fs::path(dir) / name);
+  }
+}
+
+// Which pictures of a movie are key frames.
+std::set<size_t> key_pictures(const std::string& movie) {
+  const std::string flags =
+      run("ffprobe -v error -select_streams v:0 -show_entries packet=flags -of csv=p=0 '" + movie +
+          "'");
+  std::set<size_t> keys;
+  size_t index = 0;
+  for (size_t at = 0; at < flags.size();) {
+    const size_t end = flags.find('\n', at);
+    if (flags[at] == 'K') keys.insert(index);
+    ++index;
+    at = end == std::string::npos ? flags.size() : end + 1;
+  }
+  return keys;
+}
+
+// Each segment opens on a key frame (x264 adds its own at scene cuts: the
+// Beachball loop restarts every 8 frames).
+void expect_key_frames_at(const std::string& movie, const std::vector<size_t>& starts) {
+  const std::set<size_t> keys = key_pictures(movie);
+  for (size_t start : starts) EXPECT_EQ(keys.count(start), 1u) << "picture " << start;
+}
+
+std::vector<std::string> segment_folders(const std::string& dir) {
+  std::vector<std::string> found;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().filename().string().find(".segments.") != std::string::npos) {
+      found.push_back(entry.path().string());
+    }
+  }
+  return found;
+}
+
+// A long movie on several workers: --segments 4 makes a job of four
+// whole-GOP segment tasks and a job, after it, that joins them into the one
+// movie: every picture, a key frame where each segment starts, no folder left.
+TEST_F(MediaE2ETest, AMovieInSegmentsIsEncodedByTwoWorkersAndJoinedIntoOneFile) {
+  ClusterOptions options;
+  options.local_workers = 2;
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  link_plates(cluster.path("plates"), 96);
+  const std::string movie = cluster.path("out/review.mp4");
+  auto join = cluster.submit({"transcode", cluster.path("plates/plate.####.exr"), "-o", movie,
+                              "--segments", "4", "--name", "review"});
+  ASSERT_TRUE(join) << cluster.last_cli();
+  auto done = cluster.wait_for_final_state(*join, 300s);
+  ASSERT_TRUE(done);
+  EXPECT_EQ((*done)["job"]["state"], "succeeded") << done->dump();
+  ASSERT_EQ((*done)["job"]["after"].size(), 1u) << done->dump();
+  auto segments = cluster.status_json((*done)["job"]["after"][0].get<uint64_t>(), {"--tasks"});
+  ASSERT_TRUE(segments) << cluster.last_cli();
+  EXPECT_EQ((*segments)["job"]["name"], "review [segments]");
+  EXPECT_EQ((*segments)["job"]["state"], "succeeded");
+  EXPECT_EQ((*segments)["job"]["task_count"], 4) << "96 frames in segments of 30";
+  EXPECT_EQ(run("ffprobe -v error -count_frames -select_streams v:0 -show_entries "
+                "stream=nb_read_frames,codec_name -of csv=p=0 '" +
+                movie + "'"),
+            "h264,96\n");
+  expect_key_frames_at(movie, {0, 30, 60, 90});
+  EXPECT_TRUE(segment_folders(cluster.path("out")).empty());
+
+  for (const char* bad : {"0", "four", "10001"}) {
+    CliResult r = cluster.run_cli({"submit", "transcode", cluster.path("plates/plate.####.exr"),
+                                   "-o", cluster.path("m.mp4"), "--segments", bad});
+    EXPECT_EQ(r.exit_code, 1) << describe(r);
+    EXPECT_NE(r.err.find(std::string("bad --segments '") + bad + "' (1 to 10000)"),
+              std::string::npos)
+        << describe(r);
+  }
+}
+
+// A movie that follows a render frame by frame streams: its first segment is
+// encoded while the render still runs, and the movie is whole once the last
+// frames are rendered.
+TEST_F(MediaE2ETest, AMovieAfterARenderFrameByFrameIsEncodedWhileTheRenderRuns) {
+  ClusterOptions options;
+  options.local_workers = 2;
+  options.local_slots = 4;
+  // Frames after 60 wait for the gate file: the render is still running.
+  options.commands_yaml =
+      "  render:\n"
+      "    argv: [/bin/sh, -c, 'if [ \"$1\" -gt 60 ]; then while [ ! -e \"$4\" ]; do sleep 0.05; "
+      "done; fi; cp \"$2\" \"$3\"', sh, \"{frame}\", \"{plates}/plate.{frame:04}.exr\", "
+      "\"{shots}/shot.{frame:04}.exr\", \"{gate}\"]\n"
+      "    params:\n"
+      "      plates: { pattern: '^[A-Za-z0-9_./-]+$' }\n"
+      "      shots: { pattern: '^[A-Za-z0-9_./-]+$' }\n"
+      "      gate: { pattern: '^[A-Za-z0-9_./-]+$' }\n";
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.start());
+  link_plates(cluster.path("plates"), 96);
+  fs::create_directories(cluster.path("shots"));
+  auto render =
+      cluster.submit({"command", "render", "--frames", "1-96", "--chunk", "10", "--param",
+                      "plates=" + cluster.path("plates"), "--param",
+                      "shots=" + cluster.path("shots"), "--param", "gate=" + cluster.path("gate")});
+  ASSERT_TRUE(render) << cluster.last_cli();
+  const std::string movie = cluster.path("shots/review.mov");
+  auto join = cluster.submit({"transcode", cluster.path("shots/shot.1-96####.exr"), "-o", movie,
+                              "--after-frames", std::to_string(*render)});
+  ASSERT_TRUE(join) << cluster.last_cli();
+  auto joined = cluster.status_json(*join);
+  ASSERT_TRUE(joined) << cluster.last_cli();
+  ASSERT_EQ((*joined)["job"]["after"].size(), 1u) << joined->dump();
+  const uint64_t segments = (*joined)["job"]["after"][0].get<uint64_t>();
+  // The first 60 frames' segment is encoded while the render waits at frame 61.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto s = cluster.status_json(segments, {"--tasks"});
+        return s && (*s)["tasks"][0]["state"] == "succeeded";
+      },
+      300s))
+      << "the first segment never ran while the render ran";
+  auto still = cluster.status_json(*render);
+  ASSERT_TRUE(still) << cluster.last_cli();
+  EXPECT_EQ((*still)["job"]["state"], "running") << still->dump();
+  EXPECT_FALSE(fs::exists(movie));
+  std::ofstream(cluster.path("gate")).put('\n');
+  auto done = cluster.wait_for_final_state(*join, 300s);
+  ASSERT_TRUE(done);
+  EXPECT_EQ((*done)["job"]["state"], "succeeded") << done->dump();
+  EXPECT_EQ(run("ffprobe -v error -count_frames -select_streams v:0 -show_entries "
+                "stream=nb_read_frames -of csv=p=0 '" +
+                movie + "'"),
+            "96\n");
+  expect_key_frames_at(movie, {0, 60});  // streaming segments are 60 frames
 }
 
 TEST_F(MediaE2ETest, AllowedRootsKeepMediaJobsAndPublishesInsideThem) {
