@@ -854,8 +854,8 @@ void add_submit_transcode(CLI::App& submit, Invocation& inv) {
                   "frames to delay the sound by (negative: cut its start)");
   cmd->add_option("--segments", o->segments,
                   "encode in N segments of whole GOPs on as many workers, joined into one "
-                  "file (default: one task; a movie after --after-frames streams in 60-frame "
-                  "segments)");
+                  "file (default: one task; a movie after --after-frames streams in 30-frame "
+                  "segments, one GOP each)");
   add_burn_in_options(*cmd, *o);
   cmd->add_flag("--slate", o->slate, "a slate frame (shot, version, artist, frames, poster) first");
   add_submit_options(*cmd, o->common);

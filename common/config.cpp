@@ -875,6 +875,8 @@ class Reader {
         assign(read_choice(entry, kLanes), job.lane);
       } else if (key == "after") {
         if (auto after = read_string_list(entry)) job.after = *after;
+      } else if (key == "after_frames") {
+        assign(read_string(entry), job.after_frames);
       } else if (key == "max_attempts") {
         assign_integer(entry, 1, job.max_attempts);
       } else if (key == "timeout_s") {
@@ -908,6 +910,13 @@ class Reader {
     }
   }
 
+  // The jobs of its rule a job waits for: `after`, and `after_frames`.
+  static std::vector<std::string> upstreams(const RuleJob& job) {
+    std::vector<std::string> ups = job.after;
+    if (!job.after_frames.empty()) ups.push_back(job.after_frames);
+    return ups;
+  }
+
   // What needs the whole config: command names, `after` edges and their order.
   void check_rules(Config& config) {
     for (Rule& rule : config.rules) {
@@ -927,7 +936,7 @@ class Reader {
                   "rule '" + rule.name + "' job '" + job.name + "' names unknown command '" +
                       printable(job.command) + "'");
         }
-        for (const std::string& up : job.after) {
+        for (const std::string& up : upstreams(job)) {
           if (by_name.count(up) == 0) {
             problem(job.line, "rule '" + rule.name + "' job '" + job.name + "' is after '" +
                                   printable(up) + "', which is not a job of this rule");
@@ -944,7 +953,8 @@ class Reader {
       while (!pending.empty() && progress) {
         progress = false;
         for (auto it = pending.begin(); it != pending.end();) {
-          bool ready = std::all_of(it->after.begin(), it->after.end(), [&](const std::string& up) {
+          const std::vector<std::string> ups = upstreams(*it);
+          bool ready = std::all_of(ups.begin(), ups.end(), [&](const std::string& up) {
             return placed.count(up) != 0 || by_name.count(up) == 0 || up == it->name;
           });
           if (ready) {

@@ -138,6 +138,9 @@ struct RuleJob {
   std::string pool;
   std::string lane;  // interactive | batch; "" = interactive for media kinds, batch otherwise
   std::vector<std::string> after;  // jobs of the same rule that must succeed first
+  // A job of the same rule whose tasks this one's wait for frame by frame (a
+  // movie streamed behind its proxies); empty: none.
+  std::string after_frames{};
   uint32_t max_attempts = 0;
   uint32_t timeout_s = 0;
   int line = 0;                      // of the job's name

@@ -366,6 +366,10 @@ void BrokerCore::run_event_rules(const std::string& event, core::JobId job) {
         if (made[up] == 0) upstream_missing = true;
         planned.spec.add_after(made[up]);
       }
+      if (planned.after_frames) {
+        if (made[*planned.after_frames] == 0) upstream_missing = true;
+        planned.spec.set_after_frames(made[*planned.after_frames]);
+      }
       if (upstream_missing) {
         log_.warn("event rule job not made {} reason=\"{}\"", where,
                   planned.error.empty() ? "an upstream job was not made" : planned.error);

@@ -75,7 +75,7 @@ bool valid_resize(const std::string& resize) {
 // (after_frames) is cut every kStreamingSegmentFrames unless --segments says
 // otherwise, so each segment starts as soon as its frames are rendered. One
 // segment: the movie is one task, as without.
-constexpr uint64_t kStreamingSegmentFrames = 2 * common::kReviewGopFrames;
+constexpr uint64_t kStreamingSegmentFrames = common::kReviewGopFrames;
 constexpr uint64_t kMaxSegments = 10000;
 
 Result<void> plan_segments(wire::JobSpec& spec, uint64_t frames) {

@@ -124,6 +124,10 @@ void PublishIntake::publish(const wire::PublishRequest& request, wire::ClientRep
           if (made[up] == 0) upstream_missing = true;
           job.spec.add_after(made[up]);
         }
+        if (job.after_frames) {
+          if (made[*job.after_frames] == 0) upstream_missing = true;
+          job.spec.set_after_frames(made[*job.after_frames]);
+        }
         if (upstream_missing) {
           event.add_warnings(fmt::format("{}: not created, an upstream job was not", where));
           continue;

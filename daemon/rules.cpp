@@ -235,6 +235,7 @@ std::vector<PlannedJob> plan_rule(const common::Rule& rule, const PublishItem& i
     planned.name = job.name;
     index[job.name] = plan.size();
     for (const std::string& up : job.after) planned.after.push_back(index.at(up));
+    if (!job.after_frames.empty()) planned.after_frames = index.at(job.after_frames);
     wire::JobSpec& spec = planned.spec;
     spec.set_kind(job.kind);
     spec.set_name(

@@ -38,10 +38,11 @@ bool rule_matches(const common::Rule& rule, const PublishItem& item,
                   const std::map<std::string, std::string>& meta);
 
 struct PlannedJob {
-  std::string name;           // the rule's job name
-  wire::JobSpec spec;         // complete but for `after`, which the broker fills
-  std::vector<size_t> after;  // indices of upstream jobs in the same plan
-  std::string error;          // not empty: this job cannot be made for the item
+  std::string name;                      // the rule's job name
+  wire::JobSpec spec;                    // complete but for `after`, which the broker fills
+  std::vector<size_t> after;             // indices of upstream jobs in the same plan
+  std::optional<size_t> after_frames{};  // the one this job follows frame by frame
+  std::string error;                     // not empty: this job cannot be made for the item
   // The media input is the published item itself, whose frames are known: the
   // broker need not list its directory again (a folder publish makes many jobs).
   bool input_is_item = false;

@@ -222,18 +222,6 @@ TEST_F(MediaE2ETest, ASlateAndBurnInsFromTheCliMakeTheMovieOneFrameLonger) {
   }
 }
 
-// `count` plates in `dir` (plate.0001.exr...), links to the 8 Beachball frames in turn.
-void link_plates(const std::string& dir, int count) {
-  fs::create_directories(dir);
-  for (int frame = 1; frame <= count; ++frame) {
-    char name[32];
-    std::snprintf(name, sizeof(name), "plate.%04d.exr", frame);
-    char source[32];
-    std::snprintf(source, sizeof(source), "singlepart.%04d.exr", (frame - 1) % 8 + 1);
-    fs::create_symlink(fs::absolute(data_dir() + "/Beachball/" + source), fs::path(dir) / name);
-  }
-}
-
 // Which pictures of a movie are key frames.
 std::set<size_t> key_pictures(const std::string& movie) {
   const std::string flags =
@@ -340,7 +328,7 @@ TEST_F(MediaE2ETest, AMovieAfterARenderFrameByFrameIsEncodedWhileTheRenderRuns) 
   ASSERT_TRUE(joined) << cluster.last_cli();
   ASSERT_EQ((*joined)["job"]["after"].size(), 1u) << joined->dump();
   const uint64_t segments = (*joined)["job"]["after"][0].get<uint64_t>();
-  // The first 60 frames' segment is encoded while the render waits at frame 61.
+  // The first segment (frames 1-30) is encoded while the render waits at frame 61.
   ASSERT_TRUE(wait_until(
       [&] {
         auto s = cluster.status_json(segments, {"--tasks"});
@@ -360,7 +348,7 @@ TEST_F(MediaE2ETest, AMovieAfterARenderFrameByFrameIsEncodedWhileTheRenderRuns) 
                 "stream=nb_read_frames -of csv=p=0 '" +
                 movie + "'"),
             "96\n");
-  expect_key_frames_at(movie, {0, 60});  // streaming segments are 60 frames
+  expect_key_frames_at(movie, {0, 30, 60, 90});  // streaming segments are one GOP
 }
 
 TEST_F(MediaE2ETest, AllowedRootsKeepMediaJobsAndPublishesInsideThem) {

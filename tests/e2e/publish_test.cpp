@@ -227,6 +227,45 @@ TEST_F(PublishE2ETest, BeachballPublishMakesThumbnailProxiesAndMovieOnceForAnEve
   EXPECT_EQ(listed_again->size(), 1u) << listed_again->dump();
 }
 
+// The movie follows its proxies frame by frame (`after_frames`): it is made
+// in segments of one GOP as the proxies come, joined into one movie.
+TEST_F(PublishE2ETest, AMovieAfterItsProxiesFrameByFrameIsStreamedAndJoined) {
+  ClusterOptions options;
+  options.local_workers = 2;
+  Cluster cluster(options);
+  const std::string out = cluster.path("out");
+  cluster.rewrite_config(
+      "rules:\n"
+      "  - name: review\n"
+      "    match: { kind: sequence }\n"
+      "    jobs:\n"
+      "      proxies: { kind: convert, output: \"" +
+      out + "/proxy/{name}.{frame}.jpg\", resize: 25%, format: jpg, chunk: 8 }\n" +
+      "      movie:   { kind: transcode, input: \"" + out +
+      "/proxy/{name}.{frame}.jpg\", output: \"" + out + "/{name}.mp4\", after_frames: proxies }\n");
+  ASSERT_TRUE(cluster.start());
+  link_plates(cluster.path("plates"), 64);
+  auto reply = publish(cluster, {cluster.path("plates/plate.####.exr")});
+  ASSERT_TRUE(reply) << cluster.last_cli();
+  EXPECT_TRUE((*reply)["warnings"].empty()) << reply->dump();
+  auto proxies = job_of_rule(cluster, (*reply)["job_ids"], "review/proxies");
+  auto movie = job_of_rule(cluster, (*reply)["job_ids"], "review/movie");
+  ASSERT_TRUE(proxies && movie) << reply->dump();
+  auto done = cluster.wait_for_final_state(*movie, kMediaLimit);
+  ASSERT_TRUE(done) << cluster.last_cli();
+  EXPECT_EQ((*done)["job"]["state"], "succeeded") << done->dump();
+  // The movie is the join; before it, three segments (30, 30, 4 frames) behind the proxies.
+  ASSERT_EQ((*done)["job"]["after"].size(), 1u) << done->dump();
+  auto segments = cluster.status_json((*done)["job"]["after"][0].get<uint64_t>());
+  ASSERT_TRUE(segments) << cluster.last_cli();
+  EXPECT_EQ((*segments)["job"]["task_count"], 3) << segments->dump();
+  EXPECT_EQ((*segments)["job"]["after_frames"], *proxies) << segments->dump();
+  EXPECT_EQ(run("ffprobe -v error -count_frames -select_streams v:0 -show_entries "
+                "stream=nb_read_frames -of csv=p=0 '" +
+                out + "/plate.mp4'"),
+            "64\n");
+}
+
 // ------------------------------------------------------------------ watched folder
 
 TEST_F(PublishE2ETest, SequenceCopiedSlowlyIntoAWatchedFolderIsPublishedOnceAfterItsLastFrame) {

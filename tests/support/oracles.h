@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -42,6 +43,20 @@ inline std::string image_size(const std::string& path) {
   unsigned w = 0, h = 0;
   if (std::sscanf(rest.c_str(), " %u x %u", &w, &h) != 2) return "";
   return std::to_string(w) + "x" + std::to_string(h);
+}
+
+// `count` plates in `dir` (plate.0001.exr...): links to the 8 Beachball frames in
+// turn, a sequence as long as a test needs.
+inline void link_plates(const std::string& dir, int count) {
+  std::filesystem::create_directories(dir);
+  for (int frame = 1; frame <= count; ++frame) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "plate.%04d.exr", frame);
+    char source[32];
+    std::snprintf(source, sizeof(source), "singlepart.%04d.exr", (frame - 1) % 8 + 1);
+    std::filesystem::create_symlink(std::filesystem::absolute(data_dir() + "/Beachball/" + source),
+                                    std::filesystem::path(dir) / name);
+  }
 }
 
 }  // namespace farmhand::e2e

@@ -806,6 +806,13 @@ TEST(ConfigRulesTest, AfterNamingAMissingJobIsReported) {
             "<config>:5: rule 'r' job 'j' is after itself");
 }
 
+TEST(ConfigRulesTest, AfterFramesNamingAMissingJobOrItselfIsReported) {
+  EXPECT_EQ(problems_of(one_job_rule("        kind: noop\n        after_frames: render\n")),
+            "<config>:5: rule 'r' job 'j' is after 'render', which is not a job of this rule");
+  EXPECT_EQ(problems_of(one_job_rule("        kind: noop\n        after_frames: j\n")),
+            "<config>:5: rule 'r' job 'j' is after itself");
+}
+
 TEST(ConfigRulesTest, AfterCycleIsReported) {
   EXPECT_EQ(problems_of(R"(rules:
   - name: loop

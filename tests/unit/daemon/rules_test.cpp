@@ -437,6 +437,35 @@ TEST(PlanRuleTest, AfterIndicesPointAtEarlierJobsOfThePlan) {
   EXPECT_TRUE(find(plan, "proxies")->after.empty());
 }
 
+// A movie streamed behind its proxies: `after_frames` names a job of the
+// rule, placed before it, and plans to that job's index.
+TEST(PlanRuleTest, AfterFramesPointsAtTheJobTheMovieFollowsFrameByFrame) {
+  const common::Rule rule = rule_of(R"(rules:
+  - name: review
+    match: {kind: sequence}
+    jobs:
+      movie:
+        kind: transcode
+        input: "{dir}/review/proxy/{name}.{frame}.jpg"
+        output: "{dir}/review/{name}.mov"
+        after_frames: proxies
+      proxies:
+        kind: convert
+        output: "{dir}/review/proxy/{name}.{frame}.jpg"
+        chunk: 10
+)");
+  const PublishItem item = item_of("/r/a.####.exr", "sequence", frames("1001-1100"));
+  const auto plan = plan_rule(rule, item, Meta{}, "ev");
+  ASSERT_EQ(plan.size(), 2u);
+  const PlannedJob* movie = find(plan, "movie");
+  ASSERT_NE(movie, nullptr);
+  ASSERT_TRUE(movie->after_frames.has_value());
+  EXPECT_EQ(*movie->after_frames, index_in(plan, "proxies"));
+  EXPECT_LT(*movie->after_frames, index_in(plan, "movie"));
+  EXPECT_TRUE(movie->after.empty());
+  EXPECT_FALSE(find(plan, "proxies")->after_frames.has_value());
+}
+
 TEST(PlanRuleTest, LaneDefaultsToInteractiveForMediaAndBatchForCommands) {
   const common::Rule rule = rule_of(kReviewRule);
   const PublishItem item = item_of("/r/a.####.exr", "sequence", frames("1-10"));
