@@ -8,7 +8,8 @@
 # Env: FRAMES (100), DISTINCT (10 distinct noisy frames, copied round-robin), THUMB_REPS (5),
 # OIIO_REPS (3), SEQ_VARIANTS ("zip": the sequences the proxy/movie sections run on; any of
 # zip piz dwaa), LONG_FRAMES (1000: the length of the second peak-RSS run, 0 to skip it),
-# MEDIA_SIZE (2048x1080; 4096x2160 for the 4K line: FRAMES=24 DISTINCT=4 LONG_FRAMES=0).
+# MEDIA_SIZE (2048x1080; 4096x2160 for the 4K line: FRAMES=24 DISTINCT=4 LONG_FRAMES=0),
+# MOVIE_FARM (1: then runs bench/movie_farm.sh, the parallel, streaming and publish lines).
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -324,3 +325,10 @@ echo "Peak RSS of \`farmhand-media transcode\` (H.264, $rss_v): $FRAMES frames" 
   "$(mib "${R[rss_h264_${FRAMES}_frames_kib]}") (${R[rss_h264_${FRAMES}_frames_s]} s)$(
     ((LONG_FRAMES > 0)) && echo ", $LONG_FRAMES frames $(mib "${R[rss_h264_${LONG_FRAMES}_frames_kib]}")" \
       "(${R[rss_h264_${LONG_FRAMES}_frames_s]} s)")."
+
+# ---- 6. Movies on the farm: in segments, streamed behind a render, the whole publish ---------
+if [[ "${MOVIE_FARM:-1}" = 1 ]]; then
+  stop_broker
+  echo
+  FRAMES=$FRAMES DISTINCT=$DISTINCT MEDIA_SIZE=$MEDIA_SIZE "$SRC/bench/movie_farm.sh" "$BUILD"
+fi

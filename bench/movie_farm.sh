@@ -9,7 +9,7 @@
 # key=value results on stdout, progress on stderr, then a markdown table on stdout.
 # Env: FRAMES (100), DISTINCT (10 distinct noisy frames, copied round-robin), MEDIA_SIZE
 # (2048x1080), REPS (3: each case runs REPS times, interleaved, the median is reported),
-# RENDER_S (0.1: the fake render's seconds per frame; chunks of 10 frames), PUBLISH_REPS (1).
+# RENDER_S (0.5: the fake render's seconds per frame; chunks of 10 frames, 2 at a time), PUBLISH_REPS (1).
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -18,7 +18,7 @@ bench_init "${1:-}"
 FRAMES=${FRAMES:-100}
 DISTINCT=${DISTINCT:-10}
 REPS=${REPS:-3}
-RENDER_S=${RENDER_S:-0.1}
+RENDER_S=${RENDER_S:-0.5}
 ((DISTINCT > FRAMES)) && DISTINCT=$FRAMES
 MEDIA_SIZE=${MEDIA_SIZE:-2048x1080}
 WIDTH=${MEDIA_SIZE%x*}
@@ -70,7 +70,10 @@ job_ms() {
   "$FH" --json status "$1" | /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['job']['$2'])"
 }
 # join_s ID: the join task's own time, from its log.
-join_s() { "$FH" logs "$1" 2>/dev/null | grep -o 'bytes in [0-9.]* s' | tail -n 1 | awk '{ print $3 }'; }
+join_s() {
+  "$FH" logs "$1" 2>/dev/null | { grep -o 'bytes in [0-9.]* s' || echo 'bytes in 0 s'; } |
+    tail -n 1 | awk '{ print $3 }'
+}
 frames_of() {
   ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames \
     -of csv=p=0 "$1"
@@ -115,7 +118,8 @@ for r in $(seq "$REPS"); do
     log "streaming movie $c, run $r"
     dst=$D/render_${c}_$r
     mkdir -p "$dst"
-    render=$(submit command render --frames "1-$FRAMES" --chunk 10 --param "seconds=$RENDER_S" \
+    render=$(submit command render --frames "1-$FRAMES" --chunk 10 --max-running 2 \
+      --param "seconds=$RENDER_S" \
       --param "src=$D/zip" --param "dst=$dst")
     if [[ $c = after ]]; then dep=(--after "$render"); else dep=(--after-frames "$render"); fi
     movie=$(submit transcode "$(printf '%s/f.1-%d####.exr' "$dst" "$FRAMES")" -o "$dst/movie.mp4" \

@@ -71,10 +71,10 @@ bool valid_resize(const std::string& resize) {
 }
 
 // A movie in segments (workers/media/movie_join.h): --segments N cuts it
-// into N tasks of whole GOPs; a movie that follows a render frame by frame
-// (after_frames) is cut every kStreamingSegmentFrames unless --segments says
-// otherwise, so each segment starts as soon as its frames are rendered. One
-// segment: the movie is one task, as without.
+// into N tasks of as many frames each (at least a GOP); a movie that follows a render frame by
+// frame (after_frames) is cut every kStreamingSegmentFrames unless --segments says otherwise, so
+// each segment starts as soon as its frames are rendered. One segment: the movie is one task, as
+// without.
 constexpr uint64_t kStreamingSegmentFrames = common::kReviewGopFrames;
 constexpr uint64_t kMaxSegments = 10000;
 
@@ -90,8 +90,9 @@ Result<void> plan_segments(wire::JobSpec& spec, uint64_t frames) {
       return fail(ErrorCode::kInvalidArgument, fmt::format("bad --segments '{}' (1 to {})",
                                                            printable(written, 40), kMaxSegments));
     }
-    const uint64_t gop = common::kReviewGopFrames;
-    length = ((frames + wanted - 1) / wanted + gop - 1) / gop * gop;
+    // Balanced, and at least a GOP each: a segment opens on an IDR frame
+    // wherever it starts, so any length holds whole GOPs.
+    length = std::max<uint64_t>(common::kReviewGopFrames, (frames + wanted - 1) / wanted);
   } else if (spec.after_frames() != 0) {
     length = kStreamingSegmentFrames;
   }

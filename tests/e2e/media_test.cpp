@@ -276,7 +276,8 @@ TEST_F(MediaE2ETest, AMovieInSegmentsIsEncodedByTwoWorkersAndJoinedIntoOneFile) 
   ASSERT_TRUE(segments) << cluster.last_cli();
   EXPECT_EQ((*segments)["job"]["name"], "review [segments]");
   EXPECT_EQ((*segments)["job"]["state"], "succeeded");
-  EXPECT_EQ((*segments)["job"]["task_count"], 4) << "96 frames in segments of 30";
+  EXPECT_EQ((*segments)["job"]["task_count"], 4)
+      << "96 frames in segments of 24, at least a GOP (30) each";
   EXPECT_EQ(run("ffprobe -v error -count_frames -select_streams v:0 -show_entries "
                 "stream=nb_read_frames,codec_name -of csv=p=0 '" +
                 movie + "'"),

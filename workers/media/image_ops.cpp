@@ -2,7 +2,8 @@
 //
 // The pipeline, and why it is shaped this way (a thumbnail must cost little
 // more than decoding R,G,B):
-//   1. Open the first subimage and pick R,G,B(,A) by name. Read only that
+//   1. Open the first subimage (a multi-part multi-view EXR: its default
+//      view's part) and pick R,G,B(,A) by name. Read only that
 //      channel range, as half when stored as half (else float: OIIO's half
 //      -> float conversion cost more than the resample), and only the
 //      scanlines of the data window that fall inside the display window (none
@@ -554,6 +555,25 @@ Result<Source> read_luminance_chroma(const std::string& path, bool want_alpha) {
   return src;
 }
 
+// The subimage a file shows: for a multi-part multi-view EXR (a part per
+// view, each naming its `view`), the part of the default view, the first of
+// the multiView list; else the first subimage. Leaves `in` on it.
+int shown_subimage(OIIO::ImageInput& in) {
+  const OIIO::ParamValue* views = in.spec().find_attribute("multiView");
+  const std::string first_view = in.spec().get_string_attribute("view");
+  if (views == nullptr || first_view.empty() || views->type().basetype != OIIO::TypeDesc::STRING ||
+      views->nvalues() < 1) {
+    return 0;
+  }
+  const std::string wanted = static_cast<const OIIO::ustring*>(views->data())[0].string();
+  if (wanted.empty() || wanted == first_view) return 0;
+  for (int sub = 1; sub < 64 && in.seek_subimage(sub, 0); ++sub) {
+    if (in.spec().get_string_attribute("view") == wanted) return sub;
+  }
+  in.seek_subimage(0, 0);
+  return 0;
+}
+
 Result<Source> read_source(const std::string& path, bool want_alpha) {
   std::error_code ec;
   if (!fs::exists(path, ec)) return fail(ErrorCode::kNotFound, "no such file " + path);
@@ -568,6 +588,7 @@ Result<Source> read_source(const std::string& path, bool want_alpha) {
     }
     return fail(open_error(path, why));
   }
+  const int sub = shown_subimage(*in);
   const OIIO::ImageSpec& spec = in->spec();
   if (spec.deep) return fail(ErrorCode::kCorrupt, "cannot read " + path + ": deep image");
   if (is_luminance_chroma(spec) && in->format_name() == std::string_view("openexr")) {
@@ -633,9 +654,9 @@ Result<Source> read_source(const std::string& path, bool want_alpha) {
     buffer = src.pixels.data();
   }
   const OIIO::TypeDesc type = src.is_half ? OIIO::TypeHalf : OIIO::TypeFloat;
-  bool ok = whole ? in->read_image(0, 0, chbegin, chend, type, buffer)
-                  : in->read_scanlines(0, 0, static_cast<int>(y0), static_cast<int>(y1), 0, chbegin,
-                                       chend, type, buffer);
+  bool ok = whole ? in->read_image(sub, 0, chbegin, chend, type, buffer)
+                  : in->read_scanlines(sub, 0, static_cast<int>(y0), static_cast<int>(y1), 0,
+                                       chbegin, chend, type, buffer);
   if (!ok) {
     std::string err = in->geterror();
     if (err.empty()) err = OIIO::geterror();
@@ -1458,6 +1479,7 @@ bool read_half_frame(const std::string& path, const ColourChoice& colour, HalfFr
     if (spec.get_float_attribute("PixelAspectRatio", 1.0f) != 1.0f) return false;
     if (lower(spec.get_string_attribute("oiio:ColorSpace")) == "srgb") return false;
     if (is_luminance_chroma(spec)) return false;  // read_source converts it to RGB
+    if (shown_subimage(*in) != 0) return false;   // read_source reads the default view's part
     if (auto chroma = chromaticities_of(spec); chroma && to_rec709(*chroma)) return false;
     const ChannelPick pick = pick_channels(spec);
     if (pick.color.size() != 3) return false;

@@ -180,9 +180,11 @@ Result<JoinReport> join_segments(const JoinOptions& options) {
       if (!baseline || avcodec_parameters_copy(baseline.get(), opened->video->codecpar) < 0) {
         return fail(ErrorCode::kInternal, "out of memory copying codec parameters");
       }
-      // The first segment models the movie's stream: what only its pictures
-      // say (DNxHR's profile, which picks its tag in a MOV) is read too.
-      if (const int found = avformat_find_stream_info(opened->input.get(), nullptr); found < 0) {
+      // The first segment models the movie's stream: DNxHR's profile, which
+      // picks its tag in a MOV, only its pictures say.
+      const bool dnxhd = opened->video->codecpar->codec_id == AV_CODEC_ID_DNXHD;
+      if (const int found = dnxhd ? avformat_find_stream_info(opened->input.get(), nullptr) : 0;
+          found < 0) {
         return fail(ErrorCode::kCorrupt,
                     "cannot read segment " + path + ": " + av_error_text(found));
       }

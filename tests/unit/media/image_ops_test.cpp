@@ -23,9 +23,16 @@
 #include "tests/support/oracles.h"
 #include "tests/support/temp_dir.h"
 #include <Imath/half.h>
+#include <OpenEXR/ImfChannelList.h>
+#include <OpenEXR/ImfFrameBuffer.h>
 #include <OpenEXR/ImfHeader.h>
+#include <OpenEXR/ImfMultiPartOutputFile.h>
+#include <OpenEXR/ImfMultiView.h>
+#include <OpenEXR/ImfOutputPart.h>
+#include <OpenEXR/ImfPartType.h>
 #include <OpenEXR/ImfRgbaFile.h>
 #include <OpenEXR/ImfStandardAttributes.h>
+#include <OpenEXR/ImfTiledRgbaFile.h>
 #include <OpenImageIO/imagebuf.h>
 #include <OpenImageIO/imagebufalgo.h>
 #include <OpenImageIO/imageio.h>
@@ -606,7 +613,8 @@ TEST(ImageOpsTest, AnAcesPlateIsShownInTheOutputsPrimariesNotWashedOut) {
 
 // Every kind of EXR a pipeline meets shows its whole picture: a mip-mapped
 // texture at its full level, a lat-long environment as it is, a cube map as
-// the full strip of its six faces, a multi-view file in its default view.
+// the full strip of its six faces, a multi-view file in its default view
+// (one part with every view, or a part per view), a rip-mapped file at its full level.
 TEST(ImageOpsTest, TexturesEnvironmentsAndMultiViewFilesShowTheirWholePicture) {
   TempDir dir;
   // The colour of a thumbnail's pixel, as 8-bit values.
@@ -679,6 +687,69 @@ TEST(ImageOpsTest, TexturesEnvironmentsAndMultiViewFilesShowTheirWholePicture) {
       "--chappend --chnames R,G,B,left.R,left.G,left.B -d half -o " +
       quoted(views));
   EXPECT_EQ(at(thumbnail(views, 32), 16, 8), red);
+
+  // Rip-mapped (OpenEXR's RIPMAP_LEVELS, every x and y level): the full
+  // 256x128 level, red left and blue right, not a squeezed one.
+  const std::string rip = dir.file("rip.exr");
+  {
+    Imf::TiledRgbaOutputFile out(rip.c_str(), 256, 128, 32, 32, Imf::RIPMAP_LEVELS, Imf::ROUND_DOWN,
+                                 Imf::WRITE_RGB);
+    for (int ly = 0; ly < out.numYLevels(); ++ly) {
+      for (int lx = 0; lx < out.numXLevels(); ++lx) {
+        const int w = out.levelWidth(lx);
+        const int h = out.levelHeight(ly);
+        std::vector<Imf::Rgba> pixels(static_cast<size_t>(w * h));
+        for (int y = 0; y < h; ++y) {
+          for (int x = 0; x < w; ++x) {
+            pixels[static_cast<size_t>(y * w + x)] =
+                x < w / 2 ? Imf::Rgba(1, 0, 0, 1) : Imf::Rgba(0, 0, 1, 1);
+          }
+        }
+        out.setFrameBuffer(pixels.data(), 1, static_cast<size_t>(w));
+        out.writeTiles(0, out.numXTiles(lx) - 1, 0, out.numYTiles(ly) - 1, lx, ly);
+      }
+    }
+  }
+  OIIO::ImageBuf ripped = thumbnail(rip, 64);
+  EXPECT_EQ(ripped.spec().width, 64);
+  EXPECT_EQ(ripped.spec().height, 32) << "the full level's shape";
+  EXPECT_EQ(at(ripped, 8, 16), red);
+  EXPECT_EQ(at(ripped, 56, 16), blue);
+
+  // Multi-part multi-view (OpenEXR 2): a part per view, each naming its view;
+  // the file's multiView list puts "left" first, so left is the default view
+  // (red), though the right view (blue) is the first part.
+  const std::string parts = dir.file("parts.exr");
+  {
+    std::vector<Imf::Header> headers;
+    for (const char* view : {"right", "left"}) {
+      Imf::Header header(64, 32);
+      for (const char* channel : {"R", "G", "B"}) {
+        header.channels().insert(channel, Imf::Channel(Imf::HALF));
+      }
+      header.setName(view);
+      header.setType(Imf::SCANLINEIMAGE);
+      header.setView(view);
+      Imf::addMultiView(header, Imf::StringVector{"left", "right"});
+      headers.push_back(header);
+    }
+    Imf::MultiPartOutputFile out(parts.c_str(), headers.data(), static_cast<int>(headers.size()));
+    for (int part = 0; part < 2; ++part) {
+      const bool left = part == 1;
+      std::vector<half> r(64 * 32, half(left ? 1.0f : 0.0f));
+      std::vector<half> g(64 * 32, half(0.0f));
+      std::vector<half> b(64 * 32, half(left ? 0.0f : 1.0f));
+      Imf::FrameBuffer frame;
+      for (auto [name, plane] : {std::pair{"R", &r}, std::pair{"G", &g}, std::pair{"B", &b}}) {
+        frame.insert(name, Imf::Slice(Imf::HALF, reinterpret_cast<char*>(plane->data()),
+                                      sizeof(half), sizeof(half) * 64));
+      }
+      Imf::OutputPart writer(out, part);
+      writer.setFrameBuffer(frame);
+      writer.writePixels(32);
+    }
+  }
+  EXPECT_EQ(at(thumbnail(parts, 32), 16, 8), red) << "the default view, left";
 }
 
 // A proxy's burn-ins: drawn by OpenImageIO where configured, with the frame's
