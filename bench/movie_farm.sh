@@ -9,7 +9,8 @@
 # key=value results on stdout, progress on stderr, then a markdown table on stdout.
 # Env: FRAMES (100), DISTINCT (10 distinct noisy frames, copied round-robin), MEDIA_SIZE
 # (2048x1080), REPS (3: each case runs REPS times, interleaved, the median is reported),
-# RENDER_S (0.5: the fake render's seconds per frame; chunks of 10 frames, 2 at a time), PUBLISH_REPS (1).
+# RENDER_S (0.5: the fake render's seconds per frame; chunks of 10 frames, 2 at a time),
+# PUBLISH_REPS (1), PARTS ("parallel streaming publish": which lines to run).
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -19,6 +20,8 @@ FRAMES=${FRAMES:-100}
 DISTINCT=${DISTINCT:-10}
 REPS=${REPS:-3}
 RENDER_S=${RENDER_S:-0.5}
+PARTS=${PARTS:-parallel streaming publish}
+want() { [[ " $PARTS " == *" $1 "* ]]; }
 ((DISTINCT > FRAMES)) && DISTINCT=$FRAMES
 MEDIA_SIZE=${MEDIA_SIZE:-2048x1080}
 WIDTH=${MEDIA_SIZE%x*}
@@ -84,7 +87,8 @@ finish "$(submit transcode "$D/zip/f.1-10####.exr" -o "$D/out/warm.mp4")"
 
 # ---- Parallel: one task, two segments one at a time, two and four on two workers ----------
 declare -A RUNS
-for r in $(seq "$REPS"); do
+want parallel || REPS_PARALLEL=0
+for r in $(seq "${REPS_PARALLEL:-$REPS}"); do
   for c in whole seg2_one_worker seg2 seg4; do
     case $c in
       whole) args=(--segments 1) ;;
@@ -103,17 +107,20 @@ for r in $(seq "$REPS"); do
   done
 done
 for c in whole seg2_one_worker seg2 seg4; do
+  want parallel || continue
   # shellcheck disable=SC2086
   kv "parallel_${c}_ms=$(median ${RUNS[$c]})"
   # shellcheck disable=SC2086
   [[ $c = whole ]] || kv "parallel_${c}_join_s=$(median ${RUNS[${c}_join]})"
 done
 for c in seg2_one_worker seg2 seg4; do
+  want parallel || continue
   kv "parallel_${c}_vs_whole=$(calc "${R[parallel_${c}_ms]} / ${R[parallel_whole_ms]}")"
 done
 
 # ---- Streaming: the movie after the render against the movie behind it frame by frame -----
-for r in $(seq "$REPS"); do
+want streaming || REPS_STREAMING=0
+for r in $(seq "${REPS_STREAMING:-$REPS}"); do
   for c in after streamed; do
     log "streaming movie $c, run $r"
     dst=$D/render_${c}_$r
@@ -135,18 +142,20 @@ for r in $(seq "$REPS"); do
   done
 done
 for c in after streamed; do
+  want streaming || continue
   # shellcheck disable=SC2086
   kv "stream_${c}_tail_ms=$(median ${RUNS[stream_${c}_tail]})"
   # shellcheck disable=SC2086
   kv "stream_${c}_total_ms=$(median ${RUNS[stream_${c}_total]})"
 done
-kv "stream_tail_vs_after=$(calc "${R[stream_streamed_tail_ms]} / ${R[stream_after_tail_ms]}")"
+want streaming && kv "stream_tail_vs_after=$(calc "${R[stream_streamed_tail_ms]} / ${R[stream_after_tail_ms]}")"
 
 # ---- The whole publish: the shipped review rule against the peers' scripts ---------------
 # Thumbnail, half-size JPEG proxies (chunk 10) and an H.264 movie made from the proxies as
 # they come (config/farmhand.yaml); the peers back to back on the same frames: oiiotool
 # thumbnail, oiiotool --frames proxies, ffmpeg movie of the EXRs (PUBLISH_REPS runs each).
 PUBLISH_REPS=${PUBLISH_REPS:-1}
+want publish || PUBLISH_REPS=0
 stop_broker
 awk '/^rules:/ { on = 1 } on && /^# Watched folders/ { exit } on' "$SRC/config/farmhand.yaml" \
   >"$D/rules.yaml"
@@ -164,6 +173,16 @@ for r in $(seq "$PUBLISH_REPS"); do
   t0=$(now_ns)
   "$FH" publish "$pub/f.####.exr" --wait >>"$D/cli.log" 2>&1 || die "publish failed (see $D/cli.log)"
   RUNS[publish]+="$(ms_since "$t0") "
+  # Each job's span from the publish, for the log.
+  "$FH" --json ls 2>/dev/null | /usr/bin/python3 -c '
+import json, sys
+t0 = int(sys.argv[1]) // 1000000
+for j in json.load(sys.stdin):
+    s, f = j.get("started_unix_ms") or 0, j.get("finished_unix_ms") or 0
+    if f and f >= t0:
+        n = j["name"]
+        print(f"  {n}: {(s - t0) / 1000:.2f}-{(f - t0) / 1000:.2f} s", file=sys.stderr)
+' "$t0" || true
   n=$(frames_of "$pub/review/f.mov")
   [[ "$n" = "$FRAMES" ]] || die "the published movie has $n frames, not $FRAMES"
   log "publish $r: the peers' scripts"
@@ -183,11 +202,12 @@ for r in $(seq "$PUBLISH_REPS"); do
   RUNS[peer_movie]+="$(ms_since "$t0") "
 done
 for c in publish peer_thumb peer_proxies peer_movie; do
+  ((PUBLISH_REPS > 0)) || continue
   # shellcheck disable=SC2086
   kv "${c}_ms=$(median ${RUNS[$c]})"
 done
-kv "peers_total_ms=$(calc "${R[peer_thumb_ms]} + ${R[peer_proxies_ms]} + ${R[peer_movie_ms]}")"
-kv "publish_vs_peers=$(calc "${R[publish_ms]} / ${R[peers_total_ms]}")"
+((PUBLISH_REPS > 0)) && kv "peers_total_ms=$(calc "${R[peer_thumb_ms]} + ${R[peer_proxies_ms]} + ${R[peer_movie_ms]}")"
+((PUBLISH_REPS > 0)) && kv "publish_vs_peers=$(calc "${R[publish_ms]} / ${R[peers_total_ms]}")"
 
 echo
 echo "FRAMES=$FRAMES at ${WIDTH}x$HEIGHT (zip EXR, H.264), $(nproc) cores, medians of $REPS," \
@@ -200,17 +220,18 @@ row() { # row NAME FARMHAND AGAINST RATIO TARGET
   [[ -n "$5" ]] && met=$(awk -v r="$4" -v t="$5" 'BEGIN { print (r <= t) ? "yes" : "**no**" }')
   printf '| %s | %s | %s | %.2f× | %s | %s |\n' "$1" "$2" "$3" "$4" "${5:+≤ $5×}" "$met"
 }
-row "2 segments on 2 workers (join ${R[parallel_seg2_join_s]} s)" "${R[parallel_seg2_ms]} ms" \
+want parallel && row "2 segments on 2 workers (join ${R[parallel_seg2_join_s]} s)" "${R[parallel_seg2_ms]} ms" \
   "one task ${R[parallel_whole_ms]} ms" "${R[parallel_seg2_vs_whole]}" 1.05
-row "2 segments on 1 worker (--max-running 1)" "${R[parallel_seg2_one_worker_ms]} ms" \
+want parallel && row "2 segments on 1 worker (--max-running 1)" "${R[parallel_seg2_one_worker_ms]} ms" \
   "one task ${R[parallel_whole_ms]} ms" "${R[parallel_seg2_one_worker_vs_whole]}" ""
-row "4 segments on 2 workers (join ${R[parallel_seg4_join_s]} s)" "${R[parallel_seg4_ms]} ms" \
+want parallel && row "4 segments on 2 workers (join ${R[parallel_seg4_join_s]} s)" "${R[parallel_seg4_ms]} ms" \
   "one task ${R[parallel_whole_ms]} ms" "${R[parallel_seg4_vs_whole]}" ""
-row "Last render task → movie done, streamed (total ${R[stream_streamed_total_ms]} ms)" \
+want streaming && row "Last render task → movie done, streamed (total ${R[stream_streamed_total_ms]} ms)" \
   "${R[stream_streamed_tail_ms]} ms" \
   "after the render ${R[stream_after_tail_ms]} ms (total ${R[stream_after_total_ms]} ms)" \
   "${R[stream_tail_vs_after]}" ""
-row "Whole publish (shipped rule: thumbnail, proxies, movie streamed from them)" \
+want publish && row "Whole publish (shipped rule: thumbnail, proxies, movie streamed from them)" \
   "${R[publish_ms]} ms" \
   "oiiotool ${R[peer_thumb_ms]} + oiiotool --frames ${R[peer_proxies_ms]} + ffmpeg ${R[peer_movie_ms]} = ${R[peers_total_ms]} ms" \
   "${R[publish_vs_peers]}" 0.15
+true

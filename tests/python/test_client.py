@@ -724,6 +724,23 @@ def test_a_web_movie_with_sound_goes_through_the_client(cluster, client, tmp_pat
     assert frames == ["9"], frames  # the slate and 8 pictures
     with pytest.raises(farmhand.InvalidArgument, match="no value for {shot}"):
         client.submit("transcode", input=str(BEACHBALL), output=dailies, burn_in="{shot}")
+    # A movie in two segments on the workers, joined: 64 frames (links to the 8 in turn).
+    plates = tmp_path / "plates"
+    plates.mkdir()
+    for f in range(1, 65):
+        source = Path(str(BEACHBALL).replace("####", "%04d" % ((f - 1) % 8 + 1))).resolve()
+        (plates / ("p.%04d.exr" % f)).symlink_to(source)
+    joined = cluster.path("review") / "joined.mp4"
+    job = client.submit("transcode", input=str(plates / "p.####.exr"), output=joined, segments=2)
+    assert client.wait(job, timeout=300).state == "succeeded"
+    assert client.status(job).task_count == 1  # the join; the segments are the job before it
+    frames = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+         "stream=nb_read_frames", "-of", "csv=p=0", str(joined)],
+        check=True, capture_output=True, text=True).stdout.split()
+    assert frames == ["64"], frames
+    with pytest.raises(farmhand.InvalidArgument, match="bad --segments"):
+        client.submit("transcode", input=str(plates / "p.####.exr"), output=joined, segments=0)
     # A contact sheet of every 4th frame, two cells 100 wide.
     sheet = cluster.path("review") / "sheet.png"
     job = client.submit("contactsheet", input=str(BEACHBALL), output=sheet, every=4, columns=2,
