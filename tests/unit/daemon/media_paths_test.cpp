@@ -8,6 +8,7 @@
 
 #include "media.pb.h"
 #include "tests/support/temp_dir.h"
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -314,6 +315,73 @@ TEST(MediaPathsTest, TheResolvedOutputDirectoryAndItsRootGoToTheMediaRequest) {
   // A user cannot choose them.
   auto forged = media_job("thumbnail", "/p/t.exr", "/p/t.jpg", {{kOutputRootParam, "/"}});
   EXPECT_EQ(refusal(forged), "unknown parameter '_output_root' for thumbnail jobs");
+}
+
+// A movie in segments: --segments N cuts N balanced tasks of at least a GOP;
+// a movie after a render frame by frame is cut every GOP; the two jobs split
+// from it write the segments into one folder beside the output and join them.
+TEST(MediaPathsTest, AMovieInSegmentsIsCutIntoTasksAndSplitIntoSegmentsAndJoin) {
+  auto planned = [](const std::string& frames, std::map<std::string, std::string> params,
+                    uint64_t after_frames = 0) {
+    auto spec =
+        media_job("transcode", "/p/s." + frames + "####.exr", "/p/review/s.mp4", std::move(params));
+    spec.set_after_frames(after_frames);
+    auto ok = prepare_media_job(spec);
+    if (!ok) return ok.error().reason;
+    auto segments = spec.params().find("segments");
+    return fmt::format("chunk {} segments {}", spec.chunk(),
+                       segments == spec.params().end() ? "none" : segments->second);
+  };
+  EXPECT_EQ(planned("1-100", {}), "chunk 100 segments none");
+  EXPECT_EQ(planned("1-100", {{"segments", "1"}}), "chunk 100 segments none");
+  EXPECT_EQ(planned("1-100", {{"segments", "2"}}), "chunk 50 segments 2");
+  EXPECT_EQ(planned("1-100", {{"segments", "4"}}), "chunk 30 segments 4") << "a GOP at least";
+  EXPECT_EQ(planned("1-20", {{"segments", "4"}}), "chunk 20 segments none");
+  EXPECT_EQ(planned("1-100", {}, 7), "chunk 30 segments 4") << "streamed behind job 7";
+  EXPECT_EQ(planned("1-100", {{"segments", "1"}}, 7), "chunk 100 segments none");
+  EXPECT_EQ(planned("1-100", {{"segments", "0"}}), "bad --segments '0' (1 to 10000)");
+  EXPECT_EQ(planned("1-100", {{"segments", "-2"}}), "bad --segments '-2' (1 to 10000)");
+  // The folder and the join are the broker's: a client cannot name them.
+  EXPECT_EQ(planned("1-100", {{kSegmentDirParam, "/etc"}}),
+            "unknown parameter '_segment_dir' for transcode jobs");
+  EXPECT_EQ(planned("1-100", {{kJoinParam, "1"}}), "unknown parameter '_join' for transcode jobs");
+
+  auto spec = media_job("transcode", "/p/s.1001-1100####.exr", "/p/review/s.mp4",
+                        {{"segments", "2"}, {"audio", "/p/s.wav"}});
+  spec.set_name("sh010 review");
+  spec.set_idempotency_key("k1");
+  spec.set_after_frames(3);
+  ASSERT_TRUE(prepare_media_job(spec));
+  ASSERT_TRUE(wants_segments(spec));
+  MovieJobs jobs = split_movie_job(spec, 0xabc);
+  EXPECT_FALSE(wants_segments(jobs.segments));
+  EXPECT_EQ(jobs.segments.name(), "sh010 review [segments]");
+  EXPECT_EQ(jobs.segments.idempotency_key(), "") << "the join answers for the submit";
+  EXPECT_EQ(jobs.segments.after_frames(), 3u);
+  EXPECT_EQ(jobs.segments.chunk(), 50u);
+  EXPECT_EQ(jobs.join.name(), "sh010 review");
+  EXPECT_EQ(jobs.join.idempotency_key(), "k1");
+  EXPECT_EQ(jobs.join.after_frames(), 0u);
+  EXPECT_EQ(jobs.join.chunk(), 100u);
+  const std::string folder = "/p/review/.s.mp4.segments.0000000000000abc";
+  // A segment task writes its segment into the folder, and no sound.
+  auto task = media_request(jobs.segments, common::FrameSet::range(1051, 50));
+  ASSERT_TRUE(task);
+  media::Request segment;
+  ASSERT_TRUE(segment.ParseFromString(*task));
+  EXPECT_EQ(segment.transcode().output(), folder + "/seg.1051.1100.mp4");
+  EXPECT_EQ(segment.transcode().movie_frames(), "1001-1100");
+  EXPECT_EQ(segment.transcode().frames(), "1051-1100");
+  // The join reads the folder and writes the movie, with its sound.
+  auto joining = media_request(jobs.join, common::FrameSet::range(1001, 100));
+  ASSERT_TRUE(joining);
+  media::Request join;
+  ASSERT_TRUE(join.ParseFromString(*joining));
+  ASSERT_TRUE(join.has_join());
+  EXPECT_EQ(join.join().segment_dir(), folder);
+  EXPECT_EQ(join.join().output(), "/p/review/s.mp4");
+  EXPECT_EQ(join.join().frames(), "1001-1100");
+  EXPECT_EQ(join.join().audio(), "/p/s.wav");
 }
 
 }  // namespace
