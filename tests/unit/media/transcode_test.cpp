@@ -1248,6 +1248,25 @@ void encode_segments(const TranscodeOptions& whole, size_t length, const std::st
   }
 }
 
+// `whole` encoded as one movie, and again in segments of `length` joined into
+// `output` beside it: what each segment test compares.
+struct Joined {
+  TranscodeOptions options;  // the joined movie's
+  std::string folder;
+  Result<JoinReport> report;
+};
+
+Joined whole_and_joined(const TranscodeOptions& whole, const std::string& output, size_t length) {
+  transcode_ok(whole);
+  Joined joined{whole, {}, {}};
+  joined.options.output = output;
+  const fs::path path(output);
+  joined.folder = (path.parent_path() / ("." + path.filename().string() + ".segments.1")).string();
+  encode_segments(joined.options, length, joined.folder);
+  joined.report = join_segments(join_of(joined.options, joined.folder));
+  return joined;
+}
+
 // Every video packet's time in seconds and whether it is a key frame.
 std::vector<std::pair<double, bool>> packet_times(const std::string& movie) {
   const CommandOutput output =
@@ -1278,12 +1297,7 @@ void expect_even_times(const std::vector<std::pair<double, bool>>& times, size_t
 TEST_F(TranscodeTest, AProresMovieInSegmentsIsTheWholeEncodePictureForPicture) {
   TranscodeOptions whole = long_beachball(dir_.file("whole.mov"), 40);
   whole.codec = "prores";
-  transcode_ok(whole);
-  TranscodeOptions joined = whole;
-  joined.output = dir_.file("joined.mov");
-  const std::string folder = dir_.file(".joined.mov.segments.1");
-  encode_segments(joined, 16, folder);
-  Result<JoinReport> report = join_segments(join_of(joined, folder));
+  const auto [joined, folder, report] = whole_and_joined(whole, dir_.file("joined.mov"), 16);
   ASSERT_TRUE(report) << report.error().reason;
   EXPECT_EQ(report->segments, 3u);
   EXPECT_EQ(report->pictures, 40u);
@@ -1313,12 +1327,7 @@ TEST_F(TranscodeTest, AnH264MovieInSegmentsHasEveryPictureInPlaceAndNoSeam) {
   whole.burn_ins = {{"{frame} of {first}-{last}", "bottom-left"}};
   whole.values = {{"shot", "sh010"}, {"date", "2026-12-07"}};
   whole.audio = sound;
-  transcode_ok(whole);
-  TranscodeOptions joined = whole;
-  joined.output = dir_.file("joined.mp4");
-  const std::string folder = dir_.file(".joined.mp4.segments.2");
-  encode_segments(joined, 30, folder);
-  Result<JoinReport> report = join_segments(join_of(joined, folder));
+  const auto [joined, folder, report] = whole_and_joined(whole, dir_.file("joined.mp4"), 30);
   ASSERT_TRUE(report) << report.error().reason;
   EXPECT_EQ(report->segments, 3u);
   EXPECT_EQ(report->audio_encoder, "aac");
@@ -1378,12 +1387,8 @@ TEST_F(TranscodeTest, EveryCodecsMovieInSegmentsJoinsIntoOneEvenlyTimedStream) {
     SCOPED_TRACE(codec + " " + name);
     TranscodeOptions whole = long_beachball(dir_.file(codec + "-whole-" + name), 36);
     whole.codec = codec;
-    transcode_ok(whole);
-    TranscodeOptions joined = whole;
-    joined.output = dir_.file(codec + "-" + name);
-    const std::string folder = dir_.file("." + codec + "-" + name + ".segments.4");
-    encode_segments(joined, 15, folder);
-    Result<JoinReport> report = join_segments(join_of(joined, folder));
+    const auto [joined, folder, report] =
+        whole_and_joined(whole, dir_.file(codec + "-" + name), 15);
     ASSERT_TRUE(report) << report.error().reason;
     EXPECT_EQ(report->segments, 3u);
     auto a = probe(whole.output);
