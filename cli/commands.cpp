@@ -503,13 +503,23 @@ int run_submit(Context& ctx, const SubmitOptions& o, wire::JobSpec spec) {
   for (const auto& warning : reply->warnings()) {
     ctx.err << "farmhand: warning: " << single_line(warning) << '\n' << std::flush;
   }
+  if (reply->segments_job() != 0 && !ctx.json) {
+    ctx.err << "farmhand: job " << reply->segments_job() << " encodes the movie in "
+            << reply->segments() << " segments; job " << reply->job_id() << " joins them\n"
+            << std::flush;
+  }
   if (!o.wait || !ctx.json) {
     if (ctx.json) {
-      write_json(ctx, Json{{"job_id", reply->job_id()},
-                           {"duplicate", reply->duplicate()},
-                           {"tasks", reply->task_count()},
-                           {"warnings", std::vector<std::string>(reply->warnings().begin(),
-                                                                 reply->warnings().end())}});
+      Json out{{"job_id", reply->job_id()},
+               {"duplicate", reply->duplicate()},
+               {"tasks", reply->task_count()},
+               {"warnings",
+                std::vector<std::string>(reply->warnings().begin(), reply->warnings().end())}};
+      if (reply->segments_job() != 0) {
+        out["segments_job"] = reply->segments_job();
+        out["segments"] = reply->segments();
+      }
+      write_json(ctx, out);
     } else {
       ctx.out << reply->job_id() << '\n' << std::flush;
     }

@@ -136,6 +136,7 @@ void JobIntake::submit(const wire::SubmitRequest& request, wire::ClientReply& re
     if (auto view = farm_.scheduler->job(*id)) {
       reply.mutable_submit()->set_task_count(view->task_count);
     }
+    describe_segments(*id, *reply.mutable_submit());
     warn_if_waiting(*id, reply);  // a resend after a lost reply gets it too
     return;
   }
@@ -159,7 +160,18 @@ void JobIntake::submit(const wire::SubmitRequest& request, wire::ClientReply& re
   auto view = farm_.scheduler->job(*id);
   reply.mutable_submit()->set_job_id(*id);
   reply.mutable_submit()->set_task_count(view ? view->task_count : 0);
+  describe_segments(*id, *reply.mutable_submit());
   warn_if_waiting(*id, reply);
+}
+
+void JobIntake::describe_segments(core::JobId id, wire::SubmitReply& reply) const {
+  const JobRecord* join = farm_.jobs.find(id);
+  if (!join || !is_movie_join(join->spec) || join->spec.after_size() != 1) return;
+  const uint64_t segments = join->spec.after(0);
+  reply.set_segments_job(segments);
+  if (auto view = farm_.scheduler->job(segments)) {
+    reply.set_segments(static_cast<uint32_t>(view->task_count));
+  }
 }
 
 void JobIntake::submit_openjd(const wire::SubmitOpenJdRequest& request, wire::ClientReply& reply,

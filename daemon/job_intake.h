@@ -58,6 +58,9 @@ class JobIntake {
   // create_job for a spec check_spec has completed.
   [[nodiscard]] Result<core::JobId> create_checked_job(wire::JobSpec spec, Turn& turn);
 
+  // A movie's join job: names in the reply the job that encodes its segments.
+  void describe_segments(core::JobId id, wire::SubmitReply& reply) const;
+
   // Adds unserved_pool()'s warning to a submit reply while the job is not finished.
   void warn_if_waiting(core::JobId id, wire::ClientReply& reply) const;
 

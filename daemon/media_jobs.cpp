@@ -661,7 +661,7 @@ Result<std::string> media_request(const wire::JobSpec& spec, const common::Frame
     c->set_display(param(spec, "display"));
     c->set_view(param(spec, "view"));
     c->set_look(param(spec, "look"));
-  } else if (spec.kind() == "transcode" && param(spec, kJoinParam) == "1") {
+  } else if (is_movie_join(spec)) {
     auto* j = request.mutable_join();
     j->set_segment_dir(param(spec, kSegmentDirParam));
     j->set_frames(spec.frames());
@@ -712,6 +712,10 @@ Result<std::string> media_request(const wire::JobSpec& spec, const common::Frame
 bool wants_segments(const wire::JobSpec& spec) {
   return spec.kind() == "transcode" && !param(spec, "segments").empty() &&
          param(spec, kSegmentDirParam).empty();
+}
+
+bool is_movie_join(const wire::JobSpec& spec) {
+  return spec.kind() == "transcode" && param(spec, kJoinParam) == "1";
 }
 
 MovieJobs split_movie_job(wire::JobSpec spec, uint64_t token) {

@@ -83,6 +83,9 @@ inline constexpr const char* kJoinParam = "_join";
 // A prepared transcode in segments, not yet split.
 bool wants_segments(const wire::JobSpec& spec);
 
+// The job that joins a movie's segments.
+bool is_movie_join(const wire::JobSpec& spec);
+
 struct MovieJobs {
   wire::JobSpec segments;  // tasks of whole GOPs, each writing one segment
   wire::JobSpec join;      // one task; its `after` is the caller's to set

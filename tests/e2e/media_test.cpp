@@ -265,13 +265,18 @@ TEST_F(MediaE2ETest, AMovieInSegmentsIsEncodedByTwoWorkersAndJoinedIntoOneFile) 
   ASSERT_TRUE(cluster.start());
   link_plates(cluster.path("plates"), 96);
   const std::string movie = cluster.path("out/review.mp4");
-  auto join = cluster.submit({"transcode", cluster.path("plates/plate.####.exr"), "-o", movie,
-                              "--segments", "4", "--name", "review"});
-  ASSERT_TRUE(join) << cluster.last_cli();
-  auto done = cluster.wait_for_final_state(*join, 300s);
+  auto submitted = cluster.cli_json({"submit", "transcode", cluster.path("plates/plate.####.exr"),
+                                     "-o", movie, "--segments", "4", "--name", "review"});
+  ASSERT_TRUE(submitted) << cluster.last_cli();
+  // The reply names both jobs: the one that encodes the segments, and this one, the join.
+  const auto join = (*submitted)["job_id"].get<uint64_t>();
+  EXPECT_EQ((*submitted)["tasks"], 1) << submitted->dump();
+  EXPECT_EQ((*submitted)["segments"], 4) << submitted->dump();
+  auto done = cluster.wait_for_final_state(join, 300s);
   ASSERT_TRUE(done);
   EXPECT_EQ((*done)["job"]["state"], "succeeded") << done->dump();
   ASSERT_EQ((*done)["job"]["after"].size(), 1u) << done->dump();
+  EXPECT_EQ((*done)["job"]["after"][0], (*submitted)["segments_job"]);
   auto segments = cluster.status_json((*done)["job"]["after"][0].get<uint64_t>(), {"--tasks"});
   ASSERT_TRUE(segments) << cluster.last_cli();
   EXPECT_EQ((*segments)["job"]["name"], "review [segments]");
