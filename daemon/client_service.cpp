@@ -13,6 +13,7 @@
 
 #include "common/wire.h"
 #include "daemon/hooks.h"
+#include "daemon/media_jobs.h"
 
 namespace farmhand::daemon {
 
@@ -675,6 +676,21 @@ void ClientService::action(const wire::JobActionRequest& request, wire::ClientRe
       break;
   }
   if (!changed) return set_error(reply, changed.error());
+  // A movie in segments is one movie to the user: cancelling, pausing or
+  // resuming its join (the id `submit` printed) does the same to its segments.
+  if (const JobRecord* join = farm_.jobs.find(request.job_id());
+      join && is_movie_join(join->spec) && join->spec.after_size() == 1) {
+    const core::JobId segments = join->spec.after(0);
+    Result<uint64_t> also = 0;
+    if (request.action() == wire::JobActionRequest::CANCEL) {
+      also = scheduler.cancel(segments, now);
+    } else if (request.action() == wire::JobActionRequest::PAUSE) {
+      also = scheduler.pause(segments, now);
+    } else if (request.action() == wire::JobActionRequest::RESUME) {
+      also = scheduler.resume(segments, now);
+    }
+    if (also) *changed += *also;  // else already finished (or not paused): nothing to do
+  }
   auto view = scheduler.job(request.job_id());
   const JobRecord* record = farm_.jobs.find(request.job_id());
   if (record && record->finished_unix_ms != 0 && view && !is_finished(view->state)) {

@@ -290,6 +290,21 @@ TEST_F(MediaE2ETest, AMovieInSegmentsIsEncodedByTwoWorkersAndJoinedIntoOneFile) 
   expect_key_frames_at(movie, {0, 30, 60, 90});
   EXPECT_TRUE(segment_folders(cluster.path("out")).empty());
 
+  // Paused and cancelled by the id the user has, the join: its segments too.
+  auto again = cluster.cli_json({"submit", "transcode", cluster.path("plates/plate.####.exr"), "-o",
+                                 cluster.path("out/again.mp4"), "--segments", "3"});
+  ASSERT_TRUE(again) << cluster.last_cli();
+  const std::string again_id = std::to_string((*again)["job_id"].get<uint64_t>());
+  const uint64_t again_segments = (*again)["segments_job"].get<uint64_t>();
+  ASSERT_EQ(cluster.run_cli({"pause", again_id}).exit_code, 0) << cluster.last_cli();
+  auto paused = cluster.status_json(again_segments);
+  ASSERT_TRUE(paused) << cluster.last_cli();
+  EXPECT_EQ((*paused)["job"]["state"], "paused") << paused->dump();
+  ASSERT_EQ(cluster.run_cli({"cancel", again_id}).exit_code, 0) << cluster.last_cli();
+  auto cancelled = cluster.status_json(again_segments);
+  ASSERT_TRUE(cancelled) << cluster.last_cli();
+  EXPECT_EQ((*cancelled)["job"]["state"], "cancelled") << cancelled->dump();
+
   for (const char* bad : {"0", "four", "10001"}) {
     CliResult r = cluster.run_cli({"submit", "transcode", cluster.path("plates/plate.####.exr"),
                                    "-o", cluster.path("m.mp4"), "--segments", bad});
