@@ -106,6 +106,23 @@ std::string mismatch(const AVCodecParameters& a, const AVCodecParameters& b) {
   return {};
 }
 
+// What the join writes in the movie's comment: the folder it joined, so that
+// a join run again after its segments went (killed before its result reached
+// the broker) knows its movie.
+std::string joined_note(const std::string& segment_dir) {
+  return "joined from " + std::filesystem::path(segment_dir).filename().string();
+}
+
+// The movie at `output` was joined from `segment_dir`.
+bool already_joined(const JoinOptions& options) {
+  AVFormatContext* raw = nullptr;
+  if (avformat_open_input(&raw, options.output.c_str(), nullptr, nullptr) < 0) return false;
+  InputPtr movie(raw);
+  const AVDictionaryEntry* comment = av_dict_get(movie->metadata, "comment", nullptr, 0);
+  return comment != nullptr &&
+         std::string(comment->value).find(joined_note(options.segment_dir)) != std::string::npos;
+}
+
 // The segments in movie order, covering `frames` exactly.
 Result<std::vector<Segment>> find_segments(const JoinOptions& options, const std::string& ext) {
   DIR* dir = ::opendir(options.segment_dir.c_str());
@@ -157,6 +174,15 @@ Result<JoinReport> join_segments(const JoinOptions& options) {
   if (ext != ".mov" && ext != ".mp4" && ext != ".webm") {
     return fail(ErrorCode::kInvalidArgument,
                 "output " + options.output + " must end in .mov, .mp4 or .webm");
+  }
+
+  struct stat folder {};
+
+  if (::lstat(options.segment_dir.c_str(), &folder) != 0 && errno == ENOENT &&
+      already_joined(options)) {
+    JoinReport done;
+    done.already_joined = true;
+    return done;
   }
   auto chain = find_segments(options, ext);
   if (!chain) return fail(chain.error());
@@ -217,6 +243,12 @@ Result<JoinReport> join_segments(const JoinOptions& options) {
   // The colour transform and what made the pictures, as the segments say.
   av_dict_copy(&muxer.context()->metadata, segments.front().input->metadata, 0);
   av_dict_set(&muxer.context()->metadata, "encoder", nullptr, 0);
+  {
+    const AVDictionaryEntry* colour = av_dict_get(muxer.context()->metadata, "comment", nullptr, 0);
+    const std::string note = (colour ? std::string(colour->value) + "; " : std::string()) +
+                             joined_note(options.segment_dir);
+    av_dict_set(&muxer.context()->metadata, "comment", note.c_str(), 0);
+  }
   av_dict_copy(&stream->metadata, model.metadata, 0);
   std::unique_ptr<AudioTrack> audio;
   if (!options.audio.empty()) {

@@ -17,7 +17,8 @@
 // first (+faststart). The movie is written as transcode writes one (a
 // temporary file renamed over the output, never over a file it reads); the
 // segments are removed only once it is in place, so a failed or killed join
-// can run again.
+// can run again. Its comment ends "joined from .NAME.segments.TOKEN": a join
+// run again once the folder is gone finds its movie there and succeeds.
 //
 // Errors are one line naming what was wrong: "segment frames 1031-1060 is
 // missing from /p/.movie.mp4.segments.1a2b", "segment seg.1031.1060.mp4 is
@@ -55,6 +56,9 @@ struct JoinReport {
   uint32_t width = 0;
   uint32_t height = 0;
   std::string audio_encoder;  // empty: no sound
+  // The folder was gone and the movie says it was joined from it: a join run
+  // again after it finished (its result lost to a killed worker) succeeds.
+  bool already_joined = false;
   uint64_t output_bytes = 0;
   std::chrono::microseconds time{0};
 };

@@ -307,6 +307,12 @@ Result<void> MediaServer::handle(const Request& request) {
       send_reading(id, options.segment_dir);
       auto done = join_segments(options);
       if (!done) return fail(done.error());
+      if (done->already_joined) {
+        send_log(id, fmt::format("{} was joined from {} already (its segments are gone)\n",
+                                 options.output, options.segment_dir));
+        send_progress(id, 1, 1);
+        return {};
+      }
       send_log(id, fmt::format("joined {} segments of {} ({} pictures, {} packets, {}x{}{}{}) into "
                                "{}: {} bytes in {:.3f} s\n",
                                done->segments, options.segment_dir, done->pictures, done->packets,

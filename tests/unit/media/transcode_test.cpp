@@ -1311,6 +1311,17 @@ TEST_F(TranscodeTest, AProresMovieInSegmentsIsTheWholeEncodePictureForPicture) {
     EXPECT_EQ(a[key], b[key]) << key;
   }
   EXPECT_FALSE(fs::exists(folder)) << "the segments go once the movie is in place";
+  // Run again (its worker killed before the result reached the broker): the
+  // folder is gone, the movie says it was joined from it: done, untouched.
+  const auto before = fs::last_write_time(joined.output);
+  Result<JoinReport> again = join_segments(join_of(joined, folder));
+  ASSERT_TRUE(again) << again.error().reason;
+  EXPECT_TRUE(again->already_joined);
+  EXPECT_EQ(fs::last_write_time(joined.output), before);
+  // Another folder's join finds no such note in the movie: it fails.
+  Result<JoinReport> other = join_segments(join_of(joined, folder + "x"));
+  ASSERT_FALSE(other);
+  EXPECT_NE(other.error().reason.find("cannot read the segment folder"), std::string::npos);
 }
 
 // H.264 with a slate, burn-ins and sound: every picture in its place, a key
