@@ -10,7 +10,8 @@
 # Env: FRAMES (100), DISTINCT (10 distinct noisy frames, copied round-robin), MEDIA_SIZE
 # (2048x1080), REPS (3: each case runs REPS times, interleaved, the median is reported),
 # RENDER_S (0.5: the fake render's seconds per frame; chunks of 10 frames, 2 at a time),
-# PUBLISH_REPS (1), PARTS ("parallel streaming publish": which lines to run).
+# PUBLISH_REPS (1), PARTS ("parallel streaming publish": which lines to run),
+# PUBLISH_MOVIE_AFTER ("frames", as shipped; "job": the movie after all the proxies).
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -160,6 +161,11 @@ stop_broker
 awk '/^rules:/ { on = 1 } on && /^# Watched folders/ { exit } on' "$SRC/config/farmhand.yaml" \
   >"$D/rules.yaml"
 grep -q 'after_frames: proxies' "$D/rules.yaml" || die "no review rule in config/farmhand.yaml"
+# PUBLISH_MOVIE_AFTER=job: the movie after the whole proxies job, as the rule was before it
+# streamed (for the before/after).
+if [[ "${PUBLISH_MOVIE_AFTER:-frames}" = job ]]; then
+  sed -i 's/after_frames: proxies/after: [proxies]/' "$D/rules.yaml"
+fi
 write_config "$D/publish.yaml" 1
 cat "$D/rules.yaml" >>"$D/publish.yaml"
 log "starting farmhandd with 2 local workers and the shipped review rule"
