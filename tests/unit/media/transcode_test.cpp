@@ -1416,6 +1416,10 @@ TEST_F(TranscodeTest, EveryCodecsMovieInSegmentsJoinsIntoOneEvenlyTimedStream) {
       ASSERT_LT(start, times.size());
       EXPECT_TRUE(times[start].second) << "no key frame at picture " << start;
     }
+    // Every container keeps the note that lets a join run again know its movie.
+    Result<JoinReport> again = join_segments(join_of(joined, folder));
+    ASSERT_TRUE(again) << again.error().reason;
+    EXPECT_TRUE(again->already_joined);
   }
 }
 
