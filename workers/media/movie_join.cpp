@@ -189,15 +189,17 @@ Result<JoinReport> join_segments(const JoinOptions& options) {
   std::unordered_map<int64_t, size_t> position;
   for (size_t i = 0; i < options.frames.size(); ++i) position.emplace(options.frames[i], i);
 
-  std::vector<OpenSegment> segments;
+  // Each segment is checked before the movie is begun, and read after: one
+  // open at a time but the first (a long streamed movie has thousands).
+  OpenSegment first;
   std::unique_ptr<AVCodecParameters, ParametersDeleter> baseline;
   std::vector<std::string> reads;
-  segments.reserve(chain->size());
   for (const Segment& segment : *chain) {
     const std::string path = options.segment_dir + "/" + segment.name;
     auto opened = open_segment(path);
     if (!opened) return fail(opened.error());
-    if (!segments.empty()) {
+    reads.push_back(path);
+    if (baseline) {
       const std::string wrong = mismatch(*baseline, *opened->video->codecpar);
       if (!wrong.empty()) return fail(ErrorCode::kCorrupt, "segment " + segment.name + " " + wrong);
     } else {
@@ -214,9 +216,8 @@ Result<JoinReport> join_segments(const JoinOptions& options) {
         return fail(ErrorCode::kCorrupt,
                     "cannot read segment " + path + ": " + av_error_text(found));
       }
+      first = std::move(*opened);
     }
-    segments.push_back(std::move(*opened));
-    reads.push_back(path);
   }
   if (!options.audio.empty()) reads.push_back(options.audio);
 
@@ -229,7 +230,7 @@ Result<JoinReport> join_segments(const JoinOptions& options) {
   const AVRational frame_units = av_inv_q(rate);
   AVStream* stream = avformat_new_stream(muxer.context(), nullptr);
   if (!stream) return fail(ErrorCode::kInternal, "cannot add a video stream");
-  const AVStream& model = *segments.front().video;
+  const AVStream& model = *first.video;
   if (avcodec_parameters_copy(stream->codecpar, model.codecpar) < 0) {
     return fail(ErrorCode::kInternal, "cannot copy the segments' codec parameters");
   }
@@ -241,7 +242,7 @@ Result<JoinReport> join_segments(const JoinOptions& options) {
     stream->codecpar->sample_aspect_ratio = {1, 1};
   stream->sample_aspect_ratio = stream->codecpar->sample_aspect_ratio;
   // The colour transform and what made the pictures, as the segments say.
-  av_dict_copy(&muxer.context()->metadata, segments.front().input->metadata, 0);
+  av_dict_copy(&muxer.context()->metadata, first.input->metadata, 0);
   av_dict_set(&muxer.context()->metadata, "encoder", nullptr, 0);
   {
     const AVDictionaryEntry* colour = av_dict_get(muxer.context()->metadata, "comment", nullptr, 0);
@@ -270,10 +271,16 @@ Result<JoinReport> join_segments(const JoinOptions& options) {
   if (!packet) return fail(ErrorCode::kInternal, "out of memory allocating a packet");
   int64_t base = 0;  // pictures before this segment
   int64_t last_dts = INT64_MIN;
-  for (size_t k = 0; k < segments.size(); ++k) {
+  for (size_t k = 0; k < chain->size(); ++k) {
     const Segment& named = (*chain)[k];
-    AVFormatContext* input = segments[k].input.get();
-    const AVStream* video = segments[k].video;
+    OpenSegment current = std::move(first);
+    if (k > 0) {
+      auto opened = open_segment(reads[k]);
+      if (!opened) return fail(opened.error());
+      current = std::move(*opened);
+    }
+    AVFormatContext* input = current.input.get();
+    const AVStream* video = current.video;
     const int64_t pictures =
         static_cast<int64_t>(position.at(named.last) - position.at(named.first) + 1) +
         (k == 0 && options.slate ? 1 : 0);
@@ -335,9 +342,8 @@ Result<JoinReport> join_segments(const JoinOptions& options) {
                                            std::to_string(pictures));
     }
     base += pictures;
-    segments[k].input.reset();  // one segment open at a time from here
   }
-  report.segments = segments.size();
+  report.segments = chain->size();
   report.pictures = static_cast<uint64_t>(base);
   if (audio) {
     if (Result<void> sound = audio->finish(report.pictures); !sound) return fail(sound.error());

@@ -29,6 +29,7 @@
 #include <OpenImageIO/imagebufalgo.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include "workers/media/movie_join.h"
@@ -1421,6 +1422,28 @@ TEST_F(TranscodeTest, EveryCodecsMovieInSegmentsJoinsIntoOneEvenlyTimedStream) {
     ASSERT_TRUE(again) << again.error().reason;
     EXPECT_TRUE(again->already_joined);
   }
+}
+
+// A long streamed movie has thousands of segments: the join keeps one open
+// at a time, so it needs no more file descriptors than a short one.
+TEST_F(TranscodeTest, AJoinOfMoreSegmentsThanOpenFilesAllowedSucceeds) {
+  TranscodeOptions whole = long_beachball(dir_.file("many.mov"), 60);
+  whole.codec = "prores";
+  whole.max_width = 64;
+  const std::string folder = dir_.file(".many.mov.segments.5");
+  encode_segments(whole, 1, folder);  // 60 segments of one frame
+
+  struct rlimit before {};
+
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &before), 0);
+  struct rlimit low = before;
+  low.rlim_cur = 40;  // fewer than the segments, enough for one and the movie
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  Result<JoinReport> report = join_segments(join_of(whole, folder));
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &before), 0);
+  ASSERT_TRUE(report) << report.error().reason;
+  EXPECT_EQ(report->segments, 60u);
+  EXPECT_EQ(probe(whole.output)["nb_read_frames"], "60");
 }
 
 TEST_F(TranscodeTest, AJoinWithASegmentMissingOrOfAnotherSizeFailsAndKeepsTheSegments) {
