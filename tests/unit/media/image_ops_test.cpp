@@ -971,6 +971,37 @@ TEST(ImageOpsTest, HalfFrameLeavesNanAndInfToTheGeneralPath) {
       read_half_frame(data_file("TestImages/BrightRingsNanInf.exr"), ColourChoice{}, frame));
 }
 
+// One NaN or Inf anywhere -- any pixel, any channel, in the last values of a
+// row whose length is no multiple of 4 -- sends the frame the general way;
+// the largest finite halves, denormals and -0 do not.
+TEST(ImageOpsTest, HalfFrameFindsEveryNonFiniteValue) {
+  TempDir dir;
+  constexpr int kWidth = 5;
+  constexpr int kHeight = 3;
+  const uint16_t finite[] = {0x7bff, 0xfbff, 0x0001, 0x8000, 0x3c00, 0x0000};
+  std::vector<uint16_t> pixels(size_t{kWidth} * kHeight * 3);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = finite[i % std::size(finite)];
+  auto write = [&](const std::vector<uint16_t>& values, const std::string& path) {
+    OIIO::ImageBuf buf(OIIO::ImageSpec(kWidth, kHeight, 3, OIIO::TypeHalf),
+                       const_cast<uint16_t*>(values.data()));
+    ASSERT_TRUE(buf.write(path)) << buf.geterror();
+  };
+  const std::string clean = dir.file("clean.exr");
+  write(pixels, clean);
+  HalfFrame frame;
+  EXPECT_TRUE(read_half_frame(clean, ColourChoice{}, frame));
+  for (uint16_t bad : {uint16_t{0x7c00}, uint16_t{0xfc00}, uint16_t{0x7e00}, uint16_t{0xfe01}}) {
+    for (size_t at = 0; at < pixels.size(); ++at) {
+      std::vector<uint16_t> planted = pixels;
+      planted[at] = bad;
+      const std::string path = dir.file("bad.exr");
+      write(planted, path);
+      EXPECT_FALSE(read_half_frame(path, ColourChoice{}, frame))
+          << std::hex << bad << " at value " << std::dec << at;
+    }
+  }
+}
+
 TEST(ImageOpsTest, HalfFrameLeavesOcioConfigsToTheGeneralPath) {
   HalfFrame frame;
   EXPECT_FALSE(
