@@ -1528,8 +1528,16 @@ bool read_half_frame(const std::string& path, const ColourChoice& colour, HalfFr
     const int64_t values = int64_t{spec.width} * (y1 - y0) * nread;
     if (values > kMaxSourceFloats) return false;
     frame.rgb.resize(static_cast<size_t>(values));
-    if (!in->read_scanlines(0, 0, static_cast<int>(y0), static_cast<int>(y1), 0, chbegin, chend,
-                            OIIO::TypeHalf, frame.rgb.data())) {
+    // All channels read are half: the native read fills frame.rgb directly
+    // (read_scanlines would read into a buffer of its own and copy).
+    bool native = true;
+    for (int c = chbegin; c < chend; ++c) native &= spec.channelformat(c) == OIIO::TypeHalf;
+    const bool read =
+        native ? in->read_native_scanlines(0, 0, static_cast<int>(y0), static_cast<int>(y1), 0,
+                                           chbegin, chend, frame.rgb.data())
+               : in->read_scanlines(0, 0, static_cast<int>(y0), static_cast<int>(y1), 0, chbegin,
+                                    chend, OIIO::TypeHalf, frame.rgb.data());
+    if (!read) {
       in->geterror();
       return false;
     }
