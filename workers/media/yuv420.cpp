@@ -2,17 +2,19 @@
 #include "workers/media/yuv420.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace farmhand::media {
 
 namespace {
 
-// Fixed point: a coefficient c of a 16-bit value v is round(c * scale / 65535
-// * 2^shift), so that (sum of coefficient * value + offset) >> shift is the
-// 8-bit code value.
-constexpr int32_t fixed(double c, double scale, int shift) {
-  const double v = c * scale / 65535.0 * static_cast<double>(int64_t{1} << shift);
-  return v >= 0 ? static_cast<int32_t>(v + 0.5) : -static_cast<int32_t>(-v + 0.5);
+// Fixed point luma: a coefficient c of a 16-bit value v is round(c * 219 /
+// 65535 * 2^22), so that (sum of coefficient * value + offset) >> 22 is the
+// 8-bit code; the sum stays under 2^30.
+constexpr int kLumaShift = 22;
+
+constexpr int32_t luma_coefficient(double c) {
+  return static_cast<int32_t>(c * 219.0 / 65535.0 * static_cast<double>(1 << kLumaShift) + 0.5);
 }
 
 // BT.709: Kr = 0.2126, Kb = 0.0722. Luma spans 219 codes above 16, chroma
@@ -21,26 +23,22 @@ constexpr double kKr = 0.2126;
 constexpr double kKb = 0.0722;
 constexpr double kKg = 1.0 - kKr - kKb;
 
-// Luma of one pixel: at most 219 << 22 plus the offset, well inside int32.
-constexpr int kLumaShift = 22;
-constexpr int32_t kYR = fixed(kKr, 219, kLumaShift);
-constexpr int32_t kYG = fixed(kKg, 219, kLumaShift);
-constexpr int32_t kYB = fixed(kKb, 219, kLumaShift);
+constexpr int32_t kYR = luma_coefficient(kKr);
+constexpr int32_t kYG = luma_coefficient(kKg);
+constexpr int32_t kYB = luma_coefficient(kKb);
 constexpr int32_t kYOffset = (16 << kLumaShift) + (1 << (kLumaShift - 1));
 
-// Chroma of the sum of a 2x2 block (4 values, up to 262140): coefficients at
-// 2^20, so the sum's four shifts the result to 2^22; |sum| stays under 2^30.
-constexpr int kChromaShift = 22;
-constexpr int kChromaScale = 20;
-constexpr int32_t kUR = fixed(-kKr / (2 * (1 - kKb)), 224, kChromaScale);
-constexpr int32_t kUG = fixed(-kKg / (2 * (1 - kKb)), 224, kChromaScale);
-constexpr int32_t kUB = fixed(0.5, 224, kChromaScale);
-constexpr int32_t kVR = fixed(0.5, 224, kChromaScale);
-constexpr int32_t kVG = fixed(-kKg / (2 * (1 - kKr)), 224, kChromaScale);
-constexpr int32_t kVB = fixed(-kKb / (2 * (1 - kKr)), 224, kChromaScale);
-constexpr int32_t kCOffset = (128 << kChromaShift) + (1 << (kChromaShift - 1));
+// Chroma comes from filtered sums of 64 weights (below), in float: exact for
+// sums under 2^24, and SSE2 multiplies 4 floats at once but no 32-bit ints.
+constexpr float kChromaUnit = 224.0f / (65535.0f * 64.0f);
+constexpr float kUR = static_cast<float>(-kKr / (2 * (1 - kKb))) * kChromaUnit;
+constexpr float kUG = static_cast<float>(-kKg / (2 * (1 - kKb))) * kChromaUnit;
+constexpr float kUB = 0.5f * kChromaUnit;
+constexpr float kVR = 0.5f * kChromaUnit;
+constexpr float kVG = static_cast<float>(-kKg / (2 * (1 - kKr))) * kChromaUnit;
+constexpr float kVB = static_cast<float>(-kKb / (2 * (1 - kKr))) * kChromaUnit;
 
-// The two loops below are kept apart from the lookups, with restrict-qualified
+// The loops below are kept apart from the lookups, with restrict-qualified
 // pointers, so that GCC vectorises them (-O3, workers/media/CMakeLists.txt):
 // uint8_t stores may alias anything, and without __restrict it gives up.
 void luma_row(const uint16_t* __restrict red, const uint16_t* __restrict green,
@@ -51,18 +49,32 @@ void luma_row(const uint16_t* __restrict red, const uint16_t* __restrict green,
   }
 }
 
-void chroma_row(const uint16_t* __restrict r0, const uint16_t* __restrict g0,
-                const uint16_t* __restrict b0, const uint16_t* __restrict r1,
-                const uint16_t* __restrict g1, const uint16_t* __restrict b1,
-                uint8_t* __restrict cb, uint8_t* __restrict cr, uint32_t pairs) {
+// Vertical [1 3 3 1] of four rows into `out` (sums of 8 weights).
+void vertical(const uint16_t* __restrict above, const uint16_t* __restrict top,
+              const uint16_t* __restrict bottom, const uint16_t* __restrict below,
+              int32_t* __restrict out, uint32_t width) {
+  for (uint32_t x = 0; x < width; ++x) {
+    out[x] = int32_t{above[x]} + 3 * (int32_t{top[x]} + bottom[x]) + below[x];
+  }
+}
+
+// Horizontal [1 3 3 1] of a vertical sum around columns 2i and 2i + 1 (sums
+// of 64 weights); `padded` has one column repeated left and right.
+void horizontal(const int32_t* __restrict padded, float* __restrict out, uint32_t pairs) {
   for (uint32_t i = 0; i < pairs; ++i) {
-    const int32_t r = int32_t{r0[2 * i]} + r0[2 * i + 1] + r1[2 * i] + r1[2 * i + 1];
-    const int32_t g = int32_t{g0[2 * i]} + g0[2 * i + 1] + g1[2 * i] + g1[2 * i + 1];
-    const int32_t b = int32_t{b0[2 * i]} + b0[2 * i + 1] + b1[2 * i] + b1[2 * i + 1];
-    const int32_t u = (kUR * r + kUG * g + kUB * b + kCOffset) >> kChromaShift;
-    const int32_t v = (kVR * r + kVG * g + kVB * b + kCOffset) >> kChromaShift;
-    cb[i] = static_cast<uint8_t>(std::clamp(u, 16, 240));
-    cr[i] = static_cast<uint8_t>(std::clamp(v, 16, 240));
+    const int32_t* at = padded + 2 * i;  // columns 2i - 1 .. 2i + 2
+    out[i] = static_cast<float>(at[0] + 3 * (at[1] + at[2]) + at[3]);
+  }
+}
+
+void chroma_row(const float* __restrict red, const float* __restrict green,
+                const float* __restrict blue, uint8_t* __restrict cb, uint8_t* __restrict cr,
+                uint32_t pairs) {
+  for (uint32_t i = 0; i < pairs; ++i) {
+    const float u = 128.5f + kUR * red[i] + kUG * green[i] + kUB * blue[i];
+    const float v = 128.5f + kVR * red[i] + kVG * green[i] + kVB * blue[i];
+    cb[i] = static_cast<uint8_t>(std::clamp(u, 16.0f, 240.0f));  // truncation: + 0.5 rounds
+    cr[i] = static_cast<uint8_t>(std::clamp(v, 16.0f, 240.0f));
   }
 }
 
@@ -95,23 +107,49 @@ void Yuv420Writer::look_up(const HalfFrame& image, uint32_t y, uint32_t width,
   }
 }
 
+const uint16_t* Yuv420Writer::row(const HalfFrame& image, uint32_t y, uint32_t width,
+                                  uint32_t height, int channel) {
+  y = std::min(y, height - 1);
+  uint16_t* slot = rows_.data() + size_t{y % kRing} * 3 * width;
+  if (looked_up_[y % kRing] != y) {
+    look_up(image, y, width, slot, slot + width, slot + 2 * size_t{width});
+    looked_up_[y % kRing] = y;
+  }
+  return slot + size_t(channel) * width;
+}
+
 void Yuv420Writer::write(const HalfFrame& image, uint32_t width, uint32_t height,
                          const Yuv420Planes& planes) {
-  rows_.resize(size_t{width} * 6);
-  uint16_t* r0 = rows_.data();
-  uint16_t* g0 = r0 + width;
-  uint16_t* b0 = g0 + width;
-  uint16_t* r1 = b0 + width;
-  uint16_t* g1 = r1 + width;
-  uint16_t* b1 = g1 + width;
+  const uint32_t pairs = width / 2;
+  rows_.resize(size_t{kRing} * 3 * width);
+  std::fill(std::begin(looked_up_), std::end(looked_up_), UINT32_MAX);
+  vertical_.resize(size_t{width} + 2);
+  filtered_.resize(size_t{pairs} * 3);
   for (uint32_t y = 0; y + 1 < height; y += 2) {
-    look_up(image, y, width, r0, g0, b0);
-    look_up(image, y + 1, width, r1, g1, b1);
-    uint8_t* top = planes.y + ptrdiff_t{planes.y_stride} * y;
-    luma_row(r0, g0, b0, top, width);
-    luma_row(r1, g1, b1, top + planes.y_stride, width);
-    chroma_row(r0, g0, b0, r1, g1, b1, planes.u + ptrdiff_t{planes.u_stride} * (y / 2),
-               planes.v + ptrdiff_t{planes.v_stride} * (y / 2), width / 2);
+    // Rows y - 1 .. y + 2 (repeated at the top and bottom edges) for chroma.
+    const uint32_t above = y == 0 ? 0 : y - 1;
+    for (int c = 0; c < 3; ++c) {
+      const uint16_t* a = row(image, above, width, height, c);
+      const uint16_t* t = row(image, y, width, height, c);
+      const uint16_t* b = row(image, y + 1, width, height, c);
+      const uint16_t* d = row(image, y + 2, width, height, c);
+      vertical(a, t, b, d, vertical_.data() + 1, width);
+      vertical_[0] = vertical_[1];
+      vertical_[size_t{width} + 1] = vertical_[width];
+      horizontal(vertical_.data(), filtered_.data() + size_t(c) * pairs, pairs);
+    }
+    const uint16_t* top[3];
+    const uint16_t* bottom[3];
+    for (int c = 0; c < 3; ++c) {
+      top[c] = row(image, y, width, height, c);
+      bottom[c] = row(image, y + 1, width, height, c);
+    }
+    uint8_t* luma = planes.y + ptrdiff_t{planes.y_stride} * y;
+    luma_row(top[0], top[1], top[2], luma, width);
+    luma_row(bottom[0], bottom[1], bottom[2], luma + planes.y_stride, width);
+    chroma_row(filtered_.data(), filtered_.data() + pairs, filtered_.data() + 2 * size_t{pairs},
+               planes.u + ptrdiff_t{planes.u_stride} * (y / 2),
+               planes.v + ptrdiff_t{planes.v_stride} * (y / 2), pairs);
   }
 }
 

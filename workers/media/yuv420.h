@@ -7,12 +7,15 @@
 // of an H.264 movie). Here each row pair is looked up into a buffer that stays
 // in the L1 cache and converted straight into the planes.
 //
-// Conversion (what swscale's BT.709 full -> limited range conversion gives,
-// within 1 in luma): Y' = 16 + 219 (0.2126 R' + 0.7152 G' + 0.0722 B'), and
-// Cb, Cr = 128 + 224 (...) of the mean of each 2x2 block of pixels, which
-// puts the chroma sample at the centre of its block, as swscale does by
-// default (and as the untagged MPEG-1 siting describes). The hand-written
-// arithmetic is only the matrix; the curve is still OIIO's (srgb16_of_half).
+// Conversion: Y' = 16 + 219 (0.2126 R' + 0.7152 G' + 0.0722 B'), rounded
+// (swscale dithers, and ran half a code higher); Cb, Cr = 128 + 224 (...) of
+// R', G', B' low-passed by [1 3 3 1] / 8 across and down, centred on each 2x2
+// block: the chroma sits at the centre of its block, as with swscale's
+// default, and the filter removes what would alias (a plain 2x2 mean kept
+// enough of it to make libx264's output 6 % larger and its work heavier on
+// noisy frames). Edges repeat their outermost row and column. The hand-written
+// arithmetic is only the matrix and the filter; the curve is still OIIO's
+// (srgb16_of_half).
 #pragma once
 
 #include <cstddef>
@@ -44,7 +47,16 @@ class Yuv420Writer {
   void look_up(const HalfFrame& image, uint32_t y, uint32_t width, uint16_t* __restrict red,
                uint16_t* __restrict green, uint16_t* __restrict blue) const;
 
-  std::vector<uint16_t> rows_;  // two rows of width values each for R, G and B
+  // Row y of the image looked up (R, G and B planes of `width` values),
+  // clamped to the last row; each row is looked up once, into a ring.
+  const uint16_t* row(const HalfFrame& image, uint32_t y, uint32_t width, uint32_t height,
+                      int channel);
+
+  static constexpr uint32_t kRing = 4;  // rows y - 1 .. y + 2 of the chroma filter
+  std::vector<uint16_t> rows_;          // kRing rows of R, G, B planes
+  uint32_t looked_up_[kRing] = {};      // the image row held in each ring slot
+  std::vector<int32_t> vertical_;       // one filtered row, padded by a column each side
+  std::vector<float> filtered_;         // chroma-resolution R, G, B of a row pair
 };
 
 }  // namespace farmhand::media

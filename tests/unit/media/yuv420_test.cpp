@@ -72,16 +72,17 @@ constexpr double kKr = 0.2126;
 constexpr double kKb = 0.0722;
 constexpr double kKg = 1 - kKr - kKb;
 
-TEST(Yuv420Test, MatchesTheBt709DefinitionWithinOneCode) {
+TEST(Yuv420Test, MatchesTheBt709DefinitionAndItsChromaFilterWithinOneCode) {
   std::mt19937 random(7);
   std::uniform_real_distribution<float> value(-0.1f, 1.4f);
   std::vector<float> values(4099);
   for (float& v : values) v = value(random);
   // Data inset from every edge (black around it), 2 stored columns left of
-  // the display window, and a data window wider than the movie (cropped).
+  // the display window, a data window wider than the movie (cropped), and a
+  // movie of one row pair (the filter's edges on both sides).
   for (const HalfFrame& frame :
        {make_frame(38, 22, 3, 33, 5, 19, 2, values), make_frame(38, 22, 0, 38, 0, 22, 0, values),
-        make_frame(38, 22, 7, 60, 1, 22, 0, values)}) {
+        make_frame(38, 22, 7, 60, 1, 22, 0, values), make_frame(6, 2, 1, 5, 0, 2, 0, values)}) {
     Planes out(frame.width, frame.height);
     Yuv420Writer writer;
     writer.write(frame, frame.width, frame.height, out.view());
@@ -99,11 +100,17 @@ TEST(Yuv420Test, MatchesTheBt709DefinitionWithinOneCode) {
     }
     for (uint32_t cy = 0; cy < frame.height / 2; ++cy) {
       for (uint32_t cx = 0; cx < frame.width / 2; ++cx) {
+        // [1 3 3 1] / 8 across and down around the block, edges repeated.
         double mean[3] = {0, 0, 0};
+        const int weights[4] = {1, 3, 3, 1};
         for (int c = 0; c < 3; ++c) {
-          for (uint32_t dy = 0; dy < 2; ++dy) {
-            for (uint32_t dx = 0; dx < 2; ++dx) {
-              mean[c] += shown(frame, 2 * cx + dx, 2 * cy + dy, c) / 4.0 / 65535.0;
+          for (int dy = 0; dy < 4; ++dy) {
+            for (int dx = 0; dx < 4; ++dx) {
+              const int64_t sy = std::clamp<int64_t>(int64_t{2 * cy} - 1 + dy, 0, frame.height - 1);
+              const int64_t sx = std::clamp<int64_t>(int64_t{2 * cx} - 1 + dx, 0, frame.width - 1);
+              mean[c] += weights[dy] * weights[dx] *
+                         shown(frame, static_cast<uint32_t>(sx), static_cast<uint32_t>(sy), c) /
+                         64.0 / 65535.0;
             }
           }
         }
@@ -138,7 +145,7 @@ TEST(Yuv420Test, BlackOutsideTheDataAndFullScaleWhiteInside) {
 
 // The conversion it replaced: swscale from 16-bit planar R,G,B with the BT.709
 // matrix into limited range. On a smooth picture (ramps, where the chroma
-// filters -- swscale's bicubic, our 2x2 mean -- agree) the two match within
+// filters -- swscale's bicubic, our [1 3 3 1] -- agree) the two match within
 // one code of chroma and two of luma.
 TEST(Yuv420Test, AgreesWithSwscaleOnASmoothPicture) {
   constexpr uint32_t kWidth = 256;
