@@ -57,6 +57,8 @@
 #include <OpenImageIO/parallel.h>
 #include <unistd.h>
 
+#include "workers/media/half_scan.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -1457,30 +1459,6 @@ Result<DisplayImage> read_display_image(const std::string& path, uint32_t fit_wi
     return image;
   });
 }
-
-namespace {
-
-// True when no value has an all-ones exponent (NaN or Inf). Four halves per
-// 64-bit word: (h & 0x7c00) + 0x0400 reaches bit 15 only when all five
-// exponent bits are set, and never carries into the next half. A per-value
-// loop with a flag ran at ~10 ms per 2K frame (GCC kept the flag in memory),
-// a tenth of a movie's CPU; this is well under 1 ms.
-bool all_finite_halves(const uint16_t* values, size_t count) {
-  constexpr uint64_t kExponents = 0x7c007c007c007c00ULL;
-  constexpr uint64_t kCarry = 0x0400040004000400ULL;
-  constexpr uint64_t kOverflow = 0x8000800080008000ULL;
-  uint64_t seen = 0;
-  size_t i = 0;
-  for (; i + 4 <= count; i += 4) {
-    uint64_t word;
-    std::memcpy(&word, values + i, sizeof word);
-    seen |= (word & kExponents) + kCarry;
-  }
-  for (; i < count; ++i) seen |= (values[i] & 0x7c00U) + 0x0400U;
-  return (seen & kOverflow) == 0;
-}
-
-}  // namespace
 
 bool read_half_frame(const std::string& path, const ColourChoice& colour, HalfFrame& frame) {
   try {
