@@ -1460,7 +1460,8 @@ Result<DisplayImage> read_display_image(const std::string& path, uint32_t fit_wi
   });
 }
 
-bool read_half_frame(const std::string& path, const ColourChoice& colour, HalfFrame& frame) {
+bool read_half_frame(const std::string& path, const ColourChoice& colour, HalfFrame& frame,
+                     NonFinite non_finite) {
   try {
     if (!built_in(colour) || !colour.display.empty() || !colour.view.empty() ||
         !colour.look.empty()) {
@@ -1525,7 +1526,10 @@ bool read_half_frame(const std::string& path, const ColourChoice& colour, HalfFr
       compact_channels(frame.rgb, int64_t{spec.width} * (y1 - y0), nread, pick.color, chbegin);
     }
     // NaN and Inf go the general way, which repairs them from their neighbours.
-    if (!all_finite_halves(frame.rgb.data(), frame.rgb.size())) return false;
+    if (non_finite == NonFinite::kRefuse &&
+        !all_finite_halves(frame.rgb.data(), frame.rgb.size())) {
+      return false;
+    }
     frame.stride = static_cast<size_t>(spec.width);
     frame.x0 = static_cast<uint32_t>(x0 - full.x);
     frame.x1 = static_cast<uint32_t>(x1 - full.x);

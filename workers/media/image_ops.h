@@ -182,8 +182,12 @@ struct HalfFrame {
 // repaired from their neighbours, which the general path does).
 // False when it does not apply or the file cannot be read: the caller then
 // uses read_display_image, which reports any error. Never throws.
+// With NonFinite::kCallerScans the frame is not scanned for NaN and Inf: the
+// caller's own pass over every value must do it (the movie's converter looks
+// each value up anyway; a separate scan read the frame from memory again).
+enum class NonFinite { kRefuse, kCallerScans };
 [[nodiscard]] bool read_half_frame(const std::string& path, const ColourChoice& colour,
-                                   HalfFrame& frame);
+                                   HalfFrame& frame, NonFinite non_finite = NonFinite::kRefuse);
 
 // Linear -> sRGB display (OIIO's built-in transform), clamped to [0, 1], as
 // 16-bit values for every half bit pattern: table[h]. NaN and -Inf give 0,

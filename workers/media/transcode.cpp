@@ -69,6 +69,7 @@ extern "C" {
 #include "common/review_codecs.h"
 #include "workers/media/audio_track.h"
 #include "workers/media/av_util.h"
+#include "workers/media/half_scan.h"
 #include "workers/media/image_ops.h"
 #include "workers/media/movie_muxer.h"
 #include "workers/media/yuv420.h"
@@ -240,17 +241,22 @@ class Converter {
   Converter(uint32_t width, uint32_t height, AVPixelFormat format, FramePool& frames)
       : width_(width), height_(height), format_(format), frames_(frames) {}
 
-  // A HalfFrame (read_half_frame) whose displayed size is the movie's or up to
-  // 2 pixels larger (cropped): each value goes through the linear -> sRGB
-  // table straight into the planes swscale reads. No float copy, no resample.
+  // A HalfFrame (read_half_frame, NonFinite::kCallerScans) whose displayed
+  // size is the movie's or up to 2 pixels larger (cropped): each value goes
+  // through the linear -> sRGB table straight into the planes swscale reads
+  // (for 4:2:0, through Yuv420Writer into the frame). No float copy, no
+  // resample. A null frame when a value shown is NaN or Inf: the caller then
+  // takes the general path, which repairs them.
   Result<FramePtr> convert(const HalfFrame& image) {
     if (format_ == AV_PIX_FMT_YUV420P && width_ % 2 == 0 && height_ % 2 == 0) {
       Result<FramePtr> frame = frames_.get();
       if (!frame) return frame;
       AVFrame* out = frame->get();
-      yuv420_.write(image, width_, height_,
-                    Yuv420Planes{out->data[0], out->data[1], out->data[2], out->linesize[0],
-                                 out->linesize[1], out->linesize[2]});
+      if (!yuv420_.write(image, width_, height_,
+                         Yuv420Planes{out->data[0], out->data[1], out->data[2], out->linesize[0],
+                                      out->linesize[1], out->linesize[2]})) {
+        return FramePtr();
+      }
       return frame;
     }
     if (!context_ || context_width_ != width_ || context_height_ != height_) {
@@ -290,6 +296,7 @@ class Converter {
         uint16_t* r = red + at + x0;
         uint16_t* g = green + at + x0;
         uint16_t* b = blue + at + x0;
+        if (!all_finite_halves(from, size_t{x1 - x0} * 3)) return FramePtr();
         for (uint32_t x = 0; x < x1 - x0; ++x) {
           r[x] = table[from[3 * x]];
           g[x] = table[from[3 * x + 1]];
@@ -623,7 +630,7 @@ class DecodePool {
       }
       const bool fit = geometry && geometry->fit;
       reading_.notify(path);
-      if (!fit && read_half_frame(path, colour_, half)) {
+      if (!fit && read_half_frame(path, colour_, half, NonFinite::kCallerScans)) {
         if (!geometry) {
           geometry = wait_geometry();
           if (!geometry) return std::nullopt;
@@ -632,12 +639,16 @@ class DecodePool {
           if (!converter) converter.emplace(geometry->width, geometry->height, format_, frames());
           Result<FramePtr> frame = converter->convert(half);
           if (!frame) return error_slot(std::move(frame.error()));
-          Slot slot;
-          slot.state = Slot::State::kFrame;
-          slot.frame = std::move(*frame);
-          return slot;
+          if (*frame) {
+            Slot slot;
+            slot.state = Slot::State::kFrame;
+            slot.frame = std::move(*frame);
+            return slot;
+          }
         }
-        reading_.notify(path);  // shaped differently from the first frame: the general path
+        // Shaped differently from the first frame, or holding NaN or Inf:
+        // the general path.
+        reading_.notify(path);
       }
       Result<DisplayImage> image =
           read_display_image(path, fit ? geometry->width : 0, fit ? geometry->height : 0, colour_);
@@ -883,7 +894,8 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
   const auto first_began = std::chrono::steady_clock::now();
   notifier.notify(options.frames[first]);
   HalfFrame first_half;
-  bool first_fast = read_half_frame(options.frames[first], colour, first_half);
+  bool first_fast =
+      read_half_frame(options.frames[first], colour, first_half, NonFinite::kCallerScans);
   Result<DisplayImage> first_image = DisplayImage();
   if (!first_fast) {
     first_image = read_display_image(options.frames[first], 0, 0, colour);
@@ -928,6 +940,13 @@ Result<TranscodeReport> run_transcode(const TranscodeOptions& options,
     Result<FramePtr> converted =
         first_fast ? converter.convert(first_half) : converter.convert(*first_image);
     if (!converted) return fail(converted.error());
+    if (!*converted) {  // NaN or Inf: the general path, which repairs them
+      notifier.notify(options.frames[first]);
+      first_image = read_display_image(options.frames[first], 0, 0, colour);
+      if (!first_image) return fail(read_error(options.frames[first], first_image.error()));
+      converted = converter.convert(*first_image);
+      if (!converted) return fail(converted.error());
+    }
     first_frame = std::move(*converted);
     first_image = DisplayImage();
     first_half = HalfFrame();

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "workers/media/half_scan.h"
+
 namespace farmhand::media {
 
 namespace {
@@ -82,7 +84,7 @@ void chroma_row(const float* __restrict red, const float* __restrict green,
 
 void Yuv420Writer::look_up(const HalfFrame& image, uint32_t y, uint32_t width,
                            uint16_t* __restrict red, uint16_t* __restrict green,
-                           uint16_t* __restrict blue) const {
+                           uint16_t* __restrict blue, bool& finite) {
   // Data columns [x0, x1) of the movie; black (0) left and right of them.
   const uint32_t x0 = std::min(image.x0, width);
   const uint32_t x1 = std::max(x0, std::min(image.x1, width));
@@ -100,6 +102,9 @@ void Yuv420Writer::look_up(const HalfFrame& image, uint32_t y, uint32_t width,
   std::fill_n(blue + x1, width - x1, 0);
   const uint16_t* table = srgb16_of_half();
   const uint16_t* from = image.row(y);
+  // The row's scan first, vectorised: it also brings the row into the cache
+  // for the lookups (OpenEXR wrote it with streaming stores, around it).
+  if (!all_finite_halves(from, size_t{x1 - x0} * 3)) finite = false;
   for (uint32_t x = 0; x < x1 - x0; ++x) {
     red[x0 + x] = table[from[3 * x]];
     green[x0 + x] = table[from[3 * x + 1]];
@@ -112,14 +117,15 @@ const uint16_t* Yuv420Writer::row(const HalfFrame& image, uint32_t y, uint32_t w
   y = std::min(y, height - 1);
   uint16_t* slot = rows_.data() + size_t{y % kRing} * 3 * width;
   if (looked_up_[y % kRing] != y) {
-    look_up(image, y, width, slot, slot + width, slot + 2 * size_t{width});
+    look_up(image, y, width, slot, slot + width, slot + 2 * size_t{width}, finite_);
     looked_up_[y % kRing] = y;
   }
   return slot + size_t(channel) * width;
 }
 
-void Yuv420Writer::write(const HalfFrame& image, uint32_t width, uint32_t height,
+bool Yuv420Writer::write(const HalfFrame& image, uint32_t width, uint32_t height,
                          const Yuv420Planes& planes) {
+  finite_ = true;
   const uint32_t pairs = width / 2;
   rows_.resize(size_t{kRing} * 3 * width);
   std::fill(std::begin(looked_up_), std::end(looked_up_), UINT32_MAX);
@@ -150,7 +156,9 @@ void Yuv420Writer::write(const HalfFrame& image, uint32_t width, uint32_t height
     chroma_row(filtered_.data(), filtered_.data() + pairs, filtered_.data() + 2 * size_t{pairs},
                planes.u + ptrdiff_t{planes.u_stride} * (y / 2),
                planes.v + ptrdiff_t{planes.v_stride} * (y / 2), pairs);
+    if (!finite_) return false;
   }
+  return finite_;
 }
 
 }  // namespace farmhand::media

@@ -40,12 +40,17 @@ class Yuv420Writer {
   // Writes `image` shown at width x height (both even; data right of or
   // below that is cropped, the display window's rows and columns without data
   // are black) into `planes` (width x height luma, width/2 x height/2 chroma).
-  void write(const HalfFrame& image, uint32_t width, uint32_t height, const Yuv420Planes& planes);
+  // False, with the planes part-written, when a value shown is NaN or Inf
+  // (the frame then takes the general path, which repairs them): the scan
+  // rides on the lookups, so the frame is read once.
+  [[nodiscard]] bool write(const HalfFrame& image, uint32_t width, uint32_t height,
+                           const Yuv420Planes& planes);
 
  private:
   // One row of sRGB-encoded 16-bit values, planar: red, green, blue.
-  void look_up(const HalfFrame& image, uint32_t y, uint32_t width, uint16_t* __restrict red,
-               uint16_t* __restrict green, uint16_t* __restrict blue) const;
+  // Also clears `finite` when a value looked up is NaN or Inf.
+  static void look_up(const HalfFrame& image, uint32_t y, uint32_t width, uint16_t* __restrict red,
+                      uint16_t* __restrict green, uint16_t* __restrict blue, bool& finite);
 
   // Row y of the image looked up (R, G and B planes of `width` values),
   // clamped to the last row; each row is looked up once, into a ring.
@@ -55,6 +60,7 @@ class Yuv420Writer {
   static constexpr uint32_t kRing = 4;  // rows y - 1 .. y + 2 of the chroma filter
   std::vector<uint16_t> rows_;          // kRing rows of R, G, B planes
   uint32_t looked_up_[kRing] = {};      // the image row held in each ring slot
+  bool finite_ = true;                  // look_up's NaN/Inf scan of this frame
   std::vector<int32_t> vertical_;       // one filtered row, padded by a column each side
   std::vector<float> filtered_;         // chroma-resolution R, G, B of a row pair
 };

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -1141,6 +1142,46 @@ TEST_F(TranscodeTest, DecodedFrameMatchesOiiotoolSrgbPixelByPixel) {
   // percent on average.
   EXPECT_LT(worst, 0.06);
   EXPECT_LT(total / (128 * 64 * 3), 0.002);
+}
+
+// A frame with NaN and Inf pixels is repaired from its neighbours (the
+// general path), not shown with black and white specks (what the fast path's
+// table would make of them). The fast path finds them in its own pass over the
+// values, for 4:2:0 (Yuv420Writer) and for swscale's formats alike, in the
+// first frame (read before the decode pool starts) and in the pool's frames.
+TEST_F(TranscodeTest, NanAndInfPixelsAreRepairedInEveryCodecsMovie) {
+  const std::string clean = dir_.file("clean.exr");
+  const std::string planted = dir_.file("planted.exr");
+  {
+    OIIO::ImageSpec spec(64, 48, 3, OIIO::TypeHalf);
+    OIIO::ImageBuf grey(spec);
+    const float value[3] = {0.18f, 0.18f, 0.18f};
+    ASSERT_TRUE(OIIO::ImageBufAlgo::fill(grey, value));
+    ASSERT_TRUE(grey.write(clean)) << grey.geterror();
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    const float inf = std::numeric_limits<float>::infinity();
+    const float bad[3][3] = {{nan, nan, nan}, {inf, inf, inf}, {-inf, 0.18f, nan}};
+    grey.setpixel(20, 20, bad[0]);
+    grey.setpixel(41, 30, bad[1]);
+    grey.setpixel(10, 40, bad[2]);
+    ASSERT_TRUE(grey.write(planted)) << grey.geterror();
+  }
+  for (const std::string codec : {"h264", "prores"}) {
+    TranscodeOptions options;
+    options.frames = {planted, clean, planted};
+    options.codec = codec;
+    options.output = dir_.file("repaired_" + codec + ".mov");
+    transcode_ok(options);
+    for (int index : {0, 2}) {
+      const std::string grey = raw_frame(options.output, index, "gray");
+      ASSERT_EQ(grey.size(), 64u * 48) << codec;
+      const auto [low, high] = std::minmax_element(grey.begin(), grey.end(), [](char a, char b) {
+        return static_cast<unsigned char>(a) < static_cast<unsigned char>(b);
+      });
+      EXPECT_LE(static_cast<unsigned char>(*high) - static_cast<unsigned char>(*low), 4)
+          << codec << " frame " << index;
+    }
+  }
 }
 
 TEST_F(TranscodeTest, RedIsEncodedWithTheBt709MatrixInLimitedRange) {

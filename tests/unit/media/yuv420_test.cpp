@@ -85,7 +85,7 @@ TEST(Yuv420Test, MatchesTheBt709DefinitionAndItsChromaFilterWithinOneCode) {
         make_frame(38, 22, 7, 60, 1, 22, 0, values), make_frame(6, 2, 1, 5, 0, 2, 0, values)}) {
     Planes out(frame.width, frame.height);
     Yuv420Writer writer;
-    writer.write(frame, frame.width, frame.height, out.view());
+    ASSERT_TRUE(writer.write(frame, frame.width, frame.height, out.view()));
     int worst = 0;
     double bias = 0;
     for (uint32_t y = 0; y < frame.height; ++y) {
@@ -133,7 +133,7 @@ TEST(Yuv420Test, BlackOutsideTheDataAndFullScaleWhiteInside) {
   const HalfFrame frame = make_frame(8, 4, 2, 6, 0, 4, 0, {1.0f});
   Planes out(8, 4);
   Yuv420Writer writer;
-  writer.write(frame, 8, 4, out.view());
+  ASSERT_TRUE(writer.write(frame, 8, 4, out.view()));
   for (uint32_t y = 0; y < 4; ++y) {
     for (uint32_t x = 0; x < 8; ++x) {
       EXPECT_EQ(out.y[y * 8 + x], (x >= 2 && x < 6) ? 235 : 16) << x << "," << y;
@@ -141,6 +141,29 @@ TEST(Yuv420Test, BlackOutsideTheDataAndFullScaleWhiteInside) {
   }
   for (uint8_t c : out.u) EXPECT_EQ(c, 128);
   for (uint8_t c : out.v) EXPECT_EQ(c, 128);
+}
+
+// Any NaN or Inf shown (any pixel, any channel) makes write() refuse the
+// frame; one in data cropped away (right of the movie) does not.
+TEST(Yuv420Test, RefusesAFrameShowingANanOrInf) {
+  const std::vector<float> values = {0.5f, 0.25f, 1.0f, 0.0f, 0.75f};
+  HalfFrame frame = make_frame(10, 6, 1, 14, 0, 6, 0, values);  // columns 10..13 cropped
+  Planes out(10, 6);
+  Yuv420Writer writer;
+  ASSERT_TRUE(writer.write(frame, 10, 6, out.view()));
+  for (uint16_t bad : {uint16_t{0x7c00}, uint16_t{0xfc00}, uint16_t{0x7e00}}) {
+    for (uint32_t y = 0; y < 6; ++y) {
+      for (uint32_t x = 1; x < 14; ++x) {
+        for (int c = 0; c < 3; ++c) {
+          HalfFrame planted = frame;
+          const size_t at = planted.offset + (size_t{y} * planted.stride + (x - 1)) * 3 + c;
+          planted.rgb[at] = bad;
+          EXPECT_EQ(writer.write(planted, 10, 6, out.view()), x >= 10)
+              << std::hex << bad << std::dec << " at " << x << "," << y << " channel " << c;
+        }
+      }
+    }
+  }
 }
 
 // The conversion it replaced: swscale from 16-bit planar R,G,B with the BT.709
@@ -161,7 +184,7 @@ TEST(Yuv420Test, AgreesWithSwscaleOnASmoothPicture) {
   }
   Planes ours(kWidth, kHeight);
   Yuv420Writer writer;
-  writer.write(frame, kWidth, kHeight, ours.view());
+  ASSERT_TRUE(writer.write(frame, kWidth, kHeight, ours.view()));
 
   std::vector<uint16_t> g(size_t{kWidth} * kHeight), b(g.size()), r(g.size());
   for (uint32_t y = 0; y < kHeight; ++y) {
