@@ -10,25 +10,25 @@ namespace farmhand::media {
 
 namespace {
 
-// Fixed point luma: a coefficient c of a 16-bit value v is round(c * 219 /
-// 65535 * 2^22), so that (sum of coefficient * value + offset) >> 22 is the
-// 8-bit code; the sum stays under 2^30.
-constexpr int kLumaShift = 22;
-
-constexpr int32_t luma_coefficient(double c) {
-  return static_cast<int32_t>(c * 219.0 / 65535.0 * static_cast<double>(1 << kLumaShift) + 0.5);
-}
-
 // BT.709: Kr = 0.2126, Kb = 0.0722. Luma spans 219 codes above 16, chroma
 // 224 around 128.
 constexpr double kKr = 0.2126;
 constexpr double kKb = 0.0722;
 constexpr double kKg = 1.0 - kKr - kKb;
 
-constexpr int32_t kYR = luma_coefficient(kKr);
-constexpr int32_t kYG = luma_coefficient(kKg);
-constexpr int32_t kYB = luma_coefficient(kKb);
-constexpr int32_t kYOffset = (16 << kLumaShift) + (1 << (kLumaShift - 1));
+// Luma in 16-bit fixed point, 8 fractional bits: each 16-bit value times its
+// coefficient, high half (what SSE2's pmulhuw does for 8 values at once; GCC
+// finds it in the loop below), summed. k = c * 219 * 256 * 65536 / 65535, so
+// the sum is at most 219 << 8 and never overflows; the three truncations cost
+// under 0.012 of a code.
+constexpr uint16_t luma_coefficient(double c) {
+  return static_cast<uint16_t>(c * 219.0 * 256.0 * 65536.0 / 65535.0 + 0.5);
+}
+
+constexpr uint16_t kYR = luma_coefficient(kKr);
+constexpr uint16_t kYG = luma_coefficient(kKg);
+constexpr uint16_t kYB = luma_coefficient(kKb);
+static_assert(uint32_t{kYR} + kYG + kYB <= 65535);
 
 // Chroma comes from filtered sums of 64 weights (below), in float: exact for
 // sums under 2^24, and SSE2 multiplies 4 floats at once but no 32-bit ints.
@@ -46,8 +46,12 @@ constexpr float kVB = static_cast<float>(-kKb / (2 * (1 - kKr))) * kChromaUnit;
 void luma_row(const uint16_t* __restrict red, const uint16_t* __restrict green,
               const uint16_t* __restrict blue, uint8_t* __restrict out, uint32_t width) {
   for (uint32_t x = 0; x < width; ++x) {
-    const int32_t y = (kYR * red[x] + kYG * green[x] + kYB * blue[x] + kYOffset) >> kLumaShift;
-    out[x] = static_cast<uint8_t>(std::min(y, 235));
+    const auto high = [](uint16_t value, uint16_t k) {
+      return static_cast<uint16_t>((uint32_t{value} * k) >> 16);
+    };
+    const uint16_t sum =
+        static_cast<uint16_t>(high(red[x], kYR) + high(green[x], kYG) + high(blue[x], kYB));
+    out[x] = static_cast<uint8_t>(16 + ((sum + 128) >> 8));
   }
 }
 
