@@ -28,6 +28,7 @@
 #include "tests/support/temp_dir.h"
 #include <OpenImageIO/imagebuf.h>
 #include <OpenImageIO/imagebufalgo.h>
+#include <OpenImageIO/imageio.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -220,6 +221,21 @@ TEST_F(TranscodeTest, H264MovieOfEightBeachballFramesHasEightFramesAt24FpsTagged
   EXPECT_EQ(info["color_range"], "tv");
   EXPECT_EQ(info["has_b_frames"], "0");  // -bf 0, as ShotGrid's review transcode
   EXPECT_EQ(info["TAG:major_brand"], "qt  ");
+}
+
+// The movie reads each file on its decode thread (exr_threads 1) and gives
+// OpenImageIO's process-wide setting back when it is done.
+TEST_F(TranscodeTest, AMovieLeavesOpenExrThreadingAsItFoundIt) {
+  int before = 0;
+  ASSERT_TRUE(OIIO::getattribute("exr_threads", before));
+  ASSERT_TRUE(OIIO::attribute("exr_threads", 3));
+  TranscodeOptions options = beachball_options(dir_.file("threads.mov"));
+  options.decode_threads = 2;
+  transcode_ok(options);
+  int after = 0;
+  ASSERT_TRUE(OIIO::getattribute("exr_threads", after));
+  EXPECT_EQ(after, 3);
+  OIIO::attribute("exr_threads", before);
 }
 
 TEST_F(TranscodeTest, GopSetsTheLongestRunBetweenKeyFrames) {
