@@ -177,3 +177,24 @@ admit_fake_worker() {
   FAKE_WORKER_CURVE=(--curve-server-key "@$state/keys/broker.pub"
     --curve-key-file "$BENCH_WORK/fake-worker.key")
 }
+
+# noise_sequence SRC_DIR SEQ_DIR DISTINCT FRAMES WIDTHxHEIGHT: DISTINCT noisy RGBA half ZIP
+# frames (SRC_DIR/1.exr ...), copied (cp: every file its own inode and page-cache pages)
+# round-robin into the sequence SEQ_DIR/f.0001.exr ... f.FRAMES.exr.
+noise_sequence() {
+  local src=$1 seq_dir=$2 distinct=$3 frames=$4 size=$5 i f
+  mkdir -p "$src" "$seq_dir"
+  for i in $(seq "$distinct"); do
+    oiiotool --pattern "noise:type=gaussian:mean=0.5:stddev=0.2:seed=$i" "$size" 4 \
+      -d half --compression zip -o "$src/$i.exr"
+  done
+  for f in $(seq "$frames"); do
+    cp "$src/$(((f - 1) % distinct + 1)).exr" "$(printf '%s/f.%04d.exr' "$seq_dir" "$f")"
+  done
+}
+
+# media_pids: the farmhand-media children of the broker's local workers.
+media_pids() {
+  local w
+  for w in $(pgrep -P "$BROKER_PID" || true); do pgrep -P "$w" || true; done
+}

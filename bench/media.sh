@@ -95,11 +95,6 @@ fh_time() {
   printf -v "$__var" '%s' "$(ms_since "$t0")"
 }
 
-# media_pids: the farmhand-media children of the broker's local workers.
-media_pids() {
-  local w
-  for w in $(pgrep -P "$BROKER_PID" || true); do pgrep -P "$w" || true; done
-}
 
 # ---- 2. Thumbnails -----------------------------------------------------------------------
 log "warm-up thumbnail"

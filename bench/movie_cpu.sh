@@ -36,22 +36,11 @@ kv "nproc=$(nproc)"
 kv "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
 
 log "generating $DISTINCT distinct ${WIDTH}x$HEIGHT RGBA half frames (zip), $FRAMES-frame sequence"
-mkdir -p "$D/src" "$D/zip"
-for i in $(seq "$DISTINCT"); do
-  oiiotool --pattern "noise:type=gaussian:mean=0.5:stddev=0.2:seed=$i" "${WIDTH}x$HEIGHT" 4 \
-    -d half --compression zip -o "$D/src/$i.exr"
-done
-for f in $(seq "$FRAMES"); do
-  cp "$D/src/$(((f - 1) % DISTINCT + 1)).exr" "$(printf '%s/zip/f.%04d.exr' "$D" "$f")"
-done
+noise_sequence "$D/src" "$D/zip" "$DISTINCT" "$FRAMES" "${WIDTH}x$HEIGHT"
 
 write_config "$D/farmhand.yaml" 1
 log "starting farmhandd with 1 local worker"
 start_broker "$D/farmhand.yaml" "$D/state" 1
-media_pids() {
-  local w
-  for w in $(pgrep -P "$BROKER_PID" || true); do pgrep -P "$w" || true; done
-}
 log "warm-up thumbnail (starts the warm farmhand-media process)"
 "$FH" submit thumbnail "$D/src/1.exr" -o "$D/warm.jpg" --size 256 --wait >>"$D/cli.log" 2>&1 ||
   die "warm-up failed (see $D/cli.log, BENCH_KEEP=1)"

@@ -38,14 +38,8 @@ kv "nproc=$(nproc)"
 kv "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
 
 log "generating $DISTINCT distinct ${WIDTH}x$HEIGHT RGBA half frames (zip)"
-mkdir -p "$D/src" "$D/zip" "$D/out"
-for i in $(seq "$DISTINCT"); do
-  oiiotool --pattern "noise:type=gaussian:mean=0.5:stddev=0.2:seed=$i" "${WIDTH}x$HEIGHT" 4 \
-    -d half --compression zip -o "$D/src/$i.exr"
-done
-for f in $(seq "$FRAMES"); do
-  cp "$D/src/$(((f - 1) % DISTINCT + 1)).exr" "$(printf '%s/zip/f.%04d.exr' "$D" "$f")"
-done
+mkdir -p "$D/out"
+noise_sequence "$D/src" "$D/zip" "$DISTINCT" "$FRAMES" "${WIDTH}x$HEIGHT"
 
 # Two local workers of one slot each for the movies (the media work); the fake render
 # sleeps and copies, so it takes slots but no CPU: two more slots each for it.
