@@ -107,7 +107,8 @@ void Yuv420Writer::look_up(const HalfFrame& image, uint32_t y, uint32_t width,
   const uint16_t* table = srgb16_of_half();
   const uint16_t* from = image.row(y);
   // The row's scan first, vectorised: it also brings the row into the cache
-  // for the lookups (OpenEXR wrote it with streaming stores, around it).
+  // for the lookups (the decoded frame is not in the cache by now: a scan of
+  // the whole frame after the read cost a pass over memory of its own).
   if (!all_finite_halves(from, size_t{x1 - x0} * 3)) finite = false;
   for (uint32_t x = 0; x < x1 - x0; ++x) {
     red[x0 + x] = table[from[3 * x]];
