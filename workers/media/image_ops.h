@@ -189,6 +189,14 @@ enum class NonFinite { kRefuse, kCallerScans };
 [[nodiscard]] bool read_half_frame(const std::string& path, const ColourChoice& colour,
                                    HalfFrame& frame, NonFinite non_finite = NonFinite::kRefuse);
 
+// Display row y of `frame`, `width` columns wide, through srgb16_of_half()
+// into three planes: black (0) where the display window has no data, data
+// right of `width` cropped. False when a value looked up is NaN or Inf (the
+// row is still written): with NonFinite::kCallerScans this is the scan. The
+// fast path's one pass over a movie frame's values (transcode.cpp, yuv420.cpp).
+[[nodiscard]] bool srgb16_row(const HalfFrame& frame, uint32_t y, uint32_t width, uint16_t* red,
+                              uint16_t* green, uint16_t* blue);
+
 // Linear -> sRGB display (OIIO's built-in transform), clamped to [0, 1], as
 // 16-bit values for every half bit pattern: table[h]. NaN and -Inf give 0,
 // +Inf 65535. Built once; thread-safe.

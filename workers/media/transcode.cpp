@@ -71,7 +71,6 @@ extern "C" {
 #include "common/review_codecs.h"
 #include "workers/media/audio_track.h"
 #include "workers/media/av_util.h"
-#include "workers/media/half_scan.h"
 #include "workers/media/image_ops.h"
 #include "workers/media/movie_muxer.h"
 #include "workers/media/yuv420.h"
@@ -293,42 +292,18 @@ class Converter {
     }
     Result<FramePtr> frame = frames_.get();
     if (!frame) return frame;
-    const uint16_t* table = srgb16_of_half();
     const Strip strip = make_strip(width_);
     uint16_t* green = strip.green;
     uint16_t* blue = strip.blue;
     uint16_t* red = strip.red;
     const uint8_t* const* planes = strip.planes;
     const int* strides = strip.strides;
-    // Data columns [x0, x1) of the movie; black (0) left and right of them.
-    const uint32_t x0 = std::min(image.x0, width_);
-    const uint32_t x1 = std::max(x0, std::min(image.x1, width_));
     for (uint32_t top = 0; top < height_; top += kStripRows) {
       const uint32_t rows = std::min(kStripRows, height_ - top);
       for (uint32_t row = 0; row < rows; ++row) {
-        const uint32_t y = top + row;
         const size_t at = size_t{row} * width_;
-        if (y < image.y0 || y >= image.y1 || x0 == x1) {
-          std::fill_n(red + at, width_, 0);
-          std::fill_n(green + at, width_, 0);
-          std::fill_n(blue + at, width_, 0);
-          continue;
-        }
-        std::fill_n(red + at, x0, 0);
-        std::fill_n(green + at, x0, 0);
-        std::fill_n(blue + at, x0, 0);
-        std::fill_n(red + at + x1, width_ - x1, 0);
-        std::fill_n(green + at + x1, width_ - x1, 0);
-        std::fill_n(blue + at + x1, width_ - x1, 0);
-        const uint16_t* from = image.row(y);
-        uint16_t* r = red + at + x0;
-        uint16_t* g = green + at + x0;
-        uint16_t* b = blue + at + x0;
-        if (!all_finite_halves(from, size_t{x1 - x0} * 3)) return FramePtr();
-        for (uint32_t x = 0; x < x1 - x0; ++x) {
-          r[x] = table[from[3 * x]];
-          g[x] = table[from[3 * x + 1]];
-          b[x] = table[from[3 * x + 2]];
+        if (!srgb16_row(image, top + row, width_, red + at, green + at, blue + at)) {
+          return FramePtr();
         }
       }
       sws_scale(context_.get(), planes, strides, static_cast<int>(top), static_cast<int>(rows),

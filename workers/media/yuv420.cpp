@@ -4,8 +4,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "workers/media/half_scan.h"
-
 namespace farmhand::media {
 
 namespace {
@@ -86,43 +84,12 @@ void chroma_row(const float* __restrict red, const float* __restrict green,
 
 }  // namespace
 
-void Yuv420Writer::look_up(const HalfFrame& image, uint32_t y, uint32_t width,
-                           uint16_t* __restrict red, uint16_t* __restrict green,
-                           uint16_t* __restrict blue, bool& finite) {
-  // Data columns [x0, x1) of the movie; black (0) left and right of them.
-  const uint32_t x0 = std::min(image.x0, width);
-  const uint32_t x1 = std::max(x0, std::min(image.x1, width));
-  if (y < image.y0 || y >= image.y1 || x0 == x1) {
-    std::fill_n(red, width, 0);
-    std::fill_n(green, width, 0);
-    std::fill_n(blue, width, 0);
-    return;
-  }
-  std::fill_n(red, x0, 0);
-  std::fill_n(green, x0, 0);
-  std::fill_n(blue, x0, 0);
-  std::fill_n(red + x1, width - x1, 0);
-  std::fill_n(green + x1, width - x1, 0);
-  std::fill_n(blue + x1, width - x1, 0);
-  const uint16_t* table = srgb16_of_half();
-  const uint16_t* from = image.row(y);
-  // The row's scan first, vectorised: it also brings the row into the cache
-  // for the lookups (the decoded frame is not in the cache by now: a scan of
-  // the whole frame after the read cost a pass over memory of its own).
-  if (!all_finite_halves(from, size_t{x1 - x0} * 3)) finite = false;
-  for (uint32_t x = 0; x < x1 - x0; ++x) {
-    red[x0 + x] = table[from[3 * x]];
-    green[x0 + x] = table[from[3 * x + 1]];
-    blue[x0 + x] = table[from[3 * x + 2]];
-  }
-}
-
 const uint16_t* Yuv420Writer::row(const HalfFrame& image, uint32_t y, uint32_t width,
                                   uint32_t height, int channel) {
   y = std::min(y, height - 1);
   uint16_t* slot = rows_.data() + size_t{y % kRing} * 3 * width;
   if (looked_up_[y % kRing] != y) {
-    look_up(image, y, width, slot, slot + width, slot + 2 * size_t{width}, finite_);
+    if (!srgb16_row(image, y, width, slot, slot + width, slot + 2 * size_t{width})) finite_ = false;
     looked_up_[y % kRing] = y;
   }
   return slot + size_t(channel) * width;

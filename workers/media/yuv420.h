@@ -48,10 +48,6 @@ class Yuv420Writer {
 
  private:
   // One row of sRGB-encoded 16-bit values, planar: red, green, blue.
-  // Also clears `finite` when a value looked up is NaN or Inf.
-  static void look_up(const HalfFrame& image, uint32_t y, uint32_t width, uint16_t* __restrict red,
-                      uint16_t* __restrict green, uint16_t* __restrict blue, bool& finite);
-
   // Row y of the image looked up (R, G and B planes of `width` values),
   // clamped to the last row; each row is looked up once, into a ring.
   const uint16_t* row(const HalfFrame& image, uint32_t y, uint32_t width, uint32_t height,
@@ -60,7 +56,7 @@ class Yuv420Writer {
   static constexpr uint32_t kRing = 4;  // rows y - 1 .. y + 2 of the chroma filter
   std::vector<uint16_t> rows_;          // kRing rows of R, G, B planes
   uint32_t looked_up_[kRing] = {};      // the image row held in each ring slot
-  bool finite_ = true;                  // look_up's NaN/Inf scan of this frame
+  bool finite_ = true;                  // no NaN or Inf looked up in this frame
   std::vector<int32_t> vertical_;       // one filtered row, padded by a column each side
   std::vector<float> filtered_;         // chroma-resolution R, G, B of a row pair
 };
