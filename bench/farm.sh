@@ -252,7 +252,7 @@ KEYS=(submit_ms submit_jobs_per_s fill_ms fill_first_assign_ms fill_all_welcomed
   sustain_wall_us_per_dispatch sustain_sim_cpu_us_per_dispatch status_idle_p99_ms
   status_fill_p50_ms status_fill_p99_ms status_sustain_p50_ms status_sustain_p99_ms
   status_sustain_max_ms status_sustain_count rss_queued_kib rss_full_kib rss_end_kib
-  rss_peak_kib rss_per_queued_job_bytes)
+  rss_peak_kib rss_per_queued_job_bytes sustain_machine_busy_cores)
 
 echo "farm_workers=$WORKERS"
 echo "farm_slots=$SLOTS"
@@ -301,7 +301,10 @@ for config in $CONFIGS; do
     controls_shares_applied controls_memory_applied submit_tasks; do
     echo "farm_${config}_${key}=$(val "$first" "$key")"
   done
-  collect "farm_$config" "${KEYS[@]}"
+  # With each of the broker's threads (by name) as the runs found them.
+  mapfile -t thread_keys < <(grep -ohE '^sustain_broker_thread_[A-Za-z0-9_]+_cpu_us_per_dispatch' \
+    "${RUN_FILES[@]}" | sort -u)
+  collect "farm_$config" "${KEYS[@]}" "${thread_keys[@]}"
 done
 
 # ---------------------------------------------------------------- growth with queued jobs

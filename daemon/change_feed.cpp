@@ -5,6 +5,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "common/signal_free_thread.h"
+
 namespace farmhand::daemon {
 
 namespace {
@@ -133,6 +135,7 @@ void ChangeFeed::build_loop() {
   // loop's dispatch goes first (this thread sorts and allocates thousands of
   // entries a publish on a busy farm).
   (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kBuilderNice);
+  common::name_this_thread("fh-feed");
   std::unique_lock lock(mutex_);
   for (;;) {
     handed_.wait(lock, [this] { return closed_ || !pending_.empty(); });

@@ -46,7 +46,7 @@ HookSender::HookSender(const std::vector<common::Hook>& hooks) {
     lane->path = slash == std::string::npos ? "/" : hook.url.substr(slash);
     Lane& ref = *lane;
     lanes_.push_back(std::move(lane));
-    ref.thread = common::start_signal_free_thread([this, &ref] { run(ref); });
+    ref.thread = common::start_signal_free_thread("fh-hooks", [this, &ref] { run(ref); });
   }
 }
 

@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "common/signal_free_thread.h"
 #include "daemon/backup.h"
 
 namespace farmhand::daemon {
@@ -46,6 +47,7 @@ bool OnlineBackup::start(PendingReply& pending, const wire::BackupRequest& reque
   Job* j = job.get();
   // Its own connection on its own thread: WAL lets the loop keep committing meanwhile.
   job->thread = std::thread([j, source = db_path_, policy] {
+    common::name_this_thread("fh-backup");
     j->result = backup_database(source, j->target, policy);
     uint64_t one = 1;
     (void)!write(j->event_fd, &one, sizeof one);

@@ -28,7 +28,7 @@ Result<void> ZapHandler::start() {
   // No signal for it: a SIGHUP or SIGTERM delivered to this thread would end
   // the whole process (the broker reads them from a signalfd).
   try {
-    thread_ = common::start_signal_free_thread([this] { run(); });
+    thread_ = common::start_signal_free_thread("fh-zap", [this] { run(); });
   } catch (const std::system_error& e) {
     return fail(ErrorCode::kInternal, fmt::format("cannot start the ZAP handler: {}", e.what()));
   }

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "farmhand.pb.h"
@@ -22,6 +23,7 @@
 #include "common/signal_free_thread.h"
 #include "common/wire.h"
 #include "daemon/endpoints.h"
+#include "daemon/http/live_json.h"
 
 namespace farmhand::daemon {
 namespace {
@@ -42,6 +44,7 @@ class NicedPool : public httplib::TaskQueue {
       thread_local bool niced = false;
       if (!niced) {
         niced = true;
+        common::name_this_thread("fh-http");
         (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kHttpNice);
       }
       fn();
@@ -244,7 +247,8 @@ Result<std::unique_ptr<HttpFront>> HttpFront::start(zmq::context_t& context, Opt
       listen.host.find(':') != std::string::npos ? "[" + listen.host + "]" : listen.host;
   front->url_ = fmt::format("{}://{}:{}", tls ? "https" : "http", host, front->port_);
   HttpFront* self = front.get();
-  front->thread_ = common::start_signal_free_thread([self] { self->server_->listen_after_bind(); });
+  front->thread_ = common::start_signal_free_thread("fh-http-accept",
+                                                    [self] { self->server_->listen_after_bind(); });
   return front;
 }
 
@@ -356,62 +360,6 @@ void HttpFront::call(const std::string& user, const std::string& request_bytes,
 
 namespace {
 
-// A stream entry's job as JSON, by hand: protobuf's JSON printer (reflection)
-// cost ~50 us a summary, and a full farm makes thousands of entries a second.
-// The same names and mapping as the API's (64-bit numbers as strings, enums by
-// name); fields at their default are left out, as in the API's stream.
-// Without `progress`, another job's move as a reader of a few jobs gets it:
-// what a list needs to place the job and match it against its filter (name,
-// kind, state, who, what publish made it, times), not its counts, frames or
-// requests. A busy farm moves a thousand jobs a second, and every open jobs
-// page reads all of them.
-std::string live_job_json(const wire::JobSummary& job, bool progress) {
-  nlohmann::json out;
-  auto u64 = [&](const char* name, uint64_t value) {
-    if (value != 0) out[name] = std::to_string(value);
-  };
-  auto i64 = [&](const char* name, int64_t value) {
-    if (value != 0) out[name] = std::to_string(value);
-  };
-  auto text = [&](const char* name, const std::string& value) {
-    if (!value.empty()) out[name] = value;
-  };
-  auto number = [&](const char* name, int64_t value) {
-    if (value != 0) out[name] = value;
-  };
-  u64("id", job.id());
-  text("name", job.name());
-  text("kind", job.kind());
-  out["state"] = wire::JobState_Name(job.state());
-  number("priority", job.priority());
-  text("pool", job.pool());
-  text("lane", job.lane());
-  text("submitted_by", job.submitted_by());
-  text("project", job.project());
-  text("event_id", job.event_id());  // the publish that made it: its page follows it
-  i64("submitted_unix_ms", job.submitted_unix_ms());
-  i64("started_unix_ms", job.started_unix_ms());
-  i64("finished_unix_ms", job.finished_unix_ms());
-  if (!progress) return out.dump();
-  number("chunk", job.chunk());
-  u64("task_count", job.task_count());
-  nlohmann::json counts = nlohmann::json::object();
-  for (const auto& [state, count] : job.counts()) {
-    if (count != 0) counts[state] = std::to_string(count);  // like every field: 0 left out
-  }
-  out["counts"] = std::move(counts);
-  number("max_attempts", job.max_attempts());
-  number("timeout_s", job.timeout_s());
-  u64("after_frames", job.after_frames());
-  number("max_running", job.max_running());
-  u64("frames_total", job.frames_total());
-  u64("frames_succeeded", job.frames_succeeded());
-  number("cores", job.cores());
-  u64("memory_bytes", job.memory_bytes());
-  if (job.memory_retry_factor() != 0) out["memory_retry_factor"] = job.memory_retry_factor();
-  return out.dump();
-}
-
 // How a reader gets a job's entry: whole, without the changed task indices
 // (their count stays), or as another job's move (live_job_json without
 // progress, and "moved": true).
@@ -419,23 +367,32 @@ enum class JobForm { kWhole, kNoTasks, kMove };
 
 // One Server-Sent Event (the data on one line: JSON has no raw newline).
 std::string sse_event(const ChangeFeed::Entry& entry, JobForm form) {
-  std::string data;
+  std::string event = fmt::format("id: {}\nevent: {}\ndata: ", entry.id, entry.kind);
+  auto out = std::back_inserter(event);
   if (entry.kind == "job") {
     const wire::JobSummary* summary = entry.card ? &entry.card->summary() : entry.job.get();
     std::string job = summary ? live_job_json(*summary, form != JobForm::kMove) : "null";
     if (form == JobForm::kMove) {
-      data = fmt::format(R"({{"id":"{}","job":{},"moved":true}})", entry.job_id, job);
+      fmt::format_to(out, R"({{"id":"{}","job":{},"moved":true}})", entry.job_id, job);
     } else {
-      data = fmt::format(R"({{"id":"{}","job":{},"tasks":{},"tasks_changed":{}}})", entry.job_id,
-                         job, form == JobForm::kWhole ? nlohmann::json(entry.tasks).dump() : "[]",
-                         entry.tasks_changed);
+      fmt::format_to(
+          out, R"({{"id":"{}","job":{},"tasks":[{}],"tasks_changed":{}}})", entry.job_id, job,
+          fmt::join(form == JobForm::kWhole ? entry.tasks : std::vector<uint32_t>{}, ","),
+          entry.tasks_changed);
     }
   } else if (entry.kind == "worker") {
-    data = nlohmann::json{{"name", entry.name}, {"what", entry.what}}.dump();
+    event += R"({"name":)";
+    append_json_string(event, entry.name);
+    event += R"(,"what":)";
+    append_json_string(event, entry.what);
+    event += '}';
   } else {
-    data = nlohmann::json{{"event_id", entry.name}}.dump();
+    event += R"({"event_id":)";
+    append_json_string(event, entry.name);
+    event += '}';
   }
-  return fmt::format("id: {}\nevent: {}\ndata: {}\n\n", entry.id, entry.kind, data);
+  event += "\n\n";
+  return event;
 }
 
 // Whose job changes a stream reader wants: every job's (`all`, the default),

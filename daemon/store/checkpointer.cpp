@@ -10,7 +10,7 @@ namespace farmhand::daemon {
 Checkpointer::Checkpointer(std::string path) : path_(std::move(path)) {
   // No signal for it: SIGTERM or SIGHUP delivered to this thread would end
   // the broker (which reads them from a signalfd).
-  thread_ = common::start_signal_free_thread([this] { run(); });
+  thread_ = common::start_signal_free_thread("fh-checkpoint", [this] { run(); });
 }
 
 Checkpointer::~Checkpointer() {

@@ -10,6 +10,7 @@ import urllib.request
 
 from selenium.common.exceptions import (ElementNotInteractableException, NoSuchElementException,
                                         StaleElementReferenceException, TimeoutException)
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
@@ -50,6 +51,13 @@ def click(browser, selector):
 def now(browser, selector, fn):
     """fn(the element the selector names), looking again if it was redrawn meanwhile."""
     return wait(browser, lambda b: [fn(css(b, selector))])[0]
+
+
+def press(browser, key):
+    """A key to whatever has the focus, as a keyboard sends it: not to an element
+    found a moment ago, which a redraw may have replaced (the page moves the
+    focus to the new row's control)."""
+    ActionChains(browser).send_keys(key).perform()
 
 
 def api(farm, path):
@@ -190,10 +198,10 @@ def test_drain_and_enable_a_worker_by_keyboard(farm, browser):
     # The focus stays in the row, on the next button it offers (drain is
     # disabled now); Tab reaches enable.
     wait(browser, lambda b: b.switch_to.active_element.get_attribute("data-key") == "disable:ctl-worker")
-    browser.switch_to.active_element.send_keys(Keys.TAB)
+    press(browser, Keys.TAB)
     wait(browser, lambda b: b.switch_to.active_element.get_attribute("data-key") == "enable:ctl-worker")
     # Enable asks nothing; the token is kept for the tab.
-    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    press(browser, Keys.ENTER)
     wait(browser, lambda b: css(b, row).get_attribute("data-control") == "enabled")
     assert "disk swap" not in now(browser, row, lambda el: el.text)
     workers = {w["name"]: w for w in api(farm, "workers")["workers"]["workers"]}
