@@ -252,7 +252,8 @@ KEYS=(submit_ms submit_jobs_per_s fill_ms fill_first_assign_ms fill_all_welcomed
   sustain_wall_us_per_dispatch sustain_sim_cpu_us_per_dispatch status_idle_p99_ms
   status_fill_p50_ms status_fill_p99_ms status_sustain_p50_ms status_sustain_p99_ms
   status_sustain_max_ms status_sustain_count rss_queued_kib rss_full_kib rss_end_kib
-  rss_peak_kib rss_per_queued_job_bytes sustain_machine_busy_cores)
+  rss_peak_kib rss_per_queued_job_bytes sustain_machine_busy_cores
+  sustain_machine_steal_cores)
 
 echo "farm_workers=$WORKERS"
 echo "farm_slots=$SLOTS"

@@ -136,11 +136,16 @@ std::optional<double> process_cpu_s(pid_t pid) {
   return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
-// The broker's CPU by thread name (the loop is "farmhandd"; its helpers are
-// named fh-…): which of its threads a configuration's cost lands on.
-std::map<std::string, double> thread_cpu_s(pid_t pid) {
-  std::map<std::string, double> by_name;
-  if (pid <= 0) return by_name;
+// The broker's threads: each one's name (the loop is "farmhandd"; its helpers
+// are named fh-…, some only once they first run) and CPU seconds, by thread id.
+struct ThreadCpu {
+  std::string name;
+  double cpu_s = 0;
+};
+
+std::map<std::string, ThreadCpu> thread_cpu(pid_t pid) {
+  std::map<std::string, ThreadCpu> by_tid;
+  if (pid <= 0) return by_tid;
   std::error_code ec;
   for (const auto& task :
        std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
@@ -153,27 +158,46 @@ std::map<std::string, double> thread_cpu_s(pid_t pid) {
     std::vector<std::string> f;
     for (std::string s; fields >> s;) f.push_back(s);
     if (f.size() < 13) continue;
-    by_name[text.substr(open + 1, close - open - 1)] +=
-        static_cast<double>(std::stoull(f[11]) + std::stoull(f[12])) /
-        static_cast<double>(sysconf(_SC_CLK_TCK));
+    by_tid[task.path().filename()] = {text.substr(open + 1, close - open - 1),
+                                      static_cast<double>(std::stoull(f[11]) + std::stoull(f[12])) /
+                                          static_cast<double>(sysconf(_SC_CLK_TCK))};
+  }
+  return by_tid;
+}
+
+// The CPU each thread name took between two samples (a thread named since the
+// first counts under its name now).
+std::map<std::string, double> thread_cpu_between(const std::map<std::string, ThreadCpu>& a,
+                                                 const std::map<std::string, ThreadCpu>& b) {
+  std::map<std::string, double> by_name;
+  for (const auto& [tid, after] : b) {
+    auto before = a.find(tid);
+    by_name[after.name] += after.cpu_s - (before == a.end() ? 0 : before->second.cpu_s);
   }
   return by_name;
 }
 
-// The whole machine's busy CPU seconds (every core: /proc/stat's first line,
-// all but idle and iowait), to see how much of the cores a run left.
-double machine_busy_s() {
+// The whole machine's CPU seconds (every core, /proc/stat's first line): busy
+// (all but idle, iowait and steal), to see how much of the cores a run left,
+// and stolen by the hypervisor (a noisy neighbour: the run is worth less).
+struct MachineCpu {
+  double busy_s = 0;
+  double steal_s = 0;
+};
+
+MachineCpu machine_cpu() {
   std::ifstream in("/proc/stat");
   std::string cpu;
   in >> cpu;
   std::vector<uint64_t> v;
   for (uint64_t x; v.size() < 8 && in >> x;) v.push_back(x);
-  if (v.size() < 5) return 0;
-  uint64_t busy = 0;
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (i != 3 && i != 4) busy += v[i];  // idle, iowait
-  }
-  return static_cast<double>(busy) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  MachineCpu m;
+  if (v.size() < 8) return m;
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  m.busy_s =
+      static_cast<double>(v[0] + v[1] + v[2] + v[5] + v[6]) / tick;  // user nice system irq softirq
+  m.steal_s = static_cast<double>(v[7]) / tick;
+  return m;
 }
 
 CpuSample broker_cpu(pid_t pid) {
@@ -753,8 +777,8 @@ int run(const Options& o) {
   prober.set_phase(kWarmup);
   shared.phase.store(kRun, std::memory_order_release);
   std::this_thread::sleep_for(milliseconds(static_cast<int64_t>(o.warmup_s * 1000)));
-  const auto threads_a = thread_cpu_s(o.broker_pid);
-  const double machine_a = machine_busy_s();
+  const auto threads_a = thread_cpu(o.broker_pid);
+  const MachineCpu machine_a = machine_cpu();
   const CpuSample cpu_a = broker_cpu(o.broker_pid);
   const double own_a = own_cpu_s();
   const uint64_t assigns_a = shared.assigns.load();
@@ -764,8 +788,8 @@ int run(const Options& o) {
   prober.set_phase(kAfter);
   const CpuSample cpu_b = broker_cpu(o.broker_pid);
   const double own_b = own_cpu_s();
-  const double machine_b = machine_busy_s();
-  const auto threads_b = thread_cpu_s(o.broker_pid);
+  const MachineCpu machine_b = machine_cpu();
+  const auto threads_b = thread_cpu(o.broker_pid);
   const uint64_t assigns_b = shared.assigns.load();
   const uint64_t acked_b = shared.acked.load();
   const double window_s = std::chrono::duration<double>(cpu_b.at - cpu_a.at).count();
@@ -779,16 +803,15 @@ int run(const Options& o) {
        (cpu_b.cpu_s - cpu_a.cpu_s) * 1e6 / std::max(dispatches, 1.0));
   emit("sustain_wall_us_per_dispatch", window_s * 1e6 / std::max(dispatches, 1.0));
   emit("sustain_sim_cpu_us_per_dispatch", (own_b - own_a) * 1e6 / std::max(dispatches, 1.0));
-  emit("sustain_machine_busy_cores", (machine_b - machine_a) / window_s);
-  for (const auto& [name, after] : threads_b) {
-    auto before = threads_a.find(name);
+  emit("sustain_machine_busy_cores", (machine_b.busy_s - machine_a.busy_s) / window_s);
+  emit("sustain_machine_steal_cores", (machine_b.steal_s - machine_a.steal_s) / window_s);
+  for (const auto& [name, cpu_s] : thread_cpu_between(threads_a, threads_b)) {
     std::string key = name;
     for (char& c : key) {
       if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
     }
     emit("sustain_broker_thread_" + key + "_cpu_us_per_dispatch",
-         (after - (before == threads_a.end() ? 0 : before->second)) * 1e6 /
-             std::max(dispatches, 1.0));
+         cpu_s * 1e6 / std::max(dispatches, 1.0));
   }
   if (o.broker_pid > 0) {
     if (auto rss = status_kib(o.broker_pid, "VmRSS:")) emit("rss_end_kib", *rss * 1.0);
