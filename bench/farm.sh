@@ -12,10 +12,12 @@
 #             FARM_MAX_RUNNING_PERCENT of the jobs, 3 priorities over the projects.
 #   http      plain, with the HTTP front on and FARM_HTTP_STREAMS (20) monitors open on
 #             the jobs page: each reads the live stream as the page does, with the
-#             rows it shows (/api/v1/stream?tasks=none&jobs=ID,... : those jobs'
-#             changes and every job's moves), and reopens it when its first page of
-#             100 jobs changes; that page is read every second. Niced like the
-#             simulator (browsers are on other hosts): what watching costs dispatch.
+#             rows it shows (/api/v1/stream?tasks=none&jobs=ID,...&newer_than=TOP:
+#             those jobs' changes and the moves of newer jobs;
+#             FARM_HTTP_READER_MOVES=all: every job's moves, as the page read them
+#             before stop 28), and reopens it when its first page of 100 jobs
+#             changes; that page is read every second. Niced like the simulator
+#             (browsers are on other hosts): what watching costs dispatch.
 #   hostile   plain, with the HTTP front on and bench/http_attacker.py holding
 #             FARM_HTTP_ATTACK_CONNS (10,000) slowloris connections and sending 64 KB
 #             headers: what an attack on the HTTP port costs dispatch.
@@ -70,6 +72,7 @@ SIM_NICE=${FARM_SIM_NICE:-10}
 # The stream readers and the monitor stand for browsers on wranglers' desktops:
 # niced like the simulated farm (FARM_HTTP_READER_NICE=0: on equal terms).
 READER_NICE=${FARM_HTTP_READER_NICE:-$SIM_NICE}
+READER_MOVES=${FARM_HTTP_READER_MOVES:-newer}
 CONFIGS=${FARM_CONFIGS:-plain controls}
 read -r -a PERMILLE <<<"${FARM_LIMIT_PERMILLE:-60 30 15}"
 LIMITED_PERCENT=${FARM_LIMITED_PERCENT:-30}
@@ -99,10 +102,11 @@ if [[ -n "${FARM_PERF_DIR:-}" ]] && command -v perf >/dev/null &&
 fi
 
 # page_reader: one monitor's jobs page: streams the changes of the rows it shows
-# (the ids in $BENCH_WORK/page, which the page poller keeps) and every job's
-# moves, and reopens the stream when the rows change, as web/jobs.js does.
+# (the ids in $BENCH_WORK/page, which the page poller keeps) and the moves of
+# the jobs that could come onto it (unfiltered and newest first: newer jobs),
+# and reopens the stream when the rows change, as web/jobs.js does.
 page_reader() {
-  local ids="" now reader="" tick
+  local ids="" now reader="" tick newer
   trap '[[ -z $reader ]] || kill "$reader" 2>/dev/null; exit 0' TERM
   # Waits with bash's own read -t on a pipe nothing writes to: 20 readers
   # forking sleep and cat every second cost the shared cores more than the
@@ -114,8 +118,14 @@ page_reader() {
     if [[ -z $reader || "$now" != "$ids" ]] || ! kill -0 "$reader" 2>/dev/null; then
       [[ -z $reader ]] || kill "$reader" 2>/dev/null || true
       ids=$now
+      # The first page (newest first, no filter) wants the moves of newer jobs
+      # only; FARM_HTTP_READER_MOVES=all: every job's, as the page asked before.
+      newer=""
+      if [[ -n $ids && "$READER_MOVES" != all ]]; then
+        newer="&newer_than=$(tr ',' '\n' <<<"$ids" | sort -n | tail -n 1)"
+      fi
       nice -n "$READER_NICE" curl -sN \
-        "http://$BENCH_HTTP/api/v1/stream?tasks=none&jobs=${ids:-states}" >/dev/null 2>&1 &
+        "http://$BENCH_HTTP/api/v1/stream?tasks=none&jobs=${ids:-states}$newer" >/dev/null 2>&1 &
       reader=$!
     fi
     read -r -t 1 -u "$tick" _ || true

@@ -214,6 +214,7 @@ function emit(type, data) {
 // Set by the views; the stream is reopened to continue from the last event seen.
 let streamTasks = "none";
 let streamJobs = "states";
+let streamOthers = "";
 let lastEventId = "";
 
 function reopenStream() {
@@ -224,19 +225,28 @@ function reopenStream() {
 }
 
 // tasks: the job whose task indices to bring, or none; jobs: the ids of the
-// jobs shown (at most 1000), or none. streamOf({}) is what a page of no job wants.
-export function streamOf({ tasks = null, jobs = null } = {}) {
+// jobs shown (at most 1000), or none; others: which other jobs' moves a page
+// can use ({state, user, project, text} as a list is filtered, newer_than: an
+// id), or all of them. streamOf({}) is what a page of no job wants.
+export function streamOf({ tasks = null, jobs = null, others = {} } = {}) {
   const nextTasks = tasks ? String(tasks) : "none";
   const nextJobs = jobs && jobs.length ? jobs.map(String).sort().join(",") : "states";
-  if (nextTasks === streamTasks && nextJobs === streamJobs) return;
+  const narrowed = new URLSearchParams();
+  for (const [k, v] of Object.entries(others)) if (v !== undefined && v !== null && v !== "") narrowed.set(k, String(v));
+  narrowed.sort();
+  const nextOthers = narrowed.toString();
+  if (nextTasks === streamTasks && nextJobs === streamJobs && nextOthers === streamOthers) return;
   streamTasks = nextTasks;
   streamJobs = nextJobs;
+  streamOthers = nextOthers;
   reopenStream();
 }
 
 export function startStream() {
   if (source) return;
-  const query = new URLSearchParams({ tasks: streamTasks, jobs: streamJobs });
+  const query = new URLSearchParams(streamOthers);
+  query.set("tasks", streamTasks);
+  query.set("jobs", streamJobs);
   if (lastEventId) query.set("last_event_id", lastEventId);
   // EventSource sends no header: with http.read: token the token goes in the URL.
   const token = sessionStorage.getItem(TOKEN_KEY);

@@ -4,6 +4,7 @@ import { get, onStream, streamOf } from "./api.js";
 import { h, badge, stateName, progressBar, ago, user, notice, throttle } from "./util.js";
 
 const PAGE = 100;
+const MAX_ID = "18446744073709551615";  // newer_than it: no other job's moves
 const STATES = ["", "queued", "running", "paused", "succeeded", "failed", "cancelled"];
 
 function filtersFromHash(hash) {
@@ -93,7 +94,17 @@ export function mount(el, { hash }) {
         rows.set(String(j.id), r);
         return r;
       }));
-      streamOf({ jobs: [...rows.keys()] });  // these rows' changes, and every job's moves
+      // These rows' changes, and the moves of the jobs that could come onto
+      // the page: those its filter matches; without one, only newer jobs (the
+      // first page is the newest); none onto a later page. A busy farm moves
+      // a thousand jobs a second.
+      const filtered = f.state || f.user || f.project || f.text;
+      streamOf({
+        jobs: [...rows.keys()],
+        others: f.offset !== 0 ? { newer_than: MAX_ID }
+          : { state: f.state, user: f.user, project: f.project, text: f.text,
+              newer_than: filtered ? undefined : newestShown() },
+      });
       const matched = Number(list.matched || 0);
       pagerText.textContent = matched
         ? `${f.offset + 1}–${f.offset + jobs.length} of ${matched}`

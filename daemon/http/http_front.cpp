@@ -134,6 +134,33 @@ bool read_enum(const httplib::Request& req, const char* name, const std::string&
   return true;
 }
 
+// The filters of a job list, as GET /api/v1/jobs takes them; false after
+// answering 400.
+bool read_list_filter(const httplib::Request& req, httplib::Response& res,
+                      wire::ListRequest& list) {
+  uint64_t since = 0;
+  wire::JobState state = wire::JOB_STATE_UNSPECIFIED;
+  if (!read_uint(req, "since_unix_ms", INT64_MAX, since, res) ||
+      !read_enum(req, "state", "JOB_", &wire::JobState_Parse, state, res)) {
+    return false;
+  }
+  list.set_since_unix_ms(static_cast<int64_t>(since));
+  list.set_state(state);
+  if (req.has_param("user")) list.set_user(req.get_param_value("user"));
+  if (req.has_param("project")) list.set_project(req.get_param_value("project"));
+  if (req.has_param("text")) list.set_name_contains(req.get_param_value("text"));
+  for (size_t i = 0; i < req.get_param_value_count("label"); ++i) {
+    const std::string label = req.get_param_value("label", i);
+    const size_t eq = label.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      json_error(res, 400, "invalid_argument", fmt::format("label '{}' is not KEY=VALUE", label));
+      return false;
+    }
+    (*list.mutable_labels())[label.substr(0, eq)] = label.substr(eq + 1);
+  }
+  return true;
+}
+
 }  // namespace
 
 Result<std::map<std::string, std::string>> load_http_tokens(const std::string& path) {
@@ -370,8 +397,10 @@ std::string sse_event(const ChangeFeed::Entry& entry, JobForm form) {
   std::string event = fmt::format("id: {}\nevent: {}\ndata: ", entry.id, entry.kind);
   auto out = std::back_inserter(event);
   if (entry.kind == "job") {
-    const wire::JobSummary* summary = entry.card ? &entry.card->summary() : entry.job.get();
-    std::string job = summary ? live_job_json(*summary, form != JobForm::kMove) : "null";
+    const bool progress = form != JobForm::kMove;
+    std::string job = entry.card  ? live_job_json(*entry.card->fixed, entry.card->moving, progress)
+                      : entry.job ? live_job_json(*entry.job, progress)
+                                  : "null";
     if (form == JobForm::kMove) {
       fmt::format_to(out, R"({{"id":"{}","job":{},"moved":true}})", entry.job_id, job);
     } else {
@@ -400,9 +429,18 @@ std::string sse_event(const ChangeFeed::Entry& entry, JobForm form) {
 // every change of the jobs it lists (`12,13,...`: the rows a page shows). A
 // busy farm changes thousands of jobs a second: a page of 100 rows wants
 // 100 of them, and a browser sent them all would spend its time parsing.
+// The jobs it does not list it may narrow further, as a list is filtered
+// (state, user, project, label, text, since_unix_ms) and to the jobs newer
+// than one (`newer_than`: a newest-first page's top row): a page only
+// reloads for a job that could come onto it, and a busy farm moves a
+// thousand others a second.
 struct JobsWanted {
   bool all = true;
   std::vector<uint64_t> ids;  // sorted
+  wire::ListRequest filter;   // for the jobs not listed
+  std::string needle;         // its text, lower-cased
+  bool filtered = false;      // a filter was given
+  uint64_t newer_than = 0;
 
   // Every change of this job (else only its moves).
   bool listed(const ChangeFeed::Entry& entry) const {
@@ -410,7 +448,21 @@ struct JobsWanted {
   }
 
   bool wants(const ChangeFeed::Entry& entry) const {
-    return all || entry.kind != "job" || entry.moved || listed(entry);
+    if (entry.kind != "job") return true;
+    if (!all && std::binary_search(ids.begin(), ids.end(), entry.job_id)) return true;
+    if (!all && !entry.moved) return false;
+    return entry.job_id > newer_than && passes_filter(entry);
+  }
+
+  bool passes_filter(const ChangeFeed::Entry& entry) const {
+    if (!filtered) return true;
+    // A forgotten job has no card left to match: it comes (rare; a page that
+    // showed it reloads).
+    if (!entry.card) return true;
+    const wire::JobSummary& job = *entry.card->fixed;
+    return job_matches(filter, needle,
+                       {entry.card->moving.state, job.submitted_by(), job.project(),
+                        job.submitted_unix_ms(), job.labels(), job.name()});
   }
 };
 
@@ -477,6 +529,17 @@ void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
                                   "commas, not '{}'",
                                   kMaxStreamJobs, jobs.substr(0, 80)));
   }
+  // The other jobs, narrowed as a list is filtered, and to the newer ones.
+  if (!read_list_filter(req, res, wanted->filter) ||
+      !read_uint(req, "newer_than", UINT64_MAX, wanted->newer_than, res)) {
+    --streams_;
+    return;
+  }
+  const wire::ListRequest& filter = wanted->filter;
+  wanted->filtered = filter.state() != wire::JOB_STATE_UNSPECIFIED || !filter.user().empty() ||
+                     !filter.project().empty() || !filter.name_contains().empty() ||
+                     filter.since_unix_ms() != 0 || !filter.labels().empty();
+  wanted->needle = ascii_lower(filter.name_contains());
   ChangeFeed& feed = *options_.feed;
   uint64_t after = 0;
   const bool complete = feed.subscribe(last, after);
@@ -555,33 +618,6 @@ void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
 }
 
 namespace {
-
-// The filters of a job list, as GET /api/v1/jobs takes them; false after
-// answering 400.
-bool read_list_filter(const httplib::Request& req, httplib::Response& res,
-                      wire::ListRequest& list) {
-  uint64_t since = 0;
-  wire::JobState state = wire::JOB_STATE_UNSPECIFIED;
-  if (!read_uint(req, "since_unix_ms", INT64_MAX, since, res) ||
-      !read_enum(req, "state", "JOB_", &wire::JobState_Parse, state, res)) {
-    return false;
-  }
-  list.set_since_unix_ms(static_cast<int64_t>(since));
-  list.set_state(state);
-  if (req.has_param("user")) list.set_user(req.get_param_value("user"));
-  if (req.has_param("project")) list.set_project(req.get_param_value("project"));
-  if (req.has_param("text")) list.set_name_contains(req.get_param_value("text"));
-  for (size_t i = 0; i < req.get_param_value_count("label"); ++i) {
-    const std::string label = req.get_param_value("label", i);
-    const size_t eq = label.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      json_error(res, 400, "invalid_argument", fmt::format("label '{}' is not KEY=VALUE", label));
-      return false;
-    }
-    (*list.mutable_labels())[label.substr(0, eq)] = label.substr(eq + 1);
-  }
-  return true;
-}
 
 // An action's JSON body (may be empty) into `message`, by protobuf's JSON
 // mapping; false after answering 400 with what was wrong.

@@ -97,7 +97,9 @@ class Members {
 
 }  // namespace
 
-std::string live_job_json(const wire::JobSummary& job, bool progress) {
+namespace {
+
+std::string job_json(const wire::JobSummary& job, const JobMoving* moving, bool progress) {
   std::string out;
   out.reserve(progress ? 512 : 256);
   {
@@ -105,7 +107,7 @@ std::string live_job_json(const wire::JobSummary& job, bool progress) {
     m.u64("id", job.id());
     m.text("name", job.name());
     m.text("kind", job.kind());
-    append_json_string(m.key("state"), wire::JobState_Name(job.state()));
+    append_json_string(m.key("state"), wire::JobState_Name(moving ? moving->state : job.state()));
     m.number("priority", job.priority());
     m.text("pool", job.pool());
     m.text("lane", job.lane());
@@ -113,27 +115,45 @@ std::string live_job_json(const wire::JobSummary& job, bool progress) {
     m.text("project", job.project());
     m.text("event_id", job.event_id());  // the publish that made it: its page follows it
     m.i64("submitted_unix_ms", job.submitted_unix_ms());
-    m.i64("started_unix_ms", job.started_unix_ms());
-    m.i64("finished_unix_ms", job.finished_unix_ms());
+    m.i64("started_unix_ms", moving ? moving->started_unix_ms : job.started_unix_ms());
+    m.i64("finished_unix_ms", moving ? moving->finished_unix_ms : job.finished_unix_ms());
     if (progress) {
       m.number("chunk", job.chunk());
       m.u64("task_count", job.task_count());
       {
         Members counts(m.key("counts"));
-        for (const auto& [state, count] : job.counts()) counts.u64(state, count);
+        if (moving) {
+          for (int i = 0; i < core::kTaskStateCount; ++i) {
+            const auto state = static_cast<core::TaskState>(i);
+            if (state == core::TaskState::kBackoff) continue;  // counted as queued
+            counts.u64(core::task_state_name(state), moving->counts[i]);
+          }
+        } else {
+          for (const auto& [state, count] : job.counts()) counts.u64(state, count);
+        }
       }
       m.number("max_attempts", job.max_attempts());
       m.number("timeout_s", job.timeout_s());
       m.u64("after_frames", job.after_frames());
       m.number("max_running", job.max_running());
       m.u64("frames_total", job.frames_total());
-      m.u64("frames_succeeded", job.frames_succeeded());
+      m.u64("frames_succeeded", moving ? moving->frames_succeeded : job.frames_succeeded());
       m.number("cores", job.cores());
       m.u64("memory_bytes", job.memory_bytes());
       m.real("memory_retry_factor", job.memory_retry_factor());
     }
   }
   return out;
+}
+
+}  // namespace
+
+std::string live_job_json(const wire::JobSummary& job, bool progress) {
+  return job_json(job, nullptr, progress);
+}
+
+std::string live_job_json(const wire::JobSummary& fixed, const JobMoving& moving, bool progress) {
+  return job_json(fixed, &moving, progress);
 }
 
 }  // namespace farmhand::daemon

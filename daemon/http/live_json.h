@@ -17,6 +17,8 @@
 
 #include "farmhand.pb.h"
 
+#include "daemon/farm.h"
+
 namespace farmhand::daemon {
 
 // Appends `text` as a JSON string (quoted; '"', '\\' and the control
@@ -29,5 +31,10 @@ void append_json_string(std::string& out, std::string_view text);
 // job that moved and match it against its filter (name, kind, state, who,
 // which publish made it, times).
 std::string live_job_json(const wire::JobSummary& job, bool progress);
+
+// The same for a job board's card: its fixed part with `moving` over it (state,
+// counts, frames done, times), without making its whole summary (a protobuf
+// copy with a map of counts, made and freed for every entry).
+std::string live_job_json(const wire::JobSummary& fixed, const JobMoving& moving, bool progress);
 
 }  // namespace farmhand::daemon

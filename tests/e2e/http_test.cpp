@@ -484,6 +484,80 @@ TEST_F(HttpE2ETest, AStreamReaderOfAFewJobsGetsTheirChangesAndOnlyTheOthersMoves
   std::ofstream(other_release + ".2") << "go";
 }
 
+// A page's reader narrows the other jobs' moves as its list is filtered, and
+// to the jobs newer than its top row: a busy farm moves a thousand jobs a
+// second, and a page reloads only for one that could come onto it.
+TEST_F(HttpE2ETest, AStreamReaderNarrowsTheOtherJobsAsItsListIsFiltered) {
+  for (const char* query : {"?newer_than=x", "?state=bogus", "?label=novalue"}) {
+    auto bad = http_->Get(std::string("/api/v1/stream") + query);
+    ASSERT_TRUE(bad) << query;
+    EXPECT_EQ(bad->status, 400) << query;
+    EXPECT_TRUE(Json::parse(bad->body, nullptr, false).contains("error")) << bad->body;
+  }
+  const std::string old_release = cluster_->path("release-old");
+  const std::string listed_release = cluster_->path("release-listed");
+  auto old_b = cluster_->submit({"command", "wait", "--frames", "1", "--project", "showB",
+                                 "--param", "release=" + old_release});
+  ASSERT_TRUE(old_b) << cluster_->last_cli();
+  auto listed = cluster_->submit({"command", "wait", "--frames", "1", "--project", "showA",
+                                  "--param", "release=" + listed_release});
+  ASSERT_TRUE(listed) << cluster_->last_cli();
+  ASSERT_TRUE(cluster_->wait_for_running(*old_b, 1, 30s));
+  ASSERT_TRUE(cluster_->wait_for_running(*listed, 1, 30s));
+
+  std::map<std::string, Json> latest;  // job id -> its last job event
+  std::optional<uint64_t> new_a;
+  std::optional<uint64_t> new_b;
+  bool open = false;
+  httplib::Client client(url_);
+  client.set_read_timeout(30, 0);
+  std::string received;
+  const std::string id = std::to_string(*listed);
+  client.Get("/api/v1/stream?tasks=none&jobs=" + id + "&project=showB&newer_than=" + id,
+             [&](const char* data, size_t size) {
+               received.append(data, size);
+               if (!open) {
+                 open = true;
+                 // An older job of the project ends; a newer job of another
+                 // project is made; the listed job ends; a newer job of the
+                 // project is made (each published after the ones before).
+                 std::ofstream(old_release) << "go";
+                 EXPECT_TRUE(cluster_->wait_for_final_state(*old_b, 30s));
+                 new_a = cluster_->submit({"noop", "--frames", "1", "--project", "showA"});
+                 EXPECT_TRUE(new_a) << cluster_->last_cli();
+                 std::ofstream(listed_release) << "go";
+                 EXPECT_TRUE(cluster_->wait_for_final_state(*listed, 30s));
+                 new_b = cluster_->submit({"noop", "--frames", "1", "--project", "showB"});
+                 EXPECT_TRUE(new_b) << cluster_->last_cli();
+               }
+               size_t at = 0;
+               const std::string marker = "event: job\ndata: ";
+               while ((at = received.find(marker, at)) != std::string::npos) {
+                 const size_t start = at + marker.size();
+                 const size_t end = received.find('\n', start);
+                 if (end == std::string::npos) break;
+                 Json event = Json::parse(received.substr(start, end - start), nullptr, false);
+                 if (event.is_object()) latest[event["id"].get<std::string>()] = event;
+                 at = end;
+               }
+               const bool listed_ended =
+                   latest.count(id) && latest[id]["job"]["state"] == "JOB_SUCCEEDED";
+               return !(new_b && latest.count(std::to_string(*new_b)) && listed_ended);
+             });
+  ASSERT_TRUE(new_a && new_b);
+  EXPECT_EQ(latest.count(std::to_string(*new_b)), 1u)
+      << "a newer job of the project is a move this reader wants:\n"
+      << received;
+  EXPECT_EQ(latest[id]["job"]["state"], "JOB_SUCCEEDED")
+      << "the listed job comes whatever the filter:\n"
+      << received;
+  EXPECT_EQ(latest.count(std::to_string(*old_b)), 0u)
+      << "an older job (not newer than the top row) is not:\n"
+      << received;
+  EXPECT_EQ(latest.count(std::to_string(*new_a)), 0u) << "a job of another project is not:\n"
+                                                      << received;
+}
+
 // http.tls_cert and http.tls_key: the front speaks TLS with that certificate;
 // a client that trusts it reads the API, one that does not refuses to, and
 // plain HTTP on the port is not answered.

@@ -49,6 +49,25 @@ def test_submitted_job_appears_and_succeeds_without_reload(farm, browser):
     shot(browser, "jobs")
 
 
+def test_a_filtered_page_shows_a_job_that_comes_into_its_filter(farm, browser):
+    # The page streams only the moves of jobs its filter matches (the broker
+    # narrows them): a job of another project never shows, one of this project
+    # shows once it runs, and leaves when it no longer does, without a reload.
+    open_page(browser, farm, "#/jobs?state=running&project=showB")
+    browser.execute_script("window.__sameDocument = 'yes';")
+    other = farm.submit("command", "sleep", "--param", "seconds=3", "--frames", "1",
+                        "--project", "showA", "--name", "not-this-show")
+    job = farm.submit("command", "sleep", "--param", "seconds=3", "--frames", "1",
+                      "--project", "showB", "--name", "this-show")
+    row = '#jobs tr[data-id="%d"]' % job
+    wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, row)))
+    assert "this-show" in css(browser, row).text
+    assert not browser.find_elements(By.CSS_SELECTOR, '#jobs tr[data-id="%d"]' % other)
+    shot(browser, "jobs-filtered")
+    wait(browser, lambda b: not b.find_elements(By.CSS_SELECTOR, row))  # finished: no longer running
+    assert browser.execute_script("return window.__sameDocument") == "yes", "the page reloaded"
+
+
 def test_failing_job_shows_its_error(farm, browser):
     job = farm.submit("command", "fail", "--frames", "7", "--name", "doomed")
     open_page(browser, farm, "#/jobs/%d" % job)

@@ -124,6 +124,35 @@ TEST(LiveJsonTest, StringsRoundTripWhateverTheirBytes) {
   }
 }
 
+// A board's card is written from its fixed part and what moves, without its
+// whole summary: the same JSON as the whole summary gives.
+TEST(LiveJsonTest, ABoardCardSaysWhatItsWholeSummarySays) {
+  wire::JobSummary fixed = busy_job();
+  fixed.clear_counts();
+  fixed.clear_started_unix_ms();
+  fixed.clear_frames_succeeded();
+  fixed.set_state(wire::JOB_QUEUED);  // what the card's moving part overrides
+  JobMoving moving;
+  moving.state = wire::JOB_RUNNING;
+  for (int i = 0; i < core::kTaskStateCount; ++i) moving.counts[i] = i % 3 == 0 ? 0 : 1000 + i;
+  moving.frames_succeeded = 4321;
+  moving.started_unix_ms = 1'765'000'002'000;
+  moving.finished_unix_ms = 1'765'000'009'000;
+  wire::JobSummary whole = fixed;
+  apply_moving(moving, whole);
+  for (bool progress : {true, false}) {
+    const Json card = Json::parse(live_job_json(fixed, moving, progress));
+    EXPECT_EQ(card, Json::parse(live_job_json(whole, progress))) << progress;
+    EXPECT_EQ(card["state"], "JOB_RUNNING");
+    EXPECT_EQ(card["started_unix_ms"], "1765000002000");
+    if (progress) {
+      EXPECT_EQ(card["frames_succeeded"], "4321");
+      EXPECT_EQ(card["counts"]["running"],
+                std::to_string(moving.counts[static_cast<int>(core::TaskState::kRunning)]));
+    }
+  }
+}
+
 TEST(LiveJsonTest, ANonFiniteFactorIsLeftOutNotWrittenAsInvalidJson) {
   wire::JobSummary job = busy_job();
   job.set_memory_retry_factor(std::numeric_limits<double>::infinity());
