@@ -18,6 +18,8 @@
 #             before stop 28), and reopens it when its first page of 100 jobs
 #             changes; that page is read every second. Niced like the simulator
 #             (browsers are on other hosts): what watching costs dispatch.
+#   idle      plain, with the HTTP front on and nobody watching (what keeping the
+#             job board and serving costs the loop by itself).
 #   hostile   plain, with the HTTP front on and bench/http_attacker.py holding
 #             FARM_HTTP_ATTACK_CONNS (10,000) slowloris connections and sending 64 KB
 #             headers: what an attack on the HTTP port costs dispatch.
@@ -132,15 +134,28 @@ page_reader() {
   done
 }
 
-# page_poller: the jobs page's first 100 rows, read every second, their ids to $BENCH_WORK/page.
+# page_poller: the jobs page's first 100 rows, read every second, their ids to
+# $BENCH_WORK/page when they change. One process, as a browser is: forking curl,
+# grep, paste, mv and sleep every second cost the shared cores more than the
+# request (ends with the broker: a request that fails ends it).
 page_poller() {
-  local out
-  while out=$(nice -n "$READER_NICE" curl -s "http://$BENCH_HTTP/api/v1/jobs?limit=100"); do
-    { grep -oE '"id": ?"?[0-9]+' <<<"$out" || true; } | grep -oE '[0-9]+$' | paste -sd, - \
-      >"$BENCH_WORK/page.new" || true
-    mv "$BENCH_WORK/page.new" "$BENCH_WORK/page"
-    sleep 1
-  done
+  exec nice -n "$READER_NICE" /usr/bin/python3 - "$BENCH_HTTP" "$BENCH_WORK/page" <<'PY'
+import json, os, sys, time, urllib.request
+url, page = "http://%s/api/v1/jobs?limit=100" % sys.argv[1], sys.argv[2]
+last = None
+while True:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            ids = ",".join(str(job["id"]) for job in json.load(reply)["list"]["jobs"])
+    except (OSError, ValueError, KeyError):
+        sys.exit(0)
+    if ids != last:
+        with open(page + ".new", "w") as out:
+            out.write(ids + "\n")
+        os.replace(page + ".new", page)
+        last = ids
+    time.sleep(1)
+PY
 }
 
 # farm_config PATH TOTAL_SLOTS CONFIG: the benchmarks' config, plus the limits for controls.
@@ -182,7 +197,7 @@ farm_run() {
   WORKER_CURVE=${8:-$CURVE}  # read by write_config and admit_fake_worker
   rm -rf "$state"
   BENCH_HTTP=off
-  if [[ "$config" = http || "$config" = hostile ]]; then
+  if [[ "$config" = http || "$config" = hostile || "$config" = idle ]]; then
     BENCH_HTTP=127.0.0.1:$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   fi
   farm_config "$conf" $((workers * SLOTS)) "$config"
