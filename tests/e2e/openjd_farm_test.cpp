@@ -213,9 +213,10 @@ TEST(OpenJdFarmE2ETest, ACancelNotifiesTheTaskAndATimeoutStopsIt) {
   ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(out + "/started"); }, 60s));
   CliResult cancel = cluster.run_cli({"cancel", std::to_string(hold)});
   EXPECT_EQ(cancel.exit_code, 0) << cancel.err;
-  // The task heard SIGTERM and ran its trap.
-  EXPECT_TRUE(wait_until([&] { return std::filesystem::exists(out + "/term"); }, 60s));
-  EXPECT_EQ(read_file(out + "/term"), "term\n");
+  // The task heard SIGTERM and ran its trap (whose `echo term >` makes the
+  // file before it writes the line: the line is waited for, not the file).
+  EXPECT_TRUE(wait_until([&] { return read_file(out + "/term") == "term\n"; }, 60s))
+      << "the trap's file holds '" << read_file(out + "/term") << "'";
 
   auto slow_status = cluster.wait_for_final_state(slow, 120s);
   ASSERT_TRUE(slow_status) << cluster.last_cli();
