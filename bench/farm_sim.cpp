@@ -122,20 +122,6 @@ struct CpuSample {
   Clock::time_point at;
 };
 
-std::optional<double> process_cpu_s(pid_t pid) {
-  std::ifstream in(fmt::format("/proc/{}/stat", pid));
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto close = text.rfind(')');
-  if (close == std::string::npos) return std::nullopt;
-  std::istringstream fields(text.substr(close + 2));
-  std::vector<std::string> f;
-  for (std::string s; fields >> s;) f.push_back(s);
-  // After the command name: state is field 0, utime 11, stime 12 (proc(5) fields 14, 15).
-  if (f.size() < 13) return std::nullopt;
-  const double ticks = static_cast<double>(std::stoull(f[11]) + std::stoull(f[12]));
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
 // The broker's threads: each one's name (the loop is "farmhandd"; its helpers
 // are named fh-…, some only once they first run) and CPU seconds, by thread id.
 struct ThreadCpu {
@@ -143,24 +129,39 @@ struct ThreadCpu {
   double cpu_s = 0;
 };
 
+// A process's or thread's name and CPU time (user + system) from its
+// /proc/.../stat file.
+std::optional<ThreadCpu> read_stat(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto open = text.find('(');
+  const auto close = text.rfind(')');
+  if (open == std::string::npos || close == std::string::npos || close < open) {
+    return std::nullopt;
+  }
+  std::istringstream fields(text.substr(close + 2));
+  std::vector<std::string> f;
+  for (std::string s; fields >> s;) f.push_back(s);
+  // After the command name: state is field 0, utime 11, stime 12 (proc(5) fields 14, 15).
+  if (f.size() < 13) return std::nullopt;
+  const double ticks = static_cast<double>(std::stoull(f[11]) + std::stoull(f[12]));
+  return ThreadCpu{text.substr(open + 1, close - open - 1),
+                   ticks / static_cast<double>(sysconf(_SC_CLK_TCK))};
+}
+
+std::optional<double> process_cpu_s(pid_t pid) {
+  auto stat = read_stat(fmt::format("/proc/{}/stat", pid));
+  if (!stat) return std::nullopt;
+  return stat->cpu_s;
+}
+
 std::map<std::string, ThreadCpu> thread_cpu(pid_t pid) {
   std::map<std::string, ThreadCpu> by_tid;
   if (pid <= 0) return by_tid;
   std::error_code ec;
   for (const auto& task :
        std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
-    std::ifstream in(task.path() / "stat");
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    const auto open = text.find('(');
-    const auto close = text.rfind(')');
-    if (open == std::string::npos || close == std::string::npos || close < open) continue;
-    std::istringstream fields(text.substr(close + 2));
-    std::vector<std::string> f;
-    for (std::string s; fields >> s;) f.push_back(s);
-    if (f.size() < 13) continue;
-    by_tid[task.path().filename()] = {text.substr(open + 1, close - open - 1),
-                                      static_cast<double>(std::stoull(f[11]) + std::stoull(f[12])) /
-                                          static_cast<double>(sysconf(_SC_CLK_TCK))};
+    if (auto stat = read_stat(task.path() / "stat")) by_tid[task.path().filename()] = *stat;
   }
   return by_tid;
 }

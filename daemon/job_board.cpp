@@ -299,6 +299,14 @@ Result<Position> read_cursor(const SortKey& key, const std::string& cursor) {
 
 }  // namespace
 
+bool JobBoard::matches(const wire::ListRequest& filter, const std::string& needle,
+                       const Card& card) {
+  const wire::JobSummary& job = *card.fixed;  // whole summaries only for a page
+  return job_matches(filter, needle,
+                     {card.moving.state, job.submitted_by(), job.project(), job.submitted_unix_ms(),
+                      job.labels(), job.name()});
+}
+
 Result<JobBoard::Page> JobBoard::query(const Snapshot& snapshot, const Query& query) {
   auto key = parse_sort(query.sort);
   if (!key) return fail(key.error());
@@ -312,12 +320,7 @@ Result<JobBoard::Page> JobBoard::query(const Snapshot& snapshot, const Query& qu
   std::vector<const CardPtr*> matches;
   for (const auto& [number, chunk] : snapshot.chunks) {
     for (const CardPtr& card : *chunk) {
-      const wire::JobSummary& job = *card->fixed;  // whole summaries only for a page
-      if (job_matches(query.filter, needle,
-                      {card->moving.state, job.submitted_by(), job.project(),
-                       job.submitted_unix_ms(), job.labels(), job.name()})) {
-        matches.push_back(&card);
-      }
+      if (JobBoard::matches(query.filter, needle, *card)) matches.push_back(&card);
     }
   }
   // (value, id) ascending, or both descending.

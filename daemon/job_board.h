@@ -118,6 +118,10 @@ class JobBoard {
     int64_t as_of_unix_ms = 0;
   };
 
+  // Whether a card's job is one a list with `filter` shows (`needle`: its
+  // text, lower-cased): the jobs API and the live stream match alike.
+  static bool matches(const wire::ListRequest& filter, const std::string& needle, const Card& card);
+
   static Result<Page> query(const Snapshot& snapshot, const Query& query);
   // One job's card; null when the snapshot has none.
   static CardPtr find(const Snapshot& snapshot, core::JobId id);

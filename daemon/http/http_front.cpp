@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <span>
 #include <sstream>
 
 #include "farmhand.pb.h"
@@ -404,10 +405,12 @@ std::string sse_event(const ChangeFeed::Entry& entry, JobForm form) {
     if (form == JobForm::kMove) {
       fmt::format_to(out, R"({{"id":"{}","job":{},"moved":true}})", entry.job_id, job);
     } else {
-      fmt::format_to(
-          out, R"({{"id":"{}","job":{},"tasks":[{}],"tasks_changed":{}}})", entry.job_id, job,
-          fmt::join(form == JobForm::kWhole ? entry.tasks : std::vector<uint32_t>{}, ","),
-          entry.tasks_changed);
+      // (A reader that asked for no task indices gets none: their count stays.)
+      const std::span<const uint32_t> tasks = form == JobForm::kWhole
+                                                  ? std::span<const uint32_t>(entry.tasks)
+                                                  : std::span<const uint32_t>();
+      fmt::format_to(out, R"({{"id":"{}","job":{},"tasks":[{}],"tasks_changed":{}}})", entry.job_id,
+                     job, fmt::join(tasks, ","), entry.tasks_changed);
     }
   } else if (entry.kind == "worker") {
     event += R"({"name":)";
@@ -458,11 +461,7 @@ struct JobsWanted {
     if (!filtered) return true;
     // A forgotten job has no card left to match: it comes (rare; a page that
     // showed it reloads).
-    if (!entry.card) return true;
-    const wire::JobSummary& job = *entry.card->fixed;
-    return job_matches(filter, needle,
-                       {entry.card->moving.state, job.submitted_by(), job.project(),
-                        job.submitted_unix_ms(), job.labels(), job.name()});
+    return !entry.card || JobBoard::matches(filter, needle, *entry.card);
   }
 };
 
