@@ -31,6 +31,12 @@
 # CPU is not the broker host's; its status prober (a wrangler's `farmhand status`) takes
 # the default priority back. FARM_SIM_NICE=0 makes the farm compete with the broker on
 # equal terms for the same cores (a harsher test than any real farm).
+# FARM_BROKER_CPUS (a taskset list, e.g. 0; unset: everything shares every core) gives the
+# broker those CPUs and everything else (the simulated farm, its prober, the watchers) the
+# others, as on a real farm, where the workers and the browsers are other hosts: the
+# broker's figures are then its own, not what 2,000 simulated workers and 20 simulated
+# browsers took from it on the same cores. The broker's own threads (the HTTP front's, the
+# live stream's) stay on its CPUs.
 # controls also has fair share (`shares:` weights 1-4 over the projects, FARM_SHARES=0
 # leaves it out) and memory requests (FARM_MEMORY_MB, default 3072, on 40% of the jobs;
 # every worker reports 32 cores and 64 GiB, so memory is checked on every dispatch but
@@ -48,7 +54,7 @@
 #        FARM_GROWTH ("100 1000 10000 100000") FARM_GROWTH_WORKERS (100)
 #        FARM_GROWTH_TASKS (500000) FARM_GROWTH_SUSTAIN_S (2) FARM_GROWTH_REPS (3)
 #        FARM_GROWTH_CONFIGS ("plain controls")
-#        FARM_CURVE (false: the main runs' worker endpoint is plain) FARM_CURVE_CHECK (1: one more
+#        FARM_BROKER_CPUS (unset) FARM_CURVE (false: the main runs' worker endpoint is plain) FARM_CURVE_CHECK (1: one more
 #        plain run with CurveZMQ on, for its fill time) FARM_PERF_DIR (a `perf record -g` of the broker for each main run,
 #        submit to end, is kept there when perf may record; it slows the broker: profiling only)
 set -euo pipefail
@@ -87,6 +93,27 @@ GROWTH_REPS=${FARM_GROWTH_REPS:-3}
 GROWTH_CONFIGS=${FARM_GROWTH_CONFIGS:-plain controls}
 CURVE=${FARM_CURVE:-false}
 CURVE_CHECK=${FARM_CURVE_CHECK:-1}
+BROKER_CPUS=${FARM_BROKER_CPUS:-}
+OTHER_CPUS=all
+if [[ -n "$BROKER_CPUS" ]]; then
+  # Every CPU this script may use but the broker's; the script and all it starts
+  # run there, the broker is moved to its own (launch_broker).
+  OTHER_CPUS=$(/usr/bin/python3 - "$BROKER_CPUS" <<'PY'
+import os, sys
+mine = set()
+for part in sys.argv[1].split(","):
+    low, _, high = part.partition("-")
+    mine.update(range(int(low), int(high or low) + 1))
+rest = sorted(os.sched_getaffinity(0) - mine)
+if not rest or not mine <= os.sched_getaffinity(0):
+    sys.exit("FARM_BROKER_CPUS=%s must name some, not all, of CPUs %s"
+             % (sys.argv[1], sorted(os.sched_getaffinity(0))))
+print(",".join(map(str, rest)))
+PY
+  ) || die "cannot split the CPUs"
+  taskset -cp "$OTHER_CPUS" $$ >/dev/null || die "taskset failed"
+  export BENCH_BROKER_CPUS=$BROKER_CPUS
+fi
 LIMIT_NAMES=(lic-a lic-b lic-c)
 
 # Each simulated worker holds two descriptors (its socket's mailbox and its
@@ -289,6 +316,8 @@ echo "farm_reps=$REPS"
 echo "farm_task_ms=$TASK_MS"
 echo "farm_sustain_s=$SUSTAIN_S"
 echo "farm_worker_curve=$CURVE"
+echo "farm_broker_cpus=${BROKER_CPUS:-all}"
+echo "farm_other_cpus=$OTHER_CPUS"
 echo "farm_limit_capacities=$(for i in "${!LIMIT_NAMES[@]}"; do
   printf '%s:%s ' "${LIMIT_NAMES[$i]}" $(( (WORKERS * SLOTS * ${PERMILLE[$i]} + 999) / 1000 ))
 done)"

@@ -137,11 +137,13 @@ EOF
 
 # launch_broker CONFIG STATE_DIR LOCAL_WORKERS [EXTRA_ARGS...]: starts farmhandd in the
 # background, its log (stdout and stderr) appended to BROKER_LOG; sets BROKER_PID.
+# BENCH_BROKER_CPUS (a taskset list, e.g. 0): the broker runs on those CPUs only.
 launch_broker() {
-  local config=$1 state=$2 workers=$3
+  local config=$1 state=$2 workers=$3 pin=()
   shift 3
   BROKER_LOG=$BENCH_WORK/broker.log
-  "$BIN/farmhandd" --config "$config" --state-dir "$state" --local-workers "$workers" "$@" \
+  [[ -z "${BENCH_BROKER_CPUS:-}" ]] || pin=(taskset -c "$BENCH_BROKER_CPUS")
+  "${pin[@]}" "$BIN/farmhandd" --config "$config" --state-dir "$state" --local-workers "$workers" "$@" \
     >>"$BROKER_LOG" 2>&1 &
   BROKER_PID=$!
   BENCH_PIDS+=("$BROKER_PID")

@@ -92,7 +92,7 @@ std::vector<std::shared_ptr<ChangeFeed::Entry>> ChangeFeed::build(Notes& notes) 
   }
   std::sort(jobs.begin(), jobs.end());
   jobs.erase(std::unique(jobs.begin(), jobs.end()), jobs.end());
-  entries.reserve(jobs.size() + notes.workers.size() + notes.publishes.size());
+  entries.reserve(jobs.size() + 1 + notes.workers.size() + notes.publishes.size());
   std::optional<JobBoard::Walk> walk;
   if (notes.cards) walk.emplace(*notes.cards);
   auto task = notes.tasks.begin();
@@ -112,6 +112,14 @@ std::vector<std::shared_ptr<ChangeFeed::Entry>> ChangeFeed::build(Notes& notes) 
         entry->tasks.push_back(task->second);
       }
     }
+    entries.push_back(std::move(entry));
+  }
+  // After the jobs' entries: a reader that reloads on it reads them all.
+  if (!jobs.empty()) {
+    auto entry = std::make_shared<Entry>();
+    entry->kind = "farm";
+    entry->jobs_changed = jobs.size();
+    entry->tasks_changed = notes.tasks.size();
     entries.push_back(std::move(entry));
   }
   for (auto& [name, what] : notes.workers) {

@@ -8,8 +8,10 @@
 // every kCoalesce. The feed's own thread makes the entries from them: at most
 // one per job, sharing the board's card of the job (its summary without its
 // spec: name, state, counts, progress, times; no params, labels or limits),
-// with up to kMaxTaskIndices of the task indices that changed. A 100,000-task
-// job that changes every turn is one small entry twice a second, not a flood,
+// with up to kMaxTaskIndices of the task indices that changed, and after them
+// one `farm` entry counting what the publish changed (a page about the whole
+// farm, workers or limits, reloads on it and reads no job's entries). A
+// 100,000-task job that changes every turn is one small entry twice a second, not a flood,
 // and the loop only appends ids (sorting and counting tens of thousands of
 // task changes a publish, and making and freeing the entries, cost it a few
 // percent of a busy farm's dispatch).
@@ -52,13 +54,14 @@ class ChangeFeed {
 
   struct Entry {
     uint64_t id = 0;
-    std::string kind;  // job | worker | publish
+    std::string kind;  // job | worker | publish | farm
     // kind job: the summary (absent when the job was forgotten), job_id always.
     uint64_t job_id = 0;
     std::shared_ptr<const wire::JobSummary> job;
     JobBoard::CardPtr card;       // instead of `job`, when the board made it (merged by readers)
     std::vector<uint32_t> tasks;  // changed task indices, at most kMaxTaskIndices
-    uint64_t tasks_changed = 0;   // how many changed in all
+    uint64_t tasks_changed = 0;   // how many changed in all (kind farm: of every job)
+    uint64_t jobs_changed = 0;    // kind farm: how many jobs the publish changed
     // The job was made, changed state (started, paused, resumed, cancelled,
     // finished, reopened) or was forgotten since the last publish: a reader of
     // a few jobs' changes gets these of every job (a list moves on them).

@@ -225,12 +225,13 @@ function reopenStream() {
 }
 
 // tasks: the job whose task indices to bring, or none; jobs: the ids of the
-// jobs shown (at most 1000), or none; others: which other jobs' moves a page
+// jobs shown (at most 1000), nothing (every job's moves), or "none" (no job
+// event at all: a page about the whole farm reloads on `farm` events); others: which other jobs' moves a page
 // can use ({state, user, project, text} as a list is filtered, newer_than: an
 // id), or all of them. streamOf({}) is what a page of no job wants.
 export function streamOf({ tasks = null, jobs = null, others = {} } = {}) {
   const nextTasks = tasks ? String(tasks) : "none";
-  const nextJobs = jobs && jobs.length ? jobs.map(String).sort().join(",") : "states";
+  const nextJobs = jobs === "none" ? "none" : jobs && jobs.length ? jobs.map(String).sort().join(",") : "states";
   const narrowed = new URLSearchParams();
   for (const [k, v] of Object.entries(others)) if (v !== undefined && v !== null && v !== "") narrowed.set(k, String(v));
   narrowed.sort();
@@ -254,7 +255,7 @@ export function startStream() {
   source = new EventSource("/api/v1/stream?" + query.toString());
   source.addEventListener("open", () => emit("open", null));
   source.addEventListener("error", () => emit("down", null));
-  for (const type of ["job", "worker", "publish"]) {
+  for (const type of ["job", "worker", "publish", "farm"]) {
     source.addEventListener(type, (e) => {
       if (e.lastEventId) lastEventId = e.lastEventId;
       let data;

@@ -68,7 +68,7 @@ window.addEventListener("DOMContentLoaded", () => {
     live.classList.remove("on");
   });
   const health = throttle(refreshHealth, 2000);
-  for (const type of ["job", "worker", "reset"]) onStream(type, health);
+  for (const type of ["job", "worker", "farm", "reset"]) onStream(type, health);
   document.getElementById("forget-token").addEventListener("click", forgetToken);
   document.addEventListener("farmhand-token", showTokenButton);
   showTokenButton();

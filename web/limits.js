@@ -1,7 +1,7 @@
 // Limits (named licence pools) and fair shares, from GET /api/v1/limits. A
 // limit's capacity is set on its row (asks first when it becomes 0, which
 // stops new tasks holding it), a new limit by the form under the table.
-import { get, onStream, action } from "./api.js";
+import { get, onStream, streamOf, action } from "./api.js";
 import { replaceKeeping, markDirty } from "./controls.js";
 import { h, notice, throttle, num } from "./util.js";
 
@@ -95,10 +95,13 @@ export function mount(el) {
     }
   }
   const reload = throttle(load, 2000);
-  const offs = ["job", "reset"].map((t) => onStream(t, reload));
+  // No job's events: the farm events say when limits in use may have moved.
+  streamOf({ jobs: "none" });
+  const offs = ["farm", "reset"].map((t) => onStream(t, reload));
   load();
   return () => {
     alive = false;
     offs.forEach((off) => off());
+    streamOf({});
   };
 }

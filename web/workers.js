@@ -1,9 +1,10 @@
 // Workers: slots, running tasks, last beat, control (enabled, disabled,
 // draining), isolation; a worker whose heartbeats stopped is marked lost.
-// Reloaded on the stream's worker and job events, and every 5 s (last beat).
+// Reloaded on the stream's worker and farm events (it reads no job's: a busy
+// farm moves thousands a second), and every 5 s (last beat).
 // Each worker can be disabled, drained (both ask first, with an optional
 // reason) or enabled again.
-import { get, onStream, action, promptDialog } from "./api.js";
+import { get, onStream, streamOf, action, promptDialog } from "./api.js";
 import { replaceKeeping, refocus } from "./controls.js";
 import { h, badge, bytes, duration, notice, throttle, num } from "./util.js";
 
@@ -83,12 +84,14 @@ export function mount(el) {
     }
   }
   const reload = throttle(load, 1000);
-  const offs = ["worker", "job", "reset"].map((t) => onStream(t, reload));
+  streamOf({ jobs: "none" });
+  const offs = ["worker", "farm", "reset"].map((t) => onStream(t, reload));
   const timer = setInterval(load, 5000);
   load();
   return () => {
     alive = false;
     offs.forEach((off) => off());
     clearInterval(timer);
+    streamOf({});
   };
 }

@@ -412,6 +412,9 @@ std::string sse_event(const ChangeFeed::Entry& entry, JobForm form) {
       fmt::format_to(out, R"({{"id":"{}","job":{},"tasks":[{}],"tasks_changed":{}}})", entry.job_id,
                      job, fmt::join(tasks, ","), entry.tasks_changed);
     }
+  } else if (entry.kind == "farm") {
+    fmt::format_to(out, R"({{"jobs_changed":{},"tasks_changed":{}}})", entry.jobs_changed,
+                   entry.tasks_changed);
   } else if (entry.kind == "worker") {
     event += R"({"name":)";
     append_json_string(event, entry.name);
@@ -428,8 +431,10 @@ std::string sse_event(const ChangeFeed::Entry& entry, JobForm form) {
 }
 
 // Whose job changes a stream reader wants: every job's (`all`, the default),
-// or every job's moves only (made, changed state, forgotten: `states`) and
-// every change of the jobs it lists (`12,13,...`: the rows a page shows). A
+// none (`none`: a page about the whole farm, which reloads on the `farm`
+// entry of each publish), or every job's moves only (made, changed state,
+// forgotten: `states`) and every change of the jobs it lists (`12,13,...`:
+// the rows a page shows). A
 // busy farm changes thousands of jobs a second: a page of 100 rows wants
 // 100 of them, and a browser sent them all would spend its time parsing.
 // The jobs it does not list it may narrow further, as a list is filtered
@@ -439,6 +444,7 @@ std::string sse_event(const ChangeFeed::Entry& entry, JobForm form) {
 // thousand others a second.
 struct JobsWanted {
   bool all = true;
+  bool none = false;
   std::vector<uint64_t> ids;  // sorted
   wire::ListRequest filter;   // for the jobs not listed
   std::string needle;         // its text, lower-cased
@@ -452,6 +458,7 @@ struct JobsWanted {
 
   bool wants(const ChangeFeed::Entry& entry) const {
     if (entry.kind != "job") return true;
+    if (none) return false;
     if (!all && std::binary_search(ids.begin(), ids.end(), entry.job_id)) return true;
     if (!all && !entry.moved) return false;
     return entry.job_id > newer_than && passes_filter(entry);
@@ -472,6 +479,10 @@ std::optional<JobsWanted> read_jobs_wanted(const std::string& text) {
   if (text.empty() || text == "all") return wanted;
   wanted.all = false;
   if (text == "states") return wanted;
+  if (text == "none") {
+    wanted.none = true;
+    return wanted;
+  }
   for (size_t start = 0; start <= text.size();) {
     size_t end = text.find(',', start);
     if (end == std::string::npos) end = text.size();
@@ -524,7 +535,7 @@ void HttpFront::stream(const httplib::Request& req, httplib::Response& res) {
   if (!wanted) {
     --streams_;
     return json_error(res, 400, "invalid_argument",
-                      fmt::format("jobs must be all, states or up to {} job ids separated by "
+                      fmt::format("jobs must be all, states, none or up to {} job ids separated by "
                                   "commas, not '{}'",
                                   kMaxStreamJobs, jobs.substr(0, 80)));
   }

@@ -407,7 +407,8 @@ TEST_F(HttpE2ETest, AStreamReaderOfAFewJobsGetsTheirChangesAndOnlyTheOthersMoves
   auto bad = http_->Get("/api/v1/stream?jobs=7,x");
   ASSERT_TRUE(bad);
   EXPECT_EQ(bad->status, 400);
-  EXPECT_NE(bad->body.find("jobs must be all, states or up to"), std::string::npos) << bad->body;
+  EXPECT_NE(bad->body.find("jobs must be all, states, none or up to"), std::string::npos)
+      << bad->body;
 
   const std::string other_release = cluster_->path("release-other");
   const std::string listed_release = cluster_->path("release-listed");
@@ -482,6 +483,78 @@ TEST_F(HttpE2ETest, AStreamReaderOfAFewJobsGetsTheirChangesAndOnlyTheOthersMoves
       << "another job's task ended while it ran on: not this reader's business\n"
       << received;
   std::ofstream(other_release + ".2") << "go";
+}
+
+// A page about the whole farm (workers, limits) reads no job's entries: it
+// reloads on the `farm` entry that ends each publish with what changed, and
+// what it would have reloaded for (the jobs' entries) came before it.
+TEST_F(HttpE2ETest, AStreamReaderOfNoJobsGetsOneFarmEntryAfterEachPublish) {
+  const std::string release = cluster_->path("release-none");
+  std::optional<uint64_t> job;
+  bool open = false;
+  std::optional<Json> farm;
+  httplib::Client client(url_);
+  client.set_read_timeout(30, 0);
+  std::string received;
+  // A reader of every job beside it: the job's entries it gets come before
+  // the same publish's farm entry.
+  std::string all_received;
+  std::atomic<bool> all_open{false};
+  std::atomic<bool> stop_all{false};
+  std::thread all_reader([&] {
+    httplib::Client all(url_);
+    all.set_read_timeout(30, 0);
+    all.Get("/api/v1/stream?tasks=none&jobs=all", [&](const char* data, size_t size) {
+      all_received.append(data, size);
+      all_open = true;
+      return !(stop_all && all_received.find("event: farm") != std::string::npos);
+    });
+    all_open = true;  // (or failed: the asserts below say so)
+  });
+  EXPECT_TRUE(wait_until([&] { return all_open.load(); }, 30s));
+  client.Get("/api/v1/stream?tasks=none&jobs=none", [&](const char* data, size_t size) {
+    received.append(data, size);
+    if (!open) {
+      open = true;
+      job = cluster_->submit({"command", "wait", "--frames", "1", "--param", "release=" + release});
+      EXPECT_TRUE(job) << cluster_->last_cli();
+      if (job) {
+        EXPECT_TRUE(cluster_->wait_for_running(*job, 1, 30s));
+      }
+      std::ofstream(release) << "go";
+      if (job) {
+        EXPECT_TRUE(cluster_->wait_for_final_state(*job, 30s));
+      }
+    }
+    // Read on until a farm entry of a publish that changed a task.
+    const std::string marker = "event: farm\ndata: ";
+    for (size_t at = received.find(marker); at != std::string::npos;
+         at = received.find(marker, at + 1)) {
+      const size_t start = at + marker.size();
+      const size_t end = received.find('\n', start);
+      if (end == std::string::npos) break;
+      Json event = Json::parse(received.substr(start, end - start), nullptr, false);
+      if (event.is_object() && event.value("tasks_changed", 0) > 0) farm = event;
+    }
+    return !(job && farm);
+  });
+  stop_all = true;
+  // The all-jobs reader ends once it has a farm entry and its next data comes
+  // (another job's publish).
+  auto poke = cluster_->submit({"noop", "--frames", "1"});
+  all_reader.join();
+  ASSERT_TRUE(job && farm) << received;
+  EXPECT_GE(farm->value("jobs_changed", 0), 1) << farm->dump();
+  EXPECT_EQ(received.find("event: job"), std::string::npos)
+      << "no job's entry for a reader of none:\n"
+      << received;
+  // Every farm entry comes after the job entries of its publish.
+  const size_t first_job = all_received.find("event: job");
+  const size_t first_farm = all_received.find("event: farm");
+  ASSERT_NE(first_job, std::string::npos) << all_received;
+  ASSERT_NE(first_farm, std::string::npos) << all_received;
+  EXPECT_LT(first_job, first_farm) << all_received;
+  EXPECT_TRUE(poke) << cluster_->last_cli();
 }
 
 // A page's reader narrows the other jobs' moves as its list is filtered, and

@@ -159,6 +159,31 @@ def test_killed_worker_shows_as_lost(farm, browser):
     shot(browser, "workers")
 
 
+def test_the_workers_page_follows_the_farm_without_any_jobs_events(farm, browser):
+    # The streams each page opens, from the next document on (EventSource
+    # wrapped before the page's scripts run).
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": """
+        window.__streams = [];
+        const Original = window.EventSource;
+        window.EventSource = class extends Original {
+          constructor(url, init) { super(url, init); window.__streams.push(String(url)); }
+        };"""})
+    browser.get("about:blank")  # a new document: a hash change alone keeps the old one
+    open_page(browser, farm, "#/workers")
+    # A busy farm moves thousands of jobs a second: the workers page asks for
+    # none of them, and reloads on the farm events that end each publish.
+    wait(browser, lambda b: "jobs=none" in (b.execute_script("return (window.__streams || []).slice(-1)[0]") or ""))
+    job = farm.submit("command", "sleep", "--param", "seconds=60", "--frames", "1", "--name", "on-a-worker")
+    link = '#workers a[href="#/jobs/%d"]' % job
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, link))
+    shot(browser, "workers-running")
+    farm.cli("cancel", str(job))
+    wait(browser, lambda b: not b.find_elements(By.CSS_SELECTOR, link))
+    # Another page asks for every job's moves again.
+    open_page(browser, farm, "#/events")
+    wait(browser, lambda b: "jobs=states" in (b.execute_script("return (window.__streams || []).slice(-1)[0]") or ""))
+
+
 def data_dir():
     # ../shared/data beside the source tree (this file is ROOT/tests/web/).
     from pathlib import Path

@@ -34,6 +34,16 @@ Batch one_change_each(core::JobId first, uint64_t count) {
   return batch;
 }
 
+// The job entries of what a reader got (each publish that changed jobs ends
+// with one farm entry, tested on its own).
+std::vector<ChangeFeed::EntryPtr> jobs_of(const std::vector<ChangeFeed::EntryPtr>& entries) {
+  std::vector<ChangeFeed::EntryPtr> jobs;
+  for (const auto& entry : entries) {
+    if (entry->kind == "job") jobs.push_back(entry);
+  }
+  return jobs;
+}
+
 class ChangeFeedTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -64,7 +74,7 @@ TEST_F(ChangeFeedTest, ManyChangesOfOneJobAreOneEntryPerInterval) {
     feed_.note(task_changes(7, static_cast<core::TaskIndex>(turn * 1000), 1000));
     publish();  // the first publishes, the rest wait their turn
   }
-  auto first = feed_.wait_after(from, kNoWait);
+  auto first = jobs_of(feed_.wait_after(from, kNoWait));
   ASSERT_EQ(first.size(), 1u);
   EXPECT_EQ(first[0]->kind, "job");
   EXPECT_EQ(first[0]->job_id, 7u);
@@ -73,10 +83,10 @@ TEST_F(ChangeFeedTest, ManyChangesOfOneJobAreOneEntryPerInterval) {
 
   now_ += ChangeFeed::kCoalesce;
   publish();
-  auto second = feed_.wait_after(first[0]->id, kNoWait);
+  auto second = jobs_of(feed_.wait_after(first[0]->id, kNoWait));
   ASSERT_EQ(second.size(), 1u) << "49 turns of changes are one entry";
   EXPECT_EQ(second[0]->tasks_changed, 49'000u);
-  EXPECT_EQ(second[0]->id, first[0]->id + 1);
+  EXPECT_EQ(second[0]->id, first[0]->id + 2) << "after the first publish's farm entry";
   feed_.unsubscribe();
 }
 
@@ -98,7 +108,7 @@ TEST_F(ChangeFeedTest, AJobThatChangedStateIsMarkedMovedAndOneThatRanOnIsNot) {
   feed_.note(batch);
   feed_.note(more);
   publish();
-  auto entries = feed_.wait_after(from, kNoWait);
+  auto entries = jobs_of(feed_.wait_after(from, kNoWait));
   ASSERT_EQ(entries.size(), 6u) << "one entry per job";
   for (const auto& entry : entries) {
     EXPECT_EQ(entry->moved, entry->job_id != 1) << "job " << entry->job_id;
@@ -109,7 +119,7 @@ TEST_F(ChangeFeedTest, AJobThatChangedStateIsMarkedMovedAndOneThatRanOnIsNot) {
   now_ += ChangeFeed::kCoalesce;
   feed_.note(task_changes(2, 0, 1));
   publish();
-  auto later = feed_.wait_after(entries.back()->id, kNoWait);
+  auto later = jobs_of(feed_.wait_after(entries.back()->id, kNoWait));
   ASSERT_EQ(later.size(), 1u);
   EXPECT_FALSE(later[0]->moved) << "moved is for one publish only";
   feed_.unsubscribe();
@@ -122,7 +132,7 @@ TEST_F(ChangeFeedTest, EntriesLeavingTheRingAreFreedOffTheLoop) {
   ASSERT_TRUE(feed_.subscribe(0, from));
   feed_.note(task_changes(1, 0, 1));
   publish();
-  auto first = feed_.wait_after(from, kNoWait);
+  auto first = jobs_of(feed_.wait_after(from, kNoWait));
   ASSERT_EQ(first.size(), 1u);
   std::weak_ptr<const ChangeFeed::Entry> oldest = first[0];
   const uint64_t seen = first[0]->id;
@@ -146,7 +156,7 @@ TEST_F(ChangeFeedTest, TheLoopsPublishHandsTheNotesOverAndTheFeedsThreadMakesThe
   feed_.publish_if_due(now_, board_);
   EXPECT_TRUE(feed_.nothing_noted()) << "the notes stayed with the loop";
   feed_.settle();
-  auto entries = feed_.wait_after(from, kNoWait);
+  auto entries = jobs_of(feed_.wait_after(from, kNoWait));
   ASSERT_EQ(entries.size(), 1000u);
   EXPECT_EQ(entries.front()->job_id, 1u);
   EXPECT_EQ(entries.back()->job_id, 1000u);
@@ -174,7 +184,9 @@ TEST_F(ChangeFeedTest, AReaderOfAFewJobsGetsTheirEntriesAndMovesPastTheRest) {
   ASSERT_TRUE(feed_.subscribe(0, from));
   feed_.note(one_change_each(1, 10));
   publish();
-  auto even = [](const ChangeFeed::Entry& entry) { return entry.job_id % 2 == 0; };
+  auto even = [](const ChangeFeed::Entry& entry) {
+    return entry.kind == "job" && entry.job_id % 2 == 0;
+  };
   uint64_t after = from;
   bool behind = true;
   auto got = feed_.wait_after(after, kNoWait, even, behind);
@@ -204,8 +216,8 @@ TEST_F(ChangeFeedTest, AReaderResumingAcrossUnwatchedChangesIsToldToReload) {
   feed_.note(task_changes(1, 0, 1));
   publish();
   auto seen = feed_.wait_after(from, kNoWait);
-  ASSERT_EQ(seen.size(), 1u);
-  const uint64_t last = seen[0]->id;
+  ASSERT_EQ(jobs_of(seen).size(), 1u);
+  const uint64_t last = seen.back()->id;
   feed_.unsubscribe();
 
   // Nobody watches: nothing is built, but the change is not forgotten silently.
@@ -228,7 +240,7 @@ TEST_F(ChangeFeedTest, AReaderWhoComesBetweenAnUnwatchedChangeAndItsPublishIsTol
   ASSERT_TRUE(feed_.subscribe(0, from));
   feed_.note(task_changes(4, 0, 1));
   publish();
-  auto entries = feed_.wait_after(from, kNoWait);
+  auto entries = jobs_of(feed_.wait_after(from, kNoWait));
   ASSERT_EQ(entries.size(), 1u) << "job 4, noted while watched";
   EXPECT_EQ(entries[0]->job_id, 4u);
   EXPECT_GT(entries[0]->id, from + 1)
@@ -257,12 +269,42 @@ TEST_F(ChangeFeedTest, JobEntriesShareTheBoardsSummariesAndWaitForItsNextPublish
   EXPECT_TRUE(feed_.wait_after(from, kNoWait).empty());
   board_.publish_if_due(farm_, now_, 1);
   publish();
-  auto entries = feed_.wait_after(from, kNoWait);
+  auto entries = jobs_of(feed_.wait_after(from, kNoWait));
   ASSERT_EQ(entries.size(), 1u);
   auto card = JobBoard::find(*board_.snapshot(), *id);
   ASSERT_TRUE(card);
   EXPECT_EQ(entries[0]->card, card) << "one card for the list and the stream";
   EXPECT_EQ(entries[0]->card->summary().name(), "shared");
+  feed_.unsubscribe();
+}
+
+// Each publish that changed jobs ends with one farm entry counting them and
+// their task changes: a page about the whole farm (workers, limits) reloads on
+// it and reads no job's entry. A publish of no job has none.
+TEST_F(ChangeFeedTest, APublishOfJobsEndsWithOneFarmEntry) {
+  uint64_t from = 0;
+  ASSERT_TRUE(feed_.subscribe(0, from));
+  Batch batch = task_changes(1, 0, 3);
+  Batch more = task_changes(2, 0, 2);
+  feed_.note(batch);
+  feed_.note(more);
+  feed_.note(task_changes(1, 3, 1));
+  publish();
+  auto entries = feed_.wait_after(from, kNoWait);
+  ASSERT_EQ(entries.size(), 3u);
+  EXPECT_EQ(entries[0]->kind, "job");
+  EXPECT_EQ(entries[1]->kind, "job");
+  const auto& farm = *entries[2];
+  EXPECT_EQ(farm.kind, "farm") << "after the jobs it counts";
+  EXPECT_EQ(farm.jobs_changed, 2u);
+  EXPECT_EQ(farm.tasks_changed, 6u);
+
+  now_ += ChangeFeed::kCoalesce;
+  feed_.note_worker("render-01", "joined");
+  publish();
+  auto workers = feed_.wait_after(farm.id, kNoWait);
+  ASSERT_EQ(workers.size(), 1u) << "no job changed: no farm entry";
+  EXPECT_EQ(workers[0]->kind, "worker");
   feed_.unsubscribe();
 }
 
