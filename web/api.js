@@ -224,6 +224,9 @@ function reopenStream() {
   startStream();
 }
 
+// newer_than it: no other job's moves (a page of its own jobs only).
+export const MAX_ID = "18446744073709551615";
+
 // tasks: the job whose task indices to bring, or none; jobs: the ids of the
 // jobs shown (at most 1000), nothing (every job's moves), or "none" (no job
 // event at all: a page about the whole farm reloads on `farm` events); others: which other jobs' moves a page

@@ -2,10 +2,11 @@
 // and what those jobs write: a thumbnail's image inline (GET
 // /api/v1/jobs/ID/image, fetched with the token when reading needs one),
 // other outputs by path.
-import { get, getImage, onStream } from "./api.js";
+import { get, getImage, onStream, streamOf, MAX_ID } from "./api.js";
 import { h, badge, stateName, when, notice, throttle } from "./util.js";
 
 const MAX_JOBS = 200;  // job summaries fetched for their output paths
+const MAX_STREAM_JOBS = 1000;  // the stream's limit of listed jobs
 
 function outputsOf(job) {
   return Object.entries(job?.params || {}).filter(([k]) => /^(output|out)/.test(k)).map(([, v]) => v);
@@ -77,19 +78,22 @@ export function mount(el) {
           outputs);
       }));
       if (!events.length) tbody.append(h("tr", {}, h("td", { colspan: 8 }, "No publish events yet.")));
+      const shown = events.flatMap((e) => e.job_ids || []).slice(0, MAX_STREAM_JOBS);
+      streamOf({ jobs: shown, others: { newer_than: MAX_ID } });
       el.dataset.loaded = "1";
     } catch (e) {
       if (alive) notice("events: " + e.message);
     }
   }
   const reload = throttle(load, 1000);
-  const offs = ["publish", "reset"].map((t) => onStream(t, reload));
-  // Job states shown per event move on as their jobs run.
-  const offJob = onStream("job", (ev) => { if (ev.job && ev.job.event_id) reload(); });
+  // A new publish comes as a publish event; the job states shown move on as
+  // their jobs run: the stream brings the changes of the jobs shown, and no
+  // other job's (a busy farm moves a thousand a second).
+  const offs = ["publish", "job", "reset"].map((t) => onStream(t, reload));
   load();
   return () => {
     alive = false;
     offs.forEach((off) => off());
-    offJob();
+    streamOf({});
   };
 }

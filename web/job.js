@@ -2,7 +2,7 @@
 // its priority, max running and pool, and its tasks as a canvas grid (every
 // state as a letter from GET /api/v1/jobs/ID/states, changed indices from the
 // stream), a task's details and actions on click (or by its number).
-import { get, onStream, streamOf, jobAction, action } from "./api.js";
+import { get, onStream, streamOf, jobAction, action, MAX_ID } from "./api.js";
 import { replaceKeeping, markDirty } from "./controls.js";
 import { TaskGrid, TASK_STATES } from "./grid.js";
 import {
@@ -150,7 +150,8 @@ function renderLogs(box, logs) {
 
 export function mount(el, { params }) {
   const id = params[0];
-  streamOf({ tasks: id, jobs: [id] });  // this job's changes and task indices, for its grid
+  // This job's changes and task indices, for its grid; no other job's moves.
+  streamOf({ tasks: id, jobs: [id], others: { newer_than: MAX_ID } });
   performance.clearMarks("grid:start");
   performance.mark("grid:start");
   let alive = true;

@@ -1,10 +1,9 @@
 // The jobs page: filters and paging on the server (GET /api/v1/jobs), rows
 // patched in place from the stream's `job` events.
-import { get, onStream, streamOf } from "./api.js";
+import { get, onStream, streamOf, MAX_ID } from "./api.js";
 import { h, badge, stateName, progressBar, ago, user, notice, throttle } from "./util.js";
 
 const PAGE = 100;
-const MAX_ID = "18446744073709551615";  // newer_than it: no other job's moves
 const STATES = ["", "queued", "running", "paused", "succeeded", "failed", "cancelled"];
 
 function filtersFromHash(hash) {

@@ -159,9 +159,12 @@ def test_killed_worker_shows_as_lost(farm, browser):
     shot(browser, "workers")
 
 
-def test_the_workers_page_follows_the_farm_without_any_jobs_events(farm, browser):
-    # The streams each page opens, from the next document on (EventSource
-    # wrapped before the page's scripts run).
+MAX_ID = "18446744073709551615"  # newer_than it: no other job's moves
+
+
+def watch_streams(browser):
+    """Records the live streams each page opens, from the next document on
+    (EventSource wrapped before the page's scripts run)."""
     browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": """
         window.__streams = [];
         const Original = window.EventSource;
@@ -169,19 +172,39 @@ def test_the_workers_page_follows_the_farm_without_any_jobs_events(farm, browser
           constructor(url, init) { super(url, init); window.__streams.push(String(url)); }
         };"""})
     browser.get("about:blank")  # a new document: a hash change alone keeps the old one
+
+
+def stream_asks(browser, *parts, jobs_include=()):
+    """Waits until the page's newest stream asks for every one of `parts`
+    (name, value), and lists every job of `jobs_include`."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    def asks(b):
+        url = b.execute_script("return (window.__streams || []).slice(-1)[0]") or ""
+        query = dict(parse_qsl(urlsplit(url).query))
+        listed = set(query.get("jobs", "").split(","))
+        return all(query.get(k) == v for k, v in parts) and all(str(j) in listed for j in jobs_include)
+    wait(browser, asks)
+
+
+def test_the_workers_page_follows_the_farm_without_any_jobs_events(farm, browser):
+    watch_streams(browser)
     open_page(browser, farm, "#/workers")
     # A busy farm moves thousands of jobs a second: the workers page asks for
     # none of them, and reloads on the farm events that end each publish.
-    wait(browser, lambda b: "jobs=none" in (b.execute_script("return (window.__streams || []).slice(-1)[0]") or ""))
+    stream_asks(browser, ("jobs", "none"))
     job = farm.submit("command", "sleep", "--param", "seconds=60", "--frames", "1", "--name", "on-a-worker")
     link = '#workers a[href="#/jobs/%d"]' % job
     wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, link))
     shot(browser, "workers-running")
     farm.cli("cancel", str(job))
     wait(browser, lambda b: not b.find_elements(By.CSS_SELECTOR, link))
-    # Another page asks for every job's moves again.
-    open_page(browser, farm, "#/events")
-    wait(browser, lambda b: "jobs=states" in (b.execute_script("return (window.__streams || []).slice(-1)[0]") or ""))
+    # A job's page asks for that job's changes and task indices, and no other job's.
+    open_page(browser, farm, "#/jobs/%d" % job)
+    stream_asks(browser, ("jobs", str(job)), ("tasks", str(job)), ("newer_than", MAX_ID))
+    # The jobs page, for the moves of jobs newer than its top row.
+    open_page(browser, farm, "#/jobs")
+    stream_asks(browser, ("newer_than", str(job)))
 
 
 def data_dir():
@@ -193,8 +216,15 @@ def data_dir():
 def test_a_publish_shows_its_thumbnail_inline(farm, browser):
     sequence = data_dir() / "Beachball" / "singlepart.####.exr"
     assert (data_dir() / "Beachball" / "singlepart.0001.exr").exists(), "test data missing: %s" % data_dir()
-    farm.cli("publish", str(sequence))
+    watch_streams(browser)
     open_page(browser, farm, "#/events")
+    # The page open before the publish: its event, its jobs and their end come
+    # live, from a stream of the shown jobs' changes and no other job's.
+    farm.cli("publish", str(sequence))
+    row = wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "#events tbody tr[data-event]")))
+    jobs = {a.get_attribute("href").rsplit("/", 1)[1] for a in row.find_elements(By.CSS_SELECTOR, 'a[href*="#/jobs/"]')}
+    assert jobs, row.text
+    stream_asks(browser, ("newer_than", MAX_ID), jobs_include=jobs)
     img = wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "#events img.thumb")))
     # Decoded by the browser: a real image, 128 wide as the rule asked.
     wait(browser, lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) == 128)
