@@ -53,7 +53,10 @@ void print_error(std::ostream& err, std::string_view reason) {
 }
 
 int exit_code_for(const Error& error) {
-  return error.code == ErrorCode::kUnavailable ? kExitUnreachable : kExitFailed;
+  // A broker that refuses this client's key cannot be used from here either.
+  return error.code == ErrorCode::kUnavailable || error.code == ErrorCode::kPermissionDenied
+             ? kExitUnreachable
+             : kExitFailed;
 }
 
 int report(Context& ctx, const Error& error) {

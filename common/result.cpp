@@ -23,6 +23,7 @@ constexpr CodeName kCodeNames[] = {
     {ErrorCode::kCancelled, "cancelled"},
     {ErrorCode::kUnavailable, "unavailable"},
     {ErrorCode::kInternal, "internal"},
+    {ErrorCode::kPermissionDenied, "permission_denied"},
 };
 
 }  // namespace

@@ -24,6 +24,9 @@ enum class ErrorCode {
   kCancelled,
   kUnavailable,
   kInternal,
+  // This client may not use the broker (CurveZMQ refused its key); what the
+  // CLI exits with is the same as for an unreachable broker.
+  kPermissionDenied,
 };
 
 // The enumerator's name without the k, e.g. "invalid_argument".

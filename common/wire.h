@@ -51,7 +51,9 @@ bool send_one(zmq::socket_t& dealer, const google::protobuf::MessageLite& msg);
 // A DEALER round trip for the CLI and tests: connects to `endpoint`, sends
 // `request`, waits up to `timeout` for one reply. Error kUnavailable
 // "broker unreachable at tcp://... (no reply within 5 s)" when none comes.
-// With `curve`, the socket is a CurveZMQ client of that broker key.
+// With `curve`, the socket is a CurveZMQ client of that broker key, and a
+// handshake the broker ends (it refuses this client's key, or the broker key
+// is not its own) is error kPermissionDenied at once, saying which.
 [[nodiscard]] Result<void> request_reply(zmq::context_t& ctx, const std::string& endpoint,
                                          const google::protobuf::MessageLite& request,
                                          google::protobuf::MessageLite& reply,

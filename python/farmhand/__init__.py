@@ -39,6 +39,7 @@ from farmhand.client import (
     random_key,
 )
 from farmhand.errors import (
+    BrokerRefused,
     BrokerUnreachable,
     Cancelled,
     Corrupt,
@@ -96,6 +97,7 @@ __all__ = [
     "Cancelled",
     "Unavailable",
     "Internal",
+    "BrokerRefused",
     "BrokerUnreachable",
     "JobFailed",
     "OpenJdSubmission",

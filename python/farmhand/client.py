@@ -28,6 +28,7 @@ import threading
 import time
 
 import zmq
+import zmq.utils.monitor
 from zmq.utils import z85
 from google.protobuf.message import DecodeError
 
@@ -717,6 +718,8 @@ class Client:
                                          hold=hold)
                 else:
                     status = self.status(job_id, timeout=max(call_timeout, 0.001))
+            except errors.BrokerRefused:
+                raise  # waiting longer changes nothing
             except errors.BrokerUnreachable:
                 if seen:
                     # A held request that got no answer: the broker may have
@@ -1017,12 +1020,21 @@ class Client:
 
     def _round_trip(self, payload, timeout):
         """One try on a fresh DEALER socket: the reply's frames, or None if no
-        reply came within ``timeout`` seconds (or the request could not be sent)."""
+        reply came within ``timeout`` seconds (or the request could not be sent).
+
+        With CurveZMQ a socket monitor hears the handshakes the broker ends:
+        BrokerRefused at once when it says why (the key is not admitted), or at
+        the timeout when handshakes kept ending without a reason (the broker
+        key given is not the broker's), as the CLI does (common/wire.cpp)."""
         sock = self._context().socket(zmq.DEALER)
+        monitor = None
         try:
             sock.setsockopt(zmq.LINGER, 0)
             if self._curve is not None:
                 sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self._curve
+                monitor = sock.get_monitor_socket(
+                    zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
             try:
                 sock.connect(self._broker)
             except zmq.ZMQError as e:
@@ -1033,11 +1045,53 @@ class Client:
                 sock.send(payload, zmq.NOBLOCK)
             except zmq.Again:
                 return None
-            if not sock.poll(max(1, int(math.ceil(timeout * 1000))), zmq.POLLIN):
-                return None
-            return sock.recv_multipart()
+            if monitor is None:
+                if not sock.poll(max(1, int(math.ceil(timeout * 1000))), zmq.POLLIN):
+                    return None
+                return sock.recv_multipart()
+            poller = zmq.Poller()
+            poller.register(sock, zmq.POLLIN)
+            poller.register(monitor, zmq.POLLIN)
+            deadline = time.monotonic() + timeout
+            silent = 0
+            while True:
+                left = deadline - time.monotonic()
+                ready = dict(poller.poll(max(0, int(math.ceil(left * 1000)))))
+                if sock in ready:
+                    return sock.recv_multipart()
+                if monitor in ready:
+                    event = zmq.utils.monitor.parse_monitor_message(monitor.recv_multipart())
+                    if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+                        silent += 1  # one may be a broker killed mid-handshake
+                        continue
+                    raise errors.BrokerRefused(self._refusal(event["event"], event["value"]))
+                if time.monotonic() >= deadline:
+                    if silent >= 3:
+                        raise errors.BrokerRefused(
+                            "no reply from broker at %s within %s s: its CurveZMQ handshakes "
+                            "ended without a reason; is the broker key given (broker_key, "
+                            "FARMHAND_BROKER_KEY) that broker's?"
+                            % (self._broker, _seconds_text(timeout)))
+                    return None
         finally:
+            if monitor is not None:
+                sock.disable_monitor()
+                monitor.close(linger=0)
             sock.close(linger=0)
+
+    def _refusal(self, event, value):
+        """One line for a handshake the broker ended, naming what to fix."""
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            return ("broker at %s refused this client's key (CurveZMQ, status %d): its public key "
+                    "must be in the broker's client_authorized_keys_dir (then SIGHUP farmhandd)"
+                    % (self._broker, value))
+        if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+            return ("broker at %s does not take CurveZMQ clients on that endpoint: give no broker "
+                    "key (broker_key, FARMHAND_BROKER_KEY), or check the endpoint" % self._broker)
+        if value == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+            return ("CurveZMQ handshake with broker at %s failed: the broker key given (broker_key, "
+                    "FARMHAND_BROKER_KEY) is not that broker's" % self._broker)
+        return "handshake with broker at %s failed (ZMTP error 0x%x)" % (self._broker, value)
 
     def _call(self, request, body, resend, timeout=None):
         """Round trips until a reply or the timeout; returns the reply's ``body``.

@@ -27,6 +27,7 @@ __all__ = [
     "Unavailable",
     "Internal",
     "BrokerUnreachable",
+    "BrokerRefused",
     "JobFailed",
     "error_for",
 ]
@@ -101,6 +102,15 @@ class Internal(FarmhandError):
 
 class BrokerUnreachable(Unavailable):
     """No reply from the broker within the client's timeout (resends included)."""
+
+
+class BrokerRefused(BrokerUnreachable):
+    """The broker ended this client's CurveZMQ handshake: it does not admit
+    the client's key, or the broker key given is not the broker's. Said at
+    once when the broker says why; a BrokerUnreachable too (the broker cannot
+    be used from here, and hooks that catch that go on working)."""
+
+    code = "permission_denied"
 
 
 class JobFailed(FarmhandError):

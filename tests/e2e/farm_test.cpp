@@ -1043,11 +1043,25 @@ TEST(FarmE2ETest, CurveClientPortAnswersOnlyAuthorisedClients) {
   // The job records the key it came with, by name (alice.pub), whatever the client says.
   EXPECT_EQ((*done)["job"]["submitted_key"], "alice") << *done;
 
-  // Mallory's key is refused: to her the broker is unreachable, and the broker logs her key.
+  // Mallory's key is refused: she is told so in one line (not "unreachable"
+  // after the whole timeout), exits as when the broker cannot be used, and the
+  // broker logs her key.
   CliResult refused =
-      cluster.run_cli({"ls", "--timeout", "1", "--key-file", keys.file("mallory.key")});
+      cluster.run_cli({"ls", "--timeout", "60", "--key-file", keys.file("mallory.key")});
   EXPECT_EQ(refused.exit_code, 3) << describe(refused);
-  EXPECT_NE(refused.err.find("broker unreachable"), std::string::npos) << describe(refused);
+  EXPECT_NE(refused.err.find("refused this client's key"), std::string::npos) << describe(refused);
+  EXPECT_NE(refused.err.find("client_authorized_keys_dir"), std::string::npos) << describe(refused);
+  EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << describe(refused);
+
+  // A broker key that is not this broker's: the broker cannot tell the client
+  // why (the handshake just ends), so the client waits, then names the key.
+  auto other_broker = common::write_curve_keypair(keys.file("other-broker"));
+  ASSERT_TRUE(other_broker);
+  CliResult wrong_broker = cluster.run_cli(
+      {"ls", "--timeout", "2", "--broker-key", "@" + keys.file("other-broker.pub")});
+  EXPECT_EQ(wrong_broker.exit_code, 3) << describe(wrong_broker);
+  EXPECT_NE(wrong_broker.err.find("is the broker key given"), std::string::npos)
+      << describe(wrong_broker);
   const std::string logged = "key " + mallory->public_key + " not authorised (client port)";
   EXPECT_TRUE(wait_until(
       [&] { return read_file(cluster.broker_log_path()).find(logged) != std::string::npos; },

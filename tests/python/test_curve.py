@@ -36,11 +36,25 @@ def test_only_an_authorised_key_reaches_a_curve_client_port(tmp_path):
             job = alice.submit("noop", tasks=3)
             assert alice.wait(job, timeout=60).state == "succeeded"
 
-        intruder = farmhand.Client(cluster.endpoint, timeout=1, broker_key=broker_key,
+        # Refused, and told so at once (not after the timeout); still a
+        # BrokerUnreachable for hooks that catch that.
+        intruder = farmhand.Client(cluster.endpoint, timeout=60, broker_key=broker_key,
                                    key_file=str(keys / "mallory.key"))
-        with pytest.raises(farmhand.BrokerUnreachable):
+        with pytest.raises(farmhand.BrokerRefused, match="refused this client's key") as refused:
             intruder.jobs()
+        assert isinstance(refused.value, farmhand.BrokerUnreachable)
+        assert "client_authorized_keys_dir" in str(refused.value)
+        with pytest.raises(farmhand.BrokerRefused):
+            intruder.wait(1, timeout=60)
         intruder.close()
+        # A broker key that is not this broker's: the handshakes just end; at
+        # the timeout the client names the key.
+        keygen(keys / "other-broker")
+        astray = farmhand.Client(cluster.endpoint, timeout=2, broker_key="@%s" % (keys / "other-broker.pub"),
+                                 key_file=str(keys / "clients" / "alice.key"))
+        with pytest.raises(farmhand.BrokerRefused, match="is the broker key given"):
+            astray.jobs()
+        astray.close()
         plain = farmhand.Client(cluster.endpoint, timeout=1, broker_key="", key_file="")
         with pytest.raises(farmhand.BrokerUnreachable):
             plain.jobs()
