@@ -225,10 +225,10 @@ Result<void> request_reply(zmq::context_t& ctx, const std::string& endpoint,
         // Handshakes ended and no reply came: said as a refusal, not as a
         // broker that is down (the caller does not wait it out again).
         return fail(ErrorCode::kPermissionDenied,
-                    fmt::format("no reply from broker at {} within {} s: its CurveZMQ handshakes "
-                                "ended without a reason; is the broker key given (--broker-key, "
+                    fmt::format("no reply from broker at {}: its CurveZMQ handshakes ended "
+                                "without a reason; is the broker key given (--broker-key, "
                                 "FARMHAND_BROKER_KEY) that broker's?",
-                                endpoint, (timeout.count() + 999) / 1000));
+                                endpoint));
       }
       return fail(ErrorCode::kUnavailable,
                   fmt::format("broker unreachable at {} (no reply within {} s)", endpoint,

@@ -1068,10 +1068,9 @@ class Client:
                 if time.monotonic() >= deadline:
                     if silent >= 3:
                         raise errors.BrokerRefused(
-                            "no reply from broker at %s within %s s: its CurveZMQ handshakes "
-                            "ended without a reason; is the broker key given (broker_key, "
-                            "FARMHAND_BROKER_KEY) that broker's?"
-                            % (self._broker, _seconds_text(timeout)))
+                            "no reply from broker at %s: its CurveZMQ handshakes ended without "
+                            "a reason; is the broker key given (broker_key, FARMHAND_BROKER_KEY) "
+                            "that broker's?" % self._broker)
                     return None
         finally:
             if monitor is not None:
