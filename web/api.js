@@ -229,9 +229,10 @@ export const MAX_ID = "18446744073709551615";
 
 // tasks: the job whose task indices to bring, or none; jobs: the ids of the
 // jobs shown (at most 1000), nothing (every job's moves), or "none" (no job
-// event at all: a page about the whole farm reloads on `farm` events); others: which other jobs' moves a page
-// can use ({state, user, project, text} as a list is filtered, newer_than: an
-// id), or all of them. streamOf({}) is what a page of no job wants.
+// event at all: a page about the whole farm reloads on `farm` events);
+// others: which other jobs' moves a page can use ({state, user, project,
+// text} as a list is filtered, newer_than: an id), or all of them.
+// streamOf({}) is what a page of no job wants.
 export function streamOf({ tasks = null, jobs = null, others = {} } = {}) {
   const nextTasks = tasks ? String(tasks) : "none";
   const nextJobs = jobs === "none" ? "none" : jobs && jobs.length ? jobs.map(String).sort().join(",") : "states";

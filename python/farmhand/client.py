@@ -1045,21 +1045,18 @@ class Client:
                 sock.send(payload, zmq.NOBLOCK)
             except zmq.Again:
                 return None
-            if monitor is None:
-                if not sock.poll(max(1, int(math.ceil(timeout * 1000))), zmq.POLLIN):
-                    return None
-                return sock.recv_multipart()
             poller = zmq.Poller()
             poller.register(sock, zmq.POLLIN)
-            poller.register(monitor, zmq.POLLIN)
+            if monitor is not None:
+                poller.register(monitor, zmq.POLLIN)
             deadline = time.monotonic() + timeout
             silent = 0
             while True:
                 left = deadline - time.monotonic()
-                ready = dict(poller.poll(max(0, int(math.ceil(left * 1000)))))
+                ready = dict(poller.poll(max(1, int(math.ceil(left * 1000)))))
                 if sock in ready:
                     return sock.recv_multipart()
-                if monitor in ready:
+                if monitor is not None and monitor in ready:
                     event = zmq.utils.monitor.parse_monitor_message(monitor.recv_multipart())
                     if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
                         silent += 1  # one may be a broker killed mid-handshake
